@@ -1,0 +1,131 @@
+"""Values and ids: sides, order kinds, instruments at exchange precision."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
+from enum import StrEnum
+from typing import NewType
+
+from warden.domain.errors import ValidationError
+
+PositionId = NewType("PositionId", str)
+ClientOrderId = NewType("ClientOrderId", str)
+TradeId = NewType("TradeId", str)
+Symbol = NewType("Symbol", str)
+
+ZERO = Decimal(0)
+
+
+class Side(StrEnum):
+    """The direction of a position."""
+
+    LONG = "long"
+    SHORT = "short"
+
+    @property
+    def sign(self) -> int:
+        return 1 if self is Side.LONG else -1
+
+    @property
+    def entry_side(self) -> OrderSide:
+        return OrderSide.BUY if self is Side.LONG else OrderSide.SELL
+
+    @property
+    def exit_side(self) -> OrderSide:
+        return OrderSide.SELL if self is Side.LONG else OrderSide.BUY
+
+    @classmethod
+    def parse(cls, raw: str) -> Side:
+        """Accept long/short/buy/sell in any case; anything else is a ValidationError."""
+        value = raw.strip().lower()
+        if value in ("long", "buy"):
+            return cls.LONG
+        if value in ("short", "sell"):
+            return cls.SHORT
+        raise ValidationError("side", f"must be long, short, buy or sell, not {raw!r}")
+
+
+class OrderSide(StrEnum):
+    BUY = "buy"
+    SELL = "sell"
+
+
+class OrderType(StrEnum):
+    MARKET = "market"
+    STOP_MARKET = "stop_market"
+    TAKE_PROFIT_MARKET = "take_profit_market"
+
+    @property
+    def conditional(self) -> bool:
+        """Conditional orders live on Binance's algo endpoint; callers must remember it."""
+        return self is not OrderType.MARKET
+
+
+class OrderRole(StrEnum):
+    """What an order is for, from warden's point of view."""
+
+    ENTRY = "entry"
+    STOP = "stop"
+    TP1 = "tp1"
+    TP2 = "tp2"
+    CLOSE = "close"
+
+    @property
+    def code(self) -> str:
+        return _ROLE_CODES[self]
+
+    @property
+    def is_exit(self) -> bool:
+        return self is not OrderRole.ENTRY
+
+
+_ROLE_CODES = {
+    OrderRole.ENTRY: "e",
+    OrderRole.STOP: "s",
+    OrderRole.TP1: "a",
+    OrderRole.TP2: "b",
+    OrderRole.CLOSE: "c",
+}
+ROLE_BY_CODE = {code: role for role, code in _ROLE_CODES.items()}
+
+CLIENT_ID_PREFIX = "wd-"
+
+
+def client_order_id(position_id: PositionId, role: OrderRole, seq: int) -> ClientOrderId:
+    """Deterministic id: the same (position, role, seq) always names the same order.
+
+    Fits Binance's 36 characters of [.A-Z:/a-z0-9_-].
+    """
+    return ClientOrderId(f"{CLIENT_ID_PREFIX}{position_id}-{role.code}{seq}")
+
+
+def parse_client_order_id(cid: str) -> tuple[PositionId, OrderRole, int] | None:
+    """The inverse of client_order_id; None for ids warden did not make."""
+    if not cid.startswith(CLIENT_ID_PREFIX):
+        return None
+    body = cid[len(CLIENT_ID_PREFIX) :]
+    pid, _, tail = body.rpartition("-")
+    if not pid or len(tail) < 2 or tail[0] not in ROLE_BY_CODE or not tail[1:].isdigit():
+        return None
+    return PositionId(pid), ROLE_BY_CODE[tail[0]], int(tail[1:])
+
+
+@dataclass(frozen=True, slots=True)
+class Instrument:
+    """A perpetual contract and the precision the exchange enforces."""
+
+    symbol: Symbol
+    tick_size: Decimal
+    lot_size: Decimal
+    min_qty: Decimal
+    min_notional: Decimal
+
+    def round_price(self, price: Decimal) -> Decimal:
+        ticks = (price / self.tick_size).quantize(Decimal(1), rounding=ROUND_HALF_UP)
+        return (ticks * self.tick_size).quantize(self.tick_size)
+
+    def round_qty(self, qty: Decimal) -> Decimal:
+        """Round a quantity down to the lot size (never more than asked)."""
+        lots = (qty / self.lot_size).quantize(Decimal(1), rounding=ROUND_DOWN)
+        return (lots * self.lot_size).quantize(self.lot_size)

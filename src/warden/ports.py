@@ -1,0 +1,181 @@
+"""The ports the core owns. Adapters implement them; the service depends only on these.
+
+Exchange errors (raised by every Exchange adapter, translated at its boundary):
+
+    ExchangeError
+    ├── ExchangeUnavailable   nothing happened; safe to retry (network down, 5xx, 429)
+    ├── ExchangeTimeout       the deadline passed: the outcome is UNKNOWN
+    ├── OrderRejected         the exchange definitely refused it (nothing happened)
+    └── OrderNotFound         a lookup or cancel named an order the exchange does not have
+
+Store errors:
+
+    StoreError
+    ├── StoreUnavailable      the DB could not be reached or refused the write
+    ├── VersionConflict       compare-and-set lost: someone else moved the position
+    ├── DuplicateSignal       a signal id that already has a position
+    └── FencedOut             the lease epoch moved on: this engine may not write
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Protocol
+
+from warden.domain.events import Event
+from warden.domain.orders import Fill, Order
+from warden.domain.position import Position
+from warden.domain.reports import (
+    FillReport,
+    OrderReport,
+    OrderRequest,
+    PositionReport,
+    StreamEvent,
+)
+from warden.domain.values import Instrument, PositionId, Symbol
+
+
+class ExchangeError(Exception):
+    """Base of every error an Exchange adapter raises."""
+
+
+class ExchangeUnavailable(ExchangeError):
+    """The call did not happen; retrying is safe."""
+
+
+class ExchangeTimeout(ExchangeError):
+    """The call may or may not have happened: look it up, never assume."""
+
+
+class OrderRejected(ExchangeError):
+    """The exchange refused the order; nothing was done."""
+
+
+class OrderNotFound(ExchangeError):
+    """No such order on the exchange."""
+
+
+class Exchange(Protocol):
+    """One account on one exchange. Every call may raise an ExchangeError."""
+
+    async def instruments(self) -> dict[Symbol, Instrument]: ...
+
+    async def mark_price(self, symbol: Symbol) -> Decimal: ...
+
+    async def place_order(self, request: OrderRequest) -> OrderReport: ...
+
+    async def cancel_order(self, symbol: Symbol, client_order_id: str, conditional: bool) -> OrderReport: ...
+
+    async def fetch_order(self, symbol: Symbol, client_order_id: str, conditional: bool) -> OrderReport: ...
+
+    async def fetch_open_orders(self) -> list[OrderReport]:
+        """Every open order, plain and conditional."""
+        ...
+
+    async def fetch_positions(self) -> list[PositionReport]: ...
+
+    async def fetch_fills(self, symbol: Symbol, since: datetime | None) -> list[FillReport]: ...
+
+    def stream(self) -> AsyncIterator[StreamEvent]:
+        """User events and mark prices; yields StreamGap after a reconnect."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class StoreError(Exception):
+    """Base of every error a Store raises."""
+
+
+class StoreUnavailable(StoreError):
+    """The database is unreachable or refused the write."""
+
+
+class VersionConflict(StoreError):
+    """Compare-and-set failed: the stored version is not the expected one."""
+
+
+class DuplicateSignal(StoreError):
+    """A position already exists for this signal id."""
+
+    def __init__(self, signal_id: str, position_id: PositionId | None = None) -> None:
+        super().__init__(f"signal {signal_id!r} already has a position")
+        self.signal_id = signal_id
+        self.position_id = position_id
+
+
+class FencedOut(StoreError):
+    """The lease moved to another engine; this engine's writes are refused."""
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """One state transition: committed atomically, or not at all.
+
+    `position.version` must be `expected_version + 1` (or 1 for an insert, when
+    `expected_version` is None). Orders are upserted by client order id; fills
+    are inserted and must be new (unique on trade id); events are appended.
+    """
+
+    position: Position
+    expected_version: int | None
+    orders: Sequence[Order] = ()
+    fills: Sequence[Fill] = ()
+    events: Sequence[Event] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveState:
+    """Everything recovery needs: the non-terminal positions and their orders."""
+
+    positions: list[Position]
+    orders: list[Order]
+
+
+class Store(Protocol):
+    async def commit(self, transition: Transition) -> None: ...
+
+    async def append_events(self, events: Sequence[Event]) -> None:
+        """Events not tied to a position transition (alerts, degraded mode)."""
+        ...
+
+    async def load_active(self) -> ActiveState: ...
+
+    async def get_position(self, position_id: PositionId) -> Position | None: ...
+
+    async def find_by_signal(self, signal_id: str) -> Position | None: ...
+
+    async def list_positions(self, *, include_closed: bool = False, limit: int = 100) -> list[Position]: ...
+
+    async def orders_for(self, position_id: PositionId) -> list[Order]: ...
+
+    async def list_events(self, position_id: PositionId | None = None, limit: int = 100) -> list[Event]: ...
+
+    async def ping(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """Timezone-aware UTC."""
+        ...
+
+    def monotonic(self) -> float: ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    level: str  # "info" | "warning" | "critical"
+    title: str
+    message: str
+    position_id: PositionId | None = None
+
+
+class Notifier(Protocol):
+    async def notify(self, alert: Alert) -> None: ...

@@ -1,0 +1,1 @@
+"""Async use cases: the open/close saga, exits, recovery, reconciliation, the runner."""

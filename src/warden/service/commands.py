@@ -1,0 +1,98 @@
+"""What the entrypoints ask of the engine, and what it answers.
+
+Errors the engine raises to its callers (besides domain ValidationError):
+
+    EngineError
+    ├── TradingRefused      nothing was sent: not ready, read-only, degraded, kill switch
+    ├── PositionNotFound    no position with that id
+    └── AlreadyExists       the signal id already has a position (HTTP 409)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+
+from warden.domain.position import Position
+from warden.domain.values import PositionId, Side, Symbol
+
+
+class EngineError(Exception):
+    """Base of the errors the engine reports to its callers."""
+
+
+class TradingRefused(EngineError):
+    """Nothing was sent to the exchange; `reason` says why."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class PositionNotFound(EngineError):
+    def __init__(self, position_id: str) -> None:
+        super().__init__(f"no position {position_id!r}")
+        self.position_id = position_id
+
+
+class AlreadyExists(EngineError):
+    """A resent signal: the existing position is attached."""
+
+    def __init__(self, position: Position) -> None:
+        super().__init__(f"signal {position.signal_id!r} already opened position {position.id}")
+        self.position = position
+
+
+@dataclass(frozen=True, slots=True)
+class OpenPosition:
+    """Open a position. Exactly one of `usd` (notional) or `qty` (base units)."""
+
+    symbol: Symbol
+    side: Side
+    usd: Decimal | None = None
+    qty: Decimal | None = None
+    signal_id: str | None = None
+    stop_price: Decimal | None = None
+    source: str = "api"
+
+
+@dataclass(frozen=True, slots=True)
+class ClosePosition:
+    position_id: PositionId
+    reason: str = "manual"
+
+
+class EngineState(StrEnum):
+    STARTING = "starting"
+    RECOVERING = "recovering"
+    READY = "ready"
+    DEGRADED = "degraded"
+    READ_ONLY = "read_only"
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True, slots=True)
+class PositionView:
+    """A position as the user sees it: state plus whether its stop is resting."""
+
+    position: Position
+    stop_resting: bool
+    stop_order_id: str | None
+    unrealized_pnl: Decimal | None
+
+
+@dataclass(frozen=True, slots=True)
+class EngineStatus:
+    state: EngineState
+    accepting_signals: bool
+    reasons: list[str]
+    exchange: str
+    database: str
+    open_positions: int
+    unprotected_positions: int
+    started_at: datetime
+    last_reconcile_at: datetime | None = None
+    pending_writes: int = 0
+    details: dict[str, str] = field(default_factory=dict)
