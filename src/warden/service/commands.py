@@ -40,8 +40,8 @@ class PositionNotFound(EngineError):
 class AlreadyExists(EngineError):
     """A resent signal: the existing position is attached."""
 
-    def __init__(self, position: Position) -> None:
-        super().__init__(f"signal {position.signal_id!r} already opened position {position.id}")
+    def __init__(self, position: Position, message: str | None = None) -> None:
+        super().__init__(message or f"signal {position.signal_id!r} already opened position {position.id}")
         self.position = position
 
 

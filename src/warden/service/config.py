@@ -1,0 +1,24 @@
+"""The engine's own settings: plain values, chosen by bootstrap from the user's config."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from warden.domain.plan import ExitPlan
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    exchange_name: str = "sim"
+    database: str = ""
+    plan: ExitPlan = field(default_factory=ExitPlan)
+    order_timeout: float = 5.0
+    query_timeout: float = 5.0
+    fill_wait: float = 1.0
+    lookup_attempts: int = 5
+    protect_attempts: int = 3
+    retry_backoff: float = 0.2
+    protection_window: float = 2.0
+    allow_stacking: bool = False
+    early_buffer_limit: int = 10_000
+    watermark_flush_interval: float = 1.0

@@ -1,0 +1,149 @@
+"""The engine's memory, kept in step with the database one transition at a time.
+
+Every change to a position goes through `Ledger.commit`: the transition is
+written (position, orders, fills and events in one DB transaction, with
+compare-and-set on the version) and only then applied to memory. If the
+database fails after the position is live on the exchange, the transition is
+applied to memory anyway, queued, and retried in order: the engine is
+degraded, alerts say so, and nothing is reported as durable that is not.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
+
+import structlog
+
+from warden.domain.events import Event, EventKind
+from warden.domain.orders import Fill, Order
+from warden.domain.position import Position
+from warden.domain.values import ClientOrderId, OrderRole, PositionId, Symbol, parse_client_order_id
+from warden.ports import Clock, Store, StoreUnavailable, Transition
+
+log = structlog.get_logger("warden.ledger")
+
+
+class Ledger:
+    def __init__(self, store: Store, clock: Clock) -> None:
+        self.store = store
+        self.clock = clock
+        self.positions: dict[PositionId, Position] = {}
+        self.orders: dict[ClientOrderId, Order] = {}
+        self.orders_by_position: dict[PositionId, dict[ClientOrderId, Order]] = defaultdict(dict)
+        self.by_symbol: dict[Symbol, set[PositionId]] = defaultdict(set)
+        self.pending: deque[Transition] = deque()
+        self.pending_events: list[Event] = []
+        self.last_store_error: str | None = None
+        self.on_degraded: Callable[[str], None] | None = None
+
+    @property
+    def degraded(self) -> bool:
+        return bool(self.pending or self.pending_events)
+
+    def load(self, positions: Iterable[Position], orders: Iterable[Order]) -> None:
+        for position in positions:
+            self._remember_position(position)
+        for order in orders:
+            self._remember_order(order)
+
+    async def commit(
+        self,
+        old: Position | None,
+        new: Position,
+        *,
+        orders: Sequence[Order] = (),
+        fills: Sequence[Fill] = (),
+        events: Sequence[Event] = (),
+        must_be_durable: bool = False,
+    ) -> Position:
+        """Write one transition, then apply it to memory; see the module docstring."""
+        expected = None if old is None else old.version
+        new = replace(new, version=(0 if old is None else old.version) + 1)
+        transition = Transition(new, expected, tuple(orders), tuple(fills), tuple(events))
+        if self.pending:
+            if must_be_durable:
+                raise StoreUnavailable(self.last_store_error or "earlier writes are still pending")
+            self.pending.append(transition)
+        else:
+            try:
+                await self.store.commit(transition)
+            except StoreUnavailable as exc:
+                if must_be_durable:
+                    raise
+                self.pending.append(transition)
+                self._degrade(str(exc), new.id)
+        self._apply(transition)
+        return new
+
+    async def record(self, *events: Event) -> None:
+        """Events with no position transition (alerts, engine state); queued if the DB is down."""
+        if self.pending or self.pending_events:
+            self.pending_events.extend(events)
+            return
+        try:
+            await self.store.append_events(events)
+        except StoreUnavailable as exc:
+            self.pending_events.extend(events)
+            self._degrade(str(exc), None)
+
+    async def flush(self) -> bool:
+        """Retry queued writes in order; True when nothing is left."""
+        while self.pending:
+            await self.store.commit(self.pending[0])
+            self.pending.popleft()
+        if self.pending_events:
+            await self.store.append_events(self.pending_events)
+            self.pending_events = []
+        self.last_store_error = None
+        return True
+
+    def orders_of(self, position_id: PositionId) -> list[Order]:
+        return list(self.orders_by_position.get(position_id, {}).values())
+
+    def live_orders(self, position_id: PositionId, role: OrderRole | None = None) -> list[Order]:
+        return [
+            o
+            for o in self.orders_by_position.get(position_id, {}).values()
+            if o.status.live and (role is None or o.role is role)
+        ]
+
+    def current_stop(self, position_id: PositionId) -> Order | None:
+        """The newest live stop order (several may exist while a stop is being moved)."""
+        stops = self.live_orders(position_id, OrderRole.STOP)
+        return max(stops, key=_seq, default=None)
+
+    def active_positions(self) -> list[Position]:
+        return [p for p in self.positions.values() if p.is_active]
+
+    def _degrade(self, error: str, position_id: PositionId | None) -> None:
+        """Entering degraded mode is itself an event (queued with the rest) and an alert."""
+        self.last_store_error = error
+        log.error("store_degraded", position_id=position_id, error=error)
+        self.pending_events.append(
+            Event(EventKind.STORE_DEGRADED, self.clock.now(), position_id, f"database write failed: {error}")
+        )
+        if self.on_degraded is not None:
+            self.on_degraded(error)
+
+    def _apply(self, transition: Transition) -> None:
+        self._remember_position(transition.position)
+        for order in transition.orders:
+            self._remember_order(order)
+
+    def _remember_position(self, position: Position) -> None:
+        self.positions[position.id] = position
+        if position.is_active:
+            self.by_symbol[position.symbol].add(position.id)
+        else:
+            self.by_symbol[position.symbol].discard(position.id)
+
+    def _remember_order(self, order: Order) -> None:
+        self.orders[order.client_order_id] = order
+        self.orders_by_position[order.position_id][order.client_order_id] = order
+
+
+def _seq(order: Order) -> int:
+    parsed = parse_client_order_id(order.client_order_id)
+    return parsed[2] if parsed else -1

@@ -1,0 +1,28 @@
+"""Service tests run the real engine on every store backend and the in-process sim."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from tests.service.harness import Harness
+from warden.adapters.clock import SystemClock
+from warden.adapters.sim import SimulatedExchange
+
+
+@pytest.fixture
+def sim() -> SimulatedExchange:
+    return SimulatedExchange(now=SystemClock().now, seed=7)
+
+
+@pytest.fixture
+async def harness(store_url: str, sim: SimulatedExchange) -> AsyncIterator[Harness]:
+    h = await Harness(store_url, sim).start()
+    yield h
+    await h.stop()
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def store_url(request: pytest.FixtureRequest, tmp_path) -> str | None:  # TEMP until tests/conftest.py lands
+    return None if request.param == "memory" else f"sqlite:///{tmp_path}/w.db"

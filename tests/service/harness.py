@@ -1,0 +1,131 @@
+"""A warden engine on a real store and the in-process simulated exchange.
+
+`restart()` is a crash: every bit of engine memory is dropped; the database
+and the exchange are kept, and a fresh engine recovers from them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from warden.adapters.clock import SystemClock
+from warden.adapters.db.store import open_store
+from warden.adapters.memory import InMemoryStore
+from warden.adapters.notify import RecordingNotifier
+from warden.adapters.sim import SimulatedExchange
+from warden.domain.events import Event
+from warden.domain.orders import Order
+from warden.domain.position import Position
+from warden.domain.values import PositionId, Side, Symbol
+from warden.ports import ActiveState, Store, StoreUnavailable, Transition
+from warden.service.commands import OpenPosition
+from warden.service.config import EngineConfig
+from warden.service.engine import Engine
+
+SOL = Symbol("SOL/USDT:USDT")
+BTC = Symbol("BTC/USDT:USDT")
+
+FAST = EngineConfig(
+    order_timeout=1.0,
+    query_timeout=1.0,
+    fill_wait=0.5,
+    retry_backoff=0.001,
+    lookup_attempts=3,
+    protect_attempts=3,
+    watermark_flush_interval=0.05,
+)
+
+
+class SwitchableStore:
+    """The real store, with a switch that makes every write fail as an outage would."""
+
+    def __init__(self, inner: Store) -> None:
+        self.inner = inner
+        self.down = False
+
+    def _check(self) -> None:
+        if self.down:
+            raise StoreUnavailable("database unavailable (test outage)")
+
+    async def commit(self, transition: Transition) -> None:
+        self._check()
+        await self.inner.commit(transition)
+
+    async def append_events(self, events: Sequence[Event]) -> None:
+        self._check()
+        await self.inner.append_events(events)
+
+    async def load_active(self) -> ActiveState:
+        return await self.inner.load_active()
+
+    async def get_position(self, position_id: PositionId) -> Position | None:
+        return await self.inner.get_position(position_id)
+
+    async def find_by_signal(self, signal_id: str) -> Position | None:
+        return await self.inner.find_by_signal(signal_id)
+
+    async def list_positions(self, *, include_closed: bool = False, limit: int = 100) -> list[Position]:
+        return await self.inner.list_positions(include_closed=include_closed, limit=limit)
+
+    async def orders_for(self, position_id: PositionId) -> list[Order]:
+        return await self.inner.orders_for(position_id)
+
+    async def list_events(self, position_id: PositionId | None = None, limit: int = 100) -> list[Event]:
+        return await self.inner.list_events(position_id, limit)
+
+    async def ping(self) -> None:
+        self._check()
+        await self.inner.ping()
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+@dataclass
+class Harness:
+    url: str | None
+    sim: SimulatedExchange
+    config: EngineConfig = FAST
+    store: SwitchableStore = field(init=False)
+    engine: Engine = field(init=False)
+    notifier: RecordingNotifier = field(default_factory=RecordingNotifier)
+    _consumer: asyncio.Task[Any] | None = None
+    _memory: InMemoryStore | None = None
+
+    async def start(self) -> Harness:
+        if self.url is None:
+            self._memory = self._memory or InMemoryStore()
+            inner: Store = self._memory
+        else:
+            inner = await open_store(self.url, exchange="sim")
+        self.store = SwitchableStore(inner)
+        self.engine = Engine(self.sim, self.store, SystemClock(), self.notifier, self.config)
+        self._consumer = asyncio.get_running_loop().create_task(self.engine.consume(self.sim.stream()))
+        await self.engine.start()
+        return self
+
+    async def stop(self) -> None:
+        await self.engine.stop()
+        if self._consumer is not None:
+            self._consumer.cancel()
+            await asyncio.gather(self._consumer, return_exceptions=True)
+        await self.store.close()
+
+    async def restart(self) -> Harness:
+        """A crash and a restart: memory gone, DB and exchange kept."""
+        await self.stop()
+        return await self.start()
+
+    async def open(self, side: str = "short", symbol: Symbol = SOL, usd: str = "100", **kw: Any) -> Position:
+        cmd = OpenPosition(symbol=symbol, side=Side.parse(side), usd=Decimal(usd), **kw)
+        return await self.engine.open_position(cmd)
+
+    def exchange_qty(self, symbol: Symbol = SOL) -> Decimal:
+        return self.sim.core.position(symbol).qty
+
+    def resting(self, symbol: Symbol = SOL) -> list[Any]:
+        return [o for o in self.sim.core.open_orders(symbol)]

@@ -1,0 +1,168 @@
+"""The open saga: intent before send, protection at once, races and timeouts resolved."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from tests.helpers import eventually
+from tests.service.harness import BTC, SOL, Harness
+from warden.domain.errors import ValidationError
+from warden.domain.events import EventKind
+from warden.domain.orders import OrderStatus
+from warden.domain.position import ExitReason, PositionStatus
+from warden.domain.values import OrderRole, OrderType, Symbol
+from warden.ports import StoreUnavailable
+from warden.service.commands import AlreadyExists, EngineState
+
+
+async def test_open_places_stop_and_exact_take_profits(harness: Harness) -> None:
+    """An opened position is PROTECTED: a reduce-only stop for the full size and TPs of 60 % and 20 %."""
+    pos = await harness.open("short", usd="100")
+    assert pos.status is PositionStatus.PROTECTED
+    size = pos.filled_qty
+    assert size > 0
+    assert harness.exchange_qty() == -size
+    resting = {o.type: o for o in harness.resting()}
+    stop = resting[OrderType.STOP_MARKET]
+    assert stop.reduce_only and stop.qty == size and stop.trigger_price == pos.stop_price
+    assert stop.trigger_price > pos.entry_price  # a short's stop is above entry
+    tps = sorted((o for o in harness.resting() if o.type is OrderType.TAKE_PROFIT_MARKET), key=lambda o: -o.trigger_price)
+    assert [o.qty for o in tps] == [pos.tp1_qty, pos.tp2_qty]
+    assert pos.tp1_qty == (size * Decimal("0.6")).quantize(Decimal("0.01"), rounding="ROUND_DOWN")
+    stored = await harness.store.get_position(pos.id)
+    assert stored is not None and stored.status is PositionStatus.PROTECTED
+    assert stored.version == pos.version
+    kinds = [e.kind for e in await harness.store.list_events(pos.id)]
+    assert EventKind.POSITION_OPENING in kinds and EventKind.POSITION_PROTECTED in kinds
+
+
+async def test_fill_before_response_is_confirmed_not_rolled_back(harness: Harness) -> None:
+    """Seed 001: the fill reaches the stream before the REST answer; the position is protected, once."""
+    harness.sim.faults.events_before_response = True
+    pos = await harness.open("long", usd="100")
+    assert pos.status is PositionStatus.PROTECTED
+    assert harness.exchange_qty() == pos.filled_qty
+    entries = [f for f in harness.sim.core.fills(SOL) if f.client_order_id.endswith("-e1")]
+    assert len(entries) == 1
+    orders = await harness.store.orders_for(pos.id)
+    assert [o.status for o in orders if o.role is OrderRole.ENTRY] == [OrderStatus.FILLED]
+
+
+async def test_timeout_after_execution_is_resolved_by_lookup(harness: Harness) -> None:
+    """Seed 001: the entry executes but the call times out; a lookup by client id finds it, no resend."""
+    harness.sim.faults.timeout_after_execution_if = lambda req: req.client_order_id.endswith("-e1")
+    pos = await harness.open("long", usd="100")
+    assert pos.status is PositionStatus.PROTECTED
+    assert harness.exchange_qty() == pos.filled_qty
+    entry_fills = [f for f in harness.sim.core.fills(SOL) if f.client_order_id.endswith("-e1")]
+    assert len(entry_fills) == 1, "the entry must not be sent twice"
+    kinds = [e.kind for e in await harness.store.list_events(pos.id)]
+    assert EventKind.ENTRY_UNKNOWN in kinds
+    assert len(await harness.store.list_positions()) == 1
+
+
+async def test_dropped_stream_events_fall_back_to_rest(harness: Harness) -> None:
+    """With every stream event lost, the fill is read over REST and the position is still protected."""
+    harness.sim.faults.drop_rate = 1.0
+    pos = await harness.open("short", usd="100")
+    assert pos.status is PositionStatus.PROTECTED
+    assert pos.filled_qty == -harness.exchange_qty()
+
+
+async def test_db_refusing_the_intent_sends_nothing(harness: Harness) -> None:
+    """Seed 000: if the intent cannot be written, the caller gets an error and the exchange saw nothing."""
+    harness.store.down = True
+    with pytest.raises(StoreUnavailable):
+        await harness.open("short", usd="100")
+    assert harness.sim.core.open_orders() == []
+    assert harness.exchange_qty() == 0
+    assert harness.sim.core.fills(SOL) == []
+    harness.store.down = False
+    assert await harness.store.list_positions(include_closed=True) == []
+
+
+async def test_db_failing_after_fill_keeps_position_protected(harness: Harness) -> None:
+    """Seed 000: the DB dies after the order went out; the stop still goes on, the engine says degraded."""
+
+    def outage(req: object) -> bool:
+        harness.store.down = True
+        return False
+
+    harness.sim.faults.reject_if = outage  # the DB goes down the moment the entry is sent
+    pos = await harness.open("short", usd="100")
+    harness.sim.faults.reject_if = None
+    assert pos.status is PositionStatus.PROTECTED
+    assert any(o.type is OrderType.STOP_MARKET and o.qty == pos.filled_qty for o in harness.resting())
+    assert harness.engine.state is EngineState.DEGRADED
+    assert not harness.engine.status().accepting_signals
+    await eventually(lambda: any(a.level == "critical" for a in harness.notifier.alerts), what="critical alert")
+    stored = await harness.store.get_position(pos.id)
+    assert stored is not None and stored.status is PositionStatus.OPENING
+    harness.store.down = False
+    await harness.engine.flush_pending()
+    assert harness.engine.state is EngineState.READY
+    stored = await harness.store.get_position(pos.id)
+    assert stored is not None and stored.status is PositionStatus.PROTECTED
+    kinds = [e.kind for e in await harness.store.list_events(limit=500)]
+    assert EventKind.STORE_DEGRADED in kinds and EventKind.STORE_RECOVERED in kinds
+
+
+async def test_stop_that_cannot_be_placed_closes_the_position(harness: Harness) -> None:
+    """If no stop can rest, the position is closed at once and the reason recorded."""
+    harness.sim.faults.reject_if = lambda req: req.type is OrderType.STOP_MARKET
+    pos = await harness.open("long", usd="100")
+    assert pos.status is PositionStatus.CLOSED
+    assert pos.exit_reason == ExitReason.PROTECTION_FAILED
+    assert harness.exchange_qty() == 0
+    assert harness.sim.core.open_orders(SOL) == []
+    assert any(a.level == "critical" for a in harness.notifier.alerts)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"symbol": Symbol("DOGE/USDT:USDT")}, "symbol"),
+        ({"usd": "0"}, "usd"),
+        ({"usd": "-5"}, "usd"),
+        ({"usd": "1"}, "usd"),
+        ({"symbol": BTC, "usd": "50"}, "usd"),
+    ],
+)
+async def test_bad_input_names_the_field_and_sends_nothing(harness: Harness, kwargs: dict, field: str) -> None:
+    """Unknown symbols, non-positive sizes and sizes under the minimum are refused before anything is written."""
+    with pytest.raises(ValidationError) as info:
+        await harness.open("long", **kwargs)
+    assert info.value.field == field
+    assert harness.sim.core.open_orders() == []
+    assert await harness.store.list_positions(include_closed=True) == []
+
+
+async def test_duplicate_signal_returns_the_existing_position(harness: Harness) -> None:
+    """A resent signal id never opens a second position."""
+    first = await harness.open("long", usd="100", signal_id="tv-123")
+    await harness.engine.close_position(__import__("warden.service.commands", fromlist=["ClosePosition"]).ClosePosition(first.id))
+    with pytest.raises(AlreadyExists) as info:
+        await harness.open("long", usd="100", signal_id="tv-123")
+    assert info.value.position.id == first.id
+    assert len(await harness.store.list_positions(include_closed=True)) == 1
+
+
+async def test_close_flattens_cancels_exits_and_records_pnl(harness: Harness) -> None:
+    """Closing sends a reduce-only market, cancels the exits once flat and records realized PnL."""
+    from warden.service.commands import ClosePosition
+
+    pos = await harness.open("long", usd="100")
+    harness.sim.set_mark(SOL, pos.entry_price + Decimal("1"))
+    closed = await harness.engine.close_position(ClosePosition(pos.id))
+    assert closed.status is PositionStatus.CLOSED
+    assert closed.exit_reason == "manual"
+    assert harness.exchange_qty() == 0
+    assert harness.sim.core.open_orders(SOL) == []
+    expected = Decimal("1") * pos.filled_qty - closed.fees
+    assert abs(closed.realized_pnl - expected) < Decimal("0.01")
+    sim_pnl = harness.sim.core.position(SOL).realized_pnl - harness.sim.core.position(SOL).fees
+    assert abs(closed.realized_pnl - sim_pnl) < Decimal("0.00001")
+    stored = await harness.store.get_position(pos.id)
+    assert stored is not None and stored.status is PositionStatus.CLOSED
