@@ -95,8 +95,10 @@ class Harness:
     notifier: RecordingNotifier = field(default_factory=RecordingNotifier)
     _consumer: asyncio.Task[Any] | None = None
     _memory: InMemoryStore | None = None
+    crashed: bool = False
 
     async def start(self) -> Harness:
+        self.crashed = False
         if self.url is None:
             self._memory = self._memory or InMemoryStore()
             inner: Store = self._memory
@@ -129,3 +131,16 @@ class Harness:
 
     def resting(self, symbol: Symbol = SOL) -> list[Any]:
         return [o for o in self.sim.core.open_orders(symbol)]
+
+    def queued_events(self) -> int:
+        """Stream events published but not yet taken by the engine."""
+        return self.sim._stream._queue.qsize()
+
+    def drop_stream(self) -> None:
+        """A restart: events the dead process never took are gone with its websocket."""
+        if hasattr(self.sim, "new_session"):
+            self.sim.new_session()
+            return
+        queue = self.sim._stream._queue
+        while not queue.empty():
+            queue.get_nowait()

@@ -197,6 +197,24 @@ class Position:
             mae=max(self.mae, -move),
         )
 
+    def with_marks_of(self, other: Position) -> Position:
+        """Keep the furthest watermark and excursions of two copies of one position.
+
+        Ticks update these fields in memory between transitions; they only ever
+        grow, so merging (not overwriting) means a transition computed from an
+        older copy cannot erase a newer peak.
+        """
+        wm = self.watermark
+        if other.watermark is not None and (wm is None or (other.watermark - wm) * self.side.sign > 0):
+            wm = other.watermark
+        return replace(
+            self,
+            watermark=wm,
+            mae=max(self.mae, other.mae),
+            mfe=max(self.mfe, other.mfe),
+            last_price=other.last_price if other.last_price is not None else self.last_price,
+        )
+
     def trailing_target(self, instrument: Instrument) -> Decimal | None:
         """The stop the runner wants now, if it is at least one tick tighter."""
         if not self.trailing_active or self.watermark is None:

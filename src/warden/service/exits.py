@@ -46,6 +46,8 @@ class ExitManager:
         self.unprotected_seconds: list[float] = []
         self._exposed_since: dict[PositionId, float] = {}
         self._moving: set[PositionId] = set()
+        self._moving_task: dict[PositionId, bool] = {}
+        self._rerun: set[PositionId] = set()
         self._cancelling: set[ClientOrderId] = set()
         self._close_reasons: dict[PositionId, str] = {}
         self._dirty: set[PositionId] = set()
@@ -63,7 +65,7 @@ class ExitManager:
                 return pos
             orders = self._missing_exits(pos)
             if not orders:
-                return pos
+                return await self._mark_protected(pos)
             seq = pos.stop_seq + 1
             levels = levels_for(
                 pos.plan, pos.side, pos.entry_price, pos.filled_qty, e.instruments[pos.symbol], pos.stop_price
@@ -74,6 +76,14 @@ class ExitManager:
             pos = await e.ledger.commit(pos, staged, orders=intents)
         results = await asyncio.gather(*(self._place(o) for o in intents))
         return await self._record_protection(pid, intents, results)
+
+    async def _mark_protected(self, pos: Position) -> Position:
+        """Every exit rests (e.g. found so by recovery): record the protection if not yet recorded."""
+        stop = self.e.ledger.current_stop(pos.id)
+        if pos.status is not PositionStatus.OPEN or stop is None or stop.status is not OrderStatus.OPEN:
+            return pos
+        new = pos.transition(PositionStatus.PROTECTED)
+        return await self.e.ledger.commit(pos, new, events=[self._protected_event(pos.id)])
 
     def _missing_exits(self, pos: Position) -> list[OrderRole]:
         live = {o.role for o in self.e.ledger.live_orders(pos.id)}
@@ -304,12 +314,33 @@ class ExitManager:
                     await self.e.ledger.commit(pos, pos)
 
     async def move_stop(self, pid: PositionId, target: Decimal | None = None) -> None:
-        """Resize / tighten the stop: the new one rests before the old one is cancelled."""
+        """Resize / tighten the stop: the new one rests before the old one is cancelled.
+
+        Single-flight per position: a request that arrives while a move is in
+        flight is not dropped; the running move goes round again with the
+        newest state (size, break-even, trailing watermark).
+        """
+        if self._moving_task.get(pid):
+            self._rerun.add(pid)
+            return
+        self._moving_task[pid] = True
         self._moving.add(pid)
         try:
-            await self._move_stop(pid, target)
+            for _ in range(100):
+                self._rerun.discard(pid)
+                await self._move_stop(pid, target)
+                target = None
+                if pid not in self._rerun and not self._wants_trail(pid):
+                    break
         finally:
+            self._moving_task.pop(pid, None)
             self._moving.discard(pid)
+
+    def _wants_trail(self, pid: PositionId) -> bool:
+        pos = self.e.ledger.positions.get(pid)
+        if pos is None or not pos.is_active or pos.status is PositionStatus.CLOSING:
+            return False
+        return pos.trailing_target(self.e.instruments[pos.symbol]) is not None
 
     async def _move_stop(self, pid: PositionId, target: Decimal | None) -> None:
         e = self.e
@@ -320,7 +351,7 @@ class ExitManager:
             inst = e.instruments[pos.symbol]
             price = pos.stop_price
             assert price is not None
-            for candidate in (target, pos.breakeven_target()):
+            for candidate in (target, pos.breakeven_target(), pos.trailing_target(inst)):
                 if candidate is not None:
                     price = tighter(pos.side, price, inst.round_price(candidate))
             old = e.ledger.current_stop(pid)

@@ -128,7 +128,11 @@ class Ledger:
             self.on_degraded(error)
 
     def _apply(self, transition: Transition) -> None:
-        self._remember_position(transition.position)
+        position = transition.position
+        current = self.positions.get(position.id)
+        if current is not None and position.is_active:
+            position = position.with_marks_of(current)
+        self._remember_position(position)
         for order in transition.orders:
             self._remember_order(order)
 

@@ -1,0 +1,138 @@
+"""Every flow, cut after each of its I/O calls, recovers to a protected, consistent state (I1-I5)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.helpers import eventually
+from tests.service.crash import SimulatedCrash, check_invariants, run_with_crash
+from tests.service.harness import SOL, Harness
+from warden.adapters.clock import SystemClock
+from warden.adapters.sim import SimulatedExchange
+from warden.domain.position import Position
+from warden.service.commands import ClosePosition
+
+Step = Callable[[Harness], Awaitable[Any]]
+
+
+def only(h: Harness) -> Position:
+    [p] = list(h.engine.ledger.positions.values())
+    return p
+
+
+async def final(h: Harness) -> Position | None:
+    """The flow's position, from memory or (once terminal, hence not reloaded) from the DB."""
+    if h.engine.ledger.positions:
+        return only(h)
+    stored = await h.store.list_positions(include_closed=True)
+    return stored[0] if stored else None
+
+
+async def settle(h: Harness) -> None:
+    """Let the stream and every follow-up task finish."""
+    for _ in range(3):
+        await eventually(lambda: h.queued_events() == 0 or h.crashed, what="stream drained")
+        await h.engine.wait_idle()
+        if h.crashed:
+            raise SimulatedCrash
+
+
+async def open_long(h: Harness) -> None:
+    await h.open("long", usd="100")
+
+
+async def hit_tp1(h: Harness) -> None:
+    h.sim.set_mark(SOL, only(h).tp1_price)
+    await settle(h)
+
+
+async def hit_tp2(h: Harness) -> None:
+    h.sim.set_mark(SOL, only(h).tp2_price)
+    await settle(h)
+
+
+async def ratchet(h: Harness) -> None:
+    h.sim.set_mark(SOL, only(h).tp2_price + Decimal("2"))
+    await settle(h)
+
+
+async def close(h: Harness) -> None:
+    await h.engine.close_position(ClosePosition(only(h).id))
+    await settle(h)
+
+
+@dataclass(frozen=True)
+class Flow:
+    setup: tuple[Step, ...]
+    step: Step
+    final_mark: Callable[[Position], Decimal] | None = None
+
+
+FLOWS = {
+    "open": Flow((), open_long),
+    "tp1": Flow((open_long,), hit_tp1, lambda p: p.tp1_price),
+    "tp2_runner": Flow((open_long, hit_tp1), hit_tp2, lambda p: p.tp2_price),
+    "trailing_ratchet": Flow((open_long, hit_tp1, hit_tp2), ratchet, lambda p: p.tp2_price + Decimal("2")),
+    "close": Flow((open_long,), close),
+}
+EXIT_STATE = ("status", "remaining", "tp1_hit", "tp2_hit", "trailing_active", "exit_reason", "closed_qty")
+
+
+async def fresh(tmp: Path, name: str) -> Harness:
+    sim = SimulatedExchange(now=SystemClock().now, seed=11)
+    return await Harness(f"sqlite:///{tmp}/{name}.db", sim).start()
+
+
+async def run_flow(tmp: Path, flow: Flow, crash_at: int | None, name: str) -> tuple[Harness, int]:
+    h = await fresh(tmp, name)
+    for step in flow.setup:
+        await step(h)
+        await settle(h)
+    budget = await run_with_crash(h, flow.step, crash_at)
+    if budget.dead:
+        h.drop_stream()
+        h = await h.restart()
+        if flow.final_mark is not None and h.engine.ledger.positions:  # show the market where it was
+            h.sim.set_mark(SOL, flow.final_mark(only(h)))
+        await settle(h)
+    return h, len(budget.calls)
+
+
+def exit_state(p: Position) -> dict[str, Any]:
+    return {name: getattr(p, name) for name in EXIT_STATE}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(FLOWS))
+async def test_every_crash_point_recovers(name: str, tmp_path: Path) -> None:
+    """Cut after the k-th exchange/DB call for every k: recovery restores I1-I5 and the same exit state."""
+    flow = FLOWS[name]
+    reference, calls = await run_flow(tmp_path, flow, None, "reference")
+    ref = await final(reference)
+    assert ref is not None
+    expected = exit_state(ref)
+    await check_invariants(reference)
+    await reference.stop()
+    assert calls > 0
+    for k in range(1, calls + 1):
+        h, _ = await run_flow(tmp_path, flow, k, f"k{k}")
+        try:
+            await check_invariants(h)
+            got = await final(h)
+            if got is None:
+                assert name == "open", f"k={k}: the position vanished"
+                assert h.exchange_qty() == 0 and h.resting() == [], f"k={k}: exchange acted without an intent"
+                continue
+            if name == "open" and got.status.value == "failed":
+                assert h.exchange_qty() == 0, f"k={k}: failed entry but exchange holds a position"
+            else:
+                assert exit_state(got) == expected, f"k={k}/{calls}: {exit_state(got)} != {expected}"
+        finally:
+            await h.stop()
+    print(f"{name}: {calls} crash points, all recovered")

@@ -1,0 +1,102 @@
+"""Exits on the exchange: TP1 closes exactly 60 %, the stop follows the size, TP2 arms the runner."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from tests.helpers import eventually
+from tests.service.harness import SOL, Harness
+from warden.domain.events import EventKind
+from warden.domain.orders import OrderStatus
+from warden.domain.position import PositionStatus
+from warden.domain.values import OrderRole, OrderType
+
+
+def stops(h: Harness) -> list:
+    return [o for o in h.resting() if o.type is OrderType.STOP_MARKET]
+
+
+async def test_tp1_closes_exactly_sixty_percent_and_resizes_the_stop(harness: Harness) -> None:
+    """TP1 fills 60 %; the stop is replaced by one for the 40 % that remains, never leaving a gap."""
+    pos = await harness.open("long", usd="100")
+    size = pos.filled_qty
+    harness.sim.set_mark(SOL, pos.tp1_price)
+    await eventually(lambda: harness.engine.ledger.positions[pos.id].tp1_hit, what="tp1 applied")
+    await harness.engine.wait_idle()
+    now = harness.engine.ledger.positions[pos.id]
+    assert now.closed_qty == pos.tp1_qty == (size * Decimal("0.6")).quantize(Decimal("0.01"), rounding="ROUND_DOWN")
+    assert harness.exchange_qty() == size - pos.tp1_qty
+    [stop] = stops(harness)
+    assert stop.qty == now.remaining
+    assert now.status is PositionStatus.PROTECTED
+    stored = await harness.store.get_position(pos.id)
+    assert stored is not None and stored.tp1_hit and stored.remaining == now.remaining
+
+
+async def test_tp2_arms_the_trailing_runner_which_only_tightens(harness: Harness) -> None:
+    """After TP2 the stop trails the peak by trail_pct, moves only up for a long, and is persisted."""
+    pos = await harness.open("long", usd="100")
+    harness.sim.set_mark(SOL, pos.tp1_price)
+    harness.sim.set_mark(SOL, pos.tp2_price)
+    await eventually(lambda: harness.engine.ledger.positions[pos.id].trailing_active, what="runner armed")
+    await harness.engine.wait_idle()
+    peak = pos.tp2_price + Decimal("3")
+    harness.sim.set_mark(SOL, peak)
+    await eventually(lambda: harness.engine.ledger.positions[pos.id].watermark == peak, what="watermark")
+    await harness.engine.wait_idle()
+    trail = harness.engine.instruments[SOL].round_price(peak * (1 - Decimal("0.005")))
+    [stop] = stops(harness)
+    assert stop.trigger_price == trail
+    assert stop.qty == harness.engine.ledger.positions[pos.id].remaining
+    harness.sim.set_mark(SOL, peak - Decimal("0.5"))  # a dip above the stop: the stop must not loosen
+    await harness.engine.wait_idle()
+    [stop] = stops(harness)
+    assert stop.trigger_price == trail
+    stored = await harness.store.get_position(pos.id)
+    assert stored is not None and stored.stop_price == trail and stored.trailing_active
+    kinds = [e.kind for e in await harness.store.list_events(pos.id)]
+    assert kinds.count(EventKind.TP1_HIT) == 1 and kinds.count(EventKind.TP2_HIT) == 1
+    assert EventKind.TRAILING_ARMED in kinds and EventKind.STOP_MOVED in kinds
+
+
+async def test_runner_stop_hit_closes_with_trailing_reason(harness: Harness) -> None:
+    """When the trailing stop fills the rest, the position closes as trailing_stop and nothing rests."""
+    pos = await harness.open("short", usd="100")
+    harness.sim.set_mark(SOL, pos.tp1_price)
+    harness.sim.set_mark(SOL, pos.tp2_price)
+    await eventually(lambda: harness.engine.ledger.positions[pos.id].trailing_active, what="runner armed")
+    await harness.engine.wait_idle()
+    harness.sim.set_mark(SOL, pos.tp2_price + Decimal("5"))
+    await eventually(lambda: not harness.engine.ledger.positions[pos.id].is_active, what="closed")
+    await harness.engine.wait_idle()
+    closed = harness.engine.ledger.positions[pos.id]
+    assert closed.exit_reason == "trailing_stop"
+    assert harness.exchange_qty() == 0
+    assert harness.resting() == []
+
+
+async def test_stop_hit_closes_and_cancels_take_profits(harness: Harness) -> None:
+    """A stop fill flattens the position; the take-profits left behind are cancelled."""
+    pos = await harness.open("long", usd="100")
+    harness.sim.set_mark(SOL, pos.stop_price - Decimal("0.1"))
+    await eventually(lambda: not harness.engine.ledger.positions[pos.id].is_active, what="closed")
+    await harness.engine.wait_idle()
+    assert harness.engine.ledger.positions[pos.id].exit_reason == "stop"
+    assert harness.resting() == []
+    orders = await harness.store.orders_for(pos.id)
+    assert {o.status for o in orders if o.role in (OrderRole.TP1, OrderRole.TP2)} == {OrderStatus.CANCELED}
+
+
+async def test_breakeven_after_tp1_moves_stop_to_entry(harness: Harness) -> None:
+    """With the option on, the stop goes to the entry price after TP1."""
+    from dataclasses import replace
+
+    from warden.domain.plan import ExitPlan
+
+    harness.engine.config = replace(harness.engine.config, plan=ExitPlan(breakeven_after_tp1=True))
+    pos = await harness.open("long", usd="100")
+    harness.sim.set_mark(SOL, pos.tp1_price)
+    await eventually(lambda: harness.engine.ledger.positions[pos.id].tp1_hit, what="tp1")
+    await harness.engine.wait_idle()
+    [stop] = stops(harness)
+    assert stop.trigger_price == pos.entry_price.quantize(Decimal("0.01"))
