@@ -9,12 +9,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from warden.adapters.clock import SystemClock
+from warden.adapters.db.migrate import upgrade
 from warden.adapters.db.store import open_store
 from warden.adapters.db.urls import redact
 from warden.adapters.notify import LogNotifier
 from warden.adapters.sim import SimPriceFeed, SimulatedExchange
-from warden.config import Settings
-from warden.domain.plan import ExitPlan
+from warden.config import ConfigError, Settings
 from warden.ports import Clock, Exchange, Notifier, Store
 from warden.service.config import EngineConfig
 from warden.service.engine import Engine
@@ -32,19 +32,16 @@ class Runtime:
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
 
+async def upgrade_database(url: str) -> None:
+    """Migrate the database at `url` to the newest schema."""
+    await upgrade(url)
+
+
 def engine_config(settings: Settings) -> EngineConfig:
     return EngineConfig(
         exchange_name=settings.exchange,
         database=redact(settings.db),
-        plan=ExitPlan(
-            stop_pct=settings.stop_pct,
-            tp1_pct=settings.tp1_pct,
-            tp1_fraction=settings.tp1_fraction,
-            tp2_pct=settings.tp2_pct,
-            tp2_fraction=settings.tp2_fraction,
-            trail_pct=settings.trail_pct,
-            breakeven_after_tp1=settings.breakeven_after_tp1,
-        ),
+        plan=settings.exit_plan(),
         order_timeout=settings.order_timeout,
         query_timeout=settings.order_timeout,
         protection_window=settings.protection_window,
@@ -56,7 +53,7 @@ def build_exchange(settings: Settings, clock: Clock) -> tuple[Exchange, Simulate
     if settings.exchange == "sim":
         sim = SimulatedExchange(now=clock.now, seed=settings.sim_seed, sleep=clock.sleep)
         return sim, sim
-    raise ValueError(f"exchange {settings.exchange!r} is not available in this build")
+    raise ConfigError("exchange", f"{settings.exchange!r} is not available in this build")
 
 
 @contextlib.asynccontextmanager

@@ -21,8 +21,3 @@ async def harness(store_url: str, sim: SimulatedExchange) -> AsyncIterator[Harne
     h = await Harness(store_url, sim).start()
     yield h
     await h.stop()
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-def store_url(request: pytest.FixtureRequest, tmp_path) -> str | None:  # TEMP until tests/conftest.py lands
-    return None if request.param == "memory" else f"sqlite:///{tmp_path}/w.db"

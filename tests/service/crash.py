@@ -18,7 +18,7 @@ class SimulatedCrash(BaseException):
 class CrashAfter:
     """Wraps a port; the k-th async call runs, then the process "dies" (every later call too)."""
 
-    def __init__(self, inner: Any, budget: "CallBudget") -> None:
+    def __init__(self, inner: Any, budget: CallBudget) -> None:
         self._inner = inner
         self._budget = budget
 

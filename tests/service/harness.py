@@ -130,7 +130,7 @@ class Harness:
         return self.sim.core.position(symbol).qty
 
     def resting(self, symbol: Symbol = SOL) -> list[Any]:
-        return [o for o in self.sim.core.open_orders(symbol)]
+        return list(self.sim.core.open_orders(symbol))
 
     def queued_events(self) -> int:
         """Stream events published but not yet taken by the engine."""

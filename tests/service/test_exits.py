@@ -24,7 +24,11 @@ async def test_tp1_closes_exactly_sixty_percent_and_resizes_the_stop(harness: Ha
     await eventually(lambda: harness.engine.ledger.positions[pos.id].tp1_hit, what="tp1 applied")
     await harness.engine.wait_idle()
     now = harness.engine.ledger.positions[pos.id]
-    assert now.closed_qty == pos.tp1_qty == (size * Decimal("0.6")).quantize(Decimal("0.01"), rounding="ROUND_DOWN")
+    assert (
+        now.closed_qty
+        == pos.tp1_qty
+        == (size * Decimal("0.6")).quantize(Decimal("0.01"), rounding="ROUND_DOWN")
+    )
     assert harness.exchange_qty() == size - pos.tp1_qty
     [stop] = stops(harness)
     assert stop.qty == now.remaining

@@ -14,7 +14,7 @@ from warden.domain.orders import OrderStatus
 from warden.domain.position import ExitReason, PositionStatus
 from warden.domain.values import OrderRole, OrderType, Symbol
 from warden.ports import StoreUnavailable
-from warden.service.commands import AlreadyExists, EngineState
+from warden.service.commands import AlreadyExists, ClosePosition, EngineState
 
 
 async def test_open_places_stop_and_exact_take_profits(harness: Harness) -> None:
@@ -28,7 +28,10 @@ async def test_open_places_stop_and_exact_take_profits(harness: Harness) -> None
     stop = resting[OrderType.STOP_MARKET]
     assert stop.reduce_only and stop.qty == size and stop.trigger_price == pos.stop_price
     assert stop.trigger_price > pos.entry_price  # a short's stop is above entry
-    tps = sorted((o for o in harness.resting() if o.type is OrderType.TAKE_PROFIT_MARKET), key=lambda o: -o.trigger_price)
+    tps = sorted(
+        (o for o in harness.resting() if o.type is OrderType.TAKE_PROFIT_MARKET),
+        key=lambda o: -o.trigger_price,
+    )
     assert [o.qty for o in tps] == [pos.tp1_qty, pos.tp2_qty]
     assert pos.tp1_qty == (size * Decimal("0.6")).quantize(Decimal("0.01"), rounding="ROUND_DOWN")
     stored = await harness.store.get_position(pos.id)
@@ -97,7 +100,9 @@ async def test_db_failing_after_fill_keeps_position_protected(harness: Harness) 
     assert any(o.type is OrderType.STOP_MARKET and o.qty == pos.filled_qty for o in harness.resting())
     assert harness.engine.state is EngineState.DEGRADED
     assert not harness.engine.status().accepting_signals
-    await eventually(lambda: any(a.level == "critical" for a in harness.notifier.alerts), what="critical alert")
+    await eventually(
+        lambda: any(a.level == "critical" for a in harness.notifier.alerts), what="critical alert"
+    )
     stored = await harness.store.get_position(pos.id)
     assert stored is not None and stored.status is PositionStatus.OPENING
     harness.store.down = False
@@ -130,8 +135,10 @@ async def test_stop_that_cannot_be_placed_closes_the_position(harness: Harness) 
         ({"symbol": BTC, "usd": "50"}, "usd"),
     ],
 )
-async def test_bad_input_names_the_field_and_sends_nothing(harness: Harness, kwargs: dict, field: str) -> None:
-    """Unknown symbols, non-positive sizes and sizes under the minimum are refused before anything is written."""
+async def test_bad_input_names_the_field_and_sends_nothing(
+    harness: Harness, kwargs: dict, field: str
+) -> None:
+    """Unknown symbols, non-positive or too-small sizes are refused before anything is written."""
     with pytest.raises(ValidationError) as info:
         await harness.open("long", **kwargs)
     assert info.value.field == field
@@ -142,7 +149,7 @@ async def test_bad_input_names_the_field_and_sends_nothing(harness: Harness, kwa
 async def test_duplicate_signal_returns_the_existing_position(harness: Harness) -> None:
     """A resent signal id never opens a second position."""
     first = await harness.open("long", usd="100", signal_id="tv-123")
-    await harness.engine.close_position(__import__("warden.service.commands", fromlist=["ClosePosition"]).ClosePosition(first.id))
+    await harness.engine.close_position(ClosePosition(first.id))
     with pytest.raises(AlreadyExists) as info:
         await harness.open("long", usd="100", signal_id="tv-123")
     assert info.value.position.id == first.id
@@ -151,8 +158,6 @@ async def test_duplicate_signal_returns_the_existing_position(harness: Harness) 
 
 async def test_close_flattens_cancels_exits_and_records_pnl(harness: Harness) -> None:
     """Closing sends a reduce-only market, cancels the exits once flat and records realized PnL."""
-    from warden.service.commands import ClosePosition
-
     pos = await harness.open("long", usd="100")
     harness.sim.set_mark(SOL, pos.entry_price + Decimal("1"))
     closed = await harness.engine.close_position(ClosePosition(pos.id))

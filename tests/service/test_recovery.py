@@ -10,7 +10,8 @@ from tests.helpers import eventually
 from tests.service.harness import SOL, Harness
 from warden.domain.events import EventKind
 from warden.domain.position import PositionStatus
-from warden.domain.values import OrderType
+from warden.domain.values import OrderType, Side
+from warden.ports import ExchangeUnavailable
 from warden.service.commands import EngineState, OpenPosition, TradingRefused
 
 
@@ -26,7 +27,7 @@ async def down(h: Harness) -> None:
 
 
 async def test_seed_002_restart_between_tp1_and_tp2_keeps_the_runner(harness: Harness) -> None:
-    """Seed 002: after a restart between TP1 and TP2 the runner resumes with the right peak and exact sizes."""
+    """Seed 002: restarted between TP1 and TP2, the runner resumes with the right peak and exact sizes."""
     pos = await harness.open("long", usd="100")
     size = pos.filled_qty
     harness.sim.set_mark(SOL, pos.tp1_price)
@@ -36,7 +37,16 @@ async def test_seed_002_restart_between_tp1_and_tp2_keeps_the_runner(harness: Ha
     before = harness.engine.ledger.positions[pos.id]
     h = await harness.restart()
     after = h.engine.ledger.positions[pos.id]
-    for name in ("tp1_hit", "tp2_hit", "trailing_active", "watermark", "remaining", "stop_price", "mae", "mfe"):
+    for name in (
+        "tp1_hit",
+        "tp2_hit",
+        "trailing_active",
+        "watermark",
+        "remaining",
+        "stop_price",
+        "mae",
+        "mfe",
+    ):
         assert getattr(after, name) == getattr(before, name), name
     assert h.exchange_qty() == size - pos.tp1_qty  # TP1 closed exactly 60 %, not 100 %
     assert [s.qty for s in stops(h)] == [after.remaining]  # one stop, the right size: no conflicting orders
@@ -100,11 +110,11 @@ async def test_trading_is_refused_until_recovery_passes(harness: Harness) -> Non
     """Before startup recovery has passed, a signal is refused and nothing is sent."""
     await harness.stop()
     harness.sim.faults.fail_queries = True
-    with pytest.raises(Exception):  # recovery cannot read the exchange: it must not pass
+    with pytest.raises(ExchangeUnavailable):  # recovery cannot read the exchange: it must not pass
         await harness.start()
     assert harness.engine.state is EngineState.RECOVERING
     with pytest.raises(TradingRefused):
-        await harness.engine.open_position(OpenPosition(SOL, __import__("warden.domain.values", fromlist=["Side"]).Side.LONG, usd=Decimal(100)))
+        await harness.engine.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(100)))
     assert harness.sim.core.open_orders() == []
     harness.sim.faults.fail_queries = False
     await harness.engine.start()

@@ -11,7 +11,9 @@ log = structlog.get_logger("warden.alert")
 
 class LogNotifier:
     async def notify(self, alert: Alert) -> None:
-        method = log.error if alert.level == "critical" else log.warning if alert.level == "warning" else log.info
+        method = (
+            log.error if alert.level == "critical" else log.warning if alert.level == "warning" else log.info
+        )
         method(alert.title, message=alert.message, position_id=alert.position_id)
 
 

@@ -1,9 +1,9 @@
 """Domain errors.
 
-    DomainError
-    ├── ValidationError      bad input; names the field, nothing was done
-    ├── InvalidTransition    an impossible (status, status) pair
-    └── InvalidFill          a fill that would close more than is open
+DomainError
+├── ValidationError      bad input; names the field, nothing was done
+├── InvalidTransition    an impossible (status, status) pair
+└── InvalidFill          a fill that would close more than is open
 """
 
 from __future__ import annotations

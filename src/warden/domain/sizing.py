@@ -19,8 +19,11 @@ def order_qty(instrument: Instrument, mark: Decimal, usd: Decimal | None, qty: D
         raise ValidationError(field, "must be greater than zero")
     rounded = instrument.round_qty(raw)
     if rounded < instrument.min_qty:
+        least = max(instrument.min_qty * mark, instrument.min_notional)
         raise ValidationError(
-            field, f"{raw:f} is below the minimum quantity {instrument.min_qty} of {instrument.symbol}"
+            field,
+            f"{raw:.8g} {instrument.symbol.split('/')[0]} is below the minimum quantity {instrument.min_qty}"
+            f" of {instrument.symbol} (about {least:.2f} USD at {mark})",
         )
     notional = rounded * mark
     if notional < instrument.min_notional:

@@ -129,7 +129,10 @@ class Engine:
         self._require_trading()
         inst = self._instrument(cmd.symbol)
         await self._refuse_duplicates(cmd, inst)
-        mark = await self.query(self.exchange.mark_price(inst.symbol))
+        try:
+            mark = await self.query(self.exchange.mark_price(inst.symbol))
+        except ExchangeError as exc:
+            raise TradingRefused(f"exchange unavailable, nothing was sent: {exc}") from exc
         qty = order_qty(inst, mark, cmd.usd, cmd.qty)
         stop = self._validate_stop(cmd, inst, mark)
         pid = PositionId(self._new_id())
@@ -143,6 +146,7 @@ class Engine:
             plan=self.config.plan,
             opened_at=now,
             signal_id=cmd.signal_id,
+            origin=cmd.source,
             stop_price=stop,
         )
         entry = self._intent(position, OrderRole.ENTRY, 1, OrderType.MARKET, qty)
@@ -201,6 +205,9 @@ class Engine:
         return await self.store.list_events(PositionId(position_id) if position_id else None, limit)
 
     def view(self, position: Position) -> PositionView:
+        if position.is_active and position.id in self.ledger.positions:
+            self.exits.index.materialize(position.symbol)
+            position = self.ledger.positions[position.id]
         stop = self.ledger.current_stop(position.id) if position.is_active else None
         upnl = None
         if position.entry_price is not None and position.last_price is not None and position.remaining > 0:
@@ -245,7 +252,7 @@ class Engine:
         from warden.service.recovery import recover
 
         self._state = EngineState.RECOVERING
-        self.instruments = await self.query(self.exchange.instruments())
+        self.instruments.update(await self.query(self.exchange.instruments()))
         await recover(self)
         self._state = EngineState.READY
         self._refusals.pop("recovery", None)
@@ -281,7 +288,9 @@ class Engine:
         except StoreUnavailable as exc:
             self.ledger.last_store_error = str(exc)
             return
-        await self.ledger.record(Event(EventKind.STORE_RECOVERED, self.clock.now(), None, "queued writes committed"))
+        await self.ledger.record(
+            Event(EventKind.STORE_RECOVERED, self.clock.now(), None, "queued writes committed")
+        )
         await self.notifier.notify(Alert("info", "database recovered", "queued writes are committed"))
 
     def _alert_degraded(self, error: str) -> None:
@@ -327,7 +336,9 @@ class Engine:
             else:
                 await self.exits.on_order_report(order, event)
         elif isinstance(event, StreamGap):
-            await self.ledger.record(Event(EventKind.RECONCILE, self.clock.now(), None, f"stream gap: {event.reason}"))
+            await self.ledger.record(
+                Event(EventKind.RECONCILE, self.clock.now(), None, f"stream gap: {event.reason}")
+            )
             self.spawn(self.resync_all())
         elif isinstance(event, PositionReport):
             pass  # informational: reconciliation reads positions over REST
@@ -432,7 +443,12 @@ class Engine:
             return f"exchange unavailable: {exc}"
         except ExchangeTimeout:
             await self.ledger.record(
-                Event(EventKind.ENTRY_UNKNOWN, self.clock.now(), entry.position_id, "entry timed out; looking it up")
+                Event(
+                    EventKind.ENTRY_UNKNOWN,
+                    self.clock.now(),
+                    entry.position_id,
+                    "entry timed out; looking it up",
+                )
             )
             return await self.lookup(entry)
 
@@ -446,7 +462,9 @@ class Engine:
             trigger_price=order.trigger_price,
             reduce_only=order.reduce_only,
         )
-        return await self.deadline(self.exchange.place_order(request), self.config.order_timeout, order_call=True)
+        return await self.deadline(
+            self.exchange.place_order(request), self.config.order_timeout, order_call=True
+        )
 
     async def lookup(self, order: Order) -> OrderReport | str | object:
         """Resolve an unknown outcome by client order id: a report, "not found", or UNKNOWN."""

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from collections.abc import Callable, Coroutine
 from dataclasses import replace
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from warden.domain.errors import InvalidFill
 from warden.domain.events import Event, EventKind
@@ -23,6 +24,7 @@ from warden.domain.orders import Fill, Order, OrderStatus
 from warden.domain.plan import levels_for, tighter
 from warden.domain.position import ExitReason, Position, PositionStatus
 from warden.domain.reports import FillReport, OrderReport
+from warden.domain.ticks import TickIndex
 from warden.domain.values import ClientOrderId, OrderRole, OrderType, PositionId, Symbol
 from warden.ports import (
     Alert,
@@ -37,6 +39,7 @@ if TYPE_CHECKING:
     from warden.service.engine import Engine
 
 EXIT_ROLES = (OrderRole.STOP, OrderRole.TP1, OrderRole.TP2)
+FollowUp = Callable[[PositionId], Coroutine[Any, Any, None]]
 
 
 class ExitManager:
@@ -50,7 +53,15 @@ class ExitManager:
         self._rerun: set[PositionId] = set()
         self._cancelling: set[ClientOrderId] = set()
         self._close_reasons: dict[PositionId, str] = {}
-        self._dirty: set[PositionId] = set()
+        self._persisted_marks: dict[PositionId, tuple[Decimal | None, Decimal, Decimal]] = {}
+        ledger = engine.ledger
+        self.index = TickIndex(
+            engine.instruments,
+            members=lambda symbol: ledger.by_symbol.get(symbol, ()),
+            get=ledger.positions.__getitem__,
+            put=ledger.put_marks,
+        )
+        ledger.before_change = self.index.before_change
 
     # ------------------------------------------------------------ protection
 
@@ -113,7 +124,9 @@ class ExitManager:
                 current = e.ledger.orders[intent.client_order_id]
                 if report is None:
                     orders.append(current.with_status(OrderStatus.REJECTED))
-                    events.append(Event(EventKind.PROTECTION_FAILED, now, pid, f"{intent.role} not placed: {why}"))
+                    events.append(
+                        Event(EventKind.PROTECTION_FAILED, now, pid, f"{intent.role} not placed: {why}")
+                    )
                     if intent.role is OrderRole.STOP:
                         stop_failed = why
                     continue
@@ -125,7 +138,11 @@ class ExitManager:
                         now,
                         pid,
                         f"{intent.role} {intent.qty} @ {intent.trigger_price}",
-                        {"role": intent.role.value, "qty": str(intent.qty), "price": str(intent.trigger_price)},
+                        {
+                            "role": intent.role.value,
+                            "qty": str(intent.qty),
+                            "price": str(intent.trigger_price),
+                        },
                     )
                 )
             new = pos
@@ -176,7 +193,7 @@ class ExitManager:
     async def apply_fill(self, order: Order, report: FillReport) -> None:
         e = self.e
         pid = order.position_id
-        follow = None
+        follow: FollowUp | None = None
         async with e.lock(pid):
             pos = e.ledger.positions[pid]
             order = e.ledger.orders[order.client_order_id]
@@ -214,9 +231,16 @@ class ExitManager:
             msg = f"{new.symbol} {new.side} closed ({new.exit_reason}), realized {new.realized_pnl:.4f}"
             await e.notifier.notify(Alert("info", "position closed", msg, pid))
 
-    def _after_fill(self, pos: Position, new: Position, order: Order, fill: Fill) -> tuple[Position, list[Event], object]:
+    def _after_fill(
+        self, pos: Position, new: Position, order: Order, fill: Fill
+    ) -> tuple[Position, list[Event], FollowUp | None]:
         now = self.e.clock.now()
-        data = {"trade_id": fill.trade_id, "qty": str(fill.qty), "price": str(fill.price), "role": order.role.value}
+        data = {
+            "trade_id": fill.trade_id,
+            "qty": str(fill.qty),
+            "price": str(fill.price),
+            "role": order.role.value,
+        }
         if order.role is OrderRole.ENTRY:
             if new.status is PositionStatus.OPENING:
                 new = new.transition(PositionStatus.OPEN)
@@ -262,8 +286,14 @@ class ExitManager:
                 return
             await self._exit_vanished(order, report)
         elif report.status is OrderStatus.OPEN and order.status is OrderStatus.PENDING:
-            e.ledger._remember_order(order.with_status(OrderStatus.OPEN, exchange_order_id=report.exchange_order_id))
-        elif report.status is OrderStatus.FILLED and report.filled_qty > order.filled_qty and order.role.is_exit:
+            e.ledger._remember_order(
+                order.with_status(OrderStatus.OPEN, exchange_order_id=report.exchange_order_id)
+            )
+        elif (
+            report.status is OrderStatus.FILLED
+            and report.filled_qty > order.filled_qty
+            and order.role.is_exit
+        ):
             e.spawn(e.wait_for_fills(order.position_id, cid, report.filled_qty, entry=False))
 
     async def _exit_vanished(self, order: Order, report: OrderReport) -> None:
@@ -277,50 +307,65 @@ class ExitManager:
                 return
             was_stop = current.role is OrderRole.STOP and e.ledger.current_stop(pid) == current
             new = pos
-            events = [Event(EventKind.PROTECTION_LOST, e.clock.now(), pid, f"{order.role} {report.status} outside warden")]
+            events = [
+                Event(
+                    EventKind.PROTECTION_LOST,
+                    e.clock.now(),
+                    pid,
+                    f"{order.role} {report.status} outside warden",
+                )
+            ]
             if was_stop and pos.status is PositionStatus.PROTECTED and pos.remaining > 0:
                 new = pos.transition(PositionStatus.OPEN)
                 self._exposed_since[pid] = e.clock.monotonic()
             await e.ledger.commit(pos, new, orders=[current.with_status(report.status)], events=events)
         if new.is_active and new.remaining > 0:
             if was_stop:
-                await e.notifier.notify(Alert("warning", "stop removed outside warden", "re-placing it now", pid))
+                await e.notifier.notify(
+                    Alert("warning", "stop removed outside warden", "re-placing it now", pid)
+                )
             e.spawn(self.protect(pid))
 
     # ------------------------------------------------------------ stop moves
 
     def on_mark(self, symbol: Symbol, price: Decimal) -> None:
-        """A mark price: update last price and watermarks first, then ask for a trailing move."""
-        ledger = self.e.ledger
-        for pid in ledger.by_symbol.get(symbol, ()):
-            pos = ledger.positions[pid]
-            new = pos.mark(price)
-            ledger.positions[pid] = new
-            if new.watermark != pos.watermark:
-                self._dirty.add(pid)
-            if new.trailing_active and pid not in self._moving:
-                target = new.trailing_target(self.e.instruments[symbol])
-                if target is not None:
-                    self._moving.add(pid)
-                    self.e.spawn(self.move_stop(pid, target))
+        """A mark price: a few comparisons, unless a runner's threshold is crossed (domain/ticks.py)."""
+        decisions = self.index.on_mark(symbol, price)
+        if not decisions:
+            return
+        for decision in decisions:
+            pid = decision.position_id
+            if pid in self._moving_task:
+                self._rerun.add(pid)
+            else:
+                self._moving_task[pid] = False  # reserved; move_stop takes it over
+                self.e.spawn(self.move_stop(pid, decision.stop_price, reserved=True))
 
     async def flush_watermarks(self) -> None:
-        """Persist peak/trough, MAE/MFE and last price of positions whose watermark moved."""
-        dirty, self._dirty = self._dirty, set()
-        for pid in dirty:
-            async with self.e.lock(pid):
-                pos = self.e.ledger.positions.get(pid)
-                if pos is not None and pos.is_active:
-                    await self.e.ledger.commit(pos, pos)
+        """Persist peak/trough, MAE/MFE and last price of positions whose marks moved."""
+        ledger = self.e.ledger
+        for symbol in self.index.materialize_all():
+            for pid in list(ledger.by_symbol.get(symbol, ())):
+                pos = ledger.positions[pid]
+                marks = (pos.watermark, pos.mae, pos.mfe)
+                if self._persisted_marks.get(pid) == marks:
+                    continue
+                async with self.e.lock(pid):
+                    pos = ledger.positions[pid]
+                    if pos.is_active:
+                        await ledger.commit(pos, pos)
+                self._persisted_marks[pid] = marks
 
-    async def move_stop(self, pid: PositionId, target: Decimal | None = None) -> None:
+    async def move_stop(
+        self, pid: PositionId, target: Decimal | None = None, *, reserved: bool = False
+    ) -> None:
         """Resize / tighten the stop: the new one rests before the old one is cancelled.
 
         Single-flight per position: a request that arrives while a move is in
         flight is not dropped; the running move goes round again with the
         newest state (size, break-even, trailing watermark).
         """
-        if self._moving_task.get(pid):
+        if pid in self._moving_task and not reserved:
             self._rerun.add(pid)
             return
         self._moving_task[pid] = True
@@ -363,7 +408,9 @@ class ExitManager:
             await e.ledger.commit(pos, staged, orders=[intent])
         report, why = await self._place(intent)
         if report is None:
-            await e.ledger.record(Event(EventKind.PROTECTION_FAILED, e.clock.now(), pid, f"stop move failed: {why}"))
+            await e.ledger.record(
+                Event(EventKind.PROTECTION_FAILED, e.clock.now(), pid, f"stop move failed: {why}")
+            )
             if old is None:
                 e.spawn(self.protect(pid))
             return
@@ -372,7 +419,8 @@ class ExitManager:
             pos = e.ledger.positions[pid]
             placed = e.ledger.orders[intent.client_order_id]
             placed = placed.with_status(
-                placed.status if placed.status.terminal else report.status, exchange_order_id=report.exchange_order_id
+                placed.status if placed.status.terminal else report.status,
+                exchange_order_id=report.exchange_order_id,
             )
             orders = [placed] + ([cancelled] if cancelled is not None else [])
             new = replace(pos, stop_price=price)
@@ -432,7 +480,9 @@ class ExitManager:
             intent = e._intent(pos, OrderRole.CLOSE, seq, OrderType.MARKET, pos.remaining)
             self._close_reasons[pid] = reason
             event = Event(EventKind.CLOSE_REQUESTED, e.clock.now(), pid, f"close {pos.remaining}: {reason}")
-            await e.ledger.commit(pos, pos.transition(PositionStatus.CLOSING), orders=[intent], events=[event])
+            await e.ledger.commit(
+                pos, pos.transition(PositionStatus.CLOSING), orders=[intent], events=[event]
+            )
         report, why = await self._place(intent)
         if report is not None and report.filled_qty > 0:
             await e.wait_for_fills(pid, intent.client_order_id, report.filled_qty, entry=False)

@@ -37,6 +37,7 @@ class Ledger:
         self.pending_events: list[Event] = []
         self.last_store_error: str | None = None
         self.on_degraded: Callable[[str], None] | None = None
+        self.before_change: Callable[[Symbol, PositionId, bool], None] | None = None
 
     @property
     def degraded(self) -> bool:
@@ -99,6 +100,10 @@ class Ledger:
         self.last_store_error = None
         return True
 
+    def put_marks(self, position: Position) -> None:
+        """Tick-derived fields only (last price, watermark, MAE/MFE): memory, no version change."""
+        self.positions[position.id] = position
+
     def orders_of(self, position_id: PositionId) -> list[Order]:
         return list(self.orders_by_position.get(position_id, {}).values())
 
@@ -130,6 +135,9 @@ class Ledger:
     def _apply(self, transition: Transition) -> None:
         position = transition.position
         current = self.positions.get(position.id)
+        if self.before_change is not None:
+            self.before_change(position.symbol, position.id, current is None)
+            current = self.positions.get(position.id)
         if current is not None and position.is_active:
             position = position.with_marks_of(current)
         self._remember_position(position)

@@ -31,7 +31,13 @@ async def recover(engine: Engine) -> None:
             await engine.replay_early(cid)
     active = engine.ledger.active_positions()
     await engine.ledger.record(
-        Event(EventKind.RECOVERY_STARTED, now, None, f"{len(active)} active positions", {"active": str(len(active))})
+        Event(
+            EventKind.RECOVERY_STARTED,
+            now,
+            None,
+            f"{len(active)} active positions",
+            {"active": str(len(active))},
+        )
     )
     open_orders = {r.client_order_id: r for r in await engine.query(engine.exchange.fetch_open_orders())}
     for position in active:
@@ -53,7 +59,11 @@ async def resync(engine: Engine, pid: PositionId, open_orders: dict[str, OrderRe
             if isinstance(found, OrderReport):
                 report = found
             elif isinstance(found, str):
-                updates.append(order.with_status(OrderStatus.REJECTED if order.status is OrderStatus.PENDING else OrderStatus.CANCELED))
+                updates.append(
+                    order.with_status(
+                        OrderStatus.REJECTED if order.status is OrderStatus.PENDING else OrderStatus.CANCELED
+                    )
+                )
                 continue
             else:
                 raise ExchangeUnavailable(f"cannot learn the state of {order.client_order_id}")
@@ -103,7 +113,9 @@ async def _settle(engine: Engine, pid: PositionId) -> None:
     if stop is None and pos.status is PositionStatus.PROTECTED:
         async with engine.lock(pid):
             pos = engine.ledger.positions[pid]
-            event = Event(EventKind.PROTECTION_LOST, engine.clock.now(), pid, "no resting stop found by recovery")
+            event = Event(
+                EventKind.PROTECTION_LOST, engine.clock.now(), pid, "no resting stop found by recovery"
+            )
             await engine.ledger.commit(pos, pos.transition(PositionStatus.OPEN), events=[event])
     if stop is not None and stop.qty != pos.remaining:
         await engine.exits.move_stop(pid)

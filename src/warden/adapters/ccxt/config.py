@@ -1,0 +1,98 @@
+"""Building the ccxt client: options, and pointing every URL at a local server.
+
+With a `base_url`, *every* URL under `urls['api']` (spot, sapi, dapi, papi, the websocket
+map and the ws-api included) and under `urls['test']` / `urls['demo']` gets the local
+host, keeping its path: an unexpected code path then lands, logged, on the simulator
+instead of the internet. The keys are mutated one by one (replacing `urls['api']`
+wholesale would drop ccxt.pro's `ws` map). The websocket base becomes
+`ws://host:port/ws`, from which ccxt derives `/market/ws/<n>`, `/public/ws/<n>` and
+`/private/ws?listenKey=`.
+
+ccxt picks Binance's *linear* error table only for URLs that start with
+`https://fapi.binance.com/` (pitfall 2); against a local URL -2021, -4116, -4120, ...
+would all be a bare ExchangeError. So for a local base URL the linear codes are merged
+into the exact table, giving the same exceptions as production.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+DEFAULT_TIMEOUT_MS = 10_000
+
+BASE_OPTIONS: dict[str, Any] = {
+    "fetchCurrencies": False,  # pitfall 1: otherwise load_markets calls /sapi/v1/capital/config/getall
+    "warnOnFetchOpenOrdersWithoutSymbol": False,
+    "fetchOpenOrders": {"warnWithoutSymbol": False},
+    "defaultType": "swap",
+    "defaultSubType": "linear",
+}
+
+
+def client_config(
+    *,
+    api_key: str,
+    api_secret: str,
+    enable_rate_limit: bool,
+    timeout_ms: int,
+    options: dict[str, Any] | None,
+    session: Any | None,
+) -> dict[str, Any]:
+    """The constructor dict for `ccxt.pro.binanceusdm`."""
+    merged = dict(BASE_OPTIONS)
+    merged.update(options or {})
+    config: dict[str, Any] = {
+        "apiKey": api_key,
+        "secret": api_secret,
+        "enableRateLimit": enable_rate_limit,
+        "timeout": timeout_ms,
+        "options": merged,
+    }
+    if session is not None:
+        config["session"] = session  # ccxt uses it for REST and websockets, and does not close it
+    return config
+
+
+def _rehost(url: str, netloc: str, secure: bool) -> str:
+    parts = urlsplit(url)
+    websocket = parts.scheme in ("ws", "wss")
+    scheme = ("wss" if secure else "ws") if websocket else ("https" if secure else "http")
+    return urlunsplit((scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def rewrite_urls(urls: dict[str, Any], netloc: str, *, secure: bool = False) -> int:
+    """Give every URL string in `urls` (recursively) the host `netloc`; returns how many."""
+    count = 0
+    for key, value in urls.items():
+        if isinstance(value, dict):
+            count += rewrite_urls(value, netloc, secure=secure)
+        elif isinstance(value, str) and "://" in value:
+            urls[key] = _rehost(value, netloc, secure)
+            count += 1
+    return count
+
+
+def point_at(client: Any, base_url: str) -> None:
+    """Send every request of `client` to `base_url` (http://host:port) and use linear error codes."""
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"base_url must look like http://host:port, not {base_url!r}")
+    netloc, secure = parts.netloc, parts.scheme == "https"
+    for section in ("api", "test", "demo"):
+        table = client.urls.get(section)
+        if isinstance(table, dict):
+            rewrite_urls(table, netloc, secure=secure)
+    client.urls["api"]["ws"]["linear"] = f"{'wss' if secure else 'ws'}://{netloc}/ws"
+    client.exceptions["exact"].update(client.exceptions["linear"]["exact"])
+
+
+def all_urls(urls: dict[str, Any]) -> list[str]:
+    """Every URL string in `urls`, recursively (for checks that nothing points elsewhere)."""
+    found: list[str] = []
+    for value in urls.values():
+        if isinstance(value, dict):
+            found.extend(all_urls(value))
+        elif isinstance(value, str) and "://" in value:
+            found.append(value)
+    return found

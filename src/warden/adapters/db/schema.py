@@ -1,0 +1,145 @@
+"""The tables, in SQLAlchemy 2 Core. Every piece of state has its own typed column.
+
+A position's `applied_trades` is not stored: it is the set of trade ids in
+`fills` for that position, so a fill and its effect can never disagree.
+Rows are scoped by `account` (one engine per account may share a database).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
+)
+
+from warden.adapters.db.types import Amount, UtcDateTime
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def _position_fk() -> ForeignKey:
+    return ForeignKey("positions.id", ondelete="RESTRICT")
+
+
+positions = Table(
+    "positions",
+    metadata,
+    Column("id", String, primary_key=True),
+    Column("account", String, nullable=False),
+    Column("symbol", String, nullable=False),
+    Column("side", String, nullable=False),
+    Column("status", String, nullable=False),
+    Column("target_qty", Amount, nullable=False),
+    Column("plan_stop_pct", Amount, nullable=False),
+    Column("plan_tp1_pct", Amount, nullable=False),
+    Column("plan_tp1_fraction", Amount, nullable=False),
+    Column("plan_tp2_pct", Amount, nullable=False),
+    Column("plan_tp2_fraction", Amount, nullable=False),
+    Column("plan_trail_pct", Amount, nullable=False),
+    Column("plan_breakeven_after_tp1", Boolean, nullable=False),
+    Column("opened_at", UtcDateTime, nullable=False),
+    Column("signal_id", String, nullable=True),
+    Column("origin", String, nullable=False),
+    Column("filled_qty", Amount, nullable=False),
+    Column("entry_price", Amount, nullable=True),
+    Column("closed_qty", Amount, nullable=False),
+    Column("stop_price", Amount, nullable=True),
+    Column("tp1_price", Amount, nullable=True),
+    Column("tp1_qty", Amount, nullable=False),
+    Column("tp2_price", Amount, nullable=True),
+    Column("tp2_qty", Amount, nullable=False),
+    Column("tp1_hit", Boolean, nullable=False),
+    Column("tp2_hit", Boolean, nullable=False),
+    Column("trailing_active", Boolean, nullable=False),
+    Column("watermark", Amount, nullable=True),
+    Column("mae", Amount, nullable=False),
+    Column("mfe", Amount, nullable=False),
+    Column("last_price", Amount, nullable=True),
+    Column("realized_pnl", Amount, nullable=False),
+    Column("fees", Amount, nullable=False),
+    Column("exit_reason", String, nullable=True),
+    Column("closed_at", UtcDateTime, nullable=True),
+    Column("stop_seq", Integer, nullable=False),
+    Column("version", Integer, nullable=False),
+    UniqueConstraint("account", "signal_id"),
+    Index(None, "account", "status"),
+)
+
+orders = Table(
+    "orders",
+    metadata,
+    Column("client_order_id", String, primary_key=True),
+    Column("position_id", String, _position_fk(), nullable=False, index=True),
+    Column("role", String, nullable=False),
+    Column("symbol", String, nullable=False),
+    Column("side", String, nullable=False),
+    Column("type", String, nullable=False),
+    Column("qty", Amount, nullable=False),
+    Column("trigger_price", Amount, nullable=True),
+    Column("reduce_only", Boolean, nullable=False),
+    Column("status", String, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("exchange_order_id", String, nullable=True),
+    Column("filled_qty", Amount, nullable=False),
+    Column("avg_price", Amount, nullable=True),
+    Column("updated_at", UtcDateTime, nullable=False, server_default=func.now()),
+)
+
+# Binance numbers trades per symbol, so the symbol is part of a trade's identity.
+fills = Table(
+    "fills",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("exchange", String, nullable=False),
+    Column("symbol", String, nullable=False),
+    Column("trade_id", String, nullable=False),
+    Column("client_order_id", String, nullable=False),
+    Column("position_id", String, _position_fk(), nullable=False, index=True),
+    Column("role", String, nullable=False),
+    Column("side", String, nullable=False),
+    Column("qty", Amount, nullable=False),
+    Column("price", Amount, nullable=False),
+    Column("fee", Amount, nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    UniqueConstraint("exchange", "symbol", "trade_id"),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("account", String, nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    Column("kind", String, nullable=False),
+    Column("position_id", String, _position_fk(), nullable=True, index=True),
+    Column("message", Text, nullable=False),
+    Column("data", Text, nullable=False),
+    Index(None, "account", "id"),
+)
+
+leases = Table(
+    "leases",
+    metadata,
+    Column("account", String, primary_key=True),
+    Column("epoch", Integer, nullable=False),
+    Column("holder", String, nullable=False),
+    Column("acquired_at", UtcDateTime, nullable=False),
+    Column("renewed_at", UtcDateTime, nullable=False),
+)

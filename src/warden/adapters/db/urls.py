@@ -1,0 +1,61 @@
+"""Database URLs as users write them, and as warden uses them.
+
+Users name the database (`sqlite:///data/warden.db`, `postgresql://u@host/db`);
+the async driver is warden's business, so any driver they name is replaced.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+SQLITE_DRIVER = "sqlite+aiosqlite"
+POSTGRES_DRIVER = "postgresql+asyncpg"
+_BACKENDS = {"sqlite": SQLITE_DRIVER, "postgresql": POSTGRES_DRIVER, "postgres": POSTGRES_DRIVER}
+_HINT = "use sqlite:///path/to/warden.db or postgresql://user@host:5432/dbname"
+_PASSWORD = re.compile(r"(://[^:/@]*):[^@]*@")
+
+
+def parse(url: str) -> URL:
+    """The normalised URL object; raises ValueError for anything warden cannot use."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise ValueError(f"not a database URL: {redact(url)!r}; {_HINT}") from exc
+    backend = parsed.drivername.partition("+")[0]
+    driver = _BACKENDS.get(backend)
+    if driver is None:
+        raise ValueError(f"unsupported database scheme {parsed.drivername!r}; {_HINT}")
+    parsed = parsed.set(drivername=driver)
+    if driver == SQLITE_DRIVER:
+        path = sqlite_path(parsed).expanduser()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        parsed = parsed.set(database=str(path))
+    return parsed
+
+
+def normalise(url: str) -> str:
+    """The URL with warden's async driver; creates the parent directory of a SQLite file."""
+    return parse(url).render_as_string(hide_password=False)
+
+
+def redact(url: str) -> str:
+    """The URL with any password replaced by ***, safe to log and display."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return _PASSWORD.sub(r"\1:***@", url)
+
+
+def sqlite_path(url: URL) -> Path:
+    """The database file of a normalised SQLite URL."""
+    if not url.database or url.database == ":memory:" or url.database.startswith("file:"):
+        raise ValueError(f"SQLite needs a file path, not {url.database!r}; {_HINT}")
+    return Path(url.database)
+
+
+def is_sqlite(url: URL) -> bool:
+    return url.drivername == SQLITE_DRIVER

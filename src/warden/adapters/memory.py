@@ -1,0 +1,220 @@
+"""InMemoryStore: the Store port in a dict, with the SQL store's semantics.
+
+Compare-and-set on `version`, DuplicateSignal, fills idempotent on
+(symbol, trade id), events in append order, optional fencing, and
+`applied_trades` derived from the stored fills, exactly as `SqlStore` does.
+Switches for failure tests: `fail_writes` and `fail_reads` make the store
+raise StoreUnavailable. `InMemoryLease` is the lease for it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Sequence, Set
+from dataclasses import dataclass, replace
+
+from warden.adapters.db.canonical import stored
+from warden.domain.events import Event
+from warden.domain.orders import Fill, Order
+from warden.domain.position import Position
+from warden.domain.values import ClientOrderId, PositionId, Symbol, TradeId
+from warden.ports import (
+    ActiveState,
+    DuplicateSignal,
+    FencedOut,
+    StoreError,
+    StoreUnavailable,
+    Transition,
+    VersionConflict,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _LeaseRow:
+    epoch: int
+    holder: str
+    held: bool
+
+
+class InMemoryStore:
+    """A Store for unit tests: fast, synchronous underneath, same contract as SqlStore."""
+
+    def __init__(self) -> None:
+        self.fail_writes = False
+        self.fail_reads = False
+        self.leases: dict[str, _LeaseRow] = {}
+        self._positions: dict[PositionId, Position] = {}
+        self._orders: dict[ClientOrderId, Order] = {}
+        self._fills: dict[tuple[Symbol, TradeId], Fill] = {}
+        self._events: list[Event] = []
+        self._fence: tuple[str, int] | None = None
+
+    def set_epoch(self, account: str, epoch: int) -> None:
+        """Fence every later write on the lease of `account` still being at `epoch`."""
+        self._fence = (account, epoch)
+
+    async def commit(self, transition: Transition) -> None:
+        _check_versions(transition)
+        self._writable()
+        self._check_position(transition)
+        known = self._positions.keys() | {transition.position.id}
+        _check_refs(transition.orders, transition.fills, transition.events, known)
+        position = stored(replace(transition.position, applied_trades=frozenset()))
+        orders = [stored(o) for o in transition.orders]
+        fills = [stored(f) for f in transition.fills]
+        events = [stored(e) for e in transition.events]
+        self._positions[position.id] = position
+        self._orders.update((o.client_order_id, o) for o in orders)
+        for fill in fills:
+            self._fills.setdefault((fill.symbol, fill.trade_id), fill)
+        self._append(events)
+
+    async def append_events(self, events: Sequence[Event]) -> None:
+        self._writable()
+        _check_refs((), (), events, self._positions.keys())
+        self._append([stored(e) for e in events])
+
+    async def load_active(self) -> ActiveState:
+        self._readable()
+        active = sorted(
+            (p for p in self._positions.values() if p.is_active), key=lambda p: (p.opened_at, p.id)
+        )
+        ids = {p.id for p in active}
+        found = sorted(
+            (o for o in self._orders.values() if o.position_id in ids),
+            key=lambda o: (o.position_id, o.created_at, o.client_order_id),
+        )
+        return ActiveState(positions=[self._hydrate(p) for p in active], orders=found)
+
+    async def get_position(self, position_id: PositionId) -> Position | None:
+        self._readable()
+        position = self._positions.get(position_id)
+        return None if position is None else self._hydrate(position)
+
+    async def find_by_signal(self, signal_id: str) -> Position | None:
+        self._readable()
+        owner = self._signal_owner(signal_id)
+        return None if owner is None else self._hydrate(self._positions[owner])
+
+    async def list_positions(self, *, include_closed: bool = False, limit: int = 100) -> list[Position]:
+        self._readable()
+        chosen = [p for p in self._positions.values() if include_closed or p.is_active]
+        chosen.sort(key=lambda p: (p.opened_at, p.id), reverse=True)
+        return [self._hydrate(p) for p in chosen[:limit]]
+
+    async def orders_for(self, position_id: PositionId) -> list[Order]:
+        self._readable()
+        found = [o for o in self._orders.values() if o.position_id == position_id]
+        return sorted(found, key=lambda o: (o.created_at, o.client_order_id))
+
+    async def fills_for(self, position_id: PositionId) -> list[Fill]:
+        self._readable()
+        return sorted((f for f in self._fills.values() if f.position_id == position_id), key=lambda f: f.at)
+
+    async def list_events(self, position_id: PositionId | None = None, limit: int = 100) -> list[Event]:
+        """The `limit` most recent events (of one position, or all), oldest first."""
+        self._readable()
+        chosen = [e for e in self._events if position_id is None or e.position_id == position_id]
+        return chosen[-limit:] if limit > 0 else []
+
+    async def ping(self) -> None:
+        self._readable()
+
+    async def close(self) -> None:
+        """Nothing to release: the data outlives close, like a database, so a test can restart on it."""
+
+    def _check_position(self, t: Transition) -> None:
+        position = t.position
+        stored = self._positions.get(position.id)
+        if t.expected_version is None:
+            signal = position.signal_id
+            owner = None if signal is None else self._signal_owner(signal)
+            if signal is not None and owner is not None:
+                raise DuplicateSignal(signal, owner)
+            if stored is not None:
+                raise VersionConflict(f"position {position.id} already exists")
+        elif stored is None or stored.version != t.expected_version:
+            state = "does not exist" if stored is None else f"is at version {stored.version}"
+            raise VersionConflict(f"position {position.id} {state}, expected version {t.expected_version}")
+
+    def _signal_owner(self, signal_id: str) -> PositionId | None:
+        return next((p.id for p in self._positions.values() if p.signal_id == signal_id), None)
+
+    def _hydrate(self, position: Position) -> Position:
+        trades = frozenset(f.trade_id for f in self._fills.values() if f.position_id == position.id)
+        return replace(position, applied_trades=trades)
+
+    def _append(self, events: Sequence[Event]) -> None:
+        self._events.extend(replace(e, data=dict(e.data)) for e in events)
+
+    def _writable(self) -> None:
+        if self.fail_writes:
+            raise StoreUnavailable("in-memory store refuses writes (fail_writes is set)")
+        if self._fence is not None:
+            account, epoch = self._fence
+            row = self.leases.get(account)
+            current = None if row is None else row.epoch
+            if current != epoch:
+                raise FencedOut(
+                    f"lease of account {account!r} is at epoch {current}, this engine holds {epoch}"
+                )
+
+    def _readable(self) -> None:
+        if self.fail_reads:
+            raise StoreUnavailable("in-memory store refuses reads (fail_reads is set)")
+
+
+class InMemoryLease:
+    """The lease for InMemoryStore: one holder per account; the epoch counts acquisitions."""
+
+    def __init__(self, store: InMemoryStore, account: str, holder: str | None = None) -> None:
+        self._store = store
+        self._account = account
+        self._me = holder or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self._epoch: int | None = None
+
+    async def try_acquire(self) -> int | None:
+        if await self.still_held():
+            return self._epoch
+        row = self._store.leases.get(self._account)
+        if row is not None and row.held:
+            return None
+        self._epoch = (row.epoch if row else 0) + 1
+        self._store.leases[self._account] = _LeaseRow(self._epoch, self._me, held=True)
+        return self._epoch
+
+    def holder(self) -> str | None:
+        row = self._store.leases.get(self._account)
+        return None if row is None else row.holder
+
+    async def release(self) -> None:
+        if await self.still_held():
+            self._store.leases[self._account] = replace(self._store.leases[self._account], held=False)
+        self._epoch = None
+
+    async def still_held(self) -> bool:
+        row = self._store.leases.get(self._account)
+        return row is not None and row.held and row.epoch == self._epoch
+
+
+def _check_versions(transition: Transition) -> None:
+    """The same rule as SqlStore: the version moves by exactly one (to 1 for a new position)."""
+    expected = transition.expected_version
+    wanted = 1 if expected is None else expected + 1
+    if transition.position.version != wanted:
+        raise ValueError(
+            f"position {transition.position.id}: version {transition.position.version} "
+            f"after expected version {expected}; it must be {wanted}"
+        )
+
+
+def _check_refs(
+    orders: Sequence[Order], fills: Sequence[Fill], events: Sequence[Event], known: Set[PositionId]
+) -> None:
+    """Foreign keys: what a transition writes must name a position that exists."""
+    named = [o.position_id for o in orders] + [f.position_id for f in fills]
+    named += [e.position_id for e in events if e.position_id is not None]
+    missing = sorted({pid for pid in named if pid not in known})
+    if missing:
+        raise StoreError(f"unknown position(s) {', '.join(missing)}")

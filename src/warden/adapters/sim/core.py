@@ -1,0 +1,353 @@
+"""The simulated exchange's matching core: pure, synchronous, deterministic given a seed.
+
+One account, one-way positions, fills at the mark price with a taker fee. Conditional
+orders (STOP_MARKET, TAKE_PROFIT_MARKET) rest in a per-symbol `TriggerBook` and fire on
+the mark. Every mutating call returns the stream events it caused, in order:
+
+    market order      OrderReport(OPEN), FillReport, OrderReport(FILLED), PositionReport
+    conditional       OrderReport(OPEN) ... on trigger: FillReport, OrderReport(FILLED),
+                      PositionReport; or OrderReport(CANCELED) if a reduce-only order
+                      finds nothing to reduce (Binance "expired")
+    cancel            OrderReport(CANCELED)
+    set_mark          MarkPrice, then whatever the triggered orders caused
+
+Refused orders raise `SimRejection` (nothing changes, no events), like a Binance HTTP error.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from datetime import datetime
+from decimal import Decimal
+
+from warden.adapters.sim.book import TriggerBook, direction_of
+from warden.adapters.sim.ledger import TAKER_FEE_RATE, SimPosition, taker_fee
+from warden.adapters.sim.markets import DEFAULT_VOLATILITY, SimMarket, default_markets, walk_step
+from warden.adapters.sim.persist import (
+    SNAPSHOT_VERSION,
+    Json,
+    fill_from_json,
+    fill_to_json,
+    instrument_from_json,
+    instrument_to_json,
+    order_from_json,
+    order_to_json,
+    position_from_json,
+    position_to_json,
+    rng_from_json,
+    rng_to_json,
+)
+from warden.adapters.sim.rules import SimOrderNotFound, SimRejection, validate
+from warden.domain.orders import OrderStatus
+from warden.domain.reports import (
+    FillReport,
+    MarkPrice,
+    OrderReport,
+    OrderRequest,
+    PositionReport,
+    StreamEvent,
+)
+from warden.domain.values import ClientOrderId, Instrument, OrderSide, OrderType, Symbol, TradeId
+
+EXTERNAL_PREFIX = "ext-"
+_FIRST_ORDER_ID = 1_000_001
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The order's state after a call, and the stream events the call caused."""
+
+    report: OrderReport
+    events: tuple[StreamEvent, ...]
+
+
+class SimCore:
+    """The account and its markets. Not thread-safe; not async; no I/O."""
+
+    def __init__(
+        self,
+        markets: Iterable[SimMarket] | None = None,
+        *,
+        seed: int = 0,
+        fee_rate: Decimal = TAKER_FEE_RATE,
+    ) -> None:
+        chosen = list(default_markets() if markets is None else markets)
+        self.instruments: dict[Symbol, Instrument] = {m.symbol: m.instrument for m in chosen}
+        self.fee_rate = fee_rate
+        self.rng = random.Random(seed)
+        self._marks: dict[Symbol, Decimal] = {m.symbol: m.start_price for m in chosen}
+        self._books: dict[Symbol, TriggerBook] = {s: TriggerBook() for s in self.instruments}
+        self._positions: dict[Symbol, SimPosition] = {s: SimPosition(s) for s in self.instruments}
+        self._fills: dict[Symbol, list[FillReport]] = {s: [] for s in self.instruments}
+        self._orders: dict[str, OrderReport] = {}  # by exchange order id, all history
+        self._by_cid: dict[str, str] = {}  # client order id -> latest exchange order id
+        self._open: dict[str, None] = {}  # exchange ids of open orders, in placement order
+        self._close_position: set[str] = set()
+        self._next_order_id = _FIRST_ORDER_ID
+        self._next_trade_id = 1
+        self._next_external_id = 1
+        self._out: list[StreamEvent] = []
+
+    # ----- queries -------------------------------------------------------------------
+
+    def mark(self, symbol: Symbol) -> Decimal:
+        """The current mark price; SimRejection for an unknown symbol."""
+        self._instrument(symbol)
+        return self._marks[symbol]
+
+    def marks(self) -> dict[Symbol, Decimal]:
+        return dict(self._marks)
+
+    def order(self, client_order_id: str) -> OrderReport | None:
+        """The latest order with this client id, open or closed; None if never seen."""
+        order_id = self._by_cid.get(client_order_id)
+        return None if order_id is None else self._orders[order_id]
+
+    def order_by_id(self, exchange_order_id: str) -> OrderReport | None:
+        """The order with this exchange id, open or closed; None if there is none."""
+        return self._orders.get(exchange_order_id)
+
+    def orders(self, symbol: Symbol | None = None) -> list[OrderReport]:
+        """Every order ever placed (latest state), in placement order."""
+        return [o for o in self._orders.values() if symbol is None or o.symbol == symbol]
+
+    def is_close_position(self, exchange_order_id: str) -> bool:
+        """Whether this open order closes the whole position when it fires (Binance closePosition)."""
+        return exchange_order_id in self._close_position
+
+    def open_orders(self, symbol: Symbol | None = None) -> list[OrderReport]:
+        """Open orders, plain and conditional, in placement order."""
+        reports = (self._orders[i] for i in self._open)
+        return [r for r in reports if symbol is None or r.symbol == symbol]
+
+    def position(self, symbol: Symbol) -> SimPosition:
+        self._instrument(symbol)
+        return self._positions[symbol]
+
+    def positions(self) -> list[PositionReport]:
+        """Non-flat positions only, by symbol."""
+        return [p.report() for _, p in sorted(self._positions.items()) if not p.flat]
+
+    def fills(self, symbol: Symbol, since: datetime | None = None) -> list[FillReport]:
+        """Trades in `symbol` at or after `since`, oldest first."""
+        self._instrument(symbol)
+        return [f for f in self._fills[symbol] if since is None or f.at >= since]
+
+    def resting_count(self, symbol: Symbol) -> int:
+        """How many conditional orders rest in this symbol's trigger book."""
+        return len(self._books[symbol])
+
+    # ----- commands ------------------------------------------------------------------
+
+    def place(self, request: OrderRequest, now: datetime, *, close_position: bool = False) -> Outcome:
+        """Validate, then fill a market order at the mark or rest a conditional one."""
+        instrument = self._instrument(request.symbol)
+        self._check_unique(request.client_order_id)
+        mark = self._marks[request.symbol]
+        validate(request, instrument, mark, self._positions[request.symbol], close_position=close_position)
+        self._out = []
+        order = self._open_order(request, now, close_position=close_position)
+        if order.trigger_price is not None:
+            self._rest(order, order.trigger_price)
+            return self._outcome(order)
+        return self._outcome(self._execute(order, now))
+
+    def cancel(self, client_order_id: str, now: datetime) -> Outcome:
+        """Cancel the open order with this client id; SimOrderNotFound if none is open."""
+        order = self.order(client_order_id)
+        if order is None or order.status is not OrderStatus.OPEN:
+            raise SimOrderNotFound(f"no open order with client id {client_order_id!r}")
+        self._out = []
+        self._books[order.symbol].remove(order.exchange_order_id)
+        return self._outcome(self._close(order, OrderStatus.CANCELED, now))
+
+    def set_mark(self, symbol: Symbol, price: Decimal, now: datetime) -> list[StreamEvent]:
+        """Move the mark; fire every conditional order it reaches, in trigger order."""
+        self._instrument(symbol)
+        if price <= 0:
+            raise ValueError(f"mark price must be positive, not {price}")
+        self._out = []
+        self._move_mark(symbol, price, now)
+        return self._take()
+
+    def walk(self, now: datetime, volatility: float = DEFAULT_VOLATILITY) -> list[StreamEvent]:
+        """One seeded random-walk step of every symbol's mark, firing triggers."""
+        self._out = []
+        for symbol, price in walk_step(self._marks, self.instruments, self.rng, volatility).items():
+            self._move_mark(symbol, price, now)
+        return self._take()
+
+    def external_order(
+        self,
+        symbol: Symbol,
+        side: OrderSide,
+        qty: Decimal,
+        now: datetime,
+        *,
+        reduce_only: bool = False,
+        order_type: OrderType = OrderType.MARKET,
+        trigger_price: Decimal | None = None,
+        close_position: bool = False,
+    ) -> Outcome:
+        """An order warden did not make (a human, another bot), with client id `ext-N`."""
+        cid = ClientOrderId(f"{EXTERNAL_PREFIX}{self._next_external_id}")
+        request = OrderRequest(cid, symbol, side, order_type, qty, trigger_price, reduce_only)
+        outcome = self.place(request, now, close_position=close_position)
+        self._next_external_id += 1
+        return outcome
+
+    # ----- persistence ---------------------------------------------------------------
+
+    def snapshot(self) -> Json:
+        """Everything the core knows, JSON-safe (Decimals as strings); `restore` inverts it."""
+        return {
+            "version": SNAPSHOT_VERSION,
+            "fee_rate": str(self.fee_rate),
+            "instruments": [instrument_to_json(i) for _, i in sorted(self.instruments.items())],
+            "marks": {s: str(p) for s, p in sorted(self._marks.items())},
+            "positions": {s: position_to_json(p) for s, p in sorted(self._positions.items())},
+            "orders": [order_to_json(o) for o in self._orders.values()],
+            "by_cid": dict(self._by_cid),
+            "open": list(self._open),
+            "close_position": sorted(self._close_position),
+            "fills": {s: [fill_to_json(f) for f in fs] for s, fs in sorted(self._fills.items())},
+            "next_order_id": self._next_order_id,
+            "next_trade_id": self._next_trade_id,
+            "next_external_id": self._next_external_id,
+            "rng": rng_to_json(self.rng),
+        }
+
+    def restore(self, data: Json) -> None:
+        """Replace the whole state with a `snapshot()`; resting stops go back in their books."""
+        if data.get("version") != SNAPSHOT_VERSION:
+            raise ValueError(f"unsupported simulator snapshot version {data.get('version')!r}")
+        instruments = [instrument_from_json(i) for i in data["instruments"]]
+        self.instruments = {i.symbol: i for i in instruments}
+        self.fee_rate = Decimal(data["fee_rate"])
+        self._marks = {Symbol(s): Decimal(p) for s, p in data["marks"].items()}
+        self._positions = {Symbol(s): position_from_json(Symbol(s), p) for s, p in data["positions"].items()}
+        self._fills = {Symbol(s): [fill_from_json(f) for f in fs] for s, fs in data["fills"].items()}
+        self._orders = {o.exchange_order_id: o for o in map(order_from_json, data["orders"])}
+        self._by_cid = dict(data["by_cid"])
+        self._open = dict.fromkeys(data["open"])
+        self._close_position = set(data["close_position"])
+        self._next_order_id = int(data["next_order_id"])
+        self._next_trade_id = int(data["next_trade_id"])
+        self._next_external_id = int(data["next_external_id"])
+        self.rng.setstate(rng_from_json(data["rng"]))
+        self._books = {s: TriggerBook() for s in self.instruments}
+        for order_id in self._open:
+            order = self._orders[order_id]
+            if order.trigger_price is not None:
+                self._rest(order, order.trigger_price)
+        self._out = []
+
+    # ----- internals -----------------------------------------------------------------
+
+    def _instrument(self, symbol: Symbol) -> Instrument:
+        instrument = self.instruments.get(symbol)
+        if instrument is None:
+            raise SimRejection(-1121, f"invalid symbol {symbol!r}")
+        return instrument
+
+    def _check_unique(self, client_order_id: str) -> None:
+        existing = self.order(client_order_id)
+        if existing is not None and existing.status is OrderStatus.OPEN:
+            raise SimRejection(-4116, f"ClientOrderId is duplicated: {client_order_id!r}")
+
+    def _open_order(self, request: OrderRequest, now: datetime, *, close_position: bool) -> OrderReport:
+        order = OrderReport(
+            client_order_id=request.client_order_id,
+            exchange_order_id=str(self._next_order_id),
+            symbol=request.symbol,
+            side=request.side,
+            type=request.type,
+            qty=request.qty,
+            status=OrderStatus.OPEN,
+            trigger_price=request.trigger_price,
+            reduce_only=request.reduce_only or close_position,
+            at=now,
+        )
+        self._next_order_id += 1
+        if close_position:
+            self._close_position.add(order.exchange_order_id)
+        self._open[order.exchange_order_id] = None
+        self._by_cid[order.client_order_id] = order.exchange_order_id
+        return self._record(order)
+
+    def _rest(self, order: OrderReport, trigger: Decimal) -> None:
+        direction = direction_of(order.side, order.type)
+        seq = int(order.exchange_order_id)  # increasing: equal triggers fire in placement order
+        self._books[order.symbol].add(order.exchange_order_id, direction, trigger, seq)
+
+    def _record(self, order: OrderReport) -> OrderReport:
+        self._orders[order.exchange_order_id] = order
+        self._out.append(order)
+        return order
+
+    def _close(
+        self, order: OrderReport, status: OrderStatus, now: datetime, fill: FillReport | None = None
+    ) -> OrderReport:
+        self._open.pop(order.exchange_order_id, None)
+        self._close_position.discard(order.exchange_order_id)
+        if fill is None:
+            return self._record(replace(order, status=status, at=now))
+        closed = replace(order, status=status, filled_qty=fill.qty, avg_price=fill.price, at=now)
+        return self._record(closed)
+
+    def _executable_qty(self, order: OrderReport) -> Decimal | None:
+        """How much of `order` can execute now; None when a reduce-only order has nothing to reduce."""
+        position = self._positions[order.symbol]
+        if not order.reduce_only:
+            return order.qty
+        if not position.reduced_by(order.side):
+            return None
+        if order.exchange_order_id in self._close_position:
+            return abs(position.qty)
+        return min(order.qty, abs(position.qty))
+
+    def _execute(self, order: OrderReport, now: datetime) -> OrderReport:
+        """Fill what can be filled at the mark, or expire (cancel) a reduce-only order."""
+        qty = self._executable_qty(order)
+        if qty is None:
+            return self._close(order, OrderStatus.CANCELED, now)
+        fill = self._trade(order, qty, now)
+        closed = self._close(order, OrderStatus.FILLED, now, fill)
+        self._out.append(self._positions[order.symbol].report())
+        return closed
+
+    def _trade(self, order: OrderReport, qty: Decimal, now: datetime) -> FillReport:
+        price = self._marks[order.symbol]
+        fee = taker_fee(qty, price, self.fee_rate)
+        fill = FillReport(
+            trade_id=TradeId(f"T{self._next_trade_id}"),
+            client_order_id=order.client_order_id,
+            exchange_order_id=order.exchange_order_id,
+            symbol=order.symbol,
+            side=order.side,
+            qty=qty,
+            price=price,
+            fee=fee,
+            at=now,
+        )
+        self._next_trade_id += 1
+        self._fills[order.symbol].append(fill)
+        position = self._positions[order.symbol]
+        self._positions[order.symbol] = position.apply(order.side, qty, price, fee)
+        self._out.append(fill)
+        return fill
+
+    def _move_mark(self, symbol: Symbol, price: Decimal, now: datetime) -> None:
+        self._marks[symbol] = price
+        self._out.append(MarkPrice(symbol, price, now))
+        for order_id in self._books[symbol].crossed(price):
+            self._execute(self._orders[order_id], now)
+
+    def _outcome(self, report: OrderReport) -> Outcome:
+        return Outcome(report, tuple(self._take()))
+
+    def _take(self) -> list[StreamEvent]:
+        events, self._out = self._out, []
+        return events

@@ -1,0 +1,271 @@
+"""`SimulatedExchange`: the in-process adapter behind the `Exchange` port.
+
+It wraps a `SimCore` (the matching engine) with what makes a real exchange hard:
+latency, a user stream that drops, duplicates, reorders and disconnects, refusals,
+outages, and timeouts after the order went through. Core errors are translated here,
+in one place:
+
+    SimRejection      -> OrderRejected
+    SimOrderNotFound  -> OrderNotFound
+
+Conditional orders (STOP_MARKET, TAKE_PROFIT_MARKET) live on Binance's algo endpoint:
+`fetch_order` / `cancel_order` with the wrong `conditional` flag do not find them.
+
+With a `state_file`, the account survives a restart of the process: the core's snapshot
+is loaded at construction and rewritten atomically after every mutation (a plain mark
+move that fires nothing is written at most once per second, and on `close`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+
+from warden.adapters.sim.core import SimCore
+from warden.adapters.sim.faults import SimFaults
+from warden.adapters.sim.markets import DEFAULT_VOLATILITY
+from warden.adapters.sim.persist import read_state, write_state
+from warden.adapters.sim.rules import SimOrderNotFound, SimRejection
+from warden.adapters.sim.stream import SimStream, Sleep
+from warden.domain.reports import (
+    FillReport,
+    MarkPrice,
+    OrderReport,
+    OrderRequest,
+    PositionReport,
+    StreamEvent,
+)
+from warden.domain.values import Instrument, OrderSide, OrderType, Symbol
+from warden.ports import ExchangeTimeout, ExchangeUnavailable, OrderNotFound, OrderRejected
+
+RESPONSE_WAIT = 1.0
+"""Default bound on how long place_order waits for the consumer under `events_before_response`."""
+
+MARK_SAVE_INTERVAL = 1.0
+"""Seconds between state-file writes caused only by mark moves that fired nothing."""
+
+
+class SimulatedExchange:
+    """One simulated account. `now` gives timezone-aware UTC datetimes; `sleep` is awaited for latency."""
+
+    def __init__(
+        self,
+        core: SimCore | None = None,
+        *,
+        now: Callable[[], datetime],
+        faults: SimFaults | None = None,
+        seed: int = 0,
+        sleep: Sleep = asyncio.sleep,
+        response_wait: float = RESPONSE_WAIT,
+        state_file: Path | None = None,
+    ) -> None:
+        self.core = core if core is not None else SimCore(seed=seed)
+        self.faults = faults if faults is not None else SimFaults()
+        self._now = now
+        self._sleep = sleep
+        self._response_wait = response_wait
+        self._stream = SimStream(self.faults, random.Random(f"stream-{seed}"), now, sleep)
+        self._closed = False
+        self.state_file = state_file
+        self._saved_at = float("-inf")
+        self._dirty = False
+        if state_file is not None:
+            snapshot = read_state(state_file)
+            if snapshot is not None:
+                self.core.restore(snapshot)
+
+    # ----- the Exchange port -----------------------------------------------------------
+
+    async def instruments(self) -> dict[Symbol, Instrument]:
+        await self._rest()
+        return dict(self.core.instruments)
+
+    async def mark_price(self, symbol: Symbol) -> Decimal:
+        await self._rest()
+        try:
+            return self.core.mark(symbol)
+        except SimRejection as exc:
+            raise OrderRejected(str(exc)) from exc
+
+    async def place_order(self, request: OrderRequest, *, close_position: bool = False) -> OrderReport:
+        """Execute the order; a market order comes back FILLED, a conditional one OPEN.
+
+        `close_position` (conditional orders only) closes whatever is open when it fires,
+        like Binance's closePosition=true; the port never uses it, the server does.
+        """
+        await self._rest()
+        faults = self.faults
+        if faults.unavailable_if is not None and faults.unavailable_if(request):
+            raise ExchangeUnavailable(f"simulated outage placing {request.client_order_id}")
+        if faults.reject_if is not None and faults.reject_if(request):
+            raise OrderRejected(f"simulated rejection of {request.client_order_id}")
+        try:
+            outcome = self.core.place(request, self._now(), close_position=close_position)
+        except SimRejection as exc:
+            raise OrderRejected(str(exc)) from exc
+        self.save()
+        seq = self._stream.publish(outcome.events)
+        if faults.events_before_response and seq is not None:
+            await self._stream.wait_taken(seq, self._response_wait)
+        if faults.timeout_after_execution_if is not None and faults.timeout_after_execution_if(request):
+            raise ExchangeTimeout(f"simulated timeout after executing {request.client_order_id}")
+        return outcome.report
+
+    async def cancel_order(self, symbol: Symbol, client_order_id: str, conditional: bool) -> OrderReport:
+        await self._rest()
+        self._find(symbol, client_order_id, conditional)
+        return self._cancel(client_order_id)
+
+    async def fetch_order(self, symbol: Symbol, client_order_id: str, conditional: bool) -> OrderReport:
+        await self._query()
+        return self._find(symbol, client_order_id, conditional)
+
+    async def fetch_open_orders(self) -> list[OrderReport]:
+        """Every open order, plain and conditional."""
+        await self._query()
+        return self.core.open_orders()
+
+    async def fetch_positions(self) -> list[PositionReport]:
+        """Non-flat positions only."""
+        await self._query()
+        return self.core.positions()
+
+    async def fetch_fills(self, symbol: Symbol, since: datetime | None) -> list[FillReport]:
+        await self._query()
+        try:
+            return self.core.fills(symbol, since)
+        except SimRejection as exc:
+            raise OrderRejected(str(exc)) from exc
+
+    def stream(self) -> AsyncIterator[StreamEvent]:
+        """User events and mark prices (single consumer); yields StreamGap after a reconnect."""
+        return self._stream.events()
+
+    async def close(self) -> None:
+        """Refuse further calls, end the stream, and write any unsaved state."""
+        if not self._closed:
+            self._closed = True
+            self._stream.close()
+            if self._dirty:
+                self.save()
+
+    # ----- control surface (tests, the price feed, the /sim/ endpoints) -----------------
+
+    def set_mark(self, symbol: Symbol, price: Decimal) -> None:
+        """Move a mark price, firing any triggers it reaches."""
+        self._moved(self.core.set_mark(symbol, price, self._now()))
+
+    def step_prices(self, volatility: float = DEFAULT_VOLATILITY) -> None:
+        """One seeded random-walk step of every mark."""
+        self._moved(self.core.walk(self._now(), volatility))
+
+    def save(self) -> None:
+        """Write the core's snapshot to the state file now (no-op without one)."""
+        if self.state_file is None:
+            return
+        write_state(self.state_file, self.core.snapshot())
+        self._saved_at = time.monotonic()
+        self._dirty = False
+
+    def external_order(
+        self,
+        symbol: Symbol,
+        side: OrderSide,
+        qty: Decimal,
+        reduce_only: bool = False,
+        *,
+        order_type: OrderType = OrderType.MARKET,
+        trigger_price: Decimal | None = None,
+        close_position: bool = False,
+    ) -> OrderReport:
+        """A trade on the account that warden did not make (client id `ext-N`)."""
+        try:
+            outcome = self.core.external_order(
+                symbol,
+                side,
+                qty,
+                self._now(),
+                reduce_only=reduce_only,
+                order_type=order_type,
+                trigger_price=trigger_price,
+                close_position=close_position,
+            )
+        except SimRejection as exc:
+            raise OrderRejected(str(exc)) from exc
+        self.save()
+        self._stream.publish(outcome.events)
+        return outcome.report
+
+    def cancel_external(self, client_order_id: str) -> OrderReport:
+        """Cancel any open order by client id, as someone else on the account would."""
+        return self._cancel(client_order_id)
+
+    def new_session(self) -> int:
+        """What a warden restart looks like to the exchange: the old websocket died.
+
+        Every event queued but not yet taken by the consumer is discarded (and counted in
+        `lost_events`), a consumer still iterating the old stream ends, and the next
+        `stream()` starts fresh on a connected session with no StreamGap. The account
+        itself (orders, positions, fills, marks) is untouched. Returns the discarded count.
+        """
+        return self._stream.new_session()
+
+    def disconnect(self) -> None:
+        """Drop the user stream: events from now until `reconnect` are lost."""
+        self._stream.disconnect()
+
+    def reconnect(self) -> None:
+        """Restore the user stream; the consumer receives a StreamGap."""
+        self._stream.reconnect()
+
+    @property
+    def lost_events(self) -> int:
+        """How many stream events were dropped or lost while disconnected."""
+        return self._stream.lost
+
+    async def gate(self, *, query: bool) -> None:
+        """The latency and outage faults of one REST call, for callers that read the core directly."""
+        await (self._query() if query else self._rest())
+
+    # ----- internals -------------------------------------------------------------------
+
+    async def _rest(self) -> None:
+        if self._closed:
+            raise ExchangeUnavailable("the simulated exchange adapter is closed")
+        if self.faults.rest_latency > 0:
+            await self._sleep(self.faults.rest_latency)
+
+    async def _query(self) -> None:
+        await self._rest()
+        if self.faults.fail_queries:
+            raise ExchangeUnavailable("simulated query failure")
+
+    def _find(self, symbol: Symbol, client_order_id: str, conditional: bool) -> OrderReport:
+        order = self.core.order(client_order_id)
+        if order is None or order.symbol != symbol or order.type.conditional != conditional:
+            kind = "conditional order" if conditional else "order"
+            raise OrderNotFound(f"-2013: no {kind} {client_order_id!r} in {symbol}")
+        return order
+
+    def _cancel(self, client_order_id: str) -> OrderReport:
+        try:
+            outcome = self.core.cancel(client_order_id, self._now())
+        except SimOrderNotFound as exc:
+            raise OrderNotFound(f"-2011: {exc}") from exc
+        self.save()
+        self._stream.publish(outcome.events)
+        return outcome.report
+
+    def _moved(self, events: Sequence[StreamEvent]) -> None:
+        """Publish a mark move; save now if it fired something, else at most once a second."""
+        fired = any(not isinstance(e, MarkPrice) for e in events)
+        if fired or time.monotonic() - self._saved_at >= MARK_SAVE_INTERVAL:
+            self.save()
+        else:
+            self._dirty = True
+        self._stream.publish(events)

@@ -1,0 +1,36 @@
+"""Fault knobs of the simulated exchange. Tests mutate them at runtime."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from warden.domain.reports import OrderRequest
+
+OrderPredicate = Callable[[OrderRequest], bool]
+
+
+@dataclass(slots=True)
+class SimFaults:
+    """What goes wrong, and how often. Random choices come from the adapter's seeded RNG.
+
+    rest_latency / stream_latency: seconds added to every REST call / to each stream event.
+    drop_rate / duplicate_rate / reorder_rate: per-event chances on the user stream.
+    events_before_response: place_order returns only after the consumer has taken the
+        events it caused off the stream (bounded wait), like a fill racing its response.
+    reject_if / unavailable_if: refuse an order (OrderRejected / ExchangeUnavailable)
+        without executing it.
+    timeout_after_execution_if: execute the order, then raise ExchangeTimeout.
+    fail_queries: every fetch_* raises ExchangeUnavailable.
+    """
+
+    rest_latency: float = 0.0
+    stream_latency: float = 0.0
+    drop_rate: float = 0.0
+    duplicate_rate: float = 0.0
+    reorder_rate: float = 0.0
+    events_before_response: bool = False
+    reject_if: OrderPredicate | None = None
+    unavailable_if: OrderPredicate | None = None
+    timeout_after_execution_if: OrderPredicate | None = None
+    fail_queries: bool = False

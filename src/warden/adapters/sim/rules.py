@@ -1,0 +1,95 @@
+"""Order validation: the Binance USD-M filters and refusals the simulator enforces.
+
+Every refusal raises `SimRejection` with the Binance error code, before anything changes.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from warden.adapters.sim.book import direction_of, fires
+from warden.adapters.sim.ledger import SimPosition
+from warden.domain.reports import OrderRequest
+from warden.domain.values import Instrument, OrderType
+
+
+class SimError(Exception):
+    """Base of the simulator core's errors."""
+
+
+class SimRejection(SimError):
+    """The simulated exchange refused an order; nothing happened."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+class SimOrderNotFound(SimError):
+    """No such order (or, for a cancel, no such open order)."""
+
+
+def check_quantity(request: OrderRequest, instrument: Instrument) -> None:
+    """The quantity must be positive, a whole number of lots and at least the minimum."""
+    qty = request.qty
+    if qty <= 0:
+        raise SimRejection(-4003, f"quantity {qty} must be greater than zero")
+    if qty % instrument.lot_size != 0:
+        raise SimRejection(-1111, f"quantity {qty} is not a multiple of the lot size {instrument.lot_size}")
+    if qty < instrument.min_qty:
+        raise SimRejection(-4005, f"quantity {qty} is below the minimum {instrument.min_qty}")
+
+
+def check_trigger(request: OrderRequest, instrument: Instrument, mark: Decimal) -> None:
+    """Conditional orders need a positive on-tick trigger that does not fire at once; markets none."""
+    trigger = request.trigger_price
+    if not request.type.conditional:
+        if trigger is not None:
+            raise SimRejection(-1106, "parameter 'stopPrice' sent when not required")
+        return
+    if trigger is None or trigger <= 0:
+        raise SimRejection(-1102, "mandatory parameter 'stopPrice' was not sent or is not positive")
+    if trigger % instrument.tick_size != 0:
+        tick = instrument.tick_size
+        raise SimRejection(-4014, f"trigger {trigger} is not a multiple of the tick size {tick}")
+    if fires(direction_of(request.side, request.type), trigger, mark):
+        raise SimRejection(-2021, f"order would immediately trigger (trigger {trigger}, mark {mark})")
+
+
+def check_notional(request: OrderRequest, instrument: Instrument, mark: Decimal) -> None:
+    """Orders that can open exposure must be worth at least the minimum notional."""
+    if request.reduce_only:
+        return
+    price = request.trigger_price if request.type.conditional and request.trigger_price else mark
+    notional = request.qty * price
+    if notional < instrument.min_notional:
+        raise SimRejection(
+            -4164, f"order notional {notional} must be no smaller than {instrument.min_notional}"
+        )
+
+
+def check_reduce_only_market(request: OrderRequest, position: SimPosition) -> None:
+    """A reduce-only market order must shrink an open position."""
+    if request.type is OrderType.MARKET and request.reduce_only and not position.reduced_by(request.side):
+        raise SimRejection(-2022, "ReduceOnly Order is rejected")
+
+
+def validate(
+    request: OrderRequest,
+    instrument: Instrument,
+    mark: Decimal,
+    position: SimPosition,
+    *,
+    close_position: bool,
+) -> None:
+    """Every check, in the order Binance applies them (roughly); raises SimRejection."""
+    if close_position:
+        if not request.type.conditional:
+            raise SimRejection(-4136, "closePosition is only for STOP_MARKET and TAKE_PROFIT_MARKET")
+    else:
+        check_quantity(request, instrument)
+    check_trigger(request, instrument, mark)
+    if not close_position:
+        check_notional(request, instrument, mark)
+    check_reduce_only_market(request, position)

@@ -1,0 +1,65 @@
+"""The websocket endpoints: market streams (SUBSCRIBE + markPriceUpdate) and the user-data stream."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from warden.adapters.sim.server.venue import MarketSocket, SimVenue
+
+
+async def market_socket(request: web.Request, venue: SimVenue) -> web.StreamResponse:
+    """`/market/ws/{n}` and `/public/ws/{n}`: JSON SUBSCRIBE / UNSUBSCRIBE / LIST_SUBSCRIPTIONS."""
+    ws = web.WebSocketResponse()
+    await ws.prepare(request)
+    socket = MarketSocket(ws)
+    venue.market.append(socket)
+    try:
+        async for message in ws:
+            if message.type is not WSMsgType.TEXT:
+                continue
+            reply = _command(socket, message.data)
+            if reply is not None:
+                await ws.send_json(reply)
+    finally:
+        if socket in venue.market:
+            venue.market.remove(socket)
+    return ws
+
+
+def _command(socket: MarketSocket, text: str) -> dict[str, Any] | None:
+    try:
+        command = json.loads(text)
+    except ValueError:
+        return {"error": {"code": 3, "msg": "Invalid JSON"}}
+    if not isinstance(command, dict):
+        return {"error": {"code": 3, "msg": "Invalid JSON"}}
+    method, params, request_id = command.get("method"), command.get("params") or [], command.get("id")
+    streams = {str(p) for p in params} if isinstance(params, list) else set()
+    if method == "SUBSCRIBE":
+        socket.streams |= streams
+        return {"result": None, "id": request_id}
+    if method == "UNSUBSCRIBE":
+        socket.streams -= streams
+        return {"result": None, "id": request_id}
+    if method == "LIST_SUBSCRIPTIONS":
+        return {"result": sorted(socket.streams), "id": request_id}
+    return {"error": {"code": 1, "msg": f"Invalid method {method!r}"}, "id": request_id}
+
+
+async def private_socket(request: web.Request, venue: SimVenue) -> web.StreamResponse:
+    """`/private/ws?listenKey=...` (and the legacy `/ws/{listenKey}`): the server only pushes."""
+    key = request.query.get("listenKey") or request.match_info.get("listen_key", "")
+    if key not in venue.listen_keys:
+        return web.json_response({"code": -1125, "msg": "This listenKey does not exist."}, status=400)
+    ws = web.WebSocketResponse()
+    await ws.prepare(request)
+    venue.private.add(ws)
+    try:
+        async for _ in ws:
+            pass  # nothing to receive: Binance ignores client frames on the user-data stream
+    finally:
+        venue.private.discard(ws)
+    return ws

@@ -1,0 +1,37 @@
+"""Run the named benchmarks and render them with the machine they ran on."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from warden.bench.open_bench import bench_open
+from warden.bench.recovery_bench import bench_recovery
+from warden.bench.report import Result, machine
+from warden.bench.ticks_bench import bench_ticks
+
+NAMES = ("open", "ticks", "recovery", "reconcile")
+
+
+def _reconcile(quick: bool) -> list[Result]:
+    from warden.bench.reconcile_bench import bench_reconcile
+
+    return asyncio.run(bench_reconcile(n=2_000 if quick else 10_000))
+
+
+BENCHES: dict[str, Callable[[bool], list[Result]]] = {
+    "open": lambda quick: [asyncio.run(bench_open(n=200 if quick else 1000))],
+    "ticks": lambda quick: [bench_ticks(ticks=200_000 if quick else 1_000_000, rounds=3 if quick else 5)],
+    "recovery": lambda quick: [asyncio.run(bench_recovery(n=2_000 if quick else 10_000))],
+    "reconcile": _reconcile,
+}
+
+
+def run(names: list[str], quick: bool, emit: Callable[[str], None]) -> list[Result]:
+    emit(f"machine: {machine()}")
+    results = []
+    for name in names:
+        for result in BENCHES[name](quick):
+            emit(result.render())
+            results.append(result)
+    return results

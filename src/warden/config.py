@@ -1,0 +1,252 @@
+"""Settings: one typed object, read once at startup.
+
+Precedence, strongest first: explicit keyword arguments (CLI flags) > `WARDEN_*`
+environment variables > the TOML file (`--config FILE` or `WARDEN_CONFIG`) >
+the defaults below. Every field carries a description; the CLI's `--help` and
+the README's configuration table are generated from them.
+
+Secrets are `SecretStr` and never appear in `repr`, logs or `redacted()`.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from contextvars import ContextVar
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+
+import pydantic
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from warden.domain.errors import ValidationError as DomainValidationError
+from warden.domain.plan import ExitPlan
+
+ENV_PREFIX = "WARDEN_"
+CONFIG_ENV = "WARDEN_CONFIG"
+REDACTED = "**********"
+
+_config_file: ContextVar[Path | None] = ContextVar("warden_config_file", default=None)
+
+
+class ConfigError(ValueError):
+    """A setting that cannot be used; `field` names it (`config` for the file itself)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+class Settings(BaseSettings):
+    """Everything warden can be told. Construct with `Settings.load(...)` to honour `--config`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        case_sensitive=False,
+        extra="forbid",
+        validate_default=True,
+    )
+
+    # -- where and how it runs ------------------------------------------------------------------
+    host: str = Field("127.0.0.1", description="Address the HTTP API listens on.")
+    port: int = Field(8080, ge=1, le=65535, description="Port the HTTP API listens on.")
+    db: str = Field(
+        "sqlite:///./data/warden.db",
+        description="Database URL: sqlite:///PATH (embedded) or postgresql://USER@HOST/DB.",
+    )
+    data_dir: Path = Field(Path("./data"), description="Directory for local state (the API token file).")
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
+    log_json: bool = Field(False, description="Log one JSON object per line instead of console text.")
+
+    # -- the exchange ---------------------------------------------------------------------------
+    exchange: Literal["sim", "binanceusdm"] = Field(
+        "sim", description="Exchange: sim (in-process simulator) or binanceusdm (Binance USD-M futures)."
+    )
+    exchange_url: str | None = Field(
+        None, description="Base URL of a Binance-compatible server (e.g. `warden sim serve`)."
+    )
+    api_key: SecretStr | None = Field(None, description="Exchange API key.")
+    api_secret: SecretStr | None = Field(None, description="Exchange API secret.")
+    account: str = Field("default", min_length=1, description="Account name; one engine writes per account.")
+    sim_seed: int = Field(42, description="Random seed of the simulated exchange's price walk.")
+    sim_tick_interval: float = Field(
+        1.0, gt=0, description="Seconds between simulated price ticks (sim exchange only)."
+    )
+
+    # -- the API ---------------------------------------------------------------------------------
+    api_token: SecretStr | None = Field(
+        None,
+        description="Bearer token for mutating API calls; generated into DATA_DIR/api-token if unset.",
+    )
+
+    # -- the exit plan (fractions of the entry price / of the filled size) ---------------------
+    stop_pct: Decimal = Field(Decimal("0.015"), description="Stop-loss distance from entry (0.015 = 1.5 %).")
+    tp1_pct: Decimal = Field(Decimal("0.01"), description="TP1 distance from entry.")
+    tp1_fraction: Decimal = Field(Decimal("0.6"), description="Fraction of the size TP1 closes.")
+    tp2_pct: Decimal = Field(Decimal("0.02"), description="TP2 distance from entry.")
+    tp2_fraction: Decimal = Field(Decimal("0.2"), description="Fraction of the size TP2 closes.")
+    trail_pct: Decimal = Field(
+        Decimal("0.005"), description="Trailing distance of the runner after TP2 (from the peak)."
+    )
+    breakeven_after_tp1: bool = Field(False, description="Move the stop to the entry price after TP1.")
+    default_usd: Decimal = Field(
+        Decimal(100), gt=0, description="Notional in USD when a signal gives neither usd nor qty."
+    )
+
+    # -- deadlines and safety -------------------------------------------------------------------
+    protection_window: float = Field(
+        2.0, gt=0, description="Seconds a filled position may stay without a resting stop."
+    )
+    order_timeout: float = Field(5.0, gt=0, description="Deadline in seconds for one exchange call.")
+    db_timeout: float = Field(5.0, gt=0, description="Deadline in seconds for one database call.")
+    reconcile_interval: float = Field(30.0, gt=0, description="Seconds between reconciliation runs.")
+    allow_stacking: bool = Field(
+        False, description="Allow a second position on a symbol that already has one open."
+    )
+    orphan_policy: Literal["adopt", "close", "alert"] = Field(
+        "adopt",
+        description="What to do with an exchange position warden has no record of: adopt, close or alert.",
+    )
+
+    @field_validator("db")
+    @classmethod
+    def _db_is_url(cls, value: str) -> str:
+        if "://" not in value:
+            raise ValueError(f"must be a database URL like sqlite:///./data/warden.db, not {value!r}")
+        return value
+
+    @field_validator("exchange_url")
+    @classmethod
+    def _exchange_url_is_http(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"must start with http:// or https://, not {value!r}")
+        return value.rstrip("/") if value else value
+
+    @model_validator(mode="after")
+    def _plan_is_valid(self) -> Settings:
+        self.exit_plan()  # raises a DomainValidationError naming the field
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml = _config_file.get() or _env_config_file()
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if toml is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml))
+        return tuple(sources)
+
+    @classmethod
+    def load(cls, config_file: Path | str | None = None, **overrides: Any) -> Settings:
+        """Build the settings from every source; a bad value raises ConfigError naming it.
+
+        `overrides` whose value is None are ignored, so CLI flags left unset fall
+        through to the environment, the file and the defaults.
+        """
+        path = Path(config_file) if config_file is not None else _env_config_file()
+        if path is not None:
+            _check_toml(path)
+        given = {k: v for k, v in overrides.items() if v is not None}
+        token = _config_file.set(path)
+        try:
+            return cls(**given)
+        except pydantic.ValidationError as exc:
+            raise _config_error(exc) from None
+        except DomainValidationError as exc:
+            raise ConfigError(exc.field, exc.message) from None
+        finally:
+            _config_file.reset(token)
+
+    def exit_plan(self) -> ExitPlan:
+        return ExitPlan(
+            stop_pct=self.stop_pct,
+            tp1_pct=self.tp1_pct,
+            tp1_fraction=self.tp1_fraction,
+            tp2_pct=self.tp2_pct,
+            tp2_fraction=self.tp2_fraction,
+            trail_pct=self.trail_pct,
+            breakeven_after_tp1=self.breakeven_after_tp1,
+        )
+
+    @property
+    def token_file(self) -> Path:
+        return self.data_dir / "api-token"
+
+    @property
+    def api_url(self) -> str:
+        """Where a client on this machine reaches the API."""
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "", "::") else self.host
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
+    def redacted(self) -> dict[str, str | None]:
+        """Every setting as display text; secrets are shown only as set or unset."""
+        shown: dict[str, str | None] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                shown[name] = REDACTED
+            elif value is None:
+                shown[name] = None
+            else:
+                shown[name] = str(value).lower() if isinstance(value, bool) else str(value)
+        return shown
+
+
+def describe(name: str) -> str:
+    """The description of a setting, with its environment variable (for `--help`)."""
+    info = Settings.model_fields[name]
+    return f"{info.description} (env: {ENV_PREFIX}{name.upper()})"
+
+
+def reference_rows() -> list[tuple[str, str, str, str]]:
+    """(setting, environment variable, default, description) for the README's table."""
+    rows = []
+    for name, info in Settings.model_fields.items():
+        default = "" if info.default is None else str(info.default)
+        if isinstance(info.default, bool):
+            default = str(info.default).lower()
+        rows.append((name, f"{ENV_PREFIX}{name.upper()}", default, info.description or ""))
+    return rows
+
+
+def _env_config_file() -> Path | None:
+    raw = os.environ.get(CONFIG_ENV)
+    return Path(raw) if raw else None
+
+
+def _check_toml(path: Path) -> None:
+    if not path.is_file():
+        raise ConfigError("config", f"no such file: {path}")
+    try:
+        with path.open("rb") as fh:
+            tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("config", f"{path} is not valid TOML: {exc}") from None
+
+
+def _config_error(exc: pydantic.ValidationError) -> ConfigError:
+    first = exc.errors()[0]
+    loc = [str(part) for part in first["loc"]]
+    field = ".".join(loc) or "settings"
+    message = first["msg"]
+    if first["type"] == "extra_forbidden":
+        message = "is not a setting warden knows"
+    elif first["type"] == "value_error":
+        message = message.removeprefix("Value error, ")
+    return ConfigError(field, message)

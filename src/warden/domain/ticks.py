@@ -1,0 +1,171 @@
+"""The tick path: per-symbol trigger thresholds and lazily derived watermarks.
+
+A mark-price tick must cost a few comparisons, whatever the number of
+positions. Per symbol we keep the last price, the high and low since the
+positions were last brought up to date, and two thresholds: `up`, the lowest
+price at which some long runner's trailing stop would move, and `down`, the
+highest price at which some short runner's would. A tick between them only
+updates last/high/low. Watermarks, MAE and MFE of the symbol's positions are
+derived from high/low when somebody looks (`materialize`): at a crossing, on a
+read, before a transition, and on the periodic flush.
+
+Thresholds are conservative (a crossing is re-checked exactly with
+`Position.trailing_target`), so the fast path never misses a decision.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from decimal import Decimal
+
+from warden.domain.position import Position
+from warden.domain.values import Instrument, PositionId, Side, Symbol
+
+NEVER_UP = Decimal("Infinity")
+NEVER_DOWN = Decimal("-Infinity")
+
+
+@dataclass(slots=True)
+class Watch:
+    last: Decimal | None = None
+    high: Decimal = NEVER_DOWN
+    low: Decimal = NEVER_UP
+    up: Decimal = NEVER_UP
+    down: Decimal = NEVER_DOWN
+    stale: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class TrailDecision:
+    position_id: PositionId
+    stop_price: Decimal
+
+
+def runner_threshold(position: Position, instrument: Instrument) -> Decimal | None:
+    """The price beyond which this runner's stop would move by at least one tick."""
+    if not position.trailing_active or position.stop_price is None or position.remaining <= 0:
+        return None
+    half_tick = instrument.tick_size / 2
+    trail = position.plan.trail_pct
+    if position.side is Side.LONG:
+        return (position.stop_price + half_tick) / (1 - trail)
+    return (position.stop_price - half_tick) / (1 + trail)
+
+
+def with_range(position: Position, high: Decimal, low: Decimal, last: Decimal | None) -> Position:
+    """Fold a symbol's high/low since the last reset into one position (marks only; idempotent)."""
+    entry = position.entry_price
+    if last is None or high < low or entry is None or position.remaining <= 0:
+        return position if last is None else replace(position, last_price=last)
+    if position.side is Side.LONG:
+        best, worst = high, low
+        wm = best if position.watermark is None or best > position.watermark else position.watermark
+        mfe, mae = best - entry, entry - worst
+    else:
+        best, worst = low, high
+        wm = best if position.watermark is None or best < position.watermark else position.watermark
+        mfe, mae = entry - best, worst - entry
+    return replace(
+        position,
+        last_price=last,
+        watermark=wm,
+        mfe=max(position.mfe, mfe),
+        mae=max(position.mae, mae),
+    )
+
+
+class TickIndex:
+    """Owns no positions: reads them through `get` and `members`, writes back through `put`."""
+
+    def __init__(
+        self,
+        instruments: dict[Symbol, Instrument],
+        members: Callable[[Symbol], Iterable[PositionId]],
+        get: Callable[[PositionId], Position],
+        put: Callable[[Position], None],
+    ) -> None:
+        self._instruments = instruments
+        self._members = members
+        self._get = get
+        self._put = put
+        self._watch: dict[Symbol, Watch] = {}
+        self.changed: set[Symbol] = set()
+
+    def on_mark(self, symbol: Symbol, price: Decimal) -> list[TrailDecision] | None:
+        """The fast path; returns decisions only when a runner threshold is crossed."""
+        w = self._watch.get(symbol)
+        if w is None:
+            w = self._watch[symbol] = Watch()
+        w.last = price
+        if price > w.high:
+            w.high = price
+            self.changed.add(symbol)
+        if price < w.low:
+            w.low = price
+            self.changed.add(symbol)
+        if w.stale or price >= w.up or price <= w.down:
+            return self._crossed(symbol, w)
+        return None
+
+    def _crossed(self, symbol: Symbol, w: Watch) -> list[TrailDecision]:
+        """Only runners can need a decision: fold the range into them, ask, re-arm."""
+        instrument = self._instruments[symbol]
+        decisions = []
+        up, down = NEVER_UP, NEVER_DOWN
+        for pid in self._members(symbol):
+            position = self._get(pid)
+            if not position.trailing_active:
+                continue
+            position = with_range(position, w.high, w.low, w.last)
+            self._put(position)
+            target = position.trailing_target(instrument)
+            if target is not None:
+                decisions.append(TrailDecision(pid, target))
+            up, down = _widen(up, down, position, instrument)
+        w.up, w.down, w.stale = up, down, False
+        return decisions
+
+    def materialize(self, symbol: Symbol) -> None:
+        """Fold the range into every position of `symbol`, then start a new range."""
+        w = self._watch.get(symbol)
+        if w is None:
+            return
+        for pid in self._members(symbol):
+            self._put(with_range(self._get(pid), w.high, w.low, w.last))
+        if w.last is not None:
+            w.high = w.low = w.last
+        w.stale = True
+
+    def before_change(self, symbol: Symbol, position_id: PositionId, joining: bool) -> None:
+        """A transition is about to replace a position.
+
+        Its own marks are brought up to date; a position joining the symbol must not
+        inherit the range from before it existed, so then the whole symbol is folded
+        and the range restarts. Thresholds are recomputed on the next tick.
+        """
+        w = self._watch.get(symbol)
+        if w is None:
+            return
+        if joining:
+            self.materialize(symbol)
+            return
+        current = self._get(position_id)
+        self._put(with_range(current, w.high, w.low, w.last))
+        w.stale = True
+
+    def materialize_all(self) -> set[Symbol]:
+        """Fold every changed symbol's range in; returns those symbols."""
+        changed, self.changed = self.changed, set()
+        for symbol in changed:
+            self.materialize(symbol)
+        return changed
+
+
+def _widen(up: Decimal, down: Decimal, position: Position, instrument: Instrument) -> tuple[Decimal, Decimal]:
+    threshold = runner_threshold(position, instrument)
+    if threshold is None:
+        return up, down
+    if position.side is Side.LONG:
+        return min(up, threshold), down
+    return up, max(down, threshold)

@@ -1,0 +1,311 @@
+"""The CLI's client side: commands that talk HTTP to a running `warden run`.
+
+Each prints a rich table or one line; any error is one line on stderr naming
+the field (`error: side: must be long, short, buy or sell, not 'up'`) and a
+non-zero exit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated, Any, NoReturn
+
+import httpx
+import typer
+from rich.console import Console
+from rich.measure import Measurement
+from rich.table import Table
+from rich.text import Text
+
+from warden.config import ConfigError, Settings
+from warden.entrypoints.token import TOKEN_ENV, TokenError, find_token
+
+API = "/api/v1"
+TIMEOUT = 15.0
+USER_AGENT = "warden-cli/0.1"
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+UrlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--url", envvar="WARDEN_URL", help="URL of the running engine (default: from host and port settings)."
+    ),
+]
+
+
+class CliError(Exception):
+    """One line for the user; `code` is the exit status."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    err.print(f"error: {message}", markup=False)
+    raise typer.Exit(code)
+
+
+def load_settings() -> Settings:
+    try:
+        return Settings.load()
+    except ConfigError as exc:
+        raise CliError(f"{exc.field}: {exc.message}") from None
+
+
+class Client:
+    """A thin HTTP client; turns every failure into a CliError with one line of text."""
+
+    def __init__(self, url: str | None, need_token: bool = False) -> None:
+        settings: Settings | None = None
+        if url is None:
+            settings = load_settings()
+            url = settings.api_url
+        self.url = url.rstrip("/")
+        headers = {"User-Agent": USER_AGENT}
+        if need_token:
+            settings = settings or load_settings()
+            try:
+                token = find_token(settings)
+            except TokenError as exc:
+                raise CliError(str(exc)) from None
+            if token is None:
+                raise CliError(
+                    f"no API token: set {TOKEN_ENV}, or run `warden token` where `warden run` runs"
+                )
+            headers["Authorization"] = f"Bearer {token.get_secret_value()}"
+        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=TIMEOUT)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._http.close()
+
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.ConnectError:
+            raise CliError(f"cannot reach warden at {self.url}: is `warden run` running?") from None
+        except httpx.TimeoutException:
+            raise CliError(f"warden at {self.url} did not answer within {TIMEOUT:g} s") from None
+        except httpx.HTTPError as exc:
+            raise CliError(f"talking to {self.url}: {exc}") from None
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if response.is_success:
+            return body
+        raise CliError(error_line(response.status_code, body))
+
+
+def error_line(status: int, body: object) -> str:
+    """`field: message` from the API's error JSON, else the HTTP status."""
+    if isinstance(body, Mapping) and "message" in body:
+        message = str(body["message"])
+        if body.get("error") == "already_exists" and body.get("position_id"):
+            message = f"{message} (position {body['position_id']})"
+        field = body.get("field")
+        return f"{field}: {message}" if field else message
+    return f"HTTP {status}"
+
+
+def run_client(action: Any) -> None:
+    """Run one client action, printing any CliError as one line."""
+    try:
+        action()
+    except CliError as exc:
+        fail(exc.message, exc.code)
+
+
+# -- rendering -----------------------------------------------------------------------------------
+
+
+def _v(value: object) -> str:
+    return "-" if value is None else str(value)
+
+
+def _show(value: object) -> object:
+    return str(value).lower() if isinstance(value, bool) else value
+
+
+def _when(iso: str | None) -> str | None:
+    """An ISO timestamp to the second, for tables: 2025-01-02 03:04:05."""
+    return None if iso is None else iso.replace("T", " ")[:19]
+
+
+def table(
+    headers: list[str],
+    rows: list[list[object]],
+    right: frozenset[str] = frozenset(),
+    show_header: bool = True,
+) -> Table:
+    """A plain table whose columns are never truncated (ids must stay copyable); only the last wraps."""
+    cells = [[Text(_v(cell)) for cell in row] for row in rows]
+    result = Table(box=None, header_style="bold", pad_edge=False, show_header=show_header)
+    for i, title in enumerate(headers):
+        last = i == len(headers) - 1
+        widest = max([len(title), *(c[i].cell_len for c in cells)])
+        result.add_column(
+            title,
+            justify="right" if title in right else "left",
+            no_wrap=not last,
+            min_width=None if last else widest,
+        )
+    for row in cells:
+        result.add_row(*row)
+    return result
+
+
+def show(renderable: Table) -> None:
+    """Print a table at its natural width: a narrow or piped terminal wraps lines, never cuts ids."""
+    natural = Measurement.get(out, out.options.update_width(1000), renderable).maximum
+    console = out if natural <= out.width else Console(highlight=False, width=natural)
+    console.print(renderable)
+
+
+def positions_table(positions: list[dict[str, Any]]) -> Table:
+    headers = ["ID", "SYMBOL", "SIDE", "SIZE", "ENTRY", "STOP", "RESTING", "LAST", "uPnL", "STATUS"]
+    rows: list[list[object]] = []
+    for p in positions:
+        resting = "yes" if p["stop_resting"] else ("NO" if p["status"] in ("open", "protected") else "-")
+        status = p["status"] if not p.get("exit_reason") else f"{p['status']} ({p['exit_reason']})"
+        rows.append(
+            [
+                p["id"],
+                p["symbol"],
+                p["side"],
+                p["size"],
+                p["entry_price"],
+                p["stop_price"],
+                resting,
+                p["last_price"],
+                p["unrealized_pnl"],
+                status,
+            ]
+        )
+    return table(headers, rows, right=frozenset({"SIZE", "ENTRY", "STOP", "LAST", "uPnL"}))
+
+
+def opened_line(p: Mapping[str, Any]) -> str:
+    if p["status"] == "opening":
+        return (
+            f"{p['id']} {p['symbol']} {p['side']}: the entry is still being resolved; see `warden positions`"
+        )
+    if p["status"] == "closed":
+        return f"{p['id']} {p['symbol']} {p['side']} closed at once: {p['exit_reason']}"
+    stop = f"stop {_v(p['stop_price'])} {'resting' if p['stop_resting'] else 'NOT resting'}"
+    head = f"{p['id']} {p['symbol']} {p['side']} {_v(p['size'])} @ {_v(p['entry_price'])}"
+    return f"{head}, {stop} ({p['status']})"
+
+
+def closed_line(p: Mapping[str, Any]) -> str:
+    return f"{p['id']} {p['symbol']} {p['side']} {p['status']}: realized PnL {_v(p['realized_pnl'])}"
+
+
+# -- commands ------------------------------------------------------------------------------------
+
+
+def status(*, url: UrlOption = None) -> None:
+    """Show the engine's state and why it would refuse signals."""
+
+    def action() -> None:
+        with Client(url) as client:
+            s = client.call("GET", f"{API}/status")
+        keys = ["state", "accepting_signals", "exchange", "database", "open_positions"]
+        keys += ["unprotected_positions", "last_reconcile_at", "pending_writes"]
+        rows: list[list[object]] = [[key, _show(s[key])] for key in keys]
+        rows += [["reason", reason] for reason in s["reasons"]]
+        show(table(["", ""], rows, show_header=False))
+
+    run_client(action)
+
+
+def positions(
+    *,
+    url: UrlOption = None,
+    all_: Annotated[bool, typer.Option("--all", "-a", help="Include closed positions.")] = False,
+) -> None:
+    """List positions: size, entry, stop (and whether it rests on the exchange), uPnL."""
+
+    def action() -> None:
+        with Client(url) as client:
+            rows = client.call("GET", f"{API}/positions", params={"all": str(all_).lower()})
+        if not rows:
+            out.print("no positions" if all_ else "no open positions")
+            return
+        show(positions_table(rows))
+
+    run_client(action)
+
+
+def open_(
+    *,
+    symbol: Annotated[str, typer.Argument(metavar="SYMBOL", help="SOL, SOLUSDT or SOL/USDT:USDT.")],
+    side: Annotated[str, typer.Argument(metavar="SIDE", help="long or short (buy / sell accepted).")],
+    usd: Annotated[str | None, typer.Option("--usd", help="Notional in USD.")] = None,
+    qty: Annotated[str | None, typer.Option("--qty", help="Size in base units.")] = None,
+    signal_id: Annotated[str | None, typer.Option("--signal-id", help="Idempotency key.")] = None,
+    stop: Annotated[str | None, typer.Option("--stop", help="Stop price (default: from the plan).")] = None,
+    url: UrlOption = None,
+) -> None:
+    """Open a position and print it once its stop rests on the exchange."""
+    body: dict[str, str] = {"symbol": symbol, "side": side}
+    for key, value in (("usd", usd), ("qty", qty), ("signal_id", signal_id), ("stop_price", stop)):
+        if value is not None:
+            body[key] = value
+
+    def action() -> None:
+        with Client(url, need_token=True) as client:
+            p = client.call("POST", f"{API}/signals", json=body)
+        out.print(opened_line(p), markup=False)
+
+    run_client(action)
+
+
+def close(
+    *,
+    position_id: Annotated[str, typer.Argument(metavar="ID", help="The position id.")],
+    url: UrlOption = None,
+) -> None:
+    """Close a position at market and print its realized PnL."""
+
+    def action() -> None:
+        with Client(url, need_token=True) as client:
+            p = client.call("POST", f"{API}/positions/{position_id}/close")
+        out.print(closed_line(p), markup=False)
+
+    run_client(action)
+
+
+def events(
+    *,
+    position_id: Annotated[str | None, typer.Argument(metavar="[ID]", help="Only this position.")] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=1000, help="How many.")] = 50,
+    url: UrlOption = None,
+) -> None:
+    """Show the audit trail (all positions, or one)."""
+
+    def action() -> None:
+        path = f"{API}/positions/{position_id}/events" if position_id else f"{API}/events"
+        with Client(url) as client:
+            rows = client.call("GET", path, params={"limit": limit})
+        if not rows:
+            out.print("no events")
+            return
+        shown = [[_when(e["at"]), e["position_id"], e["kind"], e["message"]] for e in rows]
+        show(table(["AT", "POSITION", "KIND", "MESSAGE"], shown))
+
+    run_client(action)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(status)
+    app.command()(positions)
+    app.command("open")(open_)
+    app.command()(close)
+    app.command()(events)

@@ -1,0 +1,97 @@
+"""The API token: from the settings (`WARDEN_API_TOKEN`, the TOML file) or `<data_dir>/api-token`.
+
+`warden run` creates the file (mode 0600) on first start when no token is
+configured and reuses it afterwards; the CLI reads it from the same place.
+The token itself is never logged or printed, except by `warden token`.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import secrets
+import stat
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import SecretStr
+
+from warden.config import Settings
+
+TOKEN_ENV = "WARDEN_API_TOKEN"
+
+
+class TokenSource(StrEnum):
+    SETTINGS = "settings"  # WARDEN_API_TOKEN, the TOML file or a flag
+    FILE = "file"  # <data_dir>/api-token, written by an earlier start
+    CREATED = "created"  # <data_dir>/api-token, written just now
+
+
+@dataclass(frozen=True, slots=True)
+class ApiToken:
+    value: SecretStr
+    source: TokenSource
+    path: Path | None
+
+    def describe(self) -> str:
+        """How a user gets the token, without the token."""
+        if self.source is TokenSource.SETTINGS:
+            return f"API token: from {TOKEN_ENV} / the config file"
+        verb = "created in" if self.source is TokenSource.CREATED else "stored in"
+        path = self.path.absolute() if self.path else None
+        return f"API token: {verb} {path} (print it with `warden token`)"
+
+
+class TokenError(Exception):
+    """The token file exists but cannot be used."""
+
+
+def ensure_token(settings: Settings) -> ApiToken:
+    """The configured token, else the one in the token file, creating the file if needed."""
+    if settings.api_token is not None:
+        return ApiToken(settings.api_token, TokenSource.SETTINGS, None)
+    path = settings.token_file
+    existing = read_token_file(path)
+    if existing is not None:
+        return ApiToken(existing, TokenSource.FILE, path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(32)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process won the race: use its token
+        raced = read_token_file(path)
+        if raced is None:
+            raise TokenError(f"{path} appeared but is empty") from None
+        return ApiToken(raced, TokenSource.FILE, path)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(value + "\n")
+    return ApiToken(SecretStr(value), TokenSource.CREATED, path)
+
+
+def find_token(settings: Settings) -> SecretStr | None:
+    """The token a client should send: the configured one, else the file's; None if neither."""
+    if settings.api_token is not None:
+        return settings.api_token
+    return read_token_file(settings.token_file)
+
+
+def read_token_file(path: Path) -> SecretStr | None:
+    """The token in `path`, None if the file does not exist; group/world-readable files are refused."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise TokenError(f"{path} is readable by other users; run `chmod 600 {path}`")
+    value = path.read_text(encoding="utf-8").strip()
+    if not value:
+        raise TokenError(f"{path} is empty; delete it to have a new token generated")
+    return SecretStr(value)
+
+
+def token_matches(given: str | None, expected: SecretStr | None) -> bool:
+    """Constant-time comparison; no configured token means nothing matches."""
+    if given is None or expected is None:
+        return False
+    return hmac.compare_digest(given.encode(), expected.get_secret_value().encode())

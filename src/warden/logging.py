@@ -1,0 +1,91 @@
+"""Logging: structlog for warden's own events, the standard library routed through it.
+
+Console text for people, one JSON object per line for machines (`log_json`).
+Secrets never reach a handler: `SecretStr` values and any key that looks like
+a credential are replaced before rendering.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Mapping, MutableMapping
+from typing import Any
+
+import structlog
+from pydantic import SecretStr
+from structlog.typing import EventDict, Processor, WrappedLogger
+
+REDACTED = "**********"
+QUIET_LIBRARIES = ("alembic", "sqlalchemy", "aiosqlite", "asyncio", "httpx", "httpcore")
+"""Chatty at INFO; shown only when warden logs at DEBUG."""
+SECRET_KEYS = frozenset(
+    {"api_key", "api_secret", "api_token", "token", "secret", "password", "authorization"}
+)
+
+
+def redact_secrets(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
+    """Replace credentials in an event (top level and one mapping deep)."""
+    return _redact(event_dict)
+
+
+def _redact(values: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    for key, value in list(values.items()):
+        if isinstance(value, SecretStr) or (key.lower() in SECRET_KEYS and value is not None):
+            values[key] = REDACTED
+        elif isinstance(value, Mapping):
+            values[key] = _redact(dict(value))
+    return values
+
+
+def configure_logging(level: str = "info", json: bool = False) -> None:
+    """Set up structlog and the standard library (uvicorn, sqlalchemy) to render alike."""
+    numeric = logging.getLevelNamesMapping()[level.upper()]
+    shared: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        redact_secrets,
+    ]
+    renderer: Processor = (
+        structlog.processors.JSONRenderer()
+        if json
+        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    )
+    structlog.configure(
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *shared,
+            structlog.processors.format_exc_info if json else _noop,
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(numeric)
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logging.getLogger(name).handlers[:] = []
+        logging.getLogger(name).propagate = True
+    for name in QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(
+            numeric if numeric <= logging.DEBUG else max(numeric, logging.WARNING)
+        )
+
+
+def _noop(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
+    return event_dict
+
+
+def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:
+    logger: structlog.stdlib.BoundLogger = structlog.stdlib.get_logger(name)
+    return logger

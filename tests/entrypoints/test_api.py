@@ -1,0 +1,274 @@
+"""The HTTP API over the real engine and the in-process simulated exchange."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+
+from warden.bootstrap import Runtime
+from warden.domain.values import OrderType, Symbol
+from warden.entrypoints.api import create_app
+
+from .conftest import AUTH, TOKEN
+
+SOL = Symbol("SOL/USDT:USDT")
+SIGNAL = {"symbol": "SOL", "side": "long", "usd": "100"}
+
+
+async def open_sol(client: httpx.AsyncClient, **extra: Any) -> dict[str, Any]:
+    response = await client.post("/api/v1/signals", json={**SIGNAL, **extra}, headers=AUTH)
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def assert_nothing_happened(runtime: Runtime) -> None:
+    """No position row, no order, no fill, no exchange position."""
+    assert await runtime.store.list_positions(include_closed=True) == []
+    assert runtime.sim is not None
+    core = runtime.sim.core
+    assert core.open_orders() == []
+    assert core.positions() == []
+    assert all(core.fills(symbol) == [] for symbol in core.instruments)
+
+
+async def test_signal_opens_a_protected_position(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    """A valid signal answers 201 with a PROTECTED position whose stop rests on the exchange."""
+    p = await open_sol(client, signal_id="tv-1")
+    assert p["status"] == "protected"
+    assert p["symbol"] == SOL
+    assert p["side"] == "long"
+    assert p["stop_resting"] is True
+    assert p["signal_id"] == "tv-1"
+    assert isinstance(p["size"], str)
+    assert Decimal(p["size"]) == Decimal(p["filled_qty"]) > 0
+    assert Decimal(p["stop_price"]) < Decimal(p["entry_price"])
+    assert runtime.sim is not None
+    stops = [o for o in runtime.sim.core.open_orders(SOL) if o.type is OrderType.STOP_MARKET]
+    assert [(s.qty, s.trigger_price) for s in stops] == [(Decimal(p["size"]), Decimal(p["stop_price"]))]
+
+
+@pytest.mark.parametrize("symbol", ["SOL", "sol", "SOLUSDT", "SOL/USDT:USDT", "BINANCE:SOLUSDT.P"])
+async def test_symbol_spellings_are_normalised(client: httpx.AsyncClient, symbol: str) -> None:
+    """Bare, lower-case, exchange-id, unified and TradingView spellings all name the same market."""
+    p = await open_sol(client, symbol=symbol)
+    assert p["symbol"] == SOL
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"symbol": "DOGE", "side": "long", "usd": "100"}, "symbol"),
+        ({"side": "long", "usd": "100"}, "symbol"),
+        ({"symbol": "SOL", "side": "up", "usd": "100"}, "side"),
+        ({"symbol": "SOL", "side": 5, "usd": "100"}, "side"),
+        ({"symbol": "SOL", "side": "long", "usd": "-5"}, "usd"),
+        ({"symbol": "SOL", "side": "long", "usd": 0}, "usd"),
+        ({"symbol": "SOL", "side": "long", "usd": "1"}, "usd"),
+        ({"symbol": "SOL", "side": "long", "qty": "lots"}, "qty"),
+        ({"symbol": "SOL", "side": "long", "usd": "100", "qty": "1"}, "qty"),
+        ({"symbol": "SOL", "side": "long", "usd": "100", "stop_price": "1000"}, "stop_price"),
+        ({"symbol": "SOL", "side": "long", "usd": "100", "signal_id": ""}, "signal_id"),
+        (["SOL", "long"], "body"),
+    ],
+)
+async def test_bad_signal_is_422_naming_the_field(
+    client: httpx.AsyncClient, runtime: Runtime, body: object, field: str
+) -> None:
+    """Each bad input is refused with 422 naming its field, and nothing reaches the DB or the exchange."""
+    response = await client.post("/api/v1/signals", json=body, headers=AUTH)
+    assert response.status_code == 422, response.text
+    error = response.json()
+    assert error["error"] == "validation_error"
+    assert error["field"] == field
+    assert error["message"]
+    await assert_nothing_happened(runtime)
+
+
+async def test_bad_side_message_lists_the_choices(client: httpx.AsyncClient) -> None:
+    """The side error says what is accepted and echoes what was sent."""
+    response = await client.post("/api/v1/signals", json={**SIGNAL, "side": "up"}, headers=AUTH)
+    assert response.json()["message"] == "must be long, short, buy or sell, not 'up'"
+
+
+async def test_body_that_is_not_json(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    """A body that is not JSON is a 422 on `body`."""
+    response = await client.post("/api/v1/signals", content=b"short sol", headers=AUTH)
+    assert response.status_code == 422
+    assert response.json()["field"] == "body"
+    await assert_nothing_happened(runtime)
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}])
+async def test_signal_without_the_token_is_401(
+    client: httpx.AsyncClient, runtime: Runtime, headers: dict[str, str]
+) -> None:
+    """A missing, wrong or non-Bearer token is refused with 401 and nothing is sent."""
+    response = await client.post("/api/v1/signals", json=SIGNAL, headers=headers)
+    assert response.status_code == 401
+    assert response.json()["error"] == "unauthorized"
+    await assert_nothing_happened(runtime)
+
+
+async def test_unauthorized_wins_over_bad_input(client: httpx.AsyncClient) -> None:
+    """Without a token a caller learns nothing about validation: 401, not 422."""
+    response = await client.post("/api/v1/signals", json={"side": "up"})
+    assert response.status_code == 401
+
+
+async def test_tradingview_secret_in_body(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    """TradingView's text/plain webhook with the token as `secret` opens a position."""
+    body = b'{"symbol": "SOLUSDT.P", "side": "sell", "usd": 100, "secret": "%s"}' % TOKEN.encode()
+    response = await client.post("/api/v1/signals", content=body, headers={"Content-Type": "text/plain"})
+    assert response.status_code == 201, response.text
+    assert response.json()["side"] == "short"
+    assert response.json()["status"] == "protected"
+
+
+async def test_tradingview_wrong_secret(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    """A wrong `secret` in the body is a 401 and nothing is sent."""
+    response = await client.post("/api/v1/signals", json={**SIGNAL, "secret": "guess"})
+    assert response.status_code == 401
+    await assert_nothing_happened(runtime)
+
+
+async def test_duplicate_signal_id_is_409_with_the_existing_position(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """Resending a signal id answers 409 naming the position it already opened; no second order."""
+    first = await open_sol(client, signal_id="tv-42")
+    again = await client.post("/api/v1/signals", json={**SIGNAL, "signal_id": "tv-42"}, headers=AUTH)
+    assert again.status_code == 409
+    body = again.json()
+    assert body["error"] == "already_exists"
+    assert body["position_id"] == first["id"]
+    assert body["position"]["id"] == first["id"]
+    assert len(await runtime.store.list_positions(include_closed=True)) == 1
+
+
+async def test_close_reports_realized_pnl(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    """Closing answers the CLOSED position with its realized PnL, and the exchange is left flat."""
+    p = await open_sol(client)
+    response = await client.post(f"/api/v1/positions/{p['id']}/close", headers=AUTH)
+    assert response.status_code == 200, response.text
+    closed = response.json()
+    assert closed["status"] == "closed"
+    assert closed["size"] == "0" or Decimal(closed["size"]) == 0
+    assert Decimal(closed["realized_pnl"]) == -Decimal(closed["fees"])  # the mark did not move
+    assert Decimal(closed["fees"]) > 0
+    assert runtime.sim is not None
+    assert runtime.sim.core.positions() == []
+    assert runtime.sim.core.open_orders() == []
+
+
+async def test_close_needs_the_token(client: httpx.AsyncClient) -> None:
+    """Closing without the token is a 401 and the position stays protected."""
+    p = await open_sol(client)
+    response = await client.post(f"/api/v1/positions/{p['id']}/close")
+    assert response.status_code == 401
+    assert (await client.get(f"/api/v1/positions/{p['id']}")).json()["status"] == "protected"
+
+
+async def test_close_unknown_position_is_404(client: httpx.AsyncClient) -> None:
+    """Closing an id that does not exist is a 404 naming the position id."""
+    response = await client.post("/api/v1/positions/nope/close", headers=AUTH)
+    assert response.status_code == 404
+    assert response.json()["field"] == "position_id"
+
+
+async def test_read_positions_and_events(client: httpx.AsyncClient) -> None:
+    """Open positions are listed; closed ones only with ?all=true; each has its audit trail."""
+    p = await open_sol(client)
+    listed = (await client.get("/api/v1/positions")).json()
+    assert [x["id"] for x in listed] == [p["id"]]
+    await client.post(f"/api/v1/positions/{p['id']}/close", headers=AUTH)
+    assert (await client.get("/api/v1/positions")).json() == []
+    everything = (await client.get("/api/v1/positions", params={"all": "true"})).json()
+    assert [(x["id"], x["status"]) for x in everything] == [(p["id"], "closed")]
+    one = (await client.get(f"/api/v1/positions/{p['id']}")).json()
+    assert one["exit_reason"] == "manual"
+    kinds = {e["kind"] for e in (await client.get(f"/api/v1/positions/{p['id']}/events")).json()}
+    assert {"position_opening", "position_protected", "position_closed"} <= kinds
+    all_events = (await client.get("/api/v1/events", params={"limit": 500})).json()
+    assert any(e["position_id"] == p["id"] for e in all_events)
+
+
+async def test_unknown_position_and_route_are_json_404(client: httpx.AsyncClient) -> None:
+    """Unknown positions (and their events) and unknown routes answer JSON 404s."""
+    for path in ("/api/v1/positions/nope", "/api/v1/positions/nope/events", "/api/v1/nothing"):
+        response = await client.get(path)
+        assert response.status_code == 404, path
+        assert response.json()["error"] == "not_found"
+
+
+async def test_query_validation_names_the_parameter(client: httpx.AsyncClient) -> None:
+    """FastAPI's own validation errors are reshaped to name the field."""
+    response = await client.get("/api/v1/events", params={"limit": 0})
+    assert response.status_code == 422
+    assert response.json()["field"] == "limit"
+    assert response.json()["error"] == "validation_error"
+
+
+async def test_status(client: httpx.AsyncClient) -> None:
+    """Status shows the engine ready and counts open and unprotected positions."""
+    await open_sol(client)
+    s = (await client.get("/api/v1/status")).json()
+    assert s["state"] == "ready"
+    assert s["accepting_signals"] is True
+    assert (s["open_positions"], s["unprotected_positions"]) == (1, 0)
+
+
+async def test_healthz_ready(client: httpx.AsyncClient) -> None:
+    """A recovered engine is healthy."""
+    response = await client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json()["state"] == "ready"
+
+
+async def test_read_only_engine_is_unhealthy_and_refuses(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    """A read-only engine answers 503 on /healthz with the reason, and 503 to signals with nothing sent."""
+    runtime.engine.set_read_only("lease lost to another engine")
+    health = await client.get("/healthz")
+    assert health.status_code == 503
+    assert health.json()["state"] == "read_only"
+    assert health.json()["reasons"]
+    response = await client.post("/api/v1/signals", json=SIGNAL, headers=AUTH)
+    assert response.status_code == 503
+    assert response.json()["error"] == "trading_refused"
+    assert "nothing was sent" in response.json()["message"]
+    await assert_nothing_happened(runtime)
+
+
+async def test_not_started_is_503() -> None:
+    """Before the engine is running, health and reads answer 503 rather than failing."""
+    app = create_app(lambda: None)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://w") as http:
+        assert (await http.get("/healthz")).status_code == 503
+        response = await http.get("/api/v1/positions")
+        assert response.status_code == 503
+        assert response.json()["error"] == "not_ready"
+        assert "warden_engine_up 0.0" in (await http.get("/metrics")).text
+
+
+async def test_metrics_expose_the_gauges(client: httpx.AsyncClient) -> None:
+    """/metrics has open and unprotected positions, the engine state and signals by outcome."""
+    await open_sol(client)
+    await client.post("/api/v1/signals", json={**SIGNAL, "side": "up"}, headers=AUTH)
+    await client.post("/api/v1/signals", json=SIGNAL)
+    response = await client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    text = response.text
+    for line in (
+        "warden_open_positions 1.0",
+        "warden_unprotected_positions 0.0",
+        'warden_engine_state{state="ready"} 1.0',
+        'warden_engine_state{state="degraded"} 0.0',
+        'warden_signals_total{outcome="accepted"} 1.0',
+        'warden_signals_total{outcome="invalid"} 1.0',
+        'warden_signals_total{outcome="unauthorized"} 1.0',
+    ):
+        assert line in text, line

@@ -1,0 +1,202 @@
+"""The `warden` CLI against a live API over real HTTP (uvicorn on a free 127.0.0.1 port)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+from typer.testing import CliRunner, Result
+
+from warden.bootstrap import Runtime
+from warden.entrypoints.api import create_app
+from warden.entrypoints.cli import QuietServer, app
+
+from .conftest import TOKEN
+
+runner = CliRunner()
+
+
+def free_socket() -> socket.socket:
+    """A listening socket on a free port: connections queue until the server accepts them."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    sock.setblocking(False)
+    return sock
+
+
+@pytest.fixture
+async def url(runtime: Runtime) -> AsyncIterator[str]:
+    """The base URL of a uvicorn server serving the API over the running engine."""
+    sock = free_socket()
+    config = uvicorn.Config(create_app(lambda: runtime), log_config=None, access_log=False, lifespan="off")
+    server = QuietServer(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    host, port = sock.getsockname()
+    yield f"http://{host}:{port}"
+    server.should_exit = True
+    await task
+    sock.close()
+
+
+async def cli(url: str, *args: str, token: str | None = TOKEN) -> Result:
+    """Run one CLI command in a thread, so this loop keeps serving its HTTP requests."""
+    env = {"WARDEN_URL": url, "WARDEN_API_TOKEN": token}
+    return await asyncio.to_thread(lambda: runner.invoke(app, list(args), env=env))
+
+
+async def test_open_positions_close_round_trip(url: str) -> None:
+    """open prints the protected position, positions lists it with a resting stop, close prints the PnL."""
+    opened = await cli(url, "open", "sol", "long", "--usd", "100", "--signal-id", "cli-1")
+    assert opened.exit_code == 0, opened.output
+    assert "SOL/USDT:USDT long 0.66 @ 150" in opened.stdout
+    assert "resting (protected)" in opened.stdout
+    position_id = opened.stdout.split()[0]
+
+    listed = await cli(url, "positions")
+    assert listed.exit_code == 0, listed.output
+    header, row = listed.stdout.splitlines()[:2]
+    assert header.split() == [
+        "ID",
+        "SYMBOL",
+        "SIDE",
+        "SIZE",
+        "ENTRY",
+        "STOP",
+        "RESTING",
+        "LAST",
+        "uPnL",
+        "STATUS",
+    ]
+    assert row.split()[:7] == [position_id, "SOL/USDT:USDT", "long", "0.66", "150", "147.75", "yes"]
+
+    closed = await cli(url, "close", position_id)
+    assert closed.exit_code == 0, closed.output
+    assert f"{position_id} SOL/USDT:USDT long closed: realized PnL -" in closed.stdout
+
+    assert "no open positions" in (await cli(url, "positions")).stdout
+    everything = await cli(url, "positions", "--all")
+    assert "closed (manual)" in everything.stdout
+
+
+async def test_bad_side_is_one_line_naming_the_field(url: str, runtime: Runtime) -> None:
+    """A bad side prints exactly one error line naming the field, exits non-zero, and sends nothing."""
+    result = await cli(url, "open", "SOL", "up", "--usd", "100")
+    assert result.exit_code == 1
+    assert result.stderr == "error: side: must be long, short, buy or sell, not 'up'\n"
+    assert result.stdout == ""
+    assert runtime.sim is not None
+    assert runtime.sim.core.open_orders() == []
+
+
+async def test_unknown_symbol_and_both_sizes(url: str) -> None:
+    """Server-side validation errors come back as `error: <field>: <message>`."""
+    unknown = await cli(url, "open", "DOGE", "long", "--usd", "100")
+    assert unknown.stderr == "error: symbol: unknown symbol 'DOGE'\n"
+    both = await cli(url, "open", "SOL", "long", "--usd", "100", "--qty", "1")
+    assert both.stderr == "error: qty: give usd or qty, not both\n"
+    assert both.exit_code == 1
+
+
+async def test_duplicate_signal_names_the_existing_position(url: str) -> None:
+    """Resending a signal id fails with one line that names the position already opened."""
+    first = await cli(url, "open", "SOL", "short", "--qty", "1", "--signal-id", "dup")
+    position_id = first.stdout.split()[0]
+    again = await cli(url, "open", "SOL", "short", "--qty", "1", "--signal-id", "dup")
+    assert again.exit_code == 1
+    assert again.stderr.startswith("error: signal_id: ")
+    assert again.stderr.endswith(f"(position {position_id})\n")
+
+
+async def test_wrong_token_is_refused(url: str) -> None:
+    """A wrong token is reported in one line and nothing opens."""
+    result = await cli(url, "open", "SOL", "long", "--usd", "100", token="nope")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: missing or wrong API token")
+    assert "no open positions" in (await cli(url, "positions")).stdout
+
+
+async def test_status_and_events(url: str) -> None:
+    """status shows the engine ready; events shows a position's trail."""
+    status = await cli(url, "status")
+    assert status.exit_code == 0, status.output
+    assert status.stdout.split()[:2] == ["state", "ready"]
+    opened = await cli(url, "open", "ETH", "long", "--usd", "100")
+    position_id = opened.stdout.split()[0]
+    events = await cli(url, "events", position_id)
+    assert events.exit_code == 0, events.output
+    assert "position_opening" in events.stdout
+    assert "position_protected" in events.stdout
+    assert "recovery_passed" in (await cli(url, "events")).stdout
+    missing = await cli(url, "events", "nope")
+    assert missing.stderr == "error: position_id: no position 'nope'\n"
+
+
+def test_connection_refused_says_to_start_warden() -> None:
+    """With no engine listening, the CLI says to start `warden run`."""
+    sock = free_socket()
+    host, port = sock.getsockname()
+    sock.close()
+    result = runner.invoke(app, ["positions", "--url", f"http://{host}:{port}"])
+    assert result.exit_code == 1
+    assert result.stderr == f"error: cannot reach warden at http://{host}:{port}: is `warden run` running?\n"
+
+
+def test_open_without_any_token(tmp_path: Path) -> None:
+    """Without WARDEN_API_TOKEN or a token file, open stops before sending anything."""
+    env = {"WARDEN_DATA_DIR": str(tmp_path), "WARDEN_URL": "http://127.0.0.1:9"}
+    result = runner.invoke(app, ["open", "SOL", "long"], env=env)
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: no API token: set WARDEN_API_TOKEN")
+
+
+def test_token_command_creates_then_reuses(tmp_path: Path) -> None:
+    """`warden token` creates the token file once and prints the same token after."""
+    env = {"WARDEN_DATA_DIR": str(tmp_path)}
+    first = runner.invoke(app, ["token"], env=env)
+    assert first.exit_code == 0, first.output
+    assert first.stderr == f"created {tmp_path / 'api-token'}\n"
+    token = first.stdout.strip()
+    assert token == (tmp_path / "api-token").read_text().strip()
+    second = runner.invoke(app, ["token"], env=env)
+    assert (second.stdout.strip(), second.stderr) == (token, "")
+
+
+def test_token_command_prints_the_configured_token(tmp_path: Path) -> None:
+    """With WARDEN_API_TOKEN set, `warden token` prints it and writes no file."""
+    result = runner.invoke(app, ["token"], env={"WARDEN_DATA_DIR": str(tmp_path), "WARDEN_API_TOKEN": "abc"})
+    assert result.stdout == "abc\n"
+    assert not (tmp_path / "api-token").exists()
+
+
+def test_run_with_a_bad_flag_names_it() -> None:
+    """`warden run` with an invalid setting exits with one line naming the setting."""
+    result = runner.invoke(app, ["run", "--port", "0"])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: port: ")
+
+
+def test_run_on_a_busy_port(tmp_path: Path) -> None:
+    """`warden run` on a port already taken fails at once, naming the port, before starting the engine."""
+    busy = free_socket()
+    host, port = busy.getsockname()
+    args = ["run", "--host", host, "--port", str(port), "--data-dir", str(tmp_path), "--db"]
+    result = runner.invoke(app, [*args, f"sqlite:///{tmp_path}/w.db"])
+    busy.close()
+    assert result.exit_code == 1
+    assert result.stderr == f"error: port: {host}:{port} is already in use (another warden?)\n"
+    assert not (tmp_path / "w.db").exists()
+
+
+def test_run_help_documents_the_settings() -> None:
+    """`warden run --help` shows the flags with the settings' descriptions."""
+    result = runner.invoke(app, ["run", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    for flag in ("--host", "--port", "--db", "--exchange", "--exchange-url", "--config", "--stop-pct"):
+        assert flag in result.stdout
+    assert "Stop-loss distance from entry" in result.stdout
+    assert "WARDEN_PORT" in result.stdout

@@ -1,0 +1,132 @@
+"""Settings: precedence of the sources, validation that names the field, secrets kept out of sight."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from warden.config import REDACTED, ConfigError, Settings, reference_rows
+
+
+def write_toml(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "warden.toml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults() -> None:
+    """With no sources, the documented defaults apply."""
+    s = Settings.load()
+    assert (s.host, s.port, s.exchange, s.db) == ("127.0.0.1", 8080, "sim", "sqlite:///./data/warden.db")
+    assert s.stop_pct == Decimal("0.015")
+    assert s.api_token is None
+    assert s.orphan_policy == "adopt"
+
+
+def test_flag_beats_env_beats_toml_beats_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A flag wins over WARDEN_*, which wins over the TOML file, which wins over the default."""
+    config = write_toml(tmp_path, 'port = 9001\nhost = "0.0.0.0"\naccount = "toml"\nstop_pct = 0.02\n')
+    monkeypatch.setenv("WARDEN_PORT", "9002")
+    monkeypatch.setenv("WARDEN_ACCOUNT", "env")
+    s = Settings.load(config, account="flag")
+    assert s.account == "flag"  # flag > env
+    assert s.port == 9002  # env > toml
+    assert s.host == "0.0.0.0"  # toml > default
+    assert s.stop_pct == Decimal("0.02")  # a TOML float becomes the exact decimal
+    assert s.tp1_pct == Decimal("0.01")  # default
+
+
+def test_unset_flags_fall_through(tmp_path: Path) -> None:
+    """A flag passed as None (not given on the command line) does not hide the file's value."""
+    config = write_toml(tmp_path, "port = 9001\n")
+    assert Settings.load(config, port=None).port == 9001
+
+
+def test_config_file_from_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """WARDEN_CONFIG names the TOML file when --config is not given."""
+    monkeypatch.setenv("WARDEN_CONFIG", str(write_toml(tmp_path, 'exchange = "binanceusdm"\n')))
+    assert Settings.load().exchange == "binanceusdm"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"port": 0}, "port"),
+        ({"port": "http"}, "port"),
+        ({"exchange": "kraken"}, "exchange"),
+        ({"db": "warden.db"}, "db"),
+        ({"exchange_url": "localhost:9000"}, "exchange_url"),
+        ({"stop_pct": "1.5"}, "stop_pct"),
+        ({"tp1_fraction": "0.9"}, "tp2_fraction"),
+        ({"default_usd": "-5"}, "default_usd"),
+        ({"orphan_policy": "ignore"}, "orphan_policy"),
+        ({"order_timeout": 0}, "order_timeout"),
+        ({"colour": "blue"}, "colour"),
+    ],
+)
+def test_bad_value_names_the_field(overrides: dict[str, Any], field: str) -> None:
+    """Every invalid setting is reported with the name of the setting."""
+    with pytest.raises(ConfigError) as info:
+        Settings.load(**overrides)
+    assert info.value.field == field
+    assert str(info.value).startswith(f"{field}: ")
+
+
+def test_bad_env_value_names_the_field(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bad WARDEN_* value is reported by its setting name."""
+    monkeypatch.setenv("WARDEN_PORT", "eighty")
+    with pytest.raises(ConfigError, match=r"^port: "):
+        Settings.load()
+
+
+def test_unknown_key_in_toml_is_refused(tmp_path: Path) -> None:
+    """A typo in the config file is an error naming the key, not silently ignored."""
+    with pytest.raises(ConfigError) as info:
+        Settings.load(write_toml(tmp_path, "stop_pc = 0.02\n"))
+    assert info.value.field == "stop_pc"
+
+
+def test_missing_or_broken_config_file(tmp_path: Path) -> None:
+    """A config file that is missing or not TOML is reported as `config`."""
+    with pytest.raises(ConfigError, match=r"^config: no such file"):
+        Settings.load(tmp_path / "nope.toml")
+    with pytest.raises(ConfigError, match=r"^config: .* not valid TOML"):
+        Settings.load(write_toml(tmp_path, "port = = 1\n"))
+
+
+def test_secrets_never_displayed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Secrets appear neither in repr nor in redacted(); unset secrets show as None."""
+    monkeypatch.setenv("WARDEN_API_TOKEN", "tok-123456")
+    s = Settings.load(api_key="key-abcdef")
+    shown = s.redacted()
+    assert shown["api_token"] == REDACTED
+    assert shown["api_key"] == REDACTED
+    assert shown["api_secret"] is None
+    for text in (repr(s), str(s), str(shown)):
+        assert "tok-123456" not in text
+        assert "key-abcdef" not in text
+    assert s.api_token is not None
+    assert s.api_token.get_secret_value() == "tok-123456"
+
+
+def test_exit_plan_from_settings() -> None:
+    """The exit-plan settings become the domain's ExitPlan."""
+    plan = Settings.load(tp1_fraction="0.5", breakeven_after_tp1=True).exit_plan()
+    assert plan.tp1_fraction == Decimal("0.5")
+    assert plan.breakeven_after_tp1 is True
+
+
+def test_api_url_for_wildcard_host() -> None:
+    """A client on this machine reaches an engine bound to 0.0.0.0 through 127.0.0.1."""
+    assert Settings.load(host="0.0.0.0", port=9999).api_url == "http://127.0.0.1:9999"
+
+
+def test_reference_rows_document_every_field() -> None:
+    """Every setting has a description and an environment variable in the generated reference."""
+    rows = reference_rows()
+    assert {r[0] for r in rows} == set(Settings.model_fields)
+    assert all(r[3] for r in rows)
+    assert rows[[r[0] for r in rows].index("port")][:3] == ("port", "WARDEN_PORT", "8080")

@@ -1,0 +1,68 @@
+"""The API token file: created once with mode 0600, reused after, never looser than the owner."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+
+from warden.config import Settings
+from warden.entrypoints.token import TokenError, TokenSource, ensure_token, find_token, token_matches
+
+
+def settings(tmp_path: Path, **kw: Any) -> Settings:
+    return Settings.load(data_dir=tmp_path / "data", **kw)
+
+
+def test_first_start_creates_a_private_token_file(tmp_path: Path) -> None:
+    """With no token configured, one is generated into <data_dir>/api-token with mode 0600."""
+    s = settings(tmp_path)
+    token = ensure_token(s)
+    assert token.source is TokenSource.CREATED
+    assert token.path == tmp_path / "data" / "api-token"
+    assert stat.S_IMODE(token.path.stat().st_mode) == 0o600
+    assert len(token.value.get_secret_value()) >= 32
+    assert token.value.get_secret_value() not in token.describe()
+
+
+def test_later_starts_reuse_the_file(tmp_path: Path) -> None:
+    """The second start reads the same token back, and the CLI finds it too."""
+    s = settings(tmp_path)
+    first = ensure_token(s)
+    second = ensure_token(s)
+    assert second.source is TokenSource.FILE
+    assert second.value == first.value
+    assert find_token(s) == first.value
+
+
+def test_configured_token_wins_and_writes_nothing(tmp_path: Path) -> None:
+    """WARDEN_API_TOKEN (or the TOML file) is used as is; no file is created."""
+    s = settings(tmp_path, api_token="configured-token")
+    token = ensure_token(s)
+    assert token.source is TokenSource.SETTINGS
+    assert token.value.get_secret_value() == "configured-token"
+    assert not s.token_file.exists()
+
+
+def test_readable_token_file_is_refused(tmp_path: Path) -> None:
+    """A token file other users can read is an error, not a silently shared secret."""
+    s = settings(tmp_path)
+    ensure_token(s).path.chmod(0o644)  # type: ignore[union-attr]
+    with pytest.raises(TokenError, match="chmod 600"):
+        find_token(s)
+
+
+def test_no_token_anywhere(tmp_path: Path) -> None:
+    """Before the first start, a client finds no token."""
+    assert find_token(settings(tmp_path)) is None
+
+
+def test_token_matches() -> None:
+    """Only the exact token matches; nothing matches when no token is configured."""
+    assert token_matches("abc", SecretStr("abc"))
+    assert not token_matches("abd", SecretStr("abc"))
+    assert not token_matches(None, SecretStr("abc"))
+    assert not token_matches("abc", None)

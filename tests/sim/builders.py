@@ -1,0 +1,83 @@
+"""Builders and test doubles for the simulated-exchange tests."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from warden.adapters.sim import SimCore
+from warden.domain.reports import OrderReport, OrderRequest, StreamEvent
+from warden.domain.values import ClientOrderId, OrderSide, OrderType, Symbol
+
+BTC = Symbol("BTC/USDT:USDT")
+ETH = Symbol("ETH/USDT:USDT")
+SOL = Symbol("SOL/USDT:USDT")
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+BUY, SELL = OrderSide.BUY, OrderSide.SELL
+
+
+class ManualTime:
+    """A `now` callable that moves only when told to."""
+
+    def __init__(self) -> None:
+        self.at = T0
+
+    def __call__(self) -> datetime:
+        return self.at
+
+    def advance(self, seconds: float) -> None:
+        self.at += timedelta(seconds=seconds)
+
+
+class RecordingSleep:
+    """An injected sleep that records what it was asked and returns at once."""
+
+    def __init__(self) -> None:
+        self.calls: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.calls.append(seconds)
+        await asyncio.sleep(0)
+
+
+def market(
+    cid: str, side: OrderSide, qty: str, symbol: Symbol = BTC, *, reduce_only: bool = False
+) -> OrderRequest:
+    return OrderRequest(ClientOrderId(cid), symbol, side, OrderType.MARKET, Decimal(qty), None, reduce_only)
+
+
+def stop(
+    cid: str, side: OrderSide, qty: str, trigger: str, symbol: Symbol = BTC, *, reduce_only: bool = True
+) -> OrderRequest:
+    return OrderRequest(
+        ClientOrderId(cid), symbol, side, OrderType.STOP_MARKET, Decimal(qty), Decimal(trigger), reduce_only
+    )
+
+
+def take_profit(
+    cid: str, side: OrderSide, qty: str, trigger: str, symbol: Symbol = BTC, *, reduce_only: bool = True
+) -> OrderRequest:
+    return OrderRequest(
+        ClientOrderId(cid),
+        symbol,
+        side,
+        OrderType.TAKE_PROFIT_MARKET,
+        Decimal(qty),
+        Decimal(trigger),
+        reduce_only,
+    )
+
+
+async def take(events: AsyncIterator[StreamEvent], n: int) -> list[StreamEvent]:
+    """The next `n` stream events; fails instead of hanging if they never come."""
+    async with asyncio.timeout(2):
+        return [await anext(events) for _ in range(n)]
+
+
+def order_of(core: SimCore, client_order_id: str) -> OrderReport:
+    """The core's order with this client id, which the test expects to exist."""
+    order = core.order(client_order_id)
+    assert order is not None, f"no order {client_order_id!r}"
+    return order

@@ -1,0 +1,196 @@
+"""What only the SQL store has: migrations, pragmas, deadlines, outages, exact storage."""
+
+from __future__ import annotations
+
+import socket
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Connection, text
+
+from warden.adapters.db.migrate import current_revision, upgrade
+from warden.adapters.db.schema import metadata
+from warden.adapters.db.store import SqlStore, open_store
+from warden.domain.values import PositionId
+from warden.ports import StoreUnavailable
+
+from .builders import D, insert, position
+
+HEAD = "0001"
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port
+
+
+async def pg_admin(url: str, sql: str) -> Any:
+    """Run `sql` on the test database's server, as a separate session."""
+    conn = await asyncpg.connect(url.replace("postgresql://", "postgres://"), database="postgres")
+    try:
+        return await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def db_name(url: str) -> str:
+    return url.rsplit("/", 1)[1]
+
+
+async def test_migrations_applied_twice_are_a_no_op(store_url: str) -> None:
+    """Upgrading an up-to-date database changes nothing and leaves it at head."""
+    await upgrade(store_url)
+    await upgrade(store_url)
+    assert await current_revision(store_url) == HEAD
+
+
+async def test_a_new_database_has_no_revision(store_url: str) -> None:
+    """Before the first migration the revision is None."""
+    assert await current_revision(store_url) is None
+
+
+async def test_the_migrated_schema_matches_the_tables(store: SqlStore) -> None:
+    """The initial migration creates exactly what schema.py declares (no autogenerate diff)."""
+
+    def diff(sync: Connection) -> list[Any]:
+        return compare_metadata(MigrationContext.configure(sync), metadata)
+
+    async with store.engine.connect() as conn:
+        assert await conn.run_sync(diff) == []
+
+
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+async def test_sqlite_is_durable_and_checks_foreign_keys(store: SqlStore) -> None:
+    """SQLite runs in WAL mode with foreign keys on and a full fsync per commit."""
+    async with store.engine.connect() as conn:
+        pragmas = [
+            (await conn.exec_driver_sql(f"PRAGMA {p}")).scalar()
+            for p in ("journal_mode", "foreign_keys", "synchronous")
+        ]
+    assert pragmas == ["wal", 1, 2]
+
+
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+async def test_sqlite_stores_amounts_as_exact_text(store: SqlStore) -> None:
+    """On SQLite an amount is stored as plain-notation text, never a float."""
+    await store.commit(insert(position(target_qty=D("0.000000000000000001"), realized_pnl=D(302) / 3)))
+    async with store.engine.connect() as conn:
+        row = (
+            await conn.exec_driver_sql("SELECT target_qty, typeof(realized_pnl), realized_pnl FROM positions")
+        ).one()
+    assert tuple(row) == ("0.000000000000000001", "text", "100.6666666666666666666666667")
+
+
+async def test_an_unreachable_postgres_is_store_unavailable_without_the_password() -> None:
+    """Opening a store on a closed port raises StoreUnavailable naming the server, not the password."""
+    url = f"postgresql://postgres:hunter2@127.0.0.1:{closed_port()}/warden"
+    with pytest.raises(StoreUnavailable) as info:
+        await open_store(url, exchange="sim", op_timeout=2)
+    assert "127.0.0.1" in str(info.value)
+    assert "hunter2" not in str(info.value)
+
+
+async def test_a_file_that_is_not_a_database_is_store_unavailable(tmp_path: Path) -> None:
+    """A SQLite path holding something other than a database raises StoreUnavailable."""
+    (tmp_path / "warden.db").write_bytes(b"this is not a database, it is a shopping list" * 100)
+    with pytest.raises(StoreUnavailable, match="not a database"):
+        await open_store(f"sqlite:///{tmp_path / 'warden.db'}", exchange="sim")
+
+
+async def test_a_closed_store_is_unavailable(store: SqlStore) -> None:
+    """After close(), every call raises StoreUnavailable instead of reconnecting silently."""
+    await store.close()
+    with pytest.raises(StoreUnavailable, match="closed"):
+        await store.commit(insert(position()))
+    with pytest.raises(StoreUnavailable, match="closed"):
+        await store.load_active()
+
+
+@contextmanager
+def sqlite_writer_lock(path: Path) -> Iterator[None]:
+    """Another process-like connection holding SQLite's write lock."""
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+
+
+async def test_a_sqlite_write_blocked_past_its_deadline_is_unavailable(tmp_path: Path) -> None:
+    """A commit that cannot get the write lock in time raises StoreUnavailable; reads still work."""
+    url = f"sqlite:///{tmp_path / 'warden.db'}"
+    store = await open_store(url, exchange="sim", op_timeout=0.3)
+    try:
+        with sqlite_writer_lock(tmp_path / "warden.db"):
+            with pytest.raises(StoreUnavailable):
+                await store.commit(insert(position()))
+            assert (await store.load_active()).positions == []
+        await store.commit(insert(position()))
+        assert await store.get_position(PositionId("p1")) is not None
+    finally:
+        await store.close()
+
+
+@pytest.mark.postgres
+async def test_a_postgres_call_blocked_past_its_deadline_is_unavailable(pg_url: str) -> None:
+    """A query stuck behind a lock raises StoreUnavailable at its deadline; the store works afterwards."""
+    store = await open_store(pg_url, exchange="sim", op_timeout=0.5)
+    locker = await asyncpg.connect(pg_url.replace("postgresql://", "postgres://"))
+    try:
+        tx = locker.transaction()
+        await tx.start()
+        await locker.execute("LOCK TABLE positions IN ACCESS EXCLUSIVE MODE")
+        with pytest.raises(StoreUnavailable, match=r"0\.5s|timeout|cancel"):
+            await store.list_positions()
+        await tx.rollback()
+        await store.commit(insert(position()))
+        assert await store.get_position(PositionId("p1")) is not None
+    finally:
+        await locker.close()
+        await store.close()
+
+
+@pytest.mark.postgres
+async def test_postgres_refusing_connections_is_unavailable_then_recovers(pg_url: str) -> None:
+    """While the database refuses connections the store raises StoreUnavailable; afterwards it reconnects."""
+    store = await open_store(pg_url, exchange="sim")
+    name = db_name(pg_url)
+    try:
+        await pg_admin(pg_url, f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        await pg_admin(
+            pg_url, f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+        )
+        with pytest.raises(StoreUnavailable, match="unavailable"):
+            await store.commit(insert(position()))
+        await pg_admin(pg_url, f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        await store.commit(insert(position()))
+        assert await store.get_position(PositionId("p1")) is not None
+    finally:
+        await pg_admin(pg_url, f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        await store.close()
+
+
+@pytest.mark.postgres
+async def test_postgres_numeric_keeps_every_digit(pg_url: str) -> None:
+    """PostgreSQL stores amounts as NUMERIC without losing digits beyond 18 decimals."""
+    store = await open_store(pg_url, exchange="sim")
+    try:
+        pnl = Decimal("-12345678901234567890.1234567890123456789")
+        await store.commit(insert(position(realized_pnl=pnl)))
+        async with store.engine.connect() as conn:
+            raw = (await conn.execute(text("SELECT realized_pnl::text FROM positions"))).scalar()
+        assert raw == str(pnl)
+    finally:
+        await store.close()
