@@ -1,6 +1,7 @@
 """Shared fixtures: a fresh PostgreSQL database, store URLs for every backend, an open SqlStore.
 
-PostgreSQL tests need a server on 127.0.0.1:5432 (user postgres, trust auth).
+PostgreSQL tests need a server on 127.0.0.1:5432 (user postgres, trust auth;
+WARDEN_TEST_PG_HOST / _PORT / _USER override).
 Without one they are skipped with the reason shown, except under CI=true,
 where an unreachable server fails the run instead of hiding the tests.
 """
@@ -19,9 +20,9 @@ import pytest
 
 from warden.adapters.db.store import SqlStore, open_store
 
-PG_HOST = "127.0.0.1"
-PG_PORT = 5432
-PG_USER = "postgres"
+PG_HOST = os.environ.get("WARDEN_TEST_PG_HOST", "127.0.0.1")
+PG_PORT = int(os.environ.get("WARDEN_TEST_PG_PORT", "5432"))
+PG_USER = os.environ.get("WARDEN_TEST_PG_USER", "postgres")
 
 
 def _pg_admin(sql: str) -> None:

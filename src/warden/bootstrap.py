@@ -46,6 +46,8 @@ def engine_config(settings: Settings) -> EngineConfig:
         query_timeout=settings.order_timeout,
         protection_window=settings.protection_window,
         allow_stacking=settings.allow_stacking,
+        reconcile_interval=settings.reconcile_interval,
+        orphan_policy=settings.orphan_policy,
     )
 
 
@@ -77,6 +79,7 @@ async def running(
             runtime.tasks.append(group.create_task(engine.consume(exchange.stream())))
             await engine.start()
             runtime.tasks.append(group.create_task(engine.maintain()))
+            runtime.tasks.append(group.create_task(engine.reconcile_forever()))
             if sim is not None and price_feed:
                 feed = SimPriceFeed(sim, interval=settings.sim_tick_interval, sleep=clock.sleep)
                 runtime.tasks.append(group.create_task(feed.run()))

@@ -22,3 +22,5 @@ class EngineConfig:
     allow_stacking: bool = False
     early_buffer_limit: int = 10_000
     watermark_flush_interval: float = 1.0
+    reconcile_interval: float = 30.0
+    orphan_policy: str = "adopt"

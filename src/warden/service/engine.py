@@ -79,6 +79,7 @@ from warden.service.commands import (
 from warden.service.config import EngineConfig
 from warden.service.exits import ExitManager
 from warden.service.ledger import Ledger
+from warden.service.reconciler import OrphanPolicy, ReconcileReport, Reconciler
 
 log = structlog.get_logger("warden.engine")
 T = TypeVar("T")
@@ -108,6 +109,8 @@ class Engine:
         self.instruments: dict[Symbol, Instrument] = {}
         self.exits = ExitManager(self)
         self.ledger.on_degraded = self._alert_degraded
+        self.reconciler = Reconciler(self, OrphanPolicy(config.orphan_policy))
+        self._reconciling = asyncio.Lock()
         self._new_id = new_id
         self._state = EngineState.STARTING
         self._refusals: dict[str, str] = {"recovery": "startup recovery has not passed yet"}
@@ -254,8 +257,26 @@ class Engine:
         self._state = EngineState.RECOVERING
         self.instruments.update(await self.query(self.exchange.instruments()))
         await recover(self)
+        await self.reconcile()
         self._state = EngineState.READY
         self._refusals.pop("recovery", None)
+
+    async def reconcile(self) -> ReconcileReport:
+        """One reconciliation pass now (never two at once)."""
+        async with self._reconciling:
+            return await self.reconciler.run()
+
+    async def reconcile_forever(self) -> None:
+        """The timer: a pass every `reconcile_interval` seconds; a failed pass is retried next time."""
+        while True:
+            await self.clock.sleep(self.config.reconcile_interval)
+            try:
+                await self.reconcile()
+            except ExchangeError as exc:
+                log.warning("reconcile_failed", error=str(exc))
+
+    def new_position_id(self) -> str:
+        return self._new_id()
 
     def refuse(self, key: str, reason: str | None) -> None:
         """Set (or clear, with None) a reason to refuse new positions."""
@@ -535,9 +556,11 @@ class Engine:
                 return
 
     async def resync_all(self) -> None:
+        """After a stream gap: events may be lost, so ask the exchange, then reconcile."""
         from warden.service.recovery import recover
 
         await recover(self)
+        await self.reconcile()
 
     # ---------------------------------------------------------------- helpers
 

@@ -18,7 +18,7 @@ may have changed something), `query` = every read:
     │                                                                   ExchangeUnavailable (query)
     └── OperationFailed
         ├── NetworkError
-        │   ├── DDoSProtection / RateLimitExceeded (418, 429, -1003) ... ExchangeUnavailable
+        │   ├── DDoSProtection (418, 429), RateLimitExceeded (-1003) .... ExchangeUnavailable
         │   ├── InvalidNonce (-1021 timestamp outside recvWindow) ....... ExchangeUnavailable
         │   ├── RequestTimeout (-1007, 408, 504, client timeout) ....... ExchangeTimeout (order) /
         │   ├── ExchangeNotAvailable (5xx, connection errors) ......... ExchangeTimeout (order) /
@@ -45,7 +45,6 @@ from collections.abc import Iterator
 from enum import Enum
 
 import ccxt
-
 from warden.ports import ExchangeError, ExchangeTimeout, ExchangeUnavailable, OrderNotFound, OrderRejected
 
 
@@ -74,7 +73,8 @@ TABLE: tuple[tuple[type[Exception], type[ExchangeError], type[ExchangeError]], .
     (ccxt.AuthenticationError, OrderRejected, ExchangeUnavailable),
     (ccxt.OperationRejected, OrderRejected, ExchangeUnavailable),
     (ccxt.ExchangeClosedByUser, ExchangeUnavailable, ExchangeUnavailable),
-    (ccxt.DDoSProtection, ExchangeUnavailable, ExchangeUnavailable),  # includes RateLimitExceeded
+    (ccxt.DDoSProtection, ExchangeUnavailable, ExchangeUnavailable),  # 418, 429
+    (ccxt.RateLimitExceeded, ExchangeUnavailable, ExchangeUnavailable),  # -1003 (a sibling, not a child)
     (ccxt.InvalidNonce, ExchangeUnavailable, ExchangeUnavailable),
     (ccxt.RequestTimeout, ExchangeTimeout, ExchangeUnavailable),
     (ccxt.ExchangeNotAvailable, ExchangeTimeout, ExchangeUnavailable),

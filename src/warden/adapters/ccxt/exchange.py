@@ -139,7 +139,9 @@ class CcxtExchange:
         try:
             return await self.fetch_order(symbol, client_order_id, conditional=True)
         except ExchangeError as exc:
-            raise ExchangeTimeout(f"{client_order_id} canceled, but its state could not be read: {exc}") from exc
+            raise ExchangeTimeout(
+                f"{client_order_id} canceled, but its state could not be read: {exc}"
+            ) from exc
 
     async def fetch_order(self, symbol: Symbol, client_order_id: str, conditional: bool) -> OrderReport:
         params: dict[str, Any] = {"clientOrderId": client_order_id}
@@ -247,4 +249,3 @@ class CcxtExchange:
 
 def _now() -> datetime:
     return datetime.now(UTC)
-

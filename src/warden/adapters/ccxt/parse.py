@@ -100,8 +100,9 @@ def instrument(market: Raw) -> Instrument | None:
     lot = step(filters.get("LOT_SIZE", {}).get("stepSize")) or step(precision.get("amount"))
     if tick is None or lot is None:
         raise ParseError(f"{market.get('symbol')}: no tick or lot size")
-    min_qty = dec(filters.get("LOT_SIZE", {}).get("minQty")) or dec((limits.get("amount") or {}).get("min"))
-    notional = dec(filters.get("MIN_NOTIONAL", {}).get("notional")) or dec((limits.get("cost") or {}).get("min"))
+    amount_limits, cost_limits = limits.get("amount") or {}, limits.get("cost") or {}
+    min_qty = dec(filters.get("LOT_SIZE", {}).get("minQty")) or dec(amount_limits.get("min"))
+    notional = dec(filters.get("MIN_NOTIONAL", {}).get("notional")) or dec(cost_limits.get("min"))
     return Instrument(
         symbol=Symbol(str(market["symbol"])),
         tick_size=tick,

@@ -14,7 +14,7 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Select, func, select, update
+from sqlalchemy import ColumnElement, Select, func, select, true, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -214,7 +214,7 @@ class SqlStore:
         return found[0] if found else None
 
     async def list_positions(self, *, include_closed: bool = False, limit: int = 100) -> list[Position]:
-        where = positions.c.id.is_not(None) if include_closed else positions.c.status.not_in(TERMINAL)
+        where = true() if include_closed else positions.c.status.not_in(TERMINAL)
         return await self._positions("list positions", where, limit=limit)
 
     async def orders_for(self, position_id: PositionId) -> list[Order]:

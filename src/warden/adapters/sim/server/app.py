@@ -123,7 +123,9 @@ async def _errors_and_log(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
     venue = request.app[VENUE]
-    query = request.rel_url.raw_query_string
+    websocket_upgrade = request.headers.get("Upgrade", "").lower() == "websocket"
+    body = "" if websocket_upgrade or not request.can_read_body else await request.text()
+    query = total_params(request.rel_url.raw_query_string, body)  # what was sent, as sent
     websocket = request.headers.get("Upgrade", "").lower() == "websocket"
     kind = "WS" if websocket else request.method
     if websocket:  # logged when it connects: the handler returns only when the socket closes

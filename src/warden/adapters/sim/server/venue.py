@@ -83,6 +83,7 @@ class SimVenue:
         return ms(self.now())
 
     def log(self, method: str, path: str, query: str, status: int, note: str = "") -> None:
+        """One request: `query` is the query string and the form body together, as sent."""
         entry: Json = {"at": self.now_ms(), "method": method, "path": path, "query": query, "status": status}
         if note:
             entry["note"] = note

@@ -1,0 +1,146 @@
+"""Reconciliation as a pure function: what warden holds vs what the exchange says.
+
+    orphan         a position on the exchange that no record accounts for
+    ghost          an open record while the exchange is flat in that symbol
+    size_mismatch  both hold the symbol, in different sizes (or sides)
+    missing_stop   a position without a resting stop of its full size
+    stray_order    an exit order of warden's resting with no position behind it
+
+In one-way mode the exchange nets every position of a symbol, so sizes are
+compared per symbol: the sum of warden's positions (signed) against the
+exchange's one position. Symbols with work in flight (an entry being resolved,
+a close in progress, an order whose outcome is not yet known) are skipped: the
+next pass looks again. The function never guesses "flat" from missing data:
+callers only call it with a complete snapshot.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from enum import StrEnum
+
+from warden.domain.orders import Order, OrderStatus
+from warden.domain.position import Position, PositionStatus
+from warden.domain.reports import OrderReport, PositionReport
+from warden.domain.values import ZERO, OrderRole, OrderType, PositionId, Symbol, parse_client_order_id
+
+
+class Kind(StrEnum):
+    ORPHAN = "orphan"
+    GHOST = "ghost"
+    SIZE_MISMATCH = "size_mismatch"
+    MISSING_STOP = "missing_stop"
+    STRAY_ORDER = "stray_order"
+
+
+@dataclass(frozen=True, slots=True)
+class Discrepancy:
+    kind: Kind
+    symbol: Symbol
+    position_id: PositionId | None = None
+    client_order_id: str | None = None
+    expected: Decimal = ZERO
+    found: Decimal = ZERO
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Truth:
+    """The exchange's side: non-flat positions and every open order (plain and conditional)."""
+
+    positions: Sequence[PositionReport]
+    open_orders: Sequence[OrderReport]
+
+
+IN_FLIGHT = (PositionStatus.OPENING, PositionStatus.CLOSING)
+
+
+def signed_held(positions: Iterable[Position]) -> Decimal:
+    return sum((p.remaining * p.side.sign for p in positions), ZERO)
+
+
+def diff(positions: Sequence[Position], orders: Mapping[str, Order], truth: Truth) -> list[Discrepancy]:
+    """Every difference between warden's active positions/orders and the exchange's truth."""
+    by_symbol: dict[Symbol, list[Position]] = defaultdict(list)
+    for p in positions:
+        if p.is_active:
+            by_symbol[p.symbol].append(p)
+    busy = {s for s, ps in by_symbol.items() if _busy(ps, orders)}
+    exchange = {r.symbol: r.qty * r.side.sign for r in truth.positions if r.qty != 0}
+    out: list[Discrepancy] = []
+    for symbol in sorted(set(by_symbol) | set(exchange)):
+        if symbol not in busy:
+            out.extend(_sizes(symbol, by_symbol.get(symbol, []), exchange.get(symbol, ZERO)))
+    ghosts_or_orphans = {d.symbol for d in out if d.kind in (Kind.GHOST, Kind.ORPHAN, Kind.SIZE_MISMATCH)}
+    resting = _resting_stops(truth.open_orders)
+    for symbol, held in sorted(by_symbol.items()):
+        if symbol in busy or symbol in ghosts_or_orphans:
+            continue
+        out.extend(_missing_stops(held, resting))
+    active = {p.id for ps in by_symbol.values() for p in ps}
+    out.extend(_strays(truth.open_orders, active, orders, busy))
+    return out
+
+
+def _busy(positions: list[Position], orders: Mapping[str, Order]) -> bool:
+    if any(p.status in IN_FLIGHT for p in positions):
+        return True
+    ids = {p.id for p in positions}
+    return any(o.status is OrderStatus.PENDING and o.position_id in ids for o in orders.values())
+
+
+def _sizes(symbol: Symbol, held: list[Position], found: Decimal) -> list[Discrepancy]:
+    expected = signed_held(held)
+    if expected == found:
+        return []
+    if not held:
+        return [Discrepancy(Kind.ORPHAN, symbol, expected=ZERO, found=found, detail="no record of this position")]
+    if found == ZERO:
+        return [
+            Discrepancy(Kind.GHOST, symbol, p.id, expected=p.remaining * p.side.sign, found=ZERO, detail="flat")
+            for p in held
+        ]
+    newest = max(held, key=lambda p: (p.opened_at, p.id))
+    return [Discrepancy(Kind.SIZE_MISMATCH, symbol, newest.id, expected=expected, found=found)]
+
+
+def _resting_stops(open_orders: Sequence[OrderReport]) -> dict[PositionId, list[OrderReport]]:
+    stops: dict[PositionId, list[OrderReport]] = defaultdict(list)
+    for o in open_orders:
+        parsed = parse_client_order_id(o.client_order_id)
+        if parsed is not None and parsed[1] is OrderRole.STOP and o.type is OrderType.STOP_MARKET:
+            stops[parsed[0]].append(o)
+    return stops
+
+
+def _missing_stops(held: list[Position], resting: Mapping[PositionId, list[OrderReport]]) -> list[Discrepancy]:
+    out = []
+    for p in held:
+        if p.remaining <= 0:
+            continue
+        sizes = [o.qty - o.filled_qty for o in resting.get(p.id, [])]
+        if p.remaining not in sizes:
+            found = max(sizes, default=ZERO)
+            out.append(Discrepancy(Kind.MISSING_STOP, p.symbol, p.id, expected=p.remaining, found=found))
+    return out
+
+
+def _strays(
+    open_orders: Sequence[OrderReport], active: set[PositionId], orders: Mapping[str, Order], busy: set[Symbol]
+) -> list[Discrepancy]:
+    """Warden's exit orders that rest for no position, or that warden no longer counts as live."""
+    out = []
+    for o in open_orders:
+        parsed = parse_client_order_id(o.client_order_id)
+        if parsed is None or parsed[1] is OrderRole.ENTRY or o.symbol in busy:
+            continue
+        known = orders.get(o.client_order_id)
+        if parsed[0] in active and known is not None and known.status.live:
+            continue
+        out.append(
+            Discrepancy(Kind.STRAY_ORDER, o.symbol, parsed[0], o.client_order_id, found=o.qty, detail=str(o.type))
+        )
+    return out

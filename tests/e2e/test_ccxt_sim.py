@@ -1,0 +1,286 @@
+"""UNMODIFIED ccxt 4.5.90 (through CcxtExchange) against the Binance-compatible simulator server."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+import ccxt
+from tests.helpers import eventually
+from warden.adapters.ccxt import CcxtExchange, all_urls
+from warden.adapters.sim.server import create_server_app, running_app
+from warden.domain.orders import OrderStatus
+from warden.domain.reports import FillReport, MarkPrice, OrderReport, StreamGap
+from warden.domain.values import OrderSide, OrderType, Side
+from warden.ports import Exchange, ExchangeTimeout, ExchangeUnavailable, OrderNotFound, OrderRejected
+
+from .conftest import Sim
+from .flows import BTC, D, Events, conditional, market
+
+BUY, SELL = OrderSide.BUY, OrderSide.SELL
+STOP, TP = OrderType.STOP_MARKET, OrderType.TAKE_PROFIT_MARKET
+
+
+def as_port(exchange: CcxtExchange) -> Exchange:
+    """Type-checked proof that the adapter satisfies the port."""
+    return exchange
+
+
+async def streaming(sim: Sim, exchange: CcxtExchange) -> Events:
+    """Start consuming the stream and wait (polling the server) until both sockets are up."""
+    events = Events(as_port(exchange).stream())
+    await eventually(lambda: bool(sim.venue.private), what="the private socket")
+    await eventually(lambda: any(s.streams for s in sim.venue.market), what="the mark subscription")
+    return events
+
+
+def paths(sim: Sim, method: str) -> list[str]:
+    return [r["path"] for r in sim.venue.requests if r["method"] == method]
+
+
+async def test_load_markets_gives_the_simulators_instruments(sim: Sim, exchange: CcxtExchange) -> None:
+    assert await exchange.instruments() == sim.venue.core.instruments
+    assert await exchange.mark_price(BTC) == D("65000")
+
+
+async def test_market_order_with_client_id_then_position_and_fills(sim: Sim, exchange: CcxtExchange) -> None:
+    report = await exchange.place_order(market("wd-p1-e1", BUY, "0.01"))
+    assert (report.client_order_id, report.status, report.filled_qty, report.avg_price) == (
+        "wd-p1-e1",
+        OrderStatus.FILLED,
+        D("0.01"),
+        D("65000"),
+    )
+    assert await exchange.fetch_order(BTC, "wd-p1-e1", conditional=False) == report
+    [position] = await exchange.fetch_positions()
+    assert (position.symbol, position.side, position.qty, position.entry_price) == (
+        BTC,
+        Side.LONG,
+        D("0.01"),
+        D("65000"),
+    )
+    [fill] = await exchange.fetch_fills(BTC, datetime.now(UTC) - timedelta(minutes=1))
+    assert (fill.client_order_id, fill.qty, fill.price, fill.fee) == (
+        "wd-p1-e1",
+        D("0.01"),
+        D("65000"),
+        D("0.26"),
+    )
+    sent = next(r for r in sim.venue.requests if r["path"] == "/fapi/v1/order" and r["method"] == "POST")
+    assert "newClientOrderId=wd-p1-e1" in sent["query"]
+
+
+async def test_stop_and_take_profit_go_through_the_algo_endpoint(sim: Sim, exchange: CcxtExchange) -> None:
+    """Conditional orders POST to /fapi/v1/algoOrder; fetch/cancel need the trigger flag; lists merge both."""
+    await exchange.place_order(market("wd-p1-e1", BUY, "0.02"))
+    stop = await exchange.place_order(conditional("wd-p1-s1", STOP, "0.02", "64000"))
+    tp = await exchange.place_order(conditional("wd-p1-a1", TP, "0.01", "66000"))
+    assert (stop.type, stop.status, stop.trigger_price, stop.reduce_only) == (
+        STOP,
+        OrderStatus.OPEN,
+        D("64000"),
+        True,
+    )
+    assert (tp.type, tp.trigger_price) == (TP, D("66000"))
+    assert paths(sim, "POST").count("/fapi/v1/algoOrder") == 2
+    assert paths(sim, "POST").count("/fapi/v1/order") == 1
+    algo = [r["query"] for r in sim.venue.requests if r["path"] == "/fapi/v1/algoOrder"]
+    assert all("workingType=MARK_PRICE" in q and "algoType=CONDITIONAL" in q for q in algo)
+    assert "clientAlgoId=wd-p1-s1" in algo[0]
+    assert "type=STOP_MARKET" in algo[0]
+    assert "type=TAKE_PROFIT_MARKET" in algo[1]
+
+    assert [o.client_order_id for o in await exchange.fetch_open_orders()] == ["wd-p1-s1", "wd-p1-a1"]
+    assert {"/fapi/v1/openOrders", "/fapi/v1/openAlgoOrders"} <= set(paths(sim, "GET"))
+    assert (await exchange.fetch_order(BTC, "wd-p1-s1", conditional=True)).status is OrderStatus.OPEN
+    with pytest.raises(OrderNotFound):
+        await exchange.fetch_order(BTC, "wd-p1-s1", conditional=False)  # not on the plain endpoint
+
+    canceled = await exchange.cancel_order(BTC, "wd-p1-a1", conditional=True)
+    assert (canceled.client_order_id, canceled.status, canceled.type) == (
+        "wd-p1-a1",
+        OrderStatus.CANCELED,
+        TP,
+    )
+    assert "/fapi/v1/algoOrder" in paths(sim, "DELETE")
+    assert [o.client_order_id for o in await exchange.fetch_open_orders()] == ["wd-p1-s1"]
+    with pytest.raises(OrderNotFound):
+        await exchange.cancel_order(BTC, "wd-p1-a1", conditional=True)
+
+
+async def test_stream_delivers_fills_order_updates_and_marks(sim: Sim, exchange: CcxtExchange) -> None:
+    events = await streaming(sim, exchange)
+    try:
+        await exchange.place_order(market("wd-p1-e1", BUY, "0.01"))
+        entry = await events.wait_for(lambda e: isinstance(e, FillReport) and e.client_order_id == "wd-p1-e1")
+        assert isinstance(entry, FillReport)
+        assert (entry.qty, entry.price) == (D("0.01"), D("65000"))
+        await exchange.place_order(conditional("wd-p1-s1", STOP, "0.01", "64000"))
+        await events.wait_for(lambda e: isinstance(e, OrderReport) and e.client_order_id == "wd-p1-s1")
+
+        await sim.control("POST", "/sim/price", {"symbol": "BTCUSDT", "price": "63900"})
+        fill = await events.wait_for(lambda e: isinstance(e, FillReport) and e.client_order_id == "wd-p1-s1")
+        assert isinstance(fill, FillReport)
+        assert (fill.qty, fill.price, fill.side) == (
+            D("0.01"),
+            D("63900"),
+            SELL,
+        )  # a child order, mapped back
+        done = await events.wait_for(
+            lambda e: (
+                isinstance(e, OrderReport)
+                and e.client_order_id == "wd-p1-s1"
+                and e.status is OrderStatus.FILLED
+            )
+        )
+        assert isinstance(done, OrderReport)
+        assert (done.type, done.filled_qty, done.avg_price) == (STOP, D("0.01"), D("63900"))
+        mark = await events.wait_for(
+            lambda e: isinstance(e, MarkPrice) and e.symbol == BTC and e.price == D("63900")
+        )
+        assert isinstance(mark, MarkPrice)
+        assert not any(
+            isinstance(e, OrderReport) and e.client_order_id.startswith("algo") for e in events.seen
+        )
+    finally:
+        await events.stop()
+
+
+async def test_rest_attributes_a_fired_stops_fills_even_to_a_fresh_process(
+    sim: Sim, exchange: CcxtExchange
+) -> None:
+    """After a restart the adapter knows nothing: fetch_order and fetch_fills still map the child order."""
+    await exchange.place_order(market("wd-p1-e1", BUY, "0.01"))
+    await exchange.place_order(conditional("wd-p1-s1", STOP, "0.01", "64000"))
+    await sim.control("POST", "/sim/price", {"symbol": "BTCUSDT", "price": "63900"})
+    fresh = sim.exchange()
+    try:
+        fills = await fresh.fetch_fills(BTC, datetime.now(UTC) - timedelta(minutes=1))
+        assert [(f.client_order_id, f.qty) for f in fills] == [
+            ("wd-p1-e1", D("0.01")),
+            ("wd-p1-s1", D("0.01")),
+        ]
+        stop = await fresh.fetch_order(BTC, "wd-p1-s1", conditional=True)
+        assert (stop.status, stop.filled_qty, stop.avg_price) == (OrderStatus.FILLED, D("0.01"), D("63900"))
+        assert await fresh.fetch_positions() == []
+    finally:
+        await fresh.close()
+
+
+async def test_refusals_arrive_as_port_errors(sim: Sim, exchange: CcxtExchange) -> None:
+    """-2021, -4116, -1111 and a cancel of nothing: the linear error table works on a local URL."""
+    await exchange.place_order(market("wd-p1-e1", BUY, "0.01"))
+    await exchange.place_order(conditional("wd-p1-s1", STOP, "0.01", "64000"))
+    with pytest.raises(OrderRejected, match="OrderImmediatelyFillable"):
+        await exchange.place_order(conditional("wd-p1-s2", STOP, "0.01", "66000"))
+    with pytest.raises(OrderRejected, match="-4116"):
+        await exchange.place_order(conditional("wd-p1-s1", STOP, "0.01", "63000"))
+    with pytest.raises(OrderRejected):
+        await exchange.place_order(market("wd-p1-e2", BUY, "0.0001"))
+    with pytest.raises(OrderNotFound):
+        await exchange.cancel_order(BTC, "wd-p9-s1", conditional=True)
+
+
+async def test_a_signature_mismatch_is_rejected(sim: Sim) -> None:
+    """Wrong secret: -1022 on the wire, AuthenticationError in ccxt; refused (order), unavailable (query)."""
+    wrong = sim.exchange(secret="not-the-secret")
+    try:
+        with pytest.raises(OrderRejected, match="-1022"):
+            await wrong.place_order(market("wd-p1-e1", BUY, "0.01"))
+        with pytest.raises(ExchangeUnavailable, match="-1022"):
+            await wrong.fetch_positions()
+    finally:
+        await wrong.close()
+    assert sim.venue.core.orders() == []
+    assert [r["note"][:5] for r in sim.venue.requests if r["status"] == 400] == ["-1022", "-1022"]
+
+
+async def test_fault_knobs_become_the_right_port_errors(sim: Sim, exchange: CcxtExchange) -> None:
+    """Executed-then-timeout is an unknown outcome the lookup resolves; an outage is retryable."""
+    await sim.control("POST", "/sim/faults", {"timeout_after_execution_if": "*-e1"})
+    with pytest.raises(ExchangeTimeout):
+        await exchange.place_order(market("wd-p1-e1", BUY, "0.01"))
+    assert (await exchange.fetch_order(BTC, "wd-p1-e1", conditional=False)).status is OrderStatus.FILLED
+    await sim.control("POST", "/sim/faults", {"timeout_after_execution_if": None, "unavailable_if": True})
+    with pytest.raises(ExchangeUnavailable):
+        await exchange.place_order(market("wd-p1-e2", BUY, "0.01"))
+    await sim.control("POST", "/sim/faults", {"unavailable_if": None, "fail_queries": True})
+    with pytest.raises(ExchangeUnavailable):
+        await exchange.fetch_open_orders()
+
+
+async def test_a_dropped_user_stream_yields_a_gap_once_it_is_back(sim: Sim, exchange: CcxtExchange) -> None:
+    """The server drops the private socket; ccxt reconnects; the gap comes after, then events flow again."""
+    events = await streaming(sim, exchange)
+    try:
+        first_socket = next(iter(sim.venue.private))
+        await sim.control("POST", "/sim/disconnect")
+        gap = await events.wait_for(lambda e: isinstance(e, StreamGap))
+        assert isinstance(gap, StreamGap)
+        assert sim.venue.private and first_socket not in sim.venue.private  # reconnected before the gap
+        await exchange.place_order(market("wd-p1-e1", BUY, "0.01"))
+        await events.wait_for(lambda e: isinstance(e, FillReport) and e.client_order_id == "wd-p1-e1")
+        assert sum(isinstance(e, StreamGap) for e in events.seen) == 1  # one per outage, not per watcher
+    finally:
+        await events.stop()
+
+
+async def test_an_outside_trade_appears_with_its_own_client_id(sim: Sim, exchange: CcxtExchange) -> None:
+    events = await streaming(sim, exchange)
+    try:
+        await sim.control("POST", "/sim/external-order", {"symbol": "BTCUSDT", "side": "sell", "qty": "0.01"})
+        fill = await events.wait_for(lambda e: isinstance(e, FillReport))
+        assert isinstance(fill, FillReport)
+        assert (fill.client_order_id, fill.side) == ("ext-1", SELL)
+        [position] = await exchange.fetch_positions()
+        assert (position.side, position.qty) == (Side.SHORT, D("0.01"))
+    finally:
+        await events.stop()
+
+
+async def test_ccxt_never_tried_a_non_local_host(sim: Sim, exchange: CcxtExchange) -> None:
+    """Every URL ccxt holds and every request it made (REST and websocket) went to 127.0.0.1."""
+    events = await streaming(sim, exchange)
+    try:
+        await exchange.instruments()
+        await exchange.place_order(market("wd-p1-e1", BUY, "0.01"))
+        await exchange.place_order(conditional("wd-p1-s1", STOP, "0.01", "64000"))
+        await exchange.fetch_open_orders()
+        await exchange.fetch_fills(BTC, None)
+        await exchange.client.fetch_balance()
+        with pytest.raises(ccxt.ExchangeError, match="-5000"):
+            await exchange.client.sapiGetCapitalConfigGetall()  # an unexpected code path: logged, local
+    finally:
+        await events.stop()
+    urls = exchange.client.urls
+    assert {urlsplit(u).hostname for u in all_urls(urls["api"])} == {"127.0.0.1"}
+    seen_hosts = {urlsplit(u).hostname for u in sim.urls_seen}
+    assert seen_hosts == {"127.0.0.1"}
+    kinds = {urlsplit(u).path for u in sim.urls_seen}
+    assert {"/fapi/v1/exchangeInfo", "/fapi/v1/algoOrder", "/market/ws/0", "/private/ws"} <= kinds
+    assert any(r.get("note") == "UNHANDLED" and r["path"].startswith("/sapi/") for r in sim.venue.requests)
+
+
+async def test_a_restarted_server_keeps_the_account(tmp_path: Path) -> None:
+    """With a state file the simulator itself can restart: orders are still found by client id."""
+    state = tmp_path / "sim.json"
+    for round_ in (1, 2):
+        app = create_server_app(price_interval=None, state_file=state)
+        async with running_app(app) as base:
+            adapter = CcxtExchange.create(
+                api_key="sim-key", api_secret="sim-secret", base_url=base, enable_rate_limit=False
+            )
+            try:
+                if round_ == 1:
+                    await adapter.place_order(market("wd-p1-e1", BUY, "0.01"))
+                    await adapter.place_order(conditional("wd-p1-s1", STOP, "0.01", "64000"))
+                else:
+                    assert (
+                        await adapter.fetch_order(BTC, "wd-p1-s1", conditional=True)
+                    ).status is OrderStatus.OPEN
+                    assert [p.qty for p in await adapter.fetch_positions()] == [D("0.01")]
+            finally:
+                await adapter.close()

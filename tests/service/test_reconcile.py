@@ -1,0 +1,151 @@
+"""Seed 003: trades made outside warden are found, recorded, and repaired within one pass."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from tests.helpers import eventually
+from tests.service.harness import BTC, SOL, Harness
+from warden.domain.events import EventKind
+from warden.domain.position import PositionStatus
+from warden.domain.reconcile import Kind
+from warden.domain.values import OrderSide, OrderType
+
+
+def stops(h: Harness, symbol=SOL) -> list:
+    return [o for o in h.resting(symbol) if o.type is OrderType.STOP_MARKET]
+
+
+async def reconcile_events(h: Harness) -> list:
+    return [e for e in await h.store.list_events(limit=500) if e.kind is EventKind.RECONCILE and e.data.get("kind")]
+
+
+async def test_orphan_is_adopted_and_protected(harness: Harness) -> None:
+    """A position opened by hand is adopted with origin external, given a stop, and alerted."""
+    harness.sim.external_order(BTC, OrderSide.SELL, Decimal("0.01"))
+    report = await harness.engine.reconcile()
+    assert [f.discrepancy.kind for f in report.findings] == [Kind.ORPHAN]
+    [adopted] = [p for p in harness.engine.ledger.active_positions() if p.symbol == BTC]
+    assert adopted.origin == "external" and adopted.status is PositionStatus.PROTECTED
+    [stop] = stops(harness, BTC)
+    assert stop.qty == Decimal("0.01") and stop.side is OrderSide.BUY and stop.reduce_only
+    assert any(a.title == "reconcile: orphan" for a in harness.notifier.alerts)
+    [event] = await reconcile_events(harness)
+    assert event.data["kind"] == "orphan" and "adopted" in event.data["action"] and event.data["found"] == "-0.01"
+    assert (await harness.engine.reconcile()).findings == []
+
+
+async def test_position_closed_by_hand_is_a_ghost_closed_as_manual(harness: Harness) -> None:
+    """A position flattened outside warden is closed in the DB with reason manual; its exits are cancelled."""
+    pos = await harness.open("long", usd="100")
+    harness.sim.disconnect()  # warden does not see it happen
+    harness.sim.external_order(SOL, OrderSide.SELL, pos.filled_qty, reduce_only=True)
+    harness.sim.reconnect()
+    await harness.engine.wait_idle()
+    report = await harness.engine.reconcile()
+    kinds = [f.discrepancy.kind for f in report.findings]
+    assert Kind.GHOST in kinds or not harness.engine.ledger.positions[pos.id].is_active
+    stored = await harness.store.get_position(pos.id)
+    assert stored is not None and stored.status is PositionStatus.CLOSED and stored.exit_reason == "manual"
+    assert harness.resting() == []
+
+
+async def test_stop_fill_missed_by_the_stream_is_read_from_fills(harness: Harness) -> None:
+    """A ghost whose stop filled while the stream was down closes with reason stop, its fill applied once."""
+    pos = await harness.open("short", usd="100")
+    harness.sim.disconnect()
+    harness.sim.set_mark(SOL, pos.stop_price + Decimal("0.5"))
+    harness.sim.reconnect()
+    await harness.engine.wait_idle()
+    await harness.engine.reconcile()
+    stored = await harness.store.get_position(pos.id)
+    assert stored is not None and stored.status is PositionStatus.CLOSED and stored.exit_reason == "stop"
+    assert len(stored.applied_trades) == 2
+
+
+async def test_stop_cancelled_by_hand_is_replaced(harness: Harness) -> None:
+    """Warden's stop cancelled outside warden is put back at once, from the stream's cancel event."""
+    pos = await harness.open("long", usd="100")
+    [stop] = stops(harness)
+    harness.sim.cancel_external(stop.client_order_id)
+    await eventually(lambda: len(stops(harness)) == 1 and stops(harness)[0].client_order_id != stop.client_order_id,
+                     what="stop re-placed")
+    await harness.engine.wait_idle()
+    assert stops(harness)[0].qty == pos.filled_qty
+    assert harness.engine.ledger.positions[pos.id].status is PositionStatus.PROTECTED
+
+
+async def test_stop_cancelled_while_stream_down_is_found_by_reconcile(harness: Harness) -> None:
+    """With the cancel event lost, the next pass finds missing_stop and re-places it."""
+    pos = await harness.open("short", usd="100")
+    [stop] = stops(harness)
+    harness.sim.disconnect()
+    harness.sim.cancel_external(stop.client_order_id)
+    report = await harness.engine.reconcile()
+    assert [f.discrepancy.kind for f in report.findings] == [Kind.MISSING_STOP]
+    [again] = stops(harness)
+    assert again.qty == pos.filled_qty and again.client_order_id != stop.client_order_id
+    harness.sim.reconnect()
+
+
+async def test_partial_close_by_hand_resizes_position_and_stop(harness: Harness) -> None:
+    """Half closed by hand: the record takes the exchange's size and the stop is resized to it."""
+    pos = await harness.open("long", usd="100")
+    harness.sim.disconnect()
+    half = (pos.filled_qty / 2).quantize(Decimal("0.01"))
+    harness.sim.external_order(SOL, OrderSide.SELL, half, reduce_only=True)
+    report = await harness.engine.reconcile()
+    assert [f.discrepancy.kind for f in report.findings] == [Kind.SIZE_MISMATCH]
+    now = harness.engine.ledger.positions[pos.id]
+    assert now.remaining == pos.filled_qty - half
+    assert [s.qty for s in stops(harness)] == [now.remaining]
+    harness.sim.reconnect()
+
+
+async def test_stray_exit_order_is_cancelled(harness: Harness) -> None:
+    """An exit order of warden's resting for a closed position is cancelled."""
+    pos = await harness.open("long", usd="100")
+    harness.sim.faults.unavailable_if = lambda req: req.type is not OrderType.MARKET  # no new exits
+    from warden.service.commands import ClosePosition
+
+    harness.sim.disconnect()
+    harness.engine.exits._cancel = _never_cancel(harness)  # type: ignore[method-assign]
+    await harness.engine.close_position(ClosePosition(pos.id))
+    harness.sim.reconnect()
+    assert len(harness.resting()) == 3  # stop + 2 TPs left behind
+    report = await harness.engine.reconcile()
+    assert {f.discrepancy.kind for f in report.findings} == {Kind.STRAY_ORDER}
+    assert harness.resting() == []
+
+
+def _never_cancel(h: Harness):  # type: ignore[no-untyped-def]
+    async def cancel(order):  # type: ignore[no-untyped-def]
+        return order
+
+    return cancel
+
+
+async def test_failed_exchange_query_is_never_read_as_flat(harness: Harness) -> None:
+    """If the exchange cannot be read, reconciliation fails loudly and closes nothing."""
+    import pytest
+
+    from warden.ports import ExchangeUnavailable
+
+    pos = await harness.open("long", usd="100")
+    harness.sim.faults.fail_queries = True
+    with pytest.raises(ExchangeUnavailable):
+        await harness.engine.reconcile()
+    assert harness.engine.ledger.positions[pos.id].status is PositionStatus.PROTECTED
+
+
+async def test_stacking_refused_without_signal_id(harness: Harness) -> None:
+    """A second open for a symbol with an open position is refused unless stacking is allowed."""
+    import pytest
+
+    from warden.service.commands import AlreadyExists
+
+    first = await harness.open("long", usd="100")
+    with pytest.raises(AlreadyExists) as info:
+        await harness.open("long", usd="100")
+    assert info.value.position.id == first.id
+    assert len(harness.engine.ledger.active_positions()) == 1
