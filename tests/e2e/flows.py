@@ -45,6 +45,10 @@ class Events:
                 self._changed.clear()
                 await self._changed.wait()
 
+    async def finished(self) -> None:
+        """Wait until the stream ends by itself."""
+        await self._task
+
     async def stop(self) -> None:
         self._task.cancel()
         await asyncio.gather(self._task, return_exceptions=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -171,17 +172,28 @@ async def test_rest_attributes_a_fired_stops_fills_even_to_a_fresh_process(
 
 
 async def test_refusals_arrive_as_port_errors(sim: Sim, exchange: CcxtExchange) -> None:
-    """-2021, -4116, -1111 and a cancel of nothing: the linear error table works on a local URL."""
+    """-2021, -4116 and a cancel of nothing: the linear error table works on a local URL."""
     await exchange.place_order(market("wd-p1-e1", BUY, "0.01"))
     await exchange.place_order(conditional("wd-p1-s1", STOP, "0.01", "64000"))
     with pytest.raises(OrderRejected, match="OrderImmediatelyFillable"):
         await exchange.place_order(conditional("wd-p1-s2", STOP, "0.01", "66000"))
     with pytest.raises(OrderRejected, match="-4116"):
         await exchange.place_order(conditional("wd-p1-s1", STOP, "0.01", "63000"))
-    with pytest.raises(OrderRejected):
-        await exchange.place_order(market("wd-p1-e2", BUY, "0.0001"))
     with pytest.raises(OrderNotFound):
         await exchange.cancel_order(BTC, "wd-p9-s1", conditional=True)
+
+
+async def test_what_ccxt_would_round_is_refused_before_sending(sim: Sim, exchange: CcxtExchange) -> None:
+    """ccxt truncates 0.0105 to 0.010 and rounds 64000.05 to 64000.1 silently; the adapter refuses both."""
+    await exchange.place_order(market("wd-p1-e1", BUY, "0.02"))
+    sent = len(sim.venue.requests)
+    with pytest.raises(OrderRejected, match="lots"):
+        await exchange.place_order(market("wd-p1-e2", BUY, "0.0105"))
+    with pytest.raises(OrderRejected, match="tick"):
+        await exchange.place_order(conditional("wd-p1-s1", STOP, "0.01", "64000.05"))
+    with pytest.raises(OrderRejected):
+        await exchange.place_order(market("wd-p1-e3", BUY, "0.0001"))  # below one lot: ccxt's InvalidOrder
+    assert len(sim.venue.requests) == sent  # nothing reached the exchange
 
 
 async def test_a_signature_mismatch_is_rejected(sim: Sim) -> None:
@@ -284,3 +296,13 @@ async def test_a_restarted_server_keeps_the_account(tmp_path: Path) -> None:
                     assert [p.qty for p in await adapter.fetch_positions()] == [D("0.01")]
             finally:
                 await adapter.close()
+
+
+async def test_close_ends_the_stream(sim: Sim) -> None:
+    """close() stops the watchers and finishes the consumer's iteration (no task left behind)."""
+    adapter = sim.exchange()
+    events = await streaming(sim, adapter)
+    await adapter.close()
+    async with asyncio.timeout(5):
+        await events.finished()
+    await eventually(lambda: not sim.venue.private, what="the private socket to close")

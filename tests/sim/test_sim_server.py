@@ -354,3 +354,14 @@ async def test_disconnect_drops_private_sockets(raw: RawClient) -> None:
         assert dropped == {"private": 1}
         message = await ws.receive(timeout=2)
         assert message.type.name in ("CLOSE", "CLOSING", "CLOSED")
+
+
+async def test_the_pump_survives_a_new_session_of_the_simulator(raw: RawClient) -> None:
+    """new_session() ends one iteration of the simulator's stream; the server keeps pushing."""
+    _, key = await raw.call("POST", "/fapi/v1/listenKey", signed=False)
+    ws_base = raw.base.replace("http", "ws")
+    async with raw.session.ws_connect(f"{ws_base}/private/ws?listenKey={key['listenKey']}") as ws:
+        raw.app[VENUE].sim.new_session()
+        await entry(raw)
+        message = await ws.receive_json(timeout=2)
+        assert (message["e"], message["o"]["c"]) == ("ORDER_TRADE_UPDATE", "wd-p1-e1")

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from sqlalchemy import text
 
-from warden.adapters.db.engine import create_engine
+from warden.adapters.db.engine import ThreadWriter
+from warden.adapters.db.urls import normalise
 from warden.bench.report import Result, median, ms, percentile
 from warden.bench.rig import rig
 from warden.domain.position import PositionStatus
@@ -18,30 +19,36 @@ from warden.domain.values import Side
 from warden.service.commands import OpenPosition
 
 
-async def bare_commits(url: str, groups: int, per_group: int) -> list[float]:
-    """Time `groups` batches of `per_group` one-row INSERT+COMMITs on the same driver and pragmas."""
-    engine = create_engine(url, op_timeout=5.0)
-    async with engine.connect() as conn:
-        await conn.execute(text("CREATE TABLE IF NOT EXISTS floor (id INTEGER PRIMARY KEY, v TEXT)"))
-        await conn.commit()
-    times = []
-    async with engine.connect() as conn:
-        for g in range(groups):
-            start = time.perf_counter()
-            for i in range(per_group):
-                await conn.execute(text("INSERT INTO floor (v) VALUES (:v)"), {"v": f"{g}-{i}"})
-                await conn.commit()
-            times.append(time.perf_counter() - start)
-    await engine.dispose()
-    return times
+class Floor:
+    """Bare one-row INSERT+COMMITs through the same kind of writer, pragmas and fsync as the store."""
+
+    def __init__(self, url: str) -> None:
+        self.writer = ThreadWriter(normalise(url), op_timeout=5.0)
+        self.n = 0
+
+    async def __aenter__(self) -> Floor:
+        await self.writer.run(lambda c: c.execute(text("CREATE TABLE IF NOT EXISTS floor (id INTEGER PRIMARY KEY, v TEXT)")))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.writer.close()
+
+    async def commits(self, count: int) -> float:
+        start = time.perf_counter()
+        for _ in range(count):
+            self.n += 1
+            await self.writer.run(lambda c, v=str(self.n): c.execute(text("INSERT INTO floor (v) VALUES (:v)"), {"v": v}))
+        return time.perf_counter() - start
 
 
 async def bench_open(n: int = 1000, warmup: int = 50, directory: Path | None = None) -> Result:
+    """Each open is followed by its floor (as many bare commits as it made), so both see the same load."""
     directory = directory or Path(tempfile.mkdtemp(prefix="warden-bench-"))
     result = Result(f"open: {n} signals -> protected (SQLite, in-process sim, zero latency)")
     times: list[float] = []
+    floor: list[float] = []
     commits: list[int] = []
-    async with rig(f"sqlite:///{directory}/open.db") as r:
+    async with rig(f"sqlite:///{directory}/open.db") as r, Floor(f"sqlite:///{directory}/floor.db") as bare:
         await r.engine.start()
         symbols = sorted(r.engine.instruments)
         for i in range(warmup + n):
@@ -54,12 +61,14 @@ async def bench_open(n: int = 1000, warmup: int = 50, directory: Path | None = N
             elapsed = time.perf_counter() - start
             if position.status is not PositionStatus.PROTECTED:
                 raise RuntimeError(f"open {i} ended {position.status}: not a valid run")
+            made = r.store.commits - before
+            await r.engine.wait_idle()
+            base = await bare.commits(made)
             if i >= warmup:
                 times.append(elapsed)
-                commits.append(r.store.commits - before)
-        await r.engine.wait_idle()
+                floor.append(base)
+                commits.append(made)
     per_open = round(median([float(c) for c in commits]))
-    floor = await bare_commits(f"sqlite:///{directory}/floor.db", n, per_open)
     p50, floor50 = median(times), median(floor)
     result.add("engine p50", ms(p50))
     result.add("engine p99", ms(percentile(times, 99)))

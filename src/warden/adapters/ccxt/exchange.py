@@ -32,7 +32,7 @@ from warden.adapters.ccxt.ids import OrderIds
 from warden.adapters.ccxt.stream import CcxtStream
 from warden.domain.reports import FillReport, OrderReport, OrderRequest, PositionReport, StreamEvent
 from warden.domain.values import Instrument, OrderType, Symbol
-from warden.ports import ExchangeError, ExchangeTimeout, ExchangeUnavailable, OrderNotFound
+from warden.ports import ExchangeError, ExchangeTimeout, ExchangeUnavailable, OrderNotFound, OrderRejected
 
 log = logging.getLogger(__name__)
 
@@ -108,12 +108,12 @@ class CcxtExchange:
         return ticker.price
 
     async def place_order(self, request: OrderRequest) -> OrderReport:
+        """Send with warden's client id; refuse (before sending) what ccxt would silently round."""
+        await self._check_precision(request)
         params: dict[str, Any] = {"clientOrderId": request.client_order_id}
         if request.reduce_only:
             params["reduceOnly"] = True
         if request.type.conditional:
-            if request.trigger_price is None:
-                raise ValueError(f"{request.client_order_id}: a conditional order needs a trigger price")
             key = "stopLossPrice" if request.type is OrderType.STOP_MARKET else "takeProfitPrice"
             params[key] = str(request.trigger_price)
             params["workingType"] = "MARK_PRICE"
@@ -196,6 +196,26 @@ class CcxtExchange:
         await self.client.close()
 
     # ----- helpers --------------------------------------------------------------------
+
+    async def _check_precision(self, request: OrderRequest) -> None:
+        """ccxt truncates quantities and rounds prices to the market's precision without a word;
+        an order warden did not size exactly is refused here instead of sent as something else."""
+        if request.type.conditional and request.trigger_price is None:
+            raise OrderRejected(f"{request.client_order_id}: a conditional order needs a trigger price")
+        with translated(Call.QUERY):
+            await self.client.load_markets()
+        with translated(Call.ORDER):
+            amount = self.client.amount_to_precision(request.symbol, str(request.qty))
+            price = (
+                self.client.price_to_precision(request.symbol, str(request.trigger_price))
+                if request.trigger_price is not None
+                else None
+            )
+        cid = request.client_order_id
+        if Decimal(str(amount)) != request.qty:
+            raise OrderRejected(f"{cid}: qty {request.qty} is not a whole number of lots")
+        if price is not None and Decimal(str(price)) != request.trigger_price:
+            raise OrderRejected(f"{cid}: trigger {request.trigger_price} is not on the tick")
 
     async def resolve(self, symbol: Symbol, order_ids: set[str]) -> None:
         """Learn which client ids `order_ids` belong to: fired algo orders first, then plain orders."""

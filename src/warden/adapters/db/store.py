@@ -10,16 +10,19 @@ Every call has a deadline; failures are translated in `errors.guarded`.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Select, func, select, true, update
+from sqlalchemy import Column, ColumnElement, Select, Table, TextClause, bindparam, func, select, text, true, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from warden.adapters.db import rows
-from warden.adapters.db.engine import READ_ONLY, create_engine
+from warden.adapters.db.engine import READ_ONLY, ThreadWriter, create_engine
 from warden.adapters.db.errors import guarded
 from warden.adapters.db.migrate import upgrade
 from warden.adapters.db.schema import events, fills, leases, orders, positions
@@ -83,6 +86,10 @@ class SqlStore:
         self._op_timeout = op_timeout
         self._where = where
         self._postgres = engine.dialect.name == "postgresql"
+        self._q = Statements(self._postgres)
+        self._write_conn: AsyncConnection | None = None
+        self._write_lock = asyncio.Lock()
+        self._thread = None if self._postgres else ThreadWriter(engine.url.render_as_string(False), op_timeout)
         self._fence: tuple[str, int] | None = None
         self._closed = False
 
@@ -101,38 +108,36 @@ class SqlStore:
         await self._write(f"commit position {transition.position.id}", lambda c: self._apply(c, transition))
 
     async def append_events(self, events_: Sequence[Event]) -> None:
-        async def work(conn: AsyncConnection) -> None:
-            await self._check_fence(conn)
-            await self._insert_events(conn, events_)
+        def work(conn: Connection) -> None:
+            self._check_fence(conn)
+            self._insert_events(conn, events_)
 
         await self._write("append events", work)
 
-    async def _apply(self, conn: AsyncConnection, t: Transition) -> None:
-        await self._check_fence(conn)
+    def _apply(self, conn: Connection, t: Transition) -> None:
+        self._check_fence(conn)
         if t.expected_version is None:
-            await self._insert_position(conn, t.position)
+            self._insert_position(conn, t.position)
         else:
-            await self._update_position(conn, t.position, t.expected_version)
-        await self._upsert_orders(conn, t.orders)
-        await self._insert_fills(conn, t.fills)
-        await self._insert_events(conn, t.events)
+            self._update_position(conn, t.position, t.expected_version)
+        self._upsert_orders(conn, t.orders)
+        self._insert_fills(conn, t.fills)
+        self._insert_events(conn, t.events)
 
-    async def _check_fence(self, conn: AsyncConnection) -> None:
+    def _check_fence(self, conn: Connection) -> None:
         if self._fence is None:
             return
         account, epoch = self._fence
-        query = select(leases.c.epoch).where(leases.c.account == account).with_for_update(read=True)
-        current = (await conn.execute(query)).scalar_one_or_none()
+        current = (conn.execute(self._q.fence, {"w_account": account})).scalar_one_or_none()
         if current != epoch:
             raise FencedOut(f"lease of account {account!r} is at epoch {current}, this engine holds {epoch}")
 
-    async def _insert_position(self, conn: AsyncConnection, position: Position) -> None:
+    def _insert_position(self, conn: Connection, position: Position) -> None:
         row = rows.position_row(position, self._account)
-        stmt = self._insert(positions).values(row).on_conflict_do_nothing().returning(positions.c.id)
-        if (await conn.execute(stmt)).first() is not None:
+        if (conn.execute(self._q.insert_position, row)).first() is not None:
             return
         if position.signal_id is not None:
-            owner = await conn.scalar(
+            owner = conn.scalar(
                 select(positions.c.id).where(
                     positions.c.account == self._account, positions.c.signal_id == position.signal_id
                 )
@@ -141,40 +146,29 @@ class SqlStore:
                 raise DuplicateSignal(position.signal_id, PositionId(owner))
         raise VersionConflict(f"position {position.id} already exists")
 
-    async def _update_position(self, conn: AsyncConnection, position: Position, expected: int) -> None:
+    def _update_position(self, conn: Connection, position: Position, expected: int) -> None:
         row = rows.position_row(position, self._account)
-        stmt = (
-            update(positions)
-            .where(self._mine(), positions.c.id == position.id, positions.c.version == expected)
-            .values({k: v for k, v in row.items() if k not in ("id", "account")})
-        )
-        if (await conn.execute(stmt)).rowcount == 1:
+        params = {f"v_{k}": v for k, v in row.items() if k not in ("id", "account")}
+        params.update(w_account=self._account, w_id=position.id, w_expected=expected)
+        if (conn.execute(self._q.update_position, params)).rowcount == 1:
             return
-        found = await conn.scalar(
+        found = conn.scalar(
             select(positions.c.version).where(self._mine(), positions.c.id == position.id)
         )
         state = "does not exist" if found is None else f"is at version {found}"
         raise VersionConflict(f"position {position.id} {state}, expected version {expected}")
 
-    async def _upsert_orders(self, conn: AsyncConnection, orders_: Sequence[Order]) -> None:
-        if not orders_:
-            return
-        stmt = self._insert(orders).values([rows.order_row(o) for o in orders_])
-        changed = {c.name: stmt.excluded[c.name] for c in orders.c if c.name != "client_order_id"}
-        changed["updated_at"] = func.now()
-        await conn.execute(
-            stmt.on_conflict_do_update(index_elements=[orders.c.client_order_id], set_=changed)
-        )
+    def _upsert_orders(self, conn: Connection, orders_: Sequence[Order]) -> None:
+        if orders_:
+            conn.execute(self._q.upsert_orders, [rows.order_row(o) for o in orders_])
 
-    async def _insert_fills(self, conn: AsyncConnection, fills_: Sequence[Fill]) -> None:
-        if not fills_:
-            return
-        stmt = self._insert(fills).values([rows.fill_row(f, self._exchange) for f in fills_])
-        await conn.execute(stmt.on_conflict_do_nothing(index_elements=["exchange", "symbol", "trade_id"]))
+    def _insert_fills(self, conn: Connection, fills_: Sequence[Fill]) -> None:
+        if fills_:
+            conn.execute(self._q.insert_fills, [rows.fill_row(f, self._exchange) for f in fills_])
 
-    async def _insert_events(self, conn: AsyncConnection, events_: Sequence[Event]) -> None:
+    def _insert_events(self, conn: Connection, events_: Sequence[Event]) -> None:
         if events_:
-            await conn.execute(events.insert(), [rows.event_row(e, self._account) for e in events_])
+            conn.execute(events.insert(), [rows.event_row(e, self._account) for e in events_])
 
     def _insert(self, table: Any) -> Any:
         """The dialect's INSERT, which knows ON CONFLICT."""
@@ -273,26 +267,65 @@ class SqlStore:
 
     async def close(self) -> None:
         self._closed = True
+        if self._thread is not None:
+            await self._thread.close()
+        if self._write_conn is not None:
+            with contextlib.suppress(Exception):
+                await self._write_conn.close()
+            self._write_conn = None
         await self._engine.dispose()
 
     async def _read(self, what: str, work: Work[T]) -> T:
         return await self._run(what, work, write=False)
 
-    async def _write(self, what: str, work: Work[T]) -> T:
-        return await self._run(what, work, write=True)
+    async def _write(self, what: str, work: Callable[[Connection], T]) -> T:
+        """Run synchronous `work` in one write transaction with a deadline.
+
+        One engine writes per account, so writes are serialised on one dedicated
+        connection: no pool checkout or reset per commit. On SQLite the whole
+        transaction runs on one writer thread (one thread hop per commit instead of
+        one per statement); on PostgreSQL it runs on the async connection. A write
+        that fails or misses its deadline discards that connection, since its state
+        is then unknown; the next write opens a fresh one.
+        """
+        if self._closed:
+            raise StoreUnavailable(f"{what}: the store for {self._where} is closed")
+        async with self._write_lock:
+            try:
+                async with guarded(what, self._where, self._op_timeout):
+                    if self._thread is not None:
+                        return await self._thread.run(work)
+                    conn = await self._writer()
+                    async with conn.begin():
+                        return await conn.run_sync(work)
+            except BaseException:
+                await self._drop_writer()
+                raise
 
     async def _run(self, what: str, work: Work[T], *, write: bool) -> T:
-        """Run `work` in one transaction with a deadline; the only place the DB is called."""
+        """Run async `work` in one read transaction with a deadline."""
         if self._closed:
             raise StoreUnavailable(f"{what}: the store for {self._where} is closed")
         async with guarded(what, self._where, self._op_timeout), self._engine.connect() as conn:
-            if not write:
-                # One snapshot for all the queries of a read; SQLite starts it deferred.
-                level = {"isolation_level": "REPEATABLE READ"} if self._postgres else {READ_ONLY: True}
-                await conn.execution_options(**level)
+            # One snapshot for all the queries of a read; SQLite starts it deferred.
+            level = {"isolation_level": "REPEATABLE READ"} if self._postgres else {READ_ONLY: True}
+            await conn.execution_options(**level)
             async with conn.begin():
                 result = await work(conn)
         return result
+
+    async def _writer(self) -> AsyncConnection:
+        if self._write_conn is None:
+            self._write_conn = await self._engine.connect()
+        return self._write_conn
+
+    async def _drop_writer(self) -> None:
+        conn, self._write_conn = self._write_conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.invalidate()
+        if self._thread is not None:
+            self._thread.reset()
 
 
 def check_versions(transition: Transition) -> None:
@@ -315,3 +348,55 @@ def _group(pairs: Iterable[Any]) -> defaultdict[str, list[str]]:
 
 async def _all(conn: AsyncConnection, query: Select[Any], convert: Callable[[Any], T]) -> list[T]:
     return [convert(r) for r in await conn.execute(query)]
+
+
+class Statements:
+    """The write statements, built once as typed SQL so every commit hits the compiled cache.
+
+    SQLAlchemy's dialect `insert().on_conflict_*()` constructs carry no cache key,
+    so they were compiled afresh on every commit. The ON CONFLICT syntax used here
+    is the same on SQLite (3.35+) and PostgreSQL; bind types still apply (exact
+    Decimals, UTC datetimes).
+    """
+
+    def __init__(self, postgres: bool) -> None:
+        del postgres  # one SQL text serves both dialects
+        self.insert_position = _typed(
+            f"{_insert_sql(positions)} ON CONFLICT DO NOTHING RETURNING id", positions, positions.c
+        )
+        settable = [c for c in positions.c if c.name not in ("id", "account")]
+        sets = ", ".join(f"{c.name} = :v_{c.name}" for c in settable)
+        self.update_position = text(
+            f"UPDATE positions SET {sets} WHERE account = :w_account AND id = :w_id AND version = :w_expected"
+        ).bindparams(*[bindparam(f"v_{c.name}", type_=c.type) for c in settable])
+        written = [c for c in orders.c if c.name != "updated_at"]
+        updates = ", ".join(f"{c.name} = excluded.{c.name}" for c in written if c.name != "client_order_id")
+        self.upsert_orders = _typed(
+            f"{_insert_sql(orders, written)} ON CONFLICT (client_order_id) DO UPDATE SET {updates},"
+            " updated_at = CURRENT_TIMESTAMP",
+            orders,
+            written,
+        )
+        self.insert_fills = _typed(
+            f"{_insert_sql(fills)} ON CONFLICT (exchange, symbol, trade_id) DO NOTHING", fills, fills.c
+        )
+        self.fence = (
+            select(leases.c.epoch).where(leases.c.account == bindparam("w_account")).with_for_update(read=True)
+        )
+
+
+def _written(columns: Iterable[Column[Any]]) -> list[Column[Any]]:
+    """The columns an INSERT names: all but a surrogate autoincrement key."""
+    return [c for c in columns if not (c.primary_key and c.autoincrement is True and c.name == "id"
+                                        and c.table.name in ("fills", "events"))]
+
+
+def _insert_sql(table: Table, columns: Iterable[Column[Any]] | None = None) -> str:
+    cols = _written(columns if columns is not None else table.c)
+    names, params = ", ".join(c.name for c in cols), ", ".join(":" + c.name for c in cols)
+    return f"INSERT INTO {table.name} ({names}) VALUES ({params})"
+
+
+def _typed(sql: str, table: Table, columns: Iterable[Column[Any]]) -> TextClause:
+    del table
+    return text(sql).bindparams(*[bindparam(c.name, type_=c.type) for c in _written(columns)])

@@ -146,6 +146,10 @@ class SimulatedExchange:
         """User events and mark prices (single consumer); yields StreamGap after a reconnect."""
         return self._stream.events()
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     async def close(self) -> None:
         """Refuse further calls, end the stream, and write any unsaved state."""
         if not self._closed:

@@ -182,4 +182,4 @@ async def state(request: web.Request, venue: SimVenue) -> Any:
 
 
 async def requests(request: web.Request, venue: SimVenue) -> Any:
-    return venue.requests
+    return list(venue.requests)

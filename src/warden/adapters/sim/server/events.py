@@ -20,6 +20,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from warden.adapters.sim.core import SimCore
+from warden.adapters.sim.server.account import wallet_balance
 from warden.adapters.sim.server.shapes import (
     Json,
     binance_type,
@@ -29,7 +30,6 @@ from warden.adapters.sim.server.shapes import (
     ms,
     num,
     trade_id_number,
-    wallet_balance,
 )
 from warden.domain.orders import OrderStatus
 from warden.domain.reports import FillReport, MarkPrice, OrderReport, PositionReport, StreamEvent

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from warden.adapters.sim.server import account as account_shapes
 from warden.adapters.sim.server import shapes
 from warden.adapters.sim.server.auth import BinanceError
 from warden.adapters.sim.server.params import Params, boolean, integer, require
@@ -51,7 +52,7 @@ async def account(venue: SimVenue, params: Params) -> Any:
     await venue.gate()
     core = venue.core
     positions = [(core.position(s), core.mark(s)) for s in sorted(core.instruments)]
-    return shapes.account(positions, venue.now_ms())
+    return account_shapes.account(positions, venue.now_ms())
 
 
 async def position_risk(venue: SimVenue, params: Params) -> Any:
@@ -60,7 +61,7 @@ async def position_risk(venue: SimVenue, params: Params) -> Any:
     core, at = venue.core, venue.now_ms()
     busy = {o.symbol for o in core.open_orders()}
     return [
-        shapes.position_risk(core.position(s), core.mark(s), at)
+        account_shapes.position_risk(core.position(s), core.mark(s), at)
         for s in _symbols(venue, params)
         if not core.position(s).flat or s in busy
     ]

@@ -18,7 +18,6 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from warden.adapters.sim.ledger import SimPosition
 from warden.domain.orders import OrderStatus
 from warden.domain.reports import FillReport, OrderReport
 from warden.domain.values import ZERO, Instrument, OrderType, Symbol
@@ -311,93 +310,4 @@ def user_trade(fill: FillReport, order_id: str) -> Json:
         "positionSide": "BOTH",
         "buyer": fill.side.value == "buy",
         "maker": False,
-    }
-
-
-# ----- account ------------------------------------------------------------------------
-
-
-def wallet_balance(positions: Iterable[SimPosition]) -> Decimal:
-    return START_BALANCE + sum((p.realized_pnl - p.fees for p in positions), ZERO)
-
-
-def position_risk(position: SimPosition, mark: Decimal, now_ms: int) -> Json:
-    qty = position.qty
-    upnl = qty * (mark - position.entry_price) if qty else ZERO
-    notional = qty * mark
-    margin = abs(notional) / 20
-    return {
-        "symbol": market_id(position.symbol),
-        "positionSide": "BOTH",
-        "positionAmt": num(qty),
-        "entryPrice": num(position.entry_price),
-        "breakEvenPrice": num(position.entry_price),
-        "markPrice": num(mark),
-        "unRealizedProfit": num(upnl),
-        "liquidationPrice": "0",
-        "isolatedMargin": "0",
-        "notional": num(notional),
-        "marginAsset": "USDT",
-        "isolatedWallet": "0",
-        "initialMargin": num(margin),
-        "maintMargin": num(abs(notional) * Decimal("0.004")),
-        "positionInitialMargin": num(margin),
-        "openOrderInitialMargin": "0",
-        "adl": 0,
-        "bidNotional": "0",
-        "askNotional": "0",
-        "updateTime": now_ms,
-    }
-
-
-def account(positions: list[tuple[SimPosition, Decimal]], now_ms: int) -> Json:
-    wallet = wallet_balance(p for p, _ in positions)
-    risks = [position_risk(p, m, now_ms) for p, m in positions if not p.flat]
-    upnl = sum((Decimal(r["unRealizedProfit"]) for r in risks), ZERO)
-    used = sum((Decimal(r["initialMargin"]) for r in risks), ZERO)
-    margin_balance = wallet + upnl
-    available = margin_balance - used
-    asset = {
-        "asset": "USDT",
-        "walletBalance": num(wallet),
-        "unrealizedProfit": num(upnl),
-        "marginBalance": num(margin_balance),
-        "maintMargin": "0",
-        "initialMargin": num(used),
-        "positionInitialMargin": num(used),
-        "openOrderInitialMargin": "0",
-        "crossWalletBalance": num(wallet),
-        "crossUnPnl": num(upnl),
-        "availableBalance": num(available),
-        "maxWithdrawAmount": num(available),
-        "updateTime": now_ms,
-    }
-    return {
-        "totalInitialMargin": num(used),
-        "totalMaintMargin": "0",
-        "totalWalletBalance": num(wallet),
-        "totalUnrealizedProfit": num(upnl),
-        "totalMarginBalance": num(margin_balance),
-        "totalPositionInitialMargin": num(used),
-        "totalOpenOrderInitialMargin": "0",
-        "totalCrossWalletBalance": num(wallet),
-        "totalCrossUnPnl": num(upnl),
-        "availableBalance": num(available),
-        "maxWithdrawAmount": num(available),
-        "assets": [asset],
-        "positions": [
-            {
-                "symbol": r["symbol"],
-                "positionSide": "BOTH",
-                "positionAmt": r["positionAmt"],
-                "unrealizedProfit": r["unRealizedProfit"],
-                "isolatedMargin": "0",
-                "notional": r["notional"],
-                "isolatedWallet": "0",
-                "initialMargin": r["initialMargin"],
-                "maintMargin": r["maintMargin"],
-                "updateTime": now_ms,
-            }
-            for r in risks
-        ],
     }

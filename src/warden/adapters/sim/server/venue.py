@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -38,6 +39,9 @@ _MESSAGES = {
     -4116: "ClientOrderId is duplicated.",
     -4136: "Target strategy invalid for orderType MARKET,closePosition true",
 }
+REQUEST_LOG_SIZE = 10_000
+"""The request log keeps the most recent requests only (a long-running `warden sim serve`)."""
+
 UNKNOWN_STATUS = (
     "Timeout waiting for response from backend server. Send status unknown; execution status unknown."
 )
@@ -71,7 +75,7 @@ class SimVenue:
         self.listen_keys: set[str] = set()
         self.private: set[web.WebSocketResponse] = set()
         self.market: list[MarketSocket] = []
-        self.requests: list[Json] = []
+        self.requests: deque[Json] = deque(maxlen=REQUEST_LOG_SIZE)
         self.fault_specs: dict[str, object] = {}
         self._by_id = {market_id(s): s for s in sim.core.instruments}
 
@@ -161,12 +165,16 @@ class SimVenue:
         return len(sockets)
 
     async def pump(self) -> None:
-        """Forever: the simulator's user stream, as Binance messages, to every private socket."""
-        async for event in self.sim.stream():
-            if isinstance(event, StreamGap):
-                await self.close_private()
-                continue
-            await self.send_private(translate(self.core, event, self.now()))
+        """Until the simulator closes: its user stream, as Binance messages, to every private socket.
+
+        A `new_session()` of the simulator ends one iteration of its stream; the pump starts the next.
+        """
+        while not self.sim.closed:
+            async for event in self.sim.stream():
+                if isinstance(event, StreamGap):
+                    await self.close_private()
+                    continue
+                await self.send_private(translate(self.core, event, self.now()))
 
     def mark_messages(self, streams: set[str]) -> list[Any]:
         at = self.now_ms()
