@@ -1,4 +1,11 @@
-"""The one place that names concrete adapters: build them from Settings, run, tear down."""
+"""The one place that names concrete adapters: build them from Settings, run, tear down.
+
+Startup order: open the store (migrating it), choose the exchange, build the
+engine, then take the account's lease. The holder recovers and trades; an
+engine that finds the lease held starts read-only (standby), says who holds
+it, and polls; when the holder dies its lock is dropped by the OS or the
+database, the standby takes it with a new fencing epoch, recovers and trades.
+"""
 
 from __future__ import annotations
 
@@ -8,16 +15,24 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import structlog
+
 from warden.adapters.clock import SystemClock
+from warden.adapters.db.lease import lease_for
 from warden.adapters.db.migrate import upgrade
 from warden.adapters.db.store import open_store
 from warden.adapters.db.urls import redact
 from warden.adapters.notify import LogNotifier
 from warden.adapters.sim import SimPriceFeed, SimulatedExchange
 from warden.config import ConfigError, Settings
-from warden.ports import Clock, Exchange, Notifier, Store
+from warden.ports import Clock, Exchange, Lease, Notifier, Store
 from warden.service.config import EngineConfig
 from warden.service.engine import Engine
+
+log = structlog.get_logger("warden.bootstrap")
+
+LEASE_RETRY = 2.0
+"""Seconds between a standby's attempts to take the lease (and the holder's checks that it still has it)."""
 
 
 @dataclass
@@ -28,13 +43,32 @@ class Runtime:
     engine: Engine
     store: Store
     exchange: Exchange
+    lease: Lease
+    clock: Clock
     sim: SimulatedExchange | None = None
+    price_feed: bool = True
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    group: asyncio.TaskGroup | None = None
+    epoch: int | None = None
+    lease_retry: float = LEASE_RETRY
+
+    @property
+    def is_holder(self) -> bool:
+        return self.epoch is not None
 
 
 async def upgrade_database(url: str) -> None:
     """Migrate the database at `url` to the newest schema."""
     await upgrade(url)
+
+
+async def serve_sim(host: str, port: int, seed: int, state_file: str | None) -> None:
+    """The Binance-compatible simulated exchange server (`warden sim serve`)."""
+    from pathlib import Path
+
+    from warden.adapters.sim.server import serve
+
+    await serve(host=host, port=port, seed=seed, state_file=Path(state_file) if state_file else None)
 
 
 def engine_config(settings: Settings) -> EngineConfig:
@@ -53,8 +87,21 @@ def engine_config(settings: Settings) -> EngineConfig:
 
 def build_exchange(settings: Settings, clock: Clock) -> tuple[Exchange, SimulatedExchange | None]:
     if settings.exchange == "sim":
-        sim = SimulatedExchange(now=clock.now, seed=settings.sim_seed, sleep=clock.sleep)
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        state = settings.data_dir / f"sim-{settings.account}.json"
+        sim = SimulatedExchange(now=clock.now, seed=settings.sim_seed, sleep=clock.sleep, state_file=state)
         return sim, sim
+    if settings.exchange == "binanceusdm":
+        from warden.adapters.ccxt import CcxtExchange
+
+        if settings.api_key is None or settings.api_secret is None:
+            raise ConfigError("api_key", "binanceusdm needs WARDEN_API_KEY and WARDEN_API_SECRET")
+        exchange = CcxtExchange.create(
+            api_key=settings.api_key.get_secret_value(),
+            api_secret=settings.api_secret.get_secret_value(),
+            base_url=settings.exchange_url,
+        )
+        return exchange, None
     raise ConfigError("exchange", f"{settings.exchange!r} is not available in this build")
 
 
@@ -65,24 +112,35 @@ async def running(
     clock: Clock | None = None,
     notifier: Notifier | None = None,
     price_feed: bool = True,
+    exchange: Exchange | None = None,
+    lease_retry: float = LEASE_RETRY,
 ) -> AsyncIterator[Runtime]:
-    """Build, recover, and run the engine's background tasks until the block exits."""
+    """Build, take the lease (or stand by), recover, and run until the block exits."""
     clock = clock or SystemClock()
     store = await open_store(
         settings.db, exchange=settings.exchange, account=settings.account, op_timeout=settings.db_timeout
     )
-    exchange, sim = build_exchange(settings, clock)
+    sim: SimulatedExchange | None
+    owns_exchange = exchange is None  # an exchange handed in is closed by whoever made it
+    if exchange is None:
+        exchange, sim = build_exchange(settings, clock)
+    else:
+        sim = exchange if isinstance(exchange, SimulatedExchange) else None
     engine = Engine(exchange, store, clock, notifier or LogNotifier(), engine_config(settings))
-    runtime = Runtime(settings, engine, store, exchange, sim)
+    lease = lease_for(settings.db, settings.account, op_timeout=settings.db_timeout)
+    runtime = Runtime(
+        settings, engine, store, exchange, lease, clock, sim, price_feed, lease_retry=lease_retry
+    )
     try:
         async with asyncio.TaskGroup() as group:
-            runtime.tasks.append(group.create_task(engine.consume(exchange.stream())))
-            await engine.start()
-            runtime.tasks.append(group.create_task(engine.maintain()))
-            runtime.tasks.append(group.create_task(engine.reconcile_forever()))
-            if sim is not None and price_feed:
-                feed = SimPriceFeed(sim, interval=settings.sim_tick_interval, sleep=clock.sleep)
-                runtime.tasks.append(group.create_task(feed.run()))
+            runtime.group = group
+            epoch = await lease.try_acquire()
+            if epoch is None:
+                engine.set_read_only(f"standby: account {settings.account!r} is held by {lease.holder()}")
+                log.warning("standby", account=settings.account, holder=lease.holder())
+                runtime.tasks.append(group.create_task(_standby(runtime)))
+            else:
+                await _activate(runtime, epoch)
             try:
                 yield runtime
             finally:
@@ -90,5 +148,48 @@ async def running(
                 for task in runtime.tasks:
                     task.cancel()
     finally:
-        await exchange.close()
+        with contextlib.suppress(Exception):
+            await lease.release()
+        if owns_exchange:
+            await exchange.close()
         await store.close()
+
+
+async def _activate(runtime: Runtime, epoch: int) -> None:
+    """This engine holds the lease: fence the store, consume, recover, then run the timers."""
+    group, engine = runtime.group, runtime.engine
+    assert group is not None
+    runtime.epoch = epoch
+    runtime.store.set_epoch(runtime.settings.account, epoch)
+    engine.take_over()
+    runtime.tasks.append(group.create_task(engine.consume(runtime.exchange.stream())))
+    await engine.start()
+    runtime.tasks.append(group.create_task(engine.maintain()))
+    runtime.tasks.append(group.create_task(engine.reconcile_forever()))
+    runtime.tasks.append(group.create_task(_watch_lease(runtime)))
+    if runtime.sim is not None and runtime.price_feed:
+        feed = SimPriceFeed(
+            runtime.sim, interval=runtime.settings.sim_tick_interval, sleep=runtime.clock.sleep
+        )
+        runtime.tasks.append(group.create_task(feed.run()))
+    log.info("lease_held", account=runtime.settings.account, epoch=epoch)
+
+
+async def _standby(runtime: Runtime) -> None:
+    while True:
+        await runtime.clock.sleep(runtime.lease_retry)
+        epoch = await runtime.lease.try_acquire()
+        if epoch is not None:
+            log.warning("lease_taken_over", account=runtime.settings.account, epoch=epoch)
+            await _activate(runtime, epoch)
+            return
+
+
+async def _watch_lease(runtime: Runtime) -> None:
+    """If the lease is lost (DB connection dropped, epoch moved), stop acting at once."""
+    while True:
+        await runtime.clock.sleep(runtime.lease_retry)
+        if not await runtime.lease.still_held():
+            runtime.engine.set_read_only("lease lost: another engine may be writing for this account")
+            log.error("lease_lost", account=runtime.settings.account)
+            return

@@ -117,7 +117,7 @@ class Transition:
 
     `position.version` must be `expected_version + 1` (or 1 for an insert, when
     `expected_version` is None). Orders are upserted by client order id; fills
-    are inserted and must be new (unique on trade id); events are appended.
+    are inserted idempotently (a fill already stored is a no-op); events are appended.
     """
 
     position: Position
@@ -136,6 +136,12 @@ class ActiveState:
 
 
 class Store(Protocol):
+    """Persistence. `list_events` returns the `limit` most recent events, oldest first."""
+
+    def set_epoch(self, account: str, epoch: int) -> None:
+        """Fence every later write on the account's lease still being at `epoch` (else FencedOut)."""
+        ...
+
     async def commit(self, transition: Transition) -> None: ...
 
     async def append_events(self, events: Sequence[Event]) -> None:
@@ -179,3 +185,21 @@ class Alert:
 
 class Notifier(Protocol):
     async def notify(self, alert: Alert) -> None: ...
+
+
+class Lease(Protocol):
+    """One writer per account (I6): a lock the OS or the database drops when its holder dies."""
+
+    async def try_acquire(self) -> int | None:
+        """The new fencing epoch if this engine now holds the lease; None if another does."""
+        ...
+
+    def holder(self) -> str | None:
+        """Who holds it (`host:pid`), as last seen."""
+        ...
+
+    async def release(self) -> None: ...
+
+    async def still_held(self) -> bool:
+        """True while the lock is ours and the epoch has not moved; False if in doubt."""
+        ...

@@ -35,8 +35,18 @@ def fresh(side: Side = Side.LONG) -> Position:
 
 def fill(n: int, role: OrderRole, side: Side, qty: Decimal, price: Decimal = Decimal(100)) -> Fill:
     order_side = side.entry_side if role is OrderRole.ENTRY else side.exit_side
-    return Fill(TradeId(f"t{n}"), client_order_id(PositionId("p1"), role, 1), PositionId("p1"), role, SOL.symbol,
-                order_side, qty, price, Decimal("0.01"), T0)
+    return Fill(
+        TradeId(f"t{n}"),
+        client_order_id(PositionId("p1"), role, 1),
+        PositionId("p1"),
+        role,
+        SOL.symbol,
+        order_side,
+        qty,
+        price,
+        Decimal("0.01"),
+        T0,
+    )
 
 
 qtys = st.decimals(min_value=Decimal("0.01"), max_value=Decimal(20), places=2)
@@ -85,7 +95,9 @@ def test_stop_never_loosens(side: Side, proposals: list[Decimal]) -> None:
 def test_trailing_target_only_tightens(side: Side, marks: list[Decimal]) -> None:
     """A runner's trailing target, applied as it comes, never loosens the stop."""
     p = fresh(side).apply_fill(fill(1, OrderRole.ENTRY, side, Decimal(10)))
-    p = p.transition(PositionStatus.OPEN).with_levels(levels_for(ExitPlan(), side, Decimal(100), Decimal(10), SOL))
+    p = p.transition(PositionStatus.OPEN).with_levels(
+        levels_for(ExitPlan(), side, Decimal(100), Decimal(10), SOL)
+    )
     p = Position(**{**{f: getattr(p, f) for f in p.__dataclass_fields__}, "trailing_active": True})
     for mark in marks:
         p = p.mark(mark)
@@ -114,7 +126,11 @@ def test_tp1_quantity_is_exactly_sixty_percent_rounded_down() -> None:
     assert levels.stop_price == Decimal("152.25") and levels.tp1_price == Decimal("148.50")
 
 
-@given(st.text(alphabet="abcdef0123456789", min_size=1, max_size=12), st.sampled_from(list(OrderRole)), st.integers(0, 999))
+@given(
+    st.text(alphabet="abcdef0123456789", min_size=1, max_size=12),
+    st.sampled_from(list(OrderRole)),
+    st.integers(0, 999),
+)
 def test_client_order_ids_round_trip_and_fit_binance(pid: str, role: OrderRole, seq: int) -> None:
     """Client order ids are deterministic, parse back, and fit 36 chars of Binance's charset."""
     cid = client_order_id(PositionId(pid), role, seq)
@@ -124,10 +140,17 @@ def test_client_order_ids_round_trip_and_fit_binance(pid: str, role: OrderRole, 
 
 @pytest.mark.parametrize(
     ("usd", "qty", "field"),
-    [(None, None, "usd"), (Decimal(1), Decimal(1), "usd"), (Decimal(0), None, "usd"), (None, Decimal(-1), "qty"),
-     (Decimal("0.5"), None, "usd")],
+    [
+        (None, None, "usd"),
+        (Decimal(1), Decimal(1), "usd"),
+        (Decimal(0), None, "usd"),
+        (None, Decimal(-1), "qty"),
+        (Decimal("0.5"), None, "usd"),
+    ],
 )
-def test_sizing_refuses_bad_sizes_naming_the_field(usd: Decimal | None, qty: Decimal | None, field: str) -> None:
+def test_sizing_refuses_bad_sizes_naming_the_field(
+    usd: Decimal | None, qty: Decimal | None, field: str
+) -> None:
     """Sizes that are missing, doubled, non-positive or under the exchange minimum name their field."""
     with pytest.raises(ValidationError) as info:
         order_qty(SOL, Decimal(150), usd, qty)

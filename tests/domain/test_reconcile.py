@@ -30,24 +30,46 @@ SYMBOLS = [Symbol(f"S{i}/USDT:USDT") for i in range(4)]
 
 def position(pid: str, symbol: Symbol, side: Side, size: Decimal) -> Position:
     return Position(
-        id=PositionId(pid), symbol=symbol, side=side, status=PositionStatus.PROTECTED, target_qty=size,
-        plan=ExitPlan(), opened_at=T0, filled_qty=size, entry_price=Decimal(100), stop_price=Decimal(90),
+        id=PositionId(pid),
+        symbol=symbol,
+        side=side,
+        status=PositionStatus.PROTECTED,
+        target_qty=size,
+        plan=ExitPlan(),
+        opened_at=T0,
+        filled_qty=size,
+        entry_price=Decimal(100),
+        stop_price=Decimal(90),
     )
 
 
 def stop_for(p: Position, seq: int = 1, qty: Decimal | None = None) -> OrderReport:
     return OrderReport(
-        client_order_id=client_order_id(p.id, OrderRole.STOP, seq), exchange_order_id=f"x{p.id}{seq}",
-        symbol=p.symbol, side=p.side.exit_side, type=OrderType.STOP_MARKET, qty=qty or p.remaining,
-        status=OrderStatus.OPEN, trigger_price=Decimal(90), reduce_only=True,
+        client_order_id=client_order_id(p.id, OrderRole.STOP, seq),
+        exchange_order_id=f"x{p.id}{seq}",
+        symbol=p.symbol,
+        side=p.side.exit_side,
+        type=OrderType.STOP_MARKET,
+        qty=qty or p.remaining,
+        status=OrderStatus.OPEN,
+        trigger_price=Decimal(90),
+        reduce_only=True,
     )
 
 
 def as_order(r: OrderReport, pid: PositionId) -> Order:
     return Order(
-        client_order_id=r.client_order_id, position_id=pid, role=OrderRole.STOP, symbol=r.symbol,  # type: ignore[arg-type]
-        side=r.side, type=r.type, qty=r.qty, trigger_price=r.trigger_price, reduce_only=True,
-        status=OrderStatus.OPEN, created_at=T0,
+        client_order_id=r.client_order_id,
+        position_id=pid,
+        role=OrderRole.STOP,
+        symbol=r.symbol,  # type: ignore[arg-type]
+        side=r.side,
+        type=r.type,
+        qty=r.qty,
+        trigger_price=r.trigger_price,
+        reduce_only=True,
+        status=OrderStatus.OPEN,
+        created_at=T0,
     )
 
 
@@ -57,10 +79,14 @@ def consistent(positions: list[Position]) -> tuple[dict[str, Order], Truth]:
     for p in positions:
         net[p.symbol] = net.get(p.symbol, ZERO) + p.remaining * p.side.sign
     reports = [
-        PositionReport(s, Side.LONG if q > 0 else Side.SHORT, abs(q), Decimal(100)) for s, q in net.items() if q
+        PositionReport(s, Side.LONG if q > 0 else Side.SHORT, abs(q), Decimal(100))
+        for s, q in net.items()
+        if q
     ]
     stops = [stop_for(p) for p in positions]
-    return {o.client_order_id: as_order(o, PositionId(o.client_order_id.split("-")[1])) for o in stops}, Truth(reports, stops)
+    return {
+        o.client_order_id: as_order(o, PositionId(o.client_order_id.split("-")[1])) for o in stops
+    }, Truth(reports, stops)
 
 
 books = st.lists(
@@ -82,21 +108,27 @@ def test_agreement_has_no_discrepancy(positions: list[Position]) -> None:
     assert diff(positions, orders, truth) == []
 
 
-def apply(positions: list[Position], truth: Truth, found: list) -> tuple[list[Position], dict[str, Order], Truth]:
+def apply(
+    positions: list[Position], truth: Truth, found: list
+) -> tuple[list[Position], dict[str, Order], Truth]:
     """A model of the reconciler's actions: adopt, close, resize, re-place, cancel."""
     held = {p.id: p for p in positions}
     ex_positions = list(truth.positions)
     for d in found:
         if d.kind is Kind.ORPHAN:
             side = Side.LONG if d.found > 0 else Side.SHORT
-            held[PositionId(f"adopt{d.symbol[:2]}")] = position(f"adopt{d.symbol[:2]}", d.symbol, side, abs(d.found))
+            held[PositionId(f"adopt{d.symbol[:2]}")] = position(
+                f"adopt{d.symbol[:2]}", d.symbol, side, abs(d.found)
+            )
         elif d.kind is Kind.GHOST:
             held.pop(d.position_id, None)
         elif d.kind is Kind.SIZE_MISMATCH:
             for pid in [p.id for p in held.values() if p.symbol == d.symbol]:
                 held.pop(pid)
             side = Side.LONG if d.found > 0 else Side.SHORT
-            held[PositionId(f"resz{d.symbol[:2]}")] = position(f"resz{d.symbol[:2]}", d.symbol, side, abs(d.found))
+            held[PositionId(f"resz{d.symbol[:2]}")] = position(
+                f"resz{d.symbol[:2]}", d.symbol, side, abs(d.found)
+            )
     new_positions = list(held.values())
     orders, new_truth = consistent(new_positions)  # missing stops placed, strays cancelled
     return new_positions, orders, Truth(ex_positions, new_truth.open_orders)
@@ -104,13 +136,19 @@ def apply(positions: list[Position], truth: Truth, found: list) -> tuple[list[Po
 
 @settings(max_examples=200)
 @given(books, books, st.data())
-def test_applying_the_actions_converges(ours: list[Position], theirs: list[Position], data: st.DataObject) -> None:
+def test_applying_the_actions_converges(
+    ours: list[Position], theirs: list[Position], data: st.DataObject
+) -> None:
     """Whatever the disagreement, one round of actions leaves nothing to reconcile."""
     theirs = [replace(p, id=PositionId(f"t{p.id}")) for p in theirs]
     _, truth_positions = consistent(theirs)
     orders, our_truth = consistent(ours)
-    keep = data.draw(st.lists(st.booleans(), min_size=len(our_truth.open_orders), max_size=len(our_truth.open_orders)))
-    stray = [stop_for(position("gone", SYMBOLS[0], Side.LONG, Decimal(1)))] if data.draw(st.booleans()) else []
+    keep = data.draw(
+        st.lists(st.booleans(), min_size=len(our_truth.open_orders), max_size=len(our_truth.open_orders))
+    )
+    stray = (
+        [stop_for(position("gone", SYMBOLS[0], Side.LONG, Decimal(1)))] if data.draw(st.booleans()) else []
+    )
     resting = [o for o, k in zip(our_truth.open_orders, keep, strict=True) if k] + stray
     truth = Truth(truth_positions.positions, resting)
     found = diff(ours, orders, truth)
@@ -120,9 +158,9 @@ def test_applying_the_actions_converges(ours: list[Position], theirs: list[Posit
 
 def test_each_kind_is_found() -> None:
     """Orphan, ghost, size mismatch, missing stop and stray order are each reported."""
-    a = position("a", SYMBOLS[0], Side.LONG, Decimal(5))   # ghost: exchange flat
+    a = position("a", SYMBOLS[0], Side.LONG, Decimal(5))  # ghost: exchange flat
     b = position("b", SYMBOLS[1], Side.SHORT, Decimal(3))  # size mismatch: exchange -2
-    c = position("c", SYMBOLS[2], Side.LONG, Decimal(4))   # missing stop
+    c = position("c", SYMBOLS[2], Side.LONG, Decimal(4))  # missing stop
     gone = position("z", SYMBOLS[2], Side.LONG, Decimal(1))
     truth = Truth(
         [
@@ -135,12 +173,16 @@ def test_each_kind_is_found() -> None:
     kinds = {d.kind: d for d in diff([a, b, c], {}, truth)}
     assert set(kinds) == set(Kind)
     assert kinds[Kind.ORPHAN].found == Decimal(7)
-    assert kinds[Kind.SIZE_MISMATCH].expected == Decimal(-3) and kinds[Kind.SIZE_MISMATCH].found == Decimal(-2)
+    assert kinds[Kind.SIZE_MISMATCH].expected == Decimal(-3) and kinds[Kind.SIZE_MISMATCH].found == Decimal(
+        -2
+    )
     assert kinds[Kind.MISSING_STOP].position_id == "c"
 
 
 def test_symbols_with_work_in_flight_are_skipped() -> None:
     """An entry still being resolved is not mistaken for a ghost or an orphan."""
-    p = replace(position("a", SYMBOLS[0], Side.LONG, Decimal(5)), status=PositionStatus.OPENING, filled_qty=ZERO)
+    p = replace(
+        position("a", SYMBOLS[0], Side.LONG, Decimal(5)), status=PositionStatus.OPENING, filled_qty=ZERO
+    )
     truth = Truth([PositionReport(SYMBOLS[0], Side.LONG, Decimal(5), Decimal(100))], [])
     assert diff([p], {}, truth) == []

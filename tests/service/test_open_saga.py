@@ -171,3 +171,25 @@ async def test_close_flattens_cancels_exits_and_records_pnl(harness: Harness) ->
     assert abs(closed.realized_pnl - sim_pnl) < Decimal("0.00001")
     stored = await harness.store.get_position(pos.id)
     assert stored is not None and stored.status is PositionStatus.CLOSED
+
+
+async def test_a_write_that_landed_despite_a_timeout_is_not_retried_as_a_conflict(harness: Harness) -> None:
+    """A commit that timed out but did commit is recognised on retry, and the engine recovers."""
+    pos = await harness.open("long", usd="100")
+    inner = harness.store.inner
+    original = inner.commit
+
+    async def commits_then_times_out(transition):  # type: ignore[no-untyped-def]
+        await original(transition)
+        raise StoreUnavailable("deadline passed (the commit landed anyway)")
+
+    inner.commit = commits_then_times_out  # type: ignore[method-assign]
+    harness.sim.set_mark(SOL, pos.tp1_price)
+    await eventually(lambda: harness.engine.ledger.positions[pos.id].tp1_hit, what="tp1 applied")
+    await harness.engine.wait_idle()
+    assert harness.engine.state is EngineState.DEGRADED
+    inner.commit = original  # type: ignore[method-assign]
+    await harness.engine.flush_pending()
+    assert harness.engine.state is EngineState.READY
+    stored = await harness.store.get_position(pos.id)
+    assert stored is not None and stored.version == harness.engine.ledger.positions[pos.id].version

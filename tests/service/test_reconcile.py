@@ -17,7 +17,11 @@ def stops(h: Harness, symbol=SOL) -> list:
 
 
 async def reconcile_events(h: Harness) -> list:
-    return [e for e in await h.store.list_events(limit=500) if e.kind is EventKind.RECONCILE and e.data.get("kind")]
+    return [
+        e
+        for e in await h.store.list_events(limit=500)
+        if e.kind is EventKind.RECONCILE and e.data.get("kind")
+    ]
 
 
 async def test_orphan_is_adopted_and_protected(harness: Harness) -> None:
@@ -31,7 +35,11 @@ async def test_orphan_is_adopted_and_protected(harness: Harness) -> None:
     assert stop.qty == Decimal("0.01") and stop.side is OrderSide.BUY and stop.reduce_only
     assert any(a.title == "reconcile: orphan" for a in harness.notifier.alerts)
     [event] = await reconcile_events(harness)
-    assert event.data["kind"] == "orphan" and "adopted" in event.data["action"] and event.data["found"] == "-0.01"
+    assert (
+        event.data["kind"] == "orphan"
+        and "adopted" in event.data["action"]
+        and event.data["found"] == "-0.01"
+    )
     assert (await harness.engine.reconcile()).findings == []
 
 
@@ -68,8 +76,10 @@ async def test_stop_cancelled_by_hand_is_replaced(harness: Harness) -> None:
     pos = await harness.open("long", usd="100")
     [stop] = stops(harness)
     harness.sim.cancel_external(stop.client_order_id)
-    await eventually(lambda: len(stops(harness)) == 1 and stops(harness)[0].client_order_id != stop.client_order_id,
-                     what="stop re-placed")
+    await eventually(
+        lambda: len(stops(harness)) == 1 and stops(harness)[0].client_order_id != stop.client_order_id,
+        what="stop re-placed",
+    )
     await harness.engine.wait_idle()
     assert stops(harness)[0].qty == pos.filled_qty
     assert harness.engine.ledger.positions[pos.id].status is PositionStatus.PROTECTED

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import tempfile
 import time
 from decimal import Decimal
 from pathlib import Path
 
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 
 from warden.adapters.db.engine import ThreadWriter
 from warden.adapters.db.urls import normalise
@@ -27,7 +28,7 @@ class Floor:
         self.n = 0
 
     async def __aenter__(self) -> Floor:
-        await self.writer.run(lambda c: c.execute(text("CREATE TABLE IF NOT EXISTS floor (id INTEGER PRIMARY KEY, v TEXT)")))
+        await self.writer.run(_create_floor)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -37,8 +38,16 @@ class Floor:
         start = time.perf_counter()
         for _ in range(count):
             self.n += 1
-            await self.writer.run(lambda c, v=str(self.n): c.execute(text("INSERT INTO floor (v) VALUES (:v)"), {"v": v}))
+            await self.writer.run(functools.partial(_insert_floor, value=str(self.n)))
         return time.perf_counter() - start
+
+
+def _create_floor(conn: Connection) -> None:
+    conn.execute(text("CREATE TABLE IF NOT EXISTS floor (id INTEGER PRIMARY KEY, v TEXT)"))
+
+
+def _insert_floor(conn: Connection, value: str) -> None:
+    conn.execute(text("INSERT INTO floor (v) VALUES (:v)"), {"v": value})
 
 
 async def bench_open(n: int = 1000, warmup: int = 50, directory: Path | None = None) -> Result:

@@ -9,12 +9,10 @@ Python's own start-up (imports) is measured in a subprocess and reported too.
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -29,7 +27,16 @@ from warden.domain.orders import Fill, Order, OrderStatus
 from warden.domain.plan import ExitPlan, levels_for
 from warden.domain.position import Position, PositionStatus
 from warden.domain.reports import OrderRequest
-from warden.domain.values import ClientOrderId, OrderRole, OrderType, PositionId, Side, client_order_id
+from warden.domain.values import (
+    ClientOrderId,
+    OrderRole,
+    OrderSide,
+    OrderType,
+    PositionId,
+    Side,
+    Symbol,
+    client_order_id,
+)
 from warden.ports import Store, Transition
 from warden.service.config import EngineConfig
 from warden.service.engine import Engine
@@ -49,15 +56,42 @@ async def seed(store: Store, core: SimCore, n: int, symbols: int) -> None:
         qty = inst.round_qty(Decimal(200) / price)
         pid = PositionId(f"b{i:07d}")
         entry_cid = client_order_id(pid, OrderRole.ENTRY, 1)
-        report = core.place(OrderRequest(entry_cid, inst.symbol, side.entry_side, OrderType.MARKET, qty), now).report
+        report = core.place(
+            OrderRequest(entry_cid, inst.symbol, side.entry_side, OrderType.MARKET, qty), now
+        ).report
         trade = core.fills(inst.symbol)[-1]
         levels = levels_for(PLAN, side, price, qty, inst)
         position = Position(
-            id=pid, symbol=inst.symbol, side=side, status=PositionStatus.PROTECTED, target_qty=qty,
-            plan=PLAN, opened_at=now, origin="bench", filled_qty=qty, entry_price=price, stop_seq=1,
-            last_price=price, watermark=price, version=1,
+            id=pid,
+            symbol=inst.symbol,
+            side=side,
+            status=PositionStatus.PROTECTED,
+            target_qty=qty,
+            plan=PLAN,
+            opened_at=now,
+            origin="bench",
+            filled_qty=qty,
+            entry_price=price,
+            stop_seq=1,
+            last_price=price,
+            watermark=price,
+            version=1,
         ).with_levels(levels)
-        orders = [_order(pid, OrderRole.ENTRY, entry_cid, inst.symbol, side.entry_side, OrderType.MARKET, qty, None, now, report.exchange_order_id, OrderStatus.FILLED)]
+        orders = [
+            _order(
+                pid,
+                OrderRole.ENTRY,
+                entry_cid,
+                inst.symbol,
+                side.entry_side,
+                OrderType.MARKET,
+                qty,
+                None,
+                now,
+                report.exchange_order_id,
+                OrderStatus.FILLED,
+            )
+        ]
         for role, type_, q, trigger in (
             (OrderRole.STOP, OrderType.STOP_MARKET, qty, levels.stop_price),
             (OrderRole.TP1, OrderType.TAKE_PROFIT_MARKET, levels.tp1_qty, levels.tp1_price),
@@ -66,15 +100,71 @@ async def seed(store: Store, core: SimCore, n: int, symbols: int) -> None:
             if q <= 0:
                 continue
             cid = client_order_id(pid, role, 1)
-            placed = core.place(OrderRequest(cid, inst.symbol, side.exit_side, type_, q, trigger, True), now).report
-            orders.append(_order(pid, role, cid, inst.symbol, side.exit_side, type_, q, trigger, now, placed.exchange_order_id, OrderStatus.OPEN))
-        fill = Fill(trade.trade_id, entry_cid, pid, OrderRole.ENTRY, inst.symbol, trade.side, trade.qty, trade.price, trade.fee, trade.at)
+            placed = core.place(
+                OrderRequest(cid, inst.symbol, side.exit_side, type_, q, trigger, True), now
+            ).report
+            orders.append(
+                _order(
+                    pid,
+                    role,
+                    cid,
+                    inst.symbol,
+                    side.exit_side,
+                    type_,
+                    q,
+                    trigger,
+                    now,
+                    placed.exchange_order_id,
+                    OrderStatus.OPEN,
+                )
+            )
+        fill = Fill(
+            trade.trade_id,
+            entry_cid,
+            pid,
+            OrderRole.ENTRY,
+            inst.symbol,
+            trade.side,
+            trade.qty,
+            trade.price,
+            trade.fee,
+            trade.at,
+        )
         event = Event(EventKind.POSITION_PROTECTED, now, pid, "seeded")
         await store.commit(Transition(position, None, orders, [fill], [event]))
 
 
-def _order(pid, role, cid, symbol, side, type_, qty, trigger, now, exchange_id, status):  # type: ignore[no-untyped-def]
-    return Order(ClientOrderId(cid), pid, role, symbol, side, type_, qty, trigger, role is not OrderRole.ENTRY, status, now, exchange_id, qty if status is OrderStatus.FILLED else Decimal(0), None)
+def _order(
+    pid: PositionId,
+    role: OrderRole,
+    cid: str,
+    symbol: Symbol,
+    side: OrderSide,
+    type_: OrderType,
+    qty: Decimal,
+    trigger: Decimal | None,
+    now: datetime,
+    exchange_id: str,
+    status: OrderStatus,
+) -> Order:
+    filled = qty if status is OrderStatus.FILLED else Decimal(0)
+    reduce_only = role is not OrderRole.ENTRY
+    return Order(
+        ClientOrderId(cid),
+        pid,
+        role,
+        symbol,
+        side,
+        type_,
+        qty,
+        trigger,
+        reduce_only,
+        status,
+        now,
+        exchange_id,
+        filled,
+        None,
+    )
 
 
 def import_seconds() -> float:
@@ -99,7 +189,9 @@ async def recover_once(url: str, sim: SimulatedExchange) -> tuple[float, int]:
     return elapsed, count
 
 
-async def bench_recovery(n: int = 10_000, symbols: int = 100, rounds: int = 3, directory: Path | None = None) -> Result:
+async def bench_recovery(
+    n: int = 10_000, symbols: int = 100, rounds: int = 3, directory: Path | None = None
+) -> Result:
     directory = directory or Path(tempfile.mkdtemp(prefix="warden-bench-"))
     url = f"sqlite:///{directory}/recovery.db"
     core = SimCore(synthetic_markets(symbols), seed=3)

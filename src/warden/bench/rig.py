@@ -59,11 +59,13 @@ class Rig:
 
 
 @contextlib.asynccontextmanager
-async def rig(url: str, *, symbols: int = 100, core: SimCore | None = None, **config: Any) -> AsyncIterator[Rig]:
+async def rig(
+    url: str, *, symbols: int = 100, core: SimCore | None = None, **config: Any
+) -> AsyncIterator[Rig]:
     clock = SystemClock()
     store = CountingStore(await open_store(url, exchange="sim"))
     sim = SimulatedExchange(core or SimCore(synthetic_markets(symbols), seed=1), now=clock.now, seed=1)
-    engine = Engine(sim, store, clock, RecordingNotifier(), EngineConfig(allow_stacking=True, **config))  # type: ignore[arg-type]
+    engine = Engine(sim, store, clock, RecordingNotifier(), EngineConfig(allow_stacking=True, **config))
     consumer = asyncio.get_running_loop().create_task(engine.consume(sim.stream()))
     try:
         yield Rig(engine, sim, store)

@@ -32,7 +32,9 @@ from warden.service.engine import Engine
 PLAN = ExitPlan()
 
 
-def build_positions(n: int, symbols: int) -> tuple[dict[Symbol, Instrument], dict[Symbol, Decimal], list[Position]]:
+def build_positions(
+    n: int, symbols: int
+) -> tuple[dict[Symbol, Instrument], dict[Symbol, Decimal], list[Position]]:
     markets = synthetic_markets(symbols)
     instruments = {m.instrument.symbol: m.instrument for m in markets}
     prices = {m.instrument.symbol: m.start_price for m in markets}
@@ -75,7 +77,9 @@ def build_positions(n: int, symbols: int) -> tuple[dict[Symbol, Instrument], dic
     return instruments, prices, positions
 
 
-def quiet_ticks(prices: dict[Symbol, Decimal], count: int, instruments: dict[Symbol, Instrument]) -> list[tuple[Symbol, Decimal]]:
+def quiet_ticks(
+    prices: dict[Symbol, Decimal], count: int, instruments: dict[Symbol, Instrument]
+) -> list[tuple[Symbol, Decimal]]:
     """Ticks that wander within +/- 0.4 % of the start price: they cross no trigger."""
     rng = random.Random(9)
     symbols = list(prices)
@@ -111,7 +115,9 @@ def naive_tick(book: Book, instruments: dict[Symbol, Instrument], symbol: Symbol
     return decisions
 
 
-async def engine_rate(positions: list[Position], instruments: dict[Symbol, Instrument], stream: list[tuple[Symbol, Decimal]]) -> float:
+async def engine_rate(
+    positions: list[Position], instruments: dict[Symbol, Instrument], stream: list[tuple[Symbol, Decimal]]
+) -> float:
     """Ticks/s through `Engine.on_event(MarkPrice)`: stream dispatch + ExitManager + index."""
     clock = SystemClock()
     sim = SimulatedExchange(now=clock.now)  # never called on quiet ticks
@@ -122,7 +128,13 @@ async def engine_rate(positions: list[Position], instruments: dict[Symbol, Instr
     events = [MarkPrice(symbol, price, at) for symbol, price in stream]
     for symbol in instruments:
         engine.exits.index.materialize(symbol)
-        await engine.on_event(MarkPrice(symbol, engine.ledger.positions[next(iter(engine.ledger.by_symbol[symbol]))].last_price or Decimal(1), at))
+        await engine.on_event(
+            MarkPrice(
+                symbol,
+                engine.ledger.positions[next(iter(engine.ledger.by_symbol[symbol]))].last_price or Decimal(1),
+                at,
+            )
+        )
     on_event = engine.on_event
     start = time.perf_counter()
     for event in events:
@@ -133,7 +145,9 @@ async def engine_rate(positions: list[Position], instruments: dict[Symbol, Instr
     return len(events) / elapsed
 
 
-def bench_ticks(positions: int = 10_000, symbols: int = 100, ticks: int = 1_000_000, rounds: int = 5) -> Result:
+def bench_ticks(
+    positions: int = 10_000, symbols: int = 100, ticks: int = 1_000_000, rounds: int = 5
+) -> Result:
     instruments, prices, built = build_positions(positions, symbols)
     book = Book(built)
     index = TickIndex(instruments, lambda s: book.by_symbol.get(s, ()), book.positions.__getitem__, book.put)
@@ -158,14 +172,18 @@ def bench_ticks(positions: int = 10_000, symbols: int = 100, ticks: int = 1_000_
         naive_rates.append(len(naive_stream) / (time.perf_counter() - start))
     latencies = crossing_latencies(index, book, instruments, prices)
     fast, naive, full = median(fast_rates), median(naive_rates), median(engine_rates)
-    result = Result(f"ticks: {positions:,} positions / {symbols} symbols, half trailing, {ticks:,} quiet ticks x {rounds}")
+    result = Result(
+        f"ticks: {positions:,} positions / {symbols} symbols, half trailing, {ticks:,} quiet ticks x {rounds}"
+    )
     result.add("engine.on_event(MarkPrice), quiet", f"{full:,.0f} ticks/s (median of {rounds})")
     result.add("index alone (TickIndex.on_mark)", f"{fast:,.0f} ticks/s (median of {rounds})")
     result.add("naive per-position loop", f"{naive:,.0f} ticks/s (median of {rounds})")
     result.add("ratio engine / naive", f"{full / naive:,.0f}x")
     result.add("tick -> exit decision p50", us(median(latencies)))
     result.add("tick -> exit decision p99", us(percentile(latencies, 99)))
-    result.verdict = f"goal >= 1,000,000 ticks/s on the quiet path (engine): {'met' if full >= 1_000_000 else 'NOT met'}"
+    result.verdict = (
+        f"goal >= 1,000,000 ticks/s on the quiet path (engine): {'met' if full >= 1_000_000 else 'NOT met'}"
+    )
     return result
 
 

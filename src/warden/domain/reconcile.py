@@ -25,7 +25,15 @@ from enum import StrEnum
 from warden.domain.orders import Order, OrderStatus
 from warden.domain.position import Position, PositionStatus
 from warden.domain.reports import OrderReport, PositionReport
-from warden.domain.values import ZERO, OrderRole, OrderType, PositionId, Symbol, parse_client_order_id
+from warden.domain.values import (
+    ZERO,
+    ClientOrderId,
+    OrderRole,
+    OrderType,
+    PositionId,
+    Symbol,
+    parse_client_order_id,
+)
 
 
 class Kind(StrEnum):
@@ -62,13 +70,16 @@ def signed_held(positions: Iterable[Position]) -> Decimal:
     return sum((p.remaining * p.side.sign for p in positions), ZERO)
 
 
-def diff(positions: Sequence[Position], orders: Mapping[str, Order], truth: Truth) -> list[Discrepancy]:
+def diff(
+    positions: Sequence[Position], orders: Mapping[ClientOrderId, Order], truth: Truth
+) -> list[Discrepancy]:
     """Every difference between warden's active positions/orders and the exchange's truth."""
     by_symbol: dict[Symbol, list[Position]] = defaultdict(list)
     for p in positions:
         if p.is_active:
             by_symbol[p.symbol].append(p)
-    busy = {s for s, ps in by_symbol.items() if _busy(ps, orders)}
+    pending = {o.position_id for o in orders.values() if o.status is OrderStatus.PENDING}
+    busy = {s for s, ps in by_symbol.items() if any(p.status in IN_FLIGHT or p.id in pending for p in ps)}
     exchange = {r.symbol: r.qty * r.side.sign for r in truth.positions if r.qty != 0}
     out: list[Discrepancy] = []
     for symbol in sorted(set(by_symbol) | set(exchange)):
@@ -85,22 +96,19 @@ def diff(positions: Sequence[Position], orders: Mapping[str, Order], truth: Trut
     return out
 
 
-def _busy(positions: list[Position], orders: Mapping[str, Order]) -> bool:
-    if any(p.status in IN_FLIGHT for p in positions):
-        return True
-    ids = {p.id for p in positions}
-    return any(o.status is OrderStatus.PENDING and o.position_id in ids for o in orders.values())
-
-
 def _sizes(symbol: Symbol, held: list[Position], found: Decimal) -> list[Discrepancy]:
     expected = signed_held(held)
     if expected == found:
         return []
     if not held:
-        return [Discrepancy(Kind.ORPHAN, symbol, expected=ZERO, found=found, detail="no record of this position")]
+        return [
+            Discrepancy(Kind.ORPHAN, symbol, expected=ZERO, found=found, detail="no record of this position")
+        ]
     if found == ZERO:
         return [
-            Discrepancy(Kind.GHOST, symbol, p.id, expected=p.remaining * p.side.sign, found=ZERO, detail="flat")
+            Discrepancy(
+                Kind.GHOST, symbol, p.id, expected=p.remaining * p.side.sign, found=ZERO, detail="flat"
+            )
             for p in held
         ]
     newest = max(held, key=lambda p: (p.opened_at, p.id))
@@ -116,7 +124,9 @@ def _resting_stops(open_orders: Sequence[OrderReport]) -> dict[PositionId, list[
     return stops
 
 
-def _missing_stops(held: list[Position], resting: Mapping[PositionId, list[OrderReport]]) -> list[Discrepancy]:
+def _missing_stops(
+    held: list[Position], resting: Mapping[PositionId, list[OrderReport]]
+) -> list[Discrepancy]:
     out = []
     for p in held:
         if p.remaining <= 0:
@@ -129,7 +139,10 @@ def _missing_stops(held: list[Position], resting: Mapping[PositionId, list[Order
 
 
 def _strays(
-    open_orders: Sequence[OrderReport], active: set[PositionId], orders: Mapping[str, Order], busy: set[Symbol]
+    open_orders: Sequence[OrderReport],
+    active: set[PositionId],
+    orders: Mapping[ClientOrderId, Order],
+    busy: set[Symbol],
 ) -> list[Discrepancy]:
     """Warden's exit orders that rest for no position, or that warden no longer counts as live."""
     out = []
@@ -137,10 +150,12 @@ def _strays(
         parsed = parse_client_order_id(o.client_order_id)
         if parsed is None or parsed[1] is OrderRole.ENTRY or o.symbol in busy:
             continue
-        known = orders.get(o.client_order_id)
+        known = orders.get(ClientOrderId(o.client_order_id))
         if parsed[0] in active and known is not None and known.status.live:
             continue
         out.append(
-            Discrepancy(Kind.STRAY_ORDER, o.symbol, parsed[0], o.client_order_id, found=o.qty, detail=str(o.type))
+            Discrepancy(
+                Kind.STRAY_ORDER, o.symbol, parsed[0], o.client_order_id, found=o.qty, detail=str(o.type)
+            )
         )
     return out

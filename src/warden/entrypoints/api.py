@@ -56,6 +56,7 @@ from warden.service.commands import (
     PositionView,
     TradingRefused,
 )
+from warden.service.reconciler import ReconcileReport
 
 API = "/api/v1"
 
@@ -70,6 +71,7 @@ class EngineApi(Protocol):
     async def list_events(self, position_id: str | None = None, limit: int = 100) -> list[Event]: ...
     def status(self) -> EngineStatus: ...
     def instrument(self, symbol: str) -> Instrument | None: ...
+    async def reconcile(self) -> ReconcileReport: ...
 
 
 class RuntimeApi(Protocol):
@@ -185,6 +187,30 @@ def _add_trading_routes(app: FastAPI, ctx: _Context) -> None:
         ctx.authorize(request, data)
         position = await engine.close_position(ClosePosition(PositionId(position_id)))
         return await _render(engine, position)
+
+    @app.post(f"{API}/reconcile")
+    async def post_reconcile(request: Request) -> dict[str, Any]:
+        """Run one reconciliation pass now and return what it found and did."""
+        data, _ = _decode(await request.body())
+        ctx.authorize(request, data)
+        report = await ctx.current().engine.reconcile()
+        return {
+            "at": report.at.isoformat(),
+            "positions_checked": report.positions_checked,
+            "seconds": round(report.seconds, 6),
+            "findings": [
+                {
+                    "kind": f.discrepancy.kind.value,
+                    "symbol": f.discrepancy.symbol,
+                    "position_id": f.discrepancy.position_id,
+                    "client_order_id": f.discrepancy.client_order_id,
+                    "expected": str(f.discrepancy.expected),
+                    "found": str(f.discrepancy.found),
+                    "action": f.action,
+                }
+                for f in report.findings
+            ],
+        }
 
 
 def _add_read_routes(app: FastAPI, ctx: _Context) -> None:

@@ -303,7 +303,30 @@ def events(
     run_client(action)
 
 
+def reconcile(*, url: UrlOption = None) -> None:
+    """Compare the exchange with warden's records now, repair, and print what was found."""
+
+    def action() -> None:
+        with Client(url, need_token=True) as client:
+            report = client.call("POST", f"{API}/reconcile")
+        found = report["findings"]
+        out.print(
+            f"checked {report['positions_checked']} positions in {report['seconds'] * 1000:.1f} ms: "
+            f"{len(found) or 'no'} discrepanc{'y' if len(found) == 1 else 'ies'}",
+            markup=False,
+        )
+        if found:
+            rows = [
+                [f["kind"], f["symbol"], f["position_id"] or "-", f["expected"], f["found"], f["action"]]
+                for f in found
+            ]
+            show(table(["KIND", "SYMBOL", "POSITION", "EXPECTED", "FOUND", "ACTION"], rows))
+
+    run_client(action)
+
+
 def register(app: typer.Typer) -> None:
+    app.command()(reconcile)
     app.command()(status)
     app.command()(positions)
     app.command("open")(open_)

@@ -10,6 +10,32 @@ import typer
 from warden.entrypoints.client import fail, out
 
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
+sim_app = typer.Typer(help="The simulated exchange.", no_args_is_help=True)
+
+
+@sim_app.command("serve")
+def sim_serve(
+    host: Annotated[str, typer.Option(help="Address to listen on (keep it on loopback).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port for REST and WebSocket.")] = 8765,
+    seed: Annotated[int, typer.Option(help="Seed of the price walk.")] = 42,
+    state_file: Annotated[
+        str | None, typer.Option("--state-file", help="Keep the simulated account across restarts.")
+    ] = None,
+) -> None:
+    """Serve a Binance-USD-M-compatible simulated exchange (API key sim-key, secret sim-secret).
+
+    Point warden at it with: warden run --exchange binanceusdm --exchange-url http://HOST:PORT
+    (WARDEN_API_KEY=sim-key WARDEN_API_SECRET=sim-secret). Control surface under /sim/.
+    """
+    from warden.bootstrap import serve_sim
+
+    out.print(
+        f"simulated Binance USD-M on http://{host}:{port} (key sim-key, secret sim-secret); Ctrl-C stops"
+    )
+    try:
+        asyncio.run(serve_sim(host, port, seed, state_file))
+    except KeyboardInterrupt:
+        out.print("stopped")
 
 
 def bench(
@@ -26,12 +52,14 @@ def bench(
     unknown = [n for n in chosen if n not in NAMES]
     if unknown:
         fail(f"error: bench: unknown benchmark {unknown[0]!r} (choose from {', '.join(NAMES)}, all)")
-    run(chosen, quick, out)
+    run(chosen, quick, lambda line: out.print(line, markup=False, highlight=False))
 
 
 @db_app.command("upgrade")
 def db_upgrade(
-    db: Annotated[str | None, typer.Option("--db", help="Database URL (default: the configured one).")] = None,
+    db: Annotated[
+        str | None, typer.Option("--db", help="Database URL (default: the configured one).")
+    ] = None,
 ) -> None:
     """Apply every pending schema migration (warden run also does this at start)."""
     from warden.bootstrap import upgrade_database
@@ -39,9 +67,10 @@ def db_upgrade(
 
     url = db or load_settings().db
     asyncio.run(upgrade_database(url))
-    out(f"database at {url.split('@')[-1]} is at the newest schema")
+    out.print(f"database at {url.split('@')[-1]} is at the newest schema", markup=False)
 
 
 def register(app: typer.Typer) -> None:
     app.command()(bench)
     app.add_typer(db_app, name="db")
+    app.add_typer(sim_app, name="sim")

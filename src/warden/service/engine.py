@@ -79,7 +79,7 @@ from warden.service.commands import (
 from warden.service.config import EngineConfig
 from warden.service.exits import ExitManager
 from warden.service.ledger import Ledger
-from warden.service.reconciler import OrphanPolicy, ReconcileReport, Reconciler
+from warden.service.reconciler import OrphanPolicy, Reconciler, ReconcileReport
 
 log = structlog.get_logger("warden.engine")
 T = TypeVar("T")
@@ -286,8 +286,15 @@ class Engine:
             self._refusals[key] = reason
 
     def set_read_only(self, reason: str) -> None:
+        """Another engine writes for this account: send nothing, write nothing."""
         self._state = EngineState.READ_ONLY
         self._refusals["lease"] = reason
+
+    def take_over(self) -> None:
+        """This engine now holds the lease: it may recover (start) and then trade."""
+        self._refusals.pop("lease", None)
+        self._refusals["recovery"] = "startup recovery has not passed yet"
+        self._state = EngineState.STARTING
 
     async def consume(self, stream: Any) -> None:
         """Route every stream event; owned by the runner's TaskGroup."""
@@ -474,6 +481,8 @@ class Engine:
             return await self.lookup(entry)
 
     async def send(self, order: Order) -> OrderReport:
+        if self._state in (EngineState.READ_ONLY, EngineState.STOPPED):
+            raise TradingRefused(f"engine is {self._state}: {self._reason_text()}")
         request = OrderRequest(
             client_order_id=order.client_order_id,
             symbol=order.symbol,

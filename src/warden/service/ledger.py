@@ -20,7 +20,7 @@ from warden.domain.events import Event, EventKind
 from warden.domain.orders import Fill, Order
 from warden.domain.position import Position
 from warden.domain.values import ClientOrderId, OrderRole, PositionId, Symbol, parse_client_order_id
-from warden.ports import Clock, Store, StoreUnavailable, Transition
+from warden.ports import Clock, DuplicateSignal, Store, StoreUnavailable, Transition, VersionConflict
 
 log = structlog.get_logger("warden.ledger")
 
@@ -90,9 +90,20 @@ class Ledger:
             self._degrade(str(exc), None)
 
     async def flush(self) -> bool:
-        """Retry queued writes in order; True when nothing is left."""
+        """Retry queued writes in order; True when nothing is left.
+
+        A write that "failed" by missing its deadline may have committed after all;
+        its retry then loses the compare-and-set. If the stored version already
+        includes it, it is done, not a conflict.
+        """
         while self.pending:
-            await self.store.commit(self.pending[0])
+            transition = self.pending[0]
+            try:
+                await self.store.commit(transition)
+            except (VersionConflict, DuplicateSignal):
+                stored = await self.store.get_position(transition.position.id)
+                if stored is None or stored.version < transition.position.version:
+                    raise
             self.pending.popleft()
         if self.pending_events:
             await self.store.append_events(self.pending_events)

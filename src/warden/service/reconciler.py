@@ -161,8 +161,13 @@ class Reconciler:
                 return
             flat = replace(current, closed_qty=current.filled_qty)
             closed = flat.closed(reason, e.clock.now())
-            event = Event(EventKind.POSITION_CLOSED, e.clock.now(), current.id, f"closed by reconciliation: {reason}",
-                          {"reason": reason})
+            event = Event(
+                EventKind.POSITION_CLOSED,
+                e.clock.now(),
+                current.id,
+                f"closed by reconciliation: {reason}",
+                {"reason": reason},
+            )
             await e.ledger.commit(current, closed, events=[event])
 
     # ------------------------------------------------------------ mismatches
@@ -187,8 +192,12 @@ class Reconciler:
             if delta < 0:
                 new = replace(current, closed_qty=current.closed_qty - delta)
             else:
-                new = replace(current, filled_qty=current.filled_qty + delta, target_qty=current.target_qty + delta)
-            event = Event(EventKind.RECONCILE, e.clock.now(), current.id, f"size {current.remaining} -> {remaining}")
+                new = replace(
+                    current, filled_qty=current.filled_qty + delta, target_qty=current.target_qty + delta
+                )
+            event = Event(
+                EventKind.RECONCILE, e.clock.now(), current.id, f"size {current.remaining} -> {remaining}"
+            )
             await e.ledger.commit(current, new, events=[event])
         await e.exits.move_stop(position.id)
         return f"size set to {remaining} as on the exchange; stop resized"
@@ -198,15 +207,27 @@ class Reconciler:
         assert d.position_id is not None
         pid = d.position_id
         resting = {o.client_order_id for o in truth.open_orders}
-        gone = [o for o in e.ledger.live_orders(pid) if o.role in (OrderRole.STOP, OrderRole.TP1, OrderRole.TP2)
-                and o.status is OrderStatus.OPEN and o.client_order_id not in resting]
+        gone = [
+            o
+            for o in e.ledger.live_orders(pid)
+            if o.role in (OrderRole.STOP, OrderRole.TP1, OrderRole.TP2)
+            and o.status is OrderStatus.OPEN
+            and o.client_order_id not in resting
+        ]
         async with e.lock(pid):
             position = e.ledger.positions[pid]
-            new = position.transition(PositionStatus.OPEN) if position.status is PositionStatus.PROTECTED else position
+            new = (
+                position.transition(PositionStatus.OPEN)
+                if position.status is PositionStatus.PROTECTED
+                else position
+            )
             if gone or new is not position:
-                event = Event(EventKind.PROTECTION_LOST, e.clock.now(), pid, "stop not resting on the exchange")
-                await e.ledger.commit(position, new, orders=[o.with_status(OrderStatus.CANCELED) for o in gone],
-                                      events=[event])
+                event = Event(
+                    EventKind.PROTECTION_LOST, e.clock.now(), pid, "stop not resting on the exchange"
+                )
+                await e.ledger.commit(
+                    position, new, orders=[o.with_status(OrderStatus.CANCELED) for o in gone], events=[event]
+                )
         if e.ledger.current_stop(pid) is not None:
             await e.exits.move_stop(pid)
             return "stop resized to the position"
@@ -238,4 +259,3 @@ def _reason_from(fills: list[FillReport], position: Position) -> str:
     if outside:
         return ExitReason.MANUAL
     return ExitReason.RECONCILED_MISSING
-

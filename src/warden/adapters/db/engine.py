@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import asyncio
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, event
 from sqlalchemy import create_engine as create_sync_engine
@@ -78,9 +76,11 @@ class ThreadWriter:
     """
 
     def __init__(self, async_url: str, op_timeout: float) -> None:
-        self._engine = create_sync_engine(async_url.replace("sqlite+aiosqlite", "sqlite+pysqlite", 1),
-                                          connect_args={"timeout": op_timeout, "check_same_thread": False},
-                                          poolclass=NullPool)
+        self._engine = create_sync_engine(
+            async_url.replace("sqlite+aiosqlite", "sqlite+pysqlite", 1),
+            connect_args={"timeout": op_timeout, "check_same_thread": False},
+            poolclass=NullPool,
+        )
         _configure_sqlite(self._engine, op_timeout)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="warden-sqlite-writer")
         self._conn: Connection | None = None

@@ -22,7 +22,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import asyncpg  # type: ignore[import-untyped]  # no stubs; only its exception classes are used
+import asyncpg  # no stubs (mypy override in pyproject); only its exception classes are used
 from sqlalchemy.exc import (
     DataError,
     DBAPIError,

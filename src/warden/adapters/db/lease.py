@@ -20,7 +20,6 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
 
 from sqlalchemy import select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -30,27 +29,9 @@ from warden.adapters.db import urls
 from warden.adapters.db.engine import create_engine
 from warden.adapters.db.errors import guarded
 from warden.adapters.db.schema import leases
-from warden.ports import StoreError
+from warden.ports import Lease, StoreError
 
 Now = Callable[[], datetime]
-
-
-class Lease(Protocol):
-    """One writer per account. (To move to ports.py.)"""
-
-    async def try_acquire(self) -> int | None:
-        """The new epoch if this engine now holds the lease; None if another does."""
-        ...
-
-    def holder(self) -> str | None:
-        """Who holds it (`host:pid`), as last seen; this engine's name while it holds it."""
-        ...
-
-    async def release(self) -> None: ...
-
-    async def still_held(self) -> bool:
-        """True while the lock is ours and the epoch has not moved; False if in doubt."""
-        ...
 
 
 def default_holder() -> str:
@@ -271,3 +252,6 @@ def _same_file(fd: int, path: Path) -> bool:
         return os.fstat(fd).st_ino == path.stat().st_ino
     except FileNotFoundError:
         return False
+
+
+__all__ = ["FileLease", "Lease", "PostgresAdvisoryLease", "advisory_key", "default_holder", "lease_for"]

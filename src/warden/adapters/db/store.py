@@ -16,7 +16,17 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import Column, ColumnElement, Select, Table, TextClause, bindparam, func, select, text, true, update
+from sqlalchemy import (
+    Column,
+    ColumnElement,
+    Select,
+    Table,
+    TextClause,
+    bindparam,
+    select,
+    text,
+    true,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -89,7 +99,9 @@ class SqlStore:
         self._q = Statements(self._postgres)
         self._write_conn: AsyncConnection | None = None
         self._write_lock = asyncio.Lock()
-        self._thread = None if self._postgres else ThreadWriter(engine.url.render_as_string(False), op_timeout)
+        self._thread = (
+            None if self._postgres else ThreadWriter(engine.url.render_as_string(False), op_timeout)
+        )
         self._fence: tuple[str, int] | None = None
         self._closed = False
 
@@ -152,9 +164,7 @@ class SqlStore:
         params.update(w_account=self._account, w_id=position.id, w_expected=expected)
         if (conn.execute(self._q.update_position, params)).rowcount == 1:
             return
-        found = conn.scalar(
-            select(positions.c.version).where(self._mine(), positions.c.id == position.id)
-        )
+        found = conn.scalar(select(positions.c.version).where(self._mine(), positions.c.id == position.id))
         state = "does not exist" if found is None else f"is at version {found}"
         raise VersionConflict(f"position {position.id} {state}, expected version {expected}")
 
@@ -381,14 +391,24 @@ class Statements:
             f"{_insert_sql(fills)} ON CONFLICT (exchange, symbol, trade_id) DO NOTHING", fills, fills.c
         )
         self.fence = (
-            select(leases.c.epoch).where(leases.c.account == bindparam("w_account")).with_for_update(read=True)
+            select(leases.c.epoch)
+            .where(leases.c.account == bindparam("w_account"))
+            .with_for_update(read=True)
         )
 
 
 def _written(columns: Iterable[Column[Any]]) -> list[Column[Any]]:
     """The columns an INSERT names: all but a surrogate autoincrement key."""
-    return [c for c in columns if not (c.primary_key and c.autoincrement is True and c.name == "id"
-                                        and c.table.name in ("fills", "events"))]
+    return [
+        c
+        for c in columns
+        if not (
+            c.primary_key
+            and c.autoincrement is True
+            and c.name == "id"
+            and c.table.name in ("fills", "events")
+        )
+    ]
 
 
 def _insert_sql(table: Table, columns: Iterable[Column[Any]] | None = None) -> str:
