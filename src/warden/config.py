@@ -62,7 +62,10 @@ class Settings(BaseSettings):
         "sqlite:///./data/warden.db",
         description="Database URL: sqlite:///PATH (embedded) or postgresql://USER@HOST/DB.",
     )
-    data_dir: Path = Field(Path("./data"), description="Directory for local state (the API token file).")
+    data_dir: Path = Field(
+        Path("./data"),
+        description="Directory for local state: the API token file and the in-process simulator's account.",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
     log_json: bool = Field(False, description="Log one JSON object per line instead of console text.")
 
@@ -103,7 +106,12 @@ class Settings(BaseSettings):
 
     # -- deadlines and safety -------------------------------------------------------------------
     protection_window: float = Field(
-        2.0, gt=0, description="Seconds a filled position may stay without a resting stop."
+        2.0,
+        gt=0,
+        description=(
+            "Target seconds from a fill to its resting stop; each position's time is recorded"
+            " and a longer one alerts."
+        ),
     )
     order_timeout: float = Field(5.0, gt=0, description="Deadline in seconds for one exchange call.")
     db_timeout: float = Field(5.0, gt=0, description="Deadline in seconds for one database call.")

@@ -161,6 +161,9 @@ class ExitManager:
         started = self._exposed_since.pop(pid, None)
         seconds = 0.0 if started is None else max(0.0, self.e.clock.monotonic() - started)
         self.unprotected_seconds.append(seconds)
+        if seconds > self.e.config.protection_window:
+            message = f"stop rested {seconds:.2f}s after the fill (window {self.e.config.protection_window}s)"
+            self.e.spawn(self.e.notifier.notify(Alert("warning", "slow protection", message, pid)))
         return Event(
             EventKind.POSITION_PROTECTED,
             self.e.clock.now(),

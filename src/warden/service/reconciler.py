@@ -8,7 +8,9 @@ state machine. A failed exchange query raises: it is never read as "flat".
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -24,6 +26,10 @@ from warden.ports import Alert, ExchangeError, OrderNotFound
 
 if TYPE_CHECKING:
     from warden.service.engine import Engine
+
+
+REPAIR_CONCURRENCY = 32
+"""Symbols repaired at once; one symbol's discrepancies are repaired in order."""
 
 
 class OrphanPolicy(StrEnum):
@@ -59,29 +65,45 @@ class Reconciler:
             await e.query(e.exchange.fetch_open_orders()),
         )
         active = e.ledger.active_positions()
-        findings = []
+        by_symbol: dict[str, list[Discrepancy]] = defaultdict(list)
         for found in diff(active, e.ledger.orders, truth):
-            action = await self._act(found, truth)
-            findings.append(Finding(found, action))
-            await self._record(found, action)
+            by_symbol[found.symbol].append(found)
+        gate = asyncio.Semaphore(REPAIR_CONCURRENCY)
+
+        async def repair(group: list[Discrepancy]) -> list[Finding]:
+            async with gate:
+                done = []
+                for found in group:
+                    done.append(Finding(found, await self._act(found, truth)))
+                return done
+
+        groups = await asyncio.gather(*(repair(g) for g in by_symbol.values()))
+        findings = [f for group in groups for f in group]
+        await self._record(findings)
         e.last_reconcile_at = e.clock.now()
         return ReconcileReport(e.clock.now(), len(active), time.perf_counter() - started, findings)
 
-    async def _record(self, d: Discrepancy, action: str) -> None:
+    async def _record(self, findings: list[Finding]) -> None:
+        """One event per discrepancy (kind, what was found, the action), in one write, and alerts."""
         e = self.e
-        message = f"{d.kind} {d.symbol}: expected {d.expected}, found {d.found}; {action}"
-        data = {
-            "kind": d.kind.value,
-            "symbol": d.symbol,
-            "expected": str(d.expected),
-            "found": str(d.found),
-            "action": action,
-            "client_order_id": d.client_order_id or "",
-        }
-        pid = d.position_id if d.position_id in e.ledger.positions else None
-        await e.ledger.record(Event(EventKind.RECONCILE, e.clock.now(), pid, message, data))
-        level = "critical" if d.kind in (Kind.ORPHAN, Kind.GHOST, Kind.MISSING_STOP) else "warning"
-        await e.notifier.notify(Alert(level, f"reconcile: {d.kind}", message, pid))
+        events = []
+        for finding in findings:
+            d, action = finding.discrepancy, finding.action
+            message = f"{d.kind} {d.symbol}: expected {d.expected}, found {d.found}; {action}"
+            data = {
+                "kind": d.kind.value,
+                "symbol": d.symbol,
+                "expected": str(d.expected),
+                "found": str(d.found),
+                "action": action,
+                "client_order_id": d.client_order_id or "",
+            }
+            pid = d.position_id if d.position_id in e.ledger.positions else None
+            events.append(Event(EventKind.RECONCILE, e.clock.now(), pid, message, data))
+            level = "critical" if d.kind in (Kind.ORPHAN, Kind.GHOST, Kind.MISSING_STOP) else "warning"
+            await e.notifier.notify(Alert(level, f"reconcile: {d.kind}", message, pid))
+        if events:
+            await e.ledger.record(*events)
 
     async def _act(self, d: Discrepancy, truth: Truth) -> str:
         try:

@@ -1,0 +1,35 @@
+"""The README is the manual: its commands and settings table match the code."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from warden.config import reference_rows
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_readme_starts_with_the_two_setup_commands() -> None:
+    """The first code block is exactly `make run` and `make test`, and CI runs the latter."""
+    text = README.read_text()
+    first = re.search(r"```sh\n(.*?)```", text, re.S)
+    assert first is not None
+    commands = [line.split("#")[0].strip() for line in first.group(1).splitlines() if line.strip()]
+    assert commands == ["make run", "make test"]
+    ci = (README.parent / ".ci" / "run").read_text()
+    assert "make test" in ci
+
+
+def test_settings_table_matches_the_code() -> None:
+    """Every setting, its variable, default and description appear in the README as in config.py."""
+    text = README.read_text()
+    block = text.split("<!-- settings-table")[1].split("<!-- /settings-table -->")[0]
+    rows = [r for r in block.splitlines() if r.startswith("| `")]
+    documented = {r.split("|")[1].strip().strip("`"): r for r in rows}
+    for name, env, default, description in reference_rows():
+        assert name in documented, f"{name} is missing from the README"
+        row = documented[name]
+        assert f"`{env}`" in row and description in row, f"README row for {name} is stale"
+        assert (f"`{default}`" in row) if default else ("—" in row), f"README default for {name} is stale"
+    assert len(documented) == len(reference_rows())
