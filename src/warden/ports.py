@@ -148,6 +148,14 @@ class Store(Protocol):
         """Events not tied to a position transition (alerts, degraded mode)."""
         ...
 
+    async def save_marks(self, positions: Sequence[Position]) -> None:
+        """Persist tick-driven fields (last price, watermark, MAE, MFE) of many positions at once.
+
+        Not a state transition: no version change, no event. These fields only
+        grow (the engine merges them), so writing the newest values is safe.
+        """
+        ...
+
     async def load_active(self) -> ActiveState: ...
 
     async def get_position(self, position_id: PositionId) -> Position | None: ...

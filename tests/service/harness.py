@@ -59,6 +59,13 @@ class SwitchableStore:
         self._check()
         await self.inner.append_events(events)
 
+    async def save_marks(self, positions: Sequence[Position]) -> None:
+        self._check()
+        await self.inner.save_marks(positions)
+
+    def set_epoch(self, account: str, epoch: int) -> None:
+        self.inner.set_epoch(account, epoch)
+
     async def load_active(self) -> ActiveState:
         return await self.inner.load_active()
 

@@ -104,3 +104,27 @@ async def test_breakeven_after_tp1_moves_stop_to_entry(harness: Harness) -> None
     await harness.engine.wait_idle()
     [stop] = stops(harness)
     assert stop.trigger_price == pos.entry_price.quantize(Decimal("0.01"))
+
+
+async def test_moving_peak_is_persisted_within_the_flush_interval(harness: Harness) -> None:
+    """A new peak that moves no stop still reaches the database within one flush interval."""
+    import asyncio
+
+    pos = await harness.open("long", usd="100")
+    task = asyncio.get_running_loop().create_task(harness.engine.maintain())
+    try:
+        peak = pos.tp1_price - Decimal("0.2")  # a new high below TP1: nothing triggers
+        harness.sim.set_mark(SOL, peak)
+
+        async def stored_peak() -> Decimal | None:
+            stored = await harness.store.get_position(pos.id)
+            return None if stored is None else stored.watermark
+
+        deadline = asyncio.get_running_loop().time() + 5
+        while await stored_peak() != peak:
+            assert asyncio.get_running_loop().time() < deadline, "peak not persisted"
+            await asyncio.sleep(0.01)
+        stored = await harness.store.get_position(pos.id)
+        assert stored is not None and stored.mfe == peak - pos.entry_price and stored.last_price == peak
+    finally:
+        task.cancel()

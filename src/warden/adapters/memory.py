@@ -50,6 +50,15 @@ class InMemoryStore:
         self._events: list[Event] = []
         self._fence: tuple[str, int] | None = None
 
+    async def save_marks(self, positions: Sequence[Position]) -> None:
+        self._writable()
+        for p in positions:
+            stored = self._positions.get(p.id)
+            if stored is not None:
+                self._positions[p.id] = replace(
+                    stored, last_price=p.last_price, watermark=p.watermark, mae=p.mae, mfe=p.mfe
+                )
+
     def set_epoch(self, account: str, epoch: int) -> None:
         """Fence every later write on the lease of `account` still being at `epoch`."""
         self._fence = (account, epoch)

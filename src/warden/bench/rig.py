@@ -35,6 +35,12 @@ class CountingStore:
         self.commits += 1
         await self.inner.append_events(events)
 
+    async def save_marks(self, positions: Sequence[Position]) -> None:
+        await self.inner.save_marks(positions)
+
+    def set_epoch(self, account: str, epoch: int) -> None:
+        self.inner.set_epoch(account, epoch)
+
     async def load_active(self) -> ActiveState:
         return await self.inner.load_active()
 

@@ -28,6 +28,7 @@ from warden.domain.ticks import TickIndex
 from warden.domain.values import ClientOrderId, OrderRole, OrderType, PositionId, Symbol
 from warden.ports import (
     Alert,
+    StoreUnavailable,
     ExchangeError,
     ExchangeTimeout,
     ExchangeUnavailable,
@@ -53,7 +54,7 @@ class ExitManager:
         self._rerun: set[PositionId] = set()
         self._cancelling: set[ClientOrderId] = set()
         self._close_reasons: dict[PositionId, str] = {}
-        self._persisted_marks: dict[PositionId, tuple[Decimal | None, Decimal, Decimal]] = {}
+        self._persisted_marks: dict[PositionId, tuple[Decimal | None, Decimal, Decimal, Decimal | None]] = {}
         ledger = engine.ledger
         self.index = TickIndex(
             engine.instruments,
@@ -345,19 +346,23 @@ class ExitManager:
                 self.e.spawn(self.move_stop(pid, decision.stop_price, reserved=True))
 
     async def flush_watermarks(self) -> None:
-        """Persist peak/trough, MAE/MFE and last price of positions whose marks moved."""
+        """Persist peak/trough, MAE/MFE and last price of the positions whose marks moved, in one write."""
         ledger = self.e.ledger
+        moved = []
         for symbol in self.index.materialize_all():
-            for pid in list(ledger.by_symbol.get(symbol, ())):
+            for pid in ledger.by_symbol.get(symbol, ()):
                 pos = ledger.positions[pid]
-                marks = (pos.watermark, pos.mae, pos.mfe)
-                if self._persisted_marks.get(pid) == marks:
-                    continue
-                async with self.e.lock(pid):
-                    pos = ledger.positions[pid]
-                    if pos.is_active:
-                        await ledger.commit(pos, pos)
-                self._persisted_marks[pid] = marks
+                marks = (pos.watermark, pos.mae, pos.mfe, pos.last_price)
+                if self._persisted_marks.get(pid) != marks:
+                    moved.append(pos)
+        if not moved or ledger.degraded:
+            return
+        try:
+            await ledger.store.save_marks(moved)
+        except StoreUnavailable:
+            return  # the next flush writes them; transitions carry them too
+        for pos in moved:
+            self._persisted_marks[pos.id] = (pos.watermark, pos.mae, pos.mfe, pos.last_price)
 
     async def move_stop(
         self, pid: PositionId, target: Decimal | None = None, *, reserved: bool = False

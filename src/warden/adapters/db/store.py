@@ -126,6 +126,27 @@ class SqlStore:
 
         await self._write("append events", work)
 
+    async def save_marks(self, positions_: Sequence[Position]) -> None:
+        if not positions_:
+            return
+        params = [
+            {
+                "w_account": self._account,
+                "w_id": p.id,
+                "v_last_price": p.last_price,
+                "v_watermark": p.watermark,
+                "v_mae": p.mae,
+                "v_mfe": p.mfe,
+            }
+            for p in positions_
+        ]
+
+        def work(conn: Connection) -> None:
+            self._check_fence(conn)
+            conn.execute(self._q.save_marks, params)
+
+        await self._write(f"save marks of {len(params)} positions", work)
+
     def _apply(self, conn: Connection, t: Transition) -> None:
         self._check_fence(conn)
         if t.expected_version is None:
@@ -390,6 +411,12 @@ class Statements:
         self.insert_fills = _typed(
             f"{_insert_sql(fills)} ON CONFLICT (exchange, symbol, trade_id) DO NOTHING", fills, fills.c
         )
+        marks = [positions.c[name] for name in ("last_price", "watermark", "mae", "mfe")]
+        self.save_marks = text(
+            "UPDATE positions SET "
+            + ", ".join(f"{c.name} = :v_{c.name}" for c in marks)
+            + " WHERE account = :w_account AND id = :w_id"
+        ).bindparams(*[bindparam(f"v_{c.name}", type_=c.type) for c in marks])
         self.fence = (
             select(leases.c.epoch)
             .where(leases.c.account == bindparam("w_account"))
