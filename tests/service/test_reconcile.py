@@ -159,3 +159,34 @@ async def test_stacking_refused_without_signal_id(harness: Harness) -> None:
         await harness.open("long", usd="100")
     assert info.value.position.id == first.id
     assert len(harness.engine.ledger.active_positions()) == 1
+
+
+async def test_orphan_policy_close_adopts_then_flattens(harness: Harness) -> None:
+    """With orphan_policy=close the outside position is recorded, closed at market, and alerted."""
+    from warden.service.reconciler import OrphanPolicy
+
+    harness.engine.reconciler.orphan_policy = OrphanPolicy.CLOSE
+    harness.sim.external_order(BTC, OrderSide.BUY, Decimal("0.01"))
+    report = await harness.engine.reconcile()
+    assert [f.discrepancy.kind for f in report.findings] == [Kind.ORPHAN]
+    assert harness.exchange_qty(BTC) == 0
+    [record] = [p for p in await harness.store.list_positions(include_closed=True) if p.symbol == BTC]
+    assert (
+        record.origin == "external"
+        and record.status is PositionStatus.CLOSED
+        and record.exit_reason == "external"
+    )
+
+
+async def test_orphan_policy_alert_only_touches_nothing(harness: Harness) -> None:
+    """With orphan_policy=alert the position is left alone, but recorded and alerted on every pass."""
+    from warden.service.reconciler import OrphanPolicy
+
+    harness.engine.reconciler.orphan_policy = OrphanPolicy.ALERT
+    harness.sim.external_order(BTC, OrderSide.BUY, Decimal("0.01"))
+    report = await harness.engine.reconcile()
+    assert [f.action for f in report.findings] == ["alerted only (orphan_policy=alert)"]
+    assert harness.exchange_qty(BTC) == Decimal("0.01") and stops(harness, BTC) == []
+    assert harness.engine.ledger.active_positions() == []
+    assert any(a.title == "reconcile: orphan" and a.level == "critical" for a in harness.notifier.alerts)
+    assert len((await harness.engine.reconcile()).findings) == 1  # still reported: not silently forgotten

@@ -321,7 +321,6 @@ async def test_decimals_come_back_without_trailing_zeros(backend: Backend) -> No
     assert (str(loaded.target_qty), str(loaded.stop_price), str(loaded.mae)) == ("1.5", "100", "0")
 
 
-
 async def test_save_marks_persists_tick_fields_without_a_version_change(backend: Backend) -> None:
     """Marks are written in bulk, keep the version, and come back exactly."""
     await backend.store.commit(insert(position()))
@@ -331,4 +330,9 @@ async def test_save_marks_persists_tick_fields_without_a_version_change(backend:
     await backend.store.save_marks([moved])
     again = await backend.store.get_position(P1)
     assert again is not None and again.version == stored.version
-    assert (again.last_price, again.watermark, again.mae, again.mfe) == (D("101.5"), D("103.25"), D("0.5"), D("3.25"))
+    assert (again.last_price, again.watermark, again.mae, again.mfe) == (
+        D("101.5"),
+        D("103.25"),
+        D("0.5"),
+        D("3.25"),
+    )

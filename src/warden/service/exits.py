@@ -28,12 +28,12 @@ from warden.domain.ticks import TickIndex
 from warden.domain.values import ClientOrderId, OrderRole, OrderType, PositionId, Symbol
 from warden.ports import (
     Alert,
-    StoreUnavailable,
     ExchangeError,
     ExchangeTimeout,
     ExchangeUnavailable,
     OrderNotFound,
     OrderRejected,
+    StoreUnavailable,
 )
 
 if TYPE_CHECKING:
