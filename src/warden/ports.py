@@ -126,6 +126,15 @@ class Transition:
     fills: Sequence[Fill] = ()
     events: Sequence[Event] = ()
 
+    def __post_init__(self) -> None:
+        """The version moves by exactly one (to 1 for a new position): a caller bug otherwise."""
+        wanted = 1 if self.expected_version is None else self.expected_version + 1
+        if self.position.version != wanted:
+            raise ValueError(
+                f"position {self.position.id}: version {self.position.version} "
+                f"after expected version {self.expected_version}; it must be {wanted}"
+            )
+
 
 @dataclass(frozen=True, slots=True)
 class ActiveState:

@@ -14,14 +14,14 @@ from typing import Any
 
 from warden.adapters.clock import SystemClock
 from warden.adapters.db.store import open_store
+from warden.adapters.forwarding import ForwardingStore
 from warden.adapters.memory import InMemoryStore
 from warden.adapters.notify import RecordingNotifier
 from warden.adapters.sim import SimulatedExchange
 from warden.domain.events import Event
-from warden.domain.orders import Order
 from warden.domain.position import Position
-from warden.domain.values import PositionId, Side, Symbol
-from warden.ports import ActiveState, Store, StoreUnavailable, Transition
+from warden.domain.values import Side, Symbol
+from warden.ports import Store, StoreUnavailable, Transition
 from warden.service.commands import OpenPosition
 from warden.service.config import EngineConfig
 from warden.service.engine import Engine
@@ -40,11 +40,11 @@ FAST = EngineConfig(
 )
 
 
-class SwitchableStore:
+class SwitchableStore(ForwardingStore):
     """The real store, with a switch that makes every write fail as an outage would."""
 
     def __init__(self, inner: Store) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.down = False
 
     def _check(self) -> None:
@@ -63,33 +63,9 @@ class SwitchableStore:
         self._check()
         await self.inner.save_marks(positions)
 
-    def set_epoch(self, account: str, epoch: int) -> None:
-        self.inner.set_epoch(account, epoch)
-
-    async def load_active(self) -> ActiveState:
-        return await self.inner.load_active()
-
-    async def get_position(self, position_id: PositionId) -> Position | None:
-        return await self.inner.get_position(position_id)
-
-    async def find_by_signal(self, signal_id: str) -> Position | None:
-        return await self.inner.find_by_signal(signal_id)
-
-    async def list_positions(self, *, include_closed: bool = False, limit: int = 100) -> list[Position]:
-        return await self.inner.list_positions(include_closed=include_closed, limit=limit)
-
-    async def orders_for(self, position_id: PositionId) -> list[Order]:
-        return await self.inner.orders_for(position_id)
-
-    async def list_events(self, position_id: PositionId | None = None, limit: int = 100) -> list[Event]:
-        return await self.inner.list_events(position_id, limit)
-
     async def ping(self) -> None:
         self._check()
         await self.inner.ping()
-
-    async def close(self) -> None:
-        await self.inner.close()
 
 
 @dataclass

@@ -64,7 +64,6 @@ class InMemoryStore:
         self._fence = (account, epoch)
 
     async def commit(self, transition: Transition) -> None:
-        _check_versions(transition)
         self._writable()
         self._check_position(transition)
         known = self._positions.keys() | {transition.position.id}
@@ -206,16 +205,6 @@ class InMemoryLease:
         row = self._store.leases.get(self._account)
         return row is not None and row.held and row.epoch == self._epoch
 
-
-def _check_versions(transition: Transition) -> None:
-    """The same rule as SqlStore: the version moves by exactly one (to 1 for a new position)."""
-    expected = transition.expected_version
-    wanted = 1 if expected is None else expected + 1
-    if transition.position.version != wanted:
-        raise ValueError(
-            f"position {transition.position.id}: version {transition.position.version} "
-            f"after expected version {expected}; it must be {wanted}"
-        )
 
 
 def _check_refs(

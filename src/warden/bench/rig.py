@@ -10,21 +10,20 @@ from typing import Any
 
 from warden.adapters.clock import SystemClock
 from warden.adapters.db.store import open_store
+from warden.adapters.forwarding import ForwardingStore
 from warden.adapters.notify import RecordingNotifier
 from warden.adapters.sim import SimCore, SimulatedExchange, synthetic_markets
 from warden.domain.events import Event
-from warden.domain.position import Position
-from warden.domain.values import PositionId
-from warden.ports import ActiveState, Store, Transition
+from warden.ports import Store, Transition
 from warden.service.config import EngineConfig
 from warden.service.engine import Engine
 
 
-class CountingStore:
-    """Counts the commits the engine makes (the floor is that many bare commits)."""
+class CountingStore(ForwardingStore):
+    """Counts the writes the engine makes (the floor is that many bare commits)."""
 
     def __init__(self, inner: Store) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.commits = 0
 
     async def commit(self, transition: Transition) -> None:
@@ -34,27 +33,6 @@ class CountingStore:
     async def append_events(self, events: Sequence[Event]) -> None:
         self.commits += 1
         await self.inner.append_events(events)
-
-    async def save_marks(self, positions: Sequence[Position]) -> None:
-        await self.inner.save_marks(positions)
-
-    def set_epoch(self, account: str, epoch: int) -> None:
-        self.inner.set_epoch(account, epoch)
-
-    async def load_active(self) -> ActiveState:
-        return await self.inner.load_active()
-
-    async def get_position(self, position_id: PositionId) -> Position | None:
-        return await self.inner.get_position(position_id)
-
-    async def find_by_signal(self, signal_id: str) -> Position | None:
-        return await self.inner.find_by_signal(signal_id)
-
-    async def list_positions(self, *, include_closed: bool = False, limit: int = 100) -> list[Position]:
-        return await self.inner.list_positions(include_closed=include_closed, limit=limit)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
 
 
 @dataclass

@@ -116,7 +116,6 @@ class SqlStore:
     # -- writes -------------------------------------------------------------
 
     async def commit(self, transition: Transition) -> None:
-        check_versions(transition)
         await self._write(f"commit position {transition.position.id}", lambda c: self._apply(c, transition))
 
     async def append_events(self, events_: Sequence[Event]) -> None:
@@ -358,16 +357,6 @@ class SqlStore:
         if self._thread is not None:
             self._thread.reset()
 
-
-def check_versions(transition: Transition) -> None:
-    """A transition must move the version by exactly one (to 1 for a new position)."""
-    expected = transition.expected_version
-    wanted = 1 if expected is None else expected + 1
-    if transition.position.version != wanted:
-        raise ValueError(
-            f"position {transition.position.id}: version {transition.position.version} "
-            f"after expected version {expected}; it must be {wanted}"
-        )
 
 
 def _group(pairs: Iterable[Any]) -> defaultdict[str, list[str]]:

@@ -1,0 +1,52 @@
+"""A Store that forwards every call to another: the base for decorators (counting, switching)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from warden.domain.events import Event
+from warden.domain.orders import Order
+from warden.domain.position import Position
+from warden.domain.values import PositionId
+from warden.ports import ActiveState, Store, Transition
+
+
+class ForwardingStore:
+    def __init__(self, inner: Store) -> None:
+        self.inner = inner
+
+    def set_epoch(self, account: str, epoch: int) -> None:
+        self.inner.set_epoch(account, epoch)
+
+    async def commit(self, transition: Transition) -> None:
+        await self.inner.commit(transition)
+
+    async def append_events(self, events: Sequence[Event]) -> None:
+        await self.inner.append_events(events)
+
+    async def save_marks(self, positions: Sequence[Position]) -> None:
+        await self.inner.save_marks(positions)
+
+    async def load_active(self) -> ActiveState:
+        return await self.inner.load_active()
+
+    async def get_position(self, position_id: PositionId) -> Position | None:
+        return await self.inner.get_position(position_id)
+
+    async def find_by_signal(self, signal_id: str) -> Position | None:
+        return await self.inner.find_by_signal(signal_id)
+
+    async def list_positions(self, *, include_closed: bool = False, limit: int = 100) -> list[Position]:
+        return await self.inner.list_positions(include_closed=include_closed, limit=limit)
+
+    async def orders_for(self, position_id: PositionId) -> list[Order]:
+        return await self.inner.orders_for(position_id)
+
+    async def list_events(self, position_id: PositionId | None = None, limit: int = 100) -> list[Event]:
+        return await self.inner.list_events(position_id, limit)
+
+    async def ping(self) -> None:
+        await self.inner.ping()
+
+    async def close(self) -> None:
+        await self.inner.close()
