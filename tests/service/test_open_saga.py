@@ -193,3 +193,25 @@ async def test_a_write_that_landed_despite_a_timeout_is_not_retried_as_a_conflic
     assert harness.engine.state is EngineState.READY
     stored = await harness.store.get_position(pos.id)
     assert stored is not None and stored.version == harness.engine.ledger.positions[pos.id].version
+
+
+async def test_a_failing_event_handler_does_not_stop_the_stream(harness: Harness) -> None:
+    """One event that crashes its handler is alerted; the stream keeps flowing and positions stay watched."""
+    pos = await harness.open("long", usd="100")
+    original = harness.engine.exits.on_mark
+    calls = {"n": 0}
+
+    def broken_once(symbol, price):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("bug in a handler")
+        original(symbol, price)
+
+    harness.engine.exits.on_mark = broken_once  # type: ignore[method-assign]
+    harness.sim.set_mark(SOL, pos.entry_price + Decimal("0.1"))
+    await eventually(
+        lambda: any(a.title == "error in stream event" for a in harness.notifier.alerts), what="alert"
+    )
+    harness.sim.set_mark(SOL, pos.tp1_price)
+    await eventually(lambda: harness.engine.ledger.positions[pos.id].tp1_hit, what="tp1 still handled")
+    await harness.engine.wait_idle()

@@ -206,7 +206,6 @@ class InMemoryLease:
         return row is not None and row.held and row.epoch == self._epoch
 
 
-
 def _check_refs(
     orders: Sequence[Order], fills: Sequence[Fill], events: Sequence[Event], known: Set[PositionId]
 ) -> None:

@@ -274,6 +274,8 @@ class Engine:
                 await self.reconcile()
             except ExchangeError as exc:
                 log.warning("reconcile_failed", error=str(exc))
+            except Exception as exc:
+                await self._survive("reconciliation", exc)
 
     def new_position_id(self) -> str:
         return self._new_id()
@@ -297,16 +299,37 @@ class Engine:
         self._state = EngineState.STARTING
 
     async def consume(self, stream: Any) -> None:
-        """Route every stream event; owned by the runner's TaskGroup."""
+        """Route every stream event; owned by the runner's TaskGroup.
+
+        A bug handling one event must not stop the stream (positions would go
+        unwatched): it is alerted and recorded, and a resync asks the exchange.
+        """
         async for event in stream:
-            await self.on_event(event)
+            try:
+                await self.on_event(event)
+            except Exception as exc:
+                await self._survive("stream event", exc)
+                self.spawn(self.resync_all())
+
+    async def _survive(self, where: str, exc: BaseException) -> None:
+        log.exception("background_error", where=where, error=repr(exc))
+        await self.notifier.notify(Alert("critical", f"error in {where}", repr(exc)))
+        try:
+            await self.ledger.record(
+                Event(EventKind.RECONCILE, self.clock.now(), None, f"error in {where}: {exc!r}")
+            )
+        except Exception:
+            log.exception("could_not_record_error")
 
     async def maintain(self) -> None:
         """Flush queued writes while degraded, and persist moving watermarks."""
         while True:
             await self.clock.sleep(self.config.watermark_flush_interval)
-            await self.flush_pending()
-            await self.exits.flush_watermarks()
+            try:
+                await self.flush_pending()
+                await self.exits.flush_watermarks()
+            except Exception as exc:
+                await self._survive("maintenance", exc)
 
     async def flush_pending(self) -> None:
         if not self.ledger.degraded:
@@ -336,8 +359,15 @@ class Engine:
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("background_task_failed", error=repr(task.exception()))
+        if task.cancelled() or task.exception() is None:
+            return
+        error = task.exception()
+        log.error("background_task_failed", error=repr(error))
+        if isinstance(error, Exception) and self._state is not EngineState.STOPPED:
+            alert = Alert(
+                "critical", "follow-up task failed", f"{error!r}; the next reconciliation repairs it"
+            )
+            asyncio.get_running_loop().create_task(self.notifier.notify(alert))
 
     async def wait_idle(self) -> None:
         """Wait for every follow-up task (tests and benchmarks use this)."""

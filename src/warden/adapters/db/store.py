@@ -358,7 +358,6 @@ class SqlStore:
             self._thread.reset()
 
 
-
 def _group(pairs: Iterable[Any]) -> defaultdict[str, list[str]]:
     grouped: defaultdict[str, list[str]] = defaultdict(list)
     for position_id, trade_id in pairs:
