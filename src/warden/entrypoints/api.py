@@ -170,6 +170,11 @@ def _add_trading_routes(app: FastAPI, ctx: _Context) -> None:
             raise decode_error
         signal = parse_signal(data)
         engine = runtime.engine
+        status = engine.status()
+        if not status.accepting_signals:  # refusal first: a standby knows no markets yet, nothing is sent
+            raise TradingRefused(
+                f"not accepting signals ({status.state}): {'; '.join(status.reasons) or 'not ready'}"
+            )
         symbol = normalise_symbol(signal.symbol, engine.instrument)
         usd = signal.usd
         if usd is None and signal.qty is None:
