@@ -215,3 +215,24 @@ async def test_a_failing_event_handler_does_not_stop_the_stream(harness: Harness
     harness.sim.set_mark(SOL, pos.tp1_price)
     await eventually(lambda: harness.engine.ledger.positions[pos.id].tp1_hit, what="tp1 still handled")
     await harness.engine.wait_idle()
+
+
+async def test_fill_known_only_later_is_still_protected(harness: Harness) -> None:
+    """REST says filled but no trade is visible yet: the position is resolved and protected once it is."""
+    harness.sim.faults.drop_rate = 1.0  # no stream
+    real_fetch = harness.sim.fetch_fills
+    visible = {"yes": False}
+
+    async def lagging_fills(symbol, since):  # type: ignore[no-untyped-def]
+        return await real_fetch(symbol, since) if visible["yes"] else []
+
+    harness.sim.fetch_fills = lagging_fills  # type: ignore[method-assign]
+    pos = await harness.open("long", usd="100")
+    assert pos.status is PositionStatus.OPENING
+    assert harness.exchange_qty() == pos.target_qty  # on the exchange, not yet protected
+    visible["yes"] = True
+    await eventually(
+        lambda: harness.engine.ledger.positions[pos.id].status is PositionStatus.PROTECTED, what="protected"
+    )
+    await harness.engine.wait_idle()
+    assert [o.qty for o in harness.resting() if o.type is OrderType.STOP_MARKET] == [pos.target_qty]

@@ -173,6 +173,11 @@ class Engine:
             reason = report if isinstance(report, str) else f"entry {getattr(report, 'status', '?')}"
             return await self._fail_entry(pid, entry, reason)
         await self.wait_for_fills(pid, entry.client_order_id, report.filled_qty, entry=True)
+        if self.ledger.positions[pid].status is PositionStatus.OPENING:
+            # Filled on the exchange, but no fill reached us yet from any source:
+            # keep resolving (lookup + REST fills) until it is applied and protected.
+            self.spawn(self.resolve_later(pid))
+            return self.ledger.positions[pid]
         return await self.exits.protect(pid)
 
     async def close_position(self, cmd: ClosePosition) -> Position:
@@ -590,9 +595,16 @@ class Engine:
 
         for attempt in range(60):
             await self.clock.sleep(min(30.0, self.config.retry_backoff * 2**attempt))
-            await resync(self, pid)
+            try:
+                await resync(self, pid)
+            except ExchangeError as exc:
+                log.warning("resolve_retry", position_id=pid, error=str(exc))
+                continue
             if self.ledger.positions[pid].status is not PositionStatus.OPENING:
                 return
+        await self.notifier.notify(
+            Alert("critical", "entry unresolved", f"{pid}: outcome still unknown; check the exchange", pid)
+        )
 
     async def resync_all(self) -> None:
         """After a stream gap: events may be lost, so ask the exchange, then reconcile."""
