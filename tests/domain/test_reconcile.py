@@ -186,3 +186,13 @@ def test_symbols_with_work_in_flight_are_skipped() -> None:
     )
     truth = Truth([PositionReport(SYMBOLS[0], Side.LONG, Decimal(5), Decimal(100))], [])
     assert diff([p], {}, truth) == []
+
+
+def test_a_superseded_stop_is_stray() -> None:
+    """Two of a position's stops rest (a move cut short): the older one is reported as stray."""
+    p = position("a", SYMBOLS[0], Side.LONG, Decimal(5))
+    old, new = stop_for(p, seq=1), stop_for(p, seq=2)
+    orders = {o.client_order_id: as_order(o, p.id) for o in (old, new)}
+    truth = Truth([PositionReport(SYMBOLS[0], Side.LONG, Decimal(5), Decimal(100))], [old, new])
+    found = diff([p], orders, truth)  # type: ignore[arg-type]
+    assert [(d.kind, d.client_order_id) for d in found] == [(Kind.STRAY_ORDER, old.client_order_id)]

@@ -46,7 +46,7 @@ def free_port() -> int:
         return port
 
 
-def poll(condition: Callable[[], T], *, within: float, what: str, every: float = 0.05) -> T:
+def poll(condition: Callable[[], T | None], *, within: float, what: str, every: float = 0.05) -> T:
     """Call `condition` until it returns something truthy; fail after `within` seconds.
 
     Transport errors count as "not yet" (a process that is still starting or just died).
@@ -57,7 +57,7 @@ def poll(condition: Callable[[], T], *, within: float, what: str, every: float =
         try:
             result = condition()
         except httpx.TransportError as exc:
-            result, last = None, exc  # type: ignore[assignment]
+            result, last = None, exc
         else:
             if result:
                 return result
@@ -65,6 +65,10 @@ def poll(condition: Callable[[], T], *, within: float, what: str, every: float =
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {within}s waiting for {what} (last: {last!r})")
         time.sleep(every)
+
+
+class ContractBroken(AssertionError):
+    """An invariant or API contract does not hold (as opposed to a test that could not set up)."""
 
 
 def converge(check: Callable[[], list[str]], *, within: float, what: str, every: float = 0.1) -> float:
@@ -81,7 +85,7 @@ def converge(check: Callable[[], list[str]], *, within: float, what: str, every:
             return time.monotonic() - started
         if time.monotonic() > deadline:
             listed = "\n  ".join(problems)
-            raise AssertionError(f"{what}: not converged within {within}s:\n  {listed}")
+            raise ContractBroken(f"{what}: not converged within {within}s:\n  {listed}")
         time.sleep(every)
 
 
@@ -113,7 +117,7 @@ class Process:
         path = self.logs / f"{self.name}.{len(self.log_paths)}.log"
         self.log_paths.append(path)
         with path.open("wb") as log:
-            self.popen = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
+            self.popen = subprocess.Popen(
                 [sys.executable, "-c", LAUNCH, *self.args],
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -192,7 +196,12 @@ class Processes:
 
     def close(self) -> None:
         for proc in self.all:
+            if isinstance(proc, SimServer) and proc.alive:
+                proc.save_requests(self.dir / f"{proc.name}-requests.txt")
+        for proc in self.all:
             proc.kill9()
+            if isinstance(proc, SimServer):
+                proc.http.close()
         for proc in self.all:
             for path in proc.log_paths:
                 print(f"\n===== {path.name} (last lines) =====\n{proc.tail(path)}")
@@ -244,8 +253,17 @@ class SimServer(Process):
         assert response.status_code == 200, f"{path}: {response.status_code} {response.text}"
         return response.json()
 
-    def close_http(self) -> None:
-        self.http.close()
+    def save_requests(self, path: Path) -> None:
+        """The exchange-facing request log, one line each (a post-mortem for a failed test)."""
+        try:
+            lines = [
+                f"{r['at']} {r['method']} {r['path']} {r['status']} {r.get('note', '')} {r['query'][:120]}"
+                for r in self.requests()
+                if not r["path"].startswith("/sim/")
+            ]
+        except httpx.HTTPError:
+            return
+        path.write_text("\n".join(lines) + "\n")
 
 
 # ----------------------------------------------------------------------------- the engine
@@ -264,7 +282,7 @@ class Engine(Process):
         with self.client(2.0) as http:
             return http.get("/healthz").status_code
 
-    def wait_ready(self, within: float = 40.0) -> float:
+    def wait_ready(self, within: float = 60.0) -> float:
         """Poll /healthz until 200 (recovery passed, accepting signals); return the seconds it took."""
         started = time.monotonic()
 
@@ -327,12 +345,14 @@ def protection_problems(state: dict[str, Any]) -> list[str]:
         stops = [o for o in state["open_orders"] if o["symbol"] == symbol and o["type"] == "stop_market"]
         good = [o for o in stops if o["side"] == exit_side(pos["side"]) and o["reduce_only"]]
         covered = sum((D(o["qty"]) - D(o["filled_qty"]) for o in good), D(0))
-        if covered != D(pos["qty"]) or len(good) != len(stops):
+        if covered != abs(D(pos["qty"])) or len(good) != len(stops):
             shown = [(o["client_order_id"], o["side"], o["qty"], o["trigger_price"]) for o in stops]
             problems.append(f"I1 {symbol} {pos['side']} {pos['qty']}: stops {shown} cover {covered}")
     for order in state["open_orders"]:
         if order["symbol"] not in held and order["client_order_id"].startswith("wd-"):
-            problems.append(f"stray {order['client_order_id']} {order['type']} rests in flat {order['symbol']}")
+            problems.append(
+                f"stray {order['client_order_id']} {order['type']} rests in flat {order['symbol']}"
+            )
     return problems
 
 
@@ -342,12 +362,14 @@ def agreement_problems(state: dict[str, Any], positions: list[dict[str, Any]]) -
     problems = []
     exchange: dict[str, Decimal] = defaultdict(Decimal)
     for pos in state["positions"]:
-        exchange[pos["symbol"]] += signed_qty(pos["side"], D(pos["qty"]))
+        exchange[pos["symbol"]] += signed_qty(pos["side"], abs(D(pos["qty"])))  # /sim/state signs it
     warden: dict[str, Decimal] = defaultdict(Decimal)
     for pos in positions:
         warden[pos["symbol"]] += signed_qty(pos["side"], D(pos["size"]))
         if D(pos["size"]) > 0 and (pos["status"] != "protected" or not pos["stop_resting"]):
-            problems.append(f"I1 warden {pos['id']} {pos['symbol']} is {pos['status']}, stop_resting={pos['stop_resting']}")
+            problems.append(
+                f"I1 warden {pos['id']} {pos['symbol']} {pos['status']}, stop_resting {pos['stop_resting']}"
+            )
         if pos["status"] in ("opening", "closing"):
             problems.append(f"{pos['id']} {pos['symbol']} still {pos['status']}")
     for symbol in sorted(set(exchange) | set(warden)):
@@ -367,6 +389,33 @@ def accepted_order_ids(requests: Iterable[dict[str, Any]]) -> Counter[str]:
         if cid:
             seen[cid] += 1
     return seen
+
+
+def placements(requests: Iterable[dict[str, Any]], prefix: str = "wd-") -> dict[str, int]:
+    """When (the simulator's ms clock) each client order id starting with `prefix` was accepted."""
+    placed: dict[str, int] = {}
+    for r in requests:
+        if r["method"] != "POST" or r["path"] not in ORDER_PATHS or r["status"] != 200:
+            continue
+        params = dict(parse_qsl(r["query"], keep_blank_values=True))
+        cid = params.get("newClientOrderId") or params.get("clientAlgoId") or ""
+        if cid.startswith(prefix):
+            placed.setdefault(cid, r["at"])
+    return placed
+
+
+def naked_seconds(requests: Iterable[dict[str, Any]]) -> dict[str, float]:
+    """Per position: seconds from its entry being accepted to its first stop being accepted, as
+    the exchange saw it (kills and restarts included)."""
+    entries: dict[str, int] = {}
+    stops: dict[str, int] = {}
+    for cid, at in placements(requests).items():
+        pid, _, tail = cid.removeprefix("wd-").rpartition("-")
+        if tail.startswith("e"):
+            entries.setdefault(pid, at)
+        elif tail.startswith("s"):
+            stops.setdefault(pid, at)
+    return {pid: (stops[pid] - at) / 1000 for pid, at in entries.items() if pid in stops}
 
 
 @dataclass

@@ -144,14 +144,21 @@ def _strays(
     orders: Mapping[ClientOrderId, Order],
     busy: set[Symbol],
 ) -> list[Discrepancy]:
-    """Warden's exit orders that rest for no position, or that warden no longer counts as live."""
+    """Warden's exit orders that rest for no position, that warden no longer counts as live,
+    or stops superseded by a newer stop of the same position (a move cut short by a crash)."""
+    newest_stop: dict[PositionId, int] = {}
+    for o in open_orders:
+        parsed = parse_client_order_id(o.client_order_id)
+        if parsed is not None and parsed[1] is OrderRole.STOP:
+            newest_stop[parsed[0]] = max(newest_stop.get(parsed[0], 0), parsed[2])
     out = []
     for o in open_orders:
         parsed = parse_client_order_id(o.client_order_id)
         if parsed is None or parsed[1] is OrderRole.ENTRY or o.symbol in busy:
             continue
         known = orders.get(ClientOrderId(o.client_order_id))
-        if parsed[0] in active and known is not None and known.status.live:
+        superseded = parsed[1] is OrderRole.STOP and parsed[2] < newest_stop.get(parsed[0], parsed[2])
+        if parsed[0] in active and known is not None and known.status.live and not superseded:
             continue
         out.append(
             Discrepancy(

@@ -531,10 +531,11 @@ class Engine:
             self.exchange.place_order(request), self.config.order_timeout, order_call=True
         )
 
-    async def lookup(self, order: Order) -> OrderReport | str | object:
+    async def lookup(self, order: Order, attempts: int | None = None) -> OrderReport | str | object:
         """Resolve an unknown outcome by client order id: a report, "not found", or UNKNOWN."""
+        attempts = attempts or self.config.lookup_attempts
         not_found = 0
-        for attempt in range(self.config.lookup_attempts):
+        for attempt in range(attempts):
             try:
                 return await self.query(
                     self.exchange.fetch_order(order.symbol, order.client_order_id, order.type.conditional)
@@ -543,8 +544,9 @@ class Engine:
                 not_found += 1
             except ExchangeError:
                 pass
-            await self.clock.sleep(self.config.retry_backoff * (attempt + 1))
-        return "not found on the exchange" if not_found == self.config.lookup_attempts else UNKNOWN
+            if attempt + 1 < attempts:
+                await self.clock.sleep(self.config.retry_backoff * (attempt + 1))
+        return "not found on the exchange" if not_found == attempts else UNKNOWN
 
     async def wait_for_fills(self, pid: PositionId, cid: ClientOrderId, qty: Decimal, *, entry: bool) -> None:
         """Wait for `qty` of order `cid` to be applied: stream first, then REST fills."""

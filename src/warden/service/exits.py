@@ -49,6 +49,7 @@ class ExitManager:
         self.exit_seen: dict[PositionId, asyncio.Event] = defaultdict(asyncio.Event)
         self.unprotected_seconds: list[float] = []
         self._exposed_since: dict[PositionId, float] = {}
+        self.recovery_started: float | None = None
         self._moving: set[PositionId] = set()
         self._moving_task: dict[PositionId, bool] = {}
         self._rerun: set[PositionId] = set()
@@ -157,6 +158,10 @@ class ExitManager:
             )
             return await self.close(pid, ExitReason.PROTECTION_FAILED)
         return pos
+
+    def exposed_from(self, pid: PositionId, since: float) -> None:
+        """Start (or keep) timing how long `pid` is without a resting stop."""
+        self._exposed_since.setdefault(pid, since)
 
     def _protected_event(self, pid: PositionId) -> Event:
         started = self._exposed_since.pop(pid, None)
@@ -462,6 +467,23 @@ class ExitManager:
             except ExchangeError:
                 await e.clock.sleep(e.config.retry_backoff * (attempt + 1))
         return e.ledger.orders[order.client_order_id]
+
+    async def cancel_superseded_stops(self, pid: PositionId) -> None:
+        """Stops older than the newest live one (a move cut short by a crash) are cancelled."""
+        e = self.e
+        current = e.ledger.current_stop(pid)
+        older = [o for o in e.ledger.live_orders(pid, OrderRole.STOP) if current is not None and o != current]
+        if not older:
+            return
+        cancelled = await asyncio.gather(*(self._cancel(o) for o in older))
+        async with e.lock(pid):
+            pos = e.ledger.positions[pid]
+            event = Event(
+                EventKind.STOP_MOVED, e.clock.now(), pid, f"cancelled {len(older)} superseded stop(s)"
+            )
+            await e.ledger.commit(pos, pos, orders=cancelled, events=[event])
+        for order in cancelled:
+            self._cancelling.discard(order.client_order_id)
 
     async def cancel_exits(self, pid: PositionId) -> None:
         e = self.e

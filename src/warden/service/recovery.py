@@ -9,6 +9,7 @@ is never read as "flat": recovery fails and trading stays refused.
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 from warden.domain.events import Event, EventKind
@@ -20,6 +21,9 @@ from warden.ports import ExchangeUnavailable
 
 if TYPE_CHECKING:
     from warden.service.engine import Engine
+
+RECOVERY_CONCURRENCY = 16
+"""Positions resolved at once during recovery (each waits on its own exchange lookups)."""
 
 
 async def recover(engine: Engine) -> None:
@@ -40,8 +44,14 @@ async def recover(engine: Engine) -> None:
         )
     )
     open_orders = {r.client_order_id: r for r in await engine.query(engine.exchange.fetch_open_orders())}
-    for position in active:
-        await resync(engine, position.id, open_orders)
+    engine.exits.recovery_started = engine.clock.monotonic()
+    gate = asyncio.Semaphore(RECOVERY_CONCURRENCY)
+
+    async def one(pid: PositionId) -> None:
+        async with gate:
+            await resync(engine, pid, open_orders)
+
+    await asyncio.gather(*(one(p.id) for p in active))
     await engine.ledger.record(Event(EventKind.RECOVERY_PASSED, engine.clock.now(), None, "recovery passed"))
 
 
@@ -55,7 +65,9 @@ async def resync(engine: Engine, pid: PositionId, open_orders: dict[str, OrderRe
     for order in live:
         report = open_orders.get(order.client_order_id)
         if report is None:
-            found = await engine.lookup(order)
+            # An intent the exchange does not list as open: it filled or was cancelled
+            # meanwhile, or never arrived. Its send is long past, so two tries suffice.
+            found = await engine.lookup(order, attempts=2)
             if isinstance(found, OrderReport):
                 report = found
             elif isinstance(found, str):
@@ -109,7 +121,10 @@ async def _settle(engine: Engine, pid: PositionId) -> None:
         return
     if pos.remaining <= 0:
         return
+    await engine.exits.cancel_superseded_stops(pid)
     stop = engine.ledger.current_stop(pid)
+    if stop is None:  # unprotected: timed from the start of recovery (it may have been longer)
+        engine.exits.exposed_from(pid, engine.exits.recovery_started or engine.clock.monotonic())
     if stop is None and pos.status is PositionStatus.PROTECTED:
         async with engine.lock(pid):
             pos = engine.ledger.positions[pid]
