@@ -194,3 +194,38 @@ async def test_postgres_numeric_keeps_every_digit(pg_url: str) -> None:
         assert raw == str(pnl)
     finally:
         await store.close()
+
+
+async def test_raw_sqlite_writes_store_exactly_what_sqlalchemy_would(tmp_path: Path) -> None:
+    """The fast SQLite write path stores byte-for-byte the rows the SQLAlchemy path stores."""
+    from sqlalchemy import text as _text
+
+    from warden.adapters.db.store import open_store as _open
+
+    from .builders import event as _event
+    from .builders import fill as _fill
+    from .builders import full_position as _full
+    from .builders import insert as _insert
+    from .builders import order as _order
+
+    dumps = []
+    for raw in (True, False):
+        store = await _open(f"sqlite:///{tmp_path}/{raw}.db", exchange="sim")
+        if not raw:
+            store._raw = None  # the SQLAlchemy path
+        original = _full()
+        t = _insert(original)
+        await store.commit(
+            type(t)(t.position, None, [_order(original.id)], [_fill(original.id)], [_event(pid=original.id)])
+        )
+        async with store.engine.connect() as conn:
+            dump = {}
+            for table in ("positions", "orders", "fills", "events"):
+                rows = (await conn.execute(_text(f"SELECT * FROM {table}"))).all()
+                dump[table] = [tuple(r) for r in rows]
+            dumps.append(dump)
+        await store.close()
+    fast, reference = dumps
+    for table in reference:
+        strip = (lambda r: r) if table != "orders" else (lambda r: r[:-1])  # updated_at: the DB clock
+        assert [strip(r) for r in fast[table]] == [strip(r) for r in reference[table]], table

@@ -85,6 +85,7 @@ class ThreadWriter:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="warden-sqlite-writer")
         self._conn: Connection | None = None
         self._closed = False
+        self.dialect = self._engine.dialect
 
     async def run(self, work: Callable[[Connection], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, self._transaction, work)

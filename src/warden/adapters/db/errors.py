@@ -19,6 +19,7 @@ deadline on it. Store errors raised inside pass through unchanged.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -61,6 +62,10 @@ def translate(exc: Exception, what: str, where: str, seconds: float) -> Exceptio
     """The Store error for `exc`; anything that is not a database error is returned as is."""
     if isinstance(exc, TimeoutError):
         return StoreUnavailable(f"{what}: {where} did not answer within {seconds:g}s")
+    if isinstance(exc, sqlite3.IntegrityError):  # raised raw by the SQLite write path (rawsqlite.py)
+        return StoreError(f"{what}: {where} refused it: {_first_line(exc)}")
+    if isinstance(exc, sqlite3.Error):
+        return StoreUnavailable(f"{what}: {where} is unavailable: {_first_line(exc)}")
     if isinstance(exc, _REFUSED):
         return StoreError(f"{what}: {where} refused it: {_first_line(exc)}")
     if isinstance(exc, _UNAVAILABLE):

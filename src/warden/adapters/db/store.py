@@ -28,13 +28,14 @@ from sqlalchemy import (
     true,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from warden.adapters.db import rows
 from warden.adapters.db.engine import READ_ONLY, ThreadWriter, create_engine
 from warden.adapters.db.errors import guarded
 from warden.adapters.db.migrate import upgrade
+from warden.adapters.db.rawsqlite import RawStatement, types_of
 from warden.adapters.db.schema import events, fills, leases, orders, positions
 from warden.adapters.db.urls import redact
 from warden.domain.events import Event
@@ -102,6 +103,7 @@ class SqlStore:
         self._thread = (
             None if self._postgres else ThreadWriter(engine.url.render_as_string(False), op_timeout)
         )
+        self._raw = None if self._thread is None else RawStatements(self._q, self._thread.dialect)
         self._fence: tuple[str, int] | None = None
         self._closed = False
 
@@ -166,7 +168,11 @@ class SqlStore:
 
     def _insert_position(self, conn: Connection, position: Position) -> None:
         row = rows.position_row(position, self._account)
-        if (conn.execute(self._q.insert_position, row)).first() is not None:
+        if self._raw is not None:
+            inserted = self._raw.insert_position.execute(conn, row).fetchone() is not None
+        else:
+            inserted = conn.execute(self._q.insert_position, row).first() is not None
+        if inserted:
             return
         if position.signal_id is not None:
             owner = conn.scalar(
@@ -182,22 +188,32 @@ class SqlStore:
         row = rows.position_row(position, self._account)
         params = {f"v_{k}": v for k, v in row.items() if k not in ("id", "account")}
         params.update(w_account=self._account, w_id=position.id, w_expected=expected)
-        if (conn.execute(self._q.update_position, params)).rowcount == 1:
+        if self._raw is not None:
+            updated = self._raw.update_position.execute(conn, params).rowcount
+        else:
+            updated = conn.execute(self._q.update_position, params).rowcount
+        if updated == 1:
             return
         found = conn.scalar(select(positions.c.version).where(self._mine(), positions.c.id == position.id))
         state = "does not exist" if found is None else f"is at version {found}"
         raise VersionConflict(f"position {position.id} {state}, expected version {expected}")
 
     def _upsert_orders(self, conn: Connection, orders_: Sequence[Order]) -> None:
-        if orders_:
+        if orders_ and self._raw is not None:
+            self._raw.upsert_orders.executemany(conn, [rows.order_row(o) for o in orders_])
+        elif orders_:
             conn.execute(self._q.upsert_orders, [rows.order_row(o) for o in orders_])
 
     def _insert_fills(self, conn: Connection, fills_: Sequence[Fill]) -> None:
-        if fills_:
+        if fills_ and self._raw is not None:
+            self._raw.insert_fills.executemany(conn, [rows.fill_row(f, self._exchange) for f in fills_])
+        elif fills_:
             conn.execute(self._q.insert_fills, [rows.fill_row(f, self._exchange) for f in fills_])
 
     def _insert_events(self, conn: Connection, events_: Sequence[Event]) -> None:
-        if events_:
+        if events_ and self._raw is not None:
+            self._raw.insert_events.executemany(conn, [rows.event_row(e, self._account) for e in events_])
+        elif events_:
             conn.execute(events.insert(), [rows.event_row(e, self._account) for e in events_])
 
     def _insert(self, table: Any) -> Any:
@@ -435,3 +451,15 @@ def _insert_sql(table: Table, columns: Iterable[Column[Any]] | None = None) -> s
 def _typed(sql: str, table: Table, columns: Iterable[Column[Any]]) -> TextClause:
     del table
     return text(sql).bindparams(*[bindparam(c.name, type_=c.type) for c in _written(columns)])
+
+
+class RawStatements:
+    """The same write statements on the sqlite3 cursor (see rawsqlite.py); SQLite writer thread only."""
+
+    def __init__(self, q: Statements, dialect: Dialect) -> None:
+        settable = [c for c in positions.c if c.name not in ("id", "account")]
+        self.insert_position = RawStatement(q.insert_position.text, types_of(list(positions.c)), dialect)
+        self.update_position = RawStatement(q.update_position.text, types_of(settable, "v_"), dialect)
+        self.upsert_orders = RawStatement(q.upsert_orders.text, types_of(list(orders.c)), dialect)
+        self.insert_fills = RawStatement(q.insert_fills.text, types_of(list(fills.c)), dialect)
+        self.insert_events = RawStatement(_insert_sql(events), types_of(list(events.c)), dialect)
