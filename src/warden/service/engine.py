@@ -152,7 +152,7 @@ class Engine:
             origin=cmd.source,
             stop_price=stop,
         )
-        entry = self._intent(position, OrderRole.ENTRY, 1, OrderType.MARKET, qty)
+        entry = self.intent(position, OrderRole.ENTRY, 1, OrderType.MARKET, qty)
         opening = Event(
             EventKind.POSITION_OPENING,
             now,
@@ -171,7 +171,7 @@ class Engine:
             return self.ledger.positions[pid]
         if not isinstance(report, OrderReport) or report.filled_qty <= 0:
             reason = report if isinstance(report, str) else f"entry {getattr(report, 'status', '?')}"
-            return await self._fail_entry(pid, entry, reason)
+            return await self.fail_entry(pid, entry, reason)
         await self.wait_for_fills(pid, entry.client_order_id, report.filled_qty, entry=True)
         if self.ledger.positions[pid].status is PositionStatus.OPENING:
             # Filled on the exchange, but no fill reached us yet from any source:
@@ -199,7 +199,11 @@ class Engine:
         if include_closed:
             stored = await self.store.list_positions(include_closed=True, limit=1000)
             return [self.view(self.ledger.positions.get(p.id, p)) for p in stored]
-        return [self.view(p) for p in sorted(self.ledger.active_positions(), key=lambda p: p.opened_at)]
+        self.exits.index.materialize_all()
+        return [
+            self.view(p, fresh=True)
+            for p in sorted(self.ledger.active_positions(), key=lambda p: p.opened_at)
+        ]
 
     async def get_position(self, position_id: str) -> PositionView:
         position = self.ledger.positions.get(PositionId(position_id))
@@ -212,8 +216,9 @@ class Engine:
     async def list_events(self, position_id: str | None = None, limit: int = 100) -> list[Event]:
         return await self.store.list_events(PositionId(position_id) if position_id else None, limit)
 
-    def view(self, position: Position) -> PositionView:
-        if position.is_active and position.id in self.ledger.positions:
+    def view(self, position: Position, *, fresh: bool = False) -> PositionView:
+        """`fresh`: the caller already folded the symbol's tick range into its positions."""
+        if not fresh and position.is_active and position.id in self.ledger.positions:
             self.exits.index.materialize(position.symbol)
             position = self.ledger.positions[position.id]
         stop = self.ledger.current_stop(position.id) if position.is_active else None
@@ -473,7 +478,7 @@ class Engine:
             raise ValidationError("stop_price", f"a {cmd.side} stop must be {side} the mark price {mark}")
         return stop
 
-    def _intent(
+    def intent(
         self,
         position: Position,
         role: OrderRole,
@@ -570,18 +575,27 @@ class Engine:
         return order.filled_qty if order else Decimal(0)
 
     async def fetch_fills_for(self, pid: PositionId, cids: set[ClientOrderId]) -> None:
-        position = self.ledger.positions[pid]
-        since = position.opened_at - timedelta(minutes=1)
+        """Apply fills of these orders the stream missed; a failed query is retried by whoever asks again."""
         try:
-            fills = await self.query(self.exchange.fetch_fills(position.symbol, since))
+            await self.catch_up_fills(pid, cids)
         except ExchangeError as exc:
             log.warning("fetch_fills_failed", position_id=pid, error=str(exc))
-            return
-        for fill in fills:
-            if fill.client_order_id in cids:
-                await self.on_event(fill)
 
-    async def _fail_entry(self, pid: PositionId, entry: Order, reason: str) -> Position:
+    async def catch_up_fills(
+        self, pid: PositionId, cids: set[ClientOrderId] | None = None
+    ) -> list[FillReport]:
+        """Read the symbol's fills since the position opened and apply those of its orders (all
+        known orders when `cids` is None); returns every fill read. Raises if the exchange fails."""
+        position = self.ledger.positions[pid]
+        since = position.opened_at - timedelta(minutes=1)
+        fills = await self.query(self.exchange.fetch_fills(position.symbol, since))
+        for fill in fills:
+            cid = ClientOrderId(fill.client_order_id)
+            if (cids is None and cid in self.ledger.orders) or (cids is not None and cid in cids):
+                await self.on_event(fill)
+        return fills
+
+    async def fail_entry(self, pid: PositionId, entry: Order, reason: str) -> Position:
         async with self.lock(pid):
             position = self.ledger.positions[pid]
             if position.status is not PositionStatus.OPENING or position.filled_qty > 0:

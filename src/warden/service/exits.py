@@ -51,7 +51,6 @@ class ExitManager:
         self._exposed_since: dict[PositionId, float] = {}
         self.recovery_started: float | None = None
         self._moving: set[PositionId] = set()
-        self._moving_task: dict[PositionId, bool] = {}
         self._rerun: set[PositionId] = set()
         self._cancelling: set[ClientOrderId] = set()
         self._close_reasons: dict[PositionId, str] = {}
@@ -109,9 +108,9 @@ class ExitManager:
 
     def _exit_intent(self, pos: Position, role: OrderRole, seq: int) -> Order:
         if role is OrderRole.STOP:
-            return self.e._intent(pos, role, seq, OrderType.STOP_MARKET, pos.remaining, pos.stop_price)
+            return self.e.intent(pos, role, seq, OrderType.STOP_MARKET, pos.remaining, pos.stop_price)
         price, qty = (pos.tp1_price, pos.tp1_qty) if role is OrderRole.TP1 else (pos.tp2_price, pos.tp2_qty)
-        return self.e._intent(pos, role, seq, OrderType.TAKE_PROFIT_MARKET, min(qty, pos.remaining), price)
+        return self.e.intent(pos, role, seq, OrderType.TAKE_PROFIT_MARKET, min(qty, pos.remaining), price)
 
     async def _record_protection(
         self, pid: PositionId, intents: list[Order], results: list[tuple[OrderReport | None, str]]
@@ -295,7 +294,7 @@ class ExitManager:
                 return
             await self._exit_vanished(order, report)
         elif report.status is OrderStatus.OPEN and order.status is OrderStatus.PENDING:
-            e.ledger._remember_order(
+            e.ledger.note_order(
                 order.with_status(OrderStatus.OPEN, exchange_order_id=report.exchange_order_id)
             )
         elif (
@@ -344,10 +343,10 @@ class ExitManager:
             return
         for decision in decisions:
             pid = decision.position_id
-            if pid in self._moving_task:
+            if pid in self._moving:
                 self._rerun.add(pid)
             else:
-                self._moving_task[pid] = False  # reserved; move_stop takes it over
+                self._moving.add(pid)  # reserved here; move_stop takes it over
                 self.e.spawn(self.move_stop(pid, decision.stop_price, reserved=True))
 
     async def flush_watermarks(self) -> None:
@@ -378,10 +377,9 @@ class ExitManager:
         flight is not dropped; the running move goes round again with the
         newest state (size, break-even, trailing watermark).
         """
-        if pid in self._moving_task and not reserved:
+        if pid in self._moving and not reserved:
             self._rerun.add(pid)
             return
-        self._moving_task[pid] = True
         self._moving.add(pid)
         try:
             for _ in range(100):
@@ -391,7 +389,6 @@ class ExitManager:
                 if pid not in self._rerun and not self._wants_trail(pid):
                     break
         finally:
-            self._moving_task.pop(pid, None)
             self._moving.discard(pid)
 
     def _wants_trail(self, pid: PositionId) -> bool:
@@ -417,7 +414,7 @@ class ExitManager:
                 return
             seq = pos.stop_seq + 1
             staged = replace(pos, stop_seq=seq)
-            intent = e._intent(staged, OrderRole.STOP, seq, OrderType.STOP_MARKET, pos.remaining, price)
+            intent = e.intent(staged, OrderRole.STOP, seq, OrderType.STOP_MARKET, pos.remaining, price)
             await e.ledger.commit(pos, staged, orders=[intent])
         report, why = await self._place(intent)
         if report is None:
@@ -507,7 +504,7 @@ class ExitManager:
             if pos.status.terminal or pos.remaining <= 0:
                 return pos
             seq = 1 + sum(1 for o in e.ledger.orders_of(pid) if o.role is OrderRole.CLOSE)
-            intent = e._intent(pos, OrderRole.CLOSE, seq, OrderType.MARKET, pos.remaining)
+            intent = e.intent(pos, OrderRole.CLOSE, seq, OrderType.MARKET, pos.remaining)
             self._close_reasons[pid] = reason
             event = Event(EventKind.CLOSE_REQUESTED, e.clock.now(), pid, f"close {pos.remaining}: {reason}")
             await e.ledger.commit(

@@ -111,6 +111,10 @@ class Ledger:
         self.last_store_error = None
         return True
 
+    def note_order(self, order: Order) -> None:
+        """What the exchange acknowledged, in memory only; the next transition persists it."""
+        self._remember_order(order)
+
     def put_marks(self, position: Position) -> None:
         """Tick-derived fields only (last price, watermark, MAE/MFE): memory, no version change."""
         self.positions[position.id] = position

@@ -12,7 +12,7 @@ import asyncio
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
@@ -150,21 +150,10 @@ class Reconciler:
 
     # ----------------------------------------------------------------- ghosts
 
-    async def _catch_up_fills(self, pid: PositionId) -> list[FillReport]:
-        """Apply fills the stream missed; return every fill of the symbol since the position opened."""
-        e = self.e
-        position = e.ledger.positions[pid]
-        since = position.opened_at - timedelta(minutes=1)
-        fills = await e.query(e.exchange.fetch_fills(position.symbol, since))
-        for fill in fills:
-            if fill.client_order_id in e.ledger.orders:
-                await e.on_event(fill)
-        return fills
-
     async def _ghost(self, d: Discrepancy) -> str:
         e = self.e
         assert d.position_id is not None
-        fills = await self._catch_up_fills(d.position_id)
+        fills = await self.e.catch_up_fills(d.position_id)
         position = e.ledger.positions[d.position_id]
         if not position.is_active:
             return f"closed by missed fills ({position.exit_reason})"
@@ -197,7 +186,7 @@ class Reconciler:
     async def _size(self, d: Discrepancy) -> str:
         e = self.e
         assert d.position_id is not None
-        await self._catch_up_fills(d.position_id)
+        await self.e.catch_up_fills(d.position_id)
         held = [p for p in e.ledger.active_positions() if p.symbol == d.symbol]
         expected = sum((p.remaining * p.side.sign for p in held), ZERO)
         if expected == d.found:

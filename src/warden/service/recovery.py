@@ -110,7 +110,7 @@ async def _settle(engine: Engine, pid: PositionId) -> None:
     if pos.status is PositionStatus.OPENING:
         entry = next((o for o in engine.ledger.orders_of(pid) if o.role is OrderRole.ENTRY), None)
         if entry is not None and entry.status.terminal and pos.filled_qty <= 0:
-            await engine._fail_entry(pid, entry, f"entry {entry.status} (found by recovery)")
+            await engine.fail_entry(pid, entry, f"entry {entry.status} (found by recovery)")
         return
     if pos.status is PositionStatus.CLOSING:
         if not engine.ledger.live_orders(pid, OrderRole.CLOSE) and pos.remaining > 0:
