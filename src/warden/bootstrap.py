@@ -25,7 +25,8 @@ from warden.adapters.db.urls import redact
 from warden.adapters.notify import LogNotifier
 from warden.adapters.sim import SimPriceFeed, SimulatedExchange
 from warden.config import ConfigError, Settings
-from warden.ports import Clock, Exchange, Lease, Notifier, Store
+from warden.ports import Clock, Exchange, Lease, LeaseState, Notifier, Store, StoreUnavailable
+from warden.service.commands import NotHolder
 from warden.service.config import EngineConfig
 from warden.service.engine import Engine
 
@@ -51,6 +52,8 @@ class Runtime:
     group: asyncio.TaskGroup | None = None
     epoch: int | None = None
     lease_retry: float = LEASE_RETRY
+    watch: asyncio.Task[Any] | None = None
+    feed: asyncio.Task[Any] | None = None
 
     @property
     def is_holder(self) -> bool:
@@ -71,7 +74,7 @@ async def serve_sim(host: str, port: int, seed: int, state_file: str | None) -> 
     await serve(host=host, port=port, seed=seed, state_file=Path(state_file) if state_file else None)
 
 
-def engine_config(settings: Settings) -> EngineConfig:
+def engine_config(settings: Settings, installation_id: str = "") -> EngineConfig:
     return EngineConfig(
         exchange_name=settings.exchange,
         database=redact(settings.db),
@@ -82,6 +85,7 @@ def engine_config(settings: Settings) -> EngineConfig:
         allow_stacking=settings.allow_stacking,
         reconcile_interval=settings.reconcile_interval,
         orphan_policy=settings.orphan_policy,
+        installation_id=installation_id,
     )
 
 
@@ -126,7 +130,9 @@ async def running(
         exchange, sim = build_exchange(settings, clock)
     else:
         sim = exchange if isinstance(exchange, SimulatedExchange) else None
-    engine = Engine(exchange, store, clock, notifier or LogNotifier(), engine_config(settings))
+    engine = Engine(
+        exchange, store, clock, notifier or LogNotifier(), engine_config(settings, store.installation_id)
+    )
     lease = lease_for(settings.db, settings.account, op_timeout=settings.db_timeout)
     runtime = Runtime(
         settings, engine, store, exchange, lease, clock, sim, price_feed, lease_retry=lease_retry
@@ -145,8 +151,12 @@ async def running(
                 yield runtime
             finally:
                 await engine.stop()
-                for task in runtime.tasks:
-                    task.cancel()
+                for task in [*runtime.tasks, runtime.watch, runtime.feed]:
+                    if task is not None:
+                        task.cancel()
+                await asyncio.gather(
+                    *[t for t in (runtime.watch, runtime.feed) if t is not None], return_exceptions=True
+                )
     finally:
         with contextlib.suppress(Exception):
             await lease.release()
@@ -156,29 +166,44 @@ async def running(
 
 
 async def _activate(runtime: Runtime, epoch: int) -> None:
-    """This engine holds the lease: fence the store, consume, recover, then run the timers."""
+    """This engine holds the lease: fence the store, consume, recover (retrying), then run the timers.
+
+    Startup recovery retries with backoff (an exchange outage during start or a
+    takeover must not end the process exactly when failover is needed); until it
+    passes, /status says `starting` with the reason and signals get 503.
+    """
     group, engine = runtime.group, runtime.engine
     assert group is not None
     runtime.epoch = epoch
     runtime.store.set_epoch(runtime.settings.account, epoch)
     engine.take_over()
-    runtime.tasks.append(group.create_task(engine.consume(runtime.exchange.stream())))
-    await engine.start()
-    runtime.tasks.append(group.create_task(engine.maintain()))
-    runtime.tasks.append(group.create_task(engine.reconcile_forever()))
-    runtime.tasks.append(group.create_task(_watch_lease(runtime)))
+    engine.run_loops(runtime.exchange.stream())
+    runtime.tasks.append(group.create_task(_start(runtime, epoch)))
+
+
+async def _start(runtime: Runtime, epoch: int) -> None:
+    engine = runtime.engine
+    try:
+        await engine.start_with_retry()
+    except NotHolder:
+        return
+    group = runtime.group
+    assert group is not None
+    runtime.watch = group.create_task(_watch_lease(runtime))
     if runtime.sim is not None and runtime.price_feed:
-        feed = SimPriceFeed(
-            runtime.sim, interval=runtime.settings.sim_tick_interval, sleep=runtime.clock.sleep
-        )
-        runtime.tasks.append(group.create_task(feed.run()))
+        feed = SimPriceFeed(runtime.sim, interval=runtime.settings.sim_tick_interval, sleep=runtime.clock.sleep)
+        runtime.feed = group.create_task(feed.run())
     log.info("lease_held", account=runtime.settings.account, epoch=epoch)
 
 
 async def _standby(runtime: Runtime) -> None:
     while True:
         await runtime.clock.sleep(runtime.lease_retry)
-        epoch = await runtime.lease.try_acquire()
+        try:
+            epoch = await runtime.lease.try_acquire()
+        except StoreUnavailable as exc:
+            log.warning("standby_lease_check_failed", error=str(exc))
+            continue
         if epoch is not None:
             log.warning("lease_taken_over", account=runtime.settings.account, epoch=epoch)
             await _activate(runtime, epoch)
@@ -186,10 +211,41 @@ async def _standby(runtime: Runtime) -> None:
 
 
 async def _watch_lease(runtime: Runtime) -> None:
-    """If the lease is lost (DB connection dropped, epoch moved), stop acting at once."""
+    """Check the lease every `lease_retry` seconds.
+
+    - HELD: carry on (and clear a "lease unverifiable" note).
+    - UNREACHABLE: our own database connection failed. Degraded, not lost: keep
+      protecting on the exchange, queue writes, and re-acquire the lease (the same
+      epoch, if nobody took it meanwhile) as soon as the database answers.
+    - LOST (another engine holds it, or the epoch moved): stand down at once — every
+      acting loop stops — and wait as a standby; a later takeover reloads from the database.
+    """
+    engine, lease = runtime.engine, runtime.lease
     while True:
         await runtime.clock.sleep(runtime.lease_retry)
-        if not await runtime.lease.still_held():
-            runtime.engine.set_read_only("lease lost: another engine may be writing for this account")
-            log.error("lease_lost", account=runtime.settings.account)
+        state = await lease.check()
+        if state is LeaseState.UNREACHABLE:
+            engine.lease_unreachable("the lease's database connection failed")
+            try:
+                epoch = await lease.reacquire()
+            except StoreUnavailable as exc:
+                log.warning("lease_unreachable", account=runtime.settings.account, error=str(exc))
+                continue
+            if epoch is not None:
+                if epoch != runtime.epoch:
+                    runtime.epoch = epoch
+                    runtime.store.set_epoch(runtime.settings.account, epoch)
+                engine.lease_restored()
+                log.info("lease_reacquired", account=runtime.settings.account, epoch=epoch)
+                continue
+            state = LeaseState.LOST
+        if state is LeaseState.LOST:
+            log.error("lease_lost", account=runtime.settings.account, holder=lease.holder())
+            runtime.epoch = None
+            await engine.stand_down(f"lease lost: account {runtime.settings.account!r} is held by {lease.holder()}")
+            if runtime.feed is not None:
+                runtime.feed.cancel()
+            if runtime.group is not None:
+                runtime.tasks.append(runtime.group.create_task(_standby(runtime)))
             return
+        engine.lease_restored()

@@ -25,6 +25,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
 
+from warden.domain.alerts import AlertKind
 from warden.domain.events import Event
 from warden.domain.orders import Fill, Order
 from warden.domain.position import Position
@@ -104,6 +105,15 @@ class DuplicateSignal(StoreError):
     def __init__(self, signal_id: str, position_id: PositionId | None = None) -> None:
         super().__init__(f"signal {signal_id!r} already has a position")
         self.signal_id = signal_id
+        self.position_id = position_id
+
+
+class SymbolBusy(StoreError):
+    """The account already has an open exclusive position on this symbol (stacking is off)."""
+
+    def __init__(self, symbol: str, position_id: PositionId | None = None) -> None:
+        super().__init__(f"{symbol} already has an open position")
+        self.symbol = symbol
         self.position_id = position_id
 
 
@@ -194,10 +204,19 @@ class Clock(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Alert:
-    level: str  # "info" | "warning" | "critical"
-    title: str
+    """One thing the trader is told; its kind decides how loud (domain/alerts.py)."""
+
+    kind: AlertKind
     message: str
     position_id: PositionId | None = None
+
+    @property
+    def level(self) -> str:
+        return self.kind.severity.value
+
+    @property
+    def title(self) -> str:
+        return self.kind.value
 
 
 class Notifier(Protocol):

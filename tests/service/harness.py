@@ -80,7 +80,8 @@ class Harness:
     _memory: InMemoryStore | None = None
     crashed: bool = False
 
-    async def start(self) -> Harness:
+    async def start(self, ready: bool = True) -> Harness:
+        """Build the engine on the kept store and exchange; `ready`: run startup recovery too."""
         self.crashed = False
         if self.url is None:
             self._memory = self._memory or InMemoryStore()
@@ -90,7 +91,8 @@ class Harness:
         self.store = SwitchableStore(inner)
         self.engine = Engine(self.sim, self.store, SystemClock(), self.notifier, self.config)
         self._consumer = asyncio.get_running_loop().create_task(self.engine.consume(self.sim.stream()))
-        await self.engine.start()
+        if ready:
+            await self.engine.start()
         return self
 
     async def stop(self) -> None:

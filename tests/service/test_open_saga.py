@@ -8,6 +8,7 @@ import pytest
 
 from tests.helpers import eventually
 from tests.service.harness import BTC, SOL, Harness
+from warden.domain.alerts import AlertKind
 from warden.domain.errors import ValidationError
 from warden.domain.events import EventKind
 from warden.domain.orders import OrderStatus
@@ -210,7 +211,7 @@ async def test_a_failing_event_handler_does_not_stop_the_stream(harness: Harness
     harness.engine.exits.on_mark = broken_once  # type: ignore[method-assign]
     harness.sim.set_mark(SOL, pos.entry_price + Decimal("0.1"))
     await eventually(
-        lambda: any(a.title == "error in stream event" for a in harness.notifier.alerts), what="alert"
+        lambda: any(a.kind is AlertKind.ENGINE_ERROR for a in harness.notifier.alerts), what="alert"
     )
     harness.sim.set_mark(SOL, pos.tp1_price)
     await eventually(lambda: harness.engine.ledger.positions[pos.id].tp1_hit, what="tp1 still handled")

@@ -6,6 +6,7 @@ from decimal import Decimal
 
 from tests.helpers import eventually
 from tests.service.harness import BTC, SOL, Harness
+from warden.domain.alerts import AlertKind
 from warden.domain.events import EventKind
 from warden.domain.position import PositionStatus
 from warden.domain.reconcile import Kind
@@ -33,7 +34,7 @@ async def test_orphan_is_adopted_and_protected(harness: Harness) -> None:
     assert adopted.origin == "external" and adopted.status is PositionStatus.PROTECTED
     [stop] = stops(harness, BTC)
     assert stop.qty == Decimal("0.01") and stop.side is OrderSide.BUY and stop.reduce_only
-    assert any(a.title == "reconcile: orphan" for a in harness.notifier.alerts)
+    assert any(a.kind is AlertKind.ORPHAN_ADOPTED for a in harness.notifier.alerts)
     [event] = await reconcile_events(harness)
     assert (
         event.data["kind"] == "orphan"
@@ -119,7 +120,7 @@ async def test_stray_exit_order_is_cancelled(harness: Harness) -> None:
     from warden.service.commands import ClosePosition
 
     harness.sim.disconnect()
-    harness.engine.exits._cancel = _never_cancel(harness)  # type: ignore[method-assign]
+    harness.engine.exits.cancel = _never_cancel(harness)  # type: ignore[method-assign]
     await harness.engine.close_position(ClosePosition(pos.id))
     harness.sim.reconnect()
     assert len(harness.resting()) == 3  # stop + 2 TPs left behind
@@ -188,5 +189,5 @@ async def test_orphan_policy_alert_only_touches_nothing(harness: Harness) -> Non
     assert [f.action for f in report.findings] == ["alerted only (orphan_policy=alert)"]
     assert harness.exchange_qty(BTC) == Decimal("0.01") and stops(harness, BTC) == []
     assert harness.engine.ledger.active_positions() == []
-    assert any(a.title == "reconcile: orphan" and a.level == "critical" for a in harness.notifier.alerts)
+    assert any(a.kind is AlertKind.ORPHAN_FOUND and a.level == "critical" for a in harness.notifier.alerts)
     assert len((await harness.engine.reconcile()).findings) == 1  # still reported: not silently forgotten

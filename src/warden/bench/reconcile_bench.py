@@ -120,9 +120,8 @@ async def one_pass(url: str, label: str, n: int) -> list[str]:
     sim = SimulatedExchange(core, now=SystemClock().now)
     engine = Engine(sim, store, SystemClock(), RecordingNotifier(), EngineConfig(allow_stacking=True))
     engine.instruments.update(await sim.instruments())
-    from warden.service.recovery import recover
-
-    await recover(engine)
+    await engine.recovery.load()
+    await engine.recovery.recover()
     disturb(core, {m.instrument.symbol: m.instrument for m in markets}, symbols, orphans, per_kind)
     t0 = time.perf_counter()
     truth = Truth(await sim.fetch_positions(), await sim.fetch_open_orders())

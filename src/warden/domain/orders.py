@@ -41,6 +41,22 @@ class OrderStatus(StrEnum):
         return self in (OrderStatus.PENDING, OrderStatus.OPEN)
 
 
+_O = OrderStatus
+ORDER_TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
+    # An intent may be answered by anything: acknowledged, filled at once, refused,
+    # or (a lookup after a timeout) found cancelled.
+    _O.PENDING: frozenset({_O.OPEN, _O.FILLED, _O.CANCELED, _O.REJECTED}),
+    # A resting order fills or is cancelled. A fill can arrive after a cancel was
+    # acknowledged (the exchange matched first): FILLED wins over CANCELED below.
+    _O.OPEN: frozenset({_O.FILLED, _O.CANCELED}),
+    _O.CANCELED: frozenset({_O.FILLED}),
+    # Terminal: later reports about the order (echoes, stale lookups) change nothing.
+    _O.FILLED: frozenset(),
+    _O.REJECTED: frozenset(),
+}
+"""Rows are "from", the set is every allowed "to"; a report that names any other status is stale."""
+
+
 @dataclass(frozen=True, slots=True)
 class Order:
     client_order_id: ClientOrderId
@@ -57,6 +73,25 @@ class Order:
     exchange_order_id: str | None = None
     filled_qty: Decimal = ZERO
     avg_price: Decimal | None = None
+
+    def advance(
+        self,
+        status: OrderStatus,
+        *,
+        exchange_order_id: str | None = None,
+        filled_qty: Decimal | None = None,
+        avg_price: Decimal | None = None,
+    ) -> Order:
+        """Apply what the exchange says, by ORDER_TRANSITIONS: a stale status is ignored, but
+        fill progress and the exchange's id are always kept (they only grow)."""
+        allowed = status is self.status or status in ORDER_TRANSITIONS[self.status]
+        filled = self.filled_qty if filled_qty is None else max(self.filled_qty, filled_qty)
+        return self.with_status(
+            status if allowed else self.status,
+            exchange_order_id=exchange_order_id,
+            filled_qty=filled,
+            avg_price=avg_price,
+        )
 
     def with_status(
         self,

@@ -5,6 +5,9 @@
     size_mismatch  both hold the symbol, in different sizes (or sides)
     missing_stop   a position without a resting stop of its full size
     stray_order    an exit order of warden's resting with no position behind it
+    other_instance an order with a warden-shaped id of another installation: another
+                   warden trades this account (its orders are never touched, and its
+                   symbols are not judged: their positions are not ours to adopt)
 
 In one-way mode the exchange nets every position of a symbol, so sizes are
 compared per symbol: the sum of warden's positions (signed) against the
@@ -26,12 +29,14 @@ from warden.domain.orders import Order, OrderStatus
 from warden.domain.position import Position, PositionStatus
 from warden.domain.reports import OrderReport, PositionReport
 from warden.domain.values import (
+    LEGACY_INSTALLATION,
     ZERO,
     ClientOrderId,
     OrderRole,
     OrderType,
     PositionId,
     Symbol,
+    parse_client_id,
     parse_client_order_id,
 )
 
@@ -42,6 +47,7 @@ class Kind(StrEnum):
     SIZE_MISMATCH = "size_mismatch"
     MISSING_STOP = "missing_stop"
     STRAY_ORDER = "stray_order"
+    OTHER_INSTANCE = "other_instance"
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,16 +76,36 @@ def signed_held(positions: Iterable[Position]) -> Decimal:
     return sum((p.remaining * p.side.sign for p in positions), ZERO)
 
 
+def ours(client_order_id: str, installation: str) -> bool:
+    """A warden id made by this installation (ids from before installation ids count as ours)."""
+    parsed = parse_client_id(client_order_id)
+    return parsed is not None and parsed.installation in (installation, LEGACY_INSTALLATION)
+
+
 def diff(
-    positions: Sequence[Position], orders: Mapping[ClientOrderId, Order], truth: Truth
+    positions: Sequence[Position],
+    orders: Mapping[ClientOrderId, Order],
+    truth: Truth,
+    installation: str = LEGACY_INSTALLATION,
 ) -> list[Discrepancy]:
     """Every difference between warden's active positions/orders and the exchange's truth."""
+    others = [
+        o
+        for o in truth.open_orders
+        if parse_client_id(o.client_order_id) is not None and not ours(o.client_order_id, installation)
+    ]
+    foreign = {o.symbol for o in others}
+    truth = Truth(
+        truth.positions,
+        [o for o in truth.open_orders if o.symbol not in foreign or ours(o.client_order_id, installation)],
+    )
     by_symbol: dict[Symbol, list[Position]] = defaultdict(list)
     for p in positions:
         if p.is_active:
             by_symbol[p.symbol].append(p)
     pending = {o.position_id for o in orders.values() if o.status is OrderStatus.PENDING}
     busy = {s for s, ps in by_symbol.items() if any(p.status in IN_FLIGHT or p.id in pending for p in ps)}
+    busy |= foreign
     exchange = {r.symbol: r.qty * r.side.sign for r in truth.positions if r.qty != 0}
     out: list[Discrepancy] = []
     for symbol in sorted(set(by_symbol) | set(exchange)):
@@ -93,6 +119,16 @@ def diff(
         out.extend(_missing_stops(held, resting))
     active = {p.id for ps in by_symbol.values() for p in ps}
     out.extend(_strays(truth.open_orders, active, orders, busy))
+    out.extend(
+        Discrepancy(
+            Kind.OTHER_INSTANCE,
+            o.symbol,
+            client_order_id=o.client_order_id,
+            found=o.qty,
+            detail="an order of another warden installation",
+        )
+        for o in others
+    )
     return out
 
 

@@ -90,25 +90,52 @@ _ROLE_CODES = {
 ROLE_BY_CODE = {code: role for role, code in _ROLE_CODES.items()}
 
 CLIENT_ID_PREFIX = "wd-"
+LEGACY_INSTALLATION = ""
+"""Ids made before installation ids existed (`wd-<position>-<role><seq>`) parse with this."""
 
 
-def client_order_id(position_id: PositionId, role: OrderRole, seq: int) -> ClientOrderId:
-    """Deterministic id: the same (position, role, seq) always names the same order.
+@dataclass(frozen=True, slots=True)
+class ParsedClientId:
+    installation: str
+    position_id: PositionId
+    role: OrderRole
+    seq: int
 
-    Fits Binance's 36 characters of [.A-Z:/a-z0-9_-].
+
+def client_order_id(
+    position_id: PositionId, role: OrderRole, seq: int, installation: str = LEGACY_INSTALLATION
+) -> ClientOrderId:
+    """Deterministic id: the same (installation, position, role, seq) always names the same order.
+
+    `wd-<installation>-<position>-<role><seq>`: the installation id tells this warden's
+    orders from another warden's on the same account. Fits Binance's 36 characters of
+    [.A-Z:/a-z0-9_-] and Bybit's orderLinkId (36 of [A-Za-z0-9_-]).
     """
+    if installation:
+        return ClientOrderId(f"{CLIENT_ID_PREFIX}{installation}-{position_id}-{role.code}{seq}")
     return ClientOrderId(f"{CLIENT_ID_PREFIX}{position_id}-{role.code}{seq}")
 
 
-def parse_client_order_id(cid: str) -> tuple[PositionId, OrderRole, int] | None:
+def parse_client_id(cid: str) -> ParsedClientId | None:
     """The inverse of client_order_id; None for ids warden did not make."""
     if not cid.startswith(CLIENT_ID_PREFIX):
         return None
-    body = cid[len(CLIENT_ID_PREFIX) :]
-    pid, _, tail = body.rpartition("-")
+    parts = cid[len(CLIENT_ID_PREFIX) :].split("-")
+    if len(parts) == 3:
+        installation, pid, tail = parts
+    elif len(parts) == 2:
+        installation, (pid, tail) = LEGACY_INSTALLATION, parts
+    else:
+        return None
     if not pid or len(tail) < 2 or tail[0] not in ROLE_BY_CODE or not tail[1:].isdigit():
         return None
-    return PositionId(pid), ROLE_BY_CODE[tail[0]], int(tail[1:])
+    return ParsedClientId(installation, PositionId(pid), ROLE_BY_CODE[tail[0]], int(tail[1:]))
+
+
+def parse_client_order_id(cid: str) -> tuple[PositionId, OrderRole, int] | None:
+    """(position, role, seq) of a warden id of any installation; None for ids warden did not make."""
+    parsed = parse_client_id(cid)
+    return None if parsed is None else (parsed.position_id, parsed.role, parsed.seq)
 
 
 @dataclass(frozen=True, slots=True)

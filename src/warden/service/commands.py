@@ -4,6 +4,7 @@ Errors the engine raises to its callers (besides domain ValidationError):
 
     EngineError
     ├── TradingRefused      nothing was sent: not ready, read-only, degraded, kill switch
+    │   └── NotHolder       another engine holds the account's lease: this one acts on nothing
     ├── PositionNotFound    no position with that id
     └── AlreadyExists       the signal id already has a position (HTTP 409)
 """
@@ -29,6 +30,10 @@ class TradingRefused(EngineError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class NotHolder(TradingRefused):
+    """This engine does not hold the account's lease (standby, or it was taken): it acts on nothing."""
 
 
 class PositionNotFound(EngineError):

@@ -24,3 +24,13 @@ class EngineConfig:
     watermark_flush_interval: float = 1.0
     reconcile_interval: float = 30.0
     orphan_policy: str = "adopt"
+    installation_id: str = ""
+    """Carried in every client order id; "" makes legacy ids (tests that predate it)."""
+    entry_deadline: float = 10.0
+    """Seconds an acknowledged-but-unfilled entry may work before it is cancelled."""
+    pending_deadline: float = 30.0
+    """An order intent still PENDING after this long is resolved by lookup during reconciliation."""
+    alert_timeout: float = 2.0
+    start_backoff_max: float = 30.0
+    reconcile_rounds: int = 4
+    """Diff-and-repair rounds within one reconciliation pass (a flip needs close, then adopt)."""

@@ -1,93 +1,63 @@
-"""The engine: the facade the entrypoints call, and the event router behind it.
+"""The engine: the facade the entrypoints call, and its lifecycle.
 
-Opening a position (the saga, DESIGN.md "Opening a position"):
+It builds its parts once, each given what it needs at construction:
 
-1. validate; refuse (nothing sent) unless recovery passed and the DB is writable;
-2. one transaction: position OPENING + entry intent with a deterministic client
-   order id + event (if this commit fails, the caller gets StoreUnavailable and
-   nothing was sent);
-3. the order is known in memory *before* it is sent, so a fill that races the
-   REST answer is applied, not dropped; events for ids not yet known are
-   buffered and replayed;
-4. send with a deadline; a timeout is an unknown outcome, resolved by looking
-   the order up by its client order id — never a blind resend or rollback;
-5. the fill is taken from whichever source answers first (stream or REST);
-6. protect: stop + exact-quantity take-profits on the exchange (service/exits.py).
+    Context (ledger, gate, clock, notifier, config, tasks, locks)
+    Gateway      every exchange call: deadlines, lookups, the lease/fence check
+    ExitManager  fills, protection, stop moves, resizing, closing   (exits.py)
+    Recovery     startup / takeover / stream-gap resync            (recovery.py)
+    Opener       the open saga                                      (opening.py)
+    Reconciler   exchange vs database vs memory                     (reconciler.py)
+    Router       stream events to their owners, the early buffer    (router.py)
+
+Lifecycle: `start()` is recovery (load from the database, take the exchange's
+truth, repair, reconcile) and only then accepts signals; `start_with_retry()`
+keeps trying with backoff and says why on /status. The loops (stream, timers)
+run in the engine's own task set: `stand_down()` (the lease went to another
+engine) cancels every one of them, so nothing acts after it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import secrets
-from collections import defaultdict
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any
 
 import structlog
 
-from warden.domain.errors import ValidationError
+from warden.domain.alerts import AlertKind
 from warden.domain.events import Event, EventKind
-from warden.domain.orders import Order, OrderStatus
+from warden.domain.orders import OrderStatus
 from warden.domain.position import Position, PositionStatus
-from warden.domain.reports import (
-    FillReport,
-    MarkPrice,
-    OrderReport,
-    OrderRequest,
-    PositionReport,
-    StreamEvent,
-    StreamGap,
-)
-from warden.domain.sizing import order_qty
-from warden.domain.values import (
-    ClientOrderId,
-    Instrument,
-    OrderRole,
-    OrderType,
-    PositionId,
-    Side,
-    Symbol,
-    client_order_id,
-    parse_client_order_id,
-)
-from warden.ports import (
-    Alert,
-    Clock,
-    DuplicateSignal,
-    Exchange,
-    ExchangeError,
-    ExchangeTimeout,
-    ExchangeUnavailable,
-    Notifier,
-    OrderNotFound,
-    OrderRejected,
-    Store,
-    StoreUnavailable,
-)
+from warden.domain.reports import StreamEvent
+from warden.domain.values import Instrument, PositionId, Symbol, parse_client_id
+from warden.ports import Clock, Exchange, ExchangeError, Notifier, Store, StoreError, StoreUnavailable
 from warden.service.commands import (
-    AlreadyExists,
     ClosePosition,
     EngineState,
     EngineStatus,
+    NotHolder,
     OpenPosition,
     PositionNotFound,
     PositionView,
     TradingRefused,
 )
 from warden.service.config import EngineConfig
+from warden.service.context import Context, Gate, Tasks
 from warden.service.exits import ExitManager
+from warden.service.gateway import Gateway
 from warden.service.ledger import Ledger
+from warden.service.opening import Opener, random_position_id
 from warden.service.reconciler import OrphanPolicy, Reconciler, ReconcileReport
+from warden.service.recovery import Recovery
+from warden.service.router import Router
 
 log = structlog.get_logger("warden.engine")
-T = TypeVar("T")
-UNKNOWN = object()
 
-
-def random_position_id() -> str:
-    return secrets.token_hex(6)
+CLOSED_RETENTION = timedelta(minutes=10)
+"""A finished position stays in memory this long (for views and late echoes), then only in the database."""
 
 
 class Engine:
@@ -100,27 +70,41 @@ class Engine:
         config: EngineConfig,
         new_id: Callable[[], str] = random_position_id,
     ) -> None:
+        gate = Gate()
+        ledger = Ledger(store, clock, gate.check_may_act)
+        self.ctx = ctx = Context(config, clock, notifier, ledger, gate)
+        ctx.tasks.on_error = self._task_failed
         self.exchange = exchange
         self.store = store
         self.clock = clock
         self.notifier = notifier
         self.config = config
-        self.ledger = Ledger(store, clock)
-        self.instruments: dict[Symbol, Instrument] = {}
-        self.exits = ExitManager(self)
-        self.ledger.on_degraded = self._alert_degraded
-        self.reconciler = Reconciler(self, OrphanPolicy(config.orphan_policy))
+        self.ledger = ledger
+        self.instruments = ctx.instruments
+        self.gateway = Gateway(exchange, ctx)
+        self.exits = ExitManager(ctx, self.gateway)
+        self.recovery = Recovery(ctx, self.gateway, self.exits, store)
+        self.reconciler = Reconciler(
+            ctx,
+            self.gateway,
+            self.exits,
+            self.recovery,
+            store,
+            new_id,
+            self.other_instance,
+            OrphanPolicy(config.orphan_policy),
+        )
+        self.router = Router(ctx, self.exits, self.resync_all, self.other_instance)
+        self.opener = Opener(
+            ctx, self.gateway, self.exits, self.recovery, store, self.router.replay_early, new_id
+        )
+        ledger.on_degraded = self._degraded
+        ledger.on_fenced = self._fenced
         self._reconciling = asyncio.Lock()
-        self._new_id = new_id
-        self._state = EngineState.STARTING
-        self._refusals: dict[str, str] = {"recovery": "startup recovery has not passed yet"}
-        self._early: dict[str, list[StreamEvent]] = defaultdict(list)
-        self._early_count = 0
-        self._locks: dict[PositionId, asyncio.Lock] = defaultdict(asyncio.Lock)
-        self._entry_seen: dict[PositionId, asyncio.Event] = defaultdict(asyncio.Event)
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._loops = Tasks(on_error=self._task_failed)
         self._started_at = clock.now()
-        self.last_reconcile_at: datetime | None = None
+        self._store_error: str | None = None
+        self._others: set[str] = set()
 
     # ----------------------------------------------------------------- facade
 
@@ -128,61 +112,14 @@ class Engine:
         return self.instruments.get(Symbol(symbol))
 
     async def open_position(self, cmd: OpenPosition) -> Position:
-        """Run the open saga; see the module docstring."""
-        self._require_trading()
-        inst = self._instrument(cmd.symbol)
-        await self._refuse_duplicates(cmd, inst)
         try:
-            mark = await self.query(self.exchange.mark_price(inst.symbol))
-        except ExchangeError as exc:
-            raise TradingRefused(f"exchange unavailable, nothing was sent: {exc}") from exc
-        qty = order_qty(inst, mark, cmd.usd, cmd.qty)
-        stop = self._validate_stop(cmd, inst, mark)
-        pid = PositionId(self._new_id())
-        now = self.clock.now()
-        position = Position(
-            id=pid,
-            symbol=inst.symbol,
-            side=cmd.side,
-            status=PositionStatus.OPENING,
-            target_qty=qty,
-            plan=self.config.plan,
-            opened_at=now,
-            signal_id=cmd.signal_id,
-            origin=cmd.source,
-            stop_price=stop,
-        )
-        entry = self.intent(position, OrderRole.ENTRY, 1, OrderType.MARKET, qty)
-        opening = Event(
-            EventKind.POSITION_OPENING,
-            now,
-            pid,
-            f"{cmd.side} {qty} {inst.symbol} from {cmd.source}",
-            {"qty": str(qty), "mark": str(mark), "source": cmd.source},
-        )
-        try:
-            await self.ledger.commit(None, position, orders=[entry], events=[opening], must_be_durable=True)
-        except DuplicateSignal as exc:
-            raise AlreadyExists(await self._existing(exc.signal_id)) from exc
-        await self.replay_early(entry.client_order_id)
-        report = await self._send_entry(entry)
-        if report is UNKNOWN:
-            self.spawn(self.resolve_later(pid))
-            return self.ledger.positions[pid]
-        if not isinstance(report, OrderReport) or report.filled_qty <= 0:
-            reason = report if isinstance(report, str) else f"entry {getattr(report, 'status', '?')}"
-            return await self.fail_entry(pid, entry, reason)
-        await self.wait_for_fills(pid, entry.client_order_id, report.filled_qty, entry=True)
-        if self.ledger.positions[pid].status is PositionStatus.OPENING:
-            # Filled on the exchange, but no fill reached us yet from any source:
-            # keep resolving (lookup + REST fills) until it is applied and protected.
-            self.spawn(self.resolve_later(pid))
-            return self.ledger.positions[pid]
-        return await self.exits.protect(pid)
+            return await self.opener.open(cmd, self._require_trading)
+        except StoreUnavailable as exc:
+            self._store_error = str(exc)
+            raise
 
     async def close_position(self, cmd: ClosePosition) -> Position:
-        if self._state in (EngineState.READ_ONLY, EngineState.STOPPED):
-            raise TradingRefused(f"engine is {self._state}: {self._reason_text()}")
+        self.ctx.gate.check_may_act()
         position = self.ledger.positions.get(cmd.position_id)
         if position is None:
             stored = await self.store.get_position(cmd.position_id)
@@ -234,11 +171,11 @@ class Engine:
 
     def status(self) -> EngineStatus:
         active = self.ledger.active_positions()
-        unprotected = [p for p in active if p.status is PositionStatus.OPEN]
+        unprotected = [p for p in active if p.status is PositionStatus.OPEN or self._stop_not_resting(p)]
         return EngineStatus(
             state=self.state,
             accepting_signals=self.accepting_signals,
-            reasons=list(self._refusals.values()),
+            reasons=self._reasons(),
             exchange=self.config.exchange_name,
             database=self.config.database,
             open_positions=len(active),
@@ -246,84 +183,196 @@ class Engine:
             started_at=self._started_at,
             last_reconcile_at=self.last_reconcile_at,
             pending_writes=len(self.ledger.pending) + len(self.ledger.pending_events),
+            details={"installation_id": self.config.installation_id} if self.config.installation_id else {},
         )
+
+    def _stop_not_resting(self, position: Position) -> bool:
+        if position.status is not PositionStatus.PROTECTED or position.remaining <= 0:
+            return False
+        stop = self.ledger.current_stop(position.id)
+        return stop is None or stop.status is not OrderStatus.OPEN
+
+    @property
+    def last_reconcile_at(self) -> datetime | None:
+        return self.reconciler.last_reconcile_at
 
     @property
     def state(self) -> EngineState:
-        if self._state is EngineState.READY and self.ledger.degraded:
+        gate = self.ctx.gate
+        if gate.state is EngineState.READY and (
+            self.ledger.degraded or self._store_error is not None or gate.lease_note is not None
+        ):
             return EngineState.DEGRADED
-        return self._state
+        return gate.state
 
     @property
     def accepting_signals(self) -> bool:
-        return self.state is EngineState.READY and not self._refusals
+        return self.state is EngineState.READY and not self.ctx.gate.refusals
+
+    def _reasons(self) -> list[str]:
+        reasons = list(self.ctx.gate.refusals.values())
+        if self.ledger.degraded:
+            reasons.append(f"database unavailable: {self.ledger.last_store_error}")
+        elif self._store_error is not None:
+            reasons.append(f"database unavailable: {self._store_error}")
+        if self.ctx.gate.lease_note is not None:
+            reasons.append(self.ctx.gate.lease_note)
+        return reasons
+
+    def _require_trading(self) -> None:
+        if not self.accepting_signals:
+            raise TradingRefused(
+                f"not accepting signals ({self.state}): {'; '.join(self._reasons()) or 'ok'}"
+            )
+
+    def new_position_id(self) -> str:
+        return self.opener.new_id()
+
+    def refuse(self, key: str, reason: str | None) -> None:
+        """Set (or clear, with None) a reason to refuse new positions."""
+        self.ctx.gate.refuse(key, reason)
 
     # -------------------------------------------------------------- lifecycle
 
     async def start(self) -> None:
         """Startup is recovery: load, take the exchange's truth, repair, then accept signals."""
-        from warden.service.recovery import recover
+        gate = self.ctx.gate
+        gate.check_may_act()
+        gate.state = EngineState.RECOVERING
+        self.instruments.update(await self.gateway.instruments())
+        await self.recovery.load()
+        await self.router.replay_known()
+        await self.recovery.recover()
+        await self.reconcile(check_rows=False)
+        gate.state = EngineState.READY
+        gate.refuse("recovery", None)
+        await self.ctx.notify(
+            AlertKind.ENGINE_STARTED, f"ready: {len(self.ledger.active_positions())} open positions"
+        )
 
-        self._state = EngineState.RECOVERING
-        self.instruments.update(await self.query(self.exchange.instruments()))
-        await recover(self)
-        await self.reconcile()
-        self._state = EngineState.READY
-        self._refusals.pop("recovery", None)
+    async def start_with_retry(self) -> None:
+        """Start, retrying with backoff while the exchange or database fails; /status says why."""
+        gate = self.ctx.gate
+        delay = max(self.config.retry_backoff, 0.5)
+        alerted = False
+        while True:
+            try:
+                await self.start()
+                return
+            except NotHolder:
+                raise
+            except (ExchangeError, StoreError, OSError) as exc:
+                gate.state = EngineState.STARTING
+                gate.refuse("recovery", f"startup recovery failed ({exc}); retrying in {delay:.1f}s")
+                log.error("start_failed", error=str(exc), retry_in=delay)
+                if not alerted:
+                    await self.ctx.notify(AlertKind.ENGINE_START_FAILED, f"{exc}; retrying with backoff")
+                    alerted = True
+            await self.clock.sleep(delay)
+            delay = min(delay * 2, self.config.start_backoff_max)
 
-    async def reconcile(self) -> ReconcileReport:
+    def run_loops(self, stream: AsyncIterator[StreamEvent]) -> None:
+        """The acting loops (stream, maintenance, reconcile timer): cancelled together on stand-down."""
+        self._loops.spawn(self.consume(stream))
+        self._loops.spawn(self.maintain())
+        self._loops.spawn(self.reconcile_forever())
+
+    async def reconcile(self, *, check_rows: bool = True) -> ReconcileReport:
         """One reconciliation pass now (never two at once)."""
+        self.ctx.gate.check_may_act()
         async with self._reconciling:
-            return await self.reconciler.run()
+            return await self.reconciler.run(check_rows=check_rows)
 
     async def reconcile_forever(self) -> None:
         """The timer: a pass every `reconcile_interval` seconds; a failed pass is retried next time."""
         while True:
             await self.clock.sleep(self.config.reconcile_interval)
+            if self.ctx.gate.state is not EngineState.READY:
+                continue
             try:
                 await self.reconcile()
-            except ExchangeError as exc:
+            except (ExchangeError, StoreUnavailable) as exc:
                 log.warning("reconcile_failed", error=str(exc))
+            except NotHolder:
+                return
             except Exception as exc:
                 await self._survive("reconciliation", exc)
 
-    def new_position_id(self) -> str:
-        return self._new_id()
-
-    def refuse(self, key: str, reason: str | None) -> None:
-        """Set (or clear, with None) a reason to refuse new positions."""
-        if reason is None:
-            self._refusals.pop(key, None)
-        else:
-            self._refusals[key] = reason
-
     def set_read_only(self, reason: str) -> None:
-        """Another engine writes for this account: send nothing, write nothing."""
-        self._state = EngineState.READ_ONLY
-        self._refusals["lease"] = reason
+        """A standby: another engine writes for this account; send nothing, write nothing."""
+        self.ctx.gate.state = EngineState.READ_ONLY
+        self.ctx.gate.refuse("lease", reason)
+
+    async def stand_down(self, reason: str) -> None:
+        """The lease went to another engine: stop every loop and follow-up that acts, at once."""
+        if self.ctx.gate.state is EngineState.READ_ONLY:
+            return
+        self.set_read_only(reason)
+        log.error("standing_down", reason=reason)
+        await self.ctx.notify(AlertKind.LEASE_LOST, reason)
+        await self._loops.cancel_all()
+        await self.ctx.tasks.cancel_all()
 
     def take_over(self) -> None:
-        """This engine now holds the lease: it may recover (start) and then trade."""
-        self._refusals.pop("lease", None)
-        self._refusals["recovery"] = "startup recovery has not passed yet"
-        self._state = EngineState.STARTING
+        """This engine now holds the lease: it recovers from the database (start) and then trades."""
+        gate = self.ctx.gate
+        gate.refuse("lease", None)
+        gate.refuse("recovery", "startup recovery has not passed yet")
+        gate.lease_note = None
+        gate.state = EngineState.STARTING
+        self.ledger.clear()
 
-    async def consume(self, stream: Any) -> None:
-        """Route every stream event; owned by the runner's TaskGroup.
+    def lease_unreachable(self, why: str) -> None:
+        """Our own database connection failed: we cannot tell whether we still hold the lease.
+        Degraded, not standing down: protection continues, new entries are refused."""
+        if self.ctx.gate.lease_note is None:
+            self.ctx.gate.lease_note = (
+                f"lease unverifiable (database unreachable: {why}); protecting, re-acquiring"
+            )
+            self.ctx.alert(AlertKind.LEASE_UNREACHABLE, self.ctx.gate.lease_note)
 
-        A bug handling one event must not stop the stream (positions would go
-        unwatched): it is alerted and recorded, and a resync asks the exchange.
-        """
+    def lease_restored(self) -> None:
+        if self.ctx.gate.lease_note is not None:
+            self.ctx.gate.lease_note = None
+            self.ctx.alert(AlertKind.DATABASE_RECOVERED, "database reachable again; the lease is ours")
+
+    async def other_instance(self, client_order_id: str, symbol: str) -> None:
+        """An order of another warden installation: it trades this account. Stop trading, alert,
+        and never touch its orders."""
+        parsed = parse_client_id(client_order_id)
+        installation = parsed.installation if parsed else "?"
+        if installation in self._others:
+            return
+        self._others.add(installation)
+        reason = (
+            f"another warden (installation {installation!r}) trades this account: order "
+            f"{client_order_id} on {symbol}; new positions refused until it stops (then restart)"
+        )
+        self.refuse("other_instance", reason)
+        await self.ctx.notify(AlertKind.OTHER_INSTANCE, reason)
+        try:
+            await self.ledger.record(Event(EventKind.RECONCILE, self.clock.now(), None, reason))
+        except (StoreError, TradingRefused):
+            log.exception("could_not_record_other_instance")
+
+    async def consume(self, stream: AsyncIterator[StreamEvent]) -> None:
+        """Route every stream event. A bug handling one event must not stop the stream (positions
+        would go unwatched): it is alerted and recorded, and a resync asks the exchange."""
         async for event in stream:
             try:
-                await self.on_event(event)
+                await self.router.on_event(event)
+            except NotHolder:
+                return
             except Exception as exc:
                 await self._survive("stream event", exc)
-                self.spawn(self.resync_all())
+                self.ctx.tasks.spawn(self.resync_all())
+
+    async def on_event(self, event: StreamEvent) -> None:
+        await self.router.on_event(event)
 
     async def _survive(self, where: str, exc: BaseException) -> None:
-        log.exception("background_error", where=where, error=repr(exc))
-        await self.notifier.notify(Alert("critical", f"error in {where}", repr(exc)))
+        log.error("background_error", where=where, error=repr(exc), exc_info=exc)
+        await self.ctx.notify(AlertKind.ENGINE_ERROR, f"error in {where}: {exc!r}")
         try:
             await self.ledger.record(
                 Event(EventKind.RECONCILE, self.clock.now(), None, f"error in {where}: {exc!r}")
@@ -331,318 +380,90 @@ class Engine:
         except Exception:
             log.exception("could_not_record_error")
 
+    def _task_failed(self, error: Exception) -> None:
+        if isinstance(error, NotHolder) or self.ctx.gate.standing_down:
+            return
+        self.ctx.alert(
+            AlertKind.ENGINE_ERROR, f"follow-up task failed: {error!r}; the next reconciliation repairs it"
+        )
+
     async def maintain(self) -> None:
-        """Flush queued writes while degraded, and persist moving watermarks."""
+        """Flush queued writes while degraded, persist moving watermarks, prune finished positions."""
         while True:
             await self.clock.sleep(self.config.watermark_flush_interval)
             try:
                 await self.flush_pending()
                 await self.exits.flush_watermarks()
+                self._prune()
+            except NotHolder:
+                return
             except Exception as exc:
                 await self._survive("maintenance", exc)
 
     async def flush_pending(self) -> None:
         if not self.ledger.degraded:
+            if self._store_error is not None:
+                try:
+                    await self.store.ping()
+                except StoreUnavailable:
+                    return
+                self._store_error = None
             return
         try:
             await self.ledger.flush()
         except StoreUnavailable as exc:
             self.ledger.last_store_error = str(exc)
             return
+        self._store_error = None
         await self.ledger.record(
             Event(EventKind.STORE_RECOVERED, self.clock.now(), None, "queued writes committed")
         )
-        await self.notifier.notify(Alert("info", "database recovered", "queued writes are committed"))
+        await self.ctx.notify(AlertKind.DATABASE_RECOVERED, "queued writes are committed")
 
-    def _alert_degraded(self, error: str) -> None:
-        alert = Alert(
-            "critical",
-            "database unavailable: engine degraded",
-            f"positions stay protected on the exchange; writes are queued and retried ({error})",
+    def _prune(self) -> None:
+        cutoff = self.clock.now() - CLOSED_RETENTION
+        done = [
+            p.id
+            for p in self.ledger.positions.values()
+            if not p.is_active and (p.closed_at or p.opened_at) < cutoff and not self.ledger.live_orders(p.id)
+        ]
+        for pid in done:
+            self.ctx.forget(pid)
+
+    def _degraded(self, error: str) -> None:
+        self.ctx.alert(
+            AlertKind.DATABASE_DEGRADED,
+            f"database unavailable: positions stay protected on the exchange; writes are queued ({error})",
         )
-        self.spawn(self.notifier.notify(alert))
 
-    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if task.cancelled() or task.exception() is None:
-            return
-        error = task.exception()
-        log.error("background_task_failed", error=repr(error))
-        if isinstance(error, Exception) and self._state is not EngineState.STOPPED:
-            alert = Alert(
-                "critical", "follow-up task failed", f"{error!r}; the next reconciliation repairs it"
-            )
-            asyncio.get_running_loop().create_task(self.notifier.notify(alert))
+    def _fenced(self, error: str) -> None:
+        self.ctx.tasks.spawn(self.stand_down(f"lease lost: another engine holds the account ({error})"))
 
     async def wait_idle(self) -> None:
         """Wait for every follow-up task (tests and benchmarks use this)."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self.ctx.tasks.wait_idle()
 
     async def stop(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*list(self._tasks), return_exceptions=True)
-        self._state = EngineState.STOPPED
-
-    # ---------------------------------------------------------------- routing
-
-    async def on_event(self, event: StreamEvent) -> None:
-        if isinstance(event, MarkPrice):
-            self.exits.on_mark(event.symbol, event.price)
-        elif isinstance(event, FillReport | OrderReport):
-            order = self.ledger.orders.get(ClientOrderId(event.client_order_id))
-            if order is None:
-                self._buffer_early(event)
-            elif isinstance(event, FillReport):
-                await self.apply_fill(order, event)
-            else:
-                await self.exits.on_order_report(order, event)
-        elif isinstance(event, StreamGap):
-            await self.ledger.record(
-                Event(EventKind.RECONCILE, self.clock.now(), None, f"stream gap: {event.reason}")
-            )
-            self.spawn(self.resync_all())
-        elif isinstance(event, PositionReport):
-            pass  # informational: reconciliation reads positions over REST
-
-    def _buffer_early(self, event: FillReport | OrderReport) -> None:
-        """Ours but not yet known (a race with registration, or before recovery): keep it."""
-        if parse_client_order_id(event.client_order_id) is None:
-            return  # not warden's: reconciliation deals with outside trades
-        if self._early_count >= self.config.early_buffer_limit:
-            log.error("early_buffer_full", client_order_id=event.client_order_id)
-            return
-        self._early[event.client_order_id].append(event)
-        self._early_count += 1
-
-    def early_ids(self) -> list[str]:
-        return list(self._early)
-
-    async def replay_early(self, cid: str) -> None:
-        for event in self._early.pop(cid, []):
-            self._early_count -= 1
-            await self.on_event(event)
-
-    async def apply_fill(self, order: Order, report: FillReport) -> None:
-        """Apply one execution through the state machine (exits.py decides the follow-ups)."""
-        await self.exits.apply_fill(order, report)
-        if order.role is OrderRole.ENTRY:
-            self._entry_seen[order.position_id].set()
-
-    # ----------------------------------------------------------- saga pieces
-
-    def _require_trading(self) -> None:
-        if not self.accepting_signals:
-            raise TradingRefused(f"not accepting signals ({self.state}): {self._reason_text()}")
-
-    def _reason_text(self) -> str:
-        reasons = list(self._refusals.values())
-        if self.ledger.degraded:
-            reasons.append(f"database unavailable: {self.ledger.last_store_error}")
-        return "; ".join(reasons) or "ok"
-
-    def _instrument(self, symbol: str) -> Instrument:
-        inst = self.instruments.get(Symbol(symbol))
-        if inst is None:
-            known = ", ".join(sorted(self.instruments)) or "none loaded"
-            raise ValidationError("symbol", f"unknown symbol {symbol!r} (known: {known})")
-        return inst
-
-    async def _refuse_duplicates(self, cmd: OpenPosition, inst: Instrument) -> None:
-        if cmd.signal_id:
-            existing = await self.store.find_by_signal(cmd.signal_id)
-            if existing is not None:
-                raise AlreadyExists(existing)
-        if not self.config.allow_stacking:
-            for pid in self.ledger.by_symbol.get(inst.symbol, ()):
-                raise AlreadyExists(self.ledger.positions[pid], f"{inst.symbol} already has an open position")
-
-    async def _existing(self, signal_id: str) -> Position:
-        existing = await self.store.find_by_signal(signal_id)
-        if existing is None:  # pragma: no cover - the unique index just said it exists
-            raise StoreUnavailable(f"signal {signal_id} reported duplicate but not found")
-        return existing
-
-    def _validate_stop(self, cmd: OpenPosition, inst: Instrument, mark: Decimal) -> Decimal | None:
-        if cmd.stop_price is None:
-            return None
-        stop = inst.round_price(cmd.stop_price)
-        if (cmd.side is Side.LONG and stop >= mark) or (cmd.side is Side.SHORT and stop <= mark):
-            side = "below" if cmd.side is Side.LONG else "above"
-            raise ValidationError("stop_price", f"a {cmd.side} stop must be {side} the mark price {mark}")
-        return stop
-
-    def intent(
-        self,
-        position: Position,
-        role: OrderRole,
-        seq: int,
-        type_: OrderType,
-        qty: Decimal,
-        trigger: Decimal | None = None,
-    ) -> Order:
-        side = position.side.entry_side if role is OrderRole.ENTRY else position.side.exit_side
-        return Order(
-            client_order_id=client_order_id(position.id, role, seq),
-            position_id=position.id,
-            role=role,
-            symbol=position.symbol,
-            side=side,
-            type=type_,
-            qty=qty,
-            trigger_price=trigger,
-            reduce_only=role is not OrderRole.ENTRY,
-            status=OrderStatus.PENDING,
-            created_at=self.clock.now(),
-        )
-
-    async def _send_entry(self, entry: Order) -> OrderReport | str | object:
-        try:
-            return await self.send(entry)
-        except OrderRejected as exc:
-            return f"rejected: {exc}"
-        except ExchangeUnavailable as exc:
-            return f"exchange unavailable: {exc}"
-        except ExchangeTimeout:
-            await self.ledger.record(
-                Event(
-                    EventKind.ENTRY_UNKNOWN,
-                    self.clock.now(),
-                    entry.position_id,
-                    "entry timed out; looking it up",
-                )
-            )
-            return await self.lookup(entry)
-
-    async def send(self, order: Order) -> OrderReport:
-        if self._state in (EngineState.READ_ONLY, EngineState.STOPPED):
-            raise TradingRefused(f"engine is {self._state}: {self._reason_text()}")
-        request = OrderRequest(
-            client_order_id=order.client_order_id,
-            symbol=order.symbol,
-            side=order.side,
-            type=order.type,
-            qty=order.qty,
-            trigger_price=order.trigger_price,
-            reduce_only=order.reduce_only,
-        )
-        return await self.deadline(
-            self.exchange.place_order(request), self.config.order_timeout, order_call=True
-        )
-
-    async def lookup(self, order: Order, attempts: int | None = None) -> OrderReport | str | object:
-        """Resolve an unknown outcome by client order id: a report, "not found", or UNKNOWN."""
-        attempts = attempts or self.config.lookup_attempts
-        not_found = 0
-        for attempt in range(attempts):
-            try:
-                return await self.query(
-                    self.exchange.fetch_order(order.symbol, order.client_order_id, order.type.conditional)
-                )
-            except OrderNotFound:
-                not_found += 1
-            except ExchangeError:
-                pass
-            if attempt + 1 < attempts:
-                await self.clock.sleep(self.config.retry_backoff * (attempt + 1))
-        return "not found on the exchange" if not_found == attempts else UNKNOWN
-
-    async def wait_for_fills(self, pid: PositionId, cid: ClientOrderId, qty: Decimal, *, entry: bool) -> None:
-        """Wait for `qty` of order `cid` to be applied: stream first, then REST fills."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.config.fill_wait
-        while self._applied(cid) < qty and loop.time() < deadline:
-            seen = self._entry_seen[pid] if entry else self.exits.exit_seen[pid]
-            seen.clear()
-            if self._applied(cid) >= qty:
-                break
-            try:
-                async with asyncio.timeout(max(0.0, deadline - loop.time())):
-                    await seen.wait()
-            except TimeoutError:
-                break
-        if self._applied(cid) < qty:
-            await self.fetch_fills_for(pid, {cid})
-
-    def _applied(self, cid: ClientOrderId) -> Decimal:
-        order = self.ledger.orders.get(cid)
-        return order.filled_qty if order else Decimal(0)
-
-    async def fetch_fills_for(self, pid: PositionId, cids: set[ClientOrderId]) -> None:
-        """Apply fills of these orders the stream missed; a failed query is retried by whoever asks again."""
-        try:
-            await self.catch_up_fills(pid, cids)
-        except ExchangeError as exc:
-            log.warning("fetch_fills_failed", position_id=pid, error=str(exc))
-
-    async def catch_up_fills(
-        self, pid: PositionId, cids: set[ClientOrderId] | None = None
-    ) -> list[FillReport]:
-        """Read the symbol's fills since the position opened and apply those of its orders (all
-        known orders when `cids` is None); returns every fill read. Raises if the exchange fails."""
-        position = self.ledger.positions[pid]
-        since = position.opened_at - timedelta(minutes=1)
-        fills = await self.query(self.exchange.fetch_fills(position.symbol, since))
-        for fill in fills:
-            cid = ClientOrderId(fill.client_order_id)
-            if (cids is None and cid in self.ledger.orders) or (cids is not None and cid in cids):
-                await self.on_event(fill)
-        return fills
-
-    async def fail_entry(self, pid: PositionId, entry: Order, reason: str) -> Position:
-        async with self.lock(pid):
-            position = self.ledger.positions[pid]
-            if position.status is not PositionStatus.OPENING or position.filled_qty > 0:
-                return position
-            failed = position.transition(PositionStatus.FAILED)
-            event = Event(EventKind.ENTRY_FAILED, self.clock.now(), pid, reason)
-            order = self.ledger.orders[entry.client_order_id].with_status(OrderStatus.REJECTED)
-            return await self.ledger.commit(position, failed, orders=[order], events=[event])
-
-    async def resolve_later(self, pid: PositionId) -> None:
-        """An entry whose outcome stayed unknown: keep looking until it is known."""
-        from warden.service.recovery import resync
-
-        for attempt in range(60):
-            await self.clock.sleep(min(30.0, self.config.retry_backoff * 2**attempt))
-            try:
-                await resync(self, pid)
-            except ExchangeError as exc:
-                log.warning("resolve_retry", position_id=pid, error=str(exc))
-                continue
-            if self.ledger.positions[pid].status is not PositionStatus.OPENING:
-                return
-        await self.notifier.notify(
-            Alert("critical", "entry unresolved", f"{pid}: outcome still unknown; check the exchange", pid)
-        )
+        await self._loops.cancel_all()
+        await self.ctx.tasks.cancel_all()
+        self.ctx.gate.state = EngineState.STOPPED
 
     async def resync_all(self) -> None:
         """After a stream gap: events may be lost, so ask the exchange, then reconcile."""
-        from warden.service.recovery import recover
-
-        await recover(self)
+        await self.recovery.recover()
         await self.reconcile()
 
-    # ---------------------------------------------------------------- helpers
+    # ------------------------------------------------------------ test seams
 
-    def lock(self, pid: PositionId) -> asyncio.Lock:
-        return self._locks[pid]
+    @property
+    def _tasks(self) -> Tasks:
+        return self.ctx.tasks
 
-    async def deadline(self, call: Awaitable[T], seconds: float, *, order_call: bool = False) -> T:
-        """Every exchange call has a deadline (I7); an order call that misses it is UNKNOWN."""
-        try:
-            async with asyncio.timeout(seconds):
-                return await call
-        except TimeoutError as exc:
-            if order_call:
-                raise ExchangeTimeout(f"no answer within {seconds}s") from exc
-            raise ExchangeUnavailable(f"no answer within {seconds}s") from exc
+    def unprotected_seconds(self) -> list[float]:
+        return self.exits.unprotected_seconds
 
-    async def query(self, call: Awaitable[T]) -> T:
-        return await self.deadline(call, self.config.query_timeout)
+    def qty_of(self, pid: PositionId) -> Decimal:
+        return self.ledger.positions[pid].remaining
+
+    def details(self) -> dict[str, Any]:
+        return {"locks": len(self.ctx.locks), "positions_in_memory": len(self.ledger.positions)}

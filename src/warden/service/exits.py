@@ -1,23 +1,31 @@
-"""Exits: protection, fills of exit orders, stop moves, closing.
+"""Fills and exits: protection, fills of every order, stop moves, resizing, closing.
 
 Rules this module keeps:
 - The stop lives on the exchange, sized to the remaining position; take-profits
   carry exact quantities (TP1 is 60 % of the size, never "close position").
 - A stop is moved by placing the new one first and cancelling the old one after,
   so the position is never without a resting stop; it only ever tightens.
+- A refused order is final (REJECTED): it never stands in for a resting one. A
+  refused trailing move whose price the market has already passed closes the
+  runner at market; any other refused move keeps the resting stop, resized.
+- After any size change every exit order is re-sized to what remains.
 - If no stop can be placed, the position is closed (reduce-only market) and the
   reason recorded: an open position without a stop is the one thing not allowed.
+- A fill is never dropped: one that closes more than its own position holds is
+  attributed to the symbol's other positions, or recorded and alerted.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
+import contextlib
 from collections.abc import Callable, Coroutine
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from datetime import timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from warden.domain.alerts import AlertKind
 from warden.domain.errors import InvalidFill
 from warden.domain.events import Event, EventKind
 from warden.domain.orders import Fill, Order, OrderStatus
@@ -25,9 +33,18 @@ from warden.domain.plan import levels_for, tighter
 from warden.domain.position import ExitReason, Position, PositionStatus
 from warden.domain.reports import FillReport, OrderReport
 from warden.domain.ticks import TickIndex
-from warden.domain.values import ClientOrderId, OrderRole, OrderType, PositionId, Symbol
+from warden.domain.values import (
+    ZERO,
+    ClientOrderId,
+    OrderRole,
+    OrderType,
+    PositionId,
+    Symbol,
+    TradeId,
+    client_order_id,
+    parse_client_order_id,
+)
 from warden.ports import (
-    Alert,
     ExchangeError,
     ExchangeTimeout,
     ExchangeUnavailable,
@@ -35,42 +52,86 @@ from warden.ports import (
     OrderRejected,
     StoreUnavailable,
 )
-
-if TYPE_CHECKING:
-    from warden.service.engine import Engine
+from warden.service.context import Context
+from warden.service.gateway import Found, Gateway, NotFound
 
 EXIT_ROLES = (OrderRole.STOP, OrderRole.TP1, OrderRole.TP2)
-FollowUp = Callable[[PositionId], Coroutine[Any, Any, None]]
+FollowUp = Callable[[PositionId], Coroutine[Any, Any, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Placed:
+    """The outcome of sending one order with retries."""
+
+    report: OrderReport | None
+    why: str = ""
+    rejected: bool = False
+    """The exchange definitely refused it (final); else it was not placed or is unknown."""
+    unknown: bool = False
+    """Timed out and could not be looked up: the order may rest; it stays PENDING."""
+
+
+def make_intent(
+    ctx: Context,
+    position: Position,
+    role: OrderRole,
+    seq: int,
+    type_: OrderType,
+    qty: Decimal,
+    trigger: Decimal | None = None,
+) -> Order:
+    """An order intent with its deterministic client id; it is committed before it is sent."""
+    side = position.side.entry_side if role is OrderRole.ENTRY else position.side.exit_side
+    return Order(
+        client_order_id=client_order_id(position.id, role, seq, ctx.config.installation_id),
+        position_id=position.id,
+        role=role,
+        symbol=position.symbol,
+        side=side,
+        type=type_,
+        qty=qty,
+        trigger_price=trigger,
+        reduce_only=role is not OrderRole.ENTRY,
+        status=OrderStatus.PENDING,
+        created_at=ctx.clock.now(),
+    )
 
 
 class ExitManager:
-    def __init__(self, engine: Engine) -> None:
-        self.e = engine
-        self.exit_seen: dict[PositionId, asyncio.Event] = defaultdict(asyncio.Event)
+    def __init__(self, ctx: Context, gateway: Gateway) -> None:
+        self.ctx = ctx
+        self.gw = gateway
+        self.ledger = ctx.ledger
         self.unprotected_seconds: list[float] = []
         self._exposed_since: dict[PositionId, float] = {}
         self.recovery_started: float | None = None
         self._moving: set[PositionId] = set()
         self._rerun: set[PositionId] = set()
         self._cancelling: set[ClientOrderId] = set()
-        self._close_reasons: dict[PositionId, str] = {}
         self._persisted_marks: dict[PositionId, tuple[Decimal | None, Decimal, Decimal, Decimal | None]] = {}
-        ledger = engine.ledger
+        self._arming: dict[Symbol, tuple[Decimal, Decimal]] = {}
         self.index = TickIndex(
-            engine.instruments,
-            members=lambda symbol: ledger.by_symbol.get(symbol, ()),
-            get=ledger.positions.__getitem__,
-            put=ledger.put_marks,
+            ctx.instruments,
+            members=lambda symbol: self.ledger.by_symbol.get(symbol, ()),
+            get=self.ledger.positions.__getitem__,
+            put=self.ledger.put_marks,
         )
-        ledger.before_change = self.index.before_change
+        self.ledger.before_change = self._before_change
+
+    def _before_change(self, symbol: Symbol, pid: PositionId, joining: bool) -> None:
+        self.index.before_change(symbol, pid, joining)
+        self._arming.pop(symbol, None)
+
+    def _lock(self, pid: PositionId) -> asyncio.Lock:
+        return self.ctx.locks.position(pid)
 
     # ------------------------------------------------------------ protection
 
     async def protect(self, pid: PositionId) -> Position:
         """Place whatever exit orders are missing; close the position if the stop cannot rest."""
-        e = self.e
-        async with e.lock(pid):
-            pos = e.ledger.positions[pid]
+        ctx = self.ctx
+        async with self._lock(pid):
+            pos = self.ledger.positions[pid]
             if pos.status not in (PositionStatus.OPEN, PositionStatus.PROTECTED) or pos.entry_price is None:
                 return pos
             if pos.remaining <= 0:
@@ -80,25 +141,30 @@ class ExitManager:
                 return await self._mark_protected(pos)
             seq = pos.stop_seq + 1
             levels = levels_for(
-                pos.plan, pos.side, pos.entry_price, pos.filled_qty, e.instruments[pos.symbol], pos.stop_price
+                pos.plan,
+                pos.side,
+                pos.entry_price,
+                pos.filled_qty,
+                ctx.instruments[pos.symbol],
+                pos.stop_price,
             )
             staged = replace(pos.with_levels(levels), stop_seq=seq)
             intents = [self._exit_intent(staged, role, seq) for role in orders]
             intents = [o for o in intents if o.qty > 0]
-            pos = await e.ledger.commit(pos, staged, orders=intents)
-        results = await asyncio.gather(*(self._place(o) for o in intents))
+            pos = await self.ledger.commit(pos, staged, orders=intents)
+        results = await asyncio.gather(*(self.place(o) for o in intents))
         return await self._record_protection(pid, intents, results)
 
     async def _mark_protected(self, pos: Position) -> Position:
         """Every exit rests (e.g. found so by recovery): record the protection if not yet recorded."""
-        stop = self.e.ledger.current_stop(pos.id)
+        stop = self.ledger.current_stop(pos.id)
         if pos.status is not PositionStatus.OPEN or stop is None or stop.status is not OrderStatus.OPEN:
             return pos
         new = pos.transition(PositionStatus.PROTECTED)
-        return await self.e.ledger.commit(pos, new, events=[self._protected_event(pos.id)])
+        return await self.ledger.commit(pos, new, events=[self._protected_event(pos)])
 
     def _missing_exits(self, pos: Position) -> list[OrderRole]:
-        live = {o.role for o in self.e.ledger.live_orders(pos.id)}
+        live = {o.role for o in self.ledger.live_orders(pos.id)}
         missing = [] if OrderRole.STOP in live else [OrderRole.STOP]
         if not pos.tp1_hit and OrderRole.TP1 not in live:
             missing.append(OrderRole.TP1)
@@ -108,31 +174,50 @@ class ExitManager:
 
     def _exit_intent(self, pos: Position, role: OrderRole, seq: int) -> Order:
         if role is OrderRole.STOP:
-            return self.e.intent(pos, role, seq, OrderType.STOP_MARKET, pos.remaining, pos.stop_price)
-        price, qty = (pos.tp1_price, pos.tp1_qty) if role is OrderRole.TP1 else (pos.tp2_price, pos.tp2_qty)
-        return self.e.intent(pos, role, seq, OrderType.TAKE_PROFIT_MARKET, min(qty, pos.remaining), price)
+            return make_intent(self.ctx, pos, role, seq, OrderType.STOP_MARKET, pos.remaining, pos.stop_price)
+        qty = self._tp_qty(pos, role)
+        price = pos.tp1_price if role is OrderRole.TP1 else pos.tp2_price
+        return make_intent(self.ctx, pos, role, seq, OrderType.TAKE_PROFIT_MARKET, qty, price)
+
+    def _tp_qty(self, pos: Position, role: OrderRole) -> Decimal:
+        """A take-profit's quantity: its planned size, never more than what the other exits leave."""
+        if role is OrderRole.TP1:
+            return ZERO if pos.tp1_hit else min(pos.tp1_qty, pos.remaining)
+        if pos.tp2_hit:
+            return ZERO
+        tp1 = ZERO if pos.tp1_hit else min(pos.tp1_qty, pos.remaining)
+        return max(ZERO, min(pos.tp2_qty, pos.remaining - tp1))
 
     async def _record_protection(
-        self, pid: PositionId, intents: list[Order], results: list[tuple[OrderReport | None, str]]
+        self, pid: PositionId, intents: list[Order], results: list[Placed]
     ) -> Position:
-        e = self.e
+        ctx = self.ctx
         stop_failed: str | None = None
-        async with e.lock(pid):
-            pos = e.ledger.positions[pid]
-            now = e.clock.now()
+        async with self._lock(pid):
+            pos = self.ledger.positions[pid]
+            now = ctx.clock.now()
             orders, events = [], []
-            for intent, (report, why) in zip(intents, results, strict=True):
-                current = e.ledger.orders[intent.client_order_id]
-                if report is None:
-                    orders.append(current.with_status(OrderStatus.REJECTED))
+            for intent, placed in zip(intents, results, strict=True):
+                current = self.ledger.orders[intent.client_order_id]
+                if placed.report is None:
+                    if not placed.unknown:
+                        orders.append(current.advance(OrderStatus.REJECTED))
                     events.append(
-                        Event(EventKind.PROTECTION_FAILED, now, pid, f"{intent.role} not placed: {why}")
+                        Event(
+                            EventKind.PROTECTION_FAILED, now, pid, f"{intent.role} not placed: {placed.why}"
+                        )
                     )
                     if intent.role is OrderRole.STOP:
-                        stop_failed = why
+                        stop_failed = placed.why
                     continue
-                status = current.status if current.status.terminal else report.status
-                orders.append(current.with_status(status, exchange_order_id=report.exchange_order_id))
+                report = placed.report
+                orders.append(
+                    current.advance(
+                        report.status,
+                        exchange_order_id=report.exchange_order_id,
+                        filled_qty=report.filled_qty,
+                    )
+                )
                 events.append(
                     Event(
                         EventKind.EXIT_ORDER_PLACED,
@@ -149,12 +234,10 @@ class ExitManager:
             new = pos
             if stop_failed is None and pos.status is PositionStatus.OPEN and pos.remaining > 0:
                 new = pos.transition(PositionStatus.PROTECTED)
-                events.append(self._protected_event(pid))
-            pos = await e.ledger.commit(pos, new, orders=orders, events=events)
+                events.append(self._protected_event(pos))
+            pos = await self.ledger.commit(pos, new, orders=orders, events=events)
         if stop_failed is not None and pos.is_active and pos.remaining > 0:
-            await e.notifier.notify(
-                Alert("critical", "stop could not be placed", f"closing {pos.symbol}: {stop_failed}", pid)
-            )
+            await ctx.notify(AlertKind.PROTECTION_FAILED, f"closing {pos.symbol}: {stop_failed}", pid)
             return await self.close(pid, ExitReason.PROTECTION_FAILED)
         return pos
 
@@ -162,87 +245,221 @@ class ExitManager:
         """Start (or keep) timing how long `pid` is without a resting stop."""
         self._exposed_since.setdefault(pid, since)
 
-    def _protected_event(self, pid: PositionId) -> Event:
-        started = self._exposed_since.pop(pid, None)
-        seconds = 0.0 if started is None else max(0.0, self.e.clock.monotonic() - started)
+    def _protected_event(self, pos: Position) -> Event:
+        ctx = self.ctx
+        started = self._exposed_since.pop(pos.id, None)
+        if started is None:
+            # No start was seen by this process (e.g. the fill happened while it was down):
+            # count from the position's opening, an upper bound, never an optimistic 0.
+            seconds = max(0.0, (ctx.clock.now() - pos.opened_at).total_seconds())
+        else:
+            seconds = max(0.0, ctx.clock.monotonic() - started)
         self.unprotected_seconds.append(seconds)
-        if seconds > self.e.config.protection_window:
-            message = f"stop rested {seconds:.2f}s after the fill (window {self.e.config.protection_window}s)"
-            self.e.spawn(self.e.notifier.notify(Alert("warning", "slow protection", message, pid)))
+        if seconds > ctx.config.protection_window:
+            message = f"stop rested {seconds:.2f}s after the fill (window {ctx.config.protection_window}s)"
+            ctx.alert(AlertKind.SLOW_PROTECTION, message, pos.id)
         return Event(
             EventKind.POSITION_PROTECTED,
-            self.e.clock.now(),
-            pid,
+            ctx.clock.now(),
+            pos.id,
             f"stop resting after {seconds:.3f}s",
             {"unprotected_seconds": f"{seconds:.6f}"},
         )
 
-    async def _place(self, order: Order) -> tuple[OrderReport | None, str]:
+    async def place(self, order: Order) -> Placed:
         """Send with retries; a timeout is looked up by client order id before any resend."""
-        e = self.e
+        ctx = self.ctx
         why = "no attempt made"
-        for attempt in range(e.config.protect_attempts):
+        unknown = False
+        for attempt in range(ctx.config.protect_attempts):
             try:
-                return await e.send(order), ""
+                return Placed(await self.gw.send(order))
             except OrderRejected as exc:
-                return None, f"rejected: {exc}"
+                return Placed(None, f"rejected: {exc}", rejected=True)
             except ExchangeUnavailable as exc:
-                why = f"exchange unavailable: {exc}"
+                why, unknown = f"exchange unavailable: {exc}", False
             except ExchangeTimeout:
-                found = await e.lookup(order)
-                if isinstance(found, OrderReport):
-                    return found, ""
-                why = "timed out and not found"
-            await e.clock.sleep(e.config.retry_backoff * (attempt + 1))
-        return None, why
+                found = await self.gw.lookup(order)
+                if isinstance(found, Found):
+                    return Placed(found.report)
+                if isinstance(found, NotFound):
+                    why, unknown = "timed out and not found", False
+                else:
+                    why, unknown = "timed out and could not be looked up", True
+            await ctx.clock.sleep(ctx.config.retry_backoff * (attempt + 1))
+        return Placed(None, why, unknown=unknown)
 
     # ------------------------------------------------------------------ fills
 
     async def apply_fill(self, order: Order, report: FillReport) -> None:
-        e = self.e
+        """Apply one execution of a known order through the position's state machine."""
         pid = order.position_id
         follow: FollowUp | None = None
-        async with e.lock(pid):
-            pos = e.ledger.positions[pid]
-            order = e.ledger.orders[order.client_order_id]
+        spill = ZERO
+        closed_now = False
+        async with self._lock(pid):
+            pos = self.ledger.positions.get(pid)
+            if pos is None:
+                return
+            order = self.ledger.orders[order.client_order_id]
             if report.trade_id in pos.applied_trades:
                 return
+            fill = self._fill(order, report, report.qty, report.trade_id)
+            if pos.status.terminal:
+                spill = report.qty if order.role.is_exit else ZERO
+                if not spill:
+                    await self.ledger.record(
+                        Event(
+                            EventKind.RECONCILE,
+                            self.ctx.clock.now(),
+                            pid,
+                            f"fill {fill.trade_id} after {pos.status}",
+                        )
+                    )
+            else:
+                if order.role.is_exit and report.qty > pos.remaining:
+                    spill = report.qty - pos.remaining
+                    fill = replace(fill, qty=pos.remaining)
+                if fill.qty > 0:
+                    try:
+                        new = (
+                            pos.mark(fill.price).apply_fill(fill)
+                            if order.role.is_exit
+                            else pos.apply_fill(fill)
+                        )
+                    except InvalidFill as exc:
+                        await self.ledger.record(
+                            Event(EventKind.RECONCILE, self.ctx.clock.now(), pid, str(exc))
+                        )
+                        await self.ctx.notify(AlertKind.FILL_MISMATCH, str(exc), pid)
+                        return
+                    new, events, follow = self._after_fill(pos, new, order, fill)
+                    closed_now = not new.is_active
+                    await self.ledger.commit(
+                        pos, new, orders=[self._filled(order, fill)], fills=[fill], events=events
+                    )
+        self.ctx.seen[pid].set()
+        if spill > 0:
+            await self.attribute(order.position_id, order.client_order_id, report, spill)
+        if follow is not None:
+            self.ctx.tasks.spawn(follow(pid))
+        closed = self.ledger.positions.get(pid)
+        if closed is not None and not closed.is_active and closed_now:
+            kind = AlertKind.STOP_FILLED if order.role is OrderRole.STOP else AlertKind.POSITION_CLOSED
+            pnl = f"{closed.realized_pnl:.4f}"
+            message = f"{closed.symbol} {closed.side} closed ({closed.exit_reason}), realized {pnl}"
+            await self.ctx.notify(kind, message, pid)
+
+    def _fill(self, order: Order, report: FillReport, qty: Decimal, trade_id: TradeId) -> Fill:
+        return Fill(
+            trade_id=trade_id,
+            client_order_id=order.client_order_id,
+            position_id=order.position_id,
+            role=order.role,
+            symbol=order.symbol,
+            side=report.side,
+            qty=qty,
+            price=report.price,
+            fee=report.fee if qty == report.qty else report.fee * qty / report.qty,
+            at=report.at,
+        )
+
+    async def attribute_orphan_fill(self, report: FillReport) -> None:
+        """A fill of an exit order of a position that already finished: it reduced something else."""
+        parsed = parse_client_order_id(report.client_order_id)
+        if parsed is not None:
+            await self.attribute(parsed[0], ClientOrderId(report.client_order_id), report, report.qty)
+
+    async def attribute(
+        self, source: PositionId, cid: ClientOrderId, report: FillReport, qty: Decimal
+    ) -> None:
+        """A reducing fill larger than its own position (a stale exit order): the excess reduced
+        the symbol's other positions (one-way mode nets them). Apply it to them, newest first, as
+        outside reductions; whatever no position holds is recorded and alerted, never dropped."""
+        ctx = self.ctx
+        left = qty
+        candidates = sorted(
+            (
+                p
+                for p in self.ledger.active_positions()
+                if p.symbol == report.symbol and p.id != source and p.side.exit_side is report.side
+            ),
+            key=lambda p: (p.opened_at, p.id),
+            reverse=True,
+        )
+        for other in candidates:
+            if left <= 0:
+                break
+            part = await self._reduce_by_stale_order(other.id, cid, report, left)
+            if part <= 0:
+                continue
+            left -= part
+            message = f"{part} of {other.symbol} closed by {cid} ({report.trade_id}), not its own"
+            await ctx.notify(AlertKind.FILL_MISMATCH, message, other.id)
+            after = self.ledger.positions[other.id]
+            ctx.tasks.spawn(self.resize(other.id) if after.is_active else self.cancel_exits(other.id))
+        if left > 0:
+            message = (
+                f"{cid} filled {report.qty} ({report.trade_id}); "
+                f"{left} of it fits no open position: reconciliation takes the exchange's size"
+            )
+            await self.ledger.record(
+                Event(
+                    EventKind.RECONCILE,
+                    ctx.clock.now(),
+                    None,
+                    message,
+                    {"trade_id": report.trade_id, "qty": str(left), "symbol": report.symbol},
+                )
+            )
+            await ctx.notify(AlertKind.FILL_MISMATCH, message, None)
+
+    async def _reduce_by_stale_order(
+        self, pid: PositionId, cid: ClientOrderId, report: FillReport, left: Decimal
+    ) -> Decimal:
+        ctx = self.ctx
+        async with self._lock(pid):
+            pos = self.ledger.positions[pid]
+            trade = TradeId(f"{report.trade_id}:{pos.id}")
+            if not pos.is_active or pos.remaining <= 0 or trade in pos.applied_trades:
+                return ZERO
+            part = min(left, pos.remaining)
             fill = Fill(
-                trade_id=report.trade_id,
-                client_order_id=order.client_order_id,
-                position_id=pid,
-                role=order.role,
-                symbol=order.symbol,
+                trade_id=trade,
+                client_order_id=cid,
+                position_id=pos.id,
+                role=OrderRole.CLOSE,
+                symbol=pos.symbol,
                 side=report.side,
-                qty=report.qty,
+                qty=part,
                 price=report.price,
-                fee=report.fee,
+                fee=report.fee * part / report.qty,
                 at=report.at,
             )
-            if pos.status.terminal:
-                await e.ledger.record(
-                    Event(EventKind.RECONCILE, e.clock.now(), pid, f"fill {fill.trade_id} after {pos.status}")
+            new = pos.apply_fill(fill)
+            now = ctx.clock.now()
+            events = [
+                Event(
+                    EventKind.EXIT_FILL,
+                    now,
+                    pos.id,
+                    f"{part} @ {report.price} by {cid} of another position",
+                    {"trade_id": trade, "qty": str(part), "price": str(report.price), "role": "close"},
                 )
-                return
-            try:
-                new = pos.apply_fill(fill)
-            except InvalidFill as exc:
-                await e.ledger.record(Event(EventKind.RECONCILE, e.clock.now(), pid, str(exc)))
-                await e.notifier.notify(Alert("warning", "fill does not fit", str(exc), pid))
-                return
-            new, events, follow = self._after_fill(pos, new, order, fill)
-            await e.ledger.commit(pos, new, orders=[self._filled(order, fill)], fills=[fill], events=events)
-        self.exit_seen[pid].set()
-        if follow is not None:
-            e.spawn(follow(pid))
-        if not new.is_active:
-            msg = f"{new.symbol} {new.side} closed ({new.exit_reason}), realized {new.realized_pnl:.4f}"
-            await e.notifier.notify(Alert("info", "position closed", msg, pid))
+            ]
+            if new.remaining <= 0:
+                new = new.closed(ExitReason.EXTERNAL, now)
+                events.append(
+                    Event(EventKind.POSITION_CLOSED, now, pos.id, "closed by another position's stale order")
+                )
+            await self.ledger.commit(pos, new, fills=[fill], events=events)
+            return part
 
     def _after_fill(
         self, pos: Position, new: Position, order: Order, fill: Fill
     ) -> tuple[Position, list[Event], FollowUp | None]:
-        now = self.e.clock.now()
+        ctx = self.ctx
+        now = ctx.clock.now()
         data = {
             "trade_id": fill.trade_id,
             "qty": str(fill.qty),
@@ -252,16 +469,25 @@ class ExitManager:
         if order.role is OrderRole.ENTRY:
             if new.status is PositionStatus.OPENING:
                 new = new.transition(PositionStatus.OPEN)
-            self._exposed_since.setdefault(pos.id, self.e.clock.monotonic())
-            return new, [Event(EventKind.ENTRY_FILLED, now, pos.id, f"{fill.qty} @ {fill.price}", data)], None
+            self._exposed_since.setdefault(pos.id, ctx.clock.monotonic())
+            follow = self.resize if pos.status in (PositionStatus.OPEN, PositionStatus.PROTECTED) else None
+            return (
+                new,
+                [Event(EventKind.ENTRY_FILLED, now, pos.id, f"{fill.qty} @ {fill.price}", data)],
+                follow,
+            )
         events = [Event(EventKind.EXIT_FILL, now, pos.id, f"{order.role} {fill.qty} @ {fill.price}", data)]
         if new.tp1_hit and not pos.tp1_hit:
             events.append(Event(EventKind.TP1_HIT, now, pos.id, f"TP1 closed {fill.qty}"))
+            ctx.alert(AlertKind.TP_FILLED, f"{pos.symbol} TP1 closed {fill.qty} @ {fill.price}", pos.id)
         if new.tp2_hit and not pos.tp2_hit:
             events.append(Event(EventKind.TP2_HIT, now, pos.id, f"TP2 closed {fill.qty}"))
             events.append(Event(EventKind.TRAILING_ARMED, now, pos.id, "runner trails from here"))
+            ctx.alert(
+                AlertKind.RUNNER_ARMED, f"{pos.symbol} TP2 closed {fill.qty}; the runner trails", pos.id
+            )
         if new.remaining <= 0:
-            reason = self._close_reasons.pop(pos.id, None) or new.exit_reason_for(order.role).value
+            reason = self._exit_reason(pos, order)
             new = new.closed(reason, now)
             events.append(
                 Event(
@@ -272,73 +498,168 @@ class ExitManager:
                     {"reason": reason, "realized_pnl": str(new.realized_pnl)},
                 )
             )
-            return new, events, self.cancel_exits
+            # A close() in progress cancels the exits itself once it sees the position flat.
+            return new, events, None if order.role is OrderRole.CLOSE else self.cancel_exits
         if order.role in (OrderRole.TP1, OrderRole.TP2) and new.status is not PositionStatus.CLOSING:
-            return new, events, self.move_stop
+            return new, events, self.resize
         return new, events, None
+
+    def _exit_reason(self, pos: Position, order: Order) -> str:
+        """Why a position went flat: a close keeps the reason it was asked with (stored on the
+        position when CLOSING); a stop that never trailed is a plain stop."""
+        if order.role is OrderRole.CLOSE and pos.exit_reason:
+            return pos.exit_reason
+        if order.role is OrderRole.STOP:
+            trailed = (
+                pos.trailing_active and order.trigger_price is not None and self._moved_after_tp2(pos, order)
+            )
+            return ExitReason.TRAILING_STOP if trailed else ExitReason.STOP
+        return pos.exit_reason_for(order.role).value
+
+    def _moved_after_tp2(self, pos: Position, order: Order) -> bool:
+        tp2 = next((o for o in self.ledger.orders_of(pos.id) if o.role is OrderRole.TP2), None)
+        return tp2 is None or order.created_at > tp2.created_at
 
     @staticmethod
     def _filled(order: Order, fill: Fill) -> Order:
         total = order.filled_qty + fill.qty
         avg = ((order.avg_price or Decimal(0)) * order.filled_qty + fill.price * fill.qty) / total
         status = OrderStatus.FILLED if total >= order.qty else OrderStatus.OPEN
-        if order.status.terminal:
-            status = order.status
-        return order.with_status(status, filled_qty=total, avg_price=avg)
+        if order.status is OrderStatus.PENDING and status is OrderStatus.OPEN:
+            status = OrderStatus.OPEN
+        return order.advance(status, filled_qty=total, avg_price=avg)
+
+    async def catch_up(self, pid: PositionId, cids: set[ClientOrderId] | None = None) -> list[FillReport]:
+        """Read the symbol's fills since the position opened and apply those of its orders (all
+        known orders when `cids` is None); returns every fill read. Raises if the exchange fails."""
+        position = self.ledger.positions[pid]
+        since = position.opened_at - timedelta(minutes=1)
+        fills = await self.gw.fills(position.symbol, since)
+        for report in fills:
+            cid = ClientOrderId(report.client_order_id)
+            order = self.ledger.orders.get(cid)
+            if order is not None and (cids is None or cid in cids):
+                await self.apply_fill(order, report)
+        return fills
+
+    async def fetch_fills_for(self, pid: PositionId, cids: set[ClientOrderId]) -> None:
+        """Apply fills of these orders the stream missed; a failed query is retried by whoever asks again."""
+        with contextlib.suppress(ExchangeError):
+            await self.catch_up(pid, cids)
+
+    def applied(self, cid: ClientOrderId) -> Decimal:
+        order = self.ledger.orders.get(cid)
+        return order.filled_qty if order else ZERO
+
+    async def wait_for_fills(self, pid: PositionId, cid: ClientOrderId, qty: Decimal, seconds: float) -> None:
+        """Wait up to `seconds` for `qty` of order `cid` to be applied (the stream usually brings
+        it); then read REST fills for whatever is still missing."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        seen = self.ctx.seen[pid]
+        while self.applied(cid) < qty and loop.time() < deadline:
+            seen.clear()
+            if self.applied(cid) >= qty:
+                break
+            try:
+                async with asyncio.timeout(max(0.0, deadline - loop.time())):
+                    await seen.wait()
+            except TimeoutError:
+                break
+        if self.applied(cid) < qty:
+            await self.fetch_fills_for(pid, {cid})
+
+    async def work_order(
+        self, order: Order, report: OrderReport | None, seconds: float
+    ) -> OrderReport | None:
+        """An order acknowledged but not (fully) filled is *working*: wait for its fills up to
+        `seconds` (stream, lookups, REST fills); returns the newest report, None if never seen."""
+        ctx = self.ctx
+        pid, cid = order.position_id, order.client_order_id
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        pause = ctx.config.retry_backoff
+        while True:
+            if report is not None and report.status.terminal:
+                if report.filled_qty > self.applied(cid):
+                    await self.wait_for_fills(pid, cid, report.filled_qty, ctx.config.fill_wait)
+                return report
+            left = deadline - loop.time()
+            if left <= 0:
+                return report
+            seen = ctx.seen[pid]
+            seen.clear()
+            try:
+                async with asyncio.timeout(min(left, max(pause, 0.05))):
+                    await seen.wait()
+            except TimeoutError:
+                pass
+            pause = min(pause * 2, 2.0)
+            current = self.ledger.orders.get(cid)
+            if current is not None and current.status.terminal and current.filled_qty >= current.qty:
+                return report
+            found = await self.gw.lookup(order, attempts=1)
+            if isinstance(found, Found):
+                report = found.report
 
     async def on_order_report(self, order: Order, report: OrderReport) -> None:
-        e = self.e
         cid = order.client_order_id
         if report.status in (OrderStatus.CANCELED, OrderStatus.REJECTED):
             if cid in self._cancelling or not order.status.live or order.role not in EXIT_ROLES:
                 return
             await self._exit_vanished(order, report)
         elif report.status is OrderStatus.OPEN and order.status is OrderStatus.PENDING:
-            e.ledger.note_order(
-                order.with_status(OrderStatus.OPEN, exchange_order_id=report.exchange_order_id)
+            self.ledger.note_order(
+                order.advance(OrderStatus.OPEN, exchange_order_id=report.exchange_order_id)
             )
-        elif (
-            report.status is OrderStatus.FILLED
-            and report.filled_qty > order.filled_qty
-            and order.role.is_exit
-        ):
-            e.spawn(e.wait_for_fills(order.position_id, cid, report.filled_qty, entry=False))
+        elif report.status is OrderStatus.FILLED and report.filled_qty > order.filled_qty:
+            self.ctx.tasks.spawn(
+                self.wait_for_fills(order.position_id, cid, report.filled_qty, self.ctx.config.fill_wait)
+            )
 
     async def _exit_vanished(self, order: Order, report: OrderReport) -> None:
         """An exit order was cancelled by someone else: re-place it (the stop at once)."""
-        e = self.e
+        ctx = self.ctx
         pid = order.position_id
-        async with e.lock(pid):
-            pos = e.ledger.positions[pid]
-            current = e.ledger.orders[order.client_order_id]
-            if not current.status.live:
+        async with self._lock(pid):
+            pos = self.ledger.positions.get(pid)
+            if pos is None:
                 return
-            was_stop = current.role is OrderRole.STOP and e.ledger.current_stop(pid) == current
+            current = self.ledger.orders[order.client_order_id]
+            if not current.status.live or not pos.is_active:
+                return
+            was_stop = current.role is OrderRole.STOP and self.ledger.current_stop(pid) == current
             new = pos
             events = [
                 Event(
                     EventKind.PROTECTION_LOST,
-                    e.clock.now(),
+                    ctx.clock.now(),
                     pid,
                     f"{order.role} {report.status} outside warden",
                 )
             ]
             if was_stop and pos.status is PositionStatus.PROTECTED and pos.remaining > 0:
                 new = pos.transition(PositionStatus.OPEN)
-                self._exposed_since[pid] = e.clock.monotonic()
-            await e.ledger.commit(pos, new, orders=[current.with_status(report.status)], events=events)
-        if new.is_active and new.remaining > 0:
+                self._exposed_since[pid] = ctx.clock.monotonic()
+            await self.ledger.commit(pos, new, orders=[current.advance(report.status)], events=events)
+        if new.is_active and new.remaining > 0 and new.status is not PositionStatus.CLOSING:
             if was_stop:
-                await e.notifier.notify(
-                    Alert("warning", "stop removed outside warden", "re-placing it now", pid)
+                await ctx.notify(
+                    AlertKind.STOP_REMOVED, "stop removed outside warden: re-placing it now", pid
                 )
-            e.spawn(self.protect(pid))
+            ctx.tasks.spawn(self.protect(pid))
 
     # ------------------------------------------------------------ stop moves
 
     def on_mark(self, symbol: Symbol, price: Decimal) -> None:
-        """A mark price: a few comparisons, unless a runner's threshold is crossed (domain/ticks.py)."""
+        """A mark price: a few comparisons, unless a threshold is crossed (domain/ticks.py)."""
         decisions = self.index.on_mark(symbol, price)
+        bounds = self._arming.get(symbol)
+        if bounds is None:
+            bounds = self._arming[symbol] = self._arming_bounds(symbol)
+        if price >= bounds[0] or price <= bounds[1]:
+            self._arming[symbol] = (NEVER_UP, NEVER_DOWN)
+            self.ctx.tasks.spawn(self.arm_levels(symbol, price))
         if not decisions:
             return
         for decision in decisions:
@@ -347,11 +668,62 @@ class ExitManager:
                 self._rerun.add(pid)
             else:
                 self._moving.add(pid)  # reserved here; move_stop takes it over
-                self.e.spawn(self.move_stop(pid, decision.stop_price, reserved=True))
+                self.ctx.tasks.spawn(self.move_stop(pid, decision.stop_price, reserved=True))
+
+    def _arming_bounds(self, symbol: Symbol) -> tuple[Decimal, Decimal]:
+        """Prices at which a take-profit too small to place (quantity rounded to zero) counts as
+        reached: TP1 then is "hit" with nothing to close, TP2 arms the runner all the same."""
+        up, down = NEVER_UP, NEVER_DOWN
+        for pid in self.ledger.by_symbol.get(symbol, ()):
+            pos = self.ledger.positions[pid]
+            for level in _unplaced_levels(pos):
+                if pos.side.sign > 0:
+                    up = min(up, level)
+                else:
+                    down = max(down, level)
+        return up, down
+
+    async def arm_levels(self, symbol: Symbol, price: Decimal) -> None:
+        ctx = self.ctx
+        for pid in list(self.ledger.by_symbol.get(symbol, ())):
+            async with self._lock(pid):
+                pos = self.ledger.positions.get(pid)
+                if pos is None or pos.status not in (PositionStatus.OPEN, PositionStatus.PROTECTED):
+                    continue
+                new, events = pos, []
+                now = ctx.clock.now()
+                for role, level in _unplaced_roles(pos):
+                    if (price - level) * pos.side.sign < 0:
+                        continue
+                    if role is OrderRole.TP1:
+                        new = replace(new, tp1_hit=True)
+                        events.append(
+                            Event(EventKind.TP1_HIT, now, pid, f"TP1 level {level} passed (nothing to close)")
+                        )
+                    else:
+                        new = replace(new, tp1_hit=True, tp2_hit=True, trailing_active=True)
+                        events.append(
+                            Event(
+                                EventKind.TRAILING_ARMED,
+                                now,
+                                pid,
+                                f"TP2 level {level} passed: the runner trails",
+                            )
+                        )
+                if new is pos:
+                    continue
+                new = new.mark(price)
+                await self.ledger.commit(pos, new, events=events)
+            if new.trailing_active and not pos.trailing_active:
+                await ctx.notify(
+                    AlertKind.RUNNER_ARMED, f"{pos.symbol}: TP2 level passed, the runner trails", pid
+                )
+            ctx.tasks.spawn(self.resize(pid))
+        self._arming.pop(symbol, None)
 
     async def flush_watermarks(self) -> None:
         """Persist peak/trough, MAE/MFE and last price of the positions whose marks moved, in one write."""
-        ledger = self.e.ledger
+        ledger = self.ledger
         moved = []
         for symbol in self.index.materialize_all():
             for pid in ledger.by_symbol.get(symbol, ()):
@@ -359,7 +731,7 @@ class ExitManager:
                 marks = (pos.watermark, pos.mae, pos.mfe, pos.last_price)
                 if self._persisted_marks.get(pid) != marks:
                     moved.append(pos)
-        if not moved or ledger.degraded:
+        if not moved or ledger.degraded or self.ctx.gate.standing_down:
             return
         try:
             await ledger.store.save_marks(moved)
@@ -367,6 +739,62 @@ class ExitManager:
             return  # the next flush writes them; transitions carry them too
         for pos in moved:
             self._persisted_marks[pos.id] = (pos.watermark, pos.mae, pos.mfe, pos.last_price)
+
+    async def resize(self, pid: PositionId) -> None:
+        """After any size change: the stop to what remains, then each take-profit to the plan."""
+        await self.move_stop(pid)
+        await self.resize_take_profits(pid)
+
+    async def resize_take_profits(self, pid: PositionId) -> None:
+        """Take-profits re-sized to what remains (cancel first: they are not protection, and two
+        reduce-only orders must never together exceed the position)."""
+        ctx = self.ctx
+        async with self._lock(pid):
+            pos = self.ledger.positions.get(pid)
+            if pos is None or pos.status not in (PositionStatus.OPEN, PositionStatus.PROTECTED):
+                return
+            wrong = [
+                o
+                for o in self.ledger.live_orders(pid)
+                if o.role in (OrderRole.TP1, OrderRole.TP2) and o.qty != self._tp_qty(pos, o.role)
+            ]
+        if not wrong:
+            return
+        cancelled = await asyncio.gather(*(self.cancel(o) for o in wrong))
+        async with self._lock(pid):
+            pos = self.ledger.positions[pid]
+            if not pos.is_active:
+                await self.ledger.commit(pos, pos, orders=cancelled)
+                return
+            seq = pos.stop_seq + 1
+            staged = replace(pos, stop_seq=seq)
+            intents = [
+                self._exit_intent(staged, o.role, seq) for o in wrong if o.status is not OrderStatus.FILLED
+            ]
+            intents = [o for o in intents if o.qty > 0]
+            event = Event(
+                EventKind.EXIT_ORDER_PLACED,
+                ctx.clock.now(),
+                pid,
+                "take-profits re-sized: " + ", ".join(f"{o.role} {o.qty}" for o in intents),
+            )
+            await self.ledger.commit(pos, staged, orders=[*cancelled, *intents], events=[event])
+        for order in cancelled:
+            self._cancelling.discard(order.client_order_id)
+        results = await asyncio.gather(*(self.place(o) for o in intents))
+        async with self._lock(pid):
+            pos = self.ledger.positions[pid]
+            updates = [
+                self.ledger.orders[o.client_order_id].advance(
+                    r.report.status, exchange_order_id=r.report.exchange_order_id
+                )
+                if r.report is not None
+                else self.ledger.orders[o.client_order_id].advance(OrderStatus.REJECTED)
+                for o, r in zip(intents, results, strict=True)
+                if r.report is not None or not r.unknown
+            ]
+            if updates:
+                await self.ledger.commit(pos, pos, orders=updates)
 
     async def move_stop(
         self, pid: PositionId, target: Decimal | None = None, *, reserved: bool = False
@@ -392,144 +820,268 @@ class ExitManager:
             self._moving.discard(pid)
 
     def _wants_trail(self, pid: PositionId) -> bool:
-        pos = self.e.ledger.positions.get(pid)
+        pos = self.ledger.positions.get(pid)
         if pos is None or not pos.is_active or pos.status is PositionStatus.CLOSING:
             return False
-        return pos.trailing_target(self.e.instruments[pos.symbol]) is not None
+        return pos.trailing_target(self.ctx.instruments[pos.symbol]) is not None
 
     async def _move_stop(self, pid: PositionId, target: Decimal | None) -> None:
-        e = self.e
-        async with e.lock(pid):
-            pos = e.ledger.positions[pid]
-            if pos.status not in (PositionStatus.OPEN, PositionStatus.PROTECTED) or pos.remaining <= 0:
+        ctx = self.ctx
+        async with self._lock(pid):
+            pos = self.ledger.positions.get(pid)
+            if pos is None or pos.status not in (PositionStatus.OPEN, PositionStatus.PROTECTED):
                 return
-            inst = e.instruments[pos.symbol]
+            if pos.remaining <= 0:
+                return
+            inst = ctx.instruments[pos.symbol]
+            self.index.materialize(pos.symbol)
+            pos = self.ledger.positions[pid]
             price = pos.stop_price
             assert price is not None
             for candidate in (target, pos.breakeven_target(), pos.trailing_target(inst)):
                 if candidate is not None:
                     price = tighter(pos.side, price, inst.round_price(candidate))
-            old = e.ledger.current_stop(pid)
+            old = self.ledger.current_stop(pid)
             if old is not None and old.qty == pos.remaining and old.trigger_price == price:
+                return
+            if old is None:  # no stop at all: protect() places whatever is missing
+                ctx.tasks.spawn(self.protect(pid))
                 return
             seq = pos.stop_seq + 1
             staged = replace(pos, stop_seq=seq)
-            intent = e.intent(staged, OrderRole.STOP, seq, OrderType.STOP_MARKET, pos.remaining, price)
-            await e.ledger.commit(pos, staged, orders=[intent])
-        report, why = await self._place(intent)
-        if report is None:
-            await e.ledger.record(
-                Event(EventKind.PROTECTION_FAILED, e.clock.now(), pid, f"stop move failed: {why}")
+            intent = make_intent(
+                ctx, staged, OrderRole.STOP, seq, OrderType.STOP_MARKET, pos.remaining, price
             )
-            if old is None:
-                e.spawn(self.protect(pid))
+            await self.ledger.commit(pos, staged, orders=[intent])
+        placed = await self.place(intent)
+        if placed.report is None:
+            await self._move_refused(pid, intent, old, placed)
             return
-        cancelled = await self._cancel(old) if old is not None else None
-        async with e.lock(pid):
-            pos = e.ledger.positions[pid]
-            placed = e.ledger.orders[intent.client_order_id]
-            placed = placed.with_status(
-                placed.status if placed.status.terminal else report.status,
-                exchange_order_id=report.exchange_order_id,
+        report = placed.report
+        cancelled = await self.cancel(old) if old is not None else None
+        async with self._lock(pid):
+            pos = self.ledger.positions[pid]
+            done = self.ledger.orders[intent.client_order_id].advance(
+                report.status, exchange_order_id=report.exchange_order_id
             )
-            orders = [placed] + ([cancelled] if cancelled is not None else [])
-            new = replace(pos, stop_price=price)
+            orders = [done] + ([cancelled] if cancelled is not None else [])
+            new = replace(pos, stop_price=price) if pos.is_active else pos
             if new.status is PositionStatus.OPEN and new.remaining > 0:
                 new = new.transition(PositionStatus.PROTECTED)
             event = Event(
                 EventKind.STOP_MOVED,
-                e.clock.now(),
+                ctx.clock.now(),
                 pid,
                 f"stop {old.trigger_price if old else None} -> {price} for {intent.qty}",
                 {"from": str(old.trigger_price if old else None), "to": str(price), "qty": str(intent.qty)},
             )
-            await e.ledger.commit(pos, new, orders=orders, events=[event])
+            await self.ledger.commit(pos, new, orders=orders, events=[event])
         if cancelled is not None:
             self._cancelling.discard(cancelled.client_order_id)
 
-    async def _cancel(self, order: Order) -> Order:
-        """Cancel one order; the stream's echo of it is not mistaken for an outside cancel."""
-        e = self.e
-        self._cancelling.add(order.client_order_id)
-        for attempt in range(e.config.protect_attempts):
-            try:
-                report = await e.query(
-                    e.exchange.cancel_order(order.symbol, order.client_order_id, order.type.conditional)
+    async def _move_refused(self, pid: PositionId, intent: Order, old: Order | None, placed: Placed) -> None:
+        """A stop move that did not rest. A refusal is final; the old stop keeps protecting.
+        If the market is already through the wanted price (a trailing stop that would trigger at
+        once), the runner is closed at market now instead of giving back the move."""
+        ctx = self.ctx
+        async with self._lock(pid):
+            pos = self.ledger.positions[pid]
+            orders = (
+                []
+                if placed.unknown
+                else [self.ledger.orders[intent.client_order_id].advance(OrderStatus.REJECTED)]
+            )
+            event = Event(
+                EventKind.PROTECTION_FAILED, ctx.clock.now(), pid, f"stop move failed: {placed.why}"
+            )
+            await self.ledger.commit(pos, pos, orders=orders, events=[event])
+        if not pos.is_active or pos.remaining <= 0:
+            return
+        mark = await self._mark(pos.symbol)
+        through = (
+            mark is not None
+            and intent.trigger_price is not None
+            and ((intent.trigger_price - mark) * pos.side.sign >= 0)
+        )
+        if placed.rejected and through:
+            message = (
+                f"{pos.symbol} stop {intent.trigger_price} is already through the market ({mark}): "
+                f"closing the {pos.remaining} at market"
+            )
+            await ctx.notify(AlertKind.RUNNER_CLOSED, message, pid)
+            await self.close(pid, ExitReason.TRAILING_STOP if pos.trailing_active else ExitReason.STOP)
+            return
+        await ctx.notify(
+            AlertKind.PROTECTION_FAILED, f"stop move refused ({placed.why}); the old stop stays", pid
+        )
+        if old is None:
+            ctx.tasks.spawn(self.protect(pid))
+        elif old.qty != pos.remaining and old.trigger_price is not None and placed.rejected:
+            # Keep the old price, but the size must still match what remains.
+            await self._resize_only(pid, old)
+
+    async def _resize_only(self, pid: PositionId, old: Order) -> None:
+        async with self._lock(pid):
+            pos = self.ledger.positions[pid]
+            if pos.status not in (PositionStatus.OPEN, PositionStatus.PROTECTED) or pos.remaining <= 0:
+                return
+            seq = pos.stop_seq + 1
+            staged = replace(pos, stop_seq=seq)
+            intent = make_intent(
+                self.ctx, staged, OrderRole.STOP, seq, OrderType.STOP_MARKET, pos.remaining, old.trigger_price
+            )
+            await self.ledger.commit(pos, staged, orders=[intent])
+        placed = await self.place(intent)
+        if placed.report is None:
+            async with self._lock(pid):
+                pos = self.ledger.positions[pid]
+                orders = (
+                    []
+                    if placed.unknown
+                    else [self.ledger.orders[intent.client_order_id].advance(OrderStatus.REJECTED)]
                 )
-                current = e.ledger.orders[order.client_order_id]
-                return current if current.status.terminal else current.with_status(report.status)
+                await self.ledger.commit(pos, pos, orders=orders)
+            return
+        cancelled = await self.cancel(old)
+        async with self._lock(pid):
+            pos = self.ledger.positions[pid]
+            done = self.ledger.orders[intent.client_order_id].advance(
+                placed.report.status, exchange_order_id=placed.report.exchange_order_id
+            )
+            event = Event(EventKind.STOP_MOVED, self.ctx.clock.now(), pid, f"stop resized to {intent.qty}")
+            await self.ledger.commit(pos, pos, orders=[done, cancelled], events=[event])
+        self._cancelling.discard(cancelled.client_order_id)
+
+    async def _mark(self, symbol: Symbol) -> Decimal | None:
+        """The newest mark price seen on the stream, else asked of the exchange."""
+        self.index.materialize(symbol)
+        for pid in self.ledger.by_symbol.get(symbol, ()):
+            last = self.ledger.positions[pid].last_price
+            if last is not None:
+                return last
+        try:
+            return await self.gw.mark_price(symbol)
+        except ExchangeError:
+            return None
+
+    async def cancel(self, order: Order) -> Order:
+        """Cancel one order; the stream's echo of it is not mistaken for an outside cancel."""
+        ctx = self.ctx
+        self._cancelling.add(order.client_order_id)
+        for attempt in range(ctx.config.protect_attempts):
+            try:
+                report = await self.gw.cancel(order.symbol, order.client_order_id, order.type.conditional)
+                return self._current(order).advance(report.status, filled_qty=report.filled_qty)
             except OrderNotFound:
-                current = e.ledger.orders[order.client_order_id]
-                return current if current.status.terminal else current.with_status(OrderStatus.CANCELED)
+                return self._current(order).advance(OrderStatus.CANCELED)
             except ExchangeError:
-                await e.clock.sleep(e.config.retry_backoff * (attempt + 1))
-        return e.ledger.orders[order.client_order_id]
+                await ctx.clock.sleep(ctx.config.retry_backoff * (attempt + 1))
+        return self._current(order)
+
+    def _current(self, order: Order) -> Order:
+        return self.ledger.orders.get(order.client_order_id, order)
 
     async def cancel_superseded_stops(self, pid: PositionId) -> None:
         """Stops older than the newest live one (a move cut short by a crash) are cancelled."""
-        e = self.e
-        current = e.ledger.current_stop(pid)
-        older = [o for o in e.ledger.live_orders(pid, OrderRole.STOP) if current is not None and o != current]
+        current = self.ledger.current_stop(pid)
+        older = [
+            o for o in self.ledger.live_orders(pid, OrderRole.STOP) if current is not None and o != current
+        ]
         if not older:
             return
-        cancelled = await asyncio.gather(*(self._cancel(o) for o in older))
-        async with e.lock(pid):
-            pos = e.ledger.positions[pid]
+        cancelled = await asyncio.gather(*(self.cancel(o) for o in older))
+        async with self._lock(pid):
+            pos = self.ledger.positions[pid]
             event = Event(
-                EventKind.STOP_MOVED, e.clock.now(), pid, f"cancelled {len(older)} superseded stop(s)"
+                EventKind.STOP_MOVED, self.ctx.clock.now(), pid, f"cancelled {len(older)} superseded stop(s)"
             )
-            await e.ledger.commit(pos, pos, orders=cancelled, events=[event])
+            await self.ledger.commit(pos, pos, orders=cancelled, events=[event])
         for order in cancelled:
             self._cancelling.discard(order.client_order_id)
 
     async def cancel_exits(self, pid: PositionId) -> None:
-        e = self.e
-        live = [o for o in e.ledger.live_orders(pid) if o.role in EXIT_ROLES]
+        """Cancel every live exit order of a position once (orders already being cancelled are left
+        to that cancel)."""
+        live = [
+            o
+            for o in self.ledger.live_orders(pid)
+            if o.role in EXIT_ROLES and o.client_order_id not in self._cancelling
+        ]
         if not live:
             return
-        cancelled = await asyncio.gather(*(self._cancel(o) for o in live))
-        async with e.lock(pid):
-            pos = e.ledger.positions[pid]
-            await e.ledger.commit(pos, pos, orders=cancelled)
+        cancelled = await asyncio.gather(*(self.cancel(o) for o in live))
+        async with self._lock(pid):
+            pos = self.ledger.positions.get(pid)
+            if pos is not None:
+                await self.ledger.commit(pos, pos, orders=cancelled)
         for order in cancelled:
             self._cancelling.discard(order.client_order_id)
 
     # ---------------------------------------------------------------- closing
 
     async def close(self, pid: PositionId, reason: str) -> Position:
-        """Reduce-only market for what remains; cancel the exits once flat."""
-        e = self.e
-        async with e.lock(pid):
-            pos = e.ledger.positions[pid]
+        """Reduce-only market for what remains; cancel the exits once flat.
+
+        An acknowledged close that has not filled yet is working: its fills are
+        awaited (up to `entry_deadline`) before it is judged failed.
+        """
+        ctx = self.ctx
+        async with self._lock(pid):
+            pos = self.ledger.positions[pid]
             if pos.status.terminal or pos.remaining <= 0:
                 return pos
-            seq = 1 + sum(1 for o in e.ledger.orders_of(pid) if o.role is OrderRole.CLOSE)
-            intent = e.intent(pos, OrderRole.CLOSE, seq, OrderType.MARKET, pos.remaining)
-            self._close_reasons[pid] = reason
-            event = Event(EventKind.CLOSE_REQUESTED, e.clock.now(), pid, f"close {pos.remaining}: {reason}")
-            await e.ledger.commit(
-                pos, pos.transition(PositionStatus.CLOSING), orders=[intent], events=[event]
-            )
-        report, why = await self._place(intent)
-        if report is not None and report.filled_qty > 0:
-            await e.wait_for_fills(pid, intent.client_order_id, report.filled_qty, entry=False)
-        pos = e.ledger.positions[pid]
+            seq = 1 + sum(1 for o in self.ledger.orders_of(pid) if o.role is OrderRole.CLOSE)
+            intent = make_intent(ctx, pos, OrderRole.CLOSE, seq, OrderType.MARKET, pos.remaining)
+            event = Event(EventKind.CLOSE_REQUESTED, ctx.clock.now(), pid, f"close {pos.remaining}: {reason}")
+            closing = replace(pos.transition(PositionStatus.CLOSING), exit_reason=reason)
+            await self.ledger.commit(pos, closing, orders=[intent], events=[event])
+        placed = await self.place(intent)
+        if placed.report is not None:
+            report = placed.report
+            if report.status.terminal:
+                await self.wait_for_fills(
+                    pid, intent.client_order_id, report.filled_qty, ctx.config.fill_wait
+                )
+            else:
+                await self.work_order(intent, report, ctx.config.entry_deadline)
+        pos = self.ledger.positions[pid]
         if pos.status is PositionStatus.CLOSED:
             await self.cancel_exits(pid)
-            return e.ledger.positions[pid]
-        return await self._close_failed(pid, why or "close order did not fill")
+            return self.ledger.positions[pid]
+        return await self._close_failed(pid, placed.why or "close order did not fill")
 
     async def _close_failed(self, pid: PositionId, why: str) -> Position:
-        e = self.e
-        async with e.lock(pid):
-            pos = e.ledger.positions[pid]
+        ctx = self.ctx
+        async with self._lock(pid):
+            pos = self.ledger.positions[pid]
             if pos.status is not PositionStatus.CLOSING:
                 return pos
-            self._close_reasons.pop(pid, None)
-            back = PositionStatus.PROTECTED if e.ledger.current_stop(pid) else PositionStatus.OPEN
-            event = Event(EventKind.PROTECTION_FAILED, e.clock.now(), pid, f"close failed: {why}")
-            pos = await e.ledger.commit(pos, pos.transition(back), events=[event])
-        await e.notifier.notify(Alert("critical", "close failed", f"{pos.symbol}: {why}", pid))
+            back = PositionStatus.PROTECTED if self.ledger.current_stop(pid) else PositionStatus.OPEN
+            event = Event(EventKind.PROTECTION_FAILED, ctx.clock.now(), pid, f"close failed: {why}")
+            pos = await self.ledger.commit(
+                pos, replace(pos.transition(back), exit_reason=None), events=[event]
+            )
+        await ctx.notify(AlertKind.CLOSE_FAILED, f"{pos.symbol}: {why}", pid)
         if back is PositionStatus.OPEN:
-            e.spawn(self.protect(pid))
+            ctx.tasks.spawn(self.protect(pid))
         raise ExchangeUnavailable(f"close of {pid} failed: {why}")
+
+
+NEVER_UP = Decimal("Infinity")
+NEVER_DOWN = Decimal("-Infinity")
+
+
+def _unplaced_roles(pos: Position) -> list[tuple[OrderRole, Decimal]]:
+    """Take-profit levels with nothing to place (quantity rounded to zero) not yet reached."""
+    out: list[tuple[OrderRole, Decimal]] = []
+    if pos.entry_price is None or pos.remaining <= 0:
+        return out
+    if not pos.tp1_hit and pos.tp1_qty == 0 and pos.tp1_price is not None:
+        out.append((OrderRole.TP1, pos.tp1_price))
+    if not pos.tp2_hit and not pos.trailing_active and pos.tp2_qty == 0 and pos.tp2_price is not None:
+        out.append((OrderRole.TP2, pos.tp2_price))
+    return out
+
+
+def _unplaced_levels(pos: Position) -> list[Decimal]:
+    return [level for _, level in _unplaced_roles(pos)]

@@ -13,22 +13,37 @@ from __future__ import annotations
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
+from typing import NoReturn
 
 import structlog
 
 from warden.domain.events import Event, EventKind
-from warden.domain.orders import Fill, Order
+from warden.domain.orders import Fill, Order, OrderStatus
 from warden.domain.position import Position
 from warden.domain.values import ClientOrderId, OrderRole, PositionId, Symbol, parse_client_order_id
-from warden.ports import Clock, DuplicateSignal, Store, StoreUnavailable, Transition, VersionConflict
+from warden.ports import (
+    Clock,
+    DuplicateSignal,
+    FencedOut,
+    Store,
+    StoreUnavailable,
+    Transition,
+    VersionConflict,
+)
+from warden.service.commands import NotHolder
 
 log = structlog.get_logger("warden.ledger")
+FORGOTTEN_LIMIT = 100_000
 
 
 class Ledger:
-    def __init__(self, store: Store, clock: Clock) -> None:
+    def __init__(self, store: Store, clock: Clock, check_may_act: Callable[[], None] = lambda: None) -> None:
         self.store = store
         self.clock = clock
+        self.check_may_act = check_may_act
+        """Raises (nothing written) when this engine is not the account's writer."""
+        self.forgotten: dict[PositionId, None] = {}
+        """Finished positions dropped from memory (bounded, oldest first): their late echoes are ignored."""
         self.positions: dict[PositionId, Position] = {}
         self.orders: dict[ClientOrderId, Order] = {}
         self.orders_by_position: dict[PositionId, dict[ClientOrderId, Order]] = defaultdict(dict)
@@ -38,6 +53,8 @@ class Ledger:
         self.last_store_error: str | None = None
         self.on_degraded: Callable[[str], None] | None = None
         self.before_change: Callable[[Symbol, PositionId, bool], None] | None = None
+        self.on_fenced: Callable[[str], None] | None = None
+        """Called when the database refuses a write because another engine took the lease."""
 
     @property
     def degraded(self) -> bool:
@@ -60,6 +77,7 @@ class Ledger:
         must_be_durable: bool = False,
     ) -> Position:
         """Write one transition, then apply it to memory; see the module docstring."""
+        self.check_may_act()
         expected = None if old is None else old.version
         new = replace(new, version=(0 if old is None else old.version) + 1)
         transition = Transition(new, expected, tuple(orders), tuple(fills), tuple(events))
@@ -75,11 +93,14 @@ class Ledger:
                     raise
                 self.pending.append(transition)
                 self._degrade(str(exc), new.id)
+            except FencedOut as exc:
+                self._fenced(exc)
         self._apply(transition)
         return new
 
     async def record(self, *events: Event) -> None:
         """Events with no position transition (alerts, engine state); queued if the DB is down."""
+        self.check_may_act()
         if self.pending or self.pending_events:
             self.pending_events.extend(events)
             return
@@ -88,6 +109,8 @@ class Ledger:
         except StoreUnavailable as exc:
             self.pending_events.extend(events)
             self._degrade(str(exc), None)
+        except FencedOut as exc:
+            self._fenced(exc)
 
     async def flush(self) -> bool:
         """Retry queued writes in order; True when nothing is left.
@@ -100,6 +123,8 @@ class Ledger:
             transition = self.pending[0]
             try:
                 await self.store.commit(transition)
+            except FencedOut as exc:
+                self._fenced(exc)
             except (VersionConflict, DuplicateSignal):
                 stored = await self.store.get_position(transition.position.id)
                 if stored is None or stored.version < transition.position.version:
@@ -114,6 +139,28 @@ class Ledger:
     def note_order(self, order: Order) -> None:
         """What the exchange acknowledged, in memory only; the next transition persists it."""
         self._remember_order(order)
+
+    def forget(self, position_id: PositionId) -> None:
+        """Drop a finished position and its orders from memory."""
+        position = self.positions.get(position_id)
+        if position is None or position.is_active:
+            return
+        del self.positions[position_id]
+        for cid in self.orders_by_position.pop(position_id, {}):
+            self.orders.pop(cid, None)
+        self.by_symbol[position.symbol].discard(position_id)
+        self.forgotten[position_id] = None
+        while len(self.forgotten) > FORGOTTEN_LIMIT:
+            del self.forgotten[next(iter(self.forgotten))]
+
+    def clear(self) -> None:
+        """Forget everything (a takeover reloads from the database)."""
+        self.positions.clear()
+        self.orders.clear()
+        self.orders_by_position.clear()
+        self.by_symbol.clear()
+        self.pending.clear()
+        self.pending_events = []
 
     def put_marks(self, position: Position) -> None:
         """Tick-derived fields only (last price, watermark, MAE/MFE): memory, no version change."""
@@ -130,12 +177,22 @@ class Ledger:
         ]
 
     def current_stop(self, position_id: PositionId) -> Order | None:
-        """The newest live stop order (several may exist while a stop is being moved)."""
+        """The newest resting stop; else the newest one whose outcome is not known yet.
+
+        Several may exist while a stop is being moved. A refused one is never live,
+        and an intent not known to rest never hides one that does.
+        """
         stops = self.live_orders(position_id, OrderRole.STOP)
-        return max(stops, key=_seq, default=None)
+        resting = [o for o in stops if o.status is OrderStatus.OPEN]
+        return max(resting or stops, key=_seq, default=None)
 
     def active_positions(self) -> list[Position]:
         return [p for p in self.positions.values() if p.is_active]
+
+    def _fenced(self, exc: FencedOut) -> NoReturn:
+        if self.on_fenced is not None:
+            self.on_fenced(str(exc))
+        raise NotHolder(f"the database refused the write: {exc}") from exc
 
     def _degrade(self, error: str, position_id: PositionId | None) -> None:
         """Entering degraded mode is itself an event (queued with the rest) and an alert."""

@@ -1,9 +1,20 @@
 """Reconciliation: read the exchange's truth, diff it (domain/reconcile.py), act, record.
 
+One pass brings the exchange, the database and memory into agreement: it diffs
+and repairs in rounds until nothing differs (a flip needs two: the record of the
+old side closes, then the new side is adopted) or `reconcile_rounds` is spent.
+
 Every discrepancy becomes an event (its kind, what was found, the action taken)
-and an alert. Actions go through the ordinary paths: missed fills are applied
-as fills, protection is placed by the exit manager, records close through the
-state machine. A failed exchange query raises: it is never read as "flat".
+and an alert. Actions go through the ordinary paths as fills — read back from
+the exchange where it has them (an outside trade's price and fee), synthetic
+where it does not — so PnL, fees and de-duplication stay right. A failed
+exchange query raises: it is never read as "flat".
+
+Before diffing, each pass also compares the database's open rows with memory:
+a row written behind warden's back is an event and an alert, then checked
+against the exchange like any other (adopted or closed through the state
+machine). Order intents still PENDING past their deadline are resolved by
+lookup so they never block the symbol's checks.
 """
 
 from __future__ import annotations
@@ -11,25 +22,36 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
+from decimal import Decimal
 from enum import StrEnum
-from typing import TYPE_CHECKING
 
+from warden.domain.alerts import AlertKind
 from warden.domain.events import Event, EventKind
-from warden.domain.orders import OrderStatus
+from warden.domain.orders import Fill, OrderStatus
 from warden.domain.position import ExitReason, Position, PositionStatus
-from warden.domain.reconcile import Discrepancy, Kind, Truth, diff
+from warden.domain.reconcile import Discrepancy, Kind, Truth, diff, ours
 from warden.domain.reports import FillReport
-from warden.domain.values import ZERO, OrderRole, PositionId, parse_client_order_id
-from warden.ports import Alert, ExchangeError, OrderNotFound
-
-if TYPE_CHECKING:
-    from warden.service.engine import Engine
-
+from warden.domain.values import ZERO, ClientOrderId, OrderRole, PositionId, Symbol, TradeId, parse_client_id
+from warden.ports import ExchangeError, OrderNotFound, Store
+from warden.service.context import Context
+from warden.service.exits import ExitManager
+from warden.service.gateway import Gateway
+from warden.service.recovery import Recovery
 
 REPAIR_CONCURRENCY = 32
 """Symbols repaired at once; one symbol's discrepancies are repaired in order."""
+
+ALERTS = {
+    Kind.ORPHAN: AlertKind.ORPHAN_ADOPTED,
+    Kind.GHOST: AlertKind.GHOST_CLOSED,
+    Kind.SIZE_MISMATCH: AlertKind.SIZE_MISMATCH,
+    Kind.MISSING_STOP: AlertKind.STOP_REPLACED,
+    Kind.STRAY_ORDER: AlertKind.STRAY_CANCELLED,
+    Kind.OTHER_INSTANCE: AlertKind.OTHER_INSTANCE,
+}
 
 
 class OrphanPolicy(StrEnum):
@@ -50,42 +72,79 @@ class ReconcileReport:
     positions_checked: int
     seconds: float
     findings: list[Finding] = field(default_factory=list)
+    rounds: int = 1
 
 
 class Reconciler:
-    def __init__(self, engine: Engine, orphan_policy: OrphanPolicy = OrphanPolicy.ADOPT) -> None:
-        self.e = engine
+    def __init__(
+        self,
+        ctx: Context,
+        gateway: Gateway,
+        exits: ExitManager,
+        recovery: Recovery,
+        store: Store,
+        new_id: Callable[[], str],
+        on_other_instance: Callable[[str, str], Awaitable[None]],
+        orphan_policy: OrphanPolicy = OrphanPolicy.ADOPT,
+    ) -> None:
+        self.ctx = ctx
+        self.gw = gateway
+        self.exits = exits
+        self.recovery = recovery
+        self.store = store
+        self.new_id = new_id
+        self.on_other_instance = on_other_instance
         self.orphan_policy = orphan_policy
+        self.last_reconcile_at: datetime | None = None
 
-    async def run(self) -> ReconcileReport:
-        e = self.e
+    async def run(self, *, check_rows: bool = True) -> ReconcileReport:
+        ctx = self.ctx
         started = time.perf_counter()
-        truth = Truth(
-            await e.query(e.exchange.fetch_positions()),
-            await e.query(e.exchange.fetch_open_orders()),
-        )
-        active = e.ledger.active_positions()
+        findings: list[Finding] = []
+        if check_rows:
+            findings.extend(await self._unknown_rows())
+        await self._resolve_stale_intents()
+        rounds = 0
+        checked = 0
+        for rounds in range(1, ctx.config.reconcile_rounds + 1):
+            truth = Truth(await self.gw.positions(), await self.gw.open_orders())
+            active = ctx.ledger.active_positions()
+            checked = max(checked, len(active))
+            found = diff(active, ctx.ledger.orders, truth, ctx.config.installation_id)
+            actionable = [d for d in found if d.kind is not Kind.OTHER_INSTANCE or rounds == 1]
+            if not actionable:
+                break
+            done = await self._repair(actionable, truth)
+            findings.extend(done)
+            if all(d.kind in (Kind.OTHER_INSTANCE,) for d in actionable):
+                break
+            if self.orphan_policy is OrphanPolicy.ALERT and all(
+                d.kind in (Kind.ORPHAN, Kind.OTHER_INSTANCE) for d in actionable
+            ):
+                break
+        await self._record(findings)
+        self.last_reconcile_at = ctx.clock.now()
+        return ReconcileReport(ctx.clock.now(), checked, time.perf_counter() - started, findings, rounds)
+
+    async def _repair(self, found: list[Discrepancy], truth: Truth) -> list[Finding]:
         by_symbol: dict[str, list[Discrepancy]] = defaultdict(list)
-        for found in diff(active, e.ledger.orders, truth):
-            by_symbol[found.symbol].append(found)
+        for d in found:
+            by_symbol[d.symbol].append(d)
         gate = asyncio.Semaphore(REPAIR_CONCURRENCY)
 
         async def repair(group: list[Discrepancy]) -> list[Finding]:
             async with gate:
                 done = []
-                for found in group:
-                    done.append(Finding(found, await self._act(found, truth)))
+                for d in group:
+                    done.append(Finding(d, await self._act(d, truth)))
                 return done
 
         groups = await asyncio.gather(*(repair(g) for g in by_symbol.values()))
-        findings = [f for group in groups for f in group]
-        await self._record(findings)
-        e.last_reconcile_at = e.clock.now()
-        return ReconcileReport(e.clock.now(), len(active), time.perf_counter() - started, findings)
+        return [f for group in groups for f in group]
 
     async def _record(self, findings: list[Finding]) -> None:
         """One event per discrepancy (kind, what was found, the action), in one write, and alerts."""
-        e = self.e
+        ctx = self.ctx
         events = []
         for finding in findings:
             d, action = finding.discrepancy, finding.action
@@ -98,12 +157,14 @@ class Reconciler:
                 "action": action,
                 "client_order_id": d.client_order_id or "",
             }
-            pid = d.position_id if d.position_id in e.ledger.positions else None
-            events.append(Event(EventKind.RECONCILE, e.clock.now(), pid, message, data))
-            level = "critical" if d.kind in (Kind.ORPHAN, Kind.GHOST, Kind.MISSING_STOP) else "warning"
-            await e.notifier.notify(Alert(level, f"reconcile: {d.kind}", message, pid))
+            pid = d.position_id if d.position_id in ctx.ledger.positions else None
+            events.append(Event(EventKind.RECONCILE, ctx.clock.now(), pid, message, data))
+            kind = ALERTS.get(d.kind, AlertKind.UNKNOWN_ROW)
+            if d.kind is Kind.ORPHAN and self.orphan_policy is OrphanPolicy.ALERT:
+                kind = AlertKind.ORPHAN_FOUND
+            await ctx.notify(kind, message, pid)
         if events:
-            await e.ledger.record(*events)
+            await ctx.ledger.record(*events)
 
     async def _act(self, d: Discrepancy, truth: Truth) -> str:
         try:
@@ -112,121 +173,278 @@ class Reconciler:
             if d.kind is Kind.GHOST:
                 return await self._ghost(d)
             if d.kind is Kind.SIZE_MISMATCH:
-                return await self._size(d)
+                return await self._size(d, truth)
             if d.kind is Kind.MISSING_STOP:
                 return await self._missing_stop(d, truth)
+            if d.kind is Kind.OTHER_INSTANCE:
+                await self.on_other_instance(d.client_order_id or "", d.symbol)
+                return "left alone: another warden trades this account; trading stopped"
             return await self._stray(d)
         except ExchangeError as exc:
             return f"action failed, retried next pass: {exc}"
+
+    # -------------------------------------------------------- database rows
+
+    async def _unknown_rows(self) -> list[Finding]:
+        """Open rows in the database that memory does not know (written behind warden's back)."""
+        ctx = self.ctx
+        state = await self.store.load_active()
+        known = ctx.ledger.positions
+        unknown = [p for p in state.positions if p.id not in known and p.id not in ctx.ledger.forgotten]
+        if not unknown:
+            return []
+        ids = {p.id for p in unknown}
+        ctx.ledger.load(unknown, [o for o in state.orders if o.position_id in ids])
+        findings = []
+        for p in unknown:
+            d = Discrepancy(
+                Kind.GHOST if p.status is PositionStatus.OPENING else Kind.SIZE_MISMATCH,
+                p.symbol,
+                p.id,
+                expected=ZERO,
+                found=p.remaining * p.side.sign,
+                detail="row in the database unknown to this engine",
+            )
+            findings.append(Finding(d, "loaded from the database: checked against the exchange in this pass"))
+            await ctx.notify(
+                AlertKind.UNKNOWN_ROW,
+                f"{p.symbol} {p.side} {p.remaining}: a position row this engine did not write",
+                p.id,
+            )
+        return findings
+
+    async def _resolve_stale_intents(self) -> None:
+        ctx = self.ctx
+        cutoff = ctx.clock.now() - timedelta(seconds=ctx.config.pending_deadline)
+        stale = {
+            o.position_id
+            for o in ctx.ledger.orders.values()
+            if o.status is OrderStatus.PENDING
+            and o.created_at < cutoff
+            and o.position_id in ctx.ledger.positions
+        }
+        for pid in stale:
+            await self.recovery.resync(pid)
 
     # ---------------------------------------------------------------- orphans
 
     async def _orphan(self, d: Discrepancy, truth: Truth) -> str:
         if self.orphan_policy is OrphanPolicy.ALERT:
             return "alerted only (orphan_policy=alert)"
-        e = self.e
+        ctx = self.ctx
         report = next(r for r in truth.positions if r.symbol == d.symbol)
-        now = e.clock.now()
+        now = ctx.clock.now()
         position = Position(
-            id=PositionId(e.new_position_id()),
+            id=PositionId(self.new_id()),
             symbol=d.symbol,
             side=report.side,
             status=PositionStatus.OPEN,
             target_qty=report.qty,
-            plan=e.config.plan,
+            plan=ctx.config.plan,
             opened_at=now,
             origin="external",
             filled_qty=report.qty,
             entry_price=report.entry_price,
             last_price=report.entry_price,
+            watermark=report.entry_price,
+            exclusive=not ctx.config.allow_stacking,
         )
         event = Event(EventKind.RECONCILE, now, position.id, f"adopted {report.side} {report.qty} {d.symbol}")
-        await e.ledger.commit(None, position, events=[event])
+        await ctx.ledger.commit(None, position, events=[event])
+        self.exits.exposed_from(position.id, ctx.clock.monotonic())
         if self.orphan_policy is OrphanPolicy.CLOSE:
-            closed = await e.exits.close(position.id, ExitReason.EXTERNAL)
+            closed = await self.exits.close(position.id, ExitReason.EXTERNAL)
             return f"adopted as {position.id} and closed ({closed.status})"
-        protected = await e.exits.protect(position.id)
+        protected = await self.exits.protect(position.id)
         return f"adopted as {position.id} and protected ({protected.status})"
 
     # ----------------------------------------------------------------- ghosts
 
     async def _ghost(self, d: Discrepancy) -> str:
-        e = self.e
+        ctx = self.ctx
         assert d.position_id is not None
-        fills = await self.e.catch_up_fills(d.position_id)
-        position = e.ledger.positions[d.position_id]
+        fills = await self.exits.catch_up(d.position_id)
+        position = ctx.ledger.positions[d.position_id]
         if not position.is_active:
             return f"closed by missed fills ({position.exit_reason})"
+        if position.status is PositionStatus.OPENING:
+            return "entry still being resolved"
         reason = _reason_from(fills, position)
-        await self._close_record(position, reason)
-        await e.exits.cancel_exits(position.id)
+        await self._apply_outside(position.id, fills, reduce_only=True)
+        position = ctx.ledger.positions[d.position_id]
+        if position.is_active and position.remaining > 0:
+            await self._synthetic(
+                position.id, -position.remaining * position.side.sign, await self._price(position)
+            )
+        await self._close_record(position.id, reason)
+        await self.exits.cancel_exits(position.id)
         return f"record closed: {reason}"
 
-    async def _close_record(self, position: Position, reason: str) -> None:
-        e = self.e
-        async with e.lock(position.id):
-            current = e.ledger.positions[position.id]
-            if not current.is_active:
+    async def _close_record(self, pid: PositionId, reason: str) -> None:
+        ctx = self.ctx
+        async with ctx.locks.position(pid):
+            current = ctx.ledger.positions[pid]
+            if not current.is_active or current.status is PositionStatus.OPENING or current.remaining > 0:
                 return
-            if current.status is PositionStatus.OPENING:
-                return
-            flat = replace(current, closed_qty=current.filled_qty)
-            closed = flat.closed(reason, e.clock.now())
+            closed = current.closed(reason, ctx.clock.now())
             event = Event(
                 EventKind.POSITION_CLOSED,
-                e.clock.now(),
+                ctx.clock.now(),
                 current.id,
                 f"closed by reconciliation: {reason}",
-                {"reason": reason},
+                {"reason": reason, "realized_pnl": str(closed.realized_pnl)},
             )
-            await e.ledger.commit(current, closed, events=[event])
+            await ctx.ledger.commit(current, closed, events=[event])
 
     # ------------------------------------------------------------ mismatches
 
-    async def _size(self, d: Discrepancy) -> str:
-        e = self.e
+    async def _size(self, d: Discrepancy, truth: Truth) -> str:
+        """Missed fills of ours first, then the outside trades read back with their prices and fees,
+        then (if the exchange still differs) a synthetic fill for the rest; every exit re-sized."""
+        ctx = self.ctx
         assert d.position_id is not None
-        await self.e.catch_up_fills(d.position_id)
-        held = [p for p in e.ledger.active_positions() if p.symbol == d.symbol]
-        expected = sum((p.remaining * p.side.sign for p in held), ZERO)
-        if expected == d.found:
+        fills = await self.exits.catch_up(d.position_id)
+        if self._delta(d.symbol, d.found) == 0:
+            await self._resize_symbol(d.symbol)
             return "resolved by missed fills"
-        position = e.ledger.positions[d.position_id]
-        remaining = position.remaining + (d.found - expected) * position.side.sign
-        if remaining <= 0:
-            await self._close_record(position, ExitReason.EXTERNAL)
-            await e.exits.cancel_exits(position.id)
-            return "record closed: reduced outside warden (any rest is adopted next pass)"
-        async with e.lock(position.id):
-            current = e.ledger.positions[position.id]
-            delta = remaining - current.remaining
-            if delta < 0:
-                new = replace(current, closed_qty=current.closed_qty - delta)
-            else:
-                new = replace(
-                    current, filled_qty=current.filled_qty + delta, target_qty=current.target_qty + delta
+        await self._apply_outside(d.position_id, fills, reduce_only=False)
+        delta = self._delta(d.symbol, d.found)
+        action = "outside trades applied"
+        if delta != 0:
+            position = ctx.ledger.positions[d.position_id]
+            if position.is_active:
+                report = next((r for r in truth.positions if r.symbol == d.symbol), None)
+                price = report.entry_price if report is not None and delta * position.side.sign > 0 else None
+                await self._synthetic(position.id, delta, price or await self._price(position))
+                action = f"size set to the exchange's ({delta:+} synthetic)"
+        for p in [p for p in ctx.ledger.positions.values() if p.symbol == d.symbol]:
+            if p.is_active and p.remaining <= 0 and p.status is not PositionStatus.OPENING:
+                await self._close_record(p.id, ExitReason.EXTERNAL)
+                await self.exits.cancel_exits(p.id)
+        await self._resize_symbol(d.symbol)
+        return f"{action}; exits re-sized"
+
+    def _delta(self, symbol: Symbol, found: Decimal) -> Decimal:
+        held = [p for p in self.ctx.ledger.active_positions() if p.symbol == symbol]
+        return found - sum((p.remaining * p.side.sign for p in held), ZERO)
+
+    async def _resize_symbol(self, symbol: Symbol) -> None:
+        for p in list(self.ctx.ledger.active_positions()):
+            if p.symbol == symbol:
+                await self.exits.resize(p.id)
+
+    async def _apply_outside(self, pid: PositionId, fills: list[FillReport], *, reduce_only: bool) -> None:
+        """Trades on this symbol not made by warden (no warden id), since the position opened and
+        not yet applied to any position: applied to `pid` as what they were (an increase at its
+        price, a reduction with its PnL and fee). A reduction larger than the position closes it;
+        the rest is left for the exchange's size to decide (the next round adopts it)."""
+        ctx = self.ctx
+        position = ctx.ledger.positions[pid]
+        applied = set().union(
+            *(p.applied_trades for p in ctx.ledger.positions.values() if p.symbol == position.symbol)
+        )
+        for report in sorted(fills, key=lambda f: f.at):
+            if parse_client_id(report.client_order_id) is not None and ours(
+                report.client_order_id, ctx.config.installation_id
+            ):
+                continue
+            if report.trade_id in applied or report.at < position.opened_at:
+                continue
+            async with ctx.locks.position(pid):
+                pos = ctx.ledger.positions[pid]
+                if not pos.is_active or report.trade_id in pos.applied_trades:
+                    continue
+                reduces = report.side is pos.side.exit_side
+                if not reduces and reduce_only:
+                    continue
+                qty = min(report.qty, pos.remaining) if reduces else report.qty
+                if qty <= 0:
+                    continue
+                fill = Fill(
+                    trade_id=report.trade_id,
+                    client_order_id=ClientOrderId(report.client_order_id or f"outside-{report.trade_id}"),
+                    position_id=pid,
+                    role=OrderRole.CLOSE if reduces else OrderRole.ENTRY,
+                    symbol=pos.symbol,
+                    side=report.side,
+                    qty=qty,
+                    price=report.price,
+                    fee=report.fee * qty / report.qty,
+                    at=report.at,
                 )
-            event = Event(
-                EventKind.RECONCILE, e.clock.now(), current.id, f"size {current.remaining} -> {remaining}"
+                new = pos.apply_fill(fill)
+                if not reduces:
+                    new = replace(new, target_qty=new.target_qty + qty)
+                event = Event(
+                    EventKind.EXIT_FILL if reduces else EventKind.ENTRY_FILLED,
+                    ctx.clock.now(),
+                    pid,
+                    f"outside trade {report.side} {qty} @ {report.price} applied",
+                    {
+                        "trade_id": report.trade_id,
+                        "qty": str(qty),
+                        "price": str(report.price),
+                        "role": "outside",
+                    },
+                )
+                await ctx.ledger.commit(pos, new, fills=[fill], events=[event])
+
+    async def _synthetic(self, pid: PositionId, delta: Decimal, price: Decimal) -> None:
+        """What no fill explains: a synthetic fill (recorded as such) that makes the size right."""
+        ctx = self.ctx
+        async with ctx.locks.position(pid):
+            pos = ctx.ledger.positions[pid]
+            if not pos.is_active:
+                return
+            increases = delta * pos.side.sign > 0
+            qty = abs(delta) if increases else min(abs(delta), pos.remaining)
+            if qty <= 0:
+                return
+            trade = TradeId(f"sync-{pid}-{pos.version}")
+            fill = Fill(
+                trade_id=trade,
+                client_order_id=ClientOrderId(f"sync-{pid}"),
+                position_id=pid,
+                role=OrderRole.ENTRY if increases else OrderRole.CLOSE,
+                symbol=pos.symbol,
+                side=pos.side.entry_side if increases else pos.side.exit_side,
+                qty=qty,
+                price=price,
+                fee=ZERO,
+                at=ctx.clock.now(),
             )
-            await e.ledger.commit(current, new, events=[event])
-        await e.exits.move_stop(position.id)
-        return f"size set to {remaining} as on the exchange; stop resized"
+            new = pos.apply_fill(fill)
+            if increases:
+                new = replace(new, target_qty=new.target_qty + qty)
+            event = Event(
+                EventKind.RECONCILE,
+                ctx.clock.now(),
+                pid,
+                f"size {pos.remaining} -> {new.remaining} as on the exchange (synthetic fill @ {price})",
+                {"trade_id": trade, "qty": str(qty), "price": str(price)},
+            )
+            await ctx.ledger.commit(pos, new, fills=[fill], events=[event])
+
+    async def _price(self, position: Position) -> Decimal:
+        try:
+            return await self.gw.mark_price(position.symbol)
+        except ExchangeError:
+            return position.last_price or position.entry_price or ZERO
 
     async def _missing_stop(self, d: Discrepancy, truth: Truth) -> str:
-        e = self.e
+        ctx = self.ctx
         assert d.position_id is not None
         pid = d.position_id
         resting = {o.client_order_id for o in truth.open_orders}
         gone = [
             o
-            for o in e.ledger.live_orders(pid)
+            for o in ctx.ledger.live_orders(pid)
             if o.role in (OrderRole.STOP, OrderRole.TP1, OrderRole.TP2)
             and o.status is OrderStatus.OPEN
             and o.client_order_id not in resting
         ]
-        async with e.lock(pid):
-            position = e.ledger.positions[pid]
+        async with ctx.locks.position(pid):
+            position = ctx.ledger.positions[pid]
             new = (
                 position.transition(PositionStatus.OPEN)
                 if position.status is PositionStatus.PROTECTED
@@ -234,39 +452,40 @@ class Reconciler:
             )
             if gone or new is not position:
                 event = Event(
-                    EventKind.PROTECTION_LOST, e.clock.now(), pid, "stop not resting on the exchange"
+                    EventKind.PROTECTION_LOST, ctx.clock.now(), pid, "stop not resting on the exchange"
                 )
-                await e.ledger.commit(
-                    position, new, orders=[o.with_status(OrderStatus.CANCELED) for o in gone], events=[event]
+                await ctx.ledger.commit(
+                    position, new, orders=[o.advance(OrderStatus.CANCELED) for o in gone], events=[event]
                 )
-        if e.ledger.current_stop(pid) is not None:
-            await e.exits.move_stop(pid)
+                self.exits.exposed_from(pid, ctx.clock.monotonic())
+        if ctx.ledger.current_stop(pid) is not None:
+            await self.exits.resize(pid)
             return "stop resized to the position"
-        after = await e.exits.protect(pid)
+        after = await self.exits.protect(pid)
         return f"stop re-placed ({after.status})"
 
     async def _stray(self, d: Discrepancy) -> str:
-        e = self.e
+        ctx = self.ctx
         assert d.client_order_id is not None
         try:
-            await e.query(e.exchange.cancel_order(d.symbol, d.client_order_id, d.detail != "market"))
+            await self.gw.cancel(d.symbol, d.client_order_id, d.detail != "market")
         except OrderNotFound:
             return "already gone"
-        known = e.ledger.orders.get(d.client_order_id)  # type: ignore[call-overload]
-        if known is not None and known.status.live and known.position_id in e.ledger.positions:
-            async with e.lock(known.position_id):
-                position = e.ledger.positions[known.position_id]
-                await e.ledger.commit(position, position, orders=[known.with_status(OrderStatus.CANCELED)])
+        known = ctx.ledger.orders.get(ClientOrderId(d.client_order_id))
+        if known is not None and known.status.live and known.position_id in ctx.ledger.positions:
+            async with ctx.locks.position(known.position_id):
+                position = ctx.ledger.positions[known.position_id]
+                await ctx.ledger.commit(position, position, orders=[known.advance(OrderStatus.CANCELED)])
         return "cancelled"
 
 
 def _reason_from(fills: list[FillReport], position: Position) -> str:
     """Why a position went flat, read from the fills after the last one warden applied."""
-    later = [f for f in fills if f.trade_id not in position.applied_trades]
+    later = [f for f in fills if f.trade_id not in position.applied_trades and f.at >= position.opened_at]
     if any(f.liquidation for f in later):
         return ExitReason.LIQUIDATION
     reducing = position.side.exit_side
-    outside = [f for f in later if f.side is reducing and parse_client_order_id(f.client_order_id) is None]
+    outside = [f for f in later if f.side is reducing and parse_client_id(f.client_order_id) is None]
     if outside:
         return ExitReason.MANUAL
     return ExitReason.RECONCILED_MISSING

@@ -1,137 +1,233 @@
-"""Startup is recovery: the same path runs after a crash, a restart and a stream gap.
+"""Startup is recovery: the same path runs after a crash, a restart, a takeover and a stream gap.
 
 For every non-terminal position: ask the exchange about each order that might
 still be live (one bulk query for open orders, a lookup by client order id for
 the rest), apply the fills that happened meanwhile through the ordinary fill
-path, then make sure the position is protected. A failed exchange query
-is never read as "flat": recovery fails and trading stays refused.
+path, take the resting stop's price from the exchange, then make sure the
+position is protected. A failed exchange query is never read as "flat":
+recovery fails and trading stays refused.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from dataclasses import replace
 
+from warden.domain.alerts import AlertKind
 from warden.domain.events import Event, EventKind
 from warden.domain.orders import Order, OrderStatus
-from warden.domain.position import PositionStatus
+from warden.domain.position import ExitReason, Position, PositionStatus
 from warden.domain.reports import OrderReport
 from warden.domain.values import ClientOrderId, OrderRole, PositionId
-from warden.ports import ExchangeUnavailable
-
-if TYPE_CHECKING:
-    from warden.service.engine import Engine
+from warden.ports import ExchangeError, ExchangeUnavailable, Store
+from warden.service.context import Context
+from warden.service.exits import ExitManager
+from warden.service.gateway import Found, Gateway, NotFound
 
 RECOVERY_CONCURRENCY = 16
 """Positions resolved at once during recovery (each waits on its own exchange lookups)."""
 
 
-async def recover(engine: Engine) -> None:
-    now = engine.clock.now()
-    if not engine.ledger.positions:
-        state = await engine.store.load_active()
-        engine.ledger.load(state.positions, state.orders)
-        for cid in [c for c in engine.early_ids() if c in engine.ledger.orders]:
-            await engine.replay_early(cid)
-    active = engine.ledger.active_positions()
-    await engine.ledger.record(
-        Event(
-            EventKind.RECOVERY_STARTED,
-            now,
-            None,
-            f"{len(active)} active positions",
-            {"active": str(len(active))},
+class Recovery:
+    def __init__(self, ctx: Context, gateway: Gateway, exits: ExitManager, store: Store) -> None:
+        self.ctx = ctx
+        self.gw = gateway
+        self.exits = exits
+        self.store = store
+
+    async def load(self) -> list[Position]:
+        """Memory is rebuilt from the database (start, takeover): never trusted across a gap in the lease."""
+        state = await self.store.load_active()
+        self.ctx.ledger.clear()
+        self.ctx.ledger.load(state.positions, state.orders)
+        return state.positions
+
+    async def recover(self) -> None:
+        ctx = self.ctx
+        active = ctx.ledger.active_positions()
+        await ctx.ledger.record(
+            Event(
+                EventKind.RECOVERY_STARTED,
+                ctx.clock.now(),
+                None,
+                f"{len(active)} active positions",
+                {"active": str(len(active))},
+            )
         )
-    )
-    open_orders = {r.client_order_id: r for r in await engine.query(engine.exchange.fetch_open_orders())}
-    engine.exits.recovery_started = engine.clock.monotonic()
-    gate = asyncio.Semaphore(RECOVERY_CONCURRENCY)
+        open_orders = {r.client_order_id: r for r in await self.gw.open_orders()}
+        self.exits.recovery_started = ctx.clock.monotonic()
+        gate = asyncio.Semaphore(RECOVERY_CONCURRENCY)
 
-    async def one(pid: PositionId) -> None:
-        async with gate:
-            await resync(engine, pid, open_orders)
+        async def one(pid: PositionId) -> None:
+            async with gate:
+                await self.resync(pid, open_orders)
 
-    await asyncio.gather(*(one(p.id) for p in active))
-    await engine.ledger.record(Event(EventKind.RECOVERY_PASSED, engine.clock.now(), None, "recovery passed"))
+        await asyncio.gather(*(one(p.id) for p in active))
+        await ctx.ledger.record(Event(EventKind.RECOVERY_PASSED, ctx.clock.now(), None, "recovery passed"))
 
-
-async def resync(engine: Engine, pid: PositionId, open_orders: dict[str, OrderReport] | None = None) -> None:
-    """Bring one position in line with the exchange, through the ordinary paths."""
-    if open_orders is None:
-        open_orders = {r.client_order_id: r for r in await engine.query(engine.exchange.fetch_open_orders())}
-    live = [o for o in engine.ledger.orders_of(pid) if o.status.live]
-    updates: list[Order] = []
-    need_fills: set[ClientOrderId] = set()
-    for order in live:
-        report = open_orders.get(order.client_order_id)
-        if report is None:
-            # An intent the exchange does not list as open: it filled or was cancelled
-            # meanwhile, or never arrived. Its send is long past, so two tries suffice.
-            found = await engine.lookup(order, attempts=2)
-            if isinstance(found, OrderReport):
-                report = found
-            elif isinstance(found, str):
-                updates.append(
-                    order.with_status(
+    async def resync(self, pid: PositionId, open_orders: dict[str, OrderReport] | None = None) -> None:
+        """Bring one position in line with the exchange, through the ordinary paths."""
+        ctx = self.ctx
+        if open_orders is None:
+            open_orders = {r.client_order_id: r for r in await self.gw.open_orders()}
+        live = [o for o in ctx.ledger.orders_of(pid) if o.status.live]
+        updates: list[Order] = []
+        need_fills: set[ClientOrderId] = set()
+        for order in live:
+            report = open_orders.get(order.client_order_id)
+            if report is None:
+                # An intent the exchange does not list as open: it filled or was cancelled
+                # meanwhile, or never arrived. Its send is long past, so two tries suffice.
+                found = await self.gw.lookup(order, attempts=2)
+                if isinstance(found, Found):
+                    report = found.report
+                elif isinstance(found, NotFound):
+                    gone = (
                         OrderStatus.REJECTED if order.status is OrderStatus.PENDING else OrderStatus.CANCELED
                     )
-                )
-                continue
-            else:
-                raise ExchangeUnavailable(f"cannot learn the state of {order.client_order_id}")
-        if report.filled_qty > order.filled_qty:
-            need_fills.add(order.client_order_id)
-        if report.status is not order.status:
-            updates.append(order.with_status(report.status, exchange_order_id=report.exchange_order_id))
-    if need_fills:
-        await engine.fetch_fills_for(pid, need_fills)
-    if updates:
-        await _record_orders(engine, pid, updates)
-    await _settle(engine, pid)
+                    updates.append(order.advance(gone))
+                    continue
+                else:
+                    raise ExchangeUnavailable(f"cannot learn the state of {order.client_order_id}")
+            if report.filled_qty > order.filled_qty:
+                need_fills.add(order.client_order_id)
+            if report.status is not order.status:
+                updates.append(order.advance(report.status, exchange_order_id=report.exchange_order_id))
+        if need_fills:
+            await self.exits.fetch_fills_for(pid, need_fills)
+        if updates:
+            await self._record_orders(pid, updates)
+        await self._take_stop_price(pid, open_orders)
+        await self._settle(pid)
 
+    async def _record_orders(self, pid: PositionId, updates: list[Order]) -> None:
+        ledger = self.ctx.ledger
+        async with self.ctx.locks.position(pid):
+            pos = ledger.positions[pid]
+            merged = [
+                ledger.orders[u.client_order_id].advance(u.status, exchange_order_id=u.exchange_order_id)
+                for u in updates
+            ]
+            if merged:
+                await ledger.commit(pos, pos, orders=merged)
 
-async def _record_orders(engine: Engine, pid: PositionId, updates: list[Order]) -> None:
-    async with engine.lock(pid):
-        pos = engine.ledger.positions[pid]
-        merged = []
-        for update in updates:
-            current = engine.ledger.orders[update.client_order_id]
-            if current.status.terminal:
-                continue
-            merged.append(
-                update.with_status(update.status, filled_qty=max(current.filled_qty, update.filled_qty))
-            )
-        if merged:
-            await engine.ledger.commit(pos, pos, orders=merged)
-
-
-async def _settle(engine: Engine, pid: PositionId) -> None:
-    pos = engine.ledger.positions[pid]
-    if pos.status is PositionStatus.OPENING:
-        entry = next((o for o in engine.ledger.orders_of(pid) if o.role is OrderRole.ENTRY), None)
-        if entry is not None and entry.status.terminal and pos.filled_qty <= 0:
-            await engine.fail_entry(pid, entry, f"entry {entry.status} (found by recovery)")
-        return
-    if pos.status is PositionStatus.CLOSING:
-        if not engine.ledger.live_orders(pid, OrderRole.CLOSE) and pos.remaining > 0:
-            await engine.exits.close(pid, "manual")
-        return
-    if pos.status.terminal:
-        await engine.exits.cancel_exits(pid)
-        return
-    if pos.remaining <= 0:
-        return
-    await engine.exits.cancel_superseded_stops(pid)
-    stop = engine.ledger.current_stop(pid)
-    if stop is None:  # unprotected: timed from the start of recovery (it may have been longer)
-        engine.exits.exposed_from(pid, engine.exits.recovery_started or engine.clock.monotonic())
-    if stop is None and pos.status is PositionStatus.PROTECTED:
-        async with engine.lock(pid):
-            pos = engine.ledger.positions[pid]
+    async def _take_stop_price(self, pid: PositionId, open_orders: dict[str, OrderReport]) -> None:
+        """The exchange holds the truth about the resting stop: warden's stop price follows it
+        (e.g. a break-even move that rested just before a crash)."""
+        ledger = self.ctx.ledger
+        stop = ledger.current_stop(pid)
+        report = open_orders.get(stop.client_order_id) if stop is not None else None
+        if report is None or report.trigger_price is None:
+            return
+        async with self.ctx.locks.position(pid):
+            pos = ledger.positions[pid]
+            if not pos.is_active or pos.stop_price == report.trigger_price:
+                return
             event = Event(
-                EventKind.PROTECTION_LOST, engine.clock.now(), pid, "no resting stop found by recovery"
+                EventKind.STOP_MOVED,
+                self.ctx.clock.now(),
+                pid,
+                f"stop price {pos.stop_price} -> {report.trigger_price} as resting on the exchange",
+                {"from": str(pos.stop_price), "to": str(report.trigger_price), "qty": str(report.qty)},
             )
-            await engine.ledger.commit(pos, pos.transition(PositionStatus.OPEN), events=[event])
-    if stop is not None and stop.qty != pos.remaining:
-        await engine.exits.move_stop(pid)
-    await engine.exits.protect(pid)
+            await ledger.commit(pos, replace(pos, stop_price=report.trigger_price), events=[event])
+
+    async def _settle(self, pid: PositionId) -> None:
+        ctx, exits = self.ctx, self.exits
+        pos = ctx.ledger.positions[pid]
+        if pos.status is PositionStatus.OPENING:
+            entry = next((o for o in ctx.ledger.orders_of(pid) if o.role is OrderRole.ENTRY), None)
+            if entry is not None and entry.status.terminal and pos.filled_qty <= 0:
+                await self.fail_entry(pid, entry, f"entry {entry.status} (found by recovery)")
+            return
+        if pos.status is PositionStatus.CLOSING:
+            if not ctx.ledger.live_orders(pid, OrderRole.CLOSE) and pos.remaining > 0:
+                await exits.close(pid, pos.exit_reason or ExitReason.MANUAL)
+            return
+        if pos.status.terminal:
+            await exits.cancel_exits(pid)
+            return
+        if pos.remaining <= 0:
+            return
+        await exits.cancel_superseded_stops(pid)
+        stop = ctx.ledger.current_stop(pid)
+        if stop is None:  # unprotected: timed from the start of recovery (it may have been longer)
+            exits.exposed_from(pid, exits.recovery_started or ctx.clock.monotonic())
+        if stop is None and pos.status is PositionStatus.PROTECTED:
+            async with ctx.locks.position(pid):
+                pos = ctx.ledger.positions[pid]
+                event = Event(
+                    EventKind.PROTECTION_LOST, ctx.clock.now(), pid, "no resting stop found by recovery"
+                )
+                await ctx.ledger.commit(pos, pos.transition(PositionStatus.OPEN), events=[event])
+        if stop is not None:
+            await exits.resize(pid)
+        await exits.protect(pid)
+
+    async def fail_entry(self, pid: PositionId, entry: Order, reason: str) -> Position:
+        ctx = self.ctx
+        async with ctx.locks.position(pid):
+            position = ctx.ledger.positions[pid]
+            if position.status is not PositionStatus.OPENING or position.filled_qty > 0:
+                return position
+            failed = position.transition(PositionStatus.FAILED)
+            event = Event(EventKind.ENTRY_FAILED, ctx.clock.now(), pid, reason)
+            order = ctx.ledger.orders[entry.client_order_id].advance(OrderStatus.REJECTED)
+            if order.status is not OrderStatus.REJECTED:
+                order = ctx.ledger.orders[entry.client_order_id]
+            return await ctx.ledger.commit(position, failed, orders=[order], events=[event])
+
+    async def resolve_entry(self, pid: PositionId) -> None:
+        """An entry whose outcome is not known yet (timed out, or working): keep looking until it is."""
+        ctx = self.ctx
+        for attempt in range(60):
+            await ctx.clock.sleep(min(30.0, ctx.config.retry_backoff * 2**attempt))
+            position = ctx.ledger.positions.get(pid)
+            if position is None or position.status is not PositionStatus.OPENING:
+                return
+            try:
+                await self.resync(pid)
+            except ExchangeError:
+                continue
+            position = ctx.ledger.positions[pid]
+            if position.status is not PositionStatus.OPENING:
+                return
+            entry = next((o for o in ctx.ledger.orders_of(pid) if o.role is OrderRole.ENTRY), None)
+            if entry is not None and entry.status is OrderStatus.OPEN and attempt >= 3:
+                await self.cancel_working_entry(pid, entry)
+        await ctx.notify(
+            AlertKind.ENTRY_UNRESOLVED, f"{pid}: entry outcome still unknown; check the exchange", pid
+        )
+
+    async def cancel_working_entry(self, pid: PositionId, entry: Order) -> Position:
+        """An entry acknowledged but unfilled at its deadline: cancel it and act on the cancel's
+        answer (what filled meanwhile is protected; nothing filled means the entry failed)."""
+        ctx, exits = self.ctx, self.exits
+        report: OrderReport | None = None
+        try:
+            report = await self.gw.cancel(entry.symbol, entry.client_order_id, entry.type.conditional)
+        except ExchangeError:
+            found = await self.gw.lookup(entry, attempts=2)
+            report = found.report if isinstance(found, Found) else None
+        if report is None:
+            return ctx.ledger.positions[pid]
+        if report.filled_qty > exits.applied(entry.client_order_id):
+            await exits.wait_for_fills(pid, entry.client_order_id, report.filled_qty, ctx.config.fill_wait)
+        async with ctx.locks.position(pid):
+            pos = ctx.ledger.positions[pid]
+            current = ctx.ledger.orders[entry.client_order_id]
+            status = report.status if report.status.terminal else OrderStatus.CANCELED
+            done = current.advance(status, exchange_order_id=report.exchange_order_id)
+            new = pos
+            if pos.filled_qty > 0 and pos.target_qty != pos.filled_qty:
+                new = replace(pos, target_qty=pos.filled_qty)
+            event = Event(
+                EventKind.ENTRY_FILLED if pos.filled_qty > 0 else EventKind.ENTRY_FAILED,
+                ctx.clock.now(),
+                pid,
+                f"entry cancelled at its deadline with {pos.filled_qty} of {pos.target_qty} filled",
+            )
+            pos = await ctx.ledger.commit(pos, new, orders=[done], events=[event])
+        if pos.status is PositionStatus.OPENING and pos.filled_qty <= 0:
+            return await self.fail_entry(pid, entry, "entry cancelled unfilled at its deadline")
+        return await exits.protect(pid)

@@ -1,0 +1,86 @@
+"""What warden tells the trader: alert kinds and how loud each one is.
+
+Every alert the engine raises has one of these kinds. Critical kinds are the
+ones a trader must hear at once (a position that may be unprotected, a
+database or lease problem, another warden on the account); they can never be
+routed off.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Severity(StrEnum):
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+
+class AlertKind(StrEnum):
+    POSITION_PROTECTED = "position_protected"
+    PROTECTION_FAILED = "protection_failed"
+    SLOW_PROTECTION = "slow_protection"
+    ENTRY_UNRESOLVED = "entry_unresolved"
+    CLOSE_FAILED = "close_failed"
+    STOP_FILLED = "stop_filled"
+    TP_FILLED = "tp_filled"
+    RUNNER_ARMED = "runner_armed"
+    RUNNER_CLOSED = "runner_closed"
+    POSITION_CLOSED = "position_closed"
+    FILL_MISMATCH = "fill_mismatch"
+    ORPHAN_ADOPTED = "orphan_adopted"
+    ORPHAN_FOUND = "orphan_found"
+    GHOST_CLOSED = "ghost_closed"
+    SIZE_MISMATCH = "size_mismatch"
+    STOP_REPLACED = "stop_replaced"
+    STOP_REMOVED = "stop_removed"
+    STRAY_CANCELLED = "stray_cancelled"
+    UNKNOWN_ROW = "unknown_row"
+    OTHER_INSTANCE = "other_instance"
+    DATABASE_DEGRADED = "database_degraded"
+    DATABASE_RECOVERED = "database_recovered"
+    LEASE_LOST = "lease_lost"
+    LEASE_UNREACHABLE = "lease_unreachable"
+    LEASE_TAKEN = "lease_taken"
+    ENGINE_STARTED = "engine_started"
+    ENGINE_START_FAILED = "engine_start_failed"
+    ENGINE_ERROR = "engine_error"
+    KILL_ON = "kill_on"
+    KILL_OFF = "kill_off"
+    PAUSED = "paused"
+    LIMIT_REFUSED = "limit_refused"
+    DAILY_LOSS_REACHED = "daily_loss_reached"
+
+    @property
+    def severity(self) -> Severity:
+        return SEVERITY.get(self, Severity.INFO)
+
+
+_K = AlertKind
+SEVERITY: dict[AlertKind, Severity] = {
+    _K.PROTECTION_FAILED: Severity.CRITICAL,
+    _K.ENTRY_UNRESOLVED: Severity.CRITICAL,
+    _K.CLOSE_FAILED: Severity.CRITICAL,
+    _K.RUNNER_CLOSED: Severity.WARNING,
+    _K.ORPHAN_FOUND: Severity.CRITICAL,
+    _K.ORPHAN_ADOPTED: Severity.CRITICAL,
+    _K.GHOST_CLOSED: Severity.CRITICAL,
+    _K.OTHER_INSTANCE: Severity.CRITICAL,
+    _K.DATABASE_DEGRADED: Severity.CRITICAL,
+    _K.LEASE_LOST: Severity.CRITICAL,
+    _K.LEASE_UNREACHABLE: Severity.CRITICAL,
+    _K.ENGINE_ERROR: Severity.CRITICAL,
+    _K.ENGINE_START_FAILED: Severity.CRITICAL,
+    _K.DAILY_LOSS_REACHED: Severity.CRITICAL,
+    _K.STOP_REPLACED: Severity.CRITICAL,
+    _K.UNKNOWN_ROW: Severity.CRITICAL,
+    _K.SLOW_PROTECTION: Severity.WARNING,
+    _K.FILL_MISMATCH: Severity.WARNING,
+    _K.SIZE_MISMATCH: Severity.WARNING,
+    _K.STRAY_CANCELLED: Severity.WARNING,
+    _K.STOP_REMOVED: Severity.WARNING,
+    _K.LIMIT_REFUSED: Severity.WARNING,
+    _K.KILL_ON: Severity.WARNING,
+    _K.PAUSED: Severity.WARNING,
+}

@@ -1,0 +1,154 @@
+"""What every part of the engine is given at construction: no hub to reach back into.
+
+Context
+├── config, clock, instruments
+├── ledger      memory <-> database, one transition at a time (the write gateway)
+├── gate        may this engine act? (lease, recovery, refusals) and why not
+├── alerts      tell the trader, never blocking or failing the caller
+├── tasks       follow-up work, owned and cancelled together
+├── locks       one per position, one per symbol (opens are serialized per symbol)
+└── seen        wakes whoever waits for a fill of a position
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from warden.domain.alerts import AlertKind
+from warden.domain.values import Instrument, PositionId, Symbol
+from warden.ports import Alert, Clock, Notifier
+from warden.service.commands import EngineState, NotHolder
+from warden.service.config import EngineConfig
+from warden.service.ledger import Ledger
+
+log = structlog.get_logger("warden.engine")
+
+
+class Gate:
+    """The engine's state and every reason it refuses new positions.
+
+    Acting (sending to the exchange, writing to the database) is refused only when
+    this engine is not the account's writer (a standby, or one whose lease another
+    engine took) or has stopped. A database it cannot reach is *degraded*, not a
+    reason to stop protecting: the writes are queued (ledger) and orders still go out.
+    """
+
+    def __init__(self) -> None:
+        self.state = EngineState.STARTING
+        self.refusals: dict[str, str] = {"recovery": "startup recovery has not passed yet"}
+        self.lease_note: str | None = None
+
+    def refuse(self, key: str, reason: str | None) -> None:
+        if reason is None:
+            self.refusals.pop(key, None)
+        else:
+            self.refusals[key] = reason
+
+    @property
+    def standing_down(self) -> bool:
+        return self.state in (EngineState.READ_ONLY, EngineState.STOPPED)
+
+    def check_may_act(self) -> None:
+        """Raise NotHolder (nothing is sent or written) unless this engine may act."""
+        if self.standing_down:
+            raise NotHolder(f"engine is {self.state}: {self.reason_text()}")
+
+    def reason_text(self) -> str:
+        return "; ".join(self.refusals.values()) or "ok"
+
+
+class Tasks:
+    """Follow-up work spawned by the engine: tracked, awaited in tests, cancelled on stand-down."""
+
+    def __init__(self, on_error: Any = None) -> None:
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.on_error = on_error
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+        return task
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled() or task.exception() is None:
+            return
+        error = task.exception()
+        log.error("background_task_failed", error=repr(error), exc_info=error)
+        if isinstance(error, Exception) and self.on_error is not None:
+            self.on_error(error)
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    async def wait_idle(self) -> None:
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def cancel_all(self) -> None:
+        current = asyncio.current_task()
+        tasks = [t for t in self._tasks if t is not current]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class Locks:
+    """Per-position and per-symbol locks; a lock nobody holds or waits for is dropped."""
+
+    def __init__(self) -> None:
+        self._positions: dict[PositionId, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._symbols: dict[Symbol, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+    def position(self, pid: PositionId) -> asyncio.Lock:
+        return self._positions[pid]
+
+    def symbol(self, symbol: Symbol) -> asyncio.Lock:
+        return self._symbols[symbol]
+
+    def forget(self, pid: PositionId) -> None:
+        lock = self._positions.get(pid)
+        if lock is not None and not lock.locked():
+            del self._positions[pid]
+
+    def __len__(self) -> int:
+        return len(self._positions)
+
+
+@dataclass
+class Context:
+    config: EngineConfig
+    clock: Clock
+    notifier: Notifier
+    ledger: Ledger
+    gate: Gate = field(default_factory=Gate)
+    instruments: dict[Symbol, Instrument] = field(default_factory=dict)
+    tasks: Tasks = field(default_factory=Tasks)
+    locks: Locks = field(default_factory=Locks)
+    seen: dict[PositionId, asyncio.Event] = field(default_factory=lambda: defaultdict(asyncio.Event))
+
+    def alert(self, kind: AlertKind, message: str, position_id: PositionId | None = None) -> None:
+        """Tell the trader from code that cannot wait (callbacks)."""
+        self.tasks.spawn(self.notify(kind, message, position_id))
+
+    async def notify(self, kind: AlertKind, message: str, position_id: PositionId | None = None) -> None:
+        """Tell the trader; a notifier that is slow or down never blocks or fails trading."""
+        alert = Alert(kind, message, position_id)
+        try:
+            async with asyncio.timeout(self.config.alert_timeout):
+                await self.notifier.notify(alert)
+        except Exception as exc:
+            log.error("alert_not_delivered", kind=alert.kind.value, error=repr(exc))
+
+    def forget(self, pid: PositionId) -> None:
+        """A finished position leaves memory (its rows stay in the database)."""
+        self.locks.forget(pid)
+        self.seen.pop(pid, None)
+        self.ledger.forget(pid)

@@ -1,0 +1,220 @@
+"""Opening a position: the saga (DESIGN.md "Opening a position").
+
+1. validate; refuse (nothing sent) unless recovery passed and the DB is writable;
+2. per symbol, serialized from the duplicate check to the commit: one
+   transaction writes the position OPENING + the entry intent with a
+   deterministic client order id + an event (if this commit fails, the caller
+   gets StoreUnavailable and nothing was sent; the database's unique index
+   refuses a second open position on the symbol unless stacking is on);
+3. the order is known in memory *before* it is sent, so a fill that races the
+   REST answer is applied, not dropped;
+4. send with a deadline; a timeout is an unknown outcome, resolved by looking
+   the order up by its client order id — never a blind resend or rollback;
+5. an acknowledged order is *working*: its fills are awaited (stream, lookup,
+   REST fills); what filled is protected; unfilled at the deadline it is
+   cancelled and the cancel's answer decides;
+6. protect: stop + exact-quantity take-profits on the exchange (exits.py).
+
+After the commit the caller is never told "nothing was sent": it gets the
+position as it stands (OPENING while the outcome is being resolved).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Awaitable, Callable
+from decimal import Decimal
+
+from warden.domain.errors import ValidationError
+from warden.domain.events import Event, EventKind
+from warden.domain.orders import Order
+from warden.domain.position import Position, PositionStatus
+from warden.domain.reports import OrderReport
+from warden.domain.sizing import order_qty
+from warden.domain.values import Instrument, OrderRole, OrderType, PositionId, Side, Symbol
+from warden.ports import (
+    DuplicateSignal,
+    ExchangeError,
+    ExchangeTimeout,
+    ExchangeUnavailable,
+    OrderRejected,
+    Store,
+    StoreUnavailable,
+    SymbolBusy,
+)
+from warden.service.commands import AlreadyExists, OpenPosition, TradingRefused
+from warden.service.context import Context
+from warden.service.exits import ExitManager, make_intent
+from warden.service.gateway import Found, Gateway, NotFound
+from warden.service.recovery import Recovery
+
+
+def random_position_id() -> str:
+    return secrets.token_hex(6)
+
+
+class Opener:
+    def __init__(
+        self,
+        ctx: Context,
+        gateway: Gateway,
+        exits: ExitManager,
+        recovery: Recovery,
+        store: Store,
+        replay_early: Callable[[str], Awaitable[None]],
+        new_id: Callable[[], str] = random_position_id,
+    ) -> None:
+        self.ctx = ctx
+        self.gw = gateway
+        self.exits = exits
+        self.recovery = recovery
+        self.store = store
+        self.replay_early = replay_early
+        self.new_id = new_id
+
+    async def open(self, cmd: OpenPosition, check_trading: Callable[[], None]) -> Position:
+        """Run the open saga; see the module docstring."""
+        ctx = self.ctx
+        check_trading()
+        inst = self._instrument(cmd.symbol)
+        try:
+            mark = await self.gw.mark_price(inst.symbol)
+        except ExchangeError as exc:
+            raise TradingRefused(f"exchange unavailable, nothing was sent: {exc}") from exc
+        qty = order_qty(inst, mark, cmd.usd, cmd.qty)
+        stop = self._validate_stop(cmd, inst, mark)
+        async with ctx.locks.symbol(inst.symbol):
+            check_trading()
+            await self._refuse_duplicates(cmd, inst)
+            pid = PositionId(self.new_id())
+            now = ctx.clock.now()
+            position = Position(
+                id=pid,
+                symbol=inst.symbol,
+                side=cmd.side,
+                status=PositionStatus.OPENING,
+                target_qty=qty,
+                plan=ctx.config.plan,
+                opened_at=now,
+                signal_id=cmd.signal_id,
+                origin=cmd.source,
+                stop_price=stop,
+                exclusive=not ctx.config.allow_stacking,
+            )
+            entry = make_intent(ctx, position, OrderRole.ENTRY, 1, OrderType.MARKET, qty)
+            opening = Event(
+                EventKind.POSITION_OPENING,
+                now,
+                pid,
+                f"{cmd.side} {qty} {inst.symbol} from {cmd.source}",
+                {"qty": str(qty), "mark": str(mark), "source": cmd.source},
+            )
+            try:
+                await ctx.ledger.commit(
+                    None, position, orders=[entry], events=[opening], must_be_durable=True
+                )
+            except DuplicateSignal as exc:
+                raise AlreadyExists(await self._existing(exc.signal_id)) from exc
+            except SymbolBusy as exc:
+                raise AlreadyExists(
+                    await self._holder(inst.symbol, exc), f"{inst.symbol} already has an open position"
+                ) from exc
+        await self.replay_early(entry.client_order_id)
+        return await self._send_and_settle(pid, entry)
+
+    async def _send_and_settle(self, pid: PositionId, entry: Order) -> Position:
+        ctx, exits = self.ctx, self.exits
+        report: OrderReport | None = None
+        try:
+            report = await self.gw.send(entry)
+        except OrderRejected as exc:
+            return await self.recovery.fail_entry(pid, entry, f"rejected: {exc}")
+        except ExchangeUnavailable as exc:
+            return await self.recovery.fail_entry(pid, entry, f"exchange unavailable: {exc}")
+        except TradingRefused as exc:
+            # The lease was lost between the commit and the send: nothing was sent.
+            raise TradingRefused(f"nothing was sent: {exc}") from exc
+        except ExchangeTimeout:
+            await ctx.ledger.record(
+                Event(EventKind.ENTRY_UNKNOWN, ctx.clock.now(), pid, "entry timed out; looking it up")
+            )
+            found = await self.gw.lookup(entry)
+            if isinstance(found, NotFound):
+                return await self.recovery.fail_entry(pid, entry, found.why)
+            if not isinstance(found, Found):
+                ctx.tasks.spawn(self.recovery.resolve_entry(pid))
+                return ctx.ledger.positions[pid]
+            report = found.report
+        if report.status.terminal and report.filled_qty <= 0:
+            return await self.recovery.fail_entry(pid, entry, f"entry {report.status}")
+        if report.status.terminal:
+            await exits.wait_for_fills(pid, entry.client_order_id, report.filled_qty, ctx.config.fill_wait)
+        else:
+            # Acknowledged, not (fully) filled: working. Wait here up to fill_wait for the
+            # caller's sake; the rest of the deadline runs in the background.
+            report = await exits.work_order(entry, report, ctx.config.fill_wait)
+            if report is not None and not report.status.terminal:
+                ctx.tasks.spawn(self._finish_working(pid, entry))
+                return ctx.ledger.positions[pid]
+        position = ctx.ledger.positions[pid]
+        if position.status is PositionStatus.OPENING:
+            # Filled on the exchange, but no fill reached us yet from any source:
+            # keep resolving (lookup + REST fills) until it is applied and protected.
+            ctx.tasks.spawn(self.recovery.resolve_entry(pid))
+            return position
+        return await exits.protect(pid)
+
+    async def _finish_working(self, pid: PositionId, entry: Order) -> None:
+        ctx = self.ctx
+        report = await self.exits.work_order(entry, None, ctx.config.entry_deadline)
+        position = ctx.ledger.positions[pid]
+        if report is not None and report.status.terminal and position.status is not PositionStatus.OPENING:
+            await self.exits.protect(pid)
+            return
+        await self.recovery.cancel_working_entry(pid, ctx.ledger.orders[entry.client_order_id])
+
+    def _instrument(self, symbol: str) -> Instrument:
+        inst = self.ctx.instruments.get(Symbol(symbol))
+        if inst is None:
+            known = ", ".join(sorted(self.ctx.instruments)) or "none loaded"
+            raise ValidationError("symbol", f"unknown symbol {symbol!r} (known: {known})")
+        return inst
+
+    async def _refuse_duplicates(self, cmd: OpenPosition, inst: Instrument) -> None:
+        if cmd.signal_id:
+            existing = await self.store.find_by_signal(cmd.signal_id)
+            if existing is not None:
+                raise AlreadyExists(existing)
+        if not self.ctx.config.allow_stacking:
+            for pid in self.ctx.ledger.by_symbol.get(inst.symbol, ()):
+                raise AlreadyExists(
+                    self.ctx.ledger.positions[pid], f"{inst.symbol} already has an open position"
+                )
+
+    async def _existing(self, signal_id: str) -> Position:
+        existing = await self.store.find_by_signal(signal_id)
+        if existing is None:  # pragma: no cover - the unique index just said it exists
+            raise StoreUnavailable(f"signal {signal_id} reported duplicate but not found")
+        return existing
+
+    async def _holder(self, symbol: Symbol, exc: SymbolBusy) -> Position:
+        pid = exc.position_id
+        if pid is not None:
+            held = self.ctx.ledger.positions.get(pid) or await self.store.get_position(pid)
+            if held is not None:
+                return held
+        for position in await self.store.list_positions(limit=1000):
+            if position.symbol == symbol and position.is_active:
+                return position
+        raise StoreUnavailable(f"{symbol} reported busy but no open position was found")
+
+    def _validate_stop(self, cmd: OpenPosition, inst: Instrument, mark: Decimal) -> Decimal | None:
+        if cmd.stop_price is None:
+            return None
+        stop = inst.round_price(cmd.stop_price)
+        if stop <= 0 or stop < inst.tick_size:
+            raise ValidationError("stop_price", f"{cmd.stop_price} rounds to {stop}, below the price step")
+        if (cmd.side is Side.LONG and stop >= mark) or (cmd.side is Side.SHORT and stop <= mark):
+            side = "below" if cmd.side is Side.LONG else "above"
+            raise ValidationError("stop_price", f"a {cmd.side} stop must be {side} the mark price {mark}")
+        return stop

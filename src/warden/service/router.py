@@ -1,0 +1,101 @@
+"""Stream events to the code that owns them.
+
+- Mark prices go to the tick path.
+- Fills and order updates go by client order id to the position's order. An
+  event of ours whose order is not known yet (a race with registration, or one
+  that arrives before recovery loaded the state) is buffered and replayed,
+  never dropped. An event of a position that already finished and left memory
+  is a late echo: its fills are still attributed (a stale exit order of a closed
+  position reduces whatever the symbol holds now).
+- An order with a warden-shaped id of another installation means another warden
+  trades this account: trading stops, it is alerted, and its orders are never
+  touched.
+- A stream gap means events may be lost: resync and reconcile.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+import structlog
+
+from warden.domain.alerts import AlertKind
+from warden.domain.events import Event, EventKind
+from warden.domain.reports import FillReport, MarkPrice, OrderReport, StreamEvent, StreamGap
+from warden.domain.values import ClientOrderId, parse_client_id
+from warden.service.context import Context
+from warden.service.exits import ExitManager
+
+log = structlog.get_logger("warden.router")
+
+
+class Router:
+    def __init__(
+        self,
+        ctx: Context,
+        exits: ExitManager,
+        on_gap: Callable[[], Coroutine[Any, Any, None]],
+        on_other_instance: Callable[[str, str], Awaitable[None]],
+    ) -> None:
+        self.ctx = ctx
+        self.exits = exits
+        self.on_gap = on_gap
+        self.on_other_instance = on_other_instance
+        self._early: dict[str, list[FillReport | OrderReport]] = defaultdict(list)
+        self._early_count = 0
+
+    async def on_event(self, event: StreamEvent) -> None:
+        if isinstance(event, MarkPrice):
+            self.exits.on_mark(event.symbol, event.price)
+        elif isinstance(event, FillReport | OrderReport):
+            order = self.ctx.ledger.orders.get(ClientOrderId(event.client_order_id))
+            if order is None:
+                await self._unknown(event)
+            elif isinstance(event, FillReport):
+                await self.exits.apply_fill(order, event)
+            else:
+                await self.exits.on_order_report(order, event)
+        elif isinstance(event, StreamGap):
+            await self.ctx.ledger.record(
+                Event(EventKind.RECONCILE, self.ctx.clock.now(), None, f"stream gap: {event.reason}")
+            )
+            self.ctx.tasks.spawn(self.on_gap())
+
+    async def _unknown(self, event: FillReport | OrderReport) -> None:
+        parsed = parse_client_id(event.client_order_id)
+        if parsed is None:
+            return  # not warden's: reconciliation deals with outside trades
+        if parsed.installation != self.ctx.config.installation_id:
+            await self.on_other_instance(event.client_order_id, event.symbol)
+            return
+        if parsed.position_id in self.ctx.ledger.forgotten:
+            if isinstance(event, FillReport) and parsed.role.is_exit:
+                await self.exits.attribute_orphan_fill(event)
+            return
+        self.buffer(event)
+
+    def buffer(self, event: FillReport | OrderReport) -> None:
+        """Ours but not yet known: keep it for when the order is registered."""
+        if self._early_count >= self.ctx.config.early_buffer_limit:
+            log.error("early_buffer_full", client_order_id=event.client_order_id)
+            self.ctx.alert(
+                AlertKind.ENGINE_ERROR, f"early event buffer full; dropped {event.client_order_id}"
+            )
+            return
+        self._early[event.client_order_id].append(event)
+        self._early_count += 1
+
+    def early_ids(self) -> list[str]:
+        return list(self._early)
+
+    async def replay_early(self, cid: str) -> None:
+        for event in self._early.pop(cid, []):
+            self._early_count -= 1
+            await self.on_event(event)
+
+    async def replay_known(self) -> None:
+        """After recovery loaded the state: replay what was buffered for orders now known."""
+        for cid in [c for c in self.early_ids() if c in self.ctx.ledger.orders]:
+            await self.replay_early(cid)

@@ -1,0 +1,286 @@
+"""The protection breaks found by attacking warden (issue 7), each as a service test.
+
+The engine runs on SQLite and PostgreSQL with the in-process simulated
+exchange; protection is judged by what the exchange holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from decimal import Decimal
+
+import pytest
+
+from tests.helpers import eventually
+from tests.service.harness import BTC, SOL, Harness
+from warden.domain.alerts import AlertKind
+from warden.domain.position import Position, PositionStatus
+from warden.domain.reconcile import Kind
+from warden.domain.reports import OrderRequest
+from warden.domain.values import (
+    ClientOrderId,
+    OrderSide,
+    OrderType,
+    PositionId,
+    Side,
+    Symbol,
+    parse_client_id,
+)
+from warden.ports import Transition
+from warden.service.commands import AlreadyExists, ClosePosition, EngineState, NotHolder, TradingRefused
+
+ETH = Symbol("ETH/USDT:USDT")
+
+
+def stops(h: Harness, symbol: Symbol = SOL) -> list[object]:
+    return [o for o in h.resting(symbol) if o.type is OrderType.STOP_MARKET]
+
+
+def resting_qty(h: Harness, symbol: Symbol, order_type: OrderType) -> Decimal:
+    return sum((o.qty for o in h.resting(symbol) if o.type is order_type), Decimal(0))
+
+
+# ------------------------------------------------------------------ racing signals
+
+
+async def test_simultaneous_signals_on_one_symbol_open_once(harness: Harness) -> None:
+    """Twenty signals at once for one symbol (distinct ids, stacking off): one position, one size."""
+    results = await asyncio.gather(
+        *(harness.open("long", BTC, usd="200", signal_id=f"tv-{i}") for i in range(20)),
+        return_exceptions=True,
+    )
+    opened = [r for r in results if isinstance(r, Position)]
+    refused = [r for r in results if isinstance(r, AlreadyExists)]
+    assert len(opened) == 1 and len(refused) == 19, results
+    assert all("already has an open position" in str(r) for r in refused)
+    await harness.engine.wait_idle()
+    assert harness.exchange_qty(BTC) == opened[0].filled_qty
+
+
+async def test_the_database_refuses_a_second_open_position_on_a_symbol(harness: Harness) -> None:
+    """Even past the engine's own check, the store's unique index refuses a second exclusive position."""
+    from warden.ports import SymbolBusy
+
+    pos = await harness.open("long", SOL)
+    twin = replace(
+        pos, id=PositionId("twin00000001"), signal_id=None, version=1, status=PositionStatus.OPENING
+    )
+    with pytest.raises(SymbolBusy):
+        await harness.store.commit(Transition(twin, None))
+
+
+# --------------------------------------------------------------- acknowledged entries
+
+
+async def test_an_entry_acknowledged_before_it_fills_is_protected(harness: Harness) -> None:
+    """A market entry answered NEW with nothing filled is working: its later fill is protected."""
+    harness.sim.faults.ack_only_if = lambda req: req.type is OrderType.MARKET
+    harness.sim.faults.fill_delay = 0.2
+    pos = await harness.open("short", SOL)
+    await eventually(
+        lambda: harness.engine.ledger.positions[pos.id].status is PositionStatus.PROTECTED,
+        what="protected after the delayed fill",
+    )
+    now = harness.engine.ledger.positions[pos.id]
+    assert now.filled_qty == -harness.exchange_qty(SOL) > 0
+    assert resting_qty(harness, SOL, OrderType.STOP_MARKET) == now.remaining
+    exposure = {e.symbol: e for e in harness.sim.exposure()}
+    assert exposure[SOL].unprotected_seconds == 0
+    assert exposure[SOL].max_unprotected_seconds < harness.engine.config.protection_window
+
+
+async def test_an_entry_that_never_fills_is_cancelled_and_fails(harness: Harness) -> None:
+    """Acknowledged and never filled by its deadline: cancelled; the position fails; nothing is left."""
+    harness.sim.faults.ack_only_if = lambda req: req.type is OrderType.MARKET
+    harness.sim.faults.fill_delay = 3600
+    await harness.stop()
+    harness.config = replace(harness.config, entry_deadline=0.3)
+    await harness.start()
+    pos = await harness.open("long", SOL)
+    await eventually(
+        lambda: harness.engine.ledger.positions[pos.id].status is PositionStatus.FAILED, what="failed"
+    )
+    assert harness.exchange_qty(SOL) == 0 and harness.resting(SOL) == []
+
+
+async def test_a_close_acknowledged_before_it_fills_still_closes(harness: Harness) -> None:
+    """A reduce-only close answered NEW is awaited, not judged failed."""
+    pos = await harness.open("long", SOL)
+    harness.sim.faults.ack_only_if = lambda req: req.type is OrderType.MARKET
+    harness.sim.faults.fill_delay = 0.2
+    closed = await harness.engine.close_position(ClosePosition(pos.id))
+    assert closed.status is PositionStatus.CLOSED and closed.exit_reason == "manual"
+    await harness.engine.wait_idle()
+    assert harness.exchange_qty(SOL) == 0 and harness.resting(SOL) == []
+
+
+# ------------------------------------------------------------------------ standby
+
+
+async def test_a_standby_neither_sends_nor_writes(harness: Harness) -> None:
+    """An engine that is not the lease holder refuses reconcile and close, writing and sending nothing."""
+    pos = await harness.open("long", SOL)
+    harness.engine.set_read_only("standby: account 'default' is held by host:1")
+    before = len(await harness.store.list_events(None, 1000))
+    resting = harness.resting(SOL)
+    with pytest.raises(NotHolder, match="held by host:1"):
+        await harness.engine.reconcile()
+    with pytest.raises(NotHolder):
+        await harness.engine.close_position(ClosePosition(pos.id))
+    assert len(await harness.store.list_events(None, 1000)) == before
+    assert harness.resting(SOL) == resting
+
+
+async def test_takeover_recovery_always_loads_from_the_database(harness: Harness) -> None:
+    """Memory left over from before a takeover (a phantom) is dropped; the database's positions are loaded."""
+    pos = await harness.open("long", SOL)
+    phantom = replace(pos, id=PositionId("phantom00001"), symbol=BTC)
+    harness.engine.ledger.load([phantom], [])
+    harness.engine.take_over()
+    await harness.engine.start()
+    assert set(harness.engine.ledger.positions) == {pos.id}
+    assert [o.qty for o in stops(harness)] == [pos.filled_qty]
+
+
+# ---------------------------------------------------------------- other installation
+
+
+async def test_another_wardens_orders_stop_trading_and_are_never_cancelled(harness: Harness) -> None:
+    """An order with another installation's warden id: alerted, trading stops, the order is left alone."""
+    own = await harness.open("long", SOL)
+    assert parse_client_id(harness.engine.ledger.current_stop(own.id).client_order_id) is not None  # type: ignore[union-attr]
+    other = OrderRequest(
+        ClientOrderId("wd-zz9zz9-0123456789ab-s1"),
+        BTC,
+        OrderSide.SELL,
+        OrderType.STOP_MARKET,
+        Decimal("0.01"),
+        trigger_price=Decimal("60000"),
+        reduce_only=True,
+    )
+    await harness.sim.place_order(other)
+    report = await harness.engine.reconcile()
+    assert Kind.OTHER_INSTANCE in {f.discrepancy.kind for f in report.findings}
+    assert any(o.client_order_id == other.client_order_id for o in harness.resting(BTC))
+    assert any(a.kind is AlertKind.OTHER_INSTANCE and a.level == "critical" for a in harness.notifier.alerts)
+    assert not harness.engine.accepting_signals
+    assert any("another warden" in r for r in harness.engine.status().reasons)
+    with pytest.raises(TradingRefused):
+        await harness.open("short", ETH)
+
+
+# ------------------------------------------------------------------- outside trades
+
+
+async def test_an_outside_flip_is_repaired_in_one_pass(harness: Harness) -> None:
+    """Long 0.05 ETH adopted, then an outside sell of 0.1: one pass closes the long, cancels its
+    sell-side exits and adopts and protects the short."""
+    harness.sim.external_order(ETH, OrderSide.BUY, Decimal("0.05"))
+    await harness.engine.reconcile()
+    (long,) = harness.engine.ledger.active_positions()
+    assert long.side is Side.LONG
+    harness.sim.external_order(ETH, OrderSide.SELL, Decimal("0.1"))
+    await harness.engine.reconcile()
+    await harness.engine.wait_idle()
+    active = harness.engine.ledger.active_positions()
+    assert [(p.side, p.remaining) for p in active] == [(Side.SHORT, Decimal("0.05"))]
+    assert harness.engine.ledger.positions[long.id].status is PositionStatus.CLOSED
+    assert {o.side for o in harness.resting(ETH)} == {OrderSide.BUY}
+    assert resting_qty(harness, ETH, OrderType.STOP_MARKET) == Decimal("0.05")
+    assert (await harness.engine.reconcile()).findings == []
+
+
+async def test_take_profits_are_resized_after_an_outside_partial_reduce(harness: Harness) -> None:
+    """An outside reduce: stop and take-profits are re-sized; together the TPs never exceed the position."""
+    pos = await harness.open("long", ETH, usd="300")
+    harness.sim.external_order(ETH, OrderSide.SELL, Decimal("0.04"), reduce_only=True)
+    await harness.engine.reconcile()
+    await harness.engine.wait_idle()
+    now = harness.engine.ledger.positions[pos.id]
+    assert now.remaining == pos.filled_qty - Decimal("0.04")
+    assert resting_qty(harness, ETH, OrderType.STOP_MARKET) == now.remaining
+    assert resting_qty(harness, ETH, OrderType.TAKE_PROFIT_MARKET) <= now.remaining
+    assert (await harness.engine.reconcile()).findings == []
+
+
+async def test_outside_trades_are_applied_with_their_prices(harness: Harness) -> None:
+    """An outside buy adds to the long at its own price: entry price and size follow the exchange."""
+    pos = await harness.open("long", SOL, usd="15")
+    harness.sim.set_mark(SOL, pos.entry_price + 2)  # type: ignore[operator]
+    harness.sim.external_order(SOL, OrderSide.BUY, Decimal("1"))
+    await harness.engine.reconcile()
+    await harness.engine.wait_idle()
+    now = harness.engine.ledger.positions[pos.id]
+    (exchange,) = await harness.sim.fetch_positions()
+    assert now.remaining == exchange.qty
+    assert now.entry_price == exchange.entry_price
+    assert resting_qty(harness, SOL, OrderType.STOP_MARKET) == now.remaining
+
+
+async def test_a_row_written_behind_wardens_back_is_found(harness: Harness) -> None:
+    """A position row inserted into the database by something else: event, alert, and checked
+    against the exchange (flat there: closed through the state machine)."""
+    pos = await harness.open("long", SOL)
+    ghost = replace(pos, id=PositionId("ghostrow0001"), symbol=BTC, signal_id=None, version=1)
+    await harness.store.commit(Transition(ghost, None))
+    report = await harness.engine.reconcile()
+    assert any(a.kind is AlertKind.UNKNOWN_ROW for a in harness.notifier.alerts)
+    assert any(f.discrepancy.position_id == ghost.id for f in report.findings)
+    stored = await harness.store.get_position(ghost.id)
+    assert stored is not None and stored.status is PositionStatus.CLOSED
+
+
+# --------------------------------------------------------------------- start and smaller
+
+
+async def test_a_start_that_fails_is_retried_until_it_passes(harness: Harness) -> None:
+    """An exchange outage during start is retried with backoff; /status says why meanwhile."""
+    await harness.stop()
+    harness.sim.faults.fail_queries = True
+    harness.config = replace(harness.config, retry_backoff=0.01)
+    await harness.start(ready=False)
+    task = asyncio.get_running_loop().create_task(harness.engine.start_with_retry())
+    await eventually(lambda: any("retrying" in r for r in harness.engine.status().reasons), what="reason")
+    assert harness.engine.state is EngineState.STARTING and not harness.engine.accepting_signals
+    harness.sim.faults.fail_queries = False
+    await asyncio.wait_for(task, 10)
+    assert harness.engine.accepting_signals
+
+
+async def test_a_close_reason_survives_a_restart(harness: Harness) -> None:
+    """A close in flight when warden dies keeps the reason it was asked with (not "manual")."""
+    pos = await harness.open("long", SOL)
+    harness.sim.faults.ack_only_if = lambda req: req.type is OrderType.MARKET
+    harness.sim.faults.fill_delay = 0.3
+    closing = asyncio.get_running_loop().create_task(
+        harness.engine.close_position(ClosePosition(pos.id, reason="protection_failed"))
+    )
+    await eventually(
+        lambda: harness.engine.ledger.positions[pos.id].status is PositionStatus.CLOSING, what="closing"
+    )
+    closing.cancel()
+    await asyncio.gather(closing, return_exceptions=True)
+    await harness.restart()
+    await eventually(
+        lambda: harness.engine.ledger.positions[pos.id].status is PositionStatus.CLOSED, what="closed"
+    )
+    stored = await harness.store.get_position(pos.id)
+    assert stored is not None and stored.exit_reason == "protection_failed"
+
+
+async def test_each_exit_order_is_cancelled_once_per_close(harness: Harness) -> None:
+    """Closing cancels each exit order exactly once (a second DELETE wastes request weight)."""
+    pos = await harness.open("long", SOL)
+    exits = {o.client_order_id for o in harness.engine.ledger.live_orders(pos.id)}
+    calls: list[str] = []
+    original = harness.sim.cancel_order
+
+    async def counting(symbol, cid, conditional):  # type: ignore[no-untyped-def]
+        calls.append(cid)
+        return await original(symbol, cid, conditional)
+
+    harness.sim.cancel_order = counting  # type: ignore[method-assign]
+    await harness.engine.close_position(ClosePosition(pos.id))
+    await harness.engine.wait_idle()
+    assert sorted(calls) == sorted(exits)

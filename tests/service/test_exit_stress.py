@@ -1,0 +1,198 @@
+"""Exits under stress (issue 8): rejected moves, stale stops, tiny take-profits, outside trades.
+
+Judged by what the simulated exchange holds: its position, its resting orders
+and its record of how long a position went without a covering stop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from decimal import Decimal
+
+from tests.helpers import eventually
+from tests.service.harness import SOL, Harness
+from warden.domain.alerts import AlertKind
+from warden.domain.orders import OrderStatus
+from warden.domain.position import Position
+from warden.domain.values import OrderRole, OrderSide, OrderType
+from warden.service.commands import ClosePosition
+
+
+def stops(h: Harness) -> list[object]:
+    return [o for o in h.resting() if o.type is OrderType.STOP_MARKET]
+
+
+def stop_qty(h: Harness) -> Decimal:
+    return sum((o.qty for o in h.resting() if o.type is OrderType.STOP_MARKET), Decimal(0))
+
+
+def tp_qty(h: Harness) -> Decimal:
+    return sum((o.qty for o in h.resting() if o.type is OrderType.TAKE_PROFIT_MARKET), Decimal(0))
+
+
+async def runner(h: Harness, side: str = "long", qty: str = "1") -> Position:
+    """A position past TP1 and TP2: the runner trails."""
+    pos = await h.open(side, SOL, usd=None, qty=Decimal(qty))  # type: ignore[arg-type]
+    h.sim.set_mark(SOL, pos.tp1_price)  # type: ignore[arg-type]
+    await eventually(lambda: h.engine.ledger.positions[pos.id].tp1_hit, what="tp1")
+    h.sim.set_mark(SOL, pos.tp2_price)  # type: ignore[arg-type]
+    await eventually(lambda: h.engine.ledger.positions[pos.id].trailing_active, what="runner armed")
+    await h.engine.wait_idle()
+    return h.engine.ledger.positions[pos.id]
+
+
+def ahead(pos: Position, by: str) -> Decimal:
+    """A price `by` beyond TP2 in the position's favour."""
+    assert pos.tp2_price is not None
+    return pos.tp2_price + Decimal(by) * pos.side.sign
+
+
+async def test_a_trailing_move_rejected_as_already_through_closes_the_runner(harness: Harness) -> None:
+    """The new trailing stop is refused because the market already passed it (-2021): the runner is
+    closed at market at once, alerted, instead of giving the move back down to the old stop."""
+    for side in ("long", "short"):
+        pos = await runner(harness, side)
+        peak = ahead(pos, "10")
+        harness.sim.faults.rest_latency = 0.3
+        harness.sim.set_mark(SOL, peak)
+        await eventually(
+            lambda p=pos: any(
+                o.role is OrderRole.STOP and o.status is OrderStatus.PENDING
+                for o in harness.engine.ledger.orders_of(p.id)
+            ),
+            what="move in flight",
+        )
+        harness.sim.set_mark(SOL, peak - Decimal("2") * pos.side.sign)  # through the wanted stop
+        await eventually(lambda p=pos: not harness.engine.ledger.positions[p.id].is_active, what="closed")
+        harness.sim.faults.rest_latency = 0
+        await harness.engine.wait_idle()
+        closed = harness.engine.ledger.positions[pos.id]
+        assert closed.exit_reason == "trailing_stop"
+        assert harness.exchange_qty() == 0 and harness.resting() == []
+        assert any(a.kind is AlertKind.RUNNER_CLOSED for a in harness.notifier.alerts)
+        assert not [o for o in harness.engine.ledger.orders_of(pos.id) if o.status is OrderStatus.PENDING]
+
+
+async def test_a_refused_move_keeps_the_old_stop_and_later_moves_still_work(harness: Harness) -> None:
+    """A move refused for another reason is final (REJECTED): the old stop keeps protecting, the
+    position says so, and the next move goes through — the runner is never frozen."""
+    pos = await runner(harness)
+    first = ahead(pos, "5")
+    refused = harness.engine.instruments[SOL].round_price(first * (1 - Decimal("0.005")))
+    harness.sim.faults.reject_if = lambda req: req.trigger_price == refused
+    harness.sim.set_mark(SOL, first)
+    await eventually(
+        lambda: any(
+            o.role is OrderRole.STOP and o.status is OrderStatus.REJECTED
+            for o in harness.engine.ledger.orders_of(pos.id)
+        ),
+        what="refused move recorded",
+    )
+    await harness.engine.wait_idle()
+    view = await harness.engine.get_position(pos.id)
+    assert view.stop_resting and stop_qty(harness) == view.position.remaining
+    harness.sim.faults.reject_if = None
+    second = ahead(pos, "8")
+    harness.sim.set_mark(SOL, second)
+    want = harness.engine.instruments[SOL].round_price(second * (1 - Decimal("0.005")))
+    await eventually(lambda: [s.trigger_price for s in stops(harness)] == [want], what="next move rests")  # type: ignore[attr-defined]
+    report = await harness.engine.reconcile()
+    assert report.findings == []
+
+
+async def test_a_stale_stop_that_closes_another_position_is_attributed(harness: Harness) -> None:
+    """Stacking on: A's old full-size stop stays (its resize refused); B opens; the stale stop fills
+    the whole size. A closes with what it had; the rest reduced B and is recorded on B (I2), B's
+    stop is re-sized to what B has left, and warden agrees with the exchange."""
+    await harness.stop()
+    harness.config = replace(harness.config, allow_stacking=True)
+    await harness.start()
+    a = await harness.open("long", SOL, usd=None, qty=Decimal("1"))  # type: ignore[arg-type]
+    harness.sim.faults.reject_if = lambda req: (
+        a.id in req.client_order_id and req.type is OrderType.STOP_MARKET
+    )
+    harness.sim.set_mark(SOL, a.tp1_price)  # type: ignore[arg-type]
+    await eventually(lambda: harness.engine.ledger.positions[a.id].tp1_hit, what="tp1")
+    await harness.engine.wait_idle()
+    assert harness.engine.ledger.positions[a.id].remaining == Decimal("0.4")
+    harness.sim.set_mark(SOL, a.entry_price)  # type: ignore[arg-type]
+    b = await harness.open("long", SOL, usd=None, qty=Decimal("1"))  # type: ignore[arg-type]
+    harness.sim.faults.reject_if = None
+    harness.sim.set_mark(SOL, a.stop_price - Decimal("0.05"))  # type: ignore[operator]
+    await eventually(lambda: not harness.engine.ledger.positions[a.id].is_active, what="A closed")
+    await harness.engine.wait_idle()
+    held = [p for p in harness.engine.ledger.active_positions() if p.symbol == SOL]
+    assert sum(p.remaining for p in held) == harness.exchange_qty()
+    assert any(a.kind is AlertKind.FILL_MISMATCH for a in harness.notifier.alerts)
+    fills_b = [e for e in await harness.store.list_events(b.id, 100) if e.data.get("trade_id", "").count(":")]
+    assert fills_b, "the stale stop's excess is recorded on B"
+    if held:
+        assert stop_qty(harness) == held[0].remaining
+
+
+async def test_a_runner_whose_tp2_rounds_to_zero_still_trails(harness: Harness) -> None:
+    """SOL 0.04: TP1 0.02, TP2 rounds to nothing. Passing the TP2 level arms the runner all the same."""
+    for side in ("long", "short"):
+        pos = await harness.open(side, SOL, usd=None, qty=Decimal("0.04"))  # type: ignore[arg-type]
+        assert pos.tp2_qty == 0
+        harness.sim.set_mark(SOL, pos.tp1_price)  # type: ignore[arg-type]
+        await eventually(lambda p=pos: harness.engine.ledger.positions[p.id].tp1_hit, what="tp1")
+        harness.sim.set_mark(SOL, ahead(pos, "0.5"))
+        await eventually(
+            lambda p=pos: harness.engine.ledger.positions[p.id].trailing_active, what="runner armed"
+        )
+        peak = ahead(pos, "3")
+        harness.sim.set_mark(SOL, peak)
+        want = harness.engine.instruments[SOL].round_price(peak * (1 - pos.side.sign * Decimal("0.005")))
+        await eventually(lambda w=want: [s.trigger_price for s in stops(harness)] == [w], what="trailing")  # type: ignore[attr-defined]
+        await harness.engine.close_position(ClosePosition(pos.id))
+        await harness.engine.wait_idle()
+        harness.sim.set_mark(SOL, pos.entry_price)  # type: ignore[arg-type]
+
+
+async def test_an_outside_reduce_after_tp1_resizes_every_exit_and_keeps_pnl(harness: Harness) -> None:
+    """After TP1 (0.4 left) a manual sell of 0.3: stop 0.1, TP2 at most 0.1, and the manual trade's
+    price and fee are in realized PnL."""
+    pos = await harness.open("long", SOL, usd=None, qty=Decimal("1"))  # type: ignore[arg-type]
+    harness.sim.set_mark(SOL, pos.tp1_price)  # type: ignore[arg-type]
+    await eventually(lambda: harness.engine.ledger.positions[pos.id].tp1_hit, what="tp1")
+    await harness.engine.wait_idle()
+    harness.sim.external_order(SOL, OrderSide.SELL, Decimal("0.3"), reduce_only=True)
+    await harness.engine.reconcile()
+    await harness.engine.wait_idle()
+    now = harness.engine.ledger.positions[pos.id]
+    assert now.remaining == Decimal("0.1") == harness.exchange_qty()
+    assert stop_qty(harness) == Decimal("0.1") and tp_qty(harness) <= Decimal("0.1")
+    fills = await harness.sim.fetch_fills(SOL, None)
+    assert now.entry_price is not None
+    sells = [f for f in fills if f.side is OrderSide.SELL]
+    expected = sum(((f.price - now.entry_price) * f.qty for f in sells), Decimal(0)) - sum(
+        (f.fee for f in fills), Decimal(0)
+    )
+    assert now.realized_pnl == expected
+    assert (await harness.engine.reconcile()).findings == []
+
+
+async def test_after_a_crash_mid_breakeven_the_stop_price_is_the_exchanges(harness: Harness) -> None:
+    """The break-even stop rested but warden died before recording it: after restart warden's stop
+    price is the one resting on the exchange, not the old one."""
+    await harness.stop()
+    harness.config = replace(harness.config, plan=replace(harness.config.plan, breakeven_after_tp1=True))
+    await harness.start()
+    pos = await harness.open("long", SOL, usd=None, qty=Decimal("1"))  # type: ignore[arg-type]
+    assert pos.entry_price is not None
+    entry = harness.engine.instruments[SOL].round_price(pos.entry_price)
+    harness.sim.faults.timeout_after_execution_if = lambda req: req.trigger_price == entry
+    harness.sim.faults.fail_queries = True
+    harness.sim.set_mark(SOL, pos.tp1_price)  # type: ignore[arg-type]
+    await eventually(
+        lambda: any(o.trigger_price == entry for o in stops(harness)),
+        what="break-even stop rests",  # type: ignore[attr-defined]
+    )
+    harness.sim.faults.timeout_after_execution_if = None
+    harness.sim.faults.fail_queries = False
+    await harness.restart()
+    now = harness.engine.ledger.positions[pos.id]
+    assert now.stop_price == entry
+    assert [s.trigger_price for s in stops(harness)] == [entry]  # type: ignore[attr-defined]
+    assert (await harness.engine.reconcile()).findings == []
