@@ -132,7 +132,11 @@ class Position:
         )
 
     def apply_fill(self, fill: Fill) -> Position:
-        """Apply one execution; the same trade id twice is a no-op."""
+        """Apply one execution; the same trade id twice is a no-op.
+
+        The first entry fill starts the watermark at its price: the peak (trough) is the
+        position's own, moved afterwards only by marks observed after the fill.
+        """
         if fill.trade_id in self.applied_trades:
             return self
         if fill.qty <= ZERO:
@@ -147,6 +151,7 @@ class Position:
                 self,
                 filled_qty=total,
                 entry_price=cost / total,
+                watermark=fill.price if self.watermark is None else self.watermark,
                 fees=self.fees + fill.fee,
                 realized_pnl=self.realized_pnl - fill.fee,
                 applied_trades=seen,

@@ -9,6 +9,12 @@ updates last/high/low. Watermarks, MAE and MFE of the symbol's positions are
 derived from high/low when somebody looks (`materialize`): at a crossing, on a
 read, before a transition, and on the periodic flush.
 
+A position's watermark, MAE and MFE are its own: they start at its entry fill
+(`Position.apply_fill`) and move only with marks observed after it. So the
+range is folded in and restarted *empty* whenever a position joins the symbol
+or gets its first price; restarting it at the last price would hand that
+(older) mark to the position.
+
 Thresholds are conservative (a crossing is re-checked exactly with
 `Position.trailing_target`), so the fast path never misses a decision.
 """
@@ -127,22 +133,22 @@ class TickIndex:
         return decisions
 
     def materialize(self, symbol: Symbol) -> None:
-        """Fold the range into every position of `symbol`, then start a new range."""
+        """Fold the range into every position of `symbol`, then start a new, empty range."""
         w = self._watch.get(symbol)
         if w is None:
             return
         for pid in self._members(symbol):
             self._put(with_range(self._get(pid), w.high, w.low, w.last))
-        if w.last is not None:
-            w.high = w.low = w.last
+        w.high, w.low = NEVER_DOWN, NEVER_UP
         w.stale = True
 
     def before_change(self, symbol: Symbol, position_id: PositionId, joining: bool) -> None:
         """A transition is about to replace a position.
 
-        Its own marks are brought up to date; a position joining the symbol must not
-        inherit the range from before it existed, so then the whole symbol is folded
-        and the range restarts. Thresholds are recomputed on the next tick.
+        Its own marks are brought up to date. A position joining the symbol, or one
+        without an entry price yet (this transition may carry its entry fill), must not
+        inherit the range from before: then the whole symbol is folded and the range
+        restarts empty. Thresholds are recomputed on the next tick.
         """
         w = self._watch.get(symbol)
         if w is None:
@@ -151,6 +157,9 @@ class TickIndex:
             self.materialize(symbol)
             return
         current = self._get(position_id)
+        if current.entry_price is None:
+            self.materialize(symbol)
+            return
         self._put(with_range(current, w.high, w.low, w.last))
         w.stale = True
 

@@ -22,7 +22,6 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import ccxt
-
 from warden.adapters.ccxt import parse
 from warden.adapters.ccxt.errors import UNREADABLE
 from warden.domain.reports import StreamEvent, StreamGap

@@ -1,0 +1,102 @@
+"""The tick index keeps each position's own peak: it starts at the fill, not at the symbol's range."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from tests.domain.ticks_rig import Book, as_runner, entry_fill, filled, instrument, opening
+from warden.domain.position import PositionStatus
+from warden.domain.ticks import TrailDecision
+from warden.domain.values import Side
+
+D = Decimal
+SOL = instrument("SOL/USDT:USDT")
+
+# When the position joins the symbol (its OPENING record is committed) relative to the
+# marks the engine observes before its entry fills: before both, between them, after both.
+JOIN_POINTS = [0, 1, 2]
+
+
+def open_around_marks(
+    book: Book, side: Side, marks: list[Decimal], join_after: int, fill_price: Decimal
+) -> PositionStatus:
+    """Marks observed before the fill, the OPENING record committed after `join_after` of them."""
+    position = opening("p1", SOL.symbol, side)
+    for i, mark in enumerate(marks):
+        if i == join_after:
+            book.change(position)
+        book.index.on_mark(SOL.symbol, mark)
+    if join_after == len(marks):
+        book.change(position)
+    return book.change(filled(book.positions[position.id], fill_price)).status
+
+
+@pytest.mark.parametrize("join_after", JOIN_POINTS)
+def test_a_long_peak_starts_at_its_fill_not_at_earlier_marks(join_after: int) -> None:
+    """SOL at 160, then 150, a long filled at 150.20: peak 150.20, MFE 0, MAE 0; a later 151 moves it."""
+    book = Book(SOL)
+    status = open_around_marks(book, Side.LONG, [D(160), D(150)], join_after, D("150.20"))
+    assert status is PositionStatus.OPEN
+    p = book.read(next(iter(book.positions)))
+    assert (p.watermark, p.mfe, p.mae) == (D("150.20"), 0, 0)
+
+    book.index.on_mark(SOL.symbol, D("150.10"))  # below the fill: MAE, the peak stays
+    p = book.read(p.id)
+    assert (p.watermark, p.mfe, p.mae) == (D("150.20"), 0, D("0.10"))
+
+    book.index.on_mark(SOL.symbol, D(151))
+    p = book.read(p.id)
+    assert (p.watermark, p.mfe, p.mae, p.last_price) == (D(151), D("0.80"), D("0.10"), D(151))
+
+
+@pytest.mark.parametrize("join_after", JOIN_POINTS)
+def test_a_short_trough_starts_at_its_fill_not_at_earlier_marks(join_after: int) -> None:
+    """SOL at 140, then 150, a short filled at 149.80: trough 149.80, MFE 0; a later 149 moves it."""
+    book = Book(SOL)
+    open_around_marks(book, Side.SHORT, [D(140), D(150)], join_after, D("149.80"))
+    p = book.read(next(iter(book.positions)))
+    assert (p.watermark, p.mfe, p.mae) == (D("149.80"), 0, 0)
+
+    book.index.on_mark(SOL.symbol, D("149.90"))
+    p = book.read(p.id)
+    assert (p.watermark, p.mfe, p.mae) == (D("149.80"), 0, D("0.10"))
+
+    book.index.on_mark(SOL.symbol, D(149))
+    p = book.read(p.id)
+    assert (p.watermark, p.mfe, p.mae) == (D(149), D("0.80"), D("0.10"))
+
+
+@pytest.mark.parametrize("join_after", JOIN_POINTS)
+def test_the_trailing_target_follows_the_positions_own_peak(join_after: int) -> None:
+    """A runner's first decision trails its own peak (150.30), not the 160 seen before its fill."""
+    book = Book(SOL)
+    open_around_marks(book, Side.LONG, [D(160), D(150)], join_after, D("150.20"))
+    pid = next(iter(book.positions))
+    book.change(as_runner(book.positions[pid], stop=D(145)))
+    decisions = book.index.on_mark(SOL.symbol, D("150.30"))
+    assert decisions == [TrailDecision(pid, SOL.round_price(D("150.30") * (1 - D("0.005"))))]
+    assert book.positions[pid].watermark == D("150.30")
+
+
+def test_the_entry_fill_starts_the_watermark_at_the_fill_price() -> None:
+    """Position.apply_fill: the first entry fill sets the peak; a second one keeps it."""
+    p = filled(opening("p1", SOL.symbol, Side.SHORT), D("149.80"))
+    assert (p.watermark, p.mfe, p.mae) == (D("149.80"), 0, 0)
+    more = p.apply_fill(entry_fill(p, D(151), n=2))
+    assert more.watermark == D("149.80") and more.entry_price == D("150.40")
+
+
+def test_a_position_already_on_the_symbol_keeps_its_range_when_another_fills() -> None:
+    """Another position's fill restarts the range only after folding it into those already there."""
+    book = Book(SOL)
+    old = book.change(filled(opening("a", SOL.symbol, Side.LONG), D(150)))
+    book.index.on_mark(SOL.symbol, D(155))
+    book.index.on_mark(SOL.symbol, D(148))
+    new = opening("b", SOL.symbol, Side.LONG)
+    book.change(new)
+    book.change(filled(book.positions[new.id], D("148.50")))
+    a, b = book.read(old.id), book.read(new.id)
+    assert (a.watermark, a.mfe, a.mae) == (D(155), D(5), D(2))
+    assert (b.watermark, b.mfe, b.mae) == (D("148.50"), 0, 0)

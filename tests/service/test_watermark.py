@@ -1,0 +1,104 @@
+"""A position's peak (trough for a short), MAE and MFE are its own: they start at its fill.
+
+The engine may observe marks while a position's entry order is in flight: the
+position is already recorded (OPENING) and watched on its symbol, but it has no
+price yet. Those marks happened before the fill and must not become its peak.
+Here the entry order is held on the simulated exchange until the engine has
+taken the marks, which makes that interleaving certain instead of likely.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from tests.helpers import eventually
+from tests.service.harness import SOL, Harness
+from warden.domain.position import Position, PositionStatus
+from warden.domain.reports import OrderReport, OrderRequest
+
+D = Decimal
+
+
+class HeldEntry:
+    """Holds the next entry order at the exchange's door until `release()`."""
+
+    def __init__(self, harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.arrived = asyncio.Event()
+        self._go = asyncio.Event()
+        place: Callable[..., Awaitable[OrderReport]] = harness.sim.place_order
+
+        async def held(request: OrderRequest, **kw: Any) -> OrderReport:
+            if not request.reduce_only:
+                self.arrived.set()
+                await self._go.wait()
+            return await place(request, **kw)
+
+        monkeypatch.setattr(harness.sim, "place_order", held)
+
+    def release(self) -> None:
+        self._go.set()
+
+
+async def open_while_marks_arrive(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch, side: str, marks: list[Decimal]
+) -> Position:
+    """Open a position; `marks` reach the engine after its OPENING record, before its fill."""
+    harness.engine.config = replace(harness.engine.config, order_timeout=30.0)
+    gate = HeldEntry(harness, monkeypatch)
+    opening = asyncio.get_running_loop().create_task(harness.open(side, usd="100"))
+    await asyncio.wait_for(gate.arrived.wait(), timeout=10)
+    [pending] = harness.engine.ledger.active_positions()
+    assert pending.status is PositionStatus.OPENING and pending.entry_price is None
+    for mark in marks:
+        harness.sim.set_mark(SOL, mark)
+    await eventually(lambda: harness.queued_events() == 0, what="the engine took the marks")
+    gate.release()
+    pos = await opening
+    await harness.engine.wait_idle()
+    return pos
+
+
+async def seen(harness: Harness, pos: Position) -> Position:
+    """The position as a reader gets it (the symbol's marks folded in)."""
+    return (await harness.engine.get_position(pos.id)).position
+
+
+async def mark(harness: Harness, price: Decimal) -> None:
+    harness.sim.set_mark(SOL, price)
+    await eventually(lambda: harness.queued_events() == 0, what=f"the engine took mark {price}")
+    await harness.engine.wait_idle()
+
+
+async def test_a_long_peak_starts_at_its_fill(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SOL marks 160 then 150, a long filled at 150: peak 150 and MFE 0 once protected; 151 moves it."""
+    pos = await open_while_marks_arrive(harness, monkeypatch, "long", [D(160), D(150)])
+    assert pos.status is PositionStatus.PROTECTED
+    assert pos.entry_price == D(150)
+    assert (pos.watermark, pos.mfe, pos.mae) == (pos.entry_price, 0, 0)
+    now = await seen(harness, pos)
+    assert (now.watermark, now.mfe, now.mae) == (pos.entry_price, 0, 0)
+
+    await mark(harness, D(151))
+    now = await seen(harness, pos)
+    assert (now.watermark, now.mfe, now.mae) == (D(151), D(151) - pos.entry_price, 0)
+    assert harness.engine.ledger.positions[pos.id].watermark == D(151)
+
+
+async def test_a_short_trough_starts_at_its_fill(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SOL marks 140 then 150, a short filled at 150: trough 150 and MFE 0 once protected; 149 moves it."""
+    pos = await open_while_marks_arrive(harness, monkeypatch, "short", [D(140), D(150)])
+    assert pos.status is PositionStatus.PROTECTED
+    assert pos.entry_price == D(150)
+    assert (pos.watermark, pos.mfe, pos.mae) == (pos.entry_price, 0, 0)
+    now = await seen(harness, pos)
+    assert (now.watermark, now.mfe, now.mae) == (pos.entry_price, 0, 0)
+
+    await mark(harness, D(149))
+    now = await seen(harness, pos)
+    assert (now.watermark, now.mfe, now.mae) == (D(149), pos.entry_price - D(149), 0)
