@@ -166,8 +166,8 @@ class SimCore:
     def set_mark(self, symbol: Symbol, price: Decimal, now: datetime) -> list[StreamEvent]:
         """Move the mark; fire every conditional order it reaches, in trigger order."""
         self._instrument(symbol)
-        if price <= 0:
-            raise ValueError(f"mark price must be positive, not {price}")
+        if not price.is_finite() or price <= 0:
+            raise ValueError(f"mark price must be a positive number, not {price}")
         self._out = []
         self._move_mark(symbol, price, now)
         return self._take()
