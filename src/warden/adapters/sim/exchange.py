@@ -27,6 +27,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from warden.adapters.sim.core import SimCore
+from warden.adapters.sim.exposure import SimExposure
 from warden.adapters.sim.faults import SimFaults
 from warden.adapters.sim.markets import DEFAULT_VOLATILITY
 from warden.adapters.sim.persist import read_state, write_state
@@ -167,6 +168,14 @@ class SimulatedExchange:
     def step_prices(self, volatility: float = DEFAULT_VOLATILITY) -> None:
         """One seeded random-walk step of every mark."""
         self._moved(self.core.walk(self._now(), volatility))
+
+    def exposure(self) -> list[SimExposure]:
+        """Per symbol that has (or has had) a position: how long it has gone without a covering stop.
+
+        Measured by the exchange on its own clock (`now`), whatever warden believes; see
+        `SimCore.exposure`. Not subject to the fault knobs (it is not an exchange API call).
+        """
+        return self.core.exposure(self._now())
 
     def save(self) -> None:
         """Write the core's snapshot to the state file now (no-op without one)."""

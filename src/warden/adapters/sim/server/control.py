@@ -6,8 +6,13 @@
     POST /sim/cancel          {"client_order_id"}             cancel any open order, as a human would
     POST /sim/faults          {knob: value, ...}              set SimFaults knobs; GET shows them
     POST /sim/disconnect      {}                              drop every user-data socket
-    GET  /sim/state                                           marks, positions, open orders
+    GET  /sim/state                                           marks, positions, open orders, exposure
     GET  /sim/requests                                        every request the server has seen
+
+`exposure` in GET /sim/state: per symbol that has (or has had) a position, {"symbol", "side"
+(long/short/flat), "qty" (unsigned), "unprotected_seconds" (the current stretch without a
+covering stop, 0 when covered or flat), "max_unprotected_seconds" (the longest, current
+included)}, on the simulator's clock; see `warden.adapters.sim.exposure`.
 
 Fault knobs: rest_latency, stream_latency, drop_rate, duplicate_rate, reorder_rate (numbers);
 events_before_response, fail_queries (booleans); reject_if, unavailable_if,
@@ -239,6 +244,16 @@ async def state(request: web.Request, venue: SimVenue) -> Any:
             if not p.flat
         ],
         "open_orders": [order_json(o) for o in core.open_orders()],
+        "exposure": [
+            {
+                "symbol": e.symbol,
+                "side": e.side,
+                "qty": num(e.qty),
+                "unprotected_seconds": e.unprotected_seconds,
+                "max_unprotected_seconds": e.max_unprotected_seconds,
+            }
+            for e in venue.sim.exposure()
+        ],
     }
 
 
