@@ -64,17 +64,23 @@ class FakeClock(ManualTime):
             self._sleepers = [s for s in self._sleepers if s[2] is not future]
 
     async def run_for(self, seconds: float) -> None:
-        """Move the clock `seconds` ahead, waking every sleeper whose deadline it passes, in order."""
+        """Move the clock `seconds` ahead, waking every sleeper whose deadline it passes, in order.
+
+        Before each look at the sleepers the loop gets a few turns, so tasks created just now
+        (or just woken) have started sleeping by the time the clock moves past them.
+        """
         end = self.at + timedelta(seconds=seconds)
         while True:
+            await self._settle()
             due = sorted(s for s in self._sleepers if s[0] <= end and not s[2].done())
             if not due:
                 break
             self.at = max(self.at, due[0][0])
             due[0][2].set_result(None)
-            for _ in range(self.YIELDS):
-                await asyncio.sleep(0)
         self.at = end
+        await self._settle()
+
+    async def _settle(self) -> None:
         for _ in range(self.YIELDS):
             await asyncio.sleep(0)
 

@@ -5,6 +5,8 @@ orders (STOP_MARKET, TAKE_PROFIT_MARKET) rest in a per-symbol `TriggerBook` and 
 the mark. Every mutating call returns the stream events it caused, in order:
 
     market order      OrderReport(OPEN), FillReport, OrderReport(FILLED), PositionReport
+    acknowledged      OrderReport(OPEN) ... on fill_acknowledged: FillReport, OrderReport(FILLED),
+      market order    PositionReport (or OrderReport(CANCELED) if reduce-only and nothing to reduce)
     conditional       OrderReport(OPEN) ... on trigger: FillReport, OrderReport(FILLED),
                       PositionReport; or OrderReport(CANCELED) if a reduce-only order
                       finds nothing to reduce (Binance "expired")
@@ -90,6 +92,7 @@ class SimCore:
         self._by_cid: dict[str, str] = {}  # client order id -> latest exchange order id
         self._open: dict[str, None] = {}  # exchange ids of open orders, in placement order
         self._close_position: set[str] = set()
+        self._fills_due: dict[str, datetime] = {}  # acknowledged market orders -> when they fill
         self._next_order_id = _FIRST_ORDER_ID
         self._next_trade_id = 1
         self._next_external_id = 1
@@ -166,14 +169,33 @@ class SimCore:
             )
         return rows
 
+    def fills_due(self) -> dict[str, datetime]:
+        """Acknowledged, unfilled market orders (exchange id) and when each is due to fill."""
+        return dict(self._fills_due)
+
     def resting_count(self, symbol: Symbol) -> int:
         """How many conditional orders rest in this symbol's trigger book."""
         return len(self._books[symbol])
 
     # ----- commands ------------------------------------------------------------------
 
-    def place(self, request: OrderRequest, now: datetime, *, close_position: bool = False) -> Outcome:
-        """Validate, then fill a market order at the mark or rest a conditional one."""
+    def place(
+        self,
+        request: OrderRequest,
+        now: datetime,
+        *,
+        close_position: bool = False,
+        fill_at: datetime | None = None,
+    ) -> Outcome:
+        """Validate, then fill a market order at the mark or rest a conditional one.
+
+        With `fill_at` a market order is only acknowledged: it stays OPEN, unfilled, until
+        `fill_acknowledged` fills it (at the mark of that moment) or `cancel` cancels it.
+        `fill_at` is when it is due; the core keeps it (and the snapshot carries it) but does
+        not act on it by itself: the caller owns the timer. Conditional orders take no `fill_at`.
+        """
+        if fill_at is not None and request.type.conditional:
+            raise ValueError("only market orders can be acknowledged before they fill")
         instrument = self._instrument(request.symbol)
         self._check_unique(request.client_order_id)
         mark = self._marks[request.symbol]
@@ -182,6 +204,8 @@ class SimCore:
         order = self._open_order(request, now, close_position=close_position)
         if order.trigger_price is not None:
             self._rest(order, order.trigger_price)
+        elif fill_at is not None:
+            self._fills_due[order.exchange_order_id] = fill_at
         else:
             order = self._execute(order, now)
         self._reassess(request.symbol, now)
@@ -197,6 +221,18 @@ class SimCore:
         canceled = self._close(order, OrderStatus.CANCELED, now)
         self._reassess(order.symbol, now)
         return self._outcome(canceled)
+
+    def fill_acknowledged(self, exchange_order_id: str, now: datetime) -> Outcome | None:
+        """Fill an acknowledged market order at the current mark (a reduce-only one with nothing
+        left to reduce expires CANCELED). None if it is no longer waiting (cancelled, or filled).
+        """
+        if exchange_order_id not in self._fills_due:
+            return None
+        order = self._orders[exchange_order_id]
+        self._out = []
+        done = self._execute(order, now)
+        self._reassess(order.symbol, now)
+        return self._outcome(done)
 
     def set_mark(self, symbol: Symbol, price: Decimal, now: datetime) -> list[StreamEvent]:
         """Move the mark; fire every conditional order it reaches, in trigger order."""
@@ -247,6 +283,7 @@ class SimCore:
             "by_cid": dict(self._by_cid),
             "open": list(self._open),
             "close_position": sorted(self._close_position),
+            "fills_due": {i: at.isoformat() for i, at in self._fills_due.items()},
             "fills": {s: [fill_to_json(f) for f in fs] for s, fs in sorted(self._fills.items())},
             "next_order_id": self._next_order_id,
             "next_trade_id": self._next_trade_id,
@@ -256,7 +293,8 @@ class SimCore:
         }
 
     def restore(self, data: Json) -> None:
-        """Replace the whole state with a `snapshot()`; resting stops go back in their books.
+        """Replace the whole state with a `snapshot()`; resting stops go back in their books,
+        acknowledged market orders keep their due times (`fills_due`; the caller re-times them).
 
         Exposure stretches come back as saved: a restart neither ends nor forgets one (the
         position sat on the exchange uncovered all along). A snapshot saved before exposure was
@@ -274,6 +312,7 @@ class SimCore:
         self._by_cid = dict(data["by_cid"])
         self._open = dict.fromkeys(data["open"])
         self._close_position = set(data["close_position"])
+        self._fills_due = {i: datetime.fromisoformat(at) for i, at in data.get("fills_due", {}).items()}
         self._next_order_id = int(data["next_order_id"])
         self._next_trade_id = int(data["next_trade_id"])
         self._next_external_id = int(data["next_external_id"])
@@ -342,6 +381,7 @@ class SimCore:
         self, order: OrderReport, status: OrderStatus, now: datetime, fill: FillReport | None = None
     ) -> OrderReport:
         self._open.pop(order.exchange_order_id, None)
+        self._fills_due.pop(order.exchange_order_id, None)
         if order.trigger_price is not None:  # it rested until now (cancelled or triggered)
             self._cover.remove(order, whole=order.exchange_order_id in self._close_position)
         self._close_position.discard(order.exchange_order_id)

@@ -14,10 +14,14 @@
 covering stop, 0 when covered or flat), "max_unprotected_seconds" (the longest, current
 included)}, on the simulator's clock; see `warden.adapters.sim.exposure`.
 
-Fault knobs: rest_latency, stream_latency, drop_rate, duplicate_rate, reorder_rate (numbers);
-events_before_response, fail_queries (booleans); reject_if, unavailable_if,
-timeout_after_execution_if: true (every order), false/null (none) or a glob on the client
-order id (e.g. "*-e1").
+Fault knobs: rest_latency, stream_latency, drop_rate, duplicate_rate, reorder_rate, fill_delay
+(numbers); events_before_response, fail_queries (booleans); reject_if, unavailable_if,
+timeout_after_execution_if, ack_only_if: true (every order), false/null (none) or a glob on
+the client order id (e.g. "*-e1"). A MARKET order matching ack_only_if is answered NEW with
+executedQty "0" and fills fill_delay seconds later at the mark of that moment (a background
+task; ORDER_TRADE_UPDATE TRADE and ACCOUNT_UPDATE on the user stream); until then it is NEW
+in lookups and open orders, and a cancel cancels it for good. Knobs live in memory only: a
+restarted server starts with none set, but a fill still pending in the --state-file resumes.
 
 Bad input is refused with HTTP 400 and Binance's error body (`{"code", "msg"}`), never a 500,
 and changes nothing: a body that is not a JSON object (or uses NaN / Infinity literals), a
@@ -45,10 +49,10 @@ from warden.domain.reports import OrderReport
 from warden.domain.values import OrderSide, OrderType, Symbol
 from warden.ports import OrderNotFound, OrderRejected
 
-NUMBER_KNOBS = ("rest_latency", "stream_latency", "drop_rate", "duplicate_rate", "reorder_rate")
+NUMBER_KNOBS = ("rest_latency", "stream_latency", "drop_rate", "duplicate_rate", "reorder_rate", "fill_delay")
 RATE_KNOBS = ("drop_rate", "duplicate_rate", "reorder_rate")  # chances: at most 1
 FLAG_KNOBS = ("events_before_response", "fail_queries")
-PREDICATE_KNOBS = ("reject_if", "unavailable_if", "timeout_after_execution_if")
+PREDICATE_KNOBS = ("reject_if", "unavailable_if", "timeout_after_execution_if", "ack_only_if")
 
 
 def order_json(order: OrderReport) -> dict[str, Any]:
