@@ -65,13 +65,25 @@ async def upgrade_database(url: str) -> None:
     await upgrade(url)
 
 
-async def serve_sim(host: str, port: int, seed: int, state_file: str | None) -> None:
-    """The Binance-compatible simulated exchange server (`warden sim serve`)."""
+async def serve_sim(
+    host: str, port: int, seed: int, state_file: str | None, *, price_interval: float = 1.0
+) -> None:
+    """The Binance-compatible simulated exchange server (`warden sim serve`).
+
+    `price_interval`: seconds between random-walk steps of the marks; 0 switches the walk off
+    (marks then move only through POST /sim/price).
+    """
     from pathlib import Path
 
     from warden.adapters.sim.server import serve
 
-    await serve(host=host, port=port, seed=seed, state_file=Path(state_file) if state_file else None)
+    await serve(
+        host=host,
+        port=port,
+        seed=seed,
+        state_file=Path(state_file) if state_file else None,
+        price_interval=price_interval,
+    )
 
 
 def engine_config(settings: Settings, installation_id: str = "") -> EngineConfig:

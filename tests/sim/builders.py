@@ -31,6 +31,60 @@ class ManualTime:
         self.at += timedelta(seconds=seconds)
 
 
+class FakeClock(ManualTime):
+    """`now` and `sleep` on one manual timeline: a sleeper wakes only when `advance` reaches its deadline.
+
+    `advance` walks the timeline deadline by deadline, letting each woken task run (and sleep
+    again) before moving on, so a loop sleeping one second runs five times in `advance(5)`.
+    `sleep(0)` (or less) yields to the loop once and returns.
+    """
+
+    YIELDS = 5  # loop turns a woken task gets before the timeline moves on
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._sleepers: list[tuple[datetime, int, asyncio.Future[None]]] = []
+        self._seq = 0
+
+    @property
+    def sleepers(self) -> int:
+        """How many tasks are asleep on this clock now."""
+        return sum(1 for _, _, future in self._sleepers if not future.done())
+
+    async def sleep(self, seconds: float) -> None:
+        if seconds <= 0:
+            await asyncio.sleep(0)
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._seq += 1
+        self._sleepers.append((self.at + timedelta(seconds=seconds), self._seq, future))
+        try:
+            await future
+        finally:
+            self._sleepers = [s for s in self._sleepers if s[2] is not future]
+
+    async def run_for(self, seconds: float) -> None:
+        """Move the clock `seconds` ahead, waking every sleeper whose deadline it passes, in order.
+
+        Before each look at the sleepers the loop gets a few turns, so tasks created just now
+        (or just woken) have started sleeping by the time the clock moves past them.
+        """
+        end = self.at + timedelta(seconds=seconds)
+        while True:
+            await self._settle()
+            due = sorted(s for s in self._sleepers if s[0] <= end and not s[2].done())
+            if not due:
+                break
+            self.at = max(self.at, due[0][0])
+            due[0][2].set_result(None)
+        self.at = end
+        await self._settle()
+
+    async def _settle(self) -> None:
+        for _ in range(self.YIELDS):
+            await asyncio.sleep(0)
+
+
 class RecordingSleep:
     """An injected sleep that records what it was asked and returns at once."""
 

@@ -21,6 +21,15 @@ def sim_serve(
     state_file: Annotated[
         str | None, typer.Option("--state-file", help="Keep the simulated account across restarts.")
     ] = None,
+    price_interval: Annotated[
+        float,
+        typer.Option(
+            "--price-interval",
+            min=0,
+            help="Seconds between random-walk steps of the marks; 0 turns the walk off "
+            "(marks then move only through POST /sim/price).",
+        ),
+    ] = 1.0,
 ) -> None:
     """Serve a Binance-USD-M-compatible simulated exchange (API key sim-key, secret sim-secret).
 
@@ -33,7 +42,7 @@ def sim_serve(
         f"simulated Binance USD-M on http://{host}:{port} (key sim-key, secret sim-secret); Ctrl-C stops"
     )
     try:
-        asyncio.run(serve_sim(host, port, seed, state_file))
+        asyncio.run(serve_sim(host, port, seed, state_file, price_interval=price_interval))
     except KeyboardInterrupt:
         out.print("stopped")
 

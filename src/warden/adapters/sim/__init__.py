@@ -2,6 +2,7 @@
 
 from warden.adapters.sim.core import EXTERNAL_PREFIX, Outcome, SimCore
 from warden.adapters.sim.exchange import SimulatedExchange
+from warden.adapters.sim.exposure import SimExposure
 from warden.adapters.sim.faults import SimFaults
 from warden.adapters.sim.feed import SimPriceFeed
 from warden.adapters.sim.ledger import TAKER_FEE_RATE, SimPosition
@@ -21,6 +22,7 @@ __all__ = [
     "Outcome",
     "SimCore",
     "SimError",
+    "SimExposure",
     "SimFaults",
     "SimMarket",
     "SimOrderNotFound",

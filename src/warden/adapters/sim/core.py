@@ -5,6 +5,8 @@ orders (STOP_MARKET, TAKE_PROFIT_MARKET) rest in a per-symbol `TriggerBook` and 
 the mark. Every mutating call returns the stream events it caused, in order:
 
     market order      OrderReport(OPEN), FillReport, OrderReport(FILLED), PositionReport
+    acknowledged      OrderReport(OPEN) ... on fill_acknowledged: FillReport, OrderReport(FILLED),
+      market order    PositionReport (or OrderReport(CANCELED) if reduce-only and nothing to reduce)
     conditional       OrderReport(OPEN) ... on trigger: FillReport, OrderReport(FILLED),
                       PositionReport; or OrderReport(CANCELED) if a reduce-only order
                       finds nothing to reduce (Binance "expired")
@@ -12,6 +14,10 @@ the mark. Every mutating call returns the stream events it caused, in order:
     set_mark          MarkPrice, then whatever the triggered orders caused
 
 Refused orders raise `SimRejection` (nothing changes, no events), like a Binance HTTP error.
+
+After every change the core re-evaluates, per symbol, whether the position is covered by
+resting reduce-only stops, and `exposure(now)` reports how long each position has gone
+uncovered (see `exposure`).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from warden.adapters.sim.book import TriggerBook, direction_of
+from warden.adapters.sim.exposure import ExposureLog, SimExposure, StopCover
 from warden.adapters.sim.ledger import TAKER_FEE_RATE, SimPosition, taker_fee
 from warden.adapters.sim.markets import DEFAULT_VOLATILITY, SimMarket, default_markets, walk_step
 from warden.adapters.sim.persist import (
@@ -85,9 +92,12 @@ class SimCore:
         self._by_cid: dict[str, str] = {}  # client order id -> latest exchange order id
         self._open: dict[str, None] = {}  # exchange ids of open orders, in placement order
         self._close_position: set[str] = set()
+        self._fills_due: dict[str, datetime] = {}  # acknowledged market orders -> when they fill
         self._next_order_id = _FIRST_ORDER_ID
         self._next_trade_id = 1
         self._next_external_id = 1
+        self._cover = StopCover()
+        self._exposure = ExposureLog()
         self._out: list[StreamEvent] = []
 
     # ----- queries -------------------------------------------------------------------
@@ -135,14 +145,57 @@ class SimCore:
         self._instrument(symbol)
         return [f for f in self._fills[symbol] if since is None or f.at >= since]
 
+    def exposure(self, now: datetime) -> list[SimExposure]:
+        """Per symbol that has (or has had) a position, by symbol: how long it has gone without a stop.
+
+        Covered means the reduce-only STOP_MARKET orders resting on the closing side add up to
+        at least the absolute position size (a closePosition stop covers any size); flat is
+        covered. `unprotected_seconds` is the current uncovered stretch up to `now` (0 when
+        covered), `max_unprotected_seconds` the longest one seen, the current one included.
+        """
+        rows: list[SimExposure] = []
+        for symbol, fills in sorted(self._fills.items()):
+            if not fills:
+                continue  # never traded: never had a position
+            position = self._positions[symbol]
+            rows.append(
+                SimExposure(
+                    symbol=symbol,
+                    side="flat" if position.flat else position.side.value,
+                    qty=abs(position.qty),
+                    unprotected_seconds=self._exposure.current(symbol, now),
+                    max_unprotected_seconds=self._exposure.longest(symbol, now),
+                )
+            )
+        return rows
+
+    def fills_due(self) -> dict[str, datetime]:
+        """Acknowledged, unfilled market orders (exchange id) and when each is due to fill."""
+        return dict(self._fills_due)
+
     def resting_count(self, symbol: Symbol) -> int:
         """How many conditional orders rest in this symbol's trigger book."""
         return len(self._books[symbol])
 
     # ----- commands ------------------------------------------------------------------
 
-    def place(self, request: OrderRequest, now: datetime, *, close_position: bool = False) -> Outcome:
-        """Validate, then fill a market order at the mark or rest a conditional one."""
+    def place(
+        self,
+        request: OrderRequest,
+        now: datetime,
+        *,
+        close_position: bool = False,
+        fill_at: datetime | None = None,
+    ) -> Outcome:
+        """Validate, then fill a market order at the mark or rest a conditional one.
+
+        With `fill_at` a market order is only acknowledged: it stays OPEN, unfilled, until
+        `fill_acknowledged` fills it (at the mark of that moment) or `cancel` cancels it.
+        `fill_at` is when it is due; the core keeps it (and the snapshot carries it) but does
+        not act on it by itself: the caller owns the timer. Conditional orders take no `fill_at`.
+        """
+        if fill_at is not None and request.type.conditional:
+            raise ValueError("only market orders can be acknowledged before they fill")
         instrument = self._instrument(request.symbol)
         self._check_unique(request.client_order_id)
         mark = self._marks[request.symbol]
@@ -151,8 +204,12 @@ class SimCore:
         order = self._open_order(request, now, close_position=close_position)
         if order.trigger_price is not None:
             self._rest(order, order.trigger_price)
-            return self._outcome(order)
-        return self._outcome(self._execute(order, now))
+        elif fill_at is not None:
+            self._fills_due[order.exchange_order_id] = fill_at
+        else:
+            order = self._execute(order, now)
+        self._reassess(request.symbol, now)
+        return self._outcome(order)
 
     def cancel(self, client_order_id: str, now: datetime) -> Outcome:
         """Cancel the open order with this client id; SimOrderNotFound if none is open."""
@@ -161,13 +218,27 @@ class SimCore:
             raise SimOrderNotFound(f"no open order with client id {client_order_id!r}")
         self._out = []
         self._books[order.symbol].remove(order.exchange_order_id)
-        return self._outcome(self._close(order, OrderStatus.CANCELED, now))
+        canceled = self._close(order, OrderStatus.CANCELED, now)
+        self._reassess(order.symbol, now)
+        return self._outcome(canceled)
+
+    def fill_acknowledged(self, exchange_order_id: str, now: datetime) -> Outcome | None:
+        """Fill an acknowledged market order at the current mark (a reduce-only one with nothing
+        left to reduce expires CANCELED). None if it is no longer waiting (cancelled, or filled).
+        """
+        if exchange_order_id not in self._fills_due:
+            return None
+        order = self._orders[exchange_order_id]
+        self._out = []
+        done = self._execute(order, now)
+        self._reassess(order.symbol, now)
+        return self._outcome(done)
 
     def set_mark(self, symbol: Symbol, price: Decimal, now: datetime) -> list[StreamEvent]:
         """Move the mark; fire every conditional order it reaches, in trigger order."""
         self._instrument(symbol)
-        if price <= 0:
-            raise ValueError(f"mark price must be positive, not {price}")
+        if not price.is_finite() or price <= 0:
+            raise ValueError(f"mark price must be a positive number, not {price}")
         self._out = []
         self._move_mark(symbol, price, now)
         return self._take()
@@ -212,15 +283,23 @@ class SimCore:
             "by_cid": dict(self._by_cid),
             "open": list(self._open),
             "close_position": sorted(self._close_position),
+            "fills_due": {i: at.isoformat() for i, at in self._fills_due.items()},
             "fills": {s: [fill_to_json(f) for f in fs] for s, fs in sorted(self._fills.items())},
             "next_order_id": self._next_order_id,
             "next_trade_id": self._next_trade_id,
             "next_external_id": self._next_external_id,
             "rng": rng_to_json(self.rng),
+            "exposure": self._exposure.to_json(),
         }
 
     def restore(self, data: Json) -> None:
-        """Replace the whole state with a `snapshot()`; resting stops go back in their books."""
+        """Replace the whole state with a `snapshot()`; resting stops go back in their books,
+        acknowledged market orders keep their due times (`fills_due`; the caller re-times them).
+
+        Exposure stretches come back as saved: a restart neither ends nor forgets one (the
+        position sat on the exchange uncovered all along). A snapshot saved before exposure was
+        tracked starts the stretch of each uncovered position at its symbol's last fill.
+        """
         if data.get("version") != SNAPSHOT_VERSION:
             raise ValueError(f"unsupported simulator snapshot version {data.get('version')!r}")
         instruments = [instrument_from_json(i) for i in data["instruments"]]
@@ -233,15 +312,25 @@ class SimCore:
         self._by_cid = dict(data["by_cid"])
         self._open = dict.fromkeys(data["open"])
         self._close_position = set(data["close_position"])
+        self._fills_due = {i: datetime.fromisoformat(at) for i, at in data.get("fills_due", {}).items()}
         self._next_order_id = int(data["next_order_id"])
         self._next_trade_id = int(data["next_trade_id"])
         self._next_external_id = int(data["next_external_id"])
         self.rng.setstate(rng_from_json(data["rng"]))
         self._books = {s: TriggerBook() for s in self.instruments}
+        self._cover = StopCover()
         for order_id in self._open:
             order = self._orders[order_id]
             if order.trigger_price is not None:
                 self._rest(order, order.trigger_price)
+        saved_exposure = data.get("exposure")
+        if saved_exposure is not None:
+            self._exposure = ExposureLog.from_json(saved_exposure)
+        else:
+            self._exposure = ExposureLog()
+            for symbol, fills in self._fills.items():
+                if fills:
+                    self._reassess(symbol, fills[-1].at)
         self._out = []
 
     # ----- internals -----------------------------------------------------------------
@@ -281,6 +370,7 @@ class SimCore:
         direction = direction_of(order.side, order.type)
         seq = int(order.exchange_order_id)  # increasing: equal triggers fire in placement order
         self._books[order.symbol].add(order.exchange_order_id, direction, trigger, seq)
+        self._cover.add(order, whole=order.exchange_order_id in self._close_position)
 
     def _record(self, order: OrderReport) -> OrderReport:
         self._orders[order.exchange_order_id] = order
@@ -291,6 +381,9 @@ class SimCore:
         self, order: OrderReport, status: OrderStatus, now: datetime, fill: FillReport | None = None
     ) -> OrderReport:
         self._open.pop(order.exchange_order_id, None)
+        self._fills_due.pop(order.exchange_order_id, None)
+        if order.trigger_price is not None:  # it rested until now (cancelled or triggered)
+            self._cover.remove(order, whole=order.exchange_order_id in self._close_position)
         self._close_position.discard(order.exchange_order_id)
         if fill is None:
             return self._record(replace(order, status=status, at=now))
@@ -342,8 +435,16 @@ class SimCore:
     def _move_mark(self, symbol: Symbol, price: Decimal, now: datetime) -> None:
         self._marks[symbol] = price
         self._out.append(MarkPrice(symbol, price, now))
-        for order_id in self._books[symbol].crossed(price):
+        crossed = self._books[symbol].crossed(price)
+        for order_id in crossed:
             self._execute(self._orders[order_id], now)
+        if crossed:
+            self._reassess(symbol, now)
+
+    def _reassess(self, symbol: Symbol, now: datetime) -> None:
+        """Re-evaluate whether `symbol`'s position is covered, after a change at `now`."""
+        covered = self._cover.covers(symbol, self._positions[symbol].qty)
+        self._exposure.update(symbol, covered, now)
 
     def _outcome(self, report: OrderReport) -> Outcome:
         return Outcome(report, tuple(self._take()))

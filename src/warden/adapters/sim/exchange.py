@@ -14,6 +14,13 @@ Conditional orders (STOP_MARKET, TAKE_PROFIT_MARKET) live on Binance's algo endp
 With a `state_file`, the account survives a restart of the process: the core's snapshot
 is loaded at construction and rewritten atomically after every mutation (a plain mark
 move that fires nothing is written at most once per second, and on `close`).
+
+A market order acknowledged under the `ack_only_if` fault fills `fill_delay` seconds later
+in a background task (the injected `sleep` times it). Its due time is part of the snapshot,
+so a restarted adapter resumes it: it fills at its due time, or at once (at the mark of that
+moment) if the due time passed while the process was down. `close` cancels the task; the
+order stays open in the state file until the next start. The fault knobs themselves are
+not persisted.
 """
 
 from __future__ import annotations
@@ -22,11 +29,12 @@ import asyncio
 import random
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 from warden.adapters.sim.core import SimCore
+from warden.adapters.sim.exposure import SimExposure
 from warden.adapters.sim.faults import SimFaults
 from warden.adapters.sim.markets import DEFAULT_VOLATILITY
 from warden.adapters.sim.persist import read_state, write_state
@@ -74,10 +82,14 @@ class SimulatedExchange:
         self.state_file = state_file
         self._saved_at = float("-inf")
         self._dirty = False
+        self._fill_tasks: set[asyncio.Task[None]] = set()
+        self._fills_to_resume = False
         if state_file is not None:
             snapshot = read_state(state_file)
             if snapshot is not None:
                 self.core.restore(snapshot)
+                self._fills_to_resume = bool(self.core.fills_due())
+                self._resume_fills()
 
     # ----- the Exchange port -----------------------------------------------------------
 
@@ -95,8 +107,10 @@ class SimulatedExchange:
     async def place_order(self, request: OrderRequest, *, close_position: bool = False) -> OrderReport:
         """Execute the order; a market order comes back FILLED, a conditional one OPEN.
 
-        `close_position` (conditional orders only) closes whatever is open when it fires,
-        like Binance's closePosition=true; the port never uses it, the server does.
+        Under `faults.ack_only_if` a matching market order comes back OPEN and unfilled, and
+        fills `faults.fill_delay` seconds later (see SimFaults). `close_position` (conditional
+        orders only) closes whatever is open when it fires, like Binance's closePosition=true;
+        the port never uses it, the server does.
         """
         await self._rest()
         faults = self.faults
@@ -104,11 +118,22 @@ class SimulatedExchange:
             raise ExchangeUnavailable(f"simulated outage placing {request.client_order_id}")
         if faults.reject_if is not None and faults.reject_if(request):
             raise OrderRejected(f"simulated rejection of {request.client_order_id}")
+        now = self._now()
+        delay: float | None = None
+        if (
+            request.type is OrderType.MARKET
+            and faults.ack_only_if is not None
+            and faults.ack_only_if(request)
+        ):
+            delay = max(0.0, faults.fill_delay)
+        fill_at = None if delay is None else now + timedelta(seconds=delay)
         try:
-            outcome = self.core.place(request, self._now(), close_position=close_position)
+            outcome = self.core.place(request, now, close_position=close_position, fill_at=fill_at)
         except SimRejection as exc:
             raise OrderRejected(str(exc)) from exc
         self.save()
+        if delay is not None:
+            self._fill_later(outcome.report.exchange_order_id, delay)
         seq = self._stream.publish(outcome.events)
         if faults.events_before_response and seq is not None:
             await self._stream.wait_taken(seq, self._response_wait)
@@ -144,6 +169,7 @@ class SimulatedExchange:
 
     def stream(self) -> AsyncIterator[StreamEvent]:
         """User events and mark prices (single consumer); yields StreamGap after a reconnect."""
+        self._resume_fills()
         return self._stream.events()
 
     @property
@@ -155,6 +181,10 @@ class SimulatedExchange:
         if not self._closed:
             self._closed = True
             self._stream.close()
+            tasks = list(self._fill_tasks)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             if self._dirty:
                 self.save()
 
@@ -167,6 +197,14 @@ class SimulatedExchange:
     def step_prices(self, volatility: float = DEFAULT_VOLATILITY) -> None:
         """One seeded random-walk step of every mark."""
         self._moved(self.core.walk(self._now(), volatility))
+
+    def exposure(self) -> list[SimExposure]:
+        """Per symbol that has (or has had) a position: how long it has gone without a covering stop.
+
+        Measured by the exchange on its own clock (`now`), whatever warden believes; see
+        `SimCore.exposure`. Not subject to the fault knobs (it is not an exchange API call).
+        """
+        return self.core.exposure(self._now())
 
     def save(self) -> None:
         """Write the core's snapshot to the state file now (no-op without one)."""
@@ -241,6 +279,7 @@ class SimulatedExchange:
     async def _rest(self) -> None:
         if self._closed:
             raise ExchangeUnavailable("the simulated exchange adapter is closed")
+        self._resume_fills()
         if self.faults.rest_latency > 0:
             await self._sleep(self.faults.rest_latency)
 
@@ -264,6 +303,35 @@ class SimulatedExchange:
         self.save()
         self._stream.publish(outcome.events)
         return outcome.report
+
+    def _fill_later(self, exchange_order_id: str, delay: float) -> None:
+        """Fill an acknowledged market order `delay` seconds from now, in a background task."""
+        task = asyncio.get_running_loop().create_task(self._fill_after(exchange_order_id, delay))
+        self._fill_tasks.add(task)
+        task.add_done_callback(self._fill_tasks.discard)
+
+    async def _fill_after(self, exchange_order_id: str, delay: float) -> None:
+        await self._sleep(delay)
+        if self._closed:
+            return
+        outcome = self.core.fill_acknowledged(exchange_order_id, self._now())
+        if outcome is None:  # cancelled meanwhile
+            return
+        self.save()
+        self._stream.publish(outcome.events)
+
+    def _resume_fills(self) -> None:
+        """After a restart: time the fills the state file says are due (once a loop is running)."""
+        if not self._fills_to_resume:
+            return
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return  # constructed outside a loop: the first call from inside one resumes them
+        self._fills_to_resume = False
+        now = self._now()
+        for order_id, due in self.core.fills_due().items():
+            self._fill_later(order_id, max(0.0, (due - now).total_seconds()))
 
     def _moved(self, events: Sequence[StreamEvent]) -> None:
         """Publish a mark move; save now if it fired something, else at most once a second."""

@@ -22,6 +22,13 @@ class SimFaults:
         without executing it.
     timeout_after_execution_if: execute the order, then raise ExchangeTimeout.
     fail_queries: every fetch_* raises ExchangeUnavailable.
+    ack_only_if: a MARKET order it matches is acknowledged, not filled: place_order returns it
+        OPEN with nothing filled (on the server: status NEW, executedQty "0"); it fills
+        `fill_delay` seconds later (through the adapter's injected sleep) at the mark of that
+        moment, with the usual fill events on the stream. Until then lookups show it OPEN and
+        a cancel cancels it for good. Conditional orders are not affected.
+    fill_delay: seconds from the acknowledgement of such an order to its fill (0: the next
+        turn of the event loop, still after the response). Read when the order is placed.
     """
 
     rest_latency: float = 0.0
@@ -34,3 +41,5 @@ class SimFaults:
     unavailable_if: OrderPredicate | None = None
     timeout_after_execution_if: OrderPredicate | None = None
     fail_queries: bool = False
+    ack_only_if: OrderPredicate | None = None
+    fill_delay: float = 0.0

@@ -12,6 +12,12 @@ from warden.adapters.sim.ledger import SimPosition
 from warden.domain.reports import OrderRequest
 from warden.domain.values import Instrument, OrderType
 
+MAX_PRICE = Decimal(10_000_000)
+"""The highest price (mark or trigger) the simulator accepts: exchangeInfo's PRICE_FILTER maxPrice."""
+
+MAX_QTY = Decimal(100_000)
+"""The largest order quantity the simulator accepts: exchangeInfo's LOT_SIZE maxQty."""
+
 
 class SimError(Exception):
     """Base of the simulator core's errors."""
@@ -31,10 +37,14 @@ class SimOrderNotFound(SimError):
 
 
 def check_quantity(request: OrderRequest, instrument: Instrument) -> None:
-    """The quantity must be positive, a whole number of lots and at least the minimum."""
+    """The quantity must be positive, at most MAX_QTY, a whole number of lots and at least the minimum."""
     qty = request.qty
+    if not qty.is_finite():
+        raise SimRejection(-1111, f"quantity {qty} is not a number")
     if qty <= 0:
         raise SimRejection(-4003, f"quantity {qty} must be greater than zero")
+    if qty > MAX_QTY:
+        raise SimRejection(-4005, f"quantity {qty} is greater than the maximum {MAX_QTY}")
     if qty % instrument.lot_size != 0:
         raise SimRejection(-1111, f"quantity {qty} is not a multiple of the lot size {instrument.lot_size}")
     if qty < instrument.min_qty:
@@ -42,14 +52,16 @@ def check_quantity(request: OrderRequest, instrument: Instrument) -> None:
 
 
 def check_trigger(request: OrderRequest, instrument: Instrument, mark: Decimal) -> None:
-    """Conditional orders need a positive on-tick trigger that does not fire at once; markets none."""
+    """Conditional orders need a positive on-tick trigger (at most MAX_PRICE) that does not fire at once."""
     trigger = request.trigger_price
     if not request.type.conditional:
         if trigger is not None:
             raise SimRejection(-1106, "parameter 'stopPrice' sent when not required")
         return
-    if trigger is None or trigger <= 0:
+    if trigger is None or not trigger.is_finite() or trigger <= 0:
         raise SimRejection(-1102, "mandatory parameter 'stopPrice' was not sent or is not positive")
+    if trigger > MAX_PRICE:
+        raise SimRejection(-4016, f"trigger {trigger} is greater than the maximum price {MAX_PRICE}")
     if trigger % instrument.tick_size != 0:
         tick = instrument.tick_size
         raise SimRejection(-4014, f"trigger {trigger} is not a multiple of the tick size {tick}")

@@ -22,6 +22,7 @@ from warden.adapters.sim.server import control, rest, trading, ws
 from warden.adapters.sim.server.auth import BinanceError, check_api_key, total_params, verify_signed
 from warden.adapters.sim.server.params import Params
 from warden.adapters.sim.server.venue import SimVenue
+from warden.adapters.sim.stream import Sleep
 
 log = logging.getLogger(__name__)
 
@@ -164,19 +165,28 @@ def create_server_app(
     seed: int = 42,
     state_file: Path | None = None,
     now: Callable[[], datetime] | None = None,
+    sleep: Sleep | None = None,
 ) -> web.Application:
     """The Binance USD-M compatible simulator as an aiohttp app (REST and websockets on one port).
 
-    `price_interval`: seconds between random-walk steps of every mark (None: marks move only
-    through POST /sim/price). `push_interval`: seconds between markPriceUpdate pushes.
-    `state_file`: load the account from it if present, and keep it saved.
+    `price_interval`: seconds between random-walk steps of every mark; None or 0 switches the
+    walk off, so marks move only through POST /sim/price (a negative interval is a ValueError).
+    `push_interval`: seconds between markPriceUpdate pushes. `state_file`: load the account
+    from it if present, and keep it saved. `now` / `sleep`: the simulator's clock (tests inject
+    a fake one); `sleep` paces the random walk and the latency faults, not the pushes.
     """
+    if price_interval is not None and not price_interval >= 0:
+        raise ValueError(
+            f"price_interval must be 0 (off) or a positive number of seconds, not {price_interval}"
+        )
     clock = now or (lambda: datetime.now(UTC))
+    pause = sleep or asyncio.sleep
     sim = SimulatedExchange(
         core if core is not None else SimCore(seed=seed),
         now=clock,
         faults=faults,
         seed=seed,
+        sleep=pause,
         state_file=state_file,
     )
     venue = SimVenue(sim, api_key=api_key, api_secret=api_secret, now=clock, push_interval=push_interval)
@@ -191,8 +201,8 @@ def create_server_app(
 
     async def background(app: web.Application) -> AsyncIterator[None]:
         tasks = [asyncio.create_task(venue.pump()), asyncio.create_task(venue.push_marks())]
-        if price_interval is not None:
-            tasks.append(asyncio.create_task(SimPriceFeed(sim, interval=price_interval).run()))
+        if price_interval:  # None or 0: no random walk
+            tasks.append(asyncio.create_task(SimPriceFeed(sim, interval=price_interval, sleep=pause).run()))
         yield
         for task in tasks:
             task.cancel()
@@ -227,7 +237,11 @@ async def serve(
     state_file: Path | None = None,
     price_interval: float | None = 1.0,
 ) -> None:
-    """Run the simulator server until cancelled (`warden sim serve`)."""
+    """Run the simulator server until cancelled (`warden sim serve`).
+
+    `price_interval`: seconds between random-walk steps; 0 or None: marks move only through
+    POST /sim/price.
+    """
     app = create_server_app(
         SimCore(seed=seed),
         api_key=api_key,

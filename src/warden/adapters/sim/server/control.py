@@ -6,34 +6,53 @@
     POST /sim/cancel          {"client_order_id"}             cancel any open order, as a human would
     POST /sim/faults          {knob: value, ...}              set SimFaults knobs; GET shows them
     POST /sim/disconnect      {}                              drop every user-data socket
-    GET  /sim/state                                           marks, positions, open orders
+    GET  /sim/state                                           marks, positions, open orders, exposure
     GET  /sim/requests                                        every request the server has seen
 
-Fault knobs: rest_latency, stream_latency, drop_rate, duplicate_rate, reorder_rate (numbers);
-events_before_response, fail_queries (booleans); reject_if, unavailable_if,
-timeout_after_execution_if: true (every order), false/null (none) or a glob on the client
-order id (e.g. "*-e1").
+`exposure` in GET /sim/state: per symbol that has (or has had) a position, {"symbol", "side"
+(long/short/flat), "qty" (unsigned), "unprotected_seconds" (the current stretch without a
+covering stop, 0 when covered or flat), "max_unprotected_seconds" (the longest, current
+included)}, on the simulator's clock; see `warden.adapters.sim.exposure`.
+
+Fault knobs: rest_latency, stream_latency, drop_rate, duplicate_rate, reorder_rate, fill_delay
+(numbers); events_before_response, fail_queries (booleans); reject_if, unavailable_if,
+timeout_after_execution_if, ack_only_if: true (every order), false/null (none) or a glob on
+the client order id (e.g. "*-e1"). A MARKET order matching ack_only_if is answered NEW with
+executedQty "0" and fills fill_delay seconds later at the mark of that moment (a background
+task; ORDER_TRADE_UPDATE TRADE and ACCOUNT_UPDATE on the user stream); until then it is NEW
+in lookups and open orders, and a cancel cancels it for good. Knobs live in memory only: a
+restarted server starts with none set, but a fill still pending in the --state-file resumes.
+
+Bad input is refused with HTTP 400 and Binance's error body (`{"code", "msg"}`), never a 500,
+and changes nothing: a body that is not a JSON object (or uses NaN / Infinity literals), a
+missing or unknown symbol, a number that is not finite (NaN, Infinity, 1e400) or not a number
+at all, a non-positive price or one above the exchange's maxPrice, a quoted "false" where a
+boolean belongs. POST /sim/faults checks every knob in the body before setting any.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import json
+import math
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, NoReturn
 
 from aiohttp import web
 
 from warden.adapters.sim.faults import OrderPredicate
-from warden.adapters.sim.server.auth import BinanceError
+from warden.adapters.sim.rules import MAX_PRICE
+from warden.adapters.sim.server.auth import BinanceError, mandatory
 from warden.adapters.sim.server.shapes import market_id, num
 from warden.adapters.sim.server.venue import SimVenue
 from warden.domain.reports import OrderReport
-from warden.domain.values import OrderSide, OrderType
+from warden.domain.values import OrderSide, OrderType, Symbol
 from warden.ports import OrderNotFound, OrderRejected
 
-NUMBER_KNOBS = ("rest_latency", "stream_latency", "drop_rate", "duplicate_rate", "reorder_rate")
+NUMBER_KNOBS = ("rest_latency", "stream_latency", "drop_rate", "duplicate_rate", "reorder_rate", "fill_delay")
+RATE_KNOBS = ("drop_rate", "duplicate_rate", "reorder_rate")  # chances: at most 1
 FLAG_KNOBS = ("events_before_response", "fail_queries")
-PREDICATE_KNOBS = ("reject_if", "unavailable_if", "timeout_after_execution_if")
+PREDICATE_KNOBS = ("reject_if", "unavailable_if", "timeout_after_execution_if", "ack_only_if")
 
 
 def order_json(order: OrderReport) -> dict[str, Any]:
@@ -53,35 +72,72 @@ def order_json(order: OrderReport) -> dict[str, Any]:
     }
 
 
+def _reject_constant(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not a JSON number")
+
+
 async def _body(request: web.Request) -> dict[str, Any]:
+    """The JSON object in the body; -1102 for anything else (bad JSON, NaN/Infinity literals, a list)."""
     try:
-        body = await request.json()
-    except ValueError as exc:
-        raise BinanceError(-1102, "the body must be a JSON object") from exc
+        text = await request.text()
+        body = json.loads(text, parse_constant=_reject_constant)
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise BinanceError(-1102, f"the body must be a JSON object: {exc}") from exc
     if not isinstance(body, dict):
         raise BinanceError(-1102, "the body must be a JSON object")
     return body
 
 
+def _text(body: dict[str, Any], name: str, default: str | None = None) -> str:
+    """A string field; -1102 if it is missing (without a default), empty or not a string."""
+    raw = body.get(name, default)
+    if raw is None or raw == "":
+        raise mandatory(name)
+    if not isinstance(raw, str):
+        raise BinanceError(-1102, f"'{name}' must be a string, not {raw!r}")
+    return raw
+
+
+def _flag(body: dict[str, Any], name: str) -> bool:
+    """A JSON boolean (absent: false). A quoted "false" or a 1 is refused, never guessed at."""
+    raw = body.get(name, False)
+    if not isinstance(raw, bool):
+        raise BinanceError(-1102, f"'{name}' must be true or false, not {raw!r}")
+    return raw
+
+
+def _symbol(venue: SimVenue, body: dict[str, Any]) -> Symbol:
+    return venue.symbol(_text(body, "symbol"))
+
+
 def _decimal(body: dict[str, Any], name: str, *, required: bool = True) -> Decimal | None:
+    """A finite decimal from a JSON number or a decimal string; -1100 for NaN, infinities and non-numbers."""
     raw = body.get(name)
     if raw is None:
         if required:
-            raise BinanceError(-1102, f"Mandatory parameter '{name}' was not sent.")
+            raise mandatory(name)
         return None
+    if isinstance(raw, bool) or not isinstance(raw, str | int | float):
+        raise BinanceError(-1100, f"'{name}' must be a number or a decimal string, not {raw!r}")
     try:
-        return Decimal(str(raw))
+        value = Decimal(str(raw))
     except InvalidOperation as exc:
-        raise BinanceError(-1100, f"Illegal characters found in parameter '{name}'.") from exc
+        raise BinanceError(-1100, f"Illegal characters found in parameter '{name}': {raw!r}.") from exc
+    if not value.is_finite():
+        raise BinanceError(-1100, f"'{name}' must be a finite number, not {raw!r}")
+    return value
 
 
 async def set_price(request: web.Request, venue: SimVenue) -> Any:
+    """Move a mark: the price must be a finite number in (0, MAX_PRICE]; a known symbol is required."""
     body = await _body(request)
-    symbol = venue.symbol(str(body.get("symbol", "")))
+    symbol = _symbol(venue, body)
     price = _decimal(body, "price")
     assert price is not None
     if price <= 0:
-        raise BinanceError(-1100, "price must be positive")
+        raise BinanceError(-1100, f"price must be positive, not {num(price)}")
+    if price > MAX_PRICE:
+        raise BinanceError(-1100, f"price must be at most {num(MAX_PRICE)}, not {num(price)}")
     before = len(venue.core.open_orders(symbol))
     venue.sim.set_mark(symbol, price)
     return {"symbol": symbol, "price": num(price), "fired": before - len(venue.core.open_orders(symbol))}
@@ -89,22 +145,24 @@ async def set_price(request: web.Request, venue: SimVenue) -> Any:
 
 async def external_order(request: web.Request, venue: SimVenue) -> Any:
     body = await _body(request)
-    symbol = venue.symbol(str(body.get("symbol", "")))
+    symbol = _symbol(venue, body)
     try:
-        side = OrderSide(str(body.get("side", "")).lower())
-        order_type = OrderType(str(body.get("type", "market")).lower())
+        side = OrderSide(_text(body, "side").lower())
+        order_type = OrderType(_text(body, "type", "market").lower())
     except ValueError as exc:
         raise BinanceError(-1102, f"bad side or type: {exc}") from exc
-    close_position = bool(body.get("close_position", False))
+    close_position = _flag(body, "close_position")
+    reduce_only = _flag(body, "reduce_only")
     qty = _decimal(body, "qty", required=not close_position) or Decimal(0)
+    trigger_price = _decimal(body, "trigger_price", required=False)
     try:
         report = venue.sim.external_order(
             symbol,
             side,
             qty,
-            bool(body.get("reduce_only", False)),
+            reduce_only,
             order_type=order_type,
-            trigger_price=_decimal(body, "trigger_price", required=False),
+            trigger_price=trigger_price,
             close_position=close_position,
         )
     except OrderRejected as exc:
@@ -115,7 +173,7 @@ async def external_order(request: web.Request, venue: SimVenue) -> Any:
 async def cancel(request: web.Request, venue: SimVenue) -> Any:
     body = await _body(request)
     try:
-        return order_json(venue.sim.cancel_external(str(body.get("client_order_id", ""))))
+        return order_json(venue.sim.cancel_external(_text(body, "client_order_id")))
     except OrderNotFound as exc:
         raise BinanceError(-2011, "Unknown order sent.") from exc
 
@@ -131,21 +189,33 @@ def _predicate(spec: object) -> OrderPredicate | None:
     raise BinanceError(-1102, f"a predicate knob takes true, false, null or a glob, not {spec!r}")
 
 
+def _knob(name: str, value: object) -> object:
+    """The SimFaults value of one knob from its JSON value; -1102 for an unknown knob or a bad value."""
+    if name in NUMBER_KNOBS:
+        if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+            raise BinanceError(-1102, f"{name} takes a finite non-negative number, not {value!r}")
+        if value < 0 or (name in RATE_KNOBS and value > 1):
+            bounds = "between 0 and 1" if name in RATE_KNOBS else "non-negative"
+            raise BinanceError(-1102, f"{name} must be {bounds}, not {value!r}")
+        return float(value)
+    if name in FLAG_KNOBS:
+        if not isinstance(value, bool):
+            raise BinanceError(-1102, f"{name} takes true or false, not {value!r}")
+        return value
+    if name in PREDICATE_KNOBS:
+        return _predicate(value)
+    raise BinanceError(-1102, f"unknown fault knob {name!r}")
+
+
 async def set_faults(request: web.Request, venue: SimVenue) -> Any:
+    """Set the knobs in the body, all or none: every value is checked before any is set."""
     body = await _body(request)
+    values = {name: _knob(name, value) for name, value in body.items()}
     faults = venue.sim.faults
-    for name, value in body.items():
-        if name in NUMBER_KNOBS:
-            if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
-                raise BinanceError(-1102, f"{name} takes a non-negative number")
-            setattr(faults, name, float(value))
-        elif name in FLAG_KNOBS:
-            setattr(faults, name, bool(value))
-        elif name in PREDICATE_KNOBS:
-            setattr(faults, name, _predicate(value))
-            venue.fault_specs[name] = value
-        else:
-            raise BinanceError(-1102, f"unknown fault knob {name!r}")
+    for name, value in values.items():
+        setattr(faults, name, value)
+        if name in PREDICATE_KNOBS:
+            venue.fault_specs[name] = body[name]
     return await get_faults(request, venue)
 
 
@@ -178,6 +248,16 @@ async def state(request: web.Request, venue: SimVenue) -> Any:
             if not p.flat
         ],
         "open_orders": [order_json(o) for o in core.open_orders()],
+        "exposure": [
+            {
+                "symbol": e.symbol,
+                "side": e.side,
+                "qty": num(e.qty),
+                "unprotected_seconds": e.unprotected_seconds,
+                "max_unprotected_seconds": e.max_unprotected_seconds,
+            }
+            for e in venue.sim.exposure()
+        ],
     }
 
 

@@ -18,6 +18,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from warden.adapters.sim.rules import MAX_PRICE, MAX_QTY
 from warden.domain.orders import OrderStatus
 from warden.domain.reports import FillReport, OrderReport
 from warden.domain.values import ZERO, Instrument, OrderType, Symbol
@@ -123,19 +124,19 @@ def symbol_info(instrument: Instrument) -> Json:
                 "filterType": "PRICE_FILTER",
                 "tickSize": num(instrument.tick_size),
                 "minPrice": num(instrument.tick_size),
-                "maxPrice": "10000000",
+                "maxPrice": num(MAX_PRICE),
             },
             {
                 "filterType": "LOT_SIZE",
                 "stepSize": num(instrument.lot_size),
                 "minQty": num(instrument.min_qty),
-                "maxQty": "100000",
+                "maxQty": num(MAX_QTY),
             },
             {
                 "filterType": "MARKET_LOT_SIZE",
                 "stepSize": num(instrument.lot_size),
                 "minQty": num(instrument.min_qty),
-                "maxQty": "100000",
+                "maxQty": num(MAX_QTY),
             },
             {"filterType": "MIN_NOTIONAL", "notional": num(instrument.min_notional)},
         ],

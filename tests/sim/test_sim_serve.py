@@ -1,0 +1,108 @@
+"""`warden sim serve --price-interval`: the random walk's pace, and 0 to switch it off."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+import warden.adapters.sim.server as sim_server
+import warden.adapters.sim.server.app as server_app
+from warden import bootstrap
+from warden.adapters.sim.server import VENUE, create_server_app
+from warden.entrypoints.cli import app as cli_app
+
+from .builders import BTC, ETH, SOL, FakeClock
+from .server_client import raw_server
+
+START = {BTC: Decimal(65000), ETH: Decimal(3000), SOL: Decimal(150)}
+
+
+async def test_interval_zero_leaves_the_marks_alone_as_time_passes() -> None:
+    """No random walk with 0: a minute of (fake) time later every mark is where it started."""
+    clock = FakeClock()
+    async with raw_server(price_interval=0, now=clock, sleep=clock.sleep) as raw:
+        await clock.run_for(60)
+        assert raw.app[VENUE].core.marks() == START
+        assert clock.sleepers == 0  # nothing is even waiting to step the walk
+        _, state = await raw.control("GET", "/sim/state")
+        assert state["marks"] == {s: str(p) for s, p in START.items()}
+
+
+async def test_interval_zero_still_moves_marks_through_the_control_surface() -> None:
+    clock = FakeClock()
+    async with raw_server(price_interval=0, now=clock, sleep=clock.sleep) as raw:
+        status, _ = await raw.control("POST", "/sim/price", {"symbol": "BTCUSDT", "price": "64000"})
+        await clock.run_for(60)
+        assert status == 200
+        assert raw.app[VENUE].core.mark(BTC) == 64000
+
+
+async def test_a_positive_interval_walks_once_per_interval() -> None:
+    """The control case: with 1 s, 5 s of fake time are 5 walk steps (15 mark moves, 3 symbols)."""
+    clock = FakeClock()
+    async with raw_server(price_interval=1.0, now=clock, sleep=clock.sleep) as raw:
+        moves: list[object] = []
+        sim = raw.app[VENUE].sim
+        original = sim.step_prices
+
+        def counted(volatility: float = 0.0005) -> None:
+            moves.append(volatility)
+            original(volatility)
+
+        sim.step_prices = counted  # type: ignore[method-assign]
+        await clock.run_for(5)
+        assert len(moves) == 5
+        assert raw.app[VENUE].core.marks() != START
+
+
+def test_a_negative_interval_is_refused() -> None:
+    with pytest.raises(ValueError, match="price_interval"):
+        create_server_app(price_interval=-1)
+
+
+# ----- the option travels from the command line to the app ------------------------------
+
+
+def test_the_cli_passes_price_interval_to_serve_sim(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[dict[str, Any]] = []
+
+    async def fake_serve_sim(*args: Any, **kwargs: Any) -> None:
+        seen.append({"args": args, **kwargs})
+
+    monkeypatch.setattr(bootstrap, "serve_sim", fake_serve_sim)
+    runner = CliRunner()
+    result = runner.invoke(cli_app, ["sim", "serve", "--port", "0", "--price-interval", "0"])
+    assert result.exit_code == 0, result.output
+    assert seen[-1]["price_interval"] == 0.0
+    result = runner.invoke(cli_app, ["sim", "serve", "--port", "0"])
+    assert result.exit_code == 0, result.output
+    assert seen[-1]["price_interval"] == 1.0  # the default keeps a one-second walk
+    result = runner.invoke(cli_app, ["sim", "serve", "--price-interval", "-1"])
+    assert result.exit_code == 2
+    assert "--price-interval" in result.output
+
+
+class _Built(Exception):
+    """Raised by the patched create_server_app: the test has what it wanted, stop serving."""
+
+
+async def test_serve_sim_passes_price_interval_to_the_server_app(monkeypatch: pytest.MonkeyPatch) -> None:
+    """bootstrap.serve_sim -> server.serve -> create_server_app, the interval unchanged (0 stays 0)."""
+    seen: list[dict[str, Any]] = []
+
+    def fake_create(*args: Any, **kwargs: Any) -> Any:
+        seen.append(kwargs)
+        raise _Built
+
+    monkeypatch.setattr(server_app, "create_server_app", fake_create)
+    assert sim_server.serve is server_app.serve
+    with pytest.raises(_Built):
+        await bootstrap.serve_sim("127.0.0.1", 0, 42, None, price_interval=0)
+    with pytest.raises(_Built):
+        await bootstrap.serve_sim("127.0.0.1", 0, 42, None, price_interval=2.5)
+    with pytest.raises(_Built):
+        await bootstrap.serve_sim("127.0.0.1", 0, 42, None)
+    assert [s["price_interval"] for s in seen] == [0, 2.5, 1.0]
