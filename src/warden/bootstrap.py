@@ -159,6 +159,7 @@ async def running(
                 runtime.tasks.append(group.create_task(_standby(runtime)))
             else:
                 await _activate(runtime, epoch)
+                await engine.first_attempt.wait()
             try:
                 yield runtime
             finally:
@@ -203,7 +204,9 @@ async def _start(runtime: Runtime, epoch: int) -> None:
     assert group is not None
     runtime.watch = group.create_task(_watch_lease(runtime))
     if runtime.sim is not None and runtime.price_feed:
-        feed = SimPriceFeed(runtime.sim, interval=runtime.settings.sim_tick_interval, sleep=runtime.clock.sleep)
+        feed = SimPriceFeed(
+            runtime.sim, interval=runtime.settings.sim_tick_interval, sleep=runtime.clock.sleep
+        )
         runtime.feed = group.create_task(feed.run())
     log.info("lease_held", account=runtime.settings.account, epoch=epoch)
 
@@ -254,7 +257,9 @@ async def _watch_lease(runtime: Runtime) -> None:
         if state is LeaseState.LOST:
             log.error("lease_lost", account=runtime.settings.account, holder=lease.holder())
             runtime.epoch = None
-            await engine.stand_down(f"lease lost: account {runtime.settings.account!r} is held by {lease.holder()}")
+            await engine.stand_down(
+                f"lease lost: account {runtime.settings.account!r} is held by {lease.holder()}"
+            )
             if runtime.feed is not None:
                 runtime.feed.cancel()
             if runtime.group is not None:

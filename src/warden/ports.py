@@ -14,6 +14,7 @@ Store errors:
     ├── StoreUnavailable      the DB could not be reached or refused the write
     ├── VersionConflict       compare-and-set lost: someone else moved the position
     ├── DuplicateSignal       a signal id that already has a position
+    ├── SymbolBusy            the symbol already has an exclusive active position
     └── FencedOut             the lease epoch moved on: this engine may not write
 """
 
@@ -23,6 +24,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from enum import StrEnum
 from typing import Protocol
 
 from warden.domain.alerts import AlertKind
@@ -109,10 +111,17 @@ class DuplicateSignal(StoreError):
 
 
 class SymbolBusy(StoreError):
-    """The account already has an open exclusive position on this symbol (stacking is off)."""
+    """An exclusive active position already holds this symbol: one per symbol per account.
 
-    def __init__(self, symbol: str, position_id: PositionId | None = None) -> None:
-        super().__init__(f"{symbol} already has an open position")
+    Raised by a commit that would make a second exclusive position active on a
+    symbol (`Position.exclusive`; active: opening, open, protected, closing).
+    Nothing of that transition is written. `position_id` names the one already
+    there when the store could tell.
+    """
+
+    def __init__(self, symbol: Symbol, position_id: PositionId | None = None) -> None:
+        held = "" if position_id is None else f" ({position_id})"
+        super().__init__(f"{symbol} already has an exclusive active position{held}")
         self.symbol = symbol
         self.position_id = position_id
 
@@ -156,6 +165,11 @@ class ActiveState:
 
 class Store(Protocol):
     """Persistence. `list_events` returns the `limit` most recent events, oldest first."""
+
+    @property
+    def installation_id(self) -> str:
+        """This database's id for the account: 6 lowercase letters and digits, made once, kept forever."""
+        ...
 
     def set_epoch(self, account: str, epoch: int) -> None:
         """Fence every later write on the account's lease still being at `epoch` (else FencedOut)."""
@@ -223,6 +237,17 @@ class Notifier(Protocol):
     async def notify(self, alert: Alert) -> None: ...
 
 
+class LeaseState(StrEnum):
+    """What a lease holder knows of its lease (`Lease.check`)."""
+
+    HELD = "held"
+    """The lock is ours and the stored epoch is still ours."""
+    LOST = "lost"
+    """Definitely not ours: another engine holds the lock, or the stored epoch moved past ours."""
+    UNREACHABLE = "unreachable"
+    """Our own connection failed: we cannot tell. `reacquire` settles it."""
+
+
 class Lease(Protocol):
     """One writer per account (I6): a lock the OS or the database drops when its holder dies."""
 
@@ -238,4 +263,18 @@ class Lease(Protocol):
 
     async def still_held(self) -> bool:
         """True while the lock is ours and the epoch has not moved; False if in doubt."""
+        ...
+
+    async def check(self) -> LeaseState:
+        """HELD, LOST (definite; also when never acquired or released) or UNREACHABLE (in doubt)."""
+        ...
+
+    async def reacquire(self) -> int | None:
+        """After UNREACHABLE: take the lock again and return the SAME epoch if nobody took it meanwhile.
+
+        None if another engine holds the lock or the epoch moved on (stand down;
+        `check` then answers LOST). Raises StoreUnavailable while the database
+        still cannot be reached (still in doubt: try again). While HELD it
+        returns the epoch unchanged.
+        """
         ...

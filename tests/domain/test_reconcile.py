@@ -25,7 +25,7 @@ from warden.domain.values import (
 )
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
-SYMBOLS = [Symbol(f"S{i}/USDT:USDT") for i in range(4)]
+SYMBOLS = [Symbol(f"S{i}/USDT:USDT") for i in range(5)]
 
 
 def position(pid: str, symbol: Symbol, side: Side, size: Decimal) -> Position:
@@ -157,21 +157,25 @@ def test_applying_the_actions_converges(
 
 
 def test_each_kind_is_found() -> None:
-    """Orphan, ghost, size mismatch, missing stop and stray order are each reported."""
+    """Orphan, ghost, size mismatch, missing stop, stray order and another installation's order
+    are each reported."""
     a = position("a", SYMBOLS[0], Side.LONG, Decimal(5))  # ghost: exchange flat
     b = position("b", SYMBOLS[1], Side.SHORT, Decimal(3))  # size mismatch: exchange -2
     c = position("c", SYMBOLS[2], Side.LONG, Decimal(4))  # missing stop
     gone = position("z", SYMBOLS[2], Side.LONG, Decimal(1))
+    other = position("o", SYMBOLS[4], Side.LONG, Decimal(1))
+    foreign = replace(stop_for(other), client_order_id=client_order_id(other.id, OrderRole.STOP, 1, "other1"))
     truth = Truth(
         [
             PositionReport(SYMBOLS[1], Side.SHORT, Decimal(2), Decimal(100)),
             PositionReport(SYMBOLS[2], Side.LONG, Decimal(4), Decimal(100)),
             PositionReport(SYMBOLS[3], Side.LONG, Decimal(7), Decimal(100)),  # orphan
         ],
-        [stop_for(gone)],  # stray: its position is not active
+        [stop_for(gone), foreign],  # stray: its position is not active; foreign: another warden's
     )
-    kinds = {d.kind: d for d in diff([a, b, c], {}, truth)}
+    kinds = {d.kind: d for d in diff([a, b, c], {}, truth, "mine01")}
     assert set(kinds) == set(Kind)
+    assert kinds[Kind.OTHER_INSTANCE].client_order_id == foreign.client_order_id
     assert kinds[Kind.ORPHAN].found == Decimal(7)
     assert kinds[Kind.SIZE_MISMATCH].expected == Decimal(-3) and kinds[Kind.SIZE_MISMATCH].found == Decimal(
         -2

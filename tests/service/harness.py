@@ -107,8 +107,12 @@ class Harness:
         await self.stop()
         return await self.start()
 
-    async def open(self, side: str = "short", symbol: Symbol = SOL, usd: str = "100", **kw: Any) -> Position:
-        cmd = OpenPosition(symbol=symbol, side=Side.parse(side), usd=Decimal(usd), **kw)
+    async def open(
+        self, side: str = "short", symbol: Symbol = SOL, usd: str | None = "100", **kw: Any
+    ) -> Position:
+        cmd = OpenPosition(
+            symbol=symbol, side=Side.parse(side), usd=None if usd is None else Decimal(usd), **kw
+        )
         return await self.engine.open_position(cmd)
 
     def exchange_qty(self, symbol: Symbol = SOL) -> Decimal:

@@ -214,7 +214,8 @@ async def test_outside_trades_are_applied_with_their_prices(harness: Harness) ->
     now = harness.engine.ledger.positions[pos.id]
     (exchange,) = await harness.sim.fetch_positions()
     assert now.remaining == exchange.qty
-    assert now.entry_price == exchange.entry_price
+    assert now.entry_price is not None
+    assert now.entry_price.quantize(Decimal("1e-8")) == exchange.entry_price
     assert resting_qty(harness, SOL, OrderType.STOP_MARKET) == now.remaining
 
 

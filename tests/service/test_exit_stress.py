@@ -32,7 +32,7 @@ def tp_qty(h: Harness) -> Decimal:
 
 async def runner(h: Harness, side: str = "long", qty: str = "1") -> Position:
     """A position past TP1 and TP2: the runner trails."""
-    pos = await h.open(side, SOL, usd=None, qty=Decimal(qty))  # type: ignore[arg-type]
+    pos = await h.open(side, SOL, usd=None, qty=Decimal(qty))
     h.sim.set_mark(SOL, pos.tp1_price)  # type: ignore[arg-type]
     await eventually(lambda: h.engine.ledger.positions[pos.id].tp1_hit, what="tp1")
     h.sim.set_mark(SOL, pos.tp2_price)  # type: ignore[arg-type]
@@ -107,7 +107,7 @@ async def test_a_stale_stop_that_closes_another_position_is_attributed(harness: 
     await harness.stop()
     harness.config = replace(harness.config, allow_stacking=True)
     await harness.start()
-    a = await harness.open("long", SOL, usd=None, qty=Decimal("1"))  # type: ignore[arg-type]
+    a = await harness.open("long", SOL, usd=None, qty=Decimal("1"))
     harness.sim.faults.reject_if = lambda req: (
         a.id in req.client_order_id and req.type is OrderType.STOP_MARKET
     )
@@ -116,24 +116,30 @@ async def test_a_stale_stop_that_closes_another_position_is_attributed(harness: 
     await harness.engine.wait_idle()
     assert harness.engine.ledger.positions[a.id].remaining == Decimal("0.4")
     harness.sim.set_mark(SOL, a.entry_price)  # type: ignore[arg-type]
-    b = await harness.open("long", SOL, usd=None, qty=Decimal("1"))  # type: ignore[arg-type]
+    b = await harness.open("long", SOL, usd=None, qty=Decimal("1"))
     harness.sim.faults.reject_if = None
     harness.sim.set_mark(SOL, a.stop_price - Decimal("0.05"))  # type: ignore[operator]
     await eventually(lambda: not harness.engine.ledger.positions[a.id].is_active, what="A closed")
+
+    def held() -> list[Position]:
+        return [p for p in harness.engine.ledger.active_positions() if p.symbol == SOL]
+
+    await eventually(
+        lambda: sum((p.remaining for p in held()), Decimal(0)) == harness.exchange_qty(), what="agreement"
+    )
     await harness.engine.wait_idle()
-    held = [p for p in harness.engine.ledger.active_positions() if p.symbol == SOL]
-    assert sum(p.remaining for p in held) == harness.exchange_qty()
     assert any(a.kind is AlertKind.FILL_MISMATCH for a in harness.notifier.alerts)
     fills_b = [e for e in await harness.store.list_events(b.id, 100) if e.data.get("trade_id", "").count(":")]
     assert fills_b, "the stale stop's excess is recorded on B"
-    if held:
-        assert stop_qty(harness) == held[0].remaining
+    if held():
+        assert stop_qty(harness) == held()[0].remaining
+    assert (await harness.engine.reconcile()).findings == []
 
 
 async def test_a_runner_whose_tp2_rounds_to_zero_still_trails(harness: Harness) -> None:
     """SOL 0.04: TP1 0.02, TP2 rounds to nothing. Passing the TP2 level arms the runner all the same."""
     for side in ("long", "short"):
-        pos = await harness.open(side, SOL, usd=None, qty=Decimal("0.04"))  # type: ignore[arg-type]
+        pos = await harness.open(side, SOL, usd=None, qty=Decimal("0.04"))
         assert pos.tp2_qty == 0
         harness.sim.set_mark(SOL, pos.tp1_price)  # type: ignore[arg-type]
         await eventually(lambda p=pos: harness.engine.ledger.positions[p.id].tp1_hit, what="tp1")
@@ -153,7 +159,7 @@ async def test_a_runner_whose_tp2_rounds_to_zero_still_trails(harness: Harness) 
 async def test_an_outside_reduce_after_tp1_resizes_every_exit_and_keeps_pnl(harness: Harness) -> None:
     """After TP1 (0.4 left) a manual sell of 0.3: stop 0.1, TP2 at most 0.1, and the manual trade's
     price and fee are in realized PnL."""
-    pos = await harness.open("long", SOL, usd=None, qty=Decimal("1"))  # type: ignore[arg-type]
+    pos = await harness.open("long", SOL, usd=None, qty=Decimal("1"))
     harness.sim.set_mark(SOL, pos.tp1_price)  # type: ignore[arg-type]
     await eventually(lambda: harness.engine.ledger.positions[pos.id].tp1_hit, what="tp1")
     await harness.engine.wait_idle()
@@ -179,7 +185,7 @@ async def test_after_a_crash_mid_breakeven_the_stop_price_is_the_exchanges(harne
     await harness.stop()
     harness.config = replace(harness.config, plan=replace(harness.config.plan, breakeven_after_tp1=True))
     await harness.start()
-    pos = await harness.open("long", SOL, usd=None, qty=Decimal("1"))  # type: ignore[arg-type]
+    pos = await harness.open("long", SOL, usd=None, qty=Decimal("1"))
     assert pos.entry_price is not None
     entry = harness.engine.instruments[SOL].round_price(pos.entry_price)
     harness.sim.faults.timeout_after_execution_if = lambda req: req.trigger_price == entry

@@ -97,7 +97,9 @@ async def test_breakeven_after_tp1_moves_stop_to_entry(harness: Harness) -> None
 
     from warden.domain.plan import ExitPlan
 
-    harness.engine.config = replace(harness.engine.config, plan=ExitPlan(breakeven_after_tp1=True))
+    await harness.stop()
+    harness.config = replace(harness.config, plan=ExitPlan(breakeven_after_tp1=True))
+    await harness.start()
     pos = await harness.open("long", usd="100")
     harness.sim.set_mark(SOL, pos.tp1_price)
     await eventually(lambda: harness.engine.ledger.positions[pos.id].tp1_hit, what="tp1")

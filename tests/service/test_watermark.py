@@ -49,7 +49,9 @@ async def open_while_marks_arrive(
     harness: Harness, monkeypatch: pytest.MonkeyPatch, side: str, marks: list[Decimal]
 ) -> Position:
     """Open a position; `marks` reach the engine after its OPENING record, before its fill."""
-    harness.engine.config = replace(harness.engine.config, order_timeout=30.0)
+    await harness.stop()
+    harness.config = replace(harness.config, order_timeout=30.0)
+    await harness.start()
     gate = HeldEntry(harness, monkeypatch)
     opening = asyncio.get_running_loop().create_task(harness.open(side, usd="100"))
     await asyncio.wait_for(gate.arrived.wait(), timeout=10)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import re
 import socket
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
@@ -14,17 +16,22 @@ import asyncpg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, select, text
+from sqlalchemy.exc import IntegrityError
 
+from tests.conftest import sqlite_url
+from warden.adapters.db import rows
+from warden.adapters.db.engine import create_engine
 from warden.adapters.db.migrate import current_revision, upgrade
-from warden.adapters.db.schema import metadata
+from warden.adapters.db.schema import installations, metadata, positions
 from warden.adapters.db.store import SqlStore, open_store
+from warden.domain.position import Position, PositionStatus
 from warden.domain.values import PositionId
-from warden.ports import StoreUnavailable
+from warden.ports import StoreUnavailable, SymbolBusy
 
-from .builders import D, insert, position
+from .builders import BTC, D, insert, position
 
-HEAD = "0001"
+HEAD = "0002"
 
 
 def closed_port() -> int:
@@ -229,3 +236,146 @@ async def test_raw_sqlite_writes_store_exactly_what_sqlalchemy_would(tmp_path: P
     for table in reference:
         strip = (lambda r: r) if table != "orders" else (lambda r: r[:-1])  # updated_at: the DB clock
         assert [strip(r) for r in fast[table]] == [strip(r) for r in reference[table]], table
+
+
+# -- one exclusive active position per symbol, in the database ---------------------------
+
+
+async def _insert_rows(
+    url: str, *written: Position, account: str = "default", exclusive: bool = True
+) -> None:
+    """Rows written straight into the table, past the store (as another program, or old warden, would)."""
+    engine = create_engine(url, op_timeout=5, pooled=False)
+    try:
+        async with engine.begin() as conn:
+            for p in written:
+                row = rows.position_row(p, account)
+                if not exclusive:
+                    del row["exclusive"]  # a schema without the column
+                await conn.execute(positions.insert().values(**row))
+    finally:
+        await engine.dispose()
+
+
+async def test_the_database_itself_refuses_a_second_exclusive_active_position(
+    store: SqlStore, store_url: str
+) -> None:
+    """Past the store, a plain INSERT of a second exclusive active row on a symbol violates the index."""
+    await _insert_rows(store_url, position("p1"), position("p2", exclusive=False))
+    await _insert_rows(store_url, position("p3", status=PositionStatus.CLOSED))
+    with pytest.raises(IntegrityError, match=r"uq_positions_account_symbol_exclusive|positions\.symbol"):
+        await _insert_rows(store_url, position("p4", status=PositionStatus.CLOSING))
+    await _insert_rows(store_url, position("p5", symbol=BTC, status=PositionStatus.CLOSING))
+    assert {p.id for p in await store.list_positions()} == {"p1", "p2", "p5"}
+
+
+async def test_accounts_have_their_own_symbols(store: SqlStore, store_url: str) -> None:
+    """One exclusive position per symbol *per account*: another account on the database may hold the same symbol."""
+    other = await open_store(store_url, exchange="sim", account="other", migrate=False)
+    try:
+        await store.commit(insert(position("p1")))
+        await other.commit(insert(position("p2")))
+        with pytest.raises(SymbolBusy) as info:
+            await other.commit(insert(position("p3")))
+        assert info.value.position_id == "p2"
+        assert [p.id for p in await other.list_positions()] == ["p2"]
+    finally:
+        await other.close()
+
+
+async def test_a_database_with_stacked_positions_migrates_and_they_stay_unconstrained(store_url: str) -> None:
+    """Positions from before 0002 become exclusive = false: stacked ones migrate and keep stacking."""
+    await upgrade(store_url, revision="0001")
+    before = [position("old1", status=PositionStatus.OPEN), position("old2", status=PositionStatus.PROTECTED)]
+    await _insert_rows(store_url, *before, exclusive=False)
+    store = await open_store(store_url, exchange="sim")
+    try:
+        assert await current_revision(store_url) == HEAD
+        loaded = {p.id: p for p in await store.list_positions()}
+        assert loaded == {p.id: replace_exclusive(p, False) for p in before}
+        await store.commit(insert(position("new1")))
+        with pytest.raises(SymbolBusy) as info:
+            await store.commit(insert(position("new2")))
+        assert info.value.position_id == "new1"
+    finally:
+        await store.close()
+
+
+def replace_exclusive(p: Position, exclusive: bool) -> Position:
+    from dataclasses import replace
+
+    return replace(p, exclusive=exclusive)
+
+
+# -- installation id ----------------------------------------------------------------------
+
+
+@pytest.fixture
+async def other_db(store_url: str, tmp_path: Path) -> AsyncIterator[str]:
+    """A second, empty database of the same kind as `store_url`."""
+    if store_url.startswith("sqlite"):
+        yield sqlite_url(tmp_path / "other")
+        return
+    name = f"{db_name(store_url)}_other"
+    await pg_admin(store_url, f'CREATE DATABASE "{name}"')
+    try:
+        yield store_url.rsplit("/", 1)[0] + "/" + name
+    finally:
+        await pg_admin(store_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def _installation_of(url: str, account: str = "default") -> str:
+    store = await open_store(url, exchange="sim", account=account)
+    try:
+        return store.installation_id
+    finally:
+        await store.close()
+
+
+async def test_the_installation_id_is_made_on_first_open_and_kept(store_url: str) -> None:
+    """The first open writes the account's id; later opens (migrated again or not) read the same one."""
+    await upgrade(store_url)
+    engine = create_engine(store_url, op_timeout=5, pooled=False)
+    try:
+        async with engine.connect() as conn:
+            assert (await conn.execute(select(installations))).all() == []
+        made = await _installation_of(store_url)
+        assert re.fullmatch(r"[a-z0-9]{6}", made)
+        async with engine.connect() as conn:
+            stored = (
+                await conn.execute(select(installations.c.account, installations.c.installation_id))
+            ).all()
+        assert [tuple(r) for r in stored] == [("default", made)]
+    finally:
+        await engine.dispose()
+    assert await _installation_of(store_url) == made
+    again = await open_store(store_url, exchange="sim", migrate=False)
+    try:
+        assert again.installation_id == made
+    finally:
+        await again.close()
+
+
+async def test_different_databases_get_different_installation_ids(store_url: str, other_db: str) -> None:
+    """Two databases each make their own id, and each keeps its own."""
+    first, second = await _installation_of(store_url), await _installation_of(other_db)
+    assert first != second
+    assert (await _installation_of(store_url), await _installation_of(other_db)) == (first, second)
+
+
+async def test_each_account_has_its_own_installation_id(store_url: str) -> None:
+    """Accounts sharing a database get an id each, kept across opens."""
+    a, b = await _installation_of(store_url, "a"), await _installation_of(store_url, "b")
+    assert a != b
+    assert (await _installation_of(store_url, "a"), await _installation_of(store_url, "b")) == (a, b)
+
+
+async def test_engines_opening_at_once_agree_on_the_installation_id(store_url: str) -> None:
+    """Two first opens racing on a fresh database end with the same id (one row per account)."""
+    await upgrade(store_url)
+    stores = await asyncio.gather(*(open_store(store_url, exchange="sim", migrate=False) for _ in range(2)))
+    try:
+        assert stores[0].installation_id == stores[1].installation_id
+    finally:
+        for s in stores:
+            await s.close()

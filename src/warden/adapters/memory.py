@@ -1,10 +1,12 @@
 """InMemoryStore: the Store port in a dict, with the SQL store's semantics.
 
-Compare-and-set on `version`, DuplicateSignal, fills idempotent on
-(symbol, trade id), events in append order, optional fencing, and
-`applied_trades` derived from the stored fills, exactly as `SqlStore` does.
+Compare-and-set on `version`, DuplicateSignal, one exclusive active position
+per symbol (SymbolBusy), fills idempotent on (symbol, trade id), events in
+append order, optional fencing, an installation id, and `applied_trades`
+derived from the stored fills, exactly as `SqlStore` does.
 Switches for failure tests: `fail_writes` and `fail_reads` make the store
-raise StoreUnavailable. `InMemoryLease` is the lease for it.
+raise StoreUnavailable; `InMemoryLease.unreachable` puts its lease in doubt.
+`InMemoryLease` is the lease for it.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Sequence, Set
 from dataclasses import dataclass, replace
 
 from warden.adapters.db.canonical import stored
+from warden.adapters.db.installation import checked, new_installation_id
 from warden.domain.events import Event
 from warden.domain.orders import Fill, Order
 from warden.domain.position import Position
@@ -23,8 +26,10 @@ from warden.ports import (
     ActiveState,
     DuplicateSignal,
     FencedOut,
+    LeaseState,
     StoreError,
     StoreUnavailable,
+    SymbolBusy,
     Transition,
     VersionConflict,
 )
@@ -40,15 +45,22 @@ class _LeaseRow:
 class InMemoryStore:
     """A Store for unit tests: fast, synchronous underneath, same contract as SqlStore."""
 
-    def __init__(self) -> None:
+    def __init__(self, installation_id: str | None = None) -> None:
         self.fail_writes = False
         self.fail_reads = False
         self.leases: dict[str, _LeaseRow] = {}
+        self._installation = new_installation_id() if installation_id is None else checked(installation_id)
         self._positions: dict[PositionId, Position] = {}
+        self._holders: dict[Symbol, PositionId] = {}  # the exclusive active position of each symbol
         self._orders: dict[ClientOrderId, Order] = {}
         self._fills: dict[tuple[Symbol, TradeId], Fill] = {}
         self._events: list[Event] = []
         self._fence: tuple[str, int] | None = None
+
+    @property
+    def installation_id(self) -> str:
+        """Made at construction (or given to it); the same for the life of the object."""
+        return self._installation
 
     async def save_marks(self, positions: Sequence[Position]) -> None:
         self._writable()
@@ -72,6 +84,7 @@ class InMemoryStore:
         orders = [stored(o) for o in transition.orders]
         fills = [stored(f) for f in transition.fills]
         events = [stored(e) for e in transition.events]
+        self._hold(self._positions.get(position.id), position)
         self._positions[position.id] = position
         self._orders.update((o.client_order_id, o) for o in orders)
         for fill in fills:
@@ -145,6 +158,16 @@ class InMemoryStore:
         elif stored is None or stored.version != t.expected_version:
             state = "does not exist" if stored is None else f"is at version {stored.version}"
             raise VersionConflict(f"position {position.id} {state}, expected version {t.expected_version}")
+        holder = self._holders.get(position.symbol)
+        if _holds_symbol(position) and holder is not None and holder != position.id:
+            raise SymbolBusy(position.symbol, holder)
+
+    def _hold(self, before: Position | None, after: Position) -> None:
+        """Keep `_holders` in step as the partial unique index would be."""
+        if before is not None and self._holders.get(before.symbol) == before.id:
+            del self._holders[before.symbol]
+        if _holds_symbol(after):
+            self._holders[after.symbol] = after.id
 
     def _signal_owner(self, signal_id: str) -> PositionId | None:
         return next((p.id for p in self._positions.values() if p.signal_id == signal_id), None)
@@ -174,15 +197,23 @@ class InMemoryStore:
 
 
 class InMemoryLease:
-    """The lease for InMemoryStore: one holder per account; the epoch counts acquisitions."""
+    """The lease for InMemoryStore: one holder per account; the epoch counts acquisitions.
+
+    Switch for failure tests: with `unreachable` set, `check` answers UNREACHABLE
+    and `reacquire` raises StoreUnavailable, as when the database cannot be reached;
+    the lease row stays as it was (nobody else can take it meanwhile).
+    """
 
     def __init__(self, store: InMemoryStore, account: str, holder: str | None = None) -> None:
         self._store = store
         self._account = account
         self._me = holder or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self._epoch: int | None = None
+        self.unreachable = False
 
     async def try_acquire(self) -> int | None:
+        if self.unreachable:
+            raise StoreUnavailable("in-memory lease is unreachable (unreachable is set)")
         if await self.still_held():
             return self._epoch
         row = self._store.leases.get(self._account)
@@ -197,13 +228,32 @@ class InMemoryLease:
         return None if row is None else row.holder
 
     async def release(self) -> None:
-        if await self.still_held():
+        if self._mine():
             self._store.leases[self._account] = replace(self._store.leases[self._account], held=False)
         self._epoch = None
 
     async def still_held(self) -> bool:
+        return await self.check() is LeaseState.HELD
+
+    async def check(self) -> LeaseState:
+        if self._epoch is None:
+            return LeaseState.LOST
+        if self.unreachable:
+            return LeaseState.UNREACHABLE
+        return LeaseState.HELD if self._mine() else LeaseState.LOST
+
+    async def reacquire(self) -> int | None:
+        if self._epoch is not None and self.unreachable:
+            raise StoreUnavailable("in-memory lease is unreachable (unreachable is set)")
+        return self._epoch if self._mine() else None
+
+    def _mine(self) -> bool:
         row = self._store.leases.get(self._account)
         return row is not None and row.held and row.epoch == self._epoch
+
+
+def _holds_symbol(position: Position) -> bool:
+    return position.exclusive and position.is_active
 
 
 def _check_refs(

@@ -145,12 +145,14 @@ class Position:
         if fill.role is OrderRole.ENTRY:
             if fill.side is not self.side.entry_side:
                 raise InvalidFill(f"{fill.trade_id}: {fill.side} cannot open a {self.side}")
-            total = self.filled_qty + fill.qty
-            cost = (self.entry_price or ZERO) * self.filled_qty + fill.price * fill.qty
+            # Average cost of what is open (as exchanges count it): an addition after a
+            # partial close is weighted against the remaining size, not everything ever filled.
+            held = self.remaining
+            cost = (self.entry_price or ZERO) * held + fill.price * fill.qty
             return replace(
                 self,
-                filled_qty=total,
-                entry_price=cost / total,
+                filled_qty=self.filled_qty + fill.qty,
+                entry_price=cost / (held + fill.qty),
                 watermark=fill.price if self.watermark is None else self.watermark,
                 fees=self.fees + fill.fee,
                 realized_pnl=self.realized_pnl - fill.fee,

@@ -105,6 +105,8 @@ class Engine:
         self._started_at = clock.now()
         self._store_error: str | None = None
         self._others: set[str] = set()
+        self.first_attempt = asyncio.Event()
+        """Set once the first startup attempt has passed or failed (the API can then say which)."""
 
     # ----------------------------------------------------------------- facade
 
@@ -258,10 +260,13 @@ class Engine:
         while True:
             try:
                 await self.start()
+                self.first_attempt.set()
                 return
             except NotHolder:
+                self.first_attempt.set()
                 raise
             except (ExchangeError, StoreError, OSError) as exc:
+                self.first_attempt.set()
                 gate.state = EngineState.STARTING
                 gate.refuse("recovery", f"startup recovery failed ({exc}); retrying in {delay:.1f}s")
                 log.error("start_failed", error=str(exc), retry_in=delay)

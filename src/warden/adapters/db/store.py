@@ -6,14 +6,19 @@ fills (inserted, idempotent on the trade id) and its events commit together or
 not at all. Once `set_epoch` is called, every write first checks in the same
 transaction that the account's lease epoch has not moved on (fencing, I6).
 Every call has a deadline; failures are translated in `errors.guarded`.
+
+The database keeps one exclusive active position per symbol (the partial
+unique index `schema.ONE_PER_SYMBOL`); a commit it refuses raises SymbolBusy.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import (
@@ -29,24 +34,36 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from warden.adapters.db import rows
 from warden.adapters.db.engine import READ_ONLY, ThreadWriter, create_engine
 from warden.adapters.db.errors import guarded
+from warden.adapters.db.installation import checked, new_installation_id
 from warden.adapters.db.migrate import upgrade
 from warden.adapters.db.rawsqlite import RawStatement, types_of
-from warden.adapters.db.schema import events, fills, leases, orders, positions
+from warden.adapters.db.schema import (
+    ONE_PER_SYMBOL,
+    events,
+    fills,
+    installations,
+    leases,
+    orders,
+    positions,
+)
 from warden.adapters.db.urls import redact
 from warden.domain.events import Event
 from warden.domain.orders import Fill, Order
 from warden.domain.position import Position, PositionStatus
-from warden.domain.values import PositionId
+from warden.domain.values import PositionId, Symbol
 from warden.ports import (
     ActiveState,
     DuplicateSignal,
     FencedOut,
+    StoreError,
     StoreUnavailable,
+    SymbolBusy,
     Transition,
     VersionConflict,
 )
@@ -63,22 +80,27 @@ async def open_store(
     account: str = "default",
     op_timeout: float = 5.0,
     migrate: bool = True,
+    sqlite_max_pages: Callable[[], int] | None = None,
 ) -> SqlStore:
     """A store on `url` (see `urls.normalise`), migrated to the newest schema and answering.
 
+    The account's installation id is made on the first open and read on every
+    later one. `sqlite_max_pages` is for tests: see `SqlStore`.
     Raises StoreUnavailable if the database cannot be reached.
     """
     if migrate:
         await upgrade(url)
     store = SqlStore(
-        create_engine(url, op_timeout=op_timeout),
+        create_engine(url, op_timeout=op_timeout, application_name=f"warden-store:{account}"),
         exchange=exchange,
         account=account,
         op_timeout=op_timeout,
         where=redact(url),
+        sqlite_max_pages=sqlite_max_pages,
     )
     try:
         await store.ping()
+        await store.load_installation_id()
     except BaseException:
         await store.close()
         raise
@@ -86,10 +108,22 @@ async def open_store(
 
 
 class SqlStore:
-    """The Store port on a SQLAlchemy async engine. Rows belong to one account."""
+    """The Store port on a SQLAlchemy async engine. Rows belong to one account.
+
+    `sqlite_max_pages` (tests only; SQLite) is asked at the start of every write
+    transaction for the most pages the database may grow to: a real SQLITE_FULL,
+    as on a full disk, that a test can lift again without reopening the store.
+    """
 
     def __init__(
-        self, engine: AsyncEngine, *, exchange: str, account: str, op_timeout: float, where: str
+        self,
+        engine: AsyncEngine,
+        *,
+        exchange: str,
+        account: str,
+        op_timeout: float,
+        where: str,
+        sqlite_max_pages: Callable[[], int] | None = None,
     ) -> None:
         self._engine = engine
         self._exchange = exchange
@@ -101,15 +135,45 @@ class SqlStore:
         self._write_conn: AsyncConnection | None = None
         self._write_lock = asyncio.Lock()
         self._thread = (
-            None if self._postgres else ThreadWriter(engine.url.render_as_string(False), op_timeout)
+            None
+            if self._postgres
+            else ThreadWriter(engine.url.render_as_string(False), op_timeout, sqlite_max_pages)
         )
         self._raw = None if self._thread is None else RawStatements(self._q, self._thread.dialect)
         self._fence: tuple[str, int] | None = None
+        self._installation: str | None = None
         self._closed = False
 
     @property
     def engine(self) -> AsyncEngine:
         return self._engine
+
+    @property
+    def installation_id(self) -> str:
+        """The account's id in this database (made on its first open, then kept forever)."""
+        if self._installation is None:
+            raise RuntimeError("the installation id is read when the store opens: use open_store")
+        return self._installation
+
+    async def load_installation_id(self) -> str:
+        """Make the account's installation id if it has none yet (the first open), and read it.
+
+        Not fenced: it is written once, and every engine of the account reads the same row.
+        """
+        candidate = new_installation_id()
+        made = self._insert(installations).values(
+            account=self._account, installation_id=candidate, created_at=datetime.now(UTC)
+        )
+
+        def work(conn: Connection) -> str:
+            conn.execute(made.on_conflict_do_nothing(index_elements=[installations.c.account]))
+            found: str = conn.execute(
+                select(installations.c.installation_id).where(installations.c.account == self._account)
+            ).scalar_one()
+            return found
+
+        self._installation = checked(await self._write("read installation id", work))
+        return self._installation
 
     def set_epoch(self, account: str, epoch: int) -> None:
         """Fence every later write on the lease of `account` still being at `epoch`."""
@@ -118,7 +182,23 @@ class SqlStore:
     # -- writes -------------------------------------------------------------
 
     async def commit(self, transition: Transition) -> None:
-        await self._write(f"commit position {transition.position.id}", lambda c: self._apply(c, transition))
+        position = transition.position
+        try:
+            await self._write(f"commit position {position.id}", lambda c: self._apply(c, transition))
+        except SymbolBusy as busy:
+            if busy.position_id is not None:
+                raise
+            # An update the index refused: on PostgreSQL its transaction is aborted,
+            # so the position holding the symbol is looked up afterwards.
+            holder = None
+            with contextlib.suppress(StoreError):
+                holder = await self._read(
+                    "find the position holding a symbol",
+                    lambda c: c.scalar(self._holder_of(position.symbol, position.id)),
+                )
+            if holder is None:
+                raise
+            raise SymbolBusy(position.symbol, PositionId(holder)) from busy
 
     async def append_events(self, events_: Sequence[Event]) -> None:
         def work(conn: Connection) -> None:
@@ -174,6 +254,7 @@ class SqlStore:
             inserted = conn.execute(self._q.insert_position, row).first() is not None
         if inserted:
             return
+        # ON CONFLICT DO NOTHING covers every unique index: find which one it was.
         if position.signal_id is not None:
             owner = conn.scalar(
                 select(positions.c.id).where(
@@ -182,16 +263,25 @@ class SqlStore:
             )
             if owner is not None:
                 raise DuplicateSignal(position.signal_id, PositionId(owner))
+        if conn.scalar(select(positions.c.id).where(positions.c.id == position.id)) is None:
+            holder = conn.scalar(self._holder_of(position.symbol, position.id))
+            if holder is not None:
+                raise SymbolBusy(position.symbol, PositionId(holder))
         raise VersionConflict(f"position {position.id} already exists")
 
     def _update_position(self, conn: Connection, position: Position, expected: int) -> None:
         row = rows.position_row(position, self._account)
         params = {f"v_{k}": v for k, v in row.items() if k not in ("id", "account")}
         params.update(w_account=self._account, w_id=position.id, w_expected=expected)
-        if self._raw is not None:
-            updated = self._raw.update_position.execute(conn, params).rowcount
-        else:
-            updated = conn.execute(self._q.update_position, params).rowcount
+        try:
+            if self._raw is not None:
+                updated = self._raw.update_position.execute(conn, params).rowcount
+            else:
+                updated = conn.execute(self._q.update_position, params).rowcount
+        except (sqlite3.IntegrityError, IntegrityError) as exc:
+            if _refused_by_one_per_symbol(exc):
+                raise SymbolBusy(position.symbol) from exc
+            raise
         if updated == 1:
             return
         found = conn.scalar(select(positions.c.version).where(self._mine(), positions.c.id == position.id))
@@ -306,6 +396,16 @@ class SqlStore:
     def _mine(self) -> ColumnElement[bool]:
         return positions.c.account == self._account
 
+    def _holder_of(self, symbol: Symbol, other_than: PositionId) -> Select[tuple[str]]:
+        """The exclusive active position on `symbol` (the row the partial unique index covers)."""
+        return select(positions.c.id).where(
+            self._mine(),
+            positions.c.symbol == symbol,
+            positions.c.exclusive,
+            positions.c.status.not_in(TERMINAL),
+            positions.c.id != other_than,
+        )
+
     # -- plumbing -----------------------------------------------------------
 
     async def ping(self) -> None:
@@ -372,6 +472,16 @@ class SqlStore:
                 await conn.invalidate()
         if self._thread is not None:
             self._thread.reset()
+
+
+def _refused_by_one_per_symbol(exc: Exception) -> bool:
+    """Whether a unique violation is the one-exclusive-position-per-symbol index's.
+
+    PostgreSQL names the index; SQLite names its columns, and (account, symbol)
+    is unique nowhere else.
+    """
+    message = str(getattr(exc, "orig", None) or exc)
+    return ONE_PER_SYMBOL in message or "positions.account, positions.symbol" in message
 
 
 def _group(pairs: Iterable[Any]) -> defaultdict[str, list[str]]:
