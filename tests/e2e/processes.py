@@ -29,6 +29,8 @@ from urllib.parse import parse_qsl, urlencode
 
 import httpx
 
+from warden.domain.values import parse_client_id
+
 LAUNCH = "from warden.entrypoints.cli import main; main()"
 SIM_KEY, SIM_SECRET = "sim-key", "sim-secret"
 TOKEN = "e2e-test-token"
@@ -391,16 +393,23 @@ def accepted_order_ids(requests: Iterable[dict[str, Any]]) -> Counter[str]:
     return seen
 
 
-def placements(requests: Iterable[dict[str, Any]], prefix: str = "wd-") -> dict[str, int]:
-    """When (the simulator's ms clock) each client order id starting with `prefix` was accepted."""
+def short(cid: str) -> str:
+    """`<position>-<role><seq>` of a warden client id (the installation part dropped); "" if not warden's."""
+    parsed = parse_client_id(cid)
+    return "" if parsed is None else f"{parsed.position_id}-{parsed.role.code}{parsed.seq}"
+
+
+def placements(requests: Iterable[dict[str, Any]], prefix: str = "") -> dict[str, int]:
+    """When (the simulator's ms clock) each warden order was accepted, keyed by `short` id,
+    for those whose short id starts with `prefix` (e.g. "<position id>-s")."""
     placed: dict[str, int] = {}
     for r in requests:
         if r["method"] != "POST" or r["path"] not in ORDER_PATHS or r["status"] != 200:
             continue
         params = dict(parse_qsl(r["query"], keep_blank_values=True))
-        cid = params.get("newClientOrderId") or params.get("clientAlgoId") or ""
-        if cid.startswith(prefix):
-            placed.setdefault(cid, r["at"])
+        key = short(params.get("newClientOrderId") or params.get("clientAlgoId") or "")
+        if key and key.startswith(prefix):
+            placed.setdefault(key, r["at"])
     return placed
 
 
@@ -409,8 +418,8 @@ def naked_seconds(requests: Iterable[dict[str, Any]]) -> dict[str, float]:
     the exchange saw it (kills and restarts included)."""
     entries: dict[str, int] = {}
     stops: dict[str, int] = {}
-    for cid, at in placements(requests).items():
-        pid, _, tail = cid.removeprefix("wd-").rpartition("-")
+    for key, at in placements(requests).items():
+        pid, _, tail = key.rpartition("-")
         if tail.startswith("e"):
             entries.setdefault(pid, at)
         elif tail.startswith("s"):
@@ -468,7 +477,7 @@ def double_execution_problems(sim: SimServer) -> list[str]:
     for cid, qty in done.filled.items():
         if qty > done.qty_by_order.get(cid, D(0)):
             problems.append(f"{cid} traded {qty}, more than its {done.qty_by_order.get(cid)}")
-        body, _, tail = cid.removeprefix("wd-").rpartition("-")
+        body, _, tail = short(cid).rpartition("-")
         if tail.startswith("e") and qty > 0:
             entries[body] += 1
     for pid, n in entries.items():

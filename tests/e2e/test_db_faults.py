@@ -64,8 +64,7 @@ def entry_working(sim: SimServer) -> bool:
 def exposure(sim: SimServer, coin: str) -> dict[str, Any]:
     symbol = f"{coin}/USDT:USDT"
     rows = [e for e in sim.state()["exposure"] if e["symbol"] == symbol]
-    assert rows, f"no exposure row for {symbol}: {sim.state()['exposure']}"
-    return rows[0]
+    return rows[0] if rows else {}
 
 
 def test_postgres_killed_mid_open_then_refusing_keeps_protecting_and_recovers(
@@ -91,8 +90,12 @@ def test_postgres_killed_mid_open_then_refusing_keeps_protecting_and_recovers(
             f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{database}'",
         )
         try:
-            poll(lambda: exposure(sim, "SOL")["side"] == "long", within=10, what="the fill")
-            poll(lambda: exposure(sim, "SOL")["unprotected_seconds"] == 0, within=10, what="the stop to rest")
+            poll(lambda: exposure(sim, "SOL").get("side") == "long", within=10, what="the fill")
+            poll(
+                lambda: exposure(sim, "SOL").get("unprotected_seconds") == 0,
+                within=10,
+                what="the stop to rest",
+            )
             degraded = poll(
                 lambda: engine.status()["state"] == "degraded" and engine.status(), within=10, what="degraded"
             )
@@ -144,21 +147,17 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 def fill(disk: Path) -> Path:
     """Fill the disk to the last byte; returns the filler to delete."""
     filler = disk / "filler"
-    with filler.open("wb") as out:
-        chunk = b"\0" * 65536
-        try:
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        for size in (1 << 20, 4096, 1):
+            chunk = b"\0" * size
             while True:
-                out.write(chunk)
-                out.flush()
-        except OSError:
-            pass
-    with filler.open("ab") as out:
-        try:
-            while True:
-                out.write(b"\0")
-                out.flush()
-        except OSError:
-            pass
+                try:
+                    os.write(fd, chunk)
+                except OSError:
+                    break
+    finally:
+        os.close(fd)
     assert shutil.disk_usage(disk).free < 4096
     return filler
 

@@ -46,6 +46,7 @@ from .processes import (
     placements,
     poll,
     protection_problems,
+    short,
 )
 
 pytestmark = pytest.mark.slow
@@ -80,7 +81,7 @@ def describe(state: dict[str, Any]) -> str:
 
 def price_for(pos: dict[str, Any], target: str, coin: str) -> Decimal:
     """A mark past the position's TP1 / TP2 / stop (default plan: +1 %, +2 %, -1.5 %)."""
-    move = {"tp1": D("0.013"), "tp2": D("0.025"), "stop": D("-0.02")}[target]
+    move = {"tp1": D("0.013"), "tp2": D("0.025"), "trail": D("0.035"), "stop": D("-0.02")}[target]
     sign = 1 if pos["side"] == "long" else -1
     tick = D("0.1") if coin == "BTC" else D("0.01")
     return (D(pos["entry_price"]) * (1 + sign * move)).quantize(tick, rounding=ROUND_DOWN)
@@ -94,15 +95,19 @@ class Round:
     """What one round does, all drawn from the seed; it ends with a kill -9 at `kill_at`."""
 
     opens: list[tuple[str, str, int]]  # (coin, side, usd), sent concurrently
-    move: tuple[str, str] | None  # (coin, "tp1" | "tp2" | "stop") via /sim/price
+    move: tuple[str, str] | None  # (coin, "tp1" | "tp2" | "trail" | "stop") via /sim/price
     close: str | None  # coin closed through the API
     kill_at: str  # "move" (right after the mark moved), "close" or "opens"
     mode: str  # "after" the call(s) returned, or "during": once >= `step` order requests reached the sim
     step: int
+    ack_only: float | None = None  # entries acknowledged unfilled, filling this many seconds later
 
     def __str__(self) -> str:
         when = f"after order request #{self.step}" if self.mode == "during" else "after it returned"
-        return f"opens {self.opens}, move {self.move}, close {self.close}; kill at {self.kill_at} {when}"
+        acks = f"; entries ack-only (fill after {self.ack_only}s)" if self.ack_only else ""
+        return (
+            f"opens {self.opens}, move {self.move}, close {self.close}; kill at {self.kill_at} {when}{acks}"
+        )
 
 
 def plan_round(rng: random.Random, by_coin: dict[str, dict[str, Any]]) -> Round:
@@ -110,8 +115,11 @@ def plan_round(rng: random.Random, by_coin: dict[str, dict[str, Any]]) -> Round:
     chosen = rng.sample(flat, k=rng.randint(1, len(flat))) if flat else []
     opens = [(coin, rng.choice(["long", "short"]), rng.randint(*USD[coin])) for coin in chosen]
     protected = sorted(c for c, p in by_coin.items() if p["status"] == "protected")
+    runners = sorted(c for c, p in by_coin.items() if p["trailing_active"])
     move = None
-    if protected and rng.random() < 0.6:
+    if runners and rng.random() < 0.7:
+        move = (rng.choice(runners), "trail")  # a new peak: the runner's stop moves (kill mid-move)
+    elif protected and rng.random() < 0.6:
         move = (rng.choice(protected), rng.choice(["tp1", "tp2", "stop"]))
     closable = [c for c in protected if move is None or c != move[0]]
     idle = not opens and move is None  # every symbol held and nothing moved: close one instead
@@ -121,13 +129,15 @@ def plan_round(rng: random.Random, by_coin: dict[str, dict[str, Any]]) -> Round:
         kill_at = "opens"
     if kill_at == "opens" and not opens:
         kill_at = "close" if close else "move"
-    if move is not None and move[1] == "tp2":
-        kill_at = "move"  # the runner would ratchet its stop on every tick from here (see below)
-    mode = "after" if kill_at == "move" else rng.choice(["after", "during", "during"])
-    # a close is 1 market order + 3 cancels; an open is 1 entry + 1 stop + 2 take-profits
-    step = {"close": 3, "opens": 4 * len(opens) - 1}.get(kill_at, 0)
-    step = rng.randint(0, step)
-    return Round(opens, move, close, kill_at, mode, step)
+    if move is not None and move[1] in ("tp2", "trail"):
+        kill_at = "move"  # the runner ratchets its stop on every new peak from here
+    mode = rng.choice(["after", "during", "during"])
+    # a close is 1 market order + 3 cancels; an open is 1 entry + 1 stop + 2 take-profits;
+    # a trailing move is the new stop, then the old one's cancel
+    step = {"close": 3, "opens": 4 * len(opens) - 1, "move": 2}.get(kill_at, 0)
+    step = rng.randint(0 if kill_at != "move" else 1, step)
+    ack_only = round(rng.uniform(0.05, 0.6), 2) if opens and rng.random() < 0.5 else None
+    return Round(opens, move, close, kill_at, mode, step, ack_only)
 
 
 def play(
@@ -141,8 +151,11 @@ def play(
         if action == "move" and r.move is not None:
             coin, target = r.move
             price = price_for(by_coin[coin], target, coin)
+            since = now_ms()
             notes += f" {coin} -> {price} fired {sim.set_price(coin, price)['fired']} order(s)."
             if last:
+                if r.mode == "during":
+                    notes += wait_for_order_requests(sim, since, r.step)
                 return notes, []
             # let the stop resize finish first, so no kill lands in the middle of a stop move
             converge(lambda: check_all(sim, engine), within=CONVERGE_WITHIN, what=f"after {r.move}")
@@ -154,6 +167,7 @@ def play(
                 return notes + wait_for_the_kill(r, sim, since, threads), threads
             join(threads)
         elif action == "opens" and r.opens:
+            sim.faults(ack_only_if="*-e1" if r.ack_only else None, fill_delay=r.ack_only or 0)
             since = now_ms()
             threads = send_signals(sim, engine, r.opens, since)
             if last:
@@ -204,13 +218,6 @@ def test_kill_9_at_random_moments_keeps_every_position_protected_and_agreed(
 
     for round_no in range(1, ROUNDS + 1):
         by_coin = {p["symbol"].split("/")[0]: p for p in engine.positions()}
-        # A TP2 runner ratchets its stop on every new peak of the random walk; close it first so
-        # no ratchet is in flight at the kill (a kill mid stop-move is a known bug, pinned by
-        # test_kill_during_a_stop_move_leaves_no_superseded_stop).
-        for coin, pos in list(by_coin.items()):
-            if pos["trailing_active"]:
-                assert engine.close_position(pos["id"]).status_code == 200
-                del by_coin[coin]
         plan = plan_round(rng, by_coin)
         notes, calls = play(plan, sim, engine, by_coin)
 
@@ -221,6 +228,7 @@ def test_kill_9_at_random_moments_keeps_every_position_protected_and_agreed(
             f"kill {kills} (round {round_no}): {plan}.{notes}\n    open at the kill: {describe(sim.state())}"
         )
 
+        sim.faults(ack_only_if=None, fill_delay=0)
         engine.start()
         ready.append(engine.wait_ready())
         took = converge(lambda: check_all(sim, engine), within=CONVERGE_WITHIN, what=f"after kill {kills}")
@@ -270,6 +278,29 @@ def join(calls: list[Call], within: float = 60.0) -> None:
         call.join(max(0.0, deadline - time.monotonic()))
         assert not call.is_alive(), f"{call.what} did not return"
         call.check()
+
+
+def wait_for_order_requests(sim: SimServer, since_ms: int, step: int) -> str:
+    """Return once the simulator has seen `step` order requests (place / cancel) since `since_ms`,
+    or after a short while if fewer come (the move needed no order)."""
+
+    def enough() -> bool:
+        return (
+            sum(
+                1
+                for q in sim.requests()
+                if q["at"] >= since_ms
+                and q["path"] in ("/fapi/v1/order", "/fapi/v1/algoOrder")
+                and q["method"] in ("POST", "DELETE")
+            )
+            >= step
+        )
+
+    try:
+        poll(enough, within=3, what=f"{step} order requests", every=0.005)
+    except AssertionError:
+        return f" (fewer than {step} order requests came)"
+    return f" (killed after order request #{step})"
 
 
 def wait_for_the_kill(r: Round, sim: SimServer, since_ms: int, threads: list[Call]) -> str:
@@ -440,7 +471,7 @@ def test_kill_during_a_stop_move_leaves_no_superseded_stop(procs: Processes, tmp
         return any(
             r["at"] >= since
             and (r["method"], r["path"], r["status"]) == ("POST", "/fapi/v1/algoOrder", 200)
-            and f"clientAlgoId=wd-{pid}-s2" in r["query"]
+            and f"-{pid}-s2" in r["query"]
             for r in sim.requests()
         )
 
@@ -448,8 +479,10 @@ def test_kill_during_a_stop_move_leaves_no_superseded_stop(procs: Processes, tmp
     poll(resized_stop_placed, within=20, what="the resized stop", every=0.005)
     engine.kill9()
     sim.faults(rest_latency=0)
-    stops = sorted(o["client_order_id"] for o in sim.state()["open_orders"] if o["type"] == "stop_market")
-    assert stops == [f"wd-{pid}-s1", f"wd-{pid}-s2"], f"the kill missed the window: {stops}"
+    stops = sorted(
+        short(o["client_order_id"]) for o in sim.state()["open_orders"] if o["type"] == "stop_market"
+    )
+    assert stops == [f"{pid}-s1", f"{pid}-s2"], f"the kill missed the window: {stops}"
 
     back = now_ms()
     engine.start()
@@ -457,9 +490,7 @@ def test_kill_during_a_stop_move_leaves_no_superseded_stop(procs: Processes, tmp
     requests = sim.requests()
     restarted = min(r["at"] for r in requests if r["at"] >= back and r["path"].startswith("/fapi/"))
     late_cancel = [
-        r
-        for r in requests
-        if r["at"] < restarted and r["method"] == "DELETE" and f"clientAlgoId=wd-{pid}-s1" in r["query"]
+        r for r in requests if r["at"] < restarted and r["method"] == "DELETE" and f"-{pid}-s1" in r["query"]
     ]
     assert not late_cancel, "the killed engine had already sent the cancel (the kill lost the race)"
     converge(lambda: check_all(sim, engine), within=PROTECTION_WINDOW, what="after a kill mid stop-move")
@@ -479,8 +510,8 @@ def test_a_new_position_gets_its_stop_within_the_protection_window_while_reconci
         pid = opened.json()["id"]
         [protected] = [e for e in engine.events(pid) if e["kind"] == "position_protected"]
         seconds = float(protected["data"]["unprotected_seconds"])
-        placed = placements(sim.requests(), prefix=f"wd-{pid}-")
-        gap = (placed[f"wd-{pid}-s1"] - placed[f"wd-{pid}-e1"]) / 1000
+        placed = placements(sim.requests(), prefix=f"{pid}-")
+        gap = (placed[f"{pid}-s1"] - placed[f"{pid}-e1"]) / 1000
         print(
             f"\n{coin}: warden reports {seconds:.3f}s unprotected; the exchange saw entry -> stop {gap:.3f}s"
         )
@@ -511,7 +542,7 @@ def test_a_position_whose_stop_never_reached_the_exchange_is_protected_promptly_
     engine.kill9()
     join([thread])
     sim.faults(unavailable_if=None)
-    pid = cid.removeprefix("wd-").rpartition("-")[0]
+    pid = short(cid).rpartition("-")[0]
     [held] = sim.state()["positions"]
     assert held["symbol"] == SYMBOLS["SOL"] and protection_problems(sim.state()), "the kill missed the window"
 
@@ -520,7 +551,7 @@ def test_a_position_whose_stop_never_reached_the_exchange_is_protected_promptly_
     engine.wait_ready()
     requests = sim.requests()
     first = min(r["at"] for r in requests if r["at"] >= back and r["path"].startswith("/fapi/"))
-    stop_at = min(at for c, at in placements(requests, prefix=f"wd-{pid}-s").items())
+    stop_at = min(at for c, at in placements(requests, prefix=f"{pid}-s").items())
     naked_after_restart = (stop_at - first) / 1000
     reported = max(
         float(e["data"]["unprotected_seconds"])
