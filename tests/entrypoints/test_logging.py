@@ -50,3 +50,24 @@ def test_level_filters(capsys: pytest.CaptureFixture[str]) -> None:
     lines = [json.loads(x) for x in capsys.readouterr().err.strip().splitlines()]
     assert [x["event"] for x in lines] == ["shown", "from uvicorn"]
     assert lines[1]["level"] == "warning"
+
+
+def _fail_with_a_secret_in_scope() -> None:
+    api_secret = "-".join(["s3cr3t", "in", "a", "local"])  # noqa: F841 - a renderer showing locals prints it
+    raise RuntimeError("boom")
+
+
+@pytest.mark.parametrize("as_json", [True, False])
+def test_tracebacks_are_text_and_never_show_locals(capsys: pytest.CaptureFixture[str], as_json: bool) -> None:
+    """An exception logged through warden's or the standard library's logger renders as a readable
+    traceback (never `<traceback object ...>`), and no frame's local variables are printed."""
+    configure_logging("info", json=as_json)
+    for logger in (get_logger("warden.test"), logging.getLogger("uvicorn.error")):
+        try:
+            _fail_with_a_secret_in_scope()
+        except RuntimeError:
+            logger.exception("it failed")
+    err = capsys.readouterr().err
+    assert "<traceback object" not in err
+    assert err.count("RuntimeError") >= 2 and "boom" in err
+    assert "s3cr3t-in-a-local" not in err

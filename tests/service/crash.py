@@ -38,6 +38,7 @@ class CrashAfter:
 
 class CallBudget:
     def __init__(self, crash_at: int | None) -> None:
+        self.armed = False
         self.crash_at = crash_at
         self.calls: list[str] = []
         self.dead = False
@@ -48,6 +49,8 @@ class CallBudget:
             raise SimulatedCrash
 
     def after(self, name: str) -> None:
+        if not self.armed:
+            return
         self.calls.append(name)
         if self.crash_at is not None and len(self.calls) >= self.crash_at:
             self.dead = True
@@ -60,14 +63,19 @@ Flow = Callable[[Harness], Awaitable[Any]]
 
 
 async def run_with_crash(h: Harness, flow: Flow, crash_at: int | None) -> CallBudget:
-    """Run `flow` with every exchange and DB call counted; crash after call number `crash_at`."""
+    """Run `flow` with every exchange and DB call counted; crash after call number `crash_at`.
+
+    The engine is rebuilt with both ports wrapped (faults are injected at construction); the
+    count starts once its startup recovery has passed."""
     budget = CallBudget(crash_at)
     h.crashed = False
     budget.harness = h
+    await h.stop()
+    h.wrap = lambda inner: CrashAfter(inner, budget)
+    await h.start()
+    h.wrap = None
+    budget.armed = True
     engine = h.engine
-    engine.exchange = CrashAfter(h.sim, budget)
-    engine.store = CrashAfter(engine.store, budget)
-    engine.ledger.store = engine.store
     try:
         await flow(h)
         await engine.wait_idle()

@@ -7,7 +7,7 @@ and the exchange are kept, and a fresh engine recovers from them.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -79,6 +79,8 @@ class Harness:
     _consumer: asyncio.Task[Any] | None = None
     _memory: InMemoryStore | None = None
     crashed: bool = False
+    wrap: Callable[[Any], Any] | None = None
+    """Wraps the exchange and the store the engine is built with (the crash-point harness)."""
 
     async def start(self, ready: bool = True) -> Harness:
         """Build the engine on the kept store and exchange; `ready`: run startup recovery too."""
@@ -89,7 +91,11 @@ class Harness:
         else:
             inner = await open_store(self.url, exchange="sim")
         self.store = SwitchableStore(inner)
-        self.engine = Engine(self.sim, self.store, SystemClock(), self.notifier, self.config)
+        exchange: Any = self.sim
+        store: Any = self.store
+        if self.wrap is not None:
+            exchange, store = self.wrap(exchange), self.wrap(store)
+        self.engine = Engine(exchange, store, SystemClock(), self.notifier, self.config)
         self._consumer = asyncio.get_running_loop().create_task(self.engine.consume(self.sim.stream()))
         if ready:
             await self.engine.start()

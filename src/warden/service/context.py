@@ -13,7 +13,7 @@ Context
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
@@ -133,6 +133,8 @@ class Context:
     tasks: Tasks = field(default_factory=Tasks)
     locks: Locks = field(default_factory=Locks)
     seen: dict[PositionId, asyncio.Event] = field(default_factory=lambda: defaultdict(asyncio.Event))
+    sagas: Counter[PositionId] = field(default_factory=Counter)
+    """Positions whose open saga (or its background part) is running: it protects them itself."""
 
     def alert(self, kind: AlertKind, message: str, position_id: PositionId | None = None) -> None:
         """Tell the trader from code that cannot wait (callbacks)."""
@@ -146,6 +148,14 @@ class Context:
                 await self.notifier.notify(alert)
         except Exception as exc:
             log.error("alert_not_delivered", kind=alert.kind.value, error=repr(exc))
+
+    def saga_begin(self, pid: PositionId) -> None:
+        self.sagas[pid] += 1
+
+    def saga_end(self, pid: PositionId) -> None:
+        self.sagas[pid] -= 1
+        if self.sagas[pid] <= 0:
+            del self.sagas[pid]
 
     def forget(self, pid: PositionId) -> None:
         """A finished position leaves memory (its rows stay in the database)."""

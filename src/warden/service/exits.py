@@ -470,7 +470,12 @@ class ExitManager:
             if new.status is PositionStatus.OPENING:
                 new = new.transition(PositionStatus.OPEN)
             self._exposed_since.setdefault(pos.id, ctx.clock.monotonic())
-            follow = self.resize if pos.status in (PositionStatus.OPEN, PositionStatus.PROTECTED) else None
+            follow: FollowUp | None
+            if pos.status is PositionStatus.OPENING:
+                # No saga waits for this fill (e.g. it arrived after a restart): protect now.
+                follow = None if pos.id in ctx.sagas else self.protect
+            else:
+                follow = self.resize  # a later partial fill of a working entry: re-size the exits
             return (
                 new,
                 [Event(EventKind.ENTRY_FILLED, now, pos.id, f"{fill.qty} @ {fill.price}", data)],
@@ -858,6 +863,15 @@ class ExitManager:
             await self._move_refused(pid, intent, old, placed)
             return
         report = placed.report
+        if not self.ledger.positions[pid].is_active:
+            # The position closed while the new stop was on its way (its old stop fired): the
+            # new one protects nothing; take it off at once instead of leaving it to reconcile.
+            gone = await self.cancel(self.ledger.orders[intent.client_order_id])
+            async with self._lock(pid):
+                pos = self.ledger.positions[pid]
+                await self.ledger.commit(pos, pos, orders=[gone])
+            self._cancelling.discard(gone.client_order_id)
+            return
         cancelled = await self.cancel(old) if old is not None else None
         async with self._lock(pid):
             pos = self.ledger.positions[pid]

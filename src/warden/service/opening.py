@@ -119,8 +119,12 @@ class Opener:
                 raise AlreadyExists(
                     await self._holder(inst.symbol, exc), f"{inst.symbol} already has an open position"
                 ) from exc
-        await self.replay_early(entry.client_order_id)
-        return await self._send_and_settle(pid, entry)
+        ctx.saga_begin(pid)
+        try:
+            await self.replay_early(entry.client_order_id)
+            return await self._send_and_settle(pid, entry)
+        finally:
+            ctx.saga_end(pid)
 
     async def _send_and_settle(self, pid: PositionId, entry: Order) -> Position:
         ctx, exits = self.ctx, self.exits
@@ -154,6 +158,7 @@ class Opener:
             # caller's sake; the rest of the deadline runs in the background.
             report = await exits.work_order(entry, report, ctx.config.fill_wait)
             if report is not None and not report.status.terminal:
+                ctx.saga_begin(pid)  # held by the background part until it ends
                 ctx.tasks.spawn(self._finish_working(pid, entry))
                 return ctx.ledger.positions[pid]
         position = ctx.ledger.positions[pid]
@@ -166,12 +171,19 @@ class Opener:
 
     async def _finish_working(self, pid: PositionId, entry: Order) -> None:
         ctx = self.ctx
-        report = await self.exits.work_order(entry, None, ctx.config.entry_deadline)
-        position = ctx.ledger.positions[pid]
-        if report is not None and report.status.terminal and position.status is not PositionStatus.OPENING:
-            await self.exits.protect(pid)
-            return
-        await self.recovery.cancel_working_entry(pid, ctx.ledger.orders[entry.client_order_id])
+        try:
+            report = await self.exits.work_order(entry, None, ctx.config.entry_deadline)
+            position = ctx.ledger.positions[pid]
+            if (
+                report is not None
+                and report.status.terminal
+                and position.status is not PositionStatus.OPENING
+            ):
+                await self.exits.protect(pid)
+                return
+            await self.recovery.cancel_working_entry(pid, ctx.ledger.orders[entry.client_order_id])
+        finally:
+            ctx.saga_end(pid)
 
     def _instrument(self, symbol: str) -> Instrument:
         inst = self.ctx.instruments.get(Symbol(symbol))
