@@ -7,9 +7,10 @@ from decimal import Decimal
 import pytest
 
 from tests.domain.ticks_rig import Book, as_runner, entry_fill, filled, instrument, opening
+from warden.domain.plan import ExitPlan
 from warden.domain.position import PositionStatus
 from warden.domain.ticks import TrailDecision
-from warden.domain.values import Side
+from warden.domain.values import PositionId, Side
 
 D = Decimal
 SOL = instrument("SOL/USDT:USDT")
@@ -100,3 +101,26 @@ def test_a_position_already_on_the_symbol_keeps_its_range_when_another_fills() -
     a, b = book.read(old.id), book.read(new.id)
     assert (a.watermark, a.mfe, a.mae) == (D(155), D(5), D(2))
     assert (b.watermark, b.mfe, b.mae) == (D("148.50"), 0, 0)
+
+
+def runner_on_a_quiet_symbol(side: Side, trail: str, stop: Decimal, fill_at: Decimal) -> Book:
+    """One runner; a first tick re-checks it and arms the thresholds, so the next ticks are fast-path."""
+    book = Book(SOL)
+    p = book.change(opening("r", SOL.symbol, side, ExitPlan(trail_pct=D(trail))))
+    book.change(as_runner(book.change(filled(p, fill_at)), stop))
+    assert book.index.on_mark(SOL.symbol, fill_at) == []
+    return book
+
+
+def test_a_long_mark_exactly_where_the_stop_starts_to_move_decides() -> None:
+    """trail 20 %, stop 80: 100.00625 x 0.8 = 80.005 rounds half up to 80.01, one tick tighter."""
+    book = runner_on_a_quiet_symbol(Side.LONG, "0.2", D(80), D(100))
+    assert book.index.on_mark(SOL.symbol, D("100.00624")) is None
+    assert book.index.on_mark(SOL.symbol, D("100.00625")) == [TrailDecision(PositionId("r"), D("80.01"))]
+
+
+def test_a_short_mark_just_inside_where_the_stop_starts_to_move_decides() -> None:
+    """trail 60 %, stop 100: 62.496875 x 1.6 = 99.995 rounds half up to 100.00 (no move); below, it moves."""
+    book = runner_on_a_quiet_symbol(Side.SHORT, "0.6", D(100), D(63))
+    assert not book.index.on_mark(SOL.symbol, D("62.496875"))
+    assert book.index.on_mark(SOL.symbol, D("62.496874")) == [TrailDecision(PositionId("r"), D("99.99"))]
