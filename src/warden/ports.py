@@ -14,6 +14,7 @@ Store errors:
     ├── StoreUnavailable      the DB could not be reached or refused the write
     ├── VersionConflict       compare-and-set lost: someone else moved the position
     ├── DuplicateSignal       a signal id that already has a position
+    ├── SymbolBusy            the symbol already has an exclusive active position
     └── FencedOut             the lease epoch moved on: this engine may not write
 """
 
@@ -104,6 +105,22 @@ class DuplicateSignal(StoreError):
     def __init__(self, signal_id: str, position_id: PositionId | None = None) -> None:
         super().__init__(f"signal {signal_id!r} already has a position")
         self.signal_id = signal_id
+        self.position_id = position_id
+
+
+class SymbolBusy(StoreError):
+    """An exclusive active position already holds this symbol: one per symbol per account.
+
+    Raised by a commit that would make a second exclusive position active on a
+    symbol (`Position.exclusive`; active: opening, open, protected, closing).
+    Nothing of that transition is written. `position_id` names the one already
+    there when the store could tell.
+    """
+
+    def __init__(self, symbol: Symbol, position_id: PositionId | None = None) -> None:
+        held = "" if position_id is None else f" ({position_id})"
+        super().__init__(f"{symbol} already has an exclusive active position{held}")
+        self.symbol = symbol
         self.position_id = position_id
 
 

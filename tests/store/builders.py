@@ -65,6 +65,7 @@ def full_position(pid: str = "full") -> Position:
         opened_at=datetime(2025, 3, 1, 14, 0, 0, 654321, tzinfo=PLUS2),
         signal_id="tv-42",
         origin="telegram",
+        exclusive=False,
         filled_qty=D("3"),
         entry_price=D(302) / D(3),  # 28 significant digits: 100.6666666666666666666666667
         closed_qty=D("1.8"),

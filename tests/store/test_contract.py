@@ -11,13 +11,15 @@ import pytest
 from warden.domain.events import EventKind
 from warden.domain.orders import OrderStatus
 from warden.domain.position import PositionStatus
-from warden.domain.values import OrderRole, PositionId, TradeId
-from warden.ports import DuplicateSignal, FencedOut, StoreError, Transition, VersionConflict
+from warden.domain.values import OrderRole, PositionId, Symbol, TradeId
+from warden.ports import DuplicateSignal, FencedOut, StoreError, SymbolBusy, Transition, VersionConflict
 
-from .builders import BTC, T0, D, event, fill, full_position, insert, order, position, step
+from .builders import BTC, SOL, T0, D, event, fill, full_position, insert, order, position, step
 from .conftest import Backend
 
 P1 = PositionId("p1")
+P2 = PositionId("p2")
+ACTIVE = [status for status in PositionStatus if not status.terminal]
 
 
 async def test_position_round_trips_every_field(backend: Backend) -> None:
@@ -115,7 +117,7 @@ async def test_a_duplicate_signal_names_the_existing_position(backend: Backend) 
 async def test_positions_without_signal_do_not_collide(backend: Backend) -> None:
     """Many positions may have no signal id."""
     for pid in ("a", "b", "c"):
-        await backend.store.commit(insert(position(pid)))
+        await backend.store.commit(insert(position(pid, exclusive=False)))  # stacked on one symbol
     assert len(await backend.store.list_positions()) == 3
 
 
@@ -183,7 +185,7 @@ async def test_load_active_returns_open_positions_with_orders_and_trades(backend
     ):
         at = T0 + timedelta(minutes=ord(pid) - ord("a"))
         await store.commit(insert(position(pid, status=status, opened_at=at), orders=[order(pid)]))
-    live = position("d", status=PositionStatus.CLOSING, opened_at=T0 + timedelta(hours=1))
+    live = position("d", status=PositionStatus.CLOSING, opened_at=T0 + timedelta(hours=1), exclusive=False)
     orders = [order("d", OrderRole.ENTRY, 0, status=OrderStatus.FILLED), order("d")]
     await store.commit(insert(live, orders=orders, fills=[fill("d", "t9")]))
     state = await store.load_active()
@@ -195,7 +197,7 @@ async def test_load_active_returns_open_positions_with_orders_and_trades(backend
 async def test_list_positions_is_newest_first_and_hides_closed_unless_asked(backend: Backend) -> None:
     """list_positions orders by opening time, newest first, honours limit and include_closed."""
     for minute, status in enumerate((PositionStatus.OPEN, PositionStatus.CLOSED, PositionStatus.PROTECTED)):
-        p = position(f"p{minute}", status=status, opened_at=T0 + timedelta(minutes=minute))
+        p = position(f"p{minute}", status=status, opened_at=T0 + timedelta(minutes=minute), exclusive=False)
         await backend.store.commit(insert(p))
     active = await backend.store.list_positions()
     everything = await backend.store.list_positions(include_closed=True)
@@ -223,7 +225,7 @@ async def test_get_position_of_an_unknown_id_is_none(backend: Backend) -> None:
 async def test_events_list_oldest_first_keeping_the_most_recent(backend: Backend) -> None:
     """list_events returns the `limit` most recent events in the order they were written."""
     await backend.store.commit(insert(position()))
-    await backend.store.commit(insert(position("p2")))
+    await backend.store.commit(insert(position("p2", exclusive=False)))
     kinds = list(EventKind)[:6]
     for i, kind in enumerate(kinds):
         pid = "p1" if i % 2 == 0 else "p2"
@@ -282,7 +284,10 @@ async def test_a_fence_on_an_account_without_a_lease_refuses_writes(backend: Bac
 async def test_concurrent_commits_of_different_positions_all_land(backend: Backend) -> None:
     """Many transitions committed at once from one store all succeed (writers queue, they do not fail)."""
     await asyncio.gather(
-        *(backend.store.commit(insert(position(f"c{i}"), events=[event(pid=f"c{i}")])) for i in range(20))
+        *(
+            backend.store.commit(insert(position(f"c{i}", exclusive=False), events=[event(pid=f"c{i}")]))
+            for i in range(20)
+        )
     )
     assert len(await backend.store.list_positions(limit=100)) == 20
     assert len(await backend.store.list_events(limit=100)) == 20
@@ -336,3 +341,118 @@ async def test_save_marks_persists_tick_fields_without_a_version_change(backend:
         D("0.5"),
         D("3.25"),
     )
+
+
+async def test_a_second_exclusive_active_position_on_a_symbol_is_symbol_busy(backend: Backend) -> None:
+    """One exclusive active position per symbol: a second is SymbolBusy naming the first, and not written."""
+    await backend.store.commit(insert(position("p1", status=PositionStatus.PROTECTED)))
+    p2 = position("p2", signal_id="sig-2")
+    with pytest.raises(SymbolBusy) as info:
+        await backend.store.commit(
+            insert(p2, orders=[order("p2")], fills=[fill("p2", "t2")], events=[event(pid="p2")])
+        )
+    assert (info.value.symbol, info.value.position_id) == (SOL, "p1")
+    assert await backend.store.get_position(P2) is None
+    assert await backend.store.find_by_signal("sig-2") is None
+    assert await backend.store.orders_for(P2) == []
+    assert await backend.store.fills_for(P2) == []
+    assert await backend.store.list_events() == []
+    assert [p.id for p in await backend.store.list_positions()] == ["p1"]
+
+
+async def test_every_active_status_holds_the_symbol(backend: Backend) -> None:
+    """Opening, open, protected and closing positions all keep the symbol busy."""
+    for i, status in enumerate(ACTIVE):
+        symbol = Symbol(f"S{i}USDT")
+        await backend.store.commit(insert(position(f"h{i}", symbol=symbol, status=status)))
+        with pytest.raises(SymbolBusy) as info:
+            await backend.store.commit(insert(position(f"n{i}", symbol=symbol)))
+        assert (info.value.symbol, info.value.position_id) == (symbol, f"h{i}"), status
+    assert len(await backend.store.list_positions()) == len(ACTIVE)
+
+
+async def test_a_closed_or_failed_position_frees_the_symbol(backend: Backend) -> None:
+    """Once the holder is closed (or failed) another exclusive position may open on the symbol."""
+    held = position("p1", status=PositionStatus.OPEN)
+    await backend.store.commit(insert(held))
+    _, close = step(held, status=PositionStatus.CLOSED)
+    await backend.store.commit(close)
+    await backend.store.commit(insert(position("p2")))
+    _, fail = step(position("p2"), status=PositionStatus.FAILED)
+    await backend.store.commit(fail)
+    await backend.store.commit(insert(position("p3", status=PositionStatus.OPEN)))
+    assert [p.id for p in await backend.store.list_positions()] == ["p3"]
+    assert len(await backend.store.list_positions(include_closed=True)) == 3
+
+
+async def test_a_terminal_position_never_holds_the_symbol(backend: Backend) -> None:
+    """A position recorded closed beside an exclusive active one is not refused, nor does it block."""
+    await backend.store.commit(insert(position("p1")))
+    await backend.store.commit(insert(position("p2", status=PositionStatus.CLOSED)))
+    await backend.store.commit(insert(position("p3", symbol=BTC, status=PositionStatus.FAILED)))
+    await backend.store.commit(insert(position("p4", symbol=BTC)))
+    assert [p.id for p in await backend.store.list_positions()] == ["p4", "p1"]
+
+
+async def test_positions_that_are_not_exclusive_are_not_constrained(backend: Backend) -> None:
+    """exclusive=False positions stack beside each other and the exclusive one; other symbols are free."""
+    await backend.store.commit(insert(position("p1")))
+    await backend.store.commit(insert(position("p2", exclusive=False)))
+    await backend.store.commit(insert(position("p3", exclusive=False)))
+    await backend.store.commit(insert(position("b1", symbol=BTC, exclusive=False)))
+    await backend.store.commit(insert(position("b2", symbol=BTC)))
+    assert len(await backend.store.list_positions()) == 5
+    with pytest.raises(SymbolBusy) as info:
+        await backend.store.commit(insert(position("b3", symbol=BTC)))
+    assert (info.value.symbol, info.value.position_id) == (BTC, "b2")
+
+
+async def test_an_update_that_would_make_a_second_exclusive_is_symbol_busy(backend: Backend) -> None:
+    """Turning a stacked position exclusive while another holds the symbol is refused whole."""
+    await backend.store.commit(insert(position("p1", status=PositionStatus.OPEN)))
+    stacked = position("p2", exclusive=False)
+    await backend.store.commit(insert(stacked))
+    _, claim = step(
+        stacked, exclusive=True, status=PositionStatus.OPEN, orders=[order("p2")], events=[event()]
+    )
+    with pytest.raises(SymbolBusy) as info:
+        await backend.store.commit(claim)
+    assert (info.value.symbol, info.value.position_id) == (SOL, "p1")
+    assert await backend.store.get_position(P2) == stacked
+    assert await backend.store.orders_for(P2) == []
+    assert await backend.store.list_events() == []
+
+
+async def test_the_holder_moves_on_without_tripping_over_itself(backend: Backend) -> None:
+    """The exclusive position's own updates through every active status are not SymbolBusy."""
+    current = position("p1")
+    await backend.store.commit(insert(current))
+    for status in (
+        PositionStatus.OPEN,
+        PositionStatus.PROTECTED,
+        PositionStatus.CLOSING,
+        PositionStatus.CLOSED,
+    ):
+        current, write = step(current, status=status)
+        await backend.store.commit(write)
+    assert await backend.store.get_position(P1) == current
+
+
+async def test_engines_racing_for_a_symbol_get_one_position(backend: Backend) -> None:
+    """Two stores committing exclusive positions on one symbol at once: one lands, the other is SymbolBusy."""
+    other = await backend.reopen()
+    try:
+        results = await asyncio.gather(
+            backend.store.commit(insert(position("p1"))),
+            other.commit(insert(position("p2"))),
+            return_exceptions=True,
+        )
+    finally:
+        if other is not backend.store:
+            await other.close()
+    assert results.count(None) == 1, results
+    winner = "p1" if results[0] is None else "p2"
+    [busy] = [r for r in results if r is not None]
+    assert isinstance(busy, SymbolBusy)
+    assert busy.position_id == winner
+    assert [p.id for p in await backend.store.list_positions()] == [winner]

@@ -6,6 +6,7 @@ import socket
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -15,16 +16,20 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, text
+from sqlalchemy.exc import IntegrityError
 
+from warden.adapters.db import rows
+from warden.adapters.db.engine import create_engine
 from warden.adapters.db.migrate import current_revision, upgrade
-from warden.adapters.db.schema import metadata
+from warden.adapters.db.schema import metadata, positions
 from warden.adapters.db.store import SqlStore, open_store
+from warden.domain.position import Position, PositionStatus
 from warden.domain.values import PositionId
-from warden.ports import StoreUnavailable
+from warden.ports import StoreUnavailable, SymbolBusy
 
-from .builders import D, insert, position
+from .builders import BTC, D, insert, position
 
-HEAD = "0001"
+HEAD = "0002"
 
 
 def closed_port() -> int:
@@ -229,3 +234,98 @@ async def test_raw_sqlite_writes_store_exactly_what_sqlalchemy_would(tmp_path: P
     for table in reference:
         strip = (lambda r: r) if table != "orders" else (lambda r: r[:-1])  # updated_at: the DB clock
         assert [strip(r) for r in fast[table]] == [strip(r) for r in reference[table]], table
+
+
+# -- one exclusive active position per symbol, in the database ---------------------------
+
+
+async def _insert_rows(
+    url: str, *written: Position, account: str = "default", exclusive: bool = True
+) -> None:
+    """Rows written straight into the table, past the store (as another program, or old warden, would)."""
+    engine = create_engine(url, op_timeout=5, pooled=False)
+    try:
+        async with engine.begin() as conn:
+            for p in written:
+                row = rows.position_row(p, account)
+                if not exclusive:
+                    del row["exclusive"]  # a schema without the column
+                await conn.execute(positions.insert().values(**row))
+    finally:
+        await engine.dispose()
+
+
+async def test_the_database_itself_refuses_a_second_exclusive_active_position(
+    store: SqlStore, store_url: str
+) -> None:
+    """Past the store, a plain INSERT of a second exclusive active row on a symbol violates the index."""
+    await _insert_rows(store_url, position("p1"), position("p2", exclusive=False))
+    await _insert_rows(store_url, position("p3", status=PositionStatus.CLOSED))
+    with pytest.raises(IntegrityError, match=r"uq_positions_account_symbol_exclusive|positions\.symbol"):
+        await _insert_rows(store_url, position("p4", status=PositionStatus.CLOSING))
+    await _insert_rows(store_url, position("p5", symbol=BTC, status=PositionStatus.CLOSING))
+    assert {p.id for p in await store.list_positions()} == {"p1", "p2", "p5"}
+
+
+async def test_accounts_have_their_own_symbols(store: SqlStore, store_url: str) -> None:
+    """One exclusive position per symbol *per account*: another account may hold the same symbol."""
+    other = await open_store(store_url, exchange="sim", account="other", migrate=False)
+    try:
+        await store.commit(insert(position("p1")))
+        await other.commit(insert(position("p2")))
+        with pytest.raises(SymbolBusy) as info:
+            await other.commit(insert(position("p3")))
+        assert info.value.position_id == "p2"
+        assert [p.id for p in await other.list_positions()] == ["p2"]
+    finally:
+        await other.close()
+
+
+async def test_a_database_with_stacked_positions_migrates_and_they_stay_unconstrained(store_url: str) -> None:
+    """Positions from before 0002 become exclusive = false: stacked ones migrate and keep stacking."""
+    await upgrade(store_url, revision="0001")
+    before = [position("old1", status=PositionStatus.OPEN), position("old2", status=PositionStatus.PROTECTED)]
+    await _insert_rows(store_url, *before, exclusive=False)
+    store = await open_store(store_url, exchange="sim")
+    try:
+        assert await current_revision(store_url) == HEAD
+        loaded = {p.id: p for p in await store.list_positions()}
+        assert loaded == {p.id: replace(p, exclusive=False) for p in before}
+        await store.commit(insert(position("new1")))
+        with pytest.raises(SymbolBusy) as info:
+            await store.commit(insert(position("new2")))
+        assert info.value.position_id == "new1"
+    finally:
+        await store.close()
+
+
+async def test_migration_0002_can_be_undone_and_redone(store_url: str) -> None:
+    """Downgrading to 0001 drops the column, index and table (data kept); upgrading again restores them."""
+    from alembic import command
+
+    from warden.adapters.db.migrate import alembic_config
+
+    def downgrade(sync: Connection) -> None:
+        config = alembic_config()
+        config.attributes["connection"] = sync
+        command.downgrade(config, "0001")
+
+    store = await open_store(store_url, exchange="sim")
+    await store.commit(insert(position()))
+    await store.close()
+    engine = create_engine(store_url, op_timeout=5, pooled=False)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(downgrade)
+    finally:
+        await engine.dispose()
+    assert await current_revision(store_url) == "0001"
+    store = await open_store(store_url, exchange="sim")
+    try:
+        assert await current_revision(store_url) == HEAD
+        assert [(p.id, p.exclusive) for p in await store.list_positions()] == [("p1", False)]
+        await store.commit(insert(position("p2")))
+        with pytest.raises(SymbolBusy):
+            await store.commit(insert(position("p3")))
+    finally:
+        await store.close()

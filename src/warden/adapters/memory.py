@@ -1,8 +1,9 @@
 """InMemoryStore: the Store port in a dict, with the SQL store's semantics.
 
-Compare-and-set on `version`, DuplicateSignal, fills idempotent on
-(symbol, trade id), events in append order, optional fencing, and
-`applied_trades` derived from the stored fills, exactly as `SqlStore` does.
+Compare-and-set on `version`, DuplicateSignal, one exclusive active position
+per symbol (SymbolBusy), fills idempotent on (symbol, trade id), events in
+append order, optional fencing, and `applied_trades` derived from the stored
+fills, exactly as `SqlStore` does.
 Switches for failure tests: `fail_writes` and `fail_reads` make the store
 raise StoreUnavailable. `InMemoryLease` is the lease for it.
 """
@@ -25,6 +26,7 @@ from warden.ports import (
     FencedOut,
     StoreError,
     StoreUnavailable,
+    SymbolBusy,
     Transition,
     VersionConflict,
 )
@@ -45,6 +47,7 @@ class InMemoryStore:
         self.fail_reads = False
         self.leases: dict[str, _LeaseRow] = {}
         self._positions: dict[PositionId, Position] = {}
+        self._holders: dict[Symbol, PositionId] = {}  # the exclusive active position of each symbol
         self._orders: dict[ClientOrderId, Order] = {}
         self._fills: dict[tuple[Symbol, TradeId], Fill] = {}
         self._events: list[Event] = []
@@ -72,6 +75,7 @@ class InMemoryStore:
         orders = [stored(o) for o in transition.orders]
         fills = [stored(f) for f in transition.fills]
         events = [stored(e) for e in transition.events]
+        self._hold(self._positions.get(position.id), position)
         self._positions[position.id] = position
         self._orders.update((o.client_order_id, o) for o in orders)
         for fill in fills:
@@ -145,6 +149,16 @@ class InMemoryStore:
         elif stored is None or stored.version != t.expected_version:
             state = "does not exist" if stored is None else f"is at version {stored.version}"
             raise VersionConflict(f"position {position.id} {state}, expected version {t.expected_version}")
+        holder = self._holders.get(position.symbol)
+        if _holds_symbol(position) and holder is not None and holder != position.id:
+            raise SymbolBusy(position.symbol, holder)
+
+    def _hold(self, before: Position | None, after: Position) -> None:
+        """Keep `_holders` in step as the partial unique index would be."""
+        if before is not None and self._holders.get(before.symbol) == before.id:
+            del self._holders[before.symbol]
+        if _holds_symbol(after):
+            self._holders[after.symbol] = after.id
 
     def _signal_owner(self, signal_id: str) -> PositionId | None:
         return next((p.id for p in self._positions.values() if p.signal_id == signal_id), None)
@@ -204,6 +218,10 @@ class InMemoryLease:
     async def still_held(self) -> bool:
         row = self._store.leases.get(self._account)
         return row is not None and row.held and row.epoch == self._epoch
+
+
+def _holds_symbol(position: Position) -> bool:
+    return position.exclusive and position.is_active
 
 
 def _check_refs(

@@ -81,6 +81,7 @@ class Position:
     opened_at: datetime
     signal_id: str | None = None
     origin: str = "signal"
+    exclusive: bool = True
     filled_qty: Decimal = ZERO
     entry_price: Decimal | None = None
     closed_qty: Decimal = ZERO

@@ -3,6 +3,8 @@
 A position's `applied_trades` is not stored: it is the set of trade ids in
 `fills` for that position, so a fill and its effect can never disagree.
 Rows are scoped by `account` (one engine per account may share a database).
+An account has at most one active `exclusive` position per symbol: the
+partial unique index `ONE_PER_SYMBOL` says so in the database itself.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
     func,
+    text,
 )
 
 from warden.adapters.db.types import Amount, UtcDateTime
@@ -32,6 +36,12 @@ NAMING_CONVENTION = {
 }
 
 metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+ONE_PER_SYMBOL = "uq_positions_account_symbol_exclusive"
+"""The partial unique index: one exclusive active position per (account, symbol)."""
+EXCLUSIVE_ACTIVE = "exclusive AND status IN ('opening', 'open', 'protected', 'closing')"
+"""Its predicate, the same SQL on SQLite and PostgreSQL (the active statuses of PositionStatus)."""
 
 
 def _position_fk() -> ForeignKey:
@@ -78,8 +88,18 @@ positions = Table(
     Column("closed_at", UtcDateTime, nullable=True),
     Column("stop_seq", Integer, nullable=False),
     Column("version", Integer, nullable=False),
+    # Added by migration 0002, hence last; rows from before it are not exclusive.
+    Column("exclusive", Boolean, nullable=False, server_default=false()),
     UniqueConstraint("account", "signal_id"),
     Index(None, "account", "status"),
+    Index(
+        ONE_PER_SYMBOL,
+        "account",
+        "symbol",
+        unique=True,
+        sqlite_where=text(EXCLUSIVE_ACTIVE),
+        postgresql_where=text(EXCLUSIVE_ACTIVE),
+    ),
 )
 
 orders = Table(
@@ -142,4 +162,13 @@ leases = Table(
     Column("holder", String, nullable=False),
     Column("acquired_at", UtcDateTime, nullable=False),
     Column("renewed_at", UtcDateTime, nullable=False),
+)
+
+# One row per account: the id this database gave the account on its first open.
+installations = Table(
+    "installations",
+    metadata,
+    Column("account", String, primary_key=True),
+    Column("installation_id", String, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
 )

@@ -6,12 +6,16 @@ fills (inserted, idempotent on the trade id) and its events commit together or
 not at all. Once `set_epoch` is called, every write first checks in the same
 transaction that the account's lease epoch has not moved on (fencing, I6).
 Every call has a deadline; failures are translated in `errors.guarded`.
+
+The database keeps one exclusive active position per symbol (the partial
+unique index `schema.ONE_PER_SYMBOL`); a commit it refuses raises SymbolBusy.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar
@@ -29,6 +33,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from warden.adapters.db import rows
@@ -36,17 +41,26 @@ from warden.adapters.db.engine import READ_ONLY, ThreadWriter, create_engine
 from warden.adapters.db.errors import guarded
 from warden.adapters.db.migrate import upgrade
 from warden.adapters.db.rawsqlite import RawStatement, types_of
-from warden.adapters.db.schema import events, fills, leases, orders, positions
+from warden.adapters.db.schema import (
+    ONE_PER_SYMBOL,
+    events,
+    fills,
+    leases,
+    orders,
+    positions,
+)
 from warden.adapters.db.urls import redact
 from warden.domain.events import Event
 from warden.domain.orders import Fill, Order
 from warden.domain.position import Position, PositionStatus
-from warden.domain.values import PositionId
+from warden.domain.values import PositionId, Symbol
 from warden.ports import (
     ActiveState,
     DuplicateSignal,
     FencedOut,
+    StoreError,
     StoreUnavailable,
+    SymbolBusy,
     Transition,
     VersionConflict,
 )
@@ -118,7 +132,23 @@ class SqlStore:
     # -- writes -------------------------------------------------------------
 
     async def commit(self, transition: Transition) -> None:
-        await self._write(f"commit position {transition.position.id}", lambda c: self._apply(c, transition))
+        position = transition.position
+        try:
+            await self._write(f"commit position {position.id}", lambda c: self._apply(c, transition))
+        except SymbolBusy as busy:
+            if busy.position_id is not None:
+                raise
+            # An update the index refused: on PostgreSQL its transaction is aborted,
+            # so the position holding the symbol is looked up afterwards.
+            holder = None
+            with contextlib.suppress(StoreError):
+                holder = await self._read(
+                    "find the position holding a symbol",
+                    lambda c: c.scalar(self._holder_of(position.symbol, position.id)),
+                )
+            if holder is None:
+                raise
+            raise SymbolBusy(position.symbol, PositionId(holder)) from busy
 
     async def append_events(self, events_: Sequence[Event]) -> None:
         def work(conn: Connection) -> None:
@@ -174,6 +204,7 @@ class SqlStore:
             inserted = conn.execute(self._q.insert_position, row).first() is not None
         if inserted:
             return
+        # ON CONFLICT DO NOTHING covers every unique index: find which one it was.
         if position.signal_id is not None:
             owner = conn.scalar(
                 select(positions.c.id).where(
@@ -182,16 +213,25 @@ class SqlStore:
             )
             if owner is not None:
                 raise DuplicateSignal(position.signal_id, PositionId(owner))
+        if conn.scalar(select(positions.c.id).where(positions.c.id == position.id)) is None:
+            holder = conn.scalar(self._holder_of(position.symbol, position.id))
+            if holder is not None:
+                raise SymbolBusy(position.symbol, PositionId(holder))
         raise VersionConflict(f"position {position.id} already exists")
 
     def _update_position(self, conn: Connection, position: Position, expected: int) -> None:
         row = rows.position_row(position, self._account)
         params = {f"v_{k}": v for k, v in row.items() if k not in ("id", "account")}
         params.update(w_account=self._account, w_id=position.id, w_expected=expected)
-        if self._raw is not None:
-            updated = self._raw.update_position.execute(conn, params).rowcount
-        else:
-            updated = conn.execute(self._q.update_position, params).rowcount
+        try:
+            if self._raw is not None:
+                updated = self._raw.update_position.execute(conn, params).rowcount
+            else:
+                updated = conn.execute(self._q.update_position, params).rowcount
+        except (sqlite3.IntegrityError, IntegrityError) as exc:
+            if _refused_by_one_per_symbol(exc):
+                raise SymbolBusy(position.symbol) from exc
+            raise
         if updated == 1:
             return
         found = conn.scalar(select(positions.c.version).where(self._mine(), positions.c.id == position.id))
@@ -306,6 +346,16 @@ class SqlStore:
     def _mine(self) -> ColumnElement[bool]:
         return positions.c.account == self._account
 
+    def _holder_of(self, symbol: Symbol, other_than: PositionId) -> Select[tuple[str]]:
+        """The exclusive active position on `symbol` (the row the partial unique index covers)."""
+        return select(positions.c.id).where(
+            self._mine(),
+            positions.c.symbol == symbol,
+            positions.c.exclusive,
+            positions.c.status.not_in(TERMINAL),
+            positions.c.id != other_than,
+        )
+
     # -- plumbing -----------------------------------------------------------
 
     async def ping(self) -> None:
@@ -372,6 +422,16 @@ class SqlStore:
                 await conn.invalidate()
         if self._thread is not None:
             self._thread.reset()
+
+
+def _refused_by_one_per_symbol(exc: Exception) -> bool:
+    """Whether a unique violation is the one-exclusive-position-per-symbol index's.
+
+    PostgreSQL names the index; SQLite names its columns, and (account, symbol)
+    is unique nowhere else.
+    """
+    message = str(getattr(exc, "orig", None) or exc)
+    return ONE_PER_SYMBOL in message or "positions.account, positions.symbol" in message
 
 
 def _group(pairs: Iterable[Any]) -> defaultdict[str, list[str]]:
