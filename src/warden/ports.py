@@ -164,6 +164,11 @@ class ActiveState:
 class Store(Protocol):
     """Persistence. `list_events` returns the `limit` most recent events, oldest first."""
 
+    @property
+    def installation_id(self) -> str:
+        """This database's id for the account: 6 lowercase letters and digits, made once, kept forever."""
+        ...
+
     def set_epoch(self, account: str, epoch: int) -> None:
         """Fence every later write on the account's lease still being at `epoch` (else FencedOut)."""
         ...

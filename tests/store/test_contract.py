@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import replace
 from datetime import UTC, timedelta
 
@@ -456,3 +457,16 @@ async def test_engines_racing_for_a_symbol_get_one_position(backend: Backend) ->
     assert isinstance(busy, SymbolBusy)
     assert busy.position_id == winner
     assert [p.id for p in await backend.store.list_positions()] == [winner]
+
+
+async def test_the_installation_id_is_six_lowercase_letters_or_digits_and_stays(backend: Backend) -> None:
+    """The store has an installation id of the documented form, the same on every read and after reopening."""
+    first = backend.store.installation_id
+    assert re.fullmatch(r"[a-z0-9]{6}", first)
+    assert backend.store.installation_id == first
+    other = await backend.reopen()
+    try:
+        assert other.installation_id == first
+    finally:
+        if other is not backend.store:
+            await other.close()

@@ -50,3 +50,12 @@ async def test_close_keeps_the_data_for_a_restart() -> None:
     await store.commit(insert(position()))
     await store.close()
     assert len((await store.load_active()).positions) == 1
+
+
+def test_an_installation_id_can_be_given_and_is_otherwise_made() -> None:
+    """A given installation id is kept; without one each store makes its own; a malformed one is refused."""
+    assert InMemoryStore(installation_id="abc123").installation_id == "abc123"
+    assert InMemoryStore().installation_id != InMemoryStore().installation_id
+    for bad in ("ABC123", "abc12", "abc1234", "abc-12", ""):
+        with pytest.raises(ValueError, match="6 lowercase letters and digits"):
+            InMemoryStore(installation_id=bad)

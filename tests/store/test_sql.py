@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import re
 import socket
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from decimal import Decimal
@@ -15,13 +17,13 @@ import asyncpg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, select, text
 from sqlalchemy.exc import IntegrityError
 
 from warden.adapters.db import rows
 from warden.adapters.db.engine import create_engine
 from warden.adapters.db.migrate import current_revision, upgrade
-from warden.adapters.db.schema import metadata, positions
+from warden.adapters.db.schema import installations, metadata, positions
 from warden.adapters.db.store import SqlStore, open_store
 from warden.domain.position import Position, PositionStatus
 from warden.domain.values import PositionId
@@ -329,3 +331,77 @@ async def test_migration_0002_can_be_undone_and_redone(store_url: str) -> None:
             await store.commit(insert(position("p3")))
     finally:
         await store.close()
+
+
+# -- installation id ----------------------------------------------------------------------
+
+
+@pytest.fixture
+async def other_db(store_url: str, tmp_path: Path) -> AsyncIterator[str]:
+    """A second, empty database of the same kind as `store_url`."""
+    if store_url.startswith("sqlite"):
+        yield f"sqlite:///{tmp_path / 'other' / 'warden.db'}"
+        return
+    name = f"{db_name(store_url)}_other"
+    await pg_admin(store_url, f'CREATE DATABASE "{name}"')
+    try:
+        yield store_url.rsplit("/", 1)[0] + "/" + name
+    finally:
+        await pg_admin(store_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def _installation_of(url: str, account: str = "default") -> str:
+    store = await open_store(url, exchange="sim", account=account)
+    try:
+        return store.installation_id
+    finally:
+        await store.close()
+
+
+async def test_the_installation_id_is_made_on_first_open_and_kept(store_url: str) -> None:
+    """The first open writes the account's id; later opens (migrated again or not) read the same one."""
+    await upgrade(store_url)
+    engine = create_engine(store_url, op_timeout=5, pooled=False)
+    try:
+        async with engine.connect() as conn:
+            assert (await conn.execute(select(installations))).all() == []
+        made = await _installation_of(store_url)
+        assert re.fullmatch(r"[a-z0-9]{6}", made)
+        async with engine.connect() as conn:
+            stored = (
+                await conn.execute(select(installations.c.account, installations.c.installation_id))
+            ).all()
+        assert [tuple(r) for r in stored] == [("default", made)]
+    finally:
+        await engine.dispose()
+    assert await _installation_of(store_url) == made
+    again = await open_store(store_url, exchange="sim", migrate=False)
+    try:
+        assert again.installation_id == made
+    finally:
+        await again.close()
+
+
+async def test_different_databases_get_different_installation_ids(store_url: str, other_db: str) -> None:
+    """Two databases each make their own id, and each keeps its own."""
+    first, second = await _installation_of(store_url), await _installation_of(other_db)
+    assert first != second
+    assert (await _installation_of(store_url), await _installation_of(other_db)) == (first, second)
+
+
+async def test_each_account_has_its_own_installation_id(store_url: str) -> None:
+    """Accounts sharing a database get an id each, kept across opens."""
+    a, b = await _installation_of(store_url, "a"), await _installation_of(store_url, "b")
+    assert a != b
+    assert (await _installation_of(store_url, "a"), await _installation_of(store_url, "b")) == (a, b)
+
+
+async def test_engines_opening_at_once_agree_on_the_installation_id(store_url: str) -> None:
+    """Two first opens racing on a fresh database end with the same id (one row per account)."""
+    await upgrade(store_url)
+    stores = await asyncio.gather(*(open_store(store_url, exchange="sim", migrate=False) for _ in range(2)))
+    try:
+        assert stores[0].installation_id == stores[1].installation_id
+    finally:
+        for s in stores:
+            await s.close()

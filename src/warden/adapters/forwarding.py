@@ -15,6 +15,10 @@ class ForwardingStore:
     def __init__(self, inner: Store) -> None:
         self.inner = inner
 
+    @property
+    def installation_id(self) -> str:
+        return self.inner.installation_id
+
     def set_epoch(self, account: str, epoch: int) -> None:
         self.inner.set_epoch(account, epoch)
 

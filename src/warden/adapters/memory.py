@@ -2,8 +2,8 @@
 
 Compare-and-set on `version`, DuplicateSignal, one exclusive active position
 per symbol (SymbolBusy), fills idempotent on (symbol, trade id), events in
-append order, optional fencing, and `applied_trades` derived from the stored
-fills, exactly as `SqlStore` does.
+append order, optional fencing, an installation id, and `applied_trades`
+derived from the stored fills, exactly as `SqlStore` does.
 Switches for failure tests: `fail_writes` and `fail_reads` make the store
 raise StoreUnavailable. `InMemoryLease` is the lease for it.
 """
@@ -16,6 +16,7 @@ from collections.abc import Sequence, Set
 from dataclasses import dataclass, replace
 
 from warden.adapters.db.canonical import stored
+from warden.adapters.db.installation import checked, new_installation_id
 from warden.domain.events import Event
 from warden.domain.orders import Fill, Order
 from warden.domain.position import Position
@@ -42,16 +43,22 @@ class _LeaseRow:
 class InMemoryStore:
     """A Store for unit tests: fast, synchronous underneath, same contract as SqlStore."""
 
-    def __init__(self) -> None:
+    def __init__(self, installation_id: str | None = None) -> None:
         self.fail_writes = False
         self.fail_reads = False
         self.leases: dict[str, _LeaseRow] = {}
+        self._installation = new_installation_id() if installation_id is None else checked(installation_id)
         self._positions: dict[PositionId, Position] = {}
         self._holders: dict[Symbol, PositionId] = {}  # the exclusive active position of each symbol
         self._orders: dict[ClientOrderId, Order] = {}
         self._fills: dict[tuple[Symbol, TradeId], Fill] = {}
         self._events: list[Event] = []
         self._fence: tuple[str, int] | None = None
+
+    @property
+    def installation_id(self) -> str:
+        """Made at construction (or given to it); the same for the life of the object."""
+        return self._installation
 
     async def save_marks(self, positions: Sequence[Position]) -> None:
         self._writable()

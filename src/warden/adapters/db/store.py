@@ -18,6 +18,7 @@ import contextlib
 import sqlite3
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import (
@@ -39,12 +40,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from warden.adapters.db import rows
 from warden.adapters.db.engine import READ_ONLY, ThreadWriter, create_engine
 from warden.adapters.db.errors import guarded
+from warden.adapters.db.installation import checked, new_installation_id
 from warden.adapters.db.migrate import upgrade
 from warden.adapters.db.rawsqlite import RawStatement, types_of
 from warden.adapters.db.schema import (
     ONE_PER_SYMBOL,
     events,
     fills,
+    installations,
     leases,
     orders,
     positions,
@@ -80,6 +83,8 @@ async def open_store(
 ) -> SqlStore:
     """A store on `url` (see `urls.normalise`), migrated to the newest schema and answering.
 
+    The account's installation id is made on the first open and read on every
+    later one.
     Raises StoreUnavailable if the database cannot be reached.
     """
     if migrate:
@@ -93,6 +98,7 @@ async def open_store(
     )
     try:
         await store.ping()
+        await store.load_installation_id()
     except BaseException:
         await store.close()
         raise
@@ -119,11 +125,39 @@ class SqlStore:
         )
         self._raw = None if self._thread is None else RawStatements(self._q, self._thread.dialect)
         self._fence: tuple[str, int] | None = None
+        self._installation: str | None = None
         self._closed = False
 
     @property
     def engine(self) -> AsyncEngine:
         return self._engine
+
+    @property
+    def installation_id(self) -> str:
+        """The account's id in this database (made on its first open, then kept forever)."""
+        if self._installation is None:
+            raise RuntimeError("the installation id is read when the store opens: use open_store")
+        return self._installation
+
+    async def load_installation_id(self) -> str:
+        """Make the account's installation id if it has none yet (the first open), and read it.
+
+        Not fenced: it is written once, and every engine of the account reads the same row.
+        """
+        candidate = new_installation_id()
+        made = self._insert(installations).values(
+            account=self._account, installation_id=candidate, created_at=datetime.now(UTC)
+        )
+
+        def work(conn: Connection) -> str:
+            conn.execute(made.on_conflict_do_nothing(index_elements=[installations.c.account]))
+            found: str = conn.execute(
+                select(installations.c.installation_id).where(installations.c.account == self._account)
+            ).scalar_one()
+            return found
+
+        self._installation = checked(await self._write("read installation id", work))
+        return self._installation
 
     def set_epoch(self, account: str, epoch: int) -> None:
         """Fence every later write on the lease of `account` still being at `epoch`."""
