@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from enum import StrEnum
 from typing import Protocol
 
 from warden.domain.events import Event
@@ -226,6 +227,17 @@ class Notifier(Protocol):
     async def notify(self, alert: Alert) -> None: ...
 
 
+class LeaseState(StrEnum):
+    """What a lease holder knows of its lease (`Lease.check`)."""
+
+    HELD = "held"
+    """The lock is ours and the stored epoch is still ours."""
+    LOST = "lost"
+    """Definitely not ours: another engine holds the lock, or the stored epoch moved past ours."""
+    UNREACHABLE = "unreachable"
+    """Our own connection failed: we cannot tell. `reacquire` settles it."""
+
+
 class Lease(Protocol):
     """One writer per account (I6): a lock the OS or the database drops when its holder dies."""
 
@@ -241,4 +253,18 @@ class Lease(Protocol):
 
     async def still_held(self) -> bool:
         """True while the lock is ours and the epoch has not moved; False if in doubt."""
+        ...
+
+    async def check(self) -> LeaseState:
+        """HELD, LOST (definite; also when never acquired or released) or UNREACHABLE (in doubt)."""
+        ...
+
+    async def reacquire(self) -> int | None:
+        """After UNREACHABLE: take the lock again and return the SAME epoch if nobody took it meanwhile.
+
+        None if another engine holds the lock or the epoch moved on (stand down;
+        `check` then answers LOST). Raises StoreUnavailable while the database
+        still cannot be reached (still in doubt: try again). While HELD it
+        returns the epoch unchanged.
+        """
         ...

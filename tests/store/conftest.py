@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
+from sqlalchemy import update
 
 from warden.adapters.db.lease import Lease, lease_for
+from warden.adapters.db.schema import leases
 from warden.adapters.db.store import SqlStore, open_store
 from warden.adapters.memory import InMemoryLease, InMemoryStore
 
@@ -31,6 +33,17 @@ class Backend:
             made = lease_for(self.url, account, holder=holder)
         self.leases.append(made)
         return made
+
+    async def move_epoch(self, account: str = "acct") -> None:
+        """The stored epoch moves past the holder's, as if another engine had acquired (a stale holder)."""
+        if isinstance(self.store, InMemoryStore):
+            row = self.store.leases[account]
+            self.store.leases[account] = replace(row, epoch=row.epoch + 1)
+            return
+        async with self.store.engine.begin() as conn:
+            await conn.execute(
+                update(leases).where(leases.c.account == account).values(epoch=leases.c.epoch + 1)
+            )
 
     async def reopen(self) -> InMemoryStore | SqlStore:
         """Another engine's store on the same data (for the in-memory store: the same object)."""

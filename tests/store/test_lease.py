@@ -2,13 +2,30 @@
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
 import asyncpg
 import pytest
 
 from warden.adapters.db.lease import FileLease, PostgresAdvisoryLease, advisory_key, lease_for
-from warden.adapters.db.store import SqlStore
+from warden.adapters.db.store import SqlStore, open_store
+from warden.ports import LeaseState, StoreUnavailable
 
+from .builders import insert, position
 from .conftest import Backend
+from .pgtools import (
+    Partition,
+    admin,
+    lock_holders,
+    refusing_connections,
+    terminate_lease_session,
+    until,
+)
+
+HELD, LOST, UNREACHABLE = LeaseState.HELD, LeaseState.LOST, LeaseState.UNREACHABLE
 
 
 async def test_a_second_acquirer_is_refused_and_told_the_holder(backend: Backend) -> None:
@@ -115,3 +132,208 @@ async def test_a_dropped_postgres_connection_releases_the_lease(pg_url: str, bac
     assert killed == 1
     assert not await first.still_held()
     assert await second.try_acquire() == 2
+
+
+# -- check and reacquire: HELD, LOST, UNREACHABLE ------------------------------------------
+
+
+async def test_check_is_held_for_the_holder_and_lost_for_everyone_else(backend: Backend) -> None:
+    """The holder's check answers HELD; a lease that never got it, or let it go, answers LOST."""
+    first, second = backend.lease(holder="host-a:1"), backend.lease(holder="host-b:2")
+    assert await second.check() is LOST
+    assert await first.try_acquire() == 1
+    assert await first.check() is HELD
+    assert await second.try_acquire() is None
+    assert await second.check() is LOST
+    await first.release()
+    assert await first.check() is LOST
+
+
+async def test_reacquire_while_held_keeps_the_epoch(backend: Backend) -> None:
+    """reacquire by the holder returns its epoch unchanged; a lease never acquired gets None."""
+    first, second = backend.lease(holder="host-a:1"), backend.lease(holder="host-b:2")
+    assert await second.reacquire() is None
+    assert await first.try_acquire() == 1
+    assert await first.reacquire() == 1
+    assert await first.check() is HELD
+    assert await second.try_acquire() is None
+
+
+async def test_an_epoch_moved_past_ours_is_lost(backend: Backend) -> None:
+    """When the stored epoch moves past the holder's, check answers LOST (definite) and reacquire None."""
+    lease = backend.lease()
+    assert await lease.try_acquire() == 1
+    await backend.move_epoch()
+    assert await lease.check() is LOST
+    assert await lease.reacquire() is None
+    assert not await lease.still_held()
+
+
+@contextmanager
+def sqlite_write_lock(path: Path) -> Iterator[None]:
+    """Another connection holding SQLite's write lock: the lease's epoch cannot be written meanwhile."""
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+
+
+async def test_a_sqlite_lease_stays_held_through_database_trouble(tmp_path: Path) -> None:
+    """The flock does not depend on the database: while the epoch cannot be renewed, the lease is HELD."""
+    url = f"sqlite:///{tmp_path / 'warden.db'}"
+    store = await open_store(url, exchange="sim")
+    lease = lease_for(url, "acct", op_timeout=0.2)
+    try:
+        assert await lease.try_acquire() == 1
+        with sqlite_write_lock(tmp_path / "warden.db"):
+            assert await lease.check() is HELD
+            assert await lease.still_held()
+            assert await lease.reacquire() == 1
+        assert await lease.check() is HELD
+        other = lease_for(url, "acct", holder="host-b:2")
+        assert await other.try_acquire() is None
+    finally:
+        await lease.release()
+        await store.close()
+
+
+@pytest.mark.postgres
+async def test_a_killed_lease_session_is_unreachable_then_reacquired_with_the_same_epoch(
+    pg_url: str, backend_pg: Backend
+) -> None:
+    """pg_terminate_backend on the lease's session drops its lock: UNREACHABLE, then the same epoch again."""
+    first, second = backend_pg.lease(holder="host-a:1"), backend_pg.lease(holder="host-b:2")
+    assert await first.try_acquire() == 1
+    async with admin(pg_url) as conn:
+        names = await conn.fetch(
+            "SELECT application_name FROM pg_stat_activity WHERE pid = ANY($1::int[])",
+            await lock_holders(conn, "acct"),
+        )
+        assert [r["application_name"] for r in names] == ["warden-lease:acct"]
+        old = await terminate_lease_session(conn, "acct")
+        assert await first.check() is UNREACHABLE
+        assert not await first.still_held()
+        assert await first.check() is UNREACHABLE
+        assert await first.reacquire() == 1
+        [new] = await lock_holders(conn, "acct")
+    assert new != old
+    assert await first.check() is HELD
+    assert await second.try_acquire() is None
+    assert second.holder() == "host-a:1"
+    backend_pg.store.set_epoch("acct", 1)
+    await backend_pg.store.commit(insert(position()))
+
+
+@pytest.mark.postgres
+async def test_a_lease_is_unreachable_while_the_database_refuses_connections(
+    pg_url: str, backend_pg: Backend
+) -> None:
+    """With the lease's session gone and no new ones allowed: UNREACHABLE; once allowed, the same epoch."""
+    lease = backend_pg.lease()
+    assert await lease.try_acquire() == 1
+    async with admin(pg_url) as conn:
+        async with refusing_connections(pg_url):
+            await terminate_lease_session(conn, "acct")
+            assert await lease.check() is UNREACHABLE
+            with pytest.raises(StoreUnavailable, match="not currently accepting connections"):
+                await lease.reacquire()
+            assert await lease.check() is UNREACHABLE
+            assert await lock_holders(conn, "acct") == []
+        assert await lease.reacquire() == 1
+        assert len(await lock_holders(conn, "acct")) == 1
+    assert await lease.check() is HELD
+
+
+@pytest.mark.postgres
+async def test_a_lease_taken_by_another_engine_meanwhile_is_lost(pg_url: str, backend_pg: Backend) -> None:
+    """Another engine grabbing the lock while we were cut off: reacquire None, check LOST, for good."""
+    first, second = backend_pg.lease(holder="host-a:1"), backend_pg.lease(holder="host-b:2")
+    assert await first.try_acquire() == 1
+    async with admin(pg_url) as conn:
+        await terminate_lease_session(conn, "acct")
+        assert await first.check() is UNREACHABLE  # nobody has it yet
+        assert await second.try_acquire() == 2
+        assert await first.reacquire() is None
+        assert await first.check() is LOST
+        assert first.holder() == "host-b:2"
+        assert await second.check() is HELD
+        assert len(await lock_holders(conn, "acct")) == 1
+
+
+@pytest.mark.postgres
+async def test_check_sees_another_engine_holding_the_lock_as_lost(pg_url: str, backend_pg: Backend) -> None:
+    """After our session died and another engine locked it, check says LOST without taking anything."""
+    first, second = backend_pg.lease(holder="host-a:1"), backend_pg.lease(holder="host-b:2")
+    assert await first.try_acquire() == 1
+    async with admin(pg_url) as conn:
+        await terminate_lease_session(conn, "acct")
+        assert await second.try_acquire() == 2
+    assert await first.check() is LOST
+    assert await first.reacquire() is None
+    assert await second.check() is HELD
+
+
+@pytest.mark.postgres
+async def test_a_lease_taken_and_let_go_meanwhile_is_lost(pg_url: str, backend_pg: Backend) -> None:
+    """Another engine took the lease and let it go while we were cut off: the epoch moved, reacquire None.
+
+    The lock is free by then, but we must not keep it: a third engine acquires at once.
+    """
+    first, second = backend_pg.lease(holder="host-a:1"), backend_pg.lease(holder="host-b:2")
+    assert await first.try_acquire() == 1
+    async with admin(pg_url) as conn:
+        await terminate_lease_session(conn, "acct")
+        assert await first.check() is UNREACHABLE  # nobody has it yet
+        assert await second.try_acquire() == 2
+        await second.release()
+        assert await first.reacquire() is None
+        assert await first.check() is LOST
+        assert await lock_holders(conn, "acct") == []
+    assert await backend_pg.lease(holder="host-c:3").try_acquire() == 3
+
+
+@pytest.mark.postgres
+async def test_our_own_session_cut_off_by_the_network_is_not_another_engine(
+    pg_url: str, backend_pg: Backend
+) -> None:
+    """A partition: our session still holds the lock server-side while we cannot reach it.
+
+    That is not LOST: check answers UNREACHABLE, reacquire stays in doubt
+    (StoreUnavailable) while the old session lingers, and once the server ends
+    it, reacquire returns the same epoch. Nobody else gets the lease meanwhile.
+    """
+    partition = Partition(pg_url)
+    through = await partition.start()
+    lease = lease_for(through, "acct", holder="host-a:1", op_timeout=0.5)
+    other = backend_pg.lease(holder="host-b:2")
+    try:
+        assert await lease.try_acquire() == 1
+        async with admin(pg_url) as conn:
+            [old] = await lock_holders(conn, "acct")
+            partition.freeze()
+            assert await lease.check() is UNREACHABLE
+            assert await lock_holders(conn, "acct") == [old]
+            assert await lease.check() is UNREACHABLE
+            with pytest.raises(StoreUnavailable, match="previous session"):
+                await lease.reacquire()
+            assert await other.try_acquire() is None
+            partition.heal()
+
+            async def ended() -> bool:
+                return not await conn.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", old)
+
+            await until(ended, "the partitioned session to end")
+            await until(lambda: _free(conn), "its lock to go")
+            assert await lease.reacquire() == 1
+        assert await lease.check() is HELD
+        assert await other.try_acquire() is None
+    finally:
+        await lease.release()
+        await partition.close()
+
+
+async def _free(conn: asyncpg.Connection) -> bool:
+    return not await lock_holders(conn, "acct")

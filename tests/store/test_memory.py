@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from warden.adapters.memory import InMemoryStore
-from warden.ports import StoreUnavailable
+from warden.adapters.memory import InMemoryLease, InMemoryStore
+from warden.ports import LeaseState, StoreUnavailable
 
 from .builders import event, insert, position
 
@@ -59,3 +59,21 @@ def test_an_installation_id_can_be_given_and_is_otherwise_made() -> None:
     for bad in ("ABC123", "abc12", "abc1234", "abc-12", ""):
         with pytest.raises(ValueError, match="6 lowercase letters and digits"):
             InMemoryStore(installation_id=bad)
+
+
+async def test_an_unreachable_lease_is_in_doubt_then_the_same_again() -> None:
+    """With `unreachable` set the lease is UNREACHABLE and reacquire raises; cleared, the same epoch again."""
+    store = InMemoryStore()
+    lease, other = InMemoryLease(store, "acct", "host-a:1"), InMemoryLease(store, "acct", "host-b:2")
+    assert await lease.try_acquire() == 1
+    lease.unreachable = True
+    assert await lease.check() is LeaseState.UNREACHABLE
+    assert not await lease.still_held()
+    with pytest.raises(StoreUnavailable):
+        await lease.reacquire()
+    with pytest.raises(StoreUnavailable):
+        await lease.try_acquire()
+    assert await other.try_acquire() is None
+    lease.unreachable = False
+    assert await lease.reacquire() == 1
+    assert await lease.check() is LeaseState.HELD

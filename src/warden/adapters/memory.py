@@ -5,7 +5,8 @@ per symbol (SymbolBusy), fills idempotent on (symbol, trade id), events in
 append order, optional fencing, an installation id, and `applied_trades`
 derived from the stored fills, exactly as `SqlStore` does.
 Switches for failure tests: `fail_writes` and `fail_reads` make the store
-raise StoreUnavailable. `InMemoryLease` is the lease for it.
+raise StoreUnavailable; `InMemoryLease.unreachable` puts its lease in doubt.
+`InMemoryLease` is the lease for it.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from warden.ports import (
     ActiveState,
     DuplicateSignal,
     FencedOut,
+    LeaseState,
     StoreError,
     StoreUnavailable,
     SymbolBusy,
@@ -195,15 +197,23 @@ class InMemoryStore:
 
 
 class InMemoryLease:
-    """The lease for InMemoryStore: one holder per account; the epoch counts acquisitions."""
+    """The lease for InMemoryStore: one holder per account; the epoch counts acquisitions.
+
+    Switch for failure tests: with `unreachable` set, `check` answers UNREACHABLE
+    and `reacquire` raises StoreUnavailable, as when the database cannot be reached;
+    the lease row stays as it was (nobody else can take it meanwhile).
+    """
 
     def __init__(self, store: InMemoryStore, account: str, holder: str | None = None) -> None:
         self._store = store
         self._account = account
         self._me = holder or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self._epoch: int | None = None
+        self.unreachable = False
 
     async def try_acquire(self) -> int | None:
+        if self.unreachable:
+            raise StoreUnavailable("in-memory lease is unreachable (unreachable is set)")
         if await self.still_held():
             return self._epoch
         row = self._store.leases.get(self._account)
@@ -218,11 +228,26 @@ class InMemoryLease:
         return None if row is None else row.holder
 
     async def release(self) -> None:
-        if await self.still_held():
+        if self._mine():
             self._store.leases[self._account] = replace(self._store.leases[self._account], held=False)
         self._epoch = None
 
     async def still_held(self) -> bool:
+        return await self.check() is LeaseState.HELD
+
+    async def check(self) -> LeaseState:
+        if self._epoch is None:
+            return LeaseState.LOST
+        if self.unreachable:
+            return LeaseState.UNREACHABLE
+        return LeaseState.HELD if self._mine() else LeaseState.LOST
+
+    async def reacquire(self) -> int | None:
+        if self._epoch is not None and self.unreachable:
+            raise StoreUnavailable("in-memory lease is unreachable (unreachable is set)")
+        return self._epoch if self._mine() else None
+
+    def _mine(self) -> bool:
         row = self._store.leases.get(self._account)
         return row is not None and row.held and row.epoch == self._epoch
 

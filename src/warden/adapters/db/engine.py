@@ -21,20 +21,23 @@ READ_ONLY = "warden_read_only"
 """Execution option: a SQLite transaction that only reads may start deferred."""
 
 
-def create_engine(url: str, *, op_timeout: float, pooled: bool = True) -> AsyncEngine:
-    """An async engine for a user URL (see `urls.normalise`); connects lazily."""
+def create_engine(
+    url: str, *, op_timeout: float, pooled: bool = True, application_name: str | None = None
+) -> AsyncEngine:
+    """An async engine for a user URL (see `urls.normalise`); connects lazily.
+
+    On PostgreSQL, `application_name` names its sessions in `pg_stat_activity`.
+    """
     parsed = urls.parse(url)
     options: dict[str, Any] = {} if pooled else {"poolclass": NullPool}
     if urls.is_sqlite(parsed):
         engine = create_async_engine(parsed, connect_args={"timeout": op_timeout}, **options)
         _configure_sqlite(engine, op_timeout)
         return engine
-    return create_async_engine(
-        parsed,
-        pool_pre_ping=True,
-        connect_args={"timeout": op_timeout, "command_timeout": op_timeout},
-        **options,
-    )
+    connect_args: dict[str, Any] = {"timeout": op_timeout, "command_timeout": op_timeout}
+    if application_name is not None:
+        connect_args["server_settings"] = {"application_name": application_name}
+    return create_async_engine(parsed, pool_pre_ping=True, connect_args=connect_args, **options)
 
 
 def _configure_sqlite(engine: AsyncEngine | Engine, op_timeout: float) -> None:

@@ -6,6 +6,13 @@ PostgreSQL session advisory lock on a connection kept for the life of the
 lease. Each acquisition increments `leases.epoch` for the account and returns
 it; the store, given that epoch (`SqlStore.set_epoch`), refuses to write once
 the epoch has moved on, so a stale engine's late write cannot land.
+
+Losing our own connection to the database is not losing the lease. `check`
+answers HELD, LOST (another engine holds the lock, or the epoch moved past
+ours: definite) or UNREACHABLE (our connection failed: we cannot tell), and
+after UNREACHABLE `reacquire` takes the lock again and keeps the same epoch if
+nobody took it meanwhile. Since every acquisition bumps the epoch, an epoch
+that is still ours proves nobody else held the lease in between.
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ from warden.adapters.db import urls
 from warden.adapters.db.engine import create_engine
 from warden.adapters.db.errors import guarded
 from warden.adapters.db.schema import leases
-from warden.ports import Lease, StoreError
+from warden.ports import Lease, LeaseState, StoreError, StoreUnavailable
 
 Now = Callable[[], datetime]
 
@@ -61,7 +68,9 @@ class _EpochTable:
     """The `leases` rows: bump the epoch on acquisition, touch `renewed_at` while held."""
 
     def __init__(self, url: str, account: str, holder: str | None, op_timeout: float, now: Now | None):
-        self.engine: AsyncEngine = create_engine(url, op_timeout=op_timeout, pooled=False)
+        self.engine: AsyncEngine = create_engine(
+            url, op_timeout=op_timeout, pooled=False, application_name=f"warden-lease:{account}"
+        )
         self.account = account
         self.me = holder or default_holder()
         self.op_timeout = op_timeout
@@ -152,14 +161,27 @@ class FileLease:
         await self._table.engine.dispose()
 
     async def still_held(self) -> bool:
+        return await self.check() is LeaseState.HELD
+
+    async def check(self) -> LeaseState:
+        """The flock is the lock: database trouble leaves it HELD; only a moved epoch makes it LOST.
+
+        Nobody else can bump the epoch without the flock, so an epoch that cannot
+        be read is still ours. A lock file deleted (or replaced) under us is LOST:
+        another engine may lock the new file.
+        """
         if self._fd is None or self._epoch is None or not _same_file(self._fd, self.path):
-            return False
+            return LeaseState.LOST
         try:
             async with self._table.guarded("renew"), self._table.engine.begin() as conn:
                 held = await self._table.touch(conn, self._epoch)
         except StoreError:
-            return False
-        return held
+            return LeaseState.HELD
+        return LeaseState.HELD if held else LeaseState.LOST
+
+    async def reacquire(self) -> int | None:
+        """Never in doubt (the flock does not depend on the database): the epoch while HELD, else None."""
+        return self._epoch if await self.check() is LeaseState.HELD else None
 
     async def _bump(self) -> int:
         async with self._table.guarded("acquire"), self._table.engine.begin() as conn:
@@ -167,7 +189,16 @@ class FileLease:
 
 
 class PostgresAdvisoryLease:
-    """PostgreSQL: `pg_try_advisory_lock` on a dedicated connection; dropping it releases the lease."""
+    """PostgreSQL: `pg_try_advisory_lock` on a dedicated connection; dropping it releases the lease.
+
+    If that connection fails the lease is in doubt, not lost: the lock ended with
+    the session (or will, once the server notices), but nobody else may have
+    taken it. `check` answers UNREACHABLE until it can see that someone did, and
+    `reacquire` locks again on a new session, keeping the epoch if it is still
+    ours. The backend pid of the session that held the lock is remembered, so a
+    session of our own that the server has not ended yet is not taken for
+    another engine's.
+    """
 
     def __init__(
         self,
@@ -181,7 +212,8 @@ class PostgresAdvisoryLease:
         self._table = _EpochTable(url, account, holder, op_timeout, now)
         self.key = advisory_key(account)
         self._conn: AsyncConnection | None = None
-        self._epoch: int | None = None
+        self._epoch: int | None = None  # kept while in doubt (no connection), for reacquire
+        self._pid: int | None = None  # backend pid of the session that took the lock
         self._other: str | None = None
 
     async def try_acquire(self) -> int | None:
@@ -206,7 +238,7 @@ class PostgresAdvisoryLease:
 
     async def release(self) -> None:
         """Close the lease's connection: the session ends, and its advisory lock with it."""
-        conn, self._conn, self._epoch = self._conn, None, None
+        conn, self._conn, self._epoch, self._pid = self._conn, None, None, None
         if conn is None:
             return
         # A close that fails means the session is already gone, and its lock with it.
@@ -215,21 +247,47 @@ class PostgresAdvisoryLease:
                 await conn.close()
 
     async def still_held(self) -> bool:
-        conn, epoch = self._conn, self._epoch
-        if conn is None or epoch is None:
-            return False
-        try:
-            async with self._table.guarded("renew"):
-                held = await self._table.touch(conn, epoch)
-                await conn.commit()
-        except StoreError:
-            held = False
-        if not held:
-            await self.release()  # in doubt: give it up for good, re-acquire to get a new epoch
-        return held
+        return await self.check() is LeaseState.HELD
+
+    async def check(self) -> LeaseState:
+        if self._epoch is None:
+            return LeaseState.LOST
+        if self._conn is not None:
+            try:
+                async with self._table.guarded("renew"):
+                    held = await self._table.touch(self._conn, self._epoch)
+                    await self._conn.commit()
+            except StoreError:
+                await self._drop_session()
+            else:
+                if held:
+                    return LeaseState.HELD
+                await self.release()  # the epoch moved past ours: for good
+                return LeaseState.LOST
+        return await self._look()
+
+    async def reacquire(self) -> int | None:
+        if self._conn is not None and await self.check() is LeaseState.HELD:
+            return self._epoch
+        epoch = self._epoch
+        if epoch is None:
+            return None
+        async with self._table.guarded("reacquire"):
+            conn = await self._table.engine.connect()
+            try:
+                ours = await self._relock(conn, epoch)
+            except BaseException:
+                await _close_quietly(conn)
+                raise
+        if not ours:
+            await _close_quietly(conn)  # and with it the lock, if this session got it
+            self._epoch = self._pid = None
+            return None
+        self._conn = conn
+        return epoch
 
     async def _lock_and_bump(self, conn: AsyncConnection) -> int | None:
-        got = await conn.scalar(text("SELECT pg_try_advisory_lock(:key)"), {"key": self.key})
+        got, pid = (await conn.execute(_TRY_LOCK, {"key": self.key})).one()
         if not got:
             self._other = await self._table.holder_row(conn)
             await conn.rollback()
@@ -237,7 +295,78 @@ class PostgresAdvisoryLease:
         await conn.commit()
         epoch = await self._table.bump(conn)
         await conn.commit()
+        self._pid = pid
         return epoch
+
+    async def _relock(self, conn: AsyncConnection, epoch: int) -> bool:
+        """The lock on a new session, and whether the epoch is still ours (else: lost)."""
+        got, pid = (await conn.execute(_TRY_LOCK, {"key": self.key})).one()
+        if not got:
+            holders = await self._lock_holders(conn)
+            self._other = await self._table.holder_row(conn)
+            await conn.rollback()
+            if holders and self._pid not in holders:
+                return False
+            why = (
+                f"still held by our previous session (pid {self._pid}), which the server has not ended yet"
+                if holders
+                else "released while we looked"
+            )
+            raise StoreUnavailable(
+                f"lease {self._table.account!r} on {self._table.where}: the lock was {why}"
+            )
+        await conn.commit()
+        ours = await self._table.touch(conn, epoch)
+        await conn.commit()
+        if not ours:
+            self._other = await self._table.holder_row(conn)
+            await conn.rollback()
+            return False
+        self._pid = pid
+        return True
+
+    async def _look(self) -> LeaseState:
+        """Our session is gone: from a fresh one, without locking, see whether another engine has it."""
+        try:
+            async with self._table.guarded("check"), self._table.engine.connect() as conn:
+                row = (
+                    await conn.execute(
+                        select(leases.c.epoch, leases.c.holder).where(leases.c.account == self._table.account)
+                    )
+                ).one_or_none()
+                holders = await self._lock_holders(conn)
+        except StoreError:
+            return LeaseState.UNREACHABLE
+        if row is not None and row.epoch == self._epoch and not holders - {self._pid}:
+            return LeaseState.UNREACHABLE  # nobody took it meanwhile: reacquire
+        self._other = None if row is None else row.holder
+        self._epoch = self._pid = None
+        return LeaseState.LOST
+
+    async def _lock_holders(self, conn: AsyncConnection) -> set[int]:
+        """Backend pids holding the account's advisory lock in this database."""
+        return set((await conn.execute(_HOLDERS, {"key": self.key})).scalars())
+
+    async def _drop_session(self) -> None:
+        """Forget a failed lease session (its state is unknown), keeping the epoch: in doubt."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.invalidate()
+
+
+_TRY_LOCK = text("SELECT pg_try_advisory_lock(:key), pg_backend_pid()")
+_HOLDERS = text(
+    "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1"
+    " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    " AND ((classid::bigint << 32) | objid::bigint) = :key"
+)
+
+
+async def _close_quietly(conn: AsyncConnection) -> None:
+    """Close a lease session whose fate no longer matters (a failed one is gone already)."""
+    with contextlib.suppress(Exception):
+        await conn.close()
 
 
 def _write_holder(fd: int, holder: str) -> None:
