@@ -85,6 +85,17 @@ async def terminate_lease_session(conn: asyncpg.Connection, account: str) -> int
     return pid
 
 
+async def terminate_all_but_me(conn: asyncpg.Connection) -> int:
+    """End every other session on the test database; the number ended."""
+    rows = await conn.fetch(
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+    )
+    pids = [r["pid"] for r in rows]
+    if pids:
+        await terminate(conn, pids)
+    return len(pids)
+
+
 @dataclass
 class _Link:
     client: asyncio.StreamWriter

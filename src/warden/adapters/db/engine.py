@@ -40,13 +40,19 @@ def create_engine(
     return create_async_engine(parsed, pool_pre_ping=True, connect_args=connect_args, **options)
 
 
-def _configure_sqlite(engine: AsyncEngine | Engine, op_timeout: float) -> None:
+def _configure_sqlite(
+    engine: AsyncEngine | Engine, op_timeout: float, max_pages: Callable[[], int] | None = None
+) -> None:
     """WAL, foreign keys, fsync on every commit, and writers that queue instead of failing.
 
     The driver's own transaction handling is switched off so that a writing
     transaction starts with BEGIN IMMEDIATE: it takes the write lock up front
     (waiting up to busy_timeout) instead of failing with "database is locked"
     when it upgrades from a read halfway through.
+
+    `max_pages` (tests only) is asked at the start of every writing transaction
+    for SQLite's `max_page_count`: a database that may not grow past it fails
+    its writes with SQLITE_FULL, exactly as on a full disk.
     """
 
     sync = engine.sync_engine if isinstance(engine, AsyncEngine) else engine
@@ -68,6 +74,8 @@ def _configure_sqlite(engine: AsyncEngine | Engine, op_timeout: float) -> None:
     def _on_begin(connection: Connection) -> None:
         read_only = connection.get_execution_options().get(READ_ONLY, False)
         connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+        if max_pages is not None and not read_only:
+            connection.exec_driver_sql(f"PRAGMA max_page_count = {int(max_pages())}")
 
 
 class ThreadWriter:
@@ -78,13 +86,13 @@ class ThreadWriter:
     on the writer thread, and only the fsync at COMMIT is left to wait for.
     """
 
-    def __init__(self, async_url: str, op_timeout: float) -> None:
+    def __init__(self, async_url: str, op_timeout: float, max_pages: Callable[[], int] | None = None) -> None:
         self._engine = create_sync_engine(
             async_url.replace("sqlite+aiosqlite", "sqlite+pysqlite", 1),
             connect_args={"timeout": op_timeout, "check_same_thread": False},
             poolclass=NullPool,
         )
-        _configure_sqlite(self._engine, op_timeout)
+        _configure_sqlite(self._engine, op_timeout, max_pages)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="warden-sqlite-writer")
         self._conn: Connection | None = None
         self._closed = False

@@ -80,21 +80,23 @@ async def open_store(
     account: str = "default",
     op_timeout: float = 5.0,
     migrate: bool = True,
+    sqlite_max_pages: Callable[[], int] | None = None,
 ) -> SqlStore:
     """A store on `url` (see `urls.normalise`), migrated to the newest schema and answering.
 
     The account's installation id is made on the first open and read on every
-    later one.
+    later one. `sqlite_max_pages` is for tests: see `SqlStore`.
     Raises StoreUnavailable if the database cannot be reached.
     """
     if migrate:
         await upgrade(url)
     store = SqlStore(
-        create_engine(url, op_timeout=op_timeout),
+        create_engine(url, op_timeout=op_timeout, application_name=f"warden-store:{account}"),
         exchange=exchange,
         account=account,
         op_timeout=op_timeout,
         where=redact(url),
+        sqlite_max_pages=sqlite_max_pages,
     )
     try:
         await store.ping()
@@ -106,10 +108,22 @@ async def open_store(
 
 
 class SqlStore:
-    """The Store port on a SQLAlchemy async engine. Rows belong to one account."""
+    """The Store port on a SQLAlchemy async engine. Rows belong to one account.
+
+    `sqlite_max_pages` (tests only; SQLite) is asked at the start of every write
+    transaction for the most pages the database may grow to: a real SQLITE_FULL,
+    as on a full disk, that a test can lift again without reopening the store.
+    """
 
     def __init__(
-        self, engine: AsyncEngine, *, exchange: str, account: str, op_timeout: float, where: str
+        self,
+        engine: AsyncEngine,
+        *,
+        exchange: str,
+        account: str,
+        op_timeout: float,
+        where: str,
+        sqlite_max_pages: Callable[[], int] | None = None,
     ) -> None:
         self._engine = engine
         self._exchange = exchange
@@ -121,7 +135,9 @@ class SqlStore:
         self._write_conn: AsyncConnection | None = None
         self._write_lock = asyncio.Lock()
         self._thread = (
-            None if self._postgres else ThreadWriter(engine.url.render_as_string(False), op_timeout)
+            None
+            if self._postgres
+            else ThreadWriter(engine.url.render_as_string(False), op_timeout, sqlite_max_pages)
         )
         self._raw = None if self._thread is None else RawStatements(self._q, self._thread.dialect)
         self._fence: tuple[str, int] | None = None
