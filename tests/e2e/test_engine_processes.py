@@ -365,8 +365,13 @@ def test_two_engines_one_writer_and_the_standby_takes_over_after_kill_9(
     seen = len(sim.requests())
     refused = standby.signal("SOL", "long", 100)
     assert (refused.status_code, refused.json()["error"]) == (503, "trading_refused"), refused.text
+    with standby.client() as http:
+        reconcile = http.post("/api/v1/reconcile")
+    assert reconcile.status_code == 503, reconcile.text
+    assert f"held by {socket.gethostname()}:{holder.pid}" in reconcile.json()["message"], reconcile.text
     sent = [r for r in sim.requests()[seen:] if r["path"].startswith("/fapi/") and r["method"] != "GET"]
     assert sent == [], f"the standby sent {sent}"
+    assert holder.positions() == [], "the standby wrote a position"
     assert sim.state()["open_orders"] == before["open_orders"]
 
     opened = holder.signal("SOL", "long", 100)

@@ -345,7 +345,7 @@ async def test_save_marks_persists_tick_fields_without_a_version_change(backend:
 
 
 async def test_a_second_exclusive_active_position_on_a_symbol_is_symbol_busy(backend: Backend) -> None:
-    """One exclusive active position per symbol: a second raises SymbolBusy naming the first; none of it is written."""
+    """One exclusive active position per symbol: a second is SymbolBusy naming the first, and not written."""
     await backend.store.commit(insert(position("p1", status=PositionStatus.PROTECTED)))
     p2 = position("p2", signal_id="sig-2")
     with pytest.raises(SymbolBusy) as info:
@@ -396,7 +396,7 @@ async def test_a_terminal_position_never_holds_the_symbol(backend: Backend) -> N
 
 
 async def test_positions_that_are_not_exclusive_are_not_constrained(backend: Backend) -> None:
-    """exclusive=False positions stack beside each other and beside the exclusive one; other symbols are free."""
+    """exclusive=False positions stack beside each other and the exclusive one; other symbols are free."""
     await backend.store.commit(insert(position("p1")))
     await backend.store.commit(insert(position("p2", exclusive=False)))
     await backend.store.commit(insert(position("p3", exclusive=False)))

@@ -254,6 +254,7 @@ async def test_a_lease_taken_by_another_engine_meanwhile_is_lost(pg_url: str, ba
     assert await first.try_acquire() == 1
     async with admin(pg_url) as conn:
         await terminate_lease_session(conn, "acct")
+        assert await first.check() is UNREACHABLE  # nobody has it yet
         assert await second.try_acquire() == 2
         assert await first.reacquire() is None
         assert await first.check() is LOST
@@ -277,7 +278,7 @@ async def test_check_sees_another_engine_holding_the_lock_as_lost(pg_url: str, b
 
 @pytest.mark.postgres
 async def test_a_lease_taken_and_let_go_meanwhile_is_lost(pg_url: str, backend_pg: Backend) -> None:
-    """Another engine took the lease and released it while we were cut off: the epoch moved, reacquire is None.
+    """Another engine took the lease and let it go while we were cut off: the epoch moved, reacquire None.
 
     The lock is free by then, but we must not keep it: a third engine acquires at once.
     """
@@ -285,6 +286,7 @@ async def test_a_lease_taken_and_let_go_meanwhile_is_lost(pg_url: str, backend_p
     assert await first.try_acquire() == 1
     async with admin(pg_url) as conn:
         await terminate_lease_session(conn, "acct")
+        assert await first.check() is UNREACHABLE  # nobody has it yet
         assert await second.try_acquire() == 2
         await second.release()
         assert await first.reacquire() is None

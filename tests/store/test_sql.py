@@ -8,6 +8,7 @@ import socket
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,6 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, select, text
 from sqlalchemy.exc import IntegrityError
 
-from tests.conftest import sqlite_url
 from warden.adapters.db import rows
 from warden.adapters.db.engine import create_engine
 from warden.adapters.db.migrate import current_revision, upgrade
@@ -270,7 +270,7 @@ async def test_the_database_itself_refuses_a_second_exclusive_active_position(
 
 
 async def test_accounts_have_their_own_symbols(store: SqlStore, store_url: str) -> None:
-    """One exclusive position per symbol *per account*: another account on the database may hold the same symbol."""
+    """One exclusive position per symbol *per account*: another account may hold the same symbol."""
     other = await open_store(store_url, exchange="sim", account="other", migrate=False)
     try:
         await store.commit(insert(position("p1")))
@@ -292,7 +292,7 @@ async def test_a_database_with_stacked_positions_migrates_and_they_stay_unconstr
     try:
         assert await current_revision(store_url) == HEAD
         loaded = {p.id: p for p in await store.list_positions()}
-        assert loaded == {p.id: replace_exclusive(p, False) for p in before}
+        assert loaded == {p.id: replace(p, exclusive=False) for p in before}
         await store.commit(insert(position("new1")))
         with pytest.raises(SymbolBusy) as info:
             await store.commit(insert(position("new2")))
@@ -301,10 +301,36 @@ async def test_a_database_with_stacked_positions_migrates_and_they_stay_unconstr
         await store.close()
 
 
-def replace_exclusive(p: Position, exclusive: bool) -> Position:
-    from dataclasses import replace
+async def test_migration_0002_can_be_undone_and_redone(store_url: str) -> None:
+    """Downgrading to 0001 drops the column, index and table (data kept); upgrading again restores them."""
+    from alembic import command
 
-    return replace(p, exclusive=exclusive)
+    from warden.adapters.db.migrate import alembic_config
+
+    def downgrade(sync: Connection) -> None:
+        config = alembic_config()
+        config.attributes["connection"] = sync
+        command.downgrade(config, "0001")
+
+    store = await open_store(store_url, exchange="sim")
+    await store.commit(insert(position()))
+    await store.close()
+    engine = create_engine(store_url, op_timeout=5, pooled=False)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(downgrade)
+    finally:
+        await engine.dispose()
+    assert await current_revision(store_url) == "0001"
+    store = await open_store(store_url, exchange="sim")
+    try:
+        assert await current_revision(store_url) == HEAD
+        assert [(p.id, p.exclusive) for p in await store.list_positions()] == [("p1", False)]
+        await store.commit(insert(position("p2")))
+        with pytest.raises(SymbolBusy):
+            await store.commit(insert(position("p3")))
+    finally:
+        await store.close()
 
 
 # -- installation id ----------------------------------------------------------------------
@@ -314,7 +340,7 @@ def replace_exclusive(p: Position, exclusive: bool) -> Position:
 async def other_db(store_url: str, tmp_path: Path) -> AsyncIterator[str]:
     """A second, empty database of the same kind as `store_url`."""
     if store_url.startswith("sqlite"):
-        yield sqlite_url(tmp_path / "other")
+        yield f"sqlite:///{tmp_path / 'other' / 'warden.db'}"
         return
     name = f"{db_name(store_url)}_other"
     await pg_admin(store_url, f'CREATE DATABASE "{name}"')
