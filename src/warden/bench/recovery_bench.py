@@ -70,6 +70,7 @@ async def seed(store: Store, core: SimCore, n: int, symbols: int) -> None:
             plan=PLAN,
             opened_at=now,
             origin="bench",
+            exclusive=False,
             filled_qty=qty,
             entry_price=price,
             stop_seq=1,

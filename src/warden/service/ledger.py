@@ -27,6 +27,7 @@ from warden.ports import (
     FencedOut,
     Store,
     StoreUnavailable,
+    SymbolBusy,
     Transition,
     VersionConflict,
 )
@@ -125,6 +126,18 @@ class Ledger:
                 await self.store.commit(transition)
             except FencedOut as exc:
                 self._fenced(exc)
+            except SymbolBusy as exc:
+                # Memory already holds it; the database will not take a second open position on
+                # the symbol. Keep the queue moving and say so: reconciliation settles the symbol.
+                log.error("queued_write_refused", position_id=transition.position.id, error=str(exc))
+                self.pending_events.append(
+                    Event(
+                        EventKind.RECONCILE,
+                        self.clock.now(),
+                        None,
+                        f"a queued write for {transition.position.id} was refused: {exc}",
+                    )
+                )
             except (VersionConflict, DuplicateSignal):
                 stored = await self.store.get_position(transition.position.id)
                 if stored is None or stored.version < transition.position.version:
