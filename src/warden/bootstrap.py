@@ -96,6 +96,7 @@ def engine_config(settings: Settings, installation_id: str = "") -> EngineConfig
         protection_window=settings.protection_window,
         allow_stacking=settings.allow_stacking,
         reconcile_interval=settings.reconcile_interval,
+        entry_deadline=settings.entry_deadline,
         orphan_policy=settings.orphan_policy,
         installation_id=installation_id,
     )

@@ -116,6 +116,12 @@ class Settings(BaseSettings):
     order_timeout: float = Field(5.0, gt=0, description="Deadline in seconds for one exchange call.")
     db_timeout: float = Field(5.0, gt=0, description="Deadline in seconds for one database call.")
     reconcile_interval: float = Field(30.0, gt=0, description="Seconds between reconciliation runs.")
+    entry_deadline: float = Field(
+        10.0,
+        gt=0,
+        description="Seconds an entry the exchange acknowledged but has not filled may work before it is "
+        "cancelled (what filled by then is protected).",
+    )
     allow_stacking: bool = Field(
         False, description="Allow a second position on a symbol that already has one open."
     )
