@@ -162,9 +162,12 @@ class Processes:
         base = {k: v for k, v in os.environ.items() if not k.startswith("WARDEN_")}
         return {**base, "PYTHONUNBUFFERED": "1", **extra}
 
-    def sim(self, *, seed: int = 7) -> SimServer:
+    def sim(self, *, seed: int = 7, price_interval: float | None = None) -> SimServer:
+        """`warden sim serve`; `price_interval=0` switches its random walk off (exact price paths)."""
         port = free_port()
         args = ["sim", "serve", "--host", "127.0.0.1", "--port", str(port), "--seed", str(seed)]
+        if price_interval is not None:
+            args += ["--price-interval", str(price_interval)]
         server = SimServer("sim", args, self.env(), self.dir, port)
         self.all.append(server)
         server.start()
@@ -314,6 +317,13 @@ class Engine(Process):
     def signal(self, coin: str, side: str, usd: int | Decimal) -> httpx.Response:
         with self.client() as http:
             return http.post("/api/v1/signals", json={"symbol": coin, "side": side, "usd": str(usd)})
+
+    def signal_qty(self, coin: str, side: str, qty: str) -> httpx.Response:
+        with self.client() as http:
+            return http.post("/api/v1/signals", json={"symbol": coin, "side": side, "qty": qty})
+
+    def position(self, position_id: str) -> dict[str, Any]:
+        return self.get(f"/positions/{position_id}")  # type: ignore[no-any-return]
 
     def close_position(self, position_id: str) -> httpx.Response:
         with self.client() as http:
