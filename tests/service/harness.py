@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from tests.service.probe import ProbedExchange
 from warden.adapters.clock import SystemClock
 from warden.adapters.db.store import open_store
 from warden.adapters.forwarding import ForwardingStore
@@ -46,6 +47,8 @@ class SwitchableStore(ForwardingStore):
     def __init__(self, inner: Store) -> None:
         super().__init__(inner)
         self.down = False
+        self.land_then_time_out = False
+        """Commits land, then answer as if their deadline passed (an unknown outcome)."""
 
     def _check(self) -> None:
         if self.down:
@@ -54,6 +57,8 @@ class SwitchableStore(ForwardingStore):
     async def commit(self, transition: Transition) -> None:
         self._check()
         await self.inner.commit(transition)
+        if self.land_then_time_out:
+            raise StoreUnavailable("deadline passed (the commit landed anyway)")
 
     async def append_events(self, events: Sequence[Event]) -> None:
         self._check()
@@ -79,6 +84,7 @@ class Harness:
     _consumer: asyncio.Task[Any] | None = None
     _memory: InMemoryStore | None = None
     crashed: bool = False
+    probe: ProbedExchange = field(init=False)
     wrap: Callable[[Any], Any] | None = None
     """Wraps the exchange and the store the engine is built with (the crash-point harness)."""
 
@@ -91,12 +97,14 @@ class Harness:
         else:
             inner = await open_store(self.url, exchange="sim")
         self.store = SwitchableStore(inner)
-        exchange: Any = self.sim
+        if not hasattr(self, "probe"):
+            self.probe = ProbedExchange(self.sim)
+        exchange: Any = self.probe
         store: Any = self.store
         if self.wrap is not None:
             exchange, store = self.wrap(exchange), self.wrap(store)
         self.engine = Engine(exchange, store, SystemClock(), self.notifier, self.config)
-        self._consumer = asyncio.get_running_loop().create_task(self.engine.consume(self.sim.stream()))
+        self._consumer = asyncio.get_running_loop().create_task(self.engine.consume(self.probe.stream()))
         if ready:
             await self.engine.start()
         return self

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
@@ -13,6 +14,7 @@ from warden.domain.errors import ValidationError
 from warden.domain.events import EventKind
 from warden.domain.orders import OrderStatus
 from warden.domain.position import ExitReason, PositionStatus
+from warden.domain.reports import MarkPrice
 from warden.domain.values import OrderRole, OrderType, Symbol
 from warden.ports import StoreUnavailable
 from warden.service.commands import AlreadyExists, ClosePosition, EngineState
@@ -177,19 +179,12 @@ async def test_close_flattens_cancels_exits_and_records_pnl(harness: Harness) ->
 async def test_a_write_that_landed_despite_a_timeout_is_not_retried_as_a_conflict(harness: Harness) -> None:
     """A commit that timed out but did commit is recognised on retry, and the engine recovers."""
     pos = await harness.open("long", usd="100")
-    inner = harness.store.inner
-    original = inner.commit
-
-    async def commits_then_times_out(transition):  # type: ignore[no-untyped-def]
-        await original(transition)
-        raise StoreUnavailable("deadline passed (the commit landed anyway)")
-
-    inner.commit = commits_then_times_out  # type: ignore[method-assign]
+    harness.store.land_then_time_out = True
     harness.sim.set_mark(SOL, pos.tp1_price)
     await eventually(lambda: harness.engine.ledger.positions[pos.id].tp1_hit, what="tp1 applied")
     await harness.engine.wait_idle()
     assert harness.engine.state is EngineState.DEGRADED
-    inner.commit = original  # type: ignore[method-assign]
+    harness.store.land_then_time_out = False
     await harness.engine.flush_pending()
     assert harness.engine.state is EngineState.READY
     stored = await harness.store.get_position(pos.id)
@@ -199,16 +194,8 @@ async def test_a_write_that_landed_despite_a_timeout_is_not_retried_as_a_conflic
 async def test_a_failing_event_handler_does_not_stop_the_stream(harness: Harness) -> None:
     """One event that crashes its handler is alerted; the stream keeps flowing and positions stay watched."""
     pos = await harness.open("long", usd="100")
-    original = harness.engine.exits.on_mark
-    calls = {"n": 0}
-
-    def broken_once(symbol, price):  # type: ignore[no-untyped-def]
-        calls["n"] += 1
-        if calls["n"] == 1:
-            raise RuntimeError("bug in a handler")
-        original(symbol, price)
-
-    harness.engine.exits.on_mark = broken_once  # type: ignore[method-assign]
+    # An event its handler cannot take: a mark for a symbol no instrument is known for.
+    harness.probe.inject(MarkPrice(Symbol("NOPE/USDT:USDT"), Decimal("1"), datetime.now(UTC)))
     harness.sim.set_mark(SOL, pos.entry_price + Decimal("0.1"))
     await eventually(
         lambda: any(a.kind is AlertKind.ENGINE_ERROR for a in harness.notifier.alerts), what="alert"
@@ -221,17 +208,11 @@ async def test_a_failing_event_handler_does_not_stop_the_stream(harness: Harness
 async def test_fill_known_only_later_is_still_protected(harness: Harness) -> None:
     """REST says filled but no trade is visible yet: the position is resolved and protected once it is."""
     harness.sim.faults.drop_rate = 1.0  # no stream
-    real_fetch = harness.sim.fetch_fills
-    visible = {"yes": False}
-
-    async def lagging_fills(symbol, since):  # type: ignore[no-untyped-def]
-        return await real_fetch(symbol, since) if visible["yes"] else []
-
-    harness.sim.fetch_fills = lagging_fills  # type: ignore[method-assign]
+    harness.probe.fills_hidden = True
     pos = await harness.open("long", usd="100")
     assert pos.status is PositionStatus.OPENING
     assert harness.exchange_qty() == pos.target_qty  # on the exchange, not yet protected
-    visible["yes"] = True
+    harness.probe.fills_hidden = False
     await eventually(
         lambda: harness.engine.ledger.positions[pos.id].status is PositionStatus.PROTECTED, what="protected"
     )

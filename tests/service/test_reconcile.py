@@ -120,74 +120,11 @@ async def test_stray_exit_order_is_cancelled(harness: Harness) -> None:
     from warden.service.commands import ClosePosition
 
     harness.sim.disconnect()
-    harness.engine.exits.cancel = _never_cancel(harness)  # type: ignore[method-assign]
+    harness.probe.cancels_vanish = True  # cancels answered "done" while the orders stay
     await harness.engine.close_position(ClosePosition(pos.id))
+    harness.probe.cancels_vanish = False
     harness.sim.reconnect()
     assert len(harness.resting()) == 3  # stop + 2 TPs left behind
     report = await harness.engine.reconcile()
     assert {f.discrepancy.kind for f in report.findings} == {Kind.STRAY_ORDER}
     assert harness.resting() == []
-
-
-def _never_cancel(h: Harness):  # type: ignore[no-untyped-def]
-    async def cancel(order):  # type: ignore[no-untyped-def]
-        return order
-
-    return cancel
-
-
-async def test_failed_exchange_query_is_never_read_as_flat(harness: Harness) -> None:
-    """If the exchange cannot be read, reconciliation fails loudly and closes nothing."""
-    import pytest
-
-    from warden.ports import ExchangeUnavailable
-
-    pos = await harness.open("long", usd="100")
-    harness.sim.faults.fail_queries = True
-    with pytest.raises(ExchangeUnavailable):
-        await harness.engine.reconcile()
-    assert harness.engine.ledger.positions[pos.id].status is PositionStatus.PROTECTED
-
-
-async def test_stacking_refused_without_signal_id(harness: Harness) -> None:
-    """A second open for a symbol with an open position is refused unless stacking is allowed."""
-    import pytest
-
-    from warden.service.commands import AlreadyExists
-
-    first = await harness.open("long", usd="100")
-    with pytest.raises(AlreadyExists) as info:
-        await harness.open("long", usd="100")
-    assert info.value.position.id == first.id
-    assert len(harness.engine.ledger.active_positions()) == 1
-
-
-async def test_orphan_policy_close_adopts_then_flattens(harness: Harness) -> None:
-    """With orphan_policy=close the outside position is recorded, closed at market, and alerted."""
-    from warden.service.reconciler import OrphanPolicy
-
-    harness.engine.reconciler.orphan_policy = OrphanPolicy.CLOSE
-    harness.sim.external_order(BTC, OrderSide.BUY, Decimal("0.01"))
-    report = await harness.engine.reconcile()
-    assert [f.discrepancy.kind for f in report.findings] == [Kind.ORPHAN]
-    assert harness.exchange_qty(BTC) == 0
-    [record] = [p for p in await harness.store.list_positions(include_closed=True) if p.symbol == BTC]
-    assert (
-        record.origin == "external"
-        and record.status is PositionStatus.CLOSED
-        and record.exit_reason == "external"
-    )
-
-
-async def test_orphan_policy_alert_only_touches_nothing(harness: Harness) -> None:
-    """With orphan_policy=alert the position is left alone, but recorded and alerted on every pass."""
-    from warden.service.reconciler import OrphanPolicy
-
-    harness.engine.reconciler.orphan_policy = OrphanPolicy.ALERT
-    harness.sim.external_order(BTC, OrderSide.BUY, Decimal("0.01"))
-    report = await harness.engine.reconcile()
-    assert [f.action for f in report.findings] == ["alerted only (orphan_policy=alert)"]
-    assert harness.exchange_qty(BTC) == Decimal("0.01") and stops(harness, BTC) == []
-    assert harness.engine.ledger.active_positions() == []
-    assert any(a.kind is AlertKind.ORPHAN_FOUND and a.level == "critical" for a in harness.notifier.alerts)
-    assert len((await harness.engine.reconcile()).findings) == 1  # still reported: not silently forgotten

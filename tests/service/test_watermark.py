@@ -10,57 +10,30 @@ taken the marks, which makes that interleaving certain instead of likely.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from decimal import Decimal
-from typing import Any
-
-import pytest
 
 from tests.helpers import eventually
 from tests.service.harness import SOL, Harness
 from warden.domain.position import Position, PositionStatus
-from warden.domain.reports import OrderReport, OrderRequest
 
 D = Decimal
 
 
-class HeldEntry:
-    """Holds the next entry order at the exchange's door until `release()`."""
-
-    def __init__(self, harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.arrived = asyncio.Event()
-        self._go = asyncio.Event()
-        place: Callable[..., Awaitable[OrderReport]] = harness.sim.place_order
-
-        async def held(request: OrderRequest, **kw: Any) -> OrderReport:
-            if not request.reduce_only:
-                self.arrived.set()
-                await self._go.wait()
-            return await place(request, **kw)
-
-        monkeypatch.setattr(harness.sim, "place_order", held)
-
-    def release(self) -> None:
-        self._go.set()
-
-
-async def open_while_marks_arrive(
-    harness: Harness, monkeypatch: pytest.MonkeyPatch, side: str, marks: list[Decimal]
-) -> Position:
+async def open_while_marks_arrive(harness: Harness, side: str, marks: list[Decimal]) -> Position:
     """Open a position; `marks` reach the engine after its OPENING record, before its fill."""
     await harness.stop()
     harness.config = replace(harness.config, order_timeout=30.0)
     await harness.start()
-    gate = HeldEntry(harness, monkeypatch)
+    harness.probe.hold_entries = True
     opening = asyncio.get_running_loop().create_task(harness.open(side, usd="100"))
-    await asyncio.wait_for(gate.arrived.wait(), timeout=10)
+    await asyncio.wait_for(harness.probe.entry_arrived.wait(), timeout=10)
     [pending] = harness.engine.ledger.active_positions()
     assert pending.status is PositionStatus.OPENING and pending.entry_price is None
     for mark in marks:
         harness.sim.set_mark(SOL, mark)
     await eventually(lambda: harness.queued_events() == 0, what="the engine took the marks")
-    gate.release()
+    harness.probe.release_entries()
     pos = await opening
     await harness.engine.wait_idle()
     return pos
@@ -77,9 +50,9 @@ async def mark(harness: Harness, price: Decimal) -> None:
     await harness.engine.wait_idle()
 
 
-async def test_a_long_peak_starts_at_its_fill(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_long_peak_starts_at_its_fill(harness: Harness) -> None:
     """SOL marks 160 then 150, a long filled at 150: peak 150 and MFE 0 once protected; 151 moves it."""
-    pos = await open_while_marks_arrive(harness, monkeypatch, "long", [D(160), D(150)])
+    pos = await open_while_marks_arrive(harness, "long", [D(160), D(150)])
     assert pos.status is PositionStatus.PROTECTED
     assert pos.entry_price == D(150)
     assert (pos.watermark, pos.mfe, pos.mae) == (pos.entry_price, 0, 0)
@@ -92,9 +65,9 @@ async def test_a_long_peak_starts_at_its_fill(harness: Harness, monkeypatch: pyt
     assert harness.engine.ledger.positions[pos.id].watermark == D(151)
 
 
-async def test_a_short_trough_starts_at_its_fill(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_short_trough_starts_at_its_fill(harness: Harness) -> None:
     """SOL marks 140 then 150, a short filled at 150: trough 150 and MFE 0 once protected; 149 moves it."""
-    pos = await open_while_marks_arrive(harness, monkeypatch, "short", [D(140), D(150)])
+    pos = await open_while_marks_arrive(harness, "short", [D(140), D(150)])
     assert pos.status is PositionStatus.PROTECTED
     assert pos.entry_price == D(150)
     assert (pos.watermark, pos.mfe, pos.mae) == (pos.entry_price, 0, 0)

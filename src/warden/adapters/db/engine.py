@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -78,6 +79,10 @@ def _configure_sqlite(
             connection.exec_driver_sql(f"PRAGMA max_page_count = {int(max_pages())}")
 
 
+class Abandoned(Exception):
+    """A write whose caller stopped waiting; rolled back on the writer thread."""
+
+
 class ThreadWriter:
     """SQLite writes, each transaction run whole on one dedicated thread.
 
@@ -99,13 +104,29 @@ class ThreadWriter:
         self.dialect = self._engine.dialect
 
     async def run(self, work: Callable[[Connection], T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self._transaction, work)
+        """Run `work` as one transaction on the writer thread. If the caller stops waiting (its
+        deadline passed) before the thread got to commit, the transaction is rolled back instead:
+        a write reported as failed does not land later behind the caller's back."""
+        abandoned = threading.Event()
+        future = asyncio.get_running_loop().run_in_executor(
+            self._executor, self._transaction, work, abandoned
+        )
+        try:
+            return await future
+        except asyncio.CancelledError:
+            abandoned.set()
+            raise
 
-    def _transaction(self, work: Callable[[Connection], T]) -> T:
+    def _transaction(self, work: Callable[[Connection], T], abandoned: threading.Event) -> T:
+        if abandoned.is_set():
+            raise Abandoned("the caller's deadline passed before the write started")
         if self._conn is None:
             self._conn = self._engine.connect()
         with self._conn.begin():
-            return work(self._conn)
+            result = work(self._conn)
+            if abandoned.is_set():
+                raise Abandoned("the caller's deadline passed before the commit")  # rolls back
+            return result
 
     def reset(self) -> None:
         """Drop the connection (on the writer thread, after whatever is running there)."""
