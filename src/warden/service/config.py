@@ -31,6 +31,8 @@ class EngineConfig:
     pending_deadline: float = 30.0
     """An order intent still PENDING after this long is resolved by lookup during reconciliation."""
     alert_timeout: float = 2.0
+    mark_max_age: float = 5.0
+    """A streamed mark at most this old sizes a signal; older, the exchange is asked (one REST call)."""
     start_backoff_max: float = 30.0
     reconcile_rounds: int = 4
     """Diff-and-repair rounds within one reconciliation pass (a flip needs close, then adopt)."""

@@ -31,7 +31,7 @@ from warden.domain.events import Event, EventKind
 from warden.domain.orders import Fill, Order, OrderStatus
 from warden.domain.plan import levels_for, tighter
 from warden.domain.position import ExitReason, Position, PositionStatus
-from warden.domain.reports import FillReport, OrderReport
+from warden.domain.reports import FillReport, MarkPrice, OrderReport
 from warden.domain.ticks import TickIndex
 from warden.domain.values import (
     ZERO,
@@ -110,6 +110,8 @@ class ExitManager:
         self._cancelling: set[ClientOrderId] = set()
         self._persisted_marks: dict[PositionId, tuple[Decimal | None, Decimal, Decimal, Decimal | None]] = {}
         self._arming: dict[Symbol, tuple[Decimal, Decimal]] = {}
+        self.last_mark: dict[Symbol, MarkPrice] = {}
+        """The newest streamed mark of each symbol (the open saga sizes from it: no REST call)."""
         self.index = TickIndex(
             ctx.instruments,
             members=lambda symbol: self.ledger.by_symbol.get(symbol, ()),
@@ -965,6 +967,14 @@ class ExitManager:
             event = Event(EventKind.STOP_MOVED, self.ctx.clock.now(), pid, f"stop resized to {intent.qty}")
             await self.ledger.commit(pos, pos, orders=[done, cancelled], events=[event])
         self._cancelling.discard(cancelled.client_order_id)
+
+    def fresh_mark(self, symbol: Symbol) -> Decimal | None:
+        """The streamed mark if it is at most `mark_max_age` old, else None (ask over REST)."""
+        event = self.last_mark.get(symbol)
+        if event is None:
+            return None
+        age = (self.ctx.clock.now() - event.at).total_seconds()
+        return event.price if age <= self.ctx.config.mark_max_age else None
 
     async def _mark(self, symbol: Symbol) -> Decimal | None:
         """The newest mark price seen on the stream, else asked of the exchange."""

@@ -77,10 +77,12 @@ class Opener:
         ctx = self.ctx
         check_trading()
         inst = self._instrument(cmd.symbol)
-        try:
-            mark = await self.gw.mark_price(inst.symbol)
-        except ExchangeError as exc:
-            raise TradingRefused(f"exchange unavailable, nothing was sent: {exc}") from exc
+        mark = self.exits.fresh_mark(inst.symbol)
+        if mark is None:
+            try:
+                mark = await self.gw.mark_price(inst.symbol)
+            except ExchangeError as exc:
+                raise TradingRefused(f"exchange unavailable, nothing was sent: {exc}") from exc
         qty = order_qty(inst, mark, cmd.usd, cmd.qty)
         stop = self._validate_stop(cmd, inst, mark)
         async with ctx.locks.symbol(inst.symbol):

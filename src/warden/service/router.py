@@ -48,6 +48,7 @@ class Router:
 
     async def on_event(self, event: StreamEvent) -> None:
         if isinstance(event, MarkPrice):
+            self.exits.last_mark[event.symbol] = event
             self.exits.on_mark(event.symbol, event.price)
         elif isinstance(event, FillReport | OrderReport):
             order = self.ctx.ledger.orders.get(ClientOrderId(event.client_order_id))
