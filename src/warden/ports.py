@@ -177,6 +177,10 @@ class Store(Protocol):
 
     async def commit(self, transition: Transition) -> None: ...
 
+    async def commit_many(self, transitions: Sequence[Transition]) -> None:
+        """Several transitions in one database transaction (a group commit): all or none."""
+        ...
+
     async def append_events(self, events: Sequence[Event]) -> None:
         """Events not tied to a position transition (alerts, degraded mode)."""
         ...

@@ -60,6 +60,12 @@ class SwitchableStore(ForwardingStore):
         if self.land_then_time_out:
             raise StoreUnavailable("deadline passed (the commit landed anyway)")
 
+    async def commit_many(self, transitions: Sequence[Transition]) -> None:
+        self._check()
+        await self.inner.commit_many(transitions)
+        if self.land_then_time_out:
+            raise StoreUnavailable("deadline passed (the commits landed anyway)")
+
     async def append_events(self, events: Sequence[Event]) -> None:
         self._check()
         await self.inner.append_events(events)

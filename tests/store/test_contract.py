@@ -470,3 +470,23 @@ async def test_the_installation_id_is_six_lowercase_letters_or_digits_and_stays(
     finally:
         if other is not backend.store:
             await other.close()
+
+
+async def test_commit_many_writes_every_transition_in_one_go(backend: Backend) -> None:
+    """A group commit writes several positions' transitions, each with its own compare-and-set."""
+    await backend.store.commit_many([insert(position("g1", symbol=SOL)), insert(position("g2", symbol=BTC))])
+    moved, write = step(position("g1", symbol=SOL), status=PositionStatus.OPEN)
+    moved2, write2 = step(position("g2", symbol=BTC), status=PositionStatus.OPEN)
+    await backend.store.commit_many([write, write2])
+    assert await backend.store.get_position(PositionId("g1")) == moved
+    assert await backend.store.get_position(PositionId("g2")) == moved2
+
+
+async def test_commit_many_is_all_or_none(backend: Backend) -> None:
+    """If one transition of a group loses its compare-and-set, nothing of the group is written."""
+    await backend.store.commit(insert(position("g1", symbol=SOL)))
+    _, stale = step(replace(position("g1", symbol=SOL), version=5), status=PositionStatus.OPEN)
+    with pytest.raises(VersionConflict):
+        await backend.store.commit_many([insert(position("g2", symbol=BTC)), stale])
+    assert await backend.store.get_position(PositionId("g2")) is None
+    assert (await backend.store.get_position(PositionId("g1"))).status is PositionStatus.OPENING  # type: ignore[union-attr]

@@ -25,6 +25,9 @@ class ForwardingStore:
     async def commit(self, transition: Transition) -> None:
         await self.inner.commit(transition)
 
+    async def commit_many(self, transitions: Sequence[Transition]) -> None:
+        await self.inner.commit_many(transitions)
+
     async def append_events(self, events: Sequence[Event]) -> None:
         await self.inner.append_events(events)
 

@@ -75,6 +75,22 @@ class InMemoryStore:
         """Fence every later write on the lease of `account` still being at `epoch`."""
         self._fence = (account, epoch)
 
+    async def commit_many(self, transitions: Sequence[Transition]) -> None:
+        """All of them or none (the state is restored if one is refused)."""
+        saved = (
+            dict(self._positions),
+            dict(self._holders),
+            dict(self._orders),
+            dict(self._fills),
+            list(self._events),
+        )
+        try:
+            for transition in transitions:
+                await self.commit(transition)
+        except BaseException:
+            self._positions, self._holders, self._orders, self._fills, self._events = saved
+            raise
+
     async def commit(self, transition: Transition) -> None:
         self._writable()
         self._check_position(transition)

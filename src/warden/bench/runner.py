@@ -10,7 +10,7 @@ from warden.bench.recovery_bench import bench_recovery
 from warden.bench.report import Result, machine
 from warden.bench.ticks_bench import bench_ticks
 
-NAMES = ("open", "ticks", "recovery", "reconcile", "e2e")
+NAMES = ("open", "ticks", "recovery", "reconcile", "e2e", "mass")
 
 
 def _reconcile(quick: bool) -> list[Result]:
@@ -25,12 +25,19 @@ def _e2e(quick: bool) -> list[Result]:
     return asyncio.run(bench_e2e(n=30 if quick else 200))
 
 
+def _mass(quick: bool) -> list[Result]:
+    from warden.bench.mass_bench import bench_mass
+
+    return asyncio.run(bench_mass(n=200 if quick else 1000))
+
+
 BENCHES: dict[str, Callable[[bool], list[Result]]] = {
     "open": lambda quick: [asyncio.run(bench_open(n=200 if quick else 1000))],
     "ticks": lambda quick: [bench_ticks(ticks=200_000 if quick else 1_000_000, rounds=3 if quick else 5)],
     "recovery": lambda quick: [asyncio.run(bench_recovery(n=2_000 if quick else 10_000))],
     "reconcile": _reconcile,
     "e2e": _e2e,
+    "mass": _mass,
 }
 
 

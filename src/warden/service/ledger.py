@@ -10,6 +10,7 @@ degraded, alerts say so, and nothing is reported as durable that is not.
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
@@ -54,6 +55,11 @@ class Ledger:
         self.last_store_error: str | None = None
         self.on_degraded: Callable[[str], None] | None = None
         self.before_change: Callable[[Symbol, PositionId, bool], None] | None = None
+        self._batch: list[tuple[Transition, asyncio.Future[None]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self.group_limit = 500
+        """At most this many transitions in one group commit."""
+        self.group_commits = 0
         self.on_fenced: Callable[[str], None] | None = None
         """Called when the database refuses a write because another engine took the lease."""
 
@@ -88,7 +94,7 @@ class Ledger:
             self.pending.append(transition)
         else:
             try:
-                await self.store.commit(transition)
+                await self._grouped(transition)
             except StoreUnavailable as exc:
                 if must_be_durable:
                     raise
@@ -98,6 +104,48 @@ class Ledger:
                 self._fenced(exc)
         self._apply(transition)
         return new
+
+    async def _grouped(self, transition: Transition) -> None:
+        """Commit through the group: transitions that arrive while a commit is in flight are
+        written together in the next one (one transaction, one fsync, each with its own
+        compare-and-set). Alone, a transition is committed at once, as before."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._batch.append((transition, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_batches())
+        await future
+
+    async def _flush_batches(self) -> None:
+        while self._batch:
+            batch, self._batch = self._batch[: self.group_limit], self._batch[self.group_limit :]
+            if len(batch) == 1:
+                await self._settle_one(*batch[0])
+                continue
+            try:
+                await self.store.commit_many([t for t, _ in batch])
+            except (VersionConflict, DuplicateSignal, SymbolBusy):
+                for transition, future in batch:  # find which: each on its own
+                    await self._settle_one(transition, future)
+                continue
+            except BaseException as exc:  # every caller gets it; the flusher itself never dies
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for _, future in batch:
+                if not future.done():
+                    future.set_result(None)
+            self.group_commits += 1
+
+    async def _settle_one(self, transition: Transition, future: asyncio.Future[None]) -> None:
+        try:
+            await self.store.commit(transition)
+        except BaseException as exc:  # the caller gets it; the flusher itself never dies
+            if not future.done():
+                future.set_exception(exc)
+        else:
+            if not future.done():
+                future.set_result(None)
 
     async def record(self, *events: Event) -> None:
         """Events with no position transition (alerts, engine state); queued if the DB is down."""

@@ -24,7 +24,7 @@ from warden.service.context import Context
 from warden.service.exits import ExitManager
 from warden.service.gateway import Found, Gateway, NotFound
 
-RECOVERY_CONCURRENCY = 16
+RECOVERY_CONCURRENCY = 64
 """Positions resolved at once during recovery (each waits on its own exchange lookups)."""
 
 

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
@@ -24,7 +25,7 @@ import structlog
 from warden.domain.alerts import AlertKind
 from warden.domain.events import Event, EventKind
 from warden.domain.reports import FillReport, MarkPrice, OrderReport, StreamEvent, StreamGap
-from warden.domain.values import ClientOrderId, parse_client_id
+from warden.domain.values import ClientOrderId, PositionId, parse_client_id
 from warden.service.context import Context
 from warden.service.exits import ExitManager
 
@@ -44,6 +45,7 @@ class Router:
         self.on_gap = on_gap
         self.on_other_instance = on_other_instance
         self._early: dict[str, list[FillReport | OrderReport]] = defaultdict(list)
+        self._chains: dict[PositionId, asyncio.Task[Any]] = {}
         self._early_count = 0
 
     async def on_event(self, event: StreamEvent) -> None:
@@ -55,14 +57,30 @@ class Router:
             if order is None:
                 await self._unknown(event)
             elif isinstance(event, FillReport):
-                await self.exits.apply_fill(order, event)
+                self._in_order(order.position_id, self.exits.apply_fill(order, event))
             else:
-                await self.exits.on_order_report(order, event)
+                self._in_order(order.position_id, self.exits.on_order_report(order, event))
         elif isinstance(event, StreamGap):
             await self.ctx.ledger.record(
                 Event(EventKind.RECONCILE, self.ctx.clock.now(), None, f"stream gap: {event.reason}")
             )
             self.ctx.tasks.spawn(self.on_gap())
+
+    def _in_order(self, pid: PositionId, work: Coroutine[Any, Any, None]) -> None:
+        """Handle a position's events concurrently with other positions' (a mass event commits
+        in groups instead of one by one) but in arrival order for the same position."""
+        before = self._chains.get(pid)
+
+        async def run() -> None:
+            if before is not None and not before.done():
+                await asyncio.wait([before])
+            await work
+
+        task = self.ctx.tasks.spawn(run())
+        self._chains[pid] = task
+        task.add_done_callback(
+            lambda done: self._chains.pop(pid, None) if self._chains.get(pid) is done else None
+        )
 
     async def _unknown(self, event: FillReport | OrderReport) -> None:
         parsed = parse_client_id(event.client_order_id)

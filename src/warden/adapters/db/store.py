@@ -200,6 +200,17 @@ class SqlStore:
                 raise
             raise SymbolBusy(position.symbol, PositionId(holder)) from busy
 
+    async def commit_many(self, transitions: Sequence[Transition]) -> None:
+        """Several transitions (of different positions) in one database transaction: each keeps
+        its own compare-and-set, and if any is refused none is written (the caller retries them
+        one by one to learn which)."""
+
+        def work(conn: Connection) -> None:
+            for transition in transitions:
+                self._apply(conn, transition)
+
+        await self._write(f"commit {len(transitions)} transitions", work)
+
     async def append_events(self, events_: Sequence[Event]) -> None:
         def work(conn: Connection) -> None:
             self._check_fence(conn)
