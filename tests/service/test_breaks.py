@@ -76,12 +76,11 @@ async def test_the_database_refuses_a_second_open_position_on_a_symbol(harness: 
 async def test_an_entry_acknowledged_before_it_fills_is_protected(harness: Harness) -> None:
     """A market entry answered NEW with nothing filled is working: its later fill is protected."""
     harness.sim.faults.ack_only_if = lambda req: req.type is OrderType.MARKET
-    harness.sim.faults.fill_delay = 0.2
+    harness.sim.faults.fill_delay = 0.2  # within the saga's own wait (fill_wait 0.5 s)
     pos = await harness.open("short", SOL)
-    await eventually(
-        lambda: harness.engine.ledger.positions[pos.id].status is PositionStatus.PROTECTED,
-        what="protected after the delayed fill",
-    )
+    assert pos.status is PositionStatus.PROTECTED, "the caller is answered once the stop rests"
+    events = await harness.store.list_events(pos.id, 100)
+    assert not [e for e in events if "deadline" in e.message], [e.message for e in events]
     now = harness.engine.ledger.positions[pos.id]
     assert now.filled_qty == -harness.exchange_qty(SOL) > 0
     assert resting_qty(harness, SOL, OrderType.STOP_MARKET) == now.remaining

@@ -49,10 +49,11 @@ async def _one(url: str, label: str, n: int, gap: bool) -> tuple[float, int, int
         if gap:
             sim.disconnect()
         t0 = time.perf_counter()
-        for market in markets:  # a crash through every level: longs' stops and shorts' stops
+        for i, market in enumerate(sorted(markets, key=lambda m: m.instrument.symbol)):
+            # A crash through every level: each symbol holds one side (the seed alternates by
+            # symbol), longs' marks fall and shorts' rise 10 % in one tick, through every stop.
             symbol, price = market.instrument.symbol, market.start_price
-            sim.set_mark(symbol, price * Decimal("0.9"))
-            sim.set_mark(symbol, price * Decimal("1.1"))
+            sim.set_mark(symbol, price * (Decimal("0.9") if i % 2 == 0 else Decimal("1.1")))
         if gap:
             t0 = time.perf_counter()
             sim.reconnect()

@@ -159,7 +159,7 @@ class Opener:
             # Acknowledged, not (fully) filled: working. Wait here up to fill_wait for the
             # caller's sake; the rest of the deadline runs in the background.
             report = await exits.work_order(entry, report, ctx.config.fill_wait)
-            if report is not None and not report.status.terminal:
+            if not self._entry_done(entry, report):
                 ctx.saga_begin(pid)  # held by the background part until it ends
                 ctx.tasks.spawn(self._finish_working(pid, entry))
                 return ctx.ledger.positions[pid]
@@ -176,16 +176,19 @@ class Opener:
         try:
             report = await self.exits.work_order(entry, None, ctx.config.entry_deadline)
             position = ctx.ledger.positions[pid]
-            if (
-                report is not None
-                and report.status.terminal
-                and position.status is not PositionStatus.OPENING
-            ):
+            if self._entry_done(entry, report) and position.status is not PositionStatus.OPENING:
                 await self.exits.protect(pid)
                 return
             await self.recovery.cancel_working_entry(pid, ctx.ledger.orders[entry.client_order_id])
         finally:
             ctx.saga_end(pid)
+
+    def _entry_done(self, entry: Order, report: OrderReport | None) -> bool:
+        """The entry stopped working: the exchange says so, or its fills were all applied."""
+        current = self.ctx.ledger.orders.get(entry.client_order_id, entry)
+        return (report is not None and report.status.terminal) or (
+            current.status.terminal and current.filled_qty >= current.qty
+        )
 
     def _instrument(self, symbol: str) -> Instrument:
         inst = self.ctx.instruments.get(Symbol(symbol))
