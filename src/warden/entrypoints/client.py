@@ -57,7 +57,10 @@ def load_settings() -> Settings:
 
 
 class Client:
-    """A thin HTTP client; turns every failure into a CliError with one line of text."""
+    """A thin HTTP client; turns every failure into a CliError with one line of text.
+
+    It sends the API token whenever one is found (every /api/v1 call needs it);
+    `need_token` makes a missing token an error before anything is sent."""
 
     def __init__(self, url: str | None, need_token: bool = False) -> None:
         settings: Settings | None = None
@@ -66,16 +69,14 @@ class Client:
             url = settings.api_url
         self.url = url.rstrip("/")
         headers = {"User-Agent": USER_AGENT}
-        if need_token:
-            settings = settings or load_settings()
-            try:
-                token = find_token(settings)
-            except TokenError as exc:
-                raise CliError(str(exc)) from None
-            if token is None:
-                raise CliError(
-                    f"no API token: set {TOKEN_ENV}, or run `warden token` where `warden run` runs"
-                )
+        settings = settings or load_settings()
+        try:
+            token = find_token(settings)
+        except TokenError as exc:
+            raise CliError(str(exc)) from None
+        if token is None and need_token:
+            raise CliError(f"no API token: set {TOKEN_ENV}, or run `warden token` where `warden run` runs")
+        if token is not None:
             headers["Authorization"] = f"Bearer {token.get_secret_value()}"
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=TIMEOUT)
 

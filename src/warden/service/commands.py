@@ -61,6 +61,8 @@ class OpenPosition:
     signal_id: str | None = None
     stop_price: Decimal | None = None
     source: str = "api"
+    position_id: str | None = None
+    """The id the new position gets (the API names it before the open finishes); None: a random one."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -134,6 +134,16 @@ class Engine:
             raise TradingRefused("the entry order is still being resolved; try again in a moment")
         return await self.exits.close(cmd.position_id, cmd.reason)
 
+    async def close_symbol(self, symbol: str, reason: str = "manual") -> list[Position]:
+        """Close every open position on `symbol` (one, unless stacking is on); [] if none is open."""
+        self.ctx.gate.check_may_act()
+        pids = sorted(self.ledger.by_symbol.get(Symbol(symbol), ()))
+        return [await self.close_position(ClosePosition(pid, reason)) for pid in pids]
+
+    def knows(self, position_id: str) -> bool:
+        """The position is committed and in memory (the API answers 202 from then on)."""
+        return PositionId(position_id) in self.ledger.positions
+
     async def list_positions(self, include_closed: bool = False) -> list[PositionView]:
         if include_closed:
             stored = await self.store.list_positions(include_closed=True, limit=1000)

@@ -86,7 +86,7 @@ class Opener:
         async with ctx.locks.symbol(inst.symbol):
             check_trading()
             await self._refuse_duplicates(cmd, inst)
-            pid = PositionId(self.new_id())
+            pid = PositionId(cmd.position_id or self.new_id())
             now = ctx.clock.now()
             position = Position(
                 id=pid,
