@@ -10,6 +10,7 @@ import pytest
 
 from warden.bootstrap import Runtime, running
 from warden.entrypoints.api import create_app
+from warden.entrypoints.schemas import PositionOut
 
 from .conftest import AUTH, TOKEN, make_settings
 from .test_api import SIGNAL, assert_nothing_happened, open_sol
@@ -123,6 +124,7 @@ async def test_validation_comes_before_the_duplicate_refusal(
     assert stacked.status_code == 409, stacked.text
     assert stacked.json()["field"] == "symbol"
     assert stacked.json()["position_id"] == first["id"]
+    assert PositionOut.model_validate(stacked.json()["position"]).id == first["id"]  # complete, with nulls
     assert len(await runtime.store.list_positions(include_closed=True)) == 1
 
 

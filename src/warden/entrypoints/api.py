@@ -51,6 +51,7 @@ from warden.domain.values import Instrument, PositionId, Side
 from warden.entrypoints.auth import Access, request_access, source_allowed
 from warden.entrypoints.metrics import CONTENT_TYPE, ApiMetrics, SignalOutcome
 from warden.entrypoints.schemas import (
+    NO_BODY,
     CloseSymbolIn,
     EmptyIn,
     ErrorOut,
@@ -126,7 +127,8 @@ class ApiError(Exception):
 def error_response(
     status: int, code: str, message: str, headers: Mapping[str, str] | None = None, **extra: Any
 ) -> JSONResponse:
-    body = ErrorOut(error=code, message=message, **extra).model_dump(mode="json", exclude_none=True)
+    dumped = ErrorOut(error=code, message=message, **extra).model_dump(mode="json")
+    body = {key: value for key, value in dumped.items() if value is not None}
     return JSONResponse(body, status_code=status, headers=headers)
 
 
@@ -205,7 +207,7 @@ class _Context:
     async def authorize(self, request: Request, level: Access, *, body: bool) -> Caller:
         """The caller's token must grant `level` (401 without one, 403 if too weak)."""
         runtime = self.current()
-        data: object = None
+        data: object = NO_BODY
         problem: ValidationError | None = None
         if body:
             raw = await request.body()
@@ -222,9 +224,30 @@ class _Context:
             raise ApiError(401, "unauthorized", message)
         if access < level:
             raise ApiError(403, "forbidden", "this token may only read")
+        check_query(request)
         if problem is not None:
             raise problem
         return Caller(runtime, data)
+
+
+def _query_names(dependant: Any) -> set[str]:
+    names = {p.alias for p in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names
+
+
+def check_query(request: Request) -> None:
+    """Unknown query parameters are refused like unknown body fields."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return
+    accepted = sorted(_query_names(dependant))
+    for name in request.query_params:
+        if name not in accepted:
+            listed = ", ".join(accepted) or "none"
+            raise FieldError(name, f"is not a query parameter warden knows; accepted: {listed}", accepted)
 
 
 def _ctx(request: Request) -> _Context:
@@ -545,7 +568,7 @@ def _add_read_routes(app: FastAPI, ctx: _Context) -> None:
         await engine.get_position(position_id)  # 404 for an unknown id, not an empty list
         return model_response([EventOut.of(e) for e in await engine.list_events(position_id, limit)])
 
-    @app.get(f"{API}/status", response_model=StatusOut, responses=_errors(401, 503), tags=["reading"])
+    @app.get(f"{API}/status", response_model=StatusOut, responses=_errors(401, 422, 503), tags=["reading"])
     async def get_status(caller: Reader) -> JSONResponse:
         return model_response(StatusOut.of(caller.runtime.engine.status()))
 
@@ -563,10 +586,14 @@ def _add_ops_routes(app: FastAPI, ctx: _Context) -> None:
     @app.get(
         "/healthz",
         response_model=HealthOut,
-        responses={503: {"model": HealthOut, "description": "Not ready to trade; the reasons say why."}},
+        responses={
+            503: {"model": HealthOut, "description": "Not ready to trade; the reasons say why."},
+            **_errors(422),
+        },
         tags=["operations"],
     )
-    async def healthz() -> JSONResponse:
+    async def healthz(request: Request) -> JSONResponse:
+        check_query(request)
         status = ctx.safe_status()
         if status is None:
             return model_response(HealthOut(status="starting", reasons=["engine not started"]), 503)
@@ -578,10 +605,14 @@ def _add_ops_routes(app: FastAPI, ctx: _Context) -> None:
     @app.get(
         "/metrics",
         response_class=Response,
-        responses={200: {"content": {CONTENT_TYPE.split(";")[0]: {"schema": {"type": "string"}}}}},
+        responses={
+            200: {"content": {CONTENT_TYPE.split(";")[0]: {"schema": {"type": "string"}}}},
+            **_errors(422),
+        },
         tags=["operations"],
     )
-    async def get_metrics() -> Response:
+    async def get_metrics(request: Request) -> Response:
+        check_query(request)
         return Response(ctx.metrics.render(), media_type=CONTENT_TYPE)
 
 

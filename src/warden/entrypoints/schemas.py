@@ -172,10 +172,22 @@ class SignalIn(StrictBody):
     (close it and open the other side). TradingView's `market_position: "flat"` also closes.
     """
 
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"symbol": "SOL", "side": "long", "usd": "100", "signal_id": "example-1"},
+                {"symbol": "BINANCE:ETHUSDT.P", "side": "sell", "qty": "0.05"},
+                {"symbol": "SOL", "action": "close"},
+            ]
+        },
+    )
+
     symbol: str = Field(
         min_length=1,
         max_length=64,
         description="SOL, SOLUSDT, SOL/USDT:USDT or TradingView's {{ticker}} (BINANCE:SOLUSDT.P).",
+        examples=["BINANCE:SOLUSDT.P", "BTC"],
     )
     side: Literal["long", "short", "buy", "sell"] | None = Field(
         None,
@@ -220,7 +232,9 @@ class SignalIn(StrictBody):
 class CloseSymbolIn(StrictBody):
     """Close every open position on a symbol."""
 
-    symbol: str = Field(min_length=1, max_length=64, description="SOL, SOLUSDT, SOL/USDT:USDT, …")
+    symbol: str = Field(
+        min_length=1, max_length=64, description="SOL, SOLUSDT, SOL/USDT:USDT, …", examples=["SOL"]
+    )
     secret: str | None = Field(None, max_length=256, description="The API token, if not in the header.")
 
 
@@ -468,9 +482,13 @@ def _depth_ok(raw: bytes, limit: int) -> bool:
 M = TypeVar("M", bound="StrictBody")
 
 
+NO_BODY: Any = type("NoBody", (), {"__repr__": lambda self: "NO_BODY"})()
+"""What a request without a body decodes to (JSON `null` is a body, and not an object)."""
+
+
 def parse_body(model: type[M], data: object) -> M:
     """Validate a decoded body; the first problem is raised as a ValidationError naming its field."""
-    if data is None and model is EmptyIn:
+    if data is NO_BODY and model is EmptyIn:
         data = {}
     if not isinstance(data, dict):
         raise ValidationError("body", "expected a JSON object")
