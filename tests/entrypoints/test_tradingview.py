@@ -14,11 +14,11 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.helpers import eventually
 from warden.bootstrap import Runtime, running
 from warden.domain.values import OrderType, Symbol
 from warden.entrypoints.api import create_app
 
-from tests.helpers import eventually
 from .conftest import AUTH, TOKEN, make_settings
 from .test_api import SIGNAL, assert_nothing_happened, open_sol
 
