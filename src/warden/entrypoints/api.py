@@ -34,10 +34,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Protocol
 
-from fastapi import Depends, FastAPI, Query, Request, Security
+from fastapi import Depends, FastAPI, Header, Query, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
@@ -69,6 +69,7 @@ from warden.entrypoints.schemas import (
     normalise_symbol,
     parse_body,
 )
+from warden.entrypoints.sse import event_stream
 from warden.logging import get_logger
 from warden.ports import Clock, ExchangeError, ExchangeUnavailable, StoreUnavailable
 from warden.service.commands import (
@@ -101,6 +102,8 @@ class EngineApi(Protocol):
     async def get_position(self, position_id: str) -> PositionView: ...
     async def list_events(self, position_id: str | None = None, limit: int = 100) -> list[Event]: ...
     def knows(self, position_id: str) -> bool: ...
+    def unprotected_seconds(self) -> list[float]: ...
+    async def events_since(self, after_id: int | None, limit: int = 100) -> list[tuple[int, Event]]: ...
     def status(self) -> EngineStatus: ...
     def instrument(self, symbol: str) -> Instrument | None: ...
     async def reconcile(self) -> ReconcileReport: ...
@@ -187,7 +190,7 @@ class _Context:
 
     def __init__(self, provider: RuntimeProvider) -> None:
         self._provider = provider
-        self.metrics = ApiMetrics(self.safe_status)
+        self.metrics = ApiMetrics(self.safe_status, self.safe_unprotected)
         self.inflight: set[asyncio.Task[Any]] = set()
 
     def current(self) -> RuntimeApi:
@@ -199,6 +202,10 @@ class _Context:
     def max_body(self) -> int:
         runtime = self._provider()
         return DEFAULT_MAX_BODY if runtime is None else runtime.settings.max_body_bytes
+
+    def safe_unprotected(self) -> list[float]:
+        runtime = self._provider()
+        return [] if runtime is None else list(runtime.engine.unprotected_seconds())
 
     def safe_status(self) -> EngineStatus | None:
         runtime = self._provider()
@@ -335,6 +342,7 @@ def create_app(runtime_provider: RuntimeProvider) -> FastAPI:
     _add_signal_route(app, ctx)
     _add_position_routes(app, ctx)
     _add_read_routes(app, ctx)
+    _add_stream_route(app, ctx)
     _add_ops_routes(app, ctx)
     _install_openapi(app)
     app.add_middleware(BodyLimit, limit=ctx.max_body)
@@ -580,6 +588,39 @@ def _add_read_routes(app: FastAPI, ctx: _Context) -> None:
     ) -> JSONResponse:
         events = await caller.runtime.engine.list_events(position_id, limit)
         return model_response([EventOut.of(e) for e in events])
+
+
+def _add_stream_route(app: FastAPI, ctx: _Context) -> None:
+    @app.get(
+        f"{API}/stream",
+        response_class=StreamingResponse,
+        summary="Every event as it is committed (server-sent events)",
+        responses={
+            200: {
+                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                "description": "`id:` the event's id, `event:` its kind, `data:` the event (EventOut).",
+            },
+            **_errors(401, 422, 503),
+        },
+        tags=["reading"],
+    )
+    async def get_stream(
+        caller: Reader,
+        last_event_id: Annotated[
+            int | None, Header(ge=0, description="Resume after this event id (browsers send it).")
+        ] = None,
+        after: Annotated[int | None, Query(ge=0, description="Resume after this event id.")] = None,
+        backlog: Annotated[
+            int, Query(ge=0, le=1000, description="A new client first gets this many recent events.")
+        ] = 0,
+    ) -> StreamingResponse:
+        runtime = caller.runtime
+        resume = last_event_id if last_event_id is not None else after
+        stream = event_stream(
+            runtime.engine.events_since, resume, backlog, runtime.clock.now, ctx.metrics.observe_stream_lag
+        )
+        headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+        return StreamingResponse(stream, media_type="text/event-stream", headers=headers)
 
 
 def _add_ops_routes(app: FastAPI, ctx: _Context) -> None:
