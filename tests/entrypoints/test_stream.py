@@ -72,7 +72,7 @@ async def test_events_arrive_as_committed_and_resume_after_last_event_id(url: st
         pid = opened.json()["id"]
         live = await listening
         mine = [m for m in live if m["data"]["position_id"] == pid]
-        assert [m["event"] for m in mine][0] == "position_opening"
+        assert mine[0]["event"] == "position_opening"
         assert mine[-1]["event"] == "position_protected"
         ids = [int(m["id"]) for m in live]
         assert ids == sorted(ids)
