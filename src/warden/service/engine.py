@@ -140,6 +140,12 @@ class Engine:
         pids = sorted(self.ledger.by_symbol.get(Symbol(symbol), ()))
         return [await self.close_position(ClosePosition(pid, reason)) for pid in pids]
 
+    def unprotected_for(self, position_id: str) -> float | None:
+        """Seconds this position has been without a resting stop, as timed by the exits (None when
+        it is not being timed: protected, or never filled)."""
+        started = self.exits._exposed_since.get(PositionId(position_id))
+        return None if started is None else max(0.0, self.clock.monotonic() - started)
+
     def knows(self, position_id: str) -> bool:
         """The position is committed and in memory (the API answers 202 from then on)."""
         return PositionId(position_id) in self.ledger.positions
