@@ -16,7 +16,8 @@ SUFFIXES = ("_bucket", "_sum", "_count")
 
 def names_in(text: str) -> set[str]:
     found = set()
-    for name in re.findall(r"\bwarden_[a-z_]+", text):
+    for raw in re.findall(r"\bwarden_[a-z_]+", text):
+        name = raw
         for suffix in SUFFIXES:
             name = name.removesuffix(suffix)
         found.add(name)
