@@ -32,6 +32,7 @@ import asyncio
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Annotated, Any, Protocol
 
 from fastapi import Depends, FastAPI, Header, Query, Request, Security
@@ -41,6 +42,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from warden.config import Settings
@@ -59,6 +61,7 @@ from warden.entrypoints.schemas import (
     FieldError,
     HealthOut,
     PositionOut,
+    PositionPatchIn,
     ReconcileOut,
     SignalAction,
     SignalIn,
@@ -99,6 +102,7 @@ class EngineApi(Protocol):
     async def open_position(self, cmd: OpenPosition) -> Position: ...
     async def close_position(self, cmd: ClosePosition) -> Position: ...
     async def close_symbol(self, symbol: str, reason: str = "manual") -> list[Position]: ...
+    async def move_stop(self, position_id: str, price: Decimal) -> Position: ...
     async def list_positions(self, include_closed: bool = False) -> list[PositionView]: ...
     async def get_position(self, position_id: str) -> PositionView: ...
     async def list_events(self, position_id: str | None = None, limit: int = 100) -> list[Event]: ...
@@ -164,7 +168,7 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"model": ErrorOut, "description": _DESCRIPTIONS[code]} for code in codes}
 
 
-_REQUEST_MODELS: list[type[BaseModel]] = [SignalIn, CloseSymbolIn, EmptyIn]
+_REQUEST_MODELS: list[type[BaseModel]] = [SignalIn, CloseSymbolIn, PositionPatchIn, EmptyIn]
 
 
 def _body(model: type[StrictBody], required: bool = True) -> dict[str, Any]:
@@ -445,6 +449,7 @@ async def _signal(ctx: _Context, caller: Caller, request: Request, wait: bool | 
         signal.stop_price,
         source,
         position_id=secrets.token_hex(6),
+        trail_pct=signal.trail_pct,
     )
     if signal.action is SignalAction.FLIP:
         await engine.close_symbol(symbol, "flip")
@@ -530,6 +535,21 @@ def _add_position_routes(app: FastAPI, ctx: _Context) -> None:
         parse_body(EmptyIn, caller.data)
         engine = caller.runtime.engine
         position = await engine.close_position(ClosePosition(PositionId(position_id)))
+        return model_response(await _render(engine, position))
+
+    @app.patch(
+        f"{API}/positions/{{position_id}}",
+        response_model=PositionOut,
+        summary="Tighten an open position's stop",
+        description="The new stop is placed before the old one is cancelled; a stop never loosens.",
+        responses=_errors(401, 403, 404, 413, 422, 502, 503),
+        openapi_extra=_body(PositionPatchIn),
+        tags=["trading"],
+    )
+    async def patch_position(position_id: str, caller: Writer) -> JSONResponse:
+        body = parse_body(PositionPatchIn, caller.data)
+        engine = caller.runtime.engine
+        position = await engine.move_stop(position_id, body.stop_price)
         return model_response(await _render(engine, position))
 
     @app.post(
@@ -703,6 +723,25 @@ def _install_openapi(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
+def _allowed_methods(request: Request) -> list[str]:
+    """The methods of the path as documented: of the most specific matching paths (the fewest
+    parameters, so /positions/close is not also /positions/{position_id})."""
+    scope = {**request.scope, "method": "GET"}
+    matching = [
+        route
+        for route in request.app.routes
+        if getattr(route, "methods", None) and route.matches(scope)[0] is not Match.NONE
+    ]
+    if not matching:
+        return []
+    fewest = min(getattr(route, "path", "").count("{") for route in matching)
+    methods: set[str] = set()
+    for route in matching:
+        if getattr(route, "path", "").count("{") == fewest:
+            methods |= set(getattr(route, "methods", ()))
+    return sorted(methods - {"HEAD"})
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     async def api_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ApiError)
@@ -749,10 +788,13 @@ def _install_error_handlers(app: FastAPI) -> None:
         log.error("api_internal_error", error=repr(exc), exc_info=exc)
         return error_response(500, "internal", "internal error; see the engine log")
 
-    async def http_error(_: Request, exc: Exception) -> JSONResponse:
+    async def http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, HTTPException)
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return error_response(exc.status_code, code, str(exc.detail), headers=exc.headers)
+        headers = exc.headers
+        if exc.status_code == 405:  # every method of the path, not only the first route's
+            headers = {"Allow": ", ".join(_allowed_methods(request))}
+        return error_response(exc.status_code, code, str(exc.detail), headers=headers)
 
     app.add_exception_handler(ApiError, api_error)
     app.add_exception_handler(ValidationError, validation)

@@ -206,6 +206,9 @@ class SignalIn(StrictBody):
         None, min_length=1, max_length=128, description="Idempotency key: a resent id answers 409."
     )
     stop_price: PositiveNumber | None = Field(None, description="The stop price (default: from the plan).")
+    trail_pct: Fraction | None = Field(
+        None, description="This position's trailing distance after TP2 (default: the trail_pct setting)."
+    )
     timestamp: Timestamp | None = Field(
         None, description="When the alert fired; older than max_signal_age is refused."
     )
@@ -236,6 +239,16 @@ class CloseSymbolIn(StrictBody):
         min_length=1, max_length=64, description="SOL, SOLUSDT, SOL/USDT:USDT, …", examples=["SOL"]
     )
     secret: str | None = Field(None, max_length=256, description="The API token, if not in the header.")
+
+
+class PositionPatchIn(StrictBody):
+    """Change an open position: tighten its stop (a stop never loosens)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"stop_price": "148.5"}]})
+
+    stop_price: PositiveNumber = Field(
+        description="The new stop price: tighter than the current one, on the protective side of the mark."
+    )
 
 
 class EmptyIn(StrictBody):

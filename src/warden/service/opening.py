@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from decimal import Decimal
 
 from warden.domain.errors import ValidationError
@@ -83,6 +84,7 @@ class Opener:
             raise TradingRefused(f"exchange unavailable, nothing was sent: {exc}") from exc
         qty = order_qty(inst, mark, cmd.usd, cmd.qty)
         stop = self._validate_stop(cmd, inst, mark)
+        plan = ctx.config.plan if cmd.trail_pct is None else replace(ctx.config.plan, trail_pct=cmd.trail_pct)
         async with ctx.locks.symbol(inst.symbol):
             check_trading()
             await self._refuse_duplicates(cmd, inst)
@@ -94,7 +96,7 @@ class Opener:
                 side=cmd.side,
                 status=PositionStatus.OPENING,
                 target_qty=qty,
-                plan=ctx.config.plan,
+                plan=plan,
                 opened_at=now,
                 signal_id=cmd.signal_id,
                 origin=cmd.source,
