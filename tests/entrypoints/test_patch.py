@@ -24,7 +24,7 @@ def stops(runtime: Runtime) -> list[tuple[Decimal, Decimal | None]]:
 
 
 async def test_patch_tightens_the_stop_on_the_exchange(client: httpx.AsyncClient, runtime: Runtime) -> None:
-    """A tighter stop rests on the exchange for the full size and replaces the old one; stop_moved is recorded."""
+    """A tighter stop rests for the full size and replaces the old one; stop_moved is recorded."""
     p = await open_sol(client)  # long 0.66 @ 150, stop 147.75
     response = await client.patch(f"/api/v1/positions/{p['id']}", json={"stop_price": "148.5"}, headers=AUTH)
     assert response.status_code == 200, response.text
