@@ -8,7 +8,10 @@ from pathlib import Path
 
 import httpx
 
-from .test_api import open_sol
+from warden.bootstrap import Runtime
+
+from .conftest import AUTH
+from .test_api import SIGNAL, open_sol
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 SUFFIXES = ("_bucket", "_sum", "_count")
@@ -35,7 +38,15 @@ async def test_deploy_files_use_exposed_metrics(client: httpx.AsyncClient) -> No
     used = names_in(dashboard) | names_in(alerts)
     assert used, "no metric named"
     assert used <= families, f"not exposed by /metrics: {sorted(used - families)}"
-    for name in ("warden_unprotected_positions", "warden_unprotected_seconds", "warden_stream_lag_seconds"):
+    for name in (
+        "warden_unprotected_positions",
+        "warden_unprotected_seconds",
+        "warden_stream_lag_seconds",
+        "warden_exchange_call_seconds",
+        "warden_exchange_errors_total",
+        "warden_db_write_seconds",
+        "warden_alert_deliveries_total",
+    ):
         assert name in used, name
 
 
@@ -46,3 +57,31 @@ async def test_unprotected_seconds_histogram_counts_protections(client: httpx.As
     assert 'warden_unprotected_seconds_bucket{le="+Inf"} 1.0' in text
     assert "warden_unprotected_seconds_count 1.0" in text
     assert "# TYPE warden_stream_lag_seconds histogram" in text
+
+
+async def test_exchange_database_and_alert_metrics(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    """Exchange calls by operation (and their errors), database writes and alert deliveries are counted."""
+    await open_sol(client)
+    assert runtime.sim is not None
+    runtime.sim.faults.unavailable_if = lambda request: True
+    refused = await client.post("/api/v1/signals", json={**SIGNAL, "symbol": "ETH"}, headers=AUTH)
+    runtime.sim.faults.unavailable_if = None
+    assert refused.status_code in (201, 502, 503), refused.text
+    text = (await client.get("/metrics")).text
+    assert (
+        sample(text, 'warden_exchange_call_seconds_count{operation="place_order"}') >= 4
+    )  # entry, stop, TPs
+    assert (
+        sample(text, 'warden_exchange_errors_total{error="ExchangeUnavailable",operation="place_order"}') >= 1
+    )
+    assert sample(text, 'warden_db_write_seconds_count{operation="commit"}') >= 3
+    assert (
+        sample(text, 'warden_alert_deliveries_total{channel="log",outcome="delivered"}') >= 1
+    )  # engine started
+
+
+def sample(text: str, series: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{series} not in /metrics")

@@ -40,6 +40,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CollectorRegistry
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
@@ -124,6 +125,8 @@ class RuntimeApi(Protocol):
     def clock(self) -> Clock: ...
     @property
     def is_holder(self) -> bool: ...
+    @property
+    def metrics_registry(self) -> CollectorRegistry: ...
 
 
 RuntimeProvider = Callable[[], RuntimeApi | None]
@@ -198,7 +201,7 @@ class _Context:
 
     def __init__(self, provider: RuntimeProvider) -> None:
         self._provider = provider
-        self.metrics = ApiMetrics(self.safe_status, self.safe_unprotected)
+        self.metrics = ApiMetrics(self.safe_status, self.safe_unprotected, self.runtime_registry)
         self.inflight: set[asyncio.Task[Any]] = set()
 
     def current(self) -> RuntimeApi:
@@ -210,6 +213,10 @@ class _Context:
     def max_body(self) -> int:
         runtime = self._provider()
         return DEFAULT_MAX_BODY if runtime is None else runtime.settings.max_body_bytes
+
+    def runtime_registry(self) -> CollectorRegistry | None:
+        runtime = self._provider()
+        return None if runtime is None else runtime.metrics_registry
 
     def safe_unprotected(self) -> list[float]:
         runtime = self._provider()

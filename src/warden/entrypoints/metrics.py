@@ -86,12 +86,28 @@ def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
     return family
 
 
+class RuntimeCollector(Collector):
+    """The running warden's own metrics (exchange calls, database writes, alerts), read at scrape."""
+
+    def __init__(self, registry: Callable[[], CollectorRegistry | None]) -> None:
+        self._registry = registry
+
+    def collect(self) -> Iterator[Metric]:
+        registry = self._registry()
+        if registry is not None:
+            yield from registry.collect()
+
+
 class ApiMetrics:
     def __init__(
-        self, status: Callable[[], EngineStatus | None], unprotected: Callable[[], list[float]] = list
+        self,
+        status: Callable[[], EngineStatus | None],
+        unprotected: Callable[[], list[float]] = list,
+        runtime_registry: Callable[[], CollectorRegistry | None] = lambda: None,
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(EngineCollector(status, unprotected))
+        self.registry.register(RuntimeCollector(runtime_registry))
         self.stream_lag = Histogram(
             "warden_stream_lag_seconds",
             "Seconds from an event's commit time to its delivery on the event stream.",
