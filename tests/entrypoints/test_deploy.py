@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import re
+from decimal import Decimal
 from pathlib import Path
 
 import httpx
 
 from warden.bootstrap import Runtime
+from warden.domain.values import OrderSide, Symbol
 
 from .conftest import AUTH
 from .test_api import SIGNAL, open_sol
@@ -46,6 +48,7 @@ async def test_deploy_files_use_exposed_metrics(client: httpx.AsyncClient) -> No
         "warden_exchange_errors_total",
         "warden_db_write_seconds",
         "warden_alert_deliveries_total",
+        "warden_reconcile_differences_total",
     ):
         assert name in used, name
 
@@ -85,3 +88,13 @@ def sample(text: str, series: str) -> float:
         if line.startswith(series + " "):
             return float(line.rsplit(" ", 1)[1])
     raise AssertionError(f"{series} not in /metrics")
+
+
+async def test_reconcile_differences_by_kind(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    """A trade made outside warden is an orphan for reconciliation, counted by kind on /metrics."""
+    assert runtime.sim is not None
+    runtime.sim.external_order(Symbol("ETH/USDT:USDT"), OrderSide.BUY, Decimal("0.05"))
+    report = (await client.post("/api/v1/reconcile", headers=AUTH)).json()
+    assert [f["kind"] for f in report["findings"]] == ["orphan"]
+    text = (await client.get("/metrics")).text
+    assert sample(text, 'warden_reconcile_differences_total{kind="orphan"}') == 1

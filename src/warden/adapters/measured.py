@@ -16,7 +16,7 @@ from typing import TypeVar
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from warden.adapters.forwarding import ForwardingStore
-from warden.domain.events import Event
+from warden.domain.events import Event, EventKind
 from warden.domain.position import Position
 from warden.domain.reports import FillReport, OrderReport, OrderRequest, PositionReport, StreamEvent
 from warden.domain.values import Instrument, Symbol
@@ -55,6 +55,12 @@ class Telemetry:
             "warden_db_errors",
             "Database writes that raised, by operation.",
             ["operation"],
+            registry=self.registry,
+        )
+        self.reconcile_differences = Counter(
+            "warden_reconcile_differences",
+            "Differences reconciliation found (and recorded), by kind.",
+            ["kind"],
             registry=self.registry,
         )
         self.alerts = Counter(
@@ -141,9 +147,17 @@ class MeasuredStore(ForwardingStore):
 
     async def commit(self, transition: Transition) -> None:
         await self._write("commit", self.inner.commit(transition))
+        self._count(transition.events)
 
     async def append_events(self, events: Sequence[Event]) -> None:
         await self._write("append_events", self.inner.append_events(events))
+        self._count(events)
+
+    def _count(self, events: Sequence[Event]) -> None:
+        """Reconciliation records one event per difference (data: kind, action): count them once stored."""
+        for event in events:
+            if event.kind is EventKind.RECONCILE and "kind" in event.data and "action" in event.data:
+                self.telemetry.reconcile_differences.labels(kind=event.data["kind"]).inc()
 
     async def save_marks(self, positions: Sequence[Position]) -> None:
         await self._write("save_marks", self.inner.save_marks(positions))
