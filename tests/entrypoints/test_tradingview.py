@@ -256,3 +256,24 @@ async def test_close_by_symbol_route(client: httpx.AsyncClient, runtime: Runtime
     none = await client.post("/api/v1/positions/close", json={"symbol": "SOL"}, headers=AUTH)
     assert (none.status_code, none.json()["field"]) == (404, "symbol")
     await eventually(lambda: runtime.sim is not None and runtime.sim.core.open_orders() == [])
+
+
+async def test_strategy_reversal_flips(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    """A strategy that reverses (sell, market_position short) while warden holds its long flips it."""
+    long = await open_sol(client)
+    body = alert("BINANCE:SOLUSDT.P", "sell", "0.66", runtime.clock.now(), market_position="short")
+    response = await client.post("/api/v1/signals", content=body)
+    assert response.status_code == 201, response.text
+    assert (response.json()["side"], response.json()["status"]) == ("short", "protected")
+    old = (await client.get(f"/api/v1/positions/{long['id']}", headers=AUTH)).json()
+    assert (old["status"], old["exit_reason"]) == ("closed", "flip")
+
+
+async def test_partial_exit_of_a_strategy_does_not_flip(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    """sell while the strategy stays long (a partial exit) is no reversal: 409, nothing closed."""
+    long = await open_sol(client)
+    body = alert("BINANCE:SOLUSDT.P", "sell", "0.3", runtime.clock.now(), market_position="long")
+    response = await client.post("/api/v1/signals", content=body)
+    assert response.status_code == 409, response.text
+    still = (await client.get(f"/api/v1/positions/{long['id']}", headers=AUTH)).json()
+    assert still["status"] == "protected"

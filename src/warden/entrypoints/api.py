@@ -437,10 +437,17 @@ async def _signal(ctx: _Context, caller: Caller, request: Request, wait: bool | 
         if not closed:
             raise ApiError(404, "not_found", f"no open position on {symbol}", field="symbol")
         return model_response([await _render(engine, p) for p in closed])
-    if side is None and signal.action is SignalAction.FLIP:
-        current = [v.position for v in await engine.list_positions() if v.position.symbol == symbol]
-        if current:
-            side = Side.SHORT if current[0].side is Side.LONG else Side.LONG
+    current = [v.position for v in await engine.list_positions() if v.position.symbol == symbol]
+    flip = signal.action is SignalAction.FLIP
+    if side is None and flip and current:
+        side = Side.SHORT if current[0].side is Side.LONG else Side.LONG
+    if (
+        signal.market_position in ("long", "short")
+        and side is not None
+        and side.value == signal.market_position
+        and any(p.side is not side for p in current)
+    ):
+        flip = True  # a strategy's reversal: it was long and is now short (or the reverse)
     if side is None:
         raise ValidationError("side", "is required to open a position (long, short, buy or sell)")
     usd = signal.usd
@@ -458,7 +465,7 @@ async def _signal(ctx: _Context, caller: Caller, request: Request, wait: bool | 
         position_id=secrets.token_hex(6),
         trail_pct=signal.trail_pct,
     )
-    if signal.action is SignalAction.FLIP:
+    if flip:
         await engine.close_symbol(symbol, "flip")
     return await _open(ctx, runtime, cmd, wait)
 
