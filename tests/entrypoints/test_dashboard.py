@@ -173,7 +173,7 @@ def test_dashboard_live_in_chromium(live: LiveWarden, browser: Any) -> None:
     # Someone cancels the stop on the exchange; the re-placement is slowed so red can be seen.
     async def cancel_stop(rt: Runtime) -> None:
         assert rt.sim is not None
-        rt.sim.faults.rest_latency = 2.0
+        rt.sim.faults.rest_latency = 3.0
         [resting] = [
             o
             for o in rt.sim.core.open_orders(Symbol(opened.json()["symbol"]))

@@ -107,7 +107,9 @@
     }
     let total = 0, last = 0;
     const points = [];
-    JSON.parse(data.textContent).forEach((p) => {
+    const closed = JSON.parse(data.textContent);
+    if (closed.length) { last = closed[0].t - 60; points.push({ time: last, value: 0 }); }
+    closed.forEach((p) => {
       total += Number(p.pnl);
       const t = Math.max(p.t, last + 1);
       points.push({ time: t, value: Math.round(total * 1e8) / 1e8 });
