@@ -118,7 +118,7 @@ async def test_slow_exchange_answers_202_at_the_deadline(slow: tuple[Runtime, ht
     response = await http.post("/api/v1/signals", json=SIGNAL, headers=AUTH)
     elapsed = loop_time() - started
     assert response.status_code == 202, response.text
-    assert elapsed < 0.9  # well before the open could finish (mark, send, stop: >= 0.9 s)
+    assert elapsed < 3.0  # TradingView's limit; the open itself takes >= 0.9 s (mark, send, stop)
     pid = response.json()["id"]
     assert response.json()["status"] == "opening"
 

@@ -477,14 +477,16 @@ async def _open(ctx: _Context, runtime: RuntimeApi, cmd: OpenPosition, wait: boo
     ctx.inflight.add(task)
     task.add_done_callback(lambda done: _finished(ctx, done))
     assert cmd.position_id is not None
-    loop = asyncio.get_running_loop()
-    deadline = None if wait is True else loop.time() + (0 if wait is False else runtime.settings.signal_wait)
+    # asyncio.wait never cancels the task: a caller that hangs up does not stop the open.
+    if wait is True:
+        await asyncio.wait({task})
+    else:
+        await asyncio.wait({task}, timeout=0 if wait is False else runtime.settings.signal_wait)
+        while not task.done() and not engine.knows(cmd.position_id):  # past the deadline, not committed
+            await asyncio.wait({task}, timeout=COMMIT_POLL)
+        if not task.done():
+            return model_response(await _render(engine, None, cmd.position_id), 202)
     try:
-        while not task.done():
-            past = deadline is not None and loop.time() >= deadline
-            if past and engine.knows(cmd.position_id):
-                return model_response(await _render(engine, None, cmd.position_id), 202)
-            await asyncio.wait({task}, timeout=COMMIT_POLL if deadline is not None else None)
         position = task.result()
     except AlreadyExists as exc:
         field = "signal_id" if cmd.signal_id and exc.position.signal_id == cmd.signal_id else "symbol"
