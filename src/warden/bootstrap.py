@@ -16,12 +16,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
+from prometheus_client import CollectorRegistry
 
 from warden.adapters.clock import SystemClock
 from warden.adapters.db.lease import lease_for
 from warden.adapters.db.migrate import upgrade
 from warden.adapters.db.store import open_store
 from warden.adapters.db.urls import redact
+from warden.adapters.measured import MeasuredExchange, MeasuredNotifier, MeasuredStore, Telemetry
 from warden.adapters.notify import LogNotifier
 from warden.adapters.sim import SimPriceFeed, SimulatedExchange
 from warden.config import ConfigError, Settings
@@ -54,6 +56,12 @@ class Runtime:
     lease_retry: float = LEASE_RETRY
     watch: asyncio.Task[Any] | None = None
     feed: asyncio.Task[Any] | None = None
+    telemetry: Telemetry = field(default_factory=Telemetry)
+
+    @property
+    def metrics_registry(self) -> CollectorRegistry:
+        """Exchange call, database write and alert delivery metrics (the API's /metrics adds them)."""
+        return self.telemetry.registry
 
     @property
     def is_holder(self) -> bool:
@@ -143,12 +151,27 @@ async def running(
         exchange, sim = build_exchange(settings, clock)
     else:
         sim = exchange if isinstance(exchange, SimulatedExchange) else None
+    telemetry = Telemetry()
+    channel = "log" if notifier is None else type(notifier).__name__.lower()
     engine = Engine(
-        exchange, store, clock, notifier or LogNotifier(), engine_config(settings, store.installation_id)
+        MeasuredExchange(exchange, telemetry),
+        MeasuredStore(store, telemetry),
+        clock,
+        MeasuredNotifier(notifier or LogNotifier(), channel, telemetry),
+        engine_config(settings, store.installation_id),
     )
     lease = lease_for(settings.db, settings.account, op_timeout=settings.db_timeout)
     runtime = Runtime(
-        settings, engine, store, exchange, lease, clock, sim, price_feed, lease_retry=lease_retry
+        settings,
+        engine,
+        store,
+        exchange,
+        lease,
+        clock,
+        sim,
+        price_feed,
+        lease_retry=lease_retry,
+        telemetry=telemetry,
     )
     try:
         async with asyncio.TaskGroup() as group:

@@ -10,17 +10,19 @@ Secrets are `SecretStr` and never appear in `repr`, logs or `redacted()`.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from contextvars import ContextVar
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import pydantic
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -87,7 +89,35 @@ class Settings(BaseSettings):
     # -- the API ---------------------------------------------------------------------------------
     api_token: SecretStr | None = Field(
         None,
-        description="Bearer token for mutating API calls; generated into DATA_DIR/api-token if unset.",
+        description="Bearer token for the API (every /api/v1 call); made into DATA_DIR/api-token if unset.",
+    )
+
+    api_read_token: SecretStr | None = Field(
+        None,
+        description="Optional token that may only read (dashboards, monitoring); mutating calls get 403.",
+    )
+    max_body_bytes: int = Field(
+        65536, ge=1024, le=16 * 1024 * 1024, description="Largest request body accepted; larger ones get 413."
+    )
+    max_signal_age: float = Field(
+        60.0, gt=0, description="A signal whose timestamp is older than this many seconds is refused (422)."
+    )
+    signal_wait: float = Field(
+        2.0,
+        ge=0,
+        le=60,
+        description=(
+            "Seconds POST /signals waits for the position to be protected before answering 202 with its id"
+            " (TradingView gives up after 3 s); ?wait=true waits for the outcome."
+        ),
+    )
+    webhook_allow_ips: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="If set, POST /signals is accepted only from these addresses or networks (comma list).",
+    )
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Reverse proxies whose X-Forwarded-For is believed when finding a caller's address.",
     )
 
     # -- the exit plan (fractions of the entry price / of the filled size) ---------------------
@@ -129,6 +159,21 @@ class Settings(BaseSettings):
         "adopt",
         description="What to do with an exchange position warden has no record of: adopt, close or alert.",
     )
+
+    @field_validator("webhook_allow_ips", "trusted_proxies", mode="before")
+    @classmethod
+    def _networks(cls, value: object) -> object:
+        """A list, or comma-separated text (environment variables); each an address or a network."""
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, list | tuple):
+            for item in value:
+                try:
+                    ipaddress.ip_network(str(item), strict=False)
+                except ValueError:
+                    raise ValueError(f"{item!r} is not an IP address or network") from None
+            return [str(item) for item in value]
+        return value
 
     @field_validator("db")
     @classmethod
@@ -232,9 +277,12 @@ def reference_rows() -> list[tuple[str, str, str, str]]:
     """(setting, environment variable, default, description) for the README's table."""
     rows = []
     for name, info in Settings.model_fields.items():
-        default = "" if info.default is None else str(info.default)
-        if isinstance(info.default, bool):
-            default = str(info.default).lower()
+        value = info.get_default(call_default_factory=True)
+        default = "" if value is None else str(value)
+        if isinstance(value, bool):
+            default = str(value).lower()
+        elif isinstance(value, list):
+            default = ", ".join(str(v) for v in value)
         rows.append((name, f"{ENV_PREFIX}{name.upper()}", default, info.description or ""))
     return rows
 

@@ -169,7 +169,7 @@ async def test_close_needs_the_token(client: httpx.AsyncClient) -> None:
     p = await open_sol(client)
     response = await client.post(f"/api/v1/positions/{p['id']}/close")
     assert response.status_code == 401
-    assert (await client.get(f"/api/v1/positions/{p['id']}")).json()["status"] == "protected"
+    assert (await client.get(f"/api/v1/positions/{p['id']}", headers=AUTH)).json()["status"] == "protected"
 
 
 async def test_close_unknown_position_is_404(client: httpx.AsyncClient) -> None:
@@ -182,31 +182,32 @@ async def test_close_unknown_position_is_404(client: httpx.AsyncClient) -> None:
 async def test_read_positions_and_events(client: httpx.AsyncClient) -> None:
     """Open positions are listed; closed ones only with ?all=true; each has its audit trail."""
     p = await open_sol(client)
-    listed = (await client.get("/api/v1/positions")).json()
+    listed = (await client.get("/api/v1/positions", headers=AUTH)).json()
     assert [x["id"] for x in listed] == [p["id"]]
     await client.post(f"/api/v1/positions/{p['id']}/close", headers=AUTH)
-    assert (await client.get("/api/v1/positions")).json() == []
-    everything = (await client.get("/api/v1/positions", params={"all": "true"})).json()
+    assert (await client.get("/api/v1/positions", headers=AUTH)).json() == []
+    everything = (await client.get("/api/v1/positions", params={"all": "true"}, headers=AUTH)).json()
     assert [(x["id"], x["status"]) for x in everything] == [(p["id"], "closed")]
-    one = (await client.get(f"/api/v1/positions/{p['id']}")).json()
+    one = (await client.get(f"/api/v1/positions/{p['id']}", headers=AUTH)).json()
     assert one["exit_reason"] == "manual"
-    kinds = {e["kind"] for e in (await client.get(f"/api/v1/positions/{p['id']}/events")).json()}
+    events = await client.get(f"/api/v1/positions/{p['id']}/events", headers=AUTH)
+    kinds = {e["kind"] for e in events.json()}
     assert {"position_opening", "position_protected", "position_closed"} <= kinds
-    all_events = (await client.get("/api/v1/events", params={"limit": 500})).json()
+    all_events = (await client.get("/api/v1/events", params={"limit": 500}, headers=AUTH)).json()
     assert any(e["position_id"] == p["id"] for e in all_events)
 
 
 async def test_unknown_position_and_route_are_json_404(client: httpx.AsyncClient) -> None:
     """Unknown positions (and their events) and unknown routes answer JSON 404s."""
     for path in ("/api/v1/positions/nope", "/api/v1/positions/nope/events", "/api/v1/nothing"):
-        response = await client.get(path)
+        response = await client.get(path, headers=AUTH)
         assert response.status_code == 404, path
         assert response.json()["error"] == "not_found"
 
 
 async def test_query_validation_names_the_parameter(client: httpx.AsyncClient) -> None:
     """FastAPI's own validation errors are reshaped to name the field."""
-    response = await client.get("/api/v1/events", params={"limit": 0})
+    response = await client.get("/api/v1/events", params={"limit": 0}, headers=AUTH)
     assert response.status_code == 422
     assert response.json()["field"] == "limit"
     assert response.json()["error"] == "validation_error"
@@ -215,7 +216,7 @@ async def test_query_validation_names_the_parameter(client: httpx.AsyncClient) -
 async def test_status(client: httpx.AsyncClient) -> None:
     """Status shows the engine ready and counts open and unprotected positions."""
     await open_sol(client)
-    s = (await client.get("/api/v1/status")).json()
+    s = (await client.get("/api/v1/status", headers=AUTH)).json()
     assert s["state"] == "ready"
     assert s["accepting_signals"] is True
     assert (s["open_positions"], s["unprotected_positions"]) == (1, 0)

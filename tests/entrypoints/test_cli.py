@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -200,3 +201,42 @@ def test_run_help_documents_the_settings() -> None:
         assert flag in result.stdout
     assert "Stop-loss distance from entry" in result.stdout
     assert "WARDEN_PORT" in result.stdout
+
+
+async def test_close_by_symbol(url: str) -> None:
+    """`warden close SOL` closes the symbol's position; an unknown id or symbol is one line."""
+    opened = await cli(url, "open", "SOL", "long", "--usd", "100")
+    position_id = opened.stdout.split()[0]
+    closed = await cli(url, "close", "sol")
+    assert closed.exit_code == 0, closed.output
+    assert closed.stdout.startswith(f"{position_id} SOL/USDT:USDT long closed: realized PnL ")
+    again = await cli(url, "close", "SOL")
+    assert again.stderr == "error: symbol: no open position on SOL/USDT:USDT\n"
+    nothing = await cli(url, "close", "nope")
+    assert nothing.stderr == "error: no position 'nope', and no symbol of that name\n"
+
+
+async def test_json_output(url: str) -> None:
+    """--json prints the API's JSON on every read command."""
+    opened = await cli(url, "open", "BTC", "short", "--qty", "0.01")
+    position_id = opened.stdout.split()[0]
+    listed = json.loads((await cli(url, "positions", "--json")).stdout)
+    assert [p["id"] for p in listed] == [position_id]
+    assert listed[0]["stop_resting"] is True
+    status = json.loads((await cli(url, "status", "--json")).stdout)
+    assert status["open_positions"] == 1
+    events = json.loads((await cli(url, "events", position_id, "--json")).stdout)
+    assert "position_protected" in {e["kind"] for e in events}
+    assert json.loads((await cli(url, "events", "--json", "-n", "1")).stdout)[0]["kind"]
+    report = json.loads((await cli(url, "reconcile", "--json")).stdout)
+    assert report["findings"] == []
+
+
+async def test_positions_watch_redraws(url: str) -> None:
+    """positions --watch draws the table and redraws it (here twice, then stops)."""
+    opened = await cli(url, "open", "ETH", "long", "--usd", "100")
+    position_id = opened.stdout.split()[0]
+    watched = await cli(url, "positions", "--watch", "--interval", "0.05", "--redraws", "2")
+    assert watched.exit_code == 0, watched.output
+    assert position_id in watched.stdout
+    assert "RESTING" in watched.stdout

@@ -237,6 +237,23 @@ async def test_events_list_oldest_first_keeping_the_most_recent(backend: Backend
     assert [e.kind for e in await backend.store.list_events(P1, limit=1)] == [kinds[4]]
 
 
+async def test_events_since_carry_increasing_ids_to_resume_from(backend: Backend) -> None:
+    """events_since: with None the most recent with their ids; with an id, exactly the later ones."""
+    await backend.store.commit(insert(position()))
+    kinds = list(EventKind)[:5]
+    for kind in kinds:
+        await backend.store.append_events([event(kind, "p1")])
+    everything = await backend.store.events_since(None, limit=100)
+    ids = [i for i, _ in everything]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    assert [e.kind for _, e in everything] == [e.kind for e in await backend.store.list_events()]
+    newest = await backend.store.events_since(None, limit=2)
+    assert newest == everything[-2:]
+    assert await backend.store.events_since(ids[1]) == everything[2:]
+    assert await backend.store.events_since(ids[1], limit=1) == everything[2:3]
+    assert await backend.store.events_since(ids[-1]) == []
+
+
 async def test_an_event_for_an_unknown_position_is_refused(backend: Backend) -> None:
     """append_events with a position id that does not exist raises a StoreError and writes nothing."""
     with pytest.raises(StoreError):

@@ -155,6 +155,14 @@ class InMemoryStore:
         chosen = [e for e in self._events if position_id is None or e.position_id == position_id]
         return chosen[-limit:] if limit > 0 else []
 
+    async def events_since(self, after_id: int | None, limit: int = 100) -> list[tuple[int, Event]]:
+        """Events with their ids (1, 2, … in append order), oldest first."""
+        self._readable()
+        numbered = list(enumerate(self._events, start=1))
+        if after_id is None:
+            return numbered[-limit:] if limit > 0 else []
+        return [pair for pair in numbered if pair[0] > after_id][:limit]
+
     async def ping(self) -> None:
         self._readable()
 

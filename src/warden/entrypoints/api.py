@@ -3,12 +3,21 @@
 `create_app(runtime_provider)` builds an app without touching the engine; the
 provider is asked for the running engine on each request (None while starting).
 
-Errors are JSON `{"error": code, "field"?: name, "message": text}`:
+Every /api/v1 route needs a token (see auth.py); /healthz, /metrics and the OpenAPI
+document are open and show no amounts. Request bodies are strict models (schemas.py)
+and capped at `max_body_bytes`.
 
-    422 validation_error     bad input; `field` names it; nothing was sent
-    401 unauthorized         missing or wrong token (Bearer header, or `secret` in the body)
-    404 not_found            no such position (or route)
-    409 already_exists       the signal id already has a position; `position` is attached
+Errors are JSON `{"error": code, "field"?: name, "message": text, "accepted"?: [...]}`:
+
+    422 validation_error     bad input; `field` names it (`accepted` lists the fields of the body
+                             when it is an unknown one); nothing was sent
+    401 unauthorized         missing or wrong token
+    403 forbidden            a read-only token on a mutating call, or a signal from an address
+                             outside webhook_allow_ips
+    404 not_found            no such position (or route), or nothing open on the symbol
+    409 already_exists       the signal id (or, stacking off, the symbol) already has a position;
+                             `position` is attached
+    413 body_too_large       the body is larger than max_body_bytes
     503 trading_refused      the engine will not trade now; nothing was sent
     503 database_unavailable the intent could not be stored; nothing was sent
     503 not_ready            the engine is not running yet
@@ -19,33 +28,55 @@ Errors are JSON `{"error": code, "field"?: name, "message": text}`:
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
+import asyncio
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Annotated, Any, Protocol
 
-from fastapi import FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Header, Query, Request, Security
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CollectorRegistry
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from warden.config import Settings
 from warden.domain.errors import ValidationError
 from warden.domain.events import Event
 from warden.domain.position import Position, PositionStatus
-from warden.domain.values import Instrument, PositionId
+from warden.domain.values import Instrument, PositionId, Side
+from warden.entrypoints.auth import Access, request_access, source_allowed
 from warden.entrypoints.metrics import CONTENT_TYPE, ApiMetrics, SignalOutcome
 from warden.entrypoints.schemas import (
-    event_json,
+    NO_BODY,
+    CloseSymbolIn,
+    EmptyIn,
+    ErrorOut,
+    EventOut,
+    FieldError,
+    HealthOut,
+    PositionOut,
+    PositionPatchIn,
+    ReconcileOut,
+    SignalAction,
+    SignalIn,
+    StatusOut,
+    StrictBody,
+    decode_json,
     first_error,
     normalise_symbol,
-    parse_signal,
-    position_json,
-    status_json,
-    view_json,
+    parse_body,
 )
-from warden.entrypoints.token import token_matches
-from warden.ports import ExchangeError, ExchangeUnavailable, StoreUnavailable
+from warden.entrypoints.sse import event_stream
+from warden.entrypoints.web import install_dashboard
+from warden.logging import get_logger
+from warden.ports import Clock, ExchangeError, ExchangeUnavailable, StoreUnavailable
 from warden.service.commands import (
     AlreadyExists,
     ClosePosition,
@@ -59,6 +90,11 @@ from warden.service.commands import (
 from warden.service.reconciler import ReconcileReport
 
 API = "/api/v1"
+DEFAULT_MAX_BODY = 65536
+COMMIT_POLL = 0.005
+"""Seconds between looks at whether an open has been committed (for ?wait=false and the deadline)."""
+
+log = get_logger("warden.api")
 
 
 class EngineApi(Protocol):
@@ -66,9 +102,15 @@ class EngineApi(Protocol):
 
     async def open_position(self, cmd: OpenPosition) -> Position: ...
     async def close_position(self, cmd: ClosePosition) -> Position: ...
+    async def close_symbol(self, symbol: str, reason: str = "manual") -> list[Position]: ...
+    async def move_stop(self, position_id: str, price: Decimal) -> Position: ...
     async def list_positions(self, include_closed: bool = False) -> list[PositionView]: ...
     async def get_position(self, position_id: str) -> PositionView: ...
     async def list_events(self, position_id: str | None = None, limit: int = 100) -> list[Event]: ...
+    def knows(self, position_id: str) -> bool: ...
+    def unprotected_for(self, position_id: str) -> float | None: ...
+    def unprotected_seconds(self) -> list[float]: ...
+    async def events_since(self, after_id: int | None, limit: int = 100) -> list[tuple[int, Event]]: ...
     def status(self) -> EngineStatus: ...
     def instrument(self, symbol: str) -> Instrument | None: ...
     async def reconcile(self) -> ReconcileReport: ...
@@ -79,6 +121,12 @@ class RuntimeApi(Protocol):
     def settings(self) -> Settings: ...
     @property
     def engine(self) -> EngineApi: ...
+    @property
+    def clock(self) -> Clock: ...
+    @property
+    def is_holder(self) -> bool: ...
+    @property
+    def metrics_registry(self) -> CollectorRegistry: ...
 
 
 RuntimeProvider = Callable[[], RuntimeApi | None]
@@ -90,8 +138,62 @@ class ApiError(Exception):
         self.status, self.code, self.message, self.extra = status, code, message, extra
 
 
-def error_response(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
-    return JSONResponse({"error": code, "message": message, **extra}, status_code=status)
+def error_response(
+    status: int, code: str, message: str, headers: Mapping[str, str] | None = None, **extra: Any
+) -> JSONResponse:
+    dumped = ErrorOut(error=code, message=message, **extra).model_dump(mode="json")
+    body = {key: value for key, value in dumped.items() if value is not None}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def model_response(model: BaseModel | list[Any], status: int = 200) -> JSONResponse:
+    if isinstance(model, list):
+        return JSONResponse([m.model_dump(mode="json") for m in model], status_code=status)
+    return JSONResponse(model.model_dump(mode="json"), status_code=status)
+
+
+_DESCRIPTIONS = {
+    200: "OK",
+    201: "Opened and protected: the stop rests on the exchange.",
+    202: "Accepted: committed and still resolving; the position's id is in the answer.",
+    401: "Missing or wrong token.",
+    403: "A read-only token on a mutating call, or a signal from an address not allowed.",
+    404: "No such position, or nothing open on the symbol.",
+    409: "The signal id (or the symbol, stacking off) already has a position; it is attached.",
+    413: "The body is larger than max_body_bytes.",
+    422: "Bad input: `field` names it; nothing was sent.",
+    502: "The exchange answered with an error.",
+    503: "Not ready, refused (nothing sent), database or exchange unavailable.",
+}
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {code: {"model": ErrorOut, "description": _DESCRIPTIONS[code]} for code in codes}
+
+
+_REQUEST_MODELS: list[type[BaseModel]] = [SignalIn, CloseSymbolIn, PositionPatchIn, EmptyIn]
+
+
+def _body(model: type[StrictBody], required: bool = True) -> dict[str, Any]:
+    """The OpenAPI requestBody of a route that reads its body itself (any content type)."""
+    schema = {"$ref": f"#/components/schemas/{model.__name__}"}
+    return {"requestBody": {"required": required, "content": {"application/json": {"schema": schema}}}}
+
+
+bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="token",
+    description="The API token (`warden token`), or the read-only api_read_token for reads. "
+    "The dashboard's session cookie and a body's `secret` field are accepted too.",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """A request that passed the token check, with its decoded body (None if it had none)."""
+
+    runtime: RuntimeApi
+    data: object
 
 
 class _Context:
@@ -99,7 +201,8 @@ class _Context:
 
     def __init__(self, provider: RuntimeProvider) -> None:
         self._provider = provider
-        self.metrics = ApiMetrics(self.safe_status)
+        self.metrics = ApiMetrics(self.safe_status, self.safe_unprotected, self.runtime_registry)
+        self.inflight: set[asyncio.Task[Any]] = set()
 
     def current(self) -> RuntimeApi:
         runtime = self._provider()
@@ -107,34 +210,158 @@ class _Context:
             raise ApiError(503, "not_ready", "the engine is starting; try again shortly")
         return runtime
 
+    def max_body(self) -> int:
+        runtime = self._provider()
+        return DEFAULT_MAX_BODY if runtime is None else runtime.settings.max_body_bytes
+
+    def runtime_registry(self) -> CollectorRegistry | None:
+        runtime = self._provider()
+        return None if runtime is None else runtime.metrics_registry
+
+    def safe_unprotected(self) -> list[float]:
+        runtime = self._provider()
+        return [] if runtime is None else list(runtime.engine.unprotected_seconds())
+
     def safe_status(self) -> EngineStatus | None:
         runtime = self._provider()
         return None if runtime is None else runtime.engine.status()
 
-    def authorize(self, request: Request, body: object = None) -> None:
-        """Bearer header, or `secret` in a JSON body (TradingView cannot set headers)."""
-        expected = self.current().settings.api_token
-        scheme, _, bearer = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() == "bearer" and token_matches(bearer.strip(), expected):
+    async def authorize(self, request: Request, level: Access, *, body: bool) -> Caller:
+        """The caller's token must grant `level` (401 without one, 403 if too weak)."""
+        runtime = self.current()
+        data: object = NO_BODY
+        problem: ValidationError | None = None
+        if body:
+            raw = await request.body()
+            if raw.strip():
+                try:
+                    data = decode_json(raw)
+                except ValidationError as exc:
+                    problem = exc
+        access = request_access(request, runtime.settings, data)
+        if access is Access.NONE:
+            message = "missing or wrong API token (Authorization: Bearer <token>, or `secret` in the body)"
+            if runtime.settings.api_token is None:
+                message = "no API token is configured on the engine; set WARDEN_API_TOKEN"
+            raise ApiError(401, "unauthorized", message)
+        if access < level:
+            raise ApiError(403, "forbidden", "this token may only read")
+        check_query(request)
+        if problem is not None:
+            raise problem
+        return Caller(runtime, data)
+
+
+def _query_names(dependant: Any) -> set[str]:
+    names = {p.alias for p in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names
+
+
+def check_query(request: Request) -> None:
+    """Unknown query parameters are refused like unknown body fields."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return
+    accepted = sorted(_query_names(dependant))
+    for name in request.query_params:
+        if name not in accepted:
+            listed = ", ".join(accepted) or "none"
+            raise FieldError(name, f"is not a query parameter warden knows; accepted: {listed}", accepted)
+
+
+def _ctx(request: Request) -> _Context:
+    ctx: _Context = request.app.state.ctx
+    return ctx
+
+
+async def _reader(
+    request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]
+) -> Caller:
+    return await _ctx(request).authorize(request, Access.READ, body=False)
+
+
+async def _writer(
+    request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]
+) -> Caller:
+    return await _ctx(request).authorize(request, Access.FULL, body=True)
+
+
+Reader = Annotated[Caller, Depends(_reader)]
+Writer = Annotated[Caller, Depends(_writer)]
+
+
+class BodyLimit:
+    """Refuse bodies larger than the limit with 413 before the app reads them."""
+
+    def __init__(self, app: ASGIApp, limit: Callable[[], int]) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
             return
-        secret = body.get("secret") if isinstance(body, dict) else None
-        if isinstance(secret, str) and token_matches(secret, expected):
+        limit = self.limit()
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            await self._too_large(scope, receive, send, limit)
             return
-        message = "missing or wrong API token (Authorization: Bearer <token>, or `secret` in the body)"
-        if expected is None:
-            message = "no API token is configured on the engine; set WARDEN_API_TOKEN"
-        raise ApiError(401, "unauthorized", message)
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                await self._too_large(scope, receive, send, limit)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    @staticmethod
+    async def _too_large(scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+        response = error_response(413, "body_too_large", f"the body is larger than {limit} bytes")
+        await response(scope, receive, send)
 
 
 def create_app(runtime_provider: RuntimeProvider) -> FastAPI:
     """The API over whatever runtime the provider returns; no I/O happens here."""
-    app = FastAPI(title="warden", version="0.1.0", docs_url=f"{API}/docs", openapi_url=f"{API}/openapi.json")
+    app = FastAPI(
+        title="warden",
+        version="0.1.0",
+        description=__doc__,
+        docs_url=f"{API}/docs",
+        openapi_url=f"{API}/openapi.json",
+        redoc_url=None,
+    )
     ctx = _Context(runtime_provider)
     app.state.metrics = ctx.metrics
+    app.state.ctx = ctx
     _install_error_handlers(app)
-    _add_trading_routes(app, ctx)
+    _add_signal_route(app, ctx)
+    _add_position_routes(app, ctx)
     _add_read_routes(app, ctx)
+    _add_stream_route(app, ctx)
     _add_ops_routes(app, ctx)
+    _install_openapi(app)
+    install_dashboard(app, runtime_provider)
+    app.add_middleware(BodyLimit, limit=ctx.max_body)
     return app
 
 
@@ -147,145 +374,388 @@ _OUTCOMES: list[tuple[type[Exception] | tuple[type[Exception], ...], SignalOutco
 
 def _outcome(exc: Exception) -> SignalOutcome:
     if isinstance(exc, ApiError):
-        return SignalOutcome.UNAUTHORIZED if exc.status == 401 else SignalOutcome.ERROR
+        if exc.status in (401, 403):
+            return SignalOutcome.UNAUTHORIZED
+        return SignalOutcome.INVALID if exc.status == 422 else SignalOutcome.ERROR
     return next((outcome for kind, outcome in _OUTCOMES if isinstance(exc, kind)), SignalOutcome.ERROR)
 
 
-def _add_trading_routes(app: FastAPI, ctx: _Context) -> None:
-    @app.post(f"{API}/signals", status_code=201)
-    async def post_signal(request: Request) -> JSONResponse:
+def _add_signal_route(app: FastAPI, ctx: _Context) -> None:
+    @app.post(
+        f"{API}/signals",
+        status_code=201,
+        response_model=PositionOut,
+        summary="Open (or close, or flip) a position from a signal",
+        responses={
+            200: {"model": list[PositionOut], "description": "Closed (action close, or flat)."},
+            202: {"model": PositionOut, "description": _DESCRIPTIONS[202]},
+            **_errors(401, 403, 404, 409, 413, 422, 502, 503),
+        },
+        openapi_extra=_body(SignalIn),
+        dependencies=[Security(bearer)],
+        tags=["trading"],
+    )
+    async def post_signal(
+        request: Request,
+        wait: Annotated[
+            bool | None,
+            Query(
+                description="true: answer with the outcome, however long it takes; false: answer 202 "
+                "as soon as the position is committed; unset: wait up to signal_wait seconds."
+            ),
+        ] = None,
+    ) -> JSONResponse:
         try:
-            response = await _open(request)
+            allowed, address = source_allowed(request, ctx.current().settings)
+            if not allowed:
+                raise ApiError(403, "forbidden", f"signals are not accepted from {address}")
+            caller = await ctx.authorize(request, Access.FULL, body=True)
+            response = await _signal(ctx, caller, request, wait)
         except Exception as exc:
             ctx.metrics.count_signal(_outcome(exc))
             raise
         ctx.metrics.count_signal(SignalOutcome.ACCEPTED)
         return response
 
-    async def _open(request: Request) -> JSONResponse:
-        runtime = ctx.current()
-        data, decode_error = _decode(await request.body())
-        ctx.authorize(request, data)
-        if decode_error is not None:
-            raise decode_error
-        signal = parse_signal(data)
-        engine = runtime.engine
-        status = engine.status()
-        if not status.accepting_signals:  # refusal first: a standby knows no markets yet, nothing is sent
-            raise TradingRefused(
-                f"not accepting signals ({status.state}): {'; '.join(status.reasons) or 'not ready'}"
-            )
-        symbol = normalise_symbol(signal.symbol, engine.instrument)
-        usd = signal.usd
-        if usd is None and signal.qty is None:
-            usd = runtime.settings.default_usd
-        source = "tradingview" if isinstance(data, dict) and "secret" in data else _source(request)
-        cmd = OpenPosition(symbol, signal.side, usd, signal.qty, signal.signal_id, signal.stop_price, source)
-        position = await engine.open_position(cmd)
-        body = await _render(engine, position)
-        return JSONResponse(body, status_code=202 if position.status is PositionStatus.OPENING else 201)
 
-    @app.post(f"{API}/positions/{{position_id}}/close")
-    async def post_close(position_id: str, request: Request) -> dict[str, Any]:
-        engine = ctx.current().engine
-        data, _ = _decode(await request.body())
-        ctx.authorize(request, data)
+async def _signal(ctx: _Context, caller: Caller, request: Request, wait: bool | None) -> JSONResponse:
+    runtime = caller.runtime
+    signal = parse_body(SignalIn, caller.data)
+    if signal.usd is not None and signal.qty is not None:
+        raise ValidationError("qty", "give usd or qty, not both")
+    _check_age(signal, runtime)
+    engine = runtime.engine
+    status = engine.status()
+    if not status.accepting_signals:  # refusal first: a standby knows no markets yet, nothing is sent
+        raise TradingRefused(
+            f"not accepting signals ({status.state}): {'; '.join(status.reasons) or 'not ready'}"
+        )
+    symbol = normalise_symbol(signal.symbol, engine.instrument)
+    side = signal.parsed_side
+    if signal.wants_close:
+        closed = await engine.close_symbol(symbol, "signal")
+        if not closed:
+            raise ApiError(404, "not_found", f"no open position on {symbol}", field="symbol")
+        return model_response([await _render(engine, p) for p in closed])
+    current = [v.position for v in await engine.list_positions() if v.position.symbol == symbol]
+    flip = signal.action is SignalAction.FLIP
+    if side is None and flip and current:
+        side = Side.SHORT if current[0].side is Side.LONG else Side.LONG
+    if (
+        signal.market_position in ("long", "short")
+        and side is not None
+        and side.value == signal.market_position
+        and any(p.side is not side for p in current)
+    ):
+        flip = True  # a strategy's reversal: it was long and is now short (or the reverse)
+    if side is None:
+        raise ValidationError("side", "is required to open a position (long, short, buy or sell)")
+    usd = signal.usd
+    if usd is None and signal.qty is None:
+        usd = runtime.settings.default_usd
+    source = "tradingview" if isinstance(caller.data, dict) and "secret" in caller.data else _source(request)
+    cmd = OpenPosition(
+        symbol,
+        side,
+        usd,
+        signal.qty,
+        signal.signal_id,
+        signal.stop_price,
+        source,
+        position_id=secrets.token_hex(6),
+        trail_pct=signal.trail_pct,
+    )
+    if flip:
+        await engine.close_symbol(symbol, "flip")
+    return await _open(ctx, runtime, cmd, wait)
+
+
+async def _open(ctx: _Context, runtime: RuntimeApi, cmd: OpenPosition, wait: bool | None) -> JSONResponse:
+    """Open in a task of its own: the answer may come before the outcome (202), the open goes on."""
+    engine = runtime.engine
+    task = asyncio.create_task(engine.open_position(cmd))
+    ctx.inflight.add(task)
+    task.add_done_callback(lambda done: _finished(ctx, done))
+    assert cmd.position_id is not None
+    # asyncio.wait never cancels the task: a caller that hangs up does not stop the open.
+    if wait is True:
+        await asyncio.wait({task})
+    else:
+        await asyncio.wait({task}, timeout=0 if wait is False else runtime.settings.signal_wait)
+        while not task.done() and not engine.knows(cmd.position_id):  # past the deadline, not committed
+            await asyncio.wait({task}, timeout=COMMIT_POLL)
+        if not task.done():
+            return model_response(await _render(engine, None, cmd.position_id), 202)
+    try:
+        position = task.result()
+    except AlreadyExists as exc:
+        field = "signal_id" if cmd.signal_id and exc.position.signal_id == cmd.signal_id else "symbol"
+        raise ApiError(
+            409,
+            "already_exists",
+            str(exc),
+            field=field,
+            position_id=exc.position.id,
+            position=PositionOut.of(exc.position),
+        ) from None
+    opening = position.status is PositionStatus.OPENING
+    return model_response(await _render(engine, position), 202 if opening else 201)
+
+
+def _finished(ctx: _Context, task: asyncio.Task[Any]) -> None:
+    ctx.inflight.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        log.debug("signal_task_failed", error=repr(task.exception()))
+
+
+def _check_age(signal: SignalIn, runtime: RuntimeApi) -> None:
+    if signal.timestamp is None:
+        return
+    limit = runtime.settings.max_signal_age
+    age = (runtime.clock.now() - signal.timestamp).total_seconds()
+    if age > limit:
+        raise ValidationError(
+            "timestamp", f"the signal is {age:.0f} s old; signals older than {limit:g} s are refused"
+        )
+    if -age > limit:
+        raise ValidationError("timestamp", f"is {-age:.0f} s in the future; check the sender's clock")
+
+
+def _add_position_routes(app: FastAPI, ctx: _Context) -> None:
+    @app.post(
+        f"{API}/positions/close",
+        response_model=list[PositionOut],
+        summary="Close every open position on a symbol",
+        responses=_errors(401, 403, 404, 413, 422, 502, 503),
+        openapi_extra=_body(CloseSymbolIn),
+        tags=["trading"],
+    )
+    async def post_close_symbol(caller: Writer) -> JSONResponse:
+        body = parse_body(CloseSymbolIn, caller.data)
+        engine = caller.runtime.engine
+        symbol = normalise_symbol(body.symbol, engine.instrument)
+        closed = await engine.close_symbol(symbol, "manual")
+        if not closed:
+            raise ApiError(404, "not_found", f"no open position on {symbol}", field="symbol")
+        return model_response([await _render(engine, p) for p in closed])
+
+    @app.post(
+        f"{API}/positions/{{position_id}}/close",
+        response_model=PositionOut,
+        summary="Close a position at market",
+        responses=_errors(401, 403, 404, 413, 422, 502, 503),
+        openapi_extra=_body(EmptyIn, required=False),
+        tags=["trading"],
+    )
+    async def post_close(position_id: str, caller: Writer) -> JSONResponse:
+        parse_body(EmptyIn, caller.data)
+        engine = caller.runtime.engine
         position = await engine.close_position(ClosePosition(PositionId(position_id)))
-        return await _render(engine, position)
+        return model_response(await _render(engine, position))
 
-    @app.post(f"{API}/reconcile")
-    async def post_reconcile(request: Request) -> dict[str, Any]:
+    @app.patch(
+        f"{API}/positions/{{position_id}}",
+        response_model=PositionOut,
+        summary="Tighten an open position's stop",
+        description="The new stop is placed before the old one is cancelled; a stop never loosens.",
+        responses=_errors(401, 403, 404, 413, 422, 502, 503),
+        openapi_extra=_body(PositionPatchIn),
+        tags=["trading"],
+    )
+    async def patch_position(position_id: str, caller: Writer) -> JSONResponse:
+        body = parse_body(PositionPatchIn, caller.data)
+        engine = caller.runtime.engine
+        position = await engine.move_stop(position_id, body.stop_price)
+        return model_response(await _render(engine, position))
+
+    @app.post(
+        f"{API}/reconcile",
+        response_model=ReconcileOut,
+        summary="Run one reconciliation pass now",
+        responses=_errors(401, 403, 413, 422, 502, 503),
+        openapi_extra=_body(EmptyIn, required=False),
+        tags=["operations"],
+    )
+    async def post_reconcile(caller: Writer) -> JSONResponse:
         """Run one reconciliation pass now and return what it found and did."""
-        data, _ = _decode(await request.body())
-        ctx.authorize(request, data)
-        report = await ctx.current().engine.reconcile()
-        return {
-            "at": report.at.isoformat(),
-            "positions_checked": report.positions_checked,
-            "seconds": round(report.seconds, 6),
-            "findings": [
-                {
-                    "kind": f.discrepancy.kind.value,
-                    "symbol": f.discrepancy.symbol,
-                    "position_id": f.discrepancy.position_id,
-                    "client_order_id": f.discrepancy.client_order_id,
-                    "expected": str(f.discrepancy.expected),
-                    "found": str(f.discrepancy.found),
-                    "action": f.action,
-                }
-                for f in report.findings
-            ],
-        }
+        parse_body(EmptyIn, caller.data)
+        return model_response(ReconcileOut.of(await caller.runtime.engine.reconcile()))
 
 
 def _add_read_routes(app: FastAPI, ctx: _Context) -> None:
-    @app.get(f"{API}/positions")
+    reads = _errors(401, 422, 503)
+
+    @app.get(f"{API}/positions", response_model=list[PositionOut], responses=reads, tags=["reading"])
     async def get_positions(
-        include_closed: Annotated[bool, Query(alias="all")] = False,
-    ) -> list[dict[str, Any]]:
-        views = await ctx.current().engine.list_positions(include_closed=include_closed)
-        return [view_json(v) for v in views]
+        caller: Reader,
+        include_closed: Annotated[bool, Query(alias="all", description="Include closed positions.")] = False,
+    ) -> JSONResponse:
+        views = await caller.runtime.engine.list_positions(include_closed=include_closed)
+        return model_response([PositionOut.of_view(v) for v in views])
 
-    @app.get(f"{API}/positions/{{position_id}}")
-    async def get_position(position_id: str) -> dict[str, Any]:
-        return view_json(await ctx.current().engine.get_position(position_id))
+    @app.get(
+        f"{API}/positions/{{position_id}}",
+        response_model=PositionOut,
+        responses=_errors(401, 404, 422, 503),
+        tags=["reading"],
+    )
+    async def get_position(position_id: str, caller: Reader) -> JSONResponse:
+        return model_response(PositionOut.of_view(await caller.runtime.engine.get_position(position_id)))
 
-    @app.get(f"{API}/positions/{{position_id}}/events")
+    @app.get(
+        f"{API}/positions/{{position_id}}/events",
+        response_model=list[EventOut],
+        responses=_errors(401, 404, 422, 503),
+        tags=["reading"],
+    )
     async def get_position_events(
-        position_id: str, limit: Annotated[int, Query(ge=1, le=1000)] = 100
-    ) -> list[dict[str, Any]]:
-        engine = ctx.current().engine
+        position_id: str,
+        caller: Reader,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> JSONResponse:
+        engine = caller.runtime.engine
         await engine.get_position(position_id)  # 404 for an unknown id, not an empty list
-        return [event_json(e) for e in await engine.list_events(position_id, limit)]
+        return model_response([EventOut.of(e) for e in await engine.list_events(position_id, limit)])
 
-    @app.get(f"{API}/status")
-    async def get_status() -> dict[str, Any]:
-        return status_json(ctx.current().engine.status())
+    @app.get(f"{API}/status", response_model=StatusOut, responses=_errors(401, 422, 503), tags=["reading"])
+    async def get_status(caller: Reader) -> JSONResponse:
+        return model_response(StatusOut.of(caller.runtime.engine.status()))
 
-    @app.get(f"{API}/events")
+    @app.get(f"{API}/events", response_model=list[EventOut], responses=reads, tags=["reading"])
     async def get_events(
-        position_id: str | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100
-    ) -> list[dict[str, Any]]:
-        return [event_json(e) for e in await ctx.current().engine.list_events(position_id, limit)]
+        caller: Reader,
+        position_id: Annotated[str | None, Query(max_length=64)] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> JSONResponse:
+        events = await caller.runtime.engine.list_events(position_id, limit)
+        return model_response([EventOut.of(e) for e in events])
+
+
+def _add_stream_route(app: FastAPI, ctx: _Context) -> None:
+    @app.get(
+        f"{API}/stream",
+        response_class=StreamingResponse,
+        summary="Every event as it is committed (server-sent events)",
+        responses={
+            200: {
+                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                "description": "`id:` the event's id, `event:` its kind, `data:` the event (EventOut).",
+            },
+            **_errors(401, 422, 503),
+        },
+        tags=["reading"],
+    )
+    async def get_stream(
+        caller: Reader,
+        last_event_id: Annotated[
+            int | None, Header(ge=0, description="Resume after this event id (browsers send it).")
+        ] = None,
+        after: Annotated[int | None, Query(ge=0, description="Resume after this event id.")] = None,
+        backlog: Annotated[
+            int, Query(ge=0, le=1000, description="A new client first gets this many recent events.")
+        ] = 0,
+    ) -> StreamingResponse:
+        runtime = caller.runtime
+        resume = last_event_id if last_event_id is not None else after
+        stream = event_stream(
+            runtime.engine.events_since, resume, backlog, runtime.clock.now, ctx.metrics.observe_stream_lag
+        )
+        headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+        return StreamingResponse(stream, media_type="text/event-stream", headers=headers)
 
 
 def _add_ops_routes(app: FastAPI, ctx: _Context) -> None:
-    @app.get("/healthz")
-    async def healthz() -> JSONResponse:
+    @app.get(
+        "/healthz",
+        response_model=HealthOut,
+        responses={
+            503: {"model": HealthOut, "description": "Not ready to trade; the reasons say why."},
+            **_errors(422),
+        },
+        tags=["operations"],
+    )
+    async def healthz(request: Request) -> JSONResponse:
+        check_query(request)
         status = ctx.safe_status()
         if status is None:
-            return JSONResponse({"status": "starting", "reasons": ["engine not started"]}, status_code=503)
-        body = {"status": "ok", "state": status.state.value, "reasons": list(status.reasons)}
+            return model_response(HealthOut(status="starting", reasons=["engine not started"]), 503)
         if status.state is EngineState.READY:
-            return JSONResponse(body)
+            return model_response(HealthOut(status="ok", state=status.state, reasons=list(status.reasons)))
         reasons = list(status.reasons) or [f"engine is {status.state.value}"]
-        return JSONResponse({**body, "status": "unavailable", "reasons": reasons}, status_code=503)
+        return model_response(HealthOut(status="unavailable", state=status.state, reasons=reasons), 503)
 
-    @app.get("/metrics")
-    async def get_metrics() -> Response:
+    @app.get(
+        "/metrics",
+        response_class=Response,
+        responses={
+            200: {"content": {CONTENT_TYPE.split(";")[0]: {"schema": {"type": "string"}}}},
+            **_errors(422),
+        },
+        tags=["operations"],
+    )
+    async def get_metrics(request: Request) -> Response:
+        check_query(request)
         return Response(ctx.metrics.render(), media_type=CONTENT_TYPE)
-
-
-def _decode(raw: bytes) -> tuple[object, ValidationError | None]:
-    """The JSON body (any content type: TradingView posts text/plain), or the error to raise."""
-    if not raw.strip():
-        return None, ValidationError("body", "expected a JSON object")
-    try:
-        return json.loads(raw, parse_float=Decimal), None
-    except (ValueError, UnicodeDecodeError) as exc:
-        return None, ValidationError("body", f"is not valid JSON: {exc}")
 
 
 def _source(request: Request) -> str:
     return "cli" if request.headers.get("user-agent", "").startswith("warden-cli") else "api"
 
 
-async def _render(engine: EngineApi, position: Position) -> dict[str, Any]:
+async def _render(
+    engine: EngineApi, position: Position | None, position_id: str | None = None
+) -> PositionOut:
     """A position just changed: show it with its live view (stop resting, uPnL) when available."""
+    pid = position.id if position is not None else position_id
+    assert pid is not None
     try:
-        return view_json(await engine.get_position(position.id))
+        return PositionOut.of_view(await engine.get_position(pid))
     except (PositionNotFound, StoreUnavailable):
-        return position_json(position)
+        if position is None:
+            raise
+        return PositionOut.of(position)
+
+
+def _install_openapi(app: FastAPI) -> None:
+    """FastAPI's document, plus the request bodies the routes read themselves (strict, any content type)."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = get_openapi(
+            title=app.title,
+            version=app.version,
+            description=app.description,
+            routes=app.routes,
+        )
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        for model in _REQUEST_MODELS:
+            body = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            components.update(body.pop("$defs", {}))
+            components[model.__name__] = body
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """The methods of the path as documented: of the most specific matching paths (the fewest
+    parameters, so /positions/close is not also /positions/{position_id})."""
+    scope = {**request.scope, "method": "GET"}
+    matching = [
+        route
+        for route in request.app.routes
+        if getattr(route, "methods", None) and route.matches(scope)[0] is not Match.NONE
+    ]
+    if not matching:
+        return []
+    fewest = min(getattr(route, "path", "").count("{") for route in matching)
+    methods: set[str] = set()
+    for route in matching:
+        if getattr(route, "path", "").count("{") == fewest:
+            methods |= set(getattr(route, "methods", ()))
+    return sorted(methods - {"HEAD"})
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -295,7 +765,8 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     async def validation(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ValidationError)
-        return error_response(422, "validation_error", exc.message, field=exc.field)
+        accepted = exc.accepted if isinstance(exc, FieldError) else None
+        return error_response(422, "validation_error", exc.message, field=exc.field, accepted=accepted)
 
     async def request_validation(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
@@ -310,7 +781,7 @@ def _install_error_handlers(app: FastAPI) -> None:
             str(exc),
             field="signal_id",
             position_id=exc.position.id,
-            position=position_json(exc.position),
+            position=PositionOut.of(exc.position),
         )
 
     async def refused(_: Request, exc: Exception) -> JSONResponse:
@@ -330,12 +801,16 @@ def _install_error_handlers(app: FastAPI) -> None:
         return error_response(502, "exchange_error", f"exchange error: {exc}; check `warden positions`")
 
     async def internal(_: Request, exc: Exception) -> JSONResponse:
+        log.error("api_internal_error", error=repr(exc), exc_info=exc)
         return error_response(500, "internal", "internal error; see the engine log")
 
-    async def http_error(_: Request, exc: Exception) -> JSONResponse:
+    async def http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, HTTPException)
-        code = "not_found" if exc.status_code == 404 else "http_error"
-        return error_response(exc.status_code, code, str(exc.detail))
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        headers = exc.headers
+        if exc.status_code == 405:  # every method of the path, not only the first route's
+            headers = {"Allow": ", ".join(_allowed_methods(request))}
+        return error_response(exc.status_code, code, str(exc.detail), headers=headers)
 
     app.add_exception_handler(ApiError, api_error)
     app.add_exception_handler(ValidationError, validation)

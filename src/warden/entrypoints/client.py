@@ -7,12 +7,15 @@ non-zero exit.
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Mapping
 from typing import Annotated, Any, NoReturn
 
 import httpx
 import typer
 from rich.console import Console
+from rich.live import Live
 from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
@@ -35,6 +38,14 @@ UrlOption = Annotated[
 ]
 
 
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the API's JSON instead of a table.")]
+
+
+def print_json(body: object) -> None:
+    """Machine-readable output: the API's JSON, as it came."""
+    out.print(json.dumps(body, indent=2), markup=False, highlight=False, soft_wrap=True)
+
+
 class CliError(Exception):
     """One line for the user; `code` is the exit status."""
 
@@ -42,6 +53,10 @@ class CliError(Exception):
         super().__init__(message)
         self.message = message
         self.code = code
+
+
+class NotFound(CliError):
+    """The API answered 404 for a position id."""
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -57,7 +72,10 @@ def load_settings() -> Settings:
 
 
 class Client:
-    """A thin HTTP client; turns every failure into a CliError with one line of text."""
+    """A thin HTTP client; turns every failure into a CliError with one line of text.
+
+    It sends the API token whenever one is found (every /api/v1 call needs it);
+    `need_token` makes a missing token an error before anything is sent."""
 
     def __init__(self, url: str | None, need_token: bool = False) -> None:
         settings: Settings | None = None
@@ -66,16 +84,14 @@ class Client:
             url = settings.api_url
         self.url = url.rstrip("/")
         headers = {"User-Agent": USER_AGENT}
-        if need_token:
-            settings = settings or load_settings()
-            try:
-                token = find_token(settings)
-            except TokenError as exc:
-                raise CliError(str(exc)) from None
-            if token is None:
-                raise CliError(
-                    f"no API token: set {TOKEN_ENV}, or run `warden token` where `warden run` runs"
-                )
+        settings = settings or load_settings()
+        try:
+            token = find_token(settings)
+        except TokenError as exc:
+            raise CliError(str(exc)) from None
+        if token is None and need_token:
+            raise CliError(f"no API token: set {TOKEN_ENV}, or run `warden token` where `warden run` runs")
+        if token is not None:
             headers["Authorization"] = f"Bearer {token.get_secret_value()}"
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=TIMEOUT)
 
@@ -100,6 +116,8 @@ class Client:
             body = None
         if response.is_success:
             return body
+        if response.status_code == 404 and isinstance(body, Mapping) and body.get("field") == "position_id":
+            raise NotFound(error_line(response.status_code, body))
         raise CliError(error_line(response.status_code, body))
 
 
@@ -210,12 +228,15 @@ def closed_line(p: Mapping[str, Any]) -> str:
 # -- commands ------------------------------------------------------------------------------------
 
 
-def status(*, url: UrlOption = None) -> None:
+def status(*, url: UrlOption = None, as_json: JsonOption = False) -> None:
     """Show the engine's state and why it would refuse signals."""
 
     def action() -> None:
         with Client(url) as client:
             s = client.call("GET", f"{API}/status")
+        if as_json:
+            print_json(s)
+            return
         keys = ["state", "accepting_signals", "exchange", "database", "open_positions"]
         keys += ["unprotected_positions", "last_reconcile_at", "pending_writes"]
         rows: list[list[object]] = [[key, _show(s[key])] for key in keys]
@@ -229,16 +250,46 @@ def positions(
     *,
     url: UrlOption = None,
     all_: Annotated[bool, typer.Option("--all", "-a", help="Include closed positions.")] = False,
+    as_json: JsonOption = False,
+    watch: Annotated[bool, typer.Option("--watch", "-w", help="Redraw live until Ctrl-C.")] = False,
+    interval: Annotated[
+        float, typer.Option("--interval", min=0.05, help="Seconds between redraws with --watch.")
+    ] = 1.0,
+    redraws: Annotated[int, typer.Option("--redraws", hidden=True, help="Stop after N redraws (tests).")] = 0,
 ) -> None:
     """List positions: size, entry, stop (and whether it rests on the exchange), uPnL."""
 
+    def fetch(client: Client) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = client.call("GET", f"{API}/positions", params={"all": str(all_).lower()})
+        return rows
+
+    def render(rows: list[dict[str, Any]]) -> Table | Text:
+        if not rows:
+            return Text("no positions" if all_ else "no open positions")
+        return positions_table(rows)
+
     def action() -> None:
         with Client(url) as client:
-            rows = client.call("GET", f"{API}/positions", params={"all": str(all_).lower()})
-        if not rows:
-            out.print("no positions" if all_ else "no open positions")
-            return
-        show(positions_table(rows))
+            if not watch:
+                rows = fetch(client)
+                if as_json:
+                    print_json(rows)
+                elif not rows:
+                    out.print("no positions" if all_ else "no open positions")
+                else:
+                    show(positions_table(rows))
+                return
+            drawn = 0
+            with Live(render(fetch(client)), console=out, auto_refresh=False, transient=False) as live:
+                try:
+                    while True:
+                        drawn += 1
+                        if redraws and drawn >= redraws:
+                            return
+                        time.sleep(interval)
+                        live.update(render(fetch(client)), refresh=True)
+                except KeyboardInterrupt:
+                    return
 
     run_client(action)
 
@@ -254,14 +305,14 @@ def open_(
     url: UrlOption = None,
 ) -> None:
     """Open a position and print it once its stop rests on the exchange."""
-    body: dict[str, str] = {"symbol": symbol, "side": side}
+    body: dict[str, str] = {"symbol": symbol, "side": side.strip().lower()}
     for key, value in (("usd", usd), ("qty", qty), ("signal_id", signal_id), ("stop_price", stop)):
         if value is not None:
             body[key] = value
 
     def action() -> None:
         with Client(url, need_token=True) as client:
-            p = client.call("POST", f"{API}/signals", json=body)
+            p = client.call("POST", f"{API}/signals", json=body, params={"wait": "true"})
         out.print(opened_line(p), markup=False)
 
     run_client(action)
@@ -269,15 +320,26 @@ def open_(
 
 def close(
     *,
-    position_id: Annotated[str, typer.Argument(metavar="ID", help="The position id.")],
+    target: Annotated[
+        str, typer.Argument(metavar="ID|SYMBOL", help="A position id, or a symbol to close all of it.")
+    ],
     url: UrlOption = None,
 ) -> None:
-    """Close a position at market and print its realized PnL."""
+    """Close a position (by id, or every position on a symbol) at market and print the realized PnL."""
 
     def action() -> None:
         with Client(url, need_token=True) as client:
-            p = client.call("POST", f"{API}/positions/{position_id}/close")
-        out.print(closed_line(p), markup=False)
+            try:
+                closed = [client.call("POST", f"{API}/positions/{target}/close")]
+            except NotFound:
+                try:
+                    closed = client.call("POST", f"{API}/positions/close", json={"symbol": target})
+                except CliError as exc:
+                    if exc.message.startswith("symbol: unknown symbol"):
+                        raise CliError(f"no position {target!r}, and no symbol of that name") from None
+                    raise
+        for p in closed:
+            out.print(closed_line(p), markup=False)
 
     run_client(action)
 
@@ -287,6 +349,7 @@ def events(
     position_id: Annotated[str | None, typer.Argument(metavar="[ID]", help="Only this position.")] = None,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=1000, help="How many.")] = 50,
     url: UrlOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Show the audit trail (all positions, or one)."""
 
@@ -294,6 +357,9 @@ def events(
         path = f"{API}/positions/{position_id}/events" if position_id else f"{API}/events"
         with Client(url) as client:
             rows = client.call("GET", path, params={"limit": limit})
+        if as_json:
+            print_json(rows)
+            return
         if not rows:
             out.print("no events")
             return
@@ -303,12 +369,15 @@ def events(
     run_client(action)
 
 
-def reconcile(*, url: UrlOption = None) -> None:
+def reconcile(*, url: UrlOption = None, as_json: JsonOption = False) -> None:
     """Compare the exchange with warden's records now, repair, and print what was found."""
 
     def action() -> None:
         with Client(url, need_token=True) as client:
             report = client.call("POST", f"{API}/reconcile")
+        if as_json:
+            print_json(report)
+            return
         found = report["findings"]
         out.print(
             f"checked {report['positions_checked']} positions in {report['seconds'] * 1000:.1f} ms: "

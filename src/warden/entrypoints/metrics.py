@@ -1,4 +1,4 @@
-"""Prometheus metrics: engine gauges read at scrape time, signal counters kept by the API.
+"""Prometheus metrics: engine gauges read at scrape time, counters and histograms kept by the API.
 
 Each app has its own registry, so several apps (tests, one per account) never collide.
 """
@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from enum import StrEnum
 
-from prometheus_client import CollectorRegistry, Counter, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from warden.service.commands import EngineState, EngineStatus
@@ -26,11 +26,18 @@ class SignalOutcome(StrEnum):
     ERROR = "error"  # anything else
 
 
+UNPROTECTED_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
+LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
 class EngineCollector(Collector):
     """Reads `EngineStatus` on every scrape; nothing is cached between scrapes."""
 
-    def __init__(self, status: Callable[[], EngineStatus | None]) -> None:
+    def __init__(
+        self, status: Callable[[], EngineStatus | None], unprotected: Callable[[], list[float]]
+    ) -> None:
         self._status = status
+        self._unprotected = unprotected
 
     def collect(self) -> Iterator[Metric]:
         status = self._status()
@@ -57,6 +64,20 @@ class EngineCollector(Collector):
         yield _gauge(
             "warden_pending_writes", "State changes waiting for the database.", status.pending_writes
         )
+        yield _histogram(
+            "warden_unprotected_seconds",
+            "Seconds from a fill to its resting stop, per protection (this process).",
+            self._unprotected(),
+            UNPROTECTED_BUCKETS,
+        )
+
+
+def _histogram(name: str, doc: str, values: list[float], bounds: tuple[float, ...]) -> HistogramMetricFamily:
+    family = HistogramMetricFamily(name, doc)
+    buckets = [(f"{bound:g}", float(sum(1 for v in values if v <= bound))) for bound in bounds]
+    buckets.append(("+Inf", float(len(values))))
+    family.add_metric([], buckets, sum_value=float(sum(values)))
+    return family
 
 
 def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
@@ -65,10 +86,34 @@ def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
     return family
 
 
+class RuntimeCollector(Collector):
+    """The running warden's own metrics (exchange calls, database writes, alerts), read at scrape."""
+
+    def __init__(self, registry: Callable[[], CollectorRegistry | None]) -> None:
+        self._registry = registry
+
+    def collect(self) -> Iterator[Metric]:
+        registry = self._registry()
+        if registry is not None:
+            yield from registry.collect()
+
+
 class ApiMetrics:
-    def __init__(self, status: Callable[[], EngineStatus | None]) -> None:
+    def __init__(
+        self,
+        status: Callable[[], EngineStatus | None],
+        unprotected: Callable[[], list[float]] = list,
+        runtime_registry: Callable[[], CollectorRegistry | None] = lambda: None,
+    ) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(EngineCollector(status))
+        self.registry.register(EngineCollector(status, unprotected))
+        self.registry.register(RuntimeCollector(runtime_registry))
+        self.stream_lag = Histogram(
+            "warden_stream_lag_seconds",
+            "Seconds from an event's commit time to its delivery on the event stream.",
+            buckets=LAG_BUCKETS,
+            registry=self.registry,
+        )
         self.signals = Counter(
             "warden_signals",
             "Signals received, by outcome.",
@@ -80,6 +125,9 @@ class ApiMetrics:
 
     def count_signal(self, outcome: SignalOutcome) -> None:
         self.signals.labels(outcome=outcome.value).inc()
+
+    def observe_stream_lag(self, seconds: float) -> None:
+        self.stream_lag.observe(max(0.0, seconds))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

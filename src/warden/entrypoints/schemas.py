@@ -1,75 +1,541 @@
-"""The API's wire format: parsing a signal, rendering positions, events and status as JSON.
+"""The API's wire format: typed request and response models, and the strict parsing of bodies.
 
-Decimals travel as strings (exact, at instrument precision); datetimes as ISO 8601 UTC.
+Every request body is a pydantic model with `extra="forbid"`: an unknown or misspelt
+field is refused (422) naming it and listing the accepted fields. Numbers are JSON
+numbers or strings, finite, positive and bounded; text is bounded. Responses are
+models too, so the OpenAPI document (`/api/v1/openapi.json`) describes exactly what
+is sent. Decimals travel as strings (exact, at instrument precision); datetimes as
+ISO 8601 UTC.
 """
 
 from __future__ import annotations
 
+import json
+import math
+import re
 from collections.abc import Callable
-from datetime import datetime
-from decimal import Decimal
-from typing import Any
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from enum import StrEnum
+from typing import Annotated, Any, Literal, TypeVar
 
 import pydantic
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator
 
 from warden.domain.errors import ValidationError
-from warden.domain.events import Event
+from warden.domain.events import Event, EventKind
 from warden.domain.position import Position, PositionStatus
 from warden.domain.values import Instrument, Side, Symbol
-from warden.service.commands import EngineStatus, PositionView
+from warden.service.commands import EngineState, EngineStatus, PositionView
+from warden.service.reconciler import ReconcileReport
 
 QUOTES = ("USDT", "USDC")
 TRADINGVIEW_PERP_SUFFIX = ".P"
 
+MAX_NUMBER = Decimal(10) ** 12
+"""The largest amount, quantity or price a request may carry (keeps every sizing step exact)."""
+MIN_EXPONENT = -20
+"""Numbers smaller than 1e-20 are refused: no instrument has a step that fine."""
+NUMBER_TEXT = 40
+"""The longest number written as a string."""
+MAX_DEPTH = 16
+"""The deepest nesting of JSON arrays and objects a body may have (a signal is one level)."""
 
-class SignalIn(BaseModel):
-    """A signal as JSON: from TradingView, a script, or the CLI."""
+_NUMBER_RE = re.compile(r"^-?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$")
+_POSITIVE_RE = r"^(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$"
 
-    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
 
-    symbol: str = Field(min_length=1, max_length=64)
-    side: Side
-    usd: Decimal | None = Field(None, gt=0, allow_inf_nan=False)
-    qty: Decimal | None = Field(None, gt=0, allow_inf_nan=False)
-    signal_id: str | None = Field(None, min_length=1, max_length=128)
-    stop_price: Decimal | None = Field(None, gt=0, allow_inf_nan=False)
+# -- numbers ---------------------------------------------------------------------------------------
+
+
+def _positive_number(value: object) -> Decimal:
+    """A JSON number or a numeric string: finite, > 0, <= 1e12, not finer than 1e-20."""
+    number = _as_decimal(value)
+    if not number.is_finite():
+        raise ValueError("must be a finite number")
+    if number <= 0:
+        raise ValueError("must be greater than zero")
+    if number > MAX_NUMBER:
+        raise ValueError(f"must be at most {MAX_NUMBER:f}")
+    if number.adjusted() < MIN_EXPONENT:
+        raise ValueError(f"is too small (below 1e{MIN_EXPONENT})")
+    return number
+
+
+def _as_decimal(value: object) -> Decimal:
+    if isinstance(value, bool):
+        raise ValueError("must be a number, not a boolean")
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError("must be a finite number")
+        number = Decimal(repr(value))
+    elif isinstance(value, int | Decimal):
+        number = Decimal(value)
+    elif isinstance(value, str):
+        if len(value) > NUMBER_TEXT:
+            raise ValueError(f"is longer than {NUMBER_TEXT} characters")
+        if not _NUMBER_RE.match(value):
+            raise ValueError(f"must be a number, not {value!r}")
+        try:
+            number = Decimal(value)
+        except InvalidOperation:  # pragma: no cover - the pattern admits only valid numbers
+            raise ValueError(f"must be a number, not {value!r}") from None
+    else:
+        raise ValueError("must be a number (a JSON number or a string)")
+    return number
+
+
+_NUMBER_SCHEMA: dict[str, Any] = {
+    "anyOf": [
+        {"type": "number", "exclusiveMinimum": 0, "maximum": float(MAX_NUMBER)},
+        {"type": "string", "pattern": _POSITIVE_RE, "maxLength": NUMBER_TEXT, "minLength": 1},
+    ],
+    "description": "A positive decimal: a JSON number or a string (exact); at most 1e12.",
+}
+
+PositiveNumber = Annotated[Decimal, BeforeValidator(_positive_number), WithJsonSchema(_NUMBER_SCHEMA)]
+
+
+def _fraction(value: object) -> Decimal:
+    number = _positive_number(value)
+    if number >= 1:
+        raise ValueError("must be between 0 and 1 (0.005 = 0.5 %)")
+    return number
+
+
+Fraction = Annotated[
+    Decimal,
+    BeforeValidator(_fraction),
+    WithJsonSchema({**_NUMBER_SCHEMA, "description": "A fraction between 0 and 1 (0.005 = 0.5 %)."}),
+]
+
+
+def _timestamp(value: object) -> datetime:
+    """ISO 8601 (TradingView's {{timenow}}: 2025-01-02T03:04:05Z) or seconds since the epoch."""
+    if isinstance(value, bool):
+        raise ValueError("must be an ISO 8601 time or seconds since the epoch")
+    if isinstance(value, int | float | Decimal):
+        seconds = float(value)
+        if not math.isfinite(seconds) or not 0 < seconds < 1e11:
+            raise ValueError("must be seconds since the epoch (a positive number)")
+        return datetime.fromtimestamp(seconds, UTC)
+    if isinstance(value, str):
+        if len(value) > 64:
+            raise ValueError("is longer than 64 characters")
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"must be an ISO 8601 time like 2025-01-02T03:04:05Z, not {value!r}") from None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        return parsed.astimezone(UTC)
+    raise ValueError("must be an ISO 8601 time or seconds since the epoch")
+
+
+Timestamp = Annotated[
+    datetime,
+    BeforeValidator(_timestamp),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "maxLength": 64, "minLength": 1},
+                {"type": "number", "exclusiveMinimum": 0, "maximum": 1e11},
+            ],
+            "description": "When the alert fired: ISO 8601 (TradingView's {{timenow}}) or epoch seconds.",
+        }
+    ),
+]
+
+
+# -- requests --------------------------------------------------------------------------------------
+
+
+class StrictBody(BaseModel):
+    """Unknown fields are refused; nothing is coerced silently."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class SignalAction(StrEnum):
+    OPEN = "open"
+    CLOSE = "close"
+    FLIP = "flip"
+
+
+SIDES = ("long", "short", "buy", "sell")
+
+
+class SignalIn(StrictBody):
+    """A signal: from TradingView, a script, the CLI or Telegram.
+
+    `action` is `open` (the default), `close` (close the symbol's position) or `flip`
+    (close it and open the other side). TradingView's `market_position: "flat"` also closes.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"symbol": "SOL", "side": "long", "usd": "100", "signal_id": "example-1"},
+                {"symbol": "BINANCE:ETHUSDT.P", "side": "sell", "qty": "0.05"},
+                {"symbol": "SOL", "action": "close"},
+            ]
+        },
+    )
+
+    symbol: str = Field(
+        min_length=1,
+        max_length=64,
+        description="SOL, SOLUSDT, SOL/USDT:USDT or TradingView's {{ticker}} (BINANCE:SOLUSDT.P).",
+        examples=["BINANCE:SOLUSDT.P", "BTC"],
+    )
+    side: Literal["long", "short", "buy", "sell"] | None = Field(
+        None,
+        description="long/short, or TradingView's {{strategy.order.action}} (buy/sell). "
+        "Required to open; a flip without it opens the side opposite to the open position.",
+    )
+    action: SignalAction = Field(SignalAction.OPEN, description="open, close or flip.")
+    market_position: Literal["long", "short", "flat"] | None = Field(
+        None, description="TradingView's {{strategy.market_position}}: flat closes the symbol's position."
+    )
+    usd: PositiveNumber | None = Field(None, description="Notional in USD (or give qty).")
+    qty: PositiveNumber | None = Field(
+        None, description="Size in base units: TradingView's {{strategy.order.contracts}}."
+    )
+    signal_id: str | None = Field(
+        None, min_length=1, max_length=128, description="Idempotency key: a resent id answers 409."
+    )
+    stop_price: PositiveNumber | None = Field(None, description="The stop price (default: from the plan).")
+    trail_pct: Fraction | None = Field(
+        None, description="This position's trailing distance after TP2 (default: the trail_pct setting)."
+    )
+    timestamp: Timestamp | None = Field(
+        None, description="When the alert fired; older than max_signal_age is refused."
+    )
+    secret: str | None = Field(
+        None, max_length=256, description="The API token, for senders that cannot set headers."
+    )
 
     @field_validator("side", mode="before")
     @classmethod
-    def _parse_side(cls, value: object) -> Side:
-        if not isinstance(value, str):
+    def _side_is_known(cls, value: object) -> object:
+        if value is not None and value not in SIDES:
             raise ValueError(f"must be long, short, buy or sell, not {value!r}")
-        try:
-            return Side.parse(value)
-        except ValidationError as exc:
-            raise ValueError(exc.message) from None
+        return value
+
+    @property
+    def parsed_side(self) -> Side | None:
+        return None if self.side is None else Side.parse(self.side)
+
+    @property
+    def wants_close(self) -> bool:
+        return self.action is SignalAction.CLOSE or self.market_position == "flat"
 
 
-def parse_signal(data: object) -> SignalIn:
-    """Validate a decoded JSON body; the first problem is raised as a ValidationError naming its field."""
+class CloseSymbolIn(StrictBody):
+    """Close every open position on a symbol."""
+
+    symbol: str = Field(
+        min_length=1, max_length=64, description="SOL, SOLUSDT, SOL/USDT:USDT, …", examples=["SOL"]
+    )
+    secret: str | None = Field(None, max_length=256, description="The API token, if not in the header.")
+
+
+class PositionPatchIn(StrictBody):
+    """Change an open position: tighten its stop (a stop never loosens)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"stop_price": "148.5"}]})
+
+    stop_price: PositiveNumber = Field(
+        description="The new stop price: tighter than the current one, on the protective side of the mark."
+    )
+
+
+class EmptyIn(StrictBody):
+    """No fields: the body may be empty or `{}`."""
+
+
+# -- responses -------------------------------------------------------------------------------------
+
+DecimalText = Annotated[
+    str,
+    Field(pattern=r"^-?\d+(\.\d+)?$", description="A decimal, exact, as a string.", examples=["150.25"]),
+]
+
+
+class ErrorOut(BaseModel):
+    """Every error answer: a code, the field at fault (if one is), a message; 409 carries the position."""
+
+    error: str = Field(description="validation_error, unauthorized, forbidden, not_found, …")
+    message: str
+    field: str | None = Field(None, description="The field at fault.")
+    accepted: list[str] | None = Field(None, description="For an unknown field: the fields accepted.")
+    position_id: str | None = None
+    position: PositionOut | None = None
+
+
+class PositionOut(BaseModel):
+    id: str
+    symbol: str
+    side: Side
+    status: PositionStatus
+    size: DecimalText | None = Field(description="What remains open.")
+    filled_qty: DecimalText | None
+    entry_price: DecimalText | None
+    stop_price: DecimalText | None
+    stop_resting: bool = Field(description="The stop rests on the exchange for the full size.")
+    tp1_price: DecimalText | None
+    tp1_qty: DecimalText | None
+    tp2_price: DecimalText | None
+    tp2_qty: DecimalText | None
+    tp1_hit: bool
+    tp2_hit: bool
+    trailing_active: bool
+    trail_pct: DecimalText | None
+    watermark: DecimalText | None = Field(description="The peak (long) or trough (short) since the fill.")
+    mae: DecimalText | None
+    mfe: DecimalText | None
+    last_price: DecimalText | None
+    unrealized_pnl: DecimalText | None
+    realized_pnl: DecimalText | None
+    fees: DecimalText | None
+    exit_reason: str | None
+    signal_id: str | None
+    origin: str
+    opened_at: datetime
+    closed_at: datetime | None
+    version: int
+
+    @classmethod
+    def of(
+        cls, position: Position, stop_resting: bool | None = None, unrealized_pnl: Decimal | None = None
+    ) -> PositionOut:
+        p = position
+        if stop_resting is None:
+            stop_resting = p.status is PositionStatus.PROTECTED
+        return cls(
+            id=p.id,
+            symbol=p.symbol,
+            side=p.side,
+            status=p.status,
+            size=dec(p.remaining),
+            filled_qty=dec(p.filled_qty),
+            entry_price=dec(p.entry_price),
+            stop_price=dec(p.stop_price),
+            stop_resting=stop_resting,
+            tp1_price=dec(p.tp1_price),
+            tp1_qty=dec(p.tp1_qty),
+            tp2_price=dec(p.tp2_price),
+            tp2_qty=dec(p.tp2_qty),
+            tp1_hit=p.tp1_hit,
+            tp2_hit=p.tp2_hit,
+            trailing_active=p.trailing_active,
+            trail_pct=dec(p.plan.trail_pct),
+            watermark=dec(p.watermark),
+            mae=dec(p.mae),
+            mfe=dec(p.mfe),
+            last_price=dec(p.last_price),
+            unrealized_pnl=dec(unrealized_pnl),
+            realized_pnl=dec(p.realized_pnl),
+            fees=dec(p.fees),
+            exit_reason=p.exit_reason,
+            signal_id=p.signal_id,
+            origin=p.origin,
+            opened_at=p.opened_at,
+            closed_at=p.closed_at,
+            version=p.version,
+        )
+
+    @classmethod
+    def of_view(cls, view: PositionView) -> PositionOut:
+        return cls.of(view.position, view.stop_resting, view.unrealized_pnl)
+
+
+class EventOut(BaseModel):
+    id: int | None = Field(
+        None, description="The event's place in the stream (GET /stream resumes after it)."
+    )
+    kind: EventKind
+    at: datetime
+    position_id: str | None
+    message: str
+    data: dict[str, str]
+
+    @classmethod
+    def of(cls, event: Event, event_id: int | None = None) -> EventOut:
+        return cls(
+            id=event_id,
+            kind=event.kind,
+            at=event.at,
+            position_id=event.position_id,
+            message=event.message,
+            data=dict(event.data),
+        )
+
+
+class StatusOut(BaseModel):
+    state: EngineState
+    accepting_signals: bool
+    reasons: list[str]
+    exchange: str
+    database: str
+    open_positions: int
+    unprotected_positions: int
+    started_at: datetime
+    last_reconcile_at: datetime | None
+    pending_writes: int
+    details: dict[str, str]
+
+    @classmethod
+    def of(cls, status: EngineStatus) -> StatusOut:
+        return cls(
+            state=status.state,
+            accepting_signals=status.accepting_signals,
+            reasons=list(status.reasons),
+            exchange=status.exchange,
+            database=status.database,
+            open_positions=status.open_positions,
+            unprotected_positions=status.unprotected_positions,
+            started_at=status.started_at,
+            last_reconcile_at=status.last_reconcile_at,
+            pending_writes=status.pending_writes,
+            details=dict(status.details),
+        )
+
+
+class FindingOut(BaseModel):
+    kind: str
+    symbol: str
+    position_id: str | None
+    client_order_id: str | None
+    expected: DecimalText
+    found: DecimalText
+    action: str
+
+
+class ReconcileOut(BaseModel):
+    at: datetime
+    positions_checked: int
+    seconds: float
+    findings: list[FindingOut]
+
+    @classmethod
+    def of(cls, report: ReconcileReport) -> ReconcileOut:
+        return cls(
+            at=report.at,
+            positions_checked=report.positions_checked,
+            seconds=round(report.seconds, 6),
+            findings=[
+                FindingOut(
+                    kind=f.discrepancy.kind.value,
+                    symbol=f.discrepancy.symbol,
+                    position_id=f.discrepancy.position_id,
+                    client_order_id=f.discrepancy.client_order_id,
+                    expected=f"{f.discrepancy.expected:f}",
+                    found=f"{f.discrepancy.found:f}",
+                    action=f.action,
+                )
+                for f in report.findings
+            ],
+        )
+
+
+class HealthOut(BaseModel):
+    """No amounts: /healthz is open to anyone who can reach the port."""
+
+    status: Literal["ok", "unavailable", "starting"]
+    state: EngineState | None = None
+    reasons: list[str]
+
+
+# -- parsing ---------------------------------------------------------------------------------------
+
+
+def decode_json(raw: bytes) -> object:
+    """A request body as JSON (any content type: TradingView posts text/plain).
+
+    Floats are read as exact decimals; NaN and Infinity are read as such so the field
+    that carries them is named when they are refused; nesting deeper than MAX_DEPTH is
+    refused before parsing.
+    """
+    if not raw.strip():
+        raise ValidationError("body", "expected a JSON object")
+    if not _depth_ok(raw, MAX_DEPTH):
+        raise ValidationError("body", f"is nested deeper than {MAX_DEPTH} levels")
+    try:
+        return json.loads(raw, parse_float=Decimal, parse_constant=float)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise ValidationError("body", f"is not valid JSON: {exc}") from None
+
+
+def _depth_ok(raw: bytes, limit: int) -> bool:
+    """True when arrays and objects nest at most `limit` deep (strings are skipped)."""
+    if raw.count(b"[") + raw.count(b"{") <= limit:
+        return True
+    depth, in_string, escaped = 0, False, False
+    for byte in raw:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            if depth > limit:
+                return False
+        elif byte in (0x5D, 0x7D):  # ] }
+            depth -= 1
+    return True
+
+
+M = TypeVar("M", bound="StrictBody")
+
+
+NO_BODY: Any = type("NoBody", (), {"__repr__": lambda self: "NO_BODY"})()
+"""What a request without a body decodes to (JSON `null` is a body, and not an object)."""
+
+
+def parse_body(model: type[M], data: object) -> M:
+    """Validate a decoded body; the first problem is raised as a ValidationError naming its field."""
+    if data is NO_BODY and model is EmptyIn:
+        data = {}
     if not isinstance(data, dict):
         raise ValidationError("body", "expected a JSON object")
     try:
-        signal = SignalIn.model_validate(data)
+        return model.model_validate(data)
     except pydantic.ValidationError as exc:
-        raise first_error(exc.errors(include_url=False)) from None
-    if signal.usd is not None and signal.qty is not None:
-        raise ValidationError("qty", "give usd or qty, not both")
-    return signal
+        raise first_error(exc.errors(include_url=False), accepted=list(model.model_fields)) from None
 
 
-def first_error(errors: Any, skip: tuple[str, ...] = ()) -> ValidationError:
-    """Pydantic's error list as one ValidationError that names the field."""
-    first = errors[0]
+class FieldError(ValidationError):
+    """A validation error that can also list the fields a body accepts."""
+
+    def __init__(self, field: str, message: str, accepted: list[str] | None = None) -> None:
+        super().__init__(field, message)
+        self.accepted = accepted
+
+
+def first_error(errors: Any, skip: tuple[str, ...] = (), accepted: list[str] | None = None) -> FieldError:
+    """Pydantic's error list as one error that names the field (unknown fields first)."""
+    unknown = [e for e in errors if e["type"] == "extra_forbidden"]
+    first = unknown[0] if unknown else errors[0]
     loc = [str(part) for part in first["loc"] if str(part) not in skip]
     field = ".".join(loc) or "body"
     message = str(first["msg"]).removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        listed = ", ".join(accepted or [])
+        return FieldError(field, f"is not a field warden knows; accepted: {listed}", accepted)
     if first["type"] == "missing":
         message = "is required"
     elif first["type"] == "json_invalid":
         field, message = "body", f"is not valid JSON: {first['ctx']['error']}"
-    return ValidationError(field, message)
+    elif first["type"] == "literal_error" and "input" in first:
+        message = f"{message}, not {first['input']!r}"
+    return FieldError(field, message)
 
 
 def normalise_symbol(raw: str, lookup: Callable[[Symbol], Instrument | None]) -> Symbol:
@@ -94,74 +560,4 @@ def dec(value: Decimal | None) -> str | None:
     return None if value is None else f"{value:f}"
 
 
-def ts(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat()
-
-
-def position_json(
-    position: Position, stop_resting: bool | None = None, unrealized_pnl: Decimal | None = None
-) -> dict[str, Any]:
-    p = position
-    if stop_resting is None:
-        stop_resting = p.status is PositionStatus.PROTECTED
-    return {
-        "id": p.id,
-        "symbol": p.symbol,
-        "side": p.side.value,
-        "status": p.status.value,
-        "size": dec(p.remaining),
-        "filled_qty": dec(p.filled_qty),
-        "entry_price": dec(p.entry_price),
-        "stop_price": dec(p.stop_price),
-        "stop_resting": stop_resting,
-        "tp1_price": dec(p.tp1_price),
-        "tp1_qty": dec(p.tp1_qty),
-        "tp2_price": dec(p.tp2_price),
-        "tp2_qty": dec(p.tp2_qty),
-        "tp1_hit": p.tp1_hit,
-        "tp2_hit": p.tp2_hit,
-        "trailing_active": p.trailing_active,
-        "watermark": dec(p.watermark),
-        "mae": dec(p.mae),
-        "mfe": dec(p.mfe),
-        "last_price": dec(p.last_price),
-        "unrealized_pnl": dec(unrealized_pnl),
-        "realized_pnl": dec(p.realized_pnl),
-        "fees": dec(p.fees),
-        "exit_reason": p.exit_reason,
-        "signal_id": p.signal_id,
-        "origin": p.origin,
-        "opened_at": ts(p.opened_at),
-        "closed_at": ts(p.closed_at),
-        "version": p.version,
-    }
-
-
-def view_json(view: PositionView) -> dict[str, Any]:
-    return position_json(view.position, view.stop_resting, view.unrealized_pnl)
-
-
-def event_json(event: Event) -> dict[str, Any]:
-    return {
-        "kind": event.kind.value,
-        "at": ts(event.at),
-        "position_id": event.position_id,
-        "message": event.message,
-        "data": dict(event.data),
-    }
-
-
-def status_json(status: EngineStatus) -> dict[str, Any]:
-    return {
-        "state": status.state.value,
-        "accepting_signals": status.accepting_signals,
-        "reasons": list(status.reasons),
-        "exchange": status.exchange,
-        "database": status.database,
-        "open_positions": status.open_positions,
-        "unprotected_positions": status.unprotected_positions,
-        "started_at": ts(status.started_at),
-        "last_reconcile_at": ts(status.last_reconcile_at),
-        "pending_writes": status.pending_writes,
-        "details": dict(status.details),
-    }
+ErrorOut.model_rebuild()

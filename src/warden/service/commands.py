@@ -61,6 +61,10 @@ class OpenPosition:
     signal_id: str | None = None
     stop_price: Decimal | None = None
     source: str = "api"
+    position_id: str | None = None
+    """The id the new position gets (the API names it before the open finishes); None: a random one."""
+    trail_pct: Decimal | None = None
+    """This position's trailing distance (its exit plan's trail_pct); None: the configured one."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,8 +28,10 @@ from typing import Any
 import structlog
 
 from warden.domain.alerts import AlertKind
+from warden.domain.errors import ValidationError
 from warden.domain.events import Event, EventKind
 from warden.domain.orders import OrderStatus
+from warden.domain.plan import tighter
 from warden.domain.position import Position, PositionStatus
 from warden.domain.reports import StreamEvent
 from warden.domain.values import Instrument, PositionId, Symbol, parse_client_id
@@ -134,6 +136,55 @@ class Engine:
             raise TradingRefused("the entry order is still being resolved; try again in a moment")
         return await self.exits.close(cmd.position_id, cmd.reason)
 
+    async def close_symbol(self, symbol: str, reason: str = "manual") -> list[Position]:
+        """Close every open position on `symbol` (one, unless stacking is on); [] if none is open."""
+        self.ctx.gate.check_may_act()
+        pids = sorted(self.ledger.by_symbol.get(Symbol(symbol), ()))
+        return [await self.close_position(ClosePosition(pid, reason)) for pid in pids]
+
+    async def move_stop(self, position_id: str, price: Decimal) -> Position:
+        """Tighten an open position's stop to `price` (rounded to the tick) through the exits'
+        place-then-cancel move. Refused (ValidationError) when it would loosen the stop, sits on
+        the wrong side of the mark, or the position is not open; ExchangeError if it did not rest."""
+        self.ctx.gate.check_may_act()
+        pid = PositionId(position_id)
+        pos = self.ledger.positions.get(pid)
+        if pos is None and await self.store.get_position(pid) is None:
+            raise PositionNotFound(position_id)
+        if (
+            pos is None
+            or pos.status not in (PositionStatus.OPEN, PositionStatus.PROTECTED)
+            or pos.remaining <= 0
+        ):
+            state = pos.status.value if pos is not None else "closed"
+            raise ValidationError(
+                "position_id", f"position {position_id} is {state}: only an open stop moves"
+            )
+        target = self.instruments[pos.symbol].round_price(price)
+        if target <= 0 or target == pos.stop_price or tighter(pos.side, pos.stop_price, target) != target:
+            raise ValidationError(
+                "stop_price", f"a stop only tightens: {target} is not tighter than {pos.stop_price}"
+            )
+        mark = await self.gateway.mark_price(pos.symbol)
+        if (target - mark) * pos.side.sign >= 0:
+            where = "below" if pos.side.sign > 0 else "above"
+            raise ValidationError("stop_price", f"a {pos.side} stop must be {where} the mark price {mark}")
+        await self.exits.move_stop(pid, target)
+        moved = self.ledger.positions[pid]
+        if moved.is_active and moved.stop_price != target:
+            raise ExchangeError(f"the stop at {target} did not rest; the stop stays at {moved.stop_price}")
+        return moved
+
+    def unprotected_for(self, position_id: str) -> float | None:
+        """Seconds this position has been without a resting stop, as timed by the exits (None when
+        it is not being timed: protected, or never filled)."""
+        started = self.exits._exposed_since.get(PositionId(position_id))
+        return None if started is None else max(0.0, self.clock.monotonic() - started)
+
+    def knows(self, position_id: str) -> bool:
+        """The position is committed and in memory (the API answers 202 from then on)."""
+        return PositionId(position_id) in self.ledger.positions
+
     async def list_positions(self, include_closed: bool = False) -> list[PositionView]:
         if include_closed:
             stored = await self.store.list_positions(include_closed=True, limit=1000)
@@ -154,6 +205,10 @@ class Engine:
 
     async def list_events(self, position_id: str | None = None, limit: int = 100) -> list[Event]:
         return await self.store.list_events(PositionId(position_id) if position_id else None, limit)
+
+    async def events_since(self, after_id: int | None, limit: int = 100) -> list[tuple[int, Event]]:
+        """Committed events with their ids, for the event stream (GET /stream) and its resume point."""
+        return await self.store.events_since(after_id, limit)
 
     def view(self, position: Position, *, fresh: bool = False) -> PositionView:
         """`fresh`: the caller already folded the symbol's tick range into its positions."""

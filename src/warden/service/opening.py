@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from decimal import Decimal
 
 from warden.domain.errors import ValidationError
@@ -85,10 +86,11 @@ class Opener:
                 raise TradingRefused(f"exchange unavailable, nothing was sent: {exc}") from exc
         qty = order_qty(inst, mark, cmd.usd, cmd.qty)
         stop = self._validate_stop(cmd, inst, mark)
+        plan = ctx.config.plan if cmd.trail_pct is None else replace(ctx.config.plan, trail_pct=cmd.trail_pct)
         async with ctx.locks.symbol(inst.symbol):
             check_trading()
             await self._refuse_duplicates(cmd, inst)
-            pid = PositionId(self.new_id())
+            pid = PositionId(cmd.position_id or self.new_id())
             now = ctx.clock.now()
             position = Position(
                 id=pid,
@@ -96,7 +98,7 @@ class Opener:
                 side=cmd.side,
                 status=PositionStatus.OPENING,
                 target_qty=qty,
-                plan=ctx.config.plan,
+                plan=plan,
                 opened_at=now,
                 signal_id=cmd.signal_id,
                 origin=cmd.source,

@@ -385,6 +385,18 @@ class SqlStore:
         newest_first = await self._read("list events", lambda c: _all(c, query, rows.event_from))
         return newest_first[::-1]
 
+    async def events_since(self, after_id: int | None, limit: int = 100) -> list[tuple[int, Event]]:
+        """Events with their ids, oldest first: after `after_id`, or (None) the `limit` most recent."""
+        query = select(events).where(events.c.account == self._account)
+        if after_id is None:
+            query = query.order_by(events.c.id.desc()).limit(limit)
+        else:
+            query = query.where(events.c.id > after_id).order_by(events.c.id).limit(limit)
+        found = await self._read(
+            "events since", lambda c: _all(c, query, lambda r: (r.id, rows.event_from(r)))
+        )
+        return found[::-1] if after_id is None else found
+
     async def _positions(self, what: str, where: ColumnElement[bool], *, limit: int) -> list[Position]:
         query = (
             select(positions)

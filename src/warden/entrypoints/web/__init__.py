@@ -1,0 +1,208 @@
+"""The dashboard at `/`: server-rendered (Jinja2) fragments kept live by htmx and the event stream.
+
+- Login once with the API token (the form, or `/?token=...`): the answer sets an HttpOnly,
+  SameSite=Strict session cookie (an HMAC of the token, see auth.py) and redirects to `/`.
+  The read token logs in too, read-only (no action buttons).
+- The page loads `/ui/*` fragments; `static/dashboard.js` listens on `/api/v1/stream` and
+  asks htmx to refresh them on every event (and every 2 s, for marks), and draws the charts
+  with TradingView's lightweight-charts.
+- Actions (close, pause/resume/kill when the engine has them) post to the same API routes
+  as the CLI, with a confirmation.
+
+JavaScript is vendored in `static/` (htmx 2.0.11, lightweight-charts 5.2.1, from npm, with
+their licences): no build step, nothing fetched from a CDN at run time.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from warden.domain.events import EventKind
+from warden.entrypoints.auth import SESSION_COOKIE, Access, cookie_access, session_value, token_access
+from warden.entrypoints.schemas import EventOut, PositionOut, StatusOut
+
+if TYPE_CHECKING:
+    from warden.entrypoints.api import RuntimeApi
+
+HERE = Path(__file__).parent
+ACTIONS = ("pause", "resume", "kill")
+TIMELINE = 60
+CLOSED = 50
+
+_env = Environment(
+    loader=FileSystemLoader(HERE / "templates"),
+    autoescape=select_autoescape(["html"]),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
+def _signed(value: str | None) -> str:
+    """CSS class for a signed decimal: up, down or flat."""
+    try:
+        number = Decimal(value) if value is not None else Decimal(0)
+    except InvalidOperation:
+        return "flat"
+    return "up" if number > 0 else "down" if number < 0 else "flat"
+
+
+def _short(value: str | None, places: int = 4) -> str:
+    """A decimal string for display: at most `places` decimals, trailing zeros dropped."""
+    if value is None:
+        return "-"
+    try:
+        number = Decimal(value)
+    except InvalidOperation:
+        return value
+    text = f"{number:.{places}f}".rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
+
+
+_env.filters["signed"] = _signed
+_env.filters["short"] = _short
+
+
+def render(name: str, **context: Any) -> str:
+    return _env.get_template(name).render(**context)
+
+
+def install_dashboard(app: FastAPI, provider: Callable[[], RuntimeApi | None]) -> None:
+    """Mount `/`, `/login`, `/logout`, the `/ui/*` fragments and `/static`."""
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+
+    def runtime() -> RuntimeApi | None:
+        return provider()
+
+    def access_of(request: Request) -> Access:
+        rt = runtime()
+        if rt is None:
+            return Access.NONE
+        return cookie_access(request.cookies.get(SESSION_COOKIE), rt.settings)
+
+    def login_page(message: str = "", status: int = 200) -> HTMLResponse:
+        return HTMLResponse(render("login.html", message=message), status_code=status)
+
+    def signed_in(token: str) -> Response:
+        rt = runtime()
+        access = Access.NONE if rt is None else token_access(token, rt.settings)
+        if rt is None or access is Access.NONE:
+            return login_page("That is not the API token (`warden token` prints it).", 401)
+        secret = rt.settings.api_token if access is Access.FULL else rt.settings.api_read_token
+        assert secret is not None
+        response = RedirectResponse("/", status_code=303)
+        response.set_cookie(
+            SESSION_COOKIE,
+            session_value(secret, access),
+            httponly=True,
+            samesite="strict",
+            secure=False,
+            path="/",
+            max_age=30 * 24 * 3600,
+        )
+        return response
+
+    @app.get("/", include_in_schema=False, response_model=None)
+    async def dashboard(request: Request) -> Response:
+        token = request.query_params.get("token")
+        if token is not None:
+            return signed_in(token)
+        rt = runtime()
+        if rt is None:
+            return HTMLResponse(render("starting.html"), status_code=503)
+        access = access_of(request)
+        if access is Access.NONE:
+            return login_page()
+        actions = [a for a in ACTIONS if _has_route(app, f"/api/v1/{a}")] if access is Access.FULL else []
+        return HTMLResponse(
+            render(
+                "dashboard.html",
+                can_act=access is Access.FULL,
+                actions=actions,
+                kinds=json.dumps([k.value for k in EventKind]),
+            )
+        )
+
+    @app.post("/login", include_in_schema=False, response_model=None)
+    async def login(request: Request) -> Response:
+        form = parse_qs((await request.body()).decode("utf-8", "replace"))
+        return signed_in((form.get("token") or [""])[0].strip())
+
+    @app.post("/logout", include_in_schema=False)
+    async def logout() -> Response:
+        response = RedirectResponse("/", status_code=303)
+        response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
+        return response
+
+    _install_fragments(app, runtime, access_of)
+
+
+def _install_fragments(
+    app: FastAPI, runtime: Callable[[], RuntimeApi | None], access_of: Callable[[Request], Access]
+) -> None:
+    def fragment(request: Request) -> tuple[RuntimeApi, Access] | Response:
+        rt = runtime()
+        if rt is None:
+            return HTMLResponse('<p class="muted">the engine is starting…</p>', status_code=503)
+        access = access_of(request)
+        if access is Access.NONE:
+            return HTMLResponse('<p class="down">signed out: <a href="/">sign in</a></p>', status_code=401)
+        return rt, access
+
+    @app.get("/ui/status", include_in_schema=False, response_model=None)
+    async def ui_status(request: Request) -> Response:
+        got = fragment(request)
+        if isinstance(got, Response):
+            return got
+        rt, _ = got
+        status = StatusOut.of(rt.engine.status())
+        holder = (
+            "this engine"
+            if rt.is_holder
+            else next((r for r in status.reasons if "held by" in r), "another engine")
+        )
+        return HTMLResponse(render("status.html", s=status, holder=holder))
+
+    @app.get("/ui/positions", include_in_schema=False, response_model=None)
+    async def ui_positions(request: Request) -> Response:
+        got = fragment(request)
+        if isinstance(got, Response):
+            return got
+        rt, access = got
+        views = await rt.engine.list_positions()
+        rows = [(PositionOut.of_view(v), rt.engine.unprotected_for(v.position.id)) for v in views]
+        return HTMLResponse(render("positions.html", rows=rows, can_act=access is Access.FULL))
+
+    @app.get("/ui/closed", include_in_schema=False, response_model=None)
+    async def ui_closed(request: Request) -> Response:
+        got = fragment(request)
+        if isinstance(got, Response):
+            return got
+        rt, _ = got
+        views = await rt.engine.list_positions(include_closed=True)
+        closed = [PositionOut.of_view(v) for v in views if v.position.status.terminal]
+        closed.sort(key=lambda p: p.closed_at or p.opened_at, reverse=True)
+        return HTMLResponse(render("closed.html", rows=closed[:CLOSED], all_rows=closed))
+
+    @app.get("/ui/events", include_in_schema=False, response_model=None)
+    async def ui_events(request: Request) -> Response:
+        got = fragment(request)
+        if isinstance(got, Response):
+            return got
+        rt, _ = got
+        events = await rt.engine.events_since(None, TIMELINE)
+        rows = [EventOut.of(e, i) for i, e in reversed(events)]
+        return HTMLResponse(render("events.html", rows=rows))
+
+
+def _has_route(app: FastAPI, path: str) -> bool:
+    return any(getattr(route, "path", None) == path for route in app.routes)

@@ -1,0 +1,223 @@
+"""The dashboard: login and fragments over HTTP, and the live page in headless Chromium.
+
+The browser test drives Debian's chromium (/usr/bin/chromium, or WARDEN_CHROMIUM) through
+Playwright with its executable_path: no browser is ever downloaded. Without a browser the
+test is skipped with the reason shown — except under CI=true, where that is a failure
+(.ci/run installs chromium when it is missing). Screenshots go to test-artifacts/ (or
+WARDEN_ARTIFACTS).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from warden.bootstrap import Runtime
+from warden.domain.values import OrderType, Symbol
+
+from .conftest import AUTH, TOKEN
+from .live import LiveWarden
+from .test_api import SIGNAL, open_sol
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = Path(os.environ.get("WARDEN_ARTIFACTS", ROOT / "test-artifacts"))
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+WAIT_MS = 15_000
+
+
+# -- over HTTP ---------------------------------------------------------------------------------
+
+
+async def test_login_page_without_a_session(client: httpx.AsyncClient) -> None:
+    """/ without a session shows the token form; fragments answer 401."""
+    page = await client.get("/")
+    assert page.status_code == 200
+    assert 'name="token"' in page.text
+    assert (await client.get("/ui/positions")).status_code == 401
+
+
+async def test_token_in_the_url_sets_a_strict_httponly_cookie(client: httpx.AsyncClient) -> None:
+    """/?token=... sets an HttpOnly, SameSite=Strict cookie that is not the token, and redirects to /."""
+    response = await client.get("/", params={"token": TOKEN})
+    assert response.status_code == 303
+    assert response.headers["location"] == "/"
+    cookie = response.headers["set-cookie"]
+    assert "HttpOnly" in cookie
+    assert "SameSite=strict" in cookie or "SameSite=Strict" in cookie
+    assert TOKEN not in cookie
+    page = await client.get("/")  # the client keeps the cookie
+    assert 'id="positions"' in page.text
+    assert "htmx" in page.text and "lightweight-charts" in page.text
+    assert "https://" not in page.text.split("<body")[0]  # nothing from a CDN
+
+
+async def test_wrong_token_is_refused(client: httpx.AsyncClient) -> None:
+    response = await client.post("/login", content=b"token=guess")
+    assert response.status_code == 401
+    assert "set-cookie" not in response.headers
+    assert (await client.get("/", params={"token": "guess"})).status_code == 401
+
+
+async def test_the_cookie_authorizes_the_api(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    """The session cookie opens the API (reads, the stream's auth, actions) and the fragments."""
+    await client.post("/login", content=f"token={TOKEN}".encode())
+    p = await open_sol(client)
+    fragment = await client.get("/ui/positions")
+    assert fragment.status_code == 200
+    assert f'data-position="{p["id"]}"' in fragment.text
+    assert 'data-resting="true"' in fragment.text
+    assert (await client.get("/api/v1/positions")).status_code == 200
+    closed = await client.post(f"/api/v1/positions/{p['id']}/close")
+    assert closed.status_code == 200
+    assert "closed" in (await client.get("/ui/closed")).text
+    assert "position_closed" in (await client.get("/ui/events")).text
+    status = await client.get("/ui/status")
+    assert 'data-state="ready"' in status.text
+    await client.post("/logout")
+    assert (await client.get("/api/v1/positions")).status_code == 401
+
+
+async def test_static_files_are_vendored_with_their_licences(client: httpx.AsyncClient) -> None:
+    for name in (
+        "htmx-2.0.11.min.js",
+        "htmx-LICENSE.txt",
+        "lightweight-charts-5.2.1.standalone.production.js",
+        "lightweight-charts-LICENSE.txt",
+        "dashboard.js",
+        "dashboard.css",
+    ):
+        assert (await client.get(f"/static/{name}")).status_code == 200, name
+
+
+# -- in a real browser ---------------------------------------------------------------------------
+
+
+def chromium_path() -> str:
+    """The browser to drive, or skip (fail under CI=true) saying why there is none."""
+    reason = ""
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError as exc:
+        reason = f"playwright is not installed ({exc})"
+    path = os.environ.get("WARDEN_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+    if not reason and not Path(path).exists():
+        reason = f"no chromium at {path} (apt-get install chromium)"
+    if reason:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{reason}; CI=true: the browser test must run")
+        pytest.skip(reason)
+    return path
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveWarden]:
+    with LiveWarden(Path(tmp_path_factory.mktemp("dash"))) as warden:
+        yield warden
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    path = chromium_path()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=path, headless=True, args=CHROMIUM_FLAGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def shot(page: Any, name: str) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"dashboard-{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+def test_dashboard_live_in_chromium(live: LiveWarden, browser: Any) -> None:
+    """Log in with the token; a position opened through the API appears without a reload with its
+    stop green; cancelling the stop on the simulated exchange turns it red (with the seconds
+    unprotected) and warden re-placing it turns it green again. Screenshots are written."""
+    from playwright.sync_api import expect
+
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(f"{live.url}/?token={TOKEN}")
+    assert page.url == f"{live.url}/"  # the token left the address bar
+    expect(page.locator("#live")).to_have_text("live", timeout=WAIT_MS)
+    expect(page.locator("#status [data-state]")).to_have_text("ready", timeout=WAIT_MS)
+
+    opened = httpx.post(f"{live.url}/api/v1/signals", json=SIGNAL, headers=AUTH, timeout=30)
+    assert opened.status_code == 201, opened.text
+    pid = opened.json()["id"]
+    row = page.locator(f'#positions [data-position="{pid}"]')
+    expect(row).to_be_visible(timeout=WAIT_MS)
+    stop = row.locator(".stop")
+    expect(stop).to_have_attribute("data-resting", "true", timeout=WAIT_MS)
+    expect(page.locator(f'#charts [data-chart="{pid}"] canvas').first).to_be_visible(timeout=WAIT_MS)
+    shot(page, "protected")
+
+    # Someone cancels the stop on the exchange; the re-placement is slowed so red can be seen.
+    async def cancel_stop(rt: Runtime) -> None:
+        assert rt.sim is not None
+        rt.sim.faults.rest_latency = 3.0
+        [resting] = [
+            o
+            for o in rt.sim.core.open_orders(Symbol(opened.json()["symbol"]))
+            if o.type is OrderType.STOP_MARKET
+        ]
+        rt.sim.cancel_external(resting.client_order_id)
+
+    live.call(cancel_stop)
+    expect(stop).to_have_attribute("data-resting", "false", timeout=WAIT_MS)
+    expect(stop).to_contain_text("NOT resting")
+    expect(stop).to_contain_text("s unprotected", timeout=WAIT_MS)
+    assert "rgb(239, 79, 79)" in stop.evaluate("el => getComputedStyle(el).color")  # red
+    shot(page, "unprotected")
+    expect(stop).to_have_attribute("data-resting", "true", timeout=WAIT_MS)
+    assert "rgb(47, 191, 113)" in stop.evaluate("el => getComputedStyle(el).color")  # green
+
+    async def fast(rt: Runtime) -> None:
+        assert rt.sim is not None
+        rt.sim.faults.rest_latency = 0.0
+
+    live.call(fast)
+    expect(page.locator("#events .kind-protection_lost").first).to_be_visible(timeout=WAIT_MS)
+    path = shot(page, "reprotected")
+    assert path.stat().st_size > 10_000
+
+    # Close from the dashboard, confirming the dialog.
+    page.once("dialog", lambda dialog: dialog.accept())
+    row.get_by_role("button", name="Close").click()
+    expect(row).to_have_count(0, timeout=WAIT_MS)
+    expect(page.locator(f'#closed [data-closed="{pid}"]')).to_be_visible(timeout=WAIT_MS)
+    shot(page, "closed")
+
+
+def test_dashboard_at_phone_width(live: LiveWarden, browser: Any) -> None:
+    """At 390 px the page has no horizontal overflow and shows the positions."""
+    page = browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True)
+    page.goto(f"{live.url}/?token={TOKEN}")
+    opened = httpx.post(
+        f"{live.url}/api/v1/signals", json={**SIGNAL, "symbol": "ETH"}, headers=AUTH, timeout=30
+    )
+    assert opened.status_code == 201, opened.text
+    from playwright.sync_api import expect
+
+    expect(page.locator(f'#positions [data-position="{opened.json()["id"]}"]')).to_be_visible(timeout=WAIT_MS)
+    overflow = page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0, f"the page is {overflow}px wider than the phone"
+    shot(page, "phone")

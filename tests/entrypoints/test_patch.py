@@ -1,0 +1,83 @@
+"""PATCH /positions/{id}: tighten a stop through place-then-cancel; per-signal trail_pct."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import httpx
+import pytest
+
+from warden.bootstrap import Runtime
+from warden.domain.values import OrderType, Symbol
+
+from .conftest import AUTH
+from .test_api import SIGNAL, open_sol
+
+SOL = Symbol("SOL/USDT:USDT")
+
+
+def stops(runtime: Runtime) -> list[tuple[Decimal, Decimal | None]]:
+    assert runtime.sim is not None
+    return [
+        (o.qty, o.trigger_price) for o in runtime.sim.core.open_orders(SOL) if o.type is OrderType.STOP_MARKET
+    ]
+
+
+async def test_patch_tightens_the_stop_on_the_exchange(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    """A tighter stop rests for the full size and replaces the old one; stop_moved is recorded."""
+    p = await open_sol(client)  # long 0.66 @ 150, stop 147.75
+    response = await client.patch(f"/api/v1/positions/{p['id']}", json={"stop_price": "148.5"}, headers=AUTH)
+    assert response.status_code == 200, response.text
+    moved = response.json()
+    assert (moved["stop_price"], moved["stop_resting"]) == ("148.50", True)
+    assert stops(runtime) == [(Decimal(p["size"]), Decimal("148.50"))]
+    events = (await client.get(f"/api/v1/positions/{p['id']}/events", headers=AUTH)).json()
+    assert any(e["kind"] == "stop_moved" and e["data"].get("to") == "148.50" for e in events)
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"stop_price": "147"}, "stop_price"),  # looser
+        ({"stop_price": "147.75"}, "stop_price"),  # the same
+        ({"stop_price": "151"}, "stop_price"),  # above the mark: it would trigger at once
+        ({"stop_price": "NaN"}, "stop_price"),
+        ({"tp3_price": "160"}, "tp3_price"),
+        ({}, "stop_price"),
+    ],
+)
+async def test_patch_refusals(client: httpx.AsyncClient, runtime: Runtime, body: object, field: str) -> None:
+    """A stop never loosens, never goes through the mark; unknown fields are refused; nothing changes."""
+    p = await open_sol(client)
+    before = stops(runtime)
+    response = await client.patch(f"/api/v1/positions/{p['id']}", json=body, headers=AUTH)
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == field
+    assert stops(runtime) == before
+
+
+async def test_patch_unknown_or_closed_position(client: httpx.AsyncClient) -> None:
+    missing = await client.patch("/api/v1/positions/nope", json={"stop_price": "1"}, headers=AUTH)
+    assert (missing.status_code, missing.json()["field"]) == (404, "position_id")
+    p = await open_sol(client)
+    await client.post(f"/api/v1/positions/{p['id']}/close", headers=AUTH)
+    closed = await client.patch(f"/api/v1/positions/{p['id']}", json={"stop_price": "149"}, headers=AUTH)
+    assert (closed.status_code, closed.json()["field"]) == (422, "position_id")
+
+
+async def test_patch_needs_the_full_token(client: httpx.AsyncClient) -> None:
+    p = await open_sol(client)
+    response = await client.patch(f"/api/v1/positions/{p['id']}", json={"stop_price": "148.5"})
+    assert response.status_code == 401
+
+
+async def test_signal_carries_its_own_trail_pct(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    """trail_pct on a signal is that position's trailing distance (kept with it in the database)."""
+    p = await open_sol(client, trail_pct="0.01")
+    assert p["trail_pct"] == "0.01"
+    stored = await runtime.store.get_position(p["id"])
+    assert stored is not None and stored.plan.trail_pct == Decimal("0.01")
+    bad = await client.post(
+        "/api/v1/signals", json={**SIGNAL, "symbol": "ETH", "trail_pct": "1.5"}, headers=AUTH
+    )
+    assert (bad.status_code, bad.json()["field"]) == (422, "trail_pct")

@@ -1,0 +1,279 @@
+"""TradingView alerts: its fields, stale signals, answering within its 3 s, source addresses,
+closing and flipping from a signal."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.helpers import eventually
+from warden.bootstrap import Runtime, running
+from warden.domain.values import OrderType, Symbol
+from warden.entrypoints.api import create_app
+
+from .conftest import AUTH, TOKEN, make_settings
+from .test_api import SIGNAL, assert_nothing_happened, open_sol
+
+SOL = Symbol("SOL/USDT:USDT")
+
+# The README's alert message, as TradingView fills it in.
+ALERT = """{
+  "symbol": "{{ticker}}",
+  "side": "{{strategy.order.action}}",
+  "qty": "{{strategy.order.contracts}}",
+  "signal_id": "{{strategy.order.id}}-{{timenow}}",
+  "timestamp": "{{timenow}}",
+  "market_position": "{{strategy.market_position}}",
+  "secret": "<token>"
+}"""
+
+
+def alert(ticker: str, action: str, contracts: str, at: datetime, market_position: str = "long") -> bytes:
+    now = at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    filled = (
+        ALERT.replace("{{ticker}}", ticker)
+        .replace("{{strategy.order.action}}", action)
+        .replace("{{strategy.order.contracts}}", contracts)
+        .replace("{{strategy.order.id}}", "Long Entry")
+        .replace("{{timenow}}", now)
+        .replace("{{strategy.market_position}}", market_position)
+        .replace("<token>", TOKEN)
+    )
+    return filled.encode()
+
+
+def readme_alert() -> str:
+    """The alert message block in the README (it must be the one tested here)."""
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    return text.split("<!-- tradingview-alert -->")[1].split("```json\n")[1].split("```")[0]
+
+
+def test_readme_alert_is_the_tested_one() -> None:
+    assert json.loads(readme_alert()) == json.loads(ALERT)
+
+
+async def test_tradingview_alert_opens(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    """The README's alert, filled in by TradingView (text/plain, exchange-prefixed .P ticker, buy/sell,
+    contracts as a string, {{timenow}}), opens a protected position."""
+    body = alert("BINANCE:SOLUSDT.P", "sell", "0.5", runtime.clock.now())
+    response = await client.post("/api/v1/signals", content=body, headers={"Content-Type": "text/plain"})
+    assert response.status_code == 201, response.text
+    p = response.json()
+    assert (p["symbol"], p["side"], Decimal(p["size"]), p["status"]) == (
+        SOL,
+        "short",
+        Decimal("0.5"),
+        "protected",
+    )
+    assert p["origin"] == "tradingview"
+
+
+async def test_stale_signal_is_refused(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    """A signal older than max_signal_age (60 s) is a 422 naming timestamp; nothing is sent."""
+    old = runtime.clock.now() - timedelta(seconds=61)
+    response = await client.post("/api/v1/signals", content=alert("SOLUSDT.P", "buy", "1", old))
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == "timestamp"
+    assert "s old; signals older than 60 s are refused" in response.json()["message"]
+    future = runtime.clock.now() + timedelta(minutes=5)
+    ahead = await client.post("/api/v1/signals", content=alert("SOLUSDT.P", "buy", "1", future))
+    assert ahead.json()["field"] == "timestamp"
+    bad = await client.post("/api/v1/signals", json={**SIGNAL, "timestamp": "yesterday"}, headers=AUTH)
+    assert bad.json()["field"] == "timestamp"
+    await assert_nothing_happened(runtime)
+
+
+async def test_epoch_seconds_timestamp(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    """A timestamp may be seconds since the epoch."""
+    now = runtime.clock.now().timestamp()
+    response = await client.post("/api/v1/signals", json={**SIGNAL, "timestamp": now}, headers=AUTH)
+    assert response.status_code == 201, response.text
+
+
+@pytest.fixture
+async def slow(tmp_path: Path) -> AsyncIterator[tuple[Runtime, httpx.AsyncClient]]:
+    """signal_wait 0.1 s, and an exchange that takes 0.3 s to answer each call."""
+    async with running(make_settings(tmp_path, signal_wait=0.1), price_feed=False) as rt:
+        assert rt.sim is not None
+        rt.sim.faults.rest_latency = 0.3
+        app = create_app(lambda: rt)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://w") as http:
+            yield rt, http
+
+
+async def test_slow_exchange_answers_202_at_the_deadline(slow: tuple[Runtime, httpx.AsyncClient]) -> None:
+    """Past signal_wait the answer is 202 with the position's id, and the position goes on to be
+    protected without anyone waiting for it."""
+    runtime, http = slow
+    loop_time = asyncio.get_running_loop().time
+    started = loop_time()
+    response = await http.post("/api/v1/signals", json=SIGNAL, headers=AUTH)
+    elapsed = loop_time() - started
+    assert response.status_code == 202, response.text
+    assert elapsed < 3.0  # TradingView's limit; the open itself takes >= 0.9 s (mark, send, stop)
+    pid = response.json()["id"]
+    assert response.json()["status"] == "opening"
+
+    def protected() -> bool:
+        position = runtime.engine.ledger.positions.get(pid)
+        return position is not None and position.status.value == "protected"
+
+    await eventually(protected, timeout=10, what="the position to be protected after the 202")
+    assert runtime.sim is not None
+    stops = [o for o in runtime.sim.core.open_orders(SOL) if o.type is OrderType.STOP_MARKET]
+    assert len(stops) == 1
+
+
+async def test_wait_true_answers_with_the_outcome(slow: tuple[Runtime, httpx.AsyncClient]) -> None:
+    """?wait=true (the CLI's and Telegram's) waits past signal_wait for the protected position."""
+    _, http = slow
+    response = await http.post("/api/v1/signals", params={"wait": "true"}, json=SIGNAL, headers=AUTH)
+    assert response.status_code == 201, response.text
+    assert response.json()["status"] == "protected"
+    assert response.json()["stop_resting"] is True
+
+
+async def test_wait_false_answers_right_after_the_commit(slow: tuple[Runtime, httpx.AsyncClient]) -> None:
+    """?wait=false answers 202 once the position is committed, before the entry is even sent back."""
+    runtime, http = slow
+    response = await http.post("/api/v1/signals", params={"wait": "false"}, json=SIGNAL, headers=AUTH)
+    assert response.status_code == 202, response.text
+    stored = await runtime.store.get_position(response.json()["id"])
+    assert stored is not None  # committed before the answer
+
+
+async def test_wait_false_still_refuses_bad_input(slow: tuple[Runtime, httpx.AsyncClient]) -> None:
+    """Refusals found before the commit are still answered as such, not as 202."""
+    runtime, http = slow
+    response = await http.post(
+        "/api/v1/signals", params={"wait": "false"}, json={**SIGNAL, "usd": "1"}, headers=AUTH
+    )
+    assert response.status_code == 422
+    await assert_nothing_happened(runtime)
+
+
+def allowlisted(tmp_path: Path, peer: str, **settings: Any) -> Any:
+    class Rig:
+        async def __aenter__(self) -> httpx.AsyncClient:
+            self._running = running(make_settings(tmp_path, **settings), price_feed=False)
+            rt = await self._running.__aenter__()
+            transport = httpx.ASGITransport(app=create_app(lambda: rt), client=(peer, 40000))
+            self._http = httpx.AsyncClient(transport=transport, base_url="http://w")
+            return self._http
+
+        async def __aexit__(self, *exc: Any) -> None:
+            await self._http.aclose()
+            await self._running.__aexit__(None, None, None)
+
+    return Rig()
+
+
+@pytest.mark.parametrize(
+    ("peer", "forwarded", "allowed"),
+    [
+        ("52.89.214.238", None, True),  # TradingView, direct
+        ("8.8.8.8", None, False),
+        ("127.0.0.1", "52.89.214.238", True),  # through the trusted proxy
+        ("127.0.0.1", "8.8.8.8", False),
+        ("127.0.0.1", "52.89.214.238, 8.8.8.8", False),  # a spoofed first hop does not help
+        ("127.0.0.1", "8.8.8.8, 52.89.214.238", True),  # the proxy appended the real caller
+        ("127.0.0.1", None, False),  # the proxy itself is not a webhook sender
+        ("8.8.8.8", "52.89.214.238", False),  # an untrusted peer's header is ignored
+        ("127.0.0.1", "not-an-address", False),
+    ],
+)
+async def test_webhook_allowlist(tmp_path: Path, peer: str, forwarded: str | None, allowed: bool) -> None:
+    """webhook_allow_ips admits only the listed senders; X-Forwarded-For counts only from trusted_proxies."""
+    rig = allowlisted(
+        tmp_path, peer, webhook_allow_ips="52.89.214.238,34.212.75.30", trusted_proxies="127.0.0.1"
+    )
+    async with rig as http:
+        headers = {**AUTH, **({"X-Forwarded-For": forwarded} if forwarded else {})}
+        response = await http.post("/api/v1/signals", json=SIGNAL, headers=headers)
+        assert response.status_code == (201 if allowed else 403), response.text
+        if not allowed:
+            assert response.json()["error"] == "forbidden"
+
+
+async def test_close_signal_closes_the_symbol(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    """{"action": "close"} closes the symbol's position; the exchange is left flat."""
+    opened = await open_sol(client)
+    response = await client.post(
+        "/api/v1/signals", json={"symbol": "SOLUSDT.P", "action": "close"}, headers=AUTH
+    )
+    assert response.status_code == 200, response.text
+    assert [(p["id"], p["status"]) for p in response.json()] == [(opened["id"], "closed")]
+    assert runtime.sim is not None
+    assert runtime.sim.core.positions() == []
+    again = await client.post("/api/v1/signals", json={"symbol": "SOL", "action": "close"}, headers=AUTH)
+    assert again.status_code == 404
+    assert again.json()["field"] == "symbol"
+
+
+async def test_flat_market_position_closes(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    """TradingView's market_position "flat" (a strategy's exit) closes the symbol's position."""
+    await open_sol(client)
+    body = alert("BINANCE:SOLUSDT.P", "sell", "0.66", runtime.clock.now(), market_position="flat")
+    response = await client.post("/api/v1/signals", content=body)
+    assert response.status_code == 200, response.text
+    assert response.json()[0]["status"] == "closed"
+
+
+@pytest.mark.parametrize("side", ["short", None])
+async def test_flip(client: httpx.AsyncClient, runtime: Runtime, side: str | None) -> None:
+    """ "flip" closes the open long and opens a protected short (the side defaults to the other one)."""
+    long = await open_sol(client)
+    body: dict[str, Any] = {"symbol": "SOL", "action": "flip", "usd": "100"}
+    if side:
+        body["side"] = side
+    response = await client.post("/api/v1/signals", json=body, headers=AUTH)
+    assert response.status_code == 201, response.text
+    short = response.json()
+    assert (short["side"], short["status"]) == ("short", "protected")
+    old = (await client.get(f"/api/v1/positions/{long['id']}", headers=AUTH)).json()
+    assert old["status"] == "closed"
+    assert runtime.sim is not None
+    [held] = runtime.sim.core.positions()
+    assert held.qty == Decimal(short["size"])
+
+
+async def test_close_by_symbol_route(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    """POST /positions/close {"symbol"} closes by symbol; an unknown symbol is a 422, none open a 404."""
+    opened = await open_sol(client)
+    response = await client.post("/api/v1/positions/close", json={"symbol": "sol"}, headers=AUTH)
+    assert response.status_code == 200, response.text
+    assert [p["id"] for p in response.json()] == [opened["id"]]
+    unknown = await client.post("/api/v1/positions/close", json={"symbol": "DOGE"}, headers=AUTH)
+    assert (unknown.status_code, unknown.json()["field"]) == (422, "symbol")
+    none = await client.post("/api/v1/positions/close", json={"symbol": "SOL"}, headers=AUTH)
+    assert (none.status_code, none.json()["field"]) == (404, "symbol")
+    await eventually(lambda: runtime.sim is not None and runtime.sim.core.open_orders() == [])
+
+
+async def test_strategy_reversal_flips(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    """A strategy that reverses (sell, market_position short) while warden holds its long flips it."""
+    long = await open_sol(client)
+    body = alert("BINANCE:SOLUSDT.P", "sell", "0.66", runtime.clock.now(), market_position="short")
+    response = await client.post("/api/v1/signals", content=body)
+    assert response.status_code == 201, response.text
+    assert (response.json()["side"], response.json()["status"]) == ("short", "protected")
+    old = (await client.get(f"/api/v1/positions/{long['id']}", headers=AUTH)).json()
+    assert (old["status"], old["exit_reason"]) == ("closed", "flip")
+
+
+async def test_partial_exit_of_a_strategy_does_not_flip(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    """sell while the strategy stays long (a partial exit) is no reversal: 409, nothing closed."""
+    long = await open_sol(client)
+    body = alert("BINANCE:SOLUSDT.P", "sell", "0.3", runtime.clock.now(), market_position="long")
+    response = await client.post("/api/v1/signals", content=body)
+    assert response.status_code == 409, response.text
+    still = (await client.get(f"/api/v1/positions/{long['id']}", headers=AUTH)).json()
+    assert still["status"] == "protected"
