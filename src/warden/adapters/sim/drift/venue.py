@@ -172,6 +172,9 @@ class DriftVenue(SimVenue):
         if text.isdigit() and int(text) in self.markets:
             return self.markets[int(text)].symbol
         base = text.partition("/")[0].removesuffix("-PERP")
+        for quote in ("USDT", "USDC"):  # a Binance-style id (SOLUSDT) names the same market
+            if base.endswith(quote) and base != quote:
+                base = base.removesuffix(quote)
         symbol = Symbol(f"{base}-PERP")
         if symbol not in self.index_of:
             raise ProtocolError(p.NOT_FOUND, f"no perp market {raw!r}")
