@@ -3,8 +3,14 @@ VENV   ?= .venv
 PYTHON ?= python3
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed-stamp
+# The Drift sidecar's own environment (driftpy pins ~80 packages and cannot share one with ccxt).
+# Rebuilt only when its lock or its package definition changes; needs Python 3.11 and a C compiler.
+DRIFT_VENV   ?= .drift-venv
+DRIFT_PYTHON ?= python3.11
+DRIFT_STAMP   = $(DRIFT_VENV)/.installed-stamp
+DRIFT_DIR     = sidecar/drift
 
-.PHONY: run test check fmt fmt-check lint types layers bench clean
+.PHONY: run test check fmt fmt-check lint types layers bench clean drift drift-test drift-devnet
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,8 +21,29 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/warden run
 
-test: $(STAMP)
-	$(BIN)/python -m pytest
+# Both suites run; either failing fails the target.
+test: $(STAMP) $(DRIFT_STAMP)
+	status=0; $(BIN)/python -m pytest || status=$$?; \
+	$(DRIFT_VENV)/bin/python -m pytest $(DRIFT_DIR) -q || status=$$?; \
+	exit $$status
+
+$(DRIFT_STAMP): $(DRIFT_DIR)/requirements.lock $(DRIFT_DIR)/pyproject.toml
+	rm -rf $(DRIFT_VENV)
+	$(DRIFT_PYTHON) -m venv $(DRIFT_VENV)
+	$(DRIFT_VENV)/bin/pip install --quiet --upgrade pip
+	$(DRIFT_VENV)/bin/pip install --quiet -r $(DRIFT_DIR)/requirements.lock
+	$(DRIFT_VENV)/bin/pip install --quiet --no-deps -e $(DRIFT_DIR)
+	touch $(DRIFT_STAMP)
+
+drift: $(DRIFT_STAMP)
+
+drift-test: $(DRIFT_STAMP)
+	$(DRIFT_VENV)/bin/python -m pytest $(DRIFT_DIR) -q
+
+# Opt-in, never in CI: a real devnet round trip. Needs DRIFT_RPC_URL (a devnet RPC) and
+# DRIFT_KEYPAIR_PATH (a funded devnet keypair with a Drift account). See README "Drift".
+drift-devnet: $(STAMP) $(DRIFT_STAMP)
+	$(BIN)/python scripts/drift_devnet_smoke.py
 
 fmt: $(STAMP)
 	$(BIN)/ruff format src tests
@@ -40,4 +67,4 @@ bench: $(STAMP)
 check: fmt-check lint types layers test
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(DRIFT_VENV) .mypy_cache .pytest_cache .ruff_cache

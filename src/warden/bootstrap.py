@@ -74,9 +74,16 @@ async def upgrade_database(url: str) -> None:
 
 
 async def serve_sim(
-    host: str, port: int, seed: int, state_file: str | None, *, price_interval: float = 1.0
+    host: str,
+    port: int,
+    seed: int,
+    state_file: str | None,
+    *,
+    price_interval: float = 1.0,
+    venue: str = "binance",
 ) -> None:
-    """The Binance-compatible simulated exchange server (`warden sim serve`).
+    """The simulated exchange server (`warden sim serve`): Binance-compatible, or with
+    `venue="drift"` the Drift sidecar protocol.
 
     `price_interval`: seconds between random-walk steps of the marks; 0 switches the walk off
     (marks then move only through POST /sim/price).
@@ -84,6 +91,18 @@ async def serve_sim(
     from pathlib import Path
 
     from warden.adapters.sim.server import serve
+
+    if venue == "drift":
+        from warden.adapters.sim.drift import serve_drift
+
+        await serve_drift(
+            host=host,
+            port=port,
+            seed=seed,
+            state_file=Path(state_file) if state_file else None,
+            price_interval=price_interval,
+        )
+        return
 
     await serve(
         host=host,
@@ -127,7 +146,38 @@ def build_exchange(settings: Settings, clock: Clock) -> tuple[Exchange, Simulate
             base_url=settings.exchange_url,
         )
         return exchange, None
+    if settings.exchange == "drift":
+        return build_drift(settings), None
     raise ConfigError("exchange", f"{settings.exchange!r} is not available in this build")
+
+
+def build_drift(settings: Settings) -> Exchange:
+    """The Drift adapter: against `exchange_url` (a sidecar or the simulator), or against a sidecar
+    warden starts and supervises itself (started in `running`). Its user-order-id table lives in
+    warden's database (already migrated by `open_store`)."""
+    from warden.adapters.db.drift_ids import SqlUserOrderIds
+    from warden.adapters.drift import DriftExchange, SidecarClient, SidecarConfig, SidecarProcess
+    from warden.ports import ExchangeUnavailable
+
+    ids = SqlUserOrderIds(settings.db, settings.account, op_timeout=settings.db_timeout)
+    if settings.exchange_url is not None:
+        return DriftExchange(SidecarClient(settings.exchange_url), ids)
+    if settings.drift_keypair_path is None or settings.drift_rpc_url is None:
+        raise ConfigError(
+            "drift_keypair_path",
+            "drift needs WARDEN_DRIFT_KEYPAIR_PATH and WARDEN_DRIFT_RPC_URL (or --exchange-url of a sidecar)",
+        )
+    config = SidecarConfig(
+        python=settings.drift_sidecar_python,
+        keypair_path=settings.drift_keypair_path.get_secret_value(),
+        rpc_url=settings.drift_rpc_url.get_secret_value(),
+        sub_account=settings.drift_sub_account,
+    )
+    try:
+        process = SidecarProcess(config)
+    except ExchangeUnavailable as exc:
+        raise ConfigError("drift_sidecar_python", str(exc)) from None
+    return DriftExchange(SidecarClient(process.url), ids, sidecar=process)
 
 
 @contextlib.asynccontextmanager
@@ -149,6 +199,7 @@ async def running(
     owns_exchange = exchange is None  # an exchange handed in is closed by whoever made it
     if exchange is None:
         exchange, sim = build_exchange(settings, clock)
+        await _start_sidecar(exchange)
     else:
         sim = exchange if isinstance(exchange, SimulatedExchange) else None
     telemetry = Telemetry()
@@ -200,6 +251,14 @@ async def running(
         if owns_exchange:
             await exchange.close()
         await store.close()
+
+
+async def _start_sidecar(exchange: Exchange) -> None:
+    """A Drift adapter that supervises its own sidecar starts it before anything is asked of it."""
+    from warden.adapters.drift import DriftExchange
+
+    if isinstance(exchange, DriftExchange):
+        await exchange.start()
 
 
 async def _activate(runtime: Runtime, epoch: int) -> None:

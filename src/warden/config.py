@@ -72,15 +72,30 @@ class Settings(BaseSettings):
     log_json: bool = Field(False, description="Log one JSON object per line instead of console text.")
 
     # -- the exchange ---------------------------------------------------------------------------
-    exchange: Literal["sim", "binanceusdm"] = Field(
-        "sim", description="Exchange: sim (in-process simulator) or binanceusdm (Binance USD-M futures)."
+    exchange: Literal["sim", "binanceusdm", "drift"] = Field(
+        "sim",
+        description="Exchange: sim (in-process simulator), binanceusdm (Binance USD-M futures) or drift "
+        "(Drift perpetuals through the driftpy sidecar).",
     )
     exchange_url: str | None = Field(
-        None, description="Base URL of a Binance-compatible server (e.g. `warden sim serve`)."
+        None,
+        description="Base URL of a Binance-compatible server (e.g. `warden sim serve`); with drift, of a "
+        "running sidecar or `warden sim serve --venue drift` (unset: warden starts the sidecar itself).",
     )
     api_key: SecretStr | None = Field(None, description="Exchange API key.")
     api_secret: SecretStr | None = Field(None, description="Exchange API secret.")
     account: str = Field("default", min_length=1, description="Account name; one engine writes per account.")
+    drift_keypair_path: SecretStr | None = Field(
+        None, description="Path of the Solana keypair file Drift orders are signed with (never logged)."
+    )
+    drift_rpc_url: SecretStr | None = Field(
+        None, description="Solana RPC URL the Drift sidecar uses (it may carry a key: never logged)."
+    )
+    drift_sub_account: int = Field(0, ge=0, le=65535, description="Drift sub-account id.")
+    drift_sidecar_python: Path = Field(
+        Path(".drift-venv/bin/python"),
+        description="The Drift sidecar's interpreter (its own environment, built by `make drift`).",
+    )
     sim_seed: int = Field(42, description="Random seed of the simulated exchange's price walk.")
     sim_tick_interval: float = Field(
         1.0, gt=0, description="Seconds between simulated price ticks (sim exchange only)."

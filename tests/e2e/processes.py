@@ -162,13 +162,16 @@ class Processes:
         base = {k: v for k, v in os.environ.items() if not k.startswith("WARDEN_")}
         return {**base, "PYTHONUNBUFFERED": "1", **extra}
 
-    def sim(self, *, seed: int = 7, price_interval: float | None = None) -> SimServer:
-        """`warden sim serve`; `price_interval=0` switches its random walk off (exact price paths)."""
+    def sim(self, *, seed: int = 7, price_interval: float | None = None, venue: str = "binance") -> SimServer:
+        """`warden sim serve [--venue drift]`; `price_interval=0` switches its random walk off."""
         port = free_port()
         args = ["sim", "serve", "--host", "127.0.0.1", "--port", str(port), "--seed", str(seed)]
         if price_interval is not None:
             args += ["--price-interval", str(price_interval)]
+        if venue != "binance":
+            args += ["--venue", venue]
         server = SimServer("sim", args, self.env(), self.dir, port)
+        server.venue = venue
         self.all.append(server)
         server.start()
         server.wait_ready()
@@ -190,7 +193,9 @@ class Processes:
         db = db or f"sqlite:///{data / 'w.db'}"
         args = ["run", "--host", "127.0.0.1", "--port", str(port), "--db", db, "--data-dir", str(data)]
         extra = {"WARDEN_API_TOKEN": TOKEN, **env}
-        if sim is not None:
+        if sim is not None and sim.venue == "drift":
+            args += ["--exchange", "drift", "--exchange-url", sim.url]
+        elif sim is not None:
             args += ["--exchange", "binanceusdm", "--exchange-url", sim.url]
             extra |= {"WARDEN_API_KEY": SIM_KEY, "WARDEN_API_SECRET": SIM_SECRET}
         engine = Engine(name, args, self.env(**extra), self.dir, port)
@@ -220,6 +225,7 @@ class SimServer(Process):
         super().__init__(name, args, env, logs)
         self.url = f"http://127.0.0.1:{port}"
         self.http = httpx.Client(base_url=self.url, timeout=10.0)
+        self.venue = "binance"
 
     def wait_ready(self, within: float = 30.0) -> None:
         def up() -> bool:
@@ -361,7 +367,8 @@ def protection_problems(state: dict[str, Any]) -> list[str]:
             shown = [(o["client_order_id"], o["side"], o["qty"], o["trigger_price"]) for o in stops]
             problems.append(f"I1 {symbol} {pos['side']} {pos['qty']}: stops {shown} cover {covered}")
     for order in state["open_orders"]:
-        if order["symbol"] not in held and order["client_order_id"].startswith("wd-"):
+        ours = order["client_order_id"].startswith("wd-") or order.get("user_order_id", 0) > 0  # Drift: a u8
+        if order["symbol"] not in held and ours:
             problems.append(
                 f"stray {order['client_order_id']} {order['type']} rests in flat {order['symbol']}"
             )

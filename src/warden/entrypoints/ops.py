@@ -30,19 +30,32 @@ def sim_serve(
             "(marks then move only through POST /sim/price).",
         ),
     ] = 1.0,
+    venue: Annotated[
+        str,
+        typer.Option(
+            "--venue", help="Which venue's protocol: binance (default) or drift (the sidecar protocol)."
+        ),
+    ] = "binance",
 ) -> None:
-    """Serve a Binance-USD-M-compatible simulated exchange (API key sim-key, secret sim-secret).
+    """Serve a simulated exchange: Binance-USD-M-compatible (API key sim-key, secret sim-secret), or
+    with --venue drift the Drift sidecar protocol.
 
     Point warden at it with: warden run --exchange binanceusdm --exchange-url http://HOST:PORT
-    (WARDEN_API_KEY=sim-key WARDEN_API_SECRET=sim-secret). Control surface under /sim/.
+    (WARDEN_API_KEY=sim-key WARDEN_API_SECRET=sim-secret), or --exchange drift --exchange-url
+    http://HOST:PORT. Control surface under /sim/.
     """
     from warden.bootstrap import serve_sim
 
-    out.print(
-        f"simulated Binance USD-M on http://{host}:{port} (key sim-key, secret sim-secret); Ctrl-C stops"
-    )
+    if venue not in ("binance", "drift"):
+        fail(f"error: venue: must be binance or drift, not {venue!r}")
+    if venue == "drift":
+        out.print(f"simulated Drift (sidecar protocol) on http://{host}:{port}; Ctrl-C stops")
+    else:
+        out.print(
+            f"simulated Binance USD-M on http://{host}:{port} (key sim-key, secret sim-secret); Ctrl-C stops"
+        )
     try:
-        asyncio.run(serve_sim(host, port, seed, state_file, price_interval=price_interval))
+        asyncio.run(serve_sim(host, port, seed, state_file, price_interval=price_interval, venue=venue))
     except KeyboardInterrupt:
         out.print("stopped")
 

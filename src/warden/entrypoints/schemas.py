@@ -539,7 +539,8 @@ def first_error(errors: Any, skip: tuple[str, ...] = (), accepted: list[str] | N
 
 
 def normalise_symbol(raw: str, lookup: Callable[[Symbol], Instrument | None]) -> Symbol:
-    """Accept SOL, sol, SOLUSDT, SOL/USDT:USDT, BINANCE:SOLUSDT.P; return the engine's symbol."""
+    """Accept SOL, sol, SOLUSDT, SOL/USDT:USDT, BINANCE:SOLUSDT.P (and on Drift SOL, SOL-PERP); return
+    the engine's symbol."""
     text = raw.strip().upper().removesuffix(TRADINGVIEW_PERP_SUFFIX)
     if "/" not in text and ":" in text:  # TradingView's EXCHANGE:TICKER
         text = text.rpartition(":")[2]
@@ -549,7 +550,7 @@ def normalise_symbol(raw: str, lookup: Callable[[Symbol], Instrument | None]) ->
     else:
         quote = next((q for q in QUOTES if text.endswith(q) and len(text) > len(q)), "USDT")
         base = text.removesuffix(quote) if text.endswith(quote) and text != quote else text
-    for candidate in (f"{base}/{quote}:{quote}", text, raw.strip()):
+    for candidate in (f"{base}/{quote}:{quote}", text, raw.strip(), f"{base.removesuffix('-PERP')}-PERP"):
         instrument = lookup(Symbol(candidate))
         if instrument is not None:
             return instrument.symbol

@@ -10,6 +10,7 @@ partial unique index `ONE_PER_SYMBOL` says so in the database itself.
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     ForeignKey,
@@ -171,4 +172,34 @@ installations = Table(
     Column("account", String, primary_key=True),
     Column("installation_id", String, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
+)
+
+# Drift's user_order_id (a u8) for each of warden's client order ids sent to Drift (migration
+# 0004). A row is allocated (`live`) before its order is sent and released only when the order
+# is final, so no live id is ever handed to a second order, even across a crash; the partial
+# unique index says so in the database. `order_id` (Drift's own, unique per user) attributes
+# fills and updates once known; the transaction's signature and last valid block height let an
+# unknown outcome be settled after a restart.
+DRIFT_LIVE_ID = "uq_drift_user_order_ids_account_user_order_id_live"
+drift_user_order_ids = Table(
+    "drift_user_order_ids",
+    metadata,
+    Column("account", String, primary_key=True),
+    Column("client_order_id", String, primary_key=True),
+    Column("user_order_id", Integer, nullable=False),
+    Column("live", Boolean, nullable=False),
+    Column("order_id", Integer, nullable=True),
+    Column("tx_signature", String, nullable=True),
+    Column("last_valid_block_height", BigInteger, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("released_at", UtcDateTime, nullable=True),
+    Index(None, "account", "order_id"),
+    Index(
+        DRIFT_LIVE_ID,
+        "account",
+        "user_order_id",
+        unique=True,
+        sqlite_where=text("live"),
+        postgresql_where=text("live"),
+    ),
 )

@@ -25,8 +25,8 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from datetime import datetime
-from decimal import Decimal
+from datetime import datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
 
 from warden.adapters.sim.book import TriggerBook, direction_of
 from warden.adapters.sim.exposure import ExposureLog, SimExposure, StopCover
@@ -99,6 +99,17 @@ class SimCore:
         self._cover = StopCover()
         self._exposure = ExposureLog()
         self._out: list[StreamEvent] = []
+        self._triggered: set[str] = set()  # conditional orders fired, waiting for trigger_delay
+        self.trigger_delay: timedelta | None = None
+        """None: a crossed conditional order executes at once (Binance). A delay: it leaves the
+        book when the mark crosses it and executes that much later, at the mark of that moment,
+        through `fill_acknowledged` (a keeper that triggers it, then an auction that fills it: Drift)."""
+        self.fill_spread = Decimal(0)
+        """Taker fills at the mark plus (buys) or minus (sells) this fraction, on the tick (Drift's
+        auctions fill near the oracle, a little worse); 0: at the mark."""
+        self.immediate_triggers = False
+        """Whether a conditional order the mark has already reached is accepted (and fires at once,
+        or after `trigger_delay`) instead of refused with -2021 (Binance refuses, Drift accepts)."""
 
     # ----- queries -------------------------------------------------------------------
 
@@ -199,11 +210,23 @@ class SimCore:
         instrument = self._instrument(request.symbol)
         self._check_unique(request.client_order_id)
         mark = self._marks[request.symbol]
-        validate(request, instrument, mark, self._positions[request.symbol], close_position=close_position)
+        validate(
+            request,
+            instrument,
+            mark,
+            self._positions[request.symbol],
+            close_position=close_position,
+            immediate_ok=self.immediate_triggers,
+        )
         self._out = []
         order = self._open_order(request, now, close_position=close_position)
         if order.trigger_price is not None:
             self._rest(order, order.trigger_price)
+            crossed = self._books[request.symbol].crossed(mark)
+            for order_id in crossed:
+                self._fire(self._orders[order_id], now)
+            if order.exchange_order_id in crossed:
+                order = self._orders[order.exchange_order_id]
         elif fill_at is not None:
             self._fills_due[order.exchange_order_id] = fill_at
         else:
@@ -284,6 +307,7 @@ class SimCore:
             "open": list(self._open),
             "close_position": sorted(self._close_position),
             "fills_due": {i: at.isoformat() for i, at in self._fills_due.items()},
+            "triggered": sorted(self._triggered),
             "fills": {s: [fill_to_json(f) for f in fs] for s, fs in sorted(self._fills.items())},
             "next_order_id": self._next_order_id,
             "next_trade_id": self._next_trade_id,
@@ -313,6 +337,7 @@ class SimCore:
         self._open = dict.fromkeys(data["open"])
         self._close_position = set(data["close_position"])
         self._fills_due = {i: datetime.fromisoformat(at) for i, at in data.get("fills_due", {}).items()}
+        self._triggered = set(data.get("triggered", []))
         self._next_order_id = int(data["next_order_id"])
         self._next_trade_id = int(data["next_trade_id"])
         self._next_external_id = int(data["next_external_id"])
@@ -321,7 +346,7 @@ class SimCore:
         self._cover = StopCover()
         for order_id in self._open:
             order = self._orders[order_id]
-            if order.trigger_price is not None:
+            if order.trigger_price is not None and order_id not in self._triggered:
                 self._rest(order, order.trigger_price)
         saved_exposure = data.get("exposure")
         if saved_exposure is not None:
@@ -382,7 +407,9 @@ class SimCore:
     ) -> OrderReport:
         self._open.pop(order.exchange_order_id, None)
         self._fills_due.pop(order.exchange_order_id, None)
-        if order.trigger_price is not None:  # it rested until now (cancelled or triggered)
+        if order.exchange_order_id in self._triggered:  # it left the book when it fired
+            self._triggered.discard(order.exchange_order_id)
+        elif order.trigger_price is not None:  # it rested until now (cancelled or triggered)
             self._cover.remove(order, whole=order.exchange_order_id in self._close_position)
         self._close_position.discard(order.exchange_order_id)
         if fill is None:
@@ -412,7 +439,7 @@ class SimCore:
         return closed
 
     def _trade(self, order: OrderReport, qty: Decimal, now: datetime) -> FillReport:
-        price = self._marks[order.symbol]
+        price = self._fill_price(order.symbol, order.side)
         fee = taker_fee(qty, price, self.fee_rate)
         fill = FillReport(
             trade_id=TradeId(f"T{self._next_trade_id}"),
@@ -432,12 +459,34 @@ class SimCore:
         self._out.append(fill)
         return fill
 
+    def _fill_price(self, symbol: Symbol, side: OrderSide) -> Decimal:
+        mark = self._marks[symbol]
+        if not self.fill_spread:
+            return mark
+        tick = self.instruments[symbol].tick_size
+        moved = mark * (1 + self.fill_spread if side is OrderSide.BUY else 1 - self.fill_spread)
+        return max(tick, (moved / tick).quantize(Decimal(1), rounding=ROUND_HALF_UP) * tick)
+
+    def _fire(self, order: OrderReport, now: datetime) -> None:
+        """A conditional order the mark reached: execute it now, or (with `trigger_delay`) take it
+        off the book and let it execute `trigger_delay` later (`fill_acknowledged`)."""
+        if self.trigger_delay is None:
+            self._execute(order, now)
+            return
+        self._cover.remove(order, whole=order.exchange_order_id in self._close_position)
+        self._triggered.add(order.exchange_order_id)
+        self._fills_due[order.exchange_order_id] = now + self.trigger_delay
+
+    def triggered(self) -> set[str]:
+        """Conditional orders (exchange ids) that fired and wait for their delayed execution."""
+        return set(self._triggered)
+
     def _move_mark(self, symbol: Symbol, price: Decimal, now: datetime) -> None:
         self._marks[symbol] = price
         self._out.append(MarkPrice(symbol, price, now))
         crossed = self._books[symbol].crossed(price)
         for order_id in crossed:
-            self._execute(self._orders[order_id], now)
+            self._fire(self._orders[order_id], now)
         if crossed:
             self._reassess(symbol, now)
 

@@ -33,7 +33,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
-from warden.adapters.sim.core import SimCore
+from warden.adapters.sim.core import Outcome, SimCore
 from warden.adapters.sim.exposure import SimExposure
 from warden.adapters.sim.faults import SimFaults
 from warden.adapters.sim.markets import DEFAULT_VOLATILITY
@@ -83,6 +83,7 @@ class SimulatedExchange:
         self._saved_at = float("-inf")
         self._dirty = False
         self._fill_tasks: set[asyncio.Task[None]] = set()
+        self._timed: set[str] = set()  # exchange ids whose delayed fill has a task
         self._fills_to_resume = False
         if state_file is not None:
             snapshot = read_state(state_file)
@@ -134,6 +135,7 @@ class SimulatedExchange:
         self.save()
         if delay is not None:
             self._fill_later(outcome.report.exchange_order_id, delay)
+        self._time_due_fills()
         seq = self._stream.publish(outcome.events)
         if faults.events_before_response and seq is not None:
             await self._stream.wait_taken(seq, self._response_wait)
@@ -243,6 +245,12 @@ class SimulatedExchange:
         self._stream.publish(outcome.events)
         return outcome.report
 
+    def publish(self, outcome: Outcome) -> None:
+        """A core call made by a protocol face itself: save, time its delayed fills, stream its events."""
+        self.save()
+        self._time_due_fills()
+        self._stream.publish(outcome.events)
+
     def cancel_external(self, client_order_id: str) -> OrderReport:
         """Cancel any open order by client id, as someone else on the account would."""
         return self._cancel(client_order_id)
@@ -307,11 +315,26 @@ class SimulatedExchange:
     def _fill_later(self, exchange_order_id: str, delay: float) -> None:
         """Fill an acknowledged market order `delay` seconds from now, in a background task."""
         task = asyncio.get_running_loop().create_task(self._fill_after(exchange_order_id, delay))
+        self._timed.add(exchange_order_id)
         self._fill_tasks.add(task)
         task.add_done_callback(self._fill_tasks.discard)
 
+    def _time_due_fills(self) -> None:
+        """Time every delayed execution the core has and no task waits for yet (e.g. conditional
+        orders a mark move fired under `SimCore.trigger_delay`)."""
+        due = self.core.fills_due()
+        if not due or self._fills_to_resume:
+            return
+        now = self._now()
+        for order_id, at in due.items():
+            if order_id not in self._timed:
+                self._fill_later(order_id, max(0.0, (at - now).total_seconds()))
+
     async def _fill_after(self, exchange_order_id: str, delay: float) -> None:
-        await self._sleep(delay)
+        try:
+            await self._sleep(delay)
+        finally:
+            self._timed.discard(exchange_order_id)
         if self._closed:
             return
         outcome = self.core.fill_acknowledged(exchange_order_id, self._now())
@@ -341,3 +364,4 @@ class SimulatedExchange:
         else:
             self._dirty = True
         self._stream.publish(events)
+        self._time_due_fills()

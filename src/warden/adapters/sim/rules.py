@@ -51,8 +51,11 @@ def check_quantity(request: OrderRequest, instrument: Instrument) -> None:
         raise SimRejection(-4005, f"quantity {qty} is below the minimum {instrument.min_qty}")
 
 
-def check_trigger(request: OrderRequest, instrument: Instrument, mark: Decimal) -> None:
-    """Conditional orders need a positive on-tick trigger (at most MAX_PRICE) that does not fire at once."""
+def check_trigger(
+    request: OrderRequest, instrument: Instrument, mark: Decimal, *, immediate_ok: bool = False
+) -> None:
+    """Conditional orders need a positive on-tick trigger (at most MAX_PRICE) that does not fire at
+    once (unless `immediate_ok`: a venue that accepts it and fires it at once)."""
     trigger = request.trigger_price
     if not request.type.conditional:
         if trigger is not None:
@@ -65,7 +68,7 @@ def check_trigger(request: OrderRequest, instrument: Instrument, mark: Decimal) 
     if trigger % instrument.tick_size != 0:
         tick = instrument.tick_size
         raise SimRejection(-4014, f"trigger {trigger} is not a multiple of the tick size {tick}")
-    if fires(direction_of(request.side, request.type), trigger, mark):
+    if not immediate_ok and fires(direction_of(request.side, request.type), trigger, mark):
         raise SimRejection(-2021, f"order would immediately trigger (trigger {trigger}, mark {mark})")
 
 
@@ -94,6 +97,7 @@ def validate(
     position: SimPosition,
     *,
     close_position: bool,
+    immediate_ok: bool = False,
 ) -> None:
     """Every check, in the order Binance applies them (roughly); raises SimRejection."""
     if close_position:
@@ -101,7 +105,7 @@ def validate(
             raise SimRejection(-4136, "closePosition is only for STOP_MARKET and TAKE_PROFIT_MARKET")
     else:
         check_quantity(request, instrument)
-    check_trigger(request, instrument, mark)
+    check_trigger(request, instrument, mark, immediate_ok=immediate_ok)
     if not close_position:
         check_notional(request, instrument, mark)
     check_reduce_only_market(request, position)

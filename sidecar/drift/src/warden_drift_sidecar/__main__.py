@@ -1,0 +1,3 @@
+from warden_drift_sidecar.server import run
+
+run()

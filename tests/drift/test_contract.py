@@ -1,0 +1,287 @@
+"""The Exchange port's contract on Drift: `DriftExchange` against the simulated Drift venue (sidecar
+protocol v1 on the shared matching core), each test one behaviour the engine relies on."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+
+import pytest
+
+from tests.e2e.flows import Events
+from tests.helpers import eventually
+from warden.adapters.drift import DriftExchange
+from warden.domain.orders import OrderStatus
+from warden.domain.reports import FillReport, OrderReport, OrderRequest, PositionReport, StreamGap
+from warden.domain.values import ClientOrderId, OrderSide, OrderType, Side, Symbol
+from warden.ports import ExchangeTimeout, ExchangeUnavailable, OrderNotFound, OrderRejected
+
+from .conftest import DriftSim
+
+SOL = Symbol("SOL-PERP")
+D = Decimal
+
+
+def market(cid: str, side: OrderSide, qty: str, *, reduce_only: bool = False) -> OrderRequest:
+    return OrderRequest(ClientOrderId(cid), SOL, side, OrderType.MARKET, D(qty), None, reduce_only)
+
+
+def trigger(cid: str, kind: OrderType, side: OrderSide, qty: str, price: str) -> OrderRequest:
+    return OrderRequest(ClientOrderId(cid), SOL, side, kind, D(qty), D(price), True)
+
+
+async def pause() -> None:
+    await asyncio.sleep(0.01)  # the pace of a poll that has a deadline, not a synchronisation
+
+
+async def filled(drift: DriftExchange, cid: str, within: float = 5.0) -> OrderReport:
+    """Look the order up until it is filled (the auction takes a moment); fail after `within` s."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        report = await drift.fetch_order(SOL, cid, False)
+        if report.status is OrderStatus.FILLED:
+            return report
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"{cid} never filled: {report}")
+        await pause()
+
+
+async def test_markets_are_perp_symbols_with_the_accounts_precisions(drift: DriftExchange) -> None:
+    instruments = await drift.instruments()
+    sol = instruments[SOL]
+    assert (sol.lot_size, sol.tick_size, sol.min_qty, sol.min_notional) == (
+        D("0.01"),
+        D("0.001"),
+        D("0.01"),
+        0,
+    )
+    assert "BTC-PERP" in instruments and len(instruments) == 10
+    assert await drift.mark_price(SOL) == D(150)  # the oracle: triggers fire on it
+
+
+async def test_a_market_order_is_acknowledged_then_filled_by_auction_at_a_spread(
+    drift: DriftExchange, drift_sim: DriftSim
+) -> None:
+    report = await drift.place_order(market("wd-aaaaaa-p1-e1", OrderSide.BUY, "1"))
+    assert (report.status, report.filled_qty, report.client_order_id) == (
+        OrderStatus.OPEN,
+        0,
+        "wd-aaaaaa-p1-e1",
+    )
+    done = await filled(drift, "wd-aaaaaa-p1-e1")
+    assert done.avg_price == D("150.075")  # oracle 150 + 0.05 % (the auction's spread), on the tick
+    [fill] = await drift.fetch_fills(SOL, None)
+    assert (fill.client_order_id, fill.qty, fill.price, fill.side) == (
+        "wd-aaaaaa-p1-e1",
+        1,
+        D("150.075"),
+        OrderSide.BUY,
+    )
+    assert fill.fee == D("0.052526")
+    assert await drift.fetch_positions() == [PositionReport(SOL, Side.LONG, D(1), D("150.075"))]
+
+
+async def test_stops_and_take_profits_rest_as_trigger_orders_on_the_oracle(
+    drift: DriftExchange, drift_sim: DriftSim
+) -> None:
+    await drift.place_order(market("wd-aaaaaa-p1-e1", OrderSide.BUY, "1"))
+    await filled(drift, "wd-aaaaaa-p1-e1")
+    stop = await drift.place_order(
+        trigger("wd-aaaaaa-p1-s1", OrderType.STOP_MARKET, OrderSide.SELL, "1", "148.5")
+    )
+    tp = await drift.place_order(
+        trigger("wd-aaaaaa-p1-a1", OrderType.TAKE_PROFIT_MARKET, OrderSide.SELL, "0.6", "151.5")
+    )
+    assert (stop.type, stop.trigger_price, stop.reduce_only) == (OrderType.STOP_MARKET, D("148.5"), True)
+    assert tp.type is OrderType.TAKE_PROFIT_MARKET
+    conditions = {
+        o["user_order_id"]: o["trigger_condition"]
+        for o in (await drift_sim.control("GET", "/sim/state"))["open_orders"]
+    }
+    assert sorted(conditions.values()) == ["above", "below"]
+    opened = {o.client_order_id for o in await drift.fetch_open_orders()}
+    assert opened == {"wd-aaaaaa-p1-s1", "wd-aaaaaa-p1-a1"}
+    events = Events(drift.stream())
+    try:
+        await eventually(lambda: bool(drift_sim.venue.sockets), what="the event socket")
+        await drift_sim.control("POST", "/sim/price", {"symbol": "SOL", "price": "148"})
+        fill = await events.wait_for(lambda e: isinstance(e, FillReport))
+        assert isinstance(fill, FillReport) and fill.client_order_id == "wd-aaaaaa-p1-s1"
+        assert fill.price == D("147.926")  # the oracle at the keeper's fill, minus the spread
+    finally:
+        await events.stop()
+
+
+async def test_user_order_ids_are_held_until_final_and_never_given_to_a_second_live_order(
+    drift: DriftExchange, drift_sim: DriftSim
+) -> None:
+    await drift.place_order(market("wd-aaaaaa-p1-e1", OrderSide.BUY, "1"))
+    await filled(drift, "wd-aaaaaa-p1-e1")
+    await drift.place_order(trigger("wd-aaaaaa-p1-s1", OrderType.STOP_MARKET, OrderSide.SELL, "1", "140"))
+    rows = {r.client_order_id: r for r in await drift.ids.live()}
+    assert set(rows) == {"wd-aaaaaa-p1-s1"}, "the filled entry's id was released, the stop's is held"
+    assert rows["wd-aaaaaa-p1-s1"].tx_signature and rows["wd-aaaaaa-p1-s1"].order_id
+    await drift.place_order(trigger("wd-aaaaaa-p1-s2", OrderType.STOP_MARKET, OrderSide.SELL, "1", "141"))
+    live = {r.client_order_id: r.user_order_id for r in await drift.ids.live()}
+    assert len(set(live.values())) == 2, live
+    await drift.cancel_order(SOL, "wd-aaaaaa-p1-s1", True)
+    assert {r.client_order_id for r in await drift.ids.live()} == {"wd-aaaaaa-p1-s2"}
+
+
+async def test_what_drift_would_round_is_refused_before_anything_is_signed(
+    drift: DriftExchange, drift_sim: DriftSim
+) -> None:
+    with pytest.raises(OrderRejected, match="steps"):
+        await drift.place_order(market("wd-aaaaaa-p1-e1", OrderSide.BUY, "1.005"))
+    with pytest.raises(OrderRejected, match="tick"):
+        await drift.place_order(
+            trigger("wd-aaaaaa-p1-s1", OrderType.STOP_MARKET, OrderSide.SELL, "1", "140.0005")
+        )
+    assert drift_sim.requests("/v1/tx") == []
+
+
+async def test_a_transaction_answered_late_is_unknown_then_found_and_never_sent_twice(
+    drift: DriftExchange, drift_sim: DriftSim
+) -> None:
+    await drift_sim.control("POST", "/sim/faults", {"timeout_after_execution_if": "market-*"})
+    with pytest.raises(ExchangeTimeout):
+        await drift.place_order(market("wd-aaaaaa-p1-e1", OrderSide.BUY, "1"))
+    await drift_sim.control("POST", "/sim/faults", {"timeout_after_execution_if": None})
+    found = await drift.fetch_order(SOL, "wd-aaaaaa-p1-e1", False)
+    assert found.client_order_id == "wd-aaaaaa-p1-e1"
+    again = await drift.place_order(market("wd-aaaaaa-p1-e1", OrderSide.BUY, "1"))
+    assert again.exchange_order_id == found.exchange_order_id
+    assert len(drift_sim.requests("/v1/tx/place")) == 1, "a second transaction was built"
+    assert (await filled(drift, "wd-aaaaaa-p1-e1")).filled_qty == 1
+
+
+async def test_a_transaction_that_never_lands_is_pending_until_its_blockhash_expires(
+    drift: DriftExchange, drift_sim: DriftSim
+) -> None:
+    await drift_sim.control("POST", "/sim/faults", {"expire_if": "market-*", "blockhash_ttl": 0.8})
+    with pytest.raises(ExchangeTimeout):
+        await drift.place_order(market("wd-aaaaaa-p1-e1", OrderSide.BUY, "1"))
+    with pytest.raises(ExchangeUnavailable, match="may land"):
+        await drift.fetch_order(SOL, "wd-aaaaaa-p1-e1", False)
+    with pytest.raises(ExchangeTimeout, match="may still land"):
+        await drift.place_order(market("wd-aaaaaa-p1-e1", OrderSide.BUY, "1"))
+    assert len(drift_sim.requests("/v1/tx/place")) == 1, "a new transaction while the old could land"
+    expired = False
+    for _ in range(500):  # a deadline of about 5 s
+        try:
+            await drift.fetch_order(SOL, "wd-aaaaaa-p1-e1", False)
+        except OrderNotFound:
+            expired = True
+            break
+        except ExchangeUnavailable:
+            await pause()
+    assert expired, "the dropped transaction never expired"
+    assert await drift.ids.live() == []
+    await drift_sim.control("POST", "/sim/faults", {"expire_if": None})
+    report = await drift.place_order(market("wd-aaaaaa-p1-e1", OrderSide.BUY, "1"))
+    assert report.status is OrderStatus.OPEN and len(drift_sim.requests("/v1/tx/place")) == 2
+
+
+async def test_refusals_and_outages_are_the_ports_errors(drift: DriftExchange, drift_sim: DriftSim) -> None:
+    await drift_sim.control("POST", "/sim/faults", {"reject_if": "market-*"})
+    with pytest.raises(OrderRejected):
+        await drift.place_order(market("wd-aaaaaa-p1-e1", OrderSide.BUY, "1"))
+    assert await drift.ids.live() == []
+    await drift_sim.control("POST", "/sim/faults", {"reject_if": None, "unavailable_if": True})
+    with pytest.raises(ExchangeUnavailable):
+        await drift.place_order(market("wd-aaaaaa-p1-e2", OrderSide.BUY, "1"))
+    await drift_sim.control("POST", "/sim/faults", {"unavailable_if": None})
+    report = await drift.place_order(
+        market("wd-aaaaaa-p1-e2", OrderSide.BUY, "1")
+    )  # the same signed tx again
+    assert report.status is OrderStatus.OPEN
+    assert len(drift_sim.requests("/v1/tx/place")) == 2
+    await drift_sim.control("POST", "/sim/faults", {"fail_queries": True})
+    with pytest.raises(ExchangeUnavailable):
+        await drift.fetch_positions()
+
+
+async def test_drifts_account_limits_refuse_the_33rd_order_and_the_9th_market(
+    drift: DriftExchange, drift_sim: DriftSim
+) -> None:
+    for n in range(32):
+        await drift.place_order(
+            trigger(f"wd-aaaaaa-p1-s{n}", OrderType.STOP_MARKET, OrderSide.SELL, "0.01", "100")
+        )
+    with pytest.raises(OrderRejected, match="MaxNumberOfOrders"):
+        await drift.place_order(
+            trigger("wd-aaaaaa-p1-s99", OrderType.STOP_MARKET, OrderSide.SELL, "0.01", "100")
+        )
+    assert len({r.user_order_id for r in await drift.ids.live()}) == 32
+
+
+async def test_nine_markets_are_one_too_many(drift: DriftExchange, drift_sim: DriftSim) -> None:
+    instruments = await drift.instruments()
+    symbols = sorted(instruments, key=lambda s: s != SOL)[:9]
+    for n, symbol in enumerate(symbols[:8]):
+        inst = instruments[symbol]
+        request = OrderRequest(
+            ClientOrderId(f"wd-aaaaaa-q{n}-s1"),
+            symbol,
+            OrderSide.SELL,
+            OrderType.STOP_MARKET,
+            inst.min_qty,
+            inst.tick_size,
+            True,
+        )
+        await drift.place_order(request)
+    inst = instruments[symbols[8]]
+    ninth = OrderRequest(
+        ClientOrderId("wd-aaaaaa-q9-s1"),
+        symbols[8],
+        OrderSide.SELL,
+        OrderType.STOP_MARKET,
+        inst.min_qty,
+        inst.tick_size,
+        True,
+    )
+    with pytest.raises(OrderRejected, match="MaxNumberOfPositions"):
+        await drift.place_order(ninth)
+
+
+async def test_an_outside_order_is_not_warden_s_and_its_user_order_id_is_avoided(
+    drift: DriftExchange, drift_sim: DriftSim
+) -> None:
+    await drift_sim.control("POST", "/sim/external-order", {"symbol": "SOL", "side": "buy", "qty": "2"})
+    [outside] = await drift.fetch_fills(SOL, None)
+    assert outside.client_order_id.startswith("drift-")
+    assert await drift.fetch_positions() == [PositionReport(SOL, Side.LONG, D(2), outside.price)]
+
+
+async def test_a_cancel_of_an_order_that_filled_reports_it_filled(drift: DriftExchange) -> None:
+    await drift.place_order(market("wd-aaaaaa-p1-e1", OrderSide.BUY, "1"))
+    await filled(drift, "wd-aaaaaa-p1-e1")
+    report = await drift.cancel_order(SOL, "wd-aaaaaa-p1-e1", False)
+    assert report.status is OrderStatus.FILLED
+    with pytest.raises(OrderNotFound):
+        await drift.cancel_order(SOL, "wd-never-sent-e1", False)
+
+
+async def test_a_fresh_process_attributes_fills_through_the_table(
+    drift: DriftExchange, drift_sim: DriftSim
+) -> None:
+    await drift.place_order(market("wd-aaaaaa-p1-e1", OrderSide.BUY, "1"))
+    await filled(drift, "wd-aaaaaa-p1-e1")
+    fresh = drift_sim.exchange()
+    try:
+        [fill] = await fresh.fetch_fills(SOL, None)
+        assert fill.client_order_id == "wd-aaaaaa-p1-e1"
+    finally:
+        await fresh.close()
+
+
+async def test_a_dropped_event_stream_yields_a_gap_once_it_is_back(
+    drift: DriftExchange, drift_sim: DriftSim
+) -> None:
+    events = Events(drift.stream())
+    try:
+        await eventually(lambda: bool(drift_sim.venue.sockets), what="the event socket")
+        await drift_sim.control("POST", "/sim/disconnect", {})
+        await events.wait_for(lambda e: isinstance(e, StreamGap), timeout=10)
+    finally:
+        await events.stop()
