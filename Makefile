@@ -21,8 +21,13 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/warden run
 
-# Both suites run; either failing fails the target.
+# Everything CI checks: format, lint, types, layers, then both test suites (either failing
+# fails the target).
 test: $(STAMP) $(DRIFT_STAMP)
+	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 	status=0; $(BIN)/python -m pytest || status=$$?; \
 	$(DRIFT_VENV)/bin/python -m pytest $(DRIFT_DIR) -q || status=$$?; \
 	exit $$status
@@ -64,7 +69,7 @@ layers: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/warden bench all
 
-check: fmt-check lint types layers test
+check: test
 
 clean:
 	rm -rf $(VENV) $(DRIFT_VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -202,3 +202,25 @@ async def test_after_a_crash_mid_breakeven_the_stop_price_is_the_exchanges(harne
     assert now.stop_price == entry
     assert [s.trigger_price for s in stops(harness)] == [entry]  # type: ignore[attr-defined]
     assert (await harness.engine.reconcile()).findings == []
+
+
+async def test_tp2_then_the_original_stop_while_down_is_a_plain_stop(harness: Harness) -> None:
+    """After TP1 (the stop re-sized), TP2 and then that stop fill while warden is down: on restart
+    the position is closed as `stop` (nothing trailed), and its MFE counts the TP2 fill's price."""
+    pos = await harness.open("long", SOL, usd=None, qty=Decimal("1"))
+    assert pos.tp2_price is not None and pos.entry_price is not None and pos.stop_price is not None
+    harness.sim.set_mark(SOL, pos.tp1_price)  # type: ignore[arg-type]
+    await eventually(lambda: harness.engine.ledger.positions[pos.id].tp1_hit, what="tp1")
+    await eventually(lambda: stop_qty(harness) == Decimal("0.4"), what="the stop re-sized")
+    await harness.engine.wait_idle()
+    await harness.stop()
+    harness.sim.set_mark(SOL, pos.tp2_price)
+    harness.sim.set_mark(SOL, pos.stop_price - Decimal("0.05"))
+    assert harness.exchange_qty() == 0
+    harness.drop_stream()
+    await harness.start()
+    await harness.engine.wait_idle()
+    closed = await harness.store.get_position(pos.id)
+    assert closed is not None and closed.status.value == "closed"
+    assert closed.exit_reason == "stop", closed.exit_reason
+    assert closed.mfe >= pos.tp2_price - pos.entry_price

@@ -178,7 +178,7 @@ class Engine:
     def unprotected_for(self, position_id: str) -> float | None:
         """Seconds this position has been without a resting stop, as timed by the exits (None when
         it is not being timed: protected, or never filled)."""
-        started = self.exits._exposed_since.get(PositionId(position_id))
+        started = self.exits.exposed_since(PositionId(position_id))
         return None if started is None else max(0.0, self.clock.monotonic() - started)
 
     def knows(self, position_id: str) -> bool:

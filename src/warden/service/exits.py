@@ -243,6 +243,10 @@ class ExitManager:
             return await self.close(pid, ExitReason.PROTECTION_FAILED)
         return pos
 
+    def exposed_since(self, pid: PositionId) -> float | None:
+        """When (monotonic) this position's time without a resting stop started, if it is running."""
+        return self._exposed_since.get(pid)
+
     def exposed_from(self, pid: PositionId, since: float) -> None:
         """Start (or keep) timing how long `pid` is without a resting stop."""
         self._exposed_since.setdefault(pid, since)
@@ -513,19 +517,19 @@ class ExitManager:
 
     def _exit_reason(self, pos: Position, order: Order) -> str:
         """Why a position went flat: a close keeps the reason it was asked with (stored on the
-        position when CLOSING); a stop that never trailed is a plain stop."""
+        position when CLOSING); a stop is a trailing stop only if trailing actually moved it past
+        the entry (the original or break-even stop filling after TP2 is a plain stop)."""
         if order.role is OrderRole.CLOSE and pos.exit_reason:
             return pos.exit_reason
         if order.role is OrderRole.STOP:
             trailed = (
-                pos.trailing_active and order.trigger_price is not None and self._moved_after_tp2(pos, order)
+                pos.trailing_active
+                and order.trigger_price is not None
+                and pos.entry_price is not None
+                and (order.trigger_price - pos.entry_price) * pos.side.sign > 0
             )
             return ExitReason.TRAILING_STOP if trailed else ExitReason.STOP
         return pos.exit_reason_for(order.role).value
-
-    def _moved_after_tp2(self, pos: Position, order: Order) -> bool:
-        tp2 = next((o for o in self.ledger.orders_of(pos.id) if o.role is OrderRole.TP2), None)
-        return tp2 is None or order.created_at > tp2.created_at
 
     @staticmethod
     def _filled(order: Order, fill: Fill) -> Order:
