@@ -214,8 +214,8 @@ class TickIndexAgainstReference(RuleBasedStateMachine):
             assert pid in runner_ids and self.target(p) == stop, (pid, stop, self.target(p))
             self.pending[pid] = stop
         for p in runners:
-            if decisions is not None:  # a crossing folds the range into every runner of the symbol
-                self.assert_up_to_date(p)
+            if p.id in decided:  # a runner decided for carries the peak its move reads; the others
+                self.assert_up_to_date(p)  # are folded when read, flushed or changed (rules below)
             wanted = self.target(p)
             if wanted is None or p.id in decided:
                 continue

@@ -81,6 +81,27 @@ def with_range(position: Position, high: Decimal, low: Decimal, last: Decimal | 
     )
 
 
+def peak_with(position: Position, high: Decimal, low: Decimal) -> Decimal | None:
+    """The watermark `with_range` would give `position` (the range folded in), without building it."""
+    wm = position.watermark
+    if high < low or position.entry_price is None or position.remaining <= 0:
+        return wm
+    if position.side is Side.LONG:
+        return high if wm is None or high > wm else wm
+    return low if wm is None or low < wm else wm
+
+
+def trail_target_at(position: Position, watermark: Decimal | None, instrument: Instrument) -> Decimal | None:
+    """`Position.trailing_target` for the given watermark (same rounding, same one-tick rule)."""
+    if not position.trailing_active or watermark is None:
+        return None
+    target = instrument.round_price(watermark * (1 - position.side.sign * position.plan.trail_pct))
+    current = position.stop_price
+    if current is not None and (target - current) * position.side.sign < instrument.tick_size:
+        return None
+    return target
+
+
 class TickIndex:
     """Owns no positions: reads them through `get` and `members`, writes back through `put`."""
 
@@ -123,10 +144,11 @@ class TickIndex:
             position = self._get(pid)
             if not position.trailing_active:
                 continue
-            position = with_range(position, w.high, w.low, w.last)
-            self._put(position)
-            target = position.trailing_target(instrument)
+            # Decide from the peak the range gives, without building the folded position: the
+            # range stays and is folded in when someone looks (materialize), as for quiet ticks.
+            target = trail_target_at(position, peak_with(position, w.high, w.low), instrument)
             if target is not None:
+                self._put(with_range(position, w.high, w.low, w.last))  # its move reads the peak
                 decisions.append(TrailDecision(pid, target))
             up, down = _widen(up, down, position, instrument)
         w.up, w.down, w.stale = up, down, False
