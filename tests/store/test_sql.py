@@ -31,7 +31,7 @@ from warden.ports import StoreUnavailable, SymbolBusy
 
 from .builders import BTC, D, insert, position
 
-HEAD = "0002"
+HEAD = "0003"
 
 
 def closed_port() -> int:

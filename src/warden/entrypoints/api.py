@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from decimal import Decimal
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any, Protocol, cast
 
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -30,10 +30,12 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
 from warden.config import Settings
+from warden.domain.controls import LimitExceeded
 from warden.domain.errors import ValidationError
 from warden.domain.events import Event
 from warden.domain.position import Position, PositionStatus
 from warden.domain.values import Instrument, PositionId
+from warden.entrypoints.controls_api import ControlsApi, add_control_routes
 from warden.entrypoints.metrics import CONTENT_TYPE, ApiMetrics, SignalOutcome
 from warden.entrypoints.schemas import (
     event_json,
@@ -111,6 +113,16 @@ class _Context:
         runtime = self._provider()
         return None if runtime is None else runtime.engine.status()
 
+    async def authorized_body(self, request: Request) -> object:
+        """The JSON body (None if empty) of a mutating call, once its token is checked."""
+        self.current()
+        raw = await request.body()
+        data, error = _decode(raw) if raw.strip() else (None, None)
+        self.authorize(request, data)
+        if error is not None:
+            raise error
+        return data
+
     def authorize(self, request: Request, body: object = None) -> None:
         """Bearer header, or `secret` in a JSON body (TradingView cannot set headers)."""
         expected = self.current().settings.api_token
@@ -135,11 +147,12 @@ def create_app(runtime_provider: RuntimeProvider) -> FastAPI:
     _add_trading_routes(app, ctx)
     _add_read_routes(app, ctx)
     _add_ops_routes(app, ctx)
+    add_control_routes(app, lambda: cast(ControlsApi, ctx.current().engine), ctx.authorized_body)
     return app
 
 
 _OUTCOMES: list[tuple[type[Exception] | tuple[type[Exception], ...], SignalOutcome]] = [
-    (ValidationError, SignalOutcome.INVALID),
+    ((ValidationError, LimitExceeded), SignalOutcome.INVALID),
     (AlreadyExists, SignalOutcome.DUPLICATE),
     ((TradingRefused, StoreUnavailable), SignalOutcome.REFUSED),
 ]

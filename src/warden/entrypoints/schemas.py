@@ -13,6 +13,7 @@ from typing import Any
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from warden.domain.controls import Controls
 from warden.domain.errors import ValidationError
 from warden.domain.events import Event
 from warden.domain.position import Position, PositionStatus
@@ -164,4 +165,15 @@ def status_json(status: EngineStatus) -> dict[str, Any]:
         "last_reconcile_at": ts(status.last_reconcile_at),
         "pending_writes": status.pending_writes,
         "details": dict(status.details),
+        "controls": controls_json(status.controls),
+        "warnings": list(status.warnings),
+    }
+
+
+def controls_json(controls: Controls) -> dict[str, Any]:
+    return {
+        "paused": controls.paused,
+        "killed": controls.killed,
+        "daily_loss_until": ts(controls.daily_loss_until),
+        "reason": controls.reason or None,
     }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from warden.domain.controls import Limits
 from warden.domain.plan import ExitPlan
 
 
@@ -34,3 +35,5 @@ class EngineConfig:
     start_backoff_max: float = 30.0
     reconcile_rounds: int = 4
     """Diff-and-repair rounds within one reconciliation pass (a flip needs close, then adopt)."""
+    limits: Limits = field(default_factory=Limits)
+    """Risk limits, checked before an entry is written or sent (domain/controls.py)."""

@@ -1,6 +1,9 @@
 """Opening a position: the saga (DESIGN.md "Opening a position").
 
-1. validate; refuse (nothing sent) unless recovery passed and the DB is writable;
+1. validate; refuse (nothing sent) unless recovery passed, the DB is writable and
+   no control (pause, kill switch, daily-loss pause) or risk limit says no —
+   the limits are checked again under one lock with the commit, so concurrent
+   entries count each other;
 2. per symbol, serialized from the duplicate check to the commit: one
    transaction writes the position OPENING + the entry intent with a
    deterministic client order id + an event (if this commit fails, the caller
@@ -44,6 +47,7 @@ from warden.ports import (
 )
 from warden.service.commands import AlreadyExists, OpenPosition, TradingRefused
 from warden.service.context import Context
+from warden.service.controls import ControlPanel
 from warden.service.exits import ExitManager, make_intent
 from warden.service.gateway import Found, Gateway, NotFound
 from warden.service.recovery import Recovery
@@ -63,6 +67,7 @@ class Opener:
         store: Store,
         replay_early: Callable[[str], Awaitable[None]],
         new_id: Callable[[], str] = random_position_id,
+        controls: ControlPanel | None = None,
     ) -> None:
         self.ctx = ctx
         self.gw = gateway
@@ -71,6 +76,7 @@ class Opener:
         self.store = store
         self.replay_early = replay_early
         self.new_id = new_id
+        self.controls = controls or ControlPanel(ctx, store, ctx.config.limits)
 
     async def open(self, cmd: OpenPosition, check_trading: Callable[[], None]) -> Position:
         """Run the open saga; see the module docstring."""
@@ -83,9 +89,12 @@ class Opener:
             raise TradingRefused(f"exchange unavailable, nothing was sent: {exc}") from exc
         qty = order_qty(inst, mark, cmd.usd, cmd.qty)
         stop = self._validate_stop(cmd, inst, mark)
-        async with ctx.locks.symbol(inst.symbol):
+        await self._refuse_duplicates(cmd, inst)
+        await self.controls.check_entry(qty * mark)
+        async with ctx.locks.symbol(inst.symbol), self.controls.entry_lock:
             check_trading()
             await self._refuse_duplicates(cmd, inst)
+            await self.controls.check_entry(qty * mark)
             pid = PositionId(self.new_id())
             now = ctx.clock.now()
             position = Position(
