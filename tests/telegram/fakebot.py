@@ -41,6 +41,7 @@ class FakeBotApi:
         self._messages = itertools.count(1000)
         self._new = asyncio.Condition()
         self._runner: web.AppRunner | None = None
+        self._closing = False
         self.url = ""
 
     async def start(self) -> FakeBotApi:
@@ -55,6 +56,9 @@ class FakeBotApi:
         return self
 
     async def stop(self) -> None:
+        self._closing = True
+        async with self._new:
+            self._new.notify_all()  # end every long poll now, not at its timeout
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -129,7 +133,7 @@ class FakeBotApi:
         deadline = asyncio.get_running_loop().time() + timeout
         async with self._new:
             self.updates = [u for u in self.updates if u["update_id"] >= offset]
-            while not self.updates:
+            while not self.updates and not self._closing:
                 left = deadline - asyncio.get_running_loop().time()
                 if left <= 0:
                     break
