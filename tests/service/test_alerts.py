@@ -83,7 +83,7 @@ async def test_delivered_once_to_each_channel_and_marked(chan_harness: Harness) 
     assert await h.engine.deliverer.deliver_pending() == 0
     chan = channel(h)
     assert AlertKind.STOP_FILLED in chan.kinds()
-    assert AlertKind.POSITION_PROTECTED not in chan.kinds()  # never raised: protection is an event
+    assert AlertKind.POSITION_PROTECTED in chan.kinds()
     sent = len(chan.sent)
     assert len({a.id for a, _ in chan.sent}) == sent
     assert await h.store.pending_alerts() == []

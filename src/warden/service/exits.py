@@ -161,7 +161,10 @@ class ExitManager:
         if pos.status is not PositionStatus.OPEN or stop is None or stop.status is not OrderStatus.OPEN:
             return pos
         new = pos.transition(PositionStatus.PROTECTED)
-        return await self.ledger.commit(pos, new, events=[self._protected_event(pos)])
+        alert = self._protected_alert(pos)
+        done = await self.ledger.commit(pos, new, events=[self._protected_event(pos)], alerts=[alert])
+        await self.ctx.announce(alert)
+        return done
 
     def _missing_exits(self, pos: Position) -> list[OrderRole]:
         live = {o.role for o in self.ledger.live_orders(pos.id)}
@@ -232,22 +235,29 @@ class ExitManager:
                     )
                 )
             new = pos
+            alerts = []
             if stop_failed is None and pos.status is PositionStatus.OPEN and pos.remaining > 0:
                 new = pos.transition(PositionStatus.PROTECTED)
                 events.append(self._protected_event(pos))
-            alerts = []
+                alerts.append(self._protected_alert(pos))
             if stop_failed is not None and new.is_active and new.remaining > 0:
                 message = f"closing {pos.symbol}: {stop_failed}"
                 alerts.append(ctx.make_alert(AlertKind.PROTECTION_FAILED, message, pid))
             pos = await self.ledger.commit(pos, new, orders=orders, events=events, alerts=alerts)
+        await ctx.announce(*alerts)
         if stop_failed is not None and pos.is_active and pos.remaining > 0:
-            await ctx.announce(*alerts)
             return await self.close(pid, ExitReason.PROTECTION_FAILED)
         return pos
 
     def exposed_from(self, pid: PositionId, since: float) -> None:
         """Start (or keep) timing how long `pid` is without a resting stop."""
         self._exposed_since.setdefault(pid, since)
+
+    def _protected_alert(self, pos: Position) -> Alert:
+        stop = self.ledger.current_stop(pos.id)
+        price = stop.trigger_price if stop is not None else pos.stop_price
+        message = f"{pos.symbol} {pos.side} {pos.remaining} @ {pos.entry_price}: stop {price} resting"
+        return self.ctx.make_alert(AlertKind.POSITION_PROTECTED, message, pos.id)
 
     def _protected_event(self, pos: Position) -> Event:
         ctx = self.ctx
