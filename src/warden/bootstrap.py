@@ -107,6 +107,7 @@ def engine_config(settings: Settings, installation_id: str = "") -> EngineConfig
         orphan_policy=settings.orphan_policy,
         installation_id=installation_id,
         limits=settings.limits(),
+        margin=settings.margin_plan(),
     )
 
 

@@ -29,6 +29,7 @@ from pydantic_settings import (
 from warden.domain.alerts import AlertRoutes, parse_routes
 from warden.domain.controls import DEFAULT_MAX_POSITION_USD, Limits
 from warden.domain.errors import ValidationError as DomainValidationError
+from warden.domain.margin import MarginMode, MarginPlan, SymbolConfig
 from warden.domain.plan import ExitPlan
 
 ENV_PREFIX = "WARDEN_"
@@ -45,6 +46,14 @@ class ConfigError(ValueError):
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
+
+
+class SymbolSettings(pydantic.BaseModel):
+    """One [symbols.X] table: what differs for that symbol."""
+
+    model_config = pydantic.ConfigDict(extra="forbid")
+    leverage: int | None = Field(None, ge=1, le=125)
+    margin_mode: Literal["isolated", "cross"] | None = None
 
 
 class Settings(BaseSettings):
@@ -147,6 +156,21 @@ class Settings(BaseSettings):
         gt=0,
         allow_inf_nan=False,
         description="Realized loss (UTC day) that pauses new entries until the next day, and alerts.",
+    )
+
+    # -- leverage and margin ---------------------------------------------------------------------
+    leverage: int | None = Field(
+        None,
+        ge=1,
+        le=125,
+        description="Leverage set on each symbol before its first entry; unset: left alone.",
+    )
+    margin_mode: Literal["isolated", "cross"] | None = Field(
+        None, description="Margin mode set on each symbol before its first entry: isolated or cross."
+    )
+    symbols: dict[str, SymbolSettings] = Field(
+        default_factory=dict,
+        description="Per-symbol leverage and margin_mode ([symbols.SOL] tables; env as JSON).",
     )
 
     # -- alerts and the Telegram bot ---------------------------------------------------------------
@@ -264,6 +288,15 @@ class Settings(BaseSettings):
 
     def routes(self) -> AlertRoutes:
         return parse_routes(self.alert_routes)
+
+    def margin_plan(self) -> MarginPlan:
+        def config(leverage: int | None, mode: str | None) -> SymbolConfig:
+            return SymbolConfig(leverage, MarginMode(mode) if mode else None)
+
+        return MarginPlan(
+            config(self.leverage, self.margin_mode),
+            {k.upper(): config(v.leverage, v.margin_mode) for k, v in self.symbols.items()},
+        )
 
     def limits(self) -> Limits:
         return Limits(

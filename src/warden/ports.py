@@ -35,6 +35,7 @@ from typing import Protocol
 from warden.domain.alerts import Alert, AlertId
 from warden.domain.controls import Controls
 from warden.domain.events import Event
+from warden.domain.margin import SymbolConfig
 from warden.domain.orders import Fill, Order
 from warden.domain.position import Position
 from warden.domain.reports import (
@@ -90,6 +91,15 @@ class Exchange(Protocol):
 
     def stream(self) -> AsyncIterator[StreamEvent]:
         """User events and mark prices; yields StreamGap after a reconnect."""
+        ...
+
+    async def symbol_config(self, symbol: Symbol) -> SymbolConfig:
+        """The symbol's leverage and margin mode on the account (both set)."""
+        ...
+
+    async def configure_symbol(self, symbol: Symbol, config: SymbolConfig) -> None:
+        """Set what `config` names (None fields are left alone). OrderRejected if the exchange
+        refuses it (e.g. the margin mode of a symbol with an open position)."""
         ...
 
     async def close(self) -> None: ...

@@ -60,3 +60,28 @@ def test_the_telegram_token_is_secret() -> None:
     s = Settings.load(telegram_token="123:very-secret-token")
     assert "very-secret-token" not in repr(s)
     assert "very-secret-token" not in str(s.redacted())
+
+
+def test_leverage_and_margin_per_symbol_from_toml_tables(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """leverage / margin_mode apply to every symbol; [symbols.SOL] overrides them for SOL; bad values
+    are refused naming the setting."""
+    from warden.domain.margin import MarginMode, SymbolConfig
+    from warden.domain.values import Symbol
+
+    config = tmp_path / "warden.toml"
+    config.write_text('leverage = 5\nmargin_mode = "isolated"\n[symbols.SOL]\nleverage = 3\n')
+    plan = Settings.load(config).margin_plan()
+    assert plan.for_symbol(Symbol("SOL/USDT:USDT")) == SymbolConfig(3, MarginMode.ISOLATED)
+    assert plan.for_symbol(Symbol("BTC/USDT:USDT")) == SymbolConfig(5, MarginMode.ISOLATED)
+    assert Settings.load().margin_plan().empty
+    monkeypatch.setenv("WARDEN_SYMBOLS", '{"btc": {"margin_mode": "cross"}}')
+    assert Settings.load().margin_plan().for_symbol(Symbol("BTC/USDT:USDT")).margin_mode is MarginMode.CROSS
+    with pytest.raises(ConfigError) as info:
+        Settings.load(leverage=500)
+    assert info.value.field == "leverage"
+    monkeypatch.setenv("WARDEN_SYMBOLS", '{"SOL": {"margin_mode": "hedged"}}')
+    with pytest.raises(ConfigError) as info:
+        Settings.load()
+    assert info.value.field.startswith("symbols")

@@ -216,7 +216,8 @@ async def test_pause_resume_kill_from_the_cli(url: str, runtime: Runtime) -> Non
     assert last_line(paused).startswith("paused: no new entries; exits and protection keep working")
     refused = await cli(url, "open", "btc", "long", "--usd", "200")
     assert refused.exit_code == 1
-    assert refused.stderr.count("\n") == 1 and "paused (lunch)" in refused.stderr
+    errors = [line for line in refused.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "paused (lunch)" in errors[0]
     status = await cli(url, "status")
     assert "controls" in status.stdout and "paused: lunch" in status.stdout
     killed = await cli(url, "kill", "--flatten")
@@ -232,6 +233,7 @@ async def test_a_limit_refusal_is_one_line_naming_the_limit(url: str, runtime: R
     """A fat-finger size is refused by the engine with one line naming max_position_usd."""
     result = await cli(url, "open", "SOL", "short", "--usd", "1e15")
     assert result.exit_code == 1
-    assert result.stderr.startswith("error: max_position_usd: this entry is ")
-    assert result.stderr.count("\n") == 1
+    # the engine runs in this process, so its own log lines may share stderr: judge the CLI's lines
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith("error: max_position_usd: this entry is ")
     assert runtime.sim is not None and runtime.sim.core.open_orders() == []

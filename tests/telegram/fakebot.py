@@ -64,10 +64,11 @@ class FakeBotApi:
 
     # -- the phone ----------------------------------------------------------------------------
 
-    async def say(self, chat_id: int, text: str, user_id: int | None = None) -> None:
+    async def say(self, chat_id: int, text: str, user_id: int | None = None, age: float = 0) -> None:
+        """`age`: seconds ago the phone sent it (Telegram keeps updates while the bot is away)."""
         message = {
             "message_id": next(self._messages),
-            "date": int(time.time()),
+            "date": int(time.time() - age),
             "chat": {"id": chat_id, "type": "private"},
             "from": {"id": user_id or chat_id, "is_bot": False, "first_name": "trader"},
             "text": text,

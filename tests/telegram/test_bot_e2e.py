@@ -95,3 +95,14 @@ async def test_an_alert_raised_during_an_outage_arrives_after_it(
     assert await runtime.store.pending_alerts() == []
     captured = capsys.readouterr()
     assert TOKEN not in captured.out + captured.err
+
+
+async def test_a_command_sent_while_warden_was_away_is_not_executed(
+    api: FakeBotApi, runtime: Runtime
+) -> None:
+    """`short sol` sent ten minutes before warden read it is answered, not executed: nothing opens."""
+    await api.say(CHAT, "short sol", age=600)
+    await eventually(lambda: bool(replies(api, "not executed")), timeout=15, what="the refusal")
+    assert replies(api, "not executed")[0].startswith("not executed: sent 10 min ago")
+    assert await runtime.store.list_positions(include_closed=True) == []
+    assert runtime.sim is not None and runtime.sim.core.open_orders() == []

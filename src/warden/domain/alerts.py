@@ -64,6 +64,7 @@ class AlertKind(StrEnum):
     LIMIT_REFUSED = "limit_refused"
     DAILY_LOSS_REACHED = "daily_loss_reached"
     RESUMED = "resumed"
+    MARGIN_MISMATCH = "margin_mismatch"
 
     @property
     def severity(self) -> Severity:
@@ -96,6 +97,7 @@ SEVERITY: dict[AlertKind, Severity] = {
     _K.LIMIT_REFUSED: Severity.WARNING,
     _K.KILL_ON: Severity.WARNING,
     _K.PAUSED: Severity.WARNING,
+    _K.MARGIN_MISMATCH: Severity.WARNING,
 }
 
 

@@ -424,7 +424,7 @@ class TelegramBot:
                     timeout=self.long_poll,
                     allowed_updates=["message", "callback_query"],
                 )
-            except TelegramError as exc:
+            except Exception as exc:  # never let the bot take the engine's task group down
                 failures += 1
                 self._unreachable(exc, failures)
                 await asyncio.sleep(min(BACKOFF_MAX, 0.5 * 2 ** min(failures, 8)))
@@ -440,7 +440,7 @@ class TelegramBot:
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
 
-    def _unreachable(self, exc: TelegramError, failures: int) -> None:
+    def _unreachable(self, exc: Exception, failures: int) -> None:
         why = _safe(exc, self.bot.token)
         self.engine.warnings["telegram"] = (
             f"Telegram unreachable ({why}); commands are not received, alerts are kept and sent later"
@@ -465,6 +465,8 @@ class TelegramBot:
                 await self._message(chat.id, update.message)
         except TelegramError as exc:
             log.warning("telegram_reply_failed", chat_id=chat.id, error=_safe(exc, self.bot.token))
+        except Exception as exc:
+            log.error("telegram_update_failed", chat_id=chat.id, error=_safe(exc, self.bot.token))
 
     async def _message(self, chat_id: int, message: Message) -> None:
         age = self.now() - message.date

@@ -343,11 +343,37 @@ class Engine:
         await self.router.replay_known()
         await self.recovery.recover()
         await self.reconcile(check_rows=False)
+        await self._check_margins()
         gate.state = EngineState.READY
         gate.refuse("recovery", None)
         await self.ctx.notify(
             AlertKind.ENGINE_STARTED, f"ready: {len(self.ledger.active_positions())} open positions"
         )
+
+    async def _check_margins(self) -> None:
+        """At startup: the leverage and margin mode of every symbol with a position or an override
+        are compared with the plan; a mismatch is an alert (it is set before the next entry on a
+        flat symbol; the exchange refuses a margin-mode change while a position is open)."""
+        plan = self.config.margin
+        if plan.empty:
+            return
+        held = {p.symbol for p in self.ledger.active_positions()}
+        named = {
+            s for s in self.instruments if s in plan.overrides or s.split("/")[0].upper() in plan.overrides
+        }
+        for symbol in sorted(held | named):
+            wanted = plan.for_symbol(symbol)
+            if wanted.empty:
+                continue
+            try:
+                actual = await self.gateway.symbol_config(symbol)
+            except ExchangeError as exc:
+                log.warning("margin_check_failed", symbol=symbol, error=str(exc))
+                continue
+            wrong = wanted.differs_from(actual)
+            if wrong:
+                then = "fix it on the exchange" if symbol in held else "it is set before the next entry"
+                await self.ctx.notify(AlertKind.MARGIN_MISMATCH, f"{symbol}: {', '.join(wrong)}; {then}")
 
     async def start_with_retry(self) -> None:
         """Start, retrying with backoff while the exchange or database fails; /status says why."""

@@ -30,6 +30,7 @@ from decimal import Decimal
 
 from warden.domain.errors import ValidationError
 from warden.domain.events import Event, EventKind
+from warden.domain.margin import SymbolConfig, check_stop
 from warden.domain.orders import Order
 from warden.domain.position import Position, PositionStatus
 from warden.domain.reports import OrderReport
@@ -77,6 +78,8 @@ class Opener:
         self.replay_early = replay_early
         self.new_id = new_id
         self.controls = controls or ControlPanel(ctx, store, ctx.config.limits)
+        self._configured: set[Symbol] = set()
+        """Symbols whose leverage and margin mode this engine has set (or found right)."""
 
     async def open(self, cmd: OpenPosition, check_trading: Callable[[], None]) -> Position:
         """Run the open saga; see the module docstring."""
@@ -89,8 +92,12 @@ class Opener:
             raise TradingRefused(f"exchange unavailable, nothing was sent: {exc}") from exc
         qty = order_qty(inst, mark, cmd.usd, cmd.qty)
         stop = self._validate_stop(cmd, inst, mark)
+        margin = ctx.config.margin.for_symbol(inst.symbol)
+        check_stop(cmd.side, stop or self._plan_stop(cmd.side, mark), mark, margin)
         await self._refuse_duplicates(cmd, inst)
         await self.controls.check_entry(qty * mark)
+        async with ctx.locks.symbol(inst.symbol):
+            await self._configure(inst.symbol, margin)
         async with ctx.locks.symbol(inst.symbol), self.controls.entry_lock:
             check_trading()
             await self._refuse_duplicates(cmd, inst)
@@ -194,6 +201,24 @@ class Opener:
         finally:
             ctx.saga_end(pid)
 
+    def _plan_stop(self, side: Side, mark: Decimal) -> Decimal:
+        """Where the plan's stop would sit for an entry at `mark` (before the fill is known)."""
+        return mark * (1 - side.sign * self.ctx.config.plan.stop_pct)
+
+    async def _configure(self, symbol: Symbol, wanted: SymbolConfig) -> None:
+        """Before the first entry on a symbol: set its leverage and margin mode if they differ."""
+        if wanted.empty or symbol in self._configured:
+            return
+        try:
+            actual = await self.gw.symbol_config(symbol)
+            if wanted.differs_from(actual):
+                await self.gw.configure_symbol(symbol, wanted)
+        except ExchangeError as exc:
+            raise TradingRefused(
+                f"could not set {symbol} to {_describe(wanted)} ({exc}); nothing was sent"
+            ) from exc
+        self._configured.add(symbol)
+
     def _instrument(self, symbol: str) -> Instrument:
         inst = self.ctx.instruments.get(Symbol(symbol))
         if inst is None:
@@ -239,3 +264,8 @@ class Opener:
             side = "below" if cmd.side is Side.LONG else "above"
             raise ValidationError("stop_price", f"a {cmd.side} stop must be {side} the mark price {mark}")
         return stop
+
+
+def _describe(config: SymbolConfig) -> str:
+    parts = [f"{config.leverage}x" if config.leverage else "", str(config.margin_mode or "")]
+    return " ".join(p for p in parts if p)
