@@ -33,3 +33,12 @@ def test_settings_table_matches_the_code() -> None:
         assert f"`{env}`" in row and description in row, f"README row for {name} is stale"
         assert (f"`{default}`" in row) if default else ("—" in row), f"README default for {name} is stale"
     assert len(documented) == len(reference_rows())
+
+
+def test_every_alert_kind_is_documented_with_its_severity() -> None:
+    """The README's alert table lists every AlertKind with the severity the code gives it."""
+    from warden.domain.alerts import AlertKind
+
+    text = README.read_text()
+    for kind in AlertKind:
+        assert f"| `{kind.value}` | {kind.severity.value} |" in text, f"{kind.value} is not documented"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,8 +26,11 @@ from warden.adapters.db.urls import redact
 from warden.adapters.measured import MeasuredExchange, MeasuredNotifier, MeasuredStore, Telemetry
 from warden.adapters.notify import LogNotifier
 from warden.adapters.sim import SimPriceFeed, SimulatedExchange
+from warden.adapters.telegram import TelegramChannel, close_bot, make_bot
+from warden.adapters.webhook import WebhookChannel
 from warden.config import ConfigError, Settings
-from warden.ports import Clock, Exchange, Lease, LeaseState, Notifier, Store, StoreUnavailable
+from warden.logging import hide_secret
+from warden.ports import AlertChannel, Clock, Exchange, Lease, LeaseState, Notifier, Store, StoreUnavailable
 from warden.service.commands import NotHolder
 from warden.service.config import EngineConfig
 from warden.service.engine import Engine
@@ -36,6 +39,8 @@ log = structlog.get_logger("warden.bootstrap")
 
 LEASE_RETRY = 2.0
 """Seconds between a standby's attempts to take the lease (and the holder's checks that it still has it)."""
+
+NO_TELEGRAM = "off: no telegram_token set (WARDEN_TELEGRAM_TOKEN); alerts go to the log"
 
 
 @dataclass
@@ -62,6 +67,10 @@ class Runtime:
     def metrics_registry(self) -> CollectorRegistry:
         """Exchange call, database write and alert delivery metrics (the API's /metrics adds them)."""
         return self.telemetry.registry
+
+    telegram: Any = None
+    """The python-telegram-bot `Bot` when a token is set (the Telegram entrypoint polls with it)."""
+    channels: list[AlertChannel] = field(default_factory=list)
 
     @property
     def is_holder(self) -> bool:
@@ -126,7 +135,23 @@ def engine_config(settings: Settings, installation_id: str = "") -> EngineConfig
         entry_deadline=settings.entry_deadline,
         orphan_policy=settings.orphan_policy,
         installation_id=installation_id,
+        limits=settings.limits(),
+        margin=settings.margin_plan(),
     )
+
+
+def build_channels(settings: Settings) -> tuple[list[AlertChannel], Any]:
+    """The remote alert channels the settings ask for, and the Telegram bot (None without a token)."""
+    channels: list[AlertChannel] = []
+    bot = None
+    if settings.telegram_token is not None:
+        token = settings.telegram_token.get_secret_value()
+        hide_secret(token)
+        bot = make_bot(token, settings.telegram_api_url)
+        channels.extend(TelegramChannel(bot, chat) for chat in settings.chat_ids)
+    if settings.alert_webhook_url:
+        channels.append(WebhookChannel(settings.alert_webhook_url, settings.account))
+    return channels, bot
 
 
 def build_exchange(settings: Settings, clock: Clock) -> tuple[Exchange, SimulatedExchange | None]:
@@ -189,8 +214,14 @@ async def running(
     price_feed: bool = True,
     exchange: Exchange | None = None,
     lease_retry: float = LEASE_RETRY,
+    beside: Sequence[Callable[[Runtime], Coroutine[Any, Any, None]]] = (),
 ) -> AsyncIterator[Runtime]:
-    """Build, take the lease (or stand by), recover, and run until the block exits."""
+    """Build, take the lease (or stand by), recover, and run until the block exits.
+
+    `beside`: entrypoints that run next to the engine in its task group (the Telegram bot);
+    they are started once the runtime exists, whether this engine holds the lease or stands by.
+    Alert delivery runs from the start too, on a standby as well.
+    """
     clock = clock or SystemClock()
     store = await open_store(
         settings.db, exchange=settings.exchange, account=settings.account, op_timeout=settings.db_timeout
@@ -204,13 +235,18 @@ async def running(
         sim = exchange if isinstance(exchange, SimulatedExchange) else None
     telemetry = Telemetry()
     channel = "log" if notifier is None else type(notifier).__name__.lower()
+    channels, bot = build_channels(settings)
     engine = Engine(
         MeasuredExchange(exchange, telemetry),
         MeasuredStore(store, telemetry),
         clock,
         MeasuredNotifier(notifier or LogNotifier(), channel, telemetry),
         engine_config(settings, store.installation_id),
+        channels=channels,
+        routes=settings.routes(),
     )
+    if bot is None:
+        engine.notes["telegram"] = NO_TELEGRAM
     lease = lease_for(settings.db, settings.account, op_timeout=settings.db_timeout)
     runtime = Runtime(
         settings,
@@ -224,6 +260,7 @@ async def running(
         lease_retry=lease_retry,
         telemetry=telemetry,
     )
+    runtime.telegram, runtime.channels = bot, channels
     try:
         async with asyncio.TaskGroup() as group:
             runtime.group = group
@@ -234,6 +271,9 @@ async def running(
                 runtime.tasks.append(group.create_task(_standby(runtime)))
             else:
                 await _activate(runtime, epoch)
+            runtime.tasks.append(group.create_task(engine.deliver_alerts()))
+            runtime.tasks.extend(group.create_task(run(runtime)) for run in beside)
+            if epoch is not None:
                 await engine.first_attempt.wait()
             try:
                 yield runtime
@@ -250,6 +290,7 @@ async def running(
             await lease.release()
         if owns_exchange:
             await exchange.close()
+        await _close_channels(channels, bot)
         await store.close()
 
 
@@ -259,6 +300,15 @@ async def _start_sidecar(exchange: Exchange) -> None:
 
     if isinstance(exchange, DriftExchange):
         await exchange.start()
+
+
+async def _close_channels(channels: list[AlertChannel], bot: Any) -> None:
+    for channel in channels:
+        if isinstance(channel, WebhookChannel):
+            await channel.close()
+    if bot is not None:
+        with contextlib.suppress(Exception):
+            await close_bot(bot)
 
 
 async def _activate(runtime: Runtime, epoch: int) -> None:
@@ -305,6 +355,7 @@ async def _standby(runtime: Runtime) -> None:
         if epoch is not None:
             log.warning("lease_taken_over", account=runtime.settings.account, epoch=epoch)
             await _activate(runtime, epoch)
+            runtime.engine.lease_taken(epoch)
             return
 
 

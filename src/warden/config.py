@@ -28,7 +28,10 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from warden.domain.alerts import AlertRoutes, parse_routes
+from warden.domain.controls import DEFAULT_MAX_POSITION_USD, Limits
 from warden.domain.errors import ValidationError as DomainValidationError
+from warden.domain.margin import MarginMode, MarginPlan, SymbolConfig
 from warden.domain.plan import ExitPlan
 
 ENV_PREFIX = "WARDEN_"
@@ -45,6 +48,14 @@ class ConfigError(ValueError):
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
+
+
+class SymbolSettings(pydantic.BaseModel):
+    """One [symbols.X] table: what differs for that symbol."""
+
+    model_config = pydantic.ConfigDict(extra="forbid")
+    leverage: int | None = Field(None, ge=1, le=125)
+    margin_mode: Literal["isolated", "cross"] | None = None
 
 
 class Settings(BaseSettings):
@@ -190,6 +201,91 @@ class Settings(BaseSettings):
             return [str(item) for item in value]
         return value
 
+    # -- risk limits (checked before anything is sent) --------------------------------------------
+    max_open_positions: int | None = Field(
+        None, ge=1, description="Most positions open at once; a signal beyond it is refused (422)."
+    )
+    max_position_usd: Decimal | None = Field(
+        DEFAULT_MAX_POSITION_USD,
+        gt=0,
+        allow_inf_nan=False,
+        description="Largest notional of one entry in USD (a fat-finger guard); a larger signal is refused.",
+    )
+    max_total_usd: Decimal | None = Field(
+        None,
+        gt=0,
+        allow_inf_nan=False,
+        description="Largest open notional of all positions together, in USD.",
+    )
+    max_daily_loss_usd: Decimal | None = Field(
+        None,
+        gt=0,
+        allow_inf_nan=False,
+        description="Realized loss (UTC day) that pauses new entries until the next day, and alerts.",
+    )
+
+    # -- leverage and margin ---------------------------------------------------------------------
+    leverage: int | None = Field(
+        None,
+        ge=1,
+        le=125,
+        description="Leverage set on each symbol before its first entry; unset: left alone.",
+    )
+    margin_mode: Literal["isolated", "cross"] | None = Field(
+        None, description="Margin mode set on each symbol before its first entry: isolated or cross."
+    )
+    symbols: dict[str, SymbolSettings] = Field(
+        default_factory=dict,
+        description="Per-symbol leverage and margin_mode ([symbols.SOL] tables; env as JSON).",
+    )
+
+    # -- alerts and the Telegram bot ---------------------------------------------------------------
+    telegram_token: SecretStr | None = Field(
+        None, description="Telegram bot token from @BotFather; unset: no bot."
+    )
+    telegram_chat_ids: str = Field(
+        "",
+        description="Comma-separated chat ids the bot serves and alerts; every other chat is ignored.",
+    )
+    telegram_api_url: str = Field(
+        "https://api.telegram.org",
+        description="Telegram Bot API server; warden calls {url}/bot{token}/{method}.",
+    )
+    alert_webhook_url: str | None = Field(
+        None, description="Also POST every alert as JSON here (Discord/Slack/ntfy-style relays)."
+    )
+    alert_routes: dict[str, str] = Field(
+        default_factory=dict,
+        description="Per alert kind: on, silent or off ([alert_routes] table; env as JSON). Critical kinds"
+        " cannot be off.",
+    )
+
+    @field_validator("telegram_chat_ids", mode="before")
+    @classmethod
+    def _chat_ids(cls, value: object) -> str:
+        items = value if isinstance(value, list | tuple) else str(value or "").split(",")
+        ids = [str(item).strip() for item in items if str(item).strip()]
+        for chat in ids:
+            if not chat.lstrip("-").isdigit():
+                raise ValueError(f"must be comma-separated numeric chat ids, not {chat!r}")
+        return ",".join(ids)
+
+    @field_validator("telegram_api_url", "alert_webhook_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"must start with http:// or https://, not {value!r}")
+        return value.rstrip("/") if value else value
+
+    @field_validator("alert_routes")
+    @classmethod
+    def _routes(cls, value: dict[str, str]) -> dict[str, str]:
+        try:
+            parse_routes(value)
+        except DomainValidationError as exc:
+            raise ValueError(f"{exc.field.removeprefix('alert_routes.')}: {exc.message}") from None
+        return value
+
     @field_validator("db")
     @classmethod
     def _db_is_url(cls, value: str) -> str:
@@ -256,6 +352,30 @@ class Settings(BaseSettings):
             breakeven_after_tp1=self.breakeven_after_tp1,
         )
 
+    def routes(self) -> AlertRoutes:
+        return parse_routes(self.alert_routes)
+
+    def margin_plan(self) -> MarginPlan:
+        def config(leverage: int | None, mode: str | None) -> SymbolConfig:
+            return SymbolConfig(leverage, MarginMode(mode) if mode else None)
+
+        return MarginPlan(
+            config(self.leverage, self.margin_mode),
+            {k.upper(): config(v.leverage, v.margin_mode) for k, v in self.symbols.items()},
+        )
+
+    def limits(self) -> Limits:
+        return Limits(
+            max_open_positions=self.max_open_positions,
+            max_position_usd=self.max_position_usd,
+            max_total_usd=self.max_total_usd,
+            max_daily_loss_usd=self.max_daily_loss_usd,
+        )
+
+    @property
+    def chat_ids(self) -> tuple[int, ...]:
+        return tuple(int(c) for c in self.telegram_chat_ids.split(",") if c)
+
     @property
     def token_file(self) -> Path:
         return self.data_dir / "api-token"
@@ -293,7 +413,7 @@ def reference_rows() -> list[tuple[str, str, str, str]]:
     rows = []
     for name, info in Settings.model_fields.items():
         value = info.get_default(call_default_factory=True)
-        default = "" if value is None else str(value)
+        default = "" if value is None or value == {} else str(value)
         if isinstance(value, bool):
             default = str(value).lower()
         elif isinstance(value, list):

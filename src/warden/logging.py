@@ -17,11 +17,29 @@ from pydantic import SecretStr
 from structlog.typing import EventDict, Processor, WrappedLogger
 
 REDACTED = "**********"
-QUIET_LIBRARIES = ("alembic", "sqlalchemy", "aiosqlite", "asyncio", "httpx", "httpcore")
+QUIET_LIBRARIES = ("alembic", "sqlalchemy", "aiosqlite", "asyncio", "httpx", "httpcore", "telegram")
 """Chatty at INFO; shown only when warden logs at DEBUG."""
 SECRET_KEYS = frozenset(
     {"api_key", "api_secret", "api_token", "token", "secret", "password", "authorization"}
 )
+
+
+_HIDDEN: set[str] = set()
+"""Secret values that must never appear in a rendered line (a bot token is part of every URL)."""
+
+
+def hide_secret(value: str) -> None:
+    """Replace `value` wherever it appears in a rendered log line from now on."""
+    if len(value) >= 8:
+        _HIDDEN.add(value)
+
+
+def scrub_hidden(_logger: WrappedLogger, _method: str, rendered: Any) -> Any:
+    """The last step: a hidden secret inside any rendered text (a URL in an error) is replaced."""
+    if isinstance(rendered, str):
+        for secret in _HIDDEN:
+            rendered = rendered.replace(secret, REDACTED)
+    return rendered
 
 
 def redact_secrets(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
@@ -75,6 +93,7 @@ def configure_logging(level: str = "info", json: bool = False) -> None:
             # Standard-library records (uvicorn, asyncio) carry exc_info too: as text in JSON.
             *([structlog.processors.format_exc_info] if json else []),
             renderer,
+            scrub_hidden,
         ],
     )
     handler = logging.StreamHandler(sys.stderr)

@@ -16,6 +16,11 @@ Store errors:
     ├── DuplicateSignal       a signal id that already has a position
     ├── SymbolBusy            the symbol already has an exclusive active position
     └── FencedOut             the lease epoch moved on: this engine may not write
+
+Alert delivery errors (raised by an AlertChannel):
+
+    DeliveryError             not delivered now; retried with backoff (channel down, 5xx, timeout)
+    └── DeliveryRejected      the channel refused this alert for good (4xx): not retried
 """
 
 from __future__ import annotations
@@ -27,8 +32,10 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Protocol
 
-from warden.domain.alerts import AlertKind
+from warden.domain.alerts import Alert, AlertId
+from warden.domain.controls import Controls
 from warden.domain.events import Event
+from warden.domain.margin import SymbolConfig
 from warden.domain.orders import Fill, Order
 from warden.domain.position import Position
 from warden.domain.reports import (
@@ -86,6 +93,15 @@ class Exchange(Protocol):
         """User events and mark prices; yields StreamGap after a reconnect."""
         ...
 
+    async def symbol_config(self, symbol: Symbol) -> SymbolConfig:
+        """The symbol's leverage and margin mode on the account (both set)."""
+        ...
+
+    async def configure_symbol(self, symbol: Symbol, config: SymbolConfig) -> None:
+        """Set what `config` names (None fields are left alone). OrderRejected if the exchange
+        refuses it (e.g. the margin mode of a symbol with an open position)."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -136,7 +152,8 @@ class Transition:
 
     `position.version` must be `expected_version + 1` (or 1 for an insert, when
     `expected_version` is None). Orders are upserted by client order id; fills
-    are inserted idempotently (a fill already stored is a no-op); events are appended.
+    are inserted idempotently (a fill already stored is a no-op); events are appended;
+    alerts go to the outbox (idempotent on their id), undelivered.
     """
 
     position: Position
@@ -144,6 +161,7 @@ class Transition:
     orders: Sequence[Order] = ()
     fills: Sequence[Fill] = ()
     events: Sequence[Event] = ()
+    alerts: Sequence[Alert] = ()
 
     def __post_init__(self) -> None:
         """The version moves by exactly one (to 1 for a new position): a caller bug otherwise."""
@@ -181,8 +199,29 @@ class Store(Protocol):
         """Several transitions in one database transaction (a group commit): all or none."""
         ...
 
-    async def append_events(self, events: Sequence[Event]) -> None:
-        """Events not tied to a position transition (alerts, degraded mode)."""
+    async def append_events(self, events: Sequence[Event], alerts: Sequence[Alert] = ()) -> None:
+        """Events and outbox alerts not tied to a position transition, in one transaction."""
+        ...
+
+    async def pending_alerts(self, limit: int = 100) -> list[Alert]:
+        """The account's undelivered outbox alerts, oldest first."""
+        ...
+
+    async def mark_alerts_delivered(self, ids: Sequence[AlertId], at: datetime) -> None:
+        """Mark outbox alerts delivered (ids not in the outbox are ignored). Fenced like every write."""
+        ...
+
+    async def load_controls(self) -> Controls:
+        """The account's stored controls (pause, kill switch, daily-loss pause); defaults if none."""
+        ...
+
+    async def save_controls(self, controls: Controls) -> None:
+        """Store the account's controls (fenced)."""
+        ...
+
+    async def realized_pnl_since(self, since: datetime) -> Decimal:
+        """Realized PnL net of fees of the account's positions closed at or after `since`, plus
+        that of its active positions (their partial closes)."""
         ...
 
     async def save_marks(self, positions: Sequence[Position]) -> None:
@@ -225,25 +264,31 @@ class Clock(Protocol):
     async def sleep(self, seconds: float) -> None: ...
 
 
-@dataclass(frozen=True, slots=True)
-class Alert:
-    """One thing the trader is told; its kind decides how loud (domain/alerts.py)."""
-
-    kind: AlertKind
-    message: str
-    position_id: PositionId | None = None
-
-    @property
-    def level(self) -> str:
-        return self.kind.severity.value
-
-    @property
-    def title(self) -> str:
-        return self.kind.value
-
-
 class Notifier(Protocol):
+    """The engine's own, local alert sink (the log): told of every alert at once, never retried."""
+
     async def notify(self, alert: Alert) -> None: ...
+
+
+class DeliveryError(Exception):
+    """The alert was not delivered now; the channel is retried with backoff."""
+
+
+class DeliveryRejected(DeliveryError):
+    """The channel refused this alert for good; it is not retried on this channel."""
+
+
+class AlertChannel(Protocol):
+    """A remote channel alerts are delivered to at least once (Telegram chat, webhook).
+
+    `name` is stable across restarts (deliveries are tracked per channel); `send`
+    raises DeliveryError (or DeliveryRejected) when the alert did not arrive.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    async def send(self, alert: Alert, *, silent: bool) -> None: ...
 
 
 class LeaseState(StrEnum):

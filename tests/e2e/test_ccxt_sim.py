@@ -306,3 +306,22 @@ async def test_close_ends_the_stream(sim: Sim) -> None:
     async with asyncio.timeout(5):
         await events.finished()
     await eventually(lambda: not sim.venue.private, what="the private socket to close")
+
+
+async def test_leverage_and_margin_mode_through_unmodified_ccxt(sim: Sim, exchange: CcxtExchange) -> None:
+    """configure_symbol sets leverage and isolated margin (POST /leverage, /marginType); symbol_config
+    reads them back (GET /symbolConfig); setting the same mode again is not an error; a position's
+    positionRisk shows its isolated margin and liquidation price."""
+    from warden.domain.margin import MarginMode, SymbolConfig
+
+    assert await exchange.symbol_config(BTC) == SymbolConfig(20, MarginMode.CROSS)
+    await exchange.configure_symbol(BTC, SymbolConfig(5, MarginMode.ISOLATED))
+    assert await exchange.symbol_config(BTC) == SymbolConfig(5, MarginMode.ISOLATED)
+    await exchange.configure_symbol(BTC, SymbolConfig(5, MarginMode.ISOLATED))  # -4046 is success
+    assert sim.venue.core.symbol_config(BTC) == SymbolConfig(5, MarginMode.ISOLATED)
+    await exchange.place_order(market("wd-p1-e1", BUY, "0.01"))
+    with pytest.raises(OrderRejected, match="4048"):
+        await exchange.configure_symbol(BTC, SymbolConfig(None, MarginMode.CROSS))
+    raw = await exchange.client.fetch_positions_risk([BTC])
+    assert raw[0]["marginMode"] == "isolated"
+    assert D(str(raw[0]["liquidationPrice"])) == sim.venue.core.liquidation_price(BTC)

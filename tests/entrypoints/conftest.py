@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from warden.adapters.notify import RecordingNotifier
 from warden.bootstrap import Runtime, running
 from warden.config import Settings
 from warden.entrypoints.api import create_app
@@ -38,8 +39,11 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
 
 @pytest.fixture
 async def runtime(tmp_path: Path) -> AsyncIterator[Runtime]:
-    """A recovered, running engine on a fresh SQLite file; prices move only when a test moves them."""
-    async with running(make_settings(tmp_path), price_feed=False) as rt:
+    """A recovered, running engine on a fresh SQLite file; prices move only when a test moves them.
+
+    Its alerts are recorded, not logged: the CLI tests run the engine in their own process, and
+    its log lines would otherwise land in the output the tests read."""
+    async with running(make_settings(tmp_path), price_feed=False, notifier=RecordingNotifier()) as rt:
         yield rt
 
 

@@ -240,3 +240,40 @@ async def test_positions_watch_redraws(url: str) -> None:
     assert watched.exit_code == 0, watched.output
     assert position_id in watched.stdout
     assert "RESTING" in watched.stdout
+
+
+def last_line(result: Result) -> str:
+    """What the command printed last (the engine in this process may log to stdout before it)."""
+    return result.stdout.splitlines()[-1]
+
+
+async def test_pause_resume_kill_from_the_cli(url: str, runtime: Runtime) -> None:
+    """pause, kill --flatten and resume print one line each; a refused open names the reason."""
+    opened = await cli(url, "open", "sol", "long", "--usd", "100")
+    assert opened.exit_code == 0, opened.output
+    paused = await cli(url, "pause", "--reason", "lunch")
+    assert paused.exit_code == 0, paused.output
+    assert last_line(paused).startswith("paused: no new entries; exits and protection keep working")
+    refused = await cli(url, "open", "btc", "long", "--usd", "200")
+    assert refused.exit_code == 1
+    errors = [line for line in refused.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "paused (lunch)" in errors[0]
+    status = await cli(url, "status")
+    assert "controls" in status.stdout and "paused: lunch" in status.stdout
+    killed = await cli(url, "kill", "--flatten")
+    assert killed.exit_code == 0, killed.output
+    assert last_line(killed).startswith("kill switch on: no new entries; closed 1 position(s)")
+    assert runtime.sim is not None and runtime.sim.core.positions() == []
+    resumed = await cli(url, "resume")
+    assert last_line(resumed) == "resumed: new entries accepted"
+    assert runtime.engine.status().accepting_signals
+
+
+async def test_a_limit_refusal_is_one_line_naming_the_limit(url: str, runtime: Runtime) -> None:
+    """A fat-finger size is refused by the engine with one line naming max_position_usd."""
+    result = await cli(url, "open", "SOL", "short", "--usd", "1e15")
+    assert result.exit_code == 1
+    # the engine runs in this process, so its own log lines may share stderr: judge the CLI's lines
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith("error: max_position_usd: this entry is ")
+    assert runtime.sim is not None and runtime.sim.core.open_orders() == []

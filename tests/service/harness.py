@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -19,12 +20,15 @@ from warden.adapters.forwarding import ForwardingStore
 from warden.adapters.memory import InMemoryStore
 from warden.adapters.notify import RecordingNotifier
 from warden.adapters.sim import SimulatedExchange
+from warden.domain.alerts import Alert, AlertId, AlertRoutes
+from warden.domain.controls import Controls
 from warden.domain.events import Event
 from warden.domain.position import Position
 from warden.domain.values import Side, Symbol
-from warden.ports import Store, StoreUnavailable, Transition
+from warden.ports import AlertChannel, Store, StoreUnavailable, Transition
 from warden.service.commands import OpenPosition
 from warden.service.config import EngineConfig
+from warden.service.delivery import DeliveryConfig
 from warden.service.engine import Engine
 
 SOL = Symbol("SOL/USDT:USDT")
@@ -39,6 +43,9 @@ FAST = EngineConfig(
     protect_attempts=3,
     watermark_flush_interval=0.05,
 )
+
+
+FAST_DELIVERY = DeliveryConfig(send_timeout=1.0, backoff_first=0.01, backoff_max=0.05, poll_interval=0.05)
 
 
 class SwitchableStore(ForwardingStore):
@@ -66,13 +73,25 @@ class SwitchableStore(ForwardingStore):
         if self.land_then_time_out:
             raise StoreUnavailable("deadline passed (the commits landed anyway)")
 
-    async def append_events(self, events: Sequence[Event]) -> None:
+    async def append_events(self, events: Sequence[Event], alerts: Sequence[Alert] = ()) -> None:
         self._check()
-        await self.inner.append_events(events)
+        await self.inner.append_events(events, alerts)
 
     async def save_marks(self, positions: Sequence[Position]) -> None:
         self._check()
         await self.inner.save_marks(positions)
+
+    async def mark_alerts_delivered(self, ids: Sequence[AlertId], at: datetime) -> None:
+        self._check()
+        await self.inner.mark_alerts_delivered(ids, at)
+
+    async def pending_alerts(self, limit: int = 100) -> list[Alert]:
+        self._check()
+        return await self.inner.pending_alerts(limit)
+
+    async def save_controls(self, controls: Controls) -> None:
+        self._check()
+        await self.inner.save_controls(controls)
 
     async def ping(self) -> None:
         self._check()
@@ -93,6 +112,9 @@ class Harness:
     probe: ProbedExchange = field(init=False)
     wrap: Callable[[Any], Any] | None = None
     """Wraps the exchange and the store the engine is built with (the crash-point harness)."""
+    channels: list[AlertChannel] = field(default_factory=list)
+    """Remote alert channels of the next engine built (kept across restarts, like a chat)."""
+    routes: AlertRoutes | None = None
 
     async def start(self, ready: bool = True) -> Harness:
         """Build the engine on the kept store and exchange; `ready`: run startup recovery too."""
@@ -109,7 +131,16 @@ class Harness:
         store: Any = self.store
         if self.wrap is not None:
             exchange, store = self.wrap(exchange), self.wrap(store)
-        self.engine = Engine(exchange, store, SystemClock(), self.notifier, self.config)
+        self.engine = Engine(
+            exchange,
+            store,
+            SystemClock(),
+            self.notifier,
+            self.config,
+            channels=self.channels,
+            routes=self.routes,
+            delivery=FAST_DELIVERY,
+        )
         self._consumer = asyncio.get_running_loop().create_task(self.engine.consume(self.probe.stream()))
         if ready:
             await self.engine.start()

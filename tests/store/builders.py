@@ -141,6 +141,6 @@ def insert(p: Position, **parts: Any) -> Transition:
 
 def step(old: Position, **changes: Any) -> tuple[Position, Transition]:
     """`old` moved on by one version with `changes`, and the transition that writes it."""
-    parts = {k: changes.pop(k) for k in ("orders", "fills", "events") if k in changes}
+    parts = {k: changes.pop(k) for k in ("orders", "fills", "events", "alerts") if k in changes}
     new = replace(old, version=old.version + 1, **changes)
     return new, Transition(new, old.version, **parts)

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal
 
+from warden.domain.alerts import Alert, AlertId
+from warden.domain.controls import Controls
 from warden.domain.events import Event
 from warden.domain.orders import Order
 from warden.domain.position import Position
@@ -28,8 +32,23 @@ class ForwardingStore:
     async def commit_many(self, transitions: Sequence[Transition]) -> None:
         await self.inner.commit_many(transitions)
 
-    async def append_events(self, events: Sequence[Event]) -> None:
-        await self.inner.append_events(events)
+    async def append_events(self, events: Sequence[Event], alerts: Sequence[Alert] = ()) -> None:
+        await self.inner.append_events(events, alerts)
+
+    async def pending_alerts(self, limit: int = 100) -> list[Alert]:
+        return await self.inner.pending_alerts(limit)
+
+    async def mark_alerts_delivered(self, ids: Sequence[AlertId], at: datetime) -> None:
+        await self.inner.mark_alerts_delivered(ids, at)
+
+    async def load_controls(self) -> Controls:
+        return await self.inner.load_controls()
+
+    async def save_controls(self, controls: Controls) -> None:
+        await self.inner.save_controls(controls)
+
+    async def realized_pnl_since(self, since: datetime) -> Decimal:
+        return await self.inner.realized_pnl_since(since)
 
     async def save_marks(self, positions: Sequence[Position]) -> None:
         await self.inner.save_marks(positions)

@@ -20,7 +20,9 @@ from warden.domain.events import Event, EventKind
 from warden.domain.position import Position
 from warden.domain.reports import FillReport, OrderReport, OrderRequest, PositionReport, StreamEvent
 from warden.domain.values import Instrument, Symbol
-from warden.ports import Alert, Exchange, Notifier, Store, Transition
+from warden.domain.alerts import Alert
+from warden.domain.margin import SymbolConfig
+from warden.ports import Exchange, Notifier, Store, Transition
 
 T = TypeVar("T")
 CALL_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -123,6 +125,12 @@ class MeasuredExchange:
     async def fetch_fills(self, symbol: Symbol, since: datetime | None) -> list[FillReport]:
         return await self._call("fetch_fills", self.inner.fetch_fills(symbol, since))
 
+    async def symbol_config(self, symbol: Symbol) -> SymbolConfig:
+        return await self._call("symbol_config", self.inner.symbol_config(symbol))
+
+    async def configure_symbol(self, symbol: Symbol, config: SymbolConfig) -> None:
+        await self._call("configure_symbol", self.inner.configure_symbol(symbol, config))
+
     def stream(self) -> AsyncIterator[StreamEvent]:
         return self.inner.stream()
 
@@ -149,8 +157,13 @@ class MeasuredStore(ForwardingStore):
         await self._write("commit", self.inner.commit(transition))
         self._count(transition.events)
 
-    async def append_events(self, events: Sequence[Event]) -> None:
-        await self._write("append_events", self.inner.append_events(events))
+    async def commit_many(self, transitions: Sequence[Transition]) -> None:
+        await self._write("commit", self.inner.commit_many(transitions))
+        for transition in transitions:
+            self._count(transition.events)
+
+    async def append_events(self, events: Sequence[Event], alerts: Sequence[Alert] = ()) -> None:
+        await self._write("append_events", self.inner.append_events(events, alerts))
         self._count(events)
 
     def _count(self, events: Sequence[Event]) -> None:

@@ -15,9 +15,13 @@ import os
 import socket
 from collections.abc import Sequence, Set
 from dataclasses import dataclass, replace
+from datetime import datetime
+from decimal import Decimal
 
 from warden.adapters.db.canonical import stored
 from warden.adapters.db.installation import checked, new_installation_id
+from warden.domain.alerts import Alert, AlertId
+from warden.domain.controls import Controls
 from warden.domain.events import Event
 from warden.domain.orders import Fill, Order
 from warden.domain.position import Position
@@ -55,6 +59,8 @@ class InMemoryStore:
         self._orders: dict[ClientOrderId, Order] = {}
         self._fills: dict[tuple[Symbol, TradeId], Fill] = {}
         self._events: list[Event] = []
+        self._alerts: dict[AlertId, tuple[Alert, datetime | None]] = {}
+        self._controls = Controls()
         self._fence: tuple[str, int] | None = None
 
     @property
@@ -106,11 +112,45 @@ class InMemoryStore:
         for fill in fills:
             self._fills.setdefault((fill.symbol, fill.trade_id), fill)
         self._append(events)
+        self._outbox(transition.alerts)
 
-    async def append_events(self, events: Sequence[Event]) -> None:
+    async def append_events(self, events: Sequence[Event], alerts: Sequence[Alert] = ()) -> None:
         self._writable()
         _check_refs((), (), events, self._positions.keys())
         self._append([stored(e) for e in events])
+        self._outbox(alerts)
+
+    async def pending_alerts(self, limit: int = 100) -> list[Alert]:
+        self._readable()
+        waiting = [a for a, delivered in self._alerts.values() if delivered is None]
+        return sorted(waiting, key=lambda a: (a.at, a.id))[:limit]
+
+    async def mark_alerts_delivered(self, ids: Sequence[AlertId], at: datetime) -> None:
+        self._writable()
+        for alert_id in ids:
+            if alert_id in self._alerts:
+                self._alerts[alert_id] = (self._alerts[alert_id][0], at)
+
+    async def load_controls(self) -> Controls:
+        self._readable()
+        return self._controls
+
+    async def save_controls(self, controls: Controls) -> None:
+        self._writable()
+        self._controls = controls
+
+    async def realized_pnl_since(self, since: datetime) -> Decimal:
+        self._readable()
+        counted = (
+            p.realized_pnl
+            for p in self._positions.values()
+            if p.is_active or (p.closed_at is not None and p.closed_at >= since)
+        )
+        return sum(counted, Decimal(0))
+
+    def _outbox(self, alerts: Sequence[Alert]) -> None:
+        for alert in alerts:
+            self._alerts.setdefault(alert.id, (alert, None))
 
     async def load_active(self) -> ActiveState:
         self._readable()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import structlog
 
-from warden.ports import Alert
+from warden.domain.alerts import Alert
 
 log = structlog.get_logger("warden.alert")
 

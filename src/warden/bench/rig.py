@@ -13,6 +13,7 @@ from warden.adapters.db.store import open_store
 from warden.adapters.forwarding import ForwardingStore
 from warden.adapters.notify import RecordingNotifier
 from warden.adapters.sim import SimCore, SimulatedExchange, synthetic_markets
+from warden.domain.alerts import Alert
 from warden.domain.events import Event
 from warden.ports import Store, Transition
 from warden.service.config import EngineConfig
@@ -30,9 +31,9 @@ class CountingStore(ForwardingStore):
         self.commits += 1
         await self.inner.commit(transition)
 
-    async def append_events(self, events: Sequence[Event]) -> None:
+    async def append_events(self, events: Sequence[Event], alerts: Sequence[Alert] = ()) -> None:
         self.commits += 1
-        await self.inner.append_events(events)
+        await self.inner.append_events(events, alerts)
 
 
 @dataclass

@@ -4,11 +4,23 @@ Every alert the engine raises has one of these kinds. Critical kinds are the
 ones a trader must hear at once (a position that may be unprotected, a
 database or lease problem, another warden on the account); they can never be
 routed off.
+
+Routing (per kind, from the user's config): `on` (sent), `silent` (sent
+without sound), `off` (only the log gets it). A critical kind is never off.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
+from typing import NewType
+
+from warden.domain.errors import ValidationError
+from warden.domain.values import PositionId
+
+AlertId = NewType("AlertId", str)
 
 
 class Severity(StrEnum):
@@ -51,6 +63,8 @@ class AlertKind(StrEnum):
     PAUSED = "paused"
     LIMIT_REFUSED = "limit_refused"
     DAILY_LOSS_REACHED = "daily_loss_reached"
+    RESUMED = "resumed"
+    MARGIN_MISMATCH = "margin_mismatch"
 
     @property
     def severity(self) -> Severity:
@@ -83,4 +97,69 @@ SEVERITY: dict[AlertKind, Severity] = {
     _K.LIMIT_REFUSED: Severity.WARNING,
     _K.KILL_ON: Severity.WARNING,
     _K.PAUSED: Severity.WARNING,
+    _K.MARGIN_MISMATCH: Severity.WARNING,
 }
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """One thing the trader is told. `id` is unique: deliveries are deduplicated by it."""
+
+    id: AlertId
+    kind: AlertKind
+    message: str
+    at: datetime
+    position_id: PositionId | None = None
+
+    @property
+    def severity(self) -> Severity:
+        return self.kind.severity
+
+    @property
+    def level(self) -> str:
+        return self.kind.severity.value
+
+    @property
+    def title(self) -> str:
+        return self.kind.value
+
+
+class Route(StrEnum):
+    ON = "on"
+    SILENT = "silent"
+    """Sent without sound (Telegram's disable_notification)."""
+    OFF = "off"
+    """Not sent to any channel; the log still gets it."""
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRoutes:
+    """How each kind is sent; kinds not named are `on`. Built with `parse_routes`."""
+
+    routes: Mapping[AlertKind, Route]
+
+    def route(self, kind: AlertKind) -> Route:
+        chosen = self.routes.get(kind, Route.ON)
+        if chosen is Route.OFF and kind.severity is Severity.CRITICAL:
+            return Route.ON  # never reached through parse_routes; a guard, not a rule
+        return chosen
+
+
+def parse_routes(raw: Mapping[str, str], field: str = "alert_routes") -> AlertRoutes:
+    """`{"tp_filled": "silent", ...}` to routes; an unknown kind or route, or a critical kind
+    turned off, raises ValidationError naming `alert_routes.<kind>`."""
+    routes: dict[AlertKind, Route] = {}
+    for name, value in raw.items():
+        where = f"{field}.{name}"
+        try:
+            kind = AlertKind(str(name).strip().lower())
+        except ValueError:
+            raise ValidationError(where, f"unknown alert kind {name!r}") from None
+        try:
+            route = Route(str(value).strip().lower())
+        except ValueError:
+            raise ValidationError(where, f"must be on, silent or off, not {value!r}") from None
+        if route is Route.OFF and kind.severity is Severity.CRITICAL:
+            raise ValidationError(where, f"{kind} is critical and cannot be turned off (use silent)")
+        routes[kind] = route
+    return AlertRoutes(routes)

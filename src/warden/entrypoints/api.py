@@ -33,7 +33,7 @@ import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any, Protocol, cast
 
 from fastapi import Depends, FastAPI, Header, Query, Request, Security
 from fastapi.exceptions import RequestValidationError
@@ -47,11 +47,13 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from warden.config import Settings
+from warden.domain.controls import LimitExceeded
 from warden.domain.errors import ValidationError
 from warden.domain.events import Event
 from warden.domain.position import Position, PositionStatus
 from warden.domain.values import Instrument, PositionId, Side
 from warden.entrypoints.auth import Access, request_access, source_allowed
+from warden.entrypoints.controls_api import ControlsApi, add_control_routes
 from warden.entrypoints.metrics import CONTENT_TYPE, ApiMetrics, SignalOutcome
 from warden.entrypoints.schemas import (
     NO_BODY,
@@ -226,6 +228,11 @@ class _Context:
         runtime = self._provider()
         return None if runtime is None else runtime.engine.status()
 
+    async def authorized_body(self, request: Request) -> object:
+        """The JSON body (None if empty) of a mutating call, once its token is checked."""
+        caller = await self.authorize(request, Access.FULL, body=True)
+        return None if caller.data is NO_BODY else caller.data
+
     async def authorize(self, request: Request, level: Access, *, body: bool) -> Caller:
         """The caller's token must grant `level` (401 without one, 403 if too weak)."""
         runtime = self.current()
@@ -359,6 +366,7 @@ def create_app(runtime_provider: RuntimeProvider) -> FastAPI:
     _add_read_routes(app, ctx)
     _add_stream_route(app, ctx)
     _add_ops_routes(app, ctx)
+    add_control_routes(app, lambda: cast(ControlsApi, ctx.current().engine), ctx.authorized_body)
     _install_openapi(app)
     install_dashboard(app, runtime_provider)
     app.add_middleware(BodyLimit, limit=ctx.max_body)
@@ -366,7 +374,7 @@ def create_app(runtime_provider: RuntimeProvider) -> FastAPI:
 
 
 _OUTCOMES: list[tuple[type[Exception] | tuple[type[Exception], ...], SignalOutcome]] = [
-    (ValidationError, SignalOutcome.INVALID),
+    ((ValidationError, LimitExceeded), SignalOutcome.INVALID),
     (AlreadyExists, SignalOutcome.DUPLICATE),
     ((TradingRefused, StoreUnavailable), SignalOutcome.REFUSED),
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Annotated, Any, NoReturn
 
 import httpx
@@ -240,7 +241,10 @@ def status(*, url: UrlOption = None, as_json: JsonOption = False) -> None:
         keys = ["state", "accepting_signals", "exchange", "database", "open_positions"]
         keys += ["unprotected_positions", "last_reconcile_at", "pending_writes"]
         rows: list[list[object]] = [[key, _show(s[key])] for key in keys]
+        rows.append(["controls", controls_line(s.get("controls") or {})])
         rows += [["reason", reason] for reason in s["reasons"]]
+        rows += [["warning", warning] for warning in s.get("warnings", [])]
+        rows += [[key, value] for key, value in s.get("details", {}).items() if key == "telegram"]
         show(table(["", ""], rows, show_header=False))
 
     run_client(action)
@@ -394,7 +398,80 @@ def reconcile(*, url: UrlOption = None, as_json: JsonOption = False) -> None:
     run_client(action)
 
 
+def controls_line(c: Mapping[str, Any]) -> str:
+    """`paused`, `killed`, `daily loss pause until ...`, or `none`, with the reason."""
+    on = [name for name in ("killed", "paused") if c.get(name)]
+    if c.get("killed"):
+        on = ["killed (kill switch)"]
+    if c.get("daily_loss_until"):
+        on.append(f"daily loss pause until {_when(c['daily_loss_until'])}")
+    text = ", ".join(on) or "none (trading allowed)"
+    return f"{text}: {c['reason']}" if on and c.get("reason") else text
+
+
+def pause(
+    *,
+    reason: Annotated[str | None, typer.Option("--reason", help="Shown on /status and in the alert.")] = None,
+    url: UrlOption = None,
+) -> None:
+    """Pause: no new entries; exits and protection keep working. Survives restarts."""
+
+    def action() -> None:
+        with Client(url, need_token=True) as client:
+            body = client.call("POST", f"{API}/pause", json={"reason": reason or ""})
+        out.print(
+            f"paused: no new entries; exits and protection keep working ({controls_line(body['controls'])})"
+        )
+
+    run_client(action)
+
+
+def resume(*, url: UrlOption = None) -> None:
+    """Resume: clear pause, kill switch and the daily-loss pause."""
+
+    def action() -> None:
+        with Client(url, need_token=True) as client:
+            client.call("POST", f"{API}/resume", json={})
+        out.print("resumed: new entries accepted")
+
+    run_client(action)
+
+
+def kill(
+    *,
+    flatten: Annotated[
+        bool, typer.Option("--flatten", help="Also close every position reduce-only and cancel every order.")
+    ] = False,
+    reason: Annotated[str | None, typer.Option("--reason", help="Shown on /status and in the alert.")] = None,
+    url: UrlOption = None,
+) -> None:
+    """Kill switch: no new entries; with --flatten close every position and cancel every order."""
+
+    def action() -> None:
+        with Client(url, need_token=True) as client:
+            body = client.call("POST", f"{API}/kill", json={"flatten": flatten, "reason": reason or ""})
+        out.print(kill_line(body), markup=False)
+
+    run_client(action)
+
+
+def kill_line(body: Mapping[str, Any]) -> str:
+    line = "kill switch on: no new entries"
+    closed, failed = body.get("closed", []), body.get("failed", {})
+    if closed or failed:
+        pnl = sum(Decimal(p["realized_pnl"] or 0) for p in closed)
+        line += f"; closed {len(closed)} position(s), realized PnL {pnl}"
+        if body.get("cancelled_orders"):
+            line += f", cancelled {body['cancelled_orders']} order(s)"
+        if failed:
+            line += "; NOT closed: " + "; ".join(f"{pid}: {why}" for pid, why in failed.items())
+    return line
+
+
 def register(app: typer.Typer) -> None:
+    app.command()(pause)
+    app.command()(resume)
+    app.command()(kill)
     app.command()(reconcile)
     app.command()(status)
     app.command()(positions)

@@ -22,6 +22,7 @@ from typing import Annotated, Any, Literal, TypeVar
 import pydantic
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator
 
+from warden.domain.controls import Controls
 from warden.domain.errors import ValidationError
 from warden.domain.events import Event, EventKind
 from warden.domain.position import Position, PositionStatus
@@ -373,6 +374,24 @@ class EventOut(BaseModel):
         )
 
 
+class ControlsOut(BaseModel):
+    """Pause, kill switch and the daily-loss pause (`daily_loss_until`, UTC) of the account."""
+
+    paused: bool
+    killed: bool
+    daily_loss_until: datetime | None
+    reason: str | None
+
+    @classmethod
+    def of(cls, controls: Controls) -> ControlsOut:
+        return cls(
+            paused=controls.paused,
+            killed=controls.killed,
+            daily_loss_until=controls.daily_loss_until,
+            reason=controls.reason or None,
+        )
+
+
 class StatusOut(BaseModel):
     state: EngineState
     accepting_signals: bool
@@ -385,6 +404,8 @@ class StatusOut(BaseModel):
     last_reconcile_at: datetime | None
     pending_writes: int
     details: dict[str, str]
+    controls: ControlsOut
+    warnings: list[str]
 
     @classmethod
     def of(cls, status: EngineStatus) -> StatusOut:
@@ -400,6 +421,8 @@ class StatusOut(BaseModel):
             last_reconcile_at=status.last_reconcile_at,
             pending_writes=status.pending_writes,
             details=dict(status.details),
+            controls=ControlsOut.of(status.controls),
+            warnings=list(status.warnings),
         )
 
 
@@ -562,3 +585,55 @@ def dec(value: Decimal | None) -> str | None:
 
 
 ErrorOut.model_rebuild()
+
+
+def ts(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def position_json(
+    position: Position, stop_resting: bool | None = None, unrealized_pnl: Decimal | None = None
+) -> dict[str, Any]:
+    p = position
+    if stop_resting is None:
+        stop_resting = p.status is PositionStatus.PROTECTED
+    return {
+        "id": p.id,
+        "symbol": p.symbol,
+        "side": p.side.value,
+        "status": p.status.value,
+        "size": dec(p.remaining),
+        "filled_qty": dec(p.filled_qty),
+        "entry_price": dec(p.entry_price),
+        "stop_price": dec(p.stop_price),
+        "stop_resting": stop_resting,
+        "tp1_price": dec(p.tp1_price),
+        "tp1_qty": dec(p.tp1_qty),
+        "tp2_price": dec(p.tp2_price),
+        "tp2_qty": dec(p.tp2_qty),
+        "tp1_hit": p.tp1_hit,
+        "tp2_hit": p.tp2_hit,
+        "trailing_active": p.trailing_active,
+        "watermark": dec(p.watermark),
+        "mae": dec(p.mae),
+        "mfe": dec(p.mfe),
+        "last_price": dec(p.last_price),
+        "unrealized_pnl": dec(unrealized_pnl),
+        "realized_pnl": dec(p.realized_pnl),
+        "fees": dec(p.fees),
+        "exit_reason": p.exit_reason,
+        "signal_id": p.signal_id,
+        "origin": p.origin,
+        "opened_at": ts(p.opened_at),
+        "closed_at": ts(p.closed_at),
+        "version": p.version,
+    }
+
+
+def controls_json(controls: Controls) -> dict[str, Any]:
+    return {
+        "paused": controls.paused,
+        "killed": controls.killed,
+        "daily_loss_until": ts(controls.daily_loss_until),
+        "reason": controls.reason or None,
+    }

@@ -16,6 +16,7 @@ from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 
+from warden.domain.controls import Controls
 from warden.domain.position import Position
 from warden.domain.values import PositionId, Side, Symbol
 
@@ -105,3 +106,17 @@ class EngineStatus:
     last_reconcile_at: datetime | None = None
     pending_writes: int = 0
     details: dict[str, str] = field(default_factory=dict)
+    controls: Controls = field(default_factory=Controls)
+    warnings: list[str] = field(default_factory=list)
+    """Trouble that does not stop trading (an alert channel down, alerts waiting)."""
+
+
+@dataclass(frozen=True, slots=True)
+class KillReport:
+    """What the kill switch did: the controls now, and (with flatten) each position's outcome."""
+
+    controls: Controls
+    closed: list[Position] = field(default_factory=list)
+    failed: dict[PositionId, str] = field(default_factory=dict)
+    """Positions whose close failed (they stay protected; kill --flatten again retries)."""
+    cancelled_orders: int = 0

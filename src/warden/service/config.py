@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from warden.domain.controls import Limits
+from warden.domain.margin import MarginPlan
 from warden.domain.plan import ExitPlan
 
 
@@ -36,3 +38,7 @@ class EngineConfig:
     start_backoff_max: float = 30.0
     reconcile_rounds: int = 4
     """Diff-and-repair rounds within one reconciliation pass (a flip needs close, then adopt)."""
+    limits: Limits = field(default_factory=Limits)
+    """Risk limits, checked before an entry is written or sent (domain/controls.py)."""
+    margin: MarginPlan = field(default_factory=MarginPlan)
+    """Leverage and margin mode per symbol, set before the first entry and checked at startup."""

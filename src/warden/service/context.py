@@ -4,7 +4,8 @@ Context
 ├── config, clock, instruments
 ├── ledger      memory <-> database, one transition at a time (the write gateway)
 ├── gate        may this engine act? (lease, recovery, refusals) and why not
-├── alerts      tell the trader, never blocking or failing the caller
+├── alerts      tell the trader: outbox first (with the event), then the log and the
+│               deliverer (delivery.py); never blocking or failing the caller
 ├── tasks       follow-up work, owned and cancelled together
 ├── locks       one per position, one per symbol (opens are serialized per symbol)
 └── seen        wakes whoever waits for a fill of a position
@@ -13,18 +14,21 @@ Context
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections import Counter, defaultdict
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 
-from warden.domain.alerts import AlertKind
+from warden.domain.alerts import Alert, AlertId, AlertKind
+from warden.domain.events import Event
 from warden.domain.values import Instrument, PositionId, Symbol
-from warden.ports import Alert, Clock, Notifier
+from warden.ports import Clock, Notifier
 from warden.service.commands import EngineState, NotHolder
 from warden.service.config import EngineConfig
+from warden.service.delivery import Deliverer
 from warden.service.ledger import Ledger
 
 log = structlog.get_logger("warden.engine")
@@ -128,6 +132,7 @@ class Context:
     clock: Clock
     notifier: Notifier
     ledger: Ledger
+    deliverer: Deliverer
     gate: Gate = field(default_factory=Gate)
     instruments: dict[Symbol, Instrument] = field(default_factory=dict)
     tasks: Tasks = field(default_factory=Tasks)
@@ -140,14 +145,35 @@ class Context:
         """Tell the trader from code that cannot wait (callbacks)."""
         self.tasks.spawn(self.notify(kind, message, position_id))
 
-    async def notify(self, kind: AlertKind, message: str, position_id: PositionId | None = None) -> None:
-        """Tell the trader; a notifier that is slow or down never blocks or fails trading."""
-        alert = Alert(kind, message, position_id)
+    def make_alert(self, kind: AlertKind, message: str, position_id: PositionId | None = None) -> Alert:
+        """An alert to write with a transition (`ledger.commit(alerts=...)`), then `announce`."""
+        return Alert(AlertId(secrets.token_hex(8)), kind, message, self.clock.now(), position_id)
+
+    async def notify(
+        self,
+        kind: AlertKind,
+        message: str,
+        position_id: PositionId | None = None,
+        *,
+        events: Sequence[Event] = (),
+    ) -> None:
+        """Tell the trader: the alert (with `events`, its cause) is written to the outbox in one
+        transaction — or queued while the database is down — then logged and handed to the
+        deliverer. Never blocks on a channel, never fails the caller."""
+        alert = self.make_alert(kind, message, position_id)
+        stored = True
         try:
-            async with asyncio.timeout(self.config.alert_timeout):
-                await self.notifier.notify(alert)
-        except Exception as exc:
-            log.error("alert_not_delivered", kind=alert.kind.value, error=repr(exc))
+            await self.ledger.record(*events, alerts=[alert])
+        except Exception as exc:  # a standby, a lost lease: delivered from memory all the same
+            stored = False
+            log.warning("alert_not_stored", kind=kind.value, error=repr(exc))
+        await self.announce(alert, stored=stored)
+
+    async def announce(self, *alerts: Alert, stored: bool = True) -> None:
+        """Alerts already written (with their transition): the log now, the channels soon."""
+        for alert in alerts:
+            self.deliverer.offer(alert, stored=stored)
+            await self.deliverer.log_now(alert, self.config.alert_timeout)
 
     def saga_begin(self, pid: PositionId) -> None:
         self.sagas[pid] += 1

@@ -2,7 +2,9 @@
 
 It builds its parts once, each given what it needs at construction:
 
-    Context (ledger, gate, clock, notifier, config, tasks, locks)
+    Context (ledger, gate, clock, notifier, deliverer, config, tasks, locks)
+    Deliverer    alerts from the outbox to the channels, at least once  (delivery.py)
+    ControlPanel pause, kill switch, daily-loss pause, risk limits      (controls.py)
     Gateway      every exchange call: deadlines, lookups, the lease/fence check
     ExitManager  fills, protection, stop moves, resizing, closing   (exits.py)
     Recovery     startup / takeover / stream-gap resync            (recovery.py)
@@ -20,14 +22,15 @@ engine) cancels every one of them, so nothing acts after it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import structlog
 
-from warden.domain.alerts import AlertKind
+from warden.domain.alerts import AlertKind, AlertRoutes
+from warden.domain.controls import Controls
 from warden.domain.errors import ValidationError
 from warden.domain.events import Event, EventKind
 from warden.domain.orders import OrderStatus
@@ -35,11 +38,21 @@ from warden.domain.plan import tighter
 from warden.domain.position import Position, PositionStatus
 from warden.domain.reports import StreamEvent
 from warden.domain.values import Instrument, PositionId, Symbol, parse_client_id
-from warden.ports import Clock, Exchange, ExchangeError, Notifier, Store, StoreError, StoreUnavailable
+from warden.ports import (
+    AlertChannel,
+    Clock,
+    Exchange,
+    ExchangeError,
+    Notifier,
+    Store,
+    StoreError,
+    StoreUnavailable,
+)
 from warden.service.commands import (
     ClosePosition,
     EngineState,
     EngineStatus,
+    KillReport,
     NotHolder,
     OpenPosition,
     PositionNotFound,
@@ -48,6 +61,8 @@ from warden.service.commands import (
 )
 from warden.service.config import EngineConfig
 from warden.service.context import Context, Gate, Tasks
+from warden.service.controls import ControlPanel
+from warden.service.delivery import Deliverer, DeliveryConfig
 from warden.service.exits import ExitManager
 from warden.service.gateway import Gateway
 from warden.service.ledger import Ledger
@@ -71,10 +86,17 @@ class Engine:
         notifier: Notifier,
         config: EngineConfig,
         new_id: Callable[[], str] = random_position_id,
+        *,
+        channels: Sequence[AlertChannel] = (),
+        routes: AlertRoutes | None = None,
+        delivery: DeliveryConfig | None = None,
     ) -> None:
         gate = Gate()
         ledger = Ledger(store, clock, gate.check_may_act)
-        self.ctx = ctx = Context(config, clock, notifier, ledger, gate)
+        self.deliverer = Deliverer(
+            store, clock, notifier, channels, routes, delivery, owns_outbox=lambda: not gate.standing_down
+        )
+        self.ctx = ctx = Context(config, clock, notifier, ledger, self.deliverer, gate)
         ctx.tasks.on_error = self._task_failed
         self.exchange = exchange
         self.store = store
@@ -97,8 +119,16 @@ class Engine:
             OrphanPolicy(config.orphan_policy),
         )
         self.router = Router(ctx, self.exits, self.resync_all, self.other_instance)
+        self.controls = ControlPanel(ctx, store, config.limits)
         self.opener = Opener(
-            ctx, self.gateway, self.exits, self.recovery, store, self.router.replay_early, new_id
+            ctx,
+            self.gateway,
+            self.exits,
+            self.recovery,
+            store,
+            self.router.replay_early,
+            new_id,
+            self.controls,
         )
         ledger.on_degraded = self._degraded
         ledger.on_fenced = self._fenced
@@ -107,6 +137,10 @@ class Engine:
         self._started_at = clock.now()
         self._store_error: str | None = None
         self._others: set[str] = set()
+        self.notes: dict[str, str] = {}
+        """Shown in /status details (e.g. the Telegram bot's state), set by whoever runs beside."""
+        self.warnings: dict[str, str] = {}
+        """Trouble beside the engine that does not stop trading (e.g. Telegram unreachable)."""
         self.first_attempt = asyncio.Event()
         """Set once the first startup attempt has passed or failed (the API can then say which)."""
 
@@ -185,6 +219,59 @@ class Engine:
         """The position is committed and in memory (the API answers 202 from then on)."""
         return PositionId(position_id) in self.ledger.positions
 
+    async def pause(self, reason: str = "") -> Controls:
+        """No new entries; exits and protection keep working. Stored: survives a restart."""
+        self.ctx.gate.check_may_act()
+        return await self.controls.pause(reason)
+
+    async def resume(self) -> Controls:
+        """Clear pause, kill switch and daily-loss pause."""
+        self.ctx.gate.check_may_act()
+        return await self.controls.resume()
+
+    async def kill(self, flatten: bool = False, reason: str = "") -> KillReport:
+        """Pause, and with `flatten` close every position reduce-only and cancel every warden order.
+
+        A position whose entry is still being resolved is closed once it is known (its saga
+        protects it first); one whose close fails keeps its stop and is reported.
+        """
+        self.ctx.gate.check_may_act()
+        controls = await self.controls.kill(reason)
+        if not flatten:
+            return KillReport(controls)
+        closed, failed = await self._flatten()
+        cancelled = await self._cancel_all_exits()
+        return KillReport(self.controls.state, closed, failed, cancelled)
+
+    async def _flatten(self) -> tuple[list[Position], dict[PositionId, str]]:
+        active = [p for p in self.ledger.active_positions() if p.status is not PositionStatus.OPENING]
+
+        async def close(pid: PositionId) -> Position | str:
+            try:
+                return await self.exits.close(pid, "kill_switch")
+            except (ExchangeError, StoreError, TradingRefused) as exc:
+                return str(exc)
+
+        results = await asyncio.gather(*(close(p.id) for p in active))
+        closed = [r for r in results if isinstance(r, Position)]
+        failed = {p.id: r for p, r in zip(active, results, strict=True) if isinstance(r, str)}
+        for p in self.ledger.active_positions():
+            if p.status is PositionStatus.OPENING:
+                failed[p.id] = "entry still being resolved: it is protected, then run kill --flatten again"
+        return closed, failed
+
+    async def _cancel_all_exits(self) -> int:
+        """Every live warden exit order of a position that is no longer open."""
+        done = [
+            pid
+            for pid, orders in self.ledger.orders_by_position.items()
+            if any(o.status.live for o in orders.values())
+            and not (pid in self.ledger.positions and self.ledger.positions[pid].is_active)
+        ]
+        before = sum(len(self.ledger.live_orders(pid)) for pid in done)
+        await asyncio.gather(*(self.exits.cancel_exits(pid) for pid in done), return_exceptions=True)
+        return before - sum(len(self.ledger.live_orders(pid)) for pid in done)
+
     async def list_positions(self, include_closed: bool = False) -> list[PositionView]:
         if include_closed:
             stored = await self.store.list_positions(include_closed=True, limit=1000)
@@ -240,8 +327,15 @@ class Engine:
             started_at=self._started_at,
             last_reconcile_at=self.last_reconcile_at,
             pending_writes=len(self.ledger.pending) + len(self.ledger.pending_events),
-            details={"installation_id": self.config.installation_id} if self.config.installation_id else {},
+            details=self._details(),
+            controls=self.controls.state,
+            warnings=[*self.deliverer.warnings(), *self.warnings.values()],
         )
+
+    def _details(self) -> dict[str, str]:
+        details = {"installation_id": self.config.installation_id} if self.config.installation_id else {}
+        details["alerts_undelivered"] = str(self.deliverer.undelivered())
+        return {**details, **self.notes}
 
     def _stop_not_resting(self, position: Position) -> bool:
         if position.status is not PositionStatus.PROTECTED or position.remaining <= 0:
@@ -264,9 +358,11 @@ class Engine:
 
     @property
     def accepting_signals(self) -> bool:
+        self.controls.refresh()
         return self.state is EngineState.READY and not self.ctx.gate.refusals
 
     def _reasons(self) -> list[str]:
+        self.controls.refresh()
         reasons = list(self.ctx.gate.refusals.values())
         if self.ledger.degraded:
             reasons.append(f"database unavailable: {self.ledger.last_store_error}")
@@ -297,15 +393,42 @@ class Engine:
         gate.check_may_act()
         gate.state = EngineState.RECOVERING
         self.instruments.update(await self.gateway.instruments())
+        await self.controls.load()
         await self.recovery.load()
         await self.router.replay_known()
         await self.recovery.recover()
         await self.reconcile(check_rows=False)
+        await self._check_margins()
         gate.state = EngineState.READY
         gate.refuse("recovery", None)
         await self.ctx.notify(
             AlertKind.ENGINE_STARTED, f"ready: {len(self.ledger.active_positions())} open positions"
         )
+
+    async def _check_margins(self) -> None:
+        """At startup: the leverage and margin mode of every symbol with a position or an override
+        are compared with the plan; a mismatch is an alert (it is set before the next entry on a
+        flat symbol; the exchange refuses a margin-mode change while a position is open)."""
+        plan = self.config.margin
+        if plan.empty:
+            return
+        held = {p.symbol for p in self.ledger.active_positions()}
+        named = {
+            s for s in self.instruments if s in plan.overrides or s.split("/")[0].upper() in plan.overrides
+        }
+        for symbol in sorted(held | named):
+            wanted = plan.for_symbol(symbol)
+            if wanted.empty:
+                continue
+            try:
+                actual = await self.gateway.symbol_config(symbol)
+            except ExchangeError as exc:
+                log.warning("margin_check_failed", symbol=symbol, error=str(exc))
+                continue
+            wrong = wanted.differs_from(actual)
+            if wrong:
+                then = "fix it on the exchange" if symbol in held else "it is set before the next entry"
+                await self.ctx.notify(AlertKind.MARGIN_MISMATCH, f"{symbol}: {', '.join(wrong)}; {then}")
 
     async def start_with_retry(self) -> None:
         """Start, retrying with backoff while the exchange or database fails; /status says why."""
@@ -330,6 +453,15 @@ class Engine:
                     alerted = True
             await self.clock.sleep(delay)
             delay = min(delay * 2, self.config.start_backoff_max)
+
+    async def deliver_alerts(self) -> None:
+        """Deliver alerts from the outbox to the channels, for as long as the engine runs; it
+        keeps going on a standby and after a stand-down (the trader must hear those too)."""
+        await self.deliverer.run()
+
+    def lease_taken(self, epoch: int) -> None:
+        """This engine took the account over from a holder that died."""
+        self.ctx.alert(AlertKind.LEASE_TAKEN, f"this engine took the account's lease over (epoch {epoch})")
 
     def run_loops(self, stream: AsyncIterator[StreamEvent]) -> None:
         """The acting loops (stream, maintenance, reconcile timer): cancelled together on stand-down."""
@@ -409,11 +541,8 @@ class Engine:
             f"{client_order_id} on {symbol}; new positions refused until it stops (then restart)"
         )
         self.refuse("other_instance", reason)
-        await self.ctx.notify(AlertKind.OTHER_INSTANCE, reason)
-        try:
-            await self.ledger.record(Event(EventKind.RECONCILE, self.clock.now(), None, reason))
-        except (StoreError, TradingRefused):
-            log.exception("could_not_record_other_instance")
+        event = Event(EventKind.RECONCILE, self.clock.now(), None, reason)
+        await self.ctx.notify(AlertKind.OTHER_INSTANCE, reason, events=[event])
 
     async def consume(self, stream: AsyncIterator[StreamEvent]) -> None:
         """Route every stream event. A bug handling one event must not stop the stream (positions
@@ -432,13 +561,8 @@ class Engine:
 
     async def _survive(self, where: str, exc: BaseException) -> None:
         log.error("background_error", where=where, error=repr(exc), exc_info=exc)
-        await self.ctx.notify(AlertKind.ENGINE_ERROR, f"error in {where}: {exc!r}")
-        try:
-            await self.ledger.record(
-                Event(EventKind.RECONCILE, self.clock.now(), None, f"error in {where}: {exc!r}")
-            )
-        except Exception:
-            log.exception("could_not_record_error")
+        event = Event(EventKind.RECONCILE, self.clock.now(), None, f"error in {where}: {exc!r}")
+        await self.ctx.notify(AlertKind.ENGINE_ERROR, f"error in {where}: {exc!r}", events=[event])
 
     def _task_failed(self, error: Exception) -> None:
         if isinstance(error, NotHolder) or self.ctx.gate.standing_down:
@@ -454,6 +578,8 @@ class Engine:
             try:
                 await self.flush_pending()
                 await self.exits.flush_watermarks()
+                self.controls.refresh()
+                await self.controls.flush()
                 self._prune()
             except NotHolder:
                 return
@@ -475,10 +601,8 @@ class Engine:
             self.ledger.last_store_error = str(exc)
             return
         self._store_error = None
-        await self.ledger.record(
-            Event(EventKind.STORE_RECOVERED, self.clock.now(), None, "queued writes committed")
-        )
-        await self.ctx.notify(AlertKind.DATABASE_RECOVERED, "queued writes are committed")
+        event = Event(EventKind.STORE_RECOVERED, self.clock.now(), None, "queued writes committed")
+        await self.ctx.notify(AlertKind.DATABASE_RECOVERED, "queued writes are committed", events=[event])
 
     def _prune(self) -> None:
         cutoff = self.clock.now() - CLOSED_RETENTION

@@ -25,7 +25,7 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
-from warden.domain.alerts import AlertKind
+from warden.domain.alerts import Alert, AlertKind
 from warden.domain.errors import InvalidFill
 from warden.domain.events import Event, EventKind
 from warden.domain.orders import Fill, Order, OrderStatus
@@ -163,7 +163,10 @@ class ExitManager:
         if pos.status is not PositionStatus.OPEN or stop is None or stop.status is not OrderStatus.OPEN:
             return pos
         new = pos.transition(PositionStatus.PROTECTED)
-        return await self.ledger.commit(pos, new, events=[self._protected_event(pos)])
+        alert = self._protected_alert(pos)
+        done = await self.ledger.commit(pos, new, events=[self._protected_event(pos)], alerts=[alert])
+        await self.ctx.announce(alert)
+        return done
 
     def _missing_exits(self, pos: Position) -> list[OrderRole]:
         live = {o.role for o in self.ledger.live_orders(pos.id)}
@@ -234,12 +237,17 @@ class ExitManager:
                     )
                 )
             new = pos
+            alerts = []
             if stop_failed is None and pos.status is PositionStatus.OPEN and pos.remaining > 0:
                 new = pos.transition(PositionStatus.PROTECTED)
                 events.append(self._protected_event(pos))
-            pos = await self.ledger.commit(pos, new, orders=orders, events=events)
+                alerts.append(self._protected_alert(pos))
+            if stop_failed is not None and new.is_active and new.remaining > 0:
+                message = f"closing {pos.symbol}: {stop_failed}"
+                alerts.append(ctx.make_alert(AlertKind.PROTECTION_FAILED, message, pid))
+            pos = await self.ledger.commit(pos, new, orders=orders, events=events, alerts=alerts)
+        await ctx.announce(*alerts)
         if stop_failed is not None and pos.is_active and pos.remaining > 0:
-            await ctx.notify(AlertKind.PROTECTION_FAILED, f"closing {pos.symbol}: {stop_failed}", pid)
             return await self.close(pid, ExitReason.PROTECTION_FAILED)
         return pos
 
@@ -250,6 +258,12 @@ class ExitManager:
     def exposed_from(self, pid: PositionId, since: float) -> None:
         """Start (or keep) timing how long `pid` is without a resting stop."""
         self._exposed_since.setdefault(pid, since)
+
+    def _protected_alert(self, pos: Position) -> Alert:
+        stop = self.ledger.current_stop(pos.id)
+        price = stop.trigger_price if stop is not None else pos.stop_price
+        message = f"{pos.symbol} {pos.side} {pos.remaining} @ {pos.entry_price}: stop {price} resting"
+        return self.ctx.make_alert(AlertKind.POSITION_PROTECTED, message, pos.id)
 
     def _protected_event(self, pos: Position) -> Event:
         ctx = self.ctx
@@ -302,7 +316,7 @@ class ExitManager:
         pid = order.position_id
         follow: FollowUp | None = None
         spill = ZERO
-        closed_now = False
+        alerts: list[Alert] = []
         async with self._lock(pid):
             pos = self.ledger.positions.get(pid)
             if pos is None:
@@ -340,21 +354,39 @@ class ExitManager:
                         await self.ctx.notify(AlertKind.FILL_MISMATCH, str(exc), pid)
                         return
                     new, events, follow = self._after_fill(pos, new, order, fill)
-                    closed_now = not new.is_active
+                    alerts = self._fill_alerts(pos, new, order, fill)
                     await self.ledger.commit(
-                        pos, new, orders=[self._filled(order, fill)], fills=[fill], events=events
+                        pos,
+                        new,
+                        orders=[self._filled(order, fill)],
+                        fills=[fill],
+                        events=events,
+                        alerts=alerts,
                     )
         self.ctx.seen[pid].set()
         if spill > 0:
             await self.attribute(order.position_id, order.client_order_id, report, spill)
         if follow is not None:
             self.ctx.tasks.spawn(follow(pid))
-        closed = self.ledger.positions.get(pid)
-        if closed is not None and not closed.is_active and closed_now:
+        await self.ctx.announce(*alerts)
+
+    def _fill_alerts(self, pos: Position, new: Position, order: Order, fill: Fill) -> list[Alert]:
+        """The alerts a fill raises, written in its transaction: TP1, TP2 (the runner arms), flat."""
+        make = self.ctx.make_alert
+        alerts = []
+        if new.tp1_hit and not pos.tp1_hit:
+            alerts.append(
+                make(AlertKind.TP_FILLED, f"{pos.symbol} TP1 closed {fill.qty} @ {fill.price}", pos.id)
+            )
+        if new.tp2_hit and not pos.tp2_hit:
+            message = f"{pos.symbol} TP2 closed {fill.qty}; the runner trails"
+            alerts.append(make(AlertKind.RUNNER_ARMED, message, pos.id))
+        if pos.is_active and not new.is_active:
             kind = AlertKind.STOP_FILLED if order.role is OrderRole.STOP else AlertKind.POSITION_CLOSED
-            pnl = f"{closed.realized_pnl:.4f}"
-            message = f"{closed.symbol} {closed.side} closed ({closed.exit_reason}), realized {pnl}"
-            await self.ctx.notify(kind, message, pid)
+            pnl = f"{new.realized_pnl:.4f}"
+            message = f"{new.symbol} {new.side} closed ({new.exit_reason}), realized {pnl}"
+            alerts.append(make(kind, message, pos.id))
+        return alerts
 
     def _fill(self, order: Order, report: FillReport, qty: Decimal, trade_id: TradeId) -> Fill:
         return Fill(
@@ -490,13 +522,9 @@ class ExitManager:
         events = [Event(EventKind.EXIT_FILL, now, pos.id, f"{order.role} {fill.qty} @ {fill.price}", data)]
         if new.tp1_hit and not pos.tp1_hit:
             events.append(Event(EventKind.TP1_HIT, now, pos.id, f"TP1 closed {fill.qty}"))
-            ctx.alert(AlertKind.TP_FILLED, f"{pos.symbol} TP1 closed {fill.qty} @ {fill.price}", pos.id)
         if new.tp2_hit and not pos.tp2_hit:
             events.append(Event(EventKind.TP2_HIT, now, pos.id, f"TP2 closed {fill.qty}"))
             events.append(Event(EventKind.TRAILING_ARMED, now, pos.id, "runner trails from here"))
-            ctx.alert(
-                AlertKind.RUNNER_ARMED, f"{pos.symbol} TP2 closed {fill.qty}; the runner trails", pos.id
-            )
         if new.remaining <= 0:
             reason = self._exit_reason(pos, order)
             new = new.closed(reason, now)
@@ -1086,10 +1114,11 @@ class ExitManager:
                 return pos
             back = PositionStatus.PROTECTED if self.ledger.current_stop(pid) else PositionStatus.OPEN
             event = Event(EventKind.PROTECTION_FAILED, ctx.clock.now(), pid, f"close failed: {why}")
+            alert = ctx.make_alert(AlertKind.CLOSE_FAILED, f"{pos.symbol}: {why}", pid)
             pos = await self.ledger.commit(
-                pos, replace(pos.transition(back), exit_reason=None), events=[event]
+                pos, replace(pos.transition(back), exit_reason=None), events=[event], alerts=[alert]
             )
-        await ctx.notify(AlertKind.CLOSE_FAILED, f"{pos.symbol}: {why}", pid)
+        await ctx.announce(alert)
         if back is PositionStatus.OPEN:
             ctx.tasks.spawn(self.protect(pid))
         raise ExchangeUnavailable(f"close of {pid} failed: {why}")

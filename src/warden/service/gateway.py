@@ -19,6 +19,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TypeVar
 
+from warden.domain.margin import SymbolConfig
 from warden.domain.orders import Order
 from warden.domain.reports import FillReport, OrderReport, OrderRequest, PositionReport
 from warden.domain.values import Instrument, Symbol
@@ -81,6 +82,11 @@ class Gateway:
         self.ctx.gate.check_may_act()
         return await self.query(self.exchange.cancel_order(symbol, client_order_id, conditional))
 
+    async def configure_symbol(self, symbol: Symbol, config: SymbolConfig) -> None:
+        """Set the symbol's leverage / margin mode (what `config` names)."""
+        self.ctx.gate.check_may_act()
+        await self.query(self.exchange.configure_symbol(symbol, config))
+
     # --------------------------------------------------------------- lookups
 
     async def lookup(self, order: Order, attempts: int | None = None) -> Lookup:
@@ -110,6 +116,9 @@ class Gateway:
 
     async def mark_price(self, symbol: Symbol) -> Decimal:
         return await self.query(self.exchange.mark_price(symbol))
+
+    async def symbol_config(self, symbol: Symbol) -> SymbolConfig:
+        return await self.query(self.exchange.symbol_config(symbol))
 
     async def open_orders(self) -> list[OrderReport]:
         return await self.query(self.exchange.fetch_open_orders())

@@ -6,6 +6,11 @@ compare-and-set on the version) and only then applied to memory. If the
 database fails after the position is live on the exchange, the transition is
 applied to memory anyway, queued, and retried in order: the engine is
 degraded, alerts say so, and nothing is reported as durable that is not.
+
+Alerts travel with the writes that cause them: a transition's alerts go to
+the outbox in its transaction; `record` writes events and alerts together;
+while degraded they are queued with everything else (the deliverer has them
+in memory meanwhile, so the trader still hears them).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import NoReturn
 
 import structlog
 
+from warden.domain.alerts import Alert
 from warden.domain.events import Event, EventKind
 from warden.domain.orders import Fill, Order, OrderStatus
 from warden.domain.position import Position
@@ -52,6 +58,7 @@ class Ledger:
         self.by_symbol: dict[Symbol, set[PositionId]] = defaultdict(set)
         self.pending: deque[Transition] = deque()
         self.pending_events: list[Event] = []
+        self.pending_alerts: list[Alert] = []
         self.last_store_error: str | None = None
         self.on_degraded: Callable[[str], None] | None = None
         self.before_change: Callable[[Symbol, PositionId, bool], None] | None = None
@@ -60,12 +67,14 @@ class Ledger:
         self.group_limit = 500
         """At most this many transitions in one group commit."""
         self.group_commits = 0
+        self.on_applied: Callable[[Position | None, Position], None] | None = None
+        """Called with (before, after) for every transition applied to memory."""
         self.on_fenced: Callable[[str], None] | None = None
         """Called when the database refuses a write because another engine took the lease."""
 
     @property
     def degraded(self) -> bool:
-        return bool(self.pending or self.pending_events)
+        return bool(self.pending or self.pending_events or self.pending_alerts)
 
     def load(self, positions: Iterable[Position], orders: Iterable[Order]) -> None:
         for position in positions:
@@ -81,13 +90,14 @@ class Ledger:
         orders: Sequence[Order] = (),
         fills: Sequence[Fill] = (),
         events: Sequence[Event] = (),
+        alerts: Sequence[Alert] = (),
         must_be_durable: bool = False,
     ) -> Position:
         """Write one transition, then apply it to memory; see the module docstring."""
         self.check_may_act()
         expected = None if old is None else old.version
         new = replace(new, version=(0 if old is None else old.version) + 1)
-        transition = Transition(new, expected, tuple(orders), tuple(fills), tuple(events))
+        transition = Transition(new, expected, tuple(orders), tuple(fills), tuple(events), tuple(alerts))
         if self.pending:
             if must_be_durable:
                 raise StoreUnavailable(self.last_store_error or "earlier writes are still pending")
@@ -147,16 +157,20 @@ class Ledger:
             if not future.done():
                 future.set_result(None)
 
-    async def record(self, *events: Event) -> None:
-        """Events with no position transition (alerts, engine state); queued if the DB is down."""
+    async def record(self, *events: Event, alerts: Sequence[Alert] = ()) -> None:
+        """Events and alerts with no position transition (engine state); queued if the DB is down."""
         self.check_may_act()
-        if self.pending or self.pending_events:
+        if not events and not alerts:
+            return
+        if self.degraded:
             self.pending_events.extend(events)
+            self.pending_alerts.extend(alerts)
             return
         try:
-            await self.store.append_events(events)
+            await self.store.append_events(events, alerts)
         except StoreUnavailable as exc:
             self.pending_events.extend(events)
+            self.pending_alerts.extend(alerts)
             self._degrade(str(exc), None)
         except FencedOut as exc:
             self._fenced(exc)
@@ -191,9 +205,10 @@ class Ledger:
                 if stored is None or stored.version < transition.position.version:
                     raise
             self.pending.popleft()
-        if self.pending_events:
-            await self.store.append_events(self.pending_events)
+        if self.pending_events or self.pending_alerts:
+            await self.store.append_events(self.pending_events, self.pending_alerts)
             self.pending_events = []
+            self.pending_alerts = []
         self.last_store_error = None
         return True
 
@@ -222,6 +237,7 @@ class Ledger:
         self.by_symbol.clear()
         self.pending.clear()
         self.pending_events = []
+        self.pending_alerts = []
 
     def put_marks(self, position: Position) -> None:
         """Tick-derived fields only (last price, watermark, MAE/MFE): memory, no version change."""
@@ -267,7 +283,7 @@ class Ledger:
 
     def _apply(self, transition: Transition) -> None:
         position = transition.position
-        current = self.positions.get(position.id)
+        current = before = self.positions.get(position.id)
         if self.before_change is not None:
             self.before_change(position.symbol, position.id, current is None)
             current = self.positions.get(position.id)
@@ -276,6 +292,8 @@ class Ledger:
         self._remember_position(position)
         for order in transition.orders:
             self._remember_order(order)
+        if self.on_applied is not None:
+            self.on_applied(before, position)
 
     def _remember_position(self, position: Position) -> None:
         self.positions[position.id] = position

@@ -1,6 +1,9 @@
 """Opening a position: the saga (DESIGN.md "Opening a position").
 
-1. validate; refuse (nothing sent) unless recovery passed and the DB is writable;
+1. validate; refuse (nothing sent) unless recovery passed, the DB is writable and
+   no control (pause, kill switch, daily-loss pause) or risk limit says no —
+   the limits are checked again under one lock with the commit, so concurrent
+   entries count each other;
 2. per symbol, serialized from the duplicate check to the commit: one
    transaction writes the position OPENING + the entry intent with a
    deterministic client order id + an event (if this commit fails, the caller
@@ -28,6 +31,7 @@ from decimal import Decimal
 
 from warden.domain.errors import ValidationError
 from warden.domain.events import Event, EventKind
+from warden.domain.margin import SymbolConfig, check_stop
 from warden.domain.orders import Order
 from warden.domain.position import Position, PositionStatus
 from warden.domain.reports import OrderReport
@@ -45,6 +49,7 @@ from warden.ports import (
 )
 from warden.service.commands import AlreadyExists, OpenPosition, TradingRefused
 from warden.service.context import Context
+from warden.service.controls import ControlPanel
 from warden.service.exits import ExitManager, make_intent
 from warden.service.gateway import Found, Gateway, NotFound
 from warden.service.recovery import Recovery
@@ -64,6 +69,7 @@ class Opener:
         store: Store,
         replay_early: Callable[[str], Awaitable[None]],
         new_id: Callable[[], str] = random_position_id,
+        controls: ControlPanel | None = None,
     ) -> None:
         self.ctx = ctx
         self.gw = gateway
@@ -72,6 +78,9 @@ class Opener:
         self.store = store
         self.replay_early = replay_early
         self.new_id = new_id
+        self.controls = controls or ControlPanel(ctx, store, ctx.config.limits)
+        self._configured: set[Symbol] = set()
+        """Symbols whose leverage and margin mode this engine has set (or found right)."""
 
     async def open(self, cmd: OpenPosition, check_trading: Callable[[], None]) -> Position:
         """Run the open saga; see the module docstring."""
@@ -87,9 +96,16 @@ class Opener:
         qty = order_qty(inst, mark, cmd.usd, cmd.qty)
         stop = self._validate_stop(cmd, inst, mark)
         plan = ctx.config.plan if cmd.trail_pct is None else replace(ctx.config.plan, trail_pct=cmd.trail_pct)
+        margin = ctx.config.margin.for_symbol(inst.symbol)
+        check_stop(cmd.side, stop or self._plan_stop(cmd.side, mark), mark, margin)
+        await self._refuse_duplicates(cmd, inst)
+        await self.controls.check_entry(qty * mark)
         async with ctx.locks.symbol(inst.symbol):
+            await self._configure(inst.symbol, margin)
+        async with ctx.locks.symbol(inst.symbol), self.controls.entry_lock:
             check_trading()
             await self._refuse_duplicates(cmd, inst)
+            await self.controls.check_entry(qty * mark)
             pid = PositionId(cmd.position_id or self.new_id())
             now = ctx.clock.now()
             position = Position(
@@ -192,6 +208,24 @@ class Opener:
             current.status.terminal and current.filled_qty >= current.qty
         )
 
+    def _plan_stop(self, side: Side, mark: Decimal) -> Decimal:
+        """Where the plan's stop would sit for an entry at `mark` (before the fill is known)."""
+        return mark * (1 - side.sign * self.ctx.config.plan.stop_pct)
+
+    async def _configure(self, symbol: Symbol, wanted: SymbolConfig) -> None:
+        """Before the first entry on a symbol: set its leverage and margin mode if they differ."""
+        if wanted.empty or symbol in self._configured:
+            return
+        try:
+            actual = await self.gw.symbol_config(symbol)
+            if wanted.differs_from(actual):
+                await self.gw.configure_symbol(symbol, wanted)
+        except ExchangeError as exc:
+            raise TradingRefused(
+                f"could not set {symbol} to {_describe(wanted)} ({exc}); nothing was sent"
+            ) from exc
+        self._configured.add(symbol)
+
     def _instrument(self, symbol: str) -> Instrument:
         inst = self.ctx.instruments.get(Symbol(symbol))
         if inst is None:
@@ -237,3 +271,8 @@ class Opener:
             side = "below" if cmd.side is Side.LONG else "above"
             raise ValidationError("stop_price", f"a {cmd.side} stop must be {side} the mark price {mark}")
         return stop
+
+
+def _describe(config: SymbolConfig) -> str:
+    parts = [f"{config.leverage}x" if config.leverage else "", str(config.margin_mode or "")]
+    return " ".join(p for p in parts if p)

@@ -28,7 +28,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 
-from warden.domain.alerts import AlertKind
+from warden.domain.alerts import Alert, AlertKind
 from warden.domain.events import Event, EventKind
 from warden.domain.orders import Fill, OrderStatus
 from warden.domain.position import ExitReason, Position, PositionStatus
@@ -143,9 +143,10 @@ class Reconciler:
         return [f for group in groups for f in group]
 
     async def _record(self, findings: list[Finding]) -> None:
-        """One event per discrepancy (kind, what was found, the action), in one write, and alerts."""
+        """One event per discrepancy (kind, what was found, the action) and its alert, in one write."""
         ctx = self.ctx
         events = []
+        alerts: list[Alert] = []
         for finding in findings:
             d, action = finding.discrepancy, finding.action
             message = f"{d.kind} {d.symbol}: expected {d.expected}, found {d.found}; {action}"
@@ -162,9 +163,10 @@ class Reconciler:
             kind = ALERTS.get(d.kind, AlertKind.UNKNOWN_ROW)
             if d.kind is Kind.ORPHAN and self.orphan_policy is OrphanPolicy.ALERT:
                 kind = AlertKind.ORPHAN_FOUND
-            await ctx.notify(kind, message, pid)
+            alerts.append(ctx.make_alert(kind, message, pid))
         if events:
-            await ctx.ledger.record(*events)
+            await ctx.ledger.record(*events, alerts=alerts)
+            await ctx.announce(*alerts)
 
     async def _act(self, d: Discrepancy, truth: Truth) -> str:
         try:

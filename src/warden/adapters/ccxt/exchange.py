@@ -19,6 +19,7 @@ any call can be cancelled by a deadline.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
@@ -26,11 +27,13 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
 
+import ccxt
 from warden.adapters.ccxt import parse
 from warden.adapters.ccxt.config import DEFAULT_TIMEOUT_MS, client_config, point_at
 from warden.adapters.ccxt.errors import Call, translated
 from warden.adapters.ccxt.ids import OrderIds
 from warden.adapters.ccxt.stream import CcxtStream
+from warden.domain.margin import SymbolConfig
 from warden.domain.reports import FillReport, OrderReport, OrderRequest, PositionReport, StreamEvent
 from warden.domain.values import Instrument, OrderType, Symbol
 from warden.ports import ExchangeError, ExchangeTimeout, ExchangeUnavailable, OrderNotFound, OrderRejected
@@ -201,6 +204,25 @@ class CcxtExchange:
                 client_id, exchange_id = owner or (parse.raw_client_id(trade) or "", order_id)
                 fills.append(parse.fill_report(trade, client_id, exchange_id))
         return fills
+
+    async def symbol_config(self, symbol: Symbol) -> SymbolConfig:
+        """GET /fapi/v1/symbolConfig for one symbol (ccxt's fetch_leverages reads it)."""
+        with translated(Call.QUERY):
+            await self.client.load_markets()
+            market_id = self.client.market(symbol)["id"]
+            found = await self.client.fetch_leverages([symbol], {"symbol": market_id})
+            return parse.symbol_config(found[symbol])
+
+    async def configure_symbol(self, symbol: Symbol, config: SymbolConfig) -> None:
+        """POST /fapi/v1/leverage and /fapi/v1/marginType. Binance answers -4046 when the margin
+        mode is already the wanted one: that is success, not a refusal. A refusal (-4048: a position
+        is open) is OrderRejected; no answer is ExchangeTimeout (read symbol_config again)."""
+        with translated(Call.ORDER):
+            if config.leverage is not None:
+                await self.client.set_leverage(config.leverage, symbol)
+            if config.margin_mode is not None:
+                with contextlib.suppress(ccxt.MarginModeAlreadySet):
+                    await self.client.set_margin_mode(config.margin_mode.value, symbol)
 
     def stream(self) -> AsyncIterator[StreamEvent]:
         """Fills, order updates and mark prices; a StreamGap once a dropped socket is back."""

@@ -16,6 +16,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from warden.adapters.ccxt.errors import ParseError
+from warden.domain.margin import MarginMode, SymbolConfig
 from warden.domain.orders import OrderStatus
 from warden.domain.reports import FillReport, MarkPrice, OrderReport, PositionReport
 from warden.domain.values import ZERO, Instrument, OrderSide, OrderType, Side, Symbol, TradeId
@@ -261,3 +262,12 @@ def mark_price(ticker: Raw) -> MarkPrice | None:
         return None
     at = when(first(ticker, "timestamp") or first(info, "E", "time")) or datetime.now(UTC)
     return MarkPrice(Symbol(str(ticker["symbol"])), price, at)
+
+
+def symbol_config(raw: Raw) -> SymbolConfig:
+    """ccxt's Leverage structure (from /fapi/v1/symbolConfig) as the domain's SymbolConfig."""
+    leverage = raw.get("longLeverage") or raw.get("shortLeverage")
+    mode = raw.get("marginMode")
+    if leverage is None or mode not in ("isolated", "cross"):
+        raise ParseError(f"leverage or margin mode missing in {raw!r}")
+    return SymbolConfig(int(leverage), MarginMode(mode))

@@ -8,6 +8,8 @@ from typing import Any
 
 from sqlalchemy import Row
 
+from warden.domain.alerts import Alert, AlertId, AlertKind
+from warden.domain.controls import Controls
 from warden.domain.events import Event, EventKind
 from warden.domain.orders import Fill, Order, OrderStatus
 from warden.domain.plan import ExitPlan
@@ -132,3 +134,52 @@ def encode_data(data: Mapping[str, str]) -> str:
         if not isinstance(key, str) or not isinstance(value, str):
             raise TypeError(f"event data must map str to str, got {key!r}: {value!r}")
     return json.dumps(dict(data), sort_keys=True, separators=(",", ":"))
+
+
+def alert_row(alert: Alert, account: str) -> dict[str, Any]:
+    return {
+        "id": alert.id,
+        "account": account,
+        "kind": alert.kind.value,
+        "severity": alert.severity.value,
+        "message": alert.message,
+        "position_id": alert.position_id,
+        "at": alert.at,
+        "delivered_at": None,
+    }
+
+
+def alert_from(row: Row[Any]) -> Alert:
+    m = row._mapping
+    pid = m["position_id"]
+    return Alert(
+        id=AlertId(m["id"]),
+        kind=AlertKind(m["kind"]),
+        message=m["message"],
+        at=m["at"],
+        position_id=None if pid is None else PositionId(pid),
+    )
+
+
+def controls_row(controls: Controls, account: str) -> dict[str, Any]:
+    return {
+        "account": account,
+        "paused": controls.paused,
+        "killed": controls.killed,
+        "daily_loss_until": controls.daily_loss_until,
+        "reason": controls.reason,
+        "changed_at": controls.changed_at,
+    }
+
+
+def controls_from(row: Row[Any] | None) -> Controls:
+    if row is None:
+        return Controls()
+    m = row._mapping
+    return Controls(
+        paused=m["paused"],
+        killed=m["killed"],
+        daily_loss_until=m["daily_loss_until"],
+        reason=m["reason"],
+        changed_at=m["changed_at"],
+    )

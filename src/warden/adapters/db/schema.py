@@ -203,3 +203,32 @@ drift_user_order_ids = Table(
         postgresql_where=text("live"),
     ),
 )
+
+# The alert outbox (migration 0003): written in the transaction of the event that causes an
+# alert, delivered at least once, marked delivered. `position_id` is not a foreign key: an
+# alert may name a position whose row is still queued (degraded mode).
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", String, primary_key=True),
+    Column("account", String, nullable=False),
+    Column("kind", String, nullable=False),
+    Column("severity", String, nullable=False),
+    Column("message", Text, nullable=False),
+    Column("position_id", String, nullable=True),
+    Column("at", UtcDateTime, nullable=False),
+    Column("delivered_at", UtcDateTime, nullable=True),
+    Index(None, "account", "delivered_at", "at"),
+)
+
+# One row per account: the trader's controls (pause, kill switch, daily-loss pause).
+controls = Table(
+    "controls",
+    metadata,
+    Column("account", String, primary_key=True),
+    Column("paused", Boolean, nullable=False),
+    Column("killed", Boolean, nullable=False),
+    Column("daily_loss_until", UtcDateTime, nullable=True),
+    Column("reason", Text, nullable=False),
+    Column("changed_at", UtcDateTime, nullable=True),
+)

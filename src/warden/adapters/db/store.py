@@ -19,6 +19,7 @@ import sqlite3
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, TypeVar
 
 from sqlalchemy import (
@@ -45,6 +46,8 @@ from warden.adapters.db.migrate import upgrade
 from warden.adapters.db.rawsqlite import RawStatement, types_of
 from warden.adapters.db.schema import (
     ONE_PER_SYMBOL,
+    alerts,
+    controls,
     events,
     fills,
     installations,
@@ -53,6 +56,8 @@ from warden.adapters.db.schema import (
     positions,
 )
 from warden.adapters.db.urls import redact
+from warden.domain.alerts import Alert, AlertId
+from warden.domain.controls import Controls
 from warden.domain.events import Event
 from warden.domain.orders import Fill, Order
 from warden.domain.position import Position, PositionStatus
@@ -211,12 +216,67 @@ class SqlStore:
 
         await self._write(f"commit {len(transitions)} transitions", work)
 
-    async def append_events(self, events_: Sequence[Event]) -> None:
+    async def append_events(self, events_: Sequence[Event], alerts_: Sequence[Alert] = ()) -> None:
         def work(conn: Connection) -> None:
             self._check_fence(conn)
             self._insert_events(conn, events_)
+            self._insert_alerts(conn, alerts_)
 
         await self._write("append events", work)
+
+    async def mark_alerts_delivered(self, ids: Sequence[AlertId], at: datetime) -> None:
+        if not ids:
+            return
+        query = (
+            alerts.update()
+            .where(alerts.c.account == self._account, alerts.c.id.in_(list(ids)))
+            .values(delivered_at=at)
+        )
+
+        def work(conn: Connection) -> None:
+            self._check_fence(conn)
+            conn.execute(query)
+
+        await self._write(f"mark {len(ids)} alerts delivered", work)
+
+    async def pending_alerts(self, limit: int = 100) -> list[Alert]:
+        query = (
+            select(alerts)
+            .where(alerts.c.account == self._account, alerts.c.delivered_at.is_(None))
+            .order_by(alerts.c.at, alerts.c.id)
+            .limit(limit)
+        )
+        return await self._read("list pending alerts", lambda c: _all(c, query, rows.alert_from))
+
+    async def load_controls(self) -> Controls:
+        query = select(controls).where(controls.c.account == self._account)
+
+        async def work(conn: AsyncConnection) -> Controls:
+            return rows.controls_from((await conn.execute(query)).first())
+
+        return await self._read("load controls", work)
+
+    async def save_controls(self, controls_: Controls) -> None:
+        row = rows.controls_row(controls_, self._account)
+        upsert = self._insert(controls).values(**row)
+        upsert = upsert.on_conflict_do_update(
+            index_elements=[controls.c.account], set_={k: v for k, v in row.items() if k != "account"}
+        )
+
+        def work(conn: Connection) -> None:
+            self._check_fence(conn)
+            conn.execute(upsert)
+
+        await self._write("save controls", work)
+
+    async def realized_pnl_since(self, since: datetime) -> Decimal:
+        counted = (positions.c.closed_at >= since) | positions.c.status.not_in(TERMINAL)
+        query = select(positions.c.realized_pnl).where(self._mine(), counted)
+
+        async def work(conn: AsyncConnection) -> Decimal:
+            return sum((r.realized_pnl for r in await conn.execute(query)), Decimal(0))
+
+        return await self._read("sum realized pnl", work)
 
     async def save_marks(self, positions_: Sequence[Position]) -> None:
         if not positions_:
@@ -248,6 +308,7 @@ class SqlStore:
         self._upsert_orders(conn, t.orders)
         self._insert_fills(conn, t.fills)
         self._insert_events(conn, t.events)
+        self._insert_alerts(conn, t.alerts)
 
     def _check_fence(self, conn: Connection) -> None:
         if self._fence is None:
@@ -316,6 +377,10 @@ class SqlStore:
             self._raw.insert_events.executemany(conn, [rows.event_row(e, self._account) for e in events_])
         elif events_:
             conn.execute(events.insert(), [rows.event_row(e, self._account) for e in events_])
+
+    def _insert_alerts(self, conn: Connection, alerts_: Sequence[Alert]) -> None:
+        if alerts_:
+            conn.execute(self._q.insert_alerts, [rows.alert_row(a, self._account) for a in alerts_])
 
     def _insert(self, table: Any) -> Any:
         """The dialect's INSERT, which knows ON CONFLICT."""
@@ -548,6 +613,7 @@ class Statements:
         self.insert_fills = _typed(
             f"{_insert_sql(fills)} ON CONFLICT (exchange, symbol, trade_id) DO NOTHING", fills, fills.c
         )
+        self.insert_alerts = _typed(f"{_insert_sql(alerts)} ON CONFLICT (id) DO NOTHING", alerts, alerts.c)
         marks = [positions.c[name] for name in ("last_price", "watermark", "mae", "mfe")]
         self.save_marks = text(
             "UPDATE positions SET "

@@ -39,6 +39,7 @@ from warden.adapters.drift import protocol as p
 from warden.adapters.drift.client import SidecarClient
 from warden.adapters.drift.ids import IdRow, NoFreeUserOrderId, UserOrderIds
 from warden.adapters.drift.sidecar import SidecarProcess
+from warden.domain.margin import MarginMode, SymbolConfig
 from warden.domain.orders import OrderStatus
 from warden.domain.reports import FillReport, OrderReport, OrderRequest, PositionReport, StreamEvent
 from warden.domain.values import Instrument, OrderSide, OrderType, Side, Symbol, TradeId
@@ -228,6 +229,18 @@ class DriftExchange:
         open_ids = {int(r.exchange_order_id) for r in reports}
         await self._sweep(open_ids)
         return reports
+
+    async def symbol_config(self, symbol: Symbol) -> SymbolConfig:
+        """Drift has no per-market leverage or margin-mode switch: a user's perp positions share
+        cross margin (leverage is only the size against the collateral)."""
+        return SymbolConfig(leverage=None, margin_mode=MarginMode.CROSS)
+
+    async def configure_symbol(self, symbol: Symbol, config: SymbolConfig) -> None:
+        if config.leverage is not None or config.margin_mode not in (None, MarginMode.CROSS):
+            raise OrderRejected(
+                f"{symbol}: Drift has no per-market leverage or isolated margin; unset leverage and "
+                "margin_mode for the drift exchange"
+            )
 
     async def fetch_positions(self) -> list[PositionReport]:
         user = await self.client.get("/v1/user")

@@ -18,6 +18,12 @@ Refused orders raise `SimRejection` (nothing changes, no events), like a Binance
 After every change the core re-evaluates, per symbol, whether the position is covered by
 resting reduce-only stops, and `exposure(now)` reports how long each position has gone
 uncovered (see `exposure`).
+
+Each symbol has a leverage and a margin mode (Binance's defaults: 20x, cross). An isolated
+position holds entry x size / leverage of margin and is liquidated when the mark reaches its
+liquidation price (`liquidation_price`): a reduce-only market order `autoclose-N` closes it
+at the mark, as Binance's liquidation engine does. The margin mode cannot change while the
+symbol has a position or open orders (Binance -4048 / -4047).
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ from warden.adapters.sim.persist import (
     rng_to_json,
 )
 from warden.adapters.sim.rules import SimOrderNotFound, SimRejection, validate
+from warden.domain.margin import MAX_LEVERAGE, MarginMode, SymbolConfig, liquidation_price
 from warden.domain.orders import OrderStatus
 from warden.domain.reports import (
     FillReport,
@@ -59,6 +66,9 @@ from warden.domain.reports import (
 from warden.domain.values import ClientOrderId, Instrument, OrderSide, OrderType, Symbol, TradeId
 
 EXTERNAL_PREFIX = "ext-"
+LIQUIDATION_PREFIX = "autoclose-"
+DEFAULT_CONFIG = SymbolConfig(20, MarginMode.CROSS)
+"""Binance's defaults for a symbol never configured."""
 _FIRST_ORDER_ID = 1_000_001
 
 
@@ -96,6 +106,8 @@ class SimCore:
         self._next_order_id = _FIRST_ORDER_ID
         self._next_trade_id = 1
         self._next_external_id = 1
+        self._next_liquidation = 1
+        self._config: dict[Symbol, SymbolConfig] = dict.fromkeys(self.instruments, DEFAULT_CONFIG)
         self._cover = StopCover()
         self._exposure = ExposureLog()
         self._out: list[StreamEvent] = []
@@ -180,6 +192,27 @@ class SimCore:
             )
         return rows
 
+    def symbol_config(self, symbol: Symbol) -> SymbolConfig:
+        self._instrument(symbol)
+        return self._config.get(symbol, DEFAULT_CONFIG)
+
+    def isolated_margin(self, symbol: Symbol) -> Decimal:
+        """The margin an isolated position holds (0 when cross or flat)."""
+        config, position = self.symbol_config(symbol), self.position(symbol)
+        if config.margin_mode is not MarginMode.ISOLATED or position.flat:
+            return Decimal(0)
+        assert config.leverage is not None
+        return abs(position.qty) * position.entry_price / config.leverage
+
+    def liquidation_price(self, symbol: Symbol) -> Decimal | None:
+        """Where an isolated position is liquidated (None when cross or flat)."""
+        config, position = self.symbol_config(symbol), self.position(symbol)
+        if config.margin_mode is not MarginMode.ISOLATED or position.flat:
+            return None
+        assert config.leverage is not None
+        instrument = self.instruments[symbol]
+        return instrument.round_price(liquidation_price(position.side, position.entry_price, config.leverage))
+
     def fills_due(self) -> dict[str, datetime]:
         """Acknowledged, unfilled market orders (exchange id) and when each is due to fill."""
         return dict(self._fills_due)
@@ -257,6 +290,22 @@ class SimCore:
         self._reassess(order.symbol, now)
         return self._outcome(done)
 
+    def configure(self, symbol: Symbol, leverage: int | None, margin_mode: MarginMode | None) -> SymbolConfig:
+        """Set the symbol's leverage and/or margin mode (None leaves it); SimRejection as Binance."""
+        current = self.symbol_config(symbol)
+        if leverage is not None and not 1 <= leverage <= MAX_LEVERAGE:
+            raise SimRejection(-4028, "Leverage is not valid.")
+        if margin_mode is not None and margin_mode is not current.margin_mode:
+            if not self._positions[symbol].flat:
+                raise SimRejection(-4048, "Margin type cannot be changed if there exists position.")
+            if self.open_orders(symbol):
+                raise SimRejection(-4047, "Margin type cannot be changed if there exists open orders.")
+        self._config[symbol] = SymbolConfig(
+            leverage if leverage is not None else current.leverage,
+            margin_mode if margin_mode is not None else current.margin_mode,
+        )
+        return self._config[symbol]
+
     def set_mark(self, symbol: Symbol, price: Decimal, now: datetime) -> list[StreamEvent]:
         """Move the mark; fire every conditional order it reaches, in trigger order."""
         self._instrument(symbol)
@@ -312,6 +361,12 @@ class SimCore:
             "next_order_id": self._next_order_id,
             "next_trade_id": self._next_trade_id,
             "next_external_id": self._next_external_id,
+            "next_liquidation": self._next_liquidation,
+            "symbol_config": {
+                s: [c.leverage, c.margin_mode.value if c.margin_mode else None]
+                for s, c in sorted(self._config.items())
+                if c != DEFAULT_CONFIG
+            },
             "rng": rng_to_json(self.rng),
             "exposure": self._exposure.to_json(),
         }
@@ -341,6 +396,10 @@ class SimCore:
         self._next_order_id = int(data["next_order_id"])
         self._next_trade_id = int(data["next_trade_id"])
         self._next_external_id = int(data["next_external_id"])
+        self._next_liquidation = int(data.get("next_liquidation", 1))
+        self._config = dict.fromkeys(self.instruments, DEFAULT_CONFIG)
+        for s, (lev, mode) in data.get("symbol_config", {}).items():
+            self._config[Symbol(s)] = SymbolConfig(lev, MarginMode(mode) if mode else None)
         self.rng.setstate(rng_from_json(data["rng"]))
         self._books = {s: TriggerBook() for s in self.instruments}
         self._cover = StopCover()
@@ -487,8 +546,22 @@ class SimCore:
         crossed = self._books[symbol].crossed(price)
         for order_id in crossed:
             self._fire(self._orders[order_id], now)
-        if crossed:
+        liquidated = self._liquidate_if_reached(symbol, price, now)
+        if crossed or liquidated:
             self._reassess(symbol, now)
+
+    def _liquidate_if_reached(self, symbol: Symbol, price: Decimal, now: datetime) -> bool:
+        """An isolated position whose liquidation price the mark reached is closed at the mark."""
+        liq = self.liquidation_price(symbol)
+        position = self._positions[symbol]
+        if liq is None or (price > liq if position.qty > 0 else price < liq):
+            return False
+        side = OrderSide.SELL if position.qty > 0 else OrderSide.BUY
+        cid = ClientOrderId(f"{LIQUIDATION_PREFIX}{self._next_liquidation}")
+        self._next_liquidation += 1
+        request = OrderRequest(cid, symbol, side, OrderType.MARKET, abs(position.qty), None, True)
+        self._execute(self._open_order(request, now, close_position=False), now)
+        return True
 
     def _reassess(self, symbol: Symbol, now: datetime) -> None:
         """Re-evaluate whether `symbol`'s position is covered, after a change at `now`."""

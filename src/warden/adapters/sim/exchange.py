@@ -40,6 +40,7 @@ from warden.adapters.sim.markets import DEFAULT_VOLATILITY
 from warden.adapters.sim.persist import read_state, write_state
 from warden.adapters.sim.rules import SimOrderNotFound, SimRejection
 from warden.adapters.sim.stream import SimStream, Sleep
+from warden.domain.margin import SymbolConfig
 from warden.domain.reports import (
     FillReport,
     MarkPrice,
@@ -168,6 +169,21 @@ class SimulatedExchange:
             return self.core.fills(symbol, since)
         except SimRejection as exc:
             raise OrderRejected(str(exc)) from exc
+
+    async def symbol_config(self, symbol: Symbol) -> SymbolConfig:
+        await self._query()
+        try:
+            return self.core.symbol_config(symbol)
+        except SimRejection as exc:
+            raise OrderRejected(str(exc)) from exc
+
+    async def configure_symbol(self, symbol: Symbol, config: SymbolConfig) -> None:
+        await self._rest()
+        try:
+            self.core.configure(symbol, config.leverage, config.margin_mode)
+        except SimRejection as exc:
+            raise OrderRejected(str(exc)) from exc
+        self.save()
 
     def stream(self) -> AsyncIterator[StreamEvent]:
         """User events and mark prices (single consumer); yields StreamGap after a reconnect."""

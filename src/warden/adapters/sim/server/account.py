@@ -14,11 +14,20 @@ def wallet_balance(positions: Iterable[SimPosition]) -> Decimal:
     return START_BALANCE + sum((p.realized_pnl - p.fees for p in positions), ZERO)
 
 
-def position_risk(position: SimPosition, mark: Decimal, now_ms: int) -> Json:
+def position_risk(
+    position: SimPosition,
+    mark: Decimal,
+    now_ms: int,
+    *,
+    leverage: int = 20,
+    isolated: Decimal = ZERO,
+    liquidation: Decimal | None = None,
+) -> Json:
+    """`isolated`: the isolated margin (0 for cross, which is how ccxt tells the mode apart)."""
     qty = position.qty
     upnl = qty * (mark - position.entry_price) if qty else ZERO
     notional = qty * mark
-    margin = abs(notional) / 20
+    margin = abs(notional) / leverage
     return {
         "symbol": market_id(position.symbol),
         "positionSide": "BOTH",
@@ -27,11 +36,11 @@ def position_risk(position: SimPosition, mark: Decimal, now_ms: int) -> Json:
         "breakEvenPrice": num(position.entry_price),
         "markPrice": num(mark),
         "unRealizedProfit": num(upnl),
-        "liquidationPrice": "0",
-        "isolatedMargin": "0",
+        "liquidationPrice": num(liquidation) if liquidation is not None else "0",
+        "isolatedMargin": num(isolated + upnl) if isolated else "0",
         "notional": num(notional),
         "marginAsset": "USDT",
-        "isolatedWallet": "0",
+        "isolatedWallet": num(isolated),
         "initialMargin": num(margin),
         "maintMargin": num(abs(notional) * Decimal("0.004")),
         "positionInitialMargin": num(margin),

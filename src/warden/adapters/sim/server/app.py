@@ -53,6 +53,7 @@ FAPI: list[tuple[str, str, Handler, Auth]] = [
     ("GET", "/fapi/v1/leverageBracket", rest.leverage_bracket, Auth.SIGNED),
     ("POST", "/fapi/v1/leverage", rest.set_leverage, Auth.SIGNED),
     ("POST", "/fapi/v1/marginType", rest.set_margin_type, Auth.SIGNED),
+    ("GET", "/fapi/v1/symbolConfig", rest.symbol_config, Auth.SIGNED),
     ("GET", "/fapi/v1/positionSide/dual", rest.get_position_mode, Auth.SIGNED),
     ("POST", "/fapi/v1/positionSide/dual", rest.set_position_mode, Auth.SIGNED),
     ("POST", "/fapi/v1/order", trading.new_order, Auth.SIGNED),

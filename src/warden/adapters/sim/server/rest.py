@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from warden.adapters.sim.rules import SimRejection
 from warden.adapters.sim.server import account as account_shapes
 from warden.adapters.sim.server import shapes
 from warden.adapters.sim.server.auth import BinanceError
 from warden.adapters.sim.server.params import Params, boolean, integer, require
 from warden.adapters.sim.server.venue import SimVenue
+from warden.domain.margin import MarginMode, SymbolConfig
 from warden.domain.values import Symbol
 
 
@@ -61,7 +63,14 @@ async def position_risk(venue: SimVenue, params: Params) -> Any:
     core, at = venue.core, venue.now_ms()
     busy = {o.symbol for o in core.open_orders()}
     return [
-        account_shapes.position_risk(core.position(s), core.mark(s), at)
+        account_shapes.position_risk(
+            core.position(s),
+            core.mark(s),
+            at,
+            leverage=core.symbol_config(s).leverage or 20,
+            isolated=core.isolated_margin(s),
+            liquidation=core.liquidation_price(s),
+        )
         for s in _symbols(venue, params)
         if not core.position(s).flat or s in busy
     ]
@@ -75,16 +84,51 @@ async def leverage_bracket(venue: SimVenue, params: Params) -> Any:
 async def set_leverage(venue: SimVenue, params: Params) -> Any:
     symbol = venue.symbol(require(params, "symbol"))
     leverage = integer(params, "leverage")
-    if leverage is None or not 1 <= leverage <= 125:
+    if leverage is None:
         raise BinanceError(-4028, "Leverage is not valid.")
-    return {"leverage": leverage, "maxNotionalValue": "1000000", "symbol": shapes.market_id(symbol)}
+    config = _configure(venue, symbol, leverage, None)
+    return {"leverage": config.leverage, "maxNotionalValue": "1000000", "symbol": shapes.market_id(symbol)}
 
 
 async def set_margin_type(venue: SimVenue, params: Params) -> Any:
-    venue.symbol(require(params, "symbol"))
-    if require(params, "marginType").upper() != "CROSSED":
+    symbol = venue.symbol(require(params, "symbol"))
+    raw = require(params, "marginType").upper()
+    if raw not in ("ISOLATED", "CROSSED"):
+        raise BinanceError(-4042, "Margin type is not valid.")
+    mode = MarginMode.ISOLATED if raw == "ISOLATED" else MarginMode.CROSS
+    if venue.core.symbol_config(symbol).margin_mode is mode:
         raise BinanceError(-4046, "No need to change margin type.")
+    _configure(venue, symbol, None, mode)
     return {"code": 200, "msg": "success"}
+
+
+async def symbol_config(venue: SimVenue, params: Params) -> Any:
+    """GET /fapi/v1/symbolConfig: leverage and margin type of one symbol, or of all."""
+    await venue.gate()
+    rows = []
+    for symbol in _symbols(venue, params):
+        config = venue.core.symbol_config(symbol)
+        rows.append(
+            {
+                "symbol": shapes.market_id(symbol),
+                "marginType": "ISOLATED" if config.margin_mode is MarginMode.ISOLATED else "CROSSED",
+                "isAutoAddMargin": "false",
+                "leverage": config.leverage,
+                "maxNotionalValue": "1000000",
+            }
+        )
+    return rows
+
+
+def _configure(
+    venue: SimVenue, symbol: Symbol, leverage: int | None, mode: MarginMode | None
+) -> SymbolConfig:
+    try:
+        config = venue.core.configure(symbol, leverage, mode)
+    except SimRejection as exc:
+        raise BinanceError(exc.code, exc.message) from exc
+    venue.sim.save()
+    return config
 
 
 async def get_position_mode(venue: SimVenue, params: Params) -> Any:

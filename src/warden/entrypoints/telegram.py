@@ -1,0 +1,519 @@
+"""The Telegram bot: trade and watch warden from a phone, in warden's own event loop.
+
+It long-polls getUpdates with python-telegram-bot's `Bot` (no `run_polling`: the
+loop is warden's) and answers every command through the same engine facade
+calls as the HTTP API, so a refusal reads the same everywhere (seed 000, fix 3).
+
+    short sol | long eth 250 | /long btc 0.01 qty     open (usd by default; `qty` for base units)
+    /positions  /status  /health  /events [id]        watch
+    /close <id|symbol|all>                            close (all asks for confirmation)
+    /pause [reason]  /resume  /kill [flatten]  /reconcile  /help
+
+Only allowlisted chats (`telegram_chat_ids`) are served; any other chat is
+ignored without a reply and logged once. A command older than `STALE` (sent
+while warden was down) is not executed. Telegram being unreachable never blocks
+trading: polling backs off and /status shows a warning; alerts wait in the outbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING, Any, Protocol
+
+import structlog
+from telegram.error import TelegramError
+
+from telegram import Bot, CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
+from warden.domain.controls import Controls, LimitExceeded
+from warden.domain.errors import ValidationError
+from warden.domain.events import Event
+from warden.domain.position import Position, PositionStatus
+from warden.domain.values import Instrument, PositionId, Side, Symbol
+from warden.entrypoints.schemas import normalise_symbol
+from warden.ports import ExchangeError, ExchangeUnavailable, StoreUnavailable
+from warden.service.commands import (
+    AlreadyExists,
+    ClosePosition,
+    EngineState,
+    EngineStatus,
+    KillReport,
+    OpenPosition,
+    PositionNotFound,
+    PositionView,
+    TradingRefused,
+)
+from warden.service.reconciler import ReconcileReport
+
+if TYPE_CHECKING:
+    from warden.bootstrap import Runtime
+
+log = structlog.get_logger("warden.telegram")
+
+LONG_POLL = 25
+STALE = timedelta(minutes=2)
+"""A command sent longer ago than this (while warden was down) is not executed."""
+CONFIRM_FOR = timedelta(minutes=2)
+SIDES = ("long", "short", "buy", "sell")
+MAX_TEXT = 4000
+BACKOFF_MAX = 30.0
+
+HELP = """warden — commands
+short sol · long eth 250 · /long btc 0.01 qty — open (USD by default)
+/positions — size, entry, mark, uPnL, stop (resting?), TP1/TP2, trailing
+/status — engine state and why it would refuse
+/close <id|symbol|all> — close at market (all asks first)
+/pause [reason] · /resume · /kill [flatten]
+/reconcile · /events [id] · /health · /help"""
+
+
+class BotEngine(Protocol):
+    """The engine facade the bot uses: the same calls as the HTTP API."""
+
+    notes: dict[str, str]
+    warnings: dict[str, str]
+
+    async def open_position(self, cmd: OpenPosition) -> Position: ...
+    async def close_position(self, cmd: ClosePosition) -> Position: ...
+    async def list_positions(self, include_closed: bool = False) -> list[PositionView]: ...
+    async def list_events(self, position_id: str | None = None, limit: int = 100) -> list[Event]: ...
+    def status(self) -> EngineStatus: ...
+    def instrument(self, symbol: str) -> Instrument | None: ...
+    async def reconcile(self) -> ReconcileReport: ...
+    async def pause(self, reason: str = "") -> Controls: ...
+    async def resume(self) -> Controls: ...
+    async def kill(self, flatten: bool = False, reason: str = "") -> KillReport: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    text: str
+    buttons: list[tuple[str, str]] = field(default_factory=list)
+    """(label, callback data) inline buttons."""
+
+
+class Commands:
+    """Text in, Reply out: every command, over the engine facade. No Telegram here (tested alone)."""
+
+    def __init__(self, engine: BotEngine, default_usd: Decimal, now: Callable[[], datetime]) -> None:
+        self.engine = engine
+        self.default_usd = default_usd
+        self.now = now
+        self._confirm: dict[int, tuple[str, datetime]] = {}
+
+    async def respond(self, chat_id: int, text: str) -> Reply:
+        words = text.strip().split()
+        if not words:
+            return Reply(HELP)
+        name = words[0].lstrip("/").split("@")[0].lower()
+        args = words[1:]
+        handler = self._handlers().get(name)
+        try:
+            if name in SIDES:
+                return await self.open_command([name, *args])
+            if handler is None:
+                return Reply(f"unknown command {words[0]!r}; /help lists them")
+            return await handler(chat_id, args)
+        except Exception as exc:
+            return Reply(refusal_text(exc))
+
+    def _handlers(self) -> dict[str, Callable[[int, list[str]], Awaitable[Reply]]]:
+        return {
+            "positions": self._positions,
+            "status": self._status,
+            "health": self._health,
+            "close": self._close,
+            "pause": self._pause,
+            "resume": self._resume,
+            "kill": self._kill,
+            "reconcile": self._reconcile,
+            "events": self._events,
+            "help": self._help,
+            "start": self._help,
+        }
+
+    # -------------------------------------------------------------- trading
+
+    async def open_command(self, words: list[str]) -> Reply:
+        """`short sol`, `long eth 250`, `long btc 0.01 qty`: the API's signal path, source telegram."""
+        side = Side.parse(words[0])
+        if len(words) < 2:
+            raise ValidationError("symbol", "is required: e.g. `short sol` or `long eth 250`")
+        if len(words) > 4:
+            raise ValidationError("body", f"too many words: {' '.join(words)!r}")
+        usd, qty = self._size(words[2:])
+        status = self.engine.status()
+        if not status.accepting_signals:  # as the API: refusal first, nothing is sent
+            raise TradingRefused(
+                f"not accepting signals ({status.state}): {'; '.join(status.reasons) or 'not ready'}"
+            )
+        symbol = normalise_symbol(words[1], self.engine.instrument)
+        cmd = OpenPosition(symbol, side, usd, qty, None, None, "telegram")
+        position = await self.engine.open_position(cmd)
+        view = await self._view(position)
+        return Reply(opened_text(position, view))
+
+    def _size(self, words: list[str]) -> tuple[Decimal | None, Decimal | None]:
+        if not words:
+            return self.default_usd, None
+        raw = words[0].lstrip("$")
+        unit = (words[1] if len(words) > 1 else "usd").lower()
+        if unit not in ("usd", "qty", "$", "usdt"):
+            raise ValidationError("unit", f"must be usd or qty, not {unit!r}")
+        field_ = "qty" if unit == "qty" else "usd"
+        try:
+            amount = Decimal(raw)
+        except InvalidOperation:
+            raise ValidationError(field_, f"must be a number, not {raw!r}") from None
+        if not amount.is_finite() or amount <= 0:
+            raise ValidationError(field_, "must be greater than zero")
+        return (None, amount) if field_ == "qty" else (amount, None)
+
+    async def _view(self, position: Position) -> PositionView | None:
+        for view in await self.engine.list_positions():
+            if view.position.id == position.id:
+                return view
+        return None
+
+    async def _close(self, chat_id: int, args: list[str]) -> Reply:
+        if len(args) != 1:
+            return Reply("usage: /close <id|symbol|all>")
+        target = args[0]
+        if target.lower() == "all":
+            views = await self.engine.list_positions()
+            if not views:
+                return Reply("no open positions")
+            nonce = secrets.token_hex(4)
+            self._confirm[chat_id] = (nonce, self.now() + CONFIRM_FOR)
+            return Reply(
+                f"close all {len(views)} open position(s) at market?",
+                [(f"Close all {len(views)}", f"closeall:{nonce}"), ("Cancel", f"cancel:{nonce}")],
+            )
+        views = await self.engine.list_positions()
+        ids = [v.position.id for v in views if v.position.id == target]
+        if not ids:
+            symbol = _symbol_or_none(target, self.engine.instrument)
+            ids = [v.position.id for v in views if symbol is not None and v.position.symbol == symbol]
+        if not ids:
+            if any(c.isdigit() for c in target) and len(target) >= 8:
+                ids = [PositionId(target)]  # a closed or unknown id: the engine says which
+            else:
+                return Reply(f"no open position matches {target!r}; /positions lists them")
+        return Reply("\n".join([await self._close_one(pid) for pid in ids]))
+
+    async def _close_one(self, pid: PositionId) -> str:
+        try:
+            return closed_text(await self.engine.close_position(ClosePosition(pid, "telegram")))
+        except Exception as exc:
+            return f"{pid}: {refusal_text(exc)}"
+
+    async def on_button(self, chat_id: int, data: str) -> Reply:
+        action, _, nonce = data.partition(":")
+        pending = self._confirm.pop(chat_id, None)
+        if pending is None or pending[0] != nonce or self.now() > pending[1]:
+            return Reply("that confirmation has expired; send /close all again")
+        if action != "closeall":
+            return Reply("cancelled: nothing was closed")
+        views = await self.engine.list_positions()
+        if not views:
+            return Reply("no open positions")
+        lines = await asyncio.gather(*(self._close_one(v.position.id) for v in views))
+        return Reply("\n".join(lines))
+
+    # ------------------------------------------------------------- controls
+
+    async def _pause(self, chat_id: int, args: list[str]) -> Reply:
+        controls = await self.engine.pause(" ".join(args) or "from Telegram")
+        return Reply(f"paused: no new entries; exits and protection keep working ({controls_text(controls)})")
+
+    async def _resume(self, chat_id: int, args: list[str]) -> Reply:
+        await self.engine.resume()
+        return Reply("resumed: new entries accepted")
+
+    async def _kill(self, chat_id: int, args: list[str]) -> Reply:
+        flatten = bool(args) and args[0].lower() == "flatten"
+        if args and not flatten:
+            return Reply("usage: /kill [flatten]")
+        report = await self.engine.kill(flatten, "from Telegram")
+        return Reply(kill_text(report, flatten))
+
+    async def _reconcile(self, chat_id: int, args: list[str]) -> Reply:
+        report = await self.engine.reconcile()
+        lines = [
+            f"checked {report.positions_checked} positions: "
+            f"{len(report.findings) or 'no'} discrepanc{'y' if len(report.findings) == 1 else 'ies'}"
+        ]
+        lines += [
+            f"{f.discrepancy.kind} {f.discrepancy.symbol}: expected {f.discrepancy.expected}, "
+            f"found {f.discrepancy.found}; {f.action}"
+            for f in report.findings
+        ]
+        return Reply("\n".join(lines))
+
+    # --------------------------------------------------------------- watching
+
+    async def _positions(self, chat_id: int, args: list[str]) -> Reply:
+        views = await self.engine.list_positions()
+        if not views:
+            return Reply("no open positions")
+        return Reply("\n\n".join(position_text(v) for v in views))
+
+    async def _status(self, chat_id: int, args: list[str]) -> Reply:
+        return Reply(status_text(self.engine.status()))
+
+    async def _health(self, chat_id: int, args: list[str]) -> Reply:
+        s = self.engine.status()
+        if s.state is EngineState.READY:
+            extra = f" ({'; '.join(s.reasons)})" if s.reasons else ""
+            return Reply(f"ok: ready{extra}")
+        return Reply(f"unavailable: {'; '.join(s.reasons) or s.state.value}")
+
+    async def _events(self, chat_id: int, args: list[str]) -> Reply:
+        events = await self.engine.list_events(args[0] if args else None, limit=15)
+        if not events:
+            return Reply("no events")
+        return Reply("\n".join(f"{e.at:%H:%M:%S} {e.kind.value}: {e.message}" for e in events))
+
+    async def _help(self, chat_id: int, args: list[str]) -> Reply:
+        return Reply(HELP)
+
+
+# ------------------------------------------------------------------ rendering
+
+
+def refusal_text(exc: BaseException) -> str:
+    """The same words the API uses for the same refusal."""
+    if isinstance(exc, LimitExceeded):
+        return f"refused by {exc.limit}: {exc.message}; nothing was sent"
+    if isinstance(exc, ValidationError):
+        return f"{exc.field}: {exc.message}"
+    if isinstance(exc, AlreadyExists):
+        return f"{exc} (position {exc.position.id})"
+    if isinstance(exc, TradingRefused):
+        return f"refused: {exc.reason}; nothing was sent"
+    if isinstance(exc, StoreUnavailable):
+        return "database unavailable, nothing was sent"
+    if isinstance(exc, PositionNotFound):
+        return str(exc)
+    if isinstance(exc, ExchangeUnavailable):
+        return f"exchange unavailable: {exc}"
+    if isinstance(exc, ExchangeError):
+        return f"exchange error: {exc}; check /positions"
+    log.error("telegram_command_failed", error=repr(exc), exc_info=exc)
+    return "internal error; see the engine log"
+
+
+def _dec(value: Decimal | None) -> str:
+    return "-" if value is None else f"{value.normalize():f}"
+
+
+def opened_text(p: Position, view: PositionView | None) -> str:
+    if p.status is PositionStatus.OPENING:
+        return f"{p.id} {p.symbol} {p.side}: the entry is still being resolved; see /positions"
+    if p.status is PositionStatus.CLOSED:
+        return f"{p.id} {p.symbol} {p.side} closed at once: {p.exit_reason}"
+    resting = view.stop_resting if view is not None else p.status is PositionStatus.PROTECTED
+    return (
+        f"✅ {p.id} {p.symbol} {p.side} {_dec(p.remaining)} @ {_dec(p.entry_price)}, "
+        f"stop {_dec(p.stop_price)} {'resting' if resting else 'NOT resting'} ({p.status})"
+    )
+
+
+def closed_text(p: Position) -> str:
+    return f"{p.id} {p.symbol} {p.side} {p.status}: realized PnL {_dec(p.realized_pnl)}"
+
+
+def position_text(view: PositionView) -> str:
+    p = view.position
+    stop = "resting ✅" if view.stop_resting else "NOT resting ⚠️"
+    tp1 = "hit" if p.tp1_hit else f"{_dec(p.tp1_price)} for {_dec(p.tp1_qty)}"
+    tp2 = "hit" if p.tp2_hit else f"{_dec(p.tp2_price)} for {_dec(p.tp2_qty)}"
+    trailing = f"on (peak {_dec(p.watermark)})" if p.trailing_active else "off"
+    return "\n".join(
+        [
+            f"{p.id} {p.symbol} {p.side} {_dec(p.remaining)} ({p.status})",
+            f"entry {_dec(p.entry_price)} · mark {_dec(p.last_price)} · uPnL {_dec(view.unrealized_pnl)}",
+            f"stop {_dec(p.stop_price)} {stop}",
+            f"TP1 {tp1} · TP2 {tp2} · trailing {trailing}",
+        ]
+    )
+
+
+def controls_text(c: Controls) -> str:
+    on = ["killed"] if c.killed else (["paused"] if c.paused else [])
+    if c.daily_loss_until is not None:
+        on.append(f"daily loss pause until {c.daily_loss_until:%Y-%m-%d %H:%M} UTC")
+    text = ", ".join(on) or "none"
+    return f"{text}: {c.reason}" if on and c.reason else text
+
+
+def status_text(s: EngineStatus) -> str:
+    lines = [
+        f"state: {s.state.value}{'' if s.accepting_signals else ' (not accepting signals)'}",
+        f"open positions: {s.open_positions} (unprotected: {s.unprotected_positions})",
+        f"controls: {controls_text(s.controls)}",
+        f"exchange: {s.exchange} · database: {s.database}",
+    ]
+    if s.last_reconcile_at is not None:
+        lines.append(f"last reconcile: {s.last_reconcile_at:%H:%M:%S} UTC")
+    lines += [f"why not: {r}" for r in s.reasons]
+    lines += [f"warning: {w}" for w in s.warnings]
+    return "\n".join(lines)
+
+
+def kill_text(report: KillReport, flatten: bool) -> str:
+    line = "🛑 kill switch on: no new entries"
+    if flatten:
+        pnl = sum((p.realized_pnl for p in report.closed), Decimal(0))
+        line += f"; closed {len(report.closed)} position(s), realized PnL {_dec(pnl)}"
+        if report.cancelled_orders:
+            line += f", cancelled {report.cancelled_orders} order(s)"
+        if report.failed:
+            line += "; NOT closed: " + "; ".join(f"{pid}: {why}" for pid, why in report.failed.items())
+    return line
+
+
+def _symbol_or_none(raw: str, lookup: Callable[[str], Instrument | None]) -> Symbol | None:
+    try:
+        return normalise_symbol(raw, lookup)
+    except ValidationError:
+        return None
+
+
+# ----------------------------------------------------------------- the bot
+
+
+class TelegramBot:
+    """Polls getUpdates and answers allowlisted chats; runs beside the engine, never in its way."""
+
+    def __init__(
+        self,
+        bot: Bot,
+        engine: BotEngine,
+        chat_ids: set[int],
+        default_usd: Decimal,
+        now: Callable[[], datetime],
+        *,
+        long_poll: int = LONG_POLL,
+    ) -> None:
+        self.bot = bot
+        self.engine = engine
+        self.chat_ids = chat_ids
+        self.commands = Commands(engine, default_usd, now)
+        self.now = now
+        self.long_poll = long_poll
+        self.strangers: set[int] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._offset: int | None = None
+
+    async def run(self) -> None:
+        """Poll forever; a Telegram outage backs off (doubling to 30 s) and is a /status warning."""
+        failures = 0
+        self.engine.notes["telegram"] = f"starting: {len(self.chat_ids)} allowlisted chat(s)"
+        while True:
+            try:
+                if self.engine.status().state is EngineState.READ_ONLY:
+                    await asyncio.sleep(1.0)  # a standby leaves the chat to the lease holder
+                    continue
+                updates = await self.bot.get_updates(
+                    offset=self._offset,
+                    timeout=self.long_poll,
+                    allowed_updates=["message", "callback_query"],
+                )
+            except Exception as exc:  # never let the bot take the engine's task group down
+                failures += 1
+                self._unreachable(exc, failures)
+                await asyncio.sleep(min(BACKOFF_MAX, 0.5 * 2 ** min(failures, 8)))
+                continue
+            if failures or "telegram" in self.engine.warnings:
+                log.info("telegram_reachable", after_failures=failures)
+            failures = 0
+            self.engine.warnings.pop("telegram", None)
+            self.engine.notes["telegram"] = f"on: polling, {len(self.chat_ids)} allowlisted chat(s)"
+            for update in updates:
+                self._offset = update.update_id + 1
+                task = asyncio.get_running_loop().create_task(self.handle(update))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    def _unreachable(self, exc: Exception, failures: int) -> None:
+        why = _safe(exc, self.bot.token)
+        self.engine.warnings["telegram"] = (
+            f"Telegram unreachable ({why}); commands are not received, alerts are kept and sent later"
+        )
+        if failures in (1, 10) or failures % 100 == 0:
+            log.warning("telegram_unreachable", error=why, failures=failures)
+
+    async def handle(self, update: Update) -> None:
+        """One update: served if its chat is allowlisted, else ignored (logged once per chat)."""
+        chat = update.effective_chat
+        if chat is None:
+            return
+        if chat.id not in self.chat_ids:
+            if chat.id not in self.strangers:
+                self.strangers.add(chat.id)
+                log.warning("telegram_stranger_ignored", chat_id=chat.id)
+            return
+        try:
+            if update.callback_query is not None:
+                await self._button(chat.id, update.callback_query)
+            elif update.message is not None and update.message.text:
+                await self._message(chat.id, update.message)
+        except TelegramError as exc:
+            log.warning("telegram_reply_failed", chat_id=chat.id, error=_safe(exc, self.bot.token))
+        except Exception as exc:
+            log.error("telegram_update_failed", chat_id=chat.id, error=_safe(exc, self.bot.token))
+
+    async def _message(self, chat_id: int, message: Message) -> None:
+        age = self.now() - message.date
+        if age > STALE:
+            minutes = int(age.total_seconds() // 60)
+            text = f"not executed: sent {minutes} min ago while warden was away; send it again"
+            await self.send(chat_id, Reply(text))
+            return
+        await self.send(chat_id, await self.commands.respond(chat_id, message.text or ""))
+
+    async def _button(self, chat_id: int, query: CallbackQuery) -> None:
+        await query.answer()
+        reply = await self.commands.on_button(chat_id, query.data or "")
+        await self.send(chat_id, reply)
+
+    async def send(self, chat_id: int, reply: Reply) -> None:
+        markup = None
+        if reply.buttons:
+            markup = InlineKeyboardMarkup(
+                [[InlineKeyboardButton(label, callback_data=data) for label, data in reply.buttons]]
+            )
+        for start in range(0, max(len(reply.text), 1), MAX_TEXT):
+            await self.bot.send_message(chat_id, reply.text[start : start + MAX_TEXT], reply_markup=markup)
+            markup = None
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _safe(exc: BaseException, token: str) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    return text.replace(token, "<token>") if token else text
+
+
+async def run_bot(runtime: Runtime) -> None:
+    """Beside the engine (bootstrap.running(beside=...)): poll until cancelled."""
+    if runtime.telegram is None:
+        return
+    settings = runtime.settings
+    if not settings.chat_ids:
+        log.warning("telegram_no_chats", hint="set WARDEN_TELEGRAM_CHAT_IDS; every chat is ignored")
+    bot = TelegramBot(
+        runtime.telegram, runtime.engine, set(settings.chat_ids), settings.default_usd, runtime.clock.now
+    )
+    try:
+        await bot.run()
+    finally:
+        await bot.stop()

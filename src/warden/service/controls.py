@@ -1,0 +1,166 @@
+"""The trader's controls (pause, kill switch, daily-loss pause) and the risk limits.
+
+The controls are stored per account (they survive restarts) and held in
+memory; while the database is down a change still takes effect at once and is
+stored when the database is back. Every refusal they cause is one gate reason
+(`controls`), so /status, /healthz and every entrypoint say the same words.
+
+Limits are checked by the opener before anything is written or sent
+(`check_entry`); the realized PnL of the UTC day is kept from every applied
+transition, and reaching `max_daily_loss_usd` pauses entries until the next
+UTC day and alerts once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from decimal import Decimal
+
+import structlog
+
+from warden.domain.alerts import AlertKind
+from warden.domain.controls import (
+    Controls,
+    Exposure,
+    LimitExceeded,
+    Limits,
+    check_entry,
+    daily_loss_reached,
+    day_start,
+    next_day,
+)
+from warden.domain.position import Position
+from warden.ports import Store, StoreError
+from warden.service.context import Context
+
+log = structlog.get_logger("warden.controls")
+
+GATE_KEY = "controls"
+
+
+class ControlPanel:
+    def __init__(self, ctx: Context, store: Store, limits: Limits) -> None:
+        self.ctx = ctx
+        self.store = store
+        self.limits = limits
+        self.state = Controls()
+        self.unsaved = False
+        self.entry_lock = asyncio.Lock()
+        """Held from the limit check to the position's first commit: concurrent entries see each other."""
+        self.day = day_start(ctx.clock.now())
+        self.realized_today = Decimal(0)
+        ctx.ledger.on_applied = self._applied
+
+    # ------------------------------------------------------------- lifecycle
+
+    async def load(self) -> None:
+        """Read the stored controls and the day's realized PnL (startup, takeover)."""
+        self.state = await self.store.load_controls()
+        self.unsaved = False
+        self.day = day_start(self.ctx.clock.now())
+        self.realized_today = await self.store.realized_pnl_since(self.day)
+        self.refresh()
+        if self._loss_reached() and not self.state.daily_loss_active(self.ctx.clock.now()):
+            self.ctx.tasks.spawn(self._daily_loss_reached())
+
+    def refresh(self) -> None:
+        """Apply the controls to the gate; a daily-loss pause ends at the next UTC day."""
+        now = self.ctx.clock.now()
+        if self.state.daily_loss_until is not None and now >= self.state.daily_loss_until:
+            self.state = replace(self.state, daily_loss_until=None, changed_at=now)
+            self.unsaved = True
+            self.ctx.alert(AlertKind.RESUMED, "a new UTC day: the daily-loss pause is over")
+        if day_start(now) != self.day:
+            self.day, self.realized_today = day_start(now), Decimal(0)
+        self.ctx.gate.refuse(GATE_KEY, self.state.refusal(now))
+
+    async def flush(self) -> None:
+        """Store a change made while the database was down."""
+        if self.unsaved:
+            await self._store()
+
+    # -------------------------------------------------------------- commands
+
+    async def pause(self, reason: str = "") -> Controls:
+        await self._change(replace(self.state, paused=True, reason=reason))
+        await self.ctx.notify(AlertKind.PAUSED, f"paused: no new entries{_by(reason)}; exits keep working")
+        return self.state
+
+    async def kill(self, reason: str = "") -> Controls:
+        await self._change(replace(self.state, paused=True, killed=True, reason=reason))
+        await self.ctx.notify(AlertKind.KILL_ON, f"kill switch on{_by(reason)}: no new entries")
+        return self.state
+
+    async def resume(self) -> Controls:
+        was = self.state
+        await self._change(Controls(changed_at=self.ctx.clock.now()))
+        kind = AlertKind.KILL_OFF if was.killed else AlertKind.RESUMED
+        await self.ctx.notify(kind, "resumed: new entries accepted")
+        return self.state
+
+    async def _change(self, new: Controls) -> None:
+        self.state = replace(new, changed_at=self.ctx.clock.now())
+        self.refresh()
+        self.unsaved = True
+        await self._store()
+
+    async def _store(self) -> None:
+        try:
+            await self.store.save_controls(self.state)
+        except StoreError as exc:
+            log.error("controls_not_stored", error=str(exc))  # in force now; stored when the DB is back
+            return
+        self.unsaved = False
+
+    # ---------------------------------------------------------------- limits
+
+    def exposure(self) -> Exposure:
+        active = self.ctx.ledger.active_positions()
+        usd = sum((_notional(p) for p in active), Decimal(0))
+        return Exposure(open_positions=len(active), open_usd=usd)
+
+    async def check_entry(self, notional: Decimal) -> None:
+        """Raise LimitExceeded (and alert) if a new entry of `notional` USD breaks a limit."""
+        try:
+            check_entry(self.limits, self.exposure(), notional)
+        except LimitExceeded as exc:
+            await self.ctx.notify(AlertKind.LIMIT_REFUSED, f"entry refused, nothing sent: {exc}")
+            raise
+
+    def _applied(self, old: Position | None, new: Position) -> None:
+        """Every transition applied to memory: count its realized PnL toward the UTC day."""
+        delta = new.realized_pnl - (old.realized_pnl if old is not None else Decimal(0))
+        if delta == 0:
+            return
+        now = self.ctx.clock.now()
+        if day_start(now) != self.day:
+            self.day, self.realized_today = day_start(now), Decimal(0)
+        self.realized_today += delta
+        if self._loss_reached() and not self.state.daily_loss_active(now):
+            self.ctx.tasks.spawn(self._daily_loss_reached())
+
+    def _loss_reached(self) -> bool:
+        return daily_loss_reached(self.limits, self.realized_today)
+
+    async def _daily_loss_reached(self) -> None:
+        now = self.ctx.clock.now()
+        if self.state.daily_loss_active(now):
+            return
+        limit = self.limits.max_daily_loss_usd
+        reason = f"realized {self.realized_today:.2f} USD today, limit max_daily_loss_usd {limit}"
+        await self._change(replace(self.state, daily_loss_until=next_day(now), reason=reason))
+        await self.ctx.notify(
+            AlertKind.DAILY_LOSS_REACHED,
+            f"daily loss limit reached ({reason}): entries paused until {next_day(now).isoformat()}",
+        )
+
+
+def _by(reason: str) -> str:
+    return f" ({reason})" if reason else ""
+
+
+def _notional(position: Position) -> Decimal:
+    price = position.last_price or position.entry_price or Decimal(0)
+    size = position.remaining if position.filled_qty > 0 else position.target_qty
+    return size * price

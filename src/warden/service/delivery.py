@@ -1,0 +1,248 @@
+"""Alert delivery: the outbox is the source of truth, the channels are told at least once (I8).
+
+    raise  ──► outbox row (same transaction as its event; queued while the DB is down)
+           ──► the log (the engine's Notifier), at once
+           ──► Deliverer.offer: remembered in memory and the loop woken
+    loop   ──► undelivered alerts = memory + the outbox (alerts from before a restart)
+           ──► each channel, oldest first: sent once per (alert, channel); a failure backs
+               that channel off (doubling, capped) and the rest of its queue waits
+           ──► every channel has it: marked delivered in the outbox
+
+Routing is applied here: `off` sends nothing to the channels (the log still has
+it), `silent` sends without sound; a critical kind is never off. Deliveries are
+deduplicated by alert id: an alert read again from the outbox (not yet marked,
+or queued while degraded and written later) is not sent again to a channel
+that already has it. A crash between sending and marking sends it again after
+the restart: at least once, never lost.
+
+Only the account's writer reads and marks the outbox (`owns_outbox`); a standby
+delivers what it raised itself, from memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import structlog
+
+from warden.domain.alerts import Alert, AlertId, AlertRoutes, Route
+from warden.ports import AlertChannel, Clock, DeliveryError, DeliveryRejected, Notifier, Store, StoreError
+
+log = structlog.get_logger("warden.alerts")
+
+REMEMBERED = 20_000
+"""Alert ids whose deliveries are remembered (oldest forgotten first)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryConfig:
+    send_timeout: float = 10.0
+    backoff_first: float = 1.0
+    backoff_max: float = 60.0
+    poll_interval: float = 5.0
+    """Seconds between reads of the outbox when nothing wakes the loop."""
+    batch: int = 100
+
+
+@dataclass
+class ChannelState:
+    failures: int = 0
+    retry_at: float = 0.0
+    last_error: str | None = None
+    delivered: int = 0
+
+
+@dataclass
+class _Known:
+    alert: Alert
+    channels: set[str] = field(default_factory=set)
+    """Channels that have it."""
+    stored: bool = True
+    """Whether it may be in the outbox (False: raised while not the writer; memory only)."""
+
+
+class Deliverer:
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        notifier: Notifier,
+        channels: Sequence[AlertChannel] = (),
+        routes: AlertRoutes | None = None,
+        config: DeliveryConfig | None = None,
+        owns_outbox: Callable[[], bool] = lambda: True,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.notifier = notifier
+        self.channels = list(channels)
+        self.routes = routes or AlertRoutes({})
+        self.config = config or DeliveryConfig()
+        self.owns_outbox = owns_outbox
+        self.state: dict[str, ChannelState] = {c.name: ChannelState() for c in self.channels}
+        self._known: OrderedDict[AlertId, _Known] = OrderedDict()
+        self._done: OrderedDict[AlertId, None] = OrderedDict()
+        """Delivered to every channel (and marked, or about to be)."""
+        self._logged: OrderedDict[AlertId, None] = OrderedDict()
+        self._remark: list[AlertId] = []
+        self._wake = asyncio.Event()
+        self._pass = asyncio.Lock()
+
+    # ----------------------------------------------------------------- raising
+
+    async def log_now(self, alert: Alert, deadline: float) -> None:
+        """The log gets every alert at once; it never blocks (`deadline` seconds) or fails the caller."""
+        _remember(self._logged, alert.id)
+        try:
+            async with asyncio.timeout(deadline):
+                await self.notifier.notify(alert)
+        except Exception as exc:
+            log.error("alert_not_logged", kind=alert.kind.value, error=repr(exc))
+
+    def offer(self, alert: Alert, *, stored: bool = True) -> None:
+        """A new alert (written to the outbox, queued, or — `stored=False` — memory only)."""
+        if alert.id in self._done or alert.id in self._known:
+            return
+        self._known[alert.id] = _Known(alert, stored=stored)
+        self._wake.set()
+
+    # ---------------------------------------------------------------- delivery
+
+    async def run(self) -> None:
+        """Deliver forever: on every offer, every `poll_interval`, and when a backoff ends."""
+        while True:
+            self._wake.clear()  # before the pass: an offer made during it wakes the next one
+            try:
+                await self.deliver_pending()
+            except Exception as exc:  # a bug here must not end delivery
+                log.error("alert_delivery_failed", error=repr(exc), exc_info=exc)
+            try:
+                async with asyncio.timeout(self._next_wait()):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
+
+    def _next_wait(self) -> float:
+        """Until the next outbox read, or sooner when a backed-off channel has alerts waiting."""
+        now = self.clock.monotonic()
+        wait = self.config.poll_interval
+        for channel in self.channels:
+            retry_at = self.state[channel.name].retry_at
+            if retry_at > now and any(channel.name not in k.channels for k in self._known.values()):
+                wait = min(wait, retry_at - now)
+        return max(wait, 0.01)
+
+    async def deliver_pending(self) -> int:
+        """One pass: read the outbox, send what each channel lacks, mark what all have.
+        Returns how many alerts are still undelivered."""
+        async with self._pass:
+            await self._load()
+            for channel in self.channels:
+                await self._send_all(channel)
+            await self._mark()
+            return sum(1 for k in self._known.values() if k.alert.id not in self._done)
+
+    async def _load(self) -> None:
+        if not self.owns_outbox():
+            return
+        try:
+            stored = await self.store.pending_alerts(self.config.batch)
+        except StoreError as exc:
+            log.warning("outbox_unreadable", error=str(exc))
+            return
+        for alert in stored:
+            if alert.id in self._done:
+                # delivered already (e.g. from memory while it was queued): only the mark is missing
+                self._remark.append(alert.id)
+                continue
+            if alert.id not in self._known:
+                self._known[alert.id] = _Known(alert)
+                if alert.id not in self._logged:  # raised before a restart: the log hears it again
+                    await self.log_now(alert, self.config.send_timeout)
+        # oldest first, whatever order they arrived in
+        self._known = OrderedDict(sorted(self._known.items(), key=lambda kv: (kv[1].alert.at, kv[0])))
+
+    async def _send_all(self, channel: AlertChannel) -> None:
+        state = self.state[channel.name]
+        if state.retry_at > self.clock.monotonic():
+            return
+        for known in list(self._known.values()):
+            alert = known.alert
+            if channel.name in known.channels or alert.id in self._done:
+                continue
+            route = self.routes.route(alert.kind)
+            if route is Route.OFF:
+                known.channels.add(channel.name)
+                continue
+            try:
+                async with asyncio.timeout(self.config.send_timeout):
+                    await channel.send(alert, silent=route is Route.SILENT)
+            except DeliveryRejected as exc:
+                log.error("alert_rejected", channel=channel.name, alert_id=alert.id, error=str(exc))
+                known.channels.add(channel.name)
+                continue
+            except (DeliveryError, TimeoutError) as exc:
+                self._failed(channel.name, state, str(exc) or "timed out")
+                return
+            known.channels.add(channel.name)
+            state.delivered += 1
+            if state.failures:
+                log.info("alert_channel_recovered", channel=channel.name, after_failures=state.failures)
+            state.failures, state.retry_at, state.last_error = 0, 0.0, None
+
+    def _failed(self, name: str, state: ChannelState, error: str) -> None:
+        state.failures += 1
+        delay = min(self.config.backoff_max, self.config.backoff_first * 2 ** (state.failures - 1))
+        state.retry_at = self.clock.monotonic() + delay
+        if state.last_error != error or state.failures in (1, 10, 100):
+            log.warning(
+                "alert_channel_down", channel=name, error=error, retry_in=delay, failures=state.failures
+            )
+        state.last_error = error
+
+    async def _mark(self) -> None:
+        names = {c.name for c in self.channels}
+        complete = [k for k in self._known.values() if names <= k.channels]
+        to_mark = [k.alert.id for k in complete if k.stored] + self._remark
+        self._remark = []
+        if not complete and not to_mark:
+            return
+        if to_mark and self.owns_outbox():
+            try:
+                await self.store.mark_alerts_delivered(to_mark, self.clock.now())
+            except StoreError as exc:
+                log.warning("outbox_not_marked", error=str(exc), alerts=len(to_mark))
+                for k in complete:
+                    if not k.stored:
+                        self._finish(k.alert.id)
+                return
+        for k in complete:
+            self._finish(k.alert.id)
+
+    def _finish(self, alert_id: AlertId) -> None:
+        self._known.pop(alert_id, None)
+        _remember(self._done, alert_id)
+
+    # ------------------------------------------------------------------ status
+
+    def warnings(self) -> list[str]:
+        """One line per channel that is failing now (a channel outage is a warning, not a failure)."""
+        return [
+            f"alert channel {name} unreachable ({s.failures} failures: {s.last_error}); alerts are kept"
+            " and delivered when it is back"
+            for name, s in self.state.items()
+            if s.failures
+        ]
+
+    def undelivered(self) -> int:
+        return sum(1 for k in self._known.values() if k.alert.id not in self._done)
+
+
+def _remember(seen: OrderedDict[AlertId, None], alert_id: AlertId) -> None:
+    seen[alert_id] = None
+    seen.move_to_end(alert_id)
+    while len(seen) > REMEMBERED:
+        seen.popitem(last=False)

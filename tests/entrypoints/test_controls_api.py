@@ -1,0 +1,94 @@
+"""POST /api/v1/pause, /resume, /kill and the limit_exceeded answer, over the real engine."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import httpx
+
+from warden.bootstrap import Runtime, running
+from warden.entrypoints.api import create_app
+
+from .conftest import AUTH, make_settings
+from .test_api import SIGNAL, assert_nothing_happened, open_sol
+
+
+async def test_pause_refuses_signals_with_the_reason_everywhere(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """Paused: /signals answers 503 trading_refused naming it, nothing sent; /status and /healthz show it."""
+    r = await client.post("/api/v1/pause", json={"reason": "fomc"}, headers=AUTH)
+    assert r.status_code == 200, r.text
+    assert r.json()["controls"] == {
+        "paused": True,
+        "killed": False,
+        "daily_loss_until": None,
+        "reason": "fomc",
+    }
+    r = await client.post("/api/v1/signals", json=SIGNAL, headers=AUTH)
+    assert r.status_code == 503
+    assert r.json()["error"] == "trading_refused" and "paused (fomc)" in r.json()["message"]
+    await assert_nothing_happened(runtime)
+    status = (await client.get("/api/v1/status")).json()
+    assert status["controls"]["paused"] is True and status["accepting_signals"] is False
+    health = (await client.get("/healthz")).json()
+    assert any("paused" in reason for reason in health["reasons"])
+    r = await client.post("/api/v1/resume", headers=AUTH)
+    assert r.status_code == 200 and r.json()["controls"]["paused"] is False
+    await open_sol(client)
+
+
+async def test_kill_with_flatten_closes_everything(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    """POST /kill {"flatten": true} closes every position and answers what it closed."""
+    p = await open_sol(client)
+    r = await client.post("/api/v1/kill", json={"flatten": True}, headers=AUTH)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["controls"]["killed"] is True
+    assert [c["id"] for c in body["closed"]] == [p["id"]] and body["failed"] == {}
+    assert (await client.get("/api/v1/positions")).json() == []
+    assert runtime.sim is not None and runtime.sim.core.positions() == []
+    r = await client.post("/api/v1/signals", json=SIGNAL, headers=AUTH)
+    assert r.status_code == 503 and "kill switch on" in r.json()["message"]
+
+
+async def test_control_calls_need_the_token_and_valid_bodies(client: httpx.AsyncClient) -> None:
+    """No token: 401. flatten must be a boolean and unknown fields are refused, naming the field."""
+    assert (await client.post("/api/v1/pause")).status_code == 401
+    r = await client.post("/api/v1/kill", json={"flatten": "yes"}, headers=AUTH)
+    assert r.status_code == 422 and r.json()["field"] == "flatten"
+    r = await client.post("/api/v1/pause", json={"until": "monday"}, headers=AUTH)
+    assert r.status_code == 422 and r.json()["field"] == "until"
+    status = (await client.get("/api/v1/status")).json()
+    assert status["controls"]["paused"] is False and status["controls"]["killed"] is False
+
+
+async def test_a_fat_finger_signal_is_422_limit_exceeded(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    """{"usd": "1e15"} answers 422 limit_exceeded naming max_position_usd; nothing is sent."""
+    r = await client.post("/api/v1/signals", json={**SIGNAL, "usd": "1e15"}, headers=AUTH)
+    assert r.status_code == 422, r.text
+    body = r.json()
+    assert body["error"] == "limit_exceeded" and body["limit"] == "max_position_usd"
+    assert Decimal(body["maximum"]) == 10_000 and Decimal(body["value"]) > 10_000
+    await assert_nothing_happened(runtime)
+
+
+async def test_the_kill_switch_survives_a_restart(tmp_path: Path) -> None:
+    """Killed, stopped, started again on the same database: still killed; resume clears it."""
+    settings = make_settings(tmp_path)
+    for step in ("kill", "check", "resume"):
+        async with running(settings, price_feed=False) as rt:
+            app = create_app(lambda rt=rt: rt)  # type: ignore[misc]
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://warden") as http:
+                if step == "kill":
+                    assert (await http.post("/api/v1/kill", json={}, headers=AUTH)).status_code == 200
+                elif step == "check":
+                    status = (await http.get("/api/v1/status")).json()
+                    assert status["controls"]["killed"] is True and not status["accepting_signals"]
+                    r = await http.post("/api/v1/signals", json=SIGNAL, headers=AUTH)
+                    assert r.status_code == 503 and "kill switch" in r.json()["message"]
+                    assert (await http.post("/api/v1/resume", headers=AUTH)).status_code == 200
+                else:
+                    assert (await http.get("/api/v1/status")).json()["accepting_signals"] is True

@@ -1,0 +1,150 @@
+"""Pause, kill switch (with flatten) and risk limits, on SQLite and PostgreSQL: refused before
+anything is sent, exits keep working, and the controls survive a restart."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from decimal import Decimal
+
+import pytest
+
+from tests.helpers import eventually
+from tests.service.harness import BTC, FAST, SOL, Harness
+from warden.adapters.sim import SimulatedExchange
+from warden.domain.alerts import AlertKind
+from warden.domain.controls import LimitExceeded, Limits
+from warden.domain.orders import OrderStatus
+from warden.domain.position import PositionStatus
+from warden.domain.values import OrderType
+from warden.service.commands import TradingRefused
+
+ETH = BTC.replace("BTC", "ETH")
+
+
+def harness_with(url: str, sim: SimulatedExchange, **limits: object) -> Harness:
+    return Harness(url, sim, config=replace(FAST, limits=Limits(**limits)))  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def limited(store_url: str, sim: SimulatedExchange) -> AsyncIterator[Harness]:
+    h = await harness_with(store_url, sim, max_open_positions=2, max_total_usd=Decimal(400)).start()
+    yield h
+    await h.stop()
+
+
+def nothing_sent_for(h: Harness, symbol: str) -> bool:
+    return h.sim.core.position(symbol).qty == 0 and not h.sim.core.open_orders(symbol)
+
+
+async def test_pause_refuses_entries_but_exits_keep_working(harness: Harness) -> None:
+    """Paused: a signal is refused naming the pause, nothing is sent; a TP1 still fills and the stop
+    is resized."""
+    pos = await harness.open("long", usd="100")
+    await harness.engine.pause("news")
+    with pytest.raises(TradingRefused, match="paused \\(news\\)"):
+        await harness.open("short", symbol=BTC, usd="200")
+    assert nothing_sent_for(harness, BTC)
+    assert "paused (news); `resume` clears it" in harness.engine.status().reasons
+    assert not harness.engine.status().accepting_signals
+    assert pos.tp1_price is not None
+    harness.sim.set_mark(SOL, pos.tp1_price)
+    await eventually(lambda: harness.engine.ledger.positions[pos.id].tp1_hit, what="tp1 while paused")
+    await harness.engine.wait_idle()
+    [stop] = [o for o in harness.resting() if o.type is OrderType.STOP_MARKET]
+    assert stop.qty == harness.engine.ledger.positions[pos.id].remaining
+    await harness.engine.resume()
+    assert (await harness.open("short", symbol=BTC, usd="200")).status is PositionStatus.PROTECTED
+
+
+async def test_pause_and_kill_survive_a_restart(harness: Harness) -> None:
+    """The controls are stored: after a crash the engine is still paused / killed, until resume."""
+    await harness.engine.pause()
+    await harness.restart()
+    assert harness.engine.status().controls.paused
+    with pytest.raises(TradingRefused, match="paused"):
+        await harness.open("long")
+    await harness.engine.kill()
+    await harness.restart()
+    status = harness.engine.status()
+    assert status.controls.killed and not status.accepting_signals
+    assert any("kill switch on" in r for r in status.reasons)
+    await harness.engine.resume()
+    await harness.restart()
+    assert harness.engine.status().accepting_signals
+    assert (await harness.open("long")).status is PositionStatus.PROTECTED
+
+
+async def test_kill_flatten_closes_every_position_and_cancels_every_order(harness: Harness) -> None:
+    """kill(flatten): every position closed reduce-only at market, every warden order cancelled, the
+    exchange flat; new entries refused; critical-ish alert raised."""
+    a = await harness.open("long", symbol=SOL, usd="100")
+    b = await harness.open("short", symbol=BTC, usd="200")
+    report = await harness.engine.kill(flatten=True)
+    await harness.engine.wait_idle()
+    assert sorted(p.id for p in report.closed) == sorted([a.id, b.id])
+    assert report.failed == {}
+    assert all(p.status is PositionStatus.CLOSED and p.exit_reason == "kill_switch" for p in report.closed)
+    assert harness.sim.core.positions() == []
+    assert harness.sim.core.open_orders() == []
+    for pid in (a.id, b.id):
+        orders = await harness.store.orders_for(pid)
+        assert not [o for o in orders if o.status in (OrderStatus.OPEN, OrderStatus.PENDING)]
+    assert report.controls.killed
+    with pytest.raises(TradingRefused, match="kill switch"):
+        await harness.open("long", symbol=SOL)
+    assert any(x.kind is AlertKind.KILL_ON for x in harness.notifier.alerts)
+
+
+async def test_fat_finger_guard_refuses_an_absurd_size_and_sends_nothing(harness: Harness) -> None:
+    """{"usd": "1e15"} is refused by max_position_usd (10,000 by default): nothing written or sent."""
+    with pytest.raises(LimitExceeded) as info:
+        await harness.open("short", usd="1e15")
+    assert info.value.limit == "max_position_usd"
+    assert info.value.maximum == Decimal(10_000)
+    assert nothing_sent_for(harness, SOL)
+    assert await harness.store.list_positions(include_closed=True) == []
+    assert any(x.kind is AlertKind.LIMIT_REFUSED for x in harness.notifier.alerts)
+
+
+async def test_open_positions_and_total_notional_limits(limited: Harness) -> None:
+    """max_total_usd counts what is open plus the new entry; max_open_positions counts positions."""
+    h = limited
+    await h.open("long", symbol=SOL, usd="100")
+    with pytest.raises(LimitExceeded) as info:
+        await h.open("long", symbol=BTC, usd="400")
+    assert info.value.limit == "max_total_usd"
+    assert nothing_sent_for(h, BTC)
+    await h.open("long", symbol=BTC, usd="200")
+    with pytest.raises(LimitExceeded) as info:
+        await h.open("long", symbol=ETH, usd="100")
+    assert info.value.limit == "max_open_positions"
+    assert nothing_sent_for(h, ETH)
+
+
+async def test_reaching_the_daily_loss_pauses_until_the_next_day(
+    store_url: str, sim: SimulatedExchange
+) -> None:
+    """A stopped-out loss beyond max_daily_loss_usd pauses entries until 00:00 UTC, alerts (critical),
+    is stored across a restart, and resume clears it."""
+    h = await harness_with(store_url, sim, max_daily_loss_usd=Decimal("0.5")).start()
+    try:
+        pos = await h.open("long", usd="100")
+        assert pos.stop_price is not None
+        h.sim.set_mark(SOL, pos.stop_price - Decimal("0.1"))
+        await eventually(lambda: not h.engine.ledger.positions[pos.id].is_active, what="stopped out")
+        await eventually(lambda: h.engine.status().controls.daily_loss_until is not None, what="daily pause")
+        await h.engine.wait_idle()
+        until = h.engine.status().controls.daily_loss_until
+        assert until is not None and until.hour == 0 and until > h.engine.clock.now()
+        with pytest.raises(TradingRefused, match="daily loss limit reached"):
+            await h.open("long", symbol=BTC, usd="200")
+        assert nothing_sent_for(h, BTC)
+        assert [x.level for x in h.notifier.alerts if x.kind is AlertKind.DAILY_LOSS_REACHED] == ["critical"]
+        await h.restart()
+        with pytest.raises(TradingRefused, match="daily loss limit reached"):
+            await h.open("long", symbol=BTC, usd="200")
+        await h.engine.resume()
+        assert (await h.open("long", symbol=BTC, usd="200")).status is PositionStatus.PROTECTED
+    finally:
+        await h.stop()

@@ -1,0 +1,183 @@
+"""A fake Telegram Bot API server on 127.0.0.1 (aiohttp): getMe, getUpdates (long polling),
+sendMessage, answerCallbackQuery, editMessageText — enough for warden's bot, with an outage switch.
+
+Tests play the phone: `say(chat, text)` and `press(chat, message_id, data)` queue updates; what
+the bot sent is in `sent`. `down = True` answers every call 502, as an unreachable Bot API would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+TOKEN = "123456:TEST-token-never-logged"
+BOT_USER = {"id": 123456, "is_bot": True, "first_name": "warden", "username": "warden_test_bot"}
+
+
+@dataclass
+class Sent:
+    chat_id: int
+    text: str
+    message_id: int
+    silent: bool
+    buttons: list[dict[str, Any]] = field(default_factory=list)
+
+
+class FakeBotApi:
+    def __init__(self, token: str = TOKEN) -> None:
+        self.token = token
+        self.down = False
+        self.updates: list[dict[str, Any]] = []
+        self.sent: list[Sent] = []
+        self.answered: list[str] = []
+        self.calls: list[str] = []
+        self._ids = itertools.count(1)
+        self._messages = itertools.count(1000)
+        self._new = asyncio.Condition()
+        self._runner: web.AppRunner | None = None
+        self._closing = False
+        self.url = ""
+
+    async def start(self) -> FakeBotApi:
+        app = web.Application()
+        app.router.add_route("*", "/bot{token}/{method}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://127.0.0.1:{port}"
+        return self
+
+    async def stop(self) -> None:
+        self._closing = True
+        async with self._new:
+            self._new.notify_all()  # end every long poll now, not at its timeout
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    # -- the phone ----------------------------------------------------------------------------
+
+    async def say(self, chat_id: int, text: str, user_id: int | None = None, age: float = 0) -> None:
+        """`age`: seconds ago the phone sent it (Telegram keeps updates while the bot is away)."""
+        message = {
+            "message_id": next(self._messages),
+            "date": int(time.time() - age),
+            "chat": {"id": chat_id, "type": "private"},
+            "from": {"id": user_id or chat_id, "is_bot": False, "first_name": "trader"},
+            "text": text,
+        }
+        if text.startswith("/"):
+            command = text.split(maxsplit=1)[0]
+            message["entities"] = [{"type": "bot_command", "offset": 0, "length": len(command)}]
+        await self._push({"message": message})
+
+    async def press(self, chat_id: int, message_id: int, data: str) -> None:
+        query = {
+            "id": f"cb{next(self._ids)}",
+            "from": {"id": chat_id, "is_bot": False, "first_name": "trader"},
+            "chat_instance": "ci",
+            "data": data,
+            "message": {
+                "message_id": message_id,
+                "date": int(time.time()),
+                "chat": {"id": chat_id, "type": "private"},
+                "text": "confirm?",
+            },
+        }
+        await self._push({"callback_query": query})
+
+    def to(self, chat_id: int) -> list[Sent]:
+        return [s for s in self.sent if s.chat_id == chat_id]
+
+    def texts(self, chat_id: int) -> list[str]:
+        return [s.text for s in self.to(chat_id)]
+
+    async def _push(self, update: dict[str, Any]) -> None:
+        async with self._new:
+            self.updates.append({"update_id": next(self._ids), **update})
+            self._new.notify_all()
+
+    # -- the Bot API ----------------------------------------------------------------------------
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        self.calls.append(method)
+        if self.down:
+            return web.json_response(
+                {"ok": False, "error_code": 502, "description": "Bad Gateway"}, status=502
+            )
+        if request.match_info["token"] != self.token:
+            return _error(401, "Unauthorized")
+        params = await _params(request)
+        handler = getattr(self, f"_api_{method}", None)
+        if handler is None:
+            return _error(404, "Not Found")
+        result = await handler(params)
+        return web.json_response({"ok": True, "result": result})
+
+    async def _api_getMe(self, params: dict[str, Any]) -> Any:
+        return BOT_USER
+
+    async def _api_deleteWebhook(self, params: dict[str, Any]) -> Any:
+        return True
+
+    async def _api_getUpdates(self, params: dict[str, Any]) -> Any:
+        offset = int(params.get("offset") or 0)
+        timeout = float(params.get("timeout") or 0)
+        deadline = asyncio.get_running_loop().time() + timeout
+        async with self._new:
+            self.updates = [u for u in self.updates if u["update_id"] >= offset]
+            while not self.updates and not self._closing:
+                left = deadline - asyncio.get_running_loop().time()
+                if left <= 0:
+                    break
+                try:
+                    await asyncio.wait_for(self._new.wait(), left)
+                except TimeoutError:
+                    break
+            return list(self.updates)
+
+    async def _api_sendMessage(self, params: dict[str, Any]) -> Any:
+        chat_id = int(params["chat_id"])
+        markup = params.get("reply_markup")
+        if isinstance(markup, str):
+            markup = json.loads(markup)
+        buttons = [b for row in (markup or {}).get("inline_keyboard", []) for b in row]
+        silent = str(params.get("disable_notification", "")).lower() in ("true", "1")
+        sent = Sent(chat_id, str(params["text"]), next(self._messages), silent, buttons)
+        self.sent.append(sent)
+        return {
+            "message_id": sent.message_id,
+            "date": int(time.time()),
+            "chat": {"id": chat_id, "type": "private"},
+            "from": BOT_USER,
+            "text": sent.text,
+        }
+
+    async def _api_editMessageText(self, params: dict[str, Any]) -> Any:
+        return await self._api_sendMessage(params)
+
+    async def _api_answerCallbackQuery(self, params: dict[str, Any]) -> Any:
+        self.answered.append(str(params.get("callback_query_id")))
+        return True
+
+
+def _error(code: int, description: str) -> web.Response:
+    return web.json_response({"ok": False, "error_code": code, "description": description}, status=code)
+
+
+async def _params(request: web.Request) -> dict[str, Any]:
+    params: dict[str, Any] = dict(request.query)
+    if request.can_read_body:
+        if request.content_type == "application/json":
+            params.update(await request.json())
+        else:
+            params.update({k: v for k, v in (await request.post()).items() if isinstance(v, str)})
+    return params

@@ -1,0 +1,108 @@
+"""End to end: warden's bot against a fake Bot API server on 127.0.0.1, in warden's own loop.
+
+A message in opens a position and a message comes out; a stranger is ignored; /close all is
+confirmed by a callback; an alert raised while Telegram is down arrives when it is back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from structlog.testing import capture_logs
+
+from tests.helpers import eventually
+from tests.telegram.conftest import CHAT, STRANGER, bot_settings
+from tests.telegram.fakebot import TOKEN, FakeBotApi
+from warden.bootstrap import Runtime, running
+from warden.domain.position import PositionStatus
+from warden.entrypoints.telegram import run_bot
+
+
+@pytest.fixture
+async def runtime(tmp_path: Path, api: FakeBotApi) -> AsyncIterator[Runtime]:
+    async with running(bot_settings(tmp_path, api), price_feed=False, beside=[run_bot]) as rt:
+        yield rt
+
+
+def replies(api: FakeBotApi, needle: str) -> list[str]:
+    return [t for t in api.texts(CHAT) if needle in t]
+
+
+async def test_a_message_in_opens_a_position_and_a_message_comes_out(
+    api: FakeBotApi, runtime: Runtime
+) -> None:
+    """`short sol` from the allowlisted chat: the position opens protected and the chat is told."""
+    await api.say(CHAT, "short sol")
+    await eventually(lambda: bool(replies(api, "✅")), timeout=15, what="the opened reply")
+    [p] = await runtime.store.list_positions()
+    assert p.status is PositionStatus.PROTECTED and p.origin == "telegram"
+    [reply] = replies(api, "✅")
+    assert reply.startswith(f"✅ {p.id} SOL/USDT:USDT short") and "resting" in reply
+    await api.say(CHAT, "/positions")
+    await eventually(lambda: bool(replies(api, "resting ✅")), timeout=15, what="/positions")
+
+
+async def test_a_stranger_is_ignored_without_a_reply_and_logged_once(
+    api: FakeBotApi, runtime: Runtime
+) -> None:
+    """A chat not on the allowlist gets no answer and opens nothing; it is logged once, not per message."""
+    with capture_logs() as logs:
+        await api.say(STRANGER, "short sol")
+        await api.say(STRANGER, "/kill flatten")
+        await api.say(CHAT, "/health")
+        await eventually(lambda: bool(replies(api, "ok: ready")), timeout=15, what="the allowlisted reply")
+    assert api.to(STRANGER) == []
+    assert await runtime.store.list_positions(include_closed=True) == []
+    assert not runtime.engine.status().controls.killed
+    ignored = [e for e in logs if e["event"] == "telegram_stranger_ignored"]
+    assert [e["chat_id"] for e in ignored] == [STRANGER]
+
+
+async def test_close_all_is_confirmed_by_a_callback(api: FakeBotApi, runtime: Runtime) -> None:
+    """/close all answers with a button; pressing it (callback query) closes every position."""
+    await api.say(CHAT, "short sol")
+    await eventually(lambda: bool(replies(api, "✅")), timeout=15, what="opened")
+    await api.say(CHAT, "/close all")
+    await eventually(lambda: bool(replies(api, "at market?")), timeout=15, what="the confirmation")
+    [ask] = [s for s in api.to(CHAT) if "at market?" in s.text]
+    assert [b["text"] for b in ask.buttons] == ["Close all 1", "Cancel"]
+    assert await runtime.store.list_positions() != []
+    await api.press(CHAT, ask.message_id, ask.buttons[0]["callback_data"])
+    await eventually(lambda: bool(replies(api, "closed: realized PnL")), timeout=15, what="closed")
+    assert await runtime.store.list_positions() == []
+    assert runtime.sim is not None and runtime.sim.core.positions() == []
+    assert api.answered, "the button press was answered"
+
+
+async def test_an_alert_raised_during_an_outage_arrives_after_it(
+    api: FakeBotApi, runtime: Runtime, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Telegram down: trading goes on, /status warns; the alert raised meanwhile arrives once it is back.
+    The token never appears in what warden logs."""
+    await eventually(lambda: bool(replies(api, "engine_started")), timeout=15, what="engine_started alert")
+    api.down = True
+    await runtime.engine.pause("during the outage")
+    await eventually(lambda: bool(runtime.engine.status().warnings), timeout=15, what="a /status warning")
+    assert any("telegram" in w.lower() for w in runtime.engine.status().warnings)
+    assert replies(api, "during the outage") == []
+    api.down = False
+    await eventually(lambda: bool(replies(api, "during the outage")), timeout=15, what="delivered after")
+    [alert] = replies(api, "during the outage")
+    assert alert.startswith("🟠 paused")
+    await eventually(lambda: runtime.engine.deliverer.undelivered() == 0, timeout=15, what="marked")
+    assert await runtime.store.pending_alerts() == []
+    captured = capsys.readouterr()
+    assert TOKEN not in captured.out + captured.err
+
+
+async def test_a_command_sent_while_warden_was_away_is_not_executed(
+    api: FakeBotApi, runtime: Runtime
+) -> None:
+    """`short sol` sent ten minutes before warden read it is answered, not executed: nothing opens."""
+    await api.say(CHAT, "short sol", age=600)
+    await eventually(lambda: bool(replies(api, "not executed")), timeout=15, what="the refusal")
+    assert replies(api, "not executed")[0].startswith("not executed: sent 10 min ago")
+    assert await runtime.store.list_positions(include_closed=True) == []
+    assert runtime.sim is not None and runtime.sim.core.open_orders() == []

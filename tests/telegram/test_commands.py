@@ -1,0 +1,188 @@
+"""The bot's commands over the real engine, without Telegram: text in, reply out, the API's words."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.telegram.conftest import CHAT, bot_settings
+from warden.bootstrap import Runtime, running
+from warden.domain.position import PositionStatus
+from warden.domain.values import Symbol
+from warden.entrypoints.api import create_app
+from warden.entrypoints.telegram import Commands
+
+SOL = Symbol("SOL/USDT:USDT")
+BTC = Symbol("BTC/USDT:USDT")
+AUTH = {"Authorization": "Bearer test-token-0123456789"}
+
+
+@pytest.fixture
+async def runtime(tmp_path: Path) -> AsyncIterator[Runtime]:
+    async with running(bot_settings(tmp_path, None), price_feed=False) as rt:
+        yield rt
+
+
+@pytest.fixture
+def commands(runtime: Runtime) -> Commands:
+    return Commands(runtime.engine, runtime.settings.default_usd, runtime.clock.now)
+
+
+def d(value: Decimal | None) -> str:
+    assert value is not None
+    return f"{value.normalize():f}"
+
+
+async def say(commands: Commands, text: str) -> str:
+    return (await commands.respond(CHAT, text)).text
+
+
+async def test_short_sol_opens_a_protected_position_from_telegram(
+    commands: Commands, runtime: Runtime
+) -> None:
+    """`short sol` opens with the default USD through the engine; the reply names the resting stop."""
+    reply = await say(commands, "short sol")
+    [p] = await runtime.store.list_positions()
+    assert p.symbol == SOL and p.side == "short" and p.origin == "telegram"
+    assert p.status is PositionStatus.PROTECTED
+    assert reply.startswith(f"✅ {p.id} {SOL} short") and "resting (protected)" in reply
+
+
+@pytest.mark.parametrize(
+    ("text", "symbol", "usd", "qty"),
+    [
+        ("/long eth 250", "ETH/USDT:USDT", Decimal(250), None),
+        ("long eth $250 usd", "ETH/USDT:USDT", Decimal(250), None),
+        ("/long btc 0.01 qty", "BTC/USDT:USDT", None, Decimal("0.01")),
+        ("SELL solusdt", "SOL/USDT:USDT", None, None),
+    ],
+)
+async def test_sizes_and_spellings(
+    commands: Commands, runtime: Runtime, text: str, symbol: str, usd: Decimal | None, qty: Decimal | None
+) -> None:
+    """Plain and slash forms; an amount is USD unless `qty` follows; symbols are spelt freely."""
+    await say(commands, text)
+    [p] = await runtime.store.list_positions()
+    assert p.symbol == symbol
+    if qty is not None:
+        assert p.filled_qty == qty
+    else:
+        mark = p.entry_price
+        assert mark is not None
+        expected = usd if usd is not None else runtime.settings.default_usd
+        assert abs(p.filled_qty * mark - expected) <= expected * Decimal("0.02")
+
+
+async def test_refusals_read_as_the_api_says_them(commands: Commands, runtime: Runtime) -> None:
+    """Bad input names the field; a pause or a limit refuses with the API's words; nothing is sent."""
+    assert await say(commands, "short doge") == "symbol: unknown symbol 'doge'"
+    assert await say(commands, "short sol lots") == "usd: must be a number, not 'lots'"
+    assert (await say(commands, "short sol 1e15")).startswith("refused by max_position_usd: this entry is ")
+    await say(commands, "/pause fomc")
+    app = create_app(lambda: runtime)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://w") as http:
+        api = await http.post("/api/v1/signals", json={"symbol": "SOL", "side": "short"}, headers=AUTH)
+    assert api.status_code == 503
+    reply = await say(commands, "short sol")
+    assert reply == f"refused: {api.json()['message']}"
+    assert "paused (fomc)" in reply
+    assert await runtime.store.list_positions(include_closed=True) == []
+    assert runtime.sim is not None and runtime.sim.core.open_orders() == []
+
+
+async def test_positions_show_size_entry_mark_upnl_stop_and_exits(
+    commands: Commands, runtime: Runtime
+) -> None:
+    """/positions: size, entry, mark, uPnL, the stop and whether it rests, TP1/TP2 state, trailing."""
+    assert await say(commands, "/positions") == "no open positions"
+    await say(commands, "long sol")
+    [p] = await runtime.store.list_positions()
+    text = await say(commands, "/positions")
+    assert text.startswith(f"{p.id} {SOL} long {d(p.remaining)} (protected)")
+    assert f"entry {d(p.entry_price)} · mark " in text and " · uPnL " in text
+    assert f"stop {d(p.stop_price)} resting ✅" in text
+    assert f"TP1 {d(p.tp1_price)} for {d(p.tp1_qty)} · TP2 {d(p.tp2_price)} for {d(p.tp2_qty)}" in text
+    assert "trailing off" in text
+
+
+async def test_status_health_events_reconcile_help(commands: Commands, runtime: Runtime) -> None:
+    """/status as `warden status` shows it (controls too); /health, /events, /reconcile, /help answer."""
+    status = await say(commands, "/status")
+    assert status.startswith("state: ready") and "controls: none" in status
+    assert await say(commands, "/health") == "ok: ready"
+    await say(commands, "short sol")
+    assert "position_opening" in await say(commands, "/events")
+    assert (await say(commands, "/reconcile")).startswith("checked 1 positions: no discrepancies")
+    assert "/close <id|symbol|all>" in await say(commands, "/help")
+    assert (await say(commands, "/frobnicate")).startswith("unknown command '/frobnicate'")
+    await say(commands, "/kill")
+    assert "controls: killed" in await say(commands, "/status")
+    assert "kill switch on" in await say(commands, "/health")
+
+
+async def test_without_a_token_there_is_no_bot_and_status_says_so(runtime: Runtime) -> None:
+    """No telegram_token: no bot runs, and /status details say Telegram is off."""
+    assert runtime.telegram is None
+    assert runtime.engine.status().details["telegram"].startswith("off: no telegram_token")
+
+
+async def test_close_by_symbol_and_by_id(commands: Commands, runtime: Runtime) -> None:
+    """/close sol closes SOL's position; /close <id> closes that one; a stranger target is explained."""
+    await say(commands, "short sol")
+    await say(commands, "long btc 200")
+    [btc] = [p for p in await runtime.store.list_positions() if p.symbol == BTC]
+    reply = await say(commands, "/close sol")
+    assert f" {SOL} short closed: realized PnL " in reply
+    assert [p.symbol for p in await runtime.store.list_positions()] == [BTC]
+    reply = await say(commands, f"/close {btc.id}")
+    assert reply.startswith(f"{btc.id} {BTC} long closed: realized PnL ")
+    assert await runtime.store.list_positions() == []
+    assert (await say(commands, "/close eth")).startswith("no open position matches 'eth'")
+
+
+async def test_close_all_asks_first_and_the_button_closes(commands: Commands, runtime: Runtime) -> None:
+    """/close all answers with a confirmation button; only pressing it closes everything; cancel does not."""
+    await say(commands, "short sol")
+    await say(commands, "long btc 200")
+    ask = await commands.respond(CHAT, "/close all")
+    assert ask.text == "close all 2 open position(s) at market?"
+    [(label, data), (_, cancel)] = ask.buttons
+    assert label == "Close all 2"
+    assert len(await runtime.store.list_positions()) == 2
+    assert (await commands.on_button(CHAT, cancel)).text == "cancelled: nothing was closed"
+    assert (await commands.on_button(CHAT, data)).text.startswith("that confirmation has expired")
+    assert len(await runtime.store.list_positions()) == 2
+    ask = await commands.respond(CHAT, "/close all")
+    done = await commands.on_button(CHAT, ask.buttons[0][1])
+    assert done.text.count("closed: realized PnL") == 2
+    assert await runtime.store.list_positions() == []
+    assert runtime.sim is not None and runtime.sim.core.positions() == []
+
+
+async def test_a_confirmation_expires(commands: Commands, runtime: Runtime) -> None:
+    """A /close all button pressed after the confirmation window closes nothing."""
+    await say(commands, "short sol")
+    ask = await commands.respond(CHAT, "/close all")
+    commands.now = lambda: runtime.clock.now() + timedelta(minutes=5)
+    assert (await commands.on_button(CHAT, ask.buttons[0][1])).text.startswith(
+        "that confirmation has expired"
+    )
+    assert len(await runtime.store.list_positions()) == 1
+
+
+async def test_pause_resume_kill_flatten(commands: Commands, runtime: Runtime) -> None:
+    """/pause and /resume; /kill flatten closes everything and reports it."""
+    assert (await say(commands, "/pause")).startswith("paused: no new entries")
+    assert runtime.engine.status().controls.paused
+    assert await say(commands, "/resume") == "resumed: new entries accepted"
+    await say(commands, "short sol")
+    reply = await say(commands, "/kill flatten")
+    assert reply.startswith("🛑 kill switch on: no new entries; closed 1 position(s)")
+    assert runtime.engine.status().controls.killed
+    assert runtime.sim is not None and runtime.sim.core.positions() == []
+    assert await say(commands, "/kill everything") == "usage: /kill [flatten]"
