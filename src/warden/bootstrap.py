@@ -66,12 +66,19 @@ async def upgrade_database(url: str) -> None:
 
 
 async def serve_sim(
-    host: str, port: int, seed: int, state_file: str | None, *, price_interval: float = 1.0
+    host: str,
+    port: int,
+    seed: int,
+    state_file: str | None,
+    *,
+    price_interval: float = 1.0,
+    venue: str = "binance",
 ) -> None:
-    """The Binance-compatible simulated exchange server (`warden sim serve`).
+    """The simulated exchange server (`warden sim serve`), speaking `venue`'s protocol.
 
     `price_interval`: seconds between random-walk steps of the marks; 0 switches the walk off
-    (marks then move only through POST /sim/price).
+    (marks then move only through POST /sim/price). `venue`: "binance" (USD-M, the default) or
+    "bybit" (v5 linear).
     """
     from pathlib import Path
 
@@ -83,6 +90,7 @@ async def serve_sim(
         seed=seed,
         state_file=Path(state_file) if state_file else None,
         price_interval=price_interval,
+        venue=venue,
     )
 
 

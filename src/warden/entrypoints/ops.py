@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+from enum import StrEnum
 from typing import Annotated
 
 import typer
 
 from warden.entrypoints.client import fail, out
+
+
+class Venue(StrEnum):
+    BINANCE = "binance"
+    BYBIT = "bybit"
+
 
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 sim_app = typer.Typer(help="The simulated exchange.", no_args_is_help=True)
@@ -30,19 +37,24 @@ def sim_serve(
             "(marks then move only through POST /sim/price).",
         ),
     ] = 1.0,
+    venue: Annotated[
+        Venue,
+        typer.Option("--venue", help="The protocol it speaks: binance (USD-M futures) or bybit (v5 linear)."),
+    ] = Venue.BINANCE,
 ) -> None:
-    """Serve a Binance-USD-M-compatible simulated exchange (API key sim-key, secret sim-secret).
+    """Serve a simulated exchange that speaks Binance USD-M or Bybit v5 (key sim-key, secret sim-secret).
 
-    Point warden at it with: warden run --exchange binanceusdm --exchange-url http://HOST:PORT
+    Point warden at it with: warden run --exchange binanceusdm (or bybit) --exchange-url http://HOST:PORT
     (WARDEN_API_KEY=sim-key WARDEN_API_SECRET=sim-secret). Control surface under /sim/.
     """
     from warden.bootstrap import serve_sim
 
+    names = {Venue.BINANCE: "Binance USD-M", Venue.BYBIT: "Bybit v5 linear"}
     out.print(
-        f"simulated Binance USD-M on http://{host}:{port} (key sim-key, secret sim-secret); Ctrl-C stops"
+        f"simulated {names[venue]} on http://{host}:{port} (key sim-key, secret sim-secret); Ctrl-C stops"
     )
     try:
-        asyncio.run(serve_sim(host, port, seed, state_file, price_interval=price_interval))
+        asyncio.run(serve_sim(host, port, seed, state_file, price_interval=price_interval, venue=venue.value))
     except KeyboardInterrupt:
         out.print("stopped")
 

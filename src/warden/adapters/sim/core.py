@@ -60,6 +60,10 @@ from warden.domain.values import ClientOrderId, Instrument, OrderSide, OrderType
 
 EXTERNAL_PREFIX = "ext-"
 _FIRST_ORDER_ID = 1_000_001
+DEFAULT_LEVERAGE = 20
+MAX_LEVERAGE = 125
+CROSS, ISOLATED = "cross", "isolated"
+MARGIN_MODES = (CROSS, ISOLATED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +102,8 @@ class SimCore:
         self._next_external_id = 1
         self._cover = StopCover()
         self._exposure = ExposureLog()
+        self._leverage: dict[Symbol, int] = dict.fromkeys(self.instruments, DEFAULT_LEVERAGE)
+        self._margin_mode: dict[Symbol, str] = dict.fromkeys(self.instruments, CROSS)
         self._out: list[StreamEvent] = []
 
     # ----- queries -------------------------------------------------------------------
@@ -177,6 +183,44 @@ class SimCore:
         """How many conditional orders rest in this symbol's trigger book."""
         return len(self._books[symbol])
 
+    def leverage(self, symbol: Symbol) -> int:
+        self._instrument(symbol)
+        return self._leverage[symbol]
+
+    def margin_mode(self, symbol: Symbol) -> str:
+        """ "cross" or "isolated": the position's margin comes from the whole wallet or its own."""
+        self._instrument(symbol)
+        return self._margin_mode[symbol]
+
+    # ----- account settings ----------------------------------------------------------
+
+    def set_leverage(self, symbol: Symbol, leverage: int) -> bool:
+        """Set a symbol's leverage (1..MAX_LEVERAGE); False if it already was that (nothing changed)."""
+        self._instrument(symbol)
+        if not 1 <= leverage <= MAX_LEVERAGE:
+            raise SimRejection(-4028, f"leverage {leverage} is not between 1 and {MAX_LEVERAGE}")
+        if self._leverage[symbol] == leverage:
+            return False
+        self._leverage[symbol] = leverage
+        return True
+
+    def set_margin_mode(self, symbol: Symbol, mode: str) -> bool:
+        """Switch a symbol between cross and isolated margin; False if it already was in `mode`.
+
+        Like Binance, a switch is refused while the symbol has a position (-4048) or open orders (-4047).
+        """
+        self._instrument(symbol)
+        if mode not in MARGIN_MODES:
+            raise SimRejection(-4046, f"margin mode must be one of {MARGIN_MODES}, not {mode!r}")
+        if self._margin_mode[symbol] == mode:
+            return False
+        if not self._positions[symbol].flat:
+            raise SimRejection(-4048, "Margin type cannot be changed if there exists position.")
+        if self.open_orders(symbol):
+            raise SimRejection(-4047, "Margin type cannot be changed if there exists open orders.")
+        self._margin_mode[symbol] = mode
+        return True
+
     # ----- commands ------------------------------------------------------------------
 
     def place(
@@ -221,6 +265,50 @@ class SimCore:
         canceled = self._close(order, OrderStatus.CANCELED, now)
         self._reassess(order.symbol, now)
         return self._outcome(canceled)
+
+    def amend(
+        self,
+        client_order_id: str,
+        now: datetime,
+        *,
+        qty: Decimal | None = None,
+        trigger_price: Decimal | None = None,
+    ) -> Outcome:
+        """Change the quantity and/or trigger of a resting conditional order (Bybit's amend).
+
+        The order keeps its ids and its place among equal triggers; the new values are validated
+        like a new order's (a trigger the mark has already reached is refused). SimOrderNotFound
+        if no conditional order with this client id is resting.
+        """
+        order = self.order(client_order_id)
+        if order is None or order.status is not OrderStatus.OPEN or order.trigger_price is None:
+            raise SimOrderNotFound(f"no resting conditional order with client id {client_order_id!r}")
+        whole = order.exchange_order_id in self._close_position
+        new_qty = order.qty if qty is None or whole else qty
+        new_trigger = order.trigger_price if trigger_price is None else trigger_price
+        request = OrderRequest(
+            ClientOrderId(order.client_order_id),
+            order.symbol,
+            order.side,
+            order.type,
+            new_qty,
+            new_trigger,
+            order.reduce_only,
+        )
+        validate(
+            request,
+            self.instruments[order.symbol],
+            self._marks[order.symbol],
+            self._positions[order.symbol],
+            close_position=whole,
+        )
+        self._out = []
+        self._books[order.symbol].remove(order.exchange_order_id)
+        self._cover.remove(order, whole=whole)
+        amended = self._record(replace(order, qty=new_qty, trigger_price=new_trigger, at=now))
+        self._rest(amended, new_trigger)
+        self._reassess(order.symbol, now)
+        return self._outcome(amended)
 
     def fill_acknowledged(self, exchange_order_id: str, now: datetime) -> Outcome | None:
         """Fill an acknowledged market order at the current mark (a reduce-only one with nothing
@@ -290,6 +378,8 @@ class SimCore:
             "next_external_id": self._next_external_id,
             "rng": rng_to_json(self.rng),
             "exposure": self._exposure.to_json(),
+            "leverage": dict(sorted(self._leverage.items())),
+            "margin_mode": dict(sorted(self._margin_mode.items())),
         }
 
     def restore(self, data: Json) -> None:
@@ -317,6 +407,10 @@ class SimCore:
         self._next_trade_id = int(data["next_trade_id"])
         self._next_external_id = int(data["next_external_id"])
         self.rng.setstate(rng_from_json(data["rng"]))
+        self._leverage = dict.fromkeys(self.instruments, DEFAULT_LEVERAGE)
+        self._leverage.update({Symbol(s): int(n) for s, n in data.get("leverage", {}).items()})
+        self._margin_mode = dict.fromkeys(self.instruments, CROSS)
+        self._margin_mode.update({Symbol(s): str(m) for s, m in data.get("margin_mode", {}).items()})
         self._books = {s: TriggerBook() for s in self.instruments}
         self._cover = StopCover()
         for order_id in self._open:

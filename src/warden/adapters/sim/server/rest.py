@@ -7,12 +7,12 @@ from typing import Any
 from warden.adapters.sim.server import account as account_shapes
 from warden.adapters.sim.server import shapes
 from warden.adapters.sim.server.auth import BinanceError
+from warden.adapters.sim.server.binance_venue import BinanceVenue
 from warden.adapters.sim.server.params import Params, boolean, integer, require
-from warden.adapters.sim.server.venue import SimVenue
 from warden.domain.values import Symbol
 
 
-def _symbols(venue: SimVenue, params: Params) -> list[Symbol]:
+def _symbols(venue: BinanceVenue, params: Params) -> list[Symbol]:
     raw = params.get("symbol")
     return [venue.symbol(raw)] if raw else sorted(venue.core.instruments)
 
@@ -20,26 +20,26 @@ def _symbols(venue: SimVenue, params: Params) -> list[Symbol]:
 # ----- public -------------------------------------------------------------------------
 
 
-async def exchange_info(venue: SimVenue, params: Params) -> Any:
+async def exchange_info(venue: BinanceVenue, params: Params) -> Any:
     instruments = [venue.core.instruments[s] for s in sorted(venue.core.instruments)]
     return shapes.exchange_info(instruments, venue.now_ms())
 
 
-async def server_time(venue: SimVenue, params: Params) -> Any:
+async def server_time(venue: BinanceVenue, params: Params) -> Any:
     return {"serverTime": venue.now_ms()}
 
 
-async def ping(venue: SimVenue, params: Params) -> Any:
+async def ping(venue: BinanceVenue, params: Params) -> Any:
     return {}
 
 
-async def premium_index(venue: SimVenue, params: Params) -> Any:
+async def premium_index(venue: BinanceVenue, params: Params) -> Any:
     marks, at = venue.core.marks(), venue.now_ms()
     rows = [shapes.premium_index(s, marks[s], at) for s in _symbols(venue, params)]
     return rows[0] if params.get("symbol") else rows
 
 
-async def ticker_24hr(venue: SimVenue, params: Params) -> Any:
+async def ticker_24hr(venue: BinanceVenue, params: Params) -> Any:
     marks, at = venue.core.marks(), venue.now_ms()
     rows = [shapes.ticker_24hr(s, marks[s], at) for s in _symbols(venue, params)]
     return rows[0] if params.get("symbol") else rows
@@ -48,14 +48,14 @@ async def ticker_24hr(venue: SimVenue, params: Params) -> Any:
 # ----- account (signed) ---------------------------------------------------------------
 
 
-async def account(venue: SimVenue, params: Params) -> Any:
+async def account(venue: BinanceVenue, params: Params) -> Any:
     await venue.gate()
     core = venue.core
     positions = [(core.position(s), core.mark(s)) for s in sorted(core.instruments)]
     return account_shapes.account(positions, venue.now_ms())
 
 
-async def position_risk(venue: SimVenue, params: Params) -> Any:
+async def position_risk(venue: BinanceVenue, params: Params) -> Any:
     """v3: symbols with a position or an open order (flat ones carry entryPrice 0; ccxt drops them)."""
     await venue.gate()
     core, at = venue.core, venue.now_ms()
@@ -67,12 +67,12 @@ async def position_risk(venue: SimVenue, params: Params) -> Any:
     ]
 
 
-async def leverage_bracket(venue: SimVenue, params: Params) -> Any:
+async def leverage_bracket(venue: BinanceVenue, params: Params) -> Any:
     rows = shapes.leverage_brackets(_symbols(venue, params))
     return rows[0] if params.get("symbol") else rows
 
 
-async def set_leverage(venue: SimVenue, params: Params) -> Any:
+async def set_leverage(venue: BinanceVenue, params: Params) -> Any:
     symbol = venue.symbol(require(params, "symbol"))
     leverage = integer(params, "leverage")
     if leverage is None or not 1 <= leverage <= 125:
@@ -80,18 +80,18 @@ async def set_leverage(venue: SimVenue, params: Params) -> Any:
     return {"leverage": leverage, "maxNotionalValue": "1000000", "symbol": shapes.market_id(symbol)}
 
 
-async def set_margin_type(venue: SimVenue, params: Params) -> Any:
+async def set_margin_type(venue: BinanceVenue, params: Params) -> Any:
     venue.symbol(require(params, "symbol"))
     if require(params, "marginType").upper() != "CROSSED":
         raise BinanceError(-4046, "No need to change margin type.")
     return {"code": 200, "msg": "success"}
 
 
-async def get_position_mode(venue: SimVenue, params: Params) -> Any:
+async def get_position_mode(venue: BinanceVenue, params: Params) -> Any:
     return {"dualSidePosition": False}
 
 
-async def set_position_mode(venue: SimVenue, params: Params) -> Any:
+async def set_position_mode(venue: BinanceVenue, params: Params) -> Any:
     if boolean(params, "dualSidePosition"):
         raise BinanceError(-4059, "No need to change position side.")
     return {"code": 200, "msg": "success"}
@@ -100,17 +100,17 @@ async def set_position_mode(venue: SimVenue, params: Params) -> Any:
 # ----- listen keys (API key only, no signature) ---------------------------------------
 
 
-async def new_listen_key(venue: SimVenue, params: Params) -> Any:
+async def new_listen_key(venue: BinanceVenue, params: Params) -> Any:
     return {"listenKey": venue.new_listen_key()}
 
 
-async def keep_listen_key(venue: SimVenue, params: Params) -> Any:
+async def keep_listen_key(venue: BinanceVenue, params: Params) -> Any:
     key = params.get("listenKey") or (next(iter(venue.listen_keys)) if venue.listen_keys else "")
     venue.check_listen_key(key)
     return {"listenKey": key}
 
 
-async def close_listen_key(venue: SimVenue, params: Params) -> Any:
+async def close_listen_key(venue: BinanceVenue, params: Params) -> Any:
     venue.listen_keys.clear()
     await venue.close_private()
     return {}
