@@ -115,15 +115,19 @@ def build_exchange(settings: Settings, clock: Clock) -> tuple[Exchange, Simulate
         state = settings.data_dir / f"sim-{settings.account}.json"
         sim = SimulatedExchange(now=clock.now, seed=settings.sim_seed, sleep=clock.sleep, state_file=state)
         return sim, sim
-    if settings.exchange == "binanceusdm":
-        from warden.adapters.ccxt import CcxtExchange
+    if settings.exchange in ("binanceusdm", "bybit"):
+        from warden.adapters.ccxt import CcxtBybitExchange, CcxtExchange
 
         if settings.api_key is None or settings.api_secret is None:
-            raise ConfigError("api_key", "binanceusdm needs WARDEN_API_KEY and WARDEN_API_SECRET")
-        exchange = CcxtExchange.create(
+            raise ConfigError("api_key", f"{settings.exchange} needs WARDEN_API_KEY and WARDEN_API_SECRET")
+        venue = CcxtBybitExchange if settings.exchange == "bybit" else CcxtExchange
+        exchange = venue.create(
             api_key=settings.api_key.get_secret_value(),
             api_secret=settings.api_secret.get_secret_value(),
             base_url=settings.exchange_url,
+            testnet=settings.testnet,
+            leverage=settings.leverage,
+            margin_mode=settings.margin_mode,
         )
         return exchange, None
     raise ConfigError("exchange", f"{settings.exchange!r} is not available in this build")

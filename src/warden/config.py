@@ -70,14 +70,35 @@ class Settings(BaseSettings):
     log_json: bool = Field(False, description="Log one JSON object per line instead of console text.")
 
     # -- the exchange ---------------------------------------------------------------------------
-    exchange: Literal["sim", "binanceusdm"] = Field(
-        "sim", description="Exchange: sim (in-process simulator) or binanceusdm (Binance USD-M futures)."
+    exchange: Literal["sim", "binanceusdm", "bybit"] = Field(
+        "sim",
+        description=(
+            "Exchange: sim (in-process simulator), binanceusdm (Binance USD-M futures) or bybit"
+            " (Bybit v5 USDT perpetuals)."
+        ),
     )
     exchange_url: str | None = Field(
-        None, description="Base URL of a Binance-compatible server (e.g. `warden sim serve`)."
+        None,
+        description=(
+            "Base URL of a server that speaks the exchange's protocol (e.g. `warden sim serve`);"
+            " every URL ccxt could use is pointed at it."
+        ),
+    )
+    testnet: bool = Field(
+        False,
+        description=(
+            "Trade on the exchange's test environment: Binance demo trading, Bybit testnet"
+            " (ignored with exchange_url)."
+        ),
     )
     api_key: SecretStr | None = Field(None, description="Exchange API key.")
     api_secret: SecretStr | None = Field(None, description="Exchange API secret.")
+    leverage: int | None = Field(
+        None, ge=1, le=125, description="Leverage set on every symbol at start; unset leaves the account's."
+    )
+    margin_mode: Literal["cross", "isolated"] | None = Field(
+        None, description="Margin mode set at start (cross or isolated); unset leaves the account's."
+    )
     account: str = Field("default", min_length=1, description="Account name; one engine writes per account.")
     sim_seed: int = Field(42, description="Random seed of the simulated exchange's price walk.")
     sim_tick_interval: float = Field(

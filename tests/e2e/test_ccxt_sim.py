@@ -306,3 +306,30 @@ async def test_close_ends_the_stream(sim: Sim) -> None:
     async with asyncio.timeout(5):
         await events.finished()
     await eventually(lambda: not sim.venue.private, what="the private socket to close")
+
+
+async def test_configured_margin_type_and_leverage_are_applied_for_real(sim: Sim) -> None:
+    """isolated means isolated: the simulator switches the symbol (it no longer answers "no need to
+    change" to everything but CROSSED), positionRisk shows it, and a second start is a no-op."""
+    for _ in range(2):
+        adapter = CcxtExchange.create(
+            api_key="sim-key",
+            api_secret="sim-secret",
+            base_url=sim.base,
+            enable_rate_limit=False,
+            margin_mode="isolated",
+            leverage=5,
+        )
+        try:
+            await adapter.instruments()
+            if _ == 1:
+                await adapter.place_order(market("wd-p1-e1", BUY, "0.01"))
+                [raw] = await adapter.client.fetch_positions()
+                assert (raw["marginMode"], raw["leverage"]) == ("isolated", 5)
+        finally:
+            await adapter.close()
+    core = sim.venue.core
+    assert {core.margin_mode(s) for s in core.instruments} == {"isolated"}
+    assert {core.leverage(s) for s in core.instruments} == {5}
+    notes = [r.get("note", "") for r in sim.venue.requests if r["path"] == "/fapi/v1/marginType"]
+    assert notes == [""] * 3 + ["-4046 No need to change margin type."] * 3

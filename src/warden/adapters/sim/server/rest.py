@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from warden.adapters.sim.core import CROSS, ISOLATED, MAX_LEVERAGE
+from warden.adapters.sim.rules import SimRejection
 from warden.adapters.sim.server import account as account_shapes
 from warden.adapters.sim.server import shapes
 from warden.adapters.sim.server.auth import BinanceError
@@ -51,7 +53,10 @@ async def ticker_24hr(venue: BinanceVenue, params: Params) -> Any:
 async def account(venue: BinanceVenue, params: Params) -> Any:
     await venue.gate()
     core = venue.core
-    positions = [(core.position(s), core.mark(s)) for s in sorted(core.instruments)]
+    positions = [
+        (core.position(s), core.mark(s), core.leverage(s), core.margin_mode(s))
+        for s in sorted(core.instruments)
+    ]
     return account_shapes.account(positions, venue.now_ms())
 
 
@@ -61,7 +66,9 @@ async def position_risk(venue: BinanceVenue, params: Params) -> Any:
     core, at = venue.core, venue.now_ms()
     busy = {o.symbol for o in core.open_orders()}
     return [
-        account_shapes.position_risk(core.position(s), core.mark(s), at)
+        account_shapes.position_risk(
+            core.position(s), core.mark(s), at, leverage=core.leverage(s), margin_mode=core.margin_mode(s)
+        )
         for s in _symbols(venue, params)
         if not core.position(s).flat or s in busy
     ]
@@ -75,15 +82,30 @@ async def leverage_bracket(venue: BinanceVenue, params: Params) -> Any:
 async def set_leverage(venue: BinanceVenue, params: Params) -> Any:
     symbol = venue.symbol(require(params, "symbol"))
     leverage = integer(params, "leverage")
-    if leverage is None or not 1 <= leverage <= 125:
+    if leverage is None or not 1 <= leverage <= MAX_LEVERAGE:
         raise BinanceError(-4028, "Leverage is not valid.")
+    if venue.core.set_leverage(symbol, leverage):
+        venue.sim.save()
     return {"leverage": leverage, "maxNotionalValue": "1000000", "symbol": shapes.market_id(symbol)}
 
 
+MARGIN_TYPES = {"CROSSED": CROSS, "CROSS": CROSS, "ISOLATED": ISOLATED}
+
+
 async def set_margin_type(venue: BinanceVenue, params: Params) -> Any:
-    venue.symbol(require(params, "symbol"))
-    if require(params, "marginType").upper() != "CROSSED":
+    """CROSSED or ISOLATED, per symbol, for real: -4046 only when it already is that mode, and
+    -4048 / -4047 while the symbol has a position / open orders (as Binance)."""
+    symbol = venue.symbol(require(params, "symbol"))
+    mode = MARGIN_TYPES.get(require(params, "marginType").upper())
+    if mode is None:
+        raise BinanceError(-1102, "Parameter 'marginType' was not valid: CROSSED or ISOLATED.")
+    try:
+        changed = venue.core.set_margin_mode(symbol, mode)
+    except SimRejection as exc:
+        raise BinanceError(exc.code, exc.message) from exc
+    if not changed:
         raise BinanceError(-4046, "No need to change margin type.")
+    venue.sim.save()
     return {"code": 200, "msg": "success"}
 
 
