@@ -208,6 +208,8 @@ class CcxtBybitExchange(CcxtAdapter):
             market = self.client.market(symbol)
         until = int(now().timestamp() * 1000)
         start = until - WEEK_MS if since is None else int(since.timestamp() * 1000)
+        if start > until:
+            return []  # nothing has happened after now
         seen: dict[str, FillReport] = {}
         while True:
             end = min(start + WEEK_MS, until)
