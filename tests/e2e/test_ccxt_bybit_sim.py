@@ -72,15 +72,16 @@ async def test_configured_leverage_and_margin_mode_are_applied(bybit_sim: BybitS
     assert leverage == ["110043 Set leverage not modified"] * 3  # 20 is the default: fine
 
 
-async def test_a_market_order_is_working_until_the_lookup_shows_its_fill(
+async def test_a_market_orders_ids_only_answer_is_confirmed_by_one_lookup(
     bybit_sim: BybitSim, bybit_exchange: CcxtBybitExchange
 ) -> None:
-    """The create answer carries ids only: OPEN, nothing filled; the lookup and the fills tell the truth."""
+    """The create answer carries ids only; one lookup right after it finds the market order filled."""
     report = await bybit_exchange.place_order(market(f"{CID}-e1", BUY, "0.01"))
-    assert (report.client_order_id, report.status, report.filled_qty, report.qty) == (
+    assert (report.client_order_id, report.status, report.filled_qty, report.avg_price, report.qty) == (
         f"{CID}-e1",
-        OrderStatus.OPEN,
-        D(0),
+        OrderStatus.FILLED,
+        D("0.01"),
+        D("65000"),
         D("0.01"),
     )
     [body] = sent(bybit_sim, "/v5/order/create")
@@ -90,13 +91,8 @@ async def test_a_market_order_is_working_until_the_lookup_shows_its_fill(
         "Market",
         "0.01",
     )
-    found = await bybit_exchange.fetch_order(BTC, f"{CID}-e1", conditional=False)
-    assert (found.status, found.filled_qty, found.avg_price, found.exchange_order_id) == (
-        OrderStatus.FILLED,
-        D("0.01"),
-        D("65000"),
-        report.exchange_order_id,
-    )
+    after = [r for r in bybit_sim.venue.requests if r["path"] != "/v5/order/create"][-1]
+    assert after["path"] == "/v5/order/realtime" and f"orderLinkId={CID}-e1" in after["query"]
     [position] = await bybit_exchange.fetch_positions()
     assert (position.symbol, position.side, position.qty, position.entry_price) == (
         BTC,
@@ -112,6 +108,25 @@ async def test_a_market_order_is_working_until_the_lookup_shows_its_fill(
         D("0.26"),
         report.exchange_order_id,
     )
+
+
+async def test_a_market_order_not_filled_yet_is_working_and_the_lookup_tells_the_rest(
+    bybit_sim: BybitSim, bybit_exchange: CcxtBybitExchange
+) -> None:
+    """Acknowledged, not filled (ack_only_if): the answer stands, OPEN and unfilled; later lookups
+    and the execution list show the fill."""
+    await bybit_sim.control("POST", "/sim/faults", {"ack_only_if": "*-e1", "fill_delay": 0.3})
+    report = await bybit_exchange.place_order(market(f"{CID}-e1", BUY, "0.01"))
+    assert (report.status, report.filled_qty, report.avg_price) == (OrderStatus.OPEN, D(0), None)
+    await eventually(lambda: bool(bybit_sim.venue.core.fills(BTC)), what="the delayed fill")
+    found = await bybit_exchange.fetch_order(BTC, f"{CID}-e1", conditional=False)
+    assert (found.status, found.filled_qty, found.exchange_order_id) == (
+        OrderStatus.FILLED,
+        D("0.01"),
+        report.exchange_order_id,
+    )
+    [fill] = await bybit_exchange.fetch_fills(BTC, None)
+    assert (fill.client_order_id, fill.qty) == (f"{CID}-e1", D("0.01"))
 
 
 async def test_stops_and_take_profits_are_conditional_market_orders_on_the_mark(

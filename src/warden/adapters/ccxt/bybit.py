@@ -12,8 +12,10 @@ Against Bybit itself (no base_url), or its testnet (`testnet=True`).
   `closeOnTrigger`, take-profits the same with `takeProfitPrice`; both trigger on the mark
   (`triggerBy=MarkPrice`) and carry exact quantities. Never the position-level
   trading-stop endpoint: it has no client id.
-- An order answer carries ids only: the report is OPEN with nothing filled, and the fill comes
-  from the `execution` stream, from lookups, or from `/v5/execution/list`.
+- An order answer carries ids only. A market order's answer is followed by one bounded lookup
+  (it is usually filled by then: the report is definite and the stop can go out at once);
+  otherwise, and for every other answer, the report is OPEN with nothing filled and the truth
+  comes from the `execution` stream, from lookups, or from `/v5/execution/list`.
 - Orders are looked up by orderLinkId through `/v5/order/realtime` (open, and recently closed
   ones) then `/v5/order/history`, with `orderFilter` StopOrder for conditional orders and
   Order for the rest (ccxt's own `fetch_order` refuses without `acknowledged`).
@@ -26,6 +28,7 @@ Against Bybit itself (no base_url), or its testnet (`testnet=True`).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
@@ -48,6 +51,8 @@ log = logging.getLogger(__name__)
 WEEK_MS = 7 * 24 * 3600 * 1000
 DEFAULT_KEEPALIVE_MS = 18_000
 """Bybit drops a socket that has not pinged for 20 s; ccxt's own default for it is 18 s."""
+CONFIRM_TIMEOUT = 1.0
+"""Seconds the lookup after a market order's answer may take before the answer stands as is."""
 MAX_PAGES = 100
 """A bound on cursor pages per query (50 orders, 200 positions, 100 executions a page)."""
 
@@ -61,9 +66,10 @@ class CcxtBybitExchange(CcxtAdapter):
 
     not_modified = errors.BYBIT_NOT_MODIFIED
 
-    def __init__(self, client: Any, **kwargs: Any) -> None:
+    def __init__(self, client: Any, *, confirm_timeout: float = CONFIRM_TIMEOUT, **kwargs: Any) -> None:
         super().__init__(client, **kwargs)
         self.ids = OrderIds()
+        self.confirm_timeout = confirm_timeout
 
     @classmethod
     def create(
@@ -154,7 +160,22 @@ class CcxtBybitExchange(CcxtAdapter):
             )
             report = parse_bybit.acknowledged(request, parse_bybit.order_id(answer), now())
         self.ids.learn(report)
+        if request.type is OrderType.MARKET:
+            return await self._confirmed(request, report)
         return report
+
+    async def _confirmed(self, request: OrderRequest, acknowledged: OrderReport) -> OrderReport:
+        """One bounded lookup right after a market order's ids-only answer: a market order is
+        usually filled by then, and a definite report lets the stop go out at once. Anything
+        else (still New, not visible yet, the lookup failing or slow) leaves the answer as it
+        is, OPEN and unfilled: working, for the engine to resolve."""
+        try:
+            async with asyncio.timeout(self.confirm_timeout):
+                found = await self.fetch_order(request.symbol, request.client_order_id, conditional=False)
+        except (ExchangeError, TimeoutError) as exc:
+            log.debug("bybit: %s not confirmed after its answer: %r", request.client_order_id, exc)
+            return acknowledged
+        return found if found.exchange_order_id == acknowledged.exchange_order_id else acknowledged
 
     async def cancel_order(self, symbol: Symbol, client_order_id: str, conditional: bool) -> OrderReport:
         """Cancel by orderLinkId (either kind: Bybit's linear cancel takes no filter), then read it back."""
