@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed-stamp
 
-.PHONY: run test check fmt fmt-check lint types layers bench clean
+.PHONY: run test check fmt fmt-check lint types layers bench clean testnet-smoke
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,12 @@ layers: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/warden bench all
+
+# Opt-in, never in CI: the ccxt adapter against a venue's test environment, with testnet keys in
+# WARDEN_API_KEY / WARDEN_API_SECRET and WARDEN_TESTNET_EXCHANGE=bybit|binanceusdm
+# (WARDEN_TESTNET_TRADE=1 also places, checks and removes one small position with its stop).
+testnet-smoke: $(STAMP)
+	WARDEN_TESTNET_SMOKE=1 $(BIN)/python -m pytest tests/testnet -m testnet -v
 
 check: fmt-check lint types layers test
 
