@@ -276,7 +276,7 @@ async def test_external_orders_and_cancels_from_the_control_surface(raw: RawClie
 
 
 async def test_unknown_paths_are_logged_as_unhandled(raw: RawClient) -> None:
-    status, _ = await raw.call("GET", "/sapi/v1/capital/config/getall")
+    status, _ = await raw.call("GET", "/sapi/v1/capital/deposit/address", {"coin": "USDT"})
     assert status == 404
     assert raw.app[VENUE].requests[-1]["note"] == "UNHANDLED"
 

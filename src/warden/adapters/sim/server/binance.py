@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from warden.adapters.sim.server import rest, trading, ws
+from warden.adapters.sim.server import market, rest, trading, ws
 from warden.adapters.sim.server.auth import check_api_key, total_params, verify_signed
 from warden.adapters.sim.server.binance_venue import BinanceVenue
 from warden.adapters.sim.server.params import Params
@@ -61,6 +61,22 @@ FAPI: list[tuple[str, str, Handler, Auth]] = [
     ("GET", "/fapi/v1/allAlgoOrders", trading.all_algo_orders, Auth.SIGNED),
     ("DELETE", "/fapi/v1/algoOpenOrders", trading.cancel_all_algo_orders, Auth.SIGNED),
     ("GET", "/fapi/v1/userTrades", trading.user_trades, Auth.SIGNED),
+    # market data and discovery for any ccxt binance / binanceusdm bot (market.py)
+    ("GET", "/fapi/v1/depth", market.depth, Auth.PUBLIC),
+    ("GET", "/fapi/v1/ticker/bookTicker", market.book_ticker, Auth.PUBLIC),
+    ("GET", "/fapi/v1/klines", market.klines, Auth.PUBLIC),
+    ("GET", "/fapi/v1/continuousKlines", market.klines, Auth.PUBLIC),
+    ("GET", "/fapi/v1/markPriceKlines", market.mark_price_klines, Auth.PUBLIC),
+    ("GET", "/fapi/v1/indexPriceKlines", market.index_price_klines, Auth.PUBLIC),
+    ("GET", "/fapi/v1/premiumIndexKlines", market.premium_index_klines, Auth.PUBLIC),
+    ("GET", "/fapi/v1/fundingRate", market.funding_rate, Auth.PUBLIC),
+    ("GET", "/fapi/v1/income", market.income, Auth.SIGNED),
+    ("GET", "/fapi/v1/multiAssetsMargin", market.multi_assets_margin, Auth.SIGNED),
+    ("GET", "/api/v3/exchangeInfo", market.spot_exchange_info, Auth.PUBLIC),
+    ("GET", "/dapi/v1/exchangeInfo", market.coin_m_exchange_info, Auth.PUBLIC),
+    ("GET", "/sapi/v1/capital/config/getall", market.nothing, Auth.SIGNED),
+    ("GET", "/sapi/v1/margin/allPairs", market.nothing, Auth.API_KEY),
+    ("GET", "/sapi/v1/margin/isolated/allPairs", market.nothing, Auth.SIGNED),
     ("POST", "/fapi/v1/listenKey", rest.new_listen_key, Auth.API_KEY),
     ("PUT", "/fapi/v1/listenKey", rest.keep_listen_key, Auth.API_KEY),
     ("DELETE", "/fapi/v1/listenKey", rest.close_listen_key, Auth.API_KEY),

@@ -22,8 +22,9 @@ from aiohttp import web
 
 from warden.adapters.sim.core import SimCore
 from warden.adapters.sim.exchange import SimulatedExchange
+from warden.adapters.sim.server.history import MarkHistory
 from warden.adapters.sim.server.shapes import Json, market_id, ms
-from warden.domain.reports import StreamEvent, StreamGap
+from warden.domain.reports import MarkPrice, StreamEvent, StreamGap
 from warden.domain.values import Symbol
 
 REQUEST_LOG_SIZE = 10_000
@@ -61,6 +62,7 @@ class SimVenue:
         self.market: list[MarketSocket] = []
         self.requests: deque[Json] = deque(maxlen=REQUEST_LOG_SIZE)
         self.fault_specs: dict[str, object] = {}
+        self.history = MarkHistory()
         self._by_id = {market_id(s): s for s in sim.core.instruments}
 
     @property
@@ -127,6 +129,8 @@ class SimVenue:
                 if isinstance(event, StreamGap):
                     await self.close_private()
                     continue
+                if isinstance(event, MarkPrice):
+                    self.history.record(event.symbol, event.price, ms(event.at))
                 if self.silent:
                     continue  # a quiet socket: the event is lost, as on a dead connection
                 await self.deliver(event)
@@ -135,6 +139,9 @@ class SimVenue:
         """Every `push_interval` seconds, each market socket gets its subscribed streams."""
         while True:
             await asyncio.sleep(self.push_interval)
+            at = self.now_ms()
+            for symbol, price in self.core.marks().items():
+                self.history.record(symbol, price, at)
             for socket in list(self.market):
                 if socket.ws.closed:
                     continue
