@@ -18,9 +18,11 @@ Fault knobs: rest_latency, stream_latency, drop_rate, duplicate_rate, reorder_ra
 (numbers); events_before_response, fail_queries, stream_silent (booleans); reject_if, unavailable_if,
 timeout_after_execution_if, ack_only_if: true (every order), false/null (none) or a glob on
 the client order id (e.g. "*-e1"). A MARKET order matching ack_only_if is answered NEW with
-executedQty "0" and fills fill_delay seconds later at the mark of that moment (a background
-task; ORDER_TRADE_UPDATE TRADE and ACCOUNT_UPDATE on the user stream); until then it is NEW
-in lookups and open orders, and a cancel cancels it for good. Knobs live in memory only: a
+executedQty "0" (Bybit: orderStatus New, cumExecQty "0") and fills fill_delay seconds later at
+the mark of that moment (a background task; ORDER_TRADE_UPDATE TRADE and ACCOUNT_UPDATE on
+Binance's user stream, the execution / order / position topics on Bybit's); until then it is
+NEW in lookups and open orders, and a cancel cancels it for good. stream_silent keeps the
+private sockets open but quiet (no events, no pongs) until it is lifted. Knobs live in memory only: a
 restarted server starts with none set, but a fill still pending in the --state-file resumes.
 
 The surface is the same on every venue (`warden sim serve --venue binance|bybit`), errors included:
