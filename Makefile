@@ -3,6 +3,11 @@ VENV   ?= .venv
 PYTHON ?= python3
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed-stamp
+# freqtrade, pinned, in its own environment: the e2e test that runs a third-party ccxt bot
+# against `warden sim serve` (tests/e2e/test_freqtrade.py). Built once, then kept.
+FT_VENV   ?= .venv-freqtrade
+FT_STAMP   = $(FT_VENV)/.installed-stamp
+FT_REQS    = tests/e2e/freqtrade/requirements.txt
 
 .PHONY: run test check fmt fmt-check lint types layers bench clean testnet-smoke
 
@@ -12,11 +17,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+$(FT_STAMP): $(FT_REQS)
+	$(PYTHON) -m venv $(FT_VENV)
+	$(FT_VENV)/bin/pip install --quiet --upgrade pip
+	$(FT_VENV)/bin/pip install --quiet -r $(FT_REQS)
+	touch $(FT_STAMP)
+
 run: $(STAMP)
 	$(BIN)/warden run
 
-test: $(STAMP)
-	$(BIN)/python -m pytest
+test: $(STAMP) $(FT_STAMP)
+	WARDEN_FREQTRADE=$(FT_VENV)/bin/freqtrade $(BIN)/python -m pytest
 
 fmt: $(STAMP)
 	$(BIN)/ruff format src tests
@@ -46,4 +57,4 @@ testnet-smoke: $(STAMP)
 check: fmt-check lint types layers test
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(FT_VENV) .mypy_cache .pytest_cache .ruff_cache
