@@ -9,8 +9,13 @@ DRIFT_VENV   ?= .drift-venv
 DRIFT_PYTHON ?= python3.11
 DRIFT_STAMP   = $(DRIFT_VENV)/.installed-stamp
 DRIFT_DIR     = sidecar/drift
+# freqtrade, pinned, in its own environment: the e2e test that runs a third-party ccxt bot
+# against `warden sim serve` (tests/e2e/test_freqtrade.py). Built once, then kept.
+FT_VENV   ?= .venv-freqtrade
+FT_STAMP   = $(FT_VENV)/.installed-stamp
+FT_REQS    = tests/e2e/freqtrade/requirements.txt
 
-.PHONY: run test check fmt fmt-check lint types layers bench clean drift drift-test drift-devnet
+.PHONY: run test check fmt fmt-check lint types layers bench clean drift drift-test drift-devnet testnet-smoke
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,17 +23,23 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+$(FT_STAMP): $(FT_REQS)
+	$(PYTHON) -m venv $(FT_VENV)
+	$(FT_VENV)/bin/pip install --quiet --upgrade pip
+	$(FT_VENV)/bin/pip install --quiet -r $(FT_REQS)
+	touch $(FT_STAMP)
+
 run: $(STAMP)
 	$(BIN)/warden run
 
 # Everything CI checks: format, lint, types, layers, then both test suites (either failing
 # fails the target).
-test: $(STAMP) $(DRIFT_STAMP)
+test: $(STAMP) $(DRIFT_STAMP) $(FT_STAMP)
 	$(BIN)/ruff format --check src tests
 	$(BIN)/ruff check src tests
 	$(BIN)/mypy
 	$(BIN)/lint-imports
-	status=0; $(BIN)/python -m pytest || status=$$?; \
+	status=0; WARDEN_FREQTRADE=$(FT_VENV)/bin/freqtrade $(BIN)/python -m pytest || status=$$?; \
 	$(DRIFT_VENV)/bin/python -m pytest $(DRIFT_DIR) -q || status=$$?; \
 	exit $$status
 
@@ -69,7 +80,13 @@ layers: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/warden bench all
 
+# Opt-in, never in CI: the ccxt adapter against a venue's test environment, with testnet keys in
+# WARDEN_API_KEY / WARDEN_API_SECRET and WARDEN_TESTNET_EXCHANGE=bybit|binanceusdm
+# (WARDEN_TESTNET_TRADE=1 also places, checks and removes one small position with its stop).
+testnet-smoke: $(STAMP)
+	WARDEN_TESTNET_SMOKE=1 $(BIN)/python -m pytest tests/testnet -m testnet -v
+
 check: test
 
 clean:
-	rm -rf $(VENV) $(DRIFT_VENV) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(DRIFT_VENV) $(FT_VENV) .mypy_cache .pytest_cache .ruff_cache

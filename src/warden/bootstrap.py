@@ -91,11 +91,12 @@ async def serve_sim(
     price_interval: float = 1.0,
     venue: str = "binance",
 ) -> None:
-    """The simulated exchange server (`warden sim serve`): Binance-compatible, or with
-    `venue="drift"` the Drift sidecar protocol.
+    """The simulated exchange server (`warden sim serve`), speaking `venue`'s protocol: Binance
+    USD-M, Bybit v5, or the Drift sidecar protocol.
 
     `price_interval`: seconds between random-walk steps of the marks; 0 switches the walk off
-    (marks then move only through POST /sim/price).
+    (marks then move only through POST /sim/price). `venue`: "binance" (USD-M, the default) or
+    "bybit" (v5 linear).
     """
     from pathlib import Path
 
@@ -119,6 +120,7 @@ async def serve_sim(
         seed=seed,
         state_file=Path(state_file) if state_file else None,
         price_interval=price_interval,
+        venue=venue,
     )
 
 
@@ -160,15 +162,19 @@ def build_exchange(settings: Settings, clock: Clock) -> tuple[Exchange, Simulate
         state = settings.data_dir / f"sim-{settings.account}.json"
         sim = SimulatedExchange(now=clock.now, seed=settings.sim_seed, sleep=clock.sleep, state_file=state)
         return sim, sim
-    if settings.exchange == "binanceusdm":
-        from warden.adapters.ccxt import CcxtExchange
+    if settings.exchange in ("binanceusdm", "bybit"):
+        from warden.adapters.ccxt import CcxtBybitExchange, CcxtExchange
 
         if settings.api_key is None or settings.api_secret is None:
-            raise ConfigError("api_key", "binanceusdm needs WARDEN_API_KEY and WARDEN_API_SECRET")
-        exchange = CcxtExchange.create(
+            raise ConfigError("api_key", f"{settings.exchange} needs WARDEN_API_KEY and WARDEN_API_SECRET")
+        venue = CcxtBybitExchange if settings.exchange == "bybit" else CcxtExchange
+        exchange = venue.create(
             api_key=settings.api_key.get_secret_value(),
             api_secret=settings.api_secret.get_secret_value(),
             base_url=settings.exchange_url,
+            testnet=settings.testnet,
+            leverage=settings.leverage,
+            margin_mode=settings.margin_mode,
         )
         return exchange, None
     if settings.exchange == "drift":

@@ -83,15 +83,27 @@ class Settings(BaseSettings):
     log_json: bool = Field(False, description="Log one JSON object per line instead of console text.")
 
     # -- the exchange ---------------------------------------------------------------------------
-    exchange: Literal["sim", "binanceusdm", "drift"] = Field(
+    exchange: Literal["sim", "binanceusdm", "bybit", "drift"] = Field(
         "sim",
-        description="Exchange: sim (in-process simulator), binanceusdm (Binance USD-M futures) or drift "
-        "(Drift perpetuals through the driftpy sidecar).",
+        description=(
+            "Exchange: sim (in-process simulator), binanceusdm (Binance USD-M futures), bybit"
+            " (Bybit v5 USDT perpetuals) or drift (Drift perpetuals through the driftpy sidecar)."
+        ),
     )
     exchange_url: str | None = Field(
         None,
-        description="Base URL of a Binance-compatible server (e.g. `warden sim serve`); with drift, of a "
-        "running sidecar or `warden sim serve --venue drift` (unset: warden starts the sidecar itself).",
+        description=(
+            "Base URL of a server that speaks the exchange's protocol (e.g. `warden sim serve`);"
+            " every URL ccxt could use is pointed at it. With drift: a running sidecar or"
+            " `warden sim serve --venue drift` (unset: warden starts the sidecar itself)."
+        ),
+    )
+    testnet: bool = Field(
+        False,
+        description=(
+            "Trade on the exchange's test environment: Binance demo trading, Bybit testnet"
+            " (ignored with exchange_url)."
+        ),
     )
     api_key: SecretStr | None = Field(None, description="Exchange API key.")
     api_secret: SecretStr | None = Field(None, description="Exchange API secret.")

@@ -15,8 +15,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from warden.adapters.ccxt import CcxtExchange
+from warden.adapters.ccxt import CcxtBybitExchange, CcxtExchange
 from warden.adapters.sim.server import VENUE, SimVenue, create_server_app, running_app
+from warden.adapters.sim.server.bybit import BybitVenue
 
 
 @dataclass
@@ -72,6 +73,55 @@ async def exchange(sim: Sim) -> AsyncIterator[CcxtExchange]:
     """The adapter, its REST and websocket traffic traced into `sim.urls_seen`."""
     traced = tracing_session(sim.urls_seen)
     adapter = sim.exchange(traced=traced)
+    try:
+        yield adapter
+    finally:
+        await adapter.close()
+        await traced.close()
+
+
+@dataclass
+class BybitSim(Sim):
+    """The server speaking Bybit v5, and CcxtBybitExchange adapters for it."""
+
+    @property
+    def bybit(self) -> BybitVenue:
+        venue = self.app[VENUE]
+        assert isinstance(venue, BybitVenue)
+        return venue
+
+    def bybit_exchange(
+        self,
+        *,
+        secret: str = "sim-secret",
+        traced: aiohttp.ClientSession | None = None,
+        keepalive_ms: int = 18_000,
+        **options: Any,
+    ) -> CcxtBybitExchange:
+        return CcxtBybitExchange.create(
+            api_key="sim-key",
+            api_secret=secret,
+            base_url=self.base,
+            enable_rate_limit=False,
+            timeout_ms=5000,
+            session=traced,
+            keepalive_ms=keepalive_ms,
+            **options,
+        )
+
+
+@pytest.fixture
+async def bybit_sim() -> AsyncIterator[BybitSim]:
+    app = create_server_app(venue="bybit", price_interval=None, push_interval=0.05)
+    async with running_app(app) as base, aiohttp.ClientSession() as session:
+        yield BybitSim(app, base, session)
+
+
+@pytest.fixture
+async def bybit_exchange(bybit_sim: BybitSim) -> AsyncIterator[CcxtBybitExchange]:
+    """The Bybit adapter, its REST and websocket traffic traced into `bybit_sim.urls_seen`."""
+    traced = tracing_session(bybit_sim.urls_seen)
+    adapter = bybit_sim.bybit_exchange(traced=traced)
     try:
         yield adapter
     finally:

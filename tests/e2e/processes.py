@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import os
 import signal
 import socket
@@ -29,7 +30,7 @@ from urllib.parse import parse_qsl, urlencode
 
 import httpx
 
-from warden.domain.values import parse_client_id
+from warden.domain.values import OrderRole, parse_client_id
 
 LAUNCH = "from warden.entrypoints.cli import main; main()"
 SIM_KEY, SIM_SECRET = "sim-key", "sim-secret"
@@ -37,6 +38,8 @@ TOKEN = "e2e-test-token"
 SYMBOLS = {"BTC": "BTC/USDT:USDT", "ETH": "ETH/USDT:USDT", "SOL": "SOL/USDT:USDT"}
 MARKET_IDS = {"BTC": "BTCUSDT", "ETH": "ETHUSDT", "SOL": "SOLUSDT"}
 ORDER_PATHS = ("/fapi/v1/order", "/fapi/v1/algoOrder")
+VENUES = ("binance", "bybit")
+EXCHANGE_OF = {"binance": "binanceusdm", "bybit": "bybit", "drift": "drift"}
 D = Decimal
 T = TypeVar("T")
 
@@ -163,15 +166,14 @@ class Processes:
         return {**base, "PYTHONUNBUFFERED": "1", **extra}
 
     def sim(self, *, seed: int = 7, price_interval: float | None = None, venue: str = "binance") -> SimServer:
-        """`warden sim serve [--venue drift]`; `price_interval=0` switches its random walk off."""
+        """`warden sim serve --venue VENUE` (binance, bybit or drift) on a free port;
+        `price_interval=0` switches its random walk off (exact price paths)."""
         port = free_port()
         args = ["sim", "serve", "--host", "127.0.0.1", "--port", str(port), "--seed", str(seed)]
         if price_interval is not None:
             args += ["--price-interval", str(price_interval)]
-        if venue != "binance":
-            args += ["--venue", venue]
-        server = SimServer("sim", args, self.env(), self.dir, port)
-        server.venue = venue
+        args += ["--venue", venue]
+        server = SimServer("sim", args, self.env(), self.dir, port, venue)
         self.all.append(server)
         server.start()
         server.wait_ready()
@@ -187,16 +189,15 @@ class Processes:
         start: bool = True,
         **env: str,
     ) -> Engine:
-        """`warden run` on a free port; against `sim` (binanceusdm through ccxt) or the embedded sim."""
+        """`warden run` on a free port; against `sim` (binanceusdm or bybit through ccxt, as the sim
+        speaks) or the embedded sim."""
         port = free_port()
         data.mkdir(parents=True, exist_ok=True)
         db = db or f"sqlite:///{data / 'w.db'}"
         args = ["run", "--host", "127.0.0.1", "--port", str(port), "--db", db, "--data-dir", str(data)]
         extra = {"WARDEN_API_TOKEN": TOKEN, **env}
-        if sim is not None and sim.venue == "drift":
-            args += ["--exchange", "drift", "--exchange-url", sim.url]
-        elif sim is not None:
-            args += ["--exchange", "binanceusdm", "--exchange-url", sim.url]
+        if sim is not None:
+            args += ["--exchange", EXCHANGE_OF[sim.venue], "--exchange-url", sim.url]
             extra |= {"WARDEN_API_KEY": SIM_KEY, "WARDEN_API_SECRET": SIM_SECRET}
         engine = Engine(name, args, self.env(**extra), self.dir, port)
         self.all.append(engine)
@@ -221,11 +222,56 @@ class Processes:
 
 
 class SimServer(Process):
-    def __init__(self, name: str, args: list[str], env: dict[str, str], logs: Path, port: int) -> None:
+    """The simulator process; what differs between venues on the wire is answered here
+    (which requests place, cancel or price orders, and how the exchange's own records are read)."""
+
+    def __init__(
+        self, name: str, args: list[str], env: dict[str, str], logs: Path, port: int, venue: str = "binance"
+    ) -> None:
         super().__init__(name, args, env, logs)
+        self.venue = venue
         self.url = f"http://127.0.0.1:{port}"
         self.http = httpx.Client(base_url=self.url, timeout=10.0)
-        self.venue = "binance"
+
+    @property
+    def api_prefix(self) -> str:
+        """Every request of the venue's own API (not /sim/) starts with this."""
+        return "/v5/" if self.venue == "bybit" else "/fapi/"
+
+    def is_order_request(self, r: dict[str, Any]) -> bool:
+        """A request that places or cancels an order (accepted or not)."""
+        if self.venue == "bybit":
+            return r["method"] == "POST" and r["path"] in ("/v5/order/create", "/v5/order/cancel")
+        return r["method"] in ("POST", "DELETE") and r["path"] in ORDER_PATHS
+
+    def is_mark_request(self, r: dict[str, Any], coin: str) -> bool:
+        """The engine asking for `coin`'s mark price (what it does first with a signal)."""
+        path = "/v5/market/tickers" if self.venue == "bybit" else "/fapi/v1/premiumIndex"
+        return r["path"] == path and f"symbol={MARKET_IDS[coin]}" in r["query"]
+
+    def cancel_of(self, r: dict[str, Any]) -> str | None:
+        """The client order id a cancel request named (None if `r` is no cancel)."""
+        if self.venue == "bybit":
+            if (r["method"], r["path"]) != ("POST", "/v5/order/cancel"):
+                return None
+            return str(json.loads(r["query"]).get("orderLinkId") or "") or None
+        if r["method"] != "DELETE" or r["path"] not in ORDER_PATHS:
+            return None
+        params = dict(parse_qsl(r["query"], keep_blank_values=True))
+        return params.get("origClientOrderId") or params.get("clientAlgoId")
+
+    def refused_as_busy(self, r: dict[str, Any]) -> str | None:
+        """The client id of an order placement refused as "too many requests" (429 / 10006)."""
+        if self.venue == "bybit":
+            if (r["method"], r["path"]) == ("POST", "/v5/order/create") and r.get("note", "").startswith(
+                "10006"
+            ):
+                return str(json.loads(r["query"]).get("orderLinkId") or "") or None
+            return None
+        if r["method"] == "POST" and r["path"] in ORDER_PATHS and r["status"] == 429:
+            params = dict(parse_qsl(r["query"], keep_blank_values=True))
+            return params.get("newClientOrderId") or params.get("clientAlgoId")
+        return None
 
     def wait_ready(self, within: float = 30.0) -> None:
         def up() -> bool:
@@ -254,6 +300,34 @@ class SimServer(Process):
 
     def faults(self, **knobs: Any) -> dict[str, Any]:
         return self.control("/sim/faults", knobs)
+
+    def bybit_signed(self, path: str, **params: Any) -> Any:
+        """A signed Bybit v5 GET, as any client would send it; the envelope's `result`."""
+        query = urlencode(params)
+        stamp, window = str(int(time.time() * 1000)), "10000"
+        payload = f"{stamp}{SIM_KEY}{window}{query}"
+        headers = {
+            "X-BAPI-API-KEY": SIM_KEY,
+            "X-BAPI-TIMESTAMP": stamp,
+            "X-BAPI-RECV-WINDOW": window,
+            "X-BAPI-SIGN": hmac.new(SIM_SECRET.encode(), payload.encode(), hashlib.sha256).hexdigest(),
+        }
+        response = self.http.get(f"{path}?{query}", headers=headers)
+        assert response.status_code == 200, f"{path}: {response.status_code} {response.text}"
+        body = response.json()
+        assert body["retCode"] == 0, f"{path}: {body}"
+        return body["result"]
+
+    def bybit_pages(self, path: str, **params: Any) -> list[dict[str, Any]]:
+        """Every row of a cursor-paged Bybit list."""
+        rows: list[dict[str, Any]] = []
+        cursor = ""
+        while True:
+            result = self.bybit_signed(path, **params, **({"cursor": cursor} if cursor else {}))
+            rows += result["list"]
+            cursor = result["nextPageCursor"]
+            if not cursor:
+                return rows
 
     def signed(self, path: str, **params: Any) -> Any:
         """A signed Binance GET, as any client would send it (for allOrders / userTrades)."""
@@ -397,14 +471,27 @@ def agreement_problems(state: dict[str, Any], positions: list[dict[str, Any]]) -
     return problems
 
 
+def placed_client_id(r: dict[str, Any]) -> str | None:
+    """The client order id of an order placement the exchange accepted (None for anything else):
+    Binance answers 200 to /fapi/v1/order or /algoOrder; Bybit 200 with retCode 0 (no note) to
+    /v5/order/create, the id in the JSON body's orderLinkId."""
+    if r["method"] != "POST" or r["status"] != 200:
+        return None
+    if r["path"] == "/v5/order/create":
+        if r.get("note"):
+            return None  # a retCode refusal, logged with HTTP 200
+        return str(json.loads(r["query"]).get("orderLinkId") or "") or None
+    if r["path"] not in ORDER_PATHS:
+        return None
+    params = dict(parse_qsl(r["query"], keep_blank_values=True))
+    return params.get("newClientOrderId") or params.get("clientAlgoId") or None
+
+
 def accepted_order_ids(requests: Iterable[dict[str, Any]]) -> Counter[str]:
-    """How often each client order id was accepted (HTTP 200) by an order-placing endpoint."""
+    """How often each client order id was accepted by an order-placing endpoint."""
     seen: Counter[str] = Counter()
     for r in requests:
-        if r["method"] != "POST" or r["path"] not in ORDER_PATHS or r["status"] != 200:
-            continue
-        params = dict(parse_qsl(r["query"], keep_blank_values=True))
-        cid = params.get("newClientOrderId") or params.get("clientAlgoId")
+        cid = placed_client_id(r)
         if cid:
             seen[cid] += 1
     return seen
@@ -417,30 +504,39 @@ def short(cid: str) -> str:
 
 
 def placements(requests: Iterable[dict[str, Any]], prefix: str = "") -> dict[str, int]:
-    """When (the simulator's ms clock) each warden order was accepted, keyed by `short` id,
-    for those whose short id starts with `prefix` (e.g. "<position id>-s")."""
+    """When (the simulator's ms clock) each warden order was accepted, keyed by its client id, for
+    those whose id starts with `prefix` (see `client_prefix`)."""
     placed: dict[str, int] = {}
     for r in requests:
-        if r["method"] != "POST" or r["path"] not in ORDER_PATHS or r["status"] != 200:
-            continue
-        params = dict(parse_qsl(r["query"], keep_blank_values=True))
-        key = short(params.get("newClientOrderId") or params.get("clientAlgoId") or "")
-        if key and key.startswith(prefix):
-            placed.setdefault(key, r["at"])
+        cid = placed_client_id(r) or ""
+        if cid.startswith(prefix):
+            placed.setdefault(cid, r["at"])
     return placed
 
 
+def client_prefix(requests: Iterable[dict[str, Any]], position_id: str) -> str:
+    """`wd-<installation>-<position>-`: the start of every client order id of a position, read
+    from an order of it the exchange accepted (the installation id is the engine's own)."""
+    for cid in placements(requests):
+        parsed = parse_client_id(cid)
+        if parsed is not None and parsed.position_id == position_id:
+            return cid[: cid.rindex("-") + 1]
+    raise AssertionError(f"no order of position {position_id} reached the exchange")
+
+
 def naked_seconds(requests: Iterable[dict[str, Any]]) -> dict[str, float]:
-    """Per position: seconds from its entry being accepted to its first stop being accepted, as
-    the exchange saw it (kills and restarts included)."""
+    """Per position id: seconds from its entry being accepted to its first stop being accepted,
+    as the exchange saw it (kills and restarts included)."""
     entries: dict[str, int] = {}
     stops: dict[str, int] = {}
-    for key, at in placements(requests).items():
-        pid, _, tail = key.rpartition("-")
-        if tail.startswith("e"):
-            entries.setdefault(pid, at)
-        elif tail.startswith("s"):
-            stops.setdefault(pid, at)
+    for cid, at in placements(requests).items():
+        parsed = parse_client_id(cid)
+        if parsed is None:
+            continue
+        if parsed.role is OrderRole.ENTRY:
+            entries.setdefault(parsed.position_id, at)
+        elif parsed.role is OrderRole.STOP:
+            stops.setdefault(parsed.position_id, at)
     return {pid: (stops[pid] - at) / 1000 for pid, at in entries.items() if pid in stops}
 
 
@@ -454,6 +550,10 @@ class Executions:
 
 
 def executions(sim: SimServer) -> Executions:
+    return bybit_executions(sim) if sim.venue == "bybit" else binance_executions(sim)
+
+
+def binance_executions(sim: SimServer) -> Executions:
     out = Executions()
     owner: dict[int, str] = {}
     for coin, market in MARKET_IDS.items():
@@ -478,6 +578,29 @@ def executions(sim: SimServer) -> Executions:
     return out
 
 
+def bybit_executions(sim: SimServer) -> Executions:
+    """Bybit's records: open orders (realtime), closed ones (history), executions; a conditional
+    order's executions carry its own orderLinkId and orderId."""
+    out = Executions()
+    linear = {"category": "linear", "limit": 50}
+    for coin, market in MARKET_IDS.items():
+        del coin
+        orders = sim.bybit_pages("/v5/order/realtime", symbol=market, **linear)
+        orders += sim.bybit_pages("/v5/order/history", symbol=market, **linear)
+        ids_per_link: dict[str, set[str]] = defaultdict(set)
+        for order in orders:
+            cid = order["orderLinkId"]
+            if cid.startswith("wd-"):
+                ids_per_link[cid].add(order["orderId"])
+                out.qty_by_order[cid] = D(order["qty"])
+        for cid, ids in ids_per_link.items():
+            out.orders_per_id[cid] += len(ids)
+        for trade in sim.bybit_pages("/v5/execution/list", symbol=market, category="linear", limit=100):
+            if trade["orderLinkId"].startswith("wd-"):
+                out.filled[trade["orderLinkId"]] += D(trade["execQty"])
+    return out
+
+
 def double_execution_problems(sim: SimServer) -> list[str]:
     """No order executed twice: each warden client order id was accepted once, is one exchange
     order, traded no more than its quantity; and no position had two entries executed."""
@@ -494,9 +617,9 @@ def double_execution_problems(sim: SimServer) -> list[str]:
     for cid, qty in done.filled.items():
         if qty > done.qty_by_order.get(cid, D(0)):
             problems.append(f"{cid} traded {qty}, more than its {done.qty_by_order.get(cid)}")
-        body, _, tail = short(cid).rpartition("-")
-        if tail.startswith("e") and qty > 0:
-            entries[body] += 1
+        parsed = parse_client_id(cid)
+        if parsed is not None and parsed.role is OrderRole.ENTRY and qty > 0:
+            entries[parsed.position_id] += 1
     for pid, n in entries.items():
         if n > 1:
             problems.append(f"position {pid} had {n} entry orders executed")

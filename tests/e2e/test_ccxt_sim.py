@@ -264,7 +264,8 @@ async def test_ccxt_never_tried_a_non_local_host(sim: Sim, exchange: CcxtExchang
         await exchange.fetch_fills(BTC, None)
         await exchange.client.fetch_balance()
         with pytest.raises(ccxt.ExchangeError, match="-5000"):
-            await exchange.client.sapiGetCapitalConfigGetall()  # an unexpected code path: logged, local
+            # an unexpected code path (the wallet's deposit address): logged, local
+            await exchange.client.sapiGetCapitalDepositAddress({"coin": "USDT"})
     finally:
         await events.stop()
     urls = exchange.client.urls
@@ -325,3 +326,88 @@ async def test_leverage_and_margin_mode_through_unmodified_ccxt(sim: Sim, exchan
     raw = await exchange.client.fetch_positions_risk([BTC])
     assert raw[0]["marginMode"] == "isolated"
     assert D(str(raw[0]["liquidationPrice"])) == sim.venue.core.liquidation_price(BTC)
+
+
+async def test_configured_margin_type_and_leverage_are_applied_for_real(sim: Sim) -> None:
+    """isolated means isolated: the simulator switches the symbol (it no longer answers "no need to
+    change" to everything but CROSSED), positionRisk shows it, and a second start is a no-op."""
+    for _ in range(2):
+        adapter = CcxtExchange.create(
+            api_key="sim-key",
+            api_secret="sim-secret",
+            base_url=sim.base,
+            enable_rate_limit=False,
+            margin_mode="isolated",
+            leverage=5,
+        )
+        try:
+            await adapter.instruments()
+            if _ == 1:
+                await adapter.place_order(market("wd-p1-e1", BUY, "0.01"))
+                [raw] = await adapter.client.fetch_positions()
+                assert (raw["marginMode"], raw["leverage"]) == ("isolated", 5)
+        finally:
+            await adapter.close()
+    core = sim.venue.core
+    assert {core.margin_mode(s) for s in core.instruments} == {"isolated"}
+    assert {core.leverage(s) for s in core.instruments} == {5}
+    notes = [r.get("note", "") for r in sim.venue.requests if r["path"] == "/fapi/v1/marginType"]
+    assert notes == [""] * 3 + ["-4046 No need to change margin type."] * 3
+
+
+async def test_a_ccxt_binance_bot_runs_with_nothing_but_url_overrides(sim: Sim) -> None:
+    """What a freqtrade-like bot on ccxt's `binance` class (futures, default options, keys) asks
+    at start and while trading: every family's markets, currencies, tickers, candles (and the
+    mark / index / premium ones), books, funding, income, leverage tiers, multi-assets mode,
+    isolated margin for real, a market entry and a stop on the exchange. Nothing is unhandled."""
+    import ccxt.pro
+
+    from warden.adapters.ccxt.config import rewrite_urls
+
+    bot = ccxt.pro.binance(
+        {
+            "apiKey": "sim-key",
+            "secret": "sim-secret",
+            "options": {"defaultType": "future"},
+            "enableRateLimit": False,
+        }
+    )
+    for section in ("api", "test", "demo"):
+        rewrite_urls(bot.urls[section], urlsplit(sim.base).netloc)
+    pair = "BTC/USDT:USDT"
+    try:
+        markets = await bot.load_markets()
+        assert set(markets) == {"BTC/USDT:USDT", "ETH/USDT:USDT", "SOL/USDT:USDT"}
+        assert len(await bot.fetch_tickers()) == 3
+        candles = await bot.fetch_ohlcv(pair, "5m", None, 50)
+        assert len(candles) == 50 and candles[-1][4] == 65000
+        assert len(await bot.fetch_ohlcv(pair, "1h", None, 10, {"price": "mark"})) == 10
+        assert len(await bot.fetch_ohlcv(pair, "1h", None, 10, {"price": "index"})) == 10
+        assert (await bot.fetch_ohlcv(pair, "1h", None, 10, {"price": "premiumIndex"}))[-1][4] == 0
+        book = await bot.fetch_order_book(pair, 5)
+        assert book["bids"][0][0] < 65000 < book["asks"][0][0]
+        assert (await bot.fetch_bids_asks([pair]))[pair]["ask"] == book["asks"][0][0]
+        assert await bot.fetch_funding_rate_history(pair, None, 3)
+        assert (await bot.fetch_funding_rate(pair))["markPrice"] == 65000
+        assert pair in await bot.fetch_leverage_tiers([pair])
+        assert (await bot.fapiPrivateGetMultiAssetsMargin())["multiAssetsMargin"] is False
+        await bot.set_margin_mode("isolated", pair)
+        await bot.set_leverage(5, pair)
+        await bot.create_order(pair, "market", "buy", 0.01)
+        await bot.create_order(
+            pair, "stop_market", "sell", 0.01, None, {"stopPrice": 60000, "reduceOnly": True}
+        )
+        [stop] = await bot.fetch_open_orders(pair, None, None, {"trigger": True})
+        assert (stop["triggerPrice"], stop["reduceOnly"]) == (60000, True)
+        [position] = await bot.fetch_positions([pair])
+        assert (position["marginMode"], position["contracts"], position["side"]) == ("isolated", 0.01, "long")
+        assert [f["amount"] for f in await bot.fetch_my_trades(pair)] == [0.01]
+        assert (await bot.fetch_balance())["USDT"]["total"] == 9999.74
+        assert await bot.fetch_funding_history(pair) == []  # the simulator charges no funding
+    finally:
+        await bot.close()
+    unhandled = [r["path"] for r in sim.venue.requests if r.get("note") == "UNHANDLED"]
+    assert unhandled == []
+    assert {"/sapi/v1/capital/config/getall", "/api/v3/exchangeInfo", "/dapi/v1/exchangeInfo"} <= {
+        r["path"] for r in sim.venue.requests
+    }

@@ -1,7 +1,11 @@
 """End to end with real processes: `warden sim serve` and `warden run` (unmodified ccxt between
 them), `kill -9` of the engine, restart on the same database, and the invariants checked from
 the outside: the simulator's /sim/state and /sim/requests, the exchange's own order and trade
-records (signed allOrders / allAlgoOrders / userTrades), and warden's HTTP API.
+records (signed allOrders / allAlgoOrders / userTrades on Binance; realtime / history /
+execution list on Bybit), and warden's HTTP API.
+
+Every test that trades through ccxt runs on both venues (`venue`: the simulator speaks Binance
+USD-M to `--exchange binanceusdm`, or Bybit v5 to `--exchange bybit`), on the same matching core.
 
 Timing: a `warden run` against the ccxt adapter needs ~8 s to become ready, because ccxt's rate
 limiter charges Binance's weight 40 for each symbol-less openOrders / openAlgoOrders call (2 s
@@ -26,27 +30,29 @@ from decimal import ROUND_DOWN, Decimal
 from functools import partial
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl
 
 import httpx
 import pytest
 
+from warden.domain.values import parse_client_id
+
 from .processes import (
-    MARKET_IDS,
     SYMBOLS,
+    VENUES,
     ContractBroken,
     D,
     Engine,
     Processes,
     SimServer,
     agreement_problems,
+    client_prefix,
     converge,
     double_execution_problems,
     naked_seconds,
+    placed_client_id,
     placements,
     poll,
     protection_problems,
-    short,
 )
 
 pytestmark = pytest.mark.slow
@@ -56,6 +62,12 @@ ROUNDS = int(os.environ.get("WARDEN_E2E_ROUNDS", "3"))
 USD = {"BTC": (400, 900), "ETH": (150, 400), "SOL": (60, 200)}  # above every minimum, TP slices too
 CONVERGE_WITHIN = 15.0
 PROTECTION_WINDOW = 2.0  # the default protection_window (DESIGN I1)
+
+
+@pytest.fixture(params=VENUES)
+def venue(request: pytest.FixtureRequest) -> str:
+    """The protocol between warden and the simulator: binance (USD-M) or bybit (v5 linear)."""
+    return str(request.param)
 
 
 @pytest.fixture
@@ -185,12 +197,10 @@ def send_signals(
     for coin, side, usd in opens:
         thread = background(partial(engine.signal, coin, side, usd), f"{side} {coin}")
         threads.append(thread)
-        market = f"symbol={MARKET_IDS[coin]}"
 
-        def started(thread: Call = thread, market: str = market) -> bool:
+        def started(thread: Call = thread, coin: str = coin) -> bool:
             return not thread.is_alive() or any(
-                r["at"] >= since_ms and r["path"] == "/fapi/v1/premiumIndex" and market in r["query"]
-                for r in sim.requests()
+                r["at"] >= since_ms and sim.is_mark_request(r, coin) for r in sim.requests()
             )
 
         poll(started, within=30, what=f"the {coin} signal to reach the engine", every=0.005)
@@ -202,16 +212,16 @@ def now_ms() -> int:
 
 
 def test_kill_9_at_random_moments_keeps_every_position_protected_and_agreed(
-    procs: Processes, tmp_path: Path
+    procs: Processes, tmp_path: Path, venue: str
 ) -> None:
     """Rounds of concurrent signals, price moves (TP1 / TP2 / stop) and closes, each ended by
     kill -9 of the engine at a seeded moment; after every restart on the same database, within a
     bounded window: I1 (every exchange position covered by exactly-sized resting reduce-only
     stops), I4 (warden's positions sum to the exchange's per symbol), and no order executed twice."""
     rng = random.Random(SEED)
-    print(f"\nseed {SEED}, {ROUNDS} rounds")
+    print(f"\n{venue}: seed {SEED}, {ROUNDS} rounds")
     started = time.monotonic()
-    sim = procs.sim(seed=SEED % 1000)
+    sim = procs.sim(seed=SEED % 1000, venue=venue)
     engine = procs.engine("engine", tmp_path / "data", sim=sim)
     ready = [engine.wait_ready()]
     kills = 0
@@ -312,13 +322,7 @@ def wait_for_the_kill(r: Round, sim: SimServer, since_ms: int, threads: list[Cal
         return ""
 
     def order_requests() -> int:
-        return sum(
-            1
-            for q in sim.requests()
-            if q["at"] >= since_ms
-            and q["path"] in ("/fapi/v1/order", "/fapi/v1/algoOrder")
-            and q["method"] in ("POST", "DELETE")
-        )
+        return sum(1 for q in sim.requests() if q["at"] >= since_ms and sim.is_order_request(q))
 
     if r.step > 0:
         poll(
@@ -342,12 +346,12 @@ def standby_status(engine: Engine) -> dict[str, Any] | None:
 
 
 def test_two_engines_one_writer_and_the_standby_takes_over_after_kill_9(
-    procs: Processes, tmp_path: Path
+    procs: Processes, tmp_path: Path, venue: str
 ) -> None:
     """One writer per account (I6): a second engine on the same database stands by, refuses
     signals and sends nothing; kill -9 of the holder, and the standby takes the lease, recovers,
     and trades, while the open position stays covered by its resting stop the whole time."""
-    sim = procs.sim()
+    sim = procs.sim(venue=venue)
     data = tmp_path / "data"
     holder = procs.engine("holder", data, sim=sim)
     holder.wait_ready()
@@ -369,7 +373,7 @@ def test_two_engines_one_writer_and_the_standby_takes_over_after_kill_9(
         reconcile = http.post("/api/v1/reconcile")
     assert reconcile.status_code == 503, reconcile.text
     assert f"held by {socket.gethostname()}:{holder.pid}" in reconcile.json()["message"], reconcile.text
-    sent = [r for r in sim.requests()[seen:] if r["path"].startswith("/fapi/") and r["method"] != "GET"]
+    sent = [r for r in sim.requests()[seen:] if r["path"].startswith(sim.api_prefix) and r["method"] != "GET"]
     assert sent == [], f"the standby sent {sent}"
     assert holder.positions() == [], "the standby wrote a position"
     assert sim.state()["open_orders"] == before["open_orders"]
@@ -456,15 +460,18 @@ def test_embedded_sim_position_survives_kill_9_with_its_stop(procs: Processes, t
 # ====================================== regressions: bugs these tests found (fixed in src)
 
 
-def test_kill_during_a_stop_move_leaves_no_superseded_stop(procs: Processes, tmp_path: Path) -> None:
+def test_kill_during_a_stop_move_leaves_no_superseded_stop(
+    procs: Processes, tmp_path: Path, venue: str
+) -> None:
     """Killed between placing a new stop and cancelling the old, recovery cancels the superseded one."""
-    sim = procs.sim()
+    sim = procs.sim(venue=venue)
     engine = procs.engine("engine", tmp_path / "data", sim=sim)
     engine.wait_ready()
     opened = engine.signal("SOL", "long", 100)
     assert opened.status_code == 201, opened.text
     position = opened.json()
     pid = position["id"]
+    cid = client_prefix(sim.requests(), pid)  # wd-<installation>-<position>-
 
     # TP1 fills; warden places the resized stop s2, then cancels s1. A second of latency on
     # every REST call opens a wide gap between the two, and the kill lands in it.
@@ -473,40 +480,31 @@ def test_kill_during_a_stop_move_leaves_no_superseded_stop(procs: Processes, tmp
     assert sim.set_price("SOL", price_for(position, "tp1", "SOL"))["fired"] == 1
 
     def resized_stop_placed() -> bool:
-        return any(
-            r["at"] >= since
-            and (r["method"], r["path"], r["status"]) == ("POST", "/fapi/v1/algoOrder", 200)
-            and f"-{pid}-s2" in r["query"]
-            for r in sim.requests()
-        )
+        return any(r["at"] >= since and placed_client_id(r) == f"{cid}s2" for r in sim.requests())
 
     # ccxt's limiter holds the cancel back ~50 ms after the placement: the kill lands before it
     poll(resized_stop_placed, within=20, what="the resized stop", every=0.005)
     engine.kill9()
     sim.faults(rest_latency=0)
-    stops = sorted(
-        short(o["client_order_id"]) for o in sim.state()["open_orders"] if o["type"] == "stop_market"
-    )
-    assert stops == [f"{pid}-s1", f"{pid}-s2"], f"the kill missed the window: {stops}"
+    stops = sorted(o["client_order_id"] for o in sim.state()["open_orders"] if o["type"] == "stop_market")
+    assert stops == [f"{cid}s1", f"{cid}s2"], f"the kill missed the window: {stops}"
 
     back = now_ms()
     engine.start()
     engine.wait_ready()  # recovery and the first reconcile pass have run
     requests = sim.requests()
-    restarted = min(r["at"] for r in requests if r["at"] >= back and r["path"].startswith("/fapi/"))
-    late_cancel = [
-        r for r in requests if r["at"] < restarted and r["method"] == "DELETE" and f"-{pid}-s1" in r["query"]
-    ]
+    restarted = min(r["at"] for r in requests if r["at"] >= back and r["path"].startswith(sim.api_prefix))
+    late_cancel = [r for r in requests if r["at"] < restarted and sim.cancel_of(r) == f"{cid}s1"]
     assert not late_cancel, "the killed engine had already sent the cancel (the kill lost the race)"
     converge(lambda: check_all(sim, engine), within=PROTECTION_WINDOW, what="after a kill mid stop-move")
 
 
 def test_a_new_position_gets_its_stop_within_the_protection_window_while_reconciling(
-    procs: Processes, tmp_path: Path
+    procs: Processes, tmp_path: Path, venue: str
 ) -> None:
     """At the default 30 s interval, a signal that arrives during a reconcile pass (4+ s of every
     30 s) is exposed this way; a short interval keeps a pass in flight, so this is repeatable."""
-    sim = procs.sim()
+    sim = procs.sim(venue=venue)
     engine = procs.engine("engine", tmp_path / "data", sim=sim, WARDEN_RECONCILE_INTERVAL="0.1")
     engine.wait_ready()
     for coin, usd in (("SOL", 100), ("ETH", 200), ("BTC", 500)):
@@ -515,8 +513,9 @@ def test_a_new_position_gets_its_stop_within_the_protection_window_while_reconci
         pid = opened.json()["id"]
         [protected] = [e for e in engine.events(pid) if e["kind"] == "position_protected"]
         seconds = float(protected["data"]["unprotected_seconds"])
-        placed = placements(sim.requests(), prefix=f"{pid}-")
-        gap = (placed[f"{pid}-s1"] - placed[f"{pid}-e1"]) / 1000
+        cid = client_prefix(sim.requests(), pid)
+        placed = placements(sim.requests(), prefix=cid)
+        gap = (placed[f"{cid}s1"] - placed[f"{cid}e1"]) / 1000
         print(
             f"\n{coin}: warden reports {seconds:.3f}s unprotected; the exchange saw entry -> stop {gap:.3f}s"
         )
@@ -525,12 +524,12 @@ def test_a_new_position_gets_its_stop_within_the_protection_window_while_reconci
 
 
 def test_a_position_whose_stop_never_reached_the_exchange_is_protected_promptly_after_restart(
-    procs: Processes, tmp_path: Path
+    procs: Processes, tmp_path: Path, venue: str
 ) -> None:
-    """The entry fills; the stop is refused (the sim answers 429) and, while warden backs off to
-    retry, kill -9. The restarted engine must put a stop back within the protection window of
-    coming back (I1), and report how long the position was unprotected."""
-    sim = procs.sim()
+    """The entry fills; the stop is refused (the sim answers 429, or retCode 10006 on Bybit) and,
+    while warden backs off to retry, kill -9. The restarted engine must put a stop back within the
+    protection window of coming back (I1), and report how long the position was unprotected."""
+    sim = procs.sim(venue=venue)
     engine = procs.engine("engine", tmp_path / "data", sim=sim)
     engine.wait_ready()
     sim.faults(unavailable_if="*-s1")
@@ -539,15 +538,19 @@ def test_a_position_whose_stop_never_reached_the_exchange_is_protected_promptly_
 
     def stop_refused() -> str | None:
         for r in sim.requests():
-            if r["at"] >= since and r["path"] == "/fapi/v1/algoOrder" and r["status"] == 429:
-                return str(dict(parse_qsl(r["query"]))["clientAlgoId"])
+            cid = sim.refused_as_busy(r) if r["at"] >= since else None
+            if cid:
+                return cid
         return None
 
-    cid = poll(stop_refused, within=20, what="the refused stop", every=0.01)
+    refused = poll(stop_refused, within=20, what="the refused stop", every=0.01)
     engine.kill9()
     join([thread])
     sim.faults(unavailable_if=None)
-    pid = short(cid).rpartition("-")[0]
+    parsed = parse_client_id(refused)
+    assert parsed is not None, refused
+    pid = parsed.position_id
+    cid = refused[: refused.rindex("-") + 1]
     [held] = sim.state()["positions"]
     assert held["symbol"] == SYMBOLS["SOL"] and protection_problems(sim.state()), "the kill missed the window"
 
@@ -555,8 +558,8 @@ def test_a_position_whose_stop_never_reached_the_exchange_is_protected_promptly_
     engine.start()
     engine.wait_ready()
     requests = sim.requests()
-    first = min(r["at"] for r in requests if r["at"] >= back and r["path"].startswith("/fapi/"))
-    stop_at = min(at for c, at in placements(requests, prefix=f"{pid}-s").items())
+    first = min(r["at"] for r in requests if r["at"] >= back and r["path"].startswith(sim.api_prefix))
+    stop_at = min(at for c, at in placements(requests, prefix=f"{cid}s").items())
     naked_after_restart = (stop_at - first) / 1000
     reported = max(
         float(e["data"]["unprotected_seconds"])
@@ -574,3 +577,27 @@ def test_a_position_whose_stop_never_reached_the_exchange_is_protected_promptly_
         problems.append(f"reported {reported:.3f}s unprotected, was {naked_after_restart:.1f}s")
     if problems:
         raise ContractBroken("; ".join(problems))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "engine (src/warden/service/exits.py, Exits.work_order): when the ledger already shows the "
+        "working entry filled, it returns the stale OPEN acknowledgement, so Opening answers 201 with "
+        "an unprotected 'open' position and the stop goes out ~0.2 s later from the background path"
+    ),
+)
+def test_an_acknowledged_entry_that_fills_within_fill_wait_is_answered_protected(
+    procs: Processes, tmp_path: Path, venue: str
+) -> None:
+    """An entry acknowledged unfilled (Bybit's ids-only answer; the ack_only_if fault on both
+    venues) that fills within the engine's fill_wait (1 s) must be answered like any other: 201
+    with the position protected and its stop resting."""
+    sim = procs.sim(venue=venue)
+    engine = procs.engine("engine", tmp_path / "data", sim=sim)
+    engine.wait_ready()
+    sim.faults(ack_only_if="*-e1", fill_delay=0.3)
+    opened = engine.signal("SOL", "long", 100)
+    assert opened.status_code == 201, opened.text
+    position = opened.json()
+    assert (position["status"], position["stop_resting"]) == ("protected", True), position

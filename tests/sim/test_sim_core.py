@@ -307,3 +307,64 @@ def test_walk_step_is_a_pure_function_of_the_rng_state(core: SimCore) -> None:
     b = walk_step(marks, core.instruments, random.Random(3))
     assert a == b
     assert marks == core.marks()
+
+
+# ----- amend, leverage, margin mode -----------------------------------------------------
+
+
+def test_amend_moves_a_resting_stop_and_its_cover(core: SimCore) -> None:
+    """The amended trigger is the live one (the old heap entry is dead), the order keeps its ids,
+    and the exposure cover follows the new quantity."""
+    core.place(market("e1", BUY, "0.02"), T0)
+    placed = core.place(stop("s1", SELL, "0.02", "64000"), T0).report
+    outcome = core.amend("s1", T0, qty=D("0.01"), trigger_price=D("63000"))
+    amended = outcome.report
+    assert (amended.exchange_order_id, amended.qty, amended.trigger_price, amended.status) == (
+        placed.exchange_order_id,
+        D("0.01"),
+        D("63000"),
+        OrderStatus.OPEN,
+    )
+    assert outcome.events == (amended,)
+    assert core.exposure(T0 + timedelta(seconds=5))[0].unprotected_seconds == 5.0  # 0.01 covers half
+    core.set_mark(BTC, D("63900"), T0)  # past the old trigger (64000): nothing fires
+    assert core.order("s1") == amended
+    events = core.set_mark(BTC, D("63000"), T0)
+    assert any(isinstance(e, FillReport) and e.client_order_id == "s1" for e in events)
+    with pytest.raises(SimOrderNotFound):
+        core.amend("s1", T0, trigger_price=D("63000"))  # it fired: nothing rests
+
+
+def test_amend_validates_like_a_new_order(core: SimCore) -> None:
+    core.place(market("e1", BUY, "0.02"), T0)
+    core.place(stop("s1", SELL, "0.02", "64000"), T0)
+    with pytest.raises(SimRejection) as crossed:
+        core.amend("s1", T0, trigger_price=D("65100"))
+    assert crossed.value.code == -2021
+    with pytest.raises(SimRejection):
+        core.amend("s1", T0, qty=D("0.0105"))
+    assert core.order("s1").trigger_price == D("64000")  # type: ignore[union-attr]
+    with pytest.raises(SimOrderNotFound):
+        core.amend("e1", T0, qty=D("0.01"))  # a market order does not rest
+
+
+def test_leverage_and_margin_mode_are_per_symbol_settings(core: SimCore) -> None:
+    assert (core.leverage(BTC), core.margin_mode(BTC)) == (20, "cross")
+    assert core.set_leverage(BTC, 5) is True
+    assert core.set_leverage(BTC, 5) is False  # not modified
+    with pytest.raises(SimRejection):
+        core.set_leverage(BTC, 0)
+    assert core.set_margin_mode(BTC, "isolated") is True
+    assert core.set_margin_mode(BTC, "isolated") is False
+    core.place(market("e1", BUY, "0.01"), T0)
+    with pytest.raises(SimRejection) as busy:
+        core.set_margin_mode(BTC, "cross")
+    assert busy.value.code == -4048  # not with a position open
+    assert core.set_margin_mode(ETH, "isolated") is True  # other symbols are their own
+    restored = SimCore(seed=1)
+    restored.restore(core.snapshot())
+    assert (restored.leverage(BTC), restored.margin_mode(BTC), restored.margin_mode(SOL)) == (
+        5,
+        "isolated",
+        "cross",
+    )

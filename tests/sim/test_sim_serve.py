@@ -106,3 +106,46 @@ async def test_serve_sim_passes_price_interval_to_the_server_app(monkeypatch: py
     with pytest.raises(_Built):
         await bootstrap.serve_sim("127.0.0.1", 0, 42, None)
     assert [s["price_interval"] for s in seen] == [0, 2.5, 1.0]
+
+
+# ----- --venue: binance (the default) or bybit -------------------------------------------
+
+
+def test_the_cli_passes_the_venue_to_serve_sim(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[dict[str, Any]] = []
+
+    async def fake_serve_sim(*args: Any, **kwargs: Any) -> None:
+        seen.append(kwargs)
+
+    monkeypatch.setattr(bootstrap, "serve_sim", fake_serve_sim)
+    runner = CliRunner()
+    result = runner.invoke(cli_app, ["sim", "serve", "--port", "0", "--venue", "bybit"])
+    assert result.exit_code == 0, result.output
+    assert "Bybit v5 linear" in result.output
+    assert seen[-1]["venue"] == "bybit"
+    result = runner.invoke(cli_app, ["sim", "serve", "--port", "0"])
+    assert result.exit_code == 0, result.output
+    assert seen[-1]["venue"] == "binance"  # the default stays Binance
+    result = runner.invoke(cli_app, ["sim", "serve", "--venue", "kraken"])
+    assert result.exit_code == 2
+    assert "--venue" in result.output
+
+
+async def test_serve_sim_passes_the_venue_to_the_server_app(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[dict[str, Any]] = []
+
+    def fake_create(*args: Any, **kwargs: Any) -> Any:
+        seen.append(kwargs)
+        raise _Built
+
+    monkeypatch.setattr(server_app, "create_server_app", fake_create)
+    with pytest.raises(_Built):
+        await bootstrap.serve_sim("127.0.0.1", 0, 42, None, venue="bybit")
+    with pytest.raises(_Built):
+        await bootstrap.serve_sim("127.0.0.1", 0, 42, None)
+    assert [s["venue"] for s in seen] == ["bybit", "binance"]
+
+
+def test_an_unknown_venue_is_refused() -> None:
+    with pytest.raises(ValueError, match="venue"):
+        create_server_app(venue="kraken")

@@ -276,7 +276,7 @@ async def test_external_orders_and_cancels_from_the_control_surface(raw: RawClie
 
 
 async def test_unknown_paths_are_logged_as_unhandled(raw: RawClient) -> None:
-    status, _ = await raw.call("GET", "/sapi/v1/capital/config/getall")
+    status, _ = await raw.call("GET", "/sapi/v1/capital/deposit/address", {"coin": "USDT"})
     assert status == 404
     assert raw.app[VENUE].requests[-1]["note"] == "UNHANDLED"
 
@@ -365,3 +365,27 @@ async def test_the_pump_survives_a_new_session_of_the_simulator(raw: RawClient) 
         await entry(raw)
         message = await ws.receive_json(timeout=2)
         assert (message["e"], message["o"]["c"]) == ("ORDER_TRADE_UPDATE", "wd-p1-e1")
+
+
+async def test_margin_type_is_a_real_per_symbol_mode(raw: RawClient) -> None:
+    """ISOLATED switches (and says so in positionRisk), a second ISOLATED is -4046, and no switch
+    while a position is open (-4048)."""
+    status, _ = await raw.call("POST", "/fapi/v1/marginType", {"symbol": BTCUSDT, "marginType": "ISOLATED"})
+    assert status == 200
+    status, body = await raw.call(
+        "POST", "/fapi/v1/marginType", {"symbol": BTCUSDT, "marginType": "ISOLATED"}
+    )
+    assert (status, body["code"]) == (400, -4046)
+    status, _ = await raw.call("POST", "/fapi/v1/leverage", {"symbol": BTCUSDT, "leverage": 10})
+    assert status == 200
+    await entry(raw)
+    status, body = await raw.call("POST", "/fapi/v1/marginType", {"symbol": BTCUSDT, "marginType": "CROSSED"})
+    assert (status, body["code"]) == (400, -4048)
+    status, [risk] = await raw.call("GET", "/fapi/v3/positionRisk", {"symbol": BTCUSDT})
+    assert status == 200
+    assert (risk["isolatedWallet"], risk["isolatedMargin"], risk["marginType"], risk["leverage"]) == (
+        "65",
+        "65",
+        "isolated",
+        "10",
+    )

@@ -16,12 +16,12 @@ from typing import TypeVar
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from warden.adapters.forwarding import ForwardingStore
+from warden.domain.alerts import Alert
 from warden.domain.events import Event, EventKind
+from warden.domain.margin import SymbolConfig
 from warden.domain.position import Position
 from warden.domain.reports import FillReport, OrderReport, OrderRequest, PositionReport, StreamEvent
 from warden.domain.values import Instrument, Symbol
-from warden.domain.alerts import Alert
-from warden.domain.margin import SymbolConfig
 from warden.ports import Exchange, Notifier, Store, Transition
 
 T = TypeVar("T")

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+from enum import StrEnum
 from typing import Annotated
 
 import typer
 
 from warden.entrypoints.client import fail, out
+
+
+class Venue(StrEnum):
+    BINANCE = "binance"
+    BYBIT = "bybit"
+    DRIFT = "drift"
+
 
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 sim_app = typer.Typer(help="The simulated exchange.", no_args_is_help=True)
@@ -31,31 +39,31 @@ def sim_serve(
         ),
     ] = 1.0,
     venue: Annotated[
-        str,
+        Venue,
         typer.Option(
-            "--venue", help="Which venue's protocol: binance (default) or drift (the sidecar protocol)."
+            "--venue",
+            help="The protocol it speaks: binance (USD-M futures), bybit (v5 linear) or drift (the sidecar).",
         ),
-    ] = "binance",
+    ] = Venue.BINANCE,
 ) -> None:
-    """Serve a simulated exchange: Binance-USD-M-compatible (API key sim-key, secret sim-secret), or
-    with --venue drift the Drift sidecar protocol.
+    """Serve a simulated exchange that speaks Binance USD-M or Bybit v5 (key sim-key, secret sim-secret),
+    or with --venue drift the Drift sidecar protocol.
 
-    Point warden at it with: warden run --exchange binanceusdm --exchange-url http://HOST:PORT
-    (WARDEN_API_KEY=sim-key WARDEN_API_SECRET=sim-secret), or --exchange drift --exchange-url
-    http://HOST:PORT. Control surface under /sim/.
+    Point warden at it with: warden run --exchange binanceusdm (or bybit, or drift) --exchange-url
+    http://HOST:PORT (WARDEN_API_KEY=sim-key WARDEN_API_SECRET=sim-secret). Control surface under /sim/.
     """
     from warden.bootstrap import serve_sim
 
-    if venue not in ("binance", "drift"):
-        fail(f"error: venue: must be binance or drift, not {venue!r}")
-    if venue == "drift":
-        out.print(f"simulated Drift (sidecar protocol) on http://{host}:{port}; Ctrl-C stops")
-    else:
-        out.print(
-            f"simulated Binance USD-M on http://{host}:{port} (key sim-key, secret sim-secret); Ctrl-C stops"
-        )
+    names = {
+        Venue.BINANCE: "Binance USD-M",
+        Venue.BYBIT: "Bybit v5 linear",
+        Venue.DRIFT: "Drift (sidecar protocol)",
+    }
+    out.print(
+        f"simulated {names[venue]} on http://{host}:{port} (key sim-key, secret sim-secret); Ctrl-C stops"
+    )
     try:
-        asyncio.run(serve_sim(host, port, seed, state_file, price_interval=price_interval, venue=venue))
+        asyncio.run(serve_sim(host, port, seed, state_file, price_interval=price_interval, venue=venue.value))
     except KeyboardInterrupt:
         out.print("stopped")
 

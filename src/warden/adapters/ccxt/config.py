@@ -87,6 +87,66 @@ def point_at(client: Any, base_url: str) -> None:
     client.exceptions["exact"].update(client.exceptions["linear"]["exact"])
 
 
+BYBIT_OPTIONS: dict[str, Any] = {
+    "defaultType": "swap",
+    "defaultSubType": "linear",
+    "defaultSettle": "USDT",
+    "fetchMarkets": {"types": ["linear"]},  # not spot, inverse and six option chains
+    # a unified trading account: without these ccxt asks /v5/user/query-api and /v5/account/info
+    # before its first private call (and needs a key allowed to read them)
+    "enableUnifiedAccount": True,
+    "enableUnifiedMargin": False,
+}
+
+BYBIT_URL_SECTIONS = ("api", "test", "demotrading")
+
+
+def bybit_config(
+    *,
+    api_key: str,
+    api_secret: str,
+    enable_rate_limit: bool,
+    timeout_ms: int,
+    options: dict[str, Any] | None,
+    session: Any | None,
+    keepalive_ms: int,
+) -> dict[str, Any]:
+    """The constructor dict for `ccxt.pro.bybit`; `keepalive_ms`: ping interval of its sockets
+    (ccxt declares a socket dead after two intervals without a pong)."""
+    merged = dict(BYBIT_OPTIONS)
+    merged.update(options or {})
+    config: dict[str, Any] = {
+        "apiKey": api_key,
+        "secret": api_secret,
+        "enableRateLimit": enable_rate_limit,
+        "timeout": timeout_ms,
+        "options": merged,
+        "streaming": {"keepAlive": keepalive_ms},
+    }
+    if session is not None:
+        config["session"] = session
+    return config
+
+
+def point_bybit_at(client: Any, base_url: str) -> None:
+    """Send every request of a ccxt bybit `client` to `base_url` (http://host:port).
+
+    Bybit's URLs are templates (`https://api.{hostname}`, `wss://stream.{hostname}/v5/private`)
+    plus a few literal hosts (`wss://stream.bybit.com/v5/trade`): every one of them, in the
+    api, test (testnet) and demotrading tables, gets the local host with its path kept, and
+    `hostname` itself becomes the local host so no template can resolve elsewhere.
+    """
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"base_url must look like http://host:port, not {base_url!r}")
+    netloc, secure = parts.netloc, parts.scheme == "https"
+    for section in BYBIT_URL_SECTIONS:
+        table = client.urls.get(section)
+        if isinstance(table, dict):
+            rewrite_urls(table, netloc, secure=secure)
+    client.hostname = netloc
+
+
 def all_urls(urls: dict[str, Any]) -> list[str]:
     """Every URL string in `urls`, recursively (for checks that nothing points elsewhere)."""
     found: list[str] = []

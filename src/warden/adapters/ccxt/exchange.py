@@ -8,8 +8,9 @@ Against Binance itself (no base_url):
 
     CcxtExchange.create(api_key=..., api_secret=...)
 
-Every ccxt call runs inside `translated(...)` (errors.py, the one translation table) and
-every ccxt structure is parsed once, here at the boundary (parse.py). Conditional orders
+Every ccxt call runs inside `self.translated(...)` (errors.py: Binance's code table, then the
+class table) and every ccxt structure is parsed once, here at the boundary (parse.py).
+What is common to every venue lives in `CcxtAdapter` (adapter.py). Conditional orders
 are sent with `stopLossPrice` / `takeProfitPrice` (ccxt routes them to the algo endpoint)
 and `workingType=MARK_PRICE` (stops fire on the mark, as warden and the simulator assume);
 fetch and cancel pass `{'trigger': True}` for them, because ccxt does not route those.
@@ -19,24 +20,24 @@ any call can be cancelled by a deadline.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
-from datetime import UTC, datetime
+from collections.abc import Sequence
+from datetime import datetime
 from decimal import Decimal
+from functools import partial
 from typing import Any
-from urllib.parse import urlsplit
 
-import ccxt
-from warden.adapters.ccxt import parse
+from warden.adapters.ccxt import errors, parse
+from warden.adapters.ccxt.adapter import CcxtAdapter, Setting, is_loopback, now
 from warden.adapters.ccxt.config import DEFAULT_TIMEOUT_MS, client_config, point_at
-from warden.adapters.ccxt.errors import Call, translated
+from warden.adapters.ccxt.errors import Call
 from warden.adapters.ccxt.ids import OrderIds
-from warden.adapters.ccxt.stream import CcxtStream
 from warden.domain.margin import SymbolConfig
 from warden.domain.reports import FillReport, OrderReport, OrderRequest, PositionReport, StreamEvent
-from warden.domain.values import Instrument, OrderType, Symbol
-from warden.ports import ExchangeError, ExchangeTimeout, ExchangeUnavailable, OrderNotFound, OrderRejected
+from warden.domain.values import Instrument, OrderType, Symbol, parse_client_order_id
+from warden.ports import ExchangeError, ExchangeTimeout, ExchangeUnavailable, OrderNotFound
 
 log = logging.getLogger(__name__)
 
@@ -48,31 +49,18 @@ USDM_MS_PER_WEIGHT = 25
 """Binance USD-M allows 2,400 request weight a minute: 25 ms per unit of ccxt's cost."""
 
 
-def _is_loopback(base_url: str | None) -> bool:
-    if base_url is None:
-        return False
-    host = urlsplit(base_url).hostname or ""
-    return host in ("localhost", "::1") or host.startswith("127.")
-
-
-class CcxtExchange:
+class CcxtExchange(CcxtAdapter):
     """One Binance USD-M account. `symbols`: the markets whose mark prices the stream carries
     (None: all of them, through the single `!markPrice@arr@1s` stream)."""
 
-    def __init__(
-        self,
-        client: Any,
-        *,
-        symbols: Sequence[Symbol] | None = None,
-        resolve_timeout: float = 5.0,
-        reconnect_wait: float = 30.0,
-    ) -> None:
-        self.client = client
-        self.symbols = list(symbols) if symbols else None
+    venue = "binance"
+    codes = errors.BINANCE
+    not_modified = errors.BINANCE_NOT_MODIFIED
+    channels = {"private": "/private/", "market": "/market/"}
+
+    def __init__(self, client: Any, **kwargs: Any) -> None:
+        super().__init__(client, **kwargs)
         self.ids = OrderIds()
-        self.resolve_timeout = resolve_timeout
-        self.reconnect_wait = reconnect_wait
-        self._streams: list[CcxtStream] = []
 
     @classmethod
     def create(
@@ -86,11 +74,16 @@ class CcxtExchange:
         options: dict[str, Any] | None = None,
         symbols: Sequence[Symbol] | None = None,
         session: Any | None = None,
+        testnet: bool = False,
+        leverage: int | None = None,
+        margin_mode: str | None = None,
     ) -> CcxtExchange:
         """Build the ccxt client. `base_url` (http://host:port) points every URL at a local server.
 
         `session`: an aiohttp ClientSession for REST and websockets (e.g. with a TraceConfig
         that records every request); the caller closes it. `options` are merged into ccxt's.
+        `testnet`: Binance's demo trading environment (demo-fapi.binance.com; the old futures
+        testnet is retired and ccxt refuses it), unless `base_url` points elsewhere.
         """
         import ccxt.pro
 
@@ -99,7 +92,7 @@ class CcxtExchange:
             # 40-weight openOrders waits ~1 s). Against a local simulator there is no limit
             # to respect, so it is off; against Binance it is on, paced at USD-M's real
             # 2,400 weight per minute (25 ms per unit) rather than ccxt's 1,200.
-            enable_rate_limit = not _is_loopback(base_url)
+            enable_rate_limit = not is_loopback(base_url)
         config = client_config(
             api_key=api_key,
             api_secret=api_secret,
@@ -112,18 +105,38 @@ class CcxtExchange:
         client.rateLimit = USDM_MS_PER_WEIGHT
         if base_url is not None:
             point_at(client, base_url)
-        return cls(client, symbols=symbols)
+        elif testnet:
+            client.enable_demo_trading(True)
+        return cls(client, symbols=symbols, leverage=leverage, margin_mode=margin_mode)
 
     # ----- the Exchange port ----------------------------------------------------------
 
-    async def instruments(self) -> dict[Symbol, Instrument]:
-        with translated(Call.QUERY):
-            markets = await self.client.load_markets()
-            found = [parse.instrument(m) for m in markets.values()]
-        return {i.symbol: i for i in found if i is not None}
+    def parse_instrument(self, market: parse.Raw) -> Instrument | None:
+        return parse.instrument(market)
+
+    def account_settings(self, symbols: Sequence[Symbol]) -> list[Setting]:
+        """The configured margin type and leverage, per symbol (`/fapi/v1/marginType`, `/leverage`).
+        Position mode is left alone: the account must be in one-way mode (see the README)."""
+        client, settings = self.client, list[Setting]()
+        mode, leverage = self.margin_mode, self.leverage
+        if mode is not None:
+            settings += [(f"{s} {mode} margin", partial(client.set_margin_mode, mode, s)) for s in symbols]
+        if leverage is not None:
+            settings += [
+                (f"{s} leverage {leverage}", partial(client.set_leverage, leverage, s)) for s in symbols
+            ]
+        return settings
+
+    async def symbol_config(self, symbol: Symbol) -> SymbolConfig:
+        """GET /fapi/v1/symbolConfig for one symbol (ccxt's fetch_leverages reads it)."""
+        with self.translated(Call.QUERY):
+            await self.client.load_markets()
+            market_id = self.client.market(symbol)["id"]
+            found = await self.client.fetch_leverages([symbol], {"symbol": market_id})
+            return parse.symbol_config(found[symbol])
 
     async def mark_price(self, symbol: Symbol) -> Decimal:
-        with translated(Call.QUERY):
+        with self.translated(Call.QUERY):
             ticker = parse.mark_price(await self.client.fetch_mark_price(symbol))
         if ticker is None:
             raise ExchangeUnavailable(f"no mark price for {symbol}")
@@ -131,7 +144,7 @@ class CcxtExchange:
 
     async def place_order(self, request: OrderRequest) -> OrderReport:
         """Send with warden's client id; refuse (before sending) what ccxt would silently round."""
-        await self._check_precision(request)
+        await self.check_precision(request)
         params: dict[str, Any] = {"clientOrderId": request.client_order_id}
         if request.reduce_only:
             params["reduceOnly"] = True
@@ -139,7 +152,7 @@ class CcxtExchange:
             key = "stopLossPrice" if request.type is OrderType.STOP_MARKET else "takeProfitPrice"
             params[key] = str(request.trigger_price)
             params["workingType"] = "MARK_PRICE"
-        with translated(Call.ORDER):
+        with self.translated(Call.ORDER):
             raw = await self.client.create_order(
                 request.symbol, "market", request.side.value, str(request.qty), None, params
             )
@@ -151,7 +164,7 @@ class CcxtExchange:
         params: dict[str, Any] = {"clientOrderId": client_order_id}
         if conditional:
             params["trigger"] = True
-        with translated(Call.ORDER):
+        with self.translated(Call.ORDER):
             raw = await self.client.cancel_order(None, symbol, params)
             if not conditional:
                 report = parse.order_report(raw)
@@ -169,7 +182,7 @@ class CcxtExchange:
         params: dict[str, Any] = {"clientOrderId": client_order_id}
         if conditional:
             params["trigger"] = True
-        with translated(Call.QUERY):
+        with self.translated(Call.QUERY):
             raw = await self.client.fetch_order(None, symbol, params)
             report = parse.order_report(raw)
         if conditional:
@@ -179,7 +192,7 @@ class CcxtExchange:
 
     async def fetch_open_orders(self) -> list[OrderReport]:
         """Every open order: `/openOrders` and, separately, `/openAlgoOrders`."""
-        with translated(Call.QUERY):
+        with self.translated(Call.QUERY):
             plain = await self.client.fetch_open_orders()
             algo = await self.client.fetch_open_orders(None, None, None, {"trigger": True})
             reports = [parse.order_report(o) for o in plain + algo]
@@ -188,7 +201,7 @@ class CcxtExchange:
         return reports
 
     async def fetch_positions(self) -> list[PositionReport]:
-        with translated(Call.QUERY):
+        with self.translated(Call.QUERY):
             found = [parse.position_report(p) for p in await self.client.fetch_positions()]
         return [p for p in found if p is not None]
 
@@ -197,7 +210,7 @@ class CcxtExchange:
         trades = await self._trades(symbol, since)
         await self.resolve(symbol, {str(t["order"]) for t in trades})
         fills = []
-        with translated(Call.QUERY):
+        with self.translated(Call.QUERY):
             for trade in trades:
                 order_id = str(trade["order"])
                 owner = self.ids.attribution(order_id)
@@ -205,65 +218,60 @@ class CcxtExchange:
                 fills.append(parse.fill_report(trade, client_id, exchange_id))
         return fills
 
-    async def symbol_config(self, symbol: Symbol) -> SymbolConfig:
-        """GET /fapi/v1/symbolConfig for one symbol (ccxt's fetch_leverages reads it)."""
-        with translated(Call.QUERY):
-            await self.client.load_markets()
-            market_id = self.client.market(symbol)["id"]
-            found = await self.client.fetch_leverages([symbol], {"symbol": market_id})
-            return parse.symbol_config(found[symbol])
+    # ----- the stream's batches -> events ----------------------------------------------
 
-    async def configure_symbol(self, symbol: Symbol, config: SymbolConfig) -> None:
-        """POST /fapi/v1/leverage and /fapi/v1/marginType. Binance answers -4046 when the margin
-        mode is already the wanted one: that is success, not a refusal. A refusal (-4048: a position
-        is open) is OrderRejected; no answer is ExchangeTimeout (read symbol_config again)."""
-        with translated(Call.ORDER):
-            if config.leverage is not None:
-                await self.client.set_leverage(config.leverage, symbol)
-            if config.margin_mode is not None:
-                with contextlib.suppress(ccxt.MarginModeAlreadySet):
-                    await self.client.set_margin_mode(config.margin_mode.value, symbol)
+    async def watch_marks(self) -> Any:
+        return await self.client.watch_mark_prices(self.symbols)
 
-    def stream(self) -> AsyncIterator[StreamEvent]:
-        """Fills, order updates and mark prices; a StreamGap once a dropped socket is back."""
-        stream = CcxtStream(self, now=_now)
-        self._streams.append(stream)
-        return stream.events()
+    async def order_events(self, batch: list[parse.Raw]) -> list[StreamEvent]:
+        ids = self.ids
+        for raw in batch:  # algo updates first: they explain the child orders of the same batch
+            if parse.is_algo(raw):
+                ids.learn(parse.order_report(raw), parse.algo_child_id(raw))
+        events: list[StreamEvent] = []
+        for raw in batch:
+            report = parse.order_report(raw)
+            if not parse.is_algo(raw):
+                if ids.is_child(report.exchange_order_id):
+                    continue  # the algo order's own updates speak for it
+                ids.learn(report)
+            events.append(report)
+        return events
 
-    async def close(self) -> None:
-        for stream in self._streams:
-            await stream.stop()
-        self._streams.clear()
-        await self.client.close()
+    async def trade_events(self, batch: list[parse.Raw]) -> list[StreamEvent]:
+        events: list[StreamEvent] = []
+        for raw in batch:
+            order_id = str(raw["order"])
+            client_id, exchange_id = await self._attribute(Symbol(str(raw["symbol"])), order_id, raw)
+            events.append(parse.fill_report(raw, client_id, exchange_id))
+        return events
+
+    async def mark_events(self, batch: dict[str, parse.Raw]) -> list[StreamEvent]:
+        marks = (parse.mark_price(ticker) for ticker in batch.values())
+        return [m for m in marks if m is not None]
+
+    async def _attribute(self, symbol: Symbol, order_id: str, raw: parse.Raw) -> tuple[str, str]:
+        ids = self.ids
+        printed = parse.raw_client_id(raw) or ""
+        known = ids.attribution(order_id)
+        if known is None and parse_client_order_id(printed) is None:
+            # not a known order and not warden's id: perhaps a fired stop's child order
+            with contextlib.suppress(ExchangeError, TimeoutError):
+                async with asyncio.timeout(self.resolve_timeout):
+                    await self.resolve(symbol, {order_id})
+            known = ids.attribution(order_id)
+            if known is None:
+                ids.learn_unknown(order_id, printed)
+        return known or (printed, order_id)
 
     # ----- helpers --------------------------------------------------------------------
-
-    async def _check_precision(self, request: OrderRequest) -> None:
-        """ccxt truncates quantities and rounds prices to the market's precision without a word;
-        an order warden did not size exactly is refused here instead of sent as something else."""
-        if request.type.conditional and request.trigger_price is None:
-            raise OrderRejected(f"{request.client_order_id}: a conditional order needs a trigger price")
-        with translated(Call.QUERY):
-            await self.client.load_markets()
-        with translated(Call.ORDER):
-            amount = self.client.amount_to_precision(request.symbol, str(request.qty))
-            price = (
-                self.client.price_to_precision(request.symbol, str(request.trigger_price))
-                if request.trigger_price is not None
-                else None
-            )
-        cid = request.client_order_id
-        if Decimal(str(amount)) != request.qty:
-            raise OrderRejected(f"{cid}: qty {request.qty} is not a whole number of lots")
-        if price is not None and Decimal(str(price)) != request.trigger_price:
-            raise OrderRejected(f"{cid}: trigger {request.trigger_price} is not on the tick")
 
     async def resolve(self, symbol: Symbol, order_ids: set[str]) -> None:
         """Learn which client ids `order_ids` belong to: fired algo orders first, then plain orders."""
         unknown = {o for o in order_ids if self.ids.attribution(o) is None}
         if not unknown:
             return
-        with translated(Call.QUERY):
+        with self.translated(Call.QUERY):
             for raw in await self.client.fetch_orders(symbol, None, None, {"trigger": True}):
                 self.ids.learn(parse.order_report(raw), parse.algo_child_id(raw))
             unknown = {o for o in unknown if self.ids.attribution(o) is None}
@@ -279,7 +287,7 @@ class CcxtExchange:
         if child_id is None:
             return report
         try:
-            with translated(Call.QUERY):
+            with self.translated(Call.QUERY):
                 child = parse.order_report(await self.client.fetch_order(child_id, symbol))
         except OrderNotFound:
             return report  # not in the matching engine (yet): the algo order's own fields stand
@@ -288,25 +296,21 @@ class CcxtExchange:
     async def _trades(self, symbol: Symbol, since: datetime | None) -> list[parse.Raw]:
         """userTrades from `since`, through Binance's 7-day windows and 1000-trade pages."""
         if since is None:
-            with translated(Call.QUERY):
+            with self.translated(Call.QUERY):
                 result: list[parse.Raw] = await self.client.fetch_my_trades(symbol, None, TRADES_PAGE)
             return result
-        start, now = int(since.timestamp() * 1000), int(_now().timestamp() * 1000)
+        start, until = int(since.timestamp() * 1000), int(now().timestamp() * 1000)
         seen: dict[str, parse.Raw] = {}
         while True:
-            with translated(Call.QUERY):
+            with self.translated(Call.QUERY):
                 page: list[parse.Raw] = await self.client.fetch_my_trades(symbol, start, TRADES_PAGE)
             for trade in page:
                 seen[str(trade["id"])] = trade
             if len(page) >= TRADES_PAGE:
                 last = int(page[-1]["timestamp"])
                 start = last if last > start else start + 1
-            elif now - start >= WEEK_MS:  # ccxt asked for [start, start + 7 days] only
+            elif until - start >= WEEK_MS:  # ccxt asked for [start, start + 7 days] only
                 start += WEEK_MS
             else:
                 break
         return sorted(seen.values(), key=lambda t: (int(t["timestamp"]), str(t["id"])))
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)

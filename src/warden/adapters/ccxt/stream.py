@@ -1,15 +1,16 @@
-"""The merged user stream: watch_orders + watch_my_trades + watch_mark_prices, one queue.
+"""The merged user stream: orders + my trades + mark prices, one queue, for any ccxt venue.
 
-Binance's user-data stream has no replay, and ccxt does not pretend otherwise: when a
-socket fails, the pending watch_* call raises and the next call reconnects. Each watcher
-here simply calls again (with backoff while it keeps failing); the first failure of a
-channel (`private` or `market`) schedules one StreamGap, delivered once ccxt has that
-channel's socket connected again (or after `reconnect_wait`, whichever comes first), so
-the engine reconciles over REST *after* the stream is back and misses nothing between.
+A venue's user-data stream has no replay, and ccxt does not pretend otherwise: when a socket
+fails (closed by the server, or silent past ccxt's ping-pong keep-alive), the pending watch_*
+call raises and the next call reconnects. Each watcher here simply calls again (with backoff
+while it keeps failing); the first failure of a channel (`private` or `market`) schedules one
+StreamGap, delivered once ccxt has that channel's socket connected again (or after
+`reconnect_wait`, whichever comes first), so the engine reconciles over REST *after* the
+stream is back and misses nothing between.
 
-Fills are attributed to client ids through `OrderIds`: a fired conditional order trades
-under a new order id, learned from ALGO_UPDATE's `ai` (handled before the fills of the
-same batch) or, failing that, over REST (`CcxtExchange.resolve`).
+What to watch and how a batch becomes events is the adapter's (`StreamSource`): Binance
+attributes a fired conditional order's fills through ALGO_UPDATE's child ids; Bybit's
+executions carry the order's own orderLinkId.
 """
 
 from __future__ import annotations
@@ -17,19 +18,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import ccxt
-from warden.adapters.ccxt import parse
 from warden.adapters.ccxt.errors import UNREADABLE
 from warden.domain.reports import StreamEvent, StreamGap
-from warden.domain.values import Symbol, parse_client_order_id
-from warden.ports import ExchangeError
-
-if TYPE_CHECKING:
-    from warden.adapters.ccxt.exchange import CcxtExchange
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +33,30 @@ BACKOFF_START, BACKOFF_MAX = 0.1, 5.0
 POLL = 0.02
 
 
+class StreamSource(Protocol):
+    """What an adapter tells the stream: its client, what to watch, and how batches become events."""
+
+    client: Any
+    reconnect_wait: float
+
+    @property
+    def channels(self) -> Mapping[str, str]:
+        """Channel (`private`, `market`) -> a fragment of the websocket URL of that channel."""
+        ...
+
+    async def watch_marks(self) -> Any: ...
+
+    async def order_events(self, batch: Any) -> list[StreamEvent]: ...
+
+    async def trade_events(self, batch: Any) -> list[StreamEvent]: ...
+
+    async def mark_events(self, batch: Any) -> list[StreamEvent]: ...
+
+
 class CcxtStream:
     """One consumer's view of the account's websockets. `events()` runs until `stop()` or close."""
 
-    def __init__(self, exchange: CcxtExchange, *, now: Callable[[], datetime]) -> None:
+    def __init__(self, exchange: StreamSource, *, now: Callable[[], datetime]) -> None:
         self._exchange = exchange
         self._client = exchange.client
         self._now = now
@@ -50,9 +65,10 @@ class CcxtStream:
         self._recovering: set[str] = set()
 
     async def events(self) -> AsyncIterator[StreamEvent]:
-        self._spawn(self._watch(PRIVATE, "orders", self._client.watch_orders, self._orders))
-        self._spawn(self._watch(PRIVATE, "trades", self._client.watch_my_trades, self._trades))
-        self._spawn(self._watch(MARKET, "marks", self._watch_marks, self._marks))
+        source = self._exchange
+        self._spawn(self._watch(PRIVATE, "orders", self._client.watch_orders, source.order_events))
+        self._spawn(self._watch(PRIVATE, "trades", self._client.watch_my_trades, source.trade_events))
+        self._spawn(self._watch(MARKET, "marks", source.watch_marks, source.mark_events))
         try:
             while True:
                 event = await self._queue.get()
@@ -61,9 +77,6 @@ class CcxtStream:
                 yield event
         finally:
             await self._cancel_tasks()
-
-    async def _watch_marks(self) -> Any:
-        return await self._client.watch_mark_prices(self._exchange.symbols)
 
     async def stop(self) -> None:
         await self._cancel_tasks()
@@ -130,58 +143,16 @@ class CcxtStream:
         self._queue.put_nowait(StreamGap(reason, self._now()))
 
     def _connected(self, channel: str) -> bool:
-        """Whether ccxt holds an open socket for this channel (URL `/private/...` or `/market/...`)."""
+        """Whether ccxt holds an open socket for this channel (its URL contains the channel's fragment)."""
+        fragment = self._exchange.channels[channel]
         clients = getattr(self._client, "clients", None) or {}
         for url, client in list(clients.items()):
-            if f"/{channel}/" not in str(url):
+            if fragment not in str(url):
                 continue
             with contextlib.suppress(Exception):
                 if _is_open(client):
                     return True
         return False
-
-    # ----- batches -> events ----------------------------------------------------------
-
-    async def _orders(self, batch: list[parse.Raw]) -> list[StreamEvent]:
-        ids = self._exchange.ids
-        for raw in batch:  # algo updates first: they explain the child orders of the same batch
-            if parse.is_algo(raw):
-                ids.learn(parse.order_report(raw), parse.algo_child_id(raw))
-        events: list[StreamEvent] = []
-        for raw in batch:
-            report = parse.order_report(raw)
-            if not parse.is_algo(raw):
-                if ids.is_child(report.exchange_order_id):
-                    continue  # the algo order's own updates speak for it
-                ids.learn(report)
-            events.append(report)
-        return events
-
-    async def _trades(self, batch: list[parse.Raw]) -> list[StreamEvent]:
-        events: list[StreamEvent] = []
-        for raw in batch:
-            order_id = str(raw["order"])
-            client_id, exchange_id = await self._attribute(Symbol(str(raw["symbol"])), order_id, raw)
-            events.append(parse.fill_report(raw, client_id, exchange_id))
-        return events
-
-    async def _attribute(self, symbol: Symbol, order_id: str, raw: parse.Raw) -> tuple[str, str]:
-        ids = self._exchange.ids
-        printed = parse.raw_client_id(raw) or ""
-        known = ids.attribution(order_id)
-        if known is None and parse_client_order_id(printed) is None:
-            # not a known order and not warden's id: perhaps a fired stop's child order
-            with contextlib.suppress(ExchangeError, TimeoutError):
-                async with asyncio.timeout(self._exchange.resolve_timeout):
-                    await self._exchange.resolve(symbol, {order_id})
-            known = ids.attribution(order_id)
-            if known is None:
-                ids.learn_unknown(order_id, printed)
-        return known or (printed, order_id)
-
-    async def _marks(self, batch: dict[str, parse.Raw]) -> list[StreamEvent]:
-        marks = (parse.mark_price(ticker) for ticker in batch.values())
-        return [m for m in marks if m is not None]
 
 
 def _is_open(client: Any) -> bool:

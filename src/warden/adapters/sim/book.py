@@ -47,7 +47,7 @@ class TriggerBook:
 
     def __init__(self) -> None:
         self._heaps: dict[Direction, list[_Entry]] = {Direction.FALLING: [], Direction.RISING: []}
-        self._live: dict[str, tuple[Direction, int]] = {}
+        self._live: dict[str, tuple[Direction, int, Decimal]] = {}  # order id -> its one live entry
 
     def __len__(self) -> int:
         return len(self._live)
@@ -61,7 +61,7 @@ class TriggerBook:
             raise ValueError(f"order {order_id} is already in the book")
         key = -trigger if direction is Direction.FALLING else trigger
         heapq.heappush(self._heaps[direction], (key, seq, order_id))
-        self._live[order_id] = (direction, seq)
+        self._live[order_id] = (direction, seq, key)
 
     def remove(self, order_id: str) -> bool:
         """Forget an order; False if it was not resting."""
@@ -80,7 +80,7 @@ class TriggerBook:
         fired: list[str] = []
         while heap:
             key, seq, order_id = heap[0]
-            if self._live.get(order_id) != (direction, seq):
+            if self._live.get(order_id) != (direction, seq, key):  # cancelled, or moved (amended)
                 heapq.heappop(heap)
                 continue
             trigger = -key if direction is Direction.FALLING else key
@@ -95,6 +95,6 @@ class TriggerBook:
         heap = self._heaps[direction]
         if len(heap) <= 2 * len(self._live) + _COMPACT_SLACK:  # amortised O(1) per remove
             return
-        live = [entry for entry in heap if self._live.get(entry[2]) == (direction, entry[1])]
+        live = [entry for entry in heap if self._live.get(entry[2]) == (direction, entry[1], entry[0])]
         heapq.heapify(live)
         self._heaps[direction] = live

@@ -70,6 +70,9 @@ LIQUIDATION_PREFIX = "autoclose-"
 DEFAULT_CONFIG = SymbolConfig(20, MarginMode.CROSS)
 """Binance's defaults for a symbol never configured."""
 _FIRST_ORDER_ID = 1_000_001
+DEFAULT_LEVERAGE = 20
+CROSS, ISOLATED = "cross", "isolated"
+MARGIN_MODES = (CROSS, ISOLATED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,6 +224,38 @@ class SimCore:
         """How many conditional orders rest in this symbol's trigger book."""
         return len(self._books[symbol])
 
+    def leverage(self, symbol: Symbol) -> int:
+        return self.symbol_config(symbol).leverage or DEFAULT_LEVERAGE
+
+    def margin_mode(self, symbol: Symbol) -> str:
+        """ "cross" or "isolated": the position's margin comes from the whole wallet or its own."""
+        mode = self.symbol_config(symbol).margin_mode
+        return mode.value if mode is not None else CROSS
+
+    # ----- account settings ----------------------------------------------------------
+
+    def set_leverage(self, symbol: Symbol, leverage: int) -> bool:
+        """Set a symbol's leverage (1..MAX_LEVERAGE); False if it already was that (nothing changed)."""
+        if not 1 <= leverage <= MAX_LEVERAGE:
+            raise SimRejection(-4028, f"leverage {leverage} is not between 1 and {MAX_LEVERAGE}")
+        if self.leverage(symbol) == leverage:
+            return False
+        self.configure(symbol, leverage, None)
+        return True
+
+    def set_margin_mode(self, symbol: Symbol, mode: str) -> bool:
+        """Switch a symbol between cross and isolated margin; False if it already was in `mode`.
+
+        Like Binance, a switch is refused while the symbol has a position (-4048) or open orders (-4047).
+        """
+        self._instrument(symbol)
+        if mode not in MARGIN_MODES:
+            raise SimRejection(-4046, f"margin mode must be one of {MARGIN_MODES}, not {mode!r}")
+        if self.margin_mode(symbol) == mode:
+            return False
+        self.configure(symbol, None, MarginMode(mode))
+        return True
+
     # ----- commands ------------------------------------------------------------------
 
     def place(
@@ -277,6 +312,50 @@ class SimCore:
         canceled = self._close(order, OrderStatus.CANCELED, now)
         self._reassess(order.symbol, now)
         return self._outcome(canceled)
+
+    def amend(
+        self,
+        client_order_id: str,
+        now: datetime,
+        *,
+        qty: Decimal | None = None,
+        trigger_price: Decimal | None = None,
+    ) -> Outcome:
+        """Change the quantity and/or trigger of a resting conditional order (Bybit's amend).
+
+        The order keeps its ids and its place among equal triggers; the new values are validated
+        like a new order's (a trigger the mark has already reached is refused). SimOrderNotFound
+        if no conditional order with this client id is resting.
+        """
+        order = self.order(client_order_id)
+        if order is None or order.status is not OrderStatus.OPEN or order.trigger_price is None:
+            raise SimOrderNotFound(f"no resting conditional order with client id {client_order_id!r}")
+        whole = order.exchange_order_id in self._close_position
+        new_qty = order.qty if qty is None or whole else qty
+        new_trigger = order.trigger_price if trigger_price is None else trigger_price
+        request = OrderRequest(
+            ClientOrderId(order.client_order_id),
+            order.symbol,
+            order.side,
+            order.type,
+            new_qty,
+            new_trigger,
+            order.reduce_only,
+        )
+        validate(
+            request,
+            self.instruments[order.symbol],
+            self._marks[order.symbol],
+            self._positions[order.symbol],
+            close_position=whole,
+        )
+        self._out = []
+        self._books[order.symbol].remove(order.exchange_order_id)
+        self._cover.remove(order, whole=whole)
+        amended = self._record(replace(order, qty=new_qty, trigger_price=new_trigger, at=now))
+        self._rest(amended, new_trigger)
+        self._reassess(order.symbol, now)
+        return self._outcome(amended)
 
     def fill_acknowledged(self, exchange_order_id: str, now: datetime) -> Outcome | None:
         """Fill an acknowledged market order at the current mark (a reduce-only one with nothing
@@ -401,6 +480,14 @@ class SimCore:
         for s, (lev, mode) in data.get("symbol_config", {}).items():
             self._config[Symbol(s)] = SymbolConfig(lev, MarginMode(mode) if mode else None)
         self.rng.setstate(rng_from_json(data["rng"]))
+        for s, n in data.get("leverage", {}).items():  # snapshots written before symbol_config
+            self._config[Symbol(s)] = SymbolConfig(
+                int(n), self._config.get(Symbol(s), DEFAULT_CONFIG).margin_mode
+            )
+        for s, m in data.get("margin_mode", {}).items():
+            self._config[Symbol(s)] = SymbolConfig(
+                self._config.get(Symbol(s), DEFAULT_CONFIG).leverage, MarginMode(m)
+            )
         self._books = {s: TriggerBook() for s in self.instruments}
         self._cover = StopCover()
         for order_id in self._open:

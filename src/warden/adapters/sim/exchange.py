@@ -149,6 +149,22 @@ class SimulatedExchange:
         self._find(symbol, client_order_id, conditional)
         return self._cancel(client_order_id)
 
+    async def amend_order(
+        self, client_order_id: str, *, qty: Decimal | None = None, trigger_price: Decimal | None = None
+    ) -> OrderReport:
+        """Change a resting conditional order's quantity and/or trigger (the Bybit face's amend;
+        not part of the port). OrderNotFound if none rests; OrderRejected for invalid values."""
+        await self._rest()
+        try:
+            outcome = self.core.amend(client_order_id, self._now(), qty=qty, trigger_price=trigger_price)
+        except SimOrderNotFound as exc:
+            raise OrderNotFound(f"-2013: {exc}") from exc
+        except SimRejection as exc:
+            raise OrderRejected(str(exc)) from exc
+        self.save()
+        self._stream.publish(outcome.events)
+        return outcome.report
+
     async def fetch_order(self, symbol: Symbol, client_order_id: str, conditional: bool) -> OrderReport:
         await self._query()
         return self._find(symbol, client_order_id, conditional)

@@ -29,6 +29,9 @@ class SimFaults:
         a cancel cancels it for good. Conditional orders are not affected.
     fill_delay: seconds from the acknowledgement of such an order to its fill (0: the next
         turn of the event loop, still after the response). Read when the order is placed.
+    stream_silent: (the server faces only) the private sockets stay open but go quiet: no
+        events (they are lost, as on a dead connection) and no answer to pings. A client must
+        notice the silence by itself (a missed keep-alive), reconnect and reconcile.
     """
 
     rest_latency: float = 0.0
@@ -43,3 +46,4 @@ class SimFaults:
     fail_queries: bool = False
     ack_only_if: OrderPredicate | None = None
     fill_delay: float = 0.0
+    stream_silent: bool = False

@@ -50,6 +50,7 @@ from warden.adapters.sim.server.venue import SimVenue
 from warden.domain.orders import OrderStatus
 from warden.domain.reports import FillReport, MarkPrice, OrderReport, OrderRequest, PositionReport, StreamGap
 from warden.domain.values import ClientOrderId, OrderSide, OrderType, Symbol
+from warden.ports import ExchangeUnavailable
 
 SLOT_SECONDS = 0.4
 GENESIS = datetime(2024, 1, 1, tzinfo=UTC)
@@ -348,6 +349,13 @@ class DriftVenue(SimVenue):
             found = (self.core.order_by_id(i) for i in tx.order_ids)
             shown["orders"] = [self.order_json(o) for o in found if o is not None]
         return shown
+
+    async def gate(self, *, query: bool = True) -> None:
+        """Latency and outage faults of one call (the shared knobs), as the sidecar protocol says them."""
+        try:
+            await self.sim.gate(query=query)
+        except ExchangeUnavailable as exc:
+            raise ProtocolError(p.UNAVAILABLE, "simulated RPC outage") from exc
 
     async def send(self, signature: str) -> p.Json:
         """Send a prepared transaction (again): confirmed, failed, or pending (outcome unknown)."""

@@ -1,15 +1,13 @@
-"""A Binance USD-M compatible simulated exchange: REST and websockets on one port.
+"""The simulated exchange server: one matching core behind a venue's protocol, REST and websockets
+on one port, plus the venue-neutral `/sim/*` control surface (see `control`).
 
-Unmodified ccxt (`ccxt.pro.binanceusdm`, 4.5.90) can trade against it once its URLs point
-here (see `warden.adapters.ccxt.CcxtExchange.create(base_url=...)`). It speaks exactly the
-subset of the protocol listed in section 7.1 of the Binance reference: public market data,
-signed trading (market orders on `/fapi/v1/order`, STOP_MARKET / TAKE_PROFIT_MARKET only on
-`/fapi/v1/algoOrder`), the account, listen keys, `/market/ws/{n}` + `/public/ws/{n}` mark
-price streams and the `/private/ws?listenKey=` user-data stream. Behind it sits a `SimCore`
-with the same `SimFaults` as the in-process simulator, and a `/sim/*` control surface
-(see `control`).
+`create_server_app(venue="binance")` speaks Binance USD-M futures: unmodified ccxt
+(`ccxt.pro.binanceusdm`, 4.5.90) trades against it once its URLs point here (see
+`warden.adapters.ccxt.CcxtExchange.create(base_url=...)`). `venue="bybit"` speaks Bybit v5
+linear perpetuals to unmodified `ccxt.pro.bybit` (see `warden.adapters.ccxt.CcxtBybitExchange`).
+Behind either sits a `SimCore` with the same `SimFaults` as the in-process simulator.
 
-Default credentials: API key ``sim-key``, secret ``sim-secret`` (HMAC-SHA256, as Binance).
+Default credentials: API key ``sim-key``, secret ``sim-secret`` (HMAC-SHA256, as both venues).
 They are test credentials of a local simulator, not secrets.
 """
 
@@ -17,6 +15,7 @@ from warden.adapters.sim.server.app import (
     DEFAULT_API_KEY,
     DEFAULT_API_SECRET,
     VENUE,
+    VENUES,
     create_server_app,
     running_app,
     serve,
@@ -27,6 +26,7 @@ __all__ = [
     "DEFAULT_API_KEY",
     "DEFAULT_API_SECRET",
     "VENUE",
+    "VENUES",
     "SimVenue",
     "create_server_app",
     "running_app",

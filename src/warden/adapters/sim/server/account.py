@@ -20,14 +20,17 @@ def position_risk(
     now_ms: int,
     *,
     leverage: int = 20,
-    isolated: Decimal = ZERO,
+    margin_mode: str = "cross",
     liquidation: Decimal | None = None,
 ) -> Json:
-    """`isolated`: the isolated margin (0 for cross, which is how ccxt tells the mode apart)."""
+    """v3 positionRisk (plus v2's `leverage` / `marginType`); an isolated position shows its own
+    wallet (`isolatedWallet`, the initial margin) and `isolatedMargin` (wallet + uPnL), which is
+    how ccxt tells isolated from cross in v3."""
     qty = position.qty
     upnl = qty * (mark - position.entry_price) if qty else ZERO
     notional = qty * mark
     margin = abs(notional) / leverage
+    isolated = margin_mode == "isolated" and qty != 0
     return {
         "symbol": market_id(position.symbol),
         "positionSide": "BOTH",
@@ -37,10 +40,13 @@ def position_risk(
         "markPrice": num(mark),
         "unRealizedProfit": num(upnl),
         "liquidationPrice": num(liquidation) if liquidation is not None else "0",
-        "isolatedMargin": num(isolated + upnl) if isolated else "0",
+        "isolatedMargin": num(margin + upnl) if isolated else "0",
         "notional": num(notional),
         "marginAsset": "USDT",
-        "isolatedWallet": num(isolated),
+        "isolatedWallet": num(margin) if isolated else "0",
+        "leverage": str(leverage),
+        "marginType": margin_mode,
+        "isolated": isolated,
         "initialMargin": num(margin),
         "maintMargin": num(abs(notional) * Decimal("0.004")),
         "positionInitialMargin": num(margin),
@@ -52,9 +58,14 @@ def position_risk(
     }
 
 
-def account(positions: list[tuple[SimPosition, Decimal]], now_ms: int) -> Json:
-    wallet = wallet_balance(p for p, _ in positions)
-    risks = [position_risk(p, m, now_ms) for p, m in positions if not p.flat]
+def account(positions: list[tuple[SimPosition, Decimal, int, str]], now_ms: int) -> Json:
+    """`positions`: (position, mark, leverage, margin mode) of every symbol."""
+    wallet = wallet_balance(p for p, _, _, _ in positions)
+    risks = [
+        position_risk(p, m, now_ms, leverage=lev, margin_mode=mode)
+        for p, m, lev, mode in positions
+        if not p.flat
+    ]
     upnl = sum((Decimal(r["unRealizedProfit"]) for r in risks), ZERO)
     used = sum((Decimal(r["initialMargin"]) for r in risks), ZERO)
     margin_balance = wallet + upnl
@@ -93,9 +104,11 @@ def account(positions: list[tuple[SimPosition, Decimal]], now_ms: int) -> Json:
                 "positionSide": "BOTH",
                 "positionAmt": r["positionAmt"],
                 "unrealizedProfit": r["unRealizedProfit"],
-                "isolatedMargin": "0",
+                "isolatedMargin": r["isolatedMargin"],
                 "notional": r["notional"],
-                "isolatedWallet": "0",
+                "isolatedWallet": r["isolatedWallet"],
+                "isolated": r["isolated"],
+                "leverage": r["leverage"],
                 "initialMargin": r["initialMargin"],
                 "maintMargin": r["maintMargin"],
                 "updateTime": now_ms,

@@ -14,19 +14,25 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
+from warden.adapters.sim.server.errors import VenueError
+
 DEFAULT_RECV_WINDOW = 5000
 MAX_RECV_WINDOW = 60000
 FUTURE_TOLERANCE_MS = 1000
 
 
-class BinanceError(Exception):
-    """A refusal rendered as Binance's error body."""
+class BinanceError(VenueError):
+    """A refusal rendered as Binance's error body (also the /sim/* control surface's, on every venue)."""
 
     def __init__(self, code: int, msg: str, status: int = 400) -> None:
         super().__init__(f"{code}: {msg}")
         self.code = code
         self.msg = msg
         self.status = status
+
+    @property
+    def note(self) -> str:
+        return f"{self.code} {self.msg}"
 
     def response(self) -> web.Response:
         return web.json_response({"code": self.code, "msg": self.msg}, status=self.status)

@@ -15,15 +15,18 @@ covering stop, 0 when covered or flat), "max_unprotected_seconds" (the longest, 
 included)}, on the simulator's clock; see `warden.adapters.sim.exposure`.
 
 Fault knobs: rest_latency, stream_latency, drop_rate, duplicate_rate, reorder_rate, fill_delay
-(numbers); events_before_response, fail_queries (booleans); reject_if, unavailable_if,
+(numbers); events_before_response, fail_queries, stream_silent (booleans); reject_if, unavailable_if,
 timeout_after_execution_if, ack_only_if: true (every order), false/null (none) or a glob on
 the client order id (e.g. "*-e1"). A MARKET order matching ack_only_if is answered NEW with
-executedQty "0" and fills fill_delay seconds later at the mark of that moment (a background
-task; ORDER_TRADE_UPDATE TRADE and ACCOUNT_UPDATE on the user stream); until then it is NEW
-in lookups and open orders, and a cancel cancels it for good. Knobs live in memory only: a
+executedQty "0" (Bybit: orderStatus New, cumExecQty "0") and fills fill_delay seconds later at
+the mark of that moment (a background task; ORDER_TRADE_UPDATE TRADE and ACCOUNT_UPDATE on
+Binance's user stream, the execution / order / position topics on Bybit's); until then it is
+NEW in lookups and open orders, and a cancel cancels it for good. stream_silent keeps the
+private sockets open but quiet (no events, no pongs) until it is lifted. Knobs live in memory only: a
 restarted server starts with none set, but a fill still pending in the --state-file resumes.
 
-Bad input is refused with HTTP 400 and Binance's error body (`{"code", "msg"}`), never a 500,
+The surface is the same on every venue (`warden sim serve --venue binance|bybit`), errors included:
+bad input is refused with HTTP 400 and a `{"code", "msg"}` body (Binance's codes), never a 500,
 and changes nothing: a body that is not a JSON object (or uses NaN / Infinity literals), a
 missing or unknown symbol, a number that is not finite (NaN, Infinity, 1e400) or not a number
 at all, a non-positive price or one above the exchange's maxPrice, a quoted "false" where a
@@ -51,7 +54,7 @@ from warden.ports import OrderNotFound, OrderRejected
 
 NUMBER_KNOBS = ("rest_latency", "stream_latency", "drop_rate", "duplicate_rate", "reorder_rate", "fill_delay")
 RATE_KNOBS = ("drop_rate", "duplicate_rate", "reorder_rate")  # chances: at most 1
-FLAG_KNOBS = ("events_before_response", "fail_queries")
+FLAG_KNOBS = ("events_before_response", "fail_queries", "stream_silent")
 PREDICATE_KNOBS = ("reject_if", "unavailable_if", "timeout_after_execution_if", "ack_only_if")
 
 
@@ -107,7 +110,10 @@ def _flag(body: dict[str, Any], name: str) -> bool:
 
 
 def _symbol(venue: SimVenue, body: dict[str, Any]) -> Symbol:
-    return venue.symbol(_text(body, "symbol"))
+    symbol = venue.find_symbol(_text(body, "symbol"))
+    if symbol is None:
+        raise BinanceError(-1121, "Invalid symbol.")
+    return symbol
 
 
 def _decimal(body: dict[str, Any], name: str, *, required: bool = True) -> Decimal | None:

@@ -129,6 +129,8 @@ def account_update(core: SimCore, symbol: Symbol, at: int) -> Json:
     mark = core.mark(symbol)
     wallet = wallet_balance(core.position(s) for s in core.instruments)
     upnl = position.qty * (mark - position.entry_price) if position.qty else ZERO
+    mode = core.margin_mode(symbol)
+    wallet_of_position = abs(position.qty) * mark / core.leverage(symbol) if mode == "isolated" else ZERO
     return {
         "e": "ACCOUNT_UPDATE",
         "E": at,
@@ -144,8 +146,8 @@ def account_update(core: SimCore, symbol: Symbol, at: int) -> Json:
                     "bep": num(position.entry_price),
                     "cr": num(position.realized_pnl),
                     "up": num(upnl),
-                    "mt": "cross",
-                    "iw": "0",
+                    "mt": mode,
+                    "iw": num(wallet_of_position),
                     "ps": "BOTH",
                 }
             ],

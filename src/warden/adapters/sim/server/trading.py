@@ -12,6 +12,7 @@ from typing import Any
 
 from warden.adapters.sim.server import shapes
 from warden.adapters.sim.server.auth import BinanceError, mandatory
+from warden.adapters.sim.server.binance_venue import BinanceVenue
 from warden.adapters.sim.server.params import (
     Params,
     boolean,
@@ -22,7 +23,6 @@ from warden.adapters.sim.server.params import (
     require,
     side,
 )
-from warden.adapters.sim.server.venue import SimVenue
 from warden.domain.orders import OrderStatus
 from warden.domain.reports import OrderReport, OrderRequest
 from warden.domain.values import ClientOrderId, OrderType, Symbol
@@ -49,7 +49,7 @@ def _in_window(order: OrderReport, params: Params) -> bool:
 # ----- plain orders -------------------------------------------------------------------
 
 
-def _plain(venue: SimVenue, order_id: int | None, cid: str | None) -> OrderReport:
+def _plain(venue: BinanceVenue, order_id: int | None, cid: str | None) -> OrderReport:
     """A matching-engine order by id or client id: market orders and fired conditionals' children."""
     core = venue.core
     if order_id is not None:
@@ -70,7 +70,7 @@ def _plain(venue: SimVenue, order_id: int | None, cid: str | None) -> OrderRepor
     return found
 
 
-def _lookup_plain(venue: SimVenue, params: Params) -> OrderReport:
+def _lookup_plain(venue: BinanceVenue, params: Params) -> OrderReport:
     symbol = venue.symbol(require(params, "symbol"))
     order_id, cid = integer(params, "orderId"), params.get("origClientOrderId")
     if order_id is None and not cid:
@@ -81,7 +81,7 @@ def _lookup_plain(venue: SimVenue, params: Params) -> OrderReport:
     return order
 
 
-async def new_order(venue: SimVenue, params: Params) -> Any:
+async def new_order(venue: BinanceVenue, params: Params) -> Any:
     symbol = venue.symbol(require(params, "symbol"))
     kind = require(params, "type").upper()
     if kind in CONDITIONAL_NAMES:
@@ -101,12 +101,12 @@ async def new_order(venue: SimVenue, params: Params) -> Any:
     return shapes.plain_order(await venue.place(request))
 
 
-async def query_order(venue: SimVenue, params: Params) -> Any:
+async def query_order(venue: BinanceVenue, params: Params) -> Any:
     await venue.gate()
     return shapes.plain_order(_lookup_plain(venue, params))
 
 
-async def cancel_order(venue: SimVenue, params: Params) -> Any:
+async def cancel_order(venue: BinanceVenue, params: Params) -> Any:
     try:
         order = _lookup_plain(venue, params)
     except BinanceError as exc:
@@ -116,19 +116,19 @@ async def cancel_order(venue: SimVenue, params: Params) -> Any:
     return shapes.plain_order(await venue.cancel(order))
 
 
-def _symbol_filter(venue: SimVenue, params: Params) -> Symbol | None:
+def _symbol_filter(venue: BinanceVenue, params: Params) -> Symbol | None:
     raw = params.get("symbol")
     return venue.symbol(raw) if raw else None
 
 
-async def open_orders(venue: SimVenue, params: Params) -> Any:
+async def open_orders(venue: BinanceVenue, params: Params) -> Any:
     symbol = _symbol_filter(venue, params)
     await venue.gate()
     orders = venue.core.open_orders(symbol)
     return [shapes.plain_order(o) for o in orders if not o.type.conditional]
 
 
-async def all_orders(venue: SimVenue, params: Params) -> Any:
+async def all_orders(venue: BinanceVenue, params: Params) -> Any:
     symbol = _symbol_filter(venue, params)
     await venue.gate()
     rows: list[OrderReport] = []
@@ -141,7 +141,7 @@ async def all_orders(venue: SimVenue, params: Params) -> Any:
     return [shapes.plain_order(o) for o in rows[-limit(params) :]]
 
 
-async def cancel_all_orders(venue: SimVenue, params: Params) -> Any:
+async def cancel_all_orders(venue: BinanceVenue, params: Params) -> Any:
     symbol = venue.symbol(require(params, "symbol"))
     for order in venue.core.open_orders(symbol):
         if not order.type.conditional:
@@ -152,7 +152,7 @@ async def cancel_all_orders(venue: SimVenue, params: Params) -> Any:
 # ----- algo (conditional) orders ------------------------------------------------------
 
 
-def _algo(venue: SimVenue, params: Params) -> OrderReport:
+def _algo(venue: BinanceVenue, params: Params) -> OrderReport:
     algo_id, cid = integer(params, "algoId"), params.get("clientAlgoId")
     if algo_id is None and not cid:
         raise BinanceError(-1102, BOTH_EMPTY.format("clientAlgoId", "algoId"))
@@ -165,11 +165,11 @@ def _algo(venue: SimVenue, params: Params) -> OrderReport:
     return order
 
 
-def _algo_json(venue: SimVenue, order: OrderReport) -> Any:
+def _algo_json(venue: BinanceVenue, order: OrderReport) -> Any:
     return shapes.algo_order(order, close_position=venue.core.is_close_position(order.exchange_order_id))
 
 
-async def new_algo_order(venue: SimVenue, params: Params) -> Any:
+async def new_algo_order(venue: BinanceVenue, params: Params) -> Any:
     if require(params, "algoType").upper() != "CONDITIONAL":
         raise BinanceError(-1116, "Invalid algoType.")
     symbol = venue.symbol(require(params, "symbol"))
@@ -196,12 +196,12 @@ async def new_algo_order(venue: SimVenue, params: Params) -> Any:
     return _algo_json(venue, await venue.place(request, close_position=close_position))
 
 
-async def query_algo_order(venue: SimVenue, params: Params) -> Any:
+async def query_algo_order(venue: BinanceVenue, params: Params) -> Any:
     await venue.gate()
     return _algo_json(venue, _algo(venue, params))
 
 
-async def cancel_algo_order(venue: SimVenue, params: Params) -> Any:
+async def cancel_algo_order(venue: BinanceVenue, params: Params) -> Any:
     try:
         order = _algo(venue, params)
     except BinanceError as exc:
@@ -213,20 +213,20 @@ async def cancel_algo_order(venue: SimVenue, params: Params) -> Any:
     return {"algoId": algo_id, "clientAlgoId": cid, "code": "200", "msg": "success"}
 
 
-async def open_algo_orders(venue: SimVenue, params: Params) -> Any:
+async def open_algo_orders(venue: BinanceVenue, params: Params) -> Any:
     symbol = _symbol_filter(venue, params)
     await venue.gate()
     return [_algo_json(venue, o) for o in venue.core.open_orders(symbol) if o.type.conditional]
 
 
-async def all_algo_orders(venue: SimVenue, params: Params) -> Any:
+async def all_algo_orders(venue: BinanceVenue, params: Params) -> Any:
     symbol = venue.symbol(require(params, "symbol"))
     await venue.gate()
     rows = [o for o in venue.core.orders(symbol) if o.type.conditional and _in_window(o, params)]
     return [_algo_json(venue, o) for o in rows[-limit(params) :]]
 
 
-async def cancel_all_algo_orders(venue: SimVenue, params: Params) -> Any:
+async def cancel_all_algo_orders(venue: BinanceVenue, params: Params) -> Any:
     symbol = venue.symbol(require(params, "symbol"))
     for order in venue.core.open_orders(symbol):
         if order.type.conditional:
@@ -237,7 +237,7 @@ async def cancel_all_algo_orders(venue: SimVenue, params: Params) -> Any:
 # ----- trades -------------------------------------------------------------------------
 
 
-async def user_trades(venue: SimVenue, params: Params) -> Any:
+async def user_trades(venue: BinanceVenue, params: Params) -> Any:
     symbol = venue.symbol(require(params, "symbol"))
     start, end, from_id = integer(params, "startTime"), integer(params, "endTime"), integer(params, "fromId")
     only_order = integer(params, "orderId")

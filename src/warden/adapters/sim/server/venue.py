@@ -1,62 +1,48 @@
-"""`SimVenue`: the state behind the Binance-compatible server.
+"""`SimVenue`: what every face of the simulated exchange server shares.
 
 One `SimulatedExchange` (the matching core, its faults and its optional state file),
-the listen keys, the connected websockets, and a log of every request. A pump task
-turns the simulator's user stream into Binance user-data messages for every private
-socket; a pusher task sends `markPriceUpdate` to subscribed market sockets.
+the credentials, a log of every request, the connected websockets, and the two
+background jobs: a pump that turns the simulator's user stream into the venue's
+private messages, and a pusher that sends mark prices to subscribed market sockets.
+What the messages look like, and how a refusal is rendered, is each face's business
+(`BinanceVenue`, `BybitVenue`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import secrets
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from aiohttp import web
 
 from warden.adapters.sim.core import SimCore
 from warden.adapters.sim.exchange import SimulatedExchange
-from warden.adapters.sim.rules import SimRejection
-from warden.adapters.sim.server.auth import BinanceError
-from warden.adapters.sim.server.events import mark_price_update, translate
+from warden.adapters.sim.server.history import MarkHistory
 from warden.adapters.sim.server.shapes import Json, market_id, ms
-from warden.domain.reports import OrderReport, OrderRequest, StreamGap
+from warden.domain.reports import MarkPrice, StreamEvent, StreamGap
 from warden.domain.values import Symbol
-from warden.ports import ExchangeTimeout, ExchangeUnavailable, OrderNotFound, OrderRejected
 
-_MESSAGES = {
-    -1111: "Precision is over the maximum defined for this asset.",
-    -1121: "Invalid symbol.",
-    -2021: "Order would immediately trigger.",
-    -2022: "ReduceOnly Order is rejected.",
-    -4003: "Quantity less than or equal to zero.",
-    -4014: "Price not increased by tick size.",
-    -4116: "ClientOrderId is duplicated.",
-    -4136: "Target strategy invalid for orderType MARKET,closePosition true",
-}
 REQUEST_LOG_SIZE = 10_000
 """The request log keeps the most recent requests only (a long-running `warden sim serve`)."""
-
-UNKNOWN_STATUS = (
-    "Timeout waiting for response from backend server. Send status unknown; execution status unknown."
-)
-SERVICE_UNAVAILABLE = "Service Unavailable."
-TOO_MANY_REQUESTS = "Too many requests; current limit of IP is 2400 requests per minute."
 
 
 @dataclass
 class MarketSocket:
+    """A public (market data) socket and the streams or topics it subscribed to."""
+
     ws: web.WebSocketResponse
     streams: set[str] = field(default_factory=set)
 
 
 class SimVenue:
     """Everything a request handler may touch. Single event loop; no locks needed."""
+
+    name: ClassVar[str] = ""
 
     def __init__(
         self,
@@ -72,11 +58,11 @@ class SimVenue:
         self.api_secret = api_secret
         self.now = now
         self.push_interval = push_interval
-        self.listen_keys: set[str] = set()
         self.private: set[web.WebSocketResponse] = set()
         self.market: list[MarketSocket] = []
         self.requests: deque[Json] = deque(maxlen=REQUEST_LOG_SIZE)
         self.fault_specs: dict[str, object] = {}
+        self.history = MarkHistory()
         self._by_id = {market_id(s): s for s in sim.core.instruments}
 
     @property
@@ -87,74 +73,42 @@ class SimVenue:
         return ms(self.now())
 
     def log(self, method: str, path: str, query: str, status: int, note: str = "") -> None:
-        """One request: `query` is the query string and the form body together, as sent."""
+        """One request: `query` is the query string and the body together, as sent."""
         entry: Json = {"at": self.now_ms(), "method": method, "path": path, "query": query, "status": status}
         if note:
             entry["note"] = note
         self.requests.append(entry)
 
-    # ----- symbols --------------------------------------------------------------------
-
-    def symbol(self, raw: str) -> Symbol:
-        """A Binance id (`BTCUSDT`) or a unified symbol (`BTC/USDT:USDT`); -1121 otherwise."""
+    def find_symbol(self, raw: str) -> Symbol | None:
+        """A venue id (`BTCUSDT`, both venues spell it alike) or a unified symbol; None if unknown."""
         if raw in self.core.instruments:
             return Symbol(raw)
-        symbol = self._by_id.get(raw.upper())
-        if symbol is None:
-            raise BinanceError(-1121, "Invalid symbol.")
-        return symbol
+        return self._by_id.get(raw.upper())
 
-    # ----- trading through the simulator's faults ---------------------------------------
+    @property
+    def silent(self) -> bool:
+        """The stream_silent fault: private sockets stay open, but send nothing and answer no ping."""
+        return self.sim.faults.stream_silent
 
-    async def place(self, request: OrderRequest, *, close_position: bool = False) -> OrderReport:
-        try:
-            return await self.sim.place_order(request, close_position=close_position)
-        except OrderRejected as exc:
-            cause = exc.__cause__
-            if isinstance(cause, SimRejection):
-                raise BinanceError(cause.code, _MESSAGES.get(cause.code, cause.message)) from exc
-            raise BinanceError(-2010, f"Order rejected: {exc}") from exc
-        except ExchangeUnavailable as exc:
-            raise BinanceError(-1003, TOO_MANY_REQUESTS, 429) from exc
-        except ExchangeTimeout as exc:
-            raise BinanceError(-1007, UNKNOWN_STATUS, 503) from exc
+    # ----- what each face supplies --------------------------------------------------------
 
-    async def cancel(self, order: OrderReport) -> OrderReport:
-        try:
-            return await self.sim.cancel_order(order.symbol, order.client_order_id, order.type.conditional)
-        except OrderNotFound as exc:
-            raise BinanceError(-2011, "Unknown order sent.") from exc
-        except ExchangeUnavailable as exc:
-            raise BinanceError(-1003, TOO_MANY_REQUESTS, 429) from exc
+    def not_found(self, path: str) -> web.Response:
+        """The answer to a path this face does not serve."""
+        raise NotImplementedError
 
-    async def gate(self, *, query: bool = True) -> None:
-        """Latency and outage faults for a call that reads the core directly."""
-        try:
-            await self.sim.gate(query=query)
-        except ExchangeUnavailable as exc:
-            raise BinanceError(-1001, SERVICE_UNAVAILABLE, 503) from exc
+    def internal_error(self) -> web.Response:
+        """The answer when a handler failed unexpectedly."""
+        raise NotImplementedError
 
-    # ----- listen keys ----------------------------------------------------------------
+    async def deliver(self, event: StreamEvent) -> None:
+        """Send one user-stream event to the private sockets, in the venue's format."""
+        raise NotImplementedError
 
-    def new_listen_key(self) -> str:
-        """Binance hands back the active key while there is one."""
-        if not self.listen_keys:
-            self.listen_keys.add(secrets.token_hex(32))
-        return next(iter(self.listen_keys))
+    def mark_messages(self, socket: MarketSocket) -> list[Any]:
+        """What one market socket is sent on each push (its subscribed mark / ticker streams)."""
+        raise NotImplementedError
 
-    def check_listen_key(self, key: str) -> None:
-        if key not in self.listen_keys:
-            raise BinanceError(-1125, "This listenKey does not exist.")
-
-    # ----- websockets -----------------------------------------------------------------
-
-    async def send_private(self, messages: list[Json]) -> None:
-        for ws in list(self.private):
-            for message in messages:
-                if ws.closed:
-                    break
-                with contextlib.suppress(ConnectionError, RuntimeError):
-                    await ws.send_json(message)
+    # ----- websockets ---------------------------------------------------------------------
 
     async def close_private(self) -> int:
         """Drop every user-data socket (clients see a disconnect; events meanwhile are lost)."""
@@ -165,40 +119,33 @@ class SimVenue:
         return len(sockets)
 
     async def pump(self) -> None:
-        """Until the simulator closes: its user stream, as Binance messages, to every private socket.
+        """Until the simulator closes: its user stream, in the venue's format, to the private sockets.
 
         A `new_session()` of the simulator ends one iteration of its stream; the pump starts the next.
+        A StreamGap (the simulated user stream dropped) closes every private socket.
         """
         while not self.sim.closed:
             async for event in self.sim.stream():
                 if isinstance(event, StreamGap):
                     await self.close_private()
                     continue
-                await self.send_private(translate(self.core, event, self.now()))
-
-    def mark_messages(self, streams: set[str]) -> list[Any]:
-        at = self.now_ms()
-        marks = self.core.marks()
-        out: list[Any] = []
-        for stream in sorted(streams):
-            name = stream.lower()
-            if name.startswith("!markprice@arr"):
-                out.append([mark_price_update(s, p, at) for s, p in sorted(marks.items())])
-                continue
-            symbol_id, _, kind = name.partition("@")
-            symbol = self._by_id.get(symbol_id.upper())
-            if symbol is not None and kind.startswith("markprice"):
-                out.append(mark_price_update(symbol, marks[symbol], at))
-        return out
+                if isinstance(event, MarkPrice):
+                    self.history.record(event.symbol, event.price, ms(event.at))
+                if self.silent:
+                    continue  # a quiet socket: the event is lost, as on a dead connection
+                await self.deliver(event)
 
     async def push_marks(self) -> None:
-        """Every `push_interval` seconds, a markPriceUpdate per subscribed stream (Binance's @1s)."""
+        """Every `push_interval` seconds, each market socket gets its subscribed streams."""
         while True:
             await asyncio.sleep(self.push_interval)
+            at = self.now_ms()
+            for symbol, price in self.core.marks().items():
+                self.history.record(symbol, price, at)
             for socket in list(self.market):
                 if socket.ws.closed:
                     continue
-                for message in self.mark_messages(socket.streams):
+                for message in self.mark_messages(socket):
                     with contextlib.suppress(ConnectionError, RuntimeError):
                         await socket.ws.send_json(message)
 

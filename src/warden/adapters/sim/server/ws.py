@@ -7,10 +7,11 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from warden.adapters.sim.server.venue import MarketSocket, SimVenue
+from warden.adapters.sim.server.binance_venue import BinanceVenue
+from warden.adapters.sim.server.venue import MarketSocket
 
 
-async def market_socket(request: web.Request, venue: SimVenue) -> web.StreamResponse:
+async def market_socket(request: web.Request, venue: BinanceVenue) -> web.StreamResponse:
     """`/market/ws/{n}` and `/public/ws/{n}`: JSON SUBSCRIBE / UNSUBSCRIBE / LIST_SUBSCRIPTIONS."""
     ws = web.WebSocketResponse()
     await ws.prepare(request)
@@ -49,17 +50,20 @@ def _command(socket: MarketSocket, text: str) -> dict[str, Any] | None:
     return {"error": {"code": 1, "msg": f"Invalid method {method!r}"}, "id": request_id}
 
 
-async def private_socket(request: web.Request, venue: SimVenue) -> web.StreamResponse:
+async def private_socket(request: web.Request, venue: BinanceVenue) -> web.StreamResponse:
     """`/private/ws?listenKey=...` (and the legacy `/ws/{listenKey}`): the server only pushes."""
     key = request.query.get("listenKey") or request.match_info.get("listen_key", "")
     if key not in venue.listen_keys:
         return web.json_response({"code": -1125, "msg": "This listenKey does not exist."}, status=400)
-    ws = web.WebSocketResponse()
+    ws = web.WebSocketResponse(autoping=False)
     await ws.prepare(request)
     venue.private.add(ws)
     try:
-        async for _ in ws:
-            pass  # nothing to receive: Binance ignores client frames on the user-data stream
+        async for message in ws:
+            # Binance ignores client frames on the user-data stream; it answers ping frames,
+            # unless the stream_silent fault keeps the socket quiet
+            if message.type is WSMsgType.PING and not venue.silent:
+                await ws.pong(message.data)
     finally:
         venue.private.discard(ws)
     return ws
