@@ -579,14 +579,6 @@ def test_a_position_whose_stop_never_reached_the_exchange_is_protected_promptly_
         raise ContractBroken("; ".join(problems))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "engine (src/warden/service/exits.py, Exits.work_order): when the ledger already shows the "
-        "working entry filled, it returns the stale OPEN acknowledgement, so Opening answers 201 with "
-        "an unprotected 'open' position and the stop goes out ~0.2 s later from the background path"
-    ),
-)
 def test_an_acknowledged_entry_that_fills_within_fill_wait_is_answered_protected(
     procs: Processes, tmp_path: Path, venue: str
 ) -> None:
