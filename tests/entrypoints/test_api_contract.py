@@ -225,3 +225,10 @@ async def test_openapi_documents_bodies_responses_and_codes(client: httpx.AsyncC
             if method in ("post", "patch"):
                 assert "requestBody" in op, f"{method} {path} documents no body"
                 assert "413" in op["responses"]
+
+
+async def test_unknown_query_parameters_are_refused(client: httpx.AsyncClient) -> None:
+    """A query parameter the route does not know is a 422 naming it, like an unknown body field."""
+    response = await client.get("/api/v1/positions?all=false&everything=1", headers=AUTH)
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == "everything"

@@ -45,10 +45,14 @@ schema = api_schema()
     derandomize=True,
 )
 def test_api_conforms_to_its_document(case: Case, live: LiveWarden) -> None:
-    case.call_and_validate(
-        base_url=live.url,
-        headers=AUTH,
+    excluded = [
         # A schema cannot say which symbols the exchange lists, its minimum sizes or where the
         # mark is: a schema-valid signal for an unknown symbol is rightly a 422.
-        excluded_checks=[schemathesis.checks.positive_data_acceptance],
-    )
+        schemathesis.checks.positive_data_acceptance
+    ]
+    if case.method == "GET" and case.path == "/api/v1/positions" and case.query == {"all": False}:
+        # Its "invalid" variant (an extra query parameter) is generated with a name the HTTP client
+        # drops, so what reaches the server is this valid request; an unknown parameter that does
+        # arrive is refused with 422 (test_api_contract.py::test_unknown_query_parameters_are_refused).
+        excluded.append(schemathesis.checks.negative_data_rejection)
+    case.call_and_validate(base_url=live.url, headers=AUTH, excluded_checks=excluded)

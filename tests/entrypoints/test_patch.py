@@ -81,3 +81,57 @@ async def test_signal_carries_its_own_trail_pct(client: httpx.AsyncClient, runti
         "/api/v1/signals", json={**SIGNAL, "symbol": "ETH", "trail_pct": "1.5"}, headers=AUTH
     )
     assert (bad.status_code, bad.json()["field"]) == (422, "trail_pct")
+
+
+def take_profits(runtime: Runtime) -> list[tuple[Decimal, Decimal | None]]:
+    assert runtime.sim is not None
+    return sorted(
+        (o.qty, o.trigger_price)
+        for o in runtime.sim.core.open_orders(SOL)
+        if o.type is OrderType.TAKE_PROFIT_MARKET
+    )
+
+
+async def test_patch_moves_a_take_profit_on_the_exchange(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    """TP1 moves to its new price: the resting order is replaced with the same quantity."""
+    p = await open_sol(client)  # long 0.66 @ 150: TP1 0.39 @ 151.50, TP2 0.13 @ 153.00
+    before = take_profits(runtime)
+    response = await client.patch(f"/api/v1/positions/{p['id']}", json={"tp1_price": "152"}, headers=AUTH)
+    assert response.status_code == 200, response.text
+    assert response.json()["tp1_price"] == "152.00"
+    tp1_qty = Decimal(p["tp1_qty"])
+    assert (tp1_qty, Decimal("152.00")) in take_profits(runtime)
+    assert len(take_profits(runtime)) == len(before)
+    stored = await runtime.store.get_position(p["id"])
+    assert stored is not None and stored.tp1_price == Decimal("152.00")
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"tp1_price": "149"}, "tp1_price"),  # below the mark for a long: it would fill at once
+        ({"tp1_price": "154"}, "tp1_price"),  # beyond TP2
+        ({"tp2_price": "151"}, "tp2_price"),  # before TP1
+    ],
+)
+async def test_patch_take_profit_refusals(
+    client: httpx.AsyncClient, runtime: Runtime, body: object, field: str
+) -> None:
+    """A take-profit stays on the profit side of the mark and in order; nothing changes otherwise."""
+    p = await open_sol(client)
+    before = take_profits(runtime)
+    response = await client.patch(f"/api/v1/positions/{p['id']}", json=body, headers=AUTH)
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == field
+    assert take_profits(runtime) == before
+
+
+async def test_a_signal_carries_its_own_take_profits(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    """tp1_price / tp2_price on a signal are that position's levels, resting on the exchange."""
+    p = await open_sol(client, tp1_price="151", tp2_price="155")
+    assert (p["tp1_price"], p["tp2_price"]) == ("151.00", "155.00")
+    assert sorted(price for _, price in take_profits(runtime)) == [Decimal("151.00"), Decimal("155.00")]
+    bad = await client.post(
+        "/api/v1/signals", json={**SIGNAL, "symbol": "ETH", "tp1_price": "1"}, headers=AUTH
+    )
+    assert (bad.status_code, bad.json()["field"]) == (422, "tp1_price")

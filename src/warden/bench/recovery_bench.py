@@ -215,5 +215,5 @@ async def bench_recovery(
     total = median(times) + imports
     result.add("process start -> accepting signals", f"{total:.3f} s")
     result.add("(setup: seeding the state)", f"{seeding:.1f} s")
-    result.verdict = f"goal under 3 s: {'met' if total < 3 else 'NOT met'}"
+    result.verdict = f"goal under 2 s: {'met' if total < 2 else 'NOT met'}"
     return result

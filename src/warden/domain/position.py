@@ -122,12 +122,14 @@ class Position:
         return replace(self, status=to)
 
     def with_levels(self, levels: ExitLevels) -> Position:
+        """The plan's levels for this fill; take-profit prices already chosen (by the signal, or
+        moved since) are kept — only their quantities follow the plan."""
         return replace(
             self,
             stop_price=tighter(self.side, self.stop_price, levels.stop_price),
-            tp1_price=levels.tp1_price,
+            tp1_price=self.tp1_price if self.tp1_price is not None else levels.tp1_price,
             tp1_qty=levels.tp1_qty,
-            tp2_price=levels.tp2_price,
+            tp2_price=self.tp2_price if self.tp2_price is not None else levels.tp2_price,
             tp2_qty=levels.tp2_qty,
         )
 

@@ -51,7 +51,7 @@ from warden.domain.controls import LimitExceeded
 from warden.domain.errors import ValidationError
 from warden.domain.events import Event
 from warden.domain.position import Position, PositionStatus
-from warden.domain.values import Instrument, PositionId, Side
+from warden.domain.values import Instrument, OrderRole, PositionId, Side
 from warden.entrypoints.auth import Access, request_access, source_allowed
 from warden.entrypoints.controls_api import ControlsApi, add_control_routes
 from warden.entrypoints.metrics import CONTENT_TYPE, ApiMetrics, SignalOutcome
@@ -106,6 +106,8 @@ class EngineApi(Protocol):
     async def close_position(self, cmd: ClosePosition) -> Position: ...
     async def close_symbol(self, symbol: str, reason: str = "manual") -> list[Position]: ...
     async def move_stop(self, position_id: str, price: Decimal) -> Position: ...
+
+    async def move_take_profit(self, position_id: str, role: OrderRole, price: Decimal) -> Position: ...
     async def list_positions(self, include_closed: bool = False) -> list[PositionView]: ...
     async def get_position(self, position_id: str) -> PositionView: ...
     async def list_events(self, position_id: str | None = None, limit: int = 100) -> list[Event]: ...
@@ -472,6 +474,8 @@ async def _signal(ctx: _Context, caller: Caller, request: Request, wait: bool | 
         source,
         position_id=secrets.token_hex(6),
         trail_pct=signal.trail_pct,
+        tp1_price=signal.tp1_price,
+        tp2_price=signal.tp2_price,
     )
     if flip:
         await engine.close_symbol(symbol, "flip")
@@ -564,8 +568,9 @@ def _add_position_routes(app: FastAPI, ctx: _Context) -> None:
     @app.patch(
         f"{API}/positions/{{position_id}}",
         response_model=PositionOut,
-        summary="Tighten an open position's stop",
-        description="The new stop is placed before the old one is cancelled; a stop never loosens.",
+        summary="Tighten an open position's stop, or move a take-profit",
+        description="The new stop is placed before the old one is cancelled; a stop never loosens. A "
+        "take-profit not yet hit moves to its new price (its order is replaced). Give at least one field.",
         responses=_errors(401, 403, 404, 413, 422, 502, 503),
         openapi_extra=_body(PositionPatchIn),
         tags=["trading"],
@@ -573,7 +578,15 @@ def _add_position_routes(app: FastAPI, ctx: _Context) -> None:
     async def patch_position(position_id: str, caller: Writer) -> JSONResponse:
         body = parse_body(PositionPatchIn, caller.data)
         engine = caller.runtime.engine
-        position = await engine.move_stop(position_id, body.stop_price)
+        if body.stop_price is None and body.tp1_price is None and body.tp2_price is None:
+            raise ValidationError("stop_price", "give stop_price, tp1_price or tp2_price")
+        position = None
+        if body.stop_price is not None:
+            position = await engine.move_stop(position_id, body.stop_price)
+        for role, price in ((OrderRole.TP1, body.tp1_price), (OrderRole.TP2, body.tp2_price)):
+            if price is not None:
+                position = await engine.move_take_profit(position_id, role, price)
+        assert position is not None
         return model_response(await _render(engine, position))
 
     @app.post(

@@ -207,6 +207,12 @@ class SignalIn(StrictBody):
         None, min_length=1, max_length=128, description="Idempotency key: a resent id answers 409."
     )
     stop_price: PositiveNumber | None = Field(None, description="The stop price (default: from the plan).")
+    tp1_price: PositiveNumber | None = Field(
+        None, description="TP1's price (default: tp1_pct from the fill)."
+    )
+    tp2_price: PositiveNumber | None = Field(
+        None, description="TP2's price (default: tp2_pct from the fill)."
+    )
     trail_pct: Fraction | None = Field(
         None, description="This position's trailing distance after TP2 (default: the trail_pct setting)."
     )
@@ -243,12 +249,21 @@ class CloseSymbolIn(StrictBody):
 
 
 class PositionPatchIn(StrictBody):
-    """Change an open position: tighten its stop (a stop never loosens)."""
+    """Change an open position: tighten its stop (a stop never loosens) and/or move TP1 or TP2."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"stop_price": "148.5"}]})
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"stop_price": "148.5"}, {"tp1_price": "152"}]}
+    )
 
-    stop_price: PositiveNumber = Field(
-        description="The new stop price: tighter than the current one, on the protective side of the mark."
+    stop_price: PositiveNumber | None = Field(
+        None,
+        description="The new stop price: tighter than the current one, on the protective side of the mark.",
+    )
+    tp1_price: PositiveNumber | None = Field(
+        None, description="TP1's new price (not yet hit): on the profit side of the mark, before TP2."
+    )
+    tp2_price: PositiveNumber | None = Field(
+        None, description="TP2's new price (not yet hit): on the profit side of the mark, beyond TP1."
     )
 
 

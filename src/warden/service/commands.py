@@ -66,6 +66,10 @@ class OpenPosition:
     """The id the new position gets (the API names it before the open finishes); None: a random one."""
     trail_pct: Decimal | None = None
     """This position's trailing distance (its exit plan's trail_pct); None: the configured one."""
+    tp1_price: Decimal | None = None
+    """This position's TP1 price; None: from the plan (tp1_pct from the fill)."""
+    tp2_price: Decimal | None = None
+    """This position's TP2 price; None: from the plan (tp2_pct from the fill)."""
 
 
 @dataclass(frozen=True, slots=True)

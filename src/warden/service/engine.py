@@ -37,7 +37,7 @@ from warden.domain.orders import OrderStatus
 from warden.domain.plan import tighter
 from warden.domain.position import Position, PositionStatus
 from warden.domain.reports import StreamEvent
-from warden.domain.values import Instrument, PositionId, Symbol, parse_client_id
+from warden.domain.values import Instrument, OrderRole, PositionId, Symbol, parse_client_id
 from warden.ports import (
     AlertChannel,
     Clock,
@@ -208,6 +208,33 @@ class Engine:
         if moved.is_active and moved.stop_price != target:
             raise ExchangeError(f"the stop at {target} did not rest; the stop stays at {moved.stop_price}")
         return moved
+
+    async def move_take_profit(self, position_id: str, role: OrderRole, price: Decimal) -> Position:
+        """Move an open position's TP1 or TP2 (not yet hit) to `price`, rounded to the tick; it must
+        be on the profit side of the mark, and TP2 beyond TP1 (ValidationError otherwise)."""
+        self.ctx.gate.check_may_act()
+        pid = PositionId(position_id)
+        pos = self.ledger.positions.get(pid)
+        if pos is None and await self.store.get_position(pid) is None:
+            raise PositionNotFound(position_id)
+        name = "tp1_price" if role is OrderRole.TP1 else "tp2_price"
+        if pos is None or pos.status not in (PositionStatus.OPEN, PositionStatus.PROTECTED):
+            raise ValidationError(
+                name, f"position {position_id} is not open: only an open position's TP moves"
+            )
+        if (role is OrderRole.TP1 and pos.tp1_hit) or (role is OrderRole.TP2 and pos.tp2_hit):
+            raise ValidationError(name, f"{role.value} already filled")
+        target = self.instruments[pos.symbol].round_price(price)
+        mark = await self.gateway.mark_price(pos.symbol)
+        if target <= 0 or (target - mark) * pos.side.sign <= 0:
+            where = "above" if pos.side.sign > 0 else "below"
+            raise ValidationError(name, f"a {pos.side} take-profit must be {where} the mark price {mark}")
+        other = pos.tp2_price if role is OrderRole.TP1 else pos.tp1_price
+        if other is not None and not (pos.tp2_hit if role is OrderRole.TP1 else pos.tp1_hit):
+            beyond = (target - other) * pos.side.sign
+            if (role is OrderRole.TP1 and beyond >= 0) or (role is OrderRole.TP2 and beyond <= 0):
+                raise ValidationError(name, "TP2 must stay beyond TP1")
+        return await self.exits.move_take_profit(pid, role, target)
 
     def unprotected_for(self, position_id: str) -> float | None:
         """Seconds this position has been without a resting stop, as timed by the exits (None when

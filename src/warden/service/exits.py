@@ -184,6 +184,29 @@ class ExitManager:
         price = pos.tp1_price if role is OrderRole.TP1 else pos.tp2_price
         return make_intent(self.ctx, pos, role, seq, OrderType.TAKE_PROFIT_MARKET, qty, price)
 
+    @staticmethod
+    def _tp_price(pos: Position, role: OrderRole) -> Decimal | None:
+        return pos.tp1_price if role is OrderRole.TP1 else pos.tp2_price
+
+    async def move_take_profit(self, pid: PositionId, role: OrderRole, price: Decimal) -> Position:
+        """Move TP1 or TP2 to `price` (the caller validated it): recorded, then the resting order is
+        replaced (cancelled first: a take-profit is not protection)."""
+        async with self._lock(pid):
+            pos = self.ledger.positions[pid]
+            field = "tp1_price" if role is OrderRole.TP1 else "tp2_price"
+            old = getattr(pos, field)
+            event = Event(
+                EventKind.EXIT_ORDER_PLACED,
+                self.ctx.clock.now(),
+                pid,
+                f"{role} moved {old} -> {price}",
+                {"role": role.value, "from": str(old), "to": str(price)},
+            )
+            moved = replace(pos, tp1_price=price) if role is OrderRole.TP1 else replace(pos, tp2_price=price)
+            await self.ledger.commit(pos, moved, events=[event])
+        await self.resize_take_profits(pid)
+        return self.ledger.positions[pid]
+
     def _tp_qty(self, pos: Position, role: OrderRole) -> Decimal:
         """A take-profit's quantity: its planned size, never more than what the other exits leave."""
         if role is OrderRole.TP1:
@@ -795,7 +818,8 @@ class ExitManager:
             wrong = [
                 o
                 for o in self.ledger.live_orders(pid)
-                if o.role in (OrderRole.TP1, OrderRole.TP2) and o.qty != self._tp_qty(pos, o.role)
+                if o.role in (OrderRole.TP1, OrderRole.TP2)
+                and (o.qty != self._tp_qty(pos, o.role) or o.trigger_price != self._tp_price(pos, o.role))
             ]
         if not wrong:
             return

@@ -95,6 +95,7 @@ class Opener:
                 raise TradingRefused(f"exchange unavailable, nothing was sent: {exc}") from exc
         qty = order_qty(inst, mark, cmd.usd, cmd.qty)
         stop = self._validate_stop(cmd, inst, mark)
+        tp1, tp2 = self._validate_take_profits(cmd, inst, mark)
         plan = ctx.config.plan if cmd.trail_pct is None else replace(ctx.config.plan, trail_pct=cmd.trail_pct)
         margin = ctx.config.margin.for_symbol(inst.symbol)
         check_stop(cmd.side, stop or self._plan_stop(cmd.side, mark), mark, margin)
@@ -119,6 +120,8 @@ class Opener:
                 signal_id=cmd.signal_id,
                 origin=cmd.source,
                 stop_price=stop,
+                tp1_price=tp1,
+                tp2_price=tp2,
                 exclusive=not ctx.config.allow_stacking,
             )
             entry = make_intent(ctx, position, OrderRole.ENTRY, 1, OrderType.MARKET, qty)
@@ -260,6 +263,25 @@ class Opener:
             if position.symbol == symbol and position.is_active:
                 return position
         raise StoreUnavailable(f"{symbol} reported busy but no open position was found")
+
+    def _validate_take_profits(
+        self, cmd: OpenPosition, inst: Instrument, mark: Decimal
+    ) -> tuple[Decimal | None, Decimal | None]:
+        """A signal's own take-profit prices: on the profit side of the mark, TP2 beyond TP1."""
+        out: list[Decimal | None] = []
+        for name, raw in (("tp1_price", cmd.tp1_price), ("tp2_price", cmd.tp2_price)):
+            if raw is None:
+                out.append(None)
+                continue
+            price = inst.round_price(raw)
+            if price <= 0 or (price - mark) * cmd.side.sign <= 0:
+                side = "above" if cmd.side is Side.LONG else "below"
+                raise ValidationError(name, f"a {cmd.side} take-profit must be {side} the mark price {mark}")
+            out.append(price)
+        tp1, tp2 = out
+        if tp1 is not None and tp2 is not None and (tp2 - tp1) * cmd.side.sign <= 0:
+            raise ValidationError("tp2_price", f"must be beyond tp1_price {tp1}")
+        return tp1, tp2
 
     def _validate_stop(self, cmd: OpenPosition, inst: Instrument, mark: Decimal) -> Decimal | None:
         if cmd.stop_price is None:
