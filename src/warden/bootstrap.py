@@ -240,7 +240,7 @@ async def running(
     else:
         sim = exchange if isinstance(exchange, SimulatedExchange) else None
     telemetry = Telemetry()
-    channel = "log" if notifier is None else type(notifier).__name__.lower()
+    channel = "log"  # the notifier is the log channel (Telegram and webhooks are alert channels)
     channels, bot = build_channels(settings)
     engine = Engine(
         MeasuredExchange(exchange, telemetry),

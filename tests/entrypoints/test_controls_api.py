@@ -30,7 +30,7 @@ async def test_pause_refuses_signals_with_the_reason_everywhere(
     assert r.status_code == 503
     assert r.json()["error"] == "trading_refused" and "paused (fomc)" in r.json()["message"]
     await assert_nothing_happened(runtime)
-    status = (await client.get("/api/v1/status")).json()
+    status = (await client.get("/api/v1/status", headers=AUTH)).json()
     assert status["controls"]["paused"] is True and status["accepting_signals"] is False
     health = (await client.get("/healthz")).json()
     assert any("paused" in reason for reason in health["reasons"])
@@ -47,7 +47,7 @@ async def test_kill_with_flatten_closes_everything(client: httpx.AsyncClient, ru
     body = r.json()
     assert body["controls"]["killed"] is True
     assert [c["id"] for c in body["closed"]] == [p["id"]] and body["failed"] == {}
-    assert (await client.get("/api/v1/positions")).json() == []
+    assert (await client.get("/api/v1/positions", headers=AUTH)).json() == []
     assert runtime.sim is not None and runtime.sim.core.positions() == []
     r = await client.post("/api/v1/signals", json=SIGNAL, headers=AUTH)
     assert r.status_code == 503 and "kill switch on" in r.json()["message"]
@@ -60,13 +60,13 @@ async def test_control_calls_need_the_token_and_valid_bodies(client: httpx.Async
     assert r.status_code == 422 and r.json()["field"] == "flatten"
     r = await client.post("/api/v1/pause", json={"until": "monday"}, headers=AUTH)
     assert r.status_code == 422 and r.json()["field"] == "until"
-    status = (await client.get("/api/v1/status")).json()
+    status = (await client.get("/api/v1/status", headers=AUTH)).json()
     assert status["controls"]["paused"] is False and status["controls"]["killed"] is False
 
 
 async def test_a_fat_finger_signal_is_422_limit_exceeded(client: httpx.AsyncClient, runtime: Runtime) -> None:
     """{"usd": "1e15"} answers 422 limit_exceeded naming max_position_usd; nothing is sent."""
-    r = await client.post("/api/v1/signals", json={**SIGNAL, "usd": "1e15"}, headers=AUTH)
+    r = await client.post("/api/v1/signals", json={**SIGNAL, "usd": "50000"}, headers=AUTH)
     assert r.status_code == 422, r.text
     body = r.json()
     assert body["error"] == "limit_exceeded" and body["limit"] == "max_position_usd"
@@ -85,10 +85,12 @@ async def test_the_kill_switch_survives_a_restart(tmp_path: Path) -> None:
                 if step == "kill":
                     assert (await http.post("/api/v1/kill", json={}, headers=AUTH)).status_code == 200
                 elif step == "check":
-                    status = (await http.get("/api/v1/status")).json()
+                    status = (await http.get("/api/v1/status", headers=AUTH)).json()
                     assert status["controls"]["killed"] is True and not status["accepting_signals"]
                     r = await http.post("/api/v1/signals", json=SIGNAL, headers=AUTH)
                     assert r.status_code == 503 and "kill switch" in r.json()["message"]
                     assert (await http.post("/api/v1/resume", headers=AUTH)).status_code == 200
                 else:
-                    assert (await http.get("/api/v1/status")).json()["accepting_signals"] is True
+                    assert (await http.get("/api/v1/status", headers=AUTH)).json()[
+                        "accepting_signals"
+                    ] is True

@@ -53,16 +53,20 @@ from warden.domain.events import Event
 from warden.domain.position import Position, PositionStatus
 from warden.domain.values import Instrument, OrderRole, PositionId, Side
 from warden.entrypoints.auth import Access, request_access, source_allowed
-from warden.entrypoints.controls_api import ControlsApi, add_control_routes
+from warden.entrypoints.controls_api import ControlsApi, add_limit_handler, kill_json
 from warden.entrypoints.metrics import CONTENT_TYPE, ApiMetrics, SignalOutcome
 from warden.entrypoints.schemas import (
     NO_BODY,
     CloseSymbolIn,
+    ControlsReply,
     EmptyIn,
     ErrorOut,
     EventOut,
     FieldError,
     HealthOut,
+    KillIn,
+    KillReply,
+    PauseIn,
     PositionOut,
     PositionPatchIn,
     ReconcileOut,
@@ -70,6 +74,7 @@ from warden.entrypoints.schemas import (
     SignalIn,
     StatusOut,
     StrictBody,
+    controls_json,
     decode_json,
     first_error,
     normalise_symbol,
@@ -175,7 +180,7 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"model": ErrorOut, "description": _DESCRIPTIONS[code]} for code in codes}
 
 
-_REQUEST_MODELS: list[type[BaseModel]] = [SignalIn, CloseSymbolIn, PositionPatchIn, EmptyIn]
+_REQUEST_MODELS: list[type[BaseModel]] = [SignalIn, CloseSymbolIn, PositionPatchIn, EmptyIn, PauseIn, KillIn]
 
 
 def _body(model: type[StrictBody], required: bool = True) -> dict[str, Any]:
@@ -229,11 +234,6 @@ class _Context:
     def safe_status(self) -> EngineStatus | None:
         runtime = self._provider()
         return None if runtime is None else runtime.engine.status()
-
-    async def authorized_body(self, request: Request) -> object:
-        """The JSON body (None if empty) of a mutating call, once its token is checked."""
-        caller = await self.authorize(request, Access.FULL, body=True)
-        return None if caller.data is NO_BODY else caller.data
 
     async def authorize(self, request: Request, level: Access, *, body: bool) -> Caller:
         """The caller's token must grant `level` (401 without one, 403 if too weak)."""
@@ -349,6 +349,54 @@ class BodyLimit:
         await response(scope, receive, send)
 
 
+def _add_control_routes(app: FastAPI) -> None:
+    """Pause, resume and the kill switch (stored: they survive restarts)."""
+
+    def engine(caller: Caller) -> ControlsApi:
+        return cast(ControlsApi, caller.runtime.engine)
+
+    @app.post(
+        f"{API}/pause",
+        response_model=ControlsReply,
+        summary="Pause: no new entries; exits and protection keep working",
+        responses=_errors(401, 403, 413, 422, 503),
+        openapi_extra=_body(PauseIn, required=False),
+        tags=["controls"],
+    )
+    async def post_pause(caller: Writer) -> JSONResponse:
+        cmd = parse_body(PauseIn, _without_secret(caller.data))
+        return JSONResponse({"controls": controls_json(await engine(caller).pause(cmd.reason))})
+
+    @app.post(
+        f"{API}/resume",
+        response_model=ControlsReply,
+        summary="Clear pause, kill switch and the daily-loss pause",
+        responses=_errors(401, 403, 413, 422, 503),
+        openapi_extra=_body(EmptyIn, required=False),
+        tags=["controls"],
+    )
+    async def post_resume(caller: Writer) -> JSONResponse:
+        parse_body(EmptyIn, _without_secret(caller.data))
+        return JSONResponse({"controls": controls_json(await engine(caller).resume())})
+
+    @app.post(
+        f"{API}/kill",
+        response_model=KillReply,
+        summary="Kill switch: pause; with flatten, close every position and cancel every order",
+        responses=_errors(401, 403, 413, 422, 503),
+        openapi_extra=_body(KillIn, required=False),
+        tags=["controls"],
+    )
+    async def post_kill(caller: Writer) -> JSONResponse:
+        cmd = parse_body(KillIn, _without_secret(caller.data))
+        assert isinstance(cmd, KillIn)
+        return JSONResponse(kill_json(await engine(caller).kill(cmd.flatten, cmd.reason)))
+
+
+def _without_secret(data: object) -> object:
+    return {k: v for k, v in data.items() if k != "secret"} if isinstance(data, dict) else data
+
+
 def create_app(runtime_provider: RuntimeProvider) -> FastAPI:
     """The API over whatever runtime the provider returns; no I/O happens here."""
     app = FastAPI(
@@ -368,7 +416,8 @@ def create_app(runtime_provider: RuntimeProvider) -> FastAPI:
     _add_read_routes(app, ctx)
     _add_stream_route(app, ctx)
     _add_ops_routes(app, ctx)
-    add_control_routes(app, lambda: cast(ControlsApi, ctx.current().engine), ctx.authorized_body)
+    _add_control_routes(app)
+    add_limit_handler(app)
     _install_openapi(app)
     install_dashboard(app, runtime_provider)
     app.add_middleware(BodyLimit, limit=ctx.max_body)

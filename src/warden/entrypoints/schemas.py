@@ -267,6 +267,30 @@ class PositionPatchIn(StrictBody):
     )
 
 
+class PauseIn(StrictBody):
+    """Pause (or resume): an optional reason, shown on /status and in the alert."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    reason: str = Field("", max_length=200, description="Why (shown on /status and in the alert).")
+
+
+class KillIn(PauseIn):
+    """The kill switch: pause; with flatten, also close every position and cancel every order."""
+
+    flatten: bool = Field(False, strict=True, description="Also close every position reduce-only.")
+
+
+class ControlsReply(BaseModel):
+    controls: ControlsOut
+
+
+class KillReply(BaseModel):
+    controls: ControlsOut
+    closed: list[dict[str, Any]] = Field(description="The positions flatten closed (as GET /positions).")
+    failed: dict[str, str] = Field(description="Position id -> why it could not be closed yet.")
+    cancelled_orders: int
+
+
 class EmptyIn(StrictBody):
     """No fields: the body may be empty or `{}`."""
 
@@ -539,8 +563,8 @@ NO_BODY: Any = type("NoBody", (), {"__repr__": lambda self: "NO_BODY"})()
 
 def parse_body(model: type[M], data: object) -> M:
     """Validate a decoded body; the first problem is raised as a ValidationError naming its field."""
-    if data is NO_BODY and model is EmptyIn:
-        data = {}
+    if data is NO_BODY and not any(f.is_required() for f in model.model_fields.values()):
+        data = {}  # no body at all: every field has its default
     if not isinstance(data, dict):
         raise ValidationError("body", "expected a JSON object")
     try:

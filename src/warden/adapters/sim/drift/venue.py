@@ -167,6 +167,13 @@ class DriftVenue(SimVenue):
 
     # ----- symbols and shapes ----------------------------------------------------------
 
+    def find_symbol(self, raw: str) -> Symbol | None:
+        """The shared /sim/ control routes name markets the way this venue does (None if unknown)."""
+        try:
+            return self.symbol(raw)
+        except ProtocolError:
+            return None
+
     def symbol(self, raw: str) -> Symbol:
         """`SOL-PERP`, `sol`, `SOL/USDT:USDT` or a market index."""
         text = raw.strip().upper()
