@@ -318,6 +318,12 @@ class ExitManager:
             try:
                 return Placed(await self.gw.send(order))
             except OrderRejected as exc:
+                # Its deterministic id may already be on the exchange: sent by a process whose
+                # write of the intent was lost (a restart during a database outage). A refusal
+                # as a duplicate is then the order resting, not a failure: adopt it.
+                found = await self.gw.lookup(order, attempts=1)
+                if isinstance(found, Found) and found.report.status in (OrderStatus.OPEN, OrderStatus.FILLED):
+                    return Placed(found.report)
                 return Placed(None, f"rejected: {exc}", rejected=True)
             except ExchangeUnavailable as exc:
                 why, unknown = f"exchange unavailable: {exc}", False
