@@ -29,7 +29,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from warden.adapters.sim.book import TriggerBook, direction_of
-from warden.adapters.sim.exposure import ExposureLog, SimExposure, StopCover
+from warden.adapters.sim.exposure import ExposureLog, SimExposure, SimStretch, StopCover
 from warden.adapters.sim.ledger import TAKER_FEE_RATE, SimPosition, taker_fee
 from warden.adapters.sim.markets import DEFAULT_VOLATILITY, SimMarket, default_markets, walk_step
 from warden.adapters.sim.persist import (
@@ -168,6 +168,11 @@ class SimCore:
                 )
             )
         return rows
+
+    def exposure_stretches(self) -> list[SimStretch]:
+        """Every uncovered stretch seen since this core was made or restored (the newest
+        `exposure.HISTORY`, oldest first; not in the snapshot), then those going on (end None)."""
+        return self._exposure.history()
 
     def fills_due(self) -> dict[str, datetime]:
         """Acknowledged, unfilled market orders (exchange id) and when each is due to fill."""

@@ -21,6 +21,7 @@ from aiohttp import web
 
 from warden.adapters.sim.core import SimCore
 from warden.adapters.sim.exchange import SimulatedExchange
+from warden.adapters.sim.faults import SimServerError
 from warden.adapters.sim.rules import SimRejection
 from warden.adapters.sim.server.auth import BinanceError
 from warden.adapters.sim.server.events import mark_price_update, translate
@@ -47,6 +48,7 @@ UNKNOWN_STATUS = (
 )
 SERVICE_UNAVAILABLE = "Service Unavailable."
 TOO_MANY_REQUESTS = "Too many requests; current limit of IP is 2400 requests per minute."
+INTERNAL_ERROR = "Internal error; unable to process your request. Please try again."
 
 
 @dataclass
@@ -114,6 +116,8 @@ class SimVenue:
             if isinstance(cause, SimRejection):
                 raise BinanceError(cause.code, _MESSAGES.get(cause.code, cause.message)) from exc
             raise BinanceError(-2010, f"Order rejected: {exc}") from exc
+        except SimServerError as exc:
+            raise BinanceError(-1001, INTERNAL_ERROR, 502) from exc
         except ExchangeUnavailable as exc:
             raise BinanceError(-1003, TOO_MANY_REQUESTS, 429) from exc
         except ExchangeTimeout as exc:
@@ -124,6 +128,8 @@ class SimVenue:
             return await self.sim.cancel_order(order.symbol, order.client_order_id, order.type.conditional)
         except OrderNotFound as exc:
             raise BinanceError(-2011, "Unknown order sent.") from exc
+        except SimServerError as exc:
+            raise BinanceError(-1001, INTERNAL_ERROR, 502) from exc
         except ExchangeUnavailable as exc:
             raise BinanceError(-1003, TOO_MANY_REQUESTS, 429) from exc
 
@@ -145,6 +151,16 @@ class SimVenue:
     def check_listen_key(self, key: str) -> None:
         if key not in self.listen_keys:
             raise BinanceError(-1125, "This listenKey does not exist.")
+
+    async def expire_listen_key(self) -> int:
+        """The listen key expires (as when nobody kept it alive): `listenKeyExpired` goes to every
+        user-data socket, they close, and the old key is refused until a new one is made.
+        Returns how many sockets were told."""
+        at = self.now_ms()
+        expired = [{"e": "listenKeyExpired", "E": at, "listenKey": key} for key in sorted(self.listen_keys)]
+        self.listen_keys.clear()
+        await self.send_private(expired)
+        return await self.close_private()
 
     # ----- websockets -----------------------------------------------------------------
 
