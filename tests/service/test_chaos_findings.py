@@ -1,0 +1,206 @@
+"""What the chaos campaign (`warden chaos`, issue 13) found in the engine, each as a service test.
+
+Each test names the campaign run that found it (`warden chaos --replay SEED:RUN` shows it step
+by step).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from decimal import Decimal
+
+import pytest
+
+from tests.helpers import eventually
+from tests.service.harness import FAST, SOL, Harness
+from tests.service.probe import ProbedExchange
+from warden.adapters.clock import FakeClock
+from warden.adapters.memory import InMemoryStore
+from warden.adapters.notify import RecordingNotifier
+from warden.adapters.sim import SimulatedExchange
+from warden.domain.alerts import AlertKind
+from warden.domain.position import PositionStatus
+from warden.domain.reports import OrderReport, OrderRequest
+from warden.domain.values import OrderType, Side
+from warden.ports import ExchangeError, Transition
+from warden.service.commands import AlreadyExists, OpenPosition
+from warden.service.config import EngineConfig
+from warden.service.engine import Engine
+
+
+class CountingExchange(ProbedExchange):
+    """The probe, counting every order the engine tries to place."""
+
+    def __init__(self, sim: SimulatedExchange) -> None:
+        super().__init__(sim)
+        self.attempts: list[OrderRequest] = []
+
+    async def place_order(self, request: OrderRequest) -> OrderReport:
+        self.attempts.append(request)
+        return await super().place_order(request)
+
+
+async def turns(n: int = 300) -> None:
+    """Let the loop run `n` turns without the engine's (fake) clock moving."""
+    for _ in range(n):
+        await asyncio.sleep(0)
+
+
+@pytest.fixture
+async def on_fake_clock() -> AsyncIterator[tuple[Engine, CountingExchange, FakeClock]]:
+    """An engine on the in-memory store whose clock moves only when the test says so."""
+    clock = FakeClock()
+    sim = SimulatedExchange(now=clock.now, seed=7)
+    exchange = CountingExchange(sim)
+    engine = Engine(exchange, InMemoryStore(), clock, RecordingNotifier(), FAST)
+    consumer = asyncio.get_running_loop().create_task(engine.consume(exchange.stream()))
+    await engine.start()
+    yield engine, exchange, clock
+    engine.set_read_only("test over")  # refuses every further order and write: ends any spin
+    await engine.stop()
+    consumer.cancel()
+    await asyncio.gather(consumer, return_exceptions=True)
+
+
+async def test_a_stop_and_a_close_both_refused_are_retried_with_backoff_not_in_a_spin(
+    on_fake_clock: tuple[Engine, CountingExchange, FakeClock],
+) -> None:
+    """Chaos 2:43 and 2:48: when the exchange refuses both the stop and the close (here every
+    reduce-only order; in the runs, stacked opposite positions netted flat), protect -> close ->
+    close failed -> protect went round with no pause at all: thousands of refused orders and
+    database writes a second, for as long as the refusals last. It must wait between rounds."""
+    engine, exchange, clock = on_fake_clock
+    exchange.sim.faults.reject_if = lambda request: request.reduce_only
+    with pytest.raises(ExchangeError):
+        await engine.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(100)))
+    await turns()
+    before = len(exchange.attempts)
+    await turns()
+    assert len(exchange.attempts) == before, (
+        f"{len(exchange.attempts) - before} more orders tried while no time passed"
+    )
+    exchange.sim.faults.reject_if = None
+    for _ in range(120):  # a minute of engine time, in half-second steps
+        clock.advance(0.5)
+        await turns(20)
+    await engine.wait_idle()
+    held = exchange.sim.core.position(SOL)
+    stops = [o for o in exchange.sim.core.open_orders(SOL) if o.type is OrderType.STOP_MARKET]
+    assert held.flat or sum(o.qty for o in stops) == abs(held.qty), "protection is pursued again"
+
+
+async def test_with_stacking_a_signal_for_the_other_side_is_refused(
+    store_url: str, sim: SimulatedExchange
+) -> None:
+    """Chaos 2:37, 2:43, 2:48: with stacking on, a short for a symbol held long was opened as a
+    second position. On a one-way account (which warden requires) the exchange nets it against
+    the long: warden's books held a long and a short whose exits could not work (a reduce-only
+    close of one found nothing to reduce). The other side is refused; nothing is sent."""
+    h = await Harness(store_url, sim, config=EngineConfig(**{**_fast(), "allow_stacking": True})).start()
+    try:
+        first = await h.open("long", SOL, usd="100")
+        same = await h.open("long", SOL, usd="100")  # stacking the same side is what the setting is for
+        assert same.status is PositionStatus.PROTECTED
+        sent = len(h.sim.core.orders())
+        with pytest.raises(AlreadyExists):
+            await h.open("short", SOL, usd="100")
+        assert len(h.sim.core.orders()) == sent, "nothing is sent for the refused side"
+        assert h.exchange_qty(SOL) == first.filled_qty + same.filled_qty
+    finally:
+        await h.stop()
+
+
+def _fast() -> dict[str, object]:
+    return {name: getattr(FAST, name) for name in FAST.__dataclass_fields__}
+
+
+async def test_a_stop_cancelled_by_hand_during_a_stream_gap_is_alerted(harness: Harness) -> None:
+    """Chaos 1:10 and 2:60: a stop cancelled by hand while the stream was silent is found by the
+    resync after the gap and re-placed, but the trader was never told (an event, no alert),
+    while the same cancel seen on the stream alerts stop_removed. Every divergence is an alert."""
+    pos = await harness.open("long", usd="100")
+    [stop] = [o for o in harness.resting() if o.type is OrderType.STOP_MARKET]
+    harness.sim.disconnect()
+    harness.sim.cancel_external(stop.client_order_id)
+    harness.notifier.alerts.clear()
+    harness.sim.reconnect()
+
+    def replaced() -> bool:
+        stops = [o for o in harness.resting() if o.type is OrderType.STOP_MARKET]
+        return len(stops) == 1 and stops[0].client_order_id != stop.client_order_id
+
+    await eventually(replaced, what="stop re-placed after the gap")
+    await harness.engine.wait_idle()
+    kinds = {a.kind for a in harness.notifier.alerts if a.position_id == pos.id}
+    assert kinds & {AlertKind.STOP_REMOVED, AlertKind.STOP_REPLACED}, harness.notifier.alerts
+
+
+async def test_an_entry_answered_filled_is_protected_once_its_fills_can_be_read(
+    on_fake_clock: tuple[Engine, CountingExchange, FakeClock],
+) -> None:
+    """Chaos 2:37: the entry's REST answer said FILLED, its fill events were lost and the fills
+    could not be read for 15 s. Protection waited for the next lookup of a doubling backoff,
+    11 s after the fills were readable again: 26 s without a stop on the exchange. Once the
+    exchange can be read, the stop must rest within the protection window."""
+    engine, exchange, clock = on_fake_clock
+    exchange.sim.faults.drop_rate = 1.0
+    exchange.fills_hidden = True
+    exchange.sim.faults.fail_queries = True
+    position = await engine.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(100)))
+    assert position.status is PositionStatus.OPENING
+    for _ in range(30):  # 15 s of engine time while nothing can be read
+        clock.advance(0.5)
+        await turns(20)
+    exchange.fills_hidden = False
+    exchange.sim.faults.fail_queries = False
+    window = engine.config.protection_window
+    for _ in range(int(window / 0.25)):
+        clock.advance(0.25)
+        await turns(20)
+    stops = [o for o in exchange.sim.core.open_orders(SOL) if o.type is OrderType.STOP_MARKET]
+    assert stops and stops[0].qty == exchange.sim.core.position(SOL).qty, (
+        f"no stop {window}s after the fills became readable: {engine.ledger.positions[position.id].status}"
+    )
+
+
+class SlowCommits(InMemoryStore):
+    """A database that answers every commit after `seconds` of the engine's clock (within its deadline)."""
+
+    def __init__(self, clock: FakeClock, seconds: float) -> None:
+        super().__init__()
+        self.clock = clock
+        self.seconds = seconds
+
+    async def commit(self, transition: Transition) -> None:
+        await self.clock.sleep(self.seconds)
+        await super().commit(transition)
+
+
+async def test_a_slow_database_does_not_hold_the_stop_back() -> None:
+    """Chaos 3:67, 3:79, 3:89: with commits taking 2 s (under the 5 s deadline) the stop rested
+    4 s after the fill: the fill and the exit intents are each committed before the stop is
+    sent. The exchange measured 4 s without a stop (the window is 2 s)."""
+    clock = FakeClock()
+    sim = SimulatedExchange(now=clock.now, seed=7)
+    engine = Engine(sim, SlowCommits(clock, 2.0), clock, RecordingNotifier(), EngineConfig())
+    consumer = asyncio.get_running_loop().create_task(engine.consume(sim.stream()))
+    starting = asyncio.ensure_future(engine.start())
+    while not starting.done():
+        clock.advance(0.1)
+        await turns(5)
+    opening = asyncio.ensure_future(engine.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(100))))
+    try:
+        for _ in range(400):  # up to 40 s of engine time, in 0.1 s steps
+            if opening.done():
+                break
+            clock.advance(0.1)
+            await turns(5)
+        assert opening.done()
+        [exposure] = sim.exposure()
+        assert exposure.max_unprotected_seconds <= engine.config.protection_window, exposure
+    finally:
+        engine.set_read_only("test over")
+        await engine.stop()
+        consumer.cancel()
+        await asyncio.gather(consumer, opening, return_exceptions=True)
