@@ -7,23 +7,27 @@ by step).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from decimal import Decimal
 
 import pytest
 
 from tests.helpers import eventually
-from tests.service.harness import FAST, SOL, Harness
+from tests.service.crash import run_with_crash
+from tests.service.harness import FAST, SOL, Harness, SwitchableStore
 from tests.service.probe import ProbedExchange
+from tests.service.test_crash_points import open_long
 from warden.adapters.clock import FakeClock
+from warden.adapters.forwarding import ForwardingStore
 from warden.adapters.memory import InMemoryStore
 from warden.adapters.notify import RecordingNotifier
 from warden.adapters.sim import SimulatedExchange
 from warden.domain.alerts import AlertKind
-from warden.domain.position import PositionStatus
+from warden.domain.events import Event
+from warden.domain.position import Position, PositionStatus
 from warden.domain.reports import OrderReport, OrderRequest
 from warden.domain.values import OrderType, Side
-from warden.ports import ExchangeError, Transition
+from warden.ports import ActiveState, ExchangeError, Store, StoreUnavailable, Transition
 from warden.service.commands import AlreadyExists, OpenPosition
 from warden.service.config import EngineConfig
 from warden.service.engine import Engine
@@ -204,3 +208,75 @@ async def test_a_slow_database_does_not_hold_the_stop_back() -> None:
         await engine.stop()
         consumer.cancel()
         await asyncio.gather(consumer, opening, return_exceptions=True)
+
+
+class DownStore(ForwardingStore):
+    """A database that answers nothing at all (reads included) while `down` is set."""
+
+    def __init__(self, inner: Store, down: list[bool]) -> None:
+        super().__init__(inner)
+        self.down = down
+
+    def _check(self) -> None:
+        if self.down[0]:
+            raise StoreUnavailable("database unavailable (test outage)")
+
+    async def commit(self, transition: Transition) -> None:
+        self._check()
+        await self.inner.commit(transition)
+
+    async def append_events(self, events: Sequence[Event]) -> None:
+        self._check()
+        await self.inner.append_events(events)
+
+    async def save_marks(self, positions: Sequence[Position]) -> None:
+        self._check()
+        await self.inner.save_marks(positions)
+
+    async def load_active(self) -> ActiveState:
+        self._check()
+        return await self.inner.load_active()
+
+    async def ping(self) -> None:
+        self._check()
+        await self.inner.ping()
+
+
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+async def test_a_restart_while_the_database_is_down_still_protects_what_the_exchange_holds(
+    harness: Harness,
+) -> None:
+    """Chaos 4:149: the entry filled, the process died before its stop went out, and the
+    database was down when it came back: startup (load from the database first) failed and
+    was retried while the position sat on the exchange with no stop for as long as the outage
+    lasted (120 s in the run). The exchange is reachable: what it holds is protected anyway."""
+    budget = await run_with_crash(harness, open_long, crash_at=None)
+    first_place = budget.calls.index("place_order") + 1  # the entry: filled, then the process dies
+    await harness.stop()
+    harness.sim.new_session()
+    for order in harness.resting():
+        harness.sim.cancel_external(order.client_order_id)
+    for report in harness.sim.core.positions():
+        harness.sim.external_order(report.symbol, report.side.exit_side, report.qty, reduce_only=True)
+    await harness.start()
+    budget = await run_with_crash(harness, open_long, crash_at=first_place)
+    assert budget.dead and harness.exchange_qty() > 0 and harness.resting() == [], "died before the stop"
+    harness.drop_stream()
+    await harness.stop()
+    down = [True]
+    harness.wrap = lambda inner: DownStore(inner, down) if isinstance(inner, SwitchableStore) else inner
+    await harness.start(ready=False)
+    harness.wrap = None
+    starting = asyncio.ensure_future(harness.engine.start_with_retry())
+    try:
+        await eventually(
+            lambda: (
+                sum(o.qty for o in harness.resting() if o.type is OrderType.STOP_MARKET)
+                == harness.exchange_qty()
+            ),
+            timeout=harness.engine.config.protection_window,
+            what="a stop for the position while the database is down",
+        )
+    finally:
+        down[0] = False
+        await asyncio.wait_for(starting, timeout=10)
