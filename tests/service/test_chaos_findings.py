@@ -280,3 +280,32 @@ async def test_a_restart_while_the_database_is_down_still_protects_what_the_exch
     finally:
         down[0] = False
         await asyncio.wait_for(starting, timeout=10)
+
+
+async def test_seed_000_a_restart_that_lost_the_queued_writes_keeps_the_resting_stop(
+    harness: Harness,
+) -> None:
+    """`warden chaos --scenario seed-000`: the database fails as the entry goes out; warden
+    protects anyway (stop and take-profits rest, their writes queued) and answers; the process
+    restarts before the database is back for it, so the queued writes die with it. Recovery
+    then re-placed the stop under the client id of the one still resting (its intent was never
+    committed, so the id was not taken): the exchange refused the duplicate (-4116) and warden
+    closed the protected position at market as protection_failed, leaving its take-profits as
+    strays. The position must stay open, protected by exactly one stop of its size."""
+
+    def database_dies_with_the_entry(request: OrderRequest) -> bool:
+        if request.type is OrderType.MARKET and not request.reduce_only:
+            harness.store.down = True
+        return False
+
+    harness.sim.faults.reject_if = database_dies_with_the_entry
+    pos = await harness.open("short", usd="100")
+    harness.sim.faults.reject_if = None
+    assert pos.status is PositionStatus.PROTECTED
+    await harness.engine.wait_idle()
+    h = await harness.restart()  # a new process; its store answers again
+    await h.engine.wait_idle()
+    stops = [o for o in h.resting() if o.type is OrderType.STOP_MARKET]
+    assert h.exchange_qty() == -pos.filled_qty, "the position was closed"
+    assert [o.qty for o in stops] == [pos.filled_qty]
+    assert h.engine.ledger.positions[pos.id].status is PositionStatus.PROTECTED
