@@ -309,3 +309,38 @@ async def test_seed_000_a_restart_that_lost_the_queued_writes_keeps_the_resting_
     assert h.exchange_qty() == -pos.filled_qty, "the position was closed"
     assert [o.qty for o in stops] == [pos.filled_qty]
     assert h.engine.ledger.positions[pos.id].status is PositionStatus.PROTECTED
+
+
+async def test_an_acknowledged_entry_whose_fill_arrived_is_protected_while_lookups_fail() -> None:
+    """Chaos 11:221: the entry was acknowledged (Binance NEW), its fill arrived on the stream
+    0.3 s later and was applied, but exchange queries were failing: the open saga, which owns
+    protection until the order is done, kept polling a lookup that could not answer instead of
+    protecting what had filled. 29.6 s without a stop, 14.9 s of it after the queries were back."""
+    clock = FakeClock()
+    sim = SimulatedExchange(now=clock.now, seed=7, sleep=clock.sleep)
+    engine = Engine(sim, InMemoryStore(), clock, RecordingNotifier(), EngineConfig(fill_wait=0.05))
+    consumer = asyncio.get_running_loop().create_task(engine.consume(sim.stream()))
+    await engine.start()
+    sim.faults.ack_only_if = lambda request: request.type is OrderType.MARKET and not request.reduce_only
+    sim.faults.fill_delay = 0.3
+    sim.faults.fail_queries = True
+    opening = asyncio.ensure_future(engine.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(100))))
+    try:
+        for _ in range(10):  # the fill lands 0.3 s after the acknowledgement
+            clock.advance(0.1)
+            await turns(20)
+        assert sim.core.position(SOL).qty > 0, "the entry filled"
+        for _ in range(int(engine.config.protection_window / 0.1)):
+            clock.advance(0.1)
+            await turns(20)
+        stops = [o for o in sim.core.open_orders(SOL) if o.type is OrderType.STOP_MARKET]
+        assert sum(o.qty for o in stops) == sim.core.position(SOL).qty, (
+            f"no stop {engine.config.protection_window}s after the fill was applied "
+            f"(queries still failing): {[p.status for p in engine.ledger.active_positions()]}"
+        )
+    finally:
+        sim.faults.fail_queries = False
+        engine.set_read_only("test over")
+        await engine.stop()
+        consumer.cancel()
+        await asyncio.gather(consumer, opening, return_exceptions=True)
