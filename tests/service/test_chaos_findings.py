@@ -344,3 +344,39 @@ async def test_an_acknowledged_entry_whose_fill_arrived_is_protected_while_looku
         await engine.stop()
         consumer.cancel()
         await asyncio.gather(consumer, opening, return_exceptions=True)
+
+
+async def test_one_5xx_on_the_stop_does_not_cost_the_protection_window() -> None:
+    """Chaos 954567621:27: a stop whose placement got one 5xx (nothing placed; the outcome unknown
+    to warden) is looked up five times with a growing pause (0.2 + 0.4 + 0.6 + 0.8 s) before it is
+    sent again: 2.2 s without a stop after a single error, the whole window gone. A stop is safe to
+    resend at once under its client id (the exchange refuses a second resting order with it)."""
+    clock = FakeClock()
+    sim = SimulatedExchange(now=clock.now, seed=7, sleep=clock.sleep)
+    engine = Engine(sim, InMemoryStore(), clock, RecordingNotifier(), EngineConfig(fill_wait=0.05))
+    consumer = asyncio.get_running_loop().create_task(engine.consume(sim.stream()))
+    await engine.start()
+    failed: list[str] = []
+
+    def once(request: OrderRequest) -> bool:
+        if request.type is OrderType.STOP_MARKET and not failed:
+            failed.append(request.client_order_id)
+            return True
+        return False
+
+    sim.faults.server_error_if = once
+    opening = asyncio.ensure_future(engine.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(100))))
+    try:
+        for _ in range(100):
+            if opening.done():
+                break
+            clock.advance(0.05)
+            await turns(10)
+        assert failed, "the stop met its 5xx"
+        [exposure] = sim.exposure()
+        assert exposure.max_unprotected_seconds <= engine.config.protection_window, exposure
+    finally:
+        engine.set_read_only("test over")
+        await engine.stop()
+        consumer.cancel()
+        await asyncio.gather(consumer, opening, return_exceptions=True)
