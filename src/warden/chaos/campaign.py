@@ -54,6 +54,8 @@ class Totals:
     database: str = "sqlite"
     subject: str = "warden"
     stopped_early: bool = False
+    replay_flags: str = ""
+    """What `--replay` needs besides the key to play a run the same way (`--db`, `--naive`)."""
 
     def add(self, result: RunResult) -> None:
         if result.where == "processes":

@@ -77,6 +77,7 @@ def campaign_command(
     )
     databases = Databases(db)
     totals = Totals(seed, database=databases.kind, subject=options.subject)
+    totals.replay_flags = (f" --db {db}" if db else "") + (" --naive" if naive else "")
     deadline = None if minutes is None else time.monotonic() + 60 * minutes
     prepare(databases)
     try:

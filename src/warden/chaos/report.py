@@ -10,8 +10,8 @@ SHOWN = 25
 """Violations listed in the text report (all of them are in the JSON)."""
 
 
-def replay_command(key: str) -> str:
-    return f"warden chaos --replay {key}"
+def replay_command(key: str, flags: str = "") -> str:
+    return f"warden chaos --replay {key}{flags}"
 
 
 def as_json(totals: Totals, window: float) -> dict[str, Any]:
@@ -40,7 +40,7 @@ def as_json(totals: Totals, window: float) -> dict[str, Any]:
                 "step": v.step,
                 "invariant": v.invariant,
                 "message": v.message,
-                "replay": replay_command(key),
+                "replay": replay_command(key, totals.replay_flags),
             }
             for key, v in totals.violations
         ],
@@ -72,7 +72,7 @@ def as_text(totals: Totals, window: float) -> str:
     ]
     for key, v in totals.violations[:SHOWN]:
         lines.append(f"VIOLATION run {key} step {v.step}: {v.invariant}: {v.message}")
-        lines.append(f"          replay: {replay_command(key)}")
+        lines.append(f"          replay: {replay_command(key, totals.replay_flags)}")
     if len(totals.violations) > SHOWN:
         lines.append(f"... and {len(totals.violations) - SHOWN} more (--json lists them all)")
     lines.append(f"violations: {len(totals.violations)}")
