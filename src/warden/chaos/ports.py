@@ -207,8 +207,11 @@ class ChaosStore:
                 raise StoreUnavailable("connection killed mid-transaction (chaos; not committed)")
             with real_io():
                 task = asyncio.ensure_future(call())
-                await f.killer()
-                return await task  # landed or not: the real database decides
+                try:
+                    await f.killer()
+                finally:
+                    result = await task  # landed or not: the real database decides
+                return result
         with real_io():
             result = await call()
         if write and name == "commit" and f.ack_lost > 0:
