@@ -10,7 +10,7 @@ from warden.bench.recovery_bench import bench_recovery
 from warden.bench.report import Result, machine
 from warden.bench.ticks_bench import bench_ticks
 
-NAMES = ("open", "ticks", "recovery", "reconcile", "e2e", "mass")
+NAMES = ("open", "ticks", "recovery", "reconcile", "e2e", "mass", "chaos")
 
 
 def _reconcile(quick: bool) -> list[Result]:
@@ -31,6 +31,12 @@ def _mass(quick: bool) -> list[Result]:
     return asyncio.run(bench_mass(n=200 if quick else 1000))
 
 
+def _chaos(quick: bool) -> list[Result]:
+    from warden.bench.chaos_bench import bench_chaos
+
+    return [bench_chaos(runs=100 if quick else 10_000, process_runs=1 if quick else 5)]
+
+
 BENCHES: dict[str, Callable[[bool], list[Result]]] = {
     "open": lambda quick: [asyncio.run(bench_open(n=200 if quick else 1000))],
     "ticks": lambda quick: [bench_ticks(ticks=200_000 if quick else 1_000_000, rounds=3 if quick else 5)],
@@ -38,6 +44,7 @@ BENCHES: dict[str, Callable[[bool], list[Result]]] = {
     "reconcile": _reconcile,
     "e2e": _e2e,
     "mass": _mass,
+    "chaos": _chaos,
 }
 
 

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from warden.entrypoints.client import fail, out
+from warden.entrypoints.client import err, fail, out
 
 
 class Venue(StrEnum):
@@ -71,7 +71,7 @@ def sim_serve(
 def bench(
     names: Annotated[
         list[str] | None,
-        typer.Argument(help="Which: open, ticks, recovery, reconcile, or all (default)."),
+        typer.Argument(help="Which: open, ticks, recovery, reconcile, chaos, or all (default)."),
     ] = None,
     quick: Annotated[bool, typer.Option("--quick", help="Smaller sizes, for a smoke run.")] = False,
 ) -> None:
@@ -83,6 +83,74 @@ def bench(
     if unknown:
         fail(f"error: bench: unknown benchmark {unknown[0]!r} (choose from {', '.join(NAMES)}, all)")
     run(chosen, quick, lambda line: out.print(line, markup=False, highlight=False))
+
+
+def chaos(
+    runs: Annotated[int, typer.Option("--runs", help="Randomized scenarios to run.")] = 100,
+    seed: Annotated[
+        int | None, typer.Option("--seed", help="The campaign's seed (default: a random one, printed).")
+    ] = None,
+    minutes: Annotated[
+        float | None, typer.Option("--minutes", help="Stop after this long (whichever ends first).")
+    ] = None,
+    venue: Annotated[
+        str,
+        typer.Option(
+            "--venue",
+            help="sim: in process, with a slice over real processes; binance: every run over real "
+            "processes (warden sim serve + ccxt). bybit and drift join with their issues.",
+        ),
+    ] = "sim",
+    db: Annotated[
+        str | None,
+        typer.Option("--db", help="postgresql://... to run every database on that server (needs CREATEDB)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON report on stdout.")] = False,
+    replay: Annotated[
+        str | None, typer.Option("--replay", help="SEED:RUN: play one run again with a step-by-step trace.")
+    ] = None,
+    scenario: Annotated[
+        str | None,
+        typer.Option("--scenario", help="seed-000 | seed-001 | seed-002 | seed-003: replay an incident."),
+    ] = None,
+    processes: Annotated[
+        int | None,
+        typer.Option("--processes", help="How many of the runs go over real processes (default: 1 in 50)."),
+    ] = None,
+    naive: Annotated[
+        bool, typer.Option("--naive", help="Run against the naive twin instead (the checker must object).")
+    ] = False,
+) -> None:
+    """Randomized scenarios under every fault at once, the promise checked after every step.
+
+    The report's last line is `violations: N`; the exit code is 1 when N > 0.
+    """
+    from warden.chaos.command import ChaosUsage, campaign_command, replay_command, scenario_command
+
+    def emit(line: str) -> None:
+        out.print(line, markup=False, highlight=False)
+
+    try:
+        if scenario is not None:
+            code = scenario_command(scenario, db=db, out=emit)
+        elif replay is not None:
+            code = replay_command(replay, db=db, naive=naive, out=emit)
+        else:
+            code = campaign_command(
+                runs=runs,
+                seed=seed,
+                minutes=minutes,
+                venue=venue,
+                db=db,
+                as_machine=as_json,
+                processes=processes,
+                naive=naive,
+                out=emit,
+                err=err,
+            )
+    except ChaosUsage as exc:
+        fail(str(exc), code=2)
+    raise typer.Exit(code)
 
 
 @db_app.command("upgrade")
@@ -102,5 +170,6 @@ def db_upgrade(
 
 def register(app: typer.Typer) -> None:
     app.command()(bench)
+    app.command()(chaos)
     app.add_typer(db_app, name="db")
     app.add_typer(sim_app, name="sim")

@@ -104,6 +104,8 @@ class ExitManager:
         self.ledger = ctx.ledger
         self.unprotected_seconds: list[float] = []
         self._exposed_since: dict[PositionId, float] = {}
+        self._refused: dict[PositionId, int] = {}
+        """Rounds in a row in which neither a stop nor a close of the position went through."""
         self.recovery_started: float | None = None
         self._moving: set[PositionId] = set()
         self._rerun: set[PositionId] = set()
@@ -291,6 +293,7 @@ class ExitManager:
     def _protected_event(self, pos: Position) -> Event:
         ctx = self.ctx
         started = self._exposed_since.pop(pos.id, None)
+        self._refused.pop(pos.id, None)
         if started is None:
             # No start was seen by this process (e.g. the fill happened while it was down):
             # count from the position's opening, an upper bound, never an optimistic 0.
@@ -1150,10 +1153,19 @@ class ExitManager:
             )
         await ctx.announce(alert)
         if back is PositionStatus.OPEN:
-            ctx.tasks.spawn(self.protect(pid))
+            ctx.tasks.spawn(self._protect_again(pid))
         raise ExchangeUnavailable(f"close of {pid} failed: {why}")
 
+    async def _protect_again(self, pid: PositionId) -> None:
+        """Neither a stop nor a close went through: protect again after a pause that doubles while
+        the refusals go on. Retrying at once only hammers the exchange and the database."""
+        rounds = self._refused[pid] = self._refused.get(pid, 0) + 1
+        await self.ctx.clock.sleep(min(REFUSED_BACKOFF_MAX, self.ctx.config.retry_backoff * 2**rounds))
+        await self.protect(pid)
 
+
+REFUSED_BACKOFF_MAX = 30.0
+"""Seconds at most between rounds of protect-or-close while the exchange refuses both."""
 NEVER_UP = Decimal("Infinity")
 NEVER_DOWN = Decimal("-Infinity")
 

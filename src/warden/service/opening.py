@@ -241,10 +241,13 @@ class Opener:
             existing = await self.store.find_by_signal(cmd.signal_id)
             if existing is not None:
                 raise AlreadyExists(existing)
-        if not self.ctx.config.allow_stacking:
-            for pid in self.ctx.ledger.by_symbol.get(inst.symbol, ()):
+        for pid in self.ctx.ledger.by_symbol.get(inst.symbol, ()):
+            held = self.ctx.ledger.positions[pid]
+            if not self.ctx.config.allow_stacking:
+                raise AlreadyExists(held, f"{inst.symbol} already has an open position")
+            if held.side is not cmd.side:  # a one-way account nets the other side against it
                 raise AlreadyExists(
-                    self.ctx.ledger.positions[pid], f"{inst.symbol} already has an open position"
+                    held, f"{inst.symbol} holds a {held.side} position; a {cmd.side} would net against it"
                 )
 
     async def _existing(self, signal_id: str) -> Position:

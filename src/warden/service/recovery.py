@@ -160,6 +160,11 @@ class Recovery:
                     EventKind.PROTECTION_LOST, ctx.clock.now(), pid, "no resting stop found by recovery"
                 )
                 await ctx.ledger.commit(pos, pos.transition(PositionStatus.OPEN), events=[event])
+            await ctx.notify(
+                AlertKind.STOP_REPLACED,
+                f"{pos.symbol}: its stop was gone (found by recovery); re-placing it",
+                pid,
+            )
         if stop is not None:
             await exits.resize(pid)
         await exits.protect(pid)

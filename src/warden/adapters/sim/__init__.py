@@ -2,8 +2,8 @@
 
 from warden.adapters.sim.core import EXTERNAL_PREFIX, Outcome, SimCore
 from warden.adapters.sim.exchange import SimulatedExchange
-from warden.adapters.sim.exposure import SimExposure
-from warden.adapters.sim.faults import SimFaults
+from warden.adapters.sim.exposure import SimExposure, SimStretch
+from warden.adapters.sim.faults import SimFaults, SimRateLimited, SimServerError
 from warden.adapters.sim.feed import SimPriceFeed
 from warden.adapters.sim.ledger import TAKER_FEE_RATE, SimPosition
 from warden.adapters.sim.markets import (
@@ -28,7 +28,10 @@ __all__ = [
     "SimOrderNotFound",
     "SimPosition",
     "SimPriceFeed",
+    "SimRateLimited",
     "SimRejection",
+    "SimServerError",
+    "SimStretch",
     "SimulatedExchange",
     "default_instruments",
     "default_markets",

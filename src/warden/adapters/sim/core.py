@@ -35,7 +35,7 @@ from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 from warden.adapters.sim.book import TriggerBook, direction_of
-from warden.adapters.sim.exposure import ExposureLog, SimExposure, StopCover
+from warden.adapters.sim.exposure import ExposureLog, SimExposure, SimStretch, StopCover
 from warden.adapters.sim.ledger import TAKER_FEE_RATE, SimPosition, taker_fee
 from warden.adapters.sim.markets import DEFAULT_VOLATILITY, SimMarket, default_markets, walk_step
 from warden.adapters.sim.persist import (
@@ -215,6 +215,11 @@ class SimCore:
         assert config.leverage is not None
         instrument = self.instruments[symbol]
         return instrument.round_price(liquidation_price(position.side, position.entry_price, config.leverage))
+
+    def exposure_stretches(self) -> list[SimStretch]:
+        """Every uncovered stretch seen since this core was made or restored (the newest
+        `exposure.HISTORY`, oldest first; not in the snapshot), then those going on (end None)."""
+        return self._exposure.history()
 
     def fills_due(self) -> dict[str, datetime]:
         """Acknowledged, unfilled market orders (exchange id) and when each is due to fill."""

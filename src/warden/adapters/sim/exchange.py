@@ -34,8 +34,8 @@ from decimal import Decimal
 from pathlib import Path
 
 from warden.adapters.sim.core import Outcome, SimCore
-from warden.adapters.sim.exposure import SimExposure
-from warden.adapters.sim.faults import SimFaults
+from warden.adapters.sim.exposure import SimExposure, SimStretch
+from warden.adapters.sim.faults import SimFaults, SimRateLimited, SimServerError
 from warden.adapters.sim.markets import DEFAULT_VOLATILITY
 from warden.adapters.sim.persist import read_state, write_state
 from warden.adapters.sim.rules import SimOrderNotFound, SimRejection
@@ -49,7 +49,7 @@ from warden.domain.reports import (
     PositionReport,
     StreamEvent,
 )
-from warden.domain.values import Instrument, OrderSide, OrderType, Symbol
+from warden.domain.values import ClientOrderId, Instrument, OrderSide, OrderType, Symbol
 from warden.ports import ExchangeTimeout, ExchangeUnavailable, OrderNotFound, OrderRejected
 
 RESPONSE_WAIT = 1.0
@@ -116,6 +116,7 @@ class SimulatedExchange:
         """
         await self._rest()
         faults = self.faults
+        self._refuse_burst(request, "placing")
         if faults.unavailable_if is not None and faults.unavailable_if(request):
             raise ExchangeUnavailable(f"simulated outage placing {request.client_order_id}")
         if faults.reject_if is not None and faults.reject_if(request):
@@ -146,7 +147,8 @@ class SimulatedExchange:
 
     async def cancel_order(self, symbol: Symbol, client_order_id: str, conditional: bool) -> OrderReport:
         await self._rest()
-        self._find(symbol, client_order_id, conditional)
+        order = self._find(symbol, client_order_id, conditional)
+        self._refuse_burst(_as_request(order), "cancelling")
         return self._cancel(client_order_id)
 
     async def amend_order(
@@ -240,6 +242,10 @@ class SimulatedExchange:
         """
         return self.core.exposure(self._now())
 
+    def exposure_stretches(self) -> list[SimStretch]:
+        """Every uncovered stretch this adapter's core has seen (oldest first; see `SimCore`)."""
+        return self.core.exposure_stretches()
+
     def save(self) -> None:
         """Write the core's snapshot to the state file now (no-op without one)."""
         if self.state_file is None:
@@ -306,6 +312,11 @@ class SimulatedExchange:
         self._stream.reconnect()
 
     @property
+    def queued_events(self) -> int:
+        """Stream events published but not yet taken by the consumer."""
+        return self._stream.queued
+
+    @property
     def lost_events(self) -> int:
         """How many stream events were dropped or lost while disconnected."""
         return self._stream.lost
@@ -327,6 +338,14 @@ class SimulatedExchange:
         await self._rest()
         if self.faults.fail_queries:
             raise ExchangeUnavailable("simulated query failure")
+
+    def _refuse_burst(self, request: OrderRequest, doing: str) -> None:
+        """The 5xx / 429 knobs: refuse before anything changes."""
+        faults = self.faults
+        if faults.rate_limit_if is not None and faults.rate_limit_if(request):
+            raise SimRateLimited(f"simulated 429 {doing} {request.client_order_id}")
+        if faults.server_error_if is not None and faults.server_error_if(request):
+            raise SimServerError(f"simulated 5xx {doing} {request.client_order_id} (not executed)")
 
     def _find(self, symbol: Symbol, client_order_id: str, conditional: bool) -> OrderReport:
         order = self.core.order(client_order_id)
@@ -397,3 +416,16 @@ class SimulatedExchange:
             self._dirty = True
         self._stream.publish(events)
         self._time_due_fills()
+
+
+def _as_request(order: OrderReport) -> OrderRequest:
+    """An order as the request that made it (what the fault predicates look at)."""
+    return OrderRequest(
+        ClientOrderId(order.client_order_id),
+        order.symbol,
+        order.side,
+        order.type,
+        order.qty,
+        order.trigger_price,
+        order.reduce_only,
+    )

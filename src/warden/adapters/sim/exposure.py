@@ -7,12 +7,14 @@ stops on the opening side and stops that are not reduce-only cover nothing.
 
 The core re-evaluates coverage after every change (an order placed, cancelled, triggered or
 filled, a position changed by anyone) on its own clock, and `ExposureLog` keeps, per symbol,
-when the current uncovered stretch began and the longest finished one. Both are pure and
-synchronous, like the core.
+when the current uncovered stretch began and the longest finished one, and (in memory only,
+the newest `HISTORY` of them) every finished stretch with its start and end, so a checker can
+tell which moment caused which stretch. Both are pure and synchronous, like the core.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -22,6 +24,9 @@ from warden.domain.reports import OrderReport
 from warden.domain.values import ZERO, OrderSide, OrderType, Symbol
 
 ExposureSide = Literal["long", "short", "flat"]
+
+HISTORY = 10_000
+"""Finished stretches kept in memory (all symbols, newest last); older ones are forgotten."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +43,18 @@ class SimExposure:
     qty: Decimal
     unprotected_seconds: float
     max_unprotected_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class SimStretch:
+    """One uncovered stretch of a symbol, on the exchange's clock; `end` None: it goes on."""
+
+    symbol: Symbol
+    start: datetime
+    end: datetime | None
+
+    def seconds(self, now: datetime) -> float:
+        return _seconds(self.start, self.end or now)
 
 
 def closing_side(signed_qty: Decimal) -> OrderSide:
@@ -104,10 +121,11 @@ def _seconds(start: datetime, end: datetime) -> float:
 class ExposureLog:
     """Per symbol: when the current uncovered stretch began, and the longest finished one."""
 
-    __slots__ = ("_stretches",)
+    __slots__ = ("_finished", "_stretches")
 
     def __init__(self) -> None:
         self._stretches: dict[Symbol, _Stretch] = {}
+        self._finished: deque[SimStretch] = deque(maxlen=HISTORY)
 
     def update(self, symbol: Symbol, covered: bool, now: datetime) -> None:
         """Record the coverage after a change at `now`: start a stretch, or end the current one."""
@@ -121,6 +139,7 @@ class ExposureLog:
                 stretch.since = now
         elif stretch.since is not None:
             stretch.longest = max(stretch.longest, _seconds(stretch.since, now))
+            self._finished.append(SimStretch(symbol, stretch.since, now))
             stretch.since = None
 
     def current(self, symbol: Symbol, now: datetime) -> float:
@@ -134,6 +153,11 @@ class ExposureLog:
         """The longest stretch so far, the current one (up to `now`) included."""
         stretch = self._stretches.get(symbol)
         return 0.0 if stretch is None else max(stretch.longest, self.current(symbol, now))
+
+    def history(self) -> list[SimStretch]:
+        """The finished stretches kept (oldest first), then the ones still going on (end None)."""
+        going = [SimStretch(s, t.since, None) for s, t in sorted(self._stretches.items()) if t.since]
+        return [*self._finished, *going]
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -6,8 +6,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from warden.domain.reports import OrderRequest
+from warden.ports import ExchangeTimeout, ExchangeUnavailable
 
 OrderPredicate = Callable[[OrderRequest], bool]
+
+
+class SimServerError(ExchangeTimeout):
+    """`server_error_if`: a 5xx. Nothing was executed, but the caller cannot know that (a Binance
+    5xx on an order means "execution status unknown"): it must look the order up."""
+
+
+class SimRateLimited(ExchangeUnavailable):
+    """`rate_limit_if`: a 429, refused before processing; nothing was executed."""
 
 
 @dataclass(slots=True)
@@ -32,6 +42,15 @@ class SimFaults:
     stream_silent: (the server faces only) the private sockets stay open but go quiet: no
         events (they are lost, as on a dead connection) and no answer to pings. A client must
         notice the silence by itself (a missed keep-alive), reconnect and reconcile.
+    server_error_if: a place or cancel it matches is answered with a 5xx (SimServerError, an
+        ExchangeTimeout: nothing was done, but the caller cannot tell); nothing changes.
+    rate_limit_if: a place or cancel it matches is answered 429 (SimRateLimited, an
+        ExchangeUnavailable); nothing changes. For a cancel, the predicate sees the order
+        being cancelled as a request.
+    stream_gap: seconds of silence. Set above 0, the user stream goes silent at its next event
+        for that long: events meanwhile are lost (a socket that died without anyone noticing),
+        then it reconnects and the consumer gets a StreamGap. The knob reads back 0 once the
+        silence is over.
     """
 
     rest_latency: float = 0.0
@@ -47,3 +66,6 @@ class SimFaults:
     ack_only_if: OrderPredicate | None = None
     fill_delay: float = 0.0
     stream_silent: bool = False
+    server_error_if: OrderPredicate | None = None
+    rate_limit_if: OrderPredicate | None = None
+    stream_gap: float = 0.0

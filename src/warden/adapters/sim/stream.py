@@ -45,17 +45,24 @@ class SimStream:
         self._published = 0  # seq of the last event put on the queue
         self._taken = 0  # seq of the last event the consumer took
         self._waiters: list[tuple[int, asyncio.Event]] = []
+        self._gap: asyncio.Task[None] | None = None  # a `stream_gap` silence in progress
         self.lost = 0  # events lost to drops and disconnects
 
     @property
     def connected(self) -> bool:
         return self._connected
 
+    @property
+    def queued(self) -> int:
+        """Events published but not yet taken by the consumer."""
+        return self._queue.qsize()
+
     def publish(self, events: Sequence[StreamEvent]) -> int | None:
         """Enqueue `events` (after faults).
 
         Returns the seq the consumer must reach to have seen them, or None if none was enqueued.
         """
+        self._start_gap()
         if not self._connected:
             self.lost += len(events)
             return None
@@ -78,7 +85,23 @@ class SimStream:
     def close(self) -> None:
         """End the consumer's iteration after the events already queued."""
         self._closed = True
+        if self._gap is not None:
+            self._gap.cancel()
         self._queue.put_nowait(None)
+
+    def _start_gap(self) -> None:
+        """The `stream_gap` knob: go silent now for that many seconds, then reconnect."""
+        seconds = self._faults.stream_gap
+        if seconds <= 0 or self._gap is not None or not self._connected:
+            return
+        self._connected = False
+        self._gap = asyncio.get_running_loop().create_task(self._end_gap(seconds))
+
+    async def _end_gap(self, seconds: float) -> None:
+        await self._sleep(seconds)
+        self._gap = None
+        self._faults.stream_gap = 0.0
+        self.reconnect(f"silent for {seconds:g}s")
 
     def new_session(self) -> int:
         """A process restart: discard every event not yet taken, start a fresh connection.

@@ -40,6 +40,7 @@ CONTROL: list[tuple[str, str, ControlHandler]] = [
     ("POST", "/sim/faults", control.set_faults),
     ("GET", "/sim/faults", control.get_faults),
     ("POST", "/sim/disconnect", control.disconnect),
+    ("POST", "/sim/expire-listen-key", control.expire_listen_key),
     ("GET", "/sim/state", control.state),
     ("GET", "/sim/requests", control.requests),
 ]

@@ -13,6 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
+from warden.adapters.sim.faults import SimServerError
 from warden.adapters.sim.rules import SimRejection
 from warden.adapters.sim.server.auth import BinanceError
 from warden.adapters.sim.server.events import mark_price_update, translate
@@ -36,6 +37,7 @@ _MESSAGES = {
 UNKNOWN_STATUS = (
     "Timeout waiting for response from backend server. Send status unknown; execution status unknown."
 )
+INTERNAL_ERROR = "Internal error; unable to process your request. Please try again."
 SERVICE_UNAVAILABLE = "Service Unavailable."
 TOO_MANY_REQUESTS = "Too many requests; current limit of IP is 2400 requests per minute."
 
@@ -74,6 +76,8 @@ class BinanceVenue(SimVenue):
             if isinstance(cause, SimRejection):
                 raise BinanceError(cause.code, _MESSAGES.get(cause.code, cause.message)) from exc
             raise BinanceError(-2010, f"Order rejected: {exc}") from exc
+        except SimServerError as exc:
+            raise BinanceError(-1001, INTERNAL_ERROR, 502) from exc
         except ExchangeUnavailable as exc:
             raise BinanceError(-1003, TOO_MANY_REQUESTS, 429) from exc
         except ExchangeTimeout as exc:
@@ -84,6 +88,8 @@ class BinanceVenue(SimVenue):
             return await self.sim.cancel_order(order.symbol, order.client_order_id, order.type.conditional)
         except OrderNotFound as exc:
             raise BinanceError(-2011, "Unknown order sent.") from exc
+        except SimServerError as exc:
+            raise BinanceError(-1001, INTERNAL_ERROR, 502) from exc
         except ExchangeUnavailable as exc:
             raise BinanceError(-1003, TOO_MANY_REQUESTS, 429) from exc
 
@@ -101,6 +107,21 @@ class BinanceVenue(SimVenue):
         if not self.listen_keys:
             self.listen_keys.add(secrets.token_hex(32))
         return next(iter(self.listen_keys))
+
+    async def expire_listen_key(self) -> int:
+        """The listen key expires (as when nobody kept it alive): `listenKeyExpired` goes to every
+        user-data socket, they close, and the old key is refused until a new one is made.
+        Returns how many sockets were told."""
+        at = self.now_ms()
+        expired = [{"e": "listenKeyExpired", "E": at, "listenKey": key} for key in sorted(self.listen_keys)]
+        self.listen_keys.clear()
+        for ws in list(self.private):
+            for message in expired:
+                if ws.closed:
+                    break
+                with contextlib.suppress(ConnectionError, RuntimeError):
+                    await ws.send_json(message)
+        return await self.close_private()
 
     def check_listen_key(self, key: str) -> None:
         if key not in self.listen_keys:

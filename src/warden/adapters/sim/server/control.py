@@ -6,6 +6,9 @@
     POST /sim/cancel          {"client_order_id"}             cancel any open order, as a human would
     POST /sim/faults          {knob: value, ...}              set SimFaults knobs; GET shows them
     POST /sim/disconnect      {}                              drop every user-data socket
+    POST /sim/expire-listen-key {}                            the listen key expires: listenKeyExpired is
+                                                              pushed, the user-data sockets close, and
+                                                              the old key is refused from now on
     GET  /sim/state                                           marks, positions, open orders, exposure
     GET  /sim/requests                                        every request the server has seen
 
@@ -14,16 +17,23 @@
 covering stop, 0 when covered or flat), "max_unprotected_seconds" (the longest, current
 included)}, on the simulator's clock; see `warden.adapters.sim.exposure`.
 
-Fault knobs: rest_latency, stream_latency, drop_rate, duplicate_rate, reorder_rate, fill_delay
-(numbers); events_before_response, fail_queries, stream_silent (booleans); reject_if, unavailable_if,
-timeout_after_execution_if, ack_only_if: true (every order), false/null (none) or a glob on
-the client order id (e.g. "*-e1"). A MARKET order matching ack_only_if is answered NEW with
-executedQty "0" (Bybit: orderStatus New, cumExecQty "0") and fills fill_delay seconds later at
-the mark of that moment (a background task; ORDER_TRADE_UPDATE TRADE and ACCOUNT_UPDATE on
-Binance's user stream, the execution / order / position topics on Bybit's); until then it is
-NEW in lookups and open orders, and a cancel cancels it for good. stream_silent keeps the
-private sockets open but quiet (no events, no pongs) until it is lifted. Knobs live in memory only: a
-restarted server starts with none set, but a fill still pending in the --state-file resumes.
+`exposure_stretches` in GET /sim/state: every uncovered stretch the simulator has seen since it
+started (the newest 10,000; not kept in --state-file), oldest first: {"symbol", "start", "end"
+(ISO times; end null while it goes on), "seconds"}.
+
+Fault knobs: rest_latency, stream_latency, drop_rate, duplicate_rate, reorder_rate, fill_delay,
+stream_gap (numbers); events_before_response, fail_queries (booleans); reject_if, unavailable_if,
+timeout_after_execution_if, ack_only_if, server_error_if, rate_limit_if: true (every order),
+false/null (none) or a glob on the client order id (e.g. "*-e1"). server_error_if answers a
+matching place or cancel with HTTP 502 (-1001, nothing executed; a client cannot tell, so it must
+look the order up), rate_limit_if with HTTP 429 (-1003). stream_gap: seconds of silence on the
+user-data stream from its next event (those events are lost), then every user-data socket is
+closed (the client reconnects); it reads back 0 once over. A MARKET order matching ack_only_if
+is answered NEW with executedQty "0" and fills fill_delay seconds later at the mark of that
+moment (a background task; ORDER_TRADE_UPDATE TRADE and ACCOUNT_UPDATE on the user stream);
+until then it is NEW in lookups and open orders, and a cancel cancels it for good. Knobs live
+in memory only: a restarted server starts with none set, but a fill still pending in the
+--state-file resumes.
 
 The surface is the same on every venue (`warden sim serve --venue binance|bybit`), errors included:
 bad input is refused with HTTP 400 and a `{"code", "msg"}` body (Binance's codes), never a 500,
@@ -52,10 +62,25 @@ from warden.domain.reports import OrderReport
 from warden.domain.values import OrderSide, OrderType, Symbol
 from warden.ports import OrderNotFound, OrderRejected
 
-NUMBER_KNOBS = ("rest_latency", "stream_latency", "drop_rate", "duplicate_rate", "reorder_rate", "fill_delay")
+NUMBER_KNOBS = (
+    "rest_latency",
+    "stream_latency",
+    "drop_rate",
+    "duplicate_rate",
+    "reorder_rate",
+    "fill_delay",
+    "stream_gap",
+)
 RATE_KNOBS = ("drop_rate", "duplicate_rate", "reorder_rate")  # chances: at most 1
 FLAG_KNOBS = ("events_before_response", "fail_queries", "stream_silent")
-PREDICATE_KNOBS = ("reject_if", "unavailable_if", "timeout_after_execution_if", "ack_only_if")
+PREDICATE_KNOBS = (
+    "reject_if",
+    "unavailable_if",
+    "timeout_after_execution_if",
+    "ack_only_if",
+    "server_error_if",
+    "rate_limit_if",
+)
 
 
 def order_json(order: OrderReport) -> dict[str, Any]:
@@ -237,6 +262,10 @@ async def disconnect(request: web.Request, venue: SimVenue) -> Any:
     return {"private": await venue.close_private()}
 
 
+async def expire_listen_key(request: web.Request, venue: SimVenue) -> Any:
+    return {"expired": await venue.expire_listen_key()}
+
+
 async def state(request: web.Request, venue: SimVenue) -> Any:
     core = venue.core
     return {
@@ -263,6 +292,15 @@ async def state(request: web.Request, venue: SimVenue) -> Any:
                 "max_unprotected_seconds": e.max_unprotected_seconds,
             }
             for e in venue.sim.exposure()
+        ],
+        "exposure_stretches": [
+            {
+                "symbol": t.symbol,
+                "start": t.start.isoformat(),
+                "end": None if t.end is None else t.end.isoformat(),
+                "seconds": t.seconds(venue.now()),
+            }
+            for t in venue.sim.exposure_stretches()
         ],
     }
 

@@ -110,6 +110,10 @@ class SimVenue:
 
     # ----- websockets ---------------------------------------------------------------------
 
+    async def expire_listen_key(self) -> int:
+        """A venue without listen keys: its user-data sockets just drop (BinanceVenue overrides)."""
+        return await self.close_private()
+
     async def close_private(self) -> int:
         """Drop every user-data socket (clients see a disconnect; events meanwhile are lost)."""
         sockets = list(self.private)

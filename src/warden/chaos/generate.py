@@ -1,0 +1,171 @@
+"""The seeded scenario generator: (seed, run) -> the same Scenario every time.
+
+Each run draws its own `random.Random(f"warden-chaos:{seed}:{run}")`, so run 4711 of a
+campaign can be replayed alone. The mix (weights below) favours what the promise is about:
+signals and price paths that reach stops, take-profits and trailing exits, under one or two
+faults at a time, with outside actors and crashes sprinkled in.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from decimal import Decimal
+from typing import Any, TypeVar
+
+from warden.chaos.steps import SYMBOLS, USD, Act, Fault, FaultKind, Scenario, Step, Target
+from warden.domain.values import Side
+
+T = TypeVar("T")
+
+ACTS: dict[Act, int] = {
+    Act.SIGNAL: 24,
+    Act.RACE: 5,
+    Act.REPEAT: 4,
+    Act.PRICE: 32,
+    Act.CLOSE: 6,
+    Act.OUTSIDE_OPEN: 4,
+    Act.OUTSIDE_CLOSE: 4,
+    Act.CANCEL_STOP: 4,
+    Act.SECOND_ENGINE: 2,
+    Act.RESTART: 6,
+    Act.WAIT: 3,
+}
+TARGETS: dict[Target, int] = {
+    Target.STOP: 20,
+    Target.TP1: 25,
+    Target.TP2: 20,
+    Target.TRAIL: 25,
+    Target.WALK: 10,
+}
+FAULTS: dict[FaultKind, int] = {
+    FaultKind.CRASH: 14,
+    FaultKind.DB_OUTAGE: 7,
+    FaultKind.DB_SLOW: 4,
+    FaultKind.DB_LOCK: 4,
+    FaultKind.DB_KILL: 4,
+    FaultKind.DB_ACK_LOST: 4,
+    FaultKind.STREAM_DROP: 7,
+    FaultKind.STREAM_DUPLICATE: 4,
+    FaultKind.STREAM_REORDER: 4,
+    FaultKind.STREAM_EARLY: 5,
+    FaultKind.STREAM_GAP: 4,
+    FaultKind.STREAM_DISCONNECT: 4,
+    FaultKind.ACK_ONLY: 8,
+    FaultKind.TIMEOUT_AFTER_EXECUTION: 7,
+    FaultKind.SERVER_ERRORS: 6,
+    FaultKind.RATE_LIMIT: 5,
+    FaultKind.QUERY_FAILURES: 4,
+    FaultKind.REJECT: 4,
+}
+PROCESS_FAULTS = frozenset(
+    {
+        FaultKind.CRASH,  # kill -9
+        FaultKind.STREAM_GAP,
+        FaultKind.STREAM_DISCONNECT,  # POST /sim/expire-listen-key
+        FaultKind.ACK_ONLY,
+        FaultKind.TIMEOUT_AFTER_EXECUTION,
+        FaultKind.SERVER_ERRORS,
+        FaultKind.RATE_LIMIT,
+        FaultKind.QUERY_FAILURES,
+        FaultKind.REJECT,
+        FaultKind.STREAM_DROP,
+        FaultKind.STREAM_DUPLICATE,
+    }
+)
+"""What a run over real processes can inject (through `/sim/faults`, `/sim/expire-listen-key`, kill -9)."""
+PROCESS_ACTS = frozenset(ACTS) - {Act.SECOND_ENGINE, Act.REPEAT, Act.RACE}
+
+
+def _pick(rng: random.Random, weights: dict[T, int]) -> T:
+    keys: Sequence[T] = list(weights)
+    return rng.choices(keys, weights=[weights[k] for k in keys])[0]
+
+
+DRAWS: dict[FaultKind, Callable[[random.Random], dict[str, Any]]] = {
+    FaultKind.CRASH: lambda r: {"at": r.randint(1, 14)},
+    FaultKind.DB_OUTAGE: lambda r: {"at": r.randint(0, 8), "seconds": r.choice([1.0, 5.0, 30.0])},
+    FaultKind.DB_KILL: lambda r: {"at": r.randint(0, 8)},
+    FaultKind.DB_SLOW: lambda r: {"seconds": r.choice([0.3, 2.0, 7.0])},
+    FaultKind.DB_LOCK: lambda r: {"count": r.randint(1, 3)},
+    FaultKind.DB_ACK_LOST: lambda r: {"count": r.randint(1, 3)},
+    FaultKind.STREAM_DROP: lambda r: {"rate": r.choice([0.3, 1.0])},
+    FaultKind.STREAM_DUPLICATE: lambda r: {"rate": r.choice([0.5, 1.0])},
+    FaultKind.STREAM_REORDER: lambda r: {"rate": r.choice([0.5, 1.0])},
+    FaultKind.STREAM_GAP: lambda r: {"seconds": r.choice([1.0, 5.0, 20.0])},
+    FaultKind.STREAM_DISCONNECT: lambda r: {"seconds": r.choice([1.0, 5.0, 20.0])},
+    FaultKind.ACK_ONLY: lambda r: {
+        "roles": r.choice(["e", "e", "c", "*"]),
+        "seconds": r.choice([0.0, 0.3, 1.5, 12.0]),
+    },
+    FaultKind.TIMEOUT_AFTER_EXECUTION: lambda r: {"roles": r.choice(["e", "s", "c", "*"])},
+    FaultKind.SERVER_ERRORS: lambda r: {
+        "roles": r.choice(["e", "s", "sc", "*"]),
+        "seconds": r.choice([0.5, 3.0, 10.0]),
+    },
+    FaultKind.RATE_LIMIT: lambda r: {
+        "roles": r.choice(["e", "s", "sc", "*"]),
+        "seconds": r.choice([0.5, 3.0, 10.0]),
+    },
+    FaultKind.QUERY_FAILURES: lambda r: {"seconds": r.choice([1.0, 5.0, 15.0])},
+    FaultKind.REJECT: lambda r: {"roles": r.choice(["s", "a", "b", "ab"])},
+}
+"""How each fault's parameters are drawn (a fault not listed has none)."""
+
+
+def _fault(rng: random.Random, kind: FaultKind) -> Fault:
+    draw = DRAWS.get(kind)
+    return Fault(kind, **draw(rng)) if draw is not None else Fault(kind)
+
+
+def _faults(rng: random.Random, processes: bool) -> tuple[Fault, ...]:
+    roll = rng.random()
+    n = 0 if roll < 0.45 else 1 if roll < 0.85 else 2
+    allowed = {k: w for k, w in FAULTS.items() if not processes or k in PROCESS_FAULTS}
+    kinds: list[FaultKind] = []
+    while len(kinds) < n:
+        kind = _pick(rng, allowed)
+        if kind not in kinds:
+            kinds.append(kind)
+    return tuple(_fault(rng, k) for k in kinds)
+
+
+def scenario(
+    seed: int, run: int, *, processes: bool = False, steps: tuple[int, int] | None = None
+) -> Scenario:
+    """The run-th scenario of the campaign with this seed (`processes`: only what real processes
+    can do, and fewer steps: they run in real time)."""
+    steps = steps or ((4, 8) if processes else (6, 16))
+    rng = random.Random(f"warden-chaos:{seed}:{'p' if processes else ''}{run}")
+    stacking = not processes and rng.random() < 0.1
+    acts = {a: w for a, w in ACTS.items() if not processes or a in PROCESS_ACTS}
+    signal_ids: list[str] = []
+    out: list[Step] = []
+    for index in range(1, rng.randint(*steps) + 1):
+        act = _pick(rng, acts) if index > 1 else Act.SIGNAL
+        if act is Act.REPEAT and not signal_ids:
+            act = Act.SIGNAL
+        symbol = rng.choice(SYMBOLS)
+        side = rng.choice([Side.LONG, Side.SHORT])
+        usd = Decimal(rng.randint(*USD[symbol]))
+        signal_id: str | None = None
+        if act is Act.SIGNAL and rng.random() < 0.8:
+            signal_id = f"s{run}-{index}"
+            signal_ids.append(signal_id)
+        elif act is Act.REPEAT:
+            signal_id = rng.choice(signal_ids)
+        out.append(
+            Step(
+                index=index,
+                act=act,
+                symbol=symbol,
+                side=side,
+                usd=usd,
+                signal_id=signal_id,
+                target=_pick(rng, TARGETS),
+                fraction=rng.choice([Decimal("0.3"), Decimal("0.5"), Decimal(1)]),
+                seconds=rng.choice([5.0, 45.0]),
+                faults=_faults(rng, processes) if act is not Act.RESTART else (),
+            )
+        )
+    return Scenario(seed, run, stacking, tuple(out))

@@ -1,0 +1,598 @@
+"""The slice over real processes: `warden sim serve` and `warden run` (unmodified ccxt between
+them), faults through `/sim/faults` and `/sim/expire-listen-key`, and `kill -9` of the engine.
+
+Real time, real sockets, so slower than the in-process runs and not deterministic to the
+millisecond; the scenario is the same for a seed (`generate.scenario(..., processes=True)`).
+Judged from outside: the simulator's `/sim/state` (positions, open orders, exposure stretches)
+and `/sim/requests`, the exchange's own order and trade records (signed allOrders /
+allAlgoOrders / userTrades), warden's HTTP API, and warden's SQLite file (its fills).
+
+I1 excuses, besides the in-process ones: the time from a kill -9 until the restarted engine
+answers /healthz (nothing can act while the process is dead or starting).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from datetime import UTC, datetime
+from decimal import ROUND_DOWN, Decimal
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+import httpx
+
+from warden.chaos.checker import Excuse, Violation
+from warden.chaos.runner import RunResult, Trace
+from warden.chaos.steps import REFUSALS, Act, Fault, FaultKind, Scenario, Step, Target, role_glob
+from warden.domain.values import Symbol, parse_client_id
+
+LAUNCH = "from warden.entrypoints.cli import main; main()"
+KEY, SECRET, TOKEN = "sim-key", "sim-secret", "chaos-token"
+MARKET = {"BTC/USDT:USDT": "BTCUSDT", "ETH/USDT:USDT": "ETHUSDT", "SOL/USDT:USDT": "SOLUSDT"}
+ORDER_PATHS = ("/fapi/v1/order", "/fapi/v1/algoOrder")
+RECONCILE_INTERVAL = 5.0
+WINDOW = 2.0
+READY_WITHIN = 90.0
+D = Decimal
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _now() -> float:
+    return datetime.now(UTC).timestamp()
+
+
+class Child:
+    """One child process, killed by its pid."""
+
+    def __init__(self, name: str, args: list[str], env: dict[str, str], logs: Path) -> None:
+        self.name, self.args, self.env, self.logs = name, args, env, logs
+        self.popen: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    def start(self) -> None:
+        log = (self.logs / f"{self.name}.{self.starts}.log").open("wb")
+        self.starts += 1
+        self.popen = subprocess.Popen(
+            [sys.executable, "-c", LAUNCH, *self.args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=self.env,
+            start_new_session=True,
+        )
+        log.close()
+
+    def kill9(self) -> None:
+        if self.popen is not None and self.popen.poll() is None:
+            os.kill(self.popen.pid, signal.SIGKILL)
+            self.popen.wait(timeout=10)
+
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+
+def _poll(condition: Callable[[], Any], within: float, what: str, every: float = 0.05) -> Any:
+    """Re-check until truthy or the deadline passes (the pause only keeps it off the CPU)."""
+    deadline = time.monotonic() + within
+    while True:
+        with contextlib.suppress(httpx.TransportError):
+            result = condition()
+            if result:
+                return result
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"waited {within:g}s for {what}")
+        time.sleep(every)
+
+
+class ProcessRun:
+    def __init__(self, plan: Scenario, trace: Trace | None) -> None:
+        self.plan = plan
+        self.trace = trace
+        self.result = RunResult(f"{plan.seed}:p{plan.run}", "warden", where="processes")
+        self.dir = Path(tempfile.mkdtemp(prefix="warden-chaos-procs-"))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("WARDEN_")}
+        env["PYTHONUNBUFFERED"] = "1"
+        self.sim_port, self.api_port = _free_port(), _free_port()
+        self.sim_url = f"http://127.0.0.1:{self.sim_port}"
+        self.api_url = f"http://127.0.0.1:{self.api_port}"
+        self.db = self.dir / "warden.db"
+        self.sim = Child(
+            "sim",
+            [
+                "sim",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.sim_port),
+                "--seed",
+                str(plan.run),
+                "--price-interval",
+                "0",
+            ],
+            env,
+            self.dir,
+        )
+        engine_env = {
+            **env,
+            "WARDEN_API_TOKEN": TOKEN,
+            "WARDEN_API_KEY": KEY,
+            "WARDEN_API_SECRET": SECRET,
+            "WARDEN_RECONCILE_INTERVAL": str(RECONCILE_INTERVAL),
+            "WARDEN_LOG_LEVEL": "warning",
+        }
+        self.engine = Child(
+            "engine",
+            [
+                "run",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.api_port),
+                "--db",
+                f"sqlite:///{self.db}",
+                "--data-dir",
+                str(self.dir / "data"),
+                "--exchange",
+                "binanceusdm",
+                "--exchange-url",
+                self.sim_url,
+            ],
+            engine_env,
+            self.dir,
+        )
+        self.http = httpx.Client(timeout=30.0)
+        self.excuses: list[Excuse] = []
+        self.outside: list[tuple[str, str]] = []
+        self._judged: set[tuple[str, str]] = set()
+        self._reported: set[str] = set()
+        self._timers: list[threading.Timer] = []
+
+    def say(self, line: str) -> None:
+        if self.trace is not None:
+            self.trace(line)
+
+    # ------------------------------------------------------------------ plumbing
+
+    def control(self, path: str, body: dict[str, Any] | None = None) -> Any:
+        response = self.http.post(f"{self.sim_url}{path}", json=body or {})
+        response.raise_for_status()
+        return response.json()
+
+    def state(self) -> dict[str, Any]:
+        response = self.http.get(f"{self.sim_url}/sim/state")
+        response.raise_for_status()
+        data: dict[str, Any] = response.json()
+        return data
+
+    def api(self, method: str, path: str, body: dict[str, Any] | None = None) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        return self.http.request(method, f"{self.api_url}/api/v1{path}", json=body, headers=headers)
+
+    def signed(self, path: str, **params: Any) -> Any:
+        fields = {**params, "timestamp": int(time.time() * 1000), "recvWindow": 10000}
+        query = urlencode(fields)
+        signature = hmac.new(SECRET.encode(), query.encode(), hashlib.sha256).hexdigest()
+        response = self.http.get(
+            f"{self.sim_url}{path}?{query}&signature={signature}", headers={"X-MBX-APIKEY": KEY}
+        )
+        response.raise_for_status()
+        return response.json()
+
+    def start_engine(self) -> None:
+        self.engine.start()
+
+        def ready() -> bool:
+            if not self.engine.alive():
+                raise RuntimeError(f"warden run exited; see {self.dir}")
+            return self.http.get(f"{self.api_url}/healthz", timeout=2).status_code == 200
+
+        _poll(ready, READY_WITHIN, "warden run to be ready")
+
+    # -------------------------------------------------------------------- a run
+
+    def play(self) -> RunResult:
+        started = time.perf_counter()
+        try:
+            self.sim.start()
+            _poll(lambda: self.http.get(f"{self.sim_url}/sim/state").status_code == 200, 30, "the sim server")
+            self.start_engine()
+            self.say(f"run {self.result.key} over real processes ({len(self.plan.steps)} steps)")
+            for step in self.plan.steps:
+                self._step(step)
+        except (TimeoutError, RuntimeError, httpx.HTTPError) as exc:
+            self.result.violations.append(
+                Violation("error", f"the process run broke: {exc}", self.result.steps)
+            )
+        finally:
+            for timer in self._timers:
+                timer.cancel()
+            self.engine.kill9()
+            self.sim.kill9()
+            self.http.close()
+            self.result.real_seconds = time.perf_counter() - started
+            if not self.result.violations:
+                shutil.rmtree(self.dir, ignore_errors=True)
+            else:
+                self.say(f"    logs kept in {self.dir}")
+        return self.result
+
+    def _step(self, step: Step) -> None:
+        self.result.steps += 1
+        self.outside = []
+        self.say(step.describe())
+        started = _now()
+        crash = next((f for f in step.faults if f.kind is FaultKind.CRASH), None)
+        if crash is not None:
+            self.result.faults[crash.kind.value] += 1
+        self._apply([f for f in step.faults if f.kind is not FaultKind.CRASH], started)
+        since = int(time.time() * 1000) - 5
+        outcome: list[str] = []
+        action = threading.Thread(target=lambda: outcome.append(self._act(step)), daemon=True)
+        action.start()
+        if crash is not None:
+            self._kill_during(action, since, crash.at)
+        action.join(60)
+        self._clear()
+        if outcome:
+            self.say(f"    -> {outcome[0]}")
+        if crash is not None:
+            self.result.crashes += 1
+            self.result.recoveries += 1
+        self._converge()
+        found = self._check(step.index, started)
+        self.result.violations += found
+        for v in found:
+            self.say(f"    VIOLATION {v.invariant}: {v.message}")
+
+    def _kill_during(self, action: threading.Thread, since_ms: int, at: int) -> None:
+        """kill -9 once the exchange has seen `at` order requests of the step (or the action ended)."""
+
+        def enough() -> bool:
+            count = sum(
+                1
+                for r in self.http.get(f"{self.sim_url}/sim/requests").json()
+                if r["at"] >= since_ms and r["path"] in ORDER_PATHS and r["method"] in ("POST", "DELETE")
+            )
+            return count >= at or not action.is_alive()
+
+        with contextlib.suppress(TimeoutError):
+            _poll(enough, 30, "order requests", every=0.01)
+        killed = _now()
+        self.engine.kill9()
+        action.join(30)
+        self.say("    kill -9; restarting")
+        self.control("/sim/faults", {"ack_only_if": None, "fill_delay": 0})
+        self.start_engine()
+        self.excuses.append(Excuse(killed, _now(), None, "the engine process was dead or starting"))
+
+    # -------------------------------------------------------------------- faults
+
+    def _apply(self, faults: list[Fault], now: float) -> None:
+        knobs: dict[str, Any] = {}
+        for fault in faults:
+            self.result.faults[fault.kind.value] += 1
+            kind, glob = fault.kind, role_glob(fault.roles) if fault.roles else None
+            if kind is FaultKind.STREAM_DROP:
+                knobs["drop_rate"] = fault.rate
+            elif kind is FaultKind.STREAM_DUPLICATE:
+                knobs["duplicate_rate"] = fault.rate
+            elif kind is FaultKind.STREAM_GAP:
+                knobs["stream_gap"] = fault.seconds
+            elif kind is FaultKind.STREAM_DISCONNECT:
+                self.control("/sim/expire-listen-key")
+            elif kind is FaultKind.ACK_ONLY:
+                knobs["ack_only_if"], knobs["fill_delay"] = glob, min(fault.seconds, 3.0)
+            elif kind is FaultKind.TIMEOUT_AFTER_EXECUTION:
+                knobs["timeout_after_execution_if"] = glob
+            elif kind is FaultKind.REJECT:
+                knobs["reject_if"] = glob
+            elif kind in (FaultKind.SERVER_ERRORS, FaultKind.RATE_LIMIT, FaultKind.QUERY_FAILURES):
+                name = {
+                    FaultKind.SERVER_ERRORS: "server_error_if",
+                    FaultKind.RATE_LIMIT: "rate_limit_if",
+                    FaultKind.QUERY_FAILURES: "fail_queries",
+                }[kind]
+                knobs[name] = True if kind is FaultKind.QUERY_FAILURES else glob
+                off = False if kind is FaultKind.QUERY_FAILURES else None
+                timer = threading.Timer(
+                    fault.seconds, lambda n=name, v=off: self.control("/sim/faults", {n: v})
+                )
+                timer.daemon = True
+                timer.start()
+                self._timers.append(timer)
+                if kind in REFUSALS and (
+                    kind is FaultKind.QUERY_FAILURES or any(r in fault.roles for r in "sc*")
+                ):
+                    self.excuses.append(Excuse(now, now + fault.seconds, None, str(fault)))
+        if knobs:
+            self.control("/sim/faults", knobs)
+
+    def _clear(self) -> None:
+        for timer in self._timers:
+            timer.cancel()
+        self._timers.clear()
+        self.control(
+            "/sim/faults",
+            {
+                "drop_rate": 0,
+                "duplicate_rate": 0,
+                "ack_only_if": None,
+                "fill_delay": 0,
+                "timeout_after_execution_if": None,
+                "reject_if": None,
+                "server_error_if": None,
+                "rate_limit_if": None,
+                "fail_queries": False,
+            },
+        )
+
+    # ------------------------------------------------------------------- actions
+
+    def _positions(self) -> list[dict[str, Any]]:
+        response = self.api("GET", "/positions")
+        response.raise_for_status()
+        data: list[dict[str, Any]] = response.json()
+        return data
+
+    def _held(self, step: Step) -> str | None:
+        """The symbol the step acts on: the drawn one, or (if flat) the first one held."""
+        held = [str(p["symbol"]) for p in self.state()["positions"]]
+        if step.symbol in held or not held:
+            return step.symbol
+        return held[0]
+
+    def _act(self, step: Step) -> str:
+        try:
+            if step.act is Act.SIGNAL:
+                body = {"symbol": MARKET[step.symbol], "side": step.side.value, "usd": str(step.usd)}
+                if step.signal_id:
+                    body["signal_id"] = step.signal_id
+                answer = self.api("POST", "/signals", body)
+                return f"{answer.status_code} {answer.json().get('status', answer.text[:120])}"
+            if step.act is Act.PRICE:
+                return self._price(step)
+            if step.act is Act.CLOSE:
+                symbol = self._held(step)
+                mine = [p for p in self._positions() if p["symbol"] == symbol]
+                if not mine:
+                    return "nothing to close"
+                answer = self.api("POST", f"/positions/{mine[0]['id']}/close", {})
+                return f"{answer.status_code} close {mine[0]['id']}"
+            if step.act is Act.OUTSIDE_OPEN:
+                return self._outside_open(step)
+            if step.act is Act.OUTSIDE_CLOSE:
+                return self._outside_close(step)
+            if step.act is Act.CANCEL_STOP:
+                return self._cancel_stop(step)
+            if step.act is Act.RESTART:
+                killed = _now()
+                self.engine.kill9()
+                self.start_engine()
+                self.excuses.append(Excuse(killed, _now(), None, "restart"))
+                self.result.crashes += 1
+                self.result.recoveries += 1
+                return "kill -9 while idle; restarted"
+            time.sleep(min(step.seconds, 3.0))  # WAIT: time passes (capped: this is real time)
+            return f"{min(step.seconds, 3.0):g}s passed"
+        except httpx.TransportError as exc:
+            return f"the call died with the engine: {type(exc).__name__}"
+
+    def _price(self, step: Step) -> str:
+        symbol = self._held(step) or step.symbol
+        state = self.state()
+        mark = D(state["marks"][symbol])
+        held = [p for p in state["positions"] if p["symbol"] == symbol]
+        tick = D("0.1") if symbol.startswith("BTC") else D("0.01")
+        if not held or step.target is Target.WALK:
+            price = mark * (1 + (1 if step.side.value == "long" else -1) * D("0.003"))
+        else:
+            sign = 1 if held[0]["side"] == "long" else -1
+            entry = D(held[0]["entry_price"])
+            moves = {Target.STOP: "-0.02", Target.TP1: "0.012", Target.TP2: "0.022"}
+            if step.target in moves:
+                price = entry * (1 + sign * D(moves[step.target]))
+            else:
+                beyond = (mark - entry * (1 + sign * D("0.02"))) * sign > 0
+                price = (mark if beyond else entry * (1 + sign * D("0.024"))) * (1 + sign * D("0.006"))
+        price = price.quantize(tick)
+        fired = self.control("/sim/price", {"symbol": MARKET[symbol], "price": str(price)})["fired"]
+        return f"{symbol.split('/')[0]} at {price} ({fired} orders fired)"
+
+    def _outside_open(self, step: Step) -> str:
+        mark = D(self.state()["marks"][step.symbol])
+        lot = D("0.001") if step.symbol.startswith(("BTC", "ETH")) else D("0.01")
+        qty = (step.usd / mark).quantize(lot, rounding=ROUND_DOWN)
+        side = "buy" if step.side.value == "long" else "sell"
+        self.control("/sim/external-order", {"symbol": MARKET[step.symbol], "side": side, "qty": str(qty)})
+        self._by_hand(step.symbol, f"an outside {step.side} of {qty}")
+        return f"outside {side} {qty}"
+
+    def _outside_close(self, step: Step) -> str:
+        symbol = self._held(step)
+        held = [p for p in self.state()["positions"] if p["symbol"] == symbol]
+        if not held:
+            return "nothing to close"
+        lot = D("0.001") if str(symbol).startswith(("BTC", "ETH")) else D("0.01")
+        qty = max(lot, (abs(D(held[0]["qty"])) * step.fraction).quantize(lot, rounding=ROUND_DOWN))
+        side = "sell" if held[0]["side"] == "long" else "buy"
+        body = {"symbol": MARKET[str(symbol)], "side": side, "qty": str(qty), "reduce_only": True}
+        self.control("/sim/external-order", body)
+        self._by_hand(str(symbol), f"an outside reduce of {qty}")
+        return f"outside {side} {qty}"
+
+    def _cancel_stop(self, step: Step) -> str:
+        symbol = self._held(step)
+        stops = [
+            o for o in self.state()["open_orders"] if o["symbol"] == symbol and o["type"] == "stop_market"
+        ]
+        if not stops:
+            return "no stop rests"
+        self.control("/sim/cancel", {"client_order_id": stops[0]["client_order_id"]})
+        self._by_hand(str(symbol), f"a hand-cancelled stop {stops[0]['client_order_id']}")
+        return f"cancelled {stops[0]['client_order_id']}"
+
+    def _by_hand(self, symbol: str, what: str) -> None:
+        now = _now()
+        self.excuses.append(Excuse(now, now + RECONCILE_INTERVAL + WINDOW, Symbol(symbol), what))
+        self.outside.append((symbol, what))
+
+    # -------------------------------------------------------------------- checks
+
+    def _problems(self) -> list[str]:
+        state, positions = self.state(), self._positions()
+        exchange: dict[str, Decimal] = defaultdict(Decimal)
+        for p in state["positions"]:
+            exchange[p["symbol"]] += abs(D(p["qty"])) * (1 if p["side"] == "long" else -1)
+        mine: dict[str, Decimal] = defaultdict(Decimal)
+        problems = []
+        for p in positions:
+            mine[p["symbol"]] += D(p["size"]) * (1 if p["side"] == "long" else -1)
+            if D(p["size"]) > 0 and (p["status"] != "protected" or not p["stop_resting"]):
+                problems.append(
+                    f"I1: {p['id']} {p['symbol']} {p['status']}, stop resting: {p['stop_resting']}"
+                )
+            if p["status"] in ("opening", "closing") and D(p["size"]) > 0:
+                problems.append(f"I4: {p['id']} {p['symbol']} still {p['status']}")
+        for symbol in sorted(set(exchange) | set(mine)):
+            if exchange[symbol] != mine[symbol]:
+                problems.append(f"I4: {symbol}: exchange {exchange[symbol]}, warden {mine[symbol]}")
+        return problems
+
+    def _converge(self) -> None:
+        """Wait (at most one reconcile interval and the window) for the exchange and warden to agree."""
+        with contextlib.suppress(TimeoutError):
+            _poll(lambda: not self._problems(), RECONCILE_INTERVAL * 2 + WINDOW, "agreement", every=0.2)
+
+    def _check(self, step: int, started: float) -> list[Violation]:
+        out = [Violation(p.split(":")[0], p.partition(": ")[2], step) for p in self._problems()]
+        out += self._exposure(step)
+        out += self._orders(step)
+        out += self._heard(step, started)
+        fresh = [v for v in out if f"{v.invariant} {v.message}" not in self._reported]
+        self._reported.update(f"{v.invariant} {v.message}" for v in fresh)
+        return fresh
+
+    def _exposure(self, step: int) -> list[Violation]:
+        out = []
+        now = _now()
+        for stretch in self.state().get("exposure_stretches", []):
+            key = (stretch["symbol"], stretch["start"])
+            if key in self._judged:
+                continue
+            start = datetime.fromisoformat(stretch["start"]).timestamp()
+            end = now if stretch["end"] is None else datetime.fromisoformat(stretch["end"]).timestamp()
+            spans = sorted(
+                (e.start, e.end) for e in self.excuses if e.symbol is None or e.symbol == stretch["symbol"]
+            )
+            merged: list[tuple[float, float]] = []
+            for a, b in spans:
+                if merged and a <= merged[-1][1]:
+                    merged[-1] = (merged[-1][0], max(merged[-1][1], b))
+                else:
+                    merged.append((a, b))
+            excused = sum(max(0.0, min(end, b) - max(start, a)) for a, b in merged)
+            raw = end - start
+            unexcused = max(0.0, raw - excused)
+            self.result.longest = max(self.result.longest, unexcused)
+            self.result.longest_raw = max(self.result.longest_raw, raw)
+            if unexcused > WINDOW:
+                self._judged.add(key)
+                out.append(
+                    Violation(
+                        "I1",
+                        f"{stretch['symbol']} had no covering stop for {raw:.2f}s ({excused:.2f}s excused): "
+                        f"{unexcused:.2f}s > {WINDOW}s, as the exchange measured it",
+                        step,
+                    )
+                )
+            elif stretch["end"] is not None:
+                self._judged.add(key)
+        return out
+
+    def _orders(self, step: int) -> list[Violation]:
+        """No order accepted twice; every trade of warden's orders recorded in its database once."""
+        out = []
+        accepted: Counter[str] = Counter()
+        for r in self.http.get(f"{self.sim_url}/sim/requests").json():
+            if r["method"] != "POST" or r["path"] not in ORDER_PATHS or r["status"] != 200:
+                continue
+            params = dict(parse_qsl(r["query"], keep_blank_values=True))
+            cid = params.get("newClientOrderId") or params.get("clientAlgoId") or ""
+            if parse_client_id(cid) is not None:
+                accepted[cid] += 1
+        out += [
+            Violation("I2", f"order {cid} accepted {n} times", step) for cid, n in accepted.items() if n > 1
+        ]
+        traded = self._traded()
+        recorded: dict[str, Decimal] = defaultdict(Decimal)
+        with contextlib.closing(sqlite3.connect(self.db)) as db:
+            for cid, qty in db.execute("SELECT client_order_id, qty FROM fills"):
+                recorded[cid] += D(str(qty))
+        for cid, qty in traded.items():
+            if recorded.get(cid, D(0)) > qty:
+                out.append(Violation("I2", f"{cid} traded {qty}, recorded {recorded[cid]}", step))
+            elif recorded.get(cid, D(0)) < qty and cid not in self._leftovers():
+                out.append(Violation("I2", f"{cid} traded {qty}, recorded {recorded.get(cid, D(0))}", step))
+        return out
+
+    def _leftovers(self) -> set[str]:
+        """Orders whose excess fill warden recorded as an event (it fit no open position)."""
+        events = self.api("GET", "/events?limit=10000").json()
+        return {e["message"].split(" ")[0] for e in events if "fits no open position" in e["message"]}
+
+    def _traded(self) -> dict[str, Decimal]:
+        """What each warden order traded, from the exchange's own records."""
+        owner: dict[int, str] = {}
+        traded: dict[str, Decimal] = defaultdict(Decimal)
+        for market in MARKET.values():
+            for order in self.signed("/fapi/v1/allOrders", symbol=market, limit=1000):
+                if parse_client_id(order["clientOrderId"]) is not None:
+                    owner[order["orderId"]] = order["clientOrderId"]
+            for algo in self.signed("/fapi/v1/allAlgoOrders", symbol=market, limit=1000):
+                if parse_client_id(algo["clientAlgoId"]) is not None and algo["actualOrderId"]:
+                    owner[int(algo["actualOrderId"])] = algo["clientAlgoId"]
+            for trade in self.signed("/fapi/v1/userTrades", symbol=market, limit=1000):
+                cid = owner.get(trade["orderId"])
+                if cid is not None:
+                    traded[cid] += D(trade["qty"])
+        return traded
+
+    def _heard(self, step: int, started: float) -> list[Violation]:
+        if not self.outside:
+            return []
+        events = self.api("GET", "/events?limit=1000").json()
+        recent = [e for e in events if datetime.fromisoformat(e["at"]).timestamp() >= started - 1]
+        out = []
+        for symbol, what in self.outside:
+            named = any(symbol in e["message"] or e.get("data", {}).get("symbol") == symbol for e in recent)
+            if not named and not any(e["kind"] == "protection_lost" for e in recent):
+                out.append(Violation("events", f"{what} on {symbol}: no event records it", step))
+        return out
+
+
+def run_processes(plan: Scenario, *, naive: bool = False, trace: Trace | None = None) -> RunResult:
+    """One scenario over real processes (always against warden: the naive twin lives in process)."""
+    del naive
+    return ProcessRun(plan, trace).play()

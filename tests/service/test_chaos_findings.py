@@ -1,0 +1,382 @@
+"""What the chaos campaign (`warden chaos`, issue 13) found in the engine, each as a service test.
+
+Each test names the campaign run that found it (`warden chaos --replay SEED:RUN` shows it step
+by step).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from decimal import Decimal
+
+import pytest
+
+from tests.helpers import eventually
+from tests.service.crash import run_with_crash
+from tests.service.harness import FAST, SOL, Harness, SwitchableStore
+from tests.service.probe import ProbedExchange
+from tests.service.test_crash_points import open_long
+from warden.adapters.clock import FakeClock
+from warden.adapters.forwarding import ForwardingStore
+from warden.adapters.memory import InMemoryStore
+from warden.adapters.notify import RecordingNotifier
+from warden.adapters.sim import SimulatedExchange
+from warden.domain.alerts import AlertKind
+from warden.domain.events import Event
+from warden.domain.position import Position, PositionStatus
+from warden.domain.reports import OrderReport, OrderRequest
+from warden.domain.values import OrderType, Side
+from warden.ports import ActiveState, ExchangeError, Store, StoreUnavailable, Transition
+from warden.service.commands import AlreadyExists, OpenPosition
+from warden.service.config import EngineConfig
+from warden.service.engine import Engine
+
+
+class CountingExchange(ProbedExchange):
+    """The probe, counting every order the engine tries to place."""
+
+    def __init__(self, sim: SimulatedExchange) -> None:
+        super().__init__(sim)
+        self.attempts: list[OrderRequest] = []
+
+    async def place_order(self, request: OrderRequest) -> OrderReport:
+        self.attempts.append(request)
+        return await super().place_order(request)
+
+
+async def turns(n: int = 300) -> None:
+    """Let the loop run `n` turns without the engine's (fake) clock moving."""
+    for _ in range(n):
+        await asyncio.sleep(0)
+
+
+@pytest.fixture
+async def on_fake_clock() -> AsyncIterator[tuple[Engine, CountingExchange, FakeClock]]:
+    """An engine on the in-memory store whose clock moves only when the test says so."""
+    clock = FakeClock()
+    sim = SimulatedExchange(now=clock.now, seed=7)
+    exchange = CountingExchange(sim)
+    engine = Engine(exchange, InMemoryStore(), clock, RecordingNotifier(), FAST)
+    consumer = asyncio.get_running_loop().create_task(engine.consume(exchange.stream()))
+    await engine.start()
+    yield engine, exchange, clock
+    engine.set_read_only("test over")  # refuses every further order and write: ends any spin
+    await engine.stop()
+    consumer.cancel()
+    await asyncio.gather(consumer, return_exceptions=True)
+
+
+async def test_a_stop_and_a_close_both_refused_are_retried_with_backoff_not_in_a_spin(
+    on_fake_clock: tuple[Engine, CountingExchange, FakeClock],
+) -> None:
+    """Chaos 2:43 and 2:48: when the exchange refuses both the stop and the close (here every
+    reduce-only order; in the runs, stacked opposite positions netted flat), protect -> close ->
+    close failed -> protect went round with no pause at all: thousands of refused orders and
+    database writes a second, for as long as the refusals last. It must wait between rounds."""
+    engine, exchange, clock = on_fake_clock
+    exchange.sim.faults.reject_if = lambda request: request.reduce_only
+    with pytest.raises(ExchangeError):
+        await engine.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(100)))
+    await turns()
+    before = len(exchange.attempts)
+    await turns()
+    assert len(exchange.attempts) == before, (
+        f"{len(exchange.attempts) - before} more orders tried while no time passed"
+    )
+    exchange.sim.faults.reject_if = None
+    for _ in range(120):  # a minute of engine time, in half-second steps
+        clock.advance(0.5)
+        await turns(20)
+    await engine.wait_idle()
+    held = exchange.sim.core.position(SOL)
+    stops = [o for o in exchange.sim.core.open_orders(SOL) if o.type is OrderType.STOP_MARKET]
+    assert held.flat or sum(o.qty for o in stops) == abs(held.qty), "protection is pursued again"
+
+
+async def test_with_stacking_a_signal_for_the_other_side_is_refused(
+    store_url: str, sim: SimulatedExchange
+) -> None:
+    """Chaos 2:37, 2:43, 2:48: with stacking on, a short for a symbol held long was opened as a
+    second position. On a one-way account (which warden requires) the exchange nets it against
+    the long: warden's books held a long and a short whose exits could not work (a reduce-only
+    close of one found nothing to reduce). The other side is refused; nothing is sent."""
+    h = await Harness(store_url, sim, config=EngineConfig(**{**_fast(), "allow_stacking": True})).start()
+    try:
+        first = await h.open("long", SOL, usd="100")
+        same = await h.open("long", SOL, usd="100")  # stacking the same side is what the setting is for
+        assert same.status is PositionStatus.PROTECTED
+        sent = len(h.sim.core.orders())
+        with pytest.raises(AlreadyExists):
+            await h.open("short", SOL, usd="100")
+        assert len(h.sim.core.orders()) == sent, "nothing is sent for the refused side"
+        assert h.exchange_qty(SOL) == first.filled_qty + same.filled_qty
+    finally:
+        await h.stop()
+
+
+def _fast() -> dict[str, object]:
+    return {name: getattr(FAST, name) for name in FAST.__dataclass_fields__}
+
+
+async def test_a_stop_cancelled_by_hand_during_a_stream_gap_is_alerted(harness: Harness) -> None:
+    """Chaos 1:10 and 2:60: a stop cancelled by hand while the stream was silent is found by the
+    resync after the gap and re-placed, but the trader was never told (an event, no alert),
+    while the same cancel seen on the stream alerts stop_removed. Every divergence is an alert."""
+    pos = await harness.open("long", usd="100")
+    [stop] = [o for o in harness.resting() if o.type is OrderType.STOP_MARKET]
+    harness.sim.disconnect()
+    harness.sim.cancel_external(stop.client_order_id)
+    harness.notifier.alerts.clear()
+    harness.sim.reconnect()
+
+    def replaced() -> bool:
+        stops = [o for o in harness.resting() if o.type is OrderType.STOP_MARKET]
+        return len(stops) == 1 and stops[0].client_order_id != stop.client_order_id
+
+    await eventually(replaced, what="stop re-placed after the gap")
+    await harness.engine.wait_idle()
+    kinds = {a.kind for a in harness.notifier.alerts if a.position_id == pos.id}
+    assert kinds & {AlertKind.STOP_REMOVED, AlertKind.STOP_REPLACED}, harness.notifier.alerts
+
+
+async def test_an_entry_answered_filled_is_protected_once_its_fills_can_be_read(
+    on_fake_clock: tuple[Engine, CountingExchange, FakeClock],
+) -> None:
+    """Chaos 2:37: the entry's REST answer said FILLED, its fill events were lost and the fills
+    could not be read for 15 s. Protection waited for the next lookup of a doubling backoff,
+    11 s after the fills were readable again: 26 s without a stop on the exchange. Once the
+    exchange can be read, the stop must rest within the protection window."""
+    engine, exchange, clock = on_fake_clock
+    exchange.sim.faults.drop_rate = 1.0
+    exchange.fills_hidden = True
+    exchange.sim.faults.fail_queries = True
+    position = await engine.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(100)))
+    assert position.status is PositionStatus.OPENING
+    for _ in range(30):  # 15 s of engine time while nothing can be read
+        clock.advance(0.5)
+        await turns(20)
+    exchange.fills_hidden = False
+    exchange.sim.faults.fail_queries = False
+    window = engine.config.protection_window
+    for _ in range(int(window / 0.25)):
+        clock.advance(0.25)
+        await turns(20)
+    stops = [o for o in exchange.sim.core.open_orders(SOL) if o.type is OrderType.STOP_MARKET]
+    assert stops and stops[0].qty == exchange.sim.core.position(SOL).qty, (
+        f"no stop {window}s after the fills became readable: {engine.ledger.positions[position.id].status}"
+    )
+
+
+class SlowCommits(InMemoryStore):
+    """A database that answers every commit after `seconds` of the engine's clock (within its deadline)."""
+
+    def __init__(self, clock: FakeClock, seconds: float) -> None:
+        super().__init__()
+        self.clock = clock
+        self.seconds = seconds
+
+    async def commit(self, transition: Transition) -> None:
+        await self.clock.sleep(self.seconds)
+        await super().commit(transition)
+
+
+async def test_a_slow_database_does_not_hold_the_stop_back() -> None:
+    """Chaos 3:67, 3:79, 3:89: with commits taking 2 s (under the 5 s deadline) the stop rested
+    4 s after the fill: the fill and the exit intents are each committed before the stop is
+    sent. The exchange measured 4 s without a stop (the window is 2 s)."""
+    clock = FakeClock()
+    sim = SimulatedExchange(now=clock.now, seed=7)
+    engine = Engine(sim, SlowCommits(clock, 2.0), clock, RecordingNotifier(), EngineConfig())
+    consumer = asyncio.get_running_loop().create_task(engine.consume(sim.stream()))
+    starting = asyncio.ensure_future(engine.start())
+    while not starting.done():
+        clock.advance(0.1)
+        await turns(5)
+    opening = asyncio.ensure_future(engine.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(100))))
+    try:
+        for _ in range(400):  # up to 40 s of engine time, in 0.1 s steps
+            if opening.done():
+                break
+            clock.advance(0.1)
+            await turns(5)
+        assert opening.done()
+        [exposure] = sim.exposure()
+        assert exposure.max_unprotected_seconds <= engine.config.protection_window, exposure
+    finally:
+        engine.set_read_only("test over")
+        await engine.stop()
+        consumer.cancel()
+        await asyncio.gather(consumer, opening, return_exceptions=True)
+
+
+class DownStore(ForwardingStore):
+    """A database that answers nothing at all (reads included) while `down` is set."""
+
+    def __init__(self, inner: Store, down: list[bool]) -> None:
+        super().__init__(inner)
+        self.down = down
+
+    def _check(self) -> None:
+        if self.down[0]:
+            raise StoreUnavailable("database unavailable (test outage)")
+
+    async def commit(self, transition: Transition) -> None:
+        self._check()
+        await self.inner.commit(transition)
+
+    async def append_events(self, events: Sequence[Event]) -> None:
+        self._check()
+        await self.inner.append_events(events)
+
+    async def save_marks(self, positions: Sequence[Position]) -> None:
+        self._check()
+        await self.inner.save_marks(positions)
+
+    async def load_active(self) -> ActiveState:
+        self._check()
+        return await self.inner.load_active()
+
+    async def ping(self) -> None:
+        self._check()
+        await self.inner.ping()
+
+
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+async def test_a_restart_while_the_database_is_down_still_protects_what_the_exchange_holds(
+    harness: Harness,
+) -> None:
+    """Chaos 4:149: the entry filled, the process died before its stop went out, and the
+    database was down when it came back: startup (load from the database first) failed and
+    was retried while the position sat on the exchange with no stop for as long as the outage
+    lasted (120 s in the run). The exchange is reachable: what it holds is protected anyway."""
+    budget = await run_with_crash(harness, open_long, crash_at=None)
+    first_place = budget.calls.index("place_order") + 1  # the entry: filled, then the process dies
+    await harness.stop()
+    harness.sim.new_session()
+    for order in harness.resting():
+        harness.sim.cancel_external(order.client_order_id)
+    for report in harness.sim.core.positions():
+        harness.sim.external_order(report.symbol, report.side.exit_side, report.qty, reduce_only=True)
+    await harness.start()
+    budget = await run_with_crash(harness, open_long, crash_at=first_place)
+    assert budget.dead and harness.exchange_qty() > 0 and harness.resting() == [], "died before the stop"
+    harness.drop_stream()
+    await harness.stop()
+    down = [True]
+    harness.wrap = lambda inner: DownStore(inner, down) if isinstance(inner, SwitchableStore) else inner
+    await harness.start(ready=False)
+    harness.wrap = None
+    starting = asyncio.ensure_future(harness.engine.start_with_retry())
+    try:
+        await eventually(
+            lambda: (
+                sum(o.qty for o in harness.resting() if o.type is OrderType.STOP_MARKET)
+                == harness.exchange_qty()
+            ),
+            timeout=harness.engine.config.protection_window,
+            what="a stop for the position while the database is down",
+        )
+    finally:
+        down[0] = False
+        await asyncio.wait_for(starting, timeout=10)
+
+
+async def test_seed_000_a_restart_that_lost_the_queued_writes_keeps_the_resting_stop(
+    harness: Harness,
+) -> None:
+    """`warden chaos --scenario seed-000`: the database fails as the entry goes out; warden
+    protects anyway (stop and take-profits rest, their writes queued) and answers; the process
+    restarts before the database is back for it, so the queued writes die with it. Recovery
+    then re-placed the stop under the client id of the one still resting (its intent was never
+    committed, so the id was not taken): the exchange refused the duplicate (-4116) and warden
+    closed the protected position at market as protection_failed, leaving its take-profits as
+    strays. The position must stay open, protected by exactly one stop of its size."""
+
+    def database_dies_with_the_entry(request: OrderRequest) -> bool:
+        if request.type is OrderType.MARKET and not request.reduce_only:
+            harness.store.down = True
+        return False
+
+    harness.sim.faults.reject_if = database_dies_with_the_entry
+    pos = await harness.open("short", usd="100")
+    harness.sim.faults.reject_if = None
+    assert pos.status is PositionStatus.PROTECTED
+    await harness.engine.wait_idle()
+    h = await harness.restart()  # a new process; its store answers again
+    await h.engine.wait_idle()
+    stops = [o for o in h.resting() if o.type is OrderType.STOP_MARKET]
+    assert h.exchange_qty() == -pos.filled_qty, "the position was closed"
+    assert [o.qty for o in stops] == [pos.filled_qty]
+    assert h.engine.ledger.positions[pos.id].status is PositionStatus.PROTECTED
+
+
+async def test_an_acknowledged_entry_whose_fill_arrived_is_protected_while_lookups_fail() -> None:
+    """Chaos 11:221: the entry was acknowledged (Binance NEW), its fill arrived on the stream
+    0.3 s later and was applied, but exchange queries were failing: the open saga, which owns
+    protection until the order is done, kept polling a lookup that could not answer instead of
+    protecting what had filled. 29.6 s without a stop, 14.9 s of it after the queries were back."""
+    clock = FakeClock()
+    sim = SimulatedExchange(now=clock.now, seed=7, sleep=clock.sleep)
+    engine = Engine(sim, InMemoryStore(), clock, RecordingNotifier(), EngineConfig(fill_wait=0.05))
+    consumer = asyncio.get_running_loop().create_task(engine.consume(sim.stream()))
+    await engine.start()
+    sim.faults.ack_only_if = lambda request: request.type is OrderType.MARKET and not request.reduce_only
+    sim.faults.fill_delay = 0.3
+    sim.faults.fail_queries = True
+    opening = asyncio.ensure_future(engine.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(100))))
+    try:
+        for _ in range(10):  # the fill lands 0.3 s after the acknowledgement
+            clock.advance(0.1)
+            await turns(20)
+        assert sim.core.position(SOL).qty > 0, "the entry filled"
+        for _ in range(int(engine.config.protection_window / 0.1)):
+            clock.advance(0.1)
+            await turns(20)
+        stops = [o for o in sim.core.open_orders(SOL) if o.type is OrderType.STOP_MARKET]
+        assert sum(o.qty for o in stops) == sim.core.position(SOL).qty, (
+            f"no stop {engine.config.protection_window}s after the fill was applied "
+            f"(queries still failing): {[p.status for p in engine.ledger.active_positions()]}"
+        )
+    finally:
+        sim.faults.fail_queries = False
+        engine.set_read_only("test over")
+        await engine.stop()
+        consumer.cancel()
+        await asyncio.gather(consumer, opening, return_exceptions=True)
+
+
+async def test_one_5xx_on_the_stop_does_not_cost_the_protection_window() -> None:
+    """Chaos 954567621:27: a stop whose placement got one 5xx (nothing placed; the outcome unknown
+    to warden) is looked up five times with a growing pause (0.2 + 0.4 + 0.6 + 0.8 s) before it is
+    sent again: 2.2 s without a stop after a single error, the whole window gone. A stop is safe to
+    resend at once under its client id (the exchange refuses a second resting order with it)."""
+    clock = FakeClock()
+    sim = SimulatedExchange(now=clock.now, seed=7, sleep=clock.sleep)
+    engine = Engine(sim, InMemoryStore(), clock, RecordingNotifier(), EngineConfig(fill_wait=0.05))
+    consumer = asyncio.get_running_loop().create_task(engine.consume(sim.stream()))
+    await engine.start()
+    failed: list[str] = []
+
+    def once(request: OrderRequest) -> bool:
+        if request.type is OrderType.STOP_MARKET and not failed:
+            failed.append(request.client_order_id)
+            return True
+        return False
+
+    sim.faults.server_error_if = once
+    opening = asyncio.ensure_future(engine.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(100))))
+    try:
+        for _ in range(100):
+            if opening.done():
+                break
+            clock.advance(0.05)
+            await turns(10)
+        assert failed, "the stop met its 5xx"
+        [exposure] = sim.exposure()
+        assert exposure.max_unprotected_seconds <= engine.config.protection_window, exposure
+    finally:
+        engine.set_read_only("test over")
+        await engine.stop()
+        consumer.cancel()
+        await asyncio.gather(consumer, opening, return_exceptions=True)
