@@ -140,6 +140,10 @@ async def test_a_stop_cancelled_by_hand_during_a_stream_gap_is_alerted(harness: 
     assert kinds & {AlertKind.STOP_REMOVED, AlertKind.STOP_REPLACED}, harness.notifier.alerts
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="open bug found by warden chaos: an entry answered FILLED whose fills cannot be read yet is resolved on a doubling backoff, so its stop waits past the end of the fills outage",
+)
 async def test_an_entry_answered_filled_is_protected_once_its_fills_can_be_read(
     on_fake_clock: tuple[Engine, CountingExchange, FakeClock],
 ) -> None:
@@ -181,6 +185,10 @@ class SlowCommits(InMemoryStore):
         await super().commit(transition)
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="open bug found by warden chaos: slow commits (2 s each) sit on the critical path before the stop (intent staging), holding it back ~4 s",
+)
 async def test_a_slow_database_does_not_hold_the_stop_back() -> None:
     """Chaos 3:67, 3:79, 3:89: with commits taking 2 s (under the 5 s deadline) the stop rested
     4 s after the fill: the fill and the exit intents are each committed before the stop is
@@ -242,6 +250,11 @@ class DownStore(ForwardingStore):
         await self.inner.ping()
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="open bug found by warden chaos: startup loads from the database first, so a restart while "
+    "it is down protects nothing the exchange holds until the database is back",
+)
 @pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
 async def test_a_restart_while_the_database_is_down_still_protects_what_the_exchange_holds(
     harness: Harness,
@@ -346,6 +359,10 @@ async def test_an_acknowledged_entry_whose_fill_arrived_is_protected_while_looku
         await asyncio.gather(consumer, opening, return_exceptions=True)
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="open bug found by warden chaos: a 5xx on the stop is an unknown outcome; the lookups before the resend (attempts x backoff) cost ~2.2 s",
+)
 async def test_one_5xx_on_the_stop_does_not_cost_the_protection_window() -> None:
     """Chaos 954567621:27: a stop whose placement got one 5xx (nothing placed; the outcome unknown
     to warden) is looked up five times with a growing pause (0.2 + 0.4 + 0.6 + 0.8 s) before it is
