@@ -142,7 +142,10 @@ async def test_a_stop_cancelled_by_hand_during_a_stream_gap_is_alerted(harness: 
 
 @pytest.mark.xfail(
     strict=True,
-    reason="open bug found by warden chaos: an entry answered FILLED whose fills cannot be read yet is resolved on a doubling backoff, so its stop waits past the end of the fills outage",
+    reason=(
+        "open bug found by warden chaos: an entry answered FILLED whose fills cannot be read yet "
+        "is resolved on a doubling backoff, so its stop waits past the end of the fills outage"
+    ),
 )
 async def test_an_entry_answered_filled_is_protected_once_its_fills_can_be_read(
     on_fake_clock: tuple[Engine, CountingExchange, FakeClock],
@@ -187,7 +190,10 @@ class SlowCommits(InMemoryStore):
 
 @pytest.mark.xfail(
     strict=True,
-    reason="open bug found by warden chaos: slow commits (2 s each) sit on the critical path before the stop (intent staging), holding it back ~4 s",
+    reason=(
+        "open bug found by warden chaos: slow commits (2 s each) sit on the critical path before "
+        "the stop (intent staging), holding it back ~4 s"
+    ),
 )
 async def test_a_slow_database_does_not_hold_the_stop_back() -> None:
     """Chaos 3:67, 3:79, 3:89: with commits taking 2 s (under the 5 s deadline) the stop rested
@@ -361,7 +367,10 @@ async def test_an_acknowledged_entry_whose_fill_arrived_is_protected_while_looku
 
 @pytest.mark.xfail(
     strict=True,
-    reason="open bug found by warden chaos: a 5xx on the stop is an unknown outcome; the lookups before the resend (attempts x backoff) cost ~2.2 s",
+    reason=(
+        "open bug found by warden chaos: a 5xx on the stop is an unknown outcome; the lookups "
+        "before the resend (attempts x backoff) cost ~2.2 s"
+    ),
 )
 async def test_one_5xx_on_the_stop_does_not_cost_the_protection_window() -> None:
     """Chaos 954567621:27: a stop whose placement got one 5xx (nothing placed; the outcome unknown
