@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from warden.adapters.ccxt import CcxtExchange
 from warden.domain.reports import FillReport
 from warden.domain.values import OrderSide
@@ -11,6 +13,13 @@ from .flows import market
 from .test_ccxt_sim import streaming
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "open bug found by warden chaos: after listenKeyExpired ccxt reconnects with the expired key "
+        "and takes a new one only when its keep-alive fails; warden falls back to REST resyncs meanwhile"
+    ),
+)
 async def test_after_the_listen_key_expires_the_user_stream_comes_back(
     sim: Sim, exchange: CcxtExchange
 ) -> None:

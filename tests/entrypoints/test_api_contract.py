@@ -194,7 +194,12 @@ async def test_open_routes_show_no_amounts(client: httpx.AsyncClient) -> None:
     assert health.status_code == 200
     assert set(health.json()) == {"status", "state", "reasons"}
     metrics = (await client.get("/metrics")).text
-    assert p["entry_price"] not in metrics and p["size"] not in metrics
+    values = {line.rsplit(" ", 1)[-1] for line in metrics.splitlines() if line and not line.startswith("#")}
+    amounts = {p["entry_price"], p["size"], p["stop_price"], p["tp1_price"]}
+    # a sample's value is its last token: none is an amount (a timestamp may contain "150")
+    assert not {
+        v for v in values if v.rstrip("0").rstrip(".") in {a.rstrip("0").rstrip(".") for a in amounts}
+    }
     assert (await client.get("/api/v1/openapi.json")).status_code == 200
     assert (await client.get("/api/v1/docs")).status_code == 200
 

@@ -18,6 +18,8 @@ def restore_logging() -> Iterator[None]:
     """Each test configures logging from scratch and leaves the process as it found it."""
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
+    logging.disable(logging.NOTSET)  # an earlier test (a chaos campaign) may have silenced logging
+    structlog.reset_defaults()
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
