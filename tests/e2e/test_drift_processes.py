@@ -117,7 +117,9 @@ def test_kill_9_at_random_moments_keeps_drift_positions_protected_and_agreed(
         engine.start()
         engine.wait_ready()
         took = agreed(sim, engine, f"after kill {round_no}")
-        assert id_problems(sim, data) == []
+        # The table and the exchange are read one after the other while exits may still move
+        # (a TP1 filled during the restart resizes the stop): polled like the invariants.
+        converge(lambda: id_problems(sim, data), within=CONVERGE_WITHIN, what=f"u8 ids after kill {round_no}")
         print(f"    agreed {took:.1f}s after ready")
 
 

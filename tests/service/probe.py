@@ -4,13 +4,14 @@ Like the simulator's own fault knobs, its switches are set by a test at run time
 `fills_hidden` hides REST fills; `hold_entries` holds entry orders at the exchange's door
 until released; `cancels_vanish` makes cancels answer as if done while the orders stay;
 `inject` puts an event of the test's choosing on the stream; `cancels` records every cancel
-the engine asked for.
+the engine asked for; `after_open_orders` runs once between reading the open orders and
+answering with them (the world moves while the engine holds a snapshot).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -32,6 +33,7 @@ class ProbedExchange:
         self.entry_arrived = asyncio.Event()
         self._release = asyncio.Event()
         self._injected: asyncio.Queue[StreamEvent] = asyncio.Queue()
+        self.after_open_orders: Callable[[], Awaitable[None]] | None = None
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.sim, name)
@@ -50,6 +52,13 @@ class ProbedExchange:
             self.entry_arrived.set()
             await self._release.wait()
         return await self.sim.place_order(request)
+
+    async def fetch_open_orders(self) -> list[OrderReport]:
+        orders = await self.sim.fetch_open_orders()
+        hook, self.after_open_orders = self.after_open_orders, None
+        if hook is not None:
+            await hook()
+        return orders
 
     async def fetch_fills(self, symbol: Symbol, since: datetime | None) -> list[FillReport]:
         return [] if self.fills_hidden else await self.sim.fetch_fills(symbol, since)

@@ -128,3 +128,32 @@ async def test_stray_exit_order_is_cancelled(harness: Harness) -> None:
     report = await harness.engine.reconcile()
     assert {f.discrepancy.kind for f in report.findings} == {Kind.STRAY_ORDER}
     assert harness.resting() == []
+
+
+async def test_a_snapshot_older_than_memory_is_read_again_not_repaired(harness: Harness) -> None:
+    """TP1 fills and the stop is resized while a pass holds an older read of the exchange: the pass
+    reads again instead of "repairing" memory back to the old size with synthetic fills (and its
+    stop with it). Found on Drift by kill -9: two stops of 0.042 rested for a 0.042 position."""
+    pos = await harness.open("long", usd="100")
+    [old] = stops(harness)
+
+    async def tp1_fills_and_the_stop_moves() -> None:
+        harness.sim.set_mark(SOL, pos.tp1_price)
+        await eventually(
+            lambda: (
+                [s.client_order_id for s in stops(harness)] != [old.client_order_id]
+                and len(stops(harness)) == 1
+            ),
+            what="stop resized after TP1",
+        )
+        await harness.engine.wait_idle()
+
+    harness.probe.after_open_orders = tp1_fills_and_the_stop_moves
+    first = await harness.engine.reconcile()
+    assert first.findings == []  # nothing differed: warden's own fills moved the world
+    await harness.engine.wait_idle()
+    assert not [t for t in harness.engine.ledger.positions[pos.id].applied_trades if t.startswith("sync-")]
+    remaining = harness.engine.ledger.positions[pos.id].remaining
+    assert remaining == pos.filled_qty - pos.tp1_qty
+    assert [s.qty for s in stops(harness)] == [remaining]
+    assert (await harness.engine.reconcile()).findings == []

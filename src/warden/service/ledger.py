@@ -71,6 +71,17 @@ class Ledger:
         """Called with (before, after) for every transition applied to memory."""
         self.on_fenced: Callable[[str], None] | None = None
         """Called when the database refuses a write because another engine took the lease."""
+        self.changes: dict[Symbol, int] = defaultdict(int)
+        """Per symbol, how often memory changed or began to (a commit under way counts): a reader
+        holding an older snapshot of the exchange (reconciliation) knows what moved since."""
+
+    def mark(self) -> dict[Symbol, int]:
+        """Where every symbol's change count stands now (see `moved_since`)."""
+        return dict(self.changes)
+
+    def moved_since(self, mark: dict[Symbol, int]) -> set[Symbol]:
+        """Symbols whose memory changed, or began a change, since `mark` was taken."""
+        return {s for s, n in self.changes.items() if mark.get(s, 0) != n}
 
     @property
     def degraded(self) -> bool:
@@ -95,6 +106,7 @@ class Ledger:
     ) -> Position:
         """Write one transition, then apply it to memory; see the module docstring."""
         self.check_may_act()
+        self.changes[new.symbol] += 1
         expected = None if old is None else old.version
         new = replace(new, version=(0 if old is None else old.version) + 1)
         transition = Transition(new, expected, tuple(orders), tuple(fills), tuple(events), tuple(alerts))
@@ -296,6 +308,7 @@ class Ledger:
             self.on_applied(before, position)
 
     def _remember_position(self, position: Position) -> None:
+        self.changes[position.symbol] += 1
         self.positions[position.id] = position
         if position.is_active:
             self.by_symbol[position.symbol].add(position.id)

@@ -107,15 +107,27 @@ class Reconciler:
         rounds = 0
         checked = 0
         for rounds in range(1, ctx.config.reconcile_rounds + 1):
+            mark = ctx.ledger.mark()
             truth = Truth(await self.gw.positions(), await self.gw.open_orders())
             active = ctx.ledger.active_positions()
             checked = max(checked, len(active))
             found = diff(active, ctx.ledger.orders, truth, ctx.config.installation_id)
-            actionable = [d for d in found if d.kind is not Kind.OTHER_INSTANCE or rounds == 1]
+            # A symbol whose memory moved while the exchange was read (a fill on the stream, a
+            # stop being moved) is compared with a snapshot older than the memory: its
+            # differences are not believed this round; the next round reads the exchange again.
+            moved = ctx.ledger.moved_since(mark)
+            actionable = [
+                d
+                for d in found
+                if d.symbol not in moved and (d.kind is not Kind.OTHER_INSTANCE or rounds == 1)
+            ]
+            deferred = any(d.symbol in moved for d in found)
             if not actionable:
+                if deferred:
+                    continue
                 break
-            done = await self._repair(actionable, truth)
-            findings.extend(done)
+            done = await self._repair(actionable, truth, mark)
+            findings.extend(done)  # and round again: what moved is checked against a fresh read
             if all(d.kind in (Kind.OTHER_INSTANCE,) for d in actionable):
                 break
             if self.orphan_policy is OrphanPolicy.ALERT and all(
@@ -126,20 +138,27 @@ class Reconciler:
         self.last_reconcile_at = ctx.clock.now()
         return ReconcileReport(ctx.clock.now(), checked, time.perf_counter() - started, findings, rounds)
 
-    async def _repair(self, found: list[Discrepancy], truth: Truth) -> list[Finding]:
-        by_symbol: dict[str, list[Discrepancy]] = defaultdict(list)
+    async def _repair(self, found: list[Discrepancy], truth: Truth, mark: dict[Symbol, int]) -> list[Finding]:
+        """Each symbol's discrepancies in order, symbols at once. A symbol whose memory moved by
+        another hand since `mark` (not by these repairs) is left for the next round's fresh read."""
+        ledger = self.ctx.ledger
+        by_symbol: dict[Symbol, list[Discrepancy]] = defaultdict(list)
         for d in found:
             by_symbol[d.symbol].append(d)
         gate = asyncio.Semaphore(REPAIR_CONCURRENCY)
 
-        async def repair(group: list[Discrepancy]) -> list[Finding]:
+        async def repair(symbol: Symbol, group: list[Discrepancy]) -> list[Finding]:
             async with gate:
                 done = []
+                expected = mark.get(symbol, 0)
                 for d in group:
+                    if ledger.changes[symbol] != expected:
+                        break
                     done.append(Finding(d, await self._act(d, truth)))
+                    expected = ledger.changes[symbol]
                 return done
 
-        groups = await asyncio.gather(*(repair(g) for g in by_symbol.values()))
+        groups = await asyncio.gather(*(repair(s, g) for s, g in by_symbol.items()))
         return [f for group in groups for f in group]
 
     async def _record(self, findings: list[Finding]) -> None:
