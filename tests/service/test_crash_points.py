@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -153,3 +154,71 @@ async def test_every_crash_point_recovers(name: str, tmp_path: Path) -> None:
         finally:
             await h.stop()
     print(f"{name}: {calls} crash points, all recovered")
+
+
+class DiesWritingTheStopIntent:
+    """A store wrapper: the write of a transition that stages a stop intent never lands, and the
+    process dies with it (after the stop itself went out: the intents are written while sent)."""
+
+    def __init__(self, inner: Any, h: Harness, sent: list[str]) -> None:
+        self._inner = inner
+        self._h = h
+        self._sent = sent
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def commit(self, transition: Any) -> None:
+        from warden.domain.orders import OrderStatus
+        from warden.domain.values import OrderRole
+
+        if any(o.role is OrderRole.STOP and o.status is OrderStatus.PENDING for o in transition.orders):
+            await eventually(lambda: bool(self._sent), what="the stop sent")
+            self._h.crashed = True
+            raise SimulatedCrash
+        await self._inner.commit(transition)
+
+    async def commit_many(self, transitions: Any) -> None:
+        for t in transitions:
+            await self.commit(t)
+
+
+async def test_a_stop_sent_while_its_intent_was_never_written_is_adopted_after_the_crash(
+    harness: Harness,
+) -> None:
+    """The exit intents are written while the orders are on their way. If the process dies
+    with the stop resting and its intent unwritten, the restarted engine stages the same
+    client id again; the exchange refuses the duplicate and warden adopts the resting stop:
+    exactly one stop, the position protected, nothing closed."""
+    sent: list[str] = []
+    original = harness.sim.faults.reject_if
+
+    def record(request: Any) -> bool:
+        if request.type.value == "stop_market":
+            sent.append(request.client_order_id)
+        return False
+
+    harness.sim.faults.reject_if = record
+    await harness.stop()
+    harness.wrap = lambda inner: (
+        DiesWritingTheStopIntent(inner, harness, sent) if inner is harness.store else inner
+    )
+    await harness.start()
+    harness.wrap = None
+    with contextlib.suppress(SimulatedCrash):
+        await harness.open("long", usd="100")
+    assert harness.crashed and len(sent) == 1
+    harness.sim.faults.reject_if = original
+    held = harness.exchange_qty()
+    [stop] = [o for o in harness.resting() if o.type.value == "stop_market"]
+    harness.drop_stream()
+    await harness.engine.wait_idle()
+    h = await harness.restart()
+    await h.engine.wait_idle()
+    await check_invariants(h)
+    [p] = h.engine.ledger.active_positions()
+    assert h.exchange_qty() == held and p.remaining == held
+    assert [o.client_order_id for o in h.resting() if o.type.value == "stop_market"] == [
+        stop.client_order_id
+    ], "the resting stop was adopted, not replaced"
+    assert p.status.value == "protected"

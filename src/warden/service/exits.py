@@ -53,7 +53,7 @@ from warden.ports import (
     StoreUnavailable,
 )
 from warden.service.context import Context
-from warden.service.gateway import Found, Gateway, NotFound
+from warden.service.gateway import Found, Gateway, NotFound, Unknown
 
 EXIT_ROLES = (OrderRole.STOP, OrderRole.TP1, OrderRole.TP2)
 FollowUp = Callable[[PositionId], Coroutine[Any, Any, Any]]
@@ -155,8 +155,21 @@ class ExitManager:
             staged = replace(pos.with_levels(levels), stop_seq=seq)
             intents = [self._exit_intent(staged, role, seq) for role in orders]
             intents = [o for o in intents if o.qty > 0]
-            pos = await self.ledger.commit(pos, staged, orders=intents)
-        results = await asyncio.gather(*(self.place(o) for o in intents))
+            # The intents are written while the orders are already on their way, not before:
+            # a stop must not wait for the database. This is safe because the client ids are
+            # deterministic (position, role, sequence): if the process dies before the write
+            # lands, recovery (which runs before any reconciliation) stages the same sequence
+            # again, the exchange refuses the duplicate id and `place` adopts the order that
+            # rests. Proved by test_a_stop_sent_while_its_intent_was_never_written_is_adopted_...
+            staging = asyncio.ensure_future(self.ledger.commit(pos, staged, orders=intents))
+            sending = asyncio.ensure_future(asyncio.gather(*(self.place(o) for o in intents)))
+            try:
+                pos = await staging
+            except BaseException:
+                sending.cancel()
+                await asyncio.gather(sending, return_exceptions=True)
+                raise
+        results = await sending
         return await self._record_protection(pid, intents, results)
 
     async def _mark_protected(self, pos: Position) -> Position:
@@ -313,33 +326,60 @@ class ExitManager:
         )
 
     async def place(self, order: Order) -> Placed:
-        """Send with retries; a timeout is looked up by client order id before any resend."""
+        """Send an exit order with retries; an unknown outcome (a timeout, a 5xx) is looked up
+        by client order id before any resend.
+
+        A stop is the exception: it is looked up once, then sent again at once under the same
+        client id. Waiting out the lookup backoff would leave the position without a stop for
+        seconds, and a resend cannot double it: every venue refuses a second resting order
+        with its id (Binance -4116, Bybit 110072, Drift's user order id), and a stop rests
+        until it triggers. A refusal after an unknown outcome is then looked up in full: it is
+        most likely the first send resting. (A market close or a take-profit is not resent
+        blind: one that filled meanwhile is no longer resting, so its id could be taken again.)"""
         ctx = self.ctx
-        why = "no attempt made"
-        unknown = False
+        last = Placed(None, "no attempt made")
+        maybe_sent = False
         for attempt in range(ctx.config.protect_attempts):
             try:
                 return Placed(await self.gw.send(order))
             except OrderRejected as exc:
-                # Its deterministic id may already be on the exchange: sent by a process whose
-                # write of the intent was lost (a restart during a database outage). A refusal
-                # as a duplicate is then the order resting, not a failure: adopt it.
-                found = await self.gw.lookup(order, attempts=1)
-                if isinstance(found, Found) and found.report.status in (OrderStatus.OPEN, OrderStatus.FILLED):
-                    return Placed(found.report)
-                return Placed(None, f"rejected: {exc}", rejected=True)
+                return await self._adopt_or_refuse(order, exc, maybe_sent)
             except ExchangeUnavailable as exc:
-                why, unknown = f"exchange unavailable: {exc}", False
+                last = Placed(None, f"exchange unavailable: {exc}")
             except ExchangeTimeout:
-                found = await self.gw.lookup(order)
-                if isinstance(found, Found):
-                    return Placed(found.report)
-                if isinstance(found, NotFound):
-                    why, unknown = "timed out and not found", False
+                if order.role is OrderRole.STOP:
+                    maybe_sent = True
+                    found = await self.gw.lookup(order, attempts=1)
+                    if isinstance(found, Found):
+                        return Placed(found.report)
+                    last = Placed(None, "timed out and not found yet", unknown=True)
+                    if attempt == 0:
+                        continue  # sent again at once (see above); later rounds back off
                 else:
-                    why, unknown = "timed out and could not be looked up", True
+                    last = self._looked_up(await self.gw.lookup(order))
+                    if last.report is not None:
+                        return last
             await ctx.clock.sleep(ctx.config.retry_backoff * (attempt + 1))
-        return Placed(None, why, unknown=unknown)
+        return self._looked_up(await self.gw.lookup(order)) if maybe_sent else last
+
+    @staticmethod
+    def _looked_up(found: Found | NotFound | Unknown) -> Placed:
+        if isinstance(found, Found):
+            return Placed(found.report)
+        if isinstance(found, NotFound):
+            return Placed(None, "timed out and not found")
+        return Placed(None, "timed out and could not be looked up", unknown=True)
+
+    async def _adopt_or_refuse(self, order: Order, exc: OrderRejected, maybe_sent: bool) -> Placed:
+        """Its deterministic id may already be on the exchange: sent by a process whose write of
+        the intent was lost (a restart during a database outage), or by the send before this
+        one. A refusal as a duplicate is then the order resting, not a failure: adopt it."""
+        found = await self.gw.lookup(order, attempts=None if maybe_sent else 1)
+        if isinstance(found, Found) and found.report.status in (OrderStatus.OPEN, OrderStatus.FILLED):
+            return Placed(found.report)
+        if maybe_sent and isinstance(found, Unknown):
+            return Placed(None, f"refused after an unknown outcome, not found yet: {exc}", unknown=True)
+        return Placed(None, f"rejected: {exc}", rejected=True)
 
     # ------------------------------------------------------------------ fills
 

@@ -182,11 +182,20 @@ class Recovery:
                 order = ctx.ledger.orders[entry.client_order_id]
             return await ctx.ledger.commit(position, failed, orders=[order], events=[event])
 
-    async def resolve_entry(self, pid: PositionId) -> None:
-        """An entry whose outcome is not known yet (timed out, or working): keep looking until it is."""
+    async def resolve_entry(self, pid: PositionId, *, filled: bool = False) -> None:
+        """An entry whose outcome is not known yet (timed out, or working): keep looking until it is.
+
+        `filled`: the exchange answered that the entry filled, but no fill could be read yet. The
+        position is then on the exchange without a stop, so it is looked at on a short, steady
+        cadence (at most half the protection window apart), never a doubling backoff: the stop
+        goes out within the window of the fills becoming readable, however long they were not."""
         ctx = self.ctx
+        steady = ctx.config.protection_window / 2
         for attempt in range(60):
-            await ctx.clock.sleep(min(30.0, ctx.config.retry_backoff * 2**attempt))
+            backoff = ctx.config.retry_backoff
+            await ctx.clock.sleep(
+                min(steady, backoff * (attempt + 1)) if filled else min(30.0, backoff * 2**attempt)
+            )
             position = ctx.ledger.positions.get(pid)
             if position is None or position.status is not PositionStatus.OPENING:
                 return
