@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from warden.domain.orders import Order, OrderStatus
 from warden.domain.plan import ExitPlan
 from warden.domain.position import Position, PositionStatus
-from warden.domain.reconcile import Kind, Truth, diff
+from warden.domain.reconcile import Kind, Truth, diff, guard_stop_price, uncovered
 from warden.domain.reports import OrderReport, PositionReport
 from warden.domain.values import (
     ZERO,
@@ -200,3 +200,36 @@ def test_a_superseded_stop_is_stray() -> None:
     truth = Truth([PositionReport(SYMBOLS[0], Side.LONG, Decimal(5), Decimal(100))], [old, new])
     found = diff([p], orders, truth)  # type: ignore[arg-type]
     assert [(d.kind, d.client_order_id) for d in found] == [(Kind.STRAY_ORDER, old.client_order_id)]
+
+
+def test_the_guard_covers_what_no_stop_covers_and_only_that() -> None:
+    """`uncovered`: per exchange position, the size no resting reduce-only stop of the exit side
+    covers (a buy stop does not cover a long; a non-reduce-only one covers nothing)."""
+    long_ = position("a" * 12, SYMBOLS[0], Side.LONG, Decimal(3))
+    short = position("b" * 12, SYMBOLS[1], Side.SHORT, Decimal(2))
+    part = stop_for(long_, qty=Decimal(1))
+    wrong_side = replace(stop_for(short), side=stop_for(long_).side)
+    truth = Truth(
+        [
+            PositionReport(SYMBOLS[0], Side.LONG, Decimal(3), Decimal(100)),
+            PositionReport(SYMBOLS[1], Side.SHORT, Decimal(2), Decimal(100)),
+            PositionReport(SYMBOLS[2], Side.SHORT, Decimal(1), Decimal(100)),
+        ],
+        [part, wrong_side, replace(stop_for(short), symbol=SYMBOLS[2], reduce_only=False)],
+    )
+    assert [(r.symbol, q) for r, q in uncovered(truth)] == [
+        (SYMBOLS[0], Decimal(2)),
+        (SYMBOLS[1], Decimal(2)),
+        (SYMBOLS[2], Decimal(1)),
+    ]
+
+
+def test_the_guard_stop_is_never_through_the_market() -> None:
+    """At the plan's distance from the entry, or from the mark once the market is past it."""
+    long_ = PositionReport(SYMBOLS[0], Side.LONG, Decimal(1), Decimal(100))
+    short = PositionReport(SYMBOLS[0], Side.SHORT, Decimal(1), Decimal(100))
+    pct = Decimal("0.02")
+    assert guard_stop_price(long_, Decimal(101), pct) == Decimal(98)
+    assert guard_stop_price(long_, Decimal(97), pct) == Decimal(97) * Decimal("0.98")
+    assert guard_stop_price(short, Decimal(99), pct) == Decimal(102)
+    assert guard_stop_price(short, Decimal(103), pct) == Decimal(103) * Decimal("1.02")

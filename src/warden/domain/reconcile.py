@@ -202,3 +202,37 @@ def _strays(
             )
         )
     return out
+
+
+def uncovered(truth: Truth) -> list[tuple[PositionReport, Decimal]]:
+    """Positions on the exchange and how much of each no resting reduce-only stop covers, read
+    from the exchange alone (what the guard protects while the database cannot be read)."""
+    out = []
+    for report in truth.positions:
+        if report.qty == 0:
+            continue
+        exit_side = report.side.exit_side
+        covered = sum(
+            (
+                o.qty - o.filled_qty
+                for o in truth.open_orders
+                if o.symbol == report.symbol
+                and o.type is OrderType.STOP_MARKET
+                and o.reduce_only
+                and o.side is exit_side
+            ),
+            ZERO,
+        )
+        missing = abs(report.qty) - covered
+        if missing > 0:
+            out.append((report, missing))
+    return out
+
+
+def guard_stop_price(report: PositionReport, mark: Decimal, stop_pct: Decimal) -> Decimal:
+    """Where the guard puts a stop: the plan's distance from the entry, or from the mark if the
+    market is already past that (a stop that would trigger at once is refused by the exchange)."""
+    sign = report.side.sign
+    planned = report.entry_price * (1 - sign * stop_pct)
+    fresh = mark * (1 - sign * stop_pct)
+    return planned if (mark - planned) * sign > 0 else fresh

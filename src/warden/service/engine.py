@@ -478,8 +478,23 @@ class Engine:
                 if not alerted:
                     await self.ctx.notify(AlertKind.ENGINE_START_FAILED, f"{exc}; retrying with backoff")
                     alerted = True
+                if isinstance(exc, StoreError):
+                    await self._guard()
             await self.clock.sleep(delay)
             delay = min(delay * 2, self.config.start_backoff_max)
+
+    async def _guard(self) -> None:
+        """Startup cannot read the database: protect what the exchange holds meanwhile."""
+        try:
+            placed = await self.recovery.guard()
+        except ExchangeError as exc:
+            log.error("guard_failed", error=str(exc))
+            return
+        if placed:
+            message = "database unreadable at startup; guard stops placed on the exchange: " + "; ".join(
+                placed
+            )
+            await self.ctx.notify(AlertKind.STOP_REPLACED, message)
 
     async def deliver_alerts(self) -> None:
         """Deliver alerts from the outbox to the channels, for as long as the engine runs; it

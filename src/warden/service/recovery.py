@@ -11,14 +11,17 @@ recovery fails and trading stays refused.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from dataclasses import replace
+from decimal import Decimal
 
 from warden.domain.alerts import AlertKind
 from warden.domain.events import Event, EventKind
 from warden.domain.orders import Order, OrderStatus
 from warden.domain.position import ExitReason, Position, PositionStatus
-from warden.domain.reports import OrderReport
-from warden.domain.values import ClientOrderId, OrderRole, PositionId
+from warden.domain.reconcile import Truth, guard_stop_price, uncovered
+from warden.domain.reports import OrderReport, PositionReport
+from warden.domain.values import ClientOrderId, OrderRole, OrderType, PositionId, client_order_id
 from warden.ports import ExchangeError, ExchangeUnavailable, Store
 from warden.service.context import Context
 from warden.service.exits import ExitManager
@@ -41,6 +44,55 @@ class Recovery:
         self.ctx.ledger.clear()
         self.ctx.ledger.load(state.positions, state.orders)
         return state.positions
+
+    async def guard(self) -> list[str]:
+        """The database cannot be read, so nothing is known of warden's positions but what the
+        exchange holds: every position there that no resting reduce-only stop covers gets one
+        now, at the plan's distance (from the entry, or from the mark if the market is past it),
+        under an id of this installation that no position owns. When the database is back,
+        recovery protects the real positions and the reconciler cancels the guard's stops as
+        strays (after the real stop rests: missing stops are repaired before strays). Returns
+        what was placed, for the alert; raises ExchangeError if the exchange cannot be read."""
+        ctx = self.ctx
+        if not ctx.instruments:
+            ctx.instruments.update(await self.gw.instruments())
+        truth = Truth(await self.gw.positions(), await self.gw.open_orders())
+        placed = []
+        for report, missing in uncovered(truth):
+            inst = ctx.instruments.get(report.symbol)
+            if inst is None:
+                continue
+            try:
+                mark = await self.gw.mark_price(report.symbol)
+                await self.gw.send(
+                    self._guard_order(
+                        report,
+                        inst.round_qty(missing),
+                        inst.round_price(guard_stop_price(report, mark, ctx.config.plan.stop_pct)),
+                    )
+                )
+            except ExchangeError as exc:
+                placed.append(f"{report.symbol}: guard stop failed ({exc})")
+                continue
+            placed.append(f"{report.symbol} {report.side} {missing}")
+        return placed
+
+    def _guard_order(self, report: PositionReport, qty: Decimal, price: Decimal) -> Order:
+        digest = hashlib.sha1(report.symbol.encode()).hexdigest()[:7]
+        owner = PositionId(f"guard{digest}")
+        return Order(
+            client_order_id=client_order_id(owner, OrderRole.STOP, 1, self.ctx.config.installation_id),
+            position_id=owner,
+            role=OrderRole.STOP,
+            symbol=report.symbol,
+            side=report.side.exit_side,
+            type=OrderType.STOP_MARKET,
+            qty=qty,
+            trigger_price=price,
+            reduce_only=True,
+            status=OrderStatus.PENDING,
+            created_at=self.ctx.clock.now(),
+        )
 
     async def recover(self) -> None:
         ctx = self.ctx
