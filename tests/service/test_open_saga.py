@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -14,7 +15,7 @@ from warden.domain.errors import ValidationError
 from warden.domain.events import EventKind
 from warden.domain.orders import OrderStatus
 from warden.domain.position import ExitReason, PositionStatus
-from warden.domain.reports import MarkPrice
+from warden.domain.reports import MarkPrice, OrderReport
 from warden.domain.values import OrderRole, OrderType, Symbol
 from warden.ports import StoreUnavailable
 from warden.service.commands import AlreadyExists, ClosePosition, EngineState
@@ -218,3 +219,28 @@ async def test_fill_known_only_later_is_still_protected(harness: Harness) -> Non
     )
     await harness.engine.wait_idle()
     assert [o.qty for o in harness.resting() if o.type is OrderType.STOP_MARKET] == [pos.target_qty]
+
+
+async def test_a_late_new_event_does_not_undo_the_entrys_fills(harness: Harness) -> None:
+    """Chaos 2026:43: the entry's stream events reordered (its fill before its "new"). The router
+    hands each event over with the order record of the moment it arrived, and runs a position's
+    events in arrival order: the "new", handled after the fill, wrote the copy it was routed
+    with (pending, nothing filled) over the filled record, so the manager believed an entry
+    rested that the exchange had long filled. Here the "new" is handed over exactly so."""
+    pos = await harness.open("long", usd="100")
+    await harness.engine.wait_idle()
+    [entry] = [o for o in harness.engine.ledger.orders_of(pos.id) if o.role is OrderRole.ENTRY]
+    assert entry.status is OrderStatus.FILLED
+    routed = replace(entry, status=OrderStatus.PENDING, filled_qty=Decimal(0))
+    late_new = OrderReport(
+        client_order_id=entry.client_order_id,
+        exchange_order_id=entry.exchange_order_id or "",
+        symbol=entry.symbol,
+        side=entry.side,
+        type=entry.type,
+        qty=entry.qty,
+        status=OrderStatus.OPEN,
+    )
+    await harness.engine.exits.on_order_report(routed, late_new)
+    now = harness.engine.ledger.orders[entry.client_order_id]
+    assert now.status is OrderStatus.FILLED and now.filled_qty == entry.qty, now

@@ -715,6 +715,9 @@ class ExitManager:
 
     async def on_order_report(self, order: Order, report: OrderReport) -> None:
         cid = order.client_order_id
+        # The record as it is now, not as it was when the event was routed: a late "new" must
+        # not write a stale copy (pending, nothing filled) over fills applied meanwhile.
+        order = self.ledger.orders.get(cid, order)
         if report.status in (OrderStatus.CANCELED, OrderStatus.REJECTED):
             if cid in self._cancelling or not order.status.live or order.role not in EXIT_ROLES:
                 return
@@ -1130,11 +1133,15 @@ class ExitManager:
 
     async def cancel_exits(self, pid: PositionId) -> None:
         """Cancel every live exit order of a position once (orders already being cancelled are left
-        to that cancel)."""
+        to that cancel). Once the position is closed, every order of it still believed live is
+        settled too (an entry or a close whose last answer was lost): the cancel's answer says
+        what became of it, so nothing is left believed resting that the exchange has not."""
+        pos = self.ledger.positions.get(pid)
+        roles = tuple(OrderRole) if pos is not None and pos.status.terminal else EXIT_ROLES
         live = [
             o
             for o in self.ledger.live_orders(pid)
-            if o.role in EXIT_ROLES and o.client_order_id not in self._cancelling
+            if o.role in roles and o.client_order_id not in self._cancelling
         ]
         if not live:
             return
