@@ -329,17 +329,44 @@ class ExitManager:
         """Send an exit order with retries; an unknown outcome (a timeout, a 5xx) is looked up
         by client order id before any resend.
 
-        A stop is the exception: it is looked up once, then sent again at once under the same
-        client id. Waiting out the lookup backoff would leave the position without a stop for
-        seconds, and a resend cannot double it: every venue refuses a second resting order
-        with its id (Binance -4116, Bybit 110072, Drift's user order id), and a stop rests
-        until it triggers. A refusal after an unknown outcome is then looked up in full: it is
-        most likely the first send resting. (A market close or a take-profit is not resent
-        blind: one that filled meanwhile is no longer resting, so its id could be taken again.)"""
+        A stop is sent differently (see `_place_stop`). A market close or a take-profit is not
+        resent blind: one that filled meanwhile is no longer resting, so its id could be taken
+        again; it is looked up in full first."""
+        if order.role is OrderRole.STOP:
+            return await self._place_stop(order)
         ctx = self.ctx
         last = Placed(None, "no attempt made")
-        maybe_sent = False
         for attempt in range(ctx.config.protect_attempts):
+            try:
+                return Placed(await self.gw.send(order))
+            except OrderRejected as exc:
+                return await self._adopt_or_refuse(order, exc, maybe_sent=False)
+            except ExchangeUnavailable as exc:
+                last = Placed(None, f"exchange unavailable: {exc}")
+            except ExchangeTimeout:
+                last = self._looked_up(await self.gw.lookup(order))
+                if last.report is not None:
+                    return last
+            await ctx.clock.sleep(ctx.config.retry_backoff * (attempt + 1))
+        return last
+
+    async def _place_stop(self, order: Order) -> Placed:
+        """A stop is retried for most of the protection window, not a fixed number of times, and
+        an unknown outcome is looked up once, then the stop is sent again under the same client
+        id. Waiting out a lookup backoff would leave the position without a stop for seconds, and
+        a resend cannot double it: every venue refuses a second resting order with its id
+        (Binance -4116, Bybit 110072, Drift's user order id), and a stop rests until it
+        triggers. A refusal after an unknown outcome is looked up in full: it is most likely the
+        first send resting."""
+        ctx = self.ctx
+        clock = ctx.clock
+        deadline = clock.monotonic() + max(ctx.config.protection_window * 0.75, ctx.config.retry_backoff)
+        pause = ctx.config.retry_backoff / 2
+        last = Placed(None, "no attempt made")
+        maybe_sent = False
+        attempt = 0
+        while True:
+            attempt += 1
             try:
                 return Placed(await self.gw.send(order))
             except OrderRejected as exc:
@@ -347,20 +374,22 @@ class ExitManager:
             except ExchangeUnavailable as exc:
                 last = Placed(None, f"exchange unavailable: {exc}")
             except ExchangeTimeout:
-                if order.role is OrderRole.STOP:
-                    maybe_sent = True
-                    found = await self.gw.lookup(order, attempts=1)
-                    if isinstance(found, Found):
-                        return Placed(found.report)
-                    last = Placed(None, "timed out and not found yet", unknown=True)
-                    if attempt == 0:
-                        continue  # sent again at once (see above); later rounds back off
-                else:
-                    last = self._looked_up(await self.gw.lookup(order))
-                    if last.report is not None:
-                        return last
-            await ctx.clock.sleep(ctx.config.retry_backoff * (attempt + 1))
-        return self._looked_up(await self.gw.lookup(order)) if maybe_sent else last
+                maybe_sent = True
+                found = await self.gw.lookup(order, attempts=1)
+                if isinstance(found, Found):
+                    return Placed(found.report)
+                last = Placed(None, "timed out and not found yet", unknown=True)
+            left = deadline - clock.monotonic()
+            if left <= 0 or attempt >= 50:
+                break
+            if attempt > 1:  # the first resend goes at once
+                await clock.sleep(min(left, pause * (attempt - 1)))
+        if maybe_sent:
+            found = await self.gw.lookup(order, attempts=1)
+            if isinstance(found, Found):
+                return Placed(found.report)
+            return Placed(None, last.why, unknown=not isinstance(found, NotFound))
+        return last
 
     @staticmethod
     def _looked_up(found: Found | NotFound | Unknown) -> Placed:
