@@ -27,13 +27,6 @@ RUNS = int(os.environ.get("WARDEN_CHAOS_RUNS", "120"))
 cli = CliRunner()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open: the campaign (seed 2026, 120 runs) finds 3 I1 windows of 2.00-2.01 s, all with "
-    "db_slow at 2 s per commit: the entry fill's own commit still precedes the stop (the exit "
-    "intents no longer do). `warden chaos --replay 2026:21|22|58` shows each. This turns red "
-    "(XPASS) the day the campaign is clean.",
-)
 def test_a_bounded_campaign_keeps_the_promise() -> None:
     """Randomized scenarios under every kind of fault, every invariant checked after every step:
     no violation (a failure lists each one with the command that replays it)."""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal
+from typing import Any
 
 from tests.helpers import eventually
 from tests.service.harness import SOL, Harness
@@ -130,3 +132,63 @@ async def test_moving_peak_is_persisted_within_the_flush_interval(harness: Harne
         assert stored is not None and stored.mfe == peak - pos.entry_price and stored.last_price == peak
     finally:
         task.cancel()
+
+
+class HoldsTheStopIntent:
+    """A store wrapper: the write of a transition staging a stop intent waits until released
+    (a slow database while the stop, sent at the same time, is already on the exchange)."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.held = asyncio.Event()
+        self.release = asyncio.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def commit(self, transition: Any) -> None:
+        if any(o.role is OrderRole.STOP and o.status is OrderStatus.PENDING for o in transition.orders):
+            self.held.set()
+            await self.release.wait()
+        await self._inner.commit(transition)
+
+    async def commit_many(self, transitions: Any) -> None:
+        for t in transitions:
+            await self.commit(t)
+
+
+async def test_a_stop_that_fills_before_its_intent_is_written_is_applied(harness: Harness) -> None:
+    """The exit intents are written while the orders are sent, so the stop's events can arrive
+    before memory knows the order: they wait for it and are applied once it is registered (here
+    the stop fills while its intent's write is still held): the position closes by its stop,
+    its fill applied once, with no reconciliation pass."""
+    holder: list[HoldsTheStopIntent] = []
+
+    def wrap(inner: Any) -> Any:
+        if inner is harness.store:
+            holder.append(HoldsTheStopIntent(inner))
+            return holder[0]
+        return inner
+
+    await harness.stop()
+    harness.wrap = wrap
+    await harness.start()
+    harness.wrap = None
+    [store] = holder
+    opening = asyncio.ensure_future(harness.open("long", usd="100"))
+    await asyncio.wait_for(store.held.wait(), timeout=5)
+    await eventually(
+        lambda: any(o.type is OrderType.STOP_MARKET for o in harness.resting()), what="the stop resting"
+    )
+    [stop] = [o for o in harness.resting() if o.type is OrderType.STOP_MARKET]
+    harness.sim.set_mark(SOL, stop.trigger_price - Decimal("0.5"))
+    await eventually(lambda: harness.exchange_qty() == 0, what="the stop filled on the exchange")
+    store.release.set()
+    position = await opening
+    await eventually(
+        lambda: not harness.engine.ledger.positions[position.id].is_active, what="closed by its stop"
+    )
+    await harness.engine.wait_idle()
+    closed = harness.engine.ledger.positions[position.id]
+    assert closed.status is PositionStatus.CLOSED and closed.exit_reason == "stop", closed
+    assert closed.remaining == 0 and len(closed.applied_trades) == 2

@@ -112,6 +112,8 @@ class ExitManager:
         self._cancelling: set[ClientOrderId] = set()
         self._persisted_marks: dict[PositionId, tuple[Decimal | None, Decimal, Decimal, Decimal | None]] = {}
         self._arming: dict[Symbol, tuple[Decimal, Decimal]] = {}
+        self._early_stops: dict[PositionId, tuple[Order, asyncio.Task[Placed]]] = {}
+        """Stops sent on the entry's filled answer, before its fills were applied (see send_stop_early)."""
         self.last_mark: dict[Symbol, MarkPrice] = {}
         """The newest streamed mark of each symbol (the open saga sizes from it: no REST call)."""
         self.index = TickIndex(
@@ -161,8 +163,13 @@ class ExitManager:
             # lands, recovery (which runs before any reconciliation) stages the same sequence
             # again, the exchange refuses the duplicate id and `place` adopts the order that
             # rests. Proved by test_a_stop_sent_while_its_intent_was_never_written_is_adopted_...
+            early = self._early_stops.pop(pid, None)
+            if early is not None:
+                # The stop already went out on the entry's answer: the same client id (same
+                # sequence) is recorded as it was sent, and its answer awaited, not sent again.
+                intents = [early[0] if o.client_order_id == early[0].client_order_id else o for o in intents]
             staging = asyncio.ensure_future(self.ledger.commit(pos, staged, orders=intents))
-            sending = asyncio.ensure_future(asyncio.gather(*(self.place(o) for o in intents)))
+            sending = asyncio.ensure_future(asyncio.gather(*(self._send(o, early) for o in intents)))
             try:
                 pos = await staging
             except BaseException:
@@ -170,7 +177,46 @@ class ExitManager:
                 await asyncio.gather(sending, return_exceptions=True)
                 raise
         results = await sending
-        return await self._record_protection(pid, intents, results)
+        done = await self._record_protection(pid, intents, results)
+        stop = self.ledger.current_stop(pid)
+        if (
+            early is not None
+            and stop is not None
+            and done.is_active
+            and (stop.qty != done.remaining or stop.trigger_price != done.stop_price)
+        ):
+            self.ctx.tasks.spawn(self.move_stop(pid))  # the fills differed from the answer
+        return done
+
+    async def _send(self, order: Order, early: tuple[Order, asyncio.Task[Placed]] | None) -> Placed:
+        if early is not None and early[0].client_order_id == order.client_order_id:
+            return await early[1]
+        return await self.place(order)
+
+    def send_stop_early(self, pid: PositionId, report: OrderReport) -> None:
+        """The entry answered filled (quantity and average price): its stop is sent now, while
+        the fills are applied and written, so no commit sits between the fill and the stop on
+        the exchange. It is the stop `protect` will stage (the plan priced at the answer's
+        average, the next sequence, so the same client id); `protect` records it as sent and
+        takes its answer. If the process dies first, recovery stages that id again and adopts
+        the resting order (the exchange refuses the duplicate); if the applied fills differ from
+        the answer, the stop is moved to them once protected."""
+        pos = self.ledger.positions.get(pid)
+        if (
+            pos is None
+            or pos.status is not PositionStatus.OPENING
+            or report.avg_price is None
+            or report.filled_qty <= 0
+            or pid in self._early_stops
+            or self.ledger.live_orders(pid, OrderRole.STOP)
+        ):
+            return
+        inst = self.ctx.instruments[pos.symbol]
+        filled = replace(pos, filled_qty=report.filled_qty, entry_price=report.avg_price)
+        levels = levels_for(pos.plan, pos.side, report.avg_price, report.filled_qty, inst, pos.stop_price)
+        seq = pos.stop_seq + 1
+        stop = self._exit_intent(replace(filled.with_levels(levels), stop_seq=seq), OrderRole.STOP, seq)
+        self._early_stops[pid] = (stop, self.ctx.tasks.spawn(self.place(stop)))
 
     async def _mark_protected(self, pos: Position) -> Position:
         """Every exit rests (e.g. found so by recovery): record the protection if not yet recorded."""

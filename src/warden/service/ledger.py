@@ -71,6 +71,8 @@ class Ledger:
         """Called with (before, after) for every transition applied to memory."""
         self.on_fenced: Callable[[str], None] | None = None
         """Called when the database refuses a write because another engine took the lease."""
+        self.on_new_order: Callable[[ClientOrderId], None] | None = None
+        """Called with the client id of every order memory learns of (its early events wait for it)."""
         self.changes: dict[Symbol, int] = defaultdict(int)
         """Per symbol, how often memory changed or began to (a commit under way counts): a reader
         holding an older snapshot of the exchange (reconciliation) knows what moved since."""
@@ -302,10 +304,14 @@ class Ledger:
         if current is not None and position.is_active:
             position = position.with_marks_of(current)
         self._remember_position(position)
+        new_ids = [o.client_order_id for o in transition.orders if o.client_order_id not in self.orders]
         for order in transition.orders:
             self._remember_order(order)
         if self.on_applied is not None:
             self.on_applied(before, position)
+        if self.on_new_order is not None:
+            for cid in new_ids:
+                self.on_new_order(cid)
 
     def _remember_position(self, position: Position) -> None:
         self.changes[position.symbol] += 1

@@ -32,7 +32,7 @@ from decimal import Decimal
 from warden.domain.errors import ValidationError
 from warden.domain.events import Event, EventKind
 from warden.domain.margin import SymbolConfig, check_stop
-from warden.domain.orders import Order
+from warden.domain.orders import Order, OrderStatus
 from warden.domain.position import Position, PositionStatus
 from warden.domain.reports import OrderReport
 from warden.domain.sizing import order_qty
@@ -174,6 +174,8 @@ class Opener:
             report = found.report
         if report.status.terminal and report.filled_qty <= 0:
             return await self.recovery.fail_entry(pid, entry, f"entry {report.status}")
+        if report.status is OrderStatus.FILLED:
+            exits.send_stop_early(pid, report)  # its fills are applied and written meanwhile
         if report.status.terminal:
             await exits.wait_for_fills(pid, entry.client_order_id, report.filled_qty, ctx.config.fill_wait)
         else:

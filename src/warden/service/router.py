@@ -47,6 +47,13 @@ class Router:
         self._early: dict[str, list[FillReport | OrderReport]] = defaultdict(list)
         self._chains: dict[PositionId, asyncio.Task[Any]] = {}
         self._early_count = 0
+        ctx.ledger.on_new_order = self._registered
+
+    def _registered(self, cid: ClientOrderId) -> None:
+        """An order memory did not know is registered: what arrived for it early is applied now
+        (an exit order's events may arrive before its intent is written: they are sent together)."""
+        if cid in self._early:
+            self.ctx.tasks.spawn(self.replay_early(cid))
 
     async def on_event(self, event: StreamEvent) -> None:
         if isinstance(event, MarkPrice):
