@@ -149,6 +149,9 @@ class CcxtAdapter:
 
     # what the stream asks of each venue (see stream.StreamSource)
 
+    def renew_private_auth(self) -> None:
+        """The private socket failed: make the next watch authenticate afresh (no-op by default)."""
+
     async def watch_marks(self) -> Any:
         raise NotImplementedError
 

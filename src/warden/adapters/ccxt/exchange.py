@@ -220,6 +220,16 @@ class CcxtExchange(CcxtAdapter):
 
     # ----- the stream's batches -> events ----------------------------------------------
 
+    def renew_private_auth(self) -> None:
+        """Binance closes the user stream with `listenKeyExpired` when its key lapses, and ccxt
+        reconnects with the cached key (refused, HTTP 400) until its own 20-minute keep-alive
+        fails. After any failure of the private socket the cached key is marked stale, so the
+        next watch asks for a key (POST listenKey answers the live key if it still is one, so
+        this costs one REST call and loses nothing)."""
+        for options in self.client.options.values():
+            if isinstance(options, dict) and "lastAuthenticatedTime" in options:
+                options["lastAuthenticatedTime"] = 0
+
     async def watch_marks(self) -> Any:
         return await self.client.watch_mark_prices(self.symbols)
 

@@ -44,6 +44,10 @@ class StreamSource(Protocol):
         """Channel (`private`, `market`) -> a fragment of the websocket URL of that channel."""
         ...
 
+    def renew_private_auth(self) -> None:
+        """The private socket failed: the next watch authenticates afresh (a new listen key)."""
+        ...
+
     async def watch_marks(self) -> Any: ...
 
     async def order_events(self, batch: Any) -> list[StreamEvent]: ...
@@ -111,6 +115,8 @@ class CcxtStream:
             except Exception as exc:  # any socket or protocol failure: events may be lost
                 failures += 1
                 log.warning("ccxt %s stream failed (%s): %r", name, channel, exc)
+                if channel == PRIVATE:
+                    self._exchange.renew_private_auth()
                 self._gap(channel, f"{name} stream: {type(exc).__name__}: {exc}")
                 await asyncio.sleep(min(BACKOFF_MAX, BACKOFF_START * 2 ** (failures - 1)))
                 continue
