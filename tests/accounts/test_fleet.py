@@ -1,0 +1,154 @@
+"""Two accounts in one engine process, on the in-process simulator and both stores.
+
+Each account has its own engine, lease, exchange and controls: a signal to one lands only on
+its exchange, pause and kill stay with their account, and one account that cannot start
+leaves the other trading."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import eventually
+from warden.adapters.clock import SystemClock
+from warden.adapters.db.store import open_store
+from warden.adapters.notify import RecordingNotifier
+from warden.adapters.sim import SimFaults, SimulatedExchange
+from warden.bootstrap import Fleet, running_fleet
+from warden.domain.position import PositionStatus
+from warden.domain.values import Side, Symbol
+from warden.service.commands import EngineState, OpenPosition, TradingRefused
+from warden.service.engine import Engine
+
+from .conftest import TWO_SIM, fleet_settings
+
+SOL = Symbol("SOL/USDT:USDT")
+
+
+def sim(fleet: Fleet, name: str) -> SimulatedExchange:
+    runtime = fleet.runtime(name)
+    assert runtime is not None and runtime.sim is not None, fleet.failures
+    return runtime.sim
+
+
+def engine(fleet: Fleet, name: str) -> Engine:
+    runtime = fleet.runtime(name)
+    assert runtime is not None, fleet.failures
+    return runtime.engine
+
+
+async def test_a_signal_lands_only_on_its_accounts_exchange(tmp_path: Path, store_url: str) -> None:
+    settings = fleet_settings(tmp_path, store_url, TWO_SIM)
+    async with running_fleet(settings, price_feed=False, notifier=lambda _: RecordingNotifier()) as fleet:
+        assert fleet.names == ("main", "alt") and fleet.failures == {}
+        assert all(fleet.runtimes[name].is_holder for name in fleet.names)
+        opened = await engine(fleet, "main").open_position(OpenPosition(SOL, Side.LONG, Decimal(100)))
+        assert opened.status is PositionStatus.PROTECTED
+        assert [(p.symbol, p.side) for p in sim(fleet, "main").core.positions()] == [(SOL, Side.LONG)]
+        assert sim(fleet, "alt").core.positions() == []
+        assert sim(fleet, "alt").core.open_orders() == []
+        assert await engine(fleet, "alt").list_positions() == []
+
+        # The other account trades the same symbol the other way: its own position, its own stop,
+        # and its own fills (the simulators number their trades alike: T1, T2...).
+        short = await engine(fleet, "alt").open_position(OpenPosition(SOL, Side.SHORT, Decimal(100)))
+        assert short.status is PositionStatus.PROTECTED
+        assert [(p.symbol, p.side) for p in sim(fleet, "alt").core.positions()] == [(SOL, Side.SHORT)]
+        assert [(p.symbol, p.side) for p in sim(fleet, "main").core.positions()] == [(SOL, Side.LONG)]
+        assert [v.position.id for v in await engine(fleet, "main").list_positions()] == [opened.id]
+        assert [v.position.id for v in await engine(fleet, "alt").list_positions()] == [short.id]
+    for name, position in (("main", opened), ("alt", short)):
+        store = await open_store(store_url, exchange="sim", account=name)
+        try:
+            fills = await store.fills_for(position.id)
+        finally:
+            await store.close()
+        assert position.filled_qty > 0
+        assert sum(f.qty for f in fills) == position.filled_qty, name
+
+
+async def test_pause_and_kill_stay_with_their_account(tmp_path: Path, store_url: str) -> None:
+    settings = fleet_settings(tmp_path, store_url, TWO_SIM)
+    async with running_fleet(settings, price_feed=False, notifier=lambda _: RecordingNotifier()) as fleet:
+        main, alt = engine(fleet, "main"), engine(fleet, "alt")
+        await alt.open_position(OpenPosition(SOL, Side.SHORT, Decimal(100)))
+        await main.pause("main only")
+        with pytest.raises(TradingRefused, match="paused"):
+            await main.open_position(OpenPosition(SOL, Side.LONG, Decimal(100)))
+        assert sim(fleet, "main").core.positions() == []
+        assert alt.status().accepting_signals
+
+        report = await alt.kill(flatten=True, reason="alt only")
+        assert report.controls.killed and len(report.closed) == 1
+        assert sim(fleet, "alt").core.positions() == []
+        assert not main.status().controls.killed
+        await main.resume()
+        opened = await main.open_position(OpenPosition(SOL, Side.LONG, Decimal(100)))
+        assert opened.status is PositionStatus.PROTECTED
+        with pytest.raises(TradingRefused, match="kill switch"):
+            await alt.open_position(OpenPosition(SOL, Side.LONG, Decimal(100)))
+
+
+async def test_limits_are_per_account(tmp_path: Path, store_url: str) -> None:
+    """alt allows one open position; main, without the table's limit, takes two."""
+    from warden.domain.controls import LimitExceeded
+
+    settings = fleet_settings(tmp_path, store_url, TWO_SIM, extra="allow_stacking = true")
+    async with running_fleet(settings, price_feed=False, notifier=lambda _: RecordingNotifier()) as fleet:
+        main, alt = engine(fleet, "main"), engine(fleet, "alt")
+        for _ in range(2):
+            await main.open_position(OpenPosition(SOL, Side.LONG, Decimal(100)))
+        await alt.open_position(OpenPosition(SOL, Side.LONG, Decimal(100)))
+        with pytest.raises(LimitExceeded):
+            await alt.open_position(OpenPosition(SOL, Side.LONG, Decimal(100)))
+        assert len(await main.list_positions()) == 2
+
+
+async def test_an_account_whose_exchange_fails_at_startup_leaves_the_other_trading(
+    tmp_path: Path, store_url: str
+) -> None:
+    settings = fleet_settings(tmp_path, store_url, TWO_SIM)
+    clock = SystemClock()
+    down = SimulatedExchange(now=clock.now, faults=SimFaults(fail_queries=True), seed=2)
+    async with running_fleet(
+        settings,
+        clock=clock,
+        price_feed=False,
+        notifier=lambda _: RecordingNotifier(),
+        exchanges={"alt": down},
+    ) as fleet:
+        alt = engine(fleet, "alt")
+        assert alt.status().state is EngineState.STARTING
+        assert not alt.status().accepting_signals
+        opened = await engine(fleet, "main").open_position(OpenPosition(SOL, Side.LONG, Decimal(100)))
+        assert opened.status is PositionStatus.PROTECTED
+        with pytest.raises(TradingRefused):
+            await alt.open_position(OpenPosition(SOL, Side.LONG, Decimal(100)))
+        assert down.core.positions() == []
+
+        down.faults.fail_queries = False  # the exchange comes back: alt recovers on its own
+        await eventually(lambda: alt.status().accepting_signals, timeout=30, what="alt to recover")
+        short = await alt.open_position(OpenPosition(SOL, Side.SHORT, Decimal(100)))
+        assert short.status is PositionStatus.PROTECTED
+    await down.close()
+
+
+async def test_an_account_that_cannot_be_built_leaves_the_other_trading(
+    tmp_path: Path, store_url: str
+) -> None:
+    """alt names a key variable that is not set: it is reported, main trades."""
+    tables = TWO_SIM.replace(
+        '[accounts.alt]\nexchange = "sim"',
+        '[accounts.alt]\nexchange = "binanceusdm"\n'
+        'api_key_env = "NO_SUCH_KEY_X"\napi_secret_env = "NO_SUCH_SECRET_X"',
+    )
+    settings = fleet_settings(tmp_path, store_url, tables)
+    async with running_fleet(settings, price_feed=False, notifier=lambda _: RecordingNotifier()) as fleet:
+        assert fleet.runtime("alt") is None
+        assert fleet.failures == {
+            "alt": "accounts.alt.api_key_env: the environment variable NO_SUCH_KEY_X is not set"
+        }
+        opened = await engine(fleet, "main").open_position(OpenPosition(SOL, Side.LONG, Decimal(100)))
+        assert opened.status is PositionStatus.PROTECTED
