@@ -151,15 +151,19 @@ def build_bot(settings: Settings) -> Any:
     return make_bot(token, settings.telegram_api_url)
 
 
-def build_channels(settings: Settings, bot: Any = None) -> tuple[list[AlertChannel], Any]:
+def build_channels(
+    settings: Settings, bot: Any = None, *, label: bool = False
+) -> tuple[list[AlertChannel], Any]:
     """The remote alert channels the settings ask for, and the Telegram bot (None without a token).
 
-    `bot`: a bot already made (by the fleet, for every account); else one is made here."""
+    `bot`: a bot already made (by the fleet, for every account); else one is made here.
+    `label`: each Telegram alert names its account (one bot speaking for several)."""
     channels: list[AlertChannel] = []
     if bot is None:
         bot = build_bot(settings)
     if bot is not None:
-        channels.extend(TelegramChannel(bot, chat) for chat in settings.chat_ids)
+        account = settings.account if label else None
+        channels.extend(TelegramChannel(bot, chat, account) for chat in settings.chat_ids)
     if settings.alert_webhook_url:
         channels.append(WebhookChannel(settings.alert_webhook_url, settings.account))
     return channels, bot
@@ -231,6 +235,8 @@ async def running(
     lease_retry: float = LEASE_RETRY,
     beside: Sequence[Callable[[Runtime], Coroutine[Any, Any, None]]] = (),
     bot: Any = None,
+    label_alerts: bool = False,
+    migrate: bool = True,
 ) -> AsyncIterator[Runtime]:
     """Build, take the lease (or stand by), recover, and run until the block exits.
 
@@ -238,10 +244,16 @@ async def running(
     they are started once the runtime exists, whether this engine holds the lease or stands by.
     Alert delivery runs from the start too, on a standby as well. `bot`: the Telegram bot when
     several accounts share one (its owner closes it); else one is made from the settings.
+    `label_alerts`: Telegram alerts name the account (several accounts, one chat). `migrate`:
+    False when the database was migrated already (by the fleet, once for every account).
     """
     clock = clock or SystemClock()
     store = await open_store(
-        settings.db, exchange=settings.exchange, account=settings.account, op_timeout=settings.db_timeout
+        settings.db,
+        exchange=settings.exchange,
+        account=settings.account,
+        op_timeout=settings.db_timeout,
+        migrate=migrate,
     )
     owns_exchange = exchange is None  # an exchange handed in is closed by whoever made it
     try:
@@ -252,7 +264,7 @@ async def running(
     telemetry = Telemetry()
     channel = "log"  # the notifier is the log channel (Telegram and webhooks are alert channels)
     shared_bot = bot is not None
-    channels, bot = build_channels(settings, bot)
+    channels, bot = build_channels(settings, bot, label=label_alerts)
     engine = Engine(
         MeasuredExchange(exchange, telemetry),
         MeasuredStore(store, telemetry),
@@ -487,10 +499,14 @@ async def running_fleet(
         except ConfigError as exc:
             fleet.failures[name] = f"{exc.field}: {exc.message}"
             log.error("account_failed", account=name, error=fleet.failures[name])
+    # Once, before any account opens it: concurrent migrations of one SQLite file collide.
+    await upgrade(settings.db)
     fleet.telegram = build_bot(settings)
     stop = asyncio.Event()
 
     async def serve(name: str, account_settings: Settings, started: asyncio.Event) -> None:
+        # Every log line of this account's engine names it (this task's context, and its children's).
+        structlog.contextvars.bind_contextvars(account=name)
         try:
             async with running(
                 account_settings,
@@ -500,6 +516,8 @@ async def running_fleet(
                 exchange=(exchanges or {}).get(name),
                 lease_retry=lease_retry,
                 bot=fleet.telegram,
+                label_alerts=fleet.multi_account,
+                migrate=False,
             ) as runtime:
                 fleet.runtimes[name] = runtime
                 started.set()

@@ -175,3 +175,19 @@ async def test_an_engine_of_one_account_takes_its_name_or_none(tmp_path: Path) -
             assert other.status_code == 422 and other.json()["field"] == "account"
             accounts = (await http.get("/api/v1/accounts")).json()
             assert [(a["name"], a["lease_held"]) for a in accounts] == [("default", True)]
+
+
+async def test_metrics_label_each_account(fleet: Fleet, http: httpx.AsyncClient) -> None:
+    await fleet.runtimes["main"].engine.pause("x")
+    assert (await http.post("/api/v1/signals", json={**SIGNAL, "account": "alt"})).status_code == 201
+    text = (await http.get("/metrics")).text
+    samples = {
+        line.rsplit(" ", 1)[0]: line.rsplit(" ", 1)[1] for line in text.splitlines() if line[:1] != "#"
+    }
+    assert samples['warden_engine_up{account="main"}'] == "1.0"
+    assert samples['warden_engine_up{account="alt"}'] == "1.0"
+    assert samples['warden_open_positions{account="alt"}'] == "1.0"
+    assert samples['warden_open_positions{account="main"}'] == "0.0"
+    assert samples['warden_accepting_signals{account="main"}'] == "0.0"
+    assert samples['warden_accepting_signals{account="alt"}'] == "1.0"
+    assert samples['warden_engine_state{account="alt",state="ready"}'] == "1.0"

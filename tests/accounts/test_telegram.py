@@ -50,6 +50,9 @@ async def test_at_name_opens_on_that_account_only(api: FakeBotApi, fleet: Fleet)
     await eventually(lambda: bool(replies(api, "[alt] ✅")), timeout=15, what="the open on alt")
     assert positions(fleet, "alt") == [("SOL/USDT:USDT", "short")]
     assert positions(fleet, "main") == []
+    # its alert, through the one bot, names the account it is about
+    await eventually(lambda: bool(replies(api, "🟢 [alt] position_protected")), timeout=15, what="alert")
+    assert replies(api, "[main] position_protected") == []
 
     await api.say(CHAT, "long eth @mian")
     await eventually(lambda: bool(replies(api, "unknown account @mian")), timeout=15, what="unknown")

@@ -289,7 +289,9 @@ class _Context:
 
     def __init__(self, provider: RuntimeProvider) -> None:
         self._provider = provider
-        self.metrics = ApiMetrics(self.safe_status, self.safe_unprotected, self.runtime_registry)
+        self.metrics = ApiMetrics(
+            self.safe_status, self.safe_unprotected, self.runtime_registry, self.account_statuses
+        )
         self.inflight: set[asyncio.Task[Any]] = set()
 
     def current(self) -> FleetApi:
@@ -331,6 +333,10 @@ class _Context:
     def safe_status(self) -> EngineStatus | None:
         running = self.running()
         return running[0][1].engine.status() if len(running) == 1 else None
+
+    def account_statuses(self) -> dict[str, EngineStatus | None]:
+        """Each account's status (None: not running), for the metrics of several accounts."""
+        return {name: s if isinstance(s, EngineStatus) else None for name, s in self.statuses().items()}
 
     def statuses(self) -> dict[str, EngineStatus | str]:
         """Each account's engine status, or why it is not running."""

@@ -34,12 +34,20 @@ class EngineCollector(Collector):
     """Reads `EngineStatus` on every scrape; nothing is cached between scrapes."""
 
     def __init__(
-        self, status: Callable[[], EngineStatus | None], unprotected: Callable[[], list[float]]
+        self,
+        status: Callable[[], EngineStatus | None],
+        unprotected: Callable[[], list[float]],
+        accounts: Callable[[], dict[str, EngineStatus | None]] = dict,
     ) -> None:
         self._status = status
         self._unprotected = unprotected
+        self._accounts = accounts
 
     def collect(self) -> Iterator[Metric]:
+        accounts = self._accounts()
+        if len(accounts) > 1:
+            yield from self._per_account(accounts)
+            return
         status = self._status()
         up = GaugeMetricFamily("warden_engine_up", "1 when the engine is running and answering.")
         up.add_metric([], 0 if status is None else 1)
@@ -64,6 +72,44 @@ class EngineCollector(Collector):
         yield _gauge(
             "warden_pending_writes", "State changes waiting for the database.", status.pending_writes
         )
+        yield _histogram(
+            "warden_unprotected_seconds",
+            "Seconds from a fill to its resting stop, per protection (this process).",
+            self._unprotected(),
+            UNPROTECTED_BUCKETS,
+        )
+
+    def _per_account(self, accounts: dict[str, EngineStatus | None]) -> Iterator[Metric]:
+        """Several accounts: every engine gauge once per account, labelled `account`."""
+        up = GaugeMetricFamily(
+            "warden_engine_up", "1 when the engine is running and answering.", labels=["account"]
+        )
+        state = GaugeMetricFamily(
+            "warden_engine_state", "1 for the engine's current state.", labels=["account", "state"]
+        )
+        gauges = {
+            "accepting_signals": ("warden_accepting_signals", "1 when new signals would be traded."),
+            "open_positions": ("warden_open_positions", "Positions open on the exchange."),
+            "unprotected_positions": (
+                "warden_unprotected_positions",
+                "Open positions without a resting stop for their full size.",
+            ),
+            "pending_writes": ("warden_pending_writes", "State changes waiting for the database."),
+        }
+        families = {
+            key: GaugeMetricFamily(name, doc, labels=["account"]) for key, (name, doc) in gauges.items()
+        }
+        for account, status in accounts.items():
+            up.add_metric([account], 0 if status is None else 1)
+            if status is None:
+                continue
+            for candidate in EngineState:
+                state.add_metric([account, candidate.value], 1 if candidate is status.state else 0)
+            for key, family in families.items():
+                family.add_metric([account], float(getattr(status, key)))
+        yield up
+        yield state
+        yield from families.values()
         yield _histogram(
             "warden_unprotected_seconds",
             "Seconds from a fill to its resting stop, per protection (this process).",
@@ -104,9 +150,11 @@ class ApiMetrics:
         status: Callable[[], EngineStatus | None],
         unprotected: Callable[[], list[float]] = list,
         runtime_registry: Callable[[], CollectorRegistry | None] = lambda: None,
+        accounts: Callable[[], dict[str, EngineStatus | None]] = dict,
     ) -> None:
+        """`accounts`: each account's status (None: not running) when the engine serves several."""
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(EngineCollector(status, unprotected))
+        self.registry.register(EngineCollector(status, unprotected, accounts))
         self.registry.register(RuntimeCollector(runtime_registry))
         self.stream_lag = Histogram(
             "warden_stream_lag_seconds",
