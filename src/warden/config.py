@@ -439,6 +439,13 @@ class Settings(BaseSettings):
         """More than one account: every signal, read and command must say which."""
         return len(self.accounts) > 1
 
+    def only(self, name: str) -> Settings:
+        """These settings serving the one [accounts.NAME] table `name` (`warden run --account`:
+        one engine per account on several hosts, the accounts shared out through their leases)."""
+        if name not in self.accounts:
+            raise ConfigError("account", f"unknown account {name!r}; accounts: {', '.join(self.accounts)}")
+        return self.model_copy(update={"accounts": {name: self.accounts[name]}, "account": name})
+
     def for_account(self, name: str, environ: Mapping[str, str] | None = None) -> Settings:
         """The settings one account's engine runs with: its table over the top-level settings.
 

@@ -137,3 +137,12 @@ def test_bad_account_values_name_the_field(tmp_path: Path, text: str, field: str
     error = refused(tmp_path, text)
     assert error.field == field
     assert fragment in error.message
+
+
+def test_run_account_picks_one_table(tmp_path: Path) -> None:
+    """`warden run --account alt` with [accounts.*] tables: this engine serves alt alone."""
+    s = load(tmp_path, TWO).only("alt")
+    assert s.account_names() == ("alt",) and not s.multi_account
+    assert s.for_account("alt", {"ALT_KEY": "k", "ALT_SECRET": "s"}).exchange == "bybit"
+    with pytest.raises(ConfigError, match="unknown account 'nope'; accounts: main, alt"):
+        load(tmp_path, TWO).only("nope")

@@ -93,6 +93,8 @@ def run(
     flags = {k: v for k, v in locals().items() if k != "config"}
     try:
         settings = Settings.load(config, **flags)
+        if settings.accounts and account is not None:
+            settings = settings.only(account)  # this engine serves that one table
     except ConfigError as exc:
         fail(f"{exc.field}: {exc.message}", code=2)
     configure_logging(settings.log_level, settings.log_json)
