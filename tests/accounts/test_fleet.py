@@ -16,7 +16,7 @@ from warden.adapters.clock import SystemClock
 from warden.adapters.db.store import open_store
 from warden.adapters.notify import RecordingNotifier
 from warden.adapters.sim import SimFaults, SimulatedExchange
-from warden.bootstrap import Fleet, running_fleet
+from warden.bootstrap import Fleet, running, running_fleet
 from warden.domain.position import PositionStatus
 from warden.domain.values import Side, Symbol
 from warden.service.commands import EngineState, OpenPosition, TradingRefused
@@ -152,3 +152,36 @@ async def test_an_account_that_cannot_be_built_leaves_the_other_trading(
         }
         opened = await engine(fleet, "main").open_position(OpenPosition(SOL, Side.LONG, Decimal(100)))
         assert opened.status is PositionStatus.PROTECTED
+
+
+async def test_an_account_held_by_another_engine_stands_by_and_the_other_trades(
+    tmp_path: Path, store_url: str
+) -> None:
+    """alt's lease is held elsewhere (another engine on the same database): this fleet stands by
+    for alt — it sends nothing for it — and trades main; when the holder goes, alt is taken over."""
+    settings = fleet_settings(tmp_path, store_url, TWO_SIM)
+    holder_settings = settings.for_account("alt").model_copy(update={"data_dir": tmp_path / "other"})
+    async with running(holder_settings, price_feed=False, notifier=RecordingNotifier()) as holder:
+        assert holder.is_holder
+        async with running_fleet(
+            settings, price_feed=False, notifier=lambda _: RecordingNotifier(), lease_retry=0.05
+        ) as fleet:
+            alt_runtime = fleet.runtime("alt")
+            assert alt_runtime is not None and not alt_runtime.is_holder
+            assert alt_runtime.engine.status().state is EngineState.READ_ONLY
+            assert fleet.runtimes["main"].is_holder
+            opened = await engine(fleet, "main").open_position(OpenPosition(SOL, Side.LONG, Decimal(100)))
+            assert opened.status is PositionStatus.PROTECTED
+            with pytest.raises(TradingRefused, match="standby"):
+                await engine(fleet, "alt").open_position(OpenPosition(SOL, Side.LONG, Decimal(100)))
+            assert sim(fleet, "alt").core.positions() == []
+
+            await holder.engine.stop()
+            await holder.lease.release()
+            await eventually(lambda: alt_runtime.is_holder, timeout=30, what="alt to be taken over")
+            await eventually(
+                lambda: alt_runtime.engine.status().accepting_signals, timeout=30, what="alt ready"
+            )
+            short = await engine(fleet, "alt").open_position(OpenPosition(SOL, Side.SHORT, Decimal(100)))
+            assert short.status is PositionStatus.PROTECTED
+            assert engine(fleet, "main").status().accepting_signals
