@@ -191,3 +191,11 @@ async def test_metrics_label_each_account(fleet: Fleet, http: httpx.AsyncClient)
     assert samples['warden_accepting_signals{account="main"}'] == "0.0"
     assert samples['warden_accepting_signals{account="alt"}'] == "1.0"
     assert samples['warden_engine_state{account="alt",state="ready"}'] == "1.0"
+    # each engine's exchange-call metrics, labelled by account: alt placed orders, main did not
+    placed = {
+        key: float(value)
+        for key, value in samples.items()
+        if key.startswith("warden_exchange_call_seconds_count{") and 'operation="place_order"' in key
+    }
+    assert any('account="alt"' in key and value > 0 for key, value in placed.items()), placed
+    assert not any('account="main"' in key and value > 0 for key, value in placed.items()), placed

@@ -290,7 +290,11 @@ class _Context:
     def __init__(self, provider: RuntimeProvider) -> None:
         self._provider = provider
         self.metrics = ApiMetrics(
-            self.safe_status, self.safe_unprotected, self.runtime_registry, self.account_statuses
+            self.safe_status,
+            self.safe_unprotected,
+            self.runtime_registry,
+            self.account_statuses,
+            self.account_registries,
         )
         self.inflight: set[asyncio.Task[Any]] = set()
 
@@ -322,10 +326,15 @@ class _Context:
         return DEFAULT_MAX_BODY if fleet is None else fleet.settings.max_body_bytes
 
     def runtime_registry(self) -> CollectorRegistry | None:
-        # Exchange, database and alert metrics are per engine and carry no account label yet:
-        # they are shown for an engine of one account only.
         running = self.running()
         return running[0][1].metrics_registry if len(running) == 1 else None
+
+    def account_registries(self) -> dict[str, CollectorRegistry]:
+        """Each running account's exchange, database and alert metrics (labelled by account)."""
+        fleet = self.fleet()
+        if fleet is None or len(fleet.names) < 2:
+            return {}
+        return {name: runtime.metrics_registry for name, runtime in self.running()}
 
     def safe_unprotected(self) -> list[float]:
         return [s for _, runtime in self.running() for s in runtime.engine.unprotected_seconds()]

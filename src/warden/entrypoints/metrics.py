@@ -133,15 +133,40 @@ def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
 
 
 class RuntimeCollector(Collector):
-    """The running warden's own metrics (exchange calls, database writes, alerts), read at scrape."""
+    """The running warden's own metrics (exchange calls, database writes, alerts), read at scrape.
 
-    def __init__(self, registry: Callable[[], CollectorRegistry | None]) -> None:
+    With several accounts each engine has its own registry: their families are merged, every
+    sample labelled with its `account`."""
+
+    def __init__(
+        self,
+        registry: Callable[[], CollectorRegistry | None],
+        registries: Callable[[], dict[str, CollectorRegistry]] = dict,
+    ) -> None:
         self._registry = registry
+        self._registries = registries
 
     def collect(self) -> Iterator[Metric]:
+        many = self._registries()  # empty unless the engine serves several accounts
+        if many:
+            yield from _labelled(many)
+            return
         registry = self._registry()
         if registry is not None:
             yield from registry.collect()
+
+
+def _labelled(registries: dict[str, CollectorRegistry]) -> Iterator[Metric]:
+    merged: dict[str, Metric] = {}
+    for account, registry in registries.items():
+        for family in registry.collect():
+            into = merged.setdefault(
+                family.name, Metric(family.name, family.documentation, family.type, family.unit)
+            )
+            into.samples.extend(
+                sample._replace(labels={"account": account, **sample.labels}) for sample in family.samples
+            )
+    yield from merged.values()
 
 
 class ApiMetrics:
@@ -151,11 +176,13 @@ class ApiMetrics:
         unprotected: Callable[[], list[float]] = list,
         runtime_registry: Callable[[], CollectorRegistry | None] = lambda: None,
         accounts: Callable[[], dict[str, EngineStatus | None]] = dict,
+        registries: Callable[[], dict[str, CollectorRegistry]] = dict,
     ) -> None:
-        """`accounts`: each account's status (None: not running) when the engine serves several."""
+        """`accounts`, `registries`: each account's status (None: not running) and metrics
+        registry when the engine serves several."""
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(EngineCollector(status, unprotected, accounts))
-        self.registry.register(RuntimeCollector(runtime_registry))
+        self.registry.register(RuntimeCollector(runtime_registry, registries))
         self.stream_lag = Histogram(
             "warden_stream_lag_seconds",
             "Seconds from an event's commit time to its delivery on the event stream.",
