@@ -199,3 +199,22 @@ async def test_metrics_label_each_account(fleet: Fleet, http: httpx.AsyncClient)
     }
     assert any('account="alt"' in key and value > 0 for key, value in placed.items()), placed
     assert not any('account="main"' in key and value > 0 for key, value in placed.items()), placed
+
+
+async def test_the_dashboard_shows_one_account_at_a_time(fleet: Fleet, http: httpx.AsyncClient) -> None:
+    """`/?account=alt`: a link to each account, and every fragment, action and the stream ask for alt."""
+    opened = await http.post("/api/v1/signals", json={**SIGNAL, "account": "alt"})
+    assert opened.status_code == 201
+    await http.post("/login", content=f"token={TOKEN}".encode())
+    page = (await http.get("/?account=alt")).text
+    assert 'href="/?account=main"' in page and 'href="/?account=alt"' in page
+    assert 'hx-get="/ui/positions?account=alt"' in page
+    assert 'hx-post="/api/v1/kill?account=alt"' in page and "Kill account alt?" in page
+    assert 'data-query="?account=alt"' in page
+    first = (await http.get("/")).text
+    assert 'hx-get="/ui/positions?account=main"' in first  # the first account by default
+
+    alt = (await http.get("/ui/positions?account=alt")).text
+    assert opened.json()["id"] in alt
+    assert f'hx-post="/api/v1/positions/{opened.json()["id"]}/close?account=alt"' in alt
+    assert opened.json()["id"] not in (await http.get("/ui/positions?account=main")).text

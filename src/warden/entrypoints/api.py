@@ -316,10 +316,17 @@ class _Context:
         pairs = [(name, fleet.runtime(name)) for name in fleet.names]
         return [(name, runtime) for name, runtime in pairs if runtime is not None]
 
-    def first(self) -> RuntimeApi | None:
-        """The first running account (the dashboard's, while it shows one account)."""
-        running = self.running()
-        return running[0][1] if running else None
+    def pick(self, name: str | None) -> RuntimeApi | None:
+        """Account `name`'s runtime if it is running (None: the first running one)."""
+        if name is None:
+            running = self.running()
+            return running[0][1] if running else None
+        fleet = self.fleet()
+        return None if fleet is None or name not in fleet.names else fleet.runtime(name)
+
+    def names(self) -> tuple[str, ...]:
+        fleet = self.fleet()
+        return () if fleet is None else fleet.names
 
     def max_body(self) -> int:
         fleet = self.fleet()
@@ -579,7 +586,7 @@ def create_app(runtime_provider: RuntimeProvider) -> FastAPI:
     _add_control_routes(app)
     add_limit_handler(app)
     _install_openapi(app)
-    install_dashboard(app, ctx.first)  # the first account's, while it shows one
+    install_dashboard(app, ctx.pick, ctx.names)
     app.add_middleware(BodyLimit, limit=ctx.max_body)
     return app
 
