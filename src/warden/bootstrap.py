@@ -472,6 +472,31 @@ class Fleet:
 BesideFleet = Callable[[Fleet], Coroutine[Any, Any, None]]
 
 
+def _same_exchange_account(per_account: dict[str, Settings]) -> dict[str, str]:
+    """Accounts that name an exchange account another one already trades (the same key on the
+    same venue and endpoint): two writers on one exchange account would each find the other's
+    positions, so the later table is refused."""
+    seen: dict[tuple[object, ...], str] = {}
+    refused: dict[str, str] = {}
+    for name, s in per_account.items():
+        key = s.api_key.get_secret_value() if s.api_key is not None else None
+        if s.exchange == "drift":
+            wallet = s.drift_keypair_path.get_secret_value() if s.drift_keypair_path else None
+            identity: tuple[object, ...] = ("drift", s.exchange_url, wallet, s.drift_sub_account)
+        elif key is not None:
+            identity = (s.exchange, s.exchange_url, s.testnet, key)
+        else:
+            continue  # the simulator: every account has its own
+        if identity in seen:
+            refused[name] = (
+                f"accounts.{name}: trades the same exchange account as {seen[identity]!r}"
+                " (same exchange, endpoint and key); one writer per exchange account"
+            )
+        else:
+            seen[identity] = name
+    return refused
+
+
 @contextlib.asynccontextmanager
 async def running_fleet(
     settings: Settings,
@@ -499,6 +524,10 @@ async def running_fleet(
         except ConfigError as exc:
             fleet.failures[name] = f"{exc.field}: {exc.message}"
             log.error("account_failed", account=name, error=fleet.failures[name])
+    for name, why in _same_exchange_account(per_account).items():
+        del per_account[name]
+        fleet.failures[name] = why
+        log.error("account_failed", account=name, error=why)
     # Once, before any account opens it: concurrent migrations of one SQLite file collide.
     await upgrade(settings.db)
     fleet.telegram = build_bot(settings)

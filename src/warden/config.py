@@ -81,6 +81,8 @@ class AccountSettings(pydantic.BaseModel):
     api_key_env: str | None = Field(None, min_length=1)
     api_secret_env: str | None = Field(None, min_length=1)
     drift_sub_account: int | None = Field(None, ge=0, le=65535)
+    drift_keypair_path: str | None = Field(None, min_length=1)
+    drift_rpc_url_env: str | None = Field(None, min_length=1)
     sim_seed: int | None = None
     leverage: int | None = Field(None, ge=1, le=125)
     margin_mode: Literal["isolated", "cross"] | None = None
@@ -97,7 +99,7 @@ class AccountSettings(pydantic.BaseModel):
             raise ValueError(f"must start with http:// or https://, not {value!r}")
         return value.rstrip("/") if value else value
 
-    @field_validator("api_key_env", "api_secret_env")
+    @field_validator("api_key_env", "api_secret_env", "drift_rpc_url_env")
     @classmethod
     def _env_name(cls, value: str | None) -> str | None:
         if value is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
@@ -461,7 +463,9 @@ class Settings(BaseSettings):
             raise ConfigError("account", f"unknown account {name!r}; accounts: {', '.join(self.accounts)}")
         environ = os.environ if environ is None else environ
         update: dict[str, Any] = {"account": name, "accounts": {}, "api_key": None, "api_secret": None}
-        for key in ("api_key", "api_secret"):
+        if table.drift_keypair_path is not None:
+            update["drift_keypair_path"] = SecretStr(table.drift_keypair_path)
+        for key in ("api_key", "api_secret", "drift_rpc_url"):
             variable = getattr(table, f"{key}_env")
             if variable is None:
                 continue
@@ -471,7 +475,8 @@ class Settings(BaseSettings):
                     f"accounts.{name}.{key}_env", f"the environment variable {variable} is not set"
                 )
             update[key] = SecretStr(value)
-        for key, value in table.model_dump(exclude={"api_key_env", "api_secret_env"}).items():
+        secrets = {"api_key_env", "api_secret_env", "drift_rpc_url_env", "drift_keypair_path"}
+        for key, value in table.model_dump(exclude=secrets).items():
             if value is not None:
                 update[key] = value
         return self.model_copy(update=update)

@@ -146,3 +146,21 @@ def test_run_account_picks_one_table(tmp_path: Path) -> None:
     assert s.for_account("alt", {"ALT_KEY": "k", "ALT_SECRET": "s"}).exchange == "bybit"
     with pytest.raises(ConfigError, match="unknown account 'nope'; accounts: main, alt"):
         load(tmp_path, TWO).only("nope")
+
+
+def test_drift_accounts_take_their_own_wallet_and_rpc(tmp_path: Path) -> None:
+    s = load(
+        tmp_path,
+        '[accounts.d1]\nexchange = "drift"\ndrift_keypair_path = "/keys/one.json"\n'
+        'drift_rpc_url_env = "RPC_ONE"\ndrift_sub_account = 2\n[accounts.d2]\nexchange = "drift"\n',
+    )
+    one = s.for_account("d1", {"RPC_ONE": "https://rpc.example/one"})
+    assert (
+        one.drift_keypair_path is not None and one.drift_keypair_path.get_secret_value() == "/keys/one.json"
+    )
+    assert one.drift_rpc_url is not None and one.drift_rpc_url.get_secret_value() == "https://rpc.example/one"
+    assert one.drift_sub_account == 2
+    assert "/keys/one.json" not in repr(one)
+    with pytest.raises(ConfigError, match="RPC_ONE is not set"):
+        s.for_account("d1", {})
+    assert s.for_account("d2").drift_keypair_path is None

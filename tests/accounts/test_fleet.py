@@ -6,6 +6,7 @@ leaves the other trading."""
 
 from __future__ import annotations
 
+import socket
 from decimal import Decimal
 from pathlib import Path
 
@@ -185,3 +186,41 @@ async def test_an_account_held_by_another_engine_stands_by_and_the_other_trades(
             short = await engine(fleet, "alt").open_position(OpenPosition(SOL, Side.SHORT, Decimal(100)))
             assert short.status is PositionStatus.PROTECTED
             assert engine(fleet, "main").status().accepting_signals
+
+
+async def test_two_tables_on_one_exchange_account_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two tables with the same key on the same venue and endpoint would be two writers on one
+    exchange account: the later one is refused (named), the first and the others run."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{s.getsockname()[1]}"  # nothing listens: that account keeps starting
+    monkeypatch.setenv("K1", "same-key")
+    monkeypatch.setenv("S1", "secret")
+    monkeypatch.setenv("S2", "other-secret")
+    tables = f"""
+[accounts.one]
+exchange = "binanceusdm"
+exchange_url = "{url}"
+api_key_env = "K1"
+api_secret_env = "S1"
+
+[accounts.two]
+exchange = "binanceusdm"
+exchange_url = "{url}"
+api_key_env = "K1"
+api_secret_env = "S2"
+
+[accounts.sim]
+exchange = "sim"
+"""
+    settings = fleet_settings(tmp_path, f"sqlite:///{tmp_path}/w.db", tables, extra="order_timeout = 1")
+    async with running_fleet(settings, price_feed=False, notifier=lambda _: RecordingNotifier()) as fleet:
+        assert set(fleet.runtimes) == {"one", "sim"}
+        assert fleet.failures == {
+            "two": "accounts.two: trades the same exchange account as 'one' (same exchange, endpoint"
+            " and key); one writer per exchange account"
+        }
+        opened = await engine(fleet, "sim").open_position(OpenPosition(SOL, Side.LONG, Decimal(100)))
+        assert opened.status is PositionStatus.PROTECTED
