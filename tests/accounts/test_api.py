@@ -218,3 +218,26 @@ async def test_the_dashboard_shows_one_account_at_a_time(fleet: Fleet, http: htt
     assert opened.json()["id"] in alt
     assert f'hx-post="/api/v1/positions/{opened.json()["id"]}/close?account=alt"' in alt
     assert opened.json()["id"] not in (await http.get("/ui/positions?account=main")).text
+
+
+async def test_a_kill_of_all_that_misses_an_account_is_not_reported_as_done(tmp_path: Path) -> None:
+    """alt is a standby here (another engine holds its lease): a global kill stops main and
+    answers 503 kill_incomplete naming alt, never a plain 200."""
+    settings = fleet_settings(tmp_path, f"sqlite:///{tmp_path}/w.db", TWO_SIM)
+    holder = settings.for_account("alt").model_copy(update={"data_dir": tmp_path / "other"})
+    async with (
+        running(holder, price_feed=False, notifier=RecordingNotifier()),
+        running_fleet(settings, price_feed=False, notifier=lambda _: RecordingNotifier()) as fleet,
+    ):
+        transport = httpx.ASGITransport(app=create_app(lambda: fleet))
+        async with httpx.AsyncClient(transport=transport, base_url="http://warden", headers=AUTH) as http:
+            accounts = {a["name"]: a["lease_held"] for a in (await http.get("/api/v1/accounts")).json()}
+            assert accounts == {"main": True, "alt": False}
+            killed = await http.post("/api/v1/kill", json={})
+            assert killed.status_code == 503, killed.text
+            body = killed.json()
+            assert body["error"] == "kill_incomplete" and body["scope"] == "all accounts"
+            assert body["message"].startswith("kill switch NOT on for alt: ")
+            assert body["message"].endswith("(on for: main)")
+            assert body["accounts"]["main"]["controls"]["killed"]
+            assert fleet.runtimes["main"].engine.status().controls.killed

@@ -25,6 +25,8 @@ Errors are JSON `{"error": code, "field"?: name, "message": text, "accepted"?: [
                              `position` is attached
     413 body_too_large       the body is larger than max_body_bytes
     503 trading_refused      the engine will not trade now; nothing was sent
+    503 kill_incomplete      a kill of every account could not stop some (each account's outcome
+                             is attached)
     503 database_unavailable the intent could not be stored; nothing was sent
     503 not_ready            the engine is not running yet
     503 exchange_unavailable the exchange did not answer
@@ -539,7 +541,14 @@ def _add_control_routes(app: FastAPI) -> None:
         cmd = parse_body(KillIn, _without_secret(caller.data))
         assert isinstance(cmd, KillIn)
         if caller.global_:
-            return JSONResponse(await _kill_all(caller.fleet, cmd))
+            body = await _kill_all(caller.fleet, cmd)
+            missed = {name: one["error"] for name, one in body["accounts"].items() if "error" in one}
+            if missed:  # the caller must not read a partial kill as done
+                stopped = [name for name in body["accounts"] if name not in missed]
+                listed = "; ".join(f"{name}: {why}" for name, why in missed.items())
+                message = f"kill switch NOT on for {listed} (on for: {', '.join(stopped) or 'none'})"
+                return JSONResponse({"error": "kill_incomplete", "message": message, **body}, status_code=503)
+            return JSONResponse(body)
         return JSONResponse(kill_json(await engine(caller).kill(cmd.flatten, cmd.reason)))
 
 
