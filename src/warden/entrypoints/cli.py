@@ -137,6 +137,8 @@ async def serve(settings: Settings, token: ApiToken, sock: socket.socket) -> Non
             served = await stack.enter_async_context(running_fleet(settings, beside=beside_fleet))
             for name, why in served.failures.items():
                 err.print(f"warden: account {name} is not running: {why}", markup=False)
+            if not served.runtimes:
+                raise RuntimeError("no account could start (each is named above)")
         else:
             out.print(
                 f"warden: starting ({settings.exchange} exchange, account {settings.account})", markup=False
