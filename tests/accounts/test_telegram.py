@@ -96,3 +96,20 @@ async def test_close_all_on_one_account_is_confirmed_by_its_button(
     await eventually(lambda: bool(replies(api, "closed: realized PnL")), timeout=15, what="closed")
     assert positions(fleet, "alt") == []
     assert positions(fleet, "main") == [("SOL/USDT:USDT", "long")]
+
+
+async def test_with_one_account_at_name_is_optional(tmp_path: Path, api: FakeBotApi) -> None:  # noqa: F811
+    """Today's single account: replies as before, `@default` accepted, another name refused."""
+    from tests.telegram.conftest import bot_settings
+    from warden.bootstrap import running
+    from warden.entrypoints.telegram import run_bot
+
+    async with running(bot_settings(tmp_path, api), price_feed=False, beside=[run_bot]) as runtime:
+        await api.say(CHAT, "short sol @default")
+        await eventually(
+            lambda: bool([t for t in api.texts(CHAT) if t.startswith("✅")]), timeout=15, what="open"
+        )
+        assert runtime.sim is not None and len(runtime.sim.core.positions()) == 1
+        await api.say(CHAT, "long eth @main")
+        await eventually(lambda: bool(replies(api, "unknown account @main")), timeout=15, what="refusal")
+        assert len(runtime.sim.core.positions()) == 1

@@ -412,6 +412,8 @@ class FleetCommands:
 
     async def respond(self, chat_id: int, text: str) -> Reply:
         words = text.strip().split()
+        if len(self.accounts) == 1 and not any(w.startswith("@") for w in words[1:]):
+            return await self._one(next(iter(self.accounts)), chat_id, text)
         if not words:
             return Reply(HELP + f"\naccounts: {self._listed()}; add @NAME to a command")
         named = [w for w in words[1:] if w.startswith("@")]
@@ -443,10 +445,16 @@ class FleetCommands:
         if isinstance(commands, str):
             return Reply(f"[{name}] not running: {commands}")
         reply = await commands.respond(chat_id, text)
+        if len(self.accounts) == 1:  # one account: `@NAME` accepted, replies as they always were
+            return reply
         buttons = [(label, f"{name}|{data}") for label, data in reply.buttons]
         return Reply(f"[{name}] {reply.text}", buttons)
 
     async def on_button(self, chat_id: int, data: str) -> Reply:
+        if len(self.accounts) == 1:
+            only = next(iter(self.accounts.values()))
+            if isinstance(only, Commands):
+                return await only.on_button(chat_id, data)
         name, _, inner = data.partition("|")
         commands = self.accounts.get(name)
         if not isinstance(commands, Commands):
@@ -593,8 +601,14 @@ async def run_bot(runtime: Runtime) -> None:
     settings = runtime.settings
     if not settings.chat_ids:
         log.warning("telegram_no_chats", hint="set WARDEN_TELEGRAM_CHAT_IDS; every chat is ignored")
+    commands = Commands(runtime.engine, settings.default_usd, runtime.clock.now)
     bot = TelegramBot(
-        runtime.telegram, runtime.engine, set(settings.chat_ids), settings.default_usd, runtime.clock.now
+        runtime.telegram,
+        runtime.engine,
+        set(settings.chat_ids),
+        settings.default_usd,
+        runtime.clock.now,
+        commands=FleetCommands({settings.account: commands}),  # `@default` accepted, like ?account=
     )
     try:
         await bot.run()
