@@ -81,7 +81,7 @@ class AccountSettings(pydantic.BaseModel):
     api_key_env: str | None = Field(None, min_length=1)
     api_secret_env: str | None = Field(None, min_length=1)
     drift_sub_account: int | None = Field(None, ge=0, le=65535)
-    drift_keypair_path: str | None = Field(None, min_length=1)
+    drift_keypair_path: SecretStr | None = Field(None, min_length=1)
     drift_rpc_url_env: str | None = Field(None, min_length=1)
     sim_seed: int | None = None
     leverage: int | None = Field(None, ge=1, le=125)
@@ -464,7 +464,7 @@ class Settings(BaseSettings):
         environ = os.environ if environ is None else environ
         update: dict[str, Any] = {"account": name, "accounts": {}, "api_key": None, "api_secret": None}
         if table.drift_keypair_path is not None:
-            update["drift_keypair_path"] = SecretStr(table.drift_keypair_path)
+            update["drift_keypair_path"] = table.drift_keypair_path
         for key in ("api_key", "api_secret", "drift_rpc_url"):
             variable = getattr(table, f"{key}_env")
             if variable is None:

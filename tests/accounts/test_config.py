@@ -160,7 +160,7 @@ def test_drift_accounts_take_their_own_wallet_and_rpc(tmp_path: Path) -> None:
     )
     assert one.drift_rpc_url is not None and one.drift_rpc_url.get_secret_value() == "https://rpc.example/one"
     assert one.drift_sub_account == 2
-    assert "/keys/one.json" not in repr(one)
+    assert "/keys/one.json" not in repr(one) and "/keys/one.json" not in repr(s)
     with pytest.raises(ConfigError, match="RPC_ONE is not set"):
         s.for_account("d1", {})
     assert s.for_account("d2").drift_keypair_path is None
