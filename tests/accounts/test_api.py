@@ -241,3 +241,32 @@ async def test_a_kill_of_all_that_misses_an_account_is_not_reported_as_done(tmp_
             assert body["message"].endswith("(on for: main)")
             assert body["accounts"]["main"]["controls"]["killed"]
             assert fleet.runtimes["main"].engine.status().controls.killed
+
+
+async def test_an_account_that_could_not_start_is_listed_with_why(tmp_path: Path) -> None:
+    tables = TWO_SIM.replace(
+        '[accounts.alt]\nexchange = "sim"',
+        '[accounts.alt]\nexchange = "bybit"\n'
+        'api_key_env = "NO_SUCH_KEY_Y"\napi_secret_env = "NO_SUCH_SECRET_Y"',
+    )
+    settings = fleet_settings(tmp_path, f"sqlite:///{tmp_path}/w.db", tables)
+    why = "accounts.alt.api_key_env: the environment variable NO_SUCH_KEY_Y is not set"
+    async with running_fleet(settings, price_feed=False, notifier=lambda _: RecordingNotifier()) as fleet:
+        transport = httpx.ASGITransport(app=create_app(lambda: fleet))
+        async with httpx.AsyncClient(transport=transport, base_url="http://warden", headers=AUTH) as http:
+            accounts = {a["name"]: a for a in (await http.get("/api/v1/accounts")).json()}
+            alt = accounts["alt"]
+            assert (alt["exchange"], alt["lease_held"], alt["state"], alt["accepting_signals"]) == (
+                "bybit",
+                False,
+                None,
+                False,
+            )
+            assert alt["reasons"] == [f"not running: {why}"]
+            assert accounts["main"]["state"] == "ready"
+            refused = await http.post("/api/v1/signals", json={**SIGNAL, "account": "alt"})
+            assert refused.status_code == 503 and "account 'alt' is not running" in refused.json()["message"]
+            health = await http.get("/healthz")
+            assert health.status_code == 503
+            assert health.json()["reasons"] == [f"alt: not running: {why}"]
+            assert (await http.post("/api/v1/signals", json={**SIGNAL, "account": "main"})).status_code == 201

@@ -980,13 +980,13 @@ def _fleet_health(statuses: Mapping[str, EngineStatus | str]) -> JSONResponse:
 
 
 def _account_out(fleet: FleetApi, name: str) -> AccountOut:
-    settings = fleet.settings.for_account(name) if fleet.settings.accounts else fleet.settings
     runtime = fleet.runtime(name)
     if runtime is None:
         why = fleet.failures.get(name, "starting")
+        table = fleet.settings.accounts.get(name)
         return AccountOut(
             name=name,
-            exchange=settings.exchange,
+            exchange=(table.exchange if table is not None else None) or fleet.settings.exchange,
             lease_held=False,
             state=None,
             accepting_signals=False,
