@@ -1,6 +1,7 @@
 """End to end, two accounts in one `warden run`: a Binance account and a Bybit account, each on
 its own `warden sim serve` (unmodified ccxt between them), kill -9 of the engine and a restart
-on the same database; both accounts come back recovered, protected and in agreement."""
+on the same database (SQLite and PostgreSQL); both accounts come back recovered, protected and
+in agreement."""
 
 from __future__ import annotations
 
@@ -59,7 +60,7 @@ def both_agree(engine: Engine, sims: dict[str, SimServer]) -> list[str]:
     return problems
 
 
-def test_two_accounts_in_one_process_survive_kill_9(procs: Processes, tmp_path: Path) -> None:
+def test_two_accounts_in_one_process_survive_kill_9(procs: Processes, tmp_path: Path, store_url: str) -> None:
     sims = {
         "main": procs.sim(seed=3, price_interval=0),
         "alt": procs.sim(seed=4, venue="bybit", price_interval=0),
@@ -81,7 +82,9 @@ api_secret_env = "ALT_SECRET"
 """
     )
     keys = {"MAIN_KEY": SIM_KEY, "MAIN_SECRET": SIM_SECRET, "ALT_KEY": SIM_KEY, "ALT_SECRET": SIM_SECRET}
-    engine = procs.engine("accounts", tmp_path / "data", sim=None, WARDEN_CONFIG=str(config), **keys)
+    engine = procs.engine(
+        "accounts", tmp_path / "data", sim=None, db=store_url, WARDEN_CONFIG=str(config), **keys
+    )
     engine.wait_ready(within=90)
 
     refused = signal(engine, {"symbol": "SOL", "side": "long", "usd": "100"})
