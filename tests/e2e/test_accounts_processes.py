@@ -20,6 +20,7 @@ from .processes import (
     SimServer,
     agreement_problems,
     converge,
+    poll,
     protection_problems,
 )
 
@@ -117,3 +118,54 @@ api_secret_env = "ALT_SECRET"
             True,
             opened["size"],
         ), name
+
+
+def test_an_account_with_a_bad_key_leaves_the_other_trading(procs: Processes, tmp_path: Path) -> None:
+    """alt's key is refused by its exchange: alt never trades (its signals 503, nothing sent,
+    /accounts says why), main trades; the process stays up."""
+    sims = {
+        "main": procs.sim(seed=5, price_interval=0),
+        "alt": procs.sim(seed=6, venue="bybit", price_interval=0),
+    }
+    config = tmp_path / "warden.toml"
+    config.write_text(
+        f"""
+[accounts.main]
+exchange = "binanceusdm"
+exchange_url = "{sims["main"].url}"
+api_key_env = "MAIN_KEY"
+api_secret_env = "MAIN_SECRET"
+
+[accounts.alt]
+exchange = "bybit"
+exchange_url = "{sims["alt"].url}"
+api_key_env = "ALT_KEY"
+api_secret_env = "ALT_SECRET"
+"""
+    )
+    keys = {"MAIN_KEY": SIM_KEY, "MAIN_SECRET": SIM_SECRET, "ALT_KEY": "wrong-key", "ALT_SECRET": "wrong"}
+    engine = procs.engine("accounts", tmp_path / "data", sim=None, WARDEN_CONFIG=str(config), **keys)
+
+    def states() -> dict[str, Any] | None:
+        engine.check_running()
+        with engine.client(2.0) as http:
+            response = http.get("/api/v1/accounts")
+        if response.status_code != 200:
+            return None
+        shown = {a["name"]: a for a in response.json()}
+        return shown if shown["main"]["accepting_signals"] and shown["alt"]["reasons"] else None
+
+    shown = poll(states, within=90, what="main ready and alt refused")
+    assert not shown["alt"]["accepting_signals"], shown["alt"]
+    assert "API key is invalid" in " ".join(shown["alt"]["reasons"]), shown["alt"]
+    assert engine.healthz() == 503
+
+    alt = signal(engine, {"symbol": "ETH", "side": "short", "usd": "200", "account": "alt"})
+    assert alt.status_code == 503, alt.text
+    main = signal(engine, {"symbol": "SOL", "side": "long", "usd": "100", "account": "main"})
+    assert main.status_code == 201, main.text
+    assert sims["alt"].state()["positions"] == [] and sims["alt"].state()["open_orders"] == []
+    converge(
+        lambda: both_agree(engine, {"main": sims["main"]}), within=CONVERGE_WITHIN, what="main protected"
+    )
+    engine.check_running()
