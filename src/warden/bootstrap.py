@@ -142,15 +142,28 @@ def engine_config(settings: Settings, installation_id: str = "") -> EngineConfig
     )
 
 
-def build_channels(settings: Settings) -> tuple[list[AlertChannel], Any]:
-    """The remote alert channels the settings ask for, and the Telegram bot (None without a token)."""
+def build_bot(settings: Settings) -> Any:
+    """The Telegram bot (None without a token); one per process, shared by every account."""
+    if settings.telegram_token is None:
+        return None
+    token = settings.telegram_token.get_secret_value()
+    hide_secret(token)
+    return make_bot(token, settings.telegram_api_url)
+
+
+def build_channels(
+    settings: Settings, bot: Any = None, *, label: bool = False
+) -> tuple[list[AlertChannel], Any]:
+    """The remote alert channels the settings ask for, and the Telegram bot (None without a token).
+
+    `bot`: a bot already made (by the fleet, for every account); else one is made here.
+    `label`: each Telegram alert names its account (one bot speaking for several)."""
     channels: list[AlertChannel] = []
-    bot = None
-    if settings.telegram_token is not None:
-        token = settings.telegram_token.get_secret_value()
-        hide_secret(token)
-        bot = make_bot(token, settings.telegram_api_url)
-        channels.extend(TelegramChannel(bot, chat) for chat in settings.chat_ids)
+    if bot is None:
+        bot = build_bot(settings)
+    if bot is not None:
+        account = settings.account if label else None
+        channels.extend(TelegramChannel(bot, chat, account) for chat in settings.chat_ids)
     if settings.alert_webhook_url:
         channels.append(WebhookChannel(settings.alert_webhook_url, settings.account))
     return channels, bot
@@ -221,27 +234,37 @@ async def running(
     exchange: Exchange | None = None,
     lease_retry: float = LEASE_RETRY,
     beside: Sequence[Callable[[Runtime], Coroutine[Any, Any, None]]] = (),
+    bot: Any = None,
+    label_alerts: bool = False,
+    migrate: bool = True,
 ) -> AsyncIterator[Runtime]:
     """Build, take the lease (or stand by), recover, and run until the block exits.
 
     `beside`: entrypoints that run next to the engine in its task group (the Telegram bot);
     they are started once the runtime exists, whether this engine holds the lease or stands by.
-    Alert delivery runs from the start too, on a standby as well.
+    Alert delivery runs from the start too, on a standby as well. `bot`: the Telegram bot when
+    several accounts share one (its owner closes it); else one is made from the settings.
+    `label_alerts`: Telegram alerts name the account (several accounts, one chat). `migrate`:
+    False when the database was migrated already (by the fleet, once for every account).
     """
     clock = clock or SystemClock()
     store = await open_store(
-        settings.db, exchange=settings.exchange, account=settings.account, op_timeout=settings.db_timeout
+        settings.db,
+        exchange=settings.exchange,
+        account=settings.account,
+        op_timeout=settings.db_timeout,
+        migrate=migrate,
     )
-    sim: SimulatedExchange | None
     owns_exchange = exchange is None  # an exchange handed in is closed by whoever made it
-    if exchange is None:
-        exchange, sim = build_exchange(settings, clock)
-        await _start_sidecar(exchange)
-    else:
-        sim = exchange if isinstance(exchange, SimulatedExchange) else None
+    try:
+        exchange, sim = await _exchange_for(settings, clock, exchange)
+    except BaseException:
+        await store.close()  # one account that cannot start leaves nothing open behind it
+        raise
     telemetry = Telemetry()
     channel = "log"  # the notifier is the log channel (Telegram and webhooks are alert channels)
-    channels, bot = build_channels(settings)
+    shared_bot = bot is not None
+    channels, bot = build_channels(settings, bot, label=label_alerts)
     engine = Engine(
         MeasuredExchange(exchange, telemetry),
         MeasuredStore(store, telemetry),
@@ -296,8 +319,19 @@ async def running(
             await lease.release()
         if owns_exchange:
             await exchange.close()
-        await _close_channels(channels, bot)
+        await _close_channels(channels, None if shared_bot else bot)
         await store.close()
+
+
+async def _exchange_for(
+    settings: Settings, clock: Clock, given: Exchange | None
+) -> tuple[Exchange, SimulatedExchange | None]:
+    """The exchange handed in, or the one the settings name (a Drift sidecar started)."""
+    if given is not None:
+        return given, given if isinstance(given, SimulatedExchange) else None
+    exchange, sim = build_exchange(settings, clock)
+    await _start_sidecar(exchange)
+    return exchange, sim
 
 
 async def _start_sidecar(exchange: Exchange) -> None:
@@ -406,3 +440,138 @@ async def _watch_lease(runtime: Runtime) -> None:
                 runtime.tasks.append(runtime.group.create_task(_standby(runtime)))
             return
         engine.lease_restored()
+
+
+# ------------------------------------------------------------------ many accounts in one process
+
+
+@dataclass
+class Fleet:
+    """Every account this process serves, each with its own engine, lease, exchange and stream.
+
+    `runtimes` holds the accounts that are running (holder or standby); `failures` says why an
+    account is not (it could not be built, or its engine ended): one account's failure never
+    stops another's. With no [accounts.*] table the fleet is the one `default` account.
+    """
+
+    settings: Settings
+    names: tuple[str, ...]
+    runtimes: dict[str, Runtime] = field(default_factory=dict)
+    failures: dict[str, str] = field(default_factory=dict)
+    telegram: Any = None
+    clock: Clock = field(default_factory=SystemClock)
+
+    @property
+    def multi_account(self) -> bool:
+        return len(self.names) > 1
+
+    def runtime(self, name: str) -> Runtime | None:
+        return self.runtimes.get(name)
+
+
+BesideFleet = Callable[[Fleet], Coroutine[Any, Any, None]]
+
+
+def _same_exchange_account(per_account: dict[str, Settings]) -> dict[str, str]:
+    """Accounts that name an exchange account another one already trades (the same key on the
+    same venue and endpoint): two writers on one exchange account would each find the other's
+    positions, so the later table is refused."""
+    seen: dict[tuple[object, ...], str] = {}
+    refused: dict[str, str] = {}
+    for name, s in per_account.items():
+        key = s.api_key.get_secret_value() if s.api_key is not None else None
+        if s.exchange == "drift":
+            wallet = s.drift_keypair_path.get_secret_value() if s.drift_keypair_path else None
+            identity: tuple[object, ...] = ("drift", s.exchange_url, wallet, s.drift_sub_account)
+        elif key is not None:
+            identity = (s.exchange, s.exchange_url, s.testnet, key)
+        else:
+            continue  # the simulator: every account has its own
+        if identity in seen:
+            refused[name] = (
+                f"accounts.{name}: trades the same exchange account as {seen[identity]!r}"
+                " (same exchange, endpoint and key); one writer per exchange account"
+            )
+        else:
+            seen[identity] = name
+    return refused
+
+
+@contextlib.asynccontextmanager
+async def running_fleet(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    notifier: Callable[[str], Notifier] | None = None,
+    price_feed: bool = True,
+    exchanges: dict[str, Exchange] | None = None,
+    lease_retry: float = LEASE_RETRY,
+    beside: Sequence[BesideFleet] = (),
+) -> AsyncIterator[Fleet]:
+    """Run one engine per account (`running` each, in a task of its own), until the block exits.
+
+    An account whose settings, exchange or database cannot be built is recorded in
+    `failures` and the others run on. `notifier(name)`: the notifier of one account's engine;
+    `exchanges`: exchanges handed in by name (tests); `beside`: entrypoints over the whole fleet
+    (the Telegram bot, one for every account).
+    """
+    clock = clock or SystemClock()
+    fleet = Fleet(settings, settings.account_names(), clock=clock)
+    per_account: dict[str, Settings] = {}
+    for name in fleet.names:
+        try:
+            per_account[name] = settings.for_account(name)
+        except ConfigError as exc:
+            fleet.failures[name] = f"{exc.field}: {exc.message}"
+            log.error("account_failed", account=name, error=fleet.failures[name])
+    for name, why in _same_exchange_account(per_account).items():
+        del per_account[name]
+        fleet.failures[name] = why
+        log.error("account_failed", account=name, error=why)
+    # Once, before any account opens it: concurrent migrations of one SQLite file collide.
+    await upgrade(settings.db)
+    fleet.telegram = build_bot(settings)
+    stop = asyncio.Event()
+
+    async def serve(name: str, account_settings: Settings, started: asyncio.Event) -> None:
+        # Every log line of this account's engine names it (this task's context, and its children's).
+        structlog.contextvars.bind_contextvars(account=name)
+        try:
+            async with running(
+                account_settings,
+                clock=clock,
+                notifier=notifier(name) if notifier is not None else None,
+                price_feed=price_feed,
+                exchange=(exchanges or {}).get(name),
+                lease_retry=lease_retry,
+                bot=fleet.telegram,
+                label_alerts=fleet.multi_account,
+                migrate=False,
+            ) as runtime:
+                fleet.runtimes[name] = runtime
+                started.set()
+                await stop.wait()
+        except Exception as exc:  # this account only: the others keep trading
+            fleet.failures[name] = f"{type(exc).__name__}: {exc}"
+            log.error("account_failed", account=name, error=fleet.failures[name], exc_info=exc)
+        finally:
+            fleet.runtimes.pop(name, None)
+            started.set()
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            started = {name: asyncio.Event() for name in per_account}
+            for name, account_settings in per_account.items():
+                group.create_task(serve(name, account_settings, started[name]), name=f"account:{name}")
+            await asyncio.gather(*(event.wait() for event in started.values()))
+            tasks = [group.create_task(run(fleet)) for run in beside]
+            try:
+                yield fleet
+            finally:
+                for task in tasks:
+                    task.cancel()
+                stop.set()
+    finally:
+        if fleet.telegram is not None:
+            with contextlib.suppress(Exception):
+                await close_bot(fleet.telegram)

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import tomllib
+from collections.abc import Mapping
 from contextvars import ContextVar
 from decimal import Decimal
 from pathlib import Path
@@ -56,6 +58,53 @@ class SymbolSettings(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="forbid")
     leverage: int | None = Field(None, ge=1, le=125)
     margin_mode: Literal["isolated", "cross"] | None = None
+
+
+ACCOUNT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
+"""An account's name: what `?account=`, `--account` and Telegram's `@NAME` carry."""
+
+NEEDS_KEYS = ("binanceusdm", "bybit")
+"""Exchanges whose accounts sign their calls with an API key and secret."""
+
+
+class AccountSettings(pydantic.BaseModel):
+    """One [accounts.NAME] table: an exchange account this engine trades, with its own lease.
+
+    Unset fields take the top-level setting of the same name, except the keys: an account's
+    secrets are named by the environment variables that hold them, never shared.
+    """
+
+    model_config = pydantic.ConfigDict(extra="forbid")
+    exchange: Literal["sim", "binanceusdm", "bybit", "drift"] | None = None
+    exchange_url: str | None = None
+    testnet: bool | None = None
+    api_key_env: str | None = Field(None, min_length=1)
+    api_secret_env: str | None = Field(None, min_length=1)
+    drift_sub_account: int | None = Field(None, ge=0, le=65535)
+    drift_keypair_path: SecretStr | None = Field(None, min_length=1)
+    drift_rpc_url_env: str | None = Field(None, min_length=1)
+    sim_seed: int | None = None
+    leverage: int | None = Field(None, ge=1, le=125)
+    margin_mode: Literal["isolated", "cross"] | None = None
+    default_usd: Decimal | None = Field(None, gt=0)
+    max_open_positions: int | None = Field(None, ge=1)
+    max_position_usd: Decimal | None = Field(None, gt=0, allow_inf_nan=False)
+    max_total_usd: Decimal | None = Field(None, gt=0, allow_inf_nan=False)
+    max_daily_loss_usd: Decimal | None = Field(None, gt=0, allow_inf_nan=False)
+
+    @field_validator("exchange_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"must start with http:// or https://, not {value!r}")
+        return value.rstrip("/") if value else value
+
+    @field_validator("api_key_env", "api_secret_env", "drift_rpc_url_env")
+    @classmethod
+    def _env_name(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+            raise ValueError(f"must be the name of an environment variable, not {value!r}")
+        return value
 
 
 class Settings(BaseSettings):
@@ -272,6 +321,36 @@ class Settings(BaseSettings):
         " cannot be off.",
     )
 
+    accounts: dict[str, AccountSettings] = Field(
+        default_factory=dict,
+        description="The exchange accounts this engine trades, one [accounts.NAME] table each (exchange,"
+        " exchange_url, testnet, api_key_env, api_secret_env, limits); none: the one account above.",
+    )
+
+    @field_validator("accounts")
+    @classmethod
+    def _account_names(cls, value: dict[str, AccountSettings]) -> dict[str, AccountSettings]:
+        for name in value:
+            if not ACCOUNT_NAME.fullmatch(name):
+                raise ValueError(
+                    f"{name!r} is not an account name: letters, digits, _ and -, at most 32, "
+                    "starting with a letter or digit"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _accounts_have_keys(self) -> Settings:
+        for name, table in self.accounts.items():
+            exchange = table.exchange or self.exchange
+            if exchange in NEEDS_KEYS and (table.api_key_env is None or table.api_secret_env is None):
+                missing = "api_key_env" if table.api_key_env is None else "api_secret_env"
+                raise DomainValidationError(
+                    f"accounts.{name}.{missing}",
+                    f"{exchange} needs api_key_env and api_secret_env: the names of the environment"
+                    " variables that hold this account's key and secret",
+                )
+        return self
+
     @field_validator("telegram_chat_ids", mode="before")
     @classmethod
     def _chat_ids(cls, value: object) -> str:
@@ -352,6 +431,55 @@ class Settings(BaseSettings):
             raise ConfigError(exc.field, exc.message) from None
         finally:
             _config_file.reset(token)
+
+    def account_names(self) -> tuple[str, ...]:
+        """The accounts this engine serves: the [accounts.*] tables, or the one `account`."""
+        return tuple(self.accounts) or (self.account,)
+
+    @property
+    def multi_account(self) -> bool:
+        """More than one account: every signal, read and command must say which."""
+        return len(self.accounts) > 1
+
+    def only(self, name: str) -> Settings:
+        """These settings serving the one [accounts.NAME] table `name` (`warden run --account`:
+        one engine per account on several hosts, the accounts shared out through their leases)."""
+        if name not in self.accounts:
+            raise ConfigError("account", f"unknown account {name!r}; accounts: {', '.join(self.accounts)}")
+        return self.model_copy(update={"accounts": {name: self.accounts[name]}, "account": name})
+
+    def for_account(self, name: str, environ: Mapping[str, str] | None = None) -> Settings:
+        """The settings one account's engine runs with: its table over the top-level settings.
+
+        Its key and secret are read from the environment variables its table names; one that
+        is not set is a ConfigError naming the table's field.
+        """
+        if not self.accounts:
+            if name != self.account:
+                raise ConfigError("account", f"unknown account {name!r}; this engine serves {self.account!r}")
+            return self
+        table = self.accounts.get(name)
+        if table is None:
+            raise ConfigError("account", f"unknown account {name!r}; accounts: {', '.join(self.accounts)}")
+        environ = os.environ if environ is None else environ
+        update: dict[str, Any] = {"account": name, "accounts": {}, "api_key": None, "api_secret": None}
+        if table.drift_keypair_path is not None:
+            update["drift_keypair_path"] = table.drift_keypair_path
+        for key in ("api_key", "api_secret", "drift_rpc_url"):
+            variable = getattr(table, f"{key}_env")
+            if variable is None:
+                continue
+            value = environ.get(variable)
+            if not value:
+                raise ConfigError(
+                    f"accounts.{name}.{key}_env", f"the environment variable {variable} is not set"
+                )
+            update[key] = SecretStr(value)
+        secrets = {"api_key_env", "api_secret_env", "drift_rpc_url_env", "drift_keypair_path"}
+        for key, value in table.model_dump(exclude=secrets).items():
+            if value is not None:
+                update[key] = value
+        return self.model_copy(update=update)
 
     def exit_plan(self) -> ExitPlan:
         return ExitPlan(

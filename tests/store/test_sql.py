@@ -31,7 +31,7 @@ from warden.ports import StoreUnavailable, SymbolBusy
 
 from .builders import BTC, D, insert, position
 
-HEAD = "0004"
+HEAD = "0005"
 
 
 def closed_port() -> int:

@@ -45,9 +45,11 @@ def make_bot(token: str, api_url: str, *, timeout: float = 10.0, long_poll: int 
     )
 
 
-def alert_text(alert: Alert) -> str:
-    """An alert as a plain-text Telegram message (no markup: nothing to escape)."""
-    lines = [f"{BADGES[alert.severity]} {alert.kind.value}", alert.message]
+def alert_text(alert: Alert, account: str | None = None) -> str:
+    """An alert as a plain-text Telegram message (no markup: nothing to escape); `account`
+    names whose it is when one bot speaks for several accounts."""
+    where = f" [{account}]" if account else ""
+    lines = [f"{BADGES[alert.severity]}{where} {alert.kind.value}", alert.message]
     if alert.position_id:
         lines.append(f"position {alert.position_id}")
     return "\n".join(lines)[:MAX_TEXT]
@@ -62,9 +64,10 @@ def safe_error(exc: BaseException, token: str) -> str:
 class TelegramChannel:
     """Alerts to one chat. One channel per chat: a chat that got an alert is not sent it again."""
 
-    def __init__(self, bot: Bot, chat_id: int) -> None:
+    def __init__(self, bot: Bot, chat_id: int, account: str | None = None) -> None:
         self._bot = bot
         self._chat_id = chat_id
+        self._account = account
 
     @property
     def name(self) -> str:
@@ -72,7 +75,9 @@ class TelegramChannel:
 
     async def send(self, alert: Alert, *, silent: bool) -> None:
         try:
-            await self._bot.send_message(self._chat_id, alert_text(alert), disable_notification=silent)
+            await self._bot.send_message(
+                self._chat_id, alert_text(alert, self._account), disable_notification=silent
+            )
         except BadRequest as exc:
             raise DeliveryRejected(safe_error(exc, self._bot.token)) from None
         except TelegramError as exc:

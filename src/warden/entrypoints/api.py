@@ -7,6 +7,12 @@ Every /api/v1 route needs a token (see auth.py); /healthz, /metrics and the Open
 document are open and show no amounts. Request bodies are strict models (schemas.py)
 and capped at `max_body_bytes`.
 
+Accounts: an engine serving more than one account ([accounts.NAME] tables) needs to be told
+which: `?account=NAME` on every call (a signal may carry `account` in its body instead);
+without it, or with a name it does not serve, the answer is 422 naming `account` and nothing
+is sent. With one account, `account` may be left out. POST /kill without an account stops
+every account and says so (`scope: "all accounts"`). GET /accounts lists them.
+
 Errors are JSON `{"error": code, "field"?: name, "message": text, "accepted"?: [...]}`:
 
     422 validation_error     bad input; `field` names it (`accepted` lists the fields of the body
@@ -19,6 +25,8 @@ Errors are JSON `{"error": code, "field"?: name, "message": text, "accepted"?: [
                              `position` is attached
     413 body_too_large       the body is larger than max_body_bytes
     503 trading_refused      the engine will not trade now; nothing was sent
+    503 kill_incomplete      a kill of every account could not stop some (each account's outcome
+                             is attached)
     503 database_unavailable the intent could not be stored; nothing was sent
     503 not_ready            the engine is not running yet
     503 exchange_unavailable the exchange did not answer
@@ -57,6 +65,7 @@ from warden.entrypoints.controls_api import ControlsApi, add_limit_handler, kill
 from warden.entrypoints.metrics import CONTENT_TYPE, ApiMetrics, SignalOutcome
 from warden.entrypoints.schemas import (
     NO_BODY,
+    AccountOut,
     CloseSymbolIn,
     ControlsReply,
     EmptyIn,
@@ -138,7 +147,67 @@ class RuntimeApi(Protocol):
     def metrics_registry(self) -> CollectorRegistry: ...
 
 
-RuntimeProvider = Callable[[], RuntimeApi | None]
+class FleetApi(Protocol):
+    """Every account the process serves (bootstrap.Fleet): a runtime per running account."""
+
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def names(self) -> tuple[str, ...]: ...
+    @property
+    def failures(self) -> Mapping[str, str]: ...
+    def runtime(self, name: str) -> RuntimeApi | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Solo:
+    """One runtime seen as a fleet of one account."""
+
+    only: RuntimeApi
+
+    @property
+    def settings(self) -> Settings:
+        return self.only.settings
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return (self.only.settings.account,)
+
+    @property
+    def failures(self) -> Mapping[str, str]:
+        return {}
+
+    def runtime(self, name: str) -> RuntimeApi | None:
+        return self.only if name == self.only.settings.account else None
+
+
+RuntimeProvider = Callable[[], RuntimeApi | FleetApi | None]
+
+
+def as_fleet(served: RuntimeApi | FleetApi) -> FleetApi:
+    return cast(FleetApi, served) if hasattr(served, "names") else Solo(served)
+
+
+def select(fleet: FleetApi, name: str | None) -> RuntimeApi:
+    """The runtime of account `name`; None is the only account. 422 naming `account` for a
+    missing or unknown one, 503 for one that is not running."""
+    names = fleet.names
+    listed = ", ".join(names)
+    if name is None:
+        if len(names) != 1:
+            raise ValidationError(
+                "account",
+                f"is required: this engine serves {listed}; give ?account=NAME (a signal may carry"
+                ' "account" in its body)',
+            )
+        name = names[0]
+    if name not in names:
+        raise ValidationError("account", f"unknown account {name!r}; this engine serves {listed}")
+    runtime = fleet.runtime(name)
+    if runtime is None:
+        why = fleet.failures.get(name, "it is starting")
+        raise ApiError(503, "not_ready", f"account {name!r} is not running: {why}")
+    return runtime
 
 
 class ApiError(Exception):
@@ -199,10 +268,22 @@ bearer = HTTPBearer(
 
 @dataclass(frozen=True, slots=True)
 class Caller:
-    """A request that passed the token check, with its decoded body (None if it had none)."""
+    """A request that passed the token check, with its decoded body (None if it had none) and
+    the account it named (`?account=`), if any."""
 
-    runtime: RuntimeApi
+    fleet: FleetApi
     data: object
+    account: str | None = None
+
+    @property
+    def runtime(self) -> RuntimeApi:
+        """The named account's runtime (the only one's, if the engine serves one)."""
+        return select(self.fleet, self.account)
+
+    @property
+    def global_(self) -> bool:
+        """No account named while the engine serves several: the call is about all of them."""
+        return self.account is None and len(self.fleet.names) > 1
 
 
 class _Context:
@@ -210,34 +291,89 @@ class _Context:
 
     def __init__(self, provider: RuntimeProvider) -> None:
         self._provider = provider
-        self.metrics = ApiMetrics(self.safe_status, self.safe_unprotected, self.runtime_registry)
+        self.metrics = ApiMetrics(
+            self.safe_status,
+            self.safe_unprotected,
+            self.runtime_registry,
+            self.account_statuses,
+            self.account_registries,
+        )
         self.inflight: set[asyncio.Task[Any]] = set()
 
-    def current(self) -> RuntimeApi:
-        runtime = self._provider()
-        if runtime is None:
+    def current(self) -> FleetApi:
+        served = self._provider()
+        if served is None:
             raise ApiError(503, "not_ready", "the engine is starting; try again shortly")
-        return runtime
+        return as_fleet(served)
+
+    def fleet(self) -> FleetApi | None:
+        served = self._provider()
+        return None if served is None else as_fleet(served)
+
+    def running(self) -> list[tuple[str, RuntimeApi]]:
+        """Every running account's runtime, by name."""
+        fleet = self.fleet()
+        if fleet is None:
+            return []
+        pairs = [(name, fleet.runtime(name)) for name in fleet.names]
+        return [(name, runtime) for name, runtime in pairs if runtime is not None]
+
+    def pick(self, name: str | None) -> RuntimeApi | None:
+        """Account `name`'s runtime if it is running (None: the first running one)."""
+        if name is None:
+            running = self.running()
+            return running[0][1] if running else None
+        fleet = self.fleet()
+        return None if fleet is None or name not in fleet.names else fleet.runtime(name)
+
+    def names(self) -> tuple[str, ...]:
+        fleet = self.fleet()
+        return () if fleet is None else fleet.names
 
     def max_body(self) -> int:
-        runtime = self._provider()
-        return DEFAULT_MAX_BODY if runtime is None else runtime.settings.max_body_bytes
+        fleet = self.fleet()
+        return DEFAULT_MAX_BODY if fleet is None else fleet.settings.max_body_bytes
 
     def runtime_registry(self) -> CollectorRegistry | None:
-        runtime = self._provider()
-        return None if runtime is None else runtime.metrics_registry
+        running = self.running()
+        return running[0][1].metrics_registry if len(running) == 1 else None
+
+    def account_registries(self) -> dict[str, CollectorRegistry]:
+        """Each running account's exchange, database and alert metrics (labelled by account)."""
+        fleet = self.fleet()
+        if fleet is None or len(fleet.names) < 2:
+            return {}
+        return {name: runtime.metrics_registry for name, runtime in self.running()}
 
     def safe_unprotected(self) -> list[float]:
-        runtime = self._provider()
-        return [] if runtime is None else list(runtime.engine.unprotected_seconds())
+        return [s for _, runtime in self.running() for s in runtime.engine.unprotected_seconds()]
 
     def safe_status(self) -> EngineStatus | None:
-        runtime = self._provider()
-        return None if runtime is None else runtime.engine.status()
+        running = self.running()
+        return running[0][1].engine.status() if len(running) == 1 else None
 
-    async def authorize(self, request: Request, level: Access, *, body: bool) -> Caller:
+    def account_statuses(self) -> dict[str, EngineStatus | None]:
+        """Each account's status (None: not running), for the metrics of several accounts."""
+        return {name: s if isinstance(s, EngineStatus) else None for name, s in self.statuses().items()}
+
+    def statuses(self) -> dict[str, EngineStatus | str]:
+        """Each account's engine status, or why it is not running."""
+        fleet = self.fleet()
+        if fleet is None:
+            return {}
+        shown: dict[str, EngineStatus | str] = {}
+        for name in fleet.names:
+            runtime = fleet.runtime(name)
+            shown[name] = (
+                runtime.engine.status() if runtime is not None else fleet.failures.get(name, "not running")
+            )
+        return shown
+
+    async def authorize(
+        self, request: Request, level: Access, *, body: bool, account: str | None = None
+    ) -> Caller:
         """The caller's token must grant `level` (401 without one, 403 if too weak)."""
-        runtime = self.current()
+        fleet = self.current()
         data: object = NO_BODY
         problem: ValidationError | None = None
         if body:
@@ -247,10 +383,10 @@ class _Context:
                     data = decode_json(raw)
                 except ValidationError as exc:
                     problem = exc
-        access = request_access(request, runtime.settings, data)
+        access = request_access(request, fleet.settings, data)
         if access is Access.NONE:
             message = "missing or wrong API token (Authorization: Bearer <token>, or `secret` in the body)"
-            if runtime.settings.api_token is None:
+            if fleet.settings.api_token is None:
                 message = "no API token is configured on the engine; set WARDEN_API_TOKEN"
             raise ApiError(401, "unauthorized", message)
         if access < level:
@@ -258,7 +394,7 @@ class _Context:
         check_query(request)
         if problem is not None:
             raise problem
-        return Caller(runtime, data)
+        return Caller(fleet, data, account)
 
 
 def _query_names(dependant: Any) -> set[str]:
@@ -286,16 +422,30 @@ def _ctx(request: Request) -> _Context:
     return ctx
 
 
+AccountQuery = Annotated[
+    str | None,
+    Query(
+        min_length=1,
+        max_length=64,
+        description="The account (an [accounts.NAME] table); required when the engine serves more than one.",
+    ),
+]
+
+
 async def _reader(
-    request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]
+    request: Request,
+    _: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
+    account: AccountQuery = None,
 ) -> Caller:
-    return await _ctx(request).authorize(request, Access.READ, body=False)
+    return await _ctx(request).authorize(request, Access.READ, body=False, account=account)
 
 
 async def _writer(
-    request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]
+    request: Request,
+    _: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
+    account: AccountQuery = None,
 ) -> Caller:
-    return await _ctx(request).authorize(request, Access.FULL, body=True)
+    return await _ctx(request).authorize(request, Access.FULL, body=True, account=account)
 
 
 Reader = Annotated[Caller, Depends(_reader)]
@@ -390,7 +540,33 @@ def _add_control_routes(app: FastAPI) -> None:
     async def post_kill(caller: Writer) -> JSONResponse:
         cmd = parse_body(KillIn, _without_secret(caller.data))
         assert isinstance(cmd, KillIn)
+        if caller.global_:
+            body = await _kill_all(caller.fleet, cmd)
+            missed = {name: one["error"] for name, one in body["accounts"].items() if "error" in one}
+            if missed:  # the caller must not read a partial kill as done
+                stopped = [name for name in body["accounts"] if name not in missed]
+                listed = "; ".join(f"{name}: {why}" for name, why in missed.items())
+                message = f"kill switch NOT on for {listed} (on for: {', '.join(stopped) or 'none'})"
+                return JSONResponse({"error": "kill_incomplete", "message": message, **body}, status_code=503)
+            return JSONResponse(body)
         return JSONResponse(kill_json(await engine(caller).kill(cmd.flatten, cmd.reason)))
+
+
+async def _kill_all(fleet: FleetApi, cmd: KillIn) -> dict[str, Any]:
+    """The kill switch on every account at once; each account's outcome, or why it failed."""
+
+    async def one(name: str) -> dict[str, Any]:
+        runtime = fleet.runtime(name)
+        if runtime is None:
+            return {"error": f"not running: {fleet.failures.get(name, 'it is starting')}"}
+        try:
+            report = await cast(ControlsApi, runtime.engine).kill(cmd.flatten, cmd.reason)
+        except Exception as exc:  # one account's refusal does not stop the others' kill
+            return {"error": f"{type(exc).__name__}: {exc}"}
+        return kill_json(report)
+
+    results = await asyncio.gather(*(one(name) for name in fleet.names))
+    return {"scope": "all accounts", "accounts": dict(zip(fleet.names, results, strict=True))}
 
 
 def _without_secret(data: object) -> object:
@@ -419,7 +595,7 @@ def create_app(runtime_provider: RuntimeProvider) -> FastAPI:
     _add_control_routes(app)
     add_limit_handler(app)
     _install_openapi(app)
-    install_dashboard(app, runtime_provider)
+    install_dashboard(app, ctx.pick, ctx.names)
     app.add_middleware(BodyLimit, limit=ctx.max_body)
     return app
 
@@ -463,12 +639,13 @@ def _add_signal_route(app: FastAPI, ctx: _Context) -> None:
                 "as soon as the position is committed; unset: wait up to signal_wait seconds."
             ),
         ] = None,
+        account: AccountQuery = None,
     ) -> JSONResponse:
         try:
             allowed, address = source_allowed(request, ctx.current().settings)
             if not allowed:
                 raise ApiError(403, "forbidden", f"signals are not accepted from {address}")
-            caller = await ctx.authorize(request, Access.FULL, body=True)
+            caller = await ctx.authorize(request, Access.FULL, body=True, account=account)
             response = await _signal(ctx, caller, request, wait)
         except Exception as exc:
             ctx.metrics.count_signal(_outcome(exc))
@@ -478,8 +655,12 @@ def _add_signal_route(app: FastAPI, ctx: _Context) -> None:
 
 
 async def _signal(ctx: _Context, caller: Caller, request: Request, wait: bool | None) -> JSONResponse:
-    runtime = caller.runtime
     signal = parse_body(SignalIn, caller.data)
+    if signal.account is not None and caller.account is not None and signal.account != caller.account:
+        raise ValidationError(
+            "account", f"the body names {signal.account!r} and the query {caller.account!r}; give one"
+        )
+    runtime = select(caller.fleet, signal.account or caller.account)
     if signal.usd is not None and signal.qty is not None:
         raise ValidationError("qty", "give usd or qty, not both")
     _check_age(signal, runtime)
@@ -687,6 +868,18 @@ def _add_read_routes(app: FastAPI, ctx: _Context) -> None:
         await engine.get_position(position_id)  # 404 for an unknown id, not an empty list
         return model_response([EventOut.of(e) for e in await engine.list_events(position_id, limit)])
 
+    @app.get(
+        f"{API}/accounts",
+        response_model=list[AccountOut],
+        summary="Every account this engine serves, and whether it holds the account's lease",
+        responses=reads,
+        tags=["reading"],
+    )
+    async def get_accounts(caller: Reader) -> JSONResponse:
+        if caller.account is not None:
+            select(caller.fleet, caller.account)  # 422 for an unknown name, as everywhere
+        return model_response([_account_out(caller.fleet, name) for name in caller.fleet.names])
+
     @app.get(f"{API}/status", response_model=StatusOut, responses=_errors(401, 422, 503), tags=["reading"])
     async def get_status(caller: Reader) -> JSONResponse:
         return model_response(StatusOut.of(caller.runtime.engine.status()))
@@ -746,9 +939,13 @@ def _add_ops_routes(app: FastAPI, ctx: _Context) -> None:
     )
     async def healthz(request: Request) -> JSONResponse:
         check_query(request)
-        status = ctx.safe_status()
-        if status is None:
-            return model_response(HealthOut(status="starting", reasons=["engine not started"]), 503)
+        statuses = ctx.statuses()
+        if len(statuses) > 1:
+            return _fleet_health(statuses)
+        status = next(iter(statuses.values()), None)
+        if not isinstance(status, EngineStatus):
+            reasons = [status] if isinstance(status, str) else ["engine not started"]
+            return model_response(HealthOut(status="starting", reasons=reasons), 503)
         if status.state is EngineState.READY:
             return model_response(HealthOut(status="ok", state=status.state, reasons=list(status.reasons)))
         reasons = list(status.reasons) or [f"engine is {status.state.value}"]
@@ -766,6 +963,46 @@ def _add_ops_routes(app: FastAPI, ctx: _Context) -> None:
     async def get_metrics(request: Request) -> Response:
         check_query(request)
         return Response(ctx.metrics.render(), media_type=CONTENT_TYPE)
+
+
+def _fleet_health(statuses: Mapping[str, EngineStatus | str]) -> JSONResponse:
+    """ok when every account is ready; else each account's trouble, named."""
+    reasons: list[str] = []
+    for name, status in statuses.items():
+        if isinstance(status, str):
+            reasons.append(f"{name}: not running: {status}")
+        elif status.state is not EngineState.READY:
+            why = "; ".join(status.reasons) or f"engine is {status.state.value}"
+            reasons.append(f"{name}: {why}")
+    if not reasons:
+        return model_response(HealthOut(status="ok", reasons=[]))
+    return model_response(HealthOut(status="unavailable", reasons=reasons), 503)
+
+
+def _account_out(fleet: FleetApi, name: str) -> AccountOut:
+    runtime = fleet.runtime(name)
+    if runtime is None:
+        why = fleet.failures.get(name, "starting")
+        table = fleet.settings.accounts.get(name)
+        return AccountOut(
+            name=name,
+            exchange=(table.exchange if table is not None else None) or fleet.settings.exchange,
+            lease_held=False,
+            state=None,
+            accepting_signals=False,
+            reasons=[f"not running: {why}"],
+            open_positions=None,
+        )
+    status = runtime.engine.status()
+    return AccountOut(
+        name=name,
+        exchange=status.exchange,
+        lease_held=runtime.is_holder,
+        state=status.state,
+        accepting_signals=status.accepting_signals,
+        reasons=list(status.reasons),
+        open_positions=status.open_positions,
+    )
 
 
 def _source(request: Request) -> str:

@@ -93,6 +93,8 @@ def run(
     flags = {k: v for k, v in locals().items() if k != "config"}
     try:
         settings = Settings.load(config, **flags)
+        if settings.accounts and account is not None:
+            settings = settings.only(account)  # this engine serves that one table
     except ConfigError as exc:
         fail(f"{exc.field}: {exc.message}", code=2)
     configure_logging(settings.log_level, settings.log_json)
@@ -121,10 +123,29 @@ async def serve(settings: Settings, token: ApiToken, sock: socket.socket) -> Non
     from warden.entrypoints.api import API, create_app
     from warden.entrypoints.telegram import run_bot
 
-    out.print(f"warden: starting ({settings.exchange} exchange, account {settings.account})", markup=False)
-    beside = [run_bot] if settings.telegram_token is not None else []
-    async with running(settings, beside=beside) as runtime:
-        api = create_app(lambda: runtime)
+    async with contextlib.AsyncExitStack() as stack:
+        served: Any
+        if settings.accounts:
+            from warden.bootstrap import running_fleet
+            from warden.entrypoints.telegram import run_fleet_bot
+
+            names = ", ".join(
+                f"{n} ({settings.accounts[n].exchange or settings.exchange})" for n in settings.accounts
+            )
+            out.print(f"warden: starting accounts {names}", markup=False)
+            beside_fleet = [run_fleet_bot] if settings.telegram_token is not None else []
+            served = await stack.enter_async_context(running_fleet(settings, beside=beside_fleet))
+            for name, why in served.failures.items():
+                err.print(f"warden: account {name} is not running: {why}", markup=False)
+            if not served.runtimes:
+                raise RuntimeError("no account could start (each is named above)")
+        else:
+            out.print(
+                f"warden: starting ({settings.exchange} exchange, account {settings.account})", markup=False
+            )
+            beside = [run_bot] if settings.telegram_token is not None else []
+            served = await stack.enter_async_context(running(settings, beside=beside))
+        api = create_app(lambda: served)
         config = uvicorn.Config(
             api,
             log_config=None,

@@ -41,6 +41,14 @@ UrlOption = Annotated[
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the API's JSON instead of a table.")]
 
+AccountOption = Annotated[
+    str | None,
+    typer.Option(
+        "--account",
+        help="The account ([accounts.NAME]); required when the engine serves more than one.",
+    ),
+]
+
 
 def print_json(body: object) -> None:
     """Machine-readable output: the API's JSON, as it came."""
@@ -78,7 +86,8 @@ class Client:
     It sends the API token whenever one is found (every /api/v1 call needs it);
     `need_token` makes a missing token an error before anything is sent."""
 
-    def __init__(self, url: str | None, need_token: bool = False) -> None:
+    def __init__(self, url: str | None, need_token: bool = False, account: str | None = None) -> None:
+        self.account = account
         settings: Settings | None = None
         if url is None:
             settings = load_settings()
@@ -103,6 +112,9 @@ class Client:
         self._http.close()
 
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        """One API call; the account given (`--account`) goes with every call as `?account=`."""
+        if self.account is not None:
+            kwargs["params"] = {**kwargs.get("params", {}), "account": self.account}
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.ConnectError:
@@ -229,15 +241,24 @@ def closed_line(p: Mapping[str, Any]) -> str:
 # -- commands ------------------------------------------------------------------------------------
 
 
-def status(*, url: UrlOption = None, as_json: JsonOption = False) -> None:
-    """Show the engine's state and why it would refuse signals."""
+def status(*, url: UrlOption = None, account: AccountOption = None, as_json: JsonOption = False) -> None:
+    """Show the engine's state and why it would refuse signals; with several accounts, each
+    account and whether this engine holds its lease (--account: that account's state)."""
 
     def action() -> None:
-        with Client(url) as client:
+        with Client(url, account=account) as client:
+            accounts: list[dict[str, Any]] = client.call("GET", f"{API}/accounts")
+            if account is None and len(accounts) > 1:
+                if as_json:
+                    print_json(accounts)
+                else:
+                    show(accounts_table(accounts))
+                return
             s = client.call("GET", f"{API}/status")
         if as_json:
             print_json(s)
             return
+        mine = [a for a in accounts if account is None or a["name"] == account]
         keys = ["state", "accepting_signals", "exchange", "database", "open_positions"]
         keys += ["unprotected_positions", "last_reconcile_at", "pending_writes"]
         rows: list[list[object]] = [[key, _show(s[key])] for key in keys]
@@ -245,14 +266,38 @@ def status(*, url: UrlOption = None, as_json: JsonOption = False) -> None:
         rows += [["reason", reason] for reason in s["reasons"]]
         rows += [["warning", warning] for warning in s.get("warnings", [])]
         rows += [[key, value] for key, value in s.get("details", {}).items() if key == "telegram"]
+        rows += [["account", f"{a['name']} ({lease_text(a)})"] for a in mine]
         show(table(["", ""], rows, show_header=False))
 
     run_client(action)
 
 
+def lease_text(a: Mapping[str, Any]) -> str:
+    if a["state"] is None:
+        return "not running"
+    return "lease held by this engine" if a["lease_held"] else "standby: another engine holds the lease"
+
+
+def accounts_table(accounts: list[dict[str, Any]]) -> Table:
+    rows = [
+        [
+            a["name"],
+            a["exchange"],
+            "held" if a["lease_held"] else "no",
+            a["state"] or "not running",
+            "yes" if a["accepting_signals"] else "no",
+            _show(a["open_positions"]),
+            "; ".join(a["reasons"]),
+        ]
+        for a in accounts
+    ]
+    return table(["ACCOUNT", "EXCHANGE", "LEASE", "STATE", "SIGNALS", "OPEN", "WHY"], rows)
+
+
 def positions(
     *,
     url: UrlOption = None,
+    account: AccountOption = None,
     all_: Annotated[bool, typer.Option("--all", "-a", help="Include closed positions.")] = False,
     as_json: JsonOption = False,
     watch: Annotated[bool, typer.Option("--watch", "-w", help="Redraw live until Ctrl-C.")] = False,
@@ -273,7 +318,7 @@ def positions(
         return positions_table(rows)
 
     def action() -> None:
-        with Client(url) as client:
+        with Client(url, account=account) as client:
             if not watch:
                 rows = fetch(client)
                 if as_json:
@@ -307,6 +352,7 @@ def open_(
     signal_id: Annotated[str | None, typer.Option("--signal-id", help="Idempotency key.")] = None,
     stop: Annotated[str | None, typer.Option("--stop", help="Stop price (default: from the plan).")] = None,
     url: UrlOption = None,
+    account: AccountOption = None,
 ) -> None:
     """Open a position and print it once its stop rests on the exchange."""
     body: dict[str, str] = {"symbol": symbol, "side": side.strip().lower()}
@@ -315,7 +361,7 @@ def open_(
             body[key] = value
 
     def action() -> None:
-        with Client(url, need_token=True) as client:
+        with Client(url, need_token=True, account=account) as client:
             p = client.call("POST", f"{API}/signals", json=body, params={"wait": "true"})
         out.print(opened_line(p), markup=False)
 
@@ -328,11 +374,12 @@ def close(
         str, typer.Argument(metavar="ID|SYMBOL", help="A position id, or a symbol to close all of it.")
     ],
     url: UrlOption = None,
+    account: AccountOption = None,
 ) -> None:
     """Close a position (by id, or every position on a symbol) at market and print the realized PnL."""
 
     def action() -> None:
-        with Client(url, need_token=True) as client:
+        with Client(url, need_token=True, account=account) as client:
             try:
                 closed = [client.call("POST", f"{API}/positions/{target}/close")]
             except NotFound:
@@ -353,13 +400,14 @@ def events(
     position_id: Annotated[str | None, typer.Argument(metavar="[ID]", help="Only this position.")] = None,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=1000, help="How many.")] = 50,
     url: UrlOption = None,
+    account: AccountOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Show the audit trail (all positions, or one)."""
 
     def action() -> None:
         path = f"{API}/positions/{position_id}/events" if position_id else f"{API}/events"
-        with Client(url) as client:
+        with Client(url, account=account) as client:
             rows = client.call("GET", path, params={"limit": limit})
         if as_json:
             print_json(rows)
@@ -373,11 +421,11 @@ def events(
     run_client(action)
 
 
-def reconcile(*, url: UrlOption = None, as_json: JsonOption = False) -> None:
+def reconcile(*, url: UrlOption = None, account: AccountOption = None, as_json: JsonOption = False) -> None:
     """Compare the exchange with warden's records now, repair, and print what was found."""
 
     def action() -> None:
-        with Client(url, need_token=True) as client:
+        with Client(url, need_token=True, account=account) as client:
             report = client.call("POST", f"{API}/reconcile")
         if as_json:
             print_json(report)
@@ -413,11 +461,12 @@ def pause(
     *,
     reason: Annotated[str | None, typer.Option("--reason", help="Shown on /status and in the alert.")] = None,
     url: UrlOption = None,
+    account: AccountOption = None,
 ) -> None:
     """Pause: no new entries; exits and protection keep working. Survives restarts."""
 
     def action() -> None:
-        with Client(url, need_token=True) as client:
+        with Client(url, need_token=True, account=account) as client:
             body = client.call("POST", f"{API}/pause", json={"reason": reason or ""})
         out.print(
             f"paused: no new entries; exits and protection keep working ({controls_line(body['controls'])})"
@@ -426,11 +475,11 @@ def pause(
     run_client(action)
 
 
-def resume(*, url: UrlOption = None) -> None:
+def resume(*, url: UrlOption = None, account: AccountOption = None) -> None:
     """Resume: clear pause, kill switch and the daily-loss pause."""
 
     def action() -> None:
-        with Client(url, need_token=True) as client:
+        with Client(url, need_token=True, account=account) as client:
             client.call("POST", f"{API}/resume", json={})
         out.print("resumed: new entries accepted")
 
@@ -444,12 +493,25 @@ def kill(
     ] = False,
     reason: Annotated[str | None, typer.Option("--reason", help="Shown on /status and in the alert.")] = None,
     url: UrlOption = None,
+    account: Annotated[
+        str | None,
+        typer.Option(
+            "--account",
+            help="The account to stop; without it, an engine serving several accounts stops ALL of them.",
+        ),
+    ] = None,
 ) -> None:
     """Kill switch: no new entries; with --flatten close every position and cancel every order."""
 
     def action() -> None:
-        with Client(url, need_token=True) as client:
+        with Client(url, need_token=True, account=account) as client:
             body = client.call("POST", f"{API}/kill", json={"flatten": flatten, "reason": reason or ""})
+        if body.get("scope") == "all accounts":
+            out.print(f"kill switch on ALL {len(body['accounts'])} accounts:", markup=False)
+            for name, one in body["accounts"].items():
+                line = f"NOT stopped: {one['error']}" if "error" in one else kill_line(one)
+                out.print(f"  {name}: {line}", markup=False)
+            return
         out.print(kill_line(body), markup=False)
 
     run_client(action)

@@ -34,12 +34,20 @@ class EngineCollector(Collector):
     """Reads `EngineStatus` on every scrape; nothing is cached between scrapes."""
 
     def __init__(
-        self, status: Callable[[], EngineStatus | None], unprotected: Callable[[], list[float]]
+        self,
+        status: Callable[[], EngineStatus | None],
+        unprotected: Callable[[], list[float]],
+        accounts: Callable[[], dict[str, EngineStatus | None]] = dict,
     ) -> None:
         self._status = status
         self._unprotected = unprotected
+        self._accounts = accounts
 
     def collect(self) -> Iterator[Metric]:
+        accounts = self._accounts()
+        if len(accounts) > 1:
+            yield from self._per_account(accounts)
+            return
         status = self._status()
         up = GaugeMetricFamily("warden_engine_up", "1 when the engine is running and answering.")
         up.add_metric([], 0 if status is None else 1)
@@ -71,6 +79,44 @@ class EngineCollector(Collector):
             UNPROTECTED_BUCKETS,
         )
 
+    def _per_account(self, accounts: dict[str, EngineStatus | None]) -> Iterator[Metric]:
+        """Several accounts: every engine gauge once per account, labelled `account`."""
+        up = GaugeMetricFamily(
+            "warden_engine_up", "1 when the engine is running and answering.", labels=["account"]
+        )
+        state = GaugeMetricFamily(
+            "warden_engine_state", "1 for the engine's current state.", labels=["account", "state"]
+        )
+        gauges = {
+            "accepting_signals": ("warden_accepting_signals", "1 when new signals would be traded."),
+            "open_positions": ("warden_open_positions", "Positions open on the exchange."),
+            "unprotected_positions": (
+                "warden_unprotected_positions",
+                "Open positions without a resting stop for their full size.",
+            ),
+            "pending_writes": ("warden_pending_writes", "State changes waiting for the database."),
+        }
+        families = {
+            key: GaugeMetricFamily(name, doc, labels=["account"]) for key, (name, doc) in gauges.items()
+        }
+        for account, status in accounts.items():
+            up.add_metric([account], 0 if status is None else 1)
+            if status is None:
+                continue
+            for candidate in EngineState:
+                state.add_metric([account, candidate.value], 1 if candidate is status.state else 0)
+            for key, family in families.items():
+                family.add_metric([account], float(getattr(status, key)))
+        yield up
+        yield state
+        yield from families.values()
+        yield _histogram(
+            "warden_unprotected_seconds",
+            "Seconds from a fill to its resting stop, per protection (this process).",
+            self._unprotected(),
+            UNPROTECTED_BUCKETS,
+        )
+
 
 def _histogram(name: str, doc: str, values: list[float], bounds: tuple[float, ...]) -> HistogramMetricFamily:
     family = HistogramMetricFamily(name, doc)
@@ -87,15 +133,40 @@ def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
 
 
 class RuntimeCollector(Collector):
-    """The running warden's own metrics (exchange calls, database writes, alerts), read at scrape."""
+    """The running warden's own metrics (exchange calls, database writes, alerts), read at scrape.
 
-    def __init__(self, registry: Callable[[], CollectorRegistry | None]) -> None:
+    With several accounts each engine has its own registry: their families are merged, every
+    sample labelled with its `account`."""
+
+    def __init__(
+        self,
+        registry: Callable[[], CollectorRegistry | None],
+        registries: Callable[[], dict[str, CollectorRegistry]] = dict,
+    ) -> None:
         self._registry = registry
+        self._registries = registries
 
     def collect(self) -> Iterator[Metric]:
+        many = self._registries()  # empty unless the engine serves several accounts
+        if many:
+            yield from _labelled(many)
+            return
         registry = self._registry()
         if registry is not None:
             yield from registry.collect()
+
+
+def _labelled(registries: dict[str, CollectorRegistry]) -> Iterator[Metric]:
+    merged: dict[str, Metric] = {}
+    for account, registry in registries.items():
+        for family in registry.collect():
+            into = merged.setdefault(
+                family.name, Metric(family.name, family.documentation, family.type, family.unit)
+            )
+            into.samples.extend(
+                sample._replace(labels={"account": account, **sample.labels}) for sample in family.samples
+            )
+    yield from merged.values()
 
 
 class ApiMetrics:
@@ -104,10 +175,14 @@ class ApiMetrics:
         status: Callable[[], EngineStatus | None],
         unprotected: Callable[[], list[float]] = list,
         runtime_registry: Callable[[], CollectorRegistry | None] = lambda: None,
+        accounts: Callable[[], dict[str, EngineStatus | None]] = dict,
+        registries: Callable[[], dict[str, CollectorRegistry]] = dict,
     ) -> None:
+        """`accounts`, `registries`: each account's status (None: not running) and metrics
+        registry when the engine serves several."""
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(EngineCollector(status, unprotected))
-        self.registry.register(RuntimeCollector(runtime_registry))
+        self.registry.register(EngineCollector(status, unprotected, accounts))
+        self.registry.register(RuntimeCollector(runtime_registry, registries))
         self.stream_lag = Histogram(
             "warden_stream_lag_seconds",
             "Seconds from an event's commit time to its delivery on the event stream.",

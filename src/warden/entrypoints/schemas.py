@@ -222,6 +222,13 @@ class SignalIn(StrictBody):
     secret: str | None = Field(
         None, max_length=256, description="The API token, for senders that cannot set headers."
     )
+    account: str | None = Field(
+        None,
+        min_length=1,
+        max_length=64,
+        description="The account to trade on (an [accounts.NAME] table); required when the engine "
+        "serves more than one (or give ?account=).",
+    )
 
     @field_validator("side", mode="before")
     @classmethod
@@ -500,6 +507,18 @@ class ReconcileOut(BaseModel):
                 for f in report.findings
             ],
         )
+
+
+class AccountOut(BaseModel):
+    """One account the engine serves: whether this engine holds its lease, and its state."""
+
+    name: str
+    exchange: str
+    lease_held: bool = Field(description="This engine holds the account's lease (it trades it).")
+    state: EngineState | None = Field(description="The account's engine state; null: not running.")
+    accepting_signals: bool
+    reasons: list[str] = Field(description="Why it would refuse a signal now (or why it is not running).")
+    open_positions: int | None
 
 
 class HealthOut(BaseModel):

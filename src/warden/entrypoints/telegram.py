@@ -9,6 +9,11 @@ calls as the HTTP API, so a refusal reads the same everywhere (seed 000, fix 3).
     /close <id|symbol|all>                            close (all asks for confirmation)
     /pause [reason]  /resume  /kill [flatten]  /reconcile  /help
 
+With more than one account ([accounts.NAME]) a command names its account with `@NAME`
+anywhere after the command (`short sol @main`, `/pause @alt`); trading and control commands
+without one are refused (nothing sent), `/kill` without one stops every account and says so,
+and /status, /positions, /health and /events without one show every account.
+
 Only allowlisted chats (`telegram_chat_ids`) are served; any other chat is
 ignored without a reply and logged once. A command older than `STALE` (sent
 while warden was down) is not executed. Telegram being unreachable never blocks
@@ -19,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -50,7 +55,7 @@ from warden.service.commands import (
 from warden.service.reconciler import ReconcileReport
 
 if TYPE_CHECKING:
-    from warden.bootstrap import Runtime
+    from warden.bootstrap import Fleet, Runtime
 
 log = structlog.get_logger("warden.telegram")
 
@@ -384,6 +389,80 @@ def _symbol_or_none(raw: str, lookup: Callable[[str], Instrument | None]) -> Sym
         return None
 
 
+# ------------------------------------------------------------ many accounts
+
+READS = ("positions", "status", "health", "events")
+"""Commands that, without @NAME, show every account."""
+
+
+class Responder(Protocol):
+    async def respond(self, chat_id: int, text: str) -> Reply: ...
+    async def on_button(self, chat_id: int, data: str) -> Reply: ...
+
+
+class FleetCommands:
+    """Commands for several accounts: `@NAME` picks one; each reply says whose it is."""
+
+    def __init__(self, accounts: dict[str, Commands | str]) -> None:
+        """`accounts`: each account's Commands, or why it is not running."""
+        self.accounts = accounts
+
+    def _listed(self) -> str:
+        return ", ".join(f"@{name}" for name in self.accounts)
+
+    async def respond(self, chat_id: int, text: str) -> Reply:
+        words = text.strip().split()
+        if len(self.accounts) == 1 and not any(w.startswith("@") for w in words[1:]):
+            return await self._one(next(iter(self.accounts)), chat_id, text)
+        if not words:
+            return Reply(HELP + f"\naccounts: {self._listed()}; add @NAME to a command")
+        named = [w for w in words[1:] if w.startswith("@")]
+        rest = " ".join([words[0], *(w for w in words[1:] if not w.startswith("@"))])
+        name = words[0].lstrip("/").split("@")[0].lower()
+        if len(named) > 1:
+            return Reply(f"name one account, not {' '.join(named)}")
+        if named:
+            return await self._one(named[0][1:], chat_id, rest)
+        if len(self.accounts) == 1:
+            return await self._one(next(iter(self.accounts)), chat_id, rest)
+        if name in ("help", "start"):
+            return Reply(HELP + f"\naccounts: {self._listed()}; add @NAME to a command, e.g. short sol @main")
+        if name == "kill":
+            replies = [await self._one(account, chat_id, rest) for account in self.accounts]
+            return Reply("\n".join(["kill switch on ALL accounts:", *(r.text for r in replies)]))
+        if name in READS:
+            replies = [await self._one(account, chat_id, rest) for account in self.accounts]
+            return Reply("\n\n".join(r.text for r in replies))
+        return Reply(
+            f"which account? add one of {self._listed()}, e.g. `{rest} @{next(iter(self.accounts))}`;"
+            " nothing was sent"
+        )
+
+    async def _one(self, name: str, chat_id: int, text: str) -> Reply:
+        commands = self.accounts.get(name)
+        if commands is None:
+            return Reply(f"unknown account @{name}; accounts: {self._listed()}; nothing was sent")
+        if isinstance(commands, str):
+            return Reply(f"[{name}] not running: {commands}")
+        reply = await commands.respond(chat_id, text)
+        if len(self.accounts) == 1:  # one account: `@NAME` accepted, replies as they always were
+            return reply
+        buttons = [(label, f"{name}|{data}") for label, data in reply.buttons]
+        return Reply(f"[{name}] {reply.text}", buttons)
+
+    async def on_button(self, chat_id: int, data: str) -> Reply:
+        if len(self.accounts) == 1:
+            only = next(iter(self.accounts.values()))
+            if isinstance(only, Commands):
+                return await only.on_button(chat_id, data)
+        name, _, inner = data.partition("|")
+        commands = self.accounts.get(name)
+        if not isinstance(commands, Commands):
+            return Reply("that confirmation has expired; send the command again")
+        reply = await commands.on_button(chat_id, inner)
+        return Reply(f"[{name}] {reply.text}")
+
+
 # ----------------------------------------------------------------- the bot
 
 
@@ -399,11 +478,17 @@ class TelegramBot:
         now: Callable[[], datetime],
         *,
         long_poll: int = LONG_POLL,
+        commands: Responder | None = None,
+        engines: Sequence[BotEngine] = (),
     ) -> None:
+        """`commands`/`engines`: for several accounts, their FleetCommands and every running
+        account's engine (each shows the bot's notes and warnings; the bot stands by only
+        when every one does)."""
         self.bot = bot
         self.engine = engine
+        self.engines = list(engines) or [engine]
         self.chat_ids = chat_ids
-        self.commands = Commands(engine, default_usd, now)
+        self.commands: Responder = commands or Commands(engine, default_usd, now)
         self.now = now
         self.long_poll = long_poll
         self.strangers: set[int] = set()
@@ -413,10 +498,10 @@ class TelegramBot:
     async def run(self) -> None:
         """Poll forever; a Telegram outage backs off (doubling to 30 s) and is a /status warning."""
         failures = 0
-        self.engine.notes["telegram"] = f"starting: {len(self.chat_ids)} allowlisted chat(s)"
+        self._note(f"starting: {len(self.chat_ids)} allowlisted chat(s)")
         while True:
             try:
-                if self.engine.status().state is EngineState.READ_ONLY:
+                if all(e.status().state is EngineState.READ_ONLY for e in self.engines):
                     await asyncio.sleep(1.0)  # a standby leaves the chat to the lease holder
                     continue
                 updates = await self.bot.get_updates(
@@ -429,22 +514,28 @@ class TelegramBot:
                 self._unreachable(exc, failures)
                 await asyncio.sleep(min(BACKOFF_MAX, 0.5 * 2 ** min(failures, 8)))
                 continue
-            if failures or "telegram" in self.engine.warnings:
+            if failures or any("telegram" in e.warnings for e in self.engines):
                 log.info("telegram_reachable", after_failures=failures)
             failures = 0
-            self.engine.warnings.pop("telegram", None)
-            self.engine.notes["telegram"] = f"on: polling, {len(self.chat_ids)} allowlisted chat(s)"
+            for engine in self.engines:
+                engine.warnings.pop("telegram", None)
+            self._note(f"on: polling, {len(self.chat_ids)} allowlisted chat(s)")
             for update in updates:
                 self._offset = update.update_id + 1
                 task = asyncio.get_running_loop().create_task(self.handle(update))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
 
+    def _note(self, text: str) -> None:
+        for engine in self.engines:
+            engine.notes["telegram"] = text
+
     def _unreachable(self, exc: Exception, failures: int) -> None:
         why = _safe(exc, self.bot.token)
-        self.engine.warnings["telegram"] = (
-            f"Telegram unreachable ({why}); commands are not received, alerts are kept and sent later"
-        )
+        for engine in self.engines:
+            engine.warnings["telegram"] = (
+                f"Telegram unreachable ({why}); commands are not received, alerts are kept and sent later"
+            )
         if failures in (1, 10) or failures % 100 == 0:
             log.warning("telegram_unreachable", error=why, failures=failures)
 
@@ -510,8 +601,45 @@ async def run_bot(runtime: Runtime) -> None:
     settings = runtime.settings
     if not settings.chat_ids:
         log.warning("telegram_no_chats", hint="set WARDEN_TELEGRAM_CHAT_IDS; every chat is ignored")
+    commands = Commands(runtime.engine, settings.default_usd, runtime.clock.now)
     bot = TelegramBot(
-        runtime.telegram, runtime.engine, set(settings.chat_ids), settings.default_usd, runtime.clock.now
+        runtime.telegram,
+        runtime.engine,
+        set(settings.chat_ids),
+        settings.default_usd,
+        runtime.clock.now,
+        commands=FleetCommands({settings.account: commands}),  # `@default` accepted, like ?account=
+    )
+    try:
+        await bot.run()
+    finally:
+        await bot.stop()
+
+
+async def run_fleet_bot(fleet: Fleet) -> None:
+    """Beside every account's engine (bootstrap.running_fleet(beside=...)): one bot, `@NAME` routes."""
+    if fleet.telegram is None or not fleet.runtimes:
+        return
+    settings = fleet.settings
+    if not settings.chat_ids:
+        log.warning("telegram_no_chats", hint="set WARDEN_TELEGRAM_CHAT_IDS; every chat is ignored")
+    accounts: dict[str, Commands | str] = {}
+    for name in fleet.names:
+        runtime = fleet.runtime(name)
+        accounts[name] = (
+            Commands(runtime.engine, runtime.settings.default_usd, runtime.clock.now)
+            if runtime is not None
+            else fleet.failures.get(name, "not running")
+        )
+    engines = [runtime.engine for runtime in fleet.runtimes.values()]
+    bot = TelegramBot(
+        fleet.telegram,
+        engines[0],
+        set(settings.chat_ids),
+        settings.default_usd,
+        fleet.clock.now,
+        commands=FleetCommands(accounts),
+        engines=engines,
     )
     try:
         await bot.run()

@@ -83,9 +83,10 @@ def order_from(row: Row[Any]) -> Order:
     )
 
 
-def fill_row(fill: Fill, exchange: str) -> dict[str, Any]:
+def fill_row(fill: Fill, exchange: str, account: str) -> dict[str, Any]:
     row = {name: getattr(fill, name) for name in Fill.__dataclass_fields__}
     row["exchange"] = exchange
+    row["account"] = account
     return row
 
 

@@ -123,7 +123,8 @@ orders = Table(
     Column("updated_at", UtcDateTime, nullable=False, server_default=func.now()),
 )
 
-# Binance numbers trades per symbol, so the symbol is part of a trade's identity.
+# Binance numbers trades per symbol, so the symbol is part of a trade's identity; accounts sharing
+# a database each have their own trades (a simulator numbers every account's alike).
 fills = Table(
     "fills",
     metadata,
@@ -139,7 +140,8 @@ fills = Table(
     Column("price", Amount, nullable=False),
     Column("fee", Amount, nullable=False),
     Column("at", UtcDateTime, nullable=False),
-    UniqueConstraint("exchange", "symbol", "trade_id"),
+    Column("account", String, nullable=False),
+    UniqueConstraint("account", "exchange", "symbol", "trade_id"),
 )
 
 events = Table(

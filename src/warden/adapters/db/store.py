@@ -368,9 +368,13 @@ class SqlStore:
 
     def _insert_fills(self, conn: Connection, fills_: Sequence[Fill]) -> None:
         if fills_ and self._raw is not None:
-            self._raw.insert_fills.executemany(conn, [rows.fill_row(f, self._exchange) for f in fills_])
+            self._raw.insert_fills.executemany(
+                conn, [rows.fill_row(f, self._exchange, self._account) for f in fills_]
+            )
         elif fills_:
-            conn.execute(self._q.insert_fills, [rows.fill_row(f, self._exchange) for f in fills_])
+            conn.execute(
+                self._q.insert_fills, [rows.fill_row(f, self._exchange, self._account) for f in fills_]
+            )
 
     def _insert_events(self, conn: Connection, events_: Sequence[Event]) -> None:
         if events_ and self._raw is not None:
@@ -611,7 +615,9 @@ class Statements:
             written,
         )
         self.insert_fills = _typed(
-            f"{_insert_sql(fills)} ON CONFLICT (exchange, symbol, trade_id) DO NOTHING", fills, fills.c
+            f"{_insert_sql(fills)} ON CONFLICT (account, exchange, symbol, trade_id) DO NOTHING",
+            fills,
+            fills.c,
         )
         self.insert_alerts = _typed(f"{_insert_sql(alerts)} ON CONFLICT (id) DO NOTHING", alerts, alerts.c)
         marks = [positions.c[name] for name in ("last_price", "watermark", "mae", "mfe")]

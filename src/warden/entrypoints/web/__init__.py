@@ -9,6 +9,9 @@
 - Actions (close, pause/resume/kill when the engine has them) post to the same API routes
   as the CLI, with a confirmation.
 
+With several accounts the page shows one at a time (`/?account=NAME`, the first by default),
+with a link to each; every fragment, action and the event stream carry `?account=NAME`.
+
 JavaScript is vendored in `static/` (htmx 2.0.11, lightweight-charts 5.2.1, from npm, with
 their licences): no build step, nothing fetched from a CDN at run time.
 """
@@ -20,7 +23,7 @@ from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, quote
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -76,12 +79,19 @@ def render(name: str, **context: Any) -> str:
     return _env.get_template(name).render(**context)
 
 
-def install_dashboard(app: FastAPI, provider: Callable[[], RuntimeApi | None]) -> None:
-    """Mount `/`, `/login`, `/logout`, the `/ui/*` fragments and `/static`."""
+def install_dashboard(
+    app: FastAPI,
+    provider: Callable[[str | None], RuntimeApi | None],
+    accounts: Callable[[], tuple[str, ...]] = tuple,
+) -> None:
+    """Mount `/`, `/login`, `/logout`, the `/ui/*` fragments and `/static`.
+
+    `provider(name)`: the runtime of account `name` (None: the first); `accounts()`: every
+    account's name, when the engine serves several."""
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
-    def runtime() -> RuntimeApi | None:
-        return provider()
+    def runtime(name: str | None = None) -> RuntimeApi | None:
+        return provider(name)
 
     def access_of(request: Request) -> Access:
         rt = runtime()
@@ -116,7 +126,9 @@ def install_dashboard(app: FastAPI, provider: Callable[[], RuntimeApi | None]) -
         token = request.query_params.get("token")
         if token is not None:
             return signed_in(token)
-        rt = runtime()
+        names = accounts()
+        account = request.query_params.get("account") or (names[0] if len(names) > 1 else None)
+        rt = runtime(account)
         if rt is None:
             return HTMLResponse(render("starting.html"), status_code=503)
         access = access_of(request)
@@ -129,6 +141,9 @@ def install_dashboard(app: FastAPI, provider: Callable[[], RuntimeApi | None]) -
                 can_act=access is Access.FULL,
                 actions=actions,
                 kinds=json.dumps([k.value for k in EventKind]),
+                account=account if len(names) > 1 else None,
+                accounts=names if len(names) > 1 else (),
+                q=_query(account if len(names) > 1 else None),
             )
         )
 
@@ -146,11 +161,16 @@ def install_dashboard(app: FastAPI, provider: Callable[[], RuntimeApi | None]) -
     _install_fragments(app, runtime, access_of)
 
 
+def _query(account: str | None) -> str:
+    """`?account=NAME` for every URL the page calls (empty with one account)."""
+    return f"?account={quote(account)}" if account else ""
+
+
 def _install_fragments(
-    app: FastAPI, runtime: Callable[[], RuntimeApi | None], access_of: Callable[[Request], Access]
+    app: FastAPI, runtime: Callable[[str | None], RuntimeApi | None], access_of: Callable[[Request], Access]
 ) -> None:
     def fragment(request: Request) -> tuple[RuntimeApi, Access] | Response:
-        rt = runtime()
+        rt = runtime(request.query_params.get("account"))
         if rt is None:
             return HTMLResponse('<p class="muted">the engine is starting…</p>', status_code=503)
         access = access_of(request)
@@ -180,7 +200,8 @@ def _install_fragments(
         rt, access = got
         views = await rt.engine.list_positions()
         rows = [(PositionOut.of_view(v), rt.engine.unprotected_for(v.position.id)) for v in views]
-        return HTMLResponse(render("positions.html", rows=rows, can_act=access is Access.FULL))
+        q = _query(request.query_params.get("account"))
+        return HTMLResponse(render("positions.html", rows=rows, can_act=access is Access.FULL, q=q))
 
     @app.get("/ui/closed", include_in_schema=False, response_model=None)
     async def ui_closed(request: Request) -> Response:

@@ -14,7 +14,8 @@
 
   // -- the event stream ------------------------------------------------------------------------
   function connect() {
-    const source = new EventSource("/api/v1/stream?backlog=0");
+    const query = document.body.dataset.query || "";  // "?account=NAME" with several accounts
+    const source = new EventSource("/api/v1/stream" + (query ? query + "&" : "?") + "backlog=0");
     source.onopen = () => { live.textContent = "live"; live.className = "pill on"; };
     source.onerror = () => { live.textContent = "reconnecting…"; live.className = "pill off"; };
     const fire = (e) => {

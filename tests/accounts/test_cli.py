@@ -1,0 +1,115 @@
+"""The `warden` CLI against an engine serving two accounts, over real HTTP: `--account` on
+every command, status showing each account's lease, and a kill without one that stops all."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+from typer.testing import CliRunner, Result
+
+from tests.entrypoints.test_cli import free_socket
+from warden.adapters.notify import RecordingNotifier
+from warden.bootstrap import Fleet, running_fleet
+from warden.entrypoints.api import create_app
+from warden.entrypoints.cli import QuietServer, app
+
+from .conftest import TOKEN, TWO_SIM, fleet_settings
+
+runner = CliRunner()
+
+
+@pytest.fixture
+async def fleet(tmp_path: Path) -> AsyncIterator[Fleet]:
+    settings = fleet_settings(tmp_path, f"sqlite:///{tmp_path}/w.db", TWO_SIM)
+    async with running_fleet(settings, price_feed=False, notifier=lambda _: RecordingNotifier()) as running:
+        yield running
+
+
+@pytest.fixture
+async def url(fleet: Fleet) -> AsyncIterator[str]:
+    sock = free_socket()
+    config = uvicorn.Config(create_app(lambda: fleet), log_config=None, access_log=False, lifespan="off")
+    server = QuietServer(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    host, port = sock.getsockname()
+    yield f"http://{host}:{port}"
+    server.should_exit = True
+    await task
+    sock.close()
+
+
+async def cli(url: str, *args: str) -> Result:
+    env = {"WARDEN_URL": url, "WARDEN_API_TOKEN": TOKEN}
+    return await asyncio.to_thread(lambda: runner.invoke(app, list(args), env=env))
+
+
+def sim_positions(fleet: Fleet, name: str) -> int:
+    runtime = fleet.runtime(name)
+    assert runtime is not None and runtime.sim is not None
+    return len(runtime.sim.core.positions())
+
+
+async def test_open_without_account_is_refused_naming_the_accounts(fleet: Fleet, url: str) -> None:
+    refused = await cli(url, "open", "sol", "long")
+    assert refused.exit_code == 1
+    assert "error: account: is required: this engine serves main, alt" in refused.stderr
+    assert sim_positions(fleet, "main") == sim_positions(fleet, "alt") == 0
+    unknown = await cli(url, "positions", "--account", "nope")
+    assert unknown.exit_code == 1 and "unknown account 'nope'" in unknown.stderr
+
+
+async def test_every_command_takes_account(fleet: Fleet, url: str) -> None:
+    opened = await cli(url, "open", "sol", "long", "--account", "alt")
+    assert opened.exit_code == 0, opened.output
+    assert "resting (protected)" in opened.stdout
+    position_id = opened.stdout.split()[0]
+    assert (sim_positions(fleet, "main"), sim_positions(fleet, "alt")) == (0, 1)
+
+    listed = await cli(url, "positions", "--account", "alt")
+    assert listed.exit_code == 0 and position_id in listed.stdout
+    other = await cli(url, "positions", "--account", "main")
+    assert other.exit_code == 0 and "no open positions" in other.stdout
+    events = await cli(url, "events", "--account", "alt")
+    assert events.exit_code == 0 and position_id in events.stdout
+    assert (await cli(url, "reconcile", "--account", "alt")).exit_code == 0
+
+    paused = await cli(url, "pause", "--account", "main", "--reason", "main only")
+    assert paused.exit_code == 0, paused.output
+    assert fleet.runtimes["main"].engine.status().controls.paused
+    assert not fleet.runtimes["alt"].engine.status().controls.paused
+    assert (await cli(url, "resume", "--account", "main")).exit_code == 0
+    assert not fleet.runtimes["main"].engine.status().controls.paused
+
+    closed = await cli(url, "close", position_id, "--account", "alt")
+    assert closed.exit_code == 0, closed.output
+    assert "closed: realized PnL" in closed.stdout
+    assert sim_positions(fleet, "alt") == 0
+
+
+async def test_status_shows_each_account_and_its_lease(url: str) -> None:
+    shown = await cli(url, "status")
+    assert shown.exit_code == 0, shown.output
+    lines = shown.stdout.splitlines()
+    assert lines[0].split()[:6] == ["ACCOUNT", "EXCHANGE", "LEASE", "STATE", "SIGNALS", "OPEN"]
+    assert [line.split()[:5] for line in lines[1:3]] == [
+        ["main", "sim", "held", "ready", "yes"],
+        ["alt", "sim", "held", "ready", "yes"],
+    ]
+    one = await cli(url, "status", "--account", "alt")
+    assert one.exit_code == 0, one.output
+    assert "alt (lease held by this engine)" in one.stdout
+
+
+async def test_kill_without_account_stops_all_and_says_so(fleet: Fleet, url: str) -> None:
+    one = await cli(url, "kill", "--account", "main")
+    assert one.exit_code == 0 and one.stdout.startswith("kill switch on: no new entries")
+    assert not fleet.runtimes["alt"].engine.status().controls.killed
+    every = await cli(url, "kill", "--reason", "all")
+    assert every.exit_code == 0, every.output
+    assert every.stdout.splitlines()[0] == "kill switch on ALL 2 accounts:"
+    assert "main: kill switch on" in every.stdout and "alt: kill switch on" in every.stdout
+    assert all(fleet.runtimes[name].engine.status().controls.killed for name in ("main", "alt"))

@@ -1,0 +1,226 @@
+"""Two accounts in one engine process, on the in-process simulator and both stores.
+
+Each account has its own engine, lease, exchange and controls: a signal to one lands only on
+its exchange, pause and kill stay with their account, and one account that cannot start
+leaves the other trading."""
+
+from __future__ import annotations
+
+import socket
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import eventually
+from warden.adapters.clock import SystemClock
+from warden.adapters.db.store import open_store
+from warden.adapters.notify import RecordingNotifier
+from warden.adapters.sim import SimFaults, SimulatedExchange
+from warden.bootstrap import Fleet, running, running_fleet
+from warden.domain.position import PositionStatus
+from warden.domain.values import Side, Symbol
+from warden.service.commands import EngineState, OpenPosition, TradingRefused
+from warden.service.engine import Engine
+
+from .conftest import TWO_SIM, fleet_settings
+
+SOL = Symbol("SOL/USDT:USDT")
+
+
+def sim(fleet: Fleet, name: str) -> SimulatedExchange:
+    runtime = fleet.runtime(name)
+    assert runtime is not None and runtime.sim is not None, fleet.failures
+    return runtime.sim
+
+
+def engine(fleet: Fleet, name: str) -> Engine:
+    runtime = fleet.runtime(name)
+    assert runtime is not None, fleet.failures
+    return runtime.engine
+
+
+async def test_a_signal_lands_only_on_its_accounts_exchange(tmp_path: Path, store_url: str) -> None:
+    settings = fleet_settings(tmp_path, store_url, TWO_SIM)
+    async with running_fleet(settings, price_feed=False, notifier=lambda _: RecordingNotifier()) as fleet:
+        assert fleet.names == ("main", "alt") and fleet.failures == {}
+        assert all(fleet.runtimes[name].is_holder for name in fleet.names)
+        opened = await engine(fleet, "main").open_position(OpenPosition(SOL, Side.LONG, Decimal(100)))
+        assert opened.status is PositionStatus.PROTECTED
+        assert [(p.symbol, p.side) for p in sim(fleet, "main").core.positions()] == [(SOL, Side.LONG)]
+        assert sim(fleet, "alt").core.positions() == []
+        assert sim(fleet, "alt").core.open_orders() == []
+        assert await engine(fleet, "alt").list_positions() == []
+
+        # The other account trades the same symbol the other way: its own position, its own stop,
+        # and its own fills (the simulators number their trades alike: T1, T2...).
+        short = await engine(fleet, "alt").open_position(OpenPosition(SOL, Side.SHORT, Decimal(100)))
+        assert short.status is PositionStatus.PROTECTED
+        assert [(p.symbol, p.side) for p in sim(fleet, "alt").core.positions()] == [(SOL, Side.SHORT)]
+        assert [(p.symbol, p.side) for p in sim(fleet, "main").core.positions()] == [(SOL, Side.LONG)]
+        assert [v.position.id for v in await engine(fleet, "main").list_positions()] == [opened.id]
+        assert [v.position.id for v in await engine(fleet, "alt").list_positions()] == [short.id]
+    for name, position in (("main", opened), ("alt", short)):
+        store = await open_store(store_url, exchange="sim", account=name)
+        try:
+            fills = await store.fills_for(position.id)
+        finally:
+            await store.close()
+        assert position.filled_qty > 0
+        assert sum(f.qty for f in fills) == position.filled_qty, name
+
+
+async def test_pause_and_kill_stay_with_their_account(tmp_path: Path, store_url: str) -> None:
+    settings = fleet_settings(tmp_path, store_url, TWO_SIM)
+    async with running_fleet(settings, price_feed=False, notifier=lambda _: RecordingNotifier()) as fleet:
+        main, alt = engine(fleet, "main"), engine(fleet, "alt")
+        await alt.open_position(OpenPosition(SOL, Side.SHORT, Decimal(100)))
+        await main.pause("main only")
+        with pytest.raises(TradingRefused, match="paused"):
+            await main.open_position(OpenPosition(SOL, Side.LONG, Decimal(100)))
+        assert sim(fleet, "main").core.positions() == []
+        assert alt.status().accepting_signals
+
+        report = await alt.kill(flatten=True, reason="alt only")
+        assert report.controls.killed and len(report.closed) == 1
+        assert sim(fleet, "alt").core.positions() == []
+        assert not main.status().controls.killed
+        await main.resume()
+        opened = await main.open_position(OpenPosition(SOL, Side.LONG, Decimal(100)))
+        assert opened.status is PositionStatus.PROTECTED
+        with pytest.raises(TradingRefused, match="kill switch"):
+            await alt.open_position(OpenPosition(SOL, Side.LONG, Decimal(100)))
+
+
+async def test_limits_are_per_account(tmp_path: Path, store_url: str) -> None:
+    """alt allows one open position; main, without the table's limit, takes two."""
+    from warden.domain.controls import LimitExceeded
+
+    settings = fleet_settings(tmp_path, store_url, TWO_SIM, extra="allow_stacking = true")
+    async with running_fleet(settings, price_feed=False, notifier=lambda _: RecordingNotifier()) as fleet:
+        main, alt = engine(fleet, "main"), engine(fleet, "alt")
+        for _ in range(2):
+            await main.open_position(OpenPosition(SOL, Side.LONG, Decimal(100)))
+        await alt.open_position(OpenPosition(SOL, Side.LONG, Decimal(100)))
+        with pytest.raises(LimitExceeded):
+            await alt.open_position(OpenPosition(SOL, Side.LONG, Decimal(100)))
+        assert len(await main.list_positions()) == 2
+
+
+async def test_an_account_whose_exchange_fails_at_startup_leaves_the_other_trading(
+    tmp_path: Path, store_url: str
+) -> None:
+    settings = fleet_settings(tmp_path, store_url, TWO_SIM)
+    clock = SystemClock()
+    down = SimulatedExchange(now=clock.now, faults=SimFaults(fail_queries=True), seed=2)
+    async with running_fleet(
+        settings,
+        clock=clock,
+        price_feed=False,
+        notifier=lambda _: RecordingNotifier(),
+        exchanges={"alt": down},
+    ) as fleet:
+        alt = engine(fleet, "alt")
+        assert alt.status().state is EngineState.STARTING
+        assert not alt.status().accepting_signals
+        opened = await engine(fleet, "main").open_position(OpenPosition(SOL, Side.LONG, Decimal(100)))
+        assert opened.status is PositionStatus.PROTECTED
+        with pytest.raises(TradingRefused):
+            await alt.open_position(OpenPosition(SOL, Side.LONG, Decimal(100)))
+        assert down.core.positions() == []
+
+        down.faults.fail_queries = False  # the exchange comes back: alt recovers on its own
+        await eventually(lambda: alt.status().accepting_signals, timeout=30, what="alt to recover")
+        short = await alt.open_position(OpenPosition(SOL, Side.SHORT, Decimal(100)))
+        assert short.status is PositionStatus.PROTECTED
+    await down.close()
+
+
+async def test_an_account_that_cannot_be_built_leaves_the_other_trading(
+    tmp_path: Path, store_url: str
+) -> None:
+    """alt names a key variable that is not set: it is reported, main trades."""
+    tables = TWO_SIM.replace(
+        '[accounts.alt]\nexchange = "sim"',
+        '[accounts.alt]\nexchange = "binanceusdm"\n'
+        'api_key_env = "NO_SUCH_KEY_X"\napi_secret_env = "NO_SUCH_SECRET_X"',
+    )
+    settings = fleet_settings(tmp_path, store_url, tables)
+    async with running_fleet(settings, price_feed=False, notifier=lambda _: RecordingNotifier()) as fleet:
+        assert fleet.runtime("alt") is None
+        assert fleet.failures == {
+            "alt": "accounts.alt.api_key_env: the environment variable NO_SUCH_KEY_X is not set"
+        }
+        opened = await engine(fleet, "main").open_position(OpenPosition(SOL, Side.LONG, Decimal(100)))
+        assert opened.status is PositionStatus.PROTECTED
+
+
+async def test_an_account_held_by_another_engine_stands_by_and_the_other_trades(
+    tmp_path: Path, store_url: str
+) -> None:
+    """alt's lease is held elsewhere (another engine on the same database): this fleet stands by
+    for alt — it sends nothing for it — and trades main; when the holder goes, alt is taken over."""
+    settings = fleet_settings(tmp_path, store_url, TWO_SIM)
+    holder_settings = settings.for_account("alt").model_copy(update={"data_dir": tmp_path / "other"})
+    async with running(holder_settings, price_feed=False, notifier=RecordingNotifier()) as holder:
+        assert holder.is_holder
+        async with running_fleet(
+            settings, price_feed=False, notifier=lambda _: RecordingNotifier(), lease_retry=0.05
+        ) as fleet:
+            alt_runtime = fleet.runtime("alt")
+            assert alt_runtime is not None and not alt_runtime.is_holder
+            assert alt_runtime.engine.status().state is EngineState.READ_ONLY
+            assert fleet.runtimes["main"].is_holder
+            opened = await engine(fleet, "main").open_position(OpenPosition(SOL, Side.LONG, Decimal(100)))
+            assert opened.status is PositionStatus.PROTECTED
+            with pytest.raises(TradingRefused, match="standby"):
+                await engine(fleet, "alt").open_position(OpenPosition(SOL, Side.LONG, Decimal(100)))
+            assert sim(fleet, "alt").core.positions() == []
+
+            await holder.engine.stop()
+            await holder.lease.release()
+            await eventually(lambda: alt_runtime.is_holder, timeout=30, what="alt to be taken over")
+            await eventually(
+                lambda: alt_runtime.engine.status().accepting_signals, timeout=30, what="alt ready"
+            )
+            short = await engine(fleet, "alt").open_position(OpenPosition(SOL, Side.SHORT, Decimal(100)))
+            assert short.status is PositionStatus.PROTECTED
+            assert engine(fleet, "main").status().accepting_signals
+
+
+async def test_two_tables_on_one_exchange_account_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two tables with the same key on the same venue and endpoint would be two writers on one
+    exchange account: the later one is refused (named), the first and the others run."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{s.getsockname()[1]}"  # nothing listens: that account keeps starting
+    monkeypatch.setenv("K1", "same-key")
+    monkeypatch.setenv("S1", "secret")
+    monkeypatch.setenv("S2", "other-secret")
+    tables = f"""
+[accounts.one]
+exchange = "binanceusdm"
+exchange_url = "{url}"
+api_key_env = "K1"
+api_secret_env = "S1"
+
+[accounts.two]
+exchange = "binanceusdm"
+exchange_url = "{url}"
+api_key_env = "K1"
+api_secret_env = "S2"
+
+[accounts.sim]
+exchange = "sim"
+"""
+    settings = fleet_settings(tmp_path, f"sqlite:///{tmp_path}/w.db", tables, extra="order_timeout = 1")
+    async with running_fleet(settings, price_feed=False, notifier=lambda _: RecordingNotifier()) as fleet:
+        assert set(fleet.runtimes) == {"one", "sim"}
+        assert fleet.failures == {
+            "two": "accounts.two: trades the same exchange account as 'one' (same exchange, endpoint"
+            " and key); one writer per exchange account"
+        }
+        opened = await engine(fleet, "sim").open_position(OpenPosition(SOL, Side.LONG, Decimal(100)))
+        assert opened.status is PositionStatus.PROTECTED

@@ -1,0 +1,60 @@
+"""`warden run` with [accounts.*] tables, as a real process: bad tables stop it at once, naming
+the field; when no account can start it says why for each and exits non-zero."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.entrypoints.test_run import LAUNCH, free_port
+
+
+def run(tmp_path: Path, tables: str, *extra: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    config = tmp_path / "warden.toml"
+    config.write_text(tables)
+    args = ["run", "--port", str(free_port()), "--db", f"sqlite:///{tmp_path}/w.db"]
+    args += ["--data-dir", str(tmp_path / "data"), "--config", str(config), *extra]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WARDEN_")}
+    return subprocess.run(
+        [sys.executable, "-c", LAUNCH, *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
+
+
+def test_a_misspelt_key_in_a_table_stops_run_naming_it(tmp_path: Path) -> None:
+    done = run(tmp_path, '[accounts.main]\nexchange = "sim"\napi_key_evn = "X"\n')
+    assert done.returncode == 2, done.stderr
+    assert "error: accounts.main.api_key_evn: is not a setting warden knows" in done.stderr
+
+
+def test_an_unknown_exchange_stops_run_naming_it(tmp_path: Path) -> None:
+    done = run(tmp_path, '[accounts.main]\nexchange = "kraken"\n')
+    assert done.returncode == 2, done.stderr
+    assert "error: accounts.main.exchange: Input should be" in done.stderr
+
+
+def test_when_no_account_can_start_run_says_why_for_each_and_exits(tmp_path: Path) -> None:
+    tables = (
+        '[accounts.a]\nexchange = "bybit"\n'
+        'api_key_env = "NO_SUCH_A_KEY"\napi_secret_env = "NO_SUCH_A_SECRET"\n'
+        '[accounts.b]\nexchange = "binanceusdm"\n'
+        'api_key_env = "NO_SUCH_B_KEY"\napi_secret_env = "NO_SUCH_B_SECRET"\n'
+    )
+    done = run(tmp_path, tables)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "warden: account a is not running: accounts.a.api_key_env: the environment variable" in done.stderr
+    assert "warden: account b is not running: accounts.b.api_key_env" in done.stderr
+    assert "no account could start" in done.stderr
+
+
+def test_run_account_serves_one_table(tmp_path: Path) -> None:
+    """`--account nope` names a table the file does not have: refused, naming the field."""
+    done = run(tmp_path, '[accounts.main]\nexchange = "sim"\n', "--account", "nope")
+    assert done.returncode == 2, done.stderr
+    assert "error: account: unknown account 'nope'; accounts: main" in done.stderr

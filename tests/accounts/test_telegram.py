@@ -1,0 +1,115 @@
+"""The Telegram bot of an engine serving two accounts, against the fake Bot API server:
+`@NAME` picks the account, a command without one is refused (nothing sent), a bare /kill
+stops every account and says so."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import eventually
+from tests.telegram.conftest import CHAT, api  # noqa: F401  (the fake Bot API fixture)
+from tests.telegram.fakebot import TOKEN, FakeBotApi
+from warden.adapters.notify import RecordingNotifier
+from warden.bootstrap import Fleet, running_fleet
+from warden.entrypoints.telegram import run_fleet_bot
+
+from .conftest import TWO_SIM, fleet_settings
+
+
+@pytest.fixture
+async def fleet(tmp_path: Path, api: FakeBotApi) -> AsyncIterator[Fleet]:  # noqa: F811
+    extra = f'telegram_token = "{TOKEN}"\ntelegram_chat_ids = "{CHAT}"\ntelegram_api_url = "{api.url}"'
+    settings = fleet_settings(tmp_path, f"sqlite:///{tmp_path}/w.db", TWO_SIM, extra=extra)
+    async with running_fleet(
+        settings, price_feed=False, notifier=lambda _: RecordingNotifier(), beside=[run_fleet_bot]
+    ) as running:
+        yield running
+
+
+def replies(api: FakeBotApi, needle: str) -> list[str]:  # noqa: F811
+    return [t for t in api.texts(CHAT) if needle in t]
+
+
+def positions(fleet: Fleet, name: str) -> list[tuple[str, str]]:
+    runtime = fleet.runtime(name)
+    assert runtime is not None and runtime.sim is not None
+    return [(p.symbol, p.side.value) for p in runtime.sim.core.positions()]
+
+
+async def test_at_name_opens_on_that_account_only(api: FakeBotApi, fleet: Fleet) -> None:  # noqa: F811
+    await api.say(CHAT, "short sol")
+    await eventually(lambda: bool(replies(api, "which account?")), timeout=15, what="the refusal")
+    [refusal] = replies(api, "which account?")
+    assert "@main, @alt" in refusal and "nothing was sent" in refusal
+    assert positions(fleet, "main") == [] and positions(fleet, "alt") == []
+
+    await api.say(CHAT, "short sol @alt")
+    await eventually(lambda: bool(replies(api, "[alt] ✅")), timeout=15, what="the open on alt")
+    assert positions(fleet, "alt") == [("SOL/USDT:USDT", "short")]
+    assert positions(fleet, "main") == []
+    # its alert, through the one bot, names the account it is about
+    await eventually(lambda: bool(replies(api, "🟢 [alt] position_protected")), timeout=15, what="alert")
+    assert replies(api, "[main] position_protected") == []
+
+    await api.say(CHAT, "long eth @mian")
+    await eventually(lambda: bool(replies(api, "unknown account @mian")), timeout=15, what="unknown")
+    assert positions(fleet, "main") == []
+
+    await api.say(CHAT, "/positions")
+    await eventually(lambda: bool(replies(api, "[main] no open positions")), timeout=15, what="positions")
+    [listing] = replies(api, "[main] no open positions")
+    assert "[alt] " in listing and "SOL/USDT:USDT" in listing
+
+
+async def test_pause_per_account_and_a_bare_kill_stops_all(api: FakeBotApi, fleet: Fleet) -> None:  # noqa: F811
+    await api.say(CHAT, "/pause")
+    await eventually(lambda: bool(replies(api, "which account?")), timeout=15, what="the refusal")
+    main, alt = fleet.runtimes["main"].engine, fleet.runtimes["alt"].engine
+    assert not main.status().controls.paused and not alt.status().controls.paused
+
+    await api.say(CHAT, "/pause @main")
+    await eventually(lambda: bool(replies(api, "[main] paused")), timeout=15, what="pause main")
+    assert main.status().controls.paused and not alt.status().controls.paused
+
+    await api.say(CHAT, "/kill")
+    await eventually(lambda: bool(replies(api, "kill switch on ALL accounts")), timeout=15, what="kill")
+    assert main.status().controls.killed and alt.status().controls.killed
+    [said] = replies(api, "kill switch on ALL accounts")
+    assert "[main]" in said and "[alt]" in said
+
+
+async def test_close_all_on_one_account_is_confirmed_by_its_button(
+    api: FakeBotApi,  # noqa: F811
+    fleet: Fleet,
+) -> None:
+    for name in ("main", "alt"):
+        await api.say(CHAT, f"long sol @{name}")
+        await eventually(lambda n=name: bool(replies(api, f"[{n}] ✅")), timeout=15, what=f"open {name}")
+    await api.say(CHAT, "/close all @alt")
+    await eventually(lambda: bool(replies(api, "at market?")), timeout=15, what="the confirmation")
+    [ask] = [s for s in api.to(CHAT) if "at market?" in s.text]
+    assert ask.text.startswith("[alt] ")
+    await api.press(CHAT, ask.message_id, ask.buttons[0]["callback_data"])
+    await eventually(lambda: bool(replies(api, "closed: realized PnL")), timeout=15, what="closed")
+    assert positions(fleet, "alt") == []
+    assert positions(fleet, "main") == [("SOL/USDT:USDT", "long")]
+
+
+async def test_with_one_account_at_name_is_optional(tmp_path: Path, api: FakeBotApi) -> None:  # noqa: F811
+    """Today's single account: replies as before, `@default` accepted, another name refused."""
+    from tests.telegram.conftest import bot_settings
+    from warden.bootstrap import running
+    from warden.entrypoints.telegram import run_bot
+
+    async with running(bot_settings(tmp_path, api), price_feed=False, beside=[run_bot]) as runtime:
+        await api.say(CHAT, "short sol @default")
+        await eventually(
+            lambda: bool([t for t in api.texts(CHAT) if t.startswith("✅")]), timeout=15, what="open"
+        )
+        assert runtime.sim is not None and len(runtime.sim.core.positions()) == 1
+        await api.say(CHAT, "long eth @main")
+        await eventually(lambda: bool(replies(api, "unknown account @main")), timeout=15, what="refusal")
+        assert len(runtime.sim.core.positions()) == 1
