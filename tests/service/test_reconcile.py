@@ -157,3 +157,19 @@ async def test_a_snapshot_older_than_memory_is_read_again_not_repaired(harness: 
     assert remaining == pos.filled_qty - pos.tp1_qty
     assert [s.qty for s in stops(harness)] == [remaining]
     assert (await harness.engine.reconcile()).findings == []
+
+
+async def test_a_stop_missing_from_a_lagging_list_is_looked_up_not_doubled(harness: Harness) -> None:
+    """Drift's open orders are read from chain state and may lag the answers: a stop that rests
+    but is not listed yet is looked up by its own id before it is taken for gone. Found by the
+    Drift kill -9 test: a second stop of the same size was placed beside the first."""
+    pos = await harness.open("long", usd="100")
+    [stop] = stops(harness)
+    harness.probe.unlisted.add(stop.client_order_id)
+    report = await harness.engine.reconcile()
+    await harness.engine.wait_idle()
+    assert report.findings == []
+    assert [s.client_order_id for s in stops(harness)] == [stop.client_order_id]
+    current = harness.engine.ledger.current_stop(pos.id)
+    assert current is not None and current.client_order_id == stop.client_order_id
+    harness.probe.unlisted.clear()

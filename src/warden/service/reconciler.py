@@ -38,7 +38,7 @@ from warden.domain.values import ZERO, ClientOrderId, OrderRole, PositionId, Sym
 from warden.ports import ExchangeError, OrderNotFound, Store
 from warden.service.context import Context
 from warden.service.exits import ExitManager
-from warden.service.gateway import Gateway
+from warden.service.gateway import Found, Gateway, Unknown
 from warden.service.recovery import Recovery
 
 REPAIR_CONCURRENCY = 32
@@ -154,7 +154,9 @@ class Reconciler:
                 for d in group:
                     if ledger.changes[symbol] != expected:
                         break
-                    done.append(Finding(d, await self._act(d, truth)))
+                    action = await self._act(d, truth)
+                    if action is not None:
+                        done.append(Finding(d, action))
                     expected = ledger.changes[symbol]
                 return done
 
@@ -187,7 +189,8 @@ class Reconciler:
             await ctx.ledger.record(*events, alerts=alerts)
             await ctx.announce(*alerts)
 
-    async def _act(self, d: Discrepancy, truth: Truth) -> str:
+    async def _act(self, d: Discrepancy, truth: Truth) -> str | None:
+        """Repair one discrepancy; the action taken, or None if a closer look found none."""
         try:
             if d.kind is Kind.ORPHAN:
                 return await self._orphan(d, truth)
@@ -452,18 +455,32 @@ class Reconciler:
         except ExchangeError:
             return position.last_price or position.entry_price or ZERO
 
-    async def _missing_stop(self, d: Discrepancy, truth: Truth) -> str:
+    async def _missing_stop(self, d: Discrepancy, truth: Truth) -> str | None:
         ctx = self.ctx
         assert d.position_id is not None
         pid = d.position_id
         resting = {o.client_order_id for o in truth.open_orders}
-        gone = [
+        missing = [
             o
             for o in ctx.ledger.live_orders(pid)
             if o.role in (OrderRole.STOP, OrderRole.TP1, OrderRole.TP2)
             and o.status is OrderStatus.OPEN
             and o.client_order_id not in resting
         ]
+        # A venue's list of open orders may lag its answers (Drift's is read from chain state):
+        # an order is taken for gone only when a lookup by its own id agrees, never because a
+        # list left it out; one that rests is left alone (doubling a stop is a defect too).
+        gone = []
+        for order in missing:
+            found = await self.gw.lookup(order, attempts=1)
+            if isinstance(found, Found) and found.report.status is OrderStatus.OPEN:
+                continue
+            if isinstance(found, Unknown):
+                return "the exchange's open orders could not be confirmed; checked next pass"
+            gone.append(order)
+        stop = ctx.ledger.current_stop(pid)
+        if missing and not gone and stop is not None and stop.qty == ctx.ledger.positions[pid].remaining:
+            return None  # the list lagged: the stop of the position's size rests
         async with ctx.locks.position(pid):
             position = ctx.ledger.positions[pid]
             new = (
