@@ -39,7 +39,9 @@ def test_real_io_in_flight_is_waited_for_and_moves_the_clock_with_it() -> None:
         return loop.time()
 
     took = warp.run(main())
-    assert 0.2 <= took < 5
+    # Not skipped past (that would read ~0, or the 5 s deadline): the 0.2 s really passed. The
+    # thread's sleep and the loop's clock are different clocks: 0.19996 has been seen.
+    assert 0.19 <= took < 5
 
 
 def test_a_loop_that_never_lets_time_pass_is_cut_off() -> None:
