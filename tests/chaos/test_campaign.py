@@ -93,6 +93,7 @@ def test_a_bounded_process_campaign_on_each_face_keeps_the_promise(venue: str) -
     """`warden chaos --venue bybit|drift`: every run over real processes on that face of `warden
     sim serve` (ccxt's bybit, or the Drift sidecar protocol), with the faults the face can inject."""
     result = cli.invoke(app, ["chaos", "--venue", venue, "--runs", "3", "--seed", str(SEED), "--json"])
+    assert result.exit_code in (0, 1), f"{result.exception!r}\n{result.output}"
     report = json.loads(result.stdout)
     details = [
         f"{v['replay']}: step {v['step']} {v['invariant']} {v['message']}"

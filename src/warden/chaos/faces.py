@@ -123,6 +123,12 @@ class Face:
         """Orders of one client id that are more than one exchange order (read by `traded`)."""
         return []
 
+    def settling(self, state: dict[str, Any]) -> bool:
+        """Whether the exchange itself has work scheduled that will change the account (then the
+        step is not judged yet: the in-process checker's clock would have run past it)."""
+        del state
+        return False
+
     def cleared(self) -> Knobs:
         return {
             "drop_rate": 0,
@@ -348,6 +354,22 @@ class DriftFace(Face):
                     self._orders_of[cid].add(int(fill["order_id"]))
                 traded[cid or f"drift order {fill['order_id']} (u{fill['user_order_id']})"] += qty
         return traded
+
+    def settling(self, state: dict[str, Any]) -> bool:
+        """A market order waiting for its auction, or a trigger order the oracle has crossed (or a
+        keeper has triggered) that has not filled yet: Drift fills it within the keeper and auction
+        delays, on its own."""
+        oracle = state["oracle"]
+        for order in state["open_orders"]:
+            condition = order.get("trigger_condition", "")
+            if order["type"] == "market" or condition.startswith("triggered_"):
+                return True
+            if order["trigger_price"] is None:
+                continue
+            mark, trigger = D(oracle[order["symbol"]]), D(order["trigger_price"])
+            if (condition == "above" and mark >= trigger) or (condition == "below" and mark <= trigger):
+                return True
+        return False
 
     def doubles(self) -> list[str]:
         return [
