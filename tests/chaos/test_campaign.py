@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import traceback
 
 import pytest
 from typer.testing import CliRunner
@@ -74,9 +75,9 @@ def test_the_command_ends_with_the_violation_count_and_exits_1_when_there_are_an
     assert report["violation_details"][0]["replay"].startswith("warden chaos --replay 5:")
 
 
-def test_venues_not_built_yet_are_refused_by_name() -> None:
-    result = cli.invoke(app, ["chaos", "--venue", "bybit"])
-    assert result.exit_code == 2 and "bybit" in result.output
+def test_an_unknown_venue_is_refused_by_name() -> None:
+    result = cli.invoke(app, ["chaos", "--venue", "okx"])
+    assert result.exit_code == 2 and "okx" in result.output
 
 
 @pytest.mark.slow
@@ -85,3 +86,22 @@ def test_a_slice_over_real_processes_keeps_the_promise() -> None:
     results = [run_processes(scenario(SEED, run, processes=True)) for run in (1, 2)]
     assert sum(r.steps for r in results) >= 8
     assert not [v for r in results for v in r.violations], [str(v) for r in results for v in r.violations]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("venue", ["bybit", "drift"])
+def test_a_bounded_process_campaign_on_each_face_keeps_the_promise(venue: str) -> None:
+    """`warden chaos --venue bybit|drift`: every run over real processes on that face of `warden
+    sim serve` (ccxt's bybit, or the Drift sidecar protocol), with the faults the face can inject."""
+    result = cli.invoke(app, ["chaos", "--venue", venue, "--runs", "3", "--seed", str(SEED), "--json"])
+    crashed = result.exception is not None and not isinstance(result.exception, SystemExit)
+    assert not crashed, "".join(traceback.format_exception(*result.exc_info or (None, None, None)))
+    report = json.loads(result.stdout)
+    details = [
+        f"{v['replay']}: step {v['step']} {v['invariant']} {v['message']}"
+        for v in report["violation_details"]
+    ]
+    assert report["process_runs"] == 3 and report["runs"] == 0, report
+    assert report["steps"] >= 12 and sum(report["faults"].values()) > 0, report
+    assert report["violations"] == 0, "\n".join(details)
+    assert result.exit_code == 0, result.output

@@ -16,10 +16,12 @@ from warden.chaos.databases import Databases
 from warden.chaos.generate import scenario
 from warden.chaos.report import as_json, as_text
 from warden.chaos.runner import Options, RunResult
+from warden.chaos.steps import Scenario
 
 Emit = Callable[[str], None]
 VENUES = ("sim", "binance", "bybit", "drift")
-LATER = {"bybit": "the Bybit issue", "drift": "the Drift issue"}
+FACED = ("binance", "bybit", "drift")
+"""Venues every run of which goes over real processes, on that face of `warden sim serve`."""
 
 
 class ChaosUsage(ValueError):
@@ -59,15 +61,11 @@ def campaign_command(
     """Run the campaign and print its report; the exit code is 1 if anything was violated."""
     if venue not in VENUES:
         raise ChaosUsage(f"venue: must be one of {', '.join(VENUES)}, not {venue!r}")
-    if venue in LATER:
-        raise ChaosUsage(f"venue: {venue} joins the chaos campaign when {LATER[venue]} lands")
     if runs < 1:
         raise ChaosUsage("runs: must be at least 1")
     quiet()
     seed = secrets.randbelow(2**31) if seed is None else seed
-    over_processes = (
-        runs if venue == "binance" else default_processes(runs) if processes is None else processes
-    )
+    over_processes = runs if venue in FACED else default_processes(runs) if processes is None else processes
     over_processes = min(over_processes, runs)
     in_process = runs - over_processes
     options = Options(subject="naive" if naive else "warden")
@@ -77,7 +75,11 @@ def campaign_command(
     )
     databases = Databases(db)
     totals = Totals(seed, database=databases.kind, subject=options.subject)
-    totals.replay_flags = (f" --db {db}" if db else "") + (" --naive" if naive else "")
+    totals.replay_flags = (
+        (f" --venue {venue}" if venue in FACED and venue != "binance" else "")
+        + (f" --db {db}" if db else "")
+        + (" --naive" if naive else "")
+    )
     deadline = None if minutes is None else time.monotonic() + 60 * minutes
     prepare(databases)
     try:
@@ -96,11 +98,12 @@ def campaign_command(
             if over_processes and not totals.stopped_early:
                 from warden.chaos.procs import run_processes
 
+                face = venue if venue in FACED else "binance"
                 for run in range(1, over_processes + 1):
                     if deadline is not None and time.monotonic() > deadline:
                         totals.stopped_early = True
                         break
-                    done(run_processes(scenario(seed, run, processes=True), naive=naive))
+                    done(run_processes(_plan(seed, run, face), naive=naive, venue=face))
     finally:
         close(databases)
     window = options.protection_window
@@ -111,14 +114,25 @@ def campaign_command(
     return 1 if totals.violations else 0
 
 
-def replay_command(key: str, *, db: str | None, naive: bool, out: Emit) -> int:
-    """Play one run again, deterministically, with a step-by-step trace."""
+def _plan(seed: int, run: int, venue: str) -> Scenario:
+    """A process run's scenario: only the faults `venue`'s face of the simulator can inject."""
+    from warden.chaos.faces import FACE_FAULTS
+
+    return scenario(seed, run, processes=True, faults=FACE_FAULTS[venue])
+
+
+def replay_command(key: str, *, db: str | None, naive: bool, out: Emit, venue: str = "sim") -> int:
+    """Play one run again, deterministically, with a step-by-step trace. On bybit and drift every
+    run is a process run on that face (`SEED:RUN` and `SEED:pRUN` name the same run)."""
+    if venue not in VENUES:
+        raise ChaosUsage(f"venue: must be one of {', '.join(VENUES)}, not {venue!r}")
     seed, run, processes = parse_key(key)
     quiet()
-    if processes:
+    if processes or venue in ("bybit", "drift"):
         from warden.chaos.procs import run_processes
 
-        result = run_processes(scenario(seed, run, processes=True), naive=naive, trace=out)
+        face = venue if venue in FACED else "binance"
+        result = run_processes(_plan(seed, run, face), naive=naive, trace=out, venue=face)
     else:
         databases = Databases(db)
         prepare(databases)

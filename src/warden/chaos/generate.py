@@ -118,10 +118,10 @@ def _fault(rng: random.Random, kind: FaultKind) -> Fault:
     return Fault(kind, **draw(rng)) if draw is not None else Fault(kind)
 
 
-def _faults(rng: random.Random, processes: bool) -> tuple[Fault, ...]:
+def _faults(rng: random.Random, processes: bool, only: frozenset[FaultKind]) -> tuple[Fault, ...]:
     roll = rng.random()
     n = 0 if roll < 0.45 else 1 if roll < 0.85 else 2
-    allowed = {k: w for k, w in FAULTS.items() if not processes or k in PROCESS_FAULTS}
+    allowed = {k: w for k, w in FAULTS.items() if not processes or k in only}
     kinds: list[FaultKind] = []
     while len(kinds) < n:
         kind = _pick(rng, allowed)
@@ -131,10 +131,16 @@ def _faults(rng: random.Random, processes: bool) -> tuple[Fault, ...]:
 
 
 def scenario(
-    seed: int, run: int, *, processes: bool = False, steps: tuple[int, int] | None = None
+    seed: int,
+    run: int,
+    *,
+    processes: bool = False,
+    steps: tuple[int, int] | None = None,
+    faults: frozenset[FaultKind] = PROCESS_FAULTS,
 ) -> Scenario:
     """The run-th scenario of the campaign with this seed (`processes`: only what real processes
-    can do, and fewer steps: they run in real time)."""
+    can do, and fewer steps: they run in real time; `faults`: what the venue's face of the
+    simulator can inject, see `faces.FACE_FAULTS`)."""
     steps = steps or ((4, 8) if processes else (6, 16))
     rng = random.Random(f"warden-chaos:{seed}:{'p' if processes else ''}{run}")
     stacking = not processes and rng.random() < 0.1
@@ -165,7 +171,7 @@ def scenario(
                 target=_pick(rng, TARGETS),
                 fraction=rng.choice([Decimal("0.3"), Decimal("0.5"), Decimal(1)]),
                 seconds=rng.choice([5.0, 45.0]),
-                faults=_faults(rng, processes) if act is not Act.RESTART else (),
+                faults=_faults(rng, processes, faults) if act is not Act.RESTART else (),
             )
         )
     return Scenario(seed, run, stacking, tuple(out))

@@ -97,8 +97,9 @@ def chaos(
         str,
         typer.Option(
             "--venue",
-            help="sim: in process, with a slice over real processes; binance: every run over real "
-            "processes (warden sim serve + ccxt). bybit and drift join with their issues.",
+            help="sim: in process, with a slice over real processes; binance, bybit, drift: every run "
+            "over real processes (warden sim serve --venue X + warden run; ccxt for binance and bybit, "
+            "the sidecar protocol for drift), with the faults that face can inject.",
         ),
     ] = "sim",
     db: Annotated[
@@ -107,7 +108,12 @@ def chaos(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON report on stdout.")] = False,
     replay: Annotated[
-        str | None, typer.Option("--replay", help="SEED:RUN: play one run again with a step-by-step trace.")
+        str | None,
+        typer.Option(
+            "--replay",
+            help="SEED:RUN: play one run again with a step-by-step trace (with --venue bybit or "
+            "drift: that venue's run).",
+        ),
     ] = None,
     scenario: Annotated[
         str | None,
@@ -134,7 +140,7 @@ def chaos(
         if scenario is not None:
             code = scenario_command(scenario, db=db, out=emit)
         elif replay is not None:
-            code = replay_command(replay, db=db, naive=naive, out=emit)
+            code = replay_command(replay, db=db, naive=naive, out=emit, venue=venue)
         else:
             code = campaign_command(
                 runs=runs,
