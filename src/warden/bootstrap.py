@@ -26,8 +26,6 @@ from warden.adapters.db.urls import redact
 from warden.adapters.measured import MeasuredExchange, MeasuredNotifier, MeasuredStore, Telemetry
 from warden.adapters.notify import LogNotifier
 from warden.adapters.sim import SimPriceFeed, SimulatedExchange
-from warden.adapters.telegram import TelegramChannel, close_bot, make_bot
-from warden.adapters.webhook import WebhookChannel
 from warden.config import ConfigError, Settings
 from warden.logging import hide_secret
 from warden.ports import AlertChannel, Clock, Exchange, Lease, LeaseState, Notifier, Store, StoreUnavailable
@@ -147,11 +145,15 @@ def build_channels(settings: Settings) -> tuple[list[AlertChannel], Any]:
     channels: list[AlertChannel] = []
     bot = None
     if settings.telegram_token is not None:
+        from warden.adapters.telegram import TelegramChannel, make_bot  # only with a token: ~0.2 s to import
+
         token = settings.telegram_token.get_secret_value()
         hide_secret(token)
         bot = make_bot(token, settings.telegram_api_url)
         channels.extend(TelegramChannel(bot, chat) for chat in settings.chat_ids)
     if settings.alert_webhook_url:
+        from warden.adapters.webhook import WebhookChannel  # httpx: only when a webhook is set
+
         channels.append(WebhookChannel(settings.alert_webhook_url, settings.account))
     return channels, bot
 
@@ -309,10 +311,15 @@ async def _start_sidecar(exchange: Exchange) -> None:
 
 
 async def _close_channels(channels: list[AlertChannel], bot: Any) -> None:
-    for channel in channels:
-        if isinstance(channel, WebhookChannel):
-            await channel.close()
+    if channels:
+        from warden.adapters.webhook import WebhookChannel
+
+        for channel in channels:
+            if isinstance(channel, WebhookChannel):
+                await channel.close()
     if bot is not None:
+        from warden.adapters.telegram import close_bot
+
         with contextlib.suppress(Exception):
             await close_bot(bot)
 

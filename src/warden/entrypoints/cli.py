@@ -119,10 +119,13 @@ async def serve(settings: Settings, token: ApiToken, sock: socket.socket) -> Non
     # Imported here so the client commands never load the database and exchange adapters.
     from warden.bootstrap import running
     from warden.entrypoints.api import API, create_app
-    from warden.entrypoints.telegram import run_bot
 
     out.print(f"warden: starting ({settings.exchange} exchange, account {settings.account})", markup=False)
-    beside = [run_bot] if settings.telegram_token is not None else []
+    beside = []
+    if settings.telegram_token is not None:  # python-telegram-bot takes ~0.2 s to import: only if used
+        from warden.entrypoints.telegram import run_bot
+
+        beside.append(run_bot)
     async with running(settings, beside=beside) as runtime:
         api = create_app(lambda: runtime)
         config = uvicorn.Config(

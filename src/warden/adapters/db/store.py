@@ -33,7 +33,7 @@ from sqlalchemy import (
     text,
     true,
 )
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -384,7 +384,11 @@ class SqlStore:
 
     def _insert(self, table: Any) -> Any:
         """The dialect's INSERT, which knows ON CONFLICT."""
-        return postgresql.insert(table) if self._postgres else sqlite.insert(table)
+        if self._postgres:
+            from sqlalchemy.dialects import postgresql  # not imported on SQLite
+
+            return postgresql.insert(table)
+        return sqlite.insert(table)
 
     # -- reads --------------------------------------------------------------
 
