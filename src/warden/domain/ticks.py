@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields
 from decimal import Decimal
+from operator import attrgetter
 
 from warden.domain.plan import ExitPlan
 from warden.domain.position import Position
@@ -65,11 +66,9 @@ def runner_threshold(position: Position, instrument: Instrument) -> Decimal | No
 
 
 _MARK_FIELDS = ("last_price", "watermark", "mae", "mfe")
-_KEPT = tuple(
-    (getattr(Position, f.name).__get__, getattr(Position, f.name).__set__)
-    for f in fields(Position)
-    if f.name not in _MARK_FIELDS
-)
+_KEPT_NAMES = tuple(f.name for f in fields(Position) if f.name not in _MARK_FIELDS)
+_GET_KEPT = attrgetter(*_KEPT_NAMES)
+_SET_KEPT = tuple(getattr(Position, name).__set__ for name in _KEPT_NAMES)
 _SET_LAST, _SET_WATERMARK, _SET_MAE, _SET_MFE = (getattr(Position, name).__set__ for name in _MARK_FIELDS)
 
 
@@ -85,8 +84,8 @@ def with_marks(
     (tests/domain/test_ticks.py fails if one is added, and compares with `replace`).
     """
     new = object.__new__(Position)
-    for get, put in _KEPT:
-        put(new, get(position))
+    for put, value in zip(_SET_KEPT, _GET_KEPT(position), strict=True):
+        put(new, value)
     _SET_LAST(new, last)
     _SET_WATERMARK(new, watermark)
     _SET_MAE(new, mae)
