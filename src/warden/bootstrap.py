@@ -26,8 +26,6 @@ from warden.adapters.db.urls import redact
 from warden.adapters.measured import MeasuredExchange, MeasuredNotifier, MeasuredStore, Telemetry
 from warden.adapters.notify import LogNotifier
 from warden.adapters.sim import SimPriceFeed, SimulatedExchange
-from warden.adapters.telegram import TelegramChannel, close_bot, make_bot
-from warden.adapters.webhook import WebhookChannel
 from warden.config import ConfigError, Settings
 from warden.logging import hide_secret
 from warden.ports import AlertChannel, Clock, Exchange, Lease, LeaseState, Notifier, Store, StoreUnavailable
@@ -146,6 +144,8 @@ def build_bot(settings: Settings) -> Any:
     """The Telegram bot (None without a token); one per process, shared by every account."""
     if settings.telegram_token is None:
         return None
+    from warden.adapters.telegram import make_bot  # only with a token: ~0.2 s to import
+
     token = settings.telegram_token.get_secret_value()
     hide_secret(token)
     return make_bot(token, settings.telegram_api_url)
@@ -162,9 +162,13 @@ def build_channels(
     if bot is None:
         bot = build_bot(settings)
     if bot is not None:
+        from warden.adapters.telegram import TelegramChannel  # only with a token: ~0.2 s to import
+
         account = settings.account if label else None
         channels.extend(TelegramChannel(bot, chat, account) for chat in settings.chat_ids)
     if settings.alert_webhook_url:
+        from warden.adapters.webhook import WebhookChannel  # httpx: only when a webhook is set
+
         channels.append(WebhookChannel(settings.alert_webhook_url, settings.account))
     return channels, bot
 
@@ -343,10 +347,15 @@ async def _start_sidecar(exchange: Exchange) -> None:
 
 
 async def _close_channels(channels: list[AlertChannel], bot: Any) -> None:
-    for channel in channels:
-        if isinstance(channel, WebhookChannel):
-            await channel.close()
+    if channels:
+        from warden.adapters.webhook import WebhookChannel
+
+        for channel in channels:
+            if isinstance(channel, WebhookChannel):
+                await channel.close()
     if bot is not None:
+        from warden.adapters.telegram import close_bot
+
         with contextlib.suppress(Exception):
             await close_bot(bot)
 
@@ -573,5 +582,7 @@ async def running_fleet(
                 stop.set()
     finally:
         if fleet.telegram is not None:
+            from warden.adapters.telegram import close_bot
+
             with contextlib.suppress(Exception):
                 await close_bot(fleet.telegram)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import MISSING, fields, replace
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 
-from tests.domain.ticks_rig import Book, as_runner, entry_fill, filled, instrument, opening
+from tests.domain.ticks_rig import T0, Book, as_runner, entry_fill, filled, instrument, opening
 from warden.domain.plan import ExitPlan
-from warden.domain.position import PositionStatus
-from warden.domain.ticks import TrailDecision
+from warden.domain.position import Position, PositionStatus
+from warden.domain.ticks import TrailDecision, with_marks
 from warden.domain.values import PositionId, Side
 
 D = Decimal
@@ -124,3 +126,37 @@ def test_a_short_mark_just_inside_where_the_stop_starts_to_move_decides() -> Non
     book = runner_on_a_quiet_symbol(Side.SHORT, "0.6", D(100), D(63))
     assert not book.index.on_mark(SOL.symbol, D("62.496875"))
     assert book.index.on_mark(SOL.symbol, D("62.496874")) == [TrailDecision(PositionId("r"), D("99.99"))]
+
+
+def test_with_marks_is_replace_of_the_four_mark_fields() -> None:
+    """The crossing's cheap copy carries every other field over (none of them left at its
+    default here), and Position has no __post_init__ that the copy would skip."""
+    assert not hasattr(Position, "__post_init__")
+    p = replace(
+        filled(opening("p1", SOL.symbol, Side.SHORT), D("149.80")),
+        signal_id="s1",
+        origin="api",
+        exclusive=False,
+        closed_qty=D("0.25"),
+        stop_price=D(155),
+        tp1_price=D(140),
+        tp1_qty=D("0.3"),
+        tp2_price=D(130),
+        tp2_qty=D("0.2"),
+        tp1_hit=True,
+        tp2_hit=True,
+        trailing_active=True,
+        realized_pnl=D(3),
+        fees=D("0.1"),
+        exit_reason="x",
+        closed_at=T0 + timedelta(hours=1),
+        stop_seq=4,
+        version=7,
+    )
+    marks = {"last_price", "watermark", "mae", "mfe"}
+    defaulted = [f for f in fields(Position) if f.name not in marks and f.init and f.default is not MISSING]
+    assert [f.name for f in defaulted if getattr(p, f.name) == f.default] == []
+    assert p.applied_trades
+    copy = with_marks(p, D(150), D(149), D(1), D(2))
+    assert copy == replace(p, last_price=D(150), watermark=D(149), mae=D(1), mfe=D(2))
+    assert p.last_price is None

@@ -275,6 +275,21 @@ class TickIndexAgainstReference(RuleBasedStateMachine):
         self.pending.pop(p.id, None)
         self.change(replace(p, stop_price=self.stop(p, offset, True)))
 
+    @precondition(lambda self: self.runners())
+    @rule(k=pick, part=st.sampled_from([Decimal("0.1"), Decimal("0.5"), Decimal("0.9")]))
+    def reduce(self, k: int, part: Decimal) -> None:
+        """A partial exit fill: less remains and the runner trails on (its threshold is re-derived)."""
+        p = nth(self.runners(), k)
+        self.change(replace(p, closed_qty=p.closed_qty + p.remaining * part))
+
+    @precondition(lambda self: self.runners())
+    @rule(k=pick, trail=st.sampled_from(TRAILS))
+    def retrail(self, k: int, trail: Decimal) -> None:
+        """The runner's plan changes its trailing distance: earlier decisions are void."""
+        p = nth(self.runners(), k)
+        self.pending.pop(p.id, None)
+        self.change(replace(p, plan=replace(p.plan, trail_pct=trail)))
+
     @precondition(lambda self: self.active())
     @rule(k=pick)
     def touch(self, k: int) -> None:

@@ -33,15 +33,17 @@ class OrderStatus(StrEnum):
 
     @property
     def terminal(self) -> bool:
-        return self in (OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.REJECTED)
+        return self in _TERMINAL  # a module-level set: enum attribute lookups are slow on 3.11
 
     @property
     def live(self) -> bool:
         """Possibly resting on the exchange (an exit that still protects)."""
-        return self in (OrderStatus.PENDING, OrderStatus.OPEN)
+        return self in _LIVE
 
 
 _O = OrderStatus
+_TERMINAL = frozenset({_O.FILLED, _O.CANCELED, _O.REJECTED})
+_LIVE = frozenset({_O.PENDING, _O.OPEN})
 ORDER_TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
     # An intent may be answered by anything: acknowledged, filled at once, refused,
     # or (a lookup after a timeout) found cancelled.

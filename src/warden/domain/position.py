@@ -44,10 +44,11 @@ class PositionStatus(StrEnum):
 
     @property
     def terminal(self) -> bool:
-        return self in (PositionStatus.CLOSED, PositionStatus.FAILED)
+        return self in _TERMINAL  # a module-level set: enum attribute lookups are slow on 3.11
 
 
 _S = PositionStatus
+_TERMINAL = frozenset({_S.CLOSED, _S.FAILED})
 TRANSITIONS: dict[PositionStatus, frozenset[PositionStatus]] = {
     _S.OPENING: frozenset({_S.OPEN, _S.FAILED}),
     _S.OPEN: frozenset({_S.PROTECTED, _S.CLOSING, _S.CLOSED}),

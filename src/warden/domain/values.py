@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
 from enum import StrEnum
+from functools import lru_cache
 from typing import NewType
 
 from warden.domain.errors import ValidationError
@@ -23,17 +24,19 @@ class Side(StrEnum):
     LONG = "long"
     SHORT = "short"
 
+    # The properties below read module-level tables: on Python 3.11 `Side.LONG` inside a
+    # method is a slow enum attribute lookup, and these run per position per tick/recovery.
     @property
     def sign(self) -> int:
-        return 1 if self is Side.LONG else -1
+        return _SIGN[self]
 
     @property
     def entry_side(self) -> OrderSide:
-        return OrderSide.BUY if self is Side.LONG else OrderSide.SELL
+        return _ENTRY_SIDE[self]
 
     @property
     def exit_side(self) -> OrderSide:
-        return OrderSide.SELL if self is Side.LONG else OrderSide.BUY
+        return _EXIT_SIDE[self]
 
     @classmethod
     def parse(cls, raw: str) -> Side:
@@ -51,6 +54,11 @@ class OrderSide(StrEnum):
     SELL = "sell"
 
 
+_ENTRY_SIDE = {Side.LONG: OrderSide.BUY, Side.SHORT: OrderSide.SELL}
+_EXIT_SIDE = {Side.LONG: OrderSide.SELL, Side.SHORT: OrderSide.BUY}
+_SIGN = {Side.LONG: 1, Side.SHORT: -1}
+
+
 class OrderType(StrEnum):
     MARKET = "market"
     STOP_MARKET = "stop_market"
@@ -59,7 +67,10 @@ class OrderType(StrEnum):
     @property
     def conditional(self) -> bool:
         """Conditional orders live on Binance's algo endpoint; callers must remember it."""
-        return self is not OrderType.MARKET
+        return self is not _MARKET
+
+
+_MARKET = OrderType.MARKET
 
 
 class OrderRole(StrEnum):
@@ -77,9 +88,10 @@ class OrderRole(StrEnum):
 
     @property
     def is_exit(self) -> bool:
-        return self is not OrderRole.ENTRY
+        return self is not _ENTRY
 
 
+_ENTRY = OrderRole.ENTRY
 _ROLE_CODES = {
     OrderRole.ENTRY: "e",
     OrderRole.STOP: "s",
@@ -116,8 +128,14 @@ def client_order_id(
     return ClientOrderId(f"{CLIENT_ID_PREFIX}{position_id}-{role.code}{seq}")
 
 
+@lru_cache(maxsize=1 << 16)
 def parse_client_id(cid: str) -> ParsedClientId | None:
-    """The inverse of client_order_id; None for ids warden did not make."""
+    """The inverse of client_order_id; None for ids warden did not make.
+
+    Memoised (the answer is an immutable value of the string alone): the ledger orders
+    a position's stops by their sequence and reconciliation sorts every order it sees,
+    so recovery asks this 20 times per position.
+    """
     if not cid.startswith(CLIENT_ID_PREFIX):
         return None
     parts = cid[len(CLIENT_ID_PREFIX) :].split("-")

@@ -121,19 +121,21 @@ async def serve(settings: Settings, token: ApiToken, sock: socket.socket) -> Non
     # Imported here so the client commands never load the database and exchange adapters.
     from warden.bootstrap import running
     from warden.entrypoints.api import API, create_app
-    from warden.entrypoints.telegram import run_bot
 
     async with contextlib.AsyncExitStack() as stack:
         served: Any
         if settings.accounts:
             from warden.bootstrap import running_fleet
-            from warden.entrypoints.telegram import run_fleet_bot
 
             names = ", ".join(
                 f"{n} ({settings.accounts[n].exchange or settings.exchange})" for n in settings.accounts
             )
             out.print(f"warden: starting accounts {names}", markup=False)
-            beside_fleet = [run_fleet_bot] if settings.telegram_token is not None else []
+            beside_fleet = []
+            if settings.telegram_token is not None:
+                from warden.entrypoints.telegram import run_fleet_bot
+
+                beside_fleet.append(run_fleet_bot)
             served = await stack.enter_async_context(running_fleet(settings, beside=beside_fleet))
             for name, why in served.failures.items():
                 err.print(f"warden: account {name} is not running: {why}", markup=False)
@@ -143,7 +145,11 @@ async def serve(settings: Settings, token: ApiToken, sock: socket.socket) -> Non
             out.print(
                 f"warden: starting ({settings.exchange} exchange, account {settings.account})", markup=False
             )
-            beside = [run_bot] if settings.telegram_token is not None else []
+            beside = []
+            if settings.telegram_token is not None:  # python-telegram-bot takes ~0.2 s to import
+                from warden.entrypoints.telegram import run_bot
+
+                beside.append(run_bot)
             served = await stack.enter_async_context(running(settings, beside=beside))
         api = create_app(lambda: served)
         config = uvicorn.Config(

@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import asyncpg  # no stubs (mypy override in pyproject); only its exception classes are used
 from sqlalchemy.exc import (
     DataError,
     DBAPIError,
@@ -55,7 +55,14 @@ async def guarded(what: str, where: str, seconds: float) -> AsyncIterator[None]:
 
 
 _REFUSED = (IntegrityError, DataError, ProgrammingError, NotSupportedError)
-_UNAVAILABLE = (OSError, DBAPIError, DisconnectionError, asyncpg.PostgresError, asyncpg.InterfaceError)
+_UNAVAILABLE = (OSError, DBAPIError, DisconnectionError)
+
+
+def _asyncpg_unavailable(exc: Exception) -> bool:
+    """asyncpg's own errors (SQLAlchemy does not wrap them all). Only a process that loaded
+    asyncpg (it has a PostgreSQL store) can see one, so it is not imported for SQLite."""
+    asyncpg = sys.modules.get("asyncpg")
+    return asyncpg is not None and isinstance(exc, asyncpg.PostgresError | asyncpg.InterfaceError)
 
 
 def translate(exc: Exception, what: str, where: str, seconds: float) -> Exception:
@@ -68,7 +75,7 @@ def translate(exc: Exception, what: str, where: str, seconds: float) -> Exceptio
         return StoreUnavailable(f"{what}: {where} is unavailable: {_first_line(exc)}")
     if isinstance(exc, _REFUSED):
         return StoreError(f"{what}: {where} refused it: {_first_line(exc)}")
-    if isinstance(exc, _UNAVAILABLE):
+    if isinstance(exc, _UNAVAILABLE) or _asyncpg_unavailable(exc):
         return StoreUnavailable(f"{what}: {where} is unavailable: {_first_line(exc)}")
     if isinstance(exc, StatementError) and isinstance(exc.orig, ValueError | TypeError):
         return exc.orig

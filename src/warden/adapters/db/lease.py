@@ -27,9 +27,10 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from warden.adapters.db import urls
@@ -79,8 +80,7 @@ class _EpochTable:
 
     async def bump(self, conn: AsyncConnection) -> int:
         now = self.now()
-        insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-        values = insert(leases).values(
+        values = _insert_for(conn.dialect.name)(leases).values(
             account=self.account, epoch=1, holder=self.me, acquired_at=now, renewed_at=now
         )
         stmt = values.on_conflict_do_update(
@@ -384,3 +384,12 @@ def _same_file(fd: int, path: Path) -> bool:
 
 
 __all__ = ["FileLease", "Lease", "PostgresAdvisoryLease", "advisory_key", "default_holder", "lease_for"]
+
+
+def _insert_for(dialect: str) -> Callable[..., Any]:
+    """The dialect's INSERT (it knows ON CONFLICT); PostgreSQL's is imported only when used."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
+        return postgresql.insert
+    return sqlite.insert

@@ -1,25 +1,36 @@
-"""Alembic, run from code: no alembic.ini, async engines, safe to run twice or concurrently."""
+"""Alembic, run from code: no alembic.ini, async engines, safe to run twice or concurrently.
+
+Every start migrates, and nearly always there is nothing to do. Alembic takes ~0.1 s
+to import and more to load its scripts, so a database already at the newest
+revision (read from `alembic_version`, compared with the head of the revision files,
+found without Alembic) is left alone without it; anything else goes through Alembic.
+"""
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 
 from warden.adapters.db.engine import create_engine
 from warden.adapters.db.errors import guarded
 from warden.adapters.db.urls import redact
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 MIGRATIONS = Path(__file__).with_name("migrations")
 _MIGRATION_LOCK = 0x77617264656E  # "warden": serialises concurrent upgrades on PostgreSQL
+VERSION_TABLE = "alembic_version"
 
 
 def alembic_config() -> Config:
     """The Alembic configuration, built in code; env.py expects a connection in `attributes`."""
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     return config
@@ -37,6 +48,8 @@ async def upgrade(url: str, *, revision: str = "head", op_timeout: float = 60.0)
 
 async def current_revision(url: str, *, op_timeout: float = 10.0) -> str | None:
     """The revision the database is at, or None before the first migration."""
+    from alembic.runtime.migration import MigrationContext
+
     engine = create_engine(url, op_timeout=op_timeout, pooled=False)
     try:
         async with guarded("read schema revision", redact(url), op_timeout), engine.connect() as conn:
@@ -45,9 +58,47 @@ async def current_revision(url: str, *, op_timeout: float = 10.0) -> str | None:
         await engine.dispose()
 
 
+def script_head() -> str | None:
+    """The newest revision of the revision files, read without Alembic: the one revision no
+    other file names as its `down_revision`. None when that is not plain (a file it cannot
+    read, a merge, branches): then Alembic decides."""
+    revisions: set[str] = set()
+    downs: set[str] = set()
+    for path in sorted((MIGRATIONS / "versions").glob("*.py")):
+        names: dict[str, object] = {}
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.Assign) and len(node.targets) == 1:
+                target = node.targets[0]
+                if isinstance(target, ast.Name) and isinstance(node.value, ast.Constant):
+                    names[target.id] = node.value.value
+        revision, down = names.get("revision"), names.get("down_revision", ...)
+        if not isinstance(revision, str) or not (down is None or isinstance(down, str)):
+            return None
+        if names.get("branch_labels") is not None or names.get("depends_on") is not None:
+            return None
+        revisions.add(revision)
+        if down is not None:
+            downs.add(down)
+    heads = revisions - downs
+    return heads.pop() if len(heads) == 1 else None
+
+
+def _at(connection: Connection) -> list[str] | None:
+    """The revisions `alembic_version` holds; None before the first migration."""
+    if not inspect(connection).has_table(VERSION_TABLE):
+        return None
+    return [row[0] for row in connection.execute(text(f"SELECT version_num FROM {VERSION_TABLE}"))]
+
+
 def _upgrade(connection: Connection, revision: str) -> None:
     if connection.dialect.name == "postgresql":
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
+    if revision == "head":
+        head = script_head()
+        if head is not None and _at(connection) == [head]:
+            return  # already there: exactly what Alembic would conclude, without loading it
+    from alembic import command
+
     config = alembic_config()
     config.attributes["connection"] = connection
     command.upgrade(config, revision)

@@ -33,12 +33,12 @@ from sqlalchemy import (
     text,
     true,
 )
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from warden.adapters.db import rows
+from warden.adapters.db import fastload, rows
 from warden.adapters.db.engine import READ_ONLY, ThreadWriter, create_engine
 from warden.adapters.db.errors import guarded
 from warden.adapters.db.installation import checked, new_installation_id
@@ -388,11 +388,37 @@ class SqlStore:
 
     def _insert(self, table: Any) -> Any:
         """The dialect's INSERT, which knows ON CONFLICT."""
-        return postgresql.insert(table) if self._postgres else sqlite.insert(table)
+        if self._postgres:
+            from sqlalchemy.dialects import postgresql  # not imported on SQLite
+
+            return postgresql.insert(table)
+        return sqlite.insert(table)
 
     # -- reads --------------------------------------------------------------
 
     async def load_active(self) -> ActiveState:
+        if not self._postgres:
+            return await self._read("load active positions", self._load_active_sqlite)
+        return await self._load_active_sqlalchemy()
+
+    async def _load_active_sqlite(self, conn: AsyncConnection) -> ActiveState:
+        """The same queries as `_load_active_sqlalchemy`, converted without SQLAlchemy's rows
+        (fastload.py): recovery loads every active row at start."""
+        active = (self._mine(), positions.c.status.not_in(TERMINAL))
+        found = (
+            select(*fastload.POSITION_COLUMNS).where(*active).order_by(positions.c.opened_at, positions.c.id)
+        )
+        trades = select(fills.c.position_id, fills.c.trade_id).join(positions).where(*active)
+        order_rows = (
+            select(*fastload.ORDER_COLUMNS)
+            .join(positions)
+            .where(*active)
+            .order_by(orders.c.position_id, orders.c.created_at, orders.c.client_order_id)
+        )
+
+        return await conn.run_sync(fastload.load_active, found, trades, order_rows)
+
+    async def _load_active_sqlalchemy(self) -> ActiveState:
         async def work(conn: AsyncConnection) -> ActiveState:
             active = (self._mine(), positions.c.status.not_in(TERMINAL))
             found = await conn.execute(

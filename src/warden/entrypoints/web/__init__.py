@@ -18,6 +18,7 @@ their licences): no build step, nothing fetched from a CDN at run time.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
@@ -28,26 +29,20 @@ from urllib.parse import parse_qs, quote
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from warden.domain.events import EventKind
 from warden.entrypoints.auth import SESSION_COOKIE, Access, cookie_access, session_value, token_access
 from warden.entrypoints.schemas import EventOut, PositionOut, StatusOut
 
 if TYPE_CHECKING:
+    from jinja2 import Environment
+
     from warden.entrypoints.api import RuntimeApi
 
 HERE = Path(__file__).parent
 ACTIONS = ("pause", "resume", "kill")
 TIMELINE = 60
 CLOSED = 50
-
-_env = Environment(
-    loader=FileSystemLoader(HERE / "templates"),
-    autoescape=select_autoescape(["html"]),
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
 
 
 def _signed(value: str | None) -> str:
@@ -71,12 +66,24 @@ def _short(value: str | None, places: int = 4) -> str:
     return "0" if text in ("-0", "") else text
 
 
-_env.filters["signed"] = _signed
-_env.filters["short"] = _short
+@functools.cache
+def _templates() -> Environment:
+    """Jinja, loaded on the first page served rather than at start (signals need none of it)."""
+    from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+    env = Environment(
+        loader=FileSystemLoader(HERE / "templates"),
+        autoescape=select_autoescape(["html"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["signed"] = _signed
+    env.filters["short"] = _short
+    return env
 
 
 def render(name: str, **context: Any) -> str:
-    return _env.get_template(name).render(**context)
+    return _templates().get_template(name).render(**context)
 
 
 def install_dashboard(
