@@ -84,6 +84,8 @@ class Router:
             await work
 
         task = self.ctx.tasks.spawn(run())
+        # Cancelled (stand-down, stop) before its turn, the work never started: close it.
+        task.add_done_callback(lambda _: work.close())
         self._chains[pid] = task
         task.add_done_callback(
             lambda done: self._chains.pop(pid, None) if self._chains.get(pid) is done else None
