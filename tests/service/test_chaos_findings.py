@@ -440,3 +440,33 @@ async def test_a_stop_that_rested_despite_its_timeout_is_not_doubled_by_the_rese
         await engine.stop()
         consumer.cancel()
         await asyncio.gather(consumer, opening, return_exceptions=True)
+
+
+async def test_an_entry_whose_answer_was_lost_is_protected_once_queries_answer(
+    on_fake_clock: tuple[Engine, CountingExchange, FakeClock],
+) -> None:
+    """Chaos 2049494027:1888 and :1364 (10,000-run campaign): the entry executed but its answer was
+    lost (a timeout) while every query failed for 5 s. The outcome is unknown, so the position may
+    be on the exchange without a stop: it was resolved on a doubling backoff, and the stop rested
+    18-25 s after the queries were back. Once the exchange answers, the stop rests within the
+    protection window."""
+    engine, exchange, clock = on_fake_clock
+    exchange.sim.faults.timeout_after_execution_if = lambda request: not request.reduce_only
+    exchange.sim.faults.fail_queries = True
+    opening = asyncio.ensure_future(engine.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(100))))
+    for _ in range(10):  # the queries fail for 5 s of engine time
+        clock.advance(0.5)
+        await turns(20)
+    exchange.sim.faults.timeout_after_execution_if = None
+    exchange.sim.faults.fail_queries = False
+    assert opening.done(), "the caller was answered while the outcome was unknown"
+    position = opening.result()
+    window = engine.config.protection_window
+    for _ in range(int(window / 0.25)):
+        clock.advance(0.25)
+        await turns(20)
+    stops = [o for o in exchange.sim.core.open_orders(SOL) if o.type is OrderType.STOP_MARKET]
+    held = exchange.sim.core.position(SOL).qty
+    assert held > 0 and stops and stops[0].qty == held, (
+        f"no stop {window}s after the queries answered: {engine.ledger.positions[position.id].status}"
+    )

@@ -190,8 +190,7 @@ class Opener:
         if position.status is PositionStatus.OPENING:
             # Filled on the exchange, but no fill reached us yet from any source:
             # keep resolving (lookup + REST fills) until it is applied and protected.
-            filled = report is not None and report.filled_qty > 0
-            ctx.tasks.spawn(self.recovery.resolve_entry(pid, filled=filled))
+            ctx.tasks.spawn(self.recovery.resolve_entry(pid))
             return position
         return await exits.protect(pid)
 

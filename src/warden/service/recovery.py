@@ -27,6 +27,10 @@ from warden.service.context import Context
 from warden.service.exits import ExitManager
 from warden.service.gateway import Found, Gateway, NotFound
 
+STEADY_LOOKS = 60
+"""Looks at an unresolved entry on a steady cadence (about a minute) before slowing down."""
+SLOW_LOOKS = 60
+"""Looks after that, doubling up to 30 s apart (about half an hour)."""
 RECOVERY_CONCURRENCY = 64
 """Positions resolved at once during recovery (each waits on its own exchange lookups)."""
 
@@ -234,22 +238,35 @@ class Recovery:
                 order = ctx.ledger.orders[entry.client_order_id]
             return await ctx.ledger.commit(position, failed, orders=[order], events=[event])
 
-    async def resolve_entry(self, pid: PositionId, *, filled: bool = False) -> None:
-        """An entry whose outcome is not known yet (timed out, or working): keep looking until it is.
+    async def resolve_entry(self, pid: PositionId) -> None:
+        """An entry whose outcome is not known yet (timed out, answered filled with fills not
+        readable yet, or working): keep looking until it is, then make sure it is protected.
 
-        `filled`: the exchange answered that the entry filled, but no fill could be read yet. The
-        position is then on the exchange without a stop, so it is looked at on a short, steady
-        cadence (at most half the protection window apart), never a doubling backoff: the stop
-        goes out within the window of the fills becoming readable, however long they were not."""
+        The position may be on the exchange without a stop all the while, so for the first
+        minute it is looked at on a short, steady cadence (at most half the protection window
+        apart), never a doubling backoff: the stop goes out within the window of the exchange
+        answering again, however long it did not. After that the trader is alerted and the
+        looking goes on, more slowly, for about half an hour. An entry resolved meanwhile by
+        another path (its fill on the stream) is protected here: the saga handed it over."""
         ctx = self.ctx
         steady = ctx.config.protection_window / 2
-        for attempt in range(60):
-            backoff = ctx.config.retry_backoff
-            await ctx.clock.sleep(
-                min(steady, backoff * (attempt + 1)) if filled else min(30.0, backoff * 2**attempt)
-            )
+        for attempt in range(STEADY_LOOKS + SLOW_LOOKS):
+            if attempt < STEADY_LOOKS:
+                delay = min(steady, ctx.config.retry_backoff * (attempt + 1))
+            else:
+                delay = min(30.0, steady * 2 ** (attempt - STEADY_LOOKS + 1))
+            if attempt == STEADY_LOOKS:
+                await ctx.notify(
+                    AlertKind.ENTRY_UNRESOLVED,
+                    f"{pid}: entry outcome still unknown after a minute; still looking; check the exchange",
+                    pid,
+                )
+            await ctx.clock.sleep(delay)
             position = ctx.ledger.positions.get(pid)
-            if position is None or position.status is not PositionStatus.OPENING:
+            if position is None or not position.is_active:
+                return
+            if position.status is not PositionStatus.OPENING:
+                await self.exits.protect(pid)
                 return
             try:
                 await self.resync(pid)
@@ -257,6 +274,8 @@ class Recovery:
                 continue
             position = ctx.ledger.positions[pid]
             if position.status is not PositionStatus.OPENING:
+                if position.is_active:
+                    await self.exits.protect(pid)
                 return
             entry = next((o for o in ctx.ledger.orders_of(pid) if o.role is OrderRole.ENTRY), None)
             if entry is not None and entry.status is OrderStatus.OPEN and attempt >= 3:
