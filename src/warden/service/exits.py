@@ -135,7 +135,6 @@ class ExitManager:
 
     async def protect(self, pid: PositionId) -> Position:
         """Place whatever exit orders are missing; close the position if the stop cannot rest."""
-        ctx = self.ctx
         async with self._lock(pid):
             pos = self.ledger.positions[pid]
             if pos.status not in (PositionStatus.OPEN, PositionStatus.PROTECTED) or pos.entry_price is None:
@@ -145,16 +144,8 @@ class ExitManager:
             orders = self._missing_exits(pos)
             if not orders:
                 return await self._mark_protected(pos)
-            seq = pos.stop_seq + 1
-            levels = levels_for(
-                pos.plan,
-                pos.side,
-                pos.entry_price,
-                pos.filled_qty,
-                ctx.instruments[pos.symbol],
-                pos.stop_price,
-            )
-            staged = replace(pos.with_levels(levels), stop_seq=seq)
+            staged = self._staged(pos)
+            seq = staged.stop_seq
             intents = [self._exit_intent(staged, role, seq) for role in orders]
             intents = [o for o in intents if o.qty > 0]
             # The intents are written while the orders are already on their way, not before:
@@ -211,12 +202,17 @@ class ExitManager:
             or self.ledger.live_orders(pid, OrderRole.STOP)
         ):
             return
-        inst = self.ctx.instruments[pos.symbol]
-        filled = replace(pos, filled_qty=report.filled_qty, entry_price=report.avg_price)
-        levels = levels_for(pos.plan, pos.side, report.avg_price, report.filled_qty, inst, pos.stop_price)
-        seq = pos.stop_seq + 1
-        stop = self._exit_intent(replace(filled.with_levels(levels), stop_seq=seq), OrderRole.STOP, seq)
+        staged = self._staged(replace(pos, filled_qty=report.filled_qty, entry_price=report.avg_price))
+        stop = self._exit_intent(staged, OrderRole.STOP, staged.stop_seq)
         self._early_stops[pid] = (stop, self.ctx.tasks.spawn(self.place(stop)))
+
+    def _staged(self, pos: Position) -> Position:
+        """The position priced by its plan at its entry, with the next exit sequence: what
+        `protect` stages, and what `send_stop_early` must send so that both name the same stop."""
+        assert pos.entry_price is not None
+        inst = self.ctx.instruments[pos.symbol]
+        levels = levels_for(pos.plan, pos.side, pos.entry_price, pos.filled_qty, inst, pos.stop_price)
+        return replace(pos.with_levels(levels), stop_seq=pos.stop_seq + 1)
 
     async def _mark_protected(self, pos: Position) -> Position:
         """Every exit rests (e.g. found so by recovery): record the protection if not yet recorded."""
