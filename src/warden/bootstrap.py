@@ -277,6 +277,7 @@ async def running(
         engine_config(settings, store.installation_id),
         channels=channels,
         routes=settings.routes(),
+        leased=True,
     )
     if bot is None:
         engine.notes["telegram"] = NO_TELEGRAM

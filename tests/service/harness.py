@@ -115,6 +115,8 @@ class Harness:
     channels: list[AlertChannel] = field(default_factory=list)
     """Remote alert channels of the next engine built (kept across restarts, like a chat)."""
     routes: AlertRoutes | None = None
+    leased: bool = False
+    """The next engine is built as `warden run` builds it: a lease watcher verifies its lease."""
 
     async def start(self, ready: bool = True) -> Harness:
         """Build the engine on the kept store and exchange; `ready`: run startup recovery too."""
@@ -140,6 +142,7 @@ class Harness:
             channels=self.channels,
             routes=self.routes,
             delivery=FAST_DELIVERY,
+            leased=self.leased,
         )
         self._consumer = asyncio.get_running_loop().create_task(self.engine.consume(self.probe.stream()))
         if ready:

@@ -118,6 +118,32 @@ async def test_db_failing_after_fill_keeps_position_protected(harness: Harness) 
     assert EventKind.STORE_DEGRADED in kinds and EventKind.STORE_RECOVERED in kinds
 
 
+async def test_after_a_database_outage_ready_waits_until_the_lease_is_verified(harness: Harness) -> None:
+    """An outage may have cost the lease (PostgreSQL's advisory lock dies with its session). When
+    the queued writes are committed the engine stays degraded, saying why, until its lease watcher
+    has found the lease still ours: never `ready` in between (CI once saw ready, then degraded
+    again 0.2 s later, when the watcher found the lease's own connection dead)."""
+    harness.leased = True
+    await harness.restart()
+
+    def outage(req: object) -> bool:
+        harness.store.down = True
+        return False
+
+    harness.sim.faults.reject_if = outage
+    pos = await harness.open("short", usd="100")
+    harness.sim.faults.reject_if = None
+    assert pos.status is PositionStatus.PROTECTED
+    harness.store.down = False
+    await harness.engine.flush_pending()
+    status = harness.engine.status()
+    assert harness.engine.state is EngineState.DEGRADED and not status.accepting_signals
+    assert any("lease" in reason for reason in status.reasons), status.reasons
+    harness.engine.lease_restored()  # what the watcher does when it finds the lease held
+    assert harness.engine.state is EngineState.READY
+    assert harness.engine.status().accepting_signals
+
+
 async def test_stop_that_cannot_be_placed_closes_the_position(harness: Harness) -> None:
     """If no stop can rest, the position is closed at once and the reason recorded."""
     harness.sim.faults.reject_if = lambda req: req.type is OrderType.STOP_MARKET

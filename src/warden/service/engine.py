@@ -90,7 +90,12 @@ class Engine:
         channels: Sequence[AlertChannel] = (),
         routes: AlertRoutes | None = None,
         delivery: DeliveryConfig | None = None,
+        leased: bool = False,
     ) -> None:
+        """`leased`: a lease watcher verifies this engine's lease (`warden run`). A database failure
+        then puts the lease in doubt until the watcher has found it still ours: PostgreSQL's
+        advisory lock dies with its session, so queued writes committed again are not enough
+        to be `ready`."""
         gate = Gate()
         ledger = Ledger(store, clock, gate.check_may_act)
         self.deliverer = Deliverer(
@@ -136,6 +141,7 @@ class Engine:
         self._loops = Tasks(on_error=self._task_failed)
         self._started_at = clock.now()
         self._store_error: str | None = None
+        self._leased = leased
         self._others: set[str] = set()
         self.notes: dict[str, str] = {}
         """Shown in /status details (e.g. the Telegram bot's state), set by whoever runs beside."""
@@ -154,6 +160,7 @@ class Engine:
             return await self.opener.open(cmd, self._require_trading)
         except StoreUnavailable as exc:
             self._store_error = str(exc)
+            self._doubt_lease()
             raise
 
     async def close_position(self, cmd: ClosePosition) -> Position:
@@ -656,7 +663,12 @@ class Engine:
         for pid in done:
             self.ctx.forget(pid)
 
+    def _doubt_lease(self) -> None:
+        if self._leased and self.ctx.gate.lease_note is None:
+            self.ctx.gate.lease_note = "lease unverified since the database failed; checking it"
+
     def _degraded(self, error: str) -> None:
+        self._doubt_lease()
         self.ctx.alert(
             AlertKind.DATABASE_DEGRADED,
             f"database unavailable: positions stay protected on the exchange; writes are queued ({error})",
