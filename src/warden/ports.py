@@ -64,6 +64,11 @@ class OrderRejected(ExchangeError):
     """The exchange refused the order; nothing was done."""
 
 
+class DuplicateOrder(OrderRejected):
+    """Refused because an order with its client id exists (Binance -4116, Bybit 110072): most
+    likely an earlier send of the same order, resting. Nothing new was done."""
+
+
 class OrderNotFound(ExchangeError):
     """No such order on the exchange."""
 

@@ -6,7 +6,15 @@ import pytest
 
 import ccxt
 from warden.adapters.ccxt import Call, ParseError, translate, translated
-from warden.ports import ExchangeError, ExchangeTimeout, ExchangeUnavailable, OrderNotFound, OrderRejected
+from warden.adapters.ccxt.errors import BINANCE, BYBIT, CodeTable
+from warden.ports import (
+    DuplicateOrder,
+    ExchangeError,
+    ExchangeTimeout,
+    ExchangeUnavailable,
+    OrderNotFound,
+    OrderRejected,
+)
 
 ORDER, QUERY = Call.ORDER, Call.QUERY
 
@@ -15,7 +23,7 @@ CASES = [
     (ccxt.OrderNotFound, OrderNotFound, OrderNotFound),
     (ccxt.OrderImmediatelyFillable, OrderRejected, OrderRejected),
     (ccxt.InvalidOrder, OrderRejected, OrderRejected),
-    (ccxt.DuplicateOrderId, OrderRejected, OrderRejected),
+    (ccxt.DuplicateOrderId, DuplicateOrder, OrderRejected),
     (ccxt.InsufficientFunds, OrderRejected, OrderRejected),
     (ccxt.BadRequest, OrderRejected, OrderRejected),
     (ccxt.BadSymbol, OrderRejected, OrderRejected),
@@ -70,6 +78,20 @@ def test_translated_raises_the_port_error_and_keeps_the_cause() -> None:
     with pytest.raises(OrderRejected, match="-2021") as caught, translated(ORDER):
         raise original
     assert caught.value.__cause__ is original
+
+
+@pytest.mark.parametrize(
+    ("codes", "message"),
+    [
+        (BINANCE, 'binanceusdm {"code":-4116,"msg":"ClientOrderId is duplicated."}'),
+        (BYBIT, 'bybit {"retCode":110072,"retMsg":"OrderLinkedID is duplicate"}'),
+    ],
+)
+def test_a_client_id_in_use_is_a_duplicate_not_a_plain_refusal(codes: CodeTable, message: str) -> None:
+    """-4116 and 110072 say an order with the id exists (most likely an earlier send, resting):
+    a stop refused so is covered, and is looked up in full rather than taken for refused."""
+    assert type(translate(ccxt.InvalidOrder(message), ORDER, codes)) is DuplicateOrder
+    assert type(translate(ccxt.InvalidOrder(message), QUERY, codes)) is OrderRejected
 
 
 def test_translated_lets_foreign_exceptions_through() -> None:

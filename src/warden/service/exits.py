@@ -45,6 +45,7 @@ from warden.domain.values import (
     parse_client_order_id,
 )
 from warden.ports import (
+    DuplicateOrder,
     ExchangeError,
     ExchangeTimeout,
     ExchangeUnavailable,
@@ -137,9 +138,14 @@ class ExitManager:
         """Place whatever exit orders are missing; close the position if the stop cannot rest."""
         async with self._lock(pid):
             pos = self.ledger.positions[pid]
-            if pos.status not in (PositionStatus.OPEN, PositionStatus.PROTECTED) or pos.entry_price is None:
-                return pos
-            if pos.remaining <= 0:
+            if (
+                pos.status not in (PositionStatus.OPEN, PositionStatus.PROTECTED)
+                or pos.entry_price is None
+                or pos.remaining <= 0
+            ):
+                leftover = self._early_stops.pop(pid, None) if pos.status.terminal else None
+                if leftover is not None:
+                    self.ctx.tasks.spawn(self._withdraw(pid, *leftover))
                 return pos
             orders = self._missing_exits(pos)
             if not orders:
@@ -179,6 +185,15 @@ class ExitManager:
             self.ctx.tasks.spawn(self.move_stop(pid))  # the fills differed from the answer
         return done
 
+    async def _withdraw(self, pid: PositionId, stop: Order, sending: asyncio.Task[Placed]) -> None:
+        """A stop sent on the entry's answer for a position that ended before it was protected:
+        recorded, then cancelled, so nothing of ours rests that the ledger does not know."""
+        await sending
+        async with self._lock(pid):
+            pos = self.ledger.positions[pid]
+            await self.ledger.commit(pos, pos, orders=[stop])
+        await self.cancel_exits(pid)
+
     async def _send(self, order: Order, early: tuple[Order, asyncio.Task[Placed]] | None) -> Placed:
         if early is not None and early[0].client_order_id == order.client_order_id:
             return await early[1]
@@ -192,17 +207,20 @@ class ExitManager:
         takes its answer. If the process dies first, recovery stages that id again and adopts
         the resting order (the exchange refuses the duplicate); if the applied fills differ from
         the answer, the stop is moved to them once protected."""
+        if report.avg_price is not None:
+            self._send_early(pid, report.filled_qty, report.avg_price)
+
+    def _send_early(self, pid: PositionId, qty: Decimal, price: Decimal) -> None:
         pos = self.ledger.positions.get(pid)
         if (
             pos is None
             or pos.status is not PositionStatus.OPENING
-            or report.avg_price is None
-            or report.filled_qty <= 0
+            or qty <= 0
             or pid in self._early_stops
             or self.ledger.live_orders(pid, OrderRole.STOP)
         ):
             return
-        staged = self._staged(replace(pos, filled_qty=report.filled_qty, entry_price=report.avg_price))
+        staged = self._staged(replace(pos, filled_qty=qty, entry_price=price))
         stop = self._exit_intent(staged, OrderRole.STOP, staged.stop_seq)
         self._early_stops[pid] = (stop, self.ctx.tasks.spawn(self.place(stop)))
 
@@ -411,8 +429,16 @@ class ExitManager:
             attempt += 1
             try:
                 return Placed(await self.gw.send(order))
+            except DuplicateOrder as exc:
+                # An earlier send rests under this id (the position is covered): look it up in full.
+                return await self._adopt_or_refuse(order, exc, maybe_sent=True)
             except OrderRejected as exc:
-                return await self._adopt_or_refuse(order, exc, maybe_sent)
+                # Not as a duplicate: after an unknown outcome the first send may still rest (a
+                # venue may check the id late), so it is looked up, but only for what is left of
+                # the stop's time: if not found, the position is closed (a stop found resting
+                # later is an order of a closed position, cancelled by reconciliation).
+                looks = self._looks_within(deadline - clock.monotonic())
+                return await self._adopt_or_refuse(order, exc, maybe_sent, looks)
             except ExchangeUnavailable as exc:
                 last = Placed(None, f"exchange unavailable: {exc}")
             except ExchangeTimeout:
@@ -441,11 +467,23 @@ class ExitManager:
             return Placed(None, "timed out and not found")
         return Placed(None, "timed out and could not be looked up", unknown=True)
 
-    async def _adopt_or_refuse(self, order: Order, exc: OrderRejected, maybe_sent: bool) -> Placed:
+    def _looks_within(self, seconds: float) -> int:
+        """How many lookups (with the gateway's growing pause between them) fit in `seconds`."""
+        config = self.ctx.config
+        looks, spent = 1, 0.0
+        while looks < config.lookup_attempts and spent + config.retry_backoff * looks <= seconds:
+            spent += config.retry_backoff * looks
+            looks += 1
+        return looks
+
+    async def _adopt_or_refuse(
+        self, order: Order, exc: OrderRejected, maybe_sent: bool, looks: int | None = None
+    ) -> Placed:
         """Its deterministic id may already be on the exchange: sent by a process whose write of
         the intent was lost (a restart during a database outage), or by the send before this
-        one. A refusal as a duplicate is then the order resting, not a failure: adopt it."""
-        found = await self.gw.lookup(order, attempts=None if maybe_sent else 1)
+        one. A refusal as a duplicate is then the order resting, not a failure: adopt it.
+        After an unknown outcome it is looked up `looks` times (default: in full)."""
+        found = await self.gw.lookup(order, attempts=(looks if looks else None) if maybe_sent else 1)
         if isinstance(found, Found) and found.report.status in (OrderStatus.OPEN, OrderStatus.FILLED):
             return Placed(found.report)
         if maybe_sent and isinstance(found, Unknown):
@@ -496,6 +534,10 @@ class ExitManager:
                         )
                         await self.ctx.notify(AlertKind.FILL_MISMATCH, str(exc), pid)
                         return
+                    if order.role is OrderRole.ENTRY and new.entry_price is not None:
+                        # The first fill of a working entry: its stop goes out before the fill
+                        # is written (the write may be slow); `protect` adopts it.
+                        self._send_early(pid, new.filled_qty, new.entry_price)
                     new, events, follow = self._after_fill(pos, new, order, fill)
                     alerts = self._fill_alerts(pos, new, order, fill)
                     await self.ledger.commit(
@@ -783,6 +825,8 @@ class ExitManager:
             found = await self.gw.lookup(order, attempts=1)
             if isinstance(found, Found):
                 report = found.report
+                if order.role is OrderRole.ENTRY and report.status is OrderStatus.FILLED:
+                    self.send_stop_early(pid, report)
 
     async def on_order_report(self, order: Order, report: OrderReport) -> None:
         cid = order.client_order_id
@@ -798,6 +842,8 @@ class ExitManager:
                 order.advance(OrderStatus.OPEN, exchange_order_id=report.exchange_order_id)
             )
         elif report.status is OrderStatus.FILLED and report.filled_qty > order.filled_qty:
+            if order.role is OrderRole.ENTRY:
+                self.send_stop_early(order.position_id, report)  # before any fill is written
             self.ctx.tasks.spawn(
                 self.wait_for_fills(order.position_id, cid, report.filled_qty, self.ctx.config.fill_wait)
             )

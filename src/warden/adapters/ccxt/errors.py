@@ -8,7 +8,8 @@ may have changed something), `query` = every read:
     │   ├── InvalidOrder
     │   │   ├── OrderNotFound ................ OrderNotFound            (both kinds)
     │   │   ├── OrderImmediatelyFillable ..... OrderRejected  (-2021)
-    │   │   └── (other: -4116 duplicate id, -4120 use algo, -2022, -4164, ...) OrderRejected
+    │   │   ├── DuplicateOrderId ............. DuplicateOrder (order) / OrderRejected (query)
+    │   │   └── (other: -4120 use algo, -2022, -4164, ...) OrderRejected
     │   ├── InsufficientFunds ................ OrderRejected  (-2019)
     │   ├── BadRequest / BadSymbol ........... OrderRejected  (-1102, -1111, -1121, -4003, ...)
     │   ├── ArgumentsRequired / NotSupported . OrderRejected  (refused before sending)
@@ -55,7 +56,14 @@ from collections.abc import Iterator, Mapping
 from enum import Enum
 
 import ccxt
-from warden.ports import ExchangeError, ExchangeTimeout, ExchangeUnavailable, OrderNotFound, OrderRejected
+from warden.ports import (
+    DuplicateOrder,
+    ExchangeError,
+    ExchangeTimeout,
+    ExchangeUnavailable,
+    OrderNotFound,
+    OrderRejected,
+)
 
 
 class ParseError(ValueError):
@@ -75,6 +83,7 @@ class Call(Enum):
 # (ccxt class, error on an ORDER call, error on a QUERY call), most specific first.
 TABLE: tuple[tuple[type[Exception], type[ExchangeError], type[ExchangeError]], ...] = (
     (ccxt.OrderNotFound, OrderNotFound, OrderNotFound),
+    (ccxt.DuplicateOrderId, DuplicateOrder, OrderRejected),
     (ccxt.InvalidOrder, OrderRejected, OrderRejected),
     (ccxt.InsufficientFunds, OrderRejected, OrderRejected),
     (ccxt.BadRequest, OrderRejected, OrderRejected),  # includes BadSymbol
@@ -97,6 +106,7 @@ TABLE: tuple[tuple[type[Exception], type[ExchangeError], type[ExchangeError]], .
 Verdict = tuple[type[ExchangeError], type[ExchangeError]]
 """(the port error on an ORDER call, on a QUERY call)."""
 REJECTED: Verdict = (OrderRejected, OrderRejected)
+DUPLICATE: Verdict = (DuplicateOrder, OrderRejected)
 NOT_FOUND: Verdict = (OrderNotFound, OrderNotFound)
 RETRYABLE: Verdict = (ExchangeUnavailable, ExchangeUnavailable)
 UNKNOWN: Verdict = (ExchangeTimeout, ExchangeUnavailable)
@@ -109,7 +119,7 @@ BINANCE: CodeTable = {
     -2011: NOT_FOUND,  # Unknown order sent (cancel)
     -2021: REJECTED,  # Order would immediately trigger
     -2022: REJECTED,  # ReduceOnly Order is rejected
-    -4116: REJECTED,  # ClientOrderId is duplicated (among open orders)
+    -4116: DUPLICATE,  # ClientOrderId is duplicated (among open orders)
     -4120: REJECTED,  # conditional type on /fapi/v1/order: use the algo endpoint
     -2019: REJECTED,  # Margin is insufficient
     -4164: REJECTED,  # notional below the minimum
@@ -128,7 +138,7 @@ BINANCE: CodeTable = {
 
 BYBIT: CodeTable = {
     110001: NOT_FOUND,  # order not exists or too late to cancel
-    110072: REJECTED,  # OrderLinkedID is duplicate (an orderLinkId is single-use)
+    110072: DUPLICATE,  # OrderLinkedID is duplicate (an orderLinkId is single-use)
     110092: REJECTED,  # expect Rising, but trigger_price <= current: already crossed
     110093: REJECTED,  # expect Falling, but trigger_price >= current: already crossed
     110009: REJECTED,  # the number of stop (conditional) orders exceeds the maximum (10 per symbol)

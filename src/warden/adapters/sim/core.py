@@ -52,7 +52,7 @@ from warden.adapters.sim.persist import (
     rng_from_json,
     rng_to_json,
 )
-from warden.adapters.sim.rules import SimOrderNotFound, SimRejection, validate
+from warden.adapters.sim.rules import DUPLICATE_ID, SimOrderNotFound, SimRejection, validate
 from warden.domain.margin import MAX_LEVERAGE, MarginMode, SymbolConfig, liquidation_price
 from warden.domain.orders import OrderStatus
 from warden.domain.reports import (
@@ -520,7 +520,7 @@ class SimCore:
     def _check_unique(self, client_order_id: str) -> None:
         existing = self.order(client_order_id)
         if existing is not None and existing.status is OrderStatus.OPEN:
-            raise SimRejection(-4116, f"ClientOrderId is duplicated: {client_order_id!r}")
+            raise SimRejection(DUPLICATE_ID, f"ClientOrderId is duplicated: {client_order_id!r}")
 
     def _open_order(self, request: OrderRequest, now: datetime, *, close_position: bool) -> OrderReport:
         order = OrderReport(

@@ -38,7 +38,7 @@ from warden.adapters.sim.exposure import SimExposure, SimStretch
 from warden.adapters.sim.faults import SimFaults, SimRateLimited, SimServerError
 from warden.adapters.sim.markets import DEFAULT_VOLATILITY
 from warden.adapters.sim.persist import read_state, write_state
-from warden.adapters.sim.rules import SimOrderNotFound, SimRejection
+from warden.adapters.sim.rules import DUPLICATE_ID, SimOrderNotFound, SimRejection
 from warden.adapters.sim.stream import SimStream, Sleep
 from warden.domain.margin import SymbolConfig
 from warden.domain.reports import (
@@ -50,7 +50,7 @@ from warden.domain.reports import (
     StreamEvent,
 )
 from warden.domain.values import ClientOrderId, Instrument, OrderSide, OrderType, Symbol
-from warden.ports import ExchangeTimeout, ExchangeUnavailable, OrderNotFound, OrderRejected
+from warden.ports import DuplicateOrder, ExchangeTimeout, ExchangeUnavailable, OrderNotFound, OrderRejected
 
 RESPONSE_WAIT = 1.0
 """Default bound on how long place_order waits for the consumer under `events_before_response`."""
@@ -133,6 +133,8 @@ class SimulatedExchange:
         try:
             outcome = self.core.place(request, now, close_position=close_position, fill_at=fill_at)
         except SimRejection as exc:
+            if exc.code == DUPLICATE_ID:
+                raise DuplicateOrder(str(exc)) from exc
             raise OrderRejected(str(exc)) from exc
         self.save()
         if delay is not None:

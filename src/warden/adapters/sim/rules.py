@@ -23,6 +23,10 @@ class SimError(Exception):
     """Base of the simulator core's errors."""
 
 
+DUPLICATE_ID = -4116
+"""The refusal of a second order with a client id already resting (Binance's code)."""
+
+
 class SimRejection(SimError):
     """The simulated exchange refused an order; nothing happened."""
 
