@@ -31,6 +31,7 @@ from warden.ports import ActiveState, ExchangeError, Store, StoreUnavailable, Tr
 from warden.service.commands import AlreadyExists, OpenPosition
 from warden.service.config import EngineConfig
 from warden.service.engine import Engine
+from warden.service.reconciler import ReconcileReport
 
 
 class CountingExchange(ProbedExchange):
@@ -217,6 +218,46 @@ async def test_a_slow_database_does_not_hold_the_stop_back(acknowledged: bool) -
         await engine.stop()
         consumer.cancel()
         await asyncio.gather(consumer, opening, return_exceptions=True)
+
+
+async def test_a_reconcile_pass_leaves_alone_what_a_slow_write_is_still_recording() -> None:
+    """Chaos 2049494027:1934: with 2 s commits a reconcile pass read the exchange while the new
+    position's exit intents were still being written: memory did not know the resting stop and
+    take-profits yet, so they were cancelled as strays, and the stop placed again was cancelled
+    the same way (4 s, then 14 s, without a stop). A symbol with a write in flight is not
+    judged from memory until the write has landed."""
+    clock = FakeClock()
+    sim = SimulatedExchange(now=clock.now, seed=7)
+    slow = 2.0
+    engine = Engine(sim, SlowCommits(clock, slow), clock, RecordingNotifier(), EngineConfig())
+    consumer = asyncio.get_running_loop().create_task(engine.consume(sim.stream()))
+    starting = asyncio.ensure_future(engine.start())
+    while not starting.done():
+        clock.advance(0.1)
+        await turns(5)
+    opening = asyncio.ensure_future(engine.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(100))))
+    passes: list[asyncio.Future[ReconcileReport]] = []
+    try:
+        for _ in range(400):  # up to 40 s of engine time, in 0.1 s steps: a pass every 0.5 s
+            if opening.done() and all(p.done() for p in passes):
+                break
+            if len(passes) < 16 and round(clock.monotonic() * 10) % 5 == 0:
+                passes.append(asyncio.ensure_future(engine.reconcile(check_rows=False)))
+            clock.advance(0.1)
+            await turns(5)
+        assert opening.done() and opening.result().status is PositionStatus.PROTECTED, opening
+        findings = [f for p in passes for f in p.result().findings]
+        assert findings == [], findings
+        held = sim.core.position(SOL)
+        stops = [o for o in sim.core.open_orders(SOL) if o.type is OrderType.STOP_MARKET]
+        assert [o.qty for o in stops] == [held.qty]
+        [exposure] = sim.exposure()
+        assert exposure.max_unprotected_seconds <= engine.config.protection_window, exposure
+    finally:
+        engine.set_read_only("test over")
+        await engine.stop()
+        consumer.cancel()
+        await asyncio.gather(consumer, opening, *passes, return_exceptions=True)
 
 
 class DownStore(ForwardingStore):

@@ -76,14 +76,19 @@ class Ledger:
         self.changes: dict[Symbol, int] = defaultdict(int)
         """Per symbol, how often memory changed or began to (a commit under way counts): a reader
         holding an older snapshot of the exchange (reconciliation) knows what moved since."""
+        self.writing: dict[Symbol, int] = defaultdict(int)
+        """Per symbol, commits under way: memory does not hold them yet (a slow database can
+        keep an order that already rests out of memory for seconds)."""
+        self._landed = asyncio.Condition()
 
     def mark(self) -> dict[Symbol, int]:
         """Where every symbol's change count stands now (see `moved_since`)."""
         return dict(self.changes)
 
     def moved_since(self, mark: dict[Symbol, int]) -> set[Symbol]:
-        """Symbols whose memory changed, or began a change, since `mark` was taken."""
-        return {s for s, n in self.changes.items() if mark.get(s, 0) != n}
+        """Symbols whose memory changed, or began a change, since `mark` was taken, and those
+        with a commit still under way (memory is behind what was sent)."""
+        return {s for s, n in self.changes.items() if mark.get(s, 0) != n or self.writing[s]}
 
     @property
     def degraded(self) -> bool:
@@ -109,6 +114,30 @@ class Ledger:
         """Write one transition, then apply it to memory; see the module docstring."""
         self.check_may_act()
         self.changes[new.symbol] += 1
+        self.writing[new.symbol] += 1
+        try:
+            return await self._commit(old, new, orders, fills, events, alerts, must_be_durable)
+        finally:
+            self.writing[new.symbol] -= 1
+            async with self._landed:
+                self._landed.notify_all()
+
+    async def writes_landed(self, symbols: Iterable[Symbol]) -> None:
+        """Wait until no commit is under way for any of `symbols`."""
+        wanted = set(symbols)
+        async with self._landed:
+            await self._landed.wait_for(lambda: not any(self.writing[s] for s in wanted))
+
+    async def _commit(
+        self,
+        old: Position | None,
+        new: Position,
+        orders: Sequence[Order],
+        fills: Sequence[Fill],
+        events: Sequence[Event],
+        alerts: Sequence[Alert],
+        must_be_durable: bool,
+    ) -> Position:
         expected = None if old is None else old.version
         new = replace(new, version=(0 if old is None else old.version) + 1)
         transition = Transition(new, expected, tuple(orders), tuple(fills), tuple(events), tuple(alerts))

@@ -20,6 +20,7 @@ lookup so they never block the symbol's checks.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
@@ -42,6 +43,8 @@ from warden.service.gateway import Found, Gateway, Unknown
 from warden.service.recovery import Recovery
 
 REPAIR_CONCURRENCY = 32
+WRITE_WAIT = 10.0
+"""Seconds a round waits for the writes under way on a symbol it deferred (then defers again)."""
 """Symbols repaired at once; one symbol's discrepancies are repaired in order."""
 
 ALERTS = {
@@ -124,6 +127,7 @@ class Reconciler:
             deferred = any(d.symbol in moved for d in found)
             if not actionable:
                 if deferred:
+                    await self._writes_landed({d.symbol for d in found if d.symbol in moved})
                     continue
                 break
             done = await self._repair(actionable, truth, mark)
@@ -137,6 +141,13 @@ class Reconciler:
         await self._record(findings)
         self.last_reconcile_at = ctx.clock.now()
         return ReconcileReport(ctx.clock.now(), checked, time.perf_counter() - started, findings, rounds)
+
+    async def _writes_landed(self, symbols: set[Symbol]) -> None:
+        """Before the next round reads the exchange again: the writes under way for `symbols`
+        have landed (bounded: a write stuck longer is simply deferred again)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(WRITE_WAIT):
+                await self.ctx.ledger.writes_landed(symbols)
 
     async def _repair(self, found: list[Discrepancy], truth: Truth, mark: dict[Symbol, int]) -> list[Finding]:
         """Each symbol's discrepancies in order, symbols at once. A symbol whose memory moved by
@@ -152,7 +163,7 @@ class Reconciler:
                 done = []
                 expected = mark.get(symbol, 0)
                 for d in group:
-                    if ledger.changes[symbol] != expected:
+                    if ledger.changes[symbol] != expected or ledger.writing[symbol]:
                         break
                     action = await self._act(d, truth)
                     if action is not None:
