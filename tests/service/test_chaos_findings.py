@@ -95,6 +95,50 @@ async def test_a_stop_and_a_close_both_refused_are_retried_with_backoff_not_in_a
     assert held.flat or sum(o.qty for o in stops) == abs(held.qty), "protection is pursued again"
 
 
+async def test_once_refusals_end_the_stop_rests_within_the_window_and_alerts_were_not_repeated() -> None:
+    """Chaos 2049494027:2058: stops and closes were rate-limited for 10 s; the pause between
+    protect-or-close rounds had doubled to 3.2 s by then, so the stop rested 2.2 s after the
+    429s ended. The pause is capped at half the protection window, and a streak of refused
+    rounds alerts once (the trader needs to know, not a message a second)."""
+    clock = FakeClock()
+    sim = SimulatedExchange(now=clock.now, seed=7, sleep=clock.sleep)
+    notifier = RecordingNotifier()
+    engine = Engine(sim, InMemoryStore(), clock, notifier, EngineConfig(fill_wait=0.05))
+    consumer = asyncio.get_running_loop().create_task(engine.consume(sim.stream()))
+    await engine.start()
+    closes: list[str] = []
+
+    def limited(request: OrderRequest) -> bool:
+        if request.type is OrderType.MARKET and request.reduce_only:
+            closes.append(request.client_order_id)
+        return request.reduce_only
+
+    sim.faults.rate_limit_if = limited
+    opening = asyncio.ensure_future(engine.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(100))))
+    started, burst = clock.monotonic(), None
+    rounds = 4  # the refusals end as the 4th protect-or-close round ends (its 3 close attempts)
+    try:
+        for _ in range(600):  # 30 s of engine time, in 0.05 s steps
+            if burst is None and len(closes) >= rounds * engine.config.protect_attempts:
+                sim.faults.rate_limit_if = None
+                burst = clock.monotonic() - started
+            clock.advance(0.05)
+            await turns(10)
+        assert burst is not None, [a.message for a in notifier.alerts]
+        [exposure] = sim.exposure()
+        assert exposure.qty == 0 or exposure.unprotected_seconds == 0, exposure
+        assert exposure.max_unprotected_seconds <= burst + engine.config.protection_window, exposure
+        failures = [
+            a for a in notifier.alerts if a.kind in (AlertKind.PROTECTION_FAILED, AlertKind.CLOSE_FAILED)
+        ]
+        assert 1 <= len(failures) <= 4, [a.message for a in failures]
+    finally:
+        engine.set_read_only("test over")
+        await engine.stop()
+        consumer.cancel()
+        await asyncio.gather(consumer, opening, return_exceptions=True)
+
+
 async def test_with_stacking_a_signal_for_the_other_side_is_refused(
     store_url: str, sim: SimulatedExchange
 ) -> None:

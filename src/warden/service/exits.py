@@ -340,7 +340,7 @@ class ExitManager:
                 new = pos.transition(PositionStatus.PROTECTED)
                 events.append(self._protected_event(pos))
                 alerts.append(self._protected_alert(pos))
-            if stop_failed is not None and new.is_active and new.remaining > 0:
+            if stop_failed is not None and new.is_active and new.remaining > 0 and self._tell(pid):
                 message = f"closing {pos.symbol}: {stop_failed}"
                 alerts.append(ctx.make_alert(AlertKind.PROTECTION_FAILED, message, pid))
             pos = await self.ledger.commit(pos, new, orders=orders, events=events, alerts=alerts)
@@ -1311,25 +1311,35 @@ class ExitManager:
                 return pos
             back = PositionStatus.PROTECTED if self.ledger.current_stop(pid) else PositionStatus.OPEN
             event = Event(EventKind.PROTECTION_FAILED, ctx.clock.now(), pid, f"close failed: {why}")
-            alert = ctx.make_alert(AlertKind.CLOSE_FAILED, f"{pos.symbol}: {why}", pid)
+            rounds = self._refused.get(pid, 0)
+            again = f" (round {rounds + 1} of protect-or-close; retrying)" if rounds else ""
+            alerts = [ctx.make_alert(AlertKind.CLOSE_FAILED, f"{pos.symbol}: {why}{again}", pid)]
+            if not self._tell(pid):
+                alerts = []
             pos = await self.ledger.commit(
-                pos, replace(pos.transition(back), exit_reason=None), events=[event], alerts=[alert]
+                pos, replace(pos.transition(back), exit_reason=None), events=[event], alerts=alerts
             )
-        await ctx.announce(alert)
+        await ctx.announce(*alerts)
         if back is PositionStatus.OPEN:
             ctx.tasks.spawn(self._protect_again(pid))
         raise ExchangeUnavailable(f"close of {pid} failed: {why}")
 
     async def _protect_again(self, pid: PositionId) -> None:
         """Neither a stop nor a close went through: protect again after a pause that doubles while
-        the refusals go on. Retrying at once only hammers the exchange and the database."""
+        the refusals go on (retrying at once only hammers the exchange and the database), up to
+        half the protection window: once the refusals end, the next stop goes out within it."""
         rounds = self._refused[pid] = self._refused.get(pid, 0) + 1
-        await self.ctx.clock.sleep(min(REFUSED_BACKOFF_MAX, self.ctx.config.retry_backoff * 2**rounds))
+        config = self.ctx.config
+        await self.ctx.clock.sleep(min(config.protection_window / 2, config.retry_backoff * 2**rounds))
         await self.protect(pid)
 
+    def _tell(self, pid: PositionId) -> bool:
+        """Whether this protect-or-close round alerts: the first of a streak does, then rounds
+        8, 16, 32, ... as reminders (each round is recorded as an event all the same)."""
+        rounds = self._refused.get(pid, 0)
+        return rounds == 0 or (rounds >= 8 and rounds & (rounds - 1) == 0)
 
-REFUSED_BACKOFF_MAX = 30.0
-"""Seconds at most between rounds of protect-or-close while the exchange refuses both."""
+
 NEVER_UP = Decimal("Infinity")
 NEVER_DOWN = Decimal("-Infinity")
 
