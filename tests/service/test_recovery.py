@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -10,7 +11,8 @@ from tests.helpers import eventually
 from tests.service.harness import SOL, Harness
 from warden.domain.events import EventKind
 from warden.domain.position import PositionStatus
-from warden.domain.values import OrderType, Side
+from warden.domain.reports import OrderReport, OrderRequest
+from warden.domain.values import OrderRole, OrderType, Side, client_order_id
 from warden.ports import ExchangeUnavailable
 from warden.service.commands import EngineState, OpenPosition, TradingRefused
 
@@ -120,3 +122,43 @@ async def test_trading_is_refused_until_recovery_passes(harness: Harness) -> Non
     await harness.engine.start()
     assert harness.engine.accepting_signals
     harness._consumer.cancel()
+
+
+async def test_stops_of_ours_the_database_never_recorded_are_adopted_and_their_ids_never_reused(
+    harness: Harness,
+) -> None:
+    """Chaos 2049494027:1577: a trailing move placed stops s2 and s3 while the database was
+    locked, and the process died before the queued writes landed. On restart the database knew
+    only s1: recovery staged s2 again, reconciliation cancelled s2 and s3 as strays and then sent
+    s3 a second time (one client id, two orders). Orders of ours the exchange holds but the
+    database lost are adopted at startup, and no id the exchange has seen is sent again."""
+    pos = await harness.open("long", usd="100")
+    installation = harness.engine.config.installation_id
+    s1 = client_order_id(pos.id, OrderRole.STOP, 1, installation)
+    s2 = client_order_id(pos.id, OrderRole.STOP, 2, installation)
+    trail = pos.stop_price + Decimal("1")  # type: ignore[operator]
+    await harness.stop()  # the process dies; what it sent last never reached the database
+    await harness.sim.place_order(
+        OrderRequest(
+            s2, SOL, pos.side.exit_side, OrderType.STOP_MARKET, pos.filled_qty, trail, reduce_only=True
+        )
+    )
+    await harness.sim.cancel_order(SOL, s1, True)
+    sent: list[str] = []
+    place = harness.sim.place_order
+
+    async def recorded(request: OrderRequest, **kw: Any) -> OrderReport:
+        sent.append(request.client_order_id)
+        return await place(request, **kw)
+
+    harness.sim.place_order = recorded  # type: ignore[method-assign]
+    await harness.start()
+    await harness.engine.reconcile()
+    await harness.engine.wait_idle()
+    stops = [o for o in harness.resting() if o.type is OrderType.STOP_MARKET]
+    assert [(o.client_order_id, o.qty, o.trigger_price) for o in stops] == [(s2, pos.filled_qty, trail)], (
+        stops
+    )
+    assert not {s1, s2} & set(sent), sent
+    now = harness.engine.ledger.positions[pos.id]
+    assert now.status is PositionStatus.PROTECTED and now.stop_price == trail and now.stop_seq >= 2

@@ -19,9 +19,17 @@ from warden.domain.alerts import AlertKind
 from warden.domain.events import Event, EventKind
 from warden.domain.orders import Order, OrderStatus
 from warden.domain.position import ExitReason, Position, PositionStatus
-from warden.domain.reconcile import Truth, guard_stop_price, uncovered
+from warden.domain.reconcile import Truth, guard_stop_price, ours, uncovered
 from warden.domain.reports import OrderReport, PositionReport
-from warden.domain.values import ClientOrderId, OrderRole, OrderType, PositionId, client_order_id
+from warden.domain.values import (
+    ClientOrderId,
+    OrderRole,
+    OrderType,
+    ParsedClientId,
+    PositionId,
+    client_order_id,
+    parse_client_id,
+)
 from warden.ports import ExchangeError, ExchangeUnavailable, Store
 from warden.service.context import Context
 from warden.service.exits import ExitManager
@@ -126,6 +134,7 @@ class Recovery:
         ctx = self.ctx
         if open_orders is None:
             open_orders = {r.client_order_id: r for r in await self.gw.open_orders()}
+        await self._adopt_unrecorded(pid, open_orders)
         live = [o for o in ctx.ledger.orders_of(pid) if o.status.live]
         updates: list[Order] = []
         need_fills: set[ClientOrderId] = set()
@@ -155,6 +164,62 @@ class Recovery:
             await self._record_orders(pid, updates)
         await self._take_stop_price(pid, open_orders)
         await self._settle(pid)
+
+    async def _adopt_unrecorded(self, pid: PositionId, open_orders: dict[str, OrderReport]) -> None:
+        """Orders of this position resting on the exchange that the database never recorded
+        (sent while their intents' writes were queued, then the process died): recorded as they
+        rest, and the position's exit sequence moved past them, so that no client id the exchange
+        holds is staged again (one id, two orders) and the newest stop is the one kept."""
+        ctx = self.ctx
+        ledger = ctx.ledger
+        found: list[tuple[ParsedClientId, OrderReport]] = []
+        for cid, report in open_orders.items():
+            parsed = parse_client_id(cid)
+            if (
+                parsed is None
+                or parsed.position_id != pid
+                or cid in ledger.orders
+                or not ours(cid, ctx.config.installation_id)
+            ):
+                continue
+            found.append((parsed, report))
+        if not found:
+            return
+        now = ctx.clock.now()
+        orders = [
+            Order(
+                client_order_id=ClientOrderId(report.client_order_id),
+                position_id=pid,
+                role=parsed.role,
+                symbol=report.symbol,
+                side=report.side,
+                type=report.type,
+                qty=report.qty,
+                trigger_price=report.trigger_price,
+                reduce_only=report.reduce_only,
+                status=report.status,
+                created_at=report.at or now,
+                exchange_order_id=report.exchange_order_id,
+                filled_qty=report.filled_qty,
+            )
+            for parsed, report in found
+        ]
+        async with ctx.locks.position(pid):
+            pos = ledger.positions[pid]
+            exits = [
+                parsed.seq
+                for parsed, _ in found
+                if parsed.role in (OrderRole.STOP, OrderRole.TP1, OrderRole.TP2)
+            ]
+            seq = max([pos.stop_seq, *exits])
+            names = ", ".join(sorted(o.client_order_id for o in orders))
+            event = Event(
+                EventKind.RECONCILE,
+                now,
+                pid,
+                f"adopted {len(orders)} order(s) of ours resting that the database had not recorded: {names}",
+            )
+            await ledger.commit(pos, replace(pos, stop_seq=seq), orders=orders, events=[event])
 
     async def _record_orders(self, pid: PositionId, updates: list[Order]) -> None:
         ledger = self.ctx.ledger
