@@ -28,7 +28,7 @@ from warden.domain.position import Position, PositionStatus
 from warden.domain.reports import OrderReport, OrderRequest
 from warden.domain.values import OrderType, Side
 from warden.ports import ActiveState, ExchangeError, Store, StoreUnavailable, Transition
-from warden.service.commands import AlreadyExists, OpenPosition
+from warden.service.commands import AlreadyExists, ClosePosition, OpenPosition
 from warden.service.config import EngineConfig
 from warden.service.engine import Engine
 from warden.service.reconciler import ReconcileReport
@@ -302,6 +302,50 @@ async def test_a_reconcile_pass_leaves_alone_what_a_slow_write_is_still_recordin
         await engine.stop()
         consumer.cancel()
         await asyncio.gather(consumer, opening, *passes, return_exceptions=True)
+
+
+async def test_a_close_answered_filled_whose_fills_cannot_be_read_yet_is_not_called_failed() -> None:
+    """Chaos 2049494027:2079: the close was answered FILLED, but the stream lost its fill and
+    exchange queries failed for 5 s: the fill could not be read within the wait, so the close
+    was reported failed and the position went back to protected while the exchange was flat
+    (memory and database -0.83, the trade never recorded until reconciliation, a minute on).
+    A close the exchange says filled is closing: its fills are read again on a steady cadence
+    until they are applied."""
+    clock = FakeClock()
+    sim = SimulatedExchange(now=clock.now, seed=7, sleep=clock.sleep)
+    engine = Engine(sim, InMemoryStore(), clock, RecordingNotifier(), EngineConfig(fill_wait=0.05))
+    consumer = asyncio.get_running_loop().create_task(engine.consume(sim.stream()))
+    await engine.start()
+    opening = asyncio.ensure_future(engine.open_position(OpenPosition(SOL, Side.SHORT, usd=Decimal(100))))
+    closing: asyncio.Future[Position] | None = None
+    try:
+        while not opening.done():
+            clock.advance(0.05)
+            await turns(10)
+        pid = opening.result().id
+        sim.faults.drop_rate = 1.0
+        sim.faults.fail_queries = True
+        closing = asyncio.ensure_future(engine.close_position(ClosePosition(pid, "manual")))
+        await eventually(closing.done, what="the close's answer (its fill wait runs on the loop's time)")
+        assert sim.core.position(SOL).flat, "the close filled"
+        assert closing.exception() is None, closing.exception()
+        assert closing.result().status in (PositionStatus.CLOSING, PositionStatus.CLOSED), closing.result()
+        for _ in range(100):  # 5 s of failing queries
+            clock.advance(0.05)
+            await turns(10)
+        sim.faults.fail_queries = False
+        for _ in range(int(engine.config.protection_window / 0.05)):
+            clock.advance(0.05)
+            await turns(10)
+        position = engine.ledger.positions[pid]
+        assert position.status is PositionStatus.CLOSED and position.remaining == 0, position
+        assert not list(sim.core.open_orders(SOL)), "its exits are cancelled"
+    finally:
+        sim.faults.fail_queries = False
+        engine.set_read_only("test over")
+        await engine.stop()
+        consumer.cancel()
+        await asyncio.gather(consumer, opening, *([closing] if closing else []), return_exceptions=True)
 
 
 class DownStore(ForwardingStore):

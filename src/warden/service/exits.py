@@ -1289,19 +1289,52 @@ class ExitManager:
             closing = replace(pos.transition(PositionStatus.CLOSING), exit_reason=reason)
             await self.ledger.commit(pos, closing, orders=[intent], events=[event])
         placed = await self.place(intent)
-        if placed.report is not None:
-            report = placed.report
+        report = placed.report
+        if report is not None:
             if report.status.terminal:
                 await self.wait_for_fills(
                     pid, intent.client_order_id, report.filled_qty, ctx.config.fill_wait
                 )
             else:
-                await self.work_order(intent, report, ctx.config.entry_deadline)
+                report = await self.work_order(intent, report, ctx.config.entry_deadline) or report
         pos = self.ledger.positions[pid]
         if pos.status is PositionStatus.CLOSED:
             await self.cancel_exits(pid)
             return self.ledger.positions[pid]
+        if (
+            report is not None
+            and report.status is OrderStatus.FILLED
+            and report.filled_qty > self.applied(intent.client_order_id)
+        ):
+            # The exchange says it filled; its fills could not be read yet (a lost stream event,
+            # failing queries). Not a failed close: it stays closing while they are read again.
+            ctx.tasks.spawn(self._read_fills_of(pid, intent, report.filled_qty))
+            return pos
         return await self._close_failed(pid, placed.why or "close order did not fill")
+
+    async def _read_fills_of(self, pid: PositionId, order: Order, qty: Decimal) -> None:
+        """Read the fills of an order the exchange says filled until `qty` of them is applied: on a
+        steady cadence for about a minute, then doubling up to 30 s apart. Once the position is
+        flat its exits are cancelled. Reconciliation would find it too, but only a pass later."""
+        ctx = self.ctx
+        cid = order.client_order_id
+        pause = max(ctx.config.retry_backoff, 0.5)
+        for look in range(READ_FILLS_LOOKS):
+            if self.applied(cid) >= qty or not self.ledger.positions[pid].is_active:
+                break
+            await ctx.clock.sleep(
+                pause if look < STEADY_READS else min(30.0, pause * 2 ** (look - STEADY_READS + 1))
+            )
+            await self.fetch_fills_for(pid, {cid})
+        else:
+            await ctx.notify(
+                AlertKind.FILL_MISMATCH,
+                f"{order.symbol}: {cid} filled {qty} on the exchange, but its fills cannot be read; "
+                "reconciliation will settle the position",
+                pid,
+            )
+        if self.ledger.positions[pid].status is PositionStatus.CLOSED:
+            await self.cancel_exits(pid)
 
     async def _close_failed(self, pid: PositionId, why: str) -> Position:
         ctx = self.ctx
@@ -1342,6 +1375,12 @@ class ExitManager:
 
 NEVER_UP = Decimal("Infinity")
 NEVER_DOWN = Decimal("-Infinity")
+
+
+READ_FILLS_LOOKS = 120
+"""Reads of a filled order's fills before it is left to reconciliation (see `_read_fills_of`)."""
+STEADY_READS = 60
+"""Of those, the first ones 0.5 s apart; then the pause doubles up to 30 s."""
 
 
 def _unplaced_roles(pos: Position) -> list[tuple[OrderRole, Decimal]]:
