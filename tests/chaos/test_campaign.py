@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import traceback
+from collections.abc import Iterator
 
 import pytest
 from typer.testing import CliRunner
@@ -50,6 +51,28 @@ def test_a_replay_is_the_same_run_step_for_step() -> None:
         close(databases)
     assert traces[0] == traces[1]
     assert sum(line.startswith("step ") for line in traces[0]) == len(scenario(SEED, 3).steps)
+
+
+LONG_SEED = 2049494027
+"""The seed of the 10,000-run campaign (`warden bench chaos`) whose findings are pinned below."""
+LONG_FINDINGS = (372, 926, 1364, 1577, 1887, 1888, 1934, 2058, 2079, 2549, 7643)
+
+
+@pytest.fixture(scope="module")
+def databases() -> Iterator[Databases]:
+    made = Databases()
+    prepare(made)
+    yield made
+    close(made)
+
+
+@pytest.mark.parametrize("run", LONG_FINDINGS)
+def test_each_run_the_long_campaign_failed_now_keeps_the_promise(databases: Databases, run: int) -> None:
+    """Each of these runs broke a promise in the 10,000-run campaign (the service test for each
+    names it); replayed, it holds. `warden chaos --replay 2049494027:RUN` shows it step by step."""
+    trace: list[str] = []
+    result = run_one(scenario(LONG_SEED, run), databases, Options(), trace=trace.append)
+    assert not result.violations, "\n".join(trace)
 
 
 @pytest.mark.parametrize("name", NAMES)

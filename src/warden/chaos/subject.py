@@ -163,7 +163,12 @@ class WardenSubject:
 
     async def boot(self) -> None:
         """A new process: open the store, take the lease, build the engine, recover (retrying)."""
-        await self.db.up.wait()  # the supervisor keeps restarting a process that cannot reach its database
+        if not self.url.startswith("sqlite"):
+            # PostgreSQL: the process cannot open its store or take its advisory lock, and the
+            # supervisor keeps restarting it until the server answers. On SQLite the file opens
+            # and the lock is a file lock: the engine starts, cannot read its database, and
+            # guards what the exchange holds until it can (Engine.start_with_retry).
+            await self.db.up.wait()
         io = self.io
         with real_io():
             inner = await open_store(
