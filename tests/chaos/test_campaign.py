@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 from typer.testing import CliRunner
 
-from warden.chaos.campaign import campaign, close, prepare, run_one
+from warden.chaos.campaign import campaign, close, parallel_campaign, prepare, run_one
 from warden.chaos.databases import Databases
 from warden.chaos.generate import scenario
 from warden.chaos.incidents import NAMES, replay
@@ -128,3 +128,17 @@ def test_a_bounded_process_campaign_on_each_face_keeps_the_promise(venue: str) -
     assert report["steps"] >= 12 and sum(report["faults"].values()) > 0, report
     assert report["violations"] == 0, "\n".join(details)
     assert result.exit_code == 0, result.output
+
+
+def test_a_campaign_spread_over_processes_plays_the_same_runs() -> None:
+    """`warden bench chaos` spreads its runs over one process per core: each run is the same
+    run whichever process plays it, so the totals are those of one process playing them all."""
+    alone = campaign(SEED, 4)
+    spread = parallel_campaign(SEED, 4, workers=2, chunk=2)
+    assert (spread.runs, spread.steps, spread.crashes, spread.faults) == (
+        alone.runs,
+        alone.steps,
+        alone.crashes,
+        alone.faults,
+    )
+    assert [key for key, _ in spread.violations] == [key for key, _ in alone.violations]

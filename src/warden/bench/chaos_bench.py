@@ -3,21 +3,29 @@ it saw, against the protection window with no violation."""
 
 from __future__ import annotations
 
+import os
 import secrets
+import time
 
 from warden.bench.report import Result
-from warden.chaos.campaign import Totals, campaign, quiet
+from warden.chaos.campaign import Totals, parallel_campaign, quiet
 from warden.chaos.generate import scenario
 from warden.chaos.procs import run_processes
 from warden.chaos.runner import Options
 
 
-def bench_chaos(runs: int = 10_000, process_runs: int = 5, seed: int | None = None) -> Result:
-    """`runs` scenarios in process and `process_runs` over real processes, from one seed."""
+def bench_chaos(
+    runs: int = 10_000, process_runs: int = 5, seed: int | None = None, workers: int | None = None
+) -> Result:
+    """`runs` scenarios in process (spread over `workers` processes, default one per core) and
+    `process_runs` over real processes, from one seed."""
     quiet()
     seed = secrets.randbelow(2**31) if seed is None else seed
+    workers = workers or os.cpu_count() or 1
     options = Options()
-    totals: Totals = campaign(seed, runs, options=options)
+    started = time.perf_counter()
+    totals: Totals = parallel_campaign(seed, runs, workers)
+    wall = time.perf_counter() - started
     for run in range(1, process_runs + 1):
         totals.add(run_processes(scenario(seed, run, processes=True)))
     window = options.protection_window
@@ -26,7 +34,8 @@ def bench_chaos(runs: int = 10_000, process_runs: int = 5, seed: int | None = No
     )
     result.add(
         "in process",
-        f"{totals.scenarios_per_minute:.0f} scenarios/min ({totals.steps:,} steps, "
+        f"{60 * totals.runs / wall:.0f} scenarios/min on {workers} worker(s) "
+        f"({totals.scenarios_per_minute:.0f} per worker; {totals.steps:,} steps, "
         f"{sum(totals.faults.values()):,} faults, {totals.crashes:,} crashes and recoveries; "
         f"SQLite, in-process sim, virtual time)",
     )
@@ -40,7 +49,7 @@ def bench_chaos(runs: int = 10_000, process_runs: int = 5, seed: int | None = No
         f"{totals.longest_raw:.1f} s with outside trades and exchange refusals",
     )
     result.add("violations", f"{len(totals.violations)}")
-    for key, violation in totals.violations[:10]:
+    for key, violation in totals.violations[:60]:
         result.add(f"  {key} step {violation.step}", f"{violation.invariant}: {violation.message}")
     met = totals.longest <= window and not totals.violations
     result.verdict = (

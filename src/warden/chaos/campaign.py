@@ -7,7 +7,9 @@ campaign's template, and a fresh simulated exchange.
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
+import multiprocessing
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -74,6 +76,23 @@ class Totals:
             self.longest, self.longest_at = result.longest, result.key
         self.longest_raw = max(self.longest_raw, result.longest_raw)
 
+    def merge(self, other: Totals) -> None:
+        """Add another part of the same campaign (another worker's runs)."""
+        self.runs += other.runs
+        self.process_runs += other.process_runs
+        self.steps += other.steps
+        self.faults.update(other.faults)
+        self.crashes += other.crashes
+        self.recoveries += other.recoveries
+        self.violations += other.violations
+        self.seconds += other.seconds
+        self.process_seconds += other.process_seconds
+        self.virtual_seconds += other.virtual_seconds
+        if other.longest > self.longest:
+            self.longest, self.longest_at = other.longest, other.longest_at
+        self.longest_raw = max(self.longest_raw, other.longest_raw)
+        self.stopped_early = self.stopped_early or other.stopped_early
+
     @property
     def scenarios_per_minute(self) -> float:
         return 60 * self.runs / self.seconds if self.seconds else 0.0
@@ -81,6 +100,28 @@ class Totals:
     @property
     def process_scenarios_per_minute(self) -> float:
         return 60 * self.process_runs / self.process_seconds if self.process_seconds else 0.0
+
+
+def _part(seed: int, first: int, runs: int) -> Totals:
+    quiet()
+    return campaign(seed, runs, first=first)
+
+
+def parallel_campaign(seed: int, runs: int, workers: int, chunk: int = 100) -> Totals:
+    """Runs 1..`runs` of `seed` in process, spread over `workers` processes in chunks (each
+    run is the same run whichever process plays it: a scenario is a function of seed and run)."""
+    totals = Totals(seed)
+    if workers <= 1:
+        totals.merge(campaign(seed, runs))
+        return totals
+    starts = range(1, runs + 1, chunk)
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+        parts = [pool.submit(_part, seed, first, min(chunk, runs + 1 - first)) for first in starts]
+        for part in parts:
+            totals.merge(part.result())
+    totals.violations.sort(key=lambda kv: int(kv[0].split(":")[1].lstrip("p")))
+    return totals
 
 
 def prepare(databases: Databases) -> None:
