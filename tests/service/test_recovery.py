@@ -162,3 +162,29 @@ async def test_stops_of_ours_the_database_never_recorded_are_adopted_and_their_i
     assert not {s1, s2} & set(sent), sent
     now = harness.engine.ledger.positions[pos.id]
     assert now.status is PositionStatus.PROTECTED and now.stop_price == trail and now.stop_seq >= 2
+
+
+async def test_a_fill_of_an_order_of_ours_the_database_never_recorded_is_recorded(harness: Harness) -> None:
+    """Chaos 2049494027:3415: a close was sent and filled while the database was locked; the
+    process died before the queued writes (the close's intent and its fill) landed. After the
+    restart the exchange was flat: reconciliation closed the record with a synthetic fill and
+    skipped the real trade, a warden id it did not know (trade recorded 0 times, I2). A trade
+    of an order of ours for this position is recorded as what it was, its order adopted."""
+    pos = await harness.open("long", usd="100")
+    installation = harness.engine.config.installation_id
+    c1 = client_order_id(pos.id, OrderRole.CLOSE, 1, installation)
+    await harness.stop()  # the process dies; the close it sent never reached the database
+    for order in harness.resting():
+        await harness.sim.cancel_order(SOL, order.client_order_id, order.type.conditional)
+    await harness.sim.place_order(
+        OrderRequest(c1, SOL, pos.side.exit_side, OrderType.MARKET, pos.filled_qty, reduce_only=True)
+    )
+    [trade] = [f for f in await harness.sim.fetch_fills(SOL, None) if f.client_order_id == c1]
+    await harness.start()
+    await harness.engine.reconcile()
+    await harness.engine.wait_idle()
+    now = harness.engine.ledger.positions[pos.id]
+    assert now.status is PositionStatus.CLOSED and trade.trade_id in now.applied_trades, now
+    recorded = await harness.store.inner.fills_for(pos.id)  # type: ignore[attr-defined]
+    fills = [f for f in recorded if f.trade_id == trade.trade_id]
+    assert [(f.qty, f.price) for f in fills] == [(trade.qty, trade.price)]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import defaultdict
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, replace
 from datetime import timedelta
@@ -31,6 +32,7 @@ from warden.domain.events import Event, EventKind
 from warden.domain.orders import Fill, Order, OrderStatus
 from warden.domain.plan import levels_for, tighter
 from warden.domain.position import ExitReason, Position, PositionStatus
+from warden.domain.reconcile import ours
 from warden.domain.reports import FillReport, MarkPrice, OrderReport
 from warden.domain.ticks import TickIndex
 from warden.domain.values import (
@@ -42,6 +44,7 @@ from warden.domain.values import (
     Symbol,
     TradeId,
     client_order_id,
+    parse_client_id,
     parse_client_order_id,
 )
 from warden.ports import (
@@ -759,12 +762,65 @@ class ExitManager:
         position = self.ledger.positions[pid]
         since = position.opened_at - timedelta(minutes=1)
         fills = await self.gw.fills(position.symbol, since)
+        if cids is None:
+            await self._adopt_unrecorded(pid, fills)
         for report in fills:
             cid = ClientOrderId(report.client_order_id)
             order = self.ledger.orders.get(cid)
             if order is not None and (cids is None or cid in cids):
                 await self.apply_fill(order, report)
         return fills
+
+    async def _adopt_unrecorded(self, pid: PositionId, fills: list[FillReport]) -> None:
+        """Orders of this position that traded but were never recorded (sent while the database
+        was locked, then the process died before the queued writes landed): recorded from their
+        trades, so that each trade is applied as what it was, not replaced by a synthetic fill."""
+        installation = self.ctx.config.installation_id
+        traded: dict[ClientOrderId, list[FillReport]] = defaultdict(list)
+        for report in fills:
+            parsed = parse_client_id(report.client_order_id)
+            cid = ClientOrderId(report.client_order_id)
+            if (
+                parsed is not None
+                and parsed.position_id == pid
+                and cid not in self.ledger.orders
+                and ours(cid, installation)
+            ):
+                traded[cid].append(report)
+        if not traded:
+            return
+        now = self.ctx.clock.now()
+        orders = []
+        for cid, reports in traded.items():
+            parsed = parse_client_id(cid)
+            assert parsed is not None
+            first = reports[0]
+            orders.append(
+                Order(
+                    client_order_id=cid,
+                    position_id=pid,
+                    role=parsed.role,
+                    symbol=first.symbol,
+                    side=first.side,
+                    type=ROLE_TYPES[parsed.role],
+                    qty=sum((r.qty for r in reports), ZERO),
+                    trigger_price=None,
+                    reduce_only=parsed.role is not OrderRole.ENTRY,
+                    status=OrderStatus.OPEN,
+                    created_at=first.at,
+                    exchange_order_id=first.exchange_order_id,
+                )
+            )
+        async with self._lock(pid):
+            pos = self.ledger.positions[pid]
+            names = ", ".join(sorted(o.client_order_id for o in orders))
+            event = Event(
+                EventKind.RECONCILE,
+                now,
+                pid,
+                f"adopted {len(orders)} order(s) of ours that traded but were never recorded: {names}",
+            )
+            await self.ledger.commit(pos, pos, orders=orders, events=[event])
 
     async def fetch_fills_for(self, pid: PositionId, cids: set[ClientOrderId]) -> None:
         """Apply fills of these orders the stream missed; a failed query is retried by whoever asks again."""
@@ -1377,6 +1433,14 @@ NEVER_UP = Decimal("Infinity")
 NEVER_DOWN = Decimal("-Infinity")
 
 
+ROLE_TYPES = {
+    OrderRole.ENTRY: OrderType.MARKET,
+    OrderRole.CLOSE: OrderType.MARKET,
+    OrderRole.STOP: OrderType.STOP_MARKET,
+    OrderRole.TP1: OrderType.TAKE_PROFIT_MARKET,
+    OrderRole.TP2: OrderType.TAKE_PROFIT_MARKET,
+}
+"""The order type warden sends for each role (an order adopted from its trades alone)."""
 READ_FILLS_LOOKS = 120
 """Reads of a filled order's fills before it is left to reconciliation (see `_read_fills_of`)."""
 STEADY_READS = 60
