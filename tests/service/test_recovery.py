@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -12,7 +13,8 @@ from tests.service.harness import SOL, Harness
 from warden.domain.events import EventKind
 from warden.domain.position import PositionStatus
 from warden.domain.reports import OrderReport, OrderRequest
-from warden.domain.values import OrderRole, OrderType, Side, client_order_id
+from warden.domain.orders import OrderStatus
+from warden.domain.values import OrderRole, OrderType, Side, client_order_id, parse_client_id
 from warden.ports import ExchangeUnavailable
 from warden.service.commands import EngineState, OpenPosition, TradingRefused
 
@@ -188,3 +190,38 @@ async def test_a_fill_of_an_order_of_ours_the_database_never_recorded_is_recorde
     recorded = await harness.store.inner.fills_for(pos.id)  # type: ignore[attr-defined]
     fills = [f for f in recorded if f.trade_id == trade.trade_id]
     assert [(f.qty, f.price) for f in fills] == [(trade.qty, trade.price)]
+
+
+async def test_a_newer_stop_still_being_recorded_is_not_cancelled_as_superseded(harness: Harness) -> None:
+    """Chaos 2049494027:8199: after a restart a stop move sent s3 while its answer's write was
+    slow (memory: s2 resting, s3 pending); recovery's sweep of superseded stops took every stop
+    but the current one for superseded and cancelled s3 as soon as it rested: 8 s without a
+    stop. Only stops older than the current one are superseded; a newer one is its mover's."""
+    pos = await harness.open("long", usd="100")
+    ledger = harness.engine.ledger
+    current = ledger.current_stop(pos.id)
+    assert current is not None and current.trigger_price is not None
+    parsed = parse_client_id(current.client_order_id)
+    assert parsed is not None
+    newer = replace(
+        current,
+        client_order_id=client_order_id(pos.id, OrderRole.STOP, parsed.seq + 1, parsed.installation),
+        status=OrderStatus.PENDING,
+        exchange_order_id=None,
+        trigger_price=current.trigger_price + 1,
+    )
+    await harness.sim.place_order(
+        OrderRequest(
+            newer.client_order_id,
+            SOL,
+            newer.side,
+            newer.type,
+            newer.qty,
+            newer.trigger_price,
+            reduce_only=True,
+        )
+    )
+    await ledger.commit(ledger.positions[pos.id], ledger.positions[pos.id], orders=[newer])
+    await harness.engine.exits.cancel_superseded_stops(pos.id)
+    resting = {o.client_order_id for o in harness.resting()}
+    assert newer.client_order_id in resting, resting

@@ -1287,11 +1287,12 @@ class ExitManager:
         return self.ledger.orders.get(order.client_order_id, order)
 
     async def cancel_superseded_stops(self, pid: PositionId) -> None:
-        """Stops older than the newest live one (a move cut short by a crash) are cancelled."""
+        """Stops older than the current one (a move cut short by a crash) are cancelled. A newer
+        one whose outcome is not recorded yet (a move under way) is its mover's to settle."""
         current = self.ledger.current_stop(pid)
-        older = [
-            o for o in self.ledger.live_orders(pid, OrderRole.STOP) if current is not None and o != current
-        ]
+        if current is None:
+            return
+        older = [o for o in self.ledger.live_orders(pid, OrderRole.STOP) if _seq_of(o) < _seq_of(current)]
         if not older:
             return
         cancelled = await asyncio.gather(*(self.cancel(o) for o in older))
@@ -1431,6 +1432,11 @@ class ExitManager:
 
 NEVER_UP = Decimal("Infinity")
 NEVER_DOWN = Decimal("-Infinity")
+
+
+def _seq_of(order: Order) -> int:
+    parsed = parse_client_id(order.client_order_id)
+    return parsed.seq if parsed is not None else 0
 
 
 ROLE_TYPES = {
