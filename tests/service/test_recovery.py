@@ -11,9 +11,9 @@ import pytest
 from tests.helpers import eventually
 from tests.service.harness import SOL, Harness
 from warden.domain.events import EventKind
+from warden.domain.orders import OrderStatus
 from warden.domain.position import PositionStatus
 from warden.domain.reports import OrderReport, OrderRequest
-from warden.domain.orders import OrderStatus
 from warden.domain.values import OrderRole, OrderType, Side, client_order_id, parse_client_id
 from warden.ports import ExchangeUnavailable
 from warden.service.commands import EngineState, OpenPosition, TradingRefused
