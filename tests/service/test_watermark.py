@@ -77,3 +77,18 @@ async def test_a_short_trough_starts_at_its_fill(harness: Harness) -> None:
     await mark(harness, D(149))
     now = await seen(harness, pos)
     assert (now.watermark, now.mfe, now.mae) == (D(149), pos.entry_price - D(149), 0)
+
+
+async def test_a_peak_whose_write_failed_is_written_by_the_next_flush(harness: Harness) -> None:
+    """Chaos 2049494027:3613: the flush that would have written a new peak met a locked
+    database; the symbols whose marks moved had already been taken from the tick index, so no
+    later flush wrote it until the next tick on that symbol (memory 67338, database 66959.4, I5).
+    What a failed flush did not write, the next one does, new ticks or not."""
+    pos = await harness.open("long", usd="100")
+    harness.store.down = True
+    await mark(harness, D(151))
+    await harness.engine.exits.flush_watermarks()  # refused: the database is down
+    harness.store.down = False
+    await harness.engine.exits.flush_watermarks()  # no tick since
+    stored = await harness.store.get_position(pos.id)
+    assert stored is not None and stored.watermark == D(151), stored

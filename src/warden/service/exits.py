@@ -114,6 +114,8 @@ class ExitManager:
         self._moving: set[PositionId] = set()
         self._rerun: set[PositionId] = set()
         self._cancelling: set[ClientOrderId] = set()
+        self._unsaved_marks: set[Symbol] = set()
+        """Symbols whose moved marks a flush could not write (taken from the index already)."""
         self._persisted_marks: dict[PositionId, tuple[Decimal | None, Decimal, Decimal, Decimal | None]] = {}
         self._arming: dict[Symbol, tuple[Decimal, Decimal]] = {}
         self._early_stops: dict[PositionId, tuple[Order, asyncio.Task[Placed]]] = {}
@@ -1012,18 +1014,24 @@ class ExitManager:
         """Persist peak/trough, MAE/MFE and last price of the positions whose marks moved, in one write."""
         ledger = self.ledger
         moved = []
-        for symbol in self.index.materialize_all():
+        symbols = self.index.materialize_all() | self._unsaved_marks
+        self._unsaved_marks = set()
+        for symbol in symbols:
             for pid in ledger.by_symbol.get(symbol, ()):
                 pos = ledger.positions[pid]
                 marks = (pos.watermark, pos.mae, pos.mfe, pos.last_price)
                 if self._persisted_marks.get(pid) != marks:
                     moved.append(pos)
-        if not moved or ledger.degraded or self.ctx.gate.standing_down:
+        if not moved:
+            return
+        if ledger.degraded or self.ctx.gate.standing_down:
+            self._unsaved_marks = {p.symbol for p in moved}  # a later flush writes them
             return
         try:
             await ledger.store.save_marks(moved)
         except StoreUnavailable:
-            return  # the next flush writes them; transitions carry them too
+            self._unsaved_marks |= {p.symbol for p in moved}  # the next flush writes them
+            return
         for pos in moved:
             self._persisted_marks[pos.id] = (pos.watermark, pos.mae, pos.mfe, pos.last_price)
 
