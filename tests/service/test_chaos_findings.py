@@ -139,6 +139,50 @@ async def test_once_refusals_end_the_stop_rests_within_the_window_and_alerts_wer
         await asyncio.gather(consumer, opening, return_exceptions=True)
 
 
+async def test_a_stop_whose_outcome_stayed_unknown_is_settled_before_the_position_counts_as_protected() -> (
+    None
+):
+    """Chaos 2049494027:4483: the stop met 5xx answers and its lookups failed (queries down),
+    so its outcome stayed unknown; the close met 5xx too. The close's failure put the position
+    back to `protected` because a stop of unknown outcome counted as its stop, and nothing
+    tried again: 30 s, and still, without a stop. A stop counts only once it is known to rest;
+    the next round looks the unknown one up first, and closes if it still cannot tell."""
+    clock = FakeClock()
+    sim = SimulatedExchange(now=clock.now, seed=7, sleep=clock.sleep)
+    engine = Engine(sim, InMemoryStore(), clock, RecordingNotifier(), EngineConfig(fill_wait=0.05))
+    consumer = asyncio.get_running_loop().create_task(engine.consume(sim.stream()))
+    await engine.start()
+    sim.faults.server_error_if = lambda request: (
+        request.reduce_only and request.type is not OrderType.TAKE_PROFIT_MARKET
+    )
+    sim.faults.fail_queries = True
+    burst = 10.0
+    opening = asyncio.ensure_future(engine.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(100))))
+    try:
+        for step in range(600):  # 30 s of engine time, in 0.05 s steps
+            if step * 0.05 >= burst / 2:
+                sim.faults.fail_queries = False
+            if step * 0.05 >= burst:
+                sim.faults.server_error_if = None
+            clock.advance(0.05)
+            await turns(10)
+        [exposure] = sim.exposure()
+        assert exposure.max_unprotected_seconds <= burst + engine.config.protection_window, exposure
+        assert exposure.qty == 0 or exposure.unprotected_seconds == 0, exposure
+        for position in engine.ledger.active_positions():
+            stop = engine.ledger.current_stop(position.id)
+            assert position.status is not PositionStatus.PROTECTED or (
+                stop is not None
+                and stop.client_order_id in {o.client_order_id for o in sim.core.open_orders(SOL)}
+            ), (position.status, stop)
+    finally:
+        sim.faults.fail_queries = False
+        engine.set_read_only("test over")
+        await engine.stop()
+        consumer.cancel()
+        await asyncio.gather(consumer, opening, return_exceptions=True)
+
+
 async def test_with_stacking_a_signal_for_the_other_side_is_refused(
     store_url: str, sim: SimulatedExchange
 ) -> None:

@@ -1407,7 +1407,11 @@ class ExitManager:
             pos = self.ledger.positions[pid]
             if pos.status is not PositionStatus.CLOSING:
                 return pos
-            back = PositionStatus.PROTECTED if self.ledger.current_stop(pid) else PositionStatus.OPEN
+            stop = self.ledger.current_stop(pid)
+            # Protected only by a stop known to rest: one whose outcome is unknown (its send and
+            # its lookups failed) may not exist, and the next round must find out.
+            known = stop is not None and stop.status is OrderStatus.OPEN
+            back = PositionStatus.PROTECTED if known else PositionStatus.OPEN
             event = Event(EventKind.PROTECTION_FAILED, ctx.clock.now(), pid, f"close failed: {why}")
             rounds = self._refused.get(pid, 0)
             again = f" (round {rounds + 1} of protect-or-close; retrying)" if rounds else ""
@@ -1429,7 +1433,37 @@ class ExitManager:
         rounds = self._refused[pid] = self._refused.get(pid, 0) + 1
         config = self.ctx.config
         await self.ctx.clock.sleep(min(config.protection_window / 2, config.retry_backoff * 2**rounds))
+        if not await self._settle_unknown_stops(pid):
+            await self.close(pid, ExitReason.PROTECTION_FAILED)  # still no telling: close
+            return
         await self.protect(pid)
+
+    async def _settle_unknown_stops(self, pid: PositionId) -> bool:
+        """Look up each stop of this position whose outcome is unknown: one found is recorded as
+        the exchange has it, one not found is refused (the next stop takes a new id). False if
+        some outcome is still unknown (the exchange cannot be read)."""
+        pending = [o for o in self.ledger.live_orders(pid, OrderRole.STOP) if o.status is OrderStatus.PENDING]
+        found: dict[ClientOrderId, tuple[OrderStatus, str | None]] = {}
+        settled = True
+        for order in pending:
+            looked = await self.gw.lookup(order, attempts=1)
+            if isinstance(looked, Found):
+                found[order.client_order_id] = (looked.report.status, looked.report.exchange_order_id)
+            elif isinstance(looked, NotFound):
+                found[order.client_order_id] = (OrderStatus.REJECTED, None)
+            else:
+                settled = False
+        if found:
+            async with self._lock(pid):
+                pos = self.ledger.positions[pid]
+                updates = [
+                    self._current(o).advance(status, exchange_order_id=eid)
+                    for o in pending
+                    if o.client_order_id in found
+                    for status, eid in [found[o.client_order_id]]
+                ]
+                await self.ledger.commit(pos, pos, orders=updates)
+        return settled
 
     def _tell(self, pid: PositionId) -> bool:
         """Whether this protect-or-close round alerts: the first of a streak does, then rounds
