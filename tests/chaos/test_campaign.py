@@ -55,7 +55,25 @@ def test_a_replay_is_the_same_run_step_for_step() -> None:
 
 LONG_SEED = 2049494027
 """The seed of the 10,000-run campaign (`warden bench chaos`) whose findings are pinned below."""
-LONG_FINDINGS = (372, 926, 1364, 1577, 1887, 1888, 1934, 2058, 2079, 2549, 3415, 3613, 3769, 4483, 4616, 7643, 8199)
+LONG_FINDINGS = (
+    372,
+    926,
+    1364,
+    1577,
+    1887,
+    1888,
+    1934,
+    2058,
+    2079,
+    2549,
+    3415,
+    3613,
+    3769,
+    4483,
+    4616,
+    7643,
+    8199,
+)
 
 
 @pytest.fixture(scope="module")

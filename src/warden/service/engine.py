@@ -73,6 +73,8 @@ from warden.service.router import Router
 
 log = structlog.get_logger("warden.engine")
 
+STEADY_START = 60.0
+"""Seconds of startup retries kept under half the protection window apart (then backing off)."""
 CLOSED_RETENTION = timedelta(minutes=10)
 """A finished position stays in memory this long (for views and late echoes), then only in the database."""
 
@@ -465,9 +467,13 @@ class Engine:
                 await self.ctx.notify(AlertKind.MARGIN_MISMATCH, f"{symbol}: {', '.join(wrong)}; {then}")
 
     async def start_with_retry(self) -> None:
-        """Start, retrying with backoff while the exchange or database fails; /status says why."""
+        """Start, retrying with backoff while the exchange or database fails; /status says why.
+        For the first minute the pause stays under half the protection window (a position that
+        filled just before the restart waits for this start to be protected); then it doubles
+        up to `start_backoff_max` (a long outage is not hammered)."""
         gate = self.ctx.gate
         delay = max(self.config.retry_backoff, 0.5)
+        first = self.clock.monotonic()
         alerted = False
         while True:
             try:
@@ -488,7 +494,9 @@ class Engine:
                 if isinstance(exc, StoreError):
                     await self._guard()
             await self.clock.sleep(delay)
-            delay = min(delay * 2, self.config.start_backoff_max)
+            steady = self.clock.monotonic() - first < STEADY_START
+            cap = self.config.protection_window / 2 if steady else self.config.start_backoff_max
+            delay = min(delay * 2, max(cap, self.config.retry_backoff))
 
     async def _guard(self) -> None:
         """Startup cannot read the database: protect what the exchange holds meanwhile."""

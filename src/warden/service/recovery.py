@@ -109,16 +109,25 @@ class Recovery:
     async def recover(self) -> None:
         ctx = self.ctx
         active = ctx.ledger.active_positions()
-        await ctx.ledger.record(
-            Event(
-                EventKind.RECOVERY_STARTED,
-                ctx.clock.now(),
-                None,
-                f"{len(active)} active positions",
-                {"active": str(len(active))},
+        # Written while the exchange is asked, not before: a slow database must not hold back
+        # the stop of a position that filled just before the restart.
+        started = asyncio.ensure_future(
+            ctx.ledger.record(
+                Event(
+                    EventKind.RECOVERY_STARTED,
+                    ctx.clock.now(),
+                    None,
+                    f"{len(active)} active positions",
+                    {"active": str(len(active))},
+                )
             )
         )
-        open_orders = {r.client_order_id: r for r in await self.gw.open_orders()}
+        try:
+            open_orders = {r.client_order_id: r for r in await self.gw.open_orders()}
+        except BaseException:
+            started.cancel()
+            await asyncio.gather(started, return_exceptions=True)
+            raise
         self.exits.recovery_started = ctx.clock.monotonic()
         gate = asyncio.Semaphore(RECOVERY_CONCURRENCY)
 
@@ -126,7 +135,12 @@ class Recovery:
             async with gate:
                 await self.resync(pid, open_orders)
 
-        await asyncio.gather(*(one(p.id) for p in active))
+        try:
+            await asyncio.gather(*(one(p.id) for p in active))
+        except BaseException:
+            await asyncio.gather(started, return_exceptions=True)
+            raise
+        await started
         await ctx.ledger.record(Event(EventKind.RECOVERY_PASSED, ctx.clock.now(), None, "recovery passed"))
 
     async def resync(self, pid: PositionId, open_orders: dict[str, OrderReport] | None = None) -> None:
