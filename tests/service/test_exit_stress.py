@@ -224,3 +224,26 @@ async def test_tp2_then_the_original_stop_while_down_is_a_plain_stop(harness: Ha
     assert closed is not None and closed.status.value == "closed"
     assert closed.exit_reason == "stop", closed.exit_reason
     assert closed.mfe >= pos.tp2_price - pos.entry_price
+
+
+async def test_a_refused_trailing_move_is_not_retried_in_a_spin(harness: Harness) -> None:
+    """Chaos 2049494027:5067: with every stop refused, one mark made the trailing move go round
+    100 times at once, each round a refused order under a new id (the move re-runs while the
+    runner still wants to trail). A refused move ends that move; the next mark may try again."""
+    pos = await runner(harness)
+    tried: list[str] = []
+
+    def refuse(request: object) -> bool:
+        if getattr(request, "type", None) is OrderType.STOP_MARKET:
+            tried.append(getattr(request, "client_order_id", ""))
+            return True
+        return False
+
+    harness.sim.faults.reject_if = refuse
+    harness.sim.set_mark(SOL, ahead(pos, "5"))
+    await eventually(lambda: bool(tried), what="the move tried")
+    await eventually(lambda: harness.queued_events() == 0, what="the engine took the mark")
+    await harness.engine.wait_idle()
+    assert len(tried) <= 2, tried
+    view = await harness.engine.get_position(pos.id)
+    assert view.stop_resting and stop_qty(harness) == view.position.remaining

@@ -1108,10 +1108,10 @@ class ExitManager:
         try:
             for _ in range(100):
                 self._rerun.discard(pid)
-                await self._move_stop(pid, target)
+                refused = await self._move_stop(pid, target)
                 target = None
-                if pid not in self._rerun and not self._wants_trail(pid):
-                    break
+                if refused or (pid not in self._rerun and not self._wants_trail(pid)):
+                    break  # a refused move is not re-run at once: the next mark tries again
         finally:
             self._moving.discard(pid)
 
@@ -1121,14 +1121,15 @@ class ExitManager:
             return False
         return pos.trailing_target(self.ctx.instruments[pos.symbol]) is not None
 
-    async def _move_stop(self, pid: PositionId, target: Decimal | None) -> None:
+    async def _move_stop(self, pid: PositionId, target: Decimal | None) -> bool:
+        """One move; True if the exchange refused it (or its outcome is unknown)."""
         ctx = self.ctx
         async with self._lock(pid):
             pos = self.ledger.positions.get(pid)
             if pos is None or pos.status not in (PositionStatus.OPEN, PositionStatus.PROTECTED):
-                return
+                return False
             if pos.remaining <= 0:
-                return
+                return False
             inst = ctx.instruments[pos.symbol]
             self.index.materialize(pos.symbol)
             pos = self.ledger.positions[pid]
@@ -1139,10 +1140,10 @@ class ExitManager:
                     price = tighter(pos.side, price, inst.round_price(candidate))
             old = self.ledger.current_stop(pid)
             if old is not None and old.qty == pos.remaining and old.trigger_price == price:
-                return
+                return False
             if old is None:  # no stop at all: protect() places whatever is missing
                 ctx.tasks.spawn(self.protect(pid))
-                return
+                return False
             seq = pos.stop_seq + 1
             staged = replace(pos, stop_seq=seq)
             intent = make_intent(
@@ -1152,7 +1153,7 @@ class ExitManager:
         placed = await self.place(intent)
         if placed.report is None:
             await self._move_refused(pid, intent, old, placed)
-            return
+            return True
         report = placed.report
         if not self.ledger.positions[pid].is_active:
             # The position closed while the new stop was on its way (its old stop fired): the
@@ -1162,7 +1163,7 @@ class ExitManager:
                 pos = self.ledger.positions[pid]
                 await self.ledger.commit(pos, pos, orders=[gone])
             self._cancelling.discard(gone.client_order_id)
-            return
+            return False
         cancelled = await self.cancel(old) if old is not None else None
         async with self._lock(pid):
             pos = self.ledger.positions[pid]
@@ -1183,6 +1184,7 @@ class ExitManager:
             await self.ledger.commit(pos, new, orders=orders, events=[event])
         if cancelled is not None:
             self._cancelling.discard(cancelled.client_order_id)
+        return False
 
     async def _move_refused(self, pid: PositionId, intent: Order, old: Order | None, placed: Placed) -> None:
         """A stop move that did not rest. A refusal is final; the old stop keeps protecting.
