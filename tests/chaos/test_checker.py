@@ -13,10 +13,10 @@ from warden.chaos.checker import Checker
 from warden.chaos.generate import scenario
 from warden.chaos.naive import NaiveSubject
 from warden.chaos.ports import DbFaults
-from warden.chaos.runner import Options
+from warden.chaos.runner import Options, _survived
 from warden.chaos.steps import SOL
-from warden.chaos.subject import id_maker
-from warden.domain.values import OrderSide
+from warden.chaos.subject import Held, id_maker
+from warden.domain.values import OrderSide, Side, Symbol
 
 
 def test_the_same_seed_and_run_always_make_the_same_scenario() -> None:
@@ -55,3 +55,22 @@ def test_the_checker_finds_what_the_naive_twin_gets_wrong() -> None:
     totals = campaign(2024, 8, options=Options(subject="naive"))
     kinds = Counter(v.invariant for _, v in totals.violations)
     assert kinds["I1"] > 0 and kinds["I4"] > 0 and kinds["I2"] > 0, kinds
+
+
+def test_across_a_restart_the_exit_state_is_kept_and_the_stop_may_only_tighten() -> None:
+    """Chaos 2049494027:5067: a trailing move refused before a crash was made by recovery (the
+    refusals had ended): the stop tightened across the restart, which is the plan, not a lost
+    state. Everything else must come through unchanged, and the stop must never loosen."""
+
+    def held(side: Side, stop: str, peak: str = "100", tp1: bool = True) -> Held:
+        exit_state = ("protected", Decimal("1"), tp1, True, True, Decimal(stop), Decimal(peak), None)
+        return Held("p1", Symbol("SOL/USDT:USDT"), side, Decimal("1"), "protected", exit_state)
+
+    assert _survived(held(Side.SHORT, "105"), held(Side.SHORT, "105"))
+    assert _survived(held(Side.SHORT, "105"), held(Side.SHORT, "104"))  # tighter for a short
+    assert not _survived(held(Side.SHORT, "105"), held(Side.SHORT, "106"))
+    assert _survived(held(Side.LONG, "95"), held(Side.LONG, "96"))  # tighter for a long
+    assert not _survived(held(Side.LONG, "95"), held(Side.LONG, "94"))
+    assert not _survived(held(Side.LONG, "95"), held(Side.LONG, "96", peak="99"))
+    assert not _survived(held(Side.LONG, "95"), held(Side.LONG, "95", tp1=False))
+    assert not _survived(held(Side.LONG, "95"), None)

@@ -34,7 +34,7 @@ from warden.chaos.checker import Checker, Outside, Violation
 from warden.chaos.databases import Databases
 from warden.chaos.ports import DbFaults, SimulatedCrash
 from warden.chaos.steps import DATABASE, REFUSALS, SYMBOLS, Act, Fault, FaultKind, Scenario, Step, Target
-from warden.chaos.subject import ACCOUNT, Subject, Unexpected, WardenSubject, id_maker
+from warden.chaos.subject import ACCOUNT, Held, Subject, Unexpected, WardenSubject, id_maker
 from warden.chaos.warp import WarpClock
 from warden.domain.orders import OrderStatus
 from warden.domain.reports import OrderRequest
@@ -504,19 +504,41 @@ class Run:
 
     async def _restart(self, step: Step) -> str:
         # an entry still being resolved may be resolved by the restart's recovery: not compared
-        before = {h.id: h.exit for h in self.subject.memory() if h.status != "opening"}
+        before = {h.id: h for h in self.subject.memory() if h.status != "opening"}
         await self.subject.crash()
         self.result.crashes += 1
         self.result.recoveries += 1
         self.subject.restart()
         await self._settle(None, SETTLE_AFTER_FAULTS)
-        after = {h.id: h.exit for h in self.subject.memory()}
-        for pid, state in before.items():
-            if after.get(pid) != state and self._record is not None:
+        after = {h.id: h for h in self.subject.memory()}
+        for pid, held in before.items():
+            if not _survived(held, after.get(pid)) and self._record is not None:
+                now = after[pid].exit if pid in after else None
                 self._record.violations.append(
-                    Violation("I5", f"{pid} before the restart {state}, after {after.get(pid)}", step.index)
+                    Violation("I5", f"{pid} before the restart {held.exit}, after {now}", step.index)
                 )
         return f"restarted; {len(after)} positions recovered"
+
+
+STOP_AT = 5
+"""Where the stop price sits in a Held's exit state (subject.exit_state)."""
+
+
+def _survived(before: Held, after: Held | None) -> bool:
+    """A position's exit state came through a restart: the same in everything but its stop,
+    which may have tightened (a move the exchange refused before the crash, or one that was
+    due, is made by recovery) but never loosened."""
+    if after is None:
+        return False
+    if len(before.exit) <= STOP_AT or len(after.exit) <= STOP_AT:
+        return before.exit == after.exit
+    old, new = before.exit[STOP_AT], after.exit[STOP_AT]
+    rest_same = (
+        before.exit[:STOP_AT] + before.exit[STOP_AT + 1 :] == after.exit[:STOP_AT] + after.exit[STOP_AT + 1 :]
+    )
+    if old == new or not isinstance(old, Decimal) or not isinstance(new, Decimal):
+        return rest_same and old == new
+    return rest_same and (new - old) * before.side.sign > 0
 
 
 def _hits_protection(fault: Fault) -> bool:
