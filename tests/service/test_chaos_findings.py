@@ -683,3 +683,41 @@ async def test_an_entry_whose_answer_was_lost_is_protected_once_queries_answer(
     assert held > 0 and stops and stops[0].qty == held, (
         f"no stop {window}s after the queries answered: {engine.ledger.positions[position.id].status}"
     )
+
+
+async def test_a_resize_whose_outcome_stayed_unknown_is_tried_again_not_left_to_reconciliation() -> None:
+    """Chaos 1380957164:7931: after TP1 the stop's resize met 5xx answers and its lookups failed
+    (queries down): its outcome unknown, the old stop (the whole size) was left resting for the
+    reconciler to find, 38 s later. A move whose outcome is unknown is tried again after a
+    pause under half the protection window, so the stop fits the position once orders go through."""
+    clock = FakeClock()
+    sim = SimulatedExchange(now=clock.now, seed=7, sleep=clock.sleep)
+    engine = Engine(sim, InMemoryStore(), clock, RecordingNotifier(), EngineConfig(fill_wait=0.05))
+    consumer = asyncio.get_running_loop().create_task(engine.consume(sim.stream()))
+    await engine.start()
+    opening = asyncio.ensure_future(engine.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(100))))
+    try:
+        while not opening.done():
+            clock.advance(0.05)
+            await turns(10)
+        pid = opening.result().id
+        sim.faults.server_error_if = lambda request: request.type is OrderType.STOP_MARKET
+        sim.faults.fail_queries = True
+        burst = 5.0
+        sim.set_mark(SOL, Decimal("151.6"))  # TP1 fills: the stop is resized to what remains
+        for step in range(300):  # 15 s of engine time
+            if step * 0.05 >= burst:
+                sim.faults.server_error_if = None
+                sim.faults.fail_queries = False
+            clock.advance(0.05)
+            await turns(10)
+        held = sim.core.position(SOL).qty
+        stops = [o.qty for o in sim.core.open_orders(SOL) if o.type is OrderType.STOP_MARKET]
+        assert engine.ledger.positions[pid].tp1_hit
+        assert stops == [held], (stops, held)
+    finally:
+        sim.faults.fail_queries = False
+        engine.set_read_only("test over")
+        await engine.stop()
+        consumer.cancel()
+        await asyncio.gather(consumer, opening, return_exceptions=True)

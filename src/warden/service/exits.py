@@ -1226,6 +1226,16 @@ class ExitManager:
         elif old.qty != pos.remaining and old.trigger_price is not None and placed.rejected:
             # Keep the old price, but the size must still match what remains.
             await self._resize_only(pid, old)
+        elif old.qty != pos.remaining:
+            # Its outcome is unknown (sends and lookups failed): try again shortly, not at the
+            # next reconciliation; the stop must fit what remains once orders go through.
+            ctx.tasks.spawn(self._move_again(pid))
+
+    async def _move_again(self, pid: PositionId) -> None:
+        rounds = self._refused[pid] = self._refused.get(pid, 0) + 1
+        config = self.ctx.config
+        await self.ctx.clock.sleep(min(config.protection_window / 2, config.retry_backoff * 2**rounds))
+        await self.move_stop(pid)
 
     async def _resize_only(self, pid: PositionId, old: Order) -> None:
         async with self._lock(pid):
