@@ -29,6 +29,7 @@ RUNS = int(os.environ.get("WARDEN_CHAOS_RUNS", "120"))
 cli = CliRunner()
 
 
+@pytest.mark.timeout(600)  # ~110 s on two idle cores; a hang guard, not a speed test
 def test_a_bounded_campaign_keeps_the_promise() -> None:
     """Randomized scenarios under every kind of fault, every invariant checked after every step:
     no violation (a failure lists each one with the command that replays it)."""
