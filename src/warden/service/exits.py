@@ -19,8 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import defaultdict
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from decimal import Decimal
@@ -40,6 +39,7 @@ from warden.domain.values import (
     ClientOrderId,
     OrderRole,
     OrderType,
+    ParsedClientId,
     PositionId,
     Symbol,
     TradeId,
@@ -765,7 +765,7 @@ class ExitManager:
         since = position.opened_at - timedelta(minutes=1)
         fills = await self.gw.fills(position.symbol, since)
         if cids is None:
-            await self._adopt_unrecorded(pid, fills)
+            await self._adopt_traded(pid, fills)
         for report in fills:
             cid = ClientOrderId(report.client_order_id)
             order = self.ledger.orders.get(cid)
@@ -773,56 +773,63 @@ class ExitManager:
                 await self.apply_fill(order, report)
         return fills
 
-    async def _adopt_unrecorded(self, pid: PositionId, fills: list[FillReport]) -> None:
-        """Orders of this position that traded but were never recorded (sent while the database
-        was locked, then the process died before the queued writes landed): recorded from their
-        trades, so that each trade is applied as what it was, not replaced by a synthetic fill."""
+    def unrecorded(self, pid: PositionId, cids: Iterable[str]) -> list[tuple[ClientOrderId, ParsedClientId]]:
+        """The ids among `cids` of this installation's orders for `pid` that memory does not know."""
         installation = self.ctx.config.installation_id
-        traded: dict[ClientOrderId, list[FillReport]] = defaultdict(list)
-        for report in fills:
-            parsed = parse_client_id(report.client_order_id)
-            cid = ClientOrderId(report.client_order_id)
+        out = []
+        for cid in dict.fromkeys(cids):
+            parsed = parse_client_id(cid)
             if (
                 parsed is not None
                 and parsed.position_id == pid
                 and cid not in self.ledger.orders
                 and ours(cid, installation)
             ):
-                traded[cid].append(report)
-        if not traded:
-            return
-        now = self.ctx.clock.now()
-        orders = []
-        for cid, reports in traded.items():
-            parsed = parse_client_id(cid)
-            assert parsed is not None
-            first = reports[0]
-            orders.append(
-                Order(
-                    client_order_id=cid,
-                    position_id=pid,
-                    role=parsed.role,
-                    symbol=first.symbol,
-                    side=first.side,
-                    type=ROLE_TYPES[parsed.role],
-                    qty=sum((r.qty for r in reports), ZERO),
-                    trigger_price=None,
-                    reduce_only=parsed.role is not OrderRole.ENTRY,
-                    status=OrderStatus.OPEN,
-                    created_at=first.at,
-                    exchange_order_id=first.exchange_order_id,
-                )
-            )
+                out.append((ClientOrderId(cid), parsed))
+        return out
+
+    async def adopt(self, pid: PositionId, orders: list[Order], seqs: list[int], what: str) -> None:
+        """Record orders of ours the database never did (sent while it was locked, then the process
+        died before the queued writes landed), with one event, and move the position's exit
+        sequence past them so that no id the exchange has seen is staged again."""
         async with self._lock(pid):
             pos = self.ledger.positions[pid]
             names = ", ".join(sorted(o.client_order_id for o in orders))
             event = Event(
                 EventKind.RECONCILE,
-                now,
+                self.ctx.clock.now(),
                 pid,
-                f"adopted {len(orders)} order(s) of ours that traded but were never recorded: {names}",
+                f"adopted {len(orders)} order(s) of ours {what} that the database had not recorded: {names}",
             )
-            await self.ledger.commit(pos, pos, orders=orders, events=[event])
+            staged = replace(pos, stop_seq=max([pos.stop_seq, *seqs]))
+            await self.ledger.commit(pos, staged, orders=orders, events=[event])
+
+    async def _adopt_traded(self, pid: PositionId, fills: list[FillReport]) -> None:
+        """Orders of this position that traded but were never recorded: adopted from their trades,
+        so that each trade is applied as what it was, not replaced by a synthetic fill."""
+        found = self.unrecorded(pid, (r.client_order_id for r in fills))
+        if not found:
+            return
+        orders = []
+        for cid, parsed in found:
+            reports = [r for r in fills if r.client_order_id == cid]
+            orders.append(
+                Order(
+                    client_order_id=cid,
+                    position_id=pid,
+                    role=parsed.role,
+                    symbol=reports[0].symbol,
+                    side=reports[0].side,
+                    type=ROLE_TYPES[parsed.role],
+                    qty=sum((r.qty for r in reports), ZERO),
+                    trigger_price=None,
+                    reduce_only=parsed.role is not OrderRole.ENTRY,
+                    status=OrderStatus.OPEN,
+                    created_at=reports[0].at,
+                    exchange_order_id=reports[0].exchange_order_id,
+                )
+            )
+        await self.adopt(pid, orders, [p.seq for _, p in found if p.role in EXIT_ROLES], "that traded")
 
     async def fetch_fills_for(self, pid: PositionId, cids: set[ClientOrderId]) -> None:
         """Apply fills of these orders the stream missed; a failed query is retried by whoever asks again."""

@@ -19,16 +19,14 @@ from warden.domain.alerts import AlertKind
 from warden.domain.events import Event, EventKind
 from warden.domain.orders import Order, OrderStatus
 from warden.domain.position import ExitReason, Position, PositionStatus
-from warden.domain.reconcile import Truth, guard_stop_price, ours, uncovered
+from warden.domain.reconcile import Truth, guard_stop_price, uncovered
 from warden.domain.reports import OrderReport, PositionReport
 from warden.domain.values import (
     ClientOrderId,
     OrderRole,
     OrderType,
-    ParsedClientId,
     PositionId,
     client_order_id,
-    parse_client_id,
 )
 from warden.ports import ExchangeError, ExchangeUnavailable, Store
 from warden.service.context import Context
@@ -180,29 +178,15 @@ class Recovery:
         await self._settle(pid)
 
     async def _adopt_unrecorded(self, pid: PositionId, open_orders: dict[str, OrderReport]) -> None:
-        """Orders of this position resting on the exchange that the database never recorded
-        (sent while their intents' writes were queued, then the process died): recorded as they
-        rest, and the position's exit sequence moved past them, so that no client id the exchange
-        holds is staged again (one id, two orders) and the newest stop is the one kept."""
-        ctx = self.ctx
-        ledger = ctx.ledger
-        found: list[tuple[ParsedClientId, OrderReport]] = []
-        for cid, report in open_orders.items():
-            parsed = parse_client_id(cid)
-            if (
-                parsed is None
-                or parsed.position_id != pid
-                or cid in ledger.orders
-                or not ours(cid, ctx.config.installation_id)
-            ):
-                continue
-            found.append((parsed, report))
+        """Orders of this position resting on the exchange that the database never recorded:
+        adopted as they rest (see ExitManager.adopt), so the newest stop is the one kept."""
+        found = self.exits.unrecorded(pid, open_orders)
         if not found:
             return
-        now = ctx.clock.now()
+        now = self.ctx.clock.now()
         orders = [
             Order(
-                client_order_id=ClientOrderId(report.client_order_id),
+                client_order_id=cid,
                 position_id=pid,
                 role=parsed.role,
                 symbol=report.symbol,
@@ -216,24 +200,11 @@ class Recovery:
                 exchange_order_id=report.exchange_order_id,
                 filled_qty=report.filled_qty,
             )
-            for parsed, report in found
+            for cid, parsed in found
+            for report in [open_orders[cid]]
         ]
-        async with ctx.locks.position(pid):
-            pos = ledger.positions[pid]
-            exits = [
-                parsed.seq
-                for parsed, _ in found
-                if parsed.role in (OrderRole.STOP, OrderRole.TP1, OrderRole.TP2)
-            ]
-            seq = max([pos.stop_seq, *exits])
-            names = ", ".join(sorted(o.client_order_id for o in orders))
-            event = Event(
-                EventKind.RECONCILE,
-                now,
-                pid,
-                f"adopted {len(orders)} order(s) of ours resting that the database had not recorded: {names}",
-            )
-            await ledger.commit(pos, replace(pos, stop_seq=seq), orders=orders, events=[event])
+        seqs = [p.seq for _, p in found if p.role in (OrderRole.STOP, OrderRole.TP1, OrderRole.TP2)]
+        await self.exits.adopt(pid, orders, seqs, "resting")
 
     async def _record_orders(self, pid: PositionId, updates: list[Order]) -> None:
         ledger = self.ctx.ledger
