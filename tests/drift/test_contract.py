@@ -285,3 +285,37 @@ async def test_a_dropped_event_stream_yields_a_gap_once_it_is_back(
         await events.wait_for(lambda e: isinstance(e, StreamGap), timeout=10)
     finally:
         await events.stop()
+
+
+async def test_an_order_being_sent_keeps_its_user_order_id_while_others_look_it_up(
+    drift: DriftExchange, drift_sim: DriftSim
+) -> None:
+    """Between allocating a u8 and recording its signed transaction, a lookup of the same order
+    (the engine's reconciler sweeping open orders, or a work-order lookup) must not take the row
+    for "never sent" and release it: the order lands holding a u8 the table had given up, and the
+    next allocation hands that u8 to a second live order (the kill -9 e2e's flake)."""
+    await drift.place_order(market("wd-aaaaaa-p1-e1", OrderSide.BUY, "1"))
+    await filled(drift, "wd-aaaaaa-p1-e1")
+    signing = asyncio.Event()
+    go_on = asyncio.Event()
+    prepare = drift.client.prepare_place
+
+    async def held_prepare(orders: list[dict[str, object]]) -> dict[str, object]:
+        signing.set()
+        await go_on.wait()
+        return await prepare(orders)
+
+    drift.client.prepare_place = held_prepare  # type: ignore[method-assign]
+    stop = asyncio.create_task(
+        drift.place_order(trigger("wd-aaaaaa-p1-s1", OrderType.STOP_MARKET, OrderSide.SELL, "1", "140"))
+    )
+    await signing.wait()
+    with pytest.raises(ExchangeUnavailable, match="being sent"):
+        await drift.fetch_order(SOL, "wd-aaaaaa-p1-s1", True)
+    await drift.fetch_open_orders()  # the sweep settles rows with no order id yet
+    go_on.set()
+    placed = await stop
+    assert placed.status is OrderStatus.OPEN
+    live = {r.client_order_id: r.user_order_id for r in await drift.ids.live()}
+    [resting] = (await drift_sim.control("GET", "/sim/state"))["open_orders"]
+    assert live == {"wd-aaaaaa-p1-s1": resting["user_order_id"]}, "the resting stop's u8 was released"

@@ -128,6 +128,9 @@ class DriftExchange:
         self._owners: dict[int, str] = {}  # order_id -> client id (ours only)
         self._allocating = asyncio.Lock()
         self._outside_ids: set[int] = set()  # user order ids seen on orders that are not ours
+        # Client ids whose u8 is allocated and whose transaction is being signed in this process:
+        # a lookup meanwhile finds no signature, which here means "not yet", not "never sent".
+        self._signing: set[str] = set()
         self._on_close = on_close
         self.sidecar = sidecar
         self._streams: list[Any] = []
@@ -190,13 +193,21 @@ class DriftExchange:
                     if earlier is not None:
                         return earlier
                     row = await self._store(self.ids.get(cid))  # released: allocate again
+                if cid in self._signing:
+                    raise ExchangeTimeout(
+                        f"{cid} is being sent by another call; its outcome is not known yet"
+                    )
                 try:
                     row = await self._store(self.ids.allocate(cid, set(self._outside_ids), self._now()))
                 except NoFreeUserOrderId as exc:
                     raise OrderRejected(f"{cid}: {exc}") from exc
-            prepared = await self.client.prepare_place([{**wire, "user_order_id": row.user_order_id}])
-            signature, height = str(prepared["signature"]), int(prepared["last_valid_block_height"])
-            await self._store(self.ids.record_tx(cid, signature, height))
+                self._signing.add(cid)
+            try:
+                prepared = await self.client.prepare_place([{**wire, "user_order_id": row.user_order_id}])
+                signature, height = str(prepared["signature"]), int(prepared["last_valid_block_height"])
+                await self._store(self.ids.record_tx(cid, signature, height))
+            finally:
+                self._signing.discard(cid)
             result = await self.client.send(signature)
             try:
                 return await self._placed(row, request, result, height)
@@ -398,6 +409,10 @@ class DriftExchange:
         if row.order_id is not None:
             return row.order_id
         if row.tx_signature is None:
+            if client_order_id in self._signing:
+                raise ExchangeUnavailable(
+                    f"{client_order_id} is being sent; its transaction is not signed yet"
+                )
             await self._release(client_order_id)
             raise OrderNotFound(f"{client_order_id} was never sent (no transaction signed)")
         status = await self.client.tx_status(row.tx_signature, row.last_valid_block_height)
