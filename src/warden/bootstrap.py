@@ -42,6 +42,34 @@ NO_TELEGRAM = "off: no telegram_token set (WARDEN_TELEGRAM_TOKEN); alerts go to 
 
 
 @dataclass
+class Slots:
+    """How many accounts this engine may hold at once (`capacity`; None: no limit), shared by the
+    runtimes of every account it serves: an account's lease is tried only with a slot taken, and
+    the slot is given back when the lease is not got, is lost, or is let go."""
+
+    capacity: int | None = None
+    held: set[str] = field(default_factory=set)
+
+    def take(self, account: str) -> bool:
+        if account in self.held:
+            return True
+        if self.capacity is not None and len(self.held) >= self.capacity:
+            return False
+        self.held.add(account)
+        return True
+
+    def give_back(self, account: str) -> None:
+        self.held.discard(account)
+
+    def full(self, account: str) -> bool:
+        """No room for `account`: the capacity is taken by others."""
+        return account not in self.held and self.capacity is not None and len(self.held) >= self.capacity
+
+    def full_reason(self) -> str:
+        return f"standby: this engine holds its capacity of {self.capacity} accounts"
+
+
+@dataclass
 class Runtime:
     """What a running warden is made of; entrypoints reach the engine through it."""
 
@@ -60,6 +88,7 @@ class Runtime:
     watch: asyncio.Task[Any] | None = None
     feed: asyncio.Task[Any] | None = None
     telemetry: Telemetry = field(default_factory=Telemetry)
+    slots: Slots = field(default_factory=Slots)
 
     @property
     def metrics_registry(self) -> CollectorRegistry:
@@ -73,6 +102,11 @@ class Runtime:
     @property
     def is_holder(self) -> bool:
         return self.epoch is not None
+
+    @property
+    def holder(self) -> str | None:
+        """The engine holding the account's lease (this one's name while it does), as last seen."""
+        return self.lease.holder()
 
 
 async def upgrade_database(url: str) -> None:
@@ -241,6 +275,7 @@ async def running(
     bot: Any = None,
     label_alerts: bool = False,
     migrate: bool = True,
+    slots: Slots | None = None,
 ) -> AsyncIterator[Runtime]:
     """Build, take the lease (or stand by), recover, and run until the block exits.
 
@@ -250,6 +285,8 @@ async def running(
     several accounts share one (its owner closes it); else one is made from the settings.
     `label_alerts`: Telegram alerts name the account (several accounts, one chat). `migrate`:
     False when the database was migrated already (by the fleet, once for every account).
+    `slots`: the engine's capacity, shared by the accounts of a fleet (the lease is tried only
+    with room for it).
     """
     clock = clock or SystemClock()
     store = await open_store(
@@ -281,7 +318,9 @@ async def running(
     )
     if bot is None:
         engine.notes["telegram"] = NO_TELEGRAM
-    lease = lease_for(settings.db, settings.account, op_timeout=settings.db_timeout)
+    lease = lease_for(
+        settings.db, settings.account, holder=settings.engine_name, op_timeout=settings.db_timeout
+    )
     runtime = Runtime(
         settings,
         engine,
@@ -293,14 +332,15 @@ async def running(
         price_feed,
         lease_retry=lease_retry,
         telemetry=telemetry,
+        slots=slots or Slots(),
     )
     runtime.telegram, runtime.channels = bot, channels
     try:
         async with asyncio.TaskGroup() as group:
             runtime.group = group
-            epoch = await lease.try_acquire()
+            epoch = await _try_lease(runtime)
             if epoch is None:
-                engine.set_read_only(f"standby: account {settings.account!r} is held by {lease.holder()}")
+                await _stand_by_because(runtime)
                 log.warning("standby", account=settings.account, holder=lease.holder())
                 runtime.tasks.append(group.create_task(_standby(runtime)))
             else:
@@ -322,6 +362,7 @@ async def running(
     finally:
         with contextlib.suppress(Exception):
             await lease.release()
+        runtime.slots.give_back(settings.account)
         if owns_exchange:
             await exchange.close()
         await _close_channels(channels, None if shared_bot else bot)
@@ -394,14 +435,47 @@ async def _start(runtime: Runtime, epoch: int) -> None:
     log.info("lease_held", account=runtime.settings.account, epoch=epoch)
 
 
+async def _try_lease(runtime: Runtime) -> int | None:
+    """The lease's epoch if this engine has room for the account and got it; else None."""
+    account = runtime.settings.account
+    if not runtime.slots.take(account):
+        return None
+    epoch = None
+    try:
+        epoch = await runtime.lease.try_acquire()
+    finally:
+        if epoch is None:
+            runtime.slots.give_back(account)
+    return epoch
+
+
+async def _stand_by_because(runtime: Runtime) -> None:
+    """Say why this engine stands by for the account: another engine holds it, or this one is
+    at its capacity (then who holds it is looked up; nobody means nothing protects it)."""
+    account, slots = runtime.settings.account, runtime.slots
+    if not slots.full(account):
+        runtime.engine.set_read_only(f"standby: account {account!r} is held by {runtime.lease.holder()}")
+        return
+    try:
+        holder = await runtime.lease.look()
+    except StoreUnavailable:
+        holder = runtime.lease.holder()
+    if holder is None:
+        log.error("account_unheld", account=account, capacity=slots.capacity)
+    held = f"held by {holder}" if holder else "held by no engine: nothing protects it until one has room"
+    runtime.engine.set_read_only(f"{slots.full_reason()}; account {account!r} is {held}")
+
+
 async def _standby(runtime: Runtime) -> None:
     while True:
         await runtime.clock.sleep(runtime.lease_retry)
         try:
-            epoch = await runtime.lease.try_acquire()
+            epoch = await _try_lease(runtime)
         except StoreUnavailable as exc:
             log.warning("standby_lease_check_failed", error=str(exc))
             continue
+        if epoch is None:
+            await _stand_by_because(runtime)
         if epoch is not None:
             log.warning("lease_taken_over", account=runtime.settings.account, epoch=epoch)
             await _activate(runtime, epoch)
@@ -441,6 +515,7 @@ async def _watch_lease(runtime: Runtime) -> None:
         if state is LeaseState.LOST:
             log.error("lease_lost", account=runtime.settings.account, holder=lease.holder())
             runtime.epoch = None
+            runtime.slots.give_back(runtime.settings.account)
             await engine.stand_down(
                 f"lease lost: account {runtime.settings.account!r} is held by {lease.holder()}"
             )
@@ -470,6 +545,7 @@ class Fleet:
     failures: dict[str, str] = field(default_factory=dict)
     telegram: Any = None
     clock: Clock = field(default_factory=SystemClock)
+    slots: Slots = field(default_factory=Slots)
 
     @property
     def multi_account(self) -> bool:
@@ -526,7 +602,7 @@ async def running_fleet(
     (the Telegram bot, one for every account).
     """
     clock = clock or SystemClock()
-    fleet = Fleet(settings, settings.account_names(), clock=clock)
+    fleet = Fleet(settings, settings.account_names(), clock=clock, slots=Slots(settings.capacity))
     per_account: dict[str, Settings] = {}
     for name in fleet.names:
         try:
@@ -557,6 +633,7 @@ async def running_fleet(
                 bot=fleet.telegram,
                 label_alerts=fleet.multi_account,
                 migrate=False,
+                slots=fleet.slots,
             ) as runtime:
                 fleet.runtimes[name] = runtime
                 started.set()

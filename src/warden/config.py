@@ -321,6 +321,19 @@ class Settings(BaseSettings):
         " cannot be off.",
     )
 
+    engine_name: str | None = Field(
+        None,
+        min_length=1,
+        max_length=64,
+        description="This engine's name in each account's lease: what `warden status`, /accounts and the"
+        " dashboard show as the account's holder. Unset: host:pid.",
+    )
+    capacity: int | None = Field(
+        None,
+        ge=1,
+        description="The most accounts this engine holds at once; for the others it stands by, taking one"
+        " over when its lease is free and this engine has room (a fleet sharing accounts). Unset: no limit.",
+    )
     accounts: dict[str, AccountSettings] = Field(
         default_factory=dict,
         description="The exchange accounts this engine trades, one [accounts.NAME] table each (exchange,"

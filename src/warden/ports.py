@@ -315,7 +315,12 @@ class Lease(Protocol):
         ...
 
     def holder(self) -> str | None:
-        """Who holds it (`host:pid`), as last seen."""
+        """Who holds it (the engine's name, `host:pid` by default), as last seen."""
+        ...
+
+    async def look(self) -> str | None:
+        """Who holds it now, seen without trying to take it (None: nobody); `holder()` then
+        answers the same. Raises StoreUnavailable when the database cannot be asked."""
         ...
 
     async def release(self) -> None: ...

@@ -224,15 +224,19 @@ async def test_a_kill_of_all_that_misses_an_account_is_not_reported_as_done(tmp_
     """alt is a standby here (another engine holds its lease): a global kill stops main and
     answers 503 kill_incomplete naming alt, never a plain 200."""
     settings = fleet_settings(tmp_path, f"sqlite:///{tmp_path}/w.db", TWO_SIM)
-    holder = settings.for_account("alt").model_copy(update={"data_dir": tmp_path / "other"})
+    holder = settings.for_account("alt").model_copy(
+        update={"data_dir": tmp_path / "other", "engine_name": "the-other-engine"}
+    )
     async with (
         running(holder, price_feed=False, notifier=RecordingNotifier()),
         running_fleet(settings, price_feed=False, notifier=lambda _: RecordingNotifier()) as fleet,
     ):
         transport = httpx.ASGITransport(app=create_app(lambda: fleet))
         async with httpx.AsyncClient(transport=transport, base_url="http://warden", headers=AUTH) as http:
-            accounts = {a["name"]: a["lease_held"] for a in (await http.get("/api/v1/accounts")).json()}
+            listed = (await http.get("/api/v1/accounts")).json()
+            accounts = {a["name"]: a["lease_held"] for a in listed}
             assert accounts == {"main": True, "alt": False}
+            assert {a["name"]: a["holder"] for a in listed}["alt"] == "the-other-engine"
             killed = await http.post("/api/v1/kill", json={})
             assert killed.status_code == 503, killed.text
             body = killed.json()

@@ -24,7 +24,7 @@ runner = CliRunner()
 
 @pytest.fixture
 async def fleet(tmp_path: Path) -> AsyncIterator[Fleet]:
-    settings = fleet_settings(tmp_path, f"sqlite:///{tmp_path}/w.db", TWO_SIM)
+    settings = fleet_settings(tmp_path, f"sqlite:///{tmp_path}/w.db", TWO_SIM, extra='engine_name = "alpha"')
     async with running_fleet(settings, price_feed=False, notifier=lambda _: RecordingNotifier()) as running:
         yield running
 
@@ -94,14 +94,14 @@ async def test_status_shows_each_account_and_its_lease(url: str) -> None:
     shown = await cli(url, "status")
     assert shown.exit_code == 0, shown.output
     lines = shown.stdout.splitlines()
-    assert lines[0].split()[:6] == ["ACCOUNT", "EXCHANGE", "LEASE", "STATE", "SIGNALS", "OPEN"]
-    assert [line.split()[:5] for line in lines[1:3]] == [
-        ["main", "sim", "held", "ready", "yes"],
-        ["alt", "sim", "held", "ready", "yes"],
+    assert lines[0].split()[:6] == ["ACCOUNT", "EXCHANGE", "HOLDER", "STATE", "SIGNALS", "OPEN"]
+    assert [line.split()[:7] for line in lines[1:3]] == [
+        ["main", "sim", "alpha", "(this", "engine)", "ready", "yes"],
+        ["alt", "sim", "alpha", "(this", "engine)", "ready", "yes"],
     ]
     one = await cli(url, "status", "--account", "alt")
     assert one.exit_code == 0, one.output
-    assert "alt (lease held by this engine)" in one.stdout
+    assert "alt (lease held by this engine, alpha)" in one.stdout
 
 
 async def test_kill_without_account_stops_all_and_says_so(fleet: Fleet, url: str) -> None:

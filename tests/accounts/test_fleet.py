@@ -6,6 +6,7 @@ leaves the other trading."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from decimal import Decimal
 from pathlib import Path
@@ -18,6 +19,7 @@ from warden.adapters.db.store import open_store
 from warden.adapters.notify import RecordingNotifier
 from warden.adapters.sim import SimFaults, SimulatedExchange
 from warden.bootstrap import Fleet, running, running_fleet
+from warden.config import Settings
 from warden.domain.position import PositionStatus
 from warden.domain.values import Side, Symbol
 from warden.service.commands import EngineState, OpenPosition, TradingRefused
@@ -224,3 +226,62 @@ exchange = "sim"
         }
         opened = await engine(fleet, "sim").open_position(OpenPosition(SOL, Side.LONG, Decimal(100)))
         assert opened.status is PositionStatus.PROTECTED
+
+
+THREE_SIM = (
+    TWO_SIM
+    + """
+[accounts.third]
+exchange = "sim"
+sim_seed = 3
+"""
+)
+
+
+def held(fleet: Fleet) -> set[str]:
+    return {name for name, runtime in fleet.runtimes.items() if runtime.is_holder}
+
+
+def capped_fleet(settings: Settings) -> contextlib.AbstractAsyncContextManager[Fleet]:
+    return running_fleet(settings, price_feed=False, notifier=lambda _: RecordingNotifier(), lease_retry=0.05)
+
+
+async def test_engines_share_accounts_up_to_their_capacity_and_take_over_when_one_goes(
+    tmp_path: Path, store_url: str
+) -> None:
+    """A fleet of two engines over three accounts, capacity 2 each. A takes two and stands by for
+    the third, saying why; B takes the third. When A goes, B takes over one of A's (it has room
+    for one more) and stands by for the last, saying it is at capacity. No account is ever held
+    by both, and either engine names each account's holder."""
+    settings = fleet_settings(tmp_path, store_url, THREE_SIM, extra='capacity = 2\nengine_name = "a"')
+    other = settings.model_copy(update={"data_dir": tmp_path / "b", "engine_name": "b"})
+    async with contextlib.AsyncExitStack() as stack:
+        first = contextlib.AsyncExitStack()
+        a = await first.enter_async_context(capped_fleet(settings))
+        assert len(held(a)) == 2 and a.failures == {}
+        [left] = set(a.names) - held(a)
+        status = a.runtimes[left].engine.status()
+        assert status.state is EngineState.READ_ONLY
+        assert any("capacity of 2" in reason for reason in status.reasons), status.reasons
+
+        b = await stack.enter_async_context(capped_fleet(other))
+        await eventually(lambda: held(b) == {left}, timeout=30, what="B to take the free account")
+        assert held(a) & held(b) == set()
+        await eventually(
+            lambda: any("held by b" in r for r in a.runtimes[left].engine.status().reasons),
+            timeout=30,
+            what="A to name B as the free account's holder",
+        )
+        assert {a.runtimes[name].lease.holder() for name in held(a)} == {"a"}
+
+        a_held = held(a)
+        await first.aclose()  # engine A goes: its leases end with it
+        await eventually(lambda: len(held(b)) == 2, timeout=30, what="B to take over one of A's accounts")
+        assert left in held(b) and held(b) - {left} <= a_held
+        [waiting] = set(b.names) - held(b)
+        await eventually(
+            lambda: any("held by no engine" in r for r in b.runtimes[waiting].engine.status().reasons),
+            timeout=30,
+            what="B to say that nothing protects the account it has no room for",
+        )
+        assert any("capacity of 2" in reason for reason in b.runtimes[waiting].engine.status().reasons)

@@ -86,6 +86,7 @@ async def test_the_cookie_authorizes_the_api(client: httpx.AsyncClient, runtime:
     assert "position_closed" in (await client.get("/ui/events")).text
     status = await client.get("/ui/status")
     assert 'data-state="ready"' in status.text
+    assert "this engine (" in status.text  # the lease holder, named
     await client.post("/logout")
     assert (await client.get("/api/v1/positions")).status_code == 401
 

@@ -291,6 +291,12 @@ class InMemoryLease:
         row = self._store.leases.get(self._account)
         return None if row is None else row.holder
 
+    async def look(self) -> str | None:
+        if self.unreachable:
+            raise StoreUnavailable("in-memory lease is unreachable (unreachable is set)")
+        row = self._store.leases.get(self._account)
+        return row.holder if row is not None and row.held else None
+
     async def release(self) -> None:
         if self._mine():
             self._store.leases[self._account] = replace(self._store.leases[self._account], held=False)

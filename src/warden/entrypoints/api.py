@@ -144,6 +144,8 @@ class RuntimeApi(Protocol):
     @property
     def is_holder(self) -> bool: ...
     @property
+    def holder(self) -> str | None: ...
+    @property
     def metrics_registry(self) -> CollectorRegistry: ...
 
 
@@ -988,6 +990,7 @@ def _account_out(fleet: FleetApi, name: str) -> AccountOut:
             name=name,
             exchange=(table.exchange if table is not None else None) or fleet.settings.exchange,
             lease_held=False,
+            holder=None,
             state=None,
             accepting_signals=False,
             reasons=[f"not running: {why}"],
@@ -998,6 +1001,7 @@ def _account_out(fleet: FleetApi, name: str) -> AccountOut:
         name=name,
         exchange=status.exchange,
         lease_held=runtime.is_holder,
+        holder=runtime.holder,
         state=status.state,
         accepting_signals=status.accepting_signals,
         reasons=list(status.reasons),

@@ -69,6 +69,8 @@ def run(
     leverage: Annotated[int | None, _opt("leverage")] = None,
     margin_mode: Annotated[str | None, _opt("margin_mode")] = None,
     account: Annotated[str | None, _opt("account")] = None,
+    capacity: Annotated[int | None, _opt("capacity")] = None,
+    engine_name: Annotated[str | None, _opt("engine_name")] = None,
     stop_pct: Annotated[str | None, _opt("stop_pct")] = None,
     tp1_pct: Annotated[str | None, _opt("tp1_pct")] = None,
     tp1_fraction: Annotated[str | None, _opt("tp1_fraction")] = None,

@@ -275,7 +275,12 @@ def status(*, url: UrlOption = None, account: AccountOption = None, as_json: Jso
 def lease_text(a: Mapping[str, Any]) -> str:
     if a["state"] is None:
         return "not running"
-    return "lease held by this engine" if a["lease_held"] else "standby: another engine holds the lease"
+    if a["lease_held"]:
+        return f"lease held by this engine, {a.get('holder')}"
+    holder = a.get("holder")
+    return (
+        f"standby: engine {holder} holds the lease" if holder else "standby: no engine seen holding the lease"
+    )
 
 
 def accounts_table(accounts: list[dict[str, Any]]) -> Table:
@@ -283,7 +288,7 @@ def accounts_table(accounts: list[dict[str, Any]]) -> Table:
         [
             a["name"],
             a["exchange"],
-            "held" if a["lease_held"] else "no",
+            f"{a.get('holder') or '-'}{' (this engine)' if a['lease_held'] else ''}",
             a["state"] or "not running",
             "yes" if a["accepting_signals"] else "no",
             _show(a["open_positions"]),
@@ -291,7 +296,7 @@ def accounts_table(accounts: list[dict[str, Any]]) -> Table:
         ]
         for a in accounts
     ]
-    return table(["ACCOUNT", "EXCHANGE", "LEASE", "STATE", "SIGNALS", "OPEN", "WHY"], rows)
+    return table(["ACCOUNT", "EXCHANGE", "HOLDER", "STATE", "SIGNALS", "OPEN", "WHY"], rows)
 
 
 def positions(

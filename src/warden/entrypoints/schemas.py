@@ -515,6 +515,10 @@ class AccountOut(BaseModel):
     name: str
     exchange: str
     lease_held: bool = Field(description="This engine holds the account's lease (it trades it).")
+    holder: str | None = Field(
+        description="The engine that holds the account's lease (its engine_name; host:pid by default), as"
+        " this engine last saw it; null: no engine seen holding it."
+    )
     state: EngineState | None = Field(description="The account's engine state; null: not running.")
     accepting_signals: bool
     reasons: list[str] = Field(description="Why it would refuse a signal now (or why it is not running).")

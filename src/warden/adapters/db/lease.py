@@ -153,6 +153,24 @@ class FileLease:
         except FileNotFoundError:
             return None
 
+    async def look(self) -> str | None:
+        """The name in the lock file while its flock is held; None when nobody holds it (a
+        shared lock taken and dropped at once: a taker that tries in that instant tries again
+        on its next round)."""
+        if self._fd is not None:
+            return self._table.me
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return self.holder()
+        finally:
+            os.close(fd)  # and with it the shared lock, if this probe got it
+        return None
+
     async def release(self) -> None:
         fd, self._fd, self._epoch = self._fd, None, None
         if fd is not None:
@@ -235,6 +253,15 @@ class PostgresAdvisoryLease:
 
     def holder(self) -> str | None:
         return self._table.me if self._conn is not None else self._other
+
+    async def look(self) -> str | None:
+        if self._conn is not None:
+            return self._table.me
+        async with self._table.guarded("look"), self._table.engine.connect() as conn:
+            holder = await self._table.holder_row(conn)
+            held = await self._lock_holders(conn)
+        self._other = holder if held else None
+        return self._other
 
     async def release(self) -> None:
         """Close the lease's connection: the session ends, and its advisory lock with it."""

@@ -193,9 +193,10 @@ def _install_fragments(
         rt, _ = got
         status = StatusOut.of(rt.engine.status())
         holder = (
-            "this engine"
+            f"this engine ({rt.holder})"
             if rt.is_holder
-            else next((r for r in status.reasons if "held by" in r), "another engine")
+            else f"standby: {rt.holder or 'no engine'} holds it"
+            + "".join(f"; {r}" for r in status.reasons if "capacity" in r)
         )
         return HTMLResponse(render("status.html", s=status, holder=holder))
 
