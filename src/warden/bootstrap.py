@@ -546,6 +546,8 @@ class Fleet:
     telegram: Any = None
     clock: Clock = field(default_factory=SystemClock)
     slots: Slots = field(default_factory=Slots)
+    retrying: set[str] = field(default_factory=set)
+    """Accounts whose engine failed and will be started again (their `failures` say why)."""
 
     @property
     def multi_account(self) -> bool:
@@ -556,6 +558,22 @@ class Fleet:
 
 
 BesideFleet = Callable[[Fleet], Coroutine[Any, Any, None]]
+
+RESTART_AFTER = 1.0
+"""Seconds before an account whose engine failed is started again (doubling, up to RESTART_MAX)."""
+RESTART_MAX = 30.0
+
+
+async def _stopped_within(stop: asyncio.Event, clock: Clock, seconds: float) -> bool:
+    """Wait `seconds` on the clock, or less if `stop` is set meanwhile; whether it was."""
+    waiting = asyncio.ensure_future(stop.wait())
+    pausing = asyncio.ensure_future(clock.sleep(seconds))
+    try:
+        await asyncio.wait({waiting, pausing}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiting.cancel()
+        pausing.cancel()
+    return stop.is_set()
 
 
 def _same_exchange_account(per_account: dict[str, Settings]) -> dict[str, str]:
@@ -583,6 +601,58 @@ def _same_exchange_account(per_account: dict[str, Settings]) -> dict[str, str]:
     return refused
 
 
+@dataclass
+class _AccountServer:
+    """Runs one account's engine in the fleet until the fleet stops, starting it again after a
+    failure (not after wrong settings), with the failure named in `fleet.failures` meanwhile."""
+
+    fleet: Fleet
+    stop: asyncio.Event
+    options: dict[str, Any]  # `running`'s keyword arguments shared by every account
+    notifier: Callable[[str], Notifier] | None
+    exchanges: dict[str, Exchange]
+    restart_after: float
+
+    async def serve(self, name: str, account_settings: Settings, started: asyncio.Event) -> None:
+        # Every log line of this account's engine names it (this task's context, and its children's).
+        structlog.contextvars.bind_contextvars(account=name)
+        pause = self.restart_after
+        while not await self.run_once(name, account_settings, started):
+            self.fleet.failures[name] += f" (starting again in {pause:g} s)"
+            self.fleet.retrying.add(name)
+            if await _stopped_within(self.stop, self.fleet.clock, pause):
+                return
+            pause = min(pause * 2, RESTART_MAX)
+
+    async def run_once(self, name: str, account_settings: Settings, started: asyncio.Event) -> bool:
+        """Serve the account until the fleet stops (True), or until it fails (False: again)."""
+        fleet = self.fleet
+        try:
+            async with running(
+                account_settings,
+                notifier=self.notifier(name) if self.notifier is not None else None,
+                exchange=self.exchanges.get(name),
+                **self.options,
+            ) as runtime:
+                fleet.failures.pop(name, None)
+                fleet.retrying.discard(name)
+                fleet.runtimes[name] = runtime
+                started.set()
+                await self.stop.wait()
+        except ConfigError as exc:  # wrong settings stay wrong: not started again
+            fleet.failures[name] = f"{exc.field}: {exc.message}"
+            log.error("account_failed", account=name, error=fleet.failures[name])
+            return True
+        except Exception as exc:  # this account only: the others keep trading
+            fleet.failures[name] = f"{type(exc).__name__}: {exc}"
+            log.error("account_failed", account=name, error=fleet.failures[name], exc_info=exc)
+            return self.stop.is_set()
+        finally:
+            fleet.runtimes.pop(name, None)
+            started.set()
+        return True
+
+
 @contextlib.asynccontextmanager
 async def running_fleet(
     settings: Settings,
@@ -593,13 +663,17 @@ async def running_fleet(
     exchanges: dict[str, Exchange] | None = None,
     lease_retry: float = LEASE_RETRY,
     beside: Sequence[BesideFleet] = (),
+    restart_after: float = RESTART_AFTER,
 ) -> AsyncIterator[Fleet]:
     """Run one engine per account (`running` each, in a task of its own), until the block exits.
 
     An account whose settings, exchange or database cannot be built is recorded in
     `failures` and the others run on. `notifier(name)`: the notifier of one account's engine;
     `exchanges`: exchanges handed in by name (tests); `beside`: entrypoints over the whole fleet
-    (the Telegram bot, one for every account).
+    (the Telegram bot, one for every account). An account whose engine fails to start or ends
+    with an error (its database timing out, say) is started again after `restart_after` seconds,
+    doubling to RESTART_MAX, and named in `failures` meanwhile; one whose settings are wrong is
+    not (nothing would change).
     """
     clock = clock or SystemClock()
     fleet = Fleet(settings, settings.account_names(), clock=clock, slots=Slots(settings.capacity))
@@ -617,39 +691,27 @@ async def running_fleet(
     # Once, before any account opens it: concurrent migrations of one SQLite file collide.
     await upgrade(settings.db)
     fleet.telegram = build_bot(settings)
-    stop = asyncio.Event()
-
-    async def serve(name: str, account_settings: Settings, started: asyncio.Event) -> None:
-        # Every log line of this account's engine names it (this task's context, and its children's).
-        structlog.contextvars.bind_contextvars(account=name)
-        try:
-            async with running(
-                account_settings,
-                clock=clock,
-                notifier=notifier(name) if notifier is not None else None,
-                price_feed=price_feed,
-                exchange=(exchanges or {}).get(name),
-                lease_retry=lease_retry,
-                bot=fleet.telegram,
-                label_alerts=fleet.multi_account,
-                migrate=False,
-                slots=fleet.slots,
-            ) as runtime:
-                fleet.runtimes[name] = runtime
-                started.set()
-                await stop.wait()
-        except Exception as exc:  # this account only: the others keep trading
-            fleet.failures[name] = f"{type(exc).__name__}: {exc}"
-            log.error("account_failed", account=name, error=fleet.failures[name], exc_info=exc)
-        finally:
-            fleet.runtimes.pop(name, None)
-            started.set()
-
+    server = _AccountServer(
+        fleet,
+        asyncio.Event(),
+        {
+            "clock": clock,
+            "price_feed": price_feed,
+            "lease_retry": lease_retry,
+            "bot": fleet.telegram,
+            "label_alerts": fleet.multi_account,
+            "migrate": False,
+            "slots": fleet.slots,
+        },
+        notifier,
+        exchanges or {},
+        restart_after,
+    )
     try:
         async with asyncio.TaskGroup() as group:
             started = {name: asyncio.Event() for name in per_account}
             for name, account_settings in per_account.items():
-                group.create_task(serve(name, account_settings, started[name]), name=f"account:{name}")
+                group.create_task(server.serve(name, account_settings, started[name]), name=f"account:{name}")
             await asyncio.gather(*(event.wait() for event in started.values()))
             tasks = [group.create_task(run(fleet)) for run in beside]
             try:
@@ -657,7 +719,7 @@ async def running_fleet(
             finally:
                 for task in tasks:
                     task.cancel()
-                stop.set()
+                server.stop.set()
     finally:
         if fleet.telegram is not None:
             from warden.adapters.telegram import close_bot

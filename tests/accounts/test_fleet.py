@@ -10,6 +10,7 @@ import contextlib
 import socket
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,6 +23,7 @@ from warden.bootstrap import Fleet, running, running_fleet
 from warden.config import Settings
 from warden.domain.position import PositionStatus
 from warden.domain.values import Side, Symbol
+from warden.ports import StoreUnavailable
 from warden.service.commands import EngineState, OpenPosition, TradingRefused
 from warden.service.engine import Engine
 
@@ -285,3 +287,39 @@ async def test_engines_share_accounts_up_to_their_capacity_and_take_over_when_on
             what="B to say that nothing protects the account it has no room for",
         )
         assert any("capacity of 2" in reason for reason in b.runtimes[waiting].engine.status().reasons)
+
+
+async def test_an_account_whose_database_does_not_answer_at_start_is_started_again(
+    tmp_path: Path, store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database that does not answer one account's first open (a timeout under load, a blip)
+    must not leave that account unserved by this engine for good: it is named, with the retry,
+    and started again; the other account trades throughout."""
+    import warden.bootstrap
+
+    real_open = warden.bootstrap.open_store
+    failed: list[str] = []
+
+    async def first_open_times_out(url: str, **kwargs: Any) -> Any:
+        if kwargs.get("account") == "alt" and not failed:
+            failed.append("alt")
+            raise StoreUnavailable(f"read installation id: {url} did not answer within 5s")
+        return await real_open(url, **kwargs)
+
+    monkeypatch.setattr(warden.bootstrap, "open_store", first_open_times_out)
+    settings = fleet_settings(tmp_path, store_url, TWO_SIM)
+    async with running_fleet(
+        settings, price_feed=False, notifier=lambda _: RecordingNotifier(), restart_after=0.05
+    ) as fleet:
+        assert failed == ["alt"]
+        if fleet.runtime("alt") is None:  # not started again yet: named, with the retry
+            assert "alt" in fleet.retrying and "starting again" in fleet.failures["alt"], fleet.failures
+        opened = await engine(fleet, "main").open_position(OpenPosition(SOL, Side.LONG, Decimal(100)))
+        assert opened.status is PositionStatus.PROTECTED
+        await eventually(lambda: fleet.runtime("alt") is not None, timeout=30, what="alt started again")
+        await eventually(
+            lambda: engine(fleet, "alt").status().accepting_signals, timeout=30, what="alt ready"
+        )
+        assert "alt" not in fleet.failures
+        short = await engine(fleet, "alt").open_position(OpenPosition(SOL, Side.SHORT, Decimal(100)))
+        assert short.status is PositionStatus.PROTECTED

@@ -10,7 +10,7 @@ from warden.bench.recovery_bench import bench_recovery
 from warden.bench.report import Result, machine
 from warden.bench.ticks_bench import bench_ticks
 
-NAMES = ("open", "ticks", "recovery", "reconcile", "e2e", "mass", "chaos")
+NAMES = ("open", "ticks", "recovery", "reconcile", "e2e", "mass", "fleet", "chaos")
 
 
 def _reconcile(quick: bool) -> list[Result]:
@@ -31,6 +31,12 @@ def _mass(quick: bool) -> list[Result]:
     return asyncio.run(bench_mass(n=200 if quick else 1000))
 
 
+def _fleet(quick: bool) -> list[Result]:
+    from warden.bench.fleet_bench import bench_fleet
+
+    return [bench_fleet(engines=3, accounts=4, positions=3) if quick else bench_fleet()]
+
+
 def _chaos(quick: bool) -> list[Result]:
     from warden.bench.chaos_bench import bench_chaos
 
@@ -44,6 +50,7 @@ BENCHES: dict[str, Callable[[bool], list[Result]]] = {
     "reconcile": _reconcile,
     "e2e": _e2e,
     "mass": _mass,
+    "fleet": _fleet,
     "chaos": _chaos,
 }
 

@@ -141,7 +141,7 @@ async def serve(settings: Settings, token: ApiToken, sock: socket.socket) -> Non
             served = await stack.enter_async_context(running_fleet(settings, beside=beside_fleet))
             for name, why in served.failures.items():
                 err.print(f"warden: account {name} is not running: {why}", markup=False)
-            if not served.runtimes:
+            if not served.runtimes and not served.retrying:
                 raise RuntimeError("no account could start (each is named above)")
         else:
             out.print(

@@ -71,7 +71,9 @@ def sim_serve(
 def bench(
     names: Annotated[
         list[str] | None,
-        typer.Argument(help="Which: open, ticks, recovery, reconcile, chaos, or all (default)."),
+        typer.Argument(
+            help="Which: open, ticks, recovery, reconcile, e2e, mass, fleet, chaos, or all (default)."
+        ),
     ] = None,
     quick: Annotated[bool, typer.Option("--quick", help="Smaller sizes, for a smoke run.")] = False,
 ) -> None:
