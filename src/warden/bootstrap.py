@@ -19,9 +19,10 @@ import structlog
 from prometheus_client import CollectorRegistry
 
 from warden.adapters.clock import SystemClock
-from warden.adapters.db.lease import lease_for
+from warden.adapters.db import urls
+from warden.adapters.db.lease import default_holder, lease_for
 from warden.adapters.db.migrate import upgrade
-from warden.adapters.db.store import open_store
+from warden.adapters.db.store import SharedConnections, open_store
 from warden.adapters.db.urls import redact
 from warden.adapters.measured import MeasuredExchange, MeasuredNotifier, MeasuredStore, Telemetry
 from warden.adapters.notify import LogNotifier
@@ -276,6 +277,7 @@ async def running(
     label_alerts: bool = False,
     migrate: bool = True,
     slots: Slots | None = None,
+    shared: SharedConnections | None = None,
 ) -> AsyncIterator[Runtime]:
     """Build, take the lease (or stand by), recover, and run until the block exits.
 
@@ -286,7 +288,7 @@ async def running(
     `label_alerts`: Telegram alerts name the account (several accounts, one chat). `migrate`:
     False when the database was migrated already (by the fleet, once for every account).
     `slots`: the engine's capacity, shared by the accounts of a fleet (the lease is tried only
-    with room for it).
+    with room for it). `shared`: PostgreSQL sessions shared by the accounts of a fleet.
     """
     clock = clock or SystemClock()
     store = await open_store(
@@ -295,6 +297,7 @@ async def running(
         account=settings.account,
         op_timeout=settings.db_timeout,
         migrate=migrate,
+        shared=shared,
     )
     owns_exchange = exchange is None  # an exchange handed in is closed by whoever made it
     try:
@@ -319,7 +322,11 @@ async def running(
     if bot is None:
         engine.notes["telegram"] = NO_TELEGRAM
     lease = lease_for(
-        settings.db, settings.account, holder=settings.engine_name, op_timeout=settings.db_timeout
+        settings.db,
+        settings.account,
+        holder=settings.engine_name,
+        op_timeout=settings.db_timeout,
+        session=None if shared is None else shared.lease_session,
     )
     runtime = Runtime(
         settings,
@@ -601,6 +608,14 @@ def _same_exchange_account(per_account: dict[str, Settings]) -> dict[str, str]:
     return refused
 
 
+def _shared_connections(settings: Settings) -> SharedConnections | None:
+    """On PostgreSQL, the sessions every account of this engine shares (SQLite needs none)."""
+    if urls.is_sqlite(urls.parse(settings.db)):
+        return None
+    name = settings.engine_name or default_holder()
+    return SharedConnections(settings.db, name=name, op_timeout=settings.db_timeout)
+
+
 @dataclass
 class _AccountServer:
     """Runs one account's engine in the fleet until the fleet stops, starting it again after a
@@ -691,6 +706,7 @@ async def running_fleet(
     # Once, before any account opens it: concurrent migrations of one SQLite file collide.
     await upgrade(settings.db)
     fleet.telegram = build_bot(settings)
+    shared = _shared_connections(settings)
     server = _AccountServer(
         fleet,
         asyncio.Event(),
@@ -702,6 +718,7 @@ async def running_fleet(
             "label_alerts": fleet.multi_account,
             "migrate": False,
             "slots": fleet.slots,
+            "shared": shared,
         },
         notifier,
         exchanges or {},
@@ -721,6 +738,8 @@ async def running_fleet(
                     task.cancel()
                 server.stop.set()
     finally:
+        if shared is not None:
+            await shared.close()
         if fleet.telegram is not None:
             from warden.adapters.telegram import close_bot
 

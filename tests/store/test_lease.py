@@ -11,7 +11,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from warden.adapters.db.lease import FileLease, PostgresAdvisoryLease, advisory_key, lease_for
+from warden.adapters.db.lease import FileLease, LeaseSession, PostgresAdvisoryLease, advisory_key, lease_for
 from warden.adapters.db.store import SqlStore, open_store
 from warden.ports import LeaseState, StoreUnavailable
 
@@ -22,6 +22,7 @@ from .pgtools import (
     admin,
     lock_holders,
     refusing_connections,
+    terminate,
     terminate_lease_session,
     until,
 )
@@ -345,3 +346,58 @@ async def test_our_own_session_cut_off_by_the_network_is_not_another_engine(
 
 async def _free(conn: asyncpg.Connection) -> bool:
     return not await lock_holders(conn, "acct")
+
+
+@pytest.mark.postgres
+async def test_one_session_holds_the_leases_of_many_accounts_and_lets_each_go_alone(
+    pg_url: str, backend_pg: Backend
+) -> None:
+    """An engine's accounts share one lease session (one connection, not one per account): each
+    lease is its own, another engine is refused every one, and letting one go frees only it."""
+    session = LeaseSession(pg_url, name="engine-a")
+    mine = [lease_for(pg_url, name, holder="engine-a", session=session) for name in ("one", "two", "three")]
+    other = [backend_pg.lease(name, holder="engine-b") for name in ("one", "two", "three")]
+    try:
+        assert [await lease.try_acquire() for lease in mine] == [1, 1, 1]
+        assert [await lease.try_acquire() for lease in other] == [None, None, None]
+        async with admin(pg_url) as conn:
+            pids = {name: await lock_holders(conn, name) for name in ("one", "two", "three")}
+            assert len({pid for held in pids.values() for pid in held}) == 1, pids
+            await mine[1].release()
+            assert await lock_holders(conn, "two") == []
+            assert await lock_holders(conn, "one") == pids["one"]
+        assert await other[1].try_acquire() == 2
+        assert [await lease.check() for lease in mine] == [HELD, LOST, HELD]
+        assert await mine[1].try_acquire() is None and mine[1].holder() == "engine-b"
+    finally:
+        for lease in mine:
+            await lease.release()
+        await session.close()
+
+
+@pytest.mark.postgres
+async def test_a_killed_shared_session_puts_every_lease_on_it_in_doubt_then_each_keeps_its_epoch(
+    pg_url: str, backend_pg: Backend
+) -> None:
+    """The shared session dies (pg_terminate_backend): every lease on it is UNREACHABLE, none is
+    lost. Another engine takes one of them meanwhile: that one is lost; the others reacquire
+    their own epochs, all on one new session."""
+    session = LeaseSession(pg_url, name="engine-a")
+    mine = [lease_for(pg_url, name, holder="engine-a", session=session) for name in ("one", "two", "three")]
+    try:
+        assert [await lease.try_acquire() for lease in mine] == [1, 1, 1]
+        async with admin(pg_url) as conn:
+            [old] = await lock_holders(conn, "one")
+            await terminate(conn, [old])
+            assert [await lease.check() for lease in mine] == [UNREACHABLE] * 3
+            assert await backend_pg.lease("two", holder="engine-b").try_acquire() == 2
+            assert [await lease.reacquire() for lease in mine] == [1, None, 1]
+            [new] = await lock_holders(conn, "one")
+            assert new != old and await lock_holders(conn, "three") == [new]
+            assert await lock_holders(conn, "two") != [new]
+        assert [await lease.check() for lease in mine] == [HELD, LOST, HELD]
+        assert mine[1].holder() == "engine-b"
+    finally:
+        for lease in mine:
+            await lease.release()
+        await session.close()

@@ -23,14 +23,22 @@ READ_ONLY = "warden_read_only"
 
 
 def create_engine(
-    url: str, *, op_timeout: float, pooled: bool = True, application_name: str | None = None
+    url: str,
+    *,
+    op_timeout: float,
+    pooled: bool = True,
+    application_name: str | None = None,
+    pool_size: int | None = None,
 ) -> AsyncEngine:
     """An async engine for a user URL (see `urls.normalise`); connects lazily.
 
-    On PostgreSQL, `application_name` names its sessions in `pg_stat_activity`.
+    On PostgreSQL, `application_name` names its sessions in `pg_stat_activity`; `pool_size`
+    caps the sessions a pool keeps (and as many again while busy).
     """
     parsed = urls.parse(url)
     options: dict[str, Any] = {} if pooled else {"poolclass": NullPool}
+    if pooled and pool_size is not None:
+        options |= {"pool_size": pool_size, "max_overflow": pool_size}
     if urls.is_sqlite(parsed):
         engine = create_async_engine(parsed, connect_args={"timeout": op_timeout}, **options)
         _configure_sqlite(engine, op_timeout)

@@ -17,13 +17,14 @@ that is still ours proves nobody else held the lease in between.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import hashlib
 import os
 import re
 import socket
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -59,10 +60,13 @@ def lease_for(
     holder: str | None = None,
     op_timeout: float = 5.0,
     now: Now | None = None,
+    session: LeaseSession | None = None,
 ) -> FileLease | PostgresAdvisoryLease:
-    """The lease that fits the database at `url`."""
-    cls = FileLease if urls.is_sqlite(urls.parse(url)) else PostgresAdvisoryLease
-    return cls(url, account, holder=holder, op_timeout=op_timeout, now=now)
+    """The lease that fits the database at `url`; on PostgreSQL, on `session` if given (one
+    shared by an engine's accounts), else on a session of its own."""
+    if urls.is_sqlite(urls.parse(url)):
+        return FileLease(url, account, holder=holder, op_timeout=op_timeout, now=now)
+    return PostgresAdvisoryLease(url, account, holder=holder, op_timeout=op_timeout, now=now, session=session)
 
 
 class _EpochTable:
@@ -206,15 +210,71 @@ class FileLease:
             return await self._table.bump(conn)
 
 
-class PostgresAdvisoryLease:
-    """PostgreSQL: `pg_try_advisory_lock` on a dedicated connection; dropping it releases the lease.
+class LeaseSession:
+    """The PostgreSQL session that holds advisory locks: one lease's own, or one shared by every
+    account an engine serves. A session holds any number of advisory locks, so a fleet's engine
+    spends one connection on its leases, not one per account.
 
-    If that connection fails the lease is in doubt, not lost: the lock ended with
-    the session (or will, once the server notices), but nobody else may have
-    taken it. `check` answers UNREACHABLE until it can see that someone did, and
-    `reacquire` locks again on a new session, keeping the epoch if it is still
-    ours. The backend pid of the session that held the lock is remembered, so a
-    session of our own that the server has not ended yet is not taken for
+    Its users take turns (`using`). A failure drops the session, and with it every lock it held:
+    each lease on it is then in doubt (the session's `generation` moved past the one its lock
+    lived in) until it locks again on the next session.
+    """
+
+    def __init__(self, url: str, *, name: str, op_timeout: float = 5.0) -> None:
+        self.engine: AsyncEngine = create_engine(
+            url, op_timeout=op_timeout, pooled=False, application_name=f"warden-lease:{name}"
+        )
+        self.where = urls.redact(url)
+        self.op_timeout = op_timeout
+        self.generation = 0  # sessions opened so far: a lock lives only in the one that took it
+        self._conn: AsyncConnection | None = None
+        self._turn = asyncio.Lock()
+
+    @property
+    def alive(self) -> int | None:
+        """The open session's generation; None while none is open."""
+        return self.generation if self._conn is not None else None
+
+    @contextlib.asynccontextmanager
+    async def using(self, what: str) -> AsyncIterator[tuple[AsyncConnection, int]]:
+        """The session (opened if need be) and its generation, for one turn. Any failure in the
+        turn drops the session: its state is unknown, so its locks are let go with it."""
+        async with self._turn:
+            try:
+                async with guarded(what, self.where, self.op_timeout):
+                    if self._conn is None:
+                        self._conn = await self.engine.connect()
+                        self.generation += 1
+                    yield self._conn, self.generation
+            except BaseException:
+                await self._drop()
+                raise
+
+    async def close(self) -> None:
+        """End the session: every lock it holds goes with it."""
+        async with self._turn:
+            conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(StoreError):
+                async with guarded("release", self.where, self.op_timeout):
+                    await conn.close()  # a close that fails means the session is gone already
+
+    async def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.invalidate()
+
+
+class PostgresAdvisoryLease:
+    """PostgreSQL: `pg_try_advisory_lock` on a session kept open; ending it releases the lease.
+
+    The session is the lease's own, or one shared by the leases of every account of an engine
+    (`session`). If it fails the lease is in doubt, not lost: the lock ended with the session
+    (or will, once the server notices), but nobody else may have taken it. `check` answers
+    UNREACHABLE until it can see that someone did, and `reacquire` locks again on a new session,
+    keeping the epoch if it is still ours. The backend pid of the session that held the lock is
+    remembered, so a session of our own that the server has not ended yet is not taken for
     another engine's.
     """
 
@@ -226,36 +286,35 @@ class PostgresAdvisoryLease:
         holder: str | None = None,
         op_timeout: float = 5.0,
         now: Now | None = None,
+        session: LeaseSession | None = None,
     ) -> None:
         self._table = _EpochTable(url, account, holder, op_timeout, now)
         self.key = advisory_key(account)
-        self._conn: AsyncConnection | None = None
-        self._epoch: int | None = None  # kept while in doubt (no connection), for reacquire
+        self._own = session is None
+        self._session = session or LeaseSession(url, name=account, op_timeout=op_timeout)
+        self._generation: int | None = None  # the session generation our lock lives in
+        self._epoch: int | None = None  # kept while in doubt (no lock), for reacquire
         self._pid: int | None = None  # backend pid of the session that took the lock
         self._other: str | None = None
+
+    def _locked(self) -> bool:
+        return self._generation is not None and self._session.alive == self._generation
 
     async def try_acquire(self) -> int | None:
         if await self.still_held():
             return self._epoch
         await self.release()
-        async with self._table.guarded("acquire"):
-            conn = await self._table.engine.connect()
-            try:
-                epoch = await self._lock_and_bump(conn)
-            except BaseException:
-                await conn.close()
-                raise
-        if epoch is None:
-            await conn.close()
-            return None
-        self._conn, self._epoch = conn, epoch
+        async with self._session.using("acquire") as (conn, generation):
+            epoch = await self._lock_and_bump(conn)
+        if epoch is not None:
+            self._generation, self._epoch = generation, epoch
         return epoch
 
     def holder(self) -> str | None:
-        return self._table.me if self._conn is not None else self._other
+        return self._table.me if self._locked() else self._other
 
     async def look(self) -> str | None:
-        if self._conn is not None:
+        if self._locked():
             return self._table.me
         async with self._table.guarded("look"), self._table.engine.connect() as conn:
             holder = await self._table.holder_row(conn)
@@ -264,14 +323,18 @@ class PostgresAdvisoryLease:
         return self._other
 
     async def release(self) -> None:
-        """Close the lease's connection: the session ends, and its advisory lock with it."""
-        conn, self._conn, self._epoch, self._pid = self._conn, None, None, None
-        if conn is None:
+        """Let the lock go: the lease's own session ends; on a shared one the lock is unlocked."""
+        generation, self._generation, self._epoch, self._pid = self._generation, None, None, None
+        if self._own:
+            await self._session.close()
             return
-        # A close that fails means the session is already gone, and its lock with it.
+        if generation is None or self._session.alive != generation:
+            return  # it went with its session
         with contextlib.suppress(StoreError):
-            async with self._table.guarded("release"):
-                await conn.close()
+            async with self._session.using("release") as (conn, now):
+                if now == generation:
+                    await conn.execute(_UNLOCK, {"key": self.key})
+                    await conn.commit()
 
     async def still_held(self) -> bool:
         return await self.check() is LeaseState.HELD
@@ -279,38 +342,38 @@ class PostgresAdvisoryLease:
     async def check(self) -> LeaseState:
         if self._epoch is None:
             return LeaseState.LOST
-        if self._conn is not None:
+        if self._locked():
+            held: bool | None = None
             try:
-                async with self._table.guarded("renew"):
-                    held = await self._table.touch(self._conn, self._epoch)
-                    await self._conn.commit()
+                async with self._session.using("renew") as (conn, generation):
+                    if generation == self._generation:
+                        held = await self._table.touch(conn, self._epoch)
+                        await conn.commit()
             except StoreError:
-                await self._drop_session()
-            else:
-                if held:
-                    return LeaseState.HELD
+                held = None  # the session was dropped, and our lock with it: in doubt
+            if held is True:
+                return LeaseState.HELD
+            if held is False:
                 await self.release()  # the epoch moved past ours: for good
                 return LeaseState.LOST
         return await self._look()
 
     async def reacquire(self) -> int | None:
-        if self._conn is not None and await self.check() is LeaseState.HELD:
+        if self._locked() and await self.check() is LeaseState.HELD:
             return self._epoch
         epoch = self._epoch
         if epoch is None:
             return None
-        async with self._table.guarded("reacquire"):
-            conn = await self._table.engine.connect()
-            try:
-                ours = await self._relock(conn, epoch)
-            except BaseException:
-                await _close_quietly(conn)
-                raise
-        if not ours:
-            await _close_quietly(conn)  # and with it the lock, if this session got it
-            self._epoch = self._pid = None
+        async with self._session.using("reacquire") as (conn, generation):
+            outcome = await self._relock(conn, epoch)
+        if isinstance(outcome, str):
+            raise StoreUnavailable(
+                f"lease {self._table.account!r} on {self._table.where}: the lock was {outcome}"
+            )
+        if not outcome:
+            self._epoch = self._pid = self._generation = None
             return None
-        self._conn = conn
+        self._generation = generation
         return epoch
 
     async def _lock_and_bump(self, conn: AsyncConnection) -> int | None:
@@ -325,8 +388,9 @@ class PostgresAdvisoryLease:
         self._pid = pid
         return epoch
 
-    async def _relock(self, conn: AsyncConnection, epoch: int) -> bool:
-        """The lock on a new session, and whether the epoch is still ours (else: lost)."""
+    async def _relock(self, conn: AsyncConnection, epoch: int) -> bool | str:
+        """The lock on the (new) session: True if got and the epoch is still ours; False if lost
+        (not held by us afterwards); a reason while in doubt."""
         got, pid = (await conn.execute(_TRY_LOCK, {"key": self.key})).one()
         if not got:
             holders = await self._lock_holders(conn)
@@ -334,20 +398,16 @@ class PostgresAdvisoryLease:
             await conn.rollback()
             if holders and self._pid not in holders:
                 return False
-            why = (
-                f"still held by our previous session (pid {self._pid}), which the server has not ended yet"
-                if holders
-                else "released while we looked"
-            )
-            raise StoreUnavailable(
-                f"lease {self._table.account!r} on {self._table.where}: the lock was {why}"
-            )
+            if holders:
+                return f"still held by our previous session (pid {self._pid}), not ended by the server yet"
+            return "released while we looked"
         await conn.commit()
         ours = await self._table.touch(conn, epoch)
         await conn.commit()
         if not ours:
             self._other = await self._table.holder_row(conn)
-            await conn.rollback()
+            await conn.execute(_UNLOCK, {"key": self.key})  # not ours to keep: a third may take it
+            await conn.commit()
             return False
         self._pid = pid
         return True
@@ -367,33 +427,21 @@ class PostgresAdvisoryLease:
         if row is not None and row.epoch == self._epoch and not holders - {self._pid}:
             return LeaseState.UNREACHABLE  # nobody took it meanwhile: reacquire
         self._other = None if row is None else row.holder
-        self._epoch = self._pid = None
+        self._epoch = self._pid = self._generation = None
         return LeaseState.LOST
 
     async def _lock_holders(self, conn: AsyncConnection) -> set[int]:
         """Backend pids holding the account's advisory lock in this database."""
         return set((await conn.execute(_HOLDERS, {"key": self.key})).scalars())
 
-    async def _drop_session(self) -> None:
-        """Forget a failed lease session (its state is unknown), keeping the epoch: in doubt."""
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            with contextlib.suppress(Exception):
-                await conn.invalidate()
-
 
 _TRY_LOCK = text("SELECT pg_try_advisory_lock(:key), pg_backend_pid()")
+_UNLOCK = text("SELECT pg_advisory_unlock(:key)")
 _HOLDERS = text(
     "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1"
     " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
     " AND ((classid::bigint << 32) | objid::bigint) = :key"
 )
-
-
-async def _close_quietly(conn: AsyncConnection) -> None:
-    """Close a lease session whose fate no longer matters (a failed one is gone already)."""
-    with contextlib.suppress(Exception):
-        await conn.close()
 
 
 def _write_holder(fd: int, holder: str) -> None:
@@ -410,7 +458,15 @@ def _same_file(fd: int, path: Path) -> bool:
         return False
 
 
-__all__ = ["FileLease", "Lease", "PostgresAdvisoryLease", "advisory_key", "default_holder", "lease_for"]
+__all__ = [
+    "FileLease",
+    "Lease",
+    "LeaseSession",
+    "PostgresAdvisoryLease",
+    "advisory_key",
+    "default_holder",
+    "lease_for",
+]
 
 
 def _insert_for(dialect: str) -> Callable[..., Any]:

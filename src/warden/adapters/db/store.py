@@ -86,22 +86,28 @@ async def open_store(
     op_timeout: float = 5.0,
     migrate: bool = True,
     sqlite_max_pages: Callable[[], int] | None = None,
+    shared: SharedConnections | None = None,
 ) -> SqlStore:
     """A store on `url` (see `urls.normalise`), migrated to the newest schema and answering.
 
     The account's installation id is made on the first open and read on every
-    later one. `sqlite_max_pages` is for tests: see `SqlStore`.
+    later one. `sqlite_max_pages` is for tests: see `SqlStore`. `shared`: PostgreSQL
+    connections shared by the stores of an engine's accounts (its read pool and its one
+    writing session); else the store has its own.
     Raises StoreUnavailable if the database cannot be reached.
     """
     if migrate:
         await upgrade(url)
     store = SqlStore(
-        create_engine(url, op_timeout=op_timeout, application_name=f"warden-store:{account}"),
+        shared.engine
+        if shared is not None
+        else create_engine(url, op_timeout=op_timeout, application_name=f"warden-store:{account}"),
         exchange=exchange,
         account=account,
         op_timeout=op_timeout,
         where=redact(url),
         sqlite_max_pages=sqlite_max_pages,
+        writer=None if shared is None else shared.writer,
     )
     try:
         await store.ping()
@@ -110,6 +116,56 @@ async def open_store(
         await store.close()
         raise
     return store
+
+
+class WriteLine:
+    """The one PostgreSQL session writes go through, and the turns on it: a store's own, or one
+    shared by the stores of an engine's accounts (their writes take turns; each is still one
+    transaction, fenced on its own account's epoch). A write that fails drops the session, since
+    its state is then unknown; the next write opens a fresh one."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.turn = asyncio.Lock()
+        self._conn: AsyncConnection | None = None
+
+    async def connection(self) -> AsyncConnection:
+        if self._conn is None:
+            self._conn = await self.engine.connect()
+        return self._conn
+
+    async def drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.invalidate()
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.close()
+
+
+class SharedConnections:
+    """PostgreSQL connections an engine's accounts share: one read pool and one writing session
+    for their stores, one session for their leases. Without it each account holds its own
+    (four sessions per account an engine holds, one per account it stands by for), and a
+    fleet of many accounts runs out of the server's `max_connections`."""
+
+    def __init__(self, url: str, *, name: str, op_timeout: float, pool_size: int = 4) -> None:
+        from warden.adapters.db.lease import LeaseSession
+
+        self.engine = create_engine(
+            url, op_timeout=op_timeout, application_name=f"warden-store:{name}", pool_size=pool_size
+        )
+        self.writer = WriteLine(self.engine)
+        self.lease_session = LeaseSession(url, name=name, op_timeout=op_timeout)
+
+    async def close(self) -> None:
+        await self.writer.close()
+        await self.lease_session.close()
+        await self.engine.dispose()
 
 
 class SqlStore:
@@ -129,16 +185,17 @@ class SqlStore:
         op_timeout: float,
         where: str,
         sqlite_max_pages: Callable[[], int] | None = None,
+        writer: WriteLine | None = None,
     ) -> None:
         self._engine = engine
+        self._shared = writer is not None  # the engine and the writer are an engine's, not ours
+        self._line = writer or WriteLine(engine)
         self._exchange = exchange
         self._account = account
         self._op_timeout = op_timeout
         self._where = where
         self._postgres = engine.dialect.name == "postgresql"
         self._q = Statements(self._postgres)
-        self._write_conn: AsyncConnection | None = None
-        self._write_lock = asyncio.Lock()
         self._thread = (
             None
             if self._postgres
@@ -533,11 +590,9 @@ class SqlStore:
         self._closed = True
         if self._thread is not None:
             await self._thread.close()
-        if self._write_conn is not None:
-            with contextlib.suppress(Exception):
-                await self._write_conn.close()
-            self._write_conn = None
-        await self._engine.dispose()
+        if not self._shared:
+            await self._line.close()
+            await self._engine.dispose()
 
     async def _read(self, what: str, work: Work[T]) -> T:
         return await self._run(what, work, write=False)
@@ -554,12 +609,12 @@ class SqlStore:
         """
         if self._closed:
             raise StoreUnavailable(f"{what}: the store for {self._where} is closed")
-        async with self._write_lock:
+        async with self._line.turn:
             try:
                 async with guarded(what, self._where, self._op_timeout):
                     if self._thread is not None:
                         return await self._thread.run(work)
-                    conn = await self._writer()
+                    conn = await self._line.connection()
                     async with conn.begin():
                         return await conn.run_sync(work)
             except BaseException:
@@ -578,16 +633,8 @@ class SqlStore:
                 result = await work(conn)
         return result
 
-    async def _writer(self) -> AsyncConnection:
-        if self._write_conn is None:
-            self._write_conn = await self._engine.connect()
-        return self._write_conn
-
     async def _drop_writer(self) -> None:
-        conn, self._write_conn = self._write_conn, None
-        if conn is not None:
-            with contextlib.suppress(Exception):
-                await conn.invalidate()
+        await self._line.drop()
         if self._thread is not None:
             self._thread.reset()
 
