@@ -123,9 +123,12 @@ async def serve_sim(
     *,
     price_interval: float = 1.0,
     venue: str = "binance",
+    accounts: int = 1,
 ) -> None:
     """The simulated exchange server (`warden sim serve`), speaking `venue`'s protocol: Binance
-    USD-M, Bybit v5, or the Drift sidecar protocol.
+    USD-M, Bybit v5, or the Drift sidecar protocol. `accounts` > 1 (Binance, Bybit): that many
+    independent simulated accounts in this one process, on `port`, `port + 1`, ... (seeds
+    `seed`, `seed + 1`, ...).
 
     `price_interval`: seconds between random-walk steps of the marks; 0 switches the walk off
     (marks then move only through POST /sim/price). `venue`: "binance" (USD-M, the default) or
@@ -147,6 +150,14 @@ async def serve_sim(
         )
         return
 
+    if accounts > 1:
+        await asyncio.gather(
+            *(
+                serve(host=host, port=port + i, seed=seed + i, price_interval=price_interval, venue=venue)
+                for i in range(accounts)
+            )
+        )
+        return
     await serve(
         host=host,
         port=port,

@@ -45,6 +45,14 @@ def sim_serve(
             help="The protocol it speaks: binance (USD-M futures), bybit (v5 linear) or drift (the sidecar).",
         ),
     ] = Venue.BINANCE,
+    accounts: Annotated[
+        int,
+        typer.Option(
+            "--accounts",
+            min=1,
+            help="Serve this many independent accounts, one per port from --port up (a fleet's test bed).",
+        ),
+    ] = 1,
 ) -> None:
     """Serve a simulated exchange that speaks Binance USD-M or Bybit v5 (key sim-key, secret sim-secret),
     or with --venue drift the Drift sidecar protocol.
@@ -54,16 +62,29 @@ def sim_serve(
     """
     from warden.bootstrap import serve_sim
 
+    if accounts > 1 and (state_file is not None or venue is Venue.DRIFT):
+        fail("error: sim serve: --accounts > 1 takes no --state-file and serves binance or bybit", code=2)
     names = {
         Venue.BINANCE: "Binance USD-M",
         Venue.BYBIT: "Bybit v5 linear",
         Venue.DRIFT: "Drift (sidecar protocol)",
     }
-    out.print(
-        f"simulated {names[venue]} on http://{host}:{port} (key sim-key, secret sim-secret); Ctrl-C stops"
+    where = f"http://{host}:{port}" + (
+        f" to {port + accounts - 1} ({accounts} accounts)" if accounts > 1 else ""
     )
+    out.print(f"simulated {names[venue]} on {where} (key sim-key, secret sim-secret); Ctrl-C stops")
     try:
-        asyncio.run(serve_sim(host, port, seed, state_file, price_interval=price_interval, venue=venue.value))
+        asyncio.run(
+            serve_sim(
+                host,
+                port,
+                seed,
+                state_file,
+                price_interval=price_interval,
+                venue=venue.value,
+                accounts=accounts,
+            )
+        )
     except KeyboardInterrupt:
         out.print("stopped")
 
