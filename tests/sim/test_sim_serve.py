@@ -149,3 +149,55 @@ async def test_serve_sim_passes_the_venue_to_the_server_app(monkeypatch: pytest.
 def test_an_unknown_venue_is_refused() -> None:
     with pytest.raises(ValueError, match="venue"):
         create_server_app(venue="kraken")
+
+
+def test_several_accounts_take_no_state_file_and_no_drift() -> None:
+    """`--accounts N` serves N accounts in one process: a state file (whose account?) and the Drift
+    venue are refused before anything listens."""
+    runner = CliRunner()
+    for extra in (["--state-file", "/tmp/x.json"], ["--venue", "drift"]):
+        result = runner.invoke(cli_app, ["sim", "serve", "--accounts", "2", *extra])
+        assert result.exit_code == 2, result.output
+        assert "--accounts > 1" in result.output
+    assert runner.invoke(cli_app, ["sim", "serve", "--accounts", "0"]).exit_code == 2
+
+
+async def test_several_accounts_are_independent_simulators_on_consecutive_ports() -> None:
+    """Each port is its own account: an order on one leaves the others flat."""
+    import asyncio
+    import socket
+
+    import httpx
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        base = probe.getsockname()[1]
+    serving = asyncio.create_task(
+        bootstrap.serve_sim("127.0.0.1", base, 1, None, price_interval=0, accounts=2)
+    )
+    try:
+        async with httpx.AsyncClient() as http:
+
+            async def up() -> bool:
+                try:
+                    answers = [
+                        await http.get(f"http://127.0.0.1:{port}/sim/state") for port in (base, base + 1)
+                    ]
+                except httpx.TransportError:
+                    return False
+                return all(answer.status_code == 200 for answer in answers)
+
+            deadline = asyncio.get_running_loop().time() + 10
+            while not await up():
+                assert asyncio.get_running_loop().time() < deadline, "the two accounts never answered"
+                await asyncio.sleep(0.01)  # the pace of a poll with a deadline, not a synchronisation
+            order = {"symbol": "SOLUSDT", "side": "buy", "qty": "1"}
+            assert (
+                await http.post(f"http://127.0.0.1:{base}/sim/external-order", json=order)
+            ).status_code == 200
+            first = (await http.get(f"http://127.0.0.1:{base}/sim/state")).json()
+            second = (await http.get(f"http://127.0.0.1:{base + 1}/sim/state")).json()
+            assert len(first["positions"]) == 1 and second["positions"] == []
+    finally:
+        serving.cancel()
+        await asyncio.gather(serving, return_exceptions=True)
