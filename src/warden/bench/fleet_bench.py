@@ -45,6 +45,9 @@ TAKEOVER_GOAL = 10.0
 """Seconds from an engine's death until each of its accounts is held and ready elsewhere."""
 PROTECTION_WINDOW = 2.0
 READY_WITHIN = 180.0
+SAMPLE_EVERY = 1.0
+"""Seconds between samples of every exchange's cover during the takeover (the simulators' own
+uncovered-stretch log sees every instant; the samples say it was seen live)."""
 COINS = (("SOL", "1"), ("ETH", "0.1"), ("BTC", "0.01"))
 
 
@@ -269,6 +272,7 @@ def _kill_and_take_over(fleet: _Fleet, run: FleetRun, say: Callable[[str], None]
     killed = time.monotonic()
     fleet.engines[victim].kill9()
     say(f"fleet: engine-{victim} (holding {len(run.victim_held)} accounts) killed with kill -9")
+    sampled = 0.0
     while len(run.takeover) < len(run.victim_held):
         now = time.monotonic() - killed
         if now > READY_WITHIN:
@@ -279,7 +283,10 @@ def _kill_and_take_over(fleet: _Fleet, run: FleetRun, say: Callable[[str], None]
                 run.double_held.append(f"{name} held by engines {engines} at {now:.2f} s")
             if engines and name in run.victim_held and name not in run.takeover:
                 run.takeover[name] = now
-        run.uncovered_samples.extend(fleet.uncovered())
+        if now - sampled >= SAMPLE_EVERY:  # every exchange, about once a second (it takes a while)
+            run.uncovered_samples.extend(fleet.uncovered())
+            sampled = now
+    run.uncovered_samples.extend(fleet.uncovered())
     say(f"fleet: every account of engine-{victim} taken over within {max(run.takeover.values()):.2f} s")
     for name, engines in fleet.holders(survivors).items():
         if len(engines) != 1:
