@@ -58,6 +58,7 @@ LONG_FINDINGS = (
     *((2049494027, run) for run in (372, 926, 1364, 1577, 1887, 1888, 1934, 2058, 2079, 2549)),
     *((2049494027, run) for run in (3415, 3613, 3769, 4483, 4616, 7643, 8199, 5321, 5341, 5067)),
     (1380957164, 7931),
+    *((283465486, run) for run in (4452, 6301, 7962)),
 )
 """(seed, run) of each violation a 10,000-run campaign (`warden bench chaos`) found, pinned."""
 

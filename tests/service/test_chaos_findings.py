@@ -721,3 +721,41 @@ async def test_a_resize_whose_outcome_stayed_unknown_is_tried_again_not_left_to_
         await engine.stop()
         consumer.cancel()
         await asyncio.gather(consumer, opening, return_exceptions=True)
+
+
+async def test_a_refused_stop_on_a_slow_database_is_replaced_by_a_close_at_once() -> None:
+    """Chaos 283465486:7962: commits took 2 s and the exchange refused every stop. The stop sent
+    on the entry's answer was refused at once, but the close that replaces it went out only after
+    four commits (the fill, the exit intents, the refusal, the close's intent): 8 s uncovered.
+    Now a stop refused outright is followed by the close at once; the commits follow it."""
+    clock = FakeClock()
+    sim = SimulatedExchange(now=clock.now, seed=7, sleep=clock.sleep)
+    slow = 2.0
+    engine = Engine(sim, SlowCommits(clock, slow), clock, RecordingNotifier(), EngineConfig(fill_wait=0.05))
+    consumer = asyncio.get_running_loop().create_task(engine.consume(sim.stream()))
+    starting = asyncio.ensure_future(engine.start())
+    while not starting.done():
+        clock.advance(0.1)
+        await turns(5)
+    sim.faults.reject_if = lambda request: request.type is OrderType.STOP_MARKET
+    opening = asyncio.ensure_future(engine.open_position(OpenPosition(SOL, Side.SHORT, usd=Decimal(100))))
+    try:
+        for _ in range(400):  # up to 40 s of engine time, in 0.1 s steps
+            if opening.done():
+                break
+            clock.advance(0.1)
+            await turns(5)
+        assert opening.done()
+        pos = engine.ledger.positions[opening.result().id]
+        await eventually(lambda: engine.ledger.positions[pos.id].status is PositionStatus.CLOSED)
+        [exposure] = sim.exposure()
+        assert exposure.qty == 0
+        assert exposure.max_unprotected_seconds < slow, f"a commit before the close: {exposure}"
+        closes = [o for o in engine.ledger.orders_of(pos.id) if o.role.value == "close"]
+        assert len(closes) == 1 and closes[0].filled_qty == pos.filled_qty, closes
+        assert sim.core.open_orders() == [], "exit orders of a closed position left resting"
+    finally:
+        engine.set_read_only("test over")
+        await engine.stop()
+        consumer.cancel()
+        await asyncio.gather(consumer, opening, return_exceptions=True)

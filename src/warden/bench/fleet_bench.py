@@ -247,7 +247,7 @@ def _open(fleet: _Fleet, run: FleetRun, say: Callable[[str], None]) -> None:
             coin, qty = COINS[i % len(COINS)]
             body = {"account": name, "symbol": coin, "side": "long", "qty": qty}
             response = fleet.http.post(f"{url}/api/v1/signals", json=body)
-            if response.status_code != 201:
+            if response.status_code not in (201, 202):  # 202: accepted, its exits still on their way
                 problems.append(f"{name} signal {i}: {response.status_code} {response.text[:200]}")
         return problems
 
@@ -300,7 +300,7 @@ def _kill_and_take_over(fleet: _Fleet, run: FleetRun, say: Callable[[str], None]
             run.longest_uncovered = max(run.longest_uncovered, float(e["max_unprotected_seconds"]))
 
 
-def bench_fleet(engines: int = 4, accounts: int = 10, positions: int = GOAL_POSITIONS) -> Result:
+def bench_fleet(engines: int = 4, accounts: int = GOAL_ACCOUNTS, positions: int = GOAL_POSITIONS) -> Result:
     result = Result(
         f"fleet: {engines} engine processes, {accounts} accounts x {positions} positions "
         "(binanceusdm via ccxt to `warden sim serve --accounts`; PostgreSQL), kill -9 of one"

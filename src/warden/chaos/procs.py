@@ -38,8 +38,8 @@ import httpx
 
 from warden.chaos.checker import Excuse, Violation
 from warden.chaos.faces import FACES, Face
-from warden.chaos.runner import RunResult, Trace
-from warden.chaos.steps import REFUSALS, Act, Fault, FaultKind, Scenario, Step, Target
+from warden.chaos.runner import RunResult, Trace, excused
+from warden.chaos.steps import Act, Fault, FaultKind, Scenario, Step, Target
 from warden.domain.values import Symbol
 
 LAUNCH = "from warden.entrypoints.cli import main; main()"
@@ -305,10 +305,8 @@ class ProcessRun:
                 timer.daemon = True
                 timer.start()
                 self._timers.append(timer)
-                if kind in REFUSALS and (
-                    kind is FaultKind.QUERY_FAILURES or any(r in fault.roles for r in "sc*")
-                ):
-                    self.excuses.append(Excuse(now, now + fault.seconds, None, str(fault)))
+            if excused(fault, tuple(faults)):
+                self.excuses.append(Excuse(now, now + fault.seconds, None, str(fault)))
         if knobs:
             self.control("/sim/faults", knobs)
 

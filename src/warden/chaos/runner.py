@@ -358,7 +358,7 @@ class Run:
                     setattr(knobs, name, value)
             if kind in BURSTS:
                 self._later(fault.seconds, functools.partial(setattr, knobs, *BURSTS[kind]))
-            if kind in REFUSALS and kind is not FaultKind.REJECT and _hits_protection(fault):
+            if excused(fault, faults):
                 self.checker.excuse(now, now + fault.seconds, None, str(fault))
 
     def _apply_to_process(self, fault: Fault) -> None:
@@ -539,6 +539,23 @@ def _survived(before: Held, after: Held | None) -> bool:
     if old == new or not isinstance(old, Decimal) or not isinstance(new, Decimal):
         return rest_same and old == new
     return rest_same and (new - old) * before.side.sign > 0
+
+
+def excused(fault: Fault, faults: tuple[Fault, ...]) -> bool:
+    """Whether this fault's time is excused from the protection window: the exchange refuses
+    what protection needs (a refusal burst that hits stops or closes), or holds the closes
+    unfilled while it refuses every stop."""
+    if fault.kind in REFUSALS and fault.kind is not FaultKind.REJECT:
+        return _hits_protection(fault)
+    return fault.kind is FaultKind.ACK_ONLY and _holds_the_last_resort(fault, faults)
+
+
+def _holds_the_last_resort(fault: Fault, faults: tuple[Fault, ...]) -> bool:
+    """Closes held unfilled while every stop is refused: with neither, nothing can protect (the
+    close that replaces a refused stop is acknowledged and filled only after the delay)."""
+    holds_closes = fault.roles == "*" or "c" in fault.roles
+    refuses_stops = any(f.kind is FaultKind.REJECT and ("s" in f.roles or f.roles == "*") for f in faults)
+    return holds_closes and refuses_stops
 
 
 def _hits_protection(fault: Fault) -> bool:

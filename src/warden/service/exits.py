@@ -120,6 +120,8 @@ class ExitManager:
         self._arming: dict[Symbol, tuple[Decimal, Decimal]] = {}
         self._early_stops: dict[PositionId, tuple[Order, asyncio.Task[Placed]]] = {}
         """Stops sent on the entry's filled answer, before its fills were applied (see send_stop_early)."""
+        self._early_closes: dict[PositionId, tuple[Order, asyncio.Task[Placed]]] = {}
+        """Closes sent the moment such a stop was refused outright, before anything was written."""
         self.last_mark: dict[Symbol, MarkPrice] = {}
         """The newest streamed mark of each symbol (the open saga sizes from it: no REST call)."""
         self.index = TickIndex(
@@ -227,7 +229,23 @@ class ExitManager:
             return
         staged = self._staged(replace(pos, filled_qty=qty, entry_price=price))
         stop = self._exit_intent(staged, OrderRole.STOP, staged.stop_seq)
-        self._early_stops[pid] = (stop, self.ctx.tasks.spawn(self.place(stop)))
+        self._early_stops[pid] = (stop, self.ctx.tasks.spawn(self._stop_or_close(staged, stop)))
+
+    async def _stop_or_close(self, pos: Position, stop: Order) -> Placed:
+        """Send the early stop; if the exchange refuses it outright, send the close that replaces
+        it at once (what `protect` would decide after writing the fill, the intents and the
+        refusal: seconds on a slow database). `close` records it as sent and takes its answer;
+        if the process dies first, recovery adopts it from its trades (its id is deterministic)."""
+        placed = await self.place(stop)
+        if placed.rejected and pos.id not in self._early_closes:
+            close = self._close_intent(pos, pos.remaining)
+            self._early_closes[pos.id] = (close, self.ctx.tasks.spawn(self.place(close)))
+        return placed
+
+    def _close_intent(self, pos: Position, qty: Decimal) -> Order:
+        """The position's next close: a reduce-only market order with the next close sequence."""
+        seq = 1 + sum(1 for o in self.ledger.orders_of(pos.id) if o.role is OrderRole.CLOSE)
+        return make_intent(self.ctx, pos, OrderRole.CLOSE, seq, OrderType.MARKET, qty)
 
     def _staged(self, pos: Position) -> Position:
         """The position priced by its plan at its entry, with the next exit sequence: what
@@ -1367,12 +1385,14 @@ class ExitManager:
             pos = self.ledger.positions[pid]
             if pos.status.terminal or pos.remaining <= 0:
                 return pos
-            seq = 1 + sum(1 for o in self.ledger.orders_of(pid) if o.role is OrderRole.CLOSE)
-            intent = make_intent(ctx, pos, OrderRole.CLOSE, seq, OrderType.MARKET, pos.remaining)
-            event = Event(EventKind.CLOSE_REQUESTED, ctx.clock.now(), pid, f"close {pos.remaining}: {reason}")
+            early = self._early_closes.pop(pid, None)
+            # A close already sent when the early stop was refused is this close: recorded as
+            # it was sent (its id and quantity) and its answer taken, not sent again.
+            intent = early[0] if early is not None else self._close_intent(pos, pos.remaining)
+            event = Event(EventKind.CLOSE_REQUESTED, ctx.clock.now(), pid, f"close {intent.qty}: {reason}")
             closing = replace(pos.transition(PositionStatus.CLOSING), exit_reason=reason)
             await self.ledger.commit(pos, closing, orders=[intent], events=[event])
-        placed = await self.place(intent)
+        placed = await (early[1] if early is not None else self.place(intent))
         report = placed.report
         if report is not None:
             if report.status.terminal:
