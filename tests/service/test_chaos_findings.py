@@ -759,3 +759,40 @@ async def test_a_refused_stop_on_a_slow_database_is_replaced_by_a_close_at_once(
         await engine.stop()
         consumer.cancel()
         await asyncio.gather(consumer, opening, return_exceptions=True)
+
+
+async def test_a_close_still_working_at_its_deadline_is_cancelled_not_left_to_fill_unseen() -> None:
+    """Chaos 374917399:1787: a close acknowledged but unfilled at its deadline was reported
+    failed and the position kept, while the close went on working on the exchange; it filled
+    12 s later with the stream dropping every event: the exchange flat, warden still holding the
+    position (I4) and the close's trade unrecorded (I2). A close working at its deadline is now
+    cancelled, and the cancel's answer decides: nothing closed means the position is kept."""
+    clock = FakeClock()
+    sim = SimulatedExchange(now=clock.now, seed=7, sleep=clock.sleep)
+    # The close's deadline runs on the loop's time (real here: short), its fill on the fake clock.
+    config = EngineConfig(fill_wait=0.05, entry_deadline=0.3)
+    engine = Engine(sim, InMemoryStore(), clock, RecordingNotifier(), config)
+    consumer = asyncio.get_running_loop().create_task(engine.consume(sim.stream()))
+    await engine.start()
+    pos = await engine.open_position(OpenPosition(SOL, Side.SHORT, usd=Decimal(100)))
+    assert pos.status is PositionStatus.PROTECTED
+    sim.faults.ack_only_if = lambda request: request.type is OrderType.MARKET and request.reduce_only
+    sim.faults.fill_delay = 12.0
+    sim.faults.drop_rate = 1.0  # the stream loses every event, as in the run
+    closing = asyncio.ensure_future(engine.close_position(ClosePosition(pos.id)))
+    try:
+        await eventually(closing.done, timeout=10, what="the close to be judged at its deadline")
+        for _ in range(150):  # 15 s of engine time: past the fill delay
+            clock.advance(0.1)
+            await turns(5)
+        assert isinstance(closing.exception(), ExchangeError), closing
+        held = sim.core.position(SOL)
+        assert abs(held.qty) == pos.filled_qty, "the close filled after warden had called it failed"
+        assert engine.ledger.positions[pos.id].status is PositionStatus.PROTECTED
+        [close] = [o for o in engine.ledger.orders_of(pos.id) if o.role.value == "close"]
+        assert close.status.terminal and close.filled_qty == 0, close
+    finally:
+        engine.set_read_only("test over")
+        await engine.stop()
+        consumer.cancel()
+        await asyncio.gather(consumer, closing, return_exceptions=True)

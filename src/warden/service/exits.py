@@ -1401,6 +1401,8 @@ class ExitManager:
                 )
             else:
                 report = await self.work_order(intent, report, ctx.config.entry_deadline) or report
+                if not report.status.terminal:
+                    report = await self._cancel_working_close(pid, intent, report)
         pos = self.ledger.positions[pid]
         if pos.status is PositionStatus.CLOSED:
             await self.cancel_exits(pid)
@@ -1415,6 +1417,22 @@ class ExitManager:
             ctx.tasks.spawn(self._read_fills_of(pid, intent, report.filled_qty))
             return pos
         return await self._close_failed(pid, placed.why or "close order did not fill")
+
+    async def _cancel_working_close(self, pid: PositionId, intent: Order, report: OrderReport) -> OrderReport:
+        """A close still working at its deadline is cancelled, so that a close reported failed
+        cannot fill later unseen (the stream may be losing events); what filled meanwhile is
+        applied. The cancel's answer is recorded and returned (the old report if it failed)."""
+        done = await self.cancel(intent)
+        if not done.status.terminal:
+            return report  # the cancel did not go through: still working, reconciliation settles it
+        if done.filled_qty > self.applied(intent.client_order_id):
+            await self.wait_for_fills(pid, intent.client_order_id, done.filled_qty, self.ctx.config.fill_wait)
+        async with self._lock(pid):
+            pos = self.ledger.positions[pid]
+            current = self._current(intent)
+            if not current.status.terminal:
+                await self.ledger.commit(pos, pos, orders=[current.advance(done.status)])
+        return replace(report, status=done.status, filled_qty=max(report.filled_qty, done.filled_qty))
 
     async def _read_fills_of(self, pid: PositionId, order: Order, qty: Decimal) -> None:
         """Read the fills of an order the exchange says filled until `qty` of them is applied: on a
