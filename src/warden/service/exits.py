@@ -1394,15 +1394,18 @@ class ExitManager:
             await self.ledger.commit(pos, closing, orders=[intent], events=[event])
         placed = await (early[1] if early is not None else self.place(intent))
         report = placed.report
+        if report is not None and not report.status.terminal:
+            report = await self.work_order(intent, report, ctx.config.entry_deadline) or report
         if report is not None:
             if report.status.terminal:
                 await self.wait_for_fills(
                     pid, intent.client_order_id, report.filled_qty, ctx.config.fill_wait
                 )
             else:
-                report = await self.work_order(intent, report, ctx.config.entry_deadline) or report
-                if not report.status.terminal:
-                    report = await self._cancel_working_close(pid, intent, report)
+                # Still working at its deadline: not cancelled (it may be the only way out
+                # while stops are refused), but followed until it ends, so that its fills are
+                # applied even when the stream loses them.
+                ctx.tasks.spawn(self._follow_working_close(pid, intent))
         pos = self.ledger.positions[pid]
         if pos.status is PositionStatus.CLOSED:
             await self.cancel_exits(pid)
@@ -1418,21 +1421,31 @@ class ExitManager:
             return pos
         return await self._close_failed(pid, placed.why or "close order did not fill")
 
-    async def _cancel_working_close(self, pid: PositionId, intent: Order, report: OrderReport) -> OrderReport:
-        """A close still working at its deadline is cancelled, so that a close reported failed
-        cannot fill later unseen (the stream may be losing events); what filled meanwhile is
-        applied. The cancel's answer is recorded and returned (the old report if it failed)."""
-        done = await self.cancel(intent)
-        if not done.status.terminal:
-            return report  # the cancel did not go through: still working, reconciliation settles it
-        if done.filled_qty > self.applied(intent.client_order_id):
-            await self.wait_for_fills(pid, intent.client_order_id, done.filled_qty, self.ctx.config.fill_wait)
-        async with self._lock(pid):
-            pos = self.ledger.positions[pid]
+    async def _follow_working_close(self, pid: PositionId, intent: Order) -> None:
+        """Look a close that was still working at its deadline up on a steady cadence until it
+        ends; what it filled is applied (REST fills if the stream lost them) and its end recorded."""
+        ctx = self.ctx
+        cid = intent.client_order_id
+        pause = max(ctx.config.retry_backoff, 0.5)
+        for _look in range(READ_FILLS_LOOKS):
+            await ctx.clock.sleep(pause)
             current = self._current(intent)
-            if not current.status.terminal:
-                await self.ledger.commit(pos, pos, orders=[current.advance(done.status)])
-        return replace(report, status=done.status, filled_qty=max(report.filled_qty, done.filled_qty))
+            if current.status.terminal or not self.ledger.positions[pid].is_active:
+                return
+            found = await self.gw.lookup(intent, attempts=1)
+            if not isinstance(found, Found) or not found.report.status.terminal:
+                continue
+            report = found.report
+            if report.filled_qty > self.applied(cid):
+                await self.wait_for_fills(pid, cid, report.filled_qty, ctx.config.fill_wait)
+            async with self._lock(pid):
+                pos = self.ledger.positions[pid]
+                current = self._current(intent)
+                if not current.status.terminal:
+                    await self.ledger.commit(pos, pos, orders=[current.advance(report.status)])
+            if self.ledger.positions[pid].status is PositionStatus.CLOSED:
+                await self.cancel_exits(pid)
+            return
 
     async def _read_fills_of(self, pid: PositionId, order: Order, qty: Decimal) -> None:
         """Read the fills of an order the exchange says filled until `qty` of them is applied: on a
