@@ -38,6 +38,9 @@ log = structlog.get_logger("warden.bootstrap")
 
 LEASE_RETRY = 2.0
 """Seconds between a standby's attempts to take the lease (and the holder's checks that it still has it)."""
+LOOKS_EVERY = 5
+"""A standby at capacity looks at who holds the account (its reason, `account_unheld`) every
+this many lease retries (10 s by default)."""
 
 NO_TELEGRAM = "off: no telegram_token set (WARDEN_TELEGRAM_TOKEN); alerts go to the log"
 
@@ -90,6 +93,8 @@ class Runtime:
     feed: asyncio.Task[Any] | None = None
     telemetry: Telemetry = field(default_factory=Telemetry)
     slots: Slots = field(default_factory=Slots)
+    looked_at: float | None = None
+    """When (monotonic) a standby at capacity last looked the account's holder up."""
 
     @property
     def metrics_registry(self) -> CollectorRegistry:
@@ -474,12 +479,16 @@ async def _stand_by_because(runtime: Runtime) -> None:
     if not slots.full(account):
         runtime.engine.set_read_only(f"standby: account {account!r} is held by {runtime.lease.holder()}")
         return
-    try:
-        holder = await runtime.lease.look()
-    except StoreUnavailable:
-        holder = runtime.lease.holder()
-    if holder is None:
-        log.error("account_unheld", account=account, capacity=slots.capacity)
+    now = runtime.clock.monotonic()
+    holder = runtime.lease.holder()
+    if runtime.looked_at is None or now - runtime.looked_at >= LOOKS_EVERY * runtime.lease_retry:
+        # Looked up on a slower cadence than the lease is tried: an engine at capacity stands by
+        # for many accounts, and each look is a query (on PostgreSQL, a connection of its own).
+        runtime.looked_at = now
+        with contextlib.suppress(StoreUnavailable):
+            holder = await runtime.lease.look()
+        if holder is None:
+            log.error("account_unheld", account=account, capacity=slots.capacity)
     held = f"held by {holder}" if holder else "held by no engine: nothing protects it until one has room"
     runtime.engine.set_read_only(f"{slots.full_reason()}; account {account!r} is {held}")
 
