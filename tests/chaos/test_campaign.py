@@ -59,7 +59,7 @@ LONG_FINDINGS = (
     *((2049494027, run) for run in (3415, 3613, 3769, 4483, 4616, 7643, 8199, 5321, 5341, 5067)),
     (1380957164, 7931),
     *((283465486, run) for run in (4452, 6301, 7962)),
-    (374917399, 1787),
+    *((374917399, run) for run in (1244, 1787)),
 )
 """(seed, run) of each violation a 10,000-run campaign (`warden bench chaos`) found, pinned."""
 

@@ -797,3 +797,40 @@ async def test_a_close_still_working_at_its_deadline_is_followed_until_its_fills
         await engine.stop()
         consumer.cancel()
         await asyncio.gather(consumer, closing, return_exceptions=True)
+
+
+async def test_while_the_close_replacing_a_failed_stop_is_held_the_stop_is_tried_again() -> None:
+    """Chaos 374917399:1244: stops and closes met 5xx answers for 3 s, and closes were then held
+    unfilled for 12 s. The stop's retries ran out inside the 5xx, so the position was closed, but
+    the close was held: warden waited on it (its deadline) with no stop tried, 11 s uncovered
+    beyond the errors. The failed stop's close also waited for the take-profits' retries first.
+    Now the failed stop is acted on at once, and while the close that replaces it works the stop
+    is tried again: once the errors end it rests within the protection window."""
+    clock = FakeClock()
+    sim = SimulatedExchange(now=clock.now, seed=7, sleep=clock.sleep)
+    # The close's deadline runs on the loop's time (real here): long, so the close stays held.
+    config = EngineConfig(fill_wait=0.05, entry_deadline=60.0)
+    engine = Engine(sim, InMemoryStore(), clock, RecordingNotifier(), config)
+    consumer = asyncio.get_running_loop().create_task(engine.consume(sim.stream()))
+    await engine.start()
+    burst, started = 3.0, clock.monotonic()
+    sim.faults.server_error_if = lambda request: request.reduce_only and clock.monotonic() - started < burst
+    sim.faults.ack_only_if = lambda request: request.type is OrderType.MARKET and request.reduce_only
+    sim.faults.fill_delay = 12.0
+    opening = asyncio.ensure_future(engine.open_position(OpenPosition(SOL, Side.SHORT, usd=Decimal(100))))
+    try:
+        for _ in range(100):  # up to 10 s of engine time: past the errors, short of the close's fill
+            if any(o.type is OrderType.STOP_MARKET for o in sim.core.open_orders()):
+                break
+            clock.advance(0.1)
+            await turns(5)
+        assert sim.core.position(SOL).qty != 0, "the held close filled: nothing was tested"
+        assert any(o.type is OrderType.STOP_MARKET for o in sim.core.open_orders()), "no stop rests"
+        [exposure] = sim.exposure()
+        assert exposure.max_unprotected_seconds <= burst + engine.config.protection_window, exposure
+    finally:
+        opening.cancel()
+        engine.set_read_only("test over")
+        await engine.stop()
+        consumer.cancel()
+        await asyncio.gather(consumer, opening, return_exceptions=True)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from decimal import Decimal
@@ -173,13 +173,24 @@ class ExitManager:
                 # sequence) is recorded as it was sent, and its answer awaited, not sent again.
                 intents = [early[0] if o.client_order_id == early[0].client_order_id else o for o in intents]
             staging = asyncio.ensure_future(self.ledger.commit(pos, staged, orders=intents))
-            sending = asyncio.ensure_future(asyncio.gather(*(self._send(o, early) for o in intents)))
+            sends = [asyncio.ensure_future(self._send(o, early)) for o in intents]
+            sending = asyncio.ensure_future(asyncio.gather(*sends))
             try:
                 pos = await staging
             except BaseException:
                 sending.cancel()
                 await asyncio.gather(sending, return_exceptions=True)
                 raise
+        stop_at = next((i for i, o in enumerate(intents) if o.role is OrderRole.STOP), None)
+        if stop_at is not None and not sending.done():
+            stopped = await asyncio.shield(sends[stop_at])
+            if stopped.report is None:
+                # The stop failed while take-profits are still retrying: the close that replaces
+                # it goes out now, not after their retries (seconds of backoff on a 5xx); they
+                # are recorded when they answer (chaos 374917399:1244).
+                others = intents[:stop_at] + intents[stop_at + 1 :]
+                self.ctx.tasks.spawn(self._record_later(pid, others, sends[:stop_at] + sends[stop_at + 1 :]))
+                return await self._record_protection(pid, [intents[stop_at]], [stopped])
         results = await sending
         done = await self._record_protection(pid, intents, results)
         stop = self.ledger.current_stop(pid)
@@ -191,6 +202,16 @@ class ExitManager:
         ):
             self.ctx.tasks.spawn(self.move_stop(pid))  # the fills differed from the answer
         return done
+
+    async def _record_later(
+        self, pid: PositionId, intents: list[Order], sends: Sequence[Awaitable[Placed]]
+    ) -> None:
+        """Record take-profits that answered after their stop failed; those of a position that
+        ended meanwhile are cancelled (nothing of ours rests that a closed position owns)."""
+        results = list(await asyncio.gather(*sends))
+        await self._record_protection(pid, intents, results, judge=False)
+        if self.ledger.positions[pid].status.terminal:
+            await self.cancel_exits(pid)
 
     async def _withdraw(self, pid: PositionId, stop: Order, sending: asyncio.Task[Placed]) -> None:
         """A stop sent on the entry's answer for a position that ended before it was protected:
@@ -315,8 +336,10 @@ class ExitManager:
         return max(ZERO, min(pos.tp2_qty, pos.remaining - tp1))
 
     async def _record_protection(
-        self, pid: PositionId, intents: list[Order], results: list[Placed]
+        self, pid: PositionId, intents: list[Order], results: list[Placed], judge: bool = True
     ) -> Position:
+        """Record what the exit orders' sends answered. With `judge`, the position is then
+        protected (its stop rests) or closed (its stop failed); without, only recorded."""
         ctx = self.ctx
         stop_failed: str | None = None
         async with self._lock(pid):
@@ -359,7 +382,7 @@ class ExitManager:
                 )
             new = pos
             alerts = []
-            if stop_failed is None and pos.status is PositionStatus.OPEN and pos.remaining > 0:
+            if judge and stop_failed is None and pos.status is PositionStatus.OPEN and pos.remaining > 0:
                 new = pos.transition(PositionStatus.PROTECTED)
                 events.append(self._protected_event(pos))
                 alerts.append(self._protected_alert(pos))
@@ -1395,6 +1418,9 @@ class ExitManager:
         placed = await (early[1] if early is not None else self.place(intent))
         report = placed.report
         if report is not None and not report.status.terminal:
+            stop = self.ledger.current_stop(pid)
+            if stop is None or stop.status is not OrderStatus.OPEN:
+                ctx.tasks.spawn(self._cover_while_closing(pid, intent))
             report = await self.work_order(intent, report, ctx.config.entry_deadline) or report
         if report is not None:
             if report.status.terminal:
@@ -1420,6 +1446,58 @@ class ExitManager:
             ctx.tasks.spawn(self._read_fills_of(pid, intent, report.filled_qty))
             return pos
         return await self._close_failed(pid, placed.why or "close order did not fill")
+
+    async def _cover_while_closing(self, pid: PositionId, close: Order) -> None:
+        """A close is working (acknowledged, not filled) and no stop is known to rest: the stop is
+        tried again while the close works, with a pause that doubles up to half the protection
+        window, until one rests or the close ends. The close is not what protects: it may be held
+        for as long as the exchange likes (chaos 374917399:1244: stops and closes met 5xx for 3 s,
+        then the close was held 12 s; warden waited on it with no stop tried)."""
+        ctx = self.ctx
+        config = ctx.config
+        for rounds in range(1, 1_000):
+            pause = config.retry_backoff * 2 ** min(rounds, 8)
+            await ctx.clock.sleep(min(config.protection_window / 2, pause))
+            pos = self.ledger.positions[pid]
+            if pos.status is not PositionStatus.CLOSING or pos.remaining <= 0:
+                return
+            if self._current(close).status.terminal:
+                return
+            if not await self._settle_unknown_stops(pid):
+                continue
+            live = self.ledger.live_orders(pid, OrderRole.STOP)
+            if any(o.status is OrderStatus.OPEN for o in live):
+                return
+            if live:
+                continue  # a stop being sent (by protect, after a failed close)
+            async with self._lock(pid):
+                pos = self.ledger.positions[pid]
+                if pos.status is not PositionStatus.CLOSING or pos.remaining <= 0:
+                    return
+                staged = replace(pos, stop_seq=pos.stop_seq + 1)
+                stop = self._exit_intent(staged, OrderRole.STOP, staged.stop_seq)
+                pos = await self.ledger.commit(pos, staged, orders=[stop])
+            placed = await self.place(stop)
+            async with self._lock(pid):
+                pos = self.ledger.positions[pid]
+                current = self._current(stop)
+                if (report := placed.report) is not None:
+                    eid, filled = report.exchange_order_id, report.filled_qty
+                    update = current.advance(report.status, exchange_order_id=eid, filled_qty=filled)
+                    event = Event(
+                        EventKind.EXIT_ORDER_PLACED,
+                        ctx.clock.now(),
+                        pid,
+                        f"stop {stop.qty} @ {stop.trigger_price} while the close works",
+                        {"role": stop.role.value, "qty": str(stop.qty), "price": str(stop.trigger_price)},
+                    )
+                    await self.ledger.commit(pos, pos, orders=[update], events=[event])
+                elif not placed.unknown:
+                    await self.ledger.commit(pos, pos, orders=[current.advance(OrderStatus.REJECTED)])
+            if placed.report is not None and placed.report.status is OrderStatus.OPEN:
+                if not self.ledger.positions[pid].is_active:
+                    await self.cancel_exits(pid)  # the close filled while the stop was sent
+                return
 
     async def _follow_working_close(self, pid: PositionId, intent: Order) -> None:
         """Look a close that was still working at its deadline up on a steady cadence until it
