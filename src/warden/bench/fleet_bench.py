@@ -48,6 +48,8 @@ READY_WITHIN = 180.0
 SAMPLE_EVERY = 1.0
 """Seconds between samples of every exchange's cover during the takeover (the simulators' own
 uncovered-stretch log sees every instant; the samples say it was seen live)."""
+LOOK_EVERY = 0.1
+"""Seconds between looks at who holds what during the takeover (the takeover's resolution)."""
 COINS = (("SOL", "1"), ("ETH", "0.1"), ("BTC", "0.01"))
 
 
@@ -286,6 +288,7 @@ def _kill_and_take_over(fleet: _Fleet, run: FleetRun, say: Callable[[str], None]
         if now - sampled >= SAMPLE_EVERY:  # every exchange, about once a second (it takes a while)
             run.uncovered_samples.extend(fleet.uncovered())
             sampled = now
+        time.sleep(LOOK_EVERY)  # each look lists every account of every survivor: not in a spin
     run.uncovered_samples.extend(fleet.uncovered())
     say(f"fleet: every account of engine-{victim} taken over within {max(run.takeover.values()):.2f} s")
     for name, engines in fleet.holders(survivors).items():
