@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections import defaultdict
 from dataclasses import replace
 from decimal import Decimal
 
@@ -27,6 +28,7 @@ from warden.domain.values import (
     OrderType,
     PositionId,
     client_order_id,
+    parse_client_id,
 )
 from warden.ports import ExchangeError, ExchangeUnavailable, Store
 from warden.service.context import Context
@@ -128,10 +130,17 @@ class Recovery:
             raise
         self.exits.recovery_started = ctx.clock.monotonic()
         gate = asyncio.Semaphore(RECOVERY_CONCURRENCY)
+        # Each position is handed its own open orders, grouped once: handing every position all
+        # of them made recovery quadratic (10,000 positions, 30,000 orders: three minutes).
+        by_position: defaultdict[PositionId, dict[str, OrderReport]] = defaultdict(dict)
+        for cid, report in open_orders.items():
+            parsed = parse_client_id(cid)
+            if parsed is not None:
+                by_position[parsed.position_id][cid] = report
 
         async def one(pid: PositionId) -> None:
             async with gate:
-                await self.resync(pid, open_orders)
+                await self.resync(pid, by_position.get(pid, {}))
 
         try:
             await asyncio.gather(*(one(p.id) for p in active))
@@ -142,7 +151,8 @@ class Recovery:
         await ctx.ledger.record(Event(EventKind.RECOVERY_PASSED, ctx.clock.now(), None, "recovery passed"))
 
     async def resync(self, pid: PositionId, open_orders: dict[str, OrderReport] | None = None) -> None:
-        """Bring one position in line with the exchange, through the ordinary paths."""
+        """Bring one position in line with the exchange, through the ordinary paths.
+        `open_orders`: the exchange's open orders (at least this position's); None: asked."""
         ctx = self.ctx
         if open_orders is None:
             open_orders = {r.client_order_id: r for r in await self.gw.open_orders()}
