@@ -507,3 +507,32 @@ async def test_commit_many_is_all_or_none(backend: Backend) -> None:
         await backend.store.commit_many([insert(position("g2", symbol=BTC)), stale])
     assert await backend.store.get_position(PositionId("g2")) is None
     assert (await backend.store.get_position(PositionId("g1"))).status is PositionStatus.OPENING  # type: ignore[union-attr]
+
+
+async def test_commit_many_writes_each_transitions_orders_fills_and_events(backend: Backend) -> None:
+    """A group commit writes every part of every transition (each table in one statement for the
+    whole group), creations before the orders that name them; a fenced-out group writes none."""
+    g1, g2 = position("g1", symbol=SOL), position("g2", symbol=BTC)
+    o1, o2 = order("g1"), order("g2", symbol=BTC)
+    f1, f2 = fill("g1", trade_id="t1"), fill("g2", trade_id="t2", symbol=BTC)
+    e1, e2 = event(pid="g1"), event(pid="g2", message="second")
+    await backend.store.commit_many(
+        [insert(g1, orders=[o1], fills=[f1], events=[e1]), insert(g2, orders=[o2], fills=[f2], events=[e2])]
+    )
+    assert await backend.store.orders_for(PositionId("g1")) == [o1]
+    assert await backend.store.orders_for(PositionId("g2")) == [o2]
+    assert await backend.store.fills_for(PositionId("g1")) == [f1]
+    assert await backend.store.fills_for(PositionId("g2")) == [f2]
+    assert await backend.store.list_events() == [e1, e2]
+    first = backend.lease("acct", "host-a:1")
+    epoch = await first.try_acquire()
+    assert epoch is not None
+    backend.store.set_epoch("acct", epoch)
+    await first.release()
+    assert await backend.lease("acct", "host-b:2").try_acquire() == epoch + 1
+    _, late1 = step(g1, status=PositionStatus.OPEN, events=[event(pid="g1", message="late")])
+    _, late2 = step(g2, status=PositionStatus.OPEN, orders=[order("g2", seq=2, symbol=BTC)])
+    with pytest.raises(FencedOut):
+        await backend.store.commit_many([late1, late2])
+    assert await backend.store.orders_for(PositionId("g2")) == [o2]
+    assert await backend.store.list_events() == [e1, e2]

@@ -375,14 +375,16 @@ class Reconciler:
         the rest is left for the exchange's size to decide (the next round adopts it)."""
         ctx = self.ctx
         position = ctx.ledger.positions[pid]
-        applied = set().union(
-            *(p.applied_trades for p in ctx.ledger.positions.values() if p.symbol == position.symbol)
-        )
+        applied: set[str] | None = None
         for report in sorted(fills, key=lambda f: f.at):
             if parse_client_id(report.client_order_id) is not None and ours(
                 report.client_order_id, ctx.config.installation_id
             ):
                 continue
+            if applied is None:  # only for a trade not ours: every position is scanned
+                applied = set().union(
+                    *(p.applied_trades for p in ctx.ledger.positions.values() if p.symbol == position.symbol)
+                )
             if report.trade_id in applied or report.at < position.opened_at:
                 continue
             async with ctx.locks.position(pid):

@@ -267,11 +267,7 @@ class SqlStore:
         its own compare-and-set, and if any is refused none is written (the caller retries them
         one by one to learn which)."""
 
-        def work(conn: Connection) -> None:
-            for transition in transitions:
-                self._apply(conn, transition)
-
-        await self._write(f"commit {len(transitions)} transitions", work)
+        await self._write(f"commit {len(transitions)} transitions", lambda c: self._apply(c, *transitions))
 
     async def append_events(self, events_: Sequence[Event], alerts_: Sequence[Alert] = ()) -> None:
         def work(conn: Connection) -> None:
@@ -356,16 +352,20 @@ class SqlStore:
 
         await self._write(f"save marks of {len(params)} positions", work)
 
-    def _apply(self, conn: Connection, t: Transition) -> None:
+    def _apply(self, conn: Connection, *transitions: Transition) -> None:
+        """Write transitions in the open transaction: the fence checked once, each position's
+        compare-and-set on its own, then each table's rows for all of them in one statement
+        (a group commit of 1,000 closes was 5,000 round trips to PostgreSQL, now 1,005)."""
         self._check_fence(conn)
-        if t.expected_version is None:
-            self._insert_position(conn, t.position)
-        else:
-            self._update_position(conn, t.position, t.expected_version)
-        self._upsert_orders(conn, t.orders)
-        self._insert_fills(conn, t.fills)
-        self._insert_events(conn, t.events)
-        self._insert_alerts(conn, t.alerts)
+        for t in transitions:
+            if t.expected_version is None:
+                self._insert_position(conn, t.position)
+            else:
+                self._update_position(conn, t.position, t.expected_version)
+        self._upsert_orders(conn, [o for t in transitions for o in t.orders])
+        self._insert_fills(conn, [f for t in transitions for f in t.fills])
+        self._insert_events(conn, [e for t in transitions for e in t.events])
+        self._insert_alerts(conn, [a for t in transitions for a in t.alerts])
 
     def _check_fence(self, conn: Connection) -> None:
         if self._fence is None:
