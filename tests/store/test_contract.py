@@ -536,3 +536,23 @@ async def test_commit_many_writes_each_transitions_orders_fills_and_events(backe
         await backend.store.commit_many([late1, late2])
     assert await backend.store.orders_for(PositionId("g2")) == [o2]
     assert await backend.store.list_events() == [e1, e2]
+
+
+async def test_a_group_of_updates_keeps_each_compare_and_set(backend: Backend) -> None:
+    """Updates of several positions in one group: each lands at its new version, and one stale
+    among them refuses the whole group (PostgreSQL checks them in one locked query)."""
+    start = [position(f"u{i}", symbol=symbol) for i, symbol in enumerate((SOL, BTC, Symbol("ETH/USDT:USDT")))]
+    await backend.store.commit_many([insert(p) for p in start])
+    moved = [step(p, status=PositionStatus.OPEN) for p in start]
+    await backend.store.commit_many([t for _, t in moved])
+    for new, _ in moved:
+        assert await backend.store.get_position(new.id) == new
+    again = [step(new, status=PositionStatus.PROTECTED) for new, _ in moved]
+    _, stale = step(start[1], status=PositionStatus.CLOSING)  # from version 1, stored at 2
+    with pytest.raises(VersionConflict, match="u1"):
+        await backend.store.commit_many([again[0][1], stale, again[2][1]])
+    for new, _ in moved:
+        assert await backend.store.get_position(new.id) == new
+    _, closing = step(moved[0][0], status=PositionStatus.CLOSED, closed_at=T0)
+    await backend.store.commit_many([closing, insert(position("u3", symbol=SOL))])
+    assert (await backend.store.get_position(PositionId("u3"))) == position("u3", symbol=SOL)

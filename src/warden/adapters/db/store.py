@@ -357,11 +357,18 @@ class SqlStore:
         compare-and-set on its own, then each table's rows for all of them in one statement
         (a group commit of 1,000 closes was 5,000 round trips to PostgreSQL, now 1,005)."""
         self._check_fence(conn)
-        for t in transitions:
-            if t.expected_version is None:
-                self._insert_position(conn, t.position)
-            else:
-                self._update_position(conn, t.position, t.expected_version)
+        if self._raw is None and len({t.position.id for t in transitions}) == len(transitions) > 1:
+            # Updates first, then creations: an update can free a symbol (a close), never claim one.
+            self._update_positions(conn, [t for t in transitions if t.expected_version is not None])
+            for t in transitions:
+                if t.expected_version is None:
+                    self._insert_position(conn, t.position)
+        else:
+            for t in transitions:
+                if t.expected_version is None:
+                    self._insert_position(conn, t.position)
+                else:
+                    self._update_position(conn, t.position, t.expected_version)
         self._upsert_orders(conn, [o for t in transitions for o in t.orders])
         self._insert_fills(conn, [f for t in transitions for f in t.fills])
         self._insert_events(conn, [e for t in transitions for e in t.events])
@@ -398,10 +405,41 @@ class SqlStore:
                 raise SymbolBusy(position.symbol, PositionId(holder))
         raise VersionConflict(f"position {position.id} already exists")
 
-    def _update_position(self, conn: Connection, position: Position, expected: int) -> None:
+    def _update_positions(self, conn: Connection, updates: Sequence[Transition]) -> None:
+        """Several positions' compare-and-sets in three round trips, not one each (PostgreSQL):
+        their rows locked and their versions checked in one query, then every update sent at
+        once. With the rows locked in this transaction the checked versions are the ones the
+        updates meet (each update still names its expected version)."""
+        if not updates:
+            return
+        ids = [t.position.id for t in updates]
+        locked = select(positions.c.id, positions.c.version).where(self._mine(), positions.c.id.in_(ids))
+        found: dict[str, int] = {pid: version for pid, version in conn.execute(locked.with_for_update())}  # noqa: C416
+        params = []
+        for t in updates:
+            stored = found.get(t.position.id)
+            if stored is not None and stored == t.expected_version:
+                params.append(self._update_params(t.position, stored))
+            else:
+                state = "does not exist" if stored is None else f"is at version {stored}"
+                raise VersionConflict(
+                    f"position {t.position.id} {state}, expected version {t.expected_version}"
+                )
+        try:
+            conn.execute(self._q.update_position, params)
+        except IntegrityError as exc:
+            if _refused_by_one_per_symbol(exc):
+                raise SymbolBusy(updates[0].position.symbol) from exc  # the caller retries each alone
+            raise
+
+    def _update_params(self, position: Position, expected: int) -> dict[str, Any]:
         row = rows.position_row(position, self._account)
         params = {f"v_{k}": v for k, v in row.items() if k not in ("id", "account")}
         params.update(w_account=self._account, w_id=position.id, w_expected=expected)
+        return params
+
+    def _update_position(self, conn: Connection, position: Position, expected: int) -> None:
+        params = self._update_params(position, expected)
         try:
             if self._raw is not None:
                 updated = self._raw.update_position.execute(conn, params).rowcount
