@@ -60,6 +60,7 @@ LONG_FINDINGS = (
     (1380957164, 7931),
     *((283465486, run) for run in (4452, 6301, 7962)),
     *((374917399, run) for run in (1244, 1787)),
+    (1559800714, 8640),
 )
 """(seed, run) of each violation a 10,000-run campaign (`warden bench chaos`) found, pinned."""
 

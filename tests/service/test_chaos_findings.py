@@ -834,3 +834,38 @@ async def test_while_the_close_replacing_a_failed_stop_is_held_the_stop_is_tried
         await engine.stop()
         consumer.cancel()
         await asyncio.gather(consumer, opening, return_exceptions=True)
+
+
+async def test_a_close_whose_answer_is_lost_while_queries_fail_is_never_sent_twice() -> None:
+    """Chaos 1559800714:8640: the stop was cancelled by hand while every order timed out after
+    executing and every query failed. The stop's re-placement had an unknown outcome, so the
+    position was closed; the close timed out after executing, its lookup could not answer, and
+    it was sent again under the same id, three times: 0.020 traded by a close of 0.009 (the
+    other position on the symbol closed with it). A market order that may have executed is
+    never resent: its outcome is learned first."""
+    clock = FakeClock()
+    sim = SimulatedExchange(now=clock.now, seed=7, sleep=clock.sleep)
+    config = EngineConfig(fill_wait=0.05, entry_deadline=0.3, allow_stacking=True)
+    engine = Engine(sim, InMemoryStore(), clock, RecordingNotifier(), config)
+    consumer = asyncio.get_running_loop().create_task(engine.consume(sim.stream()))
+    await engine.start()
+    first = await engine.open_position(OpenPosition(SOL, Side.SHORT, usd=Decimal(100)))
+    second = await engine.open_position(OpenPosition(SOL, Side.SHORT, usd=Decimal(120)))
+    assert first.status is second.status is PositionStatus.PROTECTED
+    sim.faults.timeout_after_execution_if = lambda request: True
+    sim.faults.fail_queries = True
+    closing = asyncio.ensure_future(engine.close_position(ClosePosition(first.id)))
+    try:
+        for _ in range(150):  # 15 s of engine time
+            clock.advance(0.1)
+            await turns(5)
+        placed: dict[str, int] = {}
+        for order in sim.core.orders():
+            placed[order.client_order_id] = placed.get(order.client_order_id, 0) + 1
+        assert all(n == 1 for n in placed.values()), {cid: n for cid, n in placed.items() if n > 1}
+        assert sim.core.position(SOL).qty == -second.filled_qty, "the other position was closed too"
+    finally:
+        engine.set_read_only("test over")
+        await engine.stop()
+        consumer.cancel()
+        await asyncio.gather(consumer, closing, return_exceptions=True)
