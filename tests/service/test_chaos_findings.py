@@ -869,3 +869,51 @@ async def test_a_close_whose_answer_is_lost_while_queries_fail_is_never_sent_twi
         await engine.stop()
         consumer.cancel()
         await asyncio.gather(consumer, closing, return_exceptions=True)
+
+
+async def test_no_second_close_goes_out_while_the_first_ones_outcome_is_unknown() -> None:
+    """Found attacking the fix for 1559800714:8640: a close whose answer was lost while queries
+    fail has an unknown outcome; protect-or-close went round again (every stop refused) and sent
+    a second close under the next id. The first had executed: the second, reduce-only, closed
+    the other position on the symbol. No close goes out while an earlier one's outcome is
+    unknown; once the exchange answers, the first is found filled and the position closed."""
+    clock = FakeClock()
+    sim = SimulatedExchange(now=clock.now, seed=7, sleep=clock.sleep)
+    config = EngineConfig(fill_wait=0.05, entry_deadline=0.3, allow_stacking=True)
+    engine = Engine(sim, InMemoryStore(), clock, RecordingNotifier(), config)
+    consumer = asyncio.get_running_loop().create_task(engine.consume(sim.stream()))
+    await engine.start()
+    first = await engine.open_position(OpenPosition(SOL, Side.SHORT, usd=Decimal(100)))
+    second = await engine.open_position(OpenPosition(SOL, Side.SHORT, usd=Decimal(120)))
+    assert first.status is second.status is PositionStatus.PROTECTED
+    [stop] = [o for o in engine.ledger.live_orders(first.id) if o.role.value == "stop"]
+    sim.faults.reject_if = lambda request: request.type is OrderType.STOP_MARKET
+    sim.faults.timeout_after_execution_if = lambda request: request.type is OrderType.MARKET
+    sim.faults.fail_queries = True
+    sim.faults.drop_rate = 1.0  # the close's fill is not streamed either
+    sim.cancel_external(stop.client_order_id)
+    await engine.exits.on_order_report(stop, replace_status(sim, stop.client_order_id))
+    try:
+        for step in range(300):  # 30 s of engine time; the exchange answers again after 15 s
+            if step == 150:
+                sim.faults.fail_queries = False
+            clock.advance(0.1)
+            await turns(5)
+        closes = [
+            o.client_order_id for o in sim.core.orders(SOL) if o.type is OrderType.MARKET and o.reduce_only
+        ]
+        assert len(closes) == 1, closes
+        assert sim.core.position(SOL).qty == -second.filled_qty, "the other position was closed too"
+        await eventually(lambda: engine.ledger.positions[first.id].status is PositionStatus.CLOSED)
+        assert engine.ledger.positions[second.id].remaining == second.filled_qty
+    finally:
+        engine.set_read_only("test over")
+        await engine.stop()
+        consumer.cancel()
+        await asyncio.gather(consumer, return_exceptions=True)
+
+
+def replace_status(sim: SimulatedExchange, cid: str) -> OrderReport:
+    """The exchange's report of `cid` as it is now (what the stream would have said)."""
+    [report] = [o for o in sim.core.orders() if o.client_order_id == cid]
+    return report

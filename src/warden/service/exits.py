@@ -25,6 +25,8 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
+import structlog
+
 from warden.domain.alerts import Alert, AlertKind
 from warden.domain.errors import InvalidFill
 from warden.domain.events import Event, EventKind
@@ -63,6 +65,9 @@ EXIT_ROLES = (OrderRole.STOP, OrderRole.TP1, OrderRole.TP2)
 FollowUp = Callable[[PositionId], Coroutine[Any, Any, Any]]
 
 
+log = structlog.get_logger("warden.engine")
+
+
 @dataclass(frozen=True, slots=True)
 class Placed:
     """The outcome of sending one order with retries."""
@@ -73,6 +78,11 @@ class Placed:
     """The exchange definitely refused it (final); else it was not placed or is unknown."""
     unknown: bool = False
     """Timed out and could not be looked up: the order may rest; it stays PENDING."""
+
+    @property
+    def definitely_not_placed(self) -> bool:
+        """Refused, or failed in a way that places nothing (a 5xx; timed out and not found)."""
+        return self.report is None and not self.unknown
 
 
 def make_intent(
@@ -122,6 +132,8 @@ class ExitManager:
         """Stops sent on the entry's filled answer, before its fills were applied (see send_stop_early)."""
         self._early_closes: dict[PositionId, tuple[Order, asyncio.Task[Placed]]] = {}
         """Closes sent the moment such a stop was refused outright, before anything was written."""
+        self._sending: set[ClientOrderId] = set()
+        """Closes on their way to the exchange (their outcome is not unknown, only not yet known)."""
         self.last_mark: dict[Symbol, MarkPrice] = {}
         """The newest streamed mark of each symbol (the open saga sizes from it: no REST call)."""
         self.index = TickIndex(
@@ -455,6 +467,7 @@ class ExitManager:
                 last = self._looked_up(await self.gw.lookup(order))
                 if last.report is not None or last.unknown:
                     return last
+                continue  # not found after lookups that paused already: sent again at once
             await ctx.clock.sleep(ctx.config.retry_backoff * (attempt + 1))
         return last
 
@@ -1406,6 +1419,8 @@ class ExitManager:
         awaited (up to `entry_deadline`) before it is judged failed.
         """
         ctx = self.ctx
+        if not await self._settle_unknown_closes(pid):
+            return await self._close_unsettled(pid)
         async with self._lock(pid):
             pos = self.ledger.positions[pid]
             if pos.status.terminal or pos.remaining <= 0:
@@ -1416,8 +1431,16 @@ class ExitManager:
             intent = early[0] if early is not None else self._close_intent(pos, pos.remaining)
             event = Event(EventKind.CLOSE_REQUESTED, ctx.clock.now(), pid, f"close {intent.qty}: {reason}")
             closing = replace(pos.transition(PositionStatus.CLOSING), exit_reason=reason)
-            await self.ledger.commit(pos, closing, orders=[intent], events=[event])
-        placed = await (early[1] if early is not None else self.place(intent))
+            self._sending.add(intent.client_order_id)
+            try:
+                await self.ledger.commit(pos, closing, orders=[intent], events=[event])
+            except BaseException:
+                self._sending.discard(intent.client_order_id)
+                raise
+        try:
+            placed = await (early[1] if early is not None else self.place(intent))
+        finally:
+            self._sending.discard(intent.client_order_id)
         report = placed.report
         if report is not None and not report.status.terminal:
             stop = self.ledger.current_stop(pid)
@@ -1447,7 +1470,12 @@ class ExitManager:
             # failing queries). Not a failed close: it stays closing while they are read again.
             ctx.tasks.spawn(self._read_fills_of(pid, intent, report.filled_qty))
             return pos
-        return await self._close_failed(pid, placed.why or "close order did not fill")
+        # A close the exchange definitely did not take (refused, 5xx) is recorded so: only one
+        # whose outcome is unknown holds the next close back (see _settle_unknown_closes).
+        refused = (
+            [self._current(intent).advance(OrderStatus.REJECTED)] if placed.definitely_not_placed else []
+        )
+        return await self._close_failed(pid, placed.why or "close order did not fill", refused)
 
     async def _cover_while_closing(self, pid: PositionId, close: Order) -> None:
         """A close is working (acknowledged, not filled) and no stop is known to rest: the stop is
@@ -1501,6 +1529,55 @@ class ExitManager:
                     await self.cancel_exits(pid)  # the close filled while the stop was sent
                 return
 
+    async def _settle_unknown_closes(self, pid: PositionId) -> bool:
+        """Look up each close of this position whose outcome is unknown (its answer lost, its
+        lookups failed) before another is sent: one found is recorded as the exchange has it (its
+        fills read), one not found is refused. False if one may still execute or be working: a
+        second close could then close what another position on the symbol holds (reduce-only
+        knows one position per symbol)."""
+        pending = [
+            o
+            for o in self.ledger.orders_of(pid)
+            if o.role is OrderRole.CLOSE
+            and o.status is OrderStatus.PENDING
+            and o.client_order_id not in self._sending
+        ]
+        settled = True
+        for order in pending:
+            looked = await self.gw.lookup(order, attempts=1)
+            if isinstance(looked, Found):
+                report = looked.report
+                if report.filled_qty > self.applied(order.client_order_id):
+                    await self.wait_for_fills(pid, order.client_order_id, report.filled_qty, 0.0)
+                status, eid = report.status, report.exchange_order_id
+                settled = settled and status.terminal
+            elif isinstance(looked, NotFound):
+                status, eid = OrderStatus.REJECTED, None
+            else:
+                settled = False
+                continue
+            async with self._lock(pid):
+                current = self._current(order)
+                if current.status is OrderStatus.PENDING:
+                    pos = self.ledger.positions[pid]
+                    await self.ledger.commit(
+                        pos, pos, orders=[current.advance(status, exchange_order_id=eid)]
+                    )
+        return settled
+
+    async def _close_unsettled(self, pid: PositionId) -> Position:
+        """No close is sent while an earlier one's outcome is unknown; protect-or-close goes round
+        again after its pause (unless a stop is known to rest) and the caller is told why."""
+        pos = self.ledger.positions[pid]
+        if not pos.is_active or pos.remaining <= 0:
+            if pos.status is PositionStatus.CLOSED:
+                await self.cancel_exits(pid)
+            return pos
+        stop = self.ledger.current_stop(pid)
+        if stop is None or stop.status is not OrderStatus.OPEN:
+            self.ctx.tasks.spawn(self._protect_again(pid))
+        raise ExchangeUnavailable(f"close of {pid} not sent: an earlier close's outcome is not known yet")
+
     async def _follow_working_close(self, pid: PositionId, intent: Order) -> None:
         """Look a close that was still working at its deadline up on a steady cadence until it
         ends; what it filled is applied (REST fills if the stream lost them) and its end recorded."""
@@ -1551,7 +1628,7 @@ class ExitManager:
         if self.ledger.positions[pid].status is PositionStatus.CLOSED:
             await self.cancel_exits(pid)
 
-    async def _close_failed(self, pid: PositionId, why: str) -> Position:
+    async def _close_failed(self, pid: PositionId, why: str, orders: Sequence[Order] = ()) -> Position:
         ctx = self.ctx
         async with self._lock(pid):
             pos = self.ledger.positions[pid]
@@ -1569,7 +1646,11 @@ class ExitManager:
             if not self._tell(pid):
                 alerts = []
             pos = await self.ledger.commit(
-                pos, replace(pos.transition(back), exit_reason=None), events=[event], alerts=alerts
+                pos,
+                replace(pos.transition(back), exit_reason=None),
+                orders=orders,
+                events=[event],
+                alerts=alerts,
             )
         await ctx.announce(*alerts)
         if back is PositionStatus.OPEN:
@@ -1582,11 +1663,17 @@ class ExitManager:
         half the protection window: once the refusals end, the next stop goes out within it."""
         rounds = self._refused[pid] = self._refused.get(pid, 0) + 1
         config = self.ctx.config
-        await self.ctx.clock.sleep(min(config.protection_window / 2, config.retry_backoff * 2**rounds))
-        if not await self._settle_unknown_stops(pid):
-            await self.close(pid, ExitReason.PROTECTION_FAILED)  # still no telling: close
-            return
-        await self.protect(pid)
+        pause = config.retry_backoff * 2 ** min(rounds, 16)  # rounds go on for as long as refusals do
+        await self.ctx.clock.sleep(min(config.protection_window / 2, pause))
+        try:
+            if not await self._settle_unknown_stops(pid):
+                await self.close(pid, ExitReason.PROTECTION_FAILED)  # still no telling: close
+                return
+            await self.protect(pid)
+        except ExchangeUnavailable as exc:
+            # This round failed and the next is already on its way (its event and alert are
+            # written): one line in the log, not a traceback a second for as long as it lasts.
+            log.warning("protect_or_close_round_failed", position_id=pid, round=rounds, error=str(exc))
 
     async def _settle_unknown_stops(self, pid: PositionId) -> bool:
         """Look up each stop of this position whose outcome is unknown: one found is recorded as
