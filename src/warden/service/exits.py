@@ -1184,6 +1184,40 @@ class ExitManager:
             return False
         return pos.trailing_target(self.ctx.instruments[pos.symbol]) is not None
 
+    def _stop_target(self, pos: Position, target: Decimal | None = None) -> Decimal:
+        """Where the stop belongs: its price, tightened to `target`, break-even and the trail."""
+        inst = self.ctx.instruments[pos.symbol]
+        price = pos.stop_price
+        assert price is not None
+        for candidate in (target, pos.breakeven_target(), pos.trailing_target(inst)):
+            if candidate is not None:
+                price = tighter(pos.side, price, inst.round_price(candidate))
+        return price
+
+    def in_order(self, pid: PositionId) -> bool:
+        """Protected, and every exit rests as the position wants it: one stop of its size at its
+        target, each take-profit of its size at its price, nothing missing. Then neither a
+        resize nor protect has anything to do (recovery skips them: 10,000 positions found in
+        order at startup are the common case)."""
+        pos = self.ledger.positions[pid]
+        if pos.status is not PositionStatus.PROTECTED or pos.remaining <= 0 or pos.stop_price is None:
+            return False
+        live = self.ledger.live_orders(pid)
+        stops = [o for o in live if o.role is OrderRole.STOP]
+        if len(stops) != 1 or stops[0].status is not OrderStatus.OPEN or self._missing_exits(pos):
+            return False
+        self.index.materialize(pos.symbol)
+        pos = self.ledger.positions[pid]
+        if stops[0].qty != pos.remaining or stops[0].trigger_price != self._stop_target(pos):
+            return False
+        return all(
+            o.status is OrderStatus.OPEN
+            and o.qty == self._tp_qty(pos, o.role)
+            and o.trigger_price == self._tp_price(pos, o.role)
+            for o in live
+            if o.role in (OrderRole.TP1, OrderRole.TP2)
+        )
+
     async def _move_stop(self, pid: PositionId, target: Decimal | None) -> bool:
         """One move; True if the exchange refused it (or its outcome is unknown)."""
         ctx = self.ctx
@@ -1193,14 +1227,9 @@ class ExitManager:
                 return False
             if pos.remaining <= 0:
                 return False
-            inst = ctx.instruments[pos.symbol]
             self.index.materialize(pos.symbol)
             pos = self.ledger.positions[pid]
-            price = pos.stop_price
-            assert price is not None
-            for candidate in (target, pos.breakeven_target(), pos.trailing_target(inst)):
-                if candidate is not None:
-                    price = tighter(pos.side, price, inst.round_price(candidate))
+            price = self._stop_target(pos, target)
             old = self.ledger.current_stop(pid)
             if old is not None and old.qty == pos.remaining and old.trigger_price == price:
                 return False

@@ -263,7 +263,7 @@ class Recovery:
         if pos.status.terminal:
             await exits.cancel_exits(pid)
             return
-        if pos.remaining <= 0:
+        if pos.remaining <= 0 or exits.in_order(pid):
             return
         await exits.cancel_superseded_stops(pid)
         stop = ctx.ledger.current_stop(pid)
