@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ssl
+from typing import Any
 from urllib.parse import urlsplit
 
 import ccxt.pro
@@ -55,25 +56,15 @@ def test_every_client_verifies_tls_with_one_context_made_once() -> None:
     """Each ccxt client would load the CA file into a context of its own on its first request
     (~30 ms of CPU each: a quarter of an engine's takeover of 34 accounts); they share one,
     made as ccxt makes it (certifi's CA file, verifying)."""
-    configs = [
-        client_config(
-            api_key="k",
-            api_secret="s",
-            enable_rate_limit=False,
-            timeout_ms=1,
-            options=None,
-            session=None,
-        ),
-        bybit_config(
-            api_key="k",
-            api_secret="s",
-            enable_rate_limit=False,
-            timeout_ms=1,
-            options=None,
-            session=None,
-            keepalive_ms=1,
-        ),
-    ]
+    common: dict[str, Any] = {
+        "api_key": "k",
+        "api_secret": "s",
+        "enable_rate_limit": False,
+        "timeout_ms": 1,
+        "options": None,
+        "session": None,
+    }
+    configs = [client_config(**common), bybit_config(**common, keepalive_ms=1)]
     clients = [ccxt.pro.binanceusdm(configs[0]), ccxt.pro.binanceusdm(configs[0]), ccxt.pro.bybit(configs[1])]
     contexts = {id(c.ssl_context) for c in clients}
     assert len(contexts) == 1

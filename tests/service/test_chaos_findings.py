@@ -7,6 +7,7 @@ by step).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Sequence
 from decimal import Decimal
 
@@ -50,6 +51,24 @@ async def turns(n: int = 300) -> None:
     """Let the loop run `n` turns without the engine's (fake) clock moving."""
     for _ in range(n):
         await asyncio.sleep(0)
+
+
+@contextlib.asynccontextmanager
+async def engine_on(
+    clock: FakeClock, sim: SimulatedExchange, config: EngineConfig, store: Store | None = None
+) -> AsyncIterator[Engine]:
+    """An engine on `sim` whose clock moves only when the test says so, started; stopped after
+    (read-only first: that refuses every further order and write, ending any spin)."""
+    engine = Engine(sim, store or InMemoryStore(), clock, RecordingNotifier(), config)
+    consumer = asyncio.get_running_loop().create_task(engine.consume(sim.stream()))
+    await engine.start()
+    try:
+        yield engine
+    finally:
+        engine.set_read_only("test over")
+        await engine.stop()
+        consumer.cancel()
+        await asyncio.gather(consumer, return_exceptions=True)
 
 
 @pytest.fixture
@@ -809,31 +828,27 @@ async def test_while_the_close_replacing_a_failed_stop_is_held_the_stop_is_tried
     clock = FakeClock()
     sim = SimulatedExchange(now=clock.now, seed=7, sleep=clock.sleep)
     # The close's deadline runs on the loop's time (real here): long, so the close stays held.
-    config = EngineConfig(fill_wait=0.05, entry_deadline=60.0)
-    engine = Engine(sim, InMemoryStore(), clock, RecordingNotifier(), config)
-    consumer = asyncio.get_running_loop().create_task(engine.consume(sim.stream()))
-    await engine.start()
-    burst, started = 3.0, clock.monotonic()
-    sim.faults.server_error_if = lambda request: request.reduce_only and clock.monotonic() - started < burst
-    sim.faults.ack_only_if = lambda request: request.type is OrderType.MARKET and request.reduce_only
-    sim.faults.fill_delay = 12.0
-    opening = asyncio.ensure_future(engine.open_position(OpenPosition(SOL, Side.SHORT, usd=Decimal(100))))
-    try:
-        for _ in range(100):  # up to 10 s of engine time: past the errors, short of the close's fill
-            if any(o.type is OrderType.STOP_MARKET for o in sim.core.open_orders()):
-                break
-            clock.advance(0.1)
-            await turns(5)
-        assert sim.core.position(SOL).qty != 0, "the held close filled: nothing was tested"
-        assert any(o.type is OrderType.STOP_MARKET for o in sim.core.open_orders()), "no stop rests"
-        [exposure] = sim.exposure()
-        assert exposure.max_unprotected_seconds <= burst + engine.config.protection_window, exposure
-    finally:
-        opening.cancel()
-        engine.set_read_only("test over")
-        await engine.stop()
-        consumer.cancel()
-        await asyncio.gather(consumer, opening, return_exceptions=True)
+    async with engine_on(clock, sim, EngineConfig(fill_wait=0.05, entry_deadline=60.0)) as engine:
+        burst, started = 3.0, clock.monotonic()
+        sim.faults.server_error_if = lambda request: (
+            request.reduce_only and clock.monotonic() - started < burst
+        )
+        sim.faults.ack_only_if = lambda request: request.type is OrderType.MARKET and request.reduce_only
+        sim.faults.fill_delay = 12.0
+        opening = asyncio.ensure_future(engine.open_position(OpenPosition(SOL, Side.SHORT, usd=Decimal(100))))
+        try:
+            for _ in range(100):  # up to 10 s of engine time: past the errors, short of the close's fill
+                if any(o.type is OrderType.STOP_MARKET for o in sim.core.open_orders()):
+                    break
+                clock.advance(0.1)
+                await turns(5)
+            assert sim.core.position(SOL).qty != 0, "the held close filled: nothing was tested"
+            assert any(o.type is OrderType.STOP_MARKET for o in sim.core.open_orders()), "no stop rests"
+            [exposure] = sim.exposure()
+            assert exposure.max_unprotected_seconds <= burst + engine.config.protection_window, exposure
+        finally:
+            opening.cancel()
+            await asyncio.gather(opening, return_exceptions=True)
 
 
 async def test_a_close_whose_answer_is_lost_while_queries_fail_is_never_sent_twice() -> None:
@@ -846,29 +861,24 @@ async def test_a_close_whose_answer_is_lost_while_queries_fail_is_never_sent_twi
     clock = FakeClock()
     sim = SimulatedExchange(now=clock.now, seed=7, sleep=clock.sleep)
     config = EngineConfig(fill_wait=0.05, entry_deadline=0.3, allow_stacking=True)
-    engine = Engine(sim, InMemoryStore(), clock, RecordingNotifier(), config)
-    consumer = asyncio.get_running_loop().create_task(engine.consume(sim.stream()))
-    await engine.start()
-    first = await engine.open_position(OpenPosition(SOL, Side.SHORT, usd=Decimal(100)))
-    second = await engine.open_position(OpenPosition(SOL, Side.SHORT, usd=Decimal(120)))
-    assert first.status is second.status is PositionStatus.PROTECTED
-    sim.faults.timeout_after_execution_if = lambda request: True
-    sim.faults.fail_queries = True
-    closing = asyncio.ensure_future(engine.close_position(ClosePosition(first.id)))
-    try:
-        for _ in range(150):  # 15 s of engine time
-            clock.advance(0.1)
-            await turns(5)
-        placed: dict[str, int] = {}
-        for order in sim.core.orders():
-            placed[order.client_order_id] = placed.get(order.client_order_id, 0) + 1
-        assert all(n == 1 for n in placed.values()), {cid: n for cid, n in placed.items() if n > 1}
-        assert sim.core.position(SOL).qty == -second.filled_qty, "the other position was closed too"
-    finally:
-        engine.set_read_only("test over")
-        await engine.stop()
-        consumer.cancel()
-        await asyncio.gather(consumer, closing, return_exceptions=True)
+    async with engine_on(clock, sim, config) as engine:
+        first = await engine.open_position(OpenPosition(SOL, Side.SHORT, usd=Decimal(100)))
+        second = await engine.open_position(OpenPosition(SOL, Side.SHORT, usd=Decimal(120)))
+        assert first.status is second.status is PositionStatus.PROTECTED
+        sim.faults.timeout_after_execution_if = lambda request: True
+        sim.faults.fail_queries = True
+        closing = asyncio.ensure_future(engine.close_position(ClosePosition(first.id)))
+        try:
+            for _ in range(150):  # 15 s of engine time
+                clock.advance(0.1)
+                await turns(5)
+            placed: dict[str, int] = {}
+            for order in sim.core.orders():
+                placed[order.client_order_id] = placed.get(order.client_order_id, 0) + 1
+            assert all(n == 1 for n in placed.values()), {cid: n for cid, n in placed.items() if n > 1}
+            assert sim.core.position(SOL).qty == -second.filled_qty, "the other position was closed too"
+        finally:
+            await asyncio.gather(closing, return_exceptions=True)
 
 
 async def test_no_second_close_goes_out_while_the_first_ones_outcome_is_unknown() -> None:
@@ -880,20 +890,17 @@ async def test_no_second_close_goes_out_while_the_first_ones_outcome_is_unknown(
     clock = FakeClock()
     sim = SimulatedExchange(now=clock.now, seed=7, sleep=clock.sleep)
     config = EngineConfig(fill_wait=0.05, entry_deadline=0.3, allow_stacking=True)
-    engine = Engine(sim, InMemoryStore(), clock, RecordingNotifier(), config)
-    consumer = asyncio.get_running_loop().create_task(engine.consume(sim.stream()))
-    await engine.start()
-    first = await engine.open_position(OpenPosition(SOL, Side.SHORT, usd=Decimal(100)))
-    second = await engine.open_position(OpenPosition(SOL, Side.SHORT, usd=Decimal(120)))
-    assert first.status is second.status is PositionStatus.PROTECTED
-    [stop] = [o for o in engine.ledger.live_orders(first.id) if o.role.value == "stop"]
-    sim.faults.reject_if = lambda request: request.type is OrderType.STOP_MARKET
-    sim.faults.timeout_after_execution_if = lambda request: request.type is OrderType.MARKET
-    sim.faults.fail_queries = True
-    sim.faults.drop_rate = 1.0  # the close's fill is not streamed either
-    sim.cancel_external(stop.client_order_id)
-    await engine.exits.on_order_report(stop, replace_status(sim, stop.client_order_id))
-    try:
+    async with engine_on(clock, sim, config) as engine:
+        first = await engine.open_position(OpenPosition(SOL, Side.SHORT, usd=Decimal(100)))
+        second = await engine.open_position(OpenPosition(SOL, Side.SHORT, usd=Decimal(120)))
+        assert first.status is second.status is PositionStatus.PROTECTED
+        [stop] = [o for o in engine.ledger.live_orders(first.id) if o.role.value == "stop"]
+        sim.faults.reject_if = lambda request: request.type is OrderType.STOP_MARKET
+        sim.faults.timeout_after_execution_if = lambda request: request.type is OrderType.MARKET
+        sim.faults.fail_queries = True
+        sim.faults.drop_rate = 1.0  # the close's fill is not streamed either
+        sim.cancel_external(stop.client_order_id)
+        await engine.exits.on_order_report(stop, _report_of(sim, stop.client_order_id))
         for step in range(300):  # 30 s of engine time; the exchange answers again after 15 s
             if step == 150:
                 sim.faults.fail_queries = False
@@ -906,14 +913,9 @@ async def test_no_second_close_goes_out_while_the_first_ones_outcome_is_unknown(
         assert sim.core.position(SOL).qty == -second.filled_qty, "the other position was closed too"
         await eventually(lambda: engine.ledger.positions[first.id].status is PositionStatus.CLOSED)
         assert engine.ledger.positions[second.id].remaining == second.filled_qty
-    finally:
-        engine.set_read_only("test over")
-        await engine.stop()
-        consumer.cancel()
-        await asyncio.gather(consumer, return_exceptions=True)
 
 
-def replace_status(sim: SimulatedExchange, cid: str) -> OrderReport:
+def _report_of(sim: SimulatedExchange, cid: str) -> OrderReport:
     """The exchange's report of `cid` as it is now (what the stream would have said)."""
     [report] = [o for o in sim.core.orders() if o.client_order_id == cid]
     return report
