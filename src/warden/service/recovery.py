@@ -133,9 +133,12 @@ class Recovery:
         # Each position is handed its own open orders, grouped once: handing every position all
         # of them made recovery quadratic (10,000 positions, 30,000 orders: three minutes).
         by_position: defaultdict[PositionId, dict[str, OrderReport]] = defaultdict(dict)
+        known = ctx.ledger.orders
         for cid, report in open_orders.items():
-            parsed = parse_client_id(cid)
-            if parsed is not None:
+            order = known.get(ClientOrderId(cid))
+            if order is not None:
+                by_position[order.position_id][cid] = report
+            elif (parsed := parse_client_id(cid)) is not None:  # ours, never recorded: adopted
                 by_position[parsed.position_id][cid] = report
 
         async def one(pid: PositionId) -> None:
