@@ -61,6 +61,7 @@ LONG_FINDINGS = (
     *((283465486, run) for run in (4452, 6301, 7962)),
     *((374917399, run) for run in (1244, 1787)),
     (1559800714, 8640),
+    (500219413, 7313),
 )
 """(seed, run) of each violation a 10,000-run campaign (`warden bench chaos`) found, pinned."""
 

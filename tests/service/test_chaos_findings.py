@@ -845,6 +845,7 @@ async def test_while_the_close_replacing_a_failed_stop_is_held_the_stop_is_tried
             assert sim.core.position(SOL).qty != 0, "the held close filled: nothing was tested"
             assert any(o.type is OrderType.STOP_MARKET for o in sim.core.open_orders()), "no stop rests"
             [exposure] = sim.exposure()
+            print(exposure)
             assert exposure.max_unprotected_seconds <= burst + engine.config.protection_window, exposure
         finally:
             opening.cancel()

@@ -1466,15 +1466,17 @@ class ExitManager:
             except BaseException:
                 self._sending.discard(intent.client_order_id)
                 raise
+        stop = self.ledger.current_stop(pid)
+        if stop is None or stop.status is not OrderStatus.OPEN:
+            # From the moment the close is decided, not once it works: a close that meets 5xx
+            # spends each on a full lookup before it is sent again (chaos 500219413:7313).
+            ctx.tasks.spawn(self._cover_while_closing(pid, intent))
         try:
             placed = await (early[1] if early is not None else self.place(intent))
         finally:
             self._sending.discard(intent.client_order_id)
         report = placed.report
         if report is not None and not report.status.terminal:
-            stop = self.ledger.current_stop(pid)
-            if stop is None or stop.status is not OrderStatus.OPEN:
-                ctx.tasks.spawn(self._cover_while_closing(pid, intent))
             report = await self.work_order(intent, report, ctx.config.entry_deadline) or report
         if report is not None:
             if report.status.terminal:
@@ -1507,11 +1509,12 @@ class ExitManager:
         return await self._close_failed(pid, placed.why or "close order did not fill", refused)
 
     async def _cover_while_closing(self, pid: PositionId, close: Order) -> None:
-        """A close is working (acknowledged, not filled) and no stop is known to rest: the stop is
-        tried again while the close works, with a pause that doubles up to half the protection
-        window, until one rests or the close ends. The close is not what protects: it may be held
-        for as long as the exchange likes (chaos 374917399:1244: stops and closes met 5xx for 3 s,
-        then the close was held 12 s; warden waited on it with no stop tried)."""
+        """A close is on its way or working (acknowledged, not filled) and no stop is known to
+        rest: the stop is tried again while the close goes on, with a pause that doubles up to
+        half the protection window, until one rests or the close ends. The close is not what
+        protects: it may be held for as long as the exchange likes (chaos 374917399:1244: stops
+        and closes met 5xx for 3 s, then the close was held 12 s; warden waited on it with no
+        stop tried)."""
         ctx = self.ctx
         config = ctx.config
         for rounds in range(1, 1_000):
