@@ -168,38 +168,33 @@ async def test_a_stop_whose_outcome_stayed_unknown_is_settled_before_the_positio
     the next round looks the unknown one up first, and closes if it still cannot tell."""
     clock = FakeClock()
     sim = SimulatedExchange(now=clock.now, seed=7, sleep=clock.sleep)
-    engine = Engine(sim, InMemoryStore(), clock, RecordingNotifier(), EngineConfig(fill_wait=0.05))
-    consumer = asyncio.get_running_loop().create_task(engine.consume(sim.stream()))
-    await engine.start()
-    sim.faults.server_error_if = lambda request: (
-        request.reduce_only and request.type is not OrderType.TAKE_PROFIT_MARKET
-    )
-    sim.faults.fail_queries = True
-    burst = 10.0
-    opening = asyncio.ensure_future(engine.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(100))))
-    try:
-        for step in range(600):  # 30 s of engine time, in 0.05 s steps
-            if step * 0.05 >= burst / 2:
-                sim.faults.fail_queries = False
-            if step * 0.05 >= burst:
-                sim.faults.server_error_if = None
-            clock.advance(0.05)
-            await turns(10)
-        [exposure] = sim.exposure()
-        assert exposure.max_unprotected_seconds <= burst + engine.config.protection_window, exposure
-        assert exposure.qty == 0 or exposure.unprotected_seconds == 0, exposure
-        for position in engine.ledger.active_positions():
-            stop = engine.ledger.current_stop(position.id)
-            assert position.status is not PositionStatus.PROTECTED or (
-                stop is not None
-                and stop.client_order_id in {o.client_order_id for o in sim.core.open_orders(SOL)}
-            ), (position.status, stop)
-    finally:
-        sim.faults.fail_queries = False
-        engine.set_read_only("test over")
-        await engine.stop()
-        consumer.cancel()
-        await asyncio.gather(consumer, opening, return_exceptions=True)
+    async with engine_on(clock, sim, EngineConfig(fill_wait=0.05)) as engine:
+        sim.faults.server_error_if = lambda request: (
+            request.reduce_only and request.type is not OrderType.TAKE_PROFIT_MARKET
+        )
+        sim.faults.fail_queries = True
+        burst = 10.0
+        opening = asyncio.ensure_future(engine.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(100))))
+        try:
+            for step in range(600):  # 30 s of engine time, in 0.05 s steps
+                if step * 0.05 >= burst / 2:
+                    sim.faults.fail_queries = False
+                if step * 0.05 >= burst:
+                    sim.faults.server_error_if = None
+                clock.advance(0.05)
+                await turns(10)
+            [exposure] = sim.exposure()
+            assert exposure.max_unprotected_seconds <= burst + engine.config.protection_window, exposure
+            assert exposure.qty == 0 or exposure.unprotected_seconds == 0, exposure
+            for position in engine.ledger.active_positions():
+                stop = engine.ledger.current_stop(position.id)
+                assert position.status is not PositionStatus.PROTECTED or (
+                    stop is not None
+                    and stop.client_order_id in {o.client_order_id for o in sim.core.open_orders(SOL)}
+                ), (position.status, stop)
+        finally:
+            sim.faults.fail_queries = False
+            await asyncio.gather(opening, return_exceptions=True)
 
 
 async def test_with_stacking_a_signal_for_the_other_side_is_refused(
@@ -564,33 +559,28 @@ async def test_one_5xx_on_the_stop_does_not_cost_the_protection_window() -> None
     resend at once under its client id (the exchange refuses a second resting order with it)."""
     clock = FakeClock()
     sim = SimulatedExchange(now=clock.now, seed=7, sleep=clock.sleep)
-    engine = Engine(sim, InMemoryStore(), clock, RecordingNotifier(), EngineConfig(fill_wait=0.05))
-    consumer = asyncio.get_running_loop().create_task(engine.consume(sim.stream()))
-    await engine.start()
-    failed: list[str] = []
+    async with engine_on(clock, sim, EngineConfig(fill_wait=0.05)) as engine:
+        failed: list[str] = []
 
-    def once(request: OrderRequest) -> bool:
-        if request.type is OrderType.STOP_MARKET and not failed:
-            failed.append(request.client_order_id)
-            return True
-        return False
+        def once(request: OrderRequest) -> bool:
+            if request.type is OrderType.STOP_MARKET and not failed:
+                failed.append(request.client_order_id)
+                return True
+            return False
 
-    sim.faults.server_error_if = once
-    opening = asyncio.ensure_future(engine.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(100))))
-    try:
-        for _ in range(100):
-            if opening.done():
-                break
-            clock.advance(0.05)
-            await turns(10)
-        assert failed, "the stop met its 5xx"
-        [exposure] = sim.exposure()
-        assert exposure.max_unprotected_seconds <= engine.config.protection_window, exposure
-    finally:
-        engine.set_read_only("test over")
-        await engine.stop()
-        consumer.cancel()
-        await asyncio.gather(consumer, opening, return_exceptions=True)
+        sim.faults.server_error_if = once
+        opening = asyncio.ensure_future(engine.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(100))))
+        try:
+            for _ in range(100):
+                if opening.done():
+                    break
+                clock.advance(0.05)
+                await turns(10)
+            assert failed, "the stop met its 5xx"
+            [exposure] = sim.exposure()
+            assert exposure.max_unprotected_seconds <= engine.config.protection_window, exposure
+        finally:
+            await asyncio.gather(opening, return_exceptions=True)
 
 
 async def test_a_stop_refused_after_5xx_is_closed_within_the_window() -> None:
@@ -600,31 +590,26 @@ async def test_a_stop_refused_after_5xx_is_closed_within_the_window() -> None:
     the 5xx. The look is bounded by what is left of the stop's part of the window."""
     clock = FakeClock()
     sim = SimulatedExchange(now=clock.now, seed=7, sleep=clock.sleep)
-    engine = Engine(sim, InMemoryStore(), clock, RecordingNotifier(), EngineConfig(fill_wait=0.05))
-    consumer = asyncio.get_running_loop().create_task(engine.consume(sim.stream()))
-    await engine.start()
-    stops = lambda request: request.type is OrderType.STOP_MARKET  # noqa: E731
-    sim.faults.server_error_if = stops
-    sim.faults.reject_if = stops
-    burst = 0.5
-    opening = asyncio.ensure_future(engine.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(100))))
-    try:
-        for step in range(200):
-            if opening.done():
-                break
-            if step * 0.05 >= burst:
-                sim.faults.server_error_if = None
-            clock.advance(0.05)
-            await turns(10)
-        assert opening.done() and opening.result().status is PositionStatus.CLOSED, opening
-        [exposure] = sim.exposure()
-        assert exposure.qty == 0
-        assert exposure.max_unprotected_seconds <= burst + engine.config.protection_window, exposure
-    finally:
-        engine.set_read_only("test over")
-        await engine.stop()
-        consumer.cancel()
-        await asyncio.gather(consumer, opening, return_exceptions=True)
+    async with engine_on(clock, sim, EngineConfig(fill_wait=0.05)) as engine:
+        stops = lambda request: request.type is OrderType.STOP_MARKET  # noqa: E731
+        sim.faults.server_error_if = stops
+        sim.faults.reject_if = stops
+        burst = 0.5
+        opening = asyncio.ensure_future(engine.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(100))))
+        try:
+            for step in range(200):
+                if opening.done():
+                    break
+                if step * 0.05 >= burst:
+                    sim.faults.server_error_if = None
+                clock.advance(0.05)
+                await turns(10)
+            assert opening.done() and opening.result().status is PositionStatus.CLOSED, opening
+            [exposure] = sim.exposure()
+            assert exposure.qty == 0
+            assert exposure.max_unprotected_seconds <= burst + engine.config.protection_window, exposure
+        finally:
+            await asyncio.gather(opening, return_exceptions=True)
 
 
 @pytest.mark.parametrize("queries_fail", [False, True], ids=["lookups-answer", "lookups-fail"])
@@ -791,31 +776,26 @@ async def test_a_close_still_working_at_its_deadline_is_followed_until_its_fills
     sim = SimulatedExchange(now=clock.now, seed=7, sleep=clock.sleep)
     # The close's deadline runs on the loop's time (real here: short), its fill on the fake clock.
     config = EngineConfig(fill_wait=0.05, entry_deadline=0.3)
-    engine = Engine(sim, InMemoryStore(), clock, RecordingNotifier(), config)
-    consumer = asyncio.get_running_loop().create_task(engine.consume(sim.stream()))
-    await engine.start()
-    pos = await engine.open_position(OpenPosition(SOL, Side.SHORT, usd=Decimal(100)))
-    assert pos.status is PositionStatus.PROTECTED
-    sim.faults.ack_only_if = lambda request: request.type is OrderType.MARKET and request.reduce_only
-    sim.faults.fill_delay = 12.0
-    sim.faults.drop_rate = 1.0  # the stream loses every event, as in the run
-    closing = asyncio.ensure_future(engine.close_position(ClosePosition(pos.id)))
-    try:
-        await eventually(closing.done, timeout=10, what="the close to be judged at its deadline")
-        for _ in range(150):  # 15 s of engine time: past the fill delay
-            clock.advance(0.1)
-            await turns(5)
-        assert isinstance(closing.exception(), ExchangeError), closing
-        assert sim.core.position(SOL).qty == 0  # the held close filled at last
-        await eventually(lambda: engine.ledger.positions[pos.id].status is PositionStatus.CLOSED)
-        closes = [o for o in engine.ledger.orders_of(pos.id) if o.role.value == "close"]
-        assert sum(o.filled_qty for o in closes) == pos.filled_qty, closes
-        assert sim.core.open_orders() == [], "exit orders of a closed position left resting"
-    finally:
-        engine.set_read_only("test over")
-        await engine.stop()
-        consumer.cancel()
-        await asyncio.gather(consumer, closing, return_exceptions=True)
+    async with engine_on(clock, sim, config) as engine:
+        pos = await engine.open_position(OpenPosition(SOL, Side.SHORT, usd=Decimal(100)))
+        assert pos.status is PositionStatus.PROTECTED
+        sim.faults.ack_only_if = lambda request: request.type is OrderType.MARKET and request.reduce_only
+        sim.faults.fill_delay = 12.0
+        sim.faults.drop_rate = 1.0  # the stream loses every event, as in the run
+        closing = asyncio.ensure_future(engine.close_position(ClosePosition(pos.id)))
+        try:
+            await eventually(closing.done, timeout=10, what="the close to be judged at its deadline")
+            for _ in range(150):  # 15 s of engine time: past the fill delay
+                clock.advance(0.1)
+                await turns(5)
+            assert isinstance(closing.exception(), ExchangeError), closing
+            assert sim.core.position(SOL).qty == 0  # the held close filled at last
+            await eventually(lambda: engine.ledger.positions[pos.id].status is PositionStatus.CLOSED)
+            closes = [o for o in engine.ledger.orders_of(pos.id) if o.role.value == "close"]
+            assert sum(o.filled_qty for o in closes) == pos.filled_qty, closes
+            assert sim.core.open_orders() == [], "exit orders of a closed position left resting"
+        finally:
+            await asyncio.gather(closing, return_exceptions=True)
 
 
 async def test_while_the_close_replacing_a_failed_stop_is_held_the_stop_is_tried_again() -> None:

@@ -133,7 +133,8 @@ class ExitManager:
         self._early_closes: dict[PositionId, tuple[Order, asyncio.Task[Placed]]] = {}
         """Closes sent the moment such a stop was refused outright, before anything was written."""
         self._sending: set[ClientOrderId] = set()
-        """Closes on their way to the exchange (their outcome is not unknown, only not yet known)."""
+        """Closes on their way to the exchange (their outcome is not unknown, only not yet known:
+        `_settle_unknown` leaves them alone)."""
         self.last_mark: dict[Symbol, MarkPrice] = {}
         """The newest streamed mark of each symbol (the open saga sizes from it: no REST call)."""
         self.index = TickIndex(
@@ -351,7 +352,8 @@ class ExitManager:
         self, pid: PositionId, intents: list[Order], results: list[Placed], judge: bool = True
     ) -> Position:
         """Record what the exit orders' sends answered. With `judge`, the position is then
-        protected (its stop rests) or closed (its stop failed); without, only recorded."""
+        protected (its stop rests) or closed (its stop failed); without, only recorded (a stop
+        tried again while a close goes on, take-profits that answered after their stop failed)."""
         ctx = self.ctx
         stop_failed: str | None = None
         async with self._lock(pid):
@@ -398,12 +400,13 @@ class ExitManager:
                 new = pos.transition(PositionStatus.PROTECTED)
                 events.append(self._protected_event(pos))
                 alerts.append(self._protected_alert(pos))
-            if stop_failed is not None and new.is_active and new.remaining > 0 and self._tell(pid):
+            closing = judge and stop_failed is not None and new.is_active and new.remaining > 0
+            if closing and self._tell(pid):
                 message = f"closing {pos.symbol}: {stop_failed}"
                 alerts.append(ctx.make_alert(AlertKind.PROTECTION_FAILED, message, pid))
             pos = await self.ledger.commit(pos, new, orders=orders, events=events, alerts=alerts)
         await ctx.announce(*alerts)
-        if stop_failed is not None and pos.is_active and pos.remaining > 0:
+        if closing and pos.is_active and pos.remaining > 0:
             return await self.close(pid, ExitReason.PROTECTION_FAILED)
         return pos
 
@@ -1114,8 +1117,7 @@ class ExitManager:
             wrong = [
                 o
                 for o in self.ledger.live_orders(pid)
-                if o.role in (OrderRole.TP1, OrderRole.TP2)
-                and (o.qty != self._tp_qty(pos, o.role) or o.trigger_price != self._tp_price(pos, o.role))
+                if o.role in (OrderRole.TP1, OrderRole.TP2) and not self._tp_as_planned(pos, o)
             ]
         if not wrong:
             return
@@ -1211,11 +1213,15 @@ class ExitManager:
         if stops[0].qty != pos.remaining or stops[0].trigger_price != self._stop_target(pos):
             return False
         return all(
-            o.status is OrderStatus.OPEN
-            and o.qty == self._tp_qty(pos, o.role)
-            and o.trigger_price == self._tp_price(pos, o.role)
+            o.status is OrderStatus.OPEN and self._tp_as_planned(pos, o)
             for o in live
             if o.role in (OrderRole.TP1, OrderRole.TP2)
+        )
+
+    def _tp_as_planned(self, pos: Position, order: Order) -> bool:
+        """A take-profit of the size and at the price the position wants now."""
+        return order.qty == self._tp_qty(pos, order.role) and order.trigger_price == self._tp_price(
+            pos, order.role
         )
 
     async def _move_stop(self, pid: PositionId, target: Decimal | None) -> bool:
@@ -1448,7 +1454,7 @@ class ExitManager:
         awaited (up to `entry_deadline`) before it is judged failed.
         """
         ctx = self.ctx
-        if not await self._settle_unknown_closes(pid):
+        if not await self._settle_unknown(pid, OrderRole.CLOSE):
             return await self._close_unsettled(pid)
         async with self._lock(pid):
             pos = self.ledger.positions[pid]
@@ -1502,7 +1508,7 @@ class ExitManager:
             ctx.tasks.spawn(self._read_fills_of(pid, intent, report.filled_qty))
             return pos
         # A close the exchange definitely did not take (refused, 5xx) is recorded so: only one
-        # whose outcome is unknown holds the next close back (see _settle_unknown_closes).
+        # whose outcome is unknown holds the next close back (see _settle_unknown).
         refused = (
             [self._current(intent).advance(OrderStatus.REJECTED)] if placed.definitely_not_placed else []
         )
@@ -1525,7 +1531,7 @@ class ExitManager:
                 return
             if self._current(close).status.terminal:
                 return
-            if not await self._settle_unknown_stops(pid):
+            if not await self._settle_unknown(pid, OrderRole.STOP):
                 continue
             live = self.ledger.live_orders(pid, OrderRole.STOP)
             if any(o.status is OrderStatus.OPEN for o in live):
@@ -1538,64 +1544,13 @@ class ExitManager:
                     return
                 staged = replace(pos, stop_seq=pos.stop_seq + 1)
                 stop = self._exit_intent(staged, OrderRole.STOP, staged.stop_seq)
-                pos = await self.ledger.commit(pos, staged, orders=[stop])
+                await self.ledger.commit(pos, staged, orders=[stop])
             placed = await self.place(stop)
-            async with self._lock(pid):
-                pos = self.ledger.positions[pid]
-                current = self._current(stop)
-                if (report := placed.report) is not None:
-                    eid, filled = report.exchange_order_id, report.filled_qty
-                    update = current.advance(report.status, exchange_order_id=eid, filled_qty=filled)
-                    event = Event(
-                        EventKind.EXIT_ORDER_PLACED,
-                        ctx.clock.now(),
-                        pid,
-                        f"stop {stop.qty} @ {stop.trigger_price} while the close works",
-                        {"role": stop.role.value, "qty": str(stop.qty), "price": str(stop.trigger_price)},
-                    )
-                    await self.ledger.commit(pos, pos, orders=[update], events=[event])
-                elif not placed.unknown:
-                    await self.ledger.commit(pos, pos, orders=[current.advance(OrderStatus.REJECTED)])
+            await self._record_protection(pid, [stop], [placed], judge=False)
             if placed.report is not None and placed.report.status is OrderStatus.OPEN:
                 if not self.ledger.positions[pid].is_active:
                     await self.cancel_exits(pid)  # the close filled while the stop was sent
                 return
-
-    async def _settle_unknown_closes(self, pid: PositionId) -> bool:
-        """Look up each close of this position whose outcome is unknown (its answer lost, its
-        lookups failed) before another is sent: one found is recorded as the exchange has it (its
-        fills read), one not found is refused. False if one may still execute or be working: a
-        second close could then close what another position on the symbol holds (reduce-only
-        knows one position per symbol)."""
-        pending = [
-            o
-            for o in self.ledger.orders_of(pid)
-            if o.role is OrderRole.CLOSE
-            and o.status is OrderStatus.PENDING
-            and o.client_order_id not in self._sending
-        ]
-        settled = True
-        for order in pending:
-            looked = await self.gw.lookup(order, attempts=1)
-            if isinstance(looked, Found):
-                report = looked.report
-                if report.filled_qty > self.applied(order.client_order_id):
-                    await self.wait_for_fills(pid, order.client_order_id, report.filled_qty, 0.0)
-                status, eid = report.status, report.exchange_order_id
-                settled = settled and status.terminal
-            elif isinstance(looked, NotFound):
-                status, eid = OrderStatus.REJECTED, None
-            else:
-                settled = False
-                continue
-            async with self._lock(pid):
-                current = self._current(order)
-                if current.status is OrderStatus.PENDING:
-                    pos = self.ledger.positions[pid]
-                    await self.ledger.commit(
-                        pos, pos, orders=[current.advance(status, exchange_order_id=eid)]
-                    )
-        return settled
 
     async def _close_unsettled(self, pid: PositionId) -> Position:
         """No close is sent while an earlier one's outcome is unknown; protect-or-close goes round
@@ -1698,7 +1653,7 @@ class ExitManager:
         pause = config.retry_backoff * 2 ** min(rounds, 16)  # rounds go on for as long as refusals do
         await self.ctx.clock.sleep(min(config.protection_window / 2, pause))
         try:
-            if not await self._settle_unknown_stops(pid):
+            if not await self._settle_unknown(pid, OrderRole.STOP):
                 await self.close(pid, ExitReason.PROTECTION_FAILED)  # still no telling: close
                 return
             await self.protect(pid)
@@ -1707,17 +1662,28 @@ class ExitManager:
             # written): one line in the log, not a traceback a second for as long as it lasts.
             log.warning("protect_or_close_round_failed", position_id=pid, round=rounds, error=str(exc))
 
-    async def _settle_unknown_stops(self, pid: PositionId) -> bool:
-        """Look up each stop of this position whose outcome is unknown: one found is recorded as
-        the exchange has it, one not found is refused (the next stop takes a new id). False if
-        some outcome is still unknown (the exchange cannot be read)."""
-        pending = [o for o in self.ledger.live_orders(pid, OrderRole.STOP) if o.status is OrderStatus.PENDING]
+    async def _settle_unknown(self, pid: PositionId, role: OrderRole) -> bool:
+        """Look up each order of this position in `role` whose outcome is unknown (its answer
+        lost, its lookups failed; not one on its way now): one found is recorded as the exchange
+        has it (fills it made are read), one not found is refused (the next takes a new id).
+        False if some outcome is still unknown, or a close may still execute (found working):
+        another stop would be sent under a new id, and a second close could close what another
+        position on the symbol holds (reduce-only knows one position per symbol)."""
+        pending = [
+            o
+            for o in self.ledger.live_orders(pid, role)
+            if o.status is OrderStatus.PENDING and o.client_order_id not in self._sending
+        ]
         found: dict[ClientOrderId, tuple[OrderStatus, str | None]] = {}
         settled = True
         for order in pending:
             looked = await self.gw.lookup(order, attempts=1)
             if isinstance(looked, Found):
-                found[order.client_order_id] = (looked.report.status, looked.report.exchange_order_id)
+                report = looked.report
+                if report.filled_qty > self.applied(order.client_order_id):
+                    await self.wait_for_fills(pid, order.client_order_id, report.filled_qty, 0.0)
+                found[order.client_order_id] = (report.status, report.exchange_order_id)
+                settled = settled and (role is not OrderRole.CLOSE or report.status.terminal)
             elif isinstance(looked, NotFound):
                 found[order.client_order_id] = (OrderStatus.REJECTED, None)
             else:
@@ -1728,10 +1694,11 @@ class ExitManager:
                 updates = [
                     self._current(o).advance(status, exchange_order_id=eid)
                     for o in pending
-                    if o.client_order_id in found
+                    if o.client_order_id in found and self._current(o).status is OrderStatus.PENDING
                     for status, eid in [found[o.client_order_id]]
                 ]
-                await self.ledger.commit(pos, pos, orders=updates)
+                if updates:
+                    await self.ledger.commit(pos, pos, orders=updates)
         return settled
 
     def _tell(self, pid: PositionId) -> bool:

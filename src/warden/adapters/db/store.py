@@ -357,7 +357,7 @@ class SqlStore:
         compare-and-set on its own, then each table's rows for all of them in one statement
         (a group commit of 1,000 closes was 5,000 round trips to PostgreSQL, now 1,005)."""
         self._check_fence(conn)
-        if self._raw is None and len({t.position.id for t in transitions}) == len(transitions) > 1:
+        if self._postgres and len({t.position.id for t in transitions}) == len(transitions) > 1:
             # Updates first, then creations: an update can free a symbol (a close), never claim one.
             self._update_positions(conn, [t for t in transitions if t.expected_version is not None])
             for t in transitions:
