@@ -77,10 +77,11 @@ class LimitExceeded(DomainError):
 
 @dataclass(frozen=True, slots=True)
 class Exposure:
-    """What is open now: active positions and their notional (size x last price)."""
+    """What is open now: active positions and their notional (size x last price). `open_usd` is
+    None when nothing asks for it (no `max_total_usd`): it is a sum over every open position."""
 
     open_positions: int
-    open_usd: Decimal
+    open_usd: Decimal | None
 
 
 def check_entry(limits: Limits, exposure: Exposure, notional: Decimal) -> None:
@@ -100,8 +101,12 @@ def check_entry(limits: Limits, exposure: Exposure, notional: Decimal) -> None:
             count,
             Decimal(limits.max_open_positions),
         )
+    if limits.max_total_usd is None:
+        return
+    if exposure.open_usd is None:
+        raise ValueError("max_total_usd is set but the open notional was not summed")
     total = exposure.open_usd + notional
-    if limits.max_total_usd is not None and total > limits.max_total_usd:
+    if total > limits.max_total_usd:
         raise LimitExceeded(
             "max_total_usd",
             f"open notional would be {total:.2f} USD, above the limit of {limits.max_total_usd} USD",

@@ -34,10 +34,10 @@ from warden.domain.values import (
     ClientOrderId,
     OrderRole,
     OrderType,
+    ParsedClientId,
     PositionId,
     Symbol,
     parse_client_id,
-    parse_client_order_id,
 )
 
 
@@ -89,16 +89,14 @@ def diff(
     installation: str = LEGACY_INSTALLATION,
 ) -> list[Discrepancy]:
     """Every difference between warden's active positions/orders and the exchange's truth."""
-    others = [
-        o
-        for o in truth.open_orders
-        if parse_client_id(o.client_order_id) is not None and not ours(o.client_order_id, installation)
-    ]
+    # Each id is parsed once: a pass over 10,000 positions reads 30,000 open orders.
+    mine = (installation, LEGACY_INSTALLATION)
+    parsed = [(o, parse_client_id(o.client_order_id)) for o in truth.open_orders]
+    others = [o for o, p in parsed if p is not None and p.installation not in mine]
     foreign = {o.symbol for o in others}
-    truth = Truth(
-        truth.positions,
-        [o for o in truth.open_orders if o.symbol not in foreign or ours(o.client_order_id, installation)],
-    )
+    kept = [
+        (o, p) for o, p in parsed if o.symbol not in foreign or (p is not None and p.installation in mine)
+    ]
     by_symbol: dict[Symbol, list[Position]] = defaultdict(list)
     for p in positions:
         if p.is_active:
@@ -112,13 +110,13 @@ def diff(
         if symbol not in busy:
             out.extend(_sizes(symbol, by_symbol.get(symbol, []), exchange.get(symbol, ZERO)))
     ghosts_or_orphans = {d.symbol for d in out if d.kind in (Kind.GHOST, Kind.ORPHAN, Kind.SIZE_MISMATCH)}
-    resting = _resting_stops(truth.open_orders)
+    resting = _resting_stops(kept)
     for symbol, held in sorted(by_symbol.items()):
         if symbol in busy or symbol in ghosts_or_orphans:
             continue
         out.extend(_missing_stops(held, resting))
     active = {p.id for ps in by_symbol.values() for p in ps}
-    out.extend(_strays(truth.open_orders, active, orders, busy))
+    out.extend(_strays(kept, active, orders, busy))
     out.extend(
         Discrepancy(
             Kind.OTHER_INSTANCE,
@@ -151,12 +149,13 @@ def _sizes(symbol: Symbol, held: list[Position], found: Decimal) -> list[Discrep
     return [Discrepancy(Kind.SIZE_MISMATCH, symbol, newest.id, expected=expected, found=found)]
 
 
-def _resting_stops(open_orders: Sequence[OrderReport]) -> dict[PositionId, list[OrderReport]]:
+def _resting_stops(
+    open_orders: Sequence[tuple[OrderReport, ParsedClientId | None]],
+) -> dict[PositionId, list[OrderReport]]:
     stops: dict[PositionId, list[OrderReport]] = defaultdict(list)
-    for o in open_orders:
-        parsed = parse_client_order_id(o.client_order_id)
-        if parsed is not None and parsed[1] is OrderRole.STOP and o.type is OrderType.STOP_MARKET:
-            stops[parsed[0]].append(o)
+    for o, parsed in open_orders:
+        if parsed is not None and parsed.role is OrderRole.STOP and o.type is OrderType.STOP_MARKET:
+            stops[parsed.position_id].append(o)
     return stops
 
 
@@ -175,7 +174,7 @@ def _missing_stops(
 
 
 def _strays(
-    open_orders: Sequence[OrderReport],
+    open_orders: Sequence[tuple[OrderReport, ParsedClientId | None]],
     active: set[PositionId],
     orders: Mapping[ClientOrderId, Order],
     busy: set[Symbol],
@@ -183,22 +182,27 @@ def _strays(
     """Warden's exit orders that rest for no position, that warden no longer counts as live,
     or stops superseded by a newer stop of the same position (a move cut short by a crash)."""
     newest_stop: dict[PositionId, int] = {}
-    for o in open_orders:
-        parsed = parse_client_order_id(o.client_order_id)
-        if parsed is not None and parsed[1] is OrderRole.STOP:
-            newest_stop[parsed[0]] = max(newest_stop.get(parsed[0], 0), parsed[2])
+    for _, parsed in open_orders:
+        if parsed is not None and parsed.role is OrderRole.STOP:
+            newest_stop[parsed.position_id] = max(newest_stop.get(parsed.position_id, 0), parsed.seq)
     out = []
-    for o in open_orders:
-        parsed = parse_client_order_id(o.client_order_id)
-        if parsed is None or parsed[1] is OrderRole.ENTRY or o.symbol in busy:
+    for o, parsed in open_orders:
+        if parsed is None or parsed.role is OrderRole.ENTRY or o.symbol in busy:
             continue
         known = orders.get(ClientOrderId(o.client_order_id))
-        superseded = parsed[1] is OrderRole.STOP and parsed[2] < newest_stop.get(parsed[0], parsed[2])
-        if parsed[0] in active and known is not None and known.status.live and not superseded:
+        superseded = parsed.role is OrderRole.STOP and parsed.seq < newest_stop.get(
+            parsed.position_id, parsed.seq
+        )
+        if parsed.position_id in active and known is not None and known.status.live and not superseded:
             continue
         out.append(
             Discrepancy(
-                Kind.STRAY_ORDER, o.symbol, parsed[0], o.client_order_id, found=o.qty, detail=str(o.type)
+                Kind.STRAY_ORDER,
+                o.symbol,
+                parsed.position_id,
+                o.client_order_id,
+                found=o.qty,
+                detail=str(o.type),
             )
         )
     return out

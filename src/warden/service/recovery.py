@@ -31,6 +31,7 @@ from warden.domain.values import (
     parse_client_id,
 )
 from warden.ports import ExchangeError, ExchangeUnavailable, Store
+from warden.service.collector import paused_while_loading
 from warden.service.context import Context
 from warden.service.exits import ExitManager
 from warden.service.gateway import Found, Gateway, NotFound
@@ -52,9 +53,10 @@ class Recovery:
 
     async def load(self) -> list[Position]:
         """Memory is rebuilt from the database (start, takeover): never trusted across a gap in the lease."""
-        state = await self.store.load_active()
-        self.ctx.ledger.clear()
-        self.ctx.ledger.load(state.positions, state.orders)
+        with paused_while_loading():
+            state = await self.store.load_active()
+            self.ctx.ledger.clear()
+            self.ctx.ledger.load(state.positions, state.orders)
         return state.positions
 
     async def guard(self) -> list[str]:
@@ -145,8 +147,11 @@ class Recovery:
             async with gate:
                 await self.resync(pid, by_position.get(pid, {}))
 
+        # Positions the exchange shows exactly as memory has them are left alone here, without a
+        # task each (10,000 found in order are the common case after a restart).
+        unsettled = [p.id for p in active if not self._as_recorded(p.id, by_position.get(p.id, {}))]
         try:
-            await asyncio.gather(*(one(p.id) for p in active))
+            await asyncio.gather(*(one(pid) for pid in unsettled))
         except BaseException:
             await asyncio.gather(started, return_exceptions=True)
             raise
@@ -189,6 +194,25 @@ class Recovery:
             await self._record_orders(pid, updates)
         await self._take_stop_price(pid, open_orders)
         await self._settle(pid)
+
+    def _as_recorded(self, pid: PositionId, open_orders: dict[str, OrderReport]) -> bool:
+        """`resync` would find nothing to do: every open order of the position's on the exchange
+        is one memory records, each live order rests there as recorded (status, nothing new
+        filled), the stop at the price memory has, and the exits are in order (ExitManager.in_order)."""
+        ledger = self.ctx.ledger
+        pos = ledger.positions[pid]
+        if pos.status is not PositionStatus.PROTECTED or any(c not in ledger.orders for c in open_orders):
+            return False
+        live = ledger.live_orders(pid)
+        if len(live) != len(open_orders):
+            return False
+        for order in live:
+            report = open_orders.get(order.client_order_id)
+            if report is None or report.status is not order.status or report.filled_qty > order.filled_qty:
+                return False
+            if order.role is OrderRole.STOP and report.trigger_price != pos.stop_price:
+                return False
+        return self.exits.in_order(pid)
 
     async def _adopt_unrecorded(self, pid: PositionId, open_orders: dict[str, OrderReport]) -> None:
         """Orders of this position resting on the exchange that the database never recorded:
