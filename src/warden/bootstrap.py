@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -266,9 +267,12 @@ def build_drift(settings: Settings) -> Exchange:
             "drift_keypair_path",
             "drift needs WARDEN_DRIFT_KEYPAIR_PATH and WARDEN_DRIFT_RPC_URL (or --exchange-url of a sidecar)",
         )
+    keypair = settings.drift_keypair_path.get_secret_value()
+    if not Path(keypair).is_file():  # refused here, before a sidecar is started; the path is never shown
+        raise ConfigError("drift_keypair_path", "no keypair file at the configured path")
     config = SidecarConfig(
         python=settings.drift_sidecar_python,
-        keypair_path=settings.drift_keypair_path.get_secret_value(),
+        keypair_path=keypair,
         rpc_url=settings.drift_rpc_url.get_secret_value(),
         sub_account=settings.drift_sub_account,
     )

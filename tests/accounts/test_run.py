@@ -58,3 +58,48 @@ def test_run_account_serves_one_table(tmp_path: Path) -> None:
     done = run(tmp_path, '[accounts.main]\nexchange = "sim"\n', "--account", "nope")
     assert done.returncode == 2, done.stderr
     assert "error: account: unknown account 'nope'; accounts: main" in done.stderr
+
+
+def test_a_ccxt_venue_without_keys_is_one_line_naming_the_setting(tmp_path: Path) -> None:
+    """`warden run --exchange bybit` (or binanceusdm) with no key in the environment: one line
+    naming the setting and exit 2, as for every other bad setting; no traceback."""
+    for exchange in ("bybit", "binanceusdm"):
+        args = ["run", "--port", str(free_port()), "--db", f"sqlite:///{tmp_path}/w-{exchange}.db"]
+        args += ["--data-dir", str(tmp_path / "data"), "--exchange", exchange]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("WARDEN_")}
+        done = subprocess.run(
+            [sys.executable, "-c", LAUNCH, *args],
+            check=False,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert f"error: api_key: {exchange} needs WARDEN_API_KEY and WARDEN_API_SECRET\n" in done.stderr
+        assert "Traceback" not in done.stdout + done.stderr
+
+
+def test_drift_with_a_keypair_path_naming_no_file_is_one_line_that_does_not_show_the_path(
+    tmp_path: Path,
+) -> None:
+    """The keypair path is a secret (never logged): a path with no file behind it is refused before
+    the sidecar is started, naming the setting, not the path."""
+    missing = tmp_path / "no-such-keypair.json"
+    args = ["run", "--port", str(free_port()), "--db", f"sqlite:///{tmp_path}/w.db"]
+    args += ["--data-dir", str(tmp_path / "data"), "--exchange", "drift"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WARDEN_")}
+    env |= {"WARDEN_DRIFT_KEYPAIR_PATH": str(missing), "WARDEN_DRIFT_RPC_URL": "http://127.0.0.1:9"}
+    done = subprocess.run(
+        [sys.executable, "-c", LAUNCH, *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "error: drift_keypair_path: no keypair file at the configured path\n" in done.stderr
+    assert "drift sidecar started" not in done.stdout + done.stderr
+    assert str(missing) not in done.stdout + done.stderr
+    assert "Traceback" not in done.stdout + done.stderr

@@ -4,17 +4,22 @@ simulated exchange behind it (marks, outside trades, faults, a dropped stream).
     sim      the in-process SimulatedExchange (the port directly)
     binance  CcxtExchange (unmodified ccxt.pro.binanceusdm) -> `warden sim serve` (Binance face)
     bybit    CcxtBybitExchange (unmodified ccxt.pro.bybit)  -> `warden sim serve --venue bybit`
+    drift    DriftExchange (sidecar protocol v1, its u8 table in SQLite) -> `warden sim serve --venue drift`
 
-Every rig runs the same SimCore, so the same orders give the same prices and fees.
+Every rig runs the same SimCore, so the same orders give the same prices; what a venue does
+differently by its own rules (Drift's symbols, steps, fee, and what it accepts) is stated by
+the rig's attributes, never by loosening a check for the others.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fnmatch
+import tempfile
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -23,13 +28,19 @@ from aiohttp import web
 from tests.e2e.flows import Events
 from tests.helpers import eventually
 from warden.adapters.ccxt import CcxtBybitExchange, CcxtExchange
+from warden.adapters.db.drift_ids import SqlUserOrderIds
+from warden.adapters.db.migrate import upgrade
+from warden.adapters.drift import DriftExchange, SidecarClient
 from warden.adapters.sim import SimFaults, SimulatedExchange
+from warden.adapters.sim.drift import DRIFT_VENUE, DriftFaults, create_drift_app
 from warden.adapters.sim.server import VENUE, create_server_app, running_app
 from warden.adapters.sim.server.bybit import BybitVenue
-from warden.domain.values import OrderSide, Symbol
-from warden.ports import Exchange
+from warden.domain.reports import OrderRequest
+from warden.domain.values import ClientOrderId, Instrument, OrderSide, OrderType, Symbol
+from warden.ports import Exchange, ExchangeError, ExchangeUnavailable, OrderNotFound
 
-VENUES = ("sim", "binance", "bybit")
+VENUES = ("sim", "binance", "bybit", "drift")
+D = Decimal
 PREDICATES = ("reject_if", "unavailable_if", "timeout_after_execution_if", "ack_only_if")
 
 
@@ -47,6 +58,37 @@ class Rig:
 
     name = ""
     exchange: Exchange
+    # The venue's markets, as the adapter names them, and what it lists.
+    btc, eth, sol = Symbol("BTC/USDT:USDT"), Symbol("ETH/USDT:USDT"), Symbol("SOL/USDT:USDT")
+    listed: frozenset[Symbol] = frozenset({btc, eth, sol})
+    btc_market = Instrument(btc, D("0.1"), D("0.001"), D("0.001"), D("100"))
+    sol_market = Instrument(sol, D("0.01"), D("0.01"), D("0.01"), D("5"))
+    off_step_qty = "0.0105"  # of BTC: not a whole number of lots
+    taker_fee_rate = D("0.0004")
+    # What the venue refuses at placement (Drift accepts both and settles them later by its rules).
+    refuses_crossed_triggers = True
+    refuses_reduce_only_without_position = True
+    # Whether lookups keep plain and conditional orders apart (Binance's algo service, Bybit's
+    # orderFilter); Drift has one order space.
+    kinds_apart = True
+    # A cancel of an order already final: OrderNotFound (CEX), or its final state (Drift, whose
+    # program takes a cancel of an order id that is not open and does nothing).
+    second_cancel_not_found = True
+    # What a lookup of an order whose send met an outage says: not found (the venue took nothing),
+    # or on Drift "not settled" (its signed transaction is held and could still be sent until its
+    # blockhash expires: the adapter never calls it gone before then).
+    lookup_after_outage: type[ExchangeError] = OrderNotFound
+
+    def market(self, cid: str, side: OrderSide, qty: str, *, reduce_only: bool = False) -> OrderRequest:
+        return OrderRequest(ClientOrderId(cid), self.btc, side, OrderType.MARKET, D(qty), None, reduce_only)
+
+    def conditional(
+        self, cid: str, kind: OrderType, qty: str, trigger: str, side: OrderSide = OrderSide.SELL
+    ) -> OrderRequest:
+        return OrderRequest(ClientOrderId(cid), self.btc, side, kind, D(qty), D(trigger), True)
+
+    def fee(self, qty: str, price: str) -> Decimal:
+        return D(qty) * D(price) * self.taker_fee_rate
 
     async def set_price(self, symbol: Symbol, price: str) -> None:
         raise NotImplementedError
@@ -162,8 +204,98 @@ class ServerRig(Rig):
             await adapter.close()
 
 
+DRIFT_LABELS = {"*-e1": "market-*-open-*"}
+"""The Drift simulator never sees client ids (Drift orders carry a u8): its fault predicates are
+globs on order labels (`<type>-<direction>-<condition>-<ro|open>-u<u8>-m<market>`). The contract's
+one client-id glob, an entry, is the non-reduce-only market order."""
+
+
+class DriftRig(Rig):
+    """DriftExchange -> the simulated Drift venue (no spread, short keeper and auction delays)."""
+
+    name = "drift"
+    btc, eth, sol = Symbol("BTC-PERP"), Symbol("ETH-PERP"), Symbol("SOL-PERP")
+    btc_market = Instrument(btc, D("0.1"), D("0.0001"), D("0.0001"), D(0))
+    sol_market = Instrument(sol, D("0.001"), D("0.01"), D("0.01"), D(0))
+    off_step_qty = "0.01005"
+    taker_fee_rate = D("0.00035")
+    refuses_crossed_triggers = False
+    refuses_reduce_only_without_position = False
+    kinds_apart = False
+    second_cancel_not_found = False
+    lookup_after_outage = ExchangeUnavailable
+
+    def __init__(self, app: web.Application, base: str, session: aiohttp.ClientSession, db: str) -> None:
+        self.app = app
+        self.base = base
+        self.session = session
+        self.db = db
+        self.listed = frozenset(m.symbol for m in app[DRIFT_VENUE].markets.values())
+        self.adapters: list[DriftExchange] = []
+        self.exchange = self.fresh()
+
+    def fresh(self) -> Exchange:
+        adapter = DriftExchange(SidecarClient(self.base, timeout=5.0), SqlUserOrderIds(self.db, "default"))
+        self.adapters.append(adapter)
+        return adapter
+
+    async def control(self, path: str, body: dict[str, Any]) -> Any:
+        async with self.session.post(f"{self.base}{path}", json=body) as response:
+            payload = await response.json(content_type=None)
+            assert response.status == 200, payload
+            return payload
+
+    async def set_price(self, symbol: Symbol, price: str) -> None:
+        await self.control("/sim/price", {"symbol": symbol, "price": price})
+
+    async def outside_trade(self, symbol: Symbol, side: OrderSide, qty: str) -> str:
+        order = await self.control("/sim/external-order", {"symbol": symbol, "side": side.value, "qty": qty})
+        return (
+            f"drift-{order['exchange_order_id']}"  # an order warden did not make: named by Drift's order id
+        )
+
+    async def faults(self, **knobs: Any) -> None:
+        drift: dict[str, Any] = {}
+        for name, value in knobs.items():
+            if name == "ack_only_if":
+                continue  # every Drift market order is acknowledged, then filled by an auction
+            if name == "fill_delay":
+                drift["auction_delay"] = value
+            elif name in PREDICATES and isinstance(value, str):
+                drift[name] = DRIFT_LABELS[value]
+            else:
+                drift[name] = value
+        await self.control("/sim/faults", drift)
+
+    async def drop_stream(self) -> None:
+        await self.control("/sim/disconnect", {})
+
+    async def streaming(self) -> Events:
+        events = Events(self.exchange.stream())
+        venue = self.app[DRIFT_VENUE]
+        await eventually(lambda: bool(venue.sockets), what="the event socket")
+        return events
+
+    async def close(self) -> None:
+        for adapter in self.adapters:
+            await adapter.close()
+
+
 @contextlib.asynccontextmanager
 async def rig_for(name: str) -> AsyncIterator[Rig]:
+    if name == "drift":
+        faults = DriftFaults(keeper_delay=0.05, auction_delay=0.05, spread=0, blockhash_ttl=60)
+        app = create_drift_app(price_interval=None, drift_faults=faults)
+        with tempfile.TemporaryDirectory() as tmp:
+            db = f"sqlite:///{Path(tmp) / 'w.db'}"
+            await upgrade(db)
+            async with running_app(app) as base, aiohttp.ClientSession() as session:
+                drift_rig = DriftRig(app, base, session, db)
+                try:
+                    yield drift_rig
+                finally:
+                    await drift_rig.close()
+        return
     if name == "sim":
         rig = InProcessRig()
         try:

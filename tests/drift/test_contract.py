@@ -53,7 +53,7 @@ async def test_markets_are_perp_symbols_with_the_accounts_precisions(drift: Drif
         D("0.01"),
         D("0.001"),
         D("0.01"),
-        0,
+        D(0),
     )
     assert "BTC-PERP" in instruments and len(instruments) == 10
     assert await drift.mark_price(SOL) == D(150)  # the oracle: triggers fire on it
@@ -65,7 +65,7 @@ async def test_a_market_order_is_acknowledged_then_filled_by_auction_at_a_spread
     report = await drift.place_order(market("wd-aaaaaa-p1-e1", OrderSide.BUY, "1"))
     assert (report.status, report.filled_qty, report.client_order_id) == (
         OrderStatus.OPEN,
-        0,
+        D(0),
         "wd-aaaaaa-p1-e1",
     )
     done = await filled(drift, "wd-aaaaaa-p1-e1")
@@ -73,7 +73,7 @@ async def test_a_market_order_is_acknowledged_then_filled_by_auction_at_a_spread
     [fill] = await drift.fetch_fills(SOL, None)
     assert (fill.client_order_id, fill.qty, fill.price, fill.side) == (
         "wd-aaaaaa-p1-e1",
-        1,
+        D(1),
         D("150.075"),
         OrderSide.BUY,
     )

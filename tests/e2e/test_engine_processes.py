@@ -593,3 +593,53 @@ def test_an_acknowledged_entry_that_fills_within_fill_wait_is_answered_protected
     assert opened.status_code == 201, opened.text
     position = opened.json()
     assert (position["status"], position["stop_resting"]) == ("protected", True), position
+
+
+# =============================================================================== outside the engine
+
+
+def test_an_outside_trade_and_an_outside_flip_are_taken_in_and_protected(
+    procs: Processes, tmp_path: Path, venue: str
+) -> None:
+    """A trade made by hand on the account adds to warden's position, then one flips it: after each,
+    warden's size is the exchange's and the whole position is covered by resting stops (I1, I4)."""
+    sim = procs.sim(venue=venue, price_interval=0)
+    engine = procs.engine("engine", tmp_path / "data", sim=sim)
+    engine.wait_ready()
+    opened = engine.signal_qty("SOL", "long", "1")
+    assert opened.status_code == 201, opened.text
+    converge(lambda: check_all(sim, engine), within=CONVERGE_WITHIN, what="after the open")
+    sim.control("/sim/external-order", {"symbol": "SOLUSDT", "side": "buy", "qty": "0.5"})
+    engine.reconcile()
+    converge(lambda: check_all(sim, engine), within=CONVERGE_WITHIN, what="after an outside addition")
+    [pos] = engine.positions()
+    assert D(pos["size"]) == D("1.5")
+    sim.control("/sim/external-order", {"symbol": "SOLUSDT", "side": "sell", "qty": "3"})
+    engine.reconcile()
+    converge(lambda: check_all(sim, engine), within=CONVERGE_WITHIN, what="after an outside flip")
+    [held] = sim.state()["positions"]
+    assert held["side"] == "short" and abs(D(held["qty"])) == D("1.5")
+    [now] = engine.positions()
+    assert (now["side"], D(now["size"])) == ("short", D("1.5"))
+
+
+def test_a_stop_cancelled_by_hand_is_placed_again(procs: Processes, tmp_path: Path, venue: str) -> None:
+    """Someone cancels the resting stop on the exchange: warden sees it go and rests a new one at the
+    same trigger; the exchange measures how long the position went without one."""
+    sim = procs.sim(venue=venue, price_interval=0)
+    engine = procs.engine("engine", tmp_path / "data", sim=sim)
+    engine.wait_ready()
+    opened = engine.signal_qty("SOL", "short", "2")
+    assert opened.status_code == 201, opened.text
+    converge(lambda: check_all(sim, engine), within=CONVERGE_WITHIN, what="after the open")
+    [stop] = [o for o in sim.state()["open_orders"] if o["type"] == "stop_market"]
+    sim.control("/sim/cancel", {"client_order_id": stop["client_order_id"]})
+    took = converge(
+        lambda: check_all(sim, engine), within=CONVERGE_WITHIN, what="after the stop was cancelled by hand"
+    )
+    [again] = [o for o in sim.state()["open_orders"] if o["type"] == "stop_market"]
+    assert again["client_order_id"] != stop["client_order_id"]
+    assert D(again["trigger_price"]) == D(stop["trigger_price"])
+    print(f"\n{venue}: stop re-placed {took:.2f}s after the hand cancel was seen")
+    exposure = {e["symbol"]: e for e in sim.state()["exposure"]}["SOL/USDT:USDT"]
+    assert exposure["max_unprotected_seconds"] < 5, exposure

@@ -111,6 +111,8 @@ def run(
     except KeyboardInterrupt:  # Ctrl-C before the API was up: asyncio cancelled the startup
         err.print("warden: interrupted during startup", markup=False)
         raise typer.Exit(130) from None
+    except ConfigError as exc:  # a setting found wrong only once the engine is built (no key for a venue)
+        fail(f"{exc.field}: {exc.message}", code=2)
     except Exception as exc:
         log.exception("warden_failed")
         fail(f"{type(exc).__name__}: {exc}")

@@ -178,21 +178,29 @@ class Chain:
         if prepared is None:
             raise p.ProtocolError(p.NOT_FOUND, "this sidecar did not sign that transaction (restarted?)")
         raw, height = prepared
+        pending = {"signature": signature, "status": p.PENDING}
         try:
             await self.connection.send_raw_transaction(
                 raw, TxOpts(skip_preflight=False, preflight_commitment="confirmed")
             )
         except RPCException as exc:  # preflight refused it: it was not forwarded, it cannot land
             return {"signature": signature, "status": p.FAILED, "error": str(exc)[:500]}
-        except OSError as exc:
-            raise p.ProtocolError(p.UNAVAILABLE, f"RPC unreachable: {exc}") from exc
+        except Exception as exc:
+            if _never_connected(exc):  # the only failure that proves the bytes never left
+                raise p.ProtocolError(p.UNAVAILABLE, f"RPC unreachable: {exc}") from exc
+            log.warning("send of %s failed after it may have reached the RPC: %r", signature[:16], exc)
+            return pending  # unknown: warden settles it by the signature, never as "not sent"
         deadline = time.monotonic() + CONFIRM_WAIT
         while time.monotonic() < deadline:
-            status = await self.status(signature, height)
+            try:
+                status = await self.status(signature, height)
+            except Exception as exc:  # sent: whatever fails now, the outcome is unknown
+                log.warning("confirming %s failed: %r", signature[:16], exc)
+                return pending
             if status["status"] != p.PENDING:
                 return status
             await asyncio.sleep(0.4)  # one slot
-        return {"signature": signature, "status": p.PENDING}
+        return pending
 
     async def status(self, signature: str, last_valid_block_height: int | None) -> p.Json:
         from solders.signature import Signature
@@ -298,6 +306,19 @@ class Chain:
                 }
             )
         return rows
+
+
+def _never_connected(exc: BaseException) -> bool:
+    """Whether a send failed before any byte could reach the RPC (solana-py wraps httpx's errors
+    in SolanaRpcException; the cause is what happened)."""
+    import httpx
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ConnectionRefusedError | httpx.ConnectError | httpx.ConnectTimeout):
+            return True
+        seen = seen.__cause__
+    return False
 
 
 def create_app(chain: Chain) -> web.Application:

@@ -44,6 +44,7 @@ from warden.domain.orders import OrderStatus
 from warden.domain.reports import FillReport, OrderReport, OrderRequest, PositionReport, StreamEvent
 from warden.domain.values import Instrument, OrderSide, OrderType, Side, Symbol, TradeId
 from warden.ports import (
+    DuplicateOrder,
     ExchangeError,
     ExchangeTimeout,
     ExchangeUnavailable,
@@ -230,8 +231,11 @@ class DriftExchange:
         return await self._lookup(client_order_id, order_id)
 
     async def fetch_order(self, symbol: Symbol, client_order_id: str, conditional: bool) -> OrderReport:
-        del conditional
-        return await self._lookup(client_order_id, await self._order_id(client_order_id))
+        del conditional  # one order space on Drift
+        report = await self._lookup(client_order_id, await self._order_id(client_order_id))
+        if report.symbol != symbol:
+            raise OrderNotFound(f"{client_order_id} is an order in {report.symbol}, not in {symbol}")
+        return report
 
     async def fetch_open_orders(self) -> list[OrderReport]:
         user = await self.client.get("/v1/user")
@@ -474,7 +478,13 @@ class DriftExchange:
         if status.get("status") == p.CONFIRMED:
             order_id = await self._landed(row, status)
             if order_id is not None:
-                return await self._lookup(cid, order_id)
+                earlier = await self._lookup(cid, order_id)
+                if not _same_order(earlier, request):  # the id of another order: as a CEX refuses it
+                    raise DuplicateOrder(
+                        f"{cid} is Drift order {order_id} already ({earlier.type.value} {earlier.side.value} "
+                        f"{earlier.qty} trigger {earlier.trigger_price}); nothing new was sent"
+                    )
+                return earlier  # the same order sent again: the one that landed
         if status.get("status") in (p.FAILED, p.EXPIRED):
             await self._release(cid)
             return None
@@ -502,3 +512,22 @@ class DriftExchange:
             return await call
         except StoreError as exc:
             raise ExchangeUnavailable(f"the Drift id table is unavailable: {exc}") from exc
+
+
+def _same_order(report: OrderReport, request: OrderRequest) -> bool:
+    """Whether a landed order is the one `request` asks for (a resend after an unknown outcome)."""
+    return (
+        report.symbol,
+        report.side,
+        report.type,
+        report.qty,
+        report.trigger_price,
+        report.reduce_only,
+    ) == (
+        request.symbol,
+        request.side,
+        request.type,
+        request.qty,
+        request.trigger_price,
+        request.reduce_only,
+    )
