@@ -128,7 +128,9 @@ class EngineApi(Protocol):
     def knows(self, position_id: str) -> bool: ...
     def unprotected_for(self, position_id: str) -> float | None: ...
     def unprotected_seconds(self) -> list[float]: ...
-    async def events_since(self, after_id: int | None, limit: int = 100) -> list[tuple[int, Event]]: ...
+    async def events_since(
+        self, after_id: int | None, limit: int = 100, *, position_id: str | None = None
+    ) -> list[tuple[int, Event]]: ...
     def status(self) -> EngineStatus: ...
     def instrument(self, symbol: str) -> Instrument | None: ...
     async def reconcile(self) -> ReconcileReport: ...
@@ -868,7 +870,8 @@ def _add_read_routes(app: FastAPI, ctx: _Context) -> None:
     ) -> JSONResponse:
         engine = caller.runtime.engine
         await engine.get_position(position_id)  # 404 for an unknown id, not an empty list
-        return model_response([EventOut.of(e) for e in await engine.list_events(position_id, limit)])
+        events = await engine.events_since(None, limit, position_id=position_id)
+        return model_response([EventOut.of(e, i) for i, e in events])
 
     @app.get(
         f"{API}/accounts",
@@ -892,8 +895,8 @@ def _add_read_routes(app: FastAPI, ctx: _Context) -> None:
         position_id: Annotated[str | None, Query(max_length=64)] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> JSONResponse:
-        events = await caller.runtime.engine.list_events(position_id, limit)
-        return model_response([EventOut.of(e) for e in events])
+        events = await caller.runtime.engine.events_since(None, limit, position_id=position_id)
+        return model_response([EventOut.of(e, i) for i, e in events])
 
 
 def _add_stream_route(app: FastAPI, ctx: _Context) -> None:
