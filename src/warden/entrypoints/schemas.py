@@ -49,7 +49,7 @@ _POSITIVE_RE = r"^(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$"
 # -- numbers ---------------------------------------------------------------------------------------
 
 
-def _positive_number(value: object) -> Decimal:
+def positive_number(value: object) -> Decimal:
     """A JSON number or a numeric string: finite, > 0, <= 1e12, not finer than 1e-20."""
     number = _as_decimal(value)
     if not number.is_finite():
@@ -94,11 +94,11 @@ _NUMBER_SCHEMA: dict[str, Any] = {
     "description": "A positive decimal: a JSON number or a string (exact); at most 1e12.",
 }
 
-PositiveNumber = Annotated[Decimal, BeforeValidator(_positive_number), WithJsonSchema(_NUMBER_SCHEMA)]
+PositiveNumber = Annotated[Decimal, BeforeValidator(positive_number), WithJsonSchema(_NUMBER_SCHEMA)]
 
 
 def _fraction(value: object) -> Decimal:
-    number = _positive_number(value)
+    number = positive_number(value)
     if number >= 1:
         raise ValueError("must be between 0 and 1 (0.005 = 0.5 %)")
     return number
