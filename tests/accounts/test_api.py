@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.entrypoints.document import assert_conforms
 from warden.adapters.notify import RecordingNotifier
 from warden.bootstrap import Fleet, running, running_fleet
 from warden.config import Settings
@@ -128,6 +129,7 @@ async def test_kill_without_account_stops_every_account_and_says_so(
 
     killed = await http.post("/api/v1/kill", json={"flatten": True, "reason": "everything"})
     assert killed.status_code == 200, killed.text
+    assert_conforms((await http.get("/api/v1/openapi.json")).json(), "/api/v1/kill", killed)
     body = killed.json()
     assert body["scope"] == "all accounts"
     assert set(body["accounts"]) == {"main", "alt"}

@@ -73,6 +73,7 @@ from warden.entrypoints.schemas import (
     EventOut,
     FieldError,
     HealthOut,
+    KillAllReply,
     KillIn,
     KillReply,
     PauseIn,
@@ -535,8 +536,10 @@ def _add_control_routes(app: FastAPI) -> None:
 
     @app.post(
         f"{API}/kill",
-        response_model=KillReply,
+        response_model=KillReply | KillAllReply,
         summary="Kill switch: pause; with flatten, close every position and cancel every order",
+        description="With several accounts and no ?account=: every account, each one's outcome "
+        "(KillAllReply); if some could not be stopped, 503 kill_incomplete with `scope` and `accounts`.",
         responses=_errors(401, 403, 413, 422, 503),
         openapi_extra=_body(KillIn, required=False),
         tags=["controls"],

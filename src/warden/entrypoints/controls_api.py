@@ -18,7 +18,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from warden.domain.controls import Controls, LimitExceeded
-from warden.entrypoints.schemas import controls_json, position_json
+from warden.entrypoints.schemas import PositionOut, controls_json
 from warden.service.commands import KillReport
 
 API = "/api/v1"
@@ -35,7 +35,7 @@ class ControlsApi(Protocol):
 def kill_json(report: KillReport) -> dict[str, Any]:
     return {
         "controls": controls_json(report.controls),
-        "closed": [position_json(p) for p in report.closed],
+        "closed": [PositionOut.of(p).model_dump(mode="json") for p in report.closed],
         "failed": dict(report.failed),
         "cancelled_orders": report.cancelled_orders,
     }
