@@ -241,8 +241,10 @@ async def test_a_kill_of_all_that_misses_an_account_is_not_reported_as_done(tmp_
             assert {a["name"]: a["holder"] for a in listed}["alt"] == "the-other-engine"
             killed = await http.post("/api/v1/kill", json={})
             assert killed.status_code == 503, killed.text
+            assert_conforms((await http.get("/api/v1/openapi.json")).json(), "/api/v1/kill", killed)
             body = killed.json()
             assert body["error"] == "kill_incomplete" and body["scope"] == "all accounts"
+            assert body["accounts"]["alt"] == {"error": body["accounts"]["alt"]["error"]}
             assert body["message"].startswith("kill switch NOT on for alt: ")
             assert body["message"].endswith("(on for: main)")
             assert body["accounts"]["main"]["controls"]["killed"]

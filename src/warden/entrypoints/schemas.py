@@ -27,7 +27,7 @@ from warden.domain.errors import ValidationError
 from warden.domain.events import Event, EventKind
 from warden.domain.position import Position, PositionStatus
 from warden.domain.values import Instrument, Side, Symbol
-from warden.service.commands import EngineState, EngineStatus, PositionView
+from warden.service.commands import EngineState, EngineStatus, KillReport, PositionView
 from warden.service.reconciler import ReconcileReport
 
 QUOTES = ("USDT", "USDC")
@@ -296,6 +296,15 @@ class KillReply(BaseModel):
     closed: list[PositionOut] = Field(description="The positions flatten closed (as GET /positions).")
     failed: dict[str, str] = Field(description="Position id -> why it could not be closed yet.")
     cancelled_orders: int
+
+    @classmethod
+    def of(cls, report: KillReport) -> KillReply:
+        return cls(
+            controls=ControlsOut.of(report.controls),
+            closed=[PositionOut.of(p) for p in report.closed],
+            failed=dict(report.failed),
+            cancelled_orders=report.cancelled_orders,
+        )
 
 
 class KillNotDone(BaseModel):
@@ -671,19 +680,6 @@ def normalise_symbol(raw: str, lookup: Callable[[Symbol], Instrument | None]) ->
 
 def dec(value: Decimal | None) -> str | None:
     return None if value is None else f"{value:f}"
-
-
-def ts(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat()
-
-
-def controls_json(controls: Controls) -> dict[str, Any]:
-    return {
-        "paused": controls.paused,
-        "killed": controls.killed,
-        "daily_loss_until": ts(controls.daily_loss_until),
-        "reason": controls.reason or None,
-    }
 
 
 ErrorOut.model_rebuild()
