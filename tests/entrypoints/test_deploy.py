@@ -104,7 +104,7 @@ def test_alert_rules_the_issue_asks_for() -> None:
     """An unprotected position for 5 s, an engine that is not ready, and failing alert deliveries
     each have a rule (issue 10: "unprotected position > 0 for 5 s; engine not ready; alert delivery
     failing")."""
-    import yaml
+    import yaml  # type: ignore[import-untyped]  # (pyyaml comes with schemathesis)
 
     document = yaml.safe_load((DEPLOY / "prometheus-alerts.yml").read_text())
     rules = {rule["alert"]: rule for group in document["groups"] for rule in group["rules"]}
