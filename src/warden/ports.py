@@ -249,9 +249,12 @@ class Store(Protocol):
 
     async def list_events(self, position_id: PositionId | None = None, limit: int = 100) -> list[Event]: ...
 
-    async def events_since(self, after_id: int | None, limit: int = 100) -> list[tuple[int, Event]]:
+    async def events_since(
+        self, after_id: int | None, limit: int = 100, *, position_id: PositionId | None = None
+    ) -> list[tuple[int, Event]]:
         """Events with their ids (increasing in commit order), oldest first: those after `after_id`,
-        or — with None — the `limit` most recent. The event stream's resume point is the id."""
+        or — with None — the `limit` most recent; only `position_id`'s if given. The event
+        stream's resume point is the id."""
         ...
 
     async def ping(self) -> None: ...

@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.entrypoints.document import assert_conforms
 from warden.adapters.notify import RecordingNotifier
 from warden.bootstrap import Fleet, running, running_fleet
 from warden.config import Settings
@@ -128,6 +129,7 @@ async def test_kill_without_account_stops_every_account_and_says_so(
 
     killed = await http.post("/api/v1/kill", json={"flatten": True, "reason": "everything"})
     assert killed.status_code == 200, killed.text
+    assert_conforms((await http.get("/api/v1/openapi.json")).json(), "/api/v1/kill", killed)
     body = killed.json()
     assert body["scope"] == "all accounts"
     assert set(body["accounts"]) == {"main", "alt"}
@@ -239,8 +241,10 @@ async def test_a_kill_of_all_that_misses_an_account_is_not_reported_as_done(tmp_
             assert {a["name"]: a["holder"] for a in listed}["alt"] == "the-other-engine"
             killed = await http.post("/api/v1/kill", json={})
             assert killed.status_code == 503, killed.text
+            assert_conforms((await http.get("/api/v1/openapi.json")).json(), "/api/v1/kill", killed)
             body = killed.json()
             assert body["error"] == "kill_incomplete" and body["scope"] == "all accounts"
+            assert body["accounts"]["alt"] == {"error": body["accounts"]["alt"]["error"]}
             assert body["message"].startswith("kill switch NOT on for alt: ")
             assert body["message"].endswith("(on for: main)")
             assert body["accounts"]["main"]["controls"]["killed"]

@@ -197,6 +197,22 @@ async def test_read_positions_and_events(client: httpx.AsyncClient) -> None:
     assert any(e["position_id"] == p["id"] for e in all_events)
 
 
+async def test_listed_events_carry_their_stream_ids(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    """GET /events and GET /positions/{id}/events give each event its id (the one GET /stream uses
+    and resumes after with ?after=), oldest first."""
+    p = await open_sol(client)
+    stored = await runtime.engine.events_since(None, 1000)
+    listed = (await client.get("/api/v1/events", params={"limit": 1000}, headers=AUTH)).json()
+    assert [e["id"] for e in listed] == [i for i, _ in stored]
+    assert all(isinstance(e["id"], int) for e in listed)
+    mine = (await client.get(f"/api/v1/positions/{p['id']}/events", headers=AUTH)).json()
+    assert [e["id"] for e in mine] == [i for i, e in stored if e.position_id == p["id"]]
+    filtered = (await client.get("/api/v1/events", params={"position_id": p["id"]}, headers=AUTH)).json()
+    assert filtered == mine
+    latest = (await client.get("/api/v1/events", params={"limit": 2}, headers=AUTH)).json()
+    assert [e["id"] for e in latest] == [i for i, _ in stored[-2:]]
+
+
 async def test_unknown_position_and_route_are_json_404(client: httpx.AsyncClient) -> None:
     """Unknown positions (and their events) and unknown routes answer JSON 404s."""
     for path in ("/api/v1/positions/nope", "/api/v1/positions/nope/events", "/api/v1/nothing"):

@@ -13,6 +13,7 @@ from warden.entrypoints.api import create_app
 from warden.entrypoints.schemas import PositionOut
 
 from .conftest import AUTH, TOKEN, make_settings
+from .document import assert_conforms
 from .test_api import SIGNAL, assert_nothing_happened, open_sol
 
 READ_TOKEN = "read-only-token-0123456789"
@@ -144,6 +145,9 @@ async def test_close_and_reconcile_bodies_are_strict(client: httpx.AsyncClient) 
     assert refused.status_code == 422
     assert refused.json()["field"] == "reason"
     assert refused.json()["accepted"] == []
+    assert (
+        refused.json()["message"] == "is not a field warden knows; this body takes none (send {} or nothing)"
+    )
     assert (await client.post("/api/v1/reconcile", json={}, headers=AUTH)).status_code == 200
     assert (await client.post("/api/v1/reconcile", json=[1], headers=AUTH)).status_code == 422
     closed = await client.post(f"/api/v1/positions/{p['id']}/close", json={}, headers=AUTH)
@@ -237,3 +241,26 @@ async def test_unknown_query_parameters_are_refused(client: httpx.AsyncClient) -
     response = await client.get("/api/v1/positions?all=false&everything=1", headers=AUTH)
     assert response.status_code == 422, response.text
     assert response.json()["field"] == "everything"
+
+
+async def test_kill_and_limit_answers_are_what_the_document_says(client: httpx.AsyncClient) -> None:
+    """The kill switch's closed positions are positions (as GET /positions/{id} shows them), and a
+    limit refusal's fields (`limit`, `value`, `maximum`) are in the documented error shape."""
+    doc = (await client.get("/api/v1/openapi.json")).json()
+    schemas = doc["components"]["schemas"]
+    assert schemas["KillReply"]["properties"]["closed"]["items"] == {
+        "$ref": "#/components/schemas/PositionOut"
+    }
+    assert {"limit", "value", "maximum"} <= set(schemas["ErrorOut"]["properties"])
+
+    refused = await client.post("/api/v1/signals", json={**SIGNAL, "usd": "20000"}, headers=AUTH)
+    assert refused.status_code == 422 and refused.json()["error"] == "limit_exceeded", refused.text
+    assert_conforms(doc, "/api/v1/signals", refused)
+
+    p = await open_sol(client)
+    killed = await client.post("/api/v1/kill", json={"flatten": True}, headers=AUTH)
+    assert killed.status_code == 200, killed.text
+    assert_conforms(doc, "/api/v1/kill", killed)
+    [closed] = killed.json()["closed"]
+    shown = (await client.get(f"/api/v1/positions/{p['id']}", headers=AUTH)).json()
+    assert closed == shown

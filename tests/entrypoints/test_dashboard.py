@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -222,3 +223,97 @@ def test_dashboard_at_phone_width(live: LiveWarden, browser: Any) -> None:
     overflow = page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
     assert overflow <= 0, f"the page is {overflow}px wider than the phone"
     shot(page, "phone")
+
+
+def test_dashboard_controls_pause_resume_kill(live: LiveWarden, browser: Any) -> None:
+    """Pause, resume and kill from the page, each confirmed in a dialog and sent through the API:
+    the status shows the controls as they change, and the engine's /status agrees."""
+    from playwright.sync_api import expect
+
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(f"{live.url}/?token={TOKEN}")
+    controls = page.locator("#status [data-controls]")
+    expect(controls).to_have_attribute("data-controls", "none", timeout=WAIT_MS)
+    asked: list[str] = []
+
+    def confirm(dialog: Any) -> None:
+        asked.append(dialog.message)
+        dialog.accept()
+
+    page.on("dialog", confirm)
+
+    def status() -> dict[str, Any]:
+        body: dict[str, Any] = httpx.get(f"{live.url}/api/v1/status", headers=AUTH, timeout=10).json()
+        return body
+
+    page.locator(".actions").get_by_role("button", name="pause").click()
+    expect(controls).to_have_attribute("data-controls", "paused", timeout=WAIT_MS)
+    expect(page.locator("#status")).to_contain_text("refused", timeout=WAIT_MS)
+    assert status()["controls"]["paused"] is True
+    shot(page, "paused")
+
+    page.locator(".actions").get_by_role("button", name="resume").click()
+    expect(controls).to_have_attribute("data-controls", "none", timeout=WAIT_MS)
+    assert status()["controls"] == {
+        "paused": False,
+        "killed": False,
+        "daily_loss_until": None,
+        "reason": None,
+    }
+
+    page.locator(".actions").get_by_role("button", name="kill").click()
+    expect(controls).to_have_attribute("data-controls", "killed", timeout=WAIT_MS)
+    assert status()["controls"]["killed"] is True
+    shot(page, "killed")
+    page.locator(".actions").get_by_role("button", name="resume").click()
+    expect(controls).to_have_attribute("data-controls", "none", timeout=WAIT_MS)
+    assert len(asked) == 4 and all(message.endswith("?") for message in asked), asked
+
+
+def test_dashboard_follows_a_position_through_tp1_trailing_and_close(live: LiveWarden, browser: Any) -> None:
+    """The newcomer's walk-through, without a reload: a position opened through the API is
+    protected, TP1 fills (ticked, size down), TP2 arms the trailing runner (its peak shown), the
+    runner's stop closes it, and it moves to the closed table with its realized PnL and exit."""
+    from playwright.sync_api import expect
+
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(f"{live.url}/?token={TOKEN}")
+    expect(page.locator("#live")).to_have_text("live", timeout=WAIT_MS)
+    opened = httpx.post(
+        f"{live.url}/api/v1/signals",
+        json={"symbol": "BTC", "side": "long", "usd": "500"},
+        headers=AUTH,
+        timeout=30,
+    )
+    assert opened.status_code == 201, opened.text
+    p = opened.json()
+    symbol = Symbol(p["symbol"])
+    row = page.locator(f'#positions [data-position="{p["id"]}"]')
+    expect(row.locator(".stop")).to_have_attribute("data-resting", "true", timeout=WAIT_MS)
+
+    def mark(price: str) -> None:
+        async def move(rt: Runtime) -> None:
+            assert rt.sim is not None
+            rt.sim.set_mark(symbol, Decimal(price))
+
+        live.call(move)
+
+    mark(p["tp1_price"])
+    expect(row.locator(".tp").first).to_contain_text("✓", timeout=WAIT_MS)
+    expect(row.locator(".stop")).to_have_attribute("data-resting", "true", timeout=WAIT_MS)
+    shot(page, "tp1")
+    peak = Decimal(p["tp2_price"]) * Decimal("1.01")
+    mark(str(peak.quantize(Decimal(p["tp2_price"]))))
+    expect(row.locator(".trail.on")).to_be_visible(timeout=WAIT_MS)
+    expect(row.locator(".trail.on")).to_contain_text("peak", timeout=WAIT_MS)
+    shot(page, "trailing")
+    mark(p["entry_price"])  # through the trailing stop: the runner is stopped out
+    expect(row).to_have_count(0, timeout=WAIT_MS)
+    closed = page.locator(f'#closed [data-closed="{p["id"]}"]')
+    expect(closed).to_be_visible(timeout=WAIT_MS)
+    expect(closed).to_contain_text("stop", timeout=WAIT_MS)
+    final = httpx.get(f"{live.url}/api/v1/positions/{p['id']}", headers=AUTH, timeout=10).json()
+    assert final["status"] == "closed" and Decimal(final["realized_pnl"]) > 0, final
+    shown = f"{Decimal(final['realized_pnl']):.4f}".rstrip("0").rstrip(".")  # 4 places on the page
+    expect(closed.locator(".num")).to_have_text(shown, timeout=WAIT_MS)
+    shot(page, "trailed-out")

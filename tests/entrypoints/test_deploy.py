@@ -98,3 +98,19 @@ async def test_reconcile_differences_by_kind(client: httpx.AsyncClient, runtime:
     assert [f["kind"] for f in report["findings"]] == ["orphan"]
     text = (await client.get("/metrics")).text
     assert sample(text, 'warden_reconcile_differences_total{kind="orphan"}') == 1
+
+
+def test_alert_rules_the_issue_asks_for() -> None:
+    """An unprotected position for 5 s, an engine that is not ready, and failing alert deliveries
+    each have a rule (issue 10: "unprotected position > 0 for 5 s; engine not ready; alert delivery
+    failing")."""
+    import yaml  # type: ignore[import-untyped]  # (pyyaml comes with schemathesis)
+
+    document = yaml.safe_load((DEPLOY / "prometheus-alerts.yml").read_text())
+    rules = {rule["alert"]: rule for group in document["groups"] for rule in group["rules"]}
+    unprotected = rules["WardenUnprotectedPosition"]
+    assert unprotected["expr"].strip() == "warden_unprotected_positions > 0"
+    assert unprotected["for"] == "5s"
+    assert "5 s" in unprotected["annotations"]["description"]
+    assert 'warden_engine_state{state="ready"} == 0' in rules["WardenNotReady"]["expr"]
+    assert 'outcome="failed"' in rules["WardenAlertsUndelivered"]["expr"]

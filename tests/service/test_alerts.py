@@ -12,12 +12,16 @@ import pytest
 
 from tests.helpers import eventually
 from tests.service.harness import SOL, Harness
+from warden.adapters.clock import FakeClock
+from warden.adapters.memory import InMemoryStore
+from warden.adapters.notify import RecordingNotifier
 from warden.adapters.sim import SimulatedExchange
-from warden.domain.alerts import Alert, AlertKind, Route, parse_routes
+from warden.domain.alerts import Alert, AlertId, AlertKind, Route, parse_routes
 from warden.domain.errors import ValidationError
 from warden.domain.position import PositionStatus
 from warden.domain.values import OrderType
 from warden.ports import DeliveryError, DeliveryRejected
+from warden.service.delivery import Deliverer, DeliveryConfig
 
 
 @dataclass
@@ -221,3 +225,38 @@ async def test_a_stop_that_cannot_rest_alerts_with_the_failed_protection(chan_ha
     assert [a.severity.value for a, _ in channel(h).sent if a.kind is AlertKind.PROTECTION_FAILED] == [
         "critical"
     ]
+
+
+@dataclass
+class HungChannel:
+    """A channel whose sends never answer (packets dropped): each one waits for its deadline."""
+
+    name: str = "hung"
+    attempts: int = 0
+
+    async def send(self, alert: Alert, *, silent: bool) -> None:
+        self.attempts += 1
+        await asyncio.Event().wait()
+
+
+async def test_a_hung_channel_does_not_hold_back_the_others() -> None:
+    """Telegram blackholed (its sends hang until their deadline) does not delay the webhook: each
+    channel is sent to on its own, and the hung one is retried after its deadline and backoff."""
+    hung, fast = HungChannel(), FakeChannel(name="webhook")
+    clock = FakeClock()
+    deliverer = Deliverer(
+        InMemoryStore(),
+        clock,
+        RecordingNotifier(),
+        channels=[hung, fast],
+        config=DeliveryConfig(send_timeout=3600.0, poll_interval=3600.0),
+    )
+    alert = Alert(AlertId("a-1"), AlertKind.PROTECTION_FAILED, "stop refused", clock.now())
+    deliverer.offer(alert, stored=False)
+    passing = asyncio.get_running_loop().create_task(deliverer.deliver_pending())
+    try:
+        await eventually(lambda: fast.kinds() == [AlertKind.PROTECTION_FAILED], what="the webhook's copy")
+        assert hung.attempts == 1 and not passing.done()
+    finally:
+        passing.cancel()
+        await asyncio.gather(passing, return_exceptions=True)

@@ -254,6 +254,20 @@ async def test_events_since_carry_increasing_ids_to_resume_from(backend: Backend
     assert await backend.store.events_since(ids[-1]) == []
 
 
+async def test_events_since_of_one_position_keep_their_ids(backend: Backend) -> None:
+    """events_since(position_id=...): that position's events only, with the ids the stream gives them."""
+    await backend.store.commit(insert(position()))
+    await backend.store.commit(insert(position("p2", exclusive=False)))
+    kinds = list(EventKind)[:6]
+    for i, kind in enumerate(kinds):
+        await backend.store.append_events([event(kind, "p1" if i % 2 == 0 else "p2")])
+    everything = await backend.store.events_since(None, limit=100)
+    mine = [(i, e) for i, e in everything if e.position_id == P1]
+    assert await backend.store.events_since(None, limit=100, position_id=P1) == mine
+    assert await backend.store.events_since(None, limit=1, position_id=P1) == mine[-1:]
+    assert await backend.store.events_since(mine[0][0], position_id=P1) == mine[1:]
+
+
 async def test_an_event_for_an_unknown_position_is_refused(backend: Backend) -> None:
     """append_events with a position id that does not exist raises a StoreError and writes nothing."""
     with pytest.raises(StoreError):

@@ -82,7 +82,7 @@ async def test_refusals_read_as_the_api_says_them(commands: Commands, runtime: R
     """Bad input names the field; a pause or a limit refuses with the API's words; nothing is sent."""
     assert await say(commands, "short doge") == "symbol: unknown symbol 'doge'"
     assert await say(commands, "short sol lots") == "usd: must be a number, not 'lots'"
-    assert (await say(commands, "short sol 1e15")).startswith("refused by max_position_usd: this entry is ")
+    assert (await say(commands, "short sol 1e11")).startswith("refused by max_position_usd: this entry is ")
     await say(commands, "/pause fomc")
     app = create_app(lambda: runtime)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://w") as http:
@@ -91,6 +91,34 @@ async def test_refusals_read_as_the_api_says_them(commands: Commands, runtime: R
     reply = await say(commands, "short sol")
     assert reply == f"refused: {api.json()['message']}"
     assert "paused (fomc)" in reply
+    assert await runtime.store.list_positions(include_closed=True) == []
+    assert runtime.sim is not None and runtime.sim.core.open_orders() == []
+
+
+@pytest.mark.parametrize(
+    ("amount", "unit"),
+    [
+        ("1e400", "usd"),
+        ("1e309", "usd"),
+        ("1e30", "qty"),
+        ("NaN", "usd"),
+        ("Infinity", "qty"),
+        ("1e-30", "usd"),
+    ],
+)
+async def test_absurd_amounts_are_refused_with_the_api_words(
+    commands: Commands, runtime: Runtime, amount: str, unit: str
+) -> None:
+    """An amount the API refuses (too large, not finite, too small) is refused by the bot with the
+    API's words for the same field, never an internal error; nothing is sent."""
+    app = create_app(lambda: runtime)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://w") as http:
+        api = await http.post(
+            "/api/v1/signals", json={"symbol": "SOL", "side": "long", unit: amount}, headers=AUTH
+        )
+    assert api.status_code == 422, api.text
+    reply = await say(commands, f"long sol {amount} {unit}")
+    assert reply == f"{api.json()['field']}: {api.json()['message']}"
     assert await runtime.store.list_positions(include_closed=True) == []
     assert runtime.sim is not None and runtime.sim.core.open_orders() == []
 

@@ -71,8 +71,10 @@ class ForwardingStore:
     async def list_events(self, position_id: PositionId | None = None, limit: int = 100) -> list[Event]:
         return await self.inner.list_events(position_id, limit)
 
-    async def events_since(self, after_id: int | None, limit: int = 100) -> list[tuple[int, Event]]:
-        return await self.inner.events_since(after_id, limit)
+    async def events_since(
+        self, after_id: int | None, limit: int = 100, *, position_id: PositionId | None = None
+    ) -> list[tuple[int, Event]]:
+        return await self.inner.events_since(after_id, limit, position_id=position_id)
 
     async def ping(self) -> None:
         await self.inner.ping()

@@ -195,10 +195,14 @@ class InMemoryStore:
         chosen = [e for e in self._events if position_id is None or e.position_id == position_id]
         return chosen[-limit:] if limit > 0 else []
 
-    async def events_since(self, after_id: int | None, limit: int = 100) -> list[tuple[int, Event]]:
+    async def events_since(
+        self, after_id: int | None, limit: int = 100, *, position_id: PositionId | None = None
+    ) -> list[tuple[int, Event]]:
         """Events with their ids (1, 2, … in append order), oldest first."""
         self._readable()
         numbered = list(enumerate(self._events, start=1))
+        if position_id is not None:
+            numbered = [(i, e) for i, e in numbered if e.position_id == position_id]
         if after_id is None:
             return numbered[-limit:] if limit > 0 else []
         return [pair for pair in numbered if pair[0] > after_id][:limit]

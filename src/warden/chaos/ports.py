@@ -254,8 +254,12 @@ class ChaosStore:
     async def realized_pnl_since(self, since: datetime) -> Decimal:
         return await self._run("realized_pnl_since", lambda: self.inner.realized_pnl_since(since))
 
-    async def events_since(self, after_id: int | None, limit: int = 100) -> list[tuple[int, Event]]:
-        return await self._run("events_since", lambda: self.inner.events_since(after_id, limit))
+    async def events_since(
+        self, after_id: int | None, limit: int = 100, *, position_id: PositionId | None = None
+    ) -> list[tuple[int, Event]]:
+        return await self._run(
+            "events_since", lambda: self.inner.events_since(after_id, limit, position_id=position_id)
+        )
 
     async def save_marks(self, positions: Sequence[Position]) -> None:
         await self._run("save_marks", lambda: self.inner.save_marks(positions), write=True)

@@ -61,19 +61,22 @@ from warden.domain.events import Event
 from warden.domain.position import Position, PositionStatus
 from warden.domain.values import Instrument, OrderRole, PositionId, Side
 from warden.entrypoints.auth import Access, request_access, source_allowed
-from warden.entrypoints.controls_api import ControlsApi, add_limit_handler, kill_json
+from warden.entrypoints.controls_api import ControlsApi, add_limit_handler
 from warden.entrypoints.metrics import CONTENT_TYPE, ApiMetrics, SignalOutcome
 from warden.entrypoints.schemas import (
     NO_BODY,
     AccountOut,
     CloseSymbolIn,
+    ControlsOut,
     ControlsReply,
     EmptyIn,
     ErrorOut,
     EventOut,
     FieldError,
     HealthOut,
+    KillAllReply,
     KillIn,
+    KillNotDone,
     KillReply,
     PauseIn,
     PositionOut,
@@ -83,7 +86,6 @@ from warden.entrypoints.schemas import (
     SignalIn,
     StatusOut,
     StrictBody,
-    controls_json,
     decode_json,
     first_error,
     normalise_symbol,
@@ -128,7 +130,9 @@ class EngineApi(Protocol):
     def knows(self, position_id: str) -> bool: ...
     def unprotected_for(self, position_id: str) -> float | None: ...
     def unprotected_seconds(self) -> list[float]: ...
-    async def events_since(self, after_id: int | None, limit: int = 100) -> list[tuple[int, Event]]: ...
+    async def events_since(
+        self, after_id: int | None, limit: int = 100, *, position_id: str | None = None
+    ) -> list[tuple[int, Event]]: ...
     def status(self) -> EngineStatus: ...
     def instrument(self, symbol: str) -> Instrument | None: ...
     async def reconcile(self) -> ReconcileReport: ...
@@ -517,7 +521,7 @@ def _add_control_routes(app: FastAPI) -> None:
     )
     async def post_pause(caller: Writer) -> JSONResponse:
         cmd = parse_body(PauseIn, _without_secret(caller.data))
-        return JSONResponse({"controls": controls_json(await engine(caller).pause(cmd.reason))})
+        return model_response(ControlsReply(controls=ControlsOut.of(await engine(caller).pause(cmd.reason))))
 
     @app.post(
         f"{API}/resume",
@@ -529,12 +533,14 @@ def _add_control_routes(app: FastAPI) -> None:
     )
     async def post_resume(caller: Writer) -> JSONResponse:
         parse_body(EmptyIn, _without_secret(caller.data))
-        return JSONResponse({"controls": controls_json(await engine(caller).resume())})
+        return model_response(ControlsReply(controls=ControlsOut.of(await engine(caller).resume())))
 
     @app.post(
         f"{API}/kill",
-        response_model=KillReply,
+        response_model=KillReply | KillAllReply,
         summary="Kill switch: pause; with flatten, close every position and cancel every order",
+        description="With several accounts and no ?account=: every account, each one's outcome "
+        "(KillAllReply); if some could not be stopped, 503 kill_incomplete with `scope` and `accounts`.",
         responses=_errors(401, 403, 413, 422, 503),
         openapi_extra=_body(KillIn, required=False),
         tags=["controls"],
@@ -543,32 +549,34 @@ def _add_control_routes(app: FastAPI) -> None:
         cmd = parse_body(KillIn, _without_secret(caller.data))
         assert isinstance(cmd, KillIn)
         if caller.global_:
-            body = await _kill_all(caller.fleet, cmd)
-            missed = {name: one["error"] for name, one in body["accounts"].items() if "error" in one}
+            every = await _kill_all(caller.fleet, cmd)
+            missed = {name: one.error for name, one in every.accounts.items() if isinstance(one, KillNotDone)}
             if missed:  # the caller must not read a partial kill as done
-                stopped = [name for name in body["accounts"] if name not in missed]
+                stopped = [name for name in every.accounts if name not in missed]
                 listed = "; ".join(f"{name}: {why}" for name, why in missed.items())
                 message = f"kill switch NOT on for {listed} (on for: {', '.join(stopped) or 'none'})"
-                return JSONResponse({"error": "kill_incomplete", "message": message, **body}, status_code=503)
-            return JSONResponse(body)
-        return JSONResponse(kill_json(await engine(caller).kill(cmd.flatten, cmd.reason)))
+                return error_response(
+                    503, "kill_incomplete", message, scope=every.scope, accounts=every.accounts
+                )
+            return model_response(every)
+        return model_response(KillReply.of(await engine(caller).kill(cmd.flatten, cmd.reason)))
 
 
-async def _kill_all(fleet: FleetApi, cmd: KillIn) -> dict[str, Any]:
+async def _kill_all(fleet: FleetApi, cmd: KillIn) -> KillAllReply:
     """The kill switch on every account at once; each account's outcome, or why it failed."""
 
-    async def one(name: str) -> dict[str, Any]:
+    async def one(name: str) -> KillReply | KillNotDone:
         runtime = fleet.runtime(name)
         if runtime is None:
-            return {"error": f"not running: {fleet.failures.get(name, 'it is starting')}"}
+            return KillNotDone(error=f"not running: {fleet.failures.get(name, 'it is starting')}")
         try:
             report = await cast(ControlsApi, runtime.engine).kill(cmd.flatten, cmd.reason)
         except Exception as exc:  # one account's refusal does not stop the others' kill
-            return {"error": f"{type(exc).__name__}: {exc}"}
-        return kill_json(report)
+            return KillNotDone(error=f"{type(exc).__name__}: {exc}")
+        return KillReply.of(report)
 
     results = await asyncio.gather(*(one(name) for name in fleet.names))
-    return {"scope": "all accounts", "accounts": dict(zip(fleet.names, results, strict=True))}
+    return KillAllReply(scope="all accounts", accounts=dict(zip(fleet.names, results, strict=True)))
 
 
 def _without_secret(data: object) -> object:
@@ -868,7 +876,8 @@ def _add_read_routes(app: FastAPI, ctx: _Context) -> None:
     ) -> JSONResponse:
         engine = caller.runtime.engine
         await engine.get_position(position_id)  # 404 for an unknown id, not an empty list
-        return model_response([EventOut.of(e) for e in await engine.list_events(position_id, limit)])
+        events = await engine.events_since(None, limit, position_id=position_id)
+        return model_response([EventOut.of(e, i) for i, e in events])
 
     @app.get(
         f"{API}/accounts",
@@ -892,8 +901,8 @@ def _add_read_routes(app: FastAPI, ctx: _Context) -> None:
         position_id: Annotated[str | None, Query(max_length=64)] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> JSONResponse:
-        events = await caller.runtime.engine.list_events(position_id, limit)
-        return model_response([EventOut.of(e) for e in events])
+        events = await caller.runtime.engine.events_since(None, limit, position_id=position_id)
+        return model_response([EventOut.of(e, i) for i, e in events])
 
 
 def _add_stream_route(app: FastAPI, ctx: _Context) -> None:

@@ -12,13 +12,13 @@ A signal a per-signal limit refuses answers 422 {"error": "limit_exceeded", "lim
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Protocol
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from warden.domain.controls import Controls, LimitExceeded
-from warden.entrypoints.schemas import controls_json, position_json
+from warden.entrypoints.schemas import ErrorOut
 from warden.service.commands import KillReport
 
 API = "/api/v1"
@@ -32,28 +32,19 @@ class ControlsApi(Protocol):
     async def kill(self, flatten: bool = False, reason: str = "") -> KillReport: ...
 
 
-def kill_json(report: KillReport) -> dict[str, Any]:
-    return {
-        "controls": controls_json(report.controls),
-        "closed": [position_json(p) for p in report.closed],
-        "failed": dict(report.failed),
-        "cancelled_orders": report.cancelled_orders,
-    }
-
-
 def add_limit_handler(app: FastAPI) -> None:
     """A risk limit's refusal answers 422 limit_exceeded (before the generic validation handler)."""
 
     async def limit_exceeded(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, LimitExceeded)
-        body_: dict[str, Any] = {
-            "error": "limit_exceeded",
-            "limit": exc.limit,
-            "message": f"{exc}; nothing was sent",
-            "value": _dec(exc.value),
-            "maximum": _dec(exc.maximum),
-        }
-        return JSONResponse(body_, status_code=422)
+        body = ErrorOut(
+            error="limit_exceeded",
+            message=f"{exc}; nothing was sent",
+            limit=exc.limit,
+            value=_dec(exc.value),
+            maximum=_dec(exc.maximum),
+        )
+        return JSONResponse(body.model_dump(mode="json", exclude_none=True), status_code=422)
 
     app.add_exception_handler(LimitExceeded, limit_exceeded)
 

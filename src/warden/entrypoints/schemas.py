@@ -27,7 +27,7 @@ from warden.domain.errors import ValidationError
 from warden.domain.events import Event, EventKind
 from warden.domain.position import Position, PositionStatus
 from warden.domain.values import Instrument, Side, Symbol
-from warden.service.commands import EngineState, EngineStatus, PositionView
+from warden.service.commands import EngineState, EngineStatus, KillReport, PositionView
 from warden.service.reconciler import ReconcileReport
 
 QUOTES = ("USDT", "USDC")
@@ -49,7 +49,7 @@ _POSITIVE_RE = r"^(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$"
 # -- numbers ---------------------------------------------------------------------------------------
 
 
-def _positive_number(value: object) -> Decimal:
+def positive_number(value: object) -> Decimal:
     """A JSON number or a numeric string: finite, > 0, <= 1e12, not finer than 1e-20."""
     number = _as_decimal(value)
     if not number.is_finite():
@@ -94,11 +94,11 @@ _NUMBER_SCHEMA: dict[str, Any] = {
     "description": "A positive decimal: a JSON number or a string (exact); at most 1e12.",
 }
 
-PositiveNumber = Annotated[Decimal, BeforeValidator(_positive_number), WithJsonSchema(_NUMBER_SCHEMA)]
+PositiveNumber = Annotated[Decimal, BeforeValidator(positive_number), WithJsonSchema(_NUMBER_SCHEMA)]
 
 
 def _fraction(value: object) -> Decimal:
-    number = _positive_number(value)
+    number = positive_number(value)
     if number >= 1:
         raise ValueError("must be between 0 and 1 (0.005 = 0.5 %)")
     return number
@@ -293,9 +293,31 @@ class ControlsReply(BaseModel):
 
 class KillReply(BaseModel):
     controls: ControlsOut
-    closed: list[dict[str, Any]] = Field(description="The positions flatten closed (as GET /positions).")
+    closed: list[PositionOut] = Field(description="The positions flatten closed (as GET /positions).")
     failed: dict[str, str] = Field(description="Position id -> why it could not be closed yet.")
     cancelled_orders: int
+
+    @classmethod
+    def of(cls, report: KillReport) -> KillReply:
+        return cls(
+            controls=ControlsOut.of(report.controls),
+            closed=[PositionOut.of(p) for p in report.closed],
+            failed=dict(report.failed),
+            cancelled_orders=report.cancelled_orders,
+        )
+
+
+class KillNotDone(BaseModel):
+    """An account a kill of every account could not stop."""
+
+    error: str = Field(description="Why its kill switch is not on.")
+
+
+class KillAllReply(BaseModel):
+    """POST /kill without ?account= on an engine serving several accounts: each account's outcome."""
+
+    scope: Literal["all accounts"]
+    accounts: dict[str, KillReply | KillNotDone] = Field(description="Account name -> its outcome.")
 
 
 class EmptyIn(StrictBody):
@@ -319,6 +341,17 @@ class ErrorOut(BaseModel):
     accepted: list[str] | None = Field(None, description="For an unknown field: the fields accepted.")
     position_id: str | None = None
     position: PositionOut | None = None
+    limit: str | None = Field(
+        None, description="limit_exceeded: the setting that refused the signal (max_position_usd, …)."
+    )
+    value: DecimalText | None = Field(None, description="limit_exceeded: what the signal would reach.")
+    maximum: DecimalText | None = Field(None, description="limit_exceeded: the setting's value.")
+    scope: Literal["all accounts"] | None = Field(
+        None, description="kill_incomplete: a kill of every account, some of which it could not stop."
+    )
+    accounts: dict[str, KillReply | KillNotDone] | None = Field(
+        None, description="kill_incomplete: each account's outcome."
+    )
 
 
 class PositionOut(BaseModel):
@@ -612,8 +645,11 @@ def first_error(errors: Any, skip: tuple[str, ...] = (), accepted: list[str] | N
     field = ".".join(loc) or "body"
     message = str(first["msg"]).removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
-        listed = ", ".join(accepted or [])
-        return FieldError(field, f"is not a field warden knows; accepted: {listed}", accepted)
+        if not accepted:
+            return FieldError(
+                field, "is not a field warden knows; this body takes none (send {} or nothing)", []
+            )
+        return FieldError(field, f"is not a field warden knows; accepted: {', '.join(accepted)}", accepted)
     if first["type"] == "missing":
         message = "is required"
     elif first["type"] == "json_invalid":
@@ -647,55 +683,4 @@ def dec(value: Decimal | None) -> str | None:
 
 
 ErrorOut.model_rebuild()
-
-
-def ts(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat()
-
-
-def position_json(
-    position: Position, stop_resting: bool | None = None, unrealized_pnl: Decimal | None = None
-) -> dict[str, Any]:
-    p = position
-    if stop_resting is None:
-        stop_resting = p.status is PositionStatus.PROTECTED
-    return {
-        "id": p.id,
-        "symbol": p.symbol,
-        "side": p.side.value,
-        "status": p.status.value,
-        "size": dec(p.remaining),
-        "filled_qty": dec(p.filled_qty),
-        "entry_price": dec(p.entry_price),
-        "stop_price": dec(p.stop_price),
-        "stop_resting": stop_resting,
-        "tp1_price": dec(p.tp1_price),
-        "tp1_qty": dec(p.tp1_qty),
-        "tp2_price": dec(p.tp2_price),
-        "tp2_qty": dec(p.tp2_qty),
-        "tp1_hit": p.tp1_hit,
-        "tp2_hit": p.tp2_hit,
-        "trailing_active": p.trailing_active,
-        "watermark": dec(p.watermark),
-        "mae": dec(p.mae),
-        "mfe": dec(p.mfe),
-        "last_price": dec(p.last_price),
-        "unrealized_pnl": dec(unrealized_pnl),
-        "realized_pnl": dec(p.realized_pnl),
-        "fees": dec(p.fees),
-        "exit_reason": p.exit_reason,
-        "signal_id": p.signal_id,
-        "origin": p.origin,
-        "opened_at": ts(p.opened_at),
-        "closed_at": ts(p.closed_at),
-        "version": p.version,
-    }
-
-
-def controls_json(controls: Controls) -> dict[str, Any]:
-    return {
-        "paused": controls.paused,
-        "killed": controls.killed,
-        "daily_loss_until": ts(controls.daily_loss_until),
-        "reason": controls.reason or None,
-    }
+KillReply.model_rebuild()

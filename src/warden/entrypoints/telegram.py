@@ -27,7 +27,7 @@ import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
@@ -39,7 +39,7 @@ from warden.domain.errors import ValidationError
 from warden.domain.events import Event
 from warden.domain.position import Position, PositionStatus
 from warden.domain.values import Instrument, PositionId, Side, Symbol
-from warden.entrypoints.schemas import normalise_symbol
+from warden.entrypoints.schemas import normalise_symbol, positive_number
 from warden.ports import ExchangeError, ExchangeUnavailable, StoreUnavailable
 from warden.service.commands import (
     AlreadyExists,
@@ -170,12 +170,10 @@ class Commands:
         if unit not in ("usd", "qty", "$", "usdt"):
             raise ValidationError("unit", f"must be usd or qty, not {unit!r}")
         field_ = "qty" if unit == "qty" else "usd"
-        try:
-            amount = Decimal(raw)
-        except InvalidOperation:
-            raise ValidationError(field_, f"must be a number, not {raw!r}") from None
-        if not amount.is_finite() or amount <= 0:
-            raise ValidationError(field_, "must be greater than zero")
+        try:  # the API's own bounds and words for the same field (finite, > 0, <= 1e12, ...)
+            amount = positive_number(raw)
+        except ValueError as exc:
+            raise ValidationError(field_, str(exc)) from None
         return (None, amount) if field_ == "qty" else (amount, None)
 
     async def _view(self, position: Position) -> PositionView | None:

@@ -140,9 +140,15 @@ class Deliverer:
         Returns how many alerts are still undelivered."""
         async with self._pass:
             await self._load()
-            for channel in self.channels:
-                await self._send_all(channel)
+            # each channel on its own: one that hangs until its deadline (Telegram blackholed)
+            # must not hold back the others
+            outcomes = await asyncio.gather(
+                *(self._send_all(channel) for channel in self.channels), return_exceptions=True
+            )
             await self._mark()
+            for outcome in outcomes:  # a bug in one channel's pass: the others' work is marked first
+                if isinstance(outcome, BaseException):
+                    raise outcome
             return sum(1 for k in self._known.values() if k.alert.id not in self._done)
 
     async def _load(self) -> None:

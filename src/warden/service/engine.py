@@ -329,9 +329,13 @@ class Engine:
     async def list_events(self, position_id: str | None = None, limit: int = 100) -> list[Event]:
         return await self.store.list_events(PositionId(position_id) if position_id else None, limit)
 
-    async def events_since(self, after_id: int | None, limit: int = 100) -> list[tuple[int, Event]]:
-        """Committed events with their ids, for the event stream (GET /stream) and its resume point."""
-        return await self.store.events_since(after_id, limit)
+    async def events_since(
+        self, after_id: int | None, limit: int = 100, *, position_id: str | None = None
+    ) -> list[tuple[int, Event]]:
+        """Committed events with their ids, for the event stream (GET /stream) and its resume point,
+        and the event lists of the API (each event shown with its id)."""
+        pid = PositionId(position_id) if position_id else None
+        return await self.store.events_since(after_id, limit, position_id=pid)
 
     def view(self, position: Position, *, fresh: bool = False) -> PositionView:
         """`fresh`: the caller already folded the symbol's tick range into its positions."""

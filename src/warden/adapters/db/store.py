@@ -575,9 +575,14 @@ class SqlStore:
         newest_first = await self._read("list events", lambda c: _all(c, query, rows.event_from))
         return newest_first[::-1]
 
-    async def events_since(self, after_id: int | None, limit: int = 100) -> list[tuple[int, Event]]:
-        """Events with their ids, oldest first: after `after_id`, or (None) the `limit` most recent."""
+    async def events_since(
+        self, after_id: int | None, limit: int = 100, *, position_id: PositionId | None = None
+    ) -> list[tuple[int, Event]]:
+        """Events with their ids, oldest first: after `after_id`, or (None) the `limit` most recent;
+        only `position_id`'s if given."""
         query = select(events).where(events.c.account == self._account)
+        if position_id is not None:
+            query = query.where(events.c.position_id == position_id)
         if after_id is None:
             query = query.order_by(events.c.id.desc()).limit(limit)
         else:
