@@ -30,9 +30,15 @@ def test_the_collector_runs_again_only_when_the_last_load_ends() -> None:
 
 def test_what_a_load_built_is_frozen_and_a_failed_load_resumes_the_collector() -> None:
     before = gc.get_freeze_count()
-    with pytest.raises(RuntimeError), paused_while_loading():
-        built = [[i] for i in range(1000)]
-        raise RuntimeError("the read failed")
+    built: list[list[int]] = []
+
+    def load() -> None:
+        with paused_while_loading():
+            built.extend([i] for i in range(1000))
+            raise RuntimeError("the read failed")
+
+    with pytest.raises(RuntimeError):
+        load()
     assert gc.isenabled()
     assert gc.get_freeze_count() >= before + len(built)
 
