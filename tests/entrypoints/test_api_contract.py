@@ -154,6 +154,38 @@ async def test_close_and_reconcile_bodies_are_strict(client: httpx.AsyncClient) 
     assert closed.status_code == 200
 
 
+@pytest.mark.parametrize(
+    ("path", "accepted"),
+    [
+        ("/api/v1/pause", ["reason", "secret"]),
+        ("/api/v1/resume", ["secret"]),
+        ("/api/v1/kill", ["flatten", "reason", "secret"]),
+    ],
+)
+async def test_control_bodies_list_exactly_what_they_accept(
+    client: httpx.AsyncClient, path: str, accepted: list[str]
+) -> None:
+    """An unknown field on pause, resume or kill is a 422 whose `accepted` (and message) is exactly
+    what the body takes, `secret` included; the OpenAPI document says the same, and `secret`
+    alone authorizes the call."""
+    refused = await client.post(path, json={"flaten": True}, headers=AUTH)
+    assert refused.status_code == 422, refused.text
+    error = refused.json()
+    assert error["field"] == "flaten"
+    assert sorted(error["accepted"]) == accepted
+    listed = error["message"].removeprefix("is not a field warden knows; accepted: ")
+    assert sorted(listed.split(", ")) == accepted, error["message"]
+    doc = (await client.get("/api/v1/openapi.json")).json()
+    ref = doc["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    schema = doc["components"]["schemas"][ref.rsplit("/", 1)[-1]]
+    assert sorted(schema["properties"]) == accepted
+    assert schema["additionalProperties"] is False
+    assert (await client.post(path, json={"secret": "guess"})).status_code == 401
+    by_secret = await client.post(path, json={"secret": TOKEN})
+    assert by_secret.status_code == 200, by_secret.text
+    assert_conforms(doc, path, by_secret)
+
+
 READS = ["/api/v1/positions", "/api/v1/status", "/api/v1/events", "/api/v1/positions/x/events"]
 
 

@@ -20,7 +20,8 @@ import httpx
 import pytest
 
 from warden.bootstrap import Runtime
-from warden.domain.values import OrderType, Symbol
+from warden.domain.reports import OrderReport, PositionReport
+from warden.domain.values import OrderSide, OrderType, Symbol
 
 from .conftest import AUTH, TOKEN
 from .live import LiveWarden
@@ -246,13 +247,13 @@ def test_dashboard_controls_pause_resume_kill(live: LiveWarden, browser: Any) ->
         body: dict[str, Any] = httpx.get(f"{live.url}/api/v1/status", headers=AUTH, timeout=10).json()
         return body
 
-    page.locator(".actions").get_by_role("button", name="pause").click()
+    page.locator(".actions").get_by_role("button", name="pause", exact=True).click()
     expect(controls).to_have_attribute("data-controls", "paused", timeout=WAIT_MS)
     expect(page.locator("#status")).to_contain_text("refused", timeout=WAIT_MS)
     assert status()["controls"]["paused"] is True
     shot(page, "paused")
 
-    page.locator(".actions").get_by_role("button", name="resume").click()
+    page.locator(".actions").get_by_role("button", name="resume", exact=True).click()
     expect(controls).to_have_attribute("data-controls", "none", timeout=WAIT_MS)
     assert status()["controls"] == {
         "paused": False,
@@ -261,11 +262,11 @@ def test_dashboard_controls_pause_resume_kill(live: LiveWarden, browser: Any) ->
         "reason": None,
     }
 
-    page.locator(".actions").get_by_role("button", name="kill").click()
+    page.locator(".actions").get_by_role("button", name="kill", exact=True).click()
     expect(controls).to_have_attribute("data-controls", "killed", timeout=WAIT_MS)
     assert status()["controls"]["killed"] is True
     shot(page, "killed")
-    page.locator(".actions").get_by_role("button", name="resume").click()
+    page.locator(".actions").get_by_role("button", name="resume", exact=True).click()
     expect(controls).to_have_attribute("data-controls", "none", timeout=WAIT_MS)
     assert len(asked) == 4 and all(message.endswith("?") for message in asked), asked
 
@@ -317,3 +318,93 @@ def test_dashboard_follows_a_position_through_tp1_trailing_and_close(live: LiveW
     shown = f"{Decimal(final['realized_pnl']):.4f}".rstrip("0").rstrip(".")  # 4 places on the page
     expect(closed.locator(".num")).to_have_text(shown, timeout=WAIT_MS)
     shot(page, "trailed-out")
+
+
+def test_dashboard_kill_and_flatten_leaves_the_exchange_flat(tmp_path: Path, browser: Any) -> None:
+    """ "kill and flatten" on the page, behind a confirmation that says it closes every position:
+    dismissed, nothing happens; accepted, it posts {"flatten": true} to /api/v1/kill, the page shows
+    what was closed and its realized PnL, and the simulated exchange has no position and no order left,
+    each position closed by a reduce-only market order. A warden of its own: the kill switch stays on."""
+    from playwright.sync_api import expect
+
+    with LiveWarden(tmp_path) as warden:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        try:
+            page.goto(f"{warden.url}/?token={TOKEN}")
+            expect(page.locator("#live")).to_have_text("live", timeout=WAIT_MS)
+            expect(page.locator("#status [data-state]")).to_have_text("ready", timeout=WAIT_MS)
+            signals = [SIGNAL, {"symbol": "ETH", "side": "short", "qty": "0.05"}]
+            opened = []
+            for signal in signals:
+                answer = httpx.post(f"{warden.url}/api/v1/signals", json=signal, headers=AUTH, timeout=30)
+                assert answer.status_code == 201, answer.text
+                opened.append(answer.json())
+                row = page.locator(f'#positions [data-position="{answer.json()["id"]}"]')
+                expect(row.locator(".stop")).to_have_attribute("data-resting", "true", timeout=WAIT_MS)
+
+            async def exchange(
+                rt: Runtime,
+            ) -> tuple[list[PositionReport], list[OrderReport], list[OrderReport]]:
+                assert rt.sim is not None
+                return rt.sim.core.positions(), rt.sim.core.open_orders(), rt.sim.core.orders()
+
+            positions, resting, _ = warden.call(exchange)
+            assert {p.symbol for p in positions} == {Symbol(p["symbol"]) for p in opened}
+            assert {o.type for o in resting} >= {OrderType.STOP_MARKET, OrderType.TAKE_PROFIT_MARKET}
+
+            flatten = page.locator(".actions").get_by_role("button", name="kill and flatten")
+            outcome = page.locator("#kill-outcome")
+            asked: list[str] = []
+
+            def dismiss(dialog: Any) -> None:
+                asked.append(dialog.message)
+                dialog.dismiss()
+
+            page.once("dialog", dismiss)
+            flatten.click()
+            [question] = asked
+            assert "AND FLATTEN" in question and "closes EVERY open position" in question, question
+            assert "2 positions shown" in question and "cancels every warden order" in question, question
+            expect(outcome).to_be_hidden()  # confirm() said no: nothing was sent
+            assert warden.call(exchange)[:2] == (positions, resting)
+            status = httpx.get(f"{warden.url}/api/v1/status", headers=AUTH, timeout=10).json()
+            assert status["controls"]["killed"] is False
+
+            page.once("dialog", lambda dialog: dialog.accept())
+            flatten.click()
+            expect(outcome).to_have_attribute("data-outcome", "done", timeout=WAIT_MS)
+            expect(outcome).to_contain_text("closed 2 positions")
+            expect(outcome).to_contain_text("SOL")
+            expect(outcome).to_contain_text("ETH")
+            expect(outcome).to_contain_text("realized PnL")
+            expect(outcome).not_to_contain_text("NOT closed")
+            expect(page.locator("#status [data-controls]")).to_have_attribute(
+                "data-controls", "killed", timeout=WAIT_MS
+            )
+            expect(page.locator("#positions [data-position]")).to_have_count(0, timeout=WAIT_MS)
+            shot(page, "flattened")
+
+            # The exchange's own state, not warden's view of it: flat, nothing resting.
+            after, still_open, history = warden.call(exchange)
+            assert after == [], after
+            assert still_open == [], still_open
+            for p in opened:
+                exit_side = OrderSide.SELL if p["side"] == "long" else OrderSide.BUY
+                closes = [
+                    o
+                    for o in history
+                    if o.symbol == Symbol(p["symbol"]) and o.type is OrderType.MARKET and o.side is exit_side
+                ]
+                assert [(o.reduce_only, o.filled_qty) for o in closes] == [(True, Decimal(p["size"]))], closes
+            status = httpx.get(f"{warden.url}/api/v1/status", headers=AUTH, timeout=10).json()
+            assert status["controls"]["killed"] is True
+            assert status["controls"]["reason"] == "dashboard: kill and flatten"
+            assert httpx.get(f"{warden.url}/api/v1/positions", headers=AUTH, timeout=10).json() == []
+            for p in opened:  # each closed position is named with its realized PnL, as the API has it
+                final = httpx.get(f"{warden.url}/api/v1/positions/{p['id']}", headers=AUTH, timeout=10).json()
+                assert final["status"] == "closed" and final["exit_reason"] == "kill_switch", final
+                expect(outcome).to_contain_text(
+                    f"{final['symbol']} {p['side']} (PnL {final['realized_pnl']})"
+                )
+        finally:
+            page.close()  # its event stream would hold the server's shutdown open

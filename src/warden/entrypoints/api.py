@@ -82,6 +82,7 @@ from warden.entrypoints.schemas import (
     PositionOut,
     PositionPatchIn,
     ReconcileOut,
+    ResumeIn,
     SignalAction,
     SignalIn,
     StatusOut,
@@ -255,7 +256,15 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"model": ErrorOut, "description": _DESCRIPTIONS[code]} for code in codes}
 
 
-_REQUEST_MODELS: list[type[BaseModel]] = [SignalIn, CloseSymbolIn, PositionPatchIn, EmptyIn, PauseIn, KillIn]
+_REQUEST_MODELS: list[type[BaseModel]] = [
+    SignalIn,
+    CloseSymbolIn,
+    PositionPatchIn,
+    EmptyIn,
+    ResumeIn,
+    PauseIn,
+    KillIn,
+]
 
 
 def _body(model: type[StrictBody], required: bool = True) -> dict[str, Any]:
@@ -520,7 +529,7 @@ def _add_control_routes(app: FastAPI) -> None:
         tags=["controls"],
     )
     async def post_pause(caller: Writer) -> JSONResponse:
-        cmd = parse_body(PauseIn, _without_secret(caller.data))
+        cmd = parse_body(PauseIn, caller.data)
         return model_response(ControlsReply(controls=ControlsOut.of(await engine(caller).pause(cmd.reason))))
 
     @app.post(
@@ -528,11 +537,11 @@ def _add_control_routes(app: FastAPI) -> None:
         response_model=ControlsReply,
         summary="Clear pause, kill switch and the daily-loss pause",
         responses=_errors(401, 403, 413, 422, 503),
-        openapi_extra=_body(EmptyIn, required=False),
+        openapi_extra=_body(ResumeIn, required=False),
         tags=["controls"],
     )
     async def post_resume(caller: Writer) -> JSONResponse:
-        parse_body(EmptyIn, _without_secret(caller.data))
+        parse_body(ResumeIn, caller.data)
         return model_response(ControlsReply(controls=ControlsOut.of(await engine(caller).resume())))
 
     @app.post(
@@ -546,7 +555,7 @@ def _add_control_routes(app: FastAPI) -> None:
         tags=["controls"],
     )
     async def post_kill(caller: Writer) -> JSONResponse:
-        cmd = parse_body(KillIn, _without_secret(caller.data))
+        cmd = parse_body(KillIn, caller.data)
         assert isinstance(cmd, KillIn)
         if caller.global_:
             every = await _kill_all(caller.fleet, cmd)
@@ -577,10 +586,6 @@ async def _kill_all(fleet: FleetApi, cmd: KillIn) -> KillAllReply:
 
     results = await asyncio.gather(*(one(name) for name in fleet.names))
     return KillAllReply(scope="all accounts", accounts=dict(zip(fleet.names, results, strict=True)))
-
-
-def _without_secret(data: object) -> object:
-    return {k: v for k, v in data.items() if k != "secret"} if isinstance(data, dict) else data
 
 
 def create_app(runtime_provider: RuntimeProvider) -> FastAPI:

@@ -274,8 +274,14 @@ class PositionPatchIn(StrictBody):
     )
 
 
-class PauseIn(StrictBody):
-    """Pause (or resume): an optional reason, shown on /status and in the alert."""
+class ResumeIn(StrictBody):
+    """Resume: no fields but the token, for senders that cannot set headers."""
+
+    secret: str | None = Field(None, max_length=256, description="The API token, if not in the header.")
+
+
+class PauseIn(ResumeIn):
+    """Pause: an optional reason, shown on /status and in the alert."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     reason: str = Field("", max_length=200, description="Why (shown on /status and in the alert).")

@@ -7,7 +7,9 @@
   asks htmx to refresh them on every event (and every 2 s, for marks), and draws the charts
   with TradingView's lightweight-charts.
 - Actions (close, pause/resume/kill when the engine has them) post to the same API routes
-  as the CLI, with a confirmation.
+  as the CLI, with a confirmation. "kill and flatten" is `dashboard.js` posting
+  `{"flatten": true}` to /api/v1/kill (a JSON boolean, which an htmx form post cannot send);
+  its confirmation says it closes every position, and its answer stays on the page.
 
 With several accounts the page shows one at a time (`/?account=NAME`, the first by default),
 with a link to each; every fragment, action and the event stream carry `?account=NAME`.

@@ -33,6 +33,83 @@
     setTimeout(() => { toast.textContent = ""; }, 6000);
   });
 
+  // -- kill and flatten ------------------------------------------------------------------------
+  // POST /api/v1/kill {"flatten": true}: htmx would send a form, the API wants a JSON boolean.
+  // Confirmed first (it closes every position); the answer stays on the page until the next one.
+  const outcome = document.getElementById("kill-outcome");
+
+  function say(state, lines) {
+    outcome.hidden = false;
+    outcome.dataset.outcome = state; // done | partial | error
+    outcome.className = state === "done" ? "up" : "down";
+    outcome.replaceChildren(...lines.map(([text, cls]) => {
+      const span = document.createElement("span");
+      span.textContent = text;
+      if (cls) span.className = cls;
+      return span;
+    }));
+  }
+
+  function plural(n, word) { return n + " " + word + (n === 1 ? "" : "s"); }
+
+  function flattened(reply, where) {
+    const closed = reply.closed || [];
+    const failed = Object.entries(reply.failed || {});
+    const named = closed.map((p) => p.symbol + " " + p.side + " (PnL " + p.realized_pnl + ")").join(", ");
+    const pnl = closed.reduce((sum, p) => sum + Number(p.realized_pnl || 0), 0);
+    const leftover = reply.cancelled_orders || 0;
+    const lines = [[
+      "Kill switch on for " + where + " (" + new Date().toLocaleTimeString() + "): " +
+      (closed.length ? "closed " + plural(closed.length, "position") + ": " + named +
+        "; realized PnL " + Math.round(pnl * 1e8) / 1e8 : "no open position to close") +
+      (leftover ? "; cancelled " + plural(leftover, "leftover warden order") : "") +
+      ". New entries are refused until resume. ",
+      "",
+    ]];
+    failed.forEach(([id, why]) => lines.push(["NOT closed: " + id + ": " + why, "failed"]));
+    return { state: failed.length ? "partial" : "done", lines };
+  }
+
+  async function killAndFlatten(button) {
+    const where = button.dataset.scope;
+    const shown = document.querySelectorAll("#positions [data-position]").length;
+    const question = "Kill " + where + " AND FLATTEN?\n\nThis closes EVERY open position at market " +
+      "(reduce-only; " + plural(shown, "position") + " shown now) and cancels every warden order. " +
+      "New entries stay refused until resume.";
+    if (!window.confirm(question)) return;
+    button.disabled = true;
+    say("pending", [["Flattening " + where + "…", ""]]);
+    const query = document.body.dataset.query || "";
+    try {
+      const response = await fetch("/api/v1/kill" + query, {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ flatten: true, reason: "dashboard: kill and flatten" }),
+        credentials: "same-origin",
+      });
+      let body = null;
+      try { body = await response.json(); } catch (err) { /* not JSON */ }
+      if (!response.ok) {
+        const why = body && body.message ? (body.field ? body.field + ": " : "") + body.message : "HTTP " + response.status;
+        say("error", [["Kill and flatten failed: " + why, ""]]);
+      } else if (body && body.accounts) { // every account at once (no ?account= on several)
+        const each = Object.entries(body.accounts).map(([name, one]) => flattened(one, "account " + name));
+        say(each.every((o) => o.state === "done") ? "done" : "partial", each.flatMap((o) => o.lines));
+      } else {
+        const o = flattened(body, where);
+        say(o.state, o.lines);
+      }
+    } catch (err) {
+      say("error", [["Kill and flatten: no answer from warden (" + err + "); check the status above.", ""]]);
+    } finally {
+      button.disabled = false;
+      htmx.trigger(document.body, "warden-event");
+    }
+  }
+
+  document.querySelectorAll("[data-flatten]").forEach((button) =>
+    button.addEventListener("click", () => killAndFlatten(button)));
+
   // -- per-position charts ---------------------------------------------------------------------
   const charts = new Map(); // position id -> {chart, price, stop, lines, box, lastStop}
   const now = () => Math.floor(Date.now() / 1000);
