@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -139,15 +140,14 @@ async def test_duplicate_signal_id_names_signal_id(client: httpx.AsyncClient) ->
 
 
 async def test_close_and_reconcile_bodies_are_strict(client: httpx.AsyncClient) -> None:
-    """The body of close and reconcile may be empty or {} — anything else is refused."""
+    """The body of close and reconcile may be empty, {} or carry only the token — anything else
+    is refused, naming what is accepted."""
     p = await open_sol(client)
     refused = await client.post(f"/api/v1/positions/{p['id']}/close", json={"reason": "x"}, headers=AUTH)
     assert refused.status_code == 422
     assert refused.json()["field"] == "reason"
-    assert refused.json()["accepted"] == []
-    assert (
-        refused.json()["message"] == "is not a field warden knows; this body takes none (send {} or nothing)"
-    )
+    assert refused.json()["accepted"] == ["secret"]
+    assert refused.json()["message"] == "is not a field warden knows; accepted: secret"
     assert (await client.post("/api/v1/reconcile", json={}, headers=AUTH)).status_code == 200
     assert (await client.post("/api/v1/reconcile", json=[1], headers=AUTH)).status_code == 422
     closed = await client.post(f"/api/v1/positions/{p['id']}/close", json={}, headers=AUTH)
@@ -160,12 +160,13 @@ async def test_close_and_reconcile_bodies_are_strict(client: httpx.AsyncClient) 
         ("/api/v1/pause", ["reason", "secret"]),
         ("/api/v1/resume", ["secret"]),
         ("/api/v1/kill", ["flatten", "reason", "secret"]),
+        ("/api/v1/reconcile", ["secret"]),
     ],
 )
 async def test_control_bodies_list_exactly_what_they_accept(
     client: httpx.AsyncClient, path: str, accepted: list[str]
 ) -> None:
-    """An unknown field on pause, resume or kill is a 422 whose `accepted` (and message) is exactly
+    """An unknown field on pause, resume, kill or reconcile is a 422 whose `accepted` (and message) is exactly
     what the body takes, `secret` included; the OpenAPI document says the same, and `secret`
     alone authorizes the call."""
     refused = await client.post(path, json={"flaten": True}, headers=AUTH)
@@ -296,3 +297,34 @@ async def test_kill_and_limit_answers_are_what_the_document_says(client: httpx.A
     [closed] = killed.json()["closed"]
     shown = (await client.get(f"/api/v1/positions/{p['id']}", headers=AUTH)).json()
     assert closed == shown
+
+
+async def test_a_script_without_headers_closes_and_patches_by_the_body_secret(
+    client: httpx.AsyncClient,
+) -> None:
+    """The token in the body authorizes a close or a change of a position (as for a signal): it
+    is one of the fields those bodies accept, listed in a 422 and in the document."""
+    p = await open_sol(client)
+    doc = (await client.get("/api/v1/openapi.json")).json()
+    for path, method in (
+        ("/api/v1/positions/{position_id}/close", "post"),
+        ("/api/v1/positions/{position_id}", "patch"),
+    ):
+        ref = doc["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+        assert "secret" in doc["components"]["schemas"][ref.rsplit("/", 1)[-1]]["properties"], path
+    refused = await client.patch(f"/api/v1/positions/{p['id']}", json={"stop": "140"}, headers=AUTH)
+    assert refused.status_code == 422
+    assert refused.json()["accepted"] == ["secret", "stop_price", "tp1_price", "tp2_price"]
+    assert (
+        await client.patch(
+            f"/api/v1/positions/{p['id']}", json={"stop_price": p["stop_price"], "secret": "guess"}
+        )
+    ).status_code == 401
+    tightened = await client.patch(
+        f"/api/v1/positions/{p['id']}",
+        json={"stop_price": str(Decimal(p["stop_price"]) + 1), "secret": TOKEN},
+    )
+    assert tightened.status_code == 200, tightened.text
+    closed = await client.post(f"/api/v1/positions/{p['id']}/close", json={"secret": TOKEN})
+    assert closed.status_code == 200, closed.text
+    assert closed.json()["status"] == "closed"

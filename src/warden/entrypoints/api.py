@@ -69,7 +69,6 @@ from warden.entrypoints.schemas import (
     CloseSymbolIn,
     ControlsOut,
     ControlsReply,
-    EmptyIn,
     ErrorOut,
     EventOut,
     FieldError,
@@ -82,11 +81,11 @@ from warden.entrypoints.schemas import (
     PositionOut,
     PositionPatchIn,
     ReconcileOut,
-    ResumeIn,
     SignalAction,
     SignalIn,
     StatusOut,
     StrictBody,
+    TokenIn,
     decode_json,
     first_error,
     normalise_symbol,
@@ -260,8 +259,7 @@ _REQUEST_MODELS: list[type[BaseModel]] = [
     SignalIn,
     CloseSymbolIn,
     PositionPatchIn,
-    EmptyIn,
-    ResumeIn,
+    TokenIn,
     PauseIn,
     KillIn,
 ]
@@ -537,11 +535,11 @@ def _add_control_routes(app: FastAPI) -> None:
         response_model=ControlsReply,
         summary="Clear pause, kill switch and the daily-loss pause",
         responses=_errors(401, 403, 413, 422, 503),
-        openapi_extra=_body(ResumeIn, required=False),
+        openapi_extra=_body(TokenIn, required=False),
         tags=["controls"],
     )
     async def post_resume(caller: Writer) -> JSONResponse:
-        parse_body(ResumeIn, caller.data)
+        parse_body(TokenIn, caller.data)
         return model_response(ControlsReply(controls=ControlsOut.of(await engine(caller).resume())))
 
     @app.post(
@@ -801,11 +799,11 @@ def _add_position_routes(app: FastAPI, ctx: _Context) -> None:
         response_model=PositionOut,
         summary="Close a position at market",
         responses=_errors(401, 403, 404, 413, 422, 502, 503),
-        openapi_extra=_body(EmptyIn, required=False),
+        openapi_extra=_body(TokenIn, required=False),
         tags=["trading"],
     )
     async def post_close(position_id: str, caller: Writer) -> JSONResponse:
-        parse_body(EmptyIn, caller.data)
+        parse_body(TokenIn, caller.data)
         engine = caller.runtime.engine
         position = await engine.close_position(ClosePosition(PositionId(position_id)))
         return model_response(await _render(engine, position))
@@ -839,12 +837,12 @@ def _add_position_routes(app: FastAPI, ctx: _Context) -> None:
         response_model=ReconcileOut,
         summary="Run one reconciliation pass now",
         responses=_errors(401, 403, 413, 422, 502, 503),
-        openapi_extra=_body(EmptyIn, required=False),
+        openapi_extra=_body(TokenIn, required=False),
         tags=["operations"],
     )
     async def post_reconcile(caller: Writer) -> JSONResponse:
         """Run one reconciliation pass now and return what it found and did."""
-        parse_body(EmptyIn, caller.data)
+        parse_body(TokenIn, caller.data)
         return model_response(ReconcileOut.of(await caller.runtime.engine.reconcile()))
 
 

@@ -246,16 +246,22 @@ class SignalIn(StrictBody):
         return self.action is SignalAction.CLOSE or self.market_position == "flat"
 
 
-class CloseSymbolIn(StrictBody):
+class TokenIn(StrictBody):
+    """No fields but the API token, for senders that cannot set headers (TradingView, scripts);
+    every body of a call that changes something may carry it."""
+
+    secret: str | None = Field(None, max_length=256, description="The API token, if not in the header.")
+
+
+class CloseSymbolIn(TokenIn):
     """Close every open position on a symbol."""
 
     symbol: str = Field(
         min_length=1, max_length=64, description="SOL, SOLUSDT, SOL/USDT:USDT, …", examples=["SOL"]
     )
-    secret: str | None = Field(None, max_length=256, description="The API token, if not in the header.")
 
 
-class PositionPatchIn(StrictBody):
+class PositionPatchIn(TokenIn):
     """Change an open position: tighten its stop (a stop never loosens) and/or move TP1 or TP2."""
 
     model_config = ConfigDict(
@@ -274,13 +280,7 @@ class PositionPatchIn(StrictBody):
     )
 
 
-class ResumeIn(StrictBody):
-    """Resume: no fields but the token, for senders that cannot set headers."""
-
-    secret: str | None = Field(None, max_length=256, description="The API token, if not in the header.")
-
-
-class PauseIn(ResumeIn):
+class PauseIn(TokenIn):
     """Pause: an optional reason, shown on /status and in the alert."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
@@ -324,10 +324,6 @@ class KillAllReply(BaseModel):
 
     scope: Literal["all accounts"]
     accounts: dict[str, KillReply | KillNotDone] = Field(description="Account name -> its outcome.")
-
-
-class EmptyIn(StrictBody):
-    """No fields: the body may be empty or `{}`."""
 
 
 # -- responses -------------------------------------------------------------------------------------
