@@ -1,6 +1,6 @@
-"""What the start path loads: the engine and the API on SQLite, without Telegram or webhooks,
-import none of the optional heavy packages (the CLI module itself still loads httpx for its
-client commands), and opening a store already at the newest schema loads no Alembic.
+"""What the start path loads: `warden run`'s command line, the engine and the API on SQLite,
+without Telegram or webhooks, import none of the optional heavy packages (the client commands
+load httpx when they call out), and opening a store already at the newest schema loads no Alembic.
 (Start-up time itself is measured by `warden bench recovery`, not asserted here.)"""
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ asyncio.run(upgrade({url!r}))  # a new database: Alembic creates the schema
 for name in list(sys.modules):
     if name.split(".")[0] in ("alembic", "mako"):
         del sys.modules[name]
-import warden.bootstrap, warden.entrypoints.api
+import warden.entrypoints.cli, warden.bootstrap, warden.entrypoints.api
 from warden.adapters.db.store import open_store
 
 async def main():

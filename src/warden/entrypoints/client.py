@@ -11,9 +11,8 @@ import json
 import time
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
-import httpx
 import typer
 from rich.console import Console
 from rich.live import Live
@@ -23,6 +22,9 @@ from rich.text import Text
 
 from warden.config import ConfigError, Settings
 from warden.entrypoints.token import TOKEN_ENV, TokenError, find_token
+
+if TYPE_CHECKING:
+    import httpx
 
 API = "/api/v1"
 TIMEOUT = 15.0
@@ -103,7 +105,9 @@ class Client:
             raise CliError(f"no API token: set {TOKEN_ENV}, or run `warden token` where `warden run` runs")
         if token is not None:
             headers["Authorization"] = f"Bearer {token.get_secret_value()}"
-        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=TIMEOUT)
+        import httpx  # here, not at the top: `warden run` loads this module and never calls out
+
+        self._http: httpx.Client = httpx.Client(base_url=self.url, headers=headers, timeout=TIMEOUT)
 
     def __enter__(self) -> Client:
         return self
@@ -113,6 +117,8 @@ class Client:
 
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
         """One API call; the account given (`--account`) goes with every call as `?account=`."""
+        import httpx
+
         if self.account is not None:
             kwargs["params"] = {**kwargs.get("params", {}), "account": self.account}
         try:
