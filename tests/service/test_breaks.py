@@ -7,14 +7,22 @@ exchange; protection is judged by what the exchange holds.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from decimal import Decimal
 
 import pytest
 
 from tests.helpers import eventually
-from tests.service.harness import BTC, SOL, Harness
+from tests.service.harness import BTC, FAST, SOL, Harness
+from tests.service.probe import ProbedExchange
+from warden.adapters.clock import FakeClock
+from warden.adapters.db.store import open_store
+from warden.adapters.notify import RecordingNotifier
+from warden.adapters.sim import SimulatedExchange
 from warden.domain.alerts import AlertKind
+from warden.domain.events import EventKind
 from warden.domain.position import Position, PositionStatus
 from warden.domain.reconcile import Kind
 from warden.domain.reports import OrderRequest
@@ -28,7 +36,15 @@ from warden.domain.values import (
     parse_client_id,
 )
 from warden.ports import Transition
-from warden.service.commands import AlreadyExists, ClosePosition, EngineState, NotHolder, TradingRefused
+from warden.service.commands import (
+    AlreadyExists,
+    ClosePosition,
+    EngineState,
+    NotHolder,
+    OpenPosition,
+    TradingRefused,
+)
+from warden.service.engine import Engine
 
 ETH = Symbol("ETH/USDT:USDT")
 
@@ -309,3 +325,204 @@ async def test_seed_000_a_restart_that_lost_the_queued_writes_keeps_the_resting_
     assert h.exchange_qty() == -pos.filled_qty, "the position was closed"
     assert [o.qty for o in stops] == [pos.filled_qty]
     assert h.engine.ledger.positions[pos.id].status is PositionStatus.PROTECTED
+
+
+# ------------------------------------------------------------------ audit additions
+
+
+async def test_a_stop_cancelled_by_hand_while_the_database_is_down_is_replaced(harness: Harness) -> None:
+    """Issue 7.1: losing our own database is degraded, not standing down. A stop cancelled by
+    hand meanwhile is put back on the exchange at once (its writes queued); when the database
+    answers again the queued writes land and the engine is ready, with no restart."""
+    pos = await harness.open("long", SOL)
+    [stop] = stops(harness)
+    harness.store.down = True
+    harness.sim.cancel_external(stop.client_order_id)  # type: ignore[attr-defined]
+    await eventually(
+        lambda: (
+            [(o.client_order_id != stop.client_order_id, o.qty) for o in stops(harness)]  # type: ignore[attr-defined]
+            == [(True, pos.filled_qty)]
+        ),
+        what="the stop re-placed while the database is down",
+    )
+    await harness.engine.wait_idle()
+    assert harness.engine.state is EngineState.DEGRADED
+    assert not harness.engine.status().accepting_signals
+    harness.store.down = False
+    await harness.engine.flush_pending()
+    assert harness.engine.state is EngineState.READY and harness.engine.status().pending_writes == 0
+    [again] = stops(harness)
+    stored = await harness.store.get_position(pos.id)
+    assert stored is not None and stored.status is PositionStatus.PROTECTED
+    assert harness.engine.ledger.current_stop(pos.id).client_order_id == again.client_order_id  # type: ignore[union-attr]
+    assert (await harness.engine.reconcile()).findings == []
+
+
+async def test_a_signal_refused_for_the_database_shows_degraded_on_status(harness: Harness) -> None:
+    """Issue 7.10: /status must not say `ready` while every signal gets database_unavailable."""
+    from warden.ports import StoreUnavailable
+
+    harness.store.down = True
+    with pytest.raises(StoreUnavailable):
+        await harness.open("long", SOL)
+    assert harness.exchange_qty(SOL) == 0 and harness.resting(SOL) == []
+    status = harness.engine.status()
+    assert status.state is EngineState.DEGRADED and not status.accepting_signals
+    assert any("database unavailable" in r for r in status.reasons), status.reasons
+    harness.store.down = False
+    await harness.engine.flush_pending()
+    assert harness.engine.state is EngineState.READY and harness.engine.status().accepting_signals
+
+
+async def test_a_row_written_behind_wardens_back_for_a_held_position_is_adopted(harness: Harness) -> None:
+    """Issue 7.8 (seed 003): a row inserted by something else for a position the exchange holds:
+    event and alert, then adopted under that row (not a second record) and protected."""
+    template = await harness.open("long", BTC, usd="200")
+    await harness.engine.close_position(ClosePosition(template.id))
+    await harness.engine.wait_idle()
+    harness.sim.external_order(BTC, OrderSide.BUY, template.filled_qty)
+    row = replace(template, id=PositionId("behindback01"), signal_id=None, version=1)
+    await harness.store.commit(Transition(row, None))
+    report = await harness.engine.reconcile()
+    await harness.engine.wait_idle()
+    assert any(a.kind is AlertKind.UNKNOWN_ROW for a in harness.notifier.alerts)
+    assert any(f.discrepancy.position_id == row.id for f in report.findings)
+    [held] = [p for p in harness.engine.ledger.active_positions() if p.symbol == BTC]
+    assert held.id == row.id and held.status is PositionStatus.PROTECTED
+    assert [o.qty for o in stops(harness, BTC)] == [row.remaining]  # type: ignore[attr-defined]
+    stored = await harness.store.get_position(row.id)
+    assert stored is not None and stored.status is PositionStatus.PROTECTED
+    events = await harness.store.list_events(row.id, 100)
+    assert events, "the row's discovery is an event"
+    assert (await harness.engine.reconcile()).findings == []
+
+
+async def test_stacked_positions_with_a_size_mismatch_are_repaired_in_one_pass(harness: Harness) -> None:
+    """Issue 7.6: stacking on, two longs of 1; an outside sell of 1.5 leaves 0.5. One pass brings
+    every record, stop and take-profit into agreement with the exchange (not one record a pass)."""
+    await harness.stop()
+    harness.config = replace(harness.config, allow_stacking=True)
+    await harness.start()
+    await harness.open("long", SOL, usd=None, qty=Decimal("1"))
+    await harness.open("long", SOL, usd=None, qty=Decimal("1"))
+    harness.sim.disconnect()
+    harness.sim.external_order(SOL, OrderSide.SELL, Decimal("1.5"), reduce_only=True)
+    await harness.engine.reconcile()
+    await harness.engine.wait_idle()
+    held = [p for p in harness.engine.ledger.active_positions() if p.symbol == SOL]
+    assert sum((p.remaining for p in held), Decimal(0)) == harness.exchange_qty(SOL) == Decimal("0.5")
+    for p in held:
+        mine = [o for o in harness.resting(SOL) if p.id in o.client_order_id]
+        assert sum(o.qty for o in mine if o.type is OrderType.STOP_MARKET) == p.remaining
+        assert sum((o.qty for o in mine if o.type is OrderType.TAKE_PROFIT_MARKET), Decimal(0)) <= p.remaining
+    harness.sim.reconnect()
+    assert (await harness.engine.reconcile()).findings == []
+
+
+@contextlib.asynccontextmanager
+async def looping_engine(store_url: str, clock: FakeClock) -> AsyncIterator[tuple[Engine, ProbedExchange]]:
+    """An engine as `warden run` runs it (its own stream, maintenance and reconcile loops) on a
+    real store, its clock moved only by the test."""
+    sim = SimulatedExchange(now=clock.now, seed=7)
+    exchange = ProbedExchange(sim)
+    store = await open_store(store_url, exchange="sim")
+    engine = Engine(exchange, store, clock, RecordingNotifier(), FAST)
+    await engine.start()
+    engine.run_loops(exchange.stream())
+    try:
+        yield engine, exchange
+    finally:
+        engine.set_read_only("test over")
+        await engine.stop()
+        await store.close()
+
+
+async def moments(clock: FakeClock, seconds: float, step: float = 0.5) -> None:
+    """Let `seconds` of engine time pass in steps, each followed by turns of the loop."""
+    for _ in range(int(seconds / step)):
+        clock.advance(step)
+        for _ in range(50):
+            await asyncio.sleep(0)
+
+
+async def test_an_engine_whose_lease_was_taken_stops_every_loop_that_acts(store_url: str) -> None:
+    """Issue 7.4: after a stand-down nothing acts: a stop cancelled by hand is not re-placed by the
+    stream loop, no reconcile pass runs on the timer, nothing is written; and the gateway itself
+    refuses a cancel (cancels once skipped the check `send` had)."""
+    clock = FakeClock()
+    async with looping_engine(store_url, clock) as (engine, exchange):
+        pos = await engine.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(100)))
+        await engine.wait_idle()
+        [stop] = [o for o in exchange.sim.core.open_orders(SOL) if o.type is OrderType.STOP_MARKET]
+        passes = engine.last_reconcile_at
+        await engine.stand_down("lease lost: another engine holds the account (test)")
+        events = len(await engine.store.list_events(None, 1000))
+        exchange.sim.cancel_external(stop.client_order_id)
+        await moments(clock, 3 * engine.config.reconcile_interval)
+        assert not [o for o in exchange.sim.core.open_orders(SOL) if o.type is OrderType.STOP_MARKET]
+        assert engine.last_reconcile_at == passes, "a reconcile pass ran after the stand-down"
+        assert len(await engine.store.list_events(None, 1000)) == events
+        with pytest.raises(NotHolder):
+            await engine.gateway.cancel(SOL, engine.ledger.live_orders(pos.id)[0].client_order_id, True)
+
+
+async def test_finished_positions_their_locks_and_events_leave_memory(store_url: str) -> None:
+    """Issue 7.10: closed positions, their locks and their wait events are pruned from memory
+    (after a while), and the position is still served from the database."""
+    clock = FakeClock()
+    async with looping_engine(store_url, clock) as (engine, _):
+        pos = await engine.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(100)))
+        await engine.close_position(ClosePosition(pos.id))
+        await engine.wait_idle()
+        assert pos.id in engine.ledger.positions
+        await moments(clock, 11 * 60, step=5)
+        assert engine.details() == {"locks": 0, "positions_in_memory": 0}
+        assert pos.id not in engine.ctx.seen
+        assert not engine.ledger.orders_of(pos.id)
+        view = await engine.get_position(pos.id)
+        assert view.position.status is PositionStatus.CLOSED
+
+
+async def test_an_exposure_no_start_was_seen_for_is_not_reported_shorter_than_it_was(store_url: str) -> None:
+    """Issue 7.10: `unprotected_seconds` must never be optimistic when this process did not see
+    the exposure begin. An entry acknowledged unfilled; the process dies; the entry fills 1 s
+    later with no stop; warden starts again 9 s after that. Its protected event must count from
+    the fill (as the exchange measured it), not from when the new process learned of it."""
+    clock = FakeClock()
+    sim = SimulatedExchange(now=clock.now, seed=7, sleep=clock.sleep)
+    sim.faults.ack_only_if = lambda req: req.type is OrderType.MARKET
+    sim.faults.fill_delay = 1.0
+    store = await open_store(store_url, exchange="sim")
+    first = Engine(sim, store, clock, RecordingNotifier(), FAST)
+    await first.start()
+    opening = asyncio.get_running_loop().create_task(
+        first.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(100)))
+    )
+    await eventually(
+        lambda: any(o.type is OrderType.MARKET for o in sim.core.open_orders(SOL)), what="entry working"
+    )
+    first.set_read_only("crashed")  # the process dies: nothing more is sent or written
+    opening.cancel()
+    await asyncio.gather(opening, return_exceptions=True)
+    await first.stop()
+    await store.close()
+    sim.faults.ack_only_if = None
+    await moments(clock, 10)
+    assert sim.core.position(SOL).qty > 0, "the entry filled while warden was down"
+    store = await open_store(store_url, exchange="sim")
+    second = Engine(sim, store, clock, RecordingNotifier(), FAST)
+    try:
+        await second.start()
+        await second.wait_idle()
+        [pos] = second.ledger.active_positions()
+        assert pos.status is PositionStatus.PROTECTED
+        [protected] = [
+            e for e in await store.list_events(pos.id, 100) if e.kind is EventKind.POSITION_PROTECTED
+        ]
+        [exposure] = sim.exposure()
+        reported = float(protected.data["unprotected_seconds"])
+        assert reported >= exposure.max_unprotected_seconds >= 8, (reported, exposure)
+    finally:
+        second.set_read_only("test over")
+        await second.stop()
+        await store.close()
