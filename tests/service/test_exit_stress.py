@@ -12,6 +12,7 @@ from decimal import Decimal
 from tests.helpers import eventually
 from tests.service.harness import SOL, Harness
 from warden.domain.alerts import AlertKind
+from warden.domain.events import EventKind
 from warden.domain.orders import OrderStatus
 from warden.domain.position import Position
 from warden.domain.values import OrderRole, OrderSide, OrderType
@@ -247,3 +248,85 @@ async def test_a_refused_trailing_move_is_not_retried_in_a_spin(harness: Harness
     assert len(tried) <= 2, tried
     view = await harness.engine.get_position(pos.id)
     assert view.stop_resting and stop_qty(harness) == view.position.remaining
+
+
+async def test_a_tp1_that_rounds_to_zero_is_marked_hit_at_its_level_and_the_runner_still_trails(
+    harness: Harness,
+) -> None:
+    """Issue 8.4: with TP1 10 % of SOL 0.04 (0.004 -> 0) and TP2 20 % (0.008 -> 0) no take-profit
+    can be placed; passing TP1's level marks it hit (nothing closes), passing TP2's arms the
+    runner, and the trailing stop follows the peak for the whole size. Long and short."""
+    await harness.stop()
+    harness.config = replace(harness.config, plan=replace(harness.config.plan, tp1_fraction=Decimal("0.1")))
+    await harness.start()
+    for side in ("long", "short"):
+        pos = await harness.open(side, SOL, usd=None, qty=Decimal("0.04"))
+        assert (pos.tp1_qty, pos.tp2_qty) == (0, 0)
+        assert tp_qty(harness) == 0
+        harness.sim.set_mark(SOL, pos.tp1_price)  # type: ignore[arg-type]
+        await eventually(lambda p=pos: harness.engine.ledger.positions[p.id].tp1_hit, what="tp1 marked hit")
+        assert harness.exchange_qty() * pos.side.sign == Decimal("0.04")
+        harness.sim.set_mark(SOL, ahead(pos, "0.5"))
+        await eventually(
+            lambda p=pos: harness.engine.ledger.positions[p.id].trailing_active, what="runner armed"
+        )
+        peak = ahead(pos, "3")
+        harness.sim.set_mark(SOL, peak)
+        want = harness.engine.instruments[SOL].round_price(peak * (1 - pos.side.sign * Decimal("0.005")))
+        await eventually(lambda w=want: [s.trigger_price for s in stops(harness)] == [w], what="trailing")  # type: ignore[attr-defined]
+        assert stop_qty(harness) == Decimal("0.04")
+        await harness.engine.close_position(ClosePosition(pos.id))
+        await harness.engine.wait_idle()
+        harness.sim.set_mark(SOL, pos.entry_price)  # type: ignore[arg-type]
+
+
+async def test_a_tp2_left_behind_by_a_closed_position_is_cancelled_with_the_close(harness: Harness) -> None:
+    """Issue 8 (low): after TP1, the re-sized stop fills; the position is closed and its TP2 does
+    not stay resting on the exchange (it stayed 1-7 s): gone by the time the close is recorded."""
+    for side in ("long", "short"):
+        pos = await harness.open(side, SOL, usd=None, qty=Decimal("1"))
+        assert pos.stop_price is not None and pos.entry_price is not None
+        harness.sim.set_mark(SOL, pos.tp1_price)  # type: ignore[arg-type]
+        await eventually(lambda p=pos: harness.engine.ledger.positions[p.id].tp1_hit, what="tp1")
+        await eventually(lambda: stop_qty(harness) == Decimal("0.4"), what="the stop re-sized")
+        await harness.engine.wait_idle()
+        assert tp_qty(harness) == Decimal("0.2")
+        harness.sim.set_mark(SOL, pos.stop_price - Decimal("0.05") * pos.side.sign)
+        await eventually(lambda p=pos: not harness.engine.ledger.positions[p.id].is_active, what="closed")
+        stored = await harness.store.get_position(pos.id)
+        assert stored is not None and stored.status.value == "closed"
+        await eventually(
+            lambda: harness.resting() == [], timeout=1.0, what="the TP2 cancelled with the close"
+        )
+        await harness.engine.wait_idle()
+        kinds = [e.kind for e in await harness.store.list_events(pos.id, 100)]
+        closed_at = kinds.index(EventKind.POSITION_CLOSED)
+        assert EventKind.STOP_MOVED not in kinds[closed_at:], kinds
+        assert EventKind.PROTECTION_LOST not in kinds, kinds
+        harness.sim.set_mark(SOL, pos.entry_price)
+
+
+async def test_a_stop_that_fires_during_the_tp1_resize_is_a_plain_close(harness: Harness) -> None:
+    """Issue 8 (low): the stop fires while the TP1 resize is in flight. The position closes as a
+    stop; no `protection_lost: stop canceled outside warden`, no `stop_moved` after the close, and
+    nothing is left on the exchange."""
+    for side in ("long", "short"):
+        pos = await harness.open(side, SOL, usd=None, qty=Decimal("1"))
+        assert pos.stop_price is not None and pos.entry_price is not None
+        harness.sim.faults.rest_latency = 0.3
+        harness.sim.set_mark(SOL, pos.tp1_price)  # type: ignore[arg-type]
+        await eventually(lambda p=pos: harness.engine.ledger.positions[p.id].tp1_hit, what="tp1")
+        harness.sim.set_mark(SOL, pos.stop_price - Decimal("0.05") * pos.side.sign)  # the old stop fires
+        await eventually(lambda p=pos: not harness.engine.ledger.positions[p.id].is_active, what="closed")
+        harness.sim.faults.rest_latency = 0
+        await harness.engine.wait_idle()
+        assert harness.exchange_qty() == 0
+        await eventually(lambda: harness.resting() == [], what="nothing left resting")
+        events = await harness.store.list_events(pos.id, 100)
+        kinds = [e.kind for e in events]
+        assert EventKind.PROTECTION_LOST not in kinds, [e.message for e in events]
+        closed_at = kinds.index(EventKind.POSITION_CLOSED)
+        after = {EventKind.STOP_MOVED, EventKind.PROTECTION_FAILED} & set(kinds[closed_at:])
+        assert not after, [e.message for e in events]  # the move ended with the position: no news
+        assert harness.engine.ledger.positions[pos.id].exit_reason == "stop"
+        harness.sim.set_mark(SOL, pos.entry_price)
