@@ -1302,11 +1302,20 @@ class ExitManager:
                 if placed.unknown
                 else [self.ledger.orders[intent.client_order_id].advance(OrderStatus.REJECTED)]
             )
-            event = Event(
-                EventKind.PROTECTION_FAILED, ctx.clock.now(), pid, f"stop move failed: {placed.why}"
+            # A position that ended while its move was on the way (its old stop fired) lost no
+            # protection: the refusal is recorded on the order, not as a protection failure.
+            ended = not pos.is_active or pos.remaining <= 0
+            events = (
+                []
+                if ended
+                else [
+                    Event(
+                        EventKind.PROTECTION_FAILED, ctx.clock.now(), pid, f"stop move failed: {placed.why}"
+                    )
+                ]
             )
-            await self.ledger.commit(pos, pos, orders=orders, events=[event])
-        if not pos.is_active or pos.remaining <= 0:
+            await self.ledger.commit(pos, pos, orders=orders, events=events)
+        if ended:
             return
         mark = await self._mark(pos.symbol)
         through = (
