@@ -225,3 +225,29 @@ def test_after_kill_9_during_a_breakeven_move_the_stop_price_is_the_exchanges(
     assert D(now["stop_price"]) == entry, now
     assert [D(o["trigger_price"]) for o in stops(sim)] == [entry]
     assert [short(o["client_order_id"]) for o in stops(sim)] != []
+
+
+@pytest.mark.parametrize("side", ["long", "short"])
+def test_the_peak_starts_at_the_fill_not_at_marks_before_the_entry(
+    procs: Processes, tmp_path: Path, side: str
+) -> None:
+    """Issue 8.3 over real processes: SOL marks 160 (140 for a short), then 150 and a position
+    opened at once. Its watermark is its fill price and its MFE 0 in the reply and afterwards; the
+    first move trails from there, never from the mark seen before the entry."""
+    sim, engine = start(procs, tmp_path)
+    sign = 1 if side == "long" else -1
+    sim.set_price("SOL", D("150") + sign * D("10"))
+    sim.set_price("SOL", D("150"))
+    opened = engine.signal_qty("SOL", side, "1")
+    assert opened.status_code == 201, opened.text
+    pos = opened.json()
+    entry = D(pos["entry_price"])
+    assert (D(pos["watermark"]), D(pos["mfe"])) == (entry, 0), pos
+    agreed(sim, engine)
+    now = engine.position(pos["id"])
+    assert (D(now["watermark"]), D(now["mfe"])) == (entry, 0), now
+    assert [D(o["trigger_price"]) for o in stops(sim)] == [D(pos["stop_price"])]
+    step = entry + sign * D("1")
+    sim.set_price("SOL", step)
+    poll(lambda: D(engine.position(pos["id"])["watermark"]) == step, within=10, what="the next mark")
+    assert D(engine.position(pos["id"])["mfe"]) == D("1")
