@@ -59,6 +59,9 @@ class Discrepancy:
     expected: Decimal = ZERO
     found: Decimal = ZERO
     detail: str = ""
+    """Words for the event; code never branches on it (typed fields below carry what it needs)."""
+    order_type: OrderType | None = None
+    """A stray order's type (a plain order and a conditional one are cancelled differently)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,7 +201,13 @@ def _strays(
             continue
         out.append(
             Discrepancy(
-                Kind.STRAY_ORDER, o.symbol, parsed[0], o.client_order_id, found=o.qty, detail=str(o.type)
+                Kind.STRAY_ORDER,
+                o.symbol,
+                parsed[0],
+                o.client_order_id,
+                found=o.qty,
+                detail=str(o.type),
+                order_type=o.type,
             )
         )
     return out

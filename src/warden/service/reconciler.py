@@ -35,7 +35,16 @@ from warden.domain.orders import Fill, OrderStatus
 from warden.domain.position import ExitReason, Position, PositionStatus
 from warden.domain.reconcile import Discrepancy, Kind, Truth, diff, ours
 from warden.domain.reports import FillReport
-from warden.domain.values import ZERO, ClientOrderId, OrderRole, PositionId, Symbol, TradeId, parse_client_id
+from warden.domain.values import (
+    ZERO,
+    ClientOrderId,
+    OrderRole,
+    OrderType,
+    PositionId,
+    Symbol,
+    TradeId,
+    parse_client_id,
+)
 from warden.ports import ExchangeError, OrderNotFound, Store
 from warden.service.context import Context
 from warden.service.exits import ExitManager
@@ -519,7 +528,7 @@ class Reconciler:
         ctx = self.ctx
         assert d.client_order_id is not None
         try:
-            await self.gw.cancel(d.symbol, d.client_order_id, d.detail != "market")
+            await self.gw.cancel(d.symbol, d.client_order_id, d.order_type is not OrderType.MARKET)
         except OrderNotFound:
             return "already gone"
         known = ctx.ledger.orders.get(ClientOrderId(d.client_order_id))
