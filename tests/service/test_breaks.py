@@ -7,16 +7,13 @@ exchange; protection is judged by what the exchange holds.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from decimal import Decimal
 
 import pytest
 
 from tests.helpers import eventually
-from tests.service.harness import BTC, FAST, SOL, Harness
-from tests.service.probe import ProbedExchange
+from tests.service.harness import BTC, FAST, SOL, Harness, looping_engine, moments
 from warden.adapters.clock import FakeClock
 from warden.adapters.db.store import open_store
 from warden.adapters.notify import RecordingNotifier
@@ -417,32 +414,6 @@ async def test_stacked_positions_with_a_size_mismatch_are_repaired_in_one_pass(h
         assert sum((o.qty for o in mine if o.type is OrderType.TAKE_PROFIT_MARKET), Decimal(0)) <= p.remaining
     harness.sim.reconnect()
     assert (await harness.engine.reconcile()).findings == []
-
-
-@contextlib.asynccontextmanager
-async def looping_engine(store_url: str, clock: FakeClock) -> AsyncIterator[tuple[Engine, ProbedExchange]]:
-    """An engine as `warden run` runs it (its own stream, maintenance and reconcile loops) on a
-    real store, its clock moved only by the test."""
-    sim = SimulatedExchange(now=clock.now, seed=7)
-    exchange = ProbedExchange(sim)
-    store = await open_store(store_url, exchange="sim")
-    engine = Engine(exchange, store, clock, RecordingNotifier(), FAST)
-    await engine.start()
-    engine.run_loops(exchange.stream())
-    try:
-        yield engine, exchange
-    finally:
-        engine.set_read_only("test over")
-        await engine.stop()
-        await store.close()
-
-
-async def moments(clock: FakeClock, seconds: float, step: float = 0.5) -> None:
-    """Let `seconds` of engine time pass in steps, each followed by turns of the loop."""
-    for _ in range(int(seconds / step)):
-        clock.advance(step)
-        for _ in range(50):
-            await asyncio.sleep(0)
 
 
 async def test_an_engine_whose_lease_was_taken_stops_every_loop_that_acts(store_url: str) -> None:

@@ -9,14 +9,22 @@ from __future__ import annotations
 from dataclasses import replace
 from decimal import Decimal
 
+import pytest
+
 from tests.helpers import eventually
-from tests.service.harness import SOL, Harness
+from tests.service.harness import FAST, SOL, Harness, driven
+from tests.service.test_chaos_findings import engine_on
+from warden.adapters.clock import FakeClock
+from warden.adapters.db.store import open_store
+from warden.adapters.sim import SimulatedExchange
 from warden.domain.alerts import AlertKind
 from warden.domain.events import EventKind
 from warden.domain.orders import OrderStatus
 from warden.domain.position import Position
-from warden.domain.values import OrderRole, OrderSide, OrderType
-from warden.service.commands import ClosePosition
+from warden.domain.reconcile import Kind
+from warden.domain.values import OrderRole, OrderSide, OrderType, Side
+from warden.ports import ExchangeError
+from warden.service.commands import ClosePosition, OpenPosition
 
 
 def stops(h: Harness) -> list[object]:
@@ -330,3 +338,54 @@ async def test_a_stop_that_fires_during_the_tp1_resize_is_a_plain_close(harness:
         assert not after, [e.message for e in events]  # the move ended with the position: no news
         assert harness.engine.ledger.positions[pos.id].exit_reason == "stop"
         harness.sim.set_mark(SOL, pos.entry_price)
+
+
+@pytest.mark.parametrize("side", ["long", "short"])
+async def test_a_stale_pending_stop_intent_is_resolved_in_one_pass_and_no_longer_blocks_the_symbol(
+    store_url: str, side: str
+) -> None:
+    """Issue 8.1: a stop move whose send was answered 5xx (nothing executed) while every lookup
+    failed leaves its intent PENDING: its outcome is unknown. While young it counts as in flight;
+    once older than `pending_deadline`, one reconcile pass looks it up (not found: refused, final)
+    and, in that same pass, judges the symbol again: an outside reduce and a stop cancelled by
+    hand, both made while the stream was down, are repaired. The fake clock drives it."""
+    clock = FakeClock()
+    sim = SimulatedExchange(now=clock.now, seed=7)
+    store = await open_store(store_url, exchange="sim")
+    try:
+        async with engine_on(clock, sim, FAST, store) as engine:
+            pos = await engine.open_position(OpenPosition(SOL, Side.parse(side), qty=Decimal("1")))
+            await engine.wait_idle()
+            assert pos.stop_price is not None
+            [old] = [o for o in sim.core.open_orders(SOL) if o.type is OrderType.STOP_MARKET]
+            sim.faults.server_error_if = lambda req: req.type is OrderType.STOP_MARKET
+            sim.faults.fail_queries = True
+            with pytest.raises(ExchangeError):
+                await driven(clock, engine.move_stop(pos.id, pos.stop_price + Decimal("0.5") * pos.side.sign))
+            sim.faults.server_error_if = None
+            sim.faults.fail_queries = False
+            [intent] = [o for o in engine.ledger.orders_of(pos.id) if o.status is OrderStatus.PENDING]
+            assert intent.role is OrderRole.STOP
+
+            sim.disconnect()  # what follows reaches warden only through reconciliation
+            sim.external_order(SOL, pos.side.exit_side, Decimal("0.4"), reduce_only=True)
+            sim.cancel_external(old.client_order_id)
+            young = await driven(clock, engine.reconcile())
+            assert young.findings == [], "a young intent is in flight: the symbol waits"
+
+            clock.advance(engine.config.pending_deadline + 1)
+            report = await driven(clock, engine.reconcile())
+            await engine.wait_idle()
+            assert engine.ledger.orders[intent.client_order_id].status is OrderStatus.REJECTED
+            assert {f.discrepancy.kind for f in report.findings} & {Kind.SIZE_MISMATCH, Kind.MISSING_STOP}
+            now = engine.ledger.positions[pos.id]
+            held = sim.core.position(SOL).qty
+            assert now.remaining * now.side.sign == held == Decimal("0.6") * pos.side.sign
+            resting = [o for o in sim.core.open_orders(SOL) if o.type is OrderType.STOP_MARKET]
+            assert [o.qty for o in resting] == [Decimal("0.6")]
+            assert engine.ledger.current_stop(pos.id).client_order_id == resting[0].client_order_id  # type: ignore[union-attr]
+            sim.reconnect()
+            assert (await driven(clock, engine.reconcile())).findings == []
+            await driven(clock, engine.wait_idle())
+    finally:
+        await store.close()
