@@ -12,7 +12,7 @@ from decimal import Decimal
 import pytest
 
 from tests.helpers import eventually
-from tests.service.harness import FAST, SOL, Harness, driven
+from tests.service.harness import FAST, SOL, Harness, driven, looping_engine, moments
 from tests.service.test_chaos_findings import engine_on
 from warden.adapters.clock import FakeClock
 from warden.adapters.db.store import open_store
@@ -22,6 +22,7 @@ from warden.domain.events import EventKind
 from warden.domain.orders import OrderStatus
 from warden.domain.position import Position
 from warden.domain.reconcile import Kind
+from warden.domain.reports import OrderRequest
 from warden.domain.values import OrderRole, OrderSide, OrderType, Side
 from warden.ports import ExchangeError
 from warden.service.commands import ClosePosition, OpenPosition
@@ -389,3 +390,53 @@ async def test_a_stale_pending_stop_intent_is_resolved_in_one_pass_and_no_longer
             await driven(clock, engine.wait_idle())
     finally:
         await store.close()
+
+
+@pytest.mark.parametrize("side", ["long", "short"])
+async def test_after_a_restart_a_refused_trailing_move_is_not_tried_again_in_a_loop(
+    store_url: str, side: str
+) -> None:
+    """Issue 8.1: "after a restart the same move is retried and rejected again". The exchange
+    refuses every new stop; a trailing move is refused (not through the market: the old stop
+    stays). After a restart, with the refusals still on and no new mark, the move may be tried
+    once by recovery, but not again and again as engine time passes (reconcile passes, the
+    maintenance loop); the old stop keeps covering the runner throughout."""
+    clock = FakeClock()
+    sim = SimulatedExchange(now=clock.now, seed=7)
+    tried: list[str] = []
+
+    def refuse(request: OrderRequest) -> bool:
+        if request.type is OrderType.STOP_MARKET:
+            tried.append(request.client_order_id)
+            return True
+        return False
+
+    async with looping_engine(store_url, clock, sim) as (engine, _):
+        pos = await engine.open_position(OpenPosition(SOL, Side.parse(side), qty=Decimal("1")))
+        sim.set_mark(SOL, pos.tp1_price)  # type: ignore[arg-type]
+        await eventually(lambda: engine.ledger.positions[pos.id].tp1_hit, what="tp1")
+        sim.set_mark(SOL, pos.tp2_price)  # type: ignore[arg-type]
+        await eventually(lambda: engine.ledger.positions[pos.id].trailing_active, what="runner armed")
+        await driven(clock, engine.wait_idle())
+        sim.faults.reject_if = refuse
+        sim.set_mark(SOL, ahead(pos, "5"))
+        await eventually(lambda: bool(tried), what="the move tried")
+        await driven(clock, engine.wait_idle())
+        await moments(clock, 2)  # the watermark is flushed
+        runner = engine.ledger.positions[pos.id]
+        [old] = [o for o in sim.core.open_orders(SOL) if o.type is OrderType.STOP_MARKET]
+        assert old.qty == runner.remaining and old.trigger_price != ahead(pos, "5")
+    refused_before = len(tried)
+    sim.new_session()
+    async with looping_engine(store_url, clock, sim) as (engine, _):
+        await moments(clock, 4 * engine.config.reconcile_interval)
+        await driven(clock, engine.wait_idle())
+        again = tried[refused_before:]
+        assert len(again) <= 1, again
+        assert [o.client_order_id for o in sim.core.open_orders(SOL) if o.type is OrderType.STOP_MARKET] == [
+            old.client_order_id
+        ]
+        view = await engine.get_position(pos.id)
+        assert view.stop_resting and view.position.remaining == old.qty
+        [exposure] = sim.exposure()
+        assert exposure.unprotected_seconds == 0
