@@ -216,19 +216,21 @@ async def test_take_profits_are_resized_after_an_outside_partial_reduce(harness:
     assert (await harness.engine.reconcile()).findings == []
 
 
-async def test_outside_trades_are_applied_with_their_prices(harness: Harness) -> None:
-    """An outside buy adds to the long at its own price: entry price and size follow the exchange."""
-    pos = await harness.open("long", SOL, usd="15")
-    harness.sim.set_mark(SOL, pos.entry_price + 2)  # type: ignore[operator]
+@pytest.mark.parametrize("side", ["long", "short"])
+async def test_outside_trades_are_applied_with_their_prices(harness: Harness, side: str) -> None:
+    """Issue 8.5: an outside trade adding to the position (a buy on a long, a sell on a short)
+    is applied at its own price: entry price and size follow the exchange."""
+    pos = await harness.open(side, SOL, usd="15")
+    harness.sim.set_mark(SOL, pos.entry_price + 2 * pos.side.sign)  # type: ignore[operator]
     # TP1 fills there; its handling (the stop re-sized) is not what this is about: let it end.
     await eventually(lambda: harness.engine.ledger.positions[pos.id].tp1_hit, what="TP1 applied")
     await harness.engine.wait_idle()
-    harness.sim.external_order(SOL, OrderSide.BUY, Decimal("1"))
+    harness.sim.external_order(SOL, pos.side.entry_side, Decimal("1"))
     await harness.engine.reconcile()
     await harness.engine.wait_idle()
     now = harness.engine.ledger.positions[pos.id]
     (exchange,) = await harness.sim.fetch_positions()
-    assert now.remaining == exchange.qty
+    assert exchange.side is pos.side and now.remaining == exchange.qty
     assert now.entry_price is not None
     assert now.entry_price.quantize(Decimal("1e-8")) == exchange.entry_price
     assert resting_qty(harness, SOL, OrderType.STOP_MARKET) == now.remaining

@@ -23,7 +23,7 @@ from warden.domain.orders import OrderStatus
 from warden.domain.position import Position
 from warden.domain.reconcile import Kind
 from warden.domain.reports import OrderRequest
-from warden.domain.values import OrderRole, OrderSide, OrderType, Side
+from warden.domain.values import OrderRole, OrderType, Side
 from warden.ports import ExchangeError
 from warden.service.commands import ClosePosition, OpenPosition
 
@@ -110,14 +110,16 @@ async def test_a_refused_move_keeps_the_old_stop_and_later_moves_still_work(harn
     assert report.findings == []
 
 
-async def test_a_stale_stop_that_closes_another_position_is_attributed(harness: Harness) -> None:
+@pytest.mark.parametrize("side", ["long", "short"])
+async def test_a_stale_stop_that_closes_another_position_is_attributed(harness: Harness, side: str) -> None:
     """Stacking on: A's old full-size stop stays (its resize refused); B opens; the stale stop fills
     the whole size. A closes with what it had; the rest reduced B and is recorded on B (I2), B's
-    stop is re-sized to what B has left, and warden agrees with the exchange."""
+    stop is re-sized to what B has left, and warden agrees with the exchange. Long and short."""
     await harness.stop()
     harness.config = replace(harness.config, allow_stacking=True)
     await harness.start()
-    a = await harness.open("long", SOL, usd=None, qty=Decimal("1"))
+    a = await harness.open(side, SOL, usd=None, qty=Decimal("1"))
+    assert a.stop_price is not None
     harness.sim.faults.reject_if = lambda req: (
         a.id in req.client_order_id and req.type is OrderType.STOP_MARKET
     )
@@ -125,17 +127,19 @@ async def test_a_stale_stop_that_closes_another_position_is_attributed(harness: 
     await eventually(lambda: harness.engine.ledger.positions[a.id].tp1_hit, what="tp1")
     await harness.engine.wait_idle()
     assert harness.engine.ledger.positions[a.id].remaining == Decimal("0.4")
+    assert stop_qty(harness) == Decimal("1"), "A's stop stays at its old size"
     harness.sim.set_mark(SOL, a.entry_price)  # type: ignore[arg-type]
-    b = await harness.open("long", SOL, usd=None, qty=Decimal("1"))
+    b = await harness.open(side, SOL, usd=None, qty=Decimal("1"))
     harness.sim.faults.reject_if = None
-    harness.sim.set_mark(SOL, a.stop_price - Decimal("0.05"))  # type: ignore[operator]
+    harness.sim.set_mark(SOL, a.stop_price - Decimal("0.05") * a.side.sign)
     await eventually(lambda: not harness.engine.ledger.positions[a.id].is_active, what="A closed")
 
     def held() -> list[Position]:
         return [p for p in harness.engine.ledger.active_positions() if p.symbol == SOL]
 
     await eventually(
-        lambda: sum((p.remaining for p in held()), Decimal(0)) == harness.exchange_qty(), what="agreement"
+        lambda: sum((p.remaining * p.side.sign for p in held()), Decimal(0)) == harness.exchange_qty(),
+        what="agreement",
     )
     await harness.engine.wait_idle()
     assert any(a.kind is AlertKind.FILL_MISMATCH for a in harness.notifier.alerts)
@@ -166,36 +170,44 @@ async def test_a_runner_whose_tp2_rounds_to_zero_still_trails(harness: Harness) 
         harness.sim.set_mark(SOL, pos.entry_price)  # type: ignore[arg-type]
 
 
-async def test_an_outside_reduce_after_tp1_resizes_every_exit_and_keeps_pnl(harness: Harness) -> None:
-    """After TP1 (0.4 left) a manual sell of 0.3: stop 0.1, TP2 at most 0.1, and the manual trade's
-    price and fee are in realized PnL."""
-    pos = await harness.open("long", SOL, usd=None, qty=Decimal("1"))
+@pytest.mark.parametrize("side", ["long", "short"])
+async def test_an_outside_reduce_after_tp1_resizes_every_exit_and_keeps_pnl(
+    harness: Harness, side: str
+) -> None:
+    """After TP1 (0.4 left) a manual reduce of 0.3: stop 0.1, TP2 at most 0.1, and the manual
+    trade's price and fee are in realized PnL. Long and short."""
+    pos = await harness.open(side, SOL, usd=None, qty=Decimal("1"))
     harness.sim.set_mark(SOL, pos.tp1_price)  # type: ignore[arg-type]
     await eventually(lambda: harness.engine.ledger.positions[pos.id].tp1_hit, what="tp1")
     await harness.engine.wait_idle()
-    harness.sim.external_order(SOL, OrderSide.SELL, Decimal("0.3"), reduce_only=True)
+    harness.sim.external_order(SOL, pos.side.exit_side, Decimal("0.3"), reduce_only=True)
     await harness.engine.reconcile()
     await harness.engine.wait_idle()
     now = harness.engine.ledger.positions[pos.id]
-    assert now.remaining == Decimal("0.1") == harness.exchange_qty()
+    assert now.remaining == Decimal("0.1")
+    assert harness.exchange_qty() == Decimal("0.1") * pos.side.sign
     assert stop_qty(harness) == Decimal("0.1") and tp_qty(harness) <= Decimal("0.1")
     fills = await harness.sim.fetch_fills(SOL, None)
     assert now.entry_price is not None
-    sells = [f for f in fills if f.side is OrderSide.SELL]
-    expected = sum(((f.price - now.entry_price) * f.qty for f in sells), Decimal(0)) - sum(
+    exits = [f for f in fills if f.side is pos.side.exit_side]
+    assert len(exits) == 2, "TP1 and the manual trade"
+    expected = sum(((f.price - now.entry_price) * f.qty * pos.side.sign for f in exits), Decimal(0)) - sum(
         (f.fee for f in fills), Decimal(0)
     )
     assert now.realized_pnl == expected
     assert (await harness.engine.reconcile()).findings == []
 
 
-async def test_after_a_crash_mid_breakeven_the_stop_price_is_the_exchanges(harness: Harness) -> None:
+@pytest.mark.parametrize("side", ["long", "short"])
+async def test_after_a_crash_mid_breakeven_the_stop_price_is_the_exchanges(
+    harness: Harness, side: str
+) -> None:
     """The break-even stop rested but warden died before recording it: after restart warden's stop
-    price is the one resting on the exchange, not the old one."""
+    price is the one resting on the exchange, not the old one. Long and short."""
     await harness.stop()
     harness.config = replace(harness.config, plan=replace(harness.config.plan, breakeven_after_tp1=True))
     await harness.start()
-    pos = await harness.open("long", SOL, usd=None, qty=Decimal("1"))
+    pos = await harness.open(side, SOL, usd=None, qty=Decimal("1"))
     assert pos.entry_price is not None
     entry = harness.engine.instruments[SOL].round_price(pos.entry_price)
     harness.sim.faults.timeout_after_execution_if = lambda req: req.trigger_price == entry
