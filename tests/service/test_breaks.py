@@ -15,21 +15,25 @@ import pytest
 from tests.helpers import eventually
 from tests.service.harness import BTC, FAST, SOL, Harness, looping_engine, moments
 from warden.adapters.clock import FakeClock
-from warden.adapters.db.store import open_store
+from warden.adapters.db import rows, schema
+from warden.adapters.db.store import SqlStore, open_store
 from warden.adapters.notify import RecordingNotifier
 from warden.adapters.sim import SimulatedExchange
 from warden.domain.alerts import AlertKind
 from warden.domain.events import EventKind
+from warden.domain.orders import Order, OrderStatus
 from warden.domain.position import Position, PositionStatus
 from warden.domain.reconcile import Kind
 from warden.domain.reports import OrderRequest
 from warden.domain.values import (
     ClientOrderId,
+    OrderRole,
     OrderSide,
     OrderType,
     PositionId,
     Side,
     Symbol,
+    client_order_id,
     parse_client_id,
 )
 from warden.ports import Transition
@@ -394,6 +398,70 @@ async def test_a_row_written_behind_wardens_back_for_a_held_position_is_adopted(
     events = await harness.store.list_events(row.id, 100)
     assert events, "the row's discovery is an event"
     assert (await harness.engine.reconcile()).findings == []
+
+
+async def write_behind_back(h: Harness, *orders: Order) -> None:
+    """Order rows inserted into the database directly, by something other than warden (the
+    position's row is not touched: its version stays where warden's memory has it)."""
+    inner = h.store.inner
+    assert isinstance(inner, SqlStore)
+    async with inner.engine.begin() as conn:
+        await conn.execute(schema.orders.insert(), [rows.order_row(o) for o in orders])
+
+
+@pytest.mark.parametrize("resting", [False, True], ids=["never-sent", "resting"])
+async def test_a_pending_intent_written_behind_wardens_back_for_a_known_position_is_found(
+    harness: Harness, resting: bool
+) -> None:
+    """Issue 7.8: a PENDING stop intent inserted into the database for a position memory already
+    knows. A reconcile pass compares the database's intents with memory too: the unknown intent
+    is an event and an alert, and it is checked against the exchange (never sent: refused,
+    final; resting: warden's, as a restart would take it). Either way exactly one stop of the
+    position's size rests and the exchange, the database and memory agree."""
+    pos = await harness.open("long", SOL, usd=None, qty=Decimal("1"))
+    assert pos.stop_price is not None
+    [mine] = stops(harness)
+    cid = client_order_id(pos.id, OrderRole.STOP, 9, harness.engine.config.installation_id)
+    intent = Order(
+        client_order_id=cid,
+        position_id=pos.id,
+        role=OrderRole.STOP,
+        symbol=SOL,
+        side=pos.side.exit_side,
+        type=OrderType.STOP_MARKET,
+        qty=pos.filled_qty,
+        trigger_price=pos.stop_price + Decimal("0.5"),
+        reduce_only=True,
+        status=OrderStatus.PENDING,
+        created_at=harness.engine.clock.now(),
+    )
+    if resting:
+        harness.sim.disconnect()  # its echo is lost: only the database and the exchange know it
+        await harness.sim.place_order(
+            OrderRequest(cid, SOL, intent.side, intent.type, intent.qty, intent.trigger_price, True)
+        )
+    await write_behind_back(harness, intent)
+    assert cid not in harness.engine.ledger.orders
+    report = await harness.engine.reconcile()
+    await harness.engine.wait_idle()
+    assert any(f.discrepancy.client_order_id == cid for f in report.findings), report.findings
+    assert any(a.kind is AlertKind.UNKNOWN_ROW and cid in a.message for a in harness.notifier.alerts)
+    events = await harness.store.list_events(pos.id, 100)
+    assert any(cid in e.message for e in events), [e.message for e in events]
+    known = harness.engine.ledger.orders[cid]
+    assert known.status is (OrderStatus.OPEN if resting else OrderStatus.REJECTED), known
+    stored = {o.client_order_id: o for o in await harness.store.orders_for(pos.id)}
+    assert stored[cid].status is known.status
+    [stop] = stops(harness)
+    assert stop.qty == pos.filled_qty  # type: ignore[attr-defined]
+    if not resting:
+        assert stop.client_order_id == mine.client_order_id  # type: ignore[attr-defined]
+    assert harness.engine.ledger.current_stop(pos.id).client_order_id == stop.client_order_id  # type: ignore[union-attr]
+    assert stored[stop.client_order_id].status is OrderStatus.OPEN  # type: ignore[attr-defined]
+    harness.sim.reconnect()
+    alerts = len(harness.notifier.alerts)
+    assert (await harness.engine.reconcile()).findings == []
+    assert len(harness.notifier.alerts) == alerts, "found once, not at every pass"
 
 
 async def test_stacked_positions_with_a_size_mismatch_are_repaired_in_one_pass(harness: Harness) -> None:
