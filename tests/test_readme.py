@@ -42,3 +42,28 @@ def test_every_alert_kind_is_documented_with_its_severity() -> None:
     text = README.read_text()
     for kind in AlertKind:
         assert f"| `{kind.value}` | {kind.severity.value} |" in text, f"{kind.value} is not documented"
+
+
+def test_every_test_the_guarantee_and_failure_tables_name_exists() -> None:
+    """The guarantee and failure tables (and the Exits section) name the tests that prove them:
+    each named test is a test module or a test function (a trailing `…` matches a prefix)."""
+    text = README.read_text()
+    sections = [
+        text.split("## What warden guarantees")[1].split("## The incidents")[0],
+        text.split("## Exits")[1].split("## Pointing it at")[0],
+    ]
+    named = {n for s in sections for n in re.findall(r"`(test_[A-Za-z0-9_…]+)`", s)}
+    assert len(named) > 20, named
+    tests = README.parent / "tests"
+    modules = {p.stem for p in tests.rglob("test_*.py")}
+    functions = {m for p in tests.rglob("test_*.py") for m in re.findall(r"def (test_\w+)", p.read_text())}
+    missing = [
+        n
+        for n in sorted(named)
+        if not (
+            any(f.startswith(n.rstrip("…")) for f in functions | modules)
+            if n.endswith("…")
+            else n in modules or n in functions
+        )
+    ]
+    assert missing == [], f"the README names tests that do not exist: {missing}"

@@ -113,21 +113,25 @@ def test_a_trailing_move_rejected_as_through_the_market_closes_the_runner(
     assert max_exposure(sim) < WINDOW
 
 
-def test_a_stale_stop_filling_another_positions_size_is_attributed(procs: Processes, tmp_path: Path) -> None:
+@pytest.mark.parametrize("side", ["long", "short"])
+def test_a_stale_stop_filling_another_positions_size_is_attributed(
+    procs: Processes, tmp_path: Path, side: str
+) -> None:
     """Stacking on: A's full-size stop cannot be re-sized after TP1 (the exchange refuses A's new
     stops); B opens; the stale stop fills 1.0 where A holds 0.4. A closes, the rest reduces B in
     warden's records too, B's stop is re-sized, and warden agrees with the exchange."""
     sim, engine = start(procs, tmp_path, WARDEN_ALLOW_STACKING="true")
-    a = engine.signal_qty("SOL", "long", "1").json()
+    sign = 1 if side == "long" else -1
+    a = engine.signal_qty("SOL", side, "1").json()
     sim.faults(reject_if=f"*{a['id']}-s*")
     sim.set_price("SOL", D(a["tp1_price"]))
     poll(lambda: engine.position(a["id"])["tp1_hit"], within=10, what="A's TP1")
     poll(lambda: any(D(o["qty"]) == 1 for o in stops(sim)), within=5, what="A's stale stop")
     sim.set_price("SOL", D("150"))
-    b = engine.signal_qty("SOL", "long", "1")
+    b = engine.signal_qty("SOL", side, "1")
     assert b.status_code == 201, b.text
     sim.faults(reject_if=None)
-    sim.set_price("SOL", D(a["stop_price"]) - D("0.05"))
+    sim.set_price("SOL", D(a["stop_price"]) - sign * D("0.05"))
     poll(lambda: engine.position(a["id"])["status"] == "closed", within=10, what="A closed")
     agreed(sim, engine)
     held = sum((D(p["size"]) for p in engine.positions()), D(0))
@@ -155,16 +159,20 @@ def test_a_runner_whose_tp2_rounds_to_zero_trails(procs: Processes, tmp_path: Pa
     agreed(sim, engine)
 
 
-def test_outside_trades_during_exits_keep_sizes_and_pnl(procs: Processes, tmp_path: Path) -> None:
-    """After TP1 (0.4 left) a manual reduce-only sell of 0.3, then a manual buy of 1: every exit is
-    re-sized, the entry price is the exchange's, and realized PnL matches the exchange's trades."""
+@pytest.mark.parametrize("side", ["long", "short"])
+def test_outside_trades_during_exits_keep_sizes_and_pnl(procs: Processes, tmp_path: Path, side: str) -> None:
+    """After TP1 (0.4 left) a manual reduce-only trade of 0.3, then a manual addition of 1 (a sell
+    and a buy for a long, the other way round for a short): every exit is re-sized, the entry
+    price is the exchange's, and realized PnL matches the exchange's trades."""
     sim, engine = start(procs, tmp_path)
-    pos = engine.signal_qty("SOL", "long", "1").json()
+    sign = 1 if side == "long" else -1
+    enter, leave = ("buy", "sell") if side == "long" else ("sell", "buy")
+    pos = engine.signal_qty("SOL", side, "1").json()
     sim.set_price("SOL", D(pos["tp1_price"]))
     poll(lambda: engine.position(pos["id"])["tp1_hit"], within=10, what="TP1")
     agreed(sim, engine)
     sim.control(
-        "/sim/external-order", {"symbol": "SOLUSDT", "side": "sell", "qty": "0.3", "reduce_only": True}
+        "/sim/external-order", {"symbol": "SOLUSDT", "side": leave, "qty": "0.3", "reduce_only": True}
     )
     engine.reconcile()
     agreed(sim, engine)
@@ -172,8 +180,8 @@ def test_outside_trades_during_exits_keep_sizes_and_pnl(procs: Processes, tmp_pa
     assert D(now["size"]) == D("0.1")
     tps = [D(o["qty"]) for o in sim.state()["open_orders"] if o["type"] == "take_profit_market"]
     assert sum(tps, D(0)) <= D("0.1"), tps
-    sim.set_price("SOL", D("151"))
-    sim.control("/sim/external-order", {"symbol": "SOLUSDT", "side": "buy", "qty": "1"})
+    sim.set_price("SOL", D("150") + sign * D("1"))
+    sim.control("/sim/external-order", {"symbol": "SOLUSDT", "side": enter, "qty": "1"})
     engine.reconcile()
     agreed(sim, engine)
     now = engine.position(pos["id"])
@@ -182,25 +190,26 @@ def test_outside_trades_during_exits_keep_sizes_and_pnl(procs: Processes, tmp_pa
     assert D(now["entry_price"]).quantize(D("0.0001")) == D(held["entry_price"]).quantize(D("0.0001"))
     trades = sorted(sim.signed("/fapi/v1/userTrades", symbol="SOLUSDT", limit=1000), key=lambda t: t["id"])
     held_qty, cost, realized = D(0), D(0), D(0)
-    for t in trades:  # average cost, as the exchange books a long
+    for t in trades:  # average cost, as the exchange books a position
         qty, price = D(t["qty"]), D(t["price"])
-        if t["side"] == "BUY":
+        if t["side"] == enter.upper():
             cost, held_qty = cost + qty * price, held_qty + qty
         else:
             average = cost / held_qty
-            realized += (price - average) * qty
+            realized += (price - average) * qty * sign
             cost, held_qty = cost - average * qty, held_qty - qty
         realized -= D(t["commission"])
     assert D(now["realized_pnl"]).quantize(D("0.000001")) == realized.quantize(D("0.000001"))
 
 
+@pytest.mark.parametrize("side", ["long", "short"])
 def test_after_kill_9_during_a_breakeven_move_the_stop_price_is_the_exchanges(
-    procs: Processes, tmp_path: Path
+    procs: Processes, tmp_path: Path, side: str
 ) -> None:
     """Break-even after TP1: kill -9 once the break-even stop is accepted, before warden records it.
     After the restart warden's stop price is the one resting on the exchange (the entry)."""
     sim, engine = start(procs, tmp_path, WARDEN_BREAKEVEN_AFTER_TP1="true")
-    pos = engine.signal_qty("SOL", "long", "1").json()
+    pos = engine.signal_qty("SOL", side, "1").json()
     entry = D(pos["entry_price"]).quantize(D("0.01"))
     sim.faults(rest_latency=0.4)
     since = len(sim.requests())
@@ -225,3 +234,29 @@ def test_after_kill_9_during_a_breakeven_move_the_stop_price_is_the_exchanges(
     assert D(now["stop_price"]) == entry, now
     assert [D(o["trigger_price"]) for o in stops(sim)] == [entry]
     assert [short(o["client_order_id"]) for o in stops(sim)] != []
+
+
+@pytest.mark.parametrize("side", ["long", "short"])
+def test_the_peak_starts_at_the_fill_not_at_marks_before_the_entry(
+    procs: Processes, tmp_path: Path, side: str
+) -> None:
+    """Issue 8.3 over real processes: SOL marks 160 (140 for a short), then 150 and a position
+    opened at once. Its watermark is its fill price and its MFE 0 in the reply and afterwards; the
+    first move trails from there, never from the mark seen before the entry."""
+    sim, engine = start(procs, tmp_path)
+    sign = 1 if side == "long" else -1
+    sim.set_price("SOL", D("150") + sign * D("10"))
+    sim.set_price("SOL", D("150"))
+    opened = engine.signal_qty("SOL", side, "1")
+    assert opened.status_code == 201, opened.text
+    pos = opened.json()
+    entry = D(pos["entry_price"])
+    assert (D(pos["watermark"]), D(pos["mfe"])) == (entry, 0), pos
+    agreed(sim, engine)
+    now = engine.position(pos["id"])
+    assert (D(now["watermark"]), D(now["mfe"])) == (entry, 0), now
+    assert [D(o["trigger_price"]) for o in stops(sim)] == [D(pos["stop_price"])]
+    step = entry + sign * D("1")
+    sim.set_price("SOL", step)
+    poll(lambda: D(engine.position(pos["id"])["watermark"]) == step, within=10, what="the next mark")
+    assert D(engine.position(pos["id"])["mfe"]) == D("1")

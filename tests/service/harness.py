@@ -7,14 +7,15 @@ and the exchange are kept, and a fresh engine recovers from them.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from tests.service.probe import ProbedExchange
-from warden.adapters.clock import SystemClock
+from warden.adapters.clock import FakeClock, SystemClock
 from warden.adapters.db.store import open_store
 from warden.adapters.forwarding import ForwardingStore
 from warden.adapters.memory import InMemoryStore
@@ -30,6 +31,8 @@ from warden.service.commands import OpenPosition
 from warden.service.config import EngineConfig
 from warden.service.delivery import DeliveryConfig
 from warden.service.engine import Engine
+
+T = TypeVar("T")
 
 SOL = Symbol("SOL/USDT:USDT")
 BTC = Symbol("BTC/USDT:USDT")
@@ -187,3 +190,47 @@ class Harness:
         queue = self.sim._stream._queue
         while not queue.empty():
             queue.get_nowait()
+
+
+@contextlib.asynccontextmanager
+async def looping_engine(
+    store_url: str,
+    clock: FakeClock,
+    sim: SimulatedExchange | None = None,
+    config: EngineConfig = FAST,
+) -> AsyncIterator[tuple[Engine, ProbedExchange]]:
+    """An engine as `warden run` runs it (its own stream, maintenance and reconcile loops) on a
+    real store, its clock moved only by the test. `sim`: kept across engines (a restart)."""
+    sim = sim if sim is not None else SimulatedExchange(now=clock.now, seed=7)
+    exchange = ProbedExchange(sim)
+    store = await open_store(store_url, exchange="sim")
+    engine = Engine(exchange, store, clock, RecordingNotifier(), config)
+    await engine.start()
+    engine.run_loops(exchange.stream())
+    try:
+        yield engine, exchange
+    finally:
+        engine.set_read_only("test over")
+        await engine.stop()
+        await store.close()
+
+
+async def moments(clock: FakeClock, seconds: float, step: float = 0.5) -> None:
+    """Let `seconds` of engine time pass in steps, each followed by turns of the loop."""
+    for _ in range(int(seconds / step)):
+        clock.advance(step)
+        for _ in range(50):
+            await asyncio.sleep(0)
+
+
+async def driven(clock: FakeClock, work: Awaitable[T]) -> T:
+    """Await `work` while the engine's clock moves only for whoever waits on it: while anything
+    sleeps on the clock it advances (at most 0.05 s a step, never past the next wake-up);
+    while the work waits on real I/O (a database), engine time stands still."""
+    task = asyncio.ensure_future(work)
+    while not task.done():
+        await asyncio.sleep(0.001)  # real time: a database thread's answer may land meanwhile
+        wake = clock.next_wake()
+        if wake is not None and not task.done():
+            clock.advance(min(0.05, max(wake - clock.monotonic(), 0.001)))
+    return task.result()

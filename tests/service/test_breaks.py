@@ -13,22 +13,39 @@ from decimal import Decimal
 import pytest
 
 from tests.helpers import eventually
-from tests.service.harness import BTC, SOL, Harness
+from tests.service.harness import BTC, FAST, SOL, Harness, looping_engine, moments
+from warden.adapters.clock import FakeClock
+from warden.adapters.db import rows, schema
+from warden.adapters.db.store import SqlStore, open_store
+from warden.adapters.notify import RecordingNotifier
+from warden.adapters.sim import SimulatedExchange
 from warden.domain.alerts import AlertKind
+from warden.domain.events import EventKind
+from warden.domain.orders import Order, OrderStatus
 from warden.domain.position import Position, PositionStatus
 from warden.domain.reconcile import Kind
 from warden.domain.reports import OrderRequest
 from warden.domain.values import (
     ClientOrderId,
+    OrderRole,
     OrderSide,
     OrderType,
     PositionId,
     Side,
     Symbol,
+    client_order_id,
     parse_client_id,
 )
 from warden.ports import Transition
-from warden.service.commands import AlreadyExists, ClosePosition, EngineState, NotHolder, TradingRefused
+from warden.service.commands import (
+    AlreadyExists,
+    ClosePosition,
+    EngineState,
+    NotHolder,
+    OpenPosition,
+    TradingRefused,
+)
+from warden.service.engine import Engine
 
 ETH = Symbol("ETH/USDT:USDT")
 
@@ -203,19 +220,21 @@ async def test_take_profits_are_resized_after_an_outside_partial_reduce(harness:
     assert (await harness.engine.reconcile()).findings == []
 
 
-async def test_outside_trades_are_applied_with_their_prices(harness: Harness) -> None:
-    """An outside buy adds to the long at its own price: entry price and size follow the exchange."""
-    pos = await harness.open("long", SOL, usd="15")
-    harness.sim.set_mark(SOL, pos.entry_price + 2)  # type: ignore[operator]
+@pytest.mark.parametrize("side", ["long", "short"])
+async def test_outside_trades_are_applied_with_their_prices(harness: Harness, side: str) -> None:
+    """Issue 8.5: an outside trade adding to the position (a buy on a long, a sell on a short)
+    is applied at its own price: entry price and size follow the exchange."""
+    pos = await harness.open(side, SOL, usd="15")
+    harness.sim.set_mark(SOL, pos.entry_price + 2 * pos.side.sign)  # type: ignore[operator]
     # TP1 fills there; its handling (the stop re-sized) is not what this is about: let it end.
     await eventually(lambda: harness.engine.ledger.positions[pos.id].tp1_hit, what="TP1 applied")
     await harness.engine.wait_idle()
-    harness.sim.external_order(SOL, OrderSide.BUY, Decimal("1"))
+    harness.sim.external_order(SOL, pos.side.entry_side, Decimal("1"))
     await harness.engine.reconcile()
     await harness.engine.wait_idle()
     now = harness.engine.ledger.positions[pos.id]
     (exchange,) = await harness.sim.fetch_positions()
-    assert now.remaining == exchange.qty
+    assert exchange.side is pos.side and now.remaining == exchange.qty
     assert now.entry_price is not None
     assert now.entry_price.quantize(Decimal("1e-8")) == exchange.entry_price
     assert resting_qty(harness, SOL, OrderType.STOP_MARKET) == now.remaining
@@ -309,3 +328,242 @@ async def test_seed_000_a_restart_that_lost_the_queued_writes_keeps_the_resting_
     assert h.exchange_qty() == -pos.filled_qty, "the position was closed"
     assert [o.qty for o in stops] == [pos.filled_qty]
     assert h.engine.ledger.positions[pos.id].status is PositionStatus.PROTECTED
+
+
+# ------------------------------------------------------------------ audit additions
+
+
+async def test_a_stop_cancelled_by_hand_while_the_database_is_down_is_replaced(harness: Harness) -> None:
+    """Issue 7.1: losing our own database is degraded, not standing down. A stop cancelled by
+    hand meanwhile is put back on the exchange at once (its writes queued); when the database
+    answers again the queued writes land and the engine is ready, with no restart."""
+    pos = await harness.open("long", SOL)
+    [stop] = stops(harness)
+    harness.store.down = True
+    harness.sim.cancel_external(stop.client_order_id)  # type: ignore[attr-defined]
+    await eventually(
+        lambda: (
+            [(o.client_order_id != stop.client_order_id, o.qty) for o in stops(harness)]  # type: ignore[attr-defined]
+            == [(True, pos.filled_qty)]
+        ),
+        what="the stop re-placed while the database is down",
+    )
+    await harness.engine.wait_idle()
+    assert harness.engine.state is EngineState.DEGRADED
+    assert not harness.engine.status().accepting_signals
+    harness.store.down = False
+    await harness.engine.flush_pending()
+    assert harness.engine.state is EngineState.READY and harness.engine.status().pending_writes == 0
+    [again] = stops(harness)
+    stored = await harness.store.get_position(pos.id)
+    assert stored is not None and stored.status is PositionStatus.PROTECTED
+    assert harness.engine.ledger.current_stop(pos.id).client_order_id == again.client_order_id  # type: ignore[union-attr]
+    assert (await harness.engine.reconcile()).findings == []
+
+
+async def test_a_signal_refused_for_the_database_shows_degraded_on_status(harness: Harness) -> None:
+    """Issue 7.10: /status must not say `ready` while every signal gets database_unavailable."""
+    from warden.ports import StoreUnavailable
+
+    harness.store.down = True
+    with pytest.raises(StoreUnavailable):
+        await harness.open("long", SOL)
+    assert harness.exchange_qty(SOL) == 0 and harness.resting(SOL) == []
+    status = harness.engine.status()
+    assert status.state is EngineState.DEGRADED and not status.accepting_signals
+    assert any("database unavailable" in r for r in status.reasons), status.reasons
+    harness.store.down = False
+    await harness.engine.flush_pending()
+    assert harness.engine.state is EngineState.READY and harness.engine.status().accepting_signals
+
+
+async def test_a_row_written_behind_wardens_back_for_a_held_position_is_adopted(harness: Harness) -> None:
+    """Issue 7.8 (seed 003): a row inserted by something else for a position the exchange holds:
+    event and alert, then adopted under that row (not a second record) and protected."""
+    template = await harness.open("long", BTC, usd="200")
+    await harness.engine.close_position(ClosePosition(template.id))
+    await harness.engine.wait_idle()
+    harness.sim.external_order(BTC, OrderSide.BUY, template.filled_qty)
+    row = replace(template, id=PositionId("behindback01"), signal_id=None, version=1)
+    await harness.store.commit(Transition(row, None))
+    report = await harness.engine.reconcile()
+    await harness.engine.wait_idle()
+    assert any(a.kind is AlertKind.UNKNOWN_ROW for a in harness.notifier.alerts)
+    assert any(f.discrepancy.position_id == row.id for f in report.findings)
+    [held] = [p for p in harness.engine.ledger.active_positions() if p.symbol == BTC]
+    assert held.id == row.id and held.status is PositionStatus.PROTECTED
+    assert [o.qty for o in stops(harness, BTC)] == [row.remaining]  # type: ignore[attr-defined]
+    stored = await harness.store.get_position(row.id)
+    assert stored is not None and stored.status is PositionStatus.PROTECTED
+    events = await harness.store.list_events(row.id, 100)
+    assert events, "the row's discovery is an event"
+    assert (await harness.engine.reconcile()).findings == []
+
+
+async def write_behind_back(h: Harness, *orders: Order) -> None:
+    """Order rows inserted into the database directly, by something other than warden (the
+    position's row is not touched: its version stays where warden's memory has it)."""
+    inner = h.store.inner
+    assert isinstance(inner, SqlStore)
+    async with inner.engine.begin() as conn:
+        await conn.execute(schema.orders.insert(), [rows.order_row(o) for o in orders])
+
+
+@pytest.mark.parametrize("resting", [False, True], ids=["never-sent", "resting"])
+async def test_a_pending_intent_written_behind_wardens_back_for_a_known_position_is_found(
+    harness: Harness, resting: bool
+) -> None:
+    """Issue 7.8: a PENDING stop intent inserted into the database for a position memory already
+    knows. A reconcile pass compares the database's intents with memory too: the unknown intent
+    is an event and an alert, and it is checked against the exchange (never sent: refused,
+    final; resting: warden's, as a restart would take it). Either way exactly one stop of the
+    position's size rests and the exchange, the database and memory agree."""
+    pos = await harness.open("long", SOL, usd=None, qty=Decimal("1"))
+    assert pos.stop_price is not None
+    [mine] = stops(harness)
+    cid = client_order_id(pos.id, OrderRole.STOP, 9, harness.engine.config.installation_id)
+    intent = Order(
+        client_order_id=cid,
+        position_id=pos.id,
+        role=OrderRole.STOP,
+        symbol=SOL,
+        side=pos.side.exit_side,
+        type=OrderType.STOP_MARKET,
+        qty=pos.filled_qty,
+        trigger_price=pos.stop_price + Decimal("0.5"),
+        reduce_only=True,
+        status=OrderStatus.PENDING,
+        created_at=harness.engine.clock.now(),
+    )
+    if resting:
+        harness.sim.disconnect()  # its echo is lost: only the database and the exchange know it
+        await harness.sim.place_order(
+            OrderRequest(cid, SOL, intent.side, intent.type, intent.qty, intent.trigger_price, True)
+        )
+    await write_behind_back(harness, intent)
+    assert cid not in harness.engine.ledger.orders
+    report = await harness.engine.reconcile()
+    await harness.engine.wait_idle()
+    assert any(f.discrepancy.client_order_id == cid for f in report.findings), report.findings
+    assert any(a.kind is AlertKind.UNKNOWN_ROW and cid in a.message for a in harness.notifier.alerts)
+    events = await harness.store.list_events(pos.id, 100)
+    assert any(cid in e.message for e in events), [e.message for e in events]
+    known = harness.engine.ledger.orders[cid]
+    assert known.status is (OrderStatus.OPEN if resting else OrderStatus.REJECTED), known
+    stored = {o.client_order_id: o for o in await harness.store.orders_for(pos.id)}
+    assert stored[cid].status is known.status
+    [stop] = stops(harness)
+    assert stop.qty == pos.filled_qty  # type: ignore[attr-defined]
+    if not resting:
+        assert stop.client_order_id == mine.client_order_id  # type: ignore[attr-defined]
+    assert harness.engine.ledger.current_stop(pos.id).client_order_id == stop.client_order_id  # type: ignore[union-attr]
+    assert stored[stop.client_order_id].status is OrderStatus.OPEN  # type: ignore[attr-defined]
+    harness.sim.reconnect()
+    alerts = len(harness.notifier.alerts)
+    assert (await harness.engine.reconcile()).findings == []
+    assert len(harness.notifier.alerts) == alerts, "found once, not at every pass"
+
+
+async def test_stacked_positions_with_a_size_mismatch_are_repaired_in_one_pass(harness: Harness) -> None:
+    """Issue 7.6: stacking on, two longs of 1; an outside sell of 1.5 leaves 0.5. One pass brings
+    every record, stop and take-profit into agreement with the exchange (not one record a pass)."""
+    await harness.stop()
+    harness.config = replace(harness.config, allow_stacking=True)
+    await harness.start()
+    await harness.open("long", SOL, usd=None, qty=Decimal("1"))
+    await harness.open("long", SOL, usd=None, qty=Decimal("1"))
+    harness.sim.disconnect()
+    harness.sim.external_order(SOL, OrderSide.SELL, Decimal("1.5"), reduce_only=True)
+    await harness.engine.reconcile()
+    await harness.engine.wait_idle()
+    held = [p for p in harness.engine.ledger.active_positions() if p.symbol == SOL]
+    assert sum((p.remaining for p in held), Decimal(0)) == harness.exchange_qty(SOL) == Decimal("0.5")
+    for p in held:
+        mine = [o for o in harness.resting(SOL) if p.id in o.client_order_id]
+        assert sum(o.qty for o in mine if o.type is OrderType.STOP_MARKET) == p.remaining
+        assert sum((o.qty for o in mine if o.type is OrderType.TAKE_PROFIT_MARKET), Decimal(0)) <= p.remaining
+    harness.sim.reconnect()
+    assert (await harness.engine.reconcile()).findings == []
+
+
+async def test_an_engine_whose_lease_was_taken_stops_every_loop_that_acts(store_url: str) -> None:
+    """Issue 7.4: after a stand-down nothing acts: a stop cancelled by hand is not re-placed by the
+    stream loop, no reconcile pass runs on the timer, nothing is written; and the gateway itself
+    refuses a cancel (cancels once skipped the check `send` had)."""
+    clock = FakeClock()
+    async with looping_engine(store_url, clock) as (engine, exchange):
+        pos = await engine.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(100)))
+        await engine.wait_idle()
+        [stop] = [o for o in exchange.sim.core.open_orders(SOL) if o.type is OrderType.STOP_MARKET]
+        passes = engine.last_reconcile_at
+        await engine.stand_down("lease lost: another engine holds the account (test)")
+        events = len(await engine.store.list_events(None, 1000))
+        exchange.sim.cancel_external(stop.client_order_id)
+        await moments(clock, 3 * engine.config.reconcile_interval)
+        assert not [o for o in exchange.sim.core.open_orders(SOL) if o.type is OrderType.STOP_MARKET]
+        assert engine.last_reconcile_at == passes, "a reconcile pass ran after the stand-down"
+        assert len(await engine.store.list_events(None, 1000)) == events
+        with pytest.raises(NotHolder):
+            await engine.gateway.cancel(SOL, engine.ledger.live_orders(pos.id)[0].client_order_id, True)
+
+
+async def test_finished_positions_their_locks_and_events_leave_memory(store_url: str) -> None:
+    """Issue 7.10: closed positions, their locks and their wait events are pruned from memory
+    (after a while), and the position is still served from the database."""
+    clock = FakeClock()
+    async with looping_engine(store_url, clock) as (engine, _):
+        pos = await engine.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(100)))
+        await engine.close_position(ClosePosition(pos.id))
+        await engine.wait_idle()
+        assert pos.id in engine.ledger.positions
+        await moments(clock, 11 * 60, step=5)
+        assert engine.details() == {"locks": 0, "positions_in_memory": 0}
+        assert pos.id not in engine.ctx.seen
+        assert not engine.ledger.orders_of(pos.id)
+        view = await engine.get_position(pos.id)
+        assert view.position.status is PositionStatus.CLOSED
+
+
+async def test_an_exposure_no_start_was_seen_for_is_not_reported_shorter_than_it_was(store_url: str) -> None:
+    """Issue 7.10: `unprotected_seconds` must never be optimistic when this process did not see
+    the exposure begin. An entry acknowledged unfilled; the process dies; the entry fills 1 s
+    later with no stop; warden starts again 9 s after that. Its protected event must count from
+    the fill (as the exchange measured it), not from when the new process learned of it."""
+    clock = FakeClock()
+    sim = SimulatedExchange(now=clock.now, seed=7, sleep=clock.sleep)
+    sim.faults.ack_only_if = lambda req: req.type is OrderType.MARKET
+    sim.faults.fill_delay = 1.0
+    store = await open_store(store_url, exchange="sim")
+    first = Engine(sim, store, clock, RecordingNotifier(), FAST)
+    await first.start()
+    opening = asyncio.get_running_loop().create_task(
+        first.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(100)))
+    )
+    await eventually(
+        lambda: any(o.type is OrderType.MARKET for o in sim.core.open_orders(SOL)), what="entry working"
+    )
+    first.set_read_only("crashed")  # the process dies: nothing more is sent or written
+    opening.cancel()
+    await asyncio.gather(opening, return_exceptions=True)
+    await first.stop()
+    await store.close()
+    sim.faults.ack_only_if = None
+    await moments(clock, 10)
+    assert sim.core.position(SOL).qty > 0, "the entry filled while warden was down"
+    store = await open_store(store_url, exchange="sim")
+    second = Engine(sim, store, clock, RecordingNotifier(), FAST)
+    try:
+        await second.start()
+        await second.wait_idle()
+        [pos] = second.ledger.active_positions()
+        assert pos.status is PositionStatus.PROTECTED
+        [protected] = [
+            e for e in await store.list_events(pos.id, 100) if e.kind is EventKind.POSITION_PROTECTED
+        ]
+        [exposure] = sim.exposure()
+        reported = float(protected.data["unprotected_seconds"])
+        assert reported >= exposure.max_unprotected_seconds >= 8, (reported, exposure)
+    finally:
+        second.set_read_only("test over")
+        await second.stop()
+        await store.close()

@@ -9,13 +9,23 @@ from __future__ import annotations
 from dataclasses import replace
 from decimal import Decimal
 
+import pytest
+
 from tests.helpers import eventually
-from tests.service.harness import SOL, Harness
+from tests.service.harness import FAST, SOL, Harness, driven, looping_engine, moments
+from tests.service.test_chaos_findings import engine_on
+from warden.adapters.clock import FakeClock
+from warden.adapters.db.store import open_store
+from warden.adapters.sim import SimulatedExchange
 from warden.domain.alerts import AlertKind
+from warden.domain.events import EventKind
 from warden.domain.orders import OrderStatus
 from warden.domain.position import Position
-from warden.domain.values import OrderRole, OrderSide, OrderType
-from warden.service.commands import ClosePosition
+from warden.domain.reconcile import Kind
+from warden.domain.reports import OrderRequest
+from warden.domain.values import OrderRole, OrderType, Side
+from warden.ports import ExchangeError
+from warden.service.commands import ClosePosition, OpenPosition
 
 
 def stops(h: Harness) -> list[object]:
@@ -100,14 +110,16 @@ async def test_a_refused_move_keeps_the_old_stop_and_later_moves_still_work(harn
     assert report.findings == []
 
 
-async def test_a_stale_stop_that_closes_another_position_is_attributed(harness: Harness) -> None:
+@pytest.mark.parametrize("side", ["long", "short"])
+async def test_a_stale_stop_that_closes_another_position_is_attributed(harness: Harness, side: str) -> None:
     """Stacking on: A's old full-size stop stays (its resize refused); B opens; the stale stop fills
     the whole size. A closes with what it had; the rest reduced B and is recorded on B (I2), B's
-    stop is re-sized to what B has left, and warden agrees with the exchange."""
+    stop is re-sized to what B has left, and warden agrees with the exchange. Long and short."""
     await harness.stop()
     harness.config = replace(harness.config, allow_stacking=True)
     await harness.start()
-    a = await harness.open("long", SOL, usd=None, qty=Decimal("1"))
+    a = await harness.open(side, SOL, usd=None, qty=Decimal("1"))
+    assert a.stop_price is not None
     harness.sim.faults.reject_if = lambda req: (
         a.id in req.client_order_id and req.type is OrderType.STOP_MARKET
     )
@@ -115,17 +127,19 @@ async def test_a_stale_stop_that_closes_another_position_is_attributed(harness: 
     await eventually(lambda: harness.engine.ledger.positions[a.id].tp1_hit, what="tp1")
     await harness.engine.wait_idle()
     assert harness.engine.ledger.positions[a.id].remaining == Decimal("0.4")
+    assert stop_qty(harness) == Decimal("1"), "A's stop stays at its old size"
     harness.sim.set_mark(SOL, a.entry_price)  # type: ignore[arg-type]
-    b = await harness.open("long", SOL, usd=None, qty=Decimal("1"))
+    b = await harness.open(side, SOL, usd=None, qty=Decimal("1"))
     harness.sim.faults.reject_if = None
-    harness.sim.set_mark(SOL, a.stop_price - Decimal("0.05"))  # type: ignore[operator]
+    harness.sim.set_mark(SOL, a.stop_price - Decimal("0.05") * a.side.sign)
     await eventually(lambda: not harness.engine.ledger.positions[a.id].is_active, what="A closed")
 
     def held() -> list[Position]:
         return [p for p in harness.engine.ledger.active_positions() if p.symbol == SOL]
 
     await eventually(
-        lambda: sum((p.remaining for p in held()), Decimal(0)) == harness.exchange_qty(), what="agreement"
+        lambda: sum((p.remaining * p.side.sign for p in held()), Decimal(0)) == harness.exchange_qty(),
+        what="agreement",
     )
     await harness.engine.wait_idle()
     assert any(a.kind is AlertKind.FILL_MISMATCH for a in harness.notifier.alerts)
@@ -156,36 +170,44 @@ async def test_a_runner_whose_tp2_rounds_to_zero_still_trails(harness: Harness) 
         harness.sim.set_mark(SOL, pos.entry_price)  # type: ignore[arg-type]
 
 
-async def test_an_outside_reduce_after_tp1_resizes_every_exit_and_keeps_pnl(harness: Harness) -> None:
-    """After TP1 (0.4 left) a manual sell of 0.3: stop 0.1, TP2 at most 0.1, and the manual trade's
-    price and fee are in realized PnL."""
-    pos = await harness.open("long", SOL, usd=None, qty=Decimal("1"))
+@pytest.mark.parametrize("side", ["long", "short"])
+async def test_an_outside_reduce_after_tp1_resizes_every_exit_and_keeps_pnl(
+    harness: Harness, side: str
+) -> None:
+    """After TP1 (0.4 left) a manual reduce of 0.3: stop 0.1, TP2 at most 0.1, and the manual
+    trade's price and fee are in realized PnL. Long and short."""
+    pos = await harness.open(side, SOL, usd=None, qty=Decimal("1"))
     harness.sim.set_mark(SOL, pos.tp1_price)  # type: ignore[arg-type]
     await eventually(lambda: harness.engine.ledger.positions[pos.id].tp1_hit, what="tp1")
     await harness.engine.wait_idle()
-    harness.sim.external_order(SOL, OrderSide.SELL, Decimal("0.3"), reduce_only=True)
+    harness.sim.external_order(SOL, pos.side.exit_side, Decimal("0.3"), reduce_only=True)
     await harness.engine.reconcile()
     await harness.engine.wait_idle()
     now = harness.engine.ledger.positions[pos.id]
-    assert now.remaining == Decimal("0.1") == harness.exchange_qty()
+    assert now.remaining == Decimal("0.1")
+    assert harness.exchange_qty() == Decimal("0.1") * pos.side.sign
     assert stop_qty(harness) == Decimal("0.1") and tp_qty(harness) <= Decimal("0.1")
     fills = await harness.sim.fetch_fills(SOL, None)
     assert now.entry_price is not None
-    sells = [f for f in fills if f.side is OrderSide.SELL]
-    expected = sum(((f.price - now.entry_price) * f.qty for f in sells), Decimal(0)) - sum(
+    exits = [f for f in fills if f.side is pos.side.exit_side]
+    assert len(exits) == 2, "TP1 and the manual trade"
+    expected = sum(((f.price - now.entry_price) * f.qty * pos.side.sign for f in exits), Decimal(0)) - sum(
         (f.fee for f in fills), Decimal(0)
     )
     assert now.realized_pnl == expected
     assert (await harness.engine.reconcile()).findings == []
 
 
-async def test_after_a_crash_mid_breakeven_the_stop_price_is_the_exchanges(harness: Harness) -> None:
+@pytest.mark.parametrize("side", ["long", "short"])
+async def test_after_a_crash_mid_breakeven_the_stop_price_is_the_exchanges(
+    harness: Harness, side: str
+) -> None:
     """The break-even stop rested but warden died before recording it: after restart warden's stop
-    price is the one resting on the exchange, not the old one."""
+    price is the one resting on the exchange, not the old one. Long and short."""
     await harness.stop()
     harness.config = replace(harness.config, plan=replace(harness.config.plan, breakeven_after_tp1=True))
     await harness.start()
-    pos = await harness.open("long", SOL, usd=None, qty=Decimal("1"))
+    pos = await harness.open(side, SOL, usd=None, qty=Decimal("1"))
     assert pos.entry_price is not None
     entry = harness.engine.instruments[SOL].round_price(pos.entry_price)
     harness.sim.faults.timeout_after_execution_if = lambda req: req.trigger_price == entry
@@ -247,3 +269,186 @@ async def test_a_refused_trailing_move_is_not_retried_in_a_spin(harness: Harness
     assert len(tried) <= 2, tried
     view = await harness.engine.get_position(pos.id)
     assert view.stop_resting and stop_qty(harness) == view.position.remaining
+
+
+async def test_a_tp1_that_rounds_to_zero_is_marked_hit_at_its_level_and_the_runner_still_trails(
+    harness: Harness,
+) -> None:
+    """Issue 8.4: with TP1 10 % of SOL 0.04 (0.004 -> 0) and TP2 20 % (0.008 -> 0) no take-profit
+    can be placed; passing TP1's level marks it hit (nothing closes), passing TP2's arms the
+    runner, and the trailing stop follows the peak for the whole size. Long and short."""
+    await harness.stop()
+    harness.config = replace(harness.config, plan=replace(harness.config.plan, tp1_fraction=Decimal("0.1")))
+    await harness.start()
+    for side in ("long", "short"):
+        pos = await harness.open(side, SOL, usd=None, qty=Decimal("0.04"))
+        assert (pos.tp1_qty, pos.tp2_qty) == (0, 0)
+        assert tp_qty(harness) == 0
+        harness.sim.set_mark(SOL, pos.tp1_price)  # type: ignore[arg-type]
+        await eventually(lambda p=pos: harness.engine.ledger.positions[p.id].tp1_hit, what="tp1 marked hit")
+        assert harness.exchange_qty() * pos.side.sign == Decimal("0.04")
+        harness.sim.set_mark(SOL, ahead(pos, "0.5"))
+        await eventually(
+            lambda p=pos: harness.engine.ledger.positions[p.id].trailing_active, what="runner armed"
+        )
+        peak = ahead(pos, "3")
+        harness.sim.set_mark(SOL, peak)
+        want = harness.engine.instruments[SOL].round_price(peak * (1 - pos.side.sign * Decimal("0.005")))
+        await eventually(lambda w=want: [s.trigger_price for s in stops(harness)] == [w], what="trailing")  # type: ignore[attr-defined]
+        assert stop_qty(harness) == Decimal("0.04")
+        await harness.engine.close_position(ClosePosition(pos.id))
+        await harness.engine.wait_idle()
+        harness.sim.set_mark(SOL, pos.entry_price)  # type: ignore[arg-type]
+
+
+async def test_a_tp2_left_behind_by_a_closed_position_is_cancelled_with_the_close(harness: Harness) -> None:
+    """Issue 8 (low): after TP1, the re-sized stop fills; the position is closed and its TP2 does
+    not stay resting on the exchange (it stayed 1-7 s): gone by the time the close is recorded."""
+    for side in ("long", "short"):
+        pos = await harness.open(side, SOL, usd=None, qty=Decimal("1"))
+        assert pos.stop_price is not None and pos.entry_price is not None
+        harness.sim.set_mark(SOL, pos.tp1_price)  # type: ignore[arg-type]
+        await eventually(lambda p=pos: harness.engine.ledger.positions[p.id].tp1_hit, what="tp1")
+        await eventually(lambda: stop_qty(harness) == Decimal("0.4"), what="the stop re-sized")
+        await harness.engine.wait_idle()
+        assert tp_qty(harness) == Decimal("0.2")
+        harness.sim.set_mark(SOL, pos.stop_price - Decimal("0.05") * pos.side.sign)
+        await eventually(lambda p=pos: not harness.engine.ledger.positions[p.id].is_active, what="closed")
+        stored = await harness.store.get_position(pos.id)
+        assert stored is not None and stored.status.value == "closed"
+        await eventually(
+            lambda: harness.resting() == [], timeout=1.0, what="the TP2 cancelled with the close"
+        )
+        await harness.engine.wait_idle()
+        kinds = [e.kind for e in await harness.store.list_events(pos.id, 100)]
+        closed_at = kinds.index(EventKind.POSITION_CLOSED)
+        assert EventKind.STOP_MOVED not in kinds[closed_at:], kinds
+        assert EventKind.PROTECTION_LOST not in kinds, kinds
+        harness.sim.set_mark(SOL, pos.entry_price)
+
+
+async def test_a_stop_that_fires_during_the_tp1_resize_is_a_plain_close(harness: Harness) -> None:
+    """Issue 8 (low): the stop fires while the TP1 resize is in flight. The position closes as a
+    stop; no `protection_lost: stop canceled outside warden`, no `stop_moved` after the close, and
+    nothing is left on the exchange."""
+    for side in ("long", "short"):
+        pos = await harness.open(side, SOL, usd=None, qty=Decimal("1"))
+        assert pos.stop_price is not None and pos.entry_price is not None
+        harness.sim.faults.rest_latency = 0.3
+        harness.sim.set_mark(SOL, pos.tp1_price)  # type: ignore[arg-type]
+        await eventually(lambda p=pos: harness.engine.ledger.positions[p.id].tp1_hit, what="tp1")
+        harness.sim.set_mark(SOL, pos.stop_price - Decimal("0.05") * pos.side.sign)  # the old stop fires
+        await eventually(lambda p=pos: not harness.engine.ledger.positions[p.id].is_active, what="closed")
+        harness.sim.faults.rest_latency = 0
+        await harness.engine.wait_idle()
+        assert harness.exchange_qty() == 0
+        await eventually(lambda: harness.resting() == [], what="nothing left resting")
+        events = await harness.store.list_events(pos.id, 100)
+        kinds = [e.kind for e in events]
+        assert EventKind.PROTECTION_LOST not in kinds, [e.message for e in events]
+        closed_at = kinds.index(EventKind.POSITION_CLOSED)
+        after = {EventKind.STOP_MOVED, EventKind.PROTECTION_FAILED} & set(kinds[closed_at:])
+        assert not after, [e.message for e in events]  # the move ended with the position: no news
+        assert harness.engine.ledger.positions[pos.id].exit_reason == "stop"
+        harness.sim.set_mark(SOL, pos.entry_price)
+
+
+@pytest.mark.parametrize("side", ["long", "short"])
+async def test_a_stale_pending_stop_intent_is_resolved_in_one_pass_and_no_longer_blocks_the_symbol(
+    store_url: str, side: str
+) -> None:
+    """Issue 8.1: a stop move whose send was answered 5xx (nothing executed) while every lookup
+    failed leaves its intent PENDING: its outcome is unknown. While young it counts as in flight;
+    once older than `pending_deadline`, one reconcile pass looks it up (not found: refused, final)
+    and, in that same pass, judges the symbol again: an outside reduce and a stop cancelled by
+    hand, both made while the stream was down, are repaired. The fake clock drives it."""
+    clock = FakeClock()
+    sim = SimulatedExchange(now=clock.now, seed=7)
+    store = await open_store(store_url, exchange="sim")
+    try:
+        async with engine_on(clock, sim, FAST, store) as engine:
+            pos = await engine.open_position(OpenPosition(SOL, Side.parse(side), qty=Decimal("1")))
+            await engine.wait_idle()
+            assert pos.stop_price is not None
+            [old] = [o for o in sim.core.open_orders(SOL) if o.type is OrderType.STOP_MARKET]
+            sim.faults.server_error_if = lambda req: req.type is OrderType.STOP_MARKET
+            sim.faults.fail_queries = True
+            with pytest.raises(ExchangeError):
+                await driven(clock, engine.move_stop(pos.id, pos.stop_price + Decimal("0.5") * pos.side.sign))
+            sim.faults.server_error_if = None
+            sim.faults.fail_queries = False
+            [intent] = [o for o in engine.ledger.orders_of(pos.id) if o.status is OrderStatus.PENDING]
+            assert intent.role is OrderRole.STOP
+
+            sim.disconnect()  # what follows reaches warden only through reconciliation
+            sim.external_order(SOL, pos.side.exit_side, Decimal("0.4"), reduce_only=True)
+            sim.cancel_external(old.client_order_id)
+            young = await driven(clock, engine.reconcile())
+            assert young.findings == [], "a young intent is in flight: the symbol waits"
+
+            clock.advance(engine.config.pending_deadline + 1)
+            report = await driven(clock, engine.reconcile())
+            await engine.wait_idle()
+            assert engine.ledger.orders[intent.client_order_id].status is OrderStatus.REJECTED
+            assert {f.discrepancy.kind for f in report.findings} & {Kind.SIZE_MISMATCH, Kind.MISSING_STOP}
+            now = engine.ledger.positions[pos.id]
+            held = sim.core.position(SOL).qty
+            assert now.remaining * now.side.sign == held == Decimal("0.6") * pos.side.sign
+            resting = [o for o in sim.core.open_orders(SOL) if o.type is OrderType.STOP_MARKET]
+            assert [o.qty for o in resting] == [Decimal("0.6")]
+            assert engine.ledger.current_stop(pos.id).client_order_id == resting[0].client_order_id  # type: ignore[union-attr]
+            sim.reconnect()
+            assert (await driven(clock, engine.reconcile())).findings == []
+            await driven(clock, engine.wait_idle())
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("side", ["long", "short"])
+async def test_after_a_restart_a_refused_trailing_move_is_not_tried_again_in_a_loop(
+    store_url: str, side: str
+) -> None:
+    """Issue 8.1: "after a restart the same move is retried and rejected again". The exchange
+    refuses every new stop; a trailing move is refused (not through the market: the old stop
+    stays). After a restart, with the refusals still on and no new mark, the move may be tried
+    once by recovery, but not again and again as engine time passes (reconcile passes, the
+    maintenance loop); the old stop keeps covering the runner throughout."""
+    clock = FakeClock()
+    sim = SimulatedExchange(now=clock.now, seed=7)
+    tried: list[str] = []
+
+    def refuse(request: OrderRequest) -> bool:
+        if request.type is OrderType.STOP_MARKET:
+            tried.append(request.client_order_id)
+            return True
+        return False
+
+    async with looping_engine(store_url, clock, sim) as (engine, _):
+        pos = await engine.open_position(OpenPosition(SOL, Side.parse(side), qty=Decimal("1")))
+        sim.set_mark(SOL, pos.tp1_price)  # type: ignore[arg-type]
+        await eventually(lambda: engine.ledger.positions[pos.id].tp1_hit, what="tp1")
+        sim.set_mark(SOL, pos.tp2_price)  # type: ignore[arg-type]
+        await eventually(lambda: engine.ledger.positions[pos.id].trailing_active, what="runner armed")
+        await driven(clock, engine.wait_idle())
+        sim.faults.reject_if = refuse
+        sim.set_mark(SOL, ahead(pos, "5"))
+        await eventually(lambda: bool(tried), what="the move tried")
+        await driven(clock, engine.wait_idle())
+        await moments(clock, 2)  # the watermark is flushed
+        runner = engine.ledger.positions[pos.id]
+        [old] = [o for o in sim.core.open_orders(SOL) if o.type is OrderType.STOP_MARKET]
+        assert old.qty == runner.remaining and old.trigger_price != ahead(pos, "5")
+    refused_before = len(tried)
+    sim.new_session()
+    async with looping_engine(store_url, clock, sim) as (engine, _):
+        await moments(clock, 4 * engine.config.reconcile_interval)
+        await driven(clock, engine.wait_idle())
+        again = tried[refused_before:]
+        assert len(again) <= 1, again
+        assert [o.client_order_id for o in sim.core.open_orders(SOL) if o.type is OrderType.STOP_MARKET] == [
+            old.client_order_id
+        ]
+        view = await engine.get_position(pos.id)
+        assert view.stop_resting and view.position.remaining == old.qty
+        [exposure] = sim.exposure()
+        assert exposure.unprotected_seconds == 0

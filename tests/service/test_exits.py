@@ -6,12 +6,14 @@ import asyncio
 from decimal import Decimal
 from typing import Any
 
-from tests.helpers import eventually
-from tests.service.harness import SOL, Harness
+from tests.helpers import eventually, until
+from tests.service.harness import SOL, Harness, looping_engine, moments
+from warden.adapters.clock import FakeClock
 from warden.domain.events import EventKind
 from warden.domain.orders import OrderStatus
 from warden.domain.position import PositionStatus
-from warden.domain.values import OrderRole, OrderType
+from warden.domain.values import OrderRole, OrderType, Side
+from warden.service.commands import OpenPosition
 
 
 def stops(h: Harness) -> list:
@@ -110,28 +112,29 @@ async def test_breakeven_after_tp1_moves_stop_to_entry(harness: Harness) -> None
     assert stop.trigger_price == pos.entry_price.quantize(Decimal("0.01"))
 
 
-async def test_moving_peak_is_persisted_within_the_flush_interval(harness: Harness) -> None:
-    """A new peak that moves no stop still reaches the database within one flush interval."""
-    import asyncio
-
-    pos = await harness.open("long", usd="100")
-    task = asyncio.get_running_loop().create_task(harness.engine.maintain())
-    try:
+async def test_moving_peak_is_persisted_within_the_flush_interval(store_url: str) -> None:
+    """A new peak that moves no stop still reaches the database within one flush interval: not
+    before the interval passes on the engine's (fake) clock, and by the flush that follows it."""
+    clock = FakeClock()
+    async with looping_engine(store_url, clock) as (engine, exchange):
+        pos = await engine.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(100)))
+        assert pos.tp1_price is not None and pos.entry_price is not None
+        await engine.wait_idle()
         peak = pos.tp1_price - Decimal("0.2")  # a new high below TP1: nothing triggers
-        harness.sim.set_mark(SOL, peak)
 
-        async def stored_peak() -> Decimal | None:
-            stored = await harness.store.get_position(pos.id)
-            return None if stored is None else stored.watermark
+        async def flushed() -> bool:
+            stored = await engine.store.get_position(pos.id)
+            return stored is not None and stored.watermark == peak
 
-        deadline = asyncio.get_running_loop().time() + 5
-        while await stored_peak() != peak:
-            assert asyncio.get_running_loop().time() < deadline, "peak not persisted"
-            await asyncio.sleep(0.01)
-        stored = await harness.store.get_position(pos.id)
+        exchange.sim.set_mark(SOL, peak)
+        await eventually(lambda: exchange.sim.queued_events == 0, what="the engine took the mark")
+        await engine.wait_idle()
+        assert not await flushed(), "no flush before the interval passed"
+        interval = engine.config.watermark_flush_interval
+        await moments(clock, interval, step=interval)
+        await until(flushed, what="the peak flushed")
+        stored = await engine.store.get_position(pos.id)
         assert stored is not None and stored.mfe == peak - pos.entry_price and stored.last_price == peak
-    finally:
-        task.cancel()
 
 
 class HoldsTheStopIntent:

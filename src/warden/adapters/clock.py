@@ -40,6 +40,11 @@ class FakeClock:
         self._sleepers.append((self._mono + seconds, fut))
         await fut
 
+    def next_wake(self) -> float | None:
+        """The monotonic time the earliest sleeper wakes at; None if nobody sleeps."""
+        waiting = [t for t, f in self._sleepers if not f.done()]
+        return min(waiting, default=None)
+
     def advance(self, seconds: float) -> None:
         self._mono += seconds
         self._now += timedelta(seconds=seconds)

@@ -46,6 +46,7 @@ FINDING_ALERTS: dict[str, frozenset[AlertKind]] = {
     "missing_stop": frozenset({AlertKind.STOP_REPLACED}),
     "stray_order": frozenset({AlertKind.STRAY_CANCELLED}),
     "other_instance": frozenset({AlertKind.OTHER_INSTANCE}),
+    "unknown_intent": frozenset({AlertKind.UNKNOWN_ROW}),
 }
 EVENT_SLACK = 0.001
 """Event times are stored to the microsecond; the step's start is not rounded."""

@@ -8,6 +8,9 @@
     other_instance an order with a warden-shaped id of another installation: another
                    warden trades this account (its orders are never touched, and its
                    symbols are not judged: their positions are not ours to adopt)
+    unknown_intent an order row in the database, for a position memory knows, that memory
+                   does not (written behind warden's back). Not found by `diff`: the
+                   reconciler compares the database with memory before diffing.
 
 In one-way mode the exchange nets every position of a symbol, so sizes are
 compared per symbol: the sum of warden's positions (signed) against the
@@ -48,6 +51,7 @@ class Kind(StrEnum):
     MISSING_STOP = "missing_stop"
     STRAY_ORDER = "stray_order"
     OTHER_INSTANCE = "other_instance"
+    UNKNOWN_INTENT = "unknown_intent"
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +63,9 @@ class Discrepancy:
     expected: Decimal = ZERO
     found: Decimal = ZERO
     detail: str = ""
+    """Words for the event; code never branches on it (typed fields below carry what it needs)."""
+    order_type: OrderType | None = None
+    """A stray order's type (a plain order and a conditional one are cancelled differently)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +210,7 @@ def _strays(
                 o.client_order_id,
                 found=o.qty,
                 detail=str(o.type),
+                order_type=o.type,
             )
         )
     return out

@@ -415,8 +415,10 @@ class ExitManager:
         return self._exposed_since.get(pid)
 
     def exposed_from(self, pid: PositionId, since: float) -> None:
-        """Start (or keep) timing how long `pid` is without a resting stop."""
-        self._exposed_since.setdefault(pid, since)
+        """Start timing how long `pid` is without a resting stop, or move the start earlier
+        (the earliest start anyone knows of is the honest one)."""
+        known = self._exposed_since.get(pid)
+        self._exposed_since[pid] = since if known is None else min(known, since)
 
     def _protected_alert(self, pos: Position) -> Alert:
         stop = self.ledger.current_stop(pos.id)
@@ -756,7 +758,11 @@ class ExitManager:
         if order.role is OrderRole.ENTRY:
             if new.status is PositionStatus.OPENING:
                 new = new.transition(PositionStatus.OPEN)
-            self._exposed_since.setdefault(pos.id, ctx.clock.monotonic())
+            # A fill no saga of this process watched (it happened while warden was down) was
+            # uncovered from the exchange's fill time, not from when this process learned of it.
+            # A saga sees its fill at once: its own clock, untouched by the exchange's skew.
+            ago = 0.0 if pos.id in ctx.sagas else max(0.0, (now - fill.at).total_seconds())
+            self.exposed_from(pos.id, ctx.clock.monotonic() - ago)
             follow: FollowUp | None
             if pos.status is PositionStatus.OPENING:
                 # No saga waits for this fill (e.g. it arrived after a restart): protect now.
@@ -1296,11 +1302,20 @@ class ExitManager:
                 if placed.unknown
                 else [self.ledger.orders[intent.client_order_id].advance(OrderStatus.REJECTED)]
             )
-            event = Event(
-                EventKind.PROTECTION_FAILED, ctx.clock.now(), pid, f"stop move failed: {placed.why}"
+            # A position that ended while its move was on the way (its old stop fired) lost no
+            # protection: the refusal is recorded on the order, not as a protection failure.
+            ended = not pos.is_active or pos.remaining <= 0
+            events = (
+                []
+                if ended
+                else [
+                    Event(
+                        EventKind.PROTECTION_FAILED, ctx.clock.now(), pid, f"stop move failed: {placed.why}"
+                    )
+                ]
             )
-            await self.ledger.commit(pos, pos, orders=orders, events=[event])
-        if not pos.is_active or pos.remaining <= 0:
+            await self.ledger.commit(pos, pos, orders=orders, events=events)
+        if ended:
             return
         mark = await self._mark(pos.symbol)
         through = (

@@ -13,8 +13,10 @@ exchange query raises: it is never read as "flat".
 Before diffing, each pass also compares the database's open rows with memory:
 a row written behind warden's back is an event and an alert, then checked
 against the exchange like any other (adopted or closed through the state
-machine). Order intents still PENDING past their deadline are resolved by
-lookup so they never block the symbol's checks.
+machine). So is an order row (an intent) of a position memory knows: taken into
+memory and looked up on the exchange (resting: the position's, as a restart
+would take it; not found: refused for good). Order intents still PENDING past
+their deadline are resolved by lookup so they never block the symbol's checks.
 """
 
 from __future__ import annotations
@@ -31,11 +33,20 @@ from enum import StrEnum
 
 from warden.domain.alerts import Alert, AlertKind
 from warden.domain.events import Event, EventKind
-from warden.domain.orders import Fill, OrderStatus
+from warden.domain.orders import Fill, Order, OrderStatus
 from warden.domain.position import ExitReason, Position, PositionStatus
 from warden.domain.reconcile import Discrepancy, Kind, Truth, diff, ours
 from warden.domain.reports import FillReport
-from warden.domain.values import ZERO, ClientOrderId, OrderRole, PositionId, Symbol, TradeId, parse_client_id
+from warden.domain.values import (
+    ZERO,
+    ClientOrderId,
+    OrderRole,
+    OrderType,
+    PositionId,
+    Symbol,
+    TradeId,
+    parse_client_id,
+)
 from warden.ports import ExchangeError, OrderNotFound, Store
 from warden.service.context import Context
 from warden.service.exits import ExitManager
@@ -54,6 +65,7 @@ ALERTS = {
     Kind.MISSING_STOP: AlertKind.STOP_REPLACED,
     Kind.STRAY_ORDER: AlertKind.STRAY_CANCELLED,
     Kind.OTHER_INSTANCE: AlertKind.OTHER_INSTANCE,
+    Kind.UNKNOWN_INTENT: AlertKind.UNKNOWN_ROW,
 }
 
 
@@ -221,16 +233,28 @@ class Reconciler:
     # -------------------------------------------------------- database rows
 
     async def _unknown_rows(self) -> list[Finding]:
-        """Open rows in the database that memory does not know (written behind warden's back)."""
+        """Open rows in the database that memory does not know (written behind warden's back).
+
+        A symbol with a commit under way, or begun while the database was read, is left for the
+        next pass: its rows may be warden's own, written but not yet applied to memory."""
         ctx = self.ctx
+        mark = ctx.ledger.mark()
         state = await self.store.load_active()
+        moved = ctx.ledger.moved_since(mark)
         known = ctx.ledger.positions
-        unknown = [p for p in state.positions if p.id not in known and p.id not in ctx.ledger.forgotten]
-        if not unknown:
-            return []
+        unknown = [
+            p
+            for p in state.positions
+            if p.id not in known and p.id not in ctx.ledger.forgotten and p.symbol not in moved
+        ]
         ids = {p.id for p in unknown}
+        intents = await self._unknown_intents(
+            [o for o in state.orders if o.position_id not in ids and o.symbol not in moved]
+        )
+        if not unknown:
+            return intents
         ctx.ledger.load(unknown, [o for o in state.orders if o.position_id in ids])
-        findings = []
+        findings = intents
         for p in unknown:
             d = Discrepancy(
                 Kind.GHOST if p.status is PositionStatus.OPENING else Kind.SIZE_MISMATCH,
@@ -246,6 +270,58 @@ class Reconciler:
                 f"{p.symbol} {p.side} {p.remaining}: a position row this engine did not write",
                 p.id,
             )
+        return findings
+
+    async def _unknown_intents(self, rows: list[Order]) -> list[Finding]:
+        """Live order rows (intents) of active positions memory knows, that memory does not know:
+        each is taken into memory (the position's exit sequence moved past it, so its id is never
+        staged again) and checked against the exchange through the position's resync."""
+        ctx = self.ctx
+        by_position: dict[PositionId, list[Order]] = defaultdict(list)
+        for o in rows:
+            position = ctx.ledger.positions.get(o.position_id)
+            mine = position is not None and position.is_active
+            if mine and o.status.live and o.client_order_id not in ctx.ledger.orders:
+                by_position[o.position_id].append(o)
+        findings = []
+        for pid, orders in by_position.items():
+            names = ", ".join(o.client_order_id for o in orders)
+            async with ctx.locks.position(pid):
+                position = ctx.ledger.positions[pid]
+                seqs = [p.seq for o in orders if (p := parse_client_id(o.client_order_id)) is not None]
+                event = Event(
+                    EventKind.RECONCILE,
+                    ctx.clock.now(),
+                    pid,
+                    f"order row(s) in the database this engine did not write: {names}",
+                )
+                staged = replace(position, stop_seq=max([position.stop_seq, *seqs]))
+                await ctx.ledger.commit(position, staged, orders=orders, events=[event])
+            checked = ""
+            try:
+                await self.recovery.resync(pid)
+            except ExchangeError as exc:
+                checked = f"; not checked yet ({exc}): looked up again later"
+            for o in orders:
+                now = ctx.ledger.orders[o.client_order_id].status
+                outcome = {
+                    OrderStatus.OPEN: "rests on the exchange: kept as the position's",
+                    OrderStatus.REJECTED: "not on the exchange: refused for good",
+                    OrderStatus.PENDING: "outcome still unknown",
+                }.get(now, f"{now} on the exchange: recorded so")
+                d = Discrepancy(
+                    Kind.UNKNOWN_INTENT,
+                    o.symbol,
+                    pid,
+                    client_order_id=o.client_order_id,
+                    expected=ZERO,
+                    found=o.qty,
+                    detail="an order row in the database unknown to this engine",
+                    order_type=o.type,
+                )
+                findings.append(
+                    Finding(d, f"{o.role} {o.client_order_id} loaded from the database; {outcome}{checked}")
+                )
         return findings
 
     async def _resolve_stale_intents(self) -> None:
@@ -519,7 +595,7 @@ class Reconciler:
         ctx = self.ctx
         assert d.client_order_id is not None
         try:
-            await self.gw.cancel(d.symbol, d.client_order_id, d.detail != "market")
+            await self.gw.cancel(d.symbol, d.client_order_id, d.order_type is not OrderType.MARKET)
         except OrderNotFound:
             return "already gone"
         known = ctx.ledger.orders.get(ClientOrderId(d.client_order_id))
