@@ -1,8 +1,9 @@
 """Opt-in devnet smoke test (`make drift-devnet`; never run in CI): the real sidecar on Solana devnet.
 
 Needs DRIFT_RPC_URL (a devnet RPC) and DRIFT_KEYPAIR_PATH (a funded devnet keypair whose Drift
-user account exists and holds devnet USDC collateral). Opens the smallest SOL-PERP long, waits
-for it to fill, sees its reduce-only stop resting in the user account, closes, and checks the
+user account exists and holds devnet USDC collateral). Opens the smallest SOL-PERP long with its
+reduce-only stop in one transaction (as warden does), waits for the fill, sees the stop resting in
+the user account, closes, and checks the
 account is flat with no order left. Uses a throwaway SQLite database under a temp directory.
 """
 
@@ -61,23 +62,27 @@ async def main() -> None:
             raise SystemExit("FAILED: the account already has a position; use a clean devnet account")
         qty = sol.min_qty
         run = f"{int(time.time()) % 10**12:012x}"
-        entry = await drift.place_order(
-            OrderRequest(ClientOrderId(f"wd-smoke1-{run}-e1"), SOL, OrderSide.BUY, OrderType.MARKET, qty)
-        )
-        print(f"entry acknowledged: order {entry.exchange_order_id} {entry.status}")
-        await until("the entry filled", lambda: _filled(drift, f"wd-smoke1-{run}-e1"))
         stop_price = sol.round_price(oracle * Decimal("0.9"))
-        stop = await drift.place_order(
-            OrderRequest(
-                ClientOrderId(f"wd-smoke1-{run}-s1"),
-                SOL,
-                OrderSide.SELL,
-                OrderType.STOP_MARKET,
-                qty,
-                stop_price,
-                True,
-            )
+        # As warden opens on Drift: the entry and its reduce-only stop in ONE place_orders
+        # transaction (the stop precedes the position it reduces; Drift is expected to accept it).
+        entry, stop = await drift.place_together(
+            [
+                OrderRequest(ClientOrderId(f"wd-smoke1-{run}-e1"), SOL, OrderSide.BUY, OrderType.MARKET, qty),
+                OrderRequest(
+                    ClientOrderId(f"wd-smoke1-{run}-s1"),
+                    SOL,
+                    OrderSide.SELL,
+                    OrderType.STOP_MARKET,
+                    qty,
+                    stop_price,
+                    True,
+                ),
+            ]
         )
+        print(
+            f"entry and stop in one transaction: orders {entry.exchange_order_id}, {stop.exchange_order_id}"
+        )
+        await until("the entry filled", lambda: _filled(drift, f"wd-smoke1-{run}-e1"))
         resting = {o.client_order_id: o for o in await drift.fetch_open_orders()}
         if stop.client_order_id not in resting or resting[stop.client_order_id].trigger_price != stop_price:
             raise SystemExit(f"FAILED: the stop is not resting in the user account: {resting}")

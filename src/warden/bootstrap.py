@@ -25,7 +25,7 @@ from warden.adapters.db.lease import default_holder, lease_for
 from warden.adapters.db.migrate import upgrade
 from warden.adapters.db.store import SharedConnections, open_store
 from warden.adapters.db.urls import redact
-from warden.adapters.measured import MeasuredExchange, MeasuredNotifier, MeasuredStore, Telemetry
+from warden.adapters.measured import MeasuredNotifier, MeasuredStore, Telemetry, measured_exchange
 from warden.adapters.notify import LogNotifier
 from warden.adapters.sim import SimPriceFeed, SimulatedExchange
 from warden.config import ConfigError, Settings
@@ -330,7 +330,7 @@ async def running(
     shared_bot = bot is not None
     channels, bot = build_channels(settings, bot, label=label_alerts)
     engine = Engine(
-        MeasuredExchange(exchange, telemetry),
+        measured_exchange(exchange, telemetry),
         MeasuredStore(store, telemetry),
         clock,
         MeasuredNotifier(notifier or LogNotifier(), channel, telemetry),

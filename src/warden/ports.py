@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from warden.domain.alerts import Alert, AlertId
 from warden.domain.controls import Controls
@@ -108,6 +108,23 @@ class Exchange(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class PlacesTogether(Protocol):
+    """A venue capability: several orders in ONE all-or-nothing request (Drift: one `place_orders`
+    transaction). Only a venue that accepts reduce-only trigger orders before the position they
+    reduce exists offers it, so an entry can travel with its stop and take-profits and the position
+    is never without a stop. CEX adapters (Binance, Bybit, the in-process simulator) do not: their
+    entry goes first and its protection once the fill is seen.
+
+    `place_together` answers one report per request, in order, when the request landed (all of
+    them did); OrderRejected / ExchangeUnavailable: none of them was placed; ExchangeTimeout: the
+    outcome of ALL of them is unknown, settled by looking each up by its client id (they landed
+    together or not at all), never by sending them again blind.
+    """
+
+    async def place_together(self, requests: Sequence[OrderRequest]) -> list[OrderReport]: ...
 
 
 class StoreError(Exception):

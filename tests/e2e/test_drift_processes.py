@@ -10,6 +10,7 @@ signed transaction whose outcome may be unknown.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import sqlite3
@@ -188,3 +189,31 @@ def test_two_engines_one_writer_and_the_standby_takes_over_on_drift(procs: Proce
     assert closed.status_code == 200, closed.text
     poll(lambda: sim.state()["positions"] == [] and sim.state()["open_orders"] == [], within=10, what="flat")
     assert live_ids(data) == {}, "ids still held after everything is final"
+
+
+def test_the_entry_travels_with_its_stop_in_one_transaction_and_a_kill_9_leaves_no_moment_uncovered(
+    procs: Processes, tmp_path: Path
+) -> None:
+    """Drift takes the entry, its stop and its take-profits in one `place_orders` transaction: the
+    venue never sees the position without a resting stop, not even when the engine is killed -9
+    right after the signal is answered (auctions and the stop's move to the fill's level in flight)."""
+    sim, engine = start(procs, tmp_path)
+    sim.faults(auction_delay=0.3)
+    opened = engine.signal_qty("SOL", "long", "2")
+    assert opened.status_code in (201, 202), opened.text
+    engine.kill9()
+    engine.start()
+    engine.wait_ready()
+    agreed(sim, engine, "after the kill")
+    places = [json.loads(r["query"])["orders"] for r in sim.requests() if r["path"] == "/v1/tx/place"]
+    entries = [orders for orders in places if orders[0]["order_type"] == "market"]
+    assert len(entries) == 1, places  # sent once, never again after the restart
+    assert [(o["order_type"], o["reduce_only"], o.get("trigger_condition")) for o in entries[0]] == [
+        ("market", False, None),
+        ("trigger_market", True, "below"),
+        ("trigger_market", True, "above"),
+        ("trigger_market", True, "above"),
+    ]
+    exposure = {e["symbol"]: e for e in sim.state()["exposure"]}["SOL-PERP"]
+    assert exposure["max_unprotected_seconds"] == 0, exposure
+    assert sim.state()["exposure_stretches"] == [], sim.state()["exposure_stretches"]

@@ -22,7 +22,7 @@ from warden.domain.margin import SymbolConfig
 from warden.domain.position import Position
 from warden.domain.reports import FillReport, OrderReport, OrderRequest, PositionReport, StreamEvent
 from warden.domain.values import Instrument, Symbol
-from warden.ports import Exchange, Notifier, Store, Transition
+from warden.ports import Exchange, Notifier, PlacesTogether, Store, Transition
 
 T = TypeVar("T")
 CALL_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -136,6 +136,25 @@ class MeasuredExchange:
 
     async def close(self) -> None:
         await self.inner.close()
+
+
+class MeasuredTogetherExchange(MeasuredExchange):
+    """The same, for an exchange that places several orders in one request (PlacesTogether):
+    the capability is passed through, measured like every other call."""
+
+    def __init__(self, inner: PlacesTogether, telemetry: Telemetry) -> None:
+        super().__init__(inner, telemetry)  # type: ignore[arg-type]
+        self.together = inner
+
+    async def place_together(self, requests: Sequence[OrderRequest]) -> list[OrderReport]:
+        return await self._call("place_together", self.together.place_together(requests))
+
+
+def measured_exchange(inner: Exchange, telemetry: Telemetry) -> MeasuredExchange:
+    """The measuring decorator of `inner`, with its capabilities and no more."""
+    if isinstance(inner, PlacesTogether):
+        return MeasuredTogetherExchange(inner, telemetry)
+    return MeasuredExchange(inner, telemetry)
 
 
 class MeasuredStore(ForwardingStore):

@@ -156,6 +156,8 @@ class ExitManager:
 
     async def protect(self, pid: PositionId) -> Position:
         """Place whatever exit orders are missing; close the position if the stop cannot rest."""
+        if self.gw.together and self._all_exits_live(pid):
+            return await self._protect_sent_together(pid)
         async with self._lock(pid):
             pos = self.ledger.positions[pid]
             if (
@@ -215,6 +217,84 @@ class ExitManager:
         ):
             self.ctx.tasks.spawn(self.move_stop(pid))  # the fills differed from the answer
         return done
+
+    def _all_exits_live(self, pid: PositionId) -> bool:
+        pos = self.ledger.positions[pid]
+        return (
+            pos.status in (PositionStatus.OPEN, PositionStatus.PROTECTED)
+            and pos.entry_price is not None
+            and pos.remaining > 0
+            and not self._missing_exits(pos)
+        )
+
+    async def _protect_sent_together(self, pid: PositionId) -> Position:
+        """Every exit is live on a venue that takes an entry and its exits together (the stop
+        travelled with the entry): settle those whose outcome is unknown (a timed-out
+        transaction: they landed with the entry or not at all), record the protection, then put
+        the stop where the position wants it (resized to the fill, tightened to the plan's level
+        from the fill price; never loosened) and the take-profits at their sizes."""
+        for role in EXIT_ROLES:
+            if not await self._settle_unknown(pid, role):
+                return self.ledger.positions[pid]  # still unknown: recovery and the reconciler go on
+        async with self._lock(pid):
+            pos = self.ledger.positions[pid]
+            if pos.status not in (PositionStatus.OPEN, PositionStatus.PROTECTED) or pos.remaining <= 0:
+                return pos
+            missing = self._missing_exits(pos)
+            done = pos if missing else await self._mark_protected(pos)
+        if missing:
+            return await self.protect(pid)  # one that did not land is placed the ordinary way
+        stop = self.ledger.current_stop(pid)
+        if done.is_active and stop is not None and not self.in_order(pid):
+            await self.resize(pid)
+        return self.ledger.positions[pid]
+
+    async def record_placed(
+        self, pid: PositionId, orders: Sequence[Order], reports: Sequence[OrderReport]
+    ) -> None:
+        """Record what the exchange answered for exit orders sent with the entry (their intents
+        were committed before the send)."""
+        async with self._lock(pid):
+            pos = self.ledger.positions[pid]
+            updates = [
+                self._current(o).advance(
+                    r.status, exchange_order_id=r.exchange_order_id, filled_qty=r.filled_qty
+                )
+                for o, r in zip(orders, reports, strict=True)
+            ]
+            await self.ledger.commit(pos, pos, orders=updates)
+
+    async def settle_unknown_exits(self, pid: PositionId) -> None:
+        """Look up the exits whose outcome is unknown (sent with an entry whose answer was lost)."""
+        for role in EXIT_ROLES:
+            await self._settle_unknown(pid, role)
+
+    def _price_sent_together(self, new: Position) -> Position:
+        """The entry's first fill prices a position whose exits travelled with it (sequence
+        newer than the position's): the plan at the fill price, except that the stop is the
+        tighter of the plan's level from the fill and the stop that rests (it was priced at the
+        mark the entry was expected to fill at; a stop never loosens: with favourable slippage the
+        resting stop stays, tighter than the plan by the slippage) and the take-profits keep the
+        prices they rest at. Their sizes follow the entry's quantity."""
+        sent = [
+            o for o in self.ledger.orders_of(new.id) if o.role in EXIT_ROLES and _seq_of(o) > new.stop_seq
+        ]
+        if not sent or new.entry_price is None:
+            return new
+        by_role = {o.role: o for o in sent}
+        stop, tp1, tp2 = (by_role.get(r) for r in EXIT_ROLES)
+        inst = self.ctx.instruments[new.symbol]
+        levels = levels_for(new.plan, new.side, new.entry_price, new.target_qty, inst, new.stop_price)
+        priced = new.with_levels(levels)
+        return replace(
+            priced,
+            stop_price=tighter(new.side, priced.stop_price, stop.trigger_price)
+            if stop is not None and stop.trigger_price is not None
+            else priced.stop_price,
+            tp1_price=new.tp1_price or (tp1.trigger_price if tp1 is not None else None) or priced.tp1_price,
+            tp2_price=new.tp2_price or (tp2.trigger_price if tp2 is not None else None) or priced.tp2_price,
+            stop_seq=max(_seq_of(o) for o in sent),
+        )
 
     async def _record_later(
         self, pid: PositionId, intents: list[Order], sends: Sequence[Awaitable[Placed]]
@@ -600,6 +680,8 @@ class ExitManager:
                         )
                         await self.ctx.notify(AlertKind.FILL_MISMATCH, str(exc), pid)
                         return
+                    if order.role is OrderRole.ENTRY and pos.entry_price is None and self.gw.together:
+                        new = self._price_sent_together(new)
                     if order.role is OrderRole.ENTRY and new.entry_price is not None:
                         # The first fill of a working entry: its stop goes out before the fill
                         # is written (the write may be slow); `protect` adopts it.

@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -29,6 +29,7 @@ from warden.ports import (
     ExchangeTimeout,
     ExchangeUnavailable,
     OrderNotFound,
+    PlacesTogether,
 )
 from warden.service.context import Context
 
@@ -58,23 +59,29 @@ class Gateway:
         self.exchange = exchange
         self.ctx = ctx
         self.calls = 0
+        self.together = isinstance(exchange, PlacesTogether)
+        """The venue takes an entry and its protection in one all-or-nothing request."""
 
     # ------------------------------------------------------------- mutations
 
     async def send(self, order: Order) -> OrderReport:
         """Place one order with its deterministic client id; ExchangeTimeout means UNKNOWN."""
         self.ctx.gate.check_may_act()
-        request = OrderRequest(
-            client_order_id=order.client_order_id,
-            symbol=order.symbol,
-            side=order.side,
-            type=order.type,
-            qty=order.qty,
-            trigger_price=order.trigger_price,
-            reduce_only=order.reduce_only,
-        )
         return await self._deadline(
-            self.exchange.place_order(request), self.ctx.config.order_timeout, order_call=True
+            self.exchange.place_order(_request(order)), self.ctx.config.order_timeout, order_call=True
+        )
+
+    async def send_together(self, orders: Sequence[Order]) -> list[OrderReport]:
+        """Place several orders in one all-or-nothing request (a venue that is `together`: see
+        PlacesTogether); ExchangeTimeout means the outcome of ALL of them is UNKNOWN."""
+        self.ctx.gate.check_may_act()
+        exchange = self.exchange
+        if not isinstance(exchange, PlacesTogether):
+            raise TypeError("this venue places one order per request")
+        return await self._deadline(
+            exchange.place_together([_request(o) for o in orders]),
+            self.ctx.config.order_timeout,
+            order_call=True,
         )
 
     async def cancel(self, symbol: Symbol, client_order_id: str, conditional: bool) -> OrderReport:
@@ -141,3 +148,15 @@ class Gateway:
             if order_call:
                 raise ExchangeTimeout(f"no answer within {seconds}s") from exc
             raise ExchangeUnavailable(f"no answer within {seconds}s") from exc
+
+
+def _request(order: Order) -> OrderRequest:
+    return OrderRequest(
+        client_order_id=order.client_order_id,
+        symbol=order.symbol,
+        side=order.side,
+        type=order.type,
+        qty=order.qty,
+        trigger_price=order.trigger_price,
+        reduce_only=order.reduce_only,
+    )

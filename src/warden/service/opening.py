@@ -33,6 +33,7 @@ from warden.domain.errors import ValidationError
 from warden.domain.events import Event, EventKind
 from warden.domain.margin import SymbolConfig, check_stop
 from warden.domain.orders import Order, OrderStatus
+from warden.domain.plan import levels_for
 from warden.domain.position import Position, PositionStatus
 from warden.domain.reports import OrderReport
 from warden.domain.sizing import order_qty
@@ -51,7 +52,7 @@ from warden.service.commands import AlreadyExists, OpenPosition, TradingRefused
 from warden.service.context import Context
 from warden.service.controls import ControlPanel
 from warden.service.exits import ExitManager, make_intent
-from warden.service.gateway import Found, Gateway, NotFound
+from warden.service.gateway import Found, Gateway, Lookup, NotFound
 from warden.service.recovery import Recovery
 
 
@@ -125,6 +126,7 @@ class Opener:
                 exclusive=not ctx.config.allow_stacking,
             )
             entry = make_intent(ctx, position, OrderRole.ENTRY, 1, OrderType.MARKET, qty)
+            protection = self._exits_with_entry(position, inst, mark) if self.gw.together else []
             opening = Event(
                 EventKind.POSITION_OPENING,
                 now,
@@ -134,7 +136,7 @@ class Opener:
             )
             try:
                 await ctx.ledger.commit(
-                    None, position, orders=[entry], events=[opening], must_be_durable=True
+                    None, position, orders=[entry, *protection], events=[opening], must_be_durable=True
                 )
             except DuplicateSignal as exc:
                 raise AlreadyExists(await self._existing(exc.signal_id)) from exc
@@ -144,16 +146,58 @@ class Opener:
                 ) from exc
         ctx.saga_begin(pid)
         try:
-            await self.replay_early(entry.client_order_id)
-            return await self._send_and_settle(pid, entry)
+            for order in (entry, *protection):
+                await self.replay_early(order.client_order_id)
+            return await self._send_and_settle(pid, entry, protection)
         finally:
             ctx.saga_end(pid)
 
-    async def _send_and_settle(self, pid: PositionId, entry: Order) -> Position:
+    def _exits_with_entry(self, position: Position, inst: Instrument, mark: Decimal) -> list[Order]:
+        """The stop and take-profits that travel with the entry on a venue that takes them together
+        (Gateway.together): priced by the plan at the mark the entry is expected to fill at, the
+        stop for the entry's whole quantity, all at exit sequence 1. The position itself is not
+        priced yet (stop_seq 0): the entry's first fill prices it (ExitManager.apply_fill), and the
+        stop then moves to the plan's level from the fill price only if that is tighter."""
+        levels = levels_for(
+            position.plan, position.side, mark, position.target_qty, inst, position.stop_price
+        )
+        priced = position.with_levels(levels)
+        qty = position.target_qty
+        intents = [
+            make_intent(self.ctx, position, OrderRole.STOP, 1, OrderType.STOP_MARKET, qty, priced.stop_price)
+        ]
+        for role, tp_qty, price in (
+            (OrderRole.TP1, priced.tp1_qty, priced.tp1_price),
+            (OrderRole.TP2, priced.tp2_qty, priced.tp2_price),
+        ):
+            if tp_qty > 0:
+                intents.append(
+                    make_intent(self.ctx, position, role, 1, OrderType.TAKE_PROFIT_MARKET, tp_qty, price)
+                )
+        return intents
+
+    async def _send(self, pid: PositionId, entry: Order, protection: list[Order]) -> OrderReport:
+        """Send the entry; with its exits in the same all-or-nothing request when there are any
+        (their answers are recorded before the entry's is acted on)."""
+        if not protection:
+            return await self.gw.send(entry)
+        reports = await self.gw.send_together([entry, *protection])
+        await self.exits.record_placed(pid, protection, reports[1:])
+        return reports[0]
+
+    async def _look_up(self, entry: Order, protection: list[Order]) -> Lookup:
+        """An entry of unknown outcome, by its client id; exits sent with it landed with it or not
+        at all: found, they are looked up too (never sent again)."""
+        found = await self.gw.lookup(entry)
+        if protection and isinstance(found, Found):
+            await self.exits.settle_unknown_exits(entry.position_id)
+        return found
+
+    async def _send_and_settle(self, pid: PositionId, entry: Order, protection: list[Order]) -> Position:
         ctx, exits = self.ctx, self.exits
         report: OrderReport | None = None
         try:
-            report = await self.gw.send(entry)
+            report = await self._send(pid, entry, protection)
         except OrderRejected as exc:
             return await self.recovery.fail_entry(pid, entry, f"rejected: {exc}")
         except ExchangeUnavailable as exc:
@@ -165,7 +209,7 @@ class Opener:
             await ctx.ledger.record(
                 Event(EventKind.ENTRY_UNKNOWN, ctx.clock.now(), pid, "entry timed out; looking it up")
             )
-            found = await self.gw.lookup(entry)
+            found = await self._look_up(entry, protection)
             if isinstance(found, NotFound):
                 return await self.recovery.fail_entry(pid, entry, found.why)
             if not isinstance(found, Found):

@@ -323,7 +323,14 @@ class Recovery:
             order = ctx.ledger.orders[entry.client_order_id].advance(OrderStatus.REJECTED)
             if order.status is not OrderStatus.REJECTED:
                 order = ctx.ledger.orders[entry.client_order_id]
-            return await ctx.ledger.commit(position, failed, orders=[order], events=[event])
+            done = await ctx.ledger.commit(position, failed, orders=[order], events=[event])
+        if self.gw.together and ctx.ledger.live_orders(pid):
+            # Its stop and take-profits travelled with it (one transaction): reduce-only, so
+            # harmless, but nothing of a failed position may stay. Cancelled (one that never
+            # landed is found so); a crash before this leaves them to the reconciler (strays).
+            await self.exits.cancel_exits(pid)
+            return ctx.ledger.positions.get(pid, done)
+        return done
 
     async def resolve_entry(self, pid: PositionId) -> None:
         """An entry whose outcome is not known yet (timed out, answered filled with fills not

@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -217,6 +217,73 @@ class DriftExchange:
                     raise
                 self._outside_ids.add(row.user_order_id)  # someone else's order holds it: pick another
         raise OrderRejected(f"{cid}: no user order id free of other orders")
+
+    async def place_together(self, requests: Sequence[OrderRequest]) -> list[OrderReport]:
+        """Several orders in ONE `place_orders` transaction: all land or none (the PlacesTogether
+        capability; the open saga sends an entry with its stop and take-profits this way, which
+        Drift accepts: a reduce-only trigger order is validated without looking at the position).
+
+        Every client id gets its u8 and the one signature and height written BEFORE the send, as
+        for one order. It is sent once: client ids that were sent before are not sent again here
+        (ExchangeTimeout: look each up; their transaction settles them all)."""
+        if not requests:
+            return []
+        markets = [await self.market(r.symbol) for r in requests]
+        wires = [self._wire(r, m) for r, m in zip(requests, markets, strict=True)]
+        cids = [r.client_order_id for r in requests]
+        if len(set(cids)) != len(cids):
+            raise OrderRejected(f"one transaction names a client id twice: {cids}")
+        for _attempt in range(2):
+            rows = await self._allocate_together(cids)
+            try:
+                prepared = await self.client.prepare_place(
+                    [
+                        {**wire, "user_order_id": row.user_order_id}
+                        for wire, row in zip(wires, rows, strict=True)
+                    ]
+                )
+                signature, height = str(prepared["signature"]), int(prepared["last_valid_block_height"])
+                for cid in cids:
+                    await self._store(self.ids.record_tx(cid, signature, height))
+            finally:
+                self._signing.difference_update(cids)
+            result = await self.client.send(signature)
+            state = result.get("status")
+            if state in (p.FAILED, p.EXPIRED):  # none of them landed, and none can
+                for cid in cids:
+                    await self._release(cid)
+                error = str(result.get("error", ""))
+                if ID_IN_USE not in error:
+                    raise OrderRejected(f"{cids}: transaction {state}: {error}")
+                await self.fetch_open_orders()  # learn which u8s other orders hold; then again
+                continue
+            return [
+                await self._placed(row, request, result, height)
+                for row, request in zip(rows, requests, strict=True)
+            ]
+        raise OrderRejected(f"{cids}: no user order ids free of other orders")
+
+    async def _allocate_together(self, cids: Sequence[str]) -> list[IdRow]:
+        """A u8 for each client id of one transaction (all or none), marked as being signed."""
+        async with self._allocating:
+            for cid in cids:
+                row = await self._store(self.ids.get(cid))
+                if (row is not None and row.live) or cid in self._signing:
+                    raise ExchangeTimeout(
+                        f"{cid} was sent before; its outcome is settled by looking it up, not by a resend"
+                    )
+            rows: list[IdRow] = []
+            try:
+                for cid in cids:
+                    rows.append(
+                        await self._store(self.ids.allocate(cid, set(self._outside_ids), self._now()))
+                    )
+            except NoFreeUserOrderId as exc:
+                for row in rows:
+                    await self._release(row.client_order_id)
+                raise OrderRejected(f"{cids[len(rows)]}: {exc}") from exc
+            self._signing.update(cids)
+            return rows
 
     async def cancel_order(self, symbol: Symbol, client_order_id: str, conditional: bool) -> OrderReport:
         del conditional  # one order space on Drift
