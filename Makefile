@@ -35,8 +35,8 @@ run: $(STAMP)
 # Everything CI checks: format, lint, types, layers, then both test suites (either failing
 # fails the target).
 test: $(STAMP) $(DRIFT_STAMP) $(FT_STAMP)
-	$(BIN)/ruff format --check src tests
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests sidecar
+	$(BIN)/ruff check src tests sidecar
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	status=0; WARDEN_FREQTRADE=$(FT_VENV)/bin/freqtrade $(BIN)/python -m pytest || status=$$?; \
@@ -62,14 +62,14 @@ drift-devnet: $(STAMP) $(DRIFT_STAMP)
 	$(BIN)/python scripts/drift_devnet_smoke.py
 
 fmt: $(STAMP)
-	$(BIN)/ruff format src tests
-	$(BIN)/ruff check --fix src tests
+	$(BIN)/ruff format src tests sidecar
+	$(BIN)/ruff check --fix src tests sidecar
 
 fmt-check: $(STAMP)
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff format --check src tests sidecar
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests sidecar
 
 types: $(STAMP)
 	$(BIN)/mypy

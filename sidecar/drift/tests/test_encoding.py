@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import pytest
 from solders.keypair import Keypair
-
 from warden_drift_sidecar import encode
 from warden_drift_sidecar import protocol as p
 
@@ -182,8 +181,10 @@ def test_an_account_order_reads_back_as_the_protocol_writes_it() -> None:
     for name in ("existing_position_direction",):
         fields[name] = PositionDirection.Long()
     row = encode.order_json(Order(**fields))
-    assert row["order_type"] == "trigger_market" and row["direction"] == "short"
-    assert row["trigger_condition"] == "triggered_below" and row["status"] == "open"
+    assert row["order_type"] == "trigger_market"
+    assert row["direction"] == "short"
+    assert row["trigger_condition"] == "triggered_below"
+    assert row["status"] == "open"
     assert (row["order_id"], row["user_order_id"], row["base_asset_amount"], row["trigger_price"]) == (
         42,
         9,

@@ -330,7 +330,7 @@ def create_app(chain: Chain) -> web.Application:
             return await ROUTES[route](request)
         except p.ProtocolError as exc:
             return web.json_response(exc.body(), status=p.HTTP_STATUS[exc.code])
-        except (OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError) as exc:
             return web.json_response(p.ProtocolError(p.UNAVAILABLE, str(exc)).body(), status=503)
 
     async def info(request: web.Request) -> web.Response:
