@@ -9,6 +9,7 @@ found without Alembic) is left alone without it; anything else goes through Alem
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -38,10 +39,13 @@ def alembic_config() -> Config:
 
 async def upgrade(url: str, *, revision: str = "head", op_timeout: float = 60.0) -> None:
     """Bring the database at `url` to `revision`; a database already there is left alone."""
+    # Read here, not inside run_sync: CPython 3.11 builds ast objects with a recursion counter a
+    # greenlet switch can leave unbalanced ("AST constructor recursion depth mismatch").
+    head = script_head() if revision == "head" else None
     engine = create_engine(url, op_timeout=op_timeout, pooled=False)
     try:
         async with guarded("migrate", redact(url), op_timeout), engine.begin() as conn:
-            await conn.run_sync(_upgrade, revision)
+            await conn.run_sync(_upgrade, revision, head)
     finally:
         await engine.dispose()
 
@@ -58,10 +62,11 @@ async def current_revision(url: str, *, op_timeout: float = 10.0) -> str | None:
         await engine.dispose()
 
 
+@functools.cache
 def script_head() -> str | None:
-    """The newest revision of the revision files, read without Alembic: the one revision no
-    other file names as its `down_revision`. None when that is not plain (a file it cannot
-    read, a merge, branches): then Alembic decides."""
+    """The newest revision of the revision files, read without Alembic (once per process): the
+    one revision no other file names as its `down_revision`. None when that is not plain (a
+    file it cannot read, a merge, branches): then Alembic decides."""
     revisions: set[str] = set()
     downs: set[str] = set()
     for path in sorted((MIGRATIONS / "versions").glob("*.py")):
@@ -90,13 +95,12 @@ def _at(connection: Connection) -> list[str] | None:
     return [row[0] for row in connection.execute(text(f"SELECT version_num FROM {VERSION_TABLE}"))]
 
 
-def _upgrade(connection: Connection, revision: str) -> None:
+def _upgrade(connection: Connection, revision: str, head: str | None) -> None:
+    """`head`: the newest revision of the files when upgrading to "head" (None: Alembic decides)."""
     if connection.dialect.name == "postgresql":
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
-    if revision == "head":
-        head = script_head()
-        if head is not None and _at(connection) == [head]:
-            return  # already there: exactly what Alembic would conclude, without loading it
+    if head is not None and _at(connection) == [head]:
+        return  # already there: exactly what Alembic would conclude, without loading it
     from alembic import command
 
     config = alembic_config()

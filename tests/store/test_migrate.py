@@ -1,0 +1,38 @@
+"""Migrations at start: the revision files are read outside SQLAlchemy's greenlet.
+
+CPython 3.11 builds `ast` objects with a recursion counter that a greenlet switch can leave
+unbalanced ("SystemError: AST constructor recursion depth mismatch"): it failed a store test
+once in a loaded run. `upgrade` reads the head revision before it enters the connection's
+greenlet, and reads it once per process.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+from typing import Any
+
+import greenlet
+import pytest
+
+from warden.adapters.db import migrate
+
+
+async def test_the_revision_files_are_parsed_outside_the_greenlet(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parse = ast.parse
+    where: list[bool] = []
+
+    def watched(*args: Any, **kwargs: Any) -> ast.Module:
+        where.append(greenlet.getcurrent().parent is None)  # the main greenlet has no parent
+        return parse(*args, **kwargs)
+
+    monkeypatch.setattr(ast, "parse", watched)
+    migrate.script_head.cache_clear()
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    await migrate.upgrade(url)  # a new database: Alembic creates the schema
+    await migrate.upgrade(url)  # at head: decided from the files alone
+    assert where, "the head was never read from the files"
+    assert all(where), "a revision file was parsed inside SQLAlchemy's greenlet"
+    assert await migrate.current_revision(url) == migrate.script_head()
