@@ -278,3 +278,34 @@ async def test_sim_state_reports_exposure_and_outside_trades_reassess_it(
     assert [(e["side"], e["qty"], e["unprotected_seconds"]) for e in state["exposure"]] == [
         ("short", "0.01", 31.0)
     ]
+
+
+def test_a_fired_stop_that_the_venue_executes_later_covers_until_it_fills(core: SimCore) -> None:
+    """On a venue where a fired stop executes later (Drift: a keeper triggers it, an auction fills
+    it), the stop is executing against the position: it covers until it fills. What its trigger
+    fired no longer covering meant the venue's own execution time counted as unprotected (chaos
+    151667319:p6: 3.2 s under a 3 s auction, which no client could shorten)."""
+    core.trigger_delay = timedelta(seconds=3.2)
+    core.place(market("e", BUY, "0.02"), at(0))
+    core.place(stop("s", SELL, "0.02", "64000"), at(1))
+    core.set_mark(BTC, D("63900"), at(5))  # fired: leaves the trigger book, executes at 8.2
+    assert times(core, 7) == (0.0, 1.0)
+    [due] = core.fills_due().values()
+    assert due == at(8.2)
+    [order_id] = core.triggered()
+    core.fill_acknowledged(order_id, at(8.2))
+    assert row(core, 20) == SimExposure(BTC, "flat", D(0), 0.0, 1.0)
+
+
+def test_a_fired_stop_that_finds_nothing_to_reduce_stops_covering(core: SimCore) -> None:
+    """The fired stop is cancelled at execution (the position was closed meanwhile and opened
+    again): from then on it covers nothing."""
+    core.trigger_delay = timedelta(seconds=2)
+    core.place(market("e", BUY, "0.02"), at(0))
+    core.place(stop("s", SELL, "0.02", "64000"), at(0))
+    core.set_mark(BTC, D("63900"), at(1))
+    core.place(market("x", SELL, "0.02", reduce_only=True), at(2))  # flat
+    core.place(market("e2", SELL, "0.01"), at(2.5))  # a short now: the sell stop cannot cover it
+    [order_id] = core.triggered()
+    core.fill_acknowledged(order_id, at(3))  # the reduce-only sell has nothing to reduce: cancelled
+    assert times(core, 10) == (7.5, 7.5)

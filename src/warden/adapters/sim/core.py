@@ -174,10 +174,11 @@ class SimCore:
     def exposure(self, now: datetime) -> list[SimExposure]:
         """Per symbol that has (or has had) a position, by symbol: how long it has gone without a stop.
 
-        Covered means the reduce-only STOP_MARKET orders resting on the closing side add up to
-        at least the absolute position size (a closePosition stop covers any size); flat is
-        covered. `unprotected_seconds` is the current uncovered stretch up to `now` (0 when
-        covered), `max_unprotected_seconds` the longest one seen, the current one included.
+        Covered means the reduce-only STOP_MARKET orders on the closing side, resting or fired
+        and still executing (a venue with `trigger_delay`), add up to at least the absolute
+        position size (a closePosition stop covers any size); flat is covered.
+        `unprotected_seconds` is the current uncovered stretch up to `now` (0 when covered),
+        `max_unprotected_seconds` the longest one seen, the current one included.
         """
         rows: list[SimExposure] = []
         for symbol, fills in sorted(self._fills.items()):
@@ -499,6 +500,8 @@ class SimCore:
             order = self._orders[order_id]
             if order.trigger_price is not None and order_id not in self._triggered:
                 self._rest(order, order.trigger_price)
+            elif order.trigger_price is not None:  # fired, executing: covers, off the book
+                self._cover.add(order, whole=order_id in self._close_position)
         saved_exposure = data.get("exposure")
         if saved_exposure is not None:
             self._exposure = ExposureLog.from_json(saved_exposure)
@@ -558,9 +561,8 @@ class SimCore:
     ) -> OrderReport:
         self._open.pop(order.exchange_order_id, None)
         self._fills_due.pop(order.exchange_order_id, None)
-        if order.exchange_order_id in self._triggered:  # it left the book when it fired
+        if order.trigger_price is not None:  # it covered until now: resting, or fired and executing
             self._triggered.discard(order.exchange_order_id)
-        elif order.trigger_price is not None:  # it rested until now (cancelled or triggered)
             self._cover.remove(order, whole=order.exchange_order_id in self._close_position)
         self._close_position.discard(order.exchange_order_id)
         if fill is None:
@@ -620,11 +622,12 @@ class SimCore:
 
     def _fire(self, order: OrderReport, now: datetime) -> None:
         """A conditional order the mark reached: execute it now, or (with `trigger_delay`) take it
-        off the book and let it execute `trigger_delay` later (`fill_acknowledged`)."""
+        off the book and let it execute `trigger_delay` later (`fill_acknowledged`). Meanwhile a
+        fired stop still covers: it is executing against the position (Drift: triggered by a
+        keeper, filled by an auction), and no client can shorten the venue's execution."""
         if self.trigger_delay is None:
             self._execute(order, now)
             return
-        self._cover.remove(order, whole=order.exchange_order_id in self._close_position)
         self._triggered.add(order.exchange_order_id)
         self._fills_due[order.exchange_order_id] = now + self.trigger_delay
 
