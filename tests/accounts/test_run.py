@@ -66,15 +66,7 @@ def test_a_ccxt_venue_without_keys_is_one_line_naming_the_setting(tmp_path: Path
     for exchange in ("bybit", "binanceusdm"):
         args = ["run", "--port", str(free_port()), "--db", f"sqlite:///{tmp_path}/w-{exchange}.db"]
         args += ["--data-dir", str(tmp_path / "data"), "--exchange", exchange]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("WARDEN_")}
-        done = subprocess.run(
-            [sys.executable, "-c", LAUNCH, *args],
-            check=False,
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=60,
-        )
+        done = _run_without_settings(args)
         assert done.returncode == 2, done.stdout + done.stderr
         assert f"error: api_key: {exchange} needs WARDEN_API_KEY and WARDEN_API_SECRET\n" in done.stderr
         assert "Traceback" not in done.stdout + done.stderr
@@ -88,9 +80,20 @@ def test_drift_with_a_keypair_path_naming_no_file_is_one_line_that_does_not_show
     missing = tmp_path / "no-such-keypair.json"
     args = ["run", "--port", str(free_port()), "--db", f"sqlite:///{tmp_path}/w.db"]
     args += ["--data-dir", str(tmp_path / "data"), "--exchange", "drift"]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WARDEN_")}
-    env |= {"WARDEN_DRIFT_KEYPAIR_PATH": str(missing), "WARDEN_DRIFT_RPC_URL": "http://127.0.0.1:9"}
-    done = subprocess.run(
+    done = _run_without_settings(
+        args, WARDEN_DRIFT_KEYPAIR_PATH=str(missing), WARDEN_DRIFT_RPC_URL="http://127.0.0.1:9"
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "error: drift_keypair_path: no keypair file at the configured path\n" in done.stderr
+    assert "drift sidecar started" not in done.stdout + done.stderr
+    assert str(missing) not in done.stdout + done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+
+
+def _run_without_settings(args: list[str], **settings: str) -> subprocess.CompletedProcess[str]:
+    """`warden <args>` with no WARDEN_* setting from this environment, only `settings`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WARDEN_")} | settings
+    return subprocess.run(
         [sys.executable, "-c", LAUNCH, *args],
         check=False,
         capture_output=True,
@@ -98,8 +101,3 @@ def test_drift_with_a_keypair_path_naming_no_file_is_one_line_that_does_not_show
         env=env,
         timeout=60,
     )
-    assert done.returncode == 2, done.stdout + done.stderr
-    assert "error: drift_keypair_path: no keypair file at the configured path\n" in done.stderr
-    assert "drift sidecar started" not in done.stdout + done.stderr
-    assert str(missing) not in done.stdout + done.stderr
-    assert "Traceback" not in done.stdout + done.stderr

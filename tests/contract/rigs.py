@@ -143,7 +143,32 @@ class InProcessRig(Rig):
         return self.sim  # one process: the adapter holds no state of its own to lose
 
 
-class ServerRig(Rig):
+class ServedRig(Rig):
+    """A simulator served over HTTP on `base`: its /sim/ control surface, and the adapters made
+    against it (closed with the rig)."""
+
+    base: str
+    session: aiohttp.ClientSession
+    adapters: list[Any]
+
+    async def control(self, path: str, body: dict[str, Any]) -> Any:
+        async with self.session.post(f"{self.base}{path}", json=body) as response:
+            payload = await response.json(content_type=None)
+            assert response.status == 200, payload
+            return payload
+
+    async def set_price(self, symbol: Symbol, price: str) -> None:
+        await self.control("/sim/price", {"symbol": symbol, "price": price})
+
+    async def drop_stream(self) -> None:
+        await self.control("/sim/disconnect", {})
+
+    async def close(self) -> None:
+        for adapter in self.adapters:
+            await adapter.close()
+
+
+class ServerRig(ServedRig):
     """The simulator server speaking `venue`, and the ccxt adapter pointed at it."""
 
     def __init__(self, venue: str, app: web.Application, base: str, session: aiohttp.ClientSession) -> None:
@@ -167,24 +192,12 @@ class ServerRig(Rig):
         self.adapters.append(adapter)
         return adapter
 
-    async def control(self, path: str, body: dict[str, Any]) -> Any:
-        async with self.session.post(f"{self.base}{path}", json=body) as response:
-            payload = await response.json(content_type=None)
-            assert response.status == 200, payload
-            return payload
-
-    async def set_price(self, symbol: Symbol, price: str) -> None:
-        await self.control("/sim/price", {"symbol": symbol, "price": price})
-
     async def outside_trade(self, symbol: Symbol, side: OrderSide, qty: str) -> str:
         order = await self.control("/sim/external-order", {"symbol": symbol, "side": side.value, "qty": qty})
         return str(order["client_order_id"])
 
     async def faults(self, **knobs: Any) -> None:
         await self.control("/sim/faults", knobs)
-
-    async def drop_stream(self) -> None:
-        await self.control("/sim/disconnect", {})
 
     async def streaming(self) -> Events:
         events = Events(self.exchange.stream())
@@ -199,10 +212,6 @@ class ServerRig(Rig):
         await eventually(lambda: any(s.streams for s in venue.market), what="the mark subscription")
         return events
 
-    async def close(self) -> None:
-        for adapter in self.adapters:
-            await adapter.close()
-
 
 DRIFT_LABELS = {"*-e1": "market-*-open-*"}
 """The Drift simulator never sees client ids (Drift orders carry a u8): its fault predicates are
@@ -210,7 +219,7 @@ globs on order labels (`<type>-<direction>-<condition>-<ro|open>-u<u8>-m<market>
 one client-id glob, an entry, is the non-reduce-only market order."""
 
 
-class DriftRig(Rig):
+class DriftRig(ServedRig):
     """DriftExchange -> the simulated Drift venue (no spread, short keeper and auction delays)."""
 
     name = "drift"
@@ -239,15 +248,6 @@ class DriftRig(Rig):
         self.adapters.append(adapter)
         return adapter
 
-    async def control(self, path: str, body: dict[str, Any]) -> Any:
-        async with self.session.post(f"{self.base}{path}", json=body) as response:
-            payload = await response.json(content_type=None)
-            assert response.status == 200, payload
-            return payload
-
-    async def set_price(self, symbol: Symbol, price: str) -> None:
-        await self.control("/sim/price", {"symbol": symbol, "price": price})
-
     async def outside_trade(self, symbol: Symbol, side: OrderSide, qty: str) -> str:
         order = await self.control("/sim/external-order", {"symbol": symbol, "side": side.value, "qty": qty})
         return (
@@ -267,18 +267,11 @@ class DriftRig(Rig):
                 drift[name] = value
         await self.control("/sim/faults", drift)
 
-    async def drop_stream(self) -> None:
-        await self.control("/sim/disconnect", {})
-
     async def streaming(self) -> Events:
         events = Events(self.exchange.stream())
         venue = self.app[DRIFT_VENUE]
         await eventually(lambda: bool(venue.sockets), what="the event socket")
         return events
-
-    async def close(self) -> None:
-        for adapter in self.adapters:
-            await adapter.close()
 
 
 @contextlib.asynccontextmanager

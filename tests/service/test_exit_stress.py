@@ -150,6 +150,16 @@ async def test_a_stale_stop_that_closes_another_position_is_attributed(harness: 
     assert (await harness.engine.reconcile()).findings == []
 
 
+async def _arms_and_trails(harness: Harness, pos: Position) -> None:
+    """Past the TP2 level the runner arms; a new peak moves its stop to 0.5 % behind it."""
+    harness.sim.set_mark(SOL, ahead(pos, "0.5"))
+    await eventually(lambda: harness.engine.ledger.positions[pos.id].trailing_active, what="runner armed")
+    peak = ahead(pos, "3")
+    harness.sim.set_mark(SOL, peak)
+    want = harness.engine.instruments[SOL].round_price(peak * (1 - pos.side.sign * Decimal("0.005")))
+    await eventually(lambda: [s.trigger_price for s in stops(harness)] == [want], what="trailing")
+
+
 async def test_a_runner_whose_tp2_rounds_to_zero_still_trails(harness: Harness) -> None:
     """SOL 0.04: TP1 0.02, TP2 rounds to nothing. Passing the TP2 level arms the runner all the same."""
     for side in ("long", "short"):
@@ -157,14 +167,7 @@ async def test_a_runner_whose_tp2_rounds_to_zero_still_trails(harness: Harness) 
         assert pos.tp2_qty == 0
         harness.sim.set_mark(SOL, pos.tp1_price)  # type: ignore[arg-type]
         await eventually(lambda p=pos: harness.engine.ledger.positions[p.id].tp1_hit, what="tp1")
-        harness.sim.set_mark(SOL, ahead(pos, "0.5"))
-        await eventually(
-            lambda p=pos: harness.engine.ledger.positions[p.id].trailing_active, what="runner armed"
-        )
-        peak = ahead(pos, "3")
-        harness.sim.set_mark(SOL, peak)
-        want = harness.engine.instruments[SOL].round_price(peak * (1 - pos.side.sign * Decimal("0.005")))
-        await eventually(lambda w=want: [s.trigger_price for s in stops(harness)] == [w], what="trailing")  # type: ignore[attr-defined]
+        await _arms_and_trails(harness, pos)
         await harness.engine.close_position(ClosePosition(pos.id))
         await harness.engine.wait_idle()
         harness.sim.set_mark(SOL, pos.entry_price)  # type: ignore[arg-type]
@@ -287,14 +290,7 @@ async def test_a_tp1_that_rounds_to_zero_is_marked_hit_at_its_level_and_the_runn
         harness.sim.set_mark(SOL, pos.tp1_price)  # type: ignore[arg-type]
         await eventually(lambda p=pos: harness.engine.ledger.positions[p.id].tp1_hit, what="tp1 marked hit")
         assert harness.exchange_qty() * pos.side.sign == Decimal("0.04")
-        harness.sim.set_mark(SOL, ahead(pos, "0.5"))
-        await eventually(
-            lambda p=pos: harness.engine.ledger.positions[p.id].trailing_active, what="runner armed"
-        )
-        peak = ahead(pos, "3")
-        harness.sim.set_mark(SOL, peak)
-        want = harness.engine.instruments[SOL].round_price(peak * (1 - pos.side.sign * Decimal("0.005")))
-        await eventually(lambda w=want: [s.trigger_price for s in stops(harness)] == [w], what="trailing")  # type: ignore[attr-defined]
+        await _arms_and_trails(harness, pos)
         assert stop_qty(harness) == Decimal("0.04")
         await harness.engine.close_position(ClosePosition(pos.id))
         await harness.engine.wait_idle()
