@@ -793,7 +793,11 @@ async def test_a_close_still_working_at_its_deadline_is_followed_until_its_fills
             await eventually(lambda: engine.ledger.positions[pos.id].status is PositionStatus.CLOSED)
             closes = [o for o in engine.ledger.orders_of(pos.id) if o.role.value == "close"]
             assert sum(o.filled_qty for o in closes) == pos.filled_qty, closes
-            assert sim.core.open_orders() == [], "exit orders of a closed position left resting"
+            # The exits are cancelled after the close's fill is applied (the follower records the
+            # close's end, then cancels them), not before memory shows the position closed.
+            await eventually(
+                lambda: sim.core.open_orders() == [], what="the closed position's exits cancelled"
+            )
         finally:
             await asyncio.gather(closing, return_exceptions=True)
 

@@ -64,6 +64,8 @@ class Ledger:
         self.before_change: Callable[[Symbol, PositionId, bool], None] | None = None
         self._batch: list[tuple[Transition, asyncio.Future[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
+        self._in_flight = False
+        """A commit is under way (a caller's own, or the flusher's): later ones join the next group."""
         self.group_limit = 500
         """At most this many transitions in one group commit."""
         self.group_commits = 0
@@ -89,6 +91,11 @@ class Ledger:
         """Symbols whose memory changed, or began a change, since `mark` was taken, and those
         with a commit still under way (memory is behind what was sent)."""
         return {s for s, n in self.changes.items() if mark.get(s, 0) != n or self.writing[s]}
+
+    @property
+    def queued(self) -> int:
+        """Transitions waiting for the commit under way to end (the next group commit takes them)."""
+        return len(self._batch)
 
     @property
     def degraded(self) -> bool:
@@ -161,34 +168,55 @@ class Ledger:
     async def _grouped(self, transition: Transition) -> None:
         """Commit through the group: transitions that arrive while a commit is in flight are
         written together in the next one (one transaction, one fsync, each with its own
-        compare-and-set). Alone, a transition is committed at once, as before."""
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._batch.append((transition, future))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.get_running_loop().create_task(self._flush_batches())
-        await future
+        compare-and-set). A transition that finds no commit under way is committed at once by
+        its caller (no task, no hand-off); those arriving meanwhile wait for the flusher, which
+        takes over when it ends. A caller that stops waiting before its write is taken into a
+        transaction takes the write with it: memory (which it would have updated) and the
+        database stay in agreement."""
+        if self._in_flight:
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            entry = (transition, future)
+            self._batch.append(entry)
+            try:
+                await future
+            except asyncio.CancelledError:
+                if entry in self._batch:  # not taken into a group yet: nothing of it is written
+                    self._batch.remove(entry)
+                raise
+            return
+        self._in_flight = True
+        try:
+            await self.store.commit(transition)
+        finally:
+            if self._batch:
+                self._flusher = asyncio.get_running_loop().create_task(self._flush_batches())
+            else:
+                self._in_flight = False
 
     async def _flush_batches(self) -> None:
-        while self._batch:
-            batch, self._batch = self._batch[: self.group_limit], self._batch[self.group_limit :]
-            if len(batch) == 1:
-                await self._settle_one(*batch[0])
-                continue
-            try:
-                await self.store.commit_many([t for t, _ in batch])
-            except (VersionConflict, DuplicateSignal, SymbolBusy):
-                for transition, future in batch:  # find which: each on its own
-                    await self._settle_one(transition, future)
-                continue
-            except BaseException as exc:  # every caller gets it; the flusher itself never dies
+        try:
+            while self._batch:
+                batch, self._batch = self._batch[: self.group_limit], self._batch[self.group_limit :]
+                if len(batch) == 1:
+                    await self._settle_one(*batch[0])
+                    continue
+                try:
+                    await self.store.commit_many([t for t, _ in batch])
+                except (VersionConflict, DuplicateSignal, SymbolBusy):
+                    for transition, future in batch:  # find which: each on its own
+                        await self._settle_one(transition, future)
+                    continue
+                except BaseException as exc:  # every caller gets it; the flusher itself never dies
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
                 for _, future in batch:
                     if not future.done():
-                        future.set_exception(exc)
-                continue
-            for _, future in batch:
-                if not future.done():
-                    future.set_result(None)
-            self.group_commits += 1
+                        future.set_result(None)
+                self.group_commits += 1
+        finally:
+            self._in_flight = False
 
     async def _settle_one(self, transition: Transition, future: asyncio.Future[None]) -> None:
         try:
