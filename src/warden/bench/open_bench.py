@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import tempfile
+import threading
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -34,6 +35,10 @@ class Floor:
     async def __aexit__(self, *exc: object) -> None:
         await self.writer.close()
 
+    async def thread_id(self) -> int:
+        """The writer thread's id (its CPU clock is read around each run of commits)."""
+        return await self.writer.run(lambda _conn: threading.get_ident())
+
     async def commits(self, count: int) -> float:
         start = time.perf_counter()
         for _ in range(count):
@@ -50,33 +55,75 @@ def _insert_floor(conn: Connection, value: str) -> None:
     conn.execute(text("INSERT INTO floor (v) VALUES (:v)"), {"v": value})
 
 
+class ThreadCpu:
+    """CPU seconds used by one thread, read from another (Linux: the thread's CPU-time clock)."""
+
+    def __init__(self, ident: int) -> None:
+        self.clock = time.pthread_getcpuclockid(ident)
+
+    def __call__(self) -> float:
+        return time.clock_gettime(self.clock)
+
+
+def _store_writer(floor_thread: int) -> ThreadCpu:
+    """The store's SQLite writer thread: the writer thread that is not the floor's."""
+    [ident] = [
+        t.ident
+        for t in threading.enumerate()
+        if t.name.startswith("warden-sqlite-writer") and t.ident not in (None, floor_thread)
+    ]
+    return ThreadCpu(ident)
+
+
 async def bench_open(n: int = 1000, warmup: int = 50, directory: Path | None = None) -> Result:
-    """Each open is followed by its floor (as many bare commits as it made), so both see the same load."""
+    """Each open is followed by its floor (as many bare commits as it made), so both see the same load.
+
+    Besides wall time, the CPU each side spends is read per open: the event loop's thread (the
+    saga, the simulated venue, memory, events) and the SQLite writer thread (the transactions),
+    so a reader sees where the engine's time beyond its commits goes."""
     directory = directory or Path(tempfile.mkdtemp(prefix="warden-bench-"))
     result = Result(f"open: {n} signals -> protected (SQLite, in-process sim, zero latency)")
     times: list[float] = []
     floor: list[float] = []
     commits: list[int] = []
+    cpu: dict[str, list[float]] = {"loop": [], "writer": [], "floor loop": [], "floor writer": []}
     async with rig(f"sqlite:///{directory}/open.db") as r, Floor(f"sqlite:///{directory}/floor.db") as bare:
         await r.engine.start()
+        floor_thread = await bare.thread_id()
+        floor_writer, store_writer = ThreadCpu(floor_thread), _store_writer(floor_thread)
         symbols = sorted(r.engine.instruments)
         for i in range(warmup + n):
             symbol = symbols[i % len(symbols)]
             side = Side.LONG if (i % len(symbols)) % 2 == 0 else Side.SHORT
             cmd = OpenPosition(symbol, side, usd=Decimal(200), source="bench")
             before = r.store.commits
+            writer0 = store_writer()
+            loop0 = time.thread_time()
             start = time.perf_counter()
             position = await r.engine.open_position(cmd)
             elapsed = time.perf_counter() - start
+            loop1 = time.thread_time()
             if position.status is not PositionStatus.PROTECTED:
                 raise RuntimeError(f"open {i} ended {position.status}: not a valid run")
             made = r.store.commits - before
             await r.engine.wait_idle()
+            floor0, floor_loop0 = floor_writer(), time.thread_time()
             base = await bare.commits(made)
+            floor1, floor_loop1 = floor_writer(), time.thread_time()
             if i >= warmup:
                 times.append(elapsed)
                 floor.append(base)
                 commits.append(made)
+                cpu["loop"].append(loop1 - loop0)
+                cpu["writer"].append(store_writer() - writer0)
+                cpu["floor loop"].append(floor_loop1 - floor_loop0)
+                cpu["floor writer"].append(floor1 - floor0)
+    return _report(result, times, floor, commits, cpu)
+
+
+def _report(
+    result: Result, times: list[float], floor: list[float], commits: list[int], cpu: dict[str, list[float]]
+) -> Result:
     per_open = round(median([float(c) for c in commits]))
     p50, floor50 = median(times), median(floor)
     result.add("engine p50", ms(p50))
@@ -85,6 +132,12 @@ async def bench_open(n: int = 1000, warmup: int = 50, directory: Path | None = N
     result.add(f"floor p50 ({per_open} bare commits)", ms(floor50))
     result.add("floor p99", ms(percentile(floor, 99)))
     result.add("engine / floor at p50", f"{p50 / floor50:.2f}x")
+    for side, prefix in (("engine", ""), ("floor", "floor ")):
+        result.add(
+            f"CPU per open, {side}",
+            f"event loop {ms(median(cpu[prefix + 'loop']))}, "
+            f"SQLite writer {ms(median(cpu[prefix + 'writer']))}",
+        )
     goal = p50 <= 1.5 * floor50
     result.verdict = (
         f"goal engine <= 1.5x the floor of the commits kept, at p50: {'met' if goal else 'NOT met'}"

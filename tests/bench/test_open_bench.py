@@ -1,0 +1,21 @@
+"""`warden bench open` runs end to end and reports where each side's CPU goes."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from warden.bench.open_bench import bench_open
+
+
+async def test_the_open_bench_reports_time_commits_and_cpu_of_both_sides(tmp_path: Path) -> None:
+    result = await bench_open(n=5, warmup=2, directory=tmp_path)
+
+    assert result.figures["commits per open"] == "4"
+    figure = re.compile(r"event loop (\d+\.\d+) ms, SQLite writer (\d+\.\d+) ms")
+    for side in ("engine", "floor"):
+        found = figure.fullmatch(result.figures[f"CPU per open, {side}"])
+        assert found is not None, result.figures
+        loop, writer = (float(v) for v in found.groups())
+        assert loop > 0 and writer > 0  # each thread did the side's work, and was found
+    assert result.verdict.endswith((": met", ": NOT met"))
