@@ -25,11 +25,12 @@ from warden.adapters.db.engine import create_engine
 from warden.adapters.db.migrate import current_revision, upgrade
 from warden.adapters.db.schema import installations, metadata, positions
 from warden.adapters.db.store import SqlStore, open_store
+from warden.domain.alerts import Alert, AlertId, AlertKind
 from warden.domain.position import Position, PositionStatus
 from warden.domain.values import PositionId
 from warden.ports import StoreUnavailable, SymbolBusy
 
-from .builders import BTC, D, insert, position
+from .builders import BTC, PLUS2, T0, D, insert, position
 
 HEAD = "0005"
 
@@ -222,17 +223,28 @@ async def test_raw_sqlite_writes_store_exactly_what_sqlalchemy_would(tmp_path: P
             store._raw = None  # the SQLAlchemy path
         original = _full()
         t = _insert(original)
+        alert = Alert(
+            AlertId("a-1"), AlertKind.POSITION_PROTECTED, "protected", T0.astimezone(PLUS2), original.id
+        )
         await store.commit(
-            type(t)(t.position, None, [_order(original.id)], [_fill(original.id)], [_event(pid=original.id)])
+            type(t)(
+                t.position,
+                None,
+                [_order(original.id)],
+                [_fill(original.id)],
+                [_event(pid=original.id)],
+                [alert],
+            )
         )
         async with store.engine.connect() as conn:
             dump = {}
-            for table in ("positions", "orders", "fills", "events"):
+            for table in ("positions", "orders", "fills", "events", "alerts"):
                 rows = (await conn.execute(_text(f"SELECT * FROM {table}"))).all()
                 dump[table] = [tuple(r) for r in rows]
             dumps.append(dump)
         await store.close()
     fast, reference = dumps
+    assert all(reference.values()), reference  # every table was written: nothing compares empty
     for table in reference:
         strip = (lambda r: r) if table != "orders" else (lambda r: r[:-1])  # updated_at: the DB clock
         assert [strip(r) for r in fast[table]] == [strip(r) for r in reference[table]], table

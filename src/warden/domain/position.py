@@ -218,13 +218,11 @@ class Position:
         wm = self.watermark
         if other.watermark is not None and (wm is None or (other.watermark - wm) * self.side.sign > 0):
             wm = other.watermark
-        return replace(
-            self,
-            watermark=wm,
-            mae=max(self.mae, other.mae),
-            mfe=max(self.mfe, other.mfe),
-            last_price=other.last_price if other.last_price is not None else self.last_price,
-        )
+        mae, mfe = max(self.mae, other.mae), max(self.mfe, other.mfe)
+        last = other.last_price if other.last_price is not None else self.last_price
+        if wm is self.watermark and mae is self.mae and mfe is self.mfe and last is self.last_price:
+            return self  # nothing newer in `other` (max keeps its first argument on a tie)
+        return replace(self, watermark=wm, mae=mae, mfe=mfe, last_price=last)
 
     def trailing_target(self, instrument: Instrument) -> Decimal | None:
         """The stop the runner wants now, if it is at least one tick tighter."""

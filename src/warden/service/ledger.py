@@ -335,7 +335,7 @@ class Ledger:
         return max(resting or stops, key=_seq, default=None)
 
     def active_count(self) -> int:
-        return sum(len(ids) for ids in self.by_symbol.values())
+        return sum(map(len, self.by_symbol.values()))
 
     def active_positions(self) -> list[Position]:
         return [p for p in self.positions.values() if p.is_active]

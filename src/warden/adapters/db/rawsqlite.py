@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Column, Connection
@@ -20,6 +21,8 @@ from sqlalchemy.types import TypeEngine
 
 Processor = Callable[[Any], Any] | None
 _PARAM = re.compile(r":(\w+)")
+MEMO_LIMIT = 4096
+"""Converted values kept per statement column (cleared when full)."""
 
 
 class RawStatement:
@@ -27,7 +30,7 @@ class RawStatement:
         self.names = _PARAM.findall(sql)
         self.sql = _PARAM.sub("?", sql)
         self.processors: list[Processor] = [
-            types[name].bind_processor(dialect) if name in types else None for name in self.names
+            _memoised(types[name].bind_processor(dialect)) if name in types else None for name in self.names
         ]
 
     def _row(self, values: Mapping[str, Any]) -> tuple[Any, ...]:
@@ -43,6 +46,32 @@ class RawStatement:
 
     def executemany(self, conn: Connection, many: Sequence[Mapping[str, Any]]) -> None:
         _cursor(conn).executemany(self.sql, [self._row(v) for v in many])
+
+
+def _memoised(processor: Processor) -> Processor:
+    """The same conversion, remembered for amounts: a transition's prices, quantities and the
+    plan's percentages mostly repeat from one commit to the next, and each costs a normalise and
+    a format. Equal Decimals convert alike (the stored text is canonical: trailing zeros and the
+    sign of zero dropped), so the value is the key. Only finite Decimals are remembered: anything
+    else (an int that compares equal, a NaN, a datetime) is converted, or refused, every time."""
+    if processor is None:
+        return None
+    memo: dict[Decimal, Any] = {}
+
+    def convert(value: Any) -> Any:
+        if type(value) is not Decimal or not value.is_finite():
+            return processor(value)
+        try:
+            return memo[value]
+        except KeyError:
+            pass
+        converted = processor(value)
+        if len(memo) >= MEMO_LIMIT:
+            memo.clear()
+        memo[value] = converted
+        return converted
+
+    return convert
 
 
 def _cursor(conn: Connection) -> Any:

@@ -478,7 +478,9 @@ class SqlStore:
             conn.execute(events.insert(), [rows.event_row(e, self._account) for e in events_])
 
     def _insert_alerts(self, conn: Connection, alerts_: Sequence[Alert]) -> None:
-        if alerts_:
+        if alerts_ and self._raw is not None:
+            self._raw.insert_alerts.executemany(conn, [rows.alert_row(a, self._account) for a in alerts_])
+        elif alerts_:
             conn.execute(self._q.insert_alerts, [rows.alert_row(a, self._account) for a in alerts_])
 
     def _insert(self, table: Any) -> Any:
@@ -784,3 +786,4 @@ class RawStatements:
         self.upsert_orders = RawStatement(q.upsert_orders.text, types_of(list(orders.c)), dialect)
         self.insert_fills = RawStatement(q.insert_fills.text, types_of(list(fills.c)), dialect)
         self.insert_events = RawStatement(_insert_sql(events), types_of(list(events.c)), dialect)
+        self.insert_alerts = RawStatement(q.insert_alerts.text, types_of(list(alerts.c)), dialect)
