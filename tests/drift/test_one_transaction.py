@@ -60,7 +60,9 @@ class DriftEngine:
         self.engine = Engine(exchange, store, SystemClock(), RecordingNotifier(), self.config)
         self.consumer = asyncio.get_running_loop().create_task(self.engine.consume(self.exchange.stream()))
         if ready:
-            await self.engine.start()
+            # As `warden run` starts: a recovery that cannot learn an order's state yet (its
+            # transaction still settling) is tried again after a pause.
+            await self.engine.start_with_retry()
         return self
 
     async def stop(self) -> None:

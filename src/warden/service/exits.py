@@ -133,6 +133,8 @@ class ExitManager:
         self._early_closes: dict[PositionId, tuple[Order, asyncio.Task[Placed]]] = {}
         """Closes sent the moment such a stop was refused outright, before anything was written."""
         self._sending: set[ClientOrderId] = set()
+        self._placing: dict[ClientOrderId, int] = {}
+        """Exit orders being sent by `place` now (how many calls each), for `sending`."""
         """Closes on their way to the exchange (their outcome is not unknown, only not yet known:
         `_settle_unknown` leaves them alone)."""
         self.last_mark: dict[Symbol, MarkPrice] = {}
@@ -234,7 +236,7 @@ class ExitManager:
         the stop where the position wants it (resized to the fill, tightened to the plan's level
         from the fill price; never loosened) and the take-profits at their sizes."""
         for role in EXIT_ROLES:
-            if not await self._settle_unknown(pid, role):
+            if not await self._settle_unknown(pid, role, leave_sending=True):
                 return self.ledger.positions[pid]  # still unknown: recovery and the reconciler go on
         async with self._lock(pid):
             pos = self.ledger.positions[pid]
@@ -536,7 +538,24 @@ class ExitManager:
         resent blind: one that filled meanwhile is no longer resting, so its id could be taken
         again; it is looked up in full first, and sent again only if not found. If the lookups
         cannot answer, the outcome stays unknown and nothing is resent (chaos 1559800714:8640:
-        a close resent three times under one id traded 0.020 for its 0.009)."""
+        a close resent three times under one id traded 0.020 for its 0.009).
+
+        While it runs the order is `sending`: a resync leaves it to this call."""
+        cid = order.client_order_id
+        self._placing[cid] = self._placing.get(cid, 0) + 1
+        try:
+            return await self._place(order)
+        finally:
+            self._placing[cid] -= 1
+            if not self._placing[cid]:
+                del self._placing[cid]
+
+    def sending(self, client_order_id: ClientOrderId) -> bool:
+        """Whether this engine is sending the order now: its outcome is the sender's to record
+        (a lookup may find nothing yet and would call it never sent)."""
+        return client_order_id in self._placing
+
+    async def _place(self, order: Order) -> Placed:
         if order.role is OrderRole.STOP:
             return await self._place_stop(order)
         ctx = self.ctx
@@ -1759,17 +1778,23 @@ class ExitManager:
             # written): one line in the log, not a traceback a second for as long as it lasts.
             log.warning("protect_or_close_round_failed", position_id=pid, round=rounds, error=str(exc))
 
-    async def _settle_unknown(self, pid: PositionId, role: OrderRole) -> bool:
+    async def _settle_unknown(self, pid: PositionId, role: OrderRole, *, leave_sending: bool = False) -> bool:
         """Look up each order of this position in `role` whose outcome is unknown (its answer
         lost, its lookups failed; not one on its way now): one found is recorded as the exchange
         has it (fills it made are read), one not found is refused (the next takes a new id).
         False if some outcome is still unknown, or a close may still execute (found working):
         another stop would be sent under a new id, and a second close could close what another
-        position on the symbol holds (reduce-only knows one position per symbol)."""
+        position on the symbol holds (reduce-only knows one position per symbol).
+
+        `leave_sending`: orders `place` is sending now are left to it too (on a venue whose
+        transactions settle later, one looked up before its send reached the venue is "never
+        sent", yet lands a moment after)."""
         pending = [
             o
             for o in self.ledger.live_orders(pid, role)
-            if o.status is OrderStatus.PENDING and o.client_order_id not in self._sending
+            if o.status is OrderStatus.PENDING
+            and o.client_order_id not in self._sending
+            and not (leave_sending and self.sending(o.client_order_id))
         ]
         found: dict[ClientOrderId, tuple[OrderStatus, str | None]] = {}
         settled = True

@@ -165,7 +165,13 @@ class Recovery:
         if open_orders is None:
             open_orders = {r.client_order_id: r for r in await self.gw.open_orders()}
         await self._adopt_unrecorded(pid, open_orders)
-        live = [o for o in ctx.ledger.orders_of(pid) if o.status.live]
+        # An order this engine is sending now is its sender's to record: looked up before it
+        # reaches the venue, it would be taken for never sent (and refused for good).
+        live = [
+            o
+            for o in ctx.ledger.orders_of(pid)
+            if o.status.live and not self.exits.sending(o.client_order_id)
+        ]
         updates: list[Order] = []
         need_fills: set[ClientOrderId] = set()
         for order in live:
