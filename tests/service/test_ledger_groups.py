@@ -44,13 +44,21 @@ def new(n: int) -> Position:
     return position(f"g{n}", symbol=Symbol(f"S{n}USDT"), version=0)
 
 
+async def behind_a_commit(
+    ledger: Ledger, gated: GatedStore, queued: int
+) -> tuple[asyncio.Task[Position], list[asyncio.Task[Position]]]:
+    """Position 0's commit held at the gate, and positions 1..`queued` queued behind it."""
+    first = asyncio.create_task(ledger.commit(None, new(0)))
+    await gated.entered.wait()
+    later = [asyncio.create_task(ledger.commit(None, new(n))) for n in range(1, queued + 1)]
+    await eventually(lambda: ledger.queued == queued, what=f"{queued} transitions queued behind the first")
+    return first, later
+
+
 async def test_transitions_arriving_during_a_commit_are_written_together_next(store: SqlStore) -> None:
     gated = GatedStore(store)
     ledger = Ledger(gated, SystemClock())
-    first = asyncio.create_task(ledger.commit(None, new(0)))
-    await gated.entered.wait()
-    later = [asyncio.create_task(ledger.commit(None, new(n))) for n in (1, 2, 3)]
-    await eventually(lambda: ledger.queued == 3, what="three transitions queued behind the first")
+    first, later = await behind_a_commit(ledger, gated, 3)
 
     gated.gate.set()
     await asyncio.gather(first, *later)
@@ -66,10 +74,7 @@ async def test_transitions_arriving_during_a_commit_are_written_together_next(st
 async def test_a_caller_cancelled_mid_commit_writes_nothing_and_the_queue_goes_on(store: SqlStore) -> None:
     gated = GatedStore(store)
     ledger = Ledger(gated, SystemClock())
-    first = asyncio.create_task(ledger.commit(None, new(0)))
-    await gated.entered.wait()
-    second = asyncio.create_task(ledger.commit(None, new(1)))
-    await eventually(lambda: ledger.queued == 1, what="a transition queued behind the first")
+    first, [second] = await behind_a_commit(ledger, gated, 1)
 
     first.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -90,10 +95,7 @@ async def test_a_caller_cancelled_mid_commit_writes_nothing_and_the_queue_goes_o
 async def test_a_queued_caller_cancelled_before_its_group_is_taken_writes_nothing(store: SqlStore) -> None:
     gated = GatedStore(store)
     ledger = Ledger(gated, SystemClock())
-    first = asyncio.create_task(ledger.commit(None, new(0)))
-    await gated.entered.wait()
-    queued = [asyncio.create_task(ledger.commit(None, new(n))) for n in (1, 2, 3)]
-    await eventually(lambda: ledger.queued == 3, what="three transitions queued behind the first")
+    first, queued = await behind_a_commit(ledger, gated, 3)
 
     queued[1].cancel()
     with pytest.raises(asyncio.CancelledError):

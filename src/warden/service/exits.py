@@ -133,10 +133,10 @@ class ExitManager:
         self._early_closes: dict[PositionId, tuple[Order, asyncio.Task[Placed]]] = {}
         """Closes sent the moment such a stop was refused outright, before anything was written."""
         self._sending: set[ClientOrderId] = set()
-        self._placing: dict[ClientOrderId, int] = {}
-        """Exit orders being sent by `place` now (how many calls each), for `sending`."""
         """Closes on their way to the exchange (their outcome is not unknown, only not yet known:
         `_settle_unknown` leaves them alone)."""
+        self._placing: dict[ClientOrderId, int] = {}
+        """Exit orders being sent by `place` now (how many calls each), for `sending`."""
         self.last_mark: dict[Symbol, MarkPrice] = {}
         """The newest streamed mark of each symbol (the open saga sizes from it: no REST call)."""
         self.index = TickIndex(

@@ -64,6 +64,8 @@ class Ledger:
         self.before_change: Callable[[Symbol, PositionId, bool], None] | None = None
         self._batch: list[tuple[Transition, asyncio.Future[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
+        """The task writing the queued groups, once a caller's own commit ends with others
+        waiting (held here: the loop keeps only a weak reference to a task)."""
         self._in_flight = False
         """A commit is under way (a caller's own, or the flusher's): later ones join the next group."""
         self.group_limit = 500
