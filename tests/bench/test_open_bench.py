@@ -1,4 +1,4 @@
-"""`warden bench open` runs end to end and reports where each side's CPU goes."""
+"""`warden bench open` runs end to end and reports where each side's CPU goes, and the venue's."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from pathlib import Path
 from warden.bench.open_bench import bench_open
 
 
-async def test_the_open_bench_reports_time_commits_and_cpu_of_both_sides(tmp_path: Path) -> None:
+async def test_the_open_bench_reports_time_commits_and_cpu_of_both_sides_and_the_venue(
+    tmp_path: Path,
+) -> None:
     result = await bench_open(n=5, warmup=2, directory=tmp_path)
 
     assert result.figures["commits per open"] == "4"
@@ -18,4 +20,11 @@ async def test_the_open_bench_reports_time_commits_and_cpu_of_both_sides(tmp_pat
         assert found is not None, result.figures
         loop, writer = (float(v) for v in found.groups())
         assert loop > 0 and writer > 0  # each thread did the side's work, and was found
+    # Entry, stop, TP1 and TP2 replayed on the second venue (each answered as the engine's were).
+    venue = re.match(
+        r"event loop \d+\.\d+ ms \(a mark price and the same (\d+) orders",
+        result.figures["CPU per open, venue alone"],
+    )
+    assert venue is not None, result.figures
+    assert venue.group(1) == "4"
     assert result.verdict.endswith((": met", ": NOT met"))
