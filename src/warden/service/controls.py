@@ -31,6 +31,7 @@ from warden.domain.controls import (
     next_day,
 )
 from warden.domain.position import Position
+from warden.domain.values import PositionId
 from warden.ports import Store, StoreError
 from warden.service.context import Context
 
@@ -50,6 +51,9 @@ class ControlPanel:
         """Held from the limit check to the position's first commit: concurrent entries see each other."""
         self.day = day_start(ctx.clock.now())
         self.realized_today = Decimal(0)
+        self._admitted: dict[PositionId, Decimal] = {}
+        """The notional each entry was admitted at, counted until its position has a price of its
+        own (an entry on its way to the exchange has none yet, and would count as nothing)."""
         ctx.ledger.on_applied = self._applied
 
     # ------------------------------------------------------------- lifecycle
@@ -122,8 +126,15 @@ class ControlPanel:
         if self.limits.max_total_usd is None:
             return Exposure(open_positions=ledger.active_count(), open_usd=None)
         active = ledger.active_positions()
-        usd = sum((_notional(p) for p in active), Decimal(0))
+        for pid in [pid for pid in self._admitted if _priced_or_gone(ledger.positions.get(pid))]:
+            del self._admitted[pid]
+        usd = sum((_notional(p, self._admitted.get(p.id)) for p in active), Decimal(0))
         return Exposure(open_positions=len(active), open_usd=usd)
+
+    def admitted(self, position_id: PositionId, notional: Decimal) -> None:
+        """An entry passed the limits at `notional` USD and was committed (under `entry_lock`)."""
+        if self.limits.max_total_usd is not None:
+            self._admitted[position_id] = notional
 
     async def check_entry(self, notional: Decimal) -> None:
         """Raise LimitExceeded (and alert) if a new entry of `notional` USD breaks a limit."""
@@ -165,7 +176,13 @@ def _by(reason: str) -> str:
     return f" ({reason})" if reason else ""
 
 
-def _notional(position: Position) -> Decimal:
-    price = position.last_price or position.entry_price or Decimal(0)
+def _notional(position: Position, admitted: Decimal | None = None) -> Decimal:
+    price = position.last_price or position.entry_price
+    if price is None:
+        return admitted or Decimal(0)
     size = position.remaining if position.filled_qty > 0 else position.target_qty
     return size * price
+
+
+def _priced_or_gone(position: Position | None) -> bool:
+    return position is None or not position.is_active or bool(position.last_price or position.entry_price)

@@ -144,6 +144,7 @@ class Opener:
                 raise AlreadyExists(
                     await self._holder(inst.symbol, exc), f"{inst.symbol} already has an open position"
                 ) from exc
+            self.controls.admitted(pid, qty * mark)
         ctx.saga_begin(pid)
         try:
             for order in (entry, *protection):
