@@ -149,9 +149,18 @@ class Opener:
         try:
             for order in (entry, *protection):
                 await self.replay_early(order.client_order_id)
+            await self._refuse_if_stopped(pid, entry)
             return await self._send_and_settle(pid, entry, protection)
         finally:
             ctx.saga_end(pid)
+
+    async def _refuse_if_stopped(self, pid: PositionId, entry: Order) -> None:
+        """A control (the kill switch, a pause) that went on while the intent was being committed
+        refuses the entry: nothing was sent yet, so nothing is (the kill may have answered)."""
+        refusal = self.controls.state.refusal(self.ctx.clock.now())
+        if refusal is not None:
+            await self.recovery.fail_entry(pid, entry, f"not sent: {refusal}")
+            raise TradingRefused(f"nothing was sent: {refusal}")
 
     def _exits_with_entry(self, position: Position, inst: Instrument, mark: Decimal) -> list[Order]:
         """The stop and take-profits that travel with the entry on a venue that takes them together
