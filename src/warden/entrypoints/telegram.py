@@ -99,6 +99,8 @@ class Reply:
     text: str
     buttons: list[tuple[str, str]] = field(default_factory=list)
     """(label, callback data) inline buttons."""
+    done: bool = True
+    """False when the command was refused or failed (a bare /kill says which accounts it missed)."""
 
 
 class Commands:
@@ -124,7 +126,7 @@ class Commands:
                 return Reply(f"unknown command {words[0]!r}; /help lists them")
             return await handler(chat_id, args)
         except Exception as exc:
-            return Reply(refusal_text(exc))
+            return Reply(refusal_text(exc), done=False)
 
     def _handlers(self) -> dict[str, Callable[[int, list[str]], Awaitable[Reply]]]:
         return {
@@ -240,7 +242,7 @@ class Commands:
     async def _kill(self, chat_id: int, args: list[str]) -> Reply:
         flatten = bool(args) and args[0].lower() == "flatten"
         if args and not flatten:
-            return Reply("usage: /kill [flatten]")
+            return Reply("usage: /kill [flatten]", done=False)
         report = await self.engine.kill(flatten, "from Telegram")
         return Reply(kill_text(report, flatten))
 
@@ -426,8 +428,16 @@ class FleetCommands:
         if name in ("help", "start"):
             return Reply(HELP + f"\naccounts: {self._listed()}; add @NAME to a command, e.g. short sol @main")
         if name == "kill":
-            replies = [await self._one(account, chat_id, rest) for account in self.accounts]
-            return Reply("\n".join(["kill switch on ALL accounts:", *(r.text for r in replies)]))
+            # At once: one account's slow flatten (its exchange not answering) holds no other back.
+            replies = await asyncio.gather(*(self._one(account, chat_id, rest) for account in self.accounts))
+            missed = [account for account, r in zip(self.accounts, replies, strict=True) if not r.done]
+            header = "kill switch on ALL accounts:"
+            if missed:  # a partial kill is never read as done
+                stopped = [account for account in self.accounts if account not in missed]
+                header = (
+                    f"kill switch NOT on for {', '.join(missed)} (on for: {', '.join(stopped) or 'none'}):"
+                )
+            return Reply("\n".join([header, *(r.text for r in replies)]), done=not missed)
         if name in READS:
             replies = [await self._one(account, chat_id, rest) for account in self.accounts]
             return Reply("\n\n".join(r.text for r in replies))
@@ -439,14 +449,14 @@ class FleetCommands:
     async def _one(self, name: str, chat_id: int, text: str) -> Reply:
         commands = self.accounts.get(name)
         if commands is None:
-            return Reply(f"unknown account @{name}; accounts: {self._listed()}; nothing was sent")
+            return Reply(f"unknown account @{name}; accounts: {self._listed()}; nothing was sent", done=False)
         if isinstance(commands, str):
-            return Reply(f"[{name}] not running: {commands}")
+            return Reply(f"[{name}] not running: {commands}", done=False)
         reply = await commands.respond(chat_id, text)
         if len(self.accounts) == 1:  # one account: `@NAME` accepted, replies as they always were
             return reply
         buttons = [(label, f"{name}|{data}") for label, data in reply.buttons]
-        return Reply(f"[{name}] {reply.text}", buttons)
+        return Reply(f"[{name}] {reply.text}", buttons, reply.done)
 
     async def on_button(self, chat_id: int, data: str) -> Reply:
         if len(self.accounts) == 1:
