@@ -277,3 +277,41 @@ async def test_partial_exit_of_a_strategy_does_not_flip(client: httpx.AsyncClien
     assert response.status_code == 409, response.text
     still = (await client.get(f"/api/v1/positions/{long['id']}", headers=AUTH)).json()
     assert still["status"] == "protected"
+
+
+@pytest.mark.parametrize(
+    ("extra", "field"),
+    [({"usd": "20000"}, "max_position_usd"), ({"usd": "100", "stop_price": "1"}, "stop_price")],
+)
+async def test_a_flip_whose_new_side_is_refused_closes_nothing(
+    client: httpx.AsyncClient, runtime: Runtime, extra: dict[str, str], field: str
+) -> None:
+    """A flip whose opening half a risk limit or a validation refuses answers 422 and leaves the
+    position it would have closed open and protected: the refusal says nothing was sent, and
+    nothing is (the close too would have been sent before the refusal)."""
+    long = await open_sol(client)
+    body = {"symbol": "SOL", "action": "flip", **extra}
+    response = await client.post("/api/v1/signals", json=body, headers=AUTH)
+    assert response.status_code == 422, response.text
+    assert field in (response.json().get("limit"), response.json().get("field"))
+    still = (await client.get(f"/api/v1/positions/{long['id']}", headers=AUTH)).json()
+    assert still["status"] == "protected"
+    assert runtime.sim is not None
+    [held] = runtime.sim.core.positions()
+    assert held.qty == Decimal(long["size"])
+
+
+async def test_a_resent_flip_closes_nothing(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    """A flip delivered twice (a webhook retried): the second names the signal id that opened the
+    short, so it is a 409 and the short stays open; it does not close the short first."""
+    await open_sol(client)
+    body = {"symbol": "SOL", "action": "flip", "usd": "100", "signal_id": "rev-1"}
+    first = await client.post("/api/v1/signals", json=body, headers=AUTH)
+    assert first.status_code == 201, first.text
+    again = await client.post("/api/v1/signals", json=body, headers=AUTH)
+    assert (again.status_code, again.json()["field"]) == (409, "signal_id"), again.text
+    short = (await client.get(f"/api/v1/positions/{first.json()['id']}", headers=AUTH)).json()
+    assert short["status"] == "protected"
+    assert runtime.sim is not None
+    [held] = runtime.sim.core.positions()
+    assert (held.side.value, held.qty) == ("short", Decimal(short["size"]))

@@ -14,6 +14,7 @@ UTC day and alerts once.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Collection
 from dataclasses import replace
 from decimal import Decimal
 
@@ -119,13 +120,15 @@ class ControlPanel:
 
     # ---------------------------------------------------------------- limits
 
-    def exposure(self) -> Exposure:
+    def exposure(self, without: Collection[PositionId] = ()) -> Exposure:
         """Counted from the ledger's index; the notional is summed over the open positions only
-        when `max_total_usd` asks for it (every signal pays for it: 1,000 positions, ~1 ms)."""
+        when `max_total_usd` asks for it (every signal pays for it: 1,000 positions, ~1 ms).
+        `without`: positions counted as gone (a flip's, about to be closed)."""
         ledger = self.ctx.ledger
+        gone = sum(1 for pid in without if pid in ledger.positions and ledger.positions[pid].is_active)
         if self.limits.max_total_usd is None:
-            return Exposure(open_positions=ledger.active_count(), open_usd=None)
-        active = ledger.active_positions()
+            return Exposure(open_positions=ledger.active_count() - gone, open_usd=None)
+        active = [p for p in ledger.active_positions() if p.id not in without]
         for pid in [pid for pid in self._admitted if _priced_or_gone(ledger.positions.get(pid))]:
             del self._admitted[pid]
         usd = sum((_notional(p, self._admitted.get(p.id)) for p in active), Decimal(0))
@@ -136,10 +139,11 @@ class ControlPanel:
         if self.limits.max_total_usd is not None:
             self._admitted[position_id] = notional
 
-    async def check_entry(self, notional: Decimal) -> None:
-        """Raise LimitExceeded (and alert) if a new entry of `notional` USD breaks a limit."""
+    async def check_entry(self, notional: Decimal, without: Collection[PositionId] = ()) -> None:
+        """Raise LimitExceeded (and alert) if a new entry of `notional` USD breaks a limit
+        (`without`: positions counted as gone)."""
         try:
-            check_entry(self.limits, self.exposure(), notional)
+            check_entry(self.limits, self.exposure(without), notional)
         except LimitExceeded as exc:
             await self.ctx.notify(AlertKind.LIMIT_REFUSED, f"entry refused, nothing sent: {exc}")
             raise

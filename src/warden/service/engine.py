@@ -165,6 +165,14 @@ class Engine:
             self._doubt_lease()
             raise
 
+    async def check_open(self, cmd: OpenPosition, replacing: str | None = None) -> None:
+        """Raise what `open_position(cmd)` would be refused for before anything is written or sent,
+        with the positions on `replacing` (a symbol) counted as closed: a flip asks this before
+        it closes them, so a refused flip closes nothing."""
+        self._require_trading()
+        pids = self.ledger.by_symbol.get(Symbol(replacing), ()) if replacing is not None else ()
+        await self.opener.check(cmd, set(pids))
+
     async def close_position(self, cmd: ClosePosition) -> Position:
         self.ctx.gate.check_may_act()
         position = self.ledger.positions.get(cmd.position_id)

@@ -25,7 +25,7 @@ position as it stands (OPENING while the outcome is being resolved).
 from __future__ import annotations
 
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import replace
 from decimal import Decimal
 
@@ -87,19 +87,9 @@ class Opener:
         """Run the open saga; see the module docstring."""
         ctx = self.ctx
         check_trading()
-        inst = self._instrument(cmd.symbol)
-        mark = self.exits.fresh_mark(inst.symbol)
-        if mark is None:
-            try:
-                mark = await self.gw.mark_price(inst.symbol)
-            except ExchangeError as exc:
-                raise TradingRefused(f"exchange unavailable, nothing was sent: {exc}") from exc
-        qty = order_qty(inst, mark, cmd.usd, cmd.qty)
-        stop = self._validate_stop(cmd, inst, mark)
-        tp1, tp2 = self._validate_take_profits(cmd, inst, mark)
+        inst, mark, qty, stop, tp1, tp2 = await self._priced(cmd)
         plan = ctx.config.plan if cmd.trail_pct is None else replace(ctx.config.plan, trail_pct=cmd.trail_pct)
         margin = ctx.config.margin.for_symbol(inst.symbol)
-        check_stop(cmd.side, stop or self._plan_stop(cmd.side, mark), mark, margin)
         await self._refuse_duplicates(cmd, inst)
         await self.controls.check_entry(qty * mark)
         async with ctx.locks.symbol(inst.symbol):
@@ -153,6 +143,34 @@ class Opener:
             return await self._send_and_settle(pid, entry, protection)
         finally:
             ctx.saga_end(pid)
+
+    async def check(self, cmd: OpenPosition, replacing: Collection[PositionId] = ()) -> None:
+        """Raise what `open` would refuse `cmd` for before writing or sending anything (its
+        validation, a resent signal id, the risk limits), counting the positions `replacing`
+        as gone: a flip asks before it closes the position it replaces."""
+        _, mark, qty, *_ = await self._priced(cmd)
+        if cmd.signal_id and (existing := await self.store.find_by_signal(cmd.signal_id)) is not None:
+            raise AlreadyExists(existing)
+        await self.controls.check_entry(qty * mark, replacing)
+
+    async def _priced(
+        self, cmd: OpenPosition
+    ) -> tuple[Instrument, Decimal, Decimal, Decimal | None, Decimal | None, Decimal | None]:
+        """The instrument, the mark, the quantity, and the signal's own stop and take-profits,
+        validated against the mark (ValidationError naming the field otherwise)."""
+        inst = self._instrument(cmd.symbol)
+        mark = self.exits.fresh_mark(inst.symbol)
+        if mark is None:
+            try:
+                mark = await self.gw.mark_price(inst.symbol)
+            except ExchangeError as exc:
+                raise TradingRefused(f"exchange unavailable, nothing was sent: {exc}") from exc
+        qty = order_qty(inst, mark, cmd.usd, cmd.qty)
+        stop = self._validate_stop(cmd, inst, mark)
+        tp1, tp2 = self._validate_take_profits(cmd, inst, mark)
+        margin = self.ctx.config.margin.for_symbol(inst.symbol)
+        check_stop(cmd.side, stop or self._plan_stop(cmd.side, mark), mark, margin)
+        return inst, mark, qty, stop, tp1, tp2
 
     async def _refuse_if_stopped(self, pid: PositionId, entry: Order) -> None:
         """A control (the kill switch, a pause) that went on while the intent was being committed
