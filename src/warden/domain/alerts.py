@@ -55,6 +55,8 @@ class AlertKind(StrEnum):
     LEASE_LOST = "lease_lost"
     LEASE_UNREACHABLE = "lease_unreachable"
     LEASE_TAKEN = "lease_taken"
+    EXCHANGE_UNREACHABLE = "exchange_unreachable"
+    EXCHANGE_RECOVERED = "exchange_recovered"
     ENGINE_STARTED = "engine_started"
     ENGINE_START_FAILED = "engine_start_failed"
     ENGINE_ERROR = "engine_error"
@@ -84,6 +86,7 @@ SEVERITY: dict[AlertKind, Severity] = {
     _K.DATABASE_DEGRADED: Severity.CRITICAL,
     _K.LEASE_LOST: Severity.CRITICAL,
     _K.LEASE_UNREACHABLE: Severity.CRITICAL,
+    _K.EXCHANGE_UNREACHABLE: Severity.CRITICAL,
     _K.ENGINE_ERROR: Severity.CRITICAL,
     _K.ENGINE_START_FAILED: Severity.CRITICAL,
     _K.DAILY_LOSS_REACHED: Severity.CRITICAL,

@@ -75,6 +75,8 @@ log = structlog.get_logger("warden.engine")
 
 STEADY_START = 60.0
 """Seconds of startup retries kept under half the protection window apart (then backing off)."""
+UNREACHABLE_PASSES = 2
+"""Reconciliation passes failed in a row on the exchange before the trader is alerted (one is noise)."""
 CLOSED_RETENTION = timedelta(minutes=10)
 """A finished position stays in memory this long (for views and late echoes), then only in the database."""
 
@@ -545,19 +547,40 @@ class Engine:
             return await self.reconciler.run(check_rows=check_rows)
 
     async def reconcile_forever(self) -> None:
-        """The timer: a pass every `reconcile_interval` seconds; a failed pass is retried next time."""
+        """The timer: a pass every `reconcile_interval` seconds; a failed pass is retried next time.
+        Passes the exchange fails `UNREACHABLE_PASSES` times in a row (an outage, a revoked key)
+        leave warden blind to the account: the trader is alerted once, and again when it answers."""
+        failed = 0
         while True:
             await self.clock.sleep(self.config.reconcile_interval)
             if self.ctx.gate.state is not EngineState.READY:
                 continue
             try:
                 await self.reconcile()
-            except (ExchangeError, StoreUnavailable) as exc:
+            except ExchangeError as exc:
                 log.warning("reconcile_failed", error=str(exc))
+                failed += 1
+                if failed == UNREACHABLE_PASSES:
+                    await self.ctx.notify(
+                        AlertKind.EXCHANGE_UNREACHABLE,
+                        f"exchange unreachable: {failed} reconciliation passes in a row failed ({exc}); "
+                        "warden cannot see or repair the account (stops already resting still hold). "
+                        "Check the exchange, your API key and the network",
+                    )
+                continue
+            except StoreUnavailable as exc:
+                log.warning("reconcile_failed", error=str(exc))
+                continue
             except NotHolder:
                 return
             except Exception as exc:
                 await self._survive("reconciliation", exc)
+                continue
+            if failed >= UNREACHABLE_PASSES:
+                await self.ctx.notify(
+                    AlertKind.EXCHANGE_RECOVERED, f"exchange answering again after {failed} failed passes"
+                )
+            failed = 0
 
     def set_read_only(self, reason: str) -> None:
         """A standby: another engine writes for this account; send nothing, write nothing."""
