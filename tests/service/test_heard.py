@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 from decimal import Decimal
 
 from tests.helpers import eventually
-from tests.service.harness import SOL, driven, looping_engine, moments
+from tests.service.harness import SOL, Harness, driven, looping_engine, moments
 from warden.adapters.clock import FakeClock
-from warden.domain.alerts import Severity
-from warden.domain.values import Side
+from warden.domain.alerts import AlertKind, Severity
+from warden.domain.values import OrderType, Side
+from warden.ports import ExchangeError
 from warden.service.commands import OpenPosition
 
 
@@ -35,3 +37,29 @@ async def test_an_exchange_unreachable_for_long_is_alerted_and_its_return_too(st
         await moments(clock, 2 * engine.config.reconcile_interval)
         await eventually(lambda: any(a.kind.value == "exchange_recovered" for a in alerts), what="back")
         assert engine.ledger.positions[pos.id].is_active
+
+
+async def test_a_close_refused_after_a_refused_stop_says_the_position_is_unprotected(
+    harness: Harness,
+) -> None:
+    """The exchange refuses the stop, then the protect-or-close market close too: the position is
+    on the exchange with no stop. The close_failed alert the trader gets must say so (and name the
+    symbol, side and size): the README says close_failed means "the position stays protected",
+    and its message used to be only the symbol and the exchange's refusal."""
+    h = harness
+    h.sim.faults.reject_if = lambda request: request.reduce_only  # every stop, TP and close
+    with contextlib.suppress(ExchangeError):
+        await h.open("long", usd="100")
+    alerts = h.notifier.alerts
+    await eventually(lambda: any(a.kind is AlertKind.CLOSE_FAILED for a in alerts), what="close_failed")
+    assert h.exchange_qty() > 0
+    assert not [o for o in h.resting() if o.type is OrderType.STOP_MARKET], "the exchange holds no stop"
+    [failed] = [a for a in alerts if a.kind is AlertKind.CLOSE_FAILED]
+    assert failed.severity is Severity.CRITICAL
+    text = failed.message.lower()
+    assert "unprotected" in text and "no stop" in text, failed.message
+    assert SOL in failed.message and "long" in text and str(h.exchange_qty()) in failed.message
+    h.sim.faults.reject_if = None
+    await eventually(
+        lambda: any(o.type is OrderType.STOP_MARKET for o in h.resting()), what="a stop once refusals end"
+    )

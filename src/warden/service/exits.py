@@ -1745,7 +1745,15 @@ class ExitManager:
             event = Event(EventKind.PROTECTION_FAILED, ctx.clock.now(), pid, f"close failed: {why}")
             rounds = self._refused.get(pid, 0)
             again = f" (round {rounds + 1} of protect-or-close; retrying)" if rounds else ""
-            alerts = [ctx.make_alert(AlertKind.CLOSE_FAILED, f"{pos.symbol}: {why}{again}", pid)]
+            what = f"{pos.symbol} {pos.side} {pos.remaining}: close failed ({why})"
+            if stop is not None and known:
+                what += f"; its stop at {stop.trigger_price} still rests"
+            else:
+                what += (
+                    " and no stop rests: the position is UNPROTECTED on the exchange; warden keeps"
+                    " trying a stop and a close; close it by hand if this goes on"
+                )
+            alerts = [ctx.make_alert(AlertKind.CLOSE_FAILED, f"{what}{again}", pid)]
             if not self._tell(pid):
                 alerts = []
             pos = await self.ledger.commit(
