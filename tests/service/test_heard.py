@@ -7,7 +7,9 @@ from decimal import Decimal
 
 from tests.helpers import eventually
 from tests.service.harness import SOL, Harness, driven, looping_engine, moments
+from tests.service.test_alerts import FakeChannel
 from warden.adapters.clock import FakeClock
+from warden.adapters.sim import SimulatedExchange
 from warden.domain.alerts import AlertKind, Severity
 from warden.domain.values import OrderType, Side
 from warden.ports import ExchangeError
@@ -63,3 +65,33 @@ async def test_a_close_refused_after_a_refused_stop_says_the_position_is_unprote
     await eventually(
         lambda: any(o.type is OrderType.STOP_MARKET for o in h.resting()), what="a stop once refusals end"
     )
+
+
+async def test_a_channel_down_for_long_does_not_hide_alerts_from_the_others_after_a_restart(
+    store_url: str, sim: SimulatedExchange
+) -> None:
+    """The webhook relay is down for a long time while Telegram works: over a hundred alerts wait
+    in the outbox for the webhook alone. A stop is refused (protection_failed, critical) and
+    warden dies before Telegram was told. After the restart the deliverer read only the oldest
+    100 undelivered rows, all of them already Telegram's and still stuck on the webhook, so the
+    critical alert never reached Telegram: one channel down held back the other."""
+    telegram, webhook = FakeChannel(name="telegram"), FakeChannel(name="webhook", down=True)
+    h = await Harness(store_url, sim, channels=[telegram, webhook]).start()
+    try:
+        for _ in range(60):
+            await h.engine.pause("test")
+            await h.engine.resume()
+        await h.engine.deliverer.deliver_pending()
+        assert len(telegram.sent) > 100 and not webhook.sent
+        sim.faults.reject_if = lambda request: request.type is OrderType.STOP_MARKET
+        with contextlib.suppress(ExchangeError):
+            await h.open("long", usd="100")
+        sim.faults.reject_if = None
+        await h.engine.wait_idle()
+        assert AlertKind.PROTECTION_FAILED not in telegram.kinds()
+        await h.restart()
+        for _ in range(5):
+            await h.engine.deliverer.deliver_pending()
+        assert AlertKind.PROTECTION_FAILED in telegram.kinds()
+    finally:
+        await h.stop()

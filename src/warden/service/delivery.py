@@ -154,8 +154,13 @@ class Deliverer:
     async def _load(self) -> None:
         if not self.owns_outbox():
             return
+        # Alerts already held here but not yet delivered everywhere (a channel down for long)
+        # stay undelivered in the outbox and come first: the read reaches past them, or a
+        # backlog stuck on one channel would hide every newer alert from the others (after a
+        # restart). Twice their number, so that a backlog is taken in after a few passes.
+        limit = self.config.batch + 2 * len(self._known)
         try:
-            stored = await self.store.pending_alerts(self.config.batch)
+            stored = await self.store.pending_alerts(limit)
         except StoreError as exc:
             log.warning("outbox_unreadable", error=str(exc))
             return
