@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+from collections.abc import Callable
 from decimal import Decimal
 
 from tests.helpers import eventually
-from tests.service.harness import SOL, Harness, driven, looping_engine, moments
+from tests.service.harness import SOL, Harness, driven, looping_engine
 from tests.service.test_alerts import FakeChannel
 from warden.adapters.clock import FakeClock
 from warden.adapters.sim import SimulatedExchange
@@ -14,6 +16,18 @@ from warden.domain.alerts import AlertKind, Severity
 from warden.domain.values import OrderType, Side
 from warden.ports import ExchangeError
 from warden.service.commands import OpenPosition
+
+
+async def passing(clock: FakeClock, condition: Callable[[], bool], what: str) -> None:
+    """Move engine time in half-second steps until `condition` holds (each step followed by real
+    turns of the loop: a database answer may land), failing after 10 s of real time."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        clock.advance(0.5)
+        await asyncio.sleep(0.001)
 
 
 async def test_an_exchange_unreachable_for_long_is_alerted_and_its_return_too(store_url: str) -> None:
@@ -28,16 +42,17 @@ async def test_an_exchange_unreachable_for_long_is_alerted_and_its_return_too(st
         before = len(alerts)
         exchange.sim.faults.fail_queries = True
         exchange.sim.faults.unavailable_if = lambda _request: True
-        await moments(clock, 3 * engine.config.reconcile_interval)
+        calls = engine.gateway.calls
+        await passing(clock, lambda: engine.gateway.calls >= calls + 4, "four failed passes")
         raised = [a for a in alerts[before:] if a.severity is Severity.CRITICAL]
         assert [a.kind.value for a in raised] == ["exchange_unreachable"], alerts[before:]
         assert "exchange" in raised[0].message and "simulated query failure" in raised[0].message
-        await moments(clock, 3 * engine.config.reconcile_interval)
+        calls = engine.gateway.calls
+        await passing(clock, lambda: engine.gateway.calls >= calls + 4, "four more failed passes")
         assert len([a for a in alerts if a.kind.value == "exchange_unreachable"]) == 1, "once per outage"
         exchange.sim.faults.fail_queries = False
         exchange.sim.faults.unavailable_if = None
-        await moments(clock, 2 * engine.config.reconcile_interval)
-        await eventually(lambda: any(a.kind.value == "exchange_recovered" for a in alerts), what="back")
+        await passing(clock, lambda: any(a.kind.value == "exchange_recovered" for a in alerts), "back")
         assert engine.ledger.positions[pos.id].is_active
 
 
@@ -93,5 +108,27 @@ async def test_a_channel_down_for_long_does_not_hide_alerts_from_the_others_afte
         for _ in range(5):
             await h.engine.deliverer.deliver_pending()
         assert AlertKind.PROTECTION_FAILED in telegram.kinds()
+    finally:
+        await h.stop()
+
+
+async def test_a_channel_that_refuses_every_alert_is_shown_on_status(
+    store_url: str, sim: SimulatedExchange
+) -> None:
+    """A Telegram chat that refuses every message (a wrong chat id: 400 chat not found) drops
+    each alert for good, critical ones too. /status used to say nothing: a channel that refuses
+    is not "failing", so no warning, and the trader, hearing nothing, believed all was well."""
+    chat = FakeChannel(name="telegram:42", reject=set(AlertKind))
+    h = await Harness(store_url, sim, channels=[chat]).start()
+    try:
+        sim.faults.reject_if = lambda request: request.type is OrderType.STOP_MARKET
+        with contextlib.suppress(ExchangeError):
+            await h.open("long", usd="100")
+        sim.faults.reject_if = None
+        await h.engine.wait_idle()
+        await h.engine.deliverer.deliver_pending()
+        assert not chat.sent and chat.attempts > 0
+        warnings = h.engine.status().warnings
+        assert any("telegram:42" in w and "refused" in w for w in warnings), warnings
     finally:
         await h.stop()

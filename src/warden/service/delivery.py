@@ -53,6 +53,9 @@ class ChannelState:
     retry_at: float = 0.0
     last_error: str | None = None
     delivered: int = 0
+    refused: int = 0
+    """Alerts refused for good since the last one it took (a wrong chat id refuses every one)."""
+    last_refusal: str | None = None
 
 
 @dataclass
@@ -194,6 +197,8 @@ class Deliverer:
             except DeliveryRejected as exc:
                 log.error("alert_rejected", channel=channel.name, alert_id=alert.id, error=str(exc))
                 known.channels.add(channel.name)
+                state.refused += 1
+                state.last_refusal = f"{alert.kind}: {exc}"
                 continue
             except (DeliveryError, TimeoutError) as exc:
                 self._failed(channel.name, state, str(exc) or "timed out")
@@ -203,6 +208,7 @@ class Deliverer:
             if state.failures:
                 log.info("alert_channel_recovered", channel=channel.name, after_failures=state.failures)
             state.failures, state.retry_at, state.last_error = 0, 0.0, None
+            state.refused, state.last_refusal = 0, None
 
     def _failed(self, name: str, state: ChannelState, error: str) -> None:
         state.failures += 1
@@ -240,13 +246,21 @@ class Deliverer:
     # ------------------------------------------------------------------ status
 
     def warnings(self) -> list[str]:
-        """One line per channel that is failing now (a channel outage is a warning, not a failure)."""
-        return [
+        """One line per channel that is failing now (a channel outage is a warning, not a failure),
+        and per channel whose latest answers refused alerts for good (those are lost to it)."""
+        down = [
             f"alert channel {name} unreachable ({s.failures} failures: {s.last_error}); alerts are kept"
             " and delivered when it is back"
             for name, s in self.state.items()
             if s.failures
         ]
+        refusing = [
+            f"alert channel {name} refused {s.refused} alerts for good (last: {s.last_refusal}); they"
+            " are not sent again: check its configuration"
+            for name, s in self.state.items()
+            if s.refused
+        ]
+        return down + refusing
 
     def undelivered(self) -> int:
         return sum(1 for k in self._known.values() if k.alert.id not in self._done)
