@@ -15,7 +15,7 @@ from warden.adapters.sim import SimulatedExchange
 from warden.domain.alerts import AlertKind, Severity
 from warden.domain.values import OrderType, Side
 from warden.ports import ExchangeError
-from warden.service.commands import OpenPosition
+from warden.service.commands import OpenPosition, TradingRefused
 
 
 async def passing(clock: FakeClock, condition: Callable[[], bool], what: str) -> None:
@@ -132,3 +132,22 @@ async def test_a_channel_that_refuses_every_alert_is_shown_on_status(
         assert any("telegram:42" in w and "refused" in w for w in warnings), warnings
     finally:
         await h.stop()
+
+
+async def test_an_unresolved_entry_alert_names_its_symbol_and_side(store_url: str) -> None:
+    """An entry whose outcome stays unknown (it executed, the answer was lost, and no lookup can
+    answer) may be a position on the exchange with no stop. The alert told the trader to "check
+    the exchange" but named only warden's position id: not which symbol or side to look at."""
+    clock = FakeClock()
+    async with looping_engine(store_url, clock) as (engine, exchange):
+        exchange.sim.set_mark(SOL, Decimal("150"))
+        await eventually(lambda: engine.exits.fresh_mark(SOL) is not None, what="a streamed mark")
+        exchange.sim.faults.timeout_after_execution_if = lambda request: not request.reduce_only
+        exchange.sim.faults.fail_queries = True
+        exchange.sim.disconnect()  # and the stream loses its fill
+        with contextlib.suppress(ExchangeError, TradingRefused):
+            await driven(clock, engine.open_position(OpenPosition(SOL, Side.SHORT, usd=Decimal(100))))
+        alerts = engine.notifier.alerts  # type: ignore[attr-defined]
+        await passing(clock, lambda: any(a.kind is AlertKind.ENTRY_UNRESOLVED for a in alerts), "unresolved")
+        [first, *_] = [a for a in alerts if a.kind is AlertKind.ENTRY_UNRESOLVED]
+        assert SOL in first.message and "short" in first.message, first.message

@@ -358,7 +358,8 @@ class Recovery:
             if attempt == STEADY_LOOKS:
                 await ctx.notify(
                     AlertKind.ENTRY_UNRESOLVED,
-                    f"{pid}: entry outcome still unknown after a minute; still looking; check the exchange",
+                    f"{_entry_of(ctx.ledger.positions.get(pid), pid)}: outcome still unknown after a"
+                    " minute (it may be open with no stop); still looking; check the exchange",
                     pid,
                 )
             await ctx.clock.sleep(delay)
@@ -381,7 +382,10 @@ class Recovery:
             if entry is not None and entry.status is OrderStatus.OPEN and attempt >= 3:
                 await self.cancel_working_entry(pid, entry)
         await ctx.notify(
-            AlertKind.ENTRY_UNRESOLVED, f"{pid}: entry outcome still unknown; check the exchange", pid
+            AlertKind.ENTRY_UNRESOLVED,
+            f"{_entry_of(ctx.ledger.positions.get(pid), pid)}: outcome still unknown (it may be open"
+            " with no stop); check the exchange",
+            pid,
         )
 
     async def cancel_working_entry(self, pid: PositionId, entry: Order) -> Position:
@@ -416,3 +420,10 @@ class Recovery:
         if pos.status is PositionStatus.OPENING and pos.filled_qty <= 0:
             return await self.fail_entry(pid, entry, "entry cancelled unfilled at its deadline")
         return await exits.protect(pid)
+
+
+def _entry_of(position: Position | None, pid: PositionId) -> str:
+    """An entry as the trader looks for it on the exchange: symbol, side, size (and warden's id)."""
+    if position is None:
+        return f"entry of {pid}"
+    return f"{position.symbol} {position.side} entry of {position.target_qty} ({pid})"
