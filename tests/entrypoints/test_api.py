@@ -102,6 +102,25 @@ async def test_body_that_is_not_json(client: httpx.AsyncClient, runtime: Runtime
     await assert_nothing_happened(runtime)
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"symbol": "SOL", "side": "long", "usd": 1e999999999999999999999}',
+        b'{"symbol": "SOL", "side": "long", "usd": "100", "stop_price": -1e9999999999999999999999}',
+    ],
+    ids=["usd", "stop_price"],
+)
+async def test_a_json_number_beyond_any_decimal_is_422_on_the_body(
+    client: httpx.AsyncClient, runtime: Runtime, body: bytes
+) -> None:
+    """A JSON number whose exponent no decimal can hold is refused like any other bad JSON (it was
+    an InvalidOperation out of the parser: a 500 with a traceback); nothing is sent."""
+    response = await client.post("/api/v1/signals", content=body, headers=AUTH)
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == "body"
+    await assert_nothing_happened(runtime)
+
+
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}])
 async def test_signal_without_the_token_is_401(
     client: httpx.AsyncClient, runtime: Runtime, headers: dict[str, str]

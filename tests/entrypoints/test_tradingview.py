@@ -91,6 +91,18 @@ async def test_stale_signal_is_refused(client: httpx.AsyncClient, runtime: Runti
     await assert_nothing_happened(runtime)
 
 
+@pytest.mark.parametrize("stamp", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
+async def test_a_timestamp_outside_the_calendar_in_utc_is_422(
+    client: httpx.AsyncClient, runtime: Runtime, stamp: str
+) -> None:
+    """An ISO time whose offset puts it before year 1 or after 9999 in UTC is a 422 naming
+    timestamp (converting it raised OverflowError: a 500); nothing is sent."""
+    response = await client.post("/api/v1/signals", json={**SIGNAL, "timestamp": stamp}, headers=AUTH)
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == "timestamp"
+    await assert_nothing_happened(runtime)
+
+
 async def test_epoch_seconds_timestamp(client: httpx.AsyncClient, runtime: Runtime) -> None:
     """A timestamp may be seconds since the epoch."""
     now = runtime.clock.now().timestamp()

@@ -129,7 +129,10 @@ def _timestamp(value: object) -> datetime:
             raise ValueError(f"must be an ISO 8601 time like 2025-01-02T03:04:05Z, not {value!r}") from None
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=UTC)
-        return parsed.astimezone(UTC)
+        try:
+            return parsed.astimezone(UTC)
+        except OverflowError:  # 0001-01-01T00:00+01:00 is before year 1 in UTC
+            raise ValueError(f"is outside the years 1 to 9999 in UTC: {value!r}") from None
     raise ValueError("must be an ISO 8601 time or seconds since the epoch")
 
 
@@ -586,6 +589,8 @@ def decode_json(raw: bytes) -> object:
         return json.loads(raw, parse_float=Decimal, parse_constant=float)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise ValidationError("body", f"is not valid JSON: {exc}") from None
+    except InvalidOperation:  # a number whose exponent no Decimal can hold (1e999999999999999999999)
+        raise ValidationError("body", "holds a number too large or too small to read") from None
 
 
 def _depth_ok(raw: bytes, limit: int) -> bool:
