@@ -16,7 +16,7 @@ import pytest
 
 from tests.helpers import eventually
 from warden.bootstrap import Runtime, running
-from warden.domain.values import OrderType, Symbol
+from warden.domain.values import OrderType, Side, Symbol
 from warden.entrypoints.api import create_app
 
 from .conftest import AUTH, TOKEN, make_settings
@@ -257,6 +257,57 @@ async def test_flip(client: httpx.AsyncClient, runtime: Runtime, side: str | Non
     assert held.qty == Decimal(short["size"])
 
 
+@pytest.mark.parametrize(
+    ("extra", "field"),
+    [
+        ({"side": "short", "usd": "1"}, "usd"),
+        ({"side": "short", "usd": "100", "stop_price": "100"}, "stop_price"),
+        ({"usd": "100", "tp1_price": "200"}, "tp1_price"),
+        ({"side": "short", "usd": "20000"}, None),  # max_position_usd
+    ],
+)
+async def test_a_flip_whose_open_is_refused_closes_nothing(
+    client: httpx.AsyncClient, runtime: Runtime, extra: dict[str, str], field: str | None
+) -> None:
+    """A flip whose new side would be refused (too small, a stop or take-profit on the wrong side,
+    over a limit) is refused before anything is closed: the long stays open and protected and
+    no order goes out (the long used to be closed first, then the open refused: 422 "nothing was
+    sent" over a position closed at market)."""
+    long = await open_sol(client)
+    assert runtime.sim is not None
+    before = [(o.client_order_id, o.status) for o in runtime.sim.core.orders()]
+    response = await client.post(
+        "/api/v1/signals", json={"symbol": "SOL", "action": "flip", **extra}, headers=AUTH
+    )
+    assert response.status_code == 422, response.text
+    assert response.json().get("field") == field
+    still = (await client.get(f"/api/v1/positions/{long['id']}", headers=AUTH)).json()
+    assert still["status"] == "protected"
+    assert [(o.client_order_id, o.status) for o in runtime.sim.core.orders()] == before
+    [held] = runtime.sim.core.positions()
+    assert (held.side, held.qty) == (Side.LONG, Decimal(long["size"]))
+
+
+async def test_a_flip_sent_again_with_its_signal_id_leaves_the_new_position_open(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """A flip alert delivered twice (same signal_id): the first closes the long and opens the
+    short; the second is a 409 naming signal_id and closes nothing (it closed the short it had
+    just opened, then refused the open: the trader was left flat)."""
+    await open_sol(client)
+    flip = {"symbol": "SOL", "action": "flip", "usd": "100", "signal_id": "rev-1"}
+    first = await client.post("/api/v1/signals", json=flip, headers=AUTH)
+    assert first.status_code == 201, first.text
+    again = await client.post("/api/v1/signals", json=flip, headers=AUTH)
+    assert again.status_code == 409, again.text
+    assert (again.json()["field"], again.json()["position_id"]) == ("signal_id", first.json()["id"])
+    short = (await client.get(f"/api/v1/positions/{first.json()['id']}", headers=AUTH)).json()
+    assert (short["side"], short["status"]) == ("short", "protected")
+    assert runtime.sim is not None
+    [held] = runtime.sim.core.positions()
+    assert (held.side, held.qty) == (Side.SHORT, Decimal(short["size"]))
+
+
 async def test_close_by_symbol_route(client: httpx.AsyncClient, runtime: Runtime) -> None:
     """POST /positions/close {"symbol"} closes by symbol; an unknown symbol is a 422, none open a 404."""
     opened = await open_sol(client)
@@ -289,41 +340,3 @@ async def test_partial_exit_of_a_strategy_does_not_flip(client: httpx.AsyncClien
     assert response.status_code == 409, response.text
     still = (await client.get(f"/api/v1/positions/{long['id']}", headers=AUTH)).json()
     assert still["status"] == "protected"
-
-
-@pytest.mark.parametrize(
-    ("extra", "field"),
-    [({"usd": "20000"}, "max_position_usd"), ({"usd": "100", "stop_price": "1"}, "stop_price")],
-)
-async def test_a_flip_whose_new_side_is_refused_closes_nothing(
-    client: httpx.AsyncClient, runtime: Runtime, extra: dict[str, str], field: str
-) -> None:
-    """A flip whose opening half a risk limit or a validation refuses answers 422 and leaves the
-    position it would have closed open and protected: the refusal says nothing was sent, and
-    nothing is (the close too would have been sent before the refusal)."""
-    long = await open_sol(client)
-    body = {"symbol": "SOL", "action": "flip", **extra}
-    response = await client.post("/api/v1/signals", json=body, headers=AUTH)
-    assert response.status_code == 422, response.text
-    assert field in (response.json().get("limit"), response.json().get("field"))
-    still = (await client.get(f"/api/v1/positions/{long['id']}", headers=AUTH)).json()
-    assert still["status"] == "protected"
-    assert runtime.sim is not None
-    [held] = runtime.sim.core.positions()
-    assert held.qty == Decimal(long["size"])
-
-
-async def test_a_resent_flip_closes_nothing(client: httpx.AsyncClient, runtime: Runtime) -> None:
-    """A flip delivered twice (a webhook retried): the second names the signal id that opened the
-    short, so it is a 409 and the short stays open; it does not close the short first."""
-    await open_sol(client)
-    body = {"symbol": "SOL", "action": "flip", "usd": "100", "signal_id": "rev-1"}
-    first = await client.post("/api/v1/signals", json=body, headers=AUTH)
-    assert first.status_code == 201, first.text
-    again = await client.post("/api/v1/signals", json=body, headers=AUTH)
-    assert (again.status_code, again.json()["field"]) == (409, "signal_id"), again.text
-    short = (await client.get(f"/api/v1/positions/{first.json()['id']}", headers=AUTH)).json()
-    assert short["status"] == "protected"
-    assert runtime.sim is not None
-    [held] = runtime.sim.core.positions()
-    assert (held.side.value, held.qty) == ("short", Decimal(short["size"]))
