@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from warden.bootstrap import Runtime
+from warden.adapters.notify import RecordingNotifier
+from warden.bootstrap import Runtime, running
+from warden.config import Settings
 from warden.domain.values import OrderType, Symbol
 from warden.entrypoints.api import create_app
 
@@ -308,3 +312,59 @@ async def test_metrics_expose_the_gauges(client: httpx.AsyncClient) -> None:
         'warden_signals_total{outcome="unauthorized"} 1.0',
     ):
         assert line in text, line
+
+
+@pytest.fixture
+async def any_db_client(tmp_path: Path, store_url: str) -> AsyncIterator[tuple[Runtime, httpx.AsyncClient]]:
+    """The API over an engine on SQLite, then on PostgreSQL."""
+    settings = Settings.load(db=store_url, exchange="sim", data_dir=tmp_path / "data", api_token=TOKEN)
+    async with running(settings, price_feed=False, notifier=RecordingNotifier()) as rt:
+        transport = httpx.ASGITransport(app=create_app(lambda: rt))
+        async with httpx.AsyncClient(transport=transport, base_url="http://warden") as http:
+            yield rt, http
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/api/v1/signals", {**SIGNAL, "signal_id": "tv\x00-1"}, "signal_id"),
+        ("/api/v1/pause", {"reason": "lunch\x00"}, "reason"),
+        ("/api/v1/kill", {"reason": "\x00"}, "reason"),
+    ],
+)
+async def test_a_nul_character_is_422_naming_the_field_and_the_engine_stays_ready(
+    any_db_client: tuple[Runtime, httpx.AsyncClient], path: str, body: dict[str, Any], field: str
+) -> None:
+    """PostgreSQL cannot store U+0000 in text: a signal_id or a pause/kill reason carrying one made
+    the engine's own write fail — 503 database_unavailable and `degraded` for a signal; for a
+    reason, the pause or kill took effect and its event, which no commit can write, left the
+    engine `degraded`. It is refused at the door, on every database alike: 422 naming the field,
+    nothing changed."""
+    runtime, client = any_db_client
+    response = await client.post(path, json=body, headers=AUTH)
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == field
+    status = (await client.get("/api/v1/status", headers=AUTH)).json()
+    assert (status["state"], status["accepting_signals"]) == ("ready", True), status
+    assert (status["controls"]["paused"], status["controls"]["killed"]) == (False, False)
+    await assert_nothing_happened(runtime)
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/api/v1/positions/ab%00cd"),
+        ("GET", "/api/v1/positions/ab%00cd/events"),
+        ("POST", "/api/v1/positions/ab%00cd/close"),
+        ("GET", "/api/v1/events?position_id=ab%00cd"),
+    ],
+)
+async def test_a_position_id_with_a_nul_character_is_422_not_a_database_outage(
+    any_db_client: tuple[Runtime, httpx.AsyncClient], method: str, path: str
+) -> None:
+    """A position id that no position can have (U+0000) answered 503 database_unavailable on
+    PostgreSQL (the lookup itself failed); it is a 422 naming position_id."""
+    _, client = any_db_client
+    response = await client.request(method, path, headers=AUTH)
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == "position_id"

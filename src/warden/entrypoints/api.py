@@ -49,7 +49,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CollectorRegistry
-from pydantic import BaseModel
+from pydantic import AfterValidator, BaseModel
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -88,6 +88,7 @@ from warden.entrypoints.schemas import (
     TokenIn,
     decode_json,
     first_error,
+    no_nul,
     normalise_symbol,
     parse_body,
 )
@@ -464,6 +465,8 @@ async def _writer(
 
 Reader = Annotated[Caller, Depends(_reader)]
 Writer = Annotated[Caller, Depends(_writer)]
+PositionIdPath = Annotated[str, AfterValidator(no_nul)]
+"""A position id in a path: no NUL (no position has one, and PostgreSQL cannot look one up)."""
 
 
 class BodyLimit:
@@ -804,7 +807,7 @@ def _add_position_routes(app: FastAPI, ctx: _Context) -> None:
         openapi_extra=_body(TokenIn, required=False),
         tags=["trading"],
     )
-    async def post_close(position_id: str, caller: Writer) -> JSONResponse:
+    async def post_close(position_id: PositionIdPath, caller: Writer) -> JSONResponse:
         parse_body(TokenIn, caller.data)
         engine = caller.runtime.engine
         position = await engine.close_position(ClosePosition(PositionId(position_id)))
@@ -820,7 +823,7 @@ def _add_position_routes(app: FastAPI, ctx: _Context) -> None:
         openapi_extra=_body(PositionPatchIn),
         tags=["trading"],
     )
-    async def patch_position(position_id: str, caller: Writer) -> JSONResponse:
+    async def patch_position(position_id: PositionIdPath, caller: Writer) -> JSONResponse:
         body = parse_body(PositionPatchIn, caller.data)
         engine = caller.runtime.engine
         if body.stop_price is None and body.tp1_price is None and body.tp2_price is None:
@@ -865,7 +868,7 @@ def _add_read_routes(app: FastAPI, ctx: _Context) -> None:
         responses=_errors(401, 404, 422, 503),
         tags=["reading"],
     )
-    async def get_position(position_id: str, caller: Reader) -> JSONResponse:
+    async def get_position(position_id: PositionIdPath, caller: Reader) -> JSONResponse:
         return model_response(PositionOut.of_view(await caller.runtime.engine.get_position(position_id)))
 
     @app.get(
@@ -875,7 +878,7 @@ def _add_read_routes(app: FastAPI, ctx: _Context) -> None:
         tags=["reading"],
     )
     async def get_position_events(
-        position_id: str,
+        position_id: PositionIdPath,
         caller: Reader,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> JSONResponse:
@@ -903,7 +906,7 @@ def _add_read_routes(app: FastAPI, ctx: _Context) -> None:
     @app.get(f"{API}/events", response_model=list[EventOut], responses=reads, tags=["reading"])
     async def get_events(
         caller: Reader,
-        position_id: Annotated[str | None, Query(max_length=64)] = None,
+        position_id: Annotated[str | None, Query(max_length=64), AfterValidator(no_nul)] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> JSONResponse:
         events = await caller.runtime.engine.events_since(None, limit, position_id=position_id)

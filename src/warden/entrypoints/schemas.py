@@ -154,10 +154,23 @@ Timestamp = Annotated[
 # -- requests --------------------------------------------------------------------------------------
 
 
+def no_nul(value: str) -> str:
+    """Text warden may store: PostgreSQL refuses U+0000 in text, so a NUL in an id or a reason
+    would fail the engine's own write (taken for a database outage)."""
+    if "\x00" in value:
+        raise ValueError("must not contain a NUL character (U+0000)")
+    return value
+
+
 class StrictBody(BaseModel):
-    """Unknown fields are refused; nothing is coerced silently."""
+    """Unknown fields are refused; nothing is coerced silently; no text holds a NUL."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_nul(cls, value: object) -> object:
+        return no_nul(value) if isinstance(value, str) else value
 
 
 class SignalAction(StrEnum):
