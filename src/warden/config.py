@@ -247,6 +247,14 @@ class Settings(BaseSettings):
         description="What to do with an exchange position warden has no record of: adopt, close or alert.",
     )
 
+    @field_validator("api_token", "api_read_token")
+    @classmethod
+    def _token_not_blank(cls, value: SecretStr | None) -> SecretStr | None:
+        """An empty token would be matched by an empty `secret` or a bare `Bearer `."""
+        if value is not None and not value.get_secret_value().strip():
+            raise ValueError("is empty: set a token, or leave the setting unset")
+        return value
+
     @field_validator("webhook_allow_ips", "trusted_proxies", mode="before")
     @classmethod
     def _networks(cls, value: object) -> object:

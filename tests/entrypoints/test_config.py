@@ -112,6 +112,23 @@ def test_secrets_never_displayed(monkeypatch: pytest.MonkeyPatch) -> None:
     assert s.api_token.get_secret_value() == "tok-123456"
 
 
+@pytest.mark.parametrize("field", ["api_token", "api_read_token"])
+@pytest.mark.parametrize("value", ["", "   "])
+def test_an_empty_api_token_is_refused_naming_it(
+    monkeypatch: pytest.MonkeyPatch, field: str, value: str
+) -> None:
+    """An empty token (WARDEN_API_TOKEN= left blank in a compose file, say) was taken as the
+    token: `"secret": ""` in a body, or `Authorization: Bearer ` with nothing after it, then
+    matched it and traded. It is refused at load, naming the setting, from a flag or the env."""
+    with pytest.raises(ConfigError) as info:
+        Settings.load(**{field: value})
+    assert info.value.field == field
+    monkeypatch.setenv(f"WARDEN_{field.upper()}", value)
+    with pytest.raises(ConfigError) as info:
+        Settings.load()
+    assert info.value.field == field
+
+
 def test_exit_plan_from_settings() -> None:
     """The exit-plan settings become the domain's ExitPlan."""
     plan = Settings.load(tp1_fraction="0.5", breakeven_after_tp1=True).exit_plan()
