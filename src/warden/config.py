@@ -115,6 +115,7 @@ class Settings(BaseSettings):
         case_sensitive=False,
         extra="forbid",
         validate_default=True,
+        allow_inf_nan=False,  # `order_timeout = inf` is no deadline: every number must be finite
     )
 
     # -- where and how it runs ------------------------------------------------------------------

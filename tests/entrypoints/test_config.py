@@ -129,6 +129,37 @@ def test_an_empty_api_token_is_refused_naming_it(
     assert info.value.field == field
 
 
+@pytest.mark.parametrize(
+    "field",
+    [
+        "order_timeout",
+        "db_timeout",
+        "protection_window",
+        "entry_deadline",
+        "max_signal_age",
+        "reconcile_interval",
+        "sim_tick_interval",
+    ],
+)
+def test_an_infinite_duration_is_refused_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, field: str
+) -> None:
+    """`order_timeout = inf` (TOML has inf) was accepted: no deadline on an exchange call, no age
+    limit on signals, a reconcile that never runs. Every duration must be a finite number, from
+    the file, the environment or a flag."""
+    with pytest.raises(ConfigError) as info:
+        Settings.load(write_toml(tmp_path, f"{field} = inf\n"))
+    assert info.value.field == field
+    monkeypatch.setenv(f"WARDEN_{field.upper()}", "Infinity")
+    with pytest.raises(ConfigError) as info:
+        Settings.load()
+    assert info.value.field == field
+    monkeypatch.delenv(f"WARDEN_{field.upper()}")
+    with pytest.raises(ConfigError) as info:
+        Settings.load(**{field: "inf"})
+    assert info.value.field == field
+
+
 def test_exit_plan_from_settings() -> None:
     """The exit-plan settings become the domain's ExitPlan."""
     plan = Settings.load(tp1_fraction="0.5", breakeven_after_tp1=True).exit_plan()
