@@ -403,7 +403,8 @@ class Settings(BaseSettings):
     @classmethod
     def _db_is_url(cls, value: str) -> str:
         if "://" not in value:
-            raise ValueError(f"must be a database URL like sqlite:///./data/warden.db, not {value!r}")
+            shown = f"***@{value.rpartition('@')[2]}" if "@" in value else value  # no credentials
+            raise ValueError(f"must be a database URL like sqlite:///./data/warden.db, not {shown!r}")
         return value
 
     @field_validator("exchange_url")

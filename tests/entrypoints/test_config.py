@@ -160,6 +160,17 @@ def test_an_infinite_duration_is_refused_naming_it(
     assert info.value.field == field
 
 
+@pytest.mark.parametrize("db", ["postgresql:/warden:hunter2@db-host/warden", "warden:hunter2@db-host/warden"])
+def test_a_malformed_database_url_is_refused_without_its_password(db: str) -> None:
+    """A mistyped URL (one slash short) was echoed whole in the error, password and all; the error
+    still names `db` and shows where it points, with the credentials hidden."""
+    with pytest.raises(ConfigError) as info:
+        Settings.load(db=db)
+    assert info.value.field == "db"
+    assert "hunter2" not in str(info.value)
+    assert "db-host/warden" in str(info.value)
+
+
 def test_exit_plan_from_settings() -> None:
     """The exit-plan settings become the domain's ExitPlan."""
     plan = Settings.load(tp1_fraction="0.5", breakeven_after_tp1=True).exit_plan()
