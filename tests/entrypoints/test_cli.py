@@ -216,6 +216,27 @@ async def test_close_by_symbol(url: str) -> None:
     assert nothing.stderr == "error: no position 'nope', and no symbol of that name\n"
 
 
+@pytest.mark.parametrize("spelling", ["SOL/USDT:USDT", "BINANCE:SOLUSDT.P"])
+async def test_close_by_a_symbol_spelt_with_slash_or_colon(url: str, spelling: str) -> None:
+    """`warden close SOL/USDT:USDT` (a spelling the README gives) answered "error: Not Found":
+    the target was pasted into the URL path, where its "/" made another path. It closes the
+    symbol's position like `warden close SOL`."""
+    opened = await cli(url, "open", "SOL", "long", "--usd", "100")
+    position_id = opened.stdout.split()[0]
+    closed = await cli(url, "close", spelling)
+    assert closed.exit_code == 0, closed.output
+    assert closed.stdout.startswith(f"{position_id} SOL/USDT:USDT long closed: realized PnL ")
+
+
+@pytest.mark.parametrize("target", ["x?limit=5", "../status"])
+async def test_an_id_is_never_read_as_part_of_the_url(url: str, target: str) -> None:
+    """`warden events 'x?limit=5'` was refused for a query parameter the user never wrote, and
+    `warden events ../status` reached another route: the id is one path segment, always."""
+    result = await cli(url, "events", target)
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: position_id: "), result.stderr
+
+
 async def test_json_output(url: str) -> None:
     """--json prints the API's JSON on every read command."""
     opened = await cli(url, "open", "BTC", "short", "--qty", "0.01")

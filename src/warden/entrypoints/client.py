@@ -12,6 +12,7 @@ import time
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from urllib.parse import quote
 
 import typer
 from rich.console import Console
@@ -149,6 +150,12 @@ def error_line(status: int, body: object) -> str:
         field = body.get("field")
         return f"{field}: {message}" if field else message
     return f"HTTP {status}"
+
+
+def id_segment(position_id: str) -> str | None:
+    """A position id as one URL path segment (escaped: "?" or "#" stay in the id); None for text
+    with a "/", which no route can take as an id (SOL/USDT:USDT is a symbol)."""
+    return None if "/" in position_id else quote(position_id, safe="")
 
 
 def run_client(action: Any) -> None:
@@ -390,9 +397,12 @@ def close(
     """Close a position (by id, or every position on a symbol) at market and print the realized PnL."""
 
     def action() -> None:
+        segment = id_segment(target)
         with Client(url, need_token=True, account=account) as client:
             try:
-                closed = [client.call("POST", f"{API}/positions/{target}/close")]
+                if segment is None:
+                    raise NotFound(target)
+                closed = [client.call("POST", f"{API}/positions/{segment}/close")]
             except NotFound:
                 try:
                     closed = client.call("POST", f"{API}/positions/close", json={"symbol": target})
@@ -417,7 +427,12 @@ def events(
     """Show the audit trail (all positions, or one)."""
 
     def action() -> None:
-        path = f"{API}/positions/{position_id}/events" if position_id else f"{API}/events"
+        path = f"{API}/events"
+        if position_id:
+            segment = id_segment(position_id)
+            if segment is None:
+                raise CliError(f"position_id: {position_id!r} is not a position id")
+            path = f"{API}/positions/{segment}/events"
         with Client(url, account=account) as client:
             rows = client.call("GET", path, params={"limit": limit})
         if as_json:
