@@ -96,6 +96,26 @@ async def test_kill_flatten_closes_every_position_and_cancels_every_order(harnes
     assert any(x.kind is AlertKind.KILL_ON for x in harness.notifier.alerts)
 
 
+async def test_kill_flatten_cancels_an_entry_still_working_on_the_exchange(harness: Harness) -> None:
+    """An entry the exchange acknowledged and has not filled can still fill: kill(flatten) cancels
+    it on the exchange, so nothing opens after the kill (judged by the exchange), and says so."""
+    harness.sim.faults.ack_only_if = lambda req: req.type is OrderType.MARKET
+    harness.sim.faults.fill_delay = 3600
+    await harness.stop()
+    harness.config = replace(harness.config, entry_deadline=3600)  # only the kill cancels it
+    await harness.start()
+    pos = await harness.open("long", SOL)
+    assert pos.status is PositionStatus.OPENING  # answered while working (past fill_wait)
+    assert [o.type for o in harness.resting(SOL)] == [OrderType.MARKET]
+    report = await harness.engine.kill(flatten=True)
+    assert "entry cancelled" in report.failed[pos.id], report.failed
+    assert harness.resting(SOL) == [] and harness.exchange_qty(SOL) == 0
+    await eventually(
+        lambda: harness.engine.ledger.positions[pos.id].status is PositionStatus.FAILED, what="failed"
+    )
+    assert harness.resting(SOL) == [] and harness.exchange_qty(SOL) == 0
+
+
 async def test_fat_finger_guard_refuses_an_absurd_size_and_sends_nothing(harness: Harness) -> None:
     """{"usd": "1e15"} is refused by max_position_usd (10,000 by default): nothing written or sent."""
     with pytest.raises(LimitExceeded) as info:

@@ -301,10 +301,31 @@ class Engine:
         results = await asyncio.gather(*(close(p.id) for p in active))
         closed = [r for r in results if isinstance(r, Position)]
         failed = {p.id: r for p, r in zip(active, results, strict=True) if isinstance(r, str)}
-        for p in self.ledger.active_positions():
-            if p.status is PositionStatus.OPENING:
-                failed[p.id] = "entry still being resolved: it is protected, then run kill --flatten again"
+        opening = [p for p in self.ledger.active_positions() if p.status is PositionStatus.OPENING]
+        for p, outcome in zip(
+            opening, await asyncio.gather(*(self._stop_entry(p) for p in opening)), strict=True
+        ):
+            failed[p.id] = outcome
         return closed, failed
+
+    async def _stop_entry(self, position: Position) -> str:
+        """A position whose entry is still being resolved: an entry the exchange acknowledged and
+        has not (fully) filled could still fill after the kill, so it is cancelled there. Its saga
+        (or recovery) then settles it as for any cancelled entry: what filled is protected, and an
+        entry that filled nothing fails. Says what happened, for the kill's report."""
+        entry = next((o for o in self.ledger.live_orders(position.id) if o.role is OrderRole.ENTRY), None)
+        if entry is None or entry.status is not OrderStatus.OPEN:
+            return "entry still being resolved: it is protected, then run kill --flatten again"
+        try:
+            report = await self.gateway.cancel(entry.symbol, entry.client_order_id, entry.type.conditional)
+        except (ExchangeError, TradingRefused) as exc:
+            return f"entry still working on the exchange, its cancel failed ({exc}): run kill --flatten again"
+        if report.filled_qty > 0:
+            return (
+                f"entry cancelled with {report.filled_qty} of {entry.qty} filled: that part is protected,"
+                " then run kill --flatten again to close it"
+            )
+        return "entry cancelled on the exchange with nothing filled: nothing opened"
 
     async def _cancel_all_exits(self) -> int:
         """Every live warden exit order of a position that is no longer open."""
