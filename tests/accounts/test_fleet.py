@@ -19,7 +19,7 @@ from warden.adapters.clock import SystemClock
 from warden.adapters.db.store import open_store
 from warden.adapters.notify import RecordingNotifier
 from warden.adapters.sim import SimFaults, SimulatedExchange
-from warden.bootstrap import Fleet, running, running_fleet
+from warden.bootstrap import Fleet, _same_exchange_account, running, running_fleet
 from warden.config import Settings
 from warden.domain.position import PositionStatus
 from warden.domain.values import Side, Symbol
@@ -223,11 +223,45 @@ exchange = "sim"
     async with running_fleet(settings, price_feed=False, notifier=lambda _: RecordingNotifier()) as fleet:
         assert set(fleet.runtimes) == {"one", "sim"}
         assert fleet.failures == {
-            "two": "accounts.two: trades the same exchange account as 'one' (same exchange, endpoint"
-            " and key); one writer per exchange account"
+            "two": "accounts.two: trades the same exchange account as 'one' (same exchange and key);"
+            " one writer per exchange account"
         }
         opened = await engine(fleet, "sim").open_position(OpenPosition(SOL, Side.LONG, Decimal(100)))
         assert opened.status is PositionStatus.PROTECTED
+
+
+@pytest.mark.parametrize(
+    ("one", "two"),
+    [
+        ('exchange_url = "http://127.0.0.1:9"', 'exchange_url = "http://127.0.0.1:9"\ntestnet = true'),
+        ("", 'exchange_url = "http://127.0.0.1:9"'),  # the default endpoint, and another in front
+        ("testnet = true", 'exchange_url = "http://127.0.0.1:9"'),
+    ],
+)
+def test_one_key_is_one_exchange_account_whatever_the_endpoint_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, one: str, two: str
+) -> None:
+    """The same key on the same venue is one exchange account, however its endpoint is written:
+    `testnet` is ignored once `exchange_url` is set, and an explicit URL may be a proxy in front
+    of the default one. Either way the two tables would be two writers; the later is refused."""
+    monkeypatch.setenv("K1", "same-key")
+    monkeypatch.setenv("S1", "secret")
+    tables = f"""
+[accounts.one]
+exchange = "binanceusdm"
+api_key_env = "K1"
+api_secret_env = "S1"
+{one}
+
+[accounts.two]
+exchange = "binanceusdm"
+api_key_env = "K1"
+api_secret_env = "S1"
+{two}
+"""
+    settings = fleet_settings(tmp_path, f"sqlite:///{tmp_path}/w.db", tables)
+    per_account = {name: settings.for_account(name) for name in ("one", "two")}
+    assert list(_same_exchange_account(per_account)) == ["two"]
 
 
 THREE_SIM = (
