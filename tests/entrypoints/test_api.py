@@ -125,6 +125,57 @@ async def test_a_json_number_beyond_any_decimal_is_422_on_the_body(
     await assert_nothing_happened(runtime)
 
 
+@pytest.mark.parametrize(
+    ("body", "field", "headers"),
+    [
+        (b'{"symbol": "SOL", "side": "long", "usd": "100", "symbol": "BTC"}', "symbol", AUTH),
+        (b'{"symbol": "SOL", "side": "long", "usd": "100", "usd": "5000"}', "usd", AUTH),
+        # TradingView: the token in the body, a text/plain content type, no header
+        (
+            b'{"symbol": "SOL", "side": "sell", "side": "buy", "usd": 100, "secret": "%s"}' % TOKEN.encode(),
+            "side",
+            {"Content-Type": "text/plain"},
+        ),
+    ],
+    ids=["symbol", "usd", "tradingview"],
+)
+async def test_a_field_given_twice_is_422_naming_it(
+    client: httpx.AsyncClient, runtime: Runtime, body: bytes, field: str, headers: dict[str, str]
+) -> None:
+    """A key that appears twice in a body is refused naming it; the last one used to win silently
+    (`{"symbol": "SOL", ..., "symbol": "BTC"}` opened BTC). Nothing is sent."""
+    response = await client.post("/api/v1/signals", content=body, headers=headers)
+    assert response.status_code == 422, response.text
+    error = response.json()
+    assert (error["error"], error["field"]) == ("validation_error", field)
+    assert "given twice" in error["message"]
+    await assert_nothing_happened(runtime)
+
+
+async def test_a_field_given_twice_in_a_patch_is_422_and_the_stop_stays(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """Every JSON body route shares the decoder: a stop_price given twice changes nothing."""
+    p = await open_sol(client)
+    body = b'{"stop_price": "148.5", "stop_price": "149.5"}'
+    response = await client.patch(f"/api/v1/positions/{p['id']}", content=body, headers=AUTH)
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == "stop_price"
+    assert runtime.sim is not None
+    stops = [o for o in runtime.sim.core.open_orders(SOL) if o.type is OrderType.STOP_MARKET]
+    assert [s.trigger_price for s in stops] == [Decimal(p["stop_price"])]
+
+
+async def test_a_secret_given_twice_is_no_token(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    """Which of two `secret`s would count is ambiguous: neither does (401), nothing is sent."""
+    body = (
+        b'{"symbol": "SOL", "side": "long", "usd": 100, "secret": "guess", "secret": "%s"}' % TOKEN.encode()
+    )
+    response = await client.post("/api/v1/signals", content=body)
+    assert response.status_code == 401, response.text
+    await assert_nothing_happened(runtime)
+
+
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}])
 async def test_signal_without_the_token_is_401(
     client: httpx.AsyncClient, runtime: Runtime, headers: dict[str, str]

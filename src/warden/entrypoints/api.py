@@ -69,6 +69,7 @@ from warden.entrypoints.schemas import (
     CloseSymbolIn,
     ControlsOut,
     ControlsReply,
+    DuplicateField,
     ErrorOut,
     EventOut,
     FieldError,
@@ -398,6 +399,8 @@ class _Context:
                     data = decode_json(raw)
                 except ValidationError as exc:
                     problem = exc
+                    if isinstance(exc, DuplicateField):  # refused below; a token in it still counts
+                        data = exc.data
         access = request_access(request, fleet.settings, data)
         if access is Access.NONE:
             message = "missing or wrong API token (Authorization: Bearer <token>, or `secret` in the body)"

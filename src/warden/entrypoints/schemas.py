@@ -587,23 +587,50 @@ class HealthOut(BaseModel):
 # -- parsing ---------------------------------------------------------------------------------------
 
 
+class DuplicateField(ValidationError):
+    """A key given twice in one JSON object (JSON parsers differ on which one counts: warden takes
+    neither). `data` is the body without the keys given twice: enough to find a token in it so
+    that the caller learns which field is at fault, never something to act on."""
+
+    def __init__(self, field: str, data: object) -> None:
+        super().__init__(field, "is given twice; give it once")
+        self.data = data
+
+
 def decode_json(raw: bytes) -> object:
     """A request body as JSON (any content type: TradingView posts text/plain).
 
     Floats are read as exact decimals; NaN and Infinity are read as such so the field
     that carries them is named when they are refused; nesting deeper than MAX_DEPTH is
-    refused before parsing.
+    refused before parsing; a key given twice in an object is refused (DuplicateField).
     """
     if not raw.strip():
         raise ValidationError("body", "expected a JSON object")
     if not _depth_ok(raw, MAX_DEPTH):
         raise ValidationError("body", f"is nested deeper than {MAX_DEPTH} levels")
+    repeated: list[str] = []
+
+    def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        obj: dict[str, Any] = {}
+        twice: set[str] = set()
+        for key, value in pairs:
+            if key in obj:
+                twice.add(key)
+                repeated.append(key)
+            obj[key] = value
+        for key in twice:
+            del obj[key]
+        return obj
+
     try:
-        return json.loads(raw, parse_float=Decimal, parse_constant=float)
+        data = json.loads(raw, parse_float=Decimal, parse_constant=float, object_pairs_hook=unique)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise ValidationError("body", f"is not valid JSON: {exc}") from None
     except InvalidOperation:  # a number whose exponent no Decimal can hold (1e999999999999999999999)
         raise ValidationError("body", "holds a number too large or too small to read") from None
+    if repeated:
+        raise DuplicateField(repeated[0], data)
+    return data
 
 
 def _depth_ok(raw: bytes, limit: int) -> bool:
