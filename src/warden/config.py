@@ -67,6 +67,18 @@ NEEDS_KEYS = ("binanceusdm", "bybit")
 """Exchanges whose accounts sign their calls with an API key and secret."""
 
 
+AMOUNTS = ("default_usd", "max_position_usd", "max_total_usd", "max_daily_loss_usd")
+"""Decimal settings an account table may set; Settings adds the exit plan's."""
+
+
+def ascii_number(value: object) -> object:
+    """A decimal setting written as text must use ASCII digits: pydantic's Decimal (Python's) takes
+    any Unicode digit, so "\u0661\u0660\u0660" (Arabic-Indic) was read as 100."""
+    if isinstance(value, str) and not value.isascii():
+        raise ValueError(f"must be written with ASCII digits (0-9), not {value!r}")
+    return value
+
+
 class AccountSettings(pydantic.BaseModel):
     """One [accounts.NAME] table: an exchange account this engine trades, with its own lease.
 
@@ -91,6 +103,8 @@ class AccountSettings(pydantic.BaseModel):
     max_position_usd: Decimal | None = Field(None, gt=0, allow_inf_nan=False)
     max_total_usd: Decimal | None = Field(None, gt=0, allow_inf_nan=False)
     max_daily_loss_usd: Decimal | None = Field(None, gt=0, allow_inf_nan=False)
+
+    _ascii = field_validator(*AMOUNTS, mode="before")(ascii_number)
 
     @field_validator("exchange_url")
     @classmethod
@@ -373,13 +387,17 @@ class Settings(BaseSettings):
                 )
         return self
 
+    _ascii = field_validator(
+        *AMOUNTS, "stop_pct", "tp1_pct", "tp1_fraction", "tp2_pct", "tp2_fraction", "trail_pct", mode="before"
+    )(ascii_number)
+
     @field_validator("telegram_chat_ids", mode="before")
     @classmethod
     def _chat_ids(cls, value: object) -> str:
         items = value if isinstance(value, list | tuple) else str(value or "").split(",")
         ids = [str(item).strip() for item in items if str(item).strip()]
         for chat in ids:
-            if not chat.lstrip("-").isdigit():
+            if not (chat.isascii() and chat.lstrip("-").isdigit()):
                 raise ValueError(f"must be comma-separated numeric chat ids, not {chat!r}")
         return ",".join(ids)
 

@@ -176,6 +176,32 @@ async def test_a_secret_given_twice_is_no_token(client: httpx.AsyncClient, runti
     await assert_nothing_happened(runtime)
 
 
+@pytest.mark.parametrize(
+    ("extra", "field"),
+    [
+        ({"usd": "\u0661\u0660\u0660"}, "usd"),  # Arabic-Indic 100
+        ({"usd": "\uff11\uff10\uff10"}, "usd"),  # full-width 100
+        ({"usd": "1\u0660\u0660"}, "usd"),  # mixed
+        ({"usd": "100", "stop_price": "\u0661\u0664\u0660"}, "stop_price"),
+        ({"usd": "1e\u0663"}, "usd"),  # an exponent
+        ({"usd": "100", "trail_pct": "0.\u0660\u0660\u0665"}, "trail_pct"),
+    ],
+)
+async def test_a_number_with_non_ascii_digits_is_422_naming_the_field(
+    client: httpx.AsyncClient, runtime: Runtime, extra: dict[str, str], field: str
+) -> None:
+    """ "\u0661\u0660\u0660" was read as 100 (any Unicode digit matched, and Decimal takes them): amounts
+    and prices are ASCII only. Nothing is sent."""
+    response = await client.post(
+        "/api/v1/signals", json={"symbol": "SOL", "side": "long", **extra}, headers=AUTH
+    )
+    assert response.status_code == 422, response.text
+    error = response.json()
+    assert (error["error"], error["field"]) == ("validation_error", field)
+    assert "ASCII" in error["message"]
+    await assert_nothing_happened(runtime)
+
+
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}])
 async def test_signal_without_the_token_is_401(
     client: httpx.AsyncClient, runtime: Runtime, headers: dict[str, str]

@@ -62,6 +62,10 @@ def test_config_file_from_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         ({"stop_pct": "1.5"}, "stop_pct"),
         ({"tp1_fraction": "0.9"}, "tp2_fraction"),
         ({"default_usd": "-5"}, "default_usd"),
+        ({"default_usd": "\u0661\u0660\u0660"}, "default_usd"),  # Arabic-Indic 100
+        ({"max_position_usd": "\uff15\uff10"}, "max_position_usd"),  # full-width 50
+        ({"stop_pct": "0.\u0660\u0661"}, "stop_pct"),
+        ({"telegram_chat_ids": "\u0661\u0662\u0663"}, "telegram_chat_ids"),
         ({"orphan_policy": "ignore"}, "orphan_policy"),
         ({"order_timeout": 0}, "order_timeout"),
         ({"colour": "blue"}, "colour"),

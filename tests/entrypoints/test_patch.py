@@ -42,6 +42,7 @@ async def test_patch_tightens_the_stop_on_the_exchange(client: httpx.AsyncClient
         ({"stop_price": "147.75"}, "stop_price"),  # the same
         ({"stop_price": "151"}, "stop_price"),  # above the mark: it would trigger at once
         ({"stop_price": "NaN"}, "stop_price"),
+        ({"stop_price": "\u0661\u0664\u0668.5"}, "stop_price"),  # 148.5 in Arabic-Indic digits
         ({"tp3_price": "160"}, "tp3_price"),
         ({}, "stop_price"),
     ],

@@ -104,6 +104,9 @@ async def test_refusals_read_as_the_api_says_them(commands: Commands, runtime: R
         ("NaN", "usd"),
         ("Infinity", "qty"),
         ("1e-30", "usd"),
+        ("\u0661\u0660\u0660", "usd"),  # Arabic-Indic 100: it was read as 100
+        ("\u0661", "qty"),  # 1 SOL
+        ("\uff15\uff10", "usd"),  # full-width 50
     ],
 )
 async def test_absurd_amounts_are_refused_with_the_api_words(

@@ -42,8 +42,9 @@ NUMBER_TEXT = 40
 MAX_DEPTH = 16
 """The deepest nesting of JSON arrays and objects a body may have (a signal is one level)."""
 
-_NUMBER_RE = re.compile(r"^-?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$")
-_POSITIVE_RE = r"^(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$"
+# ASCII digits only: `\d` and Decimal take any Unicode digit (Arabic-Indic 100 was read as 100).
+_NUMBER_RE = re.compile(r"^-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$")
+_POSITIVE_RE = r"^(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$"
 
 
 # -- numbers ---------------------------------------------------------------------------------------
@@ -75,6 +76,8 @@ def _as_decimal(value: object) -> Decimal:
     elif isinstance(value, str):
         if len(value) > NUMBER_TEXT:
             raise ValueError(f"is longer than {NUMBER_TEXT} characters")
+        if not value.isascii():
+            raise ValueError(f"must be written with ASCII digits (0-9), not {value!r}")
         if not _NUMBER_RE.match(value):
             raise ValueError(f"must be a number, not {value!r}")
         try:
