@@ -106,3 +106,36 @@ async def test_a_command_sent_while_warden_was_away_is_not_executed(
     assert replies(api, "not executed")[0].startswith("not executed: sent 10 min ago")
     assert await runtime.store.list_positions(include_closed=True) == []
     assert runtime.sim is not None and runtime.sim.core.open_orders() == []
+
+
+async def test_a_command_addressed_to_another_bot_is_ignored(api: FakeBotApi, runtime: Runtime) -> None:
+    """In a group (privacy mode off) warden sees commands meant for other bots: `/close@OtherBot
+    all` and `/kill@OtherBot flatten` were run as warden's own. A command whose @suffix names
+    another bot is ignored (no reply, nothing done); one naming warden's own username (any case,
+    as getMe gives it) or none still works."""
+    await api.say(CHAT, "short sol")
+    await eventually(lambda: bool(replies(api, "✅")), timeout=15, what="opened")
+    [opened] = await runtime.store.list_positions()
+    with capture_logs() as logs:
+        await api.say(CHAT, "/close@OtherBot all")
+        await api.say(CHAT, f"/close@OtherBot {opened.id}")
+        await api.say(CHAT, "/kill@OtherBot flatten")
+        await api.say(CHAT, "/pause@OtherBot", age=600)  # not even the "sent while away" reply
+        await eventually(
+            lambda: len([e for e in logs if e["event"] == "telegram_other_bot_ignored"]) == 4,
+            timeout=15,
+            what="the commands for another bot ignored",
+        )
+    assert {e["addressee"] for e in logs if e["event"] == "telegram_other_bot_ignored"} == {"OtherBot"}
+    await api.say(CHAT, "/health@Warden_Test_Bot")
+    await eventually(lambda: bool(replies(api, "ok: ready")), timeout=15, what="/health@warden's own name")
+    await api.say(CHAT, "/positions")
+    await eventually(lambda: bool(replies(api, "resting ✅")), timeout=15, what="/positions")
+    answers = [t for t in api.texts(CHAT) if not t.startswith(("🟢", "🟠", "🔴"))]  # not alerts
+    assert len(answers) == 3, answers  # opened, ok: ready, the position: nothing else
+    assert [p.id for p in await runtime.store.list_positions()] == [opened.id]
+    controls = runtime.engine.status().controls
+    assert not (controls.killed or controls.paused)
+    assert runtime.sim is not None
+    [held] = runtime.sim.core.positions()
+    assert held.qty == opened.remaining

@@ -502,6 +502,8 @@ class TelegramBot:
         self.strangers: set[int] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._offset: int | None = None
+        self.username: str | None = None
+        """The bot's own @username (getMe): a `/cmd@name` naming another bot is not for warden."""
 
     async def run(self) -> None:
         """Poll forever; a Telegram outage backs off (doubling to 30 s) and is a /status warning."""
@@ -512,6 +514,9 @@ class TelegramBot:
                 if all(e.status().state is EngineState.READ_ONLY for e in self.engines):
                     await asyncio.sleep(1.0)  # a standby leaves the chat to the lease holder
                     continue
+                if self.username is None:
+                    await self.bot.initialize()  # getMe: the bot's own username (retried like a poll)
+                    self.username = self.bot.username
                 updates = await self.bot.get_updates(
                     offset=self._offset,
                     timeout=self.long_poll,
@@ -568,6 +573,11 @@ class TelegramBot:
             log.error("telegram_update_failed", chat_id=chat.id, error=_safe(exc, self.bot.token))
 
     async def _message(self, chat_id: int, message: Message) -> None:
+        addressee = addressed_to(message.text or "")
+        if addressee is not None and (self.username is None or addressee.lower() != self.username.lower()):
+            # A group with privacy mode off shows warden every bot's commands: not ours, not answered.
+            log.info("telegram_other_bot_ignored", chat_id=chat_id, addressee=addressee)
+            return
         age = self.now() - message.date
         if age > STALE:
             minutes = int(age.total_seconds() // 60)
@@ -595,6 +605,16 @@ class TelegramBot:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def addressed_to(text: str) -> str | None:
+    """The bot a command is addressed to: `/close@OtherBot all` -> "OtherBot"; None without one
+    (`/close all`, `short sol @main`: an account is a word of its own)."""
+    words = text.split(maxsplit=1)
+    if not words:
+        return None
+    command, at, name = words[0].partition("@")
+    return name if at and command.lstrip("/") else None
 
 
 def _safe(exc: BaseException, token: str) -> str:
