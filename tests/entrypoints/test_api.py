@@ -76,6 +76,8 @@ async def test_symbol_spellings_are_normalised(client: httpx.AsyncClient, symbol
         ({"symbol": "SOL", "side": "long", "usd": "100", "qty": "1"}, "qty"),
         ({"symbol": "SOL", "side": "long", "usd": "100", "stop_price": "1000"}, "stop_price"),
         ({"symbol": "SOL", "side": "long", "usd": "100", "signal_id": ""}, "signal_id"),
+        ({"symbol": "SOL", "side": "long", "usd": "100", "signal_id": "  "}, "signal_id"),
+        ({"symbol": "SOL", "side": "long", "usd": "100", "signal_id": "\t\n\u00a0"}, "signal_id"),
         (["SOL", "long"], "body"),
     ],
 )

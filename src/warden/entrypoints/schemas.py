@@ -256,6 +256,13 @@ class SignalIn(StrictBody):
             raise ValueError(f"must be long, short, buy or sell, not {value!r}")
         return value
 
+    @field_validator("signal_id")
+    @classmethod
+    def _signal_id_not_blank(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():  # like an empty one: no key to deduplicate on
+            raise ValueError("must not be blank (whitespace only)")
+        return value
+
     @property
     def parsed_side(self) -> Side | None:
         return None if self.side is None else Side.parse(self.side)
