@@ -288,6 +288,40 @@ async def test_a_flip_whose_open_is_refused_closes_nothing(
     assert (held.side, held.qty) == (Side.LONG, Decimal(long["size"]))
 
 
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"action": "flip", "market_position": "flat", "usd": "100"},
+        {"action": "flip", "market_position": "flat", "side": "short", "usd": "100"},
+        {"action": "close", "market_position": "long"},
+        {"action": "close", "market_position": "short"},
+        {"action": "open", "market_position": "flat", "side": "short", "usd": "100"},
+        {"action": "flip", "market_position": "long", "side": "short", "usd": "100"},
+        {"action": "flip", "market_position": "long", "side": "sell", "usd": "100"},
+    ],
+    ids=["flip-flat", "flip-flat-side", "close-long", "close-short", "open-flat", "flip-long", "flip-sell"],
+)
+async def test_a_signal_that_contradicts_itself_is_422_and_nothing_is_sent(
+    client: httpx.AsyncClient, runtime: Runtime, extra: dict[str, str]
+) -> None:
+    """`"action": "flip"` with `"market_position": "flat"` quietly just closed; an explicit action
+    and a market_position that say opposite things are refused naming both (the field is
+    market_position), and the long stays open and protected with nothing sent."""
+    long = await open_sol(client)
+    assert runtime.sim is not None
+    before = [(o.client_order_id, o.status) for o in runtime.sim.core.orders()]
+    response = await client.post("/api/v1/signals", json={"symbol": "SOL", **extra}, headers=AUTH)
+    assert response.status_code == 422, response.text
+    error = response.json()
+    assert (error["error"], error["field"]) == ("validation_error", "market_position")
+    assert "action" in error["message"]
+    still = (await client.get(f"/api/v1/positions/{long['id']}", headers=AUTH)).json()
+    assert still["status"] == "protected"
+    assert [(o.client_order_id, o.status) for o in runtime.sim.core.orders()] == before
+    [held] = runtime.sim.core.positions()
+    assert (held.side, held.qty) == (Side.LONG, Decimal(long["size"]))
+
+
 async def test_a_flip_sent_again_with_its_signal_id_leaves_the_new_position_open(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:

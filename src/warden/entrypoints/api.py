@@ -683,6 +683,7 @@ async def _signal(ctx: _Context, caller: Caller, request: Request, wait: bool | 
     runtime = select(caller.fleet, signal.account or caller.account)
     if signal.usd is not None and signal.qty is not None:
         raise ValidationError("qty", "give usd or qty, not both")
+    signal.check_consistent()
     _check_age(signal, runtime)
     engine = runtime.engine
     status = engine.status()

@@ -263,6 +263,25 @@ class SignalIn(StrictBody):
             raise ValueError("must not be blank (whitespace only)")
         return value
 
+    def check_consistent(self) -> None:
+        """An explicit `action` and TradingView's `market_position` (where the strategy is after
+        this order) that say opposite things: refused, naming both, rather than one quietly winning."""
+        position, action = self.market_position, self.action
+        if position is None or "action" not in self.model_fields_set:
+            return
+        side = self.parsed_side
+        contradiction = (
+            (position == "flat" and action is not SignalAction.CLOSE)  # flat closes; open/flip open
+            or (position != "flat" and action is SignalAction.CLOSE)  # close leaves nothing open
+            or (action is SignalAction.FLIP and side is not None and side.value != position)
+        )
+        if contradiction:
+            opens = f"side {side.value!r}" if side is not None and action is not SignalAction.CLOSE else ""
+            says = " and ".join(filter(None, [f"action {action.value!r}", opens]))
+            raise ValidationError(
+                "market_position", f"is {position!r}, which contradicts {says}; send one or make them agree"
+            )
+
     @property
     def parsed_side(self) -> Side | None:
         return None if self.side is None else Side.parse(self.side)
