@@ -7,10 +7,11 @@ from dataclasses import replace
 from decimal import Decimal
 
 import pytest
+from structlog.testing import capture_logs
 
 from tests.service.harness import FAST, SOL, Harness
 from warden.adapters.sim import SimulatedExchange
-from warden.domain.alerts import AlertKind
+from warden.domain.alerts import AlertKind, Severity
 from warden.domain.errors import ValidationError
 from warden.domain.margin import MarginMode, MarginPlan, SymbolConfig
 from warden.domain.position import PositionStatus
@@ -85,5 +86,48 @@ async def test_an_exchange_that_refuses_the_margin_mode_refuses_the_entry(
         with pytest.raises(TradingRefused, match="could not set SOL/USDT:USDT to 5x isolated"):
             await h.open("short", usd="100")
         assert sim.core.position(SOL).qty == Decimal("0.5")
+    finally:
+        await h.stop()
+
+
+@pytest.mark.parametrize("spelling", ["SOL", "SOLUSDT", "SOL/USDT:USDT"])
+async def test_an_override_written_in_any_symbol_spelling_applies(
+    store_url: str, sim: SimulatedExchange, spelling: str
+) -> None:
+    """[symbols.SOLUSDT] is one of the spellings a symbol may be written in: it applies to SOL like
+    [symbols.SOL] (it was silently ignored) and is not reported as unknown."""
+    h = await planned(store_url, sim, MarginPlan(overrides={spelling: ISOLATED_5X})).start()
+    try:
+        await h.open("long", usd="100")
+        assert sim.core.symbol_config(SOL) == ISOLATED_5X
+        assert [a for a in h.notifier.alerts if a.kind is AlertKind.UNKNOWN_SYMBOL] == []
+        assert h.engine.status().warnings == []
+    finally:
+        await h.stop()
+
+
+async def test_an_override_naming_no_market_is_logged_alerted_and_shown_and_trading_goes_on(
+    store_url: str, sim: SimulatedExchange
+) -> None:
+    """[symbols.SOLL] (misspelt) named no market and was silently ignored once the markets were
+    loaded. At startup it is an error in the log, an `unknown_symbol` alert and a warning on
+    /status; the engine still starts (a delisted symbol must not stop protecting the rest), and
+    [symbols.BTC] beside it still applies."""
+    btc = SOL.replace("SOL", "BTC")
+    plan = MarginPlan(overrides={"SOLL": ISOLATED_5X, "BTC": ISOLATED_5X, "DOGE/USDT:USDT": ISOLATED_5X})
+    with capture_logs() as logs:
+        h = await planned(store_url, sim, plan).start()
+    try:
+        [alert] = [a for a in h.notifier.alerts if a.kind is AlertKind.UNKNOWN_SYMBOL]
+        assert alert.kind.severity is Severity.WARNING
+        assert "SOLL" in alert.message and "DOGE/USDT:USDT" in alert.message and "BTC" not in alert.message
+        [warning] = h.engine.status().warnings
+        assert "SOLL" in warning and "DOGE/USDT:USDT" in warning
+        [logged] = [e for e in logs if e["event"] == "symbol_override_unknown"]
+        assert logged["log_level"] == "error" and logged["symbols"] == ["DOGE/USDT:USDT", "SOLL"]
+        assert h.engine.status().accepting_signals
+        pos = await h.open("long", symbol=btc, usd="200")
+        assert pos.status is PositionStatus.PROTECTED
+        assert sim.core.symbol_config(btc) == ISOLATED_5X
     finally:
         await h.stop()

@@ -67,6 +67,7 @@ class AlertKind(StrEnum):
     DAILY_LOSS_REACHED = "daily_loss_reached"
     RESUMED = "resumed"
     MARGIN_MISMATCH = "margin_mismatch"
+    UNKNOWN_SYMBOL = "unknown_symbol"
 
     @property
     def severity(self) -> Severity:
@@ -101,6 +102,7 @@ SEVERITY: dict[AlertKind, Severity] = {
     _K.KILL_ON: Severity.WARNING,
     _K.PAUSED: Severity.WARNING,
     _K.MARGIN_MISMATCH: Severity.WARNING,
+    _K.UNKNOWN_SYMBOL: Severity.WARNING,
 }
 
 

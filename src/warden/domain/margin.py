@@ -13,7 +13,7 @@ Cross margin is liquidated against the whole wallet, so no per-position price is
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
@@ -60,8 +60,9 @@ class MarginPlan:
     overrides: Mapping[str, SymbolConfig] = field(default_factory=dict)
 
     def for_symbol(self, symbol: Symbol) -> SymbolConfig:
-        base = symbol.split("/")[0].upper()
-        override = self.overrides.get(symbol) or self.overrides.get(base) or SymbolConfig()
+        override = next(
+            (self.overrides[name] for name in symbol_names(symbol) if name in self.overrides), SymbolConfig()
+        )
         return SymbolConfig(
             override.leverage if override.leverage is not None else self.default.leverage,
             override.margin_mode if override.margin_mode is not None else self.default.margin_mode,
@@ -70,6 +71,23 @@ class MarginPlan:
     @property
     def empty(self) -> bool:
         return self.default.empty and all(o.empty for o in self.overrides.values())
+
+    def names(self, symbol: Symbol) -> bool:
+        """An override is written for `symbol` (in any of its spellings)."""
+        return any(name in self.overrides for name in symbol_names(symbol))
+
+    def unmatched(self, symbols: Iterable[Symbol]) -> list[str]:
+        """The overrides that name none of `symbols` (a misspelt or delisted symbol), sorted."""
+        known = {name for symbol in symbols for name in symbol_names(symbol)}
+        return sorted(key for key in self.overrides if key not in known)
+
+
+def symbol_names(symbol: Symbol) -> tuple[str, ...]:
+    """How a [symbols.X] key may name `symbol`, first match wins: SOL/USDT:USDT, SOL, SOLUSDT."""
+    text = symbol.upper()
+    base, _, rest = text.partition("/")
+    quote = rest.partition(":")[0]
+    return (text, base, base + quote) if quote else (text,)
 
 
 def check_leverage(leverage: int, field_: str = "leverage") -> int:

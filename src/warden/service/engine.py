@@ -481,12 +481,11 @@ class Engine:
         are compared with the plan; a mismatch is an alert (it is set before the next entry on a
         flat symbol; the exchange refuses a margin-mode change while a position is open)."""
         plan = self.config.margin
+        await self._check_overrides_name_markets()
         if plan.empty:
             return
         held = {p.symbol for p in self.ledger.active_positions()}
-        named = {
-            s for s in self.instruments if s in plan.overrides or s.split("/")[0].upper() in plan.overrides
-        }
+        named = {s for s in self.instruments if plan.names(s)}
         for symbol in sorted(held | named):
             wanted = plan.for_symbol(symbol)
             if wanted.empty:
@@ -500,6 +499,26 @@ class Engine:
             if wrong:
                 then = "fix it on the exchange" if symbol in held else "it is set before the next entry"
                 await self.ctx.notify(AlertKind.MARGIN_MISMATCH, f"{symbol}: {', '.join(wrong)}; {then}")
+
+    async def _check_overrides_name_markets(self) -> None:
+        """A [symbols.X] override that names no market the exchange lists (misspelt, delisted) never
+        applies: an error in the log, a warning on /status and an alert, every start. Trading goes
+        on: refusing to start would leave every other position unprotected."""
+        unknown = self.config.margin.unmatched(self.instruments)
+        if not unknown:
+            self.warnings.pop("symbols", None)
+            return
+        names = ", ".join(unknown)
+        log.error("symbol_override_unknown", symbols=unknown)
+        self.warnings["symbols"] = (
+            f"[symbols.*] names no market on the exchange: {names}; its leverage and margin mode apply to"
+            " nothing (misspelt or delisted?)"
+        )
+        await self.ctx.notify(
+            AlertKind.UNKNOWN_SYMBOL,
+            f"the config's [symbols.*] names no market on the exchange: {names}; its leverage and margin"
+            " mode apply to nothing (misspelt or delisted?)",
+        )
 
     async def start_with_retry(self) -> None:
         """Start, retrying with backoff while the exchange or database fails; /status says why.
