@@ -177,6 +177,7 @@ async def serve_sim(
 def engine_config(settings: Settings, installation_id: str = "") -> EngineConfig:
     return EngineConfig(
         exchange_name=settings.exchange,
+        account=settings.account,
         database=redact(settings.db),
         plan=settings.exit_plan(),
         order_timeout=settings.order_timeout,
@@ -184,6 +185,7 @@ def engine_config(settings: Settings, installation_id: str = "") -> EngineConfig
         protection_window=settings.protection_window,
         allow_stacking=settings.allow_stacking,
         reconcile_interval=settings.reconcile_interval,
+        stream_silence=settings.stream_silence,
         entry_deadline=settings.entry_deadline,
         orphan_policy=settings.orphan_policy,
         installation_id=installation_id,

@@ -248,6 +248,12 @@ class Settings(BaseSettings):
     order_timeout: float = Field(5.0, gt=0, description="Deadline in seconds for one exchange call.")
     db_timeout: float = Field(5.0, gt=0, description="Deadline in seconds for one database call.")
     reconcile_interval: float = Field(30.0, gt=0, description="Seconds between reconciliation runs.")
+    stream_silence: float = Field(
+        60.0,
+        ge=5,
+        description="Seconds without any stream event (mark, order, fill) while a position is open before "
+        "the trader is alerted (stream_silent); marks normally arrive about every second on every venue.",
+    )
     entry_deadline: float = Field(
         10.0,
         gt=0,

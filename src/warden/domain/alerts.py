@@ -57,6 +57,8 @@ class AlertKind(StrEnum):
     LEASE_TAKEN = "lease_taken"
     EXCHANGE_UNREACHABLE = "exchange_unreachable"
     EXCHANGE_RECOVERED = "exchange_recovered"
+    STREAM_SILENT = "stream_silent"
+    STREAM_RECOVERED = "stream_recovered"
     ENGINE_STARTED = "engine_started"
     ENGINE_START_FAILED = "engine_start_failed"
     ENGINE_ERROR = "engine_error"
@@ -88,6 +90,7 @@ SEVERITY: dict[AlertKind, Severity] = {
     _K.LEASE_LOST: Severity.CRITICAL,
     _K.LEASE_UNREACHABLE: Severity.CRITICAL,
     _K.EXCHANGE_UNREACHABLE: Severity.CRITICAL,
+    _K.STREAM_SILENT: Severity.CRITICAL,
     _K.ENGINE_ERROR: Severity.CRITICAL,
     _K.ENGINE_START_FAILED: Severity.CRITICAL,
     _K.DAILY_LOSS_REACHED: Severity.CRITICAL,

@@ -12,6 +12,8 @@ from warden.domain.plan import ExitPlan
 @dataclass(frozen=True, slots=True)
 class EngineConfig:
     exchange_name: str = "sim"
+    account: str = ""
+    """The account's name, as alerts about the whole account name it ("" in tests: unnamed)."""
     database: str = ""
     plan: ExitPlan = field(default_factory=ExitPlan)
     order_timeout: float = 5.0
@@ -25,6 +27,10 @@ class EngineConfig:
     early_buffer_limit: int = 10_000
     watermark_flush_interval: float = 1.0
     reconcile_interval: float = 30.0
+    stream_silence: float = 60.0
+    """Seconds without any stream event, while a position is open, before the trader is alerted:
+    far above the normal gap between marks on every venue (about 1 s on Binance, Bybit, Drift's
+    sidecar and the simulators), so only a dead stream reaches it."""
     orphan_policy: str = "adopt"
     installation_id: str = ""
     """Carried in every client order id; "" makes legacy ids (tests that predate it)."""

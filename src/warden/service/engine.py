@@ -11,6 +11,7 @@ It builds its parts once, each given what it needs at construction:
     Opener       the open saga                                      (opening.py)
     Reconciler   exchange vs database vs memory                     (reconciler.py)
     Router       stream events to their owners, the early buffer    (router.py)
+    StreamWatch  a stream silent while positions are open           (watch.py)
 
 Lifecycle: `start()` is recovery (load from the database, take the exchange's
 truth, repair, reconcile) and only then accepts signals; `start_with_retry()`
@@ -70,6 +71,7 @@ from warden.service.opening import Opener, random_position_id
 from warden.service.reconciler import OrphanPolicy, Reconciler, ReconcileReport
 from warden.service.recovery import Recovery
 from warden.service.router import Router
+from warden.service.watch import StreamWatch
 
 log = structlog.get_logger("warden.engine")
 
@@ -141,6 +143,7 @@ class Engine:
         )
         ledger.on_degraded = self._degraded
         ledger.on_fenced = self._fenced
+        self.stream_watch = StreamWatch(config, clock.monotonic())
         self._reconciling = asyncio.Lock()
         self._loops = Tasks(on_error=self._task_failed)
         self._started_at = clock.now()
@@ -400,8 +403,14 @@ class Engine:
             pending_writes=len(self.ledger.pending) + len(self.ledger.pending_events),
             details=self._details(),
             controls=self.controls.state,
-            warnings=[*self.deliverer.warnings(), *self.warnings.values()],
+            warnings=[*self.deliverer.warnings(), *self._stream_warning(), *self.warnings.values()],
         )
+
+    def _stream_warning(self) -> list[str]:
+        if self.ctx.gate.state is not EngineState.READY:
+            return []  # a standby (or an engine not yet started) does not speak for the stream
+        warning = self.stream_watch.warning(self.clock.monotonic())
+        return [] if warning is None else [warning]
 
     def _details(self) -> dict[str, str]:
         details = {"installation_id": self.config.installation_id} if self.config.installation_id else {}
@@ -575,10 +584,12 @@ class Engine:
         self.ctx.alert(AlertKind.LEASE_TAKEN, f"this engine took the account's lease over (epoch {epoch})")
 
     def run_loops(self, stream: AsyncIterator[StreamEvent]) -> None:
-        """The acting loops (stream, maintenance, reconcile timer): cancelled together on stand-down."""
+        """The acting loops (stream, maintenance, reconcile timer, the stream's silence watch):
+        cancelled together on stand-down."""
         self._loops.spawn(self.consume(stream))
         self._loops.spawn(self.maintain())
         self._loops.spawn(self.reconcile_forever())
+        self._loops.spawn(self.watch_stream())
 
     async def reconcile(self, *, check_rows: bool = True) -> ReconcileReport:
         """One reconciliation pass now (never two at once)."""
@@ -621,6 +632,21 @@ class Engine:
                     AlertKind.EXCHANGE_RECOVERED, f"exchange answering again after {failed} failed passes"
                 )
             failed = 0
+
+    async def watch_stream(self) -> None:
+        """The stream's silence, checked a few times per `stream_silence`: while positions are
+        open, no event for that long is alerted once per silence, and so is the first event
+        after it (watch.py). Only the writer speaks: a standby, or an engine still starting, is
+        not checked. The stream is not reconnected from here: the port has no such call, and
+        each adapter already reconnects a socket it sees fail."""
+        watch = self.stream_watch
+        while True:
+            await self.clock.sleep(watch.period)
+            if self.ctx.gate.state is not EngineState.READY:
+                continue
+            said = watch.check(self.clock.monotonic(), len(self.ledger.active_positions()))
+            if said is not None:
+                await self.ctx.notify(*said)
 
     def set_read_only(self, reason: str) -> None:
         """A standby: another engine writes for this account; send nothing, write nothing."""
@@ -680,6 +706,7 @@ class Engine:
         """Route every stream event. A bug handling one event must not stop the stream (positions
         would go unwatched): it is alerted and recorded, and a resync asks the exchange."""
         async for event in stream:
+            self.stream_watch.heard(self.clock.monotonic())
             try:
                 await self.router.on_event(event)
             except NotHolder:
