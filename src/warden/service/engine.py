@@ -644,7 +644,7 @@ class Engine:
             await self.clock.sleep(watch.period)
             if self.ctx.gate.state is not EngineState.READY:
                 continue
-            said = watch.check(self.clock.monotonic(), len(self.ledger.active_positions()))
+            said = watch.check(self.clock.monotonic(), self.ledger.active_count())
             if said is not None:
                 await self.ctx.notify(*said)
 
