@@ -204,6 +204,20 @@ async def test_a_number_with_non_ascii_digits_is_422_naming_the_field(
     await assert_nothing_happened(runtime)
 
 
+@pytest.mark.parametrize("usd", ["100\n", "100 ", " 100", "1_000", "+100", "100\t"])
+async def test_a_number_with_anything_around_or_inside_it_is_422(
+    client: httpx.AsyncClient, runtime: Runtime, usd: str
+) -> None:
+    """A number is its digits and nothing else: "100\n" (a trailing newline passed the pattern's
+    `$` and Decimal strips it) is refused like " 100", naming the field. Nothing is sent."""
+    response = await client.post(
+        "/api/v1/signals", json={"symbol": "SOL", "side": "long", "usd": usd}, headers=AUTH
+    )
+    assert response.status_code == 422, response.text
+    assert (response.json()["error"], response.json()["field"]) == ("validation_error", "usd")
+    await assert_nothing_happened(runtime)
+
+
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}])
 async def test_signal_without_the_token_is_401(
     client: httpx.AsyncClient, runtime: Runtime, headers: dict[str, str]

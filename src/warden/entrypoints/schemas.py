@@ -78,7 +78,7 @@ def _as_decimal(value: object) -> Decimal:
             raise ValueError(f"is longer than {NUMBER_TEXT} characters")
         if not value.isascii():
             raise ValueError(f"must be written with ASCII digits (0-9), not {value!r}")
-        if not _NUMBER_RE.match(value):
+        if not _NUMBER_RE.fullmatch(value):
             raise ValueError(f"must be a number, not {value!r}")
         try:
             number = Decimal(value)
