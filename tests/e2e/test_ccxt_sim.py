@@ -411,3 +411,44 @@ async def test_a_ccxt_binance_bot_runs_with_nothing_but_url_overrides(sim: Sim) 
     assert {"/sapi/v1/capital/config/getall", "/api/v3/exchangeInfo", "/dapi/v1/exchangeInfo"} <= {
         r["path"] for r in sim.venue.requests
     }
+
+
+@pytest.mark.parametrize("busy", ["position", "open order"])
+async def test_a_margin_mode_the_exchange_refuses_at_start_does_not_stop_the_start(
+    sim: Sim, busy: str
+) -> None:
+    """Binance refuses a margin-type change while the symbol has a position (-4048) or open orders
+    (-4047). At start (`instruments()`, the engine's first call) that refusal must not fail the
+    start: it was ExchangeUnavailable, so the engine retried its start forever and never recovered
+    or protected anything. The symbol is left as it is (the engine's margin check alerts
+    margin_mismatch), every other symbol and the leverage are still set."""
+    if busy == "position":
+        await sim.control("POST", "/sim/external-order", {"symbol": "BTCUSDT", "side": "buy", "qty": "0.01"})
+    else:
+        await sim.control(
+            "POST",
+            "/sim/external-order",
+            {
+                "symbol": "BTCUSDT",
+                "side": "sell",
+                "qty": "0.01",
+                "type": "stop_market",
+                "trigger_price": "60000",
+            },
+        )
+    adapter = CcxtExchange.create(
+        api_key="sim-key",
+        api_secret="sim-secret",
+        base_url=sim.base,
+        enable_rate_limit=False,
+        margin_mode="isolated",
+        leverage=5,
+    )
+    try:
+        assert BTC in await adapter.instruments()
+    finally:
+        await adapter.close()
+    core = sim.venue.core
+    assert core.margin_mode(BTC) == "cross"  # refused: left as it is
+    assert {core.margin_mode(s) for s in core.instruments if s != BTC} == {"isolated"}
+    assert {core.leverage(s) for s in core.instruments} == {5}

@@ -58,6 +58,9 @@ class CcxtAdapter:
     venue: ClassVar[str] = ""
     codes: ClassVar[CodeTable] = {}
     not_modified: ClassVar[frozenset[int]] = frozenset()
+    busy_refusals: ClassVar[frozenset[int]] = frozenset()
+    """Codes refusing a setting while the symbol has a position or open orders: at start the
+    symbol is left as it is (the engine's margin check alerts margin_mismatch)."""
     channels: ClassVar[Mapping[str, str]] = {}
 
     def __init__(
@@ -101,13 +104,24 @@ class CcxtAdapter:
         return []
 
     async def _setting(self, what: str, call: Callable[[], Awaitable[Any]]) -> None:
-        """A setting that must hold: done, or already so (a "not modified" answer), or a port error."""
+        """A setting that must hold: done, or already so (a "not modified" answer), or a port error.
+        A refusal because the symbol is busy (a position or open orders) does not fail the start:
+        the symbol stays as it is and the engine's margin check alerts margin_mismatch."""
         try:
             with self.translated(Call.QUERY):
                 try:
                     await call()
                 except ccxt.BaseError as exc:
-                    if error_code(exc) not in self.not_modified:
+                    code = error_code(exc)
+                    if code in self.busy_refusals:
+                        log.warning(
+                            "%s: %s refused while the symbol is busy, left as it is: %s",
+                            self.venue,
+                            what,
+                            exc,
+                        )
+                        return
+                    if code not in self.not_modified:
                         raise
                     log.debug("%s: %s already set", self.venue, what)
         except ExchangeError as exc:

@@ -163,6 +163,8 @@ BYBIT: CodeTable = {
 
 BINANCE_NOT_MODIFIED = frozenset({-4046, -4059})
 """Binance's "no need to change" answers: margin type, position side (dual) mode."""
+BINANCE_BUSY = frozenset({-4047, -4048})
+"""Binance refuses a margin-type change while the symbol has open orders / a position."""
 BYBIT_NOT_MODIFIED = frozenset({110043, 110025, 110026, 34036, 30084})
 """Bybit's "not modified" answers: leverage, position mode, margin mode (and their v3 forms)."""
 

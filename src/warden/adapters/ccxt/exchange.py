@@ -56,6 +56,7 @@ class CcxtExchange(CcxtAdapter):
     venue = "binance"
     codes = errors.BINANCE
     not_modified = errors.BINANCE_NOT_MODIFIED
+    busy_refusals = errors.BINANCE_BUSY
     channels = {"private": "/private/", "market": "/market/"}
 
     def __init__(self, client: Any, **kwargs: Any) -> None:
