@@ -331,6 +331,8 @@ async def test_leverage_and_margin_mode_through_unmodified_ccxt(sim: Sim, exchan
 async def test_configured_margin_type_and_leverage_are_applied_for_real(sim: Sim) -> None:
     """isolated means isolated: the simulator switches the symbol (it no longer answers "no need to
     change" to everything but CROSSED), positionRisk shows it, and a second start is a no-op."""
+    from warden.domain.margin import MarginMode, SymbolConfig
+
     for _ in range(2):
         adapter = CcxtExchange.create(
             api_key="sim-key",
@@ -345,7 +347,9 @@ async def test_configured_margin_type_and_leverage_are_applied_for_real(sim: Sim
             if _ == 1:
                 await adapter.place_order(market("wd-p1-e1", BUY, "0.01"))
                 [raw] = await adapter.client.fetch_positions()
-                assert (raw["marginMode"], raw["leverage"]) == ("isolated", 5)
+                # positionRisk v3 carries no leverage (ccxt: None); symbolConfig does
+                assert (raw["marginMode"], raw["leverage"]) == ("isolated", None)
+                assert await adapter.symbol_config(BTC) == SymbolConfig(5, MarginMode.ISOLATED)
         finally:
             await adapter.close()
     core = sim.venue.core

@@ -140,7 +140,7 @@ def test_freqtrade_starts_force_enters_and_its_stop_rests(
         Decimal(position["qty"]),
     )
     assert Decimal(stop["trigger_price"]) < Decimal(position["entry_price"])
-    [risk] = sim.signed("/fapi/v3/positionRisk", symbol="BTCUSDT")
+    [risk] = sim.signed("/fapi/v2/positionRisk", symbol="BTCUSDT")  # v3 has no marginType
     assert risk["marginType"] == "isolated" and Decimal(risk["isolatedWallet"]) > 0  # isolated for real
     unhandled = sorted({r["path"] for r in sim.requests() if r.get("note") == "UNHANDLED"})
     assert unhandled == [], f"freqtrade asked what the simulator does not answer: {unhandled}"

@@ -383,9 +383,43 @@ async def test_margin_type_is_a_real_per_symbol_mode(raw: RawClient) -> None:
     assert (status, body["code"]) == (400, -4048)
     status, [risk] = await raw.call("GET", "/fapi/v3/positionRisk", {"symbol": BTCUSDT})
     assert status == 200
-    assert (risk["isolatedWallet"], risk["isolatedMargin"], risk["marginType"], risk["leverage"]) == (
-        "65",
-        "65",
-        "isolated",
-        "10",
-    )
+    assert (risk["isolatedWallet"], risk["isolatedMargin"]) == ("65", "65")  # how v3 says isolated
+    status, [risk_v2] = await raw.call("GET", "/fapi/v2/positionRisk", {"symbol": BTCUSDT})
+    assert (risk_v2["marginType"], risk_v2["leverage"]) == ("isolated", "10")
+
+
+V3_POSITION_RISK_KEYS = {
+    # the real v3 payload of the reference (section 3.3): no leverage, no marginType
+    "symbol",
+    "positionSide",
+    "positionAmt",
+    "entryPrice",
+    "breakEvenPrice",
+    "markPrice",
+    "unRealizedProfit",
+    "liquidationPrice",
+    "isolatedMargin",
+    "notional",
+    "marginAsset",
+    "isolatedWallet",
+    "initialMargin",
+    "maintMargin",
+    "positionInitialMargin",
+    "openOrderInitialMargin",
+    "adl",
+    "bidNotional",
+    "askNotional",
+    "updateTime",
+}
+
+
+async def test_position_risk_v3_has_the_real_v3_fields_and_v2_keeps_leverage(raw: RawClient) -> None:
+    """v3 has no `leverage` / `marginType` (ccxt infers the margin mode from isolatedMargin and
+    reports leverage None); a simulator that sends them makes ccxt report a leverage Binance never
+    gives. v2 still carries both."""
+    await raw.call("POST", "/fapi/v1/marginType", {"symbol": BTCUSDT, "marginType": "ISOLATED"})
+    await entry(raw)
+    _, [v3] = await raw.call("GET", "/fapi/v3/positionRisk", {"symbol": BTCUSDT})
+    assert set(v3) == V3_POSITION_RISK_KEYS
+    _, [v2] = await raw.call("GET", "/fapi/v2/positionRisk", {"symbol": BTCUSDT})
+    assert (v2["leverage"], v2["marginType"]) == ("20", "isolated")

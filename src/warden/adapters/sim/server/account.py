@@ -22,16 +22,18 @@ def position_risk(
     leverage: int = 20,
     margin_mode: str = "cross",
     liquidation: Decimal | None = None,
+    version: int = 3,
 ) -> Json:
-    """v3 positionRisk (plus v2's `leverage` / `marginType`); an isolated position shows its own
-    wallet (`isolatedWallet`, the initial margin) and `isolatedMargin` (wallet + uPnL), which is
-    how ccxt tells isolated from cross in v3."""
+    """positionRisk v3 (the reference's fields only: no `leverage`, no `marginType`), or with
+    `version=2` also v2's `leverage` / `marginType`. An isolated position shows its own wallet
+    (`isolatedWallet`, the initial margin) and `isolatedMargin` (wallet + uPnL), which is how
+    ccxt tells isolated from cross in v3."""
     qty = position.qty
     upnl = qty * (mark - position.entry_price) if qty else ZERO
     notional = qty * mark
     margin = abs(notional) / leverage
     isolated = margin_mode == "isolated" and qty != 0
-    return {
+    risk: Json = {
         "symbol": market_id(position.symbol),
         "positionSide": "BOTH",
         "positionAmt": num(qty),
@@ -44,9 +46,6 @@ def position_risk(
         "notional": num(notional),
         "marginAsset": "USDT",
         "isolatedWallet": num(margin) if isolated else "0",
-        "leverage": str(leverage),
-        "marginType": margin_mode,
-        "isolated": isolated,
         "initialMargin": num(margin),
         "maintMargin": num(abs(notional) * Decimal("0.004")),
         "positionInitialMargin": num(margin),
@@ -56,13 +55,16 @@ def position_risk(
         "askNotional": "0",
         "updateTime": now_ms,
     }
+    if version == 2:
+        risk |= {"leverage": str(leverage), "marginType": margin_mode, "isolated": isolated}
+    return risk
 
 
 def account(positions: list[tuple[SimPosition, Decimal, int, str]], now_ms: int) -> Json:
     """`positions`: (position, mark, leverage, margin mode) of every symbol."""
     wallet = wallet_balance(p for p, _, _, _ in positions)
     risks = [
-        position_risk(p, m, now_ms, leverage=lev, margin_mode=mode)
+        position_risk(p, m, now_ms, leverage=lev, margin_mode=mode, version=2)
         for p, m, lev, mode in positions
         if not p.flat
     ]

@@ -42,7 +42,7 @@ FAPI: list[tuple[str, str, Handler, Auth]] = [
     ("GET", "/fapi/v3/account", rest.account, Auth.SIGNED),
     ("GET", "/fapi/v2/account", rest.account, Auth.SIGNED),
     ("GET", "/fapi/v3/positionRisk", rest.position_risk, Auth.SIGNED),
-    ("GET", "/fapi/v2/positionRisk", rest.position_risk, Auth.SIGNED),
+    ("GET", "/fapi/v2/positionRisk", rest.position_risk_v2, Auth.SIGNED),
     ("GET", "/fapi/v1/leverageBracket", rest.leverage_bracket, Auth.SIGNED),
     ("POST", "/fapi/v1/leverage", rest.set_leverage, Auth.SIGNED),
     ("POST", "/fapi/v1/marginType", rest.set_margin_type, Auth.SIGNED),

@@ -61,7 +61,7 @@ async def account(venue: BinanceVenue, params: Params) -> Any:
     return account_shapes.account(positions, venue.now_ms())
 
 
-async def position_risk(venue: BinanceVenue, params: Params) -> Any:
+async def position_risk(venue: BinanceVenue, params: Params, version: int = 3) -> Any:
     """v3: symbols with a position or an open order (flat ones carry entryPrice 0; ccxt drops them)."""
     await venue.gate()
     core, at = venue.core, venue.now_ms()
@@ -74,10 +74,16 @@ async def position_risk(venue: BinanceVenue, params: Params) -> Any:
             leverage=core.leverage(s),
             margin_mode=core.margin_mode(s),
             liquidation=core.liquidation_price(s),
+            version=version,
         )
         for s in _symbols(venue, params)
         if not core.position(s).flat or s in busy
     ]
+
+
+async def position_risk_v2(venue: BinanceVenue, params: Params) -> Any:
+    """v2: the same rows with `leverage` and `marginType` (v3 has neither)."""
+    return await position_risk(venue, params, version=2)
 
 
 async def leverage_bracket(venue: BinanceVenue, params: Params) -> Any:
