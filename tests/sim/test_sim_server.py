@@ -423,3 +423,13 @@ async def test_position_risk_v3_has_the_real_v3_fields_and_v2_keeps_leverage(raw
     assert set(v3) == V3_POSITION_RISK_KEYS
     _, [v2] = await raw.call("GET", "/fapi/v2/positionRisk", {"symbol": BTCUSDT})
     assert (v2["leverage"], v2["marginType"]) == ("20", "isolated")
+
+
+async def test_the_retired_legacy_user_stream_path_is_not_served(raw: RawClient) -> None:
+    """Binance retired the legacy websocket URLs on 2026-04-23 (reference 1.2): the user stream is
+    `/private/ws?listenKey=`, and `/ws/<listenKey>` is no longer a way in, even with a live key."""
+    _, key = await raw.call("POST", "/fapi/v1/listenKey", signed=False)
+    ws_base = raw.base.replace("http", "ws")
+    with pytest.raises(Exception, match="404"):
+        await raw.session.ws_connect(f"{ws_base}/ws/{key['listenKey']}")
+    assert raw.app[VENUE].requests[-1]["note"] == "UNHANDLED"

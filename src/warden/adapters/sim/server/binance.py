@@ -89,7 +89,6 @@ SOCKETS: list[tuple[str, SocketHandler]] = [
     ("/public/ws/{n}", ws.market_socket),
     ("/public/ws", ws.market_socket),
     ("/private/ws", ws.private_socket),
-    ("/ws/{listen_key}", ws.private_socket),
 ]
 
 

@@ -51,8 +51,9 @@ def _command(socket: MarketSocket, text: str) -> dict[str, Any] | None:
 
 
 async def private_socket(request: web.Request, venue: BinanceVenue) -> web.StreamResponse:
-    """`/private/ws?listenKey=...` (and the legacy `/ws/{listenKey}`): the server only pushes."""
-    key = request.query.get("listenKey") or request.match_info.get("listen_key", "")
+    """`/private/ws?listenKey=...` (the legacy `/ws/{listenKey}` was retired on 2026-04-23): the
+    server only pushes."""
+    key = request.query.get("listenKey", "")
     if key not in venue.listen_keys:
         return web.json_response({"code": -1125, "msg": "This listenKey does not exist."}, status=400)
     ws = web.WebSocketResponse(autoping=False)
