@@ -72,6 +72,31 @@ async def test_configured_leverage_and_margin_mode_are_applied(bybit_sim: BybitS
     assert leverage == ["110043 Set leverage not modified"] * 3  # 20 is the default: fine
 
 
+async def test_a_margin_mode_the_exchange_refuses_at_start_does_not_stop_the_start(
+    bybit_sim: BybitSim,
+) -> None:
+    """A unified account's margin mode is account-wide, and Bybit refuses to switch it while a symbol
+    has a position or open orders (110073). At start (`instruments()`, the engine's first call)
+    that refusal must not fail the start (it would be retried forever, and nothing recovered or
+    protected): the mode is left as it is (the engine's margin check alerts margin_mismatch) and
+    the leverage is still set."""
+    await bybit_sim.control(
+        "POST", "/sim/external-order", {"symbol": "BTCUSDT", "side": "buy", "qty": "0.01"}
+    )
+    adapter = bybit_sim.bybit_exchange(leverage=5, margin_mode="isolated")
+    try:
+        assert BTC in await adapter.instruments()
+    finally:
+        await adapter.close()
+    core = bybit_sim.venue.core
+    notes = [
+        r.get("note", "") for r in bybit_sim.venue.requests if r["path"] == "/v5/account/set-margin-mode"
+    ]
+    assert [n.split()[0] for n in notes] == ["110073"]  # refused, as on Bybit: it was asked
+    assert {core.margin_mode(s) for s in core.instruments} == {"cross"}  # left as it is
+    assert {core.leverage(s) for s in core.instruments} == {5}
+
+
 async def test_a_market_orders_ids_only_answer_is_confirmed_by_one_lookup(
     bybit_sim: BybitSim, bybit_exchange: CcxtBybitExchange
 ) -> None:

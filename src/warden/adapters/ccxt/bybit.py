@@ -65,6 +65,7 @@ class CcxtBybitExchange(CcxtAdapter):
     channels = {"private": "/v5/private", "market": "/v5/public/"}
 
     not_modified = errors.BYBIT_NOT_MODIFIED
+    busy_refusals = errors.BYBIT_BUSY
 
     def __init__(self, client: Any, *, confirm_timeout: float = CONFIRM_TIMEOUT, **kwargs: Any) -> None:
         super().__init__(client, **kwargs)

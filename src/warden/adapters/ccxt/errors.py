@@ -167,6 +167,9 @@ BINANCE_BUSY = frozenset({-4047, -4048})
 """Binance refuses a margin-type change while the symbol has open orders / a position."""
 BYBIT_NOT_MODIFIED = frozenset({110043, 110025, 110026, 34036, 30084})
 """Bybit's "not modified" answers: leverage, position mode, margin mode (and their v3 forms)."""
+BYBIT_BUSY = frozenset({110073})
+"""Bybit refuses to switch a unified account's (account-wide) margin mode while any symbol has a
+position or open orders ("Set margin mode failed")."""
 
 _CODE = re.compile(r'"(?:code|retCode|ret_code)"\s*:\s*"?(-?\d+)')
 
