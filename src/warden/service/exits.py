@@ -1377,7 +1377,14 @@ class ExitManager:
             )
             orders = [done] + ([cancelled] if cancelled is not None else [])
             new = replace(pos, stop_price=price) if pos.is_active else pos
-            if new.status is PositionStatus.OPEN and new.remaining > 0:
+            lost = self._stopless_after(pid, orders) and new.is_active and new.remaining > 0
+            if lost:
+                # The new stop was cancelled by hand while the old one was being cancelled: none
+                # rests. Unprotected from now, and protect places one at once.
+                if new.status is PositionStatus.PROTECTED:
+                    new = new.transition(PositionStatus.OPEN)
+                self.exposed_from(pid, ctx.clock.monotonic())
+            elif new.status is PositionStatus.OPEN and new.remaining > 0:
                 new = new.transition(PositionStatus.PROTECTED)
             event = Event(
                 EventKind.STOP_MOVED,
@@ -1389,7 +1396,18 @@ class ExitManager:
             await self.ledger.commit(pos, new, orders=orders, events=[event])
         if cancelled is not None:
             self._cancelling.discard(cancelled.client_order_id)
+        if lost:
+            await ctx.notify(AlertKind.STOP_REMOVED, "stop removed outside warden: re-placing it now", pid)
+            ctx.tasks.spawn(self.protect(pid))
         return False
+
+    def _stopless_after(self, pid: PositionId, updates: Sequence[Order]) -> bool:
+        """Whether no stop of the position would be live once `updates` are recorded."""
+        changed = {o.client_order_id: o for o in updates}
+        return not any(
+            changed.get(o.client_order_id, o).status.live
+            for o in self.ledger.live_orders(pid, OrderRole.STOP)
+        )
 
     async def _move_refused(self, pid: PositionId, intent: Order, old: Order | None, placed: Placed) -> None:
         """A stop move that did not rest. A refusal is final; the old stop keeps protecting.

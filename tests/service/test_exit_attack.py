@@ -1,0 +1,37 @@
+"""Exits attacked under stress: moves cut by hand, restarts between a fill and its resize, gaps.
+
+Judged by what the simulated exchange holds (its position, its resting stops, its exposure
+record), never by warden's own bookkeeping.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from tests.helpers import eventually
+from tests.service.harness import SOL, Harness
+from tests.service.test_exit_stress import ahead, runner, stops
+
+
+def covered(h: Harness) -> bool:
+    """The exchange's position is covered by its resting stops, in full."""
+    held = abs(h.exchange_qty())
+    return held > 0 and sum((o.qty for o in stops(h)), Decimal(0)) >= held  # type: ignore[attr-defined]
+
+
+async def test_a_new_stop_cancelled_by_hand_during_its_move_is_replaced(harness: Harness) -> None:
+    """A trailing move: the new stop rests, and someone cancels it by hand while warden is still
+    cancelling the old one. Warden then cancels the old one as planned: the exchange must not be
+    left without a stop — the cancelled one is re-placed at once, as any stop cancelled by hand."""
+    pos = await runner(harness)
+    old = {o.client_order_id for o in stops(harness)}  # type: ignore[attr-defined]
+    harness.sim.faults.rest_latency = 0.2
+    harness.sim.set_mark(SOL, ahead(pos, "5"))
+    await eventually(lambda: len(stops(harness)) == 2, what="the new stop rests beside the old")
+    [new] = [o for o in stops(harness) if o.client_order_id not in old]  # type: ignore[attr-defined]
+    harness.sim.cancel_external(new.client_order_id)  # type: ignore[attr-defined]
+    harness.sim.faults.rest_latency = 0
+    await harness.engine.wait_idle()
+    await eventually(lambda: covered(harness), timeout=3.0, what="a stop covering the position")
+    [exposure] = harness.sim.exposure()
+    assert exposure.max_unprotected_seconds < harness.config.protection_window
