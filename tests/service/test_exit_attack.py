@@ -35,3 +35,27 @@ async def test_a_new_stop_cancelled_by_hand_during_its_move_is_replaced(harness:
     await eventually(lambda: covered(harness), timeout=3.0, what="a stop covering the position")
     [exposure] = harness.sim.exposure()
     assert exposure.max_unprotected_seconds < harness.config.protection_window
+
+
+async def test_a_trailing_move_whose_outcome_stayed_unknown_leaves_no_second_stop(harness: Harness) -> None:
+    """A trailing move times out after the exchange took it and its lookups fail: its outcome is
+    unknown and the stop may rest. The next move goes through; once the exchange answers again
+    there must be one stop of the runner's size, not the unknown one resting beside it (a second
+    reduce-only stop closes whatever else the symbol holds when it fires)."""
+    pos = await runner(harness)
+    inst = harness.engine.instruments[SOL]
+    first = ahead(pos, "3")
+    lost = inst.round_price(first * (1 - pos.plan.trail_pct))
+    harness.sim.faults.timeout_after_execution_if = lambda req: req.trigger_price == lost
+    harness.sim.faults.fail_queries = True
+    harness.sim.set_mark(SOL, first)
+    await eventually(lambda: len(stops(harness)) == 2, what="the move rests, its answer lost")
+    await harness.engine.wait_idle()
+    harness.sim.faults.timeout_after_execution_if = None
+    harness.sim.faults.fail_queries = False
+    second = ahead(pos, "6")
+    want = inst.round_price(second * (1 - pos.plan.trail_pct))
+    harness.sim.set_mark(SOL, second)
+    await eventually(lambda: want in [o.trigger_price for o in stops(harness)], what="the next move rests")  # type: ignore[attr-defined]
+    await harness.engine.wait_idle()
+    assert [(o.qty, o.trigger_price) for o in stops(harness)] == [(harness.exchange_qty(), want)]  # type: ignore[attr-defined]

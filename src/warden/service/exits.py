@@ -1396,6 +1396,10 @@ class ExitManager:
             await self.ledger.commit(pos, new, orders=orders, events=[event])
         if cancelled is not None:
             self._cancelling.discard(cancelled.client_order_id)
+        # A stop whose move's outcome stayed unknown may rest beside the old one (or have become
+        # the old one once the stream showed it resting): every stop older than this one goes,
+        # not only the one it replaced.
+        await self.cancel_superseded_stops(pid)
         if lost:
             await ctx.notify(AlertKind.STOP_REMOVED, "stop removed outside warden: re-placing it now", pid)
             ctx.tasks.spawn(self.protect(pid))
