@@ -6,6 +6,7 @@ record), never by warden's own bookkeeping.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 
 from tests.helpers import eventually
@@ -59,3 +60,28 @@ async def test_a_trailing_move_whose_outcome_stayed_unknown_leaves_no_second_sto
     await eventually(lambda: want in [o.trigger_price for o in stops(harness)], what="the next move rests")  # type: ignore[attr-defined]
     await harness.engine.wait_idle()
     assert [(o.qty, o.trigger_price) for o in stops(harness)] == [(harness.exchange_qty(), want)]  # type: ignore[attr-defined]
+
+
+async def test_a_tp2_level_passed_while_tp1_still_executes_leaves_tp1_to_close_its_share(
+    harness: Harness,
+) -> None:
+    """SOL 0.04: TP1 is 0.02, TP2 rounds to nothing, so passing TP2's level arms the runner with
+    nothing to close. The mark gaps past both levels on a venue whose triggered orders execute a
+    moment later (Drift's keeper and auction): TP1 has fired and is executing. Arming the runner
+    must not count TP1 as hit and cancel it as no longer wanted: the exchange closes TP1's 0.02
+    and the runner's stop covers the 0.02 left."""
+    pos = await harness.open("long", SOL, usd=None, qty=Decimal("0.04"))
+    assert (pos.tp1_qty, pos.tp2_qty) == (Decimal("0.02"), Decimal(0))
+    assert pos.tp2_price is not None
+    harness.sim.core.trigger_delay = timedelta(seconds=0.3)
+    harness.sim.set_mark(SOL, pos.tp2_price + Decimal("1"))
+    await eventually(lambda: harness.engine.ledger.positions[pos.id].trailing_active, what="runner armed")
+    await eventually(lambda: not harness.sim.core.fills_due(), what="the fired TP1 executed")
+    await harness.engine.wait_idle()
+    assert harness.exchange_qty() == Decimal("0.02"), "TP1 closed its share on the exchange"
+    await eventually(
+        lambda: [o.qty for o in stops(harness)] == [Decimal("0.02")],  # type: ignore[attr-defined]
+        what="the runner's stop sized to what is left",
+    )
+    p = harness.engine.ledger.positions[pos.id]
+    assert (p.tp1_hit, p.tp2_hit, p.trailing_active, p.remaining) == (True, True, True, Decimal("0.02"))

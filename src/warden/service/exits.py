@@ -1163,7 +1163,11 @@ class ExitManager:
                             Event(EventKind.TP1_HIT, now, pid, f"TP1 level {level} passed (nothing to close)")
                         )
                     else:
-                        new = replace(new, tp1_hit=True, tp2_hit=True, trailing_active=True)
+                        # TP1 counts as hit here only if it has nothing to close: a TP1 order of
+                        # its own is left to fill (it may have fired and still be executing), not
+                        # cancelled by the resize as no longer wanted.
+                        tp1_hit = new.tp1_hit or new.tp1_qty == 0
+                        new = replace(new, tp1_hit=tp1_hit, tp2_hit=True, trailing_active=True)
                         events.append(
                             Event(
                                 EventKind.TRAILING_ARMED,
