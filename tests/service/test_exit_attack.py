@@ -85,3 +85,28 @@ async def test_a_tp2_level_passed_while_tp1_still_executes_leaves_tp1_to_close_i
     )
     p = harness.engine.ledger.positions[pos.id]
     assert (p.tp1_hit, p.tp2_hit, p.trailing_active, p.remaining) == (True, True, True, Decimal("0.02"))
+
+
+async def test_a_mark_gapping_past_tp1_and_tp2_at_once_leaves_one_trailing_stop_for_the_runner(
+    harness: Harness,
+) -> None:
+    """One tick from the entry to far past TP2: TP1 and TP2 fill in the same batch. What remains
+    (the 20 % runner) has exactly one stop, its size, trailing that tick; a mark back against the
+    runner (short of the stop) never loosens it."""
+    pos = await harness.open("long", SOL, usd=None, qty=Decimal("1.03"))
+    assert pos.tp2_price is not None
+    gap = pos.tp2_price + Decimal("6")
+    harness.sim.set_mark(SOL, gap)
+    inst = harness.engine.instruments[SOL]
+    want = inst.round_price(gap * (1 - pos.plan.trail_pct))
+    await eventually(
+        lambda: [(o.qty, o.trigger_price) for o in stops(harness)] == [(harness.exchange_qty(), want)],  # type: ignore[attr-defined]
+        what="one stop for the runner at the trail of the gap",
+    )
+    await harness.engine.wait_idle()
+    p = harness.engine.ledger.positions[pos.id]
+    assert (p.tp1_hit, p.tp2_hit, p.trailing_active) == (True, True, True)
+    assert p.remaining == harness.exchange_qty() == Decimal("1.03") - p.tp1_qty - p.tp2_qty
+    harness.sim.set_mark(SOL, want + Decimal("0.5"))
+    await harness.engine.wait_idle()
+    assert [o.trigger_price for o in stops(harness)] == [want]  # type: ignore[attr-defined]
