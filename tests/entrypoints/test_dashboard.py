@@ -9,8 +9,10 @@ WARDEN_ARTIFACTS).
 
 from __future__ import annotations
 
+import http.server
 import os
 import shutil
+import threading
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -38,6 +40,7 @@ CHROMIUM_FLAGS = [
     "--disable-sync",
 ]
 WAIT_MS = 15_000
+OWN_PAGE = {"Origin": "http://warden"}  # what a browser sends from the dashboard (the client's base_url)
 
 
 # -- over HTTP ---------------------------------------------------------------------------------
@@ -82,7 +85,7 @@ async def test_the_cookie_authorizes_the_api(client: httpx.AsyncClient, runtime:
     assert f'data-position="{p["id"]}"' in fragment.text
     assert 'data-resting="true"' in fragment.text
     assert (await client.get("/api/v1/positions")).status_code == 200
-    closed = await client.post(f"/api/v1/positions/{p['id']}/close")
+    closed = await client.post(f"/api/v1/positions/{p['id']}/close", headers=OWN_PAGE)
     assert closed.status_code == 200
     assert "closed" in (await client.get("/ui/closed")).text
     assert "position_closed" in (await client.get("/ui/events")).text
@@ -91,6 +94,42 @@ async def test_the_cookie_authorizes_the_api(client: httpx.AsyncClient, runtime:
     assert "this engine (" in status.text  # the lease holder, named
     await client.post("/logout")
     assert (await client.get("/api/v1/positions")).status_code == 401
+
+
+async def test_the_cookie_changes_nothing_from_another_page(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """Browsers send the SameSite=Strict cookie along from any page of the same site, and a page on
+    another port of the same host is the same site: with only the cookie, a call that changes
+    something must come from warden's own page (its Origin names warden's host), else 403 and
+    nothing changes. Reads, and callers sending the token, are unaffected."""
+    await client.post("/login", content=f"token={TOKEN}".encode())
+    kill = b'{"flatten": true, "reason": "="}'
+    for origin in ({"Origin": "http://warden:8081"}, {"Origin": "null"}, {}):
+        for body in (kill, b""):
+            answer = await client.post(
+                "/api/v1/kill", content=body, headers={"Content-Type": "text/plain", **origin}
+            )
+            assert answer.status_code == 403, (origin, answer.text)
+            assert answer.json()["error"] == "forbidden"
+            assert "another page" in answer.json()["message"]
+    p = await open_sol(client)
+    foreign = {"Origin": "http://127.0.0.1:3000"}
+    assert (await client.post(f"/api/v1/positions/{p['id']}/close", headers=foreign)).status_code == 403
+    patch = await client.patch(f"/api/v1/positions/{p['id']}", json={"stop_price": "1"}, headers=foreign)
+    assert patch.status_code == 403
+    status = await client.get("/api/v1/status", headers=foreign)  # reading is not changing
+    assert status.status_code == 200
+    assert status.json()["controls"]["killed"] is False
+    assert status.json()["open_positions"] == 1
+    with_token = await client.post("/api/v1/pause", json={"reason": "cli"}, headers={**AUTH, **foreign})
+    assert with_token.status_code == 200
+    from_page = await client.post("/api/v1/resume", headers=OWN_PAGE)
+    assert from_page.status_code == 200
+    assert from_page.json()["controls"]["paused"] is False
+    await client.post("/logout")
+    signed_out = await client.post("/api/v1/pause", headers=foreign)
+    assert signed_out.status_code == 401  # no cookie at all: the usual answer
 
 
 async def test_static_files_are_vendored_with_their_licences(client: httpx.AsyncClient) -> None:
@@ -408,3 +447,65 @@ def test_dashboard_kill_and_flatten_leaves_the_exchange_flat(tmp_path: Path, bro
                 )
         finally:
             page.close()  # its event stream would hold the server's shutdown open
+
+
+class OtherSite:
+    """A page served from another port of 127.0.0.1: another local app, or a page an attacker got
+    onto one. To the browser it is the same *site* as warden (SameSite ignores ports), so warden's
+    SameSite=Strict cookie goes with what it sends to warden."""
+
+    def __init__(self, html: str) -> None:
+        body = html.encode()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> OtherSite:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_page_on_another_local_port_cannot_kill_with_the_session_cookie(
+    tmp_path: Path, browser: Any
+) -> None:
+    """Signed in to the dashboard, the trader opens a page served by another local port. That page
+    auto-submits a form (text/plain, a JSON body) to warden's POST /api/v1/kill {"flatten": true}:
+    the browser sends the session cookie along (same site), and warden must refuse it (403) and not
+    kill — the cookie is good only for the dashboard's own page. Found by attacking the dashboard."""
+    with LiveWarden(tmp_path) as warden:
+        name, value = '{"flatten": true, "reason": "', '"}'  # text/plain sends name=value
+        attack = (
+            f'<form method="post" action="{warden.url}/api/v1/kill" enctype="text/plain">'
+            f"<input type=\"hidden\" name='{name}' value='{value}'></form>"
+            "<script>document.forms[0].submit()</script>"
+        )
+        page = browser.new_page()
+        try:
+            page.goto(f"{warden.url}/?token={TOKEN}")
+            page.wait_for_selector("#status [data-state]", timeout=WAIT_MS)
+            with OtherSite(attack) as other:
+                with page.expect_response(f"{warden.url}/api/v1/kill", timeout=WAIT_MS) as answer:
+                    page.goto(other.url)
+                response = answer.value
+                assert response.request.headers.get("content-type", "").startswith("text/plain")
+                assert response.status == 403, response.text()
+            status = httpx.get(f"{warden.url}/api/v1/status", headers=AUTH, timeout=10).json()
+            assert status["controls"]["killed"] is False, status["controls"]
+        finally:
+            page.close()

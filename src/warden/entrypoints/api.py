@@ -18,8 +18,9 @@ Errors are JSON `{"error": code, "field"?: name, "message": text, "accepted"?: [
     422 validation_error     bad input; `field` names it (`accepted` lists the fields of the body
                              when it is an unknown one); nothing was sent
     401 unauthorized         missing or wrong token
-    403 forbidden            a read-only token on a mutating call, or a signal from an address
-                             outside webhook_allow_ips
+    403 forbidden            a read-only token on a mutating call, a signal from an address
+                             outside webhook_allow_ips, or the dashboard's cookie on a mutating
+                             call from a page warden did not serve
     404 not_found            no such position (or route), or nothing open on the symbol
     409 already_exists       the signal id (or, stacking off, the symbol) already has a position;
                              `position` is attached
@@ -60,7 +61,7 @@ from warden.domain.errors import ValidationError
 from warden.domain.events import Event
 from warden.domain.position import Position, PositionStatus
 from warden.domain.values import Instrument, OrderRole, PositionId, Side
-from warden.entrypoints.auth import Access, request_access, source_allowed
+from warden.entrypoints.auth import Access, foreign_cookie, request_access, source_allowed
 from warden.entrypoints.controls_api import ControlsApi, add_limit_handler
 from warden.entrypoints.metrics import CONTENT_TYPE, ApiMetrics, SignalOutcome
 from warden.entrypoints.schemas import (
@@ -244,7 +245,8 @@ _DESCRIPTIONS = {
     201: "Opened and protected: the stop rests on the exchange.",
     202: "Accepted: committed and still resolving; the position's id is in the answer.",
     401: "Missing or wrong token.",
-    403: "A read-only token on a mutating call, or a signal from an address not allowed.",
+    403: "A read-only token on a mutating call, a signal from an address not allowed, or the "
+    "dashboard's session cookie on a mutating call from a page warden did not serve.",
     404: "No such position, or nothing open on the symbol.",
     409: "The signal id (or the symbol, stacking off) already has a position; it is attached.",
     413: "The body is larger than max_body_bytes.",
@@ -402,6 +404,13 @@ class _Context:
                     if isinstance(exc, DuplicateField):  # refused below; a token in it still counts
                         data = exc.data
         access = request_access(request, fleet.settings, data)
+        if access is Access.NONE and foreign_cookie(request, fleet.settings):
+            raise ApiError(
+                403,
+                "forbidden",
+                "the dashboard's session cookie changes nothing from another page "
+                f"(Origin: {request.headers.get('origin') or 'none'}); send the token instead",
+            )
         if access is Access.NONE:
             message = "missing or wrong API token (Authorization: Bearer <token>, or `secret` in the body)"
             if fleet.settings.api_token is None:

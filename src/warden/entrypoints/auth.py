@@ -4,7 +4,10 @@ Three ways to present a token, checked in this order:
 
 - `Authorization: Bearer <token>` (the CLI, scripts);
 - the dashboard's session cookie, set by its login (HttpOnly, SameSite=Strict); it holds an
-  HMAC of the token, never the token itself, so it is useless anywhere else;
+  HMAC of the token, never the token itself, so it is useless anywhere else. It reads from
+  anywhere, but changes something only from warden's own page (`from_own_page`): SameSite
+  ignores ports, so a page on another port of the same host (another local app) is the same
+  *site*, and the browser sends the cookie with the forms and fetches it makes to warden;
 - `"secret": "<token>"` in a JSON body (TradingView cannot set headers).
 
 The API token may do everything; the optional read token (`api_read_token`) only reads.
@@ -16,6 +19,7 @@ import hashlib
 import hmac
 import ipaddress
 from enum import IntEnum
+from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 from starlette.requests import HTTPConnection
@@ -24,6 +28,7 @@ from warden.config import Settings
 from warden.entrypoints.token import token_matches
 
 SESSION_COOKIE = "warden_session"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -64,11 +69,32 @@ def request_access(conn: HTTPConnection, settings: Settings, body: object = None
     found = Access.NONE
     if scheme.lower() == "bearer":
         found = max(found, token_access(bearer.strip(), settings))
-    found = max(found, cookie_access(conn.cookies.get(SESSION_COOKIE), settings))
+    if conn.scope.get("method", "GET") in SAFE_METHODS or from_own_page(conn):
+        found = max(found, cookie_access(conn.cookies.get(SESSION_COOKIE), settings))
     secret = body.get("secret") if isinstance(body, dict) else None
     if isinstance(secret, str):
         found = max(found, token_access(secret, settings))
     return found
+
+
+def from_own_page(conn: HTTPConnection) -> bool:
+    """Whether a browser sent this request from a page warden served: its `Origin` (which
+    browsers put on every POST and PATCH: fetch, htmx, a form) names the host it is sent to.
+    Host and port only, so a TLS proxy in front (https Origin, http to warden) still counts."""
+    origin, host = conn.headers.get("origin"), conn.headers.get("host")
+    if not origin or not host:
+        return False
+    parts = urlsplit(origin)
+    return parts.scheme in ("http", "https") and parts.netloc.lower() == host.lower()
+
+
+def foreign_cookie(conn: HTTPConnection, settings: Settings) -> bool:
+    """A valid session cookie on a request that changes something, sent from another page."""
+    return (
+        conn.scope.get("method", "GET") not in SAFE_METHODS
+        and not from_own_page(conn)
+        and cookie_access(conn.cookies.get(SESSION_COOKIE), settings) is not Access.NONE
+    )
 
 
 def networks(entries: list[str]) -> list[IPNetwork]:
