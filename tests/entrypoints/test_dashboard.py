@@ -52,6 +52,8 @@ async def test_login_page_without_a_session(client: httpx.AsyncClient) -> None:
     assert page.status_code == 200
     assert 'name="token"' in page.text
     assert (await client.get("/ui/positions")).status_code == 401
+    assert page.headers["x-frame-options"] == "DENY"  # never in another page's frame (see below)
+    assert page.headers["content-security-policy"] == "frame-ancestors 'none'"
 
 
 async def test_token_in_the_url_sets_a_strict_httponly_cookie(client: httpx.AsyncClient) -> None:
@@ -507,5 +509,32 @@ def test_a_page_on_another_local_port_cannot_kill_with_the_session_cookie(
                 assert response.status == 403, response.text()
             status = httpx.get(f"{warden.url}/api/v1/status", headers=AUTH, timeout=10).json()
             assert status["controls"]["killed"] is False, status["controls"]
+        finally:
+            page.close()
+
+
+def test_a_page_on_another_port_cannot_frame_the_dashboard(tmp_path: Path, browser: Any) -> None:
+    """Clickjacking: a page on another local port frames the dashboard (the browser sends the
+    session cookie into the frame: same site) under a decoy, and the trader's click lands on
+    "kill and flatten" — a click inside warden's own page, which the Origin check rightly allows.
+    The dashboard must refuse to be framed: the frame shows no dashboard. Found by attacking it."""
+    with LiveWarden(tmp_path) as warden:
+        page = browser.new_page()
+        try:
+            page.goto(f"{warden.url}/?token={TOKEN}")
+            page.wait_for_selector("#status [data-state]", timeout=WAIT_MS)
+            with OtherSite(
+                f'<iframe id="decoy" src="{warden.url}/" width="1200" height="900"></iframe>'
+            ) as other:
+                with page.expect_response(f"{warden.url}/", timeout=WAIT_MS) as answer:
+                    page.goto(other.url)
+                assert answer.value.status == 200  # served to the frame: the cookie went along
+                assert "warden_session=" in answer.value.request.all_headers().get("cookie", "")
+                page.wait_for_load_state("load")
+                [frame] = page.main_frame.child_frames
+                frame.wait_for_load_state("load")
+                # A frame the browser refuses to render holds its error page, not the dashboard.
+                assert frame.query_selector("#status") is None
+                assert frame.query_selector("[data-flatten]") is None
         finally:
             page.close()

@@ -14,6 +14,8 @@
 With several accounts the page shows one at a time (`/?account=NAME`, the first by default),
 with a link to each; every fragment, action and the event stream carry `?account=NAME`.
 
+No page may be framed (X-Frame-Options: DENY, CSP frame-ancestors 'none'): see NoFraming.
+
 JavaScript is vendored in `static/` (htmx 2.0.11, lightweight-charts 5.2.1, from npm, with
 their licences): no build step, nothing fetched from a CDN at run time.
 """
@@ -31,6 +33,7 @@ from urllib.parse import parse_qs, quote
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from warden.domain.events import EventKind
 from warden.entrypoints.auth import SESSION_COOKIE, Access, cookie_access, session_value, token_access
@@ -84,6 +87,34 @@ def _templates() -> Environment:
     return env
 
 
+FRAMING = (
+    (b"x-frame-options", b"DENY"),
+    (b"content-security-policy", b"frame-ancestors 'none'"),
+)
+"""No page of warden may be framed: a page on another port of the same host is the same site, so
+the browser sends the session cookie into its frame, and a decoy over the frame turns the trader's
+click into one on "kill and flatten" (a click inside warden's own page)."""
+
+
+class NoFraming:
+    """Every answer says it may not be shown in a frame (X-Frame-Options and CSP frame-ancestors)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def framed(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *FRAMING]
+            await send(message)
+
+        await self.app(scope, receive, framed)
+
+
 def render(name: str, **context: Any) -> str:
     return _templates().get_template(name).render(**context)
 
@@ -98,6 +129,7 @@ def install_dashboard(
     `provider(name)`: the runtime of account `name` (None: the first); `accounts()`: every
     account's name, when the engine serves several."""
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    app.add_middleware(NoFraming)
 
     def runtime(name: str | None = None) -> RuntimeApi | None:
         return provider(name)
