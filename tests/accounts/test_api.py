@@ -220,6 +220,10 @@ async def test_the_dashboard_shows_one_account_at_a_time(fleet: Fleet, http: htt
     assert opened.json()["id"] in alt
     assert f'hx-post="/api/v1/positions/{opened.json()["id"]}/close?account=alt"' in alt
     assert opened.json()["id"] not in (await http.get("/ui/positions?account=main")).text
+    typo = await http.get("/?account=atl")  # not "the engine is starting…" forever: named, linked
+    assert typo.status_code == 404
+    assert 'href="/?account=main"' in typo.text and 'href="/?account=alt"' in typo.text
+    assert (await http.get("/ui/status?account=atl")).status_code == 404
 
 
 async def test_a_kill_of_all_that_misses_an_account_is_not_reported_as_done(tmp_path: Path) -> None:

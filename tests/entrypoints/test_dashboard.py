@@ -134,6 +134,23 @@ async def test_the_cookie_changes_nothing_from_another_page(
     assert signed_out.status_code == 401  # no cookie at all: the usual answer
 
 
+async def test_an_account_the_engine_does_not_serve_is_named_not_starting(client: httpx.AsyncClient) -> None:
+    """`/?account=` with a name this engine does not serve (a typo, an old bookmark) said "The engine
+    is starting…" and reloaded every 2 s, forever. It is a 404 naming the accounts served, with a
+    link to each; the fragments answer 404 too."""
+    await client.post("/login", content=f"token={TOKEN}".encode())
+    for name in ("mian", "<script>window.pwned=1</script>"):
+        page = await client.get("/", params={"account": name})
+        assert page.status_code == 404, page.text
+        assert "starting" not in page.text and 'http-equiv="refresh"' not in page.text
+        assert "this engine serves" in page.text and 'href="/?account=default"' in page.text
+        assert "<script>window" not in page.text
+        fragment = await client.get("/ui/positions", params={"account": name})
+        assert fragment.status_code == 404
+        assert "starting" not in fragment.text
+    assert (await client.get("/", params={"account": "default"})).status_code == 200
+
+
 async def test_static_files_are_vendored_with_their_licences(client: httpx.AsyncClient) -> None:
     for name in (
         "htmx-2.0.11.min.js",

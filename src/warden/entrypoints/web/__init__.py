@@ -169,6 +169,10 @@ def install_dashboard(
             return signed_in(token)
         names = accounts()
         account = request.query_params.get("account") or (names[0] if len(names) > 1 else None)
+        if account is not None and names and account not in names:
+            if access_of(request) is Access.NONE:
+                return login_page()
+            return HTMLResponse(render("unknown.html", account=account, accounts=names), status_code=404)
         rt = runtime(account)
         if rt is None:
             return HTMLResponse(render("starting.html"), status_code=503)
@@ -199,7 +203,7 @@ def install_dashboard(
         response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
         return response
 
-    _install_fragments(app, runtime, access_of)
+    _install_fragments(app, runtime, access_of, accounts)
 
 
 def _query(account: str | None) -> str:
@@ -208,16 +212,23 @@ def _query(account: str | None) -> str:
 
 
 def _install_fragments(
-    app: FastAPI, runtime: Callable[[str | None], RuntimeApi | None], access_of: Callable[[Request], Access]
+    app: FastAPI,
+    runtime: Callable[[str | None], RuntimeApi | None],
+    access_of: Callable[[Request], Access],
+    accounts: Callable[[], tuple[str, ...]],
 ) -> None:
     def fragment(request: Request) -> tuple[RuntimeApi, Access] | Response:
-        rt = runtime(request.query_params.get("account"))
-        if rt is None:
-            return HTMLResponse('<p class="muted">the engine is starting…</p>', status_code=503)
+        name = request.query_params.get("account")
+        starting = HTMLResponse('<p class="muted">the engine is starting…</p>', status_code=503)
+        if runtime(None) is None:
+            return starting
         access = access_of(request)
         if access is Access.NONE:
             return HTMLResponse('<p class="down">signed out: <a href="/">sign in</a></p>', status_code=401)
-        return rt, access
+        if name and name not in accounts():
+            return HTMLResponse('<p class="down">no such account: <a href="/">the dashboard</a></p>', 404)
+        rt = runtime(name)
+        return starting if rt is None else (rt, access)
 
     @app.get("/ui/status", include_in_schema=False, response_model=None)
     async def ui_status(request: Request) -> Response:
