@@ -40,6 +40,8 @@ class LiveWarden:
         host, port = self.sock.getsockname()
         self.url = f"http://{host}:{port}"
         self.runtime: Runtime | None = None
+        self.down = False
+        """True: the API is told no engine is running (an account between a failure and its restart)."""
         self.loop: asyncio.AbstractEventLoop | None = None
         self._server: QuietServer | None = None
         self._ready = threading.Event()
@@ -78,7 +80,10 @@ class LiveWarden:
             self.runtime = runtime
             self.loop = asyncio.get_running_loop()
             config = uvicorn.Config(
-                create_app(lambda: runtime), log_config=None, access_log=False, lifespan="off"
+                create_app(lambda: None if self.down else runtime),
+                log_config=None,
+                access_log=False,
+                lifespan="off",
             )
             self._server = QuietServer(config)
             serving = asyncio.create_task(self._server.serve(sockets=[self.sock]))

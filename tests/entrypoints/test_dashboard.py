@@ -24,6 +24,7 @@ import pytest
 from warden.bootstrap import Runtime
 from warden.domain.reports import OrderReport, PositionReport
 from warden.domain.values import OrderSide, OrderType, Symbol
+from warden.ports import StoreUnavailable
 
 from .conftest import AUTH, TOKEN
 from .live import LiveWarden
@@ -553,5 +554,51 @@ def test_a_page_on_another_port_cannot_frame_the_dashboard(tmp_path: Path, brows
                 # A frame the browser refuses to render holds its error page, not the dashboard.
                 assert frame.query_selector("#status") is None
                 assert frame.query_selector("[data-flatten]") is None
+        finally:
+            page.close()
+
+
+def test_the_page_says_when_its_engine_stops_and_comes_back_live(tmp_path: Path, browser: Any) -> None:
+    """An account's engine stops (its database failed; the fleet starts it again within seconds):
+    the event stream breaks and, meanwhile, warden answers 503 (not running) to the page's requests.
+    The page must say so rather than keep showing the last state as if live ("ready", a stop
+    "resting"), and once the engine is back its event stream must be live again — a browser's
+    EventSource gives up for good on a 503. Found by attacking the dashboard's reads."""
+    from playwright.sync_api import expect
+
+    with LiveWarden(tmp_path) as warden:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        try:
+            page.goto(f"{warden.url}/?token={TOKEN}")
+            live = page.locator("#live")
+            expect(live).to_have_text("live", timeout=WAIT_MS)
+            expect(page.locator("#status [data-state]")).to_have_text("ready", timeout=WAIT_MS)
+            failing: list[bool] = [True]
+
+            async def database_fails(rt: Runtime) -> None:
+                real = rt.store.events_since
+
+                async def events_since(*args: Any, **kwargs: Any) -> Any:
+                    if failing[0]:
+                        raise StoreUnavailable("events since: the database is gone")
+                    return await real(*args, **kwargs)
+
+                rt.store.events_since = events_since  # type: ignore[method-assign]
+
+            def refused(response: Any) -> bool:
+                return "/api/v1/stream" in response.url and response.status == 503
+
+            with page.expect_response(refused, timeout=WAIT_MS):  # the browser reconnected: 503
+                warden.down = True
+                warden.call(database_fails)  # the open stream's next poll fails
+            expect(live).not_to_have_text("live", timeout=WAIT_MS)
+            expect(page.locator("#status")).to_contain_text("starting", timeout=WAIT_MS)
+            expect(page.locator("#status [data-state]")).to_have_count(0)
+            shot(page, "engine-down")
+
+            failing[0] = False
+            warden.down = False
+            expect(page.locator("#status [data-state]")).to_have_text("ready", timeout=WAIT_MS)
+            expect(live).to_have_text("live", timeout=WAIT_MS)
         finally:
             page.close()

@@ -13,12 +13,22 @@
   };
 
   // -- the event stream ------------------------------------------------------------------------
+  // A browser's EventSource reconnects by itself after a dropped connection, but gives up for good
+  // on an answer that is not 200 (a 503 while the account's engine restarts, a 401 once signed
+  // out): then a new one is opened, every RETRY ms, from the last event seen.
+  const RETRY = 2000;
+  let lastId = "";
   function connect() {
     const query = document.body.dataset.query || "";  // "?account=NAME" with several accounts
-    const source = new EventSource("/api/v1/stream" + (query ? query + "&" : "?") + "backlog=0");
+    const from = lastId ? "after=" + encodeURIComponent(lastId) : "backlog=0";
+    const source = new EventSource("/api/v1/stream" + (query ? query + "&" : "?") + from);
     source.onopen = () => { live.textContent = "live"; live.className = "pill on"; };
-    source.onerror = () => { live.textContent = "reconnecting…"; live.className = "pill off"; };
+    source.onerror = () => {
+      live.textContent = "reconnecting…"; live.className = "pill off";
+      if (source.readyState === EventSource.CLOSED) setTimeout(connect, RETRY);
+    };
     const fire = (e) => {
+      if (e.lastEventId) lastId = e.lastEventId;
       htmx.trigger(document.body, "warden-event");
       try { onEvent(JSON.parse(e.data)); } catch (err) { /* a comment or keep-alive */ }
     };
