@@ -602,3 +602,36 @@ def test_the_page_says_when_its_engine_stops_and_comes_back_live(tmp_path: Path,
             expect(live).to_have_text("live", timeout=WAIT_MS)
         finally:
             page.close()
+
+
+HOSTILE = [
+    '<img src=x onerror="window.pwned=1">',
+    "\"><script>window.pwned=2</script>' onmouseover='window.pwned=3' x='",
+    "</script><script>window.pwned=4</script>",
+    '<div hx-get="/ui/status" hx-trigger="load" hx-on::after-request="window.pwned=5">x</div>',
+]
+
+
+def test_hostile_text_is_shown_as_text(tmp_path: Path, browser: Any) -> None:
+    """A pause reason typed by the trader (or sent by a script with the token) reaches the status
+    panel and its reasons list, swapped in by htmx: markup,
+    attribute breakers, a closing </script> and htmx attributes in it are shown as text, and none
+    of it runs (an injected script would set window.pwned)."""
+    from playwright.sync_api import expect
+
+    with LiveWarden(tmp_path) as warden:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        try:
+            page.goto(f"{warden.url}/?token={TOKEN}")
+            expect(page.locator("#live")).to_have_text("live", timeout=WAIT_MS)
+            for text in HOSTILE:
+                reason = {"reason": text}
+                paused = httpx.post(f"{warden.url}/api/v1/pause", json=reason, headers=AUTH, timeout=10)
+                assert paused.status_code == 200, paused.text
+                expect(page.locator("#status [data-controls]")).to_contain_text(text, timeout=WAIT_MS)
+                expect(page.locator("#status .reasons")).to_contain_text(text)
+                page.locator("#status").hover()
+            assert page.evaluate("typeof window.pwned") == "undefined"
+            assert page.locator("#status img, #status script, #status div[hx-trigger]").count() == 0
+        finally:
+            page.close()
