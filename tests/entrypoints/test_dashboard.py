@@ -10,10 +10,13 @@ WARDEN_ARTIFACTS).
 from __future__ import annotations
 
 import http.server
+import json
 import os
 import shutil
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -21,14 +24,16 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.store.builders import position
 from warden.bootstrap import Runtime
+from warden.domain.position import PositionStatus
 from warden.domain.reports import OrderReport, PositionReport
 from warden.domain.values import OrderSide, OrderType, Symbol
-from warden.ports import StoreUnavailable
+from warden.ports import StoreUnavailable, Transition
 
 from .conftest import AUTH, TOKEN
 from .live import LiveWarden
-from .test_api import SIGNAL, open_sol
+from .test_api import SIGNAL, SOL, open_sol
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = Path(os.environ.get("WARDEN_ARTIFACTS", ROOT / "test-artifacts"))
@@ -150,6 +155,33 @@ async def test_an_account_the_engine_does_not_serve_is_named_not_starting(client
         assert fragment.status_code == 404
         assert "starting" not in fragment.text
     assert (await client.get("/", params={"account": "default"})).status_code == 200
+
+
+async def test_the_realized_pnl_curve_counts_every_closed_position(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """The "Realized PnL" curve is the account's: past the 1000 positions the page lists, it ended at
+    the sum of those 1000 only (a long-running account's curve fell back to a window's total). Found
+    by attacking the dashboard's reads; 1001 closed positions of +1 each must end at 1001."""
+    start = runtime.clock.now() - timedelta(days=30)
+    many = [
+        replace(
+            position(f"old{i:04d}", symbol=SOL),
+            status=PositionStatus.CLOSED,
+            opened_at=start + timedelta(minutes=i),
+            closed_at=start + timedelta(minutes=i, seconds=30),
+            realized_pnl=Decimal(1),
+        )
+        for i in range(1001)
+    ]
+    await runtime.store.commit_many([Transition(p, None) for p in many])
+    await client.post("/login", content=f"token={TOKEN}".encode())
+    closed = await client.get("/ui/closed")
+    assert closed.status_code == 200
+    data = closed.text.split('<script type="application/json" id="equity-data">')[1].split("</script>")[0]
+    curve = json.loads(data)
+    assert sum(Decimal(point["pnl"]) for point in curve) == 1001  # what dashboard.js adds up
+    assert [point["t"] for point in curve] == sorted(point["t"] for point in curve)
 
 
 async def test_static_files_are_vendored_with_their_licences(client: httpx.AsyncClient) -> None:

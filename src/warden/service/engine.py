@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -359,6 +359,12 @@ class Engine:
         if position is None:
             raise PositionNotFound(position_id)
         return self.view(position)
+
+    async def closed_pnl(self) -> Decimal:
+        """Realized PnL of every closed position of the account, however many (the dashboard's curve
+        lists only the most recent): the stored total less the partial closes of the active ones."""
+        total = await self.store.realized_pnl_since(datetime(1970, 1, 1, tzinfo=UTC))
+        return total - sum((p.realized_pnl for p in self.ledger.active_positions()), Decimal(0))
 
     async def list_events(self, position_id: str | None = None, limit: int = 100) -> list[Event]:
         return await self.store.list_events(PositionId(position_id) if position_id else None, limit)

@@ -265,7 +265,10 @@ def _install_fragments(
         views = await rt.engine.list_positions(include_closed=True)
         closed = [PositionOut.of_view(v) for v in views if v.position.status.terminal]
         closed.sort(key=lambda p: p.closed_at or p.opened_at, reverse=True)
-        return HTMLResponse(render("closed.html", rows=closed[:CLOSED], all_rows=closed))
+        # The views are the most recent positions only: the curve starts from what closed before.
+        shown = sum((v.position.realized_pnl for v in views if v.position.closed_at), Decimal(0))
+        earlier = await rt.engine.closed_pnl() - shown
+        return HTMLResponse(render("closed.html", rows=closed[:CLOSED], all_rows=closed, earlier=earlier))
 
     @app.get("/ui/events", include_in_schema=False, response_model=None)
     async def ui_events(request: Request) -> Response:
