@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
@@ -461,3 +462,22 @@ async def test_a_position_id_with_a_nul_character_is_422_not_a_database_outage(
     response = await client.request(method, path, headers=AUTH)
     assert response.status_code == 422, response.text
     assert response.json()["field"] == "position_id"
+
+
+async def test_the_docs_page_runs_only_pinned_checked_code(client: httpx.AsyncClient) -> None:
+    """/api/v1/docs is served from warden's own origin, where a script may call every route with the
+    dashboard's cookie (its requests carry warden's own Origin). It loaded Swagger UI from a CDN at a
+    floating version (swagger-ui-dist@5: whatever 5.x is published next) with no integrity check, and
+    its icon from a third party. Every script and stylesheet it loads from elsewhere must name an
+    exact version and carry the hash the browser checks; nothing else is fetched from elsewhere."""
+    page = (await client.get("/api/v1/docs")).text
+    external = re.findall(r'<(script|link)\b([^>]*(?:src|href)="https?://[^"]*"[^>]*)>', page)
+    assert {tag for tag, _ in external} == {"script", "link"}, page
+    for _, attributes in external:
+        url = re.search(r'(?:src|href)="([^"]+)"', attributes)
+        assert url is not None
+        assert re.search(r"@\d+\.\d+\.\d+/", url.group(1)), url.group(1)  # an exact version
+        assert re.search(r'integrity="sha384-[A-Za-z0-9+/=]{64}"', attributes), attributes
+        assert 'crossorigin="anonymous"' in attributes, attributes
+    assert "fastapi.tiangolo.com" not in page
+    assert "SwaggerUIBundle" in page and "/api/v1/openapi.json" in page

@@ -47,7 +47,7 @@ from typing import Annotated, Any, Protocol, cast
 from fastapi import Depends, FastAPI, Header, Query, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CollectorRegistry
 from pydantic import AfterValidator, BaseModel
@@ -609,7 +609,7 @@ def create_app(runtime_provider: RuntimeProvider) -> FastAPI:
         title="warden",
         version="0.1.0",
         description=__doc__,
-        docs_url=f"{API}/docs",
+        docs_url=None,  # _add_docs_route: Swagger UI pinned, hash-checked
         openapi_url=f"{API}/openapi.json",
         redoc_url=None,
     )
@@ -625,6 +625,7 @@ def create_app(runtime_provider: RuntimeProvider) -> FastAPI:
     _add_control_routes(app)
     add_limit_handler(app)
     _install_openapi(app)
+    _add_docs_route(app)
     install_dashboard(app, ctx.pick, ctx.names)
     app.add_middleware(BodyLimit, limit=ctx.max_body)
     return app
@@ -1079,6 +1080,39 @@ def _install_openapi(app: FastAPI) -> None:
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+SWAGGER_UI = "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5.35.0"
+"""Swagger UI for /api/v1/docs: one exact version, each file checked against its hash (sha384 of the
+npm package's file) by the browser. The page runs in warden's origin, where a script may do anything
+the dashboard's cookie may, so no floating version (FastAPI's default is `@5`, unchecked)."""
+SWAGGER_JS_SHA384 = "sha384-gjRm0bEPMeTmMh5jT2cHccIwCUZSTd8YC+j0d0sXw0MdGEfScduGpSyF3ZSSLkX9"
+SWAGGER_CSS_SHA384 = "sha384-WlYgdmXYOOBWL5apwjDEZwN+U3HmXSSu5R6V5aGxEcf7z+KuRNwBhoxKVN1i3D5I"
+DOCS_PAGE = f"""<!doctype html>
+<html>
+<head>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="stylesheet" href="{SWAGGER_UI}/swagger-ui.css"
+  integrity="{SWAGGER_CSS_SHA384}" crossorigin="anonymous">
+<title>warden - API</title>
+</head>
+<body>
+<div id="swagger-ui"></div>
+<script src="{SWAGGER_UI}/swagger-ui-bundle.js"
+  integrity="{SWAGGER_JS_SHA384}" crossorigin="anonymous"></script>
+<script>
+SwaggerUIBundle({{url: "{API}/openapi.json", dom_id: "#swagger-ui", layout: "BaseLayout", deepLinking: true,
+  presets: [SwaggerUIBundle.presets.apis, SwaggerUIBundle.SwaggerUIStandalonePreset]}});
+</script>
+</body>
+</html>
+"""
+
+
+def _add_docs_route(app: FastAPI) -> None:
+    @app.get(f"{API}/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return HTMLResponse(DOCS_PAGE)
 
 
 def _allowed_methods(request: Request) -> list[str]:
