@@ -220,6 +220,9 @@ async def test_the_dashboard_shows_one_account_at_a_time(fleet: Fleet, http: htt
     assert opened.json()["id"] in alt
     assert f'hx-post="/api/v1/positions/{opened.json()["id"]}/close?account=alt"' in alt
     assert opened.json()["id"] not in (await http.get("/ui/positions?account=main")).text
+    signed_in = await http.get("/", params={"token": TOKEN, "account": "alt"})  # a bookmark of alt's page
+    assert signed_in.status_code == 303
+    assert signed_in.headers["location"] == "/?account=alt"  # it landed on main
     typo = await http.get("/?account=atl")  # not "the engine is starting…" forever: named, linked
     assert typo.status_code == 404
     assert 'href="/?account=main"' in typo.text and 'href="/?account=alt"' in typo.text

@@ -143,14 +143,16 @@ def install_dashboard(
     def login_page(message: str = "", status: int = 200) -> HTMLResponse:
         return HTMLResponse(render("login.html", message=message), status_code=status)
 
-    def signed_in(token: str) -> Response:
+    def signed_in(token: str, account: str | None = None) -> Response:
         rt = runtime()
         access = Access.NONE if rt is None else token_access(token, rt.settings)
         if rt is None or access is Access.NONE:
             return login_page("That is not the API token (`warden token` prints it).", 401)
         secret = rt.settings.api_token if access is Access.FULL else rt.settings.api_read_token
         assert secret is not None
-        response = RedirectResponse("/", status_code=303)
+        response = RedirectResponse(
+            "/" + _query(account), status_code=303
+        )  # the token dropped, not the account
         response.set_cookie(
             SESSION_COOKIE,
             session_value(secret, access),
@@ -166,7 +168,7 @@ def install_dashboard(
     async def dashboard(request: Request) -> Response:
         token = request.query_params.get("token")
         if token is not None:
-            return signed_in(token)
+            return signed_in(token, request.query_params.get("account"))
         names = accounts()
         account = request.query_params.get("account") or (names[0] if len(names) > 1 else None)
         if account is not None and names and account not in names:
