@@ -200,10 +200,18 @@ def allowlisted(tmp_path: Path, peer: str, **settings: Any) -> Any:
         ("127.0.0.1", None, False),  # the proxy itself is not a webhook sender
         ("8.8.8.8", "52.89.214.238", False),  # an untrusted peer's header is ignored
         ("127.0.0.1", "not-an-address", False),
+        # warden on host = "::" (dual stack): an IPv4 peer is seen as ::ffff:a.b.c.d
+        ("::ffff:52.89.214.238", None, True),
+        ("::ffff:127.0.0.1", "52.89.214.238", True),
+        ("::ffff:127.0.0.1", "8.8.8.8", False),
+        ("::ffff:8.8.8.8", None, False),
+        ("127.0.0.1", "::ffff:52.89.214.238", True),
     ],
 )
 async def test_webhook_allowlist(tmp_path: Path, peer: str, forwarded: str | None, allowed: bool) -> None:
-    """webhook_allow_ips admits only the listed senders; X-Forwarded-For counts only from trusted_proxies."""
+    """webhook_allow_ips admits only the listed senders; X-Forwarded-For counts only from trusted_proxies.
+    An IPv4 address written IPv6-mapped (how a dual-stack listener, host = "::", sees IPv4 peers) is
+    that IPv4 address: it was refused, listed or not (found by attacking webhook_allow_ips)."""
     rig = allowlisted(
         tmp_path, peer, webhook_allow_ips="52.89.214.238,34.212.75.30", trusted_proxies="127.0.0.1"
     )

@@ -105,9 +105,12 @@ def _address(text: str | None) -> IPAddress | None:
     if not text:
         return None
     try:
-        return ipaddress.ip_address(text.strip().strip("[]"))
+        address = ipaddress.ip_address(text.strip().strip("[]"))
     except ValueError:
         return None
+    # A dual-stack listener (host = "::") sees an IPv4 peer as ::ffff:a.b.c.d: that is a.b.c.d.
+    mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
+    return mapped or address
 
 
 def _within(address: IPAddress, nets: list[IPNetwork]) -> bool:
