@@ -3,6 +3,7 @@ controls, a global kill that says it is global."""
 
 from __future__ import annotations
 
+import html
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -285,3 +286,12 @@ async def test_an_account_that_could_not_start_is_listed_with_why(tmp_path: Path
             assert health.status_code == 503
             assert health.json()["reasons"] == [f"alt: not running: {why}"]
             assert (await http.post("/api/v1/signals", json={**SIGNAL, "account": "main"})).status_code == 201
+            # The dashboard said "The engine is starting…" for alt, forever: it says why it is not running.
+            await http.post("/login", content=f"token={TOKEN}".encode())
+            page = await http.get("/?account=alt")
+            assert page.status_code == 503
+            assert "starting" not in page.text and "alt is not running" in page.text, page.text
+            assert html.escape(why) in page.text
+            assert 'href="/?account=main"' in page.text
+            status = await http.get("/ui/status?account=alt")
+            assert status.status_code == 503 and html.escape(why) in status.text, status.text

@@ -345,6 +345,13 @@ class _Context:
         fleet = self.fleet()
         return None if fleet is None or name not in fleet.names else fleet.runtime(name)
 
+    def failure(self, name: str | None) -> str | None:
+        """Why account `name` (None: the only one) is not running, when it failed or waits to start again."""
+        fleet = self.fleet()
+        if fleet is None or (name is None and len(fleet.names) != 1):
+            return None
+        return fleet.failures.get(name or fleet.names[0])
+
     def names(self) -> tuple[str, ...]:
         fleet = self.fleet()
         return () if fleet is None else fleet.names
@@ -626,7 +633,7 @@ def create_app(runtime_provider: RuntimeProvider) -> FastAPI:
     add_limit_handler(app)
     _install_openapi(app)
     _add_docs_route(app)
-    install_dashboard(app, ctx.pick, ctx.names)
+    install_dashboard(app, ctx.pick, ctx.names, ctx.failure)
     app.add_middleware(BodyLimit, limit=ctx.max_body)
     return app
 

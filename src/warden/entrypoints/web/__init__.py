@@ -33,6 +33,7 @@ from urllib.parse import parse_qs, quote
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from markupsafe import escape
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from warden.domain.events import EventKind
@@ -123,11 +124,13 @@ def install_dashboard(
     app: FastAPI,
     provider: Callable[[str | None], RuntimeApi | None],
     accounts: Callable[[], tuple[str, ...]] = tuple,
+    failure: Callable[[str | None], str | None] = lambda name: None,
 ) -> None:
     """Mount `/`, `/login`, `/logout`, the `/ui/*` fragments and `/static`.
 
     `provider(name)`: the runtime of account `name` (None: the first); `accounts()`: every
-    account's name, when the engine serves several."""
+    account's name, when the engine serves several; `failure(name)`: why that account is not
+    running (it failed to start, or waits to start again), None while it is just starting."""
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.add_middleware(NoFraming)
 
@@ -176,8 +179,9 @@ def install_dashboard(
                 return login_page()
             return HTMLResponse(render("unknown.html", account=account, accounts=names), status_code=404)
         rt = runtime(account)
-        if rt is None:
-            return HTMLResponse(render("starting.html"), status_code=503)
+        if rt is None:  # why, when known: as open as /healthz, which says it too
+            page = render("starting.html", account=account, why=failure(account), accounts=names)
+            return HTMLResponse(page, status_code=503)
         access = access_of(request)
         if access is Access.NONE:
             return login_page()
@@ -205,7 +209,7 @@ def install_dashboard(
         response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
         return response
 
-    _install_fragments(app, runtime, access_of, accounts)
+    _install_fragments(app, runtime, access_of, accounts, failure)
 
 
 def _query(account: str | None) -> str:
@@ -218,6 +222,7 @@ def _install_fragments(
     runtime: Callable[[str | None], RuntimeApi | None],
     access_of: Callable[[Request], Access],
     accounts: Callable[[], tuple[str, ...]],
+    failure: Callable[[str | None], str | None],
 ) -> None:
     def fragment(request: Request) -> tuple[RuntimeApi, Access] | Response:
         name = request.query_params.get("account")
@@ -230,7 +235,13 @@ def _install_fragments(
         if name and name not in accounts():
             return HTMLResponse('<p class="down">no such account: <a href="/">the dashboard</a></p>', 404)
         rt = runtime(name)
-        return starting if rt is None else (rt, access)
+        if rt is not None:
+            return rt, access
+        why = failure(name)
+        if why is None:
+            return starting
+        down = f'<p class="down">account {escape(name or "")} is not running: {escape(why)}</p>'
+        return HTMLResponse(down, status_code=503)
 
     @app.get("/ui/status", include_in_schema=False, response_model=None)
     async def ui_status(request: Request) -> Response:
