@@ -99,3 +99,16 @@ async def test_backlog_then_live(url: str, runtime: Runtime) -> None:
     async with httpx.AsyncClient(base_url=url, timeout=WITHIN) as http:
         got = await collect_until(http, AUTH, lambda m: int(m["id"]) == stored[-1][0], params={"backlog": 2})
         assert [int(m["id"]) for m in got] == [i for i, _ in stored]
+
+
+async def test_an_id_from_another_database_resumes_from_the_start(url: str, runtime: Runtime) -> None:
+    """warden restarted on a fresh database (a new data dir, SQLite to PostgreSQL): an open dashboard
+    or script reconnects with the Last-Event-ID of the old one, larger than any id here, and got
+    nothing — the stream looked live and was silent until this database's ids passed it. Found by
+    attacking the stream's resume. Every event of this database is new to that client: it gets them."""
+    stored = await runtime.engine.events_since(None, 1000)
+    beyond = stored[-1][0] + 5000
+    async with httpx.AsyncClient(base_url=url, timeout=WITHIN) as http:
+        for headers, params in (({**AUTH, "Last-Event-ID": str(beyond)}, None), (AUTH, {"after": beyond})):
+            got = await collect_until(http, headers, lambda m: int(m["id"]) == stored[-1][0], params=params)
+            assert [int(m["id"]) for m in got] == [i for i, _ in stored]

@@ -2,7 +2,8 @@
 
 Each message carries the event's id (`id:`), its kind (`event:`) and the event as JSON
 (`data:`). A client that reconnects sends the last id it saw as `Last-Event-ID` (browsers
-do it by themselves) or `?after=`, and gets exactly the events committed after it. A new
+do it by themselves) or `?after=`, and gets exactly the events committed after it (an id
+larger than any in the database is another database's: that client gets every event). A new
 client gets the `backlog` most recent events, then everything from then on.
 
 The stream reads the database (the committed record) every `poll` seconds: what it shows
@@ -42,6 +43,10 @@ async def event_stream(
 ) -> AsyncIterator[str]:
     """Messages from after `after` (or the `backlog` newest), forever; `on_sent` gets each one's lag."""
     yield f"retry: {int(poll * 5 * 1000)}\n\n"
+    if after is not None:
+        newest = await events_since(None, 1)
+        if not newest or after > newest[-1][0]:
+            after = 0  # an id of another database (warden moved to a fresh one): all of this one is new
     if after is None:
         recent = await events_since(None, max(backlog, 1))
         after = recent[-1][0] if recent else 0
