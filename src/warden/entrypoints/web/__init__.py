@@ -153,9 +153,8 @@ def install_dashboard(
             return login_page("That is not the API token (`warden token` prints it).", 401)
         secret = rt.settings.api_token if access is Access.FULL else rt.settings.api_read_token
         assert secret is not None
-        response = RedirectResponse(
-            "/" + _query(account), status_code=303
-        )  # the token dropped, not the account
+        # The token is dropped from the address bar, the account kept.
+        response = RedirectResponse("/" + _query(account), status_code=303)
         response.set_cookie(
             SESSION_COOKIE,
             session_value(secret, access),
