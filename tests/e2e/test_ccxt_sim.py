@@ -328,20 +328,25 @@ async def test_leverage_and_margin_mode_through_unmodified_ccxt(sim: Sim, exchan
     assert D(str(raw[0]["liquidationPrice"])) == sim.venue.core.liquidation_price(BTC)
 
 
+def isolated_at_5x(sim: Sim) -> CcxtExchange:
+    """The Binance adapter configured for isolated margin at 5x, on the simulator."""
+    return CcxtExchange.create(
+        api_key="sim-key",
+        api_secret="sim-secret",
+        base_url=sim.base,
+        enable_rate_limit=False,
+        margin_mode="isolated",
+        leverage=5,
+    )
+
+
 async def test_configured_margin_type_and_leverage_are_applied_for_real(sim: Sim) -> None:
     """isolated means isolated: the simulator switches the symbol (it no longer answers "no need to
     change" to everything but CROSSED), positionRisk shows it, and a second start is a no-op."""
     from warden.domain.margin import MarginMode, SymbolConfig
 
     for _ in range(2):
-        adapter = CcxtExchange.create(
-            api_key="sim-key",
-            api_secret="sim-secret",
-            base_url=sim.base,
-            enable_rate_limit=False,
-            margin_mode="isolated",
-            leverage=5,
-        )
+        adapter = isolated_at_5x(sim)
         try:
             await adapter.instruments()
             if _ == 1:
@@ -440,14 +445,7 @@ async def test_a_margin_mode_the_exchange_refuses_at_start_does_not_stop_the_sta
                 "trigger_price": "60000",
             },
         )
-    adapter = CcxtExchange.create(
-        api_key="sim-key",
-        api_secret="sim-secret",
-        base_url=sim.base,
-        enable_rate_limit=False,
-        margin_mode="isolated",
-        leverage=5,
-    )
+    adapter = isolated_at_5x(sim)
     try:
         assert BTC in await adapter.instruments()
     finally:
