@@ -319,3 +319,66 @@ async def test_an_order_being_sent_keeps_its_user_order_id_while_others_look_it_
     live = {r.client_order_id: r.user_order_id for r in await drift.ids.live()}
     [resting] = (await drift_sim.control("GET", "/sim/state"))["open_orders"]
     assert live == {"wd-aaaaaa-p1-s1": resting["user_order_id"]}, "the resting stop's u8 was released"
+
+
+async def outside_trigger_with(drift_sim: DriftSim, user_order_id: int) -> int:
+    """The trader's own bot places a trigger order carrying `user_order_id` (Drift lets any
+    client pick its u8): a place_orders transaction of its own, straight to the venue."""
+    order = {
+        "market_index": 0,
+        "order_type": "trigger_market",
+        "direction": "long",
+        "base_asset_amount": "3000000000",
+        "trigger_price": "200000000",
+        "trigger_condition": "above",
+        "reduce_only": False,
+        "user_order_id": user_order_id,
+    }
+    prepared = await drift_sim.control("POST", "/v1/tx/place", {"orders": [order]})
+    sent = await drift_sim.control("POST", f"/v1/tx/{prepared['signature']}/send")
+    assert sent["status"] == "confirmed", sent
+    [placed] = sent["orders"]
+    return int(placed["order_id"])
+
+
+async def test_an_outside_order_holding_the_user_order_id_of_a_transaction_not_landed_is_not_warden_s(
+    drift: DriftExchange, drift_sim: DriftSim
+) -> None:
+    """warden's stop went out in a transaction that has not landed (confirmation hangs: seed 000);
+    meanwhile the trader's own bot places an order with the same u8, which Drift takes (no open
+    order holds it). That order is not warden's stop: taking it for one would show the position
+    protected while it is not, and a cancel of the stop would cancel the trader's order."""
+    await drift_sim.control(
+        "POST", "/sim/faults", {"expire_if": "trigger_market-short-below-*", "blockhash_ttl": 0.8}
+    )
+    with pytest.raises(ExchangeTimeout):
+        await drift.place_order(trigger("wd-aaaaaa-p1-s1", OrderType.STOP_MARKET, OrderSide.SELL, "1", "140"))
+    [row] = await drift.ids.live()
+    theirs = await outside_trigger_with(drift_sim, row.user_order_id)
+
+    with pytest.raises(ExchangeUnavailable, match="not known yet"):  # while warden's could still land
+        await drift.fetch_open_orders()
+    with pytest.raises(ExchangeUnavailable, match="may land"):
+        await drift.fetch_order(SOL, "wd-aaaaaa-p1-s1", True)
+    with pytest.raises(ExchangeUnavailable):
+        await drift.cancel_order(SOL, "wd-aaaaaa-p1-s1", True)
+
+    async def reported() -> list[OrderReport] | None:
+        try:
+            return await drift.fetch_open_orders()
+        except ExchangeUnavailable:
+            return None
+
+    reports: list[OrderReport] | None = None
+    for _ in range(500):  # a deadline of about 5 s: the dropped transaction expires
+        reports = await reported()
+        if reports is not None:
+            break
+        await pause()
+    assert reports is not None, "the dropped transaction never settled"
+    [report] = reports
+    assert report.client_order_id == f"drift-{theirs}", "the trader's order was taken for warden's stop"
+    with pytest.raises(OrderNotFound):
+        await drift.fetch_order(SOL, "wd-aaaaaa-p1-s1", True)
+    [resting] = (await drift_sim.control("GET", "/sim/state"))["open_orders"]
+    assert resting["order_id"] == theirs, "warden cancelled the trader's order"

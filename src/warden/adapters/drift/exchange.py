@@ -460,12 +460,23 @@ class DriftExchange:
         return row.client_order_id
 
     async def _claim(self, order_id: int, user_order_id: int) -> IdRow | None:
-        """A live row holding this u8 whose order id is not known yet: its transaction landed (an
-        open order holds the u8, and Drift refuses a second), so the order is ours."""
+        """A live row holding this u8 whose order id is not known yet, if this order is what its
+        transaction placed. An open order holding the u8 does not prove that: while our
+        transaction has not landed, Drift gives the u8 to any other order (the trader's own bot),
+        so the transaction's own record decides. ExchangeUnavailable while it is still unsettled
+        (whose order this is cannot be told yet: ask again later)."""
         for row in await self._store(self.ids.live()):
             if row.user_order_id == user_order_id and row.order_id is None and row.tx_signature:
-                await self._store(self.ids.record_order(row.client_order_id, order_id))
-                return IdRow(row.client_order_id, row.user_order_id, True, order_id, row.tx_signature)
+                status = await self.client.tx_status(row.tx_signature, row.last_valid_block_height)
+                landed = await self._landed(row, status)
+                if landed == order_id:
+                    return IdRow(row.client_order_id, row.user_order_id, True, order_id, row.tx_signature)
+                if landed is None and status.get("status") not in (p.FAILED, p.EXPIRED, p.CONFIRMED):
+                    raise ExchangeUnavailable(
+                        f"order {order_id} holds u8 {user_order_id} of {row.client_order_id}, whose "
+                        f"transaction {row.tx_signature[:16]}... is not settled: whose order it is is "
+                        "not known yet"
+                    )
         return None
 
     async def _order_id(self, client_order_id: str) -> int:
