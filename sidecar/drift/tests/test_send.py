@@ -35,6 +35,7 @@ def chain(connection: Connection) -> Chain:
     made = Chain.__new__(Chain)
     made.connection = connection
     made.prepared = {SIGNATURE: (b"signed", 1000)}
+    made.sent = set()
     return made
 
 
@@ -75,3 +76,45 @@ def test_solana_py_s_wrapped_errors_are_judged_by_their_cause() -> None:
     with pytest.raises(p.ProtocolError) as raised:
         asyncio.run(chain(Connection(send=wrapped(httpx.ConnectError("refused")))).send(SIGNATURE))
     assert raised.value.code == p.UNAVAILABLE
+
+
+class Resent(Connection):
+    """The first send goes out (its confirmation is not seen in time); the next is refused by
+    preflight, as an RPC refuses bytes that already landed ("This transaction has already been
+    processed") or whose blockhash it does not know yet."""
+
+    async def send_raw_transaction(self, raw: bytes, opts: Any) -> None:
+        from solana.rpc.core import RPCException
+
+        self.sent += 1
+        if self.sent > 1:
+            raise RPCException("Transaction simulation failed: This transaction has already been processed")
+
+    async def get_signature_statuses(self, sigs: Any, search_transaction_history: bool) -> Any:
+        return type("Statuses", (), {"value": [None]})()  # not seen (yet) at this node
+
+    async def get_block_height(self, commitment: str) -> Any:
+        return type("Height", (), {"value": 10})()  # far below the last valid block height
+
+
+def test_bytes_sent_before_that_preflight_refuses_are_pending_never_failed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """warden sends the same signed bytes again while their outcome is unknown (never a new
+    transaction while these could land). A preflight refusal of that resend says nothing about
+    the first: it may have landed ("already processed") or still land. Answering `failed` made
+    warden release the u8 and build a NEW transaction for the same order: the order twice."""
+    monkeypatch.setattr("warden_drift_sidecar.server.CONFIRM_WAIT", 0.0)
+    made = chain(Resent())
+    assert asyncio.run(made.send(SIGNATURE))["status"] == p.PENDING
+    again = asyncio.run(made.send(SIGNATURE))
+    assert again["status"] == p.PENDING, again
+
+
+def test_a_first_send_that_preflight_refuses_is_failed() -> None:
+    """Bytes never forwarded before, refused by preflight (the program refused the simulation):
+    they cannot land, warden may build a new transaction."""
+    from solana.rpc.core import RPCException
+
+    answer = asyncio.run(chain(Connection(send=RPCException("InsufficientCollateral"))).send(SIGNATURE))
+    assert answer["status"] == p.FAILED

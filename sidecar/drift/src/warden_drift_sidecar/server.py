@@ -73,6 +73,7 @@ class Chain:
             ),
         )
         self.prepared: dict[str, tuple[bytes, int]] = {}
+        self.sent: set[str] = set()  # signatures whose bytes may have left (a send was attempted)
         self.orders: dict[int, p.Json] = {}  # order id -> last known order (from events)
         self.fills: list[p.Json] = []
         self.sockets: set[web.WebSocketResponse] = set()
@@ -179,11 +180,16 @@ class Chain:
             raise p.ProtocolError(p.NOT_FOUND, "this sidecar did not sign that transaction (restarted?)")
         raw, height = prepared
         pending = {"signature": signature, "status": p.PENDING}
+        sent_before = signature in self.sent
+        self.sent.add(signature)
         try:
             await self.connection.send_raw_transaction(
                 raw, TxOpts(skip_preflight=False, preflight_commitment="confirmed")
             )
-        except RPCException as exc:  # preflight refused it: it was not forwarded, it cannot land
+        except RPCException as exc:  # preflight refused it: THIS send was not forwarded
+            if sent_before:  # an earlier send of these bytes may have landed ("already processed")
+                log.warning("resend of %s refused by preflight: %s", signature[:16], str(exc)[:200])
+                return pending  # or may still land: warden settles it by the signature
             return {"signature": signature, "status": p.FAILED, "error": str(exc)[:500]}
         except Exception as exc:
             if _never_connected(exc):  # the only failure that proves the bytes never left
