@@ -12,7 +12,14 @@ from tests.e2e.flows import Events
 from tests.helpers import eventually
 from warden.adapters.drift import DriftExchange
 from warden.domain.orders import OrderStatus
-from warden.domain.reports import FillReport, OrderReport, OrderRequest, PositionReport, StreamGap
+from warden.domain.reports import (
+    FillReport,
+    MarkPrice,
+    OrderReport,
+    OrderRequest,
+    PositionReport,
+    StreamGap,
+)
 from warden.domain.values import ClientOrderId, OrderSide, OrderType, Side, Symbol
 from warden.ports import ExchangeTimeout, ExchangeUnavailable, OrderNotFound, OrderRejected
 
@@ -382,3 +389,31 @@ async def test_an_outside_order_holding_the_user_order_id_of_a_transaction_not_l
         await drift.fetch_order(SOL, "wd-aaaaaa-p1-s1", True)
     [resting] = (await drift_sim.control("GET", "/sim/state"))["open_orders"]
     assert resting["order_id"] == theirs, "warden cancelled the trader's order"
+
+
+async def test_a_market_listed_after_warden_loaded_the_markets_breaks_neither_reads_nor_the_stream(
+    drift: DriftExchange, drift_sim: DriftSim
+) -> None:
+    """Drift lists perp markets while warden runs; the trader trades a new one by hand. Its
+    position, orders and fills are in the user account and on the event socket: reading them
+    must not fail every reconciliation (`market index 9 is unknown`), and the stream must not
+    drop and reconnect on each of their events (events meanwhile lost)."""
+    venue = drift_sim.venue
+    sui = venue.markets.pop(9)  # not listed yet when warden loads the markets
+    assert SOL in await drift.instruments()
+    venue.markets[9] = sui  # listed now
+    events = Events(drift.stream())
+    try:
+        await eventually(lambda: bool(venue.sockets), what="the event socket")
+        await drift_sim.control("POST", "/sim/price", {"symbol": "SUI", "price": "3.1"})
+        await events.wait_for(lambda e: isinstance(e, MarkPrice) and e.symbol == "SUI-PERP", timeout=10)
+        await drift_sim.control("POST", "/sim/external-order", {"symbol": "SUI", "side": "buy", "qty": "10"})
+        positions = await drift.fetch_positions()
+        assert [(p.symbol, p.side, p.qty) for p in positions] == [(Symbol("SUI-PERP"), Side.LONG, D(10))]
+        await drift.place_order(market("wd-aaaaaa-p1-e1", OrderSide.BUY, "1"))
+        await events.wait_for(
+            lambda e: isinstance(e, FillReport) and e.client_order_id == "wd-aaaaaa-p1-e1", timeout=10
+        )
+        assert [e for e in events.seen if isinstance(e, StreamGap)] == [], "the stream dropped"
+    finally:
+        await events.stop()

@@ -161,6 +161,13 @@ class DriftExchange:
             raise OrderRejected(f"{symbol} is not a Drift perp market")
         return found
 
+    async def symbol_at(self, index: int) -> Symbol:
+        """warden's symbol of market `index`, reading the markets again if it is not known: Drift
+        lists markets while warden runs, and the trader may trade one by hand."""
+        if index not in self._by_index:
+            await self._load(refresh=True)
+        return self.symbol_of(index)
+
     def symbol_of(self, index: int) -> Symbol:
         found = self._by_index.get(index)
         if found is None:
@@ -335,7 +342,7 @@ class DriftExchange:
             side = Side.LONG if base > 0 else Side.SHORT
             entry = Decimal(int(row["entry_price"])) / PRICE
             found.append(
-                PositionReport(self.symbol_of(int(row["market_index"])), side, abs(base) / BASE, entry)
+                PositionReport(await self.symbol_at(int(row["market_index"])), side, abs(base) / BASE, entry)
             )
         return found
 
@@ -411,7 +418,7 @@ class DriftExchange:
         return OrderReport(
             client_order_id=cid,
             exchange_order_id=str(order_id),
-            symbol=self.symbol_of(int(row["market_index"])),
+            symbol=await self.symbol_at(int(row["market_index"])),
             side=OrderSide.BUY if row["direction"] == p.LONG else OrderSide.SELL,
             type=order_type_of(row),
             qty=Decimal(int(row["base_asset_amount"])) / BASE,
@@ -432,7 +439,7 @@ class DriftExchange:
             trade_id=TradeId(f"F{row['fill_id']}"),
             client_order_id=cid,
             exchange_order_id=str(order_id),
-            symbol=self.symbol_of(int(row["market_index"])),
+            symbol=await self.symbol_at(int(row["market_index"])),
             side=OrderSide.BUY if row["direction"] == p.LONG else OrderSide.SELL,
             qty=base,
             price=(quote / base).quantize(Decimal("1e-9")).normalize(),

@@ -92,10 +92,10 @@ class DriftStream:
             row = data["position"]
             base = int(row["base_asset_amount"])
             side = Side.LONG if base >= 0 else Side.SHORT
-            symbol = exchange.symbol_of(int(row["market_index"]))
+            symbol = await exchange.symbol_at(int(row["market_index"]))
             entry = Decimal(int(row["entry_price"])) / p.PRICE_PRECISION
             return [PositionReport(symbol, side, abs(Decimal(base)) / p.BASE_PRECISION, entry)]
         if kind == "price":
-            symbol = exchange.symbol_of(int(data["market_index"]))
+            symbol = await exchange.symbol_at(int(data["market_index"]))
             return [MarkPrice(symbol, Decimal(int(data["oracle_price"])) / p.PRICE_PRECISION, _now())]
         return []
