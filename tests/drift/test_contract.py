@@ -417,3 +417,30 @@ async def test_a_market_listed_after_warden_loaded_the_markets_breaks_neither_re
         assert [e for e in events.seen if isinstance(e, StreamGap)] == [], "the stream dropped"
     finally:
         await events.stop()
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        {"v": 1, "type": "order", "order": {"order_id": 7}},  # fields missing
+        {"v": 1, "type": "fill", "fill": None},
+        ["not", "an", "object"],
+    ],
+)
+async def test_an_unreadable_event_is_a_gap_and_the_stream_goes_on(
+    drift: DriftExchange, drift_sim: DriftSim, garbage: object
+) -> None:
+    """A sidecar that answers garbage on its event socket (a bug, another build) loses that event:
+    the stream says so (a gap: the engine reconciles) and goes on. It must not end: the engine's
+    stream loop would end with it, leaving trailing stops frozen until a restart."""
+    venue = drift_sim.venue
+    events = Events(drift.stream())
+    try:
+        await eventually(lambda: len(venue.sockets) == 1, what="the event socket")
+        [ws] = venue.sockets
+        await ws.send_json(garbage)
+        await events.wait_for(lambda e: isinstance(e, StreamGap), timeout=10)
+        await drift_sim.control("POST", "/sim/price", {"symbol": "SOL", "price": "151"})
+        await events.wait_for(lambda e: isinstance(e, MarkPrice) and e.price == D(151), timeout=10)
+    finally:
+        await events.stop()

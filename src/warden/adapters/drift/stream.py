@@ -1,7 +1,8 @@
 """The sidecar's event websocket as the port's stream: orders, fills, positions, oracle prices.
 
 The socket carries no replay: when it drops, events are lost, so once it is connected again
-(the server's `hello`) one StreamGap tells the engine to reconcile over HTTP. Reconnects back
+(the server's `hello`) one StreamGap tells the engine to reconcile over HTTP. An event it cannot
+read is lost the same way: the socket is dropped and connected again (never the stream ended). Reconnects back
 off while the sidecar stays away. An order event that says the order is final releases its
 user order id.
 """
@@ -68,6 +69,8 @@ class DriftStream:
                             yield event
             except (aiohttp.ClientError, OSError, ValueError, ExchangeError) as exc:
                 log.warning("drift event stream failed: %r", exc)
+            except (KeyError, TypeError, AttributeError) as exc:  # an event it cannot read: lost
+                log.warning("drift event stream sent an unreadable event: %r", exc)
             finally:
                 self._ws = None
             if self._stopped.is_set():
