@@ -444,3 +444,26 @@ async def test_an_unreadable_event_is_a_gap_and_the_stream_goes_on(
         await events.wait_for(lambda e: isinstance(e, MarkPrice) and e.price == D(151), timeout=10)
     finally:
         await events.stop()
+
+
+async def test_user_order_ids_of_the_trader_s_orders_that_ended_are_free_again(
+    drift: DriftExchange, drift_sim: DriftSim
+) -> None:
+    """The trader's own bot, over a long run, has used every one of the 255 user order ids (at
+    most 32 open at a time, each cancelled later). warden avoids the ids of the trader's orders
+    that are open, not of every order it ever saw: with all of them ended, warden's stop still
+    gets an id (it was refused: 'no user order id free', and protect-or-close's close too)."""
+    for first in range(1, 256, 32):
+        ids = range(first, min(first + 32, 256))
+        placed = [await outside_trigger_with(drift_sim, u8) for u8 in ids]
+        await drift.fetch_open_orders()  # warden sees them: theirs, their ids avoided meanwhile
+        prepared = await drift_sim.control("POST", "/v1/tx/cancel", {"order_ids": placed})
+        sent = await drift_sim.control("POST", f"/v1/tx/{prepared['signature']}/send")
+        assert sent["status"] == "confirmed", sent
+    assert await drift.fetch_open_orders() == []
+    await drift.place_order(market("wd-aaaaaa-p1-e1", OrderSide.BUY, "1"))
+    await filled(drift, "wd-aaaaaa-p1-e1")
+    stop = await drift.place_order(
+        trigger("wd-aaaaaa-p1-s1", OrderType.STOP_MARKET, OrderSide.SELL, "1", "100")
+    )
+    assert stop.status is OrderStatus.OPEN

@@ -314,6 +314,11 @@ class DriftExchange:
     async def fetch_open_orders(self) -> list[OrderReport]:
         user = await self.client.get("/v1/user")
         await self._load()
+        # The ids to avoid are those of the trader's orders open now (reading them below adds
+        # each back), not of every order ever seen: over a long run the trader's own bot uses
+        # all 255, and warden would have none left for a stop. An id taken after this read is
+        # refused by Drift at the send (ID_IN_USE), avoided from then on, and another picked.
+        self._outside_ids.clear()
         reports = [await self._report(row) for row in user.get("orders", [])]
         open_ids = {int(r.exchange_order_id) for r in reports}
         await self._sweep(open_ids)
