@@ -406,7 +406,7 @@ class Engine:
             unprotected_positions=len(unprotected),
             started_at=self._started_at,
             last_reconcile_at=self.last_reconcile_at,
-            pending_writes=len(self.ledger.pending) + len(self.ledger.pending_events),
+            pending_writes=len(self.ledger.pending_transitions) + len(self.ledger.pending_events),
             details=self._details(),
             controls=self.controls.state,
             warnings=[*self.deliverer.warnings(), *self._stream_warning(), *self.warnings.values()],

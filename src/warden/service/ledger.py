@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import NoReturn
 
 import structlog
@@ -44,6 +44,14 @@ log = structlog.get_logger("warden.ledger")
 FORGOTTEN_LIMIT = 100_000
 
 
+@dataclass(frozen=True, slots=True)
+class Queued:
+    """Events and alerts with no transition, queued in their place among the queued transitions."""
+
+    events: tuple[Event, ...]
+    alerts: tuple[Alert, ...]
+
+
 class Ledger:
     def __init__(self, store: Store, clock: Clock, check_may_act: Callable[[], None] = lambda: None) -> None:
         self.store = store
@@ -56,9 +64,9 @@ class Ledger:
         self.orders: dict[ClientOrderId, Order] = {}
         self.orders_by_position: dict[PositionId, dict[ClientOrderId, Order]] = defaultdict(dict)
         self.by_symbol: dict[Symbol, set[PositionId]] = defaultdict(set)
-        self.pending: deque[Transition] = deque()
-        self.pending_events: list[Event] = []
-        self.pending_alerts: list[Alert] = []
+        self.pending: deque[Transition | Queued] = deque()
+        """Writes the database has not taken, in the order they happened: transitions and, between
+        them, events and alerts recorded meanwhile (written later in that same order)."""
         self.last_store_error: str | None = None
         self.on_degraded: Callable[[str], None] | None = None
         self.before_change: Callable[[Symbol, PositionId, bool], None] | None = None
@@ -101,7 +109,30 @@ class Ledger:
 
     @property
     def degraded(self) -> bool:
-        return bool(self.pending or self.pending_events or self.pending_alerts)
+        return bool(self.pending)
+
+    @property
+    def pending_transitions(self) -> list[Transition]:
+        return [t for t in self.pending if isinstance(t, Transition)]
+
+    @property
+    def pending_events(self) -> list[Event]:
+        """Queued events with no transition."""
+        return [e for q in self.pending if isinstance(q, Queued) for e in q.events]
+
+    @property
+    def pending_alerts(self) -> list[Alert]:
+        """Queued alerts with no transition."""
+        return [a for q in self.pending if isinstance(q, Queued) for a in q.alerts]
+
+    def _queue(self, events: Iterable[Event], alerts: Iterable[Alert] = ()) -> None:
+        """Queue events and alerts after every write queued so far (joined to a batch just before)."""
+        more = Queued(tuple(events), tuple(alerts))
+        last = self.pending[-1] if self.pending else None
+        if isinstance(last, Queued):
+            self.pending[-1] = Queued(last.events + more.events, last.alerts + more.alerts)
+        else:
+            self.pending.append(more)
 
     def load(self, positions: Iterable[Position], orders: Iterable[Order]) -> None:
         for position in positions:
@@ -236,14 +267,12 @@ class Ledger:
         if not events and not alerts:
             return
         if self.degraded:
-            self.pending_events.extend(events)
-            self.pending_alerts.extend(alerts)
+            self._queue(events, alerts)
             return
         try:
             await self.store.append_events(events, alerts)
         except StoreUnavailable as exc:
-            self.pending_events.extend(events)
-            self.pending_alerts.extend(alerts)
+            self._queue(events, alerts)
             self._degrade(str(exc), None)
         except FencedOut as exc:
             self._fenced(exc)
@@ -257,6 +286,10 @@ class Ledger:
         """
         while self.pending:
             transition = self.pending[0]
+            if isinstance(transition, Queued):
+                await self.store.append_events(transition.events, transition.alerts)
+                self.pending.popleft()
+                continue
             try:
                 await self.store.commit(transition)
             except FencedOut as exc:
@@ -265,23 +298,20 @@ class Ledger:
                 # Memory already holds it; the database will not take a second open position on
                 # the symbol. Keep the queue moving and say so: reconciliation settles the symbol.
                 log.error("queued_write_refused", position_id=transition.position.id, error=str(exc))
-                self.pending_events.append(
-                    Event(
-                        EventKind.RECONCILE,
-                        self.clock.now(),
-                        None,
-                        f"a queued write for {transition.position.id} was refused: {exc}",
-                    )
+                refused = Event(
+                    EventKind.RECONCILE,
+                    self.clock.now(),
+                    None,
+                    f"a queued write for {transition.position.id} was refused: {exc}",
                 )
+                self.pending.popleft()
+                self.pending.appendleft(Queued((refused,), ()))
+                continue
             except (VersionConflict, DuplicateSignal):
                 stored = await self.store.get_position(transition.position.id)
                 if stored is None or stored.version < transition.position.version:
                     raise
             self.pending.popleft()
-        if self.pending_events or self.pending_alerts:
-            await self.store.append_events(self.pending_events, self.pending_alerts)
-            self.pending_events = []
-            self.pending_alerts = []
         self.last_store_error = None
         return True
 
@@ -309,8 +339,6 @@ class Ledger:
         self.orders_by_position.clear()
         self.by_symbol.clear()
         self.pending.clear()
-        self.pending_events = []
-        self.pending_alerts = []
 
     def put_marks(self, position: Position) -> None:
         """Tick-derived fields only (last price, watermark, MAE/MFE): memory, no version change."""
@@ -351,8 +379,12 @@ class Ledger:
         """Entering degraded mode is itself an event (queued with the rest) and an alert."""
         self.last_store_error = error
         log.error("store_degraded", position_id=position_id, error=error)
-        self.pending_events.append(
-            Event(EventKind.STORE_DEGRADED, self.clock.now(), position_id, f"database write failed: {error}")
+        self._queue(
+            [
+                Event(
+                    EventKind.STORE_DEGRADED, self.clock.now(), position_id, f"database write failed: {error}"
+                )
+            ]
         )
         if self.on_degraded is not None:
             self.on_degraded(error)
