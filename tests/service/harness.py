@@ -58,7 +58,8 @@ class SwitchableStore(ForwardingStore):
         super().__init__(inner)
         self.down = False
         self.land_then_time_out = False
-        """Commits land, then answer as if their deadline passed (an unknown outcome)."""
+        """Commits and appended events land, then answer as if their deadline passed (an unknown
+        outcome)."""
 
     def _check(self) -> None:
         if self.down:
@@ -79,6 +80,8 @@ class SwitchableStore(ForwardingStore):
     async def append_events(self, events: Sequence[Event], alerts: Sequence[Alert] = ()) -> None:
         self._check()
         await self.inner.append_events(events, alerts)
+        if self.land_then_time_out:
+            raise StoreUnavailable("deadline passed (the events landed anyway)")
 
     async def save_marks(self, positions: Sequence[Position]) -> None:
         self._check()

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import pytest
+
 from tests.helpers import eventually
 from tests.service.harness import SOL, Harness
 from warden.domain.events import EventKind
 from warden.domain.position import PositionStatus
 from warden.domain.values import OrderType
-from warden.service.commands import EngineState
+from warden.service.commands import EngineState, NotHolder
 
 
 def stops(h: Harness) -> list[object]:
@@ -85,3 +87,130 @@ async def test_events_of_an_outage_are_written_in_the_order_they_happened(harnes
     assert kinds.index(EventKind.STORE_DEGRADED) < kinds.index(EventKind.TP2_HIT), kinds
     ats = [e.at for e in await harness.store.list_events(limit=500)]
     assert ats == sorted(ats)
+
+
+async def test_kill_flatten_with_the_database_down_closes_and_is_stored_later(harness: Harness) -> None:
+    pos = await harness.open("long", usd="100")
+    harness.store.down = True
+    report = await harness.engine.kill(flatten=True, reason="test")
+    await harness.engine.wait_idle()
+    assert [p.id for p in report.closed] == [pos.id], report
+    assert harness.exchange_qty() == 0 and harness.resting() == []
+    harness.store.down = False
+    await harness.engine.flush_pending()
+    await harness.engine.controls.flush()
+    stored = await harness.store.get_position(pos.id)
+    assert stored is not None and stored.status is PositionStatus.CLOSED
+    assert (await harness.store.load_controls()).killed
+    h = await harness.restart()
+    assert h.engine.controls.state.killed
+    assert (await h.engine.reconcile()).findings == []
+
+
+async def test_kill_flatten_whose_commits_land_then_time_out(harness: Harness) -> None:
+    pos = await harness.open("long", usd="100")
+    harness.store.land_then_time_out = True
+    await harness.engine.kill(flatten=True, reason="test")
+    await harness.engine.wait_idle()
+    assert harness.exchange_qty() == 0 and harness.resting() == []
+    harness.store.land_then_time_out = False
+    await harness.engine.flush_pending()
+    assert harness.engine.state is EngineState.READY
+    stored = await harness.store.get_position(pos.id)
+    assert stored is not None and stored.status is PositionStatus.CLOSED
+    assert stored.version == harness.engine.ledger.positions[pos.id].version
+    kinds = [e.kind for e in await harness.store.list_events(pos.id, limit=500)]
+    assert kinds.count(EventKind.POSITION_CLOSED) == 1, kinds
+
+
+async def test_an_outside_reduce_applied_with_the_database_down_then_a_restart(harness: Harness) -> None:
+    from warden.domain.values import OrderSide
+
+    pos = await harness.open("long", usd="100")
+    harness.store.down = True
+    harness.sim.external_order(SOL, OrderSide.SELL, pos.filled_qty / 2, reduce_only=True)
+    await harness.engine.reconcile()
+    await harness.engine.wait_idle()
+    left = harness.exchange_qty()
+    assert harness.engine.ledger.positions[pos.id].remaining == left
+    assert [o.qty for o in stops(harness)] == [left]  # type: ignore[attr-defined]
+    h = await harness.restart()
+    await h.engine.wait_idle()
+    assert h.engine.ledger.positions[pos.id].remaining == left
+    assert [o.qty for o in stops(h)] == [left]  # type: ignore[attr-defined]
+    tps = sum((o.qty for o in h.resting() if o.type is not OrderType.STOP_MARKET), Decimal(0))
+    assert tps <= left
+    assert (await h.engine.reconcile()).findings == []
+
+
+async def test_a_refused_stop_replaced_by_a_close_with_the_database_down(harness: Harness) -> None:
+    pos = await harness.open("long", usd="100")
+    [stop] = stops(harness)
+    harness.store.down = True
+    harness.sim.faults.reject_if = lambda req: req.type is OrderType.STOP_MARKET
+    harness.sim.cancel_external(stop.client_order_id)  # type: ignore[attr-defined]
+    await eventually(lambda: harness.exchange_qty() == 0, what="closed at market")
+    await eventually(lambda: harness.resting() == [], what="exits cancelled")
+    await harness.engine.wait_idle()
+    harness.sim.faults.reject_if = None
+    assert harness.engine.ledger.positions[pos.id].status is PositionStatus.CLOSED
+    h = await harness.restart()
+    await h.engine.wait_idle()
+    stored = await h.store.get_position(pos.id)
+    assert stored is not None and stored.status is PositionStatus.CLOSED
+    assert h.exchange_qty() == 0 and h.resting() == []
+    assert (await h.engine.reconcile()).findings == []
+
+
+async def test_queued_writes_refused_by_a_takeover_stand_the_engine_down(
+    harness: Harness, store_url: str
+) -> None:
+    from warden.adapters.db.lease import lease_for
+
+    first = lease_for(store_url, "default")
+    epoch = await first.try_acquire()
+    assert epoch is not None
+    harness.store.inner.set_epoch("default", epoch)  # type: ignore[attr-defined]
+    pos = await harness.open("long", usd="100")
+    harness.store.down = True
+    harness.sim.set_mark(SOL, pos.tp1_price)
+    await eventually(lambda: harness.engine.ledger.positions[pos.id].tp1_hit, what="tp1 applied")
+    await harness.engine.wait_idle()
+    await first.release()
+    second = lease_for(store_url, "default")
+    assert await second.try_acquire() == epoch + 1  # another engine took the account meanwhile
+    try:
+        stored_before = await harness.store.get_position(pos.id)
+        harness.store.down = False
+        with pytest.raises(NotHolder):
+            await harness.engine.flush_pending()
+        await eventually(lambda: harness.engine.state is EngineState.READ_ONLY, what="stood down")
+        await harness.engine.wait_idle()
+        sent = len(harness.sim.core.open_orders(SOL))
+        [stop] = stops(harness)
+        harness.sim.cancel_external(stop.client_order_id)  # type: ignore[attr-defined]
+        harness.sim.set_mark(SOL, pos.tp2_price)
+        await harness.engine.wait_idle()
+        assert len(harness.sim.core.open_orders(SOL)) <= sent - 1, "the fenced engine acted"
+        assert await harness.store.get_position(pos.id) == stored_before
+    finally:
+        await second.release()
+
+
+async def test_queued_events_whose_write_landed_unanswered_are_written_once(harness: Harness) -> None:
+    pos = await harness.open("long", usd="100")
+    harness.store.down = True
+    harness.sim.set_mark(SOL, pos.tp1_price)
+    await eventually(lambda: harness.engine.ledger.positions[pos.id].tp1_hit, what="tp1 applied")
+    await harness.engine.wait_idle()
+    harness.store.down = False
+    harness.store.land_then_time_out = True  # the database is back, its answers are lost
+    for _ in range(3):
+        await harness.engine.flush_pending()
+    harness.store.land_then_time_out = False
+    await harness.engine.flush_pending()
+    assert harness.engine.state is EngineState.READY
+    kinds = [e.kind for e in await harness.store.list_events(limit=500)]
+    assert kinds.count(EventKind.TP1_HIT) == 1, kinds
+    assert kinds.count(EventKind.STORE_DEGRADED) == 1, kinds
+    assert kinds.count(EventKind.STORE_RECOVERED) == 1, kinds

@@ -50,6 +50,8 @@ class Queued:
 
     events: tuple[Event, ...]
     alerts: tuple[Alert, ...]
+    sent: bool = False
+    """A write of them was sent and failed: it may have landed all the same (its answer lost)."""
 
 
 class Ledger:
@@ -125,11 +127,12 @@ class Ledger:
         """Queued alerts with no transition."""
         return [a for q in self.pending if isinstance(q, Queued) for a in q.alerts]
 
-    def _queue(self, events: Iterable[Event], alerts: Iterable[Alert] = ()) -> None:
-        """Queue events and alerts after every write queued so far (joined to a batch just before)."""
-        more = Queued(tuple(events), tuple(alerts))
+    def _queue(self, events: Iterable[Event], alerts: Iterable[Alert] = (), *, sent: bool = False) -> None:
+        """Queue events and alerts after every write queued so far (joined to a batch just before
+        that was never sent). `sent`: their write failed, and may have landed."""
+        more = Queued(tuple(events), tuple(alerts), sent)
         last = self.pending[-1] if self.pending else None
-        if isinstance(last, Queued):
+        if isinstance(last, Queued) and not last.sent and not sent:
             self.pending[-1] = Queued(last.events + more.events, last.alerts + more.alerts)
         else:
             self.pending.append(more)
@@ -272,7 +275,7 @@ class Ledger:
         try:
             await self.store.append_events(events, alerts)
         except StoreUnavailable as exc:
-            self._queue(events, alerts)
+            self._queue(events, alerts, sent=True)
             self._degrade(str(exc), None)
         except FencedOut as exc:
             self._fenced(exc)
@@ -287,7 +290,9 @@ class Ledger:
         while self.pending:
             transition = self.pending[0]
             if isinstance(transition, Queued):
-                await self.store.append_events(transition.events, transition.alerts)
+                if not (transition.sent and await self._landed_unanswered(transition)):
+                    self.pending[0] = replace(transition, sent=True)
+                    await self.store.append_events(transition.events, transition.alerts)
                 self.pending.popleft()
                 continue
             try:
@@ -314,6 +319,14 @@ class Ledger:
             self.pending.popleft()
         self.last_store_error = None
         return True
+
+    async def _landed_unanswered(self, queued: Queued) -> bool:
+        """Whether an earlier write of these events landed though it answered with an error.
+        Nothing else writes events while writes are queued, so if it landed they are the newest
+        (alerts are written once by their id whatever happens)."""
+        if not queued.events:
+            return False
+        return await self.store.list_events(limit=len(queued.events)) == list(queued.events)
 
     def note_order(self, order: Order) -> None:
         """What the exchange acknowledged, in memory only; the next transition persists it."""
