@@ -9,7 +9,7 @@ import pytest
 from tests.helpers import eventually
 from tests.service.harness import SOL, Harness
 from warden.domain.events import EventKind
-from warden.domain.position import PositionStatus
+from warden.domain.position import Position, PositionStatus
 from warden.domain.values import OrderType
 from warden.service.commands import EngineState, NotHolder
 
@@ -214,3 +214,143 @@ async def test_queued_events_whose_write_landed_unanswered_are_written_once(harn
     assert kinds.count(EventKind.TP1_HIT) == 1, kinds
     assert kinds.count(EventKind.STORE_DEGRADED) == 1, kinds
     assert kinds.count(EventKind.STORE_RECOVERED) == 1, kinds
+
+
+async def test_a_trailing_move_with_the_database_down_then_a_restart_never_loosens_the_stop(
+    harness: Harness,
+) -> None:
+    pos = await harness.open("long", usd="100")
+    assert pos.tp1_price is not None and pos.tp2_price is not None
+    harness.sim.set_mark(SOL, pos.tp1_price)
+    harness.sim.set_mark(SOL, pos.tp2_price)
+    await eventually(lambda: harness.engine.ledger.positions[pos.id].trailing_active, what="runner armed")
+    await harness.engine.wait_idle()
+    harness.store.down = True
+    peak = pos.tp2_price + Decimal("3")
+    harness.sim.set_mark(SOL, peak)
+    trail = harness.engine.instruments[SOL].round_price(peak * (1 - Decimal("0.005")))
+    await eventually(
+        lambda: [o.trigger_price for o in stops(harness)] == [trail],  # type: ignore[attr-defined]
+        what="the trailing stop moved",
+    )
+    await harness.engine.wait_idle()
+    h = await harness.restart()
+    await h.engine.wait_idle()
+    left = h.exchange_qty()
+    [stop] = stops(h)
+    assert stop.qty == left  # type: ignore[attr-defined]
+    assert stop.trigger_price >= trail, "the stop was loosened by the restart"  # type: ignore[attr-defined]
+    mem = h.engine.ledger.positions[pos.id]
+    assert mem.trailing_active and mem.stop_price >= trail
+    assert (await h.engine.reconcile()).findings == []
+
+
+async def test_a_restart_while_the_database_is_down_guards_then_recovers_to_one_stop(
+    harness: Harness,
+) -> None:
+    import asyncio
+
+    pos = await harness.open("long", usd="100")
+    harness.store.down = True
+    harness.sim.set_mark(SOL, pos.tp1_price)  # type: ignore[arg-type]
+    await eventually(lambda: harness.engine.ledger.positions[pos.id].tp1_hit, what="tp1 applied")
+    await harness.engine.wait_idle()
+    await harness.stop()  # kill -9 with the TP1 writes queued
+    [stop] = stops(harness)
+    harness.sim.cancel_external(stop.client_order_id)  # type: ignore[attr-defined]
+    h = await harness.start(ready=False)
+    h.store.down = True
+    starting = asyncio.ensure_future(h.engine.start_with_retry())
+    left = h.exchange_qty()
+    await eventually(lambda: [o.qty for o in stops(h)] == [left], what="a guard stop")  # type: ignore[attr-defined]
+    h.store.down = False
+    await asyncio.wait_for(starting, 10)
+    await h.engine.wait_idle()
+    await h.engine.reconcile()
+    await h.engine.wait_idle()
+    [real] = stops(h)
+    assert real.qty == left  # type: ignore[attr-defined]
+    assert h.engine.ledger.current_stop(pos.id).client_order_id == real.client_order_id  # type: ignore[union-attr,attr-defined]
+    mem = h.engine.ledger.positions[pos.id]
+    assert mem.remaining == left and mem.tp1_hit
+    tps = sum((o.qty for o in h.resting() if o.type is not OrderType.STOP_MARKET), Decimal(0))
+    assert tps <= left
+    [exposure] = h.sim.core.exposure(h.sim._now())
+    assert exposure.unprotected_seconds == 0
+    assert (await h.engine.reconcile()).findings == []
+
+
+def _same(a: object, b: object) -> list[str]:
+    fields = (
+        "status",
+        "remaining",
+        "tp1_hit",
+        "tp2_hit",
+        "trailing_active",
+        "stop_price",
+        "version",
+        "exit_reason",
+    )
+    return [f for f in fields if getattr(a, f) != getattr(b, f)]
+
+
+async def _reach(harness: Harness, pos: Position, moment: str) -> None:
+    """Make `moment` happen to `pos` (the fault is already on)."""
+    from warden.domain.values import OrderSide
+
+    assert pos.tp1_price is not None and pos.tp2_price is not None and pos.stop_price is not None
+    mem = harness.engine.ledger.positions
+    if moment == "tp1":
+        harness.sim.set_mark(SOL, pos.tp1_price)
+        await eventually(lambda: mem[pos.id].tp1_hit, what="tp1")
+    elif moment == "tp2":
+        harness.sim.set_mark(SOL, pos.tp2_price)
+        await eventually(lambda: mem[pos.id].trailing_active, what="armed")
+    elif moment == "trail":
+        before = mem[pos.id].stop_price
+        harness.sim.set_mark(SOL, pos.tp2_price + Decimal("3"))
+        await eventually(lambda: mem[pos.id].stop_price != before, what="moved")
+    elif moment == "stop_fired":
+        harness.sim.set_mark(SOL, pos.stop_price - Decimal("0.5"))
+        await eventually(lambda: mem[pos.id].status is PositionStatus.CLOSED, what="closed")
+    else:
+        harness.sim.external_order(SOL, OrderSide.SELL, pos.filled_qty / 2, reduce_only=True)
+        await harness.engine.reconcile()
+    await harness.engine.wait_idle()
+
+
+@pytest.mark.parametrize("fault", ["answer_lost", "down", "down_then_restart"])
+@pytest.mark.parametrize("moment", ["tp1", "tp2", "trail", "stop_fired", "outside_reduce"])
+async def test_a_fault_at_a_moment_leaves_exchange_db_and_memory_in_agreement(
+    harness: Harness, moment: str, fault: str
+) -> None:
+    pos = await harness.open("long", usd="100")
+    if moment in ("tp2", "trail"):
+        await _reach(harness, pos, "tp1")
+    if moment == "trail":
+        await _reach(harness, pos, "tp2")
+    if fault == "answer_lost":
+        harness.store.land_then_time_out = True
+    else:
+        harness.store.down = True
+    await _reach(harness, pos, moment)
+    harness.store.land_then_time_out = harness.store.down = False
+    if fault == "down_then_restart":
+        harness = await harness.restart()
+        await harness.engine.wait_idle()
+    else:
+        await harness.engine.flush_pending()
+    assert harness.engine.state is EngineState.READY
+    mem = harness.engine.ledger.positions[pos.id]
+    stored = await harness.store.get_position(pos.id)
+    assert stored is not None and _same(stored, mem) == [], (stored, mem)
+    left = harness.exchange_qty()
+    assert mem.remaining == left
+    if left:
+        assert [o.qty for o in stops(harness)] == [left]  # type: ignore[attr-defined]
+    else:
+        assert harness.resting() == []
+    events = await harness.store.list_events(pos.id, limit=500)
+    seen = [(e.kind, e.message) for e in events]
+    assert len(seen) == len(set(seen)), seen
+    assert (await harness.engine.reconcile()).findings == []
