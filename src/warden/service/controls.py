@@ -89,20 +89,42 @@ class ControlPanel:
 
     async def pause(self, reason: str = "") -> Controls:
         await self._change(replace(self.state, paused=True, reason=reason))
-        await self.ctx.notify(AlertKind.PAUSED, f"paused: no new entries{_by(reason)}; exits keep working")
+        await self.ctx.notify(
+            AlertKind.PAUSED, f"paused: no new entries{_by(reason)}; exits keep working{self._not_stored()}"
+        )
         return self.state
 
     async def kill(self, reason: str = "") -> Controls:
         await self._change(replace(self.state, paused=True, killed=True, reason=reason))
-        await self.ctx.notify(AlertKind.KILL_ON, f"kill switch on{_by(reason)}: no new entries")
+        await self.ctx.notify(
+            AlertKind.KILL_ON, f"kill switch on{_by(reason)}: no new entries{self._not_stored()}"
+        )
         return self.state
 
     async def resume(self) -> Controls:
         was = self.state
         await self._change(Controls(changed_at=self.ctx.clock.now()))
         kind = AlertKind.KILL_OFF if was.killed else AlertKind.RESUMED
-        await self.ctx.notify(kind, "resumed: new entries accepted")
+        await self.ctx.notify(kind, f"resumed: new entries accepted{self._not_stored()}")
         return self.state
+
+    def warning(self) -> str | None:
+        """The /status warning while a change is in force but not stored (the database is down)."""
+        if not self.unsaved:
+            return None
+        what = self.state.refusal(self.ctx.clock.now()) or "resumed: trading allowed"
+        return (
+            f"controls in force but not stored ({what}): the database is unavailable; a restart"
+            " before it is back loses them (set them again then)"
+        )
+
+    def _not_stored(self) -> str:
+        return (
+            " — NOT stored yet: the database is unavailable; it holds now, but a restart before the"
+            " database is back loses it (set it again then)"
+            if self.unsaved
+            else ""
+        )
 
     async def _change(self, new: Controls) -> None:
         self.state = replace(new, changed_at=self.ctx.clock.now())

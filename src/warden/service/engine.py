@@ -409,7 +409,12 @@ class Engine:
             pending_writes=len(self.ledger.pending_transitions) + len(self.ledger.pending_events),
             details=self._details(),
             controls=self.controls.state,
-            warnings=[*self.deliverer.warnings(), *self._stream_warning(), *self.warnings.values()],
+            warnings=[
+                *self.deliverer.warnings(),
+                *self._stream_warning(),
+                *self.warnings.values(),
+                *filter(None, [self.controls.warning()]),
+            ],
         )
 
     def _stream_warning(self) -> list[str]:
@@ -741,15 +746,19 @@ class Engine:
         while True:
             await self.clock.sleep(self.config.watermark_flush_interval)
             try:
-                await self.flush_pending()
-                await self.exits.flush_watermarks()
-                self.controls.refresh()
-                await self.controls.flush()
-                self._prune()
+                await self.maintain_once()
             except NotHolder:
                 return
             except Exception as exc:
                 await self._survive("maintenance", exc)
+
+    async def maintain_once(self) -> None:
+        """One maintenance pass (see `maintain`)."""
+        await self.flush_pending()
+        await self.exits.flush_watermarks()
+        self.controls.refresh()
+        await self.controls.flush()
+        self._prune()
 
     async def flush_pending(self) -> None:
         if not self.ledger.degraded:
