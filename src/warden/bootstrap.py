@@ -611,10 +611,11 @@ async def _stopped_within(stop: asyncio.Event, clock: Clock, seconds: float) -> 
 
 def _same_exchange_account(per_account: dict[str, Settings]) -> dict[str, str]:
     """Accounts that name an exchange account another one already trades: two writers on one
-    exchange account would each find the other's positions, so the later table is refused. An
-    API key belongs to one exchange account, so the same key on the same venue is the same
-    account however its endpoint is written (`testnet` is ignored once `exchange_url` is set,
-    and a URL may be a proxy in front of the default endpoint)."""
+    exchange account would each find the other's positions, so the later table is refused. The
+    same key on the same venue and endpoint is one account; the endpoint is `exchange_url` when
+    set (`testnet` is then ignored, so it does not tell two tables apart), else the venue's live
+    or test environment. Different URLs may be different venues (simulators each holding accounts
+    under one key), so they are not compared."""
     seen: dict[tuple[object, ...], str] = {}
     refused: dict[str, str] = {}
     for name, s in per_account.items():
@@ -623,13 +624,14 @@ def _same_exchange_account(per_account: dict[str, Settings]) -> dict[str, str]:
             wallet = s.drift_keypair_path.get_secret_value() if s.drift_keypair_path else None
             identity: tuple[object, ...] = ("drift", s.exchange_url, wallet, s.drift_sub_account)
         elif key is not None:
-            identity = (s.exchange, key)
+            endpoint = s.exchange_url or ("testnet" if s.testnet else "live")
+            identity = (s.exchange, endpoint, key)
         else:
             continue  # the simulator: every account has its own
         if identity in seen:
             refused[name] = (
                 f"accounts.{name}: trades the same exchange account as {seen[identity]!r}"
-                " (same exchange and key); one writer per exchange account"
+                " (same exchange, endpoint and key); one writer per exchange account"
             )
         else:
             seen[identity] = name

@@ -223,27 +223,34 @@ exchange = "sim"
     async with running_fleet(settings, price_feed=False, notifier=lambda _: RecordingNotifier()) as fleet:
         assert set(fleet.runtimes) == {"one", "sim"}
         assert fleet.failures == {
-            "two": "accounts.two: trades the same exchange account as 'one' (same exchange and key);"
-            " one writer per exchange account"
+            "two": "accounts.two: trades the same exchange account as 'one' (same exchange, endpoint"
+            " and key); one writer per exchange account"
         }
         opened = await engine(fleet, "sim").open_position(OpenPosition(SOL, Side.LONG, Decimal(100)))
         assert opened.status is PositionStatus.PROTECTED
 
 
 @pytest.mark.parametrize(
-    ("one", "two"),
+    ("one", "two", "refused"),
     [
-        ('exchange_url = "http://127.0.0.1:9"', 'exchange_url = "http://127.0.0.1:9"\ntestnet = true'),
-        ("", 'exchange_url = "http://127.0.0.1:9"'),  # the default endpoint, and another in front
-        ("testnet = true", 'exchange_url = "http://127.0.0.1:9"'),
+        # testnet is ignored once exchange_url is set: the same endpoint, the same account
+        (
+            'exchange_url = "http://127.0.0.1:9"',
+            'exchange_url = "http://127.0.0.1:9"\ntestnet = true',
+            ["two"],
+        ),
+        ("", "testnet = false", ["two"]),  # the live endpoint, written or not
+        ("", "testnet = true", []),  # live and test environments: two accounts
+        # two URLs may be two venues (simulators holding accounts under one key): not compared
+        ('exchange_url = "http://127.0.0.1:9"', 'exchange_url = "http://127.0.0.1:10"', []),
     ],
 )
-def test_one_key_is_one_exchange_account_whatever_the_endpoint_settings(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, one: str, two: str
+def test_one_key_on_one_endpoint_is_one_exchange_account(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, one: str, two: str, refused: list[str]
 ) -> None:
-    """The same key on the same venue is one exchange account, however its endpoint is written:
-    `testnet` is ignored once `exchange_url` is set, and an explicit URL may be a proxy in front
-    of the default one. Either way the two tables would be two writers; the later is refused."""
+    """The same key on the same venue and endpoint is one exchange account, whichever way the
+    endpoint is written: the later table is refused. It let a table with `testnet = true` beside
+    one with the same `exchange_url` (where testnet is ignored) through as a second writer."""
     monkeypatch.setenv("K1", "same-key")
     monkeypatch.setenv("S1", "secret")
     tables = f"""
@@ -261,7 +268,7 @@ api_secret_env = "S1"
 """
     settings = fleet_settings(tmp_path, f"sqlite:///{tmp_path}/w.db", tables)
     per_account = {name: settings.for_account(name) for name in ("one", "two")}
-    assert list(_same_exchange_account(per_account)) == ["two"]
+    assert list(_same_exchange_account(per_account)) == refused
 
 
 THREE_SIM = (
