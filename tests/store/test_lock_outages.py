@@ -4,36 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import pytest
 
-from warden.adapters.db.lease import lease_for
-from warden.adapters.db.store import SqlStore, open_store
-from warden.domain.position import PositionStatus
+from warden.adapters.db.store import SqlStore
 from warden.ports import StoreUnavailable
 
-from .builders import insert, position
 from .pgtools import admin
-from .test_outages import ACCOUNT, WRITES, _untouched, _written
+from .test_outages import WRITES, _untouched, _written, fenced_store
 
 DEADLINE = 0.5
 
 
-@asynccontextmanager
-async def fenced(url: str) -> AsyncIterator[SqlStore]:
-    store = await open_store(url, exchange="sim", op_timeout=DEADLINE)
-    lease = lease_for(url, ACCOUNT)
-    try:
-        assert await lease.try_acquire() == 1
-        store.set_epoch(ACCOUNT, 1)
-        await store.commit(insert(position(status=PositionStatus.OPEN)))
-        yield store
-    finally:
-        await lease.release()
-        await store.close()
+def fenced(url: str) -> AbstractAsyncContextManager[SqlStore]:
+    return fenced_store(url, op_timeout=DEADLINE)
 
 
 async def _bounded(coro: object) -> float:

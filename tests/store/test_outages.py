@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,10 +33,11 @@ SQLITE_DEFAULT_MAX_PAGES = 1_073_741_823  # SQLite's own max_page_count before 3
 
 @asynccontextmanager
 async def fenced_store(
-    url: str, sqlite_max_pages: Callable[[], int] | None = None
+    url: str, sqlite_max_pages: Callable[[], int] | None = None, **options: Any
 ) -> AsyncIterator[SqlStore]:
-    """A store holding the account's lease at epoch 1 and fenced on it, with p1 committed."""
-    store = await open_store(url, exchange="sim", sqlite_max_pages=sqlite_max_pages)
+    """A store holding the account's lease at epoch 1 and fenced on it, with p1 committed
+    (`options`: open_store's, e.g. op_timeout)."""
+    store = await open_store(url, exchange="sim", sqlite_max_pages=sqlite_max_pages, **options)
     lease = lease_for(url, ACCOUNT)
     try:
         assert await lease.try_acquire() == 1
