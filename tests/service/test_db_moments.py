@@ -21,9 +21,7 @@ def stops(h: Harness) -> list[object]:
 async def test_tp1_with_the_database_down_then_a_restart_keeps_the_runner_protected(harness: Harness) -> None:
     pos = await harness.open("long", usd="100")
     harness.store.down = True
-    harness.sim.set_mark(SOL, pos.tp1_price)
-    await eventually(lambda: harness.engine.ledger.positions[pos.id].tp1_hit, what="tp1 applied")
-    await harness.engine.wait_idle()
+    await _reach(harness, pos, "tp1")
     assert harness.engine.state is EngineState.DEGRADED
     h = await harness.restart()
     await h.engine.wait_idle()
@@ -39,13 +37,9 @@ async def test_tp1_with_the_database_down_then_a_restart_keeps_the_runner_protec
 
 async def test_tp2_with_the_database_down_then_a_restart_keeps_the_runner(harness: Harness) -> None:
     pos = await harness.open("long", usd="100")
-    harness.sim.set_mark(SOL, pos.tp1_price)
-    await eventually(lambda: harness.engine.ledger.positions[pos.id].tp1_hit, what="tp1 applied")
-    await harness.engine.wait_idle()
+    await _reach(harness, pos, "tp1")
     harness.store.down = True
-    harness.sim.set_mark(SOL, pos.tp2_price)
-    await eventually(lambda: harness.engine.ledger.positions[pos.id].trailing_active, what="runner armed")
-    await harness.engine.wait_idle()
+    await _reach(harness, pos, "tp2")
     h = await harness.restart()
     await h.engine.wait_idle()
     left = h.exchange_qty()
@@ -75,12 +69,8 @@ async def test_a_stop_fired_with_the_database_down_then_a_restart(harness: Harne
 async def test_events_of_an_outage_are_written_in_the_order_they_happened(harness: Harness) -> None:
     pos = await harness.open("long", usd="100")
     harness.store.down = True
-    harness.sim.set_mark(SOL, pos.tp1_price)
-    await eventually(lambda: harness.engine.ledger.positions[pos.id].tp1_hit, what="tp1 applied")
-    await harness.engine.wait_idle()
-    harness.sim.set_mark(SOL, pos.tp2_price)
-    await eventually(lambda: harness.engine.ledger.positions[pos.id].trailing_active, what="runner armed")
-    await harness.engine.wait_idle()
+    await _reach(harness, pos, "tp1")
+    await _reach(harness, pos, "tp2")
     harness.store.down = False
     await harness.engine.flush_pending()
     kinds = [e.kind for e in await harness.store.list_events(limit=500)]
@@ -173,9 +163,7 @@ async def test_queued_writes_refused_by_a_takeover_stand_the_engine_down(
     harness.store.inner.set_epoch("default", epoch)  # type: ignore[attr-defined]
     pos = await harness.open("long", usd="100")
     harness.store.down = True
-    harness.sim.set_mark(SOL, pos.tp1_price)
-    await eventually(lambda: harness.engine.ledger.positions[pos.id].tp1_hit, what="tp1 applied")
-    await harness.engine.wait_idle()
+    await _reach(harness, pos, "tp1")
     await first.release()
     second = lease_for(store_url, "default")
     assert await second.try_acquire() == epoch + 1  # another engine took the account meanwhile
@@ -200,9 +188,7 @@ async def test_queued_writes_refused_by_a_takeover_stand_the_engine_down(
 async def test_queued_events_whose_write_landed_unanswered_are_written_once(harness: Harness) -> None:
     pos = await harness.open("long", usd="100")
     harness.store.down = True
-    harness.sim.set_mark(SOL, pos.tp1_price)
-    await eventually(lambda: harness.engine.ledger.positions[pos.id].tp1_hit, what="tp1 applied")
-    await harness.engine.wait_idle()
+    await _reach(harness, pos, "tp1")
     harness.store.down = False
     harness.store.land_then_time_out = True  # the database is back, its answers are lost
     for _ in range(3):
@@ -222,9 +208,7 @@ async def test_a_trailing_move_with_the_database_down_then_a_restart_never_loose
     pos = await harness.open("long", usd="100")
     assert pos.tp1_price is not None and pos.tp2_price is not None
     harness.sim.set_mark(SOL, pos.tp1_price)
-    harness.sim.set_mark(SOL, pos.tp2_price)
-    await eventually(lambda: harness.engine.ledger.positions[pos.id].trailing_active, what="runner armed")
-    await harness.engine.wait_idle()
+    await _reach(harness, pos, "tp2")
     harness.store.down = True
     peak = pos.tp2_price + Decimal("3")
     harness.sim.set_mark(SOL, peak)
