@@ -28,6 +28,7 @@ from warden.adapters.db.urls import redact
 from warden.adapters.measured import MeasuredNotifier, MeasuredStore, Telemetry, measured_exchange
 from warden.adapters.notify import LogNotifier
 from warden.adapters.sim import SimPriceFeed, SimulatedExchange
+from warden.adapters.spill import FileControlsSpill
 from warden.config import ConfigError, Settings
 from warden.logging import hide_secret
 from warden.ports import AlertChannel, Clock, Exchange, Lease, LeaseState, Notifier, Store, StoreUnavailable
@@ -340,6 +341,7 @@ async def running(
         channels=channels,
         routes=settings.routes(),
         leased=True,
+        spill=FileControlsSpill(settings.data_dir / f"controls-{settings.account}.json"),
     )
     if bot is None:
         engine.notes["telegram"] = NO_TELEGRAM

@@ -141,7 +141,10 @@ class Settings(BaseSettings):
     )
     data_dir: Path = Field(
         Path("./data"),
-        description="Directory for local state: the API token file and the in-process simulator's account.",
+        description=(
+            "Directory for local state: the API token file, the in-process simulator's account,"
+            " and a control change the database could not store yet."
+        ),
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
     log_json: bool = Field(False, description="Log one JSON object per line instead of console text.")

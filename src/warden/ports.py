@@ -279,6 +279,29 @@ class Store(Protocol):
     async def close(self) -> None: ...
 
 
+class ControlsSpill(Protocol):
+    """A second durable place for the account's controls, beside the database: a change the
+    database could not store (an outage) is kept here until it is, so a crash meanwhile does not
+    lose a kill switch. Raises StoreUnavailable when it cannot write or read."""
+
+    @property
+    def where(self) -> str:
+        """Where it is kept (a path), for the trader's messages."""
+        ...
+
+    def save(self, controls: Controls) -> None:
+        """Keep `controls` durably (replacing what was kept)."""
+        ...
+
+    def load(self) -> Controls | None:
+        """What is kept, or None when nothing is."""
+        ...
+
+    def clear(self) -> None:
+        """Forget what is kept (it is stored in the database now)."""
+        ...
+
+
 class Clock(Protocol):
     def now(self) -> datetime:
         """Timezone-aware UTC."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from decimal import Decimal
 from pathlib import Path
 
@@ -94,3 +95,37 @@ async def test_the_kill_switch_survives_a_restart(tmp_path: Path) -> None:
                     assert (await http.get("/api/v1/status", headers=AUTH)).json()[
                         "accepting_signals"
                     ] is True
+
+
+async def test_a_kill_the_database_cannot_store_survives_a_restart_through_the_data_dir_file(
+    tmp_path: Path,
+) -> None:
+    """`warden run`'s engine keeps a kill the database refused (its file locked by another
+    process) in DATA_DIR/controls-ACCOUNT.json; stopped before the database is back and started
+    again, it is still killed, and the database then has it."""
+    settings = make_settings(tmp_path, db_timeout=0.5)
+    spill = settings.data_dir / f"controls-{settings.account}.json"
+    other = sqlite3.connect(tmp_path / "w.db", isolation_level=None)
+    try:
+        async with running(settings, price_feed=False) as rt:
+            app = create_app(lambda rt=rt: rt)  # type: ignore[misc]
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://warden") as http:
+                other.execute("BEGIN EXCLUSIVE")
+                assert (await http.post("/api/v1/kill", json={}, headers=AUTH)).status_code == 200
+                status = (await http.get("/api/v1/status", headers=AUTH)).json()
+                assert any(str(spill) in w for w in status["warnings"]), status["warnings"]
+                assert spill.exists()
+        assert spill.exists()  # stopped before the database was back
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    async with running(settings, price_feed=False) as rt:
+        app = create_app(lambda rt=rt: rt)  # type: ignore[misc]
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://warden") as http:
+            status = (await http.get("/api/v1/status", headers=AUTH)).json()
+            assert status["controls"]["killed"] is True and not status["accepting_signals"]
+            r = await http.post("/api/v1/signals", json=SIGNAL, headers=AUTH)
+            assert r.status_code == 503 and "kill switch" in r.json()["message"]
+            assert not spill.exists()

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, TypeVar
 
 from tests.service.probe import ProbedExchange
@@ -21,6 +23,7 @@ from warden.adapters.forwarding import ForwardingStore
 from warden.adapters.memory import InMemoryStore
 from warden.adapters.notify import RecordingNotifier
 from warden.adapters.sim import SimulatedExchange
+from warden.adapters.spill import FileControlsSpill
 from warden.domain.alerts import Alert, AlertId, AlertRoutes
 from warden.domain.controls import Controls
 from warden.domain.events import Event
@@ -123,6 +126,10 @@ class Harness:
     routes: AlertRoutes | None = None
     leased: bool = False
     """The next engine is built as `warden run` builds it: a lease watcher verifies its lease."""
+    spill: Path = field(
+        default_factory=lambda: Path(tempfile.mkdtemp(prefix="warden-spill-")) / "controls.json"
+    )
+    """The controls' spill file (kept across restarts, like the host's disk)."""
 
     async def start(self, ready: bool = True) -> Harness:
         """Build the engine on the kept store and exchange; `ready`: run startup recovery too."""
@@ -149,6 +156,7 @@ class Harness:
             routes=self.routes,
             delivery=FAST_DELIVERY,
             leased=self.leased,
+            spill=FileControlsSpill(self.spill),
         )
         self._consumer = asyncio.get_running_loop().create_task(self.engine.consume(self.probe.stream()))
         if ready:

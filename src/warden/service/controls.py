@@ -1,8 +1,11 @@
 """The trader's controls (pause, kill switch, daily-loss pause) and the risk limits.
 
 The controls are stored per account (they survive restarts) and held in
-memory; while the database is down a change still takes effect at once and is
-stored when the database is back. Every refusal they cause is one gate reason
+memory; while the database is down a change still takes effect at once, is kept
+in a second durable place (the spill: a file on this host) so that a crash
+before the database is back does not lose it, and is stored when it is back. At
+start the spill wins over the database only if it holds a later change than the
+database does (an older one is left from a change stored since). Every refusal they cause is one gate reason
 (`controls`), so /status, /healthz and every entrypoint say the same words.
 
 Limits are checked by the opener before anything is written or sent
@@ -33,7 +36,7 @@ from warden.domain.controls import (
 )
 from warden.domain.position import Position
 from warden.domain.values import PositionId
-from warden.ports import Store, StoreError
+from warden.ports import ControlsSpill, FencedOut, Store, StoreError, StoreUnavailable
 from warden.service.context import Context
 
 log = structlog.get_logger("warden.controls")
@@ -42,12 +45,22 @@ GATE_KEY = "controls"
 
 
 class ControlPanel:
-    def __init__(self, ctx: Context, store: Store, limits: Limits) -> None:
+    def __init__(
+        self, ctx: Context, store: Store, limits: Limits, spill: ControlsSpill | None = None
+    ) -> None:
         self.ctx = ctx
         self.store = store
         self.limits = limits
+        self.spill = spill
         self.state = Controls()
         self.unsaved = False
+        self.spilled: Controls | None = None
+        """What the spill holds, when this engine wrote it and the database has not stored it yet."""
+        self._unreadable = False
+        """The spill could not be read at start: removed once the pause that stands for it is stored."""
+        self._storing = asyncio.Lock()
+        """One store (database, else spill, then clearing the spill) at a time: their order is the
+        order of the changes."""
         self.entry_lock = asyncio.Lock()
         """Held from the limit check to the position's first commit: concurrent entries see each other."""
         self.day = day_start(ctx.clock.now())
@@ -61,11 +74,13 @@ class ControlPanel:
 
     async def load(self) -> None:
         """Read the stored controls and the day's realized PnL (startup, takeover)."""
-        self.state = await self.store.load_controls()
-        self.unsaved = False
+        stored = await self.store.load_controls()
+        self.state, self.unsaved, self.spilled = stored, False, None
+        await self._recover_spilled(stored)
         self.day = day_start(self.ctx.clock.now())
         self.realized_today = await self.store.realized_pnl_since(self.day)
         self.refresh()
+        await self.flush()
         if self._loss_reached() and not self.state.daily_loss_active(self.ctx.clock.now()):
             self.ctx.tasks.spawn(self._daily_loss_reached())
 
@@ -84,6 +99,38 @@ class ControlPanel:
         """Store a change made while the database was down."""
         if self.unsaved:
             await self._store()
+
+    async def _recover_spilled(self, stored: Controls) -> None:
+        """A change the database never stored, kept in the spill by an engine that then stopped
+        (a crash during an outage): in force again, and the trader told so. An unreadable spill
+        pauses entries: what the trader set is unknown."""
+        if self.spill is None:
+            return
+        try:
+            kept = await asyncio.to_thread(self.spill.load)
+        except StoreUnavailable as exc:
+            self.state = replace(
+                stored,
+                paused=True,
+                reason=f"the controls file could not be read ({exc}); check them, then resume",
+                changed_at=self.ctx.clock.now(),
+            )
+            self.unsaved, self._unreadable = True, True
+            self.ctx.alert(AlertKind.PAUSED, f"paused: {self.state.reason}")
+            return
+        if kept is None:
+            return
+        if _not_later(kept, stored):
+            await self._clear_spill()  # left from a change the database stored, or older than its own
+            return
+        self.state, self.unsaved, self.spilled = kept, True, kept
+        refusal = kept.refusal(self.ctx.clock.now())
+        kind = AlertKind.KILL_ON if kept.killed else AlertKind.PAUSED if refusal else AlertKind.RESUMED
+        self.ctx.alert(
+            kind,
+            f"{refusal or 'resumed: new entries accepted'} — restored from {self.spill.where}: set while"
+            " the database was down, and not stored there before warden stopped",
+        )
 
     # -------------------------------------------------------------- commands
 
@@ -113,18 +160,34 @@ class ControlPanel:
         if not self.unsaved:
             return None
         what = self.state.refusal(self.ctx.clock.now()) or "resumed: trading allowed"
+        if self._kept():
+            assert self.spill is not None
+            return (
+                f"controls in force but not in the database ({what}): it is unavailable; kept in"
+                f" {self.spill.where} until it is back, so a restart on this host keeps them"
+            )
         return (
             f"controls in force but not stored ({what}): the database is unavailable; a restart"
             " before it is back loses them (set them again then)"
         )
 
     def _not_stored(self) -> str:
+        if not self.unsaved:
+            return ""
+        if self._kept():
+            assert self.spill is not None
+            return (
+                f" — not in the database yet (it is unavailable): kept in {self.spill.where}, so a"
+                " restart on this host keeps it; stored when the database is back"
+            )
         return (
             " — NOT stored yet: the database is unavailable; it holds now, but a restart before the"
             " database is back loses it (set it again then)"
-            if self.unsaved
-            else ""
         )
+
+    def _kept(self) -> bool:
+        """The change in force is the one the spill holds."""
+        return self.spilled is not None and self.spilled == self.state
 
     async def _change(self, new: Controls) -> None:
         self.state = replace(new, changed_at=self.ctx.clock.now())
@@ -133,12 +196,40 @@ class ControlPanel:
         await self._store()
 
     async def _store(self) -> None:
-        try:
-            await self.store.save_controls(self.state)
-        except StoreError as exc:
-            log.error("controls_not_stored", error=str(exc))  # in force now; stored when the DB is back
+        async with self._storing:
+            state = self.state
+            try:
+                await self.store.save_controls(state)
+            except FencedOut:
+                return  # not this engine's account any more: its holder's controls rule
+            except StoreError as exc:
+                log.error("controls_not_stored", error=str(exc))  # in force now; stored when the DB is back
+                await self._spill(state)
+                return
+            if state == self.state:
+                self.unsaved = False
+            if self.spilled is not None or self._unreadable:
+                await self._clear_spill()
+
+    async def _spill(self, state: Controls) -> None:
+        """Keep `state` in the spill (once per change: the maintenance pass retries the database)."""
+        if self.spill is None or self.spilled == state:
             return
-        self.unsaved = False
+        try:
+            await asyncio.to_thread(self.spill.save, state)
+        except StoreUnavailable as exc:
+            log.error("controls_not_spilled", error=str(exc))
+            return
+        self.spilled = state
+
+    async def _clear_spill(self) -> None:
+        assert self.spill is not None
+        try:
+            await asyncio.to_thread(self.spill.clear)
+        except StoreUnavailable as exc:  # harmless: the next start finds it older than the database
+            log.warning("controls_spill_not_cleared", error=str(exc))
+            return
+        self.spilled, self._unreadable = None, False
 
     # ---------------------------------------------------------------- limits
 
@@ -196,6 +287,10 @@ class ControlPanel:
             AlertKind.DAILY_LOSS_REACHED,
             f"daily loss limit reached ({reason}): entries paused until {next_day(now).isoformat()}",
         )
+
+
+def _not_later(kept: Controls, stored: Controls) -> bool:
+    return stored.changed_at is not None and (kept.changed_at is None or kept.changed_at <= stored.changed_at)
 
 
 def _by(reason: str) -> str:

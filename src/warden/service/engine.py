@@ -42,6 +42,7 @@ from warden.domain.values import Instrument, OrderRole, PositionId, Symbol, pars
 from warden.ports import (
     AlertChannel,
     Clock,
+    ControlsSpill,
     Exchange,
     ExchangeError,
     Notifier,
@@ -97,11 +98,13 @@ class Engine:
         routes: AlertRoutes | None = None,
         delivery: DeliveryConfig | None = None,
         leased: bool = False,
+        spill: ControlsSpill | None = None,
     ) -> None:
         """`leased`: a lease watcher verifies this engine's lease (`warden run`). A database failure
         then puts the lease in doubt until the watcher has found it still ours: PostgreSQL's
         advisory lock dies with its session, so queued writes committed again are not enough
-        to be `ready`."""
+        to be `ready`. `spill`: where a control change the database cannot store is kept until it
+        can (ControlPanel)."""
         gate = Gate()
         ledger = Ledger(store, clock, gate.check_may_act)
         self.deliverer = Deliverer(
@@ -130,7 +133,7 @@ class Engine:
             OrphanPolicy(config.orphan_policy),
         )
         self.router = Router(ctx, self.exits, self.resync_all, self.other_instance)
-        self.controls = ControlPanel(ctx, store, config.limits)
+        self.controls = ControlPanel(ctx, store, config.limits, spill)
         self.opener = Opener(
             ctx,
             self.gateway,

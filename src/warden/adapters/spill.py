@@ -1,0 +1,107 @@
+"""The controls' second durable place: one small JSON file per account beside the API token
+(`<data_dir>/controls-<account>.json`), written only while the database cannot store a change.
+
+Written to a temporary file, flushed to disk, renamed over the old one, and the directory
+flushed too: after a crash the file holds the old change or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from warden.domain.controls import Controls
+from warden.ports import StoreUnavailable
+
+VERSION = 1
+
+
+class FileControlsSpill:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @property
+    def where(self) -> str:
+        return str(self.path)
+
+    def save(self, controls: Controls) -> None:
+        body = json.dumps(_to_json(controls), sort_keys=True).encode()
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                os.write(fd, body)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, self.path)
+            _fsync_dir(self.path.parent)
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot write {self.path}: {exc}") from exc
+
+    def load(self) -> Controls | None:
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot read {self.path}: {exc}") from exc
+        try:
+            return _from_json(json.loads(raw))
+        except (ValueError, TypeError, KeyError) as exc:
+            raise StoreUnavailable(f"{self.path} is not a controls file warden wrote: {exc}") from exc
+
+    def clear(self) -> None:
+        try:
+            self.path.unlink(missing_ok=True)
+            _fsync_dir(self.path.parent)
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot remove {self.path}: {exc}") from exc
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _to_json(c: Controls) -> dict[str, Any]:
+    return {
+        "version": VERSION,
+        "paused": c.paused,
+        "killed": c.killed,
+        "daily_loss_until": _time(c.daily_loss_until),
+        "reason": c.reason,
+        "changed_at": _time(c.changed_at),
+    }
+
+
+def _from_json(d: Any) -> Controls:
+    if not isinstance(d, dict) or d.get("version") != VERSION:
+        raise ValueError("unknown format")
+    paused, killed, reason = d["paused"], d["killed"], d["reason"]
+    if not isinstance(paused, bool) or not isinstance(killed, bool) or not isinstance(reason, str):
+        raise TypeError("paused, killed and reason must be true/false, true/false and text")
+    changed_at = _parse(d["changed_at"])
+    if changed_at is None:
+        raise ValueError("changed_at is missing")
+    return Controls(paused, killed, _parse(d["daily_loss_until"]), reason, changed_at)
+
+
+def _time(t: datetime | None) -> str | None:
+    return None if t is None else t.isoformat()
+
+
+def _parse(raw: Any) -> datetime | None:
+    if raw is None:
+        return None
+    t = datetime.fromisoformat(raw)
+    if t.tzinfo is None:
+        raise ValueError("times must carry their UTC offset")
+    return t

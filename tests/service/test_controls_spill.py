@@ -1,0 +1,114 @@
+"""A control change the database cannot store (an outage) is kept in a file on this host until it
+can: a crash before the database is back no longer loses a kill switch. On SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from tests.service.harness import SOL, Harness
+from warden.adapters.spill import FileControlsSpill
+from warden.domain.alerts import AlertKind
+from warden.domain.controls import Controls
+from warden.domain.position import PositionStatus
+from warden.service.commands import TradingRefused
+
+
+def alerts(h: Harness, kind: AlertKind) -> list[str]:
+    return [a.message for a in h.notifier.alerts if a.kind is kind]
+
+
+async def test_a_kill_set_during_an_outage_survives_a_crash_before_the_database_is_back(
+    harness: Harness,
+) -> None:
+    """The seed's nightmare in small: the trader hits kill while the database is down, warden
+    crashes, and the restarted engine must still refuse entries — then store the kill."""
+    harness.store.down = True
+    await harness.engine.kill(reason="outage")
+    [said] = alerts(harness, AlertKind.KILL_ON)
+    assert f"kept in {harness.spill}" in said, said
+    assert any("kept in" in w for w in harness.engine.status().warnings), harness.engine.status().warnings
+    assert harness.spill.exists()
+
+    await harness.restart()  # a crash: memory gone; the database is back for the new engine
+    status = harness.engine.status()
+    assert status.controls.killed and not status.accepting_signals
+    with pytest.raises(TradingRefused, match="kill switch"):
+        await harness.open("long", symbol=SOL)
+    assert any("restored from" in m for m in alerts(harness, AlertKind.KILL_ON)), harness.notifier.alerts
+    assert (await harness.store.load_controls()).killed  # stored at start
+    assert not harness.spill.exists()
+    assert not harness.engine.controls.unsaved and harness.engine.status().warnings == []
+
+    await harness.engine.resume()
+    await harness.restart()
+    assert harness.engine.status().accepting_signals
+
+
+async def test_a_resume_set_during_an_outage_survives_a_crash_too(harness: Harness) -> None:
+    """The spill holds the trader's latest change, whichever it is: a stored kill, then a resume
+    the database could not store, is resumed after the crash (and stored)."""
+    await harness.engine.kill()
+    harness.store.down = True
+    await harness.engine.resume()
+    await harness.restart()
+    assert harness.engine.status().accepting_signals
+    assert not (await harness.store.load_controls()).killed
+    assert (await harness.open("long", symbol=SOL)).status is PositionStatus.PROTECTED
+
+
+async def test_the_spill_is_cleared_once_the_database_stores_the_change(harness: Harness) -> None:
+    harness.store.down = True
+    await harness.engine.pause(reason="outage")
+    assert harness.spill.exists()
+    await harness.engine.maintain_once()  # still down: nothing changes, the file stays
+    assert harness.spill.exists() and harness.engine.controls.unsaved
+    harness.store.down = False
+    await harness.engine.maintain_once()
+    assert not harness.spill.exists()
+    assert (await harness.store.load_controls()).paused
+    await harness.engine.resume()
+    await harness.restart()
+    assert harness.engine.status().accepting_signals  # nothing left behind to restore
+
+
+async def test_a_spill_older_than_the_database_is_ignored(harness: Harness) -> None:
+    """A file left from a change the database stored since (its removal failed), or older than a
+    change made later elsewhere, must not bring an old kill back."""
+    await harness.engine.resume()  # stored now
+    old = Controls(paused=True, killed=True, reason="old", changed_at=datetime.now(UTC) - timedelta(hours=1))
+    FileControlsSpill(harness.spill).save(old)
+    await harness.restart()
+    assert harness.engine.status().accepting_signals
+    assert not harness.spill.exists()
+
+
+async def test_an_unreadable_spill_pauses_entries_and_says_why(harness: Harness) -> None:
+    """What the trader set while the database was down is unknown: entries stay paused until they
+    look and resume."""
+    harness.spill.write_text("{not json")
+    await harness.restart()
+    status = harness.engine.status()
+    assert not status.accepting_signals and status.controls.paused
+    [said] = alerts(harness, AlertKind.PAUSED)
+    assert "could not be read" in said and str(harness.spill) in said, said
+    assert (await harness.store.load_controls()).paused
+    await harness.engine.resume()
+    await harness.restart()
+    assert harness.engine.status().accepting_signals
+
+
+async def test_when_the_spill_cannot_be_written_the_trader_is_told_a_restart_loses_it(
+    harness: Harness, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    harness.spill = blocker / "controls.json"  # its directory is a file: every write fails
+    await harness.restart()
+    harness.store.down = True
+    await harness.engine.kill()
+    [said] = alerts(harness, AlertKind.KILL_ON)
+    assert "NOT stored" in said and "restart before the database is back loses it" in said, said
+    assert any("loses them" in w for w in harness.engine.status().warnings)
