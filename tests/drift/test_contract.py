@@ -189,6 +189,30 @@ async def test_a_transaction_that_never_lands_is_pending_until_its_blockhash_exp
     assert report.status is OrderStatus.OPEN and len(drift_sim.requests("/v1/tx/place")) == 2
 
 
+async def test_a_resend_hanging_at_the_rpc_holds_up_no_other_order(
+    drift: DriftExchange, drift_sim: DriftSim
+) -> None:
+    """An entry whose transaction's outcome is unknown is sent again (the same signed bytes) and
+    that send hangs at the RPC. Meanwhile a stop for another position must go out at once: one
+    order's slow resend may not hold every other Drift order past the protection window."""
+    await drift_sim.control("POST", "/sim/faults", {"expire_if": "market-*"})
+    with pytest.raises(ExchangeTimeout):
+        await drift.place_order(market("wd-aaaaaa-p1-e1", OrderSide.BUY, "1"))
+    await drift_sim.control("POST", "/sim/faults", {"hold_send_if": "market-*"})
+    resend = asyncio.create_task(drift.place_order(market("wd-aaaaaa-p1-e1", OrderSide.BUY, "1")))
+    await eventually(lambda: drift_sim.venue.held == 1, what="the resend hanging at the RPC")
+    stop = trigger("wd-bbbbbb-p1-s1", OrderType.STOP_MARKET, OrderSide.SELL, "1", "140")
+    report = await asyncio.wait_for(drift.place_order(stop), 2.0)  # the protection window
+    assert report.status is OrderStatus.OPEN
+    assert not resend.done()
+    with pytest.raises(ExchangeTimeout):  # a second call for the hanging id is not sent twice
+        await drift.place_order(market("wd-aaaaaa-p1-e1", OrderSide.BUY, "1"))
+    await drift_sim.control("POST", "/sim/faults", {"hold_send_if": None})
+    with pytest.raises(ExchangeTimeout, match="may still land"):
+        await resend
+    assert len(drift_sim.requests("/v1/tx/place")) == 2, "one transaction for the entry, one for the stop"
+
+
 async def test_refusals_and_outages_are_the_ports_errors(drift: DriftExchange, drift_sim: DriftSim) -> None:
     await drift_sim.control("POST", "/sim/faults", {"reject_if": "market-*"})
     with pytest.raises(OrderRejected):

@@ -194,23 +194,26 @@ class DriftExchange:
         wire = self._wire(request, market)
         cid = request.client_order_id
         for _attempt in range(2):
+            # The lock covers the id table only, never a call to the RPC: settling an earlier
+            # transaction (a resend that may hang) holds this client id (`_signing`), not every
+            # other order's.
             async with self._allocating:
-                row = await self._store(self.ids.get(cid))
-                if row is not None and row.live and row.tx_signature is not None:
-                    earlier = await self._earlier(row, request)
-                    if earlier is not None:
-                        return earlier
-                    row = await self._store(self.ids.get(cid))  # released: allocate again
                 if cid in self._signing:
                     raise ExchangeTimeout(
                         f"{cid} is being sent by another call; its outcome is not known yet"
                     )
-                try:
-                    row = await self._store(self.ids.allocate(cid, set(self._outside_ids), self._now()))
-                except NoFreeUserOrderId as exc:
-                    raise OrderRejected(f"{cid}: {exc}") from exc
+                row = await self._store(self.ids.get(cid))
                 self._signing.add(cid)
             try:
+                if row is not None and row.live and row.tx_signature is not None:
+                    earlier = await self._earlier(row, request)
+                    if earlier is not None:
+                        return earlier
+                async with self._allocating:
+                    try:
+                        row = await self._store(self.ids.allocate(cid, set(self._outside_ids), self._now()))
+                    except NoFreeUserOrderId as exc:
+                        raise OrderRejected(f"{cid}: {exc}") from exc
                 prepared = await self.client.prepare_place([{**wire, "user_order_id": row.user_order_id}])
                 signature, height = str(prepared["signature"]), int(prepared["last_valid_block_height"])
                 await self._store(self.ids.record_tx(cid, signature, height))

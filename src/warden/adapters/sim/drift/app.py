@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 DRIFT_VENUE = web.AppKey("drift_venue", DriftVenue)
 DRIFT_KNOBS = ("keeper_delay", "auction_delay", "spread", "blockhash_ttl")
-LABEL_KNOBS = ("reject_if", "unavailable_if", "timeout_after_execution_if", "expire_if")
+LABEL_KNOBS = ("reject_if", "unavailable_if", "timeout_after_execution_if", "expire_if", "hold_send_if")
 SHARED_KNOBS = (
     "rest_latency",
     "stream_latency",

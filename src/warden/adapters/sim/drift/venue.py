@@ -21,7 +21,8 @@ What makes it Drift rather than Binance (each is a rule of the Drift program or 
 
 Fault knobs (POST /sim/faults): the shared ones (rest_latency, stream_latency, drop_rate,
 duplicate_rate, reorder_rate, fail_queries) and reject_if / unavailable_if /
-timeout_after_execution_if / expire_if, each true, null or a glob on the ORDER LABEL
+timeout_after_execution_if / expire_if / hold_send_if (a send that hangs at the RPC: not
+answered until the knob is changed so it no longer matches), each true, null or a glob on the ORDER LABEL
 `<order_type>-<direction>-<condition|none>-<ro|open>-u<user_order_id>-m<market_index>`
 (e.g. "trigger_market-short-below-ro-*" is a long's stop), or `cancel-o<order_id>` for a
 cancel; plus keeper_delay, auction_delay (alias fill_delay), spread and blockhash_ttl. The
@@ -30,6 +31,7 @@ simulator never sees warden's client order ids: Drift orders do not carry them.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fnmatch
 import secrets
@@ -89,6 +91,7 @@ class DriftFaults:
     unavailable_if: Label | None = None
     timeout_after_execution_if: Label | None = None
     expire_if: Label | None = None
+    hold_send_if: Label | None = None
     specs: dict[str, object] = field(default_factory=dict)
 
 
@@ -151,6 +154,9 @@ class DriftVenue(SimVenue):
         self.txs: dict[str, SimTx] = {}
         self.sockets: set[web.WebSocketResponse] = set()
         self.authority = "Sim" + secrets.token_hex(16)
+        self.held = 0
+        """Sends hanging at the RPC now (hold_send_if)."""
+        self._knobs_changed = asyncio.Event()
         self.apply_knobs()
 
     # ----- knobs ----------------------------------------------------------------------
@@ -164,6 +170,8 @@ class DriftVenue(SimVenue):
         faults = self.sim.faults  # the transaction-level faults are the venue's own (labels)
         faults.reject_if = faults.unavailable_if = faults.timeout_after_execution_if = None
         faults.ack_only_if = None
+        self._knobs_changed.set()  # held sends look at the knobs again
+        self._knobs_changed = asyncio.Event()
 
     # ----- symbols and shapes ----------------------------------------------------------
 
@@ -370,6 +378,12 @@ class DriftVenue(SimVenue):
         if tx is None:
             raise ProtocolError(p.NOT_FOUND, f"no prepared transaction {signature}")
         await self.gate(query=False)
+        while self._matches(self.drift.hold_send_if, tx):
+            self.held += 1
+            try:
+                await self._knobs_changed.wait()
+            finally:
+                self.held -= 1
         if tx.state != "prepared" or self.slot() > tx.last_valid_block_height:
             return self.status(tx)  # landed, failed, dropped or expired: sending again changes nothing
         knobs = self.drift
