@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal
 
 from tests.helpers import eventually
-from tests.service.harness import BTC, SOL, Harness
+from tests.service.harness import BTC, FAST, SOL, Harness
+from warden.adapters.sim import SimulatedExchange
 from warden.domain.alerts import AlertKind
 from warden.domain.events import EventKind
 from warden.domain.position import PositionStatus
@@ -173,3 +175,39 @@ async def test_a_stop_missing_from_a_lagging_list_is_looked_up_not_doubled(harne
     current = harness.engine.ledger.current_stop(pos.id)
     assert current is not None and current.client_order_id == stop.client_order_id
     harness.probe.unlisted.clear()
+
+
+async def test_an_orphan_left_alone_is_said_once_not_every_pass(
+    store_url: str, sim: SimulatedExchange
+) -> None:
+    """orphan_policy=alert: a position opened by hand is left alone and the trader told. Told
+    every pass (every 30 s), they would learn to ignore warden's alerts: it is said once, again
+    when its size changes, and again if it comes back after it was closed. Each pass still
+    reports it (`warden reconcile` shows it)."""
+    h = await Harness(store_url, sim, config=replace(FAST, orphan_policy="alert")).start()
+    try:
+
+        def told() -> list[str]:
+            return [a.message for a in h.notifier.alerts if a.kind is AlertKind.ORPHAN_FOUND]
+
+        h.sim.external_order(BTC, OrderSide.SELL, Decimal("0.01"))
+        for _ in range(3):
+            report = await h.engine.reconcile()
+            assert [f.discrepancy.kind for f in report.findings] == [Kind.ORPHAN]
+        assert len(told()) == 1, told()
+        assert len(await reconcile_events(h)) == 1
+        assert h.engine.ledger.active_positions() == [] and stops(h, BTC) == []
+
+        h.sim.external_order(BTC, OrderSide.SELL, Decimal("0.01"))  # it grew: said again
+        await h.engine.reconcile()
+        await h.engine.reconcile()
+        assert len(told()) == 2 and "-0.02" in told()[1], told()
+
+        h.sim.external_order(BTC, OrderSide.BUY, Decimal("0.02"))  # closed by hand
+        assert (await h.engine.reconcile()).findings == []
+        h.sim.external_order(BTC, OrderSide.SELL, Decimal("0.01"))  # and back
+        await h.engine.reconcile()
+        assert len(told()) == 3, told()
+        assert len(await reconcile_events(h)) == 3
+    finally:
+        await h.stop()

@@ -111,6 +111,8 @@ class Reconciler:
         self.on_other_instance = on_other_instance
         self.orphan_policy = orphan_policy
         self.last_reconcile_at: datetime | None = None
+        self._told_orphans: dict[Symbol, str] = {}
+        """Orphans left alone (orphan_policy=alert) the trader was told of: symbol -> what was found."""
 
     async def run(self, *, check_rows: bool = True) -> ReconcileReport:
         ctx = self.ctx
@@ -150,7 +152,7 @@ class Reconciler:
                 d.kind in (Kind.ORPHAN, Kind.OTHER_INSTANCE) for d in actionable
             ):
                 break
-        await self._record(findings)
+        await self._record(self._untold(findings, truth))
         self.last_reconcile_at = ctx.clock.now()
         return ReconcileReport(ctx.clock.now(), checked, time.perf_counter() - started, findings, rounds)
 
@@ -185,6 +187,24 @@ class Reconciler:
 
         groups = await asyncio.gather(*(repair(s, g) for s, g in by_symbol.items()))
         return [f for group in groups for f in group]
+
+    def _untold(self, findings: list[Finding], truth: Truth) -> list[Finding]:
+        """The findings to record and alert: an orphan left alone is said once, not every pass
+        (a trader alerted every 30 s learns to ignore alerts); again when what was found changes,
+        or when it comes back after its position was gone. The report keeps them all."""
+        if self.orphan_policy is not OrphanPolicy.ALERT:
+            return findings
+        held = {r.symbol for r in truth.positions}
+        self._told_orphans = {s: found for s, found in self._told_orphans.items() if s in held}
+        out = []
+        for f in findings:
+            d = f.discrepancy
+            if d.kind is Kind.ORPHAN:
+                if self._told_orphans.get(d.symbol) == str(d.found):
+                    continue
+                self._told_orphans[d.symbol] = str(d.found)
+            out.append(f)
+        return out
 
     async def _record(self, findings: list[Finding]) -> None:
         """One event per discrepancy (kind, what was found, the action) and its alert, in one write."""
