@@ -94,7 +94,7 @@ from warden.entrypoints.schemas import (
     normalise_symbol,
     parse_body,
 )
-from warden.entrypoints.sse import event_stream
+from warden.entrypoints.sse import EventFeeds, event_stream
 from warden.entrypoints.web import install_dashboard
 from warden.logging import get_logger
 from warden.ports import Clock, ExchangeError, ExchangeUnavailable, StoreUnavailable
@@ -318,6 +318,7 @@ class _Context:
             self.account_registries,
         )
         self.inflight: set[asyncio.Task[Any]] = set()
+        self.feeds = EventFeeds()
 
     def current(self) -> FleetApi:
         served = self._provider()
@@ -961,9 +962,8 @@ def _add_stream_route(app: FastAPI, ctx: _Context) -> None:
     ) -> StreamingResponse:
         runtime = caller.runtime
         resume = last_event_id if last_event_id is not None else after
-        stream = event_stream(
-            runtime.engine.events_since, resume, backlog, runtime.clock.now, ctx.metrics.observe_stream_lag
-        )
+        feed = ctx.feeds.of(runtime.engine, runtime.engine.events_since)
+        stream = event_stream(feed, resume, backlog, runtime.clock.now, ctx.metrics.observe_stream_lag)
         headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
         return StreamingResponse(stream, media_type="text/event-stream", headers=headers)
 
