@@ -112,3 +112,23 @@ async def test_when_the_spill_cannot_be_written_the_trader_is_told_a_restart_los
     [said] = alerts(harness, AlertKind.KILL_ON)
     assert "NOT stored" in said and "restart before the database is back loses it" in said, said
     assert any("loses them" in w for w in harness.engine.status().warnings)
+
+
+async def test_a_change_the_spill_cannot_keep_does_not_let_an_older_spilled_one_come_back(
+    harness: Harness,
+) -> None:
+    """Found attacking the spill: a resume kept in the file, then a kill the file could not take
+    (a full disk) — the trader is told a restart loses the kill, so it must go back to what the
+    database holds (the stored kill), not to the older resume still in the file."""
+    await harness.engine.kill(reason="stored")
+    harness.store.down = True
+    await harness.engine.resume()
+    assert harness.spill.exists()
+    (harness.spill.parent / (harness.spill.name + ".tmp")).mkdir()  # every later write fails
+    await harness.engine.kill(reason="not kept")
+    [_, said] = alerts(harness, AlertKind.KILL_ON)
+    assert "NOT stored" in said, said
+    await harness.restart()
+    assert harness.engine.status().controls.killed
+    assert not harness.engine.status().accepting_signals
+    assert not any("restored from" in a.message for a in harness.notifier.alerts), harness.notifier.alerts

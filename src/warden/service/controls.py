@@ -219,6 +219,8 @@ class ControlPanel:
             await asyncio.to_thread(self.spill.save, state)
         except StoreUnavailable as exc:
             log.error("controls_not_spilled", error=str(exc))
+            if self.spilled is not None:  # an older change: a restart must not bring it back
+                await self._clear_spill()
             return
         self.spilled = state
 
