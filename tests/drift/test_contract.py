@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 
 from tests.e2e.flows import Events
-from tests.helpers import eventually
+from tests.helpers import eventually, until
 from warden.adapters.drift import DriftExchange
 from warden.domain.orders import OrderStatus
 from warden.domain.reports import (
@@ -491,3 +491,46 @@ async def test_user_order_ids_of_the_trader_s_orders_that_ended_are_free_again(
         trigger("wd-aaaaaa-p1-s1", OrderType.STOP_MARKET, OrderSide.SELL, "1", "100")
     )
     assert stop.status is OrderStatus.OPEN
+
+
+async def test_a_lookup_that_read_an_expired_transaction_does_not_release_the_order_sent_again(
+    drift: DriftExchange, drift_sim: DriftSim
+) -> None:
+    """Found attacking 3db1e5d: a lookup (the reconciler's sweep, a work-order lookup) reads the
+    row of a transaction that expired and asks its status; meanwhile the same client id is sent
+    again (settled as expired, a new u8, a new transaction that lands). The lookup's answer
+    'expired' is about the OLD transaction: it must not release the row of the new one, or the
+    resting order holds a u8 the table gave up (and a retry after an unknown outcome would send
+    a second order)."""
+    await drift_sim.control("POST", "/sim/faults", {"expire_if": "market-*", "blockhash_ttl": 0.3})
+    with pytest.raises(ExchangeTimeout):
+        await drift.place_order(market("wd-aaaaaa-p1-e1", OrderSide.BUY, "1"))
+    [old] = await drift.ids.live()
+    assert old.tx_signature is not None
+
+    async def expired() -> bool:
+        status = await drift.client.tx_status(old.tx_signature, old.last_valid_block_height)
+        return status.get("status") == "expired"
+
+    await until(expired, what="the first transaction expired")
+    await drift_sim.control("POST", "/sim/faults", {"expire_if": None})
+    answered, go_on = asyncio.Event(), asyncio.Event()
+    tx_status = drift.client.tx_status
+
+    async def slow_answer(signature: str, height: int | None) -> dict[str, object]:
+        status = await tx_status(signature, height)
+        if not answered.is_set():  # the lookup's: its answer arrives late
+            answered.set()
+            await go_on.wait()
+        return status
+
+    drift.client.tx_status = slow_answer  # type: ignore[method-assign]
+    lookup = asyncio.create_task(drift.fetch_order(SOL, "wd-aaaaaa-p1-e1", False))
+    await answered.wait()
+    placed = await drift.place_order(market("wd-aaaaaa-p1-e1", OrderSide.BUY, "1"))
+    assert placed.status is OrderStatus.OPEN
+    go_on.set()
+    with pytest.raises(ExchangeUnavailable):
+        await lookup
+    [row] = await drift.ids.live()
+    assert row.client_order_id == "wd-aaaaaa-p1-e1" and row.tx_signature != old.tx_signature

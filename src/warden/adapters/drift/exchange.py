@@ -506,11 +506,10 @@ class DriftExchange:
         if row.order_id is not None:
             return row.order_id
         if row.tx_signature is None:
-            if client_order_id in self._signing:
+            if not await self._release_unchanged(row):
                 raise ExchangeUnavailable(
                     f"{client_order_id} is being sent; its transaction is not signed yet"
                 )
-            await self._release(client_order_id)
             raise OrderNotFound(f"{client_order_id} was never sent (no transaction signed)")
         status = await self.client.tx_status(row.tx_signature, row.last_valid_block_height)
         found = await self._landed(row, status)
@@ -518,7 +517,8 @@ class DriftExchange:
             return found
         state = status.get("status")
         if state in (p.FAILED, p.EXPIRED):
-            await self._release(client_order_id)
+            if not await self._release_unchanged(row):
+                raise ExchangeUnavailable(f"{client_order_id} is being sent again; ask again")
             raise OrderNotFound(f"{client_order_id}: its transaction {state} without placing it")
         raise ExchangeUnavailable(
             f"{client_order_id}: transaction {row.tx_signature[:16]}... not settled; it may land until "
@@ -594,6 +594,17 @@ class DriftExchange:
             elif row.order_id is None:
                 with contextlib.suppress(ExchangeError):
                     await self._order_id(row.client_order_id)
+
+    async def _release_unchanged(self, row: IdRow) -> bool:
+        """Release `row`'s client id if the table still holds that very row and no call is sending
+        it: a lookup that read the row before the client id was sent again must not free the u8
+        of the new transaction (its answer is about the old one). False: left alone."""
+        cid = row.client_order_id
+        async with self._allocating:  # the id table only: no RPC call under it
+            if cid in self._signing or await self._store(self.ids.get(cid)) != row:
+                return False
+            await self._release(cid)
+            return True
 
     async def _release(self, client_order_id: str) -> None:
         with contextlib.suppress(ExchangeUnavailable):  # it stays held: safe, and swept later
