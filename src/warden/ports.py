@@ -33,7 +33,7 @@ from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
 from warden.domain.alerts import Alert, AlertId
-from warden.domain.controls import Controls
+from warden.domain.controls import Controls, KeptControls
 from warden.domain.events import Event
 from warden.domain.margin import SymbolConfig
 from warden.domain.orders import Fill, Order
@@ -289,16 +289,20 @@ class ControlsSpill(Protocol):
         """Where it is kept (a path), for the trader's messages."""
         ...
 
-    def save(self, controls: Controls) -> None:
-        """Keep `controls` durably (replacing what was kept)."""
+    def save(self, kept: KeptControls) -> None:
+        """Keep `kept` durably (replacing what was kept)."""
         ...
 
-    def load(self) -> Controls | None:
+    def load(self) -> KeptControls | None:
         """What is kept, or None when nothing is."""
         ...
 
     def clear(self) -> None:
-        """Forget what is kept (it is stored in the database now)."""
+        """Forget what is kept (it is stored in the database now, or stale)."""
+        ...
+
+    def set_aside(self) -> str:
+        """Move what is kept (unreadable) out of the way, for the trader to look at; where to."""
         ...
 
 

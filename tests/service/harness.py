@@ -29,7 +29,7 @@ from warden.domain.controls import Controls
 from warden.domain.events import Event
 from warden.domain.position import Position
 from warden.domain.values import Side, Symbol
-from warden.ports import AlertChannel, Store, StoreUnavailable, Transition
+from warden.ports import AlertChannel, FencedOut, Store, StoreUnavailable, Transition
 from warden.service.commands import OpenPosition
 from warden.service.config import EngineConfig
 from warden.service.delivery import DeliveryConfig
@@ -61,6 +61,8 @@ class SwitchableStore(ForwardingStore):
         super().__init__(inner)
         self.down = False
         self.land_then_time_out = False
+        self.fenced = False
+        """save_controls answers as a store whose lease another engine took over would."""
         """Commits and appended events land, then answer as if their deadline passed (an unknown
         outcome)."""
 
@@ -100,6 +102,8 @@ class SwitchableStore(ForwardingStore):
 
     async def save_controls(self, controls: Controls) -> None:
         self._check()
+        if self.fenced:
+            raise FencedOut("the account's lease moved on (test fence)")
         await self.inner.save_controls(controls)
 
     async def ping(self) -> None:

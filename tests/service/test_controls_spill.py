@@ -3,6 +3,7 @@ can: a crash before the database is back no longer loses a kill switch. On SQLit
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 from tests.service.harness import SOL, Harness
 from warden.adapters.spill import FileControlsSpill
 from warden.domain.alerts import AlertKind
-from warden.domain.controls import Controls
+from warden.domain.controls import Controls, KeptControls
 from warden.domain.position import PositionStatus
 from warden.service.commands import TradingRefused
 
@@ -74,14 +75,56 @@ async def test_the_spill_is_cleared_once_the_database_stores_the_change(harness:
     assert harness.engine.status().accepting_signals  # nothing left behind to restore
 
 
-async def test_a_spill_older_than_the_database_is_ignored(harness: Harness) -> None:
-    """A file left from a change the database stored since (its removal failed), or older than a
-    change made later elsewhere, must not bring an old kill back."""
-    await harness.engine.resume()  # stored now
-    old = Controls(paused=True, killed=True, reason="old", changed_at=datetime.now(UTC) - timedelta(hours=1))
-    FileControlsSpill(harness.spill).save(old)
+async def test_a_spill_the_database_moved_on_from_is_ignored(harness: Harness) -> None:
+    """A file left from a change made over an older database state (its removal failed, or
+    another engine stored a change since) must not bring an old kill back."""
+    await harness.engine.kill()
+    over = (await harness.store.load_controls()).changed_at
+    await harness.engine.resume()  # stored: the database moved on from `over`
+    stale = Controls(
+        paused=True, killed=True, reason="old", changed_at=datetime.now(UTC) + timedelta(hours=1)
+    )
+    FileControlsSpill(harness.spill).save(KeptControls(stale, over, ""))
     await harness.restart()
     assert harness.engine.status().accepting_signals
+    assert not harness.spill.exists()
+
+
+async def test_a_clock_behind_the_databases_change_does_not_drop_a_kill(harness: Harness) -> None:
+    """Found attacking the spill: the file won only if its change was later by the clock. The
+    database's controls stamped ahead (another host's fast clock, or this clock stepped back),
+    then a kill during an outage and a crash: the kill was dropped, after the trader was told a
+    restart keeps it. What the file's change was made over decides, not clocks."""
+    ahead = Controls(reason="set on a host whose clock runs 10 minutes fast")
+    await harness.store.save_controls(replace(ahead, changed_at=datetime.now(UTC) + timedelta(minutes=10)))
+    await harness.restart()  # the engine reads what the database holds
+    harness.store.down = True
+    await harness.engine.kill(reason="outage")
+    await harness.restart()
+    assert harness.engine.status().controls.killed, harness.engine.status()
+    assert not harness.engine.status().accepting_signals
+
+
+async def test_a_file_from_another_database_is_not_restored(harness: Harness) -> None:
+    """Found attacking the spill: warden pointed at a fresh database (or testnet and live sharing
+    ./data and one account name) restored the other's file, a resume over a kill included."""
+    await harness.engine.kill(reason="this database")
+    over = (await harness.store.load_controls()).changed_at
+    theirs = Controls(reason="", changed_at=datetime.now(UTC))
+    FileControlsSpill(harness.spill).save(KeptControls(theirs, over, "zz9zz9"))  # another installation
+    await harness.restart()
+    assert harness.engine.status().controls.killed
+    assert not harness.spill.exists()
+
+
+async def test_a_change_refused_because_another_engine_took_the_account_says_so(harness: Harness) -> None:
+    """Found attacking the spill: a kill this engine could not store because the account's lease
+    moved on answered 'the database is unavailable', while the holder went on trading."""
+    harness.store.fenced = True
+    await harness.engine.kill()
+    [said] = alerts(harness, AlertKind.KILL_ON)
+    assert "another engine holds this account" in said and "unavailable" not in said, said
+    assert any("another engine holds" in w for w in harness.engine.status().warnings)
     assert not harness.spill.exists()
 
 
@@ -93,7 +136,9 @@ async def test_an_unreadable_spill_pauses_entries_and_says_why(harness: Harness)
     status = harness.engine.status()
     assert not status.accepting_signals and status.controls.paused
     [said] = alerts(harness, AlertKind.PAUSED)
-    assert "could not be read" in said and str(harness.spill) in said, said
+    [aside] = harness.spill.parent.glob("controls.json.unreadable-*")
+    assert "could not be read" in said and f"kept as {aside}" in said, said
+    assert aside.read_text() == "{not json" and not harness.spill.exists()  # kept for the trader
     assert (await harness.store.load_controls()).paused
     await harness.engine.resume()
     await harness.restart()

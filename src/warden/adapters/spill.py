@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from warden.domain.controls import Controls
+from warden.domain.controls import Controls, KeptControls
 from warden.ports import StoreUnavailable
 
 VERSION = 1
@@ -27,8 +27,8 @@ class FileControlsSpill:
     def where(self) -> str:
         return str(self.path)
 
-    def save(self, controls: Controls) -> None:
-        body = json.dumps(_to_json(controls), sort_keys=True).encode()
+    def save(self, kept: KeptControls) -> None:
+        body = json.dumps(_to_json(kept), sort_keys=True).encode()
         tmp = self.path.with_name(self.path.name + ".tmp")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -43,7 +43,7 @@ class FileControlsSpill:
         except OSError as exc:
             raise StoreUnavailable(f"cannot write {self.path}: {exc}") from exc
 
-    def load(self) -> Controls | None:
+    def load(self) -> KeptControls | None:
         try:
             raw = self.path.read_bytes()
         except FileNotFoundError:
@@ -62,6 +62,15 @@ class FileControlsSpill:
         except OSError as exc:
             raise StoreUnavailable(f"cannot remove {self.path}: {exc}") from exc
 
+    def set_aside(self) -> str:
+        aside = self.path.with_name(f"{self.path.name}.unreadable-{datetime.now(UTC):%Y%m%dT%H%M%S%f}")
+        try:
+            os.replace(self.path, aside)
+            _fsync_dir(self.path.parent)
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot move {self.path} aside: {exc}") from exc
+        return str(aside)
+
 
 def _fsync_dir(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY)
@@ -71,7 +80,8 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def _to_json(c: Controls) -> dict[str, Any]:
+def _to_json(kept: KeptControls) -> dict[str, Any]:
+    c = kept.controls
     return {
         "version": VERSION,
         "paused": c.paused,
@@ -79,19 +89,24 @@ def _to_json(c: Controls) -> dict[str, Any]:
         "daily_loss_until": _time(c.daily_loss_until),
         "reason": c.reason,
         "changed_at": _time(c.changed_at),
+        "over": _time(kept.over),
+        "installation_id": kept.installation_id,
     }
 
 
-def _from_json(d: Any) -> Controls:
+def _from_json(d: Any) -> KeptControls:
     if not isinstance(d, dict) or d.get("version") != VERSION:
         raise ValueError("unknown format")
-    paused, killed, reason = d["paused"], d["killed"], d["reason"]
-    if not isinstance(paused, bool) or not isinstance(killed, bool) or not isinstance(reason, str):
-        raise TypeError("paused, killed and reason must be true/false, true/false and text")
+    paused, killed, reason, installation = d["paused"], d["killed"], d["reason"], d["installation_id"]
+    if not all(isinstance(v, bool) for v in (paused, killed)) or not all(
+        isinstance(v, str) for v in (reason, installation)
+    ):
+        raise TypeError("paused and killed must be true/false, reason and installation_id text")
     changed_at = _parse(d["changed_at"])
     if changed_at is None:
         raise ValueError("changed_at is missing")
-    return Controls(paused, killed, _parse(d["daily_loss_until"]), reason, changed_at)
+    controls = Controls(paused, killed, _parse(d["daily_loss_until"]), reason, changed_at)
+    return KeptControls(controls, _parse(d["over"]), installation)
 
 
 def _time(t: datetime | None) -> str | None:

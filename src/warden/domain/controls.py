@@ -57,6 +57,23 @@ def _why(reason: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class KeptControls:
+    """A control change kept beside the database while it could not store it (the spill), with
+    what it was made over: the database's own change then (`over`: its changed_at; None when it
+    held none) in the database `installation_id`. It may stand in for the database's controls
+    only while the database still holds exactly that: otherwise the database moved on (a later
+    change stored here or by another engine) or is another database altogether. No clocks are
+    compared: a clock that steps back, or another host's, cannot drop a kill."""
+
+    controls: Controls
+    over: datetime | None
+    installation_id: str
+
+    def stands_over(self, stored: Controls, installation_id: str) -> bool:
+        return self.installation_id == installation_id and self.over == stored.changed_at
+
+
+@dataclass(frozen=True, slots=True)
 class Limits:
     max_open_positions: int | None = None
     max_position_usd: Decimal | None = DEFAULT_MAX_POSITION_USD

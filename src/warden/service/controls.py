@@ -4,8 +4,9 @@ The controls are stored per account (they survive restarts) and held in
 memory; while the database is down a change still takes effect at once, is kept
 in a second durable place (the spill: a file on this host) so that a crash
 before the database is back does not lose it, and is stored when it is back. At
-start the spill wins over the database only if it holds a later change than the
-database does (an older one is left from a change stored since). Every refusal they cause is one gate reason
+start the spill stands in for the database's controls only if the database still
+holds what the spilled change was made over (domain.controls.KeptControls): no
+clocks are compared. Every refusal they cause is one gate reason
 (`controls`), so /status, /healthz and every entrypoint say the same words.
 
 Limits are checked by the opener before anything is written or sent
@@ -19,6 +20,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Collection
 from dataclasses import replace
+from datetime import datetime
 from decimal import Decimal
 
 import structlog
@@ -27,6 +29,7 @@ from warden.domain.alerts import AlertKind
 from warden.domain.controls import (
     Controls,
     Exposure,
+    KeptControls,
     LimitExceeded,
     Limits,
     check_entry,
@@ -40,6 +43,10 @@ from warden.ports import ControlsSpill, FencedOut, Store, StoreError, StoreUnava
 from warden.service.context import Context
 
 log = structlog.get_logger("warden.controls")
+
+FENCED = (
+    "another engine holds this account now (this one is standing down); its controls apply, so set them there"
+)
 
 GATE_KEY = "controls"
 
@@ -57,6 +64,11 @@ class ControlPanel:
         self.spilled: Controls | None = None
         """What the spill holds, when this engine wrote it and the database has not stored it yet."""
         self._unreadable = False
+        self._db_at: datetime | None = None
+        """changed_at of the controls the database holds, as far as this engine knows: what a
+        spilled change is made over."""
+        self.fenced = False
+        """A change was refused because another engine holds the account now."""
         """The spill could not be read at start: removed once the pause that stands for it is stored."""
         self._storing = asyncio.Lock()
         """One store (database, else spill, then clearing the spill) at a time: their order is the
@@ -75,7 +87,8 @@ class ControlPanel:
     async def load(self) -> None:
         """Read the stored controls and the day's realized PnL (startup, takeover)."""
         stored = await self.store.load_controls()
-        self.state, self.unsaved, self.spilled = stored, False, None
+        self.state, self.unsaved, self.spilled, self._unreadable = stored, False, None, False
+        self._db_at, self.fenced = stored.changed_at, False
         await self._recover_spilled(stored)
         self.day = day_start(self.ctx.clock.now())
         self.realized_today = await self.store.realized_pnl_since(self.day)
@@ -109,28 +122,44 @@ class ControlPanel:
         try:
             kept = await asyncio.to_thread(self.spill.load)
         except StoreUnavailable as exc:
-            self.state = replace(
-                stored,
-                paused=True,
-                reason=f"the controls file could not be read ({exc}); check them, then resume",
-                changed_at=self.ctx.clock.now(),
-            )
-            self.unsaved, self._unreadable = True, True
-            self.ctx.alert(AlertKind.PAUSED, f"paused: {self.state.reason}")
+            await self._unreadable_spill(stored, exc)
             return
         if kept is None:
             return
-        if _not_later(kept, stored):
-            await self._clear_spill()  # left from a change the database stored, or older than its own
+        if not kept.stands_over(stored, self.ctx.config.installation_id):
+            # The database moved on since (a later change, stored here or by another engine), or
+            # it is another database: what it holds now is the trader's latest word.
+            log.warning("controls_spill_stale", kept=str(kept.controls), stored=str(stored))
+            await self._clear_spill()
             return
-        self.state, self.unsaved, self.spilled = kept, True, kept
-        refusal = kept.refusal(self.ctx.clock.now())
-        kind = AlertKind.KILL_ON if kept.killed else AlertKind.PAUSED if refusal else AlertKind.RESUMED
+        self.state = kept.controls
+        self.unsaved, self.spilled = True, self.state
+        refusal = self.state.refusal(self.ctx.clock.now())
+        kind = AlertKind.KILL_ON if self.state.killed else AlertKind.PAUSED if refusal else AlertKind.RESUMED
         self.ctx.alert(
             kind,
             f"{refusal or 'resumed: new entries accepted'} — restored from {self.spill.where}: set while"
             " the database was down, and not stored there before warden stopped",
         )
+
+    async def _unreadable_spill(self, stored: Controls, error: StoreUnavailable) -> None:
+        """What the trader set while the database was down is unknown: entries pause, and the
+        file is moved aside for them to read (or, if it cannot be, removed once the pause is stored)."""
+        assert self.spill is not None
+        try:
+            kept_as = await asyncio.to_thread(self.spill.set_aside)
+        except StoreUnavailable:
+            kept_as = None
+        self._unreadable = kept_as is None
+        where = f"; it is kept as {kept_as}" if kept_as else ""
+        self.state = replace(
+            stored,
+            paused=True,
+            reason=f"the controls file could not be read ({error}){where}; check it, then resume",
+            changed_at=self.ctx.clock.now(),
+        )
+        self.unsaved = True
+        self.ctx.alert(AlertKind.PAUSED, f"paused: {self.state.reason}")
 
     # -------------------------------------------------------------- commands
 
@@ -160,6 +189,8 @@ class ControlPanel:
         if not self.unsaved:
             return None
         what = self.state.refusal(self.ctx.clock.now()) or "resumed: trading allowed"
+        if self.fenced:
+            return f"controls set here not stored ({what}): {FENCED}"
         if self._kept():
             assert self.spill is not None
             return (
@@ -174,6 +205,8 @@ class ControlPanel:
     def _not_stored(self) -> str:
         if not self.unsaved:
             return ""
+        if self.fenced:
+            return f" — NOT stored: {FENCED}"
         if self._kept():
             assert self.spill is not None
             return (
@@ -201,11 +234,13 @@ class ControlPanel:
             try:
                 await self.store.save_controls(state)
             except FencedOut:
-                return  # not this engine's account any more: its holder's controls rule
+                self.fenced = True  # not this engine's account any more: its holder's controls rule
+                return
             except StoreError as exc:
                 log.error("controls_not_stored", error=str(exc))  # in force now; stored when the DB is back
                 await self._spill(state)
                 return
+            self._db_at = state.changed_at
             if state == self.state:
                 self.unsaved = False
             if self.spilled is not None or self._unreadable:
@@ -216,7 +251,8 @@ class ControlPanel:
         if self.spill is None or self.spilled == state:
             return
         try:
-            await asyncio.to_thread(self.spill.save, state)
+            kept = KeptControls(state, self._db_at, self.ctx.config.installation_id)
+            await asyncio.to_thread(self.spill.save, kept)
         except StoreUnavailable as exc:
             log.error("controls_not_spilled", error=str(exc))
             if self.spilled is not None:  # an older change: a restart must not bring it back
@@ -289,10 +325,6 @@ class ControlPanel:
             AlertKind.DAILY_LOSS_REACHED,
             f"daily loss limit reached ({reason}): entries paused until {next_day(now).isoformat()}",
         )
-
-
-def _not_later(kept: Controls, stored: Controls) -> bool:
-    return stored.changed_at is not None and (kept.changed_at is None or kept.changed_at <= stored.changed_at)
 
 
 def _by(reason: str) -> str:
