@@ -174,7 +174,11 @@ class Settings(BaseSettings):
     )
     api_key: SecretStr | None = Field(None, description="Exchange API key.")
     api_secret: SecretStr | None = Field(None, description="Exchange API secret.")
-    account: str = Field("default", min_length=1, description="Account name; one engine writes per account.")
+    account: str = Field(
+        "default",
+        min_length=1,
+        description="Account name (letters, digits, _ and -, at most 32); one engine writes per account.",
+    )
     drift_keypair_path: SecretStr | None = Field(
         None, description="Path of the Solana keypair file Drift orders are signed with (never logged)."
     )
@@ -376,12 +380,13 @@ class Settings(BaseSettings):
     @classmethod
     def _account_names(cls, value: dict[str, AccountSettings]) -> dict[str, AccountSettings]:
         for name in value:
-            if not ACCOUNT_NAME.fullmatch(name):
-                raise ValueError(
-                    f"{name!r} is not an account name: letters, digits, _ and -, at most 32, "
-                    "starting with a letter or digit"
-                )
+            _check_account_name(name)
         return value
+
+    @field_validator("account")
+    @classmethod
+    def _account_name(cls, value: str) -> str:
+        return _check_account_name(value)  # it names files in data_dir (the simulator's, the controls')
 
     @model_validator(mode="after")
     def _accounts_have_keys(self) -> Settings:
@@ -610,6 +615,15 @@ def reference_rows() -> list[tuple[str, str, str, str]]:
             default = ", ".join(str(v) for v in value)
         rows.append((name, f"{ENV_PREFIX}{name.upper()}", default, info.description or ""))
     return rows
+
+
+def _check_account_name(name: str) -> str:
+    if not ACCOUNT_NAME.fullmatch(name):
+        raise ValueError(
+            f"{name!r} is not an account name: letters, digits, _ and -, at most 32, "
+            "starting with a letter or digit"
+        )
+    return name
 
 
 def _env_config_file() -> Path | None:

@@ -67,6 +67,8 @@ def test_config_file_from_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         ({"stop_pct": "0.\u0660\u0661"}, "stop_pct"),
         ({"telegram_chat_ids": "\u0661\u0662\u0663"}, "telegram_chat_ids"),
         ({"orphan_policy": "ignore"}, "orphan_policy"),
+        ({"account": "../../etc/x"}, "account"),  # names files in data_dir: never a path
+        ({"account": "a b"}, "account"),
         ({"order_timeout": 0}, "order_timeout"),
         ({"colour": "blue"}, "colour"),
     ],
