@@ -32,6 +32,8 @@ KEEP = 2000
 """Events the shared reader keeps for its clients."""
 
 EventsSince = Callable[[int | None, int], Awaitable[list[tuple[int, Event]]]]
+Rendered = tuple[int, Event, str]
+"""An event, its id, and its message as sent (rendered once, for every client)."""
 
 
 def message(event_id: int, event: Event) -> str:
@@ -59,7 +61,7 @@ class EventFeed:
         self.newest: int | None = None
         self.floor: int | None = None
         self.error: Exception | None = None
-        self._kept: deque[tuple[int, Event]] = deque(maxlen=keep)
+        self._kept: deque[Rendered] = deque(maxlen=keep)
         self._changed = asyncio.Event()
         self._clients = 0
         self._task: asyncio.Task[None] | None = None
@@ -80,11 +82,11 @@ class EventFeed:
                 self._task = None
                 self._on_idle()
 
-    def kept_after(self, after: int) -> list[tuple[int, Event]] | None:
+    def kept_after(self, after: int) -> list[Rendered] | None:
         """The events after `after`, or None if they are not all kept (read the database)."""
         if self.floor is None or after < self.floor:
             return None
-        newer: list[tuple[int, Event]] = []
+        newer: list[Rendered] = []
         for item in reversed(self._kept):
             if item[0] <= after:
                 break
@@ -119,10 +121,10 @@ class EventFeed:
             self.newest = self.floor = recent[-1][0] if recent else 0
         batch = await self.events_since(self.newest, BATCH)
         self.error = None
-        for item in batch:
+        for event_id, event in batch:
             if len(self._kept) == self._kept.maxlen:
                 self.floor = self._kept[0][0]
-            self._kept.append(item)
+            self._kept.append((event_id, event, message(event_id, event)))
         if batch:
             self.newest = batch[-1][0]
             self._wake()
@@ -178,10 +180,10 @@ async def event_stream(
                 raise feed.error
             batch = feed.kept_after(after)
             if batch is None:  # further behind than the feed keeps: from the database itself
-                batch = await events_since(after, BATCH)
-            for event_id, event in batch:
+                batch = [(i, e, message(i, e)) for i, e in await events_since(after, BATCH)]
+            for event_id, event, text in batch:
                 on_sent((now() - event.at).total_seconds())
-                yield message(event_id, event)
+                yield text
                 after = event_id
             if batch:
                 quiet_since = loop.time()
