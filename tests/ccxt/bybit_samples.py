@@ -65,6 +65,13 @@ INSTRUMENT_DELIVERY: Raw = {
     "deliveryTime": "1766736000000",
 }
 
+INSTRUMENT_USDC_PERP: Raw = {  # Bybit's USDC-settled perpetual: its id is BTCPERP
+    **INSTRUMENT_BTC,
+    "symbol": "BTCPERP",
+    "quoteCoin": "USDC",
+    "settleCoin": "USDC",
+}
+
 ORDER_ANSWER: Raw = {"orderId": "1992319485461489920", "orderLinkId": "1992319485469878528"}  # createOrder
 
 CLOSED_REDUCE_ONLY_SELL: Raw = {  # fetchClosedOrders, "Fetch swap closed orders by the symbol"
@@ -309,7 +316,7 @@ async def offline() -> Any:
         listed = (
             []
             if params.get("status") == "PreLaunch"
-            else [INSTRUMENT_BTC, INSTRUMENT_LTC, INSTRUMENT_DELIVERY]
+            else [INSTRUMENT_BTC, INSTRUMENT_LTC, INSTRUMENT_DELIVERY, INSTRUMENT_USDC_PERP]
         )
         return {
             "retCode": 0,

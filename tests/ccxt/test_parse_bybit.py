@@ -38,6 +38,13 @@ async def test_linear_perpetuals_become_instruments_from_the_raw_filters(client:
     assert parse_bybit.instrument(delivery) is None
 
 
+async def test_a_usdc_settled_perpetual_is_not_an_instrument(client: Any) -> None:
+    """Positions and open orders are listed per settle coin (USDT): a USDC perpetual would be unseen."""
+    usdc = client.markets["BTC/USDC:USDC"]
+    assert (usdc["swap"], usdc["linear"], usdc["id"]) == (True, True, "BTCPERP")
+    assert parse_bybit.instrument(usdc) is None
+
+
 async def test_an_order_answer_is_ids_only_and_the_report_says_working(client: Any) -> None:
     parsed = client.parse_order(s.ORDER_ANSWER, client.market(BTC))
     assert (parsed["status"], parsed["filled"]) == (None, None)  # ccxt knows nothing more either

@@ -6,14 +6,18 @@ import json
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
+import aiohttp
 import pytest
 
 import ccxt
 from tests.helpers import eventually
 from warden.adapters.ccxt import CcxtBybitExchange, all_urls
+from warden.adapters.sim.core import SimCore
+from warden.adapters.sim.markets import SimMarket, default_markets
+from warden.adapters.sim.server import create_server_app, running_app
 from warden.domain.orders import OrderStatus
 from warden.domain.reports import FillReport, MarkPrice, OrderReport, StreamGap
-from warden.domain.values import OrderSide, OrderType, Side
+from warden.domain.values import Instrument, OrderSide, OrderType, Side, Symbol
 from warden.ports import Exchange, ExchangeTimeout, ExchangeUnavailable, OrderNotFound, OrderRejected
 
 from .conftest import BybitSim
@@ -56,6 +60,41 @@ async def test_markets_and_the_one_way_mode_at_start(
     assert notes == ["110025 Position mode is not modified"]  # already one-way: not an error
     await bybit_exchange.instruments()
     assert len(sent(bybit_sim, "/v5/position/switch-mode")) == 1  # once per adapter
+
+
+async def test_every_market_listed_is_one_whose_positions_and_orders_are_seen() -> None:
+    """Bybit also lists USDC-settled linear perpetuals (BTC/USDC:USDC, ...), but the position and
+    open-order lists ccxt asks for without a symbol are USDT-settled only (settleCoin=USDT), and
+    one-way mode is set for USDT only. A market warden may trade must be one whose positions and
+    stops it can see: a USDC perpetual traded on a signal was invisible to reconciliation (a
+    position taken for a ghost, its stop for missing)."""
+    usdc = SimMarket(Instrument(Symbol("ETH/USDC:USDC"), D("0.01"), D("0.001"), D("0.001"), D(5)), D(3000))
+    app = create_server_app(
+        SimCore([*default_markets(), usdc]), venue="bybit", price_interval=None, push_interval=0.05
+    )
+    async with running_app(app) as base, aiohttp.ClientSession() as session:
+        sim = BybitSim(app, base, session)
+        adapter = sim.bybit_exchange()
+        try:
+            listed = await adapter.instruments()
+            for symbol, instrument in sorted(listed.items()):
+                order = {"symbol": symbol, "side": "buy", "qty": str(instrument.min_qty * 10)}
+                await sim.control("POST", "/sim/external-order", order)
+                await sim.control(
+                    "POST",
+                    "/sim/external-order",
+                    {
+                        **order,
+                        "side": "sell",
+                        "reduce_only": True,
+                        "type": "stop_market",
+                        "trigger_price": str(instrument.round_price(sim.venue.core.mark(symbol) / 2)),
+                    },
+                )
+            assert {p.symbol for p in await adapter.fetch_positions()} == set(listed)
+            assert {o.symbol for o in await adapter.fetch_open_orders()} == set(listed)
+        finally:
+            await adapter.close()
 
 
 async def test_configured_leverage_and_margin_mode_are_applied(bybit_sim: BybitSim) -> None:

@@ -58,7 +58,7 @@ MAX_PAGES = 100
 
 
 class CcxtBybitExchange(CcxtAdapter):
-    """One Bybit unified trading account, USDT (and USDC) linear perpetuals, one-way mode."""
+    """One Bybit unified trading account, USDT-settled linear perpetuals, one-way mode."""
 
     venue = "bybit"
     codes = errors.BYBIT

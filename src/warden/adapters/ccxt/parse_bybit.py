@@ -48,9 +48,17 @@ def _info(raw: Raw) -> Raw:
 # ----- markets ------------------------------------------------------------------------
 
 
+SETTLE = "USDT"
+"""The settle coin of the perpetuals the adapter trades. Bybit lists USDC-settled linear perpetuals
+too, but the position and open-order lists asked without a symbol are USDT-settled only (ccxt's
+default `settleCoin`), and one-way mode is set for USDT: a USDC perpetual would trade unseen."""
+
+
 def instrument(market: Raw) -> Instrument | None:
-    """A linear perpetual's precision from instruments-info's filters; None for anything else."""
+    """A USDT-settled linear perpetual's precision from instruments-info's filters; None for anything else."""
     if not (market.get("swap") and market.get("linear")) or market.get("active") is False:
+        return None
+    if market.get("settle") != SETTLE:
         return None
     info = _info(market)
     lots = info.get("lotSizeFilter") or {}
