@@ -94,6 +94,19 @@ def test_a_client_id_in_use_is_a_duplicate_not_a_plain_refusal(codes: CodeTable,
     assert type(translate(ccxt.InvalidOrder(message), QUERY, codes)) is OrderRejected
 
 
+@pytest.mark.parametrize("ccxt_error", [ccxt.InvalidOrder, ccxt.BadRequest])
+def test_an_order_the_matching_engine_refused_as_late_is_retryable_not_refused(
+    ccxt_error: type[Exception],
+) -> None:
+    """-5028: the order reached Binance's matching engine after its recvWindow (a backlog inside
+    Binance, in fast markets) and was not processed, like -1021 at the gateway. ccxt calls it
+    InvalidOrder (BadRequest in its linear table): taken for a final refusal, a stop refused so
+    would close the position at market at once instead of being sent again."""
+    message = 'binanceusdm {"code":-5028,"msg":"Timestamp for this request is outside of the ME recvWindow."}'
+    assert type(translate(ccxt_error(message), ORDER, BINANCE)) is ExchangeUnavailable
+    assert type(translate(ccxt_error(message), QUERY, BINANCE)) is ExchangeUnavailable
+
+
 def test_translated_lets_foreign_exceptions_through() -> None:
     """Not ccxt's, not a reading error: propagate unchanged (a bug is not an exchange outage)."""
     with pytest.raises(ZeroDivisionError), translated(QUERY):

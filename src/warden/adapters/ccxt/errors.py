@@ -45,7 +45,9 @@ ExchangeTimeout: the outcome is unknown and the engine looks the order up by cli
 That includes ExchangeNotAvailable: Binance answers 503 "Unknown error, please check your
 request or try again later" when the order reached the matching engine but the gateway
 gave up waiting ("execution status UNKNOWN" in Binance's docs), and ccxt reports a
-dropped connection the same way. Only 418/429 and -1021 are refused before processing.
+dropped connection the same way. Only 418/429, -1021 and -5028 (the matching engine's own
+recvWindow, a backlog inside Binance) are refused before processing: retryable, never a final
+refusal (a stop taken for refused closes its position at market).
 """
 
 from __future__ import annotations
@@ -128,6 +130,7 @@ BINANCE: CodeTable = {
     -1102: REJECTED,  # mandatory parameter missing or malformed
     -1121: REJECTED,  # Invalid symbol
     -1021: RETRYABLE,  # timestamp outside recvWindow: refused before processing
+    -5028: RETRYABLE,  # outside the matching engine's recvWindow: not processed (ccxt: InvalidOrder)
     -1003: RETRYABLE,  # too many requests
     -1022: REFUSED_KEY,  # signature not valid
     -2015: REFUSED_KEY,  # invalid API key, IP or permissions
