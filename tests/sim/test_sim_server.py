@@ -172,6 +172,21 @@ async def test_algo_refusals_carry_binance_codes(raw: RawClient, cid: str, trigg
     assert (status, body["code"]) == (400, code)
 
 
+async def test_at_most_ten_algo_orders_rest_per_symbol(raw: RawClient) -> None:
+    """USD-M's MAX_NUM_ALGO_ORDERS filter (limit 10 per symbol), refused with -4045 like Bybit's
+    110009 cap: a simulator that rests an eleventh stop hides what stacked positions meet."""
+    _, info = await raw.call("GET", "/fapi/v1/exchangeInfo", signed=False)
+    [btc] = [s for s in info["symbols"] if s["symbol"] == BTCUSDT]
+    assert {"filterType": "MAX_NUM_ALGO_ORDERS", "limit": 10} in btc["filters"]
+    await entry(raw, qty="0.1")
+    for n in range(10):
+        assert (await stop(raw, f"wd-p1-s{n}", str(60000 + n)))[0] == 200
+    status, body = await stop(raw, "wd-p1-s10", "59000")
+    assert (status, body["code"]) == (400, -4045)
+    await raw.call("DELETE", "/fapi/v1/algoOrder", {"symbol": BTCUSDT, "clientAlgoId": "wd-p1-s0"})
+    assert (await stop(raw, "wd-p1-s10", "59000"))[0] == 200  # room again
+
+
 async def test_unknown_symbol_is_1121(raw: RawClient) -> None:
     status, body = await raw.call("GET", "/fapi/v1/openOrders", {"symbol": "DOGEUSDT"})
     assert (status, body["code"]) == (400, -1121)

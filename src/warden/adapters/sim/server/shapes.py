@@ -25,6 +25,9 @@ from warden.domain.values import ZERO, Instrument, OrderType, Symbol
 
 Json = dict[str, Any]
 
+MAX_NUM_ALGO_ORDERS = 10
+"""USD-M's cap on open algo (conditional) orders per symbol (MAX_NUM_ALGO_ORDERS; -4045 beyond)."""
+
 CHILD_ID_OFFSET = 10**12
 """Child (triggered) order ids are `CHILD_ID_OFFSET + algoId`: disjoint from every core id."""
 
@@ -138,6 +141,7 @@ def symbol_info(instrument: Instrument) -> Json:
                 "minQty": num(instrument.min_qty),
                 "maxQty": num(MAX_QTY),
             },
+            {"filterType": "MAX_NUM_ALGO_ORDERS", "limit": MAX_NUM_ALGO_ORDERS},
             {"filterType": "MIN_NOTIONAL", "notional": num(instrument.min_notional)},
         ],
         "orderTypes": ORDER_TYPES,

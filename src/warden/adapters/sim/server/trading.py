@@ -1,8 +1,9 @@
 """Orders: `/fapi/v1/order` for market orders, `/fapi/v1/algoOrder` for conditional ones.
 
 Like Binance since 2025-12-09, STOP_MARKET / TAKE_PROFIT_MARKET sent to the plain order
-endpoint are refused with -4120; the algo endpoint knows only conditional orders, and a
-lookup on the wrong endpoint finds nothing (-2013 / -2011).
+endpoint are refused with -4120; the algo endpoint knows only conditional orders (at most
+`MAX_NUM_ALGO_ORDERS` open per symbol, -4045 beyond), and a lookup on the wrong endpoint
+finds nothing (-2013 / -2011).
 """
 
 from __future__ import annotations
@@ -184,6 +185,8 @@ async def new_algo_order(venue: BinanceVenue, params: Params) -> Any:
         raise BinanceError(-1106, "Parameter 'quantity' sent when not required.")
     if "triggerPrice" not in params:
         raise mandatory("triggerPrice")
+    if venue.core.resting_count(symbol) >= shapes.MAX_NUM_ALGO_ORDERS:
+        raise BinanceError(-4045, "Reach max stop order limit.")
     request = OrderRequest(
         ClientOrderId(client_id(params, "clientAlgoId")),
         symbol,
