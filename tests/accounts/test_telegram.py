@@ -113,3 +113,47 @@ async def test_with_one_account_at_name_is_optional(tmp_path: Path, api: FakeBot
         await api.say(CHAT, "long eth @main")
         await eventually(lambda: bool(replies(api, "unknown account @main")), timeout=15, what="refusal")
         assert len(runtime.sim.core.positions()) == 1
+
+
+async def test_an_account_started_again_is_served_by_the_bot(
+    tmp_path: Path,
+    api: FakeBotApi,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An account whose first start failed (its database did not answer) and that the fleet
+    started again is commanded through the bot like any other: the bot looks the account's
+    runtime up for each command, not once when it started (it answered "[alt] not running"
+    for good, and a /kill @alt stopped nothing)."""
+    from typing import Any
+
+    import warden.bootstrap
+    from warden.ports import StoreUnavailable
+
+    real_open = warden.bootstrap.open_store
+    failed: list[str] = []
+
+    async def first_open_times_out(url: str, **kwargs: Any) -> Any:
+        if kwargs.get("account") == "alt" and not failed:
+            failed.append("alt")
+            raise StoreUnavailable(f"read installation id: {url} did not answer within 5s")
+        return await real_open(url, **kwargs)
+
+    monkeypatch.setattr(warden.bootstrap, "open_store", first_open_times_out)
+    extra = f'telegram_token = "{TOKEN}"\ntelegram_chat_ids = "{CHAT}"\ntelegram_api_url = "{api.url}"'
+    settings = fleet_settings(tmp_path, f"sqlite:///{tmp_path}/w.db", TWO_SIM, extra=extra)
+    async with running_fleet(
+        settings,
+        price_feed=False,
+        notifier=lambda _: RecordingNotifier(),
+        beside=[run_fleet_bot],
+        restart_after=0.05,
+    ) as fleet:
+        assert failed == ["alt"]
+        await eventually(lambda: fleet.runtime("alt") is not None, timeout=30, what="alt started again")
+        alt = fleet.runtimes["alt"].engine
+        await eventually(lambda: alt.status().accepting_signals, timeout=30, what="alt ready")
+        await api.say(CHAT, "/kill @alt")
+        answered = lambda: [t for t in api.texts(CHAT) if t.startswith("[alt] ")]  # noqa: E731
+        await eventually(lambda: bool(answered()), timeout=15, what="the kill's answer")
+        assert answered()[0].startswith("[alt] 🛑 kill switch on"), answered()
+        assert alt.status().controls.killed

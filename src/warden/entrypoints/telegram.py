@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -400,17 +400,29 @@ class Responder(Protocol):
     async def on_button(self, chat_id: int, data: str) -> Reply: ...
 
 
+Accounts = Mapping[str, "Commands | str"]
+"""Each account's Commands, or why it is not running."""
+
+
 class FleetCommands:
     """Commands for several accounts: `@NAME` picks one; each reply says whose it is."""
 
-    def __init__(self, accounts: dict[str, Commands | str]) -> None:
-        """`accounts`: each account's Commands, or why it is not running."""
-        self.accounts = accounts
+    def __init__(self, accounts: Accounts | Callable[[], Accounts]) -> None:
+        """`accounts`: each account's Commands, or why it is not running; or what gives them as
+        they are now (a fleet starts an account again after a failure: a new engine, asked
+        from then on)."""
+        self._accounts = accounts
+
+    @property
+    def accounts(self) -> Accounts:
+        return self._accounts() if callable(self._accounts) else self._accounts
 
     def _listed(self) -> str:
         return ", ".join(f"@{name}" for name in self.accounts)
 
     async def respond(self, chat_id: int, text: str) -> Reply:
+        if callable(self._accounts):  # one look at the accounts for the whole command
+            return await FleetCommands(self._accounts()).respond(chat_id, text)
         words = text.strip().split()
         if len(self.accounts) == 1 and not any(w.startswith("@") for w in words[1:]):
             return await self._one(next(iter(self.accounts)), chat_id, text)
@@ -459,6 +471,8 @@ class FleetCommands:
         return Reply(f"[{name}] {reply.text}", buttons, reply.done)
 
     async def on_button(self, chat_id: int, data: str) -> Reply:
+        if callable(self._accounts):
+            return await FleetCommands(self._accounts()).on_button(chat_id, data)
         if len(self.accounts) == 1:
             only = next(iter(self.accounts.values()))
             if isinstance(only, Commands):
@@ -480,23 +494,26 @@ class TelegramBot:
     def __init__(
         self,
         bot: Bot,
-        engine: BotEngine,
+        engine: BotEngine | None,
         chat_ids: set[int],
         default_usd: Decimal,
         now: Callable[[], datetime],
         *,
         long_poll: int = LONG_POLL,
         commands: Responder | None = None,
-        engines: Sequence[BotEngine] = (),
+        engines: Callable[[], Sequence[BotEngine]] | None = None,
     ) -> None:
-        """`commands`/`engines`: for several accounts, their FleetCommands and every running
-        account's engine (each shows the bot's notes and warnings; the bot stands by only
-        when every one does)."""
+        """`commands`/`engines`: for several accounts, their FleetCommands and what gives every
+        running account's engine as they are now (each shows the bot's notes and warnings; the
+        bot stands by only when every one does, or none runs)."""
         self.bot = bot
-        self.engine = engine
-        self.engines = list(engines) or [engine]
+        self._engines = engines
+        self._engine = engine
         self.chat_ids = chat_ids
-        self.commands: Responder = commands or Commands(engine, default_usd, now)
+        if commands is None:
+            assert engine is not None, "one engine, or the commands of several"
+            commands = Commands(engine, default_usd, now)
+        self.commands: Responder = commands
         self.now = now
         self.long_poll = long_poll
         self.strangers: set[int] = set()
@@ -505,13 +522,19 @@ class TelegramBot:
         self.username: str | None = None
         """The bot's own @username (getMe): a `/cmd@name` naming another bot is not for warden."""
 
+    @property
+    def engines(self) -> list[BotEngine]:
+        if self._engines is not None:
+            return list(self._engines())
+        return [] if self._engine is None else [self._engine]
+
     async def run(self) -> None:
         """Poll forever; a Telegram outage backs off (doubling to 30 s) and is a /status warning."""
         failures = 0
         self._note(f"starting: {len(self.chat_ids)} allowlisted chat(s)")
         while True:
             try:
-                if all(e.status().state is EngineState.READ_ONLY for e in self.engines):
+                if all(e.status().state is EngineState.READ_ONLY for e in self.engines):  # or none runs
                     await asyncio.sleep(1.0)  # a standby leaves the chat to the lease holder
                     continue
                 if self.username is None:
@@ -645,29 +668,41 @@ async def run_bot(runtime: Runtime) -> None:
 
 
 async def run_fleet_bot(fleet: Fleet) -> None:
-    """Beside every account's engine (bootstrap.running_fleet(beside=...)): one bot, `@NAME` routes."""
-    if fleet.telegram is None or not fleet.runtimes:
+    """Beside every account's engine (bootstrap.running_fleet(beside=...)): one bot, `@NAME` routes.
+
+    Each command finds its account's runtime as it is then: the fleet starts an account again
+    after a failure (a new engine), or starts one whose first start failed."""
+    if fleet.telegram is None:
         return
     settings = fleet.settings
     if not settings.chat_ids:
         log.warning("telegram_no_chats", hint="set WARDEN_TELEGRAM_CHAT_IDS; every chat is ignored")
-    accounts: dict[str, Commands | str] = {}
-    for name in fleet.names:
-        runtime = fleet.runtime(name)
-        accounts[name] = (
-            Commands(runtime.engine, runtime.settings.default_usd, runtime.clock.now)
-            if runtime is not None
-            else fleet.failures.get(name, "not running")
-        )
-    engines = [runtime.engine for runtime in fleet.runtimes.values()]
+    made: dict[str, tuple[Runtime, Commands]] = {}  # kept while the runtime lives (a /close all's button)
+
+    def accounts() -> dict[str, Commands | str]:
+        now: dict[str, Commands | str] = {}
+        for name in fleet.names:
+            runtime = fleet.runtime(name)
+            if runtime is None:
+                made.pop(name, None)
+                now[name] = fleet.failures.get(name, "not running")
+                continue
+            if name not in made or made[name][0] is not runtime:
+                made[name] = (
+                    runtime,
+                    Commands(runtime.engine, runtime.settings.default_usd, runtime.clock.now),
+                )
+            now[name] = made[name][1]
+        return now
+
     bot = TelegramBot(
         fleet.telegram,
-        engines[0],
+        None,
         set(settings.chat_ids),
         settings.default_usd,
         fleet.clock.now,
         commands=FleetCommands(accounts),
-        engines=engines,
+        engines=lambda: [runtime.engine for runtime in fleet.runtimes.values()],
     )
     try:
         await bot.run()
