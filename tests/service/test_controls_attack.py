@@ -104,3 +104,93 @@ async def test_an_entry_whose_commit_the_kill_switch_overtakes_is_never_sent(
     finally:
         gate.release.set()
         await h.stop()
+
+
+class HeldControlsRead(ForwardingStore):
+    """The store, with the startup read of the controls held until released (answering what the
+    database held when it was read): a slow database at the moment an engine starts or takes an
+    account over."""
+
+    def __init__(self, inner: Store) -> None:
+        super().__init__(inner)
+        self.arrived = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def load_controls(self) -> Any:
+        stored = await self.inner.load_controls()
+        self.arrived.set()
+        await self.release.wait()
+        return stored
+
+
+async def test_a_kill_while_the_engine_reads_its_controls_at_start_is_kept(
+    store_url: str, sim: SimulatedExchange
+) -> None:
+    """A kill switch turned on while a starting engine (a start, a fleet's restart, a takeover) is
+    reading its stored controls: the kill answered 'on', and is stored; the read, made before it,
+    must not put the engine back to trading. It did: the start replaced the controls in force by
+    what it had read, and signals were accepted under a kill the database holds."""
+    held: list[HeldControlsRead] = []
+
+    def wrap(part: Any) -> Any:
+        if isinstance(part, ForwardingStore):
+            held.append(HeldControlsRead(part))
+            return held[-1]
+        return part
+
+    h = await Harness(store_url, sim, wrap=wrap).start(ready=False)
+    try:
+        [store] = held
+        starting = asyncio.ensure_future(h.engine.start())
+        await asyncio.wait_for(store.arrived.wait(), 5)
+        killing = asyncio.ensure_future(h.engine.kill(reason="everything off"))
+        for _ in range(20):  # turns of the loop: the kill is under way (no real time passes)
+            await asyncio.sleep(0)
+        assert not starting.done()
+        store.release.set()
+        await starting
+        assert (await killing).controls.killed
+        assert (await h.store.load_controls()).killed
+        assert h.engine.status().controls.killed
+        with pytest.raises(TradingRefused):
+            await h.open("long", symbol=ETH, usd="100")
+        assert h.sim.core.position(ETH).qty == 0
+    finally:
+        store.release.set()
+        await h.stop()
+
+
+async def test_a_pause_while_the_engine_reads_its_controls_at_start_keeps_the_stored_kill(
+    store_url: str, sim: SimulatedExchange
+) -> None:
+    """The database holds a kill; the engine starts again (a fleet's restart, a takeover) and a
+    pause comes while it reads its controls. The pause is made over the stored kill, not over
+    what the engine held before it read them: it stored a pause alone, clearing the kill."""
+    held: list[HeldControlsRead] = []
+
+    def wrap(part: Any) -> Any:
+        if isinstance(part, ForwardingStore):
+            held.append(HeldControlsRead(part))
+            return held[-1]
+        return part
+
+    first = await Harness(store_url, sim).start()
+    await first.engine.kill(reason="everything off")
+    await first.stop()
+    h = replace(first, wrap=wrap)
+    await h.start(ready=False)
+    [store] = held
+    try:
+        starting = asyncio.ensure_future(h.engine.start())
+        await asyncio.wait_for(store.arrived.wait(), 5)
+        pausing = asyncio.ensure_future(h.engine.pause("news"))
+        for _ in range(20):  # turns of the loop: the pause is under way (no real time passes)
+            await asyncio.sleep(0)
+        store.release.set()
+        await starting
+        await pausing
+        assert h.engine.status().controls.killed
+        assert (await h.store.load_controls()).killed
+    finally:
+        store.release.set()
+        await h.stop()

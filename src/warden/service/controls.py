@@ -18,7 +18,7 @@ UTC day and alerts once.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
@@ -70,6 +70,9 @@ class ControlPanel:
         self.fenced = False
         """A change was refused because another engine holds the account now."""
         """The spill could not be read at start: removed once the pause that stands for it is stored."""
+        self._loading = asyncio.Lock()
+        """Held by `load` from its read of the stored controls until they are in force: a change
+        made meanwhile (a kill during a start or a takeover) waits, then is made over them."""
         self._storing = asyncio.Lock()
         """One store (database, else spill, then clearing the spill) at a time: their order is the
         order of the changes."""
@@ -86,10 +89,11 @@ class ControlPanel:
 
     async def load(self) -> None:
         """Read the stored controls and the day's realized PnL (startup, takeover)."""
-        stored = await self.store.load_controls()
-        self.state, self.unsaved, self.spilled, self._unreadable = stored, False, None, False
-        self._db_at, self.fenced = stored.changed_at, False
-        await self._recover_spilled(stored)
+        async with self._loading:
+            stored = await self.store.load_controls()
+            self.state, self.unsaved, self.spilled, self._unreadable = stored, False, None, False
+            self._db_at, self.fenced = stored.changed_at, False
+            await self._recover_spilled(stored)
         self.day = day_start(self.ctx.clock.now())
         self.realized_today = await self.store.realized_pnl_since(self.day)
         self.refresh()
@@ -164,22 +168,21 @@ class ControlPanel:
     # -------------------------------------------------------------- commands
 
     async def pause(self, reason: str = "") -> Controls:
-        await self._change(replace(self.state, paused=True, reason=reason))
+        await self._change(lambda now: replace(now, paused=True, reason=reason))
         await self.ctx.notify(
             AlertKind.PAUSED, f"paused: no new entries{_by(reason)}; exits keep working{self._not_stored()}"
         )
         return self.state
 
     async def kill(self, reason: str = "") -> Controls:
-        await self._change(replace(self.state, paused=True, killed=True, reason=reason))
+        await self._change(lambda now: replace(now, paused=True, killed=True, reason=reason))
         await self.ctx.notify(
             AlertKind.KILL_ON, f"kill switch on{_by(reason)}: no new entries{self._not_stored()}"
         )
         return self.state
 
     async def resume(self) -> Controls:
-        was = self.state
-        await self._change(Controls(changed_at=self.ctx.clock.now()))
+        was = await self._change(lambda _: Controls())
         kind = AlertKind.KILL_OFF if was.killed else AlertKind.RESUMED
         await self.ctx.notify(kind, f"resumed: new entries accepted{self._not_stored()}")
         return self.state
@@ -222,11 +225,15 @@ class ControlPanel:
         """The change in force is the one the spill holds."""
         return self.spilled is not None and self.spilled == self.state
 
-    async def _change(self, new: Controls) -> None:
-        self.state = replace(new, changed_at=self.ctx.clock.now())
-        self.refresh()
-        self.unsaved = True
+    async def _change(self, change: Callable[[Controls], Controls]) -> Controls:
+        """Put `change` of the controls in force, and store it; the controls it changed."""
+        async with self._loading:  # over the stored controls, when a start is reading them
+            was = self.state
+            self.state = replace(change(was), changed_at=self.ctx.clock.now())
+            self.refresh()
+            self.unsaved = True
         await self._store()
+        return was
 
     async def _store(self) -> None:
         async with self._storing:
@@ -320,7 +327,7 @@ class ControlPanel:
             return
         limit = self.limits.max_daily_loss_usd
         reason = f"realized {self.realized_today:.2f} USD today, limit max_daily_loss_usd {limit}"
-        await self._change(replace(self.state, daily_loss_until=next_day(now), reason=reason))
+        await self._change(lambda controls: replace(controls, daily_loss_until=next_day(now), reason=reason))
         await self.ctx.notify(
             AlertKind.DAILY_LOSS_REACHED,
             f"daily loss limit reached ({reason}): entries paused until {next_day(now).isoformat()}",
