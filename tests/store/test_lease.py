@@ -401,3 +401,26 @@ async def test_a_killed_shared_session_puts_every_lease_on_it_in_doubt_then_each
         for lease in mine:
             await lease.release()
         await session.close()
+
+
+@pytest.mark.postgres
+async def test_a_lease_in_doubt_names_its_own_engine_not_one_that_held_it_before(
+    pg_url: str, backend_pg: Backend
+) -> None:
+    """An engine that stood by while host-b held the account, then took it over, has its session
+    killed: the lease is in doubt (nobody else took it), and its holder is this engine, as
+    /accounts and the dashboard show it (lease_held: true). It named host-b, which had let go."""
+    first, second = backend_pg.lease(holder="host-a:1"), backend_pg.lease(holder="host-b:2")
+    assert await second.try_acquire() == 1
+    assert await first.try_acquire() is None
+    assert first.holder() == "host-b:2"
+    await second.release()
+    assert await first.try_acquire() == 2
+    assert first.holder() == "host-a:1"
+    async with admin(pg_url) as conn:
+        await terminate_lease_session(conn, "acct")
+    assert await first.check() is UNREACHABLE
+    assert first.holder() == "host-a:1"
+    assert await first.reacquire() == 2
+    assert first.holder() == "host-a:1"
+    await first.release()

@@ -311,7 +311,9 @@ class PostgresAdvisoryLease:
         return epoch
 
     def holder(self) -> str | None:
-        return self._table.me if self._locked() else self._other
+        """This engine while it holds the lease or has it in doubt (nobody else seen taking it);
+        else the holder last seen."""
+        return self._table.me if self._epoch is not None else self._other
 
     async def look(self) -> str | None:
         if self._locked():
