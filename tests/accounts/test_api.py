@@ -295,3 +295,21 @@ async def test_an_account_that_could_not_start_is_listed_with_why(tmp_path: Path
             assert 'href="/?account=main"' in page.text
             status = await http.get("/ui/status?account=alt")
             assert status.status_code == 503 and html.escape(why) in status.text, status.text
+
+
+async def test_an_account_given_twice_in_the_query_is_refused_and_nothing_is_done(
+    fleet: Fleet, http: httpx.AsyncClient
+) -> None:
+    """`?account=main&account=alt` (a URL built by appending to one that named an account) is
+    refused as a JSON field given twice is, whichever came last: the signal went to alt and the
+    pause paused alt."""
+    opened = await http.post("/api/v1/signals?account=main&account=alt", json=SIGNAL)
+    assert opened.status_code == 422, opened.text
+    assert opened.json()["field"] == "account" and "given twice" in opened.json()["message"]
+    paused = await http.post("/api/v1/pause?account=alt&account=main")
+    assert paused.status_code == 422 and paused.json()["field"] == "account", paused.text
+    assert orders_and_positions(fleet, "main") == (0, 0)
+    assert orders_and_positions(fleet, "alt") == (0, 0)
+    for name in ("main", "alt"):
+        runtime = fleet.runtime(name)
+        assert runtime is not None and not runtime.engine.status().controls.paused

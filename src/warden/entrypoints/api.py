@@ -441,7 +441,8 @@ def _query_names(dependant: Any) -> set[str]:
 
 
 def check_query(request: Request) -> None:
-    """Unknown query parameters are refused like unknown body fields."""
+    """Unknown query parameters are refused like unknown body fields, and one given twice
+    (`?account=main&account=alt`) like a body field given twice: whichever came last, neither."""
     route = request.scope.get("route")
     dependant = getattr(route, "dependant", None)
     if dependant is None:
@@ -451,6 +452,8 @@ def check_query(request: Request) -> None:
         if name not in accepted:
             listed = ", ".join(accepted) or "none"
             raise FieldError(name, f"is not a query parameter warden knows; accepted: {listed}", accepted)
+        if len(request.query_params.getlist(name)) > 1:
+            raise ValidationError(name, "is given twice; give it once")
 
 
 def _ctx(request: Request) -> _Context:
