@@ -64,12 +64,12 @@ class ControlPanel:
         self.spilled: Controls | None = None
         """What the spill holds, when this engine wrote it and the database has not stored it yet."""
         self._unreadable = False
+        """The spill could not be read at start: removed once the pause that stands for it is stored."""
         self._db_at: datetime | None = None
         """changed_at of the controls the database holds, as far as this engine knows: what a
         spilled change is made over."""
         self.fenced = False
         """A change was refused because another engine holds the account now."""
-        """The spill could not be read at start: removed once the pause that stands for it is stored."""
         self._loading = asyncio.Lock()
         """Held by `load` from its read of the stored controls until they are in force: a change
         made meanwhile (a kill during a start or a takeover) waits, then is made over them."""
