@@ -5,7 +5,9 @@ Like the simulator's own fault knobs, its switches are set by a test at run time
 until released; `cancels_vanish` makes cancels answer as if done while the orders stay;
 `inject` puts an event of the test's choosing on the stream; `cancels` records every cancel
 the engine asked for; `after_open_orders` runs once between reading the open orders and
-answering with them (the world moves while the engine holds a snapshot).
+answering with them (the world moves while the engine holds a snapshot); `unlisted_markets`
+leaves markets out of the instruments list (delisted, settling or halted: the ccxt adapters drop
+a market that is not `active`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 from warden.adapters.sim import SimulatedExchange
 from warden.domain.orders import OrderStatus
 from warden.domain.reports import FillReport, OrderReport, OrderRequest, StreamEvent
-from warden.domain.values import Symbol
+from warden.domain.values import Instrument, Symbol
 
 
 class ProbedExchange:
@@ -36,6 +38,7 @@ class ProbedExchange:
         self.after_open_orders: Callable[[], Awaitable[None]] | None = None
         self.unlisted: set[str] = set()
         """Client ids left out of the open-orders list (a list that lags, like Drift's chain reads)."""
+        self.unlisted_markets: set[str] = set()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.sim, name)
@@ -48,6 +51,10 @@ class ProbedExchange:
 
     def inject(self, event: StreamEvent) -> None:
         self._injected.put_nowait(event)
+
+    async def instruments(self) -> dict[Symbol, Instrument]:
+        listed = await self.sim.instruments()
+        return {s: i for s, i in listed.items() if s not in self.unlisted_markets}
 
     async def place_order(self, request: OrderRequest) -> OrderReport:
         if self.hold_entries and not request.reduce_only:

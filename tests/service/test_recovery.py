@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from tests.helpers import eventually
-from tests.service.harness import SOL, Harness
+from tests.service.harness import BTC, SOL, Harness
+from warden.domain.alerts import AlertKind
 from warden.domain.events import EventKind
 from warden.domain.orders import OrderStatus
 from warden.domain.position import PositionStatus
@@ -225,3 +226,32 @@ async def test_a_newer_stop_still_being_recorded_is_not_cancelled_as_superseded(
     await harness.engine.exits.cancel_superseded_stops(pos.id)
     resting = {o.client_order_id for o in harness.resting()}
     assert newer.client_order_id in resting, resting
+
+
+async def test_a_held_market_the_exchange_no_longer_lists_does_not_stop_the_start(harness: Harness) -> None:
+    """Found attacking start-up after the exchange's markets changed: a market with a position
+    that the exchange no longer lists as trading (delisted, settling, halted: ccxt's `active` is
+    false and the adapters drop it) made startup recovery raise KeyError. The start failed with
+    no alert (not an exchange or database error, so not retried either: `warden run` died), and
+    no position of the account was protected, not even those on markets still trading. The
+    start passes, every position gets its stop (the held market's on the grid its own orders
+    were on), and the trader is told which market warden holds that the exchange does not list."""
+    sol = await harness.open("long", usd="100")
+    btc = await harness.open("long", symbol=BTC, usd="200")
+    await down(harness)
+    for order in stops(harness) + [o for o in harness.resting(BTC) if o.type is OrderType.STOP_MARKET]:
+        harness.sim.cancel_external(order.client_order_id)
+    harness.probe.unlisted_markets.add(SOL)
+    h = await harness.start()
+    assert h.engine.accepting_signals
+    await h.engine.wait_idle()
+    for symbol, pos in ((SOL, sol), (BTC, btc)):
+        [stop] = [o for o in h.resting(symbol) if o.type is OrderType.STOP_MARKET]
+        assert (stop.qty, stop.trigger_price) == (pos.filled_qty, pos.stop_price), symbol
+    [alert] = [a for a in h.notifier.alerts if a.kind is AlertKind.MARKET_UNLISTED]
+    assert SOL in alert.message and alert.position_id is None
+    assert any(SOL in w for w in h.engine.status().warnings)
+    h.sim.set_mark(SOL, sol.tp1_price)  # still managed: TP1 fills and the stop is resized
+    await eventually(lambda: h.engine.ledger.positions[sol.id].tp1_hit, what="tp1")
+    await h.engine.wait_idle()
+    assert [s.qty for s in stops(h)] == [h.engine.ledger.positions[sol.id].remaining]

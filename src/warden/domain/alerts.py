@@ -70,6 +70,7 @@ class AlertKind(StrEnum):
     RESUMED = "resumed"
     MARGIN_MISMATCH = "margin_mismatch"
     UNKNOWN_SYMBOL = "unknown_symbol"
+    MARKET_UNLISTED = "market_unlisted"
 
     @property
     def severity(self) -> Severity:
@@ -96,6 +97,7 @@ SEVERITY: dict[AlertKind, Severity] = {
     _K.DAILY_LOSS_REACHED: Severity.CRITICAL,
     _K.STOP_REPLACED: Severity.CRITICAL,
     _K.UNKNOWN_ROW: Severity.CRITICAL,
+    _K.MARKET_UNLISTED: Severity.CRITICAL,
     _K.SLOW_PROTECTION: Severity.WARNING,
     _K.FILL_MISMATCH: Severity.WARNING,
     _K.SIZE_MISMATCH: Severity.WARNING,

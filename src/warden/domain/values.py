@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
 from enum import StrEnum
@@ -174,3 +176,19 @@ class Instrument:
         """Round a quantity down to the lot size (never more than asked)."""
         lots = (qty / self.lot_size).quantize(Decimal(1), rounding=ROUND_DOWN)
         return (lots * self.lot_size).quantize(self.lot_size)
+
+
+def grid_of(values: Iterable[Decimal | None]) -> Decimal | None:
+    """The coarsest step every one of `values` sits on: their greatest common divisor (a multiple
+    of the exchange's own step when they came from it), or with a single distinct value its last
+    decimal place (the value itself would make a grid of one point). None without a positive value."""
+    seen = {v for v in values if v is not None and v.is_finite() and v > 0}
+    if not seen:
+        return None
+    exponent = min(int(v.normalize().as_tuple().exponent) for v in seen)
+    if len(seen) == 1:
+        return Decimal(1).scaleb(exponent)
+    step = 0
+    for v in seen:
+        step = math.gcd(step, int(v.scaleb(-exponent)))
+    return Decimal(step).scaleb(exponent)

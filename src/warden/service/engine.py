@@ -38,7 +38,7 @@ from warden.domain.orders import OrderStatus
 from warden.domain.plan import tighter
 from warden.domain.position import Position, PositionStatus
 from warden.domain.reports import StreamEvent
-from warden.domain.values import Instrument, OrderRole, PositionId, Symbol, parse_client_id
+from warden.domain.values import Instrument, OrderRole, PositionId, Symbol, grid_of, parse_client_id
 from warden.ports import (
     AlertChannel,
     Clock,
@@ -80,6 +80,8 @@ STEADY_START = 60.0
 """Seconds of startup retries kept under half the protection window apart (then backing off)."""
 UNREACHABLE_PASSES = 2
 """Reconciliation passes failed in a row on the exchange before the trader is alerted (one is noise)."""
+UNKNOWN_TICK = Decimal("0.00000001")
+"""The tick of a held market the exchange does not list, when none of its recorded prices is on one."""
 CLOSED_RETENTION = timedelta(minutes=10)
 """A finished position stays in memory this long (for views and late echoes), then only in the database."""
 
@@ -489,6 +491,7 @@ class Engine:
         self.instruments.update(await self.gateway.instruments())
         await self.controls.load()
         await self.recovery.load()
+        await self._check_held_markets_listed()
         await self.router.replay_known()
         await self.recovery.recover()
         await self.reconcile(check_rows=False)
@@ -498,6 +501,44 @@ class Engine:
         await self.ctx.notify(
             AlertKind.ENGINE_STARTED, f"ready: {len(self.ledger.active_positions())} open positions"
         )
+
+    async def _check_held_markets_listed(self) -> None:
+        """A market warden holds a position on that the exchange does not list (delisted, settling,
+        halted: the ccxt adapters drop a market that is not `active`) has no instrument, and every
+        exit of its positions needs one: startup raised KeyError, and no position of the account
+        was protected. It is managed on the grid its own recorded prices and quantities sit on
+        (coarser than the exchange's, never off it: see grid_of), and the trader is told (a
+        critical alert every start, a warning on /status): the exchange may refuse orders there."""
+        held: dict[Symbol, list[Position]] = {}
+        for p in self.ledger.active_positions():
+            if p.symbol not in self.instruments:
+                held.setdefault(p.symbol, []).append(p)
+        if not held:
+            self.warnings.pop("unlisted", None)
+            return
+        said = []
+        for symbol, positions in sorted(held.items()):
+            orders = [o for p in positions for o in self.ledger.orders_of(p.id)]
+            prices = [v for p in positions for v in (p.stop_price, p.tp1_price, p.tp2_price)]
+            tick = (
+                grid_of([*prices, *(o.trigger_price for o in orders)])
+                or grid_of(p.entry_price for p in positions)
+                or UNKNOWN_TICK
+            )
+            qtys = [v for p in positions for v in (p.filled_qty, p.tp1_qty, p.tp2_qty)]
+            lot = grid_of([*qtys, *(o.qty for o in orders)]) or grid_of(p.target_qty for p in positions)
+            assert lot is not None  # a position's target is positive
+            self.instruments[symbol] = Instrument(symbol, tick, lot, lot, Decimal(0))
+            ids = ", ".join(p.id for p in positions)
+            said.append(f"{symbol} (positions {ids}; tick {tick}, lot {lot} taken from its orders)")
+        message = (
+            "the exchange does not list the market of held positions (delisted, settling or halted): "
+            + "; ".join(said)
+            + ". warden keeps managing them, but the exchange may refuse their orders: check it"
+        )
+        log.error("held_market_unlisted", symbols=sorted(held))
+        self.warnings["unlisted"] = message
+        await self.ctx.notify(AlertKind.MARKET_UNLISTED, message)
 
     async def _check_margins(self) -> None:
         """At startup: the leverage and margin mode of every symbol with a position or an override
