@@ -11,13 +11,14 @@ import pytest
 from tests.helpers import eventually
 from tests.service.harness import BTC, SOL, Harness
 from warden.domain.alerts import AlertKind
+from warden.domain.errors import ValidationError
 from warden.domain.events import EventKind
 from warden.domain.orders import OrderStatus
 from warden.domain.position import PositionStatus
 from warden.domain.reports import OrderReport, OrderRequest
 from warden.domain.values import OrderRole, OrderType, Side, client_order_id, parse_client_id
 from warden.ports import ExchangeUnavailable
-from warden.service.commands import EngineState, OpenPosition, TradingRefused
+from warden.service.commands import ClosePosition, EngineState, OpenPosition, TradingRefused
 
 
 def stops(h: Harness) -> list:
@@ -255,3 +256,10 @@ async def test_a_held_market_the_exchange_no_longer_lists_does_not_stop_the_star
     await eventually(lambda: h.engine.ledger.positions[sol.id].tp1_hit, what="tp1")
     await h.engine.wait_idle()
     assert [s.qty for s in stops(h)] == [h.engine.ledger.positions[sol.id].remaining]
+    # A new entry there is refused before anything is sent: the exchange lists no such market to
+    # trade (its grid here is a guess that serves the held position's exits only).
+    closed = await h.engine.close_position(ClosePosition(sol.id))
+    assert not closed.is_active
+    with pytest.raises(ValidationError, match="not listed"):
+        await h.open("long", SOL)
+    assert h.resting(SOL) == [] and h.exchange_qty(SOL) == 0

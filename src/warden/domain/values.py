@@ -167,6 +167,9 @@ class Instrument:
     lot_size: Decimal
     min_qty: Decimal
     min_notional: Decimal
+    listed: bool = True
+    """False: a market warden holds positions on that the exchange no longer lists; its grid is
+    taken from those positions' own orders, for their exits only (no new entries)."""
 
     def round_price(self, price: Decimal) -> Decimal:
         ticks = (price / self.tick_size).quantize(Decimal(1), rounding=ROUND_HALF_UP)

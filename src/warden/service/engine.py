@@ -528,7 +528,7 @@ class Engine:
             qtys = [v for p in positions for v in (p.filled_qty, p.tp1_qty, p.tp2_qty)]
             lot = grid_of([*qtys, *(o.qty for o in orders)]) or grid_of(p.target_qty for p in positions)
             assert lot is not None  # a position's target is positive
-            self.instruments[symbol] = Instrument(symbol, tick, lot, lot, Decimal(0))
+            self.instruments[symbol] = Instrument(symbol, tick, lot, lot, Decimal(0), listed=False)
             ids = ", ".join(p.id for p in positions)
             said.append(f"{symbol} (positions {ids}; tick {tick}, lot {lot} taken from its orders)")
         message = (

@@ -308,6 +308,12 @@ class Opener:
         if inst is None:
             known = ", ".join(sorted(self.ctx.instruments)) or "none loaded"
             raise ValidationError("symbol", f"unknown symbol {symbol!r} (known: {known})")
+        if not inst.listed:
+            raise ValidationError(
+                "symbol",
+                f"{inst.symbol} is not listed by the exchange (delisted, settling or halted): warden"
+                " only manages the positions it held there; nothing was sent",
+            )
         return inst
 
     async def _refuse_duplicates(self, cmd: OpenPosition, inst: Instrument) -> None:
