@@ -3,6 +3,13 @@ sendMessage, answerCallbackQuery, editMessageText — enough for warden's bot, w
 
 Tests play the phone: `say(chat, text)` and `press(chat, message_id, data)` queue updates; what
 the bot sent is in `sent`. `down = True` answers every call 502, as an unreachable Bot API would.
+
+It refuses what the real Bot API refuses, with its words: a message text empty or longer than
+4096 characters, a button's callback_data outside 1-64 bytes, a chat it does not know
+(`missing_chats`), a callback query answered twice or later than `CALLBACK_ANSWER_WITHIN`
+seconds after the press; `flood = n` answers the next n sendMessage calls 429 with a
+retry_after. getUpdates returns only the kinds of update `allowed_updates` asked for (the
+last list given counts, as Telegram remembers it).
 """
 
 from __future__ import annotations
@@ -18,6 +25,12 @@ from aiohttp import web
 
 TOKEN = "123456:TEST-token-never-logged"
 BOT_USER = {"id": 123456, "is_bot": True, "first_name": "warden", "username": "warden_test_bot"}
+MAX_TEXT = 4096
+"""Characters in one message's text (after entities parsing), as the Bot API counts them."""
+MAX_CALLBACK_DATA = 64
+"""Bytes of one inline button's callback_data."""
+CALLBACK_ANSWER_WITHIN = 15.0
+"""Seconds after a press within which answerCallbackQuery is accepted ("query is too old")."""
 
 
 @dataclass
@@ -37,6 +50,16 @@ class FakeBotApi:
         self.sent: list[Sent] = []
         self.answered: list[str] = []
         self.calls: list[str] = []
+        self.missing_chats: set[int] = set()
+        """Chats sendMessage answers 400 "chat not found" for."""
+        self.flood = 0
+        """The next `flood` sendMessage calls answer 429 Too Many Requests."""
+        self.retry_after = 1
+        self.refused: list[tuple[str, str]] = []
+        """(method, description) of every call refused with a 4xx."""
+        self._allowed: list[str] | None = None
+        self._queries: dict[str, float] = {}
+        """Unanswered callback query id -> when it was pressed (time.time())."""
         self._ids = itertools.count(1)
         self._messages = itertools.count(1000)
         self._new = asyncio.Condition()
@@ -78,9 +101,12 @@ class FakeBotApi:
             message["entities"] = [{"type": "bot_command", "offset": 0, "length": len(command)}]
         await self._push({"message": message})
 
-    async def press(self, chat_id: int, message_id: int, data: str) -> None:
+    async def press(self, chat_id: int, message_id: int, data: str, age: float = 0) -> None:
+        """`age`: seconds ago the button was pressed (the update waited while the bot was away)."""
+        query_id = f"cb{next(self._ids)}"
+        self._queries[query_id] = time.time() - age
         query = {
-            "id": f"cb{next(self._ids)}",
+            "id": query_id,
             "from": {"id": chat_id, "is_bot": False, "first_name": "trader"},
             "chat_instance": "ci",
             "data": data,
@@ -119,7 +145,18 @@ class FakeBotApi:
         handler = getattr(self, f"_api_{method}", None)
         if handler is None:
             return _error(404, "Not Found")
-        result = await handler(params)
+        try:
+            result = await handler(params)
+        except Refused as refused:
+            self.refused.append((method, refused.description))
+            body: dict[str, Any] = {
+                "ok": False,
+                "error_code": refused.code,
+                "description": refused.description,
+            }
+            if refused.retry_after is not None:
+                body["parameters"] = {"retry_after": refused.retry_after}
+            return web.json_response(body, status=refused.code)
         return web.json_response({"ok": True, "result": result})
 
     async def _api_getMe(self, params: dict[str, Any]) -> Any:
@@ -129,6 +166,11 @@ class FakeBotApi:
         return True
 
     async def _api_getUpdates(self, params: dict[str, Any]) -> Any:
+        allowed = params.get("allowed_updates")
+        if isinstance(allowed, str):
+            allowed = json.loads(allowed)
+        if allowed is not None:
+            self._allowed = list(allowed) or None  # an empty list: every kind again
         offset = int(params.get("offset") or 0)
         timeout = float(params.get("timeout") or 0)
         deadline = asyncio.get_running_loop().time() + timeout
@@ -142,16 +184,32 @@ class FakeBotApi:
                     await asyncio.wait_for(self._new.wait(), left)
                 except TimeoutError:
                     break
-            return list(self.updates)
+            return [u for u in self.updates if self._allowed is None or _kind(u) in self._allowed]
 
     async def _api_sendMessage(self, params: dict[str, Any]) -> Any:
+        if self.flood > 0:
+            self.flood -= 1
+            raise Refused(
+                429, f"Too Many Requests: retry after {self.retry_after}", retry_after=self.retry_after
+            )
         chat_id = int(params["chat_id"])
+        if chat_id in self.missing_chats:
+            raise Refused(400, "Bad Request: chat not found")
+        text = str(params.get("text") or "")
+        if not text.strip():
+            raise Refused(400, "Bad Request: message text is empty")
+        if len(text) > MAX_TEXT:
+            raise Refused(400, "Bad Request: message is too long")
         markup = params.get("reply_markup")
         if isinstance(markup, str):
             markup = json.loads(markup)
         buttons = [b for row in (markup or {}).get("inline_keyboard", []) for b in row]
+        for button in buttons:
+            data = button.get("callback_data")
+            if data is not None and not 1 <= len(str(data).encode()) <= MAX_CALLBACK_DATA:
+                raise Refused(400, "Bad Request: BUTTON_DATA_INVALID")
         silent = str(params.get("disable_notification", "")).lower() in ("true", "1")
-        sent = Sent(chat_id, str(params["text"]), next(self._messages), silent, buttons)
+        sent = Sent(chat_id, text, next(self._messages), silent, buttons)
         self.sent.append(sent)
         return {
             "message_id": sent.message_id,
@@ -165,8 +223,26 @@ class FakeBotApi:
         return await self._api_sendMessage(params)
 
     async def _api_answerCallbackQuery(self, params: dict[str, Any]) -> Any:
-        self.answered.append(str(params.get("callback_query_id")))
+        query_id = str(params.get("callback_query_id"))
+        pressed = self._queries.pop(query_id, None)
+        if pressed is None or time.time() - pressed > CALLBACK_ANSWER_WITHIN:
+            raise Refused(
+                400, "Bad Request: query is too old and response timeout expired or query ID is invalid"
+            )
+        self.answered.append(query_id)
         return True
+
+
+class Refused(Exception):
+    """A call the Bot API refuses: its error_code, description and parameters."""
+
+    def __init__(self, code: int, description: str, *, retry_after: int | None = None) -> None:
+        super().__init__(description)
+        self.code, self.description, self.retry_after = code, description, retry_after
+
+
+def _kind(update: dict[str, Any]) -> str:
+    return next(k for k in update if k != "update_id")
 
 
 def _error(code: int, description: str) -> web.Response:
