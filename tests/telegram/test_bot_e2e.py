@@ -139,3 +139,22 @@ async def test_a_command_addressed_to_another_bot_is_ignored(api: FakeBotApi, ru
     assert runtime.sim is not None
     [held] = runtime.sim.core.positions()
     assert held.qty == opened.remaining
+
+
+async def test_a_button_pressed_while_the_bot_was_away_still_closes_and_says_so(
+    api: FakeBotApi, runtime: Runtime
+) -> None:
+    """The trader presses "Close all" and warden receives the press 20 s later (Telegram or warden
+    was briefly away; the confirmation holds for 2 minutes). The Bot API refuses to answer a callback
+    query that old ("query is too old"): the press was dropped on that refusal, before anything was
+    done, so nothing was closed and the chat was told nothing. The press is served and answered."""
+    await api.say(CHAT, "short sol")
+    await eventually(lambda: bool(replies(api, "✅")), timeout=15, what="opened")
+    await api.say(CHAT, "/close all")
+    await eventually(lambda: bool(replies(api, "at market?")), timeout=15, what="the confirmation")
+    [ask] = [s for s in api.to(CHAT) if "at market?" in s.text]
+    await api.press(CHAT, ask.message_id, ask.buttons[0]["callback_data"], age=20)
+    await eventually(lambda: bool(replies(api, "closed: realized PnL")), timeout=15, what="closed")
+    assert await runtime.store.list_positions() == []
+    assert runtime.sim is not None and runtime.sim.core.positions() == []
+    assert [method for method, _ in api.refused] == ["answerCallbackQuery"]

@@ -610,7 +610,10 @@ class TelegramBot:
         await self.send(chat_id, await self.commands.respond(chat_id, message.text or ""))
 
     async def _button(self, chat_id: int, query: CallbackQuery) -> None:
-        await query.answer()
+        try:  # stops the button's spinner; the Bot API refuses it for a press received late
+            await query.answer()
+        except TelegramError as exc:  # the press is served all the same
+            log.info("telegram_button_not_answered", chat_id=chat_id, error=_safe(exc, self.bot.token))
         reply = await self.commands.on_button(chat_id, query.data or "")
         await self.send(chat_id, reply)
 
