@@ -158,3 +158,15 @@ async def test_a_button_pressed_while_the_bot_was_away_still_closes_and_says_so(
     assert await runtime.store.list_positions() == []
     assert runtime.sim is not None and runtime.sim.core.positions() == []
     assert [method for method, _ in api.refused] == ["answerCallbackQuery"]
+
+
+async def test_a_reply_telegram_asks_to_send_later_is_sent_later(api: FakeBotApi, runtime: Runtime) -> None:
+    """Telegram answers a reply 429 Too Many Requests with retry_after (a chat's flood limit, a long
+    reply's chunks sent in a burst): the reply was dropped (logged), so the trader who sent
+    `/kill flatten` or `short sol` never heard what was done. It is sent again after retry_after."""
+    await eventually(lambda: bool(replies(api, "engine_started")), timeout=15, what="engine_started alert")
+    await eventually(lambda: runtime.engine.deliverer.undelivered() == 0, timeout=15, what="alerts sent")
+    api.flood = 1
+    await api.say(CHAT, "/health")
+    await eventually(lambda: bool(replies(api, "ok: ready")), timeout=15, what="the reply")
+    assert api.refused == [("sendMessage", "Too Many Requests: retry after 1")]

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import warnings
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -31,7 +32,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
-from telegram.error import TelegramError
+from telegram.error import RetryAfter, TelegramError
 
 from telegram import Bot, CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
 from warden.domain.controls import Controls, LimitExceeded
@@ -66,6 +67,10 @@ CONFIRM_FOR = timedelta(minutes=2)
 SIDES = ("long", "short", "buy", "sell")
 MAX_TEXT = 4000
 BACKOFF_MAX = 30.0
+REPLY_TRIES = 3
+"""Tries of one reply message Telegram answers 429 (flood control), each after its retry_after."""
+RETRY_AFTER_MAX = 60.0
+"""The longest retry_after a reply waits for; a longer one drops it (logged)."""
 
 HELP = """warden — commands
 short sol · long eth 250 · /long btc 0.01 qty — open (USD by default)
@@ -624,8 +629,20 @@ class TelegramBot:
                 [[InlineKeyboardButton(label, callback_data=data) for label, data in reply.buttons]]
             )
         for start in range(0, max(len(reply.text), 1), MAX_TEXT):
-            await self.bot.send_message(chat_id, reply.text[start : start + MAX_TEXT], reply_markup=markup)
+            await self._send_one(chat_id, reply.text[start : start + MAX_TEXT], markup)
             markup = None
+
+    async def _send_one(self, chat_id: int, text: str, markup: InlineKeyboardMarkup | None) -> None:
+        """One message; a 429 (flood control) is sent again after the retry_after Telegram gives."""
+        for attempt in range(1, REPLY_TRIES + 1):
+            try:
+                await self.bot.send_message(chat_id, text, reply_markup=markup)
+                return
+            except RetryAfter as exc:
+                wait = retry_after(exc)
+                if attempt == REPLY_TRIES or wait > RETRY_AFTER_MAX:
+                    raise
+                await asyncio.sleep(wait)
 
     async def stop(self) -> None:
         for task in list(self._tasks):
@@ -641,6 +658,14 @@ def addressed_to(text: str) -> str | None:
         return None
     command, at, name = words[0].partition("@")
     return name if at and command.lstrip("/") else None
+
+
+def retry_after(exc: RetryAfter) -> float:
+    """Seconds Telegram asked to wait (PTB gives an int or a timedelta, and warns of the change)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        value = exc.retry_after
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
 
 def _safe(exc: BaseException, token: str) -> str:
