@@ -87,8 +87,9 @@ class FakeBotApi:
 
     # -- the phone ----------------------------------------------------------------------------
 
-    async def say(self, chat_id: int, text: str, user_id: int | None = None, age: float = 0) -> None:
-        """`age`: seconds ago the phone sent it (Telegram keeps updates while the bot is away)."""
+    async def say(self, chat_id: int, text: str, user_id: int | None = None, age: float = 0) -> int:
+        """`age`: seconds ago the phone sent it (Telegram keeps updates while the bot is away).
+        Returns the message's id."""
         message = {
             "message_id": next(self._messages),
             "date": int(time.time() - age),
@@ -100,6 +101,19 @@ class FakeBotApi:
             command = text.split(maxsplit=1)[0]
             message["entities"] = [{"type": "bot_command", "offset": 0, "length": len(command)}]
         await self._push({"message": message})
+        return int(message["message_id"])
+
+    async def edit(self, chat_id: int, message_id: int, text: str) -> None:
+        """The phone edits a message it sent: Telegram sends an `edited_message` update."""
+        edited = {
+            "message_id": message_id,
+            "date": int(time.time()),
+            "edit_date": int(time.time()),
+            "chat": {"id": chat_id, "type": "private"},
+            "from": {"id": chat_id, "is_bot": False, "first_name": "trader"},
+            "text": text,
+        }
+        await self._push({"edited_message": edited})
 
     async def press(self, chat_id: int, message_id: int, data: str, age: float = 0) -> None:
         """`age`: seconds ago the button was pressed (the update waited while the bot was away)."""

@@ -170,3 +170,25 @@ async def test_a_reply_telegram_asks_to_send_later_is_sent_later(api: FakeBotApi
     await api.say(CHAT, "/health")
     await eventually(lambda: bool(replies(api, "ok: ready")), timeout=15, what="the reply")
     assert api.refused == [("sendMessage", "Too Many Requests: retry after 1")]
+
+
+async def test_an_edited_message_and_a_strangers_press_run_nothing(api: FakeBotApi, runtime: Runtime) -> None:
+    """Editing `/health` into `/kill flatten` does not run the edit (only new messages and button
+    presses are asked for); a stranger pressing the allowlisted chat's "Close all" closes nothing."""
+    await api.say(CHAT, "short sol")
+    await eventually(lambda: bool(replies(api, "✅")), timeout=15, what="opened")
+    health = await api.say(CHAT, "/health")
+    await eventually(lambda: bool(replies(api, "ok: ready")), timeout=15, what="/health")
+    await api.edit(CHAT, health, "/kill flatten")
+    await api.say(CHAT, "/close all")
+    await eventually(lambda: bool(replies(api, "at market?")), timeout=15, what="the confirmation")
+    [ask] = [s for s in api.to(CHAT) if "at market?" in s.text]
+    await api.press(STRANGER, ask.message_id, ask.buttons[0]["callback_data"])
+    await api.say(CHAT, "/status")
+    await eventually(lambda: bool(replies(api, "state: ready")), timeout=15, what="/status")
+    assert replies(api, "kill switch") == [] and replies(api, "closed") == []
+    assert api.to(STRANGER) == []
+    assert not runtime.engine.status().controls.killed
+    assert len(await runtime.store.list_positions()) == 1
+    await api.press(CHAT, ask.message_id, ask.buttons[0]["callback_data"])
+    await eventually(lambda: bool(replies(api, "closed: realized PnL")), timeout=15, what="closed")
