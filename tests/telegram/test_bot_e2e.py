@@ -7,6 +7,7 @@ confirmed by a callback; an alert raised while Telegram is down arrives when it 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -15,8 +16,11 @@ from structlog.testing import capture_logs
 from tests.helpers import eventually
 from tests.telegram.conftest import CHAT, STRANGER, bot_settings
 from tests.telegram.fakebot import TOKEN, FakeBotApi
+from warden.adapters.telegram import TelegramChannel, close_bot, make_bot
 from warden.bootstrap import Runtime, running
+from warden.domain.alerts import Alert, AlertId, AlertKind
 from warden.domain.position import PositionStatus
+from warden.domain.values import PositionId
 from warden.entrypoints.telegram import run_bot
 
 
@@ -192,3 +196,28 @@ async def test_an_edited_message_and_a_strangers_press_run_nothing(api: FakeBotA
     assert len(await runtime.store.list_positions()) == 1
     await api.press(CHAT, ask.message_id, ask.buttons[0]["callback_data"])
     await eventually(lambda: bool(replies(api, "closed: realized PnL")), timeout=15, what="closed")
+
+
+async def test_a_long_alert_keeps_what_it_ends_with(api: FakeBotApi) -> None:
+    """A close_failed alert whose exchange error carries a whole HTML error page (ccxt puts the body
+    in its message): the text was cut at 4000 characters, so the chat got the page's start and lost
+    what the alert ends with, whether the position is UNPROTECTED, and which position it is. The
+    middle of the message is shortened instead; the message fits Telegram's 4096 characters."""
+    why = "ExchangeNotAvailable: binance POST /fapi/v1/order 503 " + "<html>" + "<p>busy</p>" * 800
+    message = (
+        f"SOL/USDT:USDT short 1.5: close failed ({why}) and no stop rests: the position is UNPROTECTED"
+        " on the exchange; warden keeps trying a stop and a close; close it by hand if this goes on"
+    )
+    alert = Alert(AlertId("a1"), AlertKind.CLOSE_FAILED, message, datetime.now(UTC), PositionId("p-42"))
+    bot = make_bot(TOKEN, api.url)
+    try:
+        await TelegramChannel(bot, CHAT, "main").send(alert, silent=False)
+    finally:
+        await close_bot(bot)
+    [sent] = api.texts(CHAT)
+    assert sent.startswith("🔴 CRITICAL [main] close_failed\nSOL/USDT:USDT short 1.5: close failed (")
+    assert sent.endswith(
+        "the position is UNPROTECTED on the exchange; warden keeps trying a stop and a"
+        " close; close it by hand if this goes on\nposition p-42"
+    )
+    assert len(sent) <= 4096

@@ -45,14 +45,26 @@ def make_bot(token: str, api_url: str, *, timeout: float = 10.0, long_poll: int 
     )
 
 
+CUT = " … "
+"""Where a message too long for one Telegram message was shortened."""
+
+
 def alert_text(alert: Alert, account: str | None = None) -> str:
     """An alert as a plain-text Telegram message (no markup: nothing to escape); `account`
-    names whose it is when one bot speaks for several accounts."""
+    names whose it is when one bot speaks for several accounts.
+
+    A message too long for Telegram (an exchange's error page inside it) loses its middle, not
+    its end: what an alert ends with (whether the position is still protected) and the
+    position it is about are kept."""
     where = f" [{account}]" if account else ""
-    lines = [f"{BADGES[alert.severity]}{where} {alert.kind.value}", alert.message]
-    if alert.position_id:
-        lines.append(f"position {alert.position_id}")
-    return "\n".join(lines)[:MAX_TEXT]
+    head = f"{BADGES[alert.severity]}{where} {alert.kind.value}"
+    tail = f"\nposition {alert.position_id}" if alert.position_id else ""
+    message = alert.message
+    room = MAX_TEXT - len(head) - 1 - len(tail)
+    if len(message) > room:
+        keep = room - len(CUT)
+        message = message[: keep - keep // 2] + CUT + message[len(message) - keep // 2 :]
+    return f"{head}\n{message}{tail}"[:MAX_TEXT]
 
 
 def safe_error(exc: BaseException, token: str) -> str:
