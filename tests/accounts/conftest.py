@@ -44,3 +44,22 @@ max_open_positions = 1
 
 def two(tmp_path: Path, db: str, **_: Any) -> Settings:
     return fleet_settings(tmp_path, db, TWO_SIM)
+
+
+def first_open_times_out(monkeypatch: pytest.MonkeyPatch, account: str) -> list[str]:
+    """The database does not answer `account`'s first open (a timeout under load, a blip); every
+    later open is the real one. The list returned names the account once it has failed."""
+    import warden.bootstrap
+    from warden.ports import StoreUnavailable
+
+    real_open = warden.bootstrap.open_store
+    failed: list[str] = []
+
+    async def open_store(url: str, **kwargs: Any) -> Any:
+        if kwargs.get("account") == account and not failed:
+            failed.append(account)
+            raise StoreUnavailable(f"read installation id: {url} did not answer within 5s")
+        return await real_open(url, **kwargs)
+
+    monkeypatch.setattr(warden.bootstrap, "open_store", open_store)
+    return failed

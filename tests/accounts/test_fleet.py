@@ -10,7 +10,6 @@ import contextlib
 import socket
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -23,11 +22,10 @@ from warden.bootstrap import Fleet, _same_exchange_account, running, running_fle
 from warden.config import Settings
 from warden.domain.position import PositionStatus
 from warden.domain.values import Side, Symbol
-from warden.ports import StoreUnavailable
 from warden.service.commands import EngineState, OpenPosition, TradingRefused
 from warden.service.engine import Engine
 
-from .conftest import TWO_SIM, fleet_settings
+from .conftest import TWO_SIM, first_open_times_out, fleet_settings
 
 SOL = Symbol("SOL/USDT:USDT")
 
@@ -336,18 +334,7 @@ async def test_an_account_whose_database_does_not_answer_at_start_is_started_aga
     """A database that does not answer one account's first open (a timeout under load, a blip)
     must not leave that account unserved by this engine for good: it is named, with the retry,
     and started again; the other account trades throughout."""
-    import warden.bootstrap
-
-    real_open = warden.bootstrap.open_store
-    failed: list[str] = []
-
-    async def first_open_times_out(url: str, **kwargs: Any) -> Any:
-        if kwargs.get("account") == "alt" and not failed:
-            failed.append("alt")
-            raise StoreUnavailable(f"read installation id: {url} did not answer within 5s")
-        return await real_open(url, **kwargs)
-
-    monkeypatch.setattr(warden.bootstrap, "open_store", first_open_times_out)
+    failed = first_open_times_out(monkeypatch, "alt")
     settings = fleet_settings(tmp_path, store_url, TWO_SIM)
     async with running_fleet(
         settings, price_feed=False, notifier=lambda _: RecordingNotifier(), restart_after=0.05

@@ -16,7 +16,7 @@ from warden.adapters.notify import RecordingNotifier
 from warden.bootstrap import Fleet, running_fleet
 from warden.entrypoints.telegram import run_fleet_bot
 
-from .conftest import TWO_SIM, fleet_settings
+from .conftest import TWO_SIM, first_open_times_out, fleet_settings
 
 
 @pytest.fixture
@@ -124,21 +124,7 @@ async def test_an_account_started_again_is_served_by_the_bot(
     started again is commanded through the bot like any other: the bot looks the account's
     runtime up for each command, not once when it started (it answered "[alt] not running"
     for good, and a /kill @alt stopped nothing)."""
-    from typing import Any
-
-    import warden.bootstrap
-    from warden.ports import StoreUnavailable
-
-    real_open = warden.bootstrap.open_store
-    failed: list[str] = []
-
-    async def first_open_times_out(url: str, **kwargs: Any) -> Any:
-        if kwargs.get("account") == "alt" and not failed:
-            failed.append("alt")
-            raise StoreUnavailable(f"read installation id: {url} did not answer within 5s")
-        return await real_open(url, **kwargs)
-
-    monkeypatch.setattr(warden.bootstrap, "open_store", first_open_times_out)
+    failed = first_open_times_out(monkeypatch, "alt")
     extra = f'telegram_token = "{TOKEN}"\ntelegram_chat_ids = "{CHAT}"\ntelegram_api_url = "{api.url}"'
     settings = fleet_settings(tmp_path, f"sqlite:///{tmp_path}/w.db", TWO_SIM, extra=extra)
     async with running_fleet(
