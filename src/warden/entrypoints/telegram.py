@@ -412,22 +412,14 @@ Accounts = Mapping[str, "Commands | str"]
 class FleetCommands:
     """Commands for several accounts: `@NAME` picks one; each reply says whose it is."""
 
-    def __init__(self, accounts: Accounts | Callable[[], Accounts]) -> None:
-        """`accounts`: each account's Commands, or why it is not running; or what gives them as
-        they are now (a fleet starts an account again after a failure: a new engine, asked
-        from then on)."""
-        self._accounts = accounts
-
-    @property
-    def accounts(self) -> Accounts:
-        return self._accounts() if callable(self._accounts) else self._accounts
+    def __init__(self, accounts: Accounts) -> None:
+        """`accounts`: each account's Commands, or why it is not running."""
+        self.accounts = accounts
 
     def _listed(self) -> str:
         return ", ".join(f"@{name}" for name in self.accounts)
 
     async def respond(self, chat_id: int, text: str) -> Reply:
-        if callable(self._accounts):  # one look at the accounts for the whole command
-            return await FleetCommands(self._accounts()).respond(chat_id, text)
         words = text.strip().split()
         if len(self.accounts) == 1 and not any(w.startswith("@") for w in words[1:]):
             return await self._one(next(iter(self.accounts)), chat_id, text)
@@ -476,8 +468,6 @@ class FleetCommands:
         return Reply(f"[{name}] {reply.text}", buttons, reply.done)
 
     async def on_button(self, chat_id: int, data: str) -> Reply:
-        if callable(self._accounts):
-            return await FleetCommands(self._accounts()).on_button(chat_id, data)
         if len(self.accounts) == 1:
             only = next(iter(self.accounts.values()))
             if isinstance(only, Commands):
@@ -491,6 +481,20 @@ class FleetCommands:
 
 
 # ----------------------------------------------------------------- the bot
+
+
+class LiveFleetCommands:
+    """FleetCommands over the accounts as they are when each command or press arrives: a fleet
+    starts an account again after a failure (a new engine), or one whose first start failed."""
+
+    def __init__(self, accounts: Callable[[], Accounts]) -> None:
+        self.accounts = accounts
+
+    async def respond(self, chat_id: int, text: str) -> Reply:
+        return await FleetCommands(self.accounts()).respond(chat_id, text)
+
+    async def on_button(self, chat_id: int, data: str) -> Reply:
+        return await FleetCommands(self.accounts()).on_button(chat_id, data)
 
 
 class TelegramBot:
@@ -729,7 +733,7 @@ async def run_fleet_bot(fleet: Fleet) -> None:
         set(settings.chat_ids),
         settings.default_usd,
         fleet.clock.now,
-        commands=FleetCommands(accounts),
+        commands=LiveFleetCommands(accounts),
         engines=lambda: [runtime.engine for runtime in fleet.runtimes.values()],
     )
     try:
