@@ -7,9 +7,9 @@ store has migrated the schema); every call has a deadline and raises the Store e
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy import and_, insert, select, update
 from sqlalchemy.engine import Row
@@ -22,8 +22,28 @@ from warden.adapters.drift.ids import IdRow, free_id
 from warden.ports import StoreError
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 ALLOCATE_TRIES = 3
+
+
+def _whole(
+    operation: Callable[Concatenate[SqlUserOrderIds, P], Coroutine[Any, Any, T]],
+) -> Callable[Concatenate[SqlUserOrderIds, P], Coroutine[Any, Any, T]]:
+    """The operation runs to its end (its own deadline bounds it) even if its caller is cancelled
+    (an engine stopping): cut short inside a statement, its aiosqlite connection is closed with
+    the statement still open, and SQLite keeps such a connection alive (a "zombie") with its
+    locks until the statement is collected: a write transaction's WAL write lock then stalls
+    every later writer on the file, the next start's migration included (found as a Drift
+    restart test that hung one run in eight). `close` waits for those running."""
+
+    async def whole(self: SqlUserOrderIds, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        task = asyncio.get_running_loop().create_task(operation(self, *args, **kwargs))
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+        return await asyncio.shield(task)
+
+    return whole
 
 
 def _row(row: Row[Any]) -> IdRow:
@@ -45,25 +65,11 @@ class SqlUserOrderIds:
         self.op_timeout = op_timeout
         self._running: set[asyncio.Task[Any]] = set()
 
-    async def _whole(self, work: Coroutine[Any, Any, T]) -> T:
-        """Run `work` to its end (its own deadline bounds it) even if the caller is cancelled (an
-        engine stopping): cut short inside a statement, its aiosqlite connection is closed with
-        the statement still open, and SQLite keeps such a connection alive (a "zombie") with its
-        locks until the statement is collected: a write transaction's WAL write lock then stalls
-        every later writer on the file, the next start's migration included (found as a Drift
-        restart test that hung one run in eight)."""
-        task = asyncio.get_running_loop().create_task(work)
-        self._running.add(task)
-        task.add_done_callback(self._running.discard)
-        return await asyncio.shield(task)
-
     def _mine(self) -> Any:
         return table.c.account == self.account
 
+    @_whole
     async def get(self, client_order_id: str) -> IdRow | None:
-        return await self._whole(self._get(client_order_id))
-
-    async def _get(self, client_order_id: str) -> IdRow | None:
         async with guarded("drift id lookup", self.where, self.op_timeout), self.engine.connect() as conn:
             found = (
                 await conn.execute(
@@ -72,20 +78,16 @@ class SqlUserOrderIds:
             ).first()
         return None if found is None else _row(found)
 
+    @_whole
     async def by_order_id(self, order_id: int) -> IdRow | None:
-        return await self._whole(self._by_order_id(order_id))
-
-    async def _by_order_id(self, order_id: int) -> IdRow | None:
         async with guarded("drift id lookup", self.where, self.op_timeout), self.engine.connect() as conn:
             found = (
                 await conn.execute(select(table).where(and_(self._mine(), table.c.order_id == order_id)))
             ).first()
         return None if found is None else _row(found)
 
+    @_whole
     async def live(self) -> list[IdRow]:
-        return await self._whole(self._live())
-
-    async def _live(self) -> list[IdRow]:
         async with guarded("drift live ids", self.where, self.op_timeout), self.engine.connect() as conn:
             rows = (await conn.execute(select(table).where(and_(self._mine(), table.c.live)))).all()
         return [_row(r) for r in rows]
@@ -94,12 +96,13 @@ class SqlUserOrderIds:
         last: StoreError | None = None
         for _ in range(ALLOCATE_TRIES):
             try:
-                return await self._whole(self._allocate(client_order_id, avoid, now))
+                return await self._allocate(client_order_id, avoid, now)
             except StoreError as exc:  # a concurrent allocation took the same id: choose again
                 last = exc
         assert last is not None
         raise last
 
+    @_whole
     async def _allocate(self, client_order_id: str, avoid: set[int], now: datetime) -> IdRow:
         async with guarded("drift id allocation", self.where, self.op_timeout), self.engine.begin() as conn:
             existing = (
@@ -136,10 +139,8 @@ class SqlUserOrderIds:
                 )
         return IdRow(client_order_id, chosen, True)
 
-    async def _update(self, what: str, client_order_id: str, **values: Any) -> None:
-        await self._whole(self._write(what, client_order_id, values))
-
-    async def _write(self, what: str, client_order_id: str, values: dict[str, Any]) -> None:
+    @_whole
+    async def _update(self, what: str, client_order_id: str, /, **values: Any) -> None:
         async with guarded(what, self.where, self.op_timeout), self.engine.begin() as conn:
             await conn.execute(
                 update(table)
