@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -71,19 +71,29 @@ class HeldOpening(ForwardingStore):
         await self.inner.commit_many(transitions)
 
 
+W = TypeVar("W", bound=ForwardingStore)
+
+
+def stores_wrapped_in(kind: Callable[[Store], W]) -> tuple[list[W], Callable[[Any], Any]]:
+    """A Harness `wrap` that puts each store the harness builds in `kind`, and the list of them."""
+    made: list[W] = []
+
+    def wrap(part: Any) -> Any:
+        if isinstance(part, ForwardingStore):
+            made.append(kind(part))
+            return made[-1]
+        return part
+
+    return made, wrap
+
+
 async def test_an_entry_whose_commit_the_kill_switch_overtakes_is_never_sent(
     store_url: str, sim: SimulatedExchange
 ) -> None:
     """A signal passes every check and its intent is being committed (a slow database) when the
     kill switch goes on. Nothing had been sent when the kill answered, so nothing may be sent after
     it: the entry is refused (nothing sent), the exchange never sees an order on the symbol."""
-    held: list[HeldOpening] = []
-
-    def wrap(part: Any) -> Any:
-        if isinstance(part, ForwardingStore):
-            held.append(HeldOpening(part))
-            return held[-1]
-        return part
+    held, wrap = stores_wrapped_in(HeldOpening)
 
     h = Harness(store_url, sim, wrap=wrap)
     await h.start()
@@ -130,13 +140,7 @@ async def test_a_kill_while_the_engine_reads_its_controls_at_start_is_kept(
     reading its stored controls: the kill answered 'on', and is stored; the read, made before it,
     must not put the engine back to trading. It did: the start replaced the controls in force by
     what it had read, and signals were accepted under a kill the database holds."""
-    held: list[HeldControlsRead] = []
-
-    def wrap(part: Any) -> Any:
-        if isinstance(part, ForwardingStore):
-            held.append(HeldControlsRead(part))
-            return held[-1]
-        return part
+    held, wrap = stores_wrapped_in(HeldControlsRead)
 
     h = await Harness(store_url, sim, wrap=wrap).start(ready=False)
     try:
@@ -166,13 +170,7 @@ async def test_a_pause_while_the_engine_reads_its_controls_at_start_keeps_the_st
     """The database holds a kill; the engine starts again (a fleet's restart, a takeover) and a
     pause comes while it reads its controls. The pause is made over the stored kill, not over
     what the engine held before it read them: it stored a pause alone, clearing the kill."""
-    held: list[HeldControlsRead] = []
-
-    def wrap(part: Any) -> Any:
-        if isinstance(part, ForwardingStore):
-            held.append(HeldControlsRead(part))
-            return held[-1]
-        return part
+    held, wrap = stores_wrapped_in(HeldControlsRead)
 
     first = await Harness(store_url, sim).start()
     await first.engine.kill(reason="everything off")
