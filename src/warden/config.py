@@ -10,6 +10,7 @@ Secrets are `SecretStr` and never appear in `repr`, logs or `redacted()`.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import os
 import re
@@ -39,6 +40,30 @@ from warden.domain.plan import ExitPlan
 ENV_PREFIX = "WARDEN_"
 CONFIG_ENV = "WARDEN_CONFIG"
 REDACTED = "**********"
+
+CLI_VARIABLES = frozenset({CONFIG_ENV, "WARDEN_URL"})
+"""WARDEN_* variables the command line reads besides the settings (--config, --url)."""
+
+OTHER_VARIABLES = CLI_VARIABLES | frozenset(
+    {
+        # the test suite's and the Makefile's own (tests/conftest.py, tests/chaos, tests/e2e,
+        # tests/testnet, tests/entrypoints/test_dashboard.py, `make test`)
+        "WARDEN_TEST_PG_HOST",
+        "WARDEN_TEST_PG_PORT",
+        "WARDEN_TEST_PG_USER",
+        "WARDEN_CHAOS_SEED",
+        "WARDEN_CHAOS_RUNS",
+        "WARDEN_E2E_SEED",
+        "WARDEN_E2E_ROUNDS",
+        "WARDEN_ARTIFACTS",
+        "WARDEN_CHROMIUM",
+        "WARDEN_FREQTRADE",
+        "WARDEN_TESTNET_SMOKE",
+        "WARDEN_TESTNET_TRADE",
+        "WARDEN_TESTNET_EXCHANGE",
+    }
+)
+"""WARDEN_* variables that are not settings but are read (so never refused as unknown)."""
 
 _config_file: ContextVar[Path | None] = ContextVar("warden_config_file", default=None)
 
@@ -467,11 +492,15 @@ class Settings(BaseSettings):
         return tuple(sources)
 
     @classmethod
-    def load(cls, config_file: Path | str | None = None, **overrides: Any) -> Settings:
+    def load(
+        cls, config_file: Path | str | None = None, *, check_env: bool = True, **overrides: Any
+    ) -> Settings:
         """Build the settings from every source; a bad value raises ConfigError naming it.
 
         `overrides` whose value is None are ignored, so CLI flags left unset fall
-        through to the environment, the file and the defaults.
+        through to the environment, the file and the defaults. A WARDEN_* variable that
+        names nothing warden reads is a ConfigError naming it (`unknown_variables`), unless
+        `check_env` is False (the client commands, which only warn).
         """
         path = Path(config_file) if config_file is not None else _env_config_file()
         if path is not None:
@@ -479,13 +508,42 @@ class Settings(BaseSettings):
         given = {k: v for k, v in overrides.items() if v is not None}
         token = _config_file.set(path)
         try:
-            return cls(**given)
+            settings = cls(**given)
         except pydantic.ValidationError as exc:
             raise _config_error(exc) from None
         except DomainValidationError as exc:
             raise ConfigError(exc.field, exc.message) from None
         finally:
             _config_file.reset(token)
+        if check_env:
+            for variable, message in settings.unknown_variables(os.environ):
+                raise ConfigError(variable, message)
+        return settings
+
+    def unknown_variables(self, environ: Mapping[str, str]) -> list[tuple[str, str]]:
+        """(variable, why) for each WARDEN_* variable that names nothing warden reads, with the
+        settings it is closest to: a misspelt risk limit would otherwise be ignored while the
+        trader believes it applies.
+
+        Known: every setting's variable (in any case, as the settings read them), the command
+        line's and the tests' own (OTHER_VARIABLES), and every variable an [accounts.*] table
+        names for its key, secret or RPC URL (any name, a WARDEN_* one included)."""
+        settings = {f"{ENV_PREFIX}{name.upper()}" for name in type(self).model_fields}
+        named = {
+            variable
+            for table in self.accounts.values()
+            for variable in (table.api_key_env, table.api_secret_env, table.drift_rpc_url_env)
+            if variable is not None
+        }
+        known = sorted(settings | CLI_VARIABLES)
+        return [
+            (variable, _unknown_variable(variable, known))
+            for variable in sorted(environ)
+            if variable.upper().startswith(ENV_PREFIX)
+            and variable.upper() not in settings
+            and variable not in OTHER_VARIABLES
+            and variable not in named
+        ]
 
     def account_names(self) -> tuple[str, ...]:
         """The accounts this engine serves: the [accounts.*] tables, or the one `account`."""
@@ -615,6 +673,20 @@ def reference_rows() -> list[tuple[str, str, str, str]]:
             default = ", ".join(str(v) for v in value)
         rows.append((name, f"{ENV_PREFIX}{name.upper()}", default, info.description or ""))
     return rows
+
+
+def _unknown_variable(variable: str, known: list[str]) -> str:
+    """Why `variable` is refused, with the known variables it is closest to."""
+    message = "is not a setting warden knows"
+    wanted = variable.upper()
+    head = wanted.split("__", 1)[0]
+    if "__" in wanted.removeprefix(ENV_PREFIX) and head in known:
+        return f"{message}; a nested setting is not read from its own variable: give {head} as JSON"
+    bare = {name.removeprefix(ENV_PREFIX): name for name in known}
+    close = difflib.get_close_matches(wanted.removeprefix(ENV_PREFIX), list(bare), n=3, cutoff=0.6)
+    if close:
+        return f"{message}; did you mean {' or '.join(bare[c] for c in close)}?"
+    return f"{message} (the settings are listed by `warden run --help` and in the README)"
 
 
 def _check_account_name(name: str) -> str:

@@ -298,3 +298,37 @@ async def test_a_limit_refusal_is_one_line_naming_the_limit(url: str, runtime: R
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and errors[0].startswith("error: max_position_usd: this entry is ")
     assert runtime.sim is not None and runtime.sim.core.open_orders() == []
+
+
+def test_run_with_a_misspelt_warden_variable_names_it_and_starts_nothing(tmp_path: Path) -> None:
+    """WARDEN_MAX_POSITONS=3 (a typo of a risk limit) stops `warden run` as a misspelt key in the
+    file does: exit 2, one line naming the variable and the closest settings, nothing started
+    (the port is left alone: a busy one would have been the error otherwise, and no database)."""
+    busy = free_socket()
+    host, port = busy.getsockname()
+    args = ["run", "--host", host, "--port", str(port), "--data-dir", str(tmp_path), "--db"]
+    try:
+        result = runner.invoke(app, [*args, f"sqlite:///{tmp_path}/w.db"], env={"WARDEN_MAX_POSITONS": "3"})
+    finally:
+        busy.close()
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("error: WARDEN_MAX_POSITONS: is not a setting warden knows")
+    assert "WARDEN_MAX_OPEN_POSITIONS" in result.stderr
+    assert len(result.stderr.splitlines()) == 1
+    assert not (tmp_path / "w.db").exists()
+
+
+def test_a_client_command_warns_of_a_misspelt_warden_variable() -> None:
+    """`warden status` reads the settings too (the URL, the token) but not the engine's --config
+    file, so it cannot tell a typo from a variable an [accounts.*] table names for a key: it warns,
+    naming the variable and the closest setting, and goes on."""
+    sock = free_socket()
+    host, port = sock.getsockname()
+    sock.close()
+    env = {"WARDEN_URL": f"http://{host}:{port}", "WARDEN_DAILY_LOSS_LIMT": "500"}
+    result = runner.invoke(app, ["status"], env=env)
+    assert result.exit_code == 1
+    warning, error = result.stderr.splitlines()
+    assert warning.startswith("warning: WARDEN_DAILY_LOSS_LIMT: is not a setting warden knows")
+    assert "WARDEN_MAX_DAILY_LOSS_USD" in warning
+    assert error.startswith("error: cannot reach warden")

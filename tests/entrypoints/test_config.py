@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -195,3 +196,119 @@ def test_reference_rows_document_every_field() -> None:
     assert {r[0] for r in rows} == set(Settings.model_fields)
     assert all(r[3] for r in rows)
     assert rows[[r[0] for r in rows].index("port")][:3] == ("port", "WARDEN_PORT", "8080")
+
+
+# -- WARDEN_* variables that name no setting ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("variable", "suggested"),
+    [
+        ("WARDEN_MAX_POSITONS", "WARDEN_MAX_OPEN_POSITIONS"),
+        ("WARDEN_DAILY_LOSS_LIMT", "WARDEN_MAX_DAILY_LOSS_USD"),
+        ("WARDEN_STOP_PC", "WARDEN_STOP_PCT"),
+        ("warden_max_positons", "WARDEN_MAX_OPEN_POSITIONS"),  # settings are read whatever the case
+        ("WARDEN_SYMBOLS__SOL__LEVERAGE", "WARDEN_SYMBOLS"),  # no nested delimiter: it was never read
+    ],
+)
+def test_an_unknown_warden_variable_is_refused_naming_it_and_the_closest_setting(
+    monkeypatch: pytest.MonkeyPatch, variable: str, suggested: str
+) -> None:
+    """A misspelt risk limit in the environment was silently ignored: the trader believed it applied.
+    It is refused, naming the variable and the real settings it is closest to."""
+    monkeypatch.setenv(variable, "3")
+    with pytest.raises(ConfigError) as info:
+        Settings.load()
+    assert info.value.field == variable
+    assert info.value.message.startswith("is not a setting warden knows")
+    assert suggested in info.value.message
+
+
+def test_an_unknown_variable_with_nothing_close_is_refused_without_a_guess(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("WARDEN_ZZZZZZZZZZZZ", "1")
+    with pytest.raises(ConfigError) as info:
+        Settings.load()
+    assert info.value.field == "WARDEN_ZZZZZZZZZZZZ"
+    assert "did you mean" not in info.value.message
+    assert "README" in info.value.message or "--help" in info.value.message
+
+
+def test_every_setting_and_every_variable_warden_reads_is_accepted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every setting's variable (in any case), WARDEN_CONFIG and WARDEN_URL (the CLI's), and the
+    test suite's and Makefile's own WARDEN_* variables are not refused."""
+    monkeypatch.setenv("WARDEN_CONFIG", str(write_toml(tmp_path, "port = 9001\n")))
+    monkeypatch.setenv("WARDEN_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("warden_host", "0.0.0.0")
+    monkeypatch.setenv("WARDEN_MAX_OPEN_POSITIONS", "3")
+    monkeypatch.setenv("WARDEN_MAX_DAILY_LOSS_USD", "500")
+    monkeypatch.setenv("WARDEN_ALERT_ROUTES", '{"tp_filled": "silent"}')
+    for name in (
+        "WARDEN_TEST_PG_HOST",
+        "WARDEN_FREQTRADE",
+        "WARDEN_CHAOS_SEED",
+        "WARDEN_E2E_ROUNDS",
+        "WARDEN_TESTNET_SMOKE",
+        "WARDEN_CHROMIUM",
+        "WARDEN_ARTIFACTS",
+    ):
+        monkeypatch.setenv(name, "1")
+    s = Settings.load()
+    assert (s.port, s.host, s.max_open_positions, s.max_daily_loss_usd) == (9001, "0.0.0.0", 3, Decimal(500))
+
+
+def test_variables_the_accounts_name_for_their_keys_are_not_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An account's api_key_env / api_secret_env / drift_rpc_url_env may name any variable, a
+    WARDEN_* one included (from the file or from WARDEN_ACCOUNTS); each is read, not refused."""
+    config = write_toml(
+        tmp_path,
+        '[accounts.alt]\nexchange = "bybit"\napi_key_env = "WARDEN_ALT_KEY"\n'
+        'api_secret_env = "WARDEN_ALT_SECRET"\n'
+        '[accounts.d]\nexchange = "drift"\ndrift_rpc_url_env = "WARDEN_D_RPC"\n',
+    )
+    monkeypatch.setenv("WARDEN_ALT_KEY", "k")
+    monkeypatch.setenv("WARDEN_ALT_SECRET", "s")
+    monkeypatch.setenv("WARDEN_D_RPC", "https://rpc.example")
+    alt = Settings.load(config).for_account("alt")
+    assert alt.api_key is not None and alt.api_key.get_secret_value() == "k"
+    for name in ("WARDEN_ALT_KEY", "WARDEN_ALT_SECRET", "WARDEN_D_RPC"):
+        monkeypatch.delenv(name)
+    monkeypatch.setenv(
+        "WARDEN_ACCOUNTS",
+        '{"main": {"exchange": "binanceusdm", "api_key_env": "WARDEN_MAIN_KEY",'
+        ' "api_secret_env": "WARDEN_MAIN_SECRET"}}',
+    )
+    monkeypatch.setenv("WARDEN_MAIN_KEY", "mk")
+    monkeypatch.setenv("WARDEN_MAIN_SECRET", "ms")
+    main = Settings.load().for_account("main")
+    assert main.api_secret is not None and main.api_secret.get_secret_value() == "ms"
+    monkeypatch.setenv("WARDEN_MAIN_KEYS", "k")  # named by no account
+    with pytest.raises(ConfigError) as info:
+        Settings.load()
+    assert info.value.field == "WARDEN_MAIN_KEYS"
+
+
+def test_every_warden_variable_the_code_reads_is_known() -> None:
+    """A WARDEN_* variable read outside Settings (the CLI's, the tests', the Makefile's) must be on the
+    known list, or `make test` and `warden status` would refuse to start."""
+    from warden import config
+
+    root = Path(__file__).resolve().parents[2]
+    reads = re.compile(r"""(?:environ\.get\(|environ\[|getenv\(|envvar=)\s*["'](WARDEN_[A-Z0-9_]+)""")
+    assigns = re.compile(r"(?:^|\s)(WARDEN_[A-Z0-9_]+)=")
+    found: set[str] = set()
+    files = [*root.glob("src/**/*.py"), *root.glob("tests/**/*.py"), *root.glob("scripts/**/*")]
+    for path in [*files, root / "Makefile", *root.glob(".ci/*")]:
+        if path.is_file():
+            text = path.read_text(errors="replace")
+            found |= set(reads.findall(text))
+            if path.suffix != ".py":
+                found |= set(assigns.findall(text))
+    settings = {f"WARDEN_{name.upper()}" for name in Settings.model_fields}
+    assert found, "the scan found nothing: its patterns are wrong"
+    assert found - settings - config.OTHER_VARIABLES == set()

@@ -8,6 +8,7 @@ non-zero exit.
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Mapping
 from decimal import Decimal
@@ -77,10 +78,18 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 
 def load_settings() -> Settings:
+    """The settings a client command needs (the engine's URL, the token, the database).
+
+    A WARDEN_* variable that names no setting is a warning here, not an error: without the
+    engine's --config file this command cannot know the variables its [accounts.*] tables name
+    for their keys (`warden run`, which has the file, refuses it)."""
     try:
-        return Settings.load()
+        settings = Settings.load(check_env=False)
     except ConfigError as exc:
         raise CliError(f"{exc.field}: {exc.message}") from None
+    for variable, message in settings.unknown_variables(os.environ):
+        err.print(f"warning: {variable}: {message} (`warden run` refuses it)", markup=False)
+    return settings
 
 
 class Client:
