@@ -19,8 +19,11 @@ Store errors:
 
 Alert delivery errors (raised by an AlertChannel):
 
-    DeliveryError             not delivered now; retried with backoff (channel down, 5xx, timeout)
-    └── DeliveryRejected      the channel refused this alert for good (4xx): not retried
+    DeliveryError             not delivered now; retried with backoff (channel down, 5xx, timeout),
+    │                         not before its `retry_after` when the channel gave one (429)
+    ├── DeliveryRejected      the channel refused this alert for good (4xx): not retried
+    └── ChannelRefused        the channel refuses every alert until someone acts (the bot blocked,
+                              the chat gone): its alerts are kept and it is retried slowly
 """
 
 from __future__ import annotations
@@ -323,11 +326,22 @@ class Notifier(Protocol):
 
 
 class DeliveryError(Exception):
-    """The alert was not delivered now; the channel is retried with backoff."""
+    """The alert was not delivered now; the channel is retried with backoff, and not before
+    `retry_after` seconds when the channel said when to come back (Telegram's 429)."""
+
+    def __init__(self, message: str = "", *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class DeliveryRejected(DeliveryError):
     """The channel refused this alert for good; it is not retried on this channel."""
+
+
+class ChannelRefused(DeliveryError):
+    """The channel refuses every alert, not this one, until someone acts (a Telegram chat that
+    blocked the bot, removed it, or does not exist): its alerts are kept, the trader is told, and
+    it is tried again slowly, so that unblocking the bot resumes delivery."""
 
 
 class AlertChannel(Protocol):

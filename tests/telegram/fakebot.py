@@ -6,10 +6,11 @@ the bot sent is in `sent`. `down = True` answers every call 502, as an unreachab
 
 It refuses what the real Bot API refuses, with its words: a message text empty or longer than
 4096 characters, a button's callback_data outside 1-64 bytes, a chat it does not know
-(`missing_chats`), a callback query answered twice or later than `CALLBACK_ANSWER_WITHIN`
-seconds after the press; `flood = n` answers the next n sendMessage calls 429 with a
-retry_after. getUpdates returns only the kinds of update `allowed_updates` asked for (the
-last list given counts, as Telegram remembers it).
+(`missing_chats`), a chat that blocked the bot or removed it (`forbidden[chat] = BLOCKED`, 403),
+a callback query answered twice or later than `CALLBACK_ANSWER_WITHIN` seconds after the press;
+`flood = n` answers the next n sendMessage calls 429 with a retry_after. getUpdates returns only
+the kinds of update `allowed_updates` asked for (the last list given counts, as Telegram
+remembers it).
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ MAX_CALLBACK_DATA = 64
 """Bytes of one inline button's callback_data."""
 CALLBACK_ANSWER_WITHIN = 15.0
 """Seconds after a press within which answerCallbackQuery is accepted ("query is too old")."""
+BLOCKED = "Forbidden: bot was blocked by the user"
+KICKED = "Forbidden: bot was kicked from the group chat"
+"""The Bot API's 403 descriptions for a private chat that blocked the bot, a group that removed it."""
 
 
 @dataclass
@@ -52,6 +56,8 @@ class FakeBotApi:
         self.calls: list[str] = []
         self.missing_chats: set[int] = set()
         """Chats sendMessage answers 400 "chat not found" for."""
+        self.forbidden: dict[int, str] = {}
+        """Chats sendMessage answers 403 for, with the description (BLOCKED, KICKED)."""
         self.flood = 0
         """The next `flood` sendMessage calls answer 429 Too Many Requests."""
         self.retry_after = 1
@@ -207,6 +213,8 @@ class FakeBotApi:
                 429, f"Too Many Requests: retry after {self.retry_after}", retry_after=self.retry_after
             )
         chat_id = int(params["chat_id"])
+        if chat_id in self.forbidden:
+            raise Refused(403, self.forbidden[chat_id])
         if chat_id in self.missing_chats:
             raise Refused(400, "Bad Request: chat not found")
         text = str(params.get("text") or "")

@@ -6,20 +6,31 @@ gets its own HTTP client with a read deadline longer than the poll.
 
 Every Telegram error is translated here, once, for alert delivery:
 
-    BadRequest (chat not found, message too long)   DeliveryRejected: not retried
-    anything else (network, 5xx, 429, 401, 403)     DeliveryError: retried with backoff
+    403 Forbidden (bot blocked by the user, kicked   ChannelRefused: the chat refuses every
+    from the group), 400 chat not found, the group   alert; they are kept for it and it is
+    became a supergroup (a new chat id)              tried again slowly
+    any other BadRequest (message too long)          DeliveryRejected: this alert, not retried
+    429 Too Many Requests                            DeliveryError, not retried before its
+                                                     retry_after
+    anything else (network, 5xx, 401)                DeliveryError: retried with backoff
 
 The token is part of every URL; error texts that could carry it are replaced.
 """
 
 from __future__ import annotations
 
-from telegram.error import BadRequest, TelegramError
+import warnings
+from datetime import timedelta
+
+from telegram.error import BadRequest, ChatMigrated, Forbidden, RetryAfter, TelegramError
 from telegram.request import HTTPXRequest
 
 from telegram import Bot
 from warden.domain.alerts import Alert, Severity
-from warden.ports import DeliveryError, DeliveryRejected
+from warden.ports import ChannelRefused, DeliveryError, DeliveryRejected
+
+CHAT_GONE = ("chat not found",)
+"""BadRequest descriptions that refuse the chat, not the message (PTB capitalizes them)."""
 
 LONG_POLL = 25
 """Seconds one getUpdates call waits for an update."""
@@ -67,6 +78,14 @@ def alert_text(alert: Alert, account: str | None = None) -> str:
     return f"{head}\n{message}{tail}"[:MAX_TEXT]
 
 
+def retry_after(exc: RetryAfter) -> float:
+    """Seconds Telegram asked to wait (PTB gives an int or a timedelta, and warns of the change)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        value = exc.retry_after
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
 def safe_error(exc: BaseException, token: str) -> str:
     """An exception as text without the token (PTB and httpx may put the URL in it)."""
     text = f"{type(exc).__name__}: {exc}"
@@ -90,10 +109,31 @@ class TelegramChannel:
             await self._bot.send_message(
                 self._chat_id, alert_text(alert, self._account), disable_notification=silent
             )
+        except Forbidden as exc:  # the bot blocked, kicked from the group, the user deactivated
+            raise ChannelRefused(
+                f"{self._said(exc)} (unblock the bot or send it /start in that chat, or add it back"
+                " to the group)"
+            ) from None
+        except ChatMigrated as exc:
+            raise ChannelRefused(
+                f"the group became a supergroup with chat id {exc.new_chat_id}: put that id in"
+                " telegram_chat_ids"
+            ) from None
         except BadRequest as exc:
+            if exc.message.lower() in CHAT_GONE:
+                raise ChannelRefused(
+                    f"{self._said(exc)} (a wrong chat id in telegram_chat_ids, or a group the bot is not in)"
+                ) from None
             raise DeliveryRejected(safe_error(exc, self._bot.token)) from None
+        except RetryAfter as exc:
+            raise DeliveryError(self._said(exc), retry_after=retry_after(exc)) from None
         except TelegramError as exc:
             raise DeliveryError(safe_error(exc, self._bot.token)) from None
+
+    def _said(self, exc: TelegramError) -> str:
+        """What the Bot API said, without the token."""
+        token = self._bot.token
+        return exc.message.replace(token, "<token>") if token else exc.message
 
 
 async def close_bot(bot: Bot) -> None:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import warnings
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -35,6 +34,7 @@ import structlog
 from telegram.error import RetryAfter, TelegramError
 
 from telegram import Bot, CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
+from warden.adapters.telegram import retry_after
 from warden.domain.controls import Controls, LimitExceeded
 from warden.domain.errors import ValidationError
 from warden.domain.events import Event
@@ -662,14 +662,6 @@ def addressed_to(text: str) -> str | None:
         return None
     command, at, name = words[0].partition("@")
     return name if at and command.lstrip("/") else None
-
-
-def retry_after(exc: RetryAfter) -> float:
-    """Seconds Telegram asked to wait (PTB gives an int or a timedelta, and warns of the change)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        value = exc.retry_after
-    return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
 
 def _safe(exc: BaseException, token: str) -> str:

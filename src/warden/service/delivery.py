@@ -5,7 +5,10 @@
            ──► Deliverer.offer: remembered in memory and the loop woken
     loop   ──► undelivered alerts = memory + the outbox (alerts from before a restart)
            ──► each channel, oldest first: sent once per (alert, channel); a failure backs
-               that channel off (doubling, capped) and the rest of its queue waits
+               that channel off (doubling, capped; never sooner than a retry_after it gave)
+               and the rest of its queue waits; a channel that refuses every alert (a chat
+               that blocked the bot) is said once, loudly, and tried again every
+               `refused_retry` seconds, its alerts kept
            ──► every channel has it: marked delivered in the outbox
 
 Routing is applied here: `off` sends nothing to the channels (the log still has
@@ -29,7 +32,16 @@ from dataclasses import dataclass, field
 import structlog
 
 from warden.domain.alerts import Alert, AlertId, AlertRoutes, Route
-from warden.ports import AlertChannel, Clock, DeliveryError, DeliveryRejected, Notifier, Store, StoreError
+from warden.ports import (
+    AlertChannel,
+    ChannelRefused,
+    Clock,
+    DeliveryError,
+    DeliveryRejected,
+    Notifier,
+    Store,
+    StoreError,
+)
 
 log = structlog.get_logger("warden.alerts")
 
@@ -42,6 +54,9 @@ class DeliveryConfig:
     send_timeout: float = 10.0
     backoff_first: float = 1.0
     backoff_max: float = 60.0
+    refused_retry: float = 300.0
+    """Seconds between tries of a channel that refuses every alert (a Telegram chat that blocked
+    the bot): unblocking it resumes delivery within this long."""
     poll_interval: float = 5.0
     """Seconds between reads of the outbox when nothing wakes the loop."""
     batch: int = 100
@@ -56,6 +71,8 @@ class ChannelState:
     refused: int = 0
     """Alerts refused for good since the last one it took (a wrong chat id refuses every one)."""
     last_refusal: str | None = None
+    refusing: str | None = None
+    """Why the channel refuses every alert (ChannelRefused), until it takes one again."""
 
 
 @dataclass
@@ -194,25 +211,56 @@ class Deliverer:
             try:
                 async with asyncio.timeout(self.config.send_timeout):
                     await channel.send(alert, silent=route is Route.SILENT)
+            except ChannelRefused as exc:
+                self._refusing(channel.name, state, str(exc))
+                return
             except DeliveryRejected as exc:
                 log.error("alert_rejected", channel=channel.name, alert_id=alert.id, error=str(exc))
                 known.channels.add(channel.name)
                 state.refused += 1
                 state.last_refusal = f"{alert.kind}: {exc}"
                 continue
-            except (DeliveryError, TimeoutError) as exc:
-                self._failed(channel.name, state, str(exc) or "timed out")
+            except DeliveryError as exc:
+                self._failed(channel.name, state, str(exc) or type(exc).__name__, exc.retry_after)
+                return
+            except TimeoutError:
+                self._failed(channel.name, state, "timed out")
                 return
             known.channels.add(channel.name)
             state.delivered += 1
-            if state.failures:
-                log.info("alert_channel_recovered", channel=channel.name, after_failures=state.failures)
+            if state.failures or state.refusing:
+                log.info(
+                    "alert_channel_recovered",
+                    channel=channel.name,
+                    after_failures=state.failures,
+                    was_refusing=state.refusing is not None,
+                )
             state.failures, state.retry_at, state.last_error = 0, 0.0, None
-            state.refused, state.last_refusal = 0, None
+            state.refused, state.last_refusal, state.refusing = 0, None, None
 
-    def _failed(self, name: str, state: ChannelState, error: str) -> None:
+    def _refusing(self, name: str, state: ChannelState, error: str) -> None:
+        """The channel refuses every alert: said once (an error), its alerts kept, tried slowly."""
+        state.retry_at = self.clock.monotonic() + self.config.refused_retry
+        state.failures, state.last_error = 0, None  # it answers: not an outage
+        if state.refusing is None:
+            log.error(
+                "alert_channel_refusing",
+                channel=name,
+                error=error,
+                kept=self._waiting_for(name),
+                retry_in=self.config.refused_retry,
+            )
+        state.refusing = error
+
+    def _waiting_for(self, name: str) -> int:
+        """Alerts held for `name` (the channel lacks them)."""
+        return sum(1 for k in self._known.values() if name not in k.channels and k.alert.id not in self._done)
+
+    def _failed(self, name: str, state: ChannelState, error: str, retry_after: float | None = None) -> None:
         state.failures += 1
         delay = min(self.config.backoff_max, self.config.backoff_first * 2 ** (state.failures - 1))
+        if retry_after is not None:  # the channel said when to come back (Telegram's flood control)
+            delay = max(delay, retry_after)
         state.retry_at = self.clock.monotonic() + delay
         if state.last_error != error or state.failures in (1, 10, 100):
             log.warning(
@@ -254,16 +302,26 @@ class Deliverer:
             for name, s in self.state.items()
             if s.failures
         ]
-        refusing = [
+        refused = [
             f"alert channel {name} refused {s.refused} alerts for good (last: {s.last_refusal}); they"
             " are not sent again: check its configuration"
             for name, s in self.state.items()
             if s.refused
         ]
-        return down + refusing
+        refusing = [
+            f"alert channel {name} refuses every alert: {s.refusing}; {self._waiting_for(name)} alerts"
+            f" kept for it, tried again every {_duration(self.config.refused_retry)}"
+            for name, s in self.state.items()
+            if s.refusing is not None
+        ]
+        return refusing + down + refused
 
     def undelivered(self) -> int:
         return sum(1 for k in self._known.values() if k.alert.id not in self._done)
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:g} min" if seconds >= 60 else f"{seconds:g} s"
 
 
 def _remember(seen: OrderedDict[AlertId, None], alert_id: AlertId) -> None:

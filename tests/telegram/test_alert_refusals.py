@@ -1,0 +1,167 @@
+"""A Telegram chat that refuses every alert (the trader blocked the bot, a group removed it, the chat
+id names no chat) against the fake Bot API: the other chats and sinks are not held up behind it,
+the trader is told loudly and once (an error log line, a /status warning naming the chat), its
+alerts are kept and it is tried again slowly, so unblocking the bot resumes delivery. A 429's
+retry_after is honoured by the alert backoff.
+
+Time is a FakeClock: delivery passes are run by hand, nothing sleeps."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from structlog.testing import capture_logs
+
+from telegram import Bot
+from tests.helpers import eventually
+from tests.telegram.conftest import CHAT, bot_settings
+from tests.telegram.fakebot import BLOCKED, KICKED, TOKEN, FakeBotApi
+from warden.adapters.clock import FakeClock
+from warden.adapters.memory import InMemoryStore
+from warden.adapters.notify import RecordingNotifier
+from warden.adapters.telegram import TelegramChannel, close_bot, make_bot
+from warden.bootstrap import running
+from warden.domain.alerts import Alert, AlertId, AlertKind
+from warden.entrypoints.telegram import run_bot
+from warden.service.delivery import Deliverer, DeliveryConfig
+
+REFUSING, FINE = 111, 222
+SLOW = DeliveryConfig().refused_retry
+"""Seconds between tries of a chat that refuses every alert."""
+
+
+@dataclass
+class Webhook:
+    """Another sink beside Telegram, recording what it got."""
+
+    name: str = "webhook"
+    got: list[str] = field(default_factory=list)
+
+    async def send(self, alert: Alert, *, silent: bool) -> None:
+        self.got.append(alert.message)
+
+
+@pytest.fixture
+async def bot(api: FakeBotApi) -> AsyncIterator[Bot]:
+    made = make_bot(TOKEN, api.url)
+    yield made
+    await close_bot(made)
+
+
+def deliverer(bot: Bot, clock: FakeClock, *others: Any) -> Deliverer:
+    channels = [TelegramChannel(bot, REFUSING), TelegramChannel(bot, FINE), *others]
+    return Deliverer(
+        InMemoryStore(), clock, RecordingNotifier(), channels, config=DeliveryConfig(poll_interval=3600)
+    )
+
+
+async def raise_alert(d: Deliverer, clock: FakeClock, n: int) -> None:
+    """Alert n, in the outbox as the engine writes it."""
+    alert = Alert(AlertId(f"a{n}"), AlertKind.PAUSED, f"alert {n}", clock.now())
+    await d.store.append_events([], [alert])
+
+
+def messages(api: FakeBotApi, chat: int) -> list[str]:
+    return [t.splitlines()[1] for t in api.texts(chat)]
+
+
+def tries(api: FakeBotApi, description: str) -> int:
+    return sum(1 for method, why in api.refused if method == "sendMessage" and why == description)
+
+
+@pytest.mark.parametrize("description", [BLOCKED, KICKED])
+async def test_a_chat_that_blocked_the_bot_holds_up_nothing_is_said_once_and_resumes_when_unblocked(
+    api: FakeBotApi, bot: Bot, description: str
+) -> None:
+    clock, webhook = FakeClock(), Webhook()
+    d = deliverer(bot, clock, webhook)
+    api.forbidden[REFUSING] = description
+    with capture_logs() as logs:
+        for n in range(1, 5):  # four alerts a minute apart while the chat refuses
+            await raise_alert(d, clock, n)
+            await d.deliver_pending()
+            assert messages(api, FINE) == [f"alert {i}" for i in range(1, n + 1)], "held up behind it"
+            assert webhook.got == [f"alert {i}" for i in range(1, n + 1)]
+            clock.advance(60)
+    assert messages(api, REFUSING) == []
+    assert tries(api, description) == 1, "tried again before the slow retry"
+    errors = [e for e in logs if e["log_level"] == "error"]
+    assert len(errors) == 1, logs
+    assert errors[0]["channel"] == f"telegram:{REFUSING}"
+    assert description in errors[0]["error"]
+    [warning] = d.warnings()
+    assert f"telegram:{REFUSING}" in warning and description in warning
+    assert "4 alerts kept" in warning
+    assert len(await d.store.pending_alerts()) == 4, "kept in the outbox until the chat has them"
+
+    del api.forbidden[REFUSING]  # the trader unblocks the bot
+    clock.advance(SLOW - 4 * 60 - 1)
+    await d.deliver_pending()
+    assert messages(api, REFUSING) == [], "tried again before the slow retry"
+    clock.advance(1)
+    with capture_logs() as logs:
+        await d.deliver_pending()
+    assert messages(api, REFUSING) == ["alert 1", "alert 2", "alert 3", "alert 4"]
+    assert d.warnings() == []
+    assert await d.store.pending_alerts() == []
+    assert [e["event"] for e in logs if e["log_level"] == "info"] == ["alert_channel_recovered"]
+
+
+async def test_a_chat_not_found_keeps_its_alerts_and_is_retried_slowly(api: FakeBotApi, bot: Bot) -> None:
+    """400 "chat not found" (a wrong id, a group the bot is not in) refuses every alert, not one:
+    it used to drop each alert for that chat; they are kept and the chat tried again slowly."""
+    clock, webhook = FakeClock(), Webhook()
+    d = deliverer(bot, clock, webhook)
+    api.missing_chats.add(REFUSING)
+    await raise_alert(d, clock, 1)
+    await d.deliver_pending()
+    assert (messages(api, FINE), webhook.got) == (["alert 1"], ["alert 1"])
+    [warning] = d.warnings()
+    assert f"telegram:{REFUSING}" in warning and "Chat not found" in warning
+    assert [a.id for a in await d.store.pending_alerts()] == ["a1"]
+    api.missing_chats.clear()  # the bot is added to the group
+    clock.advance(SLOW)
+    await d.deliver_pending()
+    assert messages(api, REFUSING) == ["alert 1"]
+    assert await d.store.pending_alerts() == []
+
+
+async def test_a_429_retry_after_is_honoured(api: FakeBotApi, bot: Bot) -> None:
+    """Telegram's flood control says when to come back: not sooner (the backoff's first second)."""
+    clock = FakeClock()
+    d = Deliverer(InMemoryStore(), clock, RecordingNotifier(), [TelegramChannel(bot, FINE)])
+    api.flood, api.retry_after = 1, 30
+    await raise_alert(d, clock, 1)
+    await d.deliver_pending()
+    for _ in range(29):
+        clock.advance(1)
+        await d.deliver_pending()
+    assert messages(api, FINE) == []
+    assert api.calls.count("sendMessage") == 1, "sent again before retry_after"
+    clock.advance(1)
+    await d.deliver_pending()
+    assert messages(api, FINE) == ["alert 1"]
+
+
+async def test_status_names_the_chat_that_blocked_the_bot(api: FakeBotApi, tmp_path: Path) -> None:
+    """A running warden with two chats, one of which blocked the bot: the other gets its alerts and
+    its /status says which chat refuses and why."""
+    api.forbidden[REFUSING] = BLOCKED
+    settings = bot_settings(tmp_path, api, telegram_chat_ids=f"{CHAT},{REFUSING}")
+    async with running(settings, price_feed=False, beside=[run_bot]) as rt:
+        await eventually(
+            lambda: any("engine_started" in t for t in api.texts(CHAT)), timeout=15, what="engine_started"
+        )
+        await eventually(lambda: bool(rt.engine.status().warnings), timeout=15, what="a warning")
+        await api.say(CHAT, "/status")
+        await eventually(
+            lambda: any(f"telegram:{REFUSING}" in t for t in api.texts(CHAT)), timeout=15, what="/status"
+        )
+    [status] = [t for t in api.texts(CHAT) if f"telegram:{REFUSING}" in t]
+    [line] = [x for x in status.splitlines() if f"telegram:{REFUSING}" in x]
+    assert line.startswith("warning: ") and BLOCKED in line
+    assert api.texts(REFUSING) == []
