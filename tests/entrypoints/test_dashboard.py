@@ -104,6 +104,20 @@ async def test_the_cookie_authorizes_the_api(client: httpx.AsyncClient, runtime:
     assert (await client.get("/api/v1/positions")).status_code == 401
 
 
+async def test_the_status_panel_shows_the_engines_warnings(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """What /status warns of (a Telegram chat that blocked the bot, a stream gone silent) is on the
+    dashboard too: a trader watching it was told nothing."""
+    await client.post("/login", content=f"token={TOKEN}".encode())
+    assert 'class="warnings"' not in (await client.get("/ui/status")).text
+    warning = "alert channel telegram:111 refuses every alert: Forbidden: bot was blocked by the user"
+    runtime.engine.warnings["test"] = warning
+    status = await client.get("/ui/status")
+    assert 'class="warnings"' in status.text
+    assert warning in status.text
+
+
 async def test_the_cookie_changes_nothing_from_another_page(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
