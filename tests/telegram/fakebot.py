@@ -11,6 +11,13 @@ a callback query answered twice or later than `CALLBACK_ANSWER_WITHIN` seconds a
 `flood = n` answers the next n sendMessage calls 429 with a retry_after. getUpdates returns only
 the kinds of update `allowed_updates` asked for (the last list given counts, as Telegram
 remembers it).
+
+A crash between taking an update and confirming it (the next getUpdates, whose offset tells
+Telegram what was taken) is played with `lose_confirmations = True`: no offset drops a kept
+update any more (the confirmations never reached Telegram), while each call still answers from
+the offset it gives, as the Bot API does. `redeliver()` makes the next getUpdates answer every
+kept update whatever its offset (a Bot API that sends again what was taken). `delivered` lists
+the id of every update answered, once per answer.
 """
 
 from __future__ import annotations
@@ -63,6 +70,13 @@ class FakeBotApi:
         self.retry_after = 1
         self.refused: list[tuple[str, str]] = []
         """(method, description) of every call refused with a 4xx."""
+        self.lose_confirmations = False
+        """getUpdates's offset no longer drops the updates below it (the bot died before confirming)."""
+        self._redeliver = False
+        self.delivered: list[int] = []
+        """The update id of every update getUpdates answered to a bot still listening, once per answer."""
+        self.last_update_id = 0
+        """The id of the update the phone sent last (`say`, `press`, `edit`)."""
         self._allowed: list[str] | None = None
         self._queries: dict[str, float] = {}
         """Unanswered callback query id -> when it was pressed (time.time())."""
@@ -139,6 +153,11 @@ class FakeBotApi:
         }
         await self._push({"callback_query": query})
 
+    def redeliver(self) -> None:
+        """The next getUpdates answer holds every kept update, whatever the offset asked for (with
+        `lose_confirmations`, those already confirmed too)."""
+        self._redeliver = True
+
     def to(self, chat_id: int) -> list[Sent]:
         return [s for s in self.sent if s.chat_id == chat_id]
 
@@ -147,7 +166,8 @@ class FakeBotApi:
 
     async def _push(self, update: dict[str, Any]) -> None:
         async with self._new:
-            self.updates.append({"update_id": next(self._ids), **update})
+            self.last_update_id = next(self._ids)
+            self.updates.append({"update_id": self.last_update_id, **update})
             self._new.notify_all()
 
     # -- the Bot API ----------------------------------------------------------------------------
@@ -166,7 +186,7 @@ class FakeBotApi:
         if handler is None:
             return _error(404, "Not Found")
         try:
-            result = await handler(params)
+            result = await (handler(params, request) if method == "getUpdates" else handler(params))
         except Refused as refused:
             self.refused.append((method, refused.description))
             body: dict[str, Any] = {
@@ -185,7 +205,7 @@ class FakeBotApi:
     async def _api_deleteWebhook(self, params: dict[str, Any]) -> Any:
         return True
 
-    async def _api_getUpdates(self, params: dict[str, Any]) -> Any:
+    async def _api_getUpdates(self, params: dict[str, Any], request: web.Request) -> Any:
         allowed = params.get("allowed_updates")
         if isinstance(allowed, str):
             allowed = json.loads(allowed)
@@ -194,9 +214,14 @@ class FakeBotApi:
         offset = int(params.get("offset") or 0)
         timeout = float(params.get("timeout") or 0)
         deadline = asyncio.get_running_loop().time() + timeout
+
+        def answered() -> list[dict[str, Any]]:
+            return [u for u in self.updates if self._redeliver or u["update_id"] >= offset]
+
         async with self._new:
-            self.updates = [u for u in self.updates if u["update_id"] >= offset]
-            while not self.updates and not self._closing:
+            if not self.lose_confirmations:  # the offset confirms every update below it
+                self.updates = [u for u in self.updates if u["update_id"] >= offset]
+            while not answered() and not self._closing:
                 left = deadline - asyncio.get_running_loop().time()
                 if left <= 0:
                     break
@@ -204,7 +229,12 @@ class FakeBotApi:
                     await asyncio.wait_for(self._new.wait(), left)
                 except TimeoutError:
                     break
-            return [u for u in self.updates if self._allowed is None or _kind(u) in self._allowed]
+            answer = [u for u in answered() if self._allowed is None or _kind(u) in self._allowed]
+            if request.transport is None or request.transport.is_closing():
+                return []  # the bot that asked is gone (stopped mid-poll): nothing reaches it
+            self._redeliver = False
+            self.delivered.extend(u["update_id"] for u in answer)
+            return answer
 
     async def _api_sendMessage(self, params: dict[str, Any]) -> Any:
         if self.flood > 0:
