@@ -31,7 +31,17 @@ from warden.adapters.sim import SimPriceFeed, SimulatedExchange
 from warden.adapters.spill import FileControlsSpill
 from warden.config import ConfigError, Settings
 from warden.logging import hide_secret
-from warden.ports import AlertChannel, Clock, Exchange, Lease, LeaseState, Notifier, Store, StoreUnavailable
+from warden.ports import (
+    AlertChannel,
+    Clock,
+    Exchange,
+    Lease,
+    LeaseState,
+    Notifier,
+    Store,
+    StoreUnavailable,
+    UpdateRecord,
+)
 from warden.service.commands import NotHolder
 from warden.service.config import EngineConfig
 from warden.service.engine import Engine
@@ -105,6 +115,8 @@ class Runtime:
 
     telegram: Any = None
     """The python-telegram-bot `Bot` when a token is set (the Telegram entrypoint polls with it)."""
+    telegram_record: UpdateRecord | None = None
+    """Where that bot records the updates it took (when this runtime made the bot)."""
     channels: list[AlertChannel] = field(default_factory=list)
 
     @property
@@ -204,6 +216,16 @@ def build_bot(settings: Settings) -> Any:
     token = settings.telegram_token.get_secret_value()
     hide_secret(token)
     return make_bot(token, settings.telegram_api_url)
+
+
+def build_update_record(settings: Settings) -> UpdateRecord | None:
+    """Where the bot records the highest update id it took: `<data_dir>/telegram-<bot id>.json`,
+    one per bot (every account it serves shares it); None without a token."""
+    if settings.telegram_token is None:
+        return None
+    from warden.adapters.telegram import FileUpdateRecord, record_path
+
+    return FileUpdateRecord(record_path(settings.data_dir, settings.telegram_token.get_secret_value()))
 
 
 def build_channels(
@@ -364,6 +386,7 @@ async def running(
         lease_retry=lease_retry,
         telemetry=telemetry,
         slots=slots or Slots(),
+        telegram_record=build_update_record(settings) if bot is not None and not shared_bot else None,
     )
     runtime.telegram, runtime.channels = bot, channels
     try:
@@ -579,6 +602,8 @@ class Fleet:
     runtimes: dict[str, Runtime] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)
     telegram: Any = None
+    telegram_record: UpdateRecord | None = None
+    """Where the one bot records the updates it took (one record for every account)."""
     clock: Clock = field(default_factory=SystemClock)
     slots: Slots = field(default_factory=Slots)
     retrying: set[str] = field(default_factory=set)
@@ -738,6 +763,7 @@ async def running_fleet(
     # Once, before any account opens it: concurrent migrations of one SQLite file collide.
     await upgrade(settings.db)
     fleet.telegram = build_bot(settings)
+    fleet.telegram_record = build_update_record(settings) if fleet.telegram is not None else None
     shared = _shared_connections(settings)
     server = _AccountServer(
         fleet,

@@ -309,6 +309,38 @@ class ControlsSpill(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class TakenUpdate:
+    """The highest Telegram update id a bot took (getUpdates), and when it recorded it."""
+
+    update_id: int
+    at: datetime
+
+
+class UpdateRecord(Protocol):
+    """Where the Telegram bot keeps, durably, the highest update id it took, written before any
+    update it took runs: an update is executed at most once even when warden dies before the next
+    getUpdates tells Telegram it was taken. One per bot (not per account). Raises StoreUnavailable
+    when it cannot write or read."""
+
+    @property
+    def where(self) -> str:
+        """Where it is kept (a path), for the trader's messages."""
+        ...
+
+    def load(self) -> TakenUpdate | None:
+        """What is kept, or None when nothing is (this bot never took an update here)."""
+        ...
+
+    def save(self, taken: TakenUpdate) -> None:
+        """Keep `taken` durably (replacing what was kept)."""
+        ...
+
+    def set_aside(self) -> str:
+        """Move what is kept (unreadable) out of the way, for the trader to look at; where to."""
+        ...
+
+
 class Clock(Protocol):
     def now(self) -> datetime:
         """Timezone-aware UTC."""

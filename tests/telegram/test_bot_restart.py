@@ -1,9 +1,11 @@
-"""Real processes: an alert raised before a kill -9 reaches the chat after the restart (I8), and the
-bot token never appears in warden's logs."""
+"""Real processes: an alert raised before a kill -9 reaches the chat after the restart (I8), a
+command executed before a kill -9 is not executed again after it, and the bot token never appears
+in warden's logs."""
 
 from __future__ import annotations
 
 import asyncio
+from decimal import Decimal
 from pathlib import Path
 
 import httpx
@@ -55,3 +57,49 @@ async def test_an_alert_raised_before_a_kill_9_arrives_after_the_restart(
     assert "lease_held" in logs  # the logs were written
     assert "/bot**********/sendMessage" in logs  # httpx logs the URL at debug: the token is hidden
     assert TOKEN not in logs
+
+
+async def test_a_command_executed_before_a_kill_9_is_not_executed_again_after_the_restart(
+    tmp_path: Path, api: FakeBotApi
+) -> None:
+    """`long sol` from the chat opens a position; the engine is killed with SIGKILL while Telegram
+    never hears the update was taken (`lose_confirmations`: it would hand it to the next poll that
+    asks without an offset); the restarted engine runs a later command but not `long sol` again:
+    the exchange holds one position. Stacking is on, so only the bot's record stands in the way."""
+    procs = Processes(tmp_path / "procs")
+    env = {
+        "WARDEN_TELEGRAM_TOKEN": TOKEN,
+        "WARDEN_TELEGRAM_CHAT_IDS": str(CHAT),
+        "WARDEN_TELEGRAM_API_URL": api.url,
+        "WARDEN_ALLOW_STACKING": "true",
+    }
+    data = tmp_path / "data"
+    api.lose_confirmations = True
+    try:
+        sim = await asyncio.to_thread(procs.sim)
+        first = await asyncio.to_thread(procs.engine, "warden", data, sim=sim, **env)
+        await asyncio.to_thread(first.wait_ready)
+        await api.say(CHAT, "long sol")
+        long_sol = api.last_update_id
+        await eventually(lambda: any(t.startswith("✅") for t in api.texts(CHAT)), timeout=60, what="opened")
+        [opened] = sim.state()["positions"]
+        await asyncio.to_thread(first.kill9)
+        api.down = True  # until the restarted engine is ready: an update it is given runs, not refused
+        second = await asyncio.to_thread(procs.engine, "warden-restarted", data, sim=sim, **env)
+        await asyncio.to_thread(second.wait_ready)
+        api.down = False
+        await api.say(CHAT, "/health")
+        await eventually(lambda: "ok: ready" in api.texts(CHAT), timeout=60, what="the later command")
+        if api.delivered.count(long_sol) > 1:  # given again: wait for its answer, to show what it did
+            await eventually(
+                lambda: sum(t.startswith(("✅", "refused")) for t in api.texts(CHAT)) > 1,
+                timeout=60,
+                what="replay",
+            )
+        assert sim.state()["positions"] == [opened]
+        [position] = await asyncio.to_thread(second.positions)
+        assert position["symbol"] == "SOL/USDT:USDT" and Decimal(position["size"]) == Decimal(opened["qty"])
+        assert sum(t.startswith("✅") for t in api.texts(CHAT)) == 1
+        assert api.delivered.count(long_sol) == 1
+    finally:
+        await asyncio.to_thread(procs.close)

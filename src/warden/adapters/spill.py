@@ -1,18 +1,18 @@
 """The controls' second durable place: one small JSON file per account beside the API token
 (`<data_dir>/controls-<account>.json`), written only while the database cannot store a change.
 
-Written to a temporary file, flushed to disk, renamed over the old one, and the directory
-flushed too: after a crash the file holds the old change or the new one, never half of one.
+Written whole (`files.write_whole`): after a crash the file holds the old change or the new one,
+never half of one.
 """
 
 from __future__ import annotations
 
 import json
-import os
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from warden.adapters.files import fsync_dir, set_aside, write_whole
 from warden.domain.controls import Controls, KeptControls
 from warden.ports import StoreUnavailable
 
@@ -29,17 +29,8 @@ class FileControlsSpill:
 
     def save(self, kept: KeptControls) -> None:
         body = json.dumps(_to_json(kept), sort_keys=True).encode()
-        tmp = self.path.with_name(self.path.name + ".tmp")
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            try:
-                os.write(fd, body)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, self.path)
-            _fsync_dir(self.path.parent)
+            write_whole(self.path, body)
         except OSError as exc:
             raise StoreUnavailable(f"cannot write {self.path}: {exc}") from exc
 
@@ -58,26 +49,15 @@ class FileControlsSpill:
     def clear(self) -> None:
         try:
             self.path.unlink(missing_ok=True)
-            _fsync_dir(self.path.parent)
+            fsync_dir(self.path.parent)
         except OSError as exc:
             raise StoreUnavailable(f"cannot remove {self.path}: {exc}") from exc
 
     def set_aside(self) -> str:
-        aside = self.path.with_name(f"{self.path.name}.unreadable-{datetime.now(UTC):%Y%m%dT%H%M%S%f}")
         try:
-            os.replace(self.path, aside)
-            _fsync_dir(self.path.parent)
+            return str(set_aside(self.path))
         except OSError as exc:
             raise StoreUnavailable(f"cannot move {self.path} aside: {exc}") from exc
-        return str(aside)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _to_json(kept: KeptControls) -> dict[str, Any]:

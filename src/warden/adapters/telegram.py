@@ -15,19 +15,27 @@ Every Telegram error is translated here, once, for alert delivery:
     anything else (network, 5xx, 401)                DeliveryError: retried with backoff
 
 The token is part of every URL; error texts that could carry it are replaced.
+
+`FileUpdateRecord` keeps the highest update id the bot took in `<data_dir>/telegram-<bot id>.json`
+(the bot id is the token's public numeric prefix, never the token), written whole before any
+update it took runs: a command is executed at most once, even across a crash.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import warnings
-from datetime import timedelta
+from datetime import datetime, timedelta
+from pathlib import Path
 
 from telegram.error import BadRequest, ChatMigrated, Forbidden, RetryAfter, TelegramError
 from telegram.request import HTTPXRequest
 
 from telegram import Bot
+from warden.adapters.files import set_aside, write_whole
 from warden.domain.alerts import Alert, Severity
-from warden.ports import ChannelRefused, DeliveryError, DeliveryRejected
+from warden.ports import ChannelRefused, DeliveryError, DeliveryRejected, StoreUnavailable, TakenUpdate
 
 CHAT_GONE = ("chat not found",)
 """BadRequest descriptions that refuse the chat, not the message (PTB capitalizes them)."""
@@ -142,3 +150,66 @@ async def close_bot(bot: Bot) -> None:
     await bot.shutdown()
     for request in bot._request:
         await request.shutdown()
+
+
+# ------------------------------------------------------------- the update record
+
+RECORD_VERSION = 1
+
+
+def bot_id(token: str) -> str:
+    """The bot's numeric id, the public part of its token before the colon (`123456:ABC…` ->
+    "123456"); a token without one (Telegram would refuse it) gets a hash: never the token."""
+    head, colon, _ = token.partition(":")
+    if colon and head.isascii() and head.isdigit():
+        return head
+    return "sha256-" + hashlib.sha256(token.encode()).hexdigest()[:16]
+
+
+def record_path(data_dir: Path, token: str) -> Path:
+    """One record per bot: every account one bot serves shares it; another token, another file."""
+    return data_dir / f"telegram-{bot_id(token)}.json"
+
+
+class FileUpdateRecord:
+    """The highest update id the bot took, in one small JSON file written whole."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @property
+    def where(self) -> str:
+        return str(self.path)
+
+    def save(self, taken: TakenUpdate) -> None:
+        body = {"version": RECORD_VERSION, "update_id": taken.update_id, "at": taken.at.isoformat()}
+        try:
+            write_whole(self.path, json.dumps(body, sort_keys=True).encode())
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot write {self.path}: {exc}") from exc
+
+    def load(self) -> TakenUpdate | None:
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot read {self.path}: {exc}") from exc
+        try:
+            d = json.loads(raw)
+            if not isinstance(d, dict) or d.get("version") != RECORD_VERSION:
+                raise ValueError("unknown format")
+            update_id, at = d["update_id"], datetime.fromisoformat(d["at"])
+            if not isinstance(update_id, int) or isinstance(update_id, bool) or update_id < 0:
+                raise ValueError(f"update_id {update_id!r} is not an update id")
+            if at.tzinfo is None:
+                raise ValueError("at must carry its UTC offset")
+        except (ValueError, TypeError, KeyError) as exc:
+            raise StoreUnavailable(f"{self.path} is not an update record warden wrote: {exc}") from exc
+        return TakenUpdate(update_id, at)
+
+    def set_aside(self) -> str:
+        try:
+            return str(set_aside(self.path))
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot move {self.path} aside: {exc}") from exc

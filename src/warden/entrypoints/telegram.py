@@ -18,6 +18,11 @@ Only allowlisted chats (`telegram_chat_ids`) are served; any other chat is
 ignored without a reply and logged once. A command older than `STALE` (sent
 while warden was down) is not executed. Telegram being unreachable never blocks
 trading: polling backs off and /status shows a warning; alerts wait in the outbox.
+
+Every update runs at most once, even across a crash: Telegram hears that an update was taken
+only with the next getUpdates, so before any update of a batch runs the bot records the highest
+id it took (`UpdateRecord`, a file per bot in the data directory, written whole), starts from
+that record (its offset, and skipping an id not above it), and runs nothing it could not record.
 """
 
 from __future__ import annotations
@@ -41,7 +46,13 @@ from warden.domain.events import Event
 from warden.domain.position import Position, PositionStatus
 from warden.domain.values import Instrument, PositionId, Side, Symbol
 from warden.entrypoints.schemas import normalise_symbol, positive_number
-from warden.ports import ExchangeError, ExchangeUnavailable, StoreUnavailable
+from warden.ports import (
+    ExchangeError,
+    ExchangeUnavailable,
+    StoreUnavailable,
+    TakenUpdate,
+    UpdateRecord,
+)
 from warden.service.commands import (
     AlreadyExists,
     ClosePosition,
@@ -63,6 +74,12 @@ log = structlog.get_logger("warden.telegram")
 LONG_POLL = 25
 STALE = timedelta(minutes=2)
 """A command sent longer ago than this (while warden was down) is not executed."""
+IDS_RESTART_AFTER = timedelta(days=1)
+"""Telegram numbers a bot's updates upward, but after a week without any it picks the next id at
+random (Bot API, Update.update_id), lower than the last one too. An update whose id is not above
+the recorded one is skipped as taken already while the record is younger than this; an older
+record means the ids started again (a replay of what was taken that long ago would be refused
+as older than STALE anyway)."""
 CONFIRM_FOR = timedelta(minutes=2)
 SIDES = ("long", "short", "buy", "sell")
 MAX_TEXT = 4000
@@ -511,11 +528,20 @@ class TelegramBot:
         long_poll: int = LONG_POLL,
         commands: Responder | None = None,
         engines: Callable[[], Sequence[BotEngine]] | None = None,
+        record: UpdateRecord,
     ) -> None:
         """`commands`/`engines`: for several accounts, their FleetCommands and what gives every
         running account's engine as they are now (each shows the bot's notes and warnings; the
-        bot stands by only when every one does, or none runs)."""
+        bot stands by only when every one does, or none runs). `record`: where the bot records
+        the highest update id it took (one per bot, whatever the accounts)."""
         self.bot = bot
+        self.record = record
+        self._taken: TakenUpdate | None = None
+        self._unrecorded = 0
+        """Batches in a row whose record could not be written."""
+        self._unsure: tuple[datetime, str] | None = None
+        """Without a record to start from (none yet, or unreadable): a message sent before this
+        time is not executed, as an earlier warden may have run it; and why."""
         self._engines = engines
         self._engine = engine
         self.chat_ids = chat_ids
@@ -538,14 +564,22 @@ class TelegramBot:
         return [] if self._engine is None else [self._engine]
 
     async def run(self) -> None:
-        """Poll forever; a Telegram outage backs off (doubling to 30 s) and is a /status warning."""
+        """Poll forever; a Telegram outage backs off (doubling to 30 s) and is a /status warning.
+
+        Each batch runs only once the highest id in it is recorded; a record that cannot be
+        written runs nothing (a /status warning) and the same batch is fetched again later."""
         failures = 0
+        loaded = False
         self._note(f"starting: {len(self.chat_ids)} allowlisted chat(s)")
         while True:
             try:
                 if all(e.status().state is EngineState.READ_ONLY for e in self.engines):  # or none runs
+                    loaded = False  # the lease holder polled meanwhile: read its record again
                     await asyncio.sleep(1.0)  # a standby leaves the chat to the lease holder
                     continue
+                if not loaded:
+                    await self._start_from_record()
+                    loaded = True
                 if self.username is None:
                     await self.bot.initialize()  # getMe: the bot's own username (retried like a poll)
                     self.username = self.bot.username
@@ -565,11 +599,89 @@ class TelegramBot:
             for engine in self.engines:
                 engine.warnings.pop("telegram", None)
             self._note(f"on: polling, {len(self.chat_ids)} allowlisted chat(s)")
-            for update in updates:
-                self._offset = update.update_id + 1
-                task = asyncio.get_running_loop().create_task(self.handle(update))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+            if not await self._take(updates):  # not recorded: nothing ran; the same batch comes again
+                await asyncio.sleep(min(BACKOFF_MAX, 0.5 * 2 ** min(self._unrecorded, 8)))
+
+    async def _take(self, updates: Sequence[Update]) -> bool:
+        """Record the highest id of the updates not taken already, then run them; False when the
+        record cannot be written: nothing runs, and the offset stays (Telegram gives them again)."""
+        fresh = self._not_taken(updates) if updates else []
+        if fresh:
+            taken = TakenUpdate(max(u.update_id for u in fresh), self.now())
+            try:  # before any of them runs; in a thread: an fsync never stalls the engine's loop
+                await asyncio.to_thread(self.record.save, taken)
+            except StoreUnavailable as exc:
+                self._unrecorded += 1
+                self._not_recorded(exc, len(fresh))
+                return False
+            if self._unrecorded:
+                log.info("telegram_record_written", after_failures=self._unrecorded, record=self.record.where)
+            self._unrecorded = 0
+            self._taken = taken
+            for engine in self.engines:
+                engine.warnings.pop("telegram_record", None)
+        if updates:
+            self._offset = max(u.update_id for u in updates) + 1
+        for update in fresh:
+            task = asyncio.get_running_loop().create_task(self.handle(update))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return True
+
+    async def _start_from_record(self) -> None:
+        """Where the last bot over this data directory stopped: its offset is the next getUpdates's
+        (Telegram drops what it took). Without one, a message sent before now is not executed."""
+        try:
+            self._taken = await asyncio.to_thread(self.record.load)
+        except StoreUnavailable as exc:
+            self._taken = None
+            try:
+                where = f"moved aside to {await asyncio.to_thread(self.record.set_aside)}"
+            except StoreUnavailable as aside:
+                where = f"and cannot be moved aside: {aside}"
+            why = f"its record of the commands it took was unreadable ({exc}; {where})"
+            log.error("telegram_record_unreadable", error=str(exc), set_aside=where)
+            for engine in self.engines:
+                engine.warnings["telegram_record"] = (
+                    f"Telegram: {why}; commands sent before this start were not executed"
+                )
+            self._unsure = (self.now(), why)
+        else:
+            if self._taken is None:
+                self._unsure = (self.now(), f"no record of the commands this bot took ({self.record.where})")
+        self._offset = None if self._taken is None else self._taken.update_id + 1
+        log.info(
+            "telegram_record_read",
+            record=self.record.where,
+            last_taken=None if self._taken is None else self._taken.update_id,
+        )
+
+    def _not_taken(self, updates: Sequence[Update]) -> list[Update]:
+        """The updates not taken already: an id above the recorded one, or any id once the record
+        is older than IDS_RESTART_AFTER (Telegram's ids started again). The rest are skipped."""
+        taken = self._taken
+        if taken is None or self.now() - taken.at > IDS_RESTART_AFTER:
+            if taken is not None and any(u.update_id <= taken.update_id for u in updates):
+                log.warning(
+                    "telegram_update_ids_restarted", last_taken=taken.update_id, taken_at=str(taken.at)
+                )
+            return list(updates)
+        fresh = [u for u in updates if u.update_id > taken.update_id]
+        if len(fresh) < len(updates):
+            skipped = [u.update_id for u in updates if u.update_id <= taken.update_id]
+            log.warning(
+                "telegram_update_taken_already_skipped", update_ids=skipped, last_taken=taken.update_id
+            )
+        return fresh
+
+    def _not_recorded(self, exc: StoreUnavailable, count: int) -> None:
+        for engine in self.engines:
+            engine.warnings["telegram_record"] = (
+                f"Telegram commands are not executed: cannot record which were taken ({exc}); retrying"
+            )
+        failures = self._unrecorded
+        if failures in (1, 10) or failures % 100 == 0:
+            log.error("telegram_record_not_written", error=str(exc), updates=count, failures=failures)
 
     def _note(self, text: str) -> None:
         for engine in self.engines:
@@ -614,6 +726,10 @@ class TelegramBot:
         if age > STALE:
             minutes = int(age.total_seconds() // 60)
             text = f"not executed: sent {minutes} min ago while warden was away; send it again"
+            await self.send(chat_id, Reply(text))
+            return
+        if self._unsure is not None and message.date < self._unsure[0].replace(microsecond=0):
+            text = f"not executed: sent before warden started, and it has {self._unsure[1]}; send it again"
             await self.send(chat_id, Reply(text))
             return
         await self.send(chat_id, await self.commands.respond(chat_id, message.text or ""))
@@ -673,6 +789,7 @@ async def run_bot(runtime: Runtime) -> None:
     """Beside the engine (bootstrap.running(beside=...)): poll until cancelled."""
     if runtime.telegram is None:
         return
+    assert runtime.telegram_record is not None, "a runtime that made the bot made its record"
     settings = runtime.settings
     if not settings.chat_ids:
         log.warning("telegram_no_chats", hint="set WARDEN_TELEGRAM_CHAT_IDS; every chat is ignored")
@@ -684,6 +801,7 @@ async def run_bot(runtime: Runtime) -> None:
         settings.default_usd,
         runtime.clock.now,
         commands=FleetCommands({settings.account: commands}),  # `@default` accepted, like ?account=
+        record=runtime.telegram_record,
     )
     try:
         await bot.run()
@@ -698,6 +816,7 @@ async def run_fleet_bot(fleet: Fleet) -> None:
     after a failure (a new engine), or starts one whose first start failed."""
     if fleet.telegram is None:
         return
+    assert fleet.telegram_record is not None, "the fleet that made the bot made its record"
     settings = fleet.settings
     if not settings.chat_ids:
         log.warning("telegram_no_chats", hint="set WARDEN_TELEGRAM_CHAT_IDS; every chat is ignored")
@@ -727,6 +846,7 @@ async def run_fleet_bot(fleet: Fleet) -> None:
         fleet.clock.now,
         commands=LiveFleetCommands(accounts),
         engines=lambda: [runtime.engine for runtime in fleet.runtimes.values()],
+        record=fleet.telegram_record,
     )
     try:
         await bot.run()
