@@ -17,7 +17,10 @@ Telegram what was taken) is played with `lose_confirmations = True`: no offset d
 update any more (the confirmations never reached Telegram), while each call still answers from
 the offset it gives, as the Bot API does. `redeliver()` makes the next getUpdates answer every
 kept update whatever its offset (a Bot API that sends again what was taken). `delivered` lists
-the id of every update answered, once per answer.
+the id of every update answered, once per answer. `ids_restarted = True` plays Telegram numbering
+a bot's updates anew after a week without any (lower than before): an offset above every id
+given is ignored, as Telegram answered update 117314199 to offset 727334708 in
+go-telegram-bot-api/telegram-bot-api#156.
 """
 
 from __future__ import annotations
@@ -72,6 +75,8 @@ class FakeBotApi:
         """(method, description) of every call refused with a 4xx."""
         self.lose_confirmations = False
         """getUpdates's offset no longer drops the updates below it (the bot died before confirming)."""
+        self.ids_restarted = False
+        """An offset above every update id given is ignored (the ids started again, lower)."""
         self._redeliver = False
         self.delivered: list[int] = []
         """The update id of every update getUpdates answered to a bot still listening, once per answer."""
@@ -212,6 +217,8 @@ class FakeBotApi:
         if allowed is not None:
             self._allowed = list(allowed) or None  # an empty list: every kind again
         offset = int(params.get("offset") or 0)
+        if self.ids_restarted and offset > self.last_update_id + 1:
+            offset = 0
         timeout = float(params.get("timeout") or 0)
         deadline = asyncio.get_running_loop().time() + timeout
 
