@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import warnings
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -39,7 +40,6 @@ import structlog
 from telegram.error import RetryAfter, TelegramError
 
 from telegram import Bot, CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
-from warden.adapters.telegram import retry_after
 from warden.domain.controls import Controls, LimitExceeded
 from warden.domain.errors import ValidationError
 from warden.domain.events import Event
@@ -759,7 +759,7 @@ class TelegramBot:
                 await self.bot.send_message(chat_id, text, reply_markup=markup)
                 return
             except RetryAfter as exc:
-                wait = retry_after(exc)
+                wait = _retry_after(exc)
                 if attempt == REPLY_TRIES or wait > RETRY_AFTER_MAX:
                     raise
                 await asyncio.sleep(wait)
@@ -778,6 +778,16 @@ def addressed_to(text: str) -> str | None:
         return None
     command, at, name = words[0].partition("@")
     return name if at and command.lstrip("/") else None
+
+
+def _retry_after(exc: RetryAfter) -> float:
+    """Seconds Telegram asked to wait (PTB gives an int or a timedelta, and warns of the change).
+    The alert channel (adapters.telegram.retry_after) reads it the same way; entrypoints do not
+    import adapters, and five lines are not worth a module both could."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        value = exc.retry_after
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
 
 def _safe(exc: BaseException, token: str) -> str:
