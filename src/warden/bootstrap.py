@@ -143,6 +143,7 @@ async def serve_sim(
     price_interval: float = 1.0,
     venue: str = "binance",
     accounts: int = 1,
+    clock_offset: float = 0.0,
 ) -> None:
     """The simulated exchange server (`warden sim serve`), speaking `venue`'s protocol: Binance
     USD-M, Bybit v5, or the Drift sidecar protocol. `accounts` > 1 (Binance, Bybit): that many
@@ -151,7 +152,8 @@ async def serve_sim(
 
     `price_interval`: seconds between random-walk steps of the marks; 0 switches the walk off
     (marks then move only through POST /sim/price). `venue`: "binance" (USD-M, the default) or
-    "bybit" (v5 linear).
+    "bybit" (v5 linear). `clock_offset`: seconds the server's clock runs ahead of this host's
+    (negative: behind); Binance and Bybit only.
     """
     from pathlib import Path
 
@@ -160,6 +162,8 @@ async def serve_sim(
     if venue == "drift":
         from warden.adapters.sim.drift import serve_drift
 
+        if clock_offset:
+            raise ValueError("--clock-offset applies to the binance and bybit venues, not drift")
         await serve_drift(
             host=host,
             port=port,
@@ -172,7 +176,14 @@ async def serve_sim(
     if accounts > 1:
         await asyncio.gather(
             *(
-                serve(host=host, port=port + i, seed=seed + i, price_interval=price_interval, venue=venue)
+                serve(
+                    host=host,
+                    port=port + i,
+                    seed=seed + i,
+                    price_interval=price_interval,
+                    venue=venue,
+                    clock_offset=clock_offset,
+                )
                 for i in range(accounts)
             )
         )
@@ -184,6 +195,7 @@ async def serve_sim(
         state_file=Path(state_file) if state_file else None,
         price_interval=price_interval,
         venue=venue,
+        clock_offset=clock_offset,
     )
 
 

@@ -53,6 +53,15 @@ def sim_serve(
             help="Serve this many independent accounts, one per port from --port up (a fleet's test bed).",
         ),
     ] = 1,
+    clock_offset: Annotated[
+        float,
+        typer.Option(
+            "--clock-offset",
+            help="Seconds the simulated exchange's clock runs ahead of this host's (negative: behind), "
+            "as a drifted host sees a real exchange; binance and bybit. POST /sim/faults "
+            '{"clock_offset": s} changes it while it runs.',
+        ),
+    ] = 0.0,
 ) -> None:
     """Serve a simulated exchange that speaks Binance USD-M or Bybit v5 (key sim-key, secret sim-secret),
     or with --venue drift the Drift sidecar protocol.
@@ -64,6 +73,8 @@ def sim_serve(
 
     if accounts > 1 and (state_file is not None or venue is Venue.DRIFT):
         fail("error: sim serve: --accounts > 1 takes no --state-file and serves binance or bybit", code=2)
+    if clock_offset and venue is Venue.DRIFT:
+        fail("error: sim serve: --clock-offset applies to binance and bybit, not drift", code=2)
     names = {
         Venue.BINANCE: "Binance USD-M",
         Venue.BYBIT: "Bybit v5 linear",
@@ -83,6 +94,7 @@ def sim_serve(
                 price_interval=price_interval,
                 venue=venue.value,
                 accounts=accounts,
+                clock_offset=clock_offset,
             )
         )
     except KeyboardInterrupt:

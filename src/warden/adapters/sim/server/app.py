@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,7 +20,7 @@ from warden.adapters.sim.feed import SimPriceFeed
 from warden.adapters.sim.server import control
 from warden.adapters.sim.server.auth import total_params
 from warden.adapters.sim.server.errors import VenueError
-from warden.adapters.sim.server.venue import SimVenue
+from warden.adapters.sim.server.venue import ServerClock, SimVenue
 from warden.adapters.sim.stream import Sleep
 
 log = logging.getLogger(__name__)
@@ -124,6 +125,7 @@ def create_server_app(
     state_file: Path | None = None,
     now: Callable[[], datetime] | None = None,
     sleep: Sleep | None = None,
+    clock_offset: float = 0.0,
 ) -> web.Application:
     """The simulated exchange as an aiohttp app (REST and websockets on one port).
 
@@ -134,6 +136,9 @@ def create_server_app(
     `push_interval`: seconds between mark price pushes. `state_file`: load the account
     from it if present, and keep it saved. `now` / `sleep`: the simulator's clock (tests inject
     a fake one); `sleep` paces the random walk and the latency faults, not the pushes.
+    `clock_offset`: seconds the server's clock is ahead of `now` (negative: behind), as an
+    exchange's clock is off from a drifted host's; changeable later through the `clock_offset`
+    knob of POST /sim/faults (see `ServerClock`).
     """
     if venue not in VENUES:
         raise ValueError(f"venue must be one of {', '.join(VENUES)}, not {venue!r}")
@@ -141,7 +146,9 @@ def create_server_app(
         raise ValueError(
             f"price_interval must be 0 (off) or a positive number of seconds, not {price_interval}"
         )
-    clock = now or (lambda: datetime.now(UTC))
+    if not math.isfinite(clock_offset):
+        raise ValueError(f"clock_offset must be a finite number of seconds, not {clock_offset}")
+    clock = ServerClock(now or (lambda: datetime.now(UTC)), clock_offset)
     pause = sleep or asyncio.sleep
     sim = SimulatedExchange(
         core if core is not None else SimCore(seed=seed),
@@ -198,11 +205,13 @@ async def serve(
     state_file: Path | None = None,
     price_interval: float | None = 1.0,
     venue: str = "binance",
+    clock_offset: float = 0.0,
 ) -> None:
     """Run the simulator server until cancelled (`warden sim serve`).
 
     `price_interval`: seconds between random-walk steps; 0 or None: marks move only through
-    POST /sim/price. `venue`: "binance" (default) or "bybit".
+    POST /sim/price. `venue`: "binance" (default) or "bybit". `clock_offset`: seconds the
+    server's clock runs ahead of this host's (negative: behind).
     """
     app = create_server_app(
         SimCore(seed=seed),
@@ -212,6 +221,7 @@ async def serve(
         price_interval=price_interval,
         seed=seed,
         state_file=state_file,
+        clock_offset=clock_offset,
     )
     names = {"binance": "Binance USD-M", "bybit": "Bybit v5 linear"}
     async with running_app(app, host, port) as url:

@@ -31,7 +31,10 @@ user-data stream from its next event (those events are lost), then every user-da
 closed (the client reconnects); it reads back 0 once over. A MARKET order matching ack_only_if
 is answered NEW with executedQty "0" and fills fill_delay seconds later at the mark of that
 moment (a background task; ORDER_TRADE_UPDATE TRADE and ACCOUNT_UPDATE on the user stream);
-until then it is NEW in lookups and open orders, and a cancel cancels it for good. Knobs live
+until then it is NEW in lookups and open orders, and a cancel cancels it for good.
+clock_offset (a number, negative allowed): seconds the server's clock runs ahead of the host's
+(negative: behind); the time endpoint, the timestamp window of signed requests (-1021 / retCode
+10002) and every time the server reports follow it (see `ServerClock`). Knobs live
 in memory only: a restarted server starts with none set, but a fill still pending in the
 --state-file resumes.
 
@@ -220,8 +223,16 @@ def _predicate(spec: object) -> OrderPredicate | None:
     raise BinanceError(-1102, f"a predicate knob takes true, false, null or a glob, not {spec!r}")
 
 
+CLOCK_KNOB = "clock_offset"
+"""Not a SimFaults field: the server's clock (`venue.clock.offset`), set through the same surface."""
+
+
 def _knob(name: str, value: object) -> object:
     """The SimFaults value of one knob from its JSON value; -1102 for an unknown knob or a bad value."""
+    if name == CLOCK_KNOB:
+        if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+            raise BinanceError(-1102, f"{name} takes a finite number of seconds, not {value!r}")
+        return float(value)
     if name in NUMBER_KNOBS:
         if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
             raise BinanceError(-1102, f"{name} takes a finite non-negative number, not {value!r}")
@@ -244,6 +255,10 @@ async def set_faults(request: web.Request, venue: SimVenue) -> Any:
     values = {name: _knob(name, value) for name, value in body.items()}
     faults = venue.sim.faults
     for name, value in values.items():
+        if name == CLOCK_KNOB:
+            assert isinstance(value, float)
+            venue.clock.offset = value
+            continue
         setattr(faults, name, value)
         if name in PREDICATE_KNOBS:
             venue.fault_specs[name] = body[name]
@@ -255,6 +270,7 @@ async def get_faults(request: web.Request, venue: SimVenue) -> Any:
     shown: dict[str, Any] = {name: getattr(faults, name) for name in (*NUMBER_KNOBS, *FLAG_KNOBS)}
     for name in PREDICATE_KNOBS:
         shown[name] = venue.fault_specs.get(name) if getattr(faults, name) is not None else None
+    shown[CLOCK_KNOB] = venue.clock.offset
     return shown
 
 

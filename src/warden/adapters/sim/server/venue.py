@@ -15,7 +15,7 @@ import contextlib
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 from aiohttp import web
@@ -29,6 +29,24 @@ from warden.domain.values import Symbol
 
 REQUEST_LOG_SIZE = 10_000
 """The request log keeps the most recent requests only (a long-running `warden sim serve`)."""
+
+
+class ServerClock:
+    """The server's clock: `base` (the host's, or a test's fake) plus `offset` seconds.
+
+    `offset` models a host whose clock is off from the exchange's: negative, the exchange is
+    behind the host (the host runs ahead); positive, the host runs behind. One object is
+    shared by the matching core and the venue's face, so everything the server says (the time
+    endpoint, the timestamp window of signed requests, order and fill times) is on this clock.
+    It may be changed while the server runs (`POST /sim/faults {"clock_offset": s}`): the
+    clock steps, and an exposure stretch open at that moment absorbs the step."""
+
+    def __init__(self, base: Callable[[], datetime], offset: float = 0.0) -> None:
+        self.base = base
+        self.offset = offset
+
+    def __call__(self) -> datetime:
+        return self.base() + timedelta(seconds=self.offset)
 
 
 @dataclass
@@ -56,7 +74,8 @@ class SimVenue:
         self.sim = sim
         self.api_key = api_key
         self.api_secret = api_secret
-        self.now = now
+        self.clock = now if isinstance(now, ServerClock) else ServerClock(now)
+        self.now: Callable[[], datetime] = self.clock
         self.push_interval = push_interval
         self.private: set[web.WebSocketResponse] = set()
         self.market: list[MarketSocket] = []
