@@ -38,6 +38,7 @@ from warden.ports import (
     Lease,
     LeaseState,
     Notifier,
+    ReportsWarnings,
     Store,
     StoreUnavailable,
     UpdateRecord,
@@ -377,8 +378,7 @@ async def running(
         leased=True,
         spill=FileControlsSpill(settings.data_dir / f"controls-{settings.account}.json"),
     )
-    if bot is None:
-        engine.notes["telegram"] = NO_TELEGRAM
+    _what_beside_shows(engine, exchange, bot)
     lease = lease_for(
         settings.db,
         settings.account,
@@ -433,6 +433,15 @@ async def running(
             await exchange.close()
         await _close_channels(channels, None if shared_bot else bot)
         await store.close()
+
+
+def _what_beside_shows(engine: Engine, exchange: Exchange, bot: Any) -> None:
+    """What /status shows from beside the engine: the Telegram bot's absence, and the exchange
+    adapter's warnings (e.g. the host's clock far off the exchange's)."""
+    if isinstance(exchange, ReportsWarnings):
+        exchange.report_warnings(engine.set_warning)
+    if bot is None:
+        engine.notes["telegram"] = NO_TELEGRAM
 
 
 async def _exchange_for(

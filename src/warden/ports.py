@@ -28,7 +28,7 @@ Alert delivery errors (raised by an AlertChannel):
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -128,6 +128,18 @@ class PlacesTogether(Protocol):
     """
 
     async def place_together(self, requests: Sequence[OrderRequest]) -> list[OrderReport]: ...
+
+
+@runtime_checkable
+class ReportsWarnings(Protocol):
+    """An adapter capability: trouble the trader should see that does not stop trading (the ccxt
+    adapters: the host's clock far off the exchange's). The composition root passes the engine's
+    warning setter; /status shows what stands."""
+
+    def report_warnings(self, report: Callable[[str, str | None], None]) -> None:
+        """From now on call `report(key, text)` when a warning appears or changes and
+        `report(key, None)` when it clears; what stands already is reported at once."""
+        ...
 
 
 class StoreError(Exception):

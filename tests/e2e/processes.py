@@ -165,13 +165,23 @@ class Processes:
         base = {k: v for k, v in os.environ.items() if not k.startswith("WARDEN_")}
         return {**base, "PYTHONUNBUFFERED": "1", **extra}
 
-    def sim(self, *, seed: int = 7, price_interval: float | None = None, venue: str = "binance") -> SimServer:
+    def sim(
+        self,
+        *,
+        seed: int = 7,
+        price_interval: float | None = None,
+        venue: str = "binance",
+        clock_offset: float | None = None,
+    ) -> SimServer:
         """`warden sim serve --venue VENUE` (binance, bybit or drift) on a free port;
-        `price_interval=0` switches its random walk off (exact price paths)."""
+        `price_interval=0` switches its random walk off (exact price paths); `clock_offset`: seconds
+        the simulator's clock runs ahead of this host's (negative: behind)."""
         port = free_port()
         args = ["sim", "serve", "--host", "127.0.0.1", "--port", str(port), "--seed", str(seed)]
         if price_interval is not None:
             args += ["--price-interval", str(price_interval)]
+        if clock_offset is not None:
+            args += ["--clock-offset", str(clock_offset)]
         args += ["--venue", venue]
         server = SimServer("sim", args, self.env(), self.dir, port, venue)
         self.all.append(server)

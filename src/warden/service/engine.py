@@ -162,6 +162,13 @@ class Engine:
         self.first_attempt = asyncio.Event()
         """Set once the first startup attempt has passed or failed (the API can then say which)."""
 
+    def set_warning(self, key: str, text: str | None) -> None:
+        """Show `text` among /status warnings under `key` (None: take it away)."""
+        if text is None:
+            self.warnings.pop(key, None)
+        else:
+            self.warnings[key] = text
+
     # ----------------------------------------------------------------- facade
 
     def instrument(self, symbol: str) -> Instrument | None:

@@ -6,16 +6,32 @@ venue's error translation (`translated(call, self.codes)`), refuses before sendi
 would silently round, builds the merged stream (`CcxtStream`), and closes everything.
 Every method is a plain chain of awaits with no state changed before the response, so any
 call can be cancelled by a deadline.
+
+The host's clock against the exchange's: Binance USD-M refuses a signed request whose timestamp
+is more than 1 s in its future or older than recvWindow (-1021), Bybit v5 the same (retCode
+10002), before processing it. ccxt's `load_time_difference` reads the venue's time endpoint and
+keeps host minus exchange time in `options['timeDifference']`, which its `nonce()` subtracts from
+every request's timestamp. The first `instruments()` (the engine's first call) and the stream's
+sockets measure it, once (`ensure_clock`), before loading the markets: ccxt's own
+`adjustForTimeDifference` measures inside fetch_markets, too late for Bybit, whose load_markets
+first asks the signed `/v5/asset/coin/query-info`. A port method refused for its timestamp
+(`clock_refusals`) measures again and runs once more (`@resynced`): nothing was processed, so
+that is safe. No request is added to an order. A difference above `CLOCK_WARN_MS` is logged
+(once, and again when it moves by more than that) and reported as a warning
+(`report_warnings`: /status).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Concatenate, ParamSpec, TypeVar
 from urllib.parse import urlsplit
 
 import ccxt
@@ -33,6 +49,45 @@ MARGIN_MODES = ("cross", "isolated")
 
 Setting = tuple[str, Callable[[], Awaitable[Any]]]
 """(what it sets, the ccxt call that sets it)."""
+
+CLOCK_WARN_MS = 1000
+"""A host clock further than this from the exchange's is reported (log and /status). Both venues
+refuse a request stamped more than 1 s in their future: past this, warden trades only because it
+corrects every timestamp, and a clock that keeps drifting costs a refused request each time it
+moves out of the window again."""
+
+WarningReport = Callable[[str, str | None], None]
+"""(key, text) when a warning appears or changes; (key, None) when it clears."""
+
+A = TypeVar("A", bound="CcxtAdapter")
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def resynced(
+    method: Callable[Concatenate[A, P], Awaitable[R]],
+) -> Callable[Concatenate[A, P], Coroutine[Any, Any, R]]:
+    """A port method refused for its timestamp (the venue's `clock_refusals`: refused before
+    processing, nothing changed) measures the clock difference again and runs once more."""
+
+    @functools.wraps(method)
+    async def call(self: A, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        started = time.monotonic()
+        try:
+            return await method(self, *args, **kwargs)
+        except ExchangeError as exc:
+            if not self.refused_for_clock(exc):
+                raise
+            log.warning(
+                "%s: %s refused for its timestamp, measuring the clock again: %s",
+                self.venue,
+                method.__name__,
+                exc,
+            )
+            await self.measure_clock(unless_after=started)
+        return await method(self, *args, **kwargs)
+
+    return call
 
 
 def is_loopback(base_url: str | None) -> bool:
@@ -62,6 +117,8 @@ class CcxtAdapter:
     """Codes refusing a setting while the symbol has a position or open orders: at start the
     symbol is left as it is (the engine's margin check alerts margin_mismatch)."""
     channels: ClassVar[Mapping[str, str]] = {}
+    clock_refusals: ClassVar[frozenset[int]] = frozenset()
+    """Codes refusing a signed request for its timestamp (outside the venue's window)."""
 
     def __init__(
         self,
@@ -83,9 +140,88 @@ class CcxtAdapter:
         self.margin_mode = margin_mode
         self.prepared = False
         self._streams: list[CcxtStream] = []
+        self.clock_difference_ms: int | None = None
+        """The host's clock minus the exchange's, as last measured (None: not yet)."""
+        self.warnings: dict[str, str] = {}
+        self._report: WarningReport | None = None
+        self._clock_lock = asyncio.Lock()
+        self._clock_measured_at = float("-inf")  # time.monotonic() of the last measurement
+        self._clock_logged: int | None = None  # the difference last logged as off
 
+    # ----- the host's clock against the exchange's -----------------------------------------
+
+    def report_warnings(self, report: WarningReport) -> None:
+        """From now on, warnings (the clock) go to `report`; what stands now is reported at once."""
+        self._report = report
+        for key, text in self.warnings.items():
+            report(key, text)
+
+    def refused_for_clock(self, exc: BaseException) -> bool:
+        """Whether `exc` (a port error, its causes included) is the venue's timestamp refusal."""
+        seen: BaseException | None = exc
+        while seen is not None:
+            if isinstance(seen, ccxt.BaseError) and error_code(seen) in self.clock_refusals:
+                return True
+            seen = seen.__cause__
+        return False
+
+    async def ensure_clock(self) -> None:
+        """Measure the clock difference unless it was measured already (the first signed request of
+        the engine's start and of the stream's sockets wait for it; many callers measure once)."""
+        await self.measure_clock(unless_after=float("-inf"))
+
+    async def measure_clock(self, *, unless_after: float | None = None) -> None:
+        """Measure host minus exchange time (one request to the venue's time endpoint) unless it was
+        measured after `unless_after` (time.monotonic()): refusals arriving together measure once.
+        ccxt subtracts it from the timestamp of every later request."""
+        async with self._clock_lock:
+            if unless_after is not None and self._clock_measured_at > unless_after:
+                return
+            with self.translated(Call.QUERY):
+                difference = await self.client.load_time_difference()
+            self._clock_measured_at = time.monotonic()
+            self.judge_clock(difference)
+
+    def judge_clock(self, difference: Any) -> None:
+        """Take a measured difference (ms, host minus exchange): log and warn when it is large."""
+        if isinstance(difference, bool) or not isinstance(difference, int | float):
+            return
+        ms = int(difference)
+        self.clock_difference_ms = ms
+        if abs(ms) <= CLOCK_WARN_MS:
+            if self._clock_logged is not None:
+                log.warning(
+                    "%s: the host's clock is back within %d ms of the exchange's", self.venue, abs(ms)
+                )
+            self._clock_logged = None
+            self._warn("clock", None)
+            return
+        way = "ahead of" if ms > 0 else "behind"
+        text = (
+            f"the host's clock is {abs(ms) / 1000:.1f} s {way} {self.venue}'s: warden corrects the"
+            " timestamp of its signed requests (measured at start and again after every refusal for"
+            " the timestamp), but fix the host's time sync (NTP)"
+        )
+        if self._clock_logged is None or abs(ms - self._clock_logged) > CLOCK_WARN_MS:
+            log.warning("%s: %s", self.venue, text)
+            self._clock_logged = ms
+        self._warn("clock", text)
+
+    def _warn(self, key: str, text: str | None) -> None:
+        if self.warnings.get(key) == text:
+            return
+        if text is None:
+            self.warnings.pop(key, None)
+        else:
+            self.warnings[key] = text
+        if self._report is not None:
+            self._report(key, text)
+
+    @resynced
     async def instruments(self) -> dict[Symbol, Instrument]:
-        """The linear perpetuals; the first call also applies the account settings."""
+        """The linear perpetuals; the first call measures the clock difference before anything is
+        signed, and applies the account settings."""
+        await self.ensure_clock()
         with self.translated(Call.QUERY):
             markets = await self.client.load_markets()
             found = [self.parse_instrument(m) for m in markets.values()]
@@ -127,12 +263,14 @@ class CcxtAdapter:
         except ExchangeError as exc:
             raise type(exc)(f"could not set {what}: {exc}") from exc
 
+    @resynced
     async def symbol_config(self, symbol: Symbol) -> SymbolConfig:
         """The symbol's leverage and margin mode as the exchange has them (ccxt's fetch_leverage)."""
         with self.translated(Call.QUERY):
             await self.client.load_markets()
             return symbol_config(await self.client.fetch_leverage(symbol))
 
+    @resynced
     async def configure_symbol(self, symbol: Symbol, config: SymbolConfig) -> None:
         """Set leverage and margin mode; "already so" answers (a venue's not-modified codes, ccxt's
         MarginModeAlreadySet) are success. A refusal (e.g. a position is open) is OrderRejected."""

@@ -37,7 +37,7 @@ from functools import partial
 from typing import Any
 
 from warden.adapters.ccxt import errors, parse_bybit
-from warden.adapters.ccxt.adapter import CcxtAdapter, Setting, is_loopback, now
+from warden.adapters.ccxt.adapter import CcxtAdapter, Setting, is_loopback, now, resynced
 from warden.adapters.ccxt.config import DEFAULT_TIMEOUT_MS, bybit_config, point_bybit_at
 from warden.adapters.ccxt.errors import Call
 from warden.adapters.ccxt.ids import OrderIds
@@ -66,6 +66,7 @@ class CcxtBybitExchange(CcxtAdapter):
 
     not_modified = errors.BYBIT_NOT_MODIFIED
     busy_refusals = errors.BYBIT_BUSY
+    clock_refusals = errors.BYBIT_CLOCK
 
     def __init__(self, client: Any, *, confirm_timeout: float = CONFIRM_TIMEOUT, **kwargs: Any) -> None:
         super().__init__(client, **kwargs)
@@ -142,6 +143,7 @@ class CcxtBybitExchange(CcxtAdapter):
             raise ExchangeUnavailable(f"no mark price for {symbol}")
         return ticker.price
 
+    @resynced
     async def place_order(self, request: OrderRequest) -> OrderReport:
         """Send with warden's client id as orderLinkId; the answer is ids only: OPEN, unfilled."""
         await self.check_precision(request)
@@ -178,6 +180,7 @@ class CcxtBybitExchange(CcxtAdapter):
             return acknowledged
         return found if found.exchange_order_id == acknowledged.exchange_order_id else acknowledged
 
+    @resynced
     async def cancel_order(self, symbol: Symbol, client_order_id: str, conditional: bool) -> OrderReport:
         """Cancel by orderLinkId (either kind: Bybit's linear cancel takes no filter), then read it back."""
         with self.translated(Call.ORDER):
@@ -189,6 +192,7 @@ class CcxtBybitExchange(CcxtAdapter):
                 f"{client_order_id} canceled, but its state could not be read: {exc}"
             ) from exc
 
+    @resynced
     async def fetch_order(self, symbol: Symbol, client_order_id: str, conditional: bool) -> OrderReport:
         """realtime (open, and the recently closed) then history; the filter keeps the kinds apart."""
         params: dict[str, Any] = {"orderLinkId": client_order_id}
@@ -205,6 +209,7 @@ class CcxtBybitExchange(CcxtAdapter):
         self.ids.learn(report)
         return report
 
+    @resynced
     async def fetch_open_orders(self) -> list[OrderReport]:
         """Every open order: plain (orderFilter Order) and conditional (StopOrder), all pages."""
         raws: list[Raw] = []
@@ -216,12 +221,14 @@ class CcxtBybitExchange(CcxtAdapter):
             self.ids.learn(report)
         return reports
 
+    @resynced
     async def fetch_positions(self) -> list[PositionReport]:
         raws = await self._pages(lambda p: self.client.fetch_positions(None, p), {"limit": 200}, 200)
         with self.translated(Call.QUERY):
             found = [parse_bybit.position_report(p) for p in raws]
         return [p for p in found if p is not None]
 
+    @resynced
     async def fetch_fills(self, symbol: Symbol, since: datetime | None) -> list[FillReport]:
         """Executions in `symbol` since `since` (Trade, AdlTrade, BustTrade), through Bybit's
         7-day windows and cursor pages; each names its order by orderLinkId."""

@@ -164,6 +164,10 @@ BYBIT: CodeTable = {
     10016: UNKNOWN,  # server error / request timeout: the outcome is unknown
 }
 
+BINANCE_CLOCK = frozenset({-1021})
+"""Binance's refusal of a request stamped outside [server - recvWindow, server + 1 s]."""
+BYBIT_CLOCK = frozenset({10002})
+"""Bybit's refusal of a request stamped outside [server - recv_window, server + 1 s)."""
 BINANCE_NOT_MODIFIED = frozenset({-4046, -4059})
 """Binance's "no need to change" answers: margin type, position side (dual) mode."""
 BINANCE_BUSY = frozenset({-4047, -4048})

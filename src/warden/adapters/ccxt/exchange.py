@@ -30,7 +30,7 @@ from functools import partial
 from typing import Any
 
 from warden.adapters.ccxt import errors, parse
-from warden.adapters.ccxt.adapter import CcxtAdapter, Setting, is_loopback, now
+from warden.adapters.ccxt.adapter import CcxtAdapter, Setting, is_loopback, now, resynced
 from warden.adapters.ccxt.config import DEFAULT_TIMEOUT_MS, client_config, point_at
 from warden.adapters.ccxt.errors import Call
 from warden.adapters.ccxt.ids import OrderIds
@@ -57,6 +57,7 @@ class CcxtExchange(CcxtAdapter):
     codes = errors.BINANCE
     not_modified = errors.BINANCE_NOT_MODIFIED
     busy_refusals = errors.BINANCE_BUSY
+    clock_refusals = errors.BINANCE_CLOCK
     channels = {"private": "/private/", "market": "/market/"}
 
     def __init__(self, client: Any, **kwargs: Any) -> None:
@@ -128,6 +129,7 @@ class CcxtExchange(CcxtAdapter):
             ]
         return settings
 
+    @resynced
     async def symbol_config(self, symbol: Symbol) -> SymbolConfig:
         """GET /fapi/v1/symbolConfig for one symbol (ccxt's fetch_leverages reads it)."""
         with self.translated(Call.QUERY):
@@ -143,6 +145,7 @@ class CcxtExchange(CcxtAdapter):
             raise ExchangeUnavailable(f"no mark price for {symbol}")
         return ticker.price
 
+    @resynced
     async def place_order(self, request: OrderRequest) -> OrderReport:
         """Send with warden's client id; refuse (before sending) what ccxt would silently round."""
         await self.check_precision(request)
@@ -161,6 +164,7 @@ class CcxtExchange(CcxtAdapter):
         self.ids.learn(report)
         return report
 
+    @resynced
     async def cancel_order(self, symbol: Symbol, client_order_id: str, conditional: bool) -> OrderReport:
         params: dict[str, Any] = {"clientOrderId": client_order_id}
         if conditional:
@@ -179,6 +183,7 @@ class CcxtExchange(CcxtAdapter):
                 f"{client_order_id} canceled, but its state could not be read: {exc}"
             ) from exc
 
+    @resynced
     async def fetch_order(self, symbol: Symbol, client_order_id: str, conditional: bool) -> OrderReport:
         params: dict[str, Any] = {"clientOrderId": client_order_id}
         if conditional:
@@ -191,6 +196,7 @@ class CcxtExchange(CcxtAdapter):
         self.ids.learn(report)
         return report
 
+    @resynced
     async def fetch_open_orders(self) -> list[OrderReport]:
         """Every open order: `/openOrders` and, separately, `/openAlgoOrders`."""
         with self.translated(Call.QUERY):
@@ -201,11 +207,13 @@ class CcxtExchange(CcxtAdapter):
             self.ids.learn(report)
         return reports
 
+    @resynced
     async def fetch_positions(self) -> list[PositionReport]:
         with self.translated(Call.QUERY):
             found = [parse.position_report(p) for p in await self.client.fetch_positions()]
         return [p for p in found if p is not None]
 
+    @resynced
     async def fetch_fills(self, symbol: Symbol, since: datetime | None) -> list[FillReport]:
         """Trades in `symbol` since `since`, attributed to client ids (fired stops to the stop's id)."""
         trades = await self._trades(symbol, since)

@@ -48,6 +48,11 @@ class StreamSource(Protocol):
         """The private socket failed: the next watch authenticates afresh (a new listen key)."""
         ...
 
+    async def ensure_clock(self) -> None:
+        """Measure the host's clock against the exchange's unless it was already: the first watch
+        may load the markets, which on Bybit signs a request."""
+        ...
+
     async def watch_marks(self) -> Any: ...
 
     async def order_events(self, batch: Any) -> list[StreamEvent]: ...
@@ -109,6 +114,7 @@ class CcxtStream:
         failures = 0
         while True:
             try:
+                await self._exchange.ensure_clock()
                 batch = await call()
             except ccxt.ExchangeClosedByUser:
                 return
