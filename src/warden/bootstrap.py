@@ -28,7 +28,7 @@ from warden.adapters.db.urls import redact
 from warden.adapters.measured import MeasuredNotifier, MeasuredStore, Telemetry, measured_exchange
 from warden.adapters.notify import LogNotifier
 from warden.adapters.sim import SimPriceFeed, SimulatedExchange
-from warden.adapters.spill import FileControlsSpill
+from warden.adapters.spill import FileControlsSpill, FileWaitingKill
 from warden.config import ConfigError, Settings
 from warden.logging import hide_secret
 from warden.ports import (
@@ -42,6 +42,7 @@ from warden.ports import (
     Store,
     StoreUnavailable,
     UpdateRecord,
+    WaitingKill,
 )
 from warden.service.commands import NotHolder
 from warden.service.config import EngineConfig
@@ -119,6 +120,8 @@ class Runtime:
     telegram_record: UpdateRecord | None = None
     """Where that bot records the updates it took (when this runtime made the bot)."""
     channels: list[AlertChannel] = field(default_factory=list)
+    waiting_kill: WaitingKill | None = None
+    """A kill of every account kept for this account while its engine could not take it."""
 
     @property
     def is_holder(self) -> bool:
@@ -336,6 +339,7 @@ async def running(
     migrate: bool = True,
     slots: Slots | None = None,
     shared: SharedConnections | None = None,
+    waiting_kill: WaitingKill | None = None,
 ) -> AsyncIterator[Runtime]:
     """Build, take the lease (or stand by), recover, and run until the block exits.
 
@@ -347,8 +351,10 @@ async def running(
     False when the database was migrated already (by the fleet, once for every account).
     `slots`: the engine's capacity, shared by the accounts of a fleet (the lease is tried only
     with room for it). `shared`: PostgreSQL sessions shared by the accounts of a fleet.
+    `waiting_kill`: a kill of every account kept for this one (the fleet's); else its file.
     """
     clock = clock or SystemClock()
+    waiting_kill = waiting_kill or waiting_kill_of(settings.data_dir, settings.account)
     store = await open_store(
         settings.db,
         exchange=settings.exchange,
@@ -377,6 +383,7 @@ async def running(
         routes=settings.routes(),
         leased=True,
         spill=FileControlsSpill(settings.data_dir / f"controls-{settings.account}.json"),
+        waiting_kill=waiting_kill,
     )
     _what_beside_shows(engine, exchange, bot)
     lease = lease_for(
@@ -399,6 +406,7 @@ async def running(
         telemetry=telemetry,
         slots=slots or Slots(),
         telegram_record=build_update_record(settings) if bot is not None and not shared_bot else None,
+        waiting_kill=waiting_kill,
     )
     runtime.telegram, runtime.channels = bot, channels
     try:
@@ -433,6 +441,21 @@ async def running(
             await exchange.close()
         await _close_channels(channels, None if shared_bot else bot)
         await store.close()
+
+
+def waiting_kill_of(data_dir: Path, account: str) -> WaitingKill:
+    """`<data_dir>/kill-<account>.json`: a kill of every account kept for this one (read now)."""
+    return FileWaitingKill(data_dir / f"kill-{account}.json")
+
+
+async def keep_kill(waiting: WaitingKill, reason: str) -> str:
+    """Keep a kill of every account for an account whose engine cannot take it now (not running,
+    stopped): in force at once in this process (memory first), then on disk for a restart; the
+    account's engine puts it in force before it lets any signal in. Where it is kept; raises
+    StoreUnavailable when it could not be written (it holds in this process all the same)."""
+    waiting.mark(reason or "a kill of every account")
+    await asyncio.to_thread(waiting.save)
+    return waiting.where
 
 
 def _what_beside_shows(engine: Engine, exchange: Exchange, bot: Any) -> None:
@@ -629,10 +652,17 @@ class Fleet:
     slots: Slots = field(default_factory=Slots)
     retrying: set[str] = field(default_factory=set)
     """Accounts whose engine failed and will be started again (their `failures` say why)."""
+    kills: dict[str, WaitingKill] = field(default_factory=dict)
+    """Each account's waiting kill (`keep_kill`), handed to its engine at every start."""
 
     @property
     def multi_account(self) -> bool:
         return len(self.names) > 1
+
+    async def keep_kill(self, name: str, reason: str) -> str:
+        """A kill of every account for `name`, whose engine is not running here or has stopped:
+        it starts with the kill switch on (bootstrap.keep_kill)."""
+        return await keep_kill(self.kills[name], reason)
 
     def runtime(self, name: str) -> Runtime | None:
         return self.runtimes.get(name)
@@ -725,6 +755,7 @@ class _AccountServer:
                 account_settings,
                 notifier=self.notifier(name) if self.notifier is not None else None,
                 exchange=self.exchanges.get(name),
+                waiting_kill=fleet.kills[name],
                 **self.options,
             ) as runtime:
                 fleet.failures.pop(name, None)
@@ -772,6 +803,7 @@ async def running_fleet(
     fleet = Fleet(settings, settings.account_names(), clock=clock, slots=Slots(settings.capacity))
     per_account: dict[str, Settings] = {}
     for name in fleet.names:
+        fleet.kills[name] = waiting_kill_of(settings.data_dir, name)
         try:
             per_account[name] = settings.for_account(name)
         except ConfigError as exc:

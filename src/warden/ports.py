@@ -321,6 +321,34 @@ class ControlsSpill(Protocol):
         ...
 
 
+class WaitingKill(Protocol):
+    """A kill of every account that found this account's engine not running (or starting): kept,
+    in memory at once and then on disk, until the account's engine has it stored, so the account
+    never trades before its kill switch is on, through a restart of warden too. One per account."""
+
+    @property
+    def where(self) -> str:
+        """Where it is kept (a path), for the trader's messages."""
+        ...
+
+    def pending(self) -> str | None:
+        """The kill's reason while one waits (memory only: no I/O), else None."""
+        ...
+
+    def mark(self, reason: str) -> None:
+        """A kill waits from now on (memory only: whoever asks `pending` next sees it)."""
+        ...
+
+    def save(self) -> None:
+        """Keep the waiting kill on disk (blocking I/O; raises StoreUnavailable)."""
+        ...
+
+    def forget(self) -> None:
+        """No kill waits any more (it is stored, or the trader resumed): memory, then disk
+        (blocking I/O; raises StoreUnavailable, and the memory is clear all the same)."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class TakenUpdate:
     """The highest Telegram update id a bot took (getUpdates), and when it recorded it."""

@@ -47,11 +47,7 @@ class FileControlsSpill:
             raise StoreUnavailable(f"{self.path} is not a controls file warden wrote: {exc}") from exc
 
     def clear(self) -> None:
-        try:
-            self.path.unlink(missing_ok=True)
-            fsync_dir(self.path.parent)
-        except OSError as exc:
-            raise StoreUnavailable(f"cannot remove {self.path}: {exc}") from exc
+        _remove(self.path)
 
     def set_aside(self) -> str:
         try:
@@ -100,3 +96,60 @@ def _parse(raw: Any) -> datetime | None:
     if t.tzinfo is None:
         raise ValueError("times must carry their UTC offset")
     return t
+
+
+class FileWaitingKill:
+    """`<data_dir>/kill-<account>.json`: a kill of every account made while this account's engine
+    was not running, until that engine has stored it. Read once, when made (warden's start); a
+    file that cannot be read stands for a kill (what it held is unknown: the safe side)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._reason = self._read()
+
+    @property
+    def where(self) -> str:
+        return str(self.path)
+
+    def pending(self) -> str | None:
+        return self._reason
+
+    def mark(self, reason: str) -> None:
+        self._reason = reason
+
+    def save(self) -> None:
+        if self._reason is None:
+            return
+        body = json.dumps({"version": VERSION, "reason": self._reason}, sort_keys=True).encode()
+        try:
+            write_whole(self.path, body)
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot write {self.path}: {exc}") from exc
+
+    def forget(self) -> None:
+        self._reason = None
+        _remove(self.path)
+
+    def _read(self) -> str | None:
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            return f"a kill of every account may be waiting: {self.path} cannot be read ({exc})"
+        try:
+            body = json.loads(raw)
+            reason = body["reason"] if isinstance(body, dict) and body.get("version") == VERSION else None
+            if not isinstance(reason, str):
+                raise ValueError("not a kill warden wrote")
+        except (ValueError, KeyError) as exc:
+            return f"a kill of every account may be waiting: {self.path} is unreadable ({exc})"
+        return reason
+
+
+def _remove(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+        fsync_dir(path.parent)
+    except OSError as exc:
+        raise StoreUnavailable(f"cannot remove {path}: {exc}") from exc

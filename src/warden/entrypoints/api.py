@@ -103,6 +103,7 @@ from warden.service.commands import (
     ClosePosition,
     EngineState,
     EngineStatus,
+    NotHolder,
     OpenPosition,
     PositionNotFound,
     PositionView,
@@ -168,6 +169,10 @@ class FleetApi(Protocol):
     @property
     def failures(self) -> Mapping[str, str]: ...
     def runtime(self, name: str) -> RuntimeApi | None: ...
+    async def keep_kill(self, name: str, reason: str) -> str:
+        """Keep a kill of every account for `name`, whose engine cannot take it now: it starts
+        with the kill switch on. Where it is kept; StoreUnavailable when only in memory."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +195,9 @@ class Solo:
 
     def runtime(self, name: str) -> RuntimeApi | None:
         return self.only if name == self.only.settings.account else None
+
+    async def keep_kill(self, name: str, reason: str) -> str:
+        raise StoreUnavailable("one engine serves one account here: it takes its kill itself")
 
 
 RuntimeProvider = Callable[[], RuntimeApi | FleetApi | None]
@@ -603,15 +611,31 @@ async def _kill_all(fleet: FleetApi, cmd: KillIn) -> KillAllReply:
     async def one(name: str) -> KillReply | KillNotDone:
         runtime = fleet.runtime(name)
         if runtime is None:
-            return KillNotDone(error=f"not running: {fleet.failures.get(name, 'it is starting')}")
+            return await _kept(fleet, name, cmd, f"not running: {fleet.failures.get(name, 'it is starting')}")
         try:
             report = await cast(ControlsApi, runtime.engine).kill(cmd.flatten, cmd.reason)
+        except NotHolder as exc:  # stopped: kept for its next start; a standby: its holder decides
+            if runtime.engine.status().state is EngineState.READ_ONLY:
+                return KillNotDone(error=f"{type(exc).__name__}: {exc}")
+            return await _kept(fleet, name, cmd, f"{type(exc).__name__}: {exc}")
         except Exception as exc:  # one account's refusal does not stop the others' kill
             return KillNotDone(error=f"{type(exc).__name__}: {exc}")
         return KillReply.of(report)
 
     results = await asyncio.gather(*(one(name) for name in fleet.names))
     return KillAllReply(scope="all accounts", accounts=dict(zip(fleet.names, results, strict=True)))
+
+
+async def _kept(fleet: FleetApi, name: str, cmd: KillIn, why: str) -> KillNotDone:
+    """An account whose engine cannot take the kill now: kept for it, so it starts killed."""
+    try:
+        where = await fleet.keep_kill(name, cmd.reason)
+    except StoreUnavailable as exc:
+        kept = f"kept in memory only ({exc}): it starts with the kill switch on unless warden restarts first"
+    else:
+        kept = f"kept in {where}: it starts with the kill switch on"
+    unclosed = "; its positions were NOT closed" if cmd.flatten else ""
+    return KillNotDone(error=f"{why}; {kept}{unclosed}")
 
 
 def create_app(runtime_provider: RuntimeProvider) -> FastAPI:

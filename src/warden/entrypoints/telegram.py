@@ -424,14 +424,18 @@ class Responder(Protocol):
 
 Accounts = Mapping[str, "Commands | str"]
 """Each account's Commands, or why it is not running."""
+KeepKill = Callable[[str, str], Awaitable[str]]
+"""(account, reason) -> where a kill of every account is kept for that account (Fleet.keep_kill)."""
 
 
 class FleetCommands:
     """Commands for several accounts: `@NAME` picks one; each reply says whose it is."""
 
-    def __init__(self, accounts: Accounts) -> None:
-        """`accounts`: each account's Commands, or why it is not running."""
+    def __init__(self, accounts: Accounts, keep_kill: KeepKill | None = None) -> None:
+        """`accounts`: each account's Commands, or why it is not running. `keep_kill`: keeps a
+        kill of every account for one that is not running, so it starts killed (the fleet's)."""
         self.accounts = accounts
+        self.keep_kill = keep_kill
 
     def _listed(self) -> str:
         return ", ".join(f"@{name}" for name in self.accounts)
@@ -455,7 +459,7 @@ class FleetCommands:
             return Reply(HELP + f"\naccounts: {self._listed()}; add @NAME to a command, e.g. short sol @main")
         if name == "kill":
             # At once: one account's slow flatten (its exchange not answering) holds no other back.
-            replies = await asyncio.gather(*(self._one(account, chat_id, rest) for account in self.accounts))
+            replies = await asyncio.gather(*(self._kill(account, chat_id, rest) for account in self.accounts))
             missed = [account for account, r in zip(self.accounts, replies, strict=True) if not r.done]
             header = "kill switch on ALL accounts:"
             if missed:  # a partial kill is never read as done
@@ -471,6 +475,20 @@ class FleetCommands:
             f"which account? add one of {self._listed()}, e.g. `{rest} @{next(iter(self.accounts))}`;"
             " nothing was sent"
         )
+
+    async def _kill(self, name: str, chat_id: int, text: str) -> Reply:
+        """One account's part of a kill of every account; one not running has it kept for its start."""
+        commands = self.accounts.get(name)
+        if not isinstance(commands, str) or self.keep_kill is None:
+            return await self._one(name, chat_id, text)
+        try:
+            kept = f"kept in {await self.keep_kill(name, 'from Telegram')}: it starts with the kill switch on"
+        except StoreUnavailable as exc:
+            kept = (
+                f"kept in memory only ({exc}): it starts with the kill switch on unless warden restarts first"
+            )
+        unclosed = "; its positions were NOT closed" if "flatten" in text.split()[1:] else ""
+        return Reply(f"[{name}] not running: {commands}; {kept}{unclosed}", done=False)
 
     async def _one(self, name: str, chat_id: int, text: str) -> Reply:
         commands = self.accounts.get(name)
@@ -504,14 +522,15 @@ class LiveFleetCommands:
     """FleetCommands over the accounts as they are when each command or press arrives: a fleet
     starts an account again after a failure (a new engine), or one whose first start failed."""
 
-    def __init__(self, accounts: Callable[[], Accounts]) -> None:
+    def __init__(self, accounts: Callable[[], Accounts], keep_kill: KeepKill | None = None) -> None:
         self.accounts = accounts
+        self.keep_kill = keep_kill
 
     async def respond(self, chat_id: int, text: str) -> Reply:
-        return await FleetCommands(self.accounts()).respond(chat_id, text)
+        return await FleetCommands(self.accounts(), self.keep_kill).respond(chat_id, text)
 
     async def on_button(self, chat_id: int, data: str) -> Reply:
-        return await FleetCommands(self.accounts()).on_button(chat_id, data)
+        return await FleetCommands(self.accounts(), self.keep_kill).on_button(chat_id, data)
 
 
 class TelegramBot:
@@ -854,7 +873,7 @@ async def run_fleet_bot(fleet: Fleet) -> None:
         set(settings.chat_ids),
         settings.default_usd,
         fleet.clock.now,
-        commands=LiveFleetCommands(accounts),
+        commands=LiveFleetCommands(accounts, fleet.keep_kill),
         engines=lambda: [runtime.engine for runtime in fleet.runtimes.values()],
         record=fleet.telegram_record,
     )

@@ -39,7 +39,8 @@ from warden.domain.controls import (
 )
 from warden.domain.position import Position
 from warden.domain.values import PositionId
-from warden.ports import ControlsSpill, FencedOut, Store, StoreError, StoreUnavailable
+from warden.ports import ControlsSpill, FencedOut, Store, StoreError, StoreUnavailable, WaitingKill
+from warden.service.commands import EngineState
 from warden.service.context import Context
 
 log = structlog.get_logger("warden.controls")
@@ -53,12 +54,21 @@ GATE_KEY = "controls"
 
 class ControlPanel:
     def __init__(
-        self, ctx: Context, store: Store, limits: Limits, spill: ControlsSpill | None = None
+        self,
+        ctx: Context,
+        store: Store,
+        limits: Limits,
+        spill: ControlsSpill | None = None,
+        waiting_kill: WaitingKill | None = None,
     ) -> None:
         self.ctx = ctx
         self.store = store
         self.limits = limits
         self.spill = spill
+        self.waiting_kill = waiting_kill
+        """A kill of every account that found this engine not running: in force at the next
+        `refresh` (every signal's way in asks for one), no longer waiting once stored."""
+        self._settling_kill = False
         self.state = Controls()
         self.unsaved = False
         self.spilled: Controls | None = None
@@ -110,7 +120,39 @@ class ControlPanel:
             self.ctx.alert(AlertKind.RESUMED, "a new UTC day: the daily-loss pause is over")
         if day_start(now) != self.day:
             self.day, self.realized_today = day_start(now), Decimal(0)
+        self._take_waiting_kill(now)
         self.ctx.gate.refuse(GATE_KEY, self.state.refusal(now))
+
+    def _take_waiting_kill(self, now: datetime) -> None:
+        """A kill of every account made while this engine was not running (or could not act yet)
+        is put in force here, before any signal is let in, then stored; once the database has it,
+        it no longer waits. Not while another engine holds the account (its controls apply)."""
+        reason = self.waiting_kill.pending() if self.waiting_kill is not None else None
+        gate = self.ctx.gate
+        if reason is None or self._settling_kill or self.fenced:
+            return
+        if gate.standing_down or gate.state is EngineState.STARTING:  # its start (load) takes it
+            return
+        if not self.state.killed:
+            self.state = replace(self.state, paused=True, killed=True, reason=reason, changed_at=now)
+            self.unsaved = True
+            self.ctx.alert(
+                AlertKind.KILL_ON,
+                f"kill switch on{_by(reason)}: a kill of every account found this one not running,"
+                " and was kept for it",
+            )
+        self._settling_kill = True
+        self.ctx.tasks.spawn(self._settle_waiting_kill())
+
+    async def _settle_waiting_kill(self) -> None:
+        try:
+            await self.flush()
+            if not self.unsaved and self.state.killed and self.waiting_kill is not None:
+                await asyncio.to_thread(self.waiting_kill.forget)
+        except StoreError as exc:  # in force all the same; a restart reads it again (the safe side)
+            log.error("waiting_kill_not_cleared", error=str(exc))
+        finally:
+            self._settling_kill = False
 
     async def flush(self) -> None:
         """Store a change made while the database was down."""
@@ -182,6 +224,11 @@ class ControlPanel:
         return self.state
 
     async def resume(self) -> Controls:
+        if self.waiting_kill is not None and self.waiting_kill.pending() is not None:
+            try:  # the trader's latest word: a kill kept while this engine was not running is over
+                await asyncio.to_thread(self.waiting_kill.forget)
+            except StoreError as exc:
+                log.error("waiting_kill_not_cleared", error=str(exc))
         was = await self._change(lambda _: Controls())
         kind = AlertKind.KILL_OFF if was.killed else AlertKind.RESUMED
         await self.ctx.notify(kind, f"resumed: new entries accepted{self._not_stored()}")

@@ -49,6 +49,7 @@ from warden.ports import (
     Store,
     StoreError,
     StoreUnavailable,
+    WaitingKill,
 )
 from warden.service.commands import (
     ClosePosition,
@@ -101,12 +102,14 @@ class Engine:
         delivery: DeliveryConfig | None = None,
         leased: bool = False,
         spill: ControlsSpill | None = None,
+        waiting_kill: WaitingKill | None = None,
     ) -> None:
         """`leased`: a lease watcher verifies this engine's lease (`warden run`). A database failure
         then puts the lease in doubt until the watcher has found it still ours: PostgreSQL's
         advisory lock dies with its session, so queued writes committed again are not enough
         to be `ready`. `spill`: where a control change the database cannot store is kept until it
-        can (ControlPanel)."""
+        can (ControlPanel). `waiting_kill`: a kill of every account that found this engine not
+        running, put in force before anything else (ControlPanel)."""
         gate = Gate()
         ledger = Ledger(store, clock, gate.check_may_act)
         self.deliverer = Deliverer(
@@ -135,7 +138,7 @@ class Engine:
             OrphanPolicy(config.orphan_policy),
         )
         self.router = Router(ctx, self.exits, self.resync_all, self.other_instance)
-        self.controls = ControlPanel(ctx, store, config.limits, spill)
+        self.controls = ControlPanel(ctx, store, config.limits, spill, waiting_kill)
         self.opener = Opener(
             ctx,
             self.gateway,

@@ -1,0 +1,191 @@
+"""A kill of every account that finds one account not running (its start failing, say): kept for it,
+so that account never trades before its kill switch is on — when the fleet starts it again, and
+after warden restarts. Before, the kill answered "NOT on" for it and the fleet then started it
+trading."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.helpers import eventually
+from tests.telegram.conftest import CHAT, api  # noqa: F401  (the fake Bot API fixture)
+from tests.telegram.fakebot import TOKEN as BOT_TOKEN
+from tests.telegram.fakebot import FakeBotApi
+from warden.adapters.notify import RecordingNotifier
+from warden.bootstrap import Fleet, running_fleet
+from warden.config import Settings
+from warden.domain.values import Side, Symbol
+from warden.entrypoints.api import create_app
+from warden.entrypoints.telegram import run_fleet_bot
+from warden.ports import StoreUnavailable
+from warden.service.commands import OpenPosition, TradingRefused
+from warden.service.engine import Engine
+
+from .conftest import TOKEN, TWO_SIM, fleet_settings
+
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+SOL = Symbol("SOL/USDT:USDT")
+
+
+class Outage:
+    """`account`'s database does not answer while `down` (its engine cannot start)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, account: str) -> None:
+        import warden.bootstrap
+
+        self.down = True
+        real_open = warden.bootstrap.open_store
+
+        async def open_store(url: str, **kwargs: Any) -> Any:
+            if kwargs.get("account") == account and self.down:
+                raise StoreUnavailable(f"read installation id: {url} did not answer within 5s")
+            return await real_open(url, **kwargs)
+
+        monkeypatch.setattr(warden.bootstrap, "open_store", open_store)
+
+
+@pytest.fixture
+def alt_down(monkeypatch: pytest.MonkeyPatch) -> Outage:
+    return Outage(monkeypatch, "alt")
+
+
+def engine(fleet: Fleet, name: str) -> Engine:
+    runtime = fleet.runtime(name)
+    assert runtime is not None, fleet.failures
+    return runtime.engine
+
+
+async def kill_all(fleet: Fleet, **body: Any) -> httpx.Response:
+    transport = httpx.ASGITransport(app=create_app(lambda: fleet))
+    async with httpx.AsyncClient(transport=transport, base_url="http://warden", headers=AUTH) as http:
+        return await http.post("/api/v1/kill", json=body)
+
+
+async def alt_started(fleet: Fleet) -> Engine:
+    await eventually(lambda: fleet.runtime("alt") is not None, timeout=30, what="alt started again")
+    alt = engine(fleet, "alt")
+    await eventually(lambda: alt.status().state.value == "ready", timeout=30, what="alt recovered")
+    return alt
+
+
+def settings_for(tmp_path: Path, store_url: str) -> Settings:
+    return fleet_settings(tmp_path, store_url, TWO_SIM)
+
+
+async def test_an_account_not_running_at_a_kill_of_all_starts_killed(
+    tmp_path: Path, store_url: str, alt_down: Outage
+) -> None:
+    settings = settings_for(tmp_path, store_url)
+    async with running_fleet(
+        settings, price_feed=False, notifier=lambda _: RecordingNotifier(), restart_after=0.05
+    ) as fleet:
+        assert fleet.runtime("alt") is None
+        killed = await kill_all(fleet, reason="exchange trouble")
+        assert killed.status_code == 503, killed.text  # alt's kill switch is not on *now*
+        alt_said = killed.json()["accounts"]["alt"]["error"]
+        assert "not running" in alt_said and "it starts with the kill switch on" in alt_said, alt_said
+        assert str(settings.data_dir / "kill-alt.json") in alt_said
+        assert killed.json()["accounts"]["main"]["controls"]["killed"] is True
+
+        alt_down.down = False
+        alt = await alt_started(fleet)
+        assert not alt.status().accepting_signals
+        with pytest.raises(TradingRefused, match="kill"):
+            await alt.open_position(OpenPosition(SOL, Side.LONG, Decimal(100)))
+        assert alt.controls.state.killed and alt.controls.state.reason == "exchange trouble"
+        await eventually(
+            lambda: not (settings.data_dir / "kill-alt.json").exists(),
+            what="the kept kill cleared once stored",
+        )
+        assert (await alt.store.load_controls()).killed  # stored: the database has it now
+
+
+async def test_a_kept_kill_survives_a_restart_of_warden_before_the_account_starts(
+    tmp_path: Path, store_url: str, alt_down: Outage
+) -> None:
+    settings = settings_for(tmp_path, store_url)
+    async with running_fleet(
+        settings, price_feed=False, notifier=lambda _: RecordingNotifier(), restart_after=0.05
+    ) as fleet:
+        killed = await kill_all(fleet)
+        assert "kept in" in killed.json()["accounts"]["alt"]["error"]
+    alt_down.down = False  # warden restarts; now alt's database answers
+    async with running_fleet(
+        settings, price_feed=False, notifier=lambda _: RecordingNotifier(), restart_after=0.05
+    ) as fleet:
+        alt = await alt_started(fleet)
+        with pytest.raises(TradingRefused, match="kill"):
+            await alt.open_position(OpenPosition(SOL, Side.LONG, Decimal(100)))
+        main = engine(fleet, "main")
+        assert main.controls.state.killed  # stored by main's own engine at the kill
+
+
+async def test_resuming_the_account_ends_the_kept_kill(
+    tmp_path: Path, store_url: str, alt_down: Outage
+) -> None:
+    settings = settings_for(tmp_path, store_url)
+    async with running_fleet(
+        settings, price_feed=False, notifier=lambda _: RecordingNotifier(), restart_after=0.05
+    ) as fleet:
+        await kill_all(fleet)
+        alt_down.down = False
+        alt = await alt_started(fleet)
+        assert alt.controls.state.killed
+        await alt.resume()
+        opened = await alt.open_position(OpenPosition(SOL, Side.LONG, Decimal(100)))
+        assert opened.status.value == "protected"
+        assert not (settings.data_dir / "kill-alt.json").exists()
+    async with running_fleet(
+        settings, price_feed=False, notifier=lambda _: RecordingNotifier(), restart_after=0.05
+    ) as fleet:  # nothing kept brings the kill back
+        alt = await alt_started(fleet)
+        assert not alt.controls.state.killed
+
+
+async def test_an_unreadable_kept_kill_is_a_kill(tmp_path: Path, store_url: str) -> None:
+    """What the file held is unknown: the safe side is the kill switch on, said so."""
+    settings = settings_for(tmp_path, store_url)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    (settings.data_dir / "kill-alt.json").write_text('{"version": 1, "reas')
+    async with running_fleet(
+        settings, price_feed=False, notifier=lambda _: RecordingNotifier(), restart_after=0.05
+    ) as fleet:
+        alt = await alt_started(fleet)
+        assert alt.controls.state.killed
+        assert "cannot be read" in (alt.controls.state.reason or "") or "unreadable" in (
+            alt.controls.state.reason or ""
+        )
+        assert not engine(fleet, "main").controls.state.killed
+
+
+async def test_a_bare_telegram_kill_keeps_the_kill_for_an_account_not_running(
+    tmp_path: Path,
+    api: FakeBotApi,  # noqa: F811
+    alt_down: Outage,
+) -> None:
+    """/kill without @NAME from Telegram: the same as the API's kill of every account."""
+    extra = f'telegram_token = "{BOT_TOKEN}"\ntelegram_chat_ids = "{CHAT}"\ntelegram_api_url = "{api.url}"'
+    settings = fleet_settings(tmp_path, f"sqlite:///{tmp_path}/w.db", TWO_SIM, extra=extra)
+    async with running_fleet(
+        settings,
+        price_feed=False,
+        notifier=lambda _: RecordingNotifier(),
+        beside=[run_fleet_bot],
+        restart_after=0.05,
+    ) as fleet:
+        await eventually(lambda: engine(fleet, "main").status().accepting_signals, what="main ready")
+        await api.say(CHAT, "/kill")
+        said = lambda: [t for t in api.texts(CHAT) if "kill switch" in t]  # noqa: E731
+        await eventually(lambda: bool(said()), timeout=15, what="the kill's answer")
+        [answer] = said()
+        assert answer.startswith("kill switch NOT on for alt"), answer
+        assert "[alt] not running" in answer and "it starts with the kill switch on" in answer, answer
+        alt_down.down = False
+        alt = await alt_started(fleet)
+        with pytest.raises(TradingRefused, match="kill"):
+            await alt.open_position(OpenPosition(SOL, Side.LONG, Decimal(100)))
