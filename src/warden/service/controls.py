@@ -68,7 +68,6 @@ class ControlPanel:
         self.waiting_kill = waiting_kill
         """A kill of every account that found this engine not running: in force at the next
         `refresh` (every signal's way in asks for one), no longer waiting once stored."""
-        self._settling_kill = False
         self.state = Controls()
         self.unsaved = False
         self.spilled: Controls | None = None
@@ -125,34 +124,22 @@ class ControlPanel:
 
     def _take_waiting_kill(self, now: datetime) -> None:
         """A kill of every account made while this engine was not running (or could not act yet)
-        is put in force here, before any signal is let in, then stored; once the database has it,
-        it no longer waits. Not while another engine holds the account (its controls apply)."""
+        is put in force here, before any signal is let in, and stored (`_store` then ends its
+        wait). Not while another engine holds the account (its controls apply)."""
         reason = self.waiting_kill.pending() if self.waiting_kill is not None else None
         gate = self.ctx.gate
-        if reason is None or self._settling_kill or self.fenced:
+        if reason is None or self.state.killed or self.fenced:
             return
         if gate.standing_down or gate.state is EngineState.STARTING:  # its start (load) takes it
             return
-        if not self.state.killed:
-            self.state = replace(self.state, paused=True, killed=True, reason=reason, changed_at=now)
-            self.unsaved = True
-            self.ctx.alert(
-                AlertKind.KILL_ON,
-                f"kill switch on{_by(reason)}: a kill of every account found this one not running,"
-                " and was kept for it",
-            )
-        self._settling_kill = True
-        self.ctx.tasks.spawn(self._settle_waiting_kill())
-
-    async def _settle_waiting_kill(self) -> None:
-        try:
-            await self.flush()
-            if not self.unsaved and self.state.killed and self.waiting_kill is not None:
-                await asyncio.to_thread(self.waiting_kill.forget)
-        except StoreError as exc:  # in force all the same; a restart reads it again (the safe side)
-            log.error("waiting_kill_not_cleared", error=str(exc))
-        finally:
-            self._settling_kill = False
+        self.state = replace(self.state, paused=True, killed=True, reason=reason, changed_at=now)
+        self.unsaved = True
+        self.ctx.alert(
+            AlertKind.KILL_ON,
+            f"kill switch on{_by(reason)}: a kill of every account found this one not running, and"
+            " was kept for it",
+        )
+        self.ctx.tasks.spawn(self.flush())
 
     async def flush(self) -> None:
         """Store a change made while the database was down."""
@@ -225,10 +212,7 @@ class ControlPanel:
 
     async def resume(self) -> Controls:
         if self.waiting_kill is not None and self.waiting_kill.pending() is not None:
-            try:  # the trader's latest word: a kill kept while this engine was not running is over
-                await asyncio.to_thread(self.waiting_kill.forget)
-            except StoreError as exc:
-                log.error("waiting_kill_not_cleared", error=str(exc))
+            await self._forget_waiting_kill()  # the trader's latest word: it is over
         was = await self._change(lambda _: Controls())
         kind = AlertKind.KILL_OFF if was.killed else AlertKind.RESUMED
         await self.ctx.notify(kind, f"resumed: new entries accepted{self._not_stored()}")
@@ -299,6 +283,15 @@ class ControlPanel:
                 self.unsaved = False
             if self.spilled is not None or self._unreadable:
                 await self._clear_spill()
+            if state.killed and self.waiting_kill is not None and self.waiting_kill.pending() is not None:
+                await self._forget_waiting_kill()  # the database has a kill now
+
+    async def _forget_waiting_kill(self) -> None:
+        assert self.waiting_kill is not None
+        try:
+            await asyncio.to_thread(self.waiting_kill.forget)
+        except StoreError as exc:  # gone from memory; a restart reads the file again (the safe side)
+            log.error("waiting_kill_not_cleared", error=str(exc))
 
     async def _spill(self, state: Controls) -> None:
         """Keep `state` in the spill (once per change: the maintenance pass retries the database)."""
