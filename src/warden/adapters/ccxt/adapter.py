@@ -182,6 +182,12 @@ class CcxtAdapter:
             self._clock_measured_at = time.monotonic()
             self.judge_clock(difference)
 
+    def exchange_now_ms(self) -> int:
+        """The exchange's present in epoch ms: the host's clock less the measured difference. A
+        request bounded by "now" (an execution list's endTime) must use it: on a host behind the
+        exchange, the host's now leaves out what happened in the last seconds."""
+        return int(now().timestamp() * 1000) - (self.clock_difference_ms or 0)
+
     def judge_clock(self, difference: Any) -> None:
         """Take a measured difference (ms, host minus exchange): log and warn when it is large."""
         if isinstance(difference, bool) or not isinstance(difference, int | float):

@@ -235,7 +235,7 @@ class CcxtBybitExchange(CcxtAdapter):
         with self.translated(Call.QUERY):
             await self.client.load_markets()
             market = self.client.market(symbol)
-        until = int(now().timestamp() * 1000)
+        until = self.exchange_now_ms()  # on the exchange's clock: the host may be behind it
         start = until - WEEK_MS if since is None else int(since.timestamp() * 1000)
         if start > until:
             return []  # nothing has happened after now

@@ -30,7 +30,7 @@ from functools import partial
 from typing import Any
 
 from warden.adapters.ccxt import errors, parse
-from warden.adapters.ccxt.adapter import CcxtAdapter, Setting, is_loopback, now, resynced
+from warden.adapters.ccxt.adapter import CcxtAdapter, Setting, is_loopback, resynced
 from warden.adapters.ccxt.config import DEFAULT_TIMEOUT_MS, client_config, point_at
 from warden.adapters.ccxt.errors import Call
 from warden.adapters.ccxt.ids import OrderIds
@@ -318,7 +318,7 @@ class CcxtExchange(CcxtAdapter):
             with self.translated(Call.QUERY):
                 result: list[parse.Raw] = await self.client.fetch_my_trades(symbol, None, TRADES_PAGE)
             return result
-        start, until = int(since.timestamp() * 1000), int(now().timestamp() * 1000)
+        start, until = int(since.timestamp() * 1000), self.exchange_now_ms()
         seen: dict[str, parse.Raw] = {}
         while True:
             with self.translated(Call.QUERY):

@@ -1,0 +1,42 @@
+"""A host whose clock is off from Bybit's, through UNMODIFIED ccxt against the simulator's Bybit face
+running on an offset clock (`create_server_app(clock_offset=)`), in process: what the adapter asks
+for by time must be asked on the exchange's clock, not the host's."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import aiohttp
+import pytest
+
+from warden.adapters.sim.server import create_server_app, running_app
+from warden.domain.values import OrderSide
+
+from .conftest import BybitSim
+from .flows import BTC, market
+
+CID = "wd-a1b2c3-0123456789ab"
+
+
+@pytest.fixture
+async def behind() -> AsyncIterator[BybitSim]:
+    """Bybit's clock 7 s ahead of this host's: the host is 7 s behind (within what ccxt corrects)."""
+    app = create_server_app(venue="bybit", price_interval=None, push_interval=0.05, clock_offset=7.0)
+    async with running_app(app) as base, aiohttp.ClientSession() as session:
+        yield BybitSim(app, base, session)
+
+
+async def test_a_fill_just_made_is_read_back_on_a_host_behind_the_exchange(behind: BybitSim) -> None:
+    """/v5/execution/list is asked up to `endTime`: taken from the host's clock, a host 7 s behind
+    asked for nothing newer than 7 s ago by Bybit's clock, so the fill just made was missing from
+    the catch-up read (a close's fills, a position's adoption) for those seconds."""
+    adapter = behind.bybit_exchange()
+    try:
+        await adapter.instruments()
+        report = await adapter.place_order(market(CID, OrderSide.BUY, "0.01"))
+        assert report.client_order_id == CID
+        fills = await adapter.fetch_fills(BTC, datetime.now(UTC) - timedelta(minutes=1))
+        assert [(f.client_order_id, f.qty) for f in fills] == [(CID, report.qty)]
+    finally:
+        await adapter.close()
