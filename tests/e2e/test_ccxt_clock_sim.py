@@ -10,11 +10,13 @@ from datetime import UTC, datetime, timedelta
 import aiohttp
 import pytest
 
+from tests.helpers import eventually
 from warden.adapters.sim.server import create_server_app, running_app
+from warden.domain.reports import FillReport
 from warden.domain.values import OrderSide
 
 from .conftest import BybitSim
-from .flows import BTC, market
+from .flows import BTC, Events, market
 
 CID = "wd-a1b2c3-0123456789ab"
 
@@ -40,3 +42,28 @@ async def test_a_fill_just_made_is_read_back_on_a_host_behind_the_exchange(behin
         assert [(f.client_order_id, f.qty) for f in fills] == [(CID, report.qty)]
     finally:
         await adapter.close()
+
+
+async def test_the_private_stream_logs_in_on_a_host_more_than_10_s_behind() -> None:
+    """ccxt's Bybit socket login signs `expires` = host time + 10 s, uncorrected: on a host 12 s
+    behind, Bybit finds it already expired and refuses the login, for ever, so fills and order
+    updates came only from REST. The adapter logs in with `expires` on the exchange's clock."""
+    app = create_server_app(venue="bybit", price_interval=None, push_interval=0.05, clock_offset=12.0)
+    async with running_app(app) as base, aiohttp.ClientSession() as session:
+        sim = BybitSim(app, base, session)
+        adapter = sim.bybit_exchange()
+        events = None
+        try:
+            await adapter.instruments()  # measures the clock: the host is 12 s behind
+            events = Events(adapter.stream())
+            await eventually(
+                lambda: any({"order", "execution"} <= s.topics for s in sim.bybit.sessions.values()),
+                what="the private subscriptions",
+            )
+            await adapter.place_order(market(CID, OrderSide.BUY, "0.01"))
+            fill = await events.wait_for(lambda e: isinstance(e, FillReport))
+            assert isinstance(fill, FillReport) and fill.client_order_id == CID
+        finally:
+            if events is not None:
+                await events.stop()
+            await adapter.close()

@@ -310,6 +310,9 @@ class CcxtAdapter:
     def renew_private_auth(self) -> None:
         """The private socket failed: make the next watch authenticate afresh (no-op by default)."""
 
+    async def login_private(self) -> None:
+        """Before a private watch: ccxt logs in by itself (no-op by default)."""
+
     async def watch_marks(self) -> Any:
         raise NotImplementedError
 

@@ -29,6 +29,7 @@ Against Bybit itself (no base_url), or its testnet (`testnet=True`).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
@@ -55,6 +56,8 @@ CONFIRM_TIMEOUT = 1.0
 """Seconds the lookup after a market order's answer may take before the answer stands as is."""
 MAX_PAGES = 100
 """A bound on cursor pages per query (50 orders, 200 positions, 100 executions a page)."""
+LOGIN_VALID_MS = 10_000
+"""How far ahead of the exchange's now a private-socket login's `expires` is (as ccxt signs it)."""
 
 
 class CcxtBybitExchange(CcxtAdapter):
@@ -254,6 +257,27 @@ class CcxtBybitExchange(CcxtAdapter):
         return sorted(seen.values(), key=lambda f: (f.at, f.trade_id))
 
     # ----- the stream's batches -> events ----------------------------------------------
+
+    async def login_private(self) -> None:
+        """Log the private socket in with `expires` on the exchange's clock. ccxt's own login
+        (`authenticate`) signs `expires` = host time + 10 s without the measured difference, so a
+        host more than 10 s behind Bybit sends an already expired login, refused every time: no
+        fills or order updates by the stream. ccxt's `authenticate` takes the login's fields as
+        `params`: the same request, signed here with `nonce()` (host time less the difference);
+        once the socket is logged in, ccxt's watches reuse it."""
+        client = self.client
+        urls = {
+            await client.get_url_by_market_type(None, True, method, {})
+            for method in ("watchOrders", "watchMyTrades")
+        }
+        for url in sorted(urls):
+            if client.safe_value(client.client(url).subscriptions, "authenticated") is not None:
+                continue  # logged in, or a login under way (ccxt awaits it)
+            expires = str(int(client.nonce()) + LOGIN_VALID_MS)
+            signature = client.hmac(
+                client.encode("GET/realtime" + expires), client.encode(client.secret), hashlib.sha256, "hex"
+            )
+            await client.authenticate(url, {"args": [client.apiKey, expires, signature]})
 
     async def watch_marks(self) -> Any:
         """`tickers.<symbol>` for the configured symbols, else every loaded linear perpetual."""

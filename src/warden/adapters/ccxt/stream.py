@@ -53,6 +53,11 @@ class StreamSource(Protocol):
         may load the markets, which on Bybit signs a request."""
         ...
 
+    async def login_private(self) -> None:
+        """Before a private watch: log the private socket in on the exchange's clock, when ccxt's
+        own login would sign with the host's (no-op where ccxt's login is fine)."""
+        ...
+
     async def watch_marks(self) -> Any: ...
 
     async def order_events(self, batch: Any) -> list[StreamEvent]: ...
@@ -115,6 +120,8 @@ class CcxtStream:
         while True:
             try:
                 await self._exchange.ensure_clock()
+                if channel == PRIVATE:
+                    await self._exchange.login_private()
                 batch = await call()
             except ccxt.ExchangeClosedByUser:
                 return
