@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 import ccxt
+from tests.helpers import eventually
 from warden.adapters.ccxt import CcxtBybitExchange, CcxtExchange
 from warden.adapters.ccxt.config import bybit_config
 from warden.domain.reports import OrderRequest
@@ -199,4 +200,34 @@ async def test_a_warning_standing_before_the_engine_listens_is_reported_at_once(
         exchange.report_warnings(lambda key, text: reported.update({key: text}))
         assert reported == {"clock": exchange.warnings["clock"]}
     finally:
+        await exchange.close()
+
+
+async def test_a_slow_measurement_does_not_hold_up_what_is_measured_already() -> None:
+    """The stream asks `ensure_clock` before every watch. Once the clock was measured, a
+    measurement again (a refusal during a burst, the time endpoint slow because the venue is)
+    must not make the stream wait for it: fills and order updates would stop for as long as the
+    time endpoint takes (up to the request timeout)."""
+    exchange = CcxtExchange(offline())
+    release = asyncio.Event()
+    measured: list[str] = []
+
+    async def slow_time(params: Any = None) -> int:
+        measured.append("time")
+        if len(measured) > 1:
+            await release.wait()  # the venue's time endpoint hangs
+        return 2500
+
+    exchange.client.load_time_difference = slow_time
+    try:
+        await exchange.ensure_clock()  # at start
+        again = asyncio.ensure_future(exchange.measure_clock())  # a refusal: measure again
+        await eventually(lambda: len(measured) == 2, what="the second measurement under way")
+        async with asyncio.timeout(2.0):
+            await exchange.ensure_clock()  # the stream's next watch
+        assert not again.done()
+        release.set()
+        await again
+    finally:
+        release.set()
         await exchange.close()

@@ -167,7 +167,11 @@ class CcxtAdapter:
 
     async def ensure_clock(self) -> None:
         """Measure the clock difference unless it was measured already (the first signed request of
-        the engine's start and of the stream's sockets wait for it; many callers measure once)."""
+        the engine's start and of the stream's sockets wait for it; many callers measure once).
+        Once measured it returns at once, without the lock: the stream asks before every watch,
+        and must not wait on a measurement again (after a refusal) while the time endpoint is slow."""
+        if self._clock_measured_at > float("-inf"):
+            return
         await self.measure_clock(unless_after=float("-inf"))
 
     async def measure_clock(self, *, unless_after: float | None = None) -> None:
