@@ -67,3 +67,22 @@ async def test_the_private_stream_logs_in_on_a_host_more_than_10_s_behind() -> N
             if events is not None:
                 await events.stop()
             await adapter.close()
+
+
+@pytest.mark.parametrize("venue", ["binance", "bybit"])
+async def test_fills_since_a_host_time_are_read_on_a_host_ahead_of_the_exchange(venue: str) -> None:
+    """The engine asks for fills since a time on its own clock (a position's opening, less a
+    minute: the reconciler's catch-up). On a host 90 s ahead, that instant is 90 s later by the
+    exchange's clock than the fills it means, so the entry's fill was not read at all."""
+    app = create_server_app(venue=venue, price_interval=None, push_interval=0.05, clock_offset=-90.0)
+    async with running_app(app) as base, aiohttp.ClientSession() as session:
+        sim = BybitSim(app, base, session)
+        adapter = sim.bybit_exchange() if venue == "bybit" else sim.exchange()
+        try:
+            opened_at = datetime.now(UTC)  # the engine's clock, 90 s ahead of the exchange's
+            await adapter.instruments()
+            report = await adapter.place_order(market(CID, OrderSide.BUY, "0.01"))
+            fills = await adapter.fetch_fills(BTC, opened_at - timedelta(minutes=1))
+            assert [(f.client_order_id, f.qty) for f in fills] == [(CID, report.qty)]
+        finally:
+            await adapter.close()

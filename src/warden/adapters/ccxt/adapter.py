@@ -186,11 +186,16 @@ class CcxtAdapter:
             self._clock_measured_at = time.monotonic()
             self.judge_clock(difference)
 
+    def exchange_ms(self, at: datetime) -> int:
+        """`at`, an instant on the host's clock (the engine's), in epoch ms on the exchange's clock:
+        less the measured difference. A request bounded by a time (an execution list's start and
+        end) must ask in the exchange's time: on a host behind, "now" leaves out the last seconds;
+        on a host ahead, "since the position opened" starts after its entry's fill."""
+        return int(at.timestamp() * 1000) - (self.clock_difference_ms or 0)
+
     def exchange_now_ms(self) -> int:
-        """The exchange's present in epoch ms: the host's clock less the measured difference. A
-        request bounded by "now" (an execution list's endTime) must use it: on a host behind the
-        exchange, the host's now leaves out what happened in the last seconds."""
-        return int(now().timestamp() * 1000) - (self.clock_difference_ms or 0)
+        """The exchange's present in epoch ms (the host's now on the exchange's clock)."""
+        return self.exchange_ms(now())
 
     def judge_clock(self, difference: Any) -> None:
         """Take a measured difference (ms, host minus exchange): log and warn when it is large."""

@@ -239,7 +239,7 @@ class CcxtBybitExchange(CcxtAdapter):
             await self.client.load_markets()
             market = self.client.market(symbol)
         until = self.exchange_now_ms()  # on the exchange's clock: the host may be behind it
-        start = until - WEEK_MS if since is None else int(since.timestamp() * 1000)
+        start = until - WEEK_MS if since is None else self.exchange_ms(since)
         if start > until:
             return []  # nothing has happened after now
         seen: dict[str, FillReport] = {}

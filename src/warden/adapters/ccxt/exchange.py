@@ -318,7 +318,7 @@ class CcxtExchange(CcxtAdapter):
             with self.translated(Call.QUERY):
                 result: list[parse.Raw] = await self.client.fetch_my_trades(symbol, None, TRADES_PAGE)
             return result
-        start, until = int(since.timestamp() * 1000), self.exchange_now_ms()
+        start, until = self.exchange_ms(since), self.exchange_now_ms()
         seen: dict[str, parse.Raw] = {}
         while True:
             with self.translated(Call.QUERY):
