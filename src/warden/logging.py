@@ -66,13 +66,14 @@ def configure_logging(level: str = "info", json: bool = False) -> None:
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         redact_secrets,
     ]
-    # Tracebacks never show local variables: a frame's locals may hold credentials.
+    # Tracebacks never show local variables: a frame's locals may hold credentials. They are
+    # plain text: rendered on the event loop, Rich's highlighting lexes each frame's whole file
+    # (seconds of CPU for one through ccxt's largest modules, while no stop can be placed).
     renderer: Processor = (
         structlog.processors.JSONRenderer()
         if json
         else structlog.dev.ConsoleRenderer(
-            colors=sys.stderr.isatty(),
-            exception_formatter=structlog.dev.RichTracebackFormatter(show_locals=False),
+            colors=sys.stderr.isatty(), exception_formatter=structlog.dev.plain_traceback
         )
     )
     structlog.configure(

@@ -73,3 +73,30 @@ def test_tracebacks_are_text_and_never_show_locals(capsys: pytest.CaptureFixture
     assert "<traceback object" not in err
     assert err.count("RuntimeError") >= 2 and "boom" in err
     assert "s3cr3t-in-a-local" not in err
+
+
+def test_a_console_traceback_is_not_syntax_highlighted(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A traceback in the console format is rendered on the event loop: highlighted by Rich, it
+    lexed every file a frame is in, whole (ccxt's bybit.py: about 3 s of CPU for one logged
+    authentication error, during which no stop could be placed; found when a process test's
+    /healthz timed out). It is plain text now, still readable and complete."""
+    import pygments.lexer
+
+    lexed: list[object] = []
+    real = pygments.lexer.RegexLexer.get_tokens_unprocessed
+
+    def counting(self: object, *args: object, **kwargs: object) -> object:
+        lexed.append(self)
+        return real(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pygments.lexer.RegexLexer, "get_tokens_unprocessed", counting)
+    configure_logging("info", json=False)
+    try:
+        _fail_with_a_secret_in_scope()
+    except RuntimeError:
+        get_logger("warden.test").exception("it failed")
+    err = capsys.readouterr().err
+    assert lexed == []
+    assert "Traceback" in err and "_fail_with_a_secret_in_scope" in err and "RuntimeError: boom" in err
