@@ -7,8 +7,9 @@ request and websocket connect ccxt makes is recorded with its full URL.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -18,6 +19,8 @@ from aiohttp import web
 from warden.adapters.ccxt import CcxtBybitExchange, CcxtExchange
 from warden.adapters.sim.server import VENUE, SimVenue, create_server_app, running_app
 from warden.adapters.sim.server.bybit import BybitVenue
+
+from .processes import Processes
 
 
 @dataclass
@@ -127,3 +130,13 @@ async def bybit_exchange(bybit_sim: BybitSim) -> AsyncIterator[CcxtBybitExchange
     finally:
         await adapter.close()
         await traced.close()
+
+
+@pytest.fixture
+def procs(tmp_path: Path) -> Iterator[Processes]:
+    """Every process a test starts; SIGKILLed in teardown, their logs printed (shown on failure)."""
+    registry = Processes(tmp_path / "logs")
+    try:
+        yield registry
+    finally:
+        registry.close()

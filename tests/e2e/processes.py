@@ -634,3 +634,9 @@ def double_execution_problems(sim: SimServer) -> list[str]:
         if n > 1:
             problems.append(f"position {pid} had {n} entry orders executed")
     return problems
+
+
+def check_all(sim: SimServer, engine: Engine) -> list[str]:
+    """What the exchange shows unprotected, and where it and the engine disagree."""
+    state = sim.state()
+    return protection_problems(state) + agreement_problems(state, engine.positions())

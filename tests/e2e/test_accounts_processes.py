@@ -5,7 +5,6 @@ in agreement."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,15 +26,6 @@ from .processes import (
 pytestmark = pytest.mark.slow
 
 CONVERGE_WITHIN = 20.0
-
-
-@pytest.fixture
-def procs(tmp_path: Path) -> Iterator[Processes]:
-    registry = Processes(tmp_path / "logs")
-    try:
-        yield registry
-    finally:
-        registry.close()
 
 
 def read(engine: Engine, path: str, account: str) -> Any:

@@ -13,7 +13,6 @@ host's time for `expires` (the adapter logs in on the exchange's clock instead).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +22,9 @@ from .processes import (
     Engine,
     Processes,
     SimServer,
-    agreement_problems,
+    check_all,
     converge,
     poll,
-    protection_problems,
 )
 
 pytestmark = pytest.mark.slow
@@ -34,20 +32,6 @@ pytestmark = pytest.mark.slow
 CONVERGE_WITHIN = 15.0
 CLOCK_REFUSALS = ("-1021", "10002")  # the request log's note starts with the venue's code
 TIME_PATHS = {"binance": "/fapi/v1/time", "bybit": "/v5/market/time"}
-
-
-@pytest.fixture
-def procs(tmp_path: Path) -> Iterator[Processes]:
-    registry = Processes(tmp_path / "logs")
-    try:
-        yield registry
-    finally:
-        registry.close()
-
-
-def check_all(sim: SimServer, engine: Engine) -> list[str]:
-    state = sim.state()
-    return protection_problems(state) + agreement_problems(state, engine.positions())
 
 
 def clock_refusals(requests: list[dict[str, Any]]) -> list[dict[str, Any]]:

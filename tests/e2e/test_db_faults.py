@@ -32,15 +32,6 @@ pytestmark = pytest.mark.slow
 WINDOW = 2.0  # the default protection_window
 
 
-@pytest.fixture
-def procs(tmp_path: Path) -> Iterator[Processes]:
-    registry = Processes(tmp_path / "logs")
-    try:
-        yield registry
-    finally:
-        registry.close()
-
-
 def pg(database: str, *statements: str) -> None:
     async def run() -> None:
         conn = await asyncpg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, database=database, timeout=5)

@@ -14,7 +14,6 @@ import json
 import os
 import random
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,7 +23,7 @@ from .processes import (
     Engine,
     Processes,
     SimServer,
-    agreement_problems,
+    check_all,
     converge,
     poll,
     protection_problems,
@@ -38,15 +37,6 @@ CONVERGE_WITHIN = 15.0
 COINS = {"SOL": (1, 3), "ETH": (0.05, 0.2), "BTC": (0.002, 0.01)}
 
 
-@pytest.fixture
-def procs(tmp_path: Path) -> Iterator[Processes]:
-    registry = Processes(tmp_path / "logs")
-    try:
-        yield registry
-    finally:
-        registry.close()
-
-
 def start(
     procs: Processes, tmp_path: Path, *, price_interval: float | None = 0, **env: str
 ) -> tuple[SimServer, Engine]:
@@ -54,11 +44,6 @@ def start(
     engine = procs.engine("engine", tmp_path / "data", sim=sim, **env)
     engine.wait_ready()
     return sim, engine
-
-
-def check_all(sim: SimServer, engine: Engine) -> list[str]:
-    state = sim.state()
-    return protection_problems(state) + agreement_problems(state, engine.positions())
 
 
 def agreed(sim: SimServer, engine: Engine, what: str) -> float:

@@ -24,7 +24,7 @@ import random
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal
 from functools import partial
@@ -44,7 +44,7 @@ from .processes import (
     Engine,
     Processes,
     SimServer,
-    agreement_problems,
+    check_all,
     client_prefix,
     converge,
     double_execution_problems,
@@ -68,21 +68,6 @@ PROTECTION_WINDOW = 2.0  # the default protection_window (DESIGN I1)
 def venue(request: pytest.FixtureRequest) -> str:
     """The protocol between warden and the simulator: binance (USD-M) or bybit (v5 linear)."""
     return str(request.param)
-
-
-@pytest.fixture
-def procs(tmp_path: Path) -> Iterator[Processes]:
-    """Every process a test starts; SIGKILLed in teardown, their logs printed (shown on failure)."""
-    registry = Processes(tmp_path / "logs")
-    try:
-        yield registry
-    finally:
-        registry.close()
-
-
-def check_all(sim: SimServer, engine: Engine) -> list[str]:
-    state = sim.state()
-    return protection_problems(state) + agreement_problems(state, engine.positions())
 
 
 def describe(state: dict[str, Any]) -> str:

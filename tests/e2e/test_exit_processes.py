@@ -7,7 +7,6 @@ position went without covering stops), and its own trades for PnL.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from decimal import ROUND_HALF_UP
 from pathlib import Path
 from typing import Any
@@ -30,15 +29,6 @@ from .processes import (
 pytestmark = pytest.mark.slow
 WINDOW = 2.0
 SOL = "SOL/USDT:USDT"
-
-
-@pytest.fixture
-def procs(tmp_path: Path) -> Iterator[Processes]:
-    registry = Processes(tmp_path / "logs")
-    try:
-        yield registry
-    finally:
-        registry.close()
 
 
 def start(procs: Processes, tmp_path: Path, **env: str) -> tuple[SimServer, Engine]:

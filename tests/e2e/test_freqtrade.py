@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -45,15 +44,6 @@ def freqtrade() -> Path:
             pytest.fail(why)
         pytest.skip(why)
     return found
-
-
-@pytest.fixture
-def procs(tmp_path: Path) -> Iterator[Processes]:
-    registry = Processes(tmp_path / "logs")
-    try:
-        yield registry
-    finally:
-        registry.close()
 
 
 class Freqtrade(Process):
