@@ -7,6 +7,7 @@ the bot sent is in `sent`. `down = True` answers every call 502, as an unreachab
 It refuses what the real Bot API refuses, with its words: a message text empty or longer than
 4096 characters, a button's callback_data outside 1-64 bytes, a chat it does not know
 (`missing_chats`), a chat that blocked the bot or removed it (`forbidden[chat] = BLOCKED`, 403),
+a chat the bot may not post in (`no_rights[chat] = NO_RIGHTS`, 400),
 a callback query answered twice or later than `CALLBACK_ANSWER_WITHIN` seconds after the press;
 `flood = n` answers the next n sendMessage calls 429 with a retry_after. getUpdates returns only
 the kinds of update `allowed_updates` asked for (the last list given counts, as Telegram
@@ -44,6 +45,12 @@ CALLBACK_ANSWER_WITHIN = 15.0
 """Seconds after a press within which answerCallbackQuery is accepted ("query is too old")."""
 BLOCKED = "Forbidden: bot was blocked by the user"
 KICKED = "Forbidden: bot was kicked from the group chat"
+NO_RIGHTS = "Bad Request: have no rights to send a message"
+"""A group that restricted the bot (it may not send messages there)."""
+NOT_ENOUGH_RIGHTS = "Bad Request: not enough rights to send text messages to the chat"
+"""A group or channel whose permissions do not let the bot send text."""
+NOT_ADMIN = "Bad Request: need administrator rights in the channel chat"
+"""A channel that took the bot's right to post away."""
 """The Bot API's 403 descriptions for a private chat that blocked the bot, a group that removed it."""
 
 
@@ -68,6 +75,9 @@ class FakeBotApi:
         """Chats sendMessage answers 400 "chat not found" for."""
         self.forbidden: dict[int, str] = {}
         """Chats sendMessage answers 403 for, with the description (BLOCKED, KICKED)."""
+        self.no_rights: dict[int, str] = {}
+        """Chats sendMessage answers 400 for with the description (NO_RIGHTS, NOT_ENOUGH_RIGHTS,
+        NOT_ADMIN): the bot is in the chat but may not post there (muted, rights taken away)."""
         self.flood = 0
         """The next `flood` sendMessage calls answer 429 Too Many Requests."""
         self.retry_after = 1
@@ -254,6 +264,8 @@ class FakeBotApi:
             raise Refused(403, self.forbidden[chat_id])
         if chat_id in self.missing_chats:
             raise Refused(400, "Bad Request: chat not found")
+        if chat_id in self.no_rights:
+            raise Refused(400, self.no_rights[chat_id])
         text = str(params.get("text") or "")
         if not text.strip():
             raise Refused(400, "Bad Request: message text is empty")

@@ -19,7 +19,7 @@ from structlog.testing import capture_logs
 from telegram import Bot
 from tests.helpers import eventually
 from tests.telegram.conftest import CHAT, bot_settings
-from tests.telegram.fakebot import BLOCKED, KICKED, TOKEN, FakeBotApi
+from tests.telegram.fakebot import BLOCKED, KICKED, NO_RIGHTS, NOT_ADMIN, NOT_ENOUGH_RIGHTS, TOKEN, FakeBotApi
 from warden.adapters.clock import FakeClock
 from warden.adapters.memory import InMemoryStore
 from warden.adapters.notify import RecordingNotifier
@@ -127,6 +127,37 @@ async def test_a_chat_not_found_keeps_its_alerts_and_is_retried_slowly(api: Fake
     clock.advance(SLOW)
     await d.deliver_pending()
     assert messages(api, REFUSING) == ["alert 1"]
+    assert await d.store.pending_alerts() == []
+
+
+@pytest.mark.parametrize("description", [NO_RIGHTS, NOT_ENOUGH_RIGHTS, NOT_ADMIN])
+async def test_a_chat_the_bot_may_not_post_in_keeps_its_alerts_until_its_rights_are_back(
+    api: FakeBotApi, bot: Bot, description: str
+) -> None:
+    """A group that muted the bot, or a channel that took its right to post away, answers 400 to
+    every message, whatever the message: it refuses the chat, not the alert. Each alert used to be
+    dropped for that chat for good (DeliveryRejected), so giving the bot its rights back brought
+    none of the stops and fills it missed; they are kept and the chat tried again slowly."""
+    clock, webhook = FakeClock(), Webhook()
+    d = deliverer(bot, clock, webhook)
+    api.no_rights[REFUSING] = description
+    with capture_logs() as logs:
+        for n in (1, 2):
+            await raise_alert(d, clock, n)
+            await d.deliver_pending()
+            clock.advance(60)
+    assert (messages(api, FINE), webhook.got) == (["alert 1", "alert 2"], ["alert 1", "alert 2"])
+    assert tries(api, description) == 1, "tried again before the slow retry"
+    [error] = [e for e in logs if e["log_level"] == "error"]
+    assert error["event"] == "alert_channel_refusing" and error["channel"] == f"telegram:{REFUSING}"
+    [warning] = d.warnings()
+    assert f"telegram:{REFUSING}" in warning and "2 alerts kept" in warning
+    assert [a.id for a in await d.store.pending_alerts()] == ["a1", "a2"]
+    del api.no_rights[REFUSING]  # an admin gives the bot its rights back
+    clock.advance(SLOW)
+    await d.deliver_pending()
+    assert messages(api, REFUSING) == ["alert 1", "alert 2"]
+    assert d.warnings() == []
     assert await d.store.pending_alerts() == []
 
 

@@ -8,7 +8,8 @@ Every Telegram error is translated here, once, for alert delivery:
 
     403 Forbidden (bot blocked by the user, kicked   ChannelRefused: the chat refuses every
     from the group), 400 chat not found, the group   alert; they are kept for it and it is
-    became a supergroup (a new chat id)              tried again slowly
+    became a supergroup (a new chat id), 400 no      tried again slowly
+    right to send messages in the chat
     any other BadRequest (message too long)          DeliveryRejected: this alert, not retried
     429 Too Many Requests                            DeliveryError, not retried before its
                                                      retry_after
@@ -38,7 +39,14 @@ from warden.domain.alerts import Alert, Severity
 from warden.ports import ChannelRefused, DeliveryError, DeliveryRejected, StoreUnavailable, TakenUpdate
 
 CHAT_GONE = ("chat not found",)
-"""BadRequest descriptions that refuse the chat, not the message (PTB capitalizes them)."""
+"""BadRequest descriptions that say the chat does not exist for the bot (PTB capitalizes them)."""
+NO_RIGHTS = (
+    "have no rights to send a message",  # a group that restricted the bot
+    "not enough rights to send text messages to the chat",  # a group's or channel's permissions
+    "need administrator rights in the channel chat",  # a channel that took the right to post away
+)
+"""BadRequest descriptions that say the bot may not post in the chat, whatever the message: they
+refuse the chat (until its rights are given back), not the alert."""
 
 LONG_POLL = 25
 """Seconds one getUpdates call waits for an update."""
@@ -131,6 +139,10 @@ class TelegramChannel:
             if exc.message.lower() in CHAT_GONE:
                 raise ChannelRefused(
                     f"{self._said(exc)} (a wrong chat id in telegram_chat_ids, or a group the bot is not in)"
+                ) from None
+            if exc.message.lower() in NO_RIGHTS:
+                raise ChannelRefused(
+                    f"{self._said(exc)} (give the bot the right to send messages in that chat)"
                 ) from None
             raise DeliveryRejected(safe_error(exc, self._bot.token)) from None
         except RetryAfter as exc:
