@@ -65,6 +65,17 @@ OTHER_VARIABLES = CLI_VARIABLES | frozenset(
 )
 """WARDEN_* variables that are not settings but are read (so never refused as unknown)."""
 
+SERVICE_LINK = re.compile(
+    r"WARDEN_(?:[A-Z0-9_]+_)?(?:SERVICE_HOST|SERVICE_PORT(?:_[A-Z0-9_]+)?|PORT_[0-9]+_(?:TCP|UDP|SCTP)"
+    r"(?:_PROTO|_PORT|_ADDR)?)"
+)
+SERVICE_LINK_PORT = re.compile(r"WARDEN_[A-Z0-9_]+_PORT")
+SERVICE_LINK_URL = re.compile(r"(?:tcp|udp|sctp)://[^\s/]+:[0-9]+")
+"""The variables Kubernetes puts into every pod for each Service of its namespace (a Service
+`warden-db`: WARDEN_DB_SERVICE_HOST, WARDEN_DB_SERVICE_PORT[_NAME], WARDEN_DB_PORT=tcp://IP:PORT,
+WARDEN_DB_PORT_5432_TCP[_PROTO|_PORT|_ADDR]): not settings, never read, never refused. A
+`..._PORT` is one only when its value is such a URL."""
+
 _config_file: ContextVar[Path | None] = ContextVar("warden_config_file", default=None)
 
 
@@ -543,6 +554,7 @@ class Settings(BaseSettings):
             and variable.upper() not in settings
             and variable not in OTHER_VARIABLES
             and variable not in named
+            and not _service_link(variable, environ[variable])
         ]
 
     def account_names(self) -> tuple[str, ...]:
@@ -673,6 +685,13 @@ def reference_rows() -> list[tuple[str, str, str, str]]:
             default = ", ".join(str(v) for v in value)
         rows.append((name, f"{ENV_PREFIX}{name.upper()}", default, info.description or ""))
     return rows
+
+
+def _service_link(variable: str, value: str) -> bool:
+    """Whether `variable` is one Kubernetes made for a Service (SERVICE_LINK), not a setting."""
+    if SERVICE_LINK.fullmatch(variable):
+        return True
+    return bool(SERVICE_LINK_PORT.fullmatch(variable) and SERVICE_LINK_URL.fullmatch(value))
 
 
 def _unknown_variable(variable: str, known: list[str]) -> str:

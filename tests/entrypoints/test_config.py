@@ -312,3 +312,40 @@ def test_every_warden_variable_the_code_reads_is_known() -> None:
     settings = {f"WARDEN_{name.upper()}" for name in Settings.model_fields}
     assert found, "the scan found nothing: its patterns are wrong"
     assert found - settings - config.OTHER_VARIABLES == set()
+
+
+def test_kubernetes_service_variables_are_not_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Kubernetes puts, into every pod of a namespace, variables for each Service in it
+    (enableServiceLinks, on by default): a PostgreSQL Service named `warden-db` gives warden's own
+    pod WARDEN_DB_SERVICE_HOST, WARDEN_DB_PORT=tcp://..., WARDEN_DB_PORT_5432_TCP_ADDR and more.
+    warden never read them and started; refused as unknown settings, warden no longer started
+    in such a namespace. They are not settings a trader misspelt: they are let through. A
+    misspelt setting beside them is still refused."""
+    service_links = {
+        "WARDEN_DB_SERVICE_HOST": "10.96.0.12",
+        "WARDEN_DB_SERVICE_PORT": "5432",
+        "WARDEN_DB_SERVICE_PORT_POSTGRES": "5432",
+        "WARDEN_DB_PORT": "tcp://10.96.0.12:5432",
+        "WARDEN_DB_PORT_5432_TCP": "tcp://10.96.0.12:5432",
+        "WARDEN_DB_PORT_5432_TCP_PROTO": "tcp",
+        "WARDEN_DB_PORT_5432_TCP_PORT": "5432",
+        "WARDEN_DB_PORT_5432_TCP_ADDR": "10.96.0.12",
+        "WARDEN_SERVICE_HOST": "10.96.0.13",  # a Service named `warden` (warden's own)
+        "WARDEN_SERVICE_PORT": "8080",
+        "WARDEN_PORT_8080_TCP": "tcp://10.96.0.13:8080",
+        "WARDEN_PORT_8080_TCP_ADDR": "10.96.0.13",
+        "WARDEN_DASHBOARD_PORT_443_UDP_PROTO": "udp",
+    }
+    for name, value in service_links.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("WARDEN_DB", "sqlite:///./data/k8s.db")
+    assert Settings.load().db == "sqlite:///./data/k8s.db"
+    monkeypatch.setenv("WARDEN_MAX_POSITONS", "3")
+    with pytest.raises(ConfigError) as info:
+        Settings.load()
+    assert info.value.field == "WARDEN_MAX_POSITONS"
+    monkeypatch.delenv("WARDEN_MAX_POSITONS")
+    monkeypatch.setenv("WARDEN_DB_PORT", "5433")  # not a service link: a trader's guess at a setting
+    with pytest.raises(ConfigError) as info:
+        Settings.load()
+    assert info.value.field == "WARDEN_DB_PORT"
