@@ -28,7 +28,7 @@ Alert delivery errors (raised by an AlertChannel):
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -246,6 +246,16 @@ class Store(Protocol):
 
     async def mark_alerts_delivered(self, ids: Sequence[AlertId], at: datetime) -> None:
         """Mark outbox alerts delivered (ids not in the outbox are ignored). Fenced like every write."""
+        ...
+
+    async def record_alert_channels(self, channels: Mapping[AlertId, Collection[str]]) -> None:
+        """Keep, with each undelivered outbox alert, the channels that have it (replacing what was
+        kept; ids not in the outbox are ignored): a restart does not send it to them again while
+        another channel still lacks it. Fenced like every write."""
+        ...
+
+    async def alert_channels(self, ids: Sequence[AlertId]) -> dict[AlertId, set[str]]:
+        """The channels kept for each of `ids` (left out: an alert with none, or not in the outbox)."""
         ...
 
     async def load_controls(self) -> Controls:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -99,6 +99,14 @@ class SwitchableStore(ForwardingStore):
     async def pending_alerts(self, limit: int = 100) -> list[Alert]:
         self._check()
         return await self.inner.pending_alerts(limit)
+
+    async def record_alert_channels(self, channels: Mapping[AlertId, Collection[str]]) -> None:
+        self._check()
+        await self.inner.record_alert_channels(channels)
+
+    async def alert_channels(self, ids: Sequence[AlertId]) -> dict[AlertId, set[str]]:
+        self._check()
+        return await self.inner.alert_channels(ids)
 
     async def save_controls(self, controls: Controls) -> None:
         self._check()

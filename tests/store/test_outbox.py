@@ -63,6 +63,21 @@ async def test_delivered_alerts_leave_the_pending_list(backend: Backend) -> None
     assert [a.id for a in await backend.store.pending_alerts(limit=2)] == ["a1", "a2"]
 
 
+async def test_the_channels_an_undelivered_alert_reached_are_kept_with_it(backend: Backend) -> None:
+    """What each channel has of an alert not yet delivered everywhere (one chat refusing) outlives
+    a restart: each write replaces the alert's set; unknown ids are ignored, ids with none are
+    left out."""
+    await backend.store.append_events([], [alert("a1"), alert("a2", seconds=1), alert("a3", seconds=2)])
+    await backend.store.record_alert_channels({AlertId("a1"): {"telegram:222"}, AlertId("nope"): {"webhook"}})
+    await backend.store.record_alert_channels(
+        {AlertId("a1"): {"telegram:222", "webhook"}, AlertId("a2"): {"webhook"}}
+    )
+    got = await backend.store.alert_channels([AlertId("a1"), AlertId("a2"), AlertId("a3"), AlertId("nope")])
+    assert got == {AlertId("a1"): {"telegram:222", "webhook"}, AlertId("a2"): {"webhook"}}
+    assert await backend.store.alert_channels([]) == {}
+    assert [a.id for a in await backend.store.pending_alerts()] == ["a1", "a2", "a3"], "still undelivered"
+
+
 async def test_outbox_writes_are_fenced(backend: Backend) -> None:
     """A stale engine can neither add alerts nor mark them: the fencing epoch covers the outbox."""
     await backend.store.append_events([], [alert("a1")])
@@ -77,6 +92,8 @@ async def test_outbox_writes_are_fenced(backend: Backend) -> None:
         await backend.store.mark_alerts_delivered([AlertId("a1")], T0)
     with pytest.raises(FencedOut):
         await backend.store.save_controls(Controls(paused=True))
+    with pytest.raises(FencedOut):
+        await backend.store.record_alert_channels({AlertId("a1"): {"webhook"}})
 
 
 async def test_controls_round_trip_and_default_to_off(backend: Backend) -> None:

@@ -161,6 +161,43 @@ async def test_a_chat_the_bot_may_not_post_in_keeps_its_alerts_until_its_rights_
     assert await d.store.pending_alerts() == []
 
 
+async def test_a_restart_does_not_send_again_what_the_other_chats_had_while_one_refused(
+    api: FakeBotApi, bot: Bot
+) -> None:
+    """While one chat refuses, its alerts stay undelivered in the outbox (kept for it); the other
+    chat and the webhook have them. A restart read them from the outbox as new and sent every one
+    to every channel again: a chat left blocked (or a stale id in telegram_chat_ids) made each
+    restart repeat, to the trader's working chat, every alert since (old stop and fill alerts
+    read as news). What each channel has is kept with the alert: a restart sends them only to the
+    chat that lacks them."""
+    clock, webhook = FakeClock(), Webhook()
+    first = deliverer(bot, clock, webhook)
+    api.forbidden[REFUSING] = BLOCKED
+    for n in (1, 2, 3):
+        await raise_alert(first, clock, n)
+        await first.deliver_pending()
+    assert messages(api, FINE) == webhook.got == ["alert 1", "alert 2", "alert 3"]
+
+    restarted = Deliverer(  # the same outbox, a new process: nothing in memory
+        first.store,
+        clock,
+        RecordingNotifier(),
+        [TelegramChannel(bot, REFUSING), TelegramChannel(bot, FINE), webhook],
+        config=DeliveryConfig(poll_interval=3600),
+    )
+    await restarted.deliver_pending()
+    assert messages(api, FINE) == ["alert 1", "alert 2", "alert 3"], "sent again after the restart"
+    assert webhook.got == ["alert 1", "alert 2", "alert 3"], "sent again after the restart"
+    [warning] = restarted.warnings()
+    assert f"telegram:{REFUSING}" in warning and "3 alerts kept" in warning
+    del api.forbidden[REFUSING]
+    clock.advance(SLOW)
+    await restarted.deliver_pending()
+    assert messages(api, REFUSING) == ["alert 1", "alert 2", "alert 3"]
+    assert messages(api, FINE) == ["alert 1", "alert 2", "alert 3"]
+    assert await restarted.store.pending_alerts() == []
+
+
 async def test_a_429_retry_after_is_honoured(api: FakeBotApi, bot: Bot) -> None:
     """Telegram's flood control says when to come back: not sooner (the backoff's first second)."""
     clock = FakeClock()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 
@@ -40,6 +40,12 @@ class ForwardingStore:
 
     async def mark_alerts_delivered(self, ids: Sequence[AlertId], at: datetime) -> None:
         await self.inner.mark_alerts_delivered(ids, at)
+
+    async def record_alert_channels(self, channels: Mapping[AlertId, Collection[str]]) -> None:
+        await self.inner.record_alert_channels(channels)
+
+    async def alert_channels(self, ids: Sequence[AlertId]) -> dict[AlertId, set[str]]:
+        return await self.inner.alert_channels(ids)
 
     async def load_controls(self) -> Controls:
         return await self.inner.load_controls()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Sequence, Set
+from collections.abc import Collection, Mapping, Sequence, Set
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
@@ -60,6 +60,7 @@ class InMemoryStore:
         self._fills: dict[tuple[Symbol, TradeId], Fill] = {}
         self._events: list[Event] = []
         self._alerts: dict[AlertId, tuple[Alert, datetime | None]] = {}
+        self._alert_channels: dict[AlertId, set[str]] = {}
         self._controls = Controls()
         self._fence: tuple[str, int] | None = None
 
@@ -130,6 +131,16 @@ class InMemoryStore:
         for alert_id in ids:
             if alert_id in self._alerts:
                 self._alerts[alert_id] = (self._alerts[alert_id][0], at)
+
+    async def record_alert_channels(self, channels: Mapping[AlertId, Collection[str]]) -> None:
+        self._writable()
+        for alert_id, names in channels.items():
+            if alert_id in self._alerts:
+                self._alert_channels[alert_id] = set(names)
+
+    async def alert_channels(self, ids: Sequence[AlertId]) -> dict[AlertId, set[str]]:
+        self._readable()
+        return {i: set(self._alert_channels[i]) for i in ids if self._alert_channels.get(i)}
 
     async def load_controls(self) -> Controls:
         self._readable()

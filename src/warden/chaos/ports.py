@@ -15,7 +15,7 @@ Nothing here patches a live object: the runner flips switches, like the simulato
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -244,6 +244,14 @@ class ChaosStore:
         await self._run(
             "mark_alerts_delivered", lambda: self.inner.mark_alerts_delivered(ids, at), write=True
         )
+
+    async def record_alert_channels(self, channels: Mapping[AlertId, Collection[str]]) -> None:
+        await self._run(
+            "record_alert_channels", lambda: self.inner.record_alert_channels(channels), write=True
+        )
+
+    async def alert_channels(self, ids: Sequence[AlertId]) -> dict[AlertId, set[str]]:
+        return await self._run("alert_channels", lambda: self.inner.alert_channels(ids))
 
     async def load_controls(self) -> Controls:
         return await self._run("load_controls", self.inner.load_controls)

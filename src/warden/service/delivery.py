@@ -9,6 +9,8 @@
                and the rest of its queue waits; a channel that refuses every alert (a chat
                that blocked the bot) is said once, loudly, and tried again every
                `refused_retry` seconds, its alerts kept
+           ──► not every channel has it yet (one down or refusing): which have it is kept in
+               the outbox with it, so a restart sends it only to those that lack it
            ──► every channel has it: marked delivered in the outbox
 
 Routing is applied here: `off` sends nothing to the channels (the log still has
@@ -82,6 +84,8 @@ class _Known:
     """Channels that have it."""
     stored: bool = True
     """Whether it may be in the outbox (False: raised while not the writer; memory only)."""
+    kept: frozenset[str] = frozenset()
+    """The channels the outbox keeps with it (so that a restart does not send it to them again)."""
 
 
 class Deliverer:
@@ -184,15 +188,27 @@ class Deliverer:
         except StoreError as exc:
             log.warning("outbox_unreadable", error=str(exc))
             return
+        new: list[_Known] = []
         for alert in stored:
             if alert.id in self._done:
                 # delivered already (e.g. from memory while it was queued): only the mark is missing
                 self._remark.append(alert.id)
                 continue
             if alert.id not in self._known:
-                self._known[alert.id] = _Known(alert)
+                self._known[alert.id] = known = _Known(alert)
+                new.append(known)
                 if alert.id not in self._logged:  # raised before a restart: the log hears it again
                     await self.log_now(alert, self.config.send_timeout)
+        if new:  # the channels that had them before a restart (one refusing held them back)
+            try:
+                had = await self.store.alert_channels([k.alert.id for k in new])
+            except StoreError as exc:  # sent to them again: at least once
+                log.warning("outbox_channels_unreadable", error=str(exc), alerts=len(new))
+                had = {}
+            for known in new:
+                names = had.get(known.alert.id, set())
+                known.channels |= names
+                known.kept = frozenset(names)
         # oldest first, whatever order they arrived in
         self._known = OrderedDict(sorted(self._known.items(), key=lambda kv: (kv[1].alert.at, kv[0])))
 
@@ -270,6 +286,7 @@ class Deliverer:
 
     async def _mark(self) -> None:
         names = {c.name for c in self.channels}
+        await self._keep_channels(names)
         complete = [k for k in self._known.values() if names <= k.channels]
         to_mark = [k.alert.id for k in complete if k.stored] + self._remark
         self._remark = []
@@ -286,6 +303,27 @@ class Deliverer:
                 return
         for k in complete:
             self._finish(k.alert.id)
+
+    async def _keep_channels(self, names: set[str]) -> None:
+        """Keep in the outbox which channels have each alert not yet delivered everywhere (one
+        refuses or is down), so that a restart sends it only to those that lack it. A failure is
+        logged and tried again next pass; until then a restart sends them again (at least once)."""
+        if not self.owns_outbox():
+            return
+        changed = {
+            k.alert.id: k.channels
+            for k in self._known.values()
+            if k.stored and k.channels != k.kept and not names <= k.channels
+        }
+        if not changed:
+            return
+        try:
+            await self.store.record_alert_channels(changed)
+        except StoreError as exc:
+            log.warning("outbox_channels_not_kept", error=str(exc), alerts=len(changed))
+            return
+        for alert_id, channels in changed.items():
+            self._known[alert_id].kept = frozenset(channels)
 
     def _finish(self, alert_id: AlertId) -> None:
         self._known.pop(alert_id, None)

@@ -147,6 +147,7 @@ def alert_row(alert: Alert, account: str) -> dict[str, Any]:
         "position_id": alert.position_id,
         "at": alert.at,
         "delivered_at": None,
+        "channels": None,
     }
 
 

@@ -220,6 +220,8 @@ alerts = Table(
     Column("position_id", String, nullable=True),
     Column("at", UtcDateTime, nullable=False),
     Column("delivered_at", UtcDateTime, nullable=True),
+    # the channels that have an alert not yet delivered everywhere (JSON list; revision 0006)
+    Column("channels", Text, nullable=True),
     Index(None, "account", "delivered_at", "at"),
 )
 

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import sqlite3
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -291,6 +292,35 @@ class SqlStore:
             conn.execute(query)
 
         await self._write(f"mark {len(ids)} alerts delivered", work)
+
+    async def record_alert_channels(self, channels: Mapping[AlertId, Collection[str]]) -> None:
+        if not channels:
+            return
+        query = (
+            alerts.update()
+            .where(alerts.c.account == self._account, alerts.c.id == bindparam("alert_id"))
+            .values(channels=bindparam("names"))
+        )
+        params = [{"alert_id": i, "names": json.dumps(sorted(names))} for i, names in channels.items()]
+
+        def work(conn: Connection) -> None:
+            self._check_fence(conn)
+            conn.execute(query, params)
+
+        await self._write(f"record the channels of {len(params)} alerts", work)
+
+    async def alert_channels(self, ids: Sequence[AlertId]) -> dict[AlertId, set[str]]:
+        if not ids:
+            return {}
+        query = select(alerts.c.id, alerts.c.channels).where(
+            alerts.c.account == self._account, alerts.c.id.in_(list(ids)), alerts.c.channels.is_not(None)
+        )
+
+        def convert(row: Any) -> tuple[AlertId, set[str]]:
+            return AlertId(row.id), set(json.loads(row.channels))
+
+        found = await self._read("read the channels of alerts", lambda c: _all(c, query, convert))
+        return {i: names for i, names in found if names}
 
     async def pending_alerts(self, limit: int = 100) -> list[Alert]:
         query = (
