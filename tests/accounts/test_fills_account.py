@@ -7,11 +7,9 @@ from sqlalchemy import select
 from tests.store.builders import fill, insert, position
 from warden.adapters.db import rows
 from warden.adapters.db.engine import create_engine
-from warden.adapters.db.migrate import current_revision, upgrade
+from warden.adapters.db.migrate import current_revision, script_head, upgrade
 from warden.adapters.db.schema import fills, positions
 from warden.adapters.db.store import open_store
-
-HEAD = "0005"
 
 
 async def test_two_accounts_each_keep_their_fill_with_the_same_trade_id(store_url: str) -> None:
@@ -40,7 +38,7 @@ async def test_fills_from_before_0005_take_their_positions_account(store_url: st
         await engine.dispose()
     store = await open_store(store_url, exchange="sim", account="legacy")
     try:
-        assert await current_revision(store_url) == HEAD
+        assert await current_revision(store_url) == script_head()  # migrated to the newest
         assert [f.trade_id for f in await store.fills_for(position("old").id)] == ["T9"]
         async with store.engine.connect() as conn:
             accounts = (await conn.execute(select(fills.c.account))).scalars().all()
