@@ -85,7 +85,9 @@ def configure_logging(level: str = "info", json: bool = False) -> None:
         ],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
-        cache_logger_on_first_use=True,
+        # Not cached: a logger first used under one configuration would keep it for good (a test
+        # capturing logs after another configured them saw nothing; so would a reconfiguration).
+        cache_logger_on_first_use=False,
     )
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=shared,

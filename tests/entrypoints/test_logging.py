@@ -100,3 +100,19 @@ def test_a_console_traceback_is_not_syntax_highlighted(
     err = capsys.readouterr().err
     assert lexed == []
     assert "Traceback" in err and "_fail_with_a_secret_in_scope" in err and "RuntimeError: boom" in err
+
+
+def test_a_logger_follows_a_later_configuration() -> None:
+    """A module's logger first used under warden's configuration still follows a later one
+    (structlog.testing.capture_logs here): with loggers cached on first use it kept the first
+    for good, and the alert-refusal tests captured nothing when the whole suite ran."""
+    from structlog.testing import capture_logs
+
+    from warden.service import delivery
+
+    configure_logging("info")
+    delivery.log.info("first used under warden's configuration")
+    structlog.reset_defaults()
+    with capture_logs() as logs:
+        delivery.log.error("captured")
+    assert [e["event"] for e in logs] == ["captured"]
