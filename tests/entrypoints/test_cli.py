@@ -203,6 +203,14 @@ def test_run_help_documents_the_settings() -> None:
     assert "WARDEN_PORT" in result.stdout
 
 
+@pytest.mark.parametrize("command", ["open", "close", "positions", "status", "events", "reconcile", "pause"])
+def test_account_help_names_the_table(command: str) -> None:
+    """`--account`'s help shows `[accounts.NAME]` (rich markup took it for a tag and printed `()`)."""
+    result = runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    assert "The account ([accounts.NAME]); required" in result.stdout
+
+
 async def test_close_by_symbol(url: str) -> None:
     """`warden close SOL` closes the symbol's position; an unknown id or symbol is one line."""
     opened = await cli(url, "open", "SOL", "long", "--usd", "100")

@@ -49,7 +49,8 @@ AccountOption = Annotated[
     str | None,
     typer.Option(
         "--account",
-        help="The account ([accounts.NAME]); required when the engine serves more than one.",
+        # `\[`: typer renders help as rich markup, which took [accounts.NAME] for a tag and dropped it
+        help="The account (\\[accounts.NAME]); required when the engine serves more than one.",
     ),
 ]
 
