@@ -14,6 +14,7 @@ from warden.adapters.spill import FileControlsSpill
 from warden.domain.alerts import AlertKind
 from warden.domain.controls import Controls, KeptControls
 from warden.domain.position import PositionStatus
+from warden.ports import StoreUnavailable
 from warden.service.commands import TradingRefused
 
 
@@ -177,3 +178,52 @@ async def test_a_change_the_spill_cannot_keep_does_not_let_an_older_spilled_one_
     assert harness.engine.status().controls.killed
     assert not harness.engine.status().accepting_signals
     assert not any("restored from" in a.message for a in harness.notifier.alerts), harness.notifier.alerts
+
+
+async def test_a_kill_while_the_start_cannot_read_the_database_survives_the_start(harness: Harness) -> None:
+    """Found attacking the kill of every account: an engine whose start fails because its database
+    does not answer is registered (its first attempt is over) and takes a kill — in force at once,
+    kept in the spill, the trader told so. Its start then read the database's controls over it
+    and dropped the spilled kill as stale (made over no known state, while the database held one),
+    and the account went on to trade as soon as the database was back."""
+    await harness.engine.pause(reason="a week ago")
+    await harness.engine.resume()  # the database holds a controls row, as every used account does
+    await harness.stop()
+    await harness.start(ready=False)
+    real_load = harness.store.load_controls
+
+    async def load_controls() -> Controls:
+        harness.store._check()
+        return await real_load()
+
+    harness.store.load_controls = load_controls  # type: ignore[method-assign]
+    harness.store.down = True
+    with pytest.raises(StoreUnavailable):
+        await harness.engine.start()  # the first attempt fails; the runtime is served meanwhile
+    await harness.engine.kill(reason="outage at start")
+    assert harness.engine.status().controls.killed and harness.spill.exists()
+
+    harness.store.down = False
+    await harness.engine.start()  # the database is back: the retried start succeeds
+    status = harness.engine.status()
+    assert status.controls.killed and not status.accepting_signals, status
+    with pytest.raises(TradingRefused, match="kill switch"):
+        await harness.open("long", symbol=SOL)
+    assert (await harness.store.load_controls()).killed  # stored at the start
+    assert not harness.spill.exists()
+
+
+async def test_a_kill_while_the_start_cannot_read_the_database_survives_a_crash(harness: Harness) -> None:
+    """The same kill, then warden dies before the database is back: the next start restores it."""
+    await harness.engine.pause(reason="a week ago")
+    await harness.engine.resume()
+    await harness.stop()
+    await harness.start(ready=False)
+    harness.store.down = True
+    await harness.engine.kill(reason="outage at start")
+    assert harness.spill.exists()
+    await harness.stop()
+    await harness.start()  # the database is back for the new engine
+    status = harness.engine.status()
+    assert status.controls.killed and not status.accepting_signals, status
+    assert (await harness.store.load_controls()).killed

@@ -66,6 +66,7 @@ def _to_json(kept: KeptControls) -> dict[str, Any]:
         "reason": c.reason,
         "changed_at": _time(c.changed_at),
         "over": _time(kept.over),
+        "over_known": kept.over_known,
         "installation_id": kept.installation_id,
     }
 
@@ -81,8 +82,11 @@ def _from_json(d: Any) -> KeptControls:
     changed_at = _parse(d["changed_at"])
     if changed_at is None:
         raise ValueError("changed_at is missing")
+    over_known = d.get("over_known", True)  # absent: written before it was kept
+    if not isinstance(over_known, bool):
+        raise TypeError("over_known must be true/false")
     controls = Controls(paused, killed, _parse(d["daily_loss_until"]), reason, changed_at)
-    return KeptControls(controls, _parse(d["over"]), installation)
+    return KeptControls(controls, _parse(d["over"]), installation, over_known)
 
 
 def _time(t: datetime | None) -> str | None:

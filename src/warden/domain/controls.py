@@ -68,9 +68,17 @@ class KeptControls:
     controls: Controls
     over: datetime | None
     installation_id: str
+    over_known: bool = True
+    """False: made before the engine had read the database's controls (a kill while its start
+    could not read them): what it was made over is unknown, so it stands only on the safe side —
+    a kill, or a pause over controls that are not a kill."""
 
     def stands_over(self, stored: Controls, installation_id: str) -> bool:
-        return self.installation_id == installation_id and self.over == stored.changed_at
+        if self.installation_id != installation_id:
+            return False
+        if not self.over_known:
+            return self.controls.killed or (self.controls.paused and not stored.killed)
+        return self.over == stored.changed_at
 
 
 @dataclass(frozen=True, slots=True)

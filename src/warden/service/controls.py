@@ -77,6 +77,12 @@ class ControlPanel:
         self._db_at: datetime | None = None
         """changed_at of the controls the database holds, as far as this engine knows: what a
         spilled change is made over."""
+        self._db_known = False
+        """`_db_at` was read by this start (or takeover): False before its `load` has read the
+        database's controls."""
+        self._premade: list[Callable[[Controls], Controls]] = []
+        """Changes made before this start's `load` read the controls (a kill while the start could
+        not read its database): the trader's latest word, made again over them while not stored."""
         self.fenced = False
         """A change was refused because another engine holds the account now."""
         self._loading = asyncio.Lock()
@@ -100,15 +106,31 @@ class ControlPanel:
         """Read the stored controls and the day's realized PnL (startup, takeover)."""
         async with self._loading:
             stored = await self.store.load_controls()
-            self.state, self.unsaved, self.spilled, self._unreadable = stored, False, None, False
-            self._db_at, self.fenced = stored.changed_at, False
-            await self._recover_spilled(stored)
+            premade = self._premade if self.unsaved and not self.fenced else []
+            self._db_at, self._db_known, self._premade, self.fenced = stored.changed_at, True, [], False
+            if premade:
+                # Made by this engine since its start began, while it could not read the database:
+                # later than anything the database holds. Made over it, in force, and stored below
+                # (`flush`), which clears the spill keeping them.
+                changed_at = self.state.changed_at
+                state = stored
+                for change in premade:
+                    state = change(state)
+                self.state = replace(state, changed_at=changed_at)
+            else:
+                self.state, self.unsaved, self.spilled, self._unreadable = stored, False, None, False
+                await self._recover_spilled(stored)
         self.day = day_start(self.ctx.clock.now())
         self.realized_today = await self.store.realized_pnl_since(self.day)
         self.refresh()
         await self.flush()
         if self._loss_reached() and not self.state.daily_loss_active(self.ctx.clock.now()):
             self.ctx.tasks.spawn(self._daily_loss_reached())
+
+    def taking_over(self) -> None:
+        """This engine now holds the account: what the database's controls are is unknown until
+        its start reads them (another engine may have changed them)."""
+        self._db_known = False
 
     def refresh(self) -> None:
         """Apply the controls to the gate; a daily-loss pause ends at the next UTC day."""
@@ -261,6 +283,8 @@ class ControlPanel:
         async with self._loading:  # over the stored controls, when a start is reading them
             was = self.state
             self.state = replace(change(was), changed_at=self.ctx.clock.now())
+            if not self._db_known:
+                self._premade.append(change)
             self.refresh()
             self.unsaved = True
         await self._store()
@@ -298,7 +322,8 @@ class ControlPanel:
         if self.spill is None or self.spilled == state:
             return
         try:
-            kept = KeptControls(state, self._db_at, self.ctx.config.installation_id)
+            over = self._db_at if self._db_known else None
+            kept = KeptControls(state, over, self.ctx.config.installation_id, self._db_known)
             await asyncio.to_thread(self.spill.save, kept)
         except StoreUnavailable as exc:
             log.error("controls_not_spilled", error=str(exc))

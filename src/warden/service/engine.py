@@ -736,6 +736,7 @@ class Engine:
         gate.lease_note = None
         gate.state = EngineState.STARTING
         self.ledger.clear()
+        self.controls.taking_over()
 
     def lease_unreachable(self, why: str) -> None:
         """Our own database connection failed: we cannot tell whether we still hold the lease.
