@@ -17,6 +17,7 @@ from warden.domain.controls import LimitExceeded, Limits
 from warden.domain.orders import OrderStatus
 from warden.domain.position import PositionStatus
 from warden.domain.values import OrderType
+from warden.ports import StoreUnavailable
 from warden.service.commands import TradingRefused
 
 ETH = BTC.replace("BTC", "ETH")
@@ -114,6 +115,38 @@ async def test_kill_flatten_cancels_an_entry_still_working_on_the_exchange(harne
         lambda: harness.engine.ledger.positions[pos.id].status is PositionStatus.FAILED, what="failed"
     )
     assert harness.resting(SOL) == [] and harness.exchange_qty(SOL) == 0
+
+
+async def test_kill_flatten_before_the_start_has_loaded_the_positions_says_they_are_not_closed(
+    harness: Harness,
+) -> None:
+    """Found attacking the kill of every account: an engine whose start has not passed yet (its
+    first attempt failed: the exchange or the database did not answer) is served and takes a kill
+    with flatten. It flattened its ledger, still empty, and answered "closed 0 position(s)" with
+    nothing failed, while the account held the position on the exchange: the trader read the
+    account as flat. Now each position the database holds is reported NOT closed, and why."""
+    pos = await harness.open("long", symbol=SOL)
+    await harness.stop()
+    await harness.start(ready=False)  # its start has not passed (a failed first attempt)
+    report = await harness.engine.kill(flatten=True)
+    assert report.controls.killed
+    assert report.closed == [] and list(report.failed) == [pos.id], report
+    assert "not loaded its positions" in report.failed[pos.id], report.failed
+    assert harness.exchange_qty(SOL) > 0  # nothing was sent: its stop still protects it
+
+    async def unreadable() -> None:
+        raise StoreUnavailable("load active positions: the database did not answer within 5s")
+
+    real_load, harness.store.load_active = harness.store.load_active, unreadable  # type: ignore[method-assign,assignment]
+    report = await harness.engine.kill(flatten=True)  # nor can the database say which are open
+    [(what, why)] = report.failed.items()
+    assert "every position" in what and "unknown" in why, report.failed
+
+    harness.store.load_active = real_load  # type: ignore[method-assign]
+    await harness.engine.start()  # ready: flatten closes what it now knows
+    report = await harness.engine.kill(flatten=True)
+    assert [p.id for p in report.closed] == [pos.id] and report.failed == {}, report
+    assert harness.exchange_qty(SOL) == 0
 
 
 async def test_a_kill_the_database_could_not_store_says_so_until_it_is_stored(harness: Harness) -> None:

@@ -139,6 +139,8 @@ class Engine:
         )
         self.router = Router(ctx, self.exits, self.resync_all, self.other_instance)
         self.controls = ControlPanel(ctx, store, config.limits, spill, waiting_kill)
+        self._positions_loaded = False
+        """This start (or takeover) has loaded the positions from the database: flatten knows them."""
         self.opener = Opener(
             ctx,
             self.gateway,
@@ -303,9 +305,28 @@ class Engine:
         controls = await self.controls.kill(reason)
         if not flatten:
             return KillReport(controls)
+        if not self._positions_loaded:
+            return KillReport(controls, failed=await self._not_loaded())
         closed, failed = await self._flatten()
         cancelled = await self._cancel_all_exits()
         return KillReport(self.controls.state, closed, failed, cancelled)
+
+    async def _not_loaded(self) -> dict[PositionId, str]:
+        """Flatten before this start (or takeover) has loaded the positions: the ledger is empty,
+        not the account. Each position the database holds is reported not closed (nothing sent:
+        the stops on the exchange keep protecting them), so the trader does not read it as flat."""
+        why = (
+            f"NOT closed: this engine has not loaded its positions yet ({self.ctx.gate.reason_text()});"
+            " its stop on the exchange stays; run kill --flatten again once it is ready"
+        )
+        try:
+            state = await self.store.load_active()
+        except StoreError as exc:
+            return {
+                PositionId("every position"): f"{why} — which positions are open is unknown: the"
+                f" database cannot be read ({exc})"
+            }
+        return {p.id: why for p in state.positions}
 
     async def _flatten(self) -> tuple[list[Position], dict[PositionId, str]]:
         active = [p for p in self.ledger.active_positions() if p.status is not PositionStatus.OPENING]
@@ -501,6 +522,7 @@ class Engine:
         self.instruments.update(await self.gateway.instruments())
         await self.controls.load()
         await self.recovery.load()
+        self._positions_loaded = True
         await self._check_held_markets_listed()
         await self.router.replay_known()
         await self.recovery.recover()
@@ -736,6 +758,7 @@ class Engine:
         gate.lease_note = None
         gate.state = EngineState.STARTING
         self.ledger.clear()
+        self._positions_loaded = False
         self.controls.taking_over()
 
     def lease_unreachable(self, why: str) -> None:
