@@ -233,3 +233,34 @@ async def test_status_names_the_chat_that_blocked_the_bot(api: FakeBotApi, tmp_p
     [line] = [x for x in status.splitlines() if f"telegram:{REFUSING}" in x]
     assert line.startswith("warning: ") and BLOCKED in line
     assert api.texts(REFUSING) == []
+
+
+async def test_an_alert_queued_while_the_database_was_down_keeps_its_channels_once_written(
+    api: FakeBotApi, bot: Bot
+) -> None:
+    """Found attacking the kept channels: an alert raised while the database is down is queued
+    (the ledger writes it once the database is back) and offered from memory at once. A delivery
+    pass between the database's return and the queued write recorded its channels on no row (an
+    update of nothing succeeds) and took them as kept; once the row was written they were never
+    recorded, so a restart sent it again to the chat and the webhook that had it."""
+    clock, webhook = FakeClock(), Webhook()
+    first = deliverer(bot, clock, webhook)
+    api.forbidden[REFUSING] = BLOCKED
+    alert = Alert(AlertId("q1"), AlertKind.STOP_REPLACED, "queued alert", clock.now())
+    first.offer(alert)  # queued: not in the outbox yet
+    await first.deliver_pending()
+    assert messages(api, FINE) == webhook.got == ["queued alert"]
+    await first.store.append_events([], [alert])  # the queued write lands
+    await first.deliver_pending()
+
+    restarted = Deliverer(
+        first.store,
+        clock,
+        RecordingNotifier(),
+        [TelegramChannel(bot, REFUSING), TelegramChannel(bot, FINE), webhook],
+        config=DeliveryConfig(poll_interval=3600),
+    )
+    await restarted.deliver_pending()
+    assert messages(api, FINE) == ["queued alert"], "sent again after the restart"
+    assert webhook.got == ["queued alert"], "sent again after the restart"
+    assert restarted.undelivered() == 1  # still kept for the chat that refuses

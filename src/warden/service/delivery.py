@@ -86,6 +86,9 @@ class _Known:
     """Whether it may be in the outbox (False: raised while not the writer; memory only)."""
     kept: frozenset[str] = frozenset()
     """The channels the outbox keeps with it (so that a restart does not send it to them again)."""
+    in_outbox: bool = False
+    """Read from the outbox: its row is written (an alert queued while the database was down is
+    offered before it is), so the channels kept with it are kept on a row."""
 
 
 class Deliverer:
@@ -194,8 +197,10 @@ class Deliverer:
                 # delivered already (e.g. from memory while it was queued): only the mark is missing
                 self._remark.append(alert.id)
                 continue
-            if alert.id not in self._known:
-                self._known[alert.id] = known = _Known(alert)
+            if alert.id in self._known:
+                self._known[alert.id].in_outbox = True
+            else:
+                self._known[alert.id] = known = _Known(alert, in_outbox=True)
                 new.append(known)
                 if alert.id not in self._logged:  # raised before a restart: the log hears it again
                     await self.log_now(alert, self.config.send_timeout)
@@ -313,7 +318,7 @@ class Deliverer:
         changed = {
             k.alert.id: k.channels
             for k in self._known.values()
-            if k.stored and k.channels != k.kept and not names <= k.channels
+            if k.in_outbox and k.channels != k.kept and not names <= k.channels
         }
         if not changed:
             return
