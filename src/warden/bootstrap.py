@@ -664,6 +664,11 @@ class Fleet:
         it starts with the kill switch on (bootstrap.keep_kill)."""
         return await keep_kill(self.kills[name], reason)
 
+    def kill_waiting(self, name: str) -> str | None:
+        """The reason of a kill kept for `name`, while it waits for the account's engine."""
+        kill = self.kills.get(name)
+        return None if kill is None else kill.pending()
+
     def runtime(self, name: str) -> Runtime | None:
         return self.runtimes.get(name)
 

@@ -91,6 +91,11 @@ async def test_an_account_not_running_at_a_kill_of_all_starts_killed(
         assert "not running" in alt_said and "it starts with the kill switch on" in alt_said, alt_said
         assert str(settings.data_dir / "kill-alt.json") in alt_said
         assert killed.json()["accounts"]["main"]["controls"]["killed"] is True
+        transport = httpx.ASGITransport(app=create_app(lambda: fleet))
+        async with httpx.AsyncClient(transport=transport, base_url="http://warden", headers=AUTH) as http:
+            listed = {a["name"]: a for a in (await http.get("/api/v1/accounts")).json()}
+        said = " ".join(listed["alt"]["reasons"])  # what `warden status` and the dashboard show
+        assert "not running" in said and "kill of every account is kept" in said, said
 
         alt_down.down = False
         alt = await alt_started(fleet)
@@ -185,6 +190,10 @@ async def test_a_bare_telegram_kill_keeps_the_kill_for_an_account_not_running(
         [answer] = said()
         assert answer.startswith("kill switch NOT on for alt"), answer
         assert "[alt] not running" in answer and "it starts with the kill switch on" in answer, answer
+        await api.say(CHAT, "/status @alt")
+        status = lambda: [t for t in api.texts(CHAT) if t.startswith("[alt] not running")]  # noqa: E731
+        await eventually(lambda: bool(status()), timeout=15, what="alt's status")
+        assert "a kill of every account is kept for it" in status()[0], status()
         alt_down.down = False
         alt = await alt_started(fleet)
         with pytest.raises(TradingRefused, match="kill"):

@@ -174,6 +174,10 @@ class FleetApi(Protocol):
         with the kill switch on. Where it is kept; StoreUnavailable when only in memory."""
         ...
 
+    def kill_waiting(self, name: str) -> str | None:
+        """The reason of a kill kept for `name` (it is not running), else None."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class Solo:
@@ -198,6 +202,9 @@ class Solo:
 
     async def keep_kill(self, name: str, reason: str) -> str:
         raise StoreUnavailable("one engine serves one account here: it takes its kill itself")
+
+    def kill_waiting(self, name: str) -> str | None:
+        return None
 
 
 RuntimeProvider = Callable[[], RuntimeApi | FleetApi | None]
@@ -1059,7 +1066,7 @@ def _account_out(fleet: FleetApi, name: str) -> AccountOut:
             holder=None,
             state=None,
             accepting_signals=False,
-            reasons=[f"not running: {why}"],
+            reasons=[f"not running: {why}", *_kept_note(fleet.kill_waiting(name))],
             open_positions=None,
         )
     status = runtime.engine.status()
@@ -1073,6 +1080,12 @@ def _account_out(fleet: FleetApi, name: str) -> AccountOut:
         reasons=list(status.reasons),
         open_positions=status.open_positions,
     )
+
+
+def _kept_note(reason: str | None) -> list[str]:
+    if reason is None:
+        return []
+    return [f"a kill of every account is kept for it ({reason}): it starts with the kill switch on"]
 
 
 def _source(request: Request) -> str:

@@ -857,7 +857,10 @@ async def run_fleet_bot(fleet: Fleet) -> None:
             runtime = fleet.runtime(name)
             if runtime is None:
                 made.pop(name, None)
-                now[name] = fleet.failures.get(name, "not running")
+                why = fleet.failures.get(name, "not running")
+                if fleet.kill_waiting(name) is not None:
+                    why += "; a kill of every account is kept for it: it starts with the kill switch on"
+                now[name] = why
                 continue
             if name not in made or made[name][0] is not runtime:
                 made[name] = (
