@@ -94,6 +94,9 @@ async def test_an_account_not_running_at_a_kill_of_all_starts_killed(
         transport = httpx.ASGITransport(app=create_app(lambda: fleet))
         async with httpx.AsyncClient(transport=transport, base_url="http://warden", headers=AUTH) as http:
             listed = {a["name"]: a for a in (await http.get("/api/v1/accounts")).json()}
+            await http.post("/login", content=f"token={TOKEN}".encode())
+            page = (await http.get("/?account=alt")).text
+        assert "kill of every account is kept" in page  # the dashboard's page of alt
         said = " ".join(listed["alt"]["reasons"])  # what `warden status` and the dashboard show
         assert "not running" in said and "kill of every account is kept" in said, said
 

@@ -366,7 +366,11 @@ class _Context:
         fleet = self.fleet()
         if fleet is None or (name is None and len(fleet.names) != 1):
             return None
-        return fleet.failures.get(name or fleet.names[0])
+        account = name or fleet.names[0]
+        why = fleet.failures.get(account)
+        if why is None:
+            return None
+        return "; ".join([why, *_kept_note(fleet.kill_waiting(account))])
 
     def names(self) -> tuple[str, ...]:
         fleet = self.fleet()
