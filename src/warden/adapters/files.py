@@ -4,9 +4,13 @@ old content or the new, never half of either."""
 
 from __future__ import annotations
 
+import json
 import os
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
+
+from warden.ports import StoreUnavailable
 
 
 def write_whole(path: Path, body: bytes) -> None:
@@ -39,3 +43,52 @@ def set_aside(path: Path) -> Path:
     os.replace(path, aside)
     fsync_dir(path.parent)
     return aside
+
+
+class JsonFile:
+    """One small JSON document in the data directory, written whole. Every failure is
+    StoreUnavailable naming the file; `what` says what the file is, for those messages."""
+
+    what = "a file"
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @property
+    def where(self) -> str:
+        return str(self.path)
+
+    def write(self, body: dict[str, Any]) -> None:
+        try:
+            write_whole(self.path, json.dumps(body, sort_keys=True).encode())
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot write {self.path}: {exc}") from exc
+
+    def read(self) -> Any:
+        """The parsed document; None when there is no file."""
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot read {self.path}: {exc}") from exc
+        try:
+            return json.loads(raw)
+        except ValueError as exc:
+            raise StoreUnavailable(self.not_ours(exc)) from exc
+
+    def not_ours(self, why: object) -> str:
+        return f"{self.path} is not {self.what} warden wrote: {why}"
+
+    def remove(self) -> None:
+        try:
+            self.path.unlink(missing_ok=True)
+            fsync_dir(self.path.parent)
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot remove {self.path}: {exc}") from exc
+
+    def set_aside(self) -> str:
+        try:
+            return str(set_aside(self.path))
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot move {self.path} aside: {exc}") from exc

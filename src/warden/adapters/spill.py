@@ -7,53 +7,34 @@ never half of one.
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from warden.adapters.files import fsync_dir, set_aside, write_whole
+from warden.adapters.files import JsonFile
 from warden.domain.controls import Controls, KeptControls
 from warden.ports import StoreUnavailable
 
 VERSION = 1
 
 
-class FileControlsSpill:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    @property
-    def where(self) -> str:
-        return str(self.path)
+class FileControlsSpill(JsonFile):
+    what = "a controls file"
 
     def save(self, kept: KeptControls) -> None:
-        body = json.dumps(_to_json(kept), sort_keys=True).encode()
-        try:
-            write_whole(self.path, body)
-        except OSError as exc:
-            raise StoreUnavailable(f"cannot write {self.path}: {exc}") from exc
+        self.write(_to_json(kept))
 
     def load(self) -> KeptControls | None:
-        try:
-            raw = self.path.read_bytes()
-        except FileNotFoundError:
+        body = self.read()
+        if body is None:
             return None
-        except OSError as exc:
-            raise StoreUnavailable(f"cannot read {self.path}: {exc}") from exc
         try:
-            return _from_json(json.loads(raw))
+            return _from_json(body)
         except (ValueError, TypeError, KeyError) as exc:
-            raise StoreUnavailable(f"{self.path} is not a controls file warden wrote: {exc}") from exc
+            raise StoreUnavailable(self.not_ours(exc)) from exc
 
     def clear(self) -> None:
-        _remove(self.path)
-
-    def set_aside(self) -> str:
-        try:
-            return str(set_aside(self.path))
-        except OSError as exc:
-            raise StoreUnavailable(f"cannot move {self.path} aside: {exc}") from exc
+        self.remove()
 
 
 def _to_json(kept: KeptControls) -> dict[str, Any]:
@@ -102,18 +83,16 @@ def _parse(raw: Any) -> datetime | None:
     return t
 
 
-class FileWaitingKill:
+class FileWaitingKill(JsonFile):
     """`<data_dir>/kill-<account>.json`: a kill of every account made while this account's engine
     was not running, until that engine has stored it. Read once, when made (warden's start); a
     file that cannot be read stands for a kill (what it held is unknown: the safe side)."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._reason = self._read()
+    what = "a kept kill"
 
-    @property
-    def where(self) -> str:
-        return str(self.path)
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self._reason = self._load()
 
     def pending(self) -> str | None:
         return self._reason
@@ -122,38 +101,22 @@ class FileWaitingKill:
         self._reason = reason
 
     def save(self) -> None:
-        if self._reason is None:
-            return
-        body = json.dumps({"version": VERSION, "reason": self._reason}, sort_keys=True).encode()
-        try:
-            write_whole(self.path, body)
-        except OSError as exc:
-            raise StoreUnavailable(f"cannot write {self.path}: {exc}") from exc
+        if self._reason is not None:
+            self.write({"version": VERSION, "reason": self._reason})
 
     def forget(self) -> None:
         self._reason = None
-        _remove(self.path)
+        self.remove()
 
-    def _read(self) -> str | None:
+    def _load(self) -> str | None:
+        unknown = "a kill of every account may be waiting"
         try:
-            raw = self.path.read_bytes()
-        except FileNotFoundError:
+            body = self.read()
+        except StoreUnavailable as exc:
+            return f"{unknown}: {exc}"
+        if body is None:
             return None
-        except OSError as exc:
-            return f"a kill of every account may be waiting: {self.path} cannot be read ({exc})"
-        try:
-            body = json.loads(raw)
-            reason = body["reason"] if isinstance(body, dict) and body.get("version") == VERSION else None
-            if not isinstance(reason, str):
-                raise ValueError("not a kill warden wrote")
-        except (ValueError, KeyError) as exc:
-            return f"a kill of every account may be waiting: {self.path} is unreadable ({exc})"
+        reason = body.get("reason") if isinstance(body, dict) and body.get("version") == VERSION else None
+        if not isinstance(reason, str):
+            return f"{unknown}: {self.not_ours('no reason in it')}"
         return reason
-
-
-def _remove(path: Path) -> None:
-    try:
-        path.unlink(missing_ok=True)
-        fsync_dir(path.parent)
-    except OSError as exc:
-        raise StoreUnavailable(f"cannot remove {path}: {exc}") from exc

@@ -25,7 +25,6 @@ update it took runs: a command is executed at most once, even across a crash.
 from __future__ import annotations
 
 import hashlib
-import json
 import warnings
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -34,7 +33,7 @@ from telegram.error import BadRequest, ChatMigrated, Forbidden, RetryAfter, Tele
 from telegram.request import HTTPXRequest
 
 from telegram import Bot
-from warden.adapters.files import set_aside, write_whole
+from warden.adapters.files import JsonFile
 from warden.domain.alerts import Alert, Severity
 from warden.ports import ChannelRefused, DeliveryError, DeliveryRejected, StoreUnavailable, TakenUpdate
 
@@ -183,32 +182,19 @@ def record_path(data_dir: Path, token: str) -> Path:
     return data_dir / f"telegram-{bot_id(token)}.json"
 
 
-class FileUpdateRecord:
+class FileUpdateRecord(JsonFile):
     """The highest update id the bot took, in one small JSON file written whole."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    @property
-    def where(self) -> str:
-        return str(self.path)
+    what = "an update record"
 
     def save(self, taken: TakenUpdate) -> None:
-        body = {"version": RECORD_VERSION, "update_id": taken.update_id, "at": taken.at.isoformat()}
-        try:
-            write_whole(self.path, json.dumps(body, sort_keys=True).encode())
-        except OSError as exc:
-            raise StoreUnavailable(f"cannot write {self.path}: {exc}") from exc
+        self.write({"version": RECORD_VERSION, "update_id": taken.update_id, "at": taken.at.isoformat()})
 
     def load(self) -> TakenUpdate | None:
-        try:
-            raw = self.path.read_bytes()
-        except FileNotFoundError:
+        d = self.read()
+        if d is None:
             return None
-        except OSError as exc:
-            raise StoreUnavailable(f"cannot read {self.path}: {exc}") from exc
         try:
-            d = json.loads(raw)
             if not isinstance(d, dict) or d.get("version") != RECORD_VERSION:
                 raise ValueError("unknown format")
             update_id, at = d["update_id"], datetime.fromisoformat(d["at"])
@@ -217,11 +203,5 @@ class FileUpdateRecord:
             if at.tzinfo is None:
                 raise ValueError("at must carry its UTC offset")
         except (ValueError, TypeError, KeyError) as exc:
-            raise StoreUnavailable(f"{self.path} is not an update record warden wrote: {exc}") from exc
+            raise StoreUnavailable(self.not_ours(exc)) from exc
         return TakenUpdate(update_id, at)
-
-    def set_aside(self) -> str:
-        try:
-            return str(set_aside(self.path))
-        except OSError as exc:
-            raise StoreUnavailable(f"cannot move {self.path} aside: {exc}") from exc
