@@ -5,6 +5,7 @@ trading."""
 
 from __future__ import annotations
 
+from contextlib import AbstractAsyncContextManager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,13 @@ async def alt_started(fleet: Fleet) -> Engine:
     return alt
 
 
+def serving(settings: Settings, **options: Any) -> AbstractAsyncContextManager[Fleet]:
+    """The fleet, starting a failed account again at once (0.05 s)."""
+    return running_fleet(
+        settings, price_feed=False, notifier=lambda _: RecordingNotifier(), restart_after=0.05, **options
+    )
+
+
 def settings_for(tmp_path: Path, store_url: str) -> Settings:
     return fleet_settings(tmp_path, store_url, TWO_SIM)
 
@@ -81,9 +89,7 @@ async def test_an_account_not_running_at_a_kill_of_all_starts_killed(
     tmp_path: Path, store_url: str, alt_down: Outage
 ) -> None:
     settings = settings_for(tmp_path, store_url)
-    async with running_fleet(
-        settings, price_feed=False, notifier=lambda _: RecordingNotifier(), restart_after=0.05
-    ) as fleet:
+    async with serving(settings) as fleet:
         assert fleet.runtime("alt") is None
         killed = await kill_all(fleet, reason="exchange trouble")
         assert killed.status_code == 503, killed.text  # alt's kill switch is not on *now*
@@ -117,15 +123,11 @@ async def test_a_kept_kill_survives_a_restart_of_warden_before_the_account_start
     tmp_path: Path, store_url: str, alt_down: Outage
 ) -> None:
     settings = settings_for(tmp_path, store_url)
-    async with running_fleet(
-        settings, price_feed=False, notifier=lambda _: RecordingNotifier(), restart_after=0.05
-    ) as fleet:
+    async with serving(settings) as fleet:
         killed = await kill_all(fleet)
         assert "kept in" in killed.json()["accounts"]["alt"]["error"]
     alt_down.down = False  # warden restarts; now alt's database answers
-    async with running_fleet(
-        settings, price_feed=False, notifier=lambda _: RecordingNotifier(), restart_after=0.05
-    ) as fleet:
+    async with serving(settings) as fleet:
         alt = await alt_started(fleet)
         with pytest.raises(TradingRefused, match="kill"):
             await alt.open_position(OpenPosition(SOL, Side.LONG, Decimal(100)))
@@ -137,9 +139,7 @@ async def test_resuming_the_account_ends_the_kept_kill(
     tmp_path: Path, store_url: str, alt_down: Outage
 ) -> None:
     settings = settings_for(tmp_path, store_url)
-    async with running_fleet(
-        settings, price_feed=False, notifier=lambda _: RecordingNotifier(), restart_after=0.05
-    ) as fleet:
+    async with serving(settings) as fleet:
         await kill_all(fleet)
         alt_down.down = False
         alt = await alt_started(fleet)
@@ -148,9 +148,7 @@ async def test_resuming_the_account_ends_the_kept_kill(
         opened = await alt.open_position(OpenPosition(SOL, Side.LONG, Decimal(100)))
         assert opened.status.value == "protected"
         assert not (settings.data_dir / "kill-alt.json").exists()
-    async with running_fleet(
-        settings, price_feed=False, notifier=lambda _: RecordingNotifier(), restart_after=0.05
-    ) as fleet:  # nothing kept brings the kill back
+    async with serving(settings) as fleet:  # nothing kept brings the kill back
         alt = await alt_started(fleet)
         assert not alt.controls.state.killed
 
@@ -160,9 +158,7 @@ async def test_an_unreadable_kept_kill_is_a_kill(tmp_path: Path, store_url: str)
     settings = settings_for(tmp_path, store_url)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     (settings.data_dir / "kill-alt.json").write_text('{"version": 1, "reas')
-    async with running_fleet(
-        settings, price_feed=False, notifier=lambda _: RecordingNotifier(), restart_after=0.05
-    ) as fleet:
+    async with serving(settings) as fleet:
         alt = await alt_started(fleet)
         assert alt.controls.state.killed
         assert "cannot be read" in (alt.controls.state.reason or "") or "unreadable" in (
@@ -179,13 +175,7 @@ async def test_a_bare_telegram_kill_keeps_the_kill_for_an_account_not_running(
     """/kill without @NAME from Telegram: the same as the API's kill of every account."""
     extra = f'telegram_token = "{BOT_TOKEN}"\ntelegram_chat_ids = "{CHAT}"\ntelegram_api_url = "{api.url}"'
     settings = fleet_settings(tmp_path, f"sqlite:///{tmp_path}/w.db", TWO_SIM, extra=extra)
-    async with running_fleet(
-        settings,
-        price_feed=False,
-        notifier=lambda _: RecordingNotifier(),
-        beside=[run_fleet_bot],
-        restart_after=0.05,
-    ) as fleet:
+    async with serving(settings, beside=[run_fleet_bot]) as fleet:
         await eventually(lambda: engine(fleet, "main").status().accepting_signals, what="main ready")
         await api.say(CHAT, "/kill")
         said = lambda: [t for t in api.texts(CHAT) if "kill switch" in t]  # noqa: E731

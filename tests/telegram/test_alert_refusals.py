@@ -27,6 +27,7 @@ from warden.adapters.telegram import TelegramChannel, close_bot, make_bot
 from warden.bootstrap import running
 from warden.domain.alerts import Alert, AlertId, AlertKind
 from warden.entrypoints.telegram import run_bot
+from warden.ports import Store
 from warden.service.delivery import Deliverer, DeliveryConfig
 
 REFUSING, FINE = 111, 222
@@ -52,11 +53,20 @@ async def bot(api: FakeBotApi) -> AsyncIterator[Bot]:
     await close_bot(made)
 
 
-def deliverer(bot: Bot, clock: FakeClock, *others: Any) -> Deliverer:
+def deliverer(bot: Bot, clock: FakeClock, *others: Any, store: Store | None = None) -> Deliverer:
     channels = [TelegramChannel(bot, REFUSING), TelegramChannel(bot, FINE), *others]
     return Deliverer(
-        InMemoryStore(), clock, RecordingNotifier(), channels, config=DeliveryConfig(poll_interval=3600)
+        store or InMemoryStore(),
+        clock,
+        RecordingNotifier(),
+        channels,
+        config=DeliveryConfig(poll_interval=3600),
     )
+
+
+def restart(before: Deliverer, bot: Bot, clock: FakeClock, *others: Any) -> Deliverer:
+    """A new process's Deliverer over `before`'s outbox: nothing in memory."""
+    return deliverer(bot, clock, *others, store=before.store)
 
 
 async def raise_alert(d: Deliverer, clock: FakeClock, n: int) -> None:
@@ -178,13 +188,7 @@ async def test_a_restart_does_not_send_again_what_the_other_chats_had_while_one_
         await first.deliver_pending()
     assert messages(api, FINE) == webhook.got == ["alert 1", "alert 2", "alert 3"]
 
-    restarted = Deliverer(  # the same outbox, a new process: nothing in memory
-        first.store,
-        clock,
-        RecordingNotifier(),
-        [TelegramChannel(bot, REFUSING), TelegramChannel(bot, FINE), webhook],
-        config=DeliveryConfig(poll_interval=3600),
-    )
+    restarted = restart(first, bot, clock, webhook)  # the same outbox, a new process: nothing in memory
     await restarted.deliver_pending()
     assert messages(api, FINE) == ["alert 1", "alert 2", "alert 3"], "sent again after the restart"
     assert webhook.got == ["alert 1", "alert 2", "alert 3"], "sent again after the restart"
@@ -253,13 +257,7 @@ async def test_an_alert_queued_while_the_database_was_down_keeps_its_channels_on
     await first.store.append_events([], [alert])  # the queued write lands
     await first.deliver_pending()
 
-    restarted = Deliverer(
-        first.store,
-        clock,
-        RecordingNotifier(),
-        [TelegramChannel(bot, REFUSING), TelegramChannel(bot, FINE), webhook],
-        config=DeliveryConfig(poll_interval=3600),
-    )
+    restarted = restart(first, bot, clock, webhook)
     await restarted.deliver_pending()
     assert messages(api, FINE) == ["queued alert"], "sent again after the restart"
     assert webhook.got == ["queued alert"], "sent again after the restart"
