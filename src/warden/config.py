@@ -79,6 +79,26 @@ WARDEN_DB_PORT_5432_TCP[_PROTO|_PORT|_ADDR]): not settings, never read, never re
 _config_file: ContextVar[Path | None] = ContextVar("warden_config_file", default=None)
 
 
+class _WithoutServiceLink(PydanticBaseSettingsSource):
+    """The environment, less WARDEN_PORT=tcp://IP:PORT: the service link Kubernetes puts into
+    every pod for a Service named `warden` (SERVICE_LINK_URL), not the port to listen on. Read
+    as `port`, it stopped warden starting; `port` comes from the file or its default then."""
+
+    def __init__(self, inner: PydanticBaseSettingsSource) -> None:
+        super().__init__(inner.settings_cls)
+        self.inner = inner
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self.inner.get_field_value(field, field_name)
+
+    def __call__(self) -> dict[str, Any]:
+        values = self.inner()
+        port = values.get("port")
+        if isinstance(port, str) and SERVICE_LINK_URL.fullmatch(port.strip()):
+            del values["port"]
+        return values
+
+
 class ConfigError(ValueError):
     """A setting that cannot be used; `field` names it (`config` for the file itself)."""
 
@@ -497,7 +517,7 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         toml = _config_file.get() or _env_config_file()
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        sources: list[PydanticBaseSettingsSource] = [init_settings, _WithoutServiceLink(env_settings)]
         if toml is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml))
         return tuple(sources)

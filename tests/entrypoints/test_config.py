@@ -349,3 +349,23 @@ def test_kubernetes_service_variables_are_not_refused(monkeypatch: pytest.Monkey
     with pytest.raises(ConfigError) as info:
         Settings.load()
     assert info.value.field == "WARDEN_DB_PORT"
+
+
+def test_the_service_link_of_a_service_named_warden_is_not_the_port(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A Service named `warden` (warden's own, the likeliest name) gives every pod of the namespace
+    WARDEN_PORT=tcp://IP:PORT. Read as the `port` setting it stopped warden starting ("port: …
+    not a valid integer"); it is Kubernetes', not the trader's, and is not read. A port the trader
+    sets (in the file, or WARDEN_PORT=9000) still counts; a bad one is still refused."""
+    monkeypatch.setenv("WARDEN_PORT", "tcp://10.96.0.13:8080")
+    assert Settings.load().port == Settings.model_fields["port"].default
+    config = tmp_path / "warden.toml"
+    config.write_text("port = 9001\n")
+    assert Settings.load(config).port == 9001
+    monkeypatch.setenv("WARDEN_PORT", "9000")
+    assert Settings.load(config).port == 9000
+    monkeypatch.setenv("WARDEN_PORT", "http://10.96.0.13:8080")  # not what Kubernetes writes
+    with pytest.raises(ConfigError) as info:
+        Settings.load()
+    assert info.value.field == "port"
