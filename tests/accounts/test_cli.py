@@ -113,3 +113,43 @@ async def test_kill_without_account_stops_all_and_says_so(fleet: Fleet, url: str
     assert every.stdout.splitlines()[0] == "kill switch on ALL 2 accounts:"
     assert "main: kill switch on" in every.stdout and "alt: kill switch on" in every.stdout
     assert all(fleet.runtimes[name].engine.status().controls.killed for name in ("main", "alt"))
+
+
+async def test_a_partial_kill_of_all_shows_each_account_and_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`warden kill --flatten` with one account not running: the API answers 503 kill_incomplete
+    with each account's outcome. The CLI printed only the error line: main's flatten (what it
+    closed, what it could NOT close) was not shown. Each account's outcome is printed, the kept
+    kill named, and the exit is non-zero."""
+    from decimal import Decimal
+
+    from tests.accounts.test_kill_waiting import Outage, serving
+    from warden.domain.values import Side, Symbol
+    from warden.service.commands import OpenPosition
+
+    Outage(monkeypatch, "alt")
+    settings = fleet_settings(tmp_path, f"sqlite:///{tmp_path}/w.db", TWO_SIM)
+    async with serving(settings) as fleet:
+        main = fleet.runtime("main")
+        assert main is not None and fleet.runtime("alt") is None
+        await main.engine.open_position(OpenPosition(Symbol("SOL/USDT:USDT"), Side.LONG, Decimal(100)))
+        sock = free_socket()
+        config = uvicorn.Config(create_app(lambda: fleet), log_config=None, access_log=False, lifespan="off")
+        server = QuietServer(config)
+        task = asyncio.create_task(server.serve(sockets=[sock]))
+        host, port = sock.getsockname()
+        try:
+            killed = await cli(f"http://{host}:{port}", "kill", "--flatten", "--reason", "all")
+        finally:
+            server.should_exit = True
+            await task
+            sock.close()
+    assert killed.exit_code == 1, killed.output  # the kill is not on everywhere: a failure
+    assert "kill switch NOT on for alt" in killed.stderr, killed.stderr
+    lines = killed.stdout.splitlines()
+    [main_line] = [line for line in lines if line.strip().startswith("main:")]
+    assert "main: kill switch on: no new entries; closed 1 position(s)" in main_line, killed.stdout
+    [alt_line] = [line for line in lines if line.strip().startswith("alt:")]
+    assert "alt: NOT stopped: not running" in alt_line, killed.stdout
+    assert "it starts with the kill switch on" in alt_line and "its positions were NOT closed" in alt_line

@@ -63,10 +63,12 @@ def print_json(body: object) -> None:
 class CliError(Exception):
     """One line for the user; `code` is the exit status."""
 
-    def __init__(self, message: str, code: int = 1) -> None:
+    def __init__(self, message: str, code: int = 1, body: object = None) -> None:
         super().__init__(message)
         self.message = message
         self.code = code
+        self.body = body
+        """The API's error JSON, when it answered one (a partial kill's accounts)."""
 
 
 class NotFound(CliError):
@@ -148,7 +150,7 @@ class Client:
             return body
         if response.status_code == 404 and isinstance(body, Mapping) and body.get("field") == "position_id":
             raise NotFound(error_line(response.status_code, body))
-        raise CliError(error_line(response.status_code, body))
+        raise CliError(error_line(response.status_code, body), body=body)
 
 
 def error_line(status: int, body: object) -> str:
@@ -541,16 +543,29 @@ def kill(
 
     def action() -> None:
         with Client(url, need_token=True, account=account) as client:
-            body = client.call("POST", f"{API}/kill", json={"flatten": flatten, "reason": reason or ""})
+            try:
+                body = client.call("POST", f"{API}/kill", json={"flatten": flatten, "reason": reason or ""})
+            except CliError as exc:
+                # 503 kill_incomplete: each account's outcome still shows (what main's flatten
+                # closed, and did NOT close; where alt's kill is kept), then the error and exit 1
+                if isinstance(exc.body, Mapping) and exc.body.get("scope") == "all accounts":
+                    every_account(exc.body, done=False)
+                raise
         if body.get("scope") == "all accounts":
-            out.print(f"kill switch on ALL {len(body['accounts'])} accounts:", markup=False)
-            for name, one in body["accounts"].items():
-                line = f"NOT stopped: {one['error']}" if "error" in one else kill_line(one)
-                out.print(f"  {name}: {line}", markup=False)
+            every_account(body, done=True)
             return
         out.print(kill_line(body), markup=False)
 
     run_client(action)
+
+
+def every_account(body: Mapping[str, Any], done: bool) -> None:
+    """A kill of every account: one line per account, its outcome or why it was not stopped."""
+    accounts: Mapping[str, Any] = body.get("accounts") or {}
+    out.print(f"kill switch {'on' if done else 'NOT on'} ALL {len(accounts)} accounts:", markup=False)
+    for name, one in accounts.items():
+        line = f"NOT stopped: {one['error']}" if "error" in one else kill_line(one)
+        out.print(f"  {name}: {line}", markup=False)
 
 
 def kill_line(body: Mapping[str, Any]) -> str:
