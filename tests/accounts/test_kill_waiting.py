@@ -191,3 +191,58 @@ async def test_a_bare_telegram_kill_keeps_the_kill_for_an_account_not_running(
         alt = await alt_started(fleet)
         with pytest.raises(TradingRefused, match="kill"):
             await alt.open_position(OpenPosition(SOL, Side.LONG, Decimal(100)))
+
+
+async def test_a_bare_telegram_kill_keeps_the_kill_for_an_account_whose_engine_stopped(
+    tmp_path: Path,
+    api: FakeBotApi,  # noqa: F811
+) -> None:
+    """An account whose engine has stopped (its runtime torn down, the fleet about to start it
+    again): the API's kill of every account keeps the kill for it; Telegram's bare /kill answered
+    "refused: engine is stopped" and kept nothing, so the account started again trading."""
+    extra = f'telegram_token = "{BOT_TOKEN}"\ntelegram_chat_ids = "{CHAT}"\ntelegram_api_url = "{api.url}"'
+    settings = fleet_settings(tmp_path, f"sqlite:///{tmp_path}/w.db", TWO_SIM, extra=extra)
+    async with serving(settings, beside=[run_fleet_bot]) as fleet:
+        await eventually(lambda: engine(fleet, "alt").status().accepting_signals, what="alt ready")
+        await engine(fleet, "alt").stop()
+        await api.say(CHAT, "/kill flatten")
+        said = lambda: [t for t in api.texts(CHAT) if "kill switch" in t]  # noqa: E731
+        await eventually(lambda: bool(said()), timeout=15, what="the kill's answer")
+        [answer] = said()
+        assert answer.startswith("kill switch NOT on for alt"), answer
+        [alt_line] = [line for line in answer.splitlines() if line.startswith("[alt]")]
+        assert "it starts with the kill switch on" in alt_line, answer
+        assert "its positions were NOT closed" in alt_line, answer
+        assert fleet.kill_waiting("alt") is not None
+        assert engine(fleet, "main").controls.state.killed
+
+
+async def test_the_api_keeps_the_kill_for_an_account_whose_engine_stopped(
+    tmp_path: Path, store_url: str
+) -> None:
+    settings = settings_for(tmp_path, store_url)
+    async with serving(settings) as fleet:
+        await eventually(lambda: engine(fleet, "alt").status().accepting_signals, what="alt ready")
+        await engine(fleet, "alt").stop()
+        killed = await kill_all(fleet, flatten=True)
+        assert killed.status_code == 503, killed.text
+        alt_said = killed.json()["accounts"]["alt"]["error"]
+        assert "it starts with the kill switch on" in alt_said and "NOT closed" in alt_said, alt_said
+        assert fleet.kill_waiting("alt") is not None
+
+
+async def test_a_mistyped_bare_telegram_kill_keeps_nothing(
+    tmp_path: Path,
+    api: FakeBotApi,  # noqa: F811
+    alt_down: Outage,
+) -> None:
+    """/kill flaten (a typo): main answered its usage, while alt, not running, had a kill kept."""
+    extra = f'telegram_token = "{BOT_TOKEN}"\ntelegram_chat_ids = "{CHAT}"\ntelegram_api_url = "{api.url}"'
+    settings = fleet_settings(tmp_path, f"sqlite:///{tmp_path}/w.db", TWO_SIM, extra=extra)
+    async with serving(settings, beside=[run_fleet_bot]) as fleet:
+        await eventually(lambda: engine(fleet, "main").status().accepting_signals, what="main ready")
+        await api.say(CHAT, "/kill flaten")
+        said = lambda: [t for t in api.texts(CHAT) if "usage" in t]  # noqa: E731
+        await eventually(lambda: bool(said()), timeout=15, what="the usage")
+        assert fleet.kill_waiting("alt") is None, said()
+        assert not engine(fleet, "main").controls.state.killed

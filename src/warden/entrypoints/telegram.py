@@ -59,6 +59,7 @@ from warden.service.commands import (
     EngineState,
     EngineStatus,
     KillReport,
+    NotHolder,
     OpenPosition,
     PositionNotFound,
     PositionView,
@@ -458,8 +459,14 @@ class FleetCommands:
         if name in ("help", "start"):
             return Reply(HELP + f"\naccounts: {self._listed()}; add @NAME to a command, e.g. short sol @main")
         if name == "kill":
+            args = rest.split()[1:]
+            flatten = bool(args) and args[0].lower() == "flatten"
+            if args and not flatten:  # nothing done, nothing kept (a typo is not a kill)
+                return Reply("usage: /kill [flatten]; nothing was done", done=False)
             # At once: one account's slow flatten (its exchange not answering) holds no other back.
-            replies = await asyncio.gather(*(self._kill(account, chat_id, rest) for account in self.accounts))
+            replies = await asyncio.gather(
+                *(self._kill(account, chat_id, rest, flatten) for account in self.accounts)
+            )
             missed = [account for account, r in zip(self.accounts, replies, strict=True) if not r.done]
             header = "kill switch on ALL accounts:"
             if missed:  # a partial kill is never read as done
@@ -476,19 +483,34 @@ class FleetCommands:
             " nothing was sent"
         )
 
-    async def _kill(self, name: str, chat_id: int, text: str) -> Reply:
-        """One account's part of a kill of every account; one not running has it kept for its start."""
+    async def _kill(self, name: str, chat_id: int, text: str, flatten: bool) -> Reply:
+        """One account's part of a kill of every account; one not running, or whose engine has
+        stopped, has it kept for its start (as the API's kill of every account does)."""
         commands = self.accounts.get(name)
-        if not isinstance(commands, str) or self.keep_kill is None:
+        if self.keep_kill is None or commands is None:
             return await self._one(name, chat_id, text)
+        if isinstance(commands, str):
+            return await self._keep(name, f"not running: {commands}", flatten)
+        try:
+            report = await commands.engine.kill(flatten, "from Telegram")
+        except NotHolder as exc:  # stopped: kept for its next start; a standby: its holder decides
+            if commands.engine.status().state is EngineState.READ_ONLY:
+                return Reply(f"[{name}] {refusal_text(exc)}", done=False)
+            return await self._keep(name, exc.reason, flatten)
+        except Exception as exc:  # one account's refusal does not stop the others' kill
+            return Reply(f"[{name}] {refusal_text(exc)}", done=False)
+        return Reply(f"[{name}] {kill_text(report, flatten)}")
+
+    async def _keep(self, name: str, why: str, flatten: bool) -> Reply:
+        assert self.keep_kill is not None
         try:
             kept = f"kept in {await self.keep_kill(name, 'from Telegram')}: it starts with the kill switch on"
         except StoreUnavailable as exc:
             kept = (
                 f"kept in memory only ({exc}): it starts with the kill switch on unless warden restarts first"
             )
-        unclosed = "; its positions were NOT closed" if "flatten" in text.split()[1:] else ""
-        return Reply(f"[{name}] not running: {commands}; {kept}{unclosed}", done=False)
+        unclosed = "; its positions were NOT closed" if flatten else ""
+        return Reply(f"[{name}] {why}; {kept}{unclosed}", done=False)
 
     async def _one(self, name: str, chat_id: int, text: str) -> Reply:
         commands = self.accounts.get(name)
