@@ -159,8 +159,8 @@ async def test_without_a_record_a_command_sent_before_the_first_start_is_not_run
 async def test_nothing_runs_while_the_record_cannot_be_written_and_it_runs_once_it_can(
     tmp_path: Path, api: FakeBotApi, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The record cannot be written (disk full, read-only): the batch does not run, /status says
-    why, and it is tried again; once the record is written the command runs, once."""
+    """The record cannot be written (disk full, read-only): the batch does not run, /status and
+    the chat say why, and it is tried again; once the record is written the command runs, once."""
     attempts: list[int] = []
     broken = True
     save = FileUpdateRecord.save
@@ -177,12 +177,41 @@ async def test_nothing_runs_while_the_record_cannot_be_written_and_it_runs_once_
         await eventually(lambda: len(attempts) >= 2, timeout=15, what="the record tried again")
         assert "Telegram commands are not executed: cannot record" in warnings_of(rt)
         assert await rt.store.list_positions(include_closed=True) == []
-        assert answers(api) == []
+        await eventually(lambda: bool(answers(api)), timeout=15, what="the trader told")
+        assert [a.split(":")[0] for a in answers(api)] == ["not executed"]  # told, nothing else
         broken = False
         await eventually(lambda: bool(replies(api, "✅")), timeout=15, what="the command, once recorded")
         assert len(await rt.store.list_positions()) == 1
         assert "cannot record" not in warnings_of(rt)
     assert set(attempts) == {api.last_update_id}
+
+
+async def test_a_kill_sent_while_the_record_cannot_be_written_is_answered_not_met_with_silence(
+    tmp_path: Path, api: FakeBotApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Disk full: nothing runs, but the trader who sends /kill (or /status, which cannot run
+    either) hears so in the chat at once, once per command however often the batch is retried,
+    and where to stop trading meanwhile; silence would leave them believing warden was killed."""
+    attempts: list[int] = []
+
+    def failing_save(self: FileUpdateRecord, taken: TakenUpdate) -> None:
+        attempts.append(taken.update_id)
+        raise StoreUnavailable(f"cannot write {self.path}: [Errno 28] No space left on device")
+
+    monkeypatch.setattr(FileUpdateRecord, "save", failing_save)
+    async with running(bot_settings(tmp_path, api), price_feed=False, beside=[run_bot]) as rt:
+        await api.say(CHAT, "/kill")
+        await eventually(lambda: bool(answers(api)), timeout=15, what="the trader told")
+        await eventually(lambda: len(attempts) >= 3, timeout=15, what="the record tried again")
+        [told] = answers(api)
+        assert told.startswith("not executed")
+        assert "No space left on device" in told
+        assert "warden kill" in told
+        assert not rt.engine.controls.state.killed
+        await api.say(CHAT, "/status")
+        await eventually(lambda: len(answers(api)) == 2, timeout=15, what="the second command told")
+        await eventually(lambda: attempts.count(api.last_update_id) >= 2, timeout=15, what="retried")
+        assert len(answers(api)) == 2
 
 
 @pytest.mark.parametrize(("recorded_ago", "runs"), [(timedelta(days=8), True), (timedelta(minutes=1), False)])

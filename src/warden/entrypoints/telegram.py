@@ -22,7 +22,8 @@ trading: polling backs off and /status shows a warning; alerts wait in the outbo
 Every update runs at most once, even across a crash: Telegram hears that an update was taken
 only with the next getUpdates, so before any update of a batch runs the bot records the highest
 id it took (`UpdateRecord`, a file per bot in the data directory, written whole), starts from
-that record (its offset, and skipping an id not above it), and runs nothing it could not record.
+that record (its offset, and skipping an id not above it), and runs nothing it could not record
+(telling the chat that sent it so, at once: a /kill met with silence reads as done).
 """
 
 from __future__ import annotations
@@ -580,6 +581,8 @@ class TelegramBot:
         self._taken: TakenUpdate | None = None
         self._unrecorded = 0
         """Batches in a row whose record could not be written."""
+        self._told_up_to = -1
+        """The highest update id whose chat was told it could not run (its record not written)."""
         self._unsure: tuple[datetime, str] | None = None
         """Without a record to start from (none yet, or unreadable): a message sent before this
         time is not executed, as an earlier warden may have run it; and why."""
@@ -654,6 +657,7 @@ class TelegramBot:
             except StoreUnavailable as exc:
                 self._unrecorded += 1
                 self._not_recorded(exc, len(fresh))
+                self._tell_not_run(fresh, exc)
                 return False
             if self._unrecorded:
                 log.info("telegram_record_written", after_failures=self._unrecorded, record=self.record.where)
@@ -723,6 +727,29 @@ class TelegramBot:
         failures = self._unrecorded
         if failures in (1, 10) or failures % 100 == 0:
             log.error("telegram_record_not_written", error=str(exc), updates=count, failures=failures)
+
+    def _tell_not_run(self, fresh: Sequence[Update], exc: StoreUnavailable) -> None:
+        """Each allowlisted chat that sent one of `fresh` hears at once that it did not run (once
+        per update, however often the batch comes again): a /kill met with silence reads as done."""
+        for update in fresh:
+            chat = update.effective_chat
+            if update.update_id <= self._told_up_to or chat is None or chat.id not in self.chat_ids:
+                continue
+            text = (
+                f"not executed: warden cannot record which Telegram commands it took ({exc}); it"
+                f" retries, and runs this once it can if that is within {int(STALE.total_seconds() // 60)}"
+                " min, else send it again. Meanwhile the HTTP API works (`warden kill`, `warden pause`)"
+            )
+            task = asyncio.get_running_loop().create_task(self._tell(chat.id, text))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        self._told_up_to = max([self._told_up_to, *(u.update_id for u in fresh)])
+
+    async def _tell(self, chat_id: int, text: str) -> None:
+        try:
+            await self.send(chat_id, Reply(text))
+        except Exception as exc:  # Telegram refused or unreachable: the /status warning stands
+            log.warning("telegram_reply_failed", chat_id=chat_id, error=_safe(exc, self.bot.token))
 
     def _note(self, text: str) -> None:
         for engine in self.engines:
