@@ -3,6 +3,7 @@ can: a crash before the database is back no longer loses a kill switch. On SQLit
 
 from __future__ import annotations
 
+import errno
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.service.harness import SOL, Harness
+from warden.adapters import files
 from warden.adapters.spill import FileControlsSpill
 from warden.domain.alerts import AlertKind
 from warden.domain.controls import Controls, KeptControls
@@ -160,8 +162,12 @@ async def test_when_the_spill_cannot_be_written_the_trader_is_told_a_restart_los
     assert any("loses them" in w for w in harness.engine.status().warnings)
 
 
+def full_disk(*args: object, **kwargs: object) -> tuple[int, str]:
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
 async def test_a_change_the_spill_cannot_keep_does_not_let_an_older_spilled_one_come_back(
-    harness: Harness,
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Found attacking the spill: a resume kept in the file, then a kill the file could not take
     (a full disk) — the trader is told a restart loses the kill, so it must go back to what the
@@ -170,7 +176,7 @@ async def test_a_change_the_spill_cannot_keep_does_not_let_an_older_spilled_one_
     harness.store.down = True
     await harness.engine.resume()
     assert harness.spill.exists()
-    (harness.spill.parent / (harness.spill.name + ".tmp")).mkdir()  # every later write fails
+    monkeypatch.setattr(files.tempfile, "mkstemp", full_disk)  # every later write fails
     await harness.engine.kill(reason="not kept")
     [_, said] = alerts(harness, AlertKind.KILL_ON)
     assert "NOT stored" in said, said

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -14,16 +15,24 @@ from warden.ports import StoreUnavailable
 
 
 def write_whole(path: Path, body: bytes) -> None:
-    """Replace `path`'s content with `body`, durably (owner-only permissions); raises OSError."""
-    tmp = path.with_name(path.name + ".tmp")
+    """Replace `path`'s content with `body`, durably (owner-only permissions); raises OSError.
+
+    The temporary file is this write's own (`<name>.<random>.tmp`): two writers of one file at
+    once (two threads, two processes) each rename a whole body, never one spliced from both; and
+    it is removed when the write fails (a full disk keeps no half-written leftovers)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")  # 0600
+    tmp = Path(name)
     try:
-        os.write(fd, body)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+        try:
+            os.write(fd, body)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     fsync_dir(path.parent)
 
 

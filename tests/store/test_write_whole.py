@@ -1,0 +1,42 @@
+"""`files.write_whole`: the file holds the old content or the new, whole, whatever the writes around
+it do: two writers of one file at once (a kill of every account kept for an account from the API
+and from Telegram at the same moment, each in its own thread)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from warden.adapters import files
+from warden.adapters.spill import FileWaitingKill
+
+
+def test_two_writers_of_one_file_at_once_leave_one_whole_and_both_succeed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second writer runs entirely between the first's open and write of its temporary file
+    (threads scheduled so): each is kept whole or replaced whole, never spliced together."""
+    path = tmp_path / "kill-main.json"
+    real_write = os.write
+    interleaved: list[int] = []
+
+    def write(fd: int, body: bytes) -> int:
+        if not interleaved:
+            interleaved.append(fd)
+            other = FileWaitingKill(path)
+            other.mark("from the API: a much longer reason than the other one")
+            other.save()
+        return real_write(fd, body)
+
+    monkeypatch.setattr(files.os, "write", write)
+    first = FileWaitingKill(path)
+    first.mark("from Telegram")
+    first.save()  # raised StoreUnavailable: its temporary file was the other's, renamed away
+    monkeypatch.undo()
+    assert FileWaitingKill(path).pending() in (
+        "from Telegram",
+        "from the API: a much longer reason than the other one",
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kill-main.json"]
