@@ -40,3 +40,18 @@ def test_two_writers_of_one_file_at_once_leave_one_whole_and_both_succeed(
         "from the API: a much longer reason than the other one",
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kill-main.json"]
+
+
+def test_a_short_write_is_completed_not_renamed_in_half(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """os.write may write less than it is given (a network file system, a disk filling up under a
+    large body): the rest is written before the rename, or the write fails."""
+    real_write = os.write
+    monkeypatch.setattr(files.os, "write", lambda fd, body: real_write(fd, bytes(body)[:7]))
+    path = tmp_path / "kill-main.json"
+    kill = FileWaitingKill(path)
+    kill.mark("from Telegram")
+    kill.save()
+    monkeypatch.undo()
+    assert FileWaitingKill(path).pending() == "from Telegram"

@@ -25,7 +25,12 @@ def write_whole(path: Path, body: bytes) -> None:
     tmp = Path(name)
     try:
         try:
-            os.write(fd, body)
+            view = memoryview(body)
+            while view:  # os.write may write less than it is given
+                written = os.write(fd, view)
+                if written <= 0:
+                    raise OSError(f"{tmp}: nothing written")
+                view = view[written:]
             os.fsync(fd)
         finally:
             os.close(fd)
