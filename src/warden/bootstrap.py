@@ -44,7 +44,7 @@ from warden.ports import (
     UpdateRecord,
     WaitingKill,
 )
-from warden.service.commands import NotHolder
+from warden.service.commands import EngineState, KillReport, NotHolder
 from warden.service.config import EngineConfig
 from warden.service.engine import Engine
 
@@ -448,16 +448,6 @@ def waiting_kill_of(data_dir: Path, account: str) -> WaitingKill:
     return FileWaitingKill(data_dir / f"kill-{account}.json")
 
 
-async def keep_kill(waiting: WaitingKill, reason: str) -> str:
-    """Keep a kill of every account for an account whose engine cannot take it now (not running,
-    stopped): in force at once in this process (memory first), then on disk for a restart; the
-    account's engine puts it in force before it lets any signal in. Where it is kept; raises
-    StoreUnavailable when it could not be written (it holds in this process all the same)."""
-    waiting.mark(reason or "a kill of every account")
-    await asyncio.to_thread(waiting.save)
-    return waiting.where
-
-
 def _what_beside_shows(engine: Engine, exchange: Exchange, bot: Any) -> None:
     """What /status shows from beside the engine: the Telegram bot's absence, and the exchange
     adapter's warnings (e.g. the host's clock far off the exchange's)."""
@@ -653,21 +643,47 @@ class Fleet:
     retrying: set[str] = field(default_factory=set)
     """Accounts whose engine failed and will be started again (their `failures` say why)."""
     kills: dict[str, WaitingKill] = field(default_factory=dict)
-    """Each account's waiting kill (`keep_kill`), handed to its engine at every start."""
+    """Each account's waiting kill (`kill_account`), handed to its engine at every start."""
 
     @property
     def multi_account(self) -> bool:
         return len(self.names) > 1
 
-    async def keep_kill(self, name: str, reason: str) -> str:
-        """A kill of every account for `name`, whose engine is not running here or has stopped:
-        it starts with the kill switch on (bootstrap.keep_kill)."""
-        return await keep_kill(self.kills[name], reason)
+    async def kill_account(self, name: str, flatten: bool, reason: str) -> KillReport | str:
+        """One account's part of a kill of every account (the API's and Telegram's): its report,
+        or why its kill switch is not on now. An account whose engine cannot take the kill (not
+        running, or stopped) has it kept: in force at once in this process (memory first), then
+        on disk for a restart, and its engine puts it in force before it lets any signal in. Not
+        for a standby: the engine holding the account decides. Other refusals are raised."""
+        runtime = self.runtimes.get(name)
+        if runtime is None:
+            why = f"not running: {self.failures.get(name, 'it is starting')}"
+        else:
+            try:
+                return await runtime.engine.kill(flatten, reason)
+            except NotHolder as exc:
+                why = f"{type(exc).__name__}: {exc}"
+                if runtime.engine.status().state is EngineState.READ_ONLY:
+                    return why
+        waiting = self.kills[name]
+        waiting.mark(reason or "a kill of every account")
+        try:
+            await asyncio.to_thread(waiting.save)
+        except StoreUnavailable as exc:
+            kept = (
+                f"kept in memory only ({exc}): it starts with the kill switch on unless warden restarts first"
+            )
+        else:
+            kept = f"kept in {waiting.where}: it starts with the kill switch on"
+        return f"{why}; {kept}{'; its positions were NOT closed' if flatten else ''}"
 
     def kill_waiting(self, name: str) -> str | None:
-        """The reason of a kill kept for `name`, while it waits for the account's engine."""
+        """What to say of a kill kept for `name` while it waits for the account's engine."""
         kill = self.kills.get(name)
-        return None if kill is None else kill.pending()
+        reason = None if kill is None else kill.pending()
+        if reason is None:
+            return None
+        return f"a kill of every account is kept for it ({reason}): it starts with the kill switch on"
 
     def runtime(self, name: str) -> Runtime | None:
         return self.runtimes.get(name)

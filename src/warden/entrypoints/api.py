@@ -103,7 +103,7 @@ from warden.service.commands import (
     ClosePosition,
     EngineState,
     EngineStatus,
-    NotHolder,
+    KillReport,
     OpenPosition,
     PositionNotFound,
     PositionView,
@@ -169,13 +169,13 @@ class FleetApi(Protocol):
     @property
     def failures(self) -> Mapping[str, str]: ...
     def runtime(self, name: str) -> RuntimeApi | None: ...
-    async def keep_kill(self, name: str, reason: str) -> str:
-        """Keep a kill of every account for `name`, whose engine cannot take it now: it starts
-        with the kill switch on. Where it is kept; StoreUnavailable when only in memory."""
+    async def kill_account(self, name: str, flatten: bool, reason: str) -> KillReport | str:
+        """One account's part of a kill of every account: its report, or why its kill switch is
+        not on now (and whether the kill is kept for its start: bootstrap.Fleet.kill_account)."""
         ...
 
     def kill_waiting(self, name: str) -> str | None:
-        """The reason of a kill kept for `name` (it is not running), else None."""
+        """What to say of a kill kept for `name` (it is not running), else None."""
         ...
 
 
@@ -200,8 +200,8 @@ class Solo:
     def runtime(self, name: str) -> RuntimeApi | None:
         return self.only if name == self.only.settings.account else None
 
-    async def keep_kill(self, name: str, reason: str) -> str:
-        raise StoreUnavailable("one engine serves one account here: it takes its kill itself")
+    async def kill_account(self, name: str, flatten: bool, reason: str) -> KillReport | str:
+        return await cast(ControlsApi, self.only.engine).kill(flatten, reason)
 
     def kill_waiting(self, name: str) -> str | None:
         return None
@@ -370,7 +370,8 @@ class _Context:
         why = fleet.failures.get(account)
         if why is None:
             return None
-        return "; ".join([why, *_kept_note(fleet.kill_waiting(account))])
+        kept = fleet.kill_waiting(account)
+        return why if kept is None else f"{why}; {kept}"
 
     def names(self) -> tuple[str, ...]:
         fleet = self.fleet()
@@ -620,33 +621,14 @@ async def _kill_all(fleet: FleetApi, cmd: KillIn) -> KillAllReply:
     """The kill switch on every account at once; each account's outcome, or why it failed."""
 
     async def one(name: str) -> KillReply | KillNotDone:
-        runtime = fleet.runtime(name)
-        if runtime is None:
-            return await _kept(fleet, name, cmd, f"not running: {fleet.failures.get(name, 'it is starting')}")
         try:
-            report = await cast(ControlsApi, runtime.engine).kill(cmd.flatten, cmd.reason)
-        except NotHolder as exc:  # stopped: kept for its next start; a standby: its holder decides
-            if runtime.engine.status().state is EngineState.READ_ONLY:
-                return KillNotDone(error=f"{type(exc).__name__}: {exc}")
-            return await _kept(fleet, name, cmd, f"{type(exc).__name__}: {exc}")
+            outcome = await fleet.kill_account(name, cmd.flatten, cmd.reason)
         except Exception as exc:  # one account's refusal does not stop the others' kill
             return KillNotDone(error=f"{type(exc).__name__}: {exc}")
-        return KillReply.of(report)
+        return KillNotDone(error=outcome) if isinstance(outcome, str) else KillReply.of(outcome)
 
     results = await asyncio.gather(*(one(name) for name in fleet.names))
     return KillAllReply(scope="all accounts", accounts=dict(zip(fleet.names, results, strict=True)))
-
-
-async def _kept(fleet: FleetApi, name: str, cmd: KillIn, why: str) -> KillNotDone:
-    """An account whose engine cannot take the kill now: kept for it, so it starts killed."""
-    try:
-        where = await fleet.keep_kill(name, cmd.reason)
-    except StoreUnavailable as exc:
-        kept = f"kept in memory only ({exc}): it starts with the kill switch on unless warden restarts first"
-    else:
-        kept = f"kept in {where}: it starts with the kill switch on"
-    unclosed = "; its positions were NOT closed" if cmd.flatten else ""
-    return KillNotDone(error=f"{why}; {kept}{unclosed}")
 
 
 def create_app(runtime_provider: RuntimeProvider) -> FastAPI:
@@ -1070,7 +1052,7 @@ def _account_out(fleet: FleetApi, name: str) -> AccountOut:
             holder=None,
             state=None,
             accepting_signals=False,
-            reasons=[f"not running: {why}", *_kept_note(fleet.kill_waiting(name))],
+            reasons=[f"not running: {why}", *([kept] if (kept := fleet.kill_waiting(name)) else [])],
             open_positions=None,
         )
     status = runtime.engine.status()
@@ -1084,12 +1066,6 @@ def _account_out(fleet: FleetApi, name: str) -> AccountOut:
         reasons=list(status.reasons),
         open_positions=status.open_positions,
     )
-
-
-def _kept_note(reason: str | None) -> list[str]:
-    if reason is None:
-        return []
-    return [f"a kill of every account is kept for it ({reason}): it starts with the kill switch on"]
 
 
 def _source(request: Request) -> str:

@@ -60,7 +60,6 @@ from warden.service.commands import (
     EngineState,
     EngineStatus,
     KillReport,
-    NotHolder,
     OpenPosition,
     PositionNotFound,
     PositionView,
@@ -426,18 +425,20 @@ class Responder(Protocol):
 
 Accounts = Mapping[str, "Commands | str"]
 """Each account's Commands, or why it is not running."""
-KeepKill = Callable[[str, str], Awaitable[str]]
-"""(account, reason) -> where a kill of every account is kept for that account (Fleet.keep_kill)."""
+KillAccount = Callable[[str, bool, str], Awaitable["KillReport | str"]]
+"""(account, flatten, reason) -> one account's part of a kill of every account: its report, or
+why its kill switch is not on now, the kill kept for its start or not (Fleet.kill_account)."""
 
 
 class FleetCommands:
     """Commands for several accounts: `@NAME` picks one; each reply says whose it is."""
 
-    def __init__(self, accounts: Accounts, keep_kill: KeepKill | None = None) -> None:
-        """`accounts`: each account's Commands, or why it is not running. `keep_kill`: keeps a
-        kill of every account for one that is not running, so it starts killed (the fleet's)."""
+    def __init__(self, accounts: Accounts, kill_account: KillAccount | None = None) -> None:
+        """`accounts`: each account's Commands, or why it is not running. `kill_account`: the
+        fleet's part of a kill of every account for one account (it keeps the kill for one that
+        is not running, so it starts killed)."""
         self.accounts = accounts
-        self.keep_kill = keep_kill
+        self.kill_account = kill_account
 
     def _listed(self) -> str:
         return ", ".join(f"@{name}" for name in self.accounts)
@@ -485,33 +486,16 @@ class FleetCommands:
         )
 
     async def _kill(self, name: str, chat_id: int, text: str, flatten: bool) -> Reply:
-        """One account's part of a kill of every account; one not running, or whose engine has
-        stopped, has it kept for its start (as the API's kill of every account does)."""
-        commands = self.accounts.get(name)
-        if self.keep_kill is None or commands is None:
+        """One account's part of a kill of every account, decided as the API's is."""
+        if self.kill_account is None or name not in self.accounts:
             return await self._one(name, chat_id, text)
-        if isinstance(commands, str):
-            return await self._keep(name, f"not running: {commands}", flatten)
         try:
-            report = await commands.engine.kill(flatten, "from Telegram")
-        except NotHolder as exc:  # stopped: kept for its next start; a standby: its holder decides
-            if commands.engine.status().state is EngineState.READ_ONLY:
-                return Reply(f"[{name}] {refusal_text(exc)}", done=False)
-            return await self._keep(name, exc.reason, flatten)
+            outcome = await self.kill_account(name, flatten, "from Telegram")
         except Exception as exc:  # one account's refusal does not stop the others' kill
             return Reply(f"[{name}] {refusal_text(exc)}", done=False)
-        return Reply(f"[{name}] {kill_text(report, flatten)}")
-
-    async def _keep(self, name: str, why: str, flatten: bool) -> Reply:
-        assert self.keep_kill is not None
-        try:
-            kept = f"kept in {await self.keep_kill(name, 'from Telegram')}: it starts with the kill switch on"
-        except StoreUnavailable as exc:
-            kept = (
-                f"kept in memory only ({exc}): it starts with the kill switch on unless warden restarts first"
-            )
-        unclosed = "; its positions were NOT closed" if flatten else ""
-        return Reply(f"[{name}] {why}; {kept}{unclosed}", done=False)
+        if isinstance(outcome, str):
+            return Reply(f"[{name}] {outcome}", done=False)
+        return Reply(f"[{name}] {kill_text(outcome, flatten)}")
 
     async def _one(self, name: str, chat_id: int, text: str) -> Reply:
         commands = self.accounts.get(name)
@@ -545,15 +529,15 @@ class LiveFleetCommands:
     """FleetCommands over the accounts as they are when each command or press arrives: a fleet
     starts an account again after a failure (a new engine), or one whose first start failed."""
 
-    def __init__(self, accounts: Callable[[], Accounts], keep_kill: KeepKill | None = None) -> None:
+    def __init__(self, accounts: Callable[[], Accounts], kill_account: KillAccount | None = None) -> None:
         self.accounts = accounts
-        self.keep_kill = keep_kill
+        self.kill_account = kill_account
 
     async def respond(self, chat_id: int, text: str) -> Reply:
-        return await FleetCommands(self.accounts(), self.keep_kill).respond(chat_id, text)
+        return await FleetCommands(self.accounts(), self.kill_account).respond(chat_id, text)
 
     async def on_button(self, chat_id: int, data: str) -> Reply:
-        return await FleetCommands(self.accounts(), self.keep_kill).on_button(chat_id, data)
+        return await FleetCommands(self.accounts(), self.kill_account).on_button(chat_id, data)
 
 
 class TelegramBot:
@@ -906,10 +890,8 @@ async def run_fleet_bot(fleet: Fleet) -> None:
             runtime = fleet.runtime(name)
             if runtime is None:
                 made.pop(name, None)
-                why = fleet.failures.get(name, "not running")
-                if fleet.kill_waiting(name) is not None:
-                    why += "; a kill of every account is kept for it: it starts with the kill switch on"
-                now[name] = why
+                why, kept = fleet.failures.get(name, "not running"), fleet.kill_waiting(name)
+                now[name] = why if kept is None else f"{why}; {kept}"
                 continue
             if name not in made or made[name][0] is not runtime:
                 made[name] = (
@@ -925,7 +907,7 @@ async def run_fleet_bot(fleet: Fleet) -> None:
         set(settings.chat_ids),
         settings.default_usd,
         fleet.clock.now,
-        commands=LiveFleetCommands(accounts, fleet.keep_kill),
+        commands=LiveFleetCommands(accounts, fleet.kill_account),
         engines=lambda: [runtime.engine for runtime in fleet.runtimes.values()],
         record=fleet.telegram_record,
     )
