@@ -81,6 +81,12 @@ def serving(settings: Settings, **options: Any) -> AbstractAsyncContextManager[F
     )
 
 
+def with_bot(tmp_path: Path, api: FakeBotApi) -> Settings:  # noqa: F811
+    """Two accounts on SQLite, with a Telegram bot on the fake Bot API."""
+    extra = f'telegram_token = "{BOT_TOKEN}"\ntelegram_chat_ids = "{CHAT}"\ntelegram_api_url = "{api.url}"'
+    return fleet_settings(tmp_path, f"sqlite:///{tmp_path}/w.db", TWO_SIM, extra=extra)
+
+
 def settings_for(tmp_path: Path, store_url: str) -> Settings:
     return fleet_settings(tmp_path, store_url, TWO_SIM)
 
@@ -174,8 +180,7 @@ async def test_a_bare_telegram_kill_keeps_the_kill_for_an_account_not_running(
     alt_down: Outage,
 ) -> None:
     """/kill without @NAME from Telegram: the same as the API's kill of every account."""
-    extra = f'telegram_token = "{BOT_TOKEN}"\ntelegram_chat_ids = "{CHAT}"\ntelegram_api_url = "{api.url}"'
-    settings = fleet_settings(tmp_path, f"sqlite:///{tmp_path}/w.db", TWO_SIM, extra=extra)
+    settings = with_bot(tmp_path, api)
     async with serving(settings, beside=[run_fleet_bot]) as fleet:
         await eventually(lambda: engine(fleet, "main").status().accepting_signals, what="main ready")
         await api.say(CHAT, "/kill")
@@ -201,8 +206,7 @@ async def test_a_bare_telegram_kill_keeps_the_kill_for_an_account_whose_engine_s
     """An account whose engine has stopped (its runtime torn down, the fleet about to start it
     again): the API's kill of every account keeps the kill for it; Telegram's bare /kill answered
     "refused: engine is stopped" and kept nothing, so the account started again trading."""
-    extra = f'telegram_token = "{BOT_TOKEN}"\ntelegram_chat_ids = "{CHAT}"\ntelegram_api_url = "{api.url}"'
-    settings = fleet_settings(tmp_path, f"sqlite:///{tmp_path}/w.db", TWO_SIM, extra=extra)
+    settings = with_bot(tmp_path, api)
     async with serving(settings, beside=[run_fleet_bot]) as fleet:
         await eventually(lambda: engine(fleet, "alt").status().accepting_signals, what="alt ready")
         await engine(fleet, "alt").stop()
@@ -238,8 +242,7 @@ async def test_a_mistyped_bare_telegram_kill_keeps_nothing(
     alt_down: Outage,
 ) -> None:
     """/kill flaten (a typo): main answered its usage, while alt, not running, had a kill kept."""
-    extra = f'telegram_token = "{BOT_TOKEN}"\ntelegram_chat_ids = "{CHAT}"\ntelegram_api_url = "{api.url}"'
-    settings = fleet_settings(tmp_path, f"sqlite:///{tmp_path}/w.db", TWO_SIM, extra=extra)
+    settings = with_bot(tmp_path, api)
     async with serving(settings, beside=[run_fleet_bot]) as fleet:
         await eventually(lambda: engine(fleet, "main").status().accepting_signals, what="main ready")
         await api.say(CHAT, "/kill flaten")
