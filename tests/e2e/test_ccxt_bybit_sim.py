@@ -360,13 +360,37 @@ async def test_a_dropped_private_stream_yields_a_gap_once_it_is_back(
         gap = await events.wait_for(lambda e: isinstance(e, StreamGap))
         assert isinstance(gap, StreamGap)
         assert bybit_sim.venue.private and first not in bybit_sim.venue.private
-        await eventually(
-            lambda: any({"order", "execution"} <= s.topics for s in bybit_sim.bybit.sessions.values()),
-            what="the resubscription",
-        )
         await bybit_exchange.place_order(market(f"{CID}-e1", BUY, "0.01"))
         await events.wait_for(lambda e: isinstance(e, FillReport) and e.client_order_id == f"{CID}-e1")
         assert sum(isinstance(e, StreamGap) for e in events.seen) == 1
+    finally:
+        await events.stop()
+
+
+async def test_the_gap_waits_for_the_venue_to_confirm_the_new_subscriptions(
+    bybit_sim: BybitSim, bybit_exchange: CcxtBybitExchange
+) -> None:
+    """A reconnected Bybit socket gets no events until its subscriptions take effect. A gap
+    announced on the socket's connection alone would let the engine reconcile over REST before
+    them: a fill in between would be seen by neither. The gap comes once Bybit acknowledged both
+    private subscriptions, so the server holds them when it arrives."""
+    events = await streaming(bybit_sim, bybit_exchange)
+    try:
+        await bybit_sim.control("POST", "/sim/faults", {"subscribe_delay": 0.3})
+        await bybit_sim.control("POST", "/sim/disconnect")
+        subscribed_at_gap: list[bool] = []
+
+        def gap_seen(event: object) -> bool:
+            if isinstance(event, StreamGap):
+                sessions = bybit_sim.bybit.sessions.values()
+                subscribed_at_gap.append(any({"order", "execution"} <= s.topics for s in sessions))
+                return True
+            return False
+
+        await events.wait_for(gap_seen)
+        assert subscribed_at_gap == [True]
+        await bybit_exchange.place_order(market(f"{CID}-e1", BUY, "0.01"))
+        await events.wait_for(lambda e: isinstance(e, FillReport) and e.client_order_id == f"{CID}-e1")
     finally:
         await events.stop()
 

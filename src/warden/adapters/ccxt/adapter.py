@@ -322,6 +322,11 @@ class CcxtAdapter:
     async def login_private(self) -> None:
         """Before a private watch: ccxt logs in by itself (no-op by default)."""
 
+    def subscribed(self, channel: str) -> bool:
+        """A connected socket is enough by default (Binance's user-data stream is the listen
+        key's URL: nothing to subscribe)."""
+        return True
+
     async def watch_marks(self) -> Any:
         raise NotImplementedError
 

@@ -56,6 +56,8 @@ CONFIRM_TIMEOUT = 1.0
 """Seconds the lookup after a market order's answer may take before the answer stands as is."""
 MAX_PAGES = 100
 """A bound on cursor pages per query (50 orders, 200 positions, 100 executions a page)."""
+PRIVATE_WATCHES = ("orders", "myTrades")
+"""ccxt's subscription keys (message hashes) of the stream's two private watches."""
 LOGIN_VALID_MS = 10_000
 """How far ahead of the exchange's now a private-socket login's `expires` is (as ccxt signs it)."""
 
@@ -75,6 +77,10 @@ class CcxtBybitExchange(CcxtAdapter):
         super().__init__(client, **kwargs)
         self.ids = OrderIds()
         self.confirm_timeout = confirm_timeout
+        self._acknowledged: set[str] = set()
+        """The req_ids of the subscriptions Bybit acknowledged (see `subscribed`)."""
+        self._ccxt_subscription_status = client.handle_subscription_status
+        client.handle_subscription_status = self._subscription_status
 
     @classmethod
     def create(
@@ -278,6 +284,39 @@ class CcxtBybitExchange(CcxtAdapter):
                 client.encode("GET/realtime" + expires), client.encode(client.secret), hashlib.sha256, "hex"
             )
             await client.authenticate(url, {"args": [client.apiKey, expires, signature]})
+
+    def subscribed(self, channel: str) -> bool:
+        """Whether Bybit acknowledged the `order` and `execution` subscriptions of the current
+        private socket. A reconnected socket receives nothing until then, and the StreamGap (after
+        which the engine reconciles over REST) must not come before it. The market channel needs
+        no confirmation: a mark missed meanwhile is replaced by the next."""
+        if channel != "private":
+            return True
+        fragment = self.channels["private"]
+        sockets = [c for url, c in list(self.client.clients.items()) if fragment in str(url)]
+        if not sockets:
+            return False
+        for socket in sockets:
+            for message_hash in PRIVATE_WATCHES:
+                subscription = socket.subscriptions.get(message_hash)
+                if subscription is None:
+                    return False  # the watch has not subscribed on this socket yet
+                if isinstance(subscription, dict) and str(subscription.get("id")) not in self._acknowledged:
+                    return False  # sent, not acknowledged
+        return True
+
+    def _subscription_status(self, socket: Any, message: Any) -> Any:
+        """ccxt's handler of a `subscribe` answer (it keeps nothing), noting the acknowledgement.
+        A refused subscription does not get here: ccxt rejects the watch with the error."""
+        if isinstance(message, dict) and message.get("op") == "subscribe" and message.get("success"):
+            req_id = message.get("req_id")
+            if req_id is not None:
+                self._acknowledged.add(str(req_id))
+            else:  # an answer without the req_id: it acknowledges what this socket has sent
+                for subscription in list(socket.subscriptions.values()):
+                    if isinstance(subscription, dict) and "id" in subscription:
+                        self._acknowledged.add(str(subscription["id"]))
+        return self._ccxt_subscription_status(socket, message)
 
     async def watch_marks(self) -> Any:
         """`tickers.<symbol>` for the configured symbols, else every loaded linear perpetual."""

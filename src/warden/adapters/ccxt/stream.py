@@ -4,9 +4,10 @@ A venue's user-data stream has no replay, and ccxt does not pretend otherwise: w
 fails (closed by the server, or silent past ccxt's ping-pong keep-alive), the pending watch_*
 call raises and the next call reconnects. Each watcher here simply calls again (with backoff
 while it keeps failing); the first failure of a channel (`private` or `market`) schedules one
-StreamGap, delivered once ccxt has that channel's socket connected again (or after
-`reconnect_wait`, whichever comes first), so the engine reconciles over REST *after* the
-stream is back and misses nothing between.
+StreamGap, delivered once ccxt has that channel's socket connected again and the venue has
+confirmed its subscriptions (or after `reconnect_wait`, whichever comes first), so the engine
+reconciles over REST *after* the stream is back and misses nothing between: a fill the REST
+reads miss happens after the subscriptions took effect, and arrives on the stream.
 
 What to watch and how a batch becomes events is the adapter's (`StreamSource`): Binance
 attributes a fired conditional order's fills through ALGO_UPDATE's child ids; Bybit's
@@ -56,6 +57,11 @@ class StreamSource(Protocol):
     async def login_private(self) -> None:
         """Before a private watch: log the private socket in on the exchange's clock, when ccxt's
         own login would sign with the host's (no-op where ccxt's login is fine)."""
+        ...
+
+    def subscribed(self, channel: str) -> bool:
+        """Whether the venue confirmed every watch on the channel's current socket (its events
+        reach the stream from now on). True where a connected socket needs no subscription."""
         ...
 
     async def watch_marks(self) -> Any: ...
@@ -146,7 +152,7 @@ class CcxtStream:
     # ----- gaps -----------------------------------------------------------------------
 
     def _gap(self, channel: str, reason: str) -> None:
-        """One StreamGap per outage of `channel`, once its socket is connected again."""
+        """One StreamGap per outage of `channel`, once its socket is back and subscribed."""
         if channel in self._recovering:
             return
         self._recovering.add(channel)
@@ -155,7 +161,7 @@ class CcxtStream:
     async def _announce(self, channel: str, reason: str) -> None:
         await asyncio.sleep(POLL)  # let ccxt drop the failed client first
         for _ in range(int(self._exchange.reconnect_wait / POLL)):
-            if self._connected(channel):
+            if self._connected(channel) and self._exchange.subscribed(channel):
                 break
             await asyncio.sleep(POLL)  # ccxt exposes no "reconnected" event: poll its client table
         self._recovering.discard(channel)

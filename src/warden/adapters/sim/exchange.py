@@ -327,6 +327,11 @@ class SimulatedExchange:
         """The latency and outage faults of one REST call, for callers that read the core directly."""
         await (self._query() if query else self._rest())
 
+    async def subscribing(self) -> None:
+        """The subscribe_delay fault, for a server face about to act on a subscription."""
+        if self.faults.subscribe_delay > 0:
+            await self._sleep(self.faults.subscribe_delay)
+
     # ----- internals -------------------------------------------------------------------
 
     async def _rest(self) -> None:

@@ -51,6 +51,9 @@ class SimFaults:
         for that long: events meanwhile are lost (a socket that died without anyone noticing),
         then it reconnects and the consumer gets a StreamGap. The knob reads back 0 once the
         silence is over.
+    subscribe_delay: (the Bybit server face only) seconds a private socket takes to act on a
+        `subscribe`: the topics take effect, and the acknowledgement is sent, only then (the
+        socket's later commands wait behind it). Events meanwhile do not reach that socket.
     """
 
     rest_latency: float = 0.0
@@ -69,3 +72,4 @@ class SimFaults:
     server_error_if: OrderPredicate | None = None
     rate_limit_if: OrderPredicate | None = None
     stream_gap: float = 0.0
+    subscribe_delay: float = 0.0

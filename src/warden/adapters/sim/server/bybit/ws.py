@@ -4,7 +4,8 @@ Both answer `{"op": "ping"}` (public: `ret_msg` "pong"; private: `op` "pong"), a
 `subscribe` / `unsubscribe` with `{"success", "ret_msg", "conn_id", "req_id", "op"}`, and refuse
 what they do not know with `success: false`. A private socket must `auth` first; it then
 receives only the topics it subscribed to (order, execution, position, wallet). Under the
-stream_silent fault a private socket answers nothing, pings included.
+stream_silent fault a private socket answers nothing, pings included; under subscribe_delay it
+acts on a subscription (and acknowledges it) that many seconds late.
 """
 
 from __future__ import annotations
@@ -112,6 +113,8 @@ async def private_socket(request: web.Request, venue: BybitVenue) -> web.StreamR
                     {"success": False, "ret_msg": "error:invalid json", "conn_id": venue.conn_id}
                 )
                 continue
+            if command.get("op") == "subscribe":
+                await venue.sim.subscribing()
             await ws.send_json(_private_answer(venue, session, command))
     finally:
         venue.private.discard(ws)
