@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -15,6 +16,7 @@ from warden.adapters.ccxt import CcxtBybitExchange, all_urls
 from warden.adapters.sim.core import SimCore
 from warden.adapters.sim.markets import SimMarket, default_markets
 from warden.adapters.sim.server import create_server_app, running_app
+from warden.adapters.sim.server.bybit import ws as bybit_ws
 from warden.domain.orders import OrderStatus
 from warden.domain.reports import FillReport, MarkPrice, OrderReport, StreamGap
 from warden.domain.values import Instrument, OrderSide, OrderType, Side, Symbol
@@ -376,6 +378,51 @@ async def test_the_gap_waits_for_the_venue_to_confirm_the_new_subscriptions(
     private subscriptions, so the server holds them when it arrives."""
     events = await streaming(bybit_sim, bybit_exchange)
     try:
+        await bybit_sim.control("POST", "/sim/faults", {"subscribe_delay": 0.3})
+        await bybit_sim.control("POST", "/sim/disconnect")
+        subscribed_at_gap: list[bool] = []
+
+        def gap_seen(event: object) -> bool:
+            if isinstance(event, StreamGap):
+                sessions = bybit_sim.bybit.sessions.values()
+                subscribed_at_gap.append(any({"order", "execution"} <= s.topics for s in sessions))
+                return True
+            return False
+
+        await events.wait_for(gap_seen)
+        assert subscribed_at_gap == [True]
+        await bybit_exchange.place_order(market(f"{CID}-e1", BUY, "0.01"))
+        await events.wait_for(lambda e: isinstance(e, FillReport) and e.client_order_id == f"{CID}-e1")
+    finally:
+        await events.stop()
+
+
+@pytest.mark.parametrize("echoed", [None, ""], ids=["omitted", "empty"])
+async def test_an_acknowledgement_without_its_req_id_confirms_one_subscription_not_every_one(
+    bybit_sim: BybitSim,
+    bybit_exchange: CcxtBybitExchange,
+    monkeypatch: pytest.MonkeyPatch,
+    echoed: str | None,
+) -> None:
+    """Bybit echoes a subscribe's req_id. Should an answer come without it (or with it empty),
+    it still answers one subscription, the socket's oldest unanswered (a socket's commands are
+    answered in order). Omitted, it was taken for every subscription the socket sent: with
+    `execution` still pending, the gap came before that topic took effect, the very window the
+    wait for the confirmations closes. Empty, it was taken for an id no subscription has: the gap
+    waited for `reconnect_wait` (30 s)."""
+    answer = bybit_ws._private_answer
+
+    def without_req_id(venue: Any, session: Any, command: dict[str, Any]) -> dict[str, Any]:
+        reply = answer(venue, session, command)
+        if command.get("op") == "subscribe":
+            reply.pop("req_id", None)
+            if echoed is not None:
+                reply["req_id"] = echoed
+        return reply
+
+    events = await streaming(bybit_sim, bybit_exchange)
+    try:
+        monkeypatch.setattr(bybit_ws, "_private_answer", without_req_id)
         await bybit_sim.control("POST", "/sim/faults", {"subscribe_delay": 0.3})
         await bybit_sim.control("POST", "/sim/disconnect")
         subscribed_at_gap: list[bool] = []

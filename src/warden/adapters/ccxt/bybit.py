@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from decimal import Decimal
@@ -77,8 +78,9 @@ class CcxtBybitExchange(CcxtAdapter):
         super().__init__(client, **kwargs)
         self.ids = OrderIds()
         self.confirm_timeout = confirm_timeout
-        self._acknowledged: set[str] = set()
-        """The req_ids of the subscriptions Bybit acknowledged (see `subscribed`)."""
+        self._acknowledged: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
+        """Per ccxt socket, the req_ids of its subscriptions Bybit acknowledged (see `subscribed`);
+        they go with the socket."""
         self._ccxt_subscription_status = client.handle_subscription_status
         client.handle_subscription_status = self._subscription_status
 
@@ -297,11 +299,12 @@ class CcxtBybitExchange(CcxtAdapter):
         if not sockets:
             return False
         for socket in sockets:
+            acknowledged = self._acknowledged.get(socket, set())
             for message_hash in PRIVATE_WATCHES:
                 subscription = socket.subscriptions.get(message_hash)
                 if subscription is None:
                     return False  # the watch has not subscribed on this socket yet
-                if isinstance(subscription, dict) and str(subscription.get("id")) not in self._acknowledged:
+                if isinstance(subscription, dict) and str(subscription.get("id")) not in acknowledged:
                     return False  # sent, not acknowledged
         return True
 
@@ -309,13 +312,16 @@ class CcxtBybitExchange(CcxtAdapter):
         """ccxt's handler of a `subscribe` answer (it keeps nothing), noting the acknowledgement.
         A refused subscription does not get here: ccxt rejects the watch with the error."""
         if isinstance(message, dict) and message.get("op") == "subscribe" and message.get("success"):
+            acknowledged = self._acknowledged.setdefault(socket, set())
             req_id = message.get("req_id")
-            if req_id is not None:
-                self._acknowledged.add(str(req_id))
-            else:  # an answer without the req_id: it acknowledges what this socket has sent
-                for subscription in list(socket.subscriptions.values()):
-                    if isinstance(subscription, dict) and "id" in subscription:
-                        self._acknowledged.add(str(subscription["id"]))
+            if req_id is not None and str(req_id) != "":
+                acknowledged.add(str(req_id))
+            else:  # without its req_id, it answers the oldest unanswered (answers come in order)
+                subscriptions = list(socket.subscriptions.values())
+                sent = [str(s["id"]) for s in subscriptions if isinstance(s, dict) and "id" in s]
+                oldest = next((i for i in sent if i not in acknowledged), None)
+                if oldest is not None:
+                    acknowledged.add(oldest)
         return self._ccxt_subscription_status(socket, message)
 
     async def watch_marks(self) -> Any:
