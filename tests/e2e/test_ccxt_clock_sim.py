@@ -86,3 +86,28 @@ async def test_fills_since_a_host_time_are_read_on_a_host_ahead_of_the_exchange(
             assert [(f.client_order_id, f.qty) for f in fills] == [(CID, report.qty)]
         finally:
             await adapter.close()
+
+
+@pytest.mark.parametrize("venue", ["binance", "bybit"])
+async def test_the_latest_fills_are_read_though_the_measured_difference_lags_by_the_answers_travel(
+    venue: str,
+) -> None:
+    """ccxt measures host minus exchange time as the host's clock when the time endpoint's answer
+    arrived less the time it states: it overstates the host's lead by the answer's travel (a few
+    ms here, tens to hundreds over the internet, more on a loaded host). "Now" on the exchange's
+    clock then lies that far behind the exchange's present, and a fill of that last moment fell
+    after the query's end. The travel is made 0.5 s here by adding it to what was measured."""
+    app = create_server_app(venue=venue, price_interval=None, push_interval=0.05, clock_offset=-90.0)
+    async with running_app(app) as base, aiohttp.ClientSession() as session:
+        sim = BybitSim(app, base, session)
+        adapter = sim.bybit_exchange() if venue == "bybit" else sim.exchange()
+        try:
+            opened_at = datetime.now(UTC)
+            await adapter.instruments()
+            assert adapter.clock_difference_ms is not None
+            adapter.clock_difference_ms += 500
+            report = await adapter.place_order(market(CID, OrderSide.BUY, "0.01"))
+            fills = await adapter.fetch_fills(BTC, opened_at - timedelta(minutes=1))
+            assert [(f.client_order_id, f.qty) for f in fills] == [(CID, report.qty)]
+        finally:
+            await adapter.close()
