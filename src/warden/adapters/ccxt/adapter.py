@@ -55,6 +55,11 @@ CLOCK_WARN_MS = 1000
 refuse a request stamped more than 1 s in their future: past this, warden trades only because it
 corrects every timestamp, and a clock that keeps drifting costs a refused request each time it
 moves out of the window again."""
+CLOCK_SLACK_MS = 60_000
+"""How far past "now" on the exchange's clock a query for fills reaches. The measured difference
+overstates the host's lead by the time its answer took, so the host's now converted lies that far
+behind the exchange's present, and a fill of that moment would fall after the query's end. (Bybit's
+own end, given a start only, is the start plus 7 days: the future is asked for anyway.)"""
 
 WarningReport = Callable[[str, str | None], None]
 """(key, text) when a warning appears or changes; (key, None) when it clears."""

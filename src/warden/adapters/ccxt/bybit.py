@@ -39,7 +39,14 @@ from functools import partial
 from typing import Any
 
 from warden.adapters.ccxt import errors, parse_bybit
-from warden.adapters.ccxt.adapter import CcxtAdapter, Setting, is_loopback, now, resynced
+from warden.adapters.ccxt.adapter import (
+    CLOCK_SLACK_MS,
+    CcxtAdapter,
+    Setting,
+    is_loopback,
+    now,
+    resynced,
+)
 from warden.adapters.ccxt.config import DEFAULT_TIMEOUT_MS, bybit_config, point_bybit_at
 from warden.adapters.ccxt.errors import Call
 from warden.adapters.ccxt.ids import OrderIds
@@ -59,9 +66,6 @@ MAX_PAGES = 100
 """A bound on cursor pages per query (50 orders, 200 positions, 100 executions a page)."""
 PRIVATE_WATCHES = ("orders", "myTrades")
 """ccxt's subscription keys (message hashes) of the stream's two private watches."""
-CLOCK_SLACK_MS = 60_000
-"""How far past "now" on the exchange's clock an execution query reaches (Bybit's own default end,
-with a start only, is the start plus 7 days: the future is asked for anyway)."""
 LOGIN_VALID_MS = 10_000
 """How far ahead of the exchange's now a private-socket login's `expires` is (as ccxt signs it)."""
 
@@ -249,10 +253,7 @@ class CcxtBybitExchange(CcxtAdapter):
         with self.translated(Call.QUERY):
             await self.client.load_markets()
             market = self.client.market(symbol)
-        # On the exchange's clock (the host may be behind it), and a minute on: the measured
-        # difference overstates the host's lead by the time its answer took, so "now" converted
-        # lies that far behind the exchange's present, and a fill of that moment fell after it.
-        until = self.exchange_now_ms() + CLOCK_SLACK_MS
+        until = self.exchange_now_ms() + CLOCK_SLACK_MS  # the exchange's clock (see CLOCK_SLACK_MS)
         start = until - WEEK_MS if since is None else self.exchange_ms(since)
         if start > until:
             return []  # nothing has happened after now

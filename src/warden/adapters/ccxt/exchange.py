@@ -30,7 +30,7 @@ from functools import partial
 from typing import Any
 
 from warden.adapters.ccxt import errors, parse
-from warden.adapters.ccxt.adapter import CcxtAdapter, Setting, is_loopback, resynced
+from warden.adapters.ccxt.adapter import CLOCK_SLACK_MS, CcxtAdapter, Setting, is_loopback, resynced
 from warden.adapters.ccxt.config import DEFAULT_TIMEOUT_MS, client_config, point_at
 from warden.adapters.ccxt.errors import Call
 from warden.adapters.ccxt.ids import OrderIds
@@ -318,7 +318,7 @@ class CcxtExchange(CcxtAdapter):
             with self.translated(Call.QUERY):
                 result: list[parse.Raw] = await self.client.fetch_my_trades(symbol, None, TRADES_PAGE)
             return result
-        start, until = self.exchange_ms(since), self.exchange_now_ms()
+        start, until = self.exchange_ms(since), self.exchange_now_ms() + CLOCK_SLACK_MS
         seen: dict[str, parse.Raw] = {}
         while True:
             with self.translated(Call.QUERY):
