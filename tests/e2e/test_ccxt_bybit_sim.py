@@ -369,6 +369,28 @@ async def test_a_dropped_private_stream_yields_a_gap_once_it_is_back(
         await events.stop()
 
 
+async def drop_slowly_resubscribed_then_fill(
+    sim: BybitSim, exchange: CcxtBybitExchange, events: Events
+) -> None:
+    """Drop the private socket with Bybit slow (0.3 s) to act on subscriptions: the server must hold
+    both private topics when the StreamGap arrives, and a fill after it arrives on the stream."""
+    await sim.control("POST", "/sim/faults", {"subscribe_delay": 0.3})
+    await sim.control("POST", "/sim/disconnect")
+    subscribed_at_gap: list[bool] = []
+
+    def gap_seen(event: object) -> bool:
+        if isinstance(event, StreamGap):
+            sessions = sim.bybit.sessions.values()
+            subscribed_at_gap.append(any({"order", "execution"} <= s.topics for s in sessions))
+            return True
+        return False
+
+    await events.wait_for(gap_seen)
+    assert subscribed_at_gap == [True]
+    await exchange.place_order(market(f"{CID}-e1", BUY, "0.01"))
+    await events.wait_for(lambda e: isinstance(e, FillReport) and e.client_order_id == f"{CID}-e1")
+
+
 async def test_the_gap_waits_for_the_venue_to_confirm_the_new_subscriptions(
     bybit_sim: BybitSim, bybit_exchange: CcxtBybitExchange
 ) -> None:
@@ -378,21 +400,7 @@ async def test_the_gap_waits_for_the_venue_to_confirm_the_new_subscriptions(
     private subscriptions, so the server holds them when it arrives."""
     events = await streaming(bybit_sim, bybit_exchange)
     try:
-        await bybit_sim.control("POST", "/sim/faults", {"subscribe_delay": 0.3})
-        await bybit_sim.control("POST", "/sim/disconnect")
-        subscribed_at_gap: list[bool] = []
-
-        def gap_seen(event: object) -> bool:
-            if isinstance(event, StreamGap):
-                sessions = bybit_sim.bybit.sessions.values()
-                subscribed_at_gap.append(any({"order", "execution"} <= s.topics for s in sessions))
-                return True
-            return False
-
-        await events.wait_for(gap_seen)
-        assert subscribed_at_gap == [True]
-        await bybit_exchange.place_order(market(f"{CID}-e1", BUY, "0.01"))
-        await events.wait_for(lambda e: isinstance(e, FillReport) and e.client_order_id == f"{CID}-e1")
+        await drop_slowly_resubscribed_then_fill(bybit_sim, bybit_exchange, events)
     finally:
         await events.stop()
 
@@ -423,21 +431,7 @@ async def test_an_acknowledgement_without_its_req_id_confirms_one_subscription_n
     events = await streaming(bybit_sim, bybit_exchange)
     try:
         monkeypatch.setattr(bybit_ws, "_private_answer", without_req_id)
-        await bybit_sim.control("POST", "/sim/faults", {"subscribe_delay": 0.3})
-        await bybit_sim.control("POST", "/sim/disconnect")
-        subscribed_at_gap: list[bool] = []
-
-        def gap_seen(event: object) -> bool:
-            if isinstance(event, StreamGap):
-                sessions = bybit_sim.bybit.sessions.values()
-                subscribed_at_gap.append(any({"order", "execution"} <= s.topics for s in sessions))
-                return True
-            return False
-
-        await events.wait_for(gap_seen)
-        assert subscribed_at_gap == [True]
-        await bybit_exchange.place_order(market(f"{CID}-e1", BUY, "0.01"))
-        await events.wait_for(lambda e: isinstance(e, FillReport) and e.client_order_id == f"{CID}-e1")
+        await drop_slowly_resubscribed_then_fill(bybit_sim, bybit_exchange, events)
     finally:
         await events.stop()
 
@@ -456,11 +450,7 @@ async def test_a_silent_private_stream_is_detected_reconnected_and_reported(bybi
         gap = await events.wait_for(lambda e: isinstance(e, StreamGap), timeout=10)
         assert isinstance(gap, StreamGap) and "timed out" in gap.reason
         assert not any(isinstance(e, FillReport) and e.client_order_id == f"{CID}-e1" for e in events.seen)
-        await eventually(
-            lambda: any({"order", "execution"} <= s.topics for s in bybit_sim.bybit.sessions.values()),
-            what="the resubscription",
-        )
-        await adapter.place_order(market(f"{CID}-e2", BUY, "0.01"))
+        await adapter.place_order(market(f"{CID}-e2", BUY, "0.01"))  # the gap: subscribed again
         await events.wait_for(lambda e: isinstance(e, FillReport) and e.client_order_id == f"{CID}-e2")
         # what the gap asks the engine to do: the lost fill is there over REST
         fills = await adapter.fetch_fills(BTC, datetime.now(UTC) - timedelta(minutes=1))
