@@ -180,6 +180,50 @@ async def test_a_secret_given_twice_is_no_token(client: httpx.AsyncClient, runti
 
 
 @pytest.mark.parametrize(
+    ("body", "headers", "status", "field"),
+    [
+        # TradingView: the token is in the body, and another field is not text
+        (
+            b'{"symbol": "SOL", "side": "long", "usd": 100, "signal_id": "a\\ud800", "secret": "%s"}'
+            % TOKEN.encode(),
+            {"Content-Type": "text/plain"},
+            422,
+            "signal_id",
+        ),
+        (b'{"symbol": "SOL", "side": "long", "usd": 100, "secret": "\\ud800"}', {}, 401, None),
+        (b'{"symbol": "SOL", "side": "long", "usd": 100, "secret": "\\udc00"}', AUTH, 422, "secret"),
+        (b'{"symbol": "SOL", "side": "long", "usd": 100, "\\ud800": 1, "\\ud800": 2}', AUTH, 422, "body"),
+        (b'{"symbol": "SOL", "side": "long", "usd": 100, "\\ud800": 1}', AUTH, 422, "body"),
+    ],
+    ids=["tradingview", "secret-alone", "secret-with-header", "key-twice", "key"],
+)
+async def test_a_lone_surrogate_is_a_4xx_not_a_500(
+    client: httpx.AsyncClient,
+    runtime: Runtime,
+    body: bytes,
+    headers: dict[str, str],
+    status: int,
+    field: str | None,
+) -> None:
+    """JSON may write half a character (`"\\ud800"`, a lone UTF-16 surrogate), which Python reads into a
+    string no codec can encode. In `secret` it made the token check raise (a 500 with a traceback in
+    the log, whatever else the body held); as a key given twice it made the error answer itself
+    unwritable (a 500). It is refused naming the field, after the token check like any bad input,
+    and nothing is sent."""
+    transport = httpx.ASGITransport(app=create_app(lambda: runtime), raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://warden") as raw:
+        response = await raw.post("/api/v1/signals", content=body, headers=headers)
+    assert response.status_code == status, response.text
+    error = response.json()
+    if status == 401:
+        assert error["error"] == "unauthorized"
+    else:
+        assert (error["error"], error["field"]) == ("validation_error", field)
+        assert "surrogate" in error["message"]
+    await assert_nothing_happened(runtime)
+
+
+@pytest.mark.parametrize(
     ("extra", "field"),
     [
         ({"usd": "\u0661\u0660\u0660"}, "usd"),  # Arabic-Indic 100

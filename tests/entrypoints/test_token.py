@@ -66,3 +66,10 @@ def test_token_matches() -> None:
     assert not token_matches("abd", SecretStr("abc"))
     assert not token_matches(None, SecretStr("abc"))
     assert not token_matches("abc", None)
+
+
+def test_a_token_with_half_a_character_matches_nothing() -> None:
+    """A lone surrogate (JSON's "\\ud800" read into a string) cannot be encoded: it made the
+    comparison raise (a 500 on any call with such a `secret`); it is simply not the token."""
+    assert not token_matches("\ud800", SecretStr("abc"))
+    assert not token_matches("abc\udfff", SecretStr("abc"))

@@ -70,7 +70,6 @@ from warden.entrypoints.schemas import (
     CloseSymbolIn,
     ControlsOut,
     ControlsReply,
-    DuplicateField,
     ErrorOut,
     EventOut,
     FieldError,
@@ -83,6 +82,7 @@ from warden.entrypoints.schemas import (
     PositionOut,
     PositionPatchIn,
     ReconcileOut,
+    RefusedField,
     SignalAction,
     SignalIn,
     StatusOut,
@@ -430,7 +430,7 @@ class _Context:
                     data = decode_json(raw)
                 except ValidationError as exc:
                     problem = exc
-                    if isinstance(exc, DuplicateField):  # refused below; a token in it still counts
+                    if isinstance(exc, RefusedField):  # refused below; a token in it still counts
                         data = exc.data
         access = request_access(request, fleet.settings, data)
         if access is Access.NONE and foreign_cookie(request, fleet.settings):

@@ -616,14 +616,44 @@ class HealthOut(BaseModel):
 # -- parsing ---------------------------------------------------------------------------------------
 
 
-class DuplicateField(ValidationError):
+class RefusedField(ValidationError):
+    """A body that parsed, with a field refused before validation. `data` is the body without the
+    refused keys: enough to find a token in it so that the caller learns which field is at fault,
+    never something to act on."""
+
+    def __init__(self, field: str, message: str, data: object) -> None:
+        super().__init__(field, message)
+        self.data = data
+
+
+class DuplicateField(RefusedField):
     """A key given twice in one JSON object (JSON parsers differ on which one counts: warden takes
-    neither). `data` is the body without the keys given twice: enough to find a token in it so
-    that the caller learns which field is at fault, never something to act on."""
+    neither)."""
 
     def __init__(self, field: str, data: object) -> None:
-        super().__init__(field, "is given twice; give it once")
-        self.data = data
+        super().__init__(field, "is given twice; give it once", data)
+
+
+class LoneSurrogate(RefusedField):
+    """Text holding half a character: JSON's `"\\ud800"` (a lone UTF-16 surrogate) reads into a
+    string no codec can encode, so nothing warden does with it (compare a token, store it, answer
+    with it) can work. `field` is its key, or `body` when the key itself is the broken text."""
+
+    def __init__(self, field: str, data: object) -> None:
+        super().__init__(
+            field, 'holds a lone UTF-16 surrogate (half a character, like "\\ud800"); send text', data
+        )
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _has_surrogate(value: object) -> bool:
+    if isinstance(value, str):
+        return _SURROGATE.search(value) is not None
+    if isinstance(value, list):
+        return any(_has_surrogate(item) for item in value)
+    return False  # an object's own keys and values were checked when it was read
 
 
 def decode_json(raw: bytes) -> object:
@@ -631,24 +661,31 @@ def decode_json(raw: bytes) -> object:
 
     Floats are read as exact decimals; NaN and Infinity are read as such so the field
     that carries them is named when they are refused; nesting deeper than MAX_DEPTH is
-    refused before parsing; a key given twice in an object is refused (DuplicateField).
+    refused before parsing; a key given twice in an object is refused (DuplicateField), and so
+    is text holding a lone surrogate (LoneSurrogate).
     """
     if not raw.strip():
         raise ValidationError("body", "expected a JSON object")
     if not _depth_ok(raw, MAX_DEPTH):
         raise ValidationError("body", f"is nested deeper than {MAX_DEPTH} levels")
     repeated: list[str] = []
+    broken: list[str] = []
 
     def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         obj: dict[str, Any] = {}
         twice: set[str] = set()
+        dropped: set[str] = set()
         for key, value in pairs:
+            if _has_surrogate(key) or _has_surrogate(value):
+                broken.append("body" if _has_surrogate(key) else key)
+                dropped.add(key)
+                continue
             if key in obj:
                 twice.add(key)
                 repeated.append(key)
             obj[key] = value
-        for key in twice:
-            del obj[key]
+        for key in twice | dropped:
+            obj.pop(key, None)
         return obj
 
     try:
@@ -657,6 +694,8 @@ def decode_json(raw: bytes) -> object:
         raise ValidationError("body", f"is not valid JSON: {exc}") from None
     except InvalidOperation:  # a number whose exponent no Decimal can hold (1e999999999999999999999)
         raise ValidationError("body", "holds a number too large or too small to read") from None
+    if broken:
+        raise LoneSurrogate(broken[0], data)
     if repeated:
         raise DuplicateField(repeated[0], data)
     return data

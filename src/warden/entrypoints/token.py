@@ -94,4 +94,8 @@ def token_matches(given: str | None, expected: SecretStr | None) -> bool:
     """Constant-time comparison; no configured token means nothing matches."""
     if given is None or expected is None:
         return False
-    return hmac.compare_digest(given.encode(), expected.get_secret_value().encode())
+    try:
+        offered = given.encode()
+    except UnicodeEncodeError:  # half a character (a lone surrogate): no token holds one
+        return False
+    return hmac.compare_digest(offered, expected.get_secret_value().encode())
