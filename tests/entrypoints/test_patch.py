@@ -136,3 +136,51 @@ async def test_a_signal_carries_its_own_take_profits(client: httpx.AsyncClient, 
         "/api/v1/signals", json={**SIGNAL, "symbol": "ETH", "tp1_price": "1"}, headers=AUTH
     )
     assert (bad.status_code, bad.json()["field"]) == (422, "tp1_price")
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"stop_price": "148.5", "tp1_price": "149"}, "tp1_price"),  # TP1 below the mark
+        ({"stop_price": "148.5", "tp2_price": "151"}, "tp2_price"),  # TP2 before TP1
+        ({"tp1_price": "151", "tp2_price": "150.5"}, "tp2_price"),  # TP2 before the new TP1
+        ({"tp1_price": "152", "tp2_price": "149"}, "tp2_price"),  # TP2 below the mark
+    ],
+    ids=["stop-then-bad-tp1", "stop-then-bad-tp2", "tp1-then-bad-tp2", "tp1-then-tp2-through-the-mark"],
+)
+async def test_a_patch_with_one_bad_field_changes_nothing(
+    client: httpx.AsyncClient, runtime: Runtime, body: dict[str, str], field: str
+) -> None:
+    """A PATCH is checked whole before anything moves: the stop (or TP1) was moved on the exchange
+    and recorded, and only then was the next field refused — a 422 ("bad input, nothing was sent")
+    over a position whose stop had changed. Now the 422 names the bad field and the stop, the
+    take-profits and the record are as they were."""
+    p = await open_sol(client)  # long 0.66 @ 150: stop 147.75, TP1 151.50, TP2 153.00
+    before = (stops(runtime), take_profits(runtime))
+    response = await client.patch(f"/api/v1/positions/{p['id']}", json=body, headers=AUTH)
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == field
+    assert (stops(runtime), take_profits(runtime)) == before
+    now = (await client.get(f"/api/v1/positions/{p['id']}", headers=AUTH)).json()
+    assert (now["stop_price"], now["tp1_price"], now["tp2_price"]) == (
+        p["stop_price"],
+        p["tp1_price"],
+        p["tp2_price"],
+    )
+
+
+async def test_both_take_profits_move_past_the_old_tp2_together(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """{"tp1_price": "154", "tp2_price": "156"} on TP1 151.50 / TP2 153: the new levels are in order,
+    but TP1 was checked against the TP2 still in place (153) and refused "TP2 must stay beyond
+    TP1". The pair is checked as it will stand, and both move."""
+    p = await open_sol(client)
+    response = await client.patch(
+        f"/api/v1/positions/{p['id']}", json={"tp1_price": "154", "tp2_price": "156"}, headers=AUTH
+    )
+    assert response.status_code == 200, response.text
+    assert (response.json()["tp1_price"], response.json()["tp2_price"]) == ("154.00", "156.00")
+    assert take_profits(runtime) == sorted(
+        [(Decimal(p["tp1_qty"]), Decimal("154.00")), (Decimal(p["tp2_qty"]), Decimal("156.00"))]
+    )

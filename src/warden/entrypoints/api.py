@@ -60,7 +60,7 @@ from warden.domain.controls import LimitExceeded
 from warden.domain.errors import ValidationError
 from warden.domain.events import Event
 from warden.domain.position import Position, PositionStatus
-from warden.domain.values import Instrument, OrderRole, PositionId, Side
+from warden.domain.values import Instrument, PositionId, Side
 from warden.entrypoints.auth import Access, foreign_cookie, request_access, source_allowed
 from warden.entrypoints.controls_api import ControlsApi, add_limit_handler
 from warden.entrypoints.metrics import CONTENT_TYPE, ApiMetrics, SignalOutcome
@@ -126,9 +126,13 @@ class EngineApi(Protocol):
     async def check_open(self, cmd: OpenPosition, replacing: str | None = None) -> None: ...
     async def close_position(self, cmd: ClosePosition) -> Position: ...
     async def close_symbol(self, symbol: str, reason: str = "manual") -> list[Position]: ...
-    async def move_stop(self, position_id: str, price: Decimal) -> Position: ...
-
-    async def move_take_profit(self, position_id: str, role: OrderRole, price: Decimal) -> Position: ...
+    async def change_position(
+        self,
+        position_id: str,
+        stop_price: Decimal | None = None,
+        tp1_price: Decimal | None = None,
+        tp2_price: Decimal | None = None,
+    ) -> Position: ...
     async def list_positions(self, include_closed: bool = False) -> list[PositionView]: ...
     async def closed_pnl(self) -> Decimal: ...
     async def get_position(self, position_id: str) -> PositionView: ...
@@ -861,7 +865,8 @@ def _add_position_routes(app: FastAPI, ctx: _Context) -> None:
         response_model=PositionOut,
         summary="Tighten an open position's stop, or move a take-profit",
         description="The new stop is placed before the old one is cancelled; a stop never loosens. A "
-        "take-profit not yet hit moves to its new price (its order is replaced). Give at least one field.",
+        "take-profit not yet hit moves to its new price (its order is replaced). Give at least one field; "
+        "every field is checked before anything changes, so a 422 changes nothing.",
         responses=_errors(401, 403, 404, 413, 422, 502, 503),
         openapi_extra=_body(PositionPatchIn),
         tags=["trading"],
@@ -871,13 +876,7 @@ def _add_position_routes(app: FastAPI, ctx: _Context) -> None:
         engine = caller.runtime.engine
         if body.stop_price is None and body.tp1_price is None and body.tp2_price is None:
             raise ValidationError("stop_price", "give stop_price, tp1_price or tp2_price")
-        position = None
-        if body.stop_price is not None:
-            position = await engine.move_stop(position_id, body.stop_price)
-        for role, price in ((OrderRole.TP1, body.tp1_price), (OrderRole.TP2, body.tp2_price)):
-            if price is not None:
-                position = await engine.move_take_profit(position_id, role, price)
-        assert position is not None
+        position = await engine.change_position(position_id, body.stop_price, body.tp1_price, body.tp2_price)
         return model_response(await _render(engine, position))
 
     @app.post(

@@ -216,46 +216,74 @@ class Engine:
         return [await self.close_position(ClosePosition(pid, reason)) for pid in pids]
 
     async def move_stop(self, position_id: str, price: Decimal) -> Position:
-        """Tighten an open position's stop to `price` (rounded to the tick) through the exits'
-        place-then-cancel move. Refused (ValidationError) when it would loosen the stop, sits on
-        the wrong side of the mark, or the position is not open; ExchangeError if it did not rest."""
+        """Tighten an open position's stop to `price` (change_position with the stop only)."""
+        return await self.change_position(position_id, stop_price=price)
+
+    async def move_take_profit(self, position_id: str, role: OrderRole, price: Decimal) -> Position:
+        """Move an open position's TP1 or TP2 (change_position with that take-profit only)."""
+        if role is OrderRole.TP1:
+            return await self.change_position(position_id, tp1_price=price)
+        return await self.change_position(position_id, tp2_price=price)
+
+    async def change_position(
+        self,
+        position_id: str,
+        stop_price: Decimal | None = None,
+        tp1_price: Decimal | None = None,
+        tp2_price: Decimal | None = None,
+    ) -> Position:
+        """Tighten the stop and/or move TP1 and TP2 (not yet hit), each rounded to the tick.
+
+        Every change asked for is checked before any is made — the stop only tightens and stays on
+        the protective side of the mark, a take-profit stays on the profit side, TP2 beyond TP1 as
+        the two will stand — so a refusal (ValidationError naming the field) changes nothing. Then
+        the stop moves through the exits' place-then-cancel move (ExchangeError if it did not rest:
+        the take-profits are left as they were), then the take-profits."""
         self.ctx.gate.check_may_act()
         pid = PositionId(position_id)
         pos = self.ledger.positions.get(pid)
         if pos is None and await self.store.get_position(pid) is None:
             raise PositionNotFound(position_id)
-        if (
-            pos is None
-            or pos.status not in (PositionStatus.OPEN, PositionStatus.PROTECTED)
-            or pos.remaining <= 0
-        ):
+        asked = self._take_profit_asked
+        stop = None if stop_price is None else self._stop_asked(position_id, pos, stop_price)
+        tp1 = None if tp1_price is None else asked(position_id, pos, OrderRole.TP1, tp1_price)
+        tp2 = None if tp2_price is None else asked(position_id, pos, OrderRole.TP2, tp2_price)
+        assert pos is not None  # each check above refused a position not in memory
+        await self._check_against_the_mark(pos, stop, tp1, tp2)
+        moved = pos
+        if stop is not None:
+            await self.exits.move_stop(pid, stop)
+            moved = self.ledger.positions[pid]
+            if moved.is_active and moved.stop_price != stop:
+                raise ExchangeError(f"the stop at {stop} did not rest; the stop stays at {moved.stop_price}")
+        moves = [(OrderRole.TP1, tp1), (OrderRole.TP2, tp2)]
+        if tp1 is not None and pos.tp2_price is not None and (tp1 - pos.tp2_price) * pos.side.sign >= 0:
+            moves.reverse()  # TP1 moves past where TP2 is: TP2 goes first, so TP2 stays beyond TP1
+        for role, target in moves:
+            if target is not None:
+                moved = await self.exits.move_take_profit(pid, role, target)
+        return moved
+
+    def _stop_asked(self, position_id: str, pos: Position | None, price: Decimal) -> Decimal:
+        """The stop a change asks for, rounded; refused unless the position is open and it tightens."""
+        open_ = (PositionStatus.OPEN, PositionStatus.PROTECTED)
+        if pos is None or pos.status not in open_ or pos.remaining <= 0:
             state = pos.status.value if pos is not None else "closed"
             raise ValidationError(
                 "position_id", f"position {position_id} is {state}: only an open stop moves"
             )
-        target = self.instruments[pos.symbol].round_price(price)
-        if target <= 0 or target == pos.stop_price or tighter(pos.side, pos.stop_price, target) != target:
+        stop = self.instruments[pos.symbol].round_price(price)
+        if stop <= 0 or stop == pos.stop_price or tighter(pos.side, pos.stop_price, stop) != stop:
             raise ValidationError(
-                "stop_price", f"a stop only tightens: {target} is not tighter than {pos.stop_price}"
+                "stop_price", f"a stop only tightens: {stop} is not tighter than {pos.stop_price}"
             )
-        mark = await self.gateway.mark_price(pos.symbol)
-        if (target - mark) * pos.side.sign >= 0:
-            where = "below" if pos.side.sign > 0 else "above"
-            raise ValidationError("stop_price", f"a {pos.side} stop must be {where} the mark price {mark}")
-        await self.exits.move_stop(pid, target)
-        moved = self.ledger.positions[pid]
-        if moved.is_active and moved.stop_price != target:
-            raise ExchangeError(f"the stop at {target} did not rest; the stop stays at {moved.stop_price}")
-        return moved
+        return stop
 
-    async def move_take_profit(self, position_id: str, role: OrderRole, price: Decimal) -> Position:
-        """Move an open position's TP1 or TP2 (not yet hit) to `price`, rounded to the tick; it must
-        be on the profit side of the mark, and TP2 beyond TP1 (ValidationError otherwise)."""
-        self.ctx.gate.check_may_act()
-        pid = PositionId(position_id)
-        pos = self.ledger.positions.get(pid)
-        if pos is None and await self.store.get_position(pid) is None:
-            raise PositionNotFound(position_id)
+    def _take_profit_asked(
+        self, position_id: str, pos: Position | None, role: OrderRole, price: Decimal
+    ) -> Decimal:
+        """The TP1 or TP2 price a change asks for, rounded; refused unless the position is open and
+        that take-profit has not filled."""
         name = "tp1_price" if role is OrderRole.TP1 else "tp2_price"
         if pos is None or pos.status not in (PositionStatus.OPEN, PositionStatus.PROTECTED):
             raise ValidationError(
@@ -263,17 +291,28 @@ class Engine:
             )
         if (role is OrderRole.TP1 and pos.tp1_hit) or (role is OrderRole.TP2 and pos.tp2_hit):
             raise ValidationError(name, f"{role.value} already filled")
-        target = self.instruments[pos.symbol].round_price(price)
+        return self.instruments[pos.symbol].round_price(price)
+
+    async def _check_against_the_mark(
+        self, pos: Position, stop: Decimal | None, tp1: Decimal | None, tp2: Decimal | None
+    ) -> None:
+        """The stop on the protective side of the mark, take-profits on the profit side, and TP2
+        beyond TP1 as the two will stand after the change (ValidationError naming the field)."""
         mark = await self.gateway.mark_price(pos.symbol)
-        if target <= 0 or (target - mark) * pos.side.sign <= 0:
-            where = "above" if pos.side.sign > 0 else "below"
-            raise ValidationError(name, f"a {pos.side} take-profit must be {where} the mark price {mark}")
-        other = pos.tp2_price if role is OrderRole.TP1 else pos.tp1_price
-        if other is not None and not (pos.tp2_hit if role is OrderRole.TP1 else pos.tp1_hit):
-            beyond = (target - other) * pos.side.sign
-            if (role is OrderRole.TP1 and beyond >= 0) or (role is OrderRole.TP2 and beyond <= 0):
-                raise ValidationError(name, "TP2 must stay beyond TP1")
-        return await self.exits.move_take_profit(pid, role, target)
+        sign = pos.side.sign
+        if stop is not None and (stop - mark) * sign >= 0:
+            where = "below" if sign > 0 else "above"
+            raise ValidationError("stop_price", f"a {pos.side} stop must be {where} the mark price {mark}")
+        for name, target in (("tp1_price", tp1), ("tp2_price", tp2)):
+            if target is not None and (target <= 0 or (target - mark) * sign <= 0):
+                where = "above" if sign > 0 else "below"
+                raise ValidationError(name, f"a {pos.side} take-profit must be {where} the mark price {mark}")
+        if (tp1 is None and tp2 is None) or pos.tp1_hit or pos.tp2_hit:
+            return  # one take-profit left (or none moved): nothing to keep apart
+        first = tp1 if tp1 is not None else pos.tp1_price
+        second = tp2 if tp2 is not None else pos.tp2_price
+        if first is not None and second is not None and (second - first) * sign <= 0:
+            raise ValidationError("tp1_price" if tp2 is None else "tp2_price", "TP2 must stay beyond TP1")
 
     def unprotected_for(self, position_id: str) -> float | None:
         """Seconds this position has been without a resting stop, as timed by the exits (None when
