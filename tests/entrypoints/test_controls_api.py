@@ -7,6 +7,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import httpx
+import pytest
 
 from warden.bootstrap import Runtime, running
 from warden.entrypoints.api import create_app
@@ -129,3 +130,51 @@ async def test_a_kill_the_database_cannot_store_survives_a_restart_through_the_d
             r = await http.post("/api/v1/signals", json=SIGNAL, headers=AUTH)
             assert r.status_code == 503 and "kill switch" in r.json()["message"]
             assert not spill.exists()
+
+
+@pytest.mark.parametrize(
+    ("control", "body"),
+    [("pause", {"reason": "fomc"}), ("kill", {}), ("kill", {"flatten": False, "reason": "stop"})],
+    ids=["pause", "kill", "kill-no-flatten"],
+)
+@pytest.mark.parametrize(
+    "exit_signal",
+    [
+        {"symbol": "SOL", "action": "close"},
+        {"symbol": "BINANCE:SOLUSDT.P", "side": "sell", "qty": "0.66", "market_position": "flat"},
+    ],
+    ids=["action-close", "tradingview-flat"],
+)
+async def test_an_exit_signal_closes_while_entries_are_stopped(
+    client: httpx.AsyncClient,
+    runtime: Runtime,
+    control: str,
+    body: dict[str, object],
+    exit_signal: dict[str, str],
+) -> None:
+    """Pause and the kill switch stop new entries; exits keep working. A strategy's exit (action
+    close, or TradingView's market_position flat) was refused 503 trading_refused like an entry,
+    so the position the strategy had left stayed open — while `warden close`, POST
+    /positions/close and Telegram's /close closed it. It closes, and the control stays on."""
+    p = await open_sol(client)
+    assert (await client.post(f"/api/v1/{control}", json=body, headers=AUTH)).status_code == 200
+    response = await client.post("/api/v1/signals", json=exit_signal, headers=AUTH)
+    assert response.status_code == 200, response.text
+    assert [(c["id"], c["status"]) for c in response.json()] == [(p["id"], "closed")]
+    assert runtime.sim is not None and runtime.sim.core.positions() == []
+    status = (await client.get("/api/v1/status", headers=AUTH)).json()
+    assert status["accepting_signals"] is False
+    assert status["controls"]["paused"] is True
+    entry = await client.post("/api/v1/signals", json=SIGNAL, headers=AUTH)
+    assert (entry.status_code, entry.json()["error"]) == (503, "trading_refused")
+
+
+async def test_a_standby_still_refuses_an_exit_signal(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    """Only the controls let an exit through: an engine that may not act (a standby) refuses a
+    close signal as it refuses an entry — 503, nothing sent, the position left to the holder."""
+    p = await open_sol(client)
+    runtime.engine.set_read_only("lease lost to another engine")
+    response = await client.post("/api/v1/signals", json={"symbol": "SOL", "action": "close"}, headers=AUTH)
+    assert (response.status_code, response.json()["error"]) == (503, "trading_refused")
+    assert runtime.engine.ledger.positions[p["id"]].status.value == "protected"
+    assert runtime.sim is not None and len(runtime.sim.core.positions()) == 1

@@ -730,7 +730,11 @@ async def _signal(ctx: _Context, caller: Caller, request: Request, wait: bool | 
     _check_age(signal, runtime)
     engine = runtime.engine
     status = engine.status()
-    if not status.accepting_signals:  # refusal first: a standby knows no markets yet, nothing is sent
+    # Refusal first: a standby knows no markets yet, nothing is sent. An exit needs only an engine
+    # that has recovered and may act: pause, the kill switch and the daily-loss pause stop entries,
+    # not exits (as `warden close`, POST /positions/close and Telegram's /close).
+    may_exit = signal.wants_close and status.state in (EngineState.READY, EngineState.DEGRADED)
+    if not status.accepting_signals and not may_exit:
         raise TradingRefused(
             f"not accepting signals ({status.state}): {'; '.join(status.reasons) or 'not ready'}"
         )
