@@ -382,3 +382,50 @@ async def test_partial_exit_of_a_strategy_does_not_flip(client: httpx.AsyncClien
     assert response.status_code == 409, response.text
     still = (await client.get(f"/api/v1/positions/{long['id']}", headers=AUTH)).json()
     assert still["status"] == "protected"
+
+
+async def test_a_reversal_fired_twice_at_once_does_not_close_the_position_it_opened(
+    client: httpx.AsyncClient, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two reversal alerts (sell, market_position short) race while warden holds the long: both
+    see the long and decide to flip. The first closes the long and opens the short; the second
+    then closed whatever the symbol held — the short just opened, closed at market as "flip" —
+    and opened another. A flip closes only the side it reverses: the second finds the short it
+    wants already there and answers 409 naming the symbol; the first short stays open."""
+    long = await open_sol(client)
+    engine = runtime.engine
+    check_open = engine.check_open
+    second_checking, first_done = asyncio.Event(), asyncio.Event()
+
+    async def check_in_turn(cmd: Any, replacing: str | None = None) -> None:
+        if cmd.signal_id == "rev-b":  # its price read is slow: the first flip finishes meanwhile
+            second_checking.set()
+            await first_done.wait()
+        else:  # both have seen the long before either closes it
+            await second_checking.wait()
+        await check_open(cmd, replacing)
+
+    monkeypatch.setattr(engine, "check_open", check_in_turn)
+    reversal = {"symbol": "SOL", "side": "sell", "market_position": "short", "usd": "100"}
+
+    async def first() -> httpx.Response:
+        try:
+            return await client.post("/api/v1/signals", json={**reversal, "signal_id": "rev-a"}, headers=AUTH)
+        finally:
+            first_done.set()
+
+    a, b = await asyncio.gather(
+        first(), client.post("/api/v1/signals", json={**reversal, "signal_id": "rev-b"}, headers=AUTH)
+    )
+    assert a.status_code == 201, a.text
+    assert b.status_code == 409, b.text
+    assert b.json()["field"] == "symbol"
+    short = (await client.get(f"/api/v1/positions/{a.json()['id']}", headers=AUTH)).json()
+    assert (short["side"], short["status"]) == ("short", "protected")
+    old = (await client.get(f"/api/v1/positions/{long['id']}", headers=AUTH)).json()
+    assert (old["status"], old["exit_reason"]) == ("closed", "flip")
+    open_now = (await client.get("/api/v1/positions", headers=AUTH)).json()
+    assert [p["id"] for p in open_now] == [a.json()["id"]]
+    assert runtime.sim is not None
+    [held] = runtime.sim.core.positions()
+    assert (held.side, held.qty) == (Side.SHORT, Decimal(short["size"]))

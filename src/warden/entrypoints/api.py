@@ -777,7 +777,11 @@ async def _signal(ctx: _Context, caller: Caller, request: Request, wait: bool | 
     )
     if flip:
         await engine.check_open(cmd, replacing=symbol)  # refused: nothing closed, nothing sent
-        await engine.close_symbol(symbol, "flip")
+        # Only the side being reversed, as it stands now: a flip that raced another one (a reversal
+        # alert fired twice) must not close the position the other just opened on the new side.
+        for view in await engine.list_positions():
+            if view.position.symbol == symbol and view.position.side is not side:
+                await engine.close_position(ClosePosition(view.position.id, "flip"))
     return await _open(ctx, runtime, cmd, wait)
 
 
