@@ -525,3 +525,47 @@ async def test_the_docs_page_runs_only_pinned_checked_code(client: httpx.AsyncCl
         assert 'crossorigin="anonymous"' in attributes, attributes
     assert "fastapi.tiangolo.com" not in page
     assert "SwaggerUIBundle" in page and "/api/v1/openapi.json" in page
+
+
+@pytest.mark.parametrize(
+    ("fault", "status", "code", "says"),
+    [
+        ("reject_if", 502, "exchange_error", "rejected"),
+        ("unavailable_if", 503, "exchange_unavailable", "exchange unavailable"),
+    ],
+)
+async def test_an_entry_the_exchange_refused_is_not_a_201(
+    client: httpx.AsyncClient, runtime: Runtime, fault: str, status: int, code: str, says: str
+) -> None:
+    """The entry order refused (or the exchange unreachable when it was sent): the position is
+    recorded `failed` and nothing is open. The answer was 201 Created — "opened and protected"
+    in the document — with status "failed" and no reason; TradingView's log, a script checking
+    the status code and the CLI all read it as done. It is the exchange's error, naming why,
+    with the failed position attached."""
+    assert runtime.sim is not None
+    setattr(runtime.sim.faults, fault, lambda req: req.type is OrderType.MARKET)
+    response = await client.post("/api/v1/signals", json=SIGNAL, headers=AUTH)
+    assert response.status_code == status, response.text
+    error = response.json()
+    assert error["error"] == code
+    assert says in error["message"] and "nothing is open" in error["message"]
+    assert error["position"]["status"] == "failed"
+    assert error["position_id"] == error["position"]["id"]
+    assert runtime.sim.core.positions() == [] and runtime.sim.core.open_orders() == []
+
+
+async def test_an_entry_whose_stop_the_exchange_refused_is_not_a_201(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """The entry filled, the stop was refused, and the position was closed at market
+    (protection_failed): it was answered 201 — "the stop rests on the exchange". It is a 502
+    naming the stop's refusal and the close, with the position attached."""
+    assert runtime.sim is not None
+    runtime.sim.faults.reject_if = lambda req: req.type is OrderType.STOP_MARKET
+    response = await client.post("/api/v1/signals", json=SIGNAL, headers=AUTH)
+    assert response.status_code == 502, response.text
+    error = response.json()
+    assert error["error"] == "exchange_error"
+    assert "stop" in error["message"] and "closed at market" in error["message"]
+    assert error["position"]["exit_reason"] == "protection_failed"
+    assert runtime.sim.core.positions() == []

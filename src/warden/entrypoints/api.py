@@ -58,8 +58,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from warden.config import Settings
 from warden.domain.controls import LimitExceeded
 from warden.domain.errors import ValidationError
-from warden.domain.events import Event
-from warden.domain.position import Position, PositionStatus
+from warden.domain.events import Event, EventKind
+from warden.domain.position import ExitReason, Position, PositionStatus
 from warden.domain.values import Instrument, PositionId, Side
 from warden.entrypoints.auth import Access, foreign_cookie, request_access, source_allowed
 from warden.entrypoints.controls_api import ControlsApi, add_limit_handler
@@ -813,8 +813,39 @@ async def _open(ctx: _Context, runtime: RuntimeApi, cmd: OpenPosition, wait: boo
             position_id=exc.position.id,
             position=PositionOut.of(exc.position),
         ) from None
+    if position.status is PositionStatus.FAILED or position.exit_reason == ExitReason.PROTECTION_FAILED:
+        raise await _not_opened(engine, position)
     opening = position.status is PositionStatus.OPENING
     return model_response(await _render(engine, position), 202 if opening else 201)
+
+
+async def _not_opened(engine: EngineApi, position: Position) -> ApiError:
+    """An entry the exchange refused (nothing is open), or one whose stop it refused (closed at
+    market at once): the exchange's error naming why, with the position attached; never a 201,
+    which says the stop rests."""
+    failed = position.status is PositionStatus.FAILED
+    kind = EventKind.ENTRY_FAILED if failed else EventKind.PROTECTION_FAILED
+    why = f"see GET {API}/positions/{position.id}/events"
+    try:
+        found = [
+            e.message
+            for _, e in await engine.events_since(None, 100, position_id=position.id)
+            if e.kind is kind
+        ]
+    except StoreUnavailable:  # the events are queued with the writes: the reason is not readable yet
+        found = []
+    why = found[0] if found else why
+    shown = await _render(engine, position)
+    if failed:
+        # the opener's words for an order the exchange could not be reached for (opening.py)
+        unavailable = why.startswith("exchange unavailable")
+        status, code = (503, "exchange_unavailable") if unavailable else (502, "exchange_error")
+        message = f"the entry was not filled ({why}); nothing is open"
+    else:
+        status, code = 502, "exchange_error"
+        state = "closed" if position.status is PositionStatus.CLOSED else "being closed"
+        message = f"the exchange refused the stop ({why}); the position was {state} at market"
+    return ApiError(status, code, message, position_id=position.id, position=shown)
 
 
 def _finished(ctx: _Context, task: asyncio.Task[Any]) -> None:
