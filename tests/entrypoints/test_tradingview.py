@@ -15,9 +15,11 @@ import httpx
 import pytest
 
 from tests.helpers import eventually
+from warden.adapters.notify import RecordingNotifier
 from warden.bootstrap import Runtime, running
 from warden.domain.values import OrderType, Side, Symbol
 from warden.entrypoints.api import create_app
+from warden.service.commands import OpenPosition
 
 from .conftest import AUTH, TOKEN, make_settings
 from .test_api import SIGNAL, assert_nothing_happened, open_sol
@@ -429,3 +431,43 @@ async def test_a_reversal_fired_twice_at_once_does_not_close_the_position_it_ope
     assert runtime.sim is not None
     [held] = runtime.sim.core.positions()
     assert (held.side, held.qty) == (Side.SHORT, Decimal(short["size"]))
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/v1/positions/close", {"symbol": "SOL"}),
+        ("/api/v1/signals", {"symbol": "SOL", "action": "close"}),
+    ],
+    ids=["close-route", "close-signal"],
+)
+async def test_a_symbol_close_refused_for_an_opening_entry_closes_nothing(
+    tmp_path: Path, path: str, body: dict[str, str]
+) -> None:
+    """Stacking on, SOL holds a protected long and a second long whose entry the exchange has
+    acknowledged but not filled. Closing the symbol closed the first, then met the second (its
+    entry still being resolved) and answered 503 "...; nothing was sent" — over a position it had
+    just closed at market. The refusal now comes before anything is closed, so it is true: both
+    stay as they were."""
+    async with running(
+        make_settings(tmp_path, allow_stacking=True), price_feed=False, notifier=RecordingNotifier()
+    ) as runtime:
+        engine, sim = runtime.engine, runtime.sim
+        assert sim is not None
+        first = await engine.open_position(OpenPosition(SOL, Side.LONG, Decimal(100), position_id="a" * 12))
+        assert first.status.value == "protected"
+        sim.faults.ack_only_if = lambda req: req.type is OrderType.MARKET and not req.reduce_only
+        sim.faults.fill_delay = 3600.0  # acknowledged, not filled: the entry is being resolved
+        second = asyncio.create_task(
+            engine.open_position(OpenPosition(SOL, Side.LONG, Decimal(100), position_id="b" * 12))
+        )
+        await eventually(lambda: engine.knows("b" * 12), what="the second entry committed")
+        before = [(o.client_order_id, o.status) for o in sim.core.orders()]
+        app = create_app(lambda: runtime)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://w") as http:
+            response = await http.post(path, json=body, headers=AUTH)
+        assert response.status_code == 503, response.text
+        assert response.json()["error"] == "trading_refused"
+        assert engine.ledger.positions[first.id].status.value == "protected"
+        assert [(o.client_order_id, o.status) for o in sim.core.orders()] == before
+        second.cancel()

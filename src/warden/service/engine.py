@@ -210,9 +210,17 @@ class Engine:
         return await self.exits.close(cmd.position_id, cmd.reason)
 
     async def close_symbol(self, symbol: str, reason: str = "manual") -> list[Position]:
-        """Close every open position on `symbol` (one, unless stacking is on); [] if none is open."""
+        """Close every open position on `symbol` (one, unless stacking is on); [] if none is open.
+        One whose entry is still being resolved cannot be closed yet: that refusal comes before
+        any of them is closed (TradingRefused says nothing was sent)."""
         self.ctx.gate.check_may_act()
         pids = sorted(self.ledger.by_symbol.get(Symbol(symbol), ()))
+        opening = [pid for pid in pids if self.ledger.positions[pid].status is PositionStatus.OPENING]
+        if opening:
+            raise TradingRefused(
+                f"the entry order of {', '.join(opening)} on {symbol} is still being resolved; nothing"
+                " on the symbol was closed; try again in a moment"
+            )
         return [await self.close_position(ClosePosition(pid, reason)) for pid in pids]
 
     async def move_stop(self, position_id: str, price: Decimal) -> Position:
