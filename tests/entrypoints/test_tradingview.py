@@ -65,7 +65,7 @@ def test_readme_alert_is_the_tested_one() -> None:
 async def test_tradingview_alert_opens(client: httpx.AsyncClient, runtime: Runtime) -> None:
     """The README's alert, filled in by TradingView (text/plain, exchange-prefixed .P ticker, buy/sell,
     contracts as a string, {{timenow}}), opens a protected position."""
-    body = alert("BINANCE:SOLUSDT.P", "sell", "0.5", runtime.clock.now())
+    body = alert("BINANCE:SOLUSDT.P", "sell", "0.5", runtime.clock.now(), market_position="short")
     response = await client.post("/api/v1/signals", content=body, headers={"Content-Type": "text/plain"})
     assert response.status_code == 201, response.text
     p = response.json()
@@ -471,3 +471,21 @@ async def test_a_symbol_close_refused_for_an_opening_entry_closes_nothing(
         assert engine.ledger.positions[first.id].status.value == "protected"
         assert [(o.client_order_id, o.status) for o in sim.core.orders()] == before
         second.cancel()
+
+
+@pytest.mark.parametrize(
+    ("action", "market_position"), [("sell", "long"), ("buy", "short")], ids=["long", "short"]
+)
+async def test_a_partial_exit_of_a_strategy_opens_nothing_when_warden_is_flat(
+    client: httpx.AsyncClient, runtime: Runtime, action: str, market_position: str
+) -> None:
+    """A strategy that reduces its long sends side sell with market_position long (a partial exit).
+    Holding the long, warden answers 409 and closes nothing; holding nothing (its stop already took
+    the long out), it opened a SHORT — a position against the strategy, which is still long. It is
+    a 422 naming market_position, and nothing is sent."""
+    body = alert("BINANCE:SOLUSDT.P", action, "0.3", runtime.clock.now(), market_position=market_position)
+    response = await client.post("/api/v1/signals", content=body)
+    assert response.status_code == 422, response.text
+    error = response.json()
+    assert (error["error"], error["field"]) == ("validation_error", "market_position")
+    await assert_nothing_happened(runtime)

@@ -756,6 +756,7 @@ async def _signal(ctx: _Context, caller: Caller, request: Request, wait: bool | 
         and any(p.side is not side for p in current)
     ):
         flip = True  # a strategy's reversal: it was long and is now short (or the reverse)
+    _refuse_partial_exit(symbol, side, signal.market_position, current)
     if side is None:
         raise ValidationError("side", "is required to open a position (long, short, buy or sell)")
     usd = signal.usd
@@ -783,6 +784,35 @@ async def _signal(ctx: _Context, caller: Caller, request: Request, wait: bool | 
             if view.position.symbol == symbol and view.position.side is not side:
                 await engine.close_position(ClosePosition(view.position.id, "flip"))
     return await _open(ctx, runtime, cmd, wait)
+
+
+def _refuse_partial_exit(
+    symbol: str, side: Side | None, market_position: str | None, current: list[Position]
+) -> None:
+    """A `side` against the strategy's `market_position` (sell while it stays long) reduces the
+    strategy's position: a partial exit, which warden does not make. It never opens a position
+    against the strategy: 409 with the position held, else 422 naming market_position."""
+    if market_position not in ("long", "short") or side is None or side.value == market_position:
+        return
+    why = (
+        f"side {side.value!r} with market_position {market_position!r} reduces the strategy's"
+        f" {market_position} (a partial exit)"
+    )
+    if current:
+        held = current[0]
+        raise ApiError(
+            409,
+            "already_exists",
+            f"{symbol} already has an open position; {why}, which warden does not make; nothing was sent",
+            field="symbol",
+            position_id=held.id,
+            position=PositionOut.of(held),
+        )
+    raise ValidationError(
+        "market_position",
+        f"is {market_position!r}: {why}; warden holds nothing on {symbol} and opens no"
+        f" {side.value} against the strategy; nothing was sent",
+    )
 
 
 async def _open(ctx: _Context, runtime: RuntimeApi, cmd: OpenPosition, wait: bool | None) -> JSONResponse:
