@@ -54,3 +54,14 @@ async def client(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://warden") as http:
         yield http
+
+
+@pytest.fixture
+async def slow(tmp_path: Path) -> AsyncIterator[tuple[Runtime, httpx.AsyncClient]]:
+    """signal_wait 0.1 s, and an exchange that takes 0.3 s to answer each call."""
+    async with running(make_settings(tmp_path, signal_wait=0.1), price_feed=False) as rt:
+        assert rt.sim is not None
+        rt.sim.faults.rest_latency = 0.3
+        app = create_app(lambda: rt)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://w") as http:
+            yield rt, http

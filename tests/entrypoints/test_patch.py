@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal
 
 import httpx
@@ -184,3 +185,39 @@ async def test_both_take_profits_move_past_the_old_tp2_together(
     assert take_profits(runtime) == sorted(
         [(Decimal(p["tp1_qty"]), Decimal("154.00")), (Decimal(p["tp2_qty"]), Decimal("156.00"))]
     )
+
+
+async def test_two_stop_moves_at_once_are_both_made(slow: tuple[Runtime, httpx.AsyncClient]) -> None:
+    """Two PATCHes tightening the stop at once (a script trailing by hand, a double click): a move
+    that arrived while the first was on its way to the exchange was folded into it without its
+    price, and answered 502 "exchange error: the stop at 149.00 did not rest; the stop stays at
+    147.75" — the exchange had refused nothing, and the stop was at 148.50. The second waits for
+    the first and is then made: both 200, the stop at 149 for the full size."""
+    runtime, client = slow
+    opened = await client.post("/api/v1/signals", params={"wait": "true"}, json=SIGNAL, headers=AUTH)
+    p = opened.json()
+    first, second = await asyncio.gather(
+        client.patch(f"/api/v1/positions/{p['id']}", json={"stop_price": "148.5"}, headers=AUTH),
+        client.patch(f"/api/v1/positions/{p['id']}", json={"stop_price": "149"}, headers=AUTH),
+    )
+    assert first.status_code == 200, first.text
+    assert second.status_code == 200, second.text
+    assert second.json()["stop_price"] == "149.00"
+    assert stops(runtime) == [(Decimal(p["size"]), Decimal("149.00"))]
+
+
+async def test_a_stop_move_overtaken_by_a_tighter_one_is_a_422(
+    slow: tuple[Runtime, httpx.AsyncClient],
+) -> None:
+    """Two PATCHes at once, the second looser than the first: once the first has moved the stop to
+    149, 148.5 would loosen it — a 422 saying so (it was a 502 blaming the exchange)."""
+    runtime, client = slow
+    opened = await client.post("/api/v1/signals", params={"wait": "true"}, json=SIGNAL, headers=AUTH)
+    p = opened.json()
+    first, second = await asyncio.gather(
+        client.patch(f"/api/v1/positions/{p['id']}", json={"stop_price": "149"}, headers=AUTH),
+        client.patch(f"/api/v1/positions/{p['id']}", json={"stop_price": "148.5"}, headers=AUTH),
+    )
+    assert first.status_code == 200, first.text
+    assert (second.status_code, second.json()["field"]) == (422, "stop_price"), second.text
+    assert stops(runtime) == [(Decimal(p["size"]), Decimal("149.00"))]

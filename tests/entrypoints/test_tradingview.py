@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -110,17 +109,6 @@ async def test_epoch_seconds_timestamp(client: httpx.AsyncClient, runtime: Runti
     now = runtime.clock.now().timestamp()
     response = await client.post("/api/v1/signals", json={**SIGNAL, "timestamp": now}, headers=AUTH)
     assert response.status_code == 201, response.text
-
-
-@pytest.fixture
-async def slow(tmp_path: Path) -> AsyncIterator[tuple[Runtime, httpx.AsyncClient]]:
-    """signal_wait 0.1 s, and an exchange that takes 0.3 s to answer each call."""
-    async with running(make_settings(tmp_path, signal_wait=0.1), price_feed=False) as rt:
-        assert rt.sim is not None
-        rt.sim.faults.rest_latency = 0.3
-        app = create_app(lambda: rt)
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://w") as http:
-            yield rt, http
 
 
 async def test_slow_exchange_answers_202_at_the_deadline(slow: tuple[Runtime, httpx.AsyncClient]) -> None:

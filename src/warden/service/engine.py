@@ -260,6 +260,8 @@ class Engine:
         await self._check_against_the_mark(pos, stop, tp1, tp2)
         moved = pos
         if stop is not None:
+            await self.exits.stop_idle(pid)  # a move under way (another PATCH, the trail) ends first
+            self._stop_asked(position_id, self.ledger.positions.get(pid), stop)  # still open, tighter
             await self.exits.move_stop(pid, stop)
             moved = self.ledger.positions[pid]
             if moved.is_active and moved.stop_price != stop:

@@ -123,6 +123,8 @@ class ExitManager:
         self.recovery_started: float | None = None
         self._moving: set[PositionId] = set()
         self._rerun: set[PositionId] = set()
+        self._stop_idle: dict[PositionId, asyncio.Event] = {}
+        """Set when a position's stop move ends (stop_idle waits on it)."""
         self._cancelling: set[ClientOrderId] = set()
         self._unsaved_marks: set[Symbol] = set()
         """Symbols whose moved marks a flush could not write (taken from the index already)."""
@@ -1290,6 +1292,17 @@ class ExitManager:
                     break  # a refused move is not re-run at once: the next mark tries again
         finally:
             self._moving.discard(pid)
+            idle = self._stop_idle.pop(pid, None)
+            if idle is not None:
+                idle.set()
+
+    async def stop_idle(self, pid: PositionId) -> None:
+        """Return once no stop move of the position is running. A move with a price of its own (a
+        PATCH) waits here: asked for while another runs, it would be folded into that one without
+        its price. Nothing is awaited after the last look, so a move_stop called right after
+        returning runs itself."""
+        while pid in self._moving:
+            await self._stop_idle.setdefault(pid, asyncio.Event()).wait()
 
     def _wants_trail(self, pid: PositionId) -> bool:
         pos = self.ledger.positions.get(pid)
