@@ -13,7 +13,7 @@ import pytest
 from tests.telegram.conftest import CHAT, bot_settings
 from warden.bootstrap import Runtime, running
 from warden.domain.position import PositionStatus
-from warden.domain.values import Symbol
+from warden.domain.values import OrderType, Symbol
 from warden.entrypoints.api import create_app
 from warden.entrypoints.telegram import Commands
 
@@ -51,6 +51,21 @@ async def test_short_sol_opens_a_protected_position_from_telegram(
     assert p.symbol == SOL and p.side == "short" and p.origin == "telegram"
     assert p.status is PositionStatus.PROTECTED
     assert reply.startswith(f"✅ {p.id} {SOL} short") and "resting (protected)" in reply
+
+
+async def test_an_entry_the_exchange_refused_is_not_answered_with_a_tick(
+    commands: Commands, runtime: Runtime
+) -> None:
+    """The exchange refused the entry: the position is `failed` and nothing is open. The reply was
+    "✅ … stop … NOT resting (failed)", a tick for a trade that did not happen; it says so, and why."""
+    assert runtime.sim is not None
+    runtime.sim.faults.reject_if = lambda req: req.type is OrderType.MARKET
+    reply = await say(commands, "short sol")
+    [p] = await runtime.store.list_positions(include_closed=True)
+    assert p.status is PositionStatus.FAILED
+    assert "✅" not in reply
+    assert reply.startswith(f"❌ {p.id} {SOL} short: the entry was not filled") and "rejected" in reply
+    assert "nothing is open" in reply
 
 
 @pytest.mark.parametrize(

@@ -43,7 +43,7 @@ from telegram.error import RetryAfter, TelegramError
 from telegram import Bot, CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
 from warden.domain.controls import Controls, LimitExceeded
 from warden.domain.errors import ValidationError
-from warden.domain.events import Event
+from warden.domain.events import Event, EventKind
 from warden.domain.position import Position, PositionStatus
 from warden.domain.values import Instrument, PositionId, Side, Symbol
 from warden.entrypoints.schemas import normalise_symbol, positive_number
@@ -184,8 +184,18 @@ class Commands:
         symbol = normalise_symbol(words[1], self.engine.instrument)
         cmd = OpenPosition(symbol, side, usd, qty, None, None, "telegram")
         position = await self.engine.open_position(cmd)
+        if position.status is PositionStatus.FAILED:
+            return Reply(failed_text(position, await self._why_failed(position)))
         view = await self._view(position)
         return Reply(opened_text(position, view))
+
+    async def _why_failed(self, position: Position) -> str | None:
+        """The exchange's refusal of the entry, as its event says (None while it is not readable)."""
+        try:
+            events = await self.engine.list_events(position.id, limit=20)
+        except StoreUnavailable:  # written behind the reply while the database is away
+            return None
+        return next((e.message for e in events if e.kind is EventKind.ENTRY_FAILED), None)
 
     def _size(self, words: list[str]) -> tuple[Decimal | None, Decimal | None]:
         if not words:
@@ -349,6 +359,12 @@ def opened_text(p: Position, view: PositionView | None) -> str:
         f"✅ {p.id} {p.symbol} {p.side} {_dec(p.remaining)} @ {_dec(p.entry_price)}, "
         f"stop {_dec(p.stop_price)} {'resting' if resting else 'NOT resting'} ({p.status})"
     )
+
+
+def failed_text(p: Position, why: str | None) -> str:
+    """An entry the exchange did not fill: no tick, nothing open, and why (the API's 502 / 503)."""
+    reason = why if why is not None else f"see /events {p.id}"
+    return f"❌ {p.id} {p.symbol} {p.side}: the entry was not filled ({reason}); nothing is open"
 
 
 def closed_text(p: Position) -> str:
