@@ -743,6 +743,10 @@ def _env_config_file() -> Path | None:
 
 
 def _check_toml(path: Path) -> None:
+    """The file can be read and is TOML; anything else is a ConfigError naming `config` (a
+    traceback was printed for a file saved as UTF-16, or one the user may not read)."""
+    if path.is_dir():
+        raise ConfigError("config", f"{path} is a directory, not a TOML file")
     if not path.is_file():
         raise ConfigError("config", f"no such file: {path}")
     try:
@@ -750,6 +754,12 @@ def _check_toml(path: Path) -> None:
             tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError("config", f"{path} is not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            "config", f"{path} is not UTF-8 text (byte {exc.start}): save it as UTF-8, as TOML requires"
+        ) from None
+    except OSError as exc:
+        raise ConfigError("config", f"{path} cannot be read: {exc.strerror or exc}") from None
 
 
 def _config_error(exc: pydantic.ValidationError) -> ConfigError:

@@ -1,0 +1,83 @@
+"""A trader's configuration mistakes: each is refused at start, naming the setting, in one line —
+never a traceback, never silently ignored, and never with a secret in the message."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from warden.config import ConfigError, Settings
+from warden.entrypoints.cli import app
+
+runner = CliRunner()
+
+
+def one_error_line(stderr: str) -> str:
+    """The CLI's refusal: exactly one line, `error: ...`, no traceback."""
+    lines = stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), stderr
+    return lines[0]
+
+
+# -- the config file itself ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [
+        ("leverage = 5\n".encode("utf-16"), "not UTF-8"),  # Windows Notepad's "Unicode"
+        ('account = "caf\xe9"\n'.encode("latin-1"), "not UTF-8"),
+    ],
+    ids=["utf-16", "latin-1"],
+)
+def test_a_config_file_that_is_not_utf8_is_refused_naming_config(
+    tmp_path: Path, content: bytes, fragment: str
+) -> None:
+    path = tmp_path / "warden.toml"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError) as caught:
+        Settings.load(path)
+    assert caught.value.field == "config" and fragment in caught.value.message
+    result = runner.invoke(app, ["run", "--config", str(path)])
+    assert result.exit_code == 2
+    assert one_error_line(result.stderr).startswith("error: config: ")
+
+
+def test_a_config_directory_is_named_as_one(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.load(tmp_path)
+    assert caught.value.field == "config"
+    assert "is a directory" in caught.value.message
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
+def test_an_unreadable_config_file_is_refused_naming_config(tmp_path: Path) -> None:
+    path = tmp_path / "warden.toml"
+    path.write_text("leverage = 5\n")
+    path.chmod(0)
+    with pytest.raises(ConfigError) as caught:
+        Settings.load(path)
+    assert caught.value.field == "config" and "cannot be read" in caught.value.message
+
+
+def test_an_unreadable_config_file_is_refused_naming_config_as_any_user(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`warden status` run as another user than the engine's (WARDEN_CONFIG of a 0600 file): the
+    client commands read the file without click's check, so the refusal is warden's own."""
+    path = tmp_path / "warden.toml"
+    path.write_text("leverage = 5\n")
+
+    def denied(*args: object, **kwargs: object) -> object:
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(Path, "open", denied)
+    with pytest.raises(ConfigError) as caught:
+        Settings.load(path)
+    assert caught.value.field == "config" and "cannot be read" in caught.value.message
+    result = runner.invoke(app, ["status"], env={"WARDEN_CONFIG": str(path)})
+    assert result.exit_code == 1
+    assert one_error_line(result.stderr).startswith("error: config: ")
