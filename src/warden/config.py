@@ -28,6 +28,7 @@ from pydantic_settings import (
     NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
@@ -544,6 +545,8 @@ class Settings(BaseSettings):
             raise _config_error(exc) from None
         except DomainValidationError as exc:
             raise ConfigError(exc.field, exc.message) from None
+        except SettingsError as exc:  # a nested setting's variable that is not JSON
+            raise _source_error(exc) from None
         finally:
             _config_file.reset(token)
         if check_env:
@@ -760,6 +763,28 @@ def _check_toml(path: Path) -> None:
         ) from None
     except OSError as exc:
         raise ConfigError("config", f"{path} cannot be read: {exc.strerror or exc}") from None
+
+
+def _source_error(exc: SettingsError) -> ConfigError:
+    """pydantic-settings' own refusal (WARDEN_SYMBOLS='SOL=3': a nested setting's variable must
+    hold JSON) as a ConfigError naming the setting; the value is not shown (the cause's message,
+    from the JSON decoder, carries a position only)."""
+    match = re.search(r'field "(\w+)"', str(exc))
+    field = match.group(1) if match else "settings"
+    example = _JSON_EXAMPLES.get(field)
+    message = f"the environment variable {ENV_PREFIX}{field.upper()} must hold JSON"
+    if example is not None:
+        message += f", e.g. {example}"
+    if exc.__cause__ is not None:
+        message += f" ({exc.__cause__})"
+    return ConfigError(field, message)
+
+
+_JSON_EXAMPLES = {
+    "symbols": """'{"SOL": {"leverage": 3}}'""",
+    "alert_routes": """'{"tp_filled": "silent"}'""",
+    "accounts": """'{"main": {"exchange": "bybit", "api_key_env": "K", "api_secret_env": "S"}}'""",
+}
 
 
 def _config_error(exc: pydantic.ValidationError) -> ConfigError:

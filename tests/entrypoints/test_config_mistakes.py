@@ -81,3 +81,28 @@ def test_an_unreadable_config_file_is_refused_naming_config_as_any_user(
     result = runner.invoke(app, ["status"], env={"WARDEN_CONFIG": str(path)})
     assert result.exit_code == 1
     assert one_error_line(result.stderr).startswith("error: config: ")
+
+
+# -- the environment ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "field"),
+    [
+        ("WARDEN_SYMBOLS", "SOL=3", "symbols"),
+        ("WARDEN_ALERT_ROUTES", "tp_filled=silent", "alert_routes"),
+        ("WARDEN_ACCOUNTS", '{"main": {"exchange": "sim"}', "accounts"),
+    ],
+)
+def test_a_nested_setting_that_is_not_json_is_refused_naming_it(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, field: str
+) -> None:
+    """A nested setting's variable holds JSON; anything else was a pydantic-settings traceback."""
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError) as caught:
+        Settings.load()
+    assert caught.value.field == field
+    assert variable in caught.value.message and "JSON" in caught.value.message
+    result = runner.invoke(app, ["run"])
+    assert result.exit_code == 2
+    assert one_error_line(result.stderr).startswith(f"error: {field}: ")
