@@ -120,6 +120,9 @@ class SymbolSettings(pydantic.BaseModel):
 ACCOUNT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
 """An account's name: what `?account=`, `--account` and Telegram's `@NAME` carry."""
 
+ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
+"""The name of an environment variable an [accounts.*] table names for a secret."""
+
 NEEDS_KEYS = ("binanceusdm", "bybit")
 """Exchanges whose accounts sign their calls with an API key and secret."""
 
@@ -173,8 +176,15 @@ class AccountSettings(pydantic.BaseModel):
     @field_validator("api_key_env", "api_secret_env", "drift_rpc_url_env")
     @classmethod
     def _env_name(cls, value: str | None) -> str | None:
-        if value is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
-            raise ValueError(f"must be the name of an environment variable, not {value!r}")
+        """A variable's NAME, in capitals: a key pasted here instead (Binance's are 64 letters and
+        digits, a valid name in mixed case) was printed back in `... the environment variable
+        <KEY> is not set`. What was written is never shown: it may be the secret itself."""
+        if value is not None and not ENV_NAME.fullmatch(value):
+            raise ValueError(
+                "must be the NAME of the environment variable that holds the secret (capital letters,"
+                " digits and _, e.g. MAIN_KEY), not the secret itself; what is written there is not"
+                " shown, as it may be the secret"
+            )
         return value
 
 

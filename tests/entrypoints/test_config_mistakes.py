@@ -106,3 +106,46 @@ def test_a_nested_setting_that_is_not_json_is_refused_naming_it(
     result = runner.invoke(app, ["run"])
     assert result.exit_code == 2
     assert one_error_line(result.stderr).startswith(f"error: {field}: ")
+
+
+# -- an account's keys --------------------------------------------------------------------------
+
+BINANCE_KEY = "vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A"
+"""The shape of a Binance API key (64 letters and digits): a valid-looking variable name."""
+
+
+@pytest.mark.parametrize(
+    ("field", "pasted"),
+    [
+        ("api_key_env", BINANCE_KEY),
+        ("api_secret_env", "NhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbvqqM6A7H5fATj0j"),
+        ("api_key_env", "8mAFk0G2-AgmAaQL7Xm"),
+        ("drift_rpc_url_env", "https://mainnet.helius-rpc.com/?api-key=0b1c2d3e-secret"),
+    ],
+    ids=["binance-key", "binance-secret", "dashed", "rpc-url"],
+)
+def test_a_key_pasted_where_its_variable_name_goes_is_refused_and_never_shown(
+    tmp_path: Path, field: str, pasted: str
+) -> None:
+    """`api_key_env = "<the key itself>"` (the trader pasted the key, not the variable's name) was
+    taken as a variable name and then printed — in `account main is not running: ... the
+    environment variable <KEY> is not set`, the log, GET /accounts and `warden status` — or echoed
+    by the refusal of a name with a dash. It is refused at start, naming the field, without it."""
+    exchange = "drift" if field == "drift_rpc_url_env" else "binanceusdm"
+    keys = "" if exchange == "drift" else 'api_key_env = "MAIN_KEY"\napi_secret_env = "MAIN_SECRET"\n'
+    table = f'[accounts.main]\nexchange = "{exchange}"\n{keys}'
+    table = table.replace(f'{field} = "MAIN_KEY"', f'{field} = "{pasted}"')
+    table = table.replace(f'{field} = "MAIN_SECRET"', f'{field} = "{pasted}"')
+    if field not in table:
+        table += f'{field} = "{pasted}"\n'
+    path = tmp_path / "warden.toml"
+    path.write_text(table + '[accounts.alt]\nexchange = "sim"\n')
+    with pytest.raises(ConfigError) as caught:
+        Settings.load(path)
+    assert caught.value.field == f"accounts.main.{field}"
+    assert "environment variable" in caught.value.message
+    assert pasted not in str(caught.value)
+    result = runner.invoke(app, ["run", "--config", str(path), "--data-dir", str(tmp_path)])
+    assert result.exit_code == 2
+    assert pasted not in result.output and pasted not in result.stderr
+    assert one_error_line(result.stderr).startswith(f"error: accounts.main.{field}: ")
