@@ -131,6 +131,19 @@ AMOUNTS = ("default_usd", "max_position_usd", "max_total_usd", "max_daily_loss_u
 """Decimal settings an account table may set; Settings adds the exit plan's."""
 
 
+def secret_flaw(value: str) -> str | None:
+    """Why a key, secret or token read from the environment or the file cannot be the one meant
+    (never showing it): empty, whitespace or a line break at either end, a control character."""
+    if not value.strip():
+        return "is empty: give the value, or leave the setting unset"
+    if value != value.strip() or any(ord(c) < 32 or ord(c) == 127 for c in value):
+        return (
+            "starts or ends with whitespace or a line break, or holds a control character (read from"
+            " a file or an `echo` with its newline?): remove it; the value is not shown"
+        )
+    return None
+
+
 def ascii_number(value: object) -> object:
     """A decimal setting written as text must use ASCII digits: pydantic's Decimal (Python's) takes
     any Unicode digit, so "\u0661\u0660\u0660" (Arabic-Indic) was read as 100."""
@@ -341,6 +354,17 @@ class Settings(BaseSettings):
         "adopt",
         description="What to do with an exchange position warden has no record of: adopt, close or alert.",
     )
+
+    @field_validator("api_key", "api_secret", "telegram_token", "drift_rpc_url")
+    @classmethod
+    def _secret_is_clean(cls, value: SecretStr | None) -> SecretStr | None:
+        """An empty key reached ccxt (the engine retried its start for ever on "requires apiKey"),
+        one read with its newline crashed `warden run` (aiohttp refuses the header): refused here."""
+        if value is not None:
+            why = secret_flaw(value.get_secret_value())
+            if why is not None:
+                raise ValueError(why)
+        return value
 
     @field_validator("api_token", "api_read_token")
     @classmethod
@@ -632,6 +656,9 @@ class Settings(BaseSettings):
                 raise ConfigError(
                     f"accounts.{name}.{key}_env", f"the environment variable {variable} is not set"
                 )
+            why = secret_flaw(value)
+            if why is not None:
+                raise ConfigError(f"accounts.{name}.{key}_env", f"the environment variable {variable} {why}")
             update[key] = SecretStr(value)
         secrets = {"api_key_env", "api_secret_env", "drift_rpc_url_env", "drift_keypair_path"}
         for key, value in table.model_dump(exclude=secrets).items():

@@ -149,3 +149,64 @@ def test_a_key_pasted_where_its_variable_name_goes_is_refused_and_never_shown(
     assert result.exit_code == 2
     assert pasted not in result.output and pasted not in result.stderr
     assert one_error_line(result.stderr).startswith(f"error: accounts.main.{field}: ")
+
+
+@pytest.mark.parametrize("variable", ["WARDEN_API_KEY", "WARDEN_API_SECRET", "WARDEN_TELEGRAM_TOKEN"])
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        ("", "is empty"),  # `export WARDEN_API_KEY=$BINANCE_KEY` with BINANCE_KEY unset
+        ("   ", "is empty"),
+        ("sim-key-0123456789\n", "whitespace"),  # a Kubernetes secret made with `echo`, a .env line
+        (" sim-key-0123456789", "whitespace"),
+    ],
+    ids=["empty", "blank", "newline", "space"],
+)
+def test_an_empty_or_padded_secret_is_refused_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variable: str, value: str, fragment: str
+) -> None:
+    """An empty key reached ccxt and the engine retried its start for ever on `AuthenticationError:
+    binanceusdm requires "apiKey" credential`; one with a newline crashed `warden run` with an
+    ExceptionGroup traceback (aiohttp refuses the header); a bot token with one never reached
+    Telegram. Each is refused at start, naming the setting, without the value."""
+    monkeypatch.setenv("WARDEN_API_KEY", "sim-key")
+    monkeypatch.setenv("WARDEN_API_SECRET", "sim-secret")
+    monkeypatch.setenv(variable, value)
+    field = variable.removeprefix("WARDEN_").lower()
+    with pytest.raises(ConfigError) as caught:
+        Settings.load(exchange="binanceusdm")
+    assert caught.value.field == field and fragment in caught.value.message
+    assert value.strip() == "" or value.strip() not in str(caught.value)
+    args = [
+        "run",
+        "--exchange",
+        "binanceusdm",
+        "--data-dir",
+        str(tmp_path),
+        "--db",
+        f"sqlite:///{tmp_path}/w.db",
+    ]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert one_error_line(result.stderr).startswith(f"error: {field}: ")
+    assert not (tmp_path / "w.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [("   ", "is empty"), ("mk-0123456789\n", "whitespace"), ("mk-0123456789\r\n", "whitespace")],
+    ids=["blank", "newline", "crlf"],
+)
+def test_an_account_key_variable_that_is_blank_or_padded_is_refused_naming_the_field(
+    tmp_path: Path, value: str, fragment: str
+) -> None:
+    path = tmp_path / "warden.toml"
+    path.write_text(
+        '[accounts.main]\nexchange = "bybit"\napi_key_env = "MAIN_KEY"\napi_secret_env = "MAIN_SECRET"\n'
+    )
+    settings = Settings.load(path)
+    with pytest.raises(ConfigError) as caught:
+        settings.for_account("main", {"MAIN_KEY": value, "MAIN_SECRET": "ms"})
+    assert caught.value.field == "accounts.main.api_key_env"
+    assert "MAIN_KEY" in caught.value.message and fragment in caught.value.message
+    assert value.strip() == "" or value.strip() not in str(caught.value)
