@@ -528,6 +528,9 @@ class Settings(BaseSettings):
         if "://" not in value:
             shown = f"***@{value.rpartition('@')[2]}" if "@" in value else value  # no credentials
             raise ValueError(f"must be a database URL like sqlite:///./data/warden.db, not {shown!r}")
+        why = _database_url_flaw(value)
+        if why is not None:
+            raise ValueError(why)
         return value
 
     @field_validator("exchange_url")
@@ -775,6 +778,35 @@ def _check_account_name(name: str) -> str:
             "starting with a letter or digit"
         )
     return name
+
+
+DATABASE_BACKENDS = ("sqlite", "postgresql", "postgres")
+"""The schemes `db` takes (any driver after a `+` is replaced: adapters/db/urls.py)."""
+DATABASE_HINT = "use sqlite:///path/to/warden.db or postgresql://user@host:5432/dbname"
+
+
+def _database_url_flaw(url: str) -> str | None:
+    """Why warden cannot use `url` (it has a `://`), found before anything starts, without showing
+    a password: a scheme it has no driver for, SQLite without a file, or a password holding a bare
+    '@' (the URL reads the password up to its first '@' and the rest as the host, so an error
+    showed the password's tail as part of the host, and warden looked for a host of that name)."""
+    scheme, _, rest = url.partition("://")
+    backend = scheme.partition("+")[0]
+    if backend not in DATABASE_BACKENDS:
+        return f"unsupported database scheme {scheme!r}; {DATABASE_HINT}"
+    if backend == "sqlite":
+        path = rest.partition("?")[0].removeprefix("/")
+        if not path or path == ":memory:" or path.startswith("file:"):
+            return f"SQLite needs a file path; {DATABASE_HINT}"
+        return None
+    if "@" in rest:
+        host = re.split(r"[/?]", rest.partition("@")[2], maxsplit=1)[0]
+        if "@" in host:
+            return (
+                "the user name or password holds an '@': write each '@' in them as %40"
+                " (postgresql://user:pa%40ss@host/dbname); the URL is not shown"
+            )
+    return None
 
 
 def _env_config_file() -> Path | None:

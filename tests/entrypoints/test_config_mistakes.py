@@ -210,3 +210,52 @@ def test_an_account_key_variable_that_is_blank_or_padded_is_refused_naming_the_f
     assert caught.value.field == "accounts.main.api_key_env"
     assert "MAIN_KEY" in caught.value.message and fragment in caught.value.message
     assert value.strip() == "" or value.strip() not in str(caught.value)
+
+
+# -- the database URL ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("db", "fragment"),
+    [
+        ("mysql://warden:hunter2@db-host/warden", "unsupported database scheme 'mysql'"),
+        ("sqlite://", "SQLite needs a file path"),
+        ("sqlite:///:memory:", "SQLite needs a file path"),
+    ],
+)
+def test_a_database_url_warden_cannot_use_is_refused_at_load_naming_db(
+    tmp_path: Path, db: str, fragment: str
+) -> None:
+    """These passed the settings and failed once the engine opened the database: a traceback, then
+    `error: ValueError: ...` (exit 1) without the setting's name."""
+    with pytest.raises(ConfigError) as caught:
+        Settings.load(db=db)
+    assert caught.value.field == "db" and fragment in caught.value.message
+    assert "hunter2" not in str(caught.value)
+    result = runner.invoke(app, ["run", "--db", db, "--data-dir", str(tmp_path)])
+    assert result.exit_code == 2
+    assert one_error_line(result.stderr).startswith("error: db: ")
+
+
+def test_a_password_with_a_bare_at_sign_is_refused_without_any_of_it(tmp_path: Path) -> None:
+    """`postgresql://warden:s3c@retPW@db-host/warden`: the URL takes the password to end at its
+    first '@' and the rest for the host, so every error showed `warden:***@retPW@db-host` — the
+    password's tail — and warden looked for a host named `retPW@db-host`."""
+    db = "postgresql://warden:s3c@retPW@db-host:5432/warden"
+    with pytest.raises(ConfigError) as caught:
+        Settings.load(db=db)
+    assert caught.value.field == "db" and "%40" in caught.value.message
+    assert "retPW" not in str(caught.value) and "s3c" not in str(caught.value)
+    result = runner.invoke(app, ["run", "--db", db, "--data-dir", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "retPW" not in result.stderr
+    assert one_error_line(result.stderr).startswith("error: db: ")
+
+
+def test_redact_hides_all_of_a_password_with_a_bare_at_sign() -> None:
+    from warden.adapters.db.urls import redact
+
+    shown = redact("postgresql://warden:s3c@retPW@db-host:5432/warden")
+    assert "retPW" not in shown and "s3c" not in shown
+    assert shown == "postgresql://warden:***@db-host:5432/warden"
+    assert "retPW" not in redact("not a url://warden:s3c@retPW@db-host")

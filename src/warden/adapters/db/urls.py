@@ -16,7 +16,7 @@ SQLITE_DRIVER = "sqlite+aiosqlite"
 POSTGRES_DRIVER = "postgresql+asyncpg"
 _BACKENDS = {"sqlite": SQLITE_DRIVER, "postgresql": POSTGRES_DRIVER, "postgres": POSTGRES_DRIVER}
 _HINT = "use sqlite:///path/to/warden.db or postgresql://user@host:5432/dbname"
-_PASSWORD = re.compile(r"(://[^:/@]*):[^@]*@")
+_PASSWORD = re.compile(r"(://[^:/@]*):.*@")
 
 
 def parse(url: str) -> URL:
@@ -43,11 +43,16 @@ def normalise(url: str) -> str:
 
 
 def redact(url: str) -> str:
-    """The URL with any password replaced by ***, safe to log and display."""
+    """The URL with any password replaced by ***, safe to log and display. A password holding a
+    bare '@' ends, for the URL, at its first '@' and its tail is read as part of the host: the
+    host shown is what follows the last '@', so none of the password is."""
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        parsed = make_url(url)
     except ArgumentError:
         return _PASSWORD.sub(r"\1:***@", url)
+    if parsed.host is not None and "@" in parsed.host:
+        parsed = parsed.set(password="***", host=parsed.host.rpartition("@")[2])
+    return parsed.render_as_string(hide_password=True)
 
 
 def sqlite_path(url: URL) -> Path:
