@@ -525,10 +525,7 @@ class Settings(BaseSettings):
     @field_validator("db")
     @classmethod
     def _db_is_url(cls, value: str) -> str:
-        if "://" not in value:
-            shown = f"***@{value.rpartition('@')[2]}" if "@" in value else value  # no credentials
-            raise ValueError(f"must be a database URL like sqlite:///./data/warden.db, not {shown!r}")
-        why = _database_url_flaw(value)
+        why = database_url_flaw(value)
         if why is not None:
             raise ValueError(why)
         return value
@@ -785,11 +782,14 @@ DATABASE_BACKENDS = ("sqlite", "postgresql", "postgres")
 DATABASE_HINT = "use sqlite:///path/to/warden.db or postgresql://user@host:5432/dbname"
 
 
-def _database_url_flaw(url: str) -> str | None:
-    """Why warden cannot use `url` (it has a `://`), found before anything starts, without showing
-    a password: a scheme it has no driver for, SQLite without a file, or a password holding a bare
-    '@' (the URL reads the password up to its first '@' and the rest as the host, so an error
-    showed the password's tail as part of the host, and warden looked for a host of that name)."""
+def database_url_flaw(url: str) -> str | None:
+    """Why warden cannot use `url` as its database, found before anything starts, without showing
+    a password: not a URL, a scheme it has no driver for, SQLite without a file, or a password
+    holding a bare '@' (the URL reads the password up to its first '@' and the rest as the host,
+    so an error showed the password's tail as part of the host, and warden looked for that host)."""
+    if "://" not in url:
+        shown = f"***@{url.rpartition('@')[2]}" if "@" in url else url  # no credentials
+        return f"must be a database URL like sqlite:///./data/warden.db, not {shown!r}"
     scheme, _, rest = url.partition("://")
     backend = scheme.partition("+")[0]
     if backend not in DATABASE_BACKENDS:

@@ -4,6 +4,7 @@ never a traceback, never silently ignored, and never with a secret in the messag
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -259,3 +260,45 @@ def test_redact_hides_all_of_a_password_with_a_bare_at_sign() -> None:
     assert "retPW" not in shown and "s3c" not in shown
     assert shown == "postgresql://warden:***@db-host:5432/warden"
     assert "retPW" not in redact("not a url://warden:s3c@retPW@db-host")
+
+
+def closed_port_url() -> str:
+    """A PostgreSQL URL nothing answers at (a port just freed)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"postgresql://warden:hunter2@127.0.0.1:{port}/warden"
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "start"),
+    [
+        ([], {"WARDEN_LEVERAGE": "five"}, "error: leverage: "),
+        (["--db", "mysql://warden:hunter2@db-host/warden"], {}, "error: db: unsupported database scheme"),
+        (["--db", "postgresql://warden:s3c@retPW@db-host/warden"], {}, "error: db: "),
+        (["--db", None], {}, "error: db: "),
+    ],
+    ids=["bad-setting", "mysql", "bare-at", "nothing-answers"],
+)
+def test_db_upgrade_refuses_in_one_line(args: list[str | None], env: dict[str, str], start: str) -> None:
+    """`warden db upgrade` let every failure out as a traceback: a bad setting (CliError), a URL
+    it cannot use (ValueError), a database that does not answer (StoreUnavailable)."""
+    argv = [closed_port_url() if arg is None else arg for arg in args]
+    result = runner.invoke(app, ["db", "upgrade", *argv], env=env)
+    assert result.exit_code != 0
+    assert one_error_line(result.stderr).startswith(start)
+    assert "hunter2" not in result.stderr and "retPW" not in result.stderr
+
+
+def test_run_with_a_database_that_does_not_answer_is_one_line_naming_db(tmp_path: Path) -> None:
+    """A wrong host or port in `db` is found when the engine migrates it: a traceback was logged
+    before `error: StoreUnavailable: ...`."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    args = ["run", "--port", str(port), "--data-dir", str(tmp_path), "--db", closed_port_url()]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1
+    assert "Traceback" not in result.stderr and "hunter2" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith("error: db: "), result.stderr

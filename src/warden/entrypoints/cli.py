@@ -27,6 +27,7 @@ from warden.entrypoints import client, ops
 from warden.entrypoints.client import err, fail, out
 from warden.entrypoints.token import ApiToken, TokenError, ensure_token, find_token
 from warden.logging import configure_logging, get_logger
+from warden.ports import StoreUnavailable
 
 app = typer.Typer(
     name="warden",
@@ -113,6 +114,9 @@ def run(
         raise typer.Exit(130) from None
     except ConfigError as exc:  # a setting found wrong only once the engine is built (no key for a venue)
         fail(f"{exc.field}: {exc.message}", code=2)
+    except StoreUnavailable as exc:  # the database `db` names does not answer (shown without its password)
+        log.error("warden_failed", error=str(exc))
+        fail(f"db: {exc}")
     except Exception as exc:
         log.exception("warden_failed")
         fail(f"{type(exc).__name__}: {exc}")

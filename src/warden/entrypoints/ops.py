@@ -202,10 +202,20 @@ def db_upgrade(
 ) -> None:
     """Apply every pending schema migration (warden run also does this at start)."""
     from warden.bootstrap import upgrade_database
-    from warden.entrypoints.client import load_settings
+    from warden.config import database_url_flaw
+    from warden.entrypoints.client import CliError, load_settings
+    from warden.ports import StoreUnavailable
 
-    url = db or load_settings().db
-    asyncio.run(upgrade_database(url))
+    try:
+        url = db or load_settings().db
+        why = database_url_flaw(url)  # --db is checked as the setting is
+        if why is not None:
+            fail(f"db: {why}", code=2)
+        asyncio.run(upgrade_database(url))
+    except CliError as exc:
+        fail(exc.message, exc.code)
+    except (StoreUnavailable, ValueError) as exc:  # the message shows the URL without its password
+        fail(f"db: {exc}")
     out.print(f"database at {url.split('@')[-1]} is at the newest schema", markup=False)
 
 
