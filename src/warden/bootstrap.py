@@ -29,7 +29,7 @@ from warden.adapters.measured import MeasuredNotifier, MeasuredStore, Telemetry,
 from warden.adapters.notify import LogNotifier
 from warden.adapters.sim import SimPriceFeed, SimulatedExchange
 from warden.adapters.spill import FileControlsSpill, FileWaitingKill
-from warden.config import ConfigError, Settings
+from warden.config import ConfigError, Settings, same_exchange_account
 from warden.logging import hide_secret
 from warden.ports import (
     AlertChannel,
@@ -708,33 +708,7 @@ async def _stopped_within(stop: asyncio.Event, clock: Clock, seconds: float) -> 
     return stop.is_set()
 
 
-def _same_exchange_account(per_account: dict[str, Settings]) -> dict[str, str]:
-    """Accounts that name an exchange account another one already trades: two writers on one
-    exchange account would each find the other's positions, so the later table is refused. The
-    same key on the same venue and endpoint is one account; the endpoint is `exchange_url` when
-    set (`testnet` is then ignored, so it does not tell two tables apart), else the venue's live
-    or test environment. Different URLs may be different venues (simulators each holding accounts
-    under one key), so they are not compared."""
-    seen: dict[tuple[object, ...], str] = {}
-    refused: dict[str, str] = {}
-    for name, s in per_account.items():
-        key = s.api_key.get_secret_value() if s.api_key is not None else None
-        if s.exchange == "drift":
-            wallet = s.drift_keypair_path.get_secret_value() if s.drift_keypair_path else None
-            identity: tuple[object, ...] = ("drift", s.exchange_url, wallet, s.drift_sub_account)
-        elif key is not None:
-            endpoint = s.exchange_url or ("testnet" if s.testnet else "live")
-            identity = (s.exchange, endpoint, key)
-        else:
-            continue  # the simulator: every account has its own
-        if identity in seen:
-            refused[name] = (
-                f"accounts.{name}: trades the same exchange account as {seen[identity]!r}"
-                " (same exchange, endpoint and key); one writer per exchange account"
-            )
-        else:
-            seen[identity] = name
-    return refused
+_same_exchange_account = same_exchange_account  # moved to warden.config: `only` needs it too
 
 
 def _shared_connections(settings: Settings) -> SharedConnections | None:

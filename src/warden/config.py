@@ -10,6 +10,7 @@ Secrets are `SecretStr` and never appear in `repr`, logs or `redacted()`.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import ipaddress
 import os
@@ -628,6 +629,18 @@ class Settings(BaseSettings):
         one engine per account on several hosts, the accounts shared out through their leases)."""
         if name not in self.accounts:
             raise ConfigError("account", f"unknown account {name!r}; accounts: {', '.join(self.accounts)}")
+        # The tables before it in the file are compared here, as a run of the whole file does: an
+        # engine of `--account b` beside one of `--account a`, on one exchange account, was two
+        # writers. Only the tables whose key variables are set here can be compared.
+        resolved: dict[str, Settings] = {}
+        for other in self.accounts:
+            with contextlib.suppress(ConfigError):  # its keys are not set here: nothing to compare
+                resolved[other] = self.for_account(other)
+            if other == name:
+                break
+        why = same_exchange_account(resolved).get(name)
+        if why is not None:
+            raise ConfigError(f"accounts.{name}", why.removeprefix(f"accounts.{name}: "))
         return self.model_copy(update={"accounts": {name: self.accounts[name]}, "account": name})
 
     def for_account(self, name: str, environ: Mapping[str, str] | None = None) -> Settings:
@@ -725,6 +738,35 @@ class Settings(BaseSettings):
             else:
                 shown[name] = str(value).lower() if isinstance(value, bool) else str(value)
         return shown
+
+
+def same_exchange_account(per_account: Mapping[str, Settings]) -> dict[str, str]:
+    """Accounts that name an exchange account another one already trades: two writers on one
+    exchange account would each find the other's positions, so the later table is refused. The
+    same key on the same venue and endpoint is one account; the endpoint is `exchange_url` when
+    set (`testnet` is then ignored, so it does not tell two tables apart), else the venue's live
+    or test environment. Different URLs may be different venues (simulators each holding accounts
+    under one key), so they are not compared."""
+    seen: dict[tuple[object, ...], str] = {}
+    refused: dict[str, str] = {}
+    for name, s in per_account.items():
+        key = s.api_key.get_secret_value() if s.api_key is not None else None
+        if s.exchange == "drift":
+            wallet = s.drift_keypair_path.get_secret_value() if s.drift_keypair_path else None
+            identity: tuple[object, ...] = ("drift", s.exchange_url, wallet, s.drift_sub_account)
+        elif key is not None:
+            endpoint = s.exchange_url or ("testnet" if s.testnet else "live")
+            identity = (s.exchange, endpoint, key)
+        else:
+            continue  # the simulator: every account has its own
+        if identity in seen:
+            refused[name] = (
+                f"accounts.{name}: trades the same exchange account as {seen[identity]!r}"
+                " (same exchange, endpoint and key); one writer per exchange account"
+            )
+        else:
+            seen[identity] = name
+    return refused
 
 
 def describe(name: str) -> str:

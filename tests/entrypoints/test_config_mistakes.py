@@ -302,3 +302,43 @@ def test_run_with_a_database_that_does_not_answer_is_one_line_naming_db(tmp_path
     assert "Traceback" not in result.stderr and "hunter2" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and errors[0].startswith("error: db: "), result.stderr
+
+
+# -- one engine per account (`warden run --account NAME`) ----------------------------------------
+
+SAME_KEYS = """
+[accounts.a]
+exchange = "bybit"
+api_key_env = "A_KEY"
+api_secret_env = "A_SECRET"
+
+[accounts.b]
+exchange = "bybit"
+api_key_env = "B_KEY"
+api_secret_env = "B_SECRET"
+"""
+
+
+def test_run_account_refuses_a_table_that_trades_an_earlier_tables_exchange_account(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two tables holding the same key on the same venue are one exchange account: `warden run`
+    of the whole file refuses the later one, but `warden run --account b` (one engine per account,
+    on several hosts, sharing the file, as the README sets it up) compared b with nothing and ran
+    it beside `--account a`: two writers on one exchange account, each adopting the other's
+    positions as orphans."""
+    path = tmp_path / "warden.toml"
+    path.write_text(SAME_KEYS)
+    for variable, value in {"A_KEY": "k", "A_SECRET": "s", "B_KEY": "k", "B_SECRET": "s"}.items():
+        monkeypatch.setenv(variable, value)
+    settings = Settings.load(path)
+    assert settings.only("a").account_names() == ("a",)
+    with pytest.raises(ConfigError) as caught:
+        settings.only("b")
+    assert caught.value.field == "accounts.b"
+    assert "same exchange account as 'a'" in caught.value.message
+    result = runner.invoke(app, ["run", "--config", str(path), "--account", "b", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 2
+    assert one_error_line(result.stderr).startswith("error: accounts.b: ")
+    monkeypatch.setenv("B_KEY", "another-key")
+    assert settings.only("b").account_names() == ("b",)
