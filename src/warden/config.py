@@ -643,6 +643,26 @@ class Settings(BaseSettings):
             raise ConfigError(f"accounts.{name}", why.removeprefix(f"accounts.{name}: "))
         return self.model_copy(update={"accounts": {name: self.accounts[name]}, "account": name})
 
+    def check_flags(self, flags: Mapping[str, Any]) -> None:
+        """Refuse a command-line flag that an [accounts.*] table this engine serves overrides
+        (`--leverage 3` beside `leverage = 10` in [accounts.main]): a table beats the top-level
+        settings it leaves to them, so the flag would be silently not what that account trades
+        with. The environment and the file's top level stay every account's defaults."""
+        for key, given in flags.items():
+            if given is None or key not in AccountSettings.model_fields:
+                continue
+            mine = getattr(self, key)
+            for name, table in self.accounts.items():
+                theirs = getattr(table, key)
+                if theirs is not None and theirs != mine:
+                    flag = f"--{key.replace('_', '-')}"
+                    raise ConfigError(
+                        key,
+                        f"{flag} {_shown(mine)} is not what accounts.{name} trades with: its table sets"
+                        f" {key} = {_shown(theirs)}, and a table's own setting beats the top-level one;"
+                        f" set it in the table (or run without {flag})",
+                    )
+
     def for_account(self, name: str, environ: Mapping[str, str] | None = None) -> Settings:
         """The settings one account's engine runs with: its table over the top-level settings.
 
@@ -767,6 +787,10 @@ def same_exchange_account(per_account: Mapping[str, Settings]) -> dict[str, str]
         else:
             seen[identity] = name
     return refused
+
+
+def _shown(value: object) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def describe(name: str) -> str:

@@ -262,12 +262,16 @@ def test_redact_hides_all_of_a_password_with_a_bare_at_sign() -> None:
     assert "retPW" not in redact("not a url://warden:s3c@retPW@db-host")
 
 
-def closed_port_url() -> str:
-    """A PostgreSQL URL nothing answers at (a port just freed)."""
+def free_port() -> str:
+    """A port nothing listens on (just freed)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"postgresql://warden:hunter2@127.0.0.1:{port}/warden"
+        return str(sock.getsockname()[1])
+
+
+def closed_port_url() -> str:
+    """A PostgreSQL URL nothing answers at."""
+    return f"postgresql://warden:hunter2@127.0.0.1:{free_port()}/warden"
 
 
 @pytest.mark.parametrize(
@@ -293,10 +297,7 @@ def test_db_upgrade_refuses_in_one_line(args: list[str | None], env: dict[str, s
 def test_run_with_a_database_that_does_not_answer_is_one_line_naming_db(tmp_path: Path) -> None:
     """A wrong host or port in `db` is found when the engine migrates it: a traceback was logged
     before `error: StoreUnavailable: ...`."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    args = ["run", "--port", str(port), "--data-dir", str(tmp_path), "--db", closed_port_url()]
+    args = ["run", "--port", free_port(), "--data-dir", str(tmp_path), "--db", closed_port_url()]
     result = runner.invoke(app, args)
     assert result.exit_code == 1
     assert "Traceback" not in result.stderr and "hunter2" not in result.stderr
@@ -342,3 +343,72 @@ def test_run_account_refuses_a_table_that_trades_an_earlier_tables_exchange_acco
     assert one_error_line(result.stderr).startswith("error: accounts.b: ")
     monkeypatch.setenv("B_KEY", "another-key")
     assert settings.only("b").account_names() == ("b",)
+
+
+# -- a flag beside an [accounts.*] table --------------------------------------------------------
+
+TABLES = """
+[accounts.main]
+exchange = "sim"
+leverage = 10
+default_usd = 500
+
+[accounts.alt]
+exchange = "sim"
+"""
+
+
+@pytest.fixture
+def served(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """`warden run`'s engine replaced by a recorder of the settings it would start with."""
+    from warden.entrypoints import cli
+
+    started: list[object] = []
+
+    async def serve(settings: Settings, token: object, sock: object) -> None:
+        started.append(settings)
+
+    monkeypatch.setattr(cli, "serve", serve)
+    return started
+
+
+@pytest.mark.parametrize(
+    ("flags", "field"),
+    [
+        (["--leverage", "3"], "leverage"),
+        (["--leverage", "3", "--account", "main"], "leverage"),
+        (["--default-usd", "50"], "default_usd"),
+        (["--exchange", "bybit"], "exchange"),
+    ],
+    ids=["leverage", "leverage-one-account", "default-usd", "exchange"],
+)
+def test_a_flag_an_account_table_overrides_is_refused_naming_it(
+    tmp_path: Path, served: list[object], flags: list[str], field: str
+) -> None:
+    """README: flags beat WARDEN_* variables, which beat the file. But a table's own setting beat
+    the flag: `warden run --account main --leverage 3` traded main at the table's 10x, saying
+    nothing. The flag is refused, naming the setting and the table that sets it."""
+    path = tmp_path / "warden.toml"
+    path.write_text(TABLES)
+    args = ["run", "--config", str(path), "--data-dir", str(tmp_path), "--port", free_port(), *flags]
+    result = runner.invoke(app, args)
+    assert served == []
+    assert result.exit_code == 2
+    line = one_error_line(result.stderr)
+    assert line.startswith(f"error: {field}: ") and "accounts.main" in line
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [["--leverage", "10"], ["--leverage", "3", "--account", "alt"], ["--margin-mode", "isolated"]],
+    ids=["same-value", "other-account", "not-in-a-table"],
+)
+def test_a_flag_no_served_table_overrides_applies(
+    tmp_path: Path, served: list[object], flags: list[str]
+) -> None:
+    path = tmp_path / "warden.toml"
+    path.write_text(TABLES)
+    args = ["run", "--config", str(path), "--data-dir", str(tmp_path), "--port", free_port(), *flags]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert len(served) == 1

@@ -98,6 +98,7 @@ def run(
         settings = Settings.load(config, **flags)
         if settings.accounts and account is not None:
             settings = settings.only(account)  # this engine serves that one table
+        settings.check_flags(flags)  # a flag one of its tables overrides is refused, not ignored
     except ConfigError as exc:
         fail(f"{exc.field}: {exc.message}", code=2)
     configure_logging(settings.log_level, settings.log_json)
