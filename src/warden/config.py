@@ -503,15 +503,30 @@ class Settings(BaseSettings):
         items = value if isinstance(value, list | tuple) else str(value or "").split(",")
         ids = [str(item).strip() for item in items if str(item).strip()]
         for chat in ids:
+            if ":" in chat:  # 123456:ABC... is a bot token (the two settings swapped): never shown
+                raise ValueError(
+                    "must be comma-separated numeric chat ids; one of them looks like a bot token"
+                    " (it has a ':'), which goes in telegram_token; it is not shown"
+                )
             if not (chat.isascii() and chat.lstrip("-").isdigit()):
                 raise ValueError(f"must be comma-separated numeric chat ids, not {chat!r}")
         return ",".join(ids)
 
-    @field_validator("telegram_api_url", "alert_webhook_url")
+    @field_validator("telegram_api_url")
     @classmethod
-    def _http_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("http://", "https://")):
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
             raise ValueError(f"must start with http:// or https://, not {value!r}")
+        return value.rstrip("/")
+
+    @field_validator("alert_webhook_url")
+    @classmethod
+    def _webhook_url(cls, value: str | None) -> str | None:
+        """A webhook URL carries its own secret (Discord's and Slack's token): never shown."""
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(
+                "must start with http:// or https:// (the URL is not shown: it holds the webhook's token)"
+            )
         return value.rstrip("/") if value else value
 
     @field_validator("alert_routes")

@@ -412,3 +412,28 @@ def test_a_flag_no_served_table_overrides_applies(
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert len(served) == 1
+
+
+# -- alerts -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "secret"),
+    [
+        ("alert_webhook_url", "discord.com/api/webhooks/1234/Zx9-SECRETwebhookTOKEN", "SECRETwebhookTOKEN"),
+        ("telegram_chat_ids", "111111111,123456789:AAH-SECRETbotTOKEN", "SECRETbotTOKEN"),
+    ],
+    ids=["webhook-without-scheme", "bot-token-as-chat-id"],
+)
+def test_a_refused_alert_setting_never_shows_the_secret_in_it(field: str, value: str, secret: str) -> None:
+    """A webhook URL is its own password (Discord's and Slack's carry the token; the webhook
+    channel never prints it), and a bot token put where the chat ids go (the two lines swapped)
+    is the bot: the refusal echoed either whole."""
+    with pytest.raises(ConfigError) as caught:
+        Settings.load(**{field: value})
+    assert caught.value.field == field
+    assert secret not in str(caught.value)
+    result = runner.invoke(app, ["run"], env={f"WARDEN_{field.upper()}": value})
+    assert result.exit_code == 2
+    assert secret not in result.stderr
+    assert one_error_line(result.stderr).startswith(f"error: {field}: ")
