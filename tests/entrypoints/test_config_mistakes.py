@@ -359,11 +359,11 @@ exchange = "sim"
 
 
 @pytest.fixture
-def served(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+def served(monkeypatch: pytest.MonkeyPatch) -> list[Settings]:
     """`warden run`'s engine replaced by a recorder of the settings it would start with."""
     from warden.entrypoints import cli
 
-    started: list[object] = []
+    started: list[Settings] = []
 
     async def serve(settings: Settings, token: object, sock: object) -> None:
         started.append(settings)
@@ -383,7 +383,7 @@ def served(monkeypatch: pytest.MonkeyPatch) -> list[object]:
     ids=["leverage", "leverage-one-account", "default-usd", "exchange"],
 )
 def test_a_flag_an_account_table_overrides_is_refused_naming_it(
-    tmp_path: Path, served: list[object], flags: list[str], field: str
+    tmp_path: Path, served: list[Settings], flags: list[str], field: str
 ) -> None:
     """README: flags beat WARDEN_* variables, which beat the file. But a table's own setting beat
     the flag: `warden run --account main --leverage 3` traded main at the table's 10x, saying
@@ -404,7 +404,7 @@ def test_a_flag_an_account_table_overrides_is_refused_naming_it(
     ids=["same-value", "other-account", "not-in-a-table"],
 )
 def test_a_flag_no_served_table_overrides_applies(
-    tmp_path: Path, served: list[object], flags: list[str]
+    tmp_path: Path, served: list[Settings], flags: list[str]
 ) -> None:
     path = tmp_path / "warden.toml"
     path.write_text(TABLES)
@@ -437,3 +437,31 @@ def test_a_refused_alert_setting_never_shows_the_secret_in_it(field: str, value:
     assert result.exit_code == 2
     assert secret not in result.stderr
     assert one_error_line(result.stderr).startswith(f"error: {field}: ")
+
+
+@pytest.mark.parametrize(
+    ("top", "env"),
+    [("", {"WARDEN_ACCOUNT": "alt"}), ('account = "alt"\n', {})],
+    ids=["WARDEN_ACCOUNT", "file"],
+)
+def test_the_account_setting_from_the_environment_or_the_file_picks_one_table(
+    tmp_path: Path, served: list[Settings], top: str, env: dict[str, str]
+) -> None:
+    """`--account alt` serves the one table; WARDEN_ACCOUNT=alt (a host's unit file, one engine per
+    account) or `account = "alt"` was ignored beside [accounts.*] tables, and the engine served
+    every table."""
+    path = tmp_path / "warden.toml"
+    path.write_text(top + TABLES)
+    args = ["run", "--config", str(path), "--data-dir", str(tmp_path), "--port", free_port()]
+    result = runner.invoke(app, args, env=env)
+    assert result.exit_code == 0, result.output
+    assert [s.account_names() for s in served] == [("alt",)]
+
+
+def test_an_account_setting_naming_no_table_is_refused(tmp_path: Path, served: list[Settings]) -> None:
+    path = tmp_path / "warden.toml"
+    path.write_text(TABLES)
+    args = ["run", "--config", str(path), "--data-dir", str(tmp_path), "--port", free_port()]
+    result = runner.invoke(app, args, env={"WARDEN_ACCOUNT": "mian"})
+    assert result.exit_code == 2 and served == []
+    assert one_error_line(result.stderr) == "error: account: unknown account 'mian'; accounts: main, alt"

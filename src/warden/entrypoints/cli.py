@@ -96,8 +96,9 @@ def run(
     flags = {k: v for k, v in locals().items() if k != "config"}
     try:
         settings = Settings.load(config, **flags)
-        if settings.accounts and account is not None:
-            settings = settings.only(account)  # this engine serves that one table
+        if settings.accounts and "account" in settings.model_fields_set:
+            # --account, WARDEN_ACCOUNT or `account` in the file: this engine serves that one table
+            settings = settings.only(settings.account)
         settings.check_flags(flags)  # a flag one of its tables overrides is refused, not ignored
     except ConfigError as exc:
         fail(f"{exc.field}: {exc.message}", code=2)
