@@ -20,10 +20,10 @@ from collections.abc import Mapping
 from contextvars import ContextVar
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import pydantic
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -117,6 +117,11 @@ class SymbolSettings(pydantic.BaseModel):
     leverage: int | None = Field(None, ge=1, le=125)
     margin_mode: Literal["isolated", "cross"] | None = None
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool(cls, value: object, info: ValidationInfo) -> object:
+        return no_bool_for_number(cls, value, info)
+
 
 ACCOUNT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
 """An account's name: what `?account=`, `--account` and Telegram's `@NAME` carry."""
@@ -143,6 +148,17 @@ def secret_flaw(value: str) -> str | None:
             " a file or an `echo` with its newline?): remove it; the value is not shown"
         )
     return None
+
+
+def no_bool_for_number(model: type[pydantic.BaseModel], value: object, info: ValidationInfo) -> object:
+    """TOML's `true` is not a number: pydantic reads it as 1 for an int or a float (drift_sub_account
+    = true traded on sub-account 1), while a decimal setting refuses it. Refused for every number."""
+    if isinstance(value, bool) and info.field_name is not None:
+        annotation = model.model_fields[info.field_name].annotation
+        kinds = set(get_args(annotation)) or {annotation}
+        if bool not in kinds and kinds & {int, float}:
+            raise ValueError(f"must be a number, not {str(value).lower()}")
+    return value
 
 
 def ascii_number(value: object) -> object:
@@ -179,6 +195,11 @@ class AccountSettings(pydantic.BaseModel):
     max_daily_loss_usd: Decimal | None = Field(None, gt=0, allow_inf_nan=False)
 
     _ascii = field_validator(*AMOUNTS, mode="before")(ascii_number)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool(cls, value: object, info: ValidationInfo) -> object:
+        return no_bool_for_number(cls, value, info)
 
     @field_validator("exchange_url")
     @classmethod
@@ -355,6 +376,11 @@ class Settings(BaseSettings):
         "adopt",
         description="What to do with an exchange position warden has no record of: adopt, close or alert.",
     )
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool(cls, value: object, info: ValidationInfo) -> object:
+        return no_bool_for_number(cls, value, info)
 
     @field_validator("api_key", "api_secret", "telegram_token", "drift_rpc_url")
     @classmethod

@@ -465,3 +465,29 @@ def test_an_account_setting_naming_no_table_is_refused(tmp_path: Path, served: l
     result = runner.invoke(app, args, env={"WARDEN_ACCOUNT": "mian"})
     assert result.exit_code == 2 and served == []
     assert one_error_line(result.stderr) == "error: account: unknown account 'mian'; accounts: main, alt"
+
+
+# -- types --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        ("drift_sub_account = true\n", "drift_sub_account"),
+        ("max_open_positions = true\n", "max_open_positions"),
+        ("leverage = true\n", "leverage"),
+        ("reconcile_interval = true\n", "reconcile_interval"),
+        ('[accounts.main]\nexchange = "sim"\ndrift_sub_account = true\n', "accounts.main.drift_sub_account"),
+        ('[accounts.main]\nexchange = "sim"\nleverage = false\n', "accounts.main.leverage"),
+        ("[symbols.SOL]\nleverage = true\n", "symbols.SOL.leverage"),
+    ],
+)
+def test_true_or_false_for_a_number_is_refused_naming_it(tmp_path: Path, text: str, field: str) -> None:
+    """TOML's true was read as 1 for a whole number or a duration (drift_sub_account = true traded
+    on sub-account 1, leverage = false was refused as 0), while a decimal setting refused it."""
+    path = tmp_path / "warden.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        Settings.load(path)
+    assert caught.value.field == field
+    assert "number" in caught.value.message
