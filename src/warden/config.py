@@ -497,8 +497,15 @@ class Settings(BaseSettings):
     @field_validator("accounts")
     @classmethod
     def _account_names(cls, value: dict[str, AccountSettings]) -> dict[str, AccountSettings]:
+        seen: dict[str, str] = {}
         for name in value:
             _check_account_name(name)
+            other = seen.setdefault(name.casefold(), name)
+            if other != name:  # one file in data_dir on a case-insensitive disk, one word to a trader
+                raise ValueError(
+                    f"{other!r} and {name!r} differ only in case: give two accounts names that differ"
+                    " in more (their files in data_dir would be one on a case-insensitive disk)"
+                )
         return value
 
     @field_validator("account")

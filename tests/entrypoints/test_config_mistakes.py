@@ -491,3 +491,16 @@ def test_true_or_false_for_a_number_is_refused_naming_it(tmp_path: Path, text: s
         Settings.load(path)
     assert caught.value.field == field
     assert "number" in caught.value.message
+
+
+def test_account_names_differing_only_in_case_are_refused(tmp_path: Path) -> None:
+    """[accounts.Main] beside [accounts.main]: `@main` and `@Main` in Telegram, `--account` and the
+    files each keeps in data_dir (kill-NAME.json, controls-NAME.json, sim-NAME.json) are one file on
+    a case-insensitive disk (macOS, Windows): `resume` of one removed the other's kept kill."""
+    path = tmp_path / "warden.toml"
+    path.write_text('[accounts.main]\nexchange = "sim"\n[accounts.Main]\nexchange = "sim"\n')
+    with pytest.raises(ConfigError) as caught:
+        Settings.load(path)
+    assert caught.value.field == "accounts"
+    assert "'Main'" in caught.value.message and "'main'" in caught.value.message
+    assert "case" in caught.value.message
