@@ -644,7 +644,8 @@ class Settings(BaseSettings):
 
         Known: every setting's variable (in any case, as the settings read them), the command
         line's and the tests' own (OTHER_VARIABLES), and every variable an [accounts.*] table
-        names for its key, secret or RPC URL (any name, a WARDEN_* one included)."""
+        names for its key, secret or RPC URL (any name, a WARDEN_* one included). A setting's
+        variable set twice in different cases with different values is refused too (`_set_twice`)."""
         settings = {f"{ENV_PREFIX}{name.upper()}" for name in type(self).model_fields}
         named = {
             variable
@@ -653,7 +654,7 @@ class Settings(BaseSettings):
             if variable is not None
         }
         known = sorted(settings | CLI_VARIABLES)
-        return [
+        unknown = [
             (variable, _unknown_variable(variable, known))
             for variable in sorted(environ)
             if variable.upper().startswith(ENV_PREFIX)
@@ -662,6 +663,7 @@ class Settings(BaseSettings):
             and variable not in named
             and not _service_link(variable, environ[variable])
         ]
+        return _set_twice(environ, settings) + unknown
 
     def account_names(self) -> tuple[str, ...]:
         """The accounts this engine serves: the [accounts.*] tables, or the one `account`."""
@@ -866,6 +868,21 @@ def _service_link(variable: str, value: str) -> bool:
     if SERVICE_LINK.fullmatch(variable):
         return True
     return bool(SERVICE_LINK_PORT.fullmatch(variable) and SERVICE_LINK_URL.fullmatch(value))
+
+
+def _set_twice(environ: Mapping[str, str], settings: set[str]) -> list[tuple[str, str]]:
+    """(variable, why) for a setting given by two variables that differ only in case and hold
+    different values (WARDEN_LEVERAGE=3 beside a forgotten warden_leverage=20): both are read as
+    the one setting, and which of them wins is not the trader's to see. The values are not shown."""
+    spellings: dict[str, list[str]] = {}
+    for variable in sorted(environ):
+        if variable.upper() in settings:
+            spellings.setdefault(variable.upper(), []).append(variable)
+    return [
+        (names[0], f"is set again as {' and '.join(names[1:])} with another value: keep one of them")
+        for names in spellings.values()
+        if len({environ[name] for name in names}) > 1
+    ]
 
 
 def _unknown_variable(variable: str, known: list[str]) -> str:

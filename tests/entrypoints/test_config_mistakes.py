@@ -504,3 +504,20 @@ def test_account_names_differing_only_in_case_are_refused(tmp_path: Path) -> Non
     assert caught.value.field == "accounts"
     assert "'Main'" in caught.value.message and "'main'" in caught.value.message
     assert "case" in caught.value.message
+
+
+def test_a_setting_given_twice_in_different_case_with_different_values_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Settings' variables are read in any case, so WARDEN_LEVERAGE=3 beside a forgotten
+    warden_leverage=20 was two values for one setting, and one of them (20, here) silently won."""
+    monkeypatch.setenv("WARDEN_LEVERAGE", "3")
+    monkeypatch.setenv("warden_leverage", "20")
+    with pytest.raises(ConfigError) as caught:
+        Settings.load()
+    assert {caught.value.field, *caught.value.message.split()} >= {"WARDEN_LEVERAGE", "warden_leverage"}
+    result = runner.invoke(app, ["run", "--data-dir", str(tmp_path), "--port", free_port()])
+    assert result.exit_code == 2
+    assert one_error_line(result.stderr).startswith("error: ")
+    monkeypatch.setenv("warden_leverage", "3")  # the same value twice: no doubt which applies
+    assert Settings.load().leverage == 3
