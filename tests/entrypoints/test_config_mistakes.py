@@ -521,3 +521,15 @@ def test_a_setting_given_twice_in_different_case_with_different_values_is_refuse
     assert one_error_line(result.stderr).startswith("error: ")
     monkeypatch.setenv("warden_leverage", "3")  # the same value twice: no doubt which applies
     assert Settings.load().leverage == 3
+
+
+def test_a_nested_settings_json_is_merged_into_the_files_tables_as_the_readme_says(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "warden.toml"
+    path.write_text('[symbols.SOL]\nleverage = 10\nmargin_mode = "cross"\n[accounts.a]\nexchange = "sim"\n')
+    monkeypatch.setenv("WARDEN_SYMBOLS", '{"SOL": {"leverage": 3}}')
+    monkeypatch.setenv("WARDEN_ACCOUNTS", '{"b": {"exchange": "sim"}}')
+    s = Settings.load(path)
+    assert (s.symbols["SOL"].leverage, s.symbols["SOL"].margin_mode) == (3, "cross")
+    assert s.account_names() == ("a", "b")
