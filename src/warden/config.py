@@ -524,6 +524,16 @@ class Settings(BaseSettings):
                     f"{exchange} needs api_key_env and api_secret_env: the names of the environment"
                     " variables that hold this account's key and secret",
                 )
+            if table.api_key_env is not None and table.api_key_env == table.api_secret_env:
+                raise DomainValidationError(
+                    f"accounts.{name}.api_secret_env",
+                    f"names {table.api_secret_env}, as api_key_env does: the key would go as the secret",
+                )
+        key, secret = self.api_key, self.api_secret  # the one account's (tables never inherit them)
+        if not self.accounts and key is not None and secret is not None and key == secret:
+            raise DomainValidationError(
+                "api_secret", "is the same as api_key (the key given twice?); neither is shown"
+            )
         return self
 
     _ascii = field_validator(

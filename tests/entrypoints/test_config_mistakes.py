@@ -533,3 +533,26 @@ def test_a_nested_settings_json_is_merged_into_the_files_tables_as_the_readme_sa
     s = Settings.load(path)
     assert (s.symbols["SOL"].leverage, s.symbols["SOL"].margin_mode) == (3, "cross")
     assert s.account_names() == ("a", "b")
+
+
+def test_an_account_naming_one_variable_for_its_key_and_its_secret_is_refused(tmp_path: Path) -> None:
+    """`api_secret_env = "MAIN_KEY"` (a line copied and not edited): the key went as the secret,
+    and the engine retried its start for ever on the exchange's `Invalid API-key` — naming the
+    key, which was right."""
+    path = tmp_path / "warden.toml"
+    path.write_text(
+        '[accounts.main]\nexchange = "bybit"\napi_key_env = "MAIN_KEY"\napi_secret_env = "MAIN_KEY"\n'
+    )
+    with pytest.raises(ConfigError) as caught:
+        Settings.load(path)
+    assert caught.value.field == "accounts.main.api_secret_env"
+    assert "api_key_env" in caught.value.message
+
+
+def test_the_key_given_as_the_secret_too_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WARDEN_API_KEY", "k-0123456789")
+    monkeypatch.setenv("WARDEN_API_SECRET", "k-0123456789")
+    with pytest.raises(ConfigError) as caught:
+        Settings.load(exchange="bybit")
+    assert caught.value.field == "api_secret" and "api_key" in caught.value.message
+    assert "k-0123456789" not in str(caught.value)
