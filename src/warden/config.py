@@ -141,7 +141,7 @@ def secret_flaw(value: str) -> str | None:
     """Why a key, secret or token read from the environment or the file cannot be the one meant
     (never showing it): empty, whitespace or a line break at either end, a control character."""
     if not value.strip():
-        return "is empty: give the value, or leave the setting unset"
+        return "is empty"
     if value != value.strip() or any(ord(c) < 32 or ord(c) == 127 for c in value):
         return (
             "starts or ends with whitespace or a line break, or holds a control character (read from"
@@ -389,6 +389,8 @@ class Settings(BaseSettings):
         one read with its newline crashed `warden run` (aiohttp refuses the header): refused here."""
         if value is not None:
             why = secret_flaw(value.get_secret_value())
+            if why == "is empty":
+                why += ": give the value, or leave the setting unset"
             if why is not None:
                 raise ValueError(why)
         return value
