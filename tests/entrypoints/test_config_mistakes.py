@@ -556,3 +556,28 @@ def test_the_key_given_as_the_secret_too_is_refused(monkeypatch: pytest.MonkeyPa
         Settings.load(exchange="bybit")
     assert caught.value.field == "api_secret" and "api_key" in caught.value.message
     assert "k-0123456789" not in str(caught.value)
+
+
+def test_when_no_account_can_start_the_last_line_says_so_without_a_traceback(tmp_path: Path) -> None:
+    """`warden run --account main` on a host where main's key variable is not set (the usual slip of
+    one engine per account): the reason was printed, then a traceback and `error: ExceptionGroup:
+    unhandled errors in a TaskGroup (1 sub-exception)`."""
+    path = tmp_path / "warden.toml"
+    path.write_text(SAME_KEYS)
+    args = [
+        "run",
+        "--config",
+        str(path),
+        "--account",
+        "a",
+        "--data-dir",
+        str(tmp_path),
+        "--port",
+        free_port(),
+    ]
+    result = runner.invoke(app, [*args, "--db", f"sqlite:///{tmp_path}/w.db"])
+    assert result.exit_code == 1
+    assert "Traceback" not in result.stderr and "ExceptionGroup" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert errors == ["error: no account could start (each is named above)"], result.stderr
+    assert "account a is not running: accounts.a.api_key_env: the environment variable A_KEY" in result.stderr

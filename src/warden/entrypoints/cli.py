@@ -116,6 +116,8 @@ def run(
         raise typer.Exit(130) from None
     except ConfigError as exc:  # a setting found wrong only once the engine is built (no key for a venue)
         fail(f"{exc.field}: {exc.message}", code=2)
+    except NoAccountStarted as exc:  # each account's reason is printed already
+        fail(str(exc))
     except StoreUnavailable as exc:  # the database `db` names does not answer (shown without its password)
         log.error("warden_failed", error=str(exc))
         fail(f"db: {exc}")
@@ -130,8 +132,8 @@ async def serve(settings: Settings, token: ApiToken, sock: socket.socket) -> Non
     """Start the engine, then the API on `sock`, in this event loop; stop both on a signal."""
     # Imported here so the client commands never load the database and exchange adapters.
     from warden.bootstrap import running
-    from warden.entrypoints.api import API, create_app
 
+    nothing_started = False
     async with contextlib.AsyncExitStack() as stack:
         served: Any
         if settings.accounts:
@@ -150,7 +152,9 @@ async def serve(settings: Settings, token: ApiToken, sock: socket.socket) -> Non
             for name, why in served.failures.items():
                 err.print(f"warden: account {name} is not running: {why}", markup=False)
             if not served.runtimes and not served.retrying:
-                raise RuntimeError("no account could start (each is named above)")
+                # said once the fleet has stopped: raised in here, it came out of the fleet's
+                # task group as an ExceptionGroup, with a traceback
+                nothing_started = True
         else:
             out.print(
                 f"warden: starting ({settings.exchange} exchange, account {settings.account})", markup=False
@@ -161,23 +165,35 @@ async def serve(settings: Settings, token: ApiToken, sock: socket.socket) -> Non
 
                 beside.append(run_bot)
             served = await stack.enter_async_context(running(settings, beside=beside))
-        api = create_app(lambda: served)
-        config = uvicorn.Config(
-            api,
-            log_config=None,
-            log_level=settings.log_level,
-            access_log=False,
-            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN,
-        )
-        server = QuietServer(config)
-        out.print(
-            f"warden: API on {settings.api_url}{API} (health: {settings.api_url}/healthz)", markup=False
-        )
-        out.print(f"warden: {token.describe()}", markup=False)
-        out.print("warden: Ctrl-C stops", markup=False)
-        log.info("api_listening", url=settings.api_url)
-        await server.serve(sockets=[sock])
+        if not nothing_started:
+            await _serve_api(settings, token, sock, served)
+    if nothing_started:
+        raise NoAccountStarted("no account could start (each is named above)")
     out.print("warden: stopped cleanly", markup=False)
+
+
+class NoAccountStarted(Exception):
+    """Every [accounts.*] table of this engine failed to start, for reasons already printed."""
+
+
+async def _serve_api(settings: Settings, token: ApiToken, sock: socket.socket, served: Any) -> None:
+    """The HTTP API over what `serve` started, on `sock`, until a signal stops it."""
+    from warden.entrypoints.api import API, create_app
+
+    api = create_app(lambda: served)
+    config = uvicorn.Config(
+        api,
+        log_config=None,
+        log_level=settings.log_level,
+        access_log=False,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN,
+    )
+    server = QuietServer(config)
+    out.print(f"warden: API on {settings.api_url}{API} (health: {settings.api_url}/healthz)", markup=False)
+    out.print(f"warden: {token.describe()}", markup=False)
+    out.print("warden: Ctrl-C stops", markup=False)
+    log.info("api_listening", url=settings.api_url)
+    await server.serve(sockets=[sock])
 
 
 def _bind(settings: Settings) -> socket.socket:
