@@ -554,6 +554,26 @@ async def test_an_entry_the_exchange_refused_is_not_a_201(
     assert runtime.sim.core.positions() == [] and runtime.sim.core.open_orders() == []
 
 
+async def test_a_signal_id_whose_entry_failed_says_to_send_a_new_one(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """A signal id is used once, even when its entry failed (the same id is the same signal: a
+    resend must not trade twice). Resent after the exchange refused it, the 409 read "signal 'tv-9'
+    already opened position X", which opened nothing: it says the entry failed, nothing is open,
+    and that a new signal_id tries again."""
+    assert runtime.sim is not None
+    runtime.sim.faults.reject_if = lambda req: req.type is OrderType.MARKET
+    first = await client.post("/api/v1/signals", json={**SIGNAL, "signal_id": "tv-9"}, headers=AUTH)
+    assert first.status_code == 502, first.text
+    runtime.sim.faults.reject_if = None
+    again = await client.post("/api/v1/signals", json={**SIGNAL, "signal_id": "tv-9"}, headers=AUTH)
+    assert again.status_code == 409, again.text
+    message = again.json()["message"]
+    assert "already opened" not in message
+    assert "failed" in message and "nothing is open" in message and "new signal_id" in message
+    assert runtime.sim.core.positions() == []
+
+
 async def test_an_entry_whose_stop_the_exchange_refused_is_not_a_201(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:

@@ -17,7 +17,7 @@ from decimal import Decimal
 from enum import StrEnum
 
 from warden.domain.controls import Controls
-from warden.domain.position import Position
+from warden.domain.position import Position, PositionStatus
 from warden.domain.values import PositionId, Side, Symbol
 
 
@@ -47,6 +47,12 @@ class AlreadyExists(EngineError):
     """A resent signal: the existing position is attached."""
 
     def __init__(self, position: Position, message: str | None = None) -> None:
+        if message is None and position.status is PositionStatus.FAILED:
+            message = (
+                f"signal {position.signal_id!r} was used by position {position.id}, whose entry the"
+                " exchange did not fill (failed): nothing is open; a signal id is acted on once, so"
+                " send a new signal_id to try again"
+            )
         super().__init__(message or f"signal {position.signal_id!r} already opened position {position.id}")
         self.position = position
 
