@@ -232,3 +232,19 @@ async def test_pause_resume_kill_flatten(commands: Commands, runtime: Runtime) -
     assert runtime.engine.status().controls.killed
     assert runtime.sim is not None and runtime.sim.core.positions() == []
     assert await say(commands, "/kill everything") == "usage: /kill [flatten]"
+
+
+async def test_close_all_closes_only_what_its_button_named(commands: Commands, runtime: Runtime) -> None:
+    """The button of "close all 1 open position(s)?" closed every position open when it was
+    pressed: one opened between the question and the press (a TradingView signal) was closed at
+    market too, unasked. It closes the positions it asked about; a newer one stays open, named."""
+    await say(commands, "short sol")
+    ask = await commands.respond(CHAT, "/close all")
+    assert ask.buttons[0][0] == "Close all 1"
+    await say(commands, "long btc 200")
+    [sol, btc] = sorted(await runtime.store.list_positions(), key=lambda p: p.symbol != SOL)
+    done = await commands.on_button(CHAT, ask.buttons[0][1])
+    assert done.text.count("closed: realized PnL") == 1 and f"{sol.id} {SOL}" in done.text
+    assert f"not closed: {btc.id} {BTC} long opened after you asked" in done.text
+    assert [p.id for p in await runtime.store.list_positions()] == [btc.id]
+    assert runtime.sim is not None and [p.symbol for p in runtime.sim.core.positions()] == [BTC]

@@ -133,7 +133,9 @@ class Commands:
         self.engine = engine
         self.default_usd = default_usd
         self.now = now
-        self._confirm: dict[int, tuple[str, datetime]] = {}
+        self._confirm: dict[int, tuple[str, datetime, frozenset[PositionId]]] = {}
+        """Per chat, its pending /close all: the button's nonce, until when, and the positions it
+        asked about (the press closes those, never one opened since)."""
 
     async def respond(self, chat_id: int, text: str) -> Reply:
         words = text.strip().split()
@@ -226,7 +228,8 @@ class Commands:
             if not views:
                 return Reply("no open positions")
             nonce = secrets.token_hex(4)
-            self._confirm[chat_id] = (nonce, self.now() + CONFIRM_FOR)
+            asked = frozenset(v.position.id for v in views)
+            self._confirm[chat_id] = (nonce, self.now() + CONFIRM_FOR, asked)
             return Reply(
                 f"close all {len(views)} open position(s) at market?",
                 [(f"Close all {len(views)}", f"closeall:{nonce}"), ("Cancel", f"cancel:{nonce}")],
@@ -256,10 +259,21 @@ class Commands:
             return Reply("that confirmation has expired; send /close all again")
         if action != "closeall":
             return Reply("cancelled: nothing was closed")
+        asked = pending[2]
         views = await self.engine.list_positions()
-        if not views:
-            return Reply("no open positions")
-        lines = await asyncio.gather(*(self._close_one(v.position.id) for v in views))
+        # What the trader confirmed: the positions the question counted. One opened since (a
+        # signal between the question and the press) is not closed unasked; it is named.
+        newer = [v.position for v in views if v.position.id not in asked]
+        lines = list(
+            await asyncio.gather(*(self._close_one(v.position.id) for v in views if v.position.id in asked))
+        )
+        if not lines:
+            lines = [f"the {len(asked)} position(s) you confirmed are no longer open: nothing was closed"]
+        lines += [
+            f"not closed: {p.id} {p.symbol} {p.side} opened after you asked; send /close all again to"
+            " close it too"
+            for p in newer
+        ]
         return Reply("\n".join(lines))
 
     # ------------------------------------------------------------- controls
