@@ -51,6 +51,10 @@ NOT_ENOUGH_RIGHTS = "Bad Request: not enough rights to send text messages to the
 """A group or channel whose permissions do not let the bot send text."""
 NOT_ADMIN = "Bad Request: need administrator rights in the channel chat"
 """A channel that took the bot's right to post away."""
+TOPIC_CLOSED = "Bad Request: TOPIC_CLOSED"
+"""A forum supergroup whose General topic (where a message without message_thread_id goes) an admin
+closed: every message of a bot that is not an admin is refused (as rteixeirax/
+qbittorrent_telegram_notification#12 got it)."""
 """The Bot API's 403 descriptions for a private chat that blocked the bot, a group that removed it."""
 
 

@@ -19,7 +19,16 @@ from structlog.testing import capture_logs
 from telegram import Bot
 from tests.helpers import eventually
 from tests.telegram.conftest import CHAT, bot_settings
-from tests.telegram.fakebot import BLOCKED, KICKED, NO_RIGHTS, NOT_ADMIN, NOT_ENOUGH_RIGHTS, TOKEN, FakeBotApi
+from tests.telegram.fakebot import (
+    BLOCKED,
+    KICKED,
+    NO_RIGHTS,
+    NOT_ADMIN,
+    NOT_ENOUGH_RIGHTS,
+    TOKEN,
+    TOPIC_CLOSED,
+    FakeBotApi,
+)
 from warden.adapters.clock import FakeClock
 from warden.adapters.memory import InMemoryStore
 from warden.adapters.notify import RecordingNotifier
@@ -140,7 +149,7 @@ async def test_a_chat_not_found_keeps_its_alerts_and_is_retried_slowly(api: Fake
     assert await d.store.pending_alerts() == []
 
 
-@pytest.mark.parametrize("description", [NO_RIGHTS, NOT_ENOUGH_RIGHTS, NOT_ADMIN])
+@pytest.mark.parametrize("description", [NO_RIGHTS, NOT_ENOUGH_RIGHTS, NOT_ADMIN, TOPIC_CLOSED])
 async def test_a_chat_the_bot_may_not_post_in_keeps_its_alerts_until_its_rights_are_back(
     api: FakeBotApi, bot: Bot, description: str
 ) -> None:

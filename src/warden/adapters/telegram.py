@@ -9,7 +9,8 @@ Every Telegram error is translated here, once, for alert delivery:
     403 Forbidden (bot blocked by the user, kicked   ChannelRefused: the chat refuses every
     from the group), 400 chat not found, the group   alert; they are kept for it and it is
     became a supergroup (a new chat id), 400 no      tried again slowly
-    right to send messages in the chat
+    right to send messages in the chat, 400
+    TOPIC_CLOSED (a forum's General topic closed)
     any other BadRequest (message too long)          DeliveryRejected: this alert, not retried
     429 Too Many Requests                            DeliveryError, not retried before its
                                                      retry_after
@@ -46,6 +47,9 @@ NO_RIGHTS = (
 )
 """BadRequest descriptions that say the bot may not post in the chat, whatever the message: they
 refuse the chat (until its rights are given back), not the alert."""
+TOPIC_CLOSED = ("topic_closed",)
+"""A forum group whose General topic (where a message without a topic goes) is closed: every
+message of a bot that is not an admin is refused until it is reopened: the chat, not the alert."""
 
 LONG_POLL = 25
 """Seconds one getUpdates call waits for an update."""
@@ -142,6 +146,11 @@ class TelegramChannel:
             if exc.message.lower() in NO_RIGHTS:
                 raise ChannelRefused(
                     f"{self._said(exc)} (give the bot the right to send messages in that chat)"
+                ) from None
+            if exc.message.lower() in TOPIC_CLOSED:
+                raise ChannelRefused(
+                    f"{self._said(exc)} (the group's General topic is closed: reopen it, or make the"
+                    " bot an admin)"
                 ) from None
             raise DeliveryRejected(safe_error(exc, self._bot.token)) from None
         except RetryAfter as exc:
