@@ -340,3 +340,22 @@ def test_a_client_command_warns_of_a_misspelt_warden_variable() -> None:
     assert warning.startswith("warning: WARDEN_DAILY_LOSS_LIMT: is not a setting warden knows")
     assert "WARDEN_MAX_DAILY_LOSS_USD" in warning
     assert error.startswith("error: cannot reach warden")
+
+
+async def test_a_flatten_that_left_a_position_open_exits_non_zero(url: str, runtime: Runtime) -> None:
+    """`warden kill --flatten` whose close the exchange refused printed "NOT closed: …" and exited
+    0: a script reading `$?` took the account for flat while the position was still open. The kill
+    switch is on (said on stdout), the position left open is named on stderr, and the exit is 1."""
+    opened = await cli(url, "open", "sol", "long", "--usd", "100")
+    assert opened.exit_code == 0, opened.output
+    position_id = opened.stdout.split()[0]
+    assert runtime.sim is not None
+    runtime.sim.faults.reject_if = lambda request: request.reduce_only and request.trigger_price is None
+    killed = await cli(url, "kill", "--flatten")
+    assert killed.exit_code == 1, killed.output
+    assert last_line(killed).startswith("kill switch on: no new entries; closed 0 position(s)")
+    assert f"NOT closed: {position_id}" in last_line(killed)
+    errors = [line for line in killed.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: flatten: 1 position(s) NOT closed ({position_id}): run kill --flatten again"]
+    assert runtime.engine.status().controls.killed
+    assert len(runtime.sim.core.positions()) == 1

@@ -553,8 +553,21 @@ def kill(
                 raise
         if body.get("scope") == "all accounts":
             every_account(body, done=True)
-            return
-        out.print(kill_line(body), markup=False)
+            left = {
+                f"{name}: {pid}"
+                for name, one in (body.get("accounts") or {}).items()
+                for pid in one.get("failed") or {}
+            }
+        else:
+            out.print(kill_line(body), markup=False)
+            left = set(body.get("failed") or {})
+        if left:
+            # the kill switch is on, but the flatten asked for is not done: a script reading `$?`
+            # must not take the account for flat
+            raise CliError(
+                f"flatten: {len(left)} position(s) NOT closed ({', '.join(sorted(left))}):"
+                " run kill --flatten again"
+            )
 
     run_client(action)
 
