@@ -359,3 +359,15 @@ async def test_a_flatten_that_left_a_position_open_exits_non_zero(url: str, runt
     assert errors == [f"error: flatten: 1 position(s) NOT closed ({position_id}): run kill --flatten again"]
     assert runtime.engine.status().controls.killed
     assert len(runtime.sim.core.positions()) == 1
+
+
+async def test_a_pause_reason_with_brackets_is_printed_as_written(url: str, runtime: Runtime) -> None:
+    """The pause line was printed as rich markup: a reason `[/fomc] cpi` paused trading, then the
+    CLI died with a MarkupError traceback and exit 1 (a script read "not paused"), and `[b]x[/b]`
+    lost its brackets. The reason is text: shown as written, exit 0."""
+    paused = await cli(url, "pause", "--reason", "[/fomc] cpi [b]x[/b]")
+    assert paused.exit_code == 0, paused.output
+    assert last_line(paused) == (
+        "paused: no new entries; exits and protection keep working (paused: [/fomc] cpi [b]x[/b])"
+    )
+    assert runtime.engine.status().controls.paused

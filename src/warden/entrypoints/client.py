@@ -507,7 +507,8 @@ def pause(
         with Client(url, need_token=True, account=account) as client:
             body = client.call("POST", f"{API}/pause", json={"reason": reason or ""})
         out.print(
-            f"paused: no new entries; exits and protection keep working ({controls_line(body['controls'])})"
+            f"paused: no new entries; exits and protection keep working ({controls_line(body['controls'])})",
+            markup=False,  # the reason is the trader's text: `[/fomc]` is not a rich tag
         )
 
     run_client(action)
