@@ -589,3 +589,23 @@ async def test_an_entry_whose_stop_the_exchange_refused_is_not_a_201(
     assert "stop" in error["message"] and "closed at market" in error["message"]
     assert error["position"]["exit_reason"] == "protection_failed"
     assert runtime.sim.core.positions() == []
+
+
+async def test_an_entry_whose_stop_and_close_were_both_refused_says_it_is_open_and_unprotected(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """The entry filled, the exchange refused the stop, then the close: the answer was 503
+    exchange_unavailable "exchange unavailable: close of X failed: …" with no position — the code
+    the README gives for "refused, nothing sent" — while the position sat open on the exchange with
+    no stop. It is a 502 saying the position is open and NOT protected, with the position attached."""
+    assert runtime.sim is not None
+    runtime.sim.faults.reject_if = lambda req: req.reduce_only
+    response = await client.post("/api/v1/signals", json=SIGNAL, headers=AUTH)
+    assert response.status_code == 502, response.text
+    error = response.json()
+    assert error["error"] == "exchange_error"
+    position = error["position"]
+    assert position["status"] == "open" and position["stop_resting"] is False, position
+    assert f"position {position['id']} is OPEN on the exchange and NOT protected" in error["message"]
+    assert "close of" in error["message"]  # why: the close's refusal, as the engine said it
+    assert len(runtime.sim.core.positions()) == 1

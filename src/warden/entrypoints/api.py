@@ -843,6 +843,10 @@ async def _open(ctx: _Context, runtime: RuntimeApi, cmd: OpenPosition, wait: boo
             position_id=exc.position.id,
             position=PositionOut.of(exc.position),
         ) from None
+    except ExchangeError as exc:
+        if not engine.knows(cmd.position_id):
+            raise
+        raise await _left_open(engine, cmd.position_id, exc) from None
     if position.status is PositionStatus.FAILED or position.exit_reason == ExitReason.PROTECTION_FAILED:
         raise await _not_opened(engine, position)
     opening = position.status is PositionStatus.OPENING
@@ -876,6 +880,26 @@ async def _not_opened(engine: EngineApi, position: Position) -> ApiError:
         state = "closed" if position.status is PositionStatus.CLOSED else "being closed"
         message = f"the exchange refused the stop ({why}); the position was {state} at market"
     return ApiError(status, code, message, position_id=position.id, position=shown)
+
+
+async def _left_open(engine: EngineApi, position_id: str, exc: ExchangeError) -> ApiError:
+    """The entry went out and the exchange then refused what followed (the stop, then the close
+    protect-or-close fell back on): the position may be open on the exchange with no stop. Never
+    the 503 of "refused, nothing sent": a 502 saying what is open, with the position attached."""
+    shown = await _render(engine, None, position_id)
+    if shown.status is PositionStatus.FAILED:
+        state = "the entry was not filled; nothing is open"
+    elif shown.status is PositionStatus.OPENING:
+        state = f"position {position_id}: its entry is still being resolved; see `warden positions`"
+    elif not shown.status.terminal and not shown.stop_resting:
+        state = (
+            f"position {position_id} is OPEN on the exchange and NOT protected (no stop rests); warden"
+            " keeps trying a stop and a close: close it by hand if this goes on"
+        )
+    else:
+        resting = "; its stop rests" if shown.stop_resting else ""
+        state = f"position {position_id} is {shown.status.value}{resting}"
+    return ApiError(502, "exchange_error", f"{state} ({exc})", position_id=position_id, position=shown)
 
 
 def _finished(ctx: _Context, task: asyncio.Task[Any]) -> None:
