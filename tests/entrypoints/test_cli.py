@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 from collections.abc import AsyncIterator
@@ -12,11 +13,14 @@ import pytest
 import uvicorn
 from typer.testing import CliRunner, Result
 
-from warden.bootstrap import Runtime
+from tests.helpers import eventually
+from warden.adapters.notify import RecordingNotifier
+from warden.bootstrap import Runtime, running
+from warden.entrypoints import client
 from warden.entrypoints.api import create_app
 from warden.entrypoints.cli import QuietServer, app
 
-from .conftest import TOKEN
+from .conftest import TOKEN, make_settings
 
 runner = CliRunner()
 
@@ -33,6 +37,13 @@ def free_socket() -> socket.socket:
 @pytest.fixture
 async def url(runtime: Runtime) -> AsyncIterator[str]:
     """The base URL of a uvicorn server serving the API over the running engine."""
+    async with serving(runtime) as base:
+        yield base
+
+
+@contextlib.asynccontextmanager
+async def serving(runtime: Runtime) -> AsyncIterator[str]:
+    """Serve the API over `runtime` on a free port; the base URL."""
     sock = free_socket()
     config = uvicorn.Config(create_app(lambda: runtime), log_config=None, access_log=False, lifespan="off")
     server = QuietServer(config)
@@ -371,3 +382,36 @@ async def test_a_pause_reason_with_brackets_is_printed_as_written(url: str, runt
         "paused: no new entries; exits and protection keep working (paused: [/fomc] cpi [b]x[/b])"
     )
     assert runtime.engine.status().controls.paused
+
+
+async def test_an_open_that_timed_out_says_so_and_how_to_retry_without_opening_twice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CLI gave up after its timeout while the engine went on opening: it said only "did not
+    answer within 15 s", and the trader who ran it again (stacking on) opened a second position. It
+    says the open may still go through and names the signal id it sent, and the same command with
+    that --signal-id opens nothing twice."""
+    settings = make_settings(tmp_path, allow_stacking=True)
+    async with running(settings, price_feed=False, notifier=RecordingNotifier()) as runtime:
+        assert runtime.sim is not None
+        async with serving(runtime) as base:
+            runtime.sim.faults.rest_latency = 0.3
+            monkeypatch.setattr(client, "TIMEOUT", 0.2)
+            first = await cli(base, "open", "SOL", "long", "--usd", "100")
+            assert first.exit_code == 1, first.output
+            [error] = [line for line in first.stderr.splitlines() if line.startswith("error:")]
+            assert "did not answer within 0.2 s" in error and "the open may still go through" in error
+            signal_id = error.split("--signal-id ")[1].split()[0].rstrip(":;,")
+            engine = runtime.engine
+            await eventually(
+                lambda: [p.status.value for p in engine.ledger.active_positions()] == ["protected"],
+                timeout=10,
+                what="the open that went on to be protected",
+            )
+            runtime.sim.faults.rest_latency = 0
+            monkeypatch.setattr(client, "TIMEOUT", 15.0)
+            again = await cli(base, "open", "SOL", "long", "--usd", "100", "--signal-id", signal_id)
+            assert again.exit_code == 1, again.output
+            assert "error: signal_id: " in again.stderr, again.stderr
+            assert len(runtime.sim.core.positions()) == 1
+            assert engine.status().open_positions == 1

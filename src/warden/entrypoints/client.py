@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import time
 from collections.abc import Mapping
 from decimal import Decimal
@@ -75,6 +76,10 @@ class NotFound(CliError):
     """The API answered 404 for a position id."""
 
 
+class TimedOut(CliError):
+    """No answer within TIMEOUT: what was asked may have been done, or still be going on."""
+
+
 def fail(message: str, code: int = 1) -> NoReturn:
     err.print(f"error: {message}", markup=False)
     raise typer.Exit(code)
@@ -139,7 +144,12 @@ class Client:
         except httpx.ConnectError:
             raise CliError(f"cannot reach warden at {self.url}: is `warden run` running?") from None
         except httpx.TimeoutException:
-            raise CliError(f"warden at {self.url} did not answer within {TIMEOUT:g} s") from None
+            said = f"warden at {self.url} did not answer within {TIMEOUT:g} s"
+            if method != "GET":  # the engine goes on with a change the client stopped waiting for
+                said += (
+                    "; it may have done it or still be doing it: check `warden status` and `warden positions`"
+                )
+            raise TimedOut(said) from None
         except httpx.HTTPError as exc:
             raise CliError(f"talking to {self.url}: {exc}") from None
         try:
@@ -385,6 +395,9 @@ def open_(
     account: AccountOption = None,
 ) -> None:
     """Open a position and print it once its stop rests on the exchange."""
+    # Always a signal id: if this command times out while the engine goes on opening, the same
+    # command with this id cannot open a second position (an id is acted on once).
+    signal_id = signal_id if signal_id is not None else f"cli-{secrets.token_hex(6)}"
     body: dict[str, str] = {"symbol": symbol, "side": side.strip().lower()}
     for key, value in (("usd", usd), ("qty", qty), ("signal_id", signal_id), ("stop_price", stop)):
         if value is not None:
@@ -392,7 +405,14 @@ def open_(
 
     def action() -> None:
         with Client(url, need_token=True, account=account) as client:
-            p = client.call("POST", f"{API}/signals", json=body, params={"wait": "true"})
+            try:
+                p = client.call("POST", f"{API}/signals", json=body, params={"wait": "true"})
+            except TimedOut as exc:
+                said = exc.message.split(";")[0]
+                raise TimedOut(
+                    f"{said}; the open may still go through: see `warden positions`; to try again"
+                    f" without opening twice, run it with --signal-id {signal_id}"
+                ) from None
         out.print(opened_line(p), markup=False)
 
     run_client(action)
