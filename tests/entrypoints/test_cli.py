@@ -415,3 +415,19 @@ async def test_an_open_that_timed_out_says_so_and_how_to_retry_without_opening_t
             assert "error: signal_id: " in again.stderr, again.stderr
             assert len(runtime.sim.core.positions()) == 1
             assert engine.status().open_positions == 1
+
+
+async def test_an_open_whose_entry_is_still_working_does_not_exit_0(url: str, runtime: Runtime) -> None:
+    """The exchange acknowledged the entry and had not filled it when the engine answered (202,
+    `opening`): the CLI printed "the entry is still being resolved" and exited 0, so a script took
+    it for a protected position — while the entry might yet be cancelled with nothing filled. It
+    still prints the line (the id), and exits 1 saying the position is not protected yet."""
+    assert runtime.sim is not None
+    runtime.sim.faults.ack_only_if = lambda request: True
+    runtime.sim.faults.fill_delay = 60
+    opened = await cli(url, "open", "btc", "long", "--usd", "200")
+    assert opened.exit_code == 1, opened.output
+    assert "the entry is still being resolved" in last_line(opened)
+    position_id = last_line(opened).split()[0]
+    errors = [line for line in opened.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: open: position {position_id} is NOT protected yet; see `warden positions`"]

@@ -414,6 +414,10 @@ def open_(
                     f" without opening twice, run it with --signal-id {signal_id}"
                 ) from None
         out.print(opened_line(p), markup=False)
+        if p["status"] in ("opening", "open") or (p["status"] == "protected" and not p["stop_resting"]):
+            # not what was asked (a position whose stop rests): a script reading `$?` must not
+            # take an entry still being resolved for a protected position
+            raise CliError(f"open: position {p['id']} is NOT protected yet; see `warden positions`")
 
     run_client(action)
 
