@@ -2,7 +2,7 @@
 
     what the sidecar answered                 place/cancel: prepare   send              query
     422 rejected (Drift refused it)            OrderRejected           OrderRejected     OrderRejected
-    404 not_found                              OrderNotFound           OrderNotFound     OrderNotFound
+    404 not_found                              OrderNotFound           NotSigned         OrderNotFound
     400 bad_request (warden sent nonsense)     OrderRejected           OrderRejected     ExchangeUnavailable
     503 unavailable (nothing was sent)         ExchangeUnavailable     ExchangeUnavailable ExchangeUnavailable
     409 version (speaks another protocol)      ExchangeUnavailable     ExchangeUnavailable ExchangeUnavailable
@@ -10,6 +10,11 @@
                                                ExchangeUnavailable     (unknown: the     ExchangeUnavailable
                                                (prepare sends nothing)  caller settles it
                                                                         by the signature)
+
+A 404 to a send is NotSigned (an ExchangeUnavailable): the sidecar restarted after it signed the
+transaction and holds its bytes no more, so nothing was sent and it can never be sent; the
+adapter signs a new one at once (waiting out a blockhash that nobody can land would leave a
+stop unplaced for a minute).
 
 `send` never raises on an unknown outcome: it answers PENDING, and the adapter settles the
 transaction by its signature (`tx_status`), never by sending a new one while the old could land.
@@ -29,6 +34,11 @@ from warden.ports import ExchangeError, ExchangeUnavailable, OrderNotFound, Orde
 
 class SidecarError(ExchangeUnavailable):
     """The sidecar could not be asked, or answered something unreadable: the outcome is open."""
+
+
+class NotSigned(ExchangeUnavailable):
+    """The sidecar holds no signed transaction of that signature (it restarted since it signed
+    it: what it signs lives in its memory only): this send sent nothing, and the bytes are gone."""
 
 
 class SidecarUnavailable(ExchangeUnavailable):
@@ -99,9 +109,12 @@ class SidecarClient:
         return await self.call("POST", "/v1/tx/cancel", {"order_ids": order_ids}, order_call=True)
 
     async def send(self, signature: str) -> p.Json:
-        """CONFIRMED / FAILED / PENDING / EXPIRED; PENDING also when the answer was lost."""
+        """CONFIRMED / FAILED / PENDING / EXPIRED; PENDING also when the answer was lost.
+        NotSigned: the sidecar restarted since it signed it (404), so nothing was sent now."""
         try:
             return await self.call("POST", f"/v1/tx/{signature}/send", order_call=True)
+        except OrderNotFound as exc:  # not "no such order": no such signed transaction here
+            raise NotSigned(f"transaction {signature[:16]}... is not held by the sidecar: {exc}") from exc
         except SidecarError as exc:  # no (readable) answer: it may have been sent
             return {p.VERSION_KEY: p.VERSION, "signature": signature, "status": p.PENDING, "lost": str(exc)}
 

@@ -36,7 +36,7 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 from warden.adapters.drift import protocol as p
-from warden.adapters.drift.client import SidecarClient
+from warden.adapters.drift.client import NotSigned, SidecarClient
 from warden.adapters.drift.ids import IdRow, NoFreeUserOrderId, UserOrderIds
 from warden.adapters.drift.sidecar import SidecarProcess
 from warden.domain.margin import MarginMode, SymbolConfig
@@ -193,7 +193,9 @@ class DriftExchange:
         market = await self.market(request.symbol)
         wire = self._wire(request, market)
         cid = request.client_order_id
+        lost: NotSigned | None = None
         for _attempt in range(2):
+            lost = None
             # The lock covers the id table only, never a call to the RPC: settling an earlier
             # transaction (a resend that may hang) holds this client id (`_signing`), not every
             # other order's.
@@ -219,13 +221,20 @@ class DriftExchange:
                 await self._store(self.ids.record_tx(cid, signature, height))
             finally:
                 self._signing.discard(cid)
-            result = await self.client.send(signature)
+            try:
+                result = await self.client.send(signature)
+            except NotSigned as exc:  # the sidecar restarted since it signed: never sent, cannot be
+                await self._release(cid)
+                lost = exc
+                continue
             try:
                 return await self._placed(row, request, result, height)
             except OrderRejected as exc:
                 if ID_IN_USE not in str(exc):
                     raise
                 self._outside_ids.add(row.user_order_id)  # someone else's order holds it: pick another
+        if lost is not None:  # nothing was sent: the caller tries again
+            raise lost
         raise OrderRejected(f"{cid}: no user order id free of other orders")
 
     async def place_together(self, requests: Sequence[OrderRequest]) -> list[OrderReport]:
@@ -243,7 +252,9 @@ class DriftExchange:
         cids = [r.client_order_id for r in requests]
         if len(set(cids)) != len(cids):
             raise OrderRejected(f"one transaction names a client id twice: {cids}")
+        lost: NotSigned | None = None
         for _attempt in range(2):
+            lost = None
             rows = await self._allocate_together(cids)
             try:
                 prepared = await self.client.prepare_place(
@@ -257,7 +268,13 @@ class DriftExchange:
                     await self._store(self.ids.record_tx(cid, signature, height))
             finally:
                 self._signing.difference_update(cids)
-            result = await self.client.send(signature)
+            try:
+                result = await self.client.send(signature)
+            except NotSigned as exc:  # the sidecar restarted since it signed: never sent, cannot be
+                for cid in cids:
+                    await self._release(cid)
+                lost = exc
+                continue
             state = result.get("status")
             if state in (p.FAILED, p.EXPIRED):  # none of them landed, and none can
                 for cid in cids:
@@ -271,6 +288,8 @@ class DriftExchange:
                 await self._placed(row, request, result, height)
                 for row, request in zip(rows, requests, strict=True)
             ]
+        if lost is not None:  # nothing was sent: the caller tries again
+            raise lost
         raise OrderRejected(f"{cids}: no user order ids free of other orders")
 
     async def _allocate_together(self, cids: Sequence[str]) -> list[IdRow]:
@@ -566,7 +585,7 @@ class DriftExchange:
         cid = request.client_order_id
         status = await self.client.tx_status(row.tx_signature, row.last_valid_block_height)
         if status.get("status") == p.PENDING:
-            with contextlib.suppress(OrderNotFound):  # the same signed bytes again: harmless
+            with contextlib.suppress(NotSigned):  # the same signed bytes again: harmless
                 status = await self.client.send(row.tx_signature)
         if status.get("status") == p.CONFIRMED:
             order_id = await self._landed(row, status)
