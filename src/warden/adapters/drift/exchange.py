@@ -505,7 +505,12 @@ class DriftExchange:
                 landed = await self._landed(row, status)
                 if landed == order_id:
                     return IdRow(row.client_order_id, row.user_order_id, True, order_id, row.tx_signature)
-                if landed is None and status.get("status") not in (p.FAILED, p.EXPIRED, p.CONFIRMED):
+                state = status.get("status")
+                # Confirmed naming no order at all: the RPC has not served the transaction's logs
+                # yet (a place transaction places at least one order), so whose order it is is
+                # not known yet either.
+                unread = state == p.CONFIRMED and not status.get("orders")
+                if landed is None and (unread or state not in (p.FAILED, p.EXPIRED, p.CONFIRMED)):
                     raise ExchangeUnavailable(
                         f"order {order_id} holds u8 {user_order_id} of {row.client_order_id}, whose "
                         f"transaction {row.tx_signature[:16]}... is not settled: whose order it is is "
