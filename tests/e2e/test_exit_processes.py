@@ -7,6 +7,8 @@ position went without covering stops), and its own trades for PnL.
 
 from __future__ import annotations
 
+import sqlite3
+from contextlib import closing
 from decimal import ROUND_HALF_UP
 from pathlib import Path
 from typing import Any
@@ -250,3 +252,52 @@ def test_the_peak_starts_at_the_fill_not_at_marks_before_the_entry(
     sim.set_price("SOL", step)
     poll(lambda: D(engine.position(pos["id"])["watermark"]) == step, within=10, what="the next mark")
     assert D(engine.position(pos["id"])["mfe"]) == D("1")
+
+
+def alerts_of(tmp_path: Path, position_id: str, kind: str) -> list[str]:
+    """The alerts of `kind` written to the engine's outbox for the position (its SQLite file)."""
+    with closing(sqlite3.connect(tmp_path / "data" / "w.db")) as db:
+        rows = db.execute(
+            "SELECT message FROM alerts WHERE position_id = ? AND kind = ? ORDER BY at",
+            (position_id, kind),
+        ).fetchall()
+    return [message for (message,) in rows]
+
+
+@pytest.mark.parametrize("venue", ["binance", "bybit"])
+def test_a_trailing_move_refused_on_every_mark_alerts_once_and_the_runner_trails_after(
+    procs: Processes, tmp_path: Path, venue: str
+) -> None:
+    """The runner's stop moves are refused for a while (a reason other than "through the market":
+    Bybit's 10-conditional cap, Binance's stop-order limit): every mark tries the move again and
+    each refusal is an event, but the trader gets one critical alert for the streak (then
+    reminders at 8, 16, 32, ...), not one a second; the old stop protects meanwhile, and once
+    the refusals end the runner trails again."""
+    sim = procs.sim(price_interval=0, venue=venue)
+    sim.set_price("SOL", D("150"))
+    engine = procs.engine("engine", tmp_path / "data", sim=sim)
+    engine.wait_ready()
+    pos = runner(sim, engine, "long")
+    [resting] = stops(sim)
+    sim.faults(reject_if="*-s*")
+    peak = D(pos["tp2_price"]) + D("2")
+    sim.set_price("SOL", peak)
+
+    def refusals() -> int:
+        return sum(
+            1
+            for e in engine.events(pos["id"])
+            if e["kind"] == "protection_failed" and "stop move failed" in e["message"]
+        )
+
+    poll(lambda: refusals() >= 5, within=20, what="five refused moves")
+    assert stops(sim) == [resting], "the old stop keeps protecting"
+    told = alerts_of(tmp_path, pos["id"], "protection_failed")
+    assert len(told) == 1, told
+    sim.faults(reject_if=None)
+    later = peak + D("2")
+    sim.set_price("SOL", later)
+    want = (later * (1 - D("0.005"))).quantize(D("0.01"), rounding=ROUND_HALF_UP)
+    poll(lambda: [D(o["trigger_price"]) for o in stops(sim)] == [want], within=15, what="the runner trails")
+    agreed(sim, engine)
+    assert max_exposure(sim) < WINDOW

@@ -914,6 +914,7 @@ class Engine:
         ]
         for pid in done:
             self.ctx.forget(pid)
+            self.exits.forget(pid)
 
     def _doubt_lease(self) -> None:
         if self._leased and self.ctx.gate.lease_note is None:

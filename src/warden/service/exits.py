@@ -120,6 +120,9 @@ class ExitManager:
         self._exposed_since: dict[PositionId, float] = {}
         self._refused: dict[PositionId, int] = {}
         """Rounds in a row in which neither a stop nor a close of the position went through."""
+        self._moves_refused: dict[PositionId, int] = {}
+        """Stop moves of the position refused in a row (every mark tries again; the trader is
+        told of the first, then reminded at 8, 16, 32, ...)."""
         self.recovery_started: float | None = None
         self._moving: set[PositionId] = set()
         self._rerun: set[PositionId] = set()
@@ -148,6 +151,11 @@ class ExitManager:
             put=self.ledger.put_marks,
         )
         self.ledger.before_change = self._before_change
+
+    def forget(self, pid: PositionId) -> None:
+        """A finished position leaves memory: its streak counters go with it."""
+        self._refused.pop(pid, None)
+        self._moves_refused.pop(pid, None)
 
     def _before_change(self, symbol: Symbol, pid: PositionId, joining: bool) -> None:
         self.index.before_change(symbol, pid, joining)
@@ -1377,6 +1385,7 @@ class ExitManager:
             await self._move_refused(pid, intent, old, placed)
             return True
         report = placed.report
+        self._moves_refused.pop(pid, None)
         if not self.ledger.positions[pid].is_active:
             # The position closed while the new stop was on its way (its old stop fired): the
             # new one protects nothing; take it off at once instead of leaving it to reconcile.
@@ -1456,6 +1465,7 @@ class ExitManager:
             )
             await self.ledger.commit(pos, pos, orders=orders, events=events)
         if ended:
+            self._moves_refused.pop(pid, None)
             return
         mark = await self._mark(pos.symbol)
         through = (
@@ -1471,9 +1481,16 @@ class ExitManager:
             await ctx.notify(AlertKind.RUNNER_CLOSED, message, pid)
             await self.close(pid, ExitReason.TRAILING_STOP if pos.trailing_active else ExitReason.STOP)
             return
-        await ctx.notify(
-            AlertKind.PROTECTION_FAILED, f"stop move refused ({placed.why}); the old stop stays", pid
-        )
+        streak = self._moves_refused[pid] = self._moves_refused.get(pid, 0) + 1
+        if streak == 1 or (streak >= 8 and streak & (streak - 1) == 0):
+            # Every mark tries the move again (each refusal is an event): the trader is told of
+            # the first refusal of a streak and reminded at 8, 16, 32, ..., not once a mark.
+            again = "" if streak == 1 else f" ({streak} in a row)"
+            await ctx.notify(
+                AlertKind.PROTECTION_FAILED,
+                f"stop move refused{again} ({placed.why}); the old stop stays",
+                pid,
+            )
         if old is None:
             ctx.tasks.spawn(self.protect(pid))
         elif old.qty != pos.remaining and old.trigger_price is not None and placed.rejected:
