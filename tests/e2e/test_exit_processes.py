@@ -301,3 +301,33 @@ def test_a_trailing_move_refused_on_every_mark_alerts_once_and_the_runner_trails
     poll(lambda: [D(o["trigger_price"]) for o in stops(sim)] == [want], within=15, what="the runner trails")
     agreed(sim, engine)
     assert max_exposure(sim) < WINDOW
+
+
+@pytest.mark.parametrize("venue", ["binance", "bybit"])
+def test_a_take_profit_the_exchange_refused_is_placed_again_once_it_takes_it(
+    procs: Processes, tmp_path: Path, venue: str
+) -> None:
+    """TP1 is refused when the position opens (Bybit's 10-conditional cap on a stacked symbol, a
+    rejection): the stop rests, so the position is protected, but without TP1 it would never take
+    its profit nor arm the runner. The trader is told, and reconciliation places it again once
+    the exchange takes it; it then fills at its level as planned."""
+    sim = procs.sim(price_interval=0, venue=venue)
+    sim.set_price("SOL", D("150"))
+    engine = procs.engine("engine", tmp_path / "data", sim=sim)
+    engine.wait_ready()
+    sim.faults(reject_if="wd-*-*-a[0-9]*")  # TP1's client ids only
+    opened = engine.signal_qty("SOL", "long", "1")
+    assert opened.status_code == 201, opened.text
+    pos = opened.json()
+    told = alerts_of(tmp_path, pos["id"], "protection_failed")
+    assert len(told) == 1 and "TP1" in told[0], told
+    engine.reconcile()  # still refused: nothing else changes, and the trader is not told again
+    assert len(alerts_of(tmp_path, pos["id"], "protection_failed")) == 1
+    sim.faults(reject_if=None)
+    engine.reconcile()
+    tps = [o for o in sim.state()["open_orders"] if o["type"] == "take_profit_market"]
+    assert sorted(D(o["qty"]) for o in tps) == [D("0.2"), D("0.6")], tps
+    sim.set_price("SOL", D(pos["tp1_price"]))
+    poll(lambda: engine.position(pos["id"])["tp1_hit"], within=10, what="TP1")
+    agreed(sim, engine)
+    assert D(engine.position(pos["id"])["size"]) == D("0.4")

@@ -120,6 +120,8 @@ class ExitManager:
         self._exposed_since: dict[PositionId, float] = {}
         self._refused: dict[PositionId, int] = {}
         """Rounds in a row in which neither a stop nor a close of the position went through."""
+        self._tps_told: set[tuple[PositionId, OrderRole]] = set()
+        """Take-profits the trader was told the exchange refused (told again only after one rests)."""
         self._moves_refused: dict[PositionId, int] = {}
         """Stop moves of the position refused in a row (every mark tries again; the trader is
         told of the first, then reminded at 8, 16, 32, ...)."""
@@ -156,6 +158,7 @@ class ExitManager:
         """A finished position leaves memory: its streak counters go with it."""
         self._refused.pop(pid, None)
         self._moves_refused.pop(pid, None)
+        self._tps_told -= {(pid, OrderRole.TP1), (pid, OrderRole.TP2)}
 
     def _before_change(self, symbol: Symbol, pid: PositionId, joining: bool) -> None:
         self.index.before_change(symbol, pid, joining)
@@ -493,6 +496,8 @@ class ExitManager:
                 events.append(self._protected_event(pos))
                 alerts.append(self._protected_alert(pos))
             closing = judge and stop_failed is not None and new.is_active and new.remaining > 0
+            if stop_failed is None and new.status in (PositionStatus.OPEN, PositionStatus.PROTECTED):
+                alerts.extend(self._take_profits_refused(new, intents, results))
             if closing and self._tell(pid):
                 message = f"closing {pos.symbol}: {stop_failed}"
                 alerts.append(ctx.make_alert(AlertKind.PROTECTION_FAILED, message, pid))
@@ -501,6 +506,63 @@ class ExitManager:
         if closing and pos.is_active and pos.remaining > 0:
             return await self.close(pid, ExitReason.PROTECTION_FAILED)
         return pos
+
+    def _take_profits_refused(
+        self, pos: Position, intents: list[Order], results: list[Placed]
+    ) -> list[Alert]:
+        """A take-profit the exchange refused while the stop rests (Bybit's 10-conditional cap on
+        a stacked symbol, a rejection): the position is protected, but it would never take that
+        profit (nor arm the runner). The trader is told once; reconciliation places it again
+        (`retry_take_profits`) until the exchange takes it."""
+        alerts = []
+        for intent, placed in zip(intents, results, strict=True):
+            if intent.role not in (OrderRole.TP1, OrderRole.TP2):
+                continue
+            key = (pos.id, intent.role)
+            if placed.report is not None:
+                self._tps_told.discard(key)
+            elif not placed.unknown and key not in self._tps_told:
+                self._tps_told.add(key)
+                message = (
+                    f"{pos.symbol} {intent.role.upper()} {intent.qty} @ {intent.trigger_price} not placed "
+                    f"({placed.why}); the stop rests; tried again at every reconciliation"
+                )
+                alerts.append(self.ctx.make_alert(AlertKind.PROTECTION_FAILED, message, pos.id))
+        return alerts
+
+    def refused_take_profits(self, pid: PositionId) -> list[OrderRole]:
+        """The take-profits a protected position still wants whose newest order the exchange
+        refused (none of the role rests or has filled): what `retry_take_profits` places."""
+        pos = self.ledger.positions.get(pid)
+        if pos is None or pos.status is not PositionStatus.PROTECTED or pos.remaining <= 0:
+            return []
+        orders = self.ledger.orders_of(pid)
+        roles = []
+        for role in (OrderRole.TP1, OrderRole.TP2):
+            mine = [o for o in orders if o.role is role]
+            if not mine or self._tp_qty(pos, role) <= 0:
+                continue
+            newest = max(mine, key=_seq_of)
+            if newest.status is OrderStatus.REJECTED and not any(
+                o.status.live or o.status is OrderStatus.FILLED or o.filled_qty > 0 for o in mine
+            ):
+                roles.append(role)
+        return roles
+
+    async def retry_take_profits(self, pid: PositionId) -> None:
+        """Place again the take-profits the exchange refused (see `refused_take_profits`)."""
+        if pid in self._moving:
+            return  # a stop move is under way: the next pass
+        async with self._lock(pid):
+            roles = self.refused_take_profits(pid)
+            if not roles:
+                return
+            pos = self.ledger.positions[pid]
+            staged = replace(pos, stop_seq=pos.stop_seq + 1)
+            intents = [self._exit_intent(staged, role, staged.stop_seq) for role in roles]
+            await self.ledger.commit(pos, staged, orders=intents)
+        results = list(await asyncio.gather(*(self.place(o) for o in intents)))
+        await self._record_protection(pid, intents, results, judge=False)
 
     def exposed_since(self, pid: PositionId) -> float | None:
         """When (monotonic) this position's time without a resting stop started, if it is running."""

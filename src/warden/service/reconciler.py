@@ -153,6 +153,11 @@ class Reconciler:
             ):
                 break
         await self._record(self._untold(findings, truth))
+        for position in ctx.ledger.active_positions():
+            try:
+                await self.exits.retry_take_profits(position.id)
+            except ExchangeError:
+                continue  # placed again at the next pass
         self.last_reconcile_at = ctx.clock.now()
         return ReconcileReport(ctx.clock.now(), checked, time.perf_counter() - started, findings, rounds)
 
