@@ -40,6 +40,7 @@ from warden.ports import (
     Notifier,
     ReportsWarnings,
     Store,
+    StoreError,
     StoreUnavailable,
     UpdateRecord,
     WaitingKill,
@@ -511,6 +512,16 @@ async def _start(runtime: Runtime, epoch: int) -> None:
     try:
         await engine.start_with_retry()
     except NotHolder:
+        # The database refused a write of this start (the fencing epoch moved: another engine took
+        # the account while the start was retrying) or the engine stopped. A lost lease is handled
+        # as the watcher handles it: this engine stands by for the account, so it takes it back
+        # when the other holder goes, and gives back its capacity meanwhile.
+        if engine.status().state is not EngineState.STOPPED:
+            with contextlib.suppress(StoreError):
+                await runtime.lease.check()  # learns who holds it now
+            with contextlib.suppress(StoreError):
+                await runtime.lease.release()
+            await _lease_lost(runtime)
         return
     group = runtime.group
     assert group is not None
@@ -605,18 +616,24 @@ async def _watch_lease(runtime: Runtime) -> None:
                 continue
             state = LeaseState.LOST
         if state is LeaseState.LOST:
-            log.error("lease_lost", account=runtime.settings.account, holder=lease.holder())
-            runtime.epoch = None
-            runtime.slots.give_back(runtime.settings.account)
-            await engine.stand_down(
-                f"lease lost: account {runtime.settings.account!r} is held by {lease.holder()}"
-            )
-            if runtime.feed is not None:
-                runtime.feed.cancel()
-            if runtime.group is not None:
-                runtime.tasks.append(runtime.group.create_task(_standby(runtime)))
+            await _lease_lost(runtime)
             return
         engine.lease_restored()
+
+
+async def _lease_lost(runtime: Runtime) -> None:
+    """Another engine holds the account: stop acting, give the capacity back, and stand by."""
+    lease = runtime.lease
+    log.error("lease_lost", account=runtime.settings.account, holder=lease.holder())
+    runtime.epoch = None
+    runtime.slots.give_back(runtime.settings.account)
+    await runtime.engine.stand_down(
+        f"lease lost: account {runtime.settings.account!r} is held by {lease.holder()}"
+    )
+    if runtime.feed is not None:
+        runtime.feed.cancel()
+    if runtime.group is not None:
+        runtime.tasks.append(runtime.group.create_task(_standby(runtime)))
 
 
 # ------------------------------------------------------------------ many accounts in one process
