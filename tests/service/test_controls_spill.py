@@ -17,7 +17,7 @@ from warden.domain.alerts import AlertKind
 from warden.domain.controls import Controls, KeptControls
 from warden.domain.position import PositionStatus
 from warden.ports import StoreUnavailable
-from warden.service.commands import TradingRefused
+from warden.service.commands import EngineState, NotHolder, TradingRefused
 
 
 def alerts(h: Harness, kind: AlertKind) -> list[str]:
@@ -124,7 +124,9 @@ async def test_a_change_refused_because_another_engine_took_the_account_says_so(
     """Found attacking the spill: a kill this engine could not store because the account's lease
     moved on answered 'the database is unavailable', while the holder went on trading."""
     harness.store.fenced = True
-    await harness.engine.kill()
+    with pytest.raises(NotHolder, match="not in force: another engine holds this account"):
+        await harness.engine.kill()  # not reported as done: the holder trades on
+    assert harness.engine.status().state is EngineState.READ_ONLY  # and this one stands down at once
     [said] = alerts(harness, AlertKind.KILL_ON)
     assert "another engine holds this account" in said and "unavailable" not in said, said
     assert any("another engine holds" in w for w in harness.engine.status().warnings)

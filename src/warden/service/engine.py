@@ -64,7 +64,7 @@ from warden.service.commands import (
 )
 from warden.service.config import EngineConfig
 from warden.service.context import Context, Gate, Tasks
-from warden.service.controls import ControlPanel
+from warden.service.controls import FENCED, ControlPanel
 from warden.service.delivery import Deliverer, DeliveryConfig
 from warden.service.exits import ExitManager
 from warden.service.gateway import Gateway
@@ -337,12 +337,24 @@ class Engine:
     async def pause(self, reason: str = "") -> Controls:
         """No new entries; exits and protection keep working. Stored: survives a restart."""
         self.ctx.gate.check_may_act()
-        return await self.controls.pause(reason)
+        controls = await self.controls.pause(reason)
+        await self._refuse_if_fenced()
+        return controls
 
     async def resume(self) -> Controls:
         """Clear pause, kill switch and daily-loss pause."""
         self.ctx.gate.check_may_act()
-        return await self.controls.resume()
+        controls = await self.controls.resume()
+        await self._refuse_if_fenced()
+        return controls
+
+    async def _refuse_if_fenced(self) -> None:
+        """The database refused the controls change: another engine took the account over and
+        trades it, and the change is not in force there. Stand down at once (as a refused write
+        of a position does) and answer NotHolder, so no caller reports it as done."""
+        if self.controls.fenced:
+            await self.stand_down(f"lease lost: {FENCED}")
+            raise NotHolder(f"not in force: {FENCED}")
 
     async def kill(self, flatten: bool = False, reason: str = "") -> KillReport:
         """Pause, and with `flatten` close every position reduce-only and cancel every warden order.
@@ -352,6 +364,7 @@ class Engine:
         """
         self.ctx.gate.check_may_act()
         controls = await self.controls.kill(reason)
+        await self._refuse_if_fenced()
         if not flatten:
             return KillReport(controls)
         if not self._positions_loaded:
