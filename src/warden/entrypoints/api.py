@@ -133,6 +133,7 @@ class EngineApi(Protocol):
         tp1_price: Decimal | None = None,
         tp2_price: Decimal | None = None,
     ) -> Position: ...
+    async def failure(self, position_id: str, kind: EventKind) -> str | None: ...
     async def list_positions(self, include_closed: bool = False) -> list[PositionView]: ...
     async def closed_pnl(self) -> Decimal: ...
     async def get_position(self, position_id: str) -> PositionView: ...
@@ -859,16 +860,7 @@ async def _not_opened(engine: EngineApi, position: Position) -> ApiError:
     which says the stop rests."""
     failed = position.status is PositionStatus.FAILED
     kind = EventKind.ENTRY_FAILED if failed else EventKind.PROTECTION_FAILED
-    why = f"see GET {API}/positions/{position.id}/events"
-    try:
-        found = [
-            e.message
-            for _, e in await engine.events_since(None, 100, position_id=position.id)
-            if e.kind is kind
-        ]
-    except StoreUnavailable:  # the events are queued with the writes: the reason is not readable yet
-        found = []
-    why = found[0] if found else why
+    why = await engine.failure(position.id, kind) or f"see GET {API}/positions/{position.id}/events"
     shown = await _render(engine, position)
     if failed:
         # the opener's words for an order the exchange could not be reached for (opening.py)

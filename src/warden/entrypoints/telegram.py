@@ -109,6 +109,7 @@ class BotEngine(Protocol):
     async def close_position(self, cmd: ClosePosition) -> Position: ...
     async def list_positions(self, include_closed: bool = False) -> list[PositionView]: ...
     async def list_events(self, position_id: str | None = None, limit: int = 100) -> list[Event]: ...
+    async def failure(self, position_id: str, kind: EventKind) -> str | None: ...
     def status(self) -> EngineStatus: ...
     def instrument(self, symbol: str) -> Instrument | None: ...
     async def reconcile(self) -> ReconcileReport: ...
@@ -187,17 +188,10 @@ class Commands:
         cmd = OpenPosition(symbol, side, usd, qty, None, None, "telegram")
         position = await self.engine.open_position(cmd)
         if position.status is PositionStatus.FAILED:
-            return Reply(failed_text(position, await self._why_failed(position)))
+            why = await self.engine.failure(position.id, EventKind.ENTRY_FAILED)
+            return Reply(failed_text(position, why))
         view = await self._view(position)
         return Reply(opened_text(position, view))
-
-    async def _why_failed(self, position: Position) -> str | None:
-        """The exchange's refusal of the entry, as its event says (None while it is not readable)."""
-        try:
-            events = await self.engine.list_events(position.id, limit=20)
-        except StoreUnavailable:  # written behind the reply while the database is away
-            return None
-        return next((e.message for e in events if e.kind is EventKind.ENTRY_FAILED), None)
 
     def _size(self, words: list[str]) -> tuple[Decimal | None, Decimal | None]:
         if not words:

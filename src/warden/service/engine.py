@@ -227,12 +227,6 @@ class Engine:
         """Tighten an open position's stop to `price` (change_position with the stop only)."""
         return await self.change_position(position_id, stop_price=price)
 
-    async def move_take_profit(self, position_id: str, role: OrderRole, price: Decimal) -> Position:
-        """Move an open position's TP1 or TP2 (change_position with that take-profit only)."""
-        if role is OrderRole.TP1:
-            return await self.change_position(position_id, tp1_price=price)
-        return await self.change_position(position_id, tp2_price=price)
-
     async def change_position(
         self,
         position_id: str,
@@ -463,6 +457,15 @@ class Engine:
         lists only the most recent): the stored total less the partial closes of the active ones."""
         total = await self.store.realized_pnl_since(datetime(1970, 1, 1, tzinfo=UTC))
         return total - sum((p.realized_pnl for p in self.ledger.active_positions()), Decimal(0))
+
+    async def failure(self, position_id: str, kind: EventKind) -> str | None:
+        """The message of the position's `kind` event (why its entry failed, or its stop was
+        refused), None when there is none or it cannot be read (queued while the store is away)."""
+        try:
+            events = await self.store.list_events(PositionId(position_id), 100)
+        except StoreUnavailable:
+            return None
+        return next((e.message for e in events if e.kind is kind), None)
 
     async def list_events(self, position_id: str | None = None, limit: int = 100) -> list[Event]:
         return await self.store.list_events(PositionId(position_id) if position_id else None, limit)

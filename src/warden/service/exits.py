@@ -1544,7 +1544,7 @@ class ExitManager:
             await self.close(pid, ExitReason.TRAILING_STOP if pos.trailing_active else ExitReason.STOP)
             return
         streak = self._moves_refused[pid] = self._moves_refused.get(pid, 0) + 1
-        if streak == 1 or (streak >= 8 and streak & (streak - 1) == 0):
+        if streak == 1 or _reminder(streak):
             # Every mark tries the move again (each refusal is an event): the trader is told of
             # the first refusal of a streak and reminded at 8, 16, 32, ..., not once a mark.
             again = "" if streak == 1 else f" ({streak} in a row)"
@@ -1953,7 +1953,12 @@ class ExitManager:
         """Whether this protect-or-close round alerts: the first of a streak does, then rounds
         8, 16, 32, ... as reminders (each round is recorded as an event all the same)."""
         rounds = self._refused.get(pid, 0)
-        return rounds == 0 or (rounds >= 8 and rounds & (rounds - 1) == 0)
+        return rounds == 0 or _reminder(rounds)
+
+
+def _reminder(count: int) -> bool:
+    """Whether a streak of refusals `count` long is reminded of: at 8, 16, 32, ..."""
+    return count >= 8 and count & (count - 1) == 0
 
 
 NEVER_UP = Decimal("Infinity")
