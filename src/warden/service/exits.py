@@ -551,10 +551,10 @@ class ExitManager:
 
     async def retry_take_profits(self, pid: PositionId) -> None:
         """Place again the take-profits the exchange refused (see `refused_take_profits`)."""
-        if pid in self._moving:
-            return  # a stop move is under way: the next pass
+        if pid in self._moving or not self.refused_take_profits(pid):
+            return  # a stop move is under way (the next pass), or nothing to place: no lock taken
         async with self._lock(pid):
-            roles = self.refused_take_profits(pid)
+            roles = self.refused_take_profits(pid)  # again, under the lock
             if not roles:
                 return
             pos = self.ledger.positions[pid]
