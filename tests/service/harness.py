@@ -130,6 +130,8 @@ class Harness:
     _consumer: asyncio.Task[Any] | None = None
     _memory: InMemoryStore | None = None
     crashed: bool = False
+    restarted: bool = False
+    """An engine ran before on this exchange: the next one's stream is a new session."""
     probe: ProbedExchange = field(init=False)
     wrap: Callable[[Any], Any] | None = None
     """Wraps the exchange and the store the engine is built with (the crash-point harness)."""
@@ -170,6 +172,11 @@ class Harness:
             leased=self.leased,
             spill=FileControlsSpill(self.spill),
         )
+        if self.restarted:
+            # A new process's websocket is a new connection: it carries nothing that happened
+            # before it connected (what happened while no engine ran is found by recovery).
+            self.sim.new_session()
+        self.restarted = True
         self._consumer = asyncio.get_running_loop().create_task(self.engine.consume(self.probe.stream()))
         if ready:
             await self.engine.start()
