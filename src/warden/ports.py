@@ -211,6 +211,18 @@ class Transition:
 
 
 @dataclass(frozen=True, slots=True)
+class CloseClaim:
+    """A close signal's id bound to the positions it closes: what was open on `symbol` when the
+    signal first arrived (possibly none). A resent close acts on these, never on what is open
+    by then (a newer position on the symbol is not the one the signal meant)."""
+
+    signal_id: str
+    symbol: Symbol
+    position_ids: tuple[PositionId, ...]
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class ActiveState:
     """Everything recovery needs: the non-terminal positions and their orders."""
 
@@ -284,6 +296,13 @@ class Store(Protocol):
     async def get_position(self, position_id: PositionId) -> Position | None: ...
 
     async def find_by_signal(self, signal_id: str) -> Position | None: ...
+
+    async def claim_close_signal(
+        self, signal_id: str, symbol: Symbol, position_ids: Sequence[PositionId], at: datetime
+    ) -> CloseClaim:
+        """Bind a close signal's id to the positions it closes, once (fenced): the first claim is
+        stored and returned; a later one for the same id returns the first, whatever it asks."""
+        ...
 
     async def list_positions(self, *, include_closed: bool = False, limit: int = 100) -> list[Position]: ...
 

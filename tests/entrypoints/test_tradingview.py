@@ -340,6 +340,75 @@ async def test_a_flip_sent_again_with_its_signal_id_leaves_the_new_position_open
     assert (held.side, held.qty) == (Side.SHORT, Decimal(short["size"]))
 
 
+async def test_a_close_sent_again_with_its_signal_id_leaves_the_newer_position_open(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """A close alert delivered twice (same signal_id) with an entry between: the first closes the
+    long; the second is a 409 naming signal_id and the position the first closed, and the long
+    opened since stays open and protected (it used to be closed by the resent signal)."""
+    first_long = await open_sol(client)
+    close = {"symbol": "SOL", "action": "close", "signal_id": "exit-1"}
+    first = await client.post("/api/v1/signals", json=close, headers=AUTH)
+    assert first.status_code == 200, first.text
+    assert [(p["id"], p["status"]) for p in first.json()] == [(first_long["id"], "closed")]
+    newer = await open_sol(client)
+    again = await client.post("/api/v1/signals", json=close, headers=AUTH)
+    assert again.status_code == 409, again.text
+    assert (again.json()["field"], again.json()["position_id"]) == ("signal_id", first_long["id"])
+    held = (await client.get(f"/api/v1/positions/{newer['id']}", headers=AUTH)).json()
+    assert held["status"] == "protected"
+    assert runtime.sim is not None
+    [on_exchange] = runtime.sim.core.positions()
+    assert on_exchange.qty == Decimal(newer["size"])
+    other = await client.post(
+        "/api/v1/signals", json={"symbol": "SOL", "action": "close", "signal_id": "exit-2"}, headers=AUTH
+    )
+    assert [(p["id"], p["status"]) for p in other.json()] == [(newer["id"], "closed")]
+
+
+async def test_a_close_signal_that_found_nothing_open_closes_nothing_when_resent(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """A close signal that arrived while flat (404) and is resent after an entry closes nothing:
+    it meant what was open when it came (409 naming signal_id); the entry stays protected."""
+    close = {"symbol": "SOL", "action": "close", "signal_id": "exit-early"}
+    first = await client.post("/api/v1/signals", json=close, headers=AUTH)
+    assert first.status_code == 404, first.text
+    opened = await open_sol(client)
+    again = await client.post("/api/v1/signals", json=close, headers=AUTH)
+    assert again.status_code == 409, again.text
+    assert again.json()["field"] == "signal_id"
+    assert "found nothing open" in again.json()["message"]
+    held = (await client.get(f"/api/v1/positions/{opened['id']}", headers=AUTH)).json()
+    assert held["status"] == "protected"
+
+
+async def test_a_close_signal_is_bound_across_a_restart(tmp_path: Path) -> None:
+    """The binding is in the database: after a restart the resent close still leaves the newer
+    position open."""
+    settings = make_settings(tmp_path)
+    close = {"symbol": "SOL", "action": "close", "signal_id": "exit-r"}
+    async with (
+        running(settings, price_feed=False, notifier=RecordingNotifier()) as first_run,
+        _client(first_run) as http,
+    ):
+        await open_sol(http)
+        assert (await http.post("/api/v1/signals", json=close, headers=AUTH)).status_code == 200
+    async with (
+        running(settings, price_feed=False, notifier=RecordingNotifier()) as second_run,
+        _client(second_run) as http,
+    ):
+        newer = await open_sol(http)
+        again = await http.post("/api/v1/signals", json=close, headers=AUTH)
+        assert again.status_code == 409, again.text
+        held = (await http.get(f"/api/v1/positions/{newer['id']}", headers=AUTH)).json()
+        assert held["status"] == "protected"
+
+
+def _client(rt: Runtime) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(lambda: rt)), base_url="http://w")
+
+
 async def test_close_by_symbol_route(client: httpx.AsyncClient, runtime: Runtime) -> None:
     """POST /positions/close {"symbol"} closes by symbol; an unknown symbol is a 422, none open a 404."""
     opened = await open_sol(client)

@@ -28,8 +28,8 @@ from warden.domain.alerts import Alert, AlertId, AlertRoutes
 from warden.domain.controls import Controls
 from warden.domain.events import Event
 from warden.domain.position import Position
-from warden.domain.values import Side, Symbol
-from warden.ports import AlertChannel, FencedOut, Store, StoreUnavailable, Transition
+from warden.domain.values import PositionId, Side, Symbol
+from warden.ports import AlertChannel, CloseClaim, FencedOut, Store, StoreUnavailable, Transition
 from warden.service.commands import OpenPosition
 from warden.service.config import EngineConfig
 from warden.service.delivery import DeliveryConfig
@@ -117,6 +117,12 @@ class SwitchableStore(ForwardingStore):
     async def ping(self) -> None:
         self._check()
         await self.inner.ping()
+
+    async def claim_close_signal(
+        self, signal_id: str, symbol: Symbol, position_ids: Sequence[PositionId], at: datetime
+    ) -> CloseClaim:
+        self._check()
+        return await self.inner.claim_close_signal(signal_id, symbol, position_ids, at)
 
 
 @dataclass

@@ -341,3 +341,17 @@ async def test_a_fault_at_a_moment_leaves_exchange_db_and_memory_in_agreement(
     seen = [(e.at, e.kind, e.message) for e in events]
     assert len(seen) == len(set(seen)), "\n".join(f"{e.at} {e.kind} {e.message}" for e in events)
     assert (await harness.engine.reconcile()).findings == []
+
+
+async def test_a_close_signal_with_the_database_down_closes_and_is_still_acted_on_once(
+    harness: Harness,
+) -> None:
+    """With the database down a close signal still closes (an exit is not held up by an outage);
+    its binding is kept in memory, so the signal resent closes nothing more."""
+    pos = await harness.open("long", usd="100")
+    harness.store.down = True
+    first = await harness.engine.close_by_signal(SOL, "exit-1")
+    assert (first.resent, first.closed, [p.id for p in first.positions]) == (False, True, [pos.id])
+    await eventually(lambda: harness.exchange_qty() == 0)
+    again = await harness.engine.close_by_signal(SOL, "exit-1")
+    assert (again.resent, again.closed, [p.id for p in again.positions]) == (True, False, [pos.id])

@@ -570,3 +570,30 @@ async def test_a_group_of_updates_keeps_each_compare_and_set(backend: Backend) -
     _, closing = step(moved[0][0], status=PositionStatus.CLOSED, closed_at=T0)
     await backend.store.commit_many([closing, insert(position("u3", symbol=SOL))])
     assert (await backend.store.get_position(PositionId("u3"))) == position("u3", symbol=SOL)
+
+
+async def test_a_close_signal_is_bound_once_to_the_positions_it_closes(backend: Backend) -> None:
+    """The first claim of a close signal's id is stored and answered; a later one (the signal
+    resent) gets the first, whatever it asks: a resent close names the positions the first closed,
+    never those open now. Another id is its own claim; an empty claim is kept as empty."""
+    first = await backend.store.claim_close_signal("exit-1", SOL, [P1, P2], T0)
+    assert (first.signal_id, first.symbol, first.position_ids) == ("exit-1", SOL, (P1, P2))
+    again = await backend.store.claim_close_signal(
+        "exit-1", BTC, [PositionId("p9")], T0 + timedelta(seconds=5)
+    )
+    assert (again.symbol, again.position_ids, again.at) == (SOL, (P1, P2), T0)
+    other = await backend.store.claim_close_signal("exit-2", SOL, [], T0)
+    assert (other.symbol, other.position_ids) == (SOL, ())
+    assert (await backend.store.claim_close_signal("exit-2", SOL, [P1], T0)).position_ids == ()
+
+
+async def test_a_fenced_store_refuses_a_close_claim_once_the_lease_moves_on(backend: Backend) -> None:
+    """A close claim is a write like any other: a stale engine's is refused by the fence."""
+    first = backend.lease("acct", "host-a:1")
+    old_epoch = await first.try_acquire()
+    assert old_epoch is not None
+    backend.store.set_epoch("acct", old_epoch)
+    await first.release()
+    assert await backend.lease("acct", "host-b:2").try_acquire() == old_epoch + 1
+    with pytest.raises(FencedOut):
+        await backend.store.claim_close_signal("exit-1", SOL, [P1], T0)

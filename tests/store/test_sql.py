@@ -32,7 +32,7 @@ from warden.ports import StoreUnavailable, SymbolBusy
 
 from .builders import BTC, PLUS2, T0, D, insert, position
 
-HEAD = "0006"
+HEAD = "0007"
 
 
 def closed_port() -> int:

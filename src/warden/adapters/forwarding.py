@@ -11,8 +11,8 @@ from warden.domain.controls import Controls
 from warden.domain.events import Event
 from warden.domain.orders import Order
 from warden.domain.position import Position
-from warden.domain.values import PositionId
-from warden.ports import ActiveState, Store, Transition
+from warden.domain.values import PositionId, Symbol
+from warden.ports import ActiveState, CloseClaim, Store, Transition
 
 
 class ForwardingStore:
@@ -67,6 +67,11 @@ class ForwardingStore:
 
     async def find_by_signal(self, signal_id: str) -> Position | None:
         return await self.inner.find_by_signal(signal_id)
+
+    async def claim_close_signal(
+        self, signal_id: str, symbol: Symbol, position_ids: Sequence[PositionId], at: datetime
+    ) -> CloseClaim:
+        return await self.inner.claim_close_signal(signal_id, symbol, position_ids, at)
 
     async def list_positions(self, *, include_closed: bool = False, limit: int = 100) -> list[Position]:
         return await self.inner.list_positions(include_closed=include_closed, limit=limit)

@@ -28,6 +28,7 @@ from warden.domain.position import Position
 from warden.domain.values import ClientOrderId, PositionId, Symbol, TradeId
 from warden.ports import (
     ActiveState,
+    CloseClaim,
     DuplicateSignal,
     FencedOut,
     LeaseState,
@@ -62,6 +63,7 @@ class InMemoryStore:
         self._alerts: dict[AlertId, tuple[Alert, datetime | None]] = {}
         self._alert_channels: dict[AlertId, set[str]] = {}
         self._controls = Controls()
+        self._close_claims: dict[str, CloseClaim] = {}
         self._fence: tuple[str, int] | None = None
 
     @property
@@ -149,6 +151,14 @@ class InMemoryStore:
     async def save_controls(self, controls: Controls) -> None:
         self._writable()
         self._controls = controls
+
+    async def claim_close_signal(
+        self, signal_id: str, symbol: Symbol, position_ids: Sequence[PositionId], at: datetime
+    ) -> CloseClaim:
+        self._writable()
+        return self._close_claims.setdefault(
+            signal_id, stored(CloseClaim(signal_id, symbol, tuple(position_ids), at))
+        )
 
     async def realized_pnl_since(self, since: datetime) -> Decimal:
         self._readable()

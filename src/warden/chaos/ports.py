@@ -31,7 +31,7 @@ from warden.domain.orders import Order
 from warden.domain.position import Position
 from warden.domain.reports import FillReport, OrderReport, OrderRequest, PositionReport, StreamEvent
 from warden.domain.values import Instrument, PositionId, Symbol
-from warden.ports import ActiveState, Exchange, StoreUnavailable, Transition
+from warden.ports import ActiveState, CloseClaim, Exchange, StoreUnavailable, Transition
 
 T = TypeVar("T")
 
@@ -280,6 +280,15 @@ class ChaosStore:
 
     async def find_by_signal(self, signal_id: str) -> Position | None:
         return await self._run("find_by_signal", lambda: self.inner.find_by_signal(signal_id))
+
+    async def claim_close_signal(
+        self, signal_id: str, symbol: Symbol, position_ids: Sequence[PositionId], at: datetime
+    ) -> CloseClaim:
+        return await self._run(
+            "claim_close_signal",
+            lambda: self.inner.claim_close_signal(signal_id, symbol, position_ids, at),
+            write=True,
+        )
 
     async def list_positions(self, *, include_closed: bool = False, limit: int = 100) -> list[Position]:
         return await self._run(

@@ -107,6 +107,7 @@ from warden.service.commands import (
     OpenPosition,
     PositionNotFound,
     PositionView,
+    SignalClose,
     TradingRefused,
 )
 from warden.service.reconciler import ReconcileReport
@@ -126,6 +127,7 @@ class EngineApi(Protocol):
     async def check_open(self, cmd: OpenPosition, replacing: str | None = None) -> None: ...
     async def close_position(self, cmd: ClosePosition) -> Position: ...
     async def close_symbol(self, symbol: str, reason: str = "manual") -> list[Position]: ...
+    async def close_by_signal(self, symbol: str, signal_id: str, reason: str = "signal") -> SignalClose: ...
     async def change_position(
         self,
         position_id: str,
@@ -742,10 +744,7 @@ async def _signal(ctx: _Context, caller: Caller, request: Request, wait: bool | 
     symbol = normalise_symbol(signal.symbol, engine.instrument)
     side = signal.parsed_side
     if signal.wants_close:
-        closed = await engine.close_symbol(symbol, "signal")
-        if not closed:
-            raise ApiError(404, "not_found", f"no open position on {symbol}", field="symbol")
-        return model_response([await _render(engine, p) for p in closed])
+        return await _close_signal(engine, symbol, signal.signal_id)
     current = [v.position for v in await engine.list_positions() if v.position.symbol == symbol]
     flip = signal.action is SignalAction.FLIP
     if side is None and flip and current:
@@ -785,6 +784,39 @@ async def _signal(ctx: _Context, caller: Caller, request: Request, wait: bool | 
             if view.position.symbol == symbol and view.position.side is not side:
                 await engine.close_position(ClosePosition(view.position.id, "flip"))
     return await _open(ctx, runtime, cmd, wait)
+
+
+async def _close_signal(engine: EngineApi, symbol: str, signal_id: str | None) -> JSONResponse:
+    """A close signal: what is open on the symbol; with a signal id, what was open when that id
+    first came (a resent one closes nothing opened since: 409)."""
+    if signal_id is None:
+        closed = await engine.close_symbol(symbol, "signal")
+    else:
+        outcome = await engine.close_by_signal(symbol, signal_id, "signal")
+        if outcome.resent and not outcome.closed:
+            raise _close_resent(signal_id, outcome)
+        closed = outcome.positions
+    if not closed:
+        raise ApiError(404, "not_found", f"no open position on {symbol}", field="symbol")
+    return model_response([await _render(engine, p) for p in closed])
+
+
+def _close_resent(signal_id: str, outcome: SignalClose) -> ApiError:
+    """409 for a close signal sent again: it closed (or found nothing to close) when it first
+    came; what is open on the symbol now is left alone."""
+    if not outcome.positions:
+        done = f"found nothing open on {outcome.symbol}"
+    else:
+        done = f"closed {', '.join(p.id for p in outcome.positions)} on {outcome.symbol}"
+    first = outcome.positions[0] if outcome.positions else None
+    return ApiError(
+        409,
+        "already_exists",
+        f"close signal {signal_id!r} was acted on already: it {done}; nothing was closed now",
+        field="signal_id",
+        position_id=None if first is None else first.id,
+        position=None if first is None else PositionOut.of(first),
+    )
 
 
 def _refuse_partial_exit(

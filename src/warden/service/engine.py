@@ -42,6 +42,7 @@ from warden.domain.values import Instrument, OrderRole, PositionId, Symbol, grid
 from warden.ports import (
     AlertChannel,
     Clock,
+    CloseClaim,
     ControlsSpill,
     Exchange,
     ExchangeError,
@@ -60,6 +61,7 @@ from warden.service.commands import (
     OpenPosition,
     PositionNotFound,
     PositionView,
+    SignalClose,
     TradingRefused,
 )
 from warden.service.config import EngineConfig
@@ -77,6 +79,8 @@ from warden.service.watch import StreamWatch
 
 log = structlog.get_logger("warden.engine")
 
+CLOSE_CLAIMS_KEPT = 10_000
+"""Close signals whose binding is kept in memory (also the database's stand-in in an outage)."""
 STEADY_START = 60.0
 """Seconds of startup retries kept under half the protection window apart (then backing off)."""
 UNREACHABLE_PASSES = 2
@@ -160,6 +164,8 @@ class Engine:
         self._store_error: str | None = None
         self._leased = leased
         self._others: set[str] = set()
+        self._close_claims: dict[str, CloseClaim] = {}
+        """Close signals' bindings seen by this engine (the most recent CLOSE_CLAIMS_KEPT)."""
         self.notes: dict[str, str] = {}
         """Shown in /status details (e.g. the Telegram bot's state), set by whoever runs beside."""
         self.warnings: dict[str, str] = {}
@@ -222,6 +228,43 @@ class Engine:
                 " on the symbol was closed; try again in a moment"
             )
         return [await self.close_position(ClosePosition(pid, reason)) for pid in pids]
+
+    async def close_by_signal(self, symbol: str, signal_id: str, reason: str = "signal") -> SignalClose:
+        """Close what was open on `symbol` when the close signal `signal_id` first arrived, and
+        only that: the id is bound (stored, in the database) to those positions, so the signal
+        resent later (a relay that retries, an alert delivered twice) closes nothing opened on
+        the symbol since. A refusal before the binding (an entry still being resolved) binds
+        nothing: the signal resent acts afresh. With the database unreachable the binding is
+        kept in memory, and the close goes ahead (a trader's exit is not held up by an outage)."""
+        self.ctx.gate.check_may_act()
+        sym = Symbol(symbol)
+        claim = self._close_claims.get(signal_id)
+        if claim is None:
+            pids = sorted(self.ledger.by_symbol.get(sym, ()))
+            opening = [pid for pid in pids if self.ledger.positions[pid].status is PositionStatus.OPENING]
+            if opening:
+                raise TradingRefused(
+                    f"the entry order of {', '.join(opening)} on {symbol} is still being resolved;"
+                    " nothing on the symbol was closed; try again in a moment"
+                )
+            asked = CloseClaim(signal_id, sym, tuple(pids), self.clock.now())
+            try:
+                claim = await self.store.claim_close_signal(signal_id, sym, pids, asked.at)
+            except StoreUnavailable as exc:
+                log.warning("close_signal_kept_in_memory", signal_id=signal_id, error=str(exc))
+                claim = asked
+            self._close_claims[signal_id] = claim
+            while len(self._close_claims) > CLOSE_CLAIMS_KEPT:
+                del self._close_claims[next(iter(self._close_claims))]
+            resent = (claim.symbol, claim.position_ids) != (asked.symbol, asked.position_ids)
+        else:
+            resent = True
+        closed, positions = False, []
+        for pid in claim.position_ids:
+            before = self.ledger.positions.get(pid)
+            closed = closed or (before is not None and before.is_active)
+            positions.append(await self.close_position(ClosePosition(pid, reason)))
+        return SignalClose(claim.symbol, positions, resent, closed)
 
     async def move_stop(self, position_id: str, price: Decimal) -> Position:
         """Tighten an open position's stop to `price` (change_position with the stop only)."""

@@ -225,6 +225,18 @@ alerts = Table(
     Index(None, "account", "delivered_at", "at"),
 )
 
+# A close signal's id and the positions it closed (migration 0007): a resent close acts on these
+# only, never on a position opened on the symbol since. `position_ids` is a JSON list.
+close_signals = Table(
+    "close_signals",
+    metadata,
+    Column("account", String, primary_key=True),
+    Column("signal_id", String, primary_key=True),
+    Column("symbol", String, nullable=False),
+    Column("position_ids", Text, nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+)
+
 # One row per account: the trader's controls (pause, kill switch, daily-loss pause).
 controls = Table(
     "controls",

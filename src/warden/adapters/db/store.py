@@ -48,6 +48,7 @@ from warden.adapters.db.rawsqlite import RawStatement, types_of
 from warden.adapters.db.schema import (
     ONE_PER_SYMBOL,
     alerts,
+    close_signals,
     controls,
     events,
     fills,
@@ -65,6 +66,7 @@ from warden.domain.position import Position, PositionStatus
 from warden.domain.values import PositionId, Symbol
 from warden.ports import (
     ActiveState,
+    CloseClaim,
     DuplicateSignal,
     FencedOut,
     StoreError,
@@ -351,6 +353,34 @@ class SqlStore:
             conn.execute(upsert)
 
         await self._write("save controls", work)
+
+    async def claim_close_signal(
+        self, signal_id: str, symbol: Symbol, position_ids: Sequence[PositionId], at: datetime
+    ) -> CloseClaim:
+        row = {
+            "account": self._account,
+            "signal_id": signal_id,
+            "symbol": symbol,
+            "position_ids": json.dumps(list(position_ids)),
+            "at": at,
+        }
+        claim = self._insert(close_signals).values(**row).on_conflict_do_nothing()
+        first = select(close_signals).where(
+            close_signals.c.account == self._account, close_signals.c.signal_id == signal_id
+        )
+
+        def work(conn: Connection) -> CloseClaim:
+            self._check_fence(conn)
+            conn.execute(claim)
+            stored = conn.execute(first).one()
+            return CloseClaim(
+                stored.signal_id,
+                Symbol(stored.symbol),
+                tuple(PositionId(p) for p in json.loads(stored.position_ids)),
+                stored.at,
+            )
+
+        return await self._write("claim close signal", work)
 
     async def realized_pnl_since(self, since: datetime) -> Decimal:
         counted = (positions.c.closed_at >= since) | positions.c.status.not_in(TERMINAL)
