@@ -538,12 +538,7 @@ async def test_commit_many_writes_each_transitions_orders_fills_and_events(backe
     assert await backend.store.fills_for(PositionId("g1")) == [f1]
     assert await backend.store.fills_for(PositionId("g2")) == [f2]
     assert await backend.store.list_events() == [e1, e2]
-    first = backend.lease("acct", "host-a:1")
-    epoch = await first.try_acquire()
-    assert epoch is not None
-    backend.store.set_epoch("acct", epoch)
-    await first.release()
-    assert await backend.lease("acct", "host-b:2").try_acquire() == epoch + 1
+    await _fenced_out(backend)
     _, late1 = step(g1, status=PositionStatus.OPEN, events=[event(pid="g1", message="late")])
     _, late2 = step(g2, status=PositionStatus.OPEN, orders=[order("g2", seq=2, symbol=BTC)])
     with pytest.raises(FencedOut):
@@ -589,11 +584,16 @@ async def test_a_close_signal_is_bound_once_to_the_positions_it_closes(backend: 
 
 async def test_a_fenced_store_refuses_a_close_claim_once_the_lease_moves_on(backend: Backend) -> None:
     """A close claim is a write like any other: a stale engine's is refused by the fence."""
-    first = backend.lease("acct", "host-a:1")
-    old_epoch = await first.try_acquire()
-    assert old_epoch is not None
-    backend.store.set_epoch("acct", old_epoch)
-    await first.release()
-    assert await backend.lease("acct", "host-b:2").try_acquire() == old_epoch + 1
+    await _fenced_out(backend)
     with pytest.raises(FencedOut):
         await backend.store.claim_close_signal("exit-1", SOL, [P1], T0)
+
+
+async def _fenced_out(backend: Backend) -> None:
+    """The store fenced on an epoch of account "acct" that another engine's lease has moved past."""
+    first = backend.lease("acct", "host-a:1")
+    epoch = await first.try_acquire()
+    assert epoch is not None
+    backend.store.set_epoch("acct", epoch)
+    await first.release()
+    assert await backend.lease("acct", "host-b:2").try_acquire() == epoch + 1
