@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import stat
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ import pytest
 from pydantic import SecretStr
 
 from warden.config import Settings
+from warden.entrypoints import token as token_module
 from warden.entrypoints.token import TokenError, TokenSource, ensure_token, find_token, token_matches
 
 
@@ -73,3 +75,45 @@ def test_a_token_with_half_a_character_matches_nothing() -> None:
     comparison raise (a 500 on any call with such a `secret`); it is simply not the token."""
     assert not token_matches("\ud800", SecretStr("abc"))
     assert not token_matches("abc\udfff", SecretStr("abc"))
+
+
+def test_a_start_that_dies_while_writing_the_token_leaves_no_empty_token_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The process dying between creating the token file and writing the token into it left an
+    empty file: every later start (and the CLI) refused it ("is empty; delete it") until the
+    trader deleted it by hand, and a CLI reading it meanwhile was refused too. The token is
+    written whole before the file appears under its name."""
+    s = settings(tmp_path)
+    real_open = os.open
+
+    def dies_after_creating(path: Any, flags: int, mode: int = 0o777) -> int:
+        os.close(real_open(path, flags, mode))  # the file is made; the process dies before writing
+        raise OSError("killed mid-write")
+
+    with monkeypatch.context() as m:
+        m.setattr(token_module.os, "open", dies_after_creating)
+        with pytest.raises(OSError, match="killed mid-write"):
+            ensure_token(s)
+    assert find_token(s) is None  # nothing half-written under the token file's name
+    created = ensure_token(s)
+    assert created.source is TokenSource.CREATED
+    assert find_token(s) == created.value
+
+
+def test_a_filesystem_without_hard_links_still_gets_a_token_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where the data directory's filesystem refuses hard links, the token file is created by
+    name as before: a start still gets a private token file it reuses."""
+
+    def refused(*_args: Any) -> None:
+        raise PermissionError("hard links not supported")
+
+    monkeypatch.setattr(token_module.os, "link", refused)
+    s = settings(tmp_path)
+    created = ensure_token(s)
+    assert created.source is TokenSource.CREATED
+    assert stat.S_IMODE((tmp_path / "data" / "api-token").stat().st_mode) == 0o600
+    assert ensure_token(s).value == created.value
+    assert [p.name for p in (tmp_path / "data").iterdir()] == ["api-token"]

@@ -57,16 +57,44 @@ def ensure_token(settings: Settings) -> ApiToken:
         return ApiToken(existing, TokenSource.FILE, path)
     path.parent.mkdir(parents=True, exist_ok=True)
     value = secrets.token_urlsafe(32)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another process won the race: use its token
+    if not _publish(path, value):  # another process won the race: use its token
         raced = read_token_file(path)
         if raced is None:
-            raise TokenError(f"{path} appeared but is empty") from None
+            raise TokenError(f"{path} vanished while it was being created; start again") from None
         return ApiToken(raced, TokenSource.FILE, path)
+    return ApiToken(SecretStr(value), TokenSource.CREATED, path)
+
+
+def _publish(path: Path, value: str) -> bool:
+    """Write the token whole (mode 0600, synced) under a name of its own, then give it the token
+    file's name unless that exists (False: another process made it first). A process that dies
+    on the way leaves no token file, never an empty one that every later start would refuse."""
+    staged = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        try:
+            os.write(fd, (value + "\n").encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.link(staged, path)  # atomic, and refuses an existing name
+    except FileExistsError:
+        return False
+    except OSError:  # a filesystem without hard links: create the name itself, then write
+        return _create(path, value)
+    finally:
+        staged.unlink(missing_ok=True)
+    return True
+
+
+def _create(path: Path, value: str) -> bool:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return False
     with os.fdopen(fd, "w") as fh:
         fh.write(value + "\n")
-    return ApiToken(SecretStr(value), TokenSource.CREATED, path)
+    return True
 
 
 def find_token(settings: Settings) -> SecretStr | None:
