@@ -30,6 +30,7 @@ from warden.adapters.notify import LogNotifier
 from warden.adapters.sim import SimPriceFeed, SimulatedExchange
 from warden.adapters.spill import FileControlsSpill, FileWaitingKill
 from warden.config import ConfigError, Settings, same_exchange_account
+from warden.domain.controls import printable
 from warden.logging import hide_secret
 from warden.ports import (
     AlertChannel,
@@ -683,7 +684,7 @@ class Fleet:
                 if runtime.engine.status().state is EngineState.READ_ONLY:
                     return why
         waiting = self.kills[name]
-        waiting.mark(reason or "a kill of every account")
+        waiting.mark(printable(reason) or "a kill of every account")
         try:
             await asyncio.to_thread(waiting.save)
         except StoreUnavailable as exc:

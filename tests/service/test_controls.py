@@ -76,6 +76,21 @@ async def test_pause_and_kill_survive_a_restart(harness: Harness) -> None:
     assert (await harness.open("long")).status is PositionStatus.PROTECTED
 
 
+async def test_a_reason_with_control_characters_is_kept_and_shown_without_them(harness: Harness) -> None:
+    """A pause or kill reason is shown by `warden status` in the trader's terminal, in alerts and
+    in logs: an escape sequence in it (sent through the API, a webhook relay, a chat) drove that
+    terminal (cleared the screen, set its title), and a newline split a log line. Control
+    characters become spaces; everything else (any script, emoji) is kept."""
+    await harness.engine.pause("\x1b[2Jback at 8\nπ 🚀\x07")
+    assert harness.engine.status().controls.reason == "[2Jback at 8 π 🚀"
+    alert = harness.notifier.alerts[-1]
+    assert "\x1b" not in alert.message and "\n" not in alert.message
+    await harness.engine.kill(reason="\x1b]0;pwned\x07done")
+    assert harness.engine.status().controls.reason == "]0;pwned done"
+    await harness.restart()
+    assert harness.engine.status().controls.reason == "]0;pwned done"
+
+
 async def test_kill_flatten_closes_every_position_and_cancels_every_order(harness: Harness) -> None:
     """kill(flatten): every position closed reduce-only at market, every warden order cancelled, the
     exchange flat; new entries refused; critical-ish alert raised."""

@@ -17,6 +17,7 @@ Controls (stored per account, so they survive restarts):
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
@@ -50,6 +51,13 @@ class Controls:
                 f"{self.daily_loss_until.isoformat()} (or `resume`)"
             )
         return None
+
+
+def printable(reason: str) -> str:
+    """A trader's reason as warden keeps and shows it: each control character (an escape sequence
+    that would drive the terminal `warden status` prints to, a newline that splits a log line)
+    becomes a space. Every other character (any script, emoji) is kept."""
+    return "".join(" " if unicodedata.category(c) == "Cc" else c for c in reason).strip()
 
 
 def _why(reason: str) -> str:

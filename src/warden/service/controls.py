@@ -36,6 +36,7 @@ from warden.domain.controls import (
     daily_loss_reached,
     day_start,
     next_day,
+    printable,
 )
 from warden.domain.position import Position
 from warden.domain.values import PositionId
@@ -219,6 +220,7 @@ class ControlPanel:
     # -------------------------------------------------------------- commands
 
     async def pause(self, reason: str = "") -> Controls:
+        reason = printable(reason)
         await self._change(lambda now: replace(now, paused=True, reason=reason))
         await self.ctx.notify(
             AlertKind.PAUSED, f"paused: no new entries{_by(reason)}; exits keep working{self._not_stored()}"
@@ -226,6 +228,7 @@ class ControlPanel:
         return self.state
 
     async def kill(self, reason: str = "") -> Controls:
+        reason = printable(reason)
         await self._change(lambda now: replace(now, paused=True, killed=True, reason=reason))
         await self.ctx.notify(
             AlertKind.KILL_ON, f"kill switch on{_by(reason)}: no new entries{self._not_stored()}"
