@@ -609,3 +609,26 @@ async def test_an_entry_whose_stop_and_close_were_both_refused_says_it_is_open_a
     assert f"position {position['id']} is OPEN on the exchange and NOT protected" in error["message"]
     assert "close of" in error["message"]  # why: the close's refusal, as the engine said it
     assert len(runtime.sim.core.positions()) == 1
+
+
+@pytest.mark.parametrize(
+    ("fault", "status", "code"),
+    [("reject_if", 502, "exchange_error"), ("unavailable_if", 503, "exchange_unavailable")],
+)
+async def test_a_close_the_exchange_refused_is_a_502_not_unavailable(
+    client: httpx.AsyncClient, runtime: Runtime, fault: str, status: int, code: str
+) -> None:
+    """A close the exchange refused (it answered: a rejection) was answered 503
+    exchange_unavailable, "exchange unavailable: …": a trader reads a connection problem and
+    retries, while the exchange keeps refusing for a reason the message names. A refusal is a 502
+    exchange_error; only a close that could not reach the exchange is a 503. Its stop still rests."""
+    opened = await open_sol(client)
+    assert runtime.sim is not None
+    setattr(runtime.sim.faults, fault, lambda req: req.type is OrderType.MARKET and req.reduce_only)
+    response = await client.post(f"/api/v1/positions/{opened['id']}/close", headers=AUTH)
+    assert response.status_code == status, response.text
+    assert response.json()["error"] == code
+    assert ("rejected" in response.json()["message"]) is (status == 502)
+    setattr(runtime.sim.faults, fault, None)
+    held = (await client.get(f"/api/v1/positions/{opened['id']}", headers=AUTH)).json()
+    assert (held["status"], held["stop_resting"]) == ("protected", True)

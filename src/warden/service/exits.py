@@ -1746,7 +1746,9 @@ class ExitManager:
         refused = (
             [self._current(intent).advance(OrderStatus.REJECTED)] if placed.definitely_not_placed else []
         )
-        return await self._close_failed(pid, placed.why or "close order did not fill", refused)
+        return await self._close_failed(
+            pid, placed.why or "close order did not fill", refused, rejected=placed.rejected
+        )
 
     async def _cover_while_closing(self, pid: PositionId, close: Order) -> None:
         """A close is on its way or working (acknowledged, not filled) and no stop is known to
@@ -1849,7 +1851,12 @@ class ExitManager:
         if self.ledger.positions[pid].status is PositionStatus.CLOSED:
             await self.cancel_exits(pid)
 
-    async def _close_failed(self, pid: PositionId, why: str, orders: Sequence[Order] = ()) -> Position:
+    async def _close_failed(
+        self, pid: PositionId, why: str, orders: Sequence[Order] = (), *, rejected: bool = False
+    ) -> Position:
+        """Record a close that did not go through and protect again; raise OrderRejected when
+        the exchange refused it (it answered: retrying as is will not help), ExchangeUnavailable
+        when it could not be reached or did not fill it."""
         ctx = self.ctx
         async with self._lock(pid):
             pos = self.ledger.positions[pid]
@@ -1884,7 +1891,7 @@ class ExitManager:
         await ctx.announce(*alerts)
         if back is PositionStatus.OPEN:
             ctx.tasks.spawn(self._protect_again(pid))
-        raise ExchangeUnavailable(f"close of {pid} failed: {why}")
+        raise (OrderRejected if rejected else ExchangeUnavailable)(f"close of {pid} failed: {why}")
 
     async def _protect_again(self, pid: PositionId) -> None:
         """Neither a stop nor a close went through: protect again after a pause that doubles while
@@ -1899,7 +1906,7 @@ class ExitManager:
                 await self.close(pid, ExitReason.PROTECTION_FAILED)  # still no telling: close
                 return
             await self.protect(pid)
-        except ExchangeUnavailable as exc:
+        except (ExchangeUnavailable, OrderRejected) as exc:
             # This round failed and the next is already on its way (its event and alert are
             # written): one line in the log, not a traceback a second for as long as it lasts.
             log.warning("protect_or_close_round_failed", position_id=pid, round=rounds, error=str(exc))
