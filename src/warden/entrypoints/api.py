@@ -271,7 +271,8 @@ _DESCRIPTIONS = {
     403: "A read-only token on a mutating call, a signal from an address not allowed, or the "
     "dashboard's session cookie on a mutating call from a page warden did not serve.",
     404: "No such position, or nothing open on the symbol.",
-    409: "The signal id (or the symbol, stacking off) already has a position; it is attached.",
+    409: "The signal id (or the symbol, stacking off) already has a position; it is attached. A"
+    " close signal's id sent again: the position it closed is attached, nothing is closed now.",
     413: "The body is larger than max_body_bytes.",
     422: "Bad input: `field` names it; nothing was sent.",
     502: "The exchange answered with an error.",
