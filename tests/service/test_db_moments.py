@@ -355,3 +355,26 @@ async def test_a_close_signal_with_the_database_down_closes_and_is_still_acted_o
     await eventually(lambda: harness.exchange_qty() == 0)
     again = await harness.engine.close_by_signal(SOL, "exit-1")
     assert (again.resent, again.closed, [p.id for p in again.positions]) == (True, False, [pos.id])
+
+
+async def test_a_close_signal_bound_in_an_outage_still_binds_after_the_database_is_back_and_a_restart(
+    harness: Harness,
+) -> None:
+    """A close signal acted on while the database was down, then the database back, a new entry
+    and a restart: the signal resent (a relay retrying) closes nothing, the new entry stays open.
+    The binding kept in memory is stored once the database answers again (it was lost with the
+    process, and the resent signal closed the new position)."""
+    pos = await harness.open("long", usd="100")
+    harness.store.down = True
+    first = await harness.engine.close_by_signal(SOL, "exit-1")
+    assert [p.id for p in first.positions] == [pos.id]
+    await eventually(lambda: harness.exchange_qty() == 0)
+    await harness.engine.wait_idle()
+    harness.store.down = False
+    await harness.engine.flush_pending()
+    h = await harness.restart()
+    newer = await h.open("long", usd="100")
+    again = await h.engine.close_by_signal(SOL, "exit-1")
+    assert (again.resent, again.closed, [p.id for p in again.positions]) == (True, False, [pos.id])
+    assert h.engine.ledger.positions[newer.id].is_active
+    assert h.exchange_qty() == newer.filled_qty

@@ -166,6 +166,8 @@ class Engine:
         self._others: set[str] = set()
         self._close_claims: dict[str, CloseClaim] = {}
         """Close signals' bindings seen by this engine (the most recent CLOSE_CLAIMS_KEPT)."""
+        self._unsaved_claims: dict[str, CloseClaim] = {}
+        """Bindings made while the database was unreachable: stored when it answers again."""
         self.notes: dict[str, str] = {}
         """Shown in /status details (e.g. the Telegram bot's state), set by whoever runs beside."""
         self.warnings: dict[str, str] = {}
@@ -248,11 +250,7 @@ class Engine:
                     " nothing on the symbol was closed; try again in a moment"
                 )
             asked = CloseClaim(signal_id, sym, tuple(pids), self.clock.now())
-            try:
-                claim = await self.store.claim_close_signal(signal_id, sym, pids, asked.at)
-            except StoreUnavailable as exc:
-                log.warning("close_signal_kept_in_memory", signal_id=signal_id, error=str(exc))
-                claim = asked
+            claim = await self._claim_close(asked)
             self._close_claims[signal_id] = claim
             while len(self._close_claims) > CLOSE_CLAIMS_KEPT:
                 del self._close_claims[next(iter(self._close_claims))]
@@ -265,6 +263,29 @@ class Engine:
             closed = closed or (before is not None and before.is_active)
             positions.append(await self.close_position(ClosePosition(pid, reason)))
         return SignalClose(claim.symbol, positions, resent, closed)
+
+    async def _claim_close(self, asked: CloseClaim) -> CloseClaim:
+        """The stored binding of `asked`'s signal id (the first one made). With the database
+        unreachable, `asked` itself, kept to be stored once it answers again: a restart must find
+        it, or the signal resent then binds (and closes) what was opened on the symbol since."""
+        try:
+            return await self.store.claim_close_signal(
+                asked.signal_id, asked.symbol, asked.position_ids, asked.at
+            )
+        except StoreUnavailable as exc:
+            log.warning("close_signal_kept_in_memory", signal_id=asked.signal_id, error=str(exc))
+            self._unsaved_claims[asked.signal_id] = asked
+            return asked
+
+    async def _store_close_claims(self) -> None:
+        """Store the bindings made during an outage (StoreUnavailable: still down, kept)."""
+        for signal_id, asked in list(self._unsaved_claims.items()):
+            stored = await self.store.claim_close_signal(
+                signal_id, asked.symbol, asked.position_ids, asked.at
+            )
+            del self._unsaved_claims[signal_id]
+            if signal_id in self._close_claims:
+                self._close_claims[signal_id] = stored
 
     async def move_stop(self, position_id: str, price: Decimal) -> Position:
         """Tighten an open position's stop to `price` (change_position with the stop only)."""
@@ -947,6 +968,10 @@ class Engine:
         self._prune()
 
     async def flush_pending(self) -> None:
+        try:
+            await self._store_close_claims()
+        except StoreUnavailable:
+            return
         if not self.ledger.degraded:
             if self._store_error is not None:
                 try:
