@@ -300,8 +300,10 @@ class Store(Protocol):
     async def claim_close_signal(
         self, signal_id: str, symbol: Symbol, position_ids: Sequence[PositionId], at: datetime
     ) -> CloseClaim:
-        """Bind a close signal's id to the positions it closes, once (fenced): the first claim is
-        stored and returned; a later one for the same id returns the first, whatever it asks."""
+        """Bind a close signal's id to the positions it closes, once per symbol (fenced): the
+        first claim is stored and returned; a later one for the same id and symbol returns the
+        first, whatever it asks. The same id on another symbol is a claim of its own (one
+        strategy's alerts on two symbols carry the same id when they fire together)."""
         ...
 
     async def list_positions(self, *, include_closed: bool = False, limit: int = 100) -> list[Position]: ...

@@ -405,6 +405,25 @@ async def test_a_close_signal_is_bound_across_a_restart(tmp_path: Path) -> None:
         assert held["status"] == "protected"
 
 
+async def test_one_strategy_exiting_two_symbols_at_once_closes_both(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """The README's alert on one strategy run on SOL and on BTC: both exit on the same bar, so
+    both alerts carry the same signal_id ("{{strategy.order.id}}-{{timenow}}" has no ticker).
+    Each closes its own symbol's position (BTC's exit was a 409 naming SOL's position, and the
+    BTC position stayed open with nothing left to close it)."""
+    sol = await open_sol(client)
+    btc = await open_sol(client, symbol="BTC", usd="200", signal_id="btc-entry")
+    at = runtime.clock.now()
+    for ticker, opened in (("BINANCE:SOLUSDT.P", sol), ("BINANCE:BTCUSDT.P", btc)):
+        body = alert(ticker, "sell", opened["size"], at, market_position="flat")
+        response = await client.post("/api/v1/signals", content=body)
+        assert response.status_code == 200, response.text
+        assert [(p["id"], p["status"]) for p in response.json()] == [(opened["id"], "closed")]
+    assert runtime.sim is not None
+    assert runtime.sim.core.positions() == []
+
+
 def _client(rt: Runtime) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(lambda: rt)), base_url="http://w")
 

@@ -568,15 +568,19 @@ async def test_a_group_of_updates_keeps_each_compare_and_set(backend: Backend) -
 
 
 async def test_a_close_signal_is_bound_once_to_the_positions_it_closes(backend: Backend) -> None:
-    """The first claim of a close signal's id is stored and answered; a later one (the signal
-    resent) gets the first, whatever it asks: a resent close names the positions the first closed,
-    never those open now. Another id is its own claim; an empty claim is kept as empty."""
+    """The first claim of a close signal's id on a symbol is stored and answered; a later one (the
+    signal resent) gets the first, whatever it asks: a resent close names the positions the first
+    closed, never those open now. Another id, or the same id on another symbol (one strategy's
+    alerts on two symbols), is its own claim; an empty claim is kept as empty."""
     first = await backend.store.claim_close_signal("exit-1", SOL, [P1, P2], T0)
     assert (first.signal_id, first.symbol, first.position_ids) == ("exit-1", SOL, (P1, P2))
     again = await backend.store.claim_close_signal(
-        "exit-1", BTC, [PositionId("p9")], T0 + timedelta(seconds=5)
+        "exit-1", SOL, [PositionId("p9")], T0 + timedelta(seconds=5)
     )
     assert (again.symbol, again.position_ids, again.at) == (SOL, (P1, P2), T0)
+    elsewhere = await backend.store.claim_close_signal("exit-1", BTC, [PositionId("p9")], T0)
+    assert (elsewhere.symbol, elsewhere.position_ids) == (BTC, (PositionId("p9"),))
+    assert (await backend.store.claim_close_signal("exit-1", BTC, [], T0)).position_ids == ("p9",)
     other = await backend.store.claim_close_signal("exit-2", SOL, [], T0)
     assert (other.symbol, other.position_ids) == (SOL, ())
     assert (await backend.store.claim_close_signal("exit-2", SOL, [P1], T0)).position_ids == ()

@@ -23,16 +23,16 @@ from sqlalchemy.exc import IntegrityError
 from warden.adapters.db import rows
 from warden.adapters.db.engine import create_engine
 from warden.adapters.db.migrate import current_revision, upgrade
-from warden.adapters.db.schema import installations, metadata, positions
+from warden.adapters.db.schema import close_signals, installations, metadata, positions
 from warden.adapters.db.store import SqlStore, open_store
 from warden.domain.alerts import Alert, AlertId, AlertKind
 from warden.domain.position import Position, PositionStatus
 from warden.domain.values import PositionId
 from warden.ports import StoreUnavailable, SymbolBusy
 
-from .builders import BTC, PLUS2, T0, D, insert, position
+from .builders import BTC, PLUS2, SOL, T0, D, insert, position
 
-HEAD = "0007"
+HEAD = "0008"
 
 
 def closed_port() -> int:
@@ -309,6 +309,31 @@ async def test_a_database_with_stacked_positions_migrates_and_they_stay_unconstr
         with pytest.raises(SymbolBusy) as info:
             await store.commit(insert(position("new2")))
         assert info.value.position_id == "new1"
+    finally:
+        await store.close()
+
+
+async def test_a_close_binding_from_0007_migrates_and_the_id_binds_again_on_another_symbol(
+    store_url: str,
+) -> None:
+    """0008 keys close signals per symbol: a binding stored at 0007 is kept (the signal resent is
+    still answered with it) and the same id on another symbol binds its own positions."""
+    await upgrade(store_url, revision="0006")
+    await upgrade(store_url, revision="0007")
+    engine = create_engine(store_url, op_timeout=5, pooled=False)
+    try:
+        async with engine.begin() as conn:
+            row = {"account": "default", "signal_id": "exit-1", "symbol": SOL}
+            await conn.execute(close_signals.insert().values(**row, position_ids='["p1"]', at=T0))
+    finally:
+        await engine.dispose()
+    store = await open_store(store_url, exchange="sim")
+    try:
+        assert await current_revision(store_url) == HEAD
+        resent = await store.claim_close_signal("exit-1", SOL, [PositionId("p2")], T0)
+        assert resent.position_ids == ("p1",)
+        other = await store.claim_close_signal("exit-1", BTC, [PositionId("p3")], T0)
+        assert (other.symbol, other.position_ids) == (BTC, ("p3",))
     finally:
         await store.close()
 

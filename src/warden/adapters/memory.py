@@ -63,7 +63,7 @@ class InMemoryStore:
         self._alerts: dict[AlertId, tuple[Alert, datetime | None]] = {}
         self._alert_channels: dict[AlertId, set[str]] = {}
         self._controls = Controls()
-        self._close_claims: dict[str, CloseClaim] = {}
+        self._close_claims: dict[tuple[str, Symbol], CloseClaim] = {}
         self._fence: tuple[str, int] | None = None
 
     @property
@@ -157,7 +157,7 @@ class InMemoryStore:
     ) -> CloseClaim:
         self._writable()
         return self._close_claims.setdefault(
-            signal_id, stored(CloseClaim(signal_id, symbol, tuple(position_ids), at))
+            (signal_id, symbol), stored(CloseClaim(signal_id, symbol, tuple(position_ids), at))
         )
 
     async def realized_pnl_since(self, since: datetime) -> Decimal:

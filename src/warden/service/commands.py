@@ -88,7 +88,7 @@ class ClosePosition:
 class SignalClose:
     """What a close signal with a signal id did: `positions` are the ones its id is bound to (what
     was open on the symbol when it first arrived), as they stand now; `resent` says an earlier
-    delivery of the signal bound them (to this or another symbol); `closed` says this delivery
+    delivery of the signal (the same id on the same symbol) bound them; `closed` says this delivery
     sent a close (a resent signal finds its positions closed already, unless the first delivery
     was cut short)."""
 

@@ -164,9 +164,9 @@ class Engine:
         self._store_error: str | None = None
         self._leased = leased
         self._others: set[str] = set()
-        self._close_claims: dict[str, CloseClaim] = {}
+        self._close_claims: dict[tuple[str, Symbol], CloseClaim] = {}
         """Close signals' bindings seen by this engine (the most recent CLOSE_CLAIMS_KEPT)."""
-        self._unsaved_claims: dict[str, CloseClaim] = {}
+        self._unsaved_claims: dict[tuple[str, Symbol], CloseClaim] = {}
         """Bindings made while the database was unreachable: stored when it answers again."""
         self.notes: dict[str, str] = {}
         """Shown in /status details (e.g. the Telegram bot's state), set by whoever runs beside."""
@@ -233,14 +233,15 @@ class Engine:
 
     async def close_by_signal(self, symbol: str, signal_id: str, reason: str = "signal") -> SignalClose:
         """Close what was open on `symbol` when the close signal `signal_id` first arrived, and
-        only that: the id is bound (stored, in the database) to those positions, so the signal
+        only that: the id is bound on the symbol (stored, in the database) to those positions,
+        so the signal
         resent later (a relay that retries, an alert delivered twice) closes nothing opened on
         the symbol since. A refusal before the binding (an entry still being resolved) binds
         nothing: the signal resent acts afresh. With the database unreachable the binding is
         kept in memory, and the close goes ahead (a trader's exit is not held up by an outage)."""
         self.ctx.gate.check_may_act()
         sym = Symbol(symbol)
-        claim = self._close_claims.get(signal_id)
+        claim = self._close_claims.get((signal_id, sym))
         if claim is None:
             pids = sorted(self.ledger.by_symbol.get(sym, ()))
             opening = [pid for pid in pids if self.ledger.positions[pid].status is PositionStatus.OPENING]
@@ -251,10 +252,10 @@ class Engine:
                 )
             asked = CloseClaim(signal_id, sym, tuple(pids), self.clock.now())
             claim = await self._claim_close(asked)
-            self._close_claims[signal_id] = claim
+            self._close_claims[signal_id, sym] = claim
             while len(self._close_claims) > CLOSE_CLAIMS_KEPT:
                 del self._close_claims[next(iter(self._close_claims))]
-            resent = (claim.symbol, claim.position_ids) != (asked.symbol, asked.position_ids)
+            resent = claim.position_ids != asked.position_ids
         else:
             resent = True
         closed, positions = False, []
@@ -274,18 +275,16 @@ class Engine:
             )
         except StoreUnavailable as exc:
             log.warning("close_signal_kept_in_memory", signal_id=asked.signal_id, error=str(exc))
-            self._unsaved_claims[asked.signal_id] = asked
+            self._unsaved_claims[asked.signal_id, asked.symbol] = asked
             return asked
 
     async def _store_close_claims(self) -> None:
         """Store the bindings made during an outage (StoreUnavailable: still down, kept)."""
-        for signal_id, asked in list(self._unsaved_claims.items()):
-            stored = await self.store.claim_close_signal(
-                signal_id, asked.symbol, asked.position_ids, asked.at
-            )
-            del self._unsaved_claims[signal_id]
-            if signal_id in self._close_claims:
-                self._close_claims[signal_id] = stored
+        for key, asked in list(self._unsaved_claims.items()):
+            stored = await self.store.claim_close_signal(*key, asked.position_ids, asked.at)
+            del self._unsaved_claims[key]
+            if key in self._close_claims:
+                self._close_claims[key] = stored
 
     async def move_stop(self, position_id: str, price: Decimal) -> Position:
         """Tighten an open position's stop to `price` (change_position with the stop only)."""

@@ -226,13 +226,14 @@ alerts = Table(
 )
 
 # A close signal's id and the positions it closed (migration 0007): a resent close acts on these
-# only, never on a position opened on the symbol since. `position_ids` is a JSON list.
+# only, never on a position opened on the symbol since. `position_ids` is a JSON list. Per symbol
+# (0008): one strategy's alerts on two symbols can carry the same id.
 close_signals = Table(
     "close_signals",
     metadata,
     Column("account", String, primary_key=True),
     Column("signal_id", String, primary_key=True),
-    Column("symbol", String, nullable=False),
+    Column("symbol", String, primary_key=True),
     Column("position_ids", Text, nullable=False),
     Column("at", UtcDateTime, nullable=False),
 )

@@ -366,7 +366,9 @@ class SqlStore:
         }
         claim = self._insert(close_signals).values(**row).on_conflict_do_nothing()
         first = select(close_signals).where(
-            close_signals.c.account == self._account, close_signals.c.signal_id == signal_id
+            close_signals.c.account == self._account,
+            close_signals.c.signal_id == signal_id,
+            close_signals.c.symbol == symbol,
         )
 
         def work(conn: Connection) -> CloseClaim:
