@@ -378,3 +378,28 @@ async def test_a_close_signal_bound_in_an_outage_still_binds_after_the_database_
     assert (again.resent, again.closed, [p.id for p in again.positions]) == (True, False, [pos.id])
     assert h.engine.ledger.positions[newer.id].is_active
     assert h.exchange_qty() == newer.filled_qty
+
+
+async def test_a_close_signal_to_an_engine_whose_lease_was_taken_closes_nothing_and_stands_it_down(
+    harness: Harness, store_url: str
+) -> None:
+    """The database refuses a stale engine's close binding (fenced): the engine stands down as on
+    any fenced write and says it is not the holder (NotHolder, 503 nothing sent); the close signal
+    closes nothing. (FencedOut came out raw: a 500 internal error, and the engine carried on.)"""
+    from warden.adapters.db.lease import lease_for
+
+    first = lease_for(store_url, "default")
+    epoch = await first.try_acquire()
+    assert epoch is not None
+    harness.store.inner.set_epoch("default", epoch)  # type: ignore[attr-defined]
+    pos = await harness.open("long", usd="100")
+    await first.release()
+    second = lease_for(store_url, "default")
+    assert await second.try_acquire() == epoch + 1  # another engine took the account meanwhile
+    try:
+        with pytest.raises(NotHolder):
+            await harness.engine.close_by_signal(SOL, "exit-1")
+        await eventually(lambda: harness.engine.state is EngineState.READ_ONLY, what="stood down")
+        assert harness.exchange_qty() == pos.filled_qty
+    finally:
+        await second.release()

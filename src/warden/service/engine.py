@@ -46,6 +46,7 @@ from warden.ports import (
     ControlsSpill,
     Exchange,
     ExchangeError,
+    FencedOut,
     Notifier,
     Store,
     StoreError,
@@ -277,11 +278,16 @@ class Engine:
             log.warning("close_signal_kept_in_memory", signal_id=asked.signal_id, error=str(exc))
             self._unsaved_claims[asked.signal_id, asked.symbol] = asked
             return asked
+        except FencedOut as exc:
+            raise self._refused_write(exc) from exc
 
     async def _store_close_claims(self) -> None:
         """Store the bindings made during an outage (StoreUnavailable: still down, kept)."""
         for key, asked in list(self._unsaved_claims.items()):
-            stored = await self.store.claim_close_signal(*key, asked.position_ids, asked.at)
+            try:
+                stored = await self.store.claim_close_signal(*key, asked.position_ids, asked.at)
+            except FencedOut as exc:
+                raise self._refused_write(exc) from exc
             del self._unsaved_claims[key]
             if key in self._close_claims:
                 self._close_claims[key] = stored
@@ -1009,6 +1015,12 @@ class Engine:
             AlertKind.DATABASE_DEGRADED,
             f"database unavailable: positions stay protected on the exchange; writes are queued ({error})",
         )
+
+    def _refused_write(self, exc: FencedOut) -> NotHolder:
+        """A write the fence refused: another engine holds the account. Stand down, as the
+        ledger does on its own writes, and refuse what asked for it (nothing was sent)."""
+        self._fenced(str(exc))
+        return NotHolder(f"the database refused the write: {exc}")
 
     def _fenced(self, error: str) -> None:
         self.ctx.tasks.spawn(self.stand_down(f"lease lost: another engine holds the account ({error})"))
