@@ -23,7 +23,8 @@ Errors are JSON `{"error": code, "field"?: name, "message": text, "accepted"?: [
                              call from a page warden did not serve
     404 not_found            no such position (or route), or nothing open on the symbol
     409 already_exists       the signal id (or, stacking off, the symbol) already has a position;
-                             `position` is attached
+                             `position` is attached; or a close signal's id was acted on already
+                             (`position`: the one it closed, if it found one)
     413 body_too_large       the body is larger than max_body_bytes
     503 trading_refused      the engine will not trade now; nothing was sent
     503 kill_incomplete      a kill of every account could not stop some (each account's outcome
@@ -271,8 +272,9 @@ _DESCRIPTIONS = {
     403: "A read-only token on a mutating call, a signal from an address not allowed, or the "
     "dashboard's session cookie on a mutating call from a page warden did not serve.",
     404: "No such position, or nothing open on the symbol.",
-    409: "The signal id (or the symbol, stacking off) already has a position; it is attached. A"
-    " close signal's id sent again: the position it closed is attached, nothing is closed now.",
+    409: "The signal id (or the symbol, stacking off) already has a position; it is attached. "
+    "A close signal's id sent again: the position it closed (if it found one) is attached;"
+    " nothing is closed now.",
     413: "The body is larger than max_body_bytes.",
     422: "Bad input: `field` names it; nothing was sent.",
     502: "The exchange answered with an error.",
