@@ -30,7 +30,7 @@ ALERT = """{
   "symbol": "{{ticker}}",
   "side": "{{strategy.order.action}}",
   "qty": "{{strategy.order.contracts}}",
-  "signal_id": "{{strategy.order.id}}-{{timenow}}",
+  "signal_id": "{{ticker}}-{{strategy.order.id}}-{{timenow}}",
   "timestamp": "{{timenow}}",
   "market_position": "{{strategy.market_position}}",
   "secret": "<token>"
@@ -408,20 +408,40 @@ async def test_a_close_signal_is_bound_across_a_restart(tmp_path: Path) -> None:
 async def test_one_strategy_exiting_two_symbols_at_once_closes_both(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    """The README's alert on one strategy run on SOL and on BTC: both exit on the same bar, so
-    both alerts carry the same signal_id ("{{strategy.order.id}}-{{timenow}}" has no ticker).
+    """One strategy run on SOL and on BTC exits both on the same bar with alerts whose signal_id
+    has no ticker (the README's template had none; a relay's may not): both carry the same id.
     Each closes its own symbol's position (BTC's exit was a 409 naming SOL's position, and the
-    BTC position stayed open with nothing left to close it)."""
+    BTC position stayed open with nothing left to close it); each resent is a 409."""
     sol = await open_sol(client)
     btc = await open_sol(client, symbol="BTC", usd="200", signal_id="btc-entry")
-    at = runtime.clock.now()
-    for ticker, opened in (("BINANCE:SOLUSDT.P", sol), ("BINANCE:BTCUSDT.P", btc)):
-        body = alert(ticker, "sell", opened["size"], at, market_position="flat")
-        response = await client.post("/api/v1/signals", content=body)
+    for symbol, opened in (("SOLUSDT.P", sol), ("BTCUSDT.P", btc)):
+        close = {"symbol": symbol, "market_position": "flat", "signal_id": "Long Exit-2026-12-02T10:00:00Z"}
+        response = await client.post("/api/v1/signals", json=close, headers=AUTH)
         assert response.status_code == 200, response.text
         assert [(p["id"], p["status"]) for p in response.json()] == [(opened["id"], "closed")]
+        again = await client.post("/api/v1/signals", json=close, headers=AUTH)
+        assert (again.status_code, again.json()["position_id"]) == (409, opened["id"]), again.text
     assert runtime.sim is not None
     assert runtime.sim.core.positions() == []
+
+
+async def test_one_strategy_entering_two_symbols_on_one_bar_opens_both(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """The README's alert on one strategy run on SOL and on BTC: both enter on the same bar. The
+    template's signal_id was "{{strategy.order.id}}-{{timenow}}", the same for both, so BTC's
+    entry was a 409 (the signal id "already opened" SOL's position) and never traded. The
+    template's id now starts with the ticker: each opens its own, and each resent is a 409."""
+    at = runtime.clock.now()
+    opened = {}
+    for ticker in ("BINANCE:SOLUSDT.P", "BINANCE:BTCUSDT.P"):
+        body = alert(ticker, "buy", "0.5" if "SOL" in ticker else "0.01", at)
+        response = await client.post("/api/v1/signals", content=body)
+        assert response.status_code == 201, response.text
+        opened[ticker] = response.json()["id"]
+        again = await client.post("/api/v1/signals", content=body)
+        assert (again.status_code, again.json()["position_id"]) == (409, opened[ticker]), again.text
+    assert len(runtime.sim.core.positions()) == 2  # type: ignore[union-attr]
 
 
 def _client(rt: Runtime) -> httpx.AsyncClient:

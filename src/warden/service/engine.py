@@ -235,9 +235,8 @@ class Engine:
     async def close_by_signal(self, symbol: str, signal_id: str, reason: str = "signal") -> SignalClose:
         """Close what was open on `symbol` when the close signal `signal_id` first arrived, and
         only that: the id is bound on the symbol (stored, in the database) to those positions,
-        so the signal
-        resent later (a relay that retries, an alert delivered twice) closes nothing opened on
-        the symbol since. A refusal before the binding (an entry still being resolved) binds
+        so the signal resent later (a relay that retries, an alert delivered twice) closes
+        nothing opened on the symbol since. A refusal before the binding (an entry still being resolved) binds
         nothing: the signal resent acts afresh. With the database unreachable the binding is
         kept in memory, and the close goes ahead (a trader's exit is not held up by an outage)."""
         self.ctx.gate.check_may_act()
