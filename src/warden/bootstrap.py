@@ -150,6 +150,7 @@ async def serve_sim(
     venue: str = "binance",
     accounts: int = 1,
     clock_offset: float = 0.0,
+    markets: int = 3,
 ) -> None:
     """The simulated exchange server (`warden sim serve`), speaking `venue`'s protocol: Binance
     USD-M, Bybit v5, or the Drift sidecar protocol. `accounts` > 1 (Binance, Bybit): that many
@@ -159,7 +160,8 @@ async def serve_sim(
     `price_interval`: seconds between random-walk steps of the marks; 0 switches the walk off
     (marks then move only through POST /sim/price). `venue`: "binance" (USD-M, the default) or
     "bybit" (v5 linear). `clock_offset`: seconds the server's clock runs ahead of this host's
-    (negative: behind); Binance and Bybit only.
+    (negative: behind); Binance and Bybit only. `markets`: how many markets it lists (BTC, ETH,
+    SOL, then synthetic S000, S001, ...); Binance and Bybit only.
     """
     from pathlib import Path
 
@@ -168,8 +170,8 @@ async def serve_sim(
     if venue == "drift":
         from warden.adapters.sim.drift import serve_drift
 
-        if clock_offset:
-            raise ValueError("--clock-offset applies to the binance and bybit venues, not drift")
+        if clock_offset or markets != 3:
+            raise ValueError("--clock-offset and --markets apply to the binance and bybit venues, not drift")
         await serve_drift(
             host=host,
             port=port,
@@ -189,6 +191,7 @@ async def serve_sim(
                     price_interval=price_interval,
                     venue=venue,
                     clock_offset=clock_offset,
+                    markets=markets,
                 )
                 for i in range(accounts)
             )
@@ -202,6 +205,7 @@ async def serve_sim(
         price_interval=price_interval,
         venue=venue,
         clock_offset=clock_offset,
+        markets=markets,
     )
 
 

@@ -15,7 +15,9 @@ pytestmark = pytest.mark.slow
 
 def test_a_killed_engines_accounts_are_taken_over_by_the_fleet_with_every_stop_resting(pg_url: str) -> None:
     lines: list[str] = []
-    run = fleet_run(engines=3, accounts=4, positions=3, db=pg_url, say=lines.append)
+    # 15 positions an account: five on a symbol would be fifteen stops and take-profits, more than
+    # the exchange rests on one (10); they go round the simulator's ten markets (`--markets`).
+    run = fleet_run(engines=3, accounts=4, positions=15, db=pg_url, say=lines.append)
     assert run.problems == [], "\n".join([*run.problems, *lines])
     assert run.capacity == 2 and len(run.victim_held) == 2, lines
     assert sorted(run.takeover) == sorted(run.victim_held), lines
@@ -23,4 +25,4 @@ def test_a_killed_engines_accounts_are_taken_over_by_the_fleet_with_every_stop_r
     assert run.double_held == []
     assert run.uncovered_samples == []
     assert run.longest_uncovered <= PROTECTION_WINDOW
-    assert run.tracked_after == dict.fromkeys(run.tracked_after, 3) and len(run.tracked_after) == 4
+    assert run.tracked_after == dict.fromkeys(run.tracked_after, 15) and len(run.tracked_after) == 4

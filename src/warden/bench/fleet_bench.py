@@ -50,7 +50,9 @@ SAMPLE_EVERY = 1.0
 uncovered-stretch log sees every instant; the samples say it was seen live)."""
 LOOK_EVERY = 0.1
 """Seconds between looks at who holds what during the takeover (the takeover's resolution)."""
-COINS = (("SOL", "1"), ("ETH", "0.1"), ("BTC", "0.01"))
+COINS = (("SOL", "1"), ("ETH", "0.1"), ("BTC", "0.01"), *((f"S{i:03d}", "0.1") for i in range(7)))
+"""The positions go round these (each simulated account lists them: `--markets`): the exchange rests at
+most 10 stops and take-profits per symbol, so 20 positions of three orders each need seven symbols."""
 
 
 @dataclass
@@ -81,6 +83,7 @@ class _Fleet:
         base = _free_ports(accounts)
         self.sim_urls = {name: f"http://127.0.0.1:{base + i}" for i, name in enumerate(self.names)}
         args = ["sim", "serve", "--host", "127.0.0.1", "--port", str(base), "--accounts", str(accounts)]
+        args += ["--markets", str(len(COINS))]
         self.sims = [Child("sim", [*args, "--seed", "1", "--price-interval", "0"], env, logs)]
         tables = "".join(
             f'\n[accounts.{name}]\nexchange = "binanceusdm"\nexchange_url = "{url}"\n'

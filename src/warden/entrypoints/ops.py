@@ -53,6 +53,16 @@ def sim_serve(
             help="Serve this many independent accounts, one per port from --port up (a fleet's test bed).",
         ),
     ] = 1,
+    markets: Annotated[
+        int,
+        typer.Option(
+            "--markets",
+            min=3,
+            help="How many markets to list: BTC, ETH and SOL, then interchangeable S000, S001, ... "
+            "(each at 100 USDT) up to this many; binance and bybit. More symbols for a test bed that "
+            "holds many positions (an exchange rests at most 10 stops and take-profits per symbol).",
+        ),
+    ] = 3,
     clock_offset: Annotated[
         float,
         typer.Option(
@@ -75,6 +85,8 @@ def sim_serve(
         fail("error: sim serve: --accounts > 1 takes no --state-file and serves binance or bybit", code=2)
     if clock_offset and venue is Venue.DRIFT:
         fail("error: sim serve: --clock-offset applies to binance and bybit, not drift", code=2)
+    if markets != 3 and venue is Venue.DRIFT:
+        fail("error: sim serve: --markets applies to binance and bybit, not drift", code=2)
     names = {
         Venue.BINANCE: "Binance USD-M",
         Venue.BYBIT: "Bybit v5 linear",
@@ -95,6 +107,7 @@ def sim_serve(
                 venue=venue.value,
                 accounts=accounts,
                 clock_offset=clock_offset,
+                markets=markets,
             )
         )
     except KeyboardInterrupt:

@@ -17,6 +17,7 @@ from warden.adapters.sim.core import SimCore
 from warden.adapters.sim.exchange import SimulatedExchange
 from warden.adapters.sim.faults import SimFaults
 from warden.adapters.sim.feed import SimPriceFeed
+from warden.adapters.sim.markets import default_markets, synthetic_markets
 from warden.adapters.sim.server import control
 from warden.adapters.sim.server.auth import total_params
 from warden.adapters.sim.server.errors import VenueError
@@ -206,15 +207,20 @@ async def serve(
     price_interval: float | None = 1.0,
     venue: str = "binance",
     clock_offset: float = 0.0,
+    markets: int = 3,
 ) -> None:
     """Run the simulator server until cancelled (`warden sim serve`).
 
     `price_interval`: seconds between random-walk steps; 0 or None: marks move only through
     POST /sim/price. `venue`: "binance" (default) or "bybit". `clock_offset`: seconds the
-    server's clock runs ahead of this host's (negative: behind).
+    server's clock runs ahead of this host's (negative: behind). `markets`: BTC, ETH and SOL,
+    then synthetic S000, S001, ... up to this many.
     """
+    if markets < 3:
+        raise ValueError(f"markets must be at least 3 (BTC, ETH and SOL), not {markets}")
+    listed = default_markets() + synthetic_markets(markets - 3)
     app = create_server_app(
-        SimCore(seed=seed),
+        SimCore(listed, seed=seed),
         venue=venue,
         api_key=api_key,
         api_secret=api_secret,
