@@ -42,7 +42,6 @@ from warden.domain.values import Instrument, OrderRole, PositionId, Symbol, grid
 from warden.ports import (
     AlertChannel,
     Clock,
-    CloseClaim,
     ControlsSpill,
     Exchange,
     ExchangeError,
@@ -53,6 +52,7 @@ from warden.ports import (
     StoreUnavailable,
     WaitingKill,
 )
+from warden.service.close_signals import CloseSignals
 from warden.service.commands import (
     ClosePosition,
     EngineState,
@@ -80,8 +80,6 @@ from warden.service.watch import StreamWatch
 
 log = structlog.get_logger("warden.engine")
 
-CLOSE_CLAIMS_KEPT = 10_000
-"""Close signals whose binding is kept in memory (also the database's stand-in in an outage)."""
 STEADY_START = 60.0
 """Seconds of startup retries kept under half the protection window apart (then backing off)."""
 UNREACHABLE_PASSES = 2
@@ -144,6 +142,7 @@ class Engine:
         )
         self.router = Router(ctx, self.exits, self.resync_all, self.other_instance)
         self.controls = ControlPanel(ctx, store, config.limits, spill, waiting_kill)
+        self.close_signals = CloseSignals(store, clock, ledger, self.close_position, self._refused_write)
         self._positions_loaded = False
         """This start (or takeover) has loaded the positions from the database: flatten knows them."""
         self.opener = Opener(
@@ -165,10 +164,6 @@ class Engine:
         self._store_error: str | None = None
         self._leased = leased
         self._others: set[str] = set()
-        self._close_claims: dict[tuple[str, Symbol], CloseClaim] = {}
-        """Close signals' bindings seen by this engine (the most recent CLOSE_CLAIMS_KEPT)."""
-        self._unsaved_claims: dict[tuple[str, Symbol], CloseClaim] = {}
-        """Bindings made while the database was unreachable: stored when it answers again."""
         self.notes: dict[str, str] = {}
         """Shown in /status details (e.g. the Telegram bot's state), set by whoever runs beside."""
         self.warnings: dict[str, str] = {}
@@ -234,62 +229,9 @@ class Engine:
 
     async def close_by_signal(self, symbol: str, signal_id: str, reason: str = "signal") -> SignalClose:
         """Close what was open on `symbol` when the close signal `signal_id` first arrived, and
-        only that: the id is bound on the symbol (stored, in the database) to those positions,
-        so the signal resent later (a relay that retries, an alert delivered twice) closes
-        nothing opened on the symbol since. A refusal before the binding (an entry still being resolved) binds
-        nothing: the signal resent acts afresh. With the database unreachable the binding is
-        kept in memory, and the close goes ahead (a trader's exit is not held up by an outage)."""
+        only that (close_signals.py): the signal resent closes nothing opened since."""
         self.ctx.gate.check_may_act()
-        sym = Symbol(symbol)
-        claim = self._close_claims.get((signal_id, sym))
-        if claim is None:
-            pids = sorted(self.ledger.by_symbol.get(sym, ()))
-            opening = [pid for pid in pids if self.ledger.positions[pid].status is PositionStatus.OPENING]
-            if opening:
-                raise TradingRefused(
-                    f"the entry order of {', '.join(opening)} on {symbol} is still being resolved;"
-                    " nothing on the symbol was closed; try again in a moment"
-                )
-            asked = CloseClaim(signal_id, sym, tuple(pids), self.clock.now())
-            claim = await self._claim_close(asked)
-            self._close_claims[signal_id, sym] = claim
-            while len(self._close_claims) > CLOSE_CLAIMS_KEPT:
-                del self._close_claims[next(iter(self._close_claims))]
-            resent = claim.position_ids != asked.position_ids
-        else:
-            resent = True
-        closed, positions = False, []
-        for pid in claim.position_ids:
-            before = self.ledger.positions.get(pid)
-            closed = closed or (before is not None and before.is_active)
-            positions.append(await self.close_position(ClosePosition(pid, reason)))
-        return SignalClose(claim.symbol, positions, resent, closed)
-
-    async def _claim_close(self, asked: CloseClaim) -> CloseClaim:
-        """The stored binding of `asked`'s signal id (the first one made). With the database
-        unreachable, `asked` itself, kept to be stored once it answers again: a restart must find
-        it, or the signal resent then binds (and closes) what was opened on the symbol since."""
-        try:
-            return await self.store.claim_close_signal(
-                asked.signal_id, asked.symbol, asked.position_ids, asked.at
-            )
-        except StoreUnavailable as exc:
-            log.warning("close_signal_kept_in_memory", signal_id=asked.signal_id, error=str(exc))
-            self._unsaved_claims[asked.signal_id, asked.symbol] = asked
-            return asked
-        except FencedOut as exc:
-            raise self._refused_write(exc) from exc
-
-    async def _store_close_claims(self) -> None:
-        """Store the bindings made during an outage (StoreUnavailable: still down, kept)."""
-        for key, asked in list(self._unsaved_claims.items()):
-            try:
-                stored = await self.store.claim_close_signal(*key, asked.position_ids, asked.at)
-            except FencedOut as exc:
-                raise self._refused_write(exc) from exc
-            del self._unsaved_claims[key]
-            if key in self._close_claims:
-                self._close_claims[key] = stored
+        return await self.close_signals.close(Symbol(symbol), signal_id, reason)
 
     async def move_stop(self, position_id: str, price: Decimal) -> Position:
         """Tighten an open position's stop to `price` (change_position with the stop only)."""
@@ -973,7 +915,7 @@ class Engine:
 
     async def flush_pending(self) -> None:
         try:
-            await self._store_close_claims()
+            await self.close_signals.store_unsaved()
         except StoreUnavailable:
             return
         if not self.ledger.degraded:
