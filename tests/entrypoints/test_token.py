@@ -117,3 +117,20 @@ def test_a_filesystem_without_hard_links_still_gets_a_token_file(
     assert stat.S_IMODE((tmp_path / "data" / "api-token").stat().st_mode) == 0o600
     assert ensure_token(s).value == created.value
     assert [p.name for p in (tmp_path / "data").iterdir()] == ["api-token"]
+
+
+def test_a_full_disk_leaves_no_token_file_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A write that fails (the disk is full) fails the start with the disk's error and leaves no
+    token file, empty or not, under the token file's name (it used to be taken for a filesystem
+    without hard links, whose way of creating the file left it empty)."""
+
+    def full(*_args: Any) -> int:
+        raise OSError(28, "No space left on device")
+
+    s = settings(tmp_path)
+    with monkeypatch.context() as m:
+        m.setattr(token_module.os, "write", full)
+        with pytest.raises(OSError, match="No space left"):
+            ensure_token(s)
+    assert find_token(s) is None
+    assert ensure_token(s).source is TokenSource.CREATED

@@ -77,11 +77,12 @@ def _publish(path: Path, value: str) -> bool:
             os.fsync(fd)
         finally:
             os.close(fd)
-        os.link(staged, path)  # atomic, and refuses an existing name
-    except FileExistsError:
-        return False
-    except OSError:  # a filesystem without hard links: create the name itself, then write
-        return _create(path, value)
+        try:
+            os.link(staged, path)  # atomic, and refuses an existing name
+        except FileExistsError:
+            return False
+        except OSError:  # a filesystem without hard links: create the name itself, then write
+            return _create(path, value)
     finally:
         staged.unlink(missing_ok=True)
     return True
