@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from warden.adapters.sim import SimCore, SimulatedExchange
+from warden.adapters.sim import SimCore, SimulatedExchange, default_markets, synthetic_markets
 from warden.adapters.sim.persist import read_state
 from warden.domain.orders import OrderStatus
 from warden.domain.reports import FillReport
-from warden.domain.values import OrderType
+from warden.domain.values import OrderType, Symbol
 
-from .builders import BTC, BUY, ETH, SELL, T0, ManualTime, market, order_of, stop, take_profit
+from .builders import BTC, BUY, ETH, SELL, SOL, T0, ManualTime, market, order_of, stop, take_profit
 
 D = Decimal
 
@@ -67,6 +67,22 @@ def test_restored_core_behaves_like_the_original() -> None:
     nxt = market("e3", BUY, "0.01")
     assert restored.place(nxt, T0) == core.place(nxt, T0)
     assert restored.external_order(BTC, BUY, D("0.01"), T0) == core.external_order(BTC, BUY, D("0.01"), T0)
+
+
+def test_a_state_saved_with_fewer_markets_keeps_listing_the_markets_asked_for() -> None:
+    """`warden sim serve --markets 5 --state-file F` with F saved by a three-market server: the
+    saved account comes back and S000, S001 are still listed and tradable (the restore used to
+    replace the markets with the saved ones, and --markets was silently ignored)."""
+    saved = SimCore(seed=3)
+    saved.place(market("e1", BUY, "0.02"), T0)
+    core = SimCore(default_markets() + synthetic_markets(2), seed=0)
+    core.restore(json.loads(json.dumps(saved.snapshot())))
+    s001 = Symbol("S001/USDT:USDT")
+    assert set(core.instruments) == {BTC, ETH, SOL, Symbol("S000/USDT:USDT"), s001}
+    assert core.positions() == saved.positions()
+    assert core.mark(s001) == D(100)
+    assert core.place(market("e2", BUY, "1", s001), T0).report.status is OrderStatus.FILLED
+    core.walk(T0)
 
 
 def test_restore_refuses_an_unknown_version() -> None:

@@ -466,6 +466,10 @@ class SimCore:
         """
         if data.get("version") != SNAPSHOT_VERSION:
             raise ValueError(f"unsupported simulator snapshot version {data.get('version')!r}")
+        # Markets this core lists that the snapshot lacks (`sim serve --markets 10` over a state
+        # saved with three) stay listed, flat, at their starting mark: otherwise --markets would
+        # be ignored silently and a test bed that needs them meets the stop cap on three symbols.
+        listed = {s: (i, self._marks[s]) for s, i in self.instruments.items()}
         instruments = [instrument_from_json(i) for i in data["instruments"]]
         self.instruments = {i.symbol: i for i in instruments}
         self.fee_rate = Decimal(data["fee_rate"])
@@ -494,6 +498,8 @@ class SimCore:
             self._config[Symbol(s)] = SymbolConfig(
                 self._config.get(Symbol(s), DEFAULT_CONFIG).leverage, MarginMode(m)
             )
+        for instrument, mark in [m for s, m in listed.items() if s not in self.instruments]:
+            self._list_flat(instrument, mark)
         self._books = {s: TriggerBook() for s in self.instruments}
         self._cover = StopCover()
         for order_id in self._open:
@@ -513,6 +519,15 @@ class SimCore:
         self._out = []
 
     # ----- internals -----------------------------------------------------------------
+
+    def _list_flat(self, instrument: Instrument, mark: Decimal) -> None:
+        """A market the restored snapshot did not hold: listed, flat, at `mark`."""
+        s = instrument.symbol
+        self.instruments[s] = instrument
+        self._marks[s] = mark
+        self._positions[s] = SimPosition(s)
+        self._fills[s] = []
+        self._config[s] = DEFAULT_CONFIG
 
     def _instrument(self, symbol: Symbol) -> Instrument:
         instrument = self.instruments.get(symbol)
