@@ -91,6 +91,21 @@ async def test_a_reason_with_control_characters_is_kept_and_shown_without_them(h
     assert harness.engine.status().controls.reason == "]0;pwned done"
 
 
+async def test_a_reason_with_bidi_overrides_or_line_separators_is_shown_without_them(
+    harness: Harness,
+) -> None:
+    """A right-to-left override (U+202E) in a reason reverses the rest of the line `warden status`
+    prints, after the reason too (the terminal shows text the trader never sent), and U+2028 /
+    U+2029 split a line for anything reading lines as Python does. They become spaces like the
+    control characters; a zero-width joiner (an emoji sequence) is kept."""
+    await harness.engine.pause("fomc\u202e 00:02 ta emuser\u2066x\u2069\u2028y\u2029z 👩\u200d💻")
+    assert harness.engine.status().controls.reason == "fomc  00:02 ta emuser x  y z 👩\u200d💻"
+    alert = harness.notifier.alerts[-1]
+    assert "\u202e" not in alert.message and len(alert.message.splitlines()) == 1
+    await harness.engine.kill(reason="\u202aa\u202bb\u202cc\u202dd\u2067e\u2068f\u200eg\u200fh\u061ci")
+    assert harness.engine.status().controls.reason == "a b c d e f g h i"
+
+
 async def test_kill_flatten_closes_every_position_and_cancels_every_order(harness: Harness) -> None:
     """kill(flatten): every position closed reduce-only at market, every warden order cancelled, the
     exchange flat; new entries refused; critical-ish alert raised."""

@@ -53,11 +53,20 @@ class Controls:
         return None
 
 
+_UNSHOWN = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+"""Bidirectional marks, embeddings, overrides and isolates: a U+202E in a reason reverses the
+rest of the line a terminal shows (the reason's own text and warden's after it)."""
+
+
 def printable(reason: str) -> str:
     """A trader's reason as warden keeps and shows it: each control character (an escape sequence
-    that would drive the terminal `warden status` prints to, a newline that splits a log line)
-    becomes a space. Every other character (any script, emoji) is kept."""
-    return "".join(" " if unicodedata.category(c) == "Cc" else c for c in reason).strip()
+    that would drive the terminal `warden status` prints to, a newline that splits a log line),
+    line or paragraph separator (U+2028, U+2029: a line break to Python's splitlines) and
+    bidirectional formatting character (it makes the terminal show text that was not sent)
+    becomes a space. Every other character (any script, emoji and their joiners) is kept."""
+    return "".join(
+        " " if c in _UNSHOWN or unicodedata.category(c) in ("Cc", "Zl", "Zp") else c for c in reason
+    ).strip()
 
 
 def _why(reason: str) -> str:
