@@ -797,20 +797,20 @@ async def _close_signal(engine: EngineApi, symbol: str, signal_id: str | None) -
     else:
         outcome = await engine.close_by_signal(symbol, signal_id, "signal")
         if outcome.resent and not outcome.closed:
-            raise _close_resent(signal_id, outcome)
+            raise _close_resent(symbol, signal_id, outcome)
         closed = outcome.positions
     if not closed:
         raise ApiError(404, "not_found", f"no open position on {symbol}", field="symbol")
     return model_response([await _render(engine, p) for p in closed])
 
 
-def _close_resent(signal_id: str, outcome: SignalClose) -> ApiError:
+def _close_resent(symbol: str, signal_id: str, outcome: SignalClose) -> ApiError:
     """409 for a close signal sent again: it closed (or found nothing to close) when it first
     came; what is open on the symbol now is left alone."""
     if not outcome.positions:
-        done = f"found nothing open on {outcome.symbol}"
+        done = f"found nothing open on {symbol}"
     else:
-        done = f"closed {', '.join(p.id for p in outcome.positions)} on {outcome.symbol}"
+        done = f"closed {', '.join(p.id for p in outcome.positions)} on {symbol}"
     first = outcome.positions[0] if outcome.positions else None
     return ApiError(
         409,

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 import structlog
 
 from warden.domain.position import Position, PositionStatus
-from warden.domain.values import Symbol
+from warden.domain.values import PositionId, Symbol
 from warden.ports import Clock, CloseClaim, FencedOut, Store, StoreUnavailable
 from warden.service.commands import ClosePosition, NotHolder, SignalClose, TradingRefused
 from warden.service.ledger import Ledger
@@ -25,6 +25,20 @@ log = structlog.get_logger("warden.close_signals")
 
 KEPT = 10_000
 """Bindings kept in memory (the most recent; also the database's stand-in in an outage)."""
+
+
+def to_close(ledger: Ledger, symbol: Symbol) -> list[PositionId]:
+    """What a close of `symbol` closes: every position open on it (one, unless stacking is on).
+    One whose entry is still being resolved cannot be closed yet: that refusal comes before any
+    is closed (TradingRefused says nothing was sent)."""
+    pids = sorted(ledger.by_symbol.get(symbol, ()))
+    opening = [pid for pid in pids if ledger.positions[pid].status is PositionStatus.OPENING]
+    if opening:
+        raise TradingRefused(
+            f"the entry order of {', '.join(opening)} on {symbol} is still being resolved; nothing"
+            " on the symbol was closed; try again in a moment"
+        )
+    return pids
 
 
 class CloseSignals:
@@ -51,13 +65,7 @@ class CloseSignals:
         first time it comes); see the module docstring."""
         claim = self._bound.get((signal_id, symbol))
         if claim is None:
-            pids = sorted(self.ledger.by_symbol.get(symbol, ()))
-            opening = [pid for pid in pids if self.ledger.positions[pid].status is PositionStatus.OPENING]
-            if opening:
-                raise TradingRefused(
-                    f"the entry order of {', '.join(opening)} on {symbol} is still being resolved;"
-                    " nothing on the symbol was closed; try again in a moment"
-                )
+            pids = to_close(self.ledger, symbol)
             asked = CloseClaim(signal_id, symbol, tuple(pids), self.clock.now())
             claim = await self._claim(asked)
             self._bound[signal_id, symbol] = claim
@@ -71,7 +79,7 @@ class CloseSignals:
             before = self.ledger.positions.get(pid)
             closed = closed or (before is not None and before.is_active)
             positions.append(await self._close(ClosePosition(pid, reason)))
-        return SignalClose(claim.symbol, positions, resent, closed)
+        return SignalClose(positions, resent, closed)
 
     async def store_unsaved(self) -> None:
         """Store the bindings made during an outage (StoreUnavailable: still down, kept)."""

@@ -92,7 +92,6 @@ class SignalClose:
     sent a close (a resent signal finds its positions closed already, unless the first delivery
     was cut short)."""
 
-    symbol: Symbol
     positions: list[Position]
     resent: bool
     closed: bool

@@ -52,7 +52,7 @@ from warden.ports import (
     StoreUnavailable,
     WaitingKill,
 )
-from warden.service.close_signals import CloseSignals
+from warden.service.close_signals import CloseSignals, to_close
 from warden.service.commands import (
     ClosePosition,
     EngineState,
@@ -218,13 +218,7 @@ class Engine:
         One whose entry is still being resolved cannot be closed yet: that refusal comes before
         any of them is closed (TradingRefused says nothing was sent)."""
         self.ctx.gate.check_may_act()
-        pids = sorted(self.ledger.by_symbol.get(Symbol(symbol), ()))
-        opening = [pid for pid in pids if self.ledger.positions[pid].status is PositionStatus.OPENING]
-        if opening:
-            raise TradingRefused(
-                f"the entry order of {', '.join(opening)} on {symbol} is still being resolved; nothing"
-                " on the symbol was closed; try again in a moment"
-            )
+        pids = to_close(self.ledger, Symbol(symbol))
         return [await self.close_position(ClosePosition(pid, reason)) for pid in pids]
 
     async def close_by_signal(self, symbol: str, signal_id: str, reason: str = "signal") -> SignalClose:
