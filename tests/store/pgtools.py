@@ -109,8 +109,9 @@ class Partition:
 
     `freeze()` stops carrying bytes on every connection open at that moment, and
     keeps them open: the server still sees its session alive (and its locks held),
-    as in a network partition. New connections are carried normally. `heal()`
-    closes the frozen connections' server side, as TCP keepalive would in the end.
+    as in a network partition. New connections are carried normally (`cut_off()`
+    freezes them too). `heal()` closes the frozen connections' server side, as TCP
+    keepalive would in the end, and carries new connections again.
     """
 
     def __init__(self, url: str) -> None:
@@ -119,6 +120,7 @@ class Partition:
         self._url = target
         self._links: list[_Link] = []
         self._server: asyncio.Server | None = None
+        self._cut = False
 
     async def start(self) -> str:
         """Start relaying; the URL that goes through the relay."""
@@ -130,7 +132,14 @@ class Partition:
         for link in self._links:
             link.frozen = True
 
+    def cut_off(self) -> None:
+        """A whole host cut off: the open connections freeze, and new ones are accepted (the
+        relay's kernel answers) but carry nothing either, until `heal`."""
+        self._cut = True
+        self.freeze()
+
     def heal(self) -> None:
+        self._cut = False
         for link in self._links:
             if link.frozen:
                 link.server.close()
@@ -147,7 +156,7 @@ class Partition:
 
     async def _accept(self, client_in: asyncio.StreamReader, client_out: asyncio.StreamWriter) -> None:
         server_in, server_out = await asyncio.open_connection(self._host, self._port)
-        link = _Link(client_out, server_out)
+        link = _Link(client_out, server_out, frozen=self._cut)
         self._links.append(link)
         loop = asyncio.get_running_loop()
         link.tasks = [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -424,3 +425,154 @@ async def test_a_lease_in_doubt_names_its_own_engine_not_one_that_held_it_before
     assert await first.reacquire() == 2
     assert first.holder() == "host-a:1"
     await first.release()
+
+
+# -- a lease with a timeout (a fleet on several hosts) ------------------------------------------
+
+TIMEOUT = 1.0
+"""Seconds; the settings take 10 at least, the lease itself any."""
+
+
+@pytest.mark.postgres
+async def test_with_a_timeout_a_partitioned_holder_is_ended_and_its_lease_taken_once_silent_that_long(
+    pg_url: str, backend_pg: Backend
+) -> None:
+    """A host that died (or is cut off) keeps its session open server-side, and with it the lock,
+    until the server's TCP keepalive notices: two hours by default. With a timeout, a taker ends
+    that session once the holder has not renewed for the timeout, and takes the lease."""
+    partition = Partition(pg_url)
+    through = await partition.start()
+    holder = lease_for(through, "acct", holder="host-a:1", op_timeout=0.5, timeout=TIMEOUT)
+    taker = lease_for(pg_url, "acct", holder="host-b:2", timeout=TIMEOUT)
+    try:
+        asked = asyncio.get_running_loop().time()
+        assert await holder.try_acquire() == 1
+        async with admin(pg_url) as conn:
+            [old] = await lock_holders(conn, "acct")
+            partition.freeze()
+            assert await taker.try_acquire() is None  # renewed just now: not yet
+            assert taker.holder() == "host-a:1"
+
+            async def taken() -> bool:
+                return await taker.try_acquire() == 2
+
+            await until(taken, "the silent holder's lease to be taken", timeout=10)
+            assert asyncio.get_running_loop().time() - asked >= TIMEOUT  # never sooner
+            assert await conn.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", old) == 0
+            assert await lock_holders(conn, "acct") != [old]
+        partition.heal()
+        assert await holder.check() is LOST
+        assert await holder.reacquire() is None
+        assert await taker.check() is HELD
+    finally:
+        await holder.release()
+        await taker.release()
+        await partition.close()
+
+
+@pytest.mark.postgres
+async def test_with_a_timeout_a_lock_freed_by_a_fault_is_not_taken_until_its_holder_is_silent_that_long(
+    pg_url: str, backend_pg: Backend
+) -> None:
+    """The holder's session dropped by a fault (its process alive, perhaps cut off and still
+    protecting): the lock is free at once, but its holder may act until half the timeout after
+    its last renewal. A taker waits out the whole timeout, then takes it; the holder, back, has lost it."""
+    holder = lease_for(pg_url, "acct", holder="host-a:1", timeout=TIMEOUT)
+    taker = lease_for(pg_url, "acct", holder="host-b:2", timeout=TIMEOUT)
+    try:
+        asked = asyncio.get_running_loop().time()
+        assert await holder.try_acquire() == 1
+        async with admin(pg_url) as conn:
+            await terminate_lease_session(conn, "acct")
+            assert await taker.try_acquire() is None
+            assert taker.holder() == "host-a:1"
+            assert isinstance(taker, PostgresAdvisoryLease)
+            assert taker.free_in is not None and 0 < taker.free_in <= TIMEOUT
+            assert await lock_holders(conn, "acct") == []  # it let the lock go again
+
+            async def taken() -> bool:
+                return await taker.try_acquire() == 2
+
+            await until(taken, "the lease to be taken after the timeout", timeout=10)
+            assert asyncio.get_running_loop().time() - asked >= TIMEOUT
+        assert await holder.check() is LOST
+    finally:
+        await holder.release()
+        await taker.release()
+
+
+@pytest.mark.postgres
+async def test_with_a_timeout_a_released_lease_is_taken_at_once(pg_url: str, backend_pg: Backend) -> None:
+    """Let go on purpose (a clean stop, a hand-over): nothing to wait for."""
+    holder = lease_for(pg_url, "acct", holder="host-a:1", timeout=60)
+    taker = lease_for(pg_url, "acct", holder="host-b:2", timeout=60)
+    try:
+        assert await holder.try_acquire() == 1
+        assert await taker.try_acquire() is None
+        await holder.release()
+        assert await taker.try_acquire() == 2
+        assert await holder.try_acquire() is None
+    finally:
+        await holder.release()
+        await taker.release()
+
+
+@pytest.mark.postgres
+async def test_with_a_timeout_an_engine_takes_its_own_lease_back_at_once(
+    pg_url: str, backend_pg: Backend
+) -> None:
+    """The same engine (its name) after a restart was the last holder: nobody else is acting."""
+    before = lease_for(pg_url, "acct", holder="engine-1", timeout=60)
+    assert await before.try_acquire() == 1
+    async with admin(pg_url) as conn:
+        await terminate_lease_session(conn, "acct")
+    after = lease_for(pg_url, "acct", holder="engine-1", timeout=60)
+    try:
+        assert await after.try_acquire() == 2
+    finally:
+        await after.release()
+        await before.release()
+
+
+def test_a_lease_timeout_on_sqlite_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="needs PostgreSQL"):
+        lease_for(f"sqlite:///{tmp_path}/w.db", "acct", timeout=30)
+
+
+@pytest.mark.postgres
+async def test_with_a_timeout_a_holder_frozen_mid_write_does_not_block_the_takeover(
+    pg_url: str, backend_pg: Backend
+) -> None:
+    """Every write of an engine first takes a share lock on its lease row (the fence). A holder
+    whose host froze inside a write keeps that lock as long as its session lives, and the taker's
+    epoch bump waits on it: the takeover would hang for hours. The engine's sessions have the
+    server end a transaction left idle for half the lease timeout (create_engine), so it goes."""
+    from sqlalchemy import select
+
+    from warden.adapters.db.engine import create_engine
+    from warden.adapters.db.schema import leases
+
+    partition = Partition(pg_url)
+    through = await partition.start()
+    holder = lease_for(through, "acct", holder="host-a:1", op_timeout=0.5, timeout=TIMEOUT)
+    taker = lease_for(pg_url, "acct", holder="host-b:2", op_timeout=0.5, timeout=TIMEOUT)
+    writes = create_engine(through, op_timeout=0.5, idle_in_transaction=TIMEOUT / 2)
+    try:
+        assert await holder.try_acquire() == 1
+        conn = await writes.connect()
+        fence = select(leases.c.epoch).where(leases.c.account == "acct").with_for_update(read=True)
+        assert (await conn.execute(fence)).scalar_one() == 1  # mid-write: the fence's lock held
+        partition.freeze()
+
+        async def taken() -> bool:
+            with contextlib.suppress(StoreUnavailable):
+                return await taker.try_acquire() == 2
+            return False
+
+        await until(taken, "the lease to be taken from a holder frozen mid-write", timeout=10)
+        await conn.invalidate()
+    finally:
+        await holder.release()
+        await taker.release()
+        await writes.dispose()
+        await partition.close()

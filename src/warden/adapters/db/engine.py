@@ -29,11 +29,14 @@ def create_engine(
     pooled: bool = True,
     application_name: str | None = None,
     pool_size: int | None = None,
+    idle_in_transaction: float | None = None,
 ) -> AsyncEngine:
     """An async engine for a user URL (see `urls.normalise`); connects lazily.
 
     On PostgreSQL, `application_name` names its sessions in `pg_stat_activity`; `pool_size`
-    caps the sessions a pool keeps (and as many again while busy).
+    caps the sessions a pool keeps (and as many again while busy); `idle_in_transaction`
+    (seconds) has the server end a session that leaves a transaction idle that long (its
+    locks go with it: an engine whose host died mid-write holds none for long).
     """
     parsed = urls.parse(url)
     options: dict[str, Any] = {} if pooled else {"poolclass": NullPool}
@@ -44,8 +47,13 @@ def create_engine(
         _configure_sqlite(engine, op_timeout)
         return engine
     connect_args: dict[str, Any] = {"timeout": op_timeout, "command_timeout": op_timeout}
+    server: dict[str, str] = {}
     if application_name is not None:
-        connect_args["server_settings"] = {"application_name": application_name}
+        server["application_name"] = application_name
+    if idle_in_transaction is not None:
+        server["idle_in_transaction_session_timeout"] = str(max(1, round(idle_in_transaction * 1000)))
+    if server:
+        connect_args["server_settings"] = server
     return create_async_engine(parsed, pool_pre_ping=True, connect_args=connect_args, **options)
 
 

@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, text, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -41,6 +41,8 @@ from warden.adapters.db.schema import leases
 from warden.ports import Lease, LeaseState, StoreError, StoreUnavailable
 
 Now = Callable[[], datetime]
+RELEASED_AT = datetime(2000, 1, 1, tzinfo=UTC)
+"""What `renewed_at` reads after a release on a lease with a timeout: long expired."""
 
 
 def default_holder() -> str:
@@ -61,18 +63,35 @@ def lease_for(
     op_timeout: float = 5.0,
     now: Now | None = None,
     session: LeaseSession | None = None,
+    timeout: float | None = None,
 ) -> FileLease | PostgresAdvisoryLease:
     """The lease that fits the database at `url`; on PostgreSQL, on `session` if given (one
-    shared by an engine's accounts), else on a session of its own."""
+    shared by an engine's accounts), else on a session of its own, with `timeout` if given
+    (PostgresAdvisoryLease). SQLite's lease is a file lock on one machine: it takes no timeout."""
     if urls.is_sqlite(urls.parse(url)):
+        if timeout is not None:
+            raise ValueError("a lease timeout needs PostgreSQL (SQLite's lease is a lock file on one host)")
         return FileLease(url, account, holder=holder, op_timeout=op_timeout, now=now)
-    return PostgresAdvisoryLease(url, account, holder=holder, op_timeout=op_timeout, now=now, session=session)
+    return PostgresAdvisoryLease(
+        url, account, holder=holder, op_timeout=op_timeout, now=now, session=session, timeout=timeout
+    )
 
 
 class _EpochTable:
-    """The `leases` rows: bump the epoch on acquisition, touch `renewed_at` while held."""
+    """The `leases` rows: bump the epoch on acquisition, touch `renewed_at` while held.
 
-    def __init__(self, url: str, account: str, holder: str | None, op_timeout: float, now: Now | None):
+    `db_clock`: `renewed_at` is the database server's time, not this host's, so engines on
+    different hosts compare ages on one clock (a lease with a timeout)."""
+
+    def __init__(
+        self,
+        url: str,
+        account: str,
+        holder: str | None,
+        op_timeout: float,
+        now: Now | None,
+        db_clock: bool = False,
+    ):
         self.engine: AsyncEngine = create_engine(
             url, op_timeout=op_timeout, pooled=False, application_name=f"warden-lease:{account}"
         )
@@ -81,9 +100,13 @@ class _EpochTable:
         self.op_timeout = op_timeout
         self.where = urls.redact(url)
         self.now = now or (lambda: datetime.now(UTC))
+        self.db_clock = db_clock
+
+    def _stamp(self) -> Any:
+        return func.clock_timestamp() if self.db_clock else self.now()
 
     async def bump(self, conn: AsyncConnection) -> int:
-        now = self.now()
+        now = self._stamp()
         values = _insert_for(conn.dialect.name)(leases).values(
             account=self.account, epoch=1, holder=self.me, acquired_at=now, renewed_at=now
         )
@@ -97,9 +120,27 @@ class _EpochTable:
         stmt = (
             update(leases)
             .where(leases.c.account == self.account, leases.c.epoch == epoch)
-            .values(renewed_at=self.now())
+            .values(renewed_at=self._stamp())
         )
         return (await conn.execute(stmt)).rowcount == 1
+
+    async def expire(self, conn: AsyncConnection, epoch: int) -> None:
+        """Let go on purpose: the row reads as renewed long ago, so a taker need not wait out
+        the timeout (only while `epoch` is still the row's: never another holder's)."""
+        stmt = (
+            update(leases)
+            .where(leases.c.account == self.account, leases.c.epoch == epoch)
+            .values(renewed_at=RELEASED_AT)
+        )
+        await conn.execute(stmt)
+
+    async def last_renewal(self, conn: AsyncConnection) -> tuple[str, float] | None:
+        """The row's holder and the seconds since it last renewed, on the database's clock."""
+        age = func.extract("epoch", func.clock_timestamp() - leases.c.renewed_at)
+        row = (
+            await conn.execute(select(leases.c.holder, age).where(leases.c.account == self.account))
+        ).one_or_none()
+        return None if row is None else (str(row[0]), float(row[1]))
 
     async def holder_row(self, conn: AsyncConnection) -> str | None:
         return await conn.scalar(select(leases.c.holder).where(leases.c.account == self.account))
@@ -276,6 +317,16 @@ class PostgresAdvisoryLease:
     keeping the epoch if it is still ours. The backend pid of the session that held the lock is
     remembered, so a session of our own that the server has not ended yet is not taken for
     another engine's.
+
+    With a `timeout` (seconds; a fleet on several hosts) the lease is also bounded in time, on
+    the database's clock. A holder that dies with its host, or stalls, keeps its session open
+    for as long as the server's TCP keepalive takes to notice (two hours by default), and one
+    cut off from the database goes on protecting (degraded). So: a taker ends the session of a
+    holder that has not renewed for longer than `timeout` (`pg_terminate_backend`, same role or
+    pg_signal_backend), and does not take a lock freed less than `timeout` after its holder's
+    last renewal (that holder may be alive, cut off, still acting). The holder, for its part,
+    acts only until half the timeout after its last confirmed renewal (bootstrap), so the two
+    never act at once. A release marks the row expired: a clean hand-over waits for nothing.
     """
 
     def __init__(
@@ -287,8 +338,12 @@ class PostgresAdvisoryLease:
         op_timeout: float = 5.0,
         now: Now | None = None,
         session: LeaseSession | None = None,
+        timeout: float | None = None,
     ) -> None:
-        self._table = _EpochTable(url, account, holder, op_timeout, now)
+        self._table = _EpochTable(url, account, holder, op_timeout, now, db_clock=timeout is not None)
+        self.timeout = timeout
+        self.free_in: float | None = None
+        """After a try refused because the last holder may still act: seconds until it may not."""
         self.key = advisory_key(account)
         self._own = session is None
         self._session = session or LeaseSession(url, name=account, op_timeout=op_timeout)
@@ -325,8 +380,16 @@ class PostgresAdvisoryLease:
         return self._other
 
     async def release(self) -> None:
-        """Let the lock go: the lease's own session ends; on a shared one the lock is unlocked."""
-        generation, self._generation, self._epoch, self._pid = self._generation, None, None, None
+        """Let the lock go: the lease's own session ends; on a shared one the lock is unlocked.
+        With a timeout the row is marked expired first, while the lock is still ours."""
+        generation, epoch = self._generation, self._epoch
+        self._generation, self._epoch, self._pid = None, None, None
+        if self.timeout is not None and epoch is not None and generation is not None:
+            with contextlib.suppress(StoreError):
+                async with self._session.using("release") as (conn, now):
+                    if now == generation:
+                        await self._table.expire(conn, epoch)
+                        await conn.commit()
         if self._own:
             await self._session.close()
             return
@@ -379,16 +442,47 @@ class PostgresAdvisoryLease:
         return epoch
 
     async def _lock_and_bump(self, conn: AsyncConnection) -> int | None:
+        self.free_in = None
         got, pid = (await conn.execute(_TRY_LOCK, {"key": self.key})).one()
         if not got:
             self._other = await self._table.holder_row(conn)
+            if self.timeout is not None:
+                await self._end_if_expired(conn, pid)
             await conn.rollback()
             return None
         await conn.commit()
+        if self.timeout is not None and not await self._last_holder_done(conn):
+            await conn.execute(_UNLOCK, {"key": self.key})
+            await conn.commit()
+            return None
         epoch = await self._table.bump(conn)
         await conn.commit()
         self._pid = pid
         return epoch
+
+    async def _end_if_expired(self, conn: AsyncConnection, own_pid: int) -> None:
+        """The lock is held: if its holder has not renewed for longer than the timeout, end the
+        sessions holding it (the lock goes with them; the next try takes it). Such a holder acts
+        on nothing any more: it stopped at half the timeout."""
+        assert self.timeout is not None
+        last = await self._table.last_renewal(conn)
+        if last is None or last[1] <= self.timeout:
+            return
+        for pid in sorted(await self._lock_holders(conn) - {own_pid}):
+            await conn.execute(_TERMINATE, {"pid": pid})
+        await conn.commit()
+
+    async def _last_holder_done(self, conn: AsyncConnection) -> bool:
+        """The lock is ours: whether the last holder, if another engine, renewed longer than the
+        timeout ago (or let go on purpose). One whose lock ended sooner (its session dropped by
+        a fault, not by its death) may be cut off from the database and still acting: not yet."""
+        assert self.timeout is not None
+        last = await self._table.last_renewal(conn)
+        if last is None or last[0] == self._table.me or last[1] > self.timeout:
+            return True
+        self._other = last[0]
+        self.free_in = self.timeout - last[1]
+        return False
 
     async def _relock(self, conn: AsyncConnection, epoch: int) -> bool | str:
         """The lock on the (new) session: True if got and the epoch is still ours; False if lost
@@ -439,6 +533,7 @@ class PostgresAdvisoryLease:
 
 _TRY_LOCK = text("SELECT pg_try_advisory_lock(:key), pg_backend_pid()")
 _UNLOCK = text("SELECT pg_advisory_unlock(:key)")
+_TERMINATE = text("SELECT pg_terminate_backend(:pid)")
 _HOLDERS = text(
     "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1"
     " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"

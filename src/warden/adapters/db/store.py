@@ -90,13 +90,14 @@ async def open_store(
     migrate: bool = True,
     sqlite_max_pages: Callable[[], int] | None = None,
     shared: SharedConnections | None = None,
+    idle_in_transaction: float | None = None,
 ) -> SqlStore:
     """A store on `url` (see `urls.normalise`), migrated to the newest schema and answering.
 
     The account's installation id is made on the first open and read on every
     later one. `sqlite_max_pages` is for tests: see `SqlStore`. `shared`: PostgreSQL
     connections shared by the stores of an engine's accounts (its read pool and its one
-    writing session); else the store has its own.
+    writing session); else the store has its own, with `idle_in_transaction` (create_engine).
     Raises StoreUnavailable if the database cannot be reached.
     """
     if migrate:
@@ -104,7 +105,12 @@ async def open_store(
     store = SqlStore(
         shared.engine
         if shared is not None
-        else create_engine(url, op_timeout=op_timeout, application_name=f"warden-store:{account}"),
+        else create_engine(
+            url,
+            op_timeout=op_timeout,
+            application_name=f"warden-store:{account}",
+            idle_in_transaction=idle_in_transaction,
+        ),
         exchange=exchange,
         account=account,
         op_timeout=op_timeout,
@@ -156,11 +162,23 @@ class SharedConnections:
     (four sessions per account an engine holds, one per account it stands by for), and a
     fleet of many accounts runs out of the server's `max_connections`."""
 
-    def __init__(self, url: str, *, name: str, op_timeout: float, pool_size: int = 4) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        name: str,
+        op_timeout: float,
+        pool_size: int = 4,
+        idle_in_transaction: float | None = None,
+    ) -> None:
         from warden.adapters.db.lease import LeaseSession
 
         self.engine = create_engine(
-            url, op_timeout=op_timeout, application_name=f"warden-store:{name}", pool_size=pool_size
+            url,
+            op_timeout=op_timeout,
+            application_name=f"warden-store:{name}",
+            pool_size=pool_size,
+            idle_in_transaction=idle_in_transaction,
         )
         self.writer = WriteLine(self.engine)
         self.lease_session = LeaseSession(url, name=name, op_timeout=op_timeout)
