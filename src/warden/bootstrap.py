@@ -111,6 +111,21 @@ class Runtime:
     slots: Slots = field(default_factory=Slots)
     looked_at: float | None = None
     """When (monotonic) a standby at capacity last looked the account's holder up."""
+    asked_at: float | None = None
+    """When (monotonic) the lease call that last got or confirmed the lease was sent."""
+
+    def confirmed(self) -> None:
+        """The lease call sent at `asked_at` found the lease ours: with `lease_timeout` set, the
+        engine may act until half of it has passed since then (the other half is the margin
+        before another engine may take the account: PostgresAdvisoryLease)."""
+        timeout = self.settings.lease_timeout
+        if timeout is not None and self.asked_at is not None:
+            self.engine.lease_confirmed(self.asked_at + timeout / 2)
+
+    def lease_expired(self) -> bool:
+        """The lease has a timeout and was not confirmed within its half: stand down."""
+        until = self.engine.ctx.gate.act_until
+        return until is not None and self.clock.monotonic() >= until
 
     @property
     def metrics_registry(self) -> CollectorRegistry:
@@ -368,6 +383,7 @@ async def running(
         op_timeout=settings.db_timeout,
         migrate=migrate,
         shared=shared,
+        idle_in_transaction=_idle_limit(settings),
     )
     owns_exchange = exchange is None  # an exchange handed in is closed by whoever made it
     try:
@@ -398,6 +414,7 @@ async def running(
         holder=settings.engine_name,
         op_timeout=settings.db_timeout,
         session=None if shared is None else shared.lease_session,
+        timeout=settings.lease_timeout,
     )
     runtime = Runtime(
         settings,
@@ -507,6 +524,7 @@ async def _activate(runtime: Runtime, epoch: int) -> None:
     assert group is not None
     runtime.epoch = epoch
     runtime.store.set_epoch(runtime.settings.account, epoch)
+    runtime.confirmed()
     engine.take_over()
     engine.run_loops(runtime.exchange.stream())
     runtime.tasks.append(group.create_task(_start(runtime, epoch)))
@@ -546,7 +564,9 @@ async def _try_lease(runtime: Runtime) -> int | None:
         return None
     epoch = None
     try:
+        asked = runtime.clock.monotonic()
         epoch = await runtime.lease.try_acquire()
+        runtime.asked_at = asked
     finally:
         if epoch is None:
             runtime.slots.give_back(account)
@@ -600,22 +620,36 @@ async def _watch_lease(runtime: Runtime) -> None:
       epoch, if nobody took it meanwhile) as soon as the database answers.
     - LOST (another engine holds it, or the epoch moved): stand down at once — every
       acting loop stops — and wait as a standby; a later takeover reloads from the database.
+
+    With `lease_timeout` set (a fleet on several hosts) the lease is bounded in time: each
+    confirmation lets the engine act for half the timeout (the gate refuses every send and
+    write after that), and a lease still unreachable past it is stood down from like a lost
+    one, since another engine may take the account over once the timeout has passed.
     """
     engine, lease = runtime.engine, runtime.lease
+    clock = runtime.clock
     while True:
-        await runtime.clock.sleep(runtime.lease_retry)
+        await clock.sleep(runtime.lease_retry)
+        asked = clock.monotonic()
         state = await lease.check()
         if state is LeaseState.UNREACHABLE:
             engine.lease_unreachable("the lease's database connection failed")
+            asked = clock.monotonic()
             try:
                 epoch = await lease.reacquire()
             except StoreUnavailable as exc:
                 log.warning("lease_unreachable", account=runtime.settings.account, error=str(exc))
+                if runtime.lease_expired():
+                    half = f"{runtime.settings.lease_timeout or 0:g} s / 2"
+                    await _lease_lost(runtime, f"not confirmed within lease_timeout {half}")
+                    return
                 continue
             if epoch is not None:
                 if epoch != runtime.epoch:
                     runtime.epoch = epoch
                     runtime.store.set_epoch(runtime.settings.account, epoch)
+                runtime.asked_at = asked
+                runtime.confirmed()
                 engine.lease_restored()
                 log.info("lease_reacquired", account=runtime.settings.account, epoch=epoch)
                 continue
@@ -623,17 +657,23 @@ async def _watch_lease(runtime: Runtime) -> None:
         if state is LeaseState.LOST:
             await _lease_lost(runtime)
             return
+        runtime.asked_at = asked
+        runtime.confirmed()
         engine.lease_restored()
 
 
-async def _lease_lost(runtime: Runtime) -> None:
-    """Another engine holds the account: stop acting, give the capacity back, and stand by."""
+async def _lease_lost(runtime: Runtime, expired: str | None = None) -> None:
+    """Another engine holds the account (or, `expired`, may take it: the lease went unconfirmed
+    too long): stop acting, give the capacity back, and stand by (taking it back if nobody did)."""
     lease = runtime.lease
-    log.error("lease_lost", account=runtime.settings.account, holder=lease.holder())
+    account = runtime.settings.account
+    log.error("lease_lost", account=account, holder=lease.holder(), expired=expired)
     runtime.epoch = None
-    runtime.slots.give_back(runtime.settings.account)
+    runtime.slots.give_back(account)
     await runtime.engine.stand_down(
-        f"lease lost: account {runtime.settings.account!r} is held by {lease.holder()}"
+        f"lease expired: account {account!r} unconfirmed ({expired}); another engine may take it"
+        if expired
+        else f"lease lost: account {account!r} is held by {lease.holder()}"
     )
     if runtime.feed is not None:
         runtime.feed.cancel()
@@ -738,7 +778,17 @@ def _shared_connections(settings: Settings) -> SharedConnections | None:
     if urls.is_sqlite(urls.parse(settings.db)):
         return None
     name = settings.engine_name or default_holder()
-    return SharedConnections(settings.db, name=name, op_timeout=settings.db_timeout)
+    return SharedConnections(
+        settings.db, name=name, op_timeout=settings.db_timeout, idle_in_transaction=_idle_limit(settings)
+    )
+
+
+def _idle_limit(settings: Settings) -> float | None:
+    """With `lease_timeout`, a write left idle in its transaction for half of it is ended by the
+    server: the fence's share lock on the lease row would otherwise stop another engine from
+    taking the account over from a holder whose host died (or froze) mid-write. The taker waits
+    the whole timeout since the holder's last renewal, which the holder sends every 2 s."""
+    return None if settings.lease_timeout is None else settings.lease_timeout / 2
 
 
 @dataclass

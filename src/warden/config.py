@@ -490,6 +490,17 @@ class Settings(BaseSettings):
         description="The most accounts this engine holds at once; for the others it stands by, taking one"
         " over when its lease is free and this engine has room (a fleet sharing accounts). Unset: no limit.",
     )
+    lease_timeout: float | None = Field(
+        None,
+        ge=10,
+        le=600,
+        description="PostgreSQL only, for a fleet on several hosts: seconds after an engine's last"
+        " renewal of an account's lease before another engine may take the account over (ending the"
+        " silent engine's session). The holder acts only for half of it after each renewal. Unset:"
+        " the lease ends only with its database session (at once when the engine's process dies;"
+        " after the server's TCP keepalive, two hours by default, when its host does), and an engine"
+        " cut off from the database goes on protecting.",
+    )
     accounts: dict[str, AccountSettings] = Field(
         default_factory=dict,
         description="The exchange accounts this engine trades, one [accounts.NAME] table each (exchange,"
@@ -597,6 +608,16 @@ class Settings(BaseSettings):
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError(f"must start with http:// or https://, not {value!r}")
         return value.rstrip("/") if value else value
+
+    @model_validator(mode="after")
+    def _lease_timeout_needs_postgres(self) -> Settings:
+        if self.lease_timeout is not None and self.db.partition("://")[0].startswith("sqlite"):
+            raise DomainValidationError(
+                "lease_timeout",
+                "needs PostgreSQL: on SQLite the lease is a lock file on one host, which ends with"
+                " the engine's process",
+            )
+        return self
 
     @model_validator(mode="after")
     def _plan_is_valid(self) -> Settings:

@@ -72,6 +72,9 @@ def test_config_file_from_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         ({"account": "a b"}, "account"),
         ({"order_timeout": 0}, "order_timeout"),
         ({"colour": "blue"}, "colour"),
+        ({"lease_timeout": 20}, "lease_timeout"),  # on SQLite (the default db): a lock file, no timeout
+        ({"lease_timeout": 5, "db": "postgresql://u@h/d"}, "lease_timeout"),  # below 10 s
+        ({"lease_timeout": "soon", "db": "postgresql://u@h/d"}, "lease_timeout"),
     ],
 )
 def test_bad_value_names_the_field(overrides: dict[str, Any], field: str) -> None:
@@ -369,3 +372,10 @@ def test_the_service_link_of_a_service_named_warden_is_not_the_port(
     with pytest.raises(ConfigError) as info:
         Settings.load()
     assert info.value.field == "port"
+
+
+def test_a_lease_timeout_on_postgresql_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WARDEN_LEASE_TIMEOUT", "20")
+    assert Settings.load(db="postgresql://u@h/d").lease_timeout == 20
+    monkeypatch.delenv("WARDEN_LEASE_TIMEOUT")
+    assert Settings.load(db="postgresql://u@h/d").lease_timeout is None

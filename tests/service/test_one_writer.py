@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from decimal import Decimal
 from pathlib import Path
@@ -81,3 +82,101 @@ async def test_a_stale_engine_cannot_write_after_losing_the_lease(store_url: str
         await store.append_events([Event(EventKind.RECONCILE, SystemClock().now(), None, "late write")])
     await second.release()
     await store.close()
+
+
+@pytest.mark.postgres
+async def test_with_a_lease_timeout_a_holder_cut_off_stops_acting_before_another_takes_the_account(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """A fleet on several hosts (`lease_timeout`): the holder is cut off from PostgreSQL by the
+    network while it still reaches the exchange. Within half the timeout of its last renewal it
+    acts on nothing (asked to close, it sends nothing: the exchange judges) and stands down; the
+    standby takes the account over once the holder has been silent for the timeout, not before,
+    and the stop rests on the exchange throughout. Without a timeout the partitioned session
+    would keep the lock for as long as the server's TCP keepalive takes (two hours)."""
+    from tests.store.pgtools import Partition
+
+    partition = Partition(pg_url)
+    through = await partition.start()
+    sim = SimulatedExchange(now=SystemClock().now, seed=3)
+    loop = asyncio.get_running_loop()
+    common = {"data_dir": tmp_path, "exchange": "sim", "reconcile_interval": 3600, "lease_timeout": 10}
+    cut_off = Settings(db=through, engine_name="host-a", db_timeout=0.5, order_timeout=1.0, **common)
+    direct = Settings(db=pg_url, engine_name="host-b", order_timeout=1.0, **common)
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            a = await stack.enter_async_context(
+                running(cut_off, exchange=sim, price_feed=False, lease_retry=0.2)
+            )
+            pos = await a.engine.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(100)))
+            assert pos.status is PositionStatus.PROTECTED
+            b = await stack.enter_async_context(
+                running(direct, exchange=sim, price_feed=False, lease_retry=0.2)
+            )
+            assert not b.is_holder
+
+            confirmed = a.engine.ctx.gate.act_until
+            assert confirmed is not None
+            partition.cut_off()
+            frozen = loop.time()
+            await eventually(
+                lambda: a.engine.state is EngineState.READ_ONLY, timeout=15, what="A stands down"
+            )
+            stood_down = loop.time()
+            assert not b.is_holder  # the holder is silent for less than the timeout yet
+            placed = len(sim.core.open_orders())
+            with pytest.raises(TradingRefused):
+                await a.engine.close_position(ClosePosition(pos.id))
+            assert len(sim.core.open_orders()) == placed and resting_stop_qty(sim) == pos.filled_qty
+
+            await eventually(lambda: b.engine.accepting_signals, timeout=20, what="B took over")
+            took = loop.time()
+            assert took - frozen >= 5.0  # a renewal is at most lease_retry old when cut off
+            assert stood_down < took
+            assert b.engine.ledger.positions[pos.id].status is PositionStatus.PROTECTED
+            assert resting_stop_qty(sim) == pos.filled_qty
+            partition.heal()
+            closed = await b.engine.close_position(ClosePosition(pos.id))
+            assert closed.status is PositionStatus.CLOSED
+            assert a.engine.state is EngineState.READ_ONLY and not a.is_holder
+    finally:
+        await partition.close()
+
+
+@pytest.mark.postgres
+async def test_with_a_lease_timeout_an_engine_cut_off_alone_stands_down_then_takes_its_account_back(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """The price of `lease_timeout`: a database outage longer than half of it stops management
+    (the stop keeps resting on the exchange). When the database answers again, nobody having
+    taken the account, the engine takes it back by itself and recovers its position."""
+    from tests.store.pgtools import Partition
+
+    partition = Partition(pg_url)
+    through = await partition.start()
+    sim = SimulatedExchange(now=SystemClock().now, seed=3)
+    cfg = Settings(
+        db=through,
+        data_dir=tmp_path,
+        exchange="sim",
+        engine_name="host-a",
+        db_timeout=0.5,
+        order_timeout=1.0,
+        reconcile_interval=3600,
+        lease_timeout=10,
+    )
+    try:
+        async with running(cfg, exchange=sim, price_feed=False, lease_retry=0.2) as a:
+            pos = await a.engine.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(100)))
+            assert pos.status is PositionStatus.PROTECTED
+            partition.cut_off()
+            await eventually(lambda: a.engine.state is EngineState.READ_ONLY, timeout=15, what="stand down")
+            assert resting_stop_qty(sim) == pos.filled_qty
+            partition.heal()
+            await eventually(lambda: a.engine.accepting_signals, timeout=20, what="the account taken back")
+            assert a.is_holder
+            assert a.engine.ledger.positions[pos.id].status is PositionStatus.PROTECTED
+            closed = await a.engine.close_position(ClosePosition(pos.id))
+            assert closed.status is PositionStatus.CLOSED and resting_stop_qty(sim) == 0
+    finally:
+        await partition.close()

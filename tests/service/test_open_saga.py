@@ -18,7 +18,7 @@ from warden.domain.position import ExitReason, PositionStatus
 from warden.domain.reports import MarkPrice, OrderReport
 from warden.domain.values import OrderRole, OrderType, Symbol
 from warden.ports import StoreUnavailable
-from warden.service.commands import AlreadyExists, ClosePosition, EngineState
+from warden.service.commands import AlreadyExists, ClosePosition, EngineState, NotHolder, TradingRefused
 
 
 async def test_open_places_stop_and_exact_take_profits(harness: Harness) -> None:
@@ -270,3 +270,27 @@ async def test_a_late_new_event_does_not_undo_the_entrys_fills(harness: Harness)
     await harness.engine.exits.on_order_report(routed, late_new)
     now = harness.engine.ledger.orders[entry.client_order_id]
     assert now.status is OrderStatus.FILLED and now.filled_qty == entry.qty, now
+
+
+async def test_past_its_lease_confirmation_the_engine_sends_and_writes_nothing(harness: Harness) -> None:
+    """A lease with a timeout (a fleet's) lets the engine act only until its last confirmation
+    plus half the timeout: past that, a close, a stop move and an open are refused with nothing
+    sent (the exchange judges) and nothing written, until the lease is confirmed again."""
+    pos = await harness.open("long", usd="100")
+    assert pos.status is PositionStatus.PROTECTED
+    harness.engine.lease_confirmed(harness.engine.clock.monotonic())  # that much later: now
+    orders = list(harness.sim.core.open_orders(SOL))
+    stored = await harness.store.get_position(pos.id)
+    with pytest.raises(NotHolder, match="not been confirmed in time"):
+        await harness.engine.close_position(ClosePosition(pos.id))
+    with pytest.raises(NotHolder):
+        await harness.engine.move_stop(pos.id, (pos.stop_price or Decimal(0)) + Decimal("0.01"))
+    with pytest.raises(TradingRefused, match="not been confirmed in time"):
+        await harness.open("short", usd="100")
+    assert harness.engine.state is EngineState.DEGRADED
+    assert harness.sim.core.open_orders(SOL) == orders
+    assert harness.exchange_qty() == pos.filled_qty
+    assert await harness.store.get_position(pos.id) == stored
+    harness.engine.lease_confirmed(harness.engine.clock.monotonic() + 60)
+    closed = await harness.engine.close_position(ClosePosition(pos.id))
+    assert closed.status is PositionStatus.CLOSED and harness.exchange_qty() == 0

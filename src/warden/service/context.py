@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 from collections import Counter, defaultdict
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +35,12 @@ from warden.service.ledger import Ledger
 log = structlog.get_logger("warden.engine")
 
 
+UNCONFIRMED = (
+    "the lease has not been confirmed in time (database unreachable): another engine may take the"
+    " account over, so this one acts on nothing until it is confirmed again"
+)
+
+
 class Gate:
     """The engine's state and every reason it refuses new positions.
 
@@ -43,10 +50,15 @@ class Gate:
     reason to stop protecting: the writes are queued (ledger) and orders still go out.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, monotonic: Callable[[], float] | None = None) -> None:
         self.state = EngineState.STARTING
         self.refusals: dict[str, str] = {"recovery": "startup recovery has not passed yet"}
         self.lease_note: str | None = None
+        self.monotonic = monotonic or time.monotonic
+        self.act_until: float | None = None
+        """On a lease with a timeout (a fleet's): the monotonic time after which this engine may
+        no longer act unless the lease is confirmed again (`Engine.lease_confirmed`). None: no
+        time bound (the lease is lost only when another engine is seen holding it)."""
 
     def refuse(self, key: str, reason: str | None) -> None:
         if reason is None:
@@ -59,9 +71,17 @@ class Gate:
         return self.state in (EngineState.READ_ONLY, EngineState.STOPPED)
 
     def check_may_act(self) -> None:
-        """Raise NotHolder (nothing is sent or written) unless this engine may act."""
+        """Raise NotHolder (nothing is sent or written) unless this engine may act: it holds the
+        lease and, on a lease with a timeout, confirmed it recently enough."""
         if self.standing_down:
             raise NotHolder(f"engine is {self.state}: {self.reason_text()}")
+        if self.unconfirmed:
+            raise NotHolder(UNCONFIRMED)
+
+    @property
+    def unconfirmed(self) -> bool:
+        """The lease has a timeout and was not confirmed in time: act on nothing (UNCONFIRMED)."""
+        return self.act_until is not None and self.monotonic() >= self.act_until
 
     def reason_text(self) -> str:
         return "; ".join(self.refusals.values()) or "ok"

@@ -66,7 +66,7 @@ from warden.service.commands import (
     TradingRefused,
 )
 from warden.service.config import EngineConfig
-from warden.service.context import Context, Gate, Tasks
+from warden.service.context import UNCONFIRMED, Context, Gate, Tasks
 from warden.service.controls import FENCED, ControlPanel
 from warden.service.delivery import Deliverer, DeliveryConfig
 from warden.service.exits import ExitManager
@@ -113,7 +113,7 @@ class Engine:
         to be `ready`. `spill`: where a control change the database cannot store is kept until it
         can (ControlPanel). `waiting_kill`: a kill of every account that found this engine not
         running, put in force before anything else (ControlPanel)."""
-        gate = Gate()
+        gate = Gate(clock.monotonic)
         ledger = Ledger(store, clock, gate.check_may_act)
         self.deliverer = Deliverer(
             store, clock, notifier, channels, routes, delivery, owns_outbox=lambda: not gate.standing_down
@@ -547,7 +547,10 @@ class Engine:
     def state(self) -> EngineState:
         gate = self.ctx.gate
         if gate.state is EngineState.READY and (
-            self.ledger.degraded or self._store_error is not None or gate.lease_note is not None
+            self.ledger.degraded
+            or self._store_error is not None
+            or gate.lease_note is not None
+            or gate.unconfirmed
         ):
             return EngineState.DEGRADED
         return gate.state
@@ -566,6 +569,8 @@ class Engine:
             reasons.append(f"database unavailable: {self._store_error}")
         if self.ctx.gate.lease_note is not None:
             reasons.append(self.ctx.gate.lease_note)
+        if self.ctx.gate.unconfirmed:
+            reasons.append(UNCONFIRMED)
         return reasons
 
     def _require_trading(self) -> None:
@@ -838,6 +843,11 @@ class Engine:
                 f"lease unverifiable (database unreachable: {why}); protecting, re-acquiring"
             )
             self.ctx.alert(AlertKind.LEASE_UNREACHABLE, self.ctx.gate.lease_note)
+
+    def lease_confirmed(self, until: float | None) -> None:
+        """The lease (one with a timeout) was confirmed: this engine may act until `until`
+        (monotonic); after it, every send and write is refused until confirmed again."""
+        self.ctx.gate.act_until = until
 
     def lease_restored(self) -> None:
         if self.ctx.gate.lease_note is not None:
