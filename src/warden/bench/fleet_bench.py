@@ -15,6 +15,13 @@ engine holding the most accounts is killed, and from outside it is measured:
 - one holder: no two engines ever say they hold one account;
 - nothing lost: after the takeover every account's holder tracks all its positions;
 - memory: each engine's resident size over the accounts it serves.
+
+`freeze=True` (the e2e suite) stops the victim with SIGSTOP instead: its sessions stay open, as
+a dead host's or a cut-off one's do, so the fleet runs with `lease_timeout` and takes its
+accounts over once it has been silent that long. While it is stopped a survivor moves a stop
+of each of its accounts (so the victim's memory is stale); then it is woken (SIGCONT) and must
+stand down having sent nothing: every order request the exchanges took from then until it
+stood down is named in `sent_after_wake`.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import contextlib
 import math
 import os
 import shutil
+import signal
 import socket
 import tempfile
 import time
@@ -73,10 +81,14 @@ class FleetRun:
     rss_mb: list[float] = field(default_factory=list)
     base_rss_mb: float = 0.0
     problems: list[str] = field(default_factory=list)
+    sent_after_wake: list[str] = field(default_factory=list)
+    stood_down_after_wake: float | None = None
 
 
 class _Fleet:
-    def __init__(self, db: str, engines: int, accounts: int, capacity: int, logs: Path) -> None:
+    def __init__(
+        self, db: str, engines: int, accounts: int, capacity: int, logs: Path, lease_timeout: float | None
+    ) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("WARDEN_")}
         env |= {"PYTHONUNBUFFERED": "1", "FLEET_KEY": KEY, "FLEET_SECRET": SECRET}
         self.names = [f"a{i:03d}" for i in range(accounts)]
@@ -93,7 +105,9 @@ class _Fleet:
         config = logs / "fleet.toml"
         config.write_text(
             f'db = "{db}"\napi_token = "{TOKEN}"\nallow_stacking = true\nlog_level = "warning"\n'
-            f"capacity = {capacity}\n{tables}"
+            f"capacity = {capacity}\n"
+            + (f"lease_timeout = {lease_timeout}\n" if lease_timeout is not None else "")
+            + tables
         )
         self.api_urls: list[str] = []
         self.engines: list[Child] = []
@@ -198,18 +212,27 @@ def _free_ports(n: int) -> int:
     raise RuntimeError(f"no {n} consecutive free ports on 127.0.0.1")
 
 
-def fleet_run(engines: int, accounts: int, positions: int, db: str, say: Callable[[str], None]) -> FleetRun:
-    """Start the fleet on `db`, open, kill the busiest engine, measure; every process is killed after."""
+FREEZE_LEASE_TIMEOUT = 10.0
+"""The fleet's `lease_timeout` in the freeze run (the least the settings take)."""
+
+
+def fleet_run(
+    engines: int, accounts: int, positions: int, db: str, say: Callable[[str], None], freeze: bool = False
+) -> FleetRun:
+    """Start the fleet on `db`, open, kill (or freeze) the busiest engine, measure; every process
+    is killed after."""
     if engines < 2:
         raise ValueError("a fleet that loses an engine needs at least 2")
     capacity = math.ceil(accounts / (engines - 1))
     run = FleetRun(engines, accounts, positions, capacity)
     logs = Path(tempfile.mkdtemp(prefix="warden-bench-fleet-"))
-    fleet = _Fleet(db, engines, accounts, capacity, logs)
+    fleet = _Fleet(db, engines, accounts, capacity, logs, FREEZE_LEASE_TIMEOUT if freeze else None)
     try:
         _start(fleet, say)
         _open(fleet, run, say)
-        _kill_and_take_over(fleet, run, say)
+        victim = _kill_and_take_over(fleet, run, say, freeze)
+        if freeze:
+            _wake(fleet, run, victim, say)
     except Exception as exc:
         run.problems.append(f"{type(exc).__name__}: {exc} (logs in {logs})")
         return run
@@ -265,7 +288,7 @@ def _open(fleet: _Fleet, run: FleetRun, say: Callable[[str], None]) -> None:
     say(f"fleet: {run.accounts * run.positions} positions opened and protected in {run.opened_in:.1f} s")
 
 
-def _kill_and_take_over(fleet: _Fleet, run: FleetRun, say: Callable[[str], None]) -> None:
+def _kill_and_take_over(fleet: _Fleet, run: FleetRun, say: Callable[[str], None], freeze: bool) -> int:
     everyone = list(range(run.engines))
     held = fleet.holders(everyone)
     load = {e: [name for name, h in held.items() if h == [e]] for e in everyone}
@@ -275,8 +298,12 @@ def _kill_and_take_over(fleet: _Fleet, run: FleetRun, say: Callable[[str], None]
     run.base_rss_mb = fleet.base_rss_mb()
     survivors = [e for e in everyone if e != victim]
     killed = time.monotonic()
-    fleet.engines[victim].kill9()
-    say(f"fleet: engine-{victim} (holding {len(run.victim_held)} accounts) killed with kill -9")
+    if freeze:
+        fleet.engines[victim].signal(signal.SIGSTOP)
+    else:
+        fleet.engines[victim].kill9()
+    how = "stopped with SIGSTOP" if freeze else "killed with kill -9"
+    say(f"fleet: engine-{victim} (holding {len(run.victim_held)} accounts) {how}")
     sampled = 0.0
     while len(run.takeover) < len(run.victim_held):
         now = time.monotonic() - killed
@@ -304,6 +331,53 @@ def _kill_and_take_over(fleet: _Fleet, run: FleetRun, say: Callable[[str], None]
     for name in fleet.names:
         for e in fleet.sim_state(name)["exposure"]:
             run.longest_uncovered = max(run.longest_uncovered, float(e["max_unprotected_seconds"]))
+    return victim
+
+
+ORDER_METHODS = ("POST", "PUT", "DELETE")
+
+
+def _wake(fleet: _Fleet, run: FleetRun, victim: int, say: Callable[[str], None]) -> None:
+    """The frozen victim's accounts are held elsewhere: move a stop of each there (the victim's
+    memory goes stale), wake the victim, and see it stand down having sent nothing."""
+    holders = fleet.holders([e for e in range(run.engines) if e != victim])
+    for name in run.victim_held:
+        url = fleet.api_urls[holders[name][0]]
+        listed = fleet.http.get(f"{url}/api/v1/positions", params={"account": name})
+        listed.raise_for_status()
+        first = listed.json()[0]
+        tighter = f"{float(first['stop_price']) * 1.005:.4f}"  # a long's stop, still below the mark
+        moved = fleet.http.patch(
+            f"{url}/api/v1/positions/{first['id']}", params={"account": name}, json={"stop_price": tighter}
+        )
+        if moved.status_code != 200:
+            run.problems.append(f"{name}: moving a stop answered {moved.status_code} {moved.text[:200]}")
+    last = {name: max((r["at"] for r in _requests(fleet, name)), default=0) for name in run.victim_held}
+    woken = time.monotonic()
+    fleet.engines[victim].signal(signal.SIGCONT)
+
+    def stood_down() -> bool:
+        return not any(a["lease_held"] for a in fleet.accounts_of(victim))
+
+    _poll(stood_down, 30, f"engine-{victim} to stand down once woken", every=0.05)
+    run.stood_down_after_wake = time.monotonic() - woken
+    for name in run.victim_held:
+        for r in _requests(fleet, name):
+            if r["at"] > last[name] and r["method"] in ORDER_METHODS and "order" in r["path"].lower():
+                run.sent_after_wake.append(
+                    f"{name}: {r['method']} {r['path']} {r['status']} {r['query'][:120]}"
+                )
+    say(
+        f"fleet: engine-{victim} woken, stood down in {run.stood_down_after_wake:.2f} s;"
+        f" order requests taken by the exchanges since: {len(run.sent_after_wake)}"
+    )
+
+
+def _requests(fleet: _Fleet, name: str) -> list[dict[str, Any]]:
+    response = fleet.http.get(f"{fleet.sim_urls[name]}/sim/requests", timeout=10)
+    response.raise_for_status()
+    found: list[dict[str, Any]] = response.json()
+    return found
 
 
 def bench_fleet(engines: int = 4, accounts: int = GOAL_ACCOUNTS, positions: int = GOAL_POSITIONS) -> Result:

@@ -87,6 +87,11 @@ class Child:
             os.kill(self.popen.pid, signal.SIGKILL)
             self.popen.wait(timeout=10)
 
+    def signal(self, number: int) -> None:
+        """Send `number` (SIGSTOP, SIGCONT, ...) to the process while it runs."""
+        if self.popen is not None and self.popen.poll() is None:
+            os.kill(self.popen.pid, number)
+
     def alive(self) -> bool:
         return self.popen is not None and self.popen.poll() is None
 
