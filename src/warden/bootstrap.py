@@ -532,6 +532,9 @@ async def _activate(runtime: Runtime, epoch: int) -> None:
 
 async def _start(runtime: Runtime, epoch: int) -> None:
     engine = runtime.engine
+    group = runtime.group
+    assert group is not None
+    renewing = group.create_task(_confirm_while_starting(runtime)) if runtime.settings.lease_timeout else None
     try:
         await engine.start_with_retry()
     except NotHolder:
@@ -546,8 +549,9 @@ async def _start(runtime: Runtime, epoch: int) -> None:
                 await runtime.lease.release()
             await _lease_lost(runtime)
         return
-    group = runtime.group
-    assert group is not None
+    finally:
+        if renewing is not None:
+            renewing.cancel()
     runtime.watch = group.create_task(_watch_lease(runtime))
     if runtime.sim is not None and runtime.price_feed:
         feed = SimPriceFeed(
@@ -555,6 +559,21 @@ async def _start(runtime: Runtime, epoch: int) -> None:
         )
         runtime.feed = group.create_task(feed.run())
     log.info("lease_held", account=runtime.settings.account, epoch=epoch)
+
+
+async def _confirm_while_starting(runtime: Runtime) -> None:
+    """With `lease_timeout`: renew the lease while the start runs (recovery retrying through an
+    exchange outage can take minutes), so its time bound does not lapse before the watcher takes
+    over. Only HELD confirms; anything else is left to the start (its writes are fenced, its
+    sends refused once the bound lapses) and then to the watcher."""
+    clock = runtime.clock
+    while True:
+        await clock.sleep(runtime.lease_retry)
+        asked = clock.monotonic()
+        with contextlib.suppress(StoreError):
+            if await runtime.lease.check() is LeaseState.HELD:
+                runtime.asked_at = asked
+                runtime.confirmed()
 
 
 async def _try_lease(runtime: Runtime) -> int | None:

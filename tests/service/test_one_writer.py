@@ -16,6 +16,7 @@ from warden.adapters.notify import RecordingNotifier
 from warden.adapters.sim import SimulatedExchange
 from warden.bootstrap import running
 from warden.config import Settings
+from warden.domain.alerts import AlertKind
 from warden.domain.position import PositionStatus
 from warden.domain.values import OrderType, Side
 from warden.service.commands import ClosePosition, EngineState, OpenPosition, TradingRefused
@@ -180,3 +181,36 @@ async def test_with_a_lease_timeout_an_engine_cut_off_alone_stands_down_then_tak
             assert closed.status is PositionStatus.CLOSED and resting_stop_qty(sim) == 0
     finally:
         await partition.close()
+
+
+@pytest.mark.postgres
+async def test_with_a_lease_timeout_a_start_longer_than_half_of_it_keeps_the_lease(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """Recovery retries while the exchange fails at start (an outage, a takeover in the middle of
+    one). The lease is renewed meanwhile: the start is not cut short by the time bound, and the
+    account is not given up and taken again (the epoch stays the one the start began with)."""
+    sim = SimulatedExchange(now=SystemClock().now, seed=3)
+    cfg = Settings(
+        db=pg_url,
+        data_dir=tmp_path,
+        exchange="sim",
+        engine_name="host-a",
+        order_timeout=1.0,
+        reconcile_interval=3600,
+        lease_timeout=10,
+    )
+    sim.faults.fail_queries = True
+    notifier = RecordingNotifier()
+    async with running(cfg, exchange=sim, price_feed=False, lease_retry=0.2, notifier=notifier) as a:
+        assert a.epoch == 1 and a.engine.state is EngineState.STARTING
+        first_bound = a.engine.ctx.gate.act_until
+        assert first_bound is not None
+        clock = a.engine.clock
+        await eventually(
+            lambda: clock.monotonic() > first_bound + 1, timeout=15, what="the first bound to pass"
+        )
+        sim.faults.fail_queries = False
+        await eventually(lambda: a.engine.accepting_signals, timeout=15, what="ready")
+        assert a.epoch == 1
+        assert not [alert for alert in notifier.alerts if alert.kind is AlertKind.LEASE_LOST]
