@@ -72,3 +72,11 @@ async def test_mass(no_postgres: None, monkeypatch: pytest.MonkeyPatch) -> None:
     sqlite, postgres = await mass_bench.bench_mass(n=10)
     assert sqlite.verdict.endswith(": met")
     assert postgres.verdict == UNAVAILABLE
+
+
+@pytest.mark.parametrize("bench", ["bench_fleet", "bench_fleet_host_death"])
+def test_fleet(no_postgres: None, bench: str) -> None:
+    from warden.bench import fleet_bench
+
+    result = getattr(fleet_bench, bench)()
+    assert result.verdict.endswith(f": {UNAVAILABLE}"), result.verdict

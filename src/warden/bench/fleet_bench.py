@@ -400,6 +400,61 @@ def bench_fleet(engines: int = 4, accounts: int = GOAL_ACCOUNTS, positions: int 
     return render(run, result, goal)
 
 
+def bench_fleet_host_death(engines: int = 3, accounts: int = 6, positions: int = 3) -> Result:
+    """The fleet with `lease_timeout`: the busiest engine frozen (SIGSTOP: its sessions stay open,
+    as a dead host's do), its accounts taken over once it has been silent for the timeout, then
+    woken with stale memory (a survivor moved a stop of each of its accounts meanwhile)."""
+    result = Result(
+        f"fleet, host death: {engines} engine processes, {accounts} accounts x {positions} positions,"
+        f" lease_timeout {FREEZE_LEASE_TIMEOUT:g} s, SIGSTOP of one, woken after the takeover"
+    )
+    goal = (
+        f"goal: every account taken over within lease_timeout + {TAKEOVER_GOAL:g} s, one holder,"
+        " nothing uncovered, the woken engine stands down having sent nothing"
+    )
+    db = asyncio.run(_pg_url())
+    if db is None:
+        result.verdict = f"{goal}: NOT met (PostgreSQL unavailable)"
+        return result
+    try:
+        run = fleet_run(engines, accounts, positions, db, lambda line: None, freeze=True)
+    finally:
+        asyncio.run(_drop_pg(db))
+    times = sorted(run.takeover.values())
+    if times:
+        result.add(
+            "takeover",
+            f"{len(times)} accounts of the frozen engine: p50 {percentile(times, 50):.2f} s,"
+            f" max {times[-1]:.2f} s (SIGSTOP -> held and ready elsewhere)",
+        )
+    result.add("one holder", "always" if not run.double_held else f"TWICE: {run.double_held[:3]}")
+    result.add(
+        "exchanges",
+        f"{len(run.uncovered_samples)} uncovered samples;"
+        f" longest uncovered stretch {run.longest_uncovered:.3f} s",
+    )
+    if run.stood_down_after_wake is not None:
+        result.add(
+            "woken",
+            f"stood down {run.stood_down_after_wake:.2f} s after SIGCONT; order requests the exchanges took"
+            f" from it: {len(run.sent_after_wake)}",
+        )
+    for problem in [*run.problems, *run.sent_after_wake][:10]:
+        result.add("problem", problem)
+    kept = (
+        not run.problems
+        and not run.double_held
+        and not run.uncovered_samples
+        and not run.sent_after_wake
+        and run.stood_down_after_wake is not None
+        and run.longest_uncovered <= PROTECTION_WINDOW
+        and len(times) == len(run.victim_held) > 0
+        and times[-1] <= FREEZE_LEASE_TIMEOUT + TAKEOVER_GOAL
+    )
+    result.verdict = f"{goal}: {'met' if kept else 'NOT met'}"
+    return result
+
+
 def render(run: FleetRun, result: Result, goal: str) -> Result:
     result.add("capacity", f"{run.capacity} accounts per engine (the survivors have room for the dead one's)")
     result.add("opened", f"{run.accounts * run.positions} positions protected in {run.opened_in:.1f} s")

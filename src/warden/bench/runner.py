@@ -32,9 +32,10 @@ def _mass(quick: bool) -> list[Result]:
 
 
 def _fleet(quick: bool) -> list[Result]:
-    from warden.bench.fleet_bench import bench_fleet
+    from warden.bench.fleet_bench import bench_fleet, bench_fleet_host_death
 
-    return [bench_fleet(engines=3, accounts=4, positions=3) if quick else bench_fleet()]
+    kill = bench_fleet(engines=3, accounts=4, positions=3) if quick else bench_fleet()
+    return [kill, bench_fleet_host_death(accounts=4 if quick else 6)]
 
 
 def _chaos(quick: bool) -> list[Result]:
