@@ -420,19 +420,7 @@ def bench_fleet_host_death(engines: int = 3, accounts: int = 6, positions: int =
         run = fleet_run(engines, accounts, positions, db, lambda line: None, freeze=True)
     finally:
         asyncio.run(_drop_pg(db))
-    times = sorted(run.takeover.values())
-    if times:
-        result.add(
-            "takeover",
-            f"{len(times)} accounts of the frozen engine: p50 {percentile(times, 50):.2f} s,"
-            f" max {times[-1]:.2f} s (SIGSTOP -> held and ready elsewhere)",
-        )
-    result.add("one holder", "always" if not run.double_held else f"TWICE: {run.double_held[:3]}")
-    result.add(
-        "exchanges",
-        f"{len(run.uncovered_samples)} uncovered samples;"
-        f" longest uncovered stretch {run.longest_uncovered:.3f} s",
-    )
+    times = _takeover_lines(run, result, "frozen", "SIGSTOP")
     if run.stood_down_after_wake is not None:
         result.add(
             "woken",
@@ -455,25 +443,31 @@ def bench_fleet_host_death(engines: int = 3, accounts: int = 6, positions: int =
     return result
 
 
-def render(run: FleetRun, result: Result, goal: str) -> Result:
-    result.add("capacity", f"{run.capacity} accounts per engine (the survivors have room for the dead one's)")
-    result.add("opened", f"{run.accounts * run.positions} positions protected in {run.opened_in:.1f} s")
+def _takeover_lines(run: FleetRun, result: Result, victim: str, how: str) -> list[float]:
+    """The takeover times (sorted), one holder, the exchanges' cover: what both runs report."""
     times = sorted(run.takeover.values())
     if times:
         result.add(
             "takeover",
-            f"{len(times)} accounts of the killed engine: p50 {percentile(times, 50):.2f} s, "
-            f"p99 {percentile(times, 99):.2f} s, max {times[-1]:.2f} s (kill -9 → held and ready elsewhere)",
+            f"{len(times)} accounts of the {victim} engine: p50 {percentile(times, 50):.2f} s, "
+            f"p99 {percentile(times, 99):.2f} s, max {times[-1]:.2f} s ({how} → held and ready elsewhere)",
         )
-    lost = {name: n for name, n in run.tracked_after.items() if n != run.positions}
-    result.add(
-        "tracked after", "every position, by its account's new holder" if not lost else f"LOST: {lost}"
-    )
     result.add("one holder", "always" if not run.double_held else f"TWICE: {run.double_held[:3]}")
     result.add(
         "exchanges",
         f"{len(run.uncovered_samples)} uncovered samples during the takeover; longest uncovered stretch "
         f"on any exchange over the run {run.longest_uncovered:.3f} s",
+    )
+    return times
+
+
+def render(run: FleetRun, result: Result, goal: str) -> Result:
+    result.add("capacity", f"{run.capacity} accounts per engine (the survivors have room for the dead one's)")
+    result.add("opened", f"{run.accounts * run.positions} positions protected in {run.opened_in:.1f} s")
+    times = _takeover_lines(run, result, "killed", "kill -9")
+    lost = {name: n for name, n in run.tracked_after.items() if n != run.positions}
+    result.add(
+        "tracked after", "every position, by its account's new holder" if not lost else f"LOST: {lost}"
     )
     if run.rss_mb and run.accounts > 1:
         mean = sum(run.rss_mb) / len(run.rss_mb)
