@@ -641,9 +641,11 @@ async def _watch_lease(runtime: Runtime) -> None:
       acting loop stops — and wait as a standby; a later takeover reloads from the database.
 
     With `lease_timeout` set (a fleet on several hosts) the lease is bounded in time: each
-    confirmation lets the engine act for half the timeout (the gate refuses every send and
-    write after that), and a lease still unreachable past it is stood down from like a lost
-    one, since another engine may take the account over once the timeout has passed.
+    confirmation lets the engine act for half the timeout, and the gate refuses every send and
+    write after that. A bound that lapsed is stood down from like a lost lease, whatever the
+    check then says: another engine may take the account over once the timeout has passed, and
+    the refusals meanwhile (NotHolder) ended whatever acting loop met one, as a stand-down ends
+    them; a lease found still ours is taken again by the standby, with a fresh recovery.
     """
     engine, lease = runtime.engine, runtime.lease
     clock = runtime.clock
@@ -651,6 +653,9 @@ async def _watch_lease(runtime: Runtime) -> None:
         await clock.sleep(runtime.lease_retry)
         asked = clock.monotonic()
         state = await lease.check()
+        if state is not LeaseState.LOST and runtime.lease_expired():
+            await _lease_lost(runtime, _lapsed(runtime))
+            return
         if state is LeaseState.UNREACHABLE:
             engine.lease_unreachable("the lease's database connection failed")
             asked = clock.monotonic()
@@ -659,8 +664,7 @@ async def _watch_lease(runtime: Runtime) -> None:
             except StoreUnavailable as exc:
                 log.warning("lease_unreachable", account=runtime.settings.account, error=str(exc))
                 if runtime.lease_expired():
-                    half = f"{runtime.settings.lease_timeout or 0:g} s / 2"
-                    await _lease_lost(runtime, f"not confirmed within lease_timeout {half}")
+                    await _lease_lost(runtime, _lapsed(runtime))
                     return
                 continue
             if epoch is not None:
@@ -679,6 +683,10 @@ async def _watch_lease(runtime: Runtime) -> None:
         runtime.asked_at = asked
         runtime.confirmed()
         engine.lease_restored()
+
+
+def _lapsed(runtime: Runtime) -> str:
+    return f"not confirmed within lease_timeout {runtime.settings.lease_timeout or 0:g} s / 2"
 
 
 async def _lease_lost(runtime: Runtime, expired: str | None = None) -> None:

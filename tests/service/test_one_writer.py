@@ -214,3 +214,42 @@ async def test_with_a_lease_timeout_a_start_longer_than_half_of_it_keeps_the_lea
         await eventually(lambda: a.engine.accepting_signals, timeout=15, what="ready")
         assert a.epoch == 1
         assert not [alert for alert in notifier.alerts if alert.kind is AlertKind.LEASE_LOST]
+
+
+@pytest.mark.postgres
+async def test_with_a_lease_timeout_a_lapsed_bound_is_a_stand_down_and_a_fresh_take_over(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """The time bound lapsed (renewals slower than half the timeout) and the next check finds
+    the lease still ours. Meanwhile the gate refused what the engine tried (NotHolder), and an
+    acting loop ends on that refusal as on a stand-down: resuming as if nothing happened could
+    leave one ended (the maintenance that flushes queued writes, the reconciliation timer). So a
+    lapse is a stand-down; the engine takes the account again with a fresh recovery, which
+    also applies the stop's fill whose handling the gate refused."""
+    sim = SimulatedExchange(now=SystemClock().now, seed=3)
+    cfg = Settings(
+        db=pg_url,
+        data_dir=tmp_path,
+        exchange="sim",
+        engine_name="host-a",
+        order_timeout=1.0,
+        reconcile_interval=3600,
+        lease_timeout=10,
+    )
+    notifier = RecordingNotifier()
+    async with running(cfg, exchange=sim, price_feed=False, lease_retry=0.2, notifier=notifier) as a:
+        pos = await a.engine.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(100)))
+        assert pos.status is PositionStatus.PROTECTED and pos.stop_price is not None
+        a.engine.lease_confirmed(a.engine.clock.monotonic())  # lapsed, as after a slow renewal
+        sim.set_mark(SOL, pos.stop_price * Decimal("0.99"))  # the stop fills on the exchange
+        await eventually(lambda: resting_stop_qty(sim) == 0, what="the stop to fill")
+
+        def stood_down() -> bool:
+            return any(x.kind is AlertKind.LEASE_LOST and "expired" in x.message for x in notifier.alerts)
+
+        await eventually(stood_down, timeout=10, what="the stand-down")
+        await eventually(lambda: a.engine.accepting_signals, timeout=20, what="the account taken again")
+        assert a.is_holder and a.epoch == 1  # nobody else took it: the same epoch
+        held = a.engine.ledger.positions.get(pos.id)
+        assert held is None or held.status is PositionStatus.CLOSED  # recovery loads the active only
+        assert (await a.store.get_position(pos.id)).status is PositionStatus.CLOSED  # type: ignore[union-attr]
