@@ -564,14 +564,21 @@ async def _start(runtime: Runtime, epoch: int) -> None:
 async def _confirm_while_starting(runtime: Runtime) -> None:
     """With `lease_timeout`: renew the lease while the start runs (recovery retrying through an
     exchange outage can take minutes), so its time bound does not lapse before the watcher takes
-    over. Only HELD confirms; anything else is left to the start (its writes are fenced, its
-    sends refused once the bound lapses) and then to the watcher."""
-    clock = runtime.clock
+    over. A lease in doubt (its session dropped, nobody seen taking it) is locked again with its
+    epoch, as the watcher does: else the bound lapses and the account is given up and taken again.
+    Only HELD (or the epoch locked again) confirms; anything else is left to the start (its writes
+    are fenced, its sends refused once the bound lapses) and then to the watcher."""
+    clock, lease = runtime.clock, runtime.lease
     while True:
         await clock.sleep(runtime.lease_retry)
         asked = clock.monotonic()
         with contextlib.suppress(StoreError):
-            if await runtime.lease.check() is LeaseState.HELD:
+            state = await lease.check()
+            if state is LeaseState.UNREACHABLE:
+                asked = clock.monotonic()
+                if await lease.reacquire() == runtime.epoch:
+                    state = LeaseState.HELD
+            if state is LeaseState.HELD:
                 runtime.asked_at = asked
                 runtime.confirmed()
 

@@ -253,3 +253,41 @@ async def test_with_a_lease_timeout_a_lapsed_bound_is_a_stand_down_and_a_fresh_t
         held = a.engine.ledger.positions.get(pos.id)
         assert held is None or held.status is PositionStatus.CLOSED  # recovery loads the active only
         assert (await a.store.get_position(pos.id)).status is PositionStatus.CLOSED  # type: ignore[union-attr]
+
+
+@pytest.mark.postgres
+async def test_with_a_lease_timeout_a_lease_session_dropped_during_a_long_start_is_taken_back_with_its_epoch(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """The lease's session is dropped (a server restart, an operator's kill, a network blip) while
+    the start retries through an exchange outage. The lease is in doubt, not lost: nobody took it,
+    so it is locked again with the same epoch while the start runs, as the watcher does once the
+    engine runs. The account is not given up (lease_lost) and taken again with a new epoch."""
+    from tests.store.pgtools import admin, terminate_lease_session
+
+    sim = SimulatedExchange(now=SystemClock().now, seed=3)
+    cfg = Settings(
+        db=pg_url,
+        data_dir=tmp_path,
+        exchange="sim",
+        engine_name="host-a",
+        order_timeout=1.0,
+        reconcile_interval=3600,
+        lease_timeout=10,
+    )
+    sim.faults.fail_queries = True
+    notifier = RecordingNotifier()
+    async with running(cfg, exchange=sim, price_feed=False, lease_retry=0.2, notifier=notifier) as a:
+        assert a.epoch == 1 and a.engine.state is EngineState.STARTING
+        async with admin(pg_url) as conn:
+            await terminate_lease_session(conn, "default")
+        first_bound = a.engine.ctx.gate.act_until
+        assert first_bound is not None
+        clock = a.engine.clock
+        await eventually(
+            lambda: clock.monotonic() > first_bound + 1, timeout=15, what="the first bound to pass"
+        )
+        sim.faults.fail_queries = False
+        await eventually(lambda: a.engine.accepting_signals, timeout=15, what="ready")
+        assert a.epoch == 1
+        assert not [alert for alert in notifier.alerts if alert.kind is AlertKind.LEASE_LOST]
