@@ -538,6 +538,9 @@ async def _start(runtime: Runtime, epoch: int) -> None:
     try:
         await engine.start_with_retry()
     except NotHolder:
+        if renewing is not None:  # nothing confirms the lease while it is given up
+            renewing.cancel()
+            await asyncio.wait([renewing])
         # The database refused a write of this start (the fencing epoch moved: another engine took
         # the account while the start was retrying) or the engine stopped. A lost lease is handled
         # as the watcher handles it: this engine stands by for the account, so it takes it back
@@ -567,20 +570,31 @@ async def _confirm_while_starting(runtime: Runtime) -> None:
     over. A lease in doubt (its session dropped, nobody seen taking it) is locked again with its
     epoch, as the watcher does: else the bound lapses and the account is given up and taken again.
     Only HELD (or the epoch locked again) confirms; anything else is left to the start (its writes
-    are fenced, its sends refused once the bound lapses) and then to the watcher."""
-    clock, lease = runtime.clock, runtime.lease
+    are fenced, its sends refused once the bound lapses) and then to the watcher.
+    Cancelled (the start ended), a renewal under way is finished first: a lease call cancelled
+    halfway drops the lease's session, and with it the lock of every account on it."""
     while True:
-        await clock.sleep(runtime.lease_retry)
-        asked = clock.monotonic()
-        with contextlib.suppress(StoreError):
-            state = await lease.check()
-            if state is LeaseState.UNREACHABLE:
-                asked = clock.monotonic()
-                if await lease.reacquire() == runtime.epoch:
-                    state = LeaseState.HELD
-            if state is LeaseState.HELD:
-                runtime.asked_at = asked
-                runtime.confirmed()
+        await runtime.clock.sleep(runtime.lease_retry)
+        turn = asyncio.ensure_future(_confirm_once(runtime))
+        try:
+            await asyncio.shield(turn)
+        except asyncio.CancelledError:
+            await asyncio.wait([turn])
+            raise
+
+
+async def _confirm_once(runtime: Runtime) -> None:
+    clock, lease = runtime.clock, runtime.lease
+    asked = clock.monotonic()
+    with contextlib.suppress(StoreError):
+        state = await lease.check()
+        if state is LeaseState.UNREACHABLE:
+            asked = clock.monotonic()
+            if await lease.reacquire() == runtime.epoch:
+                state = LeaseState.HELD
+        if state is LeaseState.HELD:
+            runtime.asked_at = asked
+            runtime.confirmed()
 
 
 async def _try_lease(runtime: Runtime) -> int | None:

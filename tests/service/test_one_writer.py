@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -291,3 +292,53 @@ async def test_with_a_lease_timeout_a_lease_session_dropped_during_a_long_start_
         await eventually(lambda: a.engine.accepting_signals, timeout=15, what="ready")
         assert a.epoch == 1
         assert not [alert for alert in notifier.alerts if alert.kind is AlertKind.LEASE_LOST]
+
+
+@pytest.mark.postgres
+async def test_with_a_lease_timeout_a_start_ending_during_a_renewal_keeps_the_lease_session(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """The lease is renewed while the start runs; when the start ends that renewer is stopped. A
+    renewal under way at that moment is finished, not cancelled: a lease call cancelled halfway
+    drops the lease's session (its state unknown), and with it the lock of every account on it
+    (a fleet engine's are all on one): each in doubt, alerted, locked again."""
+    sim = SimulatedExchange(now=SystemClock().now, seed=3)
+    cfg = Settings(
+        db=pg_url,
+        data_dir=tmp_path,
+        exchange="sim",
+        engine_name="host-a",
+        order_timeout=1.0,
+        reconcile_interval=3600,
+        lease_timeout=10,
+    )
+    sim.faults.fail_queries = True
+    notifier = RecordingNotifier()
+    async with running(cfg, exchange=sim, price_feed=False, lease_retry=0.2, notifier=notifier) as a:
+        from warden.adapters.db.lease import PostgresAdvisoryLease
+
+        assert isinstance(a.lease, PostgresAdvisoryLease)
+        table = a.lease._table
+        real_touch = table.touch
+        renewing = asyncio.Event()
+        finished: list[bool] = []
+
+        async def slow_touch(conn: Any, epoch: int) -> bool:
+            renewing.set()
+            try:
+                await asyncio.sleep(1.5)  # a slow round trip (two in a row stay within the bound)
+                return await real_touch(conn, epoch)
+            finally:
+                finished.append(True)
+
+        table.touch = slow_touch  # type: ignore[method-assign]
+        session = a.lease._session
+        generation = session.generation
+        await asyncio.wait_for(renewing.wait(), 5)
+        sim.faults.fail_queries = False  # the start passes while the renewal is under way
+        await eventually(lambda: a.engine.accepting_signals, timeout=15, what="ready")
+        # the renewal under way when the start ended, then the watcher's first (both slow)
+        await eventually(lambda: len(finished) >= 2, timeout=15, what="two renewals to end")
+        assert session.generation == generation and session.alive == generation
+        assert not [alert for alert in notifier.alerts if alert.kind is AlertKind.LEASE_UNREACHABLE]
+        assert a.epoch == 1
