@@ -342,3 +342,49 @@ async def test_with_a_lease_timeout_a_start_ending_during_a_renewal_keeps_the_le
         assert session.generation == generation and session.alive == generation
         assert not [alert for alert in notifier.alerts if alert.kind is AlertKind.LEASE_UNREACHABLE]
         assert a.epoch == 1
+
+
+@pytest.mark.postgres
+async def test_with_a_lease_timeout_a_renewal_held_up_past_half_of_it_ends_in_a_fresh_take_over(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """A renewal held up past half the timeout, then confirmed: its row lock waits behind a slow
+    write's fence (a disk stall, a checkpoint). For that moment the engine acted on nothing (the
+    bound doing its job); then it stands down and takes the account again with a fresh recovery,
+    and manages its positions as before: reconciliation puts back a stop removed by hand."""
+    from tests.store.pgtools import admin
+
+    sim = SimulatedExchange(now=SystemClock().now, seed=3)
+    cfg = Settings(
+        db=pg_url,
+        data_dir=tmp_path,
+        exchange="sim",
+        engine_name="host-a",
+        db_timeout=8.0,
+        order_timeout=1.0,
+        reconcile_interval=0.3,
+        lease_timeout=10,
+    )
+    notifier = RecordingNotifier()
+    async with running(cfg, exchange=sim, price_feed=False, lease_retry=0.2, notifier=notifier) as a:
+        pos = await a.engine.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(100)))
+        assert pos.status is PositionStatus.PROTECTED
+        gate = a.engine.ctx.gate
+        async with admin(pg_url) as conn, conn.transaction():
+            # A write's fence (FOR SHARE on the lease row) that takes long: the renewal waits.
+            await conn.execute("SELECT epoch FROM leases WHERE account = 'default' FOR SHARE")
+            await eventually(lambda: gate.unconfirmed, timeout=10, what="the bound to lapse")
+            with pytest.raises(TradingRefused, match="not been confirmed in time"):
+                await a.engine.close_position(ClosePosition(pos.id))
+        await eventually(
+            lambda: any(x.kind is AlertKind.LEASE_LOST for x in notifier.alerts),
+            timeout=10,
+            what="stand-down",
+        )
+        await eventually(lambda: a.engine.accepting_signals, timeout=20, what="the account taken again")
+        assert a.is_holder and a.epoch == 1
+        [stop] = [o for o in sim.core.open_orders(SOL) if o.type is OrderType.STOP_MARKET]
+        sim.core.cancel(stop.client_order_id, SystemClock().now())  # gone by hand, no event seen
+        await eventually(
+            lambda: resting_stop_qty(sim) == pos.filled_qty, timeout=10, what="reconciliation puts it back"
+        )
