@@ -8,6 +8,7 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -518,20 +519,86 @@ async def test_with_a_timeout_a_released_lease_is_taken_at_once(pg_url: str, bac
 
 
 @pytest.mark.postgres
-async def test_with_a_timeout_an_engine_takes_its_own_lease_back_at_once(
+async def test_with_a_timeout_an_engine_takes_its_own_lease_back_at_once_but_not_one_by_its_name(
     pg_url: str, backend_pg: Backend
 ) -> None:
-    """The same engine (its name) after a restart was the last holder: nobody else is acting."""
-    before = lease_for(pg_url, "acct", holder="engine-1", timeout=60)
-    assert await before.try_acquire() == 1
-    async with admin(pg_url) as conn:
-        await terminate_lease_session(conn, "acct")
-    after = lease_for(pg_url, "acct", holder="engine-1", timeout=60)
+    """The engine whose session was dropped takes its lease back at once: the row still names
+    its epoch, so nobody else was acting. Another engine under the same name (a misconfigured
+    fleet sharing one `engine_name`, or a restart) is another process: it waits the timeout out,
+    since the first may be alive, cut off, and still acting."""
+    first = lease_for(pg_url, "acct", holder="engine-1", timeout=TIMEOUT)
+    same_name = lease_for(pg_url, "acct", holder="engine-1", timeout=TIMEOUT)
     try:
-        assert await after.try_acquire() == 2
+        asked = asyncio.get_running_loop().time()
+        assert await first.try_acquire() == 1
+        async with admin(pg_url) as conn:
+            await terminate_lease_session(conn, "acct")
+        assert await same_name.try_acquire() is None
+        assert await first.try_acquire() == 2  # its own: at once
+        async with admin(pg_url) as conn:
+            await terminate_lease_session(conn, "acct")
+
+        async def taken() -> bool:
+            return await same_name.try_acquire() == 3
+
+        await until(taken, "the other process under the name to take it after the timeout", timeout=10)
+        assert asyncio.get_running_loop().time() - asked >= TIMEOUT
     finally:
-        await after.release()
-        await before.release()
+        await first.release()
+        await same_name.release()
+
+
+@pytest.mark.postgres
+async def test_with_a_timeout_a_lock_freed_by_a_fault_still_names_its_holder_until_the_timeout(
+    pg_url: str, backend_pg: Backend
+) -> None:
+    """A standby at capacity looks the holder up: a lock freed by a fault, its holder renewed
+    within the timeout, is still that holder's (it may be acting), not "held by no engine"."""
+    holder = lease_for(pg_url, "acct", holder="host-a:1", timeout=60)
+    looker = lease_for(pg_url, "acct", holder="host-b:2", timeout=60)
+    try:
+        assert await holder.try_acquire() == 1
+        async with admin(pg_url) as conn:
+            await terminate_lease_session(conn, "acct")
+        assert await looker.look() == "host-a:1"
+        await holder.release()  # in doubt, its session gone: nothing to mark
+        assert await looker.look() == "host-a:1"
+    finally:
+        await holder.release()
+        await looker.release()
+
+
+@pytest.mark.postgres
+async def test_with_a_timeout_releasing_one_of_many_leases_on_a_shared_session_leaves_the_others(
+    pg_url: str, backend_pg: Backend
+) -> None:
+    """A fleet engine's leases share one session. Releasing one hands it over at once (the row
+    marked expired) and a taker trying at any moment never ends that session, which holds the
+    engine's other accounts' locks."""
+    session = LeaseSession(pg_url, name="engine-a")
+    a1 = lease_for(pg_url, "a1", holder="engine-a", timeout=60, session=session)
+    a2 = lease_for(pg_url, "a2", holder="engine-a", timeout=60, session=session)
+    taker = lease_for(pg_url, "a1", holder="engine-b", timeout=60)
+    try:
+        assert await a1.try_acquire() == 1 and await a2.try_acquire() == 1
+        generation = session.generation
+        assert isinstance(a1, PostgresAdvisoryLease)
+        real_expire, tried = a1._table.expire, []
+
+        async def expire_then_a_taker_tries(conn: Any, epoch: int) -> None:
+            await real_expire(conn, epoch)
+            await conn.commit()
+            tried.append(await taker.try_acquire())  # between the release's two steps
+
+        a1._table.expire = expire_then_a_taker_tries  # type: ignore[method-assign]
+        await a1.release()
+        assert tried == [2]
+        assert session.alive == generation
+        assert await a2.check() is HELD
+    finally:
+        await taker.release()
+        await a2.release()
+        await session.close()
 
 
 def test_a_lease_timeout_on_sqlite_is_refused(tmp_path: Path) -> None:

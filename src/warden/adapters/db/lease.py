@@ -26,6 +26,7 @@ import re
 import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,14 @@ from warden.ports import Lease, LeaseState, StoreError, StoreUnavailable
 Now = Callable[[], datetime]
 RELEASED_AT = datetime(2000, 1, 1, tzinfo=UTC)
 """What `renewed_at` reads after a release on a lease with a timeout: long expired."""
+
+
+@dataclass(frozen=True)
+class Renewal:
+    epoch: int
+    holder: str
+    age: float
+    """Seconds since the holder last renewed, on the database's clock."""
 
 
 def default_holder() -> str:
@@ -134,13 +143,15 @@ class _EpochTable:
         )
         await conn.execute(stmt)
 
-    async def last_renewal(self, conn: AsyncConnection) -> tuple[str, float] | None:
-        """The row's holder and the seconds since it last renewed, on the database's clock."""
+    async def last_renewal(self, conn: AsyncConnection) -> Renewal | None:
+        """The row's epoch and holder, and the seconds since it last renewed (the database's clock)."""
         age = func.extract("epoch", func.clock_timestamp() - leases.c.renewed_at)
         row = (
-            await conn.execute(select(leases.c.holder, age).where(leases.c.account == self.account))
+            await conn.execute(
+                select(leases.c.epoch, leases.c.holder, age).where(leases.c.account == self.account)
+            )
         ).one_or_none()
-        return None if row is None else (str(row[0]), float(row[1]))
+        return None if row is None else Renewal(int(row[0]), str(row[1]), float(row[2]))
 
     async def holder_row(self, conn: AsyncConnection) -> str | None:
         return await conn.scalar(select(leases.c.holder).where(leases.c.account == self.account))
@@ -344,6 +355,8 @@ class PostgresAdvisoryLease:
         self.timeout = timeout
         self.free_in: float | None = None
         """After a try refused because the last holder may still act: seconds until it may not."""
+        self._held: int | None = None
+        """The last epoch this lease (this process) held: a row still at it was ours, not another's."""
         self.key = advisory_key(account)
         self._own = session is None
         self._session = session or LeaseSession(url, name=account, op_timeout=op_timeout)
@@ -375,31 +388,35 @@ class PostgresAdvisoryLease:
             return self._table.me
         async with self._table.guarded("look"), self._table.engine.connect() as conn:
             holder = await self._table.holder_row(conn)
-            held = await self._lock_holders(conn)
+            held = bool(await self._lock_holders(conn))
+            if not held and self.timeout is not None:
+                last = await self._table.last_renewal(conn)
+                held = last is not None and last.age <= self.timeout  # it may still act
         self._other = holder if held else None
         return self._other
 
     async def release(self) -> None:
         """Let the lock go: the lease's own session ends; on a shared one the lock is unlocked.
-        With a timeout the row is marked expired first, while the lock is still ours."""
+        With a timeout the row is also marked expired (its epoch still ours), so a taker need not
+        wait: on a shared session after the unlock, since a taker that found the lock held and
+        the row expired would end the session, and every other account's lock on it with it."""
         generation, epoch = self._generation, self._epoch
         self._generation, self._epoch, self._pid = None, None, None
-        if self.timeout is not None and epoch is not None and generation is not None:
-            with contextlib.suppress(StoreError):
-                async with self._session.using("release") as (conn, now):
-                    if now == generation:
-                        await self._table.expire(conn, epoch)
-                        await conn.commit()
-        if self._own:
-            await self._session.close()
-            return
         if generation is None or self._session.alive != generation:
+            if self._own:
+                await self._session.close()
             return  # it went with its session
         with contextlib.suppress(StoreError):
             async with self._session.using("release") as (conn, now):
                 if now == generation:
-                    await conn.execute(_UNLOCK, {"key": self.key})
-                    await conn.commit()
+                    if not self._own:
+                        await conn.execute(_UNLOCK, {"key": self.key})
+                        await conn.commit()
+                    if self.timeout is not None and epoch is not None:
+                        await self._table.expire(conn, epoch)
+                        await conn.commit()
+        if self._own:
+            await self._session.close()
 
     async def still_held(self) -> bool:
         return await self.check() is LeaseState.HELD
@@ -457,7 +474,7 @@ class PostgresAdvisoryLease:
             return None
         epoch = await self._table.bump(conn)
         await conn.commit()
-        self._pid = pid
+        self._pid, self._held = pid, epoch
         return epoch
 
     async def _end_if_expired(self, conn: AsyncConnection, own_pid: int) -> None:
@@ -466,22 +483,23 @@ class PostgresAdvisoryLease:
         on nothing any more: it stopped at half the timeout."""
         assert self.timeout is not None
         last = await self._table.last_renewal(conn)
-        if last is None or last[1] <= self.timeout:
+        if last is None or last.age <= self.timeout:
             return
         for pid in sorted(await self._lock_holders(conn) - {own_pid}):
             await conn.execute(_TERMINATE, {"pid": pid})
         await conn.commit()
 
     async def _last_holder_done(self, conn: AsyncConnection) -> bool:
-        """The lock is ours: whether the last holder, if another engine, renewed longer than the
-        timeout ago (or let go on purpose). One whose lock ended sooner (its session dropped by
-        a fault, not by its death) may be cut off from the database and still acting: not yet."""
+        """The lock is ours: whether the last holder, if not this process, renewed longer than
+        the timeout ago (or let go on purpose). One whose lock ended sooner (its session dropped
+        by a fault, not by its death) may be cut off from the database and still acting: not
+        yet. Known by its epoch, not its name: two engines (or a restart) may share a name."""
         assert self.timeout is not None
         last = await self._table.last_renewal(conn)
-        if last is None or last[0] == self._table.me or last[1] > self.timeout:
+        if last is None or last.epoch == self._held or last.age > self.timeout:
             return True
-        self._other = last[0]
-        self.free_in = self.timeout - last[1]
+        self._other = last.holder
+        self.free_in = self.timeout - last.age
         return False
 
     async def _relock(self, conn: AsyncConnection, epoch: int) -> bool | str:
