@@ -567,34 +567,53 @@ async def _start(runtime: Runtime, epoch: int) -> None:
 async def _confirm_while_starting(runtime: Runtime) -> None:
     """With `lease_timeout`: renew the lease while the start runs (recovery retrying through an
     exchange outage can take minutes), so its time bound does not lapse before the watcher takes
-    over. A lease in doubt (its session dropped, nobody seen taking it) is locked again with its
-    epoch, as the watcher does: else the bound lapses and the account is given up and taken again.
-    Only HELD (or the epoch locked again) confirms; anything else is left to the start (its writes
-    are fenced, its sends refused once the bound lapses) and then to the watcher.
-    Cancelled (the start ended), a renewal under way is finished first: a lease call cancelled
-    halfway drops the lease's session, and with it the lock of every account on it."""
+    over (`_renew`; what it cannot confirm is left to the start, whose writes are fenced and
+    sends refused once the bound lapses, and then to the watcher). Cancelled (the start ended),
+    a renewal under way is finished first: a lease call cancelled halfway drops the lease's
+    session, and with it the lock of every account on it."""
     while True:
         await runtime.clock.sleep(runtime.lease_retry)
-        turn = asyncio.ensure_future(_confirm_once(runtime))
+        turn = asyncio.ensure_future(_renew(runtime))
         try:
-            await asyncio.shield(turn)
+            with contextlib.suppress(StoreError):
+                await asyncio.shield(turn)
         except asyncio.CancelledError:
             await asyncio.wait([turn])
             raise
 
 
-async def _confirm_once(runtime: Runtime) -> None:
-    clock, lease = runtime.clock, runtime.lease
+async def _renew(runtime: Runtime) -> LeaseState | None:
+    """One renewal of the lease this engine holds: check it, and lock one in doubt (its session
+    dropped, nobody seen taking it) again with its epoch. HELD confirms it (`Runtime.confirmed`)
+    unless its time bound lapsed before the answer came: then None, and the engine stands down
+    (see `_watch_lease`). UNREACHABLE: still in doubt. LOST: another engine has it."""
+    clock, lease, engine = runtime.clock, runtime.lease, runtime.engine
+    account = runtime.settings.account
     asked = clock.monotonic()
-    with contextlib.suppress(StoreError):
-        state = await lease.check()
-        if state is LeaseState.UNREACHABLE:
-            asked = clock.monotonic()
-            if await lease.reacquire() == runtime.epoch:
-                state = LeaseState.HELD
-        if state is LeaseState.HELD:
-            runtime.asked_at = asked
-            runtime.confirmed()
+    state = await lease.check()
+    if state is LeaseState.UNREACHABLE:
+        engine.lease_unreachable("the lease's database connection failed")
+        asked = clock.monotonic()
+        try:
+            epoch = await lease.reacquire()
+        except StoreUnavailable as exc:
+            log.warning("lease_unreachable", account=account, error=str(exc))
+            return None if runtime.lease_expired() else LeaseState.UNREACHABLE
+        if epoch is None:
+            return LeaseState.LOST
+        if epoch != runtime.epoch:
+            runtime.epoch = epoch
+            runtime.store.set_epoch(account, epoch)
+        log.info("lease_reacquired", account=account, epoch=epoch)
+        state = LeaseState.HELD
+    if state is LeaseState.LOST:
+        return state
+    if runtime.lease_expired():
+        return None
+    runtime.asked_at = asked
+    runtime.confirmed()
+    engine.lease_restored()
+    return state
 
 
 async def _try_lease(runtime: Runtime) -> int | None:
@@ -652,7 +671,7 @@ async def _standby(runtime: Runtime) -> None:
 
 
 async def _watch_lease(runtime: Runtime) -> None:
-    """Check the lease every `lease_retry` seconds.
+    """Check the lease every `lease_retry` seconds (`_renew`).
 
     - HELD: carry on (and clear a "lease unverifiable" note).
     - UNREACHABLE: our own database connection failed. Degraded, not lost: keep
@@ -668,42 +687,15 @@ async def _watch_lease(runtime: Runtime) -> None:
     the refusals meanwhile (NotHolder) ended whatever acting loop met one, as a stand-down ends
     them; a lease found still ours is taken again by the standby, with a fresh recovery.
     """
-    engine, lease = runtime.engine, runtime.lease
-    clock = runtime.clock
     while True:
-        await clock.sleep(runtime.lease_retry)
-        asked = clock.monotonic()
-        state = await lease.check()
-        if state is not LeaseState.LOST and runtime.lease_expired():
+        await runtime.clock.sleep(runtime.lease_retry)
+        state = await _renew(runtime)
+        if state is None:
             await _lease_lost(runtime, _lapsed(runtime))
             return
-        if state is LeaseState.UNREACHABLE:
-            engine.lease_unreachable("the lease's database connection failed")
-            asked = clock.monotonic()
-            try:
-                epoch = await lease.reacquire()
-            except StoreUnavailable as exc:
-                log.warning("lease_unreachable", account=runtime.settings.account, error=str(exc))
-                if runtime.lease_expired():
-                    await _lease_lost(runtime, _lapsed(runtime))
-                    return
-                continue
-            if epoch is not None:
-                if epoch != runtime.epoch:
-                    runtime.epoch = epoch
-                    runtime.store.set_epoch(runtime.settings.account, epoch)
-                runtime.asked_at = asked
-                runtime.confirmed()
-                engine.lease_restored()
-                log.info("lease_reacquired", account=runtime.settings.account, epoch=epoch)
-                continue
-            state = LeaseState.LOST
         if state is LeaseState.LOST:
             await _lease_lost(runtime)
             return
-        runtime.asked_at = asked
-        runtime.confirmed()
-        engine.lease_restored()
 
 
 def _lapsed(runtime: Runtime) -> str:
