@@ -27,6 +27,17 @@ def settings(url: str, tmp: Path) -> Settings:
     return Settings(db=url, data_dir=tmp, exchange="sim", order_timeout=1.0, reconcile_interval=3600)
 
 
+def timed(url: str, tmp: Path, **overrides: Any) -> Settings:
+    """An engine named host-a with a 10 s lease timeout (the least the settings take)."""
+    values: dict[str, Any] = {
+        "engine_name": "host-a",
+        "order_timeout": 1.0,
+        "reconcile_interval": 3600,
+        "lease_timeout": 10,
+    }
+    return Settings(db=url, data_dir=tmp, exchange="sim", **(values | overrides))
+
+
 def resting_stop_qty(sim: SimulatedExchange) -> Decimal:
     return sum((o.qty for o in sim.core.open_orders(SOL) if o.type is OrderType.STOP_MARKET), Decimal(0))
 
@@ -102,9 +113,8 @@ async def test_with_a_lease_timeout_a_holder_cut_off_stops_acting_before_another
     through = await partition.start()
     sim = SimulatedExchange(now=SystemClock().now, seed=3)
     loop = asyncio.get_running_loop()
-    common = {"data_dir": tmp_path, "exchange": "sim", "reconcile_interval": 3600, "lease_timeout": 10}
-    cut_off = Settings(db=through, engine_name="host-a", db_timeout=0.5, order_timeout=1.0, **common)
-    direct = Settings(db=pg_url, engine_name="host-b", order_timeout=1.0, **common)
+    cut_off = timed(through, tmp_path, db_timeout=0.5)
+    direct = timed(pg_url, tmp_path, engine_name="host-b")
     try:
         async with contextlib.AsyncExitStack() as stack:
             a = await stack.enter_async_context(
@@ -157,16 +167,7 @@ async def test_with_a_lease_timeout_an_engine_cut_off_alone_stands_down_then_tak
     partition = Partition(pg_url)
     through = await partition.start()
     sim = SimulatedExchange(now=SystemClock().now, seed=3)
-    cfg = Settings(
-        db=through,
-        data_dir=tmp_path,
-        exchange="sim",
-        engine_name="host-a",
-        db_timeout=0.5,
-        order_timeout=1.0,
-        reconcile_interval=3600,
-        lease_timeout=10,
-    )
+    cfg = timed(through, tmp_path, db_timeout=0.5)
     try:
         async with running(cfg, exchange=sim, price_feed=False, lease_retry=0.2) as a:
             pos = await a.engine.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(100)))
@@ -192,15 +193,7 @@ async def test_with_a_lease_timeout_a_start_longer_than_half_of_it_keeps_the_lea
     one). The lease is renewed meanwhile: the start is not cut short by the time bound, and the
     account is not given up and taken again (the epoch stays the one the start began with)."""
     sim = SimulatedExchange(now=SystemClock().now, seed=3)
-    cfg = Settings(
-        db=pg_url,
-        data_dir=tmp_path,
-        exchange="sim",
-        engine_name="host-a",
-        order_timeout=1.0,
-        reconcile_interval=3600,
-        lease_timeout=10,
-    )
+    cfg = timed(pg_url, tmp_path)
     sim.faults.fail_queries = True
     notifier = RecordingNotifier()
     async with running(cfg, exchange=sim, price_feed=False, lease_retry=0.2, notifier=notifier) as a:
@@ -228,15 +221,7 @@ async def test_with_a_lease_timeout_a_lapsed_bound_is_a_stand_down_and_a_fresh_t
     lapse is a stand-down; the engine takes the account again with a fresh recovery, which
     also applies the stop's fill whose handling the gate refused."""
     sim = SimulatedExchange(now=SystemClock().now, seed=3)
-    cfg = Settings(
-        db=pg_url,
-        data_dir=tmp_path,
-        exchange="sim",
-        engine_name="host-a",
-        order_timeout=1.0,
-        reconcile_interval=3600,
-        lease_timeout=10,
-    )
+    cfg = timed(pg_url, tmp_path)
     notifier = RecordingNotifier()
     async with running(cfg, exchange=sim, price_feed=False, lease_retry=0.2, notifier=notifier) as a:
         pos = await a.engine.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(100)))
@@ -267,15 +252,7 @@ async def test_with_a_lease_timeout_a_lease_session_dropped_during_a_long_start_
     from tests.store.pgtools import admin, terminate_lease_session
 
     sim = SimulatedExchange(now=SystemClock().now, seed=3)
-    cfg = Settings(
-        db=pg_url,
-        data_dir=tmp_path,
-        exchange="sim",
-        engine_name="host-a",
-        order_timeout=1.0,
-        reconcile_interval=3600,
-        lease_timeout=10,
-    )
+    cfg = timed(pg_url, tmp_path)
     sim.faults.fail_queries = True
     notifier = RecordingNotifier()
     async with running(cfg, exchange=sim, price_feed=False, lease_retry=0.2, notifier=notifier) as a:
@@ -303,15 +280,7 @@ async def test_with_a_lease_timeout_a_start_ending_during_a_renewal_keeps_the_le
     drops the lease's session (its state unknown), and with it the lock of every account on it
     (a fleet engine's are all on one): each in doubt, alerted, locked again."""
     sim = SimulatedExchange(now=SystemClock().now, seed=3)
-    cfg = Settings(
-        db=pg_url,
-        data_dir=tmp_path,
-        exchange="sim",
-        engine_name="host-a",
-        order_timeout=1.0,
-        reconcile_interval=3600,
-        lease_timeout=10,
-    )
+    cfg = timed(pg_url, tmp_path)
     sim.faults.fail_queries = True
     notifier = RecordingNotifier()
     async with running(cfg, exchange=sim, price_feed=False, lease_retry=0.2, notifier=notifier) as a:
@@ -355,16 +324,7 @@ async def test_with_a_lease_timeout_a_renewal_held_up_past_half_of_it_ends_in_a_
     from tests.store.pgtools import admin
 
     sim = SimulatedExchange(now=SystemClock().now, seed=3)
-    cfg = Settings(
-        db=pg_url,
-        data_dir=tmp_path,
-        exchange="sim",
-        engine_name="host-a",
-        db_timeout=8.0,
-        order_timeout=1.0,
-        reconcile_interval=0.3,
-        lease_timeout=10,
-    )
+    cfg = timed(pg_url, tmp_path, db_timeout=8.0, reconcile_interval=0.3)
     notifier = RecordingNotifier()
     async with running(cfg, exchange=sim, price_feed=False, lease_retry=0.2, notifier=notifier) as a:
         pos = await a.engine.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(100)))
