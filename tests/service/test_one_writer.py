@@ -186,18 +186,26 @@ async def test_with_a_lease_timeout_an_engine_cut_off_alone_stands_down_then_tak
 
 
 @pytest.mark.postgres
+@pytest.mark.parametrize("dropped", [False, True], ids=["held", "session dropped meanwhile"])
 async def test_with_a_lease_timeout_a_start_longer_than_half_of_it_keeps_the_lease(
-    pg_url: str, tmp_path: Path
+    pg_url: str, tmp_path: Path, dropped: bool
 ) -> None:
     """Recovery retries while the exchange fails at start (an outage, a takeover in the middle of
     one). The lease is renewed meanwhile: the start is not cut short by the time bound, and the
-    account is not given up and taken again (the epoch stays the one the start began with)."""
+    account is not given up and taken again (the epoch stays the one the start began with). Its
+    session dropped meanwhile (a server restart, an operator's kill, a network blip), the lease
+    is in doubt, not lost: nobody took it, so it is locked again with the same epoch."""
+    from tests.store.pgtools import admin, terminate_lease_session
+
     sim = SimulatedExchange(now=SystemClock().now, seed=3)
     cfg = timed(pg_url, tmp_path)
     sim.faults.fail_queries = True
     notifier = RecordingNotifier()
     async with running(cfg, exchange=sim, price_feed=False, lease_retry=0.2, notifier=notifier) as a:
         assert a.epoch == 1 and a.engine.state is EngineState.STARTING
+        if dropped:
+            async with admin(pg_url) as conn:
+                await terminate_lease_session(conn, "default")
         first_bound = a.engine.ctx.gate.act_until
         assert first_bound is not None
         clock = a.engine.clock
@@ -239,36 +247,6 @@ async def test_with_a_lease_timeout_a_lapsed_bound_is_a_stand_down_and_a_fresh_t
         held = a.engine.ledger.positions.get(pos.id)
         assert held is None or held.status is PositionStatus.CLOSED  # recovery loads the active only
         assert (await a.store.get_position(pos.id)).status is PositionStatus.CLOSED  # type: ignore[union-attr]
-
-
-@pytest.mark.postgres
-async def test_with_a_lease_timeout_a_lease_session_dropped_during_a_long_start_is_taken_back_with_its_epoch(
-    pg_url: str, tmp_path: Path
-) -> None:
-    """The lease's session is dropped (a server restart, an operator's kill, a network blip) while
-    the start retries through an exchange outage. The lease is in doubt, not lost: nobody took it,
-    so it is locked again with the same epoch while the start runs, as the watcher does once the
-    engine runs. The account is not given up (lease_lost) and taken again with a new epoch."""
-    from tests.store.pgtools import admin, terminate_lease_session
-
-    sim = SimulatedExchange(now=SystemClock().now, seed=3)
-    cfg = timed(pg_url, tmp_path)
-    sim.faults.fail_queries = True
-    notifier = RecordingNotifier()
-    async with running(cfg, exchange=sim, price_feed=False, lease_retry=0.2, notifier=notifier) as a:
-        assert a.epoch == 1 and a.engine.state is EngineState.STARTING
-        async with admin(pg_url) as conn:
-            await terminate_lease_session(conn, "default")
-        first_bound = a.engine.ctx.gate.act_until
-        assert first_bound is not None
-        clock = a.engine.clock
-        await eventually(
-            lambda: clock.monotonic() > first_bound + 1, timeout=15, what="the first bound to pass"
-        )
-        sim.faults.fail_queries = False
-        await eventually(lambda: a.engine.accepting_signals, timeout=15, what="ready")
-        assert a.epoch == 1
-        assert not [alert for alert in notifier.alerts if alert.kind is AlertKind.LEASE_LOST]
 
 
 @pytest.mark.postgres
