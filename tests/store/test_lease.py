@@ -643,3 +643,34 @@ async def test_with_a_timeout_a_holder_frozen_mid_write_does_not_block_the_takeo
         await taker.release()
         await writes.dispose()
         await partition.close()
+
+
+@pytest.mark.postgres
+async def test_with_a_timeout_a_taker_never_ends_a_live_session_holding_the_lock(
+    pg_url: str, backend_pg: Backend
+) -> None:
+    """The row names a holder silent for longer than the timeout, but the lock is held by a
+    session that is alive: another taker between its lock and its epoch bump. A second taker
+    must not end it (on a fleet engine it carries every account's lock): it waits its turn."""
+    holder = lease_for(pg_url, "acct", holder="host-a:1", timeout=TIMEOUT)
+    second = lease_for(pg_url, "acct", holder="host-c:3", timeout=TIMEOUT)
+    try:
+        assert await holder.try_acquire() == 1
+        async with admin(pg_url) as conn, admin(pg_url) as first_taker:
+            await terminate_lease_session(conn, "acct")
+
+            async def silent() -> bool:
+                age = await conn.fetchval(
+                    "SELECT extract(epoch FROM clock_timestamp() - renewed_at) FROM leases"
+                    " WHERE account = 'acct'"
+                )
+                return bool(age > TIMEOUT)
+
+            await until(silent, "the holder to be silent for the timeout")
+            assert await first_taker.fetchval("SELECT pg_try_advisory_lock($1)", advisory_key("acct"))
+            pid = await first_taker.fetchval("SELECT pg_backend_pid()")
+            assert await second.try_acquire() is None
+            assert await lock_holders(conn, "acct") == [pid]  # not ended
+    finally:
+        await holder.release()
+        await second.release()

@@ -479,13 +479,17 @@ class PostgresAdvisoryLease:
 
     async def _end_if_expired(self, conn: AsyncConnection, own_pid: int) -> None:
         """The lock is held: if its holder has not renewed for longer than the timeout, end the
-        sessions holding it (the lock goes with them; the next try takes it). Such a holder acts
-        on nothing any more: it stopped at half the timeout."""
+        sessions holding it that have been silent as long (the lock goes with them; the next
+        try takes it). Such a holder acts on nothing any more: it stopped at half the timeout.
+        A session that spoke since is alive: another taker between its lock and its epoch bump
+        (the row still the silent holder's), whose session (shared by a fleet engine's
+        accounts) must not be ended."""
         assert self.timeout is not None
         last = await self._table.last_renewal(conn)
         if last is None or last.age <= self.timeout:
             return
-        for pid in sorted(await self._lock_holders(conn) - {own_pid}):
+        silent = await conn.execute(_SILENT_HOLDERS, {"key": self.key, "silent": self.timeout})
+        for pid in sorted(set(silent.scalars()) - {own_pid}):
             await conn.execute(_TERMINATE, {"pid": pid})
         await conn.commit()
 
@@ -552,10 +556,15 @@ class PostgresAdvisoryLease:
 _TRY_LOCK = text("SELECT pg_try_advisory_lock(:key), pg_backend_pid()")
 _UNLOCK = text("SELECT pg_advisory_unlock(:key)")
 _TERMINATE = text("SELECT pg_terminate_backend(:pid)")
-_HOLDERS = text(
-    "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1"
+_HELD_BY = (
+    "locktype = 'advisory' AND granted AND objsubid = 1"
     " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
     " AND ((classid::bigint << 32) | objid::bigint) = :key"
+)
+_HOLDERS = text(f"SELECT pid FROM pg_locks WHERE {_HELD_BY}")
+_SILENT_HOLDERS = text(
+    f"SELECT l.pid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid WHERE {_HELD_BY}"
+    " AND a.state_change < clock_timestamp() - make_interval(secs => :silent)"
 )
 
 
