@@ -617,9 +617,15 @@ async def _renew(runtime: Runtime) -> LeaseState | None:
 
 
 async def _try_lease(runtime: Runtime) -> int | None:
-    """The lease's epoch if this engine has room for the account and got it; else None."""
+    """The lease's epoch if this engine has room for the account and got it; else None.
+
+    Without room, a lock still kept from an expiry stand-down (`_lease_lost`: kept so this
+    engine may take the account back at once) is let go: on a fleet engine's shared session,
+    live with its other accounts' renewals, no other engine could ever end it."""
     account = runtime.settings.account
     if not runtime.slots.take(account):
+        with contextlib.suppress(StoreError):
+            await runtime.lease.release()
         return None
     epoch = None
     try:

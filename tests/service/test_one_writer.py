@@ -326,3 +326,61 @@ async def test_with_a_lease_timeout_a_renewal_held_up_past_half_of_it_ends_in_a_
         await eventually(
             lambda: resting_stop_qty(sim) == pos.filled_qty, timeout=10, what="reconciliation puts it back"
         )
+
+
+@pytest.mark.postgres
+async def test_with_a_lease_timeout_a_lapsed_account_whose_slot_another_took_lets_its_lock_go(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """A fleet engine at capacity 1 (its accounts' leases on one shared session): the bound of
+    the account it holds lapses, it stands down and gives the slot back, and another account of
+    the engine takes that slot before this account's standby tries again. The account's lock
+    must not stay on the shared session: that session is live (the other account renews on it),
+    so no other engine could ever end it, and the account would be left with nothing acting."""
+    from warden.adapters.db.lease import PostgresAdvisoryLease
+    from warden.adapters.db.store import SharedConnections
+    from warden.bootstrap import Slots
+
+    sim = SimulatedExchange(now=SystemClock().now, seed=3)
+    shared = SharedConnections(pg_url, name="host-a", op_timeout=5.0, idle_in_transaction=5.0)
+    slots = Slots(capacity=1)
+    other = PostgresAdvisoryLease(pg_url, "other", holder="host-a", session=shared.lease_session, timeout=10)
+    notifier = RecordingNotifier()
+    renewing: asyncio.Task[None] | None = None
+
+    async def renew_other() -> None:
+        while True:  # the other account's watcher: its renewals keep the shared session live
+            await other.check()
+            await asyncio.sleep(0.2)
+
+    try:
+        async with running(
+            timed(pg_url, tmp_path),
+            exchange=sim,
+            price_feed=False,
+            lease_retry=0.5,
+            slots=slots,
+            shared=shared,
+        ) as a:
+            assert a.is_holder
+            async with running(
+                timed(pg_url, tmp_path, engine_name="host-b"),
+                exchange=sim,
+                price_feed=False,
+                lease_retry=0.2,
+                notifier=notifier,
+            ) as b:
+                assert not b.is_holder
+                a.engine.lease_confirmed(a.engine.clock.monotonic())  # lapsed
+                await eventually(lambda: "default" not in slots.held, timeout=10, what="the slot given back")
+                assert slots.take("other")  # the engine's other account takes the freed slot
+                assert await other.try_acquire() is not None
+                renewing = asyncio.create_task(renew_other())
+                await eventually(lambda: b.engine.accepting_signals, timeout=30, what="host-b takes it over")
+                assert b.is_holder and a.engine.state is EngineState.READ_ONLY
+    finally:
+        if renewing is not None:
+            renewing.cancel()
+            await asyncio.gather(renewing, return_exceptions=True)
+        await other.release()
+        await shared.close()
