@@ -545,12 +545,16 @@ async def _start(runtime: Runtime, epoch: int) -> None:
         # the account while the start was retrying) or the engine stopped. A lost lease is handled
         # as the watcher handles it: this engine stands by for the account, so it takes it back
         # when the other holder goes, and gives back its capacity meanwhile.
+        # Or, with lease_timeout, the gate refused it: the bound lapsed (told as expired, not as
+        # lost to another engine, unless the check finds one holding it).
         if engine.status().state is not EngineState.STOPPED:
+            state = None
             with contextlib.suppress(StoreError):
-                await runtime.lease.check()  # learns who holds it now
+                state = await runtime.lease.check()  # learns who holds it now
             with contextlib.suppress(StoreError):
                 await runtime.lease.release()
-            await _lease_lost(runtime)
+            lapsed = state is not LeaseState.LOST and runtime.lease_expired()
+            await _lease_lost(runtime, _lapsed(runtime) if lapsed else None)
         return
     finally:
         if renewing is not None:

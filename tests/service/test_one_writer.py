@@ -384,3 +384,29 @@ async def test_with_a_lease_timeout_a_lapsed_account_whose_slot_another_took_let
             await asyncio.gather(renewing, return_exceptions=True)
         await other.release()
         await shared.close()
+
+
+@pytest.mark.postgres
+async def test_with_a_lease_timeout_a_bound_lapsed_during_the_start_is_told_as_expired_not_lost(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """The start retries (the exchange failing) and the time bound lapses meanwhile: the start's
+    next attempt is refused (NotHolder) and the engine stands down. Nobody else holds the
+    account: the trader is told the lease expired, not that it was lost to an engine named
+    "None"; and the engine takes the account again once the exchange answers."""
+    sim = SimulatedExchange(now=SystemClock().now, seed=3)
+    cfg = timed(pg_url, tmp_path)
+    sim.faults.fail_queries = True
+    notifier = RecordingNotifier()
+    async with running(cfg, exchange=sim, price_feed=False, lease_retry=0.2, notifier=notifier) as a:
+        assert a.engine.state is EngineState.STARTING
+        a.engine.lease_confirmed(a.engine.clock.monotonic())  # lapsed, as after a slow renewal
+
+        def lost() -> list[str]:
+            return [x.message for x in notifier.alerts if x.kind is AlertKind.LEASE_LOST]
+
+        await eventually(lambda: bool(lost()), timeout=15, what="the stand-down")
+        sim.faults.fail_queries = False
+        await eventually(lambda: a.engine.accepting_signals, timeout=20, what="the account taken again")
+        [message] = lost()
+        assert "held by None" not in message and "expired" in message, message
