@@ -674,3 +674,27 @@ async def test_with_a_timeout_a_taker_never_ends_a_live_session_holding_the_lock
     finally:
         await holder.release()
         await second.release()
+
+
+@pytest.mark.postgres
+async def test_with_a_timeout_a_taker_checking_a_lock_freed_by_a_fault_does_not_make_the_holder_lose_it(
+    pg_url: str, backend_pg: Backend
+) -> None:
+    """The holder's session dropped by a fault; a standby's try locks the freed lock for the
+    instant it takes to see the holder renewed within the timeout, then lets it go. A holder
+    that looks (or locks again) in that instant has not lost its lease: the epoch is still its
+    own, and no taker may bump it before the timeout. It is in doubt, then locks it again."""
+    holder = lease_for(pg_url, "acct", holder="host-a:1", timeout=60)
+    try:
+        assert await holder.try_acquire() == 1
+        async with admin(pg_url) as conn:
+            await terminate_lease_session(conn, "acct")
+            await conn.execute("SELECT pg_advisory_lock($1)", advisory_key("acct"))  # a taker checking
+            assert await holder.check() is UNREACHABLE
+            with pytest.raises(StoreUnavailable):
+                await holder.reacquire()
+            await conn.execute("SELECT pg_advisory_unlock($1)", advisory_key("acct"))  # not done: let go
+        assert await holder.reacquire() == 1
+        assert await holder.check() is HELD
+    finally:
+        await holder.release()

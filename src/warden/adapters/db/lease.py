@@ -513,7 +513,10 @@ class PostgresAdvisoryLease:
         if not got:
             holders = await self._lock_holders(conn)
             self._other = await self._table.holder_row(conn)
+            checking = await self._taker_checking(conn, epoch)
             await conn.rollback()
+            if holders and self._pid not in holders and checking:
+                return f"held by another engine's try (pid {sorted(holders)}), our epoch not taken"
             if holders and self._pid not in holders:
                 return False
             if holders:
@@ -540,13 +543,23 @@ class PostgresAdvisoryLease:
                     )
                 ).one_or_none()
                 holders = await self._lock_holders(conn)
+                checking = self._epoch is not None and await self._taker_checking(conn, self._epoch)
         except StoreError:
             return LeaseState.UNREACHABLE
-        if row is not None and row.epoch == self._epoch and not holders - {self._pid}:
+        if row is not None and row.epoch == self._epoch and (not holders - {self._pid} or checking):
             return LeaseState.UNREACHABLE  # nobody took it meanwhile: reacquire
         self._other = None if row is None else row.holder
         self._epoch = self._pid = self._generation = None
         return LeaseState.LOST
+
+    async def _taker_checking(self, conn: AsyncConnection, epoch: int) -> bool:
+        """With a timeout: whether the row still has our `epoch`, renewed within the timeout. Then
+        another session holding the lock is a taker checking (`_last_holder_done`), which lets it
+        go again: nobody may bump an epoch renewed that recently, so the lease is not lost."""
+        if self.timeout is None:
+            return False
+        last = await self._table.last_renewal(conn)
+        return last is not None and last.epoch == epoch and last.age <= self.timeout
 
     async def _lock_holders(self, conn: AsyncConnection) -> set[int]:
         """Backend pids holding the account's advisory lock in this database."""
