@@ -122,11 +122,6 @@ class Runtime:
         if timeout is not None and self.asked_at is not None:
             self.engine.lease_confirmed(self.asked_at + timeout / 2)
 
-    def lease_expired(self) -> bool:
-        """The lease has a timeout and was not confirmed within its half: stand down."""
-        until = self.engine.ctx.gate.act_until
-        return until is not None and self.clock.monotonic() >= until
-
     @property
     def metrics_registry(self) -> CollectorRegistry:
         """Exchange call, database write and alert delivery metrics (the API's /metrics adds them)."""
@@ -553,7 +548,7 @@ async def _start(runtime: Runtime, epoch: int) -> None:
                 state = await runtime.lease.check()  # learns who holds it now
             with contextlib.suppress(StoreError):
                 await runtime.lease.release()
-            lapsed = state is not LeaseState.LOST and runtime.lease_expired()
+            lapsed = state is not LeaseState.LOST and runtime.engine.ctx.gate.unconfirmed
             await _lease_lost(runtime, _lapsed(runtime) if lapsed else None)
         return
     finally:
@@ -602,7 +597,7 @@ async def _renew(runtime: Runtime) -> LeaseState | None:
             epoch = await lease.reacquire()
         except StoreUnavailable as exc:
             log.warning("lease_unreachable", account=account, error=str(exc))
-            return None if runtime.lease_expired() else LeaseState.UNREACHABLE
+            return None if runtime.engine.ctx.gate.unconfirmed else LeaseState.UNREACHABLE
         if epoch is None:
             return LeaseState.LOST
         if epoch != runtime.epoch:
@@ -612,7 +607,7 @@ async def _renew(runtime: Runtime) -> LeaseState | None:
         state = LeaseState.HELD
     if state is LeaseState.LOST:
         return state
-    if runtime.lease_expired():
+    if runtime.engine.ctx.gate.unconfirmed:
         return None
     runtime.asked_at = asked
     runtime.confirmed()

@@ -611,7 +611,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _lease_timeout_needs_postgres(self) -> Settings:
-        if self.lease_timeout is not None and self.db.partition("://")[0].startswith("sqlite"):
+        if self.lease_timeout is not None and database_backend(self.db) == "sqlite":
             raise DomainValidationError(
                 "lease_timeout",
                 "needs PostgreSQL: on SQLite the lease is a lock file on one host, which ends with"
@@ -946,6 +946,11 @@ DATABASE_BACKENDS = ("sqlite", "postgresql", "postgres")
 DATABASE_HINT = "use sqlite:///path/to/warden.db or postgresql://user@host:5432/dbname"
 
 
+def database_backend(url: str) -> str:
+    """The backend a database URL names: its scheme without a driver (`sqlite+aiosqlite` -> sqlite)."""
+    return url.partition("://")[0].partition("+")[0]
+
+
 def database_url_flaw(url: str) -> str | None:
     """Why warden cannot use `url` as its database, found before anything starts, without showing
     a password: not a URL, a scheme it has no driver for, SQLite without a file, or a password
@@ -955,7 +960,7 @@ def database_url_flaw(url: str) -> str | None:
         shown = f"***@{url.rpartition('@')[2]}" if "@" in url else url  # no credentials
         return f"must be a database URL like sqlite:///./data/warden.db, not {shown!r}"
     scheme, _, rest = url.partition("://")
-    backend = scheme.partition("+")[0]
+    backend = database_backend(url)
     if backend not in DATABASE_BACKENDS:
         return f"unsupported database scheme {scheme!r}; {DATABASE_HINT}"
     if backend == "sqlite":
