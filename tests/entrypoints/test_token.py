@@ -134,3 +134,49 @@ def test_a_full_disk_leaves_no_token_file_behind(tmp_path: Path, monkeypatch: py
             ensure_token(s)
     assert find_token(s) is None
     assert ensure_token(s).source is TokenSource.CREATED
+
+
+def test_a_broken_symlink_at_the_token_path_is_named_not_called_a_race(tmp_path: Path) -> None:
+    """A token path that is a symbolic link to nothing (a moved volume, a deleted secret) failed
+    every start with "vanished while it was being created; start again", which no restart cures.
+    It is named as what it is, with where it points, and nothing is created in its place."""
+    s = settings(tmp_path)
+    s.token_file.parent.mkdir(parents=True)
+    target = tmp_path / "secrets" / "token"
+    s.token_file.symlink_to(target)
+    for attempt in (ensure_token, find_token):
+        with pytest.raises(TokenError, match=f"symbolic link to {target}, which does not exist"):
+            attempt(s)
+    assert not target.exists()
+    assert s.token_file.is_symlink()
+
+
+def test_a_start_that_died_before_linking_its_staged_token_leaves_nothing_after_the_next(
+    tmp_path: Path,
+) -> None:
+    """A start killed between writing its staged token (`.api-token.<pid>.<hex>`, a secret
+    nobody uses) and giving it the token file's name left that file in the data directory for
+    good. The next start removes a dead process's staged files (a live one's are its own
+    business; other files are not touched)."""
+    s = settings(tmp_path)
+    data = tmp_path / "data"
+    data.mkdir()
+    dead = _a_dead_pid()
+    left = data / f".api-token.{dead}.0badf00d"
+    left.write_text("never-used\n")
+    live = data / f".api-token.{os.getpid()}.1234abcd"
+    live.write_text("being-written\n")
+    other = data / ".api-token.notes"
+    other.write_text("not ours\n")
+    created = ensure_token(s)
+    assert created.source is TokenSource.CREATED
+    assert sorted(p.name for p in data.iterdir()) == sorted(["api-token", live.name, other.name])
+
+
+def _a_dead_pid() -> int:
+    """A process id that no process holds now: a child that has exited and been reaped."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os._exit(0)
+    os.waitpid(pid, 0)
+    return pid

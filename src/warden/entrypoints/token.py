@@ -7,6 +7,7 @@ The token itself is never logged or printed, except by `warden token`.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import os
 import secrets
@@ -52,6 +53,7 @@ def ensure_token(settings: Settings) -> ApiToken:
     if settings.api_token is not None:
         return ApiToken(settings.api_token, TokenSource.SETTINGS, None)
     path = settings.token_file
+    _sweep_staged(path)
     existing = read_token_file(path)
     if existing is not None:
         return ApiToken(existing, TokenSource.FILE, path)
@@ -88,6 +90,31 @@ def _publish(path: Path, value: str) -> bool:
     return True
 
 
+def _sweep_staged(path: Path) -> None:
+    """Remove the staged tokens (`_publish`'s `.<name>.<pid>.<hex>`) of processes that died
+    before removing theirs: never-used secrets, or second links to the token file."""
+    try:
+        staged = list(path.parent.glob(f".{path.name}.*.*"))
+    except OSError:
+        return
+    for candidate in staged:
+        pid, _, suffix = candidate.name[len(path.name) + 2 :].partition(".")
+        if not (pid.isdigit() and len(suffix) == 8 and not _alive(int(pid))):
+            continue
+        with contextlib.suppress(OSError):  # not ours to remove (another owner, read-only): leave it
+            candidate.unlink()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
 def _create(path: Path, value: str) -> bool:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -110,6 +137,11 @@ def read_token_file(path: Path) -> SecretStr | None:
     try:
         mode = path.stat().st_mode
     except FileNotFoundError:
+        if path.is_symlink():  # a link to nothing: creating "it" would never succeed
+            raise TokenError(
+                f"{path} is a symbolic link to {os.readlink(path)}, which does not exist;"
+                " restore its target or delete the link to have a new token generated"
+            ) from None
         return None
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise TokenError(f"{path} is readable by other users; run `chmod 600 {path}`")
