@@ -430,18 +430,20 @@ async def running(
     try:
         async with asyncio.TaskGroup() as group:
             runtime.group = group
-            epoch = await _try_lease(runtime)
-            if epoch is None:
-                await _stand_by_because(runtime)
-                log.warning("standby", account=settings.account, holder=lease.holder())
-                runtime.tasks.append(group.create_task(_standby(runtime)))
-            else:
-                await _activate(runtime, epoch)
-            runtime.tasks.append(group.create_task(engine.deliver_alerts()))
-            runtime.tasks.extend(group.create_task(run(runtime)) for run in beside)
-            if epoch is not None:
-                await engine.first_attempt.wait()
+            # The engine's acting loops run outside the group (`run_loops`): stopped however the
+            # block ends, a start that raised before the first attempt was told included.
             try:
+                epoch = await _try_lease(runtime)
+                if epoch is None:
+                    await _stand_by_because(runtime)
+                    log.warning("standby", account=settings.account, holder=lease.holder())
+                    runtime.tasks.append(group.create_task(_standby(runtime)))
+                else:
+                    await _activate(runtime, epoch)
+                runtime.tasks.append(group.create_task(engine.deliver_alerts()))
+                runtime.tasks.extend(group.create_task(run(runtime)) for run in beside)
+                if epoch is not None:
+                    await engine.first_attempt.wait()
                 yield runtime
             finally:
                 await engine.stop()

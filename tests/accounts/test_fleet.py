@@ -10,6 +10,7 @@ import contextlib
 import socket
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,6 +22,7 @@ from warden.adapters.sim import SimFaults, SimulatedExchange
 from warden.bootstrap import Fleet, _same_exchange_account, running, running_fleet
 from warden.config import Settings
 from warden.domain.position import PositionStatus
+from warden.domain.reports import PositionReport
 from warden.domain.values import Side, Symbol
 from warden.service.commands import EngineState, OpenPosition, TradingRefused
 from warden.service.engine import Engine
@@ -351,3 +353,57 @@ async def test_an_account_whose_database_does_not_answer_at_start_is_started_aga
         assert "alt" not in fleet.failures
         short = await engine(fleet, "alt").open_position(OpenPosition(SOL, Side.SHORT, Decimal(100)))
         assert short.status is PositionStatus.PROTECTED
+
+
+class FirstRecoveryBreaks(SimulatedExchange):
+    """An adapter with a bug: its first positions query raises what no adapter should (a KeyError)."""
+
+    broke = False
+
+    async def fetch_positions(self) -> list[PositionReport]:
+        if not self.broke:
+            self.broke = True
+            raise KeyError("positionAmt")
+        return await super().fetch_positions()
+
+
+async def test_an_account_whose_first_start_raises_a_bug_leaves_no_loop_of_that_engine_running(
+    tmp_path: Path, store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """alt's adapter raises an unexpected exception at its first start: alt is started again with
+    a new engine, main trades throughout, and nothing of alt's first engine goes on acting (its
+    stream, reconcile, maintenance and silence loops end with it: it is stopped)."""
+    made: list[Engine] = []
+    run_loops = Engine.run_loops
+
+    def recorded(self: Engine, stream: Any) -> None:
+        if self.config.account == "alt":
+            made.append(self)
+        run_loops(self, stream)
+
+    monkeypatch.setattr(Engine, "run_loops", recorded)
+    settings = fleet_settings(tmp_path, store_url, TWO_SIM)
+    clock = SystemClock()
+    broken = FirstRecoveryBreaks(now=clock.now, seed=2)
+    async with running_fleet(
+        settings,
+        clock=clock,
+        price_feed=False,
+        notifier=lambda _: RecordingNotifier(),
+        exchanges={"alt": broken},
+        restart_after=0.05,
+    ) as fleet:
+        opened = await engine(fleet, "main").open_position(OpenPosition(SOL, Side.LONG, Decimal(100)))
+        assert opened.status is PositionStatus.PROTECTED
+        await eventually(
+            lambda: fleet.runtime("alt") is not None and engine(fleet, "alt").status().accepting_signals,
+            timeout=30,
+            what="alt started again and ready",
+        )
+        first, current = made[0], engine(fleet, "alt")
+        assert broken.broke and first is not current
+        assert first.status().state is EngineState.STOPPED
+        assert len(first._loops) == 0
+        short = await current.open_position(OpenPosition(SOL, Side.SHORT, Decimal(100)))
+        assert short.status is PositionStatus.PROTECTED
+    await broken.close()
