@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from warden.adapters.sim import SimFaults, SimulatedExchange
 from warden.bootstrap import Fleet, _same_exchange_account, running, running_fleet
 from warden.config import Settings
 from warden.domain.position import PositionStatus
-from warden.domain.reports import PositionReport
+from warden.domain.reports import PositionReport, StreamEvent
 from warden.domain.values import Side, Symbol
 from warden.service.commands import EngineState, OpenPosition, TradingRefused
 from warden.service.engine import Engine
@@ -406,4 +407,56 @@ async def test_an_account_whose_first_start_raises_a_bug_leaves_no_loop_of_that_
         assert len(first._loops) == 0
         short = await current.open_position(OpenPosition(SOL, Side.SHORT, Decimal(100)))
         assert short.status is PositionStatus.PROTECTED
+    await broken.close()
+
+
+class StreamBreaksOnce(SimulatedExchange):
+    """An adapter with a bug in its stream: the first event it takes raises (a KeyError)."""
+
+    broke = False
+
+    def stream(self) -> AsyncIterator[StreamEvent]:
+        events = super().stream()
+
+        async def breaking() -> AsyncIterator[StreamEvent]:
+            async for event in events:
+                if not self.broke:
+                    self.broke = True
+                    raise KeyError("e")
+                yield event
+
+        return breaking()
+
+
+async def test_an_account_whose_stream_raises_takes_it_again_and_sees_its_stops_fire(
+    tmp_path: Path, store_url: str
+) -> None:
+    """alt's stream raises (a bug in its adapter): alt takes the exchange's stream again, so a
+    stop that fires afterwards is seen at once, not only by the next reconciliation (an hour
+    away here); main trades throughout."""
+    settings = fleet_settings(tmp_path, store_url, TWO_SIM, extra="reconcile_interval = 3600")
+    clock = SystemClock()
+    broken = StreamBreaksOnce(now=clock.now, seed=2)
+    async with running_fleet(
+        settings,
+        clock=clock,
+        price_feed=False,
+        notifier=lambda _: RecordingNotifier(),
+        exchanges={"alt": broken},
+    ) as fleet:
+        alt = engine(fleet, "alt")
+        short = await alt.open_position(OpenPosition(SOL, Side.SHORT, Decimal(100)))
+        assert short.status is PositionStatus.PROTECTED and broken.broke
+        await alt.wait_idle()
+        assert short.stop_price is not None
+        broken.set_mark(SOL, short.stop_price + Decimal("0.1"))
+        await eventually(
+            lambda: alt.ledger.positions[short.id].status is PositionStatus.CLOSED,
+            timeout=10,
+            what="alt to see its stop fire on its stream",
+        )
+        assert alt.ledger.positions[short.id].exit_reason == "stop"
+        assert broken.core.positions() == []
+        opened = await engine(fleet, "main").open_position(OpenPosition(SOL, Side.LONG, Decimal(100)))
+        assert opened.status is PositionStatus.PROTECTED
     await broken.close()

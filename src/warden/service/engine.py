@@ -872,16 +872,33 @@ class Engine:
 
     async def consume(self, stream: AsyncIterator[StreamEvent]) -> None:
         """Route every stream event. A bug handling one event must not stop the stream (positions
-        would go unwatched): it is alerted and recorded, and a resync asks the exchange."""
-        async for event in stream:
-            self.stream_watch.heard(self.clock.monotonic())
+        would go unwatched): it is alerted and recorded, and a resync asks the exchange. Nor must
+        one in the stream itself (the adapter's): it is alerted once, the exchange's stream is
+        taken again after a pause (`retry_backoff`, doubling up to `start_backoff_max` while it
+        fails), and a resync reads what it lost meanwhile."""
+        failing = False
+        pause = self.config.retry_backoff
+        while True:
             try:
-                await self.router.on_event(event)
-            except NotHolder:
+                async for event in stream:
+                    failing, pause = False, self.config.retry_backoff
+                    self.stream_watch.heard(self.clock.monotonic())
+                    try:
+                        await self.router.on_event(event)
+                    except NotHolder:
+                        return
+                    except Exception as exc:
+                        await self._survive("stream event", exc)
+                        self.ctx.tasks.spawn(self.resync_all())
                 return
             except Exception as exc:
-                await self._survive("stream event", exc)
-                self.ctx.tasks.spawn(self.resync_all())
+                if not failing:
+                    await self._survive("the exchange's stream", exc)
+                failing = True
+            await self.clock.sleep(pause)
+            pause = min(pause * 2, self.config.start_backoff_max)
+            stream = self.exchange.stream()
+            self.ctx.tasks.spawn(self.resync_all())
 
     async def on_event(self, event: StreamEvent) -> None:
         await self.router.on_event(event)
