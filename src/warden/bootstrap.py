@@ -569,18 +569,13 @@ async def _confirm_while_starting(runtime: Runtime) -> None:
     """With `lease_timeout`: renew the lease while the start runs (recovery retrying through an
     exchange outage can take minutes), so its time bound does not lapse before the watcher takes
     over (`_renew`; what it cannot confirm is left to the start, whose writes are fenced and
-    sends refused once the bound lapses, and then to the watcher). Cancelled (the start ended),
-    a renewal under way is finished first: a lease call cancelled halfway drops the lease's
-    session, and with it the lock of every account on it."""
+    sends refused once the bound lapses, and then to the watcher). Cancelled when the start
+    ends; the lease finishes a call under way first (a call cut in half would drop its session).
+    """
     while True:
         await runtime.clock.sleep(runtime.lease_retry)
-        turn = asyncio.ensure_future(_renew(runtime))
-        try:
-            with contextlib.suppress(StoreError):
-                await asyncio.shield(turn)
-        except asyncio.CancelledError:
-            await asyncio.wait([turn])
-            raise
+        with contextlib.suppress(StoreError):
+            await _renew(runtime)
 
 
 async def _renew(runtime: Runtime) -> LeaseState | None:

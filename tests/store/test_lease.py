@@ -698,3 +698,42 @@ async def test_with_a_timeout_a_taker_checking_a_lock_freed_by_a_fault_does_not_
         assert await holder.check() is HELD
     finally:
         await holder.release()
+
+
+@pytest.mark.postgres
+async def test_a_lease_call_cancelled_halfway_on_a_shared_session_leaves_the_other_accounts_locks(
+    pg_url: str, backend_pg: Backend
+) -> None:
+    """An account's tasks are cancelled (it stops, or its task group ends on an error) while its
+    lease check waits on the shared session. Cancelled halfway, the call dropped the session,
+    and every other account's lock on it went too: in doubt, degraded, open to a standby. The
+    call is finished first (bounded by op_timeout), then the cancellation goes on."""
+    session = LeaseSession(pg_url, name="engine-a")
+    mine = [lease_for(pg_url, name, holder="engine-a", session=session) for name in ("one", "two")]
+    try:
+        assert [await lease.try_acquire() for lease in mine] == [1, 1]
+        async with admin(pg_url) as conn, admin(pg_url) as blocker:
+            [pid] = await lock_holders(conn, "two")
+            holding_row = blocker.transaction()
+            await holding_row.start()
+            await blocker.execute("SELECT 1 FROM leases WHERE account = 'one' FOR UPDATE")
+            checking = asyncio.create_task(mine[0].check())
+
+            async def waiting() -> bool:
+                state = await conn.fetchval(
+                    "SELECT wait_event_type FROM pg_stat_activity WHERE pid = $1", pid
+                )
+                return bool(state == "Lock")
+
+            await until(waiting, "the check to wait on the row")
+            checking.cancel()
+            await holding_row.rollback()
+            with pytest.raises(asyncio.CancelledError):
+                await checking
+            assert await lock_holders(conn, "one") == [pid]
+            assert await lock_holders(conn, "two") == [pid]
+        assert [await lease.check() for lease in mine] == [HELD, HELD]
+    finally:
+        for lease in mine:
+            await lease.release()
+        await session.close()

@@ -20,16 +20,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import functools
 import hashlib
 import os
 import re
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects import sqlite
@@ -318,6 +319,34 @@ class LeaseSession:
                 await conn.invalidate()
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+L = TypeVar("L")
+
+
+def _whole(
+    call: Callable[Concatenate[L, P], Coroutine[Any, Any, R]],
+) -> Callable[Concatenate[L, P], Coroutine[Any, Any, R]]:
+    """A lease call its caller's cancellation cannot cut in half: cancelled halfway, a turn on
+    the session drops it (`LeaseSession.using`), and with it the lock of every account on it
+    (an account stopping would put every other account of the engine in doubt). The call is
+    finished first (each statement bounded by op_timeout); the cancellation then goes on."""
+
+    @functools.wraps(call)
+    async def finished(lease: L, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        running = asyncio.ensure_future(call(lease, *args, **kwargs))
+        try:
+            return await asyncio.shield(running)
+        except asyncio.CancelledError:
+            if not running.done():
+                await asyncio.wait([running])
+            if not running.cancelled():
+                running.exception()  # its outcome is not wanted: the caller was cancelled
+            raise
+
+    return finished
+
+
 class PostgresAdvisoryLease:
     """PostgreSQL: `pg_try_advisory_lock` on a session kept open; ending it releases the lease.
 
@@ -368,6 +397,7 @@ class PostgresAdvisoryLease:
     def _locked(self) -> bool:
         return self._generation is not None and self._session.alive == self._generation
 
+    @_whole
     async def try_acquire(self) -> int | None:
         if await self.still_held():
             return self._epoch
@@ -395,6 +425,7 @@ class PostgresAdvisoryLease:
         self._other = holder if held else None
         return self._other
 
+    @_whole
     async def release(self) -> None:
         """Let the lock go: the lease's own session ends; on a shared one the lock is unlocked.
         With a timeout the row is also marked expired (its epoch still ours), so a taker need not
@@ -421,6 +452,7 @@ class PostgresAdvisoryLease:
     async def still_held(self) -> bool:
         return await self.check() is LeaseState.HELD
 
+    @_whole
     async def check(self) -> LeaseState:
         if self._epoch is None:
             return LeaseState.LOST
@@ -440,6 +472,7 @@ class PostgresAdvisoryLease:
                 return LeaseState.LOST
         return await self._look()
 
+    @_whole
     async def reacquire(self) -> int | None:
         if self._locked() and await self.check() is LeaseState.HELD:
             return self._epoch
