@@ -152,6 +152,50 @@ class CcxtAdapter:
         self._clock_lock = asyncio.Lock()
         self._clock_measured_at = float("-inf")  # time.monotonic() of the last measurement
         self._clock_logged: int | None = None  # the difference last logged as off
+        self.rate_limited_until = float("-inf")
+        """time.monotonic() before which no request is sent: the `Retry-After` of a 429 / 418."""
+        self._hold_back_when_told(client)
+
+    # ----- the exchange's Retry-After ------------------------------------------------------
+
+    def _hold_back_when_told(self, client: Any) -> None:
+        """A 429 or 418 carries `Retry-After` (seconds): how long to stay away. Requests sent
+        meanwhile are refused too, and Binance bans an IP that does not back off after a 429 (418,
+        2 minutes to 3 days, nothing can be placed, moved or closed meanwhile). ccxt reads the
+        header nowhere: its error handler is wrapped to note it, and its `fetch` to refuse every
+        REST request until then without sending it (DDoSProtection: ExchangeUnavailable, nothing
+        happened)."""
+        handle_errors, fetch = getattr(client, "handle_errors", None), getattr(client, "fetch", None)
+        if handle_errors is None or fetch is None:
+            return
+
+        def noted(code: Any, reason: Any, url: Any, method: Any, headers: Any, *rest: Any) -> Any:
+            if code in (418, 429):
+                self.told_to_wait(headers)
+            return handle_errors(code, reason, url, method, headers, *rest)
+
+        async def held(url: str, method: str = "GET", headers: Any = None, body: Any = None) -> Any:
+            left = self.rate_limited_until - time.monotonic()
+            if left > 0:
+                raise ccxt.DDoSProtection(
+                    f"{self.venue} {method} {url} not sent: {left:.1f}s left of the exchange's Retry-After"
+                )
+            return await fetch(url, method, headers, body)
+
+        client.handle_errors = noted
+        client.fetch = held
+
+    def told_to_wait(self, headers: Any) -> None:
+        """Note a response's `Retry-After` (whole seconds, as Binance sends it)."""
+        if not isinstance(headers, Mapping):
+            return
+        value = next((str(v) for k, v in headers.items() if str(k).lower() == "retry-after"), "")
+        if not value.strip().isdigit():
+            return
+        until = time.monotonic() + int(value)
+        if until > self.rate_limited_until:
+            self.rate_limited_until = until
+            log.warning("%s: rate limited, nothing is sent for %s s (Retry-After)", self.venue, value)
 
     # ----- the host's clock against the exchange's -----------------------------------------
 

@@ -47,6 +47,9 @@ class SimFaults:
     rate_limit_if: a place or cancel it matches is answered 429 (SimRateLimited, an
         ExchangeUnavailable); nothing changes. For a cancel, the predicate sees the order
         being cancelled as a request.
+    retry_after: (the Binance server face) seconds the 429 of `rate_limit_if` / `unavailable_if`
+        tells the client to stay away, in its `Retry-After` header, as Binance's 429 and 418 do
+        (0: no header).
     stream_gap: seconds of silence. Set above 0, the user stream goes silent at its next event
         for that long: events meanwhile are lost (a socket that died without anyone noticing),
         then it reconnects and the consumer gets a StreamGap. The knob reads back 0 once the
@@ -71,5 +74,6 @@ class SimFaults:
     stream_silent: bool = False
     server_error_if: OrderPredicate | None = None
     rate_limit_if: OrderPredicate | None = None
+    retry_after: float = 0.0
     stream_gap: float = 0.0
     subscribe_delay: float = 0.0

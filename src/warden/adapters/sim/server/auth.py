@@ -24,18 +24,21 @@ FUTURE_TOLERANCE_MS = 1000
 class BinanceError(VenueError):
     """A refusal rendered as Binance's error body (also the /sim/* control surface's, on every venue)."""
 
-    def __init__(self, code: int, msg: str, status: int = 400) -> None:
+    def __init__(self, code: int, msg: str, status: int = 400, *, retry_after: int = 0) -> None:
         super().__init__(f"{code}: {msg}")
         self.code = code
         self.msg = msg
         self.status = status
+        self.retry_after = retry_after
+        """Seconds for the `Retry-After` header (Binance's 429 and 418 carry one); 0: none."""
 
     @property
     def note(self) -> str:
         return f"{self.code} {self.msg}"
 
     def response(self) -> web.Response:
-        return web.json_response({"code": self.code, "msg": self.msg}, status=self.status)
+        headers = {"Retry-After": str(self.retry_after)} if self.retry_after > 0 else None
+        return web.json_response({"code": self.code, "msg": self.msg}, status=self.status, headers=headers)
 
 
 def mandatory(name: str) -> BinanceError:

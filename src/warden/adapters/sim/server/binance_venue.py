@@ -8,6 +8,7 @@ user-data messages (ORDER_TRADE_UPDATE, ALGO_UPDATE, ACCOUNT_UPDATE) and the
 from __future__ import annotations
 
 import contextlib
+import math
 import secrets
 from typing import Any
 
@@ -79,7 +80,7 @@ class BinanceVenue(SimVenue):
         except SimServerError as exc:
             raise BinanceError(-1001, INTERNAL_ERROR, 502) from exc
         except ExchangeUnavailable as exc:
-            raise BinanceError(-1003, TOO_MANY_REQUESTS, 429) from exc
+            raise self._too_many_requests() from exc
         except ExchangeTimeout as exc:
             raise BinanceError(-1007, UNKNOWN_STATUS, 503) from exc
 
@@ -91,7 +92,11 @@ class BinanceVenue(SimVenue):
         except SimServerError as exc:
             raise BinanceError(-1001, INTERNAL_ERROR, 502) from exc
         except ExchangeUnavailable as exc:
-            raise BinanceError(-1003, TOO_MANY_REQUESTS, 429) from exc
+            raise self._too_many_requests() from exc
+
+    def _too_many_requests(self) -> BinanceError:
+        """HTTP 429 (-1003) with the `Retry-After` of the `retry_after` knob, when set."""
+        return BinanceError(-1003, TOO_MANY_REQUESTS, 429, retry_after=math.ceil(self.sim.faults.retry_after))
 
     async def gate(self, *, query: bool = True) -> None:
         """Latency and outage faults for a call that reads the core directly."""

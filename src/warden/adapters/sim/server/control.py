@@ -22,11 +22,13 @@ started (the newest 10,000; not kept in --state-file), oldest first: {"symbol", 
 (ISO times; end null while it goes on), "seconds"}.
 
 Fault knobs: rest_latency, stream_latency, drop_rate, duplicate_rate, reorder_rate, fill_delay,
-stream_gap, subscribe_delay (numbers); events_before_response, fail_queries (booleans); reject_if,
-unavailable_if, timeout_after_execution_if, ack_only_if, server_error_if, rate_limit_if: true
-(every order), false/null (none) or a glob on the client order id (e.g. "*-e1"). server_error_if
-answers a matching place or cancel with HTTP 502 (-1001, nothing executed; a client cannot tell,
-so it must look the order up), rate_limit_if with HTTP 429 (-1003). stream_gap: seconds of silence
+stream_gap, subscribe_delay, retry_after (numbers); events_before_response, fail_queries
+(booleans); reject_if, unavailable_if, timeout_after_execution_if, ack_only_if, server_error_if,
+rate_limit_if: true (every order), false/null (none) or a glob on the client order id (e.g.
+"*-e1"). server_error_if answers a matching place or cancel with HTTP 502 (-1001, nothing
+executed; a client cannot tell, so it must look the order up), rate_limit_if with HTTP 429
+(-1003), carrying `Retry-After: <retry_after>` (seconds, rounded up) when retry_after is above
+0, as Binance's 429 does (Binance face). stream_gap: seconds of silence
 on the user-data stream from its next event (those events are lost), then every user-data socket
 is closed (the client reconnects); it reads back 0 once over. A MARKET order matching ack_only_if
 is answered NEW with executedQty "0" and fills fill_delay seconds later at the mark of that moment
@@ -75,6 +77,7 @@ NUMBER_KNOBS = (
     "fill_delay",
     "stream_gap",
     "subscribe_delay",
+    "retry_after",
 )
 RATE_KNOBS = ("drop_rate", "duplicate_rate", "reorder_rate")  # chances: at most 1
 FLAG_KNOBS = ("events_before_response", "fail_queries", "stream_silent")
