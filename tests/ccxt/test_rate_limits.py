@@ -26,7 +26,7 @@ async def test_after_a_429_nothing_is_sent_until_its_retry_after_has_passed() ->
     async with rig_for("binance") as made:
         assert isinstance(made, ServerRig)
         rig, exchange = made, made.exchange
-        await rig.faults(rate_limit_if=True, retry_after=1)
+        await rig.faults(rate_limit_if=True, retry_after=2)
         with pytest.raises(ExchangeUnavailable):
             await exchange.place_order(rig.market(f"{ID}-e1", OrderSide.BUY, "0.01"))
         assert await _order_requests(rig) == 1
@@ -48,5 +48,5 @@ async def test_after_a_429_nothing_is_sent_until_its_retry_after_has_passed() ->
                 return False
             return report.status is OrderStatus.FILLED
 
-        await until(placed, timeout=5.0, what="an order after the Retry-After")
+        await until(placed, timeout=10.0, what="an order after the Retry-After")
         assert await _order_requests(rig) == 2
