@@ -106,6 +106,12 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
+def header(headers: Mapping[Any, Any], name: str) -> str:
+    """A response header's value, whatever the case of its name ("" when absent)."""
+    wanted = name.lower()
+    return next((str(v) for k, v in headers.items() if str(k).lower() == wanted), "")
+
+
 class CcxtAdapter:
     """One account on one venue through an unmodified ccxt.pro client.
 
@@ -153,49 +159,75 @@ class CcxtAdapter:
         self._clock_measured_at = float("-inf")  # time.monotonic() of the last measurement
         self._clock_logged: int | None = None  # the difference last logged as off
         self.rate_limited_until = float("-inf")
-        """time.monotonic() before which no request is sent: the `Retry-After` of a 429 / 418."""
+        """time.monotonic() before which no request is sent: what the exchange said when it refused
+        for too many requests (`told_to_wait`)."""
+        self.rate_limited_by = ""
+        """What set `rate_limited_until` (the header or answer), for the refusals meanwhile."""
         self._hold_back_when_told(client)
 
-    # ----- the exchange's Retry-After ------------------------------------------------------
+    # ----- the exchange's rate limits ------------------------------------------------------
 
     def _hold_back_when_told(self, client: Any) -> None:
-        """A 429 or 418 carries `Retry-After` (seconds): how long to stay away. Requests sent
-        meanwhile are refused too, and Binance bans an IP that does not back off after a 429 (418,
-        2 minutes to 3 days, nothing can be placed, moved or closed meanwhile). ccxt reads the
-        header nowhere: its error handler is wrapped to note it, and its `fetch` to refuse every
-        REST request until then without sending it (DDoSProtection: ExchangeUnavailable, nothing
-        happened)."""
+        """An exchange refusing for too many requests says how long to stay away (`told_to_wait`:
+        Binance's `Retry-After` on a 429 / 418, Bybit's reset timestamp on a retCode 10006 and its
+        403 for the IP). Requests sent meanwhile are refused too, and both ban an IP that does not
+        back off (Binance: 418, 2 minutes to 3 days; nothing can be placed, moved or closed
+        meanwhile). ccxt reads none of it: its error handler (which sees every answer, with its
+        headers) is wrapped to note it, and its `fetch` to refuse every REST request until then
+        without sending it (DDoSProtection: ExchangeUnavailable, nothing happened)."""
         handle_errors, fetch = getattr(client, "handle_errors", None), getattr(client, "fetch", None)
         if handle_errors is None or fetch is None:
             return
 
-        def noted(code: Any, reason: Any, url: Any, method: Any, headers: Any, *rest: Any) -> Any:
-            if code in (418, 429):
-                self.told_to_wait(headers)
-            return handle_errors(code, reason, url, method, headers, *rest)
+        def noted(
+            code: Any,
+            reason: Any,
+            url: Any,
+            method: Any,
+            headers: Any,
+            body: Any = None,
+            response: Any = None,
+            *rest: Any,
+        ) -> Any:
+            told = self.told_to_wait(code, headers if isinstance(headers, Mapping) else {}, response)
+            if told is not None:
+                self.hold_back(*told)
+            return handle_errors(code, reason, url, method, headers, body, response, *rest)
 
         async def held(url: str, method: str = "GET", headers: Any = None, body: Any = None) -> Any:
             left = self.rate_limited_until - time.monotonic()
             if left > 0:
+                said = self.rate_limited_by
                 raise ccxt.DDoSProtection(
-                    f"{self.venue} {method} {url} not sent: {left:.1f}s left of the exchange's Retry-After"
+                    f"{self.venue} {method} {url} not sent: {left:.1f}s left of the exchange's {said}"
                 )
             return await fetch(url, method, headers, body)
 
         client.handle_errors = noted
         client.fetch = held
 
-    def told_to_wait(self, headers: Any) -> None:
-        """Note a response's `Retry-After` (whole seconds, as Binance sends it)."""
-        if not isinstance(headers, Mapping):
-            return
-        value = next((str(v) for k, v in headers.items() if str(k).lower() == "retry-after"), "")
+    def told_to_wait(
+        self, status: Any, headers: Mapping[Any, Any], response: Any
+    ) -> tuple[float, str] | None:
+        """How long an answer (HTTP status, headers, parsed body) says to stay away: (seconds, what
+        said so), or None when it does not. Here a 429 / 418's `Retry-After` (whole seconds, as
+        Binance sends it); a venue reading its own signals overrides."""
+        if status not in (418, 429):
+            return None
+        value = header(headers, "Retry-After")
         if not value.strip().isdigit():
+            return None
+        return float(int(value)), "Retry-After"
+
+    def hold_back(self, seconds: float, why: str) -> None:
+        """Send nothing for `seconds` (none when not above 0); a hold already longer stands."""
+        if seconds <= 0:
             return
-        until = time.monotonic() + int(value)
+        until = time.monotonic() + seconds
         if until > self.rate_limited_until:
             self.rate_limited_until = until
-            log.warning("%s: rate limited, nothing is sent for %s s (Retry-After)", self.venue, value)
+            self.rate_limited_by = why
+            log.warning("%s: rate limited, nothing is sent for %.1f s (%s)", self.venue, seconds, why)
 
     # ----- the host's clock against the exchange's -----------------------------------------
 

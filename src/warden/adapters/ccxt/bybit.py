@@ -32,7 +32,7 @@ import asyncio
 import hashlib
 import logging
 import weakref
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from functools import partial
@@ -43,6 +43,7 @@ from warden.adapters.ccxt.adapter import (
     CLOCK_SLACK_MS,
     CcxtAdapter,
     Setting,
+    header,
     is_loopback,
     now,
     resynced,
@@ -68,6 +69,21 @@ PRIVATE_WATCHES = ("orders", "myTrades")
 """ccxt's subscription keys (message hashes) of the stream's two private watches."""
 LOGIN_VALID_MS = 10_000
 """How far ahead of the exchange's now a private-socket login's `expires` is (as ccxt signs it)."""
+RATE_LIMITED = frozenset({"10006", "10018"})
+"""retCodes refusing for too many requests (HTTP 200): the account's API rate limit ("Too many
+visits"), the IP's rate limit."""
+RESET_HEADER = "X-Bapi-Limit-Reset-Timestamp"
+"""Sent with every answer: when the endpoint's window resets (ms, Bybit's clock) once the limit
+was exceeded, otherwise just the current time."""
+MAX_RESET_WAIT = 60.0
+"""Seconds at most that a reset timestamp holds requests back. Bybit's windows are a second (a
+minute for a few endpoints): one further off is a clock or a value gone wrong, and warden would
+otherwise place, move or close no stop for as long (logged when cut)."""
+NO_RESET_WAIT = 1.0
+"""Seconds held back after a rate-limit refusal without a readable reset timestamp: one window."""
+IP_LIMIT_WAIT = 600.0
+"""Seconds held back after an HTTP 403: Bybit's answer to an IP over its limit ("access too
+frequent"), after which it says to stop all HTTP sessions and wait at least 10 minutes."""
 
 
 class CcxtBybitExchange(CcxtAdapter):
@@ -131,6 +147,36 @@ class CcxtBybitExchange(CcxtAdapter):
         elif testnet:
             client.set_sandbox_mode(True)
         return cls(client, symbols=symbols, leverage=leverage, margin_mode=margin_mode)
+
+    # ----- Bybit's rate limits ------------------------------------------------------------
+
+    def told_to_wait(
+        self, status: Any, headers: Mapping[Any, Any], response: Any
+    ) -> tuple[float, str] | None:
+        """Bybit refuses an account over its rate limit with HTTP 200 and retCode 10006 (10018 for
+        the IP), and says in `X-Bapi-Limit-Reset-Timestamp` (ms, its clock) when the window resets;
+        an IP over its limit gets HTTP 403, to wait at least 10 minutes. A successful answer's
+        `X-Bapi-Limit-Status` of 0 holds nothing back: its reset timestamp is then only the current
+        time (Bybit's documentation), so it does not say until when, and the next request finds out."""
+        if status == 403:
+            return IP_LIMIT_WAIT, "IP limit (HTTP 403)"
+        code = response.get("retCode") if isinstance(response, Mapping) else None
+        if str(code) not in RATE_LIMITED:
+            return super().told_to_wait(status, headers, response)
+        reset = header(headers, RESET_HEADER).strip()
+        if not reset.isdigit():
+            return NO_RESET_WAIT, f"retCode {code} (no {RESET_HEADER})"
+        seconds = (int(reset) - self.exchange_now_ms()) / 1000
+        if seconds > MAX_RESET_WAIT:
+            log.warning(
+                "bybit: %s %s is %.0f s away, beyond any of Bybit's windows: holding back %.0f s only",
+                RESET_HEADER,
+                reset,
+                seconds,
+                MAX_RESET_WAIT,
+            )
+            seconds = MAX_RESET_WAIT
+        return seconds, RESET_HEADER
 
     # ----- the Exchange port ----------------------------------------------------------
 

@@ -45,11 +45,13 @@ class SimFaults:
     server_error_if: a place or cancel it matches is answered with a 5xx (SimServerError, an
         ExchangeTimeout: nothing was done, but the caller cannot tell); nothing changes.
     rate_limit_if: a place or cancel it matches is answered 429 (SimRateLimited, an
-        ExchangeUnavailable); nothing changes. For a cancel, the predicate sees the order
-        being cancelled as a request.
-    retry_after: (the Binance server face) seconds the 429 of `rate_limit_if` / `unavailable_if`
-        tells the client to stay away, in its `Retry-After` header, as Binance's 429 and 418 do
-        (0: no header).
+        ExchangeUnavailable; the Bybit face: retCode 10006); nothing changes. For a cancel, the
+        predicate sees the order being cancelled as a request.
+    retry_after: (the server faces) seconds the rate-limit answer of `rate_limit_if` /
+        `unavailable_if` tells the client to stay away: the Binance face's 429 carries it in its
+        `Retry-After` header, as Binance's 429 and 418 do (0: no header); the Bybit face's 10006
+        carries `X-Bapi-Limit-Reset-Timestamp` that far past its now (ms, the server's clock),
+        with `X-Bapi-Limit-Status` 0 and `X-Bapi-Limit`, as Bybit does (0: the reset is now).
     stream_gap: seconds of silence. Set above 0, the user stream goes silent at its next event
         for that long: events meanwhile are lost (a socket that died without anyone noticing),
         then it reconnects and the consumer gets a StreamGap. The knob reads back 0 once the

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
@@ -30,11 +31,15 @@ Json = dict[str, Any]
 class BybitError(VenueError):
     """A refusal in Bybit's envelope: HTTP 200 (the default) and a non-zero retCode."""
 
-    def __init__(self, code: int, msg: str, status: int = 200) -> None:
+    def __init__(
+        self, code: int, msg: str, status: int = 200, *, headers: Mapping[str, str] | None = None
+    ) -> None:
         super().__init__(f"{code}: {msg}")
         self.code = code
         self.msg = msg
         self.status = status
+        self.headers = dict(headers or {})
+        """Response headers (a 10006 carries Bybit's X-Bapi-Limit-* headers)."""
 
     @property
     def note(self) -> str:
@@ -42,7 +47,7 @@ class BybitError(VenueError):
 
     def response(self) -> web.Response:
         body = {"retCode": self.code, "retMsg": self.msg, "result": {}, "retExtInfo": {}, "time": _wall_ms()}
-        return web.json_response(body, status=self.status)
+        return web.json_response(body, status=self.status, headers=self.headers or None)
 
 
 def _wall_ms() -> int:

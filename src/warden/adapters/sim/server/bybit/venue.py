@@ -33,6 +33,9 @@ MAX_CONDITIONAL_ORDERS = 10
 PRIVATE_TOPICS = ("order", "execution", "position", "wallet")
 
 TOO_MANY_VISITS = "Too many visits. Exceeded the API Rate Limit."
+RATE_LIMIT = 20
+"""The `X-Bapi-Limit` a 10006 reports: Bybit's per-second limit of /v5/order/create and /cancel
+for linear on a unified account."""
 REQUEST_TIMEOUT = "Request timeout, please try again later"
 SYSTEM_ERROR = "System error. Please try again later."
 NOT_EXISTS = "order not exists or too late to cancel"
@@ -126,7 +129,7 @@ class BybitVenue(SimVenue):
                 10001, f"params error: simulated rejection of {request.client_order_id}"
             ) from exc
         except ExchangeUnavailable as exc:
-            raise BybitError(10006, TOO_MANY_VISITS) from exc
+            raise self.too_many_visits() from exc
         except ExchangeTimeout as exc:
             raise BybitError(10016, REQUEST_TIMEOUT) from exc
         finally:
@@ -141,7 +144,7 @@ class BybitVenue(SimVenue):
         except OrderNotFound as exc:
             raise BybitError(110001, NOT_EXISTS) from exc
         except ExchangeUnavailable as exc:
-            raise BybitError(10006, TOO_MANY_VISITS) from exc
+            raise self.too_many_visits() from exc
 
     async def amend(self, order: OrderReport, qty: Decimal | None, trigger: Decimal | None) -> OrderReport:
         try:
@@ -163,7 +166,19 @@ class BybitVenue(SimVenue):
                 raise _rejection(cause, request, self.core.mark(order.symbol)) from exc
             raise BybitError(10001, f"params error: {exc}") from exc
         except ExchangeUnavailable as exc:
-            raise BybitError(10006, TOO_MANY_VISITS) from exc
+            raise self.too_many_visits() from exc
+
+    def too_many_visits(self) -> BybitError:
+        """retCode 10006 as Bybit sends it: HTTP 200, none left of the window (`X-Bapi-Limit-Status`
+        0), and the window resetting `retry_after` seconds from now on the server's clock
+        (`X-Bapi-Limit-Reset-Timestamp`, ms; with retry_after 0, now: nothing to wait)."""
+        reset = self.now_ms() + round(self.sim.faults.retry_after * 1000)
+        headers = {
+            "X-Bapi-Limit": str(RATE_LIMIT),
+            "X-Bapi-Limit-Status": "0",
+            "X-Bapi-Limit-Reset-Timestamp": str(reset),
+        }
+        return BybitError(10006, TOO_MANY_VISITS, headers=headers)
 
     async def gate(self) -> None:
         """Latency and outage faults for a call that reads the core directly."""
