@@ -317,6 +317,24 @@ async def test_faults_become_retcodes(bybit: BybitClient) -> None:
     assert (waiting["orderStatus"], waiting["cumExecQty"]) == ("New", "0")  # acknowledged, not filled
 
 
+async def test_a_cancel_met_by_a_server_error_is_answered_10016(
+    bybit: BybitClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """server_error_if on a cancel: Bybit's 10016 (its outcome unknown to the client), nothing
+    cancelled, and no failure inside the server."""
+    await market(bybit, "wd-p-e1")
+    assert (await conditional(bybit, "wd-p-s1", "60000"))["retCode"] == 0
+    await bybit.control("POST", "/sim/faults", {"server_error_if": "*-s1"})
+    cancel = {**LINEAR, "symbol": "BTCUSDT", "orderLinkId": "wd-p-s1"}
+    refused = await bybit.post("/v5/order/cancel", cancel)
+    assert (refused["retCode"], refused["retMsg"]) == (10016, "System error. Please try again later.")
+    _, logged = await bybit.control("GET", "/sim/requests")
+    [entry] = [r for r in logged if r["path"] == "/v5/order/cancel"]
+    assert (entry["status"], entry["note"]) == (200, "10016 System error. Please try again later.")
+    assert "failed" not in caplog.text
+    assert (await one_order(bybit, "wd-p-s1"))["orderStatus"] == "Untriggered"  # still there
+
+
 async def test_the_control_surface_is_the_same_on_every_venue(bybit: BybitClient) -> None:
     await market(bybit, "wd-p-e1")
     status, state = await bybit.control("GET", "/sim/state")

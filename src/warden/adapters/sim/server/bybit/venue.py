@@ -18,6 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from warden.adapters.sim.book import Direction, direction_of
+from warden.adapters.sim.faults import SimServerError
 from warden.adapters.sim.rules import SimRejection
 from warden.adapters.sim.server.bybit import shapes
 from warden.adapters.sim.server.bybit.auth import BybitError, Json
@@ -143,6 +144,8 @@ class BybitVenue(SimVenue):
             return await self.sim.cancel_order(order.symbol, order.client_order_id, order.type.conditional)
         except OrderNotFound as exc:
             raise BybitError(110001, NOT_EXISTS) from exc
+        except SimServerError as exc:  # server_error_if: nothing cancelled, the client cannot tell
+            raise BybitError(10016, SYSTEM_ERROR) from exc
         except ExchangeUnavailable as exc:
             raise self.too_many_visits() from exc
 
