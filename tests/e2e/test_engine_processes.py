@@ -628,3 +628,32 @@ def test_a_stop_cancelled_by_hand_is_placed_again(procs: Processes, tmp_path: Pa
     print(f"\n{venue}: stop re-placed {took:.2f}s after the hand cancel was seen")
     exposure = {e["symbol"]: e for e in sim.state()["exposure"]}["SOL/USDT:USDT"]
     assert exposure["max_unprotected_seconds"] < 5, exposure
+
+
+def test_an_entry_given_up_on_that_the_exchange_executes_later_is_protected(
+    procs: Processes, tmp_path: Path, venue: str
+) -> None:
+    """The entry is answered "execution status unknown" (Binance 503 -1007, Bybit's timeout) and
+    the lookups find nothing, so warden records it failed; 5 s later the exchange executes it after
+    all. Through unmodified ccxt: the position now on the exchange gets a stop within the protection
+    window and warden tracks it as that entry's."""
+    sim = procs.sim(venue=venue, price_interval=0)
+    engine = procs.engine("engine", tmp_path / "data", sim=sim)
+    engine.wait_ready()
+    sim.faults(execute_late_if="*-e1", execute_delay=5)
+    opened = engine.signal_qty("SOL", "long", "1")
+    assert opened.status_code in (202, 502, 503), opened.text
+    body = opened.json()
+    pid = body.get("position", body)["id"]
+    failed = poll(
+        lambda: (p := engine.position(pid))["status"] == "failed" and p, within=15, what="the entry failed"
+    )
+    assert sim.state()["positions"] == [], "given up on before the exchange executed it"
+    poll(lambda: bool(sim.state()["positions"]), within=15, what="the entry executed late")
+    converge(lambda: check_all(sim, engine), within=CONVERGE_WITHIN, what="after the late execution")
+    exposure = {e["symbol"]: e for e in sim.state()["exposure"]}["SOL/USDT:USDT"]
+    assert exposure["max_unprotected_seconds"] < PROTECTION_WINDOW, exposure
+    [pos] = engine.positions()
+    assert (pos["side"], D(pos["size"])) == ("long", D("1"))
+    told = [e["message"] for e in engine.events(pos["id"])]
+    assert any(f"the entry of {failed['id']}" in m for m in told), told

@@ -294,3 +294,42 @@ async def test_past_its_lease_confirmation_the_engine_sends_and_writes_nothing(h
     harness.engine.lease_confirmed(harness.engine.clock.monotonic() + 60)
     closed = await harness.engine.close_position(ClosePosition(pos.id))
     assert closed.status is PositionStatus.CLOSED and harness.exchange_qty() == 0
+
+
+@pytest.mark.parametrize("orphan_policy", ["adopt", "alert"])
+async def test_an_entry_given_up_on_that_executes_later_is_protected_tracked_and_told(
+    harness: Harness, orphan_policy: str
+) -> None:
+    """The entry's outcome is unknown (a 503 -1007) and the lookups find nothing, so it fails;
+    then the exchange executes it after all. The position that now exists on the exchange gets a
+    stop within the protection window, warden tracks it at the exchange's size, and the trader
+    is told (critical). It is warden's own entry, so the orphan policy (for positions warden has
+    no record of) does not leave it alone."""
+    await harness.stop()
+    harness.config = replace(harness.config, orphan_policy=orphan_policy)
+    await harness.start()
+    harness.sim.faults.execute_late_if = lambda req: req.client_order_id.endswith("-e1")
+    harness.sim.faults.execute_delay = 0.3  # after the lookups gave up
+    pos = await harness.open("long", usd="100")
+    assert pos.status is PositionStatus.FAILED
+    assert harness.exchange_qty() == 0
+    await eventually(lambda: harness.exchange_qty() != 0, what="the entry executed late")
+    held = harness.exchange_qty()
+
+    def covered() -> bool:
+        [exposure] = harness.sim.exposure()
+        return exposure.qty == abs(held) and exposure.unprotected_seconds == 0
+
+    await eventually(covered, timeout=10, what="a stop covering the late entry")
+    [exposure] = harness.sim.exposure()
+    assert exposure.max_unprotected_seconds < harness.engine.config.protection_window
+    tracked = [p for p in harness.engine.ledger.active_positions() if p.symbol == SOL]
+    assert [p.remaining for p in tracked] == [held]
+    await eventually(
+        lambda: any(
+            a.kind is AlertKind.ENTRY_UNRESOLVED and a.position_id == pos.id for a in harness.notifier.alerts
+        ),
+        what="the trader told",
+    )
+    told = [a for a in harness.notifier.alerts if a.position_id == pos.id and a.level == "critical"]
+    assert told and "executed it later" in told[-1].message

@@ -37,7 +37,7 @@ from warden.domain.events import Event, EventKind
 from warden.domain.orders import OrderStatus
 from warden.domain.plan import tighter
 from warden.domain.position import Position, PositionStatus
-from warden.domain.reports import StreamEvent
+from warden.domain.reports import FillReport, StreamEvent
 from warden.domain.values import Instrument, OrderRole, PositionId, Symbol, grid_of, parse_client_id
 from warden.ports import (
     AlertChannel,
@@ -156,6 +156,7 @@ class Engine:
             self.controls,
         )
         ledger.on_degraded = self._degraded
+        self.exits.on_late_entry = self._late_entry
         ledger.on_fenced = self._fenced
         self.stream_watch = StreamWatch(config, clock.monotonic())
         self._reconciling = asyncio.Lock()
@@ -995,6 +996,32 @@ class Engine:
         await self._loops.cancel_all()
         await self.ctx.tasks.cancel_all()
         self.ctx.gate.state = EngineState.STOPPED
+
+    def _late_entry(self, position: Position | None, report: FillReport) -> None:
+        """An entry warden gave up on (its lookups found nothing) executed after all: the exchange
+        holds a position no active one explains. Reconciled now (adopted as that entry's, and
+        protected, whatever the orphan policy), not at the next pass; the trader is told."""
+        if position is not None:
+            self.reconciler.late_entries[position.symbol] = position
+        self.ctx.tasks.spawn(self._reconcile_late(position, report))
+
+    async def _reconcile_late(self, position: Position | None, report: FillReport) -> None:
+        what = (
+            f"{position.symbol} {position.side} entry of {position.id}"
+            if position is not None
+            else f"{report.symbol} entry {report.client_order_id}"
+        )
+        try:
+            await self.reconcile(check_rows=False)
+            repaired = "it was reconciled at once"
+        except (ExchangeError, StoreUnavailable, NotHolder) as exc:
+            repaired = f"reconciling it failed ({exc}): the next pass adopts and protects it"
+        await self.ctx.notify(
+            AlertKind.ENTRY_UNRESOLVED,
+            f"{what} was given up on ({position.status if position else 'ended'}) but the exchange "
+            f"executed it later: {report.side} {report.qty} @ {report.price} is open there; {repaired}",
+            position.id if position is not None else None,
+        )
 
     async def resync_all(self) -> None:
         """After a stream gap: events may be lost, so ask the exchange, then reconcile."""

@@ -153,6 +153,11 @@ class ExitManager:
             put=self.ledger.put_marks,
         )
         self.ledger.before_change = self._before_change
+        self.on_late_entry: Callable[[Position | None, FillReport], None] | None = None
+        """Called with an entry fill of a position that already ended (failed: its lookups found
+        nothing; or finished) or left memory: the exchange executed it after warden gave up on
+        it, so it holds a position no active one explains (the engine reconciles it at once)."""
+        self._late_trades: set[str] = set()
 
     def forget(self, pid: PositionId) -> None:
         """A finished position leaves memory: its streak counters go with it."""
@@ -754,6 +759,7 @@ class ExitManager:
                             f"fill {fill.trade_id} after {pos.status}",
                         )
                     )
+                    self.late_entry(pos, report)
             else:
                 if order.role.is_exit and report.qty > pos.remaining:
                     spill = report.qty - pos.remaining
@@ -825,6 +831,13 @@ class ExitManager:
             fee=report.fee if qty == report.qty else report.fee * qty / report.qty,
             at=report.at,
         )
+
+    def late_entry(self, position: Position | None, report: FillReport) -> None:
+        """An entry fill no active position takes (see `on_late_entry`): handed on once per trade."""
+        if report.trade_id in self._late_trades or self.on_late_entry is None:
+            return
+        self._late_trades.add(report.trade_id)
+        self.on_late_entry(position, report)
 
     async def attribute_orphan_fill(self, report: FillReport) -> None:
         """A fill of an exit order of a position that already finished: it reduced something else."""

@@ -113,11 +113,17 @@ class Reconciler:
         self.last_reconcile_at: datetime | None = None
         self._told_orphans: dict[Symbol, str] = {}
         """Orphans left alone (orphan_policy=alert) the trader was told of: symbol -> what was found."""
+        self.late_entries: dict[Symbol, Position] = {}
+        """Entries of warden's that executed after it gave up on them (their positions failed),
+        by symbol: an orphan on their side is that entry's position, adopted with its plan and
+        levels whatever the orphan policy (it is warden's own, not one it has no record of).
+        Kept for the next pass that runs to its end."""
 
     async def run(self, *, check_rows: bool = True) -> ReconcileReport:
         ctx = self.ctx
         started = time.perf_counter()
         findings: list[Finding] = []
+        late = dict(self.late_entries)
         if check_rows:
             findings.extend(await self._unknown_rows())
         await self._resolve_stale_intents()
@@ -153,6 +159,9 @@ class Reconciler:
             ):
                 break
         await self._record(self._untold(findings, truth))
+        for symbol, position in late.items():
+            if self.late_entries.get(symbol) is position:
+                del self.late_entries[symbol]
         for position in ctx.ledger.active_positions():
             try:
                 await self.exits.retry_take_profits(position.id)
@@ -230,7 +239,7 @@ class Reconciler:
             pid = d.position_id if d.position_id in ctx.ledger.positions else None
             events.append(Event(EventKind.RECONCILE, ctx.clock.now(), pid, message, data))
             kind = ALERTS.get(d.kind, AlertKind.UNKNOWN_ROW)
-            if d.kind is Kind.ORPHAN and self.orphan_policy is OrphanPolicy.ALERT:
+            if d.kind is Kind.ORPHAN and action.startswith("alerted only"):
                 kind = AlertKind.ORPHAN_FOUND
             alerts.append(ctx.make_alert(kind, message, pid))
         if events:
@@ -365,10 +374,13 @@ class Reconciler:
     # ---------------------------------------------------------------- orphans
 
     async def _orphan(self, d: Discrepancy, truth: Truth) -> str:
-        if self.orphan_policy is OrphanPolicy.ALERT:
+        report = next(r for r in truth.positions if r.symbol == d.symbol)
+        late = self.late_entries.pop(d.symbol, None)
+        if late is not None and late.side is not report.side:
+            late = None
+        if self.orphan_policy is OrphanPolicy.ALERT and late is None:
             return "alerted only (orphan_policy=alert)"
         ctx = self.ctx
-        report = next(r for r in truth.positions if r.symbol == d.symbol)
         now = ctx.clock.now()
         position = Position(
             id=PositionId(self.new_id()),
@@ -376,18 +388,28 @@ class Reconciler:
             side=report.side,
             status=PositionStatus.OPEN,
             target_qty=report.qty,
-            plan=ctx.config.plan,
+            plan=ctx.config.plan if late is None else late.plan,
             opened_at=now,
-            origin="external",
+            origin="external" if late is None else late.origin,
+            stop_price=None if late is None else late.stop_price,
+            tp1_price=None if late is None else late.tp1_price,
+            tp2_price=None if late is None else late.tp2_price,
             filled_qty=report.qty,
             entry_price=report.entry_price,
             last_price=report.entry_price,
             watermark=report.entry_price,
             exclusive=not ctx.config.allow_stacking,
         )
-        event = Event(EventKind.RECONCILE, now, position.id, f"adopted {report.side} {report.qty} {d.symbol}")
-        await ctx.ledger.commit(None, position, events=[event])
+        what = f"adopted {report.side} {report.qty} {d.symbol}"
+        if late is not None:
+            what += f": the entry of {late.id}, executed after warden gave up on it"
+        await ctx.ledger.commit(None, position, events=[Event(EventKind.RECONCILE, now, position.id, what)])
         self.exits.exposed_from(position.id, ctx.clock.monotonic())
+        if late is not None:
+            protected = await self.exits.protect(position.id)
+            return (
+                f"adopted as {position.id} (the late entry of {late.id}) and protected ({protected.status})"
+            )
         if self.orphan_policy is OrphanPolicy.CLOSE:
             closed = await self.exits.close(position.id, ExitReason.EXTERNAL)
             return f"adopted as {position.id} and closed ({closed.status})"

@@ -6,7 +6,8 @@
   that arrives before recovery loaded the state) is buffered and replayed,
   never dropped. An event of a position that already finished and left memory
   is a late echo: its fills are still attributed (a stale exit order of a closed
-  position reduces whatever the symbol holds now).
+  position reduces whatever the symbol holds now; an entry that executed after warden
+  gave up on it is reconciled at once, see ExitManager.on_late_entry).
 - An order with a warden-shaped id of another installation means another warden
   trades this account: trading stops, it is alerted, and its orders are never
   touched.
@@ -101,6 +102,8 @@ class Router:
         if parsed.position_id in self.ctx.ledger.forgotten:
             if isinstance(event, FillReport) and parsed.role.is_exit:
                 await self.exits.attribute_orphan_fill(event)
+            elif isinstance(event, FillReport):
+                self.exits.late_entry(None, event)
             return
         self.buffer(event)
 

@@ -20,12 +20,13 @@ in a background task (the injected `sleep` times it). Its due time is part of th
 so a restarted adapter resumes it: it fills at its due time, or at once (at the mark of that
 moment) if the due time passed while the process was down. `close` cancels the task; the
 order stays open in the state file until the next start. The fault knobs themselves are
-not persisted.
+not persisted, nor is a request held back by `execute_late_if` (it is lost with the process).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -121,6 +122,21 @@ class SimulatedExchange:
             raise ExchangeUnavailable(f"simulated outage placing {request.client_order_id}")
         if faults.reject_if is not None and faults.reject_if(request):
             raise OrderRejected(f"simulated rejection of {request.client_order_id}")
+        if faults.execute_late_if is not None and faults.execute_late_if(request):
+            self._execute_later(request, close_position, max(0.0, faults.execute_delay))
+            raise ExchangeTimeout(f"simulated unknown outcome of {request.client_order_id} (executed later)")
+        report, seq = self._execute(request, close_position)
+        if faults.events_before_response and seq is not None:
+            await self._stream.wait_taken(seq, self._response_wait)
+        if faults.timeout_after_execution_if is not None and faults.timeout_after_execution_if(request):
+            raise ExchangeTimeout(f"simulated timeout after executing {request.client_order_id}")
+        return report
+
+    def _execute(self, request: OrderRequest, close_position: bool) -> tuple[OrderReport, int | None]:
+        """The matching engine takes the order: placed (filled, resting or acknowledged under
+        `ack_only_if`), saved, its events published. Returns the order and the stream sequence
+        the consumer must reach to have seen its events (None: none were enqueued)."""
+        faults = self.faults
         now = self._now()
         delay: float | None = None
         if (
@@ -140,12 +156,20 @@ class SimulatedExchange:
         if delay is not None:
             self._fill_later(outcome.report.exchange_order_id, delay)
         self._time_due_fills()
-        seq = self._stream.publish(outcome.events)
-        if faults.events_before_response and seq is not None:
-            await self._stream.wait_taken(seq, self._response_wait)
-        if faults.timeout_after_execution_if is not None and faults.timeout_after_execution_if(request):
-            raise ExchangeTimeout(f"simulated timeout after executing {request.client_order_id}")
-        return outcome.report
+        return outcome.report, self._stream.publish(outcome.events)
+
+    def _execute_later(self, request: OrderRequest, close_position: bool, delay: float) -> None:
+        """`execute_late_if`: the request reaches the matching engine `delay` seconds from now."""
+        task = asyncio.get_running_loop().create_task(self._execute_after(request, close_position, delay))
+        self._fill_tasks.add(task)
+        task.add_done_callback(self._fill_tasks.discard)
+
+    async def _execute_after(self, request: OrderRequest, close_position: bool, delay: float) -> None:
+        await self._sleep(delay)
+        if self._closed:
+            return
+        with contextlib.suppress(DuplicateOrder, OrderRejected):  # refused: nothing happens
+            self._execute(request, close_position)
 
     async def cancel_order(self, symbol: Symbol, client_order_id: str, conditional: bool) -> OrderReport:
         await self._rest()

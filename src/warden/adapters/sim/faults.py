@@ -31,6 +31,17 @@ class SimFaults:
     reject_if / unavailable_if: refuse an order (OrderRejected / ExchangeUnavailable)
         without executing it.
     timeout_after_execution_if: execute the order, then raise ExchangeTimeout.
+    execute_late_if: a place it matches is answered with an unknown outcome (ExchangeTimeout; on
+        the Binance face HTTP 503 -1007 "execution status unknown", as Binance answers when its
+        matching engine did not answer in time) with nothing done yet: lookups by its client id
+        find nothing and no event is sent. `execute_delay` seconds later (through the adapter's
+        injected sleep) the request reaches the matching engine and is executed as sent (a
+        market order fills at the mark of that moment, its events on the stream), as a real
+        exchange may still execute such an order seconds later. Should its client id be taken
+        meanwhile, the late request is refused as a duplicate and nothing happens. A request
+        still in flight is not kept in the state file (it is lost with the process).
+    execute_delay: seconds from the unknown answer of such a request to its execution. Read
+        when the order is placed.
     fail_queries: every fetch_* raises ExchangeUnavailable.
     ack_only_if: a MARKET order it matches is acknowledged, not filled: place_order returns it
         OPEN with nothing filled (on the server: status NEW, executedQty "0"); it fills
@@ -70,6 +81,8 @@ class SimFaults:
     reject_if: OrderPredicate | None = None
     unavailable_if: OrderPredicate | None = None
     timeout_after_execution_if: OrderPredicate | None = None
+    execute_late_if: OrderPredicate | None = None
+    execute_delay: float = 0.0
     fail_queries: bool = False
     ack_only_if: OrderPredicate | None = None
     fill_delay: float = 0.0

@@ -22,26 +22,31 @@ started (the newest 10,000; not kept in --state-file), oldest first: {"symbol", 
 (ISO times; end null while it goes on), "seconds"}.
 
 Fault knobs: rest_latency, stream_latency, drop_rate, duplicate_rate, reorder_rate, fill_delay,
-stream_gap, subscribe_delay, retry_after (numbers); events_before_response, fail_queries
-(booleans); reject_if, unavailable_if, timeout_after_execution_if, ack_only_if, server_error_if,
-rate_limit_if: true (every order), false/null (none) or a glob on the client order id (e.g.
-"*-e1"). server_error_if answers a matching place or cancel with HTTP 502 (-1001, nothing executed;
-a client cannot tell, so it must look the order up), rate_limit_if with HTTP 429 (-1003), carrying
-`Retry-After: <retry_after>` (seconds, rounded up) when retry_after is above 0, as Binance's 429
-does (Binance face). The Bybit face answers both as Bybit does, HTTP 200: server_error_if with
-retCode 10016, rate_limit_if with retCode 10006, with `X-Bapi-Limit-Status: 0`, `X-Bapi-Limit` and
-`X-Bapi-Limit-Reset-Timestamp` (ms on the server's clock: now plus retry_after). stream_gap:
-seconds of silence on the user-data stream from its next event (those events are lost), then every
-user-data socket is closed (the client reconnects); it reads back 0 once over. A MARKET order
-matching ack_only_if is answered NEW with executedQty "0" and fills fill_delay seconds later at the
-mark of that moment (a background task; ORDER_TRADE_UPDATE TRADE and ACCOUNT_UPDATE on the user
-stream); until then it is NEW in lookups and open orders, and a cancel cancels it for good.
-subscribe_delay (Bybit only): seconds a private socket takes to act on a `subscribe` (its topics
-and its acknowledgement come only then). clock_offset (a number, negative allowed): seconds the
-server's clock runs ahead of the host's (negative: behind); the time endpoint, the timestamp window
-of signed requests (-1021 / retCode 10002) and every time the server reports follow it (see
-`ServerClock`). Knobs live in memory only: a restarted server starts with none set, but a fill
-still pending in the --state-file resumes.
+execute_delay, stream_gap, subscribe_delay, retry_after (numbers); events_before_response,
+fail_queries (booleans); reject_if, unavailable_if, timeout_after_execution_if, execute_late_if,
+ack_only_if, server_error_if, rate_limit_if: true (every order), false/null (none) or a glob on
+the client order id (e.g. "*-e1"). server_error_if answers a matching place or cancel with
+HTTP 502 (-1001, nothing executed; a client cannot tell, so it must look the order up),
+rate_limit_if with HTTP 429 (-1003), carrying `Retry-After: <retry_after>` (seconds, rounded
+up) when retry_after is above 0, as Binance's 429 does (Binance face). The Bybit face answers
+both as Bybit does, HTTP 200: server_error_if with retCode 10016, rate_limit_if with retCode
+10006, with `X-Bapi-Limit-Status: 0`, `X-Bapi-Limit` and `X-Bapi-Limit-Reset-Timestamp` (ms on
+the server's clock: now plus retry_after). stream_gap: seconds of silence on the user-data stream
+from its next event (those events are lost), then every user-data socket is closed (the client
+reconnects); it reads back 0 once over. A MARKET order matching ack_only_if is answered NEW with
+executedQty "0" and fills fill_delay seconds later at the mark of that moment (a background task;
+ORDER_TRADE_UPDATE TRADE and ACCOUNT_UPDATE on the user stream); until then it is NEW in lookups
+and open orders, and a cancel cancels it for good. A place matching execute_late_if is answered
+HTTP 503 -1007 ("execution status unknown"; Bybit: its timeout answer) with nothing done: lookups
+do not find it until, execute_delay seconds later, it reaches the matching engine and executes as
+sent (a market order fills at the mark of that moment, with its stream events), as a real
+exchange may land such an order seconds later; should its client id be taken meanwhile, it is
+refused and nothing happens. subscribe_delay (Bybit only): seconds a private socket takes to act
+on a `subscribe` (its topics and its acknowledgement come only then). clock_offset (a number,
+negative allowed): seconds the server's clock runs ahead of the host's (negative: behind); the
+time endpoint, the timestamp window of signed requests (-1021 / retCode 10002) and every time the
+server reports follow it (see `ServerClock`). Knobs live in memory only: a restarted server starts
+with none set, but a fill still pending in the --state-file resumes.
 
 The surface is the same on every venue (`warden sim serve --venue binance|bybit`), errors included:
 bad input is refused with HTTP 400 and a `{"code", "msg"}` body (Binance's codes), never a 500,
@@ -77,6 +82,7 @@ NUMBER_KNOBS = (
     "duplicate_rate",
     "reorder_rate",
     "fill_delay",
+    "execute_delay",
     "stream_gap",
     "subscribe_delay",
     "retry_after",
@@ -87,6 +93,7 @@ PREDICATE_KNOBS = (
     "reject_if",
     "unavailable_if",
     "timeout_after_execution_if",
+    "execute_late_if",
     "ack_only_if",
     "server_error_if",
     "rate_limit_if",
