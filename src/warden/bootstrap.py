@@ -748,6 +748,13 @@ class Fleet:
     """Accounts whose engine failed and will be started again (their `failures` say why)."""
     kills: dict[str, WaitingKill] = field(default_factory=dict)
     """Each account's waiting kill (`kill_account`), handed to its engine at every start."""
+    first_starts: dict[str, asyncio.Event] = field(default_factory=dict)
+    """Set for each account once its first start ended (running, or failed)."""
+
+    @property
+    def starting(self) -> set[str]:
+        """Accounts whose first start has not ended yet (the fleet was handed over without them)."""
+        return {name for name, ended in self.first_starts.items() if not ended.is_set()}
 
     @property
     def multi_account(self) -> bool:
@@ -798,6 +805,10 @@ BesideFleet = Callable[[Fleet], Coroutine[Any, Any, None]]
 RESTART_AFTER = 1.0
 """Seconds before an account whose engine failed is started again (doubling, up to RESTART_MAX)."""
 RESTART_MAX = 30.0
+FIRST_START_WAIT = 10.0
+"""Seconds the fleet waits for every account's first start before it is handed over (the API,
+Telegram): an account slower than that (its exchange, or a Drift sidecar, taking its time) is
+shown as starting and joins when it can; the others take signals meanwhile."""
 
 
 async def _stopped_within(stop: asyncio.Event, clock: Clock, seconds: float) -> bool:
@@ -897,6 +908,7 @@ async def running_fleet(
     lease_retry: float = LEASE_RETRY,
     beside: Sequence[BesideFleet] = (),
     restart_after: float = RESTART_AFTER,
+    first_start_wait: float = FIRST_START_WAIT,
 ) -> AsyncIterator[Fleet]:
     """Run one engine per account (`running` each, in a task of its own), until the block exits.
 
@@ -906,7 +918,8 @@ async def running_fleet(
     (the Telegram bot, one for every account). An account whose engine fails to start or ends
     with an error (its database timing out, say) is started again after `restart_after` seconds,
     doubling to RESTART_MAX, and named in `failures` meanwhile; one whose settings are wrong is
-    not (nothing would change).
+    not (nothing would change). The fleet is handed over once every account's first start has
+    ended, or after `first_start_wait` seconds with the slower ones `starting`.
     """
     clock = clock or SystemClock()
     fleet = Fleet(settings, settings.account_names(), clock=clock, slots=Slots(settings.capacity))
@@ -946,10 +959,14 @@ async def running_fleet(
     )
     try:
         async with asyncio.TaskGroup() as group:
-            started = {name: asyncio.Event() for name in per_account}
+            started = fleet.first_starts = {name: asyncio.Event() for name in per_account}
             for name, account_settings in per_account.items():
                 group.create_task(server.serve(name, account_settings, started[name]), name=f"account:{name}")
-            await asyncio.gather(*(event.wait() for event in started.values()))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(first_start_wait):
+                    await asyncio.gather(*(event.wait() for event in started.values()))
+            for name in fleet.starting:
+                log.warning("account_starting", account=name, waited=first_start_wait)
             tasks = [group.create_task(run(fleet)) for run in beside]
             try:
                 yield fleet

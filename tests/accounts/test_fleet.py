@@ -6,6 +6,7 @@ leaves the other trading."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
 from collections.abc import AsyncIterator
@@ -460,3 +461,54 @@ async def test_an_account_whose_stream_raises_takes_it_again_and_sees_its_stops_
         opened = await engine(fleet, "main").open_position(OpenPosition(SOL, Side.LONG, Decimal(100)))
         assert opened.status is PositionStatus.PROTECTED
     await broken.close()
+
+
+class StartHangs(SimulatedExchange):
+    """An exchange whose first positions query hangs until `answer` is set (a venue, or a Drift
+    sidecar, that takes its time at start)."""
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.answer = asyncio.Event()
+
+    async def fetch_positions(self) -> list[PositionReport]:
+        await self.answer.wait()
+        return await super().fetch_positions()
+
+
+async def test_an_account_slow_to_start_does_not_hold_back_the_others(tmp_path: Path, store_url: str) -> None:
+    """alt's first start hangs on its exchange. The fleet was handed over (API, Telegram) only
+    once every account's first start had ended: main, protecting its positions, took no signal
+    from outside for as long (up to a minute behind a Drift sidecar). It is handed over after
+    `first_start_wait`, alt shown as starting; alt joins when its exchange answers."""
+    settings = fleet_settings(tmp_path, store_url, TWO_SIM)
+    clock = SystemClock()
+    slow = StartHangs(now=clock.now, seed=2)
+    async with (
+        asyncio.timeout(30),
+        running_fleet(
+            settings,
+            clock=clock,
+            price_feed=False,
+            notifier=lambda _: RecordingNotifier(),
+            exchanges={"alt": slow},
+            first_start_wait=0.2,
+        ) as fleet,
+    ):
+        assert "alt" in fleet.starting and fleet.runtime("alt") is None
+        await eventually(
+            lambda: fleet.runtime("main") is not None and engine(fleet, "main").status().accepting_signals,
+            timeout=20,
+            what="main started while alt's start hangs",
+        )
+        assert fleet.starting == {"alt"}
+        opened = await engine(fleet, "main").open_position(OpenPosition(SOL, Side.LONG, Decimal(100)))
+        assert opened.status is PositionStatus.PROTECTED
+        slow.answer.set()
+        await eventually(
+            lambda: fleet.runtime("alt") is not None and engine(fleet, "alt").status().accepting_signals,
+            timeout=20,
+            what="alt started once its exchange answered",
+        )
+        assert fleet.starting == set()
+    await slow.close()

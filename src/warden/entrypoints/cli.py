@@ -151,7 +151,9 @@ async def serve(settings: Settings, token: ApiToken, sock: socket.socket) -> Non
             served = await stack.enter_async_context(running_fleet(settings, beside=beside_fleet))
             for name, why in served.failures.items():
                 err.print(f"warden: account {name} is not running: {why}", markup=False)
-            if not served.runtimes and not served.retrying:
+            for name in sorted(served.starting):
+                err.print(f"warden: account {name} is still starting; it joins when it can", markup=False)
+            if not served.runtimes and not served.retrying and not served.starting:
                 # said once the fleet has stopped: raised in here, it came out of the fleet's
                 # task group as an ExceptionGroup, with a traceback
                 nothing_started = True
