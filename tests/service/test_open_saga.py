@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -9,7 +10,9 @@ from decimal import Decimal
 import pytest
 
 from tests.helpers import eventually
-from tests.service.harness import BTC, SOL, Harness
+from tests.service.harness import BTC, FAST, SOL, Harness
+from warden.adapters.clock import SystemClock
+from warden.adapters.sim import SimulatedExchange
 from warden.domain.alerts import AlertKind
 from warden.domain.errors import ValidationError
 from warden.domain.events import EventKind
@@ -333,3 +336,98 @@ async def test_an_entry_given_up_on_that_executes_later_is_protected_tracked_and
     )
     told = [a for a in harness.notifier.alerts if a.position_id == pos.id and a.level == "critical"]
     assert told and "executed it later" in told[-1].message
+
+
+class LateExecution:
+    """The exchange runs an order it answered "unknown" (execute_late_if) when the test says:
+    the simulator's sleep for `DELAY` waits for `release`, every other sleep is a plain one."""
+
+    DELAY = 4321.0
+
+    def __init__(self) -> None:
+        self.released = asyncio.Event()
+
+    def release(self) -> None:
+        self.released.set()
+
+    async def sleep(self, seconds: float) -> None:
+        if seconds == self.DELAY:
+            await self.released.wait()
+        else:
+            await asyncio.sleep(seconds)
+
+
+@pytest.mark.parametrize("orphan_policy", ["adopt", "alert"])
+@pytest.mark.parametrize(
+    "lands", ["while warden is down", "while it recovers", "once it is ready", "after it left memory"]
+)
+async def test_an_entry_given_up_on_that_executes_across_a_restart_is_protected_as_that_entry(
+    store_url: str, orphan_policy: str, lands: str
+) -> None:
+    """The entry's outcome is unknown and the lookups find nothing, so it fails; warden restarts
+    (kill -9: memory gone); then the exchange executes the entry after all — while warden is
+    down (only REST shows it at startup: its stream event died with the old socket), while the
+    new engine recovers (its fill arrives before the positions are loaded), or once it is ready.
+    The new engine knows the failed position only from the database; so does one that pruned
+    it from memory (no restart). The position on the
+    exchange gets a stop at the signal's own level (it is that entry's, not an unknown
+    'external' one: the signal's plan is kept) within the protection window of warden seeing
+    it, whatever the orphan policy, warden tracks it, and the trader is told."""
+    late = LateExecution()
+    sim = SimulatedExchange(now=SystemClock().now, seed=7, sleep=late.sleep)
+    harness = await Harness(store_url, sim, config=replace(FAST, orphan_policy=orphan_policy)).start()
+    try:
+        sim.faults.execute_late_if = lambda req: req.client_order_id.endswith("-e1")
+        sim.faults.execute_delay = late.DELAY
+        stop = (await sim.mark_price(SOL) * Decimal("0.93")).quantize(Decimal("0.01"))
+        pos = await harness.open("long", usd="100", stop_price=stop)
+        assert pos.status is PositionStatus.FAILED and harness.exchange_qty() == 0
+        if lands == "after it left memory":  # no restart: pruned, as a finished position is after 10 min
+            harness.engine.ctx.forget(pos.id)
+            harness.engine.exits.forget(pos.id)
+        else:
+            await harness.stop()
+        if lands == "after it left memory":
+            late.release()
+            await eventually(lambda: harness.exchange_qty() != 0, what="the entry executed late")
+        elif lands == "while warden is down":
+            late.release()
+            await eventually(lambda: harness.exchange_qty() != 0, what="the entry executed late")
+            await harness.start()
+        elif lands == "while it recovers":
+            await harness.start(ready=False)
+            late.release()
+            await eventually(lambda: harness.exchange_qty() != 0, what="the entry executed late")
+            await eventually(lambda: harness.queued_events() == 0, what="its fill taken, not yet known")
+            await harness.engine.start()
+        else:
+            await harness.start()
+            assert harness.engine.state is EngineState.READY and harness.exchange_qty() == 0
+            late.release()
+            await eventually(lambda: harness.exchange_qty() != 0, what="the entry executed late")
+        held = harness.exchange_qty()
+
+        def covered() -> bool:
+            [exposure] = sim.exposure()
+            return exposure.qty == abs(held) and exposure.unprotected_seconds == 0
+
+        await eventually(covered, timeout=10, what="a stop covering the late entry")
+        [exposure] = sim.exposure()
+        if lands != "while warden is down":  # else naked from the execution to the restart
+            assert exposure.max_unprotected_seconds < harness.engine.config.protection_window
+        stops = [o for o in harness.resting() if o.type is OrderType.STOP_MARKET]
+        assert [(o.qty, o.trigger_price) for o in stops] == [(held, stop)], "the signal's own stop"
+        tracked = [p for p in harness.engine.ledger.active_positions() if p.symbol == SOL]
+        assert [(p.remaining, p.stop_price) for p in tracked] == [(held, stop)]
+        told = [e.message for e in await harness.store.list_events(tracked[0].id)]
+        assert any(f"the entry of {pos.id}" in m for m in told), told
+        await eventually(
+            lambda: any(
+                a.kind is AlertKind.ENTRY_UNRESOLVED and pos.id in a.message and a.level == "critical"
+                for a in harness.notifier.alerts
+            ),
+            what="the trader told",
+        )
+    finally:
+        late.release()
+        await harness.stop()

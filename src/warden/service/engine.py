@@ -140,11 +140,15 @@ class Engine:
             self.other_instance,
             OrphanPolicy(config.orphan_policy),
         )
-        self.router = Router(ctx, self.exits, self.resync_all, self.other_instance)
+        self.router = Router(
+            ctx, self.exits, self.resync_all, self.other_instance, store, lambda: self._positions_loaded
+        )
         self.controls = ControlPanel(ctx, store, config.limits, spill, waiting_kill)
         self.close_signals = CloseSignals(store, clock, ledger, self.close_position, self._refused_write)
         self._positions_loaded = False
         """This start (or takeover) has loaded the positions from the database: flatten knows them."""
+        self._late_waiting: list[tuple[Position | None, FillReport]] = []
+        """Late entries met while starting: startup's own pass adopts them; told once ready."""
         self.opener = Opener(
             ctx,
             self.gateway,
@@ -605,6 +609,9 @@ class Engine:
         await self._check_margins()
         gate.state = EngineState.READY
         gate.refuse("recovery", None)
+        for position, report in self._late_waiting:
+            self.ctx.tasks.spawn(self._reconcile_late(position, report))
+        self._late_waiting.clear()
         await self.ctx.notify(
             AlertKind.ENGINE_STARTED, f"ready: {len(self.ledger.active_positions())} open positions"
         )
@@ -1003,7 +1010,10 @@ class Engine:
         protected, whatever the orphan policy), not at the next pass; the trader is told."""
         if position is not None:
             self.reconciler.late_entries[position.symbol] = position
-        self.ctx.tasks.spawn(self._reconcile_late(position, report))
+        if self.ctx.gate.state is EngineState.READY:
+            self.ctx.tasks.spawn(self._reconcile_late(position, report))
+        else:  # starting (a fill met once the positions were loaded): not beside recovery
+            self._late_waiting.append((position, report))
 
     async def _reconcile_late(self, position: Position | None, report: FillReport) -> None:
         what = (

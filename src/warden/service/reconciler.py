@@ -31,12 +31,14 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 
+import structlog
+
 from warden.domain.alerts import Alert, AlertKind
 from warden.domain.events import Event, EventKind
 from warden.domain.orders import Fill, Order, OrderStatus
 from warden.domain.position import ExitReason, Position, PositionStatus
 from warden.domain.reconcile import Discrepancy, Kind, Truth, diff, ours
-from warden.domain.reports import FillReport
+from warden.domain.reports import FillReport, PositionReport
 from warden.domain.values import (
     ZERO,
     ClientOrderId,
@@ -47,16 +49,22 @@ from warden.domain.values import (
     TradeId,
     parse_client_id,
 )
-from warden.ports import ExchangeError, OrderNotFound, Store
+from warden.ports import ExchangeError, OrderNotFound, Store, StoreUnavailable
 from warden.service.context import Context
 from warden.service.exits import ExitManager
 from warden.service.gateway import Found, Gateway, Unknown
 from warden.service.recovery import Recovery
 
+log = structlog.get_logger("warden.reconciler")
+
 REPAIR_CONCURRENCY = 32
 WRITE_WAIT = 10.0
 """Seconds a round waits for the writes under way on a symbol it deferred (then defers again)."""
 """Symbols repaired at once; one symbol's discrepancies are repaired in order."""
+GIVEN_UP_WINDOW = 100
+"""The account's most recent positions an orphan's symbol is looked for in (a failed entry that
+executed late, found by REST only): a failed position older than that is not looked for."""
+LATE_FOUND = "found executed on the exchange by its client id"
 
 ALERTS = {
     Kind.ORPHAN: AlertKind.ORPHAN_ADOPTED,
@@ -241,6 +249,8 @@ class Reconciler:
             kind = ALERTS.get(d.kind, AlertKind.UNKNOWN_ROW)
             if d.kind is Kind.ORPHAN and action.startswith("alerted only"):
                 kind = AlertKind.ORPHAN_FOUND
+            elif d.kind is Kind.ORPHAN and LATE_FOUND in action:  # no stream fill told the trader
+                kind = AlertKind.ENTRY_UNRESOLVED
             alerts.append(ctx.make_alert(kind, message, pid))
         if events:
             await ctx.ledger.record(*events, alerts=alerts)
@@ -378,6 +388,7 @@ class Reconciler:
         late = self.late_entries.pop(d.symbol, None)
         if late is not None and late.side is not report.side:
             late = None
+        found_late = late is None and (late := await self._given_up_entry(report)) is not None
         if self.orphan_policy is OrphanPolicy.ALERT and late is None:
             return "alerted only (orphan_policy=alert)"
         ctx = self.ctx
@@ -407,14 +418,36 @@ class Reconciler:
         self.exits.exposed_from(position.id, ctx.clock.monotonic())
         if late is not None:
             protected = await self.exits.protect(position.id)
+            how = f", {LATE_FOUND}" if found_late else ""
             return (
-                f"adopted as {position.id} (the late entry of {late.id}) and protected ({protected.status})"
+                f"adopted as {position.id} (the late entry of {late.id}{how}) and protected"
+                f" ({protected.status})"
             )
         if self.orphan_policy is OrphanPolicy.CLOSE:
             closed = await self.exits.close(position.id, ExitReason.EXTERNAL)
             return f"adopted as {position.id} and closed ({closed.status})"
         protected = await self.exits.protect(position.id)
         return f"adopted as {position.id} and protected ({protected.status})"
+
+    async def _given_up_entry(self, report: PositionReport) -> Position | None:
+        """The failed position whose entry this orphan is, when no stream fill said so (it was
+        lost: the entry executed while warden was down, or in a stream gap): the newest of the
+        account's recent positions on the symbol failed, on the orphan's side, and the exchange
+        finds its entry by client id with something filled. One database read per orphan, and
+        one lookup only when such a failed position is there; None when any of it is not so."""
+        try:
+            recent = await self.store.list_positions(include_closed=True, limit=GIVEN_UP_WINDOW)
+            last = next((p for p in recent if p.symbol == report.symbol), None)
+            if last is None or last.status is not PositionStatus.FAILED or last.side is not report.side:
+                return None
+            entry = next((o for o in await self.store.orders_for(last.id) if o.role is OrderRole.ENTRY), None)
+        except StoreUnavailable as exc:
+            log.warning("given_up_entry_unread", symbol=report.symbol, error=str(exc))
+            return None
+        if entry is None:
+            return None
+        found = await self.gw.lookup(entry, attempts=1)
+        return last if isinstance(found, Found) and found.report.filled_qty > 0 else None
 
     # ----------------------------------------------------------------- ghosts
 

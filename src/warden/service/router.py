@@ -7,7 +7,10 @@
   never dropped. An event of a position that already finished and left memory
   is a late echo: its fills are still attributed (a stale exit order of a closed
   position reduces whatever the symbol holds now; an entry that executed after warden
-  gave up on it is reconciled at once, see ExitManager.on_late_entry).
+  gave up on it is reconciled at once, see ExitManager.on_late_entry). Once the positions
+  are loaded, an entry fill of a position memory does not hold is looked up in the
+  database: one that ended there (failed before a restart, or forgotten since) is such a
+  late entry too; one the database does not know either is buffered.
 - An order with a warden-shaped id of another installation means another warden
   trades this account: trading stops, it is alerted, and its orders are never
   touched.
@@ -25,8 +28,10 @@ import structlog
 
 from warden.domain.alerts import AlertKind
 from warden.domain.events import Event, EventKind
+from warden.domain.position import Position
 from warden.domain.reports import FillReport, MarkPrice, OrderReport, StreamEvent, StreamGap
-from warden.domain.values import ClientOrderId, PositionId, parse_client_id
+from warden.domain.values import ClientOrderId, OrderRole, PositionId, parse_client_id
+from warden.ports import Store, StoreUnavailable
 from warden.service.context import Context
 from warden.service.exits import ExitManager
 
@@ -40,11 +45,17 @@ class Router:
         exits: ExitManager,
         on_gap: Callable[[], Coroutine[Any, Any, None]],
         on_other_instance: Callable[[str, str], Awaitable[None]],
+        store: Store,
+        loaded: Callable[[], bool],
     ) -> None:
         self.ctx = ctx
         self.exits = exits
         self.on_gap = on_gap
         self.on_other_instance = on_other_instance
+        self.store = store
+        self.loaded = loaded
+        """Whether this start (or takeover) has loaded the positions: memory then holds every
+        active one, so an entry of ours it does not know is one that ended (or the database's)."""
         self._early: dict[str, list[FillReport | OrderReport]] = defaultdict(list)
         self._chains: dict[PositionId, asyncio.Task[Any]] = {}
         self._early_count = 0
@@ -99,13 +110,27 @@ class Router:
         if parsed.installation != self.ctx.config.installation_id:
             await self.on_other_instance(event.client_order_id, event.symbol)
             return
-        if parsed.position_id in self.ctx.ledger.forgotten:
+        forgotten = parsed.position_id in self.ctx.ledger.forgotten
+        if isinstance(event, FillReport) and parsed.role is OrderRole.ENTRY and (forgotten or self.loaded()):
+            ended = await self._ended(parsed.position_id)
+            if ended is not None or forgotten:
+                self.exits.late_entry(ended, event)
+                return
+        elif forgotten:
             if isinstance(event, FillReport) and parsed.role.is_exit:
                 await self.exits.attribute_orphan_fill(event)
-            elif isinstance(event, FillReport):
-                self.exits.late_entry(None, event)
             return
         self.buffer(event)
+
+    async def _ended(self, pid: PositionId) -> Position | None:
+        """The position as the database has it, if it ended there (failed, closed): its entry's
+        fill is a late entry. None: unknown, still active (a row being loaded) or unreadable."""
+        try:
+            position = await self.store.get_position(pid)
+        except StoreUnavailable as exc:
+            log.warning("late_entry_unread", position_id=pid, error=str(exc))
+            return None
+        return position if position is not None and not position.is_active else None
 
     def buffer(self, event: FillReport | OrderReport) -> None:
         """Ours but not yet known: keep it for when the order is registered."""
@@ -127,6 +152,10 @@ class Router:
             await self.on_event(event)
 
     async def replay_known(self) -> None:
-        """After recovery loaded the state: replay what was buffered for orders now known."""
-        for cid in [c for c in self.early_ids() if c in self.ctx.ledger.orders]:
-            await self.replay_early(cid)
+        """After recovery loaded the state: replay what was buffered for orders now known, and
+        for entries of positions memory does not hold (an ended one's is a late entry; the
+        others are buffered again)."""
+        for cid in self.early_ids():
+            parsed = parse_client_id(cid)
+            if cid in self.ctx.ledger.orders or (parsed is not None and parsed.role is OrderRole.ENTRY):
+                await self.replay_early(cid)
