@@ -18,10 +18,11 @@ from warden.domain.errors import ValidationError
 from warden.domain.events import EventKind
 from warden.domain.orders import OrderStatus
 from warden.domain.position import ExitReason, PositionStatus
-from warden.domain.reports import MarkPrice, OrderReport
-from warden.domain.values import OrderRole, OrderType, Symbol
+from warden.domain.reports import FillReport, MarkPrice, OrderReport
+from warden.domain.values import OrderRole, OrderSide, OrderType, Symbol, TradeId
 from warden.ports import StoreUnavailable
 from warden.service.commands import AlreadyExists, ClosePosition, EngineState, NotHolder, TradingRefused
+from warden.service.exits import LATE_TRADES_KEPT
 
 
 async def test_open_places_stop_and_exact_take_profits(harness: Harness) -> None:
@@ -431,3 +432,30 @@ async def test_an_entry_given_up_on_that_executes_across_a_restart_is_protected_
     finally:
         late.release()
         await harness.stop()
+
+
+async def test_the_late_entry_fills_remembered_against_duplicates_are_bounded(harness: Harness) -> None:
+    """Each late entry fill is handed on once (a duplicate delivery is dropped), and what is kept
+    to tell a duplicate stays bounded however many there are over the engine's life."""
+    exits = harness.engine.exits
+    handed: list[str] = []
+    exits.on_late_entry = lambda _position, report: handed.append(report.trade_id)
+
+    def fill(n: int) -> FillReport:
+        return FillReport(
+            TradeId(f"t{n}"),
+            "x-e1",
+            str(n),
+            SOL,
+            OrderSide.BUY,
+            Decimal(1),
+            Decimal(100),
+            Decimal(0),
+            datetime.now(UTC),
+        )
+
+    for n in range(LATE_TRADES_KEPT + 10):
+        exits.late_entry(None, fill(n))
+    exits.late_entry(None, fill(LATE_TRADES_KEPT + 9))  # delivered twice
+    assert len(handed) == LATE_TRADES_KEPT + 10
+    assert len(exits._late_trades) <= LATE_TRADES_KEPT

@@ -62,6 +62,8 @@ from warden.service.context import Context
 from warden.service.gateway import Found, Gateway, NotFound, Unknown
 
 EXIT_ROLES = (OrderRole.STOP, OrderRole.TP1, OrderRole.TP2)
+LATE_TRADES_KEPT = 1_000
+"""Late entry fills remembered to drop a duplicate delivery (the oldest forgotten first)."""
 FollowUp = Callable[[PositionId], Coroutine[Any, Any, Any]]
 
 
@@ -157,7 +159,9 @@ class ExitManager:
         """Called with an entry fill of a position that already ended (failed: its lookups found
         nothing; or finished) or left memory: the exchange executed it after warden gave up on
         it, so it holds a position no active one explains (the engine reconciles it at once)."""
-        self._late_trades: set[str] = set()
+        self._late_trades: dict[str, None] = {}
+        """Late entry fills handed on (a duplicate delivery is not handed on twice), the newest
+        LATE_TRADES_KEPT (a duplicate comes soon after its original, not thousands of fills later)."""
 
     def forget(self, pid: PositionId) -> None:
         """A finished position leaves memory: its streak counters go with it."""
@@ -836,7 +840,9 @@ class ExitManager:
         """An entry fill no active position takes (see `on_late_entry`): handed on once per trade."""
         if report.trade_id in self._late_trades or self.on_late_entry is None:
             return
-        self._late_trades.add(report.trade_id)
+        self._late_trades[report.trade_id] = None
+        while len(self._late_trades) > LATE_TRADES_KEPT:
+            del self._late_trades[next(iter(self._late_trades))]
         self.on_late_entry(position, report)
 
     async def attribute_orphan_fill(self, report: FillReport) -> None:
