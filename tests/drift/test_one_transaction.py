@@ -303,3 +303,38 @@ async def test_a_crash_after_any_call_of_an_open_on_drift_recovers_protected_wit
         assert len(entries) <= 1  # never sent twice
     finally:
         await h.stop()
+
+
+async def test_a_working_entry_recorded_failed_that_fills_later_is_adopted_and_protected(
+    drift_sim: DriftSim,
+) -> None:
+    """Drift's nearest thing to an entry executing after warden gave up on it: a together
+    transaction cannot land once warden gives up (the entry is failed only when its transaction
+    failed or its blockhash expired, so it can never land), but its market order works until the
+    auction fills it. Its cancel at the deadline is refused and the lookup finds it still open, so
+    the entry is recorded cancelled and failed and the exits that travelled with it are taken
+    away; then the auction fills it. The position is adopted as that entry's, with a stop within
+    the protection window, and tracked."""
+    await drift_sim.control("POST", "/sim/faults", {"auction_delay": 2, "reject_if": "cancel-o1000001"})
+    h = DriftEngine(drift_sim, config=replace(FAST, entry_deadline=0.5))
+    await h.start()
+    try:
+        position = await h.open("long", "1")
+        await eventually(lambda: h.gone(position), timeout=10.0, what="entry failed")
+        assert drift_sim.venue.core.position(SOL).flat
+        await eventually(lambda: not drift_sim.venue.core.position(SOL).flat, timeout=10, what="filled")
+        await eventually(
+            lambda: any(p.status is PositionStatus.PROTECTED for p in h.engine.ledger.positions.values()),
+            timeout=10,
+            what="adopted and protected",
+        )
+        await h.engine.wait_idle()
+        assert uncovered(drift_sim) < h.engine.config.protection_window
+        [adopted] = [p for p in h.engine.ledger.positions.values() if p.is_active]
+        assert adopted.remaining == D(1)
+        stops = [o for o in resting(drift_sim) if o["trigger_condition"] == "below"]
+        assert [o["base_asset_amount"] for o in stops] == [str(10**9)]
+        told = [e.message for e in await h.store.list_events(adopted.id)]
+        assert any(f"the entry of {position.id}" in m for m in told), told
+    finally:
+        await h.stop()
