@@ -9,7 +9,7 @@ from decimal import Decimal
 
 import pytest
 
-from tests.helpers import eventually
+from tests.helpers import eventually, until
 from tests.service.harness import BTC, FAST, SOL, Harness
 from warden.adapters.clock import SystemClock
 from warden.adapters.sim import SimulatedExchange
@@ -454,8 +454,35 @@ async def test_the_late_entry_fills_remembered_against_duplicates_are_bounded(ha
             datetime.now(UTC),
         )
 
+    pid = (await harness.open("long", usd="100")).id  # the events recording them are its
     for n in range(LATE_TRADES_KEPT + 10):
-        exits.late_entry(None, fill(n))
-    exits.late_entry(None, fill(LATE_TRADES_KEPT + 9))  # delivered twice
+        await exits.late_entry(None, fill(n), pid)
+    await exits.late_entry(None, fill(LATE_TRADES_KEPT + 9), pid)  # delivered twice
     assert len(handed) == LATE_TRADES_KEPT + 10
     assert len(exits._late_trades) <= LATE_TRADES_KEPT
+
+
+async def test_the_trade_of_an_entry_given_up_on_that_executes_later_is_recorded(harness: Harness) -> None:
+    """`warden chaos --replay 11:9` (and 101:12, 101:97, ...): the late entry was adopted and
+    protected, but its trade, an execution of warden's own order, was recorded nowhere a reader
+    of the records can find it (an event's prose only): the account's history lacked a trade of
+    warden's. It is recorded as a trade no position holds is: an event carrying its trade id,
+    quantity and price (the adopted position holds the exchange's size and entry)."""
+    harness.sim.faults.execute_late_if = lambda req: req.client_order_id.endswith("-e1")
+    harness.sim.faults.execute_delay = 0.3  # after the lookups gave up
+    pos = await harness.open("long", usd="100")
+    assert pos.status is PositionStatus.FAILED
+    await eventually(lambda: harness.exchange_qty() != 0, what="the entry executed late")
+    [trade] = harness.sim.core.fills(SOL)
+    assert trade.client_order_id.endswith("-e1")
+
+    async def recorded() -> list[dict[str, object]]:
+        events = await harness.store.list_events(None, limit=1000)
+        return [e.data for e in events if e.data.get("trade_id") == trade.trade_id]
+
+    async def any_recorded() -> bool:
+        return bool(await recorded())
+
+    await until(any_recorded, what="the late entry's trade recorded")
+    [data] = await recorded()
+    assert (data["qty"], data["price"], data["symbol"]) == (str(trade.qty), str(trade.price), SOL)

@@ -755,15 +755,7 @@ class ExitManager:
             if pos.status.terminal:
                 spill = report.qty if order.role.is_exit else ZERO
                 if not spill:
-                    await self.ledger.record(
-                        Event(
-                            EventKind.RECONCILE,
-                            self.ctx.clock.now(),
-                            pid,
-                            f"fill {fill.trade_id} after {pos.status}",
-                        )
-                    )
-                    self.late_entry(pos, report)
+                    await self.late_entry(pos, report, pid)
             else:
                 if order.role.is_exit and report.qty > pos.remaining:
                     spill = report.qty - pos.remaining
@@ -836,14 +828,33 @@ class ExitManager:
             at=report.at,
         )
 
-    def late_entry(self, position: Position | None, report: FillReport) -> None:
-        """An entry fill no active position takes (see `on_late_entry`): handed on once per trade."""
-        if report.trade_id in self._late_trades or self.on_late_entry is None:
+    async def late_entry(self, position: Position | None, report: FillReport, pid: PositionId) -> None:
+        """An entry fill no active position takes (see `on_late_entry`): recorded as a trade no
+        position holds is (an event carrying it, of the entry's position `pid`), and handed on,
+        once per trade."""
+        if report.trade_id in self._late_trades:
             return
+        status = position.status if position is not None else "it left memory"
+        await self.ledger.record(
+            Event(
+                EventKind.RECONCILE,
+                self.ctx.clock.now(),
+                pid,
+                f"fill {report.trade_id} after {status}",
+                {
+                    "trade_id": report.trade_id,
+                    "qty": str(report.qty),
+                    "price": str(report.price),
+                    "symbol": report.symbol,
+                    "role": "entry",
+                },
+            )
+        )
         self._late_trades[report.trade_id] = None
         while len(self._late_trades) > LATE_TRADES_KEPT:
             del self._late_trades[next(iter(self._late_trades))]
-        self.on_late_entry(position, report)
+        if self.on_late_entry is not None:
+            self.on_late_entry(position, report)
 
     async def attribute_orphan_fill(self, report: FillReport) -> None:
         """A fill of an exit order of a position that already finished: it reduced something else."""

@@ -114,7 +114,7 @@ class Router:
         if isinstance(event, FillReport) and parsed.role is OrderRole.ENTRY and (forgotten or self.loaded()):
             ended = await self._ended(parsed.position_id)
             if ended is not None or forgotten:
-                self.exits.late_entry(ended, event)
+                await self.exits.late_entry(ended, event, parsed.position_id)
                 return
         elif forgotten:
             if isinstance(event, FillReport) and parsed.role.is_exit:
