@@ -486,3 +486,53 @@ async def test_the_trade_of_an_entry_given_up_on_that_executes_later_is_recorded
     await until(any_recorded, what="the late entry's trade recorded")
     [data] = await recorded()
     assert (data["qty"], data["price"], data["symbol"]) == (str(trade.qty), str(trade.price), SOL)
+
+
+async def test_an_entry_given_up_on_that_executes_after_a_restart_is_protected_at_once(
+    store_url: str,
+) -> None:
+    """`warden chaos --replay 202:197`: the entry's outcome was unknown, its lookups found nothing
+    (failed), the process died, and the entry executed after the new process had recovered. Its
+    fill was of a position the new process never loaded (it had ended) and had not forgotten
+    either, so it was kept as an early event of an order not yet registered, for ever: the
+    position stood naked until the next reconciliation pass (27 s there). The new process knows
+    the fill for what it is (its position ended, on record) and protects it at once."""
+    late = 7.0  # this delay waits for the test's word: the entry lands after the restart
+    landed = asyncio.Event()
+
+    async def sleep(seconds: float) -> None:
+        await (landed.wait() if seconds == late else asyncio.sleep(seconds))
+
+    sim = SimulatedExchange(now=SystemClock().now, seed=7, sleep=sleep)
+    harness = await Harness(store_url, sim).start()
+    try:
+        sim.faults.execute_late_if = lambda req: req.client_order_id.endswith("-e1")
+        sim.faults.execute_delay = late
+        pos = await harness.open("long", usd="100")
+        assert pos.status is PositionStatus.FAILED
+        sim.faults.execute_late_if = None
+        await harness.restart()
+        landed.set()
+        await eventually(lambda: harness.exchange_qty() != 0, what="the entry executed late")
+        held = harness.exchange_qty()
+
+        def covered() -> bool:
+            [exposure] = sim.exposure()
+            return exposure.qty == abs(held) and exposure.unprotected_seconds == 0
+
+        await eventually(covered, timeout=10, what="a stop covering the late entry")
+        [exposure] = sim.exposure()
+        assert exposure.max_unprotected_seconds < harness.engine.config.protection_window
+        tracked = [p for p in harness.engine.ledger.active_positions() if p.symbol == SOL]
+        assert [p.remaining for p in tracked] == [held]
+        [trade] = sim.core.fills(SOL)
+        events = await harness.store.list_events(None, limit=1000)
+        assert [e.data["qty"] for e in events if e.data.get("trade_id") == trade.trade_id] == [str(trade.qty)]
+        await eventually(
+            lambda: any(a.kind is AlertKind.ENTRY_UNRESOLVED for a in harness.notifier.alerts),
+            what="the trader told",
+        )
+        told = [a for a in harness.notifier.alerts if a.kind is AlertKind.ENTRY_UNRESOLVED]
+        assert told[-1].level == "critical" and "executed it later" in told[-1].message
+    finally:
+        await harness.stop()
