@@ -11,10 +11,12 @@ import json
 import os
 import traceback
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 from typer.testing import CliRunner
 
+from warden.chaos import generate
 from warden.chaos.campaign import campaign, close, parallel_campaign, prepare, run_one
 from warden.chaos.databases import Databases
 from warden.chaos.generate import scenario
@@ -22,6 +24,7 @@ from warden.chaos.incidents import NAMES, replay
 from warden.chaos.procs import run_processes
 from warden.chaos.report import as_text
 from warden.chaos.runner import Options
+from warden.chaos.steps import FaultKind, Scenario
 from warden.entrypoints.cli import app
 
 SEED = int(os.environ.get("WARDEN_CHAOS_SEED", "2026"))
@@ -52,6 +55,26 @@ def test_a_replay_is_the_same_run_step_for_step() -> None:
         close(databases)
     assert traces[0] == traces[1]
     assert sum(line.startswith("step ") for line in traces[0]) == len(scenario(SEED, 3).steps)
+
+
+def test_a_fault_added_to_the_menu_later_leaves_every_run_drawn_before_as_it_was(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The later faults (EXECUTE_LATE) come from a stream of their own: without them every run
+    draws the steps and faults it drew before they existed (the runs pinned below stay the runs
+    that failed), and with them it is the same every time."""
+    drawn = [scenario(SEED, run) for run in range(1, 80)]
+    assert drawn == [scenario(SEED, run) for run in range(1, 80)]
+    late = [f for s in drawn for step in s.steps for f in step.faults if f.kind is FaultKind.EXECUTE_LATE]
+    assert late and {f.roles for f in late} >= {"e", "s", "c", "ab"}
+    monkeypatch.setattr(generate, "LATER", {})
+    before = [scenario(SEED, run) for run in range(1, 80)]
+    assert [_without(s, FaultKind.EXECUTE_LATE) for s in drawn] == before
+
+
+def _without(plan: Scenario, kind: FaultKind) -> Scenario:
+    steps = tuple(replace(s, faults=tuple(f for f in s.faults if f.kind is not kind)) for s in plan.steps)
+    return replace(plan, steps=steps)
 
 
 LONG_FINDINGS = (

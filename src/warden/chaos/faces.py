@@ -41,6 +41,8 @@ SKIPPED: dict[str, dict[FaultKind, str]] = {
         "stream_disconnect instead)",
         FaultKind.RATE_LIMIT: "the Drift face has no rate-limit answer (the sidecar protocol's outage "
         "is server_errors: unavailable_if)",
+        FaultKind.EXECUTE_LATE: "the Drift face has no execute_late_if knob (a transaction is sent or "
+        "not; one of unknown outcome is timeout_after_execution_if or hold_send_if)",
     },
 }
 """Per venue, the process faults its face cannot inject, and why (never drawn for it)."""
@@ -110,14 +112,19 @@ class Face:
         if kind is FaultKind.SERVER_ERRORS:
             return {"server_error_if": glob}
         if kind is FaultKind.RATE_LIMIT:
-            return {"rate_limit_if": glob}
+            return {"rate_limit_if": glob, "retry_after": fault.retry_after}
         if kind is FaultKind.QUERY_FAILURES:
             return {"fail_queries": True}
+        if kind is FaultKind.EXECUTE_LATE:
+            return {"execute_late_if": glob, "execute_delay": fault.seconds}
         raise ValueError(f"{kind} is not a /sim/faults knob")
 
     def off(self, fault: Fault) -> Knobs:
-        """The knobs that end a timed burst."""
-        return {name: False if name == "fail_queries" else None for name in self.knobs(fault)}
+        """The knobs that end a timed burst (a Retry-After already given stands: the client waits it out)."""
+        return {
+            name: False if name == "fail_queries" else 0 if name == "retry_after" else None
+            for name in self.knobs(fault)
+        }
 
     def doubles(self) -> list[str]:
         """Orders of one client id that are more than one exchange order (read by `traded`)."""
@@ -139,6 +146,9 @@ class Face:
             "reject_if": None,
             "server_error_if": None,
             "rate_limit_if": None,
+            "retry_after": 0,
+            "execute_late_if": None,
+            "execute_delay": 0,
             "fail_queries": False,
         }
 

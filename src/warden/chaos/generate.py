@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -58,6 +59,11 @@ FAULTS: dict[FaultKind, int] = {
     FaultKind.QUERY_FAILURES: 4,
     FaultKind.REJECT: 4,
 }
+LATER: dict[FaultKind, float] = {FaultKind.EXECUTE_LATE: 0.08}
+"""Faults added after campaigns were pinned: each step has this chance of each, drawn from the
+run's second stream, on top of the faults the main stream drew for it (a restart has none)."""
+RETRY_AFTER = (0.0, 1.0, 2.0, 5.0)
+"""What a 429 over real processes says to wait (Retry-After; 0: nothing said), from the second stream."""
 PROCESS_FAULTS = frozenset(
     {
         FaultKind.CRASH,  # kill -9
@@ -71,6 +77,7 @@ PROCESS_FAULTS = frozenset(
         FaultKind.REJECT,
         FaultKind.STREAM_DROP,
         FaultKind.STREAM_DUPLICATE,
+        FaultKind.EXECUTE_LATE,
     }
 )
 """What a run over real processes can inject (through `/sim/faults`, `/sim/expire-listen-key`, kill -9)."""
@@ -109,6 +116,13 @@ DRAWS: dict[FaultKind, Callable[[random.Random], dict[str, Any]]] = {
     },
     FaultKind.QUERY_FAILURES: lambda r: {"seconds": r.choice([1.0, 5.0, 15.0])},
     FaultKind.REJECT: lambda r: {"roles": r.choice(["s", "a", "b", "ab"])},
+    FaultKind.EXECUTE_LATE: lambda r: {
+        "roles": r.choice(["e", "e", "s", "c", "ab", "sc", "*"]),
+        # lookups give up 2 s after the answer (5 tries, 0.2 s growing backoff), so the longer
+        # delays land after it; each is off the 0.1 s grid of the engine's lookups and resends,
+        # so a landing never ties with a lookup and a replay lands on the same side of it
+        "seconds": r.choice([0.45, 0.85, 1.65, 2.45, 3.45, 4.85]),
+    },
 }
 """How each fault's parameters are drawn (a fault not listed has none)."""
 
@@ -130,6 +144,24 @@ def _faults(rng: random.Random, processes: bool, only: frozenset[FaultKind]) -> 
     return tuple(_fault(rng, k) for k in kinds)
 
 
+def _later(
+    rng: random.Random, faults: tuple[Fault, ...], processes: bool, only: frozenset[FaultKind]
+) -> tuple[Fault, ...]:
+    """The step's faults with the later ones (`LATER`, from the second stream `rng`) added; over
+    real processes a 429 burst says how long to stay away."""
+    added = [
+        _fault(rng, kind)
+        for kind, chance in LATER.items()
+        if rng.random() < chance and (not processes or kind in only)
+    ]
+    if processes:
+        faults = tuple(
+            replace(f, retry_after=rng.choice(RETRY_AFTER)) if f.kind is FaultKind.RATE_LIMIT else f
+            for f in faults
+        )
+    return faults + tuple(f for f in added if all(f.kind is not g.kind for g in faults))
+
+
 def scenario(
     seed: int,
     run: int,
@@ -143,6 +175,7 @@ def scenario(
     simulator can inject, see `faces.FACE_FAULTS`)."""
     steps = steps or ((4, 8) if processes else (6, 16))
     rng = random.Random(f"warden-chaos:{seed}:{'p' if processes else ''}{run}")
+    later = random.Random(f"warden-chaos-later:{seed}:{'p' if processes else ''}{run}")
     stacking = not processes and rng.random() < 0.1
     acts = {a: w for a, w in ACTS.items() if not processes or a in PROCESS_ACTS}
     signal_ids: list[str] = []
@@ -171,7 +204,9 @@ def scenario(
                 target=_pick(rng, TARGETS),
                 fraction=rng.choice([Decimal("0.3"), Decimal("0.5"), Decimal(1)]),
                 seconds=rng.choice([5.0, 45.0]),
-                faults=_faults(rng, processes, faults) if act is not Act.RESTART else (),
+                faults=_later(later, _faults(rng, processes, faults), processes, faults)
+                if act is not Act.RESTART
+                else (),
             )
         )
     return Scenario(seed, run, stacking, tuple(out))

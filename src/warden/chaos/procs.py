@@ -17,6 +17,7 @@ answers /healthz (nothing can act while the process is dead or starting).
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import shutil
 import signal
@@ -38,7 +39,7 @@ import httpx
 
 from warden.chaos.checker import Excuse, Violation
 from warden.chaos.faces import FACES, Face
-from warden.chaos.runner import RunResult, Trace, excused
+from warden.chaos.runner import RunResult, Trace, excused, holds_every_cover
 from warden.chaos.steps import Act, Fault, FaultKind, Scenario, Step, Target
 from warden.domain.values import Symbol
 
@@ -255,6 +256,9 @@ class ProcessRun:
             self._kill_during(action, since, crash.at)
         action.join(60)
         self._clear()
+        late = max((f.seconds for f in step.faults if f.kind is FaultKind.EXECUTE_LATE), default=0.0)
+        if late:
+            time.sleep(late)  # a place the exchange held back lands that long after it was answered
         if outcome:
             self.say(f"    -> {outcome[0]}")
         if crash is not None:
@@ -310,7 +314,13 @@ class ProcessRun:
                 timer.daemon = True
                 timer.start()
                 self._timers.append(timer)
-            if excused(fault, tuple(faults)):
+            if kind is FaultKind.RATE_LIMIT and fault.retry_after:
+                # a 429 with Retry-After: nothing at all may be sent until it has passed (Binance bans
+                # an IP that keeps sending), so no stop can be placed, whatever the 429 refused
+                told = fault.seconds + math.ceil(fault.retry_after)
+                self.excuses.append(Excuse(now, now + told, None, str(fault)))
+            elif excused(fault, tuple(faults)) or holds_every_cover(fault):
+                # (an EXECUTE_LATE on stops and closes: the stop sent as the step acts is held that long)
                 self.excuses.append(Excuse(now, now + fault.seconds, None, str(fault)))
         if knobs:
             self.control("/sim/faults", knobs)

@@ -108,6 +108,7 @@ KNOBS: dict[FaultKind, Callable[[Fault], dict[str, object]]] = {
     FaultKind.SERVER_ERRORS: lambda f: {"server_error_if": predicate(f.roles)},
     FaultKind.RATE_LIMIT: lambda f: {"rate_limit_if": predicate(f.roles)},
     FaultKind.QUERY_FAILURES: lambda f: {"fail_queries": True},
+    FaultKind.EXECUTE_LATE: lambda f: {"execute_late_if": predicate(f.roles), "execute_delay": f.seconds},
 }
 """The simulator's knobs each exchange fault sets for its step."""
 BURSTS: dict[FaultKind, tuple[str, object]] = {
@@ -356,10 +357,30 @@ class Run:
             else:
                 for name, value in KNOBS[kind](fault).items():
                     setattr(knobs, name, value)
+            if kind is FaultKind.EXECUTE_LATE and holds_every_cover(fault):
+                knobs.execute_late_if = self._excusing(fault)
             if kind in BURSTS:
                 self._later(fault.seconds, functools.partial(setattr, knobs, *BURSTS[kind]))
             if excused(fault, faults):
                 self.checker.excuse(now, now + fault.seconds, None, str(fault))
+
+    def _excusing(self, fault: Fault) -> Callable[[OrderRequest], bool]:
+        """The EXECUTE_LATE predicate of a fault that holds back stops and closes alike, excusing
+        each stop or close it holds back, on its symbol, for as long as it is held: nothing sent
+        can cover a position before the first of them lands (see `holds_every_cover`)."""
+        held = predicate(fault.roles)
+
+        def matches(request: OrderRequest) -> bool:
+            if not held(request):
+                return False
+            parsed = parse_client_id(request.client_order_id)
+            if parsed is not None and parsed.role.code in "sc":
+                now = asyncio.get_running_loop().time()
+                why = f"{fault}: {request.client_order_id} held back by the exchange"
+                self.checker.excuse(now, now + fault.seconds, request.symbol, why)
+            return True
+
+        return matches
 
     def _apply_to_process(self, fault: Fault) -> None:
         """Faults of the engine's process and its database, armed at the step's k-th I/O call."""
@@ -556,6 +577,15 @@ def _holds_the_last_resort(fault: Fault, faults: tuple[Fault, ...]) -> bool:
     holds_closes = fault.roles == "*" or "c" in fault.roles
     refuses_stops = any(f.kind is FaultKind.REJECT and ("s" in f.roles or f.roles == "*") for f in faults)
     return holds_closes and refuses_stops
+
+
+def holds_every_cover(fault: Fault) -> bool:
+    """An EXECUTE_LATE fault on stops and closes alike: every stop and every close (the fallback
+    when a stop cannot be placed) is answered "unknown" and lands only `seconds` after it was sent,
+    so nothing can cover a position sooner than that; like closes held while stops are refused
+    (`_holds_the_last_resort`), that time is the exchange's, not the manager's. On stops alone
+    it excuses nothing: a close still goes through at once."""
+    return fault.kind is FaultKind.EXECUTE_LATE and (fault.roles == "*" or {"s", "c"} <= set(fault.roles))
 
 
 def _hits_protection(fault: Fault) -> bool:

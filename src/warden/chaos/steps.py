@@ -67,6 +67,7 @@ class FaultKind(StrEnum):
     RATE_LIMIT = "rate_limit"  # 429 for orders matching `glob`, for `seconds`
     QUERY_FAILURES = "query_failures"  # every exchange query fails for `seconds`
     REJECT = "reject"  # orders matching `glob` definitively refused for the step
+    EXECUTE_LATE = "execute_late"  # places matching `glob` answered unknown, executed `seconds` later
 
 
 REFUSALS = frozenset(
@@ -101,6 +102,9 @@ class Fault:
     """Which orders an order fault hits, as role codes (e entry, s stop, a TP1, b TP2, c close) or *."""
     rate: float = 0.0
     count: int = 0
+    retry_after: float = 0.0
+    """(RATE_LIMIT over real processes) seconds the exchange's 429 tells the client to stay away
+    (Binance's Retry-After, Bybit's reset timestamp): nothing is sent meanwhile."""
 
     def __str__(self) -> str:
         parts = [self.kind.value]
@@ -114,6 +118,8 @@ class Fault:
             parts.append(f"rate {self.rate:g}")
         if self.count:
             parts.append(f"x{self.count}")
+        if self.retry_after:
+            parts.append(f"retry after {self.retry_after:g}s")
         return " ".join(parts)
 
 
