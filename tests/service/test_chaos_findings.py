@@ -18,13 +18,14 @@ from tests.service.crash import run_with_crash
 from tests.service.harness import FAST, SOL, Harness, SwitchableStore
 from tests.service.probe import ProbedExchange
 from tests.service.test_crash_points import open_long
-from warden.adapters.clock import FakeClock
+from warden.adapters.clock import FakeClock, SystemClock
 from warden.adapters.forwarding import ForwardingStore
 from warden.adapters.memory import InMemoryStore
 from warden.adapters.notify import RecordingNotifier
 from warden.adapters.sim import SimulatedExchange
 from warden.domain.alerts import Alert, AlertKind
 from warden.domain.events import Event
+from warden.domain.orders import OrderStatus
 from warden.domain.position import Position, PositionStatus
 from warden.domain.reports import OrderReport, OrderRequest
 from warden.domain.values import OrderType, Side
@@ -904,3 +905,55 @@ def _report_of(sim: SimulatedExchange, cid: str) -> OrderReport:
     """The exchange's report of `cid` as it is now (what the stream would have said)."""
     [report] = [o for o in sim.core.orders() if o.client_order_id == cid]
     return report
+
+
+async def test_a_stop_given_up_on_that_lands_later_is_the_stop_or_is_cancelled_at_once(
+    store_url: str,
+) -> None:
+    """`warden chaos --replay 202:260` (and 202:157, 303:16, ...): the sends of a moved stop were
+    answered "execution status unknown" and its lookups found nothing, so warden recorded it
+    refused and kept the old stop; the exchange executed the sends later. The late stop rested
+    beside the old one, unknown to warden, until reconciliation cancelled it as a stray (30 s;
+    there nine piled up, one per retried move, each reduce-only against whatever the symbol would
+    hold next). When it lands warden settles it at once: exactly one stop of ours rests, the one
+    warden records as the position's, at the price warden records."""
+    late = 7.0  # this delay waits for the test's word: the stop lands once the move gave up
+    landed = asyncio.Event()
+
+    async def sleep(seconds: float) -> None:
+        await (landed.wait() if seconds == late else asyncio.sleep(seconds))
+
+    sim = SimulatedExchange(now=SystemClock().now, seed=7, sleep=sleep)
+    harness = await Harness(store_url, sim).start()
+    try:
+        pos = await harness.open("long", usd="100")
+        assert pos.status is PositionStatus.PROTECTED
+
+        def stops() -> list[OrderReport]:
+            return [o for o in harness.resting() if o.type is OrderType.STOP_MARKET]
+
+        [old] = stops()
+        assert old.trigger_price is not None
+        sim.faults.execute_late_if = lambda request: request.type is OrderType.STOP_MARKET
+        sim.faults.execute_delay = late
+        await harness.engine.exits.move_stop(pos.id, old.trigger_price * Decimal("1.002"))
+        sim.faults.execute_late_if = None
+        assert [o.client_order_id for o in stops()] == [old.client_order_id], "the move was given up on"
+        landed.set()
+        await eventually(lambda: len(stops()) > 1 or len(sim.core.orders()) > 4, what="the late stop landed")
+
+        def settled() -> bool:
+            resting = stops()
+            current = harness.engine.ledger.current_stop(pos.id)
+            held = harness.engine.ledger.positions[pos.id]
+            return (
+                len(resting) == 1
+                and current is not None
+                and current.client_order_id == resting[0].client_order_id
+                and current.status is OrderStatus.OPEN
+                and held.stop_price == resting[0].trigger_price
+            )
+
+        await eventually(settled, timeout=3, what="one stop resting, the one warden records")
+    finally:
+        await harness.stop()

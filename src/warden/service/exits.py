@@ -1174,12 +1174,70 @@ class ExitManager:
             self.ledger.note_order(
                 order.advance(OrderStatus.OPEN, exchange_order_id=report.exchange_order_id)
             )
+        elif (
+            report.status is OrderStatus.OPEN
+            and order.status is OrderStatus.REJECTED
+            and order.role in EXIT_ROLES
+            and cid not in self._cancelling
+        ):
+            await self._landed_late(order, report)
         elif report.status is OrderStatus.FILLED and report.filled_qty > order.filled_qty:
             if order.role is OrderRole.ENTRY:
                 self.send_stop_early(order.position_id, report)  # before any fill is written
             self.ctx.tasks.spawn(
                 self.wait_for_fills(order.position_id, cid, report.filled_qty, self.ctx.config.fill_wait)
             )
+
+    async def _landed_late(self, order: Order, report: OrderReport) -> None:
+        """An exit order warden gave up on (its sends' outcome unknown and its lookups found
+        nothing, so it was recorded refused) that the exchange executed after all: it rests. A
+        stop of the position's size at least as tight as the one the position wants is its stop
+        now (the move it was sent for has happened; older stops are superseded); anything else
+        protects nothing warden tracks and is cancelled at once, not left resting unknown until
+        reconciliation (reduce-only against whatever the symbol holds next)."""
+        ctx = self.ctx
+        pid = order.position_id
+        async with self._lock(pid):
+            pos = self.ledger.positions.get(pid)
+            current = self.ledger.orders.get(order.client_order_id)
+            if pos is None or current is None or current.status is not OrderStatus.REJECTED:
+                return
+            price = current.trigger_price
+            adopt = (
+                current.role is OrderRole.STOP
+                and pos.status in (PositionStatus.OPEN, PositionStatus.PROTECTED)
+                and current.qty == pos.remaining > 0
+                and price is not None
+                and tighter(pos.side, price, self._stop_target(pos)) == price
+            )
+            landed = current.with_status(OrderStatus.OPEN, exchange_order_id=report.exchange_order_id)
+            if adopt:
+                new = replace(pos, stop_price=price)
+                if new.status is PositionStatus.OPEN:
+                    new = new.transition(PositionStatus.PROTECTED)
+                message = (
+                    f"stop {pos.stop_price} -> {price} for {current.qty}: "
+                    f"{current.client_order_id}, given up on, landed late"
+                )
+                data = {"from": str(pos.stop_price), "to": str(price), "qty": str(current.qty)}
+                event = Event(EventKind.STOP_MOVED, ctx.clock.now(), pid, message, data)
+                await self.ledger.commit(pos, new, orders=[landed], events=[event])
+            else:
+                self.ledger.note_order(landed)  # resting, so that the cancel below is recorded
+        if adopt:
+            await self.cancel_superseded_stops(pid)
+            return
+        gone = await self.cancel(landed)
+        async with self._lock(pid):
+            pos = self.ledger.positions[pid]
+            event = Event(
+                EventKind.RECONCILE,
+                ctx.clock.now(),
+                pid,
+                f"{order.role} {order.client_order_id}, given up on, landed late: {gone.status}",
+            )
+            await self.ledger.commit(pos, pos, orders=[gone], events=[event])
+        self._cancelling.discard(gone.client_order_id)
 
     async def _exit_vanished(self, order: Order, report: OrderReport) -> None:
         """An exit order was cancelled by someone else: re-place it (the stop at once)."""
