@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
 from decimal import Decimal
 
 import pytest
@@ -955,5 +956,44 @@ async def test_a_stop_given_up_on_that_lands_later_is_the_stop_or_is_cancelled_a
             )
 
         await eventually(settled, timeout=3, what="one stop resting, the one warden records")
+    finally:
+        await harness.stop()
+
+
+async def test_a_close_answered_unknown_and_not_found_is_not_sent_again_while_it_may_still_execute(
+    store_url: str,
+) -> None:
+    """`warden chaos --replay 404:95` (and 404:194): two positions on one symbol; the close of
+    one was answered "execution status unknown" and its lookups (2 s) found nothing, so warden
+    sent it again under its id at once; the exchange executed both sends, and the second
+    (reduce-only: it knows one position per symbol) closed the other position: c1 traded 0.012
+    for its 0.006. A close that timed out is not sent again while it may still execute (within
+    `entry_deadline` of its send): it lands, and only its own position is closed."""
+    late = 7.0  # this delay waits for the test's word: the close lands once warden gave up
+    landed = asyncio.Event()
+
+    async def sleep(seconds: float) -> None:
+        await (landed.wait() if seconds == late else asyncio.sleep(seconds))
+
+    sim = SimulatedExchange(now=SystemClock().now, seed=7, sleep=sleep)
+    harness = await Harness(store_url, sim, config=replace(FAST, allow_stacking=True)).start()
+    try:
+        first = await harness.open("long", usd="100")
+        second = await harness.open("long", usd="120")
+        assert first.status is second.status is PositionStatus.PROTECTED
+        sim.faults.execute_late_if = lambda request: request.type is OrderType.MARKET and request.reduce_only
+        sim.faults.execute_delay = late
+        with contextlib.suppress(ExchangeError):  # the close's outcome is unknown: said so
+            await harness.engine.close_position(ClosePosition(first.id))
+        sim.faults.execute_late_if = None
+        landed.set()
+        await eventually(
+            lambda: harness.engine.ledger.positions[first.id].status is PositionStatus.CLOSED,
+            what="the first position closed by its late close",
+        )
+        await harness.engine.wait_idle()
+        assert harness.exchange_qty() == second.filled_qty, "the other position was closed too"
+        closes = [o for o in sim.core.orders(SOL) if o.type is OrderType.MARKET and o.reduce_only]
+        assert [o.filled_qty for o in closes] == [first.filled_qty]
     finally:
         await harness.stop()

@@ -652,6 +652,12 @@ class ExitManager:
                 last = self._looked_up(await self.gw.lookup(order))
                 if last.report is not None or last.unknown:
                     return last
+                if order.role is OrderRole.CLOSE:
+                    # Not found is not "never sent": a venue may execute a timed-out order seconds
+                    # later (Binance's 503 -1007, "execution status unknown"). Sent again, both
+                    # could execute, the second closing what another position on the symbol holds
+                    # (chaos 404:95). Its outcome stays unknown: the next close waits for it.
+                    return Placed(None, "timed out and not found yet", unknown=True)
                 continue  # not found after lookups that paused already: sent again at once
             await ctx.clock.sleep(ctx.config.retry_backoff * (attempt + 1))
         return last
@@ -2027,7 +2033,7 @@ class ExitManager:
                     await self.wait_for_fills(pid, order.client_order_id, report.filled_qty, 0.0)
                 found[order.client_order_id] = (report.status, report.exchange_order_id)
                 settled = settled and (role is not OrderRole.CLOSE or report.status.terminal)
-            elif isinstance(looked, NotFound):
+            elif isinstance(looked, NotFound) and not self._may_still_execute(order):
                 found[order.client_order_id] = (OrderStatus.REJECTED, None)
             else:
                 settled = False
@@ -2043,6 +2049,16 @@ class ExitManager:
                 if updates:
                     await self.ledger.commit(pos, pos, orders=updates)
         return settled
+
+    def _may_still_execute(self, order: Order) -> bool:
+        """A close not found yet that is younger than `entry_deadline`: it timed out, and a venue
+        may execute a timed-out order seconds later, so it is not taken for never sent (another
+        close would be sent, and both could execute) until then. Any other order: not found is
+        never sent (a stop or take-profit rests until it triggers: its id cannot be taken twice)."""
+        if order.role is not OrderRole.CLOSE:
+            return False
+        age = self.ctx.clock.now() - order.created_at
+        return age < timedelta(seconds=self.ctx.config.entry_deadline)
 
     def _tell(self, pid: PositionId) -> bool:
         """Whether this protect-or-close round alerts: the first of a streak does, then rounds
