@@ -908,7 +908,7 @@ def _report_of(sim: SimulatedExchange, cid: str) -> OrderReport:
     return report
 
 
-async def test_a_stop_given_up_on_that_lands_later_is_the_stop_or_is_cancelled_at_once(
+async def test_a_stop_given_up_on_that_lands_later_is_taken_as_the_stop(
     store_url: str,
 ) -> None:
     """`warden chaos --replay 202:260` (and 202:157, 303:16, ...): the sends of a moved stop were
@@ -916,8 +916,8 @@ async def test_a_stop_given_up_on_that_lands_later_is_the_stop_or_is_cancelled_a
     refused and kept the old stop; the exchange executed the sends later. The late stop rested
     beside the old one, unknown to warden, until reconciliation cancelled it as a stray (30 s;
     there nine piled up, one per retried move, each reduce-only against whatever the symbol would
-    hold next). When it lands warden settles it at once: exactly one stop of ours rests, the one
-    warden records as the position's, at the price warden records."""
+    hold next). When it lands, the move it was sent for has happened: it is the stop, the old one
+    goes, and exactly one stop of ours rests, the one warden records, at the price it records."""
     late = 7.0  # this delay waits for the test's word: the stop lands once the move gave up
     landed = asyncio.Event()
 

@@ -1183,7 +1183,7 @@ class ExitManager:
         elif (
             report.status is OrderStatus.OPEN
             and order.status is OrderStatus.REJECTED
-            and order.role in EXIT_ROLES
+            and order.role is OrderRole.STOP
             and cid not in self._cancelling
         ):
             await self._landed_late(order, report)
@@ -1195,12 +1195,14 @@ class ExitManager:
             )
 
     async def _landed_late(self, order: Order, report: OrderReport) -> None:
-        """An exit order warden gave up on (its sends' outcome unknown and its lookups found
-        nothing, so it was recorded refused) that the exchange executed after all: it rests. A
-        stop of the position's size at least as tight as the one the position wants is its stop
-        now (the move it was sent for has happened; older stops are superseded); anything else
-        protects nothing warden tracks and is cancelled at once, not left resting unknown until
-        reconciliation (reduce-only against whatever the symbol holds next)."""
+        """A stop warden gave up on (its sends' outcome unknown and its lookups found nothing, so
+        it was recorded refused) that the exchange executed after all: it rests. If it is of the
+        position's size, at least as tight as the stop the position wants and tighter than the
+        one resting (or none rests), the move it was sent for has happened: it is the stop now
+        (its price recorded, older stops cancelled as superseded), and no further move piles
+        another one beside it. Anything else is left to reconciliation, not cancelled here: its
+        id is free again once it is cancelled, and a copy of it still in flight (it was sent
+        again under its id) would land after the cancel."""
         ctx = self.ctx
         pid = order.position_id
         async with self._lock(pid):
@@ -1209,41 +1211,35 @@ class ExitManager:
             if pos is None or current is None or current.status is not OrderStatus.REJECTED:
                 return
             price = current.trigger_price
-            adopt = (
-                current.role is OrderRole.STOP
-                and pos.status in (PositionStatus.OPEN, PositionStatus.PROTECTED)
-                and current.qty == pos.remaining > 0
-                and price is not None
-                and tighter(pos.side, price, self._stop_target(pos)) == price
-            )
+            if (
+                current.role is not OrderRole.STOP
+                or pos.status not in (PositionStatus.OPEN, PositionStatus.PROTECTED)
+                or current.qty != pos.remaining
+                or price is None
+                or tighter(pos.side, price, self._stop_target(pos)) != price
+            ):
+                return
+            resting = self.ledger.current_stop(pid)
+            if (
+                resting is not None
+                and resting.status is OrderStatus.OPEN
+                and resting.qty == pos.remaining
+                and resting.trigger_price is not None
+                and tighter(pos.side, price, resting.trigger_price) == resting.trigger_price
+            ):
+                return  # the stop resting already protects as well: this one is a stray
             landed = current.with_status(OrderStatus.OPEN, exchange_order_id=report.exchange_order_id)
-            if adopt:
-                new = replace(pos, stop_price=price)
-                if new.status is PositionStatus.OPEN:
-                    new = new.transition(PositionStatus.PROTECTED)
-                message = (
-                    f"stop {pos.stop_price} -> {price} for {current.qty}: "
-                    f"{current.client_order_id}, given up on, landed late"
-                )
-                data = {"from": str(pos.stop_price), "to": str(price), "qty": str(current.qty)}
-                event = Event(EventKind.STOP_MOVED, ctx.clock.now(), pid, message, data)
-                await self.ledger.commit(pos, new, orders=[landed], events=[event])
-            else:
-                self.ledger.note_order(landed)  # resting, so that the cancel below is recorded
-        if adopt:
-            await self.cancel_superseded_stops(pid)
-            return
-        gone = await self.cancel(landed)
-        async with self._lock(pid):
-            pos = self.ledger.positions[pid]
-            event = Event(
-                EventKind.RECONCILE,
-                ctx.clock.now(),
-                pid,
-                f"{order.role} {order.client_order_id}, given up on, landed late: {gone.status}",
+            new = replace(pos, stop_price=price)
+            if new.status is PositionStatus.OPEN:
+                new = new.transition(PositionStatus.PROTECTED)
+            message = (
+                f"stop {pos.stop_price} -> {price} for {current.qty}: "
+                f"{current.client_order_id}, given up on, landed late"
             )
-            await self.ledger.commit(pos, pos, orders=[gone], events=[event])
-        self._cancelling.discard(gone.client_order_id)
+            data = {"from": str(pos.stop_price), "to": str(price), "qty": str(current.qty)}
+            event = Event(EventKind.STOP_MOVED, ctx.clock.now(), pid, message, data)
+            await self.ledger.commit(pos, new, orders=[landed], events=[event])
+        await self.cancel_superseded_stops(pid)
 
     async def _exit_vanished(self, order: Order, report: OrderReport) -> None:
         """An exit order was cancelled by someone else: re-place it (the stop at once)."""
