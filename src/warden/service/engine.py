@@ -726,6 +726,10 @@ class Engine:
                 if isinstance(exc, StoreError):
                     await self._guard()
             await self.clock.sleep(delay)
+            # The next attempt rebuilds memory from the database: what the failed one left running
+            # (protect-or-close rounds of the positions it loaded) would act on memory that is
+            # gone (a position that ended meanwhile is not loaded again). Recovery redoes it.
+            await self.ctx.tasks.cancel_all()
             steady = self.clock.monotonic() - first < STEADY_START
             cap = self.config.protection_window / 2 if steady else self.config.start_backoff_max
             delay = min(delay * 2, max(cap, self.config.retry_backoff))
