@@ -270,3 +270,35 @@ async def driven(clock: FakeClock, work: Awaitable[T]) -> T:
         if wake is not None and not task.done():
             clock.advance(min(0.05, max(wake - clock.monotonic(), 0.001)))
     return task.result()
+
+
+class LateExecution:
+    """An exchange that runs an order it answered "unknown" (`execute_late_if`) when the test
+    says: the simulator's sleep for `DELAY` waits for `release`, every other sleep is a plain one."""
+
+    DELAY = 4321.0
+
+    def __init__(self) -> None:
+        self.released = asyncio.Event()
+
+    def exchange(self, seed: int = 7) -> SimulatedExchange:
+        return SimulatedExchange(now=SystemClock().now, seed=seed, sleep=self.sleep)
+
+    def release(self) -> None:
+        self.released.set()
+
+    async def sleep(self, seconds: float) -> None:
+        if seconds == self.DELAY:
+            await self.released.wait()
+        else:
+            await asyncio.sleep(seconds)
+
+
+def covered(sim: SimulatedExchange, qty: Decimal) -> Callable[[], bool]:
+    """For eventually(): the simulator's one exposure is `qty`, covered by a stop now."""
+
+    def now() -> bool:
+        [exposure] = sim.exposure()
+        return exposure.qty == abs(qty) and exposure.unprotected_seconds == 0
+
+    return now

@@ -16,10 +16,10 @@ import pytest
 
 from tests.helpers import eventually
 from tests.service.crash import run_with_crash
-from tests.service.harness import FAST, SOL, Harness, SwitchableStore
+from tests.service.harness import FAST, SOL, Harness, LateExecution, SwitchableStore
 from tests.service.probe import ProbedExchange
 from tests.service.test_crash_points import open_long
-from warden.adapters.clock import FakeClock, SystemClock
+from warden.adapters.clock import FakeClock
 from warden.adapters.forwarding import ForwardingStore
 from warden.adapters.memory import InMemoryStore
 from warden.adapters.notify import RecordingNotifier
@@ -918,13 +918,8 @@ async def test_a_stop_given_up_on_that_lands_later_is_taken_as_the_stop(
     there nine piled up, one per retried move, each reduce-only against whatever the symbol would
     hold next). When it lands, the move it was sent for has happened: it is the stop, the old one
     goes, and exactly one stop of ours rests, the one warden records, at the price it records."""
-    late = 7.0  # this delay waits for the test's word: the stop lands once the move gave up
-    landed = asyncio.Event()
-
-    async def sleep(seconds: float) -> None:
-        await (landed.wait() if seconds == late else asyncio.sleep(seconds))
-
-    sim = SimulatedExchange(now=SystemClock().now, seed=7, sleep=sleep)
+    late = LateExecution()  # the stop lands once the move gave up
+    sim = late.exchange()
     harness = await Harness(store_url, sim).start()
     try:
         pos = await harness.open("long", usd="100")
@@ -936,11 +931,11 @@ async def test_a_stop_given_up_on_that_lands_later_is_taken_as_the_stop(
         [old] = stops()
         assert old.trigger_price is not None
         sim.faults.execute_late_if = lambda request: request.type is OrderType.STOP_MARKET
-        sim.faults.execute_delay = late
+        sim.faults.execute_delay = late.DELAY
         await harness.engine.exits.move_stop(pos.id, old.trigger_price * Decimal("1.002"))
         sim.faults.execute_late_if = None
         assert [o.client_order_id for o in stops()] == [old.client_order_id], "the move was given up on"
-        landed.set()
+        late.release()
         await eventually(lambda: len(stops()) > 1 or len(sim.core.orders()) > 4, what="the late stop landed")
 
         def settled() -> bool:
@@ -969,24 +964,19 @@ async def test_a_close_answered_unknown_and_not_found_is_not_sent_again_while_it
     (reduce-only: it knows one position per symbol) closed the other position: c1 traded 0.012
     for its 0.006. A close that timed out is not sent again while it may still execute (within
     `entry_deadline` of its send): it lands, and only its own position is closed."""
-    late = 7.0  # this delay waits for the test's word: the close lands once warden gave up
-    landed = asyncio.Event()
-
-    async def sleep(seconds: float) -> None:
-        await (landed.wait() if seconds == late else asyncio.sleep(seconds))
-
-    sim = SimulatedExchange(now=SystemClock().now, seed=7, sleep=sleep)
+    late = LateExecution()  # the close lands once warden gave up
+    sim = late.exchange()
     harness = await Harness(store_url, sim, config=replace(FAST, allow_stacking=True)).start()
     try:
         first = await harness.open("long", usd="100")
         second = await harness.open("long", usd="120")
         assert first.status is second.status is PositionStatus.PROTECTED
         sim.faults.execute_late_if = lambda request: request.type is OrderType.MARKET and request.reduce_only
-        sim.faults.execute_delay = late
+        sim.faults.execute_delay = late.DELAY
         with contextlib.suppress(ExchangeError):  # the close's outcome is unknown: said so
             await harness.engine.close_position(ClosePosition(first.id))
         sim.faults.execute_late_if = None
-        landed.set()
+        late.release()
         await eventually(
             lambda: harness.engine.ledger.positions[first.id].status is PositionStatus.CLOSED,
             what="the first position closed by its late close",

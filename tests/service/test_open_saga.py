@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -10,9 +9,7 @@ from decimal import Decimal
 import pytest
 
 from tests.helpers import eventually, until
-from tests.service.harness import BTC, FAST, SOL, Harness
-from warden.adapters.clock import SystemClock
-from warden.adapters.sim import SimulatedExchange
+from tests.service.harness import BTC, FAST, SOL, Harness, LateExecution, covered
 from warden.domain.alerts import AlertKind
 from warden.domain.errors import ValidationError
 from warden.domain.events import EventKind
@@ -339,25 +336,6 @@ async def test_an_entry_given_up_on_that_executes_later_is_protected_tracked_and
     assert told and "executed it later" in told[-1].message
 
 
-class LateExecution:
-    """The exchange runs an order it answered "unknown" (execute_late_if) when the test says:
-    the simulator's sleep for `DELAY` waits for `release`, every other sleep is a plain one."""
-
-    DELAY = 4321.0
-
-    def __init__(self) -> None:
-        self.released = asyncio.Event()
-
-    def release(self) -> None:
-        self.released.set()
-
-    async def sleep(self, seconds: float) -> None:
-        if seconds == self.DELAY:
-            await self.released.wait()
-        else:
-            await asyncio.sleep(seconds)
-
-
 @pytest.mark.parametrize("orphan_policy", ["adopt", "alert"])
 @pytest.mark.parametrize(
     "lands", ["while warden is down", "while it recovers", "once it is ready", "after it left memory"]
@@ -375,7 +353,7 @@ async def test_an_entry_given_up_on_that_executes_across_a_restart_is_protected_
     'external' one: the signal's plan is kept) within the protection window of warden seeing
     it, whatever the orphan policy, warden tracks it, and the trader is told."""
     late = LateExecution()
-    sim = SimulatedExchange(now=SystemClock().now, seed=7, sleep=late.sleep)
+    sim = late.exchange()
     harness = await Harness(store_url, sim, config=replace(FAST, orphan_policy=orphan_policy)).start()
     try:
         sim.faults.execute_late_if = lambda req: req.client_order_id.endswith("-e1")
@@ -407,12 +385,7 @@ async def test_an_entry_given_up_on_that_executes_across_a_restart_is_protected_
             late.release()
             await eventually(lambda: harness.exchange_qty() != 0, what="the entry executed late")
         held = harness.exchange_qty()
-
-        def covered() -> bool:
-            [exposure] = sim.exposure()
-            return exposure.qty == abs(held) and exposure.unprotected_seconds == 0
-
-        await eventually(covered, timeout=10, what="a stop covering the late entry")
+        await eventually(covered(sim, held), timeout=10, what="a stop covering the late entry")
         [exposure] = sim.exposure()
         if lands != "while warden is down":  # else naked from the execution to the restart
             assert exposure.max_unprotected_seconds < harness.engine.config.protection_window
@@ -497,30 +470,20 @@ async def test_an_entry_given_up_on_that_executes_after_a_restart_is_protected_a
     either, so it was kept as an early event of an order not yet registered, for ever: the
     position stood naked until the next reconciliation pass (27 s there). The new process knows
     the fill for what it is (its position ended, on record) and protects it at once."""
-    late = 7.0  # this delay waits for the test's word: the entry lands after the restart
-    landed = asyncio.Event()
-
-    async def sleep(seconds: float) -> None:
-        await (landed.wait() if seconds == late else asyncio.sleep(seconds))
-
-    sim = SimulatedExchange(now=SystemClock().now, seed=7, sleep=sleep)
+    late = LateExecution()  # the entry lands after the restart
+    sim = late.exchange()
     harness = await Harness(store_url, sim).start()
     try:
         sim.faults.execute_late_if = lambda req: req.client_order_id.endswith("-e1")
-        sim.faults.execute_delay = late
+        sim.faults.execute_delay = late.DELAY
         pos = await harness.open("long", usd="100")
         assert pos.status is PositionStatus.FAILED
         sim.faults.execute_late_if = None
         await harness.restart()
-        landed.set()
+        late.release()
         await eventually(lambda: harness.exchange_qty() != 0, what="the entry executed late")
         held = harness.exchange_qty()
-
-        def covered() -> bool:
-            [exposure] = sim.exposure()
-            return exposure.qty == abs(held) and exposure.unprotected_seconds == 0
-
-        await eventually(covered, timeout=10, what="a stop covering the late entry")
+        await eventually(covered(sim, held), timeout=10, what="a stop covering the late entry")
         [exposure] = sim.exposure()
         assert exposure.max_unprotected_seconds < harness.engine.config.protection_window
         tracked = [p for p in harness.engine.ledger.active_positions() if p.symbol == SOL]
