@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import sys
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -37,6 +38,17 @@ def _pg_admin(sql: str) -> None:
 
     with ThreadPoolExecutor(max_workers=1) as pool:
         pool.submit(asyncio.run, run()).result()
+
+
+@pytest.fixture(autouse=True)
+def _address_holds_cleared() -> Iterator[None]:
+    """A hold on an exchange address is the process's (adapters.ccxt.adapter.ADDRESS_HOLDS): one
+    a test made (a 403 holds ten minutes) must not hold back a later test's server that was given
+    the same port."""
+    yield
+    adapter = sys.modules.get("warden.adapters.ccxt.adapter")
+    if adapter is not None:
+        adapter.ADDRESS_HOLDS.clear()
 
 
 @pytest.fixture

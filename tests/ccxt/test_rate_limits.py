@@ -16,7 +16,7 @@ import pytest
 import ccxt
 from tests.contract.rigs import ServerRig, rig_for
 from tests.helpers import until
-from warden.adapters.ccxt import CcxtBybitExchange
+from warden.adapters.ccxt import CcxtBybitExchange, CcxtExchange
 from warden.domain.orders import OrderStatus
 from warden.domain.values import OrderSide
 from warden.ports import ExchangeUnavailable
@@ -134,3 +134,46 @@ async def test_a_bybit_reset_timestamp_holds_back_within_bounds(caplog: pytest.L
         assert "holding back 60 s only" in caplog.text
     finally:
         await exchange.close()
+
+
+async def test_a_limit_on_this_address_holds_back_every_client_of_the_process_on_it() -> None:
+    """Binance counts request weight per IP: its 429 (-1003) limits the address, not the account
+    told, and another account of this process sending on earns the ban (418) for all of them.
+    Every client of the process on that address holds back until the Retry-After has passed."""
+    async with rig_for("binance") as made:
+        assert isinstance(made, ServerRig)
+        rig, told, other = made, made.exchange, made.fresh()
+        await rig.faults(rate_limit_if=True, retry_after=2)
+        with pytest.raises(ExchangeUnavailable):
+            await told.place_order(rig.market(f"{ID}-e1", OrderSide.BUY, "0.01"))
+        await rig.faults(rate_limit_if=None)
+        sent = len(await _requests(rig))
+        with pytest.raises(ExchangeUnavailable, match="Retry-After"):
+            await other.fetch_positions()
+        assert len(await _requests(rig)) == sent
+
+        async def through() -> bool:
+            try:
+                await other.fetch_positions()
+            except ExchangeUnavailable:
+                return False
+            return True
+
+        await until(through, timeout=10.0, what="the other client's request after the Retry-After")
+
+
+async def test_what_limits_the_address_and_what_only_the_account() -> None:
+    """Binance: request weight (429 -1003) and its ban (418) are per IP; too many orders (429
+    -1015) is the account's. Bybit: its 403 and retCode 10018 are the IP's; 10006 the account's."""
+    binance = CcxtExchange.create(api_key="k", api_secret="s", base_url="http://127.0.0.1:9")
+    bybit = CcxtBybitExchange.create(api_key="k", api_secret="s", base_url="http://127.0.0.1:9")
+    try:
+        assert binance.limits_address(429, {"code": -1003, "msg": "Too many requests"})
+        assert binance.limits_address(418, {"code": -1003, "msg": "IP banned until 1"})
+        assert not binance.limits_address(429, {"code": -1015, "msg": "Too many new orders"})
+        assert bybit.limits_address(403, None)
+        assert bybit.limits_address(200, {"retCode": 10018, "retMsg": "Exceeded the IP Rate Limit"})
+        assert not bybit.limits_address(200, {"retCode": 10006, "retMsg": "Too many visits!"})
+    finally:
+        await binance.close()
+        await bybit.close()

@@ -112,6 +112,37 @@ def header(headers: Mapping[Any, Any], name: str) -> str:
     return next((str(v) for k, v in headers.items() if str(k).lower() == wanted), "")
 
 
+class AddressHolds:
+    """Holds on an exchange's address (scheme, host and port) that every client of this process
+    shares: a limit or a ban on this machine's IP (Binance's request-weight 429 and its 418,
+    Bybit's 403 and retCode 10018) stops every account sending from here, not only the one told;
+    one of them sending on would earn the ban for all."""
+
+    def __init__(self) -> None:
+        self._until: dict[str, tuple[float, str]] = {}
+
+    def hold(self, address: str, seconds: float, why: str) -> None:
+        until = time.monotonic() + seconds
+        if seconds > 0 and until > self._until.get(address, (float("-inf"), ""))[0]:
+            self._until[address] = (until, why)
+
+    def until(self, address: str) -> tuple[float, str]:
+        """(time.monotonic() before which nothing is sent to `address`, what said so)."""
+        return self._until.get(address, (float("-inf"), ""))
+
+    def clear(self) -> None:
+        self._until.clear()
+
+
+ADDRESS_HOLDS = AddressHolds()
+"""This process's: one machine, one address at each exchange."""
+
+
+def address_of(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
 class CcxtAdapter:
     """One account on one venue through an unmodified ccxt.pro client.
 
@@ -140,6 +171,7 @@ class CcxtAdapter:
         reconnect_wait: float = 30.0,
         leverage: int | None = None,
         margin_mode: str | None = None,
+        address_holds: AddressHolds = ADDRESS_HOLDS,
     ) -> None:
         if margin_mode is not None and margin_mode not in MARGIN_MODES:
             raise ValueError(f"margin_mode must be one of {MARGIN_MODES}, not {margin_mode!r}")
@@ -163,6 +195,7 @@ class CcxtAdapter:
         for too many requests (`told_to_wait`)."""
         self.rate_limited_by = ""
         """What set `rate_limited_until` (the header or answer), for the refusals meanwhile."""
+        self.address_holds = address_holds
         self._hold_back_when_told(client)
 
     # ----- the exchange's rate limits ------------------------------------------------------
@@ -192,12 +225,16 @@ class CcxtAdapter:
             told = self.told_to_wait(code, headers if isinstance(headers, Mapping) else {}, response)
             if told is not None:
                 self.hold_back(*told)
+                if self.limits_address(code, response):
+                    self.address_holds.hold(address_of(str(url)), *told)
             return handle_errors(code, reason, url, method, headers, body, response, *rest)
 
         async def held(url: str, method: str = "GET", headers: Any = None, body: Any = None) -> Any:
-            left = self.rate_limited_until - time.monotonic()
+            until, said = max(
+                (self.rate_limited_until, self.rate_limited_by), self.address_holds.until(address_of(url))
+            )
+            left = until - time.monotonic()
             if left > 0:
-                said = self.rate_limited_by
                 raise ccxt.DDoSProtection(
                     f"{self.venue} {method} {url} not sent: {left:.1f}s left of the exchange's {said}"
                 )
@@ -218,6 +255,13 @@ class CcxtAdapter:
         if not value.strip().isdigit():
             return None
         return float(int(value)), "Retry-After"
+
+    def limits_address(self, status: Any, response: Any) -> bool:
+        """Whether a refusal for too many requests limits this machine's address rather than the
+        account (`told_to_wait` said how long): Binance counts request weight per IP (a 429 with
+        -1003) and bans the IP (418); too many orders (-1015) is the account's."""
+        code = response.get("code") if isinstance(response, Mapping) else None
+        return status == 418 or (status == 429 and str(code) != "-1015")
 
     def hold_back(self, seconds: float, why: str) -> None:
         """Send nothing for `seconds` (none when not above 0); a hold already longer stands."""

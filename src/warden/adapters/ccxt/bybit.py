@@ -178,6 +178,11 @@ class CcxtBybitExchange(CcxtAdapter):
             seconds = MAX_RESET_WAIT
         return seconds, RESET_HEADER
 
+    def limits_address(self, status: Any, response: Any) -> bool:
+        """Bybit's 403 and retCode 10018 limit the IP; 10006 the account (its UID)."""
+        code = response.get("retCode") if isinstance(response, Mapping) else None
+        return status == 403 or str(code) == "10018"
+
     # ----- the Exchange port ----------------------------------------------------------
 
     def parse_instrument(self, market: Raw) -> Instrument | None:
