@@ -600,11 +600,19 @@ class ProcessRun:
         return last
 
     def _leftovers(self) -> set[str]:
-        """Orders whose excess fill warden recorded as an event (it fit no open position)."""
+        """Orders whose fill warden recorded as an event rather than a position's fill: an excess
+        that fit no open position, or the trade of an entry it had given up on that executed
+        later (the event carries the trade and its order, as the in-process checker reads it)."""
         response = self.api("GET", "/events?limit=1000")  # the API's most (10000 was refused: 422)
         response.raise_for_status()
         events = response.json()
-        return {e["message"].split(" ")[0] for e in events if "fits no open position" in e["message"]}
+        excess = {e["message"].split(" ")[0] for e in events if "fits no open position" in e["message"]}
+        carried = {
+            str(e["data"]["client_order_id"])
+            for e in events
+            if (e.get("data") or {}).get("trade_id") and (e.get("data") or {}).get("client_order_id")
+        }
+        return excess | carried
 
     def _heard(self, step: int, started: float) -> list[Violation]:
         if not self.outside:

@@ -849,6 +849,7 @@ class ExitManager:
                 f"fill {report.trade_id} after {status}",
                 {
                     "trade_id": report.trade_id,
+                    "client_order_id": report.client_order_id,
                     "qty": str(report.qty),
                     "price": str(report.price),
                     "symbol": report.symbol,
