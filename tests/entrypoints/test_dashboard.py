@@ -293,10 +293,12 @@ def test_dashboard_live_in_chromium(live: LiveWarden, browser: Any) -> None:
     expect(stop).to_have_attribute("data-resting", "false", timeout=WAIT_MS)
     expect(stop).to_contain_text("NOT resting")
     expect(stop).to_contain_text("s unprotected", timeout=WAIT_MS)
-    assert "rgb(239, 79, 79)" in stop.evaluate("el => getComputedStyle(el).color")  # red
+    expect(stop).to_have_css(
+        "color", "rgb(239, 79, 79)", timeout=WAIT_MS
+    )  # red (read again if htmx swaps the row)
     shot(page, "unprotected")
     expect(stop).to_have_attribute("data-resting", "true", timeout=WAIT_MS)
-    assert "rgb(47, 191, 113)" in stop.evaluate("el => getComputedStyle(el).color")  # green
+    expect(stop).to_have_css("color", "rgb(47, 191, 113)", timeout=WAIT_MS)  # green
 
     async def fast(rt: Runtime) -> None:
         assert rt.sim is not None
