@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import eventually
+from tests.helpers import eventually, until
 from tests.service.crash import CallBudget, CrashAfter, SimulatedCrash
 from tests.service.harness import FAST
 from warden.adapters.clock import SystemClock
@@ -305,36 +305,37 @@ async def test_a_crash_after_any_call_of_an_open_on_drift_recovers_protected_wit
         await h.stop()
 
 
-async def test_a_working_entry_recorded_failed_that_fills_later_is_adopted_and_protected(
+async def test_a_working_entry_whose_cancel_is_refused_stays_opening_and_is_protected_when_it_fills(
     drift_sim: DriftSim,
 ) -> None:
-    """Drift's nearest thing to an entry executing after warden gave up on it: a together
-    transaction cannot land once warden gives up (the entry is failed only when its transaction
-    failed or its blockhash expired, so it can never land), but its market order works until the
-    auction fills it. Its cancel at the deadline is refused and the lookup finds it still open, so
-    the entry is recorded cancelled and failed and the exits that travelled with it are taken
-    away; then the auction fills it. The position is adopted as that entry's, with a stop within
-    the protection window, and tracked."""
+    """An entry's market order works until Drift's auction fills it. Its cancel at the deadline
+    is refused and the lookup finds it still open. It used to be recorded cancelled, its position
+    failed and the exits that travelled with it taken away, and the fill that came later was
+    adopted as an orphan. Now it is not called failed while it works: the position stays opening
+    (the trail says the cancel failed) and, when the auction fills it, that same position is
+    protected within the window, by the stop that travelled with it."""
     await drift_sim.control("POST", "/sim/faults", {"auction_delay": 2, "reject_if": "cancel-o1000001"})
     h = DriftEngine(drift_sim, config=replace(FAST, entry_deadline=0.5))
     await h.start()
     try:
         position = await h.open("long", "1")
-        await eventually(lambda: h.gone(position), timeout=10.0, what="entry failed")
-        assert drift_sim.venue.core.position(SOL).flat
+
+        async def cancel_failed() -> bool:
+            return any("its cancel failed" in e.message for e in await h.store.list_events(position.id))
+
+        await until(cancel_failed, timeout=10, what="the trail to say the cancel failed")
+        assert h.engine.ledger.positions[position.id].status is PositionStatus.OPENING
         await eventually(lambda: not drift_sim.venue.core.position(SOL).flat, timeout=10, what="filled")
         await eventually(
-            lambda: any(p.status is PositionStatus.PROTECTED for p in h.engine.ledger.positions.values()),
+            lambda: h.engine.ledger.positions[position.id].status is PositionStatus.PROTECTED,
             timeout=10,
-            what="adopted and protected",
+            what="the same position protected",
         )
         await h.engine.wait_idle()
         assert uncovered(drift_sim) < h.engine.config.protection_window
-        [adopted] = [p for p in h.engine.ledger.positions.values() if p.is_active]
-        assert adopted.remaining == D(1)
+        assert [p.id for p in h.engine.ledger.positions.values() if p.is_active] == [position.id]
+        assert h.engine.ledger.positions[position.id].remaining == D(1)
         stops = [o for o in resting(drift_sim) if o["trigger_condition"] == "below"]
         assert [o["base_asset_amount"] for o in stops] == [str(10**9)]
-        told = [e.message for e in await h.store.list_events(adopted.id)]
-        assert any(f"the entry of {position.id}" in m for m in told), told
     finally:
         await h.stop()

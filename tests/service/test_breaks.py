@@ -120,6 +120,49 @@ async def test_an_entry_that_never_fills_is_cancelled_and_fails(harness: Harness
     assert harness.exchange_qty(SOL) == 0 and harness.resting(SOL) == []
 
 
+async def test_an_entry_whose_cancel_fails_at_its_deadline_is_not_called_failed_while_it_works(
+    harness: Harness,
+) -> None:
+    """Unfilled at its deadline, the entry's cancel is refused (rate-limited) and a lookup shows it
+    still working. It was recorded cancelled and its position failed, with no alert, while it went
+    on working on the exchange (it could still fill). It stays opening and the cancel is tried
+    again until the exchange takes it; only then does the position fail."""
+    harness.sim.faults.ack_only_if = lambda req: req.type is OrderType.MARKET
+    harness.sim.faults.fill_delay = 3600
+    await harness.stop()
+    harness.config = replace(harness.config, entry_deadline=0.3)
+    await harness.start()
+    sent: list[str] = []
+    cancels = 0
+
+    def refuse_cancels(req: OrderRequest) -> bool:
+        nonlocal cancels
+        if req.type is not OrderType.MARKET:
+            return False
+        if req.client_order_id not in sent:  # the entry itself goes out
+            sent.append(req.client_order_id)
+            return False
+        cancels += 1
+        return True
+
+    harness.sim.faults.rate_limit_if = refuse_cancels
+    pos = await harness.open("long", SOL)
+    await eventually(lambda: cancels >= 2, what="the entry's cancel tried again")
+    entry = next(o for o in harness.engine.ledger.orders_of(pos.id) if o.role is OrderRole.ENTRY)
+    assert [o.status for o in harness.sim.core.orders(SOL)] == [OrderStatus.OPEN]
+    assert harness.engine.ledger.positions[pos.id].status is PositionStatus.OPENING
+    assert entry.status is OrderStatus.OPEN
+    trail = [e.message for e in await harness.store.list_events(pos.id, 100)]
+    assert len([m for m in trail if "its cancel failed" in m]) == 1, trail
+
+    harness.sim.faults.rate_limit_if = None
+    await eventually(
+        lambda: harness.engine.ledger.positions[pos.id].status is PositionStatus.FAILED, what="failed"
+    )
+    assert [o.status for o in harness.sim.core.orders(SOL)] == [OrderStatus.CANCELED]
+    assert harness.exchange_qty(SOL) == 0 and harness.resting(SOL) == []
+
+
 async def test_a_close_acknowledged_before_it_fills_still_closes(harness: Harness) -> None:
     """A reduce-only close answered NEW is awaited, not judged failed."""
     pos = await harness.open("long", SOL)

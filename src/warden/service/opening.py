@@ -274,7 +274,11 @@ class Opener:
             if self._entry_done(entry, report) and position.status is not PositionStatus.OPENING:
                 await self.exits.protect(pid)
                 return
-            await self.recovery.cancel_working_entry(pid, ctx.ledger.orders[entry.client_order_id])
+            position = await self.recovery.cancel_working_entry(pid, ctx.ledger.orders[entry.client_order_id])
+            if position.status is PositionStatus.OPENING:
+                # The cancel did not take (the entry may still be working): recovery keeps
+                # looking and cancelling until the exchange settles it, and alerts if it cannot.
+                ctx.tasks.spawn(self.recovery.resolve_entry(pid))
         finally:
             ctx.saga_end(pid)
 

@@ -50,6 +50,9 @@ class Recovery:
         self.gw = gateway
         self.exits = exits
         self.store = store
+        self._cancel_failed: set[PositionId] = set()
+        """Entries whose cancel at their deadline failed and that are said so in the trail (once
+        each: the cancel is tried again for as long as recovery looks)."""
 
     async def load(self) -> list[Position]:
         """Memory is rebuilt from the database (start, takeover): never trusted across a gap in the lease."""
@@ -390,16 +393,34 @@ class Recovery:
 
     async def cancel_working_entry(self, pid: PositionId, entry: Order) -> Position:
         """An entry acknowledged but unfilled at its deadline: cancel it and act on the cancel's
-        answer (what filled meanwhile is protected; nothing filled means the entry failed)."""
+        answer (what filled meanwhile is protected; nothing filled means the entry failed).
+
+        If the cancel fails, the entry is settled only by what a lookup shows ended (cancelled,
+        filled, expired). Still working, or not found, it is left as it is (the position stays
+        opening) for the caller to try again: it could still fill, so it is neither recorded
+        cancelled nor its position failed while it works."""
         ctx, exits = self.ctx, self.exits
         report: OrderReport | None = None
         try:
             report = await self.gw.cancel(entry.symbol, entry.client_order_id, entry.type.conditional)
-        except ExchangeError:
+        except ExchangeError as exc:
             found = await self.gw.lookup(entry, attempts=2)
-            report = found.report if isinstance(found, Found) else None
+            if isinstance(found, Found) and found.report.status.terminal:
+                report = found.report
+            elif pid not in self._cancel_failed:
+                self._cancel_failed.add(pid)
+                await ctx.ledger.record(
+                    Event(
+                        EventKind.ENTRY_UNKNOWN,
+                        ctx.clock.now(),
+                        pid,
+                        f"entry unfilled at its deadline and its cancel failed ({exc}); it may still"
+                        " be working: trying again",
+                    )
+                )
         if report is None:
             return ctx.ledger.positions[pid]
+        self._cancel_failed.discard(pid)
         if report.filled_qty > exits.applied(entry.client_order_id):
             await exits.wait_for_fills(pid, entry.client_order_id, report.filled_qty, ctx.config.fill_wait)
         async with ctx.locks.position(pid):
