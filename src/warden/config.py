@@ -150,6 +150,18 @@ def secret_flaw(value: str) -> str | None:
     return None
 
 
+def read_token_flaw(api_token: SecretStr | None, read_token: SecretStr | None) -> None:
+    """Refuse a read token equal to the API token (the one token copied into both): the full token
+    is checked first, so the token meant only to read (a dashboard, a monitoring tool) would open,
+    close and kill. Neither is shown. `warden run` checks it again against <data_dir>/api-token."""
+    if api_token is not None and read_token is not None and api_token == read_token:
+        raise DomainValidationError(
+            "api_read_token",
+            "is the same as the API token (api_token, or <data_dir>/api-token): it would trade,"
+            " not only read; give it a token of its own (neither is shown)",
+        )
+
+
 def no_bool_for_number(model: type[pydantic.BaseModel], value: object, info: ValidationInfo) -> object:
     """TOML's `true` is not a number: pydantic reads it as 1 for an int or a float (drift_sub_account
     = true traded on sub-account 1), while a decimal setting refuses it. Refused for every number."""
@@ -402,6 +414,11 @@ class Settings(BaseSettings):
         if value is not None and not value.get_secret_value().strip():
             raise ValueError("is empty: set a token, or leave the setting unset")
         return value
+
+    @model_validator(mode="after")
+    def _read_token_is_another(self) -> Settings:
+        read_token_flaw(self.api_token, self.api_read_token)
+        return self
 
     @field_validator("webhook_allow_ips", "trusted_proxies", mode="before")
     @classmethod

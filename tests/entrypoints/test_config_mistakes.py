@@ -581,3 +581,36 @@ def test_when_no_account_can_start_the_last_line_says_so_without_a_traceback(tmp
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert errors == ["error: no account could start (each is named above)"], result.stderr
     assert "account a is not running: accounts.a.api_key_env: the environment variable A_KEY" in result.stderr
+
+
+# -- the API's tokens ---------------------------------------------------------------------------
+
+
+def test_a_read_token_equal_to_the_api_token_is_refused_and_never_shown(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """WARDEN_API_READ_TOKEN set to the API token (the one token copied into both): the token that
+    was to only read opened, closed and killed, since the full token is checked first. A monitoring
+    tool or a shared dashboard handed the "read-only" token could trade the account."""
+    monkeypatch.setenv("WARDEN_API_TOKEN", "t-0123456789abcdef")
+    monkeypatch.setenv("WARDEN_API_READ_TOKEN", "t-0123456789abcdef")
+    with pytest.raises(ConfigError) as caught:
+        Settings.load()
+    assert caught.value.field == "api_read_token" and "api_token" in caught.value.message
+    assert "t-0123456789abcdef" not in str(caught.value)
+    result = runner.invoke(app, ["run", "--port", free_port()])
+    assert result.exit_code == 2
+    line = one_error_line(result.stderr)
+    assert line.startswith("error: api_read_token: ") and "t-0123456789abcdef" not in line
+
+
+def test_a_read_token_equal_to_the_token_file_is_refused_at_start(tmp_path: Path) -> None:
+    """No api_token set: the engine's token is <data_dir>/api-token, and `warden token`'s output
+    pasted into WARDEN_API_READ_TOKEN made the read token the full one all the same."""
+    (tmp_path / "api-token").write_text("f-0123456789abcdef\n")
+    (tmp_path / "api-token").chmod(0o600)
+    args = ["run", "--port", free_port(), "--data-dir", str(tmp_path), "--db", f"sqlite:///{tmp_path}/w.db"]
+    result = runner.invoke(app, args, env={"WARDEN_API_READ_TOKEN": "f-0123456789abcdef"})
+    assert result.exit_code == 2, result.output
+    line = one_error_line(result.stderr)
+    assert line.startswith("error: api_read_token: ") and "f-0123456789abcdef" not in line

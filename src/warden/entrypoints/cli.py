@@ -22,7 +22,8 @@ from typing import Annotated, Any
 import typer
 import uvicorn
 
-from warden.config import ConfigError, Settings, describe
+from warden.config import ConfigError, Settings, describe, read_token_flaw
+from warden.domain.errors import ValidationError as DomainValidationError
 from warden.entrypoints import client, ops
 from warden.entrypoints.client import err, fail, out
 from warden.entrypoints.token import ApiToken, TokenError, ensure_token, find_token
@@ -105,6 +106,9 @@ def run(
     configure_logging(settings.log_level, settings.log_json)
     try:
         token = ensure_token(settings)
+        read_token_flaw(token.value, settings.api_read_token)  # the token file's, when api_token is unset
+    except DomainValidationError as exc:
+        fail(f"{exc.field}: {exc.message}", code=2)
     except (TokenError, OSError) as exc:
         fail(f"api_token: {exc}")
     settings = settings.model_copy(update={"api_token": token.value})
