@@ -158,6 +158,19 @@ def test_connection_refused_says_to_start_warden() -> None:
     assert result.stderr == f"error: cannot reach warden at http://{host}:{port}: is `warden run` running?\n"
 
 
+@pytest.mark.parametrize("given", ["http://[::1", "http://127.0.0.1:808O", "http://[zz]:8080"])
+def test_a_url_that_is_not_one_is_one_line_naming_url(given: str) -> None:
+    """A mistyped --url (or WARDEN_URL): an unclosed IPv6 bracket, a letter O for a zero in the
+    port. httpx refuses it when the client is made, and the CLI printed its traceback."""
+    env = {"WARDEN_API_TOKEN": TOKEN}
+    for args in (["positions", "--url", given], ["close", "abc", "--url", given]):
+        result = runner.invoke(app, args, env=env)
+        assert result.exit_code == 1, result.output
+        assert result.stderr.startswith("error: url: ") and result.stderr.count("\n") == 1, result.stderr
+    result = runner.invoke(app, ["status"], env={**env, "WARDEN_URL": given})
+    assert result.exit_code == 1 and result.stderr.startswith("error: url: "), result.stderr
+
+
 def test_open_without_any_token(tmp_path: Path) -> None:
     """Without WARDEN_API_TOKEN or a token file, open stops before sending anything."""
     env = {"WARDEN_DATA_DIR": str(tmp_path), "WARDEN_URL": "http://127.0.0.1:9"}

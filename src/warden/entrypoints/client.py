@@ -125,7 +125,12 @@ class Client:
             headers["Authorization"] = f"Bearer {token.get_secret_value()}"
         import httpx  # here, not at the top: `warden run` loads this module and never calls out
 
-        self._http: httpx.Client = httpx.Client(base_url=self.url, headers=headers, timeout=TIMEOUT)
+        try:
+            self._http: httpx.Client = httpx.Client(base_url=self.url, headers=headers, timeout=TIMEOUT)
+        except httpx.InvalidURL as exc:  # not an HTTPError: it escaped as a traceback
+            raise CliError(
+                f"url: {self.url!r} is not a URL warden can call ({exc}); e.g. http://127.0.0.1:8080"
+            ) from None
 
     def __enter__(self) -> Client:
         return self
