@@ -382,6 +382,28 @@ async def test_unknown_position_and_route_are_json_404(client: httpx.AsyncClient
         assert response.json()["error"] == "not_found"
 
 
+async def test_a_trailing_slash_is_a_json_404_naming_the_path_and_nothing_is_sent(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """A URL pasted with a trailing slash (https://host/api/v1/signals/ in TradingView's webhook
+    field, a script's base URL joined with "/"): the answer was an empty 307 to the path without
+    it. `curl -X POST` prints nothing and exits 0 on it, and a sender that does not follow
+    redirects (or is sent to http:// behind a TLS proxy) never delivers the signal; nothing
+    said that it was not taken. Now a JSON 404 that names the path to use."""
+    for method, path, body in (
+        ("POST", "/api/v1/signals/", SIGNAL),
+        ("GET", "/api/v1/positions/", None),
+        ("POST", "/api/v1/pause/", None),
+    ):
+        response = await client.request(method, path, json=body, headers=AUTH)
+        assert response.status_code == 404, (path, response.status_code, response.text)
+        error = response.json()
+        assert error["error"] == "not_found"
+        assert path.rstrip("/") in error["message"] and "trailing slash" in error["message"]
+    await assert_nothing_happened(runtime)
+    assert runtime.engine.status().controls.paused is False
+
+
 async def test_query_validation_names_the_parameter(client: httpx.AsyncClient) -> None:
     """FastAPI's own validation errors are reshaped to name the field."""
     response = await client.get("/api/v1/events", params={"limit": 0}, headers=AUTH)

@@ -650,6 +650,7 @@ def create_app(runtime_provider: RuntimeProvider) -> FastAPI:
         docs_url=None,  # _add_docs_route: Swagger UI pinned, hash-checked
         openapi_url=f"{API}/openapi.json",
         redoc_url=None,
+        redirect_slashes=False,  # an empty 307 looks like success to a sender: a JSON 404 instead
     )
     ctx = _Context(runtime_provider)
     app.state.metrics = ctx.metrics
@@ -1280,6 +1281,19 @@ def _allowed_methods(request: Request) -> list[str]:
     return sorted(methods - {"HEAD"})
 
 
+def _without_trailing_slash(request: Request) -> str | None:
+    """The path without its trailing slash, when a route serves that path (/api/v1/signals/):
+    what the caller meant. Such a path is not redirected (an empty 307 reads as success to curl,
+    and a sender that does not follow it never delivers its signal), so the 404 says it."""
+    path = request.url.path
+    if len(path) < 2 or not path.endswith("/"):
+        return None
+    meant = path.rstrip("/") or "/"
+    scope = {**request.scope, "path": meant}
+    routes = request.app.routes
+    return meant if any(route.matches(scope)[0] is not Match.NONE for route in routes) else None
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     async def api_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ApiError)
@@ -1330,9 +1344,14 @@ def _install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, HTTPException)
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         headers = exc.headers
+        message = str(exc.detail)
         if exc.status_code == 405:  # every method of the path, not only the first route's
             headers = {"Allow": ", ".join(_allowed_methods(request))}
-        return error_response(exc.status_code, code, str(exc.detail), headers=headers)
+        elif exc.status_code == 404 and (meant := _without_trailing_slash(request)) is not None:
+            message = (
+                f"no route {request.url.path}: use {meant} (without the trailing slash); nothing was done"
+            )
+        return error_response(exc.status_code, code, message, headers=headers)
 
     app.add_exception_handler(ApiError, api_error)
     app.add_exception_handler(ValidationError, validation)
