@@ -16,6 +16,7 @@ import ipaddress
 import os
 import re
 import tomllib
+import urllib.parse
 from collections.abc import Mapping
 from contextvars import ContextVar
 from decimal import Decimal
@@ -992,6 +993,49 @@ def database_url_flaw(url: str) -> str | None:
                 "the user name or password holds an '@': write each '@' in them as %40"
                 " (postgresql://user:pa%40ss@host/dbname); the URL is not shown"
             )
+    return _postgres_port_flaw(rest) or _postgres_query_flaw(rest)
+
+
+POSTGRES_SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+"""What `sslmode` (libpq's name, in every managed PostgreSQL's connection string) may say; the
+driver takes the same modes as `ssl` (adapters/db/urls.py hands sslmode over as ssl)."""
+
+
+def _postgres_port_flaw(rest: str) -> str | None:
+    """A port that is not one (`:99999`, `:54O2`): the driver failed on it only once the engine
+    connected, with a traceback (OverflowError, ValueError) instead of the setting's name."""
+    hostport = re.split(r"[/?]", rest, maxsplit=1)[0].rpartition("@")[2]
+    if "," in hostport:  # several hosts: left to the driver
+        return None
+    tail = hostport.rpartition("]")[2] if hostport.startswith("[") else hostport
+    if ":" not in tail:
+        return None
+    port = tail.rpartition(":")[2]
+    if not (port.isascii() and port.isdigit()):
+        return f"port {port!r} in the URL is not a number; the URL is not shown"
+    if not 1 <= int(port) <= 65535:
+        return f"port {int(port)} in the URL is not a port (1 to 65535); the URL is not shown"
+    return None
+
+
+def _postgres_query_flaw(rest: str) -> str | None:
+    """A URL parameter the driver does not take: SQLAlchemy hands each one to asyncpg's connect()
+    as a keyword, which failed once the engine connected (`TypeError: connect() got an unexpected
+    keyword argument 'connect_timeout'`). sslmode (or ssl) is taken, with a mode it knows; no
+    parameter's value is shown but the mode's."""
+    query = rest.partition("?")[2]
+    modes = ", ".join(POSTGRES_SSL_MODES)
+    given = urllib.parse.parse_qsl(query, keep_blank_values=True)
+    for key, value in given:
+        if key not in ("sslmode", "ssl"):
+            return (
+                f"the URL's parameter {key!r} is not one warden's PostgreSQL driver takes: it takes"
+                f" sslmode ({modes}); the URL is not shown"
+            )
+        if value not in POSTGRES_SSL_MODES:
+            return f"sslmode in the URL must be one of {modes}, not {value!r}"
+    if len(given) > 1:
+        return "sslmode is given more than once in the URL (ssl is its other name): give it once"
     return None
 
 

@@ -222,6 +222,14 @@ def test_an_account_key_variable_that_is_blank_or_padded_is_refused_naming_the_f
         ("mysql://warden:hunter2@db-host/warden", "unsupported database scheme 'mysql'"),
         ("sqlite://", "SQLite needs a file path"),
         ("sqlite:///:memory:", "SQLite needs a file path"),
+        # each of these was a traceback once the engine connected (OverflowError, ValueError,
+        # TypeError: connect() got an unexpected keyword argument), then `error: <Exception>: ...`
+        ("postgresql://warden:hunter2@db-host:99999/warden", "port 99999"),
+        ("postgresql://warden:hunter2@db-host:54O2/warden", "port '54O2'"),
+        ("postgresql://warden:hunter2@[::1]:70000/warden", "port 70000"),
+        ("postgresql://warden:hunter2@db-host/warden?connect_timeout=5", "'connect_timeout'"),
+        ("postgresql://warden:hunter2@db-host/warden?sslmode=requird", "sslmode"),
+        ("postgresql://warden:hunter2@db-host/warden?sslmode=require&ssl=disable", "sslmode"),
     ],
 )
 def test_a_database_url_warden_cannot_use_is_refused_at_load_naming_db(

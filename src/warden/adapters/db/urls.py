@@ -30,6 +30,15 @@ def parse(url: str) -> URL:
     if driver is None:
         raise ValueError(f"unsupported database scheme {parsed.drivername!r}; {_HINT}")
     parsed = parsed.set(drivername=driver)
+    if driver == POSTGRES_DRIVER and "sslmode" in parsed.query:
+        # libpq's name, in every managed PostgreSQL's connection string; asyncpg takes no `sslmode`
+        # keyword (a TypeError once connecting) but the same modes as `ssl`
+        mode = parsed.query["sslmode"]
+        if not isinstance(mode, str) or "ssl" in parsed.query:
+            raise ValueError(
+                "sslmode is given more than once in the URL (ssl is its other name): give it once"
+            )
+        parsed = parsed.difference_update_query(["sslmode"]).update_query_dict({"ssl": mode})
     if driver == SQLITE_DRIVER:
         path = sqlite_path(parsed).expanduser()
         path.parent.mkdir(parents=True, exist_ok=True)
