@@ -320,6 +320,47 @@ async def test_a_signal_that_contradicts_itself_is_422_and_nothing_is_sent(
     assert (held.side, held.qty) == (Side.LONG, Decimal(long["size"]))
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("stop_price", "140"), ("tp1_price", "160"), ("tp2_price", "170"), ("usd", "50"), ("trail_pct", "0.01")],
+)
+async def test_a_close_carrying_an_opening_level_is_422_and_closes_nothing(
+    client: httpx.AsyncClient, runtime: Runtime, field: str, value: str
+) -> None:
+    """`{"action": "close", "stop_price": "140"}` (close when it falls to 140?), `"usd": "50"`
+    (close 50 USD of it?): an explicit close took no notice of the field and closed the whole
+    position at market at once, answering 200 — something other than what was asked. These
+    fields only describe an entry: a close naming one is refused naming it, and nothing is sent;
+    the position stays open and protected."""
+    long = await open_sol(client)
+    assert runtime.sim is not None
+    before = [(o.client_order_id, o.status) for o in runtime.sim.core.orders()]
+    body = {"symbol": "SOL", "action": "close", field: value}
+    response = await client.post("/api/v1/signals", json=body, headers=AUTH)
+    assert response.status_code == 422, response.text
+    error = response.json()
+    assert (error["error"], error["field"]) == ("validation_error", field)
+    assert "nothing was sent" in error["message"]
+    still = (await client.get(f"/api/v1/positions/{long['id']}", headers=AUTH)).json()
+    assert still["status"] == "protected"
+    assert [(o.client_order_id, o.status) for o in runtime.sim.core.orders()] == before
+    [held] = runtime.sim.core.positions()
+    assert (held.side, held.qty) == (Side.LONG, Decimal(long["size"]))
+
+
+async def test_a_strategys_exit_from_a_template_with_levels_still_closes(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """One alert message serves all of a strategy's orders, so its exit (market_position flat,
+    no action) carries whatever the template adds for entries: it closes all the same."""
+    await open_sol(client)
+    body = {"symbol": "SOL", "side": "sell", "qty": "0.66", "market_position": "flat", "stop_price": "140"}
+    response = await client.post("/api/v1/signals", json=body, headers=AUTH)
+    assert response.status_code == 200, response.text
+    assert response.json()[0]["status"] == "closed"
+    assert runtime.sim is not None and runtime.sim.core.positions() == []
+
+
 async def test_a_flip_sent_again_with_its_signal_id_leaves_the_new_position_open(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:

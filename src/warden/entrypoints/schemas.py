@@ -183,6 +183,8 @@ class SignalAction(StrEnum):
 
 
 SIDES = ("long", "short", "buy", "sell")
+ENTRY_ONLY = ("usd", "stop_price", "tp1_price", "tp2_price", "trail_pct")
+"""SignalIn fields that only an entry uses: an explicit close carrying one is refused."""
 
 
 class SignalIn(StrictBody):
@@ -265,7 +267,22 @@ class SignalIn(StrictBody):
 
     def check_consistent(self) -> None:
         """An explicit `action` and TradingView's `market_position` (where the strategy is after
-        this order) that say opposite things: refused, naming both, rather than one quietly winning."""
+        this order) that say opposite things: refused, naming both, rather than one quietly winning.
+
+        An explicit `"action": "close"` carrying what only an entry uses (a stop or take-profit
+        price, usd, trail_pct) is refused naming it: the close is at market, now, of the whole
+        position, and `"stop_price": "140"` or `"usd": "50"` on it asked for something else. A
+        strategy's exit (market_position flat, no action) is not: one alert message serves all its
+        orders, so its exits carry whatever the template adds for its entries."""
+        if "action" in self.model_fields_set and self.action is SignalAction.CLOSE:
+            for field in ENTRY_ONLY:
+                if getattr(self, field) is not None:
+                    raise ValidationError(
+                        field,
+                        "is for opening a position; a close closes what is open on the symbol at"
+                        " market, now, whole (move its stop or take-profits with PATCH"
+                        " /positions/{id}); nothing was sent",
+                    )
         position, action = self.market_position, self.action
         if position is None or "action" not in self.model_fields_set:
             return
