@@ -436,6 +436,30 @@ class Settings(BaseSettings):
             return [str(item) for item in value]
         return value
 
+    @model_validator(mode="after")
+    def _proxies_are_not_the_senders(self) -> Settings:
+        """A trusted proxy is believed about who called: a trusted range holding the whole address
+        space (`0.0.0.0/0`, `::/0`: `--forwarded-allow-ips='*'` as proxy guides write it) or an
+        allowed public sender (TradingView's servers) believes anyone on the internet, who may then
+        write an allowed address into X-Forwarded-For and get past webhook_allow_ips."""
+        allowed = [ipaddress.ip_network(entry, strict=False) for entry in self.webhook_allow_ips]
+        if not allowed:
+            return self
+        for entry in self.trusted_proxies:
+            trusted = ipaddress.ip_network(entry, strict=False)
+            held = [
+                a for a in allowed if a.is_global and a.version == trusted.version and trusted.overlaps(a)
+            ]
+            if trusted.prefixlen == 0 or held:
+                whom = f"holds {held[0]}, which webhook_allow_ips lists" if held else "is every address"
+                raise DomainValidationError(
+                    "trusted_proxies",
+                    f"{entry} {whom}: each caller in it would be believed as a proxy, and could name an"
+                    " allowed sender in X-Forwarded-For to get past webhook_allow_ips; list only the"
+                    " reverse proxies in front of warden (e.g. 127.0.0.1)",
+                )
+        return self
+
     # -- risk limits (checked before anything is sent) --------------------------------------------
     max_open_positions: int | None = Field(
         None, ge=1, description="Most positions open at once; a signal beyond it is refused (422)."

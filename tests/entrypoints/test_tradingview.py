@@ -16,6 +16,7 @@ import pytest
 from tests.helpers import eventually
 from warden.adapters.notify import RecordingNotifier
 from warden.bootstrap import Runtime, running
+from warden.config import ConfigError
 from warden.domain.values import OrderType, Side, Symbol
 from warden.entrypoints.api import create_app
 from warden.service.commands import OpenPosition
@@ -211,6 +212,22 @@ async def test_webhook_allowlist(tmp_path: Path, peer: str, forwarded: str | Non
         assert response.status_code == (201 if allowed else 403), response.text
         if not allowed:
             assert response.json()["error"] == "forbidden"
+
+
+@pytest.mark.parametrize("trusted", ["0.0.0.0/0", "::/0", "52.0.0.0/8"])
+async def test_a_trusted_proxy_range_holding_the_allowed_senders_is_refused(
+    tmp_path: Path, trusted: str
+) -> None:
+    """`trusted_proxies = ["0.0.0.0/0"]` (`--forwarded-allow-ips='*'`, as proxy guides write it):
+    every caller was believed as a proxy, so anyone could write TradingView's address into
+    X-Forwarded-For and webhook_allow_ips let the signal in (a 201 from 8.8.8.8). A trusted range
+    that holds an allowed public sender, or the whole address space, is refused naming
+    trusted_proxies; only the proxies in front of warden belong there."""
+    with pytest.raises(ConfigError) as caught:
+        make_settings(tmp_path, webhook_allow_ips="52.89.214.238,34.212.75.30", trusted_proxies=trusted)
+    assert caught.value.field == "trusted_proxies" and trusted in caught.value.message
+    make_settings(tmp_path, trusted_proxies=trusted)  # no allowlist: the header decides nothing
+    make_settings(tmp_path, webhook_allow_ips="10.0.0.0/8", trusted_proxies="10.0.0.0/8")  # inside
 
 
 async def test_close_signal_closes_the_symbol(client: httpx.AsyncClient, runtime: Runtime) -> None:
