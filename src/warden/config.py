@@ -37,7 +37,7 @@ from pydantic_settings import (
 from warden.domain.alerts import AlertRoutes, parse_routes
 from warden.domain.controls import DEFAULT_MAX_POSITION_USD, Limits
 from warden.domain.errors import ValidationError as DomainValidationError
-from warden.domain.margin import MarginMode, MarginPlan, SymbolConfig
+from warden.domain.margin import MarginMode, MarginPlan, SymbolConfig, same_market
 from warden.domain.plan import ExitPlan
 
 ENV_PREFIX = "WARDEN_"
@@ -561,6 +561,21 @@ class Settings(BaseSettings):
                     f"{other!r} and {name!r} differ only in case: give two accounts names that differ"
                     " in more (their files in data_dir would be one on a case-insensitive disk)"
                 )
+        return value
+
+    @field_validator("symbols")
+    @classmethod
+    def _one_table_per_market(cls, value: dict[str, SymbolSettings]) -> dict[str, SymbolSettings]:
+        """Two tables that name one market ([symbols.SOL] and [symbols.SOLUSDT], or [symbols.sol]):
+        one silently won, by its spelling. Refused, naming both."""
+        keys = list(value)
+        for i, later in enumerate(keys):
+            for earlier in keys[:i]:
+                if same_market(earlier, later):
+                    raise ValueError(
+                        f"[symbols.{earlier}] and [symbols.{later}] name the same market: only one of"
+                        " them would apply; keep one table per market"
+                    )
         return value
 
     @field_validator("account")

@@ -622,3 +622,42 @@ def test_a_read_token_equal_to_the_token_file_is_refused_at_start(tmp_path: Path
     assert result.exit_code == 2, result.output
     line = one_error_line(result.stderr)
     assert line.startswith("error: api_read_token: ") and "f-0123456789abcdef" not in line
+
+
+# -- [symbols.X] ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("SOL", "SOLUSDT"),
+        ("SOL", "sol"),
+        ("SOLUSDT", '"SOL/USDT:USDT"'),
+        ("SOL", "SOLUSDC"),
+        ("ethusdt", "ETH"),
+    ],
+)
+def test_two_symbol_tables_for_one_market_are_refused_naming_both(
+    tmp_path: Path, first: str, second: str
+) -> None:
+    """`[symbols.SOL] leverage = 3` beside `[symbols.SOLUSDT] leverage = 20` (or `[symbols.sol]`):
+    each spelling names SOL/USDT:USDT, and one of them silently won (the full symbol, then the
+    coin, then COINUSDT; among spellings differing in case, the last in the file) - the trader
+    could not tell which leverage the exchange was set to."""
+    path = tmp_path / "warden.toml"
+    path.write_text(f"[symbols.{first}]\nleverage = 3\n\n[symbols.{second}]\nleverage = 20\n")
+    with pytest.raises(ConfigError) as caught:
+        Settings.load(path)
+    assert caught.value.field == "symbols"
+    assert first.strip('"') in caught.value.message and second.strip('"') in caught.value.message
+    result = runner.invoke(app, ["run", "--config", str(path)])
+    assert result.exit_code == 2
+    assert one_error_line(result.stderr).startswith("error: symbols: ")
+
+
+def test_symbol_tables_for_different_markets_are_taken(tmp_path: Path) -> None:
+    path = tmp_path / "warden.toml"
+    path.write_text(
+        "[symbols.SOLUSDT]\nleverage = 3\n[symbols.SOLUSDC]\nleverage = 5\n[symbols.BTC]\nleverage = 2\n"
+    )
+    assert set(Settings.load(path).symbols) == {"SOLUSDT", "SOLUSDC", "BTC"}

@@ -90,6 +90,34 @@ def symbol_names(symbol: Symbol) -> tuple[str, ...]:
     return (text, base, base + quote) if quote else (text,)
 
 
+OVERRIDE_QUOTES = ("USDT", "USDC")
+"""The quotes a `[symbols.COINQUOTE]` key may end with (SOLUSDT, SOLUSDC)."""
+
+
+def _markets_named(key: str) -> set[tuple[str, str | None]]:
+    """(base, quote) of the markets an override key can name (`symbol_names` read backwards); a
+    None quote is any: SOL names SOL/USDT:USDT and SOL/USDC:USDC, SOLUSDT only the first."""
+    text = key.upper()
+    if "/" in text:
+        base, _, rest = text.partition("/")
+        return {(base, rest.partition(":")[0] or None)}
+    named: set[tuple[str, str | None]] = {(text, None)}
+    for quote in OVERRIDE_QUOTES:
+        if text.endswith(quote) and len(text) > len(quote):
+            named.add((text.removesuffix(quote), quote))
+    return named
+
+
+def same_market(a: str, b: str) -> bool:
+    """Whether two [symbols.X] keys can name one market (SOL and SOLUSDT, SOL and sol): only one
+    of them would apply to it, which depends on how each is spelt, not on what the trader meant."""
+    return any(
+        base_a == base_b and (quote_a is None or quote_b is None or quote_a == quote_b)
+        for base_a, quote_a in _markets_named(a)
+        for base_b, quote_b in _markets_named(b)
+    )
+
+
 def check_leverage(leverage: int, field_: str = "leverage") -> int:
     if not 1 <= leverage <= MAX_LEVERAGE:
         raise ValidationError(field_, f"must be between 1 and {MAX_LEVERAGE}, not {leverage}")
