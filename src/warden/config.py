@@ -411,9 +411,16 @@ class Settings(BaseSettings):
     @field_validator("api_token", "api_read_token")
     @classmethod
     def _token_not_blank(cls, value: SecretStr | None) -> SecretStr | None:
-        """An empty token would be matched by an empty `secret` or a bare `Bearer `."""
-        if value is not None and not value.get_secret_value().strip():
-            raise ValueError("is empty: set a token, or leave the setting unset")
+        """An empty token would be matched by an empty `secret` or a bare `Bearer `; one with
+        whitespace or a line break at an end (a `\r` from a .env file written on Windows) by no
+        header at all, since the API strips what follows `Bearer`: the CLI, the dashboard and the
+        alerts carrying it as printed were all refused."""
+        if value is not None:
+            why = secret_flaw(value.get_secret_value())
+            if why == "is empty":
+                raise ValueError("is empty: set a token, or leave the setting unset")
+            if why is not None:
+                raise ValueError(why)
         return value
 
     @model_validator(mode="after")

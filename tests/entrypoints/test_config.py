@@ -139,6 +139,24 @@ def test_an_empty_api_token_is_refused_naming_it(
     assert info.value.field == field
 
 
+@pytest.mark.parametrize("field", ["api_token", "api_read_token"])
+@pytest.mark.parametrize("value", ["tok-0123456789 ", "tok-0123456789\r", " tok-0123456789", "tok-01\x0123"])
+def test_a_padded_api_token_is_refused_naming_it_and_never_shown(
+    monkeypatch: pytest.MonkeyPatch, field: str, value: str
+) -> None:
+    """WARDEN_API_TOKEN with a trailing space or a \r (a compose or .env file written on Windows):
+    it was taken as written, while the API strips what follows `Bearer`, so no header ever
+    matched — the CLI, the dashboard and every TradingView alert carrying the token as printed
+    got 401, the exact token too. Refused at load like the exchange's secrets, never shown."""
+    with pytest.raises(ConfigError) as info:
+        Settings.load(**{field: value})
+    assert info.value.field == field and "tok-01" not in str(info.value)
+    monkeypatch.setenv(f"WARDEN_{field.upper()}", value)
+    with pytest.raises(ConfigError) as info:
+        Settings.load()
+    assert info.value.field == field and "tok-01" not in str(info.value)
+
+
 @pytest.mark.parametrize(
     "field",
     [
