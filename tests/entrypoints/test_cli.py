@@ -171,6 +171,45 @@ def test_a_url_that_is_not_one_is_one_line_naming_url(given: str) -> None:
     assert result.exit_code == 1 and result.stderr.startswith("error: url: "), result.stderr
 
 
+@pytest.fixture
+async def other_app() -> AsyncIterator[str]:
+    """Another web app on 127.0.0.1 (a single-page app's server: 200 and its page on every path),
+    where a trader's --url or WARDEN_URL may point by mistake (both like port 8080)."""
+    from aiohttp import web
+
+    async def page(_: web.Request) -> web.Response:
+        return web.Response(text="<!doctype html><title>Some app</title>", content_type="text/html")
+
+    made = web.Application()
+    made.router.add_route("*", "/{tail:.*}", page)
+    runner_ = web.AppRunner(made, access_log=None)
+    await runner_.setup()
+    site = web.TCPSite(runner_, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    yield f"http://127.0.0.1:{port}"
+    await runner_.cleanup()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["positions"], ["resume"], ["kill"], ["pause"], ["open", "SOL", "long"], ["status"], ["close", "abc"]],
+    ids=lambda args: args[0],
+)
+async def test_a_url_that_is_not_wardens_api_is_one_line_not_an_answer(
+    other_app: str, args: list[str]
+) -> None:
+    """--url pointing at another web app that answers 200 with its page on every path: `warden
+    positions` printed "no open positions" and `warden resume` "resumed: new entries accepted",
+    exit 0, though warden was never asked; `warden kill` and `warden open` printed a traceback.
+    An answer that is not warden's JSON is now one line, exit 1."""
+    result = await cli(other_app, *args)
+    assert result.exit_code == 1, result.output
+    assert result.stdout == ""
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
+    assert "not warden's" in result.stderr
+
+
 def test_open_without_any_token(tmp_path: Path) -> None:
     """Without WARDEN_API_TOKEN or a token file, open stops before sending anything."""
     env = {"WARDEN_DATA_DIR": str(tmp_path), "WARDEN_URL": "http://127.0.0.1:9"}

@@ -162,6 +162,14 @@ class Client:
         except ValueError:
             body = None
         if response.is_success:
+            if body is None or "json" not in response.headers.get("content-type", ""):
+                # another web app on that address (a page on every path): its 200 is no answer of
+                # warden's; read as one it said "no open positions", "resumed"
+                kind = response.headers.get("content-type", "").partition(";")[0] or "no content type"
+                raise CliError(
+                    f"{self.url} answered HTTP {response.status_code} with {kind}, not warden's JSON:"
+                    " is it warden's API (--url, WARDEN_URL)?"
+                )
             return body
         if response.status_code == 404 and isinstance(body, Mapping) and body.get("field") == "position_id":
             raise NotFound(error_line(response.status_code, body))
