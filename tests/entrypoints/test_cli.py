@@ -210,6 +210,16 @@ async def test_a_url_that_is_not_wardens_api_is_one_line_not_an_answer(
     assert "not warden's" in result.stderr
 
 
+async def test_the_api_url_warden_run_prints_is_taken_as_the_url(url: str) -> None:
+    """`warden run` prints "API on http://127.0.0.1:8080/api/v1": given as --url or WARDEN_URL,
+    every command asked for /api/v1/api/v1/... and printed only "error: Not Found"."""
+    opened = await cli(f"{url}/api/v1", "open", "SOL", "long", "--usd", "100")
+    assert opened.exit_code == 0, opened.output
+    listed = await cli(f"{url}/api/v1/", "positions")
+    assert listed.exit_code == 0, listed.output
+    assert opened.stdout.split()[0] in listed.stdout
+
+
 def test_open_without_any_token(tmp_path: Path) -> None:
     """Without WARDEN_API_TOKEN or a token file, open stops before sending anything."""
     env = {"WARDEN_DATA_DIR": str(tmp_path), "WARDEN_URL": "http://127.0.0.1:9"}

@@ -112,7 +112,8 @@ class Client:
         if url is None:
             settings = load_settings()
             url = settings.api_url
-        self.url = url.rstrip("/")
+        # `warden run` prints the API's URL with /api/v1: taken as the engine's URL, not doubled
+        self.url = url.rstrip("/").removesuffix(API)
         headers = {"User-Agent": USER_AGENT}
         settings = settings or load_settings()
         try:
