@@ -17,6 +17,7 @@ from tests.helpers import eventually
 from warden.adapters.notify import RecordingNotifier
 from warden.bootstrap import Runtime, running
 from warden.config import ConfigError
+from warden.domain.alerts import AlertKind
 from warden.domain.values import OrderType, Side, Symbol
 from warden.entrypoints.api import create_app
 from warden.service.commands import OpenPosition
@@ -103,6 +104,34 @@ async def test_a_timestamp_outside_the_calendar_in_utc_is_422(
     assert response.status_code == 422, response.text
     assert response.json()["field"] == "timestamp"
     await assert_nothing_happened(runtime)
+
+
+async def test_a_refused_tradingview_signal_is_told_to_the_trader(tmp_path: Path) -> None:
+    """The answer to a webhook goes to TradingView's server, not to the trader: an alert refused (queued past
+    max_signal_age, a template with a misspelt field, a placeholder left unfilled) left the
+    strategy in a position warden never opened, and the trader was told nothing (a risk limit's
+    refusal alerted; bad input did not). An authenticated signal refused for its input is now the
+    alert signal_refused, naming the field; one without the token tells nobody anything."""
+    notifier = RecordingNotifier()
+    async with running(make_settings(tmp_path), price_feed=False, notifier=notifier) as rt:
+        app = create_app(lambda: rt)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://w") as http:
+            old = rt.clock.now() - timedelta(seconds=61)
+            stale = await http.post("/api/v1/signals", content=alert("BINANCE:SOLUSDT.P", "buy", "1", old))
+            assert stale.status_code == 422 and stale.json()["field"] == "timestamp"
+            unfilled = {**SIGNAL, "side": "{{strategy.order.action}}", "secret": TOKEN}
+            assert (await http.post("/api/v1/signals", json=unfilled)).status_code == 422
+            anonymous = await http.post("/api/v1/signals", json={**SIGNAL, "sdie": "long"})
+            assert anonymous.status_code == 401
+
+            def told() -> list[str]:
+                return [a.message for a in notifier.alerts if a.kind is AlertKind.SIGNAL_REFUSED]
+
+            await eventually(lambda: len(told()) == 2, what="both refusals told")
+            assert "timestamp" in told()[0] and "nothing was sent" in told()[0]
+            assert "side" in told()[1] and "{{strategy.order.action}}" in told()[1]
+            assert all(TOKEN not in message for message in told())
+            assert rt.sim is not None and rt.sim.core.open_orders() == []
 
 
 async def test_epoch_seconds_timestamp(client: httpx.AsyncClient, runtime: Runtime) -> None:

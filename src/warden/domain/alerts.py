@@ -66,6 +66,7 @@ class AlertKind(StrEnum):
     KILL_OFF = "kill_off"
     PAUSED = "paused"
     LIMIT_REFUSED = "limit_refused"
+    SIGNAL_REFUSED = "signal_refused"
     DAILY_LOSS_REACHED = "daily_loss_reached"
     RESUMED = "resumed"
     MARGIN_MISMATCH = "margin_mismatch"
@@ -104,6 +105,7 @@ SEVERITY: dict[AlertKind, Severity] = {
     _K.STRAY_CANCELLED: Severity.WARNING,
     _K.STOP_REMOVED: Severity.WARNING,
     _K.LIMIT_REFUSED: Severity.WARNING,
+    _K.SIGNAL_REFUSED: Severity.WARNING,
     _K.KILL_ON: Severity.WARNING,
     _K.PAUSED: Severity.WARNING,
     _K.MARGIN_MISMATCH: Severity.WARNING,

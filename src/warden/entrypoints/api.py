@@ -115,6 +115,8 @@ from warden.service.reconciler import ReconcileReport
 
 API = "/api/v1"
 DEFAULT_MAX_BODY = 65536
+REFUSAL_SHOWN = 300
+"""The most of a refusal's reason a signal_refused alert carries (it may echo what was sent)."""
 COMMIT_POLL = 0.005
 """Seconds between looks at whether an open has been committed (for ?wait=false and the deadline)."""
 
@@ -129,6 +131,7 @@ class EngineApi(Protocol):
     async def close_position(self, cmd: ClosePosition) -> Position: ...
     async def close_symbol(self, symbol: str, reason: str = "manual") -> list[Position]: ...
     async def close_by_signal(self, symbol: str, signal_id: str, reason: str = "signal") -> SignalClose: ...
+    async def signal_refused(self, message: str) -> None: ...
     async def change_position(
         self,
         position_id: str,
@@ -711,6 +714,7 @@ def _add_signal_route(app: FastAPI, ctx: _Context) -> None:
         ] = None,
         account: AccountQuery = None,
     ) -> JSONResponse:
+        caller: Caller | None = None
         try:
             allowed, address = source_allowed(request, ctx.current().settings)
             if not allowed:
@@ -719,9 +723,36 @@ def _add_signal_route(app: FastAPI, ctx: _Context) -> None:
             response = await _signal(ctx, caller, request, wait)
         except Exception as exc:
             ctx.metrics.count_signal(_outcome(exc))
+            if caller is not None and isinstance(exc, ValidationError):
+                await _tell_refused(caller, exc)
             raise
         ctx.metrics.count_signal(SignalOutcome.ACCEPTED)
         return response
+
+
+async def _tell_refused(caller: Caller, exc: ValidationError) -> None:
+    """Tell the trader of an authenticated signal refused for its input (nothing was sent): its
+    sender may show nobody the 422. On the account it names, or the only one; a signal no account
+    can be told of (an unknown account) is only answered. A risk limit alerts on its own."""
+    data = caller.data if isinstance(caller.data, dict) else {}
+    named = data.get("account")
+    try:
+        runtime = select(caller.fleet, named if isinstance(named, str) else caller.account)
+    except (ValidationError, ApiError):
+        try:
+            runtime = select(caller.fleet, None)
+        except (ValidationError, ApiError):
+            return
+    symbol = data.get("symbol")
+    about = f" for {symbol[:64]!r}" if isinstance(symbol, str) else ""  # the sender's text: quoted
+    why = f"{exc.field}: {exc.message}"
+    if len(why) > REFUSAL_SHOWN:  # a field's value echoed in it may be as long as the body
+        why = why[:REFUSAL_SHOWN] + "…"
+    message = f"signal{about} refused, nothing was sent: {why}"
+    try:
+        await runtime.engine.signal_refused(message)
+    except Exception as failed:  # the refusal is answered whatever becomes of the alert
+        log.warning("signal_refused_not_told", error=repr(failed))
 
 
 async def _signal(ctx: _Context, caller: Caller, request: Request, wait: bool | None) -> JSONResponse:

@@ -232,6 +232,12 @@ class Engine:
         self.ctx.gate.check_may_act()
         return await self.close_signals.close(Symbol(symbol), signal_id, reason)
 
+    async def signal_refused(self, message: str) -> None:
+        """A signal refused for its input before anything was sent: the trader is told, because
+        its answer goes to the sender (TradingView's server for a webhook), not to the trader,
+        and the strategy then holds a position this account never opened."""
+        await self.ctx.notify(AlertKind.SIGNAL_REFUSED, message)
+
     async def move_stop(self, position_id: str, price: Decimal) -> Position:
         """Tighten an open position's stop to `price` (change_position with the stop only)."""
         return await self.change_position(position_id, stop_price=price)
