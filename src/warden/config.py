@@ -1039,6 +1039,13 @@ def database_url_flaw(url: str) -> str | None:
                 "the user name or password holds an '@': write each '@' in them as %40"
                 " (postgresql://user:pa%40ss@host/dbname); the URL is not shown"
             )
+        if any(mark in rest.rpartition("@")[0] for mark in "/?#"):
+            # each ends the host part: the password's head was read as a port, its tail as a
+            # parameter, and either was shown in the refusal
+            return (
+                "the user name or password holds a '/', '?' or '#': write them %2F, %3F and %23"
+                " (postgresql://user:pa%2Fss@host/dbname); the URL is not shown"
+            )
     return _postgres_port_flaw(rest) or _postgres_query_flaw(rest)
 
 

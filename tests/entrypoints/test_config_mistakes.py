@@ -261,6 +261,23 @@ def test_a_password_with_a_bare_at_sign_is_refused_without_any_of_it(tmp_path: P
     assert one_error_line(result.stderr).startswith("error: db: ")
 
 
+@pytest.mark.parametrize("password", ["hun/ter2", "hun?ter2", "hun#ter2", "hun?x=1&ter2"])
+def test_a_password_with_a_bare_slash_question_mark_or_hash_is_refused_without_any_of_it(
+    tmp_path: Path, password: str
+) -> None:
+    """A '/', '?' or '#' ends the URL's host part, so the password's head was read as a port
+    ("port 'hun' in the URL is not a number") or its tail as a parameter, and shown."""
+    db = f"postgresql://warden:{password}@db-host:5432/warden"
+    with pytest.raises(ConfigError) as caught:
+        Settings.load(db=db)
+    assert caught.value.field == "db" and "%2F" in caught.value.message
+    assert "hun" not in str(caught.value) and "ter2" not in str(caught.value)
+    result = runner.invoke(app, ["run", "--db", db, "--data-dir", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "hun" not in result.stderr and "ter2" not in result.stderr
+    assert one_error_line(result.stderr).startswith("error: db: ")
+
+
 def test_redact_hides_all_of_a_password_with_a_bare_at_sign() -> None:
     from warden.adapters.db.urls import redact
 
