@@ -134,6 +134,35 @@ async def test_a_refused_tradingview_signal_is_told_to_the_trader(tmp_path: Path
             assert rt.sim is not None and rt.sim.core.open_orders() == []
 
 
+async def test_a_close_signal_refused_is_told_to_the_trader(tmp_path: Path) -> None:
+    """A strategy's exit refused after it was taken (the entry still being resolved: 503) was
+    answered to TradingView's server only, which does not send it again: the strategy went flat
+    while the position stayed open, and the trader was told nothing. Now the alert
+    signal_refused says so, naming the symbol and that what is open on it stays open."""
+    notifier = RecordingNotifier()
+    async with running(make_settings(tmp_path), price_feed=False, notifier=notifier) as rt:
+        assert rt.sim is not None
+        rt.sim.faults.ack_only_if = lambda req: req.type is OrderType.MARKET
+        rt.sim.faults.fill_delay = 3600  # the entry works on, unfilled: its outcome is not known yet
+        app = create_app(lambda: rt)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://w") as http:
+            opened = await http.post("/api/v1/signals?wait=false", json=SIGNAL, headers=AUTH)
+            assert opened.status_code == 202, opened.text
+            flat = {"symbol": "SOL", "action": "close", "secret": TOKEN}
+            refused = await http.post("/api/v1/signals", json=flat)
+            assert refused.status_code == 503, refused.text
+
+            def told() -> list[str]:
+                return [a.message for a in notifier.alerts if a.kind is AlertKind.SIGNAL_REFUSED]
+
+            await eventually(lambda: len(told()) == 1, what="the refused close told")
+            assert "close" in told()[0] and "SOL/USDT:USDT" in told()[0], told()
+            assert "stays open" in told()[0] and "still being resolved" in told()[0], told()
+            assert TOKEN not in told()[0]
+            [position] = [p for p in rt.engine.ledger.positions.values() if p.is_active]
+            assert position.id == opened.json()["id"]
+
+
 async def test_epoch_seconds_timestamp(client: httpx.AsyncClient, runtime: Runtime) -> None:
     """A timestamp may be seconds since the epoch."""
     now = runtime.clock.now().timestamp()

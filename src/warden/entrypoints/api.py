@@ -105,6 +105,7 @@ from warden.service.commands import (
     EngineState,
     EngineStatus,
     KillReport,
+    NotHolder,
     OpenPosition,
     PositionNotFound,
     PositionView,
@@ -779,7 +780,7 @@ async def _signal(ctx: _Context, caller: Caller, request: Request, wait: bool | 
     symbol = normalise_symbol(signal.symbol, engine.instrument)
     side = signal.parsed_side
     if signal.wants_close:
-        return await _close_signal(engine, symbol, signal.signal_id)
+        return await _exit_signal(engine, symbol, signal.signal_id)
     current = [v.position for v in await engine.list_positions() if v.position.symbol == symbol]
     flip = signal.action is SignalAction.FLIP
     if side is None and flip and current:
@@ -819,6 +820,33 @@ async def _signal(ctx: _Context, caller: Caller, request: Request, wait: bool | 
             if view.position.symbol == symbol and view.position.side is not side:
                 await engine.close_position(ClosePosition(view.position.id, "flip"))
     return await _open(ctx, runtime, cmd, wait)
+
+
+async def _exit_signal(engine: EngineApi, symbol: str, signal_id: str | None) -> JSONResponse:
+    """A close signal; one refused after it was taken (the entry still being resolved, the database
+    or the exchange unavailable) is told to the trader: its answer goes to the sender, and
+    TradingView does not send it again, so the strategy is flat while the position stays open."""
+    try:
+        return await _close_signal(engine, symbol, signal_id)
+    except NotHolder:
+        raise  # a standby tells nobody: the holder's engine is the one that trades
+    except (TradingRefused, StoreUnavailable, ExchangeError) as exc:
+        await _tell_exit_refused(engine, symbol, exc)
+        raise
+
+
+async def _tell_exit_refused(engine: EngineApi, symbol: str, exc: Exception) -> None:
+    why = str(exc)
+    if len(why) > REFUSAL_SHOWN:
+        why = why[:REFUSAL_SHOWN] + "…"
+    message = (
+        f"close signal for {symbol} refused: {why}; what is open on {symbol} stays open (its stop"
+        " rests): close it with warden close, or send the signal again"
+    )
+    try:
+        await engine.signal_refused(message)
+    except Exception as failed:  # the refusal is answered whatever becomes of the alert
+        log.warning("signal_refused_not_told", error=repr(failed))
 
 
 async def _close_signal(engine: EngineApi, symbol: str, signal_id: str | None) -> JSONResponse:
