@@ -250,3 +250,31 @@ async def test_a_mistyped_bare_telegram_kill_keeps_nothing(
         await eventually(lambda: bool(said()), timeout=15, what="the usage")
         assert fleet.kill_waiting("alt") is None, said()
         assert not engine(fleet, "main").controls.state.killed
+
+
+async def test_a_telegram_kill_naming_an_account_not_running_keeps_the_kill_for_it(
+    tmp_path: Path,
+    api: FakeBotApi,  # noqa: F811
+    alt_down: Outage,
+) -> None:
+    """`/kill @alt` while alt's engine is not running (its database not answering, the fleet
+    starting it again): the bot answered "[alt] not running: … (starting again in 1 s)" and kept
+    nothing, so the account the trader had just asked to stop started again trading, while a bare
+    /kill at the same moment kept the kill for it. Naming the account is no weaker than naming
+    none: the kill is kept, the answer says its kill switch is NOT on yet and that it starts with
+    it on."""
+    settings = with_bot(tmp_path, api)
+    async with serving(settings, beside=[run_fleet_bot]) as fleet:
+        await eventually(lambda: engine(fleet, "main").status().accepting_signals, what="main ready")
+        await api.say(CHAT, "/kill @alt")
+        said = lambda: [t for t in api.texts(CHAT) if "[alt]" in t]  # noqa: E731
+        await eventually(lambda: bool(said()), timeout=15, what="the kill's answer")
+        [answer] = said()
+        assert answer.startswith("kill switch NOT on for alt"), answer
+        assert "it starts with the kill switch on" in answer, answer
+        assert fleet.kill_waiting("alt") is not None
+        assert not engine(fleet, "main").controls.state.killed  # only the account named
+        alt_down.down = False
+        alt = await alt_started(fleet)
+        with pytest.raises(TradingRefused, match="kill"):
+            await alt.open_position(OpenPosition(SOL, Side.LONG, Decimal(100)))

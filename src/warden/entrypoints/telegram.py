@@ -478,6 +478,8 @@ class FleetCommands:
         name = words[0].lstrip("/").split("@")[0].lower()
         if len(named) > 1:
             return Reply(f"name one account, not {' '.join(named)}")
+        if named and name == "kill" and named[0][1:] in self.accounts and self.kill_account is not None:
+            return await self._kill_named(named[0][1:], chat_id, rest)
         if named:
             return await self._one(named[0][1:], chat_id, rest)
         if len(self.accounts) == 1:
@@ -508,6 +510,19 @@ class FleetCommands:
             f"which account? add one of {self._listed()}, e.g. `{rest} @{next(iter(self.accounts))}`;"
             " nothing was sent"
         )
+
+    async def _kill_named(self, name: str, chat_id: int, text: str) -> Reply:
+        """`/kill @NAME`: that account's part of a kill of every account, so an account not
+        running now (its start failing, the fleet about to start it again) has the kill kept and
+        starts with its kill switch on. Naming the account is never weaker than naming none."""
+        args = text.split()[1:]
+        flatten = bool(args) and args[0].lower() == "flatten"
+        if args and not flatten:  # nothing done, nothing kept (a typo is not a kill)
+            return Reply("usage: /kill [flatten]; nothing was done", done=False)
+        reply = await self._kill(name, chat_id, text, flatten)
+        if reply.done:  # one account: its replies as they always were, without its name
+            return reply if len(self.accounts) > 1 else Reply(reply.text.removeprefix(f"[{name}] "))
+        return Reply(f"kill switch NOT on for {name}:\n{reply.text}", done=False)
 
     async def _kill(self, name: str, chat_id: int, text: str, flatten: bool) -> Reply:
         """One account's part of a kill of every account, decided as the API's is."""
