@@ -9,9 +9,9 @@ It refuses what the real Bot API refuses, with its words: a message text empty o
 (`missing_chats`), a chat that blocked the bot or removed it (`forbidden[chat] = BLOCKED`, 403),
 a chat the bot may not post in (`no_rights[chat] = NO_RIGHTS`, 400),
 a callback query answered twice or later than `CALLBACK_ANSWER_WITHIN` seconds after the press;
-`flood = n` answers the next n sendMessage calls 429 with a retry_after. getUpdates returns only
-the kinds of update `allowed_updates` asked for (the last list given counts, as Telegram
-remembers it).
+`flood = n` answers the next n sendMessage calls 429 with a retry_after, `failing_sends = n` 500.
+getUpdates returns only the kinds of update `allowed_updates` asked for (the last list given
+counts, as Telegram remembers it).
 
 A crash between taking an update and confirming it (the next getUpdates, whose offset tells
 Telegram what was taken) is played with `lose_confirmations = True`: no offset drops a kept
@@ -85,6 +85,9 @@ class FakeBotApi:
         self.flood = 0
         """The next `flood` sendMessage calls answer 429 Too Many Requests."""
         self.retry_after = 1
+        self.failing_sends = 0
+        """The next `failing_sends` sendMessage calls answer 500 Internal Server Error (a blip of
+        the Bot API's own, as it answers now and then), sending nothing."""
         self.refused: list[tuple[str, str]] = []
         """(method, description) of every call refused with a 4xx."""
         self.lose_confirmations = False
@@ -258,6 +261,9 @@ class FakeBotApi:
             return answer
 
     async def _api_sendMessage(self, params: dict[str, Any]) -> Any:
+        if self.failing_sends > 0:
+            self.failing_sends -= 1
+            raise Refused(500, "Internal Server Error")
         if self.flood > 0:
             self.flood -= 1
             raise Refused(

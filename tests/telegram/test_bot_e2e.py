@@ -221,3 +221,20 @@ async def test_a_long_alert_keeps_what_it_ends_with(api: FakeBotApi) -> None:
         " close; close it by hand if this goes on\nposition p-42"
     )
     assert len(sent) <= 4096
+
+
+async def test_a_reply_met_by_a_telegram_blip_is_sent_again(tmp_path: Path, api: FakeBotApi) -> None:
+    """The Bot API answers the reply to `short sol` 500 once (its own trouble, a second later it
+    answers again): the reply was dropped (only a 429 was sent again), so the position opened and
+    the trader — with `position_protected` routed off, as the README's example does — heard
+    nothing and would send `short sol` again. The reply is sent again after a short pause."""
+    settings = bot_settings(tmp_path, api, alert_routes={"position_protected": "off"})
+    async with running(settings, price_feed=False, beside=[run_bot]) as runtime:
+        await eventually(lambda: bool(replies(api, "engine_started")), timeout=15, what="engine_started")
+        await eventually(lambda: runtime.engine.deliverer.undelivered() == 0, timeout=15, what="alerts sent")
+        api.failing_sends = 1
+        await api.say(CHAT, "short sol")
+        await eventually(lambda: bool(replies(api, "✅")), timeout=15, what="the opened reply")
+        [p] = await runtime.store.list_positions()
+        assert replies(api, "✅")[0].startswith(f"✅ {p.id} SOL/USDT:USDT short")
+        assert api.refused == [("sendMessage", "Internal Server Error")]

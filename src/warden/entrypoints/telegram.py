@@ -38,7 +38,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
-from telegram.error import RetryAfter, TelegramError
+from telegram.error import NetworkError, RetryAfter, TelegramError
 
 from telegram import Bot, CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
 from warden.domain.controls import Controls, LimitExceeded
@@ -85,8 +85,11 @@ CONFIRM_FOR = timedelta(minutes=2)
 SIDES = ("long", "short", "buy", "sell")
 MAX_TEXT = 4000
 BACKOFF_MAX = 30.0
-REPLY_TRIES = 3
-"""Tries of one reply message Telegram answers 429 (flood control), each after its retry_after."""
+REPLY_TRIES = 4
+"""Tries of one reply message Telegram answers 429 (flood control, each after its retry_after), 5xx
+or not at all (a network blip, each after REPLY_PAUSE, doubling)."""
+REPLY_PAUSE = 0.5
+"""Seconds before a reply met by a 5xx or a network error is sent again (doubling: 0.5, 1, 2)."""
 RETRY_AFTER_MAX = 60.0
 """The longest retry_after a reply waits for; a longer one drops it (logged)."""
 
@@ -844,7 +847,10 @@ class TelegramBot:
             markup = None
 
     async def _send_one(self, chat_id: int, text: str, markup: InlineKeyboardMarkup | None) -> None:
-        """One message; a 429 (flood control) is sent again after the retry_after Telegram gives."""
+        """One message; a 429 (flood control) is sent again after the retry_after Telegram gives,
+        and a 5xx or a network error after a short pause: the command it answers has run, and a
+        trader who hears nothing of an open sends it again. (A reply whose answer was lost may
+        arrive twice; a reply runs nothing.) A 4xx is not sent again: it would be refused again."""
         for attempt in range(1, REPLY_TRIES + 1):
             try:
                 await self.bot.send_message(chat_id, text, reply_markup=markup)
@@ -853,7 +859,14 @@ class TelegramBot:
                 wait = _retry_after(exc)
                 if attempt == REPLY_TRIES or wait > RETRY_AFTER_MAX:
                     raise
-                await asyncio.sleep(wait)
+            except NetworkError as exc:  # PTB's 5xx, timeouts and connection errors
+                if attempt == REPLY_TRIES:
+                    raise
+                wait = REPLY_PAUSE * 2 ** (attempt - 1)
+                log.info(
+                    "telegram_reply_retried", chat_id=chat_id, error=_safe(exc, self.bot.token), wait=wait
+                )
+            await asyncio.sleep(wait)
 
     async def stop(self) -> None:
         for task in list(self._tasks):
