@@ -56,6 +56,11 @@ TOPIC_CLOSED = "Bad Request: TOPIC_CLOSED"
 closed: every message of a bot that is not an admin is refused (as rteixeirax/
 qbittorrent_telegram_notification#12 got it)."""
 """The Bot API's 403 descriptions for a private chat that blocked the bot, a group that removed it."""
+WEBHOOK_ACTIVE = (
+    "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete the"
+    " webhook first"
+)
+"""The Bot API's 409 to getUpdates for a bot that has a webhook set."""
 
 
 @dataclass
@@ -85,6 +90,9 @@ class FakeBotApi:
         self.flood = 0
         """The next `flood` sendMessage calls answer 429 Too Many Requests."""
         self.retry_after = 1
+        self.webhook: str | None = None
+        """The webhook URL set on the bot (setWebhook by another tool, earlier): while one is set
+        getUpdates answers 409 WEBHOOK_ACTIVE, as the Bot API does; deleteWebhook removes it."""
         self.failing_sends = 0
         """The next `failing_sends` sendMessage calls answer 500 Internal Server Error (a blip of
         the Bot API's own, as it answers now and then), sending nothing."""
@@ -225,9 +233,12 @@ class FakeBotApi:
         return BOT_USER
 
     async def _api_deleteWebhook(self, params: dict[str, Any]) -> Any:
+        self.webhook = None
         return True
 
     async def _api_getUpdates(self, params: dict[str, Any], request: web.Request) -> Any:
+        if self.webhook is not None:
+            raise Refused(409, WEBHOOK_ACTIVE)
         allowed = params.get("allowed_updates")
         if isinstance(allowed, str):
             allowed = json.loads(allowed)

@@ -238,3 +238,23 @@ async def test_a_reply_met_by_a_telegram_blip_is_sent_again(tmp_path: Path, api:
         [p] = await runtime.store.list_positions()
         assert replies(api, "✅")[0].startswith(f"✅ {p.id} SOL/USDT:USDT short")
         assert api.refused == [("sendMessage", "Internal Server Error")]
+
+
+async def test_a_webhook_left_on_the_bot_does_not_keep_commands_away(tmp_path: Path, api: FakeBotApi) -> None:
+    """A token that had a webhook set (an earlier tool, a relay tried once): the Bot API answers
+    every getUpdates 409 "can't use getUpdates method while webhook is active". warden took that
+    for Telegram being unreachable and retried forever: alerts kept arriving (sendMessage works
+    with a webhook), so the bot looked alive, while `/kill` and every other command went to the
+    webhook and got no answer. warden polls, so it removes the webhook, as python-telegram-bot's
+    own polling does on start (pending updates kept), says so in the log, and serves the chat."""
+    api.webhook = "https://relay.example/hook"
+    with capture_logs() as logs:
+        async with running(bot_settings(tmp_path, api), price_feed=False, beside=[run_bot]) as runtime:
+            await api.say(CHAT, "/kill")
+            await eventually(
+                lambda: bool(replies(api, "kill switch on")), timeout=15, what="the kill's answer"
+            )
+            assert runtime.engine.status().controls.killed
+    assert api.webhook is None
+    [removed] = [e for e in logs if e["event"] == "telegram_webhook_removed"]
+    assert "webhook is active" in removed["error"]

@@ -38,7 +38,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
-from telegram.error import NetworkError, RetryAfter, TelegramError
+from telegram.error import Conflict, NetworkError, RetryAfter, TelegramError
 
 from telegram import Bot, CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
 from warden.domain.controls import Controls, LimitExceeded
@@ -90,6 +90,9 @@ REPLY_TRIES = 4
 or not at all (a network blip, each after REPLY_PAUSE, doubling)."""
 REPLY_PAUSE = 0.5
 """Seconds before a reply met by a 5xx or a network error is sent again (doubling: 0.5, 1, 2)."""
+WEBHOOK = "webhook is active"
+"""In the Bot API's 409 to getUpdates for a bot that has a webhook set (another 409, "terminated by
+other getUpdates request", is a second process polling the same token)."""
 RETRY_AFTER_MAX = 60.0
 """The longest retry_after a reply waits for; a longer one drops it (logged)."""
 
@@ -639,6 +642,7 @@ class TelegramBot:
         Each batch runs only once the highest id in it is recorded; a record that cannot be
         written runs nothing (a /status warning) and the same batch is fetched again later."""
         failures = 0
+        removed = 0  # webhooks removed since the last getUpdates that answered
         loaded = False
         self._note(f"starting: {len(self.chat_ids)} allowlisted chat(s)")
         while True:
@@ -659,18 +663,36 @@ class TelegramBot:
                     allowed_updates=["message", "callback_query"],
                 )
             except Exception as exc:  # never let the bot take the engine's task group down
+                webhook = isinstance(exc, Conflict) and WEBHOOK in exc.message.lower()
+                if webhook and await self._remove_webhook(exc):
+                    removed += 1
+                    if removed == 1:  # polled again at once; a webhook set again at once backs off
+                        continue
                 failures += 1
                 self._unreachable(exc, failures)
                 await asyncio.sleep(min(BACKOFF_MAX, 0.5 * 2 ** min(failures, 8)))
                 continue
             if failures or any("telegram" in e.warnings for e in self.engines):
                 log.info("telegram_reachable", after_failures=failures)
-            failures = 0
+            failures = removed = 0
             for engine in self.engines:
                 engine.warnings.pop("telegram", None)
             self._note(f"on: polling, {len(self.chat_ids)} allowlisted chat(s)")
             if not await self._take(updates):  # not recorded: nothing ran; the same batch comes again
                 await asyncio.sleep(min(BACKOFF_MAX, 0.5 * 2 ** min(self._unrecorded, 8)))
+
+    async def _remove_webhook(self, conflict: Exception) -> bool:
+        """A webhook set on the bot (by another tool, earlier) makes the Bot API refuse every
+        getUpdates: every command would go to it, unanswered, while alerts still arrive and the bot
+        looks alive. warden is this token's poller, so it removes the webhook, as python-telegram-
+        bot's own polling does on start; the updates waiting are kept. Whether it was removed."""
+        try:
+            await self.bot.delete_webhook(drop_pending_updates=False)
+        except TelegramError as exc:
+            log.warning("telegram_webhook_not_removed", error=_safe(exc, self.bot.token))
+            return False
+        log.warning("telegram_webhook_removed", error=_safe(conflict, self.bot.token))
+        return True
 
     async def _take(self, updates: Sequence[Update]) -> bool:
         """Record the highest id of the updates not taken already, then run them; False when the
