@@ -513,6 +513,11 @@ class Settings(BaseSettings):
         "",
         description="Comma-separated chat ids the bot serves and alerts; every other chat is ignored.",
     )
+    telegram_user_ids: str = Field(
+        "",
+        description="Comma-separated Telegram user ids whose commands are served (in any allowlisted chat);"
+        " unset: every member of an allowlisted chat.",
+    )
     telegram_api_url: str = Field(
         "https://api.telegram.org",
         description="Telegram Bot API server; warden calls {url}/bot{token}/{method}.",
@@ -630,6 +635,21 @@ class Settings(BaseSettings):
                 )
             if not (chat.isascii() and chat.lstrip("-").isdigit()):
                 raise ValueError(f"must be comma-separated numeric chat ids, not {chat!r}")
+        return ",".join(ids)
+
+    @field_validator("telegram_user_ids", mode="before")
+    @classmethod
+    def _user_ids(cls, value: object) -> str:
+        items = value if isinstance(value, list | tuple) else str(value or "").split(",")
+        ids = [str(item).strip() for item in items if str(item).strip()]
+        for user in ids:
+            if ":" in user:  # a bot token in the wrong setting: never shown
+                raise ValueError(
+                    "must be comma-separated numeric user ids; one of them looks like a bot token"
+                    " (it has a ':'), which goes in telegram_token; it is not shown"
+                )
+            if not (user.isascii() and user.isdigit()):  # a user's id is positive; a group's is not
+                raise ValueError(f"must be comma-separated numeric user ids, not {user!r}")
         return ",".join(ids)
 
     @field_validator("telegram_api_url")
@@ -880,6 +900,10 @@ class Settings(BaseSettings):
     @property
     def chat_ids(self) -> tuple[int, ...]:
         return tuple(int(c) for c in self.telegram_chat_ids.split(",") if c)
+
+    @property
+    def user_ids(self) -> tuple[int, ...]:
+        return tuple(int(u) for u in self.telegram_user_ids.split(",") if u)
 
     @property
     def token_file(self) -> Path:

@@ -48,6 +48,25 @@ def test_chat_ids_from_env_comma_separated_or_toml_list(
     assert info.value.field == "telegram_chat_ids"
 
 
+def test_user_ids_are_positive_numbers_and_unset_by_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """WARDEN_TELEGRAM_USER_IDS is comma-separated (the file may give a list); a group's negative
+    id, a name or a bot token is refused, the token not shown; unset, no user is singled out."""
+    assert Settings.load().user_ids == ()
+    monkeypatch.setenv("WARDEN_TELEGRAM_USER_IDS", "111, 222")
+    assert Settings.load().user_ids == (111, 222)
+    monkeypatch.delenv("WARDEN_TELEGRAM_USER_IDS")
+    config = tmp_path / "warden.toml"
+    config.write_text("telegram_user_ids = [5]\n")
+    assert Settings.load(config).user_ids == (5,)
+    for wrong in ("-100222", "me", "123456:AAH-SECRETbotTOKEN"):
+        with pytest.raises(ConfigError) as info:
+            Settings.load(telegram_user_ids=wrong)
+        assert info.value.field == "telegram_user_ids"
+        assert "SECRET" not in info.value.message
+
+
 def test_limits_default_to_the_fat_finger_guard_only() -> None:
     """max_position_usd is 10,000 by default; the other limits are unset."""
     limits = Settings.load().limits()

@@ -143,7 +143,7 @@ class FakeBotApi:
         message = {
             "message_id": next(self._messages),
             "date": int(time.time() - age),
-            "chat": {"id": chat_id, "type": "private"},
+            "chat": _chat(chat_id),
             "from": {"id": user_id or chat_id, "is_bot": False, "first_name": "trader"},
             "text": text,
         }
@@ -159,25 +159,28 @@ class FakeBotApi:
             "message_id": message_id,
             "date": int(time.time()),
             "edit_date": int(time.time()),
-            "chat": {"id": chat_id, "type": "private"},
+            "chat": _chat(chat_id),
             "from": {"id": chat_id, "is_bot": False, "first_name": "trader"},
             "text": text,
         }
         await self._push({"edited_message": edited})
 
-    async def press(self, chat_id: int, message_id: int, data: str, age: float = 0) -> None:
-        """`age`: seconds ago the button was pressed (the update waited while the bot was away)."""
+    async def press(
+        self, chat_id: int, message_id: int, data: str, age: float = 0, user_id: int | None = None
+    ) -> None:
+        """`age`: seconds ago the button was pressed (the update waited while the bot was away);
+        `user_id`: who pressed it (in a group: any member), by default the chat's own id."""
         query_id = f"cb{next(self._ids)}"
         self._queries[query_id] = time.time() - age
         query = {
             "id": query_id,
-            "from": {"id": chat_id, "is_bot": False, "first_name": "trader"},
+            "from": {"id": user_id or chat_id, "is_bot": False, "first_name": "trader"},
             "chat_instance": "ci",
             "data": data,
             "message": {
                 "message_id": message_id,
                 "date": int(time.time()),
-                "chat": {"id": chat_id, "type": "private"},
+                "chat": _chat(chat_id),
                 "text": "confirm?",
             },
         }
@@ -331,6 +334,13 @@ class Refused(Exception):
     def __init__(self, code: int, description: str, *, retry_after: int | None = None) -> None:
         super().__init__(description)
         self.code, self.description, self.retry_after = code, description, retry_after
+
+
+def _chat(chat_id: int) -> dict[str, Any]:
+    """A chat as the Bot API gives it: a group's id is negative, a private chat's is its user's."""
+    if chat_id < 0:
+        return {"id": chat_id, "type": "supergroup", "title": "desk"}
+    return {"id": chat_id, "type": "private"}
 
 
 def _kind(update: dict[str, Any]) -> str:

@@ -258,3 +258,37 @@ async def test_a_webhook_left_on_the_bot_does_not_keep_commands_away(tmp_path: P
     assert api.webhook is None
     [removed] = [e for e in logs if e["event"] == "telegram_webhook_removed"]
     assert "webhook is active" in removed["error"]
+
+
+GROUP, TRADER, MEMBER = -100777, 4242, 5151
+"""An allowlisted group (where the alerts go), the trader, and another member of it."""
+
+
+async def test_in_a_group_only_the_listed_users_command(tmp_path: Path, api: FakeBotApi) -> None:
+    """A trader who shares alerts with a group must allowlist the group, and every member of it
+    could then trade the account: another member's `/kill flatten` closed the trader's position,
+    and pressing the trader's own "Close all" button closed everything. With `telegram_user_ids`
+    only those users are served: another member's command or press runs nothing and gets no
+    answer (logged once); the trader's, in the same group, run."""
+    settings = bot_settings(tmp_path, api, telegram_chat_ids=str(GROUP), telegram_user_ids=str(TRADER))
+    with capture_logs() as logs:
+        async with running(settings, price_feed=False, beside=[run_bot]) as runtime:
+            group = lambda needle: [t for t in api.texts(GROUP) if needle in t]  # noqa: E731
+            await api.say(GROUP, "short sol", user_id=TRADER)
+            await eventually(lambda: bool(group("✅")), timeout=15, what="the trader's open")
+            await api.say(GROUP, "/kill flatten", user_id=MEMBER)
+            await api.say(GROUP, "long eth", user_id=MEMBER)
+            await api.say(GROUP, "/close all", user_id=TRADER)
+            await eventually(lambda: bool(group("at market?")), timeout=15, what="the confirmation")
+            [ask] = [s for s in api.to(GROUP) if "at market?" in s.text]
+            await api.press(GROUP, ask.message_id, ask.buttons[0]["callback_data"], user_id=MEMBER)
+            await api.say(GROUP, "/health", user_id=TRADER)
+            await eventually(lambda: bool(group("ok: ready")), timeout=15, what="the trader's /health")
+            assert group("kill switch") == [] and group("closed") == []
+            assert not runtime.engine.status().controls.killed
+            [p] = await runtime.store.list_positions()
+            assert p.symbol == "SOL/USDT:USDT"
+            await api.press(GROUP, ask.message_id, ask.buttons[0]["callback_data"], user_id=TRADER)
+            await eventually(lambda: bool(group("closed: realized PnL")), timeout=15, what="closed")
+    ignored = [e for e in logs if e["event"] == "telegram_user_ignored"]
+    assert [(e["chat_id"], e["user_id"]) for e in ignored] == [(GROUP, MEMBER)]

@@ -15,9 +15,11 @@ without one are refused (nothing sent), `/kill` without one stops every account 
 and /status, /positions, /health and /events without one show every account.
 
 Only allowlisted chats (`telegram_chat_ids`) are served; any other chat is
-ignored without a reply and logged once. A command older than `STALE` (sent
-while warden was down) is not executed. Telegram being unreachable never blocks
-trading: polling backs off and /status shows a warning; alerts wait in the outbox.
+ignored without a reply and logged once. With `telegram_user_ids`, only those users are
+served in them (an allowlisted group shares alerts without making every member a trader).
+A command older than `STALE` (sent while warden was down) is not executed. Telegram being
+unreachable never blocks trading: polling backs off and /status shows a warning; alerts wait
+in the outbox.
 
 Every update runs at most once, even across a crash: Telegram hears that an update was taken
 only with the next getUpdates, so before any update of a batch runs the bot records the highest
@@ -600,11 +602,13 @@ class TelegramBot:
         commands: Responder | None = None,
         engines: Callable[[], Sequence[BotEngine]] | None = None,
         record: UpdateRecord,
+        user_ids: set[int] | None = None,
     ) -> None:
         """`commands`/`engines`: for several accounts, their FleetCommands and what gives every
         running account's engine as they are now (each shows the bot's notes and warnings; the
         bot stands by only when every one does, or none runs). `record`: where the bot records
-        the highest update id it took (one per bot, whatever the accounts)."""
+        the highest update id it took (one per bot, whatever the accounts). `user_ids`: the
+        users whose messages and presses are served (None: every member of an allowlisted chat)."""
         self.bot = bot
         self.record = record
         self._taken: TakenUpdate | None = None
@@ -618,6 +622,9 @@ class TelegramBot:
         self._engines = engines
         self._engine = engine
         self.chat_ids = chat_ids
+        self.user_ids = user_ids
+        self.strange_users: set[int | None] = set()
+        """Users of an allowlisted chat not in `user_ids` whose updates were ignored (logged once)."""
         if commands is None:
             assert engine is not None, "one engine, or the commands of several"
             commands = Commands(engine, default_usd, now)
@@ -783,6 +790,8 @@ class TelegramBot:
             chat = update.effective_chat
             if update.update_id <= self._told_up_to or chat is None or chat.id not in self.chat_ids:
                 continue
+            if not self._user_served(update):
+                continue
             text = (
                 f"not executed: warden cannot record which Telegram commands it took ({exc}); it"
                 f" retries, and runs this once it can if that is within {int(STALE.total_seconds() // 60)}"
@@ -822,6 +831,13 @@ class TelegramBot:
                 self.strangers.add(chat.id)
                 log.warning("telegram_stranger_ignored", chat_id=chat.id)
             return
+        if not self._user_served(update):
+            user = update.effective_user
+            user_id = None if user is None else user.id
+            if user_id not in self.strange_users:
+                self.strange_users.add(user_id)
+                log.warning("telegram_user_ignored", chat_id=chat.id, user_id=user_id)
+            return
         try:
             if update.callback_query is not None:
                 await self._button(chat.id, update.callback_query)
@@ -831,6 +847,14 @@ class TelegramBot:
             log.warning("telegram_reply_failed", chat_id=chat.id, error=_safe(exc, self.bot.token))
         except Exception as exc:
             log.error("telegram_update_failed", chat_id=chat.id, error=_safe(exc, self.bot.token))
+
+    def _user_served(self, update: Update) -> bool:
+        """Whether the user who sent `update` may command warden: with `user_ids`, only they — an
+        allowlisted group (to share alerts) does not make every member a trader of the account."""
+        if self.user_ids is None:
+            return True
+        user = update.effective_user
+        return user is not None and user.id in self.user_ids
 
     async def _message(self, chat_id: int, message: Message) -> None:
         addressee = addressed_to(message.text or "")
@@ -938,6 +962,7 @@ async def run_bot(runtime: Runtime) -> None:
         runtime.clock.now,
         commands=FleetCommands({settings.account: commands}),  # `@default` accepted, like ?account=
         record=runtime.telegram_record,
+        user_ids=set(settings.user_ids) or None,
     )
     try:
         await bot.run()
@@ -984,6 +1009,7 @@ async def run_fleet_bot(fleet: Fleet) -> None:
         commands=LiveFleetCommands(accounts, fleet.kill_account),
         engines=lambda: [runtime.engine for runtime in fleet.runtimes.values()],
         record=fleet.telegram_record,
+        user_ids=set(settings.user_ids) or None,
     )
     try:
         await bot.run()
