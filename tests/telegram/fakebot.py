@@ -61,6 +61,10 @@ WEBHOOK_ACTIVE = (
     " webhook first"
 )
 """The Bot API's 409 to getUpdates for a bot that has a webhook set."""
+OTHER_POLLER = (
+    "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running"
+)
+"""The Bot API's 409 to a getUpdates that another process's getUpdates on the same token ended."""
 
 
 @dataclass
@@ -93,6 +97,11 @@ class FakeBotApi:
         self.webhook: str | None = None
         """The webhook URL set on the bot (setWebhook by another tool, earlier): while one is set
         getUpdates answers 409 WEBHOOK_ACTIVE, as the Bot API does; deleteWebhook removes it."""
+        self.other_poller = False
+        """Another program polls the same token (a second warden, freqtrade's bot on a reused
+        token): every other getUpdates of warden's is displaced by its poll and answered 409
+        OTHER_POLLER, as the Bot API answers the poll a newer one terminates."""
+        self._polls = 0
         self.failing_sends = 0
         """The next `failing_sends` sendMessage calls answer 500 Internal Server Error (a blip of
         the Bot API's own, as it answers now and then), sending nothing."""
@@ -242,6 +251,9 @@ class FakeBotApi:
     async def _api_getUpdates(self, params: dict[str, Any], request: web.Request) -> Any:
         if self.webhook is not None:
             raise Refused(409, WEBHOOK_ACTIVE)
+        self._polls += 1
+        if self.other_poller and self._polls % 2:
+            raise Refused(409, OTHER_POLLER)
         allowed = params.get("allowed_updates")
         if isinstance(allowed, str):
             allowed = json.loads(allowed)

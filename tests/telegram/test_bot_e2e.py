@@ -292,3 +292,26 @@ async def test_in_a_group_only_the_listed_users_command(tmp_path: Path, api: Fak
             await eventually(lambda: bool(group("closed: realized PnL")), timeout=15, what="closed")
     ignored = [e for e in logs if e["event"] == "telegram_user_ignored"]
     assert [(e["chat_id"], e["user_id"]) for e in ignored] == [(GROUP, MEMBER)]
+
+
+async def test_another_program_polling_the_token_is_told_to_the_chat_and_stays_on_status(
+    tmp_path: Path, api: FakeBotApi
+) -> None:
+    """The bot's token is polled by another program too (freqtrade's Telegram bot on a reused
+    token, a second warden started by hand): Telegram hands each update to one of them, so some of
+    the trader's commands — a /kill among them — go to the other and are never run by warden. The
+    Bot API says so with a 409 "terminated by other getUpdates request", which warden took for an
+    outage: a warning logged, and a /status warning cleared by the next poll that answered. The
+    chat is told at once (once), the log has an error, and /status keeps naming the conflict
+    while it goes on, a poll that answers in between or not."""
+    api.other_poller = True
+    with capture_logs() as logs:
+        async with running(bot_settings(tmp_path, api), price_feed=False, beside=[run_bot]) as runtime:
+            told = lambda: replies(api, "another program polls this bot")  # noqa: E731
+            await eventually(lambda: bool(told()), timeout=15, what="the chat told")
+            await api.say(CHAT, "/health")
+            await eventually(lambda: bool(replies(api, "ok: ready")), timeout=15, what="a poll that answered")
+            [warning] = [w for w in runtime.engine.status().warnings if "another program" in w]
+            assert "commands sent to the bot may reach it instead of warden" in warning
+            assert len(told()) == 1
+    assert [e["log_level"] for e in logs if e["event"] == "telegram_other_poller"] == ["error"]

@@ -95,6 +95,10 @@ REPLY_PAUSE = 0.5
 WEBHOOK = "webhook is active"
 """In the Bot API's 409 to getUpdates for a bot that has a webhook set (another 409, "terminated by
 other getUpdates request", is a second process polling the same token)."""
+OTHER_POLLER = "terminated by other getupdates request"
+"""In the Bot API's 409 to a getUpdates that another program's poll on the same token ended."""
+OTHER_POLLER_QUIET = timedelta(minutes=10)
+"""The other poller is taken as gone this long after its last 409 (told again if it comes back)."""
 RETRY_AFTER_MAX = 60.0
 """The longest retry_after a reply waits for; a longer one drops it (logged)."""
 
@@ -636,6 +640,8 @@ class TelegramBot:
         self._offset: int | None = None
         self.username: str | None = None
         """The bot's own @username (getMe): a `/cmd@name` naming another bot is not for warden."""
+        self._other_at: datetime | None = None
+        """When a getUpdates was last ended by another program's poll on this token."""
 
     @property
     def engines(self) -> list[BotEngine]:
@@ -676,17 +682,56 @@ class TelegramBot:
                     if removed == 1:  # polled again at once; a webhook set again at once backs off
                         continue
                 failures += 1
-                self._unreachable(exc, failures)
+                self._poll_failed(exc, failures)
                 await asyncio.sleep(min(BACKOFF_MAX, 0.5 * 2 ** min(failures, 8)))
                 continue
-            if failures or any("telegram" in e.warnings for e in self.engines):
-                log.info("telegram_reachable", after_failures=failures)
+            self._polled(failures)
             failures = removed = 0
-            for engine in self.engines:
-                engine.warnings.pop("telegram", None)
-            self._note(f"on: polling, {len(self.chat_ids)} allowlisted chat(s)")
             if not await self._take(updates):  # not recorded: nothing ran; the same batch comes again
                 await asyncio.sleep(min(BACKOFF_MAX, 0.5 * 2 ** min(self._unrecorded, 8)))
+
+    def _poll_failed(self, exc: Exception, failures: int) -> None:
+        if isinstance(exc, Conflict) and OTHER_POLLER in exc.message.lower():
+            self._other_poller(exc)  # Telegram answers: not an outage
+        else:
+            self._unreachable(exc, failures)
+
+    def _polled(self, failures: int) -> None:
+        """A getUpdates answered: Telegram is reachable; another poller seen long enough ago is gone."""
+        if failures or any("telegram" in e.warnings for e in self.engines):
+            log.info("telegram_reachable", after_failures=failures)
+        for engine in self.engines:
+            engine.warnings.pop("telegram", None)
+        if self._other_at is not None and self.now() - self._other_at > OTHER_POLLER_QUIET:
+            log.info("telegram_other_poller_gone", last_seen=str(self._other_at))
+            self._other_at = None
+            for engine in self.engines:
+                engine.warnings.pop("telegram_other_poller", None)
+        self._note(f"on: polling, {len(self.chat_ids)} allowlisted chat(s)")
+
+    def _other_poller(self, conflict: Conflict) -> None:
+        """Another program polls this token (a second warden, another bot's code on a reused
+        token): Telegram hands each update to one of them, so commands may never reach warden —
+        a /kill among them — and a poll that answers in between proves nothing. Told to every
+        allowlisted chat and logged as an error once per conflict, named on /status until it has
+        been quiet for OTHER_POLLER_QUIET."""
+        now, last = self.now(), self._other_at
+        self._other_at = now
+        why = _safe(conflict, self.bot.token)
+        text = (
+            f"another program polls this bot's token ({why}): Telegram hands each message to one of"
+            " them, so commands sent to the bot may reach it instead of warden and never run here;"
+            " give warden a bot token of its own"
+        )
+        for engine in self.engines:
+            engine.warnings["telegram_other_poller"] = f"Telegram: {text}"
+        if last is not None and now - last <= OTHER_POLLER_QUIET:
+            return
+        log.error("telegram_other_poller", error=why)
+        for chat_id in self.chat_ids:
+            task = asyncio.get_running_loop().create_task(self._tell(chat_id, f"⚠️ {text}"))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     async def _remove_webhook(self, conflict: Exception) -> bool:
         """A webhook set on the bot (by another tool, earlier) makes the Bot API refuse every
