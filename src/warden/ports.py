@@ -443,8 +443,9 @@ class DeliveryRejected(DeliveryError):
 
 class ChannelRefused(DeliveryError):
     """The channel refuses every alert, not this one, until someone acts (a Telegram chat that
-    blocked the bot, removed it, or does not exist): its alerts are kept, the trader is told, and
-    it is tried again slowly, so that unblocking the bot resumes delivery."""
+    blocked the bot, removed it, or does not exist; a webhook URL that redirects or is gone): its
+    alerts are kept, the trader is told, and it is tried again slowly, so that unblocking the bot
+    resumes delivery."""
 
 
 class AlertChannel(Protocol):
