@@ -315,3 +315,30 @@ async def test_another_program_polling_the_token_is_told_to_the_chat_and_stays_o
             assert "commands sent to the bot may reach it instead of warden" in warning
             assert len(told()) == 1
     assert [e["log_level"] for e in logs if e["event"] == "telegram_other_poller"] == ["error"]
+
+
+async def test_a_kill_sent_while_warden_was_away_is_applied_without_its_flatten(
+    api: FakeBotApi, runtime: Runtime
+) -> None:
+    """The trader sends /kill flatten while warden is down (a crash, a restart, a deploy); warden
+    comes back ten minutes later and answered "not executed: sent 10 min ago … send it again" — and
+    went on taking signals meanwhile, the one thing the trader had asked it to stop. Stopping
+    entries late is the safe side, so a late /kill (or /pause) is applied and said to be late;
+    its flatten is not (a close at a price ten minutes on, of positions perhaps opened since): the
+    reply says to send /kill flatten again. A late trading command still runs nothing."""
+    await api.say(CHAT, "short sol")
+    await eventually(lambda: bool(replies(api, "✅")), timeout=15, what="opened")
+    await api.say(CHAT, "/kill flatten", age=600)
+    await eventually(lambda: bool(replies(api, "kill switch on")), timeout=15, what="the kill's answer")
+    [said] = replies(api, "kill switch on")
+    assert "sent 10 min ago" in said and "/kill flatten again" in said, said
+    assert runtime.engine.status().controls.killed
+    assert len(await runtime.store.list_positions()) == 1  # not flattened
+    await api.say(CHAT, "/resume")
+    await eventually(lambda: bool(replies(api, "resumed")), timeout=15, what="resumed")
+    await api.say(CHAT, "/pause fomc", age=300)
+    await eventually(lambda: bool(replies(api, "paused: no new entries")), timeout=15, what="the pause")
+    assert runtime.engine.status().controls.paused
+    await api.say(CHAT, "/resume", age=300)
+    await eventually(lambda: bool(replies(api, "not executed")), timeout=15, what="the late resume")
+    assert runtime.engine.status().controls.paused  # a late resume is not the safe side

@@ -17,7 +17,8 @@ and /status, /positions, /health and /events without one show every account.
 Only allowlisted chats (`telegram_chat_ids`) are served; any other chat is
 ignored without a reply and logged once. With `telegram_user_ids`, only those users are
 served in them (an allowlisted group shares alerts without making every member a trader).
-A command older than `STALE` (sent while warden was down) is not executed. Telegram being
+A command older than `STALE` (sent while warden was down) is not executed, but for a /kill
+(without its flatten) or /pause: a late stop is the safe side. Telegram being
 unreachable never blocks trading: polling backs off and /status shows a warning; alerts wait
 in the outbox.
 
@@ -908,16 +909,24 @@ class TelegramBot:
             log.info("telegram_other_bot_ignored", chat_id=chat_id, addressee=addressee)
             return
         age = self.now() - message.date
+        late: str | None = None
         if age > STALE:
-            minutes = int(age.total_seconds() // 60)
-            text = f"not executed: sent {minutes} min ago while warden was away; send it again"
-            await self.send(chat_id, Reply(text))
+            late = f"sent {int(age.total_seconds() // 60)} min ago while warden was away"
+        elif self._unsure is not None and message.date < self._unsure[0].replace(microsecond=0):
+            late = f"sent before warden started, and it has {self._unsure[1]}"
+        if late is None:
+            await self.send(chat_id, await self.commands.respond(chat_id, message.text or ""))
             return
-        if self._unsure is not None and message.date < self._unsure[0].replace(microsecond=0):
-            text = f"not executed: sent before warden started, and it has {self._unsure[1]}; send it again"
-            await self.send(chat_id, Reply(text))
+        safe = late_part(message.text or "")
+        if safe is None:
+            await self.send(chat_id, Reply(f"not executed: {late}; send it again"))
             return
-        await self.send(chat_id, await self.commands.respond(chat_id, message.text or ""))
+        log.info("telegram_late_stop_applied", chat_id=chat_id, late=late)
+        reply = await self.commands.respond(chat_id, safe)
+        note = f"(applied although {late}: stopping entries late is the safe side"
+        if safe.split() != (message.text or "").split():
+            note += "; its flatten was NOT done: send /kill flatten again to close the positions"
+        await self.send(chat_id, Reply(f"{reply.text}\n{note})", reply.buttons, reply.done))
 
     async def _button(self, chat_id: int, query: CallbackQuery) -> None:
         try:  # stops the button's spinner; the Bot API refuses it for a press received late
@@ -963,6 +972,22 @@ class TelegramBot:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+LATE_SAFE = ("kill", "pause")
+"""Commands run however late they arrive (sent while warden was away): they only stop entries,
+and a stop that waits for the trader to send it again lets warden take signals meanwhile."""
+
+
+def late_part(text: str) -> str | None:
+    """What of a command that arrived late may still run: a /kill without its flatten (a close
+    at a later price, of positions perhaps opened since, is not the safe side), a /pause; None
+    for every other command (it runs nothing)."""
+    words = text.split()
+    name = words[0].lstrip("/").split("@")[0].lower() if words else ""
+    if name not in LATE_SAFE:
+        return None
+    return " ".join(w for w in words if name != "kill" or w.lower() != "flatten")
 
 
 def addressed_to(text: str) -> str | None:
