@@ -177,8 +177,9 @@ async def test_a_reply_telegram_asks_to_send_later_is_sent_later(api: FakeBotApi
 
 
 async def test_an_edited_message_and_a_strangers_press_run_nothing(api: FakeBotApi, runtime: Runtime) -> None:
-    """Editing `/health` into `/kill flatten` does not run the edit (only new messages and button
-    presses are asked for); a stranger pressing the allowlisted chat's "Close all" closes nothing."""
+    """Editing `/health` into `/kill flatten` does not run the edit (it is answered "not executed",
+    test_an_edited_command_is_answered_not_executed_not_met_with_silence); a stranger pressing the
+    allowlisted chat's "Close all" closes nothing."""
     await api.say(CHAT, "short sol")
     await eventually(lambda: bool(replies(api, "✅")), timeout=15, what="opened")
     health = await api.say(CHAT, "/health")
@@ -342,3 +343,26 @@ async def test_a_kill_sent_while_warden_was_away_is_applied_without_its_flatten(
     await api.say(CHAT, "/resume", age=300)
     await eventually(lambda: bool(replies(api, "not executed")), timeout=15, what="the late resume")
     assert runtime.engine.status().controls.paused  # a late resume is not the safe side
+
+
+async def test_an_edited_command_is_answered_not_executed_not_met_with_silence(
+    api: FakeBotApi, runtime: Runtime
+) -> None:
+    """The trader types `/kil`, is told it is unknown, and edits it into `/kill`: the edit was not
+    even received (only new messages were asked for), so it met silence — which reads as done, and
+    the kill switch was off. An edited command is still not run (it may be an old message edited),
+    but is answered at once: send it as a new message. An edited message that is no command (a
+    group's chatter) gets no answer."""
+    typo = await api.say(CHAT, "/kil")
+    await eventually(lambda: bool(replies(api, "unknown command")), timeout=15, what="the typo's answer")
+    chatter = await api.say(CHAT, "see you at the close")
+    await api.edit(CHAT, chatter, "see you tomorrow")
+    await api.edit(CHAT, typo, "/kill")
+    await eventually(lambda: bool(replies(api, "edited")), timeout=15, what="the edit's answer")
+    [said] = replies(api, "edited")
+    assert said.startswith("not executed: an edited message is not run"), said
+    assert "send it as a new message" in said
+    assert not runtime.engine.status().controls.killed
+    await api.say(CHAT, "/health")
+    await eventually(lambda: bool(replies(api, "ok: ready")), timeout=15, what="/health")
+    assert len(replies(api, "edited")) == 1  # the chatter's edit: no answer

@@ -248,3 +248,10 @@ async def test_close_all_closes_only_what_its_button_named(commands: Commands, r
     assert f"not closed: {btc.id} {BTC} long opened after you asked" in done.text
     assert [p.id for p in await runtime.store.list_positions()] == [btc.id]
     assert runtime.sim is not None and [p.symbol for p in runtime.sim.core.positions()] == [BTC]
+
+
+def test_every_command_name_is_known_to_the_bot(commands: Commands) -> None:
+    """The names the bot answers an edit of (telegram.NAMES) are every command Commands runs."""
+    from warden.entrypoints.telegram import NAMES, SIDES
+
+    assert set(commands._handlers()) | set(SIDES) == NAMES

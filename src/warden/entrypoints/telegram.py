@@ -674,7 +674,7 @@ class TelegramBot:
                 updates = await self.bot.get_updates(
                     offset=self._offset,
                     timeout=self.long_poll,
-                    allowed_updates=["message", "callback_query"],
+                    allowed_updates=["message", "edited_message", "callback_query"],
                 )
             except Exception as exc:  # never let the bot take the engine's task group down
                 webhook = isinstance(exc, Conflict) and WEBHOOK in exc.message.lower()
@@ -889,6 +889,8 @@ class TelegramBot:
                 await self._button(chat.id, update.callback_query)
             elif update.message is not None and update.message.text:
                 await self._message(chat.id, update.message)
+            elif update.edited_message is not None and update.edited_message.text:
+                await self._edited(chat.id, update.edited_message)
         except TelegramError as exc:
             log.warning("telegram_reply_failed", chat_id=chat.id, error=_safe(exc, self.bot.token))
         except Exception as exc:
@@ -927,6 +929,20 @@ class TelegramBot:
         if safe.split() != (message.text or "").split():
             note += "; its flatten was NOT done: send /kill flatten again to close the positions"
         await self.send(chat_id, Reply(f"{reply.text}\n{note})", reply.buttons, reply.done))
+
+    async def _edited(self, chat_id: int, message: Message) -> None:
+        """An edited command is not run (an old message edited could run it long after, or twice)
+        but is answered at once: a `/kil` edited into `/kill` met with silence reads as done. An
+        edit that is no command (a group's chatter) or is another bot's gets no answer."""
+        text = message.text or ""
+        addressee = addressed_to(text)
+        if not is_command(text) or (
+            addressee is not None and (self.username is None or addressee.lower() != self.username.lower())
+        ):
+            return
+        await self.send(
+            chat_id, Reply("not executed: an edited message is not run; send it as a new message", done=False)
+        )
 
     async def _button(self, chat_id: int, query: CallbackQuery) -> None:
         try:  # stops the button's spinner; the Bot API refuses it for a press received late
@@ -972,6 +988,18 @@ class TelegramBot:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+NAMES = frozenset(
+    (*SIDES, "positions", "status", "health", "close", "pause", "resume", "kill", "reconcile", "events")
+) | {"help", "start"}
+"""Every command's name (Commands._handlers and the sides)."""
+
+
+def is_command(text: str) -> bool:
+    """Whether `text` reads as a command: `/anything`, or a command's name first (`short sol`)."""
+    words = text.split()
+    return bool(words) and (words[0].startswith("/") or words[0].split("@")[0].lower() in NAMES)
 
 
 LATE_SAFE = ("kill", "pause")
