@@ -261,12 +261,13 @@ def build_update_record(settings: Settings) -> UpdateRecord | None:
 
 
 def build_channels(
-    settings: Settings, bot: Any = None, *, label: bool = False
+    settings: Settings, clock: Clock, bot: Any = None, *, label: bool = False
 ) -> tuple[list[AlertChannel], Any]:
     """The remote alert channels the settings ask for, and the Telegram bot (None without a token).
 
     `bot`: a bot already made (by the fleet, for every account); else one is made here.
-    `label`: each Telegram alert names its account (one bot speaking for several)."""
+    `label`: each Telegram alert names its account (one bot speaking for several). `clock`: the
+    engine's, by which a Telegram alert delivered late says when it was raised."""
     channels: list[AlertChannel] = []
     if bot is None:
         bot = build_bot(settings)
@@ -274,7 +275,7 @@ def build_channels(
         from warden.adapters.telegram import TelegramChannel  # only with a token: ~0.2 s to import
 
         account = settings.account if label else None
-        channels.extend(TelegramChannel(bot, chat, account) for chat in settings.chat_ids)
+        channels.extend(TelegramChannel(bot, chat, account, clock.now) for chat in settings.chat_ids)
     if settings.alert_webhook_url:
         from warden.adapters.webhook import WebhookChannel  # httpx: only when a webhook is set
 
@@ -389,7 +390,7 @@ async def running(
     telemetry = Telemetry()
     channel = "log"  # the notifier is the log channel (Telegram and webhooks are alert channels)
     shared_bot = bot is not None
-    channels, bot = build_channels(settings, bot, label=label_alerts)
+    channels, bot = build_channels(settings, clock, bot, label=label_alerts)
     engine = Engine(
         measured_exchange(exchange, telemetry),
         MeasuredStore(store, telemetry),

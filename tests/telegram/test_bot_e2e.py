@@ -7,7 +7,7 @@ confirmed by a callback; an alert raised while Telegram is down arrives when it 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -366,3 +366,26 @@ async def test_an_edited_command_is_answered_not_executed_not_met_with_silence(
     await api.say(CHAT, "/health")
     await eventually(lambda: bool(replies(api, "ok: ready")), timeout=15, what="/health")
     assert len(replies(api, "edited")) == 1  # the chatter's edit: no answer
+
+
+async def test_an_alert_delivered_late_says_when_it_was_raised(api: FakeBotApi) -> None:
+    """An alert raised two hours before Telegram took it (Telegram down, warden restarted, a chat
+    that had blocked the bot): the message carried no time, and Telegram shows when it arrived, so
+    "close_failed … UNPROTECTED" read as happening now, two hours after warden had closed the
+    position. A late alert says when it was raised and how long ago; one on time is unchanged."""
+    now = datetime.now(UTC)
+    late = Alert(
+        AlertId("a1"), AlertKind.CLOSE_FAILED, "SOL: UNPROTECTED", now - timedelta(hours=2, minutes=5)
+    )
+    on_time = Alert(AlertId("a2"), AlertKind.STOP_FILLED, "SOL: stop filled", now)
+    bot = make_bot(TOKEN, api.url)
+    try:
+        for alert in (late, on_time):
+            await TelegramChannel(bot, CHAT).send(alert, silent=False)
+    finally:
+        await close_bot(bot)
+    first, second = api.texts(CHAT)
+    head = first.splitlines()[0]
+    assert head == f"🔴 CRITICAL close_failed · raised {late.at:%H:%M:%S} UTC, 2 h 5 min ago", head
+    assert first.splitlines()[1] == "SOL: UNPROTECTED"
+    assert second == "🟢 stop_filled\nSOL: stop filled"

@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import hashlib
 import warnings
-from datetime import datetime, timedelta
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from telegram.error import BadRequest, ChatMigrated, Forbidden, RetryAfter, TelegramError
@@ -79,15 +80,23 @@ CUT = " … "
 """Where a message too long for one Telegram message was shortened."""
 
 
-def alert_text(alert: Alert, account: str | None = None) -> str:
+LATE = timedelta(minutes=1)
+"""An alert delivered this long after it was raised says when it was raised."""
+
+
+def alert_text(alert: Alert, account: str | None = None, now: datetime | None = None) -> str:
     """An alert as a plain-text Telegram message (no markup: nothing to escape); `account`
     names whose it is when one bot speaks for several accounts.
 
-    A message too long for Telegram (an exchange's error page inside it) loses its middle, not
-    its end: what an alert ends with (whether the position is still protected) and the
-    position it is about are kept."""
+    Telegram shows when a message arrived: an alert delivered `LATE` or later (Telegram was down,
+    warden restarted) says when it was raised (`now` is the time it is sent), or an old
+    "UNPROTECTED" reads as happening now. A message too long for Telegram (an exchange's error
+    page inside it) loses its middle, not its end: what an alert ends with (whether the position
+    is still protected) and the position it is about are kept."""
     where = f" [{account}]" if account else ""
     head = f"{BADGES[alert.severity]}{where} {alert.kind.value}"
+    if now is not None and now - alert.at >= LATE:
+        head += f" · raised {alert.at.astimezone(UTC):%H:%M:%S} UTC, {_ago(now - alert.at)} ago"
     tail = f"\nposition {alert.position_id}" if alert.position_id else ""
     message = alert.message
     room = MAX_TEXT - len(head) - 1 - len(tail)
@@ -95,6 +104,15 @@ def alert_text(alert: Alert, account: str | None = None) -> str:
         keep = room - len(CUT)
         message = message[: keep - keep // 2] + CUT + message[len(message) - keep // 2 :]
     return f"{head}\n{message}{tail}"[:MAX_TEXT]
+
+
+def _ago(delay: timedelta) -> str:
+    minutes = int(delay.total_seconds() // 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    if minutes < 48 * 60:
+        return f"{minutes // 60} h {minutes % 60} min"
+    return f"{minutes // (24 * 60)} days"
 
 
 def retry_after(exc: RetryAfter) -> float:
@@ -114,10 +132,18 @@ def safe_error(exc: BaseException, token: str) -> str:
 class TelegramChannel:
     """Alerts to one chat. One channel per chat: a chat that got an alert is not sent it again."""
 
-    def __init__(self, bot: Bot, chat_id: int, account: str | None = None) -> None:
+    def __init__(
+        self,
+        bot: Bot,
+        chat_id: int,
+        account: str | None = None,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        """`now`: the engine's clock, to tell an alert delivered late (alert_text)."""
         self._bot = bot
         self._chat_id = chat_id
         self._account = account
+        self._now = now
 
     @property
     def name(self) -> str:
@@ -126,7 +152,7 @@ class TelegramChannel:
     async def send(self, alert: Alert, *, silent: bool) -> None:
         try:
             await self._bot.send_message(
-                self._chat_id, alert_text(alert, self._account), disable_notification=silent
+                self._chat_id, alert_text(alert, self._account, self._now()), disable_notification=silent
             )
         except Forbidden as exc:  # the bot blocked, kicked from the group, the user deactivated
             raise ChannelRefused(
