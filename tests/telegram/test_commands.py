@@ -255,3 +255,22 @@ def test_every_command_name_is_known_to_the_bot(commands: Commands) -> None:
     from warden.entrypoints.telegram import NAMES, SIDES
 
     assert set(commands._handlers()) | set(SIDES) == NAMES
+
+
+async def test_each_close_all_question_keeps_its_own_button(commands: Commands, runtime: Runtime) -> None:
+    """/close all sent twice (the first answer was slow to come): the chat shows two questions.
+    Pressing the first one's button answered "that confirmation has expired" — and took the second
+    question's away too, so its button said the same: two presses, nothing closed, while the
+    trader wanted out. Each question's button works until it expires; a press closes what that
+    question counted, and a button pressed again closes nothing."""
+    await say(commands, "short sol")
+    first = await commands.respond(CHAT, "/close all")
+    second = await commands.respond(CHAT, "/close all")
+    done = await commands.on_button(CHAT, first.buttons[0][1])
+    assert done.text.count("closed: realized PnL") == 1, done.text
+    assert await runtime.store.list_positions() == []
+    again = await commands.on_button(CHAT, second.buttons[0][1])
+    assert again.text == "the 1 position(s) you confirmed are no longer open: nothing was closed"
+    assert (await commands.on_button(CHAT, first.buttons[0][1])).text.startswith(
+        "that confirmation has expired"
+    )

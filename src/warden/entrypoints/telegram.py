@@ -147,9 +147,10 @@ class Commands:
         self.engine = engine
         self.default_usd = default_usd
         self.now = now
-        self._confirm: dict[int, tuple[str, datetime, frozenset[PositionId]]] = {}
-        """Per chat, its pending /close all: the button's nonce, until when, and the positions it
-        asked about (the press closes those, never one opened since)."""
+        self._confirm: dict[int, dict[str, tuple[datetime, frozenset[PositionId]]]] = {}
+        """Per chat, its pending /close all questions by their button's nonce: until when, and the
+        positions each asked about (a press closes those, never one opened since). Each question
+        keeps its own button: /close all sent twice shows two, and either may be pressed."""
 
     async def respond(self, chat_id: int, text: str) -> Reply:
         words = text.strip().split()
@@ -236,7 +237,10 @@ class Commands:
                 return Reply("no open positions")
             nonce = secrets.token_hex(4)
             asked = frozenset(v.position.id for v in views)
-            self._confirm[chat_id] = (nonce, self.now() + CONFIRM_FOR, asked)
+            now = self.now()
+            pending = {n: q for n, q in self._confirm.get(chat_id, {}).items() if q[0] >= now}
+            pending[nonce] = (now + CONFIRM_FOR, asked)
+            self._confirm[chat_id] = pending
             return Reply(
                 f"close all {len(views)} open position(s) at market?",
                 [(f"Close all {len(views)}", f"closeall:{nonce}"), ("Cancel", f"cancel:{nonce}")],
@@ -261,12 +265,12 @@ class Commands:
 
     async def on_button(self, chat_id: int, data: str) -> Reply:
         action, _, nonce = data.partition(":")
-        pending = self._confirm.pop(chat_id, None)
-        if pending is None or pending[0] != nonce or self.now() > pending[1]:
+        pending = self._confirm.get(chat_id, {}).pop(nonce, None)  # one press per question
+        if pending is None or self.now() > pending[0]:
             return Reply("that confirmation has expired; send /close all again")
         if action != "closeall":
             return Reply("cancelled: nothing was closed")
-        asked = pending[2]
+        asked = pending[1]
         views = await self.engine.list_positions()
         # What the trader confirmed: the positions the question counted. One opened since (a
         # signal between the question and the press) is not closed unasked; it is named.
