@@ -214,6 +214,21 @@ async def test_a_kill_sent_while_the_record_cannot_be_written_is_answered_not_me
         assert len(answers(api)) == 2
 
 
+async def test_without_a_record_a_kill_sent_before_the_first_start_is_applied(
+    tmp_path: Path, api: FakeBotApi
+) -> None:
+    """A /kill waiting from before a start without a record may have run already; running it
+    again only stops entries again, the safe side, so it is applied (said so), not refused."""
+    await api.say(CHAT, "/kill flatten", age=5)
+    async with running(bot_settings(tmp_path, api), price_feed=False, beside=[run_bot]) as rt:
+        killed = lambda: [a for a in answers(api) if "kill switch on" in a]  # noqa: E731
+        await eventually(lambda: bool(killed()), timeout=15, what="the kill")
+        [said] = killed()
+        assert "applied although sent before warden started" in said, said
+        assert "/kill flatten again" in said
+        assert rt.engine.status().controls.killed
+
+
 @pytest.mark.parametrize(("recorded_ago", "runs"), [(timedelta(days=8), True), (timedelta(minutes=1), False)])
 async def test_update_ids_that_started_again_lower_run_once_the_record_is_old(
     tmp_path: Path, api: FakeBotApi, recorded_ago: timedelta, runs: bool
