@@ -344,6 +344,10 @@ async def test_a_kill_sent_while_warden_was_away_is_applied_without_its_flatten(
     await api.say(CHAT, "/resume", age=300)
     await eventually(lambda: bool(replies(api, "not executed")), timeout=15, what="the late resume")
     assert runtime.engine.status().controls.paused  # a late resume is not the safe side
+    await api.say(CHAT, "/kill now", age=300)  # a late typo is refused as one on time, not "applied"
+    await eventually(lambda: bool(replies(api, "usage")), timeout=15, what="the late typo's answer")
+    assert replies(api, "usage") == ["usage: /kill [flatten]\n(sent 5 min ago while warden was away)"]
+    assert not runtime.engine.status().controls.killed
 
 
 async def test_an_edited_command_is_answered_not_executed_not_met_with_silence(

@@ -908,11 +908,16 @@ class TelegramBot:
         user = update.effective_user
         return user is not None and user.id in self.user_ids
 
+    def _for_another_bot(self, chat_id: int, text: str) -> bool:
+        """A group with privacy mode off shows warden every bot's commands: not ours, not answered."""
+        addressee = addressed_to(text)
+        if addressee is None or (self.username is not None and addressee.lower() == self.username.lower()):
+            return False
+        log.info("telegram_other_bot_ignored", chat_id=chat_id, addressee=addressee)
+        return True
+
     async def _message(self, chat_id: int, message: Message) -> None:
-        addressee = addressed_to(message.text or "")
-        if addressee is not None and (self.username is None or addressee.lower() != self.username.lower()):
-            # A group with privacy mode off shows warden every bot's commands: not ours, not answered.
-            log.info("telegram_other_bot_ignored", chat_id=chat_id, addressee=addressee)
+        if self._for_another_bot(chat_id, message.text or ""):
             return
         age = self.now() - message.date
         late: str | None = None
@@ -929,7 +934,9 @@ class TelegramBot:
             return
         log.info("telegram_late_stop_applied", chat_id=chat_id, late=late)
         reply = await self.commands.respond(chat_id, safe)
-        note = f"(applied although {late}: stopping entries late is the safe side"
+        note = (
+            f"(applied although {late}: stopping entries late is the safe side" if reply.done else f"({late}"
+        )
         if safe.split() != (message.text or "").split():
             note += "; its flatten was NOT done: send /kill flatten again to close the positions"
         await self.send(chat_id, Reply(f"{reply.text}\n{note})", reply.buttons, reply.done))
@@ -939,10 +946,7 @@ class TelegramBot:
         but is answered at once: a `/kil` edited into `/kill` met with silence reads as done. An
         edit that is no command (a group's chatter) or is another bot's gets no answer."""
         text = message.text or ""
-        addressee = addressed_to(text)
-        if not is_command(text) or (
-            addressee is not None and (self.username is None or addressee.lower() != self.username.lower())
-        ):
+        if not is_command(text) or self._for_another_bot(chat_id, text):
             return
         await self.send(
             chat_id, Reply("not executed: an edited message is not run; send it as a new message", done=False)
@@ -995,8 +999,9 @@ class TelegramBot:
 
 
 NAMES = frozenset(
-    (*SIDES, "positions", "status", "health", "close", "pause", "resume", "kill", "reconcile", "events")
-) | {"help", "start"}
+    {*SIDES, "positions", "status", "health", "close", "pause", "resume", "kill", "reconcile", "events"}
+    | {"help", "start"}
+)
 """Every command's name (Commands._handlers and the sides)."""
 
 
