@@ -153,3 +153,32 @@ async def test_a_partial_kill_of_all_shows_each_account_and_fails(
     [alt_line] = [line for line in lines if line.strip().startswith("alt:")]
     assert "alt: NOT stopped: not running" in alt_line, killed.stdout
     assert "it starts with the kill switch on" in alt_line and "its positions were NOT closed" in alt_line
+
+
+async def test_kill_naming_an_account_not_running_keeps_the_kill_and_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`warden kill --account alt` while alt is not running: it printed "account 'alt' is not
+    running" and kept nothing (alt then started trading). The kill is kept, the CLI says its kill
+    switch is NOT on yet and that it starts with it on, and exits non-zero."""
+    from tests.accounts.test_kill_waiting import Outage, serving
+
+    Outage(monkeypatch, "alt")
+    settings = fleet_settings(tmp_path, f"sqlite:///{tmp_path}/w.db", TWO_SIM)
+    async with serving(settings) as fleet:
+        assert fleet.runtime("alt") is None
+        sock = free_socket()
+        config = uvicorn.Config(create_app(lambda: fleet), log_config=None, access_log=False, lifespan="off")
+        server = QuietServer(config)
+        task = asyncio.create_task(server.serve(sockets=[sock]))
+        host, port = sock.getsockname()
+        try:
+            killed = await cli(f"http://{host}:{port}", "kill", "--account", "alt")
+        finally:
+            server.should_exit = True
+            await task
+            sock.close()
+        assert fleet.kill_waiting("alt") is not None
+    assert killed.exit_code == 1, killed.output
+    assert "kill switch NOT on for alt: not running" in killed.stderr, killed.stderr
+    assert "it starts with the kill switch on" in killed.stderr, killed.stderr

@@ -278,3 +278,61 @@ async def test_a_telegram_kill_naming_an_account_not_running_keeps_the_kill_for_
         alt = await alt_started(fleet)
         with pytest.raises(TradingRefused, match="kill"):
             await alt.open_position(OpenPosition(SOL, Side.LONG, Decimal(100)))
+
+
+async def kill_one(fleet: Fleet, account: str, **body: Any) -> httpx.Response:
+    transport = httpx.ASGITransport(app=create_app(lambda: fleet))
+    async with httpx.AsyncClient(transport=transport, base_url="http://warden", headers=AUTH) as http:
+        return await http.post(f"/api/v1/kill?account={account}", json=body)
+
+
+async def test_an_api_kill_naming_an_account_not_running_keeps_the_kill_for_it(
+    tmp_path: Path, store_url: str, alt_down: Outage
+) -> None:
+    """POST /kill?account=alt while alt's engine is not running (the fleet starting it again):
+    the API answered 503 not_ready "account 'alt' is not running" and kept nothing, so alt started
+    again trading, while a kill of every account at the same moment kept the kill for it. Now the
+    same as Telegram's `/kill @alt`: kept, and answered 503 kill_incomplete saying its kill switch
+    is NOT on yet and that it starts with it on."""
+    settings = settings_for(tmp_path, store_url)
+    async with serving(settings) as fleet:
+        assert fleet.runtime("alt") is None
+        killed = await kill_one(fleet, "alt", reason="alt misbehaves", flatten=True)
+        assert killed.status_code == 503, killed.text  # not on *now*: never read as done
+        body = killed.json()
+        assert body["error"] == "kill_incomplete", body
+        assert body["message"].startswith("kill switch NOT on for alt: not running"), body
+        assert "it starts with the kill switch on" in body["message"], body
+        assert "its positions were NOT closed" in body["message"], body
+        assert "not running" in body["accounts"]["alt"]["error"], body
+        assert fleet.kill_waiting("alt") is not None
+        assert not engine(fleet, "main").controls.state.killed  # only the account named
+        alt_down.down = False
+        alt = await alt_started(fleet)
+        with pytest.raises(TradingRefused, match="kill"):
+            await alt.open_position(OpenPosition(SOL, Side.LONG, Decimal(100)))
+        assert alt.controls.state.reason == "alt misbehaves"
+
+
+async def test_an_api_kill_naming_an_account_whose_engine_stopped_keeps_the_kill(
+    tmp_path: Path, store_url: str
+) -> None:
+    settings = settings_for(tmp_path, store_url)
+    async with serving(settings) as fleet:
+        await eventually(lambda: engine(fleet, "alt").status().accepting_signals, what="alt ready")
+        await engine(fleet, "alt").stop()
+        killed = await kill_one(fleet, "alt")
+        assert killed.status_code == 503, killed.text
+        assert "it starts with the kill switch on" in killed.json()["message"], killed.text
+        assert fleet.kill_waiting("alt") is not None
+        assert not engine(fleet, "main").controls.state.killed
+
+
+async def test_an_api_kill_naming_a_running_account_is_unchanged(tmp_path: Path, store_url: str) -> None:
+    settings = settings_for(tmp_path, store_url)
+    async with serving(settings) as fleet:
+        await eventually(lambda: engine(fleet, "alt").status().accepting_signals, what="alt ready")
+        killed = await kill_one(fleet, "alt")
+        assert killed.status_code == 200 and killed.json()["controls"]["killed"], killed.text
+        assert fleet.kill_waiting("alt") is None
+        assert not engine(fleet, "main").controls.state.killed

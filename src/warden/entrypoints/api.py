@@ -628,7 +628,34 @@ def _add_control_routes(app: FastAPI) -> None:
                     503, "kill_incomplete", message, scope=every.scope, accounts=every.accounts
                 )
             return model_response(every)
+        if (kept := await _kill_named(caller, cmd)) is not None:
+            return kept
         return model_response(KillReply.of(await engine(caller).kill(cmd.flatten, cmd.reason)))
+
+
+async def _kill_named(caller: Caller, cmd: KillIn) -> JSONResponse | None:
+    """A kill naming an account of a fleet whose engine cannot take it (not running: its start
+    failing and about to be retried; or stopped) is kept for that account as its part of a kill
+    of every account is (`FleetApi.kill_account`), so it starts with the kill switch on: refusing
+    with "not running" kept nothing and the account started again trading. Answered 503
+    kill_incomplete (its kill switch is not on *now*). None: the engine takes it (or a standby's
+    refusal) as before."""
+    fleet = caller.fleet
+    name = caller.account or (fleet.names[0] if len(fleet.names) == 1 else None)
+    if name is None or name not in fleet.names:
+        return None
+    runtime = fleet.runtime(name)
+    if runtime is not None and runtime.engine.status().state is not EngineState.STOPPED:
+        return None
+    outcome = await fleet.kill_account(name, cmd.flatten, cmd.reason)
+    if not isinstance(outcome, str):  # it started meanwhile and took it
+        return model_response(KillReply.of(outcome))
+    return error_response(
+        503,
+        "kill_incomplete",
+        f"kill switch NOT on for {name}: {outcome}",
+        accounts={name: KillNotDone(error=outcome)},
+    )
 
 
 async def _kill_all(fleet: FleetApi, cmd: KillIn) -> KillAllReply:
