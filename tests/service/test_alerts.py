@@ -260,3 +260,76 @@ async def test_a_hung_channel_does_not_hold_back_the_others() -> None:
     finally:
         passing.cancel()
         await asyncio.gather(passing, return_exceptions=True)
+
+
+def backlog_deliverer(chan: FakeChannel, clock: FakeClock) -> Deliverer:
+    return Deliverer(
+        InMemoryStore(),
+        clock,
+        RecordingNotifier(),
+        channels=[chan],
+        config=DeliveryConfig(poll_interval=3600.0),
+    )
+
+
+def raise_alert(deliverer: Deliverer, clock: FakeClock, n: int, kind: AlertKind, message: str = "") -> Alert:
+    clock.advance(1.0)
+    alert = Alert(AlertId(f"a-{n}"), kind, message or kind.value, clock.now())
+    deliverer.offer(alert, stored=False)
+    return alert
+
+
+async def test_a_critical_alert_does_not_wait_behind_a_backlog() -> None:
+    """Telegram down for long (or a chat that blocked the bot, a relay refusing): 40 warnings wait,
+    then a position loses its stop and, later, is protected again. Delivery was oldest first at
+    the channel's pace, so 'UNPROTECTED' came 41st, minutes late. The warnings ahead of it now go
+    as one summary (how many, of what kinds, where to read them), then the critical, then what
+    came after it, in order: the trader never reads 'protected' before 'unprotected'."""
+    chan, clock = FakeChannel(down=True), FakeClock()
+    deliverer = backlog_deliverer(chan, clock)
+    for n in range(30):
+        raise_alert(deliverer, clock, n, AlertKind.SIGNAL_REFUSED)
+    for n in range(30, 40):
+        raise_alert(deliverer, clock, n, AlertKind.LIMIT_REFUSED)
+    failed = raise_alert(deliverer, clock, 40, AlertKind.PROTECTION_FAILED, "stop refused: UNPROTECTED")
+    protected = raise_alert(deliverer, clock, 41, AlertKind.POSITION_PROTECTED, "stop rests again")
+    await deliverer.deliver_pending()
+    assert chan.sent == [] and deliverer.undelivered() == 42
+
+    chan.down = False
+    clock.advance(3600.0)
+    assert await deliverer.deliver_pending() == 0  # every alert delivered (the 40 by the summary)
+    ids = [a.id for a, _ in chan.sent]
+    assert ids.index(failed.id) <= 1, [a.kind for a, _ in chan.sent]  # at most the summary before it
+    assert ids.index(failed.id) < ids.index(protected.id)  # the clearing alert after it
+    [summary] = [a for a, _ in chan.sent if a.id not in {failed.id, protected.id}]
+    assert "40 older alerts" in summary.message, summary.message
+    assert "30 signal_refused" in summary.message and "10 limit_refused" in summary.message, summary.message
+    assert "warden events" in summary.message, summary.message
+
+
+async def test_a_critical_raised_while_a_backlog_is_being_sent_goes_next() -> None:
+    """A backlog with no critical alert in it is sent one by one (oldest first); a critical raised
+    meanwhile does not wait for the rest of it."""
+    clock = FakeClock()
+    critical: list[Alert] = []
+
+    @dataclass
+    class Raising(FakeChannel):
+        async def send(self, alert: Alert, *, silent: bool) -> None:
+            await super().send(alert, silent=silent)
+            if len(self.sent) == 3 and not critical:
+                critical.append(raise_alert(deliverer, clock, 99, AlertKind.CLOSE_FAILED, "UNPROTECTED"))
+
+    chan = Raising(down=True)
+    deliverer = backlog_deliverer(chan, clock)
+    for n in range(40):
+        raise_alert(deliverer, clock, n, AlertKind.SIGNAL_REFUSED)
+    await deliverer.deliver_pending()
+    chan.down = False
+    clock.advance(3600.0)
+    while await deliverer.deliver_pending():
+        pass
+    ids = [a.id for a, _ in chan.sent]
+    assert critical and ids.index(critical[0].id) <= 4, [a.kind for a, _ in chan.sent]
+    assert deliverer.undelivered() == 0

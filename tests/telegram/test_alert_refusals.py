@@ -271,3 +271,35 @@ async def test_an_alert_queued_while_the_database_was_down_keeps_its_channels_on
     assert messages(api, FINE) == ["queued alert"], "sent again after the restart"
     assert webhook.got == ["queued alert"], "sent again after the restart"
     assert restarted.undelivered() == 1  # still kept for the chat that refuses
+
+
+async def test_a_critical_alert_after_a_blocked_chat_s_backlog_is_not_sent_last(
+    api: FakeBotApi, bot: Bot
+) -> None:
+    """A chat that had blocked the bot for hours holds 30 alerts; a position then loses its stop.
+    Unblocked, the chat got the 30 first, oldest first at Telegram's pace, and 'UNPROTECTED' 31st.
+    Now one summary of the 30 (how many, which kind, where to read them), then the critical one;
+    the chat that never refused still gets each alert, and the outbox keeps none undelivered."""
+    clock = FakeClock()
+    d = deliverer(bot, clock)
+    api.forbidden[REFUSING] = BLOCKED
+    for n in range(1, 31):
+        await raise_alert(d, clock, n)
+        clock.advance(60)
+    await d.deliver_pending()
+    critical = Alert(AlertId("crit"), AlertKind.PROTECTION_FAILED, "stop refused: UNPROTECTED", clock.now())
+    await d.store.append_events([], [critical])
+    await d.deliver_pending()
+    assert messages(api, FINE)[-1] == "stop refused: UNPROTECTED"
+    assert len(messages(api, FINE)) == 31
+
+    del api.forbidden[REFUSING]  # the trader unblocks the bot
+    clock.advance(SLOW)
+    await d.deliver_pending()
+    texts = api.texts(REFUSING)
+    assert len(texts) == 2, texts
+    summary, unprotected = texts
+    assert "alerts_summarised" in summary.splitlines()[0], summary
+    assert "30 older alerts (30 paused)" in summary and "warden events" in summary, summary
+    assert unprotected.startswith("🔴 CRITICAL protection_failed"), unprotected
+    assert await d.store.pending_alerts() == []

@@ -72,6 +72,7 @@ class AlertKind(StrEnum):
     MARGIN_MISMATCH = "margin_mismatch"
     UNKNOWN_SYMBOL = "unknown_symbol"
     MARKET_UNLISTED = "market_unlisted"
+    ALERTS_SUMMARISED = "alerts_summarised"
 
     @property
     def severity(self) -> Severity:
@@ -110,6 +111,7 @@ SEVERITY: dict[AlertKind, Severity] = {
     _K.PAUSED: Severity.WARNING,
     _K.MARGIN_MISMATCH: Severity.WARNING,
     _K.UNKNOWN_SYMBOL: Severity.WARNING,
+    _K.ALERTS_SUMMARISED: Severity.WARNING,
 }
 
 

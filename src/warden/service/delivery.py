@@ -4,7 +4,10 @@
            ──► the log (the engine's Notifier), at once
            ──► Deliverer.offer: remembered in memory and the loop woken
     loop   ──► undelivered alerts = memory + the outbox (alerts from before a restart)
-           ──► each channel, oldest first: sent once per (alert, channel); a failure backs
+           ──► each channel, oldest first — but a critical alert waits behind no backlog:
+               `summarise_at` or more non-critical alerts ahead of it go as one summary (how
+               many, of which kinds; they stay in the outbox), then it; what came after it
+               follows in order — sent once per (alert, channel); a failure backs
                that channel off (doubling, capped; never sooner than a retry_after it gave)
                and the rest of its queue waits; a channel that refuses every alert (a chat
                that blocked the bot) is said once, loudly, and tried again every
@@ -27,13 +30,14 @@ delivers what it raised itself, from memory.
 from __future__ import annotations
 
 import asyncio
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import structlog
 
-from warden.domain.alerts import Alert, AlertId, AlertRoutes, Route
+from warden.domain.alerts import Alert, AlertId, AlertKind, AlertRoutes, Route, Severity
 from warden.ports import (
     AlertChannel,
     ChannelRefused,
@@ -62,6 +66,10 @@ class DeliveryConfig:
     poll_interval: float = 5.0
     """Seconds between reads of the outbox when nothing wakes the loop."""
     batch: int = 100
+    summarise_at: int = 10
+    """A critical alert with this many non-critical alerts (or more) ahead of it for a channel (a
+    backlog: the channel was down, refused, or is slow) has them sent as one summary instead of
+    one by one, so that it arrives next, not minutes later at the channel's pace."""
 
 
 @dataclass
@@ -221,24 +229,21 @@ class Deliverer:
         state = self.state[channel.name]
         if state.retry_at > self.clock.monotonic():
             return
-        for known in list(self._known.values()):
-            alert = known.alert
-            if channel.name in known.channels or alert.id in self._done:
-                continue
-            route = self.routes.route(alert.kind)
-            if route is Route.OFF:
-                known.channels.add(channel.name)
-                continue
+        # The next step is chosen again after every send: a critical alert raised while a backlog
+        # goes out one by one is not held back by the rest of it.
+        while (step := self._next_step(channel.name)) is not None:
+            alert, covered, silent = step
             try:
                 async with asyncio.timeout(self.config.send_timeout):
-                    await channel.send(alert, silent=route is Route.SILENT)
+                    await channel.send(alert, silent=silent)
             except ChannelRefused as exc:
                 self._refusing(channel.name, state, str(exc))
                 return
             except DeliveryRejected as exc:
                 log.error("alert_rejected", channel=channel.name, alert_id=alert.id, error=str(exc))
-                known.channels.add(channel.name)
-                state.refused += 1
+                for known in covered:
+                    known.channels.add(channel.name)
+                state.refused += len(covered)
                 state.last_refusal = f"{alert.kind}: {exc}"
                 continue
             except DeliveryError as exc:
@@ -247,7 +252,8 @@ class Deliverer:
             except TimeoutError:
                 self._failed(channel.name, state, "timed out")
                 return
-            known.channels.add(channel.name)
+            for known in covered:
+                known.channels.add(channel.name)
             state.delivered += 1
             if state.failures or state.refusing:
                 log.info(
@@ -258,6 +264,53 @@ class Deliverer:
                 )
             state.failures, state.retry_at, state.last_error = 0, 0.0, None
             state.refused, state.last_refusal, state.refusing = 0, None, None
+
+    def _next_step(self, name: str) -> tuple[Alert, list[_Known], bool] | None:
+        """What channel `name` is sent next: (the alert, the alerts it delivers, silent), or None.
+
+        The oldest alert it lacks; but when `summarise_at` or more non-critical alerts wait ahead
+        of a critical one, a summary of them (they stay in the outbox; the channel counts them
+        as delivered), so that the critical one goes next. Order is kept otherwise: an alert
+        raised after a critical one (the stop resting again after 'UNPROTECTED') never arrives
+        before it, and none older than it arrives after it."""
+        ahead: list[tuple[_Known, Route]] = []
+        critical: tuple[_Known, Route] | None = None
+        for known in self._known.values():
+            if name in known.channels or known.alert.id in self._done:
+                continue
+            route = self.routes.route(known.alert.kind)
+            if route is Route.OFF:
+                known.channels.add(name)
+                continue
+            if known.alert.severity is Severity.CRITICAL:
+                critical = (known, route)
+                break
+            ahead.append((known, route))
+        if critical is not None and len(ahead) >= max(self.config.summarise_at, 1):
+            covered = [known for known, _ in ahead]
+            silent = all(route is Route.SILENT for _, route in ahead)
+            return self._summary(covered), covered, silent
+        first = ahead[0] if ahead else critical
+        if first is None:
+            return None
+        known, route = first
+        return known.alert, [known], route is Route.SILENT
+
+    def _summary(self, covered: list[_Known]) -> Alert:
+        """One message for a backlog ahead of a critical alert: how many, of which kinds, when, and
+        where to read them (nothing is lost: they stay in the database)."""
+        kinds = Counter(known.alert.kind.value for known in covered)
+        listed = ", ".join(f"{n} {kind}" for kind, n in kinds.most_common())
+        first, last = covered[0].alert, covered[-1].alert
+        message = (
+            f"{len(covered)} older alerts ({listed}), raised {_when(first.at)} to {_when(last.at)}, are"
+            " not sent one by one, so that the critical alert after this message is not held back"
+            " behind them. They are kept in warden's database and log: their causes are in"
+            " `warden events` and on the dashboard."
+        )
+        return Alert(
+            AlertId(f"summary-{first.id}-{last.id}"), AlertKind.ALERTS_SUMMARISED, message, self.clock.now()
+        )
 
     def _refusing(self, name: str, state: ChannelState, error: str) -> None:
         """The channel refuses every alert: said once (an error), its alerts kept, tried slowly."""
@@ -361,6 +414,10 @@ class Deliverer:
 
     def undelivered(self) -> int:
         return sum(1 for k in self._known.values() if k.alert.id not in self._done)
+
+
+def _when(at: datetime) -> str:
+    return f"{at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
 
 
 def _duration(seconds: float) -> str:
