@@ -22,7 +22,7 @@ import uvicorn
 
 from warden.bootstrap import Runtime, running
 from warden.entrypoints.api import create_app
-from warden.entrypoints.cli import QuietServer
+from warden.entrypoints.cli import GRACEFUL_SHUTDOWN, QuietServer
 
 from .conftest import make_settings
 
@@ -84,6 +84,8 @@ class LiveWarden:
                 log_config=None,
                 access_log=False,
                 lifespan="off",
+                # as `warden run` serves: leaving, open event streams are cut after this long
+                timeout_graceful_shutdown=GRACEFUL_SHUTDOWN,
             )
             self._server = QuietServer(config)
             serving = asyncio.create_task(self._server.serve(sockets=[self.sock]))

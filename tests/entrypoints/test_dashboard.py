@@ -683,3 +683,33 @@ def test_hostile_text_is_shown_as_text(tmp_path: Path, browser: Any) -> None:
             assert page.locator("#status img, #status script, #status div[hx-trigger]").count() == 0
         finally:
             page.close()
+
+
+def test_the_page_says_when_warden_stops_answering(tmp_path: Path, browser: Any) -> None:
+    """warden itself stops (it crashed, the machine rebooted, it is being restarted): nothing answers
+    the page any more — no 503, the connection is refused. htmx swaps nothing on a request that got
+    no answer, so the page kept showing the last state as if live: the engine "ready", the stop
+    "resting". It must say that warden does not answer and that no stop is known to rest. Found by
+    attacking the dashboard (the page left open across a restart)."""
+    from playwright.sync_api import expect
+
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    try:
+        with LiveWarden(tmp_path) as warden:
+            page.goto(f"{warden.url}/?token={TOKEN}")
+            expect(page.locator("#live")).to_have_text("live", timeout=WAIT_MS)
+            opened = httpx.post(f"{warden.url}/api/v1/signals", json=SIGNAL, headers=AUTH, timeout=30)
+            assert opened.status_code == 201, opened.text
+            stop = page.locator(f'#positions [data-position="{opened.json()["id"]}"] .stop')
+            expect(stop).to_have_attribute("data-resting", "true", timeout=WAIT_MS)
+            expect(page.locator("#status [data-state]")).to_have_text("ready", timeout=WAIT_MS)
+        # warden is gone: its port refuses connections.
+        expect(page.locator("#live")).not_to_have_text("live", timeout=WAIT_MS)
+        expect(page.locator("#status")).to_contain_text("warden does not answer", timeout=WAIT_MS)
+        expect(page.locator("#status [data-state]")).to_have_count(0)
+        expect(stop).not_to_have_attribute("data-resting", "true", timeout=WAIT_MS)
+        expect(stop).not_to_contain_text("resting ")
+        expect(page.locator("#positions .stop.ok")).to_have_count(0)
+        shot(page, "warden-gone")
+    finally:
+        page.close()

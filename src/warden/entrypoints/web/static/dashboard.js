@@ -43,6 +43,38 @@
     setTimeout(() => { toast.textContent = ""; }, 6000);
   });
 
+  // -- no answer at all ------------------------------------------------------------------------
+  // warden itself stopped (a crash, a reboot, a restart): its port refuses connections, nothing
+  // answers, and htmx swaps nothing on a request that got no answer, so the last state stayed on
+  // the page as if live — the engine "ready", every stop "resting". The status says warden does
+  // not answer (since when), no stop is shown resting, and an action says it is not known to be
+  // done. The next answer swaps the real state back in.
+  document.body.addEventListener("htmx:sendError", (e) => {
+    const elt = e.detail.elt;
+    const since = new Date().toLocaleTimeString();
+    if (elt && elt.id === "status") {
+      if (elt.querySelector(".unanswered")) return; // still the first failure's time
+      const p = document.createElement("p");
+      p.className = "down unanswered";
+      p.setAttribute("role", "alert");
+      p.textContent = "warden does not answer (since " + since + "): nothing below is live; " +
+        "check the exchange for your positions and stops.";
+      elt.replaceChildren(p);
+    } else if (elt && elt.id === "positions") {
+      elt.querySelectorAll(".stop").forEach((stop) => {
+        if (stop.dataset.resting === "unknown") return;
+        stop.dataset.resting = "unknown";
+        const row = stop.closest("[data-position]");
+        if (row) row.dataset.resting = "unknown";
+        stop.className = "stop bad";
+        stop.textContent = stop.textContent.split(" · ")[0] + " · unknown: warden does not answer";
+      });
+    } else if (elt && elt.closest && !elt.closest("#closed, #events")) {
+      toast.textContent = "no answer from warden: not known whether it was done; check the status";
+      setTimeout(() => { toast.textContent = ""; }, 6000);
+    }
+  });
+
   // -- kill and flatten ------------------------------------------------------------------------
   // POST /api/v1/kill {"flatten": true}: htmx would send a form, the API wants a JSON boolean.
   // Confirmed first (it closes every position); the answer stays on the page until the next one.
