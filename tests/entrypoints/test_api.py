@@ -169,6 +169,20 @@ async def test_a_field_given_twice_in_a_patch_is_422_and_the_stop_stays(
     assert [s.trigger_price for s in stops] == [Decimal(p["stop_price"])]
 
 
+async def test_a_secret_pasted_with_a_space_around_it_is_the_token(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """TradingView's alert message is typed by hand: the token pasted into `"secret"` with a space
+    (or a newline, as `\\n`) after it was refused 401, and a 401 alerts nobody (an unknown sender
+    could flood the trader), so the signal was lost in silence. Whitespace is never part of a token."""
+    for i, secret in enumerate((TOKEN + " ", " " + TOKEN, TOKEN + "\n")):
+        body = {**SIGNAL, "secret": secret, "signal_id": f"pasted-{i}"}
+        response = await client.post("/api/v1/signals", json=body)
+        assert response.status_code == 201, response.text
+        closed = await client.post(f"/api/v1/positions/{response.json()['id']}/close", headers=AUTH)
+        assert closed.status_code == 200, closed.text
+
+
 async def test_a_secret_given_twice_is_no_token(client: httpx.AsyncClient, runtime: Runtime) -> None:
     """Which of two `secret`s would count is ambiguous: neither does (401), nothing is sent."""
     body = (

@@ -77,6 +77,18 @@ async def test_token_in_the_url_sets_a_strict_httponly_cookie(client: httpx.Asyn
     assert "https://" not in page.text.split("<body")[0]  # nothing from a CDN
 
 
+@pytest.mark.parametrize("pasted", [TOKEN + "\n", TOKEN + " ", " " + TOKEN, TOKEN + "\r\n"])
+async def test_a_token_pasted_with_whitespace_around_it_signs_in(
+    client: httpx.AsyncClient, pasted: str
+) -> None:
+    """The token copied from a terminal (`warden token`) comes with its newline, or a space, into
+    /?token=...: it was answered "That is not the API token" — the right token refused, which sends
+    the trader hunting for another one while the page shows nothing. The form already trimmed it."""
+    response = await client.get("/", params={"token": pasted})
+    assert response.status_code == 303, response.text
+    assert 'id="positions"' in (await client.get("/")).text
+
+
 async def test_wrong_token_is_refused(client: httpx.AsyncClient) -> None:
     response = await client.post("/login", content=b"token=guess")
     assert response.status_code == 401

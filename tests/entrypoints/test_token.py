@@ -68,6 +68,8 @@ def test_token_matches() -> None:
     assert not token_matches("abd", SecretStr("abc"))
     assert not token_matches(None, SecretStr("abc"))
     assert not token_matches("abc", None)
+    assert token_matches(" abc\n", SecretStr("abc"))  # copied with its newline: no token holds whitespace
+    assert not token_matches("a bc", SecretStr("abc"))
 
 
 def test_a_token_with_half_a_character_matches_nothing() -> None:

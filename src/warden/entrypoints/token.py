@@ -152,11 +152,15 @@ def read_token_file(path: Path) -> SecretStr | None:
 
 
 def token_matches(given: str | None, expected: SecretStr | None) -> bool:
-    """Constant-time comparison; no configured token means nothing matches."""
+    """Constant-time comparison; no configured token means nothing matches.
+
+    Whitespace around what is given is dropped: no token holds any, and a token copied from a
+    terminal comes with its newline (into `/?token=`, TradingView's `"secret"`), where refusing the
+    right token loses a signal in silence (a 401 alerts nobody) or sends the trader hunting."""
     if given is None or expected is None:
         return False
     try:
-        offered = given.encode()
+        offered = given.strip().encode()
     except UnicodeEncodeError:  # half a character (a lone surrogate): no token holds one
         return False
     return hmac.compare_digest(offered, expected.get_secret_value().encode())
