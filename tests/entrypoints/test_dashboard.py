@@ -112,7 +112,7 @@ async def test_the_cookie_authorizes_the_api(client: httpx.AsyncClient, runtime:
     status = await client.get("/ui/status")
     assert 'data-state="ready"' in status.text
     assert "this engine (" in status.text  # the lease holder, named
-    await client.post("/logout")
+    await client.post("/logout", headers=OWN_PAGE)  # the page's own form
     assert (await client.get("/api/v1/positions")).status_code == 401
 
 
@@ -161,7 +161,7 @@ async def test_the_cookie_changes_nothing_from_another_page(
     from_page = await client.post("/api/v1/resume", headers=OWN_PAGE)
     assert from_page.status_code == 200
     assert from_page.json()["controls"]["paused"] is False
-    await client.post("/logout")
+    await client.post("/logout", headers=OWN_PAGE)  # the page's own form
     signed_out = await client.post("/api/v1/pause", headers=foreign)
     assert signed_out.status_code == 401  # no cookie at all: the usual answer
 
@@ -589,6 +589,36 @@ def test_a_page_on_another_local_port_cannot_kill_with_the_session_cookie(
             assert status["controls"]["killed"] is False, status["controls"]
         finally:
             page.close()
+
+
+def test_a_page_on_another_site_cannot_sign_the_trader_out(live: LiveWarden, browser: Any) -> None:
+    """Any page the trader opens (another local port, or any website: signing out needs no cookie)
+    auto-submits a form to POST /logout: warden deleted the session cookie, so the open dashboard
+    turned to "signed out" and the trader, in the moment they need to close or kill, must find the
+    token again — as often as that page likes. Only the dashboard's own page may sign out (403
+    otherwise, the cookie kept). Found by attacking the dashboard."""
+    from playwright.sync_api import expect
+
+    attack = (
+        f'<form method="post" action="{live.url}/logout"></form><script>document.forms[0].submit()</script>'
+    )
+    page = browser.new_page()
+    try:
+        page.goto(f"{live.url}/?token={TOKEN}")
+        expect(page.locator("#status [data-state]")).to_have_count(1, timeout=WAIT_MS)
+        with OtherSite(attack) as other:
+            with page.expect_response(f"{live.url}/logout", timeout=WAIT_MS) as answer:
+                page.goto(other.url)
+            refused = answer.value.status
+        assert any(c["name"] == "warden_session" for c in page.context.cookies()), "signed out"
+        assert refused == 403
+        page.goto(f"{live.url}/")
+        expect(page.locator("#status [data-state]")).to_have_count(1, timeout=WAIT_MS)
+        page.get_by_role("button", name="sign out").click()  # the page's own button still signs out
+        expect(page.locator("input[name=token]")).to_be_visible(timeout=WAIT_MS)
+        assert not any(c["name"] == "warden_session" for c in page.context.cookies())
+    finally:
+        page.close()
 
 
 def test_a_page_on_another_port_cannot_frame_the_dashboard(tmp_path: Path, browser: Any) -> None:

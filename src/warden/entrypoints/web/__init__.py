@@ -37,7 +37,14 @@ from markupsafe import escape
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from warden.domain.events import EventKind
-from warden.entrypoints.auth import SESSION_COOKIE, Access, cookie_access, session_value, token_access
+from warden.entrypoints.auth import (
+    SESSION_COOKIE,
+    Access,
+    cookie_access,
+    from_own_page,
+    session_value,
+    token_access,
+)
 from warden.entrypoints.schemas import EventOut, PositionOut, StatusOut
 
 if TYPE_CHECKING:
@@ -203,7 +210,12 @@ def install_dashboard(
         return signed_in((form.get("token") or [""])[0].strip())
 
     @app.post("/logout", include_in_schema=False)
-    async def logout() -> Response:
+    async def logout(request: Request) -> Response:
+        # Signing out needs no cookie, so any page (any website) could post here and sign the
+        # trader out — as often as it likes, just when they need to close or kill. Only the
+        # dashboard's own page may (its form's Origin names warden's host).
+        if not from_own_page(request):
+            return HTMLResponse('<p class="down">sign out from the dashboard\'s own page</p>', 403)
         response = RedirectResponse("/", status_code=303)
         response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
         return response
