@@ -89,6 +89,26 @@ async def test_a_token_pasted_with_whitespace_around_it_signs_in(
     assert 'id="positions"' in (await client.get("/")).text
 
 
+async def test_signing_in_while_the_engine_starts_does_not_call_the_token_wrong() -> None:
+    """The trader signs in while warden starts (its recovery and first reconcile can take a while):
+    the right token was answered "That is not the API token" — sending them to look for another
+    token, or to regenerate it, while the dashboard only had to wait. It says the engine is starting
+    and to sign in again in a moment; no cookie is set (the token cannot be checked yet)."""
+    from warden.entrypoints.api import create_app
+
+    app = create_app(lambda: None)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://warden") as http:
+        for response in (
+            await http.get("/", params={"token": TOKEN}),
+            await http.post("/login", content=f"token={TOKEN}".encode()),
+        ):
+            assert response.status_code == 503, response.text
+            assert "not the API token" not in response.text
+            assert "starting" in response.text
+            assert "set-cookie" not in response.headers
+            assert TOKEN not in response.text
+
+
 async def test_wrong_token_is_refused(client: httpx.AsyncClient) -> None:
     response = await client.post("/login", content=b"token=guess")
     assert response.status_code == 401

@@ -155,8 +155,10 @@ def install_dashboard(
 
     def signed_in(token: str, account: str | None = None) -> Response:
         rt = runtime()
-        access = Access.NONE if rt is None else token_access(token, rt.settings)
-        if rt is None or access is Access.NONE:
+        if rt is None:  # the tokens are the engine's: not to be called wrong before it can check them
+            return login_page("The engine is starting: sign in again in a moment.", 503)
+        access = token_access(token, rt.settings)
+        if access is Access.NONE:
             return login_page("That is not the API token (`warden token` prints it).", 401)
         secret = rt.settings.api_token if access is Access.FULL else rt.settings.api_read_token
         assert secret is not None
