@@ -9,6 +9,7 @@ WARDEN_ARTIFACTS).
 
 from __future__ import annotations
 
+import asyncio
 import http.server
 import json
 import os
@@ -775,3 +776,39 @@ def test_the_page_says_when_warden_stops_answering(tmp_path: Path, browser: Any)
         shot(page, "warden-gone")
     finally:
         page.close()
+
+
+def test_the_page_says_when_warden_hangs(tmp_path: Path, browser: Any) -> None:
+    """warden hangs rather than stops (its event loop blocked: a call that never returns): its port
+    still takes connections, so nothing fails — each request of the page just waits, htmx sets no
+    time limit, and the page kept showing the engine "ready" and the stop "resting" as if live.
+    A request unanswered for long counts as no answer. Found by attacking the dashboard."""
+
+    from playwright.sync_api import expect
+
+    with LiveWarden(tmp_path) as warden:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        try:
+            page.goto(f"{warden.url}/?token={TOKEN}")
+            opened = httpx.post(f"{warden.url}/api/v1/signals", json=SIGNAL, headers=AUTH, timeout=30)
+            assert opened.status_code == 201, opened.text
+            stop = page.locator(f'#positions [data-position="{opened.json()["id"]}"] .stop')
+            expect(stop).to_have_attribute("data-resting", "true", timeout=WAIT_MS)
+            expect(page.locator("#status [data-state]")).to_have_text("ready", timeout=WAIT_MS)
+            released = threading.Event()
+
+            async def hang(rt: Runtime) -> None:
+                released.wait(60)  # blocks warden's loop: nothing it serves answers meanwhile
+
+            assert warden.loop is not None and warden.runtime is not None
+            asyncio.run_coroutine_threadsafe(hang(warden.runtime), warden.loop)
+            try:
+                expect(page.locator("#status")).to_contain_text("warden does not answer", timeout=20_000)
+                expect(page.locator("#status [data-state]")).to_have_count(0)
+                expect(stop).to_have_attribute("data-resting", "unknown")
+            finally:
+                released.set()
+            expect(page.locator("#status [data-state]")).to_have_text("ready", timeout=WAIT_MS)
+            expect(stop).to_have_attribute("data-resting", "true", timeout=WAIT_MS)
+        finally:
+            page.close()

@@ -49,7 +49,15 @@
   // the page as if live — the engine "ready", every stop "resting". The status says warden does
   // not answer (since when), no stop is shown resting, and an action says it is not known to be
   // done. The next answer swaps the real state back in.
-  document.body.addEventListener("htmx:sendError", (e) => {
+  // warden may also hang rather than stop (its event loop blocked): its port still takes
+  // connections, nothing fails, and a request without a time limit waits for ever while the page
+  // shows the last state. A read of the page's parts unanswered for READ_TIMEOUT ms is no answer.
+  // Actions (close, kill) keep no limit: abandoning one would not stop it, only hide its outcome.
+  const READ_TIMEOUT = 8000;
+  document.body.addEventListener("htmx:configRequest", (e) => {
+    if (e.detail.verb === "get") e.detail.timeout = READ_TIMEOUT;
+  });
+  const unanswered = (e) => {
     const elt = e.detail.elt;
     const since = new Date().toLocaleTimeString();
     if (elt && elt.id === "status") {
@@ -73,7 +81,9 @@
       toast.textContent = "no answer from warden: not known whether it was done; check the status";
       setTimeout(() => { toast.textContent = ""; }, 6000);
     }
-  });
+  };
+  document.body.addEventListener("htmx:sendError", unanswered);
+  document.body.addEventListener("htmx:timeout", unanswered);
 
   // -- kill and flatten ------------------------------------------------------------------------
   // POST /api/v1/kill {"flatten": true}: htmx would send a form, the API wants a JSON boolean.
