@@ -806,9 +806,12 @@ def test_the_page_says_when_warden_hangs(tmp_path: Path, browser: Any) -> None:
                 expect(page.locator("#status")).to_contain_text("warden does not answer", timeout=20_000)
                 expect(page.locator("#status [data-state]")).to_have_count(0)
                 expect(stop).to_have_attribute("data-resting", "unknown")
+                # its event stream stays connected, silent: the pill must not say "live" meanwhile
+                expect(page.locator("#live")).not_to_have_text("live")
             finally:
                 released.set()
             expect(page.locator("#status [data-state]")).to_have_text("ready", timeout=WAIT_MS)
+            expect(page.locator("#live")).to_have_text("live", timeout=WAIT_MS)
             expect(stop).to_have_attribute("data-resting", "true", timeout=WAIT_MS)
         finally:
             page.close()

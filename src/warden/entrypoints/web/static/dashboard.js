@@ -18,10 +18,12 @@
   // out): then a new one is opened, every RETRY ms, from the last event seen.
   const RETRY = 2000;
   let lastId = "";
+  let stream = null;
   function connect() {
     const query = document.body.dataset.query || "";  // "?account=NAME" with several accounts
     const from = lastId ? "after=" + encodeURIComponent(lastId) : "backlog=0";
     const source = new EventSource("/api/v1/stream" + (query ? query + "&" : "?") + from);
+    stream = source;
     source.onopen = () => { live.textContent = "live"; live.className = "pill on"; };
     source.onerror = () => {
       live.textContent = "reconnecting…"; live.className = "pill off";
@@ -68,6 +70,8 @@
       p.textContent = "warden does not answer (since " + since + "): nothing below is live; " +
         "check the exchange for your positions and stops.";
       elt.replaceChildren(p);
+      // A hung warden keeps its event stream connected, only silent: the pill would say "live".
+      live.textContent = "no answer"; live.className = "pill off";
     } else if (elt && elt.id === "positions") {
       elt.querySelectorAll(".stop").forEach((stop) => {
         if (stop.dataset.resting === "unknown") return;
@@ -249,6 +253,9 @@
   }
 
   document.body.addEventListener("htmx:afterSwap", (e) => {
+    if (e.detail.target.id === "status" && e.detail.xhr.status === 200 && stream && stream.readyState === EventSource.OPEN) {
+      live.textContent = "live"; live.className = "pill on"; // answered again, the stream still open
+    }
     if (e.detail.target.id === "positions") syncCharts();
     if (e.detail.target.id === "closed") syncEquity();
   });
