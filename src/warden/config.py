@@ -151,6 +151,22 @@ def secret_flaw(value: str) -> str | None:
     return None
 
 
+def _numeric_ids(value: object, what: str, *, negative: bool) -> str:
+    """Comma-separated Telegram ids (a list in TOML, a string in the environment), normalised."""
+    items = value if isinstance(value, list | tuple) else str(value or "").split(",")
+    ids = [str(item).strip() for item in items if str(item).strip()]
+    for one in ids:
+        if ":" in one:  # 123456:ABC... is a bot token (the settings swapped): never shown
+            raise ValueError(
+                f"must be comma-separated numeric {what} ids; one of them looks like a bot token"
+                " (it has a ':'), which goes in telegram_token; it is not shown"
+            )
+        digits = one.lstrip("-") if negative else one
+        if not (one.isascii() and digits.isdigit()):
+            raise ValueError(f"must be comma-separated numeric {what} ids, not {one!r}")
+    return ",".join(ids)
+
+
 def read_token_flaw(api_token: SecretStr | None, read_token: SecretStr | None) -> None:
     """Refuse a read token equal to the API token (the one token copied into both): the full token
     is checked first, so the token meant only to read (a dashboard, a monitoring tool) would open,
@@ -625,32 +641,12 @@ class Settings(BaseSettings):
     @field_validator("telegram_chat_ids", mode="before")
     @classmethod
     def _chat_ids(cls, value: object) -> str:
-        items = value if isinstance(value, list | tuple) else str(value or "").split(",")
-        ids = [str(item).strip() for item in items if str(item).strip()]
-        for chat in ids:
-            if ":" in chat:  # 123456:ABC... is a bot token (the two settings swapped): never shown
-                raise ValueError(
-                    "must be comma-separated numeric chat ids; one of them looks like a bot token"
-                    " (it has a ':'), which goes in telegram_token; it is not shown"
-                )
-            if not (chat.isascii() and chat.lstrip("-").isdigit()):
-                raise ValueError(f"must be comma-separated numeric chat ids, not {chat!r}")
-        return ",".join(ids)
+        return _numeric_ids(value, "chat", negative=True)  # a group's id is negative
 
     @field_validator("telegram_user_ids", mode="before")
     @classmethod
     def _user_ids(cls, value: object) -> str:
-        items = value if isinstance(value, list | tuple) else str(value or "").split(",")
-        ids = [str(item).strip() for item in items if str(item).strip()]
-        for user in ids:
-            if ":" in user:  # a bot token in the wrong setting: never shown
-                raise ValueError(
-                    "must be comma-separated numeric user ids; one of them looks like a bot token"
-                    " (it has a ':'), which goes in telegram_token; it is not shown"
-                )
-            if not (user.isascii() and user.isdigit()):  # a user's id is positive; a group's is not
-                raise ValueError(f"must be comma-separated numeric user ids, not {user!r}")
-        return ",".join(ids)
+        return _numeric_ids(value, "user", negative=False)  # a user's id is positive
 
     @field_validator("telegram_api_url")
     @classmethod
