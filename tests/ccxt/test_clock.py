@@ -154,13 +154,15 @@ CONFIG: dict[str, Any] = {
 async def test_the_first_instruments_measures_the_clock_before_anything_is_signed() -> None:
     """Before the markets load: ccxt's Bybit load_markets asks a signed endpoint first
     (/v5/asset/coin/query-info), so ccxt's own adjustForTimeDifference would measure too late."""
-    exchange, stub = binance({"load_markets": [offline().markets]}, difference=-12_000)
+    exchange, stub = binance(
+        {"load_markets": [offline().markets], "fetch_position_mode": [{"hedged": False}]}, difference=-12_000
+    )
     try:
         await exchange.instruments()
         await exchange.instruments()
     finally:
         await exchange.close()
-    assert stub.calls == ["time", "load_markets", "load_markets"]
+    assert stub.calls == ["time", "load_markets", "fetch_position_mode", "load_markets"]
     assert "12.0 s behind binance" in exchange.warnings["clock"]
 
 

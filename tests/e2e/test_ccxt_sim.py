@@ -454,3 +454,25 @@ async def test_a_margin_mode_the_exchange_refuses_at_start_does_not_stop_the_sta
     assert core.margin_mode(BTC) == "cross"  # refused: left as it is
     assert {core.margin_mode(s) for s in core.instruments if s != BTC} == {"isolated"}
     assert {core.leverage(s) for s in core.instruments} == {5}
+
+
+async def test_an_account_in_hedge_mode_is_refused_at_start_before_any_order(sim: Sim) -> None:
+    """warden trades one-way positions (positionSide BOTH, as ccxt sends by default). On an account
+    in hedge mode (dualSidePosition true) Binance refuses every such order (-4061 "Order's position
+    side does not match user's setting", ccxt's own table): warden started as if ready and the
+    trader learned of it from the first entry refused, a signal lost, and again on every signal.
+    The start now reads the position mode (GET /fapi/v1/positionSide/dual) and fails, saying so,
+    before anything is sent."""
+    adapter = sim.exchange()
+    try:
+        await adapter.client.set_position_mode(True)  # the trader's own switch, through ccxt
+        assert sim.venue.core.hedge_mode
+        with pytest.raises(OrderRejected, match="-4061"):
+            await adapter.place_order(market("wd-p1-e1", BUY, "0.01"))  # what the real venue does
+        with pytest.raises(OrderRejected, match="hedge mode"):
+            await adapter.instruments()
+        assert "/fapi/v1/positionSide/dual" in paths(sim, "GET")
+        await adapter.client.set_position_mode(False)
+        assert BTC in await adapter.instruments()  # one-way again: the start goes on
+    finally:
+        await adapter.close()

@@ -37,7 +37,7 @@ from warden.adapters.ccxt.ids import OrderIds
 from warden.domain.margin import SymbolConfig
 from warden.domain.reports import FillReport, OrderReport, OrderRequest, PositionReport, StreamEvent
 from warden.domain.values import Instrument, OrderType, Symbol, parse_client_order_id
-from warden.ports import ExchangeError, ExchangeTimeout, ExchangeUnavailable, OrderNotFound
+from warden.ports import ExchangeError, ExchangeTimeout, ExchangeUnavailable, OrderNotFound, OrderRejected
 
 log = logging.getLogger(__name__)
 
@@ -117,9 +117,9 @@ class CcxtExchange(CcxtAdapter):
         return parse.instrument(market)
 
     def account_settings(self, symbols: Sequence[Symbol]) -> list[Setting]:
-        """The configured margin type and leverage, per symbol (`/fapi/v1/marginType`, `/leverage`).
-        Position mode is left alone: the account must be in one-way mode (see the README)."""
-        client, settings = self.client, list[Setting]()
+        """One-way position mode checked (not set), then the configured margin type and leverage,
+        per symbol (`/fapi/v1/marginType`, `/leverage`)."""
+        client, settings = self.client, list[Setting]([("one-way position mode", self._require_one_way)])
         mode, leverage = self.margin_mode, self.leverage
         if mode is not None:
             settings += [(f"{s} {mode} margin", partial(client.set_margin_mode, mode, s)) for s in symbols]
@@ -128,6 +128,18 @@ class CcxtExchange(CcxtAdapter):
                 (f"{s} leverage {leverage}", partial(client.set_leverage, leverage, s)) for s in symbols
             ]
         return settings
+
+    async def _require_one_way(self) -> None:
+        """Refuse to start on an account in hedge mode (GET /fapi/v1/positionSide/dual): Binance
+        refuses every order warden sends there (positionSide BOTH: -4061), entries and stops alike.
+        It is not switched here: the mode is the whole account's (the trader's other trading
+        included), and Binance refuses the switch while any position or order is open."""
+        mode = await self.client.fetch_position_mode()
+        if mode.get("hedged"):
+            raise OrderRejected(
+                "the account is in hedge mode (dualSidePosition): Binance refuses every one-way"
+                " order warden sends (-4061); switch the account to one-way position mode"
+            )
 
     @resynced
     async def symbol_config(self, symbol: Symbol) -> SymbolConfig:

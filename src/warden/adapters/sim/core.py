@@ -111,6 +111,10 @@ class SimCore:
         self._next_external_id = 1
         self._next_liquidation = 1
         self._config: dict[Symbol, SymbolConfig] = dict.fromkeys(self.instruments, DEFAULT_CONFIG)
+        self.hedge_mode = False
+        """The account's position mode: one-way (False, the default) or hedge (Binance's
+        dualSidePosition). The simulator trades one-way only: in hedge mode the Binance face refuses
+        an order without a LONG / SHORT positionSide (-4061), as Binance does."""
         self._cover = StopCover()
         self._exposure = ExposureLog()
         self._out: list[StreamEvent] = []
@@ -260,6 +264,20 @@ class SimCore:
         if self.margin_mode(symbol) == mode:
             return False
         self.configure(symbol, None, MarginMode(mode))
+        return True
+
+    def set_hedge_mode(self, hedged: bool) -> bool:
+        """Switch the account between one-way and hedge mode; False if it already was in it.
+
+        Like Binance, a switch is refused while any symbol has a position (-4068) or open orders (-4067).
+        """
+        if hedged == self.hedge_mode:
+            return False
+        if any(not p.flat for p in self._positions.values()):
+            raise SimRejection(-4068, "Position side cannot be changed if there exists position.")
+        if self._open:
+            raise SimRejection(-4067, "Position side cannot be changed if there exists open orders.")
+        self.hedge_mode = hedged
         return True
 
     # ----- commands ------------------------------------------------------------------
@@ -452,6 +470,7 @@ class SimCore:
                 for s, c in sorted(self._config.items())
                 if c != DEFAULT_CONFIG
             },
+            "hedge_mode": self.hedge_mode,
             "rng": rng_to_json(self.rng),
             "exposure": self._exposure.to_json(),
         }
@@ -489,6 +508,7 @@ class SimCore:
         self._config = dict.fromkeys(self.instruments, DEFAULT_CONFIG)
         for s, (lev, mode) in data.get("symbol_config", {}).items():
             self._config[Symbol(s)] = SymbolConfig(lev, MarginMode(mode) if mode else None)
+        self.hedge_mode = bool(data.get("hedge_mode", False))
         self.rng.setstate(rng_from_json(data["rng"]))
         for s, n in data.get("leverage", {}).items():  # snapshots written before symbol_config
             self._config[Symbol(s)] = SymbolConfig(

@@ -140,12 +140,19 @@ async def symbol_config(venue: BinanceVenue, params: Params) -> Any:
 
 
 async def get_position_mode(venue: BinanceVenue, params: Params) -> Any:
-    return {"dualSidePosition": False}
+    return {"dualSidePosition": venue.core.hedge_mode}
 
 
 async def set_position_mode(venue: BinanceVenue, params: Params) -> Any:
-    if boolean(params, "dualSidePosition"):
+    """dualSidePosition true (hedge mode) or false (one-way), for the whole account, for real:
+    -4059 when it already is that mode, -4068 / -4067 while a position / open orders exist."""
+    try:
+        changed = venue.core.set_hedge_mode(boolean(params, "dualSidePosition"))
+    except SimRejection as exc:
+        raise BinanceError(exc.code, exc.message) from exc
+    if not changed:
         raise BinanceError(-4059, "No need to change position side.")
+    venue.sim.save()
     return {"code": 200, "msg": "success"}
 
 

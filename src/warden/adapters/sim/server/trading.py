@@ -35,6 +35,15 @@ BOTH_EMPTY = "Param '{}' or '{}' must be sent, but both were empty/null!"
 USE_ALGO = "Order type not supported for this endpoint. Please use the Algo Order API endpoints instead."
 NOT_FOUND = "Order does not exist."
 UNKNOWN_ORDER = "Unknown order sent."
+SIDE_MISMATCH = "Order's position side does not match user's setting."
+
+
+def _position_side(venue: BinanceVenue, params: Params) -> None:
+    """-4061 for an order whose positionSide does not fit the account's position mode: in one-way
+    mode it must be BOTH (or absent); in hedge mode Binance wants LONG or SHORT, which the
+    simulator (one-way only) does not trade, so it refuses every order then."""
+    if venue.core.hedge_mode or str(params.get("positionSide") or "BOTH").upper() != "BOTH":
+        raise BinanceError(-4061, SIDE_MISMATCH)
 
 
 def _not_found() -> BinanceError:
@@ -89,6 +98,7 @@ async def new_order(venue: BinanceVenue, params: Params) -> Any:
         raise BinanceError(-4120, USE_ALGO)
     if kind != "MARKET":
         raise BinanceError(-1116, "Invalid orderType.")
+    _position_side(venue, params)
     cid = client_id(params, "newClientOrderId")
     request = OrderRequest(
         ClientOrderId(cid),
@@ -185,6 +195,7 @@ async def new_algo_order(venue: BinanceVenue, params: Params) -> Any:
         raise BinanceError(-1106, "Parameter 'quantity' sent when not required.")
     if "triggerPrice" not in params:
         raise mandatory("triggerPrice")
+    _position_side(venue, params)
     if venue.core.resting_count(symbol) >= shapes.MAX_NUM_ALGO_ORDERS:
         raise BinanceError(-4045, "Reach max stop order limit.")
     request = OrderRequest(
