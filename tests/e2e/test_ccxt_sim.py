@@ -7,15 +7,18 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import aiohttp
 import pytest
 
 import ccxt
 from tests.helpers import eventually
 from warden.adapters.ccxt import CcxtExchange, all_urls
+from warden.adapters.sim.core import SimCore
+from warden.adapters.sim.markets import SimMarket, default_markets
 from warden.adapters.sim.server import create_server_app, running_app
 from warden.domain.orders import OrderStatus
 from warden.domain.reports import FillReport, MarkPrice, OrderReport, StreamGap
-from warden.domain.values import OrderSide, OrderType, Side
+from warden.domain.values import Instrument, OrderSide, OrderType, Side, Symbol
 from warden.ports import Exchange, ExchangeTimeout, ExchangeUnavailable, OrderNotFound, OrderRejected
 
 from .conftest import Sim
@@ -476,3 +479,31 @@ async def test_an_account_in_hedge_mode_is_refused_at_start_before_any_order(sim
         assert BTC in await adapter.instruments()  # one-way again: the start goes on
     finally:
         await adapter.close()
+
+
+async def test_fees_paid_in_bnb_count_at_their_usdt_value() -> None:
+    """An account that pays its fees in BNB (Binance's fee discount) gets each fee in BNB:
+    `commission` 0.00043333 with `commissionAsset` BNB (userTrades; `n` / `N` on the stream).
+    warden took the number for USDT, so a 0.26 USDT fee counted as 0.00043 and the realized PnL
+    net of fees, which the daily-loss pause reads, left the fees out. Fees in another asset are
+    now valued at that asset's mark against the settle currency (BNB/USDT:USDT)."""
+    bnb = SimMarket(Instrument(Symbol("BNB/USDT:USDT"), D("0.01"), D("0.01"), D("0.01"), D(5)), D(600))
+    core = SimCore([*default_markets(), bnb])
+    core.fee_asset = Symbol("BNB/USDT:USDT")
+    app = create_server_app(core, price_interval=None, push_interval=0.05)
+    async with running_app(app) as base, aiohttp.ClientSession() as session:
+        sim = Sim(app, base, session)
+        adapter = sim.exchange()
+        events = await streaming(sim, adapter)
+        try:
+            await adapter.place_order(market("wd-p1-e1", BUY, "0.01"))  # 0.26 USDT of fees
+            streamed = await events.wait_for(
+                lambda e: isinstance(e, FillReport) and e.client_order_id == "wd-p1-e1"
+            )
+            [queried] = await adapter.fetch_fills(BTC, datetime.now(UTC) - timedelta(minutes=1))
+        finally:
+            await adapter.close()
+        assert "/fapi/v1/userTrades" in paths(sim, "GET")
+    assert isinstance(streamed, FillReport)
+    for fill in (streamed, queried):
+        assert abs(fill.fee - D("0.26")) < D("0.0001"), fill.fee

@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 from functools import partial
@@ -237,7 +238,31 @@ class CcxtExchange(CcxtAdapter):
                 owner = self.ids.attribution(order_id)
                 client_id, exchange_id = owner or (parse.raw_client_id(trade) or "", order_id)
                 fills.append(parse.fill_report(trade, client_id, exchange_id))
-        return fills
+        return [await self._fee_in_settle(f, t) for f, t in zip(fills, trades, strict=True)]
+
+    async def _fee_in_settle(self, fill: FillReport, trade: parse.Raw) -> FillReport:
+        """A fee paid in another asset than the market's settle currency (BNB, when the account pays
+        its fees in BNB) valued at that asset's mark against it (`BNB/USDT:USDT`): a fill's fee is
+        in the settle currency, and the realized PnL net of fees (the daily-loss pause) sums it.
+        Without such a market or its mark, the fee counts as 0 and a warning says so."""
+        asset = parse.fee_asset(trade)
+        settle = self.client.markets.get(fill.symbol, {}).get("settle") if self.client.markets else None
+        if asset is None or settle is None or asset == settle or fill.fee == 0:
+            return fill
+        pair = Symbol(f"{asset}/{settle}:{settle}")
+        try:
+            if pair not in self.client.markets:
+                raise ExchangeUnavailable(f"no {pair} market")
+            rate = await self.mark_price(pair)
+        except ExchangeError as exc:
+            self._warn(
+                "fee_asset",
+                f"a fee of {fill.fee} {asset} ({fill.trade_id}) could not be valued in {settle}"
+                f" ({exc}): it counts as 0 in the realized PnL",
+            )
+            return replace(fill, fee=Decimal(0))
+        self._warn("fee_asset", None)
+        return replace(fill, fee=fill.fee * rate)
 
     # ----- the stream's batches -> events ----------------------------------------------
 
@@ -274,7 +299,7 @@ class CcxtExchange(CcxtAdapter):
         for raw in batch:
             order_id = str(raw["order"])
             client_id, exchange_id = await self._attribute(Symbol(str(raw["symbol"])), order_id, raw)
-            events.append(parse.fill_report(raw, client_id, exchange_id))
+            events.append(await self._fee_in_settle(parse.fill_report(raw, client_id, exchange_id), raw))
         return events
 
     async def mark_events(self, batch: dict[str, parse.Raw]) -> list[StreamEvent]:

@@ -240,6 +240,13 @@ def fill_report(trade: Raw, client_order_id: str, exchange_order_id: str) -> Fil
     )
 
 
+def fee_asset(trade: Raw) -> str | None:
+    """The asset a trade's fee was paid in (`commissionAsset` / `N`; ccxt's fee currency):
+    the settle currency, or another one (BNB when the account pays its fees in BNB)."""
+    found = first(_info(trade), "commissionAsset", "N") or (trade.get("fee") or {}).get("currency")
+    return None if found is None else str(found)
+
+
 def position_report(position: Raw) -> PositionReport | None:
     """One-way mode: the sign of positionAmt is the side; flat positions are None."""
     info = _info(position)

@@ -111,6 +111,10 @@ class SimCore:
         self._next_external_id = 1
         self._next_liquidation = 1
         self._config: dict[Symbol, SymbolConfig] = dict.fromkeys(self.instruments, DEFAULT_CONFIG)
+        self.fee_asset: Symbol | None = None
+        """A listed market whose base asset pays the fees (Binance's BNB fee option, `BNB/USDT:USDT`):
+        the Binance face reports each fee in that asset at its mark (`commissionAsset`, `N`);
+        None: in USDT. The ledger keeps the fees in USDT either way."""
         self.hedge_mode = False
         """The account's position mode: one-way (False, the default) or hedge (Binance's
         dualSidePosition). The simulator trades one-way only: in hedge mode the Binance face refuses
@@ -471,6 +475,7 @@ class SimCore:
                 if c != DEFAULT_CONFIG
             },
             "hedge_mode": self.hedge_mode,
+            "fee_asset": self.fee_asset,
             "rng": rng_to_json(self.rng),
             "exposure": self._exposure.to_json(),
         }
@@ -509,6 +514,7 @@ class SimCore:
         for s, (lev, mode) in data.get("symbol_config", {}).items():
             self._config[Symbol(s)] = SymbolConfig(lev, MarginMode(mode) if mode else None)
         self.hedge_mode = bool(data.get("hedge_mode", False))
+        self.fee_asset = Symbol(data["fee_asset"]) if data.get("fee_asset") else None
         self.rng.setstate(rng_from_json(data["rng"]))
         for s, n in data.get("leverage", {}).items():  # snapshots written before symbol_config
             self._config[Symbol(s)] = SymbolConfig(

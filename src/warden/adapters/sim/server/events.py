@@ -26,6 +26,7 @@ from warden.adapters.sim.server.shapes import (
     binance_type,
     child_client_id,
     child_order_id,
+    fee_paid,
     market_id,
     ms,
     num,
@@ -51,6 +52,7 @@ def order_trade_update(
     fill: FillReport | None = None,
     order_id: str | None = None,
     client_id: str | None = None,
+    fee: tuple[str, str] | None = None,
 ) -> Json:
     filled = fill.qty if fill is not None else order.filled_qty
     avg = fill.price if fill is not None else (order.avg_price or ZERO)
@@ -89,8 +91,7 @@ def order_trade_update(
         "gtd": 0,
     }
     if fill is not None:
-        body["N"] = "USDT"
-        body["n"] = num(fill.fee)
+        body["n"], body["N"] = fee or (num(fill.fee), "USDT")
     return _envelope("ORDER_TRADE_UPDATE", body, at)
 
 
@@ -178,8 +179,10 @@ def translate(core: SimCore, event: StreamEvent, now: datetime) -> list[Json]:
         order = core.order_by_id(event.exchange_order_id)
         if order is None:
             return []
+        asset = core.fee_asset
+        fee = fee_paid(event, asset, core.mark(asset) if asset is not None else None)
         if not order.type.conditional:
-            return [order_trade_update(order, execution="TRADE", status="FILLED", at=at, fill=event)]
+            return [order_trade_update(order, execution="TRADE", status="FILLED", at=at, fill=event, fee=fee)]
         fired = order_with_fill(order, event)
         child_id = child_order_id(order.exchange_order_id)
         child_cid = child_client_id(order.exchange_order_id)
@@ -197,6 +200,7 @@ def translate(core: SimCore, event: StreamEvent, now: datetime) -> list[Json]:
                 fill=event,
                 order_id=child_id,
                 client_id=child_cid,
+                fee=fee,
             ),
         ]
     if isinstance(event, PositionReport):

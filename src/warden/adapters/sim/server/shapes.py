@@ -298,7 +298,16 @@ def trade_id_number(trade_id: str) -> int:
     return int(trade_id.lstrip("T"))
 
 
-def user_trade(fill: FillReport, order_id: str) -> Json:
+def fee_paid(fill: FillReport, fee_asset: Symbol | None, mark: Decimal | None) -> tuple[str, str]:
+    """(commission, commissionAsset) of a fill: USDT, or `fee_asset`'s base asset at its `mark`
+    (8 decimals, as Binance prints BNB) when the account pays its fees in it."""
+    if fee_asset is None or mark is None:
+        return num(fill.fee), "USDT"
+    return num((fill.fee / mark).quantize(Decimal("1E-8"))), str(fee_asset).split("/")[0]
+
+
+def user_trade(fill: FillReport, order_id: str, fee: tuple[str, str] | None = None) -> Json:
+    commission, asset = fee or (num(fill.fee), "USDT")
     return {
         "symbol": market_id(fill.symbol),
         "id": trade_id_number(fill.trade_id),
@@ -309,8 +318,8 @@ def user_trade(fill: FillReport, order_id: str) -> Json:
         "realizedPnl": "0",
         "marginAsset": "USDT",
         "quoteQty": num(fill.qty * fill.price),
-        "commission": num(fill.fee),
-        "commissionAsset": "USDT",
+        "commission": commission,
+        "commissionAsset": asset,
         "time": ms(fill.at),
         "positionSide": "BOTH",
         "buyer": fill.side.value == "buy",

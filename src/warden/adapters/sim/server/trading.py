@@ -25,7 +25,7 @@ from warden.adapters.sim.server.params import (
     side,
 )
 from warden.domain.orders import OrderStatus
-from warden.domain.reports import OrderReport, OrderRequest
+from warden.domain.reports import FillReport, OrderReport, OrderRequest
 from warden.domain.values import ClientOrderId, OrderType, Symbol
 from warden.ports import ExchangeUnavailable
 
@@ -265,7 +265,7 @@ async def user_trades(venue: BinanceVenue, params: Params) -> Any:
         order_id = fill.exchange_order_id
         if order is not None and order.type.conditional:
             order_id = shapes.child_order_id(order_id)
-        row = shapes.user_trade(fill, order_id)
+        row = shapes.user_trade(fill, order_id, _fee(venue, fill))
         if start is not None and row["time"] < start:
             continue
         if end is not None and row["time"] > end:
@@ -276,3 +276,8 @@ async def user_trades(venue: BinanceVenue, params: Params) -> Any:
             continue
         rows.append(row)
     return rows[: limit(params)] if from_id is not None or start is not None else rows[-limit(params) :]
+
+
+def _fee(venue: BinanceVenue, fill: FillReport) -> tuple[str, str]:
+    asset = venue.core.fee_asset
+    return shapes.fee_paid(fill, asset, venue.core.mark(asset) if asset is not None else None)
