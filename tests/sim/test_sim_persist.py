@@ -155,3 +155,14 @@ def test_without_a_state_file_nothing_is_written(tmp_path: Path) -> None:
     exchange.set_mark(BTC, D("65001"))
     exchange.save()
     assert names(tmp_path) == []
+
+
+def test_the_position_mode_and_the_fee_asset_survive_a_restart() -> None:
+    """Account settings of the Binance face: hedge mode (positionSide/dual) and the asset that pays
+    the fees; a restarted server keeps them, as the exchange would."""
+    core = SimCore(default_markets())
+    assert core.set_hedge_mode(True) and not core.set_hedge_mode(True)
+    core.fee_asset = ETH
+    restored = SimCore(default_markets())
+    restored.restore(json.loads(json.dumps(core.snapshot())))
+    assert (restored.hedge_mode, restored.fee_asset) == (True, ETH)
