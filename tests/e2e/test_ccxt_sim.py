@@ -501,9 +501,15 @@ async def test_fees_paid_in_bnb_count_at_their_usdt_value() -> None:
                 lambda e: isinstance(e, FillReport) and e.client_order_id == "wd-p1-e1"
             )
             [queried] = await adapter.fetch_fills(BTC, datetime.now(UTC) - timedelta(minutes=1))
+            await adapter.place_order(market("wd-p1-e2", BUY, "0.01"))
+            again = await events.wait_for(
+                lambda e: isinstance(e, FillReport) and e.client_order_id == "wd-p1-e2"
+            )
         finally:
             await adapter.close()
         assert "/fapi/v1/userTrades" in paths(sim, "GET")
-    assert isinstance(streamed, FillReport)
-    for fill in (streamed, queried):
+        # the rate is read once, not once per fill: a stream fill does not wait on a REST read
+        assert paths(sim, "GET").count("/fapi/v1/premiumIndex") == 1, paths(sim, "GET")
+    assert isinstance(streamed, FillReport) and isinstance(again, FillReport)
+    for fill in (streamed, queried, again):
         assert abs(fill.fee - D("0.26")) < D("0.0001"), fill.fee

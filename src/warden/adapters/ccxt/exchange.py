@@ -42,6 +42,11 @@ from warden.ports import ExchangeError, ExchangeTimeout, ExchangeUnavailable, Or
 
 log = logging.getLogger(__name__)
 
+FEE_RATE_FRESH = 600.0
+"""Seconds a fee asset's rate (BNB's mark, for fees paid in BNB) is used before it is read again."""
+FEE_RATE_WAIT = 1.0
+"""The longest a fill waits for its fee asset's first rate; beyond it the fee counts as 0 (warned)."""
+
 WEEK_MS = 7 * 24 * 3600 * 1000
 TRADES_PAGE = 1000
 
@@ -64,6 +69,9 @@ class CcxtExchange(CcxtAdapter):
     def __init__(self, client: Any, **kwargs: Any) -> None:
         super().__init__(client, **kwargs)
         self.ids = OrderIds()
+        self._fee_rates: dict[Symbol, tuple[Decimal, float]] = {}
+        """A fee asset's mark against the settle currency (BNB/USDT:USDT), and when it was read."""
+        self._fee_reads: dict[Symbol, asyncio.Task[Decimal]] = {}
 
     @classmethod
     def create(
@@ -253,8 +261,8 @@ class CcxtExchange(CcxtAdapter):
         try:
             if pair not in self.client.markets:
                 raise ExchangeUnavailable(f"no {pair} market")
-            rate = await self.mark_price(pair)
-        except ExchangeError as exc:
+            rate = await self._fee_rate(pair)
+        except (ExchangeError, TimeoutError) as exc:
             self._warn(
                 "fee_asset",
                 f"a fee of {fill.fee} {asset} ({fill.trade_id}) could not be valued in {settle}"
@@ -263,6 +271,42 @@ class CcxtExchange(CcxtAdapter):
             return replace(fill, fee=Decimal(0))
         self._warn("fee_asset", None)
         return replace(fill, fee=fill.fee * rate)
+
+    async def _fee_rate(self, pair: Symbol) -> Decimal:
+        """The fee asset's rate, read once and then used for `FEE_RATE_FRESH` seconds (read again in
+        the background after that): a fee is small, but a stream fill that waited on a REST read
+        each time would hold up the fills behind it (a stop's, a take-profit's) by a round trip,
+        or by a whole query deadline while REST is slow. Only the first read is waited for, and
+        for at most `FEE_RATE_WAIT` seconds (TimeoutError: the fee then counts as 0, warned)."""
+        now = asyncio.get_running_loop().time()
+        cached = self._fee_rates.get(pair)
+        if cached is not None:
+            if now - cached[1] > FEE_RATE_FRESH:
+                self._read_fee_rate(pair)
+            return cached[0]
+        async with asyncio.timeout(FEE_RATE_WAIT):
+            return await asyncio.shield(self._read_fee_rate(pair))
+
+    def _read_fee_rate(self, pair: Symbol) -> asyncio.Task[Decimal]:
+        """The read of `pair`'s mark under way, or a new one (one at a time per asset)."""
+        task = self._fee_reads.get(pair)
+        if task is None or task.done():
+            task = asyncio.get_running_loop().create_task(self._fee_rate_now(pair))
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())  # failures are warned
+            self._fee_reads[pair] = task
+        return task
+
+    async def _fee_rate_now(self, pair: Symbol) -> Decimal:
+        rate = await self.mark_price(pair)
+        self._fee_rates[pair] = (rate, asyncio.get_running_loop().time())
+        return rate
+
+    async def close(self) -> None:
+        for task in self._fee_reads.values():
+            task.cancel()
+        await asyncio.gather(*self._fee_reads.values(), return_exceptions=True)
+        self._fee_reads.clear()
+        await super().close()
 
     # ----- the stream's batches -> events ----------------------------------------------
 
