@@ -1,0 +1,181 @@
+"""Restarts after something changed while warden was down: the config, the market, the account."""
+
+from __future__ import annotations
+
+import functools
+import shutil
+from dataclasses import replace
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+import tests.service.harness as harness_module
+from tests.helpers import eventually
+from tests.service.harness import SOL, Harness
+from warden.adapters.db.store import open_store
+from warden.domain.controls import Limits
+from warden.domain.plan import ExitPlan
+from warden.domain.values import OrderType
+
+
+def stops(h: Harness) -> list:
+    return [o for o in h.resting() if o.type is OrderType.STOP_MARKET]
+
+
+def tps(h: Harness) -> list:
+    return [o for o in h.resting() if o.type is OrderType.TAKE_PROFIT_MARKET]
+
+
+async def down(h: Harness) -> None:
+    await h.engine.wait_idle()
+    await h.stop()
+    h.drop_stream()
+
+
+def restore(backup: Path, path: Path) -> None:
+    """The database file replaced by a backup (the old file's journal gone with it)."""
+    shutil.copy(backup, path)
+    for suffix in ("-wal", "-shm"):
+        path.with_name(path.name + suffix).unlink(missing_ok=True)
+
+
+def covered(h: Harness) -> bool:
+    return all(e.unprotected_seconds == 0 for e in h.sim.exposure() if e.qty)
+
+
+async def test_a_changed_exit_plan_leaves_open_positions_as_placed(harness: Harness) -> None:
+    """Each position keeps the plan it was opened with: a new plan applies to new entries only."""
+    pos = await harness.open("long", usd="300")
+    before = sorted((o.type, o.qty, o.trigger_price) for o in harness.resting())
+    await down(harness)
+    harness.config = replace(
+        harness.config,
+        plan=ExitPlan(
+            stop_pct=Decimal("0.05"),
+            tp1_pct=Decimal("0.03"),
+            tp1_fraction=Decimal("0.3"),
+            tp2_pct=Decimal("0.06"),
+            trail_pct=Decimal("0.02"),
+            breakeven_after_tp1=True,
+        ),
+    )
+    h = await harness.start()
+    await h.engine.wait_idle()
+    assert sorted((o.type, o.qty, o.trigger_price) for o in h.resting()) == before
+    h.sim.set_mark(SOL, pos.tp1_price)
+    await eventually(lambda: h.engine.ledger.positions[pos.id].tp1_hit, what="tp1")
+    await h.engine.wait_idle()
+    p = h.engine.ledger.positions[pos.id]
+    assert [s.qty for s in stops(h)] == [p.remaining] == [h.exchange_qty()]
+    assert [s.trigger_price for s in stops(h)] == [pos.stop_price]  # no break-even: not its plan
+    assert [t.qty for t in tps(h)] == [pos.tp2_qty]
+
+
+async def test_a_lowered_risk_limit_still_protects_what_is_open(harness: Harness) -> None:
+    """Limits lowered below what is open (and the stops cancelled by hand meanwhile): risk limits
+    refuse entries only, never the protection of what is already open."""
+    pos = await harness.open("long", usd="300")
+    await down(harness)
+    for o in list(harness.resting()):
+        harness.sim.core.cancel(o.client_order_id, harness.sim._now())  # by hand, while down
+    harness.config = replace(
+        harness.config,
+        limits=Limits(
+            max_open_positions=0, max_position_usd=Decimal("10"), max_daily_loss_usd=Decimal("0.01")
+        ),
+    )
+    h = await harness.start()
+    await eventually(lambda: covered(h), what="covered")
+    assert [s.qty for s in stops(h)] == [pos.filled_qty]
+
+
+async def test_a_coarser_lot_size_while_down_keeps_the_runner_covered(harness: Harness) -> None:
+    """The lot size coarsened while down: the resized stop may be refused, the old one stays."""
+    pos = await harness.open("long", usd="100")
+    await down(harness)
+    inst = harness.sim.core.instruments[SOL]
+    harness.sim.core.instruments[SOL] = replace(inst, lot_size=Decimal("0.1"), min_qty=Decimal("0.1"))
+    h = await harness.start()
+    await h.engine.wait_idle()
+    h.sim.set_mark(SOL, pos.tp1_price)
+    await eventually(lambda: h.engine.ledger.positions[pos.id].tp1_hit, what="tp1")
+    await h.engine.wait_idle()
+    assert covered(h), (h.sim.exposure(), h.resting())
+    h.sim.set_mark(SOL, pos.tp2_price)
+    await eventually(lambda: h.engine.ledger.positions[pos.id].tp2_hit, what="tp2")
+    await h.engine.wait_idle()
+    assert covered(h), (h.sim.exposure(), h.resting())
+
+
+async def test_a_stop_that_fired_while_down_is_recorded_at_its_real_price(harness: Harness) -> None:
+    """A gap through the stop while down: its fill (the real price) is applied, the TPs cancelled."""
+    pos = await harness.open("long", usd="300")
+    await down(harness)
+    gap = pos.stop_price - Decimal("5")
+    harness.sim.set_mark(SOL, gap)
+    assert harness.exchange_qty() == 0
+    fills = list(harness.sim.core._fills[SOL])
+    h = await harness.start()
+    await h.engine.wait_idle()
+    p = await h.store.get_position(pos.id)
+    assert p is not None and p.status.terminal, p
+    assert str(p.exit_reason) == "stop", p.exit_reason
+    fill = fills[-1]
+    assert p.realized_pnl == (fill.price - p.entry_price) * pos.filled_qty - sum(f.fee for f in fills), (
+        p,
+        fill,
+    )
+    assert h.resting() == []
+
+
+async def test_a_database_restored_from_an_older_backup(harness: Harness, tmp_path: Path) -> None:
+    """The SQLite file replaced by a copy from before the stop fired and a new position opened:
+    the forgotten position is adopted and protected for its full size, nothing else rests."""
+    if harness.url is None or not harness.url.startswith("sqlite"):
+        pytest.skip("a file backup is SQLite's")
+    path = harness.url.removeprefix("sqlite:///")
+    first = await harness.open("long", usd="300")
+    await down(harness)
+    shutil.copy(path, tmp_path / "backup.db")
+    h = await harness.start()
+    h.sim.set_mark(SOL, first.stop_price - Decimal("1"))
+    await eventually(
+        lambda: h.exchange_qty() == 0 and not h.engine.ledger.positions[first.id].is_active,
+        what="first closed",
+    )
+    await h.open("long", usd="300")
+    await down(h)
+    restore(tmp_path / "backup.db", Path(path))
+    h = await harness.start()
+    await eventually(lambda: covered(h), what="covered")
+    await h.engine.wait_idle()
+    active = h.engine.ledger.active_positions()
+    assert [p.remaining for p in active] == [h.exchange_qty()], active
+    assert [s.qty for s in stops(h)] == [h.exchange_qty()], h.resting()
+    assert covered(h)
+
+
+async def test_an_account_renamed_in_the_config_keeps_its_positions_protected(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`account` renamed: the new name is a new installation, so the old name's orders are another
+    warden's. They are left resting (the position stays covered by its stop) and trading stops."""
+    if harness.url is None:
+        pytest.skip("a real database")
+    await harness.stop()
+    harness.config = replace(harness.config, installation_id="a1a1a1a1")
+    await harness.start()
+    pos = await harness.open("long", usd="300")
+    await down(harness)
+    monkeypatch.setattr(harness_module, "open_store", functools.partial(open_store, account="renamed"))
+    harness.config = replace(harness.config, installation_id="b0b0b0b0")
+    before = sorted(o.client_order_id for o in harness.resting())
+    h = await harness.start()
+    await h.engine.wait_idle()
+    assert not h.engine.status().accepting_signals
+    assert sorted(o.client_order_id for o in h.resting()) == before
+    h.sim.set_mark(SOL, pos.tp1_price)
+    await eventually(lambda: h.exchange_qty() == pos.filled_qty - pos.tp1_qty, what="tp1 on the exchange")
+    assert covered(h), before
+    assert all(s.qty >= h.exchange_qty() for s in stops(h)), h.resting()
