@@ -29,7 +29,7 @@ Alert delivery errors (raised by an AlertChannel):
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -228,6 +228,10 @@ class ActiveState:
 
     positions: list[Position]
     orders: list[Order]
+    elsewhere: dict[str, list[PositionId]] = field(default_factory=dict)
+    """Non-terminal positions of the account traded on another exchange (by the exchange their
+    fills were recorded on), left out of `positions`: this exchange cannot see them, so looking
+    for them here would find them flat and close their records while they stay open there."""
 
 
 class Store(Protocol):

@@ -4,19 +4,26 @@ from __future__ import annotations
 
 import functools
 import shutil
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import tests.service.harness as harness_module
 from tests.helpers import eventually
 from tests.service.harness import SOL, Harness
-from warden.adapters.db.store import open_store
+from warden.adapters.clock import SystemClock
+from warden.adapters.db.store import SqlStore, open_store
+from warden.adapters.sim import SimulatedExchange
+from warden.domain.alerts import AlertKind
 from warden.domain.controls import Limits
 from warden.domain.plan import ExitPlan
+from warden.domain.position import PositionStatus
 from warden.domain.values import OrderType
+from warden.service.commands import AlreadyExists
 
 
 def stops(h: Harness) -> list:
@@ -31,6 +38,15 @@ async def down(h: Harness) -> None:
     await h.engine.wait_idle()
     await h.stop()
     h.drop_stream()
+
+
+def on_exchange(name: str) -> Callable[..., Awaitable[SqlStore]]:
+    """open_store as the harness calls it, for the account's trades on exchange `name`."""
+
+    def opened(url: str, **kw: Any) -> Awaitable[SqlStore]:
+        return open_store(url, **{**kw, "exchange": name})
+
+    return opened
 
 
 def restore(backup: Path, path: Path) -> None:
@@ -179,3 +195,45 @@ async def test_an_account_renamed_in_the_config_keeps_its_positions_protected(
     await eventually(lambda: h.exchange_qty() == pos.filled_qty - pos.tp1_qty, what="tp1 on the exchange")
     assert covered(h), before
     assert all(s.qty >= h.exchange_qty() for s in stops(h)), h.resting()
+
+
+async def test_a_switched_exchange_leaves_the_other_exchanges_positions_open(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`exchange` switched with the same database and account: the positions recorded on the old
+    exchange are still open there, under their stops. They were looked for on the new one, not
+    found, and closed in the database as `reconciled_missing` with a made-up exit (the trader's
+    records say flat; switched back, each is an orphan adopted with a fresh plan, its runner
+    state gone). They are now left as they are, and the trader is told."""
+    if harness.url is None:
+        pytest.skip("the exchange a fill was recorded on is a database column")
+    pos = await harness.open("long", usd="300")
+    await harness.engine.wait_idle()
+    await harness.stop()
+    old = harness.sim
+    monkeypatch.setattr(harness_module, "open_store", on_exchange("bybit"))
+    harness.sim = SimulatedExchange(now=SystemClock().now, seed=8)  # another venue's account
+    del harness.probe
+    harness.restarted = False
+    h = await harness.start()
+    await h.engine.reconcile()  # the timer's pass, which also reads the database's rows
+    await h.engine.wait_idle()
+    recorded = await h.store.get_position(pos.id)
+    assert recorded is not None and recorded.status is PositionStatus.PROTECTED, recorded
+    assert pos.id not in h.engine.ledger.positions
+    assert old.core.position(SOL).qty == pos.filled_qty  # still open there, under its stop
+    [alert] = [a for a in h.notifier.alerts if a.kind is AlertKind.POSITIONS_ELSEWHERE]
+    assert pos.id in alert.message and "sim" in alert.message, alert.message
+    assert any("sim" in w for w in h.engine.status().warnings)
+    with pytest.raises(AlreadyExists):  # its symbol is still held (there): nothing sent
+        await h.open("long", usd="300")
+    assert h.exchange_qty() == 0 and h.resting() == []
+    monkeypatch.setattr(harness_module, "open_store", on_exchange("sim"))
+    await h.stop()
+    harness.sim, harness.restarted = old, True
+    del harness.probe
+    h = await harness.start()  # switched back: the position is warden's again, as it was
+    await h.engine.wait_idle()
+    back = h.engine.ledger.positions[pos.id]
+    assert back.status is PositionStatus.PROTECTED and back.origin == pos.origin
+    assert [s.qty for s in stops(h)] == [pos.filled_qty]

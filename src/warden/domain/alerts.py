@@ -72,6 +72,7 @@ class AlertKind(StrEnum):
     MARGIN_MISMATCH = "margin_mismatch"
     UNKNOWN_SYMBOL = "unknown_symbol"
     MARKET_UNLISTED = "market_unlisted"
+    POSITIONS_ELSEWHERE = "positions_elsewhere"
     ALERTS_SUMMARISED = "alerts_summarised"
 
     @property
@@ -100,6 +101,7 @@ SEVERITY: dict[AlertKind, Severity] = {
     _K.STOP_REPLACED: Severity.CRITICAL,
     _K.UNKNOWN_ROW: Severity.CRITICAL,
     _K.MARKET_UNLISTED: Severity.CRITICAL,
+    _K.POSITIONS_ELSEWHERE: Severity.CRITICAL,
     _K.SLOW_PROTECTION: Severity.WARNING,
     _K.FILL_MISMATCH: Severity.WARNING,
     _K.SIZE_MISMATCH: Severity.WARNING,

@@ -608,6 +608,7 @@ class Engine:
         await self.controls.load()
         await self.recovery.load()
         self._positions_loaded = True
+        await self._check_positions_elsewhere()
         await self._check_held_markets_listed()
         await self.router.replay_known()
         await self.recovery.recover()
@@ -621,6 +622,26 @@ class Engine:
         await self.ctx.notify(
             AlertKind.ENGINE_STARTED, f"ready: {len(self.ledger.active_positions())} open positions"
         )
+
+    async def _check_positions_elsewhere(self) -> None:
+        """Open positions of the account recorded on another exchange (`exchange` switched, same
+        database and account) are left as they are: this exchange cannot see them, and taking
+        them for flat here would close their records while they stay open there. They are still
+        open, under their own stops, with no warden watching them: a critical alert every start
+        and a warning on /status say so, and where they are."""
+        elsewhere = self.recovery.elsewhere
+        if not elsewhere:
+            self.warnings.pop("elsewhere", None)
+            return
+        said = "; ".join(f"{exchange}: {', '.join(ids)}" for exchange, ids in sorted(elsewhere.items()))
+        message = (
+            f"open positions recorded on another exchange than {self.config.exchange_name} are left"
+            f" alone, unwatched (their stops rest there): {said}. Run warden with that exchange to"
+            " manage them, or close them there"
+        )
+        log.error("positions_elsewhere", exchanges=sorted(elsewhere))
+        self.warnings["elsewhere"] = message
+        await self.ctx.notify(AlertKind.POSITIONS_ELSEWHERE, message)
 
     async def _check_held_markets_listed(self) -> None:
         """A market warden holds a position on that the exchange does not list (delisted, settling,

@@ -50,6 +50,8 @@ class Recovery:
         self.gw = gateway
         self.exits = exits
         self.store = store
+        self.elsewhere: dict[str, list[PositionId]] = {}
+        """The account's open positions on another exchange, as the last load found them (left alone)."""
         self._cancel_failed: set[PositionId] = set()
         """Entries whose cancel at their deadline failed and that are said so in the trail (once
         each: the cancel is tried again for as long as recovery looks)."""
@@ -58,6 +60,7 @@ class Recovery:
         """Memory is rebuilt from the database (start, takeover): never trusted across a gap in the lease."""
         with paused_while_loading():
             state = await self.store.load_active()
+            self.elsewhere = state.elsewhere
             self.ctx.ledger.clear()
             self.ctx.ledger.load(state.positions, state.orders)
         return state.positions

@@ -19,6 +19,7 @@ import json
 import sqlite3
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -30,6 +31,7 @@ from sqlalchemy import (
     Table,
     TextClause,
     bindparam,
+    exists,
     select,
     text,
     true,
@@ -581,7 +583,7 @@ class SqlStore:
     async def _load_active_sqlite(self, conn: AsyncConnection) -> ActiveState:
         """The same queries as `_load_active_sqlalchemy`, converted without SQLAlchemy's rows
         (fastload.py): recovery loads every active row at start."""
-        active = (self._mine(), positions.c.status.not_in(TERMINAL))
+        active = (*self._active(), self._here())
         found = (
             select(*fastload.POSITION_COLUMNS).where(*active).order_by(positions.c.opened_at, positions.c.id)
         )
@@ -592,12 +594,12 @@ class SqlStore:
             .where(*active)
             .order_by(orders.c.position_id, orders.c.created_at, orders.c.client_order_id)
         )
-
-        return await conn.run_sync(fastload.load_active, found, trades, order_rows)
+        state = await conn.run_sync(fastload.load_active, found, trades, order_rows)
+        return replace(state, elsewhere=_by_exchange(await conn.execute(self._elsewhere())))
 
     async def _load_active_sqlalchemy(self) -> ActiveState:
         async def work(conn: AsyncConnection) -> ActiveState:
-            active = (self._mine(), positions.c.status.not_in(TERMINAL))
+            active = (*self._active(), self._here())
             found = await conn.execute(
                 select(positions).where(*active).order_by(positions.c.opened_at, positions.c.id)
             )
@@ -614,6 +616,7 @@ class SqlStore:
             return ActiveState(
                 positions=[rows.position_from(r, by_position[r.id]) for r in found],
                 orders=[rows.order_from(r) for r in order_rows],
+                elsewhere=_by_exchange(await conn.execute(self._elsewhere())),
             )
 
         return await self._read("load active positions", work)
@@ -695,6 +698,25 @@ class SqlStore:
 
     def _mine(self) -> ColumnElement[bool]:
         return positions.c.account == self._account
+
+    def _active(self) -> tuple[ColumnElement[bool], ColumnElement[bool]]:
+        return self._mine(), positions.c.status.not_in(TERMINAL)
+
+    def _here(self) -> ColumnElement[bool]:
+        """The position has no fill recorded on another exchange than this store's (`exchange`
+        switched with the same database and account: those positions are still open there)."""
+        other = fills.alias("fills_elsewhere")
+        return ~exists().where(other.c.position_id == positions.c.id, other.c.exchange != self._exchange)
+
+    def _elsewhere(self) -> Select[tuple[str, str]]:
+        """(exchange, position id) of the account's active positions traded on another exchange."""
+        return (
+            select(fills.c.exchange, positions.c.id)
+            .distinct()
+            .join(positions)
+            .where(*self._active(), fills.c.exchange != self._exchange)
+            .order_by(fills.c.exchange, positions.c.id)
+        )
 
     def _holder_of(self, symbol: Symbol, other_than: PositionId) -> Select[tuple[str]]:
         """The exclusive active position on `symbol` (the row the partial unique index covers)."""
@@ -779,6 +801,10 @@ def _group(pairs: Iterable[Any]) -> defaultdict[str, list[str]]:
     for position_id, trade_id in pairs:
         grouped[position_id].append(trade_id)
     return grouped
+
+
+def _by_exchange(pairs: Iterable[Any]) -> dict[str, list[PositionId]]:
+    return {exchange: [PositionId(p) for p in ids] for exchange, ids in _group(pairs).items()}
 
 
 async def _all(conn: AsyncConnection, query: Select[Any], convert: Callable[[Any], T]) -> list[T]:
