@@ -246,6 +246,12 @@ class Store(Protocol):
         """Fence every later write on the account's lease still being at `epoch` (else FencedOut)."""
         ...
 
+    async def account_of_installation(self, installation_id: str) -> str | None:
+        """The other account of this database whose installation id this is (None: no account
+        here, or this account's own): orders of another installation on the exchange account may
+        be this database's own, under an account name since changed."""
+        ...
+
     async def commit(self, transition: Transition) -> None: ...
 
     async def commit_many(self, transitions: Sequence[Transition]) -> None:

@@ -49,6 +49,14 @@ def on_exchange(name: str) -> Callable[..., Awaitable[SqlStore]]:
     return opened
 
 
+async def installation_of(url: str, account: str) -> str:
+    store = await open_store(url, exchange="sim", account=account)
+    try:
+        return store.installation_id
+    finally:
+        await store.close()
+
+
 def restore(backup: Path, path: Path) -> None:
     """The database file replaced by a backup (the old file's journal gone with it)."""
     shutil.copy(backup, path)
@@ -176,20 +184,32 @@ async def test_an_account_renamed_in_the_config_keeps_its_positions_protected(
     harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`account` renamed: the new name is a new installation, so the old name's orders are another
-    warden's. They are left resting (the position stays covered by its stop) and trading stops."""
+    warden's. They are left resting (the position stays covered by its stop) and trading stops.
+    The trader was told another warden trades the account "until it stops (then restart)": one
+    that does not exist (it is this one, under its old name), while the old name's positions go
+    unmanaged. The reason now names the database's account those orders are of."""
     if harness.url is None:
         pytest.skip("a real database")
-    await harness.stop()
-    harness.config = replace(harness.config, installation_id="a1a1a1a1")
+    await harness.stop()  # ids as `warden run` makes them: the database's installation of each name
+    harness.config = replace(harness.config, installation_id=await installation_of(harness.url, "default"))
     await harness.start()
     pos = await harness.open("long", usd="300")
     await down(harness)
     monkeypatch.setattr(harness_module, "open_store", functools.partial(open_store, account="renamed"))
-    harness.config = replace(harness.config, installation_id="b0b0b0b0")
+    harness.config = replace(harness.config, installation_id=await installation_of(harness.url, "renamed"))
     before = sorted(o.client_order_id for o in harness.resting())
     h = await harness.start()
     await h.engine.wait_idle()
-    assert not h.engine.status().accepting_signals
+    said_all = [*h.engine.status().reasons]
+    said_all += [
+        a.message
+        for a in h.notifier.alerts
+        if a.kind is AlertKind.OTHER_INSTANCE and not a.message.startswith("other_instance")
+    ]  # the reconciler's finding, beside it, only points to this one
+    assert len(said_all) >= 2, said_all
+    for said in said_all:  # not "another warden ... until it stops": it is this one's
+        assert "account 'default'" in said and "renamed" in said, said
+        assert "another warden" not in said, said
     assert sorted(o.client_order_id for o in h.resting()) == before
     h.sim.set_mark(SOL, pos.tp1_price)
     await eventually(lambda: h.exchange_qty() == pos.filled_qty - pos.tp1_qty, what="tp1 on the exchange")

@@ -26,6 +26,9 @@ class ForwardingStore:
     def set_epoch(self, account: str, epoch: int) -> None:
         self.inner.set_epoch(account, epoch)
 
+    async def account_of_installation(self, installation_id: str) -> str | None:
+        return await self.inner.account_of_installation(installation_id)
+
     async def commit(self, transition: Transition) -> None:
         await self.inner.commit(transition)
 

@@ -185,6 +185,11 @@ class InMemoryStore:
         )
         return ActiveState(positions=[self._hydrate(p) for p in active], orders=found)
 
+    async def account_of_installation(self, installation_id: str) -> str | None:
+        """One account per store: no other account's installation is known here."""
+        self._readable()
+        return None
+
     async def get_position(self, position_id: PositionId) -> Position | None:
         self._readable()
         position = self._positions.get(position_id)

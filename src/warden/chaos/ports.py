@@ -188,6 +188,11 @@ class ChaosStore:
     def set_epoch(self, account: str, epoch: int) -> None:
         self.inner.set_epoch(account, epoch)
 
+    async def account_of_installation(self, installation_id: str) -> str | None:
+        return await self._run(
+            "account_of_installation", lambda: self.inner.account_of_installation(installation_id)
+        )
+
     async def _run(self, name: str, call: Callable[[], Awaitable[T]], *, write: bool = False) -> T:
         self.io.before()
         try:

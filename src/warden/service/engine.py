@@ -901,10 +901,24 @@ class Engine:
         if installation in self._others:
             return
         self._others.add(installation)
-        reason = (
-            f"another warden (installation {installation!r}) trades this account: order "
-            f"{client_order_id} on {symbol}; new positions refused until it stops (then restart)"
-        )
+        try:
+            renamed = await self.store.account_of_installation(installation) if parsed else None
+        except StoreError:
+            renamed = None
+        if renamed is not None:
+            # Most likely this warden itself under its old `account` name: "until it stops" would
+            # send the trader looking for another warden that does not exist.
+            reason = (
+                f"order {client_order_id} on {symbol} is of installation {installation!r}, this"
+                f" database's account {renamed!r}: was `account` renamed? That account's positions"
+                f" are recorded under {renamed!r} and no warden manages them (their stops rest);"
+                f" run with account = {renamed!r} to manage them. New positions refused meanwhile"
+            )
+        else:
+            reason = (
+                f"another warden (installation {installation!r}) trades this account: order "
+                f"{client_order_id} on {symbol}; new positions refused until it stops (then restart)"
+            )
         self.refuse("other_instance", reason)
         event = Event(EventKind.RECONCILE, self.clock.now(), None, reason)
         await self.ctx.notify(AlertKind.OTHER_INSTANCE, reason, events=[event])

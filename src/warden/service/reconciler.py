@@ -269,7 +269,7 @@ class Reconciler:
                 return await self._missing_stop(d, truth)
             if d.kind is Kind.OTHER_INSTANCE:
                 await self.on_other_instance(d.client_order_id or "", d.symbol)
-                return "left alone: another warden trades this account; trading stopped"
+                return "left alone: another installation's order (other_instance says whose); trading stopped"
             return await self._stray(d)
         except ExchangeError as exc:
             return f"action failed, retried next pass: {exc}"

@@ -260,6 +260,17 @@ class SqlStore:
         self._installation = checked(await self._write("read installation id", work))
         return self._installation
 
+    async def account_of_installation(self, installation_id: str) -> str | None:
+        query = select(installations.c.account).where(
+            installations.c.installation_id == installation_id, installations.c.account != self._account
+        )
+
+        async def work(conn: AsyncConnection) -> str | None:
+            found: str | None = (await conn.execute(query.limit(1))).scalar_one_or_none()
+            return found
+
+        return await self._read("find the account of an installation", work)
+
     def set_epoch(self, account: str, epoch: int) -> None:
         """Fence every later write on the lease of `account` still being at `epoch`."""
         self._fence = (account, epoch)
