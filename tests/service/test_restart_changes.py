@@ -257,3 +257,34 @@ async def test_a_switched_exchange_leaves_the_other_exchanges_positions_open(
     back = h.engine.ledger.positions[pos.id]
     assert back.status is PositionStatus.PROTECTED and back.origin == pos.origin
     assert [s.qty for s in stops(h)] == [pos.filled_qty]
+
+
+async def test_a_coarser_tick_size_while_down_still_resizes_and_trails_the_stop(harness: Harness) -> None:
+    """The exchange coarsened the tick size while warden was down (Binance announces such
+    changes): the resting stop's price, placed on the old tick, is no longer one the exchange
+    takes. Its resize after TP1 sent that price again and was refused ('the old stop stays'):
+    the stop kept the full entry size at the loss level, and the runner never trailed. The stop
+    is now placed on the new tick, rounded the protective way (never looser)."""
+    pos = await harness.open("long", usd="300")
+    await down(harness)
+    inst = harness.sim.core.instruments[SOL]
+    harness.sim.core.instruments[SOL] = replace(inst, tick_size=Decimal("0.1"))
+    assert pos.stop_price is not None and pos.stop_price % Decimal("0.1") != 0  # off the new tick
+    h = await harness.start()
+    await h.engine.wait_idle()
+    h.sim.set_mark(SOL, pos.tp1_price)
+    await eventually(lambda: h.engine.ledger.positions[pos.id].tp1_hit, what="tp1")
+    await h.engine.wait_idle()
+    [stop] = stops(h)
+    assert stop.qty == h.exchange_qty()
+    assert stop.trigger_price == pos.stop_price + Decimal("0.05")  # 147.75 -> 147.8, not 147.7
+    h.sim.set_mark(SOL, pos.tp2_price)
+    await eventually(lambda: h.engine.ledger.positions[pos.id].trailing_active, what="runner")
+    peak = pos.tp2_price + Decimal("3.33")
+    h.sim.set_mark(SOL, peak)
+    await eventually(lambda: h.engine.ledger.positions[pos.id].watermark == peak, what="peak")
+    await h.engine.wait_idle()
+    [stop] = stops(h)
+    assert stop.qty == h.exchange_qty()
+    assert stop.trigger_price == h.engine.instruments[SOL].round_price(peak * Decimal("0.995"))
+    assert not [a for a in h.notifier.alerts if a.kind is AlertKind.PROTECTION_FAILED]

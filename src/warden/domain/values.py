@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
+from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from enum import StrEnum
 from functools import lru_cache
 from typing import NewType
@@ -173,6 +173,14 @@ class Instrument:
 
     def round_price(self, price: Decimal) -> Decimal:
         ticks = (price / self.tick_size).quantize(Decimal(1), rounding=ROUND_HALF_UP)
+        return (ticks * self.tick_size).quantize(self.tick_size)
+
+    def stop_on_tick(self, side: Side, price: Decimal) -> Decimal:
+        """A stop price of a `side` position on the tick grid, rounded the protective way (up
+        for a long's stop, down for a short's): a price placed on a finer tick the exchange has
+        since coarsened is refused as it is, and must not loosen to fit. Unchanged when on it."""
+        rounding = ROUND_CEILING if side is Side.LONG else ROUND_FLOOR
+        ticks = (price / self.tick_size).quantize(Decimal(1), rounding=rounding)
         return (ticks * self.tick_size).quantize(self.tick_size)
 
     def round_qty(self, qty: Decimal) -> Decimal:

@@ -1474,8 +1474,8 @@ class ExitManager:
     def _stop_target(self, pos: Position, target: Decimal | None = None) -> Decimal:
         """Where the stop belongs: its price, tightened to `target`, break-even and the trail."""
         inst = self.ctx.instruments[pos.symbol]
-        price = pos.stop_price
-        assert price is not None
+        assert pos.stop_price is not None
+        price = inst.stop_on_tick(pos.side, pos.stop_price)
         for candidate in (target, pos.breakeven_target(), pos.trailing_target(inst)):
             if candidate is not None:
                 price = tighter(pos.side, price, inst.round_price(candidate))
