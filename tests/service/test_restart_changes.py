@@ -288,3 +288,26 @@ async def test_a_coarser_tick_size_while_down_still_resizes_and_trails_the_stop(
     assert stop.qty == h.exchange_qty()
     assert stop.trigger_price == h.engine.instruments[SOL].round_price(peak * Decimal("0.995"))
     assert not [a for a in h.notifier.alerts if a.kind is AlertKind.PROTECTION_FAILED]
+
+
+async def test_a_size_the_new_lot_does_not_divide_is_still_closed_when_it_cannot_be_protected(
+    harness: Harness,
+) -> None:
+    """The lot coarsened while down (0.01 -> 0.1) and the stop cancelled by hand meanwhile: the
+    position's 0.66 is no longer a size the exchange takes. Its stop is refused, and so was the
+    protect-or-close fallback's close of exactly 0.66: the start failed (OrderRejected), warden
+    started over and over, and the position stayed open with no stop. The close is now rounded up
+    to the lot (reduce-only: it closes what is open, no more)."""
+    pos = await harness.open("long", usd="100")
+    assert pos.filled_qty % Decimal("0.1") != 0
+    await down(harness)
+    inst = harness.sim.core.instruments[SOL]
+    harness.sim.core.instruments[SOL] = replace(inst, lot_size=Decimal("0.1"), min_qty=Decimal("0.1"))
+    [stop] = stops(harness)
+    harness.sim.core.cancel(stop.client_order_id, harness.sim._now())  # by hand, while down
+    h = await harness.start()
+    await h.engine.wait_idle()
+    assert h.exchange_qty() == 0 and h.resting() == []
+    closed = await h.store.get_position(pos.id)
+    assert closed is not None and closed.status is PositionStatus.CLOSED and closed.remaining == 0
+    assert [a for a in h.notifier.alerts if a.kind is AlertKind.PROTECTION_FAILED]

@@ -183,6 +183,12 @@ class Instrument:
         ticks = (price / self.tick_size).quantize(Decimal(1), rounding=rounding)
         return (ticks * self.tick_size).quantize(self.tick_size)
 
+    def lot_ceil(self, qty: Decimal) -> Decimal:
+        """A quantity rounded up to the lot (for reduce-only orders, which never exceed what is
+        open); unchanged when the lot divides it."""
+        lots = (qty / self.lot_size).quantize(Decimal(1), rounding=ROUND_CEILING)
+        return max(qty, (lots * self.lot_size).quantize(self.lot_size))
+
     def round_qty(self, qty: Decimal) -> Decimal:
         """Round a quantity down to the lot size (never more than asked)."""
         lots = (qty / self.lot_size).quantize(Decimal(1), rounding=ROUND_DOWN)

@@ -381,8 +381,13 @@ class ExitManager:
         return placed
 
     def _close_intent(self, pos: Position, qty: Decimal) -> Order:
-        """The position's next close: a reduce-only market order with the next close sequence."""
+        """The position's next close: a reduce-only market order with the next close sequence.
+        Its size is rounded up to the lot: a size the exchange's lot no longer divides (the lot
+        coarsened since the entry) is refused as it is, and reduce-only, it closes no more than is open."""
         seq = 1 + sum(1 for o in self.ledger.orders_of(pos.id) if o.role is OrderRole.CLOSE)
+        inst = self.ctx.instruments.get(pos.symbol)
+        if inst is not None:
+            qty = inst.lot_ceil(qty)
         return make_intent(self.ctx, pos, OrderRole.CLOSE, seq, OrderType.MARKET, qty)
 
     def _staged(self, pos: Position) -> Position:
