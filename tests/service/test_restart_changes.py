@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import shutil
 from collections.abc import Awaitable, Callable
@@ -14,6 +15,7 @@ import pytest
 
 import tests.service.harness as harness_module
 from tests.helpers import eventually
+from tests.service.crash import CallBudget, CrashAfter, SimulatedCrash
 from tests.service.harness import SOL, Harness
 from warden.adapters.clock import SystemClock
 from warden.adapters.db.store import SqlStore, open_store
@@ -311,3 +313,38 @@ async def test_a_size_the_new_lot_does_not_divide_is_still_closed_when_it_cannot
     closed = await h.store.get_position(pos.id)
     assert closed is not None and closed.status is PositionStatus.CLOSED and closed.remaining == 0
     assert [a for a in h.notifier.alerts if a.kind is AlertKind.PROTECTION_FAILED]
+
+
+async def test_killed_during_the_recovery_of_what_happened_while_down(tmp_path: Path) -> None:
+    """TP1 filled and the stop was cancelled by hand while down; warden dies after each I/O call
+    of the recovery in turn, then starts cleanly: every time the runner is exactly one stop of
+    its size, TP1 applied once, the exchange's position covered."""
+    crash_at = 1
+    while True:
+        sim = SimulatedExchange(now=SystemClock().now, seed=11)
+        h = await Harness(f"sqlite:///{tmp_path}/{crash_at}.db", sim).start()
+        pos = await h.open("long", usd="300")
+        await down(h)
+        [stop] = stops(h)
+        sim.core.cancel(stop.client_order_id, sim._now())
+        sim.set_mark(SOL, pos.tp1_price)
+        budget = CallBudget(crash_at)
+        budget.harness, budget.armed = h, True
+        h.wrap = lambda port, budget=budget: CrashAfter(port, budget)
+        with contextlib.suppress(SimulatedCrash):
+            await h.start()
+        with contextlib.suppress(BaseException):  # a dead process: its own shutdown fails too
+            await h.stop()
+        h.wrap = None
+        h.drop_stream()
+        await h.start()
+        await h.engine.wait_idle()
+        p = h.engine.ledger.positions[pos.id]
+        assert p.tp1_hit and p.remaining == h.exchange_qty() == pos.filled_qty - pos.tp1_qty, crash_at
+        assert [s.qty for s in stops(h)] == [p.remaining], (crash_at, h.resting())
+        assert covered(h), crash_at
+        await h.stop()
+        if not budget.dead:
+            break  # the recovery ran to its end without reaching the crash point: all were tried
+        crash_at += 1
+    assert crash_at > 5
