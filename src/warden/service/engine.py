@@ -901,6 +901,11 @@ class Engine:
         if installation in self._others:
             return
         self._others.add(installation)
+        reason = (
+            f"another warden (installation {installation!r}) trades this account: order "
+            f"{client_order_id} on {symbol}; new positions refused until it stops (then restart)"
+        )
+        self.refuse("other_instance", reason)  # at once: no await before new positions are refused
         try:
             renamed = await self.store.account_of_installation(installation) if parsed else None
         except StoreError:
@@ -914,12 +919,7 @@ class Engine:
                 f" are recorded under {renamed!r} and no warden manages them (their stops rest);"
                 f" run with account = {renamed!r} to manage them. New positions refused meanwhile"
             )
-        else:
-            reason = (
-                f"another warden (installation {installation!r}) trades this account: order "
-                f"{client_order_id} on {symbol}; new positions refused until it stops (then restart)"
-            )
-        self.refuse("other_instance", reason)
+            self.refuse("other_instance", reason)
         event = Event(EventKind.RECONCILE, self.clock.now(), None, reason)
         await self.ctx.notify(AlertKind.OTHER_INSTANCE, reason, events=[event])
 
