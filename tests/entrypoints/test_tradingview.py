@@ -20,6 +20,7 @@ from warden.config import ConfigError
 from warden.domain.alerts import AlertKind
 from warden.domain.values import OrderType, Side, Symbol
 from warden.entrypoints.api import create_app
+from warden.ports import StoreUnavailable
 from warden.service.commands import OpenPosition
 
 from .conftest import AUTH, TOKEN, make_settings
@@ -701,3 +702,109 @@ async def test_a_partial_exit_of_a_strategy_opens_nothing_when_warden_is_flat(
     error = response.json()
     assert (error["error"], error["field"]) == ("validation_error", "market_position")
     await assert_nothing_happened(runtime)
+
+
+def _refusals(notifier: RecordingNotifier) -> list[str]:
+    return [a.message for a in notifier.alerts if a.kind is AlertKind.SIGNAL_REFUSED]
+
+
+async def test_a_reversal_whose_new_side_the_exchange_refuses_says_the_old_one_was_closed(
+    tmp_path: Path,
+) -> None:
+    """A reversal (sell, market_position short) while warden holds the long: the long is closed,
+    then the exchange refuses the short's entry. The answer (to TradingView's server) said only
+    "the entry was not filled; nothing is open", and the trader was told nothing: the strategy
+    holds a short, the account is flat, and no alert said the long had been closed. The answer
+    now says the flip closed the long, and the alert signal_refused tells the trader the symbol is
+    flat while the strategy reversed."""
+    notifier = RecordingNotifier()
+    async with (
+        running(make_settings(tmp_path), price_feed=False, notifier=notifier) as rt,
+        _client(rt) as http,
+    ):
+        assert rt.sim is not None
+        long = await open_sol(http)
+        rt.sim.faults.reject_if = lambda req: req.type is OrderType.MARKET and not req.reduce_only
+        body = alert("BINANCE:SOLUSDT.P", "sell", "0.66", rt.clock.now(), market_position="short")
+        response = await http.post("/api/v1/signals", content=body)
+        assert response.status_code == 502, response.text
+        message = response.json()["message"]
+        assert long["id"] in message and "closed" in message, message
+        old = (await http.get(f"/api/v1/positions/{long['id']}", headers=AUTH)).json()
+        assert (old["status"], old["exit_reason"]) == ("closed", "flip")
+        assert rt.sim.core.positions() == []
+        await eventually(lambda: rt.sim is not None and rt.sim.core.open_orders() == [], what="no order left")
+        await eventually(lambda: len(_refusals(notifier)) == 1, what="the half-done flip told")
+        told = _refusals(notifier)[0]
+        assert "SOL/USDT:USDT" in told and long["id"] in told and "flat" in told, told
+        assert TOKEN not in told
+
+
+async def test_a_reversal_whose_open_meets_the_database_down_does_not_say_nothing_was_sent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reversal whose close went through, then the database failed before the short's entry
+    was written: the answer was 503 "database unavailable, nothing was sent" — over a long just
+    closed at market — and nobody was told. It now says the long was closed and nothing else was
+    sent, and the trader gets signal_refused."""
+    notifier = RecordingNotifier()
+    async with (
+        running(make_settings(tmp_path), price_feed=False, notifier=notifier) as rt,
+        _client(rt) as http,
+    ):
+        assert rt.sim is not None
+        long = await open_sol(http)
+        engine = rt.engine
+        close_position = engine.close_position
+
+        async def close_then_the_database_fails(cmd: Any) -> Any:
+            closed = await close_position(cmd)
+
+            async def down(*args: Any, **kwargs: Any) -> Any:
+                raise StoreUnavailable("the database is gone")
+
+            monkeypatch.setattr(rt.store, "commit", down)
+            monkeypatch.setattr(rt.store, "find_by_signal", down)
+            return closed
+
+        monkeypatch.setattr(engine, "close_position", close_then_the_database_fails)
+        body = alert("BINANCE:SOLUSDT.P", "sell", "0.66", rt.clock.now(), market_position="short")
+        response = await http.post("/api/v1/signals", content=body)
+        assert response.status_code == 503, response.text
+        message = response.json()["message"]
+        assert long["id"] in message and "closed" in message, message
+        assert rt.sim.core.positions() == []
+        await eventually(lambda: len(_refusals(notifier)) == 1, what="the half-done flip told")
+        told = _refusals(notifier)[0]
+        assert "SOL/USDT:USDT" in told and long["id"] in told and "flat" in told, told
+
+
+async def test_a_slow_reversal_delivered_twice_reverses_once(tmp_path: Path) -> None:
+    """A reversal alert delivered twice while the first is still closing the long on a slow
+    exchange (0.3 s a call): one short is opened, the other delivery is a 409, and the exchange
+    holds exactly that short, with one stop."""
+    notifier = RecordingNotifier()
+    settings = make_settings(tmp_path, signal_wait=0.1)
+    async with running(settings, price_feed=False, notifier=notifier) as rt, _client(rt) as http:
+        assert rt.sim is not None
+        long = await open_sol(http)
+        rt.sim.faults.rest_latency = 0.3
+        body = alert("BINANCE:SOLUSDT.P", "sell", "0.66", rt.clock.now(), market_position="short")
+        first = asyncio.create_task(http.post("/api/v1/signals", content=body))
+        await eventually(
+            lambda: rt.engine.ledger.positions[long["id"]].status.value == "closing", what="the close sent"
+        )
+        again = await http.post("/api/v1/signals", content=body)
+        a = await first
+        assert sorted([a.status_code, again.status_code])[0] in (201, 202), (a.text, again.text)
+        assert 409 in (a.status_code, again.status_code), (a.text, again.text)
+
+        def one_short() -> bool:
+            assert rt.sim is not None
+            held = rt.sim.core.positions()
+            stops = [o for o in rt.sim.core.open_orders(SOL) if o.type is OrderType.STOP_MARKET]
+            return len(held) == 1 and held[0].side is Side.SHORT and len(stops) == 1
+
+        await eventually(one_short, timeout=10, what="exactly one short, with one stop")
+        active = [p for p in rt.engine.ledger.positions.values() if p.is_active]
+        assert [p.side for p in active] == [Side.SHORT]

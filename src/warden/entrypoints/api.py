@@ -839,14 +839,72 @@ async def _signal(ctx: _Context, caller: Caller, request: Request, wait: bool | 
         tp1_price=signal.tp1_price,
         tp2_price=signal.tp2_price,
     )
-    if flip:
-        await engine.check_open(cmd, replacing=symbol)  # refused: nothing closed, nothing sent
-        # Only the side being reversed, as it stands now: a flip that raced another one (a reversal
-        # alert fired twice) must not close the position the other just opened on the new side.
+    if not flip:
+        return await _open(ctx, runtime, cmd, wait)
+    return await _flip(ctx, runtime, cmd, wait)
+
+
+async def _flip(ctx: _Context, runtime: RuntimeApi, cmd: OpenPosition, wait: bool | None) -> JSONResponse:
+    """Close the side `cmd` reverses, then open `cmd`; an open refused or failed after the close is
+    told to the trader (the answer goes to the sender), and the new side is never opened beside
+    the old."""
+    engine, symbol, side = runtime.engine, cmd.symbol, cmd.side
+    await engine.check_open(cmd, replacing=symbol)  # refused: nothing closed, nothing sent
+    # Only the side being reversed, as it stands now: a flip that raced another one (a reversal
+    # alert fired twice) must not close the position the other just opened on the new side.
+    closed: list[Position] = []
+    try:
         for view in await engine.list_positions():
             if view.position.symbol == symbol and view.position.side is not side:
-                await engine.close_position(ClosePosition(view.position.id, "flip"))
-    return await _open(ctx, runtime, cmd, wait)
+                closed.append(await engine.close_position(ClosePosition(view.position.id, "flip")))
+    except NotHolder:
+        raise
+    except (TradingRefused, StoreUnavailable, ExchangeError) as exc:
+        if closed:
+            raise await _flip_half_done(engine, cmd, closed, exc) from None
+        raise
+    try:
+        return await _open(ctx, runtime, cmd, wait)
+    except NotHolder:
+        raise  # a standby tells nobody: the holder's engine is the one that trades
+    except (ApiError, TradingRefused, StoreUnavailable, ExchangeError) as exc:
+        if not closed or (isinstance(exc, ApiError) and exc.status == 409):
+            raise  # nothing closed, or the new side is held already (another flip opened it)
+        raise await _flip_half_done(engine, cmd, closed, exc) from None
+
+
+async def _flip_half_done(
+    engine: EngineApi, cmd: OpenPosition, closed: list[Position], exc: Exception
+) -> ApiError:
+    """A flip closed the old side, then its new side was refused or failed (the exchange refused
+    or could not be reached, the database went down): the strategy holds the new side, the account
+    does not. Its answer said "nothing was sent" (or "nothing is open") over a position just closed
+    at market, and it goes to the sender (TradingView's server), not to the trader: the answer
+    says what the flip closed, and the trader is told (signal_refused)."""
+    if isinstance(exc, ApiError):
+        status, code, why, extra = exc.status, exc.code, exc.message, exc.extra
+    elif isinstance(exc, TradingRefused):
+        status, code, why, extra = 503, "trading_refused", exc.reason, {}
+    elif isinstance(exc, StoreUnavailable):
+        status, code, why, extra = 503, "database_unavailable", f"database unavailable: {exc}", {}
+    elif isinstance(exc, ExchangeUnavailable):
+        status, code, why, extra = 503, "exchange_unavailable", f"exchange unavailable: {exc}", {}
+    else:
+        status, code, why, extra = 502, "exchange_error", f"exchange error: {exc}", {}
+    old = ", ".join(f"{p.side.value} {p.id} ({p.status.value})" for p in closed)
+    done = f"the flip closed the {old} on {cmd.symbol}, then the {cmd.side.value} was not opened: {why}"
+    shown = done if len(done) <= REFUSAL_SHOWN * 2 else done[: REFUSAL_SHOWN * 2] + "…"
+    held = [v.position.id for v in await engine.list_positions() if v.position.symbol == cmd.symbol]
+    now = f"{', '.join(held)} is open on it: see warden positions" if held else "the account is flat on it"
+    message = (
+        f"{shown}; {now}, while the strategy holds a {cmd.side.value}: send the entry again with a new"
+        " signal_id, or take the strategy flat"
+    )
+    try:
+        await engine.signal_refused(message)
+    except Exception as failed:  # the refusal is answered whatever becomes of the alert
+        log.warning("signal_refused_not_told", error=repr(failed))
+    return ApiError(status, code, done, **extra)
 
 
 async def _exit_signal(engine: EngineApi, symbol: str, signal_id: str | None) -> JSONResponse:
