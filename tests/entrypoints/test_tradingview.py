@@ -18,7 +18,7 @@ from warden.adapters.notify import RecordingNotifier
 from warden.bootstrap import Runtime, running
 from warden.config import ConfigError
 from warden.domain.alerts import AlertKind
-from warden.domain.values import OrderType, Side, Symbol
+from warden.domain.values import OrderSide, OrderType, Side, Symbol
 from warden.entrypoints.api import create_app
 from warden.ports import StoreUnavailable
 from warden.service.commands import OpenPosition
@@ -808,3 +808,59 @@ async def test_a_slow_reversal_delivered_twice_reverses_once(tmp_path: Path) -> 
         await eventually(one_short, timeout=10, what="exactly one short, with one stop")
         active = [p for p in rt.engine.ledger.positions.values() if p.is_active]
         assert [p.side for p in active] == [Side.SHORT]
+
+
+async def test_a_reversal_before_the_entry_it_reverses_was_answered_is_told(tmp_path: Path) -> None:
+    """A reversal (sell, market_position short) arriving while the long's entry is still being
+    resolved (acknowledged, not filled): the long cannot be closed yet, so nothing is sent and the
+    short is not opened (503). The strategy is short; TradingView does not send the alert again,
+    and the trader was told nothing (an exit refused so is told). The alert signal_refused now
+    says the reversal was not made and what is open stays open."""
+    notifier = RecordingNotifier()
+    async with (
+        running(make_settings(tmp_path), price_feed=False, notifier=notifier) as rt,
+        _client(rt) as http,
+    ):
+        assert rt.sim is not None
+        rt.sim.faults.ack_only_if = lambda req: req.type is OrderType.MARKET
+        rt.sim.faults.fill_delay = 3600  # the entry works on, unfilled: its outcome is not known yet
+        opened = await http.post("/api/v1/signals?wait=false", json=SIGNAL, headers=AUTH)
+        assert opened.status_code == 202, opened.text
+        before = [(o.client_order_id, o.status) for o in rt.sim.core.orders()]
+        body = alert("BINANCE:SOLUSDT.P", "sell", "0.66", rt.clock.now(), market_position="short")
+        refused = await http.post("/api/v1/signals", content=body)
+        assert refused.status_code == 503, refused.text
+        assert [(o.client_order_id, o.status) for o in rt.sim.core.orders()] == before
+        await eventually(lambda: len(_refusals(notifier)) == 1, what="the refused reversal told")
+        told = _refusals(notifier)[0]
+        assert "SOL/USDT:USDT" in told and "short" in told and "stays open" in told, told
+        assert TOKEN not in told
+        [position] = [p for p in rt.engine.ledger.positions.values() if p.is_active]
+        assert (position.id, position.side) == (opened.json()["id"], Side.LONG)
+
+
+async def test_a_reversal_whose_close_the_exchange_refuses_opens_nothing_and_is_told(tmp_path: Path) -> None:
+    """A reversal whose close of the long the exchange refuses: the short is not opened (never
+    both sides, never a short beside the long), the long keeps its stop, the answer is the
+    exchange's error, and the trader is told the reversal was not made (signal_refused) beside
+    close_failed."""
+    notifier = RecordingNotifier()
+    async with (
+        running(make_settings(tmp_path), price_feed=False, notifier=notifier) as rt,
+        _client(rt) as http,
+    ):
+        assert rt.sim is not None
+        long = await open_sol(http)
+        rt.sim.faults.reject_if = lambda req: req.type is OrderType.MARKET and req.reduce_only
+        body = alert("BINANCE:SOLUSDT.P", "sell", "0.66", rt.clock.now(), market_position="short")
+        response = await http.post("/api/v1/signals", content=body)
+        assert response.status_code == 502, response.text
+        [held] = rt.sim.core.positions()
+        assert (held.side, held.qty) == (Side.LONG, Decimal(long["size"]))
+        stops = [o for o in rt.sim.core.open_orders(SOL) if o.type is OrderType.STOP_MARKET]
+        assert [(s.side, s.qty) for s in stops] == [(OrderSide.SELL, held.qty)]
+        await eventually(lambda: len(_refusals(notifier)) == 1, what="the refused reversal told")
+        told = _refusals(notifier)[0]
+        assert "short was not opened" in told and "stays open" in told, told
+        active = [p for p in rt.engine.ledger.positions.values() if p.is_active]
+        assert [p.id for p in active] == [long["id"]]

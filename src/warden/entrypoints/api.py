@@ -845,9 +845,8 @@ async def _signal(ctx: _Context, caller: Caller, request: Request, wait: bool | 
 
 
 async def _flip(ctx: _Context, runtime: RuntimeApi, cmd: OpenPosition, wait: bool | None) -> JSONResponse:
-    """Close the side `cmd` reverses, then open `cmd`; an open refused or failed after the close is
-    told to the trader (the answer goes to the sender), and the new side is never opened beside
-    the old."""
+    """Close the side `cmd` reverses, then open `cmd`; either half refused or failed is told to
+    the trader (the answer goes to the sender), and the new side is never opened beside the old."""
     engine, symbol, side = runtime.engine, cmd.symbol, cmd.side
     await engine.check_open(cmd, replacing=symbol)  # refused: nothing closed, nothing sent
     # Only the side being reversed, as it stands now: a flip that raced another one (a reversal
@@ -862,6 +861,7 @@ async def _flip(ctx: _Context, runtime: RuntimeApi, cmd: OpenPosition, wait: boo
     except (TradingRefused, StoreUnavailable, ExchangeError) as exc:
         if closed:
             raise await _flip_half_done(engine, cmd, closed, exc) from None
+        await _tell_flip_refused(engine, cmd, exc)
         raise
     try:
         return await _open(ctx, runtime, cmd, wait)
@@ -871,6 +871,26 @@ async def _flip(ctx: _Context, runtime: RuntimeApi, cmd: OpenPosition, wait: boo
         if not closed or (isinstance(exc, ApiError) and exc.status == 409):
             raise  # nothing closed, or the new side is held already (another flip opened it)
         raise await _flip_half_done(engine, cmd, closed, exc) from None
+
+
+async def _tell_flip_refused(engine: EngineApi, cmd: OpenPosition, exc: Exception) -> None:
+    """A flip whose old side could not be closed (its entry still being resolved, the close
+    refused or not filled, the database down): its new side is not opened — never both sides —
+    and the trader is told, as for a refused exit: the answer goes to the sender, TradingView does
+    not send the alert again, and the strategy then holds the new side while the account does not."""
+    why = str(exc)
+    if len(why) > REFUSAL_SHOWN:
+        why = why[:REFUSAL_SHOWN] + "…"
+    sent = " (a close already sent may still fill)" if isinstance(exc, ExchangeError) else ""
+    message = (
+        f"flip of {cmd.symbol} to {cmd.side.value} refused: {why}; the {cmd.side.value} was not opened"
+        f" and what is open on {cmd.symbol} stays open{sent}: see warden positions, close it with"
+        " warden close, or send the signal again"
+    )
+    try:
+        await engine.signal_refused(message)
+    except Exception as failed:  # the refusal is answered whatever becomes of the alert
+        log.warning("signal_refused_not_told", error=repr(failed))
 
 
 async def _flip_half_done(
