@@ -864,3 +864,31 @@ async def test_a_reversal_whose_close_the_exchange_refuses_opens_nothing_and_is_
         assert "short was not opened" in told and "stays open" in told, told
         active = [p for p in rt.engine.ledger.positions.values() if p.is_active]
         assert [p.id for p in active] == [long["id"]]
+
+
+async def test_a_failing_reversal_on_one_symbol_leaves_the_other_symbols_entry_alone(tmp_path: Path) -> None:
+    """A reversal on SOL whose short the exchange refuses, at once with an entry on BTC: BTC's
+    entry is protected (201), SOL's answer and alert name SOL only, and the one alert says
+    nothing of BTC."""
+    notifier = RecordingNotifier()
+    async with (
+        running(make_settings(tmp_path), price_feed=False, notifier=notifier) as rt,
+        _client(rt) as http,
+    ):
+        assert rt.sim is not None
+        await open_sol(http)
+        rt.sim.faults.reject_if = lambda req: (
+            req.symbol == SOL and req.type is OrderType.MARKET and not req.reduce_only
+        )
+        at = rt.clock.now()
+        sol = alert("BINANCE:SOLUSDT.P", "sell", "0.66", at, market_position="short")
+        btc = alert("BINANCE:BTCUSDT.P", "buy", "0.01", at, market_position="long")
+        a, b = await asyncio.gather(
+            http.post("/api/v1/signals", content=sol), http.post("/api/v1/signals", content=btc)
+        )
+        assert a.status_code == 502, a.text
+        assert (b.status_code, b.json()["status"]) == (201, "protected"), b.text
+        [held] = rt.sim.core.positions()
+        assert held.symbol != SOL and held.side is Side.LONG
+        await eventually(lambda: len(_refusals(notifier)) == 1, what="SOL's half-done flip told")
+        assert "BTC" not in _refusals(notifier)[0]
