@@ -892,3 +892,27 @@ async def test_a_failing_reversal_on_one_symbol_leaves_the_other_symbols_entry_a
         assert held.symbol != SOL and held.side is Side.LONG
         await eventually(lambda: len(_refusals(notifier)) == 1, what="SOL's half-done flip told")
         assert "BTC" not in _refusals(notifier)[0]
+
+
+async def test_a_reversal_answered_202_whose_short_then_fails_is_told(tmp_path: Path) -> None:
+    """A reversal on a slow exchange: the long is closed, the short's entry is past signal_wait,
+    so the answer is 202 (it is resolving), then the exchange refuses the entry. The account is
+    flat, the strategy short: the trader must be told."""
+    notifier = RecordingNotifier()
+    settings = make_settings(tmp_path, signal_wait=0.1)
+    async with running(settings, price_feed=False, notifier=notifier) as rt, _client(rt) as http:
+        assert rt.sim is not None
+        long = await open_sol(http)
+        rt.sim.faults.rest_latency = 0.3
+        rt.sim.faults.reject_if = lambda req: req.type is OrderType.MARKET and not req.reduce_only
+        body = alert("BINANCE:SOLUSDT.P", "sell", "0.66", rt.clock.now(), market_position="short")
+        response = await http.post("/api/v1/signals", content=body)
+        assert response.status_code == 202, response.text
+        pid = response.json()["id"]
+        await eventually(
+            lambda: rt.engine.ledger.positions[pid].status.value == "failed", timeout=10, what="entry failed"
+        )
+        assert rt.sim.core.positions() == []
+        await eventually(lambda: len(_refusals(notifier)) == 1, what="the half-done flip told")
+        told = _refusals(notifier)[0]
+        assert long["id"] in told and "flat" in told, told

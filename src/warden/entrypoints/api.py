@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Annotated, Any, Protocol, cast
@@ -863,14 +863,39 @@ async def _flip(ctx: _Context, runtime: RuntimeApi, cmd: OpenPosition, wait: boo
             raise await _flip_half_done(engine, cmd, closed, exc) from None
         await _tell_flip_refused(engine, cmd, exc)
         raise
-    try:
+    if not closed:
         return await _open(ctx, runtime, cmd, wait)
-    except NotHolder:
-        raise  # a standby tells nobody: the holder's engine is the one that trades
-    except (ApiError, TradingRefused, StoreUnavailable, ExchangeError) as exc:
-        if not closed or (isinstance(exc, ApiError) and exc.status == 409):
-            raise  # nothing closed, or the new side is held already (another flip opened it)
+
+    async def late(task: asyncio.Task[Position]) -> None:
+        """The open answered 202 and failed afterwards: told as if it had failed at once."""
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is None:
+            position = task.result()
+            if (
+                position.status is PositionStatus.FAILED
+                or position.exit_reason == ExitReason.PROTECTION_FAILED
+            ):
+                exc = await _not_opened(engine, position)
+        if _half_done(exc):
+            await _flip_half_done(engine, cmd, closed, cast(Exception, exc))
+
+    try:
+        return await _open(ctx, runtime, cmd, wait, late)
+    except Exception as exc:
+        if not _half_done(exc):
+            raise
         raise await _flip_half_done(engine, cmd, closed, exc) from None
+
+
+def _half_done(exc: BaseException | None) -> bool:
+    """An open after a flip's close that failed or was refused: not a standby's refusal (the
+    holder's engine is the one that trades), nor a 409 (the new side is held already: another
+    flip opened it)."""
+    if isinstance(exc, NotHolder) or (isinstance(exc, ApiError) and exc.status == 409):
+        return False
+    return isinstance(exc, (ApiError, TradingRefused, StoreUnavailable, ExchangeError))
 
 
 async def _tell_flip_refused(engine: EngineApi, cmd: OpenPosition, exc: Exception) -> None:
@@ -1016,8 +1041,15 @@ def _refuse_partial_exit(
     )
 
 
-async def _open(ctx: _Context, runtime: RuntimeApi, cmd: OpenPosition, wait: bool | None) -> JSONResponse:
-    """Open in a task of its own: the answer may come before the outcome (202), the open goes on."""
+async def _open(
+    ctx: _Context,
+    runtime: RuntimeApi,
+    cmd: OpenPosition,
+    wait: bool | None,
+    late: Callable[[asyncio.Task[Position]], Awaitable[None]] | None = None,
+) -> JSONResponse:
+    """Open in a task of its own: the answer may come before the outcome (202), the open goes on;
+    `late` is then given the task once it ends (a flip tells the trader of an open that failed)."""
     engine = runtime.engine
     task = asyncio.create_task(engine.open_position(cmd))
     ctx.inflight.add(task)
@@ -1031,6 +1063,8 @@ async def _open(ctx: _Context, runtime: RuntimeApi, cmd: OpenPosition, wait: boo
         while not task.done() and not engine.knows(cmd.position_id):  # past the deadline, not committed
             await asyncio.wait({task}, timeout=COMMIT_POLL)
         if not task.done():
+            if late is not None:
+                _after(ctx, task, late)
             return model_response(await _render(engine, None, cmd.position_id), 202)
     try:
         position = task.result()
@@ -1092,6 +1126,18 @@ async def _left_open(engine: EngineApi, position_id: str, exc: ExchangeError) ->
         resting = "; its stop rests" if shown.stop_resting else ""
         state = f"position {position_id} is {shown.status.value}{resting}"
     return ApiError(502, "exchange_error", f"{state} ({exc})", position_id=position_id, position=shown)
+
+
+def _after(
+    ctx: _Context, task: asyncio.Task[Position], late: Callable[[asyncio.Task[Position]], Awaitable[None]]
+) -> None:
+    async def watch() -> None:
+        await asyncio.wait({task})
+        await late(task)
+
+    watcher = asyncio.create_task(watch())
+    ctx.inflight.add(watcher)
+    watcher.add_done_callback(lambda done: _finished(ctx, done))
 
 
 def _finished(ctx: _Context, task: asyncio.Task[Any]) -> None:
