@@ -11,13 +11,14 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.helpers import until
 from warden.adapters.notify import RecordingNotifier
 from warden.bootstrap import Runtime, running
 from warden.config import Settings
 from warden.domain.values import OrderType, Symbol
 from warden.entrypoints.api import create_app
 
-from .conftest import AUTH, TOKEN
+from .conftest import AUTH, TOKEN, make_settings
 
 SOL = Symbol("SOL/USDT:USDT")
 SIGNAL = {"symbol": "SOL", "side": "long", "usd": "100"}
@@ -668,3 +669,44 @@ async def test_a_close_the_exchange_refused_is_a_502_not_unavailable(
     setattr(runtime.sim.faults, fault, None)
     held = (await client.get(f"/api/v1/positions/{opened['id']}", headers=AUTH)).json()
     assert (held["status"], held["stop_resting"]) == ("protected", True)
+
+
+async def test_healthz_goes_red_while_a_position_is_naked_and_green_once_its_stop_rests(
+    tmp_path: Path,
+) -> None:
+    """The exchange refused a position's stop and its close: the position sat open with no stop
+    while /healthz answered 200 "ok" (the engine was ready), so an uptime monitor stayed green
+    with money naked on the exchange. Beyond the protection window /healthz is 503 naming the
+    position, /status says so too; once the exchange takes the stop again, both return to normal."""
+    settings = make_settings(tmp_path, protection_window=0.2)
+    async with running(settings, price_feed=False, notifier=RecordingNotifier()) as rt:
+        app = create_app(lambda: rt)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://w") as http:
+            assert rt.sim is not None
+            rt.sim.faults.reject_if = lambda req: req.reduce_only
+            response = await http.post("/api/v1/signals", json=SIGNAL, headers=AUTH)
+            assert response.status_code == 502, response.text
+            pid = response.json()["position"]["id"]
+
+            async def red() -> bool:
+                return (await http.get("/healthz")).status_code == 503
+
+            await until(red, what="/healthz 503 for the naked position")
+            health = (await http.get("/healthz")).json()
+            assert health["state"] == "ready"
+            assert any(pid in reason and "no resting stop" in reason for reason in health["reasons"])
+            status = (await http.get("/api/v1/status", headers=AUTH)).json()
+            assert status["unprotected_positions"] == 1
+            assert any(pid in warning and "no resting stop" in warning for warning in status["warnings"])
+
+            rt.sim.faults.reject_if = None
+
+            async def green() -> bool:
+                return (await http.get("/healthz")).status_code == 200
+
+            await until(green, timeout=30, what="/healthz 200 once the stop rests")
+            stops = [o for o in rt.sim.core.open_orders(SOL) if o.type is OrderType.STOP_MARKET]
+            assert len(stops) == 1 and len(rt.sim.core.positions()) == 1
+            status = (await http.get("/api/v1/status", headers=AUTH)).json()
+            assert status["unprotected_positions"] == 0
+            assert not any("no resting stop" in warning for warning in status["warnings"])

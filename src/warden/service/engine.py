@@ -512,6 +512,7 @@ class Engine:
     def status(self) -> EngineStatus:
         active = self.ledger.active_positions()
         unprotected = [p for p in active if p.status is PositionStatus.OPEN or self._stop_not_resting(p)]
+        naked = self._naked(unprotected)
         return EngineStatus(
             state=self.state,
             accepting_signals=self.accepting_signals,
@@ -528,10 +529,34 @@ class Engine:
             warnings=[
                 *self.deliverer.warnings(),
                 *self._stream_warning(),
+                *naked,
                 *self.warnings.values(),
                 *filter(None, [self.controls.warning()]),
             ],
+            naked=naked,
         )
+
+    def _naked(self, unprotected: list[Position]) -> list[str]:
+        """Each position without a resting stop for longer than the protection window, named.
+
+        A fill's first moments without a stop are normal (the stop is on its way); beyond the
+        window the position is exposed and the trader must look, so /healthz goes red on these
+        even while the engine can trade. A standby does not speak for them: the holder protects.
+        Untimed (the fill was not seen by this process): counted from the opening, an upper bound."""
+        if self.ctx.gate.state is not EngineState.READY:
+            return []
+        window = self.config.protection_window
+        naked = []
+        for position in unprotected:
+            seconds = self.unprotected_for(position.id)
+            if seconds is None:
+                seconds = max(0.0, (self.clock.now() - position.opened_at).total_seconds())
+            if seconds > window:
+                naked.append(
+                    f"position {position.id} ({position.symbol} {position.side}) has no resting stop"
+                    f" for {seconds:.0f}s (window {window:g}s)"
+                )
+        return naked
 
     def _stream_warning(self) -> list[str]:
         if self.ctx.gate.state is not EngineState.READY:
