@@ -710,3 +710,40 @@ async def test_healthz_goes_red_while_a_position_is_naked_and_green_once_its_sto
             status = (await http.get("/api/v1/status", headers=AUTH)).json()
             assert status["unprotected_positions"] == 0
             assert not any("no resting stop" in warning for warning in status["warnings"])
+
+
+async def test_healthz_goes_red_while_the_exchange_is_unreachable_and_green_once_it_answers(
+    tmp_path: Path,
+) -> None:
+    """Every call to the exchange failed (an outage, a revoked API key): reconciliation failed
+    pass after pass and `exchange_unreachable` was alerted, yet /healthz answered 200 "ok" and
+    /status showed no warning: warden could neither trade, see nor repair the account while its
+    monitor stayed green. /healthz is 503 naming the exchange and /status warns while it lasts;
+    the first pass that reads the exchange again brings both back."""
+    settings = make_settings(tmp_path, reconcile_interval=0.05)
+    async with running(settings, price_feed=False, notifier=RecordingNotifier()) as rt:
+        app = create_app(lambda: rt)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://w") as http:
+            await open_sol(http)
+            assert rt.sim is not None
+            rt.sim.faults.fail_queries = True
+            rt.sim.faults.unavailable_if = lambda _request: True
+
+            async def red() -> bool:
+                return (await http.get("/healthz")).status_code == 503
+
+            await until(red, what="/healthz 503 while the exchange is unreachable")
+            health = (await http.get("/healthz")).json()
+            assert any("exchange unreachable" in reason for reason in health["reasons"]), health
+            status = (await http.get("/api/v1/status", headers=AUTH)).json()
+            assert any("exchange unreachable" in warning for warning in status["warnings"]), status
+
+            rt.sim.faults.fail_queries = False
+            rt.sim.faults.unavailable_if = None
+
+            async def green() -> bool:
+                return (await http.get("/healthz")).status_code == 200
+
+            await until(green, what="/healthz 200 once the exchange answers")
+            status = (await http.get("/api/v1/status", headers=AUTH)).json()
+            assert not any("exchange unreachable" in warning for warning in status["warnings"])

@@ -1337,9 +1337,9 @@ def _add_ops_routes(app: FastAPI, ctx: _Context) -> None:
         if not isinstance(status, EngineStatus):
             reasons = [status] if isinstance(status, str) else ["engine not started"]
             return model_response(HealthOut(status="starting", reasons=reasons), 503)
-        if status.state is EngineState.READY and not status.naked:
+        if status.state is EngineState.READY and not status.alarms:
             return model_response(HealthOut(status="ok", state=status.state, reasons=list(status.reasons)))
-        reasons = [*status.naked, *status.reasons] or [f"engine is {status.state.value}"]
+        reasons = [*status.alarms, *status.reasons] or [f"engine is {status.state.value}"]
         return model_response(HealthOut(status="unavailable", state=status.state, reasons=reasons), 503)
 
     @app.get(
@@ -1357,13 +1357,13 @@ def _add_ops_routes(app: FastAPI, ctx: _Context) -> None:
 
 
 def _fleet_health(statuses: Mapping[str, EngineStatus | str]) -> JSONResponse:
-    """ok when every account is ready with no naked position; else each account's trouble, named."""
+    """ok when every account is ready with no alarm; else each account's trouble, named."""
     reasons: list[str] = []
     for name, status in statuses.items():
         if isinstance(status, str):
             reasons.append(f"{name}: not running: {status}")
-        elif status.state is not EngineState.READY or status.naked:
-            why = "; ".join([*status.naked, *status.reasons]) or f"engine is {status.state.value}"
+        elif status.state is not EngineState.READY or status.alarms:
+            why = "; ".join([*status.alarms, *status.reasons]) or f"engine is {status.state.value}"
             reasons.append(f"{name}: {why}")
     if not reasons:
         return model_response(HealthOut(status="ok", reasons=[]))

@@ -132,9 +132,10 @@ class EngineStatus:
     controls: Controls = field(default_factory=Controls)
     warnings: list[str] = field(default_factory=list)
     """Trouble that does not stop trading (an alert channel down, alerts waiting)."""
-    naked: list[str] = field(default_factory=list)
-    """Positions without a resting stop beyond the protection window, each named (also among the
-    warnings): /healthz is 503 while there is one, though signals may still be accepted."""
+    alarms: list[str] = field(default_factory=list)
+    """Trouble the trader must act on even while the engine is ready (also among the warnings):
+    a position without a resting stop beyond the protection window, each named; the exchange
+    unreachable. /healthz is 503 while there is one."""
 
 
 @dataclass(frozen=True, slots=True)

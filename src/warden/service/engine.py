@@ -173,6 +173,7 @@ class Engine:
         """Shown in /status details (e.g. the Telegram bot's state), set by whoever runs beside."""
         self.warnings: dict[str, str] = {}
         """Trouble beside the engine that does not stop trading (e.g. Telegram unreachable)."""
+        self._unreachable: str | None = None  # set by reconcile_forever while the exchange fails
         self.first_attempt = asyncio.Event()
         """Set once the first startup attempt has passed or failed (the API can then say which)."""
 
@@ -512,7 +513,7 @@ class Engine:
     def status(self) -> EngineStatus:
         active = self.ledger.active_positions()
         unprotected = [p for p in active if p.status is PositionStatus.OPEN or self._stop_not_resting(p)]
-        naked = self._naked(unprotected)
+        alarms = [*self._naked(unprotected), *self._blind()]
         return EngineStatus(
             state=self.state,
             accepting_signals=self.accepting_signals,
@@ -529,12 +530,19 @@ class Engine:
             warnings=[
                 *self.deliverer.warnings(),
                 *self._stream_warning(),
-                *naked,
+                *alarms,
                 *self.warnings.values(),
                 *filter(None, [self.controls.warning()]),
             ],
-            naked=naked,
+            alarms=alarms,
         )
+
+    def _blind(self) -> list[str]:
+        """The exchange unreachable (reconcile_forever): warden can neither trade nor see nor repair
+        the account. Only the writer speaks for it, as for the stream."""
+        if self.ctx.gate.state is not EngineState.READY or self._unreachable is None:
+            return []
+        return [self._unreachable]
 
     def _naked(self, unprotected: list[Position]) -> list[str]:
         """Each position without a resting stop for longer than the protection window, named.
@@ -836,6 +844,10 @@ class Engine:
             except ExchangeError as exc:
                 log.warning("reconcile_failed", error=str(exc))
                 failed += 1
+                if failed >= UNREACHABLE_PASSES:
+                    self._unreachable = (
+                        f"exchange unreachable: {failed} reconciliation passes in a row failed ({exc})"
+                    )
                 if failed == UNREACHABLE_PASSES:
                     await self.ctx.notify(
                         AlertKind.EXCHANGE_UNREACHABLE,
@@ -852,6 +864,7 @@ class Engine:
             except Exception as exc:
                 await self._survive("reconciliation", exc)
                 continue
+            self._unreachable = None
             if failed >= UNREACHABLE_PASSES:
                 await self.ctx.notify(
                     AlertKind.EXCHANGE_RECOVERED, f"exchange answering again after {failed} failed passes"
