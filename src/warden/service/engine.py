@@ -550,7 +550,8 @@ class Engine:
         A fill's first moments without a stop are normal (the stop is on its way); beyond the
         window the position is exposed and the trader must look, so /healthz goes red on these
         even while the engine can trade. A standby does not speak for them: the holder protects.
-        Untimed (the fill was not seen by this process): counted from the opening, an upper bound."""
+        Untimed and open (the fill was not seen by this process): counted from the opening, an upper
+        bound; a stop lost is timed by whoever saw it go (exits, reconciler, recovery)."""
         if self.ctx.gate.state is not EngineState.READY:
             return []
         window = self.config.protection_window
@@ -558,6 +559,8 @@ class Engine:
         for position in unprotected:
             seconds = self.unprotected_for(position.id)
             if seconds is None:
+                if position.status is not PositionStatus.OPEN:
+                    continue  # protected, its stop being replaced (a resize): in flight, not lost
                 seconds = max(0.0, (self.clock.now() - position.opened_at).total_seconds())
             if seconds > window:
                 naked.append(
