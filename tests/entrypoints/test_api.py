@@ -747,3 +747,39 @@ async def test_healthz_goes_red_while_the_exchange_is_unreachable_and_green_once
             await until(green, what="/healthz 200 once the exchange answers")
             status = (await http.get("/api/v1/status", headers=AUTH)).json()
             assert not any("exchange unreachable" in warning for warning in status["warnings"])
+
+
+async def test_healthz_goes_red_for_a_stop_cancelled_by_hand_the_exchange_will_not_replace(
+    tmp_path: Path,
+) -> None:
+    """Someone cancels the resting stop on the exchange and the exchange refuses the new one (and
+    the close): /healthz is 503 naming the position beyond the protection window, and 200 again
+    once the exchange takes a stop. `warden_unprotected_positions` counts it meanwhile."""
+    settings = make_settings(tmp_path, protection_window=0.2)
+    async with running(settings, price_feed=False, notifier=RecordingNotifier()) as rt:
+        app = create_app(lambda: rt)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://w") as http:
+            opened = await open_sol(http)
+            assert rt.sim is not None
+            assert (await http.get("/healthz")).status_code == 200
+            rt.sim.faults.reject_if = lambda req: req.reduce_only
+            (stop,) = [o for o in rt.sim.core.open_orders(SOL) if o.type is OrderType.STOP_MARKET]
+            rt.sim.cancel_external(stop.client_order_id)
+
+            async def red() -> bool:
+                return (await http.get("/healthz")).status_code == 503
+
+            await until(red, what="/healthz 503 for the stop cancelled by hand")
+            health = (await http.get("/healthz")).json()
+            assert any(opened["id"] in reason for reason in health["reasons"]), health
+            assert "warden_unprotected_positions 1.0" in (await http.get("/metrics")).text
+
+            rt.sim.faults.reject_if = None
+
+            async def green() -> bool:
+                return (await http.get("/healthz")).status_code == 200
+
+            await until(green, timeout=30, what="/healthz 200 once a stop rests again")
+            assert "warden_unprotected_positions 0.0" in (await http.get("/metrics")).text
+            stops = [o for o in rt.sim.core.open_orders(SOL) if o.type is OrderType.STOP_MARKET]
+            assert len(stops) == 1 or rt.sim.core.positions() == []
