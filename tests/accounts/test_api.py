@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from tests.entrypoints.document import assert_conforms
+from tests.helpers import until
 from warden.adapters.notify import RecordingNotifier
 from warden.bootstrap import Fleet, running, running_fleet
 from warden.config import Settings
@@ -313,3 +314,33 @@ async def test_an_account_given_twice_in_the_query_is_refused_and_nothing_is_don
     for name in ("main", "alt"):
         runtime = fleet.runtime(name)
         assert runtime is not None and not runtime.engine.status().controls.paused
+
+
+async def test_healthz_names_the_account_whose_position_is_naked_and_clears_once_protected(
+    tmp_path: Path,
+) -> None:
+    """Several accounts: a position of `alt` left without a stop (stop and close refused) turns
+    the fleet's /healthz 503 with the reason under `alt` (main is fine), and 200 once it rests."""
+    settings = fleet_settings(tmp_path, f"sqlite:///{tmp_path}/w.db", TWO_SIM, "protection_window = 0.2")
+    async with running_fleet(settings, price_feed=False, notifier=lambda _: RecordingNotifier()) as fleet:
+        transport = httpx.ASGITransport(app=create_app(lambda: fleet))
+        async with httpx.AsyncClient(transport=transport, base_url="http://w", headers=AUTH) as http:
+            alt = fleet.runtime("alt")
+            assert alt is not None and alt.sim is not None
+            alt.sim.faults.reject_if = lambda req: req.reduce_only
+            opened = await http.post("/api/v1/signals", json={**SIGNAL, "account": "alt"})
+            assert opened.status_code == 502, opened.text
+            pid = opened.json()["position"]["id"]
+
+            async def red() -> bool:
+                return (await http.get("/healthz")).status_code == 503
+
+            await until(red, what="the fleet's /healthz 503")
+            reasons = (await http.get("/healthz")).json()["reasons"]
+            assert len(reasons) == 1 and reasons[0].startswith("alt: ") and pid in reasons[0], reasons
+            alt.sim.faults.reject_if = None
+
+            async def green() -> bool:
+                return (await http.get("/healthz")).status_code == 200
+
+            await until(green, timeout=30, what="the fleet's /healthz 200 once the stop rests")
