@@ -338,6 +338,9 @@ async def test_healthz_names_the_account_whose_position_is_naked_and_clears_once
             await until(red, what="the fleet's /healthz 503")
             reasons = (await http.get("/healthz")).json()["reasons"]
             assert len(reasons) == 1 and reasons[0].startswith("alt: ") and pid in reasons[0], reasons
+            metrics = (await http.get("/metrics")).text
+            assert 'warden_alarms{account="alt"} 1.0' in metrics
+            assert 'warden_alarms{account="main"} 0.0' in metrics
             alt.sim.faults.reject_if = None
 
             async def green() -> bool:

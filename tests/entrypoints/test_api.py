@@ -737,6 +737,7 @@ async def test_healthz_goes_red_while_the_exchange_is_unreachable_and_green_once
             assert any("exchange unreachable" in reason for reason in health["reasons"]), health
             status = (await http.get("/api/v1/status", headers=AUTH)).json()
             assert any("exchange unreachable" in warning for warning in status["warnings"]), status
+            assert "warden_alarms 1.0" in (await http.get("/metrics")).text
 
             rt.sim.faults.fail_queries = False
             rt.sim.faults.unavailable_if = None
@@ -745,6 +746,7 @@ async def test_healthz_goes_red_while_the_exchange_is_unreachable_and_green_once
                 return (await http.get("/healthz")).status_code == 200
 
             await until(green, what="/healthz 200 once the exchange answers")
+            assert "warden_alarms 0.0" in (await http.get("/metrics")).text
             status = (await http.get("/api/v1/status", headers=AUTH)).json()
             assert not any("exchange unreachable" in warning for warning in status["warnings"])
 
@@ -772,7 +774,8 @@ async def test_healthz_goes_red_for_a_stop_cancelled_by_hand_the_exchange_will_n
             await until(red, what="/healthz 503 for the stop cancelled by hand")
             health = (await http.get("/healthz")).json()
             assert any(opened["id"] in reason for reason in health["reasons"]), health
-            assert "warden_unprotected_positions 1.0" in (await http.get("/metrics")).text
+            metrics = (await http.get("/metrics")).text
+            assert "warden_unprotected_positions 1.0" in metrics and "warden_alarms 1.0" in metrics
 
             rt.sim.faults.reject_if = None
 
@@ -780,6 +783,7 @@ async def test_healthz_goes_red_for_a_stop_cancelled_by_hand_the_exchange_will_n
                 return (await http.get("/healthz")).status_code == 200
 
             await until(green, timeout=30, what="/healthz 200 once a stop rests again")
-            assert "warden_unprotected_positions 0.0" in (await http.get("/metrics")).text
+            metrics = (await http.get("/metrics")).text
+            assert "warden_unprotected_positions 0.0" in metrics and "warden_alarms 0.0" in metrics
             stops = [o for o in rt.sim.core.open_orders(SOL) if o.type is OrderType.STOP_MARKET]
             assert len(stops) == 1 or rt.sim.core.positions() == []

@@ -26,6 +26,10 @@ class SignalOutcome(StrEnum):
     ERROR = "error"  # anything else
 
 
+ALARMS_DOC = (
+    "Trouble to act on while the engine is ready (a position without a resting stop beyond the"
+    " protection window, the exchange unreachable): /healthz is 503 while above 0."
+)
 UNPROTECTED_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -72,6 +76,7 @@ class EngineCollector(Collector):
         yield _gauge(
             "warden_pending_writes", "State changes waiting for the database.", status.pending_writes
         )
+        yield _gauge("warden_alarms", ALARMS_DOC, len(status.alarms))
         yield _histogram(
             "warden_unprotected_seconds",
             "Seconds from a fill to its resting stop, per protection (this process).",
@@ -95,6 +100,7 @@ class EngineCollector(Collector):
                 "Open positions without a resting stop for their full size.",
             ),
             "pending_writes": ("warden_pending_writes", "State changes waiting for the database."),
+            "alarms": ("warden_alarms", ALARMS_DOC),
         }
         families = {
             key: GaugeMetricFamily(name, doc, labels=["account"]) for key, (name, doc) in gauges.items()
@@ -106,7 +112,8 @@ class EngineCollector(Collector):
             for candidate in EngineState:
                 state.add_metric([account, candidate.value], 1 if candidate is status.state else 0)
             for key, family in families.items():
-                family.add_metric([account], float(getattr(status, key)))
+                value = getattr(status, key)
+                family.add_metric([account], float(len(value) if isinstance(value, list) else value))
         yield up
         yield state
         yield from families.values()
