@@ -758,6 +758,20 @@ def _add_signal_route(app: FastAPI, ctx: _Context) -> None:
         return response
 
 
+async def _tell(engine: EngineApi, message: str) -> None:
+    """The alert signal_refused: a signal's answer goes to its sender (TradingView's server), not
+    to the trader. The refusal is answered whatever becomes of the alert."""
+    try:
+        await engine.signal_refused(message)
+    except Exception as failed:
+        log.warning("signal_refused_not_told", error=repr(failed))
+
+
+def _capped(text: str, limit: int = REFUSAL_SHOWN) -> str:
+    """A reason as an alert carries it: it may echo what was sent, as long as the body."""
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
 async def _tell_refused(caller: Caller, exc: ValidationError) -> None:
     """Tell the trader of an authenticated signal refused for its input (nothing was sent): its
     sender may show nobody the 422. On the account it names, or the only one; a signal no account
@@ -773,14 +787,9 @@ async def _tell_refused(caller: Caller, exc: ValidationError) -> None:
             return
     symbol = data.get("symbol")
     about = f" for {symbol[:64]!r}" if isinstance(symbol, str) else ""  # the sender's text: quoted
-    why = f"{exc.field}: {exc.message}"
-    if len(why) > REFUSAL_SHOWN:  # a field's value echoed in it may be as long as the body
-        why = why[:REFUSAL_SHOWN] + "…"
+    why = _capped(f"{exc.field}: {exc.message}")  # a field's value echoed may be as long as the body
     message = f"signal{about} refused, nothing was sent: {why}"
-    try:
-        await runtime.engine.signal_refused(message)
-    except Exception as failed:  # the refusal is answered whatever becomes of the alert
-        log.warning("signal_refused_not_told", error=repr(failed))
+    await _tell(runtime.engine, message)
 
 
 async def _signal(ctx: _Context, caller: Caller, request: Request, wait: bool | None) -> JSONResponse:
@@ -903,19 +912,14 @@ async def _tell_flip_refused(engine: EngineApi, cmd: OpenPosition, exc: Exceptio
     refused or not filled, the database down): its new side is not opened — never both sides —
     and the trader is told, as for a refused exit: the answer goes to the sender, TradingView does
     not send the alert again, and the strategy then holds the new side while the account does not."""
-    why = str(exc)
-    if len(why) > REFUSAL_SHOWN:
-        why = why[:REFUSAL_SHOWN] + "…"
+    why = _capped(str(exc))
     sent = " (a close already sent may still fill)" if isinstance(exc, ExchangeError) else ""
     message = (
         f"flip of {cmd.symbol} to {cmd.side.value} refused: {why}; the {cmd.side.value} was not opened"
         f" and what is open on {cmd.symbol} stays open{sent}: see warden positions, close it with"
         " warden close, or send the signal again"
     )
-    try:
-        await engine.signal_refused(message)
-    except Exception as failed:  # the refusal is answered whatever becomes of the alert
-        log.warning("signal_refused_not_told", error=repr(failed))
+    await _tell(engine, message)
 
 
 async def _flip_half_done(
@@ -938,17 +942,14 @@ async def _flip_half_done(
         status, code, why, extra = 502, "exchange_error", f"exchange error: {exc}", {}
     old = ", ".join(f"{p.side.value} {p.id} ({p.status.value})" for p in closed)
     done = f"the flip closed the {old} on {cmd.symbol}, then the {cmd.side.value} was not opened: {why}"
-    shown = done if len(done) <= REFUSAL_SHOWN * 2 else done[: REFUSAL_SHOWN * 2] + "…"
+    shown = _capped(done, REFUSAL_SHOWN * 2)
     held = [v.position.id for v in await engine.list_positions() if v.position.symbol == cmd.symbol]
     now = f"{', '.join(held)} is open on it: see warden positions" if held else "the account is flat on it"
     message = (
         f"{shown}; {now}, while the strategy holds a {cmd.side.value}: send the entry again with a new"
         " signal_id, or take the strategy flat"
     )
-    try:
-        await engine.signal_refused(message)
-    except Exception as failed:  # the refusal is answered whatever becomes of the alert
-        log.warning("signal_refused_not_told", error=repr(failed))
+    await _tell(engine, message)
     return ApiError(status, code, done, **extra)
 
 
@@ -966,17 +967,12 @@ async def _exit_signal(engine: EngineApi, symbol: str, signal_id: str | None) ->
 
 
 async def _tell_exit_refused(engine: EngineApi, symbol: str, exc: Exception) -> None:
-    why = str(exc)
-    if len(why) > REFUSAL_SHOWN:
-        why = why[:REFUSAL_SHOWN] + "…"
+    why = _capped(str(exc))
     message = (
         f"close signal for {symbol} refused: {why}; what is open on {symbol} stays open (its stop"
         " rests): close it with warden close, or send the signal again"
     )
-    try:
-        await engine.signal_refused(message)
-    except Exception as failed:  # the refusal is answered whatever becomes of the alert
-        log.warning("signal_refused_not_told", error=repr(failed))
+    await _tell(engine, message)
 
 
 async def _close_signal(engine: EngineApi, symbol: str, signal_id: str | None) -> JSONResponse:
