@@ -17,6 +17,7 @@ import tests.service.harness as harness_module
 from tests.helpers import eventually
 from tests.service.crash import CallBudget, CrashAfter, SimulatedCrash
 from tests.service.harness import SOL, Harness
+from tests.service.test_recovery import down, stops
 from warden.adapters.clock import SystemClock
 from warden.adapters.db.store import SqlStore, open_store
 from warden.adapters.sim import SimulatedExchange
@@ -28,18 +29,8 @@ from warden.domain.values import OrderType
 from warden.service.commands import AlreadyExists
 
 
-def stops(h: Harness) -> list:
-    return [o for o in h.resting() if o.type is OrderType.STOP_MARKET]
-
-
 def tps(h: Harness) -> list:
     return [o for o in h.resting() if o.type is OrderType.TAKE_PROFIT_MARKET]
-
-
-async def down(h: Harness) -> None:
-    await h.engine.wait_idle()
-    await h.stop()
-    h.drop_stream()
 
 
 def on_exchange(name: str) -> Callable[..., Awaitable[SqlStore]]:
