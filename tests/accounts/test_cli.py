@@ -4,14 +4,17 @@ every command, status showing each account's lease, and a kill without one that 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
 import uvicorn
 from typer.testing import CliRunner, Result
 
 from tests.entrypoints.test_cli import free_socket
+from tests.helpers import eventually
 from warden.adapters.notify import RecordingNotifier
 from warden.bootstrap import Fleet, running_fleet
 from warden.entrypoints.api import create_app
@@ -29,17 +32,26 @@ async def fleet(tmp_path: Path) -> AsyncIterator[Fleet]:
         yield running
 
 
-@pytest.fixture
-async def url(fleet: Fleet) -> AsyncIterator[str]:
+@contextlib.asynccontextmanager
+async def served(fleet: Fleet) -> AsyncIterator[str]:
+    """The fleet's API on a free port, its URL."""
     sock = free_socket()
     config = uvicorn.Config(create_app(lambda: fleet), log_config=None, access_log=False, lifespan="off")
     server = QuietServer(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     host, port = sock.getsockname()
-    yield f"http://{host}:{port}"
-    server.should_exit = True
-    await task
-    sock.close()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
+
+
+@pytest.fixture
+async def url(fleet: Fleet) -> AsyncIterator[str]:
+    async with served(fleet) as served_url:
+        yield served_url
 
 
 async def cli(url: str, *args: str) -> Result:
@@ -102,6 +114,43 @@ async def test_status_shows_each_account_and_its_lease(url: str) -> None:
     one = await cli(url, "status", "--account", "alt")
     assert one.exit_code == 0, one.output
     assert "alt (lease held by this engine, alpha)" in one.stdout
+
+
+async def test_status_names_the_account_whose_exchange_is_unreachable(tmp_path: Path) -> None:
+    """alt's exchange stops answering (an outage, its API key revoked) while main trades: /healthz
+    turned 503 naming alt, but `warden status` showed both accounts `ready`, signals `yes`, with
+    nothing in WHY (and GET /accounts no trouble): the trader's own view said all was well with
+    alt. alt's row names the alarm, main's stays clean, and both clear once alt's exchange answers."""
+    settings = fleet_settings(
+        tmp_path,
+        f"sqlite:///{tmp_path}/w.db",
+        TWO_SIM,
+        extra='engine_name = "alpha"\nreconcile_interval = 0.05',
+    )
+    async with (
+        running_fleet(settings, price_feed=False, notifier=lambda _: RecordingNotifier()) as fleet,
+        served(fleet) as url,
+    ):
+        alt = fleet.runtime("alt")
+        assert alt is not None and alt.sim is not None
+        alt.sim.faults.fail_queries = True
+        alt.sim.faults.unavailable_if = lambda _request: True
+        await eventually(lambda: bool(alt.engine.status().alarms), what="alt's exchange seen unreachable")
+
+        shown = await cli(url, "status")
+        assert shown.exit_code == 0, shown.output
+        rows = {line.split()[0]: line for line in shown.stdout.splitlines()[1:] if line.split()}
+        assert "exchange unreachable" in rows["alt"], shown.stdout
+        assert "exchange unreachable" not in rows["main"], shown.stdout
+        async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {TOKEN}"}) as http:
+            accounts = {a["name"]: a for a in (await http.get("/api/v1/accounts")).json()}
+            assert any("exchange unreachable" in alarm for alarm in accounts["alt"]["alarms"]), accounts
+            assert accounts["main"]["alarms"] == []
+
+            alt.sim.faults.fail_queries = False
+            alt.sim.faults.unavailable_if = None
+            await eventually(lambda: not alt.engine.status().alarms, what="alt's exchange answering again")
+            assert [a["alarms"] for a in (await http.get("/api/v1/accounts")).json()] == [[], []]
 
 
 async def test_kill_without_account_stops_all_and_says_so(fleet: Fleet, url: str) -> None:

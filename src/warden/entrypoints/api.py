@@ -1390,6 +1390,7 @@ def _account_out(fleet: FleetApi, name: str) -> AccountOut:
         state=status.state,
         accepting_signals=status.accepting_signals,
         reasons=list(status.reasons),
+        alarms=list(status.alarms),
         open_positions=status.open_positions,
     )
 

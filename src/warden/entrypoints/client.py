@@ -341,7 +341,7 @@ def accounts_table(accounts: list[dict[str, Any]]) -> Table:
             a["state"] or "not running",
             "yes" if a["accepting_signals"] else "no",
             _show(a["open_positions"]),
-            "; ".join(a["reasons"]),
+            "; ".join([*a.get("alarms", []), *a["reasons"]]),
         ]
         for a in accounts
     ]

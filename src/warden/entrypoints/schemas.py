@@ -619,6 +619,11 @@ class AccountOut(BaseModel):
     state: EngineState | None = Field(description="The account's engine state; null: not running.")
     accepting_signals: bool
     reasons: list[str] = Field(description="Why it would refuse a signal now (or why it is not running).")
+    alarms: list[str] = Field(
+        default_factory=list,
+        description="Trouble to act on even while it is ready (a position naked beyond the protection"
+        " window, its exchange unreachable): what turns /healthz 503 under its name.",
+    )
     open_positions: int | None
 
 
