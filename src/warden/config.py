@@ -933,14 +933,20 @@ def same_exchange_account(per_account: Mapping[str, Settings]) -> dict[str, str]
     same key on the same venue and endpoint is one account; the endpoint is `exchange_url` when
     set (`testnet` is then ignored, so it does not tell two tables apart), else the venue's live
     or test environment. Different URLs may be different venues (simulators each holding accounts
-    under one key), so they are not compared."""
+    under one key), so they are not compared. Drift: one sidecar URL is one sub-account (the
+    sidecar's own; the table's wallet and sub-account are not used with `exchange_url`), else
+    one wallet file and sub-account."""
     seen: dict[tuple[object, ...], str] = {}
     refused: dict[str, str] = {}
     for name, s in per_account.items():
         key = s.api_key.get_secret_value() if s.api_key is not None else None
-        if s.exchange == "drift":
-            wallet = s.drift_keypair_path.get_secret_value() if s.drift_keypair_path else None
-            identity: tuple[object, ...] = ("drift", s.exchange_url, wallet, s.drift_sub_account)
+        if s.exchange == "drift" and s.exchange_url is not None:
+            # A running sidecar trades its own wallet and sub-account: the table's are not used.
+            identity: tuple[object, ...] = ("drift", s.exchange_url)
+        elif s.exchange == "drift":
+            path = s.drift_keypair_path.get_secret_value() if s.drift_keypair_path else None
+            wallet = os.path.realpath(path) if path else None  # one file, however its path is written
+            identity = ("drift", None, wallet, s.drift_sub_account)
         elif key is not None:
             endpoint = s.exchange_url or ("testnet" if s.testnet else "live")
             identity = (s.exchange, endpoint, key)

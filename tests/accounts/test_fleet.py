@@ -273,6 +273,52 @@ api_secret_env = "S1"
     assert list(_same_exchange_account(per_account)) == refused
 
 
+@pytest.mark.parametrize(
+    ("one", "two", "refused"),
+    [
+        # With exchange_url the sidecar at that URL trades its own wallet and sub-account: the
+        # tables' drift_sub_account (and keypair) are not used, so they do not tell two tables apart.
+        (
+            'exchange_url = "http://127.0.0.1:8766"\ndrift_sub_account = 1',
+            'exchange_url = "http://127.0.0.1:8766"\ndrift_sub_account = 2',
+            ["two"],
+        ),
+        (
+            'exchange_url = "http://127.0.0.1:8766"\ndrift_keypair_path = "/keys/a.json"',
+            'exchange_url = "http://127.0.0.1:8766"\ndrift_keypair_path = "/keys/b.json"',
+            ["two"],
+        ),
+        ('exchange_url = "http://127.0.0.1:8766"', 'exchange_url = "http://127.0.0.1:8767"', []),
+        # warden starts each sidecar: one wallet file, written two ways, is one wallet
+        ('drift_keypair_path = "/keys/w.json"', 'drift_keypair_path = "/keys/./w.json"', ["two"]),
+        (
+            'drift_keypair_path = "/keys/w.json"',
+            'drift_keypair_path = "/keys/w.json"\ndrift_sub_account = 1',
+            [],
+        ),
+    ],
+)
+def test_one_drift_sidecar_or_wallet_sub_account_is_one_exchange_account(
+    tmp_path: Path, one: str, two: str, refused: list[str]
+) -> None:
+    """Two Drift tables on one sidecar URL trade the sidecar's one sub-account, whatever their
+    drift_sub_account says (it is used only for a sidecar warden starts): they were let through
+    as two accounts when their drift_sub_account differed, two writers sharing one sub-account's
+    255 user order ids. The later is refused, as is a wallet path written two ways."""
+    tables = f"""
+[accounts.one]
+exchange = "drift"
+{one}
+
+[accounts.two]
+exchange = "drift"
+{two}
+"""
+    settings = fleet_settings(tmp_path, f"sqlite:///{tmp_path}/w.db", tables)
+    per_account = {name: settings.for_account(name) for name in ("one", "two")}
+    assert list(_same_exchange_account(per_account)) == refused
+
+
 THREE_SIM = (
     TWO_SIM
     + """
