@@ -364,7 +364,7 @@ async def running(
     they are started once the runtime exists, whether this engine holds the lease or stands by.
     Alert delivery runs from the start too, on a standby as well. `bot`: the Telegram bot when
     several accounts share one (its owner closes it); else one is made from the settings.
-    `label_alerts`: Telegram alerts name the account (several accounts, one chat). `migrate`:
+    `label_alerts`: Telegram alerts name the account ([accounts.NAME] tables, one chat). `migrate`:
     False when the database was migrated already (by the fleet, once for every account).
     `slots`: the engine's capacity, shared by the accounts of a fleet (the lease is tried only
     with room for it). `shared`: PostgreSQL sessions shared by the accounts of a fleet.
@@ -949,7 +949,9 @@ async def running_fleet(
             "price_feed": price_feed,
             "lease_retry": lease_retry,
             "bot": fleet.telegram,
-            "label_alerts": fleet.multi_account,
+            # Named by its table even when this engine serves one of the file's tables (`warden
+            # run --account NAME`, one engine per account): their alerts may share one chat.
+            "label_alerts": bool(settings.accounts),
             "migrate": False,
             "slots": fleet.slots,
             "shared": shared,

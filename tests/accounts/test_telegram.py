@@ -143,3 +143,24 @@ async def test_an_account_started_again_is_served_by_the_bot(
         await eventually(lambda: bool(answered()), timeout=15, what="the kill's answer")
         assert answered()[0].startswith("[alt] 🛑 kill switch on"), answered()
         assert alt.status().controls.killed
+
+
+async def test_an_engine_serving_one_table_of_several_names_it_in_its_alerts(
+    tmp_path: Path,
+    api: FakeBotApi,  # noqa: F811
+) -> None:
+    """One engine per account (`warden run --account alt` beside `--account main`, the file's two
+    tables, their alerts in one chat): alt's engine served one account, so its Telegram alerts
+    did not say whose they were ("🟢 position_protected" from main's engine or alt's?). An engine
+    serving a named [accounts.NAME] table names it in its alerts, as a fleet of several does."""
+    extra = f'telegram_token = "{TOKEN}"\ntelegram_chat_ids = "{CHAT}"\ntelegram_api_url = "{api.url}"'
+    settings = fleet_settings(tmp_path, f"sqlite:///{tmp_path}/w.db", TWO_SIM, extra=extra).only("alt")
+    async with running_fleet(
+        settings, price_feed=False, notifier=lambda _: RecordingNotifier(), beside=[run_fleet_bot]
+    ) as fleet:
+        alt = fleet.runtime("alt")
+        assert alt is not None and fleet.names == ("alt",)
+        await api.say(CHAT, "short sol")
+        await eventually(lambda: bool(replies(api, "position_protected")), timeout=15, what="the alert")
+        assert replies(api, "🟢 [alt] position_protected"), api.texts(CHAT)
+        assert positions(fleet, "alt") == [("SOL/USDT:USDT", "short")]
