@@ -164,3 +164,39 @@ async def test_an_engine_serving_one_table_of_several_names_it_in_its_alerts(
         await eventually(lambda: bool(replies(api, "position_protected")), timeout=15, what="the alert")
         assert replies(api, "🟢 [alt] position_protected"), api.texts(CHAT)
         assert positions(fleet, "alt") == [("SOL/USDT:USDT", "short")]
+
+
+async def test_health_names_the_account_whose_exchange_is_unreachable(
+    tmp_path: Path,
+    api: FakeBotApi,  # noqa: F811
+) -> None:
+    """alt's exchange stops answering (an outage, its key revoked) while main trades: /healthz
+    turned 503 naming alt, yet Telegram's /health (every account) answered "[alt] ok: ready": it
+    looked at the state alone, not at the alarms /healthz turns red on. alt's line says what is
+    wrong, main's stays ok, and alt's is ok again once its exchange answers."""
+    extra = (
+        f'telegram_token = "{TOKEN}"\ntelegram_chat_ids = "{CHAT}"\ntelegram_api_url = "{api.url}"\n'
+        "reconcile_interval = 0.05"
+    )
+    settings = fleet_settings(tmp_path, f"sqlite:///{tmp_path}/w.db", TWO_SIM, extra=extra)
+    async with running_fleet(
+        settings, price_feed=False, notifier=lambda _: RecordingNotifier(), beside=[run_fleet_bot]
+    ) as fleet:
+        alt = fleet.runtime("alt")
+        assert alt is not None and alt.sim is not None
+        alt.sim.faults.fail_queries = True
+        alt.sim.faults.unavailable_if = lambda _request: True
+        await eventually(lambda: bool(alt.engine.status().alarms), what="alt's exchange seen unreachable")
+        await api.say(CHAT, "/health")
+        answers = lambda: [t for t in api.texts(CHAT) if t.startswith("[main] ")]  # noqa: E731
+        await eventually(lambda: bool(answers()), timeout=15, what="the health of each")
+        [answer] = answers()
+        lines = {line.split()[0]: line for line in answer.split("\n\n")}
+        assert lines["[main]"] == "[main] ok: ready", answer
+        assert lines["[alt]"].startswith("[alt] unavailable: exchange unreachable"), answer
+
+        alt.sim.faults.fail_queries = False
+        alt.sim.faults.unavailable_if = None
+        await eventually(lambda: not alt.engine.status().alarms, what="alt's exchange answering again")
+        await api.say(CHAT, "/health @alt")
+        await eventually(lambda: bool(replies(api, "[alt] ok: ready")), timeout=15, what="alt ok again")

@@ -329,11 +329,13 @@ class Commands:
         return Reply(status_text(self.engine.status()))
 
     async def _health(self, chat_id: int, args: list[str]) -> Reply:
+        """What /healthz says: ok only when ready with no alarm (a position naked beyond the
+        protection window, the exchange unreachable), each alarm named first."""
         s = self.engine.status()
-        if s.state is EngineState.READY:
+        if s.state is EngineState.READY and not s.alarms:
             extra = f" ({'; '.join(s.reasons)})" if s.reasons else ""
             return Reply(f"ok: ready{extra}")
-        return Reply(f"unavailable: {'; '.join(s.reasons) or s.state.value}")
+        return Reply(f"unavailable: {'; '.join([*s.alarms, *s.reasons]) or s.state.value}")
 
     async def _events(self, chat_id: int, args: list[str]) -> Reply:
         events = await self.engine.list_events(args[0] if args else None, limit=15)
