@@ -205,6 +205,32 @@ async def test_metrics_label_each_account(fleet: Fleet, http: httpx.AsyncClient)
     assert not any('account="main"' in key and value > 0 for key, value in placed.items()), placed
 
 
+async def test_metrics_of_an_engine_serving_one_table_of_several_name_it(tmp_path: Path) -> None:
+    """One engine per account (`warden run --account alt` beside `--account main`, scraped by one
+    Prometheus): alt's engine served one account, so its samples carried no `account` label and a
+    WardenAlarm or WardenUnprotectedPosition did not say whose account it was. An engine serving
+    a named [accounts.NAME] table labels its samples with it, as an engine of several does."""
+    settings = fleet_settings(tmp_path, f"sqlite:///{tmp_path}/w.db", TWO_SIM).only("alt")
+    async with running_fleet(settings, price_feed=False, notifier=lambda _: RecordingNotifier()) as fleet:
+        transport = httpx.ASGITransport(app=create_app(lambda: fleet))
+        async with httpx.AsyncClient(transport=transport, base_url="http://warden", headers=AUTH) as http:
+            assert (await http.post("/api/v1/signals", json=SIGNAL)).status_code == 201
+            text = (await http.get("/metrics")).text
+    samples = {
+        line.rsplit(" ", 1)[0]: line.rsplit(" ", 1)[1] for line in text.splitlines() if line[:1] != "#"
+    }
+    assert samples.get('warden_engine_up{account="alt"}') == "1.0", text
+    assert samples['warden_open_positions{account="alt"}'] == "1.0"
+    assert samples['warden_alarms{account="alt"}'] == "0.0"
+    assert "warden_engine_up 1.0" not in text
+    placed = [
+        key
+        for key in samples
+        if key.startswith("warden_exchange_call_seconds_count{") and 'operation="place_order"' in key
+    ]
+    assert placed and all('account="alt"' in key for key in placed), placed
+
+
 async def test_the_dashboard_shows_one_account_at_a_time(fleet: Fleet, http: httpx.AsyncClient) -> None:
     """`/?account=alt`: a link to each account, and every fragment, action and the stream ask for alt."""
     opened = await http.post("/api/v1/signals", json={**SIGNAL, "account": "alt"})

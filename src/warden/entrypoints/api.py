@@ -399,10 +399,15 @@ class _Context:
         running = self.running()
         return running[0][1].metrics_registry if len(running) == 1 else None
 
+    def labelled(self) -> bool:
+        """Metrics name their account: the engine serves several, or one [accounts.NAME] table of a
+        file (`warden run --account NAME`: one engine per account, scraped together)."""
+        fleet = self.fleet()
+        return fleet is not None and (len(fleet.names) > 1 or bool(fleet.settings.accounts))
+
     def account_registries(self) -> dict[str, CollectorRegistry]:
         """Each running account's exchange, database and alert metrics (labelled by account)."""
-        fleet = self.fleet()
-        if fleet is None or len(fleet.names) < 2:
+        if not self.labelled():
             return {}
         return {name: runtime.metrics_registry for name, runtime in self.running()}
 
@@ -414,7 +419,10 @@ class _Context:
         return running[0][1].engine.status() if len(running) == 1 else None
 
     def account_statuses(self) -> dict[str, EngineStatus | None]:
-        """Each account's status (None: not running), for the metrics of several accounts."""
+        """Each account's status (None: not running), for the metrics labelled by account; empty
+        when they are not (`labelled`)."""
+        if not self.labelled():
+            return {}
         return {name: s if isinstance(s, EngineStatus) else None for name, s in self.statuses().items()}
 
     def statuses(self) -> dict[str, EngineStatus | str]:

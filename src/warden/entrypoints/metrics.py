@@ -49,7 +49,7 @@ class EngineCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         accounts = self._accounts()
-        if len(accounts) > 1:
+        if accounts:
             yield from self._per_account(accounts)
             return
         status = self._status()
@@ -85,7 +85,8 @@ class EngineCollector(Collector):
         )
 
     def _per_account(self, accounts: dict[str, EngineStatus | None]) -> Iterator[Metric]:
-        """Several accounts: every engine gauge once per account, labelled `account`."""
+        """Named accounts (several, or one [accounts.NAME] table): every engine gauge once per
+        account, labelled `account`."""
         up = GaugeMetricFamily(
             "warden_engine_up", "1 when the engine is running and answering.", labels=["account"]
         )
@@ -154,7 +155,7 @@ class RuntimeCollector(Collector):
         self._registries = registries
 
     def collect(self) -> Iterator[Metric]:
-        many = self._registries()  # empty unless the engine serves several accounts
+        many = self._registries()  # empty unless the samples are labelled by account
         if many:
             yield from _labelled(many)
             return
@@ -186,7 +187,7 @@ class ApiMetrics:
         registries: Callable[[], dict[str, CollectorRegistry]] = dict,
     ) -> None:
         """`accounts`, `registries`: each account's status (None: not running) and metrics
-        registry when the engine serves several."""
+        registry when the samples are labelled by account (empty: they are not)."""
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(EngineCollector(status, unprotected, accounts))
         self.registry.register(RuntimeCollector(runtime_registry, registries))
