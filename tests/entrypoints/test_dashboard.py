@@ -10,9 +10,12 @@ WARDEN_ARTIFACTS).
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import http.server
 import json
 import os
+import re
 import shutil
 import threading
 from collections.abc import Iterator
@@ -30,6 +33,7 @@ from warden.bootstrap import Runtime
 from warden.domain.position import PositionStatus
 from warden.domain.reports import OrderReport, PositionReport
 from warden.domain.values import OrderSide, OrderType, Symbol
+from warden.entrypoints.web import CHART_LOGO_STYLE, HERE
 from warden.ports import StoreUnavailable, Transition
 
 from .conftest import AUTH, TOKEN
@@ -60,7 +64,75 @@ async def test_login_page_without_a_session(client: httpx.AsyncClient) -> None:
     assert 'name="token"' in page.text
     assert (await client.get("/ui/positions")).status_code == 401
     assert page.headers["x-frame-options"] == "DENY"  # never in another page's frame (see below)
-    assert page.headers["content-security-policy"] == "frame-ancestors 'none'"
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+
+
+def policy(response: httpx.Response) -> dict[str, str]:
+    """The Content-Security-Policy of `response`, directive by directive."""
+    directives = (
+        part.strip().split(None, 1) for part in response.headers["content-security-policy"].split(";")
+    )
+    return {d[0]: d[1] if len(d) > 1 else "" for d in directives if d}
+
+
+async def test_every_answer_is_hardened_and_kept_by_no_cache(client: httpx.AsyncClient) -> None:
+    """The login page, the dashboard, its fragments and the API's JSON (errors too) say nosniff,
+    send no Referer to another site (the token, in `/?token=...`, never leaks there; not
+    no-referrer, under which the browser sends the page's own form posts with `Origin: null`),
+    carry a real CSP (scripts and everything else from warden itself only: no inline script, no
+    eval, no CDN; no frame, no plugin, no <base>, forms only to warden), and are not kept by any
+    cache (positions, tokens): Cache-Control no-store. The vendored static files may be cached."""
+    login = await client.get("/")
+    signed_in = await client.get("/", params={"token": TOKEN})
+    await open_sol(client)
+    answers = {
+        "login page": login,
+        "sign-in redirect": signed_in,
+        "dashboard": await client.get("/"),
+        "fragment": await client.get("/ui/positions"),
+        "api json": await client.get("/api/v1/positions"),
+        "api error": await client.get("/api/v1/positions/nope"),
+        "unauthenticated api": await client.get(
+            "/api/v1/positions", headers={"Authorization": "Bearer wrong"}
+        ),
+    }
+    for what, response in answers.items():
+        headers = response.headers
+        assert headers.get("x-content-type-options") == "nosniff", what
+        assert headers.get("referrer-policy") == "same-origin", what  # no-referrer: Origin null
+        assert headers.get("x-frame-options") == "DENY", what
+        assert "no-store" in headers.get("cache-control", ""), what
+        csp = policy(response)
+        assert csp.get("default-src") == "'self'", (what, csp)
+        assert csp.get("script-src") == "'self'", (what, csp)  # no 'unsafe-inline', no 'unsafe-eval'
+        assert "unsafe" not in headers["content-security-policy"], (what, csp)
+        assert csp.get("connect-src") == "'self'", (what, csp)
+        assert csp.get("base-uri") == "'none'", (what, csp)
+        assert csp.get("form-action") == "'self'", (what, csp)
+        assert csp.get("frame-ancestors") == "'none'", (what, csp)
+        assert csp.get("object-src") == "'none'", (what, csp)
+        assert csp.get("style-src") == f"'self' '{CHART_LOGO_STYLE}'", (what, csp)
+    for name in ("htmx-2.0.11.min.js", "dashboard.js", "dashboard.css"):
+        static = await client.get(f"/static/{name}")
+        assert static.headers.get("x-content-type-options") == "nosniff", name
+        assert "no-store" not in static.headers.get("cache-control", ""), name  # cacheable
+    page = answers["dashboard"].text
+    # No inline script (a JSON data block is not one), no inline handler, no inline style: the
+    # policy would refuse them. htmx must not inject its indicator <style> nor eval.
+    assert "<script>" not in page
+    assert not re.search(r"\s(on[a-z]+|style|hx-on[:a-z-]*)=", page), "an inline handler or style"
+    assert "includeIndicatorStyles" in page and '"allowEval": false' in page
+
+
+def test_the_one_inline_style_allowed_is_the_chart_librarys_logo() -> None:
+    """The policy allows one inline <style> by its hash: the one lightweight-charts adds for its
+    attribution logo. A new vendored version must bring its hash along (the browser would refuse
+    the style, and the live browser test fail, without saying why)."""
+    library = (HERE / "static" / "lightweight-charts-5.2.1.standalone.production.js").read_text()
+    styles = re.findall(r'createElement\("style"\),this\.\w+\.innerText="([^"]*)"', library)
+    assert len(styles) == 1, "the chart library's inline styles changed: see CHART_LOGO_STYLE"
+    digest = base64.b64encode(hashlib.sha256(styles[0].encode()).digest()).decode()
+    assert f"sha256-{digest}" == CHART_LOGO_STYLE
 
 
 async def test_token_in_the_url_sets_a_strict_httponly_cookie(client: httpx.AsyncClient) -> None:
@@ -289,6 +361,37 @@ def shot(page: Any, name: str) -> Path:
     return path
 
 
+VIOLATIONS = """
+document.addEventListener("securitypolicyviolation", (e) => {
+  (window.__violations = window.__violations || []).push(`${e.violatedDirective} ${e.blockedURI}`);
+});
+"""
+
+
+def refused_by_policy(page: Any) -> list[str]:
+    """Start collecting what the page's Content-Security-Policy refuses (its violation events, the
+    console's CSP errors) and its uncaught script errors: an inline script or style, an eval, a
+    CDN file the policy blocks. `page.evaluate("window.__violations")` and the list returned
+    hold them; `no_violations` asserts there are none."""
+    found: list[str] = []
+    page.add_init_script(VIOLATIONS)
+    page.on(
+        "console",
+        lambda msg: (
+            found.append(f"console: {msg.text}")
+            if msg.type == "error" and "Content Security Policy" in msg.text
+            else None
+        ),
+    )
+    page.on("pageerror", lambda exc: found.append(f"script error: {exc}"))
+    return found
+
+
+def no_violations(page: Any, found: list[str]) -> None:
+    events = page.evaluate("window.__violations || []")
+    assert not found and not events, [*found, *events]
+
+
 def test_dashboard_live_in_chromium(live: LiveWarden, browser: Any) -> None:
     """Log in with the token; a position opened through the API appears without a reload with its
     stop green; cancelling the stop on the simulated exchange turns it red (with the seconds
@@ -296,6 +399,7 @@ def test_dashboard_live_in_chromium(live: LiveWarden, browser: Any) -> None:
     from playwright.sync_api import expect
 
     page = browser.new_page(viewport={"width": 1280, "height": 900})
+    refused = refused_by_policy(page)
     page.goto(f"{live.url}/?token={TOKEN}")
     assert page.url == f"{live.url}/"  # the token left the address bar
     expect(page.locator("#live")).to_have_text("live", timeout=WAIT_MS)
@@ -348,6 +452,7 @@ def test_dashboard_live_in_chromium(live: LiveWarden, browser: Any) -> None:
     expect(row).to_have_count(0, timeout=WAIT_MS)
     expect(page.locator(f'#closed [data-closed="{pid}"]')).to_be_visible(timeout=WAIT_MS)
     shot(page, "closed")
+    no_violations(page, refused)  # the strict policy refused nothing the page needs
 
 
 def test_dashboard_at_phone_width(live: LiveWarden, browser: Any) -> None:
@@ -372,6 +477,7 @@ def test_dashboard_controls_pause_resume_kill(live: LiveWarden, browser: Any) ->
     from playwright.sync_api import expect
 
     page = browser.new_page(viewport={"width": 1280, "height": 900})
+    refused = refused_by_policy(page)
     page.goto(f"{live.url}/?token={TOKEN}")
     controls = page.locator("#status [data-controls]")
     expect(controls).to_have_attribute("data-controls", "none", timeout=WAIT_MS)
@@ -409,6 +515,7 @@ def test_dashboard_controls_pause_resume_kill(live: LiveWarden, browser: Any) ->
     page.locator(".actions").get_by_role("button", name="resume", exact=True).click()
     expect(controls).to_have_attribute("data-controls", "none", timeout=WAIT_MS)
     assert len(asked) == 4 and all(message.endswith("?") for message in asked), asked
+    no_violations(page, refused)
 
 
 def test_dashboard_follows_a_position_through_tp1_trailing_and_close(live: LiveWarden, browser: Any) -> None:

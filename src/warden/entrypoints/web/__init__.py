@@ -14,7 +14,10 @@
 With several accounts the page shows one at a time (`/?account=NAME`, the first by default),
 with a link to each; every fragment, action and the event stream carry `?account=NAME`.
 
-No page may be framed (X-Frame-Options: DENY, CSP frame-ancestors 'none'): see NoFraming.
+No page may be framed (X-Frame-Options: DENY, CSP frame-ancestors 'none'), every answer says
+nosniff and sends no Referer to another site, the pages run only warden's own scripts (a strict
+Content-Security-Policy: no inline script, no eval) and nothing but the static files may be
+cached (Cache-Control: no-store): see Hardening.
 
 JavaScript is vendored in `static/` (htmx 2.0.11, lightweight-charts 5.2.1, from npm, with
 their licences): no build step, nothing fetched from a CDN at run time.
@@ -95,17 +98,55 @@ def _templates() -> Environment:
     return env
 
 
-FRAMING = (
-    (b"x-frame-options", b"DENY"),
-    (b"content-security-policy", b"frame-ancestors 'none'"),
+CHART_LOGO_STYLE = "sha256-3pRED1tOXas1FXFoPb9TGCjmYe9XQsmO9OV23khV2nY="
+"""The one inline <style> the page may have: the one lightweight-charts 5.2.1 adds for its
+TradingView attribution logo (its licence asks for the attribution), always the same text. A new
+version of the library may change it: test_dashboard checks this hash against the vendored file."""
+
+DASHBOARD_POLICY = "; ".join(
+    (
+        "default-src 'self'",
+        "script-src 'self'",
+        f"style-src 'self' '{CHART_LOGO_STYLE}'",
+        "img-src 'self' data:",
+        "connect-src 'self'",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    )
 )
-"""No page of warden may be framed: a page on another port of the same host is the same site, so
-the browser sends the session cookie into its frame, and a decoy over the frame turns the trader's
-click into one on "kill and flatten" (a click inside warden's own page)."""
+"""What the dashboard's pages (and every other answer) may load and run: warden's own files only.
+No inline script, handler or style attribute, no eval (htmx's `allowEval` is off, and its indicator
+<style> is not injected: the htmx-config meta in dashboard.html), nothing from a CDN, no plugin, no
+<base>, forms posted to warden only. A script injected through some text shown on the page (an
+exchange's error message, a symbol) would not run. `data:` images: lightweight-charts' canvas."""
+
+HARDENING = (
+    # No page of warden may be framed: a page on another port of the same host is the same site,
+    # so the browser sends the session cookie into its frame, and a decoy over the frame turns the
+    # trader's click into one on "kill and flatten" (a click inside warden's own page).
+    (b"x-frame-options", b"DENY"),
+    (b"x-content-type-options", b"nosniff"),
+    # The token may be in the address (`/?token=...`, redirected at once): never in a Referer to
+    # another site. Not no-referrer: a browser then sends `Origin: null` with the page's own form
+    # posts (sign out), which the Origin check (auth.from_own_page) must refuse.
+    (b"referrer-policy", b"same-origin"),
+)
+
+DOCS_POLICY = b"frame-ancestors 'none'"
+"""/api/v1/docs (Swagger UI from its CDN, pinned by hash, started by an inline script): framing
+refused only."""
+
+CACHEABLE = ("/static/",)
+"""The vendored files: the same for everyone, nothing secret. Every other answer (positions, the
+session, the token's pages) is no-store: no shared cache (a proxy) nor the browser's keeps it."""
 
 
-class NoFraming:
-    """Every answer says it may not be shown in a frame (X-Frame-Options and CSP frame-ancestors)."""
+class Hardening:
+    """Every answer: not to be framed (X-Frame-Options, CSP frame-ancestors), nosniff, no Referer
+    off the site, the dashboard's Content-Security-Policy (DASHBOARD_POLICY), and Cache-Control no-store but
+    for the vendored static files."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -114,13 +155,24 @@ class NoFraming:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        path: str = scope.get("path", "")
+        policy = DOCS_POLICY if path.rstrip("/").endswith("/api/v1/docs") else DASHBOARD_POLICY.encode()
+        cacheable = path.startswith(CACHEABLE)
 
-        async def framed(message: Message) -> None:
+        async def hardened(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), *FRAMING]
+                headers = [
+                    (name, value)
+                    for name, value in message.get("headers", [])
+                    if cacheable or name.lower() not in (b"cache-control", b"pragma", b"expires")
+                ]
+                headers += [*HARDENING, (b"content-security-policy", policy)]
+                if not cacheable:
+                    headers.append((b"cache-control", b"no-store"))
+                message["headers"] = headers
             await send(message)
 
-        await self.app(scope, receive, framed)
+        await self.app(scope, receive, hardened)
 
 
 def render(name: str, **context: Any) -> str:
@@ -139,7 +191,7 @@ def install_dashboard(
     account's name, when the engine serves several; `failure(name)`: why that account is not
     running (it failed to start, or waits to start again), None while it is just starting."""
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
-    app.add_middleware(NoFraming)
+    app.add_middleware(Hardening)
 
     def runtime(name: str | None = None) -> RuntimeApi | None:
         return provider(name)
