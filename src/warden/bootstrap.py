@@ -30,7 +30,7 @@ from warden.adapters.notify import LogNotifier
 from warden.adapters.sim import SimPriceFeed, SimulatedExchange
 from warden.adapters.spill import FileControlsSpill, FileWaitingKill
 from warden.config import ConfigError, Settings, same_exchange_account
-from warden.domain.controls import printable
+from warden.domain.controls import Controls, printable
 from warden.logging import hide_secret
 from warden.ports import (
     AlertChannel,
@@ -777,24 +777,46 @@ class Fleet:
                 why = f"{type(exc).__name__}: {exc}"
                 if runtime.engine.status().state is EngineState.READ_ONLY:
                     return why
+        kept = await self._keep(name, printable(reason) or "a kill of every account", pause_only=False)
+        return f"{why}; {kept}{'; its positions were NOT closed' if flatten else ''}"
+
+    async def pause_account(self, name: str, reason: str) -> Controls | str:
+        """A pause naming account `name` (the API's, the CLI's and Telegram's): its controls, or
+        why it is not in force now. Kept as a kill is (`kill_account`: the same waiting place),
+        for an account whose engine cannot take it (not running, or stopped), so it starts paused.
+        Not for a standby: the engine holding the account decides. Other refusals are raised."""
+        runtime = self.runtimes.get(name)
+        if runtime is None:
+            why = f"not running: {self.failures.get(name, 'it is starting')}"
+        else:
+            try:
+                return await runtime.engine.pause(reason)
+            except NotHolder as exc:
+                why = f"{type(exc).__name__}: {exc}"
+                if runtime.engine.status().state is EngineState.READ_ONLY:
+                    return why
+        kept = await self._keep(name, printable(reason) or "a pause naming this account", pause_only=True)
+        return f"{why}; {kept}"
+
+    async def _keep(self, name: str, reason: str, *, pause_only: bool) -> str:
+        """Keep a kill (or a pause) for account `name` until its engine takes it; what to say of it."""
         waiting = self.kills[name]
-        waiting.mark(printable(reason) or "a kill of every account")
+        waiting.mark(reason, pause_only=pause_only)
+        starts = "it starts paused" if waiting.pause_only else "it starts with the kill switch on"
         try:
             await asyncio.to_thread(waiting.save)
         except StoreUnavailable as exc:
-            kept = (
-                f"kept in memory only ({exc}): it starts with the kill switch on unless warden restarts first"
-            )
-        else:
-            kept = f"kept in {waiting.where}: it starts with the kill switch on"
-        return f"{why}; {kept}{'; its positions were NOT closed' if flatten else ''}"
+            return f"kept in memory only ({exc}): {starts} unless warden restarts first"
+        return f"kept in {waiting.where}: {starts}"
 
     def kill_waiting(self, name: str) -> str | None:
-        """What to say of a kill kept for `name` while it waits for the account's engine."""
+        """What to say of a kill (or a pause) kept for `name` while it waits for the account's engine."""
         kill = self.kills.get(name)
         reason = None if kill is None else kill.pending()
         if reason is None:
             return None
+        if kill is not None and kill.pause_only:
+            return f"a pause is kept for it ({reason}): it starts paused"
         return f"a kill of every account is kept for it ({reason}): it starts with the kill switch on"
 
     def runtime(self, name: str) -> Runtime | None:

@@ -363,9 +363,10 @@ class ControlsSpill(Protocol):
 
 
 class WaitingKill(Protocol):
-    """A kill of every account that found this account's engine not running (or starting): kept,
-    in memory at once and then on disk, until the account's engine has it stored, so the account
-    never trades before its kill switch is on, through a restart of warden too. One per account."""
+    """A kill of every account (or one naming this account) that found this account's engine not
+    running (or starting): kept, in memory at once and then on disk, until the account's engine has
+    it stored, so the account never trades before its kill switch is on, through a restart of
+    warden too. A pause naming the account is kept the same way (`pause_only`). One per account."""
 
     @property
     def where(self) -> str:
@@ -376,8 +377,14 @@ class WaitingKill(Protocol):
         """The kill's reason while one waits (memory only: no I/O), else None."""
         ...
 
-    def mark(self, reason: str) -> None:
-        """A kill waits from now on (memory only: whoever asks `pending` next sees it)."""
+    @property
+    def pause_only(self) -> bool:
+        """What waits is a pause (no new entries), not a kill (memory only: no I/O)."""
+        ...
+
+    def mark(self, reason: str, *, pause_only: bool = False) -> None:
+        """A kill (`pause_only`: a pause naming the account) waits from now on (memory only:
+        whoever asks `pending` next sees it). A pause never turns a waiting kill into a pause."""
         ...
 
     def save(self) -> None:

@@ -84,28 +84,39 @@ def _parse(raw: Any) -> datetime | None:
 
 
 class FileWaitingKill(JsonFile):
-    """`<data_dir>/kill-<account>.json`: a kill of every account made while this account's engine
-    was not running, until that engine has stored it. Read once, when made (warden's start); a
-    file that cannot be read stands for a kill (what it held is unknown: the safe side)."""
+    """`<data_dir>/kill-<account>.json`: a kill of every account (or a kill or a pause naming this
+    account) made while this account's engine was not running, until that engine has stored it.
+    Read once, when made (warden's start); a file that cannot be read stands for a kill (what it
+    held is unknown: the safe side), as does one without `"pause": true`."""
 
     what = "a kept kill"
 
     def __init__(self, path: Path) -> None:
         super().__init__(path)
+        self._pause_only = False
         self._reason = self._load()
 
     def pending(self) -> str | None:
         return self._reason
 
-    def mark(self, reason: str) -> None:
-        self._reason = reason
+    @property
+    def pause_only(self) -> bool:
+        return self._reason is not None and self._pause_only
+
+    def mark(self, reason: str, *, pause_only: bool = False) -> None:
+        if pause_only and self._reason is not None and not self._pause_only:
+            return  # a kill waits: a pause adds nothing to it
+        self._reason, self._pause_only = reason, pause_only
 
     def save(self) -> None:
         if self._reason is not None:
-            self.write({"version": VERSION, "reason": self._reason})
+            body: dict[str, Any] = {"version": VERSION, "reason": self._reason}
+            if self._pause_only:
+                body["pause"] = True
+            self.write(body)
 
     def forget(self) -> None:
-        self._reason = None
+        self._reason, self._pause_only = None, False
         self.remove()
 
     def _load(self) -> str | None:
@@ -119,4 +130,5 @@ class FileWaitingKill(JsonFile):
         reason = body.get("reason") if isinstance(body, dict) and body.get("version") == VERSION else None
         if not isinstance(reason, str):
             return f"{unknown}: {self.not_ours('no reason in it')}"
+        self._pause_only = isinstance(body, dict) and body.get("pause") is True
         return reason

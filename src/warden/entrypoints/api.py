@@ -29,6 +29,8 @@ Errors are JSON `{"error": code, "field"?: name, "message": text, "accepted"?: [
     503 trading_refused      the engine will not trade now; nothing was sent
     503 kill_incomplete      a kill of every account could not stop some (each account's outcome
                              is attached)
+    503 pause_incomplete     a pause naming an account not running: kept for its start, not in
+                             force now
     503 database_unavailable the intent could not be stored; nothing was sent
     503 not_ready            the engine is not running yet
     503 exchange_unavailable the exchange did not answer
@@ -57,7 +59,7 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from warden.config import Settings
-from warden.domain.controls import LimitExceeded
+from warden.domain.controls import Controls, LimitExceeded
 from warden.domain.errors import ValidationError
 from warden.domain.events import Event, EventKind
 from warden.domain.position import ExitReason, Position, PositionStatus
@@ -186,8 +188,13 @@ class FleetApi(Protocol):
         not on now (and whether the kill is kept for its start: bootstrap.Fleet.kill_account)."""
         ...
 
+    async def pause_account(self, name: str, reason: str) -> Controls | str:
+        """A pause naming one account: its controls, or why it is not in force now (and whether
+        it is kept for its start: bootstrap.Fleet.pause_account)."""
+        ...
+
     def kill_waiting(self, name: str) -> str | None:
-        """What to say of a kill kept for `name` (it is not running), else None."""
+        """What to say of a kill (or a pause) kept for `name` (it is not running), else None."""
         ...
 
 
@@ -214,6 +221,9 @@ class Solo:
 
     async def kill_account(self, name: str, flatten: bool, reason: str) -> KillReport | str:
         return await cast(ControlsApi, self.only.engine).kill(flatten, reason)
+
+    async def pause_account(self, name: str, reason: str) -> Controls | str:
+        return await cast(ControlsApi, self.only.engine).pause(reason)
 
     def kill_waiting(self, name: str) -> str | None:
         return None
@@ -598,6 +608,8 @@ def _add_control_routes(app: FastAPI) -> None:
     )
     async def post_pause(caller: Writer) -> JSONResponse:
         cmd = parse_body(PauseIn, caller.data)
+        if (kept := await _pause_named(caller, cmd.reason)) is not None:
+            return kept
         return model_response(ControlsReply(controls=ControlsOut.of(await engine(caller).pause(cmd.reason))))
 
     @app.post(
@@ -664,6 +676,24 @@ async def _kill_named(caller: Caller, cmd: KillIn) -> JSONResponse | None:
         f"kill switch NOT on for {name}: {outcome}",
         accounts={name: KillNotDone(error=outcome)},
     )
+
+
+async def _pause_named(caller: Caller, reason: str) -> JSONResponse | None:
+    """A pause naming an account of a fleet whose engine cannot take it (not running, or
+    stopped) is kept for it as a kill naming it is (`_kill_named`, the same waiting place): it
+    starts paused. Answered 503 pause_incomplete (not in force *now*). None: the engine takes it
+    (or a standby's refusal) as before."""
+    fleet = caller.fleet
+    name = caller.account or (fleet.names[0] if len(fleet.names) == 1 else None)
+    if name is None or name not in fleet.names:
+        return None
+    runtime = fleet.runtime(name)
+    if runtime is not None and runtime.engine.status().state is not EngineState.STOPPED:
+        return None
+    outcome = await fleet.pause_account(name, reason)
+    if not isinstance(outcome, str):  # it started meanwhile and took it
+        return model_response(ControlsReply(controls=ControlsOut.of(outcome)))
+    return error_response(503, "pause_incomplete", f"pause NOT in force for {name}: {outcome}")
 
 
 async def _kill_all(fleet: FleetApi, cmd: KillIn) -> KillAllReply:

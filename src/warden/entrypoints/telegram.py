@@ -468,6 +468,9 @@ class Responder(Protocol):
 
 Accounts = Mapping[str, "Commands | str"]
 """Each account's Commands, or why it is not running."""
+PauseAccount = Callable[[str, str], Awaitable["Controls | str"]]
+"""(account, reason) -> a pause naming that account: its controls, or why it is not in force now,
+kept for its start or not (Fleet.pause_account)."""
 KillAccount = Callable[[str, bool, str], Awaitable["KillReport | str"]]
 """(account, flatten, reason) -> one account's part of a kill of every account: its report, or
 why its kill switch is not on now, the kill kept for its start or not (Fleet.kill_account)."""
@@ -476,12 +479,18 @@ why its kill switch is not on now, the kill kept for its start or not (Fleet.kil
 class FleetCommands:
     """Commands for several accounts: `@NAME` picks one; each reply says whose it is."""
 
-    def __init__(self, accounts: Accounts, kill_account: KillAccount | None = None) -> None:
+    def __init__(
+        self,
+        accounts: Accounts,
+        kill_account: KillAccount | None = None,
+        pause_account: PauseAccount | None = None,
+    ) -> None:
         """`accounts`: each account's Commands, or why it is not running. `kill_account`: the
         fleet's part of a kill of every account for one account (it keeps the kill for one that
-        is not running, so it starts killed)."""
+        is not running, so it starts killed); `pause_account` keeps a pause the same way."""
         self.accounts = accounts
         self.kill_account = kill_account
+        self.pause_account = pause_account
 
     def _listed(self) -> str:
         return ", ".join(f"@{name}" for name in self.accounts)
@@ -499,6 +508,8 @@ class FleetCommands:
             return Reply(f"name one account, not {' '.join(named)}")
         if named and name == "kill" and named[0][1:] in self.accounts and self.kill_account is not None:
             return await self._kill_named(named[0][1:], chat_id, rest)
+        if named and name == "pause" and isinstance(self.accounts.get(named[0][1:]), str):
+            return await self._pause_kept(named[0][1:], rest)
         if named:
             return await self._one(named[0][1:], chat_id, rest)
         if len(self.accounts) == 1:
@@ -542,6 +553,21 @@ class FleetCommands:
         if reply.done:  # one account: its replies as they always were, without its name
             return reply if len(self.accounts) > 1 else Reply(reply.text.removeprefix(f"[{name}] "))
         return Reply(f"kill switch NOT on for {name}:\n{reply.text}", done=False)
+
+    async def _pause_kept(self, name: str, text: str) -> Reply:
+        """`/pause @NAME` for an account not running now: kept for its start (as `/kill @NAME`
+        is), so it starts paused; the answer says it is NOT in force yet."""
+        if self.pause_account is None:
+            return Reply(f"[{name}] not running: {self.accounts[name]}", done=False)
+        try:
+            outcome = await self.pause_account(name, " ".join(text.split()[1:]) or "from Telegram")
+        except Exception as exc:
+            return Reply(f"[{name}] {refusal_text(exc)}", done=False)
+        if isinstance(outcome, str):
+            return Reply(f"pause NOT in force for {name}:\n[{name}] {outcome}", done=False)
+        return Reply(
+            f"[{name}] paused: no new entries; exits and protection keep working ({controls_text(outcome)})"
+        )
 
     async def _kill(self, name: str, chat_id: int, text: str, flatten: bool) -> Reply:
         """One account's part of a kill of every account, decided as the API's is."""
@@ -587,15 +613,24 @@ class LiveFleetCommands:
     """FleetCommands over the accounts as they are when each command or press arrives: a fleet
     starts an account again after a failure (a new engine), or one whose first start failed."""
 
-    def __init__(self, accounts: Callable[[], Accounts], kill_account: KillAccount | None = None) -> None:
+    def __init__(
+        self,
+        accounts: Callable[[], Accounts],
+        kill_account: KillAccount | None = None,
+        pause_account: PauseAccount | None = None,
+    ) -> None:
         self.accounts = accounts
         self.kill_account = kill_account
+        self.pause_account = pause_account
+
+    def _now(self) -> FleetCommands:
+        return FleetCommands(self.accounts(), self.kill_account, self.pause_account)
 
     async def respond(self, chat_id: int, text: str) -> Reply:
-        return await FleetCommands(self.accounts(), self.kill_account).respond(chat_id, text)
+        return await self._now().respond(chat_id, text)
 
     async def on_button(self, chat_id: int, data: str) -> Reply:
-        return await FleetCommands(self.accounts(), self.kill_account).on_button(chat_id, data)
+        return await self._now().on_button(chat_id, data)
 
 
 class TelegramBot:
@@ -1115,7 +1150,7 @@ async def run_fleet_bot(fleet: Fleet) -> None:
         set(settings.chat_ids),
         settings.default_usd,
         fleet.clock.now,
-        commands=LiveFleetCommands(accounts, fleet.kill_account),
+        commands=LiveFleetCommands(accounts, fleet.kill_account, fleet.pause_account),
         engines=lambda: [runtime.engine for runtime in fleet.runtimes.values()],
         record=fleet.telegram_record,
         user_ids=set(settings.user_ids) or None,

@@ -153,15 +153,28 @@ class ControlPanel:
         gate = self.ctx.gate
         if reason is None or self.state.killed or self.fenced:
             return
+        assert self.waiting_kill is not None
+        pause_only = self.waiting_kill.pause_only
+        if pause_only and self.state.paused:  # paused already: nothing to add
+            return
         if gate.standing_down or gate.state is EngineState.STARTING:  # its start (load) takes it
             return
-        self.state = replace(self.state, paused=True, killed=True, reason=reason, changed_at=now)
-        self.unsaved = True
-        self.ctx.alert(
-            AlertKind.KILL_ON,
-            f"kill switch on{_by(reason)}: a kill of every account found this one not running, and"
-            " was kept for it",
-        )
+        if pause_only:
+            self.state = replace(self.state, paused=True, reason=reason, changed_at=now)
+            self.unsaved = True
+            self.ctx.alert(
+                AlertKind.PAUSED,
+                f"paused{_by(reason)}: no new entries; a pause naming this account found it not"
+                " running, and was kept for it",
+            )
+        else:
+            self.state = replace(self.state, paused=True, killed=True, reason=reason, changed_at=now)
+            self.unsaved = True
+            self.ctx.alert(
+                AlertKind.KILL_ON,
+                f"kill switch on{_by(reason)}: a kill of every account found this one not running, and"
+                " was kept for it",
+            )
         self.ctx.tasks.spawn(self.flush())
 
     async def flush(self) -> None:
@@ -310,8 +323,10 @@ class ControlPanel:
                 self.unsaved = False
             if self.spilled is not None or self._unreadable:
                 await self._clear_spill()
-            if state.killed and self.waiting_kill is not None and self.waiting_kill.pending() is not None:
-                await self._forget_waiting_kill()  # the database has a kill now
+            waiting = self.waiting_kill
+            taken = state.killed or (state.paused and waiting is not None and waiting.pause_only)
+            if waiting is not None and waiting.pending() is not None and taken:
+                await self._forget_waiting_kill()  # the database has it now
 
     async def _forget_waiting_kill(self) -> None:
         assert self.waiting_kill is not None
