@@ -525,6 +525,7 @@ def test_dashboard_follows_a_position_through_tp1_trailing_and_close(live: LiveW
     from playwright.sync_api import expect
 
     page = browser.new_page(viewport={"width": 1280, "height": 900})
+    refused = refused_by_policy(page)
     page.goto(f"{live.url}/?token={TOKEN}")
     expect(page.locator("#live")).to_have_text("live", timeout=WAIT_MS)
     opened = httpx.post(
@@ -565,6 +566,7 @@ def test_dashboard_follows_a_position_through_tp1_trailing_and_close(live: LiveW
     shown = f"{Decimal(final['realized_pnl']):.4f}".rstrip("0").rstrip(".")  # 4 places on the page
     expect(closed.locator(".num")).to_have_text(shown, timeout=WAIT_MS)
     shot(page, "trailed-out")
+    no_violations(page, refused)  # the charts through every move, under the strict policy
 
 
 def test_dashboard_kill_and_flatten_leaves_the_exchange_flat(tmp_path: Path, browser: Any) -> None:
@@ -576,6 +578,7 @@ def test_dashboard_kill_and_flatten_leaves_the_exchange_flat(tmp_path: Path, bro
 
     with LiveWarden(tmp_path) as warden:
         page = browser.new_page(viewport={"width": 1280, "height": 900})
+        refused = refused_by_policy(page)
         try:
             page.goto(f"{warden.url}/?token={TOKEN}")
             expect(page.locator("#live")).to_have_text("live", timeout=WAIT_MS)
@@ -630,6 +633,7 @@ def test_dashboard_kill_and_flatten_leaves_the_exchange_flat(tmp_path: Path, bro
             )
             expect(page.locator("#positions [data-position]")).to_have_count(0, timeout=WAIT_MS)
             shot(page, "flattened")
+            no_violations(page, refused)  # its fetch() to /api/v1/kill: connect-src 'self'
 
             # The exchange's own state, not warden's view of it: flat, nothing resting.
             after, still_open, history = warden.call(exchange)
