@@ -107,6 +107,7 @@ async def test_every_answer_is_hardened_and_kept_by_no_cache(client: httpx.Async
         assert csp.get("script-src") == "'self'", (what, csp)  # no 'unsafe-inline', no 'unsafe-eval'
         assert "unsafe" not in headers["content-security-policy"], (what, csp)
         assert csp.get("connect-src") == "'self'", (what, csp)
+        assert csp.get("img-src") == "'self'", (what, csp)
         assert csp.get("base-uri") == "'none'", (what, csp)
         assert csp.get("form-action") == "'self'", (what, csp)
         assert csp.get("frame-ancestors") == "'none'", (what, csp)

@@ -108,7 +108,7 @@ DASHBOARD_POLICY = "; ".join(
         "default-src 'self'",
         "script-src 'self'",
         f"style-src 'self' '{CHART_LOGO_STYLE}'",
-        "img-src 'self' data:",
+        "img-src 'self'",
         "connect-src 'self'",
         "object-src 'none'",
         "base-uri 'none'",
@@ -120,7 +120,8 @@ DASHBOARD_POLICY = "; ".join(
 No inline script, handler or style attribute, no eval (htmx's `allowEval` is off, and its indicator
 <style> is not injected: the htmx-config meta in dashboard.html), nothing from a CDN, no plugin, no
 <base>, forms posted to warden only. A script injected through some text shown on the page (an
-exchange's error message, a symbol) would not run. `data:` images: lightweight-charts' canvas."""
+exchange's error message, a symbol) would not run. No `data:` image: nothing uses one (the
+charts draw on canvas; their logo is inline SVG)."""
 
 HARDENING = (
     # No page of warden may be framed: a page on another port of the same host is the same site,
@@ -145,8 +146,8 @@ session, the token's pages) is no-store: no shared cache (a proxy) nor the brows
 
 class Hardening:
     """Every answer: not to be framed (X-Frame-Options, CSP frame-ancestors), nosniff, no Referer
-    off the site, the dashboard's Content-Security-Policy (DASHBOARD_POLICY), and Cache-Control no-store but
-    for the vendored static files."""
+    off the site, the dashboard's Content-Security-Policy (DASHBOARD_POLICY; /api/v1/docs its
+    own), and Cache-Control no-store but for the vendored static files."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
