@@ -95,7 +95,10 @@ async def test_every_answer_is_hardened_and_kept_by_no_cache(client: httpx.Async
         "unauthenticated api": await client.get(
             "/api/v1/positions", headers={"Authorization": "Bearer wrong"}
         ),
+        # refused before the app reads it (BodyLimit): hardened all the same
+        "body too large": await client.post("/api/v1/signal", content=b"x" * (1 << 20)),
     }
+    assert answers["body too large"].status_code == 413
     for what, response in answers.items():
         headers = response.headers
         assert headers.get("x-content-type-options") == "nosniff", what

@@ -98,7 +98,7 @@ from warden.entrypoints.schemas import (
     parse_body,
 )
 from warden.entrypoints.sse import EventFeeds, event_stream
-from warden.entrypoints.web import install_dashboard
+from warden.entrypoints.web import Hardening, install_dashboard
 from warden.logging import get_logger
 from warden.ports import Clock, ExchangeError, ExchangeUnavailable, StoreUnavailable
 from warden.service.commands import (
@@ -736,6 +736,7 @@ def create_app(runtime_provider: RuntimeProvider) -> FastAPI:
     _add_docs_route(app)
     install_dashboard(app, ctx.pick, ctx.names, ctx.failure)
     app.add_middleware(BodyLimit, limit=ctx.max_body)
+    app.add_middleware(Hardening)  # the last added is outermost: BodyLimit's 413 is hardened too
     return app
 
 

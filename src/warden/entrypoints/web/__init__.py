@@ -186,13 +186,13 @@ def install_dashboard(
     accounts: Callable[[], tuple[str, ...]] = tuple,
     failure: Callable[[str | None], str | None] = lambda name: None,
 ) -> None:
-    """Mount `/`, `/login`, `/logout`, the `/ui/*` fragments and `/static`.
+    """Mount `/`, `/login`, `/logout`, the `/ui/*` fragments and `/static` (the app wraps every
+    answer in Hardening, outermost).
 
     `provider(name)`: the runtime of account `name` (None: the first); `accounts()`: every
     account's name, when the engine serves several; `failure(name)`: why that account is not
     running (it failed to start, or waits to start again), None while it is just starting."""
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
-    app.add_middleware(Hardening)
 
     def runtime(name: str | None = None) -> RuntimeApi | None:
         return provider(name)
