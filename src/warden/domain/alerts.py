@@ -34,6 +34,7 @@ class AlertKind(StrEnum):
     PROTECTION_FAILED = "protection_failed"
     SLOW_PROTECTION = "slow_protection"
     ENTRY_UNRESOLVED = "entry_unresolved"
+    ENTRY_FAILED = "entry_failed"
     CLOSE_FAILED = "close_failed"
     STOP_FILLED = "stop_filled"
     TP_FILLED = "tp_filled"
@@ -109,6 +110,7 @@ SEVERITY: dict[AlertKind, Severity] = {
     _K.STOP_REMOVED: Severity.WARNING,
     _K.LIMIT_REFUSED: Severity.WARNING,
     _K.SIGNAL_REFUSED: Severity.WARNING,
+    _K.ENTRY_FAILED: Severity.WARNING,
     _K.KILL_ON: Severity.WARNING,
     _K.PAUSED: Severity.WARNING,
     _K.MARGIN_MISMATCH: Severity.WARNING,
