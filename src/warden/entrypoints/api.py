@@ -43,7 +43,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Annotated, Any, Protocol, cast
 
@@ -913,6 +913,9 @@ async def _flip(ctx: _Context, runtime: RuntimeApi, cmd: OpenPosition, wait: boo
         raise
     if not closed:
         return await _open(ctx, runtime, cmd, wait)
+    # Its new side failing is told once, as the flip's (_flip_half_done: it says what was closed),
+    # not also as entry_failed; one that fails after the answer, unseen here, still alerts that.
+    cmd = replace(cmd, caller_tells=True)
 
     async def late(task: asyncio.Task[Position]) -> None:
         """The open answered 202 and failed afterwards: told as if it had failed at once."""

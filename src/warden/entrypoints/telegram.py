@@ -199,7 +199,10 @@ class Commands:
                 f"not accepting signals ({status.state}): {'; '.join(status.reasons) or 'not ready'}"
             )
         symbol = normalise_symbol(words[1], self.engine.instrument)
-        cmd = OpenPosition(symbol, side, usd, qty, None, None, "telegram")
+        # The reply below says a failed entry in the chat the alerts go to (telegram_chat_ids):
+        # not told twice. One that fails after the reply (cancelled unfilled at its deadline)
+        # alerts entry_failed.
+        cmd = OpenPosition(symbol, side, usd, qty, None, None, "telegram", caller_tells=True)
         position = await self.engine.open_position(cmd)
         if position.status is PositionStatus.FAILED:
             why = await self.engine.failure(position.id, EventKind.ENTRY_FAILED)

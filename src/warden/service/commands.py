@@ -76,6 +76,11 @@ class OpenPosition:
     """This position's TP1 price; None: from the plan (tp1_pct from the fill)."""
     tp2_price: Decimal | None = None
     """This position's TP2 price; None: from the plan (tp2_pct from the fill)."""
+    caller_tells: bool = False
+    """The caller shows the trader the failure `open_position` answers with (a Telegram command
+    replies in the chat the alerts go to; a flip's failing half is its own signal_refused): an
+    entry that fails before the answer is not told again (entry_failed). One that fails after
+    it (a working entry cancelled at its deadline, settled by recovery) is told all the same."""
 
 
 @dataclass(frozen=True, slots=True)

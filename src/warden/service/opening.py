@@ -140,7 +140,7 @@ class Opener:
             for order in (entry, *protection):
                 await self.replay_early(order.client_order_id)
             await self._refuse_if_stopped(pid, entry)
-            return await self._send_and_settle(pid, entry, protection)
+            return await self._send_and_settle(pid, entry, protection, tell=not cmd.caller_tells)
         finally:
             ctx.saga_end(pid)
 
@@ -177,7 +177,8 @@ class Opener:
         refuses the entry: nothing was sent yet, so nothing is (the kill may have answered)."""
         refusal = self.controls.state.refusal(self.ctx.clock.now())
         if refusal is not None:
-            await self.recovery.fail_entry(pid, entry, f"not sent: {refusal}")
+            # The trader's own control: its alert (paused, kill_on, daily_loss_reached) says it.
+            await self.recovery.fail_entry(pid, entry, f"not sent: {refusal}", tell=False)
             raise TradingRefused(f"nothing was sent: {refusal}")
 
     def _exits_with_entry(self, position: Position, inst: Instrument, mark: Decimal) -> list[Order]:
@@ -221,15 +222,19 @@ class Opener:
             await self.exits.settle_unknown_exits(entry.position_id)
         return found
 
-    async def _send_and_settle(self, pid: PositionId, entry: Order, protection: list[Order]) -> Position:
+    async def _send_and_settle(
+        self, pid: PositionId, entry: Order, protection: list[Order], *, tell: bool = True
+    ) -> Position:
+        """Send the entry and act on the answer; an entry failed here is answered to the caller
+        (`tell` False: the caller tells the trader; see OpenPosition.caller_tells)."""
         ctx, exits = self.ctx, self.exits
         report: OrderReport | None = None
         try:
             report = await self._send(pid, entry, protection)
         except OrderRejected as exc:
-            return await self.recovery.fail_entry(pid, entry, f"rejected: {exc}")
+            return await self.recovery.fail_entry(pid, entry, f"rejected: {exc}", tell=tell)
         except ExchangeUnavailable as exc:
-            return await self.recovery.fail_entry(pid, entry, f"exchange unavailable: {exc}")
+            return await self.recovery.fail_entry(pid, entry, f"exchange unavailable: {exc}", tell=tell)
         except TradingRefused as exc:
             # The lease was lost between the commit and the send: nothing was sent.
             raise TradingRefused(f"nothing was sent: {exc}") from exc
@@ -239,13 +244,13 @@ class Opener:
             )
             found = await self._look_up(entry, protection)
             if isinstance(found, NotFound):
-                return await self.recovery.fail_entry(pid, entry, found.why)
+                return await self.recovery.fail_entry(pid, entry, found.why, tell=tell)
             if not isinstance(found, Found):
                 ctx.tasks.spawn(self.recovery.resolve_entry(pid))
                 return ctx.ledger.positions[pid]
             report = found.report
         if report.status.terminal and report.filled_qty <= 0:
-            return await self.recovery.fail_entry(pid, entry, f"entry {report.status}")
+            return await self.recovery.fail_entry(pid, entry, f"entry {report.status}", tell=tell)
         if report.status is OrderStatus.FILLED:
             exits.send_stop_early(pid, report)  # its fills are applied and written meanwhile
         if report.status.terminal:

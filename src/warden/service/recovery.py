@@ -16,7 +16,7 @@ from collections import defaultdict
 from dataclasses import replace
 from decimal import Decimal
 
-from warden.domain.alerts import AlertKind
+from warden.domain.alerts import Alert, AlertKind
 from warden.domain.events import Event, EventKind
 from warden.domain.orders import Order, OrderStatus
 from warden.domain.position import ExitReason, Position, PositionStatus
@@ -324,8 +324,16 @@ class Recovery:
             await exits.resize(pid)
         await exits.protect(pid)
 
-    async def fail_entry(self, pid: PositionId, entry: Order, reason: str) -> Position:
+    async def fail_entry(self, pid: PositionId, entry: Order, reason: str, *, tell: bool = True) -> Position:
+        """The entry ended with nothing filled: the position is FAILED, and the trader is told
+        (entry_failed, written with the transition): whoever sent it may not hear the outcome (a
+        webhook's answer goes to TradingView's server, which shows it to nobody; a 202 was the
+        answer; a script or terminal nobody watches), and the strategy then believes it holds
+        what the account does not. `tell` False: the caller tells the trader itself (an entry
+        refused by a control the trader set, a failure a Telegram command or a flip is answered
+        with: OpenPosition.caller_tells)."""
         ctx = self.ctx
+        alerts: list[Alert] = []
         async with ctx.locks.position(pid):
             position = ctx.ledger.positions[pid]
             if position.status is not PositionStatus.OPENING or position.filled_qty > 0:
@@ -335,7 +343,10 @@ class Recovery:
             order = ctx.ledger.orders[entry.client_order_id].advance(OrderStatus.REJECTED)
             if order.status is not OrderStatus.REJECTED:
                 order = ctx.ledger.orders[entry.client_order_id]
-            done = await ctx.ledger.commit(position, failed, orders=[order], events=[event])
+            if tell:
+                alerts.append(ctx.make_alert(AlertKind.ENTRY_FAILED, _entry_failed(position, reason), pid))
+            done = await ctx.ledger.commit(position, failed, orders=[order], events=[event], alerts=alerts)
+        await ctx.announce(*alerts)
         if self.gw.together and ctx.ledger.live_orders(pid):
             # Its stop and take-profits travelled with it (one transaction): reduce-only, so
             # harmless, but nothing of a failed position may stay. Cancelled (one that never
@@ -444,6 +455,22 @@ class Recovery:
         if pos.status is PositionStatus.OPENING and pos.filled_qty <= 0:
             return await self.fail_entry(pid, entry, "entry cancelled unfilled at its deadline")
         return await exits.protect(pid)
+
+
+REASON_SHOWN = 300
+"""The most of the exchange's reason an entry_failed alert carries."""
+
+
+def _entry_failed(position: Position, reason: str) -> str:
+    """What entry_failed says: which entry (symbol, side, position, who sent it), why, and that
+    nothing of it is held."""
+    why = reason if len(reason) <= REASON_SHOWN else reason[:REASON_SHOWN] + "…"
+    side = position.side.value
+    return (
+        f"{position.symbol} {side} entry {position.id} (from {position.origin or 'unknown'}) failed,"
+        f" nothing filled: {why}; the account holds nothing from it, while whoever sent it may believe"
+        f" it is {side}: send it again with a new signal_id if it still stands"
+    )
 
 
 def _entry_of(position: Position | None, pid: PositionId) -> str:
