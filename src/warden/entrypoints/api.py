@@ -849,9 +849,12 @@ async def _signal(ctx: _Context, caller: Caller, request: Request, wait: bool | 
     # not exits (as `warden close`, POST /positions/close and Telegram's /close).
     may_exit = signal.wants_close and status.state in (EngineState.READY, EngineState.DEGRADED)
     if not status.accepting_signals and not may_exit:
-        raise TradingRefused(
+        refused = TradingRefused(
             f"not accepting signals ({status.state}): {'; '.join(status.reasons) or 'not ready'}"
         )
+        if not signal.wants_close:
+            await _tell_not_sent(runtime, f"{signal.symbol[:64]!r}", signal.parsed_side, refused)
+        raise refused
     symbol = normalise_symbol(signal.symbol, engine.instrument)
     side = signal.parsed_side
     if signal.wants_close:
@@ -888,15 +891,55 @@ async def _signal(ctx: _Context, caller: Caller, request: Request, wait: bool | 
         tp2_price=signal.tp2_price,
     )
     if not flip:
-        return await _open(ctx, runtime, cmd, wait)
+        try:
+            return await _open(ctx, runtime, cmd, wait)
+        except (TradingRefused, StoreUnavailable, ExchangeError) as exc:
+            # Committed, it is the engine's to tell if it fails (entry_failed); not committed,
+            # nothing was written or sent.
+            if cmd.position_id is None or not engine.knows(cmd.position_id):
+                await _tell_not_sent(runtime, cmd.symbol, cmd.side, exc)
+            raise
     return await _flip(ctx, runtime, cmd, wait)
+
+
+def _trader_chose(runtime: RuntimeApi, exc: Exception) -> bool:
+    """A refusal that is no news to the trader: a control they set (pause, the kill switch, the
+    daily-loss pause: each its own alert and state), or a standby's (NotHolder, or an engine that
+    stood down: the holder's engine is the one that trades, and lease_lost was said)."""
+    if isinstance(exc, NotHolder):
+        return True
+    status = runtime.engine.status()
+    if status.state in (EngineState.READ_ONLY, EngineState.STOPPED):
+        return True
+    return status.controls.refusal(runtime.clock.now()) is not None
+
+
+async def _tell_not_sent(runtime: RuntimeApi, symbol: str, side: Side | None, exc: Exception) -> None:
+    """An authenticated entry signal refused before anything was written or sent (503: the
+    exchange could not be reached for its price, the database could not take it, the engine not
+    ready or its lease unconfirmed) is told as one refused for its input is (signal_refused): its
+    answer goes to the sender, and TradingView neither shows it nor sends it again. Not what the
+    trader chose (_trader_chose); a risk limit alerts on its own (limit_refused)."""
+    if _trader_chose(runtime, exc):
+        return
+    what = f"{symbol} {side.value}" if side is not None else symbol
+    message = (
+        f"entry signal for {what} refused, nothing was sent: {_capped(str(exc))}; the strategy may"
+        " believe it holds it: send it again once warden accepts signals (warden status)"
+    )
+    await _tell(runtime.engine, message)
 
 
 async def _flip(ctx: _Context, runtime: RuntimeApi, cmd: OpenPosition, wait: bool | None) -> JSONResponse:
     """Close the side `cmd` reverses, then open `cmd`; either half refused or failed is told to
     the trader (the answer goes to the sender), and the new side is never opened beside the old."""
     engine, symbol, side = runtime.engine, cmd.symbol, cmd.side
-    await engine.check_open(cmd, replacing=symbol)  # refused: nothing closed, nothing sent
+    try:
+        await engine.check_open(cmd, replacing=symbol)  # refused: nothing closed, nothing sent
+    except (TradingRefused, StoreUnavailable, ExchangeError) as exc:
+        if not _trader_chose(runtime, exc):
+            await _tell_flip_refused(engine, cmd, exc)
+        raise
     # Only the side being reversed, as it stands now: a flip that raced another one (a reversal
     # alert fired twice) must not close the position the other just opened on the new side.
     closed: list[Position] = []
