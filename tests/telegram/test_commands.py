@@ -10,8 +10,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.helpers import eventually
 from tests.telegram.conftest import CHAT, bot_settings
+from warden.adapters.notify import RecordingNotifier
 from warden.bootstrap import Runtime, running
+from warden.domain.alerts import AlertKind
 from warden.domain.position import PositionStatus
 from warden.domain.values import OrderType, Symbol
 from warden.entrypoints.api import create_app
@@ -274,3 +277,34 @@ async def test_each_close_all_question_keeps_its_own_button(commands: Commands, 
     assert (await commands.on_button(CHAT, first.buttons[0][1])).text.startswith(
         "that confirmation has expired"
     )
+
+
+async def test_an_entry_failure_told_in_the_chat_is_not_alerted_again_one_after_the_reply_is(
+    tmp_path: Path,
+) -> None:
+    """A Telegram entry the exchange refuses is answered in the chat, which is where the alerts go:
+    no entry_failed beside the reply. One acknowledged and cancelled unfilled at its deadline
+    after the reply (it said the entry was being resolved) is told by entry_failed."""
+    notifier = RecordingNotifier()
+    settings = bot_settings(tmp_path, None, entry_deadline=0.3)
+    async with running(settings, price_feed=False, notifier=notifier) as rt:
+        assert rt.sim is not None
+        commands = Commands(rt.engine, rt.settings.default_usd, rt.clock.now)
+        rt.sim.faults.reject_if = lambda req: req.type is OrderType.MARKET
+        reply = await say(commands, "short sol")
+        assert reply.startswith("❌") and "rejected" in reply, reply
+        await rt.engine.wait_idle()
+
+        def failed() -> list[str]:
+            return [a.message for a in notifier.alerts if a.kind is AlertKind.ENTRY_FAILED]
+
+        assert failed() == []
+        rt.sim.faults.reject_if = None
+        rt.sim.faults.ack_only_if = lambda req: req.type is OrderType.MARKET
+        rt.sim.faults.fill_delay = 3600
+        reply = await say(commands, "long btc 200")
+        assert "❌" not in reply, reply
+        await eventually(
+            lambda: len(failed()) == 1, timeout=10, what="the entry cancelled after the reply told"
+        )
+        assert BTC in failed()[0] and "telegram" in failed()[0] and "deadline" in failed()[0], failed()
