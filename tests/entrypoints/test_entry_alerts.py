@@ -241,3 +241,30 @@ async def test_a_webhook_entry_refused_by_a_control_the_trader_set_is_not_told(
         assert (await http.post("/api/v1/signals", json=ok)).status_code == 503
         await rt.engine.wait_idle()
         assert _refusals(notifier) == [] and _failed(notifier) == []
+
+
+async def test_a_flip_refused_for_the_exchange_unreachable_before_its_close_is_told_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reversal whose short cannot be priced (the exchange unreachable for the mark): refused
+    before the long is closed (nothing sent, the long keeps its stop), and told once."""
+    notifier = RecordingNotifier()
+    async with (
+        running(make_settings(tmp_path), price_feed=False, notifier=notifier) as rt,
+        _client(rt) as http,
+    ):
+        long = await open_sol(http)
+
+        async def unreachable(symbol: Any) -> Any:
+            raise ExchangeUnavailable("simulated outage asking the mark")
+
+        monkeypatch.setattr(rt.engine.exits, "fresh_mark", lambda symbol: None)
+        monkeypatch.setattr(rt.engine.gateway, "mark_price", unreachable)
+        body = alert("BINANCE:SOLUSDT.P", "sell", "0.66", rt.clock.now(), market_position="short")
+        response = await http.post("/api/v1/signals", content=body)
+        assert response.status_code == 503, response.text
+        await eventually(lambda: len(_told(notifier)) >= 1, what="the refused flip told")
+        await rt.engine.wait_idle()
+        [told] = _told(notifier)
+        assert "short was not opened" in told and "stays open" in told, told
+        assert rt.engine.ledger.positions[long["id"]].status.value == "protected"
