@@ -268,3 +268,19 @@ async def test_a_flip_refused_for_the_exchange_unreachable_before_its_close_is_t
         [told] = _told(notifier)
         assert "short was not opened" in told and "stays open" in told, told
         assert rt.engine.ledger.positions[long["id"]].status.value == "protected"
+
+
+async def test_a_webhook_entry_refused_by_a_standby_is_not_told(tmp_path: Path) -> None:
+    """A standby (another engine holds the account) refuses with 503 and tells nobody: the
+    holder's engine is the one that trades, and losing the lease is its own alert."""
+    notifier = RecordingNotifier()
+    async with (
+        running(make_settings(tmp_path), price_feed=False, notifier=notifier) as rt,
+        _client(rt) as http,
+    ):
+        rt.engine.set_read_only("lease lost to another engine")
+        body = alert("BINANCE:SOLUSDT.P", "buy", "0.5", rt.clock.now())
+        response = await http.post("/api/v1/signals", content=body)
+        assert response.status_code == 503, response.text
+        await rt.engine.wait_idle()
+        assert _refusals(notifier) == [] and _failed(notifier) == []
