@@ -263,3 +263,27 @@ async def test_a_held_market_the_exchange_no_longer_lists_does_not_stop_the_star
     with pytest.raises(ValidationError, match="not listed"):
         await h.open("long", SOL)
     assert h.resting(SOL) == [] and h.exchange_qty(SOL) == 0
+
+
+async def test_an_entry_committed_and_never_sent_before_a_crash_is_told_failed_on_restart(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The process dies between the entry's commit and its send: nobody heard an outcome (the
+    caller's connection died with it). Recovery finds the entry never reached the exchange and
+    records it failed; entry_failed tells the trader the account holds nothing from it."""
+    from tests.service.crash import SimulatedCrash
+
+    async def dies(*args: Any, **kwargs: Any) -> Any:
+        raise SimulatedCrash
+
+    monkeypatch.setattr(harness.engine.opener, "_send", dies)
+    with pytest.raises(SimulatedCrash):
+        await harness.open("long", SOL, source="tradingview")
+    [opening] = harness.engine.ledger.active_positions()
+    await harness.restart()
+    await harness.engine.wait_idle()
+    told = [a for a in harness.notifier.alerts if a.kind is AlertKind.ENTRY_FAILED]
+    assert [a.position_id for a in told] == [opening.id], told
+    assert "found by recovery" in told[0].message and "tradingview" in told[0].message
+    assert "holds nothing" in told[0].message
+    assert harness.exchange_qty(SOL) == 0
