@@ -19,7 +19,10 @@
 6. protect: stop + exact-quantity take-profits on the exchange (exits.py).
 
 After the commit the caller is never told "nothing was sent": it gets the
-position as it stands (OPENING while the outcome is being resolved).
+position as it stands (OPENING while the outcome is being resolved). An entry
+that ends with nothing filled is FAILED and told to the trader (entry_failed,
+Recovery.fail_entry) whoever sent it, unless its caller tells the failure it is
+answered with (OpenPosition.caller_tells) or a control the trader set refused it.
 """
 
 from __future__ import annotations
