@@ -145,6 +145,9 @@ async def test_kill_flatten_cancels_an_entry_still_working_on_the_exchange(harne
         lambda: harness.engine.ledger.positions[pos.id].status is PositionStatus.FAILED, what="failed"
     )
     assert harness.resting(SOL) == [] and harness.exchange_qty(SOL) == 0
+    await harness.engine.wait_idle()
+    # The kill's report said it (the trader chose it): not entry_failed besides.
+    assert not [x for x in harness.notifier.alerts if x.kind is AlertKind.ENTRY_FAILED]
 
 
 async def test_kill_flatten_before_the_start_has_loaded_the_positions_says_they_are_not_closed(

@@ -436,6 +436,7 @@ class Engine:
                 f"entry cancelled with {report.filled_qty} of {entry.qty} filled: that part is protected,"
                 " then run kill --flatten again to close it"
             )
+        self.recovery.told_elsewhere(position.id)  # the kill's report says it: not entry_failed too
         return "entry cancelled on the exchange with nothing filled: nothing opened"
 
     async def _cancel_all_exits(self) -> int:

@@ -52,6 +52,9 @@ class Recovery:
         self.store = store
         self.elsewhere: dict[str, list[PositionId]] = {}
         """The account's open positions on another exchange, as the last load found them (left alone)."""
+        self._told: set[PositionId] = set()
+        """Entries whose failure the trader was told otherwise (a kill with flatten cancelled them
+        and its report says so): not entry_failed as well."""
         self._cancel_failed: set[PositionId] = set()
         """Entries whose cancel at their deadline failed and that are said so in the trail (once
         each: the cancel is tried again for as long as recovery looks)."""
@@ -324,6 +327,11 @@ class Recovery:
             await exits.resize(pid)
         await exits.protect(pid)
 
+    def told_elsewhere(self, pid: PositionId) -> None:
+        """The trader is told of this entry's end otherwise (the kill's report): fail_entry does
+        not alert it."""
+        self._told.add(pid)
+
     async def fail_entry(self, pid: PositionId, entry: Order, reason: str, *, tell: bool = True) -> Position:
         """The entry ended with nothing filled: the position is FAILED, and the trader is told
         (entry_failed, written with the transition): whoever sent it may not hear the outcome (a
@@ -331,7 +339,7 @@ class Recovery:
         answer; a script or terminal nobody watches), and the strategy then believes it holds
         what the account does not. `tell` False: the caller tells the trader itself (an entry
         refused by a control the trader set, a failure a Telegram command or a flip is answered
-        with: OpenPosition.caller_tells)."""
+        with: OpenPosition.caller_tells); nor one a kill cancelled (told_elsewhere)."""
         ctx = self.ctx
         alerts: list[Alert] = []
         async with ctx.locks.position(pid):
@@ -343,9 +351,10 @@ class Recovery:
             order = ctx.ledger.orders[entry.client_order_id].advance(OrderStatus.REJECTED)
             if order.status is not OrderStatus.REJECTED:
                 order = ctx.ledger.orders[entry.client_order_id]
-            if tell:
+            if tell and pid not in self._told:
                 alerts.append(ctx.make_alert(AlertKind.ENTRY_FAILED, _entry_failed(position, reason), pid))
             done = await ctx.ledger.commit(position, failed, orders=[order], events=[event], alerts=alerts)
+        self._told.discard(pid)
         await ctx.announce(*alerts)
         if self.gw.together and ctx.ledger.live_orders(pid):
             # Its stop and take-profits travelled with it (one transaction): reduce-only, so
