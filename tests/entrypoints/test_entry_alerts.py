@@ -5,21 +5,28 @@ and the strategy then believes it holds what the account does not."""
 from __future__ import annotations
 
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.helpers import eventually
+from warden.adapters.clock import SystemClock
 from warden.adapters.notify import RecordingNotifier
+from warden.adapters.sim import SimulatedExchange
 from warden.bootstrap import running
 from warden.domain.alerts import AlertKind
-from warden.domain.values import OrderType
+from warden.domain.position import PositionStatus
+from warden.domain.values import OrderType, Side, Symbol
 from warden.ports import ExchangeUnavailable, StoreUnavailable
+from warden.service.commands import EngineState, OpenPosition
 
 from .conftest import AUTH, TOKEN, make_settings
 from .test_api import SIGNAL, open_sol
 from .test_tradingview import _client, _refusals, alert
+
+SOL = Symbol("SOL/USDT:USDT")
 
 
 def _failed(notifier: RecordingNotifier) -> list[str]:
@@ -284,3 +291,50 @@ async def test_a_webhook_entry_refused_by_a_standby_is_not_told(tmp_path: Path) 
         assert response.status_code == 503, response.text
         await rt.engine.wait_idle()
         assert _refusals(notifier) == [] and _failed(notifier) == []
+
+
+async def test_a_close_signal_refused_while_warden_starts_is_told(tmp_path: Path) -> None:
+    """A strategy's exit that arrives while warden is still starting (its start retrying against
+    an exchange that does not answer, after a restart): 503, nothing was sent, the position held
+    stays open on its resting stop, and TradingView does not send the exit again. The strategy is
+    flat while the account is not: the trader is told (signal_refused), as for an exit refused by
+    a running engine."""
+    settings = make_settings(tmp_path)
+    clock = SystemClock()
+    sim = SimulatedExchange(now=clock.now, seed=1)
+    try:
+        async with running(settings, clock=clock, exchange=sim, price_feed=False) as first:
+            opened = await first.engine.open_position(OpenPosition(SOL, Side.LONG, Decimal(100)))
+            assert opened.status is PositionStatus.PROTECTED
+        sim.faults.fail_queries = True  # the exchange down as warden starts again
+        notifier = RecordingNotifier()
+        async with (
+            running(settings, clock=clock, exchange=sim, price_feed=False, notifier=notifier) as rt,
+            _client(rt) as http,
+        ):
+            assert rt.engine.status().state is EngineState.STARTING
+            flat = alert("BINANCE:SOLUSDT.P", "sell", "0.5", clock.now(), market_position="flat")
+            response = await http.post("/api/v1/signals", content=flat)
+            assert response.status_code == 503, response.text
+            await eventually(lambda: len(_refusals(notifier)) == 1, what="the refused exit told")
+            told = _refusals(notifier)[0]
+            assert "close signal" in told and "SOLUSDT" in told and "stays open" in told, told
+            sim.faults.fail_queries = False
+    finally:
+        await sim.close()
+
+
+async def test_a_close_signal_refused_by_a_standby_is_not_told(tmp_path: Path) -> None:
+    """A standby's 503 to an exit tells nobody: the engine holding the account takes it."""
+    notifier = RecordingNotifier()
+    async with (
+        running(make_settings(tmp_path), price_feed=False, notifier=notifier) as rt,
+        _client(rt) as http,
+    ):
+        await open_sol(http)
+        rt.engine.set_read_only("lease lost to another engine")
+        flat = alert("BINANCE:SOLUSDT.P", "sell", "0.5", rt.clock.now(), market_position="flat")
+        response = await http.post("/api/v1/signals", content=flat)
+        assert response.status_code == 503, response.text
+        await rt.engine.wait_idle()
+        assert _refusals(notifier) == []

@@ -849,12 +849,7 @@ async def _signal(ctx: _Context, caller: Caller, request: Request, wait: bool | 
     # not exits (as `warden close`, POST /positions/close and Telegram's /close).
     may_exit = signal.wants_close and status.state in (EngineState.READY, EngineState.DEGRADED)
     if not status.accepting_signals and not may_exit:
-        refused = TradingRefused(
-            f"not accepting signals ({status.state}): {'; '.join(status.reasons) or 'not ready'}"
-        )
-        if not signal.wants_close:
-            await _tell_not_sent(runtime, f"{signal.symbol[:64]!r}", signal.parsed_side, refused)
-        raise refused
+        raise await _not_accepting(runtime, signal, status)
     symbol = normalise_symbol(signal.symbol, engine.instrument)
     side = signal.parsed_side
     if signal.wants_close:
@@ -900,6 +895,22 @@ async def _signal(ctx: _Context, caller: Caller, request: Request, wait: bool | 
                 await _tell_not_sent(runtime, cmd.symbol, cmd.side, exc)
             raise
     return await _flip(ctx, runtime, cmd, wait)
+
+
+async def _not_accepting(runtime: RuntimeApi, signal: SignalIn, status: EngineStatus) -> TradingRefused:
+    """The refusal of a signal the engine does not take now (starting, recovering, a standby),
+    told to the trader unless it is no news to them: an entry as `_tell_not_sent` decides; an exit
+    while warden starts (after a restart, its start retrying) always, for the strategy is then flat
+    while the position stays open on its stop. A standby's is the holder's to take."""
+    refused = TradingRefused(
+        f"not accepting signals ({status.state}): {'; '.join(status.reasons) or 'not ready'}"
+    )
+    shown = f"{signal.symbol[:64]!r}"  # the sender's text, before it is known as a market: quoted
+    if not signal.wants_close:
+        await _tell_not_sent(runtime, shown, signal.parsed_side, refused)
+    elif status.state not in (EngineState.READ_ONLY, EngineState.STOPPED):
+        await _tell_exit_refused(runtime.engine, shown, refused)
+    return refused
 
 
 def _trader_chose(runtime: RuntimeApi, exc: Exception) -> bool:
