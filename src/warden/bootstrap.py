@@ -867,6 +867,100 @@ def _idle_limit(settings: Settings) -> float | None:
     return None if settings.lease_timeout is None else settings.lease_timeout / 2
 
 
+class _NoOutbox:
+    """The store of a deliverer that delivers from memory only (`owns_outbox` False: never read)."""
+
+
+class _StartHerald:
+    """Tells the trader's chats (and webhooks) that a fleet account cannot start, before its
+    engine, and so its outbox and its own alerts, exist: its store failed to open, its exchange
+    or Drift sidecar to be built or started, or its engine ended with an error and the fleet is
+    starting it again. Once per failure episode (not once per retry), named like the account's
+    own alerts; the episode ends when the account runs again, which its engine then says
+    (engine_started when ready; a standby is said here).
+
+    Delivered from memory, at least once while this process lives, never from the database: the
+    account's own store (its outbox, fenced by the lease it does not hold) may be what failed,
+    and another account's outbox would make that account's engine the owner of the alert. With
+    the database itself down every account fails alike, and each is told all the same. A
+    process that dies before the alert is delivered tells it again when it fails again."""
+
+    def __init__(self, name: str, settings: Settings, fleet: Fleet, options: dict[str, Any]) -> None:
+        self.name = name
+        self.settings = settings
+        self.fleet = fleet
+        self.label = bool(options.get("label_alerts"))
+        self.told = False
+        self.deliverer: Any = None
+        self.channels: list[AlertChannel] = []
+        self.task: asyncio.Task[None] | None = None
+
+    async def _offer(self, kind: Any, message: str) -> None:
+        import secrets
+
+        from warden.domain.alerts import Alert, AlertId
+        from warden.service.delivery import Deliverer
+
+        clock = self.fleet.clock
+        if self.deliverer is None:
+            self.channels, _ = build_channels(self.settings, clock, self.fleet.telegram, label=self.label)
+            self.deliverer = Deliverer(
+                _NoOutbox(),  # type: ignore[arg-type]
+                clock,
+                LogNotifier(),
+                self.channels,
+                self.settings.routes(),
+                owns_outbox=lambda: False,
+            )
+            self.task = asyncio.create_task(self.deliverer.run(), name=f"start-alerts:{self.name}")
+        alert = Alert(AlertId(secrets.token_hex(8)), kind, message, clock.now())
+        self.deliverer.offer(alert, stored=False)
+        await self.deliverer.log_now(alert, 5.0)
+
+    async def failed(self, why: str, *, retrying: bool) -> None:
+        if self.told:
+            return
+        from warden.domain.alerts import AlertKind
+
+        self.told = True
+        then = (
+            "warden keeps starting it again and says when it runs"
+            if retrying
+            else "it is not started again until its settings are fixed"
+        )
+        await self._offer(
+            AlertKind.ENGINE_START_FAILED,
+            f"account {self.name} is not running: {why}; {then}. Nothing watches its positions"
+            " meanwhile (their stops on the exchange stay); the other accounts trade on",
+        )
+
+    async def running(self, runtime: Runtime) -> None:
+        """The account runs again: the episode ends (a holder's engine says engine_started when
+        it is ready, or engine_start_failed while its recovery retries; a standby is said here)."""
+        if not self.told:
+            return
+        self.told = False
+        if not runtime.is_holder:
+            from warden.domain.alerts import AlertKind
+
+            why = "; ".join(runtime.engine.status().reasons) or "standby"
+            await self._offer(AlertKind.ENGINE_STARTED, f"account {self.name} is running again: {why}")
+
+    async def until(self, stop: asyncio.Event) -> None:
+        """Keep delivering (the account will not run again) until the fleet stops."""
+        await stop.wait()
+
+    async def close(self) -> None:
+        if self.deliverer is not None:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(2.0):
+                    await self.deliverer.deliver_pending()  # a last try, the fleet stopping
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+        await _close_channels(self.channels, None)
+
+
 @dataclass
 class _AccountServer:
     """Runs one account's engine in the fleet until the fleet stops, starting it again after a
@@ -879,16 +973,26 @@ class _AccountServer:
     exchanges: dict[str, Exchange]
     restart_after: float
 
+    heralds: dict[str, _StartHerald] = field(default_factory=dict)
+
     async def serve(self, name: str, account_settings: Settings, started: asyncio.Event) -> None:
         # Every log line of this account's engine names it (this task's context, and its children's).
         structlog.contextvars.bind_contextvars(account=name)
-        pause = self.restart_after
-        while not await self.run_once(name, account_settings, started):
-            self.fleet.failures[name] += f" (starting again in {pause:g} s)"
-            self.fleet.retrying.add(name)
-            if await _stopped_within(self.stop, self.fleet.clock, pause):
-                return
-            pause = min(pause * 2, RESTART_MAX)
+        herald = self.heralds[name] = _StartHerald(name, account_settings, self.fleet, self.options)
+        try:
+            pause = self.restart_after
+            while not await self.run_once(name, account_settings, started):
+                self.fleet.failures[name] += f" (starting again in {pause:g} s)"
+                self.fleet.retrying.add(name)
+                await herald.failed(self.fleet.failures[name], retrying=True)
+                if await _stopped_within(self.stop, self.fleet.clock, pause):
+                    return
+                pause = min(pause * 2, RESTART_MAX)
+            if name in self.fleet.failures and not self.stop.is_set():
+                await herald.failed(self.fleet.failures[name], retrying=False)  # wrong settings: for good
+                await herald.until(self.stop)
+        finally:
+            await herald.close()
 
     async def run_once(self, name: str, account_settings: Settings, started: asyncio.Event) -> bool:
         """Serve the account until the fleet stops (True), or until it fails (False: again)."""
@@ -904,6 +1008,7 @@ class _AccountServer:
                 fleet.failures.pop(name, None)
                 fleet.retrying.discard(name)
                 fleet.runtimes[name] = runtime
+                await self.heralds[name].running(runtime)
                 started.set()
                 await self.stop.wait()
         except ConfigError as exc:  # wrong settings stay wrong: not started again

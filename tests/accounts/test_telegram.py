@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -200,3 +201,48 @@ async def test_health_names_the_account_whose_exchange_is_unreachable(
         await eventually(lambda: not alt.engine.status().alarms, what="alt's exchange answering again")
         await api.say(CHAT, "/health @alt")
         await eventually(lambda: bool(replies(api, "[alt] ok: ready")), timeout=15, what="alt ok again")
+
+
+async def test_an_account_that_cannot_start_is_told_once_then_its_recovery(
+    tmp_path: Path,
+    api: FakeBotApi,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """alt's database does not answer its first starts (its store is what fails: no engine, no
+    outbox of its own yet) while main trades: the fleet retried it every few seconds and told
+    nobody but the log, /healthz and /status, so the trader believed both accounts protected.
+    Its failure reaches the chat, named, once for the whole episode (not once per retry), and its
+    engine says so when it runs again."""
+    import warden.bootstrap
+    from warden.ports import StoreUnavailable
+
+    real_open = warden.bootstrap.open_store
+    tries: list[str] = []
+
+    async def open_store(url: str, **kwargs: Any) -> Any:
+        if kwargs.get("account") == "alt" and len(tries) < 4:
+            tries.append("alt")
+            raise StoreUnavailable(f"read installation id: {url} did not answer within 5s")
+        return await real_open(url, **kwargs)
+
+    monkeypatch.setattr(warden.bootstrap, "open_store", open_store)
+    extra = f'telegram_token = "{TOKEN}"\ntelegram_chat_ids = "{CHAT}"\ntelegram_api_url = "{api.url}"'
+    settings = fleet_settings(tmp_path, f"sqlite:///{tmp_path}/w.db", TWO_SIM, extra=extra)
+    async with running_fleet(
+        settings,
+        price_feed=False,
+        notifier=lambda _: RecordingNotifier(),
+        beside=[run_fleet_bot],
+        restart_after=0.05,
+        first_start_wait=0.5,
+    ) as fleet:
+        await eventually(lambda: bool(replies(api, "[alt] engine_start_failed")), timeout=15, what="told")
+        [told] = replies(api, "[alt] engine_start_failed")
+        assert "did not answer within 5s" in told and "starting again" in told, told
+        await eventually(lambda: fleet.runtime("alt") is not None, timeout=30, what="alt started again")
+        assert len(tries) == 4
+        await eventually(lambda: bool(replies(api, "[alt] engine_started")), timeout=15, what="recovery")
+        # once for the episode, not once per retry; main's own start said nothing of the kind
+        assert len(replies(api, "[alt] engine_start_failed")) == 1, api.texts(CHAT)
+        assert replies(api, "[main] engine_start_failed") == []
+
