@@ -39,6 +39,7 @@ from warden.domain.controls import DEFAULT_MAX_POSITION_USD, Limits
 from warden.domain.errors import ValidationError as DomainValidationError
 from warden.domain.margin import MarginMode, MarginPlan, SymbolConfig, same_market
 from warden.domain.plan import ExitPlan
+from warden.domain.values import account_spelled
 
 ENV_PREFIX = "WARDEN_"
 CONFIG_ENV = "WARDEN_CONFIG"
@@ -789,7 +790,9 @@ class Settings(BaseSettings):
 
     def only(self, name: str) -> Settings:
         """These settings serving the one [accounts.NAME] table `name` (`warden run --account`:
-        one engine per account on several hosts, the accounts shared out through their leases)."""
+        one engine per account on several hosts, the accounts shared out through their leases).
+        `name` is matched whatever its case (no two tables differ only in case)."""
+        name = account_spelled(name, self.accounts)
         if name not in self.accounts:
             raise ConfigError("account", f"unknown account {name!r}; accounts: {', '.join(self.accounts)}")
         # The tables before it in the file are compared here, as a run of the whole file does: an

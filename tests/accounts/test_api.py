@@ -82,6 +82,30 @@ async def test_a_signal_lands_on_the_account_it_names(fleet: Fleet, http: httpx.
     assert events and {e["position_id"] for e in events if e["position_id"]} == {opened.json()["id"]}
 
 
+async def test_the_account_is_matched_in_any_case(fleet: Fleet, http: httpx.AsyncClient) -> None:
+    """`?account=Alt` or `"account": "ALT"` was refused as unknown: no two accounts differ only in
+    case, so the name is matched whatever its case, under its configured spelling."""
+    opened = await http.post("/api/v1/signals", json={**SIGNAL, "account": "Alt"})
+    assert opened.status_code == 201, opened.text
+    assert orders_and_positions(fleet, "alt")[1] == 1 and orders_and_positions(fleet, "main") == (0, 0)
+    both = await http.post(
+        "/api/v1/signals?account=MAIN", json={**SIGNAL, "account": "main", "side": "short"}
+    )
+    assert both.status_code == 201, both.text
+    assert orders_and_positions(fleet, "main")[1] == 1
+
+    paused = await http.post("/api/v1/pause?account=ALT", json={"reason": "alt only"})
+    assert paused.status_code == 200, paused.text
+    assert fleet.runtimes["alt"].engine.status().controls.paused
+    assert not fleet.runtimes["main"].engine.status().controls.paused
+    listed = (await http.get("/api/v1/positions?account=Alt")).json()
+    assert [p["id"] for p in listed] == [opened.json()["id"]]
+
+    unknown = await http.get("/api/v1/positions?account=Mian")
+    assert unknown.status_code == 422, unknown.text
+    assert "unknown account 'Mian'; this engine serves main, alt" in unknown.json()["message"]
+
+
 @pytest.mark.parametrize(
     "path", ["/api/v1/positions", "/api/v1/status", "/api/v1/events", "/api/v1/positions/abc"]
 )

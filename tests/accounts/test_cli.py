@@ -116,6 +116,20 @@ async def test_status_shows_each_account_and_its_lease(url: str) -> None:
     assert "alt (lease held by this engine, alpha)" in one.stdout
 
 
+async def test_account_is_matched_in_any_case(fleet: Fleet, url: str) -> None:
+    """`--account Alt` was refused as unknown: no two accounts differ only in case, so the name is
+    matched whatever its case, and shown under its configured spelling."""
+    paused = await cli(url, "pause", "--account", "Alt", "--reason", "alt only")
+    assert paused.exit_code == 0, paused.output
+    assert fleet.runtimes["alt"].engine.status().controls.paused
+    assert not fleet.runtimes["main"].engine.status().controls.paused
+    one = await cli(url, "status", "--account", "ALT")
+    assert one.exit_code == 0, one.output
+    assert "alt (lease held by this engine, alpha)" in one.stdout
+    unknown = await cli(url, "positions", "--account", "Nope")
+    assert unknown.exit_code == 1 and "unknown account 'Nope'; this engine serves main, alt" in unknown.stderr
+
+
 async def test_status_names_the_account_whose_exchange_is_unreachable(tmp_path: Path) -> None:
     """alt's exchange stops answering (an outage, its API key revoked) while main trades: /healthz
     turned 503 naming alt, but `warden status` showed both accounts `ready`, signals `yes`, with

@@ -164,3 +164,10 @@ def test_drift_accounts_take_their_own_wallet_and_rpc(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="RPC_ONE is not set"):
         s.for_account("d1", {})
     assert s.for_account("d2").drift_keypair_path is None
+
+
+def test_run_account_is_matched_in_any_case(tmp_path: Path) -> None:
+    """`warden run --account ALT`: no two tables differ only in case (refused), so the name is
+    matched whatever its case and the engine serves the table under its configured spelling."""
+    s = load(tmp_path, TWO).only("ALT")
+    assert s.account == "alt" and s.account_names() == ("alt",)

@@ -246,3 +246,24 @@ async def test_an_account_that_cannot_start_is_told_once_then_its_recovery(
         assert len(replies(api, "[alt] engine_start_failed")) == 1, api.texts(CHAT)
         assert replies(api, "[main] engine_start_failed") == []
 
+
+async def test_at_name_is_matched_in_any_case(api: FakeBotApi, fleet: Fleet) -> None:  # noqa: F811
+    """`/kill @Alt` typed in a hurry was refused ("unknown account @Alt, nothing was sent"): no two
+    accounts differ only in case, so the name is matched whatever its case, answered under its
+    configured spelling; a name that is no account's is still refused with the list."""
+    main, alt = fleet.runtimes["main"].engine, fleet.runtimes["alt"].engine
+    await api.say(CHAT, "/kill @Alt")
+    await eventually(lambda: bool(replies(api, "[alt] 🛑 kill switch on")), timeout=15, what="alt's kill")
+    assert alt.status().controls.killed and not main.status().controls.killed
+    assert replies(api, "unknown account") == []
+
+    await api.say(CHAT, "/pause @MAIN")
+    await eventually(lambda: bool(replies(api, "[main] paused")), timeout=15, what="pause main")
+    assert main.status().controls.paused
+
+    await api.say(CHAT, "short sol @ALT")  # refused by alt's kill switch, not as an unknown name
+    await api.say(CHAT, "long eth @Mian")
+    await eventually(lambda: bool(replies(api, "unknown account @Mian")), timeout=15, what="unknown")
+    [unknown] = replies(api, "unknown account @Mian")
+    assert "@main, @alt" in unknown and "nothing was sent" in unknown
+    assert replies(api, "unknown account @ALT") == []

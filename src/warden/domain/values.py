@@ -209,3 +209,14 @@ def grid_of(values: Iterable[Decimal | None]) -> Decimal | None:
     for v in seen:
         step = math.gcd(step, int(v.scaleb(-exponent)))
     return Decimal(step).scaleb(exponent)
+
+
+def account_spelled(name: str, names: Iterable[str]) -> str:
+    """`name` as the configuration spells it: no two accounts' names differ only in case (the
+    config refuses them), so a name matched without case (`Alt` for `alt`) is unambiguously that
+    account's. A name that is no account's is returned as given, to be refused as unknown."""
+    known = tuple(names)
+    if name in known:
+        return name
+    folded = name.casefold()
+    return next((k for k in known if k.casefold() == folded), name)

@@ -63,7 +63,7 @@ from warden.domain.controls import Controls, LimitExceeded
 from warden.domain.errors import ValidationError
 from warden.domain.events import Event, EventKind
 from warden.domain.position import ExitReason, Position, PositionStatus
-from warden.domain.values import Instrument, PositionId, Side
+from warden.domain.values import Instrument, PositionId, Side, account_spelled
 from warden.entrypoints.auth import Access, foreign_cookie, request_access, source_allowed
 from warden.entrypoints.controls_api import ControlsApi, add_limit_handler
 from warden.entrypoints.metrics import CONTENT_TYPE, ApiMetrics, SignalOutcome
@@ -249,6 +249,7 @@ def select(fleet: FleetApi, name: str | None) -> RuntimeApi:
                 ' "account" in its body)',
             )
         name = names[0]
+    name = account_spelled(name, names)  # `Alt` is alt: no two accounts differ only in case
     if name not in names:
         raise ValidationError("account", f"unknown account {name!r}; this engine serves {listed}")
     runtime = fleet.runtime(name)
@@ -383,7 +384,10 @@ class _Context:
             running = self.running()
             return running[0][1] if running else None
         fleet = self.fleet()
-        return None if fleet is None or name not in fleet.names else fleet.runtime(name)
+        if fleet is None:
+            return None
+        name = account_spelled(name, fleet.names)
+        return fleet.runtime(name) if name in fleet.names else None
 
     def failure(self, name: str | None) -> str | None:
         """Why account `name` (None: the only one) is not running, when it failed or waits to start again."""
@@ -482,7 +486,7 @@ class _Context:
         check_query(request)
         if problem is not None:
             raise problem
-        return Caller(fleet, data, account)
+        return Caller(fleet, data, None if account is None else account_spelled(account, fleet.names))
 
 
 def _query_names(dependant: Any) -> set[str]:
@@ -833,7 +837,8 @@ async def _tell_refused(caller: Caller, exc: ValidationError) -> None:
 
 async def _signal(ctx: _Context, caller: Caller, request: Request, wait: bool | None) -> JSONResponse:
     signal = parse_body(SignalIn, caller.data)
-    if signal.account is not None and caller.account is not None and signal.account != caller.account:
+    named = None if signal.account is None else account_spelled(signal.account, caller.fleet.names)
+    if named is not None and caller.account is not None and named != caller.account:
         raise ValidationError(
             "account", f"the body names {signal.account!r} and the query {caller.account!r}; give one"
         )

@@ -307,7 +307,7 @@ def status(*, url: UrlOption = None, account: AccountOption = None, as_json: Jso
         if as_json:
             print_json(s)
             return
-        mine = [a for a in accounts if account is None or a["name"] == account]
+        mine = [a for a in accounts if account is None or a["name"].casefold() == account.casefold()]
         keys = ["state", "accepting_signals", "exchange", "database", "open_positions"]
         keys += ["unprotected_positions", "last_reconcile_at", "pending_writes"]
         rows: list[list[object]] = [[key, _show(s[key])] for key in keys]

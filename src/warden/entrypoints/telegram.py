@@ -48,7 +48,7 @@ from warden.domain.controls import Controls, LimitExceeded
 from warden.domain.errors import ValidationError
 from warden.domain.events import Event, EventKind
 from warden.domain.position import Position, PositionStatus
-from warden.domain.values import Instrument, PositionId, Side, Symbol
+from warden.domain.values import Instrument, PositionId, Side, Symbol, account_spelled
 from warden.entrypoints.schemas import normalise_symbol, positive_number
 from warden.ports import (
     ExchangeError,
@@ -504,7 +504,8 @@ class FleetCommands:
             return await self._one(next(iter(self.accounts)), chat_id, text)
         if not words:
             return Reply(HELP + f"\naccounts: {self._listed()}; add @NAME to a command")
-        named = [w for w in words[1:] if w.startswith("@")]
+        # `@Alt` is alt: no two accounts' names differ only in case; answered as configured
+        named = [w[:1] + account_spelled(w[1:], self.accounts) for w in words[1:] if w.startswith("@")]
         rest = " ".join([words[0], *(w for w in words[1:] if not w.startswith("@"))])
         name = words[0].lstrip("/").split("@")[0].lower()
         if len(named) > 1:

@@ -40,6 +40,7 @@ from markupsafe import escape
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from warden.domain.events import EventKind
+from warden.domain.values import account_spelled
 from warden.entrypoints.auth import (
     SESSION_COOKIE,
     Access,
@@ -235,6 +236,7 @@ def install_dashboard(
             return signed_in(token, request.query_params.get("account"))
         names = accounts()
         account = request.query_params.get("account") or (names[0] if len(names) > 1 else None)
+        account = None if account is None else account_spelled(account, names)
         if account is not None and names and account not in names:
             if access_of(request) is Access.NONE:
                 return login_page()
@@ -292,6 +294,7 @@ def _install_fragments(
 ) -> None:
     def fragment(request: Request) -> tuple[RuntimeApi, Access] | Response:
         name = request.query_params.get("account")
+        name = None if name is None else account_spelled(name, accounts())
         starting = HTMLResponse('<p class="muted">the engine is starting…</p>', status_code=503)
         if runtime(None) is None:
             return starting
