@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import json
 import sqlite3
+import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import replace
@@ -129,16 +130,33 @@ async def open_store(
     return store
 
 
+HANDOFF = 0.25
+"""Seconds a write waits for the writing session an engine's accounts share before it runs on a
+session of its own from the read pool (`SqlStore._write`)."""
+
+
 class WriteLine:
     """The one PostgreSQL session writes go through, and the turns on it: a store's own, or one
     shared by the stores of an engine's accounts (their writes take turns; each is still one
     transaction, fenced on its own account's epoch). A write that fails drops the session, since
-    its state is then unknown; the next write opens a fresh one."""
+    its state is then unknown; the next write opens a fresh one. A shared session taken longer
+    than HANDOFF (one account's write blocked in the database) is not waited for by another
+    account's write: it runs on a session of its own meanwhile."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self.turn = asyncio.Lock()
+        self.taken_at: float | None = None
+        """When (monotonic) the write on the session now took its turn (None: none has it)."""
         self._conn: AsyncConnection | None = None
+
+    def patience(self) -> float:
+        """How long a write of another account may wait for the shared session: HANDOFF, less
+        what the write on it now has had of it already (one blocked there is not waited for
+        again by each of another account's writes)."""
+        if self.taken_at is None or not self.turn.locked():
+            return HANDOFF
+        return HANDOFF - (time.monotonic() - self.taken_at)
 
     async def connection(self) -> AsyncConnection:
         if self._conn is None:
@@ -213,6 +231,8 @@ class SqlStore:
         self._engine = engine
         self._shared = writer is not None  # the engine and the writer are an engine's, not ours
         self._line = writer or WriteLine(engine)
+        self._turn = asyncio.Lock()
+        """This account's writes, one at a time and in order (on a shared line, its own turn)."""
         self._exchange = exchange
         self._account = account
         self._op_timeout = op_timeout
@@ -767,17 +787,64 @@ class SqlStore:
         """
         if self._closed:
             raise StoreUnavailable(f"{what}: the store for {self._where} is closed")
-        async with self._line.turn:
+        if not self._shared:
+            async with self._line.turn:
+                return await self._write_on_line(what, work)
+        # The session an engine's accounts share (PostgreSQL): this account's writes keep their
+        # order (its own turn), and one that does not get the shared session within HANDOFF runs
+        # on a session of its own from the pool. Another account's write blocked in the database
+        # (a row lock an outside session holds) keeps the shared session until its deadline, and
+        # the writes queued behind it were delayed by as many deadlines: seconds to minutes of
+        # another account's opens and stop moves, for one account's trouble.
+        async with self._turn:
+            line = self._line
+            patience = line.patience()
+            if patience <= 0:
+                return await self._write_aside(what, work)
             try:
-                async with guarded(what, self._where, self._op_timeout):
-                    if self._thread is not None:
-                        return await self._thread.run(work)
-                    conn = await self._line.connection()
-                    async with conn.begin():
-                        return await conn.run_sync(work)
-            except BaseException:
-                await self._drop_writer()
-                raise
+                async with asyncio.timeout(patience):
+                    await line.turn.acquire()
+            except TimeoutError:
+                return await self._write_aside(what, work)
+            line.taken_at = time.monotonic()
+            try:
+                return await self._write_on_line(what, work)
+            finally:
+                line.taken_at = None
+                line.turn.release()
+
+    async def _write_on_line(self, what: str, work: Callable[[Connection], T]) -> T:
+        """`work` on the line's session (its turn taken)."""
+        try:
+            async with guarded(what, self._where, self._op_timeout):
+                if self._thread is not None:
+                    return await self._thread.run(work)
+                conn = await self._line.connection()
+                async with conn.begin():
+                    return await conn.run_sync(work)
+        except BaseException:
+            await self._drop_writer()
+            raise
+
+    async def _write_aside(self, what: str, work: Callable[[Connection], T]) -> T:
+        """`work` on a pool session of its own (the shared line is taken): given back after, or
+        discarded if the write failed (its state is then unknown). Its checkout is within the
+        write's deadline."""
+        conn: AsyncConnection | None = None
+        done = False
+        try:
+            async with guarded(what, self._where, self._op_timeout):
+                conn = await self._engine.connect()
+                async with conn.begin():
+                    result = await conn.run_sync(work)
+            done = True
+            return result
+        finally:
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    if not done:
+                        await conn.invalidate()
+                    await conn.close()
 
     async def _run(self, what: str, work: Work[T], *, write: bool) -> T:
         """Run async `work` in one read transaction with a deadline."""

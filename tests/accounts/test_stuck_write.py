@@ -1,0 +1,61 @@
+"""On PostgreSQL an engine's accounts share its sessions, their writes taking turns on one. A
+write of one account that blocks in the database (an outside session holding a row lock on one of
+its rows: an operator's open transaction, a migration, a long report) must not hold up another
+account's writes: "an account's failure never stops another's"."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from decimal import Decimal
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from tests.helpers import eventually, until
+from warden.adapters.notify import RecordingNotifier
+from warden.bootstrap import running_fleet
+from warden.domain.values import Side, Symbol
+from warden.service.commands import OpenPosition
+
+from .conftest import TWO_SIM, fleet_settings
+
+DB_TIMEOUT = 3.0
+
+
+@pytest.mark.postgres
+async def test_one_accounts_blocked_writes_do_not_hold_up_anothers(tmp_path: Path, pg_url: str) -> None:
+    settings = fleet_settings(tmp_path, pg_url, TWO_SIM, extra=f"db_timeout = {DB_TIMEOUT}")
+    async with running_fleet(
+        settings, price_feed=False, notifier=lambda _: RecordingNotifier(), lease_retry=600
+    ) as fleet:
+        main, alt = fleet.runtimes["main"].engine, fleet.runtimes["alt"].engine
+        await eventually(lambda: main.status().accepting_signals, timeout=30, what="main ready")
+        await eventually(lambda: alt.status().accepting_signals, timeout=30, what="alt ready")
+        outside = await asyncpg.connect(pg_url.replace("postgresql://", "postgres://"))
+        watcher = await asyncpg.connect(pg_url.replace("postgresql://", "postgres://"))
+        locked = outside.transaction()
+        await locked.start()
+        stuck: list[asyncio.Task[object]] = []
+        try:
+            # every write of alt's checks its fence, a share lock on alt's lease row: held here
+            await outside.execute("SELECT epoch FROM leases WHERE account = 'alt' FOR UPDATE")
+            stuck = [asyncio.create_task(alt.pause(f"stuck {i}")) for i in range(3)]
+
+            async def alt_waits_on_the_lock() -> bool:
+                return bool(await watcher.fetchval("SELECT count(*) FROM pg_locks WHERE NOT granted"))
+
+            await until(alt_waits_on_the_lock, timeout=10, what="alt's write waiting on the row lock")
+            began = time.monotonic()
+            opened = await main.open_position(OpenPosition(Symbol("SOL/USDT:USDT"), Side.LONG, Decimal(100)))
+            await main.pause("main's own")  # a control write
+            took = time.monotonic() - began
+            assert opened.symbol == "SOL/USDT:USDT"
+            # HEAD: queued behind alt's three blocked writes, each given the whole db_timeout
+            assert took < DB_TIMEOUT, f"main's writes waited {took:.1f} s behind alt's blocked ones"
+        finally:
+            await locked.rollback()
+            await outside.close()
+            await watcher.close()
+            await asyncio.gather(*stuck, return_exceptions=True)
