@@ -994,6 +994,16 @@ class _AccountServer:
         finally:
             await herald.close()
 
+    async def refused(self, name: str, account_settings: Settings) -> None:
+        """A table refused before it could be started (its key variable unset, a second writer
+        on one exchange account): told to the trader, once, until the fleet stops."""
+        herald = self.heralds[name] = _StartHerald(name, account_settings, self.fleet, self.options)
+        try:
+            await herald.failed(self.fleet.failures[name], retrying=False)
+            await herald.until(self.stop)
+        finally:
+            await herald.close()
+
     async def run_once(self, name: str, account_settings: Settings, started: asyncio.Event) -> bool:
         """Serve the account until the fleet stops (True), or until it fails (False: again)."""
         fleet = self.fleet
@@ -1052,6 +1062,7 @@ async def running_fleet(
     clock = clock or SystemClock()
     fleet = Fleet(settings, settings.account_names(), clock=clock, slots=Slots(settings.capacity))
     per_account: dict[str, Settings] = {}
+    refused: dict[str, Settings] = {}  # tables refused at start, told to the trader below
     for name in fleet.names:
         fleet.kills[name] = waiting_kill_of(settings.data_dir, name)
         try:
@@ -1059,8 +1070,9 @@ async def running_fleet(
         except ConfigError as exc:
             fleet.failures[name] = f"{exc.field}: {exc.message}"
             log.error("account_failed", account=name, error=fleet.failures[name])
+            refused[name] = settings.model_copy(update={"account": name, "accounts": {}})
     for name, why in _same_exchange_account(per_account).items():
-        del per_account[name]
+        refused[name] = per_account.pop(name)
         fleet.failures[name] = why
         log.error("account_failed", account=name, error=why)
     # Once, before any account opens it: concurrent migrations of one SQLite file collide.
@@ -1092,6 +1104,8 @@ async def running_fleet(
             started = fleet.first_starts = {name: asyncio.Event() for name in per_account}
             for name, account_settings in per_account.items():
                 group.create_task(server.serve(name, account_settings, started[name]), name=f"account:{name}")
+            for name, account_settings in refused.items():
+                group.create_task(server.refused(name, account_settings), name=f"account:{name}")
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(first_start_wait):
                     await asyncio.gather(*(event.wait() for event in started.values()))

@@ -267,3 +267,23 @@ async def test_at_name_is_matched_in_any_case(api: FakeBotApi, fleet: Fleet) -> 
     [unknown] = replies(api, "unknown account @Mian")
     assert "@main, @alt" in unknown and "nothing was sent" in unknown
     assert replies(api, "unknown account @ALT") == []
+
+
+async def test_an_account_whose_settings_are_refused_is_told(tmp_path: Path, api: FakeBotApi) -> None:  # noqa: F811
+    """alt's key variable is not set where warden runs (a new host, a typo in the unit file): the
+    fleet refused its table at start and ran main alone, saying so on stderr only. The trader's
+    chat is told, once, that alt is not running and will not be until its settings are fixed."""
+    tables = TWO_SIM.replace(
+        "sim_seed = 2\n",
+        'exchange = "bybit"\napi_key_env = "ALT_KEY_UNSET"\napi_secret_env = "ALT_SECRET_UNSET"\n',
+    ).replace('[accounts.alt]\nexchange = "sim"\n', "[accounts.alt]\n")
+    extra = f'telegram_token = "{TOKEN}"\ntelegram_chat_ids = "{CHAT}"\ntelegram_api_url = "{api.url}"'
+    settings = fleet_settings(tmp_path, f"sqlite:///{tmp_path}/w.db", tables, extra=extra)
+    async with running_fleet(
+        settings, price_feed=False, notifier=lambda _: RecordingNotifier(), beside=[run_fleet_bot]
+    ) as fleet:
+        assert fleet.runtime("alt") is None and "ALT_KEY_UNSET" in fleet.failures["alt"]
+        await eventually(lambda: bool(replies(api, "[alt] engine_start_failed")), timeout=15, what="told")
+        [told] = replies(api, "[alt] engine_start_failed")
+        assert "ALT_KEY_UNSET" in told and "until its settings are fixed" in told, told
+        assert fleet.runtime("main") is not None
