@@ -59,3 +59,54 @@ async def test_one_accounts_blocked_writes_do_not_hold_up_anothers(tmp_path: Pat
             await outside.close()
             await watcher.close()
             await asyncio.gather(*stuck, return_exceptions=True)
+
+
+@pytest.mark.postgres
+async def test_one_accounts_blocked_lease_renewal_leaves_anothers_lease_alone(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """The leases of an engine's accounts share one session too. alt's lease row locked by an
+    outside session: alt's renewal (an UPDATE of that row) blocks until its deadline. main's
+    lease must stay confirmed and main keep taking entries: it is not alt's row."""
+    settings = fleet_settings(tmp_path, pg_url, TWO_SIM, extra=f"db_timeout = {DB_TIMEOUT}")
+    async with running_fleet(
+        settings, price_feed=False, notifier=lambda _: RecordingNotifier(), lease_retry=0.2
+    ) as fleet:
+        main, alt = fleet.runtimes["main"].engine, fleet.runtimes["alt"].engine
+        await eventually(lambda: main.status().accepting_signals, timeout=30, what="main ready")
+        await eventually(lambda: alt.status().accepting_signals, timeout=30, what="alt ready")
+        outside = await asyncpg.connect(pg_url.replace("postgresql://", "postgres://"))
+        locked = outside.transaction()
+        await locked.start()
+        released = False
+        try:
+            await outside.execute("SELECT epoch FROM leases WHERE account = 'alt' FOR UPDATE")
+            await eventually(
+                lambda: alt.ctx.gate.lease_note is not None,
+                timeout=3 * DB_TIMEOUT,
+                what="alt's renewal failing",
+            )
+            notes = []
+            loop = asyncio.get_running_loop()
+            until_at = loop.time() + 2 * DB_TIMEOUT
+
+            def watched() -> bool:
+                if main.ctx.gate.lease_note is not None:
+                    notes.append(main.ctx.gate.lease_note)
+                return loop.time() > until_at
+
+            await eventually(watched, timeout=3 * DB_TIMEOUT, what="two deadlines watched")
+            assert notes == [], notes[0]
+            assert main.status().accepting_signals
+            await locked.rollback()
+            released = True
+            await eventually(
+                lambda: alt.ctx.gate.lease_note is None, timeout=10, what="alt's lease renewed again"
+            )
+            # alt's own writes meanwhile (its lease_unreachable alert) timed out and were queued
+            await eventually(lambda: alt.status().accepting_signals, timeout=30, what="alt writing again")
+            assert fleet.runtimes["alt"].is_holder
+        finally:
+            if not released:
+                await locked.rollback()
+            await outside.close()

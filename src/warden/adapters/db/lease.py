@@ -34,6 +34,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects import sqlite
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from warden.adapters.db import urls
@@ -44,6 +45,11 @@ from warden.ports import Lease, LeaseState, StoreError, StoreUnavailable
 
 Now = Callable[[], datetime]
 RELEASED_AT = datetime(2000, 1, 1, tzinfo=UTC)
+ROW_WAIT = 1.0
+"""Seconds a renewal (PostgreSQL) waits for its lease row locked by another session (`lock_timeout`):
+the lease session is an engine's, shared by its accounts, and one account's row locked (an
+operator's open transaction) must not hold it up, nor drop it with every account's lock."""
+LOCK_NOT_AVAILABLE = "55P03"
 """What `renewed_at` reads after a release on a lease with a timeout: long expired."""
 
 
@@ -133,6 +139,19 @@ class _EpochTable:
             .values(renewed_at=self._stamp())
         )
         return (await conn.execute(stmt)).rowcount == 1
+
+    async def renew(self, conn: AsyncConnection, epoch: int, wait: float) -> bool | None:
+        """`touch` on PostgreSQL, waiting at most `wait` seconds for the row: None if another
+        session holds a lock on it meanwhile (rolled back; the session is fine)."""
+        # (at least 1 ms: 0 would be no limit at all)
+        await conn.execute(text(f"SET LOCAL lock_timeout = '{max(1, int(wait * 1000))}ms'"))
+        try:
+            return await self.touch(conn, epoch)
+        except DBAPIError as exc:
+            if getattr(exc.orig, "sqlstate", None) != LOCK_NOT_AVAILABLE:
+                raise
+        await conn.rollback()
+        return None
 
     async def expire(self, conn: AsyncConnection, epoch: int) -> None:
         """Let go on purpose: the row reads as renewed long ago, so a taker need not wait out
@@ -458,13 +477,23 @@ class PostgresAdvisoryLease:
             return LeaseState.LOST
         if self._locked():
             held: bool | None = None
+            busy = False
             try:
                 async with self._session.using("renew") as (conn, generation):
                     if generation == self._generation:
-                        held = await self._table.touch(conn, self._epoch)
-                        await conn.commit()
+                        held = await self._table.renew(
+                            conn, self._epoch, min(ROW_WAIT, self._table.op_timeout / 2)
+                        )
+                        busy = held is None
+                        if not busy:
+                            await conn.commit()
             except StoreError:
                 held = None  # the session was dropped, and our lock with it: in doubt
+            if busy:
+                # The row is locked by another session (not this account's engine: the session
+                # is the engine's): the renewal could not be written, so in doubt, though the lock
+                # is still held on a live session; the session and every other lock on it stay.
+                return LeaseState.UNREACHABLE
             if held is True:
                 return LeaseState.HELD
             if held is False:
@@ -474,8 +503,14 @@ class PostgresAdvisoryLease:
 
     @_whole
     async def reacquire(self) -> int | None:
-        if self._locked() and await self.check() is LeaseState.HELD:
-            return self._epoch
+        if self._locked():
+            if await self.check() is LeaseState.HELD:
+                return self._epoch
+            if self._locked():  # still locked, yet in doubt: its row is locked by another session
+                raise StoreUnavailable(
+                    f"lease {self._table.account!r} on {self._table.where}: its row is locked by another"
+                    f" session (not renewed within {min(ROW_WAIT, self._table.op_timeout / 2):g}s)"
+                )
         epoch = self._epoch
         if epoch is None:
             return None
