@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,7 @@ from warden.adapters.notify import LogNotifier
 from warden.adapters.sim import SimPriceFeed, SimulatedExchange
 from warden.adapters.spill import FileControlsSpill, FileWaitingKill
 from warden.config import ConfigError, Settings, same_exchange_account
+from warden.domain.alerts import Alert, AlertId, AlertKind
 from warden.domain.controls import Controls, printable
 from warden.logging import hide_secret
 from warden.ports import (
@@ -48,6 +50,7 @@ from warden.ports import (
 )
 from warden.service.commands import EngineState, KillReport, NotHolder
 from warden.service.config import EngineConfig
+from warden.service.delivery import Deliverer
 from warden.service.engine import Engine
 
 log = structlog.get_logger("warden.bootstrap")
@@ -867,10 +870,6 @@ def _idle_limit(settings: Settings) -> float | None:
     return None if settings.lease_timeout is None else settings.lease_timeout / 2
 
 
-class _NoOutbox:
-    """The store of a deliverer that delivers from memory only (`owns_outbox` False: never read)."""
-
-
 class _StartHerald:
     """Tells the trader's chats (and webhooks) that a fleet account cannot start, before its
     engine, and so its outbox and its own alerts, exist: its store failed to open, its exchange
@@ -891,21 +890,18 @@ class _StartHerald:
         self.fleet = fleet
         self.label = bool(options.get("label_alerts"))
         self.told = False
-        self.deliverer: Any = None
+        self.deliverer: Deliverer | None = None
         self.channels: list[AlertChannel] = []
         self.task: asyncio.Task[None] | None = None
 
-    async def _offer(self, kind: Any, message: str) -> None:
-        import secrets
-
-        from warden.domain.alerts import Alert, AlertId
-        from warden.service.delivery import Deliverer
-
+    async def _offer(self, kind: AlertKind, message: str) -> None:
         clock = self.fleet.clock
         if self.deliverer is None:
+            from warden.adapters.memory import InMemoryStore  # only when an account fails: not at start
+
             self.channels, _ = build_channels(self.settings, clock, self.fleet.telegram, label=self.label)
             self.deliverer = Deliverer(
-                _NoOutbox(),  # type: ignore[arg-type]
+                InMemoryStore(),  # never read: it does not own an outbox, it delivers from memory
                 clock,
                 LogNotifier(),
                 self.channels,
@@ -920,8 +916,6 @@ class _StartHerald:
     async def failed(self, why: str, *, retrying: bool) -> None:
         if self.told:
             return
-        from warden.domain.alerts import AlertKind
-
         self.told = True
         then = (
             "warden keeps starting it again and says when it runs"
@@ -941,8 +935,6 @@ class _StartHerald:
             return
         self.told = False
         if not runtime.is_holder:
-            from warden.domain.alerts import AlertKind
-
             why = "; ".join(runtime.engine.status().reasons) or "standby"
             await self._offer(AlertKind.ENGINE_STARTED, f"account {self.name} is running again: {why}")
 
