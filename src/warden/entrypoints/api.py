@@ -1420,13 +1420,21 @@ def _add_ops_routes(app: FastAPI, ctx: _Context) -> None:
         "/healthz",
         response_model=HealthOut,
         responses={
-            503: {"model": HealthOut, "description": "Not ready to trade; the reasons say why."},
+            503: {
+                "model": HealthOut,
+                "description": "Not ready to trade (with `account`: not held ready by this engine); "
+                "the reasons say why.",
+            },
             **_errors(422),
         },
         tags=["operations"],
     )
-    async def healthz(request: Request) -> JSONResponse:
+    async def healthz(request: Request, account: HealthAccountQuery = None) -> JSONResponse:
+        """200 when ready to trade: every account this engine serves, or with `?account=NAME` that
+        one account, held by this engine (a standby's 503 names the holder). No amounts."""
         check_query(request)
+        if account is not None:
+            return _account_health(ctx.fleet(), account)
         statuses = ctx.statuses()
         if len(statuses) > 1:
             return _fleet_health(statuses)
@@ -1434,10 +1442,7 @@ def _add_ops_routes(app: FastAPI, ctx: _Context) -> None:
         if not isinstance(status, EngineStatus):
             reasons = [status] if isinstance(status, str) else ["engine not started"]
             return model_response(HealthOut(status="starting", reasons=reasons), 503)
-        if status.state is EngineState.READY and not status.alarms:
-            return model_response(HealthOut(status="ok", state=status.state, reasons=list(status.reasons)))
-        reasons = [*status.alarms, *status.reasons] or [f"engine is {status.state.value}"]
-        return model_response(HealthOut(status="unavailable", state=status.state, reasons=reasons), 503)
+        return _engine_health(status)
 
     @app.get(
         "/metrics",
@@ -1451,6 +1456,47 @@ def _add_ops_routes(app: FastAPI, ctx: _Context) -> None:
     async def get_metrics(request: Request) -> Response:
         check_query(request)
         return Response(ctx.metrics.render(), media_type=CONTENT_TYPE)
+
+
+HealthAccountQuery = Annotated[
+    str | None,
+    Query(
+        min_length=1,
+        max_length=64,
+        description="One account (an [accounts.NAME] table): 200 only on the engine that holds its lease "
+        "and has it ready with no alarm; 503 on the others (a standby's reasons name the holder). "
+        "For a load balancer's health check routing each account's signals to its holder.",
+    ),
+]
+
+
+def _engine_health(status: EngineStatus) -> JSONResponse:
+    """ok when ready with no alarm; else 503 with the alarms and reasons."""
+    if status.state is EngineState.READY and not status.alarms:
+        return model_response(HealthOut(status="ok", state=status.state, reasons=list(status.reasons)))
+    reasons = [*status.alarms, *status.reasons] or [f"engine is {status.state.value}"]
+    return model_response(HealthOut(status="unavailable", state=status.state, reasons=reasons), 503)
+
+
+def _account_health(fleet: FleetApi | None, name: str) -> JSONResponse:
+    """`/healthz?account=NAME`: ok only where this engine holds NAME's lease and has it ready with
+    no alarm. A standby's reasons name the holder (as GET /accounts' `holder`); an account not
+    running says why; an unknown one is refused as every `?account=` is (select: 422)."""
+    if fleet is None:
+        return model_response(HealthOut(status="starting", reasons=["engine not started"]), 503)
+    try:
+        runtime = select(fleet, name)
+    except ApiError as exc:  # known, not running: why
+        return model_response(HealthOut(status="unavailable", reasons=[exc.message]), 503)
+    status = runtime.engine.status()
+    if runtime.is_holder:
+        return _engine_health(status)
+    holder = runtime.holder
+    held = f"held by {holder}" if holder else "held by no engine this one has seen"
+    reasons = [*status.alarms, *status.reasons]
+    if not any(held in reason for reason in reasons):
+        reasons.insert(0, f"standby: account {runtime.settings.account!r} is {held}")
+    return model_response(HealthOut(status="unavailable", state=status.state, reasons=reasons), 503)
 
 
 def _fleet_health(statuses: Mapping[str, EngineStatus | str]) -> JSONResponse:
