@@ -13,7 +13,7 @@ import pytest
 
 from tests.helpers import eventually, until
 from warden.adapters.notify import RecordingNotifier
-from warden.bootstrap import Fleet, running_fleet
+from warden.bootstrap import Fleet, Runtime, running, running_fleet
 from warden.config import Settings
 from warden.entrypoints.api import create_app
 
@@ -29,9 +29,9 @@ def fleet_of(settings: Settings) -> contextlib.AbstractAsyncContextManager[Fleet
 
 
 @contextlib.asynccontextmanager
-async def client(fleet: Fleet) -> AsyncIterator[httpx.AsyncClient]:
+async def client(served: Fleet | Runtime) -> AsyncIterator[httpx.AsyncClient]:
     """No token: /healthz is open."""
-    transport = httpx.ASGITransport(app=create_app(lambda: fleet))
+    transport = httpx.ASGITransport(app=create_app(lambda: served))
     async with httpx.AsyncClient(transport=transport, base_url="http://warden") as http:
         yield http
 
@@ -90,6 +90,41 @@ async def test_each_accounts_healthz_is_200_on_its_holder_only_and_follows_a_tak
             lambda: ok(b_http, x), timeout=30, what=f"B's /healthz?account={x} 200 after the takeover"
         )
         assert (await b_http.get("/healthz")).status_code == 200
+
+
+async def test_a_single_account_hot_standby_names_its_holder_and_turns_200_when_it_takes_over(
+    tmp_path: Path,
+) -> None:
+    """One account, two engines (`warden run --account main` twice): plain /healthz stays 503 on
+    the standby, and so does ?account=main, naming the holder; once the holder stops, the
+    standby takes over and both turn 200."""
+    main = fleet_settings(tmp_path, f"sqlite:///{tmp_path}/w.db", TWO_SIM).for_account("main")
+    mine = main.model_copy(update={"engine_name": "a"})
+    theirs = main.model_copy(update={"engine_name": "b", "data_dir": tmp_path / "b"})
+    notifier = RecordingNotifier()
+    async with contextlib.AsyncExitStack() as stack:
+        first = contextlib.AsyncExitStack()
+        holder = await first.enter_async_context(running(mine, price_feed=False, notifier=notifier))
+        holder_http = await first.enter_async_context(client(holder))
+        standby = await stack.enter_async_context(
+            running(theirs, price_feed=False, notifier=RecordingNotifier(), lease_retry=0.05)
+        )
+        http = await stack.enter_async_context(client(standby))
+        assert holder.is_holder and not standby.is_holder
+        assert (await health(holder_http, "main"))[0] == 200
+        code, body = await health(http, "main")
+        reasons = body["reasons"]
+        assert code == 503 and isinstance(reasons, list) and any("held by a" in r for r in reasons), body
+        assert (await http.get("/healthz")).status_code == 503
+        assert (await health(http, "alt"))[0] == 422  # this engine serves main only
+
+        await first.aclose()
+
+        async def ok() -> bool:
+            return (await health(http, "main"))[0] == 200
+
+        await until(ok, timeout=30, what="the standby's /healthz?account=main 200 after it takes over")
+        assert (await http.get("/healthz")).status_code == 200
 
 
 @pytest.fixture
