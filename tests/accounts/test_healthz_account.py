@@ -1,6 +1,7 @@
-"""`GET /healthz?account=NAME`: 200 only on the engine that holds NAME's lease and has it ready
-with no alarm, so a load balancer health-checking each account finds its holder in a fleet
-(where every engine stands by for some account and plain /healthz is 503 on each of them)."""
+"""`GET /healthz?account=NAME`: 200 only on the engine that holds NAME's lease (`ok` when ready
+with no alarm, else `held` with the reasons), so a load balancer health-checking each account
+finds its holder in a fleet (where every engine stands by for some account and plain /healthz is
+503 on each of them)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ import httpx
 import pytest
 
 from tests.helpers import eventually, until
+from warden.adapters.clock import SystemClock
 from warden.adapters.notify import RecordingNotifier
+from warden.adapters.sim import SimulatedExchange
 from warden.bootstrap import Fleet, Runtime, running, running_fleet
 from warden.config import Settings
 from warden.entrypoints.api import create_app
@@ -63,7 +66,7 @@ async def test_each_accounts_healthz_is_200_on_its_holder_only_and_follows_a_tak
         await eventually(lambda: held(b) == {y}, timeout=30, what="B to take the account A has no room for")
 
         async def ok(http: httpx.AsyncClient, name: str) -> bool:
-            return (await health(http, name))[0] == 200
+            return await health(http, name) == (200, {"status": "ok", "state": "ready", "reasons": []})
 
         await until(lambda: ok(a_http, x), timeout=30, what=f"/healthz?account={x} 200 on A")
         await until(lambda: ok(b_http, y), timeout=30, what=f"/healthz?account={y} 200 on B")
@@ -120,8 +123,8 @@ async def test_a_single_account_hot_standby_names_its_holder_and_turns_200_when_
 
         await first.aclose()
 
-        async def ok() -> bool:
-            return (await health(http, "main"))[0] == 200
+        async def ok() -> bool:  # 200 from the takeover on (`held` while it recovers), then ok
+            return await health(http, "main") == (200, {"status": "ok", "state": "ready", "reasons": []})
 
         await until(ok, timeout=30, what="the standby's /healthz?account=main 200 after it takes over")
         assert (await http.get("/healthz")).status_code == 200
@@ -145,33 +148,37 @@ async def test_an_unknown_account_is_refused_naming_account(fleet: Fleet) -> Non
         assert (await http.get("/healthz?other=1")).status_code == 422
 
 
-async def test_an_account_whose_exchange_is_unreachable_is_503_on_its_holder(fleet: Fleet) -> None:
-    """Its holder answers 503 naming the exchange for that account only; the other stays 200."""
+async def test_an_account_whose_exchange_is_unreachable_stays_routed_to_its_holder(fleet: Fleet) -> None:
+    """An alarm on the account (its exchange unreachable) does not take its holder out of a
+    balancer: no other engine can act for it, and a close signal must still reach the one that
+    can (it answers, and tells the trader, itself). 200 with status `held` and the alarm among
+    the reasons; plain /healthz is 503 naming it, as before; `ok` again once it clears."""
     alt = fleet.runtime("alt")
     assert alt is not None and alt.sim is not None
     async with client(fleet) as http:
-        assert (await health(http, "alt"))[0] == 200
+        assert await health(http, "alt") == (200, {"status": "ok", "state": "ready", "reasons": []})
         alt.sim.faults.fail_queries = True
         alt.sim.faults.unavailable_if = lambda _request: True
 
-        async def red() -> bool:
-            return (await health(http, "alt"))[0] == 503
+        async def alarmed() -> bool:
+            return (await health(http, "alt"))[1]["status"] == "held"
 
-        await until(red, timeout=30, what="/healthz?account=alt 503 while its exchange is unreachable")
+        await until(alarmed, timeout=30, what="/healthz?account=alt to show the exchange unreachable")
         code, body = await health(http, "alt")
         reasons = body["reasons"]
-        assert (
-            code == 503 and isinstance(reasons, list) and any("exchange unreachable" in r for r in reasons)
-        ), body
+        assert code == 200 and isinstance(reasons, list), body
+        assert any("exchange unreachable" in r for r in reasons), body
         assert body["state"] == "ready", body
+        plain = await http.get("/healthz")
+        assert plain.status_code == 503 and "exchange unreachable" in plain.text, plain.text
         assert (await health(http, "main"))[0] == 200
         alt.sim.faults.fail_queries = False
         alt.sim.faults.unavailable_if = None
 
-        async def green() -> bool:
-            return (await health(http, "alt"))[0] == 200
+        async def clear() -> bool:
+            return (await health(http, "alt"))[1]["status"] == "ok"
 
-        await until(green, timeout=30, what="/healthz?account=alt 200 once its exchange answers")
+        await until(clear, timeout=30, what="/healthz?account=alt ok once its exchange answers")
 
 
 async def test_an_account_not_running_is_503_with_its_failure(tmp_path: Path) -> None:
@@ -197,3 +204,30 @@ def test_the_account_parameter_of_healthz_is_documented() -> None:
     assert account["in"] == "query" and not account.get("required", False)
     assert "holds its lease" in account["description"]
     assert "422" in document["paths"]["/healthz"]["get"]["responses"]
+
+
+async def test_a_holder_still_starting_is_where_the_accounts_signals_go(tmp_path: Path) -> None:
+    """The holder's start retrying (the exchange not answering after a restart): no other engine
+    can act for the account, and the holder answers a signal itself (503 not ready, a close told
+    to the trader), so its check is 200 `held`, state starting, the reason shown; a balancer with
+    no server up would answer 503 to TradingView and tell nobody."""
+    main = fleet_settings(tmp_path, f"sqlite:///{tmp_path}/w.db", TWO_SIM).for_account("main")
+    clock = SystemClock()
+    sim = SimulatedExchange(now=clock.now, seed=1)
+    sim.faults.fail_queries = True
+    try:
+        async with (
+            running(main, clock=clock, exchange=sim, price_feed=False, notifier=RecordingNotifier()) as rt,
+            client(rt) as http,
+        ):
+            code, body = await health(http, "main")
+            assert (code, body["status"], body["state"]) == (200, "held", "starting"), body
+            assert (await http.get("/healthz")).status_code == 503
+            sim.faults.fail_queries = False
+
+            async def ready() -> bool:
+                return (await health(http, "main"))[1]["status"] == "ok"
+
+            await until(ready, timeout=30, what="ok once its start passes")
+    finally:
+        await sim.close()

@@ -1464,8 +1464,9 @@ HealthAccountQuery = Annotated[
         min_length=1,
         max_length=64,
         description="One account (an [accounts.NAME] table): 200 only on the engine that holds its lease "
-        "and has it ready with no alarm; 503 on the others (a standby's reasons name the holder). "
-        "For a load balancer's health check routing each account's signals to its holder.",
+        "(`ok` when ready with no alarm, else `held` with the reasons: starting, degraded, an alarm); "
+        "503 on the others (a standby's reasons name the holder). For a load balancer's health check "
+        "routing each account's signals to its holder.",
     ),
 ]
 
@@ -1479,9 +1480,13 @@ def _engine_health(status: EngineStatus) -> JSONResponse:
 
 
 def _account_health(fleet: FleetApi | None, name: str) -> JSONResponse:
-    """`/healthz?account=NAME`: ok only where this engine holds NAME's lease and has it ready with
-    no alarm. A standby's reasons name the holder (as GET /accounts' `holder`); an account not
-    running says why; an unknown one is refused as every `?account=` is (select: 422)."""
+    """`/healthz?account=NAME`: where NAME's signals go. 200 only where this engine holds NAME's
+    lease: `ok` when ready with no alarm, else `held` with the alarms and reasons — an account
+    starting, degraded or with an alarm (a position naked, its exchange unreachable) stays with its
+    holder, for no other engine can act for it, and a close signal must reach the one that can
+    (it answers and tells the trader itself). A standby's reasons name the holder (as GET
+    /accounts' `holder`); an account not running says why; an unknown one is refused as every
+    `?account=` is (select: 422)."""
     if fleet is None:
         return model_response(HealthOut(status="starting", reasons=["engine not started"]), 503)
     try:
@@ -1489,8 +1494,11 @@ def _account_health(fleet: FleetApi | None, name: str) -> JSONResponse:
     except ApiError as exc:  # known, not running: why
         return model_response(HealthOut(status="unavailable", reasons=[exc.message]), 503)
     status = runtime.engine.status()
-    if runtime.is_holder:
-        return _engine_health(status)
+    if runtime.is_holder and status.state not in (EngineState.READ_ONLY, EngineState.STOPPED):
+        if status.state is EngineState.READY and not status.alarms:
+            return model_response(HealthOut(status="ok", state=status.state, reasons=list(status.reasons)))
+        reasons = [*status.alarms, *status.reasons] or [f"engine is {status.state.value}"]
+        return model_response(HealthOut(status="held", state=status.state, reasons=reasons))
     holder = runtime.holder
     held = f"held by {holder}" if holder else "held by no engine this one has seen"
     reasons = [*status.alarms, *status.reasons]

@@ -630,7 +630,10 @@ class AccountOut(BaseModel):
 class HealthOut(BaseModel):
     """No amounts: /healthz is open to anyone who can reach the port."""
 
-    status: Literal["ok", "unavailable", "starting"]
+    status: Literal["ok", "held", "unavailable", "starting"] = Field(
+        description="ok: ready; held (only with `?account=`, answered 200): this engine holds the"
+        " account but it is not ready or has an alarm, the reasons say which; unavailable, starting: 503."
+    )
     state: EngineState | None = None
     reasons: list[str]
 
