@@ -150,6 +150,12 @@ class StoreUnavailable(StoreError):
     """The database is unreachable or refused the write."""
 
 
+class StoreSchemaError(StoreError):
+    """The database's schema is not one this warden can run on or bring to its own: a newer warden
+    migrated it (a rollback after an upgrade). Found before anything is read or sent; retrying
+    will not help."""
+
+
 class VersionConflict(StoreError):
     """Compare-and-set failed: the stored version is not the expected one."""
 

@@ -3,6 +3,7 @@ never a traceback, never silently ignored, and never with a secret in the messag
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 from pathlib import Path
@@ -678,3 +679,35 @@ def test_symbol_tables_for_different_markets_are_taken(tmp_path: Path) -> None:
         "[symbols.SOLUSDT]\nleverage = 3\n[symbols.SOLUSDC]\nleverage = 5\n[symbols.BTC]\nleverage = 2\n"
     )
     assert set(Settings.load(path).symbols) == {"SOLUSDT", "SOLUSDC", "BTC"}
+
+
+def newer_database(directory: Path) -> str:
+    """A SQLite database a newer warden migrated: at a revision this warden does not know."""
+    import asyncio
+    import sqlite3
+
+    from warden.bootstrap import upgrade_database
+
+    url = f"sqlite:///{directory / 'newer.db'}"
+    asyncio.run(upgrade_database(url))
+    with contextlib.closing(sqlite3.connect(directory / "newer.db")) as conn, conn:
+        conn.execute("UPDATE alembic_version SET version_num = '0099'")
+    return url
+
+
+@pytest.mark.parametrize("command", ["run", "upgrade"])
+def test_a_database_a_newer_warden_migrated_is_one_line_naming_db(command: str, tmp_path: Path) -> None:
+    """A rollback after an upgrade: `warden run` logged Alembic's traceback and ended with
+    `error: CommandError: Can't locate revision identified by '0099'`; `warden db upgrade` ended
+    in that traceback alone. Both refuse in one line naming db and saying the schema is newer."""
+    url = newer_database(tmp_path)
+    if command == "run":
+        args = ["run", "--port", free_port(), "--data-dir", str(tmp_path), "--db", url]
+    else:
+        args = ["db", "upgrade", "--db", url]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1
+    assert "Traceback" not in result.stderr, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith("error: db: "), result.stderr
+    assert "newer" in errors[0] and "0099" in errors[0]

@@ -36,3 +36,30 @@ async def test_the_revision_files_are_parsed_outside_the_greenlet(
     assert where, "the head was never read from the files"
     assert all(where), "a revision file was parsed inside SQLAlchemy's greenlet"
     assert await migrate.current_revision(url) == migrate.script_head()
+
+
+# -- a database a newer warden migrated (a rollback after an upgrade) ----------------------------
+
+
+async def test_a_database_a_newer_warden_migrated_is_refused_naming_both_revisions(store_url: str) -> None:
+    """A trader upgrades, then rolls back: the database is at a revision this warden's files do not
+    know. Alembic's "Can't locate revision identified by ..." (a CommandError) came out raw: a
+    traceback from `warden run` and from `warden db upgrade`. It is a StoreSchemaError naming the
+    database's revision and this warden's newest, and the database is left as it was."""
+    from sqlalchemy import text
+
+    from warden.adapters.db.engine import create_engine
+    from warden.ports import StoreSchemaError
+
+    await migrate.upgrade(store_url)
+    engine = create_engine(store_url, op_timeout=10, pooled=False)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text("UPDATE alembic_version SET version_num = '0099'"))
+    finally:
+        await engine.dispose()
+    with pytest.raises(StoreSchemaError) as refused:
+        await migrate.upgrade(store_url)
+    message = str(refused.value)
+    assert "0099" in message and str(migrate.script_head()) in message and "newer" in message
+    assert await migrate.current_revision(store_url) == "0099"

@@ -28,7 +28,7 @@ from warden.entrypoints import client, ops
 from warden.entrypoints.client import err, fail, out
 from warden.entrypoints.token import ApiToken, TokenError, ensure_token, find_token
 from warden.logging import configure_logging, get_logger
-from warden.ports import StoreUnavailable
+from warden.ports import StoreSchemaError, StoreUnavailable
 
 app = typer.Typer(
     name="warden",
@@ -122,7 +122,8 @@ def run(
         fail(f"{exc.field}: {exc.message}", code=2)
     except NoAccountStarted as exc:  # each account's reason is printed already
         fail(str(exc))
-    except StoreUnavailable as exc:  # the database `db` names does not answer (shown without its password)
+    except (StoreUnavailable, StoreSchemaError) as exc:  # `db` does not answer, or its schema is newer
+        # (shown without its password)
         log.error("warden_failed", error=str(exc))
         fail(f"db: {exc}")
     except Exception as exc:

@@ -217,7 +217,7 @@ def db_upgrade(
     from warden.bootstrap import upgrade_database
     from warden.config import database_url_flaw
     from warden.entrypoints.client import CliError, load_settings
-    from warden.ports import StoreUnavailable
+    from warden.ports import StoreSchemaError, StoreUnavailable
 
     try:
         url = db or load_settings().db
@@ -227,7 +227,11 @@ def db_upgrade(
         asyncio.run(upgrade_database(url))
     except CliError as exc:
         fail(exc.message, exc.code)
-    except (StoreUnavailable, ValueError) as exc:  # the message shows the URL without its password
+    except (
+        StoreUnavailable,
+        StoreSchemaError,
+        ValueError,
+    ) as exc:  # the message shows the URL without its password
         fail(f"db: {exc}")
     out.print(f"database at {url.split('@')[-1]} is at the newest schema", markup=False)
 

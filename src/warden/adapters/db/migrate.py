@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection
 from warden.adapters.db.engine import create_engine
 from warden.adapters.db.errors import guarded
 from warden.adapters.db.urls import redact
+from warden.ports import StoreSchemaError
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -42,10 +43,11 @@ async def upgrade(url: str, *, revision: str = "head", op_timeout: float = 60.0)
     # Read here, not inside run_sync: CPython 3.11 builds ast objects with a recursion counter a
     # greenlet switch can leave unbalanced ("AST constructor recursion depth mismatch").
     head = script_head() if revision == "head" else None
+    known = script_revisions()
     engine = create_engine(url, op_timeout=op_timeout, pooled=False)
     try:
         async with guarded("migrate", redact(url), op_timeout), engine.begin() as conn:
-            await conn.run_sync(_upgrade, revision, head)
+            await conn.run_sync(_upgrade, revision, head, known, redact(url))
     finally:
         await engine.dispose()
 
@@ -67,6 +69,24 @@ def script_head() -> str | None:
     """The newest revision of the revision files, read without Alembic (once per process): the
     one revision no other file names as its `down_revision`. None when that is not plain (a
     file it cannot read, a merge, branches): then Alembic decides."""
+    scripts = _scripts()
+    if scripts is None:
+        return None
+    revisions, downs = scripts
+    heads = revisions - downs
+    return heads.pop() if len(heads) == 1 else None
+
+
+@functools.cache
+def script_revisions() -> frozenset[str] | None:
+    """Every revision the revision files name (read as `script_head` reads them); None when that
+    is not plain: then Alembic decides."""
+    scripts = _scripts()
+    return None if scripts is None else frozenset(scripts[0])
+
+
+def _scripts() -> tuple[set[str], set[str]] | None:
+    """The revisions of the revision files and the revisions they revise; None if not plain."""
     revisions: set[str] = set()
     downs: set[str] = set()
     for path in sorted((MIGRATIONS / "versions").glob("*.py")):
@@ -84,8 +104,7 @@ def script_head() -> str | None:
         revisions.add(revision)
         if down is not None:
             downs.add(down)
-    heads = revisions - downs
-    return heads.pop() if len(heads) == 1 else None
+    return revisions, downs
 
 
 def _at(connection: Connection) -> list[str] | None:
@@ -95,12 +114,26 @@ def _at(connection: Connection) -> list[str] | None:
     return [row[0] for row in connection.execute(text(f"SELECT version_num FROM {VERSION_TABLE}"))]
 
 
-def _upgrade(connection: Connection, revision: str, head: str | None) -> None:
-    """`head`: the newest revision of the files when upgrading to "head" (None: Alembic decides)."""
+def _upgrade(
+    connection: Connection, revision: str, head: str | None, known: frozenset[str] | None, where: str
+) -> None:
+    """`head`: the newest revision of the files when upgrading to "head" (None: Alembic decides).
+    `known`: every revision of the files (None: Alembic decides)."""
     if connection.dialect.name == "postgresql":
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
-    if head is not None and _at(connection) == [head]:
+    at = _at(connection)
+    if head is not None and at == [head]:
         return  # already there: exactly what Alembic would conclude, without loading it
+    unknown = sorted(set(at or ()) - known) if known is not None else []
+    if unknown:
+        # a rollback after an upgrade: Alembic said only "Can't locate revision identified by ..."
+        newest = head or "?"
+        raise StoreSchemaError(
+            f"the database at {where} has schema revision {', '.join(unknown)}, newer than this warden"
+            f" knows (its newest is {newest}): a newer warden migrated it, and this one cannot run on"
+            " that schema. Run the newer warden again, or restore the database from before the"
+            " upgrade; nothing was read or changed"
+        )
     from alembic import command
 
     config = alembic_config()
