@@ -152,8 +152,8 @@ class StoreUnavailable(StoreError):
 
 class StoreSchemaError(StoreError):
     """The database's schema is not one this warden can run on or bring to its own: a newer warden
-    migrated it (a rollback after an upgrade). Found before anything is read or sent; retrying
-    will not help."""
+    migrated it (a rollback after an upgrade), or the database refused a migration (a user without
+    the right to create tables). Found before anything is read or sent; retrying will not help."""
 
 
 class VersionConflict(StoreError):

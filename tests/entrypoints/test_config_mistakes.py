@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -711,3 +712,50 @@ def test_a_database_a_newer_warden_migrated_is_one_line_naming_db(command: str, 
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and errors[0].startswith("error: db: "), result.stderr
     assert "newer" in errors[0] and "0099" in errors[0]
+
+
+@pytest.fixture
+def weak_user_url(pg_url: str) -> Iterator[str]:
+    """`pg_url` as a login role that may not create tables in it (PostgreSQL 15's default for
+    a user that does not own the database: no CREATE on schema public)."""
+    import asyncio
+    import secrets
+
+    from sqlalchemy.engine import make_url
+
+    from tests.store.pgtools import admin
+
+    role = f"warden_weak_{secrets.token_hex(4)}"
+
+    async def as_admin(sql: str) -> None:
+        async with admin(pg_url) as conn:
+            await conn.execute(sql)
+
+    asyncio.run(as_admin(f'CREATE ROLE "{role}" LOGIN'))
+    asyncio.run(as_admin(f'REVOKE CREATE ON SCHEMA public FROM PUBLIC, "{role}"'))
+    try:
+        yield make_url(pg_url).set(username=role).render_as_string(hide_password=False)
+    finally:
+        asyncio.run(as_admin(f'DROP OWNED BY "{role}"'))
+        asyncio.run(as_admin(f'DROP ROLE "{role}"'))
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("command", ["run", "upgrade"])
+def test_a_database_user_that_may_not_create_tables_is_one_line_naming_db(
+    command: str, weak_user_url: str, tmp_path: Path
+) -> None:
+    """A trader gives warden a PostgreSQL user without the right to create tables: the first
+    migration is refused. `warden run` logged a traceback then `error: StoreError: migrate: ...
+    refused it: ... permission denied for schema public`; `warden db upgrade` ended in the
+    traceback. Both refuse in one line naming db and saying what the user lacks."""
+    if command == "run":
+        args = ["run", "--port", free_port(), "--data-dir", str(tmp_path), "--db", weak_user_url]
+    else:
+        args = ["db", "upgrade", "--db", weak_user_url]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1
+    assert "Traceback" not in result.stderr, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith("error: db: "), result.stderr
+    assert "permission denied" in errors[0] and "CREATE" in errors[0]

@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection
 from warden.adapters.db.engine import create_engine
 from warden.adapters.db.errors import guarded
 from warden.adapters.db.urls import redact
-from warden.ports import StoreSchemaError
+from warden.ports import StoreError, StoreSchemaError
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -48,6 +48,17 @@ async def upgrade(url: str, *, revision: str = "head", op_timeout: float = 60.0)
     try:
         async with guarded("migrate", redact(url), op_timeout), engine.begin() as conn:
             await conn.run_sync(_upgrade, revision, head, known, redact(url))
+    except StoreError as exc:
+        if type(exc) is not StoreError:
+            raise
+        # the database refused a schema change (rolled back whole): retrying will not help
+        hint = (
+            "; the database user needs the right to create tables (GRANT CREATE ON SCHEMA public"
+            " TO it), or run `warden db upgrade` once as the database's owner"
+            if "permission denied" in str(exc)
+            else ""
+        )
+        raise StoreSchemaError(f"{exc}{hint}; nothing was changed") from exc
     finally:
         await engine.dispose()
 
