@@ -759,3 +759,24 @@ def test_a_database_user_that_may_not_create_tables_is_one_line_naming_db(
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and errors[0].startswith("error: db: "), result.stderr
     assert "permission denied" in errors[0] and "CREATE" in errors[0]
+
+
+@pytest.mark.parametrize("command", ["run", "upgrade"])
+def test_a_sqlite_file_whose_directory_cannot_be_made_is_one_line_naming_db(
+    command: str, tmp_path: Path
+) -> None:
+    """The SQLite file's directory is made at start; when it cannot be (a file is in the way, a
+    directory warden may not write), `FileExistsError` / `PermissionError` came out as a traceback
+    and `error: FileExistsError: ...`. It is the database being unavailable: one line naming db."""
+    (tmp_path / "taken").write_text("not a directory")
+    url = f"sqlite:///{tmp_path / 'taken' / 'warden.db'}"
+    if command == "run":
+        args = ["run", "--port", free_port(), "--data-dir", str(tmp_path / "data"), "--db", url]
+    else:
+        args = ["db", "upgrade", "--db", url]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1
+    assert "Traceback" not in result.stderr, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith("error: db: "), result.stderr
+    assert "taken" in errors[0]

@@ -12,6 +12,8 @@ from pathlib import Path
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
+from warden.ports import StoreUnavailable
+
 SQLITE_DRIVER = "sqlite+aiosqlite"
 POSTGRES_DRIVER = "postgresql+asyncpg"
 _BACKENDS = {"sqlite": SQLITE_DRIVER, "postgresql": POSTGRES_DRIVER, "postgres": POSTGRES_DRIVER}
@@ -20,7 +22,8 @@ _PASSWORD = re.compile(r"(://[^:/@]*):.*@")
 
 
 def parse(url: str) -> URL:
-    """The normalised URL object; raises ValueError for anything warden cannot use."""
+    """The normalised URL object; raises ValueError for anything warden cannot use, and
+    StoreUnavailable when a SQLite file's directory cannot be made."""
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
@@ -41,7 +44,14 @@ def parse(url: str) -> URL:
         parsed = parsed.difference_update_query(["sslmode"]).update_query_dict({"ssl": mode})
     if driver == SQLITE_DRIVER:
         path = sqlite_path(parsed).expanduser()
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a file in the way, a directory warden may not write: not a bug
+            raise StoreUnavailable(
+                f"the directory {path.parent} of the SQLite database cannot be made:"
+                f" {exc.strerror or type(exc).__name__}"
+                + (f" ({exc.filename})" if exc.filename and str(exc.filename) != str(path.parent) else "")
+            ) from exc
         parsed = parsed.set(database=str(path))
     return parsed
 
