@@ -1103,20 +1103,26 @@ def _postgres_port_flaw(rest: str) -> str | None:
 def _postgres_query_flaw(rest: str) -> str | None:
     """A URL parameter the driver does not take: SQLAlchemy hands each one to asyncpg's connect()
     as a keyword, which failed once the engine connected (`TypeError: connect() got an unexpected
-    keyword argument 'connect_timeout'`). sslmode (or ssl) is taken, with a mode it knows; no
-    parameter's value is shown but the mode's."""
+    keyword argument 'connect_timeout'`). sslmode (or ssl) is taken, with a mode it knows, and
+    host (libpq's and the driver's way to name a Unix socket's directory: `?host=/var/run/postgresql`);
+    no parameter's value is shown but the mode's."""
     query = rest.partition("?")[2]
     modes = ", ".join(POSTGRES_SSL_MODES)
     given = urllib.parse.parse_qsl(query, keep_blank_values=True)
+    ssl = [value for key, value in given if key in ("sslmode", "ssl")]
     for key, value in given:
+        if key == "host":
+            if not value or len([k for k, _ in given if k == "host"]) > 1:
+                return "host in the URL must be given once, with a value; the URL is not shown"
+            continue
         if key not in ("sslmode", "ssl"):
             return (
                 f"the URL's parameter {key!r} is not one warden's PostgreSQL driver takes: it takes"
-                f" sslmode ({modes}); the URL is not shown"
+                f" sslmode ({modes}) and host (a Unix socket's directory); the URL is not shown"
             )
         if value not in POSTGRES_SSL_MODES:
             return f"sslmode in the URL must be one of {modes}, not {value!r}"
-    if len(given) > 1:
+    if len(ssl) > 1:
         return "sslmode is given more than once in the URL (ssl is its other name): give it once"
     return None
 

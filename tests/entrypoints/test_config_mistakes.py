@@ -780,3 +780,36 @@ def test_a_sqlite_file_whose_directory_cannot_be_made_is_one_line_naming_db(
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and errors[0].startswith("error: db: "), result.stderr
     assert "taken" in errors[0]
+
+
+SOCKET_DIR = Path("/var/run/postgresql")
+
+
+@pytest.mark.parametrize(
+    "db",
+    [
+        "postgresql://warden@/warden?host=/var/run/postgresql",
+        "postgresql:///warden?host=/var/run/postgresql",
+        "postgresql://warden:hunter2@/warden?host=/var/run/postgresql&sslmode=disable",
+    ],
+)
+def test_a_unix_socket_database_url_is_taken(db: str) -> None:
+    """PostgreSQL on the same host over its socket: libpq's (and the driver's) `?host=/socket/dir`.
+    It was refused at load ("the URL's parameter 'host' is not one warden's PostgreSQL driver
+    takes"), though the driver connects with it; with sslmode too it was told sslmode was given
+    twice."""
+    assert Settings.load(db=db).db == db
+
+
+@pytest.mark.postgres
+def test_db_upgrade_over_the_unix_socket(pg_url: str) -> None:
+    if not (SOCKET_DIR / ".s.PGSQL.5432").exists():
+        pytest.skip(f"no PostgreSQL socket in {SOCKET_DIR}")
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(pg_url)
+    if parsed.host != "127.0.0.1" or parsed.port not in (None, 5432):
+        pytest.skip("the test server is not this host's")
+    db = f"postgresql://{parsed.username}@/{parsed.database}?host={SOCKET_DIR}"
+    result = runner.invoke(app, ["db", "upgrade", "--db", db])
+    assert result.exit_code == 0, result.stderr
