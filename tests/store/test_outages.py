@@ -200,3 +200,26 @@ def _growing_marks(stacked: list[Position]) -> list[Position]:
     """Marks with long exact decimals: the rows grow past the pages they fill."""
     long = D("123.4567890123456789012345678901234567890123456789012345678901234567890123456789")
     return [replace(p, last_price=long, watermark=long, mae=long, mfe=long) for p in stacked]
+
+
+# -- SQLite: the database file deleted or replaced under a running engine ------------------------
+
+
+@pytest.mark.parametrize("kind", list(WRITES))
+async def test_a_sqlite_file_deleted_while_running_fails_writes_never_lands_them_in_the_deleted_file(
+    tmp_path: Path, kind: str
+) -> None:
+    """The database file (and its -wal and -shm) deleted while the engine runs: a cleanup script,
+    a trader freeing space. The writer's open connection went on committing into the deleted file
+    and every write was reported written: gone for good at the next start, which found an empty
+    database. A write fails as StoreUnavailable (never FencedOut) naming what happened."""
+    url = f"sqlite:///{tmp_path / 'warden.db'}"
+    async with fenced_store(url) as store:
+        await store.append_events([event(EventKind.STORE_DEGRADED, None, message="before")])
+        for name in ("warden.db", "warden.db-wal", "warden.db-shm"):
+            (tmp_path / name).unlink(missing_ok=True)
+        write, _ = WRITES[kind]
+        with pytest.raises(StoreUnavailable, match="deleted or replaced"):
+            await write(store)
+        with pytest.raises(StoreUnavailable):  # and the next write too: no database there any more
+            await write(store)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -10,7 +11,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Engine, event
 from sqlalchemy import create_engine as create_sync_engine
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
@@ -99,6 +100,20 @@ class Abandoned(Exception):
     """A write whose caller stopped waiting; rolled back on the writer thread."""
 
 
+class FileReplaced(OSError):
+    """The SQLite file the writer opened is no longer the one its path names (deleted, or another
+    file moved over it): what it commits would land in a file nobody will read again."""
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    """The file `path` names (device, inode); None when there is none."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino
+
+
 class ThreadWriter:
     """SQLite writes, each transaction run whole on one dedicated thread.
 
@@ -108,8 +123,11 @@ class ThreadWriter:
     """
 
     def __init__(self, async_url: str, op_timeout: float, max_pages: Callable[[], int] | None = None) -> None:
+        sync_url = async_url.replace("sqlite+aiosqlite", "sqlite+pysqlite", 1)
+        self._path = str(make_url(sync_url).database)
+        self._file: tuple[int, int] | None = None
         self._engine = create_sync_engine(
-            async_url.replace("sqlite+aiosqlite", "sqlite+pysqlite", 1),
+            sync_url,
             connect_args={"timeout": op_timeout, "check_same_thread": False},
             poolclass=NullPool,
         )
@@ -138,10 +156,16 @@ class ThreadWriter:
             raise Abandoned("the caller's deadline passed before the write started")
         if self._conn is None:
             self._conn = self._engine.connect()
+            self._file = _identity(self._path)
         with self._conn.begin():
             result = work(self._conn)
             if abandoned.is_set():
                 raise Abandoned("the caller's deadline passed before the commit")  # rolls back
+            if _identity(self._path) != self._file:  # rolls back; the next write opens the path anew
+                raise FileReplaced(
+                    f"the database file {self._path} was deleted or replaced while warden had it open;"
+                    " nothing was written (restore it from a backup, or restart warden on the new file)"
+                )
             return result
 
     def reset(self) -> None:
