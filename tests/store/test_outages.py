@@ -223,3 +223,33 @@ async def test_a_sqlite_file_deleted_while_running_fails_writes_never_lands_them
             await write(store)
         with pytest.raises(StoreUnavailable):  # and the next write too: no database there any more
             await write(store)
+
+
+async def test_a_sqlite_wal_file_deleted_while_running_fails_writes_as_unavailable(tmp_path: Path) -> None:
+    """The -wal file deleted while the engine runs (by hand, by a cleanup of "temporary" files):
+    commits went on into the deleted file and were reported written; a kill -9 or power cut then
+    lost every commit since the last checkpoint, those from before the deletion too. A write
+    fails as StoreUnavailable, saying to stop warden cleanly (closing checkpoints what it wrote)."""
+    url = f"sqlite:///{tmp_path / 'warden.db'}"
+    async with fenced_store(url) as store:
+        await store.commit(insert(position("p2", exclusive=False)))
+        for name in ("warden.db-wal", "warden.db-shm"):
+            (tmp_path / name).unlink()
+        with pytest.raises(StoreUnavailable, match="deleted or replaced"):
+            await store.commit(insert(position("p3", exclusive=False)))
+
+
+async def test_a_sqlite_file_found_deleted_stays_refused_and_no_empty_database_is_made_in_its_place(
+    tmp_path: Path,
+) -> None:
+    """Once the writer found its database file deleted, a later write opened the path anew: SQLite
+    made an empty database there, which the next start migrated and ran on, with none of the
+    positions. Every write is refused until warden is restarted, and nothing is made at the path."""
+    url = f"sqlite:///{tmp_path / 'warden.db'}"
+    async with fenced_store(url) as store:
+        for name in ("warden.db", "warden.db-wal", "warden.db-shm"):
+            (tmp_path / name).unlink(missing_ok=True)
+        for _ in range(3):
+            with pytest.raises(StoreUnavailable, match="deleted or replaced"):
+                await _commit(store)
+        assert not (tmp_path / "warden.db").exists()

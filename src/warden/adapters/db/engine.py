@@ -101,17 +101,33 @@ class Abandoned(Exception):
 
 
 class FileReplaced(OSError):
-    """The SQLite file the writer opened is no longer the one its path names (deleted, or another
-    file moved over it): what it commits would land in a file nobody will read again."""
+    """The SQLite file the writer opened, or its -wal, is no longer the one its path names (deleted,
+    or another file moved over it): what it commits would land in a file nobody will read again
+    (the database), or be lost by a crash (the -wal, whose commits reach the database only at a
+    checkpoint)."""
 
 
-def _identity(path: str) -> tuple[int, int] | None:
-    """The file `path` names (device, inode); None when there is none."""
+Identity = tuple[int, int] | None
+"""A file as (device, inode); None when the path names none."""
+
+
+def _identity(path: str) -> Identity:
     try:
         st = os.stat(path)
     except FileNotFoundError:
         return None
     return st.st_dev, st.st_ino
+
+
+def _replaced(path: str, opened: tuple[Identity, Identity]) -> str | None:
+    """What of the database at `path` and its -wal is no longer the file the writer opened (one
+    not there yet when it opened is not compared)."""
+    database, wal = opened
+    if database is not None and _identity(path) != database:
+        return f"the database file {path}"
+    if wal is not None and _identity(f"{path}-wal") != wal:
+        return f"the write-ahead log {path}-wal"
+    return None
 
 
 class ThreadWriter:
@@ -125,7 +141,8 @@ class ThreadWriter:
     def __init__(self, async_url: str, op_timeout: float, max_pages: Callable[[], int] | None = None) -> None:
         sync_url = async_url.replace("sqlite+aiosqlite", "sqlite+pysqlite", 1)
         self._path = str(make_url(sync_url).database)
-        self._file: tuple[int, int] | None = None
+        self._files: tuple[Identity, Identity] = (None, None)
+        self._replaced: str | None = None
         self._engine = create_sync_engine(
             sync_url,
             connect_args={"timeout": op_timeout, "check_same_thread": False},
@@ -154,17 +171,31 @@ class ThreadWriter:
     def _transaction(self, work: Callable[[Connection], T], abandoned: threading.Event) -> T:
         if abandoned.is_set():
             raise Abandoned("the caller's deadline passed before the write started")
+        if self._replaced is not None:
+            # Not opened again: SQLite would make an empty database (or -wal) at the path, and the
+            # next start would run on it. Refused until warden is restarted.
+            raise FileReplaced(self._replaced)
         if self._conn is None:
             self._conn = self._engine.connect()
-            self._file = _identity(self._path)
+            self._files = (_identity(self._path), _identity(f"{self._path}-wal"))
         with self._conn.begin():
             result = work(self._conn)
             if abandoned.is_set():
                 raise Abandoned("the caller's deadline passed before the commit")  # rolls back
-            if _identity(self._path) != self._file:  # rolls back; the next write opens the path anew
-                raise FileReplaced(
-                    f"the database file {self._path} was deleted or replaced while warden had it open;"
-                    " nothing was written (restore it from a backup, or restart warden on the new file)"
+            gone = _replaced(self._path, self._files)
+            if gone is not None:  # rolls back
+                self._replaced = (
+                    f"{gone} was deleted or replaced while warden had it open; nothing more is"
+                    " written. Stop warden cleanly (not kill -9: closing saves what it wrote to the"
+                    " database file, when that is still there), restore the database if it is gone,"
+                    " and start warden again"
+                )
+                raise FileReplaced(self._replaced)
+            if None in self._files:  # a file made since the connection opened: compared from now on
+                database, wal = self._files
+                self._files = (
+                    database or _identity(self._path),
+                    wal or _identity(f"{self._path}-wal"),
                 )
             return result
 
