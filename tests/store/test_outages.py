@@ -253,3 +253,26 @@ async def test_a_sqlite_file_found_deleted_stays_refused_and_no_empty_database_i
             with pytest.raises(StoreUnavailable, match="deleted or replaced"):
                 await _commit(store)
         assert not (tmp_path / "warden.db").exists()
+
+
+async def test_a_deleted_sqlite_database_is_not_made_again_by_the_lease_or_the_reads(tmp_path: Path) -> None:
+    """Only a migration makes the database file. The lease's check (every couple of seconds) and
+    the store's reads opened new connections on the path of a deleted database, and SQLite made
+    an empty one there: the next start migrated it and ran with none of the positions, as if
+    warden had never traded. They fail instead, and nothing is made at the path."""
+    url = f"sqlite:///{tmp_path / 'warden.db'}"
+    store = await open_store(url, exchange="sim")
+    lease = lease_for(url, ACCOUNT)
+    try:
+        assert await lease.try_acquire() == 1
+        for name in ("warden.db", "warden.db-wal", "warden.db-shm"):
+            (tmp_path / name).unlink(missing_ok=True)
+        await lease.check()
+        assert not (tmp_path / "warden.db").exists()
+        await store.engine.dispose()  # its pooled read connections: the next read opens a new one
+        with pytest.raises(StoreUnavailable):
+            await store.get_position(P1)
+        assert not (tmp_path / "warden.db").exists()
+    finally:
+        await lease.release()
+        await store.close()

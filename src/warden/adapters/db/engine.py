@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+import urllib.parse
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -31,8 +32,12 @@ def create_engine(
     application_name: str | None = None,
     pool_size: int | None = None,
     idle_in_transaction: float | None = None,
+    create_file: bool = True,
 ) -> AsyncEngine:
     """An async engine for a user URL (see `urls.normalise`); connects lazily.
+
+    On SQLite, `create_file=False` opens only a database file that exists (the migration makes
+    it): a file deleted under a running engine is not made again, empty, by its next connection.
 
     On PostgreSQL, `application_name` names its sessions in `pg_stat_activity`; `pool_size`
     caps the sessions a pool keeps (and as many again while busy); `idle_in_transaction`
@@ -45,7 +50,7 @@ def create_engine(
         options |= {"pool_size": pool_size, "max_overflow": pool_size}
     if urls.is_sqlite(parsed):
         engine = create_async_engine(parsed, connect_args={"timeout": op_timeout}, **options)
-        _configure_sqlite(engine, op_timeout)
+        _configure_sqlite(engine, op_timeout, create_file=create_file)
         return engine
     connect_args: dict[str, Any] = {"timeout": op_timeout, "command_timeout": op_timeout}
     server: dict[str, str] = {}
@@ -59,7 +64,11 @@ def create_engine(
 
 
 def _configure_sqlite(
-    engine: AsyncEngine | Engine, op_timeout: float, max_pages: Callable[[], int] | None = None
+    engine: AsyncEngine | Engine,
+    op_timeout: float,
+    max_pages: Callable[[], int] | None = None,
+    *,
+    create_file: bool = True,
 ) -> None:
     """WAL, foreign keys, fsync on every commit, and writers that queue instead of failing.
 
@@ -74,6 +83,16 @@ def _configure_sqlite(
     """
 
     sync = engine.sync_engine if isinstance(engine, AsyncEngine) else engine
+
+    if not create_file:
+
+        @event.listens_for(sync, "do_connect")
+        def _existing_only(
+            _dialect: object, _record: object, cargs: list[Any], cparams: dict[str, Any]
+        ) -> None:
+            # SQLite's URI filename with mode=rw: the file is opened, never made
+            cargs[0] = f"file:{urllib.parse.quote(str(cargs[0]), safe='/')}?mode=rw"
+            cparams["uri"] = True
 
     @event.listens_for(sync, "connect")
     def _on_connect(dbapi_connection: Any, _record: object) -> None:
@@ -138,7 +157,14 @@ class ThreadWriter:
     on the writer thread, and only the fsync at COMMIT is left to wait for.
     """
 
-    def __init__(self, async_url: str, op_timeout: float, max_pages: Callable[[], int] | None = None) -> None:
+    def __init__(
+        self,
+        async_url: str,
+        op_timeout: float,
+        max_pages: Callable[[], int] | None = None,
+        *,
+        create_file: bool = True,
+    ) -> None:
         sync_url = async_url.replace("sqlite+aiosqlite", "sqlite+pysqlite", 1)
         self._path = str(make_url(sync_url).database)
         self._files: tuple[Identity, Identity] = (None, None)
@@ -148,7 +174,7 @@ class ThreadWriter:
             connect_args={"timeout": op_timeout, "check_same_thread": False},
             poolclass=NullPool,
         )
-        _configure_sqlite(self._engine, op_timeout, max_pages)
+        _configure_sqlite(self._engine, op_timeout, max_pages, create_file=create_file)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="warden-sqlite-writer")
         self._conn: Connection | None = None
         self._closed = False

@@ -109,7 +109,11 @@ class _EpochTable:
         db_clock: bool = False,
     ):
         self.engine: AsyncEngine = create_engine(
-            url, op_timeout=op_timeout, pooled=False, application_name=f"warden-lease:{account}"
+            url,
+            op_timeout=op_timeout,
+            pooled=False,
+            application_name=f"warden-lease:{account}",
+            create_file=False,  # made by the migration; never again, empty, if deleted
         )
         self.account = account
         self.me = holder or default_holder()

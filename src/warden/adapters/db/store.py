@@ -113,6 +113,7 @@ async def open_store(
             op_timeout=op_timeout,
             application_name=f"warden-store:{account}",
             idle_in_transaction=idle_in_transaction,
+            create_file=False,  # made by the migration; never again, empty, if deleted
         ),
         exchange=exchange,
         account=account,
@@ -242,7 +243,9 @@ class SqlStore:
         self._thread = (
             None
             if self._postgres
-            else ThreadWriter(engine.url.render_as_string(False), op_timeout, sqlite_max_pages)
+            else ThreadWriter(
+                engine.url.render_as_string(False), op_timeout, sqlite_max_pages, create_file=False
+            )
         )
         self._raw = None if self._thread is None else RawStatements(self._q, self._thread.dialect)
         self._fence: tuple[str, int] | None = None
