@@ -54,7 +54,8 @@ async def upgrade(url: str, *, revision: str = "head", op_timeout: float = 60.0)
         # the database refused a schema change (rolled back whole): retrying will not help
         hint = (
             "; the database user needs the right to create tables (GRANT CREATE ON SCHEMA public"
-            " TO it), or run `warden db upgrade` once as the database's owner"
+            " TO it, or make it the database's owner): tables another user made for it would be"
+            " that user's, and warden's writes to them refused"
             if "permission denied" in str(exc)
             else ""
         )
