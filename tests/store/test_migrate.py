@@ -63,3 +63,40 @@ async def test_a_database_a_newer_warden_migrated_is_refused_naming_both_revisio
     message = str(refused.value)
     assert "0099" in message and str(migrate.script_head()) in message and "newer" in message
     assert await migrate.current_revision(store_url) == "0099"
+
+
+# -- a PostgreSQL user that may not write every table ---------------------------------------------
+
+
+@pytest.mark.postgres
+async def test_a_postgresql_user_missing_rights_on_a_table_is_refused_at_start_naming_it(pg_url: str) -> None:
+    """The database migrated by its owner, warden run as a user granted rights on the tables but one
+    (here close_signals: made by a later revision, after the grants). warden started and traded,
+    and the database refused it only at run time ("permission denied for table close_signals",
+    on the first close signal naming a signal_id). The start is refused, naming the table and the
+    rights."""
+    import secrets
+
+    from sqlalchemy.engine import make_url
+
+    from tests.store.pgtools import admin
+    from warden.adapters.db.store import open_store
+    from warden.ports import StoreSchemaError
+
+    await migrate.upgrade(pg_url)
+    role = f"warden_user_{secrets.token_hex(4)}"
+    async with admin(pg_url) as conn:
+        await conn.execute(f'CREATE ROLE "{role}" LOGIN')
+        await conn.execute(f'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO "{role}"')
+        await conn.execute(f'GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO "{role}"')
+        await conn.execute(f'REVOKE ALL ON close_signals FROM "{role}"')
+    url = make_url(pg_url).set(username=role).render_as_string(hide_password=False)
+    try:
+        with pytest.raises(StoreSchemaError) as refused:
+            await open_store(url, exchange="sim")  # it migrates first: refused there
+        assert "close_signals" in str(refused.value) and "GRANT" in str(refused.value)
+        assert "installations" not in str(refused.value)
+    finally:
+        async with admin(pg_url) as conn:
+            await conn.execute(f'DROP OWNED BY "{role}"')
+            await conn.execute(f'DROP ROLE "{role}"')

@@ -135,6 +135,7 @@ def _upgrade(
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
     at = _at(connection)
     if head is not None and at == [head]:
+        _check_rights(connection, where)
         return  # already there: exactly what Alembic would conclude, without loading it
     unknown = sorted(set(at or ()) - known) if known is not None else []
     if unknown:
@@ -151,3 +152,45 @@ def _upgrade(
     config = alembic_config()
     config.attributes["connection"] = connection
     command.upgrade(config, revision)
+    if revision == "head":
+        _check_rights(connection, where)
+
+
+_RIGHTS = ("SELECT", "INSERT", "UPDATE")  # warden deletes no row
+_MISSING_RIGHTS = text(
+    "SELECT t.name FROM unnest(CAST(:tables AS text[])) AS t(name)"
+    " WHERE to_regclass(t.name) IS NOT NULL AND NOT ("
+    + " AND ".join(f"has_table_privilege(to_regclass(t.name), '{right}')" for right in _RIGHTS)
+    + ") ORDER BY t.name"
+)
+_MISSING_SEQUENCES = text(
+    "SELECT c.relname FROM pg_class c WHERE c.relnamespace = to_regnamespace(current_schema())"
+    # CASE: the planner may test the privilege before the kind, and a table is no sequence
+    " AND CASE WHEN c.relkind = 'S' THEN NOT has_sequence_privilege(c.oid, 'USAGE') ELSE false END"
+    " ORDER BY c.relname"
+)
+
+
+def _check_rights(connection: Connection, where: str) -> None:
+    """On PostgreSQL, the user may read and write every table of the schema (and use its
+    sequences): a table made by another user (its owner migrating) is refused to it only when a
+    write first needs it, at run time, perhaps long after the start."""
+    if connection.dialect.name != "postgresql":
+        return
+    from warden.adapters.db.schema import metadata
+
+    tables = sorted(metadata.tables)
+    missing = list(connection.execute(_MISSING_RIGHTS, {"tables": tables}).scalars())
+    sequences = list(connection.execute(_MISSING_SEQUENCES).scalars())
+    if not missing and not sequences:
+        return
+    what = []
+    if missing:
+        what.append(f"one of {', '.join(_RIGHTS)} on table {', '.join(missing)}")
+    if sequences:
+        what.append(f"USAGE on sequence {', '.join(sequences)}")
+    raise StoreSchemaError(
+        f"the database user of {where} lacks {'; and '.join(what)}: warden would be refused at run"
+        f" time. GRANT {', '.join(_RIGHTS)} ON ALL TABLES IN SCHEMA public TO it (and USAGE ON ALL"
+        " SEQUENCES), or make it the database's owner"
+    )
