@@ -69,6 +69,69 @@ async def test_a_database_a_newer_warden_migrated_is_refused_naming_both_revisio
 
 
 @pytest.mark.postgres
+async def test_another_applications_sequence_in_the_schema_does_not_refuse_the_start(pg_url: str) -> None:
+    """The database shared with another application whose sequence warden's user may not use:
+    warden never touches it, so the start is not refused for it (only warden's own tables and
+    their sequences are checked)."""
+    import secrets
+
+    from sqlalchemy.engine import make_url
+
+    from tests.store.pgtools import admin
+    from warden.adapters.db.store import open_store
+
+    await migrate.upgrade(pg_url)
+    role = f"warden_user_{secrets.token_hex(4)}"
+    async with admin(pg_url) as conn:
+        await conn.execute("CREATE SEQUENCE IF NOT EXISTS other_app_invoice_seq")
+        await conn.execute(f'CREATE ROLE "{role}" LOGIN')
+        await conn.execute(f'GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA public TO "{role}"')
+        await conn.execute(f'GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO "{role}"')
+        await conn.execute(f'REVOKE ALL ON SEQUENCE other_app_invoice_seq FROM "{role}"')
+    url = make_url(pg_url).set(username=role).render_as_string(hide_password=False)
+    try:
+        store = await open_store(url, exchange="sim")
+        await store.close()
+    finally:
+        async with admin(pg_url) as conn:
+            await conn.execute(f'DROP OWNED BY "{role}"')
+            await conn.execute(f'DROP ROLE "{role}"')
+            await conn.execute("DROP SEQUENCE IF EXISTS other_app_invoice_seq")
+
+
+@pytest.mark.postgres
+async def test_a_user_who_may_not_use_a_warden_tables_sequence_is_refused_at_start(pg_url: str) -> None:
+    """The rights on the tables but not USAGE on events' id sequence: every event write would be
+    refused at run time; the start is refused naming the sequence."""
+    import secrets
+
+    from sqlalchemy.engine import make_url
+
+    from tests.store.pgtools import admin
+    from warden.adapters.db.store import open_store
+    from warden.ports import StoreSchemaError
+
+    await migrate.upgrade(pg_url)
+    role = f"warden_user_{secrets.token_hex(4)}"
+    async with admin(pg_url) as conn:
+        sequence = await conn.fetchval("SELECT pg_get_serial_sequence('events', 'id')")
+        assert sequence
+        await conn.execute(f'CREATE ROLE "{role}" LOGIN')
+        await conn.execute(f'GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA public TO "{role}"')
+        await conn.execute(f'GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO "{role}"')
+        await conn.execute(f'REVOKE ALL ON SEQUENCE {sequence} FROM "{role}"')
+    url = make_url(pg_url).set(username=role).render_as_string(hide_password=False)
+    try:
+        with pytest.raises(StoreSchemaError) as refused:
+            await open_store(url, exchange="sim")
+        assert "USAGE on sequence events_id_seq" in str(refused.value), refused.value
+    finally:
+        async with admin(pg_url) as conn:
+            await conn.execute(f'DROP OWNED BY "{role}"')
+            await conn.execute(f'DROP ROLE "{role}"')
+
+
+@pytest.mark.postgres
 async def test_a_postgresql_user_missing_rights_on_a_table_is_refused_at_start_naming_it(pg_url: str) -> None:
     """The database migrated by its owner, warden run as a user granted rights on the tables but one
     (here close_signals: made by a later revision, after the grants). warden started and traded,

@@ -164,10 +164,15 @@ _MISSING_RIGHTS = text(
     + ") ORDER BY t.name"
 )
 _MISSING_SEQUENCES = text(
-    "SELECT c.relname FROM pg_class c WHERE c.relnamespace = to_regnamespace(current_schema())"
+    # warden's tables' own sequences (serial or identity columns: pg_depend), not every sequence of
+    # the schema: another application's in a shared database is none of warden's business
+    "SELECT DISTINCT s.relname FROM pg_class s"
+    " JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = s.oid"
+    " AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')"
+    " WHERE d.refobjid IN (SELECT to_regclass(t.name) FROM unnest(CAST(:tables AS text[])) AS t(name))"
     # CASE: the planner may test the privilege before the kind, and a table is no sequence
-    " AND CASE WHEN c.relkind = 'S' THEN NOT has_sequence_privilege(c.oid, 'USAGE') ELSE false END"
-    " ORDER BY c.relname"
+    " AND CASE WHEN s.relkind = 'S' THEN NOT has_sequence_privilege(s.oid, 'USAGE') ELSE false END"
+    " ORDER BY s.relname"
 )
 
 
@@ -181,7 +186,7 @@ def _check_rights(connection: Connection, where: str) -> None:
 
     tables = sorted(metadata.tables)
     missing = list(connection.execute(_MISSING_RIGHTS, {"tables": tables}).scalars())
-    sequences = list(connection.execute(_MISSING_SEQUENCES).scalars())
+    sequences = list(connection.execute(_MISSING_SEQUENCES, {"tables": tables}).scalars())
     if not missing and not sequences:
         return
     what = []
