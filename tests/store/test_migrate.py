@@ -163,3 +163,34 @@ async def test_a_postgresql_user_missing_rights_on_a_table_is_refused_at_start_n
         async with admin(pg_url) as conn:
             await conn.execute(f'DROP OWNED BY "{role}"')
             await conn.execute(f'DROP ROLE "{role}"')
+
+
+@pytest.mark.postgres
+async def test_a_migration_is_refused_while_an_engine_of_the_older_schema_holds_an_account(
+    pg_url: str,
+) -> None:
+    """A rolling upgrade of a fleet: a newer warden starts while an older one still holds an
+    account on the same PostgreSQL database. Migrating would change the schema under the running
+    engine (r0005 made fills.account NOT NULL and dropped the constraint its fill inserts name), so
+    its writes would be refused mid-trade. The migration is refused, naming the account and its
+    holder, nothing changed; once that engine has stopped (its lock gone), it goes ahead."""
+    from tests.store.pgtools import admin
+    from warden.adapters.db.lease import advisory_key
+    from warden.ports import StoreSchemaError
+
+    await migrate.upgrade(pg_url, revision="0007")
+    async with admin(pg_url) as older:  # the older engine's lease session
+        await older.execute(
+            "INSERT INTO leases (account, epoch, holder, acquired_at, renewed_at)"
+            " VALUES ('main', 3, 'host-a:123', now(), now())"
+        )
+        await older.execute("SELECT pg_advisory_lock($1)", advisory_key("main"))
+        with pytest.raises(StoreSchemaError) as refused:
+            await migrate.upgrade(pg_url)
+        why = str(refused.value)
+        assert "main" in why and "host-a:123" in why and "nothing was changed" in why, why
+        async with admin(pg_url) as conn:
+            assert await conn.fetchval("SELECT version_num FROM alembic_version") == "0007"
+    await migrate.upgrade(pg_url)  # the older engine stopped: its session, and its lock, gone
+    async with admin(pg_url) as conn:
+        assert await conn.fetchval("SELECT version_num FROM alembic_version") == "0008"

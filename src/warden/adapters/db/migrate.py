@@ -147,6 +147,8 @@ def _upgrade(
             " that schema. Run the newer warden again, or restore the database from before the"
             " upgrade; nothing was read or changed"
         )
+    if at:
+        _refuse_under_running_engines(connection, where)
     from alembic import command
 
     config = alembic_config()
@@ -154,6 +156,37 @@ def _upgrade(
     command.upgrade(config, revision)
     if revision == "head":
         _check_rights(connection, where)
+
+
+_LOCKED_KEYS = text(
+    "SELECT DISTINCT (classid::bigint << 32) | objid::bigint FROM pg_locks"
+    " WHERE locktype = 'advisory' AND granted AND objsubid = 1 AND pid <> pg_backend_pid()"
+    " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+)
+
+
+def _refuse_under_running_engines(connection: Connection, where: str) -> None:
+    """On PostgreSQL, a schema that is to change while another engine holds an account on it (its
+    lease's advisory lock held by a live session): a rolling upgrade of a fleet, a newer warden
+    starting beside older ones. The change would land under the running engines, written for the
+    schema they know, and their writes (a fill, mid-trade) could be refused. Refused, naming the
+    accounts and their holders: stop those engines first (a clean stop), then start this one."""
+    if connection.dialect.name != "postgresql":
+        return
+    from warden.adapters.db.lease import advisory_key
+
+    leases = connection.execute(text("SELECT account, holder FROM leases")).all()
+    locked = set(connection.execute(_LOCKED_KEYS).scalars())
+    running = [
+        f"{account} (held by {holder})" for account, holder in leases if advisory_key(account) in locked
+    ]
+    if running:
+        raise StoreSchemaError(
+            f"the database at {where} needs a schema migration, and engines of the schema it has now"
+            f" still hold accounts on it: {', '.join(sorted(running))}. Migrating under them could have"
+            " their writes refused mid-trade: stop every warden on this database (a clean stop; their"
+            " stops keep resting on the exchange), then start this one; nothing was changed"
+        )
 
 
 _RIGHTS = ("SELECT", "INSERT", "UPDATE")  # warden deletes no row
