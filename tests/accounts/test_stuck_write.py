@@ -18,6 +18,7 @@ from warden.adapters.notify import RecordingNotifier
 from warden.bootstrap import running_fleet
 from warden.domain.values import Side, Symbol
 from warden.service.commands import OpenPosition
+from warden.service.engine import Engine
 
 from .conftest import TWO_SIM, fleet_settings
 
@@ -110,3 +111,57 @@ async def test_one_accounts_blocked_lease_renewal_leaves_anothers_lease_alone(
             if not released:
                 await locked.rollback()
             await outside.close()
+
+
+@pytest.mark.postgres
+async def test_an_accounts_own_slow_write_does_not_put_its_lease_in_doubt(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """A write of alt's own that takes over a second (a slow disk: its commit stalls) holds the
+    share lock its fence takes on alt's lease row until it commits. alt's renewal, an UPDATE of
+    that row, waits for it as it waits for any write of the database: it is alt's own engine,
+    not an outside session. Its lease must stay confirmed (no lease_unreachable, no entry
+    refused for it, no database_recovered after), as it did before the renewal had a lock_timeout."""
+    settings = fleet_settings(tmp_path, pg_url, TWO_SIM, extra=f"db_timeout = {DB_TIMEOUT}")
+    notifiers: dict[str, RecordingNotifier] = {}
+
+    def notifier(name: str) -> RecordingNotifier:
+        return notifiers.setdefault(name, RecordingNotifier())
+
+    async with running_fleet(settings, price_feed=False, notifier=notifier, lease_retry=0.2) as fleet:
+        alt = fleet.runtimes["alt"].engine
+        await eventually(lambda: alt.status().accepting_signals, timeout=30, what="alt ready")
+        admin = await asyncpg.connect(pg_url.replace("postgresql://", "postgres://"))
+        try:
+            # alt's controls write (an upsert: both triggers fire) takes 1.6 s in the database (the
+            # slow disk), its fence's share
+            # lock on alt's lease row held throughout
+            await admin.execute(
+                "CREATE OR REPLACE FUNCTION slow_disk() RETURNS trigger LANGUAGE plpgsql AS"
+                " $$ BEGIN PERFORM pg_sleep(0.8); RETURN NEW; END $$"
+            )
+            await admin.execute(
+                "CREATE TRIGGER slow_disk BEFORE INSERT OR UPDATE ON controls"
+                " FOR EACH ROW EXECUTE FUNCTION slow_disk()"
+            )
+            notes: list[str] = []
+            writes = asyncio.create_task(_slow_writes(alt, 3))
+
+            def watched() -> bool:
+                if alt.ctx.gate.lease_note is not None:
+                    notes.append(alt.ctx.gate.lease_note)
+                return writes.done()
+
+            await eventually(watched, timeout=30, what="alt's slow writes")
+            await writes
+            assert notes == [], notes[0]
+            kinds = [a.kind.value for a in notifiers["alt"].alerts]
+            assert "lease_unreachable" not in kinds, kinds
+        finally:
+            await admin.execute("DROP TRIGGER IF EXISTS slow_disk ON controls")
+            await admin.close()
+
+
+async def _slow_writes(engine: Engine, n: int) -> None:
+    for i in range(n):
+        await engine.pause(f"slow {i}")

@@ -46,9 +46,10 @@ from warden.ports import Lease, LeaseState, StoreError, StoreUnavailable
 Now = Callable[[], datetime]
 RELEASED_AT = datetime(2000, 1, 1, tzinfo=UTC)
 ROW_WAIT = 1.0
-"""Seconds a renewal (PostgreSQL) waits for its lease row locked by another session (`lock_timeout`):
-the lease session is an engine's, shared by its accounts, and one account's row locked (an
-operator's open transaction) must not hold it up, nor drop it with every account's lock."""
+"""Seconds a renewal (PostgreSQL) waits for its lease row locked by another session (`lock_timeout`)
+in one try: the lease session is an engine's, shared by its accounts, and one account's row locked
+(an operator's open transaction) must not hold it up, nor drop it with every account's lock. Tried
+again, the session let go in between, until db_timeout (`check`)."""
 LOCK_NOT_AVAILABLE = "55P03"
 """What `renewed_at` reads after a release on a lease with a timeout: long expired."""
 
@@ -482,17 +483,25 @@ class PostgresAdvisoryLease:
         if self._locked():
             held: bool | None = None
             busy = False
-            try:
-                async with self._session.using("renew") as (conn, generation):
-                    if generation == self._generation:
-                        held = await self._table.renew(
-                            conn, self._epoch, min(ROW_WAIT, self._table.op_timeout / 2)
-                        )
-                        busy = held is None
-                        if not busy:
-                            await conn.commit()
-            except StoreError:
-                held = None  # the session was dropped, and our lock with it: in doubt
+            # The row locked by another session is waited for up to db_timeout, as any write is,
+            # a bounded try at a time with the shared session let go in between (its other
+            # accounts renew meanwhile): this account's own write holds the row's share lock (its
+            # fence) until it commits, and one slowed by the disk must not put its lease in doubt.
+            loop = asyncio.get_running_loop()
+            wait = min(ROW_WAIT, self._table.op_timeout / 2)
+            until = loop.time() + self._table.op_timeout - wait
+            while True:
+                try:
+                    async with self._session.using("renew") as (conn, generation):
+                        if generation == self._generation:
+                            held = await self._table.renew(conn, self._epoch, wait)
+                            busy = held is None
+                            if not busy:
+                                await conn.commit()
+                except StoreError:
+                    held, busy = None, False  # the session was dropped, and our lock with it: in doubt
+                if not busy or loop.time() >= until or not self._locked():
+                    break
             if busy:
                 # The row is locked by another session (not this account's engine: the session
                 # is the engine's): the renewal could not be written, so in doubt, though the lock
@@ -513,7 +522,7 @@ class PostgresAdvisoryLease:
             if self._locked():  # still locked, yet in doubt: its row is locked by another session
                 raise StoreUnavailable(
                     f"lease {self._table.account!r} on {self._table.where}: its row is locked by another"
-                    f" session (not renewed within {min(ROW_WAIT, self._table.op_timeout / 2):g}s)"
+                    f" session (not renewed within {self._table.op_timeout:g}s)"
                 )
         epoch = self._epoch
         if epoch is None:
