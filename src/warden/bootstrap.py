@@ -890,11 +890,13 @@ class _StartHerald:
         self.fleet = fleet
         self.label = bool(options.get("label_alerts"))
         self.told = False
+        self.failure: Alert | None = None
+        """The episode's engine_start_failed, while it may still be undelivered somewhere."""
         self.deliverer: Deliverer | None = None
         self.channels: list[AlertChannel] = []
         self.task: asyncio.Task[None] | None = None
 
-    async def _offer(self, kind: AlertKind, message: str) -> None:
+    async def _offer(self, kind: AlertKind, message: str) -> Alert:
         clock = self.fleet.clock
         if self.deliverer is None:
             from warden.adapters.memory import InMemoryStore  # only when an account fails: not at start
@@ -912,6 +914,7 @@ class _StartHerald:
         alert = Alert(AlertId(secrets.token_hex(8)), kind, message, clock.now())
         self.deliverer.offer(alert, stored=False)
         await self.deliverer.log_now(alert, 5.0)
+        return alert
 
     async def failed(self, why: str, *, retrying: bool) -> None:
         if self.told:
@@ -922,7 +925,7 @@ class _StartHerald:
             if retrying
             else "it is not started again until its settings are fixed"
         )
-        await self._offer(
+        self.failure = await self._offer(
             AlertKind.ENGINE_START_FAILED,
             f"account {self.name} is not running: {why}; {then}. Nothing watches its positions"
             " meanwhile (their stops on the exchange stay); the other accounts trade on",
@@ -934,9 +937,23 @@ class _StartHerald:
         if not self.told:
             return
         self.told = False
+        # Its failure not yet delivered everywhere (the channels unreachable meanwhile: the host's
+        # network down with its database) would arrive after the engine's engine_started, its
+        # retries backed off longer: the last word in the chat "not running" while it runs. It is
+        # withdrawn where it is missing, and told as what it now is: over.
+        failure, self.failure = self.failure, None
+        late = failure is not None and self.deliverer is not None and self.deliverer.withdraw(failure.id)
+        was = (
+            f"; it could not start from {failure.at:%H:%M:%S} UTC, not told then" if late and failure else ""
+        )
         if not runtime.is_holder:
             why = "; ".join(runtime.engine.status().reasons) or "standby"
-            await self._offer(AlertKind.ENGINE_STARTED, f"account {self.name} is running again: {why}")
+            await self._offer(AlertKind.ENGINE_STARTED, f"account {self.name} is running again: {why}{was}")
+        elif late:
+            await self._offer(
+                AlertKind.ENGINE_STARTED,
+                f"account {self.name} is running again (its engine says when ready){was}",
+            )
 
     async def until(self, stop: asyncio.Event) -> None:
         """Keep delivering (the account will not run again) until the fleet stops."""

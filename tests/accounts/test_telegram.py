@@ -287,3 +287,72 @@ async def test_an_account_whose_settings_are_refused_is_told(tmp_path: Path, api
         [told] = replies(api, "[alt] engine_start_failed")
         assert "ALT_KEY_UNSET" in told and "until its settings are fixed" in told, told
         assert fleet.runtime("main") is not None
+
+
+async def test_a_start_failure_told_late_never_comes_last_once_the_account_runs(
+    tmp_path: Path,
+    api: FakeBotApi,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The host's network drops: alt's database does not answer its first starts and Telegram is
+    unreachable. alt starts once the database is back; Telegram comes back after. Its failure,
+    retried by the fleet's herald since the outage began (backed off longer), reached the chat
+    after alt's own engine_started: the chat's last word on alt was "account alt is not running
+    ... warden keeps starting it again" while it ran. Whatever the chat shows last on alt says
+    it runs."""
+    import warden.bootstrap
+    from warden.ports import StoreUnavailable
+
+    real_open = warden.bootstrap.open_store
+    tries: list[str] = []
+
+    async def open_store(url: str, **kwargs: Any) -> Any:
+        if kwargs.get("account") == "alt" and len(tries) < 2:
+            tries.append("alt")
+            raise StoreUnavailable(f"read installation id: {url} did not answer within 5s")
+        return await real_open(url, **kwargs)
+
+    heralds: list[Any] = []
+    real_init = warden.bootstrap._StartHerald.__init__
+
+    def init(self: Any, *args: Any, **kwargs: Any) -> None:
+        real_init(self, *args, **kwargs)
+        heralds.append(self)
+
+    monkeypatch.setattr(warden.bootstrap, "open_store", open_store)
+    monkeypatch.setattr(warden.bootstrap._StartHerald, "__init__", init)
+    api.down = True
+    extra = f'telegram_token = "{TOKEN}"\ntelegram_chat_ids = "{CHAT}"\ntelegram_api_url = "{api.url}"'
+    settings = fleet_settings(tmp_path, f"sqlite:///{tmp_path}/w.db", TWO_SIM, extra=extra)
+    async with running_fleet(
+        settings,
+        price_feed=False,
+        notifier=lambda _: RecordingNotifier(),
+        beside=[run_fleet_bot],
+        restart_after=0.05,
+        first_start_wait=0.5,
+    ) as fleet:
+        await eventually(lambda: fleet.runtime("alt") is not None, timeout=30, what="alt started again")
+        alt = fleet.runtimes["alt"].engine
+        await eventually(lambda: alt.status().state.value == "ready", timeout=30, what="alt ready")
+        [herald] = [h for h in heralds if h.name == "alt"]
+
+        def failures(deliverer: Any) -> int:
+            return max((s.failures for s in deliverer.state.values()), default=0)
+
+        # the herald has tried Telegram since the outage began; alt's engine only since it ran
+        await eventually(
+            lambda: herald.deliverer is not None and failures(herald.deliverer) >= 3,
+            timeout=30,
+            what="the herald backed off",
+        )
+        await eventually(lambda: failures(alt.deliverer) >= 1, timeout=30, what="alt's engine tried")
+        api.down = False
+        await eventually(
+            lambda: bool(replies(api, "[alt] engine_started")), timeout=30, what="alt's engine_started"
+        )
+        await eventually(lambda: herald.deliverer.undelivered() == 0, timeout=60, what="the herald done")
+        about_alt = [t for t in api.texts(CHAT) if "[alt]" in t]
+        assert "engine_start_failed" not in about_alt[-1], about_alt
+        # the outage is not lost: the chat hears alt could not start, and that it is over
+        assert [t for t in about_alt if "could not start from" in t and "running again" in t], about_alt

@@ -144,6 +144,17 @@ class Deliverer:
         self._known[alert.id] = _Known(alert, stored=stored)
         self._wake.set()
 
+    def withdraw(self, alert_id: AlertId) -> bool:
+        """An alert held in memory only (`stored=False`) that events overtook before every channel
+        had it: not sent where it is still missing. True if some channel lacked it (its news then
+        has to be told otherwise); one in flight may still arrive."""
+        known = self._known.get(alert_id)
+        if known is None or alert_id in self._done or known.in_outbox:
+            return False
+        missing = any(channel.name not in known.channels for channel in self.channels)
+        self._finish(alert_id)
+        return missing
+
     # ---------------------------------------------------------------- delivery
 
     async def run(self) -> None:
