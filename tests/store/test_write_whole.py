@@ -55,3 +55,30 @@ def test_a_short_write_is_completed_not_renamed_in_half(
     kill.save()
     monkeypatch.undo()
     assert FileWaitingKill(path).pending() == "from Telegram"
+
+
+def test_a_kept_pause_forgotten_while_it_is_written_stays_forgotten(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pause for alt, kept while its engine was being created (Fleet._keep: marked, then saved
+    in a thread), is taken by that engine from memory and stored in the database, which forgets
+    it (ControlPanel._store), while the slow disk is still writing the file. The file must not
+    outlive the forget: the next start of warden would pause alt again with the old reason, days
+    after the trader resumed it."""
+    path = tmp_path / "kill-alt.json"
+    waiting = FileWaitingKill(path)
+    waiting.mark("alt misbehaves", pause_only=True)
+    real_write = os.write
+    forgot: list[bool] = []
+
+    def write(fd: int, body: bytes) -> int:
+        if not forgot:  # the engine took it and forgot it meanwhile
+            forgot.append(True)
+            waiting.forget()
+        return real_write(fd, body)
+
+    monkeypatch.setattr(files.os, "write", write)
+    waiting.save()
+    monkeypatch.undo()
+    assert forgot and waiting.pending() is None
+    assert FileWaitingKill(path).pending() is None, path.read_text()

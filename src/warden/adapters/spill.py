@@ -94,6 +94,7 @@ class FileWaitingKill(JsonFile):
     def __init__(self, path: Path) -> None:
         super().__init__(path)
         self._pause_only = False
+        self._forgets = 0
         self._reason = self._load()
 
     def pending(self) -> str | None:
@@ -109,14 +110,27 @@ class FileWaitingKill(JsonFile):
         self._reason, self._pause_only = reason, pause_only
 
     def save(self) -> None:
-        if self._reason is not None:
-            body: dict[str, Any] = {"version": VERSION, "reason": self._reason}
-            if self._pause_only:
+        """Write what is kept. Run in a thread (Fleet._keep) while the account's engine may take
+        it from memory and `forget` it: a forget made while the file was being written is done
+        again after, or the file would outlive it (the next start of warden taking it again)."""
+        while True:
+            reason, pause_only, forgets = self._reason, self._pause_only, self._forgets
+            if reason is None:
+                return
+            body: dict[str, Any] = {"version": VERSION, "reason": reason}
+            if pause_only:
                 body["pause"] = True
             self.write(body)
+            if self._forgets == forgets:
+                return
+            if self._reason is None:  # forgotten meanwhile: its remove may have come first
+                self.remove()
+                return
+            # forgotten and kept again meanwhile: what is kept now is written
 
     def forget(self) -> None:
         self._reason, self._pause_only = None, False
+        self._forgets += 1
         self.remove()
 
     def _load(self) -> str | None:
