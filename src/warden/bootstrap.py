@@ -751,6 +751,8 @@ class Fleet:
     retrying: set[str] = field(default_factory=set)
     """Accounts whose engine failed and will be started again (their `failures` say why)."""
     kills: dict[str, WaitingKill] = field(default_factory=dict)
+    heralds: dict[str, _StartHerald] = field(default_factory=dict)
+    """Each account's start herald (_AccountServer): tells what concerns it while it is not running."""
     """Each account's waiting kill (`kill_account`), handed to its engine at every start."""
     first_starts: dict[str, asyncio.Event] = field(default_factory=dict)
     """Set for each account once its first start ended (running, or failed)."""
@@ -811,6 +813,13 @@ class Fleet:
         except StoreUnavailable as exc:
             return f"kept in memory only ({exc}): {starts} unless warden restarts first"
         return f"kept in {waiting.where}: {starts}"
+
+    async def signal_refused(self, name: str, message: str) -> None:
+        """A signal for account `name` refused while it is not running (its engine, and so its
+        outbox, does not exist): told by its start herald, from memory, as its failure is."""
+        herald = self.heralds.get(name)
+        if herald is not None:
+            await herald.signal_refused(message)
 
     def kill_waiting(self, name: str) -> str | None:
         """What to say of a kill (or a pause) kept for `name` while it waits for the account's engine."""
@@ -931,6 +940,9 @@ class _StartHerald:
             " meanwhile (their stops on the exchange stay); the other accounts trade on",
         )
 
+    async def signal_refused(self, message: str) -> None:
+        await self._offer(AlertKind.SIGNAL_REFUSED, message)
+
     async def running(self, runtime: Runtime) -> None:
         """The account runs again: the episode ends (a holder's engine says engine_started when
         it is ready, or engine_start_failed while its recovery retries; a standby is said here)."""
@@ -987,7 +999,9 @@ class _AccountServer:
     async def serve(self, name: str, account_settings: Settings, started: asyncio.Event) -> None:
         # Every log line of this account's engine names it (this task's context, and its children's).
         structlog.contextvars.bind_contextvars(account=name)
-        herald = self.heralds[name] = _StartHerald(name, account_settings, self.fleet, self.options)
+        herald = self.heralds[name] = self.fleet.heralds[name] = _StartHerald(
+            name, account_settings, self.fleet, self.options
+        )
         try:
             pause = self.restart_after
             while not await self.run_once(name, account_settings, started):
@@ -1006,7 +1020,9 @@ class _AccountServer:
     async def refused(self, name: str, account_settings: Settings) -> None:
         """A table refused before it could be started (its key variable unset, a second writer
         on one exchange account): told to the trader, once, until the fleet stops."""
-        herald = self.heralds[name] = _StartHerald(name, account_settings, self.fleet, self.options)
+        herald = self.heralds[name] = self.fleet.heralds[name] = _StartHerald(
+            name, account_settings, self.fleet, self.options
+        )
         try:
             await herald.failed(self.fleet.failures[name], retrying=False)
             await herald.until(self.stop)

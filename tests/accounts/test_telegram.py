@@ -356,3 +356,43 @@ async def test_a_start_failure_told_late_never_comes_last_once_the_account_runs(
         assert "engine_start_failed" not in about_alt[-1], about_alt
         # the outage is not lost: the chat hears alt could not start, and that it is over
         assert [t for t in about_alt if "could not start from" in t and "running again" in t], about_alt
+
+
+async def test_a_close_signal_for_an_account_not_running_is_told(
+    tmp_path: Path,
+    api: FakeBotApi,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """alt's database does not answer (its engine cannot start; the fleet retries) when
+    TradingView's exit for alt arrives: 503 not_ready to TradingView's server, which shows it
+    nobody and never sends it again, and nothing to the trader, whose strategy is now flat while
+    alt's position stays open on its stop. Told as a close refused while warden starts is
+    (signal_refused), by the fleet (alt's engine does not exist)."""
+    import httpx
+
+    from tests.accounts.conftest import TOKEN as API_TOKEN
+    from tests.accounts.test_kill_waiting import Outage
+    from warden.entrypoints.api import create_app
+
+    Outage(monkeypatch, "alt")
+    extra = f'telegram_token = "{TOKEN}"\ntelegram_chat_ids = "{CHAT}"\ntelegram_api_url = "{api.url}"'
+    settings = fleet_settings(tmp_path, f"sqlite:///{tmp_path}/w.db", TWO_SIM, extra=extra)
+    async with running_fleet(
+        settings,
+        price_feed=False,
+        notifier=lambda _: RecordingNotifier(),
+        restart_after=0.05,
+        first_start_wait=0.5,
+    ) as fleet:
+        assert fleet.runtime("alt") is None
+        transport = httpx.ASGITransport(app=create_app(lambda: fleet))
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://warden", headers={"Authorization": f"Bearer {API_TOKEN}"}
+        ) as http:
+            closed = await http.post(
+                "/api/v1/signals?account=Alt", json={"symbol": "SOLUSDT", "action": "close"}
+            )
+        assert closed.status_code == 503, closed.text
+        await eventually(lambda: bool(replies(api, "[alt] signal_refused")), timeout=15, what="told")
+        [told] = replies(api, "[alt] signal_refused")
+        assert "SOLUSDT" in told and "not running" in told and "stays open" in told, told

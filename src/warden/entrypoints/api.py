@@ -197,6 +197,10 @@ class FleetApi(Protocol):
         """What to say of a kill (or a pause) kept for `name` (it is not running), else None."""
         ...
 
+    async def signal_refused(self, name: str, message: str) -> None:
+        """Tell the trader of a signal for `name` refused while it is not running (bootstrap.Fleet)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class Solo:
@@ -227,6 +231,9 @@ class Solo:
 
     def kill_waiting(self, name: str) -> str | None:
         return None
+
+    async def signal_refused(self, name: str, message: str) -> None:
+        return None  # its runtime always exists: its engine tells
 
 
 RuntimeProvider = Callable[[], RuntimeApi | FleetApi | None]
@@ -842,7 +849,7 @@ async def _signal(ctx: _Context, caller: Caller, request: Request, wait: bool | 
         raise ValidationError(
             "account", f"the body names {signal.account!r} and the query {caller.account!r}; give one"
         )
-    runtime = select(caller.fleet, signal.account or caller.account)
+    runtime = await _signal_runtime(caller, signal, named)
     if signal.usd is not None and signal.qty is not None:
         raise ValidationError("qty", "give usd or qty, not both")
     signal.check_consistent()
@@ -900,6 +907,44 @@ async def _signal(ctx: _Context, caller: Caller, request: Request, wait: bool | 
                 await _tell_not_sent(runtime, cmd.symbol, cmd.side, exc)
             raise
     return await _flip(ctx, runtime, cmd, wait)
+
+
+async def _signal_runtime(caller: Caller, signal: SignalIn, named: str | None) -> RuntimeApi:
+    """The runtime of the account a signal is for; one not running refuses it, told."""
+    try:
+        return select(caller.fleet, signal.account or caller.account)
+    except ApiError as exc:
+        if exc.code == "not_ready":
+            await _tell_not_running(caller.fleet, named or caller.account, signal, exc)
+        raise
+
+
+async def _tell_not_running(fleet: FleetApi, name: str | None, signal: SignalIn, exc: ApiError) -> None:
+    """A signal for an account that is not running (its start failing, the fleet starting it
+    again) is refused 503 and told to the trader, as one refused while its engine starts is
+    (`_not_accepting`): its answer goes to the sender, and a close refused leaves what is open
+    on the symbol open while the strategy is flat. By the fleet: the account has no engine."""
+    if name is None and len(fleet.names) == 1:
+        name = fleet.names[0]
+    if name is None:
+        return
+    shown, why = f"{signal.symbol[:64]!r}", _capped(exc.message)
+    if signal.wants_close:
+        message = (
+            f"close signal for {shown} refused: {why}; what is open on {shown} stays open (its stop"
+            " rests): close it with warden close once the account runs, or send the signal again"
+        )
+    else:
+        side = signal.parsed_side
+        what = f"{shown} {side.value}" if side is not None else shown
+        message = (
+            f"entry signal for {what} refused, nothing was sent: {why}; the strategy may believe it"
+            " holds it: send it again once warden accepts signals (warden status)"
+        )
+    try:
+        await fleet.signal_refused(name, message)
+    except Exception as failed:
+        log.warning("signal_refused_not_told", error=repr(failed))
 
 
 async def _not_accepting(runtime: RuntimeApi, signal: SignalIn, status: EngineStatus) -> TradingRefused:
