@@ -360,6 +360,7 @@ async def running(
     slots: Slots | None = None,
     shared: SharedConnections | None = None,
     waiting_kill: WaitingKill | None = None,
+    start_told: Callable[[], bool] | None = None,
 ) -> AsyncIterator[Runtime]:
     """Build, take the lease (or stand by), recover, and run until the block exits.
 
@@ -372,6 +373,8 @@ async def running(
     `slots`: the engine's capacity, shared by the accounts of a fleet (the lease is tried only
     with room for it). `shared`: PostgreSQL sessions shared by the accounts of a fleet.
     `waiting_kill`: a kill of every account kept for this one (the fleet's); else its file.
+    `start_told`: whether the account's start failure is told already (the fleet's herald): its
+    engine, started again within the episode, does not tell it again.
     """
     clock = clock or SystemClock()
     waiting_kill = waiting_kill or waiting_kill_of(settings.data_dir, settings.account)
@@ -405,6 +408,7 @@ async def running(
         leased=True,
         spill=FileControlsSpill(settings.data_dir / f"controls-{settings.account}.json"),
         waiting_kill=waiting_kill,
+        start_failure_told=start_told,
     )
     _what_beside_shows(engine, exchange, bot)
     lease = lease_for(
@@ -899,6 +903,9 @@ class _StartHerald:
         self.fleet = fleet
         self.label = bool(options.get("label_alerts"))
         self.told = False
+        self.runtime: Runtime | None = None
+        """The account's runtime since the fleet last started it (a holder: its episode ends
+        once its engine gets ready, which it says itself)."""
         self.failure: Alert | None = None
         """The episode's engine_start_failed, while it may still be undelivered somewhere."""
         self.deliverer: Deliverer | None = None
@@ -926,8 +933,10 @@ class _StartHerald:
         return alert
 
     async def failed(self, why: str, *, retrying: bool) -> None:
-        if self.told:
-            return
+        ran = self.runtime is not None and self.runtime.engine.ran
+        self.runtime = None
+        if self.told and not ran:
+            return  # started again and failed again before it ever got ready: the same episode
         self.told = True
         then = (
             "warden keeps starting it again and says when it runs"
@@ -944,11 +953,12 @@ class _StartHerald:
         await self._offer(AlertKind.SIGNAL_REFUSED, message)
 
     async def running(self, runtime: Runtime) -> None:
-        """The account runs again: the episode ends (a holder's engine says engine_started when
-        it is ready, or engine_start_failed while its recovery retries; a standby is said here)."""
+        """The account runs again (a standby), or its engine exists (a holder: the episode ends
+        when it gets ready, and says engine_started; its engine_start_failed while its recovery
+        retries is not said again within an episode told already)."""
+        self.runtime = runtime
         if not self.told:
             return
-        self.told = False
         # Its failure not yet delivered everywhere (the channels unreachable meanwhile: the host's
         # network down with its database) would arrive after the engine's engine_started, its
         # retries backed off longer: the last word in the chat "not running" while it runs. It is
@@ -958,6 +968,9 @@ class _StartHerald:
         was = (
             f"; it could not start from {failure.at:%H:%M:%S} UTC, not told then" if late and failure else ""
         )
+        # A holder's episode ends once its engine gets ready (`failed` asks); a standby's now. One
+        # whose failure was never told is told again if it fails again.
+        self.told = runtime.is_holder and not late
         if not runtime.is_holder:
             why = "; ".join(runtime.engine.status().reasons) or "standby"
             await self._offer(AlertKind.ENGINE_STARTED, f"account {self.name} is running again: {why}{was}")
@@ -1038,6 +1051,7 @@ class _AccountServer:
                 notifier=self.notifier(name) if self.notifier is not None else None,
                 exchange=self.exchanges.get(name),
                 waiting_kill=fleet.kills[name],
+                start_told=lambda: self.heralds[name].told,
                 **self.options,
             ) as runtime:
                 fleet.failures.pop(name, None)

@@ -396,3 +396,44 @@ async def test_a_close_signal_for_an_account_not_running_is_told(
         await eventually(lambda: bool(replies(api, "[alt] signal_refused")), timeout=15, what="told")
         [told] = replies(api, "[alt] signal_refused")
         assert "SOLUSDT" in told and "not running" in told and "stays open" in told, told
+
+
+async def test_an_account_whose_engine_never_gets_ready_is_told_once_per_episode(
+    tmp_path: Path,
+    api: FakeBotApi,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """alt's engine is created, its start fails (the exchange), then ends with an error, and the
+    fleet starts it again, over and over: alt never runs. Told once for the episode, not once
+    per cycle (a message every few seconds to 30 s, for as long as it lasts)."""
+    from warden.ports import ExchangeUnavailable
+    from warden.service.engine import Engine
+
+    real_start = Engine.start
+    starts: list[str] = []
+
+    async def start(self: Engine) -> None:
+        if self.ctx.config.account != "alt":
+            return await real_start(self)
+        starts.append("alt")
+        if not getattr(self, "_tried", False):
+            self._tried = True  # type: ignore[attr-defined]
+            raise ExchangeUnavailable("exchange down")
+        raise RuntimeError("a bug in recovery")
+
+    monkeypatch.setattr(Engine, "start", start)
+    extra = f'telegram_token = "{TOKEN}"\ntelegram_chat_ids = "{CHAT}"\ntelegram_api_url = "{api.url}"'
+    settings = fleet_settings(tmp_path, f"sqlite:///{tmp_path}/w.db", TWO_SIM, extra=extra)
+    async with running_fleet(
+        settings,
+        price_feed=False,
+        notifier=lambda _: RecordingNotifier(),
+        beside=[run_fleet_bot],
+        restart_after=0.05,
+        first_start_wait=0.5,
+    ) as fleet:
+        await eventually(lambda: len(starts) >= 10, timeout=60, what="alt started five times")
+        assert fleet.runtime("main") is not None
+        await eventually(lambda: bool(replies(api, "[alt] engine_start_failed")), timeout=15, what="told")
+        told = replies(api, "[alt] engine_start_failed")
+        assert len(told) <= 2, told

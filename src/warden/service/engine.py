@@ -106,13 +106,16 @@ class Engine:
         leased: bool = False,
         spill: ControlsSpill | None = None,
         waiting_kill: WaitingKill | None = None,
+        start_failure_told: Callable[[], bool] | None = None,
     ) -> None:
         """`leased`: a lease watcher verifies this engine's lease (`warden run`). A database failure
         then puts the lease in doubt until the watcher has found it still ours: PostgreSQL's
         advisory lock dies with its session, so queued writes committed again are not enough
         to be `ready`. `spill`: where a control change the database cannot store is kept until it
         can (ControlPanel). `waiting_kill`: a kill of every account that found this engine not
-        running, put in force before anything else (ControlPanel)."""
+        running, put in force before anything else (ControlPanel). `start_failure_told`: whether
+        this account's start failure is told already (a fleet starting its engine again within
+        one failure episode): its own engine_start_failed is then not told again."""
         gate = Gate(clock.monotonic)
         ledger = Ledger(store, clock, gate.check_may_act)
         self.deliverer = Deliverer(
@@ -175,6 +178,9 @@ class Engine:
         """Trouble beside the engine that does not stop trading (e.g. Telegram unreachable)."""
         self._unreachable: str | None = None  # set by reconcile_forever while the exchange fails
         self.first_attempt = asyncio.Event()
+        self.ran = False
+        """It got ready once (a fleet's start herald: an engine that never did ends no episode)."""
+        self.start_failure_told: Callable[[], bool] = start_failure_told or (lambda: False)
         """Set once the first startup attempt has passed or failed (the API can then say which)."""
 
     def set_warning(self, key: str, text: str | None) -> None:
@@ -652,6 +658,7 @@ class Engine:
         await self.reconcile(check_rows=False)
         await self._check_margins()
         gate.state = EngineState.READY
+        self.ran = True
         gate.refuse("recovery", None)
         for position, report in self._late_waiting:
             self.ctx.tasks.spawn(self._reconcile_late(position, report))
@@ -770,7 +777,7 @@ class Engine:
         gate = self.ctx.gate
         delay = max(self.config.retry_backoff, 0.5)
         first = self.clock.monotonic()
-        alerted = False
+        alerted = self.start_failure_told()
         while True:
             try:
                 await self.start()
