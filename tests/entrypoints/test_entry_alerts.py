@@ -338,3 +338,28 @@ async def test_a_close_signal_refused_by_a_standby_is_not_told(tmp_path: Path) -
         assert response.status_code == 503, response.text
         await rt.engine.wait_idle()
         assert _refusals(notifier) == []
+
+
+async def test_a_storm_of_entries_refused_for_one_reason_is_told_once_then_counted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A strategy firing an entry every few seconds while the exchange cannot be reached for its
+    price: each answered 503 to TradingView, and the trader told once at once (the rest counted
+    into one message when the window ends), not once per signal."""
+    notifier = RecordingNotifier()
+    async with (
+        running(make_settings(tmp_path), price_feed=False, notifier=notifier) as rt,
+        _client(rt) as http,
+    ):
+
+        async def unreachable(symbol: Any) -> Any:
+            raise ExchangeUnavailable("simulated outage asking the mark")
+
+        monkeypatch.setattr(rt.engine.exits, "fresh_mark", lambda symbol: None)
+        monkeypatch.setattr(rt.engine.gateway, "mark_price", unreachable)
+        for _ in range(6):
+            body = alert("BINANCE:SOLUSDT.P", "buy", "0.5", rt.clock.now())
+            assert (await http.post("/api/v1/signals", content=body)).status_code == 503
+        await rt.engine.wait_idle()
+        await eventually(lambda: len(_refusals(notifier)) >= 1, what="the first refusal told")
+        assert len(_refusals(notifier)) == 1, _refusals(notifier)

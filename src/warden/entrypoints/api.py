@@ -134,7 +134,7 @@ class EngineApi(Protocol):
     async def close_position(self, cmd: ClosePosition) -> Position: ...
     async def close_symbol(self, symbol: str, reason: str = "manual") -> list[Position]: ...
     async def close_by_signal(self, symbol: str, signal_id: str, reason: str = "signal") -> SignalClose: ...
-    async def signal_refused(self, message: str) -> None: ...
+    async def signal_refused(self, message: str, about: str | None = None) -> None: ...
     async def change_position(
         self,
         position_id: str,
@@ -808,11 +808,13 @@ def _add_signal_route(app: FastAPI, ctx: _Context) -> None:
         return response
 
 
-async def _tell(engine: EngineApi, message: str) -> None:
+async def _tell(engine: EngineApi, message: str, about: str | None = None) -> None:
     """The alert signal_refused: a signal's answer goes to its sender (TradingView's server), not
-    to the trader. The refusal is answered whatever becomes of the alert."""
+    to the trader. The refusal is answered whatever becomes of the alert. `about`: the kind of
+    refusal, repeats of which are told as one count (a strategy firing into an outage); None:
+    each told (a flip's, about one position)."""
     try:
-        await engine.signal_refused(message)
+        await engine.signal_refused(message, about)
     except Exception as failed:
         log.warning("signal_refused_not_told", error=repr(failed))
 
@@ -839,7 +841,7 @@ async def _tell_refused(caller: Caller, exc: ValidationError) -> None:
     about = f" for {symbol[:64]!r}" if isinstance(symbol, str) else ""  # the sender's text: quoted
     why = _capped(f"{exc.field}: {exc.message}")  # a field's value echoed may be as long as the body
     message = f"signal{about} refused, nothing was sent: {why}"
-    await _tell(runtime.engine, message)
+    await _tell(runtime.engine, message, f"input:{exc.field}")
 
 
 async def _signal(ctx: _Context, caller: Caller, request: Request, wait: bool | None) -> JSONResponse:
@@ -988,7 +990,7 @@ async def _tell_not_sent(runtime: RuntimeApi, symbol: str, side: Side | None, ex
         f"entry signal for {what} refused, nothing was sent: {_capped(str(exc))}; the strategy may"
         " believe it holds it: send it again once warden accepts signals (warden status)"
     )
-    await _tell(runtime.engine, message)
+    await _tell(runtime.engine, message, f"entry:{type(exc).__name__}")
 
 
 async def _flip(ctx: _Context, runtime: RuntimeApi, cmd: OpenPosition, wait: bool | None) -> JSONResponse:
@@ -1118,7 +1120,7 @@ async def _tell_exit_refused(engine: EngineApi, symbol: str, exc: Exception) -> 
         f"close signal for {symbol} refused: {why}; what is open on {symbol} stays open (its stop"
         " rests): close it with warden close, or send the signal again"
     )
-    await _tell(engine, message)
+    await _tell(engine, message, f"exit:{type(exc).__name__}")
 
 
 async def _close_signal(engine: EngineApi, symbol: str, signal_id: str | None) -> JSONResponse:

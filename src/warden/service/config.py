@@ -39,6 +39,9 @@ class EngineConfig:
     pending_deadline: float = 30.0
     """An order intent still PENDING after this long is resolved by lookup during reconciliation."""
     alert_timeout: float = 2.0
+    repeat_window: float = 60.0
+    """Refused signals of one kind within this many seconds are told as one count (RepeatDigest),
+    the window doubling to 15 minutes while they go on; 0: each told."""
     mark_max_age: float = 5.0
     """A streamed mark at most this old sizes a signal; older, the exchange is asked (one REST call)."""
     start_backoff_max: float = 30.0

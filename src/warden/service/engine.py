@@ -75,6 +75,7 @@ from warden.service.ledger import Ledger
 from warden.service.opening import Opener, random_position_id
 from warden.service.reconciler import OrphanPolicy, Reconciler, ReconcileReport
 from warden.service.recovery import Recovery
+from warden.service.repeats import RepeatDigest
 from warden.service.router import Router
 from warden.service.watch import StreamWatch
 
@@ -168,6 +169,12 @@ class Engine:
         self.stream_watch = StreamWatch(config, clock.monotonic())
         self._reconciling = asyncio.Lock()
         self._loops = Tasks(on_error=self._task_failed)
+        self.refusals = RepeatDigest(
+            clock,
+            lambda message: ctx.notify(AlertKind.SIGNAL_REFUSED, message),
+            self._loops.spawn,  # a background loop: not what wait_idle waits for
+            config.repeat_window,
+        )
         self._started_at = clock.now()
         self._store_error: str | None = None
         self._leased = leased
@@ -239,11 +246,13 @@ class Engine:
         self.ctx.gate.check_may_act()
         return await self.close_signals.close(Symbol(symbol), signal_id, reason)
 
-    async def signal_refused(self, message: str) -> None:
-        """A signal refused for its input before anything was sent: the trader is told, because
-        its answer goes to the sender (TradingView's server for a webhook), not to the trader,
-        and the strategy then holds a position this account never opened."""
-        await self.ctx.notify(AlertKind.SIGNAL_REFUSED, message)
+    async def signal_refused(self, message: str, about: str | None = None) -> None:
+        """A signal refused: the trader is told, because its answer goes to the sender
+        (TradingView's server for a webhook), not to the trader, and the strategy then holds a
+        position this account never opened (or not the one it holds). Refusals `about` the same
+        (one kind: the exchange unreachable for entries, one field missing) repeated within
+        `repeat_window` are told as one count (RepeatDigest); None: told, never counted."""
+        await self.refusals.tell(message, about)
 
     async def move_stop(self, position_id: str, price: Decimal) -> Position:
         """Tighten an open position's stop to `price` (change_position with the stop only)."""
