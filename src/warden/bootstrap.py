@@ -12,10 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 from prometheus_client import CollectorRegistry
@@ -734,6 +734,18 @@ async def _lease_lost(runtime: Runtime, expired: str | None = None) -> None:
 # ------------------------------------------------------------------ many accounts in one process
 
 
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class _NotInForce:
+    """Why a control naming an account is not in force on its engine (Fleet._in_force)."""
+
+    why: str
+    standby: bool = False
+    """Refused by a standby: the engine holding the account decides; nothing is kept here."""
+
+
 @dataclass
 class Fleet:
     """Every account this process serves, each with its own engine, lease, exchange and stream.
@@ -776,36 +788,38 @@ class Fleet:
         running, or stopped) has it kept: in force at once in this process (memory first), then
         on disk for a restart, and its engine puts it in force before it lets any signal in. Not
         for a standby: the engine holding the account decides. Other refusals are raised."""
-        runtime = self.runtimes.get(name)
-        if runtime is None:
-            why = f"not running: {self.failures.get(name, 'it is starting')}"
-        else:
-            try:
-                return await runtime.engine.kill(flatten, reason)
-            except NotHolder as exc:
-                why = f"{type(exc).__name__}: {exc}"
-                if runtime.engine.status().state is EngineState.READ_ONLY:
-                    return why
+        done = await self._in_force(name, lambda engine: engine.kill(flatten, reason))
+        if not isinstance(done, _NotInForce):
+            return done
+        if done.standby:
+            return done.why
         kept = await self._keep(name, printable(reason) or "a kill of every account", pause_only=False)
-        return f"{why}; {kept}{'; its positions were NOT closed' if flatten else ''}"
+        return f"{done.why}; {kept}{'; its positions were NOT closed' if flatten else ''}"
 
     async def pause_account(self, name: str, reason: str) -> Controls | str:
         """A pause naming account `name` (the API's, the CLI's and Telegram's): its controls, or
         why it is not in force now. Kept as a kill is (`kill_account`: the same waiting place),
         for an account whose engine cannot take it (not running, or stopped), so it starts paused.
         Not for a standby: the engine holding the account decides. Other refusals are raised."""
+        done = await self._in_force(name, lambda engine: engine.pause(reason))
+        if not isinstance(done, _NotInForce):
+            return done
+        if done.standby:
+            return done.why
+        kept = await self._keep(name, printable(reason) or "a pause naming this account", pause_only=True)
+        return f"{done.why}; {kept}"
+
+    async def _in_force(self, name: str, act: Callable[[Engine], Awaitable[T]]) -> T | _NotInForce:
+        """`act` on account `name`'s engine: what it did, or why it could not (not running; or
+        its engine stopped, or a standby's refusal: `standby` when nothing is to be kept)."""
         runtime = self.runtimes.get(name)
         if runtime is None:
-            why = f"not running: {self.failures.get(name, 'it is starting')}"
-        else:
-            try:
-                return await runtime.engine.pause(reason)
-            except NotHolder as exc:
-                why = f"{type(exc).__name__}: {exc}"
-                if runtime.engine.status().state is EngineState.READ_ONLY:
-                    return why
-        kept = await self._keep(name, printable(reason) or "a pause naming this account", pause_only=True)
-        return f"{why}; {kept}"
+            return _NotInForce(f"not running: {self.failures.get(name, 'it is starting')}")
+        try:
+            return await act(runtime.engine)
+        except NotHolder as exc:
+            standby = runtime.engine.status().state is EngineState.READ_ONLY
+            return _NotInForce(f"{type(exc).__name__}: {exc}", standby=standby)
 
     async def _keep(self, name: str, reason: str, *, pause_only: bool) -> str:
         """Keep a kill (or a pause) for account `name` until its engine takes it; what to say of it."""

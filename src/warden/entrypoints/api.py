@@ -664,6 +664,19 @@ def _add_control_routes(app: FastAPI) -> None:
         return model_response(KillReply.of(await engine(caller).kill(cmd.flatten, cmd.reason)))
 
 
+def _not_running_named(caller: Caller) -> str | None:
+    """The account a control names (or the only one) when its engine cannot take the control:
+    not running, or stopped. None: no such account, or its engine takes it (a standby refuses)."""
+    fleet = caller.fleet
+    name = caller.account or (fleet.names[0] if len(fleet.names) == 1 else None)
+    if name is None or name not in fleet.names:
+        return None
+    runtime = fleet.runtime(name)
+    if runtime is not None and runtime.engine.status().state is not EngineState.STOPPED:
+        return None
+    return name
+
+
 async def _kill_named(caller: Caller, cmd: KillIn) -> JSONResponse | None:
     """A kill naming an account of a fleet whose engine cannot take it (not running: its start
     failing and about to be retried; or stopped) is kept for that account as its part of a kill
@@ -672,11 +685,7 @@ async def _kill_named(caller: Caller, cmd: KillIn) -> JSONResponse | None:
     kill_incomplete (its kill switch is not on *now*). None: the engine takes it (or a standby's
     refusal) as before."""
     fleet = caller.fleet
-    name = caller.account or (fleet.names[0] if len(fleet.names) == 1 else None)
-    if name is None or name not in fleet.names:
-        return None
-    runtime = fleet.runtime(name)
-    if runtime is not None and runtime.engine.status().state is not EngineState.STOPPED:
+    if (name := _not_running_named(caller)) is None:
         return None
     outcome = await fleet.kill_account(name, cmd.flatten, cmd.reason)
     if not isinstance(outcome, str):  # it started meanwhile and took it
@@ -695,11 +704,7 @@ async def _pause_named(caller: Caller, reason: str) -> JSONResponse | None:
     starts paused. Answered 503 pause_incomplete (not in force *now*). None: the engine takes it
     (or a standby's refusal) as before."""
     fleet = caller.fleet
-    name = caller.account or (fleet.names[0] if len(fleet.names) == 1 else None)
-    if name is None or name not in fleet.names:
-        return None
-    runtime = fleet.runtime(name)
-    if runtime is not None and runtime.engine.status().state is not EngineState.STOPPED:
+    if (name := _not_running_named(caller)) is None:
         return None
     outcome = await fleet.pause_account(name, reason)
     if not isinstance(outcome, str):  # it started meanwhile and took it
