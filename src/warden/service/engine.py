@@ -185,10 +185,11 @@ class Engine:
         """Trouble beside the engine that does not stop trading (e.g. Telegram unreachable)."""
         self._unreachable: str | None = None  # set by reconcile_forever while the exchange fails
         self.first_attempt = asyncio.Event()
+        """Set once the first startup attempt has passed or failed (the API can then say which)."""
         self.ran = False
         """It got ready once (a fleet's start herald: an engine that never did ends no episode)."""
         self.start_failure_told: Callable[[], bool] = start_failure_told or (lambda: False)
-        """Set once the first startup attempt has passed or failed (the API can then say which)."""
+        """Whether this account's start failure is told already (see `start_failure_told` above)."""
 
     def set_warning(self, key: str, text: str | None) -> None:
         """Show `text` among /status warnings under `key` (None: take it away)."""
