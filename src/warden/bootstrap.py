@@ -767,9 +767,9 @@ class Fleet:
     retrying: set[str] = field(default_factory=set)
     """Accounts whose engine failed and will be started again (their `failures` say why)."""
     kills: dict[str, WaitingKill] = field(default_factory=dict)
+    """Each account's waiting kill (`kill_account`), handed to its engine at every start."""
     heralds: dict[str, _StartHerald] = field(default_factory=dict)
     """Each account's start herald (_AccountServer): tells what concerns it while it is not running."""
-    """Each account's waiting kill (`kill_account`), handed to its engine at every start."""
     first_starts: dict[str, asyncio.Event] = field(default_factory=dict)
     """Set for each account once its first start ended (running, or failed)."""
 
@@ -1021,14 +1021,10 @@ class _AccountServer:
     exchanges: dict[str, Exchange]
     restart_after: float
 
-    heralds: dict[str, _StartHerald] = field(default_factory=dict)
-
     async def serve(self, name: str, account_settings: Settings, started: asyncio.Event) -> None:
         # Every log line of this account's engine names it (this task's context, and its children's).
         structlog.contextvars.bind_contextvars(account=name)
-        herald = self.heralds[name] = self.fleet.heralds[name] = _StartHerald(
-            name, account_settings, self.fleet, self.options
-        )
+        herald = self.fleet.heralds[name] = _StartHerald(name, account_settings, self.fleet, self.options)
         try:
             pause = self.restart_after
             while not await self.run_once(name, account_settings, started):
@@ -1047,9 +1043,7 @@ class _AccountServer:
     async def refused(self, name: str, account_settings: Settings) -> None:
         """A table refused before it could be started (its key variable unset, a second writer
         on one exchange account): told to the trader, once, until the fleet stops."""
-        herald = self.heralds[name] = self.fleet.heralds[name] = _StartHerald(
-            name, account_settings, self.fleet, self.options
-        )
+        herald = self.fleet.heralds[name] = _StartHerald(name, account_settings, self.fleet, self.options)
         try:
             await herald.failed(self.fleet.failures[name], retrying=False)
             await herald.until(self.stop)
@@ -1065,13 +1059,13 @@ class _AccountServer:
                 notifier=self.notifier(name) if self.notifier is not None else None,
                 exchange=self.exchanges.get(name),
                 waiting_kill=fleet.kills[name],
-                start_told=lambda: self.heralds[name].told,
+                start_told=lambda: self.fleet.heralds[name].told,
                 **self.options,
             ) as runtime:
                 fleet.failures.pop(name, None)
                 fleet.retrying.discard(name)
                 fleet.runtimes[name] = runtime
-                await self.heralds[name].running(runtime)
+                await self.fleet.heralds[name].running(runtime)
                 started.set()
                 await self.stop.wait()
         except ConfigError as exc:  # wrong settings stay wrong: not started again
