@@ -4,6 +4,7 @@ stops every account and says so."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -15,18 +16,32 @@ from tests.telegram.conftest import CHAT, api  # noqa: F401  (the fake Bot API f
 from tests.telegram.fakebot import TOKEN, FakeBotApi
 from warden.adapters.notify import RecordingNotifier
 from warden.bootstrap import Fleet, running_fleet
+from warden.config import Settings
 from warden.entrypoints.telegram import run_fleet_bot
 
 from .conftest import TWO_SIM, first_open_times_out, fleet_settings
 
 
+def bot_settings(tmp_path: Path, api: FakeBotApi, tables: str, more: str = "") -> Settings:  # noqa: F811
+    """A file of `tables` on SQLite whose alerts and commands go through the fake Bot API
+    (`more`: other top-level settings, one per line)."""
+    extra = (
+        f'telegram_token = "{TOKEN}"\ntelegram_chat_ids = "{CHAT}"\ntelegram_api_url = "{api.url}"\n{more}'
+    )
+    return fleet_settings(tmp_path, f"sqlite:///{tmp_path}/w.db", tables, extra=extra)
+
+
+def bot_fleet(settings: Settings, **options: Any) -> contextlib.AbstractAsyncContextManager[Fleet]:
+    """`settings` served by a fleet with its Telegram bot beside it (`options`: running_fleet's)."""
+    return running_fleet(
+        settings, price_feed=False, notifier=lambda _: RecordingNotifier(), beside=[run_fleet_bot], **options
+    )
+
+
 @pytest.fixture
 async def fleet(tmp_path: Path, api: FakeBotApi) -> AsyncIterator[Fleet]:  # noqa: F811
-    extra = f'telegram_token = "{TOKEN}"\ntelegram_chat_ids = "{CHAT}"\ntelegram_api_url = "{api.url}"'
-    settings = fleet_settings(tmp_path, f"sqlite:///{tmp_path}/w.db", TWO_SIM, extra=extra)
-    async with running_fleet(
-        settings, price_feed=False, notifier=lambda _: RecordingNotifier(), beside=[run_fleet_bot]
-    ) as running:
+    settings = bot_settings(tmp_path, api, TWO_SIM)
+    async with bot_fleet(settings) as running:
         yield running
 
 
@@ -126,13 +141,9 @@ async def test_an_account_started_again_is_served_by_the_bot(
     runtime up for each command, not once when it started (it answered "[alt] not running"
     for good, and a /kill @alt stopped nothing)."""
     failed = first_open_times_out(monkeypatch, "alt")
-    extra = f'telegram_token = "{TOKEN}"\ntelegram_chat_ids = "{CHAT}"\ntelegram_api_url = "{api.url}"'
-    settings = fleet_settings(tmp_path, f"sqlite:///{tmp_path}/w.db", TWO_SIM, extra=extra)
-    async with running_fleet(
+    settings = bot_settings(tmp_path, api, TWO_SIM)
+    async with bot_fleet(
         settings,
-        price_feed=False,
-        notifier=lambda _: RecordingNotifier(),
-        beside=[run_fleet_bot],
         restart_after=0.05,
     ) as fleet:
         assert failed == ["alt"]
@@ -154,11 +165,8 @@ async def test_an_engine_serving_one_table_of_several_names_it_in_its_alerts(
     tables, their alerts in one chat): alt's engine served one account, so its Telegram alerts
     did not say whose they were ("🟢 position_protected" from main's engine or alt's?). An engine
     serving a named [accounts.NAME] table names it in its alerts, as a fleet of several does."""
-    extra = f'telegram_token = "{TOKEN}"\ntelegram_chat_ids = "{CHAT}"\ntelegram_api_url = "{api.url}"'
-    settings = fleet_settings(tmp_path, f"sqlite:///{tmp_path}/w.db", TWO_SIM, extra=extra).only("alt")
-    async with running_fleet(
-        settings, price_feed=False, notifier=lambda _: RecordingNotifier(), beside=[run_fleet_bot]
-    ) as fleet:
+    settings = bot_settings(tmp_path, api, TWO_SIM).only("alt")
+    async with bot_fleet(settings) as fleet:
         alt = fleet.runtime("alt")
         assert alt is not None and fleet.names == ("alt",)
         await api.say(CHAT, "short sol")
@@ -175,14 +183,8 @@ async def test_health_names_the_account_whose_exchange_is_unreachable(
     turned 503 naming alt, yet Telegram's /health (every account) answered "[alt] ok: ready": it
     looked at the state alone, not at the alarms /healthz turns red on. alt's line says what is
     wrong, main's stays ok, and alt's is ok again once its exchange answers."""
-    extra = (
-        f'telegram_token = "{TOKEN}"\ntelegram_chat_ids = "{CHAT}"\ntelegram_api_url = "{api.url}"\n'
-        "reconcile_interval = 0.05"
-    )
-    settings = fleet_settings(tmp_path, f"sqlite:///{tmp_path}/w.db", TWO_SIM, extra=extra)
-    async with running_fleet(
-        settings, price_feed=False, notifier=lambda _: RecordingNotifier(), beside=[run_fleet_bot]
-    ) as fleet:
+    settings = bot_settings(tmp_path, api, TWO_SIM, "reconcile_interval = 0.05")
+    async with bot_fleet(settings) as fleet:
         alt = fleet.runtime("alt")
         assert alt is not None and alt.sim is not None
         alt.sim.faults.fail_queries = True
@@ -226,13 +228,9 @@ async def test_an_account_that_cannot_start_is_told_once_then_its_recovery(
         return await real_open(url, **kwargs)
 
     monkeypatch.setattr(warden.bootstrap, "open_store", open_store)
-    extra = f'telegram_token = "{TOKEN}"\ntelegram_chat_ids = "{CHAT}"\ntelegram_api_url = "{api.url}"'
-    settings = fleet_settings(tmp_path, f"sqlite:///{tmp_path}/w.db", TWO_SIM, extra=extra)
-    async with running_fleet(
+    settings = bot_settings(tmp_path, api, TWO_SIM)
+    async with bot_fleet(
         settings,
-        price_feed=False,
-        notifier=lambda _: RecordingNotifier(),
-        beside=[run_fleet_bot],
         restart_after=0.05,
         first_start_wait=0.5,
     ) as fleet:
@@ -277,11 +275,8 @@ async def test_an_account_whose_settings_are_refused_is_told(tmp_path: Path, api
         "sim_seed = 2\n",
         'exchange = "bybit"\napi_key_env = "ALT_KEY_UNSET"\napi_secret_env = "ALT_SECRET_UNSET"\n',
     ).replace('[accounts.alt]\nexchange = "sim"\n', "[accounts.alt]\n")
-    extra = f'telegram_token = "{TOKEN}"\ntelegram_chat_ids = "{CHAT}"\ntelegram_api_url = "{api.url}"'
-    settings = fleet_settings(tmp_path, f"sqlite:///{tmp_path}/w.db", tables, extra=extra)
-    async with running_fleet(
-        settings, price_feed=False, notifier=lambda _: RecordingNotifier(), beside=[run_fleet_bot]
-    ) as fleet:
+    settings = bot_settings(tmp_path, api, tables)
+    async with bot_fleet(settings) as fleet:
         assert fleet.runtime("alt") is None and "ALT_KEY_UNSET" in fleet.failures["alt"]
         await eventually(lambda: bool(replies(api, "[alt] engine_start_failed")), timeout=15, what="told")
         [told] = replies(api, "[alt] engine_start_failed")
@@ -322,13 +317,9 @@ async def test_a_start_failure_told_late_never_comes_last_once_the_account_runs(
     monkeypatch.setattr(warden.bootstrap, "open_store", open_store)
     monkeypatch.setattr(warden.bootstrap._StartHerald, "__init__", init)
     api.down = True
-    extra = f'telegram_token = "{TOKEN}"\ntelegram_chat_ids = "{CHAT}"\ntelegram_api_url = "{api.url}"'
-    settings = fleet_settings(tmp_path, f"sqlite:///{tmp_path}/w.db", TWO_SIM, extra=extra)
-    async with running_fleet(
+    settings = bot_settings(tmp_path, api, TWO_SIM)
+    async with bot_fleet(
         settings,
-        price_feed=False,
-        notifier=lambda _: RecordingNotifier(),
-        beside=[run_fleet_bot],
         restart_after=0.05,
         first_start_wait=0.5,
     ) as fleet:
@@ -375,8 +366,7 @@ async def test_a_close_signal_for_an_account_not_running_is_told(
     from warden.entrypoints.api import create_app
 
     Outage(monkeypatch, "alt")
-    extra = f'telegram_token = "{TOKEN}"\ntelegram_chat_ids = "{CHAT}"\ntelegram_api_url = "{api.url}"'
-    settings = fleet_settings(tmp_path, f"sqlite:///{tmp_path}/w.db", TWO_SIM, extra=extra)
+    settings = bot_settings(tmp_path, api, TWO_SIM)
     async with running_fleet(
         settings,
         price_feed=False,
@@ -422,13 +412,9 @@ async def test_an_account_whose_engine_never_gets_ready_is_told_once_per_episode
         raise RuntimeError("a bug in recovery")
 
     monkeypatch.setattr(Engine, "start", start)
-    extra = f'telegram_token = "{TOKEN}"\ntelegram_chat_ids = "{CHAT}"\ntelegram_api_url = "{api.url}"'
-    settings = fleet_settings(tmp_path, f"sqlite:///{tmp_path}/w.db", TWO_SIM, extra=extra)
-    async with running_fleet(
+    settings = bot_settings(tmp_path, api, TWO_SIM)
+    async with bot_fleet(
         settings,
-        price_feed=False,
-        notifier=lambda _: RecordingNotifier(),
-        beside=[run_fleet_bot],
         restart_after=0.05,
         first_start_wait=0.5,
     ) as fleet:
