@@ -9,13 +9,21 @@ greenlet, and reads it once per process.
 from __future__ import annotations
 
 import ast
+import contextlib
+import secrets
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import greenlet
 import pytest
+from sqlalchemy.engine import make_url
 
+from tests.store.pgtools import admin
 from warden.adapters.db import migrate
+from warden.adapters.db.lease import advisory_key
+from warden.adapters.db.store import open_store
+from warden.ports import StoreSchemaError
 
 
 async def test_the_revision_files_are_parsed_outside_the_greenlet(
@@ -49,7 +57,6 @@ async def test_a_database_a_newer_warden_migrated_is_refused_naming_both_revisio
     from sqlalchemy import text
 
     from warden.adapters.db.engine import create_engine
-    from warden.ports import StoreSchemaError
 
     await migrate.upgrade(store_url)
     engine = create_engine(store_url, op_timeout=10, pooled=False)
@@ -68,34 +75,41 @@ async def test_a_database_a_newer_warden_migrated_is_refused_naming_both_revisio
 # -- a PostgreSQL user that may not write every table ---------------------------------------------
 
 
+@contextlib.asynccontextmanager
+async def warden_user(pg_url: str, *revoked: str, before: str = "") -> AsyncIterator[str]:
+    """The database migrated by its owner and a login role for warden granted SELECT, INSERT and
+    UPDATE on every table and USAGE on every sequence, less `revoked` (each `ON <object>`), after
+    running `before` as the owner; its URL. The role is dropped after."""
+    await migrate.upgrade(pg_url)
+    role = f"warden_user_{secrets.token_hex(4)}"
+    async with admin(pg_url) as conn:
+        if before:
+            await conn.execute(before)
+        await conn.execute(f'CREATE ROLE "{role}" LOGIN')
+        await conn.execute(f'GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA public TO "{role}"')
+        await conn.execute(f'GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO "{role}"')
+        for what in revoked:
+            await conn.execute(f'REVOKE ALL {what} FROM "{role}"')
+    try:
+        yield make_url(pg_url).set(username=role).render_as_string(hide_password=False)
+    finally:
+        async with admin(pg_url) as conn:
+            await conn.execute(f'DROP OWNED BY "{role}"')
+            await conn.execute(f'DROP ROLE "{role}"')
+
+
 @pytest.mark.postgres
 async def test_another_applications_sequence_in_the_schema_does_not_refuse_the_start(pg_url: str) -> None:
     """The database shared with another application whose sequence warden's user may not use:
     warden never touches it, so the start is not refused for it (only warden's own tables and
     their sequences are checked)."""
-    import secrets
-
-    from sqlalchemy.engine import make_url
-
-    from tests.store.pgtools import admin
-    from warden.adapters.db.store import open_store
-
-    await migrate.upgrade(pg_url)
-    role = f"warden_user_{secrets.token_hex(4)}"
-    async with admin(pg_url) as conn:
-        await conn.execute("CREATE SEQUENCE IF NOT EXISTS other_app_invoice_seq")
-        await conn.execute(f'CREATE ROLE "{role}" LOGIN')
-        await conn.execute(f'GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA public TO "{role}"')
-        await conn.execute(f'GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO "{role}"')
-        await conn.execute(f'REVOKE ALL ON SEQUENCE other_app_invoice_seq FROM "{role}"')
-    url = make_url(pg_url).set(username=role).render_as_string(hide_password=False)
+    other = "CREATE SEQUENCE IF NOT EXISTS other_app_invoice_seq"
     try:
-        store = await open_store(url, exchange="sim")
-        await store.close()
+        async with warden_user(pg_url, "ON SEQUENCE other_app_invoice_seq", before=other) as url:
+            store = await open_store(url, exchange="sim")
+            await store.close()
     finally:
         async with admin(pg_url) as conn:
-            await conn.execute(f'DROP OWNED BY "{role}"')
-            await conn.execute(f'DROP ROLE "{role}"')
             await conn.execute("DROP SEQUENCE IF EXISTS other_app_invoice_seq")
 
 
@@ -103,32 +117,10 @@ async def test_another_applications_sequence_in_the_schema_does_not_refuse_the_s
 async def test_a_user_who_may_not_use_a_warden_tables_sequence_is_refused_at_start(pg_url: str) -> None:
     """The rights on the tables but not USAGE on events' id sequence: every event write would be
     refused at run time; the start is refused naming the sequence."""
-    import secrets
-
-    from sqlalchemy.engine import make_url
-
-    from tests.store.pgtools import admin
-    from warden.adapters.db.store import open_store
-    from warden.ports import StoreSchemaError
-
-    await migrate.upgrade(pg_url)
-    role = f"warden_user_{secrets.token_hex(4)}"
-    async with admin(pg_url) as conn:
-        sequence = await conn.fetchval("SELECT pg_get_serial_sequence('events', 'id')")
-        assert sequence
-        await conn.execute(f'CREATE ROLE "{role}" LOGIN')
-        await conn.execute(f'GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA public TO "{role}"')
-        await conn.execute(f'GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO "{role}"')
-        await conn.execute(f'REVOKE ALL ON SEQUENCE {sequence} FROM "{role}"')
-    url = make_url(pg_url).set(username=role).render_as_string(hide_password=False)
-    try:
+    async with warden_user(pg_url, "ON SEQUENCE events_id_seq") as url:
         with pytest.raises(StoreSchemaError) as refused:
             await open_store(url, exchange="sim")
         assert "USAGE on sequence events_id_seq" in str(refused.value), refused.value
-    finally:
-        async with admin(pg_url) as conn:
-            await conn.execute(f'DROP OWNED BY "{role}"')
-            await conn.execute(f'DROP ROLE "{role}"')
 
 
 @pytest.mark.postgres
@@ -138,31 +130,11 @@ async def test_a_postgresql_user_missing_rights_on_a_table_is_refused_at_start_n
     and the database refused it only at run time ("permission denied for table close_signals",
     on the first close signal naming a signal_id). The start is refused, naming the table and the
     rights."""
-    import secrets
-
-    from sqlalchemy.engine import make_url
-
-    from tests.store.pgtools import admin
-    from warden.adapters.db.store import open_store
-    from warden.ports import StoreSchemaError
-
-    await migrate.upgrade(pg_url)
-    role = f"warden_user_{secrets.token_hex(4)}"
-    async with admin(pg_url) as conn:
-        await conn.execute(f'CREATE ROLE "{role}" LOGIN')
-        await conn.execute(f'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO "{role}"')
-        await conn.execute(f'GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO "{role}"')
-        await conn.execute(f'REVOKE ALL ON close_signals FROM "{role}"')
-    url = make_url(pg_url).set(username=role).render_as_string(hide_password=False)
-    try:
+    async with warden_user(pg_url, "ON close_signals") as url:
         with pytest.raises(StoreSchemaError) as refused:
             await open_store(url, exchange="sim")  # it migrates first: refused there
         assert "close_signals" in str(refused.value) and "GRANT" in str(refused.value)
         assert "installations" not in str(refused.value)
-    finally:
-        async with admin(pg_url) as conn:
-            await conn.execute(f'DROP OWNED BY "{role}"')
-            await conn.execute(f'DROP ROLE "{role}"')
 
 
 @pytest.mark.postgres
@@ -174,10 +146,6 @@ async def test_a_migration_is_refused_while_an_engine_of_the_older_schema_holds_
     engine (r0005 made fills.account NOT NULL and dropped the constraint its fill inserts name), so
     its writes would be refused mid-trade. The migration is refused, naming the account and its
     holder, nothing changed; once that engine has stopped (its lock gone), it goes ahead."""
-    from tests.store.pgtools import admin
-    from warden.adapters.db.lease import advisory_key
-    from warden.ports import StoreSchemaError
-
     await migrate.upgrade(pg_url, revision="0007")
     async with admin(pg_url) as older:  # the older engine's lease session
         await older.execute(
