@@ -937,17 +937,9 @@ async def _tell_not_running(fleet: FleetApi, name: str | None, signal: SignalIn,
         return
     shown, why = f"{signal.symbol[:64]!r}", _capped(exc.message)
     if signal.wants_close:
-        message = (
-            f"close signal for {shown} refused: {why}; what is open on {shown} stays open (its stop"
-            " rests): close it with warden close once the account runs, or send the signal again"
-        )
+        message = _exit_refused_text(shown, why, " once the account runs")
     else:
-        side = signal.parsed_side
-        what = f"{shown} {side.value}" if side is not None else shown
-        message = (
-            f"entry signal for {what} refused, nothing was sent: {why}; the strategy may believe it"
-            " holds it: send it again once warden accepts signals (warden status)"
-        )
+        message = _entry_refused_text(shown, signal.parsed_side, why)
     try:
         await fleet.signal_refused(name, message)
     except Exception as failed:
@@ -990,12 +982,26 @@ async def _tell_not_sent(runtime: RuntimeApi, symbol: str, side: Side | None, ex
     trader chose (_trader_chose); a risk limit alerts on its own (limit_refused)."""
     if _trader_chose(runtime, exc):
         return
-    what = f"{symbol} {side.value}" if side is not None else symbol
-    message = (
-        f"entry signal for {what} refused, nothing was sent: {_capped(str(exc))}; the strategy may"
-        " believe it holds it: send it again once warden accepts signals (warden status)"
-    )
+    message = _entry_refused_text(symbol, side, _capped(str(exc)))
     await _tell(runtime.engine, message, f"entry:{type(exc).__name__}")
+
+
+def _entry_refused_text(symbol: str, side: Side | None, why: str) -> str:
+    """What signal_refused says of an entry refused before anything was sent."""
+    what = f"{symbol} {side.value}" if side is not None else symbol
+    return (
+        f"entry signal for {what} refused, nothing was sent: {why}; the strategy may believe it"
+        " holds it: send it again once warden accepts signals (warden status)"
+    )
+
+
+def _exit_refused_text(symbol: str, why: str, when: str = "") -> str:
+    """What signal_refused says of a close signal refused: what is open stays open (`when`: when
+    warden close can take it)."""
+    return (
+        f"close signal for {symbol} refused: {why}; what is open on {symbol} stays open (its stop"
+        f" rests): close it with warden close{when}, or send the signal again"
+    )
 
 
 async def _flip(ctx: _Context, runtime: RuntimeApi, cmd: OpenPosition, wait: bool | None) -> JSONResponse:
@@ -1120,12 +1126,7 @@ async def _exit_signal(engine: EngineApi, symbol: str, signal_id: str | None) ->
 
 
 async def _tell_exit_refused(engine: EngineApi, symbol: str, exc: Exception) -> None:
-    why = _capped(str(exc))
-    message = (
-        f"close signal for {symbol} refused: {why}; what is open on {symbol} stays open (its stop"
-        " rests): close it with warden close, or send the signal again"
-    )
-    await _tell(engine, message, f"exit:{type(exc).__name__}")
+    await _tell(engine, _exit_refused_text(symbol, _capped(str(exc))), f"exit:{type(exc).__name__}")
 
 
 async def _close_signal(engine: EngineApi, symbol: str, signal_id: str | None) -> JSONResponse:
