@@ -294,6 +294,45 @@ class LateExecution:
             await asyncio.sleep(seconds)
 
 
+class LateOneByOne:
+    """An exchange that runs the orders it answered "unknown" (`execute_late_if`) one at a time,
+    in the order they were sent, as the test releases them (`release(n)`): a copy sent again
+    under its id can then reach the matching engine after the test let something happen in
+    between (a cancel of the first copy). `executed` counts the copies the matching engine took
+    (landed, or refused as a duplicate)."""
+
+    DELAY = 4322.0
+
+    def __init__(self) -> None:
+        self._held: list[asyncio.Event] = []
+        self._released = 0
+        self.executed = 0
+
+    def exchange(self, seed: int = 7) -> SimulatedExchange:
+        return SimulatedExchange(now=SystemClock().now, seed=seed, sleep=self.sleep)
+
+    @property
+    def held(self) -> int:
+        """Copies sent and not released yet."""
+        return len(self._held) - self._released
+
+    def release(self, n: int = 1) -> None:
+        for event in self._held[self._released : self._released + n]:
+            event.set()
+        self._released = min(len(self._held), self._released + n)
+
+    async def sleep(self, seconds: float) -> None:
+        if seconds != self.DELAY:
+            await asyncio.sleep(seconds)
+            return
+        event = asyncio.Event()
+        self._held.append(event)
+        if len(self._held) <= self._released:
+            event.set()
+        await event.wait()
+        self.executed += 1  # the simulator executes it now, before it next yields
+
+
 def covered(sim: SimulatedExchange, qty: Decimal) -> Callable[[], bool]:
     """For eventually(): the simulator's one exposure is `qty`, covered by a stop now."""
 

@@ -16,7 +16,7 @@ import pytest
 
 from tests.helpers import eventually
 from tests.service.crash import run_with_crash
-from tests.service.harness import FAST, SOL, Harness, LateExecution, SwitchableStore
+from tests.service.harness import FAST, SOL, Harness, LateExecution, LateOneByOne, SwitchableStore
 from tests.service.probe import ProbedExchange
 from tests.service.test_crash_points import open_long
 from warden.adapters.clock import FakeClock
@@ -28,6 +28,7 @@ from warden.domain.alerts import Alert, AlertKind
 from warden.domain.events import Event
 from warden.domain.orders import OrderStatus
 from warden.domain.position import Position, PositionStatus
+from warden.domain.reconcile import Kind
 from warden.domain.reports import OrderReport, OrderRequest
 from warden.domain.values import OrderType, Side
 from warden.ports import ActiveState, ExchangeError, Store, StoreUnavailable, Transition
@@ -951,6 +952,115 @@ async def test_a_stop_given_up_on_that_lands_later_is_taken_as_the_stop(
             )
 
         await eventually(settled, timeout=3, what="one stop resting, the one warden records")
+    finally:
+        await harness.stop()
+
+
+async def test_a_stray_stop_whose_copies_may_still_land_is_cancelled_once_they_cannot(
+    store_url: str,
+) -> None:
+    """`warden chaos --replay 777:87` (and 404:220): every send of a stop was answered "execution
+    status unknown" and looked up in vain, so warden sent it again under its id until its time ran
+    out (seven copies in flight) and closed the position. The first copy landed, a stray of a
+    closed position; reconciliation cancelled it at once, which freed the id, and a copy still in
+    flight landed after the cancel: the exchange placed the order twice, and the second stray
+    rested until the next pass (30 s). While a copy rests the exchange refuses the others as
+    duplicates: the stray is left resting until no copy can land any more (`entry_deadline` after
+    the last send whose outcome was unknown), then cancelled. Placed once, and nothing rests."""
+    late = LateOneByOne()
+    sim = late.exchange()
+    config = replace(FAST, retry_backoff=0.05, protection_window=0.4, entry_deadline=1.5)
+    harness = await Harness(store_url, sim, config=config).start()
+    try:
+        sim.faults.execute_late_if = lambda request: request.type is OrderType.STOP_MARKET
+        sim.faults.execute_delay = late.DELAY
+        pos = await harness.open("long", usd="100")
+        await eventually(
+            lambda: harness.engine.ledger.positions[pos.id].status is PositionStatus.CLOSED,
+            what="the position closed: its stop could not be placed",
+        )
+        copies = late.held
+        assert copies >= 2, f"the stop was sent {copies} time(s) with an unknown outcome"
+
+        def stops() -> list[OrderReport]:
+            return [o for o in harness.resting() if o.type is OrderType.STOP_MARKET]
+
+        late.release(1)
+        await eventually(lambda: late.executed == 1 and len(stops()) == 1, what="the first copy landed")
+        [stop_id] = [o.client_order_id for o in stops()]
+        report = await harness.engine.reconcile()
+        [stray] = [f for f in report.findings if f.discrepancy.kind is Kind.STRAY_ORDER]
+        assert "copies" in stray.action, stray.action
+        assert [o.client_order_id for o in stops()] == [stop_id], "left resting while copies may land"
+        late.release(copies - 1)
+        await eventually(lambda: late.executed == copies, what="every copy reached the exchange")
+        await eventually(lambda: not stops(), timeout=5, what="the stray cancelled once no copy can land")
+        placed = [o for o in sim.core.orders() if o.client_order_id == stop_id]
+        assert len(placed) == 1, f"placed {len(placed)} times"
+    finally:
+        await harness.stop()
+
+
+async def test_a_stop_given_up_on_that_landed_with_its_event_lost_is_taken_as_the_stop_by_a_pass(
+    store_url: str,
+) -> None:
+    """`warden chaos --replay 404:220`, on the first version of the fix above: a moved stop given
+    up on (every send unknown) landed late while its stream event was lost. A pass found it a
+    stray (refused, in warden's records) and left it resting while its copies could land; its
+    event came later (the stream reordered) and it was taken as the stop, and then the stray's
+    cancel, once its copies could no longer land, cancelled the position's only stop: uncovered
+    until the next pass (22.7 s). A pass now takes such a stop as the stream's event would have
+    (ExitManager.landed_late), and a stray left resting is cancelled only by a fresh pass that
+    still finds it one. One stop rests, the one warden records, placed once."""
+    late = LateOneByOne()
+    sim = late.exchange()
+    config = replace(FAST, retry_backoff=0.05, protection_window=0.4, entry_deadline=1.5)
+    harness = await Harness(store_url, sim, config=config).start()
+    try:
+        pos = await harness.open("long", usd="100")
+        assert pos.status is PositionStatus.PROTECTED
+
+        def stops() -> list[OrderReport]:
+            return [o for o in harness.resting() if o.type is OrderType.STOP_MARKET]
+
+        [old] = stops()
+        assert old.trigger_price is not None
+        sim.faults.execute_late_if = lambda request: request.type is OrderType.STOP_MARKET
+        sim.faults.execute_delay = late.DELAY
+        await harness.engine.exits.move_stop(pos.id, old.trigger_price * Decimal("1.002"))
+        sim.faults.execute_late_if = None
+        assert [o.client_order_id for o in stops()] == [old.client_order_id], "the move was given up on"
+        copies = late.held
+        assert copies >= 2, f"the stop was sent {copies} time(s) with an unknown outcome"
+        sim.faults.drop_rate = 1.0  # the landing's event is lost
+        late.release(1)
+        await eventually(lambda: late.executed == 1 and len(stops()) == 2, what="the first copy landed")
+        [moved] = [o for o in stops() if o.client_order_id != old.client_order_id]
+        sim.faults.drop_rate = 0.0
+        report = await harness.engine.reconcile()
+        [taken] = [f for f in report.findings if f.discrepancy.client_order_id == moved.client_order_id]
+        assert taken.action.startswith("taken as the position's stop"), taken.action
+
+        def one_stop_recorded() -> bool:
+            resting = stops()
+            current = harness.engine.ledger.current_stop(pos.id)
+            held = harness.engine.ledger.positions[pos.id]
+            return (
+                [o.client_order_id for o in resting] == [moved.client_order_id]
+                and current is not None
+                and current.client_order_id == moved.client_order_id
+                and held.status is PositionStatus.PROTECTED
+                and held.stop_price == moved.trigger_price
+            )
+
+        assert one_stop_recorded()
+        late.release(copies - 1)
+        await eventually(lambda: late.executed == copies, what="every copy reached the exchange")
+        await harness.engine.wait_idle()
+        await harness.engine.reconcile()
+        assert one_stop_recorded()
+        placed = [o for o in sim.core.orders() if o.client_order_id == moved.client_order_id]
+        assert len(placed) == 1, f"placed {len(placed)} times"
     finally:
         await harness.stop()
 

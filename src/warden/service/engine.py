@@ -143,6 +143,7 @@ class Engine:
             new_id,
             self.other_instance,
             OrphanPolicy(config.orphan_policy),
+            lambda: self.reconcile(check_rows=False),
         )
         self.router = Router(
             ctx, self.exits, self.resync_all, self.other_instance, store, lambda: self._positions_loaded

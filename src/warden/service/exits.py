@@ -64,6 +64,8 @@ from warden.service.gateway import Found, Gateway, NotFound, Unknown
 EXIT_ROLES = (OrderRole.STOP, OrderRole.TP1, OrderRole.TP2)
 LATE_TRADES_KEPT = 1_000
 """Late entry fills remembered to drop a duplicate delivery (the oldest forgotten first)."""
+COPIES_KEPT = 1_000
+"""Orders whose copies may still land, kept before those past their time are dropped."""
 FollowUp = Callable[[PositionId], Coroutine[Any, Any, Any]]
 
 
@@ -162,6 +164,9 @@ class ExitManager:
         self._late_trades: dict[str, None] = {}
         """Late entry fills handed on (a duplicate delivery is not handed on twice), the newest
         LATE_TRADES_KEPT (a duplicate comes soon after its original, not thousands of fills later)."""
+        self._copies_until: dict[ClientOrderId, float] = {}
+        """Exit orders sent with an unknown outcome: until when (monotonic) a copy still in flight
+        may reach the exchange (see copies_may_land)."""
 
     def forget(self, pid: PositionId) -> None:
         """A finished position leaves memory: its streak counters go with it."""
@@ -636,6 +641,29 @@ class ExitManager:
             if not self._placing[cid]:
                 del self._placing[cid]
 
+    def copies_may_land(self, client_order_id: ClientOrderId) -> float:
+        """Seconds during which a copy of this order, sent with an unknown outcome, may still reach
+        the exchange's matching engine (0: none can). A venue may execute a timed-out request
+        seconds later (Binance's 503 -1007), and a stop is sent again under its id after one:
+        while a copy rests, the venue refuses the others as duplicates, but once it is cancelled
+        the id is free and a copy still in flight rests again (chaos 777:87, placed twice). Counted
+        as for a close (`_may_still_execute`): `entry_deadline` after the last such send."""
+        until = self._copies_until.get(client_order_id)
+        if until is None:
+            return 0.0
+        left = until - self.ctx.clock.monotonic()
+        if left <= 0:
+            del self._copies_until[client_order_id]
+            return 0.0
+        return left
+
+    def _sent_unknown(self, client_order_id: ClientOrderId) -> None:
+        """A send of this order was answered with an unknown outcome: a copy is in flight."""
+        now = self.ctx.clock.monotonic()
+        if len(self._copies_until) >= COPIES_KEPT:
+            self._copies_until = {c: t for c, t in self._copies_until.items() if t > now}
+        self._copies_until[client_order_id] = now + self.ctx.config.entry_deadline
+
     def sending(self, client_order_id: ClientOrderId) -> bool:
         """Whether this engine is sending the order now: its outcome is the sender's to record
         (a lookup may find nothing yet and would call it never sent)."""
@@ -654,6 +682,7 @@ class ExitManager:
             except ExchangeUnavailable as exc:
                 last = Placed(None, f"exchange unavailable: {exc}")
             except ExchangeTimeout:
+                self._sent_unknown(order.client_order_id)
                 last = self._looked_up(await self.gw.lookup(order))
                 if last.report is not None or last.unknown:
                     return last
@@ -700,6 +729,7 @@ class ExitManager:
                 last = Placed(None, f"exchange unavailable: {exc}")
             except ExchangeTimeout:
                 maybe_sent = True
+                self._sent_unknown(order.client_order_id)
                 found = await self.gw.lookup(order, attempts=1)
                 if isinstance(found, Found):
                     return Placed(found.report)
@@ -1192,7 +1222,7 @@ class ExitManager:
             and order.role is OrderRole.STOP
             and cid not in self._cancelling
         ):
-            await self._landed_late(order, report)
+            await self.landed_late(order, report)
         elif report.status is OrderStatus.FILLED and report.filled_qty > order.filled_qty:
             if order.role is OrderRole.ENTRY:
                 self.send_stop_early(order.position_id, report)  # before any fill is written
@@ -1200,7 +1230,7 @@ class ExitManager:
                 self.wait_for_fills(order.position_id, cid, report.filled_qty, self.ctx.config.fill_wait)
             )
 
-    async def _landed_late(self, order: Order, report: OrderReport) -> None:
+    async def landed_late(self, order: Order, report: OrderReport) -> None:
         """A stop warden gave up on (its sends' outcome unknown and its lookups found nothing, so
         it was recorded refused) that the exchange executed after all: it rests. If it is of the
         position's size, at least as tight as the stop the position wants and tighter than the

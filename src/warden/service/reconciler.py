@@ -50,6 +50,7 @@ from warden.domain.values import (
     parse_client_id,
 )
 from warden.ports import ExchangeError, OrderNotFound, Store, StoreUnavailable
+from warden.service.commands import TradingRefused
 from warden.service.context import Context
 from warden.service.exits import ExitManager
 from warden.service.gateway import Found, Gateway, Unknown
@@ -109,6 +110,7 @@ class Reconciler:
         new_id: Callable[[], str],
         on_other_instance: Callable[[str, str], Awaitable[None]],
         orphan_policy: OrphanPolicy = OrphanPolicy.ADOPT,
+        pass_again: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
         self.ctx = ctx
         self.gw = gateway
@@ -121,6 +123,10 @@ class Reconciler:
         self.last_reconcile_at: datetime | None = None
         self._told_orphans: dict[Symbol, str] = {}
         """Orphans left alone (orphan_policy=alert) the trader was told of: symbol -> what was found."""
+        self.pass_again = pass_again
+        """Runs a whole pass, one at a time with the timer's (the engine's `reconcile`)."""
+        self._strays_later: dict[ClientOrderId, asyncio.Task[None]] = {}
+        """Strays left resting while copies of them may still land, each cancelled by its task."""
         self.late_entries: dict[Symbol, Position] = {}
         """Entries of warden's that executed after it gave up on them (their positions failed),
         by symbol: an orphan on their side is that entry's position, adopted with its plan and
@@ -150,7 +156,9 @@ class Reconciler:
             actionable = [
                 d
                 for d in found
-                if d.symbol not in moved and (d.kind is not Kind.OTHER_INSTANCE or rounds == 1)
+                if d.symbol not in moved
+                and (d.kind is not Kind.OTHER_INSTANCE or rounds == 1)
+                and d.client_order_id not in self._strays_later  # its cancel is under way
             ]
             deferred = any(d.symbol in moved for d in found)
             if not actionable:
@@ -270,7 +278,7 @@ class Reconciler:
             if d.kind is Kind.OTHER_INSTANCE:
                 await self.on_other_instance(d.client_order_id or "", d.symbol)
                 return "left alone: another installation's order (other_instance says whose); trading stopped"
-            return await self._stray(d)
+            return await self._stray(d, truth)
         except ExchangeError as exc:
             return f"action failed, retried next pass: {exc}"
 
@@ -671,7 +679,49 @@ class Reconciler:
         after = await self.exits.protect(pid)
         return f"stop re-placed ({after.status})"
 
-    async def _stray(self, d: Discrepancy) -> str:
+    async def _stray(self, d: Discrepancy, truth: Truth) -> str:
+        assert d.client_order_id is not None
+        cid = ClientOrderId(d.client_order_id)
+        known = self.ctx.ledger.orders.get(cid)
+        report = next((o for o in truth.open_orders if o.client_order_id == cid), None)
+        if known is not None and known.status is OrderStatus.REJECTED and report is not None:
+            # A stop given up on that landed late, its stream event lost: taken as the stop on
+            # the terms the event would have met (ExitManager.landed_late), or a stray still.
+            await self.exits.landed_late(known, report)
+            if self.ctx.ledger.orders[cid].status is OrderStatus.OPEN:
+                return "taken as the position's stop: given up on, it landed late (its event was lost)"
+        wait = self.exits.copies_may_land(cid)
+        if wait > 0:
+            # Cancelled now, the id would be free for a copy still in flight: it would rest again
+            # (the order placed twice; chaos 777:87). Resting, it makes the venue refuse them.
+            if cid not in self._strays_later:
+                self._strays_later[cid] = self.ctx.tasks.spawn(self._cancel_stray_later(d))
+            return (
+                f"left resting {wait:.1f} s more, then cancelled: copies of it sent with an unknown"
+                " outcome may still reach the exchange, which refuses them while it rests"
+            )
+        return await self._cancel_stray(d)
+
+    async def _cancel_stray_later(self, d: Discrepancy) -> None:
+        """Once no copy of a stray left resting can land any more (see `_stray`), a fresh pass: it
+        cancels the order if it is a stray still. By then it may not be: a stop given up on that
+        landed late may have been taken as the position's stop meanwhile (`ExitManager.landed_late`), and a
+        superseded one may be the only stop left; only a fresh read of the exchange can say."""
+        assert d.client_order_id is not None
+        cid = ClientOrderId(d.client_order_id)
+        try:
+            while (wait := self.exits.copies_may_land(cid)) > 0:
+                await self.ctx.clock.sleep(wait)
+        finally:
+            self._strays_later.pop(cid, None)
+        if self.pass_again is None:
+            return
+        try:
+            await self.pass_again()
+        except (ExchangeError, StoreUnavailable, TradingRefused) as exc:
+            log.warning("stray_pass_failed", client_order_id=cid, error=str(exc))  # the timer's pass
+
+    async def _cancel_stray(self, d: Discrepancy) -> str:
         ctx = self.ctx
         assert d.client_order_id is not None
         try:
