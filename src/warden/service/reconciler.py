@@ -705,8 +705,9 @@ class Reconciler:
     async def _cancel_stray_later(self, d: Discrepancy) -> None:
         """Once no copy of a stray left resting can land any more (see `_stray`), a fresh pass: it
         cancels the order if it is a stray still. By then it may not be: a stop given up on that
-        landed late may have been taken as the position's stop meanwhile (`ExitManager.landed_late`), and a
-        superseded one may be the only stop left; only a fresh read of the exchange can say."""
+        landed late may have been taken as the position's stop meanwhile (its stream event came
+        late: ExitManager.landed_late), and a superseded one may be the only stop left; only a
+        fresh read of the exchange can say. (Without `pass_again`, the timer's next pass.)"""
         assert d.client_order_id is not None
         cid = ClientOrderId(d.client_order_id)
         try:
