@@ -1065,6 +1065,54 @@ async def test_a_stop_given_up_on_that_landed_with_its_event_lost_is_taken_as_th
         await harness.stop()
 
 
+async def test_a_copy_of_a_stop_that_lands_after_warden_cancelled_it_is_cancelled_once_none_can_land(
+    store_url: str,
+) -> None:
+    """The same race through warden's own cancel, not reconciliation's: a moved stop answered
+    "unknown" was found resting by a lookup and taken (copies of it still in flight), then its
+    position was closed and warden cancelled it, which freed its id: a copy landed after the
+    cancel and rested, a stray reduce-only stop on a closed position until the next pass (30 s
+    by default), where it could close part of a position opened on the symbol since. Once no
+    copy can land any more (`entry_deadline` after the last unknown send), warden looks the id
+    up and cancels a copy it finds resting."""
+    late = LateOneByOne()
+    sim = late.exchange()
+    config = replace(FAST, retry_backoff=0.05, protection_window=0.4, entry_deadline=1.5)
+    harness = await Harness(store_url, sim, config=config).start()
+    try:
+        pos = await harness.open("long", usd="100")
+        assert pos.status is PositionStatus.PROTECTED
+
+        def stops() -> list[OrderReport]:
+            return [o for o in harness.resting() if o.type is OrderType.STOP_MARKET]
+
+        [old] = stops()
+        assert old.trigger_price is not None
+        sim.faults.execute_late_if = lambda request: request.type is OrderType.STOP_MARKET
+        sim.faults.execute_delay = late.DELAY
+
+        async def land_the_first_while_it_is_resent() -> None:
+            await eventually(lambda: late.held >= 2, what="the move's stop sent again")
+            late.release(1)
+
+        landing = asyncio.ensure_future(land_the_first_while_it_is_resent())
+        await harness.engine.exits.move_stop(pos.id, old.trigger_price * Decimal("1.002"))
+        await landing
+        sim.faults.execute_late_if = None
+        [moved] = stops()
+        assert moved.client_order_id != old.client_order_id, "the move's stop was found and taken"
+        current = harness.engine.ledger.current_stop(pos.id)
+        assert current is not None and current.client_order_id == moved.client_order_id
+        await harness.engine.close_position(ClosePosition(pos.id))
+        await eventually(lambda: not stops(), what="the stop cancelled with its position")
+        late.release(late.held)
+        await eventually(lambda: not late.held and len(stops()) == 1, what="a copy landed after the cancel")
+        await eventually(lambda: not stops(), timeout=5, what="the copy cancelled once none can land")
+        assert harness.exchange_qty() == 0
+    finally:
+        await harness.stop()
+
+
 async def test_a_close_answered_unknown_and_not_found_is_not_sent_again_while_it_may_still_execute(
     store_url: str,
 ) -> None:

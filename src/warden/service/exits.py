@@ -58,6 +58,7 @@ from warden.ports import (
     OrderRejected,
     StoreUnavailable,
 )
+from warden.service.commands import TradingRefused
 from warden.service.context import Context
 from warden.service.gateway import Found, Gateway, NotFound, Unknown
 
@@ -164,6 +165,8 @@ class ExitManager:
         self._late_trades: dict[str, None] = {}
         """Late entry fills handed on (a duplicate delivery is not handed on twice), the newest
         LATE_TRADES_KEPT (a duplicate comes soon after its original, not thousands of fills later)."""
+        self._sweeps: set[ClientOrderId] = set()
+        """Cancelled orders whose copies in flight are looked for once none can land (_sweep)."""
         self._copies_until: dict[ClientOrderId, float] = {}
         """Exit orders sent with an unknown outcome: until when (monotonic) a copy still in flight
         may reach the exchange (see copies_may_land)."""
@@ -1754,12 +1757,47 @@ class ExitManager:
         for attempt in range(ctx.config.protect_attempts):
             try:
                 report = await self.gw.cancel(order.symbol, order.client_order_id, order.type.conditional)
-                return self._current(order).advance(report.status, filled_qty=report.filled_qty)
+                done = self._current(order).advance(report.status, filled_qty=report.filled_qty)
             except OrderNotFound:
-                return self._current(order).advance(OrderStatus.CANCELED)
+                done = self._current(order).advance(OrderStatus.CANCELED)
             except ExchangeError:
                 await ctx.clock.sleep(ctx.config.retry_backoff * (attempt + 1))
+                continue
+            self._sweep_copies(done)
+            return done
         return self._current(order)
+
+    def _sweep_copies(self, order: Order) -> None:
+        """A cancelled order sent with an unknown outcome: a copy still in flight can land now that
+        its id is free, a stray of ours (a reduce-only stop of a closed position). Once none can
+        land any more (copies_may_land), its id is looked up and a copy resting is cancelled."""
+        cid = order.client_order_id
+        if order.status is OrderStatus.CANCELED and self.copies_may_land(cid) > 0 and cid not in self._sweeps:
+            self._sweeps.add(cid)
+            self.ctx.tasks.spawn(self._sweep(order))
+
+    async def _sweep(self, order: Order) -> None:
+        cid = order.client_order_id
+        try:
+            while (wait := self.copies_may_land(cid)) > 0:
+                await self.ctx.clock.sleep(wait)
+            found = await self.gw.lookup(order, attempts=1)
+            current = self.ledger.orders.get(cid)
+            if not isinstance(found, Found) or found.report.status is not OrderStatus.OPEN:
+                return
+            if current is not None and current.status.live:
+                return  # never cancelled after all (a record replaced it): not a stray
+            await self.gw.cancel(order.symbol, cid, order.type.conditional)
+            log.warning("late_copy_cancelled", client_order_id=cid, position_id=order.position_id)
+            if order.position_id in self.ledger.positions:
+                message = f"{order.role} {cid}: a copy sent before it was cancelled landed later; cancelled"
+                data = {"client_order_id": cid}
+                now = self.ctx.clock.now()
+                await self.ledger.record(Event(EventKind.RECONCILE, now, order.position_id, message, data))
+        except (ExchangeError, StoreUnavailable, TradingRefused) as exc:
+            log.warning("late_copy_sweep_failed", client_order_id=cid, error=str(exc))  # reconciliation's
+        finally:
+            self._sweeps.discard(cid)
 
     def _current(self, order: Order) -> Order:
         return self.ledger.orders.get(order.client_order_id, order)
