@@ -1001,6 +1001,48 @@ async def test_a_stray_stop_whose_copies_may_still_land_is_cancelled_once_they_c
         await harness.stop()
 
 
+async def test_a_stray_found_after_a_restart_is_left_resting_while_the_dead_process_copies_may_land(
+    store_url: str,
+) -> None:
+    """The test above across a restart: the process that sent the copies died, so the new one
+    cannot know which are in flight. A stray found within `entry_deadline` (plus the stop's send
+    time) of its order's creation by a process that started as recently is taken to have copies
+    in flight: left resting, then cancelled by a fresh pass. Placed once."""
+    late = LateOneByOne()
+    sim = late.exchange()
+    config = replace(FAST, retry_backoff=0.05, protection_window=0.4, entry_deadline=3.0)
+    harness = await Harness(store_url, sim, config=config).start()
+    try:
+        sim.faults.execute_late_if = lambda request: request.type is OrderType.STOP_MARKET
+        sim.faults.execute_delay = late.DELAY
+        pos = await harness.open("long", usd="100")
+        await eventually(
+            lambda: harness.engine.ledger.positions[pos.id].status is PositionStatus.CLOSED,
+            what="the position closed: its stop could not be placed",
+        )
+        sim.faults.execute_late_if = None
+        copies = late.held
+        assert copies >= 2, f"the stop was sent {copies} time(s) with an unknown outcome"
+        await harness.restart()
+
+        def stops() -> list[OrderReport]:
+            return [o for o in harness.resting() if o.type is OrderType.STOP_MARKET]
+
+        late.release(1)
+        await eventually(lambda: late.executed == 1 and len(stops()) == 1, what="the first copy landed")
+        [stop_id] = [o.client_order_id for o in stops()]
+        report = await harness.engine.reconcile()
+        [stray] = [f for f in report.findings if f.discrepancy.kind is Kind.STRAY_ORDER]
+        assert "copies" in stray.action, stray.action
+        late.release(copies - 1)
+        await eventually(lambda: late.executed == copies, what="every copy reached the exchange")
+        await eventually(lambda: not stops(), timeout=8, what="the stray cancelled once no copy can land")
+        placed = [o for o in sim.core.orders() if o.client_order_id == stop_id]
+        assert len(placed) == 1, f"placed {len(placed)} times"
+    finally:
+        await harness.stop()
+
+
 async def test_a_stop_given_up_on_that_landed_with_its_event_lost_is_taken_as_the_stop_by_a_pass(
     store_url: str,
 ) -> None:

@@ -131,6 +131,9 @@ class ExitManager:
         """Stop moves of the position refused in a row (every mark tries again; the trader is
         told of the first, then reminded at 8, 16, 32, ...)."""
         self.recovery_started: float | None = None
+        self.born = ctx.clock.now()
+        """When this engine's exit manager was made: an order created before it was sent by
+        another process (or an earlier engine of this one)."""
         self._moving: set[PositionId] = set()
         self._rerun: set[PositionId] = set()
         self._stop_idle: dict[PositionId, asyncio.Event] = {}
@@ -662,10 +665,15 @@ class ExitManager:
 
     def _sent_unknown(self, client_order_id: ClientOrderId) -> None:
         """A send of this order was answered with an unknown outcome: a copy is in flight."""
+        self.copies_in_flight(client_order_id, self.ctx.config.entry_deadline)
+
+    def copies_in_flight(self, client_order_id: ClientOrderId, seconds: float) -> None:
+        """Copies of this order may land for `seconds` more (at least: a later end is kept)."""
         now = self.ctx.clock.monotonic()
         if len(self._copies_until) >= COPIES_KEPT:
             self._copies_until = {c: t for c, t in self._copies_until.items() if t > now}
-        self._copies_until[client_order_id] = now + self.ctx.config.entry_deadline
+        until = max(now + seconds, self._copies_until.get(client_order_id, now))
+        self._copies_until[client_order_id] = until
 
     def sending(self, client_order_id: ClientOrderId) -> bool:
         """Whether this engine is sending the order now: its outcome is the sender's to record
