@@ -956,6 +956,80 @@ async def test_a_stop_given_up_on_that_lands_later_is_taken_as_the_stop(
         await harness.stop()
 
 
+def _stops(harness: Harness) -> list[OrderReport]:
+    return [o for o in harness.resting() if o.type is OrderType.STOP_MARKET]
+
+
+def _stops_land_late(sim: SimulatedExchange, late: LateOneByOne) -> None:
+    """Every stop sent from now on is answered "unknown" and lands only when `late` releases it."""
+    sim.faults.execute_late_if = lambda request: request.type is OrderType.STOP_MARKET
+    sim.faults.execute_delay = late.DELAY
+
+
+@contextlib.asynccontextmanager
+async def _copies_land_one_by_one(
+    store_url: str, entry_deadline: float = 1.5
+) -> AsyncIterator[tuple[LateOneByOne, SimulatedExchange, Harness]]:
+    """An engine on a venue whose late orders land only as the test releases them, one by one."""
+    late = LateOneByOne()
+    sim = late.exchange()
+    config = replace(FAST, retry_backoff=0.05, protection_window=0.4, entry_deadline=entry_deadline)
+    harness = await Harness(store_url, sim, config=config).start()
+    try:
+        yield late, sim, harness
+    finally:
+        await harness.stop()
+
+
+async def _protected_then_stops_land_late(
+    harness: Harness, sim: SimulatedExchange, late: LateOneByOne
+) -> tuple[Position, OrderReport, Decimal]:
+    """A position opened and protected, its stop and the stop's price; from then on the stop's
+    sends land late (`_stops_land_late`)."""
+    pos = await harness.open("long", usd="100")
+    assert pos.status is PositionStatus.PROTECTED
+    [old] = _stops(harness)
+    assert old.trigger_price is not None
+    _stops_land_late(sim, late)
+    return pos, old, old.trigger_price
+
+
+async def _a_stray_with_copies_in_flight_is_placed_once(store_url: str, *, restart: bool) -> None:
+    """Every send of a stop is answered "unknown", so warden sends it again under its id until its
+    time runs out and closes the position; then the copies land one by one. The first is a stray
+    of a closed position: a pass leaves it resting while copies may land (the exchange refuses
+    them as duplicates of an order resting), then cancels it. With `restart`, a new process finds
+    it, one that never knew which copies were sent."""
+    async with _copies_land_one_by_one(store_url, 3.0 if restart else 1.5) as (late, sim, harness):
+        _stops_land_late(sim, late)
+        pos = await harness.open("long", usd="100")
+        await eventually(
+            lambda: harness.engine.ledger.positions[pos.id].status is PositionStatus.CLOSED,
+            what="the position closed: its stop could not be placed",
+        )
+        copies = late.held
+        assert copies >= 2, f"the stop was sent {copies} time(s) with an unknown outcome"
+        if restart:
+            sim.faults.execute_late_if = None
+            await harness.restart()
+        late.release(1)
+        await eventually(
+            lambda: late.executed == 1 and len(_stops(harness)) == 1, what="the first copy landed"
+        )
+        [stop_id] = [o.client_order_id for o in _stops(harness)]
+        report = await harness.engine.reconcile()
+        [stray] = [f for f in report.findings if f.discrepancy.kind is Kind.STRAY_ORDER]
+        assert "copies" in stray.action, stray.action
+        assert [o.client_order_id for o in _stops(harness)] == [stop_id], "left resting while copies may land"
+        late.release(copies - 1)
+        await eventually(lambda: late.executed == copies, what="every copy reached the exchange")
+        await eventually(
+            lambda: not _stops(harness), timeout=8, what="the stray cancelled once no copy can land"
+        )
+        placed = [o for o in sim.core.orders() if o.client_order_id == stop_id]
+        assert len(placed) == 1, f"placed {len(placed)} times"
+
+
 async def test_a_stray_stop_whose_copies_may_still_land_is_cancelled_once_they_cannot(
     store_url: str,
 ) -> None:
@@ -967,38 +1041,7 @@ async def test_a_stray_stop_whose_copies_may_still_land_is_cancelled_once_they_c
     rested until the next pass (30 s). While a copy rests the exchange refuses the others as
     duplicates: the stray is left resting until no copy can land any more (`entry_deadline` after
     the last send whose outcome was unknown), then cancelled. Placed once, and nothing rests."""
-    late = LateOneByOne()
-    sim = late.exchange()
-    config = replace(FAST, retry_backoff=0.05, protection_window=0.4, entry_deadline=1.5)
-    harness = await Harness(store_url, sim, config=config).start()
-    try:
-        sim.faults.execute_late_if = lambda request: request.type is OrderType.STOP_MARKET
-        sim.faults.execute_delay = late.DELAY
-        pos = await harness.open("long", usd="100")
-        await eventually(
-            lambda: harness.engine.ledger.positions[pos.id].status is PositionStatus.CLOSED,
-            what="the position closed: its stop could not be placed",
-        )
-        copies = late.held
-        assert copies >= 2, f"the stop was sent {copies} time(s) with an unknown outcome"
-
-        def stops() -> list[OrderReport]:
-            return [o for o in harness.resting() if o.type is OrderType.STOP_MARKET]
-
-        late.release(1)
-        await eventually(lambda: late.executed == 1 and len(stops()) == 1, what="the first copy landed")
-        [stop_id] = [o.client_order_id for o in stops()]
-        report = await harness.engine.reconcile()
-        [stray] = [f for f in report.findings if f.discrepancy.kind is Kind.STRAY_ORDER]
-        assert "copies" in stray.action, stray.action
-        assert [o.client_order_id for o in stops()] == [stop_id], "left resting while copies may land"
-        late.release(copies - 1)
-        await eventually(lambda: late.executed == copies, what="every copy reached the exchange")
-        await eventually(lambda: not stops(), timeout=5, what="the stray cancelled once no copy can land")
-        placed = [o for o in sim.core.orders() if o.client_order_id == stop_id]
-        assert len(placed) == 1, f"placed {len(placed)} times"
-    finally:
-        await harness.stop()
+    await _a_stray_with_copies_in_flight_is_placed_once(store_url, restart=False)
 
 
 async def test_a_stray_found_after_a_restart_is_left_resting_while_the_dead_process_copies_may_land(
@@ -1008,39 +1051,7 @@ async def test_a_stray_found_after_a_restart_is_left_resting_while_the_dead_proc
     cannot know which are in flight. A stray found within `entry_deadline` (plus the stop's send
     time) of its order's creation by a process that started as recently is taken to have copies
     in flight: left resting, then cancelled by a fresh pass. Placed once."""
-    late = LateOneByOne()
-    sim = late.exchange()
-    config = replace(FAST, retry_backoff=0.05, protection_window=0.4, entry_deadline=3.0)
-    harness = await Harness(store_url, sim, config=config).start()
-    try:
-        sim.faults.execute_late_if = lambda request: request.type is OrderType.STOP_MARKET
-        sim.faults.execute_delay = late.DELAY
-        pos = await harness.open("long", usd="100")
-        await eventually(
-            lambda: harness.engine.ledger.positions[pos.id].status is PositionStatus.CLOSED,
-            what="the position closed: its stop could not be placed",
-        )
-        sim.faults.execute_late_if = None
-        copies = late.held
-        assert copies >= 2, f"the stop was sent {copies} time(s) with an unknown outcome"
-        await harness.restart()
-
-        def stops() -> list[OrderReport]:
-            return [o for o in harness.resting() if o.type is OrderType.STOP_MARKET]
-
-        late.release(1)
-        await eventually(lambda: late.executed == 1 and len(stops()) == 1, what="the first copy landed")
-        [stop_id] = [o.client_order_id for o in stops()]
-        report = await harness.engine.reconcile()
-        [stray] = [f for f in report.findings if f.discrepancy.kind is Kind.STRAY_ORDER]
-        assert "copies" in stray.action, stray.action
-        late.release(copies - 1)
-        await eventually(lambda: late.executed == copies, what="every copy reached the exchange")
-        await eventually(lambda: not stops(), timeout=8, what="the stray cancelled once no copy can land")
-        placed = [o for o in sim.core.orders() if o.client_order_id == stop_id]
-        assert len(placed) == 1, f"placed {len(placed)} times"
-    finally:
-        await harness.stop()
+    await _a_stray_with_copies_in_flight_is_placed_once(store_url, restart=True)
 
 
 async def test_a_stop_given_up_on_that_landed_with_its_event_lost_is_taken_as_the_stop_by_a_pass(
@@ -1054,37 +1065,28 @@ async def test_a_stop_given_up_on_that_landed_with_its_event_lost_is_taken_as_th
     until the next pass (22.7 s). A pass now takes such a stop as the stream's event would have
     (ExitManager.landed_late), and a stray left resting is cancelled only by a fresh pass that
     still finds it one. One stop rests, the one warden records, placed once."""
-    late = LateOneByOne()
-    sim = late.exchange()
-    config = replace(FAST, retry_backoff=0.05, protection_window=0.4, entry_deadline=1.5)
-    harness = await Harness(store_url, sim, config=config).start()
-    try:
-        pos = await harness.open("long", usd="100")
-        assert pos.status is PositionStatus.PROTECTED
-
-        def stops() -> list[OrderReport]:
-            return [o for o in harness.resting() if o.type is OrderType.STOP_MARKET]
-
-        [old] = stops()
-        assert old.trigger_price is not None
-        sim.faults.execute_late_if = lambda request: request.type is OrderType.STOP_MARKET
-        sim.faults.execute_delay = late.DELAY
-        await harness.engine.exits.move_stop(pos.id, old.trigger_price * Decimal("1.002"))
+    async with _copies_land_one_by_one(store_url) as (late, sim, harness):
+        pos, old, price = await _protected_then_stops_land_late(harness, sim, late)
+        await harness.engine.exits.move_stop(pos.id, price * Decimal("1.002"))
         sim.faults.execute_late_if = None
-        assert [o.client_order_id for o in stops()] == [old.client_order_id], "the move was given up on"
+        assert [o.client_order_id for o in _stops(harness)] == [old.client_order_id], (
+            "the move was given up on"
+        )
         copies = late.held
         assert copies >= 2, f"the stop was sent {copies} time(s) with an unknown outcome"
         sim.faults.drop_rate = 1.0  # the landing's event is lost
         late.release(1)
-        await eventually(lambda: late.executed == 1 and len(stops()) == 2, what="the first copy landed")
-        [moved] = [o for o in stops() if o.client_order_id != old.client_order_id]
+        await eventually(
+            lambda: late.executed == 1 and len(_stops(harness)) == 2, what="the first copy landed"
+        )
+        [moved] = [o for o in _stops(harness) if o.client_order_id != old.client_order_id]
         sim.faults.drop_rate = 0.0
         report = await harness.engine.reconcile()
         [taken] = [f for f in report.findings if f.discrepancy.client_order_id == moved.client_order_id]
         assert taken.action.startswith("taken as the position's stop"), taken.action
 
         def one_stop_recorded() -> bool:
-            resting = stops()
+            resting = _stops(harness)
             current = harness.engine.ledger.current_stop(pos.id)
             held = harness.engine.ledger.positions[pos.id]
             return (
@@ -1103,8 +1105,6 @@ async def test_a_stop_given_up_on_that_landed_with_its_event_lost_is_taken_as_th
         assert one_stop_recorded()
         placed = [o for o in sim.core.orders() if o.client_order_id == moved.client_order_id]
         assert len(placed) == 1, f"placed {len(placed)} times"
-    finally:
-        await harness.stop()
 
 
 async def test_a_copy_of_a_stop_that_lands_after_warden_cancelled_it_is_cancelled_once_none_can_land(
@@ -1117,42 +1117,29 @@ async def test_a_copy_of_a_stop_that_lands_after_warden_cancelled_it_is_cancelle
     by default), where it could close part of a position opened on the symbol since. Once no
     copy can land any more (`entry_deadline` after the last unknown send), warden looks the id
     up and cancels a copy it finds resting."""
-    late = LateOneByOne()
-    sim = late.exchange()
-    config = replace(FAST, retry_backoff=0.05, protection_window=0.4, entry_deadline=1.5)
-    harness = await Harness(store_url, sim, config=config).start()
-    try:
-        pos = await harness.open("long", usd="100")
-        assert pos.status is PositionStatus.PROTECTED
-
-        def stops() -> list[OrderReport]:
-            return [o for o in harness.resting() if o.type is OrderType.STOP_MARKET]
-
-        [old] = stops()
-        assert old.trigger_price is not None
-        sim.faults.execute_late_if = lambda request: request.type is OrderType.STOP_MARKET
-        sim.faults.execute_delay = late.DELAY
+    async with _copies_land_one_by_one(store_url) as (late, sim, harness):
+        pos, old, price = await _protected_then_stops_land_late(harness, sim, late)
 
         async def land_the_first_while_it_is_resent() -> None:
             await eventually(lambda: late.held >= 2, what="the move's stop sent again")
             late.release(1)
 
         landing = asyncio.ensure_future(land_the_first_while_it_is_resent())
-        await harness.engine.exits.move_stop(pos.id, old.trigger_price * Decimal("1.002"))
+        await harness.engine.exits.move_stop(pos.id, price * Decimal("1.002"))
         await landing
         sim.faults.execute_late_if = None
-        [moved] = stops()
+        [moved] = _stops(harness)
         assert moved.client_order_id != old.client_order_id, "the move's stop was found and taken"
         current = harness.engine.ledger.current_stop(pos.id)
         assert current is not None and current.client_order_id == moved.client_order_id
         await harness.engine.close_position(ClosePosition(pos.id))
-        await eventually(lambda: not stops(), what="the stop cancelled with its position")
+        await eventually(lambda: not _stops(harness), what="the stop cancelled with its position")
         late.release(late.held)
-        await eventually(lambda: not late.held and len(stops()) == 1, what="a copy landed after the cancel")
-        await eventually(lambda: not stops(), timeout=5, what="the copy cancelled once none can land")
+        await eventually(
+            lambda: not late.held and len(_stops(harness)) == 1, what="a copy landed after the cancel"
+        )
+        await eventually(lambda: not _stops(harness), timeout=5, what="the copy cancelled once none can land")
         assert harness.exchange_qty() == 0
-    finally:
-        await harness.stop()
 
 
 async def test_a_close_answered_unknown_and_not_found_is_not_sent_again_while_it_may_still_execute(
