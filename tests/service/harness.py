@@ -135,6 +135,7 @@ class Harness:
     notifier: RecordingNotifier = field(default_factory=RecordingNotifier)
     _consumer: asyncio.Task[Any] | None = None
     _memory: InMemoryStore | None = None
+    _standby: tuple[SwitchableStore, Engine] | None = None
     crashed: bool = False
     restarted: bool = False
     """An engine ran before on this exchange: the next one's stream is a new session."""
@@ -152,32 +153,16 @@ class Harness:
     """The controls' spill file (kept across restarts, like the host's disk)."""
 
     async def start(self, ready: bool = True) -> Harness:
-        """Build the engine on the kept store and exchange; `ready`: run startup recovery too."""
+        """Build the engine on the kept store and exchange (or have the standby built by
+        `stand_by` take over); `ready`: run startup recovery too."""
         self.crashed = False
-        if self.url is None:
-            self._memory = self._memory or InMemoryStore()
-            inner: Store = self._memory
+        if self._standby is not None:
+            self.store, self.engine = self._standby
+            self._standby = None
+            self.engine.take_over()
         else:
-            inner = await open_store(self.url, exchange="sim")
-        self.store = SwitchableStore(inner)
-        if not hasattr(self, "probe"):
-            self.probe = ProbedExchange(self.sim)
-        exchange: Any = self.probe
-        store: Any = self.store
-        if self.wrap is not None:
-            exchange, store = self.wrap(exchange), self.wrap(store)
-        self.engine = Engine(
-            exchange,
-            store,
-            SystemClock(),
-            self.notifier,
-            self.config,
-            channels=self.channels,
-            routes=self.routes,
-            delivery=FAST_DELIVERY,
-            leased=self.leased,
-            spill=FileControlsSpill(self.spill),
-        )
+            self.store = await self._open_store()
+            self.engine = self._engine_on(self.store)
         if self.restarted:
             # A new process's websocket is a new connection: it carries nothing that happened
             # before it connected (what happened while no engine ran is found by recovery).
@@ -187,6 +172,41 @@ class Harness:
         if ready:
             await self.engine.start()
         return self
+
+    async def stand_by(self) -> None:
+        """Build the next engine now, as a process that waits for the account's lease while this
+        one runs (it neither reads the stream nor acts): the next `start` has it take over."""
+        store = await self._open_store()
+        self._standby = store, self._engine_on(store)
+        self._standby[1].set_read_only("standby: the account is held by the harness's engine")
+
+    async def _open_store(self) -> SwitchableStore:
+        if self.url is None:
+            self._memory = self._memory or InMemoryStore()
+            return SwitchableStore(self._memory)
+        return SwitchableStore(await open_store(self.url, exchange="sim"))
+
+    def _engine_on(self, store: SwitchableStore) -> Engine:
+        """An engine on `store` and the kept exchange (both through `wrap`, which may tell the
+        harness's own store by identity: `start` sets it first)."""
+        if not hasattr(self, "probe"):
+            self.probe = ProbedExchange(self.sim)
+        exchange: Any = self.probe
+        wrapped: Any = store
+        if self.wrap is not None:
+            exchange, wrapped = self.wrap(exchange), self.wrap(store)
+        return Engine(
+            exchange,
+            wrapped,
+            SystemClock(),
+            self.notifier,
+            self.config,
+            channels=self.channels,
+            routes=self.routes,
+            delivery=FAST_DELIVERY,
+            leased=self.leased,
+            spill=FileControlsSpill(self.spill),
+        )
 
     async def stop(self) -> None:
         await self.engine.stop()

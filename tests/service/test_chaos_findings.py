@@ -994,13 +994,25 @@ async def _protected_then_stops_land_late(
     return pos, old, old.trigger_price
 
 
-async def _a_stray_with_copies_in_flight_is_placed_once(store_url: str, *, restart: bool) -> None:
+async def _a_stray_with_copies_in_flight_is_placed_once(store_url: str, *, after: str = "") -> None:
     """Every send of a stop is answered "unknown", so warden sends it again under its id until its
     time runs out and closes the position; then the copies land one by one. The first is a stray
     of a closed position: a pass leaves it resting while copies may land (the exchange refuses
-    them as duplicates of an order resting), then cancels it. With `restart`, a new process finds
-    it, one that never knew which copies were sent."""
+    them as duplicates of an order resting), then cancels it. `after` "restart": a new process
+    finds it, one that never knew which copies were sent; "takeover": a standby that had waited
+    for the lease longer than copies take to land finds it, once the process that sent them died."""
+    restart = after in ("restart", "takeover")
     async with _copies_land_one_by_one(store_url, 3.0 if restart else 1.5) as (late, sim, harness):
+        if after == "takeover":
+            await harness.stand_by()
+            standby = harness.engine.ctx.clock.now()
+            config = harness.config
+            horizon = config.protection_window * 0.75 + config.entry_deadline
+
+            def waited() -> bool:
+                return (harness.engine.ctx.clock.now() - standby).total_seconds() > horizon
+
+            await eventually(waited, timeout=horizon + 5, what="the standby waited longer than copies land")
         _stops_land_late(sim, late)
         pos = await harness.open("long", usd="100")
         await eventually(
@@ -1041,7 +1053,7 @@ async def test_a_stray_stop_whose_copies_may_still_land_is_cancelled_once_they_c
     rested until the next pass (30 s). While a copy rests the exchange refuses the others as
     duplicates: the stray is left resting until no copy can land any more (`entry_deadline` after
     the last send whose outcome was unknown), then cancelled. Placed once, and nothing rests."""
-    await _a_stray_with_copies_in_flight_is_placed_once(store_url, restart=False)
+    await _a_stray_with_copies_in_flight_is_placed_once(store_url)
 
 
 async def test_a_stray_found_after_a_restart_is_left_resting_while_the_dead_process_copies_may_land(
@@ -1051,7 +1063,16 @@ async def test_a_stray_found_after_a_restart_is_left_resting_while_the_dead_proc
     cannot know which are in flight. A stray found within `entry_deadline` (plus the stop's send
     time) of its order's creation by a process that started as recently is taken to have copies
     in flight: left resting, then cancelled by a fresh pass. Placed once."""
-    await _a_stray_with_copies_in_flight_is_placed_once(store_url, restart=True)
+    await _a_stray_with_copies_in_flight_is_placed_once(store_url, after="restart")
+
+
+async def test_a_stray_found_by_a_standby_that_took_over_is_left_resting_while_the_dead_holders_copies_land(
+    store_url: str,
+) -> None:
+    """The restart test above, by a standby of another process: built long before (it stood by for
+    the lease), it takes over once the holder that sent the copies died. When it was built says
+    nothing of the dead holder's sends; when it took over does."""
+    await _a_stray_with_copies_in_flight_is_placed_once(store_url, after="takeover")
 
 
 async def test_a_stop_given_up_on_that_landed_with_its_event_lost_is_taken_as_the_stop_by_a_pass(

@@ -131,9 +131,9 @@ class ExitManager:
         """Stop moves of the position refused in a row (every mark tries again; the trader is
         told of the first, then reminded at 8, 16, 32, ...)."""
         self.recovery_started: float | None = None
-        self.born = ctx.clock.now()
-        """When this engine's exit manager was made: an order created before it was sent by
-        another process (or an earlier engine of this one)."""
+        self.acting_since = ctx.clock.now()
+        """When this engine began to act for the account (built, or last took it over): an order
+        created before it may have been sent by another process, whose sends it cannot know."""
         self._moving: set[PositionId] = set()
         self._rerun: set[PositionId] = set()
         self._stop_idle: dict[PositionId, asyncio.Event] = {}
@@ -173,6 +173,10 @@ class ExitManager:
         self._copies_until: dict[ClientOrderId, float] = {}
         """Exit orders sent with an unknown outcome: until when (monotonic) a copy still in flight
         may reach the exchange (see copies_may_land)."""
+
+    def taking_over(self) -> None:
+        """The engine takes the account over (from a holder that died, or back): it acts from now."""
+        self.acting_since = self.ctx.clock.now()
 
     def forget(self, pid: PositionId) -> None:
         """A finished position leaves memory: its streak counters go with it."""

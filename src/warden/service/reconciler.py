@@ -704,22 +704,22 @@ class Reconciler:
         return await self._cancel_stray(d)
 
     async def _copies_of_the_dead(self, cid: ClientOrderId, known: Order | None, d: Discrepancy) -> None:
-        """Soon after a start, a stray may be an order the process before this one sent with an
-        unknown outcome, copies of it still in flight, which this process cannot know of. One
-        created before this engine (ExitManager.born), within a stop's send time plus
-        `entry_deadline` of now, is taken to have them until then (ExitManager.copies_in_flight).
-        Its row is read for when it was created if memory does not hold it (its position
-        closed); unreadable, it is not."""
+        """Soon after a start or a takeover, a stray may be an order the process before this one
+        sent with an unknown outcome, copies of it still in flight, which this process cannot know
+        of. One created before this engine began to act (ExitManager.acting_since), within a
+        stop's send time plus `entry_deadline` of now, is taken to have them until then
+        (ExitManager.copies_in_flight). Its row is read for when it was created if memory does not
+        hold it (its position closed); unreadable, it is not."""
         config, clock = self.ctx.config, self.ctx.clock
         horizon = config.protection_window * 0.75 + config.entry_deadline
-        if (clock.now() - self.exits.born).total_seconds() >= horizon:
+        if (clock.now() - self.exits.acting_since).total_seconds() >= horizon:
             return
         created = known.created_at if known is not None else None
         if created is None and d.position_id is not None:
             with contextlib.suppress(StoreUnavailable):
                 rows = await self.store.orders_for(PositionId(d.position_id))
                 created = next((o.created_at for o in rows if o.client_order_id == cid), None)
-        if created is not None and created < self.exits.born:
+        if created is not None and created < self.exits.acting_since:
             left = horizon - (clock.now() - created).total_seconds()  # sent by the process before
             if left > 0:
                 self.exits.copies_in_flight(cid, left)
