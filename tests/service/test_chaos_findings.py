@@ -11,6 +11,7 @@ import contextlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -30,7 +31,7 @@ from warden.domain.orders import OrderStatus
 from warden.domain.position import Position, PositionStatus
 from warden.domain.reconcile import Kind
 from warden.domain.reports import OrderReport, OrderRequest
-from warden.domain.values import OrderType, Side
+from warden.domain.values import OrderType, PositionId, Side
 from warden.ports import ActiveState, ExchangeError, Store, StoreUnavailable, Transition
 from warden.service.commands import AlreadyExists, ClosePosition, OpenPosition
 from warden.service.config import EngineConfig
@@ -287,6 +288,22 @@ class SlowCommits(InMemoryStore):
         await super().commit(transition)
 
 
+async def _started_on(
+    store: type[SlowCommits], seconds: float
+) -> tuple[FakeClock, SimulatedExchange, Engine, asyncio.Task[None]]:
+    """An engine on a fake clock, a simulator sleeping on it and a `store` taking `seconds` an
+    operation, started (its stream consumed by the task returned)."""
+    clock = FakeClock()
+    sim = SimulatedExchange(now=clock.now, seed=7, sleep=clock.sleep)
+    engine = Engine(sim, store(clock, seconds), clock, RecordingNotifier(), EngineConfig())
+    consumer = asyncio.get_running_loop().create_task(engine.consume(sim.stream()))
+    starting = asyncio.ensure_future(engine.start())
+    while not starting.done():
+        clock.advance(0.1)
+        await turns(5)
+    return clock, sim, engine, consumer
+
+
 @pytest.mark.parametrize("acknowledged", [False, True], ids=["answered-filled", "acknowledged-first"])
 async def test_a_slow_database_does_not_hold_the_stop_back(acknowledged: bool) -> None:
     """Chaos 3:67, 3:79, 3:89: with commits taking 2 s (under the 5 s deadline) the stop rested
@@ -295,15 +312,8 @@ async def test_a_slow_database_does_not_hold_the_stop_back(acknowledged: bool) -
     while the fill and the intents are written: no commit sits between the fill and the stop.
     Chaos 2049494027:372 and :1887: the same when the entry is only acknowledged and fills
     1.5 s later: the fill the stream brings was committed (2 s) before the stop was sent."""
-    clock = FakeClock()
-    sim = SimulatedExchange(now=clock.now, seed=7, sleep=clock.sleep)
     slow = 2.0
-    engine = Engine(sim, SlowCommits(clock, slow), clock, RecordingNotifier(), EngineConfig())
-    consumer = asyncio.get_running_loop().create_task(engine.consume(sim.stream()))
-    starting = asyncio.ensure_future(engine.start())
-    while not starting.done():
-        clock.advance(0.1)
-        await turns(5)
+    clock, sim, engine, consumer = await _started_on(SlowCommits, slow)
     if acknowledged:
         sim.faults.ack_only_if = lambda request: request.type is OrderType.MARKET and not request.reduce_only
         sim.faults.fill_delay = 1.5
@@ -318,6 +328,55 @@ async def test_a_slow_database_does_not_hold_the_stop_back(acknowledged: bool) -
         [exposure] = sim.exposure()
         assert exposure.max_unprotected_seconds < slow, f"a commit before the stop: {exposure}"
         assert exposure.max_unprotected_seconds <= engine.config.protection_window, exposure
+    finally:
+        engine.set_read_only("test over")
+        await engine.stop()
+        consumer.cancel()
+        await asyncio.gather(consumer, opening, return_exceptions=True)
+
+
+class SlowDatabase(SlowCommits):
+    """Every commit and every read of a position takes `seconds` (the chaos fault `db_slow`)."""
+
+    async def get_position(self, position_id: PositionId) -> Position | None:
+        await self.clock.sleep(self.seconds)
+        return await super().get_position(position_id)
+
+    async def list_positions(self, *args: Any, **kw: Any) -> list[Position]:
+        await self.clock.sleep(self.seconds)
+        return await super().list_positions(*args, **kw)
+
+
+async def test_an_entry_given_up_on_that_executes_later_is_covered_before_the_slow_database_answers() -> None:
+    """`warden chaos --replay 1203:163`: the entry's outcome was unknown and its lookups found
+    nothing, so the position failed; the exchange executed the entry 5 s later. With the
+    database taking 2 s an operation, warden read the failed position (2 s), recorded the late
+    fill (2 s), then adopted it (2 s) and only then sent its stop: 5.15 s without a stop, as the
+    exchange measured it. A late entry fill is covered first (a stop under an id no position
+    owns, cancelled once the adopted position's own stop rests); no database operation sits
+    between the fill and a stop."""
+    slow = 2.0
+    clock, sim, engine, consumer = await _started_on(SlowDatabase, slow)
+    sim.faults.execute_late_if = lambda request: request.type is OrderType.MARKET and not request.reduce_only
+    sim.faults.execute_delay = 30.0
+    opening = asyncio.ensure_future(engine.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(100))))
+
+    def adopted() -> bool:
+        held = sim.core.position(SOL).qty
+        stops = [o for o in sim.core.open_orders(SOL) if o.type is OrderType.STOP_MARKET]
+        mine = [p for p in engine.ledger.active_positions() if p.symbol == SOL]
+        return held != 0 and [p.remaining for p in mine] == [held] and [o.qty for o in stops] == [held]
+
+    try:
+        for _ in range(1200):  # up to 120 s of engine time, in 0.1 s steps
+            if opening.done() and adopted():
+                break
+            clock.advance(0.1)
+            await turns(5)
+        assert opening.done() and opening.result().status is PositionStatus.FAILED
+        assert adopted(), "the late entry adopted, under one stop of its size"
+        [exposure] = sim.exposure()
+        assert exposure.max_unprotected_seconds < slow, f"a database operation before the stop: {exposure}"
     finally:
         engine.set_read_only("test over")
         await engine.stop()

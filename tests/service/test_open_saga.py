@@ -321,11 +321,17 @@ async def test_an_entry_given_up_on_that_executes_later_is_protected_tracked_and
         [exposure] = harness.sim.exposure()
         return exposure.qty == abs(held) and exposure.unprotected_seconds == 0
 
+    def tracked() -> list[Decimal]:
+        return [p.remaining for p in harness.engine.ledger.active_positions() if p.symbol == SOL]
+
+    def stops() -> list[Decimal]:
+        return [o.qty for o in harness.resting() if o.type is OrderType.STOP_MARKET]
+
     await eventually(covered, timeout=10, what="a stop covering the late entry")
+    await eventually(lambda: tracked() == [held], what="the late entry tracked")
+    await eventually(lambda: stops() == [held], what="one stop, the position's own (the cover cancelled)")
     [exposure] = harness.sim.exposure()
     assert exposure.max_unprotected_seconds < harness.engine.config.protection_window
-    tracked = [p for p in harness.engine.ledger.active_positions() if p.symbol == SOL]
-    assert [p.remaining for p in tracked] == [held]
     await eventually(
         lambda: any(
             a.kind is AlertKind.ENTRY_UNRESOLVED and a.position_id == pos.id for a in harness.notifier.alerts
@@ -389,8 +395,13 @@ async def test_an_entry_given_up_on_that_executes_across_a_restart_is_protected_
         [exposure] = sim.exposure()
         if lands != "while warden is down":  # else naked from the execution to the restart
             assert exposure.max_unprotected_seconds < harness.engine.config.protection_window
-        stops = [o for o in harness.resting() if o.type is OrderType.STOP_MARKET]
-        assert [(o.qty, o.trigger_price) for o in stops] == [(held, stop)], "the signal's own stop"
+
+        def stops() -> list[tuple[Decimal, Decimal | None]]:
+            return [(o.qty, o.trigger_price) for o in harness.resting() if o.type is OrderType.STOP_MARKET]
+
+        # A stop of its own covers the fill first (cover_late_entry); then the signal's own stop
+        # rests and the cover is cancelled.
+        await eventually(lambda: stops() == [(held, stop)], what="the signal's own stop, alone")
         tracked = [p for p in harness.engine.ledger.active_positions() if p.symbol == SOL]
         assert [(p.remaining, p.stop_price) for p in tracked] == [(held, stop)]
         told = [e.message for e in await harness.store.list_events(tracked[0].id)]
@@ -486,8 +497,11 @@ async def test_an_entry_given_up_on_that_executes_after_a_restart_is_protected_a
         await eventually(covered(sim, held), timeout=10, what="a stop covering the late entry")
         [exposure] = sim.exposure()
         assert exposure.max_unprotected_seconds < harness.engine.config.protection_window
-        tracked = [p for p in harness.engine.ledger.active_positions() if p.symbol == SOL]
-        assert [p.remaining for p in tracked] == [held]
+
+        def tracked() -> list[Decimal]:
+            return [p.remaining for p in harness.engine.ledger.active_positions() if p.symbol == SOL]
+
+        await eventually(lambda: tracked() == [held], what="the late entry tracked")
         [trade] = sim.core.fills(SOL)
         events = await harness.store.list_events(None, limit=1000)
         assert [e.data["qty"] for e in events if e.data.get("trade_id") == trade.trade_id] == [str(trade.qty)]

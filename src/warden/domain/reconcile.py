@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 
@@ -39,7 +40,9 @@ from warden.domain.values import (
     OrderType,
     ParsedClientId,
     PositionId,
+    Side,
     Symbol,
+    client_order_id,
     parse_client_id,
 )
 
@@ -248,3 +251,25 @@ def guard_stop_price(report: PositionReport, mark: Decimal, stop_pct: Decimal) -
     planned = report.entry_price * (1 - sign * stop_pct)
     fresh = mark * (1 - sign * stop_pct)
     return planned if (mark - planned) * sign > 0 else fresh
+
+
+def guard_stop(
+    owner: str, symbol: Symbol, side: Side, qty: Decimal, price: Decimal, installation: str, now: datetime
+) -> Order:
+    """A reduce-only stop of this installation under an id no position owns (`owner`, twelve
+    characters: the kind and a digest): it covers exposure warden cannot yet attribute. Once a
+    position's own stop covers it, reconciliation cancels it as a stray."""
+    pid = PositionId(owner)
+    return Order(
+        client_order_id=client_order_id(pid, OrderRole.STOP, 1, installation),
+        position_id=pid,
+        role=OrderRole.STOP,
+        symbol=symbol,
+        side=side.exit_side,
+        type=OrderType.STOP_MARKET,
+        qty=qty,
+        trigger_price=price,
+        reduce_only=True,
+        status=OrderStatus.PENDING,
+        created_at=now,
+    )

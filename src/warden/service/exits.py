@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
@@ -33,16 +34,18 @@ from warden.domain.events import Event, EventKind
 from warden.domain.orders import Fill, Order, OrderStatus
 from warden.domain.plan import levels_for, tighter
 from warden.domain.position import ExitReason, Position, PositionStatus
-from warden.domain.reconcile import ours
+from warden.domain.reconcile import guard_stop, ours
 from warden.domain.reports import FillReport, MarkPrice, OrderReport
 from warden.domain.ticks import TickIndex
 from warden.domain.values import (
     ZERO,
     ClientOrderId,
     OrderRole,
+    OrderSide,
     OrderType,
     ParsedClientId,
     PositionId,
+    Side,
     Symbol,
     TradeId,
     client_order_id,
@@ -65,6 +68,9 @@ from warden.service.gateway import Found, Gateway, NotFound, Unknown
 EXIT_ROLES = (OrderRole.STOP, OrderRole.TP1, OrderRole.TP2)
 LATE_TRADES_KEPT = 1_000
 """Late entry fills remembered to drop a duplicate delivery (the oldest forgotten first)."""
+COVER = "cover"
+"""The owner prefix of a stop that covers a late entry fill (cover_late_entry): not hex, so no
+position's id."""
 COPIES_KEPT = 1_000
 """Orders whose copies may still land, kept before those past their time are dropped."""
 FollowUp = Callable[[PositionId], Coroutine[Any, Any, Any]]
@@ -168,6 +174,8 @@ class ExitManager:
         self._late_trades: dict[str, None] = {}
         """Late entry fills handed on (a duplicate delivery is not handed on twice), the newest
         LATE_TRADES_KEPT (a duplicate comes soon after its original, not thousands of fills later)."""
+        self._covered: dict[str, None] = {}
+        """Late entry fills (symbol:trade) covered by a stop of their own (cover_late_entry)."""
         self._sweeps: set[ClientOrderId] = set()
         """Cancelled orders whose copies in flight are looked for once none can land (_sweep)."""
         self._copies_until: dict[ClientOrderId, float] = {}
@@ -884,12 +892,42 @@ class ExitManager:
             at=report.at,
         )
 
+    async def cover_late_entry(self, report: FillReport) -> None:
+        """An entry fill no active position takes is covered before anything is read or written
+        (a slow database held its stop back 5 s: chaos 1203:163): a reduce-only stop of the fill's
+        size at the plan's distance from its price, under an id no position owns (one per trade,
+        `guard_stop`). Adopted (reconciliation, `on_late_entry`), the position gets its own stop
+        and this one is cancelled as a stray. Once per trade; a refusal is logged and left to
+        adoption (a stop the market is already past is refused by the exchange)."""
+        trade = f"{report.symbol}:{report.trade_id}"
+        if report.trade_id in self._late_trades or trade in self._covered:
+            return
+        self._covered[trade] = None
+        while len(self._covered) > LATE_TRADES_KEPT:
+            del self._covered[next(iter(self._covered))]
+        ctx = self.ctx
+        inst = ctx.instruments.get(report.symbol)
+        if inst is None:
+            return
+        side = Side.LONG if report.side is OrderSide.BUY else Side.SHORT
+        price = inst.round_price(report.price * (1 - side.sign * ctx.config.plan.stop_pct))
+        digest = hashlib.sha1(trade.encode()).hexdigest()[:7]
+        order = guard_stop(
+            f"{COVER}{digest}", report.symbol, side, inst.round_qty(report.qty), price,
+            ctx.config.installation_id, ctx.clock.now(),
+        )  # fmt: skip
+        try:
+            await self.gw.send(order)
+        except (ExchangeError, TradingRefused) as exc:
+            log.warning("late_entry_cover_failed", trade_id=report.trade_id, error=str(exc))
+
     async def late_entry(self, position: Position | None, report: FillReport, pid: PositionId) -> None:
-        """An entry fill no active position takes (see `on_late_entry`): recorded as a trade no
-        position holds is (an event carrying it, of the entry's position `pid`), and handed on,
-        once per trade."""
+        """An entry fill no active position takes (see `on_late_entry`): covered at once
+        (`cover_late_entry`), recorded as a trade no position holds is (an event carrying it, of
+        the entry's position `pid`), and handed on, once per trade."""
         if report.trade_id in self._late_trades:
             return
+        await self.cover_late_entry(report)
         status = position.status if position is not None else "it left memory"
         await self.ledger.record(
             Event(

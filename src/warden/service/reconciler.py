@@ -52,7 +52,7 @@ from warden.domain.values import (
 from warden.ports import ExchangeError, OrderNotFound, Store, StoreUnavailable
 from warden.service.commands import TradingRefused
 from warden.service.context import Context
-from warden.service.exits import ExitManager
+from warden.service.exits import COVER, ExitManager
 from warden.service.gateway import Found, Gateway, Unknown
 from warden.service.recovery import Recovery
 
@@ -701,7 +701,11 @@ class Reconciler:
                 f"left resting {wait:.1f} s more, then cancelled: copies of it sent with an unknown"
                 " outcome may still reach the exchange, which refuses them while it rests"
             )
-        return await self._cancel_stray(d)
+        done = await self._cancel_stray(d)
+        parsed = parse_client_id(cid)
+        if parsed is not None and parsed.position_id.startswith(COVER):
+            done += ": it covered a late entry fill until a position's own stop could (cover_late_entry)"
+        return done
 
     async def _copies_of_the_dead(self, cid: ClientOrderId, known: Order | None, d: Discrepancy) -> None:
         """Soon after a start or a takeover, a stray may be an order the process before this one

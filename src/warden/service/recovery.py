@@ -20,14 +20,12 @@ from warden.domain.alerts import Alert, AlertKind
 from warden.domain.events import Event, EventKind
 from warden.domain.orders import Order, OrderStatus
 from warden.domain.position import ExitReason, Position, PositionStatus
-from warden.domain.reconcile import Truth, guard_stop_price, uncovered
+from warden.domain.reconcile import Truth, guard_stop, guard_stop_price, uncovered
 from warden.domain.reports import OrderReport, PositionReport
 from warden.domain.values import (
     ClientOrderId,
     OrderRole,
-    OrderType,
     PositionId,
-    client_order_id,
     parse_client_id,
 )
 from warden.ports import ExchangeError, ExchangeUnavailable, Store
@@ -102,19 +100,15 @@ class Recovery:
 
     def _guard_order(self, report: PositionReport, qty: Decimal, price: Decimal) -> Order:
         digest = hashlib.sha1(report.symbol.encode()).hexdigest()[:7]
-        owner = PositionId(f"guard{digest}")
-        return Order(
-            client_order_id=client_order_id(owner, OrderRole.STOP, 1, self.ctx.config.installation_id),
-            position_id=owner,
-            role=OrderRole.STOP,
-            symbol=report.symbol,
-            side=report.side.exit_side,
-            type=OrderType.STOP_MARKET,
-            qty=qty,
-            trigger_price=price,
-            reduce_only=True,
-            status=OrderStatus.PENDING,
-            created_at=self.ctx.clock.now(),
+        ctx = self.ctx
+        return guard_stop(
+            f"guard{digest}",
+            report.symbol,
+            report.side,
+            qty,
+            price,
+            ctx.config.installation_id,
+            ctx.clock.now(),
         )
 
     async def recover(self) -> None:

@@ -112,6 +112,8 @@ class Router:
             return
         forgotten = parsed.position_id in self.ctx.ledger.forgotten
         if isinstance(event, FillReport) and parsed.role is OrderRole.ENTRY and (forgotten or self.loaded()):
+            if parsed.position_id not in self.ctx.ledger.positions:
+                await self.exits.cover_late_entry(event)  # before the database is read
             ended = await self._ended(parsed.position_id)
             if ended is not None or forgotten:
                 await self.exits.late_entry(ended, event, parsed.position_id)
