@@ -22,6 +22,7 @@ callers only call it with a complete snapshot.
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -254,12 +255,20 @@ def guard_stop_price(report: PositionReport, mark: Decimal, stop_pct: Decimal) -
 
 
 def guard_stop(
-    owner: str, symbol: Symbol, side: Side, qty: Decimal, price: Decimal, installation: str, now: datetime
+    kind: str,
+    key: str,
+    symbol: Symbol,
+    side: Side,
+    qty: Decimal,
+    price: Decimal,
+    installation: str,
+    now: datetime,
 ) -> Order:
-    """A reduce-only stop of this installation under an id no position owns (`owner`, twelve
-    characters: the kind and a digest): it covers exposure warden cannot yet attribute. Once a
-    position's own stop covers it, reconciliation cancels it as a stray."""
-    pid = PositionId(owner)
+    """A reduce-only stop of this installation under an id no position owns: `kind` (five
+    letters, not all hex, so no position's id) and a digest of `key` (what it guards: one stop
+    per key). It covers exposure warden cannot yet attribute; once a position's own stop covers
+    it, reconciliation cancels it as a stray."""
+    pid = PositionId(f"{kind}{hashlib.sha1(key.encode()).hexdigest()[:7]}")
     return Order(
         client_order_id=client_order_id(pid, OrderRole.STOP, 1, installation),
         position_id=pid,

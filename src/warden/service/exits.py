@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
@@ -41,7 +40,6 @@ from warden.domain.values import (
     ZERO,
     ClientOrderId,
     OrderRole,
-    OrderSide,
     OrderType,
     ParsedClientId,
     PositionId,
@@ -909,13 +907,10 @@ class ExitManager:
         inst = ctx.instruments.get(report.symbol)
         if inst is None:
             return
-        side = Side.LONG if report.side is OrderSide.BUY else Side.SHORT
+        side = Side.parse(report.side)  # an entry's buy is a long
         price = inst.round_price(report.price * (1 - side.sign * ctx.config.plan.stop_pct))
-        digest = hashlib.sha1(trade.encode()).hexdigest()[:7]
-        order = guard_stop(
-            f"{COVER}{digest}", report.symbol, side, inst.round_qty(report.qty), price,
-            ctx.config.installation_id, ctx.clock.now(),
-        )  # fmt: skip
+        qty, installation = inst.round_qty(report.qty), ctx.config.installation_id
+        order = guard_stop(COVER, trade, report.symbol, side, qty, price, installation, ctx.clock.now())
         try:
             await self.gw.send(order)
         except (ExchangeError, TradingRefused) as exc:

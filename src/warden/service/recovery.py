@@ -11,7 +11,6 @@ recovery fails and trading stays refused.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections import defaultdict
 from dataclasses import replace
 from decimal import Decimal
@@ -99,17 +98,8 @@ class Recovery:
         return placed
 
     def _guard_order(self, report: PositionReport, qty: Decimal, price: Decimal) -> Order:
-        digest = hashlib.sha1(report.symbol.encode()).hexdigest()[:7]
-        ctx = self.ctx
-        return guard_stop(
-            f"guard{digest}",
-            report.symbol,
-            report.side,
-            qty,
-            price,
-            ctx.config.installation_id,
-            ctx.clock.now(),
-        )
+        installation, now = self.ctx.config.installation_id, self.ctx.clock.now()
+        return guard_stop("guard", report.symbol, report.symbol, report.side, qty, price, installation, now)
 
     async def recover(self) -> None:
         ctx = self.ctx
