@@ -66,3 +66,19 @@ def test_a_time_is_stored_as_its_utc_instant_whatever_its_zone_and_naive_times_a
     for _ in range(2):
         with pytest.raises(ValueError, match="naive datetime"):
             raw._row({"at": utc.replace(tzinfo=None)})
+
+
+def test_a_row_keeps_the_statements_order_converting_only_the_typed_columns_and_nulls_stay_null() -> None:
+    raw = RawStatement(
+        "UPDATE t SET qty = :qty, note = :note, at = :at WHERE id = :id AND qty2 = :qty",
+        {"qty": Amount(), "at": UtcDateTime()},
+        DIALECT,
+    )
+    at = datetime(2026, 3, 1, 12, tzinfo=UTC)
+    values = {"id": "p1", "qty": Decimal("2.50"), "note": None, "at": at, "unused": object()}
+    assert raw.sql == "UPDATE t SET qty = ?, note = ?, at = ? WHERE id = ? AND qty2 = ?"
+    assert raw._row(values) == ["2.5", None, at.replace(tzinfo=None), "p1", "2.5"]
+    for _ in range(2):  # a NULL amount and time, converted and then remembered, are NULL
+        assert raw._row({**values, "qty": None, "at": None}) == [None, None, None, "p1", None]
+    with pytest.raises(KeyError):
+        raw._row({"qty": Decimal(1), "at": at, "id": "p1"})  # a missing value is an error, not NULL

@@ -494,7 +494,11 @@ class SqlStore:
         if self._fence is None:
             return
         account, epoch = self._fence
-        current = (conn.execute(self._q.fence, {"w_account": account})).scalar_one_or_none()
+        if self._raw is not None:
+            found = self._raw.fence.execute(conn, {"w_account": account}).fetchone()
+            current = None if found is None else found[0]
+        else:
+            current = (conn.execute(self._q.fence, {"w_account": account})).scalar_one_or_none()
         if current != epoch:
             raise FencedOut(f"lease of account {account!r} is at epoch {current}, this engine holds {epoch}")
 
@@ -974,3 +978,10 @@ class RawStatements:
         self.insert_fills = RawStatement(q.insert_fills.text, types_of(list(fills.c)), dialect)
         self.insert_events = RawStatement(_insert_sql(events), types_of(list(events.c)), dialect)
         self.insert_alerts = RawStatement(q.insert_alerts.text, types_of(list(alerts.c)), dialect)
+        # Statement.fence without its FOR SHARE, which SQLite has no use for (its writer holds the
+        # database's one write lock from BEGIN IMMEDIATE on).
+        self.fence = RawStatement(
+            f"SELECT {leases.c.epoch.name} FROM {leases.name} WHERE {leases.c.account.name} = :w_account",
+            {},
+            dialect,
+        )
