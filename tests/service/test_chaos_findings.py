@@ -17,7 +17,7 @@ import pytest
 
 from tests.helpers import eventually
 from tests.service.crash import run_with_crash
-from tests.service.harness import FAST, SOL, Harness, LateExecution, LateOneByOne, SwitchableStore
+from tests.service.harness import FAST, SOL, Harness, LateExecution, LateOneByOne, SwitchableStore, driven
 from tests.service.probe import ProbedExchange
 from tests.service.test_crash_points import open_long
 from warden.adapters.clock import FakeClock
@@ -377,6 +377,54 @@ async def test_an_entry_given_up_on_that_executes_later_is_covered_before_the_sl
         assert adopted(), "the late entry adopted, under one stop of its size"
         [exposure] = sim.exposure()
         assert exposure.max_unprotected_seconds < slow, f"a database operation before the stop: {exposure}"
+    finally:
+        engine.set_read_only("test over")
+        await engine.stop()
+        consumer.cancel()
+        await asyncio.gather(consumer, opening, return_exceptions=True)
+
+
+async def _trade_recorded(store: Store, trade_id: str) -> bool:
+    """Whether the database holds this trade: a fill a position applied, or an event carrying it
+    (what the chaos checker counts as recorded, I2)."""
+    every = await store.list_positions(include_closed=True, limit=1_000)
+    if any(trade_id in p.applied_trades for p in every):
+        return True
+    return any(e.data.get("trade_id") == trade_id for e in await store.list_events(None, limit=10_000))
+
+
+async def test_a_cover_that_triggers_before_the_late_entry_is_adopted_has_its_fill_recorded() -> None:
+    """The late entry's cover (cover_late_entry) rests while the slow database holds the adoption
+    back, and the market goes through it: the cover closes the late entry on the exchange. Its
+    trade is one of warden's orders' trades, so it must end up in the database (I2) and the
+    trader told, not left in the router's buffer of events for orders not yet known."""
+    slow = 2.0
+    clock, sim, engine, consumer = await _started_on(SlowDatabase, slow)
+    sim.faults.execute_late_if = lambda request: request.type is OrderType.MARKET and not request.reduce_only
+    sim.faults.execute_delay = 30.0
+    opening = asyncio.ensure_future(engine.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(100))))
+
+    def cover() -> list[OrderReport]:
+        return [o for o in sim.core.open_orders(SOL) if "cover" in o.client_order_id]
+
+    try:
+        for _ in range(1200):  # up to 120 s of engine time, in 0.1 s steps
+            if cover():
+                break
+            clock.advance(0.1)
+            await turns(5)
+        [rests] = cover()
+        assert rests.trigger_price is not None
+        sim.set_mark(SOL, rests.trigger_price * Decimal("0.99"))  # through it: the cover closes it
+        assert sim.core.position(SOL).flat
+        [trade] = [f for f in sim.core.fills(SOL) if f.client_order_id == rests.client_order_id]
+        for _ in range(1200):  # up to 120 s more
+            clock.advance(0.1)
+            await turns(5)
+        assert opening.done() and opening.result().status is PositionStatus.FAILED
+        assert not [p for p in engine.ledger.active_positions() if p.symbol == SOL], "nothing held"
+        recorded = await driven(clock, _trade_recorded(engine.store, trade.trade_id))
+        assert recorded, f"the cover's trade {trade} recorded"
     finally:
         engine.set_read_only("test over")
         await engine.stop()

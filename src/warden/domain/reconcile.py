@@ -254,6 +254,17 @@ def guard_stop_price(report: PositionReport, mark: Decimal, stop_pct: Decimal) -
     return planned if (mark - planned) * sign > 0 else fresh
 
 
+GUARD_KINDS = ("guard", "cover")
+"""The owners of guard_stop's stops: recovery's guard (the database unreadable at startup) and a
+late entry fill's cover."""
+
+
+def guarding(position_id: str) -> bool:
+    """Whether an order's owner is a guard_stop's (no position): its fills reduce whatever the
+    symbol holds, and are attributed so (they are warden's trades, recorded like any other)."""
+    return position_id.startswith(GUARD_KINDS)
+
+
 def guard_stop(
     kind: str,
     key: str,
@@ -268,6 +279,7 @@ def guard_stop(
     letters, not all hex, so no position's id) and a digest of `key` (what it guards: one stop
     per key). It covers exposure warden cannot yet attribute; once a position's own stop covers
     it, reconciliation cancels it as a stray."""
+    assert kind in GUARD_KINDS, kind
     pid = PositionId(f"{kind}{hashlib.sha1(key.encode()).hexdigest()[:7]}")
     return Order(
         client_order_id=client_order_id(pid, OrderRole.STOP, 1, installation),

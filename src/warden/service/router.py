@@ -10,7 +10,9 @@
   gave up on it is reconciled at once, see ExitManager.on_late_entry). Once the positions
   are loaded, an entry fill of a position memory does not hold is looked up in the
   database: one that ended there (failed before a restart, or forgotten since) is such a
-  late entry too; one the database does not know either is buffered.
+  late entry too; one the database does not know either is buffered. A fill of a guard or
+  cover stop (no position owns it) is attributed to what the symbol holds, as a stale exit
+  order's is.
 - An order with a warden-shaped id of another installation means another warden
   trades this account: trading stops, it is alerted, and its orders are never
   touched.
@@ -29,6 +31,7 @@ import structlog
 from warden.domain.alerts import AlertKind
 from warden.domain.events import Event, EventKind
 from warden.domain.position import Position
+from warden.domain.reconcile import guarding
 from warden.domain.reports import FillReport, MarkPrice, OrderReport, StreamEvent, StreamGap
 from warden.domain.values import ClientOrderId, OrderRole, PositionId, parse_client_id
 from warden.ports import Store, StoreUnavailable
@@ -111,6 +114,12 @@ class Router:
             await self.on_other_instance(event.client_order_id, event.symbol)
             return
         forgotten = parsed.position_id in self.ctx.ledger.forgotten
+        if guarding(parsed.position_id) and self.loaded():
+            # A guard or cover stop (no position owns it) that traded reduced what the symbol
+            # holds: attributed, never buffered for an order no one registers.
+            if isinstance(event, FillReport):
+                await self.exits.attribute_orphan_fill(event)
+            return
         if isinstance(event, FillReport) and parsed.role is OrderRole.ENTRY and (forgotten or self.loaded()):
             if parsed.position_id not in self.ctx.ledger.positions:
                 await self.exits.cover_late_entry(event)  # before the database is read
@@ -159,5 +168,7 @@ class Router:
         others are buffered again)."""
         for cid in self.early_ids():
             parsed = parse_client_id(cid)
-            if cid in self.ctx.ledger.orders or (parsed is not None and parsed.role is OrderRole.ENTRY):
+            if cid in self.ctx.ledger.orders or (
+                parsed is not None and (parsed.role is OrderRole.ENTRY or guarding(parsed.position_id))
+            ):
                 await self.replay_early(cid)
