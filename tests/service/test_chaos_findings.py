@@ -1270,6 +1270,34 @@ async def test_a_copy_of_a_stop_that_lands_after_warden_cancelled_it_is_cancelle
         assert harness.exchange_qty() == 0
 
 
+async def test_a_copy_of_a_given_up_stop_landing_after_its_position_closed_is_cancelled_once_none_can_land(
+    store_url: str,
+) -> None:
+    """Every send of a stop was answered "unknown" and looked up in vain, so warden gave the stop
+    up and closed the position; then the copies land. The first rests: a reduce-only stop of a
+    closed position, which could close part of a position opened on the symbol since. Warden's
+    own cancel looks such a copy up once none can land (`_sweep`); a stop given up on, never
+    cancelled, must be looked for likewise, not left to the timer's next pass (30 s)."""
+    async with _copies_land_one_by_one(store_url) as (late, sim, harness):
+        _stops_land_late(sim, late)
+        pos = await harness.open("long", usd="100")
+        await eventually(
+            lambda: harness.engine.ledger.positions[pos.id].status is PositionStatus.CLOSED,
+            what="the position closed: its stop could not be placed",
+        )
+        assert harness.exchange_qty() == 0
+        copies = late.held
+        assert copies >= 2, f"the stop was sent {copies} time(s) with an unknown outcome"
+        sim.faults.execute_late_if = None
+        late.release(copies)
+        await eventually(lambda: late.executed == copies, what="every copy reached the exchange")
+        [landed] = _stops(harness)
+        deadline = harness.config.entry_deadline
+        await eventually(lambda: not _stops(harness), timeout=deadline + 3, what=f"{landed} cancelled")
+        placed = [o for o in sim.core.orders() if o.client_order_id == landed.client_order_id]
+        assert len(placed) == 1, f"placed {len(placed)} times"
+
+
 async def test_a_close_answered_unknown_and_not_found_is_not_sent_again_while_it_may_still_execute(
     store_url: str,
 ) -> None:

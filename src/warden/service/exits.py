@@ -1814,10 +1814,13 @@ class ExitManager:
 
     def _sweep_copies(self, order: Order) -> None:
         """A cancelled order sent with an unknown outcome: a copy still in flight can land now that
-        its id is free, a stray of ours (a reduce-only stop of a closed position). Once none can
-        land any more (copies_may_land), its id is looked up and a copy resting is cancelled."""
+        its id is free, a stray of ours (a reduce-only stop of a closed position). So can one of an
+        order given up on (its lookups found nothing) once its position ended: nothing takes it as
+        a stop then. Once none can land any more (copies_may_land), its id is looked up and a copy
+        resting is cancelled."""
         cid = order.client_order_id
-        if order.status is OrderStatus.CANCELED and self.copies_may_land(cid) > 0 and cid not in self._sweeps:
+        ended = order.status in (OrderStatus.CANCELED, OrderStatus.REJECTED)
+        if ended and self.copies_may_land(cid) > 0 and cid not in self._sweeps:
             self._sweeps.add(cid)
             self.ctx.tasks.spawn(self._sweep(order))
 
@@ -1835,7 +1838,8 @@ class ExitManager:
             await self.gw.cancel(order.symbol, cid, order.type.conditional)
             log.warning("late_copy_cancelled", client_order_id=cid, position_id=order.position_id)
             if order.position_id in self.ledger.positions:
-                message = f"{order.role} {cid}: a copy sent before it was cancelled landed later; cancelled"
+                what = "given up on" if order.status is OrderStatus.REJECTED else "cancelled"
+                message = f"{order.role} {cid}: a copy sent before it was {what} landed later; cancelled"
                 data = {"client_order_id": cid}
                 now = self.ctx.clock.now()
                 await self.ledger.record(Event(EventKind.RECONCILE, now, order.position_id, message, data))
@@ -1872,6 +1876,10 @@ class ExitManager:
         settled too (an entry or a close whose last answer was lost): the cancel's answer says
         what became of it, so nothing is left believed resting that the exchange has not."""
         pos = self.ledger.positions.get(pid)
+        if pos is not None and pos.status.terminal:
+            for given_up in self.ledger.orders_of(pid):
+                if given_up.status is OrderStatus.REJECTED:
+                    self._sweep_copies(given_up)  # a copy may land after the close: not its stop
         roles = tuple(OrderRole) if pos is not None and pos.status.terminal else EXIT_ROLES
         live = [
             o
