@@ -342,6 +342,56 @@ async def test_an_entry_given_up_on_that_executes_later_is_protected_tracked_and
     assert told and "executed it later" in told[-1].message
 
 
+async def test_a_late_entry_cover_is_not_cancelled_while_it_is_all_that_covers_the_entry(
+    store_url: str,
+) -> None:
+    """The entry is given up on and leaves memory; the database goes down; the exchange executes
+    the entry after all. Its fill is covered at once (cover_late_entry), but with the database
+    unreadable warden cannot tell the position is its own entry: under orphan_policy=alert a pass
+    leaves it alone, and it cancelled the cover as a stray: the entry warden itself sent was left
+    without a stop until the database answered and a pass recognised it. A cover is cancelled only
+    once something else covers what it covers (or nothing is left to cover)."""
+    late = LateExecution()
+    sim = late.exchange()
+    harness = await Harness(store_url, sim, config=replace(FAST, orphan_policy="alert")).start()
+    try:
+        sim.faults.execute_late_if = lambda req: req.client_order_id.endswith("-e1")
+        sim.faults.execute_delay = late.DELAY
+        pos = await harness.open("long", usd="100")
+        assert pos.status is PositionStatus.FAILED and harness.exchange_qty() == 0
+        harness.engine.ctx.forget(pos.id)  # pruned, as a finished position is after 10 min
+        harness.engine.exits.forget(pos.id)
+        harness.store.down = True
+
+        async def unreadable(*_: object, **__: object) -> None:
+            raise StoreUnavailable("database down")
+
+        reads = ("get_position", "list_positions", "orders_for", "load_active")
+        for read in reads:
+            setattr(harness.store, read, unreadable)
+        late.release()
+        await eventually(lambda: harness.exchange_qty() != 0, what="the entry executed late")
+        held = harness.exchange_qty()
+        told = lambda: any(a.kind is AlertKind.ENTRY_UNRESOLVED for a in harness.notifier.alerts)  # noqa: E731
+        await eventually(told, what="the late entry's own pass run")
+        await harness.engine.reconcile(check_rows=False)  # and another, as a stray's pass_again
+        assert covered(sim, held)(), f"the late entry left without a stop: {harness.resting()}"
+        harness.store.down = False
+        for read in reads:
+            delattr(harness.store, read)
+        await harness.engine.reconcile()
+        tracked = [p for p in harness.engine.ledger.active_positions() if p.symbol == SOL]
+        assert [p.remaining for p in tracked] == [held], "adopted as that entry once the database answers"
+        stops = [o for o in harness.resting() if o.type is OrderType.STOP_MARKET]
+        own = harness.engine.ledger.current_stop(tracked[0].id)
+        assert own is not None and [o.client_order_id for o in stops] == [own.client_order_id]
+        [exposure] = sim.exposure()
+        assert exposure.max_unprotected_seconds < harness.engine.config.protection_window, exposure
+    finally:
+        late.release()
+        await harness.stop()
+
+
 @pytest.mark.parametrize("orphan_policy", ["adopt", "alert"])
 @pytest.mark.parametrize(
     "lands", ["while warden is down", "while it recovers", "once it is ready", "after it left memory"]

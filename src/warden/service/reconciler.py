@@ -37,7 +37,7 @@ from warden.domain.alerts import Alert, AlertKind
 from warden.domain.events import Event, EventKind
 from warden.domain.orders import Fill, Order, OrderStatus
 from warden.domain.position import ExitReason, Position, PositionStatus
-from warden.domain.reconcile import Discrepancy, Kind, Truth, diff, ours
+from warden.domain.reconcile import Discrepancy, Kind, Truth, diff, ours, uncovered
 from warden.domain.reports import FillReport, PositionReport
 from warden.domain.values import (
     ZERO,
@@ -679,9 +679,18 @@ class Reconciler:
         after = await self.exits.protect(pid)
         return f"stop re-placed ({after.status})"
 
-    async def _stray(self, d: Discrepancy, truth: Truth) -> str:
+    async def _stray(self, d: Discrepancy, truth: Truth) -> str | None:
         assert d.client_order_id is not None
         cid = ClientOrderId(d.client_order_id)
+        if (
+            d.position_id is not None
+            and d.position_id.startswith(COVER)
+            and _covers_alone(cid, d.symbol, truth)
+        ):
+            # A late entry's cover is its only stop until a position's own covers it: with the
+            # database unreadable the entry cannot be told from an outside trade, and an orphan
+            # left alone (orphan_policy=alert) would be left naked. Not a stray yet.
+            return None
         known = self.ctx.ledger.orders.get(cid)
         report = next((o for o in truth.open_orders if o.client_order_id == cid), None)
         if known is not None and known.status is OrderStatus.REJECTED and report is not None:
@@ -773,3 +782,9 @@ def _reason_from(fills: list[FillReport], position: Position) -> str:
     if outside:
         return ExitReason.MANUAL
     return ExitReason.RECONCILED_MISSING
+
+
+def _covers_alone(cid: ClientOrderId, symbol: Symbol, truth: Truth) -> bool:
+    """Whether, without this order, the exchange's position on `symbol` would lack a covering stop."""
+    others = Truth(truth.positions, [o for o in truth.open_orders if o.client_order_id != cid])
+    return any(report.symbol == symbol for report, _ in uncovered(others))
