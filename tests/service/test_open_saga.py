@@ -15,7 +15,7 @@ from warden.domain.errors import ValidationError
 from warden.domain.events import EventKind
 from warden.domain.orders import OrderStatus
 from warden.domain.position import ExitReason, PositionStatus
-from warden.domain.reports import FillReport, MarkPrice, OrderReport
+from warden.domain.reports import FillReport, MarkPrice, OrderReport, OrderRequest
 from warden.domain.values import OrderRole, OrderSide, OrderType, Symbol, TradeId
 from warden.ports import StoreUnavailable
 from warden.service.commands import AlreadyExists, ClosePosition, EngineState, NotHolder, TradingRefused
@@ -390,6 +390,98 @@ async def test_a_late_entry_cover_is_not_cancelled_while_it_is_all_that_covers_t
     finally:
         late.release()
         await harness.stop()
+
+
+@pytest.mark.parametrize("answer", ["429", "5xx"])
+async def test_a_late_entry_cover_the_exchange_fails_to_take_once_is_sent_again(
+    store_url: str, answer: str
+) -> None:
+    """As above (the entry given up on, out of memory, the database down, orphan_policy=alert),
+    but the exchange fails the cover's send once: a 429, or a 5xx whose outcome is unknown (it
+    did nothing). The cover was sent once and the failure logged: nothing else covers the entry
+    while the database cannot say it is warden's, so it was left naked for as long as the
+    database was down. A cover whose send failed without a refusal is sent again, as a stop is
+    (within the protection window)."""
+    late = LateExecution()
+    sim = late.exchange()
+    harness = await Harness(store_url, sim, config=replace(FAST, orphan_policy="alert")).start()
+    try:
+        sim.faults.execute_late_if = lambda req: req.client_order_id.endswith("-e1")
+        sim.faults.execute_delay = late.DELAY
+        pos = await harness.open("long", usd="100")
+        assert pos.status is PositionStatus.FAILED and harness.exchange_qty() == 0
+        harness.engine.ctx.forget(pos.id)  # pruned, as a finished position is after 10 min
+        harness.engine.exits.forget(pos.id)
+        harness.store.down = True
+
+        async def unreadable(*_: object, **__: object) -> None:
+            raise StoreUnavailable("database down")
+
+        for read in ("get_position", "list_positions", "orders_for", "load_active"):
+            setattr(harness.store, read, unreadable)
+        failed: list[str] = []
+
+        def once(req: OrderRequest) -> bool:
+            if "cover" in req.client_order_id and not failed:
+                failed.append(req.client_order_id)
+                return True
+            return False
+
+        if answer == "429":
+            sim.faults.rate_limit_if = once
+        else:
+            sim.faults.server_error_if = once
+        late.release()
+        await eventually(lambda: harness.exchange_qty() != 0, what="the entry executed late")
+        held = harness.exchange_qty()
+        told = lambda: any(a.kind is AlertKind.ENTRY_UNRESOLVED for a in harness.notifier.alerts)  # noqa: E731
+        await eventually(told, what="the late entry's own pass run")
+        assert failed, "the cover's send failed once"
+        window = harness.engine.config.protection_window
+        await eventually(covered(sim, held), timeout=window, what="the cover sent again")
+        [exposure] = sim.exposure()
+        assert exposure.max_unprotected_seconds < window, exposure
+    finally:
+        late.release()
+        await harness.stop()
+
+
+async def test_a_late_entry_cover_sent_again_that_rests_after_its_pass_ended_is_cancelled(
+    harness: Harness,
+) -> None:
+    """The cover's sends fail until the late entry's pass has adopted it and its own stop rests
+    (the database answers): the cover sent again rests beside the position's own stop, after the
+    pass that would cancel it as a stray ended, both reduce-only stops of the symbol until the timer's
+    next pass (30 s). A cover resting only after it was sent again has a pass run again."""
+    sim = harness.sim
+    sim.faults.execute_late_if = lambda req: req.client_order_id.endswith("-e1")
+    sim.faults.execute_delay = 0.3  # after the lookups gave up
+    pos = await harness.open("long", usd="100")
+    assert pos.status is PositionStatus.FAILED
+
+    def stops() -> list[str]:
+        return [o.client_order_id for o in harness.resting() if o.type is OrderType.STOP_MARKET]
+
+    adopted: list[bool] = []
+
+    def until_adopted(req: OrderRequest) -> bool:
+        if "cover" not in req.client_order_id:
+            return False
+        if not any(a.kind is AlertKind.ENTRY_UNRESOLVED for a in harness.notifier.alerts):
+            return True  # refused until the late entry's pass has ended (the trader told)
+        adopted.append(True)
+        return False
+
+    sim.faults.rate_limit_if = until_adopted
+    await eventually(lambda: harness.exchange_qty() != 0, what="the entry executed late")
+    held = harness.exchange_qty()
+    await eventually(lambda: bool(adopted), timeout=5, what="the cover sent after the own stop rests")
+    alone = lambda: len(stops()) == 1 and "cover" not in stops()[0]  # noqa: E731
+    await eventually(alone, timeout=5, what="the cover cancelled, the position's own stop alone")
+    tracked = [p for p in harness.engine.ledger.active_positions() if p.symbol == SOL]
+    assert [p.remaining for p in tracked] == [held]
+    own = harness.engine.ledger.current_stop(tracked[0].id)
+    assert own is not None and stops() == [own.client_order_id]
 
 
 @pytest.mark.parametrize("orphan_policy", ["adopt", "alert"])

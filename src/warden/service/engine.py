@@ -166,6 +166,7 @@ class Engine:
         )
         ledger.on_degraded = self._degraded
         self.exits.on_late_entry = self._late_entry
+        self.exits.pass_again = lambda: self.reconcile(check_rows=False)
         ledger.on_fenced = self._fenced
         self.stream_watch = StreamWatch(config, clock.monotonic())
         self._reconciling = asyncio.Lock()

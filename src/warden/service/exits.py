@@ -169,6 +169,9 @@ class ExitManager:
         """Called with an entry fill of a position that already ended (failed: its lookups found
         nothing; or finished) or left memory: the exchange executed it after warden gave up on
         it, so it holds a position no active one explains (the engine reconciles it at once)."""
+        self.pass_again: Callable[[], Awaitable[object]] | None = None
+        """Runs a reconciliation pass (the engine's `reconcile`): a cover that rests only after it
+        was sent again (`_cover_again`) may rest after the pass that would cancel it ended."""
         self._late_trades: dict[str, None] = {}
         """Late entry fills handed on (a duplicate delivery is not handed on twice), the newest
         LATE_TRADES_KEPT (a duplicate comes soon after its original, not thousands of fills later)."""
@@ -896,7 +899,8 @@ class ExitManager:
         size at the plan's distance from its price, under an id no position owns (one per trade,
         `guard_stop`). Adopted (reconciliation, `on_late_entry`), the position gets its own stop
         and this one is cancelled as a stray. Once per trade; a refusal is logged and left to
-        adoption (a stop the market is already past is refused by the exchange)."""
+        adoption (a stop the market is already past is refused by the exchange). A send that
+        failed without a refusal (unavailable, unknown outcome) is sent again (`_cover_again`)."""
         trade = f"{report.symbol}:{report.trade_id}"
         if report.trade_id in self._late_trades or trade in self._covered:
             return
@@ -913,8 +917,34 @@ class ExitManager:
         order = guard_stop(COVER, trade, report.symbol, side, qty, price, installation, ctx.clock.now())
         try:
             await self.gw.send(order)
+        except (ExchangeUnavailable, ExchangeTimeout) as exc:
+            # Not refused: while the database cannot say the fill is warden's, nothing else may
+            # cover it (an orphan under orphan_policy=alert is left alone), so it is sent again.
+            if isinstance(exc, ExchangeTimeout):
+                self._sent_unknown(order.client_order_id)  # a copy may land: a stray waits for it
+            log.warning("late_entry_cover_failed", trade_id=report.trade_id, error=str(exc), again=True)
+            ctx.tasks.spawn(self._cover_again(order))
         except (ExchangeError, TradingRefused) as exc:
             log.warning("late_entry_cover_failed", trade_id=report.trade_id, error=str(exc))
+
+    async def _cover_again(self, order: Order) -> None:
+        """A cover whose send failed without a refusal: sent again as a stop is (`_place_stop`:
+        within the protection window, an unknown outcome looked up, a copy resting adopted), in
+        a task of its own (the stream that brought the fill waits for no retry)."""
+        try:
+            placed = await self._place_stop(order)
+        except (ExchangeError, TradingRefused) as exc:
+            placed = Placed(None, str(exc))
+        if placed.report is None:
+            log.warning("late_entry_cover_failed", client_order_id=order.client_order_id, error=placed.why)
+            return
+        if self.pass_again is not None:
+            # The late entry's pass may have ended before it rested: a fresh one cancels it as a
+            # stray if the position's own stop covers the entry by now, else leaves it resting.
+            try:
+                await self.pass_again()
+            except (ExchangeError, StoreUnavailable, TradingRefused) as exc:
+                log.warning("cover_pass_failed", client_order_id=order.client_order_id, error=str(exc))
 
     async def late_entry(self, position: Position | None, report: FillReport, pid: PositionId) -> None:
         """An entry fill no active position takes (see `on_late_entry`): covered at once
