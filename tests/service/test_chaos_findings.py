@@ -875,6 +875,40 @@ async def test_a_refused_stop_on_a_slow_database_is_replaced_by_a_close_at_once(
         await asyncio.gather(consumer, opening, return_exceptions=True)
 
 
+async def test_a_stop_never_found_after_its_retries_is_replaced_by_a_close_at_once_on_a_slow_database() -> (
+    None
+):
+    """Chaos 1206:169: commits took 0.3 s and every stop was answered "unknown", landing only
+    3.45 s later. The stop sent on the entry's answer was retried and looked up for most of the
+    window and never found; the close that replaces it went out only after the refusal and the
+    close's intent were committed (and the exit intents before them): 2.4 s uncovered. A stop
+    given up on that way is followed by the close at once, as one refused outright is."""
+    clock, sim, engine, consumer = await _started_on(SlowCommits, 0.3)
+    sim.faults.execute_late_if = lambda request: request.type is OrderType.STOP_MARKET
+    sim.faults.execute_delay = 3.45
+    opening = asyncio.ensure_future(engine.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(100))))
+    try:
+        for _ in range(100):  # up to 10 s of engine time, in 0.1 s steps
+            if opening.done():
+                break
+            clock.advance(0.1)
+            await turns(5)
+        assert opening.done()
+        pos = engine.ledger.positions[opening.result().id]
+        assert pos.status is PositionStatus.CLOSED, pos
+        [exposure] = sim.exposure()
+        assert exposure.qty == 0
+        assert exposure.max_unprotected_seconds < engine.config.protection_window, exposure
+        closes = [o for o in engine.ledger.orders_of(pos.id) if o.role.value == "close"]
+        assert len(closes) == 1 and closes[0].filled_qty == pos.filled_qty, closes
+    finally:
+        sim.faults.execute_late_if = None
+        engine.set_read_only("test over")
+        await engine.stop()
+        consumer.cancel()
+        await asyncio.gather(consumer, opening, return_exceptions=True)
+
+
 async def test_a_close_still_working_at_its_deadline_is_followed_until_its_fills_are_recorded() -> None:
     """Chaos 374917399:1787: a close acknowledged but unfilled at its deadline was reported
     failed and the position kept, while the close went on working on the exchange; it filled

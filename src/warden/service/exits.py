@@ -394,15 +394,28 @@ class ExitManager:
         self._early_stops[pid] = (stop, self.ctx.tasks.spawn(self._stop_or_close(staged, stop)))
 
     async def _stop_or_close(self, pos: Position, stop: Order) -> Placed:
-        """Send the early stop; if the exchange refuses it outright, send the close that replaces
-        it at once (what `protect` would decide after writing the fill, the intents and the
-        refusal: seconds on a slow database). `close` records it as sent and takes its answer;
-        if the process dies first, recovery adopts it from its trades (its id is deterministic)."""
+        """Send the early stop; if it is not placed (refused outright, or given up on after its
+        retries and lookups), send the close that replaces it at once: what `protect` decides
+        for any stop not placed, after writing the fill, the intents and the refusal, then the
+        close's intent (seconds on a slow database; chaos 283465486:7962, 1206:169). `close`
+        records it as sent and takes its answer; if the process dies first, recovery adopts it
+        from its trades (its id is deterministic). Not while the position is closing or ended,
+        nor while another close of it is live: a second reduce-only close could close what
+        another position on the symbol holds (`close` settles those first)."""
         placed = await self.place(stop)
-        if placed.rejected and pos.id not in self._early_closes:
+        if placed.report is None and self._may_close_early(pos.id):
             close = self._close_intent(pos, pos.remaining)
             self._early_closes[pos.id] = (close, self.ctx.tasks.spawn(self.place(close)))
         return placed
+
+    def _may_close_early(self, pid: PositionId) -> bool:
+        current = self.ledger.positions.get(pid)
+        return (
+            pid not in self._early_closes
+            and current is not None
+            and current.status in (PositionStatus.OPENING, PositionStatus.OPEN)
+            and not self.ledger.live_orders(pid, OrderRole.CLOSE)
+        )
 
     def _close_intent(self, pos: Position, qty: Decimal) -> Order:
         """The position's next close: a reduce-only market order with the next close sequence.
