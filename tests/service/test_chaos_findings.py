@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -27,7 +28,7 @@ from warden.adapters.notify import RecordingNotifier
 from warden.adapters.sim import SimulatedExchange
 from warden.domain.alerts import Alert, AlertKind
 from warden.domain.events import Event
-from warden.domain.orders import OrderStatus
+from warden.domain.orders import OrderRole, OrderStatus
 from warden.domain.position import Position, PositionStatus
 from warden.domain.reconcile import Kind
 from warden.domain.reports import OrderReport, OrderRequest
@@ -907,6 +908,47 @@ async def test_a_stop_never_found_after_its_retries_is_replaced_by_a_close_at_on
         await engine.stop()
         consumer.cancel()
         await asyncio.gather(consumer, opening, return_exceptions=True)
+
+
+@pytest.mark.parametrize("errors_until", [9.2, 9.5, 9.8, 10.0, 10.2, 10.5, 10.8])
+async def test_a_close_held_back_by_an_unknown_one_goes_out_as_soon_as_that_one_cannot_execute(
+    errors_until: float,
+) -> None:
+    """Chaos 1206:24: stops and closes met 5xx for 10 s, then every stop was refused. The first
+    close, answered 5xx, had an unknown outcome: no second close may go out until it cannot
+    execute any more (`entry_deadline` after it was sent, 11.55 s). Protect-or-close went round
+    on its own pause (1 s) and sent the second close only at 12.25 s, 2.2 s after the errors
+    ended (the window is 2 s). The round after one held back that way comes when the held close
+    can be resent, whenever the errors end."""
+    clock = FakeClock()
+    sim = SimulatedExchange(now=clock.now, seed=7, sleep=clock.sleep)
+    config = EngineConfig(fill_wait=0.05)
+    async with engine_on(clock, sim, config) as engine:
+        started = clock.monotonic()
+        sim.faults.server_error_if = lambda request: (
+            request.type is OrderType.STOP_MARKET
+            or (request.type is OrderType.MARKET and request.reduce_only)
+        )
+        opening = asyncio.ensure_future(engine.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(100))))
+        for _ in range(1500):  # 15 s of engine time; the 5xx end at `errors_until`, then stops are refused
+            if sim.faults.server_error_if is not None and clock.monotonic() - started >= errors_until:
+                sim.faults.server_error_if = None
+                sim.faults.reject_if = lambda request: request.type is OrderType.STOP_MARKET
+            clock.advance(0.01)
+            await turns(5)
+        assert opening.done()  # with an error: its first close failed (the trader was told)
+        [pid] = [p.id for p in engine.ledger.positions.values() if p.symbol == SOL]
+        assert engine.ledger.positions[pid].status is PositionStatus.CLOSED
+        assert sim.core.position(SOL).qty == 0
+        first, *_, last = sorted(
+            (o for o in engine.ledger.orders_of(pid) if o.role is OrderRole.CLOSE),
+            key=lambda o: o.client_order_id,
+        )
+        held_until = first.created_at + timedelta(seconds=engine.config.entry_deadline)
+        late = (last.created_at - held_until).total_seconds()
+        assert 0 <= late < 0.05, f"the next close went out {late:.2f} s after the held one could be resent"
+        executed = [o for o in sim.core.orders(SOL) if o.type is OrderType.MARKET and o.reduce_only]
+        assert [o.client_order_id for o in executed] == [last.client_order_id]
 
 
 async def test_a_close_still_working_at_its_deadline_is_followed_until_its_fills_are_recorded() -> None:
