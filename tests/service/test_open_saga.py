@@ -392,6 +392,56 @@ async def test_a_late_entry_cover_is_not_cancelled_while_it_is_all_that_covers_t
         await harness.stop()
 
 
+async def test_a_late_entry_cover_left_resting_while_the_database_was_down_is_cancelled_once_it_answers(
+    store_url: str,
+) -> None:
+    """As above (the entry given up on, out of memory, the database down, orphan_policy=alert):
+    the cover is the entry's only stop and rests. The trader, told, closes the position by hand;
+    the cover rests on a flat symbol, and no pass can run while the database cannot be read.
+    When it answers, signals are taken again at once, but the cover was left to the timer's next
+    pass (up to 30 s): a position warden opens on the symbol meanwhile could be closed in part by
+    it (a reduce-only stop of an entry already gone). The database's return runs a pass."""
+    late = LateExecution()
+    sim = late.exchange()
+    harness = await Harness(store_url, sim, config=replace(FAST, orphan_policy="alert")).start()
+    try:
+        sim.faults.execute_late_if = lambda req: req.client_order_id.endswith("-e1")
+        sim.faults.execute_delay = late.DELAY
+        pos = await harness.open("long", usd="100")
+        assert pos.status is PositionStatus.FAILED and harness.exchange_qty() == 0
+        harness.engine.ctx.forget(pos.id)  # pruned, as a finished position is after 10 min
+        harness.engine.exits.forget(pos.id)
+        harness.store.down = True
+
+        async def unreadable(*_: object, **__: object) -> None:
+            raise StoreUnavailable("database down")
+
+        reads = ("get_position", "list_positions", "orders_for", "load_active")
+        for read in reads:
+            setattr(harness.store, read, unreadable)
+        late.release()
+        await eventually(lambda: harness.exchange_qty() != 0, what="the entry executed late")
+        held = harness.exchange_qty()
+        told = lambda: any(a.kind is AlertKind.ENTRY_UNRESOLVED for a in harness.notifier.alerts)  # noqa: E731
+        await eventually(told, what="the late entry's own pass run")
+
+        def covers() -> list[str]:
+            return [o.client_order_id for o in harness.resting() if "cover" in o.client_order_id]
+
+        assert covers(), "the cover rests: the entry's only stop"
+        sim.external_order(SOL, OrderSide.SELL, held, reduce_only=True)  # the trader closes it
+        assert harness.exchange_qty() == 0
+        harness.store.down = False
+        for read in reads:
+            delattr(harness.store, read)
+        await harness.engine.flush_pending()  # the maintenance loop: the queued writes land
+        assert harness.engine.state is EngineState.READY, "signals are taken again"
+        await eventually(lambda: not covers(), timeout=5, what="the cover on a flat symbol cancelled")
+    finally:
+        late.release()
+        await harness.stop()
+
+
 @pytest.mark.parametrize("answer", ["429", "5xx"])
 async def test_a_late_entry_cover_the_exchange_fails_to_take_once_is_sent_again(
     store_url: str, answer: str

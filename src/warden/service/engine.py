@@ -1061,6 +1061,7 @@ class Engine:
                 except StoreUnavailable:
                     return
                 self._store_error = None
+                self._pass_after_outage()
             return
         try:
             await self.ledger.flush()
@@ -1068,8 +1069,23 @@ class Engine:
             self.ledger.last_store_error = str(exc)
             return
         self._store_error = None
+        self._pass_after_outage()
         event = Event(EventKind.STORE_RECOVERED, self.clock.now(), None, "queued writes committed")
         await self.ctx.notify(AlertKind.DATABASE_RECOVERED, "queued writes are committed", events=[event])
+
+    def _pass_after_outage(self) -> None:
+        """The database answers again and signals are taken again at once, but no timer pass ran
+        while it could not be read (a pass reads its rows first): one runs now, not up to
+        `reconcile_interval` later. A late entry's cover kept meanwhile as its only stop, on a
+        symbol the trader flattened since, would rest beside a position opened there."""
+        if self.ctx.gate.state is EngineState.READY:
+            self.ctx.tasks.spawn(self._reconcile_after_outage())
+
+    async def _reconcile_after_outage(self) -> None:
+        try:
+            await self.reconcile()
+        except (ExchangeError, StoreUnavailable, NotHolder) as exc:
+            log.warning("reconcile_failed", error=str(exc))  # the timer's next pass
 
     def _prune(self) -> None:
         cutoff = self.clock.now() - CLOSED_RETENTION
