@@ -442,6 +442,50 @@ async def test_a_late_entry_cover_left_resting_while_the_database_was_down_is_ca
         await harness.stop()
 
 
+async def test_a_late_entry_cover_that_covers_nothing_any_more_is_cancelled_while_the_database_is_down(
+    store_url: str,
+) -> None:
+    """As above (the database down, orphan_policy=alert, the cover the late entry's only stop),
+    but the trader turns the position round by hand: a short now, left alone (an outside trade
+    under alert) and without a stop. The cover, a reduce-only sell, covers nothing of a short;
+    it was kept because the symbol had something uncovered (_covers_alone looked at the symbol,
+    not at the side), resting for a long the symbol no longer holds."""
+    late = LateExecution()
+    sim = late.exchange()
+    harness = await Harness(store_url, sim, config=replace(FAST, orphan_policy="alert")).start()
+    try:
+        sim.faults.execute_late_if = lambda req: req.client_order_id.endswith("-e1")
+        sim.faults.execute_delay = late.DELAY
+        pos = await harness.open("long", usd="100")
+        assert pos.status is PositionStatus.FAILED and harness.exchange_qty() == 0
+        harness.engine.ctx.forget(pos.id)  # pruned, as a finished position is after 10 min
+        harness.engine.exits.forget(pos.id)
+        harness.store.down = True
+
+        async def unreadable(*_: object, **__: object) -> None:
+            raise StoreUnavailable("database down")
+
+        for read in ("get_position", "list_positions", "orders_for", "load_active"):
+            setattr(harness.store, read, unreadable)
+        late.release()
+        await eventually(lambda: harness.exchange_qty() != 0, what="the entry executed late")
+        held = harness.exchange_qty()
+        told = lambda: any(a.kind is AlertKind.ENTRY_UNRESOLVED for a in harness.notifier.alerts)  # noqa: E731
+        await eventually(told, what="the late entry's own pass run")
+
+        def covers() -> list[str]:
+            return [o.client_order_id for o in harness.resting() if "cover" in o.client_order_id]
+
+        assert covers(), "the cover rests: the entry's only stop"
+        sim.external_order(SOL, OrderSide.SELL, 2 * held)  # the trader turns it round: short
+        assert harness.exchange_qty() == -held
+        await harness.engine.reconcile(check_rows=False)
+        assert not covers(), "a sell stop covers nothing of a short: cancelled"
+    finally:
+        late.release()
+        await harness.stop()
+
+
 @pytest.mark.parametrize("answer", ["429", "5xx"])
 async def test_a_late_entry_cover_the_exchange_fails_to_take_once_is_sent_again(
     store_url: str, answer: str

@@ -785,6 +785,10 @@ def _reason_from(fills: list[FillReport], position: Position) -> str:
 
 
 def _covers_alone(cid: ClientOrderId, symbol: Symbol, truth: Truth) -> bool:
-    """Whether, without this order, the exchange's position on `symbol` would lack a covering stop."""
+    """Whether, without this order, the exchange's position on `symbol` would lack a covering stop
+    that this order gives: one it closes (a sell stop covers nothing of a short)."""
+    mine = next((o for o in truth.open_orders if o.client_order_id == cid), None)
     others = Truth(truth.positions, [o for o in truth.open_orders if o.client_order_id != cid])
-    return any(report.symbol == symbol for report, _ in uncovered(others))
+    return mine is not None and any(
+        report.symbol == symbol and report.side.exit_side is mine.side for report, _ in uncovered(others)
+    )
