@@ -289,6 +289,16 @@ class SlowCommits(InMemoryStore):
         await super().commit(transition)
 
 
+async def _until_done(clock: FakeClock, task: asyncio.Future[Any], seconds: float) -> None:
+    """Move the engine's clock in 0.1 s steps until `task` is done, `seconds` at most."""
+    for _ in range(round(seconds * 10)):
+        if task.done():
+            break
+        clock.advance(0.1)
+        await turns(5)
+    assert task.done(), f"not done after {seconds} s of engine time"
+
+
 async def _started_on(
     store: type[SlowCommits], seconds: float
 ) -> tuple[FakeClock, SimulatedExchange, Engine, asyncio.Task[None]]:
@@ -320,12 +330,7 @@ async def test_a_slow_database_does_not_hold_the_stop_back(acknowledged: bool) -
         sim.faults.fill_delay = 1.5
     opening = asyncio.ensure_future(engine.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(100))))
     try:
-        for _ in range(400):  # up to 40 s of engine time, in 0.1 s steps
-            if opening.done():
-                break
-            clock.advance(0.1)
-            await turns(5)
-        assert opening.done()
+        await _until_done(clock, opening, seconds=40)
         [exposure] = sim.exposure()
         assert exposure.max_unprotected_seconds < slow, f"a commit before the stop: {exposure}"
         assert exposure.max_unprotected_seconds <= engine.config.protection_window, exposure
@@ -855,12 +860,7 @@ async def test_a_refused_stop_on_a_slow_database_is_replaced_by_a_close_at_once(
     sim.faults.reject_if = lambda request: request.type is OrderType.STOP_MARKET
     opening = asyncio.ensure_future(engine.open_position(OpenPosition(SOL, Side.SHORT, usd=Decimal(100))))
     try:
-        for _ in range(400):  # up to 40 s of engine time, in 0.1 s steps
-            if opening.done():
-                break
-            clock.advance(0.1)
-            await turns(5)
-        assert opening.done()
+        await _until_done(clock, opening, seconds=40)
         pos = engine.ledger.positions[opening.result().id]
         await eventually(lambda: engine.ledger.positions[pos.id].status is PositionStatus.CLOSED)
         [exposure] = sim.exposure()
@@ -889,12 +889,7 @@ async def test_a_stop_never_found_after_its_retries_is_replaced_by_a_close_at_on
     sim.faults.execute_delay = 3.45
     opening = asyncio.ensure_future(engine.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(100))))
     try:
-        for _ in range(100):  # up to 10 s of engine time, in 0.1 s steps
-            if opening.done():
-                break
-            clock.advance(0.1)
-            await turns(5)
-        assert opening.done()
+        await _until_done(clock, opening, seconds=10)
         pos = engine.ledger.positions[opening.result().id]
         assert pos.status is PositionStatus.CLOSED, pos
         [exposure] = sim.exposure()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -10,6 +12,7 @@ import pytest
 
 from tests.helpers import eventually, until
 from tests.service.harness import BTC, FAST, SOL, Harness, LateExecution, covered
+from warden.adapters.sim import SimulatedExchange
 from warden.domain.alerts import AlertKind
 from warden.domain.errors import ValidationError
 from warden.domain.events import EventKind
@@ -342,15 +345,17 @@ async def test_an_entry_given_up_on_that_executes_later_is_protected_tracked_and
     assert told and "executed it later" in told[-1].message
 
 
-async def test_a_late_entry_cover_is_not_cancelled_while_it_is_all_that_covers_the_entry(
+UNREADABLE = ("get_position", "list_positions", "orders_for", "load_active")
+"""The store's reads a database that is down fails (the harness's `down` fails its writes)."""
+
+
+@contextlib.asynccontextmanager
+async def late_entry_with_the_database_down(
     store_url: str,
-) -> None:
-    """The entry is given up on and leaves memory; the database goes down; the exchange executes
-    the entry after all. Its fill is covered at once (cover_late_entry), but with the database
-    unreadable warden cannot tell the position is its own entry: under orphan_policy=alert a pass
-    leaves it alone, and it cancelled the cover as a stray: the entry warden itself sent was left
-    without a stop until the database answered and a pass recognised it. A cover is cancelled only
-    once something else covers what it covers (or nothing is left to cover)."""
+) -> AsyncIterator[tuple[Harness, SimulatedExchange, LateExecution]]:
+    """An entry given up on (recorded failed) that the exchange will execute later, pruned from
+    memory as a finished position is; then the database goes down, its reads failing too, under
+    orphan_policy=alert. The late execution waits for `lands_late`."""
     late = LateExecution()
     sim = late.exchange()
     harness = await Harness(store_url, sim, config=replace(FAST, orphan_policy="alert")).start()
@@ -366,19 +371,49 @@ async def test_a_late_entry_cover_is_not_cancelled_while_it_is_all_that_covers_t
         async def unreadable(*_: object, **__: object) -> None:
             raise StoreUnavailable("database down")
 
-        reads = ("get_position", "list_positions", "orders_for", "load_active")
-        for read in reads:
+        for read in UNREADABLE:
             setattr(harness.store, read, unreadable)
+        yield harness, sim, late
+    finally:
         late.release()
-        await eventually(lambda: harness.exchange_qty() != 0, what="the entry executed late")
-        held = harness.exchange_qty()
-        told = lambda: any(a.kind is AlertKind.ENTRY_UNRESOLVED for a in harness.notifier.alerts)  # noqa: E731
-        await eventually(told, what="the late entry's own pass run")
+        await harness.stop()
+
+
+async def lands_late(harness: Harness, late: LateExecution) -> Decimal:
+    """The entry executes after all: the quantity the exchange holds, once the late entry's own
+    pass has run (the trader told)."""
+    late.release()
+    await eventually(lambda: harness.exchange_qty() != 0, what="the entry executed late")
+    told = lambda: any(a.kind is AlertKind.ENTRY_UNRESOLVED for a in harness.notifier.alerts)  # noqa: E731
+    await eventually(told, what="the late entry's own pass run")
+    return harness.exchange_qty()
+
+
+def database_back(harness: Harness) -> None:
+    harness.store.down = False
+    for read in UNREADABLE:
+        delattr(harness.store, read)
+
+
+def covers(harness: Harness) -> list[str]:
+    """The late entry covers resting on the exchange."""
+    return [o.client_order_id for o in harness.resting() if "cover" in o.client_order_id]
+
+
+async def test_a_late_entry_cover_is_not_cancelled_while_it_is_all_that_covers_the_entry(
+    store_url: str,
+) -> None:
+    """The entry is given up on and leaves memory; the database goes down; the exchange executes
+    the entry after all. Its fill is covered at once (cover_late_entry), but with the database
+    unreadable warden cannot tell the position is its own entry: under orphan_policy=alert a pass
+    leaves it alone, and it cancelled the cover as a stray: the entry warden itself sent was left
+    without a stop until the database answered and a pass recognised it. A cover is cancelled only
+    once something else covers what it covers (or nothing is left to cover)."""
+    async with late_entry_with_the_database_down(store_url) as (harness, sim, late):
+        held = await lands_late(harness, late)
         await harness.engine.reconcile(check_rows=False)  # and another, as a stray's pass_again
         assert covered(sim, held)(), f"the late entry left without a stop: {harness.resting()}"
-        harness.store.down = False
-        for read in reads:
-            delattr(harness.store, read)
+        database_back(harness)
         await harness.engine.reconcile()
         tracked = [p for p in harness.engine.ledger.active_positions() if p.symbol == SOL]
         assert [p.remaining for p in tracked] == [held], "adopted as that entry once the database answers"
@@ -387,9 +422,6 @@ async def test_a_late_entry_cover_is_not_cancelled_while_it_is_all_that_covers_t
         assert own is not None and [o.client_order_id for o in stops] == [own.client_order_id]
         [exposure] = sim.exposure()
         assert exposure.max_unprotected_seconds < harness.engine.config.protection_window, exposure
-    finally:
-        late.release()
-        await harness.stop()
 
 
 async def test_a_late_entry_cover_left_resting_while_the_database_was_down_is_cancelled_once_it_answers(
@@ -401,45 +433,15 @@ async def test_a_late_entry_cover_left_resting_while_the_database_was_down_is_ca
     When it answers, signals are taken again at once, but the cover was left to the timer's next
     pass (up to 30 s): a position warden opens on the symbol meanwhile could be closed in part by
     it (a reduce-only stop of an entry already gone). The database's return runs a pass."""
-    late = LateExecution()
-    sim = late.exchange()
-    harness = await Harness(store_url, sim, config=replace(FAST, orphan_policy="alert")).start()
-    try:
-        sim.faults.execute_late_if = lambda req: req.client_order_id.endswith("-e1")
-        sim.faults.execute_delay = late.DELAY
-        pos = await harness.open("long", usd="100")
-        assert pos.status is PositionStatus.FAILED and harness.exchange_qty() == 0
-        harness.engine.ctx.forget(pos.id)  # pruned, as a finished position is after 10 min
-        harness.engine.exits.forget(pos.id)
-        harness.store.down = True
-
-        async def unreadable(*_: object, **__: object) -> None:
-            raise StoreUnavailable("database down")
-
-        reads = ("get_position", "list_positions", "orders_for", "load_active")
-        for read in reads:
-            setattr(harness.store, read, unreadable)
-        late.release()
-        await eventually(lambda: harness.exchange_qty() != 0, what="the entry executed late")
-        held = harness.exchange_qty()
-        told = lambda: any(a.kind is AlertKind.ENTRY_UNRESOLVED for a in harness.notifier.alerts)  # noqa: E731
-        await eventually(told, what="the late entry's own pass run")
-
-        def covers() -> list[str]:
-            return [o.client_order_id for o in harness.resting() if "cover" in o.client_order_id]
-
-        assert covers(), "the cover rests: the entry's only stop"
+    async with late_entry_with_the_database_down(store_url) as (harness, sim, late):
+        held = await lands_late(harness, late)
+        assert covers(harness), "the cover rests: the entry's only stop"
         sim.external_order(SOL, OrderSide.SELL, held, reduce_only=True)  # the trader closes it
         assert harness.exchange_qty() == 0
-        harness.store.down = False
-        for read in reads:
-            delattr(harness.store, read)
+        database_back(harness)
         await harness.engine.flush_pending()  # the maintenance loop: the queued writes land
         assert harness.engine.state is EngineState.READY, "signals are taken again"
-        await eventually(lambda: not covers(), timeout=5, what="the cover on a flat symbol cancelled")
-    finally:
-        late.release()
-        await harness.stop()
+        await eventually(lambda: not covers(harness), timeout=5, what="the cover on a flat symbol cancelled")
 
 
 async def test_a_late_entry_cover_that_covers_nothing_any_more_is_cancelled_while_the_database_is_down(
@@ -450,40 +452,13 @@ async def test_a_late_entry_cover_that_covers_nothing_any_more_is_cancelled_whil
     under alert) and without a stop. The cover, a reduce-only sell, covers nothing of a short;
     it was kept because the symbol had something uncovered (_covers_alone looked at the symbol,
     not at the side), resting for a long the symbol no longer holds."""
-    late = LateExecution()
-    sim = late.exchange()
-    harness = await Harness(store_url, sim, config=replace(FAST, orphan_policy="alert")).start()
-    try:
-        sim.faults.execute_late_if = lambda req: req.client_order_id.endswith("-e1")
-        sim.faults.execute_delay = late.DELAY
-        pos = await harness.open("long", usd="100")
-        assert pos.status is PositionStatus.FAILED and harness.exchange_qty() == 0
-        harness.engine.ctx.forget(pos.id)  # pruned, as a finished position is after 10 min
-        harness.engine.exits.forget(pos.id)
-        harness.store.down = True
-
-        async def unreadable(*_: object, **__: object) -> None:
-            raise StoreUnavailable("database down")
-
-        for read in ("get_position", "list_positions", "orders_for", "load_active"):
-            setattr(harness.store, read, unreadable)
-        late.release()
-        await eventually(lambda: harness.exchange_qty() != 0, what="the entry executed late")
-        held = harness.exchange_qty()
-        told = lambda: any(a.kind is AlertKind.ENTRY_UNRESOLVED for a in harness.notifier.alerts)  # noqa: E731
-        await eventually(told, what="the late entry's own pass run")
-
-        def covers() -> list[str]:
-            return [o.client_order_id for o in harness.resting() if "cover" in o.client_order_id]
-
-        assert covers(), "the cover rests: the entry's only stop"
+    async with late_entry_with_the_database_down(store_url) as (harness, sim, late):
+        held = await lands_late(harness, late)
+        assert covers(harness), "the cover rests: the entry's only stop"
         sim.external_order(SOL, OrderSide.SELL, 2 * held)  # the trader turns it round: short
         assert harness.exchange_qty() == -held
         await harness.engine.reconcile(check_rows=False)
-        assert not covers(), "a sell stop covers nothing of a short: cancelled"
-    finally:
-        late.release()
-        await harness.stop()
+        assert not covers(harness), "a sell stop covers nothing of a short: cancelled"
 
 
 @pytest.mark.parametrize("answer", ["429", "5xx"])
@@ -496,23 +471,7 @@ async def test_a_late_entry_cover_the_exchange_fails_to_take_once_is_sent_again(
     while the database cannot say it is warden's, so it was left naked for as long as the
     database was down. A cover whose send failed without a refusal is sent again, as a stop is
     (within the protection window)."""
-    late = LateExecution()
-    sim = late.exchange()
-    harness = await Harness(store_url, sim, config=replace(FAST, orphan_policy="alert")).start()
-    try:
-        sim.faults.execute_late_if = lambda req: req.client_order_id.endswith("-e1")
-        sim.faults.execute_delay = late.DELAY
-        pos = await harness.open("long", usd="100")
-        assert pos.status is PositionStatus.FAILED and harness.exchange_qty() == 0
-        harness.engine.ctx.forget(pos.id)  # pruned, as a finished position is after 10 min
-        harness.engine.exits.forget(pos.id)
-        harness.store.down = True
-
-        async def unreadable(*_: object, **__: object) -> None:
-            raise StoreUnavailable("database down")
-
-        for read in ("get_position", "list_positions", "orders_for", "load_active"):
-            setattr(harness.store, read, unreadable)
+    async with late_entry_with_the_database_down(store_url) as (harness, sim, late):
         failed: list[str] = []
 
         def once(req: OrderRequest) -> bool:
@@ -525,19 +484,12 @@ async def test_a_late_entry_cover_the_exchange_fails_to_take_once_is_sent_again(
             sim.faults.rate_limit_if = once
         else:
             sim.faults.server_error_if = once
-        late.release()
-        await eventually(lambda: harness.exchange_qty() != 0, what="the entry executed late")
-        held = harness.exchange_qty()
-        told = lambda: any(a.kind is AlertKind.ENTRY_UNRESOLVED for a in harness.notifier.alerts)  # noqa: E731
-        await eventually(told, what="the late entry's own pass run")
+        held = await lands_late(harness, late)
         assert failed, "the cover's send failed once"
         window = harness.engine.config.protection_window
         await eventually(covered(sim, held), timeout=window, what="the cover sent again")
         [exposure] = sim.exposure()
         assert exposure.max_unprotected_seconds < window, exposure
-    finally:
-        late.release()
-        await harness.stop()
 
 
 async def test_a_late_entry_cover_sent_again_that_rests_after_its_pass_ended_is_cancelled(

@@ -132,7 +132,7 @@ class Engine:
         self.ledger = ledger
         self.instruments = ctx.instruments
         self.gateway = Gateway(exchange, ctx)
-        self.exits = ExitManager(ctx, self.gateway)
+        self.exits = ExitManager(ctx, self.gateway, lambda: self.reconcile(check_rows=False))
         self.recovery = Recovery(ctx, self.gateway, self.exits, store)
         self.reconciler = Reconciler(
             ctx,
@@ -166,7 +166,6 @@ class Engine:
         )
         ledger.on_degraded = self._degraded
         self.exits.on_late_entry = self._late_entry
-        self.exits.pass_again = lambda: self.reconcile(check_rows=False)
         ledger.on_fenced = self._fenced
         self.stream_watch = StreamWatch(config, clock.monotonic())
         self._reconciling = asyncio.Lock()

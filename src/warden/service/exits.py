@@ -121,7 +121,9 @@ def make_intent(
 
 
 class ExitManager:
-    def __init__(self, ctx: Context, gateway: Gateway) -> None:
+    def __init__(
+        self, ctx: Context, gateway: Gateway, pass_again: Callable[[], Awaitable[object]] | None = None
+    ) -> None:
         self.ctx = ctx
         self.gw = gateway
         self.ledger = ctx.ledger
@@ -169,7 +171,7 @@ class ExitManager:
         """Called with an entry fill of a position that already ended (failed: its lookups found
         nothing; or finished) or left memory: the exchange executed it after warden gave up on
         it, so it holds a position no active one explains (the engine reconciles it at once)."""
-        self.pass_again: Callable[[], Awaitable[object]] | None = None
+        self.pass_again = pass_again
         """Runs a reconciliation pass (the engine's `reconcile`): a cover that rests only after it
         was sent again (`_cover_again`) may rest after the pass that would cancel it ended."""
         self._late_trades: dict[str, None] = {}
@@ -2225,23 +2227,27 @@ class ExitManager:
     def _close_held_for(self, pid: PositionId) -> float | None:
         """Seconds until no close of this position not found yet may still execute (see
         `_may_still_execute`): when the next close may go out. None if none holds it back."""
-        now, deadline = self.ctx.clock.now(), self.ctx.config.entry_deadline
-        left = [
-            deadline - (now - o.created_at).total_seconds()
-            for o in self.ledger.live_orders(pid, OrderRole.CLOSE)
-            if o.status is OrderStatus.PENDING
-        ]
-        return max(left) if left and max(left) > 0 else None
+        left = max(
+            (
+                self._may_execute_for(o)
+                for o in self.ledger.live_orders(pid, OrderRole.CLOSE)
+                if o.status is OrderStatus.PENDING
+            ),
+            default=0.0,
+        )
+        return left if left > 0 else None
+
+    def _may_execute_for(self, order: Order) -> float:
+        """Seconds a close not found yet may still execute (`entry_deadline` after it was sent)."""
+        age = self.ctx.clock.now() - order.created_at
+        return self.ctx.config.entry_deadline - age.total_seconds()
 
     def _may_still_execute(self, order: Order) -> bool:
         """A close not found yet that is younger than `entry_deadline`: it timed out, and a venue
         may execute a timed-out order seconds later, so it is not taken for never sent (another
         close would be sent, and both could execute) until then. Any other order: not found is
         never sent (a stop or take-profit rests until it triggers: its id cannot be taken twice)."""
-        if order.role is not OrderRole.CLOSE:
-            return False
-        age = self.ctx.clock.now() - order.created_at
-        return age < timedelta(seconds=self.ctx.config.entry_deadline)
+        return order.role is OrderRole.CLOSE and self._may_execute_for(order) > 0
 
     def _tell(self, pid: PositionId) -> bool:
         """Whether this protect-or-close round alerts: the first of a streak does, then rounds
