@@ -492,6 +492,56 @@ async def test_a_late_entry_cover_the_exchange_fails_to_take_once_is_sent_again(
         assert exposure.max_unprotected_seconds < window, exposure
 
 
+@pytest.mark.parametrize("when", ["at once", "sent again after a 429"])
+async def test_a_late_entry_cover_the_exchange_refuses_is_placed_again_from_the_mark(
+    store_url: str, when: str
+) -> None:
+    """As above (the entry given up on, out of memory, the database down, orphan_policy=alert),
+    but the market falls through the cover's trigger before the cover reaches the exchange (at
+    once, or while it waits to be sent again after a 429): the exchange refuses it (-2021, it
+    would trigger at once). The refusal was only logged, the entry left to adoption, which
+    cannot come while the database is down: the late entry stayed naked, below its stop, for
+    as long as the outage lasted, and nobody was told. A cover refused is placed again at the
+    plan's distance from the mark, as recovery's guard is, and the trader is told. (Not closed:
+    with the database up its adoption may be closing it already, and a second reduce-only close
+    would take the same size off another position on the symbol.) Once the database answers,
+    the entry is adopted; its own stop, at the plan's distance from the entry, is refused, so it
+    is closed, and the cover cancelled."""
+    async with late_entry_with_the_database_down(store_url) as (harness, sim, late):
+        sent: list[str] = []
+
+        def market_falls_first(req: OrderRequest) -> bool:
+            """The cover's first send: the mark falls below its trigger (the sim refuses it, at
+            once or when it is sent again); under "sent again after a 429" that send is a 429."""
+            if "cover" not in req.client_order_id or req.trigger_price is None:
+                return False
+            sent.append(req.client_order_id)
+            if len(sent) == 1:
+                sim.set_mark(SOL, req.trigger_price * Decimal("0.99"))
+                return when != "at once"
+            return False
+
+        sim.faults.rate_limit_if = market_falls_first
+        late.release()
+        await eventually(lambda: harness.exchange_qty() != 0, what="the entry executed late")
+        held = harness.exchange_qty()
+        window = harness.engine.config.protection_window
+        await eventually(covered(sim, held), timeout=window, what="the cover placed again")
+        [exposure] = sim.exposure()
+        assert exposure.max_unprotected_seconds < window, exposure
+        [cover] = [o for o in harness.resting() if "cover" in o.client_order_id]
+        mark = sim.core.mark(SOL)
+        assert cover.trigger_price is not None and cover.trigger_price < mark
+        told = [a for a in harness.notifier.alerts if "cover" in a.message and a.level == "critical"]
+        assert told and str(cover.trigger_price) in told[-1].message, harness.notifier.alerts
+        database_back(harness)
+        await harness.engine.flush_pending()
+        await harness.engine.reconcile()
+        await eventually(lambda: harness.exchange_qty() == 0, what="the adopted entry closed")
+        await eventually(lambda: not harness.resting(), what="the cover cancelled")
+        assert not [p for p in harness.engine.ledger.active_positions() if p.symbol == SOL]
+
+
 async def test_a_late_entry_cover_sent_again_that_rests_after_its_pass_ended_is_cancelled(
     harness: Harness,
 ) -> None:

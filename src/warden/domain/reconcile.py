@@ -245,13 +245,16 @@ def uncovered(truth: Truth) -> list[tuple[PositionReport, Decimal]]:
     return out
 
 
+def stop_from(price: Decimal, side: Side, stop_pct: Decimal) -> Decimal:
+    """The plan's stop of a `side` position, `stop_pct` from `price` (unrounded)."""
+    return price * (1 - side.sign * stop_pct)
+
+
 def guard_stop_price(report: PositionReport, mark: Decimal, stop_pct: Decimal) -> Decimal:
     """Where the guard puts a stop: the plan's distance from the entry, or from the mark if the
     market is already past that (a stop that would trigger at once is refused by the exchange)."""
-    sign = report.side.sign
-    planned = report.entry_price * (1 - sign * stop_pct)
-    fresh = mark * (1 - sign * stop_pct)
-    return planned if (mark - planned) * sign > 0 else fresh
+    planned = stop_from(report.entry_price, report.side, stop_pct)
+    return planned if (mark - planned) * report.side.sign > 0 else stop_from(mark, report.side, stop_pct)
 
 
 GUARD_KINDS = ("guard", "cover")

@@ -33,7 +33,7 @@ from warden.domain.events import Event, EventKind
 from warden.domain.orders import Fill, Order, OrderStatus
 from warden.domain.plan import levels_for, tighter
 from warden.domain.position import ExitReason, Position, PositionStatus
-from warden.domain.reconcile import guard_stop, ours
+from warden.domain.reconcile import guard_stop, ours, stop_from
 from warden.domain.reports import FillReport, MarkPrice, OrderReport
 from warden.domain.ticks import TickIndex
 from warden.domain.values import (
@@ -913,9 +913,9 @@ class ExitManager:
         (a slow database held its stop back 5 s: chaos 1203:163): a reduce-only stop of the fill's
         size at the plan's distance from its price, under an id no position owns (one per trade,
         `guard_stop`). Adopted (reconciliation, `on_late_entry`), the position gets its own stop
-        and this one is cancelled as a stray. Once per trade; a refusal is logged and left to
-        adoption (a stop the market is already past is refused by the exchange). A send that
-        failed without a refusal (unavailable, unknown outcome) is sent again (`_cover_again`)."""
+        and this one is cancelled as a stray. Once per trade. A send that failed without a
+        refusal (unavailable, unknown outcome) is sent again (`_cover_again`); a cover refused
+        (the market already past its trigger) is placed again from the mark (`_cover_from_mark`)."""
         trade = f"{report.symbol}:{report.trade_id}"
         if report.trade_id in self._late_trades or trade in self._covered:
             return
@@ -927,7 +927,7 @@ class ExitManager:
         if inst is None:
             return
         side = Side.parse(report.side)  # an entry's buy is a long
-        price = inst.round_price(report.price * (1 - side.sign * ctx.config.plan.stop_pct))
+        price = inst.round_price(stop_from(report.price, side, ctx.config.plan.stop_pct))
         qty, installation = inst.round_qty(report.qty), ctx.config.installation_id
         order = guard_stop(COVER, trade, report.symbol, side, qty, price, installation, ctx.clock.now())
         try:
@@ -939,7 +939,10 @@ class ExitManager:
                 self._sent_unknown(order.client_order_id)  # a copy may land: a stray waits for it
             log.warning("late_entry_cover_failed", trade_id=report.trade_id, error=str(exc), again=True)
             ctx.tasks.spawn(self._cover_again(order))
-        except (ExchangeError, TradingRefused) as exc:
+        except ExchangeError as exc:
+            log.warning("late_entry_cover_failed", trade_id=report.trade_id, error=str(exc))
+            ctx.tasks.spawn(self._cover_from_mark(order, side, str(exc)))
+        except TradingRefused as exc:  # this engine may not act
             log.warning("late_entry_cover_failed", trade_id=report.trade_id, error=str(exc))
 
     async def _cover_again(self, order: Order) -> None:
@@ -952,14 +955,53 @@ class ExitManager:
             placed = Placed(None, str(exc))
         if placed.report is None:
             log.warning("late_entry_cover_failed", client_order_id=order.client_order_id, error=placed.why)
+            if placed.rejected:
+                side = Side.LONG if order.side is Side.LONG.exit_side else Side.SHORT  # what it covers
+                await self._cover_from_mark(order, side, placed.why)
             return
+        await self._pass_again(order)
+
+    async def _cover_from_mark(self, cover: Order, side: Side, why: str) -> None:
+        """A late entry's cover refused (the market already past its trigger, at the plan's
+        distance from the fill): placed again at the plan's distance from the mark, as recovery's
+        guard is (`guard_stop_price`), and the trader told. Not closed: with the database up the
+        entry's adoption may be closing it already (its own stop refused the same way), and a
+        second reduce-only close would take the same size off another position on the symbol;
+        with it down, nothing else covers the entry until it answers. A cover refused again, or
+        a mark the exchange does not give, leaves the entry uncovered: the trader is told so."""
+        ctx = self.ctx
+        inst = ctx.instruments[cover.symbol]
+        what = (
+            f"a late entry fill of {cover.qty} {cover.symbol}: its cover stop at {cover.trigger_price}"
+            f" was refused ({why})"
+        )
+        try:
+            mark = await self.gw.mark_price(cover.symbol)
+            price = inst.round_price(stop_from(mark, side, ctx.config.plan.stop_pct))
+            again = replace(cover, trigger_price=price)
+            placed = await self._place_stop(again)
+        except (ExchangeError, TradingRefused) as exc:
+            placed = Placed(None, str(exc))
+        if placed.report is None:
+            log.warning("late_entry_cover_failed", client_order_id=cover.client_order_id, error=placed.why)
+            message = (
+                f"{what}, and again from the mark ({placed.why}): {cover.symbol} may be open without"
+                " a stop until the database answers; check it, close it by hand"
+            )
+            await ctx.notify(AlertKind.PROTECTION_FAILED, message, None)
+            return
+        message = f"{what}; placed again at {again.trigger_price}, the plan's distance from the mark {mark}"
+        await ctx.notify(AlertKind.PROTECTION_FAILED, message, None)
+        await self._pass_again(again)
+
+    async def _pass_again(self, cover: Order) -> None:
         if self.pass_again is not None:
             # The late entry's pass may have ended before it rested: a fresh one cancels it as a
             # stray if the position's own stop covers the entry by now, else leaves it resting.
             try:
                 await self.pass_again()
             except (ExchangeError, StoreUnavailable, TradingRefused) as exc:
-                log.warning("cover_pass_failed", client_order_id=order.client_order_id, error=str(exc))
+                log.warning("cover_pass_failed", client_order_id=cover.client_order_id, error=str(exc))
 
     async def late_entry(self, position: Position | None, report: FillReport, pid: PositionId) -> None:
         """An entry fill no active position takes (see `on_late_entry`): covered at once
