@@ -34,7 +34,7 @@ from warden.domain.reconcile import Kind
 from warden.domain.reports import OrderReport, OrderRequest
 from warden.domain.values import OrderType, PositionId, Side
 from warden.ports import ActiveState, ExchangeError, Store, StoreUnavailable, Transition
-from warden.service.commands import AlreadyExists, ClosePosition, OpenPosition
+from warden.service.commands import AlreadyExists, ClosePosition, OpenPosition, TradingRefused
 from warden.service.config import EngineConfig
 from warden.service.engine import Engine
 from warden.service.reconciler import ReconcileReport
@@ -914,10 +914,12 @@ async def test_a_close_held_back_by_an_unknown_one_goes_out_as_soon_as_that_one_
     execute any more (`entry_deadline` after it was sent, 11.55 s). Protect-or-close went round
     on its own pause (1 s) and sent the second close only at 12.25 s, 2.2 s after the errors
     ended (the window is 2 s). The round after one held back that way comes when the held close
-    can be resent, whenever the errors end."""
+    can be resent, whenever the errors end. (With stacking on: another position could share the
+    symbol. With it off and the position alone there, the next close is not held back at all:
+    see the test of chaos 1208:347 below.)"""
     clock = FakeClock()
     sim = SimulatedExchange(now=clock.now, seed=7, sleep=clock.sleep)
-    config = EngineConfig(fill_wait=0.05)
+    config = EngineConfig(fill_wait=0.05, allow_stacking=True)
     async with engine_on(clock, sim, config) as engine:
         started = clock.monotonic()
         sim.faults.server_error_if = lambda request: (
@@ -944,6 +946,56 @@ async def test_a_close_held_back_by_an_unknown_one_goes_out_as_soon_as_that_one_
         assert 0 <= late < 0.05, f"the next close went out {late:.2f} s after the held one could be resent"
         executed = [o for o in sim.core.orders(SOL) if o.type is OrderType.MARKET and o.reduce_only]
         assert [o.client_order_id for o in executed] == [last.client_order_id]
+
+
+async def test_a_close_answered_unknown_is_followed_by_another_at_once_when_it_is_alone_on_the_symbol() -> (
+    None
+):
+    """Chaos 1208:347: every stop refused; the close that follows timed out and was not found
+    (the exchange held it and executed it 4.85 s later). No second close went out while the
+    first could still execute (`entry_deadline` after it was sent), so the position went 4.85 s
+    without a stop. The wait is there for another position on the symbol, which a second
+    reduce-only close could reduce once the first lands; with none (stacking off), a second
+    cannot close more than this position: it goes out at once and the first, landing on a flat
+    symbol, is refused (reduce-only). Until the first cannot execute any more, a signal on the
+    symbol is refused with nothing sent: the first would reduce the new position."""
+    clock = FakeClock()
+    sim = SimulatedExchange(now=clock.now, seed=7, sleep=clock.sleep)
+    config = EngineConfig(fill_wait=0.05)
+    async with engine_on(clock, sim, config) as engine:
+        held: list[str] = []
+
+        def held_first(request: OrderRequest) -> bool:
+            if request.type is OrderType.MARKET and request.reduce_only and not held:
+                held.append(request.client_order_id)
+                return True
+            return False
+
+        sim.faults.reject_if = lambda request: request.type is OrderType.STOP_MARKET
+        sim.faults.execute_late_if = held_first
+        sim.faults.execute_delay = 4.85
+        opening = asyncio.ensure_future(engine.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(100))))
+        await _until_done(clock, opening, 10)
+        assert held, "the first close was held by the exchange"
+        [pid] = [p.id for p in engine.ledger.positions.values() if p.symbol == SOL]
+        for _ in range(30):  # 3 s of engine time: the held close still may execute
+            clock.advance(0.1)
+            await turns(5)
+        assert sim.core.position(SOL).qty == 0
+        [exposure] = sim.exposure()
+        assert exposure.max_unprotected_seconds < config.protection_window, exposure
+        assert engine.ledger.positions[pid].status is PositionStatus.CLOSED
+        with pytest.raises(TradingRefused, match="may still execute"):
+            await engine.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(100)))
+        for _ in range(80):  # past the held close's execution (4.85 s) and entry_deadline
+            clock.advance(0.1)
+            await turns(5)
+        executed = [o for o in sim.core.orders(SOL) if o.type is OrderType.MARKET and o.reduce_only]
+        assert len(executed) == 1 and executed[0].client_order_id != held[0], executed
+        assert sim.core.position(SOL).qty == 0, "the held close reduced nothing: the symbol was flat"
+        sim.faults.reject_if = None
+        again = await engine.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(100)))
+        assert again.status is PositionStatus.PROTECTED
 
 
 async def test_a_close_still_working_at_its_deadline_is_followed_until_its_fills_are_recorded() -> None:

@@ -357,7 +357,9 @@ class Run:
             else:
                 for name, value in KNOBS[kind](fault).items():
                     setattr(knobs, name, value)
-            if kind is FaultKind.EXECUTE_LATE and holds_every_cover(fault):
+            if kind is FaultKind.EXECUTE_LATE and (
+                holds_every_cover(fault) or _holds_the_last_resort(fault, faults)
+            ):
                 knobs.execute_late_if = self._excusing(fault)
             if kind in BURSTS:
                 self._later(fault.seconds, functools.partial(setattr, knobs, *BURSTS[kind]))
@@ -573,7 +575,9 @@ def excused(fault: Fault, faults: tuple[Fault, ...]) -> bool:
 
 def _holds_the_last_resort(fault: Fault, faults: tuple[Fault, ...]) -> bool:
     """Closes held unfilled while every stop is refused: with neither, nothing can protect (the
-    close that replaces a refused stop is acknowledged and filled only after the delay)."""
+    close that replaces a refused stop is acknowledged and filled only after the delay, or, held
+    back by the exchange (EXECUTE_LATE), lands only after it: chaos 1208:347, excused per close
+    from its send, as `holds_every_cover`'s are)."""
     holds_closes = fault.roles == "*" or "c" in fault.roles
     refuses_stops = any(f.kind is FaultKind.REJECT and ("s" in f.roles or f.roles == "*") for f in faults)
     return holds_closes and refuses_stops

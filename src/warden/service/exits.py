@@ -181,6 +181,10 @@ class ExitManager:
         """Late entry fills (symbol:trade) covered by a stop of their own (cover_late_entry)."""
         self._sweeps: set[ClientOrderId] = set()
         """Cancelled orders whose copies in flight are looked for once none can land (_sweep)."""
+        self._closes_may_land: dict[Symbol, float] = {}
+        """Per symbol, until when (monotonic) a close sent with an unknown outcome may still
+        execute after a second close went out past it (`_passes_held_close`): no signal opens
+        a position there meanwhile."""
         self._copies_until: dict[ClientOrderId, float] = {}
         """Exit orders sent with an unknown outcome: until when (monotonic) a copy still in flight
         may reach the exchange (see copies_may_land)."""
@@ -722,7 +726,10 @@ class ExitManager:
                 last = Placed(None, f"exchange unavailable: {exc}")
             except ExchangeTimeout:
                 self._sent_unknown(order.client_order_id)
-                last = self._looked_up(await self.gw.lookup(order))
+                # A close that holds no second one back is looked up once, not in full: if it
+                # is not found, the next close may go out (`_passes_held_close`).
+                alone = order.role is OrderRole.CLOSE and self._alone(order.position_id, order.symbol)
+                last = self._looked_up(await self.gw.lookup(order, attempts=1 if alone else None))
                 if last.report is not None or last.unknown:
                     return last
                 if order.role is OrderRole.CLOSE:
@@ -2251,7 +2258,7 @@ class ExitManager:
                 settled = settled and (role is not OrderRole.CLOSE or report.status.terminal)
             elif isinstance(looked, NotFound) and not self._may_still_execute(order):
                 found[order.client_order_id] = (OrderStatus.REJECTED, None)
-            else:
+            elif not (isinstance(looked, NotFound) and self._passes_held_close(pid, order)):
                 settled = False
         if found:
             async with self._lock(pid):
@@ -2265,6 +2272,39 @@ class ExitManager:
                 if updates:
                     await self.ledger.commit(pos, pos, orders=updates)
         return settled
+
+    def _passes_held_close(self, pid: PositionId, close: Order) -> bool:
+        """Whether the next close may go out while `close`, not found, may still execute (chaos
+        1208:347: held 4.85 s by the exchange while every stop was refused). It is held back for
+        another position on the symbol, which a second reduce-only close could reduce once the
+        first lands. With stacking off and no other position there, the two can close no more
+        than this position together: the first to execute closes it, the other is refused on a
+        flat symbol. Signals on the symbol are refused until `close` cannot execute any more
+        (`close_may_land`): it would reduce the new position."""
+        ctx = self.ctx
+        if not self._alone(pid, close.symbol):
+            return False
+        until = ctx.clock.monotonic() + self._may_execute_for(close)
+        self._closes_may_land[close.symbol] = max(until, self._closes_may_land.get(close.symbol, until))
+        return True
+
+    def _alone(self, pid: PositionId, symbol: Symbol) -> bool:
+        """Stacking off and no other position of this engine on `symbol`: a reduce-only close
+        of `pid` can close nothing else of warden's."""
+        others = (p for p in self.ledger.by_symbol.get(symbol, ()) if p != pid)
+        return not self.ctx.config.allow_stacking and next(others, None) is None
+
+    def close_may_land(self, symbol: Symbol) -> float:
+        """Seconds during which a close of an earlier position on `symbol`, sent with an unknown
+        outcome, may still execute (0: none can; see `_passes_held_close`)."""
+        until = self._closes_may_land.get(symbol)
+        if until is None:
+            return 0.0
+        left = until - self.ctx.clock.monotonic()
+        if left <= 0:
+            del self._closes_may_land[symbol]
+            return 0.0
+        return left
 
     def _close_held_for(self, pid: PositionId) -> float | None:
         """Seconds until no close of this position not found yet may still execute (see

@@ -333,6 +333,13 @@ class Opener:
             existing = await self.store.find_by_signal(cmd.signal_id)
             if existing is not None:
                 raise AlreadyExists(existing)
+        landing = self.exits.close_may_land(inst.symbol)
+        if landing > 0:
+            raise TradingRefused(
+                f"nothing was sent: a close of the last {inst.symbol} position, sent with an unknown"
+                f" outcome, may still execute for {landing:.1f} s and would reduce a new position;"
+                " send the signal again after that"
+            )
         for pid in self.ctx.ledger.by_symbol.get(inst.symbol, ()):
             held = self.ctx.ledger.positions[pid]
             if not self.ctx.config.allow_stacking:
