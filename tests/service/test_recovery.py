@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from decimal import Decimal
 from typing import Any
@@ -9,14 +10,15 @@ from typing import Any
 import pytest
 
 from tests.helpers import eventually
-from tests.service.harness import BTC, SOL, Harness
+from tests.service.harness import BTC, SOL, Harness, SwitchableStore
+from tests.service.test_chaos_findings import DownStore
 from warden.domain.alerts import AlertKind
 from warden.domain.errors import ValidationError
 from warden.domain.events import EventKind
 from warden.domain.orders import OrderStatus
 from warden.domain.position import PositionStatus
 from warden.domain.reports import OrderReport, OrderRequest
-from warden.domain.values import OrderRole, OrderType, Side, client_order_id, parse_client_id
+from warden.domain.values import OrderRole, OrderSide, OrderType, Side, client_order_id, parse_client_id
 from warden.ports import ExchangeUnavailable
 from warden.service.commands import ClosePosition, EngineState, OpenPosition, TradingRefused
 
@@ -287,3 +289,43 @@ async def test_an_entry_committed_and_never_sent_before_a_crash_is_told_failed_o
     assert "found by recovery" in told[0].message and "tradingview" in told[0].message
     assert "holds nothing" in told[0].message
     assert harness.exchange_qty(SOL) == 0
+
+
+async def test_exposure_added_on_a_guarded_symbol_while_the_database_is_down_at_startup_is_guarded_too(
+    harness: Harness,
+) -> None:
+    """Startup cannot read the database, so what the exchange holds uncovered gets a guard stop
+    (one id per symbol). While startup is retried, the position on that symbol grows (a late
+    entry fill, a trade by hand): the next attempt's guard for the part not covered went out
+    under the same id, which the exchange refused as a duplicate of the guard resting, so the
+    addition stayed without a stop for as long as the database was down. Each guard of a
+    symbol takes the next id (how many of this installation's guards rest there already)."""
+    pos = await harness.open("long", usd="100")
+    assert pos.status is PositionStatus.PROTECTED
+    await harness.stop()
+    for order in harness.resting():
+        harness.sim.cancel_external(order.client_order_id)  # the position is uncovered
+    down = [True]
+    harness.wrap = lambda inner: DownStore(inner, down) if isinstance(inner, SwitchableStore) else inner
+    await harness.start(ready=False)
+    harness.wrap = None
+    starting = asyncio.ensure_future(harness.engine.start_with_retry())
+    window = harness.engine.config.protection_window
+
+    def stops() -> Decimal:
+        return sum((o.qty for o in harness.resting() if o.type is OrderType.STOP_MARKET), Decimal(0))
+
+    try:
+        await eventually(lambda: stops() == harness.exchange_qty(), timeout=window, what="the guard stop")
+        harness.sim.external_order(SOL, OrderSide.BUY, pos.filled_qty)  # the position grows
+        held = harness.exchange_qty()
+        assert held == 2 * pos.filled_qty
+        await eventually(lambda: stops() == held, timeout=window, what="the addition guarded too")
+    finally:
+        down[0] = False
+        await asyncio.wait_for(starting, timeout=10)
+    await harness.engine.wait_idle()
+    await harness.engine.reconcile()
+    guards = [o for o in harness.resting() if "guard" in o.client_order_id]
+    assert not guards, "the guard stops are cancelled once the position's own stop covers it"
+    assert stops() == harness.exchange_qty()
