@@ -18,7 +18,16 @@ import pytest
 
 from tests.helpers import eventually
 from tests.service.crash import run_with_crash
-from tests.service.harness import FAST, SOL, Harness, LateExecution, LateOneByOne, SwitchableStore, driven
+from tests.service.harness import (
+    FAST,
+    SOL,
+    Harness,
+    LateExecution,
+    LateOneByOne,
+    SwitchableStore,
+    covered,
+    driven,
+)
 from tests.service.probe import ProbedExchange
 from tests.service.test_crash_points import open_long
 from warden.adapters.clock import FakeClock
@@ -1452,4 +1461,104 @@ async def test_a_close_answered_unknown_and_not_found_is_not_sent_again_while_it
         closes = [o for o in sim.core.orders(SOL) if o.type is OrderType.MARKET and o.reduce_only]
         assert [o.filled_qty for o in closes] == [first.filled_qty]
     finally:
+        await harness.stop()
+
+
+async def _a_close_held_by_the_exchange(harness: Harness, late: LateExecution) -> tuple[Position, str]:
+    """A long on SOL whose first close the exchange holds (an unknown outcome, not found) until
+    `late.release()`; its stop still rests. Returns the position and the held close's id."""
+    pos = await harness.open("long", usd="100")
+    assert pos.status is PositionStatus.PROTECTED
+    held: list[str] = []
+
+    def first_close(request: OrderRequest) -> bool:
+        if request.type is OrderType.MARKET and request.reduce_only and not held:
+            held.append(request.client_order_id)
+            return True
+        return False
+
+    harness.sim.faults.execute_late_if = first_close
+    harness.sim.faults.execute_delay = late.DELAY
+    with contextlib.suppress(ExchangeError):  # its outcome is unknown: said so
+        await harness.engine.close_position(ClosePosition(pos.id))
+    assert held and harness.exchange_qty() == pos.filled_qty
+    return pos, held[0]
+
+
+async def test_a_close_that_may_still_execute_refuses_signals_on_its_side_after_a_restart(
+    store_url: str,
+) -> None:
+    """A close answered unknown and not found, the position alone on its symbol: the trader's
+    close sent again went out past it and closed the position, and signals on the symbol were
+    refused while the first could still execute (`close_may_land`), but only in the process's
+    memory: a restart within `entry_deadline` took the next long at once, and the first close,
+    landing, sold it. The new process reads what the dead one may have left in flight."""
+    late = LateExecution()
+    sim = late.exchange()
+    harness = await Harness(store_url, sim).start()
+    try:
+        pos, _held = await _a_close_held_by_the_exchange(harness, late)
+        closed = await harness.engine.close_position(ClosePosition(pos.id))
+        assert closed.status is PositionStatus.CLOSED and harness.exchange_qty() == 0
+        await harness.restart()
+        with pytest.raises(TradingRefused, match="may still execute"):
+            await harness.open("long", usd="100")
+        late.release()
+        await eventually(lambda: not sim._fill_tasks, what="the held close reached the matching engine")
+        await harness.engine.wait_idle()
+        assert harness.exchange_qty() == 0
+    finally:
+        late.release()
+        await harness.stop()
+
+
+async def test_a_close_that_may_still_execute_refuses_signals_after_the_stop_closed_its_position(
+    store_url: str,
+) -> None:
+    """A close answered unknown and not found, and before any other close went out the
+    position's stop triggered and closed it: nothing said the first close could still execute,
+    so the next long was taken at once and the close, landing, sold it (reduce-only knows one
+    position per symbol)."""
+    late = LateExecution()
+    sim = late.exchange()
+    harness = await Harness(store_url, sim).start()
+    try:
+        pos, _held = await _a_close_held_by_the_exchange(harness, late)
+        sim.set_mark(SOL, pos.stop_price - Decimal("0.1"))
+        await eventually(
+            lambda: harness.engine.ledger.positions[pos.id].status is PositionStatus.CLOSED,
+            what="the stop closed the position",
+        )
+        assert harness.exchange_qty() == 0
+        with pytest.raises(TradingRefused, match="may still execute"):
+            await harness.open("long", usd="100")
+        late.release()
+        await eventually(lambda: not sim._fill_tasks, what="the held close reached the matching engine")
+        await harness.engine.wait_idle()
+        assert harness.exchange_qty() == 0
+    finally:
+        late.release()
+        await harness.stop()
+
+
+async def test_a_close_that_may_still_execute_does_not_refuse_the_other_side(store_url: str) -> None:
+    """A flip while a close of the long may still execute: the close (a reduce-only sell) cannot
+    reduce a short (the exchange refuses it), so the short is taken; refused, the flip closed the
+    long and left the strategy's short unopened."""
+    late = LateExecution()
+    sim = late.exchange()
+    harness = await Harness(store_url, sim).start()
+    try:
+        pos, _held = await _a_close_held_by_the_exchange(harness, late)
+        closed = await harness.engine.close_position(ClosePosition(pos.id))
+        assert closed.status is PositionStatus.CLOSED
+        short = await harness.open("short", usd="100")
+        assert short.status is PositionStatus.PROTECTED
+        late.release()
+        await eventually(lambda: not sim._fill_tasks, what="the held close reached the matching engine")
+        await harness.engine.wait_idle()
+        assert harness.exchange_qty() == -short.filled_qty
+        await eventually(covered(sim, -short.filled_qty), what="the short covered")
+    finally:
+        late.release()
         await harness.stop()

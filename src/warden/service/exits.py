@@ -181,10 +181,10 @@ class ExitManager:
         """Late entry fills (symbol:trade) covered by a stop of their own (cover_late_entry)."""
         self._sweeps: set[ClientOrderId] = set()
         """Cancelled orders whose copies in flight are looked for once none can land (_sweep)."""
-        self._closes_may_land: dict[Symbol, float] = {}
-        """Per symbol, until when (monotonic) a close sent with an unknown outcome may still
-        execute after a second close went out past it (`_passes_held_close`): no signal opens
-        a position there meanwhile."""
+        self._closes_may_land: dict[ClientOrderId, tuple[Order, float]] = {}
+        """Closes sent with an unknown outcome, by this process or the one before it (read on a
+        start: `close_in_flight`), and until when (monotonic) each may still execute: no signal
+        opens a position they could reduce meanwhile (`close_may_land`)."""
         self._copies_until: dict[ClientOrderId, float] = {}
         """Exit orders sent with an unknown outcome: until when (monotonic) a copy still in flight
         may reach the exchange (see copies_may_land)."""
@@ -726,6 +726,8 @@ class ExitManager:
                 last = Placed(None, f"exchange unavailable: {exc}")
             except ExchangeTimeout:
                 self._sent_unknown(order.client_order_id)
+                if order.role is OrderRole.CLOSE:
+                    self.close_in_flight(order)
                 # A close that holds no second one back is looked up once, not in full: if it
                 # is not found, the next close may go out (`_passes_held_close`).
                 alone = order.role is OrderRole.CLOSE and self._alone(order.position_id, order.symbol)
@@ -2281,12 +2283,7 @@ class ExitManager:
         than this position together: the first to execute closes it, the other is refused on a
         flat symbol. Signals on the symbol are refused until `close` cannot execute any more
         (`close_may_land`): it would reduce the new position."""
-        ctx = self.ctx
-        if not self._alone(pid, close.symbol):
-            return False
-        until = ctx.clock.monotonic() + self._may_execute_for(close)
-        self._closes_may_land[close.symbol] = max(until, self._closes_may_land.get(close.symbol, until))
-        return True
+        return self._alone(pid, close.symbol)
 
     def _alone(self, pid: PositionId, symbol: Symbol) -> bool:
         """Stacking off and no other position of this engine on `symbol`: a reduce-only close
@@ -2294,16 +2291,36 @@ class ExitManager:
         others = (p for p in self.ledger.by_symbol.get(symbol, ()) if p != pid)
         return not self.ctx.config.allow_stacking and next(others, None) is None
 
-    def close_may_land(self, symbol: Symbol) -> float:
-        """Seconds during which a close of an earlier position on `symbol`, sent with an unknown
-        outcome, may still execute (0: none can; see `_passes_held_close`)."""
-        until = self._closes_may_land.get(symbol)
-        if until is None:
+    def close_in_flight(self, close: Order) -> None:
+        """`close` was sent with an unknown outcome (by this process, or by the one before it:
+        recovery reads those of positions open or closed within `entry_deadline`): counted by
+        `close_may_land` for as long as it may still execute."""
+        left = self._may_execute_for(close)
+        if left > 0 and not _close_ended(close):
+            self._closes_may_land[close.client_order_id] = (close, self.ctx.clock.monotonic() + left)
+
+    def close_may_land(self, symbol: Symbol, side: Side) -> float:
+        """Seconds during which a close of a `side` position on `symbol` that is no longer open,
+        sent with an unknown outcome and not known to have ended, may still execute (0: none
+        can). Landing, it would reduce a new `side` position there (reduce-only knows one
+        position per symbol), whatever closed its own: a second close past it
+        (`_passes_held_close`), its stop, a restart between. A position of the other side it
+        cannot reduce (the exchange refuses a reduce-only order that would grow it)."""
+        if not self._closes_may_land:
             return 0.0
-        left = until - self.ctx.clock.monotonic()
-        if left <= 0:
-            del self._closes_may_land[symbol]
-            return 0.0
+        now, left = self.ctx.clock.monotonic(), 0.0
+        for cid, (close, until) in list(self._closes_may_land.items()):
+            if until <= now or _close_ended(self.ledger.orders.get(cid, close)):
+                del self._closes_may_land[cid]
+                continue
+            position = self.ledger.positions.get(close.position_id)
+            if (
+                close.symbol != symbol
+                or close.side is not side.exit_side
+                or (position and position.is_active)
+            ):
+                continue  # another market or side; or it lands on its own position
+            left = max(left, until - now)
         return left
 
     def _close_held_for(self, pid: PositionId) -> float | None:
@@ -2336,6 +2353,15 @@ class ExitManager:
         8, 16, 32, ... as reminders (each round is recorded as an event all the same)."""
         rounds = self._refused.get(pid, 0)
         return rounds == 0 or _reminder(rounds)
+
+
+def _close_ended(close: Order) -> bool:
+    """Whether a close is known to be unable to execute any more: filled, refused, or ended as the
+    exchange reported it. Not one recorded cancelled without ever being seen there: a cancel
+    answered "not found" once its position closed (`cancel_exits`) is no proof that a request the
+    exchange holds will not still execute."""
+    status = close.status
+    return status is OrderStatus.REJECTED or (status.terminal and close.exchange_order_id is not None)
 
 
 def _reminder(count: int) -> bool:

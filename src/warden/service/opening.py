@@ -333,12 +333,12 @@ class Opener:
             existing = await self.store.find_by_signal(cmd.signal_id)
             if existing is not None:
                 raise AlreadyExists(existing)
-        landing = self.exits.close_may_land(inst.symbol)
+        landing = self.exits.close_may_land(inst.symbol, cmd.side)
         if landing > 0:
             raise TradingRefused(
-                f"nothing was sent: a close of the last {inst.symbol} position, sent with an unknown"
-                f" outcome, may still execute for {landing:.1f} s and would reduce a new position;"
-                " send the signal again after that"
+                f"nothing was sent: a close of the last {inst.symbol} {cmd.side} position, sent with an"
+                f" unknown outcome, may still execute for {landing:.1f} s and would reduce a new"
+                f" {cmd.side}; send the signal again after that"
             )
         for pid in self.ctx.ledger.by_symbol.get(inst.symbol, ()):
             held = self.ctx.ledger.positions[pid]

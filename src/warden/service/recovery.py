@@ -38,6 +38,9 @@ STEADY_LOOKS = 60
 SLOW_LOOKS = 60
 """Looks after that, doubling up to 30 s apart (about half an hour)."""
 RECOVERY_CONCURRENCY = 64
+CLOSED_READ = 100
+"""The most recently opened positions read on a start for closes the process before may have left
+in flight (`Recovery._closes_in_flight`)."""
 """Positions resolved at once during recovery (each waits on its own exchange lookups)."""
 
 
@@ -63,7 +66,28 @@ class Recovery:
             self.elsewhere = state.elsewhere
             self.ctx.ledger.clear()
             self.ctx.ledger.load(state.positions, state.orders)
+        await self._closes_in_flight(state.orders)
         return state.positions
+
+    async def _closes_in_flight(self, orders: list[Order]) -> None:
+        """Closes the process before sent with an unknown outcome that may still execute (within
+        `entry_deadline` of their send, not known to have ended) are counted as this process's own are
+        (`ExitManager.close_in_flight`): a signal taken at once on a start would open a position
+        one of them could reduce. Those of open positions are loaded; those of positions closed
+        since they were sent (a second close went out past them) are read from the most recently
+        opened positions."""
+        ctx = self.ctx
+        for order in orders:
+            if order.role is OrderRole.CLOSE:
+                self.exits.close_in_flight(order)
+        now, horizon = ctx.clock.now(), ctx.config.entry_deadline
+        for position in await self.store.list_positions(include_closed=True, limit=CLOSED_READ):
+            ended = position.closed_at
+            if position.is_active or ended is None or (now - ended).total_seconds() >= horizon:
+                continue
+            for order in await self.store.orders_for(position.id):
+                if order.role is OrderRole.CLOSE:
+                    self.exits.close_in_flight(order)
 
     async def guard(self) -> list[str]:
         """The database cannot be read, so nothing is known of warden's positions but what the
