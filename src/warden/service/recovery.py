@@ -38,10 +38,10 @@ STEADY_LOOKS = 60
 SLOW_LOOKS = 60
 """Looks after that, doubling up to 30 s apart (about half an hour)."""
 RECOVERY_CONCURRENCY = 64
+"""Positions resolved at once during recovery (each waits on its own exchange lookups)."""
 CLOSED_READ = 100
 """The most recently opened positions read on a start for closes the process before may have left
 in flight (`Recovery._closes_in_flight`)."""
-"""Positions resolved at once during recovery (each waits on its own exchange lookups)."""
 
 
 class Recovery:
