@@ -12,6 +12,7 @@ from warden.domain.alerts import AlertKind
 from warden.domain.events import EventKind
 from warden.domain.position import PositionStatus
 from warden.domain.reconcile import Kind
+from warden.domain.reports import OrderRequest
 from warden.domain.values import OrderSide, OrderType
 
 
@@ -211,3 +212,39 @@ async def test_an_orphan_left_alone_is_said_once_not_every_pass(
         assert len(await reconcile_events(h)) == 3
     finally:
         await h.stop()
+
+
+async def test_a_stop_found_under_its_id_on_other_terms_is_taken_as_the_exchange_has_it_and_resized(
+    harness: Harness,
+) -> None:
+    """Chaos 1210:295 (PostgreSQL): a stop's resize was sent under its id with unknown outcomes,
+    its intent's commit rolled back (a slow database), and the process died; the copy landed
+    after the restart, and the new process, staging that id for its own stop (another size
+    and price), found it resting by that id and took it as its own: memory said 0.16 at
+    146.99, the exchange held 0.32 at 151.79. A pass found the stop's size wrong and resized it
+    from memory's figures: nothing to do, the position left with a stop twice its size. A stop
+    resting on other terms than memory's is taken as the exchange has it, then resized."""
+    pos = await harness.open("short", usd="100")
+    assert pos.status is PositionStatus.PROTECTED and pos.stop_price is not None
+    stop = harness.engine.ledger.current_stop(pos.id)
+    assert stop is not None
+    # What a dead process sent under the id the next stop takes: other terms, resting.
+    taken = stop.client_order_id.replace("-s1", "-s2")
+    looser = pos.stop_price + Decimal("2")
+    await harness.sim.place_order(
+        OrderRequest(taken, SOL, stop.side, OrderType.STOP_MARKET, pos.filled_qty, looser, True)
+    )
+    assert pos.tp1_price is not None
+    harness.sim.set_mark(SOL, pos.tp1_price - Decimal("0.01"))  # TP1: the stop is resized (s2)
+    await eventually(lambda: harness.engine.ledger.positions[pos.id].tp1_hit, what="TP1 filled")
+    await harness.engine.wait_idle()
+    await harness.engine.reconcile()
+    await harness.engine.wait_idle()
+    remaining = harness.engine.ledger.positions[pos.id].remaining
+    own = harness.engine.ledger.current_stop(pos.id)
+    assert own is not None
+    resting = {o.client_order_id: o for o in stops(harness, SOL)}
+    assert list(resting) == [own.client_order_id], resting
+    assert resting[own.client_order_id].qty == own.qty == remaining
+    assert resting[own.client_order_id].trigger_price == own.trigger_price
+    assert own.trigger_price == harness.engine.ledger.positions[pos.id].stop_price, "at the plan's stop"

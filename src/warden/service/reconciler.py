@@ -658,6 +658,8 @@ class Reconciler:
         stop = ctx.ledger.current_stop(pid)
         if missing and not gone and stop is not None and stop.qty == ctx.ledger.positions[pid].remaining:
             return None  # the list lagged: the stop of the position's size rests
+        if stop is not None:
+            await self._stop_as_it_rests(pid, stop, truth)
         async with ctx.locks.position(pid):
             position = ctx.ledger.positions[pid]
             new = (
@@ -678,6 +680,34 @@ class Reconciler:
             return "stop resized to the position"
         after = await self.exits.protect(pid)
         return f"stop re-placed ({after.status})"
+
+    async def _stop_as_it_rests(self, pid: PositionId, stop: Order, truth: Truth) -> None:
+        """The position's stop rests under its id on other terms than memory's (chaos 1210:295:
+        a dead process's send of that id, its intent's commit rolled back, landed after the
+        restart, and the new process's own send of the id on other terms found it resting and
+        took it as its own): taken as the exchange has it, so that the resize that follows
+        starts from what rests, not from what memory meant (it was a no-op: a stop twice the
+        position's size stayed)."""
+        report = next((o for o in truth.open_orders if o.client_order_id == stop.client_order_id), None)
+        if report is None:
+            return
+        qty = report.qty - report.filled_qty
+        if qty == stop.qty and report.trigger_price == stop.trigger_price:
+            return
+        ctx = self.ctx
+        async with ctx.locks.position(pid):
+            position = ctx.ledger.positions[pid]
+            current = ctx.ledger.orders.get(stop.client_order_id)
+            if current is None or current.status is not OrderStatus.OPEN:
+                return
+            message = (
+                f"stop {stop.client_order_id} rests for {qty} at {report.trigger_price}, not {stop.qty} at"
+                f" {stop.trigger_price} as recorded: taken as the exchange has it"
+            )
+            event = Event(EventKind.RECONCILE, ctx.clock.now(), pid, message)
+            taken = replace(current, qty=qty, trigger_price=report.trigger_price)
+            await ctx.ledger.commit(position, position, orders=[taken], events=[event])
+        log.warning("stop_terms_differ", position_id=pid, client_order_id=stop.client_order_id)
 
     async def _stray(self, d: Discrepancy, truth: Truth) -> str | None:
         assert d.client_order_id is not None
