@@ -195,3 +195,26 @@ async def test_a_stop_that_fills_before_its_intent_is_written_is_applied(harness
     closed = harness.engine.ledger.positions[position.id]
     assert closed.status is PositionStatus.CLOSED and closed.exit_reason == "stop", closed
     assert closed.remaining == 0 and len(closed.applied_trades) == 2
+
+
+async def test_exits_cancelled_twice_at_once_are_cancelled_once_on_the_exchange(harness: Harness) -> None:
+    """A position that ends has its exits cancelled by whoever sees it end first: the fill's
+    follow-up, and recovery's settle in a resync. Both called in the same turn, each took the
+    take-profits for its own (the cancels' tasks had not started, so none was marked as being
+    cancelled): every cancel went to the exchange twice and was recorded twice (in a mass
+    resync after a stream gap, a third of the commits). The second finds them being cancelled."""
+    pos = await harness.open("long", usd="100")
+    assert pos.status is PositionStatus.PROTECTED
+    sent: list[str] = []
+    inner = harness.sim.cancel_order
+
+    async def counted(symbol: Any, client_order_id: str, conditional: bool) -> Any:
+        sent.append(client_order_id)
+        return await inner(symbol, client_order_id, conditional)
+
+    harness.sim.cancel_order = counted  # type: ignore[method-assign]
+    live = [o.client_order_id for o in harness.engine.ledger.live_orders(pos.id)]
+    exits = harness.engine.exits
+    await asyncio.gather(exits.cancel_exits(pos.id), exits.cancel_exits(pos.id))
+    assert sorted(sent) == sorted(live), sent
+    assert not harness.resting()

@@ -1984,6 +1984,8 @@ class ExitManager:
         ]
         if not live:
             return
+        for order in live:  # now, not when each cancel's task starts: a second call meanwhile
+            self._cancelling.add(order.client_order_id)  # (recovery's, a fill's) cancels them again
         cancelled = await asyncio.gather(*(self.cancel(o) for o in live))
         async with self._lock(pid):
             pos = self.ledger.positions.get(pid)
