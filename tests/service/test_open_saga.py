@@ -542,6 +542,41 @@ async def test_a_late_entry_cover_the_exchange_refuses_is_placed_again_from_the_
         assert not [p for p in harness.engine.ledger.active_positions() if p.symbol == SOL]
 
 
+async def test_a_late_entry_cover_refused_again_from_the_mark_is_closed_when_nothing_else_shares_the_symbol(
+    store_url: str,
+) -> None:
+    """As above (the entry given up on, out of memory, the database down, orphan_policy=alert),
+    but the market falls through each cover before it reaches the exchange, the one placed
+    again from the mark too: both refused, the late entry was left naked (the trader told) for
+    as long as the database stayed down. With stacking off and no position of warden's on the
+    symbol, a reduce-only close can close nothing else of warden's: what the cover was to
+    cover is closed at market, and the trader told so."""
+    async with late_entry_with_the_database_down(store_url) as (harness, sim, late):
+        sent: list[str] = []
+
+        def market_falls_each_time(req: OrderRequest) -> bool:
+            if "cover" in req.client_order_id and req.trigger_price is not None:
+                sent.append(req.client_order_id)
+                sim.set_mark(SOL, req.trigger_price * Decimal("0.99"))
+            return False
+
+        sim.faults.rate_limit_if = market_falls_each_time
+        late.release()
+        await eventually(lambda: len(sent) >= 2, what="the cover sent twice")
+        window = harness.engine.config.protection_window
+        await eventually(lambda: harness.exchange_qty() == 0, timeout=window, what="the late entry closed")
+        [exposure] = sim.exposure()
+        assert exposure.max_unprotected_seconds < window, exposure
+        assert not harness.resting()
+        told = [a for a in harness.notifier.alerts if "cover" in a.message and a.level == "critical"]
+        assert told and "closed at market" in told[-1].message, [a.message for a in told]
+        database_back(harness)
+        await harness.engine.flush_pending()
+        await harness.engine.reconcile()
+        assert not [p for p in harness.engine.ledger.active_positions() if p.symbol == SOL]
+        assert harness.exchange_qty() == 0 and not harness.resting()
+
+
 async def test_a_late_entry_cover_sent_again_that_rests_after_its_pass_ended_is_cancelled(
     harness: Harness,
 ) -> None:

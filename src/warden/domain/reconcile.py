@@ -297,3 +297,23 @@ def guard_stop(
         status=OrderStatus.PENDING,
         created_at=now,
     )
+
+
+def guard_close(stop: Order, installation: str, now: datetime) -> Order:
+    """The reduce-only market close of what a guard_stop covers, under the stop's owner (one per
+    stop): sent when the exchange will not take the stop. Its fill is attributed as the stop's
+    would be (`guarding`)."""
+    assert guarding(stop.position_id), stop.position_id
+    return Order(
+        client_order_id=client_order_id(stop.position_id, OrderRole.CLOSE, 1, installation),
+        position_id=stop.position_id,
+        role=OrderRole.CLOSE,
+        symbol=stop.symbol,
+        side=stop.side,
+        type=OrderType.MARKET,
+        qty=stop.qty,
+        trigger_price=None,
+        reduce_only=True,
+        status=OrderStatus.PENDING,
+        created_at=now,
+    )

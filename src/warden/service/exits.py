@@ -33,7 +33,7 @@ from warden.domain.events import Event, EventKind
 from warden.domain.orders import Fill, Order, OrderStatus
 from warden.domain.plan import levels_for, tighter
 from warden.domain.position import ExitReason, Position, PositionStatus
-from warden.domain.reconcile import guard_stop, ours, stop_from
+from warden.domain.reconcile import guard_close, guard_stop, ours, stop_from
 from warden.domain.reports import FillReport, MarkPrice, OrderReport
 from warden.domain.ticks import TickIndex
 from warden.domain.values import (
@@ -948,6 +948,8 @@ class ExitManager:
                 self._sent_unknown(order.client_order_id)  # a copy may land: a stray waits for it
             log.warning("late_entry_cover_failed", trade_id=report.trade_id, error=str(exc), again=True)
             ctx.tasks.spawn(self._cover_again(order))
+        except DuplicateOrder:
+            log.info("late_entry_cover_rests", trade_id=report.trade_id)  # an earlier send of it
         except ExchangeError as exc:
             log.warning("late_entry_cover_failed", trade_id=report.trade_id, error=str(exc))
             ctx.tasks.spawn(self._cover_from_mark(order, side, str(exc)))
@@ -973,11 +975,14 @@ class ExitManager:
     async def _cover_from_mark(self, cover: Order, side: Side, why: str) -> None:
         """A late entry's cover refused (the market already past its trigger, at the plan's
         distance from the fill): placed again at the plan's distance from the mark, as recovery's
-        guard is (`guard_stop_price`), and the trader told. Not closed: with the database up the
-        entry's adoption may be closing it already (its own stop refused the same way), and a
-        second reduce-only close would take the same size off another position on the symbol;
-        with it down, nothing else covers the entry until it answers. A cover refused again, or
-        a mark the exchange does not give, leaves the entry uncovered: the trader is told so."""
+        guard is (`guard_stop_price`), and the trader told. Not closed at once: with the database
+        up the entry's adoption may be closing it already (its own stop refused the same way), and
+        a second reduce-only close would take the same size off another position on the symbol;
+        with it down, nothing else covers the entry until it answers. Refused again, it is closed
+        at market (`guard_close`) if that cannot be: stacking off and no position of warden's on
+        the symbol (a close of an adoption racing it is refused on a flat symbol, and a signal
+        there is refused while this close may still land: `close_may_land`). Otherwise, or if the
+        close fails, the entry is left uncovered and the trader told so."""
         ctx = self.ctx
         inst = ctx.instruments[cover.symbol]
         what = (
@@ -993,10 +998,33 @@ class ExitManager:
             placed = Placed(None, str(exc))
         if placed.report is None:
             log.warning("late_entry_cover_failed", client_order_id=cover.client_order_id, error=placed.why)
-            message = (
-                f"{what}, and again from the mark ({placed.why}): {cover.symbol} may be open without"
-                " a stop until the database answers; check it, close it by hand"
-            )
+            what = f"{what}, and again from the mark ({placed.why})"
+            if not (placed.rejected and self._alone(PositionId(""), cover.symbol)):
+                why_not = (
+                    "another position of warden's shares the symbol"
+                    if placed.rejected
+                    else "it may rest yet"
+                    if placed.unknown
+                    else "the exchange did not answer"
+                )
+                message = (
+                    f"{what}: {cover.symbol} may be open without a stop (not closed blind: {why_not});"
+                    " check it, close it by hand"
+                )
+                await ctx.notify(AlertKind.PROTECTION_FAILED, message, None)
+                return
+            close = guard_close(cover, ctx.config.installation_id, ctx.clock.now())
+            try:
+                closed = await self.place(close)
+            except (ExchangeError, TradingRefused) as exc:
+                closed = Placed(None, str(exc))
+            if closed.report is not None:
+                message = f"{what}: closed at market ({close.client_order_id})"
+            else:
+                message = (
+                    f"{what}, and its close failed too ({closed.why}): {cover.symbol} may be open without"
+                    " a stop; check it, close it by hand"
+                )
             await ctx.notify(AlertKind.PROTECTION_FAILED, message, None)
             return
         message = f"{what}; placed again at {again.trigger_price}, the plan's distance from the mark {mark}"
