@@ -729,7 +729,7 @@ class ExitManager:
                 if order.role is OrderRole.CLOSE:
                     self.close_in_flight(order)
                 # A close that holds no second one back is looked up once, not in full: if it
-                # is not found, the next close may go out (`_passes_held_close`).
+                # is not found, the next close may go out (`_alone`).
                 alone = order.role is OrderRole.CLOSE and self._alone(order.position_id, order.symbol)
                 last = self._looked_up(await self.gw.lookup(order, attempts=1 if alone else None))
                 if last.report is not None or last.unknown:
@@ -2290,7 +2290,7 @@ class ExitManager:
                 settled = settled and (role is not OrderRole.CLOSE or report.status.terminal)
             elif isinstance(looked, NotFound) and not self._may_still_execute(order):
                 found[order.client_order_id] = (OrderStatus.REJECTED, None)
-            elif not (isinstance(looked, NotFound) and self._passes_held_close(pid, order)):
+            elif not (isinstance(looked, NotFound) and self._alone(pid, order.symbol)):
                 settled = False
         if found:
             async with self._lock(pid):
@@ -2305,19 +2305,14 @@ class ExitManager:
                     await self.ledger.commit(pos, pos, orders=updates)
         return settled
 
-    def _passes_held_close(self, pid: PositionId, close: Order) -> bool:
-        """Whether the next close may go out while `close`, not found, may still execute (chaos
-        1208:347: held 4.85 s by the exchange while every stop was refused). It is held back for
-        another position on the symbol, which a second reduce-only close could reduce once the
-        first lands. With stacking off and no other position there, the two can close no more
-        than this position together: the first to execute closes it, the other is refused on a
-        flat symbol. Signals on the symbol are refused until `close` cannot execute any more
-        (`close_may_land`): it would reduce the new position."""
-        return self._alone(pid, close.symbol)
-
     def _alone(self, pid: PositionId, symbol: Symbol) -> bool:
         """Stacking off and no other position of this engine on `symbol`: a reduce-only close
-        of `pid` can close nothing else of warden's."""
+        of `pid` can close nothing else of warden's. So the next close of `pid` may go out while
+        an earlier one, not found, may still execute (chaos 1207:462: one answered 5xx held every
+        other back for `entry_deadline` while every stop was refused): the first to execute
+        closes the position, the other is refused on a flat symbol; signals that a late one
+        could reduce are refused meanwhile (`close_may_land`). With another position there, a
+        second reduce-only close could reduce it once the first lands: held back."""
         others = (p for p in self.ledger.by_symbol.get(symbol, ()) if p != pid)
         return not self.ctx.config.allow_stacking and next(others, None) is None
 
@@ -2334,7 +2329,7 @@ class ExitManager:
         sent with an unknown outcome and not known to have ended, may still execute (0: none
         can). Landing, it would reduce a new `side` position there (reduce-only knows one
         position per symbol), whatever closed its own: a second close past it
-        (`_passes_held_close`), its stop, a restart between. A position of the other side it
+        (`_alone`), its stop, a restart between. A position of the other side it
         cannot reduce (the exchange refuses a reduce-only order that would grow it)."""
         if not self._closes_may_land:
             return 0.0
