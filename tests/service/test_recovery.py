@@ -329,3 +329,45 @@ async def test_exposure_added_on_a_guarded_symbol_while_the_database_is_down_at_
     guards = [o for o in harness.resting() if "guard" in o.client_order_id]
     assert not guards, "the guard stops are cancelled once the position's own stop covers it"
     assert stops() == harness.exchange_qty()
+
+
+async def test_a_guard_cancelled_beside_another_on_its_symbol_is_replaced_while_the_database_is_down(
+    harness: Harness,
+) -> None:
+    """Guards keyed by how many rest on the symbol: with two resting (the position grew while
+    startup could not read the database) and the first cancelled by hand, one rests, so the next
+    guard took the second's id again, which the exchange refused as a duplicate of the one
+    resting: the part the first had covered stayed without a stop for as long as the database
+    was down. The next guard takes the first id that rests nowhere."""
+    pos = await harness.open("long", usd="100")
+    assert pos.status is PositionStatus.PROTECTED
+    await harness.stop()
+    for order in harness.resting():
+        harness.sim.cancel_external(order.client_order_id)  # the position is uncovered
+    down = [True]
+    harness.wrap = lambda inner: DownStore(inner, down) if isinstance(inner, SwitchableStore) else inner
+    await harness.start(ready=False)
+    harness.wrap = None
+    starting = asyncio.ensure_future(harness.engine.start_with_retry())
+    window = harness.engine.config.protection_window
+
+    def stops() -> Decimal:
+        return sum((o.qty for o in harness.resting() if o.type is OrderType.STOP_MARKET), Decimal(0))
+
+    try:
+        await eventually(lambda: stops() == harness.exchange_qty(), timeout=window, what="the guard stop")
+        first = [o.client_order_id for o in harness.resting() if "guard" in o.client_order_id]
+        assert len(first) == 1
+        harness.sim.external_order(SOL, OrderSide.BUY, pos.filled_qty)  # the position grows
+        held = harness.exchange_qty()
+        await eventually(lambda: stops() == held, timeout=window, what="the addition guarded")
+        harness.sim.cancel_external(first[0])  # the first guard cancelled by hand
+        assert stops() < held
+        await eventually(lambda: stops() == held, timeout=window, what="the part uncovered guarded again")
+    finally:
+        down[0] = False
+        await asyncio.wait_for(starting, timeout=10)
+    await harness.engine.wait_idle()
+    await harness.engine.reconcile()
+    assert not [o for o in harness.resting() if "guard" in o.client_order_id]
+    assert stops() == harness.exchange_qty()

@@ -11,7 +11,8 @@ recovery fails and trading stays refused.
 from __future__ import annotations
 
 import asyncio
-from collections import Counter, defaultdict
+import itertools
+from collections import defaultdict
 from dataclasses import replace
 from decimal import Decimal
 
@@ -102,12 +103,7 @@ class Recovery:
             ctx.instruments.update(await self.gw.instruments())
         truth = Truth(await self.gw.positions(), await self.gw.open_orders())
         placed = []
-        guards = Counter(
-            o.symbol
-            for o in truth.open_orders
-            if (parsed := parse_client_id(o.client_order_id)) is not None
-            and parsed.position_id.startswith("guard")
-        )
+        resting = {o.client_order_id for o in truth.open_orders}
         for report, missing in uncovered(truth):
             inst = ctx.instruments.get(report.symbol)
             if inst is None:
@@ -117,7 +113,7 @@ class Recovery:
                 await self.gw.send(
                     self._guard_order(
                         report,
-                        guards[report.symbol],
+                        resting,
                         inst.round_qty(missing),
                         inst.round_price(guard_stop_price(report, mark, ctx.config.plan.stop_pct)),
                     )
@@ -128,14 +124,20 @@ class Recovery:
             placed.append(f"{report.symbol} {report.side} {missing}")
         return placed
 
-    def _guard_order(self, report: PositionReport, resting: int, qty: Decimal, price: Decimal) -> Order:
-        """The symbol's next guard stop: keyed by how many guards rest there already, so a part
-        left uncovered beside one resting (the position grew while the database stayed down) gets
-        an id of its own, not the resting one's (refused as a duplicate), and the same exchange
-        state names the same id (a send whose answer was lost is refused, not doubled)."""
+    def _guard_order(self, report: PositionReport, resting: set[str], qty: Decimal, price: Decimal) -> Order:
+        """The symbol's next guard stop: the first of its keys (the symbol, then symbol#1, #2, ...)
+        whose id rests nowhere, so a part left uncovered beside one resting (the position grew
+        while the database stayed down) gets an id of its own, not the resting one's (refused as
+        a duplicate), and the same exchange state names the same id (a send whose answer was lost
+        is refused, not doubled). Not keyed by how many rest: with the first of two cancelled by
+        hand, that named the second, resting, and what the first covered stayed uncovered."""
         installation, now = self.ctx.config.installation_id, self.ctx.clock.now()
-        key = report.symbol if resting == 0 else f"{report.symbol}#{resting}"
-        return guard_stop("guard", key, report.symbol, report.side, qty, price, installation, now)
+        for n in itertools.count():
+            key = report.symbol if n == 0 else f"{report.symbol}#{n}"
+            order = guard_stop("guard", key, report.symbol, report.side, qty, price, installation, now)
+            if order.client_order_id not in resting:
+                return order
+        raise AssertionError("unreachable")
 
     async def recover(self) -> None:
         ctx = self.ctx
