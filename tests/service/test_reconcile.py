@@ -248,3 +248,35 @@ async def test_a_stop_found_under_its_id_on_other_terms_is_taken_as_the_exchange
     assert resting[own.client_order_id].qty == own.qty == remaining
     assert resting[own.client_order_id].trigger_price == own.trigger_price
     assert own.trigger_price == harness.engine.ledger.positions[pos.id].stop_price, "at the plan's stop"
+
+
+async def test_a_stop_found_under_its_id_tighter_than_the_plan_is_not_loosened_by_its_resize(
+    harness: Harness,
+) -> None:
+    """As above (chaos 1210:295), but the dead process's copy rests tighter than the plan's stop
+    (its move tightened it: a trail, a break-even, a watermark the database never got). Taken as
+    the exchange has it, it was then resized at the plan's price: the stop on the exchange moved
+    away from the market, which a stop never does. The resize keeps the tighter price."""
+    pos = await harness.open("short", usd="100")
+    assert pos.status is PositionStatus.PROTECTED and pos.stop_price is not None
+    stop = harness.engine.ledger.current_stop(pos.id)
+    assert stop is not None and pos.entry_price is not None and pos.tp1_price is not None
+    taken = stop.client_order_id.replace("-s1", "-s2")
+    tighter = (pos.entry_price + (pos.stop_price - pos.entry_price) / 2).quantize(Decimal("0.01"))
+    await harness.sim.place_order(
+        OrderRequest(taken, SOL, stop.side, OrderType.STOP_MARKET, pos.filled_qty, tighter, True)
+    )
+    harness.sim.set_mark(SOL, pos.tp1_price - Decimal("0.01"))  # TP1: the stop is resized (s2)
+    await eventually(lambda: harness.engine.ledger.positions[pos.id].tp1_hit, what="TP1 filled")
+    await harness.engine.wait_idle()
+    await harness.engine.reconcile()
+    await harness.engine.wait_idle()
+    remaining = harness.engine.ledger.positions[pos.id].remaining
+    own = harness.engine.ledger.current_stop(pos.id)
+    assert own is not None
+    resting = {o.client_order_id: o for o in stops(harness, SOL)}
+    assert list(resting) == [own.client_order_id], resting
+    assert resting[own.client_order_id].qty == own.qty == remaining
+    assert resting[own.client_order_id].trigger_price == own.trigger_price
+    assert own.trigger_price is not None and own.trigger_price <= tighter, "never loosened"
+    assert harness.engine.ledger.positions[pos.id].stop_price == own.trigger_price

@@ -36,6 +36,7 @@ import structlog
 from warden.domain.alerts import Alert, AlertKind
 from warden.domain.events import Event, EventKind
 from warden.domain.orders import Fill, Order, OrderStatus
+from warden.domain.plan import tighter
 from warden.domain.position import ExitReason, Position, PositionStatus
 from warden.domain.reconcile import Discrepancy, Kind, Truth, diff, ours, uncovered
 from warden.domain.reports import FillReport, PositionReport
@@ -687,7 +688,9 @@ class Reconciler:
         restart, and the new process's own send of the id on other terms found it resting and
         took it as its own): taken as the exchange has it, so that the resize that follows
         starts from what rests, not from what memory meant (it was a no-op: a stop twice the
-        position's size stayed)."""
+        position's size stayed). Resting tighter than the position's stop price (the dead
+        process's move tightened it), that price is the position's too: the resize at the plan's
+        price would move the stop on the exchange away from the market, and a stop never loosens."""
         report = next((o for o in truth.open_orders if o.client_order_id == stop.client_order_id), None)
         if report is None:
             return
@@ -706,7 +709,17 @@ class Reconciler:
             )
             event = Event(EventKind.RECONCILE, ctx.clock.now(), pid, message)
             taken = replace(current, qty=qty, trigger_price=report.trigger_price)
-            await ctx.ledger.commit(position, position, orders=[taken], events=[event])
+            new = position
+            price = report.trigger_price
+            if price is not None and position.stop_price is not None:
+                kept = tighter(position.side, position.stop_price, price)
+                if kept != position.stop_price:
+                    new = replace(position, stop_price=kept)
+                    message = (
+                        f"{message}; the position's stop price {position.stop_price} -> {kept} (tighter)"
+                    )
+                    event = replace(event, message=message)
+            await ctx.ledger.commit(position, new, orders=[taken], events=[event])
         log.warning("stop_terms_differ", position_id=pid, client_order_id=stop.client_order_id)
 
     async def _stray(self, d: Discrepancy, truth: Truth) -> str | None:
