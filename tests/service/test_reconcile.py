@@ -10,9 +10,10 @@ from tests.service.harness import BTC, FAST, SOL, Harness
 from warden.adapters.sim import SimulatedExchange
 from warden.domain.alerts import AlertKind
 from warden.domain.events import EventKind
+from warden.domain.orders import OrderStatus
 from warden.domain.position import PositionStatus
-from warden.domain.reconcile import Kind
-from warden.domain.reports import OrderRequest
+from warden.domain.reconcile import Kind, Truth
+from warden.domain.reports import OrderReport, OrderRequest
 from warden.domain.values import OrderSide, OrderType
 
 
@@ -280,3 +281,33 @@ async def test_a_stop_found_under_its_id_tighter_than_the_plan_is_not_loosened_b
     assert resting[own.client_order_id].trigger_price == own.trigger_price
     assert own.trigger_price is not None and own.trigger_price <= tighter, "never loosened"
     assert harness.engine.ledger.positions[pos.id].stop_price == own.trigger_price
+
+
+async def test_a_stop_partly_filled_is_not_taken_for_one_on_other_terms(harness: Harness) -> None:
+    """A pass that reads a stop partly filled before its fill reaches memory finds the stop's
+    size wrong (what rests unfilled is not the position's remaining). Taking 'the exchange's
+    terms' as what is left unfilled wrote that as the order's size beside the fill recorded
+    next: the order then counted filled before the exchange's was (a stop still resting that
+    memory calls filled, and a second one placed beside it). The order's size is its size:
+    a partial fill is the fill's to record, not a change of terms."""
+    pos = await harness.open("long", usd="100")
+    stop = harness.engine.ledger.current_stop(pos.id)
+    assert stop is not None and stop.exchange_order_id is not None
+    part = (stop.qty * Decimal("0.4")).quantize(Decimal("0.01"))
+    report = OrderReport(
+        stop.client_order_id,
+        stop.exchange_order_id,
+        SOL,
+        stop.side,
+        OrderType.STOP_MARKET,
+        stop.qty,
+        OrderStatus.OPEN,
+        filled_qty=part,
+        trigger_price=stop.trigger_price,
+        reduce_only=True,
+    )
+    truth = Truth(await harness.engine.gateway.positions(), [report])
+    await harness.engine.reconciler._stop_as_it_rests(pos.id, stop, truth)
+    after = harness.engine.ledger.orders[stop.client_order_id]
+    assert after.qty == stop.qty and after.trigger_price == stop.trigger_price
+    assert not [e for e in await harness.store.list_events(limit=500) if "taken as the exchange" in e.message]

@@ -694,7 +694,7 @@ class Reconciler:
         report = next((o for o in truth.open_orders if o.client_order_id == stop.client_order_id), None)
         if report is None:
             return
-        qty = report.qty - report.filled_qty
+        qty = report.qty  # its size: what filled of it is its fills' to record, not other terms
         if qty == stop.qty and report.trigger_price == stop.trigger_price:
             return
         ctx = self.ctx
