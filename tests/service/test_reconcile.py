@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import timedelta
 from decimal import Decimal
+
+import pytest
 
 from tests.helpers import eventually
 from tests.service.harness import BTC, FAST, SOL, Harness
@@ -281,6 +284,38 @@ async def test_a_stop_found_under_its_id_tighter_than_the_plan_is_not_loosened_b
     assert resting[own.client_order_id].trigger_price == own.trigger_price
     assert own.trigger_price is not None and own.trigger_price <= tighter, "never loosened"
     assert harness.engine.ledger.positions[pos.id].stop_price == own.trigger_price
+
+
+@pytest.mark.parametrize("left", ["pending", "recorded resting"])
+async def test_a_stop_intent_left_pending_while_it_rests_is_taken_as_resting_by_the_next_pass(
+    harness: Harness, left: str
+) -> None:
+    """Chaos 1212:39 (PostgreSQL): a start attempt failed and the next was begun while a stop
+    of the first was still being sent (its send outlives the round that awaited it); it rested,
+    but the round that would record its answer was gone, and the new attempt had left it to its
+    sender. The intent stayed PENDING, the position OPEN with its stop resting, until
+    `pending_deadline` (30 s) made it stale: an idle restart before then found it protected, so
+    the exit state changed across a restart (I5). A pass takes an intent as resting when the
+    exchange lists it and no send of it is under way (older than `order_timeout`), as a
+    restart would. On the replay the stop's stream event had recorded it resting meanwhile, the
+    position still OPEN: a pass that finds an OPEN position's stop resting as recorded, of its
+    size, records the protection."""
+    pos = await harness.open("long", usd="100")
+    assert pos.status is PositionStatus.PROTECTED
+    ledger = harness.engine.ledger
+    stop = ledger.current_stop(pos.id)
+    assert stop is not None
+    # What the failed attempt left: the stop's intent written, its answer never recorded.
+    sent = stop.created_at - timedelta(seconds=harness.engine.config.order_timeout + 1)
+    pending = replace(stop, status=OrderStatus.PENDING, exchange_order_id=None, created_at=sent)
+    current = ledger.positions[pos.id]
+    orders = [pending] if left == "pending" else []
+    await ledger.commit(current, current.transition(PositionStatus.OPEN), orders=orders)
+    await harness.engine.reconcile()
+    assert ledger.orders[stop.client_order_id].status is OrderStatus.OPEN
+    assert ledger.positions[pos.id].status is PositionStatus.PROTECTED
+    stored = await harness.store.get_position(pos.id)
+    assert stored is not None and stored.status is PositionStatus.PROTECTED
 
 
 async def test_a_stop_partly_filled_is_not_taken_for_one_on_other_terms(harness: Harness) -> None:

@@ -452,6 +452,16 @@ class ExitManager:
         await self.ctx.announce(alert)
         return done
 
+    async def protection_found(self, pid: PositionId) -> Position:
+        """A pass found the position's stop resting as recorded while the position is still OPEN
+        (the round that would have recorded the protection ended first): recorded now, if
+        nothing else is missing (`_mark_protected` checks the stop again under the lock)."""
+        async with self._lock(pid):
+            pos = self.ledger.positions[pid]
+            if pos.status is not PositionStatus.OPEN or self._missing_exits(pos):
+                return pos
+            return await self._mark_protected(pos)
+
     def _missing_exits(self, pos: Position) -> list[OrderRole]:
         live = {o.role for o in self.ledger.live_orders(pos.id)}
         missing = [] if OrderRole.STOP in live else [OrderRole.STOP]

@@ -175,6 +175,7 @@ class Reconciler:
                 d.kind in (Kind.ORPHAN, Kind.OTHER_INSTANCE) for d in actionable
             ):
                 break
+        await self._resting_intents(truth)
         await self._record(self._untold(findings, truth))
         for symbol, position in late.items():
             if self.late_entries.get(symbol) is position:
@@ -389,6 +390,44 @@ class Reconciler:
         }
         for pid in stale:
             await self.recovery.resync(pid)
+
+    async def _resting_intents(self, truth: Truth) -> None:
+        """Order intents still PENDING that the exchange lists as resting, with no send of them
+        under way and older than a send can take (`order_timeout`): the round that sent one
+        ended before it recorded the answer (chaos 1212:39: a start attempt given up on while
+        its stop was still being sent; the next attempt left the order to that sender). Their
+        positions are brought in line now, as a restart would (`Recovery.resync`: recorded as
+        resting, the protection recorded), not once `pending_deadline` makes them stale."""
+        ctx = self.ctx
+        resting = {o.client_order_id: o for o in truth.open_orders}
+        cutoff = ctx.clock.now() - timedelta(seconds=ctx.config.order_timeout)
+        pids = {
+            o.position_id
+            for cid in resting
+            if (o := ctx.ledger.orders.get(ClientOrderId(cid))) is not None
+            and o.status is OrderStatus.PENDING
+            and o.created_at < cutoff
+            and not self.exits.sending(o.client_order_id)
+            and o.position_id not in ctx.sagas
+            and (p := ctx.ledger.positions.get(o.position_id)) is not None
+            and p.is_active
+        }
+        for pid in pids:
+            await self.recovery.resync(pid, resting)
+        # And one whose stop's event recorded it resting meanwhile (the replay of 1212:39): an
+        # OPEN position whose stop rests as recorded, of its size, is protected: recorded so.
+        for position in ctx.ledger.active_positions():
+            stop = ctx.ledger.current_stop(position.id)
+            report = resting.get(stop.client_order_id) if stop is not None else None
+            if (
+                position.status is PositionStatus.OPEN
+                and position.id not in ctx.sagas
+                and stop is not None
+                and stop.status is OrderStatus.OPEN
+                and report is not None
+                and report.qty - report.filled_qty == position.remaining
+            ):
+                await self.exits.protection_found(position.id)
 
     # ---------------------------------------------------------------- orphans
 
