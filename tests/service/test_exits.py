@@ -12,7 +12,8 @@ from warden.adapters.clock import FakeClock
 from warden.domain.events import EventKind
 from warden.domain.orders import OrderStatus
 from warden.domain.position import PositionStatus
-from warden.domain.values import OrderRole, OrderType, Side
+from warden.domain.values import OrderRole, OrderSide, OrderType, Side
+from warden.ports import ExchangeUnavailable
 from warden.service.commands import OpenPosition
 
 
@@ -218,3 +219,40 @@ async def test_exits_cancelled_twice_at_once_are_cancelled_once_on_the_exchange(
     await asyncio.gather(exits.cancel_exits(pos.id), exits.cancel_exits(pos.id))
     assert sorted(sent) == sorted(live), sent
     assert not harness.resting()
+
+
+async def test_take_profits_whose_resize_could_not_cancel_them_are_cancelled_once_their_position_ends(
+    harness: Harness,
+) -> None:
+    """A resize of the take-profits cancels them first; the exchange refuses every cancel (a
+    429 each time) while the stop closes the position. The fill's cancel of the exits left
+    them to the resize's cancel (being cancelled), and the resize, finding the position ended,
+    returned without taking them off the list of orders being cancelled: every later cancel of
+    the position's exits (a kill's flatten, recovery's settle) skipped them for good, and the
+    take-profits rested on a closed position, reduce-only orders that would reduce the next
+    position on the symbol."""
+    pos = await harness.open("long", usd="100")
+    assert pos.status is PositionStatus.PROTECTED and pos.stop_price is not None
+    ledger = harness.engine.ledger
+    tps = {o.client_order_id for o in ledger.live_orders(pos.id) if o.role in (OrderRole.TP1, OrderRole.TP2)}
+    assert tps
+    refusing = [True]
+    inner = harness.sim.cancel_order
+
+    async def refused(symbol: Any, client_order_id: str, conditional: bool) -> Any:
+        if client_order_id in tps and refusing[0]:
+            if ledger.positions[pos.id].is_active:
+                harness.sim.set_mark(SOL, pos.stop_price - Decimal("0.5"))  # the stop closes it
+                await eventually(lambda: not ledger.positions[pos.id].is_active, what="the stop's fill")
+            raise ExchangeUnavailable("429 too many requests")
+        return await inner(symbol, client_order_id, conditional)
+
+    harness.sim.cancel_order = refused  # type: ignore[method-assign]
+    harness.sim.external_order(SOL, OrderSide.SELL, pos.filled_qty / 2, reduce_only=True)
+    await harness.engine.reconcile()  # the size taken from the exchange: everything resized
+    await harness.engine.wait_idle()
+    assert harness.exchange_qty() == 0 and not ledger.positions[pos.id].is_active
+    refusing[0] = False
+    await harness.engine.kill(flatten=True)
+    await harness.engine.wait_idle()
+    assert not [o.client_order_id for o in harness.resting() if o.client_order_id in tps]

@@ -1615,24 +1615,33 @@ class ExitManager:
         cancelled = await asyncio.gather(*(self.cancel(o) for o in wrong))
         async with self._lock(pid):
             pos = self.ledger.positions[pid]
-            if not pos.is_active:
+            ended = not pos.is_active
+            if ended:
                 await self.ledger.commit(pos, pos, orders=cancelled)
-                return
-            seq = pos.stop_seq + 1
-            staged = replace(pos, stop_seq=seq)
-            intents = [
-                self._exit_intent(staged, o.role, seq) for o in wrong if o.status is not OrderStatus.FILLED
-            ]
-            intents = [o for o in intents if o.qty > 0]
-            event = Event(
-                EventKind.EXIT_ORDER_PLACED,
-                ctx.clock.now(),
-                pid,
-                "take-profits re-sized: " + ", ".join(f"{o.role} {o.qty}" for o in intents),
-            )
-            await self.ledger.commit(pos, staged, orders=[*cancelled, *intents], events=[event])
+            else:
+                seq = pos.stop_seq + 1
+                staged = replace(pos, stop_seq=seq)
+                intents = [
+                    self._exit_intent(staged, o.role, seq)
+                    for o in wrong
+                    if o.status is not OrderStatus.FILLED
+                ]
+                intents = [o for o in intents if o.qty > 0]
+                event = Event(
+                    EventKind.EXIT_ORDER_PLACED,
+                    ctx.clock.now(),
+                    pid,
+                    "take-profits re-sized: " + ", ".join(f"{o.role} {o.qty}" for o in intents),
+                )
+                await self.ledger.commit(pos, staged, orders=[*cancelled, *intents], events=[event])
         for order in cancelled:
             self._cancelling.discard(order.client_order_id)
+        if ended:
+            # Its stop filled meanwhile: the fill's cancel of the exits left these to this cancel
+            # (being cancelled), which may have failed (every attempt refused): cancelled again,
+            # now that they are off the list that every cancel of exits skips.
+            await self.cancel_exits(pid)
+            return
         results = await asyncio.gather(*(self.place(o) for o in intents))
         async with self._lock(pid):
             pos = self.ledger.positions[pid]
