@@ -577,6 +577,46 @@ async def test_a_late_entry_cover_refused_again_from_the_mark_is_closed_when_not
         assert harness.exchange_qty() == 0 and not harness.resting()
 
 
+async def test_a_late_entry_closed_blind_with_an_unknown_outcome_refuses_signals_it_could_reduce(
+    store_url: str,
+) -> None:
+    """As above (both covers refused, the late entry closed at market under the cover's owner),
+    but the close is answered with an unknown outcome and not found: it may still execute, and
+    no position of warden's is on the symbol to say so. The trader, told it may be open without
+    a stop, closes it by hand; the database answers again. A long taken then would be sold by
+    the close landing: it is refused (with nothing sent) while the close may still execute."""
+    async with late_entry_with_the_database_down(store_url) as (harness, sim, late):
+        sent: list[str] = []
+
+        def market_falls_each_time(req: OrderRequest) -> bool:
+            if "cover" in req.client_order_id and req.trigger_price is not None:
+                sent.append(req.client_order_id)
+                sim.set_mark(SOL, req.trigger_price * Decimal("0.99"))
+            return False
+
+        def entry_or_blind_close(req: OrderRequest) -> bool:
+            if "cover" in req.client_order_id and req.trigger_price is None:
+                sim.faults.execute_delay = late.DELAY + 1  # not within the test
+                return True
+            return req.client_order_id.endswith("-e1")
+
+        sim.faults.rate_limit_if = market_falls_each_time
+        sim.faults.execute_late_if = entry_or_blind_close
+        late.release()
+        told = lambda: [a.message for a in harness.notifier.alerts if "its close failed too" in a.message]  # noqa: E731
+        await eventually(lambda: bool(told()), what="the blind close answered unknown")
+        held = harness.exchange_qty()
+        assert held > 0
+        sim.external_order(SOL, OrderSide.SELL, held, reduce_only=True)  # closed by hand
+        database_back(harness)
+        await harness.engine.flush_pending()
+        await harness.engine.reconcile()
+        assert harness.exchange_qty() == 0
+        with pytest.raises(TradingRefused, match="may still execute"):
+            await harness.open("long", usd="100")
+        assert harness.exchange_qty() == 0
+
+
 async def test_a_late_entry_cover_sent_again_that_rests_after_its_pass_ended_is_cancelled(
     harness: Harness,
 ) -> None:
