@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
@@ -17,7 +19,7 @@ from warden.domain.orders import OrderStatus
 from warden.domain.position import PositionStatus
 from warden.domain.reconcile import Kind, Truth
 from warden.domain.reports import OrderReport, OrderRequest
-from warden.domain.values import OrderSide, OrderType
+from warden.domain.values import ClientOrderId, OrderSide, OrderType
 
 
 def stops(h: Harness, symbol=SOL) -> list:
@@ -346,3 +348,41 @@ async def test_a_stop_partly_filled_is_not_taken_for_one_on_other_terms(harness:
     after = harness.engine.ledger.orders[stop.client_order_id]
     assert after.qty == stop.qty and after.trigger_price == stop.trigger_price
     assert not [e for e in await harness.store.list_events(limit=500) if "taken as the exchange" in e.message]
+
+
+async def test_a_stop_taken_as_it_rests_looser_does_not_loosen_the_plan_across_a_crash(
+    harness: Harness,
+) -> None:
+    """As in chaos 1210:295, the pass takes the stop resting under its id, looser than the plan,
+    as the exchange has it, and the process dies before the resize that follows. Recovery took
+    the resting stop's price as the position's stop price: the plan loosened across the
+    restart (the stop resized at the looser price, not the plan's), which the pass without the
+    crash does not do. Recovery takes a resting stop's price only when tighter (a move that
+    rested just before a crash); a looser one is moved back to the plan."""
+    pos = await harness.open("short", usd="100")
+    assert pos.status is PositionStatus.PROTECTED and pos.stop_price is not None
+    plan = pos.stop_price
+    stop = harness.engine.ledger.current_stop(pos.id)
+    assert stop is not None and pos.tp1_price is not None
+    taken = stop.client_order_id.replace("-s1", "-s2")
+    await harness.sim.place_order(
+        OrderRequest(taken, SOL, stop.side, OrderType.STOP_MARKET, pos.filled_qty, plan + Decimal("2"), True)
+    )
+    harness.sim.set_mark(SOL, pos.tp1_price - Decimal("0.01"))  # TP1: the stop is resized (s2)
+    await eventually(lambda: harness.engine.ledger.positions[pos.id].tp1_hit, what="TP1 filled")
+    await harness.engine.wait_idle()
+
+    async def dies(_: object) -> None:  # the process dies once the terms are taken
+        raise asyncio.CancelledError
+
+    harness.engine.exits.resize = dies  # type: ignore[assignment,method-assign]
+    with contextlib.suppress(asyncio.CancelledError):
+        await harness.engine.reconcile()
+    assert harness.engine.ledger.orders[ClientOrderId(taken)].trigger_price == plan + Decimal("2")
+    await harness.restart()
+    await harness.engine.wait_idle()
+    after = harness.engine.ledger.positions[pos.id]
+    assert after.stop_price == plan, "the plan's stop, not the looser one found resting"
+    own = harness.engine.ledger.current_stop(pos.id)
+    assert own is not None and own.trigger_price == plan and own.qty == after.remaining
+    assert [(o.qty, o.trigger_price) for o in stops(harness, SOL)] == [(after.remaining, plan)]

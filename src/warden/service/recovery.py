@@ -19,6 +19,7 @@ from decimal import Decimal
 from warden.domain.alerts import Alert, AlertKind
 from warden.domain.events import Event, EventKind
 from warden.domain.orders import Order, OrderStatus
+from warden.domain.plan import tighter
 from warden.domain.position import ExitReason, Position, PositionStatus
 from warden.domain.reconcile import Truth, guard_stop, guard_stop_price, uncovered
 from warden.domain.reports import OrderReport, PositionReport
@@ -302,7 +303,11 @@ class Recovery:
 
     async def _take_stop_price(self, pid: PositionId, open_orders: dict[str, OrderReport]) -> None:
         """The exchange holds the truth about the resting stop: warden's stop price follows it
-        (e.g. a break-even move that rested just before a crash)."""
+        when it is tighter (e.g. a break-even move that rested just before a crash). Not when it
+        is looser: warden never moves a stop away from the market, so one resting looser under
+        the position's id is another process's copy taken as it rests (chaos 1210:295, the
+        pass's _stop_as_it_rests, its resize cut short): the plan stays and the stop is moved
+        back to it."""
         ledger = self.ctx.ledger
         stop = ledger.current_stop(pid)
         report = open_orders.get(stop.client_order_id) if stop is not None else None
@@ -312,6 +317,11 @@ class Recovery:
             pos = ledger.positions[pid]
             if not pos.is_active or pos.stop_price == report.trigger_price:
                 return
+            if (
+                pos.stop_price is not None
+                and tighter(pos.side, pos.stop_price, report.trigger_price) == pos.stop_price
+            ):
+                return  # looser than the plan: moved back to it (resync's settle)
             event = Event(
                 EventKind.STOP_MOVED,
                 self.ctx.clock.now(),
