@@ -577,6 +577,42 @@ async def test_a_late_entry_cover_refused_again_from_the_mark_is_closed_when_not
         assert harness.exchange_qty() == 0 and not harness.resting()
 
 
+async def test_a_late_entry_closed_blind_has_its_fill_recorded_once_and_the_trader_told_once(
+    store_url: str,
+) -> None:
+    """As above (both covers refused, the late entry closed at market under the cover's owner):
+    its fill is warden's trade, recorded once with its trade id (I2) once the database answers.
+    The trader was told twice of one close: 'closed at market', then the fill's own alert that
+    it fits no open position and 'reconciliation takes the exchange's size' (there is nothing
+    to take: the symbol is flat, as the close meant). A blind close's fill is recorded, not
+    alerted again."""
+    async with late_entry_with_the_database_down(store_url) as (harness, sim, late):
+
+        def market_falls_each_time(req: OrderRequest) -> bool:
+            if "cover" in req.client_order_id and req.trigger_price is not None:
+                sim.set_mark(SOL, req.trigger_price * Decimal("0.99"))
+            return False
+
+        sim.faults.rate_limit_if = market_falls_each_time
+        late.release()
+        window = harness.engine.config.protection_window
+        closes = lambda: [f for f in sim.core.fills(SOL) if "cover" in f.client_order_id]  # noqa: E731
+        await eventually(lambda: bool(closes()), timeout=window, what="the late entry closed")
+        [close] = closes()
+        assert harness.exchange_qty() == 0
+        await harness.engine.wait_idle()
+        database_back(harness)
+        await harness.engine.flush_pending()
+        await harness.engine.reconcile()
+        await harness.engine.wait_idle()
+        recorded = [
+            e for e in await harness.store.list_events(limit=500) if e.data.get("trade_id") == close.trade_id
+        ]
+        assert len(recorded) == 1, recorded
+        told = [a.message for a in harness.notifier.alerts if close.client_order_id in a.message]
+        assert len(told) == 1 and "closed at market" in told[0], told
+
+
 async def test_a_late_entry_closed_blind_with_an_unknown_outcome_refuses_signals_it_could_reduce(
     store_url: str,
 ) -> None:

@@ -121,7 +121,7 @@ def make_intent(
 
 
 class ExitManager:
-    def __init__(
+    def __init__(  # noqa: PLR0915 (one statement a piece of state)
         self, ctx: Context, gateway: Gateway, pass_again: Callable[[], Awaitable[object]] | None = None
     ) -> None:
         self.ctx = ctx
@@ -145,6 +145,10 @@ class ExitManager:
         self._stop_idle: dict[PositionId, asyncio.Event] = {}
         """Set when a position's stop move ends (stop_idle waits on it)."""
         self._cancelling: set[ClientOrderId] = set()
+        self._closing_blind: dict[ClientOrderId, bool] = {}
+        """A late entry's close at market (`guard_close`), sent or being sent: the alert saying it
+        closed tells the trader, its fills are recorded and not alerted again (True once one
+        came). One whose send failed is not kept: if it lands after all, its fill tells."""
         self._unsaved_marks: set[Symbol] = set()
         """Symbols whose moved marks a flush could not write (taken from the index already)."""
         self._persisted_marks: dict[PositionId, tuple[Decimal | None, Decimal, Decimal, Decimal | None]] = {}
@@ -1024,13 +1028,15 @@ class ExitManager:
                 await ctx.notify(AlertKind.PROTECTION_FAILED, message, None)
                 return
             close = guard_close(cover, ctx.config.installation_id, ctx.clock.now())
+            self._closing_blind[close.client_order_id] = False
             try:
                 closed = await self.place(close)
             except (ExchangeError, TradingRefused) as exc:
                 closed = Placed(None, str(exc))
-            if closed.report is not None:
+            if closed.report is not None or self._closing_blind[close.client_order_id]:
                 message = f"{what}: closed at market ({close.client_order_id})"
             else:
+                del self._closing_blind[close.client_order_id]  # landing later, its fill tells
                 message = (
                     f"{what}, and its close failed too ({closed.why}): {cover.symbol} may be open without"
                     " a stop; check it, close it by hand"
@@ -1115,9 +1121,13 @@ class ExitManager:
             after = self.ledger.positions[other.id]
             ctx.tasks.spawn(self.resize(other.id) if after.is_active else self.cancel_exits(other.id))
         if left > 0:
-            message = (
-                f"{cid} filled {report.qty} ({report.trade_id}); "
-                f"{left} of it fits no open position: reconciliation takes the exchange's size"
+            told = cid in self._closing_blind  # a late entry's close at market: its alert tells
+            if told:
+                self._closing_blind[cid] = True
+            message = f"{cid} filled {report.qty} ({report.trade_id}); " + (
+                "the close at market of a late entry no position of warden's holds"
+                if told
+                else f"{left} of it fits no open position: reconciliation takes the exchange's size"
             )
             await self.ledger.record(
                 Event(
@@ -1128,7 +1138,8 @@ class ExitManager:
                     {"trade_id": report.trade_id, "qty": str(left), "symbol": report.symbol},
                 )
             )
-            await ctx.notify(AlertKind.FILL_MISMATCH, message, None)
+            if not told:
+                await ctx.notify(AlertKind.FILL_MISMATCH, message, None)
 
     async def _reduce_by_stale_order(
         self, pid: PositionId, cid: ClientOrderId, report: FillReport, left: Decimal
