@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from datetime import timedelta
@@ -1005,6 +1006,40 @@ async def test_a_close_answered_unknown_is_followed_by_another_at_once_when_it_i
         sim.faults.reject_if = None
         again = await engine.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(100)))
         assert again.status is PositionStatus.PROTECTED
+
+
+async def test_a_stop_whose_position_ended_while_it_was_being_sent_is_not_sent_again() -> None:
+    """Chaos 1214:234: TP1 filled and the stop's resize went out, every send answered "unknown"
+    (the exchange held each 0.85 s); then the position ended (its last take-profit; here the
+    trader's close). The resize
+    went on sending the stop under its id for most of the protection window after that: a copy
+    landed and was cancelled as its position's, and the next copy, landing on the freed id,
+    was placed again (the order placed twice, a stop resting for a closed position until it
+    was swept). A stop is not sent again once its position has ended."""
+    clock = FakeClock()
+    sim = SimulatedExchange(now=clock.now, seed=7, sleep=clock.sleep)
+    async with engine_on(clock, sim, EngineConfig(fill_wait=0.05)) as engine:
+        opening = asyncio.ensure_future(engine.open_position(OpenPosition(SOL, Side.SHORT, usd=Decimal(100))))
+        await _until_done(clock, opening, 5)
+        pos = opening.result()
+        assert pos.status is PositionStatus.PROTECTED and pos.tp1_price is not None
+        sim.faults.execute_late_if = lambda request: request.type is OrderType.STOP_MARKET
+        sim.faults.execute_delay = 0.85
+        sim.set_mark(SOL, pos.tp1_price - Decimal("0.01"))  # TP1: the stop is resized, held
+        for _ in range(3):
+            clock.advance(0.1)
+            await turns(5)
+        left = engine.ledger.positions[pos.id].remaining
+        assert 0 < left < pos.filled_qty
+        closing = asyncio.ensure_future(engine.close_position(ClosePosition(pos.id)))  # the trader
+        await _until_done(clock, closing, 5)
+        for _ in range(150):  # 15 s: every copy in flight lands, and is swept
+            clock.advance(0.1)
+            await turns(5)
+        assert engine.ledger.positions[pos.id].status is PositionStatus.CLOSED
+        placed = Counter(o.client_order_id for o in sim.core.orders(SOL) if o.type is OrderType.STOP_MARKET)
+        assert max(placed.values()) == 1, placed
+        assert not list(sim.core.open_orders(SOL)), "nothing rests for the closed position"
 
 
 async def test_a_close_still_working_at_its_deadline_is_followed_until_its_fills_are_recorded() -> None:

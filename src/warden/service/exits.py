@@ -774,6 +774,12 @@ class ExitManager:
         maybe_sent = False
         attempt = 0
         while True:
+            position = self.ledger.positions.get(order.position_id)
+            if attempt and position is not None and not position.is_active:
+                # Its position ended meanwhile (chaos 1214:234): sent again, a copy could land on
+                # the id a cancel freed, and the order be placed twice. Copies already in flight
+                # are swept once none can land (cancel_exits, `_sweep_copies`).
+                return Placed(None, f"not sent again: its position is {position.status}", unknown=maybe_sent)
             attempt += 1
             try:
                 return Placed(await self.gw.send(order))
