@@ -15,8 +15,8 @@ from tests.service.harness import BTC, FAST, SOL, Harness
 from warden.adapters.sim import SimulatedExchange
 from warden.domain.alerts import AlertKind
 from warden.domain.events import EventKind
-from warden.domain.orders import OrderStatus
-from warden.domain.position import PositionStatus
+from warden.domain.orders import Order, OrderStatus
+from warden.domain.position import Position, PositionStatus
 from warden.domain.reconcile import Kind, Truth
 from warden.domain.reports import OrderReport, OrderRequest
 from warden.domain.values import ClientOrderId, OrderSide, OrderType
@@ -220,6 +220,25 @@ async def test_an_orphan_left_alone_is_said_once_not_every_pass(
         await h.stop()
 
 
+async def resized_after_tp1(harness: Harness, pos: Position) -> Order:
+    """TP1 fills (the stop is resized under the next id, s2) and a pass runs: the position's own
+    stop then, checked to be the one stop resting, of the position's size, at its price."""
+    assert pos.tp1_price is not None
+    harness.sim.set_mark(SOL, pos.tp1_price - Decimal("0.01"))
+    await eventually(lambda: harness.engine.ledger.positions[pos.id].tp1_hit, what="TP1 filled")
+    await harness.engine.wait_idle()
+    await harness.engine.reconcile()
+    await harness.engine.wait_idle()
+    remaining = harness.engine.ledger.positions[pos.id].remaining
+    own = harness.engine.ledger.current_stop(pos.id)
+    assert own is not None
+    resting = {o.client_order_id: o for o in stops(harness, SOL)}
+    assert list(resting) == [own.client_order_id], resting
+    assert resting[own.client_order_id].qty == own.qty == remaining
+    assert resting[own.client_order_id].trigger_price == own.trigger_price
+    return own
+
+
 async def test_a_stop_found_under_its_id_on_other_terms_is_taken_as_the_exchange_has_it_and_resized(
     harness: Harness,
 ) -> None:
@@ -240,19 +259,7 @@ async def test_a_stop_found_under_its_id_on_other_terms_is_taken_as_the_exchange
     await harness.sim.place_order(
         OrderRequest(taken, SOL, stop.side, OrderType.STOP_MARKET, pos.filled_qty, looser, True)
     )
-    assert pos.tp1_price is not None
-    harness.sim.set_mark(SOL, pos.tp1_price - Decimal("0.01"))  # TP1: the stop is resized (s2)
-    await eventually(lambda: harness.engine.ledger.positions[pos.id].tp1_hit, what="TP1 filled")
-    await harness.engine.wait_idle()
-    await harness.engine.reconcile()
-    await harness.engine.wait_idle()
-    remaining = harness.engine.ledger.positions[pos.id].remaining
-    own = harness.engine.ledger.current_stop(pos.id)
-    assert own is not None
-    resting = {o.client_order_id: o for o in stops(harness, SOL)}
-    assert list(resting) == [own.client_order_id], resting
-    assert resting[own.client_order_id].qty == own.qty == remaining
-    assert resting[own.client_order_id].trigger_price == own.trigger_price
+    own = await resized_after_tp1(harness, pos)
     assert own.trigger_price == harness.engine.ledger.positions[pos.id].stop_price, "at the plan's stop"
 
 
@@ -272,18 +279,7 @@ async def test_a_stop_found_under_its_id_tighter_than_the_plan_is_not_loosened_b
     await harness.sim.place_order(
         OrderRequest(taken, SOL, stop.side, OrderType.STOP_MARKET, pos.filled_qty, tighter, True)
     )
-    harness.sim.set_mark(SOL, pos.tp1_price - Decimal("0.01"))  # TP1: the stop is resized (s2)
-    await eventually(lambda: harness.engine.ledger.positions[pos.id].tp1_hit, what="TP1 filled")
-    await harness.engine.wait_idle()
-    await harness.engine.reconcile()
-    await harness.engine.wait_idle()
-    remaining = harness.engine.ledger.positions[pos.id].remaining
-    own = harness.engine.ledger.current_stop(pos.id)
-    assert own is not None
-    resting = {o.client_order_id: o for o in stops(harness, SOL)}
-    assert list(resting) == [own.client_order_id], resting
-    assert resting[own.client_order_id].qty == own.qty == remaining
-    assert resting[own.client_order_id].trigger_price == own.trigger_price
+    own = await resized_after_tp1(harness, pos)
     assert own.trigger_price is not None and own.trigger_price <= tighter, "never loosened"
     assert harness.engine.ledger.positions[pos.id].stop_price == own.trigger_price
 

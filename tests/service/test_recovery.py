@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from decimal import Decimal
 from typing import Any
@@ -291,6 +293,30 @@ async def test_an_entry_committed_and_never_sent_before_a_crash_is_told_failed_o
     assert harness.exchange_qty(SOL) == 0
 
 
+def stopped(harness: Harness) -> Decimal:
+    """How much the stops resting on the exchange cover."""
+    return sum((o.qty for o in harness.resting() if o.type is OrderType.STOP_MARKET), Decimal(0))
+
+
+@contextlib.asynccontextmanager
+async def starting_with_the_database_down(harness: Harness) -> AsyncIterator[None]:
+    """Its position's stops cancelled by hand while warden is down, warden starts (retrying)
+    with its database unreadable; on leaving, the database answers and startup passes."""
+    await harness.stop()
+    for order in harness.resting():
+        harness.sim.cancel_external(order.client_order_id)  # the position is uncovered
+    down = [True]
+    harness.wrap = lambda inner: DownStore(inner, down) if isinstance(inner, SwitchableStore) else inner
+    await harness.start(ready=False)
+    harness.wrap = None
+    starting = asyncio.ensure_future(harness.engine.start_with_retry())
+    try:
+        yield
+    finally:
+        down[0] = False
+        await asyncio.wait_for(starting, timeout=10)
+
+
 async def test_exposure_added_on_a_guarded_symbol_while_the_database_is_down_at_startup_is_guarded_too(
     harness: Harness,
 ) -> None:
@@ -302,33 +328,20 @@ async def test_exposure_added_on_a_guarded_symbol_while_the_database_is_down_at_
     symbol takes the next id (how many of this installation's guards rest there already)."""
     pos = await harness.open("long", usd="100")
     assert pos.status is PositionStatus.PROTECTED
-    await harness.stop()
-    for order in harness.resting():
-        harness.sim.cancel_external(order.client_order_id)  # the position is uncovered
-    down = [True]
-    harness.wrap = lambda inner: DownStore(inner, down) if isinstance(inner, SwitchableStore) else inner
-    await harness.start(ready=False)
-    harness.wrap = None
-    starting = asyncio.ensure_future(harness.engine.start_with_retry())
     window = harness.engine.config.protection_window
-
-    def stops() -> Decimal:
-        return sum((o.qty for o in harness.resting() if o.type is OrderType.STOP_MARKET), Decimal(0))
-
-    try:
-        await eventually(lambda: stops() == harness.exchange_qty(), timeout=window, what="the guard stop")
+    async with starting_with_the_database_down(harness):
+        await eventually(
+            lambda: stopped(harness) == harness.exchange_qty(), timeout=window, what="the guard stop"
+        )
         harness.sim.external_order(SOL, OrderSide.BUY, pos.filled_qty)  # the position grows
         held = harness.exchange_qty()
         assert held == 2 * pos.filled_qty
-        await eventually(lambda: stops() == held, timeout=window, what="the addition guarded too")
-    finally:
-        down[0] = False
-        await asyncio.wait_for(starting, timeout=10)
+        await eventually(lambda: stopped(harness) == held, timeout=window, what="the addition guarded too")
     await harness.engine.wait_idle()
     await harness.engine.reconcile()
     guards = [o for o in harness.resting() if "guard" in o.client_order_id]
     assert not guards, "the guard stops are cancelled once the position's own stop covers it"
-    assert stops() == harness.exchange_qty()
+    assert stopped(harness) == harness.exchange_qty()
 
 
 async def test_a_guard_cancelled_beside_another_on_its_symbol_is_replaced_while_the_database_is_down(
@@ -341,33 +354,22 @@ async def test_a_guard_cancelled_beside_another_on_its_symbol_is_replaced_while_
     was down. The next guard takes the first id that rests nowhere."""
     pos = await harness.open("long", usd="100")
     assert pos.status is PositionStatus.PROTECTED
-    await harness.stop()
-    for order in harness.resting():
-        harness.sim.cancel_external(order.client_order_id)  # the position is uncovered
-    down = [True]
-    harness.wrap = lambda inner: DownStore(inner, down) if isinstance(inner, SwitchableStore) else inner
-    await harness.start(ready=False)
-    harness.wrap = None
-    starting = asyncio.ensure_future(harness.engine.start_with_retry())
     window = harness.engine.config.protection_window
-
-    def stops() -> Decimal:
-        return sum((o.qty for o in harness.resting() if o.type is OrderType.STOP_MARKET), Decimal(0))
-
-    try:
-        await eventually(lambda: stops() == harness.exchange_qty(), timeout=window, what="the guard stop")
+    async with starting_with_the_database_down(harness):
+        await eventually(
+            lambda: stopped(harness) == harness.exchange_qty(), timeout=window, what="the guard stop"
+        )
         first = [o.client_order_id for o in harness.resting() if "guard" in o.client_order_id]
         assert len(first) == 1
         harness.sim.external_order(SOL, OrderSide.BUY, pos.filled_qty)  # the position grows
         held = harness.exchange_qty()
-        await eventually(lambda: stops() == held, timeout=window, what="the addition guarded")
+        await eventually(lambda: stopped(harness) == held, timeout=window, what="the addition guarded")
         harness.sim.cancel_external(first[0])  # the first guard cancelled by hand
-        assert stops() < held
-        await eventually(lambda: stops() == held, timeout=window, what="the part uncovered guarded again")
-    finally:
-        down[0] = False
-        await asyncio.wait_for(starting, timeout=10)
+        assert stopped(harness) < held
+        await eventually(
+            lambda: stopped(harness) == held, timeout=window, what="the part uncovered guarded again"
+        )
     await harness.engine.wait_idle()
     await harness.engine.reconcile()
     assert not [o for o in harness.resting() if "guard" in o.client_order_id]
-    assert stops() == harness.exchange_qty()
+    assert stopped(harness) == harness.exchange_qty()
