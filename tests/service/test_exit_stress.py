@@ -350,14 +350,21 @@ async def test_a_stop_that_fires_during_the_tp1_resize_is_a_plain_close(harness:
 
 
 @pytest.mark.parametrize("side", ["long", "short"])
+@pytest.mark.parametrize("aged", ["past pending_deadline", "past its copies"])
 async def test_a_stale_pending_stop_intent_is_resolved_in_one_pass_and_no_longer_blocks_the_symbol(
-    store_url: str, side: str
+    store_url: str, side: str, aged: str
 ) -> None:
     """Issue 8.1: a stop move whose send was answered 5xx (nothing executed) while every lookup
-    failed leaves its intent PENDING: its outcome is unknown. While young it counts as in flight;
-    once older than `pending_deadline`, one reconcile pass looks it up (not found: refused, final)
-    and, in that same pass, judges the symbol again: an outside reduce and a stop cancelled by
-    hand, both made while the stream was down, are repaired. The fake clock drives it."""
+    failed leaves its intent PENDING: its outcome is unknown. While a copy of it may still land
+    it counts as in flight; once older than `pending_deadline`, or once no copy can land any more
+    (`entry_deadline` after its last send), one reconcile pass looks it up (not found: refused,
+    final) and, in that same pass, judges the symbol again: an outside reduce and a stop cancelled
+    by hand, both made while the stream was down, are repaired. The fake clock drives it.
+
+    Chaos 1215:194: with only `pending_deadline`, a move given up on that way kept its symbol
+    out of every pass for 30 s after its copies could land. Meanwhile a later move's stop, given
+    up on (not found) yet landing late, rested unknown to warden as live (I4), and the stop it
+    superseded rested beside it."""
     clock = FakeClock()
     sim = SimulatedExchange(now=clock.now, seed=7)
     store = await open_store(store_url, exchange="sim")
@@ -382,7 +389,13 @@ async def test_a_stale_pending_stop_intent_is_resolved_in_one_pass_and_no_longer
             young = await driven(clock, engine.reconcile())
             assert young.findings == [], "a young intent is in flight: the symbol waits"
 
-            clock.advance(engine.config.pending_deadline + 1)
+            wait = (
+                engine.config.pending_deadline
+                if aged == "past pending_deadline"
+                else engine.config.entry_deadline
+            )
+            assert engine.config.entry_deadline < engine.config.pending_deadline
+            clock.advance(wait + 1)
             report = await driven(clock, engine.reconcile())
             await engine.wait_idle()
             assert engine.ledger.orders[intent.client_order_id].status is OrderStatus.REJECTED

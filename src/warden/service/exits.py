@@ -709,6 +709,19 @@ class ExitManager:
             return 0.0
         return left
 
+    def in_flight(self, order: Order) -> bool:
+        """Whether `order` may still reach the exchange: being sent now (or a close on its way), a
+        copy of it sent with an unknown outcome may still land (copies_may_land), or a close not
+        found yet may still execute (`_may_still_execute`). Not found once none of these holds,
+        it never will be."""
+        cid = order.client_order_id
+        return (
+            self.sending(cid)
+            or cid in self._sending
+            or self.copies_may_land(cid) > 0
+            or self._may_still_execute(order)
+        )
+
     def _sent_unknown(self, client_order_id: ClientOrderId) -> None:
         """A send of this order was answered with an unknown outcome: a copy is in flight."""
         self.copies_in_flight(client_order_id, self.ctx.config.entry_deadline)

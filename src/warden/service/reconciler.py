@@ -379,14 +379,26 @@ class Reconciler:
         return findings
 
     async def _resolve_stale_intents(self) -> None:
+        """Intents still PENDING are looked up (through `Recovery.resync`) once older than
+        `pending_deadline`, or sooner, once nothing can still make them land: no send of them is
+        under way, no copy of them sent with an unknown outcome can reach the exchange any more
+        (ExitManager.in_flight) and their position has no saga. Until then the reconciler leaves
+        their symbol alone (`diff`: busy), so an intent given up on would otherwise keep it out of
+        every pass for `pending_deadline` (chaos 1215:194: a later stop, given up on yet landing
+        late, rested unknown as live meanwhile, beside the stop it superseded)."""
         ctx = self.ctx
-        cutoff = ctx.clock.now() - timedelta(seconds=ctx.config.pending_deadline)
+        now = ctx.clock.now()
+        cutoff = now - timedelta(seconds=ctx.config.pending_deadline)
+        sent = now - timedelta(seconds=ctx.config.order_timeout)
         stale = {
             o.position_id
             for o in ctx.ledger.orders.values()
             if o.status is OrderStatus.PENDING
-            and o.created_at < cutoff
             and o.position_id in ctx.ledger.positions
+            and (
+                o.created_at < cutoff
+                or (o.created_at < sent and o.position_id not in ctx.sagas and not self.exits.in_flight(o))
+            )
         }
         for pid in stale:
             await self.recovery.resync(pid)
