@@ -709,14 +709,18 @@ class ExitManager:
             return 0.0
         return left
 
-    def in_flight(self, order: Order) -> bool:
-        """Whether `order` may still reach the exchange: being sent now (or a close on its way), a
-        copy of it sent with an unknown outcome may still land (copies_may_land), or a close not
-        found yet may still execute (`_may_still_execute`). Not found once none of these holds,
-        it never will be."""
+    def may_land(self, order: Order) -> bool:
+        """Whether `order` may still reach the exchange, as far as this engine can tell: being sent
+        now (or a close on its way), a copy of it sent with an unknown outcome may still land
+        (copies_may_land), or a close not found yet may still execute (`_may_still_execute`).
+        An entry (its saga's sends are not followed here) or an order created before this engine
+        began to act (another process's sends it cannot know of): always. For any other order
+        that is not found, False means it never will be."""
         cid = order.client_order_id
         return (
-            self.sending(cid)
+            order.role is OrderRole.ENTRY
+            or order.created_at < self.acting_since
+            or self.sending(cid)
             or cid in self._sending
             or self.copies_may_land(cid) > 0
             or self._may_still_execute(order)

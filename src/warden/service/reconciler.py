@@ -380,12 +380,13 @@ class Reconciler:
 
     async def _resolve_stale_intents(self) -> None:
         """Intents still PENDING are looked up (through `Recovery.resync`) once older than
-        `pending_deadline`, or sooner, once nothing can still make them land: no send of them is
-        under way, no copy of them sent with an unknown outcome can reach the exchange any more
-        (ExitManager.in_flight) and their position has no saga. Until then the reconciler leaves
-        their symbol alone (`diff`: busy), so an intent given up on would otherwise keep it out of
-        every pass for `pending_deadline` (chaos 1215:194: a later stop, given up on yet landing
-        late, rested unknown as live meanwhile, beside the stop it superseded)."""
+        `pending_deadline`, or sooner, once nothing can still make them land: an exit order of a
+        position past opening, with no saga, no send of it under way and no copy of it sent with
+        an unknown outcome that can still reach the exchange (ExitManager.may_land). Until then
+        the reconciler leaves their symbol alone (`diff`: busy), so an intent given up on would
+        otherwise keep it out of every pass for `pending_deadline` (chaos 1215:194: a later stop,
+        given up on yet landing late, rested unknown as live meanwhile, beside the stop it
+        superseded)."""
         ctx = self.ctx
         now = ctx.clock.now()
         cutoff = now - timedelta(seconds=ctx.config.pending_deadline)
@@ -394,10 +395,15 @@ class Reconciler:
             o.position_id
             for o in ctx.ledger.orders.values()
             if o.status is OrderStatus.PENDING
-            and o.position_id in ctx.ledger.positions
+            and (p := ctx.ledger.positions.get(o.position_id)) is not None
             and (
                 o.created_at < cutoff
-                or (o.created_at < sent and o.position_id not in ctx.sagas and not self.exits.in_flight(o))
+                or (
+                    o.created_at < sent
+                    and p.status is not PositionStatus.OPENING
+                    and o.position_id not in ctx.sagas
+                    and not self.exits.may_land(o)
+                )
             )
         }
         for pid in stale:
