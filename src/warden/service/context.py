@@ -8,7 +8,8 @@ Context
 │               deliverer (delivery.py); never blocking or failing the caller
 ├── tasks       follow-up work, owned and cancelled together
 ├── locks       one per position, one per symbol (opens are serialized per symbol)
-└── seen        wakes whoever waits for a fill of a position
+├── seen        wakes whoever waits for a fill of a position
+└── flights     what may still reach the exchange (sends under way, copies, late closes)
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from warden.ports import Clock, Notifier
 from warden.service.commands import EngineState, NotHolder
 from warden.service.config import EngineConfig
 from warden.service.delivery import Deliverer
+from warden.service.flights import InFlight
 from warden.service.ledger import Ledger
 
 log = structlog.get_logger("warden.engine")
@@ -160,6 +162,11 @@ class Context:
     seen: dict[PositionId, asyncio.Event] = field(default_factory=lambda: defaultdict(asyncio.Event))
     sagas: Counter[PositionId] = field(default_factory=Counter)
     """Positions whose open saga (or its background part) is running: it protects them itself."""
+    flights: InFlight = field(init=False)
+    """What of this engine's exit orders may still reach the exchange, and until when."""
+
+    def __post_init__(self) -> None:
+        self.flights = InFlight(self.config, self.clock, self.ledger)
 
     def alert(self, kind: AlertKind, message: str, position_id: PositionId | None = None) -> None:
         """Tell the trader from code that cannot wait (callbacks)."""

@@ -933,7 +933,7 @@ class Engine:
         self.ledger.clear()
         self._positions_loaded = False
         self.controls.taking_over()
-        self.exits.taking_over()
+        self.ctx.flights.taking_over()
 
     def lease_unreachable(self, why: str) -> None:
         """Our own database connection failed: we cannot tell whether we still hold the lease.

@@ -69,8 +69,6 @@ LATE_TRADES_KEPT = 1_000
 COVER = "cover"
 """The owner prefix of a stop that covers a late entry fill (cover_late_entry): not hex, so no
 position's id."""
-COPIES_KEPT = 1_000
-"""Orders whose copies may still land, kept before those past their time are dropped."""
 FollowUp = Callable[[PositionId], Coroutine[Any, Any, Any]]
 
 
@@ -121,12 +119,13 @@ def make_intent(
 
 
 class ExitManager:
-    def __init__(  # noqa: PLR0915 (one statement a piece of state)
+    def __init__(
         self, ctx: Context, gateway: Gateway, pass_again: Callable[[], Awaitable[object]] | None = None
     ) -> None:
         self.ctx = ctx
         self.gw = gateway
         self.ledger = ctx.ledger
+        self.flights = ctx.flights
         self.unprotected_seconds: list[float] = []
         self._exposed_since: dict[PositionId, float] = {}
         self._refused: dict[PositionId, int] = {}
@@ -137,9 +136,6 @@ class ExitManager:
         """Stop moves of the position refused in a row (every mark tries again; the trader is
         told of the first, then reminded at 8, 16, 32, ...)."""
         self.recovery_started: float | None = None
-        self.acting_since = ctx.clock.now()
-        """When this engine began to act for the account (built, or last took it over): an order
-        created before it may have been sent by another process, whose sends it cannot know."""
         self._moving: set[PositionId] = set()
         self._rerun: set[PositionId] = set()
         self._stop_idle: dict[PositionId, asyncio.Event] = {}
@@ -157,11 +153,6 @@ class ExitManager:
         """Stops sent on the entry's filled answer, before its fills were applied (see send_stop_early)."""
         self._early_closes: dict[PositionId, tuple[Order, asyncio.Task[Placed]]] = {}
         """Closes sent the moment such a stop was refused outright, before anything was written."""
-        self._sending: set[ClientOrderId] = set()
-        """Closes on their way to the exchange (their outcome is not unknown, only not yet known:
-        `_settle_unknown` leaves them alone)."""
-        self._placing: dict[ClientOrderId, int] = {}
-        """Exit orders being sent by `place` now (how many calls each), for `sending`."""
         self.last_mark: dict[Symbol, MarkPrice] = {}
         """The newest streamed mark of each symbol (the open saga sizes from it: no REST call)."""
         self.index = TickIndex(
@@ -185,17 +176,6 @@ class ExitManager:
         """Late entry fills (symbol:trade) covered by a stop of their own (cover_late_entry)."""
         self._sweeps: set[ClientOrderId] = set()
         """Cancelled orders whose copies in flight are looked for once none can land (_sweep)."""
-        self._closes_may_land: dict[ClientOrderId, tuple[Order, float]] = {}
-        """Closes sent with an unknown outcome, by this process or the one before it (read on a
-        start: `close_in_flight`), and until when (monotonic) each may still execute: no signal
-        opens a position they could reduce meanwhile (`close_may_land`)."""
-        self._copies_until: dict[ClientOrderId, float] = {}
-        """Exit orders sent with an unknown outcome: until when (monotonic) a copy still in flight
-        may reach the exchange (see copies_may_land)."""
-
-    def taking_over(self) -> None:
-        """The engine takes the account over (from a holder that died, or back): it acts from now."""
-        self.acting_since = self.ctx.clock.now()
 
     def forget(self, pid: PositionId) -> None:
         """A finished position leaves memory: its streak counters go with it."""
@@ -684,64 +664,8 @@ class ExitManager:
         a close resent three times under one id traded 0.020 for its 0.009).
 
         While it runs the order is `sending`: a resync leaves it to this call."""
-        cid = order.client_order_id
-        self._placing[cid] = self._placing.get(cid, 0) + 1
-        try:
+        with self.flights.placing(order.client_order_id):
             return await self._place(order)
-        finally:
-            self._placing[cid] -= 1
-            if not self._placing[cid]:
-                del self._placing[cid]
-
-    def copies_may_land(self, client_order_id: ClientOrderId) -> float:
-        """Seconds during which a copy of this order, sent with an unknown outcome, may still reach
-        the exchange's matching engine (0: none can). A venue may execute a timed-out request
-        seconds later (Binance's 503 -1007), and a stop is sent again under its id after one:
-        while a copy rests, the venue refuses the others as duplicates, but once it is cancelled
-        the id is free and a copy still in flight rests again (chaos 777:87, placed twice). Counted
-        as for a close (`_may_still_execute`): `entry_deadline` after the last such send."""
-        until = self._copies_until.get(client_order_id)
-        if until is None:
-            return 0.0
-        left = until - self.ctx.clock.monotonic()
-        if left <= 0:
-            del self._copies_until[client_order_id]
-            return 0.0
-        return left
-
-    def may_land(self, order: Order) -> bool:
-        """Whether `order` may still reach the exchange, as far as this engine can tell: being sent
-        now (or a close on its way), a copy of it sent with an unknown outcome may still land
-        (copies_may_land), or a close not found yet may still execute (`_may_still_execute`).
-        An entry (its saga's sends are not followed here) or an order created before this engine
-        began to act (another process's sends it cannot know of): always. For any other order
-        that is not found, False means it never will be."""
-        cid = order.client_order_id
-        return (
-            order.role is OrderRole.ENTRY
-            or order.created_at < self.acting_since
-            or self.sending(cid)
-            or cid in self._sending
-            or self.copies_may_land(cid) > 0
-            or self._may_still_execute(order)
-        )
-
-    def _sent_unknown(self, client_order_id: ClientOrderId) -> None:
-        """A send of this order was answered with an unknown outcome: a copy is in flight."""
-        self.copies_in_flight(client_order_id, self.ctx.config.entry_deadline)
-
-    def copies_in_flight(self, client_order_id: ClientOrderId, seconds: float) -> None:
-        """Copies of this order may land for `seconds` more (at least: a later end is kept)."""
-        now = self.ctx.clock.monotonic()
-        if len(self._copies_until) >= COPIES_KEPT:
-            self._copies_until = {c: t for c, t in self._copies_until.items() if t > now}
-        until = max(now + seconds, self._copies_until.get(client_order_id, now))
-        self._copies_until[client_order_id] = until
-
-    def sending(self, client_order_id: ClientOrderId) -> bool:
-        """Whether this engine is sending the order now: its outcome is the sender's to record
-        (a lookup may find nothing yet and would call it never sent)."""
-        return client_order_id in self._placing
 
     async def _place(self, order: Order) -> Placed:
         if order.role is OrderRole.STOP:
@@ -756,9 +680,9 @@ class ExitManager:
             except ExchangeUnavailable as exc:
                 last = Placed(None, f"exchange unavailable: {exc}")
             except ExchangeTimeout:
-                self._sent_unknown(order.client_order_id)
+                self.flights.sent_unknown(order.client_order_id)
                 if order.role is OrderRole.CLOSE:
-                    self.close_in_flight(order)
+                    self.flights.close_in_flight(order)
                 # A close that holds no second one back is looked up once, not in full: if it
                 # is not found, the next close may go out (`_alone`).
                 alone = order.role is OrderRole.CLOSE and self._alone(order.position_id, order.symbol)
@@ -814,7 +738,7 @@ class ExitManager:
                 last = Placed(None, f"exchange unavailable: {exc}")
             except ExchangeTimeout:
                 maybe_sent = True
-                self._sent_unknown(order.client_order_id)
+                self.flights.sent_unknown(order.client_order_id)
                 found = await self.gw.lookup(order, attempts=1)
                 if isinstance(found, Found):
                     return Placed(found.report)
@@ -982,7 +906,7 @@ class ExitManager:
             # Not refused: while the database cannot say the fill is warden's, nothing else may
             # cover it (an orphan under orphan_policy=alert is left alone), so it is sent again.
             if isinstance(exc, ExchangeTimeout):
-                self._sent_unknown(order.client_order_id)  # a copy may land: a stray waits for it
+                self.flights.sent_unknown(order.client_order_id)  # a copy may land: a stray waits for it
             log.warning("late_entry_cover_failed", trade_id=report.trade_id, error=str(exc), again=True)
             ctx.tasks.spawn(self._cover_again(order))
         except DuplicateOrder:
@@ -1997,14 +1921,14 @@ class ExitManager:
         resting is cancelled."""
         cid = order.client_order_id
         ended = order.status in (OrderStatus.CANCELED, OrderStatus.REJECTED)
-        if ended and self.copies_may_land(cid) > 0 and cid not in self._sweeps:
+        if ended and self.flights.copies_may_land(cid) > 0 and cid not in self._sweeps:
             self._sweeps.add(cid)
             self.ctx.tasks.spawn(self._sweep(order))
 
     async def _sweep(self, order: Order) -> None:
         cid = order.client_order_id
         try:
-            while (wait := self.copies_may_land(cid)) > 0:
+            while (wait := self.flights.copies_may_land(cid)) > 0:
                 await self.ctx.clock.sleep(wait)
             found = await self.gw.lookup(order, attempts=1)
             current = self.ledger.orders.get(cid)
@@ -2096,11 +2020,11 @@ class ExitManager:
             intent = early[0] if early is not None else self._close_intent(pos, pos.remaining)
             event = Event(EventKind.CLOSE_REQUESTED, ctx.clock.now(), pid, f"close {intent.qty}: {reason}")
             closing = replace(pos.transition(PositionStatus.CLOSING), exit_reason=reason)
-            self._sending.add(intent.client_order_id)
+            self.flights.closing.add(intent.client_order_id)
             try:
                 await self.ledger.commit(pos, closing, orders=[intent], events=[event])
             except BaseException:
-                self._sending.discard(intent.client_order_id)
+                self.flights.closing.discard(intent.client_order_id)
                 raise
         stop = self.ledger.current_stop(pid)
         if stop is None or stop.status is not OrderStatus.OPEN:
@@ -2110,7 +2034,7 @@ class ExitManager:
         try:
             placed = await (early[1] if early is not None else self.place(intent))
         finally:
-            self._sending.discard(intent.client_order_id)
+            self.flights.closing.discard(intent.client_order_id)
         report = placed.report
         if report is not None and not report.status.terminal:
             report = await self.work_order(intent, report, ctx.config.entry_deadline) or report
@@ -2328,8 +2252,8 @@ class ExitManager:
             o
             for o in self.ledger.live_orders(pid, role)
             if o.status is OrderStatus.PENDING
-            and o.client_order_id not in self._sending
-            and not (leave_sending and self.sending(o.client_order_id))
+            and o.client_order_id not in self.flights.closing
+            and not (leave_sending and self.flights.sending(o.client_order_id))
         ]
         found: dict[ClientOrderId, tuple[OrderStatus, str | None]] = {}
         settled = True
@@ -2341,7 +2265,7 @@ class ExitManager:
                     await self.wait_for_fills(pid, order.client_order_id, report.filled_qty, 0.0)
                 found[order.client_order_id] = (report.status, report.exchange_order_id)
                 settled = settled and (role is not OrderRole.CLOSE or report.status.terminal)
-            elif isinstance(looked, NotFound) and not self._may_still_execute(order):
+            elif isinstance(looked, NotFound) and not self.flights.may_still_execute(order):
                 found[order.client_order_id] = (OrderStatus.REJECTED, None)
             elif not (isinstance(looked, NotFound) and self._alone(pid, order.symbol)):
                 settled = False
@@ -2369,44 +2293,12 @@ class ExitManager:
         others = (p for p in self.ledger.by_symbol.get(symbol, ()) if p != pid)
         return not self.ctx.config.allow_stacking and next(others, None) is None
 
-    def close_in_flight(self, close: Order) -> None:
-        """`close` was sent with an unknown outcome (by this process, or by the one before it:
-        recovery reads those of positions open or closed within `entry_deadline`): counted by
-        `close_may_land` for as long as it may still execute."""
-        left = self._may_execute_for(close)
-        if left > 0 and not _close_ended(close):
-            self._closes_may_land[close.client_order_id] = (close, self.ctx.clock.monotonic() + left)
-
-    def close_may_land(self, symbol: Symbol, side: Side) -> float:
-        """Seconds during which a close of a `side` position on `symbol` that is no longer open,
-        sent with an unknown outcome and not known to have ended, may still execute (0: none
-        can). Landing, it would reduce a new `side` position there (reduce-only knows one
-        position per symbol), whatever closed its own: a second close past it
-        (`_alone`), its stop, a restart between. A position of the other side it
-        cannot reduce (the exchange refuses a reduce-only order that would grow it)."""
-        if not self._closes_may_land:
-            return 0.0
-        now, left = self.ctx.clock.monotonic(), 0.0
-        for cid, (close, until) in list(self._closes_may_land.items()):
-            if until <= now or _close_ended(self.ledger.orders.get(cid, close)):
-                del self._closes_may_land[cid]
-                continue
-            position = self.ledger.positions.get(close.position_id)
-            if (
-                close.symbol != symbol
-                or close.side is not side.exit_side
-                or (position and position.is_active)
-            ):
-                continue  # another market or side; or it lands on its own position
-            left = max(left, until - now)
-        return left
-
     def _close_held_for(self, pid: PositionId) -> float | None:
         """Seconds until no close of this position not found yet may still execute (see
         `_may_still_execute`): when the next close may go out. None if none holds it back."""
         left = max(
             (
-                self._may_execute_for(o)
+                self.flights.may_execute_for(o)
                 for o in self.ledger.live_orders(pid, OrderRole.CLOSE)
                 if o.status is OrderStatus.PENDING
             ),
@@ -2414,32 +2306,11 @@ class ExitManager:
         )
         return left if left > 0 else None
 
-    def _may_execute_for(self, order: Order) -> float:
-        """Seconds a close not found yet may still execute (`entry_deadline` after it was sent)."""
-        age = self.ctx.clock.now() - order.created_at
-        return self.ctx.config.entry_deadline - age.total_seconds()
-
-    def _may_still_execute(self, order: Order) -> bool:
-        """A close not found yet that is younger than `entry_deadline`: it timed out, and a venue
-        may execute a timed-out order seconds later, so it is not taken for never sent (another
-        close would be sent, and both could execute) until then. Any other order: not found is
-        never sent (a stop or take-profit rests until it triggers: its id cannot be taken twice)."""
-        return order.role is OrderRole.CLOSE and self._may_execute_for(order) > 0
-
     def _tell(self, pid: PositionId) -> bool:
         """Whether this protect-or-close round alerts: the first of a streak does, then rounds
         8, 16, 32, ... as reminders (each round is recorded as an event all the same)."""
         rounds = self._refused.get(pid, 0)
         return rounds == 0 or _reminder(rounds)
-
-
-def _close_ended(close: Order) -> bool:
-    """Whether a close is known to be unable to execute any more: filled, refused, or ended as the
-    exchange reported it. Not one recorded cancelled without ever being seen there: a cancel
-    answered "not found" once its position closed (`cancel_exits`) is no proof that a request the
-    exchange holds will not still execute."""
-    status = close.status
-    return status is OrderStatus.REJECTED or (status.terminal and close.exchange_order_id is not None)
 
 
 def _reminder(count: int) -> bool:

@@ -333,7 +333,7 @@ class Opener:
             existing = await self.store.find_by_signal(cmd.signal_id)
             if existing is not None:
                 raise AlreadyExists(existing)
-        landing = self.exits.close_may_land(inst.symbol, cmd.side)
+        landing = self.ctx.flights.close_may_land(inst.symbol, cmd.side)
         if landing > 0:
             raise TradingRefused(
                 f"nothing was sent: a close of the last {inst.symbol} {cmd.side} position, sent with an"

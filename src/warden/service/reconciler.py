@@ -382,7 +382,7 @@ class Reconciler:
         """Intents still PENDING are looked up (through `Recovery.resync`) once older than
         `pending_deadline`, or sooner, once nothing can still make them land: an exit order of a
         position past opening, with no saga, no send of it under way and no copy of it sent with
-        an unknown outcome that can still reach the exchange (ExitManager.may_land). Until then
+        an unknown outcome that can still reach the exchange (InFlight.may_land). Until then
         the reconciler leaves their symbol alone (`diff`: busy), so an intent given up on would
         otherwise keep it out of every pass for `pending_deadline` (chaos 1215:194: a later stop,
         given up on yet landing late, rested unknown as live meanwhile, beside the stop it
@@ -402,7 +402,7 @@ class Reconciler:
                     o.created_at < sent
                     and p.status is not PositionStatus.OPENING
                     and o.position_id not in ctx.sagas
-                    and not self.exits.may_land(o)
+                    and not self.ctx.flights.may_land(o)
                 )
             )
         }
@@ -425,7 +425,7 @@ class Reconciler:
             if (o := ctx.ledger.orders.get(ClientOrderId(cid))) is not None
             and o.status is OrderStatus.PENDING
             and o.created_at < cutoff
-            and not self.exits.sending(o.client_order_id)
+            and not self.ctx.flights.sending(o.client_order_id)
             and o.position_id not in ctx.sagas
             and (p := ctx.ledger.positions.get(o.position_id)) is not None
             and p.is_active
@@ -800,7 +800,7 @@ class Reconciler:
             if self.ctx.ledger.orders[cid].status is OrderStatus.OPEN:
                 return "taken as the position's stop: given up on, it landed late (its event was lost)"
         await self._copies_of_the_dead(cid, known, d)
-        wait = self.exits.copies_may_land(cid)
+        wait = self.ctx.flights.copies_may_land(cid)
         if wait > 0:
             # Cancelled now, the id would be free for a copy still in flight: it would rest again
             # (the order placed twice; chaos 777:87). Resting, it makes the venue refuse them.
@@ -819,23 +819,23 @@ class Reconciler:
     async def _copies_of_the_dead(self, cid: ClientOrderId, known: Order | None, d: Discrepancy) -> None:
         """Soon after a start or a takeover, a stray may be an order the process before this one
         sent with an unknown outcome, copies of it still in flight, which this process cannot know
-        of. One created before this engine began to act (ExitManager.acting_since), within a
+        of. One created before this engine began to act (InFlight.acting_since), within a
         stop's send time plus `entry_deadline` of now, is taken to have them until then
-        (ExitManager.copies_in_flight). Its row is read for when it was created if memory does not
+        (InFlight.copies_in_flight). Its row is read for when it was created if memory does not
         hold it (its position closed); unreadable, it is not."""
         config, clock = self.ctx.config, self.ctx.clock
         horizon = config.protection_window * 0.75 + config.entry_deadline
-        if (clock.now() - self.exits.acting_since).total_seconds() >= horizon:
+        if (clock.now() - self.ctx.flights.acting_since).total_seconds() >= horizon:
             return
         created = known.created_at if known is not None else None
         if created is None and d.position_id is not None:
             with contextlib.suppress(StoreUnavailable):
                 rows = await self.store.orders_for(PositionId(d.position_id))
                 created = next((o.created_at for o in rows if o.client_order_id == cid), None)
-        if created is not None and created < self.exits.acting_since:
+        if created is not None and created < self.ctx.flights.acting_since:
             left = horizon - (clock.now() - created).total_seconds()  # sent by the process before
             if left > 0:
-                self.exits.copies_in_flight(cid, left)
+                self.ctx.flights.copies_in_flight(cid, left)
 
     async def _cancel_stray_later(self, d: Discrepancy) -> None:
         """Once no copy of a stray left resting can land any more (see `_stray`), a fresh pass: it
@@ -846,7 +846,7 @@ class Reconciler:
         assert d.client_order_id is not None
         cid = ClientOrderId(d.client_order_id)
         try:
-            while (wait := self.exits.copies_may_land(cid)) > 0:
+            while (wait := self.ctx.flights.copies_may_land(cid)) > 0:
                 await self.ctx.clock.sleep(wait)
         finally:
             self._strays_later.pop(cid, None)

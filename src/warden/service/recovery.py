@@ -74,14 +74,14 @@ class Recovery:
     async def _closes_in_flight(self, orders: list[Order]) -> None:
         """Closes the process before sent with an unknown outcome that may still execute (within
         `entry_deadline` of their send, not known to have ended) are counted as this process's own are
-        (`ExitManager.close_in_flight`): a signal taken at once on a start would open a position
+        (`InFlight.close_in_flight`): a signal taken at once on a start would open a position
         one of them could reduce. Those of open positions are loaded; those of positions closed
         since they were sent (a second close went out past them) are read from the most recently
         opened positions."""
         ctx = self.ctx
         for order in orders:
             if order.role is OrderRole.CLOSE:
-                self.exits.close_in_flight(order)
+                self.ctx.flights.close_in_flight(order)
         now, horizon = ctx.clock.now(), ctx.config.entry_deadline
         for position in await self.store.list_positions(include_closed=True, limit=CLOSED_READ):
             ended = position.closed_at
@@ -89,7 +89,7 @@ class Recovery:
                 continue
             for order in await self.store.orders_for(position.id):
                 if order.role is OrderRole.CLOSE:
-                    self.exits.close_in_flight(order)
+                    self.ctx.flights.close_in_flight(order)
 
     async def guard(self) -> list[str]:
         """The database cannot be read, so nothing is known of warden's positions but what the
@@ -202,7 +202,7 @@ class Recovery:
         live = [
             o
             for o in ctx.ledger.orders_of(pid)
-            if o.status.live and not self.exits.sending(o.client_order_id)
+            if o.status.live and not self.ctx.flights.sending(o.client_order_id)
         ]
         updates: list[Order] = []
         need_fills: set[ClientOrderId] = set()
