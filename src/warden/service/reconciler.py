@@ -380,13 +380,14 @@ class Reconciler:
 
     async def _resolve_stale_intents(self) -> None:
         """Intents still PENDING are looked up (through `Recovery.resync`) once older than
-        `pending_deadline`, or sooner, once nothing can still make them land: an exit order of a
-        position past opening, with no saga, no send of it under way and no copy of it sent with
-        an unknown outcome that can still reach the exchange (InFlight.may_land). Until then
-        the reconciler leaves their symbol alone (`diff`: busy), so an intent given up on would
-        otherwise keep it out of every pass for `pending_deadline` (chaos 1215:194: a later stop,
-        given up on yet landing late, rested unknown as live meanwhile, beside the stop it
-        superseded)."""
+        `pending_deadline`, or sooner, once nothing can still make them land: an exit order of an
+        open or protected position (one opening or closing keeps its symbol busy all the same,
+        and its own path sends the next close: a resync's would be a second), with no saga, no
+        send of it under way and no copy of it sent with an unknown outcome that can still reach
+        the exchange (InFlight.may_land). Until then the reconciler leaves their symbol alone
+        (`diff`: busy), so an intent given up on would otherwise keep it out of every pass for
+        `pending_deadline` (chaos 1215:194: a later stop, given up on yet landing late, rested
+        unknown as live meanwhile, beside the stop it superseded)."""
         ctx = self.ctx
         now = ctx.clock.now()
         cutoff = now - timedelta(seconds=ctx.config.pending_deadline)
@@ -400,7 +401,7 @@ class Reconciler:
                 o.created_at < cutoff
                 or (
                     o.created_at < sent
-                    and p.status is not PositionStatus.OPENING
+                    and p.status in (PositionStatus.OPEN, PositionStatus.PROTECTED)
                     and o.position_id not in ctx.sagas
                     and not self.ctx.flights.may_land(o)
                 )
