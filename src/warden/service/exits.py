@@ -663,7 +663,7 @@ class ExitManager:
         cannot answer, the outcome stays unknown and nothing is resent (chaos 1559800714:8640:
         a close resent three times under one id traded 0.020 for its 0.009).
 
-        While it runs the order is `sending`: a resync leaves it to this call."""
+        While it runs the order is `InFlight.sending`: a resync leaves it to this call."""
         with self.flights.placing(order.client_order_id):
             return await self._place(order)
 
@@ -942,7 +942,7 @@ class ExitManager:
         with it down, nothing else covers the entry until it answers. Refused again, it is closed
         at market (`guard_close`) if that cannot be: stacking off and no position of warden's on
         the symbol (a close of an adoption racing it is refused on a flat symbol, and a signal
-        there is refused while this close may still land: `close_may_land`). Otherwise, or if the
+        there is refused while this close may still land: `InFlight.close_may_land`). Otherwise, or if the
         close fails, the entry is left uncovered and the trader told so."""
         ctx = self.ctx
         inst = ctx.instruments[cover.symbol]
@@ -1917,7 +1917,7 @@ class ExitManager:
         """A cancelled order sent with an unknown outcome: a copy still in flight can land now that
         its id is free, a stray of ours (a reduce-only stop of a closed position). So can one of an
         order given up on (its lookups found nothing) once its position ended: nothing takes it as
-        a stop then. Once none can land any more (copies_may_land), its id is looked up and a copy
+        a stop then. Once none can land any more (InFlight.copies_may_land), its id is looked up and a copy
         resting is cancelled."""
         cid = order.client_order_id
         ended = order.status in (OrderStatus.CANCELED, OrderStatus.REJECTED)
@@ -2288,14 +2288,14 @@ class ExitManager:
         an earlier one, not found, may still execute (chaos 1207:462: one answered 5xx held every
         other back for `entry_deadline` while every stop was refused): the first to execute
         closes the position, the other is refused on a flat symbol; signals that a late one
-        could reduce are refused meanwhile (`close_may_land`). With another position there, a
+        could reduce are refused meanwhile (`InFlight.close_may_land`). With another position there, a
         second reduce-only close could reduce it once the first lands: held back."""
         others = (p for p in self.ledger.by_symbol.get(symbol, ()) if p != pid)
         return not self.ctx.config.allow_stacking and next(others, None) is None
 
     def _close_held_for(self, pid: PositionId) -> float | None:
         """Seconds until no close of this position not found yet may still execute (see
-        `_may_still_execute`): when the next close may go out. None if none holds it back."""
+        `InFlight.may_still_execute`): when the next close may go out. None if none holds it back."""
         left = max(
             (
                 self.flights.may_execute_for(o)
