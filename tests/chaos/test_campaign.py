@@ -91,6 +91,7 @@ LONG_FINDINGS = (
     (1212, 39),
     (1214, 234),
     (1215, 194),
+    (1223, 147),
 )
 """(seed, run) of each violation a 10,000-run campaign (`warden bench chaos`) found, pinned; and
 of 600-run campaigns since (1207:462: a second close held back by a 5xx'd first while stops were
@@ -98,7 +99,9 @@ refused; 1208:347: closes held by the exchange while stops were refused, the exc
 1210:295, found on PostgreSQL: a dead process's stop landing under the id the new one staged;
 1212:39, also on PostgreSQL: a stop recorded resting by its event, its position left OPEN;
 1214:234: a stop sent again after its position ended, placed twice; 1215:194: a stop given up on
-that landed late, unknown as live while an intent given up on kept its symbol out of every pass)."""
+that landed late, unknown as live while an intent given up on kept its symbol out of every pass;
+1223:147: an entry given up on, found executed over REST with its stream fill lost: its trade
+recorded nowhere)."""
 
 
 @pytest.fixture(scope="module")

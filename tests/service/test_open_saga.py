@@ -762,6 +762,13 @@ async def test_an_entry_given_up_on_that_executes_across_a_restart_is_protected_
             ),
             what="the trader told",
         )
+        # Its trade is recorded, in an event of the entry's position: from its stream fill, or,
+        # when that was lost (it executed while warden was down), read over REST by the pass that
+        # found it (chaos 1223:147: recorded nowhere).
+        trades = [f.trade_id for f in sim.core.fills(SOL) if f.client_order_id.endswith(f"{pos.id}-e1")]
+        assert trades
+        recorded = {e.data.get("trade_id") for e in await harness.store.list_events(pos.id, 100)}
+        assert set(trades) <= recorded, (trades, recorded)
     finally:
         late.release()
         await harness.stop()

@@ -1011,12 +1011,23 @@ class ExitManager:
             return
         await self.cover_late_entry(report)
         status = position.status if position is not None else "it left memory"
+        await self.record_late_trade(report, pid, f"fill {report.trade_id} after {status}")
+        if self.on_late_entry is not None:
+            self.on_late_entry(position, report)
+
+    async def record_late_trade(self, report: FillReport, pid: PositionId, message: str) -> None:
+        """A trade of an entry given up on, which no position's fills hold (the position adopting
+        what it opened is sized from the exchange): recorded in an event carrying it, of the
+        entry's position `pid`, once per trade (its stream fill, or a pass that read it over REST
+        when that fill was lost)."""
+        if report.trade_id in self._late_trades:
+            return
         await self.ledger.record(
             Event(
                 EventKind.RECONCILE,
                 self.ctx.clock.now(),
                 pid,
-                f"fill {report.trade_id} after {status}",
+                message,
                 {
                     "trade_id": report.trade_id,
                     "client_order_id": report.client_order_id,
@@ -1030,8 +1041,6 @@ class ExitManager:
         self._late_trades[report.trade_id] = None
         while len(self._late_trades) > LATE_TRADES_KEPT:
             del self._late_trades[next(iter(self._late_trades))]
-        if self.on_late_entry is not None:
-            self.on_late_entry(position, report)
 
     async def attribute_orphan_fill(self, report: FillReport) -> None:
         """A fill of an exit order of a position that already finished: it reduced something else."""

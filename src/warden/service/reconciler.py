@@ -455,7 +455,10 @@ class Reconciler:
         late = self.late_entries.pop(d.symbol, None)
         if late is not None and late.side is not report.side:
             late = None
-        found_late = late is None and (late := await self._given_up_entry(report)) is not None
+        given_up = await self._given_up_entry(report) if late is None else None
+        found_late = given_up is not None
+        if given_up is not None:
+            late = given_up[0]
         if self.orphan_policy is OrphanPolicy.ALERT and late is None:
             return "alerted only (orphan_policy=alert)"
         ctx = self.ctx
@@ -485,6 +488,8 @@ class Reconciler:
         self.exits.exposed_from(position.id, ctx.clock.monotonic())
         if late is not None:
             protected = await self.exits.protect(position.id)
+            if given_up is not None:
+                await self._late_trades(*given_up)
             how = f", {LATE_FOUND}" if found_late else ""
             return (
                 f"adopted as {position.id} (the late entry of {late.id}{how}) and protected"
@@ -496,7 +501,22 @@ class Reconciler:
         protected = await self.exits.protect(position.id)
         return f"adopted as {position.id} and protected ({protected.status})"
 
-    async def _given_up_entry(self, report: PositionReport) -> Position | None:
+    async def _late_trades(self, position: Position, entry: Order) -> None:
+        """The trades of an entry given up on that a pass found executed (its stream fill lost),
+        read over REST and recorded as its stream fills would have been (chaos 1223:147: the
+        stream down while it executed, the trade was recorded nowhere). Unreadable now: the
+        adoption stands, and the trades stay unrecorded (logged)."""
+        try:
+            fills = await self.gw.fills(entry.symbol, position.opened_at)
+        except ExchangeError as exc:
+            log.warning("late_trades_unread", client_order_id=entry.client_order_id, error=str(exc))
+            return
+        for fill in fills:
+            if fill.client_order_id == entry.client_order_id:
+                message = f"fill {fill.trade_id} after {position.status} (found by reconciliation)"
+                await self.exits.record_late_trade(fill, position.id, message)
+
+    async def _given_up_entry(self, report: PositionReport) -> tuple[Position, Order] | None:
         """The failed position whose entry this orphan is, when no stream fill said so (it was
         lost: the entry executed while warden was down, or in a stream gap): the newest of the
         account's recent positions on the symbol failed, on the orphan's side, and the exchange
@@ -514,7 +534,7 @@ class Reconciler:
         if entry is None:
             return None
         found = await self.gw.lookup(entry, attempts=1)
-        return last if isinstance(found, Found) and found.report.filled_qty > 0 else None
+        return (last, entry) if isinstance(found, Found) and found.report.filled_qty > 0 else None
 
     # ----------------------------------------------------------------- ghosts
 
