@@ -353,7 +353,7 @@ class Checker:
         alerts = self.subject.notifier.since(started - EVENT_SLACK)
         kinds = {a.kind for a in alerts}
         for event in events:
-            finding = event.data.get("kind")
+            finding = event.data.get("kind") or ""
             expected = FINDING_ALERTS.get(finding, frozenset())
             if finding == "orphan" and LATE_FOUND in event.message:
                 # An entry given up on, found executed by its client id: no stream fill told the
