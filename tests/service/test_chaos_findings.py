@@ -559,6 +559,22 @@ class DownStore(ForwardingStore):
         self._check()
         return await self.inner.load_active()
 
+
+@contextlib.asynccontextmanager
+async def the_database_down_at_start(harness: Harness) -> AsyncIterator[None]:
+    """Warden (stopped) starts, retrying, with its database unreadable (DownStore); on leaving,
+    the database answers and startup passes."""
+    down = [True]
+    harness.wrap = lambda inner: DownStore(inner, down) if isinstance(inner, SwitchableStore) else inner
+    await harness.start(ready=False)
+    harness.wrap = None
+    starting = asyncio.ensure_future(harness.engine.start_with_retry())
+    try:
+        yield
+    finally:
+        down[0] = False
+        await asyncio.wait_for(starting, timeout=10)
+
     async def ping(self) -> None:
         self._check()
         await self.inner.ping()
@@ -585,12 +601,7 @@ async def test_a_restart_while_the_database_is_down_still_protects_what_the_exch
     assert budget.dead and harness.exchange_qty() > 0 and harness.resting() == [], "died before the stop"
     harness.drop_stream()
     await harness.stop()
-    down = [True]
-    harness.wrap = lambda inner: DownStore(inner, down) if isinstance(inner, SwitchableStore) else inner
-    await harness.start(ready=False)
-    harness.wrap = None
-    starting = asyncio.ensure_future(harness.engine.start_with_retry())
-    try:
+    async with the_database_down_at_start(harness):
         await eventually(
             lambda: (
                 sum(o.qty for o in harness.resting() if o.type is OrderType.STOP_MARKET)
@@ -599,9 +610,6 @@ async def test_a_restart_while_the_database_is_down_still_protects_what_the_exch
             timeout=harness.engine.config.protection_window,
             what="a stop for the position while the database is down",
         )
-    finally:
-        down[0] = False
-        await asyncio.wait_for(starting, timeout=10)
     # The database is back: the real position is protected by its own stop and the guard's
     # stop is gone (a stray of this installation), not left doubling the cover.
     await harness.engine.wait_idle()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -12,8 +11,8 @@ from typing import Any
 import pytest
 
 from tests.helpers import eventually
-from tests.service.harness import BTC, SOL, Harness, SwitchableStore
-from tests.service.test_chaos_findings import DownStore
+from tests.service.harness import BTC, SOL, Harness
+from tests.service.test_chaos_findings import the_database_down_at_start
 from warden.domain.alerts import AlertKind
 from warden.domain.errors import ValidationError
 from warden.domain.events import EventKind
@@ -305,16 +304,8 @@ async def starting_with_the_database_down(harness: Harness) -> AsyncIterator[Non
     await harness.stop()
     for order in harness.resting():
         harness.sim.cancel_external(order.client_order_id)  # the position is uncovered
-    down = [True]
-    harness.wrap = lambda inner: DownStore(inner, down) if isinstance(inner, SwitchableStore) else inner
-    await harness.start(ready=False)
-    harness.wrap = None
-    starting = asyncio.ensure_future(harness.engine.start_with_retry())
-    try:
+    async with the_database_down_at_start(harness):
         yield
-    finally:
-        down[0] = False
-        await asyncio.wait_for(starting, timeout=10)
 
 
 async def test_exposure_added_on_a_guarded_symbol_while_the_database_is_down_at_startup_is_guarded_too(

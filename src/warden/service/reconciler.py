@@ -456,7 +456,6 @@ class Reconciler:
         if late is not None and late.side is not report.side:
             late = None
         given_up = await self._given_up_entry(report) if late is None else None
-        found_late = given_up is not None
         if given_up is not None:
             late = given_up[0]
         if self.orphan_policy is OrphanPolicy.ALERT and late is None:
@@ -490,7 +489,7 @@ class Reconciler:
             protected = await self.exits.protect(position.id)
             if given_up is not None:
                 await self._late_trades(*given_up)
-            how = f", {LATE_FOUND}" if found_late else ""
+            how = f", {LATE_FOUND}" if given_up is not None else ""
             return (
                 f"adopted as {position.id} (the late entry of {late.id}{how}) and protected"
                 f" ({protected.status})"
