@@ -22,9 +22,10 @@ from prometheus_client import CollectorRegistry
 
 from warden.adapters.clock import SystemClock
 from warden.adapters.db import urls
+from warden.adapters.db.installation_file import InstallationFile
 from warden.adapters.db.lease import default_holder, lease_for
 from warden.adapters.db.migrate import upgrade
-from warden.adapters.db.store import SharedConnections, open_store
+from warden.adapters.db.store import SharedConnections, SqlStore, open_store
 from warden.adapters.db.urls import redact
 from warden.adapters.measured import MeasuredNotifier, MeasuredStore, Telemetry, measured_exchange
 from warden.adapters.notify import LogNotifier
@@ -38,6 +39,7 @@ from warden.ports import (
     AlertChannel,
     Clock,
     Exchange,
+    ExchangeError,
     Lease,
     LeaseState,
     Notifier,
@@ -378,14 +380,15 @@ async def running(
     """
     clock = clock or SystemClock()
     waiting_kill = waiting_kill or waiting_kill_of(settings.data_dir, settings.account)
-    store = await open_store(
-        settings.db,
-        exchange=settings.exchange,
-        account=settings.account,
-        op_timeout=settings.db_timeout,
+    store = await _open_or_guard(
+        settings,
+        clock,
+        exchange,
         migrate=migrate,
         shared=shared,
-        idle_in_transaction=_idle_limit(settings),
+        notifier=notifier,
+        bot=bot,
+        label=label_alerts,
     )
     owns_exchange = exchange is None  # an exchange handed in is closed by whoever made it
     try:
@@ -469,6 +472,138 @@ async def running(
             await exchange.close()
         await _close_channels(channels, None if shared_bot else bot)
         await store.close()
+
+
+async def _open_or_guard(
+    settings: Settings,
+    clock: Clock,
+    exchange: Exchange | None,
+    *,
+    migrate: bool,
+    shared: SharedConnections | None,
+    notifier: Notifier | None,
+    bot: Any,
+    label: bool,
+) -> SqlStore:
+    """The account's store, its installation id kept beside the data (for a start that cannot
+    open it); one that cannot be opened raises StoreUnavailable once the exchange is guarded."""
+    try:
+        store = await open_store(
+            settings.db,
+            exchange=settings.exchange,
+            account=settings.account,
+            op_timeout=settings.db_timeout,
+            migrate=migrate,
+            shared=shared,
+            idle_in_transaction=_idle_limit(settings),
+        )
+    except StoreUnavailable as exc:
+        await guard_unopened(settings, clock, exchange, str(exc), notifier=notifier, bot=bot, label=label)
+        raise
+    try:
+        InstallationFile(settings.data_dir, settings.account).remember(settings.db, store.installation_id)
+    except StoreUnavailable as exc:  # a start that cannot open the database then cannot guard
+        log.warning("installation_not_kept", error=str(exc))
+    return store
+
+
+async def guard_unopened(
+    settings: Settings,
+    clock: Clock,
+    exchange: Exchange | None,
+    why: str,
+    *,
+    notifier: Notifier | None = None,
+    bot: Any = None,
+    label: bool = False,
+) -> list[str]:
+    """The database cannot be opened at all (PostgreSQL down as the process starts): no lease can
+    be taken and nothing loaded, and a position that filled just before a crash would wait, naked,
+    until the database answers. Protect what the exchange holds, as a start that cannot read its
+    database does (`Recovery.guard`): every position no resting reduce-only stop covers gets a
+    guard stop, named by the installation id kept in the data directory (`InstallationFile`),
+    which the engine that opens the database later cancels as its own stray once the real stop
+    rests. The caller fails as before (the process exits; a fleet starts the account again).
+
+    Sent without the lease, on purpose: a guard only adds a reduce-only stop where none covers a
+    position, and an engine that holds the account meanwhile (this host alone cut off from the
+    database) cancels it as a stray. With no id kept for this database nothing is sent (an id not
+    the database's would be another warden's order to the engine that opens it: it would stop
+    trading); the trader is told what no stop covers. What was placed or found is told from
+    memory (there is no outbox), and returned."""
+    try:
+        installation = InstallationFile(settings.data_dir, settings.account).recall(settings.db)
+        unknown = "no installation id is kept for this database in the data directory"
+    except StoreUnavailable as exc:
+        installation, unknown = None, str(exc)
+    owns_exchange = exchange is None
+    try:
+        venue, _ = await _exchange_for(settings, clock, exchange)
+    except Exception as exc:  # the database's error is the one the caller reports
+        log.error("guard_failed", error=f"{type(exc).__name__}: {exc}")
+        return []
+    try:
+        config = engine_config(settings, installation or "")
+        guard = Engine(venue, _no_database(), clock, LogNotifier(), config)
+        found = await guard.recovery.guard(send=installation is not None)
+    except Exception as exc:  # the database's error stays the one the caller reports
+        log.error(
+            "guard_failed", error=f"{type(exc).__name__}: {exc}", exc_info=not isinstance(exc, ExchangeError)
+        )
+        return []
+    finally:
+        if owns_exchange:
+            await venue.close()
+    if found:
+        if installation is None:  # nothing placed: the trader must act
+            kind, then = (
+                AlertKind.PROTECTION_FAILED,
+                f"{unknown}, so no guard stop was placed; no stop covers",
+            )
+        else:
+            kind, then = AlertKind.STOP_REPLACED, "guard stops placed on the exchange"
+        message = f"database unreachable at startup ({why}); {then}: " + "; ".join(found)
+        await _tell_from_memory(settings, clock, notifier or LogNotifier(), bot, label, kind, message)
+    return found
+
+
+GUARD_ALERT_WAIT = 5.0
+"""Seconds a start that cannot open its database spends delivering what its guard did."""
+
+
+async def _tell_from_memory(
+    settings: Settings,
+    clock: Clock,
+    notifier: Notifier,
+    bot: Any,
+    label: bool,
+    kind: AlertKind,
+    message: str,
+) -> None:
+    """Tell the trader with no outbox (no database): logged at once (`notifier`), then sent to
+    every channel, tried for up to GUARD_ALERT_WAIT seconds."""
+    channels, made = build_channels(settings, clock, bot, label=label)
+    deliverer = Deliverer(
+        _no_database(), clock, notifier, channels, settings.routes(), owns_outbox=lambda: False
+    )
+    alert = Alert(AlertId(secrets.token_hex(8)), kind, message, clock.now())
+    deliverer.offer(alert, stored=False)
+    await deliverer.log_now(alert, GUARD_ALERT_WAIT)
+    try:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(GUARD_ALERT_WAIT):
+                while await deliverer.deliver_pending():
+                    await clock.sleep(0.2)
+    finally:
+        await _close_channels(channels, None if bot is not None else made)
+
+
+def _no_database() -> Store:
+    """A store nothing reads or writes (an alert delivered from memory, a guard with no database);
+    imported only then, not at start."""
+    from warden.adapters.memory import InMemoryStore
+
+    return InMemoryStore()
 
 
 def waiting_kill_of(data_dir: Path, account: str) -> WaitingKill:
@@ -929,11 +1064,9 @@ class _StartHerald:
     async def _offer(self, kind: AlertKind, message: str) -> Alert:
         clock = self.fleet.clock
         if self.deliverer is None:
-            from warden.adapters.memory import InMemoryStore  # only when an account fails: not at start
-
             self.channels, _ = build_channels(self.settings, clock, self.fleet.telegram, label=self.label)
             self.deliverer = Deliverer(
-                InMemoryStore(),  # never read: it does not own an outbox, it delivers from memory
+                _no_database(),  # it does not own an outbox, it delivers from memory
                 clock,
                 LogNotifier(),
                 self.channels,
@@ -1123,7 +1256,15 @@ async def running_fleet(
         fleet.failures[name] = why
         log.error("account_failed", account=name, error=why)
     # Once, before any account opens it: concurrent migrations of one SQLite file collide.
-    await upgrade(settings.db)
+    try:
+        await upgrade(settings.db)
+    except StoreUnavailable as exc:  # every account is guarded, as one of them alone would be
+        given = exchanges or {}
+        label = bool(settings.accounts)
+        await asyncio.gather(
+            *(guard_unopened(s, clock, given.get(n), str(exc), label=label) for n, s in per_account.items())
+        )
+        raise
     fleet.telegram = build_bot(settings)
     fleet.telegram_record = build_update_record(settings) if fleet.telegram is not None else None
     shared = _shared_connections(settings)

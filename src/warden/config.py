@@ -275,7 +275,9 @@ class Settings(BaseSettings):
         Path("./data"),
         description=(
             "Directory for local state: the API token file, the in-process simulator's account,"
-            " and a control change the database could not store yet."
+            " a control change the database could not store yet, and each account's installation"
+            " id (`installation-<account>.json`, for guard stops placed when the database cannot"
+            " be opened at start)."
         ),
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")

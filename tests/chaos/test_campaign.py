@@ -123,6 +123,28 @@ def test_each_run_the_long_campaign_failed_now_keeps_the_promise(
     assert not result.violations, "\n".join(trace)
 
 
+POSTGRES_FINDINGS = ((1222, 170),)
+"""(seed, run) of violations found on PostgreSQL that only PostgreSQL shows, pinned and replayed
+there (1222:170: killed as its entry filled, the process started again with PostgreSQL down
+could not open its store and guarded nothing until it answered)."""
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(("seed", "run"), POSTGRES_FINDINGS)
+def test_each_run_that_failed_on_postgresql_now_keeps_the_promise_there(
+    pg_url: str, seed: int, run: int
+) -> None:
+    """`warden chaos --db postgresql://... --replay SEED:RUN`."""
+    databases = Databases(pg_url)
+    prepare(databases)
+    try:
+        trace: list[str] = []
+        result = run_one(scenario(seed, run), databases, Options(), trace=trace.append)
+    finally:
+        close(databases)
+    assert not result.violations, "\n".join(trace)
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_each_incident_is_met_by_warden_and_happens_to_the_naive_twin(name: str) -> None:
     """`--scenario seed-00N`: warden meets the outcome the incident should have had; the naive

@@ -10,6 +10,7 @@ twin (naive.py) is the other Subject.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -21,6 +22,7 @@ from sqlalchemy import select
 from warden.adapters.db.lease import lease_for
 from warden.adapters.db.schema import fills
 from warden.adapters.db.store import SqlStore, open_store
+from warden.adapters.memory import InMemoryStore
 from warden.adapters.sim import SimulatedExchange
 from warden.chaos.ports import ChaosExchange, ChaosStore, DbFaults, IoCounter, SimulatedCrash, TimedNotifier
 from warden.chaos.steps import Step
@@ -46,6 +48,9 @@ from warden.service.engine import Engine
 ACCOUNT = "chaos"
 INSTALLATION = "chaos1"
 """The installation id of every run's database: a replay names its orders as the run did."""
+SUPERVISOR_RESTART = 1.0
+"""Seconds between a supervisor's starts of a process that exits because it cannot open its
+database (PostgreSQL down): each start guards the exchange first (bootstrap.guard_unopened)."""
 
 
 def id_maker(key: str) -> Callable[[], str]:
@@ -164,11 +169,17 @@ class WardenSubject:
     async def boot(self) -> None:
         """A new process: open the store, take the lease, build the engine, recover (retrying)."""
         if not self.url.startswith("sqlite"):
-            # PostgreSQL: the process cannot open its store or take its advisory lock, and the
-            # supervisor keeps restarting it until the server answers. On SQLite the file opens
-            # and the lock is a file lock: the engine starts, cannot read its database, and
-            # guards what the exchange holds until it can (Engine.start_with_retry).
-            await self.db.up.wait()
+            # PostgreSQL: the process cannot open its store or take its advisory lock. It guards
+            # what the exchange holds under the installation id kept beside its data
+            # (bootstrap.guard_unopened) and exits, and the supervisor starts it again, until the
+            # server answers. On SQLite the file opens and the lock is a file lock: the engine
+            # starts, cannot read its database, and guards what the exchange holds until it can
+            # (Engine.start_with_retry).
+            while self.db.down:
+                await self._guard_unopened()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(SUPERVISOR_RESTART):
+                        await self.db.up.wait()
         io = self.io
         with real_io():
             inner = await open_store(
@@ -188,6 +199,13 @@ class WardenSubject:
         engine.run_loops(self.sim.stream())
         self._starting = asyncio.ensure_future(self._start(engine))
         self.boots += 1
+
+    async def _guard_unopened(self) -> None:
+        """One start that cannot open the database: the exchange guarded, nothing else done."""
+        config = replace(self.config, installation_id=self.installation)
+        guard = Engine(ChaosExchange(self.sim, self.io), InMemoryStore(), self.clock, self.notifier, config)
+        with contextlib.suppress(ExchangeError):
+            await guard.recovery.guard(send=bool(self.installation))
 
     async def _start(self, engine: Engine) -> None:
         try:

@@ -91,18 +91,22 @@ class Recovery:
                 if order.role is OrderRole.CLOSE:
                     self.ctx.flights.close_in_flight(order)
 
-    async def guard(self) -> list[str]:
+    async def guard(self, *, send: bool = True) -> list[str]:
         """The database cannot be read, so nothing is known of warden's positions but what the
         exchange holds: every position there that no resting reduce-only stop covers gets one
         now, at the plan's distance (from the entry, or from the mark if the market is past it),
         under an id of this installation that no position owns. When the database is back,
         recovery protects the real positions and the reconciler cancels the guard's stops as
         strays (after the real stop rests: missing stops are repaired before strays). Returns
-        what was placed, for the alert; raises ExchangeError if the exchange cannot be read."""
+        what was placed, for the alert; raises ExchangeError if the exchange cannot be read.
+        `send=False`: nothing is sent (no installation id to name a guard by); what is uncovered
+        is returned, each marked so."""
         ctx = self.ctx
+        truth = Truth(await self.gw.positions(), await self.gw.open_orders())
+        if not send:
+            return [f"{r.symbol} {r.side} {missing} (no stop covers it)" for r, missing in uncovered(truth)]
         if not ctx.instruments:
             ctx.instruments.update(await self.gw.instruments())
-        truth = Truth(await self.gw.positions(), await self.gw.open_orders())
         placed = []
         resting = {o.client_order_id for o in truth.open_orders}
         for report, missing in uncovered(truth):
