@@ -439,12 +439,14 @@ async def running(
     )
     runtime.telegram, runtime.channels = bot, channels
     try:
+        # Before the task group: a database that fails here is raised as itself, not wrapped in
+        # an ExceptionGroup (the CLI names `db`, the fleet the error).
+        epoch = await _first_lease(runtime, notifier, label_alerts)
         async with asyncio.TaskGroup() as group:
             runtime.group = group
             # The engine's acting loops run outside the group (`run_loops`): stopped however the
             # block ends, a start that raised before the first attempt was told included.
             try:
-                epoch = await _try_lease(runtime)
                 if epoch is None:
                     await _stand_by_because(runtime)
                     log.warning("standby", account=settings.account, holder=lease.holder())
@@ -753,6 +755,24 @@ async def _renew(runtime: Runtime) -> LeaseState | None:
     runtime.confirmed()
     engine.lease_restored()
     return state
+
+
+async def _first_lease(runtime: Runtime, notifier: Notifier | None, label: bool) -> int | None:
+    """`_try_lease` as the process starts; a database gone down since its store opened leaves
+    nothing loaded and no lease, so the exchange is guarded first (`guard_unopened`)."""
+    try:
+        return await _try_lease(runtime)
+    except StoreUnavailable as exc:
+        await guard_unopened(
+            runtime.settings,
+            runtime.clock,
+            runtime.exchange,
+            str(exc),
+            notifier=notifier,
+            bot=runtime.telegram,
+            label=label,
+        )
+        raise
 
 
 async def _try_lease(runtime: Runtime) -> int | None:

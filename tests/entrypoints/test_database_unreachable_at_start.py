@@ -109,6 +109,43 @@ async def test_a_start_that_cannot_open_its_database_guards_the_exchange_under_i
     await sim.close()
 
 
+async def test_a_database_that_goes_down_between_the_store_and_the_lease_is_guarded_likewise(
+    tmp_path: Path, store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store opened (its installation id kept), then the lease could not be taken: the
+    database went down in between. Nothing is loaded and nothing may act under a lease, so the
+    start fails as one that cannot open its store does, having guarded the exchange first, and
+    with the database's error as itself (it came out of the task group as an ExceptionGroup,
+    which `warden run` printed as `error: ExceptionGroup: ...` with a traceback)."""
+    settings = settings_on(tmp_path, store_url)
+    clock = SystemClock()
+    sim = SimulatedExchange(now=clock.now, seed=1)
+    sim.external_order(SOL, OrderSide.BUY, Decimal(1))  # a long no stop covers
+    real_lease_for = warden.bootstrap.lease_for
+
+    def lease_down(*args: Any, **kwargs: Any) -> Any:
+        lease = real_lease_for(*args, **kwargs)
+
+        async def down() -> int | None:
+            raise StoreUnavailable("lease: connection refused (test)")
+
+        lease.try_acquire = down
+        return lease
+
+    monkeypatch.setattr(warden.bootstrap, "lease_for", lease_down)
+    told = RecordingNotifier()
+    with pytest.raises(StoreUnavailable, match="lease: connection refused"):  # as itself, for the CLI
+        async with running(settings, exchange=sim, price_feed=False, notifier=told):
+            pytest.fail("started without its lease")
+    installation = InstallationFile(settings.data_dir, settings.account).recall(settings.db)
+    [guard] = stops(sim)
+    parsed = parse_client_id(guard.client_order_id)
+    assert parsed is not None and parsed.installation == installation
+    assert guard.reduce_only and guard.qty == Decimal(1) and guard.side is OrderSide.SELL
+    assert [a.kind for a in told.alerts] == [AlertKind.STOP_REPLACED], told.alerts
+    await sim.close()
+
+
 async def test_with_no_installation_id_kept_for_the_database_nothing_is_sent_and_the_trader_is_told(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
