@@ -527,12 +527,13 @@ async def guard_unopened(
     which the engine that opens the database later cancels as its own stray once the real stop
     rests. The caller fails as before (the process exits; a fleet starts the account again).
 
-    Sent without the lease, on purpose: a guard only adds a reduce-only stop where none covers a
-    position, and an engine that holds the account meanwhile (this host alone cut off from the
-    database) cancels it as a stray. With no id kept for this database nothing is sent (an id not
-    the database's would be another warden's order to the engine that opens it: it would stop
-    trading); the trader is told what no stop covers. What was placed or found is told from
-    memory (there is no outbox), and returned."""
+    Sent without the lease, on purpose, and only where none covers a position twice half the
+    protection window apart: an engine that holds the account meanwhile (this host alone cut off
+    from the database) covers its fills within that, so a guard goes beside its stops only when
+    it fails to protect, and it cancels the guard as a stray. With no id kept for this database
+    nothing is sent (an id not the database's would be another warden's order to the engine that
+    opens it: it would stop trading); the trader is told what no stop covers. What was placed or
+    found is told from memory (there is no outbox), and returned."""
     try:
         installation = InstallationFile(settings.data_dir, settings.account).recall(settings.db)
         unknown = "no installation id is kept for this database in the data directory"
@@ -547,7 +548,7 @@ async def guard_unopened(
     try:
         config = engine_config(settings, installation or "")
         guard = Engine(venue, _no_database(), clock, LogNotifier(), config)
-        found = await guard.recovery.guard(send=installation is not None)
+        found = await guard.recovery.guard(send=installation is not None, settle=config.protection_window / 2)
     except Exception as exc:  # the database's error stays the one the caller reports
         log.error(
             "guard_failed", error=f"{type(exc).__name__}: {exc}", exc_info=not isinstance(exc, ExchangeError)

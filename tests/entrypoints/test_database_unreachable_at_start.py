@@ -146,6 +146,49 @@ async def test_a_database_that_goes_down_between_the_store_and_the_lease_is_guar
     await sim.close()
 
 
+class CoveredMeanwhile(SystemClock):
+    """Time in which the engine holding the account (this host alone cut off from the database)
+    covers its fill: its stop rests by the time the first pause ends."""
+
+    def __init__(self, cover: Any) -> None:
+        self.cover = cover
+
+    async def sleep(self, seconds: float) -> None:
+        if self.cover is not None:
+            self.cover, cover = None, self.cover
+            cover()
+        await super().sleep(seconds)
+
+
+async def test_a_position_another_engine_covers_within_half_the_window_gets_no_guard(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sent without the lease, a guard goes only where the exchange shows a position uncovered
+    twice, half the protection window apart: an engine holding the account covers a fill in
+    that time, and a guard beside its stop would be a second writer's order (I6) resting until
+    that engine cancelled it as a stray."""
+    settings = settings_on(tmp_path, closed_port_url())
+    settings.data_dir.mkdir(parents=True)
+    InstallationFile(settings.data_dir, settings.account).remember(settings.db, "abc123")
+    sim = SimulatedExchange(now=SystemClock().now, seed=1)
+    sim.external_order(SOL, OrderSide.BUY, Decimal(1))  # its fill, the holder's stop not out yet
+    price = sim.core.mark(SOL) * Decimal("0.9")
+
+    def holder_stop() -> None:
+        sim.external_order(
+            SOL, OrderSide.SELL, Decimal(1), True, order_type=OrderType.STOP_MARKET, trigger_price=price
+        )
+
+    unreachable(monkeypatch)
+    told = RecordingNotifier()
+    with pytest.raises(StoreUnavailable):
+        async with running(settings, clock=CoveredMeanwhile(holder_stop), exchange=sim, notifier=told):
+            pytest.fail("started without its database")
+    assert [o.client_order_id for o in stops(sim)] == ["ext-2"]  # the holder's alone
+    assert not told.alerts
+    await sim.close()
+
+
 async def test_with_no_installation_id_kept_for_the_database_nothing_is_sent_and_the_trader_is_told(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -200,12 +200,13 @@ class WardenSubject:
         self._starting = asyncio.ensure_future(self._start(engine))
         self.boots += 1
 
-    async def _guard_unopened(self) -> None:
+    async def _guard_unopened(self, exchange: ChaosExchange | None = None) -> None:
         """One start that cannot open the database: the exchange guarded, nothing else done."""
         config = replace(self.config, installation_id=self.installation)
-        guard = Engine(ChaosExchange(self.sim, self.io), InMemoryStore(), self.clock, self.notifier, config)
+        exchange = exchange or ChaosExchange(self.sim, self.io)
+        guard = Engine(exchange, InMemoryStore(), self.clock, TimedNotifier(), config)
         with contextlib.suppress(ExchangeError):
-            await guard.recovery.guard(send=bool(self.installation))
+            await guard.recovery.guard(send=bool(self.installation), settle=config.protection_window / 2)
 
     async def _start(self, engine: Engine) -> None:
         try:
@@ -286,8 +287,15 @@ class WardenSubject:
         return f"{closed.id} {closed.status} {closed.exit_reason}"
 
     async def second_engine(self) -> list[str]:
-        """I6: a second engine on the same database stands by: it sends nothing and writes nothing."""
+        """I6: a second engine on the same database stands by: it sends nothing and writes nothing.
+        Started while the database is down, it cannot open it: it guards what the exchange shows
+        uncovered half the protection window apart (bootstrap.guard_unopened), which is nothing
+        while the first engine protects its positions."""
         if self.db.down:
+            exchange = ChaosExchange(self.sim, IoCounter())
+            await self._guard_unopened(exchange)
+            if exchange.mutations:
+                return [f"I6: a second process with the database down sent {exchange.mutations} guard stops"]
             return []
         io = IoCounter()
         with real_io():

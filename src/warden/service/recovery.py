@@ -91,7 +91,7 @@ class Recovery:
                 if order.role is OrderRole.CLOSE:
                     self.ctx.flights.close_in_flight(order)
 
-    async def guard(self, *, send: bool = True) -> list[str]:
+    async def guard(self, *, send: bool = True, settle: float = 0.0) -> list[str]:
         """The database cannot be read, so nothing is known of warden's positions but what the
         exchange holds: every position there that no resting reduce-only stop covers gets one
         now, at the plan's distance (from the entry, or from the mark if the market is past it),
@@ -100,9 +100,15 @@ class Recovery:
         strays (after the real stop rests: missing stops are repaired before strays). Returns
         what was placed, for the alert; raises ExchangeError if the exchange cannot be read.
         `send=False`: nothing is sent (no installation id to name a guard by); what is uncovered
-        is returned, each marked so."""
+        is returned, each marked so. `settle`: a guard sent without the lease (the database
+        cannot be opened) goes only where the exchange shows the position uncovered twice,
+        `settle` seconds apart: an engine that holds the account meanwhile covers a fill within
+        that (its protection window), so one is sent beside its stop only when it fails to."""
         ctx = self.ctx
         truth = Truth(await self.gw.positions(), await self.gw.open_orders())
+        if settle > 0 and uncovered(truth):
+            await ctx.clock.sleep(settle)
+            truth = Truth(await self.gw.positions(), await self.gw.open_orders())
         if not send:
             return [f"{r.symbol} {r.side} {missing} (no stop covers it)" for r, missing in uncovered(truth)]
         if not ctx.instruments:
