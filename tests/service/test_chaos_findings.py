@@ -1410,16 +1410,18 @@ async def test_a_stop_given_up_on_that_landed_with_its_event_lost_is_taken_as_th
         assert len(placed) == 1, f"placed {len(placed)} times"
 
 
-async def test_a_copy_of_a_stop_that_lands_after_warden_cancelled_it_is_cancelled_once_none_can_land(
+async def test_a_stop_with_copies_in_flight_is_left_resting_at_its_close_and_cancelled_once_none_can_land(
     store_url: str,
 ) -> None:
     """The same race through warden's own cancel, not reconciliation's: a moved stop answered
     "unknown" was found resting by a lookup and taken (copies of it still in flight), then its
     position was closed and warden cancelled it, which freed its id: a copy landed after the
     cancel and rested, a stray reduce-only stop on a closed position until the next pass (30 s
-    by default), where it could close part of a position opened on the symbol since. Once no
-    copy can land any more (`entry_deadline` after the last unknown send), warden looks the id
-    up and cancels a copy it finds resting."""
+    by default), where it could close part of a position opened on the symbol since. (A later
+    fix looked the id up once no copy could land and cancelled the copy; the order was still
+    placed twice.) The close now leaves the stop resting while copies may land, so the exchange
+    refuses them as duplicates, and cancels it once none can (`entry_deadline` after the last
+    unknown send). Placed once, and nothing rests."""
     async with _copies_land_one_by_one(store_url) as (late, sim, harness):
         pos, old, price = await _protected_then_stops_land_late(harness, sim, late)
 
@@ -1436,13 +1438,52 @@ async def test_a_copy_of_a_stop_that_lands_after_warden_cancelled_it_is_cancelle
         current = harness.engine.ledger.current_stop(pos.id)
         assert current is not None and current.client_order_id == moved.client_order_id
         await harness.engine.close_position(ClosePosition(pos.id))
-        await eventually(lambda: not _stops(harness), what="the stop cancelled with its position")
-        late.release(late.held)
-        await eventually(
-            lambda: not late.held and len(_stops(harness)) == 1, what="a copy landed after the cancel"
-        )
-        await eventually(lambda: not _stops(harness), timeout=5, what="the copy cancelled once none can land")
         assert harness.exchange_qty() == 0
+        assert [o.client_order_id for o in _stops(harness)] == [moved.client_order_id], (
+            "left resting while copies may land"
+        )
+        copies = late.executed + late.held
+        late.release(late.held)
+        await eventually(lambda: late.executed == copies, what="every copy reached the exchange")
+        await eventually(lambda: not _stops(harness), timeout=5, what="the stop cancelled once none can land")
+        placed = [o for o in sim.core.orders() if o.client_order_id == moved.client_order_id]
+        assert len(placed) == 1, f"placed {len(placed)} times"
+        assert harness.exchange_qty() == 0
+
+
+async def test_a_stop_the_process_before_sent_copies_of_is_not_cancelled_while_they_may_land(
+    store_url: str,
+) -> None:
+    """`warden chaos --replay 1230:96`: a stop was sent again and again under its id, each send
+    answered "unknown", and the process died. The new one, at its start, did not find the stop
+    (no copy had landed yet), so it sent its own, then closed the position when that would not
+    rest. Meanwhile the first copy of the dead process's stop landed; the close cancelled it
+    with the position's other exits, which freed its id, and the next copy landed after the
+    cancel: the exchange placed the order twice, a reduce-only stop of a closed position resting
+    until the next pass (30 s). Copies the process before may have sent are counted as this
+    process's own are (within a stop's send time plus `entry_deadline` of the order's making):
+    the close leaves such an order resting, the exchange refusing the copies as duplicates, and
+    cancels it once none can land. Placed once, and nothing rests."""
+    async with _copies_land_one_by_one(store_url, 3.0) as (late, sim, harness):
+        pos, old, price = await _protected_then_stops_land_late(harness, sim, late)
+        await harness.engine.exits.move_stop(pos.id, price * Decimal("1.002"))
+        copies = late.held
+        assert copies >= 2, f"the moved stop was sent {copies} time(s) with an unknown outcome"
+        sim.faults.execute_late_if = None
+        await harness.restart()  # the process that sent them dies; the new one cannot know them
+        late.release(1)
+        await eventually(lambda: len(_stops(harness)) == 2, what="the first copy landed beside the old stop")
+        [moved] = [o for o in _stops(harness) if o.client_order_id != old.client_order_id]
+        await harness.engine.wait_idle()
+        await harness.engine.close_position(ClosePosition(pos.id))
+        assert harness.exchange_qty() == 0
+        late.release(copies - 1)
+        await eventually(lambda: late.executed == copies, what="every copy reached the exchange")
+        await eventually(
+            lambda: not _stops(harness), timeout=8, what="the stops cancelled once none can land"
+        )
+        placed = [o for o in sim.core.orders() if o.client_order_id == moved.client_order_id]
+        assert len(placed) == 1, f"placed {len(placed)} times"
 
 
 async def test_a_copy_of_a_given_up_stop_landing_after_its_position_closed_is_cancelled_once_none_can_land(

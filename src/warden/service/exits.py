@@ -176,6 +176,8 @@ class ExitManager:
         """Late entry fills (symbol:trade) covered by a stop of their own (cover_late_entry)."""
         self._sweeps: set[ClientOrderId] = set()
         """Cancelled orders whose copies in flight are looked for once none can land (_sweep)."""
+        self._cancel_later: set[ClientOrderId] = set()
+        """Exit orders left resting by cancel_exits until no copy of them can land (_copies_wait)."""
 
     def forget(self, pid: PositionId) -> None:
         """A finished position leaves memory: its streak counters go with it."""
@@ -1397,6 +1399,9 @@ class ExitManager:
             current = self.ledger.orders.get(order.client_order_id)
             if pos is None or current is None or current.status is not OrderStatus.REJECTED:
                 return
+            # It was sent with an unknown outcome: by the process before this one, copies of it
+            # may be in flight still that this one cannot know of (its own are counted already).
+            self.flights.copies_of_the_dead(current.client_order_id, current.created_at)
             price = current.trigger_price
             if (
                 current.role is not OrderRole.STOP
@@ -1996,7 +2001,7 @@ class ExitManager:
         live = [
             o
             for o in self.ledger.live_orders(pid)
-            if o.role in roles and o.client_order_id not in self._cancelling
+            if o.role in roles and o.client_order_id not in self._cancelling and not self._copies_wait(o)
         ]
         if not live:
             return
@@ -2009,6 +2014,29 @@ class ExitManager:
                 await self.ledger.commit(pos, pos, orders=cancelled)
         for order in cancelled:
             self._cancelling.discard(order.client_order_id)
+
+    def _copies_wait(self, order: Order) -> bool:
+        """An order resting while copies of it sent with an unknown outcome may still land (this
+        process's; or the process before it's, once one landed late: `landed_late`) is left
+        resting, and cancelled once none can: cancelled now, its id would be free for a copy to
+        rest again (the order placed twice, a stray reduce-only stop; chaos 1230:96). While it
+        rests the exchange refuses them as duplicates. True: left for later."""
+        cid = order.client_order_id
+        if order.status is not OrderStatus.OPEN or self.flights.copies_may_land(cid) <= 0:
+            return False
+        if cid not in self._cancel_later:
+            self._cancel_later.add(cid)
+            self.ctx.tasks.spawn(self._cancel_when_none_can_land(order))
+        return True
+
+    async def _cancel_when_none_can_land(self, order: Order) -> None:
+        cid = order.client_order_id
+        try:
+            while (wait := self.flights.copies_may_land(cid)) > 0:
+                await self.ctx.clock.sleep(wait)
+        finally:
+            self._cancel_later.discard(cid)
+        await self.cancel_exits(order.position_id)
 
     # ---------------------------------------------------------------- closing
 

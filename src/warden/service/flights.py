@@ -99,6 +99,22 @@ class InFlight:
             or self.may_still_execute(order)
         )
 
+    def copies_of_the_dead(self, client_order_id: ClientOrderId, created_at: datetime) -> float:
+        """Seconds during which copies of an order the process before this one may have sent can
+        still land (0: none can), counted from then on as this engine's own (`copies_in_flight`).
+        That process's sends cannot be known: an exit order it made (`created_at`, before this
+        engine began to act) within a stop's send time (0.75 of the protection window) plus
+        `entry_deadline` of now is taken to have them."""
+        if created_at >= self.acting_since:
+            return 0.0
+        config = self.config
+        horizon = config.protection_window * 0.75 + config.entry_deadline
+        left = horizon - (self.clock.now() - created_at).total_seconds()
+        if left <= 0:
+            return 0.0
+        self.copies_in_flight(client_order_id, left)
+        return left
+
     def sent_unknown(self, client_order_id: ClientOrderId) -> None:
         """A send of this order was answered with an unknown outcome: a copy is in flight."""
         self.copies_in_flight(client_order_id, self.config.entry_deadline)

@@ -843,19 +843,17 @@ class Reconciler:
         stop's send time plus `entry_deadline` of now, is taken to have them until then
         (InFlight.copies_in_flight). Its row is read for when it was created if memory does not
         hold it (its position closed); unreadable, it is not."""
-        config, clock = self.ctx.config, self.ctx.clock
+        config, flights = self.ctx.config, self.ctx.flights
         horizon = config.protection_window * 0.75 + config.entry_deadline
-        if (clock.now() - self.ctx.flights.acting_since).total_seconds() >= horizon:
-            return
+        if (self.ctx.clock.now() - flights.acting_since).total_seconds() >= horizon:
+            return  # none of the process before can land any more: no row read
         created = known.created_at if known is not None else None
         if created is None and d.position_id is not None:
             with contextlib.suppress(StoreUnavailable):
                 rows = await self.store.orders_for(PositionId(d.position_id))
                 created = next((o.created_at for o in rows if o.client_order_id == cid), None)
-        if created is not None and created < self.ctx.flights.acting_since:
-            left = horizon - (clock.now() - created).total_seconds()  # sent by the process before
-            if left > 0:
-                self.ctx.flights.copies_in_flight(cid, left)
+        if created is not None:
+            flights.copies_of_the_dead(cid, created)
 
     async def _cancel_stray_later(self, d: Discrepancy) -> None:
         """Once no copy of a stray left resting can land any more (see `_stray`), a fresh pass: it
