@@ -2016,14 +2016,17 @@ class ExitManager:
             self._cancelling.discard(order.client_order_id)
 
     def _copies_wait(self, order: Order) -> bool:
-        """An order resting while copies of it sent with an unknown outcome may still land (this
-        process's; or the process before it's, once one landed late: `landed_late`) is left
-        resting, and cancelled once none can: cancelled now, its id would be free for a copy to
-        rest again (the order placed twice, a stray reduce-only stop; chaos 1230:96). While it
-        rests the exchange refuses them as duplicates. True: left for later."""
+        """An order of an ended position resting while copies of it sent with an unknown outcome
+        may still land (this process's; or the process before it's, once one landed late:
+        `landed_late`) is left resting, and cancelled once none can: cancelled now, its id would
+        be free for a copy to rest again (the order placed twice, a stray reduce-only stop; chaos
+        1230:96). While it rests the exchange refuses them as duplicates. True: left for later."""
         cid = order.client_order_id
         if order.status is not OrderStatus.OPEN or self.flights.copies_may_land(cid) <= 0:
             return False
+        pos = self.ledger.positions.get(order.position_id)
+        if pos is not None and pos.is_active:
+            return False  # its exits are replaced, not withdrawn: cancelled now, copies swept
         if cid not in self._cancel_later:
             self._cancel_later.add(cid)
             self.ctx.tasks.spawn(self._cancel_when_none_can_land(order))
