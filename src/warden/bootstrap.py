@@ -548,7 +548,7 @@ async def guard_unopened(
     try:
         config = engine_config(settings, installation or "")
         guard = Engine(venue, _no_database(), clock, LogNotifier(), config)
-        found = await guard.recovery.guard(send=installation is not None, settle=config.protection_window / 2)
+        found = await guard.recovery.guard_unleased(send=installation is not None)
     except Exception as exc:  # the database's error stays the one the caller reports
         log.error(
             "guard_failed", error=f"{type(exc).__name__}: {exc}", exc_info=not isinstance(exc, ExchangeError)
@@ -572,6 +572,29 @@ async def guard_unopened(
 
 GUARD_ALERT_WAIT = 5.0
 """Seconds a start that cannot open its database spends delivering what its guard did."""
+MEMORY_LOG_WAIT = 5.0
+"""Seconds an alert delivered from memory may take to be logged."""
+
+
+def _memory_deliverer(
+    settings: Settings, clock: Clock, notifier: Notifier, bot: Any, label: bool
+) -> tuple[Deliverer, list[AlertChannel], Any]:
+    """A deliverer of alerts held in memory only (no outbox: no database to keep one, or an
+    account's own that its engine does not own yet), with the channels the settings ask for and
+    the bot made for them (None when `bot` was given)."""
+    channels, made = build_channels(settings, clock, bot, label=label)
+    deliverer = Deliverer(
+        _no_database(), clock, notifier, channels, settings.routes(), owns_outbox=lambda: False
+    )
+    return deliverer, channels, None if bot is not None else made
+
+
+async def _offer_from_memory(deliverer: Deliverer, clock: Clock, kind: AlertKind, message: str) -> Alert:
+    """A new alert, held in memory only: logged now, then sent by `deliverer`."""
+    alert = Alert(AlertId(secrets.token_hex(8)), kind, message, clock.now())
+    deliverer.offer(alert, stored=False)
+    await deliverer.log_now(alert, MEMORY_LOG_WAIT)
+    return alert
 
 
 async def _tell_from_memory(
@@ -585,20 +608,15 @@ async def _tell_from_memory(
 ) -> None:
     """Tell the trader with no outbox (no database): logged at once (`notifier`), then sent to
     every channel, tried for up to GUARD_ALERT_WAIT seconds."""
-    channels, made = build_channels(settings, clock, bot, label=label)
-    deliverer = Deliverer(
-        _no_database(), clock, notifier, channels, settings.routes(), owns_outbox=lambda: False
-    )
-    alert = Alert(AlertId(secrets.token_hex(8)), kind, message, clock.now())
-    deliverer.offer(alert, stored=False)
-    await deliverer.log_now(alert, GUARD_ALERT_WAIT)
+    deliverer, channels, made = _memory_deliverer(settings, clock, notifier, bot, label)
+    await _offer_from_memory(deliverer, clock, kind, message)
     try:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(GUARD_ALERT_WAIT):
                 while await deliverer.deliver_pending():
                     await clock.sleep(0.2)
     finally:
-        await _close_channels(channels, None if bot is not None else made)
+        await _close_channels(channels, made)
 
 
 def _no_database() -> Store:
@@ -1085,20 +1103,11 @@ class _StartHerald:
     async def _offer(self, kind: AlertKind, message: str) -> Alert:
         clock = self.fleet.clock
         if self.deliverer is None:
-            self.channels, _ = build_channels(self.settings, clock, self.fleet.telegram, label=self.label)
-            self.deliverer = Deliverer(
-                _no_database(),  # it does not own an outbox, it delivers from memory
-                clock,
-                LogNotifier(),
-                self.channels,
-                self.settings.routes(),
-                owns_outbox=lambda: False,
+            self.deliverer, self.channels, _ = _memory_deliverer(
+                self.settings, clock, LogNotifier(), self.fleet.telegram, self.label
             )
             self.task = asyncio.create_task(self.deliverer.run(), name=f"start-alerts:{self.name}")
-        alert = Alert(AlertId(secrets.token_hex(8)), kind, message, clock.now())
-        self.deliverer.offer(alert, stored=False)
-        await self.deliverer.log_now(alert, 5.0)
-        return alert
+        return await _offer_from_memory(self.deliverer, clock, kind, message)
 
     async def failed(self, why: str, *, retrying: bool) -> None:
         ran = self.runtime is not None and self.runtime.engine.ran

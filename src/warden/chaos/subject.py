@@ -206,7 +206,7 @@ class WardenSubject:
         exchange = exchange or ChaosExchange(self.sim, self.io)
         guard = Engine(exchange, InMemoryStore(), self.clock, TimedNotifier(), config)
         with contextlib.suppress(ExchangeError):
-            await guard.recovery.guard(send=bool(self.installation), settle=config.protection_window / 2)
+            await guard.recovery.guard_unleased(send=bool(self.installation))
 
     async def _start(self, engine: Engine) -> None:
         try:

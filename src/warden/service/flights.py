@@ -107,13 +107,20 @@ class InFlight:
         `entry_deadline` of now is taken to have them."""
         if created_at >= self.acting_since:
             return 0.0
-        config = self.config
-        horizon = config.protection_window * 0.75 + config.entry_deadline
-        left = horizon - (self.clock.now() - created_at).total_seconds()
+        left = self._dead_horizon() - (self.clock.now() - created_at).total_seconds()
         if left <= 0:
             return 0.0
         self.copies_in_flight(client_order_id, left)
         return left
+
+    def dead_copies_may_land(self) -> bool:
+        """Whether any copy the process before this one sent can still land (it acted until this
+        engine began to: `acting_since`)."""
+        return (self.clock.now() - self.acting_since).total_seconds() < self._dead_horizon()
+
+    def _dead_horizon(self) -> float:
+        """A stop's send time (0.75 of the protection window) plus `entry_deadline`."""
+        return self.config.protection_window * 0.75 + self.config.entry_deadline
 
     def sent_unknown(self, client_order_id: ClientOrderId) -> None:
         """A send of this order was answered with an unknown outcome: a copy is in flight."""

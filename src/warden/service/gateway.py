@@ -21,6 +21,7 @@ from typing import TypeVar
 
 from warden.domain.margin import SymbolConfig
 from warden.domain.orders import Order
+from warden.domain.reconcile import Truth
 from warden.domain.reports import FillReport, OrderReport, OrderRequest, PositionReport
 from warden.domain.values import Instrument, Symbol
 from warden.ports import (
@@ -132,6 +133,10 @@ class Gateway:
 
     async def positions(self) -> list[PositionReport]:
         return await self.query(self.exchange.fetch_positions())
+
+    async def truth(self) -> Truth:
+        """What the exchange holds: its positions, then its open orders."""
+        return Truth(await self.positions(), await self.open_orders())
 
     async def fills(self, symbol: Symbol, since: datetime | None) -> list[FillReport]:
         return await self.query(self.exchange.fetch_fills(symbol, since))

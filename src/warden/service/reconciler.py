@@ -146,7 +146,7 @@ class Reconciler:
         checked = 0
         for rounds in range(1, ctx.config.reconcile_rounds + 1):
             mark = ctx.ledger.mark()
-            truth = Truth(await self.gw.positions(), await self.gw.open_orders())
+            truth = await self.gw.truth()
             active = ctx.ledger.active_positions()
             checked = max(checked, len(active))
             found = diff(active, ctx.ledger.orders, truth, ctx.config.installation_id)
@@ -843,9 +843,8 @@ class Reconciler:
         stop's send time plus `entry_deadline` of now, is taken to have them until then
         (InFlight.copies_in_flight). Its row is read for when it was created if memory does not
         hold it (its position closed); unreadable, it is not."""
-        config, flights = self.ctx.config, self.ctx.flights
-        horizon = config.protection_window * 0.75 + config.entry_deadline
-        if (self.ctx.clock.now() - flights.acting_since).total_seconds() >= horizon:
+        flights = self.ctx.flights
+        if not flights.dead_copies_may_land():
             return  # none of the process before can land any more: no row read
         created = known.created_at if known is not None else None
         if created is None and d.position_id is not None:

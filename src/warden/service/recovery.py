@@ -21,7 +21,7 @@ from warden.domain.events import Event, EventKind
 from warden.domain.orders import Order, OrderStatus
 from warden.domain.plan import tighter
 from warden.domain.position import ExitReason, Position, PositionStatus
-from warden.domain.reconcile import Truth, guard_stop, guard_stop_price, uncovered
+from warden.domain.reconcile import guard_stop, guard_stop_price, uncovered
 from warden.domain.reports import OrderReport, PositionReport
 from warden.domain.values import (
     ClientOrderId,
@@ -105,17 +105,19 @@ class Recovery:
         `settle` seconds apart: an engine that holds the account meanwhile covers a fill within
         that (its protection window), so one is sent beside its stop only when it fails to."""
         ctx = self.ctx
-        truth = Truth(await self.gw.positions(), await self.gw.open_orders())
-        if settle > 0 and uncovered(truth):
+        truth = await self.gw.truth()
+        bare = uncovered(truth)
+        if settle > 0 and bare:
             await ctx.clock.sleep(settle)
-            truth = Truth(await self.gw.positions(), await self.gw.open_orders())
+            truth = await self.gw.truth()
+            bare = uncovered(truth)
         if not send:
-            return [f"{r.symbol} {r.side} {missing} (no stop covers it)" for r, missing in uncovered(truth)]
+            return [f"{r.symbol} {r.side} {missing} (no stop covers it)" for r, missing in bare]
         if not ctx.instruments:
             ctx.instruments.update(await self.gw.instruments())
         placed = []
         resting = {o.client_order_id for o in truth.open_orders}
-        for report, missing in uncovered(truth):
+        for report, missing in bare:
             inst = ctx.instruments.get(report.symbol)
             if inst is None:
                 continue
@@ -134,6 +136,11 @@ class Recovery:
                 continue
             placed.append(f"{report.symbol} {report.side} {missing}")
         return placed
+
+    async def guard_unleased(self, *, send: bool) -> list[str]:
+        """`guard` by a process that holds no lease (its database cannot be opened): only where
+        the exchange shows a position uncovered twice, half the protection window apart."""
+        return await self.guard(send=send, settle=self.ctx.config.protection_window / 2)
 
     def _guard_order(self, report: PositionReport, resting: set[str], qty: Decimal, price: Decimal) -> Order:
         """The symbol's next guard stop: the first of its keys (the symbol, then symbol#1, #2, ...)
