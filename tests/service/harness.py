@@ -61,10 +61,10 @@ class SwitchableStore(ForwardingStore):
         super().__init__(inner)
         self.down = False
         self.land_then_time_out = False
-        self.fenced = False
-        """save_controls answers as a store whose lease another engine took over would."""
         """Commits and appended events land, then answer as if their deadline passed (an unknown
         outcome)."""
+        self.fenced = False
+        """save_controls answers as a store whose lease another engine took over would."""
 
     def _check(self) -> None:
         if self.down:

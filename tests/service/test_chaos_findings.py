@@ -400,6 +400,108 @@ async def test_an_entry_given_up_on_that_executes_later_is_covered_before_the_sl
         await asyncio.gather(consumer, opening, return_exceptions=True)
 
 
+class FailureWitnessed(SlowDatabase):
+    """A slow database (every commit and position read takes `seconds`) that notes when the
+    commit of an entry's failure starts and ends, on the engine's clock."""
+
+    def __init__(self, clock: FakeClock, seconds: float) -> None:
+        super().__init__(clock, seconds)
+        self.failing: tuple[float, float] | None = None
+
+    async def commit(self, transition: Transition) -> None:
+        failed = transition.position.status is PositionStatus.FAILED
+        started = self.clock.monotonic()
+        await super().commit(transition)
+        if failed and self.failing is None:
+            self.failing = (started, self.clock.monotonic())
+
+
+async def test_a_late_entry_fill_landing_while_its_failure_is_written_is_covered_at_once() -> None:
+    """`warden chaos --replay 1237:260` (PostgreSQL): the entry's lookups found nothing, so warden
+    gave up on it and wrote the failure, on a database taking seconds a commit. The exchange
+    executed the entry during that commit, and its fill waited for the position's lock, held by
+    the failing commit, before it was covered: the stop went out once the write ended. A fill
+    of an entry being given up on is covered (cover_late_entry) before it waits for anything."""
+    slow = 4.0  # under the 5 s deadline
+    clock, sim, engine, consumer = await _started_on(FailureWitnessed, slow)
+    store = engine.store
+    assert isinstance(store, FailureWitnessed)
+    sim.faults.execute_late_if = lambda request: request.type is OrderType.MARKET and not request.reduce_only
+    sim.faults.execute_delay = 3.5  # past the lookups (2.6 s), into the failure's commit
+    opening = asyncio.ensure_future(engine.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(100))))
+    try:
+        executed = None
+        for _ in range(400):  # up to 40 s of engine time, in 0.1 s steps
+            if executed is None and not sim.core.position(SOL).flat:
+                executed = clock.monotonic()
+            if opening.done() and store.failing is not None:
+                break
+            clock.advance(0.1)
+            await turns(5)
+        assert opening.done() and opening.result().status is PositionStatus.FAILED
+        assert store.failing is not None and executed is not None
+        started, ended = store.failing
+        assert started < executed < ended - 2, (
+            f"the entry executed during its failure's commit: {store.failing}"
+        )
+        for _ in range(100):
+            clock.advance(0.1)
+            await turns(5)
+        [exposure] = sim.exposure()
+        assert exposure.max_unprotected_seconds < 0.5, f"the fill waited for the failure's commit: {exposure}"
+    finally:
+        engine.set_read_only("test over")
+        await engine.stop()
+        consumer.cancel()
+        await asyncio.gather(consumer, opening, return_exceptions=True)
+
+
+async def test_a_late_entry_cover_refused_429_past_the_window_is_sent_again_until_it_rests() -> None:
+    """`warden chaos --replay 1237:260` (PostgreSQL): a late entry's cover met 429s on every stop
+    for longer than the 1.5 s it was retried (`_place_stop`), and was then left: nothing covered
+    the fill until the slow database let reconciliation adopt it and send its own stop, 2 s
+    after the 429s ended. The cover is sent again, on a steady cadence, for as long as the
+    exchange does not answer: it rests as soon as the 429s end."""
+    slow = 4.5  # under the 5 s deadline: the adoption's own stop goes out 4.5 s after the fill
+    clock, sim, engine, consumer = await _started_on(SlowDatabase, slow)
+    sim.faults.execute_late_if = lambda request: request.type is OrderType.MARKET and not request.reduce_only
+    sim.faults.execute_delay = 30.0
+    burst = 2.0  # past the cover's first 1.5 s of retries
+    stop_sends: list[float] = []
+
+    def limited(request: OrderRequest) -> bool:
+        """429 on every stop for `burst` s from the first (the late entry's cover)."""
+        if request.type is not OrderType.STOP_MARKET:
+            return False
+        stop_sends.append(clock.monotonic())
+        return clock.monotonic() < stop_sends[0] + burst
+
+    sim.faults.rate_limit_if = limited
+    opening = asyncio.ensure_future(engine.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(100))))
+    try:
+        for _ in range(800):  # 80 s of engine time: the execution, the 429s, the adoption
+            clock.advance(0.1)
+            await turns(5)
+        assert opening.done() and opening.result().status is PositionStatus.FAILED
+        assert stop_sends, "a stop was sent"
+        held = sim.core.position(SOL).qty
+        assert held != 0, (
+            "the entry executed late and is held",
+            [f.client_order_id for f in sim.core.fills(SOL)],
+        )
+        stops = [o for o in sim.core.open_orders(SOL) if o.type is OrderType.STOP_MARKET]
+        assert [o.qty for o in stops] == [abs(held)], stops
+        [exposure] = sim.exposure()
+        assert exposure.max_unprotected_seconds <= burst + 0.5, (
+            f"the cover was left after its 429s: {exposure}"
+        )
+    finally:
+        engine.set_read_only("test over")
+        await engine.stop()
+        consumer.cancel()
+        await asyncio.gather(consumer, opening, return_exceptions=True)
+
+
 async def _trade_recorded(store: Store, trade_id: str) -> bool:
     """Whether the database holds this trade: a fill a position applied, or an event carrying it
     (what the chaos checker counts as recorded, I2)."""

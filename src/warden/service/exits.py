@@ -69,6 +69,11 @@ LATE_TRADES_KEPT = 1_000
 COVER = "cover"
 """The owner prefix of a stop that covers a late entry fill (cover_late_entry): not hex, so no
 position's id."""
+COVER_STEADY = 60.0
+"""Seconds a late entry's cover the exchange does not answer is sent again every half protection
+window, before the trader is told and it is sent every 30 s (ExitManager._cover_again)."""
+COVER_HORIZON = 1800.0
+"""Seconds after which such a cover is no longer sent (the trader told)."""
 FollowUp = Callable[[PositionId], Coroutine[Any, Any, Any]]
 
 
@@ -703,17 +708,19 @@ class ExitManager:
             await ctx.clock.sleep(ctx.config.retry_backoff * (attempt + 1))
         return last
 
-    async def _place_stop(self, order: Order) -> Placed:
-        """A stop is retried for most of the protection window, not a fixed number of times, and
-        an unknown outcome is looked up once, then the stop is sent again under the same client
-        id. Waiting out a lookup backoff would leave the position without a stop for seconds, and
-        a resend cannot double it: every venue refuses a second resting order with its id
-        (Binance -4116, Bybit 110072, Drift's user order id), and a stop rests until it
-        triggers. A refusal after an unknown outcome is looked up in full: it is most likely the
-        first send resting."""
+    async def _place_stop(self, order: Order, within: float | None = None) -> Placed:
+        """A stop is retried for most of the protection window (or `within` seconds: 0, sent
+        once), not a fixed number of times, and an unknown outcome is looked up once, then the
+        stop is sent again under the same client id. Waiting out a lookup backoff would leave the
+        position without a stop for seconds, and a resend cannot double it: every venue refuses a
+        second resting order with its id (Binance -4116, Bybit 110072, Drift's user order id),
+        and a stop rests until it triggers. A refusal after an unknown outcome is looked up in
+        full: it is most likely the first send resting."""
         ctx = self.ctx
         clock = ctx.clock
-        deadline = clock.monotonic() + max(ctx.config.protection_window * 0.75, ctx.config.retry_backoff)
+        if within is None:
+            within = max(ctx.config.protection_window * 0.75, ctx.config.retry_backoff)
+        deadline = clock.monotonic() + within
         pause = ctx.config.retry_backoff / 2
         last = Placed(None, "no attempt made")
         maybe_sent = False
@@ -798,6 +805,7 @@ class ExitManager:
         follow: FollowUp | None = None
         spill = ZERO
         alerts: list[Alert] = []
+        await self._cover_if_given_up(order, report)
         async with self._lock(pid):
             pos = self.ledger.positions.get(pid)
             if pos is None:
@@ -849,6 +857,14 @@ class ExitManager:
         if follow is not None:
             self.ctx.tasks.spawn(follow(pid))
         await self.ctx.announce(*alerts)
+
+    async def _cover_if_given_up(self, order: Order, report: FillReport) -> None:
+        """A fill of an entry being given up on (`InFlight.giving_up`) waits for the lock the
+        failure is written under, seconds on a slow database: it is covered first
+        (`cover_late_entry`; chaos 1237:260). Should the write fail, the position takes the fill
+        and its own stop; the cover is then a stray the next pass cancels."""
+        if order.role is OrderRole.ENTRY and order.position_id in self.flights.giving_up:
+            await self.cover_late_entry(report)
 
     def _fill_alerts(self, pos: Position, new: Position, order: Order, fill: Fill) -> list[Alert]:
         """The alerts a fill raises, written in its transaction: TP1, TP2 (the runner arms), flat."""
@@ -923,19 +939,52 @@ class ExitManager:
 
     async def _cover_again(self, order: Order) -> None:
         """A cover whose send failed without a refusal: sent again as a stop is (`_place_stop`:
-        within the protection window, an unknown outcome looked up, a copy resting adopted), in
-        a task of its own (the stream that brought the fill waits for no retry)."""
-        try:
-            placed = await self._place_stop(order)
-        except (ExchangeError, TradingRefused) as exc:
-            placed = Placed(None, str(exc))
-        if placed.report is None:
+        within a stop's send time, an unknown outcome looked up, a copy resting adopted), in a
+        task of its own (the stream that brought the fill waits for no retry). Still unanswered
+        (a 429 burst longer than that: chaos 1237:260), it is sent once every half protection
+        window, so it rests within that of the exchange answering again: nothing else may cover
+        the fill until the database lets reconciliation adopt it. After a minute the trader is
+        told and it goes on every 30 s; after `COVER_HORIZON` it is left, the trader told. A copy
+        resting beside the adopted position's own stop is cancelled by the pass after
+        (`_pass_again`)."""
+        ctx = self.ctx
+        clock = ctx.clock
+        started = clock.monotonic()
+        within: float | None = None  # the first round: a stop's send time
+        told = False
+        while True:
+            try:
+                placed = await self._place_stop(order, within)
+            except TradingRefused as exc:  # this engine may not act any more
+                log.warning("late_entry_cover_failed", client_order_id=order.client_order_id, error=str(exc))
+                return
+            except ExchangeError as exc:
+                placed = Placed(None, str(exc))
+            if placed.report is not None:
+                await self._pass_again(order)
+                return
             log.warning("late_entry_cover_failed", client_order_id=order.client_order_id, error=placed.why)
             if placed.rejected:
                 side = Side.LONG if order.side is Side.LONG.exit_side else Side.SHORT  # what it covers
                 await self._cover_from_mark(order, side, placed.why)
-            return
-        await self._pass_again(order)
+                return
+            waited = clock.monotonic() - started
+            what = (
+                f"a late entry fill of {order.qty} {order.symbol}: its cover stop"
+                f" {order.client_order_id} could not be placed for {waited:.0f} s ({placed.why})"
+            )
+            if waited >= COVER_HORIZON:
+                message = (
+                    f"{what}; no longer sent: {order.symbol} may be open without a stop, close it by hand"
+                )
+                await ctx.notify(AlertKind.PROTECTION_FAILED, message, None)
+                return
+            if waited >= COVER_STEADY and not told:
+                told = True
+                message = f"{what}; still sending it: {order.symbol} may be open without a stop, check it"
+                await ctx.notify(AlertKind.PROTECTION_FAILED, message, None)
+            within = 0.0
+            await clock.sleep(ctx.config.protection_window / 2 if waited < COVER_STEADY else 30.0)
 
     async def _cover_from_mark(self, cover: Order, side: Side, why: str) -> None:
         """A late entry's cover refused (the market already past its trigger, at the plan's

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from datetime import datetime
 
 from warden.domain.orders import Order, OrderStatus
-from warden.domain.values import ClientOrderId, OrderRole, Side, Symbol
+from warden.domain.values import ClientOrderId, OrderRole, PositionId, Side, Symbol
 from warden.ports import Clock
 from warden.service.config import EngineConfig
 from warden.service.ledger import Ledger
@@ -45,6 +45,10 @@ class InFlight:
         self._copies_until: dict[ClientOrderId, float] = {}
         """Exit orders sent with an unknown outcome: until when (monotonic) a copy still in flight
         may reach the exchange (see copies_may_land)."""
+        self.giving_up: set[PositionId] = set()
+        """Positions whose entry is being given up on (Recovery.fail_entry writing the failure): a
+        fill of that entry arriving meanwhile is covered before it waits for the write
+        (ExitManager.apply_fill)."""
 
     def taking_over(self) -> None:
         """The engine takes the account over (from a holder that died, or back): it acts from now."""

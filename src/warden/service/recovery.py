@@ -411,7 +411,15 @@ class Recovery:
                 order = ctx.ledger.orders[entry.client_order_id]
             if tell and pid not in self._told:
                 alerts.append(ctx.make_alert(AlertKind.ENTRY_FAILED, _entry_failed(position, reason), pid))
-            done = await ctx.ledger.commit(position, failed, orders=[order], events=[event], alerts=alerts)
+            # The write may take seconds (a slow database): a fill of the entry landing meanwhile
+            # waits for this lock, so it is covered first (chaos 1237:260).
+            ctx.flights.giving_up.add(pid)
+            try:
+                done = await ctx.ledger.commit(
+                    position, failed, orders=[order], events=[event], alerts=alerts
+                )
+            finally:
+                ctx.flights.giving_up.discard(pid)
         self._told.discard(pid)
         await ctx.announce(*alerts)
         if self.gw.together and ctx.ledger.live_orders(pid):
