@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
@@ -495,6 +496,108 @@ async def test_a_late_entry_cover_refused_429_past_the_window_is_sent_again_unti
         assert exposure.max_unprotected_seconds <= burst + 0.5, (
             f"the cover was left after its 429s: {exposure}"
         )
+    finally:
+        engine.set_read_only("test over")
+        await engine.stop()
+        consumer.cancel()
+        await asyncio.gather(consumer, opening, return_exceptions=True)
+
+
+def _late_entry_under_429s(
+    sim: SimulatedExchange, clock: FakeClock, seconds: float, roles: str
+) -> tuple[list[float], list[float]]:
+    """An entry given up on that the exchange executes 20 s after it was sent, and 429s for
+    `seconds` from that execution on every stop ("stops") or every order ("orders"). Returns the
+    times the cover was sent and when the entry executed, filled in as they happen."""
+    sim.faults.execute_late_if = lambda request: request.type is OrderType.MARKET and not request.reduce_only
+    sim.faults.execute_delay = 20.0
+    cover_sends: list[float] = []
+    executed: list[float] = []
+
+    def limited(request: OrderRequest) -> bool:
+        if not executed and not sim.core.position(SOL).flat:
+            executed.append(clock.monotonic())
+        if "cover" in request.client_order_id:
+            cover_sends.append(clock.monotonic())
+        if not executed or (roles == "stops" and request.type is not OrderType.STOP_MARKET):
+            return False
+        return clock.monotonic() < executed[0] + seconds
+
+    sim.faults.rate_limit_if = limited
+    return cover_sends, executed
+
+
+async def test_a_late_entry_cover_429d_for_over_a_minute_tells_the_trader_and_rests_once_it_ends() -> None:
+    """The exchange answers 429 to every order for 70 s from a late entry's execution: neither
+    the cover, nor the adopted position's own stop, nor its close can go out. The cover is sent
+    every half window all the while; after a minute the trader is told it is still being sent
+    (protection_failed: the position may be open without a stop), and it (or the adopted
+    position's stop) rests as soon as the 429s end."""
+    clock, sim, engine, consumer = await _started_on(SlowCommits, 0.0)
+    burst = 70.0
+    cover_sends, executed = _late_entry_under_429s(sim, clock, burst, "orders")
+    opening = asyncio.ensure_future(engine.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(100))))
+    notifier = engine.ctx.notifier
+    assert isinstance(notifier, RecordingNotifier)
+
+    def still_sending() -> list[Alert]:
+        return [
+            a
+            for a in notifier.alerts
+            if a.kind is AlertKind.PROTECTION_FAILED and "still sending it" in a.message
+        ]
+
+    try:
+        for _ in range(1200):  # 120 s of engine time
+            clock.advance(0.1)
+            await turns(5)
+        assert opening.done() and opening.result().status is PositionStatus.FAILED
+        assert executed, "the entry executed late"
+        [told] = still_sending()
+        assert "cover" in told.message and SOL in told.message, told
+        minute = [t for t in cover_sends if t < executed[0] + 60]
+        gaps = [b - a for a, b in itertools.pairwise(minute)]
+        assert minute[-1] >= executed[0] + 59, minute
+        assert max(gaps) <= engine.config.protection_window / 2 + 0.15, f"sent every half window: {gaps}"
+        held = sim.core.position(SOL).qty
+        if held:
+            stops = [o for o in sim.core.open_orders(SOL) if o.type is OrderType.STOP_MARKET]
+            assert [o.qty for o in stops] == [abs(held)], stops
+        [exposure] = sim.exposure()
+        window = engine.config.protection_window
+        assert exposure.max_unprotected_seconds <= burst + window / 2 + 0.5, exposure
+    finally:
+        engine.set_read_only("test over")
+        await engine.stop()
+        consumer.cancel()
+        await asyncio.gather(consumer, opening, return_exceptions=True)
+
+
+async def test_a_late_entry_cover_is_no_longer_sent_once_the_exchange_shows_nothing_for_it_to_cover() -> None:
+    """429s on every stop for 70 s from a late entry's execution, closes taken: the adopted
+    position's stop cannot rest either, so it is closed at market within the window. Nothing is
+    left for the cover to cover, and it is not sent again (nor the trader told, a minute on,
+    that the symbol may be open without a stop)."""
+    clock, sim, engine, consumer = await _started_on(SlowCommits, 0.0)
+    burst = 70.0
+    cover_sends, executed = _late_entry_under_429s(sim, clock, burst, "stops")
+    opening = asyncio.ensure_future(engine.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(100))))
+    notifier = engine.ctx.notifier
+    assert isinstance(notifier, RecordingNotifier)
+    flat_at: list[float] = []
+    try:
+        for _ in range(1200):  # 120 s of engine time
+            clock.advance(0.1)
+            await turns(5)
+            if executed and not flat_at and sim.core.position(SOL).flat:
+                flat_at.append(clock.monotonic())
+        assert executed and flat_at, "executed late, then closed"
+        assert flat_at[0] - executed[0] <= engine.config.protection_window, "closed within the window"
+        assert cover_sends, "the cover was sent"
+        after = [t for t in cover_sends if t > flat_at[0] + engine.config.protection_window]
+        assert not after, f"the cover sent again once nothing was left to cover: {after}"
+        told = [a for a in notifier.alerts if "still sending it" in a.message]
+        assert not told, told
     finally:
         engine.set_read_only("test over")
         await engine.stop()

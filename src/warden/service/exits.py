@@ -33,7 +33,7 @@ from warden.domain.events import Event, EventKind
 from warden.domain.orders import Fill, Order, OrderStatus
 from warden.domain.plan import levels_for, tighter
 from warden.domain.position import ExitReason, Position, PositionStatus
-from warden.domain.reconcile import guard_close, guard_stop, ours, stop_from
+from warden.domain.reconcile import guard_close, guard_stop, ours, stop_from, uncovered
 from warden.domain.reports import FillReport, MarkPrice, OrderReport
 from warden.domain.ticks import TickIndex
 from warden.domain.values import (
@@ -943,16 +943,20 @@ class ExitManager:
         task of its own (the stream that brought the fill waits for no retry). Still unanswered
         (a 429 burst longer than that: chaos 1237:260), it is sent once every half protection
         window, so it rests within that of the exchange answering again: nothing else may cover
-        the fill until the database lets reconciliation adopt it. After a minute the trader is
-        told and it goes on every 30 s; after `COVER_HORIZON` it is left, the trader told. A copy
-        resting beside the adopted position's own stop is cancelled by the pass after
-        (`_pass_again`)."""
+        the fill until the database lets reconciliation adopt it. Before each of those sends the
+        exchange is asked whether anything still needs it (`_cover_needed`): the adoption may
+        have protected or closed the position meanwhile. After a minute the trader is told and
+        it goes on every 30 s; after `COVER_HORIZON` it is left, the trader told. A copy resting
+        beside the adopted position's own stop is cancelled by the pass after (`_pass_again`)."""
         ctx = self.ctx
         clock = ctx.clock
         started = clock.monotonic()
         within: float | None = None  # the first round: a stop's send time
         told = False
         while True:
+            if within is not None and not await self._cover_needed(order):
+                log.info("late_entry_cover_not_needed", client_order_id=order.client_order_id)
+                return
             try:
                 placed = await self._place_stop(order, within)
             except TradingRefused as exc:  # this engine may not act any more
@@ -985,6 +989,15 @@ class ExitManager:
                 await ctx.notify(AlertKind.PROTECTION_FAILED, message, None)
             within = 0.0
             await clock.sleep(ctx.config.protection_window / 2 if waited < COVER_STEADY else 30.0)
+
+    async def _cover_needed(self, cover: Order) -> bool:
+        """Whether the exchange still shows the side of the symbol a cover would cover without a
+        stop (the position adopted and protected, or closed, meanwhile: not); unreadable, yes."""
+        try:
+            truth = await self.gw.truth()
+        except ExchangeError:
+            return True
+        return any(r.symbol == cover.symbol and r.side.exit_side is cover.side for r, _ in uncovered(truth))
 
     async def _cover_from_mark(self, cover: Order, side: Side, why: str) -> None:
         """A late entry's cover refused (the market already past its trigger, at the plan's
