@@ -1447,6 +1447,72 @@ def _stops(harness: Harness) -> list[OrderReport]:
     return [o for o in harness.resting() if o.type is OrderType.STOP_MARKET]
 
 
+async def test_a_stop_move_landing_after_a_tighter_stop_was_taken_does_not_loosen_the_stop(
+    store_url: str,
+) -> None:
+    """A stop move to P1 given up on (its sends answered "unknown", its lookups empty); a second
+    move, to P2 looser than P1 (but tighter than the stop resting), is on its way when the first
+    lands late and is taken as the stop (landed_late: the position's stop price P1). The second
+    then rests, and its commit wrote its own price over P1: the position's stop loosened (I5),
+    and the tighter stop was cancelled as superseded. A move whose stop rests looser than what
+    the position wants by then does not write its price back: it goes round again to that price."""
+    late = LateExecution()
+    sim = late.exchange()
+    harness = await Harness(store_url, sim).start()
+    try:
+        pos = await harness.open("long", usd="100")
+        assert pos.status is PositionStatus.PROTECTED
+        [old] = _stops(harness)
+        assert old.trigger_price is not None
+        p1, p2 = old.trigger_price * Decimal("1.004"), old.trigger_price * Decimal("1.002")
+        inst = harness.engine.instruments[pos.symbol]
+        p1, p2 = inst.round_price(p1), inst.round_price(p2)
+        sim.faults.execute_late_if = lambda request: request.type is OrderType.STOP_MARKET
+        sim.faults.execute_delay = late.DELAY
+        await harness.engine.exits.move_stop(pos.id, p1)
+        sim.faults.execute_late_if = None
+        assert [o.client_order_id for o in _stops(harness)] == [old.client_order_id], "given up on"
+
+        gate, held_back = asyncio.Event(), asyncio.Event()
+        place = sim.place_order
+
+        async def second_waits(request: OrderRequest, **kw: Any) -> OrderReport:
+            if request.trigger_price == p2:
+                held_back.set()
+                await gate.wait()
+            return await place(request, **kw)
+
+        sim.place_order = second_waits  # type: ignore[method-assign]
+        second = asyncio.ensure_future(harness.engine.exits.move_stop(pos.id, p2))
+        await eventually(held_back.is_set, what="the second move on its way")
+        late.release()
+        ledger = harness.engine.ledger
+        await eventually(
+            lambda: ledger.positions[pos.id].stop_price == p1, what="the first taken as the stop"
+        )
+        gate.set()
+        await second
+
+        def settled() -> bool:
+            resting = _stops(harness)
+            current = ledger.current_stop(pos.id)
+            return (
+                len(resting) == 1
+                and current is not None
+                and current.client_order_id == resting[0].client_order_id
+                and current.status is OrderStatus.OPEN
+                and resting[0].trigger_price == ledger.positions[pos.id].stop_price
+            )
+
+        await eventually(settled, timeout=3, what="one stop resting, the one warden records")
+        assert ledger.positions[pos.id].stop_price == p1, "the stop loosened"
+        stored = await harness.store.get_position(pos.id)
+        assert stored is not None and stored.stop_price == p1
+    finally:
+        late.release()
+        await harness.stop()
+
+
 def _stops_land_late(sim: SimulatedExchange, late: LateOneByOne) -> None:
     """Every stop sent from now on is answered "unknown" and lands only when `late` releases it."""
     sim.faults.execute_late_if = lambda request: request.type is OrderType.STOP_MARKET

@@ -1817,7 +1817,7 @@ class ExitManager:
                 report.status, exchange_order_id=report.exchange_order_id
             )
             orders = [done] + ([cancelled] if cancelled is not None else [])
-            new = replace(pos, stop_price=price) if pos.is_active else pos
+            new = replace(pos, stop_price=self._moved_to(pos, price)) if pos.is_active else pos
             lost = self._stopless_after(pid, orders) and new.is_active and new.remaining > 0
             if lost:
                 # The new stop was cancelled by hand while the old one was being cancelled: none
@@ -1845,6 +1845,15 @@ class ExitManager:
             await ctx.notify(AlertKind.STOP_REMOVED, "stop removed outside warden: re-placing it now", pid)
             ctx.tasks.spawn(self.protect(pid))
         return False
+
+    def _moved_to(self, pos: Position, price: Decimal) -> Decimal:
+        """The stop price a move whose stop rests at `price` leaves the position with. A tighter
+        one taken while it was on its way (a move given up on that landed late) is not written
+        over (a stop never loosens): the move goes round again to that price."""
+        if pos.stop_price is None or tighter(pos.side, pos.stop_price, price) == price:
+            return price
+        self._rerun.add(pos.id)
+        return pos.stop_price
 
     def _stopless_after(self, pid: PositionId, updates: Sequence[Order]) -> bool:
         """Whether no stop of the position would be live once `updates` are recorded."""
