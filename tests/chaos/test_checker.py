@@ -13,8 +13,8 @@ from warden.chaos.checker import Checker
 from warden.chaos.generate import scenario
 from warden.chaos.naive import NaiveSubject
 from warden.chaos.ports import DbFaults
-from warden.chaos.runner import Options, _survived
-from warden.chaos.steps import SOL
+from warden.chaos.runner import Options, _survived, cover_hold
+from warden.chaos.steps import SOL, Fault, FaultKind
 from warden.chaos.subject import Held, id_maker
 from warden.domain.values import OrderSide, Side, Symbol
 
@@ -74,3 +74,23 @@ def test_across_a_restart_the_exit_state_is_kept_and_the_stop_may_only_tighten()
     assert not _survived(held(Side.LONG, "95"), held(Side.LONG, "96", peak="99"))
     assert not _survived(held(Side.LONG, "95"), held(Side.LONG, "95", tp1=False))
     assert not _survived(held(Side.LONG, "95"), None)
+
+
+def test_a_stop_held_while_every_close_is_held_too_is_excused_for_the_shorter_hold() -> None:
+    """Chaos 1238:170: the exchange held every stop 2.45 s (answered "unknown", executed later)
+    and acknowledged every close, filling it only 12 s later. The stop sent on the fill rested
+    2.45 s after it: nothing sent could cover sooner, so that time is the exchange's. Each stop
+    held is excused from its send for the shorter of the two holds; stops held alone (closes go
+    through at once) excuse nothing."""
+    stops = Fault(FaultKind.EXECUTE_LATE, seconds=2.45, roles="s")
+    closes_acked = Fault(FaultKind.ACK_ONLY, seconds=12.0, roles="c")
+    assert cover_hold(stops, (stops, closes_acked)) == 2.45
+    briefly = Fault(FaultKind.ACK_ONLY, seconds=1.5, roles="c")
+    assert cover_hold(stops, (stops, briefly)) == 1.5, "a close filled sooner covers sooner"
+    assert cover_hold(stops, (stops,)) == 0.0, "a close goes through at once"
+    entries_acked = Fault(FaultKind.ACK_ONLY, seconds=12.0, roles="e")
+    assert cover_hold(stops, (stops, entries_acked)) == 0.0, "closes are not held"
+    both = Fault(FaultKind.EXECUTE_LATE, seconds=4.85, roles="sc")
+    assert cover_hold(both, (both,)) == 4.85
+    entries = Fault(FaultKind.EXECUTE_LATE, seconds=4.85, roles="e")
+    assert cover_hold(entries, (entries, closes_acked)) == 0.0

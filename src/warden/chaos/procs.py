@@ -39,7 +39,7 @@ import httpx
 
 from warden.chaos.checker import Excuse, Violation
 from warden.chaos.faces import FACES, Face
-from warden.chaos.runner import RunResult, Trace, excused, holds_every_cover
+from warden.chaos.runner import RunResult, Trace, cover_hold, excused
 from warden.chaos.steps import Act, Fault, FaultKind, Scenario, Step, Target
 from warden.domain.values import Symbol
 
@@ -319,9 +319,11 @@ class ProcessRun:
                 # an IP that keeps sending), so no stop can be placed, whatever the 429 refused
                 told = fault.seconds + math.ceil(fault.retry_after)
                 self.excuses.append(Excuse(now, now + told, None, str(fault)))
-            elif excused(fault, tuple(faults)) or holds_every_cover(fault):
-                # (an EXECUTE_LATE on stops and closes: the stop sent as the step acts is held that long)
+            elif excused(fault, tuple(faults)):
                 self.excuses.append(Excuse(now, now + fault.seconds, None, str(fault)))
+            elif (hold := cover_hold(fault, tuple(faults))) > 0:
+                # (an EXECUTE_LATE holding every way to cover: the stop sent as the step acts is held)
+                self.excuses.append(Excuse(now, now + hold, None, str(fault)))
         if knobs:
             self.control("/sim/faults", knobs)
 
