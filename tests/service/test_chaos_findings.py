@@ -507,8 +507,9 @@ def _late_entry_under_429s(
     sim: SimulatedExchange, clock: FakeClock, seconds: float, roles: str
 ) -> tuple[list[float], list[float]]:
     """An entry given up on that the exchange executes 20 s after it was sent, and 429s for
-    `seconds` from that execution on every stop ("stops") or every order ("orders"). Returns the
-    times the cover was sent and when the entry executed, filled in as they happen."""
+    `seconds` from that execution on every stop ("stops"), every order ("orders") or the late
+    entry's cover alone ("cover"). Returns the times the cover was sent and when the entry
+    executed, filled in as they happen."""
     sim.faults.execute_late_if = lambda request: request.type is OrderType.MARKET and not request.reduce_only
     sim.faults.execute_delay = 20.0
     cover_sends: list[float] = []
@@ -520,6 +521,8 @@ def _late_entry_under_429s(
         if "cover" in request.client_order_id:
             cover_sends.append(clock.monotonic())
         if not executed or (roles == "stops" and request.type is not OrderType.STOP_MARKET):
+            return False
+        if roles == "cover" and "cover" not in request.client_order_id:
             return False
         return clock.monotonic() < executed[0] + seconds
 
@@ -598,6 +601,34 @@ async def test_a_late_entry_cover_is_no_longer_sent_once_the_exchange_shows_noth
         assert not after, f"the cover sent again once nothing was left to cover: {after}"
         told = [a for a in notifier.alerts if "still sending it" in a.message]
         assert not told, told
+    finally:
+        engine.set_read_only("test over")
+        await engine.stop()
+        consumer.cancel()
+        await asyncio.gather(consumer, opening, return_exceptions=True)
+
+
+async def test_a_late_entry_cover_is_no_longer_sent_once_the_adopted_positions_own_stop_rests() -> None:
+    """429s on the late entry's cover alone, for 70 s: reconciliation adopts the entry and its
+    own stop rests. The exchange still holds the position, but warden's stop covers it: the
+    cover is not sent again (it would rest beside that stop, for a pass to cancel)."""
+    clock, sim, engine, consumer = await _started_on(SlowCommits, 0.0)
+    cover_sends, executed = _late_entry_under_429s(sim, clock, 70.0, "cover")
+    opening = asyncio.ensure_future(engine.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(100))))
+    rested: list[float] = []
+    try:
+        for _ in range(1200):  # 120 s of engine time
+            clock.advance(0.1)
+            await turns(5)
+            stops = [o for o in sim.core.open_orders(SOL) if o.type is OrderType.STOP_MARKET]
+            if executed and not rested and stops:
+                rested.append(clock.monotonic())
+        held = sim.core.position(SOL).qty
+        assert executed and rested and held != 0, "executed late, adopted, its own stop resting"
+        stops = [o for o in sim.core.open_orders(SOL) if o.type is OrderType.STOP_MARKET]
+        assert [o.qty for o in stops] == [abs(held)] and "cover" not in stops[0].client_order_id, stops
+        after = [t for t in cover_sends if t > rested[0] + engine.config.protection_window]
+        assert not after, f"the cover sent again beside the position's own stop: {after}"
     finally:
         engine.set_read_only("test over")
         await engine.stop()

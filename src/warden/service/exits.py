@@ -33,7 +33,7 @@ from warden.domain.events import Event, EventKind
 from warden.domain.orders import Fill, Order, OrderStatus
 from warden.domain.plan import levels_for, tighter
 from warden.domain.position import ExitReason, Position, PositionStatus
-from warden.domain.reconcile import guard_close, guard_stop, ours, stop_from, uncovered
+from warden.domain.reconcile import guard_close, guard_stop, ours, stop_from
 from warden.domain.reports import FillReport, MarkPrice, OrderReport
 from warden.domain.ticks import TickIndex
 from warden.domain.values import (
@@ -991,13 +991,29 @@ class ExitManager:
             await clock.sleep(ctx.config.protection_window / 2 if waited < COVER_STEADY else 30.0)
 
     async def _cover_needed(self, cover: Order) -> bool:
-        """Whether the exchange still shows the side of the symbol a cover would cover without a
-        stop (the position adopted and protected, or closed, meanwhile: not); unreadable, yes."""
+        """Whether the side of the symbol a cover would cover is still held on the exchange beyond
+        what stops of warden's resting there cover (the position adopted and protected, or
+        closed, meanwhile: not); unreadable, yes. The positions are read, not the open orders
+        (Binance weighs an account's open orders 40, its positions 5, and the exchange may be
+        rate-limiting already); the stops are memory's, which a pass corrects."""
         try:
-            truth = await self.gw.truth()
+            held = await self.gw.positions()
         except ExchangeError:
             return True
-        return any(r.symbol == cover.symbol and r.side.exit_side is cover.side for r, _ in uncovered(truth))
+        exposure = sum(
+            (abs(r.qty) for r in held if r.symbol == cover.symbol and r.side.exit_side is cover.side), ZERO
+        )
+        covered = sum(
+            (
+                o.qty - o.filled_qty
+                for p in self.ledger.active_positions()
+                if p.symbol == cover.symbol
+                for o in self.ledger.live_orders(p.id, OrderRole.STOP)
+                if o.status is OrderStatus.OPEN and o.side is cover.side
+            ),
+            ZERO,
+        )
+        return exposure > covered
 
     async def _cover_from_mark(self, cover: Order, side: Side, why: str) -> None:
         """A late entry's cover refused (the market already past its trigger, at the plan's
