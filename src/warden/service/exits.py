@@ -861,8 +861,9 @@ class ExitManager:
     async def _cover_if_given_up(self, order: Order, report: FillReport) -> None:
         """A fill of an entry being given up on (`InFlight.giving_up`) waits for the lock the
         failure is written under, seconds on a slow database: it is covered first
-        (`cover_late_entry`; chaos 1237:260). Should the write fail, the position takes the fill
-        and its own stop; the cover is then a stray the next pass cancels."""
+        (`cover_late_entry`; chaos 1237:260). A write that fails leaves the failure in memory
+        (pending, the ledger degraded), so the fill is a late entry's all the same; one fenced
+        out leaves this engine unable to act, the cover resting for the holder to adopt."""
         if order.role is OrderRole.ENTRY and order.position_id in self.flights.giving_up:
             await self.cover_late_entry(report)
 
