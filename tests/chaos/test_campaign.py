@@ -95,6 +95,8 @@ LONG_FINDINGS = (
     (1230, 96),
     (1237, 260),
     (1238, 170),
+    (1206, 48),
+    (1218, 18),
 )
 """(seed, run) of each violation a 10,000-run campaign (`warden bench chaos`) found, pinned; and
 of 600-run campaigns since (1207:462: a second close held back by a 5xx'd first while stops were
@@ -107,7 +109,9 @@ that landed late, unknown as live while an intent given up on kept its symbol ou
 recorded nowhere; 1230:96: a stop the process before sent copies of, cancelled by the new
 one's close while they could land, placed twice; 1237:260, found on PostgreSQL: a late entry
 fill waiting for its failure's slow write, then its cover left after 1.5 s of 429s; 1238:170, on
-PostgreSQL, the checker's: stops held 2.45 s while every close was held 12 s, not excused)."""
+PostgreSQL, the checker's: stops held 2.45 s while every close was held 12 s, not excused;
+1206:48 and 1218:18, the trade-off: stops held 3.45 s, closes 1.5 s, 3.0 s uncovered of which the
+exchange's 1.5 s is excused, the manager's 1.5 s within the window)."""
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from decimal import Decimal
+from types import SimpleNamespace
 
 from warden.adapters.sim import SimulatedExchange
 from warden.chaos import warp
@@ -13,10 +14,11 @@ from warden.chaos.checker import Checker
 from warden.chaos.generate import scenario
 from warden.chaos.naive import NaiveSubject
 from warden.chaos.ports import DbFaults
-from warden.chaos.runner import Options, _survived, cover_hold
+from warden.chaos.runner import Options, Run, _survived, cover_hold
 from warden.chaos.steps import SOL, Fault, FaultKind
 from warden.chaos.subject import Held, id_maker
-from warden.domain.values import OrderSide, Side, Symbol
+from warden.domain.reports import OrderRequest
+from warden.domain.values import OrderSide, OrderType, Side, Symbol
 
 
 def test_the_same_seed_and_run_always_make_the_same_scenario() -> None:
@@ -94,3 +96,31 @@ def test_a_stop_held_while_every_close_is_held_too_is_excused_for_the_shorter_ho
     assert cover_hold(both, (both,)) == 4.85
     entries = Fault(FaultKind.EXECUTE_LATE, seconds=4.85, roles="e")
     assert cover_hold(entries, (entries, closes_acked)) == 0.0
+
+
+async def test_beside_acked_closes_only_the_first_stop_held_on_a_symbol_is_excused() -> None:
+    """Chaos 1206:48: stops held 3.45 s, closes acknowledged and filled 1.5 s later. The stop
+    sent on the fill is excused 1.5 s (a close sent then would have covered by then); the same
+    stop sent again during its retries is not excused again from each send, or the manager's
+    own 1.5 s before its close went out would be excused too. Where every way to cover is held
+    alike, each send is excused (it covers once it lands)."""
+    excuses: list[tuple[float, float, str | None]] = []
+
+    class Recording:
+        def excuse(self, start: float, end: float, symbol: str | None, why: str) -> None:
+            excuses.append((start, end, symbol))
+
+    run = SimpleNamespace(checker=Recording())
+    stop = OrderRequest(
+        "wd-chaos1-f495f922d7e9-s1", SOL, OrderSide.BUY, OrderType.STOP_MARKET, Decimal(1), Decimal(2), True
+    )
+    stops = Fault(FaultKind.EXECUTE_LATE, seconds=3.45, roles="s")
+    acked = Fault(FaultKind.ACK_ONLY, seconds=1.5, roles="c")
+    matches = Run._excusing(run, stops, cover_hold(stops, (stops, acked)), each=False)  # type: ignore[arg-type]
+    assert matches(stop) and matches(stop) and matches(stop), "every stop is held"
+    assert [(round(end - start, 2), symbol) for start, end, symbol in excuses] == [(1.5, SOL)]
+    excuses.clear()
+    both = Fault(FaultKind.EXECUTE_LATE, seconds=3.45, roles="sc")
+    matches = Run._excusing(run, both, cover_hold(both, (both,)), each=True)  # type: ignore[arg-type]
+    assert matches(stop) and matches(stop)
+    assert len(excuses) == 2

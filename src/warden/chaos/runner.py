@@ -358,23 +358,28 @@ class Run:
                 for name, value in KNOBS[kind](fault).items():
                     setattr(knobs, name, value)
             if kind is FaultKind.EXECUTE_LATE and (hold := cover_hold(fault, faults)) > 0:
-                knobs.execute_late_if = self._excusing(fault, hold)
+                knobs.execute_late_if = self._excusing(fault, hold, each=_each_send_held(fault, faults))
             if kind in BURSTS:
                 self._later(fault.seconds, functools.partial(setattr, knobs, *BURSTS[kind]))
             if excused(fault, faults):
                 self.checker.excuse(now, now + fault.seconds, None, str(fault))
 
-    def _excusing(self, fault: Fault, hold: float) -> Callable[[OrderRequest], bool]:
+    def _excusing(self, fault: Fault, hold: float, *, each: bool) -> Callable[[OrderRequest], bool]:
         """The EXECUTE_LATE predicate of a fault that holds back what covers (`cover_hold`),
-        excusing each stop or close it holds back, on its symbol, for `hold` seconds from its
-        send: nothing sent can cover a position sooner."""
+        excusing a stop or close it holds back, on its symbol, for `hold` seconds from its send:
+        nothing sent can cover a position sooner. `each`: every one held (each lands when its
+        hold ends, or every way to cover is refused or held alike); otherwise only the first on
+        its symbol — a close acknowledged sooner could cover, and a stop sent again later, still
+        held, does not push that back (chaos 1206:48 would be excused whole)."""
         held = predicate(fault.roles)
+        first: set[Symbol] = set()
 
         def matches(request: OrderRequest) -> bool:
             if not held(request):
                 return False
             parsed = parse_client_id(request.client_order_id)
-            if parsed is not None and parsed.role.code in "sc":
+            if parsed is not None and parsed.role.code in "sc" and (each or request.symbol not in first):
+                first.add(request.symbol)
                 now = asyncio.get_running_loop().time()
                 why = f"{fault}: {request.client_order_id} held back by the exchange"
                 self.checker.excuse(now, now + hold, request.symbol, why)
@@ -586,13 +591,14 @@ def cover_hold(fault: Fault, faults: tuple[Fault, ...]) -> float:
     (0: none): the exchange holds every way to cover, so nothing sent could cover sooner. Its
     whole hold when it holds stops and closes alike (`holds_every_cover`), or closes while every
     stop is refused (`_holds_the_last_resort`). When it holds stops alone while another fault
-    holds every close acknowledged and unfilled (ACK_ONLY), the shorter of the two holds: the
-    first stop, sent on the fill, lands after its hold, and a close sent then fills only after
-    its own (chaos 1238:170: stops held 2.45 s, closes 12 s; the stop sent on the fill rested
-    2.45 s after it)."""
+    holds every close acknowledged and unfilled (ACK_ONLY), the shorter of the two holds, from
+    the first stop held on a symbol only: that stop, sent on the fill, lands after its hold, and
+    a close sent then fills only after its own (chaos 1238:170: stops held 2.45 s, closes 12 s;
+    the stop sent on the fill rested 2.45 s after it). What the manager takes beyond that (1206:48:
+    stops held 3.45 s, closes 1.5 s, the close sent after 1.5 s of the stop's retries) counts."""
     if fault.kind is not FaultKind.EXECUTE_LATE:
         return 0.0
-    if holds_every_cover(fault) or _holds_the_last_resort(fault, faults):
+    if _each_send_held(fault, faults):
         return fault.seconds
     if fault.roles == "*" or "s" in fault.roles:
         acked = [
@@ -601,6 +607,13 @@ def cover_hold(fault: Fault, faults: tuple[Fault, ...]) -> float:
         if acked:
             return min(fault.seconds, max(acked))
     return 0.0
+
+
+def _each_send_held(fault: Fault, faults: tuple[Fault, ...]) -> bool:
+    """Whether every stop or close an EXECUTE_LATE fault holds back is excused from its own send
+    (`Run._excusing`): it holds every way to cover alike (`holds_every_cover`), or closes while
+    every stop is refused (`_holds_the_last_resort`)."""
+    return holds_every_cover(fault) or _holds_the_last_resort(fault, faults)
 
 
 def holds_every_cover(fault: Fault) -> bool:
