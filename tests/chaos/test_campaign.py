@@ -97,6 +97,7 @@ LONG_FINDINGS = (
     (1238, 170),
     (1206, 48),
     (1218, 18),
+    (291220366, 110),
 )
 """(seed, run) of each violation a 10,000-run campaign (`warden bench chaos`) found, pinned; and
 of 600-run campaigns since (1207:462: a second close held back by a 5xx'd first while stops were
@@ -111,7 +112,9 @@ one's close while they could land, placed twice; 1237:260, found on PostgreSQL: 
 fill waiting for its failure's slow write, then its cover left after 1.5 s of 429s; 1238:170, on
 PostgreSQL, the checker's: stops held 2.45 s while every close was held 12 s, not excused;
 1206:48 and 1218:18, the trade-off: stops held 3.45 s, closes 1.5 s, 3.0 s uncovered of which the
-exchange's 1.5 s is excused, the manager's 1.5 s within the window)."""
+exchange's 1.5 s is excused, the manager's 1.5 s within the window; 291220366:110, of a
+10,000-run bench: an entry given up on executed with every stream event lost, left to the next
+pass, 27 s)."""
 
 
 @pytest.fixture(scope="module")

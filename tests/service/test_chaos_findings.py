@@ -636,6 +636,36 @@ async def test_a_late_entry_cover_is_no_longer_sent_once_the_adopted_positions_o
         await asyncio.gather(consumer, opening, return_exceptions=True)
 
 
+async def test_an_entry_given_up_on_that_executes_with_its_fill_lost_is_protected_within_the_window() -> None:
+    """`warden chaos --replay 291220366:110`: an entry answered "unknown" was looked up in vain
+    and given up on; the exchange executed it 0.15 s later, and the stream lost every event, so
+    no late fill reached warden. Nothing looked again until the next reconcile pass: 27.2 s
+    without a stop. An entry given up on after an unknown outcome may still execute for
+    `entry_deadline` after its send: it is looked up again meanwhile, every half window, and
+    found executed, a pass adopts and protects it at once."""
+    clock, sim, engine, consumer = await _started_on(SlowCommits, 0.3)
+    sim.faults.execute_late_if = lambda request: request.type is OrderType.MARKET and not request.reduce_only
+    sim.faults.execute_delay = 2.45
+    sim.faults.drop_rate = 1.0  # the stream loses every event
+    opening = asyncio.ensure_future(engine.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(100))))
+    try:
+        for _ in range(400):  # 40 s of engine time
+            clock.advance(0.1)
+            await turns(5)
+        assert opening.done() and opening.result().status is PositionStatus.FAILED, "given up on"
+        held = sim.core.position(SOL).qty
+        assert held != 0, "executed late"
+        stops = [o for o in sim.core.open_orders(SOL) if o.type is OrderType.STOP_MARKET]
+        assert [o.qty for o in stops] == [abs(held)], stops
+        [exposure] = sim.exposure()
+        assert exposure.max_unprotected_seconds <= engine.config.protection_window, exposure
+    finally:
+        engine.set_read_only("test over")
+        await engine.stop()
+        consumer.cancel()
+        await asyncio.gather(consumer, opening, return_exceptions=True)
+
+
 async def _trade_recorded(store: Store, trade_id: str) -> bool:
     """Whether the database holds this trade: a fill a position applied, or an event carrying it
     (what the chaos checker counts as recorded, I2)."""
@@ -1472,6 +1502,33 @@ async def test_a_stop_given_up_on_that_lands_later_is_taken_as_the_stop(
         await eventually(settled, timeout=3, what="one stop resting, the one warden records")
     finally:
         await harness.stop()
+
+
+async def test_an_entry_found_executed_by_a_pass_has_its_trade_recorded_even_when_its_protection_fails() -> (
+    None
+):
+    """The same run, 291220366:110: every order, stops and closes too, was answered "unknown" and
+    executed 2.45 s later. The pass that adopted the late entry failed to protect it at once (its
+    close "timed out and not found yet"), and the failure skipped the reading of the entry's
+    trades over REST: the trade was recorded nowhere (I2). They are read however protect ends."""
+    clock, sim, engine, consumer = await _started_on(SlowCommits, 0.3)
+    sim.faults.execute_late_if = lambda request: True
+    sim.faults.execute_delay = 2.45
+    sim.faults.drop_rate = 1.0
+    opening = asyncio.ensure_future(engine.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(100))))
+    try:
+        for _ in range(400):  # 40 s of engine time
+            clock.advance(0.1)
+            await turns(5)
+        assert opening.done() and opening.result().status is PositionStatus.FAILED, "given up on"
+        [entry] = [f for f in sim.core.fills(SOL) if f.client_order_id.endswith("-e1")]
+        recorded = await driven(clock, _trade_recorded(engine.store, entry.trade_id))
+        assert recorded, f"the late entry's trade {entry.trade_id} recorded"
+    finally:
+        engine.set_read_only("test over")
+        await engine.stop()
+        consumer.cancel()
+        await asyncio.gather(consumer, opening, return_exceptions=True)
 
 
 def _stops(harness: Harness) -> list[OrderReport]:

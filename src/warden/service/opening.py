@@ -247,7 +247,9 @@ class Opener:
             )
             found = await self._look_up(entry, protection)
             if isinstance(found, NotFound):
-                return await self.recovery.fail_entry(pid, entry, found.why, tell=tell)
+                failed = await self.recovery.fail_entry(pid, entry, found.why, tell=tell)
+                ctx.tasks.spawn(self.recovery.watch_given_up(pid, entry))
+                return failed
             if not isinstance(found, Found):
                 ctx.tasks.spawn(self.recovery.resolve_entry(pid))
                 return ctx.ledger.positions[pid]

@@ -486,7 +486,12 @@ class Reconciler:
         await ctx.ledger.commit(None, position, events=[Event(EventKind.RECONCILE, now, position.id, what)])
         self.exits.exposed_from(position.id, ctx.clock.monotonic())
         if late is not None:
-            protected = await self.exits.protect(position.id)
+            try:
+                protected = await self.exits.protect(position.id)
+            except (ExchangeError, StoreUnavailable, TradingRefused):
+                if given_up is not None:  # its trades are read however protect ends (chaos 291220366:110)
+                    await self._late_trades(*given_up)
+                raise
             if given_up is not None:
                 await self._late_trades(*given_up)
             how = f", {LATE_FOUND}" if given_up is not None else ""
