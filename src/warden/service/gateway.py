@@ -141,6 +141,12 @@ class Gateway:
     async def fills(self, symbol: Symbol, since: datetime | None) -> list[FillReport]:
         return await self.query(self.exchange.fetch_fills(symbol, since))
 
+    async def fills_of(self, order: Order, since: datetime | None) -> list[FillReport]:
+        """The trades of one order since `since`, read over REST (its symbol's, filtered)."""
+        return [
+            f for f in await self.fills(order.symbol, since) if f.client_order_id == order.client_order_id
+        ]
+
     async def query(self, call: Awaitable[T]) -> T:
         return await self._deadline(call, self.ctx.config.query_timeout)
 

@@ -511,14 +511,13 @@ class Reconciler:
         stream down while it executed, the trade was recorded nowhere). Unreadable now: the
         adoption stands, and the trades stay unrecorded (logged)."""
         try:
-            fills = await self.gw.fills(entry.symbol, position.opened_at)
+            fills = await self.gw.fills_of(entry, position.opened_at)
         except ExchangeError as exc:
             log.warning("late_trades_unread", client_order_id=entry.client_order_id, error=str(exc))
             return
         for fill in fills:
-            if fill.client_order_id == entry.client_order_id:
-                message = f"fill {fill.trade_id} after {position.status} (found by reconciliation)"
-                await self.exits.record_late_trade(fill, position.id, message)
+            message = f"fill {fill.trade_id} after {position.status} (found by reconciliation)"
+            await self.exits.record_late_trade(fill, position.id, message)
 
     async def _given_up_entry(self, report: PositionReport) -> tuple[Position, Order] | None:
         """The failed position whose entry this orphan is, when no stream fill said so (it was

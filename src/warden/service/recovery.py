@@ -472,13 +472,12 @@ class Recovery:
         database held that stop back 2 s: chaos 1223:147 with the watch). Unreadable: the pass
         alone protects it."""
         try:
-            fills = await self.gw.fills(entry.symbol, position.opened_at)
+            fills = await self.gw.fills_of(entry, position.opened_at)
         except ExchangeError as exc:
             log.warning("given_up_entry_fills_unread", client_order_id=entry.client_order_id, error=str(exc))
             return
         for fill in fills:
-            if fill.client_order_id == entry.client_order_id:
-                await self.exits.cover_late_entry(fill)
+            await self.exits.cover_late_entry(fill)
 
     async def resolve_entry(self, pid: PositionId) -> None:
         """An entry whose outcome is not known yet (timed out, answered filled with fills not
