@@ -168,10 +168,7 @@ async def test_once_refusals_end_the_stop_rests_within_the_window_and_alerts_wer
         ]
         assert 1 <= len(failures) <= 4, [a.message for a in failures]
     finally:
-        engine.set_read_only("test over")
-        await engine.stop()
-        consumer.cancel()
-        await asyncio.gather(consumer, opening, return_exceptions=True)
+        await _stopped(engine, consumer, opening)
 
 
 async def test_a_stop_whose_outcome_stayed_unknown_is_settled_before_the_position_counts_as_protected() -> (
@@ -326,6 +323,15 @@ async def _started_on(
     return clock, sim, engine, consumer
 
 
+async def _stopped(engine: Engine, consumer: asyncio.Task[None], *pending: asyncio.Future[Any]) -> None:
+    """Stop an engine `_started_on` made (read-only first: that refuses every further order and
+    write, ending any spin), its stream's consumer, and what the test left `pending`."""
+    engine.set_read_only("test over")
+    await engine.stop()
+    consumer.cancel()
+    await asyncio.gather(consumer, *pending, return_exceptions=True)
+
+
 @pytest.mark.parametrize("acknowledged", [False, True], ids=["answered-filled", "acknowledged-first"])
 async def test_a_slow_database_does_not_hold_the_stop_back(acknowledged: bool) -> None:
     """Chaos 3:67, 3:79, 3:89: with commits taking 2 s (under the 5 s deadline) the stop rested
@@ -346,10 +352,7 @@ async def test_a_slow_database_does_not_hold_the_stop_back(acknowledged: bool) -
         assert exposure.max_unprotected_seconds < slow, f"a commit before the stop: {exposure}"
         assert exposure.max_unprotected_seconds <= engine.config.protection_window, exposure
     finally:
-        engine.set_read_only("test over")
-        await engine.stop()
-        consumer.cancel()
-        await asyncio.gather(consumer, opening, return_exceptions=True)
+        await _stopped(engine, consumer, opening)
 
 
 class SlowDatabase(SlowCommits):
@@ -395,10 +398,7 @@ async def test_an_entry_given_up_on_that_executes_later_is_covered_before_the_sl
         [exposure] = sim.exposure()
         assert exposure.max_unprotected_seconds < slow, f"a database operation before the stop: {exposure}"
     finally:
-        engine.set_read_only("test over")
-        await engine.stop()
-        consumer.cancel()
-        await asyncio.gather(consumer, opening, return_exceptions=True)
+        await _stopped(engine, consumer, opening)
 
 
 class FailureWitnessed(SlowDatabase):
@@ -451,10 +451,7 @@ async def test_a_late_entry_fill_landing_while_its_failure_is_written_is_covered
         [exposure] = sim.exposure()
         assert exposure.max_unprotected_seconds < 0.5, f"the fill waited for the failure's commit: {exposure}"
     finally:
-        engine.set_read_only("test over")
-        await engine.stop()
-        consumer.cancel()
-        await asyncio.gather(consumer, opening, return_exceptions=True)
+        await _stopped(engine, consumer, opening)
 
 
 async def test_a_late_entry_cover_refused_429_past_the_window_is_sent_again_until_it_rests() -> None:
@@ -497,10 +494,7 @@ async def test_a_late_entry_cover_refused_429_past_the_window_is_sent_again_unti
             f"the cover was left after its 429s: {exposure}"
         )
     finally:
-        engine.set_read_only("test over")
-        await engine.stop()
-        consumer.cancel()
-        await asyncio.gather(consumer, opening, return_exceptions=True)
+        await _stopped(engine, consumer, opening)
 
 
 def _late_entry_under_429s(
@@ -570,10 +564,7 @@ async def test_a_late_entry_cover_429d_for_over_a_minute_tells_the_trader_and_re
         window = engine.config.protection_window
         assert exposure.max_unprotected_seconds <= burst + window / 2 + 0.5, exposure
     finally:
-        engine.set_read_only("test over")
-        await engine.stop()
-        consumer.cancel()
-        await asyncio.gather(consumer, opening, return_exceptions=True)
+        await _stopped(engine, consumer, opening)
 
 
 async def test_a_late_entry_cover_is_no_longer_sent_once_the_exchange_shows_nothing_for_it_to_cover() -> None:
@@ -602,10 +593,7 @@ async def test_a_late_entry_cover_is_no_longer_sent_once_the_exchange_shows_noth
         told = [a for a in notifier.alerts if "still sending it" in a.message]
         assert not told, told
     finally:
-        engine.set_read_only("test over")
-        await engine.stop()
-        consumer.cancel()
-        await asyncio.gather(consumer, opening, return_exceptions=True)
+        await _stopped(engine, consumer, opening)
 
 
 async def test_a_late_entry_cover_is_no_longer_sent_once_the_adopted_positions_own_stop_rests() -> None:
@@ -630,10 +618,7 @@ async def test_a_late_entry_cover_is_no_longer_sent_once_the_adopted_positions_o
         after = [t for t in cover_sends if t > rested[0] + engine.config.protection_window]
         assert not after, f"the cover sent again beside the position's own stop: {after}"
     finally:
-        engine.set_read_only("test over")
-        await engine.stop()
-        consumer.cancel()
-        await asyncio.gather(consumer, opening, return_exceptions=True)
+        await _stopped(engine, consumer, opening)
 
 
 async def test_an_entry_given_up_on_that_executes_with_its_fill_lost_is_protected_within_the_window() -> None:
@@ -660,10 +645,7 @@ async def test_an_entry_given_up_on_that_executes_with_its_fill_lost_is_protecte
         [exposure] = sim.exposure()
         assert exposure.max_unprotected_seconds <= engine.config.protection_window, exposure
     finally:
-        engine.set_read_only("test over")
-        await engine.stop()
-        consumer.cancel()
-        await asyncio.gather(consumer, opening, return_exceptions=True)
+        await _stopped(engine, consumer, opening)
 
 
 async def _trade_recorded(store: Store, trade_id: str) -> bool:
@@ -708,10 +690,7 @@ async def test_a_cover_that_triggers_before_the_late_entry_is_adopted_has_its_fi
         recorded = await driven(clock, _trade_recorded(engine.store, trade.trade_id))
         assert recorded, f"the cover's trade {trade} recorded"
     finally:
-        engine.set_read_only("test over")
-        await engine.stop()
-        consumer.cancel()
-        await asyncio.gather(consumer, opening, return_exceptions=True)
+        await _stopped(engine, consumer, opening)
 
 
 async def test_a_reconcile_pass_leaves_alone_what_a_slow_write_is_still_recording() -> None:
@@ -1154,10 +1133,7 @@ async def test_a_refused_stop_on_a_slow_database_is_replaced_by_a_close_at_once(
         assert len(closes) == 1 and closes[0].filled_qty == pos.filled_qty, closes
         assert sim.core.open_orders() == [], "exit orders of a closed position left resting"
     finally:
-        engine.set_read_only("test over")
-        await engine.stop()
-        consumer.cancel()
-        await asyncio.gather(consumer, opening, return_exceptions=True)
+        await _stopped(engine, consumer, opening)
 
 
 async def test_a_stop_never_found_after_its_retries_is_replaced_by_a_close_at_once_on_a_slow_database() -> (
@@ -1525,10 +1501,7 @@ async def test_an_entry_found_executed_by_a_pass_has_its_trade_recorded_even_whe
         recorded = await driven(clock, _trade_recorded(engine.store, entry.trade_id))
         assert recorded, f"the late entry's trade {entry.trade_id} recorded"
     finally:
-        engine.set_read_only("test over")
-        await engine.stop()
-        consumer.cancel()
-        await asyncio.gather(consumer, opening, return_exceptions=True)
+        await _stopped(engine, consumer, opening)
 
 
 def _stops(harness: Harness) -> list[OrderReport]:
