@@ -197,8 +197,10 @@ async def serve_sim(
         return
 
     if accounts > 1:
-        await asyncio.gather(
-            *(
+        # One account failing (its port taken) stops them all: gather alone raised the error but
+        # left the others serving, orphaned.
+        servers = [
+            asyncio.create_task(
                 serve(
                     host=host,
                     port=port + i,
@@ -208,9 +210,15 @@ async def serve_sim(
                     clock_offset=clock_offset,
                     markets=markets,
                 )
-                for i in range(accounts)
             )
-        )
+            for i in range(accounts)
+        ]
+        try:
+            await asyncio.gather(*servers)
+        finally:
+            for server in servers:
+                server.cancel()
+            await asyncio.gather(*servers, return_exceptions=True)
         return
     await serve(
         host=host,

@@ -165,13 +165,10 @@ def test_several_accounts_take_no_state_file_and_no_drift() -> None:
 async def test_several_accounts_are_independent_simulators_on_consecutive_ports() -> None:
     """Each port is its own account: an order on one leaves the others flat."""
     import asyncio
-    import socket
 
     import httpx
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        base = probe.getsockname()[1]
+    base = _consecutive_free_ports(2)
     serving = asyncio.create_task(
         bootstrap.serve_sim("127.0.0.1", base, 1, None, price_interval=0, accounts=2)
     )
@@ -189,6 +186,8 @@ async def test_several_accounts_are_independent_simulators_on_consecutive_ports(
 
             deadline = asyncio.get_running_loop().time() + 10
             while not await up():
+                if serving.done():  # a port taken since it was probed: say so, not "never answered"
+                    serving.result()
                 assert asyncio.get_running_loop().time() < deadline, "the two accounts never answered"
                 await asyncio.sleep(0.01)  # the pace of a poll with a deadline, not a synchronisation
             order = {"symbol": "SOLUSDT", "side": "buy", "qty": "1"}
@@ -201,3 +200,69 @@ async def test_several_accounts_are_independent_simulators_on_consecutive_ports(
     finally:
         serving.cancel()
         await asyncio.gather(serving, return_exceptions=True)
+
+
+async def test_several_accounts_one_of_whose_ports_is_taken_fail_at_once_and_leave_none_serving() -> None:
+    """`--accounts 2` with the second port taken: serve_sim raises the bind error, and the first
+    account, already listening, is stopped with it (it was left serving, orphaned, and the
+    error surfaced only when everything else had ended)."""
+    import asyncio
+    import socket
+
+    import httpx
+
+    base = _consecutive_free_ports(2)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", base + 1))
+        taken.listen()
+        with pytest.raises(OSError, match="address already in use"):
+            await asyncio.wait_for(
+                bootstrap.serve_sim("127.0.0.1", base, 1, None, price_interval=0, accounts=2), timeout=10
+            )
+    async with httpx.AsyncClient() as http:
+        with pytest.raises(httpx.TransportError):
+            await http.get(f"http://127.0.0.1:{base}/sim/state")
+
+
+def _consecutive_free_ports(n: int) -> int:
+    """The first of `n` consecutive ports free on 127.0.0.1 when asked."""
+    import socket
+
+    for _attempt in range(50):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            base = probe.getsockname()[1]
+        if base + n > 65535:
+            continue
+        sockets: list[socket.socket] = []
+        try:
+            for port in range(base, base + n):
+                sockets.append(socket.socket())
+                sockets[-1].bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+        return base
+    raise RuntimeError(f"no {n} consecutive free ports on 127.0.0.1")
+
+
+def test_sim_serve_on_a_taken_port_says_so_in_one_line() -> None:
+    """A port already in use is an error line naming the addresses and exit code 1, not a
+    traceback; no message says "error:" twice."""
+    import socket
+
+    base = _consecutive_free_ports(2)
+    runner = CliRunner()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", base + 1))
+        taken.listen()
+        result = runner.invoke(cli_app, ["sim", "serve", "--port", str(base), "--accounts", "2"])
+    assert result.exit_code == 1, result.output
+    assert f"cannot listen on http://127.0.0.1:{base} to {base + 1}" in result.output
+    assert "address already in use" in result.output
+    assert "Traceback" not in result.output
+    for wrong in (["sim", "serve", "--accounts", "2", "--venue", "drift"], ["bench", "nosuch"]):
+        result = runner.invoke(cli_app, wrong)
+        assert result.exit_code != 0 and "error: error:" not in result.output, result.output

@@ -82,11 +82,11 @@ def sim_serve(
     from warden.bootstrap import serve_sim
 
     if accounts > 1 and (state_file is not None or venue is Venue.DRIFT):
-        fail("error: sim serve: --accounts > 1 takes no --state-file and serves binance or bybit", code=2)
+        fail("sim serve: --accounts > 1 takes no --state-file and serves binance or bybit", code=2)
     if clock_offset and venue is Venue.DRIFT:
-        fail("error: sim serve: --clock-offset applies to binance and bybit, not drift", code=2)
+        fail("sim serve: --clock-offset applies to binance and bybit, not drift", code=2)
     if markets != 3 and venue is Venue.DRIFT:
-        fail("error: sim serve: --markets applies to binance and bybit, not drift", code=2)
+        fail("sim serve: --markets applies to binance and bybit, not drift", code=2)
     names = {
         Venue.BINANCE: "Binance USD-M",
         Venue.BYBIT: "Bybit v5 linear",
@@ -112,6 +112,8 @@ def sim_serve(
         )
     except KeyboardInterrupt:
         out.print("stopped")
+    except OSError as exc:  # a port taken, a host this machine does not have
+        fail(f"sim serve: cannot listen on {where}: {exc.strerror or exc}", code=1)
 
 
 def bench(
@@ -129,7 +131,7 @@ def bench(
     chosen = list(NAMES) if not names or names == ["all"] else names
     unknown = [n for n in chosen if n not in NAMES]
     if unknown:
-        fail(f"error: bench: unknown benchmark {unknown[0]!r} (choose from {', '.join(NAMES)}, all)")
+        fail(f"bench: unknown benchmark {unknown[0]!r} (choose from {', '.join(NAMES)}, all)")
     run(chosen, quick, lambda line: out.print(line, markup=False, highlight=False))
 
 
