@@ -53,7 +53,7 @@ from warden.domain.values import (
 from warden.ports import ExchangeError, OrderNotFound, Store, StoreUnavailable
 from warden.service.commands import TradingRefused
 from warden.service.context import Context
-from warden.service.exits import COVER, EXIT_ROLES, ExitManager
+from warden.service.exits import COVER, ExitManager
 from warden.service.gateway import Found, Gateway, Unknown
 from warden.service.recovery import Recovery
 
@@ -816,8 +816,6 @@ class Reconciler:
             # left alone (orphan_policy=alert) would be left naked. Not a stray yet.
             return None
         known = self.ctx.ledger.orders.get(cid)
-        if known is None:
-            await self._sequence_past(cid)
         report = next((o for o in truth.open_orders if o.client_order_id == cid), None)
         if known is not None and known.status is OrderStatus.REJECTED and report is not None:
             # A stop given up on that landed late, its stream event lost: taken as the stop on
@@ -841,32 +839,6 @@ class Reconciler:
         if parsed is not None and parsed.position_id.startswith(COVER):
             done += ": it covered a late entry fill until a position's own stop could (cover_late_entry)"
         return done
-
-    async def _sequence_past(self, cid: ClientOrderId) -> None:
-        """A stray under an exit id of an active position of this installation whose sequence the
-        position has not reached: a process sent it and its write was lost (the database locked,
-        then a crash: chaos 291220366:2651). The position's sequence is moved past it, in the
-        database too, before anything is staged: the next exit takes a new id. Staged again, the
-        id would name two orders once this one is cancelled (Binance keeps client ids unique among
-        open orders only), and a lookup of the new one would find the cancelled one."""
-        parsed = parse_client_id(cid)
-        if (
-            parsed is None
-            or parsed.role not in EXIT_ROLES
-            or parsed.installation != self.ctx.config.installation_id
-        ):
-            return
-        ledger = self.ctx.ledger
-        position = ledger.positions.get(parsed.position_id)
-        if position is None or not position.is_active or parsed.seq <= position.stop_seq:
-            return
-        async with self.ctx.locks.position(position.id):
-            position = ledger.positions[position.id]
-            if not position.is_active or parsed.seq <= position.stop_seq:
-                return
-            what = f"{cid} found on the exchange, never recorded: the exits' sequence moves past it"
-            event = Event(EventKind.RECONCILE, self.ctx.clock.now(), position.id, what)
-            await ledger.commit(position, replace(position, stop_seq=parsed.seq), events=[event])
 
     async def _copies_of_the_dead(self, cid: ClientOrderId, known: Order | None, d: Discrepancy) -> None:
         """Soon after a start or a takeover, a stray may be an order the process before this one
