@@ -648,37 +648,6 @@ async def test_an_entry_given_up_on_that_executes_with_its_fill_lost_is_protecte
         await _stopped(engine, consumer, opening)
 
 
-async def test_a_close_failing_as_5xxs_end_does_not_hold_the_next_stop_behind_its_slow_write() -> None:
-    """`warden chaos --replay 291220366:4862`: every stop and close met 5xx for 10 s, on a
-    database taking 2 s a commit. The round of protect-or-close going on as the 5xxs ended was a
-    close (sent early, when the stop was refused) found failed: its failure was written (2 s,
-    under the position's lock) and the round paused before the next stop went out, which
-    rested 2.4 s after the exchange answered again. A close that fails with no stop resting
-    sends the stop again at once, while its failure is written."""
-    slow = 2.0
-    clock, sim, engine, consumer = await _started_on(SlowCommits, slow)
-    burst = clock.monotonic() + 10.0
-    sim.faults.server_error_if = lambda request: (
-        (request.type is OrderType.STOP_MARKET or request.reduce_only) and clock.monotonic() < burst
-    )
-    opening = asyncio.ensure_future(engine.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(100))))
-    try:
-        for _ in range(300):  # 30 s of engine time
-            clock.advance(0.1)
-            await turns(5)
-        held = sim.core.position(SOL).qty
-        assert held != 0, "the 5xxs left the position open (every close failed)"
-        stops = [o for o in sim.core.open_orders(SOL) if o.type is OrderType.STOP_MARKET]
-        assert [o.qty for o in stops] == [abs(held)], stops
-        [stretch] = sim.core.exposure_stretches()
-        assert stretch.end is not None
-        started = clock.now() - timedelta(seconds=clock.monotonic() - burst)  # the 5xxs' end
-        late = (stretch.end - started).total_seconds()
-        assert late <= engine.config.protection_window, f"the stop rested {late:.2f} s after the 5xxs ended"
-    finally:
-        await _stopped(engine, consumer, opening)
-
-
 async def _trade_recorded(store: Store, trade_id: str) -> bool:
     """Whether the database holds this trade: a fill a position applied, or an event carrying it
     (what the chaos checker counts as recorded, I2)."""

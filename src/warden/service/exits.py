@@ -2331,56 +2331,17 @@ class ExitManager:
             alerts = [ctx.make_alert(AlertKind.CLOSE_FAILED, f"{what}{again}", pid)]
             if not self._tell(pid):
                 alerts = []
-            new = replace(pos.transition(back), exit_reason=None)
-            cover: tuple[Order, asyncio.Future[Placed]] | None = None
-            if (
-                back is PositionStatus.OPEN
-                and not rejected
-                and pos.remaining > 0
-                and not self.ledger.live_orders(pid, OrderRole.STOP)
-            ):
-                # The exchange did not answer the close (5xx, timeout), no stop rests and none is
-                # on its way: the next stop goes out now, while the failure is written, not after
-                # that write and the round's pause (chaos 291220366:4862: 2 s commits; the stop
-                # rested 2.4 s after the 5xxs ended). A close the exchange refused (it answered:
-                # nothing to reduce, say) keeps the pause. The stop's intent is written with the
-                # failure; if that write fails the send is abandoned as protect's is (recovery
-                # adopts it by its deterministic id).
-                new = replace(new, stop_seq=new.stop_seq + 1)
-                stop = self._exit_intent(new, OrderRole.STOP, new.stop_seq)
-                cover = (stop, asyncio.ensure_future(self.place(stop)))
-            try:
-                pos = await self.ledger.commit(
-                    pos,
-                    new,
-                    orders=[*orders, *([cover[0]] if cover is not None else [])],
-                    events=[event],
-                    alerts=alerts,
-                )
-            except BaseException:
-                if cover is not None:
-                    cover[1].cancel()
-                    await asyncio.gather(cover[1], return_exceptions=True)
-                raise
+            pos = await self.ledger.commit(
+                pos,
+                replace(pos.transition(back), exit_reason=None),
+                orders=orders,
+                events=[event],
+                alerts=alerts,
+            )
         await ctx.announce(*alerts)
-        if cover is not None:
-            ctx.tasks.spawn(self._cover_after_failed_close(pid, *cover))
-        elif back is PositionStatus.OPEN:
+        if back is PositionStatus.OPEN:
             ctx.tasks.spawn(self._protect_again(pid))
         raise (OrderRejected if rejected else ExchangeUnavailable)(f"close of {pid} failed: {why}")
-
-    async def _cover_after_failed_close(
-        self, pid: PositionId, stop: Order, sending: asyncio.Future[Placed]
-    ) -> None:
-        """The stop sent as a close failed: recorded when it answers. Resting, the position is
-        protected (and any exit still missing placed); refused too, protect-or-close goes round
-        again after its pause (the next round closes if this stop's outcome stays unknown)."""
-        placed = await sending
-        await self._record_protection(pid, [stop], [placed], judge=placed.report is not None)
-        if placed.report is None:
-            await self._protect_again(pid)
-        elif self.ledger.positions[pid].is_active:
-            await self.protect(pid)  # a take-profit the rounds never got placed
 
     async def _protect_again(self, pid: PositionId) -> None:
         """Neither a stop nor a close went through: protect again after a pause that doubles while
