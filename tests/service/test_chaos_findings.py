@@ -648,6 +648,33 @@ async def test_an_entry_given_up_on_that_executes_with_its_fill_lost_is_protecte
         await _stopped(engine, consumer, opening)
 
 
+async def test_an_entry_given_up_on_found_working_is_watched_until_it_fills_and_protected_then() -> None:
+    """`warden chaos --replay 1266763949:3222`: an entry answered "unknown" was given up on; it
+    landed acknowledged, not filled, and the watch found it so and stopped looking (as if it had
+    ended unfilled). It filled 12 s later with the stream losing every event: 13.1 s without a
+    stop, until the next pass. One found working is looked at until it ends."""
+    clock, sim, engine, consumer = await _started_on(SlowCommits, 0.0)
+    sim.faults.execute_late_if = lambda request: request.type is OrderType.MARKET and not request.reduce_only
+    sim.faults.execute_delay = 4.85
+    sim.faults.ack_only_if = lambda request: request.type is OrderType.MARKET and not request.reduce_only
+    sim.faults.fill_delay = 12.0
+    sim.faults.drop_rate = 1.0  # the stream loses every event
+    opening = asyncio.ensure_future(engine.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(100))))
+    try:
+        for _ in range(290):  # 29 s of engine time: before the first timer pass
+            clock.advance(0.1)
+            await turns(5)
+        assert opening.done() and opening.result().status is PositionStatus.FAILED, "given up on"
+        held = sim.core.position(SOL).qty
+        assert held != 0, "executed late"
+        stops = [o for o in sim.core.open_orders(SOL) if o.type is OrderType.STOP_MARKET]
+        assert sum(o.qty for o in stops) >= abs(held), stops
+        [exposure] = sim.exposure()
+        assert exposure.max_unprotected_seconds <= engine.config.protection_window, exposure
+    finally:
+        await _stopped(engine, consumer, opening)
+
+
 async def _trade_recorded(store: Store, trade_id: str) -> bool:
     """Whether the database holds this trade: a fill a position applied, or an event carrying it
     (what the chaos checker counts as recorded, I2)."""

@@ -46,6 +46,8 @@ SLOW_LOOKS = 60
 """Looks after that, doubling up to 30 s apart (about half an hour)."""
 RECOVERY_CONCURRENCY = 64
 """Positions resolved at once during recovery (each waits on its own exchange lookups)."""
+WORKING_WATCH = 60.0
+"""Seconds an entry given up on and found working is watched for its fill (watch_given_up)."""
 CLOSED_READ = 100
 """The most recently opened positions read on a start for closes the process before may have left
 in flight (`Recovery._closes_in_flight`)."""
@@ -441,10 +443,12 @@ class Recovery:
         later. Its fill on the stream is covered and reconciled at once (ExitManager.late_entry),
         but a stream that lost it left it to the next reconcile pass (chaos 291220366:110: 27 s
         without a stop). So it is looked up again, every half protection window, until it can
-        no longer execute (one look more after that); found executed, a pass runs at once, which
-        adopts it as that entry's and protects it (and records its trades, read over REST)."""
+        no longer execute (one look more after that), or, found working, until it ends (a minute
+        at most); found executed, a pass runs at once, which adopts it as that entry's and
+        protects it (and records its trades, read over REST)."""
         ctx = self.ctx
         steady = ctx.config.protection_window / 2
+        working_since: float | None = None
         while True:
             position = ctx.ledger.positions.get(pid)
             if position is None or position.status is not PositionStatus.FAILED:
@@ -462,8 +466,19 @@ class Recovery:
                     except (ExchangeError, StoreUnavailable, TradingRefused) as exc:
                         log.warning("given_up_entry_pass_failed", position_id=pid, error=str(exc))
                 return
-            if isinstance(found, Found) or ctx.flights.may_execute_for(entry) < -steady:
-                return  # ended unfilled (cancelled, expired), or it can no longer execute
+            if isinstance(found, Found):
+                if found.report.status.terminal:
+                    return  # ended unfilled (cancelled, expired)
+                # Working (acknowledged, not filled): it may fill at any moment, past the
+                # deadline too, and its fill on the stream may be lost (chaos 1266763949:3222:
+                # it filled 12 s later, 13.1 s without a stop). Watched until it ends, for a
+                # minute at most on this cadence; after that the passes (every
+                # `reconcile_interval`) are what finds it.
+                working_since = working_since if working_since is not None else ctx.clock.monotonic()
+                if ctx.clock.monotonic() - working_since > WORKING_WATCH:
+                    return
+            elif ctx.flights.may_execute_for(entry) < -steady:
+                return  # it can no longer execute
             await ctx.clock.sleep(steady)
 
     async def _cover_found(self, entry: Order, position: Position) -> None:
