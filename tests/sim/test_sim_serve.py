@@ -12,6 +12,7 @@ import warden.adapters.sim.server as sim_server
 import warden.adapters.sim.server.app as server_app
 from warden import bootstrap
 from warden.adapters.sim.server import VENUE, create_server_app
+from warden.bench.fleet_bench import consecutive_free_ports
 from warden.entrypoints.cli import app as cli_app
 
 from .builders import BTC, ETH, SOL, FakeClock
@@ -168,7 +169,7 @@ async def test_several_accounts_are_independent_simulators_on_consecutive_ports(
 
     import httpx
 
-    base = _consecutive_free_ports(2)
+    base = consecutive_free_ports(2)
     serving = asyncio.create_task(
         bootstrap.serve_sim("127.0.0.1", base, 1, None, price_interval=0, accounts=2)
     )
@@ -211,7 +212,7 @@ async def test_several_accounts_one_of_whose_ports_is_taken_fail_at_once_and_lea
 
     import httpx
 
-    base = _consecutive_free_ports(2)
+    base = consecutive_free_ports(2)
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", base + 1))
         taken.listen()
@@ -224,36 +225,12 @@ async def test_several_accounts_one_of_whose_ports_is_taken_fail_at_once_and_lea
             await http.get(f"http://127.0.0.1:{base}/sim/state")
 
 
-def _consecutive_free_ports(n: int) -> int:
-    """The first of `n` consecutive ports free on 127.0.0.1 when asked."""
-    import socket
-
-    for _attempt in range(50):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = probe.getsockname()[1]
-        if base + n > 65535:
-            continue
-        sockets: list[socket.socket] = []
-        try:
-            for port in range(base, base + n):
-                sockets.append(socket.socket())
-                sockets[-1].bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        finally:
-            for sock in sockets:
-                sock.close()
-        return base
-    raise RuntimeError(f"no {n} consecutive free ports on 127.0.0.1")
-
-
 def test_sim_serve_on_a_taken_port_says_so_in_one_line() -> None:
     """A port already in use is an error line naming the addresses and exit code 1, not a
     traceback; no message says "error:" twice."""
     import socket
 
-    base = _consecutive_free_ports(2)
+    base = consecutive_free_ports(2)
     runner = CliRunner()
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", base + 1))

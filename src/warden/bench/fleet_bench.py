@@ -92,7 +92,7 @@ class _Fleet:
         env = {k: v for k, v in os.environ.items() if not k.startswith("WARDEN_")}
         env |= {"PYTHONUNBUFFERED": "1", "FLEET_KEY": KEY, "FLEET_SECRET": SECRET}
         self.names = [f"a{i:03d}" for i in range(accounts)]
-        base = _free_ports(accounts)
+        base = consecutive_free_ports(accounts)
         self.sim_urls = {name: f"http://127.0.0.1:{base + i}" for i, name in enumerate(self.names)}
         args = ["sim", "serve", "--host", "127.0.0.1", "--port", str(base), "--accounts", str(accounts)]
         args += ["--markets", str(len(COINS))]
@@ -191,7 +191,7 @@ class _Fleet:
         return 0.0
 
 
-def _free_ports(n: int) -> int:
+def consecutive_free_ports(n: int) -> int:
     """The first of `n` consecutive ports free on 127.0.0.1 (one simulator process serves them)."""
     for _attempt in range(50):
         base = _free_port()
