@@ -39,7 +39,7 @@ from warden.adapters.notify import RecordingNotifier
 from warden.adapters.sim import SimulatedExchange
 from warden.domain.alerts import Alert, AlertKind
 from warden.domain.events import Event
-from warden.domain.orders import OrderRole, OrderStatus
+from warden.domain.orders import Order, OrderRole, OrderStatus
 from warden.domain.position import Position, PositionStatus
 from warden.domain.reconcile import Kind
 from warden.domain.reports import OrderReport, OrderRequest
@@ -671,6 +671,67 @@ async def test_an_entry_given_up_on_found_working_is_watched_until_it_fills_and_
         assert sum(o.qty for o in stops) >= abs(held), stops
         [exposure] = sim.exposure()
         assert exposure.max_unprotected_seconds <= engine.config.protection_window, exposure
+    finally:
+        await _stopped(engine, consumer, opening)
+
+
+def _late_after(clock: FakeClock, sim: SimulatedExchange, end: float) -> float:
+    """How long after `end` (the engine's monotonic time a burst of refusals ended) the
+    exchange's one stretch without a covering stop ended."""
+    [stretch] = sim.core.exposure_stretches()
+    assert stretch.end is not None, "still uncovered"
+    ended = clock.now() - timedelta(seconds=clock.monotonic() - end)
+    return (stretch.end - ended).total_seconds()
+
+
+async def test_a_close_failing_as_5xxs_end_does_not_hold_the_next_stop_behind_its_slow_write() -> None:
+    """`warden chaos --replay 291220366:4862`: every stop and close met 5xx for 10 s, on a
+    database taking 2 s a commit. The round of protect-or-close going on as the 5xxs ended was a
+    close (sent early, when the stop was refused) found failed: its failure was written (2 s,
+    under the position's lock) and the round paused before the next stop went out, which
+    rested 2.4 s after the exchange answered again. A close the exchange did not answer, with
+    no stop resting, sends the stop again at once, while its failure is written."""
+    clock, sim, engine, consumer = await _started_on(SlowCommits, 2.0)
+    burst = clock.monotonic() + 10.0
+    sim.faults.server_error_if = lambda request: (
+        (request.type is OrderType.STOP_MARKET or request.reduce_only) and clock.monotonic() < burst
+    )
+    opening = asyncio.ensure_future(engine.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(100))))
+    try:
+        for _ in range(300):  # 30 s of engine time
+            clock.advance(0.1)
+            await turns(5)
+        held = sim.core.position(SOL).qty
+        assert held != 0, "the 5xxs left the position open (every close failed)"
+        stops = [o for o in sim.core.open_orders(SOL) if o.type is OrderType.STOP_MARKET]
+        assert [o.qty for o in stops] == [abs(held)], stops
+        late = _late_after(clock, sim, burst)
+        assert late <= engine.config.protection_window, f"the stop rested {late:.2f} s after the 5xxs ended"
+    finally:
+        await _stopped(engine, consumer, opening)
+
+
+async def test_a_stop_sent_at_once_on_a_failed_close_that_stays_unknown_is_followed_by_a_close() -> None:
+    """`warden chaos --replay 1266763949:1157`, which the first fix of 4862 broke: stops and closes
+    met 5xx for 10 s, and stops executed 3.45 s late. The stop sent at once on a failed close
+    came back "unknown" as the 5xxs ended, and the next step was a pause and a new round, whose
+    stop came back unknown too: 2.70 s uncovered after the 5xxs, where a close would have been
+    taken at once. A stop sent at once that is not placed is followed by the close at once, as a
+    round's stop is (`protect`)."""
+    clock, sim, engine, consumer = await _started_on(SlowCommits, 0.0)
+    burst = clock.monotonic() + 10.0
+    sim.faults.server_error_if = lambda request: (
+        (request.type is OrderType.STOP_MARKET or request.reduce_only) and clock.monotonic() < burst
+    )
+    sim.faults.execute_late_if = lambda request: request.type is OrderType.STOP_MARKET
+    sim.faults.execute_delay = 3.45
+    opening = asyncio.ensure_future(engine.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(100))))
+    try:
+        for _ in range(300):  # 30 s of engine time
+            clock.advance(0.1)
+            await turns(5)
+        late = _late_after(clock, sim, burst)
+        assert late <= engine.config.protection_window, f"covered {late:.2f} s after the 5xxs ended"
     finally:
         await _stopped(engine, consumer, opening)
 
@@ -1531,6 +1592,100 @@ async def test_an_entry_found_executed_by_a_pass_has_its_trade_recorded_even_whe
         await _stopped(engine, consumer, opening)
 
 
+class OutageFrom(SlowCommits):
+    """A database that answers nothing, reads and writes, from `start` for `seconds` of the
+    engine's clock (an outage: what the chaos runner's db_outage does)."""
+
+    start = 1.0
+
+    def _check(self) -> None:
+        if self.start <= self.clock.monotonic() < self.start + self.seconds:
+            raise StoreUnavailable("database unavailable (test outage)")
+
+    async def commit(self, transition: Transition) -> None:
+        self._check()
+        await InMemoryStore.commit(self, transition)
+
+    async def append_events(self, events: Sequence[Event], alerts: Sequence[Alert] = ()) -> None:
+        self._check()
+        await super().append_events(events, alerts)
+
+    async def list_positions(self, *, include_closed: bool = False, limit: int = 100) -> list[Position]:
+        self._check()
+        return await super().list_positions(include_closed=include_closed, limit=limit)
+
+    async def orders_for(self, position_id: PositionId) -> list[Order]:
+        self._check()
+        return await super().orders_for(position_id)
+
+
+async def test_an_entry_given_up_on_found_executed_during_a_database_outage_has_its_trade_recorded() -> None:
+    """`warden chaos --replay 1252:67`: an entry answered "unknown" was given up on as the
+    database went down for 5 s; it executed 2.45 s after its send with the stream losing every
+    event. The watch found it executed and ran a pass, which could not read the database to
+    learn whose entry the orphan was (`_given_up_entry`), so it adopted it as a position of
+    nobody's and read no trades: the entry's trade was recorded nowhere (I2). The failed
+    position is still in memory: the pass takes it from there when the database cannot say."""
+    clock, sim, engine, consumer = await _started_on(OutageFrom, 5.0)
+    sim.faults.execute_late_if = lambda request: True
+    sim.faults.execute_delay = 2.45
+    sim.faults.drop_rate = 1.0  # the stream loses every event
+    opening = asyncio.ensure_future(engine.open_position(OpenPosition(SOL, Side.SHORT, usd=Decimal(100))))
+    try:
+        for _ in range(600):  # 60 s of engine time: the outage ends
+            clock.advance(0.1)
+            await turns(5)
+        assert opening.done() and opening.result().status is PositionStatus.FAILED, "given up on"
+        [entry] = [f for f in sim.core.fills(SOL) if f.client_order_id.endswith("-e1")]
+        # What the maintenance loop does once the database answers (the loop is not run here).
+        assert not engine.ledger.degraded or await driven(clock, engine.ledger.flush()), (
+            "queued writes landed"
+        )
+        recorded = await driven(clock, _trade_recorded(engine.store, entry.trade_id))
+        assert recorded, f"the late entry's trade {entry.trade_id} recorded"
+    finally:
+        await _stopped(engine, consumer, opening)
+
+
+@pytest.mark.parametrize("cancels_lost", [False, True], ids=["cancels-streamed", "cancels-lost"])
+async def test_closes_that_expire_after_the_position_closed_are_not_believed_resting(
+    cancels_lost: bool,
+) -> None:
+    """`warden chaos --replay 1266763949:2840`: every stop refused, so each round closed instead;
+    closes were answered "unknown", landed 0.85 s later acknowledged and filled 1.5 s after
+    that. The first close's fill flattened the position; the later ones, reduce-only with
+    nothing to reduce, expired (cancelled) on the exchange. Their cancels came on the stream,
+    and warden dropped them (a close is not an exit order it re-places, and the position had
+    ended): memory and the database believed c2 and c3 rested (I4). A cancel the stream lost
+    is found by the next pass (an order of an ended position believed resting, not listed)."""
+    clock, sim, engine, consumer = await _started_on(SlowCommits, 0.0)
+    sim.faults.reject_if = lambda request: request.type is OrderType.STOP_MARKET
+    sim.faults.ack_only_if = lambda request: request.type is OrderType.MARKET
+    sim.faults.fill_delay = 1.5
+    sim.faults.execute_late_if = lambda request: request.type is OrderType.MARKET and request.reduce_only
+    sim.faults.execute_delay = 0.85
+    opening = asyncio.ensure_future(engine.open_position(OpenPosition(SOL, Side.SHORT, usd=Decimal(100))))
+    try:
+        for _ in range(200):  # 20 s of engine time, no timer pass
+            if cancels_lost and engine.ledger.positions and not engine.ledger.active_positions():
+                sim.faults.drop_rate = 1.0  # closed in memory: the stream loses what follows
+            clock.advance(0.1)
+            await turns(5)
+        assert sim.core.position(SOL).flat, "closed"
+        closes = [cid for cid in engine.ledger.orders if cid.endswith(("-c2", "-c3"))]
+        assert closes, "more than one close was sent"
+        if cancels_lost:
+            await driven(clock, engine.reconcile())
+        resting = {o.client_order_id for o in sim.core.open_orders(SOL)}
+        believed = {cid for cid, o in engine.ledger.orders.items() if o.status is OrderStatus.OPEN}
+        assert not believed - resting, f"believed resting, gone from the exchange: {believed - resting}"
+        pid = engine.ledger.orders[closes[0]].position_id
+        stored = {o.client_order_id: o.status for o in await engine.store.orders_for(pid)}
+        assert not {cid for cid, status in stored.items() if status is OrderStatus.OPEN} - resting, stored
+    finally:
+        await _stopped(engine, consumer, opening)
+
+
 def _stops(harness: Harness) -> list[OrderReport]:
     return [o for o in harness.resting() if o.type is OrderType.STOP_MARKET]
 
@@ -1546,7 +1701,9 @@ async def test_a_stop_move_landing_after_a_tighter_stop_was_taken_does_not_loose
     the position wants by then does not write its price back: it goes round again to that price."""
     late = LateExecution()
     sim = late.exchange()
-    harness = await Harness(store_url, sim).start()
+    # The stop taken from the first move's late copies is superseded while more copies of it may
+    # land: it rests until none can (`entry_deadline` after its last send; chaos 1266763949:8392).
+    harness = await Harness(store_url, sim, config=replace(FAST, entry_deadline=1.0)).start()
     try:
         pos = await harness.open("long", usd="100")
         assert pos.status is PositionStatus.PROTECTED
@@ -1633,6 +1790,42 @@ async def _protected_then_stops_land_late(
     assert old.trigger_price is not None
     _stops_land_late(sim, late)
     return pos, old, old.trigger_price
+
+
+async def test_a_stop_taken_from_late_copies_is_not_cancelled_while_more_of_them_can_land(
+    store_url: str,
+) -> None:
+    """`warden chaos --replay 1266763949:8392`: a stop (s3) sent six times with unknown outcomes
+    was given up on; its first copy landed and was taken as the stop (`landed_late`); a resize
+    then placed s4 and cancelled s3 as superseded while copies of it were still in flight. The
+    cancel freed its id and the next copy rested under it: one id placed twice (I2), a stray
+    stop until a sweep found it. A superseded stop whose copies may still land is left resting
+    (the exchange refuses them as duplicates) and cancelled once none can."""
+    async with _copies_land_one_by_one(store_url) as (late, sim, harness):
+        pos, _, price = await _protected_then_stops_land_late(harness, sim, late)
+        inst = harness.engine.instruments[pos.symbol]
+        p1, p2 = inst.round_price(price * Decimal("1.004")), inst.round_price(price * Decimal("1.008"))
+        await harness.engine.exits.move_stop(pos.id, p1)  # every send "unknown": given up on
+        copies = late.held
+        assert copies >= 2, f"the move was sent {copies} time(s) with an unknown outcome"
+        sim.faults.execute_late_if = None
+        ledger = harness.engine.ledger
+        late.release(1)
+        await eventually(
+            lambda: ledger.positions[pos.id].stop_price == p1, what="the first copy taken as the stop"
+        )
+        taken = ledger.current_stop(pos.id)
+        assert taken is not None and taken.trigger_price == p1
+        await harness.engine.exits.move_stop(pos.id, p2)  # rests at once, superseding it
+        late.release(copies - 1)
+        await eventually(lambda: late.executed == copies, what="every copy reached the exchange")
+        await eventually(
+            lambda: [o.trigger_price for o in _stops(harness)] == [p2],
+            timeout=8,
+            what="only the newest stop rests",
+        )
+        placed = [o for o in sim.core.orders() if o.client_order_id == taken.client_order_id]
+        assert len(placed) == 1, f"placed {len(placed)} times"
 
 
 async def _a_stray_with_copies_in_flight_is_placed_once(store_url: str, *, after: str = "") -> None:

@@ -284,6 +284,49 @@ async def test_a_stop_found_under_its_id_tighter_than_the_plan_is_not_loosened_b
     assert harness.engine.ledger.positions[pos.id].stop_price == own.trigger_price
 
 
+async def test_a_stray_under_an_id_the_position_has_not_reached_is_never_placed_again(
+    harness: Harness,
+) -> None:
+    """`warden chaos --replay 291220366:2651`: a process moved a stop under the next id (s2), its
+    write lost with it (the database locked, then a crash), the send's outcome unknown; it
+    landed. The new process's pass cancelled it as a stray and, the position's stop missing,
+    staged the same id for the stop it placed: the id named two orders on the exchange (Binance
+    keeps client ids unique among open orders only), and the lookup of the new one found the
+    cancelled one. The position's sequence moves past an id of its own it never recorded, so
+    no id of it is ever placed twice."""
+    pos = await harness.open("short", usd="100")
+    assert pos.status is PositionStatus.PROTECTED and pos.stop_price is not None
+    stop = harness.engine.ledger.current_stop(pos.id)
+    assert stop is not None
+    # The dead process's move: its own stop cancelled and the move under s2, resting (their
+    # stream events long gone: this process learns of them from the pass).
+    harness.sim.faults.drop_rate = 1.0
+    taken = stop.client_order_id.replace("-s1", "-s2")
+    await harness.sim.place_order(
+        OrderRequest(taken, SOL, stop.side, OrderType.STOP_MARKET, pos.filled_qty, pos.stop_price, True)
+    )
+    await harness.sim.cancel_order(SOL, stop.client_order_id, True)
+    await harness.engine.reconcile()
+    harness.sim.faults.drop_rate = 0.0
+
+    def protected() -> bool:
+        current = harness.engine.ledger.current_stop(pos.id)
+        stops = [o for o in harness.resting() if o.type is OrderType.STOP_MARKET]
+        return (
+            current is not None
+            and current.status is OrderStatus.OPEN
+            and [o.client_order_id for o in stops] == [current.client_order_id]
+        )
+
+    await eventually(protected, what="one stop rests, the position's own")
+    placed = [o for o in harness.sim.core.orders() if o.client_order_id == taken]
+    assert len(placed) == 1, f"{taken} placed {len(placed)} times"
+    [resting] = [o for o in harness.resting() if o.type is OrderType.STOP_MARKET]
+    current = harness.engine.ledger.current_stop(pos.id)
+    assert current is not None and current.client_order_id == resting.client_order_id
+    assert current.status is OrderStatus.OPEN
+
+
 @pytest.mark.parametrize("left", ["pending", "recorded resting"])
 async def test_a_stop_intent_left_pending_while_it_rests_is_taken_as_resting_by_the_next_pass(
     harness: Harness, left: str

@@ -135,6 +135,9 @@ class ExitManager:
         self._exposed_since: dict[PositionId, float] = {}
         self._refused: dict[PositionId, int] = {}
         """Rounds in a row in which neither a stop nor a close of the position went through."""
+        self._stop_at_once: set[PositionId] = set()
+        """Positions whose stop is being sent at once on a failed close (`_close_failed`), with
+        the close that follows it if it is not placed: that close's failure sends none again."""
         self._tps_told: set[tuple[PositionId, OrderRole]] = set()
         """Take-profits the trader was told the exchange refused (told again only after one rests)."""
         self._moves_refused: dict[PositionId, int] = {}
@@ -187,6 +190,7 @@ class ExitManager:
     def forget(self, pid: PositionId) -> None:
         """A finished position leaves memory: its streak counters go with it."""
         self._refused.pop(pid, None)
+        self._stop_at_once.discard(pid)
         self._moves_refused.pop(pid, None)
         self._tps_told -= {(pid, OrderRole.TP1), (pid, OrderRole.TP2)}
 
@@ -1441,9 +1445,13 @@ class ExitManager:
         # not write a stale copy (pending, nothing filled) over fills applied meanwhile.
         order = self.ledger.orders.get(cid, order)
         if report.status in (OrderStatus.CANCELED, OrderStatus.REJECTED):
-            if cid in self._cancelling or not order.status.live or order.role not in EXIT_ROLES:
+            if cid in self._cancelling or not order.status.live:
                 return
-            await self._exit_vanished(order, report)
+            position = self.ledger.positions.get(order.position_id)
+            if position is not None and not position.is_active:
+                await self._ended_with_position(order, report)
+            elif order.role in EXIT_ROLES:
+                await self._exit_vanished(order, report)
         elif report.status is OrderStatus.OPEN and order.status is OrderStatus.PENDING:
             self.ledger.note_order(
                 order.advance(OrderStatus.OPEN, exchange_order_id=report.exchange_order_id)
@@ -1511,6 +1519,20 @@ class ExitManager:
             event = Event(EventKind.STOP_MOVED, ctx.clock.now(), pid, message, data)
             await self.ledger.commit(pos, new, orders=[landed], events=[event])
         await self.cancel_superseded_stops(pid)
+
+    async def _ended_with_position(self, order: Order, report: OrderReport) -> None:
+        """An order of a position that has ended, cancelled on the exchange (a reduce-only close
+        that expired with nothing left to reduce, a take-profit the exchange took down): recorded
+        so (chaos 1266763949:2840: closes landing late after the first one's fill flattened the
+        position expired there, and memory and the database believed they rested). Nothing is
+        placed for it: the position is over."""
+        pid = order.position_id
+        async with self._lock(pid):
+            pos = self.ledger.positions.get(pid)
+            current = self.ledger.orders.get(order.client_order_id)
+            if pos is None or pos.is_active or current is None or not current.status.live:
+                return
+            await self.ledger.commit(pos, pos, orders=[current.advance(report.status)])
 
     async def _exit_vanished(self, order: Order, report: OrderReport) -> None:
         """An exit order was cancelled by someone else: re-place it (the stop at once)."""
@@ -1827,7 +1849,7 @@ class ExitManager:
                 await self.ledger.commit(pos, pos, orders=[gone])
             self._cancelling.discard(gone.client_order_id)
             return False
-        cancelled = await self.cancel(old) if old is not None else None
+        cancelled = await self.cancel(old) if old is not None and not self._superseded_later(old) else None
         async with self._lock(pid):
             pos = self.ledger.positions[pid]
             done = self.ledger.orders[intent.client_order_id].advance(
@@ -2062,7 +2084,11 @@ class ExitManager:
         current = self.ledger.current_stop(pid)
         if current is None:
             return
-        older = [o for o in self.ledger.live_orders(pid, OrderRole.STOP) if _seq_of(o) < _seq_of(current)]
+        older = [
+            o
+            for o in self.ledger.live_orders(pid, OrderRole.STOP)
+            if _seq_of(o) < _seq_of(current) and not self._superseded_later(o)
+        ]
         if not older:
             return
         cancelled = await asyncio.gather(*(self.cancel(o) for o in older))
@@ -2074,6 +2100,25 @@ class ExitManager:
             await self.ledger.commit(pos, pos, orders=cancelled, events=[event])
         for order in cancelled:
             self._cancelling.discard(order.client_order_id)
+
+    def _superseded_later(self, order: Order) -> bool:
+        """A superseded stop resting while copies of it sent with an unknown outcome may still
+        land is left resting, and cancelled once none can: cancelled now, its id is free for the
+        next copy to rest under (chaos 1266763949:8392: a stop given up on whose first copy was
+        taken as the stop, superseded by a resize, then placed again by a later copy). While it
+        rests the exchange refuses them as duplicates; it is reduce-only, and looser than the
+        stop that superseded it or of a size the position no longer has: with one position per
+        symbol, it can close nothing but that position. Not with stacking: there, a second stop
+        of a position could close what another position on the symbol holds, so it is cancelled
+        now and a copy landing later is swept (`_sweep_copies`). True: left for later."""
+        cid = order.client_order_id
+        if (
+            self.ctx.config.allow_stacking
+            or order.status is not OrderStatus.OPEN
+            or self.flights.copies_may_land(cid) <= 0
+        ):
+            return False
+        return self._cancel_once_none_can_land(order)
 
     async def cancel_exits(self, pid: PositionId) -> None:
         """Cancel every live exit order of a position once (orders already being cancelled are left
@@ -2114,20 +2159,34 @@ class ExitManager:
             return False
         pos = self.ledger.positions.get(order.position_id)
         if pos is not None and pos.is_active:
-            return False  # its exits are replaced, not withdrawn: cancelled now, copies swept
-        if cid not in self._cancel_later:
-            self._cancel_later.add(cid)
+            return False  # its exits are replaced (`_superseded_later`), not withdrawn
+        return self._cancel_once_none_can_land(order)
+
+    def _cancel_once_none_can_land(self, order: Order) -> bool:
+        """Leave `order` resting and cancel it once no copy of it can land (at most one task per
+        order). True, for the callers that leave it."""
+        if order.client_order_id not in self._cancel_later:
+            self._cancel_later.add(order.client_order_id)
             self.ctx.tasks.spawn(self._cancel_when_none_can_land(order))
         return True
 
     async def _cancel_when_none_can_land(self, order: Order) -> None:
+        """An active position's stop left resting is cancelled as superseded; an ended one's
+        orders, as its exits are."""
         cid = order.client_order_id
         try:
             while (wait := self.flights.copies_may_land(cid)) > 0:
                 await self.ctx.clock.sleep(wait)
         finally:
             self._cancel_later.discard(cid)
-        await self.cancel_exits(order.position_id)
+        pos = self.ledger.positions.get(order.position_id)
+        try:
+            if pos is not None and pos.is_active:
+                await self.cancel_superseded_stops(order.position_id)
+            else:
+                await self.cancel_exits(order.position_id)
+        except (ExchangeError, StoreUnavailable, TradingRefused) as exc:
+            log.warning("left_order_cancel_failed", client_order_id=cid, error=str(exc))  # the pass's
 
     # ---------------------------------------------------------------- closing
 
@@ -2331,17 +2390,68 @@ class ExitManager:
             alerts = [ctx.make_alert(AlertKind.CLOSE_FAILED, f"{what}{again}", pid)]
             if not self._tell(pid):
                 alerts = []
-            pos = await self.ledger.commit(
-                pos,
-                replace(pos.transition(back), exit_reason=None),
-                orders=orders,
-                events=[event],
-                alerts=alerts,
-            )
+            new = replace(pos.transition(back), exit_reason=None)
+            cover: tuple[Order, asyncio.Future[Placed]] | None = None
+            if (
+                back is PositionStatus.OPEN
+                and not rejected
+                and pos.remaining > 0
+                and not self.ledger.live_orders(pid, OrderRole.STOP)
+                and pid not in self._stop_at_once
+            ):
+                # The exchange did not answer the close (5xx, timeout), no stop rests and none is
+                # on its way: the next stop goes out now, while the failure is written, not after
+                # that write and the round's pause (chaos 291220366:4862: 2 s commits; the stop
+                # rested 2.4 s after the 5xxs ended). A close the exchange refused (it answered:
+                # nothing to reduce, say) keeps the pause. The stop's intent is written with the
+                # failure; if that write fails the send is abandoned as protect's is (recovery
+                # adopts it by its deterministic id). Once per round: the close that follows
+                # this stop, if it is not placed, ends in the pause (_cover_after_failed_close).
+                self._stop_at_once.add(pid)
+                new = replace(new, stop_seq=new.stop_seq + 1)
+                stop = self._exit_intent(new, OrderRole.STOP, new.stop_seq)
+                cover = (stop, asyncio.ensure_future(self.place(stop)))
+            try:
+                pos = await self.ledger.commit(
+                    pos,
+                    new,
+                    orders=[*orders, *([cover[0]] if cover is not None else [])],
+                    events=[event],
+                    alerts=alerts,
+                )
+            except BaseException:
+                if cover is not None:
+                    self._stop_at_once.discard(pid)
+                    cover[1].cancel()
+                    await asyncio.gather(cover[1], return_exceptions=True)
+                raise
         await ctx.announce(*alerts)
-        if back is PositionStatus.OPEN:
+        if cover is not None:
+            ctx.tasks.spawn(self._cover_after_failed_close(pid, *cover))
+        elif back is PositionStatus.OPEN:
             ctx.tasks.spawn(self._protect_again(pid))
         raise (OrderRejected if rejected else ExchangeUnavailable)(f"close of {pid} failed: {why}")
+
+    async def _cover_after_failed_close(
+        self, pid: PositionId, stop: Order, sending: asyncio.Future[Placed]
+    ) -> None:
+        """The stop sent as a close failed: recorded when it answers. Resting, the position is
+        protected (and any exit still missing placed). Not placed (refused, or its outcome still
+        unknown after its send time), the close goes out at once, as a round's would after its
+        stop (`_record_protection` judging it): a pause and a new round first would leave the
+        position uncovered for both (chaos 1266763949:1157: stops executing 3.45 s late, so
+        the next round's stop was unknown too, 2.70 s after the 5xxs ended, where the close
+        would have been taken). That close failing too ends in the pause (`_close_failed`)."""
+        try:
+            placed = await sending
+            await self._record_protection(pid, [stop], [placed], judge=True)
+        except (ExchangeUnavailable, OrderRejected) as exc:
+            log.warning("protect_or_close_round_failed", position_id=pid, error=str(exc))
+            return
+        finally:
+            self._stop_at_once.discard(pid)
+        if placed.report is not None and self.ledger.positions[pid].is_active:
+            await self.protect(pid)  # a take-profit the rounds never got placed
 
     async def _protect_again(self, pid: PositionId) -> None:
         """Neither a stop nor a close went through: protect again after a pause that doubles while

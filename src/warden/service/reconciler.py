@@ -53,7 +53,7 @@ from warden.domain.values import (
 from warden.ports import ExchangeError, OrderNotFound, Store, StoreUnavailable
 from warden.service.commands import TradingRefused
 from warden.service.context import Context
-from warden.service.exits import COVER, ExitManager
+from warden.service.exits import COVER, EXIT_ROLES, ExitManager
 from warden.service.gateway import Found, Gateway, Unknown
 from warden.service.recovery import Recovery
 
@@ -447,6 +447,20 @@ class Reconciler:
                 and report.qty - report.filled_qty == position.remaining
             ):
                 await self.exits.protection_found(position.id)
+        # And an ended position's order believed resting that the exchange does not list (its
+        # cancel or expiry lost on the stream: the late closes of 1266763949:2840): looked up
+        # and recorded as found. Nothing else would: the diff compares active positions only.
+        ended = {
+            o.position_id
+            for o in ctx.ledger.orders.values()
+            if o.status is OrderStatus.OPEN
+            and o.client_order_id not in resting
+            and not ctx.flights.sending(o.client_order_id)
+            and (p := ctx.ledger.positions.get(o.position_id)) is not None
+            and not p.is_active
+        }
+        for pid in ended:
+            await self.recovery.resync(pid, resting)
 
     # ---------------------------------------------------------------- orphans
 
@@ -524,7 +538,10 @@ class Reconciler:
         lost: the entry executed while warden was down, or in a stream gap): the newest of the
         account's recent positions on the symbol failed, on the orphan's side, and the exchange
         finds its entry by client id with something filled. One database read per orphan, and
-        one lookup only when such a failed position is there; None when any of it is not so."""
+        one lookup only when such a failed position is there; None when any of it is not so.
+        The database down, memory answers: it keeps finished positions a while (chaos 1252:67:
+        the watch found the entry executed during an outage, and the pass adopted it as nobody's,
+        its trade recorded nowhere)."""
         try:
             recent = await self.store.list_positions(include_closed=True, limit=GIVEN_UP_WINDOW)
             last = next((p for p in recent if p.symbol == report.symbol), None)
@@ -533,11 +550,24 @@ class Reconciler:
             entry = next((o for o in await self.store.orders_for(last.id) if o.role is OrderRole.ENTRY), None)
         except StoreUnavailable as exc:
             log.warning("given_up_entry_unread", symbol=report.symbol, error=str(exc))
-            return None
+            remembered = self._given_up_remembered(report)
+            if remembered is None:
+                return None
+            last, entry = remembered
         if entry is None:
             return None
         found = await self.gw.lookup(entry, attempts=1)
         return (last, entry) if isinstance(found, Found) and found.report.filled_qty > 0 else None
+
+    def _given_up_remembered(self, report: PositionReport) -> tuple[Position, Order | None] | None:
+        """`_given_up_entry`'s reading from memory: the newest position on the symbol memory
+        holds, if it failed on the orphan's side, with its entry."""
+        ctx = self.ctx
+        held = [p for p in ctx.ledger.positions.values() if p.symbol == report.symbol]
+        last = max(held, key=lambda p: p.opened_at, default=None)
+        if last is None or last.status is not PositionStatus.FAILED or last.side is not report.side:
+            return None
+        return last, next((o for o in ctx.ledger.orders_of(last.id) if o.role is OrderRole.ENTRY), None)
 
     # ----------------------------------------------------------------- ghosts
 
@@ -816,6 +846,8 @@ class Reconciler:
             # left alone (orphan_policy=alert) would be left naked. Not a stray yet.
             return None
         known = self.ctx.ledger.orders.get(cid)
+        if known is None:
+            await self._sequence_past(cid)
         report = next((o for o in truth.open_orders if o.client_order_id == cid), None)
         if known is not None and known.status is OrderStatus.REJECTED and report is not None:
             # A stop given up on that landed late, its stream event lost: taken as the stop on
@@ -839,6 +871,32 @@ class Reconciler:
         if parsed is not None and parsed.position_id.startswith(COVER):
             done += ": it covered a late entry fill until a position's own stop could (cover_late_entry)"
         return done
+
+    async def _sequence_past(self, cid: ClientOrderId) -> None:
+        """A stray under an exit id of an active position of this installation whose sequence the
+        position has not reached: a process sent it and its write was lost (the database locked,
+        then a crash: chaos 291220366:2651). The position's sequence is moved past it, in the
+        database too, before anything is staged: the next exit takes a new id. Staged again, the
+        id would name two orders once this one is cancelled (Binance keeps client ids unique among
+        open orders only), and a lookup of the new one would find the cancelled one."""
+        parsed = parse_client_id(cid)
+        if (
+            parsed is None
+            or parsed.role not in EXIT_ROLES
+            or parsed.installation != self.ctx.config.installation_id
+        ):
+            return
+        ledger = self.ctx.ledger
+        position = ledger.positions.get(parsed.position_id)
+        if position is None or not position.is_active or parsed.seq <= position.stop_seq:
+            return
+        async with self.ctx.locks.position(position.id):
+            position = ledger.positions[position.id]
+            if not position.is_active or parsed.seq <= position.stop_seq:
+                return
+            what = f"{cid} found on the exchange, never recorded: the exits' sequence moves past it"
+            event = Event(EventKind.RECONCILE, self.ctx.clock.now(), position.id, what)
+            await ledger.commit(position, replace(position, stop_seq=parsed.seq), events=[event])
 
     async def _copies_of_the_dead(self, cid: ClientOrderId, known: Order | None, d: Discrepancy) -> None:
         """Soon after a start or a takeover, a stray may be an order the process before this one
