@@ -42,8 +42,8 @@ from warden.domain.events import Event
 from warden.domain.orders import Order, OrderRole, OrderStatus
 from warden.domain.position import Position, PositionStatus
 from warden.domain.reconcile import Kind
-from warden.domain.reports import OrderReport, OrderRequest
-from warden.domain.values import OrderType, PositionId, Side
+from warden.domain.reports import FillReport, OrderReport, OrderRequest
+from warden.domain.values import OrderSide, OrderType, PositionId, Side, TradeId, client_order_id
 from warden.ports import ActiveState, ExchangeError, Store, StoreUnavailable, Transition
 from warden.service.commands import AlreadyExists, ClosePosition, OpenPosition, TradingRefused
 from warden.service.config import EngineConfig
@@ -2096,6 +2096,77 @@ async def test_a_close_answered_unknown_and_not_found_is_not_sent_again_while_it
         assert harness.exchange_qty() == second.filled_qty, "the other position was closed too"
         closes = [o for o in sim.core.orders(SOL) if o.type is OrderType.MARKET and o.reduce_only]
         assert [o.filled_qty for o in closes] == [first.filled_qty]
+    finally:
+        await harness.stop()
+
+
+async def test_a_stale_exit_trade_delivered_twice_reduces_another_position_once(
+    store_url: str, sim: SimulatedExchange
+) -> None:
+    """`warden chaos --replay 1861938148:9523`: two shorts on one symbol; a second close of one,
+    sent after a restart while the first could still execute, traded once the position had
+    closed, so its trade reduced the other position (`attribute`). The trade came on the stream
+    and again through its close's lookup, and each delivery was attributed: the next position
+    was reduced by it too, its stop resized to less than it held for 26 s (I1), the trade
+    recorded twice (I2). A trade attributed once is not attributed again."""
+    harness = await Harness(store_url, sim, config=replace(FAST, allow_stacking=True)).start()
+    try:
+        first = await harness.open("long", usd="100")
+        second = await harness.open("long", usd="120")
+        third = await harness.open("long", usd="140")
+        await harness.engine.close_position(ClosePosition(first.id))
+        engine = harness.engine
+        assert engine.ledger.positions[first.id].status is PositionStatus.CLOSED
+        [close] = [o for o in engine.ledger.orders_of(first.id) if o.role is OrderRole.CLOSE]
+        part = engine.instruments[SOL].round_qty(second.filled_qty / 3)
+        stale = FillReport(
+            trade_id=TradeId("T-stale"),
+            client_order_id=close.client_order_id,
+            exchange_order_id="stale",
+            symbol=SOL,
+            side=close.side,
+            qty=part,
+            price=second.entry_price or Decimal(150),
+            fee=Decimal(0),
+            at=engine.ctx.clock.now(),
+        )
+        await engine.exits.apply_fill(close, stale)
+        await engine.exits.apply_fill(close, stale)  # delivered again
+        held = {p.id: engine.ledger.positions[p.id].remaining for p in (second, third)}
+        assert sum(held.values()) == second.filled_qty + third.filled_qty - part, held
+    finally:
+        await harness.stop()
+
+
+async def test_a_close_that_traded_unrecorded_is_found_whichever_stacked_position_the_pass_names(
+    store_url: str, sim: SimulatedExchange
+) -> None:
+    """`warden chaos --replay 1861938148:1719`: two shorts on one symbol; the close of the first
+    traded while the database was down, and the process died with the writes queued, so
+    nothing of it was recorded. The pass found the symbol's size short, caught up the fills of
+    the position the difference was reported on (the other one) and, finding none, took the
+    difference from that position with a synthetic fill: the close's trade recorded nowhere (I2)
+    and the wrong position closed. Every position on the symbol is caught up first."""
+    harness = await Harness(store_url, sim, config=replace(FAST, allow_stacking=True)).start()
+    try:
+        engine = harness.engine
+        first = await harness.open("short", usd="100")
+        second = await harness.open("short", usd="120")
+        cid = client_order_id(first.id, OrderRole.CLOSE, 1, engine.config.installation_id)
+        sim.faults.drop_rate = 1.0  # nothing of it reaches warden
+        await sim.place_order(
+            OrderRequest(cid, SOL, OrderSide.BUY, OrderType.MARKET, first.filled_qty, None, True)
+        )
+        [trade] = [f for f in sim.core.fills(SOL) if f.client_order_id == cid]
+        sim.faults.drop_rate = 0.0
+        await engine.reconcile()
+        await engine.wait_idle()
+        positions = engine.ledger.positions
+        assert positions[first.id].status is PositionStatus.CLOSED, positions[first.id]
+        assert positions[second.id].is_active and positions[second.id].remaining == second.filled_qty
+        assert await _trade_recorded(engine.store, trade.trade_id), (
+            f"the close's trade {trade.trade_id} recorded"
+        )
     finally:
         await harness.stop()
 

@@ -135,6 +135,9 @@ class ExitManager:
         self._exposed_since: dict[PositionId, float] = {}
         self._refused: dict[PositionId, int] = {}
         """Rounds in a row in which neither a stop nor a close of the position went through."""
+        self._attributed: dict[str, None] = {}
+        """Trades (symbol:trade) of stale exit orders attributed to other positions (`attribute`),
+        so that one delivered again is not attributed twice (the oldest forgotten first)."""
         self._stop_at_once: set[PositionId] = set()
         """Positions whose stop is being sent at once on a failed close (`_close_failed`), with
         the close that follows it if it is not placed: that close's failure sends none again."""
@@ -1142,6 +1145,19 @@ class ExitManager:
         the symbol's other positions (one-way mode nets them). Apply it to them, newest first, as
         outside reductions; whatever no position holds is recorded and alerted, never dropped."""
         ctx = self.ctx
+        trade = f"{report.symbol}:{report.trade_id}"
+        if trade in self._attributed or any(
+            TradeId(f"{report.trade_id}:{p.id}") in p.applied_trades
+            for p in self.ledger.positions.values()
+            if p.symbol == report.symbol
+        ):
+            # Attributed already: the same trade delivered again (its stream fill, then the
+            # lookup of its order), which reduced a second position by it (chaos 1861938148:9523:
+            # recorded twice, and that position's stop resized below what it held for 26 s).
+            return
+        self._attributed[trade] = None
+        while len(self._attributed) > LATE_TRADES_KEPT:
+            del self._attributed[next(iter(self._attributed))]
         left = qty
         candidates = sorted(
             (

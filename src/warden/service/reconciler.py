@@ -615,6 +615,13 @@ class Reconciler:
         ctx = self.ctx
         assert d.position_id is not None
         fills = await self.exits.catch_up(d.position_id)
+        # With stacking, the missed fill may be another position's on the symbol: an order of
+        # its that traded and was never recorded (the process died with the writes queued during
+        # a database outage: chaos 1861938148:1719, its close's trade recorded nowhere and the
+        # difference taken from the wrong position). Each is caught up before the rest is judged.
+        for other in [p for p in ctx.ledger.active_positions() if p.symbol == d.symbol]:
+            if other.id != d.position_id and self._delta(d.symbol, d.found) != 0:
+                await self.exits.catch_up(other.id)
         if self._delta(d.symbol, d.found) == 0:
             await self._resize_symbol(d.symbol)
             return "resolved by missed fills"
