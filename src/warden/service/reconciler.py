@@ -450,15 +450,17 @@ class Reconciler:
         # And an ended position's order believed resting that the exchange does not list (its
         # cancel or expiry lost on the stream: the late closes of 1266763949:2840): looked up
         # and recorded as found. Nothing else would: the diff compares active positions only.
-        ended = {
-            o.position_id
-            for o in ctx.ledger.orders.values()
-            if o.status is OrderStatus.OPEN
-            and o.client_order_id not in resting
-            and not ctx.flights.sending(o.client_order_id)
-            and (p := ctx.ledger.positions.get(o.position_id)) is not None
-            and not p.is_active
-        }
+        ended = [
+            p.id
+            for p in list(ctx.ledger.positions.values())
+            if not p.is_active
+            and any(
+                o.status is OrderStatus.OPEN
+                and o.client_order_id not in resting
+                and not ctx.flights.sending(o.client_order_id)
+                for o in ctx.ledger.live_orders(p.id)
+            )
+        ]
         for pid in ended:
             await self.recovery.resync(pid, resting)
 
