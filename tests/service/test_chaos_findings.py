@@ -2275,3 +2275,138 @@ async def test_a_close_that_may_still_execute_does_not_refuse_the_other_side(sto
     finally:
         late.release()
         await harness.stop()
+
+
+class HeldAfterArming(ForwardingStore):
+    """A database whose commits, once `armed` and after the first, never answer (the process
+    dies with them queued): what the process wrote before stays, nothing after."""
+
+    def __init__(self, inner: Store, clock: FakeClock) -> None:
+        super().__init__(inner)
+        self.clock = clock
+        self.armed = False
+        self.passed = 0
+
+    async def commit(self, transition: Transition) -> None:
+        if self.armed:
+            self.passed += 1
+            if self.passed > 1:
+                await self.clock.sleep(3600)
+        await self.inner.commit(transition)
+
+
+async def test_a_restart_while_the_stop_is_held_closes_within_the_window_from_the_fill() -> None:
+    """Chaos 1204611195:1596: every stop was answered "unknown" and rested only 3.45 s later.
+    The process retried the stop sent on the entry's answer and died 0.6 s after the fill, its
+    write of the fill queued. The next process found the entry filled and sent the stop again,
+    retrying it for its own 1.5 s before the close: 2.16 s uncovered, as the exchange measured.
+    The stop's time is counted from the fill (as the exchange counts it), not from the restart."""
+    clock = FakeClock()
+    sim = SimulatedExchange(now=clock.now, seed=7, sleep=clock.sleep)
+    memory = InMemoryStore()
+    held = HeldAfterArming(memory, clock)
+    first = Engine(sim, held, clock, RecordingNotifier(), EngineConfig())
+    consumer = asyncio.get_running_loop().create_task(first.consume(sim.stream()))
+    await first.start()
+    sim.faults.execute_late_if = lambda request: request.type is OrderType.STOP_MARKET
+    sim.faults.execute_delay = 3.45
+    held.armed = True
+    opening = asyncio.ensure_future(first.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(100))))
+    second: Engine | None = None
+    consumer2: asyncio.Task[None] | None = None
+    try:
+        for _ in range(6):  # 0.6 s after the fill: the stop is being retried, the fill's write queued
+            clock.advance(0.1)
+            await turns(5)
+        assert sim.core.position(SOL).qty > 0
+        assert not opening.done()
+        await _stopped(first, consumer, opening)  # the process dies
+        sim.new_session()
+        second = Engine(sim, memory, clock, RecordingNotifier(), EngineConfig())
+        consumer2 = asyncio.get_running_loop().create_task(second.consume(sim.stream()))
+        starting = asyncio.ensure_future(second.start())
+        for _ in range(40):
+            clock.advance(0.1)
+            await turns(5)
+            if starting.done() and sim.core.position(SOL).qty == 0:
+                break
+        await starting
+        [exposure] = sim.exposure()
+        assert exposure.qty == 0, exposure
+        assert exposure.max_unprotected_seconds < second.config.protection_window, exposure
+    finally:
+        sim.faults.execute_late_if = None
+        if second is not None and consumer2 is not None:
+            await _stopped(second, consumer2)
+
+
+async def test_a_start_that_cannot_read_its_database_closes_what_its_guard_stop_cannot_cover(
+    store_url: str,
+) -> None:
+    """Chaos 1204611195:1617: the process died as its entry filled, with the database going down
+    for 5 s, and every stop was answered "unknown", resting only 2.45 s later. The next process
+    could not read its database, so it guarded what the exchange held: its guard stop was
+    answered "unknown" too, and sent again only at the next start attempt. Nothing closed the
+    position: 2.45 s uncovered. A guard stop that is not placed within the stop's time is
+    followed by a close at market (stacking off: warden's one position on the symbol)."""
+    late = LateExecution()
+    sim = late.exchange()
+    # Copies of the guard's stop that may still land keep it (a stray) until none can:
+    # `entry_deadline` after their send.
+    harness = await Harness(store_url, sim, config=replace(FAST, entry_deadline=1.0)).start()
+    try:
+        pos = await harness.open("long", usd="100")
+        assert pos.status is PositionStatus.PROTECTED
+        await harness.stop()
+        for order in harness.resting():
+            sim.cancel_external(order.client_order_id)  # uncovered from here, as the exchange counts
+        sim.faults.execute_late_if = lambda request: request.type is OrderType.STOP_MARKET
+        sim.faults.execute_delay = LateExecution.DELAY
+        async with the_database_down_at_start(harness):
+            await eventually(lambda: harness.exchange_qty() == 0, timeout=5, what="the guard's close")
+            [exposure] = sim.exposure()
+            assert exposure.max_unprotected_seconds < harness.engine.config.protection_window, exposure
+            closed = [a for a in harness.notifier.alerts if "closed at market" in a.message]
+            assert closed and closed[0].kind is AlertKind.PROTECTION_FAILED, harness.notifier.alerts
+            sim.faults.execute_late_if = None
+            late.release()  # the guard stops land, on a flat position
+        await harness.engine.wait_idle()
+        await harness.engine.reconcile()
+        await harness.engine.wait_idle()
+        assert harness.engine.ledger.positions[pos.id].status is PositionStatus.CLOSED
+        assert harness.resting() == [], "nothing of warden's rests on a flat symbol"
+        assert (await harness.engine.reconcile()).findings == []
+    finally:
+        late.release()
+        await harness.stop()
+
+
+async def test_a_close_landing_after_it_was_given_up_on_takes_the_positions_stop_down(
+    store_url: str,
+) -> None:
+    """Chaos 1204611195:8287: a close through warden was answered "unknown" and not found, so it
+    was recorded failed and the position stayed protected. It executed 4.85 s later and closed
+    the position, but nothing cancelled the position's stop: the exits are cancelled by the close
+    in progress, and there was none any more. The stop rested on the flat symbol (reduce-only, a
+    later position on the symbol was its to close) until a hand cancelled it, 27 s later. A close
+    filling with no close in progress cancels the exits as a stop or take-profit filling does."""
+    late = LateExecution()
+    sim = late.exchange()
+    harness = await Harness(store_url, sim).start()
+    try:
+        pos, _held = await _a_close_held_by_the_exchange(harness, late)
+        assert harness.engine.ledger.positions[pos.id].status is PositionStatus.PROTECTED
+        assert [o for o in harness.resting() if o.type is OrderType.STOP_MARKET]
+        late.release()
+        await eventually(
+            lambda: harness.engine.ledger.positions[pos.id].status is PositionStatus.CLOSED,
+            what="the late close's fill applied",
+        )
+        await eventually(lambda: harness.resting() == [], what="the closed position's exits cancelled")
+        await harness.engine.wait_idle()
+        stored = await harness.store.get_position(pos.id)
+        assert stored is not None and stored.status is PositionStatus.CLOSED
+        assert not [o for o in harness.engine.ledger.orders_of(pos.id) if o.status.live]
+    finally:
+        late.release()
+        await harness.stop()

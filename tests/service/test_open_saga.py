@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -15,7 +15,7 @@ from tests.service.harness import BTC, FAST, SOL, Harness, LateExecution, covere
 from warden.adapters.sim import SimulatedExchange
 from warden.domain.alerts import AlertKind
 from warden.domain.errors import ValidationError
-from warden.domain.events import EventKind
+from warden.domain.events import Event, EventKind
 from warden.domain.orders import OrderStatus
 from warden.domain.position import ExitReason, PositionStatus
 from warden.domain.reports import FillReport, MarkPrice, OrderReport, OrderRequest
@@ -542,6 +542,35 @@ async def test_a_late_entry_cover_the_exchange_refuses_is_placed_again_from_the_
         assert not [p for p in harness.engine.ledger.active_positions() if p.symbol == SOL]
 
 
+def market_falls_at_each_cover(sim: SimulatedExchange, sent: list[str]) -> Callable[[OrderRequest], bool]:
+    """A `rate_limit_if` that limits nothing: the market falls through each cover stop just before
+    it reaches the exchange (so it is refused as triggering at once), its id kept in `sent`."""
+
+    def falls(req: OrderRequest) -> bool:
+        if "cover" in req.client_order_id and req.trigger_price is not None:
+            sent.append(req.client_order_id)
+            sim.set_mark(SOL, req.trigger_price * Decimal("0.99"))
+        return False
+
+    return falls
+
+
+async def blind_close_recorded(harness: Harness, sim: SimulatedExchange) -> tuple[FillReport, list[Event]]:
+    """The late entry's close at market, once it traded (within the protection window), and the
+    events recording its trade once the database answers again and a pass has run."""
+    window = harness.engine.config.protection_window
+    closes = lambda: [f for f in sim.core.fills(SOL) if "cover" in f.client_order_id]  # noqa: E731
+    await eventually(lambda: bool(closes()), timeout=window, what="the late entry closed")
+    [close] = closes()
+    await harness.engine.wait_idle()
+    database_back(harness)
+    await harness.engine.flush_pending()
+    await harness.engine.reconcile()
+    await harness.engine.wait_idle()
+    events = await harness.store.list_events(limit=500)
+    return close, [e for e in events if e.data.get("trade_id") == close.trade_id]
+
+
 async def test_a_late_entry_cover_refused_again_from_the_mark_is_closed_when_nothing_else_shares_the_symbol(
     store_url: str,
 ) -> None:
@@ -554,13 +583,7 @@ async def test_a_late_entry_cover_refused_again_from_the_mark_is_closed_when_not
     async with late_entry_with_the_database_down(store_url) as (harness, sim, late):
         sent: list[str] = []
 
-        def market_falls_each_time(req: OrderRequest) -> bool:
-            if "cover" in req.client_order_id and req.trigger_price is not None:
-                sent.append(req.client_order_id)
-                sim.set_mark(SOL, req.trigger_price * Decimal("0.99"))
-            return False
-
-        sim.faults.rate_limit_if = market_falls_each_time
+        sim.faults.rate_limit_if = market_falls_at_each_cover(sim, sent)
         late.release()
         await eventually(lambda: len(sent) >= 2, what="the cover sent twice")
         window = harness.engine.config.protection_window
@@ -587,30 +610,36 @@ async def test_a_late_entry_closed_blind_has_its_fill_recorded_once_and_the_trad
     to take: the symbol is flat, as the close meant). A blind close's fill is recorded, not
     alerted again."""
     async with late_entry_with_the_database_down(store_url) as (harness, sim, late):
-
-        def market_falls_each_time(req: OrderRequest) -> bool:
-            if "cover" in req.client_order_id and req.trigger_price is not None:
-                sim.set_mark(SOL, req.trigger_price * Decimal("0.99"))
-            return False
-
-        sim.faults.rate_limit_if = market_falls_each_time
+        sim.faults.rate_limit_if = market_falls_at_each_cover(sim, [])
         late.release()
-        window = harness.engine.config.protection_window
-        closes = lambda: [f for f in sim.core.fills(SOL) if "cover" in f.client_order_id]  # noqa: E731
-        await eventually(lambda: bool(closes()), timeout=window, what="the late entry closed")
-        [close] = closes()
+        close, recorded = await blind_close_recorded(harness, sim)
         assert harness.exchange_qty() == 0
-        await harness.engine.wait_idle()
-        database_back(harness)
-        await harness.engine.flush_pending()
-        await harness.engine.reconcile()
-        await harness.engine.wait_idle()
-        recorded = [
-            e for e in await harness.store.list_events(limit=500) if e.data.get("trade_id") == close.trade_id
-        ]
         assert len(recorded) == 1, recorded
         told = [a.message for a in harness.notifier.alerts if close.client_order_id in a.message]
         assert len(told) == 1 and "closed at market" in told[0], told
+
+
+async def test_a_late_entry_closed_blind_whose_fill_the_stream_loses_has_it_recorded(
+    store_url: str,
+) -> None:
+    """As above, but the stream loses the close's fill (chaos 1204611195:9103: a stream gap of
+    20 s). Its fill is what records the trade: nothing read it, and the trade was recorded
+    nowhere (I2). A blind close answered filled has its trades read over REST and recorded as
+    its stream fill would have them (once, whichever comes first)."""
+    async with late_entry_with_the_database_down(store_url) as (harness, sim, late):
+        covers: list[str] = []
+        falls = market_falls_at_each_cover(sim, covers)
+
+        def falls_then_lost(req: OrderRequest) -> bool:
+            falls(req)
+            if len(covers) == 2:
+                sim.faults.drop_rate = 1.0  # the blind close's events are lost
+            return False
+
+        sim.faults.rate_limit_if = falls_then_lost
+        late.release()
+        _, recorded = await blind_close_recorded(harness, sim)  # the stream losing every event
+        assert len(recorded) == 1, recorded
 
 
 async def test_a_late_entry_closed_blind_with_an_unknown_outcome_refuses_signals_it_could_reduce(
@@ -624,19 +653,13 @@ async def test_a_late_entry_closed_blind_with_an_unknown_outcome_refuses_signals
     async with late_entry_with_the_database_down(store_url) as (harness, sim, late):
         sent: list[str] = []
 
-        def market_falls_each_time(req: OrderRequest) -> bool:
-            if "cover" in req.client_order_id and req.trigger_price is not None:
-                sent.append(req.client_order_id)
-                sim.set_mark(SOL, req.trigger_price * Decimal("0.99"))
-            return False
-
         def entry_or_blind_close(req: OrderRequest) -> bool:
             if "cover" in req.client_order_id and req.trigger_price is None:
                 sim.faults.execute_delay = late.DELAY + 1  # not within the test
                 return True
             return req.client_order_id.endswith("-e1")
 
-        sim.faults.rate_limit_if = market_falls_each_time
+        sim.faults.rate_limit_if = market_falls_at_each_cover(sim, sent)
         sim.faults.execute_late_if = entry_or_blind_close
         late.release()
         told = lambda: [a.message for a in harness.notifier.alerts if "its close failed too" in a.message]  # noqa: E731

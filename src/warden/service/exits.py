@@ -683,6 +683,14 @@ class ExitManager:
         with self.flights.placing(order.client_order_id):
             return await self._place(order)
 
+    async def place_guard(self, order: Order) -> Placed:
+        """`place` for a guard's stop or close (no position owns it): sent, retried and looked up
+        as a position's are, an exchange or gate refusal answered as not placed."""
+        try:
+            return await self.place(order)
+        except (ExchangeError, TradingRefused) as exc:
+            return Placed(None, str(exc))
+
     async def _place(self, order: Order) -> Placed:
         if order.role is OrderRole.STOP:
             return await self._place_stop(order)
@@ -726,7 +734,7 @@ class ExitManager:
         ctx = self.ctx
         clock = ctx.clock
         if within is None:
-            within = max(ctx.config.protection_window * 0.75, ctx.config.retry_backoff)
+            within = self._stop_time(order)
         deadline = clock.monotonic() + within
         pause = ctx.config.retry_backoff / 2
         last = Placed(None, "no attempt made")
@@ -772,6 +780,21 @@ class ExitManager:
                 return Placed(found.report)
             return Placed(None, last.why, unknown=not isinstance(found, NotFound))
         return last
+
+    def _stop_time(self, order: Order) -> float:
+        """How long a stop is retried: most of the protection window, counted from when its
+        position was left without a resting stop (`exposed_from`: the fill, as the exchange counts
+        it), not from this send. A process that died during its stop's retries left the time it
+        spent uncovered: the next one's retries do not start it over (chaos 1204611195:1596, a
+        restart 0.6 s after the fill retried for another 1.5 s: 2.16 s uncovered). Never less
+        than one pause (a resend and a lookup) before the close that replaces it."""
+        config = self.ctx.config
+        within = max(config.protection_window * 0.75, config.retry_backoff)
+        since = self._exposed_since.get(order.position_id)
+        pos = self.ledger.positions.get(order.position_id)
+        if since is None or pos is None or pos.status is PositionStatus.PROTECTED:
+            return within
+        return max(config.retry_backoff, within - (self.ctx.clock.monotonic() - since))
 
     @staticmethod
     def _looked_up(found: Found | NotFound | Unknown) -> Placed:
@@ -1072,6 +1095,8 @@ class ExitManager:
                 closed = Placed(None, str(exc))
             if closed.report is not None or self._closing_blind[close.client_order_id]:
                 message = f"{what}: closed at market ({close.client_order_id})"
+                if closed.report is not None and closed.report.filled_qty > 0:
+                    self.ctx.tasks.spawn(self._blind_close_trades(close, closed.report.filled_qty))
             else:
                 del self._closing_blind[close.client_order_id]  # landing later, its fill tells
                 message = (
@@ -1083,6 +1108,29 @@ class ExitManager:
         message = f"{what}; placed again at {again.trigger_price}, the plan's distance from the mark {mark}"
         await ctx.notify(AlertKind.PROTECTION_FAILED, message, None)
         await self._pass_again(again)
+
+    async def _blind_close_trades(self, close: Order, qty: Decimal) -> None:
+        """A late entry's close at market answered filled: its trades are read over REST and
+        recorded as its stream fills would have them (`attribute_orphan_fill`; a trade the stream
+        delivers too is attributed once). Its fills are what records the trade, and a stream gap
+        lost them (chaos 1204611195:9103: the trade recorded nowhere, I2). Read again, a pause
+        apart, while the exchange's trade history does not show all of `qty` yet."""
+        config = self.ctx.config
+        since = close.created_at - timedelta(minutes=1)
+        for attempt in range(config.lookup_attempts):
+            try:
+                fills = await self.gw.fills_of(close, since)
+            except ExchangeError as exc:
+                log.warning(
+                    "blind_close_trades_unread", client_order_id=close.client_order_id, error=str(exc)
+                )
+                fills = []
+            for report in fills:
+                await self.attribute_orphan_fill(report)
+            if sum((f.qty for f in fills), ZERO) >= qty:
+                return
+            await self.ctx.clock.sleep(config.retry_backoff * (attempt + 1))
+        log.warning("blind_close_trades_missing", client_order_id=close.client_order_id, qty=str(qty))
 
     async def _pass_again(self, cover: Order) -> None:
         if self.pass_again is not None:
@@ -1289,8 +1337,11 @@ class ExitManager:
                     {"reason": reason, "realized_pnl": str(new.realized_pnl)},
                 )
             )
-            # A close() in progress cancels the exits itself once it sees the position flat.
-            return new, events, None if order.role is OrderRole.CLOSE else self.cancel_exits
+            # A close() in progress (the position closing) cancels the exits itself once it sees
+            # the position flat. A close that lands after it was given up on (the position back
+            # to protected) has none: its exits are cancelled here (chaos 1204611195:8287).
+            closing = order.role is OrderRole.CLOSE and pos.status is PositionStatus.CLOSING
+            return new, events, None if closing else self.cancel_exits
         if order.role in (OrderRole.TP1, OrderRole.TP2) and new.status is not PositionStatus.CLOSING:
             return new, events, self.resize
         return new, events, None

@@ -23,7 +23,7 @@ from warden.domain.events import Event, EventKind
 from warden.domain.orders import Order, OrderStatus
 from warden.domain.plan import tighter
 from warden.domain.position import ExitReason, Position, PositionStatus
-from warden.domain.reconcile import guard_stop, guard_stop_price, uncovered
+from warden.domain.reconcile import guard_close, guard_stop, guard_stop_price, uncovered
 from warden.domain.reports import OrderReport, PositionReport
 from warden.domain.values import (
     ClientOrderId,
@@ -130,19 +130,52 @@ class Recovery:
                 continue
             try:
                 mark = await self.gw.mark_price(report.symbol)
-                await self.gw.send(
-                    self._guard_order(
-                        report,
-                        resting,
-                        inst.round_qty(missing),
-                        inst.round_price(guard_stop_price(report, mark, ctx.config.plan.stop_pct)),
-                    )
-                )
             except ExchangeError as exc:
                 placed.append(f"{report.symbol}: guard stop failed ({exc})")
                 continue
+            order = self._guard_order(
+                report,
+                resting,
+                inst.round_qty(missing),
+                inst.round_price(guard_stop_price(report, mark, ctx.config.plan.stop_pct)),
+            )
+            if settle > 0:  # without the lease: sent once, never closed (see guard_unleased)
+                try:
+                    await self.gw.send(order)
+                except ExchangeError as exc:
+                    placed.append(f"{report.symbol}: guard stop failed ({exc})")
+                    continue
+            else:
+                sent = await self.exits.place_guard(order)
+                if sent.report is None:
+                    await self._close_unguarded(order, sent.why)
+                    continue
             placed.append(f"{report.symbol} {report.side} {missing}")
         return placed
+
+    async def _close_unguarded(self, stop: Order, why: str) -> None:
+        """A guard stop this engine (holding the lease) could not place within a stop's time
+        (chaos 1204611195:1617: every stop rested 2.45 s late, and nothing closed the position):
+        what it covers is closed at market (`guard_close`), as a position's own stop not placed
+        is, when stacking is off (warden's one position on the symbol: nothing of another's is
+        closed). With stacking on, or if the close fails, the symbol may be uncovered. Either way
+        the trader is told at once (PROTECTION_FAILED), not in the guard's summary."""
+        ctx = self.ctx
+        what = (
+            f"database unreadable at startup; the guard stop of {stop.symbol} {stop.qty}"
+            f" was not placed ({why})"
+        )
+        if ctx.config.allow_stacking:
+            message = f"{what}: not closed blind (stacking is on); check it, close it by hand"
+        else:
+            close = guard_close(stop, ctx.config.installation_id, ctx.clock.now())
+            closed = await self.exits.place_guard(close)
+            if closed.report is None:
+                message = f"{what}, and its close failed too ({closed.why}): check it, close it by hand"
+            else:
+                message = f"{what}: closed at market ({close.client_order_id})"
+        log.warning("guard_not_placed", symbol=stop.symbol, message=message)
+        await ctx.notify(AlertKind.PROTECTION_FAILED, message)
 
     async def guard_unleased(self, *, send: bool) -> list[str]:
         """`guard` by a process that holds no lease (its database cannot be opened): only where
