@@ -2410,3 +2410,40 @@ async def test_a_close_landing_after_it_was_given_up_on_takes_the_positions_stop
     finally:
         late.release()
         await harness.stop()
+
+
+async def test_a_guards_close_whose_fill_the_stream_loses_is_recorded_as_the_positions_trade(
+    store_url: str,
+) -> None:
+    """The guard's close above, with the stream losing its fill: once the database answers, the
+    position is found flat on the exchange. Its trade is the guard close's, read over REST: the
+    position is closed by it (recorded once, with its trade id), not by a synthetic fill that
+    leaves the guard's trade recorded nowhere (I2)."""
+    late = LateExecution()
+    sim = late.exchange()
+    harness = await Harness(store_url, sim, config=replace(FAST, entry_deadline=1.0)).start()
+    try:
+        pos = await harness.open("long", usd="100")
+        await harness.stop()
+        for order in harness.resting():
+            sim.cancel_external(order.client_order_id)
+        sim.faults.execute_late_if = lambda request: request.type is OrderType.STOP_MARKET
+        sim.faults.execute_delay = LateExecution.DELAY
+        sim.faults.drop_rate = 1.0  # the stream loses every event meanwhile
+        async with the_database_down_at_start(harness):
+            await eventually(lambda: harness.exchange_qty() == 0, timeout=5, what="the guard's close")
+            sim.faults.execute_late_if = None
+            late.release()
+        sim.faults.drop_rate = 0.0
+        await harness.engine.wait_idle()
+        await harness.engine.reconcile()
+        await harness.engine.wait_idle()
+        [trade] = [f for f in sim.core.fills(SOL) if "guard" in f.client_order_id]
+        closed = harness.engine.ledger.positions[pos.id]
+        assert closed.status is PositionStatus.CLOSED
+        fills = await harness.store.inner.fills_for(pos.id)  # type: ignore[attr-defined]
+        assert [f.qty for f in fills if trade.trade_id in f.trade_id] == [trade.qty], fills
+        assert not [f for f in fills if f.trade_id.startswith("sync-")], fills
+    finally:
+        late.release()
+        await harness.stop()

@@ -38,7 +38,7 @@ from warden.domain.events import Event, EventKind
 from warden.domain.orders import Fill, Order, OrderStatus
 from warden.domain.plan import tighter
 from warden.domain.position import ExitReason, Position, PositionStatus
-from warden.domain.reconcile import Discrepancy, Kind, Truth, diff, ours, uncovered
+from warden.domain.reconcile import Discrepancy, Kind, Truth, diff, guarding, ours, uncovered
 from warden.domain.reports import FillReport, PositionReport
 from warden.domain.values import (
     ZERO,
@@ -577,6 +577,7 @@ class Reconciler:
         ctx = self.ctx
         assert d.position_id is not None
         fills = await self.exits.catch_up(d.position_id)
+        await self._guards_traded(ctx.ledger.positions[d.position_id], fills)
         position = ctx.ledger.positions[d.position_id]
         if not position.is_active:
             return f"closed by missed fills ({position.exit_reason})"
@@ -624,6 +625,8 @@ class Reconciler:
         for other in [p for p in ctx.ledger.active_positions() if p.symbol == d.symbol]:
             if other.id != d.position_id and self._delta(d.symbol, d.found) != 0:
                 await self.exits.catch_up(other.id)
+        if self._delta(d.symbol, d.found) != 0:
+            await self._guards_traded(ctx.ledger.positions[d.position_id], fills)
         if self._delta(d.symbol, d.found) == 0:
             await self._resize_symbol(d.symbol)
             return "resolved by missed fills"
@@ -643,6 +646,24 @@ class Reconciler:
                 await self.exits.cancel_exits(p.id)
         await self._resize_symbol(d.symbol)
         return f"{action}; exits re-sized"
+
+    async def _guards_traded(self, position: Position, fills: list[FillReport]) -> None:
+        """Trades among `fills` (the symbol's, read over REST) of this installation's guard and
+        cover orders, which no position owns, made since `position` opened: attributed to the
+        positions they reduced as their stream fills would have been (`attribute_orphan_fill`,
+        once per trade). A stream that lost the fill of a guard's close at market (a start that
+        could not read its database) left the position found flat, closed by a synthetic fill,
+        and the guard's trade recorded nowhere (I2)."""
+        installation = self.ctx.config.installation_id
+        for report in sorted(fills, key=lambda f: f.at):
+            parsed = parse_client_id(report.client_order_id)
+            if (
+                parsed is not None
+                and guarding(parsed.position_id)
+                and ours(report.client_order_id, installation)
+                and report.at >= position.opened_at
+            ):
+                await self.exits.attribute_orphan_fill(report)
 
     def _delta(self, symbol: Symbol, found: Decimal) -> Decimal:
         held = [p for p in self.ctx.ledger.active_positions() if p.symbol == symbol]
