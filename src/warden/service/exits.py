@@ -1578,6 +1578,7 @@ class ExitManager:
             new = replace(pos, stop_price=price)
             if new.status is PositionStatus.OPEN:
                 new = new.transition(PositionStatus.PROTECTED)
+                self._exposed_since.pop(pid, None)  # covered again: a later stop's time starts anew
             message = (
                 f"stop {pos.stop_price} -> {price} for {current.qty}: "
                 f"{current.client_order_id}, given up on, landed late"
@@ -1933,6 +1934,7 @@ class ExitManager:
                 self.exposed_from(pid, ctx.clock.monotonic())
             elif new.status is PositionStatus.OPEN and new.remaining > 0:
                 new = new.transition(PositionStatus.PROTECTED)
+                self._exposed_since.pop(pid, None)  # covered again: a later stop's time starts anew
             event = Event(
                 EventKind.STOP_MOVED,
                 ctx.clock.now(),
