@@ -44,7 +44,7 @@ from warden.domain.position import Position, PositionStatus
 from warden.domain.reconcile import Kind
 from warden.domain.reports import FillReport, OrderReport, OrderRequest
 from warden.domain.values import OrderSide, OrderType, PositionId, Side, TradeId, client_order_id
-from warden.ports import ActiveState, ExchangeError, Store, StoreUnavailable, Transition
+from warden.ports import ActiveState, ExchangeError, ExchangeTimeout, Store, StoreUnavailable, Transition
 from warden.service.commands import AlreadyExists, ClosePosition, OpenPosition, TradingRefused
 from warden.service.config import EngineConfig
 from warden.service.engine import Engine
@@ -2447,3 +2447,70 @@ async def test_a_guards_close_whose_fill_the_stream_loses_is_recorded_as_the_pos
     finally:
         late.release()
         await harness.stop()
+
+
+class OneStopFails:
+    """The simulator, with the sends of one stop id (`failing`) held at the door until `release`,
+    then answered 5xx, every time: the round sending it keeps retrying it."""
+
+    def __init__(self, sim: SimulatedExchange) -> None:
+        self.sim = sim
+        self.failing: str | None = None
+        self.arrived = asyncio.Event()
+        self.released = asyncio.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.sim, name)
+
+    async def place_order(self, request: OrderRequest) -> OrderReport:
+        if self.failing is None and request.type is OrderType.STOP_MARKET:
+            self.failing = request.client_order_id
+        if request.client_order_id == self.failing:
+            self.arrived.set()
+            await self.released.wait()
+            raise ExchangeTimeout(f"5xx placing {request.client_order_id} (test)")
+        return await self.sim.place_order(request)
+
+
+async def test_a_start_attempt_does_not_leave_the_stop_to_a_send_of_the_memory_it_rebuilt() -> None:
+    """Chaos 1780774841:668: a start attempt's recovery failed (stops and closes met 5xx) while
+    its protect-or-close round had a stop on its way. The next attempt cancelled the round and
+    rebuilt memory, but the stop's send went on (it is shielded from its caller), still marked
+    as being sent: the new recovery left that stop to it, and protect found it live and did
+    nothing. The send gave up and nobody recorded it: 20 s without a stop, until the next pass.
+    Memory rebuilt abandons the sends of the memory before (as a process that died would)."""
+    clock = FakeClock()
+    sim = SimulatedExchange(now=clock.now, seed=7, sleep=clock.sleep)
+    exchange = OneStopFails(sim)
+    engine = Engine(exchange, InMemoryStore(), clock, RecordingNotifier(), EngineConfig())  # type: ignore[arg-type]
+    consumer = asyncio.get_running_loop().create_task(engine.consume(sim.stream()))
+    starting = asyncio.ensure_future(engine.start())
+    await _until_done(clock, starting, seconds=5)
+    exchange.failing = "none yet"  # the open's own stop rests
+    opening = asyncio.ensure_future(engine.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(100))))
+    try:
+        await _until_done(clock, opening, seconds=5)
+        pos = opening.result()
+        assert pos.status is PositionStatus.PROTECTED
+        exchange.failing = None  # the next stop sent is held, then fails
+        [stop] = [o for o in sim.core.open_orders(SOL) if o.type is OrderType.STOP_MARKET]
+        sim.cancel_external(stop.client_order_id)  # warden's protect round sends a new one
+        for _ in range(20):
+            if exchange.arrived.is_set():
+                break
+            clock.advance(0.05)
+            await turns(5)
+        assert exchange.arrived.is_set(), "the round's stop is on its way"
+        # A start attempt, as start_with_retry makes one: follow-ups cancelled, then start.
+        await engine.ctx.tasks.cancel_all()
+        exchange.released.set()
+        restarting = asyncio.ensure_future(engine.start())
+        await _until_done(clock, restarting, seconds=5)
+        for _ in range(30):  # 3 s of engine time: far less than the pass's 30 s
+            clock.advance(0.1)
+            await turns(5)
+        [exposure] = sim.exposure()
+        assert exposure.max_unprotected_seconds < engine.config.protection_window, exposure
+    finally:
+        exchange.released.set()
+        await _stopped(engine, consumer, opening)

@@ -133,6 +133,8 @@ class ExitManager:
         self.flights = ctx.flights
         self.unprotected_seconds: list[float] = []
         self._exposed_since: dict[PositionId, float] = {}
+        self._sends: set[asyncio.Future[Placed]] = set()
+        """Exit orders on their way whose senders await them shielded (`_sending`)."""
         self._refused: dict[PositionId, int] = {}
         """Rounds in a row in which neither a stop nor a close of the position went through."""
         self._attributed: dict[str, None] = {}
@@ -240,7 +242,7 @@ class ExitManager:
                 # sequence) is recorded as it was sent, and its answer awaited, not sent again.
                 intents = [early[0] if o.client_order_id == early[0].client_order_id else o for o in intents]
             staging = asyncio.ensure_future(self.ledger.commit(pos, staged, orders=intents))
-            sends = [asyncio.ensure_future(self._send(o, early)) for o in intents]
+            sends = [self._sending(self._send(o, early)) for o in intents]
             sending = asyncio.ensure_future(asyncio.gather(*sends))
             try:
                 pos = await staging
@@ -357,6 +359,26 @@ class ExitManager:
         await self._record_protection(pid, intents, results, judge=False)
         if self.ledger.positions[pid].status.terminal:
             await self.cancel_exits(pid)
+
+    def _sending(self, send: Coroutine[Any, Any, Placed]) -> asyncio.Future[Placed]:
+        """An exit order's send that goes on if its caller is cancelled (the caller awaits it
+        shielded: a stop must not die with an API request), kept until it ends."""
+        task = asyncio.ensure_future(send)
+        self._sends.add(task)
+        task.add_done_callback(self._sends.discard)
+        return task
+
+    async def abandon_sends(self) -> None:
+        """Memory is rebuilt (a start attempt, a takeover): the sends of the memory before are
+        cancelled, as a process that died would have them. Left running, each stayed marked as
+        being sent, so the new recovery left its order to it and protect found the order live,
+        while nothing would record what it answered (chaos 1780774841:668: the send gave up
+        after 5xxs, and the position went 20 s without a stop, until the next pass). Cut off, an
+        order is looked up by recovery like any intent, and a copy that lands later is adopted."""
+        sends = list(self._sends)
+        for task in sends:
+            task.cancel()
+        await asyncio.gather(*sends, return_exceptions=True)
 
     async def _withdraw(self, pid: PositionId, stop: Order, sending: asyncio.Task[Placed]) -> None:
         """A stop sent on the entry's answer for a position that ended before it was protected:
@@ -2479,7 +2501,7 @@ class ExitManager:
                 self._stop_at_once.add(pid)
                 new = replace(new, stop_seq=new.stop_seq + 1)
                 stop = self._exit_intent(new, OrderRole.STOP, new.stop_seq)
-                cover = (stop, asyncio.ensure_future(self.place(stop)))
+                cover = (stop, self._sending(self.place(stop)))
             try:
                 pos = await self.ledger.commit(
                     pos,

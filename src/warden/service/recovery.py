@@ -70,6 +70,7 @@ class Recovery:
 
     async def load(self) -> list[Position]:
         """Memory is rebuilt from the database (start, takeover): never trusted across a gap in the lease."""
+        await self.exits.abandon_sends()
         with paused_while_loading():
             state = await self.store.load_active()
             self.elsewhere = state.elsewhere
