@@ -547,6 +547,10 @@ class Reconciler:
         try:
             recent = await self.store.list_positions(include_closed=True, limit=GIVEN_UP_WINDOW)
             last = next((p for p in recent if p.symbol == report.symbol), None)
+            # Memory is ahead of the database for a position it holds: the entry's failure may be
+            # a write still queued (chaos 1780774841:8922: the database, down for writes, still
+            # read the position as opening, and the orphan was adopted as nobody's).
+            last = self.ctx.ledger.positions.get(last.id, last) if last is not None else None
             if last is None or last.status is not PositionStatus.FAILED or last.side is not report.side:
                 return None
             entry = next((o for o in await self.store.orders_for(last.id) if o.role is OrderRole.ENTRY), None)
