@@ -2381,37 +2381,6 @@ async def test_a_start_that_cannot_read_its_database_closes_what_its_guard_stop_
         await harness.stop()
 
 
-async def test_a_close_landing_after_it_was_given_up_on_takes_the_positions_stop_down(
-    store_url: str,
-) -> None:
-    """Chaos 1204611195:8287: a close through warden was answered "unknown" and not found, so it
-    was recorded failed and the position stayed protected. It executed 4.85 s later and closed
-    the position, but nothing cancelled the position's stop: the exits are cancelled by the close
-    in progress, and there was none any more. The stop rested on the flat symbol (reduce-only, a
-    later position on the symbol was its to close) until a hand cancelled it, 27 s later. A close
-    filling with no close in progress cancels the exits as a stop or take-profit filling does."""
-    late = LateExecution()
-    sim = late.exchange()
-    harness = await Harness(store_url, sim).start()
-    try:
-        pos, _held = await _a_close_held_by_the_exchange(harness, late)
-        assert harness.engine.ledger.positions[pos.id].status is PositionStatus.PROTECTED
-        assert [o for o in harness.resting() if o.type is OrderType.STOP_MARKET]
-        late.release()
-        await eventually(
-            lambda: harness.engine.ledger.positions[pos.id].status is PositionStatus.CLOSED,
-            what="the late close's fill applied",
-        )
-        await eventually(lambda: harness.resting() == [], what="the closed position's exits cancelled")
-        await harness.engine.wait_idle()
-        stored = await harness.store.get_position(pos.id)
-        assert stored is not None and stored.status is PositionStatus.CLOSED
-        assert not [o for o in harness.engine.ledger.orders_of(pos.id) if o.status.live]
-    finally:
-        late.release()
-        await harness.stop()
-
-
 async def test_a_guards_close_whose_fill_the_stream_loses_is_recorded_as_the_positions_trade(
     store_url: str,
 ) -> None:

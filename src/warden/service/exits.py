@@ -1359,11 +1359,8 @@ class ExitManager:
                     {"reason": reason, "realized_pnl": str(new.realized_pnl)},
                 )
             )
-            # A close() in progress (the position closing) cancels the exits itself once it sees
-            # the position flat. A close that lands after it was given up on (the position back
-            # to protected) has none: its exits are cancelled here (chaos 1204611195:8287).
-            closing = order.role is OrderRole.CLOSE and pos.status is PositionStatus.CLOSING
-            return new, events, None if closing else self.cancel_exits
+            # A close() in progress cancels the exits itself once it sees the position flat.
+            return new, events, None if order.role is OrderRole.CLOSE else self.cancel_exits
         if order.role in (OrderRole.TP1, OrderRole.TP2) and new.status is not PositionStatus.CLOSING:
             return new, events, self.resize
         return new, events, None
