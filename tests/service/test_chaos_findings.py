@@ -1619,14 +1619,32 @@ class OutageFrom(SlowCommits):
         return await super().orders_for(position_id)
 
 
-async def test_an_entry_given_up_on_found_executed_during_a_database_outage_has_its_trade_recorded() -> None:
+class WritesDownFrom(OutageFrom):
+    """The outage above for writes only: reads answer what was written before it."""
+
+    async def list_positions(self, *, include_closed: bool = False, limit: int = 100) -> list[Position]:
+        return await InMemoryStore.list_positions(self, include_closed=include_closed, limit=limit)
+
+    async def orders_for(self, position_id: PositionId) -> list[Order]:
+        return await InMemoryStore.orders_for(self, position_id)
+
+
+@pytest.mark.parametrize("store", [OutageFrom, WritesDownFrom], ids=["outage", "writes-down"])
+async def test_an_entry_given_up_on_found_executed_during_a_database_outage_has_its_trade_recorded(
+    store: type[OutageFrom],
+) -> None:
     """`warden chaos --replay 1252:67`: an entry answered "unknown" was given up on as the
     database went down for 5 s; it executed 2.45 s after its send with the stream losing every
     event. The watch found it executed and ran a pass, which could not read the database to
     learn whose entry the orphan was (`_given_up_entry`), so it adopted it as a position of
     nobody's and read no trades: the entry's trade was recorded nowhere (I2). The failed
-    position is still in memory: the pass takes it from there when the database cannot say."""
-    clock, sim, engine, consumer = await _started_on(OutageFrom, 5.0)
+    position is still in memory: the pass takes it from there when the database cannot say.
+
+    `writes-down` (chaos 1780774841:8922): the database refused only writes. The entry's failure
+    was queued in memory, so the database still read the position as opening, and the pass,
+    finding the newest position on the symbol not failed, adopted the orphan as nobody's, the
+    same way. Memory is ahead of the database for a position it holds: taken from there."""
+    clock, sim, engine, consumer = await _started_on(store, 5.0)
     sim.faults.execute_late_if = lambda request: True
     sim.faults.execute_delay = 2.45
     sim.faults.drop_rate = 1.0  # the stream loses every event
@@ -2482,40 +2500,4 @@ async def test_a_start_attempt_does_not_leave_the_stop_to_a_send_of_the_memory_i
         assert exposure.max_unprotected_seconds < engine.config.protection_window, exposure
     finally:
         exchange.released.set()
-        await _stopped(engine, consumer, opening)
-
-
-class WritesDownFrom(OutageFrom):
-    """The outage above for writes only: reads answer what was written before it."""
-
-    async def list_positions(self, *, include_closed: bool = False, limit: int = 100) -> list[Position]:
-        return await InMemoryStore.list_positions(self, include_closed=include_closed, limit=limit)
-
-    async def orders_for(self, position_id: PositionId) -> list[Order]:
-        return await InMemoryStore.orders_for(self, position_id)
-
-
-async def test_an_entry_given_up_on_while_its_failure_is_unwritten_is_adopted_as_that_entry() -> None:
-    """Chaos 1780774841:8922: as above, but the database refused only writes. The entry's
-    failure was queued in memory, so the database still read the position as opening, and the
-    pass, finding the newest position on the symbol not failed, adopted the orphan as nobody's:
-    the entry's trade was recorded nowhere (I2). Memory is ahead of the database for a position
-    it holds: its status is taken from there."""
-    clock, sim, engine, consumer = await _started_on(WritesDownFrom, 5.0)
-    sim.faults.execute_late_if = lambda request: True
-    sim.faults.execute_delay = 2.45
-    sim.faults.drop_rate = 1.0  # the stream loses every event
-    opening = asyncio.ensure_future(engine.open_position(OpenPosition(SOL, Side.SHORT, usd=Decimal(100))))
-    try:
-        for _ in range(600):  # 60 s of engine time: the outage ends
-            clock.advance(0.1)
-            await turns(5)
-        assert opening.done() and opening.result().status is PositionStatus.FAILED, "given up on"
-        [entry] = [f for f in sim.core.fills(SOL) if f.client_order_id.endswith("-e1")]
-        assert not engine.ledger.degraded or await driven(clock, engine.ledger.flush()), (
-            "queued writes landed"
-        )
-        recorded = await driven(clock, _trade_recorded(engine.store, entry.trade_id))
-        assert recorded, f"the late entry's trade {entry.trade_id} recorded"
-    finally:
         await _stopped(engine, consumer, opening)
