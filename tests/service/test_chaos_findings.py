@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import itertools
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
@@ -2358,6 +2358,50 @@ async def test_a_restart_while_the_stop_is_held_closes_within_the_window_from_th
             await _stopped(second, consumer2)
 
 
+@contextlib.asynccontextmanager
+async def _a_guard_closing(
+    store_url: str, *, stream_lost: bool = False
+) -> AsyncIterator[tuple[Harness, SimulatedExchange, Position, Callable[[], Awaitable[None]]]]:
+    """A protected long whose orders are cancelled by hand while warden is down (uncovered from
+    there, as the exchange counts); warden starts with its database unreadable and every stop
+    held by the exchange (answered "unknown"). Yields, the database still down, once the symbol
+    is flat, with `database_back`: the held stops land (on a flat position), the database
+    answers, startup passes and a pass runs. `stream_lost`: the stream loses every event until
+    then."""
+    late = LateExecution()
+    sim = late.exchange()
+    # Copies of the guard's stop that may still land keep it (a stray) until none can:
+    # `entry_deadline` after their send.
+    harness = await Harness(store_url, sim, config=replace(FAST, entry_deadline=1.0)).start()
+    down = contextlib.AsyncExitStack()
+    try:
+        pos = await harness.open("long", usd="100")
+        assert pos.status is PositionStatus.PROTECTED
+        await harness.stop()
+        for order in harness.resting():
+            sim.cancel_external(order.client_order_id)
+        sim.faults.execute_late_if = lambda request: request.type is OrderType.STOP_MARKET
+        sim.faults.execute_delay = LateExecution.DELAY
+        sim.faults.drop_rate = 1.0 if stream_lost else 0.0
+        await down.enter_async_context(the_database_down_at_start(harness))
+        await eventually(lambda: harness.exchange_qty() == 0, timeout=5, what="the guard's close")
+
+        async def database_back() -> None:
+            sim.faults.execute_late_if = None
+            late.release()
+            await down.aclose()
+            sim.faults.drop_rate = 0.0
+            await harness.engine.wait_idle()
+            await harness.engine.reconcile()
+            await harness.engine.wait_idle()
+
+        yield harness, sim, pos, database_back
+    finally:
+        late.release()
+        await down.aclose()
+        await harness.stop()
+
+
 async def test_a_start_that_cannot_read_its_database_closes_what_its_guard_stop_cannot_cover(
     store_url: str,
 ) -> None:
@@ -2367,36 +2411,15 @@ async def test_a_start_that_cannot_read_its_database_closes_what_its_guard_stop_
     answered "unknown" too, and sent again only at the next start attempt. Nothing closed the
     position: 2.45 s uncovered. A guard stop that is not placed within the stop's time is
     followed by a close at market (stacking off: warden's one position on the symbol)."""
-    late = LateExecution()
-    sim = late.exchange()
-    # Copies of the guard's stop that may still land keep it (a stray) until none can:
-    # `entry_deadline` after their send.
-    harness = await Harness(store_url, sim, config=replace(FAST, entry_deadline=1.0)).start()
-    try:
-        pos = await harness.open("long", usd="100")
-        assert pos.status is PositionStatus.PROTECTED
-        await harness.stop()
-        for order in harness.resting():
-            sim.cancel_external(order.client_order_id)  # uncovered from here, as the exchange counts
-        sim.faults.execute_late_if = lambda request: request.type is OrderType.STOP_MARKET
-        sim.faults.execute_delay = LateExecution.DELAY
-        async with the_database_down_at_start(harness):
-            await eventually(lambda: harness.exchange_qty() == 0, timeout=5, what="the guard's close")
-            [exposure] = sim.exposure()
-            assert exposure.max_unprotected_seconds < harness.engine.config.protection_window, exposure
-            closed = [a for a in harness.notifier.alerts if "closed at market" in a.message]
-            assert closed and closed[0].kind is AlertKind.PROTECTION_FAILED, harness.notifier.alerts
-            sim.faults.execute_late_if = None
-            late.release()  # the guard stops land, on a flat position
-        await harness.engine.wait_idle()
-        await harness.engine.reconcile()
-        await harness.engine.wait_idle()
+    async with _a_guard_closing(store_url) as (harness, sim, pos, database_back):
+        [exposure] = sim.exposure()
+        assert exposure.max_unprotected_seconds < harness.engine.config.protection_window, exposure
+        closed = [a for a in harness.notifier.alerts if "closed at market" in a.message]
+        assert closed and closed[0].kind is AlertKind.PROTECTION_FAILED, harness.notifier.alerts
+        await database_back()
         assert harness.engine.ledger.positions[pos.id].status is PositionStatus.CLOSED
         assert harness.resting() == [], "nothing of warden's rests on a flat symbol"
         assert (await harness.engine.reconcile()).findings == []
-    finally:
-        late.release()
-        await harness.stop()
 
 
 async def test_a_guards_close_whose_fill_the_stream_loses_is_recorded_as_the_positions_trade(
@@ -2406,34 +2429,13 @@ async def test_a_guards_close_whose_fill_the_stream_loses_is_recorded_as_the_pos
     position is found flat on the exchange. Its trade is the guard close's, read over REST: the
     position is closed by it (recorded once, with its trade id), not by a synthetic fill that
     leaves the guard's trade recorded nowhere (I2)."""
-    late = LateExecution()
-    sim = late.exchange()
-    harness = await Harness(store_url, sim, config=replace(FAST, entry_deadline=1.0)).start()
-    try:
-        pos = await harness.open("long", usd="100")
-        await harness.stop()
-        for order in harness.resting():
-            sim.cancel_external(order.client_order_id)
-        sim.faults.execute_late_if = lambda request: request.type is OrderType.STOP_MARKET
-        sim.faults.execute_delay = LateExecution.DELAY
-        sim.faults.drop_rate = 1.0  # the stream loses every event meanwhile
-        async with the_database_down_at_start(harness):
-            await eventually(lambda: harness.exchange_qty() == 0, timeout=5, what="the guard's close")
-            sim.faults.execute_late_if = None
-            late.release()
-        sim.faults.drop_rate = 0.0
-        await harness.engine.wait_idle()
-        await harness.engine.reconcile()
-        await harness.engine.wait_idle()
+    async with _a_guard_closing(store_url, stream_lost=True) as (harness, sim, pos, database_back):
+        await database_back()
         [trade] = [f for f in sim.core.fills(SOL) if "guard" in f.client_order_id]
-        closed = harness.engine.ledger.positions[pos.id]
-        assert closed.status is PositionStatus.CLOSED
+        assert harness.engine.ledger.positions[pos.id].status is PositionStatus.CLOSED
         fills = await harness.store.inner.fills_for(pos.id)  # type: ignore[attr-defined]
         assert [f.qty for f in fills if trade.trade_id in f.trade_id] == [trade.qty], fills
         assert not [f for f in fills if f.trade_id.startswith("sync-")], fills
-    finally:
-        late.release()
-        await harness.stop()
 
 
 class OneStopFails:

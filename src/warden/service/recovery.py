@@ -99,7 +99,7 @@ class Recovery:
                 if order.role is OrderRole.CLOSE:
                     self.ctx.flights.close_in_flight(order)
 
-    async def guard(self, *, send: bool = True, settle: float = 0.0) -> list[str]:
+    async def guard(self, *, send: bool = True, settle: float = 0.0, leased: bool = True) -> list[str]:
         """The database cannot be read, so nothing is known of warden's positions but what the
         exchange holds: every position there that no resting reduce-only stop covers gets one
         now, at the plan's distance (from the entry, or from the mark if the market is past it),
@@ -111,7 +111,10 @@ class Recovery:
         is returned, each marked so. `settle`: a guard sent without the lease (the database
         cannot be opened) goes only where the exchange shows the position uncovered twice,
         `settle` seconds apart: an engine that holds the account meanwhile covers a fill within
-        that (its protection window), so one is sent beside its stop only when it fails to."""
+        that (its protection window), so one is sent beside its stop only when it fails to.
+        `leased`: this engine holds the account, so its guard stop is sent as any stop is and,
+        if it is not placed, what it covers is closed (`_close_unguarded`); without the lease it
+        is sent once and never closed."""
         ctx = self.ctx
         truth = await self.gw.truth()
         bare = uncovered(truth)
@@ -131,26 +134,20 @@ class Recovery:
                 continue
             try:
                 mark = await self.gw.mark_price(report.symbol)
+                order = self._guard_order(
+                    report,
+                    resting,
+                    inst.round_qty(missing),
+                    inst.round_price(guard_stop_price(report, mark, ctx.config.plan.stop_pct)),
+                )
+                if not leased:  # sent once, never closed: another engine may hold the account
+                    await self.gw.send(order)
             except ExchangeError as exc:
                 placed.append(f"{report.symbol}: guard stop failed ({exc})")
                 continue
-            order = self._guard_order(
-                report,
-                resting,
-                inst.round_qty(missing),
-                inst.round_price(guard_stop_price(report, mark, ctx.config.plan.stop_pct)),
-            )
-            if settle > 0:  # without the lease: sent once, never closed (see guard_unleased)
-                try:
-                    await self.gw.send(order)
-                except ExchangeError as exc:
-                    placed.append(f"{report.symbol}: guard stop failed ({exc})")
-                    continue
-            else:
-                sent = await self.exits.place_guard(order)
-                if sent.report is None:
-                    await self._close_unguarded(order, sent.why)
-                    continue
+            if leased and (sent := await self.exits.place_guard(order)).report is None:
+                await self._close_unguarded(order, sent.why)
+                continue
             placed.append(f"{report.symbol} {report.side} {missing}")
         return placed
 
@@ -181,7 +178,7 @@ class Recovery:
     async def guard_unleased(self, *, send: bool) -> list[str]:
         """`guard` by a process that holds no lease (its database cannot be opened): only where
         the exchange shows a position uncovered twice, half the protection window apart."""
-        return await self.guard(send=send, settle=self.ctx.config.protection_window / 2)
+        return await self.guard(send=send, settle=self.ctx.config.protection_window / 2, leased=False)
 
     def _guard_order(self, report: PositionReport, resting: set[str], qty: Decimal, price: Decimal) -> Order:
         """The symbol's next guard stop: the first of its keys (the symbol, then symbol#1, #2, ...)
