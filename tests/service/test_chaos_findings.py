@@ -1515,6 +1515,64 @@ async def test_no_second_close_goes_out_while_the_first_ones_outcome_is_unknown(
         assert engine.ledger.positions[second.id].remaining == second.filled_qty
 
 
+async def test_a_close_that_filled_unseen_is_not_recorded_cancelled_by_its_positions_exits_cancel() -> None:
+    """Chaos 1590122514:2864: a close's answer was lost as it executed, its fill lost on the
+    stream and its lookups unanswered; another fill then ended the position (here its stop), and
+    cancelling the ended position's orders took the close too. The exchange answers the cancel
+    of a filled market order "not found", as it does one never sent: the close was recorded
+    cancelled, though it had traded, and nothing looked it up again, so its trade (which closed
+    another position's share of the symbol) was recorded nowhere. A market order whose cancel is
+    answered "not found" is looked up; while the exchange cannot answer it is left as it was,
+    then looked up until it can: found filled, its fills are read and its end recorded."""
+    clock = FakeClock()
+    sim = SimulatedExchange(now=clock.now, seed=7, sleep=clock.sleep)
+    config = EngineConfig(fill_wait=0.05, entry_deadline=0.3, allow_stacking=True)
+    async with engine_on(clock, sim, config) as engine:
+        first = await engine.open_position(
+            OpenPosition(SOL, Side.SHORT, usd=Decimal(100), stop_price=Decimal(151))
+        )
+        second = await engine.open_position(
+            OpenPosition(SOL, Side.SHORT, usd=Decimal(120), stop_price=Decimal(160))
+        )
+        assert first.status is second.status is PositionStatus.PROTECTED
+        sim.faults.timeout_after_execution_if = lambda request: request.type is OrderType.MARKET
+        sim.faults.fail_queries = True
+        sim.faults.drop_rate = 1.0  # the close's fill is not streamed
+        closing = asyncio.ensure_future(engine.close_position(ClosePosition(first.id)))
+        try:
+            await eventually(
+                lambda: [f for f in sim.core.fills(SOL) if f.side is OrderSide.BUY], what="the close"
+            )
+            [close] = [f for f in sim.core.fills(SOL) if f.side is OrderSide.BUY]
+            sim.faults.drop_rate = 0.0
+            sim.set_mark(SOL, Decimal(152))  # the first position's stop fills; the close is still unknown
+            await eventually(
+                lambda: engine.ledger.positions[first.id].status is PositionStatus.CLOSED,
+                what="the stop's fill",
+            )
+            await turns()
+            sim.faults.fail_queries = False
+            order = lambda: engine.ledger.orders[close.client_order_id]  # noqa: E731
+            for _ in range(300):  # up to 30 s of engine time
+                if order().status is OrderStatus.FILLED:
+                    break
+                clock.advance(0.1)
+                await turns(5)
+            assert order().status is OrderStatus.FILLED, order()
+            assert recorded(engine, close.trade_id), f"the close's trade {close.trade_id} is recorded nowhere"
+        finally:
+            await asyncio.gather(closing, return_exceptions=True)
+
+
+def recorded(engine: Engine, trade_id: TradeId) -> list[PositionId]:
+    """The positions that applied (a share of) trade `trade_id`."""
+    return [
+        p.id
+        for p in engine.ledger.positions.values()
+        if any(trade.split(":")[0] == trade_id for trade in p.applied_trades)
+    ]
+
+
 def _report_of(sim: SimulatedExchange, cid: str) -> OrderReport:
     """The exchange's report of `cid` as it is now (what the stream would have said)."""
     [report] = [o for o in sim.core.orders() if o.client_order_id == cid]
@@ -2420,6 +2478,37 @@ async def test_a_start_that_cannot_read_its_database_closes_what_its_guard_stop_
         assert harness.engine.ledger.positions[pos.id].status is PositionStatus.CLOSED
         assert harness.resting() == [], "nothing of warden's rests on a flat symbol"
         assert (await harness.engine.reconcile()).findings == []
+
+
+async def test_a_close_landing_after_it_was_given_up_on_takes_the_positions_stop_down(
+    store_url: str,
+) -> None:
+    """Chaos 1204611195:8287: a close through warden was answered "unknown" and not found, so it
+    was recorded failed and the position stayed protected. It executed 4.85 s later and closed
+    the position, but nothing cancelled the position's stop: the exits are cancelled by the close
+    in progress, and there was none any more. The stop rested on the flat symbol (reduce-only, a
+    later position on the symbol was its to close) until a hand cancelled it, 27 s later. A close
+    filling with no close in progress cancels the exits as a stop or take-profit filling does."""
+    late = LateExecution()
+    sim = late.exchange()
+    harness = await Harness(store_url, sim).start()
+    try:
+        pos, _held = await _a_close_held_by_the_exchange(harness, late)
+        assert harness.engine.ledger.positions[pos.id].status is PositionStatus.PROTECTED
+        assert [o for o in harness.resting() if o.type is OrderType.STOP_MARKET]
+        late.release()
+        await eventually(
+            lambda: harness.engine.ledger.positions[pos.id].status is PositionStatus.CLOSED,
+            what="the late close's fill applied",
+        )
+        await eventually(lambda: harness.resting() == [], what="the closed position's exits cancelled")
+        await harness.engine.wait_idle()
+        stored = await harness.store.get_position(pos.id)
+        assert stored is not None and stored.status is PositionStatus.CLOSED
+        assert not [o for o in harness.engine.ledger.orders_of(pos.id) if o.status.live]
+    finally:
+        late.release()
+        await harness.stop()
 
 
 async def test_a_guards_close_whose_fill_the_stream_loses_is_recorded_as_the_positions_trade(

@@ -188,7 +188,8 @@ class ExitManager:
         self._covered: dict[str, None] = {}
         """Late entry fills (symbol:trade) covered by a stop of their own (cover_late_entry)."""
         self._sweeps: set[ClientOrderId] = set()
-        """Cancelled orders whose copies in flight are looked for once none can land (_sweep)."""
+        """Orders looked for once no copy of them can land: cancelled ones whose copies were in
+        flight (_sweep), market orders a cancel did not find (_settle_gone)."""
         self._cancel_later: set[ClientOrderId] = set()
         """Exit orders left resting by cancel_exits until no copy of them can land (_copies_wait)."""
 
@@ -1359,8 +1360,11 @@ class ExitManager:
                     {"reason": reason, "realized_pnl": str(new.realized_pnl)},
                 )
             )
-            # A close() in progress cancels the exits itself once it sees the position flat.
-            return new, events, None if order.role is OrderRole.CLOSE else self.cancel_exits
+            # A close() in progress (the position closing) cancels the exits itself once it sees
+            # the position flat. A close that lands after it was given up on (the position back
+            # to protected) has none: its exits are cancelled here (chaos 1204611195:8287).
+            closing = order.role is OrderRole.CLOSE and pos.status is PositionStatus.CLOSING
+            return new, events, None if closing else self.cancel_exits
         if order.role in (OrderRole.TP1, OrderRole.TP2) and new.status is not PositionStatus.CLOSING:
             return new, events, self.resize
         return new, events, None
@@ -2119,13 +2123,75 @@ class ExitManager:
                 report = await self.gw.cancel(order.symbol, order.client_order_id, order.type.conditional)
                 done = self._current(order).advance(report.status, filled_qty=report.filled_qty)
             except OrderNotFound:
-                done = self._current(order).advance(OrderStatus.CANCELED)
+                done = await self._not_there(order)
             except ExchangeError:
                 await ctx.clock.sleep(ctx.config.retry_backoff * (attempt + 1))
                 continue
             self._sweep_copies(done)
             return done
         return self._current(order)
+
+    async def _not_there(self, order: Order) -> Order:
+        """What a cancel answered "not found" leaves of `order`. A stop or take-profit rests until
+        it triggers: it is cancelled. A market order never rests, and Binance answers the cancel
+        of one that filled as it does one never sent (-2011), so it is looked up: filled, its
+        fills are read (the stream may have lost them; recorded cancelled, its trade would be
+        recorded nowhere: chaos 1590122514:2864); not found while it may still execute (a close
+        sent with an unknown outcome, a copy in flight) or unknowable, it is left as it was,
+        for its fill or its lookup to settle."""
+        current = self._current(order)
+        if order.type.conditional:
+            return current.advance(OrderStatus.CANCELED)
+        cid = order.client_order_id
+        found = await self.gw.lookup(order, attempts=1)
+        if isinstance(found, Found):
+            if found.report.filled_qty > current.filled_qty:
+                await self.fetch_fills_for(order.position_id, {cid})
+            return self._current(order).advance(found.report.status, filled_qty=found.report.filled_qty)
+        if (
+            isinstance(found, Unknown)
+            or self.flights.may_still_execute(order)
+            or self.flights.copies_may_land(cid) > 0
+        ):
+            if cid not in self._sweeps:
+                self._sweeps.add(cid)
+                self.ctx.tasks.spawn(self._settle_gone(order))
+            return current
+        return current.advance(OrderStatus.CANCELED)
+
+    async def _settle_gone(self, order: Order) -> None:
+        """A market order left as it was by its cancel (`_not_there`) is looked up on a steady
+        cadence, once it can no longer land, until the exchange says what became of it: its fills
+        are read and its end recorded (not found by then: cancelled)."""
+        ctx, cid, pid = self.ctx, order.client_order_id, order.position_id
+        pause = max(ctx.config.retry_backoff, 0.5)
+        try:
+            for _look in range(READ_FILLS_LOOKS):
+                landing = self.flights.may_execute_for(order) if order.role is OrderRole.CLOSE else 0.0
+                await ctx.clock.sleep(max(pause, landing, self.flights.copies_may_land(cid)))
+                if not self._current(order).status.live or pid not in self.ledger.positions:
+                    return
+                found = await self.gw.lookup(order, attempts=1)
+                if isinstance(found, Unknown) or (
+                    isinstance(found, Found) and not found.report.status.terminal
+                ):
+                    continue
+                status, filled = OrderStatus.CANCELED, None
+                if isinstance(found, Found):
+                    status, filled = found.report.status, found.report.filled_qty
+                    if filled > self.applied(cid) and pid in self.ledger.positions:
+                        await self.fetch_fills_for(pid, {cid})
+                async with self._lock(pid):
+                    pos, current = self.ledger.positions.get(pid), self._current(order)
+                    if pos is not None and current.status.live:
+                        await self.ledger.commit(
+                            pos, pos, orders=[current.advance(status, filled_qty=filled)]
+                        )
+                return
+        except (ExchangeError, StoreUnavailable, TradingRefused) as exc:
+            log.warning("gone_order_lookup_failed", client_order_id=cid, error=str(exc))  # the pass's
+        finally:
+            self._sweeps.discard(cid)
 
     def _sweep_copies(self, order: Order) -> None:
         """A cancelled order sent with an unknown outcome: a copy still in flight can land now that
