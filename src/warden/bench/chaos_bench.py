@@ -9,6 +9,7 @@ import time
 
 from warden.bench.report import Result
 from warden.chaos.campaign import Totals, parallel_campaign, quiet
+from warden.chaos.checker import Violation
 from warden.chaos.generate import scenario
 from warden.chaos.procs import run_processes
 from warden.chaos.runner import Options
@@ -49,10 +50,16 @@ def bench_chaos(
         f"{totals.longest_raw:.1f} s with outside trades and exchange refusals",
     )
     result.add("violations", f"{len(totals.violations)}")
-    for key, violation in totals.violations[:60]:
-        result.add(f"  {key} step {violation.step}", f"{violation.invariant}: {violation.message}")
+    add_violations(result, totals.violations)
     met = totals.longest <= window and not totals.violations
     result.verdict = (
         f"goal: within the protection window ({window:g} s), 0 violations: {'met' if met else 'NOT met'}"
     )
     return result
+
+
+def add_violations(result: Result, violations: list[tuple[str, Violation]], shown: int = 60) -> None:
+    """A line for each of the first `shown` violations, numbered: two of one run at one step (two
+    orders placed twice) are two lines, not one figure written over the other."""
+    for n, (key, violation) in enumerate(violations[:shown], 1):
+        result.add(f"  {n}. {key} step {violation.step}", f"{violation.invariant}: {violation.message}")
