@@ -43,7 +43,15 @@ from warden.domain.orders import Order, OrderRole, OrderStatus
 from warden.domain.position import Position, PositionStatus
 from warden.domain.reconcile import Kind
 from warden.domain.reports import FillReport, OrderReport, OrderRequest
-from warden.domain.values import OrderSide, OrderType, PositionId, Side, TradeId, client_order_id
+from warden.domain.values import (
+    ClientOrderId,
+    OrderSide,
+    OrderType,
+    PositionId,
+    Side,
+    TradeId,
+    client_order_id,
+)
 from warden.ports import ActiveState, ExchangeError, ExchangeTimeout, Store, StoreUnavailable, Transition
 from warden.service.commands import AlreadyExists, ClosePosition, OpenPosition, TradingRefused
 from warden.service.config import EngineConfig
@@ -2077,6 +2085,66 @@ async def test_a_stop_with_copies_in_flight_is_left_resting_at_its_close_and_can
         placed = [o for o in sim.core.orders() if o.client_order_id == moved.client_order_id]
         assert len(placed) == 1, f"placed {len(placed)} times"
         assert harness.exchange_qty() == 0
+
+
+async def test_a_take_profit_being_sent_at_the_close_is_not_cancelled_while_copies_may_land() -> None:
+    """`warden chaos --replay 1540091406:3491` and :4781 (under load): the position closed while
+    its take-profits were still being sent, each send answered "unknown" and sent again; their
+    first copies had landed unseen (the lookups could not answer, the stream lost the events), so
+    memory had them pending. Only an order known to rest was left resting at the close while
+    copies of it could land: the pending ones were cancelled, which freed their ids, and the next
+    copies rested again, each placed twice. Any exit order of an ended position that may rest
+    (pending or resting) is left while copies of it may land, and cancelled once none can."""
+    clock = FakeClock()
+    late = LateOneByOne()
+    sim = SimulatedExchange(now=clock.now, seed=7, sleep=late.sleep)
+    sent: list[str] = []
+
+    def take_profits_late(request: OrderRequest) -> bool:
+        if request.type is OrderType.TAKE_PROFIT_MARKET:
+            sent.append(request.client_order_id)
+            return True
+        return False
+
+    sim.faults.execute_late_if = take_profits_late
+    sim.faults.execute_delay = late.DELAY
+    config = EngineConfig(fill_wait=0.05, entry_deadline=2.0)
+    async with engine_on(clock, sim, config) as engine:
+        opening = asyncio.ensure_future(engine.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(100))))
+        try:
+            for _ in range(300):  # until the first take-profit was sent twice
+                if len(sent) > len(set(sent)):
+                    break
+                clock.advance(0.05)
+                await turns(5)
+            tp = next(c for c in sent if sent.count(c) > 1)
+            first = sent.index(tp)
+            sim.faults.execute_late_if = None
+            sim.faults.fail_queries = True  # its lookups cannot answer now
+            sim.faults.drop_rate = 1.0  # nor is the landing streamed
+            late.release(first + 1)  # the first copies rest
+            await eventually(lambda: late.executed == first + 1, what="the first copies landed")
+            await turns()
+            sim.faults.drop_rate = 0.0
+            order = engine.ledger.orders[ClientOrderId(tp)]
+            assert order.status is OrderStatus.PENDING and engine.exits.flights.sending(order.client_order_id)
+            closed = await engine.close_position(ClosePosition(order.position_id))
+            assert closed.status is PositionStatus.CLOSED
+            sim.faults.fail_queries = False
+            late.release(late.held)  # every copy still in flight lands
+            await turns()
+            for _ in range(100):  # 10 s of engine time: past entry_deadline
+                clock.advance(0.1)
+                await turns(5)
+            for cid in set(sent):
+                placed = [o for o in sim.core.orders() if o.client_order_id == cid]
+                assert len(placed) == 1, f"{cid} placed {len(placed)} times"
+            resting = [o for o in sim.core.open_orders() if o.type is OrderType.TAKE_PROFIT_MARKET]
+            assert not resting, "cancelled once no copy can land"
+        finally:
+            late.release(late.held)
+            opening.cancel()
+            await asyncio.gather(opening, return_exceptions=True)
 
 
 async def test_a_stop_the_process_before_sent_copies_of_is_not_cancelled_while_they_may_land(

@@ -2307,9 +2307,12 @@ class ExitManager:
         may still land (this process's; or the process before it's, once one landed late:
         `landed_late`) is left resting, and cancelled once none can: cancelled now, its id would
         be free for a copy to rest again (the order placed twice, a stray reduce-only stop; chaos
-        1230:96). While it rests the exchange refuses them as duplicates. True: left for later."""
+        1230:96). While it rests the exchange refuses them as duplicates. So is one pending that
+        may rest: its sends still under way, a copy may have landed unseen (chaos 1540091406:3491,
+        a take-profit placed twice). True: left for later."""
         cid = order.client_order_id
-        if order.status is not OrderStatus.OPEN or self.flights.copies_may_land(cid) <= 0:
+        may_rest = order.type.conditional and order.status.live
+        if not may_rest or self.flights.copies_may_land(cid) <= 0:
             return False
         pos = self.ledger.positions.get(order.position_id)
         if pos is not None and pos.is_active:
