@@ -2145,7 +2145,8 @@ class ExitManager:
         cid = order.client_order_id
         found = await self.gw.lookup(order, attempts=1)
         if isinstance(found, Found):
-            return await self._as_found(order, found.report)
+            await self._read_lost_fills(order, found.report)
+            return self._current(order).advance(found.report.status, filled_qty=found.report.filled_qty)
         if (
             isinstance(found, Unknown)
             or self.flights.may_still_execute(order)
@@ -2174,28 +2175,29 @@ class ExitManager:
                     isinstance(found, Found) and not found.report.status.terminal
                 ):
                     continue
-                ended = (
-                    await self._as_found(order, found.report)
-                    if isinstance(found, Found)
-                    else self._current(order).advance(OrderStatus.CANCELED)
-                )
-                async with self._lock(pid):
-                    pos = self.ledger.positions.get(pid)
-                    if pos is not None and self._current(order).status.live:
-                        await self.ledger.commit(pos, pos, orders=[ended])
+                status, filled = OrderStatus.CANCELED, None
+                if isinstance(found, Found):
+                    await self._read_lost_fills(order, found.report)
+                    status, filled = found.report.status, found.report.filled_qty
+                async with self._lock(pid):  # advanced from memory as it is under the lock, not before
+                    pos, current = self.ledger.positions.get(pid), self._current(order)
+                    if pos is not None and current.status.live:
+                        await self.ledger.commit(
+                            pos, pos, orders=[current.advance(status, filled_qty=filled)]
+                        )
                 return
         except (ExchangeError, StoreUnavailable, TradingRefused) as exc:
             log.warning("gone_order_lookup_failed", client_order_id=cid, error=str(exc))  # the pass's
         finally:
             self._sweeps.discard(cid)
 
-    async def _as_found(self, order: Order, report: OrderReport) -> Order:
-        """`order` as a lookup found it: the fills the stream lost read first (applied to its
-        position, or to another on the symbol once its own ended), then its status and quantity."""
+    async def _read_lost_fills(self, order: Order, report: OrderReport) -> None:
+        """Read the fills of `order` the stream lost, when a lookup found more filled than applied
+        (applied to its position, or to another on the symbol once its own ended). Not once the
+        position left memory: `catch_up` reads fills from the position's opening."""
         cid = order.client_order_id
         if report.filled_qty > self.applied(cid) and order.position_id in self.ledger.positions:
             await self.fetch_fills_for(order.position_id, {cid})
-        return self._current(order).advance(report.status, filled_qty=report.filled_qty)
 
     def _sweep_copies(self, order: Order) -> None:
         """A cancelled order sent with an unknown outcome: a copy still in flight can land now that
