@@ -184,7 +184,7 @@ async def test_a_bare_telegram_kill_keeps_the_kill_for_an_account_not_running(
     async with serving(settings, beside=[run_fleet_bot]) as fleet:
         await eventually(lambda: engine(fleet, "main").status().accepting_signals, what="main ready")
         await api.say(CHAT, "/kill")
-        said = lambda: [t for t in api.texts(CHAT) if "kill switch" in t]  # noqa: E731
+        said = lambda: [t for t in api.texts(CHAT) if t.startswith("kill switch")]  # noqa: E731
         await eventually(lambda: bool(said()), timeout=15, what="the kill's answer")
         [answer] = said()
         assert answer.startswith("kill switch NOT on for alt"), answer
@@ -211,7 +211,7 @@ async def test_a_bare_telegram_kill_keeps_the_kill_for_an_account_whose_engine_s
         await eventually(lambda: engine(fleet, "alt").status().accepting_signals, what="alt ready")
         await engine(fleet, "alt").stop()
         await api.say(CHAT, "/kill flatten")
-        said = lambda: [t for t in api.texts(CHAT) if "kill switch" in t]  # noqa: E731
+        said = lambda: [t for t in api.texts(CHAT) if t.startswith("kill switch")]  # noqa: E731
         await eventually(lambda: bool(said()), timeout=15, what="the kill's answer")
         [answer] = said()
         assert answer.startswith("kill switch NOT on for alt"), answer
