@@ -5,7 +5,8 @@ Like the simulator's own fault knobs, its switches are set by a test at run time
 until released; `cancels_vanish` makes cancels answer as if done while the orders stay;
 `inject` puts an event of the test's choosing on the stream; `cancels` records every cancel
 the engine asked for; `after_open_orders` runs once between reading the open orders and
-answering with them (the world moves while the engine holds a snapshot); `unlisted_markets`
+answering with them (the world moves while the engine holds a snapshot); `before_lookup` runs
+before each order lookup is answered (the world moves while the engine waits); `unlisted_markets`
 leaves markets out of the instruments list (delisted, settling or halted: the ccxt adapters drop
 a market that is not `active`).
 """
@@ -36,6 +37,7 @@ class ProbedExchange:
         self._release = asyncio.Event()
         self._injected: asyncio.Queue[StreamEvent] = asyncio.Queue()
         self.after_open_orders: Callable[[], Awaitable[None]] | None = None
+        self.before_lookup: Callable[[str], Awaitable[None]] | None = None
         self.unlisted: set[str] = set()
         """Client ids left out of the open-orders list (a list that lags, like Drift's chain reads)."""
         self.unlisted_markets: set[str] = set()
@@ -68,6 +70,11 @@ class ProbedExchange:
         if hook is not None:
             await hook()
         return orders
+
+    async def fetch_order(self, symbol: Symbol, client_order_id: str, conditional: bool) -> OrderReport:
+        if self.before_lookup is not None:
+            await self.before_lookup(client_order_id)
+        return await self.sim.fetch_order(symbol, client_order_id, conditional)
 
     async def fetch_fills(self, symbol: Symbol, since: datetime | None) -> list[FillReport]:
         return [] if self.fills_hidden else await self.sim.fetch_fills(symbol, since)

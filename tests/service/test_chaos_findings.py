@@ -11,7 +11,7 @@ import contextlib
 import itertools
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -1523,6 +1523,103 @@ async def test_no_second_close_goes_out_while_the_first_ones_outcome_is_unknown(
         assert engine.ledger.positions[second.id].remaining == second.filled_qty
 
 
+class HeldCommits(ForwardingStore):
+    """The in-memory store, whose commits writing order `hold_order` wait for `release`
+    (a slow database, for that one write)."""
+
+    def __init__(self) -> None:
+        super().__init__(InMemoryStore())
+        self.hold_order: str | None = None
+        self.holding = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def commit(self, transition: Transition) -> None:
+        if any(o.client_order_id == self.hold_order for o in transition.orders):
+            self.hold_order = None
+            self.holding.set()
+            await self.release.wait()
+        await self.inner.commit(transition)
+
+
+@dataclass
+class LeftPending:
+    """A stacked short's close that executed with its answer and its fill lost and its lookups
+    unanswered; the position's stop then filled, and the cancel of its orders found the close
+    "not found": it is left pending, looked up until the exchange answers (`_settle_gone`)."""
+
+    engine: Engine
+    sim: SimulatedExchange
+    probe: ProbedExchange
+    store: HeldCommits
+    clock: FakeClock
+    position: PositionId
+    close: FillReport
+
+    def order(self) -> Order:
+        return self.engine.ledger.orders[ClientOrderId(self.close.client_order_id)]
+
+    async def stored(self) -> Order:
+        cid = self.close.client_order_id
+        [stored] = [o for o in await self.store.orders_for(self.position) if o.client_order_id == cid]
+        return stored
+
+
+@contextlib.asynccontextmanager
+async def close_left_pending() -> AsyncIterator[LeftPending]:
+    clock = FakeClock()
+    sim = SimulatedExchange(now=clock.now, seed=7, sleep=clock.sleep)
+    probe = ProbedExchange(sim)
+    store = HeldCommits()
+    config = EngineConfig(fill_wait=0.05, entry_deadline=0.3, allow_stacking=True)
+    engine = Engine(probe, store, clock, RecordingNotifier(), config)
+    consumer = asyncio.get_running_loop().create_task(engine.consume(probe.stream()))
+    await engine.start()
+    closing: asyncio.Future[Any] | None = None
+    try:
+        first = await engine.open_position(
+            OpenPosition(SOL, Side.SHORT, usd=Decimal(100), stop_price=Decimal(151))
+        )
+        second = await engine.open_position(
+            OpenPosition(SOL, Side.SHORT, usd=Decimal(120), stop_price=Decimal(160))
+        )
+        assert first.status is second.status is PositionStatus.PROTECTED
+        sim.faults.timeout_after_execution_if = lambda request: request.type is OrderType.MARKET
+        sim.faults.fail_queries = True  # no lookup is answered
+        sim.faults.drop_rate = 1.0  # the close's fill is not streamed
+        closing = asyncio.ensure_future(engine.close_position(ClosePosition(first.id)))
+        await eventually(
+            lambda: [f for f in sim.core.fills(SOL) if f.side is OrderSide.BUY], what="the close"
+        )
+        [close] = [f for f in sim.core.fills(SOL) if f.side is OrderSide.BUY]
+        sim.faults.drop_rate = 0.0
+        sim.set_mark(SOL, Decimal(152))  # the first position's stop fills; the close is still unknown
+        await eventually(
+            lambda: engine.ledger.positions[first.id].status is PositionStatus.CLOSED, what="the stop's fill"
+        )
+        await eventually(lambda: close.client_order_id in probe.cancels, what="the close's cancel")
+        await turns()
+        left = LeftPending(engine, sim, probe, store, clock, first.id, close)
+        assert left.order().status is OrderStatus.PENDING, left.order()  # its lookups go on
+        yield left
+    finally:
+        engine.set_read_only("test over")
+        store.release.set()
+        await engine.stop()
+        for task in (consumer, closing):  # the close waits on the fake clock: it is ended here
+            if task is not None:
+                task.cancel()
+        await asyncio.gather(consumer, *([closing] if closing else []), return_exceptions=True)
+
+
+async def _until(left: LeftPending, done: Callable[[], bool]) -> None:
+    """Move the engine's clock on, 0.1 s at a time (up to 30 s), until `done`."""
+    for _ in range(300):
+        if done():
+            return
+        left.clock.advance(0.1)
+        await turns(5)
+
+
 async def test_a_close_that_filled_unseen_is_not_recorded_cancelled_by_its_positions_exits_cancel() -> None:
     """Chaos 1590122514:2864: a close's answer was lost as it executed, its fill lost on the
     stream and its lookups unanswered; another fill then ended the position (here its stop), and
@@ -1532,44 +1629,12 @@ async def test_a_close_that_filled_unseen_is_not_recorded_cancelled_by_its_posit
     another position's share of the symbol) was recorded nowhere. A market order whose cancel is
     answered "not found" is looked up; while the exchange cannot answer it is left as it was,
     then looked up until it can: found filled, its fills are read and its end recorded."""
-    clock = FakeClock()
-    sim = SimulatedExchange(now=clock.now, seed=7, sleep=clock.sleep)
-    config = EngineConfig(fill_wait=0.05, entry_deadline=0.3, allow_stacking=True)
-    async with engine_on(clock, sim, config) as engine:
-        first = await engine.open_position(
-            OpenPosition(SOL, Side.SHORT, usd=Decimal(100), stop_price=Decimal(151))
-        )
-        second = await engine.open_position(
-            OpenPosition(SOL, Side.SHORT, usd=Decimal(120), stop_price=Decimal(160))
-        )
-        assert first.status is second.status is PositionStatus.PROTECTED
-        sim.faults.timeout_after_execution_if = lambda request: request.type is OrderType.MARKET
-        sim.faults.fail_queries = True
-        sim.faults.drop_rate = 1.0  # the close's fill is not streamed
-        closing = asyncio.ensure_future(engine.close_position(ClosePosition(first.id)))
-        try:
-            await eventually(
-                lambda: [f for f in sim.core.fills(SOL) if f.side is OrderSide.BUY], what="the close"
-            )
-            [close] = [f for f in sim.core.fills(SOL) if f.side is OrderSide.BUY]
-            sim.faults.drop_rate = 0.0
-            sim.set_mark(SOL, Decimal(152))  # the first position's stop fills; the close is still unknown
-            await eventually(
-                lambda: engine.ledger.positions[first.id].status is PositionStatus.CLOSED,
-                what="the stop's fill",
-            )
-            await turns()
-            sim.faults.fail_queries = False
-            order = lambda: engine.ledger.orders[close.client_order_id]  # noqa: E731
-            for _ in range(300):  # up to 30 s of engine time
-                if order().status is OrderStatus.FILLED:
-                    break
-                clock.advance(0.1)
-                await turns(5)
-            assert order().status is OrderStatus.FILLED, order()
-            assert recorded(engine, close.trade_id), f"the close's trade {close.trade_id} is recorded nowhere"
-        finally:
-            await asyncio.gather(closing, return_exceptions=True)
+    async with close_left_pending() as left:
+        left.sim.faults.fail_queries = False
+        await _until(left, lambda: left.order().status is OrderStatus.FILLED)
+        assert left.order().status is OrderStatus.FILLED, left.order()
+        trade = left.close.trade_id
+        assert recorded(left.engine, trade), f"the close's trade {trade} is recorded nowhere"
 
 
 def recorded(engine: Engine, trade_id: TradeId) -> list[PositionId]:
@@ -1585,6 +1650,70 @@ def _report_of(sim: SimulatedExchange, cid: str) -> OrderReport:
     """The exchange's report of `cid` as it is now (what the stream would have said)."""
     [report] = [o for o in sim.core.orders() if o.client_order_id == cid]
     return report
+
+
+async def test_an_end_recorded_while_a_second_cancel_looks_the_order_up_is_not_written_over() -> None:
+    """A market order whose cancel is answered "not found" and whose lookup goes unanswered is
+    left as it was, and looked up until the exchange says what became of it (`_settle_gone`).
+    A second cancel of the ended position's orders meanwhile (the kill switch's flatten, a left
+    order's cancel) looked it up again; the first lookups found it filled and recorded that while
+    the second waited, and the second, its answer lost, handed back the order as it was *before*
+    its lookup: that copy was committed over the fill, the filled close believed pending again,
+    in memory and in the database, with nothing left to look it up."""
+    async with close_left_pending() as left:
+        cid, sim = left.close.client_order_id, left.sim
+        second_lookup: list[OrderStatus] = []
+
+        async def first_lookups_answer_meanwhile(looked: str) -> None:
+            if looked != cid or second_lookup:
+                return  # the other lookups of the close are answered as the exchange stands
+            second_lookup.append(left.order().status)
+            sim.faults.fail_queries = False
+            await _until(left, lambda: left.order().status is OrderStatus.FILLED)
+            second_lookup.append(left.order().status)
+            sim.faults.fail_queries = True  # this lookup's answer is lost
+
+        left.probe.before_lookup = first_lookups_answer_meanwhile
+        await left.engine.exits.cancel_exits(left.position)  # a second cancel of the ended position's orders
+        before, meanwhile = second_lookup  # the second cancel looked the close up, and meanwhile:
+        assert (before, meanwhile) == (OrderStatus.PENDING, OrderStatus.FILLED), second_lookup
+        await turns()
+        assert left.order().status is OrderStatus.FILLED, left.order()
+        assert left.order().filled_qty == left.close.qty, left.order()
+        stored = await left.stored()
+        assert stored.status is OrderStatus.FILLED and stored.filled_qty == left.close.qty, stored
+
+
+async def test_an_end_written_while_a_second_cancel_waits_for_the_lock_is_not_written_over() -> None:
+    """The same, one step later: the second cancel's lookup went unanswered while the first
+    lookups' end of the order was being written (a slow database, the position's lock held), so
+    the order was still pending in memory when the second cancel's answer was built; it waited
+    for the lock, and committed that answer over the end written meanwhile."""
+    async with close_left_pending() as left:
+        cid, sim = left.close.client_order_id, left.sim
+        second_lookup: list[str] = []
+
+        async def end_being_written_meanwhile(looked: str) -> None:
+            if looked != cid or second_lookup:
+                return
+            second_lookup.append("looked up")
+            left.store.hold_order = cid  # the first lookups' end of the close: written slowly
+            sim.faults.fail_queries = False
+            await _until(left, left.store.holding.is_set)
+            sim.faults.fail_queries = True  # this lookup's answer is lost
+
+        left.probe.before_lookup = end_being_written_meanwhile
+        cancelling = asyncio.ensure_future(left.engine.exits.cancel_exits(left.position))
+        await eventually(lambda: bool(second_lookup) and left.store.holding.is_set(), what="the slow write")
+        await turns()
+        assert left.order().status is OrderStatus.PENDING, "the end was written before the cancel's answer"
+        left.store.release.set()
+        await cancelling
+        await turns()
+        assert left.order().status is OrderStatus.FILLED, left.order()
+        assert left.order().filled_qty == left.close.qty, left.order()
+        stored = await left.stored()
+        assert stored.status is OrderStatus.FILLED and stored.filled_qty == left.close.qty, stored
 
 
 async def test_a_stop_given_up_on_that_lands_later_is_taken_as_the_stop(

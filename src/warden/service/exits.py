@@ -1782,6 +1782,7 @@ class ExitManager:
         async with self._lock(pid):
             pos = self.ledger.positions[pid]
             ended = not pos.is_active
+            cancelled = self._as_now(cancelled)
             if ended:
                 await self.ledger.commit(pos, pos, orders=cancelled)
             else:
@@ -1937,7 +1938,7 @@ class ExitManager:
             gone = await self.cancel(self.ledger.orders[intent.client_order_id])
             async with self._lock(pid):
                 pos = self.ledger.positions[pid]
-                await self.ledger.commit(pos, pos, orders=[gone])
+                await self.ledger.commit(pos, pos, orders=self._as_now([gone]))
             self._cancelling.discard(gone.client_order_id)
             return False
         cancelled = await self.cancel(old) if old is not None and not self._superseded_later(old) else None
@@ -1946,7 +1947,7 @@ class ExitManager:
             done = self.ledger.orders[intent.client_order_id].advance(
                 report.status, exchange_order_id=report.exchange_order_id
             )
-            orders = [done] + ([cancelled] if cancelled is not None else [])
+            orders = [done] + (self._as_now([cancelled]) if cancelled is not None else [])
             new = replace(pos, stop_price=self._moved_to(pos, price)) if pos.is_active else pos
             lost = self._stopless_after(pid, orders) and new.is_active and new.remaining > 0
             if lost:
@@ -2091,7 +2092,7 @@ class ExitManager:
                 placed.report.status, exchange_order_id=placed.report.exchange_order_id
             )
             event = Event(EventKind.STOP_MOVED, self.ctx.clock.now(), pid, f"stop resized to {intent.qty}")
-            await self.ledger.commit(pos, pos, orders=[done, cancelled], events=[event])
+            await self.ledger.commit(pos, pos, orders=[done, *self._as_now([cancelled])], events=[event])
         self._cancelling.discard(cancelled.client_order_id)
 
     def fresh_mark(self, symbol: Symbol) -> Decimal | None:
@@ -2137,16 +2138,19 @@ class ExitManager:
         of one that filled as it does one never sent (-2011), so it is looked up: filled, its
         fills are read (the stream may have lost them; recorded cancelled, its trade would be
         recorded nowhere: chaos 1590122514:2864); not found while it may still execute (a close
-        sent with an unknown outcome, a copy in flight) or unknowable, it is left as it was,
-        for its fill or its lookup to settle."""
-        current = self._current(order)
+        sent with an unknown outcome, a copy in flight) or unknowable, it is left as it is *after*
+        the lookup, for its fill or its lookup to settle (as it was before, a copy taken before the
+        lookup would be committed over an end `_settle_gone` recorded meanwhile)."""
         if order.type.conditional:
-            return current.advance(OrderStatus.CANCELED)
+            return self._current(order).advance(OrderStatus.CANCELED)
         cid = order.client_order_id
         found = await self.gw.lookup(order, attempts=1)
         if isinstance(found, Found):
             await self._read_lost_fills(order, found.report)
             return self._current(order).advance(found.report.status, filled_qty=found.report.filled_qty)
+        current = self._current(order)  # as it is now: its end may have been recorded meanwhile
+        if not current.status.live:
+            return current
         if (
             isinstance(found, Unknown)
             or self.flights.may_still_execute(order)
@@ -2238,6 +2242,15 @@ class ExitManager:
     def _current(self, order: Order) -> Order:
         return self.ledger.orders.get(order.client_order_id, order)
 
+    def _as_now(self, cancelled: Sequence[Order]) -> list[Order]:
+        """What `cancel` answered, applied to each order as memory holds it now, under its
+        position's lock: a cancel's answer is built before the lock is taken, and an end or a
+        fill recorded meanwhile (`_settle_gone`, a fill) is kept, not written over."""
+        return [
+            self._current(o).advance(o.status, exchange_order_id=o.exchange_order_id, filled_qty=o.filled_qty)
+            for o in cancelled
+        ]
+
     async def cancel_superseded_stops(self, pid: PositionId) -> None:
         """Stops older than the current one (a move cut short by a crash) are cancelled. A newer
         one whose outcome is not recorded yet (a move under way) is its mover's to settle."""
@@ -2257,7 +2270,7 @@ class ExitManager:
             event = Event(
                 EventKind.STOP_MOVED, self.ctx.clock.now(), pid, f"cancelled {len(older)} superseded stop(s)"
             )
-            await self.ledger.commit(pos, pos, orders=cancelled, events=[event])
+            await self.ledger.commit(pos, pos, orders=self._as_now(cancelled), events=[event])
         for order in cancelled:
             self._cancelling.discard(order.client_order_id)
 
@@ -2304,7 +2317,7 @@ class ExitManager:
         async with self._lock(pid):
             pos = self.ledger.positions.get(pid)
             if pos is not None:
-                await self.ledger.commit(pos, pos, orders=cancelled)
+                await self.ledger.commit(pos, pos, orders=self._as_now(cancelled))
         for order in cancelled:
             self._cancelling.discard(order.client_order_id)
 
