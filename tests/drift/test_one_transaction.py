@@ -291,7 +291,13 @@ async def test_a_crash_after_any_call_of_an_open_on_drift_recovers_protected_wit
         await h.engine.wait_idle()
     await h.restart()
     try:
-        deadline = asyncio.get_running_loop().time() + 10.0
+        # A stop the dead process made may be left resting beside its replacement until copies
+        # of it that process may have sent can no longer land (a stop's send time plus
+        # `entry_deadline` from its making: InFlight.copies_of_the_dead), then cancelled; a
+        # reconcile pass that meets it as the move supersedes it takes that path.
+        config = h.engine.config
+        horizon = config.protection_window * 0.75 + config.entry_deadline
+        deadline = asyncio.get_running_loop().time() + horizon + 5.0
         while not await settled(h, drift_sim):
             assert asyncio.get_running_loop().time() < deadline, (
                 f"not settled after a crash at call {crash_at} ({budget.calls[-3:]}): "
