@@ -14,11 +14,10 @@ import httpx
 import pytest
 
 from tests.helpers import eventually
-from tests.telegram.conftest import CHAT, api  # noqa: F401  (the fake Bot API fixture)
+from tests.telegram.conftest import CHAT, answers, api  # noqa: F401  (the fake Bot API fixture)
 from tests.telegram.fakebot import TOKEN as BOT_TOKEN
 from tests.telegram.fakebot import FakeBotApi
 from warden.adapters.notify import RecordingNotifier
-from warden.adapters.telegram import BADGES
 from warden.bootstrap import Fleet, running_fleet
 from warden.config import Settings
 from warden.domain.values import Side, Symbol
@@ -173,12 +172,6 @@ async def test_an_unreadable_kept_kill_is_a_kill(tmp_path: Path, store_url: str)
         assert reason.startswith("a kill of every account may be waiting"), reason
         assert "is not a kept kill warden wrote" in reason, reason
         assert not engine(fleet, "main").controls.state.killed
-
-
-def answers(bot: FakeBotApi) -> list[str]:
-    """What the bot said to commands: not the alerts (each starts with its badge), which name
-    the accounts and the kill switch too (alt's failure to start, main's `kill_on`)."""
-    return [t for t in bot.texts(CHAT) if not t.startswith(tuple(BADGES.values()))]
 
 
 async def test_a_bare_telegram_kill_keeps_the_kill_for_an_account_not_running(

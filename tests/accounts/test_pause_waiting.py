@@ -18,7 +18,7 @@ import uvicorn
 from tests.accounts.test_cli import cli
 from tests.entrypoints.test_cli import free_socket
 from tests.helpers import eventually
-from tests.telegram.conftest import CHAT, api  # noqa: F401  (the fake Bot API fixture)
+from tests.telegram.conftest import CHAT, answers, api  # noqa: F401  (the fake Bot API fixture)
 from tests.telegram.fakebot import FakeBotApi
 from warden.bootstrap import Fleet
 from warden.domain.values import Side
@@ -28,7 +28,7 @@ from warden.entrypoints.telegram import run_fleet_bot
 from warden.service.commands import OpenPosition, TradingRefused
 
 from .conftest import TOKEN
-from .test_kill_waiting import SOL, Outage, alt_started, answers, engine, serving, settings_for, with_bot
+from .test_kill_waiting import SOL, Outage, alt_started, engine, serving, settings_for, with_bot
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 

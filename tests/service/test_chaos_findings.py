@@ -305,13 +305,18 @@ class SlowCommits(InMemoryStore):
         await super().commit(transition)
 
 
-async def _until_done(clock: FakeClock, task: asyncio.Future[Any], seconds: float) -> None:
-    """Move the engine's clock in 0.1 s steps until `task` is done, `seconds` at most."""
+async def _advance_until(clock: FakeClock, done: Callable[[], bool], seconds: float) -> None:
+    """Move the engine's clock in 0.1 s steps until `done`, `seconds` at most (the caller asserts)."""
     for _ in range(round(seconds * 10)):
-        if task.done():
-            break
+        if done():
+            return
         clock.advance(0.1)
         await turns(5)
+
+
+async def _until_done(clock: FakeClock, task: asyncio.Future[Any], seconds: float) -> None:
+    """Move the engine's clock in 0.1 s steps until `task` is done, `seconds` at most."""
+    await _advance_until(clock, task.done, seconds)
     assert task.done(), f"not done after {seconds} s of engine time"
 
 
@@ -1534,11 +1539,18 @@ class HeldCommits(ForwardingStore):
         self.release = asyncio.Event()
 
     async def commit(self, transition: Transition) -> None:
-        if any(o.client_order_id == self.hold_order for o in transition.orders):
+        await self._held([transition])
+        await self.inner.commit(transition)
+
+    async def commit_many(self, transitions: Sequence[Transition]) -> None:
+        await self._held(transitions)
+        await self.inner.commit_many(transitions)
+
+    async def _held(self, transitions: Sequence[Transition]) -> None:
+        if any(o.client_order_id == self.hold_order for t in transitions for o in t.orders):
             self.hold_order = None
             self.holding.set()
             await self.release.wait()
-        await self.inner.commit(transition)
 
 
 @dataclass
@@ -1611,15 +1623,6 @@ async def close_left_pending() -> AsyncIterator[LeftPending]:
         await asyncio.gather(consumer, *([closing] if closing else []), return_exceptions=True)
 
 
-async def _until(left: LeftPending, done: Callable[[], bool]) -> None:
-    """Move the engine's clock on, 0.1 s at a time (up to 30 s), until `done`."""
-    for _ in range(300):
-        if done():
-            return
-        left.clock.advance(0.1)
-        await turns(5)
-
-
 async def test_a_close_that_filled_unseen_is_not_recorded_cancelled_by_its_positions_exits_cancel() -> None:
     """Chaos 1590122514:2864: a close's answer was lost as it executed, its fill lost on the
     stream and its lookups unanswered; another fill then ended the position (here its stop), and
@@ -1631,7 +1634,7 @@ async def test_a_close_that_filled_unseen_is_not_recorded_cancelled_by_its_posit
     then looked up until it can: found filled, its fills are read and its end recorded."""
     async with close_left_pending() as left:
         left.sim.faults.fail_queries = False
-        await _until(left, lambda: left.order().status is OrderStatus.FILLED)
+        await _advance_until(left.clock, lambda: left.order().status is OrderStatus.FILLED, 30)
         assert left.order().status is OrderStatus.FILLED, left.order()
         trade = left.close.trade_id
         assert recorded(left.engine, trade), f"the close's trade {trade} is recorded nowhere"
@@ -1669,7 +1672,7 @@ async def test_an_end_recorded_while_a_second_cancel_looks_the_order_up_is_not_w
                 return  # the other lookups of the close are answered as the exchange stands
             second_lookup.append(left.order().status)
             sim.faults.fail_queries = False
-            await _until(left, lambda: left.order().status is OrderStatus.FILLED)
+            await _advance_until(left.clock, lambda: left.order().status is OrderStatus.FILLED, 30)
             second_lookup.append(left.order().status)
             sim.faults.fail_queries = True  # this lookup's answer is lost
 
@@ -1699,7 +1702,7 @@ async def test_an_end_written_while_a_second_cancel_waits_for_the_lock_is_not_wr
             second_lookup.append("looked up")
             left.store.hold_order = cid  # the first lookups' end of the close: written slowly
             sim.faults.fail_queries = False
-            await _until(left, left.store.holding.is_set)
+            await _advance_until(left.clock, left.store.holding.is_set, 30)
             sim.faults.fail_queries = True  # this lookup's answer is lost
 
         left.probe.before_lookup = end_being_written_meanwhile

@@ -10,10 +10,17 @@ from typing import Any
 import pytest
 
 from tests.telegram.fakebot import TOKEN, FakeBotApi
+from warden.adapters.telegram import BADGES
 from warden.config import Settings
 
 CHAT = 4242
 STRANGER = 666
+
+
+def answers(bot: FakeBotApi) -> list[str]:
+    """What the bot said to commands in CHAT: not the alerts (each starts with its badge), which
+    can name the same accounts and words (alt's failure to start, main's `kill_on`)."""
+    return [t for t in bot.texts(CHAT) if not t.startswith(tuple(BADGES.values()))]
 
 
 @pytest.fixture(autouse=True)

@@ -19,9 +19,9 @@ import pytest
 from structlog.testing import capture_logs
 
 from tests.helpers import eventually
-from tests.telegram.conftest import CHAT, bot_settings
+from tests.telegram.conftest import CHAT, answers, bot_settings
 from tests.telegram.fakebot import TOKEN, FakeBotApi
-from warden.adapters.telegram import BADGES, FileUpdateRecord
+from warden.adapters.telegram import FileUpdateRecord
 from warden.bootstrap import Runtime, running
 from warden.domain.values import Side
 from warden.entrypoints.telegram import run_bot
@@ -30,11 +30,6 @@ from warden.ports import StoreUnavailable, TakenUpdate
 
 def replies(api: FakeBotApi, needle: str) -> list[str]:
     return [t for t in api.texts(CHAT) if needle in t]
-
-
-def answers(api: FakeBotApi) -> list[str]:
-    """What the bot said to commands (not the alerts, which start with their badge)."""
-    return [t for t in api.texts(CHAT) if not t.startswith(tuple(BADGES.values()))]
 
 
 async def settled(api: FakeBotApi, update_id: int, answers_before: int, logs: list[dict[str, Any]]) -> None:
