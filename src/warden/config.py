@@ -402,7 +402,9 @@ class Settings(BaseSettings):
         "cancelled (what filled by then is protected).",
     )
     allow_stacking: bool = Field(
-        False, description="Allow a second position on a symbol that already has one open."
+        False,
+        description="Allow a second position on a symbol that already has one open (as many as the "
+        "exchange's cap on resting stops and take-profits per symbol leaves room for).",
     )
     orphan_policy: Literal["adopt", "close", "alert"] = Field(
         "adopt",

@@ -29,6 +29,8 @@ EXCHANGE_INFO_BTC: Raw = {
         {"filterType": "LOT_SIZE", "stepSize": "0.001", "minQty": "0.001", "maxQty": "1000"},
         {"filterType": "MARKET_LOT_SIZE", "stepSize": "0.001", "minQty": "0.001", "maxQty": "120"},
         {"filterType": "MIN_NOTIONAL", "notional": "100"},
+        {"filterType": "MAX_NUM_ORDERS", "limit": 200},
+        {"filterType": "MAX_NUM_ALGO_ORDERS", "limit": 10},
     ],
     "orderTypes": ["LIMIT", "MARKET", "STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET"],
     "timeInForce": ["GTC", "IOC", "FOK", "GTX", "GTD"],

@@ -20,11 +20,25 @@ BTC = Symbol("BTC/USDT:USDT")
 
 
 def test_market_becomes_an_instrument_with_exact_filters() -> None:
-    """tick/lot/min qty/min notional come from the raw filter strings ("0.10" -> 0.1), not ccxt floats."""
+    """tick/lot/min qty/min notional come from the raw filter strings ("0.10" -> 0.1), not ccxt
+    floats; the cap on resting conditional orders from MAX_NUM_ALGO_ORDERS (not MAX_NUM_ORDERS,
+    the plain orders' cap)."""
     markets = s.offline().markets
     assert parse.instrument(markets["BTC/USDT:USDT"]) == Instrument(
-        BTC, D("0.1"), D("0.001"), D("0.001"), D("100")
+        BTC, D("0.1"), D("0.001"), D("0.001"), D("100"), max_conditional=10
     )
+
+
+@pytest.mark.parametrize("limit", [None, "", "ten", 0, -1])
+def test_a_missing_or_meaningless_algo_order_cap_is_no_cap_known(limit: object) -> None:
+    """An exchangeInfo without the filter (or with a limit that is not a positive count) parses:
+    no cap is known, and none is enforced before sending (the exchange's refusal still is met)."""
+    market = s.offline().markets["BTC/USDT:USDT"]
+    filters = [f for f in market["info"]["filters"] if f["filterType"] != "MAX_NUM_ALGO_ORDERS"]
+    if limit is not None:
+        filters.append({"filterType": "MAX_NUM_ALGO_ORDERS", "limit": limit})
+    inst = parse.instrument({**market, "info": {**market["info"], "filters": filters}})
+    assert inst is not None and inst.max_conditional is None
 
 
 def test_only_linear_perpetuals_are_instruments() -> None:

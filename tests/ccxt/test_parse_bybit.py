@@ -32,8 +32,13 @@ async def client() -> AsyncIterator[Any]:
 async def test_linear_perpetuals_become_instruments_from_the_raw_filters(client: Any) -> None:
     """ "0.50" is a tick of 0.5 exactly; a dated future is not an instrument warden trades."""
     markets = client.markets
-    assert parse_bybit.instrument(markets[BTC]) == Instrument(BTC, D("0.5"), D("0.001"), D("0.001"), D(0))
-    assert parse_bybit.instrument(markets[LTC]) == Instrument(LTC, D("0.01"), D("0.1"), D("0.1"), D("5"))
+    cap = 10  # Bybit's documented cap on resting conditional orders per symbol
+    assert parse_bybit.instrument(markets[BTC]) == Instrument(
+        BTC, D("0.5"), D("0.001"), D("0.001"), D(0), max_conditional=cap
+    )
+    assert parse_bybit.instrument(markets[LTC]) == Instrument(
+        LTC, D("0.01"), D("0.1"), D("0.1"), D("5"), max_conditional=cap
+    )
     [delivery] = [m for m in markets.values() if m["future"]]
     assert parse_bybit.instrument(delivery) is None
 

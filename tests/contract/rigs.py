@@ -17,6 +17,7 @@ import contextlib
 import fnmatch
 import tempfile
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -176,6 +177,10 @@ class ServerRig(ServedRig):
         self.app = app
         self.base = base
         self.session = session
+        # Both venues cap one account's resting conditional orders per symbol at 10, and say so
+        # (Binance in its MAX_NUM_ALGO_ORDERS filter; Bybit in its documentation).
+        self.btc_market = replace(Rig.btc_market, max_conditional=10)
+        self.sol_market = replace(Rig.sol_market, max_conditional=10)
         self.adapters: list[CcxtExchange | CcxtBybitExchange] = []
         self.exchange = self.fresh()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -54,7 +55,9 @@ def sent(sim: BybitSim, path: str) -> list[dict[str, object]]:
 async def test_markets_and_the_one_way_mode_at_start(
     bybit_sim: BybitSim, bybit_exchange: CcxtBybitExchange
 ) -> None:
-    assert await bybit_exchange.instruments() == bybit_sim.venue.core.instruments
+    # Bybit's documented cap on resting conditional orders per symbol, which its server enforces.
+    capped = {s: replace(i, max_conditional=10) for s, i in bybit_sim.venue.core.instruments.items()}
+    assert await bybit_exchange.instruments() == capped
     assert await bybit_exchange.mark_price(BTC) == D("65000")
     [mode] = sent(bybit_sim, "/v5/position/switch-mode")
     assert (mode["mode"], mode["category"]) == (0, "linear")

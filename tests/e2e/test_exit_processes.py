@@ -331,3 +331,36 @@ def test_a_take_profit_the_exchange_refused_is_placed_again_once_it_takes_it(
     poll(lambda: engine.position(pos["id"])["tp1_hit"], within=10, what="TP1")
     agreed(sim, engine)
     assert D(engine.position(pos["id"])["size"]) == D("0.4")
+
+
+@pytest.mark.parametrize("venue", ["binance", "bybit"])
+def test_a_stacked_signal_whose_exits_would_not_fit_under_the_venues_cap_is_refused_with_nothing_sent(
+    procs: Processes, tmp_path: Path, venue: str
+) -> None:
+    """Stacking on: three SOL longs rest nine of the ten conditional orders the venue allows per
+    symbol (Binance's MAX_NUM_ALGO_ORDERS filter, read from exchangeInfo; Bybit's documented 10).
+    A fourth would have filled, then had its take-profits refused (-4045 / 110009); warden
+    refuses it before sending: 503 trading_refused naming the cap, not one order request more
+    on the venue, the three positions and their exits as they were."""
+    sim = procs.sim(price_interval=0, venue=venue)
+    sim.set_price("SOL", D("150"))
+    engine = procs.engine("engine", tmp_path / "data", sim=sim, WARDEN_ALLOW_STACKING="true")
+    engine.wait_ready()
+    for _ in range(3):
+        opened = engine.signal_qty("SOL", "long", "1")
+        assert opened.status_code == 201, opened.text
+        assert opened.json()["status"] == "protected", opened.json()
+    agreed(sim, engine)
+    orders_sent = sum(1 for r in sim.requests() if sim.is_order_request(r))
+
+    refused = engine.signal_qty("SOL", "long", "1")
+
+    assert refused.status_code == 503, refused.text
+    body = refused.json()
+    assert body["error"] == "trading_refused", body
+    assert "nothing was sent: SOL/USDT:USDT has room for 10" in body["message"], body
+    assert sum(1 for r in sim.requests() if sim.is_order_request(r)) == orders_sent
+    state = sim.state()
+    assert sum(1 for o in state["open_orders"] if o["type"] != "market") == 9, state["open_orders"]
+    assert len(engine.positions()) == 3
+    agreed(sim, engine)

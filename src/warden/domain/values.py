@@ -170,6 +170,10 @@ class Instrument:
     listed: bool = True
     """False: a market warden holds positions on that the exchange no longer lists; its grid is
     taken from those positions' own orders, for their exits only (no new entries)."""
+    max_conditional: int | None = None
+    """How many conditional orders (stops, take-profits) the exchange lets one account rest on
+    this symbol at once (Binance's MAX_NUM_ALGO_ORDERS filter, Bybit's 10); None: no cap known.
+    A stacked entry whose exits would not fit is refused before anything is sent."""
 
     def round_price(self, price: Decimal) -> Decimal:
         ticks = (price / self.tick_size).quantize(Decimal(1), rounding=ROUND_HALF_UP)

@@ -36,7 +36,7 @@ from warden.domain.errors import ValidationError
 from warden.domain.events import Event, EventKind
 from warden.domain.margin import SymbolConfig, check_stop
 from warden.domain.orders import Order, OrderStatus
-from warden.domain.plan import levels_for
+from warden.domain.plan import ExitPlan, levels_for
 from warden.domain.position import Position, PositionStatus
 from warden.domain.reports import OrderReport
 from warden.domain.sizing import order_qty
@@ -350,6 +350,35 @@ class Opener:
                 raise AlreadyExists(
                     held, f"{inst.symbol} holds a {held.side} position; a {cmd.side} would net against it"
                 )
+        self._refuse_beyond_cap(inst)
+
+    def _refuse_beyond_cap(self, inst: Instrument) -> None:
+        """A stacked entry whose exits would not fit under the exchange's cap on resting
+        conditional orders per symbol (`Instrument.max_conditional`) is refused, nothing sent.
+        Sent, its stop or take-profits would be refused once it had filled: a position without
+        its take-profits, or closed at once for want of a stop. Counted: what each of warden's
+        positions there holds or will hold (its stop and the take-profits it has not hit, or
+        more while a stop is being moved), the new position's stop and take-profits, and one
+        kept free, since a stop moves by resting the new one before cancelling the old. The
+        account's other conditional orders on the symbol (placed by hand) are not known here:
+        they are met as refusals, which alert and are retried."""
+        cap = inst.max_conditional
+        positions = self.ctx.ledger.by_symbol.get(inst.symbol, ())
+        if cap is None or not positions:
+            return
+        held = sum(self._conditional_held(pid) for pid in positions)
+        needed = _exits_of(self.ctx.config.plan, tp1_hit=False, tp2_hit=False)
+        if held + needed + 1 > cap:
+            raise TradingRefused(
+                f"nothing was sent: {inst.symbol} has room for {cap} resting stops and take-profits"
+                f" on this account; its {len(positions)} open positions hold or will hold {held}, a"
+                f" new one needs {needed} and one is kept free to move a stop. Close one first"
+            )
+
+    def _conditional_held(self, pid: PositionId) -> int:
+        pos = self.ctx.ledger.positions[pid]
+        live = sum(1 for o in self.ctx.ledger.live_orders(pid) if o.type.conditional)
+        return max(live, _exits_of(pos.plan, tp1_hit=pos.tp1_hit, tp2_hit=pos.tp2_hit))
 
     async def _existing(self, signal_id: str) -> Position:
         existing = await self.store.find_by_signal(signal_id)
@@ -402,3 +431,9 @@ class Opener:
 def _describe(config: SymbolConfig) -> str:
     parts = [f"{config.leverage}x" if config.leverage else "", str(config.margin_mode or "")]
     return " ".join(p for p in parts if p)
+
+
+def _exits_of(plan: ExitPlan, *, tp1_hit: bool, tp2_hit: bool) -> int:
+    """The conditional orders a position under `plan` rests: its stop, and each take-profit
+    that closes a share and has not been hit."""
+    return 1 + (not tp1_hit and plan.tp1_fraction > 0) + (not tp2_hit and plan.tp2_fraction > 0)

@@ -110,7 +110,17 @@ def instrument(market: Raw) -> Instrument | None:
         lot_size=lot,
         min_qty=min_qty or lot,
         min_notional=notional or ZERO,
+        max_conditional=_cap(filters.get("MAX_NUM_ALGO_ORDERS", {}).get("limit")),
     )
+
+
+def _cap(limit: Any) -> int | None:
+    """A positive whole count from a filter's limit; None when absent or not one (no cap known)."""
+    try:
+        cap = int(str(limit))
+    except ValueError:
+        return None
+    return cap if cap > 0 else None
 
 
 # ----- orders -------------------------------------------------------------------------

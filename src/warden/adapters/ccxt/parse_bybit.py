@@ -52,6 +52,9 @@ SETTLE = "USDT"
 """The settle coin of the perpetuals the adapter trades. Bybit lists USDC-settled linear perpetuals
 too, but the position and open-order lists asked without a symbol are USDT-settled only (ccxt's
 default `settleCoin`), and one-way mode is set for USDT: a USDC perpetual would trade unseen."""
+MAX_CONDITIONAL_ORDERS = 10
+"""Bybit's cap on one account's resting conditional orders per linear symbol (retCode 110009
+beyond it). instruments-info does not carry it, so it is taken from Bybit's documentation."""
 
 
 def instrument(market: Raw) -> Instrument | None:
@@ -76,6 +79,7 @@ def instrument(market: Raw) -> Instrument | None:
         lot_size=lot,
         min_qty=min_qty or lot,
         min_notional=notional or ZERO,
+        max_conditional=MAX_CONDITIONAL_ORDERS,
     )
 
 

@@ -314,6 +314,9 @@ class SimCore:
             close_position=close_position,
             immediate_ok=self.immediate_triggers,
         )
+        cap = instrument.max_conditional
+        if request.type.conditional and cap is not None and self.resting_count(request.symbol) >= cap:
+            raise SimRejection(-4045, f"Reach max stop order limit ({cap} on {request.symbol}).")
         self._out = []
         order = self._open_order(request, now, close_position=close_position)
         if order.trigger_price is not None:
