@@ -1275,13 +1275,15 @@ async def test_a_close_held_back_by_an_unknown_one_goes_out_as_soon_as_that_one_
     execute any more (`entry_deadline` after it was sent, 11.55 s). Protect-or-close went round
     on its own pause (1 s) and sent the second close only at 12.25 s, 2.2 s after the errors
     ended (the window is 2 s). The round after one held back that way comes when the held close
-    can be resent, whenever the errors end. (With stacking on: another position could share the
-    symbol. With it off and the position alone there, the next close is not held back at all:
-    see the test of chaos 1208:347 below.)"""
+    can be resent, whenever the errors end. (Held back because another position shares the
+    symbol, stacking on: a second close could reduce it. With the position alone there, the
+    next close is not held back at all: see the test of chaos 1208:347 below.)"""
     clock = FakeClock()
     sim = SimulatedExchange(now=clock.now, seed=7, sleep=clock.sleep)
     config = EngineConfig(fill_wait=0.05, allow_stacking=True)
     async with engine_on(clock, sim, config) as engine:
+        neighbour = await driven(clock, engine.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(100))))
+        assert neighbour.status is PositionStatus.PROTECTED
         started = clock.monotonic()
         sim.faults.server_error_if = lambda request: (
             request.type is OrderType.STOP_MARKET
@@ -1295,9 +1297,9 @@ async def test_a_close_held_back_by_an_unknown_one_goes_out_as_soon_as_that_one_
             clock.advance(0.01)
             await turns(5)
         assert opening.done()  # with an error: its first close failed (the trader was told)
-        [pid] = [p.id for p in engine.ledger.positions.values() if p.symbol == SOL]
+        [pid] = [p.id for p in engine.ledger.positions.values() if p.symbol == SOL and p.id != neighbour.id]
         assert engine.ledger.positions[pid].status is PositionStatus.CLOSED
-        assert sim.core.position(SOL).qty == 0
+        assert sim.core.position(SOL).qty == neighbour.filled_qty
         first, *_, last = sorted(
             (o for o in engine.ledger.orders_of(pid) if o.role is OrderRole.CLOSE),
             key=lambda o: o.client_order_id,
@@ -1309,32 +1311,49 @@ async def test_a_close_held_back_by_an_unknown_one_goes_out_as_soon_as_that_one_
         assert [o.client_order_id for o in executed] == [last.client_order_id]
 
 
-async def test_a_close_answered_unknown_is_followed_by_another_at_once_when_it_is_alone_on_the_symbol() -> (
-    None
-):
+def _first_close(held: list[str]) -> Callable[[OrderRequest], bool]:
+    """A fault predicate matching the first reduce-only market order (a close), whose id it
+    appends to `held`."""
+
+    def first_close(request: OrderRequest) -> bool:
+        if request.type is OrderType.MARKET and request.reduce_only and not held:
+            held.append(request.client_order_id)
+            return True
+        return False
+
+    return first_close
+
+
+def _stops_refused_first_close_held(sim: SimulatedExchange) -> list[str]:
+    """Every stop refused; the first close answered "unknown" and executed 4.85 s later: the
+    client ids of the closes held (filled in as the first arrives)."""
+    held: list[str] = []
+    sim.faults.reject_if = lambda request: request.type is OrderType.STOP_MARKET
+    sim.faults.execute_late_if = _first_close(held)
+    sim.faults.execute_delay = 4.85
+    return held
+
+
+@pytest.mark.parametrize("stacking", [False, True])
+async def test_a_close_answered_unknown_is_followed_by_another_at_once_when_it_is_alone_on_the_symbol(
+    stacking: bool,
+) -> None:
     """Chaos 1208:347: every stop refused; the close that follows timed out and was not found
     (the exchange held it and executed it 4.85 s later). No second close went out while the
     first could still execute (`entry_deadline` after it was sent), so the position went 4.85 s
     without a stop. The wait is there for another position on the symbol, which a second
-    reduce-only close could reduce once the first lands; with none (stacking off), a second
-    cannot close more than this position: it goes out at once and the first, landing on a flat
-    symbol, is refused (reduce-only). Until the first cannot execute any more, a signal on the
-    symbol is refused with nothing sent: the first would reduce the new position."""
+    reduce-only close could reduce once the first lands; with none, a second cannot close more
+    than this position: it goes out at once and the first, landing on a flat symbol, is refused
+    (reduce-only). Until the first cannot execute any more, a signal on the symbol is refused
+    with nothing sent: the first would reduce the new position. With stacking on too (chaos
+    66809370:8470 and 1540091406:7557: held back, 2.45 s and 3.46 s without a stop): a
+    position alone on its symbol is alone as long as no signal opens one beside it, and none
+    does from the moment its second close may go out."""
     clock = FakeClock()
     sim = SimulatedExchange(now=clock.now, seed=7, sleep=clock.sleep)
-    config = EngineConfig(fill_wait=0.05)
+    config = EngineConfig(fill_wait=0.05, allow_stacking=stacking)
     async with engine_on(clock, sim, config) as engine:
-        held: list[str] = []
-
-        def held_first(request: OrderRequest) -> bool:
-            if request.type is OrderType.MARKET and request.reduce_only and not held:
-                held.append(request.client_order_id)
-                return True
-            return False
-
-        sim.faults.reject_if = lambda request: request.type is OrderType.STOP_MARKET
-        sim.faults.execute_late_if = held_first
-        sim.faults.execute_delay = 4.85
+        held = _stops_refused_first_close_held(sim)
         opening = asyncio.ensure_future(engine.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(100))))
         await _until_done(clock, opening, 10)
         assert held, "the first close was held by the exchange"
@@ -1357,6 +1376,73 @@ async def test_a_close_answered_unknown_is_followed_by_another_at_once_when_it_i
         sim.faults.reject_if = None
         again = await engine.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(100)))
         assert again.status is PositionStatus.PROTECTED
+
+
+class HeldInsert(ForwardingStore):
+    """The in-memory store, whose write creating position `hold` waits for `release`."""
+
+    def __init__(self, hold: str) -> None:
+        super().__init__(InMemoryStore())
+        self.hold = hold
+        self.holding = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def commit(self, transition: Transition) -> None:
+        if transition.position.id == self.hold and transition.expected_version is None:
+            self.holding.set()
+            await self.release.wait()
+        await self.inner.commit(transition)
+
+
+async def test_a_stacked_signal_checked_before_a_second_close_may_go_out_is_not_sent_after_it() -> None:
+    """Stacking on, a long alone on SOL: every stop refused, its close held by the exchange
+    (it executes 4.85 s later). A second long's signal passes its checks while that close is
+    still being sent, and its intent's write is slow. Meanwhile the close times out and is not
+    found: the position is alone, so its next close may go out while the first may execute, and
+    a position opened beside it could be reduced by the close that lands second. The second
+    long's entry is checked again once its intent is written, and refused: nothing is sent."""
+    clock = FakeClock()
+    sim = SimulatedExchange(now=clock.now, seed=7, sleep=clock.sleep)
+    config = EngineConfig(fill_wait=0.05, allow_stacking=True)
+    store = HeldInsert("second")
+    async with engine_on(clock, sim, config, store) as engine:
+        held = _stops_refused_first_close_held(sim)
+        sim.faults.rest_latency = 0.2  # each call takes a moment: the second signal comes in between
+        opening = asyncio.ensure_future(engine.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(100))))
+
+        def closing() -> bool:
+            return any(engine.ledger.live_orders(p, OrderRole.CLOSE) for p in engine.ledger.by_symbol[SOL])
+
+        await _advance_until(clock, closing, 10)  # the first long's close is written, being sent
+        [first] = engine.ledger.by_symbol[SOL]
+        sim.set_mark(SOL, sim.core.mark(SOL))  # streamed: the second signal asks nothing over REST
+        await eventually(lambda: engine.exits.fresh_mark(SOL) is not None, what="the streamed mark")
+        second = asyncio.ensure_future(
+            engine.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(100), position_id="second"))
+        )
+        await turns()
+        assert store.holding.is_set(), "the second long passed its checks: its intent is being written"
+        assert not held, "before the first long's close reached the exchange"
+        # The close times out, is not found, and the next may go out: the position is alone (the
+        # second long's intent is not written yet), so from now on signals are refused.
+        await _advance_until(clock, lambda: engine.exits.flights.close_may_land(SOL, Side.LONG) > 0, 2)
+        assert held, "the first close was held by the exchange"
+        store.release.set()
+        await _until_done(clock, second, 5)
+        await _until_done(clock, opening, 10)
+
+        assert isinstance(opening.exception(), ExchangeError)  # the first's caller: its close unknown
+        with pytest.raises(TradingRefused, match="may still execute"):
+            second.result()
+        entries = [o for o in sim.core.orders(SOL) if o.type is OrderType.MARKET and not o.reduce_only]
+        assert len(entries) == 1, "the second long's entry was sent"
+        for _ in range(80):  # past the held close's execution (4.85 s)
+            clock.advance(0.1)
+            await turns(5)
+        assert sim.core.position(SOL).qty == 0
+        assert engine.ledger.positions[first].status is PositionStatus.CLOSED
+        stored = await engine.store.get_position(PositionId("second"))
+        assert stored is not None and stored.status is PositionStatus.FAILED, stored
 
 
 async def test_a_stop_whose_position_ended_while_it_was_being_sent_is_not_sent_again() -> None:
@@ -2459,14 +2545,7 @@ async def _a_close_held_by_the_exchange(harness: Harness, late: LateExecution) -
     pos = await harness.open("long", usd="100")
     assert pos.status is PositionStatus.PROTECTED
     held: list[str] = []
-
-    def first_close(request: OrderRequest) -> bool:
-        if request.type is OrderType.MARKET and request.reduce_only and not held:
-            held.append(request.client_order_id)
-            return True
-        return False
-
-    harness.sim.faults.execute_late_if = first_close
+    harness.sim.faults.execute_late_if = _first_close(held)
     harness.sim.faults.execute_delay = late.DELAY
     with contextlib.suppress(ExchangeError):  # its outcome is unknown: said so
         await harness.engine.close_position(ClosePosition(pos.id))

@@ -2699,15 +2699,28 @@ class ExitManager:
         return settled
 
     def _alone(self, pid: PositionId, symbol: Symbol) -> bool:
-        """Stacking off and no other position of this engine on `symbol`: a reduce-only close
-        of `pid` can close nothing else of warden's. So the next close of `pid` may go out while
-        an earlier one, not found, may still execute (chaos 1207:462: one answered 5xx held every
-        other back for `entry_deadline` while every stop was refused): the first to execute
-        closes the position, the other is refused on a flat symbol; signals that a late one
-        could reduce are refused meanwhile (`InFlight.close_may_land`). With another position there, a
-        second reduce-only close could reduce it once the first lands: held back."""
+        """No other position of this engine on `symbol`: a reduce-only close of `pid` can close
+        nothing else of warden's. So the next close of `pid` may go out while an earlier one, not
+        found, may still execute (chaos 1207:462: one answered 5xx held every other back for
+        `entry_deadline` while every stop was refused): the first to execute closes the position,
+        the other is refused on a flat symbol; signals that a late one could reduce are refused
+        meanwhile (`InFlight.close_may_land`), with stacking on from the moment this says so,
+        while the position is still open. With another position there, a second reduce-only
+        close could reduce it once the first lands: held back."""
         others = (p for p in self.ledger.by_symbol.get(symbol, ()) if p != pid)
-        return not self.ctx.config.allow_stacking and next(others, None) is None
+        if next(others, None) is not None:
+            return False
+        if not self.ctx.config.allow_stacking:
+            return True
+        if not pid:
+            return False  # a late entry's cover: no position of its own to hold signals for
+        # Stacking on: alone now, but a signal could open a position beside it while its closes
+        # may land (chaos 66809370:8470, 1540091406:7557: the held-back close cost 2.45 s and
+        # 3.46 s without a stop). Such signals are refused from this moment (no await between
+        # this and the send's decision), and the open saga checks again after its intent's
+        # commit, before it sends (Opener._refuse_if_stopped).
+        self.flights.doubled(pid)
+        return True
 
     def _close_held_for(self, pid: PositionId) -> float | None:
         """Seconds until no close of this position not found yet may still execute (see

@@ -42,6 +42,11 @@ class InFlight:
         """Closes sent with an unknown outcome, by this process or the one before it (read on a
         start: `close_in_flight`), and until when (monotonic) each may still execute: no signal
         opens a position they could reduce meanwhile (`close_may_land`)."""
+        self._doubled: set[PositionId] = set()
+        """Positions, alone on their symbol with stacking on, whose next close may go out while an
+        earlier one may still execute (ExitManager._alone): their closes count in `close_may_land`
+        while they are still open, since the second landing could reduce a position opened beside
+        them meanwhile."""
         self._copies_until: dict[ClientOrderId, float] = {}
         """Exit orders sent with an unknown outcome: until when (monotonic) a copy still in flight
         may reach the exchange (see copies_may_land)."""
@@ -146,6 +151,12 @@ class InFlight:
         if left > 0 and not close_ended(close):
             self._closes_may_land[close.client_order_id] = (close, self.clock.monotonic() + left)
 
+    def doubled(self, pid: PositionId) -> None:
+        """`pid` may have a second close on its way while an earlier one may still execute: no
+        signal opens a position beside it that a close of it could reduce, for as long as one
+        may land (`close_may_land`)."""
+        self._doubled.add(pid)
+
     def close_may_land(self, symbol: Symbol, side: Side) -> float:
         """Seconds during which a close of a `side` position on `symbol` that is no longer open,
         sent with an unknown outcome and not known to have ended, may still execute (0: none
@@ -164,7 +175,7 @@ class InFlight:
             if (
                 close.symbol != symbol
                 or close.side is not side.exit_side
-                or (position and position.is_active)
+                or (position and position.is_active and close.position_id not in self._doubled)
             ):
                 continue  # another market or side; or it lands on its own position
             left = max(left, until - now)

@@ -183,6 +183,14 @@ class Opener:
             # The trader's own control: its alert (paused, kill_on, daily_loss_reached) says it.
             await self.recovery.fail_entry(pid, entry, f"not sent: {refusal}", tell=False)
             raise TradingRefused(f"nothing was sent: {refusal}")
+        landing = self.ctx.flights.close_may_land(entry.symbol, self.ctx.ledger.positions[pid].side)
+        if landing > 0:
+            # A position alone on the symbol began sending a second close while its first may
+            # still execute (ExitManager._alone) after this signal's checks: sent now, this entry
+            # could be reduced by the close that lands second.
+            why = f"a close of another {entry.symbol} position may still execute for {landing:.1f} s"
+            await self.recovery.fail_entry(pid, entry, f"not sent: {why}", tell=False)
+            raise TradingRefused(f"nothing was sent: {why} and would reduce this one")
 
     def _exits_with_entry(self, position: Position, inst: Instrument, mark: Decimal) -> list[Order]:
         """The stop and take-profits that travel with the entry on a venue that takes them together
