@@ -9,7 +9,7 @@ venues do; the exchange is the judge of what rests.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import replace
 from decimal import Decimal
 
@@ -36,6 +36,11 @@ async def capped(store_url: str) -> AsyncIterator[Harness]:
     await h.stop()
 
 
+def one_long(h: Harness) -> Awaitable[Position]:
+    """A signal: SOL long, quantity 1."""
+    return h.open("long", SOL, usd=None, qty=Decimal("1"))
+
+
 def conditional(h: Harness) -> int:
     return sum(1 for o in h.resting(SOL) if o.type.conditional)
 
@@ -49,14 +54,14 @@ async def test_a_stacked_entry_whose_exits_would_not_fit_under_the_cap_is_refuse
     exchange sees no order, nothing is recorded, the three are untouched."""
     h = capped
     for _ in range(3):
-        pos = await h.open("long", SOL, usd=None, qty=Decimal("1"))
+        pos = await one_long(h)
         assert pos.status is PositionStatus.PROTECTED
     await h.engine.wait_idle()
     assert conditional(h) == 9
     placed = len(h.sim.core.orders())
 
     with pytest.raises(TradingRefused, match="nothing was sent: SOL/USDT:USDT has room for 10"):
-        await h.open("long", SOL, usd=None, qty=Decimal("1"))
+        await one_long(h)
 
     await h.engine.wait_idle()
     assert len(h.sim.core.orders()) == placed  # not one order reached the exchange
@@ -73,14 +78,14 @@ async def test_room_freed_by_a_closed_position_admits_the_next_stacked_entry_wit
     """The cap counts what rests now: once one of the three closes, its exits are cancelled and
     the next entry opens with its stop and both take-profits resting."""
     h = capped
-    first, *_ = [await h.open("long", SOL, usd=None, qty=Decimal("1")) for _ in range(3)]
+    first, *_ = [await one_long(h) for _ in range(3)]
     with pytest.raises(TradingRefused):
-        await h.open("long", SOL, usd=None, qty=Decimal("1"))
+        await one_long(h)
     await h.engine.close_position(ClosePosition(first.id))
     await h.engine.wait_idle()
     assert conditional(h) == 6
 
-    pos = await h.open("long", SOL, usd=None, qty=Decimal("1"))
+    pos = await one_long(h)
 
     assert pos.status is PositionStatus.PROTECTED
     mine = [o for o in h.resting(SOL) if pos.id in o.client_order_id]
@@ -96,9 +101,9 @@ async def test_positions_past_their_first_take_profit_hold_one_slot_fewer(capped
     """TP1 filled leaves a position its stop and TP2: three stacked past TP1 rest six, and a
     fourth (three more, one kept free) fits, with every exit resting."""
     h = capped
-    held = [await h.open("long", SOL, usd=None, qty=Decimal("1")) for _ in range(3)]
+    held = [await one_long(h) for _ in range(3)]
     with pytest.raises(TradingRefused):
-        await h.open("long", SOL, usd=None, qty=Decimal("1"))
+        await one_long(h)
     assert len({p.tp1_price for p in held}) == 1  # opened at one mark
     h.sim.set_mark(SOL, held[0].tp1_price)
     await eventually(
@@ -107,7 +112,7 @@ async def test_positions_past_their_first_take_profit_hold_one_slot_fewer(capped
     await h.engine.wait_idle()
     await eventually(lambda: conditional(h) == 6, what="each stop resized, the old ones cancelled")
 
-    pos = await h.open("long", SOL, usd=None, qty=Decimal("1"))
+    pos = await one_long(h)
 
     assert pos.status is PositionStatus.PROTECTED
     assert conditional(h) == 9
@@ -119,11 +124,11 @@ async def test_two_stacked_signals_racing_for_the_last_room_open_one(capped: Har
     so one opens with every exit and the other is refused with nothing sent."""
     h = capped
     for _ in range(2):
-        await h.open("long", SOL, usd=None, qty=Decimal("1"))
+        await one_long(h)
 
     results = await asyncio.gather(
-        h.open("long", SOL, usd=None, qty=Decimal("1")),
-        h.open("long", SOL, usd=None, qty=Decimal("1")),
+        one_long(h),
+        one_long(h),
         return_exceptions=True,
     )
 

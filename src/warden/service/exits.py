@@ -2718,7 +2718,7 @@ class ExitManager:
         # may land (chaos 66809370:8470, 1540091406:7557: the held-back close cost 2.45 s and
         # 3.46 s without a stop). Such signals are refused from this moment (no await between
         # this and the send's decision), and the open saga checks again after its intent's
-        # commit, before it sends (Opener._refuse_if_stopped).
+        # commit, before it sends (Opener._refuse_after_commit).
         self.flights.doubled(pid)
         return True
 

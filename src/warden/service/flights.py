@@ -165,6 +165,7 @@ class InFlight:
         (ExitManager._alone), its stop, a restart between. A position of the other side it
         cannot reduce (the exchange refuses a reduce-only order that would grow it)."""
         if not self._closes_may_land:
+            self._doubled.clear()  # none of their closes may land any more
             return 0.0
         now, left = self.clock.monotonic(), 0.0
         for cid, (close, until) in list(self._closes_may_land.items()):

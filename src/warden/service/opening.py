@@ -142,7 +142,7 @@ class Opener:
         try:
             for order in (entry, *protection):
                 await self.replay_early(order.client_order_id)
-            await self._refuse_if_stopped(pid, entry)
+            await self._refuse_after_commit(pid, entry)
             return await self._send_and_settle(pid, entry, protection, tell=not cmd.caller_tells)
         finally:
             ctx.saga_end(pid)
@@ -175,22 +175,31 @@ class Opener:
         check_stop(cmd.side, stop or self._plan_stop(cmd.side, mark), mark, margin)
         return inst, mark, qty, stop, tp1, tp2
 
-    async def _refuse_if_stopped(self, pid: PositionId, entry: Order) -> None:
-        """A control (the kill switch, a pause) that went on while the intent was being committed
-        refuses the entry: nothing was sent yet, so nothing is (the kill may have answered)."""
+    async def _refuse_after_commit(self, pid: PositionId, entry: Order) -> None:
+        """What went on while the intent was being committed refuses the entry; nothing was sent
+        yet, so nothing is. A control (the kill switch, a pause; the kill may have answered); or
+        a close that may still land and reduce it: a position alone on the symbol began sending a
+        second close while its first may still execute (ExitManager._alone), after this signal's
+        checks."""
         refusal = self.controls.state.refusal(self.ctx.clock.now())
+        if refusal is None:
+            refusal = self._close_landing(entry.symbol, self.ctx.ledger.positions[pid].side)
         if refusal is not None:
-            # The trader's own control: its alert (paused, kill_on, daily_loss_reached) says it.
+            # A control's own alert (paused, kill_on, daily_loss_reached) says it; the caller
+            # is answered the refusal.
             await self.recovery.fail_entry(pid, entry, f"not sent: {refusal}", tell=False)
             raise TradingRefused(f"nothing was sent: {refusal}")
-        landing = self.ctx.flights.close_may_land(entry.symbol, self.ctx.ledger.positions[pid].side)
-        if landing > 0:
-            # A position alone on the symbol began sending a second close while its first may
-            # still execute (ExitManager._alone) after this signal's checks: sent now, this entry
-            # could be reduced by the close that lands second.
-            why = f"a close of another {entry.symbol} position may still execute for {landing:.1f} s"
-            await self.recovery.fail_entry(pid, entry, f"not sent: {why}", tell=False)
-            raise TradingRefused(f"nothing was sent: {why} and would reduce this one")
+
+    def _close_landing(self, symbol: Symbol, side: Side) -> str | None:
+        """Why a new `side` position on `symbol` must not be opened now: a close sent with an
+        unknown outcome may still execute and would reduce it (`InFlight.close_may_land`)."""
+        landing = self.ctx.flights.close_may_land(symbol, side)
+        if landing <= 0:
+            return None
+        return (
+            f"a close of a {symbol} {side} position, sent with an unknown outcome, may still execute"
+            f" for {landing:.1f} s and would reduce a new {side}; send the signal again after that"
+        )
 
     def _exits_with_entry(self, position: Position, inst: Instrument, mark: Decimal) -> list[Order]:
         """The stop and take-profits that travel with the entry on a venue that takes them together
@@ -343,13 +352,9 @@ class Opener:
             existing = await self.store.find_by_signal(cmd.signal_id)
             if existing is not None:
                 raise AlreadyExists(existing)
-        landing = self.ctx.flights.close_may_land(inst.symbol, cmd.side)
-        if landing > 0:
-            raise TradingRefused(
-                f"nothing was sent: a close of the last {inst.symbol} {cmd.side} position, sent with an"
-                f" unknown outcome, may still execute for {landing:.1f} s and would reduce a new"
-                f" {cmd.side}; send the signal again after that"
-            )
+        landing = self._close_landing(inst.symbol, cmd.side)
+        if landing is not None:
+            raise TradingRefused(f"nothing was sent: {landing}")
         for pid in self.ctx.ledger.by_symbol.get(inst.symbol, ()):
             held = self.ctx.ledger.positions[pid]
             if not self.ctx.config.allow_stacking:
