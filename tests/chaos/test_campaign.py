@@ -105,6 +105,9 @@ LONG_FINDINGS = (
     *((1204611195, run) for run in (1596, 1617, 8287, 9059, 9103)),
     (1780774841, 8922),
     (1590122514, 2864),
+    (1540091406, 7557),
+    (66809370, 8470),
+    (1623738294, 9410),
 )
 """(seed, run) of each violation a 10,000-run campaign (`warden bench chaos`) found, pinned; and
 of 600-run campaigns since (1207:462: a second close held back by a 5xx'd first while stops were
@@ -142,7 +145,10 @@ fill a stream gap lost, its trade recorded nowhere; 1780774841:8922, of the benc
 given up on while the database refused writes, read back as opening, its late fill adopted as
 nobody's; 1590122514:2864, of the bench after, which the 8287 fix exposed: a close that traded
 unseen, recorded cancelled when the exchange answered its cancel "not found", its trade recorded
-nowhere)."""
+nowhere; 1540091406:7557 and 66809370:8470, with stacking: a close answered 5xx holding the next
+back for `entry_deadline` with no other position on the symbol, 3.46 s and 2.45 s; 1623738294:9410,
+with stacking: two entries given up on that both executed, the orphan of both adopted as the
+newest's alone, the other's trade recorded nowhere)."""
 
 
 @pytest.fixture(scope="module")

@@ -321,13 +321,13 @@ async def _until_done(clock: FakeClock, task: asyncio.Future[Any], seconds: floa
 
 
 async def _started_on(
-    store: type[SlowCommits], seconds: float
+    store: type[SlowCommits], seconds: float, config: EngineConfig | None = None
 ) -> tuple[FakeClock, SimulatedExchange, Engine, asyncio.Task[None]]:
     """An engine on a fake clock, a simulator sleeping on it and a `store` taking `seconds` an
     operation, started (its stream consumed by the task returned)."""
     clock = FakeClock()
     sim = SimulatedExchange(now=clock.now, seed=7, sleep=clock.sleep)
-    engine = Engine(sim, store(clock, seconds), clock, RecordingNotifier(), EngineConfig())
+    engine = Engine(sim, store(clock, seconds), clock, RecordingNotifier(), config or EngineConfig())
     consumer = asyncio.get_running_loop().create_task(engine.consume(sim.stream()))
     starting = asyncio.ensure_future(engine.start())
     while not starting.done():
@@ -1947,6 +1947,84 @@ async def test_an_entry_given_up_on_found_executed_during_a_database_outage_has_
         assert recorded, f"the late entry's trade {entry.trade_id} recorded"
     finally:
         await _stopped(engine, consumer, opening)
+
+
+async def _each_recorded_and_covered(
+    clock: FakeClock, sim: SimulatedExchange, engine: Engine, entries: list[FillReport]
+) -> None:
+    """Each of these late entry trades is recorded, and what SOL holds is covered by stops."""
+    for entry in entries:
+        recorded = await driven(clock, _trade_recorded(engine.store, entry.trade_id))
+        assert recorded, f"the late entry's trade {entry.trade_id} ({entry.client_order_id}) recorded"
+    held = sim.core.position(SOL).qty
+    stops = [o for o in sim.core.open_orders(SOL) if o.type is OrderType.STOP_MARKET]
+    assert held == 0 or sum(o.qty for o in stops) >= abs(held), (held, stops)
+
+
+@pytest.mark.parametrize(
+    ("store", "seconds"),
+    [(SlowCommits, 0.0), (OutageFrom, 5.0), (WritesDownFrom, 5.0)],
+    ids=["database-up", "outage", "writes-down"],
+)
+async def test_two_stacked_entries_given_up_on_that_both_execute_have_both_trades_recorded(
+    store: type[SlowCommits], seconds: float
+) -> None:
+    """`warden chaos --replay 1623738294:9410`: two long signals on SOL at once, stacking on; both
+    entries were answered "unknown", given up on, and executed 3.45 s after their sends with the
+    stream losing every event. The pass that found the orphan of both (2.22) took it for the
+    newest failed position's entry alone (`_given_up_entry`) and read that entry's trades only:
+    the other's trade was recorded nowhere (I2). Every failed entry on the orphan's side, back to
+    the symbol's last position that did not fail, is looked up, and each executed one's trades
+    are recorded; with the database down (`outage`, `writes-down`), read from memory."""
+    config = EngineConfig(allow_stacking=True)
+    clock, sim, engine, consumer = await _started_on(store, seconds, config)
+    sim.faults.execute_late_if = lambda request: True
+    sim.faults.execute_delay = 3.45
+    sim.faults.drop_rate = 1.0  # the stream loses every event
+    signal = OpenPosition(SOL, Side.LONG, usd=Decimal(167))
+    opening = asyncio.gather(engine.open_position(signal), engine.open_position(signal))
+    try:
+        for _ in range(400):  # 40 s of engine time
+            clock.advance(0.1)
+            await turns(5)
+        assert opening.done() and all(p.status is PositionStatus.FAILED for p in opening.result())
+        entries = [f for f in sim.core.fills(SOL) if f.client_order_id.endswith("-e1")]
+        assert len(entries) == 2, "both executed late"
+        # What the maintenance loop does once the database answers (the loop is not run here).
+        assert not engine.ledger.degraded or await driven(clock, engine.ledger.flush()), (
+            "queued writes landed"
+        )
+        await _each_recorded_and_covered(clock, sim, engine, entries)
+    finally:
+        await _stopped(engine, consumer, opening)
+
+
+async def test_a_stacked_entry_given_up_on_whose_fill_is_lost_after_the_first_ones_came_is_recorded() -> None:
+    """Two long signals on SOL a second apart, stacking on; both entries answered "unknown", given
+    up on, and executed 3.45 s after their sends. The first one's fill came on the stream (a late
+    entry: covered, recorded, adopted); the stream lost the second's. The watch of the second
+    entry found it executed: its trade must be recorded as well (I2)."""
+    config = EngineConfig(allow_stacking=True)
+    clock, sim, engine, consumer = await _started_on(SlowCommits, 0.0, config)
+    sim.faults.execute_late_if = lambda request: True
+    sim.faults.execute_delay = 3.45
+    signal = OpenPosition(SOL, Side.LONG, usd=Decimal(167))
+    first = asyncio.ensure_future(engine.open_position(signal))
+    await _advance_until(clock, lambda: False, 1.0)
+    second = asyncio.ensure_future(engine.open_position(signal))
+    entries = lambda: [f for f in sim.core.fills(SOL) if f.client_order_id.endswith("-e1")]  # noqa: E731
+    try:
+        for _ in range(400):  # 40 s of engine time
+            if entries():
+                sim.faults.drop_rate = 1.0  # the first entry's fill published: the rest are lost
+            clock.advance(0.1)
+            await turns(5)
+        assert first.done() and second.done()
+        assert [first.result().status, second.result().status] == [PositionStatus.FAILED] * 2
+        assert len(entries()) == 2, "both executed late"
+        await _each_recorded_and_covered(clock, sim, engine, entries())
+    finally:
+        await _stopped(engine, consumer, first, second)
 
 
 @pytest.mark.parametrize("cancels_lost", [False, True], ids=["cancels-streamed", "cancels-lost"])

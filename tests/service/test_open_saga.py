@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
@@ -792,6 +793,43 @@ async def test_an_entry_given_up_on_that_executes_across_a_restart_is_protected_
         assert trades
         recorded = {e.data.get("trade_id") for e in await harness.store.list_events(pos.id, 100)}
         assert set(trades) <= recorded, (trades, recorded)
+    finally:
+        late.release()
+        await harness.stop()
+
+
+async def test_stacked_entries_given_up_on_that_execute_while_warden_is_down_have_every_trade_recorded(
+    store_url: str,
+) -> None:
+    """Chaos 1623738294:9410, across a restart: two long signals stacked on SOL, both entries
+    answered "unknown" and given up on; the exchange executes both while warden is down. The
+    new engine's pass finds one orphan of both: it is adopted as the newest's entry and
+    protected, and the trades of both entries are read and recorded, in events of their own
+    positions (before, only the newest's were: the other was recorded nowhere, I2)."""
+    late = LateExecution()
+    sim = late.exchange()
+    harness = await Harness(store_url, sim, config=replace(FAST, allow_stacking=True)).start()
+    try:
+        sim.faults.execute_late_if = lambda req: req.client_order_id.endswith("-e1")
+        sim.faults.execute_delay = late.DELAY
+        failed = await asyncio.gather(harness.open("long", usd="100"), harness.open("long", usd="100"))
+        assert [p.status for p in failed] == [PositionStatus.FAILED] * 2 and harness.exchange_qty() == 0
+        await harness.stop()
+        late.release()
+        entries = lambda: [f for f in sim.core.fills(SOL) if f.client_order_id.endswith("-e1")]  # noqa: E731
+        await eventually(lambda: len(entries()) == 2, what="both entries executed late")
+        await harness.start()
+        held = harness.exchange_qty()
+        assert held == sum(f.qty for f in entries())
+        await eventually(covered(sim, held), timeout=10, what="a stop covering both")
+
+        async def recorded() -> set[str | None]:
+            return {
+                e.data.get("trade_id") for p in failed for e in await harness.store.list_events(p.id, 100)
+            }
+
+        trades = {f.trade_id for f in entries()}
+        assert trades <= await recorded(), (trades, await recorded())
     finally:
         late.release()
         await harness.stop()

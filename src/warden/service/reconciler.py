@@ -46,6 +46,7 @@ from warden.domain.values import (
     OrderRole,
     OrderType,
     PositionId,
+    Side,
     Symbol,
     TradeId,
     parse_client_id,
@@ -64,6 +65,9 @@ WRITE_WAIT = 10.0
 """Seconds a round waits for the writes under way on a symbol it deferred (then defers again)."""
 """Symbols repaired at once; one symbol's discrepancies are repaired in order."""
 GIVEN_UP_WINDOW = 100
+GIVEN_UP_LOOKUPS = 10
+"""The most failed entries one orphan looks up (`_given_up_entries`): a burst of failed signals
+on a symbol costs a pass at most this many lookups."""
 """The account's most recent positions an orphan's symbol is looked for in (a failed entry that
 executed late, found by REST only): a failed position older than that is not looked for."""
 LATE_FOUND = "found executed on the exchange by its client id"
@@ -471,9 +475,9 @@ class Reconciler:
         late = self.late_entries.pop(d.symbol, None)
         if late is not None and late.side is not report.side:
             late = None
-        given_up = await self._given_up_entry(report) if late is None else None
-        if given_up is not None:
-            late = given_up[0]
+        given_up = await self._given_up_entries(report) if late is None else []
+        if given_up:
+            late = given_up[0][0]
         if self.orphan_policy is OrphanPolicy.ALERT and late is None:
             return "alerted only (orphan_policy=alert)"
         ctx = self.ctx
@@ -505,12 +509,12 @@ class Reconciler:
             try:
                 protected = await self.exits.protect(position.id)
             except (ExchangeError, StoreUnavailable, TradingRefused):
-                if given_up is not None:  # its trades are read however protect ends (chaos 291220366:110)
-                    await self._late_trades(*given_up)
+                for failed, entry in given_up:  # read however protect ends (chaos 291220366:110)
+                    await self._late_trades(failed, entry)
                 raise
-            if given_up is not None:
-                await self._late_trades(*given_up)
-            how = f", {LATE_FOUND}" if given_up is not None else ""
+            for failed, entry in given_up:
+                await self._late_trades(failed, entry)
+            how = f", {LATE_FOUND}" if given_up else ""
             return (
                 f"adopted as {position.id} (the late entry of {late.id}{how}) and protected"
                 f" ({protected.status})"
@@ -535,45 +539,60 @@ class Reconciler:
             message = f"fill {fill.trade_id} after {position.status} (found by reconciliation)"
             await self.exits.record_late_trade(fill, position.id, message)
 
-    async def _given_up_entry(self, report: PositionReport) -> tuple[Position, Order] | None:
-        """The failed position whose entry this orphan is, when no stream fill said so (it was
-        lost: the entry executed while warden was down, or in a stream gap): the newest of the
-        account's recent positions on the symbol failed, on the orphan's side, and the exchange
-        finds its entry by client id with something filled. One database read per orphan, and
-        one lookup only when such a failed position is there; None when any of it is not so.
-        The database down, memory answers: it keeps finished positions a while (chaos 1252:67:
-        the watch found the entry executed during an outage, and the pass adopted it as nobody's,
-        its trade recorded nowhere)."""
+    async def _given_up_entries(self, report: PositionReport) -> list[tuple[Position, Order]]:
+        """The failed positions whose entries this orphan is, when no stream fill said so (it was
+        lost: the entry executed while warden was down, or in a stream gap): the account's recent
+        positions on the symbol that failed on the orphan's side, newest first, back to the
+        symbol's newest one that did not fail, whose entries the exchange finds by client id
+        with something filled. More than one when signals stacked on the symbol were all given
+        up on and executed (chaos 1623738294:9410: two, adopted as the newest's alone, the
+        other's trade recorded nowhere). One database read per orphan, and one lookup per such
+        failed position; empty when none is so. The database down, memory answers: it keeps
+        finished positions a while (chaos 1252:67: the watch found the entry executed during an
+        outage, and the pass adopted it as nobody's, its trade recorded nowhere)."""
         try:
             recent = await self.store.list_positions(include_closed=True, limit=GIVEN_UP_WINDOW)
-            last = next((p for p in recent if p.symbol == report.symbol), None)
             # Memory is ahead of the database for a position it holds: the entry's failure may be
             # a write still queued (chaos 1780774841:8922: the database, down for writes, still
             # read the position as opening, and the orphan was adopted as nobody's).
-            last = self.ctx.ledger.positions.get(last.id, last) if last is not None else None
-            if last is None or last.status is not PositionStatus.FAILED or last.side is not report.side:
-                return None
-            entry = next((o for o in await self.store.orders_for(last.id) if o.role is OrderRole.ENTRY), None)
+            failed = _failed_run(
+                [self.ctx.ledger.positions.get(p.id, p) for p in recent if p.symbol == report.symbol],
+                report.side,
+            )
+            candidates = [
+                (p, next((o for o in await self.store.orders_for(p.id) if o.role is OrderRole.ENTRY), None))
+                for p in failed
+            ]
         except StoreUnavailable as exc:
             log.warning("given_up_entry_unread", symbol=report.symbol, error=str(exc))
-            remembered = self._given_up_remembered(report)
-            if remembered is None:
-                return None
-            last, entry = remembered
-        if entry is None:
-            return None
-        found = await self.gw.lookup(entry, attempts=1)
-        return (last, entry) if isinstance(found, Found) and found.report.filled_qty > 0 else None
+            candidates = self._given_up_remembered(report)
+        executed = []
+        explained = ZERO
+        for position, entry in candidates[:GIVEN_UP_LOOKUPS]:
+            if entry is None:
+                continue
+            found = await self.gw.lookup(entry, attempts=1)
+            if isinstance(found, Found) and found.report.filled_qty > 0:
+                executed.append((position, entry))
+                explained += found.report.filled_qty
+                if explained >= report.qty:
+                    break  # the orphan is accounted for: older failures are not looked up
+        return executed
 
-    def _given_up_remembered(self, report: PositionReport) -> tuple[Position, Order | None] | None:
-        """`_given_up_entry`'s reading from memory: the newest position on the symbol memory
-        holds, if it failed on the orphan's side, with its entry."""
+    def _given_up_remembered(self, report: PositionReport) -> list[tuple[Position, Order | None]]:
+        """`_given_up_entries`' reading from memory: the positions on the symbol memory holds
+        that failed on the orphan's side, newest first, back to its newest that did not, each
+        with its entry."""
         ctx = self.ctx
-        held = [p for p in ctx.ledger.positions.values() if p.symbol == report.symbol]
-        last = max(held, key=lambda p: p.opened_at, default=None)
-        if last is None or last.status is not PositionStatus.FAILED or last.side is not report.side:
-            return None
-        return last, next((o for o in ctx.ledger.orders_of(last.id) if o.role is OrderRole.ENTRY), None)
+        held = sorted(
+            (p for p in ctx.ledger.positions.values() if p.symbol == report.symbol),
+            key=lambda p: (p.opened_at, p.id),
+            reverse=True,
+        )
+        return [
+            (p, next((o for o in ctx.ledger.orders_of(p.id) if o.role is OrderRole.ENTRY), None))
+            for p in _failed_run(held, report.side)
+        ]
 
     # ----------------------------------------------------------------- ghosts
 
@@ -983,6 +1002,18 @@ class Reconciler:
                 position = ctx.ledger.positions[known.position_id]
                 await ctx.ledger.commit(position, position, orders=[known.advance(OrderStatus.CANCELED)])
         return "cancelled"
+
+
+def _failed_run(newest_first: list[Position], side: Side) -> list[Position]:
+    """The positions of `newest_first` (one symbol's) that failed on `side`, back to the newest
+    that did not fail: an entry's late execution is looked for only among those (a position that
+    opened, or one that failed on the other side, ends the run)."""
+    run = []
+    for position in newest_first:
+        if position.status is not PositionStatus.FAILED or position.side is not side:
+            break
+        run.append(position)
+    return run
 
 
 def _reason_from(fills: list[FillReport], position: Position) -> str:

@@ -515,8 +515,11 @@ class Recovery:
     async def _cover_found(self, entry: Order, position: Position) -> None:
         """The trades of an entry given up on, found executed, covered as their stream fills would
         have been (`cover_late_entry`), before the pass's adoption writes anything (a slow
-        database held that stop back 2 s: chaos 1223:147 with the watch). Unreadable: the pass
-        alone protects it."""
+        database held that stop back 2 s: chaos 1223:147 with the watch), then recorded as they
+        would have been (`record_late_trade`): the pass reads the trades of the entries an orphan
+        is, but one adopted already (another stacked entry's fill came on the stream) leaves no
+        orphan, and this one's trade would be recorded nowhere. Unreadable: the pass alone
+        protects it."""
         try:
             fills = await self.gw.fills_of(entry, position.opened_at)
         except ExchangeError as exc:
@@ -524,6 +527,14 @@ class Recovery:
             return
         for fill in fills:
             await self.exits.cover_late_entry(fill)
+        try:
+            for fill in fills:
+                message = f"fill {fill.trade_id} after {position.status} (found by its watch)"
+                await self.exits.record_late_trade(fill, position.id, message)
+        except TradingRefused as exc:  # this engine may not write any more: the holder's pass reads it
+            log.warning(
+                "given_up_entry_trades_unrecorded", client_order_id=entry.client_order_id, error=str(exc)
+            )
 
     async def resolve_entry(self, pid: PositionId) -> None:
         """An entry whose outcome is not known yet (timed out, answered filled with fills not
