@@ -905,6 +905,10 @@ class DownStore(ForwardingStore):
         self._check()
         return await self.inner.load_active()
 
+    async def ping(self) -> None:
+        self._check()
+        await self.inner.ping()
+
 
 @contextlib.asynccontextmanager
 async def the_database_down_at_start(harness: Harness) -> AsyncIterator[None]:
@@ -921,9 +925,49 @@ async def the_database_down_at_start(harness: Harness) -> AsyncIterator[None]:
         down[0] = False
         await asyncio.wait_for(starting, timeout=10)
 
-    async def ping(self) -> None:
-        self._check()
-        await self.inner.ping()
+
+async def test_a_start_whose_guard_stop_was_not_placed_tries_its_database_again_at_once() -> None:
+    """`warden chaos --replay 1623738294:6790`, stacking on: the process died as its entry filled
+    and the next one found its database down for 1 s, with every stop held by the exchange 4.85 s.
+    Its guard stop was retried for a stop's time (1.5 s) and not closed blind (another position
+    of warden's may share the symbol); then the start waited its whole pause (0.5 s) before
+    trying the database again, long back by then, and the position's own close went out 2.25 s
+    after the fill. The guard's time counts toward the pause: the next attempt follows it at once."""
+    clock = FakeClock()
+    sim = SimulatedExchange(now=clock.now, seed=7, sleep=clock.sleep)
+    memory = InMemoryStore()
+    config = EngineConfig(allow_stacking=True)
+    first = Engine(sim, memory, clock, RecordingNotifier(), config)
+    consumer = asyncio.get_running_loop().create_task(first.consume(sim.stream()))
+    await first.start()
+    sim.faults.execute_late_if = lambda request: request.type is OrderType.STOP_MARKET
+    sim.faults.execute_delay = 4.85
+    opening = asyncio.ensure_future(first.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(100))))
+    second: Engine | None = None
+    consumer2: asyncio.Task[None] | None = None
+    try:
+        await _advance_until(clock, lambda: sim.core.position(SOL).qty > 0, 1.0)
+        assert sim.core.position(SOL).qty > 0, "filled"
+        await _stopped(first, consumer, opening)  # the process dies
+        sim.new_session()
+        down = [True]
+        second = Engine(sim, DownStore(memory, down), clock, RecordingNotifier(), config)
+        consumer2 = asyncio.get_running_loop().create_task(second.consume(sim.stream()))
+        starting = asyncio.ensure_future(second.start_with_retry())
+        back = clock.monotonic() + 1.0
+        for _ in range(50):
+            down[0] = clock.monotonic() < back
+            clock.advance(0.1)
+            await turns(5)
+            if starting.done() and sim.core.position(SOL).qty == 0:
+                break
+        assert starting.done() and sim.core.position(SOL).flat, "closed: no stop could rest"
+        [exposure] = sim.exposure()
+        assert exposure.max_unprotected_seconds < config.protection_window, exposure
+    finally:
+        sim.faults.execute_late_if = None
+        if second is not None and consumer2 is not None:
+            await _stopped(second, consumer2)
 
 
 @pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
@@ -2728,12 +2772,22 @@ class HeldAfterArming(ForwardingStore):
         await self.inner.commit(transition)
 
 
-async def test_a_restart_while_the_stop_is_held_closes_within_the_window_from_the_fill() -> None:
+@pytest.mark.parametrize("fill_written", [False, True], ids=["fill-queued", "fill-written"])
+async def test_a_restart_while_the_stop_is_held_closes_within_the_window_from_the_fill(
+    fill_written: bool,
+) -> None:
     """Chaos 1204611195:1596: every stop was answered "unknown" and rested only 3.45 s later.
     The process retried the stop sent on the entry's answer and died 0.6 s after the fill, its
     write of the fill queued. The next process found the entry filled and sent the stop again,
     retrying it for its own 1.5 s before the close: 2.16 s uncovered, as the exchange measured.
-    The stop's time is counted from the fill (as the exchange counts it), not from the restart."""
+    The stop's time is counted from the fill (as the exchange counts it), not from the restart.
+
+    `fill-written` (chaos 1623738294:2291): the fill was written before the process died, just
+    after it, and the next one started 1.96 s after the fill (its start retried while the
+    exchange could not be read). Recovery found the position open, its stop not found, and timed
+    the next stop from its own start, retrying it for 1.1 s more: 3.06 s uncovered. Here the
+    process is down for 1 s (2.6 s before). An open position found with no stop was uncovered
+    since its stop was made, on the fill."""
     clock = FakeClock()
     sim = SimulatedExchange(now=clock.now, seed=7, sleep=clock.sleep)
     memory = InMemoryStore()
@@ -2743,17 +2797,25 @@ async def test_a_restart_while_the_stop_is_held_closes_within_the_window_from_th
     await first.start()
     sim.faults.execute_late_if = lambda request: request.type is OrderType.STOP_MARKET
     sim.faults.execute_delay = 3.45
-    held.armed = True
+    held.armed = not fill_written
     opening = asyncio.ensure_future(first.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(100))))
     second: Engine | None = None
     consumer2: asyncio.Task[None] | None = None
     try:
-        for _ in range(6):  # 0.6 s after the fill: the stop is being retried, the fill's write queued
+        # 0.6 s after the fill: the stop is being retried, the fill's write queued; or 0.1 s,
+        # the fill written
+        for _ in range(1 if fill_written else 6):
             clock.advance(0.1)
             await turns(5)
         assert sim.core.position(SOL).qty > 0
         assert not opening.done()
         await _stopped(first, consumer, opening)  # the process dies
+        if fill_written:
+            [stored] = await memory.list_positions()
+            assert stored.status is PositionStatus.OPEN, stored
+            for _ in range(10):  # down for 1 s
+                clock.advance(0.1)
+                await turns(5)
         sim.new_session()
         second = Engine(sim, memory, clock, RecordingNotifier(), EngineConfig())
         consumer2 = asyncio.get_running_loop().create_task(second.consume(sim.stream()))
