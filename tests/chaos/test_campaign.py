@@ -108,6 +108,7 @@ LONG_FINDINGS = (
     (1540091406, 7557),
     (66809370, 8470),
     *((1623738294, run) for run in (2291, 6790, 9410)),
+    (565405691, 3027),
 )
 """(seed, run) of each violation a 10,000-run campaign (`warden bench chaos`) found, pinned; and
 of 600-run campaigns since (1207:462: a second close held back by a 5xx'd first while stops were
@@ -151,7 +152,9 @@ with stacking: two entries given up on that both executed, the orphan of both ad
 newest's alone, the other's trade recorded nowhere; :2291, a restart that found the position open
 with no stop timing its stop from its own start, not the fill, 3.06 s; :6790, with stacking, a
 start whose next attempt waited for its guard's retries and a pause after, the database back
-meanwhile, 2.25 s)."""
+meanwhile, 2.25 s; 565405691:3027, with stacking: a close sent at once on a refused stop whose
+intent's write a crash cut, staged again under its id by the next process and taken by the
+exchange, closing another position's size)."""
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -13,7 +13,7 @@ import pytest
 
 from tests.helpers import eventually
 from tests.service.crash import SimulatedCrash, check_invariants, run_with_crash
-from tests.service.harness import SOL, Harness
+from tests.service.harness import FAST, SOL, Harness
 from warden.adapters.clock import SystemClock
 from warden.adapters.sim import SimulatedExchange
 from warden.domain.position import Position
@@ -156,24 +156,26 @@ async def test_every_crash_point_recovers(name: str, tmp_path: Path) -> None:
     print(f"{name}: {calls} crash points, all recovered")
 
 
-class DiesWritingTheStopIntent:
-    """A store wrapper: the write of a transition that stages a stop intent never lands, and the
-    process dies with it (after the stop itself went out: the intents are written while sent)."""
+class DiesWritingTheIntent:
+    """A store wrapper: the write of a transition that stages an intent of `role` (the stop by
+    default) never lands, and the process dies with it, after the order itself went out (the
+    stop's intents are written while it is sent, as is a close sent at once when that stop was
+    refused)."""
 
-    def __init__(self, inner: Any, h: Harness, sent: list[str]) -> None:
+    def __init__(self, inner: Any, h: Harness, sent: list[str], role: str = "stop") -> None:
         self._inner = inner
         self._h = h
         self._sent = sent
+        self._role = role
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
     async def commit(self, transition: Any) -> None:
         from warden.domain.orders import OrderStatus
-        from warden.domain.values import OrderRole
 
-        if any(o.role is OrderRole.STOP and o.status is OrderStatus.PENDING for o in transition.orders):
-            await eventually(lambda: bool(self._sent), what="the stop sent")
+        if any(o.role.value == self._role and o.status is OrderStatus.PENDING for o in transition.orders):
+            await eventually(lambda: bool(self._sent), what=f"the {self._role} sent")
             self._h.crashed = True
             raise SimulatedCrash
         await self._inner.commit(transition)
@@ -201,7 +203,7 @@ async def test_a_stop_sent_while_its_intent_was_never_written_is_adopted_after_t
     harness.sim.faults.reject_if = record
     await harness.stop()
     harness.wrap = lambda inner: (
-        DiesWritingTheStopIntent(inner, harness, sent) if inner is harness.store else inner
+        DiesWritingTheIntent(inner, harness, sent) if inner is harness.store else inner
     )
     await harness.start()
     harness.wrap = None
@@ -222,3 +224,64 @@ async def test_a_stop_sent_while_its_intent_was_never_written_is_adopted_after_t
         stop.client_order_id
     ], "the resting stop was adopted, not replaced"
     assert p.status.value == "protected"
+
+
+@pytest.mark.parametrize("stops_after", ["refused", "taken"])
+async def test_a_close_that_executed_while_its_intent_was_never_written_is_not_sent_again(
+    store_url: str, stops_after: str
+) -> None:
+    """`warden chaos --replay 565405691:3027`, stacking on: a second long on the symbol filled, its
+    stop was refused, and the close sent at once filled; the process died writing the close's
+    intent. The restarted engine knew no close of the position, so it staged the same client id
+    again (c1): the exchange took it (a filled order's id is free again) and it closed the first
+    long's size, traded twice. A stop sent instead (`taken`) would rest for a position already
+    flat, reduce-only, to close the first long's size when it triggers. Recovery reads the trades
+    of a position it must protect or close first: the close is adopted from its trade, and the
+    position is closed by it."""
+    sim = SimulatedExchange(now=SystemClock().now, seed=11)
+    harness = await Harness(store_url, sim, config=replace(FAST, allow_stacking=True)).start()
+    try:
+        first = await harness.open("long", usd="100")
+        held_first = harness.exchange_qty()
+        assert first.status.value == "protected" and held_first > 0
+        sent: list[str] = []
+
+        def refuse_stops(request: Any) -> bool:
+            if request.type.value == "market" and request.reduce_only:
+                sent.append(request.client_order_id)
+            return bool(request.type.value == "stop_market")
+
+        harness.sim.faults.reject_if = refuse_stops
+        await harness.stop()
+        harness.wrap = lambda inner: (
+            DiesWritingTheIntent(inner, harness, sent, "close") if inner is harness.store else inner
+        )
+        await harness.start()
+        harness.wrap = None
+        with contextlib.suppress(SimulatedCrash):
+            await harness.open("long", usd="100")
+        assert harness.crashed and len(sent) == 1, sent
+        assert harness.exchange_qty() == held_first, "the second long closed by its close"
+        if stops_after == "taken":
+            harness.sim.faults.reject_if = None
+        harness.drop_stream()
+        await harness.engine.wait_idle()
+        h = await harness.restart()
+        await settle(h)
+        close = sent[0]
+        traded = sum(f.qty for f in h.sim.core.fills(SOL) if f.client_order_id == close)
+        second = [p for p in h.engine.ledger.positions.values() if p.id != first.id]
+        stored = await h.store.list_positions(include_closed=True)
+        [closed] = [p for p in stored if p.id != first.id]
+        assert traded == closed.filled_qty, f"{close} traded {traded} for {closed.filled_qty}: sent twice"
+        assert h.exchange_qty() == held_first, "the first long's size is untouched"
+        assert closed.status.value == "closed" and not [p for p in second if p.is_active], closed
+        stops = [o.client_order_id for o in h.sim.core.orders() if closed.id in o.client_order_id]
+        assert not [c for c in stops if "-s" in c], f"a stop placed for a position already flat: {stops}"
+        await h.engine.wait_idle()
+        assert not [o for o in h.resting() if closed.id in o.client_order_id], "its exits rest on"
+        h.sim.faults.reject_if = None
+        await h.engine.reconcile()
+        await check_invariants(h)
+    finally:
+        await harness.stop()

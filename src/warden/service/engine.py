@@ -812,7 +812,8 @@ class Engine:
                     alerted = True
                 if isinstance(exc, StoreError) and (guarding is None or guarding.done()):
                     guarding = self._loops.spawn(self._guard())
-                await self._pause_to_start(delay, database_down=isinstance(exc, StoreError))
+                steady = self.clock.monotonic() - first < STEADY_START
+                await self._pause_to_start(delay, ping=steady and isinstance(exc, StoreError))
             # The next attempt rebuilds memory from the database: what the failed one left running
             # (protect-or-close rounds of the positions it loaded) would act on memory that is
             # gone (a position that ended meanwhile is not loaded again). Recovery redoes it.
@@ -821,16 +822,17 @@ class Engine:
             cap = self.config.protection_window / 2 if steady else self.config.start_backoff_max
             delay = min(delay * 2, max(cap, self.config.retry_backoff))
 
-    async def _pause_to_start(self, delay: float, *, database_down: bool) -> None:
-        """The pause before the next start attempt. After one the database failed, it ends as
-        soon as the database answers again (pinged every `retry_backoff`; one that answered the
-        first ping is not what failed, and the pause runs its length): a position that filled just
-        before the restart may be left to this start, with nothing closing it meanwhile when
-        stacking is on (chaos 1623738294:6790: the database back 0.5 s before the next attempt)."""
+    async def _pause_to_start(self, delay: float, *, ping: bool) -> None:
+        """The pause before the next start attempt. `ping`: one the database failed, in the first
+        minute of attempts: it ends as soon as the database answers again (pinged every
+        `retry_backoff`; one that answered the first ping is not what failed, and the pause runs
+        its length): a position that filled just before the restart may be left to this start,
+        with nothing closing it meanwhile when stacking is on (chaos 1623738294:6790: the
+        database back 0.5 s before the next attempt). A longer outage is not pinged so often."""
         clock = self.clock
         end = clock.monotonic() + delay
         went_down = False
-        while database_down and (left := end - clock.monotonic()) > 0:
+        while ping and (left := end - clock.monotonic()) > 0:
             await clock.sleep(min(self.config.retry_backoff, left))
             try:
                 await self.store.ping()

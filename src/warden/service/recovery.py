@@ -238,6 +238,8 @@ class Recovery:
 
         async def one(pid: PositionId) -> None:
             async with gate:
+                if ctx.ledger.positions[pid].status is not PositionStatus.PROTECTED:
+                    await self._traded_unrecorded(pid)
                 await self.resync(pid, by_position.get(pid, {}))
 
         # Positions the exchange shows exactly as memory has them are left alone here, without a
@@ -250,6 +252,20 @@ class Recovery:
             raise
         await started
         await ctx.ledger.record(Event(EventKind.RECOVERY_PASSED, ctx.clock.now(), None, "recovery passed"))
+
+    async def _traded_unrecorded(self, pid: PositionId) -> None:
+        """Before recovery protects or closes a position that was not protected, its trades are
+        read, and an order of its own that traded unrecorded is adopted and applied
+        (`ExitManager.catch_up`): a close sent at once when the stop sent on the entry's answer
+        was refused goes out while its intent is written, and a process that died in that write
+        left a filled close no one knew. The next close would be staged under its id, which the
+        exchange takes again once filled (chaos 565405691:3027: with stacking on it closed the
+        other position's size, the close traded twice); a stop would rest for a position already
+        flat. Unreadable: recovery goes on (protection first), and the pass after reads them."""
+        try:
+            await self.exits.catch_up(pid)
+        except ExchangeError as exc:
+            log.warning("recovery_trades_unread", position_id=pid, error=str(exc))
 
     async def resync(self, pid: PositionId, open_orders: dict[str, OrderReport] | None = None) -> None:
         """Bring one position in line with the exchange, through the ordinary paths.
