@@ -61,15 +61,15 @@ from warden.service.recovery import Recovery
 log = structlog.get_logger("warden.reconciler")
 
 REPAIR_CONCURRENCY = 32
+"""Symbols repaired at once; one symbol's discrepancies are repaired in order."""
 WRITE_WAIT = 10.0
 """Seconds a round waits for the writes under way on a symbol it deferred (then defers again)."""
-"""Symbols repaired at once; one symbol's discrepancies are repaired in order."""
 GIVEN_UP_WINDOW = 100
+"""The account's most recent positions an orphan's symbol is looked for in (a failed entry that
+executed late, found by REST only): a failed position older than that is not looked for."""
 GIVEN_UP_LOOKUPS = 10
 """The most failed entries one orphan looks up (`_given_up_entries`): a burst of failed signals
 on a symbol costs a pass at most this many lookups."""
-"""The account's most recent positions an orphan's symbol is looked for in (a failed entry that
-executed late, found by REST only): a failed position older than that is not looked for."""
 LATE_FOUND = "found executed on the exchange by its client id"
 
 ALERTS = {
