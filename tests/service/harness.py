@@ -307,6 +307,11 @@ class LateExecution:
     def release(self) -> None:
         self.released.set()
 
+    def hold_entries(self, sim: SimulatedExchange) -> None:
+        """Every entry sent to `sim` is answered "unknown" and executes only once released."""
+        sim.faults.execute_late_if = lambda req: req.client_order_id.endswith("-e1")
+        sim.faults.execute_delay = self.DELAY
+
     async def sleep(self, seconds: float) -> None:
         if seconds == self.DELAY:
             await self.released.wait()

@@ -361,8 +361,7 @@ async def late_entry_with_the_database_down(
     sim = late.exchange()
     harness = await Harness(store_url, sim, config=replace(FAST, orphan_policy="alert")).start()
     try:
-        sim.faults.execute_late_if = lambda req: req.client_order_id.endswith("-e1")
-        sim.faults.execute_delay = late.DELAY
+        late.hold_entries(sim)
         pos = await harness.open("long", usd="100")
         assert pos.status is PositionStatus.FAILED and harness.exchange_qty() == 0
         harness.engine.ctx.forget(pos.id)  # pruned, as a finished position is after 10 min
@@ -735,8 +734,7 @@ async def test_an_entry_given_up_on_that_executes_across_a_restart_is_protected_
     sim = late.exchange()
     harness = await Harness(store_url, sim, config=replace(FAST, orphan_policy=orphan_policy)).start()
     try:
-        sim.faults.execute_late_if = lambda req: req.client_order_id.endswith("-e1")
-        sim.faults.execute_delay = late.DELAY
+        late.hold_entries(sim)
         stop = (await sim.mark_price(SOL) * Decimal("0.93")).quantize(Decimal("0.01"))
         pos = await harness.open("long", usd="100", stop_price=stop)
         assert pos.status is PositionStatus.FAILED and harness.exchange_qty() == 0
@@ -810,8 +808,7 @@ async def test_stacked_entries_given_up_on_that_execute_while_warden_is_down_hav
     sim = late.exchange()
     harness = await Harness(store_url, sim, config=replace(FAST, allow_stacking=True)).start()
     try:
-        sim.faults.execute_late_if = lambda req: req.client_order_id.endswith("-e1")
-        sim.faults.execute_delay = late.DELAY
+        late.hold_entries(sim)
         failed = await asyncio.gather(harness.open("long", usd="100"), harness.open("long", usd="100"))
         assert [p.status for p in failed] == [PositionStatus.FAILED] * 2 and harness.exchange_qty() == 0
         await harness.stop()
@@ -902,8 +899,7 @@ async def test_an_entry_given_up_on_that_executes_after_a_restart_is_protected_a
     sim = late.exchange()
     harness = await Harness(store_url, sim).start()
     try:
-        sim.faults.execute_late_if = lambda req: req.client_order_id.endswith("-e1")
-        sim.faults.execute_delay = late.DELAY
+        late.hold_entries(sim)
         pos = await harness.open("long", usd="100")
         assert pos.status is PositionStatus.FAILED
         sim.faults.execute_late_if = None
