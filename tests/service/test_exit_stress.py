@@ -323,6 +323,50 @@ async def test_a_tp2_left_behind_by_a_closed_position_is_cancelled_with_the_clos
         harness.sim.set_mark(SOL, pos.entry_price)
 
 
+@pytest.mark.parametrize("latency", [0.0, 0.02])
+@pytest.mark.parametrize("entry", ["answered filled", "acknowledged, filled later"])
+async def test_the_take_profits_of_a_position_whose_stop_is_refused_never_reach_the_exchange(
+    harness: Harness, entry: str, latency: float
+) -> None:
+    """Stacking on, a second long on SOL: the exchange refuses its stop, so it is closed at once.
+    Its take-profits went out beside the stop and rested, reduce-only, until the close was
+    recorded and they were cancelled (seen in chaos 565405691:3027's trace): a TP1 triggered
+    meanwhile would have closed 60 % of the first long's size. Take-profits go out only once the
+    position's stop rests; when it does not, they are not sent. Entry answered filled (the stop
+    goes out on the answer) and acknowledged then filled on the stream (the stop goes out with
+    the take-profits' intents). With REST latency the stop's refusal is recorded before the
+    take-profits' (`_record_later`), and those, never sent, must not be told as refused while the
+    stop rests: the trader would read that the position is protected."""
+    h = harness
+    await h.stop()
+    h.config = replace(h.config, allow_stacking=True)
+    await h.start()
+    first = await h.open("long", SOL, usd=None, qty=Decimal("1"))
+    assert first.status.value == "protected"
+    h.sim.faults.reject_if = lambda request: request.type is OrderType.STOP_MARKET
+    h.sim.faults.rest_latency = latency
+    if entry != "answered filled":
+        h.sim.faults.ack_only_if = lambda request: not request.reduce_only
+        h.sim.faults.fill_delay = 0.05
+    second = await h.open("long", SOL, usd=None, qty=Decimal("1"))
+    await eventually(lambda: not h.engine.ledger.positions[second.id].is_active, what="the second closed")
+    await h.engine.wait_idle()
+    tps = [
+        o.client_order_id
+        for o in h.engine.ledger.orders_of(second.id)
+        if o.role in (OrderRole.TP1, OrderRole.TP2)
+    ]
+    assert tps, "the take-profits' intents were staged"
+    reached = [cid for cid in tps if h.sim.core.order(cid) is not None]
+    assert reached == [], f"take-profits of a position being closed reached the exchange: {reached}"
+    assert h.exchange_qty() == Decimal("1"), "the first long's size is whole"
+    mine = [o for o in h.resting() if first.id in o.client_order_id]
+    assert sum(o.qty for o in mine if o.type is OrderType.STOP_MARKET) == Decimal("1")
+    assert not [o for o in h.resting() if second.id in o.client_order_id]
+    told = [a.message for a in h.notifier.alerts if "TP1" in a.message or "TP2" in a.message]
+    assert told == [], "a take-profit never sent is not told as refused while the stop rests"
+
+
 async def test_a_stop_that_fires_during_the_tp1_resize_is_a_plain_close(harness: Harness) -> None:
     """Issue 8 (low): the stop fires while the TP1 resize is in flight. The position closes as a
     stop; no `protection_lost: stop canceled outside warden`, no `stop_moved` after the close, and

@@ -90,6 +90,8 @@ class Placed:
     """The exchange definitely refused it (final); else it was not placed or is unknown."""
     unknown: bool = False
     """Timed out and could not be looked up: the order may rest; it stays PENDING."""
+    withheld: bool = False
+    """Never sent: a take-profit whose stop was not placed (`ExitManager._after_stop`)."""
 
     @property
     def definitely_not_placed(self) -> bool:
@@ -243,7 +245,17 @@ class ExitManager:
                 # sequence) is recorded as it was sent, and its answer awaited, not sent again.
                 intents = [early[0] if o.client_order_id == early[0].client_order_id else o for o in intents]
             staging = asyncio.ensure_future(self.ledger.commit(pos, staged, orders=intents))
-            sends = [self._sending(self._send(o, early)) for o in intents]
+            # The stop goes out first; the take-profits once it is placed (`_after_stop`).
+            stop_send: asyncio.Future[Placed] | None = None
+            for o in intents:
+                if o.role is OrderRole.STOP:
+                    stop_send = self._sending(self._send(o, early))
+            sends = [
+                stop_send
+                if o.role is OrderRole.STOP and stop_send is not None
+                else self._sending(self._after_stop(stop_send, o))
+                for o in intents
+            ]
             sending = asyncio.ensure_future(asyncio.gather(*sends))
             try:
                 pos = await staging
@@ -272,6 +284,17 @@ class ExitManager:
         ):
             self.ctx.tasks.spawn(self.move_stop(pid))  # the fills differed from the answer
         return done
+
+    async def _after_stop(self, stop: asyncio.Future[Placed] | None, order: Order) -> Placed:
+        """A take-profit staged with its position's stop goes out once the stop is placed, and is
+        not sent if it is not: the position is then closed, and a take-profit resting meanwhile,
+        reduce-only, could close what another position on the symbol holds (stacking; seen in
+        chaos 565405691:3027's trace). It costs the take-profits a round trip, not the stop."""
+        if stop is not None:
+            placed = await asyncio.shield(stop)
+            if placed.report is None:
+                return Placed(None, f"not sent: the stop was not placed ({placed.why})", withheld=True)
+        return await self.place(order)
 
     def _all_exits_live(self, pid: PositionId) -> bool:
         pos = self.ledger.positions[pid]
@@ -609,7 +632,7 @@ class ExitManager:
             key = (pos.id, intent.role)
             if placed.report is not None:
                 self._tps_told.discard(key)
-            elif not placed.unknown and key not in self._tps_told:
+            elif not placed.unknown and not placed.withheld and key not in self._tps_told:
                 self._tps_told.add(key)
                 message = (
                     f"{pos.symbol} {intent.role.upper()} {intent.qty} @ {intent.trigger_price} not placed "
