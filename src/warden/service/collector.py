@@ -5,7 +5,16 @@ Decimals); each generation-2 collection meanwhile walks all of them again, about
 recovery. While the rows are loaded the collector is paused; what was built is then frozen
 (moved out of the collector's generations: it lives as long as the engine holds it, and later
 collections, e.g. on the tick path, no longer walk it). Reference counting frees everything as
-usual; only cycles among the frozen objects wait for the process to end.
+usual; only cycles among the frozen objects wait.
+
+They wait for the next load, not for the process to end. A freeze takes whatever lives then,
+cyclic garbage not yet collected included (a stopped engine, a closed store, an exception and
+its frames), so a process that rebuilt its memory again and again (start attempts while the
+database is down, a standby's takeover, a fleet's engine taking accounts over, each run of a
+chaos worker) kept all of it for good: the chaos workers grew to 5.5 GB each in 23 minutes. A
+load after the first therefore gives what earlier loads froze back to the collector and
+collects once, before it loads: one full collection per rebuild (about 0.1 s per million
+objects), none at the process's first start.
 
 Nested and concurrent uses (several accounts recovering in one process) share one count: the
 collector runs again when the last one ends. A pause lasts one store read (bounded by the
@@ -31,6 +40,9 @@ def paused_while_loading() -> Iterator[None]:
     if _Pauses.count == 0:
         _Pauses.was_enabled = gc.isenabled()
         gc.disable()
+        if gc.get_freeze_count():
+            gc.unfreeze()
+            gc.collect()
     _Pauses.count += 1
     try:
         yield
