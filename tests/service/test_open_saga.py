@@ -714,6 +714,50 @@ async def test_a_late_entry_cover_sent_again_that_rests_after_its_pass_ended_is_
     assert own is not None and stops() == [own.client_order_id]
 
 
+async def test_a_late_entry_cover_resting_just_before_the_positions_own_stop_is_cancelled_once_that_rests(
+    harness: Harness,
+) -> None:
+    """Chaos 515872990:4220: every stop met 5xx for 10 s, a late entry's cover and the adopted
+    position's own stop both retrying. The cover rested 5 ms before the own stop: the pass run
+    once the cover rested read the exchange then, found the cover the position's only stop, and
+    left it; nothing looked again until the timer's next pass (30 s), two reduce-only stops of
+    the symbol meanwhile. Here the cover of a late fill on SOL rests while the position there
+    waits for its own stop (refused until the cover rests). A position protected while a cover
+    of its symbol and side rests has a pass run again, which cancels the cover as a stray."""
+    sim, exits = harness.sim, harness.engine.exits
+    covered = asyncio.Event()
+
+    def stops() -> list[str]:
+        return [o.client_order_id for o in harness.resting() if o.type is OrderType.STOP_MARKET]
+
+    sim.faults.server_error_if = lambda req: (
+        req.type is OrderType.STOP_MARKET and "cover" not in req.client_order_id and not covered.is_set()
+    )
+    opening = asyncio.ensure_future(harness.open("long", usd="100"))
+    await eventually(lambda: harness.exchange_qty() != 0, what="the entry filled")
+    [entry] = [o for o in sim.core.orders(SOL) if o.client_order_id.endswith("-e1")]
+    fill = FillReport(
+        TradeId("late-1"),
+        entry.client_order_id,
+        entry.exchange_order_id,
+        SOL,
+        OrderSide.BUY,
+        harness.exchange_qty(),
+        sim.core.mark(SOL),
+        Decimal(0),
+        datetime.now(UTC),
+    )
+    await exits.cover_late_entry(fill)  # as for a late entry fill: the cover rests at once
+    assert any("cover" in cid for cid in stops()), "the cover rests"
+    covered.set()  # the position's own stop goes through just after
+    pos = await opening
+    assert pos.status is PositionStatus.PROTECTED
+    alone = lambda: len(stops()) == 1 and "cover" not in stops()[0]  # noqa: E731
+    await eventually(alone, timeout=5, what="the cover cancelled, the position's own stop alone")
+    own = harness.engine.ledger.current_stop(pos.id)
+    assert own is not None and stops() == [own.client_order_id]
+
+
 @pytest.mark.parametrize("orphan_policy", ["adopt", "alert"])
 @pytest.mark.parametrize(
     "lands", ["while warden is down", "while it recovers", "once it is ready", "after it left memory"]

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -78,6 +78,27 @@ FollowUp = Callable[[PositionId], Coroutine[Any, Any, Any]]
 
 
 log = structlog.get_logger("warden.engine")
+
+
+@dataclass
+class Covers:
+    """What the engine remembers of its late entry covers, the newest LATE_TRADES_KEPT of each."""
+
+    trades: dict[str, None] = field(default_factory=dict)
+    """Late entry fills (symbol:trade) covered by a stop of their own (cover_late_entry)."""
+    resting: dict[ClientOrderId, Order] = field(default_factory=dict)
+    """Covers the exchange answered placed, until a position of their symbol and side is
+    protected (`ExitManager._pass_for_covers`)."""
+
+    def covering(self, trade: str) -> None:
+        self.trades[trade] = None
+        while len(self.trades) > LATE_TRADES_KEPT:
+            del self.trades[next(iter(self.trades))]
+
+    def rests(self, cover: Order) -> None:
+        self.resting[cover.client_order_id] = cover
+        while len(self.resting) > LATE_TRADES_KEPT:
+            del self.resting[next(iter(self.resting))]
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,8 +208,7 @@ class ExitManager:
         self._late_trades: dict[str, None] = {}
         """Late entry fills handed on (a duplicate delivery is not handed on twice), the newest
         LATE_TRADES_KEPT (a duplicate comes soon after its original, not thousands of fills later)."""
-        self._covered: dict[str, None] = {}
-        """Late entry fills (symbol:trade) covered by a stop of their own (cover_late_entry)."""
+        self._covers = Covers()
         self._sweeps: set[ClientOrderId] = set()
         """Orders looked for once no copy of them can land: cancelled ones whose copies were in
         flight (_sweep), market orders a cancel did not find (_settle_gone)."""
@@ -494,6 +514,7 @@ class ExitManager:
         alert = self._protected_alert(pos)
         done = await self.ledger.commit(pos, new, events=[self._protected_event(pos)], alerts=[alert])
         await self.ctx.announce(alert)
+        self._pass_for_covers(done)
         return done
 
     async def protection_found(self, pid: PositionId) -> Position:
@@ -571,11 +592,15 @@ class ExitManager:
                 if placed.report is None:
                     if not placed.unknown:
                         orders.append(current.advance(OrderStatus.REJECTED))
-                    events.append(
-                        Event(
-                            EventKind.PROTECTION_FAILED, now, pid, f"{intent.role} not placed: {placed.why}"
+                    if not placed.withheld:  # the stop's failure says it: one event a round
+                        events.append(
+                            Event(
+                                EventKind.PROTECTION_FAILED,
+                                now,
+                                pid,
+                                f"{intent.role} not placed: {placed.why}",
+                            )
                         )
-                    )
                     if intent.role is OrderRole.STOP:
                         stop_failed = placed.why
                     continue
@@ -612,8 +637,11 @@ class ExitManager:
             if closing and self._tell(pid):
                 message = f"closing {pos.symbol}: {stop_failed}"
                 alerts.append(ctx.make_alert(AlertKind.PROTECTION_FAILED, message, pid))
+            protected = new is not pos and new.status is PositionStatus.PROTECTED
             pos = await self.ledger.commit(pos, new, orders=orders, events=events, alerts=alerts)
         await ctx.announce(*alerts)
+        if protected:
+            self._pass_for_covers(pos)
         if closing and pos.is_active and pos.remaining > 0:
             return await self.close(pid, ExitReason.PROTECTION_FAILED)
         return pos
@@ -984,11 +1012,9 @@ class ExitManager:
         refusal (unavailable, unknown outcome) is sent again (`_cover_again`); a cover refused
         (the market already past its trigger) is placed again from the mark (`_cover_from_mark`)."""
         trade = f"{report.symbol}:{report.trade_id}"
-        if report.trade_id in self._late_trades or trade in self._covered:
+        if report.trade_id in self._late_trades or trade in self._covers.trades:
             return
-        self._covered[trade] = None
-        while len(self._covered) > LATE_TRADES_KEPT:
-            del self._covered[next(iter(self._covered))]
+        self._covers.covering(trade)
         ctx = self.ctx
         inst = ctx.instruments.get(report.symbol)
         if inst is None:
@@ -999,6 +1025,7 @@ class ExitManager:
         order = guard_stop(COVER, trade, report.symbol, side, qty, price, installation, ctx.clock.now())
         try:
             await self.gw.send(order)
+            self._covers.rests(order)
         except (ExchangeUnavailable, ExchangeTimeout) as exc:
             # Not refused: while the database cannot say the fill is warden's, nothing else may
             # cover it (an orphan under orphan_policy=alert is left alone), so it is sent again.
@@ -1008,6 +1035,7 @@ class ExitManager:
             ctx.tasks.spawn(self._cover_again(order))
         except DuplicateOrder:
             log.info("late_entry_cover_rests", trade_id=report.trade_id)  # an earlier send of it
+            self._covers.rests(order)
         except ExchangeError as exc:
             log.warning("late_entry_cover_failed", trade_id=report.trade_id, error=str(exc))
             ctx.tasks.spawn(self._cover_from_mark(order, side, str(exc)))
@@ -1042,6 +1070,7 @@ class ExitManager:
             except ExchangeError as exc:
                 placed = Placed(None, str(exc))
             if placed.report is not None:
+                self._covers.rests(order)
                 await self._pass_again(order)
                 return
             log.warning("late_entry_cover_failed", client_order_id=order.client_order_id, error=placed.why)
@@ -1153,6 +1182,7 @@ class ExitManager:
             return
         message = f"{what}; placed again at {again.trigger_price}, the plan's distance from the mark {mark}"
         await ctx.notify(AlertKind.PROTECTION_FAILED, message, None)
+        self._covers.rests(again)
         await self._pass_again(again)
 
     async def _blind_close_trades(self, close: Order, qty: Decimal) -> None:
@@ -1177,6 +1207,46 @@ class ExitManager:
                 return
             await self.ctx.clock.sleep(config.retry_backoff * (attempt + 1))
         log.warning("blind_close_trades_missing", client_order_id=close.client_order_id, qty=str(qty))
+
+    def _pass_for_covers(self, pos: Position) -> None:
+        """`pos` was just protected: a cover resting on its symbol and side has a pass run again,
+        which cancels it as a stray now that the position's own stop covers. The pass run once the
+        cover rested may have read the exchange just before that stop rested, found the cover the
+        only stop, and left it until the timer's next pass (chaos 515872990:4220: the own stop
+        rested 5 ms after the cover, both retried through 10 s of 5xx; two reduce-only stops of
+        the symbol for 30 s)."""
+        beside = [
+            cid
+            for cid, cover in self._covers.resting.items()
+            if cover.symbol == pos.symbol and cover.side is pos.side.exit_side
+        ]
+        if beside:
+            cover = self._covers.resting[beside[0]]
+            for cid in beside:
+                del self._covers.resting[cid]
+            self.ctx.tasks.spawn(self._pass_once_settled(cover))
+
+    async def _pass_once_settled(self, cover: Order) -> None:
+        """The pass for a cover beside a position just protected, once no pending order of
+        warden's on the symbol may still land: until then a pass leaves the symbol alone (`diff`:
+        busy), and the cover with it (chaos 515872990:4220: the closes of the protect-or-close
+        rounds before the stop rested had unknown outcomes for 10 s more)."""
+        wait = self._unsettled_for(cover.symbol)
+        if wait > 0:
+            await self.ctx.clock.sleep(wait)
+        await self._pass_again(cover)
+
+    def _unsettled_for(self, symbol: Symbol) -> float:
+        """Seconds until no pending order of warden's positions on `symbol` may land any more: a
+        copy sent with an unknown outcome, or a close not found yet that may still execute."""
+        flights, wait = self.flights, 0.0
+        for pid in self.ledger.by_symbol.get(symbol, ()):
+            for order in self.ledger.live_orders(pid):
+                if order.status is OrderStatus.PENDING:
+                    wait = max(wait, flights.copies_may_land(order.client_order_id))
+                    if order.role is OrderRole.CLOSE:
+                        wait = max(wait, flights.may_execute_for(order))
+        return wait
 
     async def _pass_again(self, cover: Order) -> None:
         if self.pass_again is not None:
