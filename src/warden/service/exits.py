@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 
@@ -78,6 +78,8 @@ FollowUp = Callable[[PositionId], Coroutine[Any, Any, Any]]
 
 
 log = structlog.get_logger("warden.engine")
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 @dataclass
@@ -91,14 +93,17 @@ class Covers:
     protected (`ExitManager._pass_for_covers`)."""
 
     def covering(self, trade: str) -> None:
-        self.trades[trade] = None
-        while len(self.trades) > LATE_TRADES_KEPT:
-            del self.trades[next(iter(self.trades))]
+        _keep_newest(self.trades, trade, None)
 
     def rests(self, cover: Order) -> None:
-        self.resting[cover.client_order_id] = cover
-        while len(self.resting) > LATE_TRADES_KEPT:
-            del self.resting[next(iter(self.resting))]
+        _keep_newest(self.resting, cover.client_order_id, cover)
+
+
+def _keep_newest(kept: dict[K, V], key: K, value: V) -> None:
+    """Remember `key`, forgetting the oldest beyond LATE_TRADES_KEPT (insertion order)."""
+    kept[key] = value
+    while len(kept) > LATE_TRADES_KEPT:
+        del kept[next(iter(kept))]
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,14 +271,12 @@ class ExitManager:
                 intents = [early[0] if o.client_order_id == early[0].client_order_id else o for o in intents]
             staging = asyncio.ensure_future(self.ledger.commit(pos, staged, orders=intents))
             # The stop goes out first; the take-profits once it is placed (`_after_stop`).
-            stop_send: asyncio.Future[Placed] | None = None
-            for o in intents:
-                if o.role is OrderRole.STOP:
-                    stop_send = self._sending(self._send(o, early))
+            stop = next((o for o in intents if o.role is OrderRole.STOP), None)
+            stop_send = None if stop is None else self._sending(self._send(stop, early))
             sends = [
-                stop_send
-                if o.role is OrderRole.STOP and stop_send is not None
-                else self._sending(self._after_stop(stop_send, o))
+                self._sending(self._after_stop(stop_send, o))
+                if stop_send is None or o is not stop
+                else stop_send
                 for o in intents
             ]
             sending = asyncio.ensure_future(asyncio.gather(*sends))
@@ -1292,9 +1295,7 @@ class ExitManager:
                 },
             )
         )
-        self._late_trades[report.trade_id] = None
-        while len(self._late_trades) > LATE_TRADES_KEPT:
-            del self._late_trades[next(iter(self._late_trades))]
+        _keep_newest(self._late_trades, report.trade_id, None)
 
     async def attribute_orphan_fill(self, report: FillReport) -> None:
         """A fill of an exit order of a position that already finished: it reduced something else."""
@@ -1319,9 +1320,7 @@ class ExitManager:
             # lookup of its order), which reduced a second position by it (chaos 1861938148:9523:
             # recorded twice, and that position's stop resized below what it held for 26 s).
             return
-        self._attributed[trade] = None
-        while len(self._attributed) > LATE_TRADES_KEPT:
-            del self._attributed[next(iter(self._attributed))]
+        _keep_newest(self._attributed, trade, None)
         left = qty
         candidates = sorted(
             (
