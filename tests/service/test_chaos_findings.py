@@ -2835,6 +2835,65 @@ async def test_a_restart_while_the_stop_is_held_closes_within_the_window_from_th
             await _stopped(second, consumer2)
 
 
+class SlowAfterRestart(ForwardingStore):
+    """The same database, answering every commit after `seconds` of the engine's clock."""
+
+    def __init__(self, inner: Store, clock: FakeClock, seconds: float) -> None:
+        super().__init__(inner)
+        self.clock = clock
+        self.seconds = seconds
+
+    async def commit(self, transition: Transition) -> None:
+        await self.clock.sleep(self.seconds)
+        await self.inner.commit(transition)
+
+
+async def test_a_stop_retried_after_a_restart_is_replaced_by_its_close_before_any_commit() -> None:
+    """Chaos 618285994:7370: every stop was answered "unknown" (landing 2.45 s later) and the
+    process died 0.35 s after the fill, which was written. The next process, its commits taking
+    0.3 s, retried the stop for the rest of the window from the fill, then wrote the refusal and
+    the close's intent before sending the close: 2.10 s uncovered, as the exchange measured. A
+    stop staged by recovery and given up on is followed by its close at once, as the stop sent on
+    the entry's answer is; the commits follow it."""
+    clock = FakeClock()
+    sim = SimulatedExchange(now=clock.now, seed=7, sleep=clock.sleep)
+    memory = InMemoryStore()
+    first = Engine(sim, memory, clock, RecordingNotifier(), EngineConfig())
+    consumer = asyncio.get_running_loop().create_task(first.consume(sim.stream()))
+    await first.start()
+    sim.faults.execute_late_if = lambda request: request.type is OrderType.STOP_MARKET
+    sim.faults.execute_delay = 2.45
+    opening = asyncio.ensure_future(first.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(100))))
+    second: Engine | None = None
+    consumer2: asyncio.Task[None] | None = None
+    try:
+        for _ in range(3):
+            clock.advance(0.1)
+            await turns(5)
+        assert sim.core.position(SOL).qty > 0
+        [stored] = await memory.list_positions()
+        assert stored.status is PositionStatus.OPEN, stored
+        await _stopped(first, consumer, opening)  # the process dies, its stop being retried
+        sim.new_session()
+        slow = SlowAfterRestart(memory, clock, 0.3)
+        second = Engine(sim, slow, clock, RecordingNotifier(), EngineConfig())
+        consumer2 = asyncio.get_running_loop().create_task(second.consume(sim.stream()))
+        starting = asyncio.ensure_future(second.start())
+        await _advance_until(clock, lambda: starting.done() and sim.core.position(SOL).qty == 0, 10)
+        await starting
+        [exposure] = sim.exposure()
+        assert exposure.qty == 0, exposure
+        assert exposure.max_unprotected_seconds < second.config.protection_window, exposure
+        engine = second
+        await eventually(lambda: engine.ledger.positions[stored.id].status is PositionStatus.CLOSED)
+        closes = [o for o in engine.ledger.orders_of(stored.id) if o.role is OrderRole.CLOSE]
+        assert len(closes) == 1 and closes[0].filled_qty == stored.filled_qty, closes
+    finally:
+        sim.faults.execute_late_if = None
+        if second is not None and consumer2 is not None:
+            await _stopped(second, consumer2)
+
+
 @contextlib.asynccontextmanager
 async def _a_guard_closing(
     store_url: str, *, stream_lost: bool = False
