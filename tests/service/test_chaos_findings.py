@@ -2989,6 +2989,37 @@ async def test_a_close_landing_after_it_was_given_up_on_takes_the_positions_stop
         await harness.stop()
 
 
+async def test_a_close_answered_unknown_that_executes_unseen_is_found_without_waiting_for_a_pass(
+    store_url: str,
+) -> None:
+    """Chaos 618285994:p4 (over real processes): a close through warden was answered "unknown"
+    and not found; the position stayed protected by its stop. The close executed 0.45 s later,
+    during a stream gap: the exchange was flat, warden's records still held 0.2. Nothing looked
+    the close up again until a reconciliation pass could (its symbol is left alone while the
+    close may still execute: `entry_deadline`, then the next pass): 14.8 s of disagreement. A
+    close whose outcome is unknown is looked up on a steady cadence until it is found or can no
+    longer execute; found filled, its fills are read over REST."""
+    late = LateExecution()
+    sim = late.exchange()
+    harness = await Harness(store_url, sim).start()
+    try:
+        pos, held = await _a_close_held_by_the_exchange(harness, late)
+        assert harness.engine.ledger.positions[pos.id].status is PositionStatus.PROTECTED
+        sim.faults.drop_rate = 1.0  # the stream loses the close's fill
+        late.release()
+        await eventually(lambda: harness.exchange_qty() == 0, what="the held close executed")
+        await eventually(
+            lambda: harness.engine.ledger.positions[pos.id].status is PositionStatus.CLOSED,
+            what="the unseen close found and its fill read",
+        )
+        assert harness.engine.ledger.orders[ClientOrderId(held)].filled_qty == pos.filled_qty
+        await eventually(lambda: harness.resting() == [], what="the closed position's exits cancelled")
+    finally:
+        sim.faults.drop_rate = 0.0
+        late.release()
+        await harness.stop()
+
+
 async def test_a_guards_close_whose_fill_the_stream_loses_is_recorded_as_the_positions_trade(
     store_url: str,
 ) -> None:

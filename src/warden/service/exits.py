@@ -2531,6 +2531,8 @@ class ExitManager:
         refused = (
             [self._current(intent).advance(OrderStatus.REJECTED)] if placed.definitely_not_placed else []
         )
+        if report is None and not placed.definitely_not_placed:
+            ctx.tasks.spawn(self._follow_unknown_close(pid, intent))
         return await self._close_failed(
             pid, placed.why or "close order did not fill", refused, rejected=placed.rejected
         )
@@ -2611,6 +2613,29 @@ class ExitManager:
             if self.ledger.positions[pid].status is PositionStatus.CLOSED:
                 await self.cancel_exits(pid)
             return
+
+    async def _follow_unknown_close(self, pid: PositionId, intent: Order) -> None:
+        """A close answered "unknown" and not found may still execute (`entry_deadline`), and
+        with its stop known to rest nothing else follows it: looked up on a steady cadence until
+        it is found (recorded as the exchange has it, its fills read over REST if the stream lost
+        them) or can no longer execute (then refused, as `_settle_unknown` decides). Otherwise a
+        close executing unseen (a stream gap) is found only by a reconciliation pass once it can
+        no longer land (chaos 618285994:p4: 14.8 s with the exchange flat and warden at 0.2)."""
+        ctx = self.ctx
+        pause = max(ctx.config.retry_backoff, 0.5)
+        while True:
+            left = self.flights.may_execute_for(intent)
+            await ctx.clock.sleep(pause if left <= 0 else min(pause, left + HELD_MARGIN))
+            pos = self.ledger.positions.get(pid)
+            if self._current(intent).status is not OrderStatus.PENDING or pos is None or not pos.is_active:
+                break
+            with contextlib.suppress(ExchangeError):  # looked up again next time
+                await self._settle_unknown(pid, OrderRole.CLOSE)
+            if left <= 0:
+                break
+        pos = self.ledger.positions.get(pid)
+        if pos is not None and pos.status is PositionStatus.CLOSED:
+            await self.cancel_exits(pid)
 
     async def _read_fills_of(self, pid: PositionId, order: Order, qty: Decimal) -> None:
         """Read the fills of an order the exchange says filled until `qty` of them is applied: on a
