@@ -63,6 +63,7 @@ from warden.domain.controls import Controls, LimitExceeded
 from warden.domain.errors import ValidationError
 from warden.domain.events import Event, EventKind
 from warden.domain.position import ExitReason, Position, PositionStatus
+from warden.domain.tally import UNPROTECTED_BUCKETS, Tally
 from warden.domain.values import Instrument, PositionId, Side, account_spelled
 from warden.entrypoints.auth import Access, foreign_cookie, request_access, source_allowed
 from warden.entrypoints.controls_api import ControlsApi, add_limit_handler
@@ -149,7 +150,7 @@ class EngineApi(Protocol):
     async def list_events(self, position_id: str | None = None, limit: int = 100) -> list[Event]: ...
     def knows(self, position_id: str) -> bool: ...
     def unprotected_for(self, position_id: str) -> float | None: ...
-    def unprotected_seconds(self) -> list[float]: ...
+    def unprotected_seconds(self) -> Tally: ...
     async def events_since(
         self, after_id: int | None, limit: int = 100, *, position_id: str | None = None
     ) -> list[tuple[int, Event]]: ...
@@ -432,8 +433,9 @@ class _Context:
             return {}
         return {name: runtime.metrics_registry for name, runtime in self.running()}
 
-    def safe_unprotected(self) -> list[float]:
-        return [s for _, runtime in self.running() for s in runtime.engine.unprotected_seconds()]
+    def safe_unprotected(self) -> Tally:
+        tallies = (runtime.engine.unprotected_seconds() for _, runtime in self.running())
+        return Tally.merged(UNPROTECTED_BUCKETS, tallies)
 
     def safe_status(self) -> EngineStatus | None:
         running = self.running()

@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from warden.domain.tally import UNPROTECTED_BUCKETS, Tally
 from warden.service.commands import EngineState, EngineStatus
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -30,7 +31,6 @@ ALARMS_DOC = (
     "Trouble to act on while the engine is ready (a position without a resting stop beyond the"
     " protection window, the exchange unreachable): /healthz is 503 while above 0."
 )
-UNPROTECTED_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
@@ -40,7 +40,7 @@ class EngineCollector(Collector):
     def __init__(
         self,
         status: Callable[[], EngineStatus | None],
-        unprotected: Callable[[], list[float]],
+        unprotected: Callable[[], Tally],
         accounts: Callable[[], dict[str, EngineStatus | None]] = dict,
     ) -> None:
         self._status = status
@@ -81,7 +81,6 @@ class EngineCollector(Collector):
             "warden_unprotected_seconds",
             "Seconds from a fill to its resting stop, per protection (this process).",
             self._unprotected(),
-            UNPROTECTED_BUCKETS,
         )
 
     def _per_account(self, accounts: dict[str, EngineStatus | None]) -> Iterator[Metric]:
@@ -122,15 +121,14 @@ class EngineCollector(Collector):
             "warden_unprotected_seconds",
             "Seconds from a fill to its resting stop, per protection (this process).",
             self._unprotected(),
-            UNPROTECTED_BUCKETS,
         )
 
 
-def _histogram(name: str, doc: str, values: list[float], bounds: tuple[float, ...]) -> HistogramMetricFamily:
+def _histogram(name: str, doc: str, tally: Tally) -> HistogramMetricFamily:
     family = HistogramMetricFamily(name, doc)
-    buckets = [(f"{bound:g}", float(sum(1 for v in values if v <= bound))) for bound in bounds]
-    buckets.append(("+Inf", float(len(values))))
-    family.add_metric([], buckets, sum_value=float(sum(values)))
+    buckets = [(f"{bound:g}", float(n)) for bound, n in zip(tally.bounds, tally.at_most, strict=True)]
+    buckets.append(("+Inf", float(tally.count)))
+    family.add_metric([], buckets, sum_value=tally.total)
     return family
 
 
@@ -181,7 +179,7 @@ class ApiMetrics:
     def __init__(
         self,
         status: Callable[[], EngineStatus | None],
-        unprotected: Callable[[], list[float]] = list,
+        unprotected: Callable[[], Tally] = lambda: Tally(UNPROTECTED_BUCKETS),
         runtime_registry: Callable[[], CollectorRegistry | None] = lambda: None,
         accounts: Callable[[], dict[str, EngineStatus | None]] = dict,
         registries: Callable[[], dict[str, CollectorRegistry]] = dict,

@@ -38,6 +38,7 @@ from warden.domain.orders import OrderStatus
 from warden.domain.plan import tighter
 from warden.domain.position import Position, PositionStatus
 from warden.domain.reports import FillReport, StreamEvent
+from warden.domain.tally import Tally
 from warden.domain.values import Instrument, OrderRole, PositionId, Symbol, grid_of, parse_client_id
 from warden.ports import (
     AlertChannel,
@@ -1194,8 +1195,8 @@ class Engine:
     def _tasks(self) -> Tasks:
         return self.ctx.tasks
 
-    def unprotected_seconds(self) -> list[float]:
-        return self.exits.unprotected_seconds
+    def unprotected_seconds(self) -> Tally:
+        return self.exits.unprotected
 
     def qty_of(self, pid: PositionId) -> Decimal:
         return self.ledger.positions[pid].remaining

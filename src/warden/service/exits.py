@@ -35,6 +35,7 @@ from warden.domain.plan import levels_for, tighter
 from warden.domain.position import ExitReason, Position, PositionStatus
 from warden.domain.reconcile import guard_close, guard_stop, ours, stop_from
 from warden.domain.reports import FillReport, MarkPrice, OrderReport
+from warden.domain.tally import UNPROTECTED_BUCKETS, Tally
 from warden.domain.ticks import TickIndex
 from warden.domain.values import (
     ZERO,
@@ -159,7 +160,8 @@ class ExitManager:
         self.gw = gateway
         self.ledger = ctx.ledger
         self.flights = ctx.flights
-        self.unprotected_seconds: list[float] = []
+        self.unprotected = Tally(UNPROTECTED_BUCKETS)
+        """Seconds from each fill to its resting stop, as /metrics reports them."""
         self._exposed_since: dict[PositionId, float] = {}
         self._sends: set[asyncio.Future[Placed]] = set()
         """Exit orders on their way whose senders await them shielded (`_sending`)."""
@@ -742,7 +744,7 @@ class ExitManager:
             seconds = max(0.0, (ctx.clock.now() - pos.opened_at).total_seconds())
         else:
             seconds = max(0.0, ctx.clock.monotonic() - started)
-        self.unprotected_seconds.append(seconds)
+        self.unprotected.observe(seconds)
         if seconds > ctx.config.protection_window:
             message = f"stop rested {seconds:.2f}s after the fill (window {ctx.config.protection_window}s)"
             ctx.alert(AlertKind.SLOW_PROTECTION, message, pos.id)
