@@ -2894,6 +2894,58 @@ async def test_a_stop_retried_after_a_restart_is_replaced_by_its_close_before_an
             await _stopped(second, consumer2)
 
 
+@pytest.mark.parametrize("steps", [8, 12], ids=["close-early", "close-late"])
+async def test_a_traders_close_during_a_stop_retried_after_a_restart_goes_out_once(steps: int) -> None:
+    """Found attacking the fix of 618285994:7370: with the close sent the moment the staged stop
+    is given up on, a trader's close arriving while the stop was still retried (its intent being
+    written, 0.3 s) went out too, under the same id (the next close sequence of both): c1 twice.
+    A filled market order's id is free again on a venue, so the second, reduce-only, could close
+    what another position on the symbol holds. No close goes out early while another of its
+    position is on its way."""
+    clock = FakeClock()
+    sim = SimulatedExchange(now=clock.now, seed=7, sleep=clock.sleep)
+    closes: list[str] = []
+
+    def sent(request: OrderRequest) -> bool:
+        if request.type is OrderType.MARKET and request.reduce_only:
+            closes.append(request.client_order_id)
+        return False
+
+    sim.faults.unavailable_if = sent
+    memory = InMemoryStore()
+    first = Engine(sim, memory, clock, RecordingNotifier(), EngineConfig())
+    consumer = asyncio.get_running_loop().create_task(first.consume(sim.stream()))
+    await first.start()
+    sim.faults.execute_late_if = lambda request: request.type is OrderType.STOP_MARKET
+    sim.faults.execute_delay = 2.45
+    opening = asyncio.ensure_future(first.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(100))))
+    second: Engine | None = None
+    consumer2: asyncio.Task[None] | None = None
+    try:
+        for _ in range(3):
+            clock.advance(0.1)
+            await turns(5)
+        [stored] = await memory.list_positions()
+        await _stopped(first, consumer, opening)
+        sim.new_session()
+        second = Engine(sim, SlowAfterRestart(memory, clock, 0.3), clock, RecordingNotifier(), EngineConfig())
+        consumer2 = asyncio.get_running_loop().create_task(second.consume(sim.stream()))
+        starting = asyncio.ensure_future(second.start())
+        for _ in range(steps):  # the stop is being retried (until 1.5 s after the fill)
+            clock.advance(0.1)
+            await turns(5)
+        assert second.ledger.positions[stored.id].status is PositionStatus.OPEN
+        closing = asyncio.ensure_future(second.close_position(ClosePosition(stored.id)))
+        await _advance_until(clock, lambda: closing.done() and starting.done(), 10)
+        await closing
+        assert sim.core.position(SOL).qty == 0
+        assert len(closes) == len(set(closes)) == 1, closes
+    finally:
+        sim.faults.execute_late_if = None
+        if second is not None and consumer2 is not None:
+            await _stopped(second, consumer2)
+
+
 @contextlib.asynccontextmanager
 async def _a_guard_closing(
     store_url: str, *, stream_lost: bool = False

@@ -492,12 +492,20 @@ class ExitManager:
         return placed
 
     def _may_close_early(self, pid: PositionId) -> bool:
+        """No close of the position is live or on its way: one being written now (`close`, a
+        trader's close whose intent is not in memory yet) would go out under the same id as this
+        one, and a market order's id is free again once it has filled (sent twice, reduce-only,
+        the second could close what another position on the symbol holds)."""
         current = self.ledger.positions.get(pid)
         return (
             pid not in self._early_closes
             and current is not None
             and current.status in (PositionStatus.OPENING, PositionStatus.OPEN)
             and not self.ledger.live_orders(pid, OrderRole.CLOSE)
+            and not any(
+                (parsed := parse_client_id(cid)) is not None and parsed.position_id == pid
+                for cid in self.flights.closing
+            )
         )
 
     def _close_intent(self, pos: Position, qty: Decimal) -> Order:
