@@ -27,7 +27,7 @@ def test_a_tally_holds_the_same_numbers_however_many_values_it_took() -> None:
     for i in range(70_000):  # 0.0, 0.1, ... 69.9, a hundred times
         tally.observe((i % 700) / 10)
     assert len(tally.at_most) == len(UNPROTECTED_BUCKETS)
-    assert [name for name in Tally.__slots__] == ["bounds", "at_most", "count", "total"]
+    assert list(Tally.__slots__) == ["bounds", "at_most", "count", "total"]
     assert tally.count == 70_000 and tally.at_most[-1] == 100 * 601  # 0.0 .. 60.0
 
 
