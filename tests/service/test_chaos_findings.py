@@ -3072,6 +3072,35 @@ async def test_a_close_answered_unknown_that_executes_unseen_is_found_without_wa
         await harness.stop()
 
 
+async def test_a_close_answered_unknown_found_working_is_followed_until_it_fills(store_url: str) -> None:
+    """As above, but the close lands acknowledged and fills a second later (an exchange may hold a
+    market order): found working, it is followed until it ends, as a close working at its
+    deadline is (`_follow_working_close`), not left to the next pass with its fill lost."""
+    late = LateExecution()
+    sim = late.exchange()
+    harness = await Harness(store_url, sim).start()
+    try:
+        pos, held = await _a_close_held_by_the_exchange(harness, late)
+        sim.faults.ack_only_if = lambda request: request.client_order_id == held
+        sim.faults.fill_delay = 1.0
+        sim.faults.drop_rate = 1.0
+        late.release()
+        await eventually(
+            lambda: harness.engine.ledger.orders[ClientOrderId(held)].status is OrderStatus.OPEN,
+            what="the held close found working",
+        )
+        await eventually(
+            lambda: harness.engine.ledger.positions[pos.id].status is PositionStatus.CLOSED,
+            what="the working close followed until its fill",
+        )
+        assert harness.exchange_qty() == 0
+    finally:
+        sim.faults.drop_rate = 0.0
+        sim.faults.ack_only_if = None
+        late.release()
+        await harness.stop()
+
+
 async def test_a_guards_close_whose_fill_the_stream_loses_is_recorded_as_the_positions_trade(
     store_url: str,
 ) -> None:

@@ -2628,7 +2628,8 @@ class ExitManager:
         """A close answered "unknown" and not found may still execute (`entry_deadline`), and
         with its stop known to rest nothing else follows it: looked up on a steady cadence until
         it is found (recorded as the exchange has it, its fills read over REST if the stream lost
-        them) or can no longer execute (then refused, as `_settle_unknown` decides). Otherwise a
+        them; found working, followed until it ends) or can no longer execute (then refused, as
+        `_settle_unknown` decides). Otherwise a
         close executing unseen (a stream gap) is found only by a reconciliation pass once it can
         no longer land (chaos 618285994:p4: 14.8 s with the exchange flat and warden at 0.2)."""
         ctx = self.ctx
@@ -2643,6 +2644,10 @@ class ExitManager:
                 await self._settle_unknown(pid, OrderRole.CLOSE)
             if left <= 0:
                 break
+        if self._current(intent).status is OrderStatus.OPEN:
+            # Found working (acknowledged, not filled): followed until it ends.
+            await self._follow_working_close(pid, intent)
+            return
         pos = self.ledger.positions.get(pid)
         if pos is not None and pos.status is PositionStatus.CLOSED:
             await self.cancel_exits(pid)
