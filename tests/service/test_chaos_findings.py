@@ -2071,6 +2071,74 @@ async def test_a_stacked_entry_given_up_on_whose_fill_is_lost_after_the_first_on
         await _stopped(engine, consumer, first, second)
 
 
+async def _given_up(clock: FakeClock, sim: SimulatedExchange, engine: Engine, side: Side) -> Position:
+    """A SOL entry answered "unknown" and given up on (failed), that the exchange executes 4.85 s
+    after its send; returns once it failed, with the fault cleared for what follows."""
+    sim.faults.execute_late_if = lambda request: request.type is OrderType.MARKET and not request.reduce_only
+    sim.faults.execute_delay = 4.85
+    opening = asyncio.ensure_future(engine.open_position(OpenPosition(SOL, side, usd=Decimal(150))))
+    await _until_done(clock, opening, seconds=4.0)
+    sim.faults.execute_late_if = None
+    failed = opening.result()
+    assert failed.status is PositionStatus.FAILED
+    return failed
+
+
+async def test_a_late_entry_beside_a_stacked_position_is_adopted_as_its_own_and_closed_if_no_stop_rests() -> (
+    None
+):
+    """`warden chaos --replay 1090242307:2371`, stacking on: a short on ETH protected, a second
+    short's entry answered "unknown", given up on, executed 4.85 s later while the exchange
+    refused every stop. The pass took the late entry for the first short growing (a synthetic
+    fill, 0.070 -> 0.195) rather than adopting it as that entry's; the first short's stop could
+    not grow, and the old one stayed, covering 0.070: 0.125 without a stop for 12.84 s, until
+    the refusals ended. Adopted as its own position (the entry's plan), its stop refused, it is
+    closed at once, as any position whose stop the exchange refuses."""
+    config = EngineConfig(allow_stacking=True)
+    clock, sim, engine, consumer = await _started_on(SlowCommits, 0.0, config)
+    first = await driven(clock, engine.open_position(OpenPosition(SOL, Side.SHORT, usd=Decimal(100))))
+    assert first.status is PositionStatus.PROTECTED
+    second = asyncio.ensure_future(_given_up(clock, sim, engine, Side.SHORT))
+    try:
+        await second
+        sim.faults.reject_if = lambda request: request.type is OrderType.STOP_MARKET
+        await _advance_until(clock, lambda: False, 10)
+        assert any(second.result().id in f.client_order_id for f in sim.core.fills(SOL)), "executed late"
+        [exposure] = sim.exposure()
+        assert exposure.max_unprotected_seconds < engine.config.protection_window, exposure
+        assert engine.ledger.positions[first.id].remaining == first.remaining, "not grown by the late entry"
+        adopted = [p for p in engine.ledger.positions.values() if p.id not in (first.id, second.result().id)]
+        assert len(adopted) == 1 and adopted[0].status is PositionStatus.CLOSED, adopted
+        assert abs(sim.core.position(SOL).qty) == first.remaining
+    finally:
+        sim.faults.reject_if = None
+        await _stopped(engine, consumer, second)
+
+
+async def test_a_late_entry_netting_against_a_stacked_position_of_the_other_side_reduces_it() -> None:
+    """The other side of the above: a long given up on, a short opened since, then the long lands
+    (one-way mode: it nets against the short). The exchange holds a smaller short, which is the
+    short reduced (a synthetic fill), not a long to adopt beside it: a long with a sell stop on a
+    net short would be wrong on the exchange and in the books."""
+    config = EngineConfig(allow_stacking=True)
+    clock, sim, engine, consumer = await _started_on(SlowCommits, 0.0, config)
+    given_up = asyncio.ensure_future(_given_up(clock, sim, engine, Side.LONG))
+    try:
+        await given_up
+        short = await driven(clock, engine.open_position(OpenPosition(SOL, Side.SHORT, usd=Decimal(300))))
+        assert short.status is PositionStatus.PROTECTED
+        await _advance_until(clock, lambda: False, 8)
+        assert any(given_up.result().id in f.client_order_id for f in sim.core.fills(SOL)), "executed late"
+        held = sim.core.position(SOL)
+        active = engine.ledger.active_positions()
+        assert [(p.id, p.side) for p in active] == [(short.id, Side.SHORT)], active
+        assert active[0].remaining == abs(held.qty) < short.remaining
+        stops = [o for o in sim.core.open_orders(SOL) if o.type is OrderType.STOP_MARKET]
+        assert [o.qty for o in stops] == [abs(held.qty)], stops
+    finally:
+        await _stopped(engine, consumer, given_up)
+
+
 @pytest.mark.parametrize("cancels_lost", [False, True], ids=["cancels-streamed", "cancels-lost"])
 async def test_closes_that_expire_after_the_position_closed_are_not_believed_resting(
     cancels_lost: bool,

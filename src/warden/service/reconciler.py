@@ -482,24 +482,7 @@ class Reconciler:
             return "alerted only (orphan_policy=alert)"
         ctx = self.ctx
         now = ctx.clock.now()
-        position = Position(
-            id=PositionId(self.new_id()),
-            symbol=d.symbol,
-            side=report.side,
-            status=PositionStatus.OPEN,
-            target_qty=report.qty,
-            plan=ctx.config.plan if late is None else late.plan,
-            opened_at=now,
-            origin="external" if late is None else late.origin,
-            stop_price=None if late is None else late.stop_price,
-            tp1_price=None if late is None else late.tp1_price,
-            tp2_price=None if late is None else late.tp2_price,
-            filled_qty=report.qty,
-            entry_price=report.entry_price,
-            last_price=report.entry_price,
-            watermark=report.entry_price,
-            exclusive=not ctx.config.allow_stacking,
-        )
+        position = self._adoption(d.symbol, report.side, report.qty, report.entry_price, late)
         what = f"adopted {report.side} {report.qty} {d.symbol}"
         if late is not None:
             what += f": the entry of {late.id}, executed after warden gave up on it"
@@ -524,6 +507,71 @@ class Reconciler:
             return f"adopted as {position.id} and closed ({closed.status})"
         protected = await self.exits.protect(position.id)
         return f"adopted as {position.id} and protected ({protected.status})"
+
+    def _adoption(
+        self, symbol: Symbol, side: Side, qty: Decimal, price: Decimal, late: Position | None
+    ) -> Position:
+        """A position found on the exchange, as warden takes it: an outside one with the default
+        plan, or the entry of `late` (given up on, executed later) with its signal's plan,
+        prices and origin."""
+        ctx = self.ctx
+        return Position(
+            id=PositionId(self.new_id()),
+            symbol=symbol,
+            side=side,
+            status=PositionStatus.OPEN,
+            target_qty=qty,
+            plan=ctx.config.plan if late is None else late.plan,
+            opened_at=ctx.clock.now(),
+            origin="external" if late is None else late.origin,
+            stop_price=None if late is None else late.stop_price,
+            tp1_price=None if late is None else late.tp1_price,
+            tp2_price=None if late is None else late.tp2_price,
+            filled_qty=qty,
+            entry_price=price,
+            last_price=price,
+            watermark=price,
+            exclusive=not ctx.config.allow_stacking,
+        )
+
+    def _late_beside(self, symbol: Symbol, delta: Decimal) -> Position | None:
+        """With stacking, an entry given up on that executed beside a position of its side shows
+        as that position grown, not as an orphan: the late entry whose fill the stream brought
+        (`late_entries`), if the exchange holds more on its side than memory explains and every
+        position of warden's there is of that side."""
+        late = self.late_entries.get(symbol)
+        if late is None or not self.ctx.config.allow_stacking or delta * late.side.sign <= 0:
+            return None
+        # Beside positions of its side only: one of the other side it netted against (one-way
+        # mode), which is that position reduced, as the synthetic fill records it.
+        held = [p for p in self.ctx.ledger.active_positions() if p.symbol == symbol]
+        return late if all(p.side is late.side for p in held) else None
+
+    async def _adopt_late_beside(self, late: Position, delta: Decimal) -> str:
+        """The late entry of `late`, beside a position of its side, adopted as its own position
+        (what the exchange holds beyond memory, up to the entry's size; priced from its trades)
+        and protected, as an orphan that is a late entry is (`_orphan`): taken for the other
+        position growing, its stop could not grow while the exchange refused stops, and the
+        part the old stop did not cover stayed uncovered (chaos 1090242307:2371, 12.84 s)."""
+        ctx = self.ctx
+        del self.late_entries[late.symbol]
+        qty = abs(delta) if late.target_qty <= 0 else min(abs(delta), late.target_qty)
+        entry = next((o for o in ctx.ledger.orders_of(late.id) if o.role is OrderRole.ENTRY), None)
+        trades: list[FillReport] = []
+        if entry is not None:
+            with contextlib.suppress(ExchangeError):
+                trades = await self.gw.fills_of(entry, late.opened_at)
+        traded = sum((f.qty for f in trades), ZERO)
+        price = (
+            sum((f.qty * f.price for f in trades), ZERO) / traded if traded > 0 else await self._price(late)
+        )
+        position = self._adoption(late.symbol, late.side, qty, price, late)
+        what = f"adopted {late.side} {qty} {late.symbol}: the entry of {late.id}, executed late"
+        now = ctx.clock.now()
+        await ctx.ledger.commit(None, position, events=[Event(EventKind.RECONCILE, now, position.id, what)])
+        self.exits.exposed_from(position.id, ctx.clock.monotonic())
+        protected = await self.exits.protect(position.id)
+        return f"adopted as {position.id} (the late entry of {late.id}) and protected ({protected.status})"
 
     async def _late_trades(self, position: Position, entry: Order) -> None:
         """The trades of an entry given up on that a pass found executed (its stream fill lost),
@@ -656,6 +704,10 @@ class Reconciler:
         await self._apply_outside(d.position_id, fills, reduce_only=False)
         delta = self._delta(d.symbol, d.found)
         action = "outside trades applied"
+        late = self._late_beside(d.symbol, delta)
+        if late is not None:
+            action = await self._adopt_late_beside(late, delta)
+            delta = self._delta(d.symbol, d.found)
         if delta != 0:
             position = ctx.ledger.positions[d.position_id]
             if position.is_active:
