@@ -2916,13 +2916,14 @@ class SlowAfterRestart(ForwardingStore):
         await self.inner.commit(transition)
 
 
-async def test_a_stop_retried_after_a_restart_is_replaced_by_its_close_before_any_commit() -> None:
-    """Chaos 618285994:7370: every stop was answered "unknown" (landing 2.45 s later) and the
-    process died 0.35 s after the fill, which was written. The next process, its commits taking
-    0.3 s, retried the stop for the rest of the window from the fill, then wrote the refusal and
-    the close's intent before sending the close: 2.10 s uncovered, as the exchange measured. A
-    stop staged by recovery and given up on is followed by its close at once, as the stop sent on
-    the entry's answer is; the commits follow it."""
+@contextlib.asynccontextmanager
+async def _restarted_on_a_slow_database() -> AsyncIterator[
+    tuple[FakeClock, SimulatedExchange, Position, Engine, asyncio.Future[None]]
+]:
+    """A long on SOL whose stops the exchange answers "unknown" (each landing 2.45 s later); the
+    process dies 0.3 s after the fill, written, while its stop is retried, and the next one starts
+    with commits taking 0.3 s. Yields the clock, the exchange, the position as stored, the next
+    engine and its start, under way (nothing sent yet)."""
     clock = FakeClock()
     sim = SimulatedExchange(now=clock.now, seed=7, sleep=clock.sleep)
     memory = InMemoryStore()
@@ -2943,23 +2944,32 @@ async def test_a_stop_retried_after_a_restart_is_replaced_by_its_close_before_an
         assert stored.status is PositionStatus.OPEN, stored
         await _stopped(first, consumer, opening)  # the process dies, its stop being retried
         sim.new_session()
-        slow = SlowAfterRestart(memory, clock, 0.3)
-        second = Engine(sim, slow, clock, RecordingNotifier(), EngineConfig())
+        second = Engine(sim, SlowAfterRestart(memory, clock, 0.3), clock, RecordingNotifier(), EngineConfig())
         consumer2 = asyncio.get_running_loop().create_task(second.consume(sim.stream()))
         starting = asyncio.ensure_future(second.start())
-        await _advance_until(clock, lambda: starting.done() and sim.core.position(SOL).qty == 0, 10)
-        await starting
-        [exposure] = sim.exposure()
-        assert exposure.qty == 0, exposure
-        assert exposure.max_unprotected_seconds < second.config.protection_window, exposure
-        engine = second
-        await eventually(lambda: engine.ledger.positions[stored.id].status is PositionStatus.CLOSED)
-        closes = [o for o in engine.ledger.orders_of(stored.id) if o.role is OrderRole.CLOSE]
-        assert len(closes) == 1 and closes[0].filled_qty == stored.filled_qty, closes
+        yield clock, sim, stored, second, starting
     finally:
         sim.faults.execute_late_if = None
         if second is not None and consumer2 is not None:
             await _stopped(second, consumer2)
+
+
+async def test_a_stop_retried_after_a_restart_is_replaced_by_its_close_before_any_commit() -> None:
+    """Chaos 618285994:7370: every stop was answered "unknown" (landing 2.45 s later) and the
+    process died 0.35 s after the fill, which was written. The next process, its commits taking
+    0.3 s, retried the stop for the rest of the window from the fill, then wrote the refusal and
+    the close's intent before sending the close: 2.10 s uncovered, as the exchange measured. A
+    stop staged by recovery and given up on is followed by its close at once, as the stop sent on
+    the entry's answer is; the commits follow it."""
+    async with _restarted_on_a_slow_database() as (clock, sim, stored, engine, starting):
+        await _advance_until(clock, lambda: starting.done() and sim.core.position(SOL).qty == 0, 10)
+        await starting
+        [exposure] = sim.exposure()
+        assert exposure.qty == 0, exposure
+        assert exposure.max_unprotected_seconds < engine.config.protection_window, exposure
+        await eventually(lambda: engine.ledger.positions[stored.id].status is PositionStatus.CLOSED)
+        closes = [o for o in engine.ledger.orders_of(stored.id) if o.role is OrderRole.CLOSE]
+        assert len(closes) == 1 and closes[0].filled_qty == stored.filled_qty, closes
 
 
 @pytest.mark.parametrize("steps", [8, 12], ids=["close-early", "close-late"])
@@ -2970,8 +2980,6 @@ async def test_a_traders_close_during_a_stop_retried_after_a_restart_goes_out_on
     A filled market order's id is free again on a venue, so the second, reduce-only, could close
     what another position on the symbol holds. No close goes out early while another of its
     position is on its way."""
-    clock = FakeClock()
-    sim = SimulatedExchange(now=clock.now, seed=7, sleep=clock.sleep)
     closes: list[str] = []
 
     def sent(request: OrderRequest) -> bool:
@@ -2979,39 +2987,17 @@ async def test_a_traders_close_during_a_stop_retried_after_a_restart_goes_out_on
             closes.append(request.client_order_id)
         return False
 
-    sim.faults.unavailable_if = sent
-    memory = InMemoryStore()
-    first = Engine(sim, memory, clock, RecordingNotifier(), EngineConfig())
-    consumer = asyncio.get_running_loop().create_task(first.consume(sim.stream()))
-    await first.start()
-    sim.faults.execute_late_if = lambda request: request.type is OrderType.STOP_MARKET
-    sim.faults.execute_delay = 2.45
-    opening = asyncio.ensure_future(first.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(100))))
-    second: Engine | None = None
-    consumer2: asyncio.Task[None] | None = None
-    try:
-        for _ in range(3):
-            clock.advance(0.1)
-            await turns(5)
-        [stored] = await memory.list_positions()
-        await _stopped(first, consumer, opening)
-        sim.new_session()
-        second = Engine(sim, SlowAfterRestart(memory, clock, 0.3), clock, RecordingNotifier(), EngineConfig())
-        consumer2 = asyncio.get_running_loop().create_task(second.consume(sim.stream()))
-        starting = asyncio.ensure_future(second.start())
+    async with _restarted_on_a_slow_database() as (clock, sim, stored, engine, starting):
+        sim.faults.unavailable_if = sent
         for _ in range(steps):  # the stop is being retried (until 1.5 s after the fill)
             clock.advance(0.1)
             await turns(5)
-        assert second.ledger.positions[stored.id].status is PositionStatus.OPEN
-        closing = asyncio.ensure_future(second.close_position(ClosePosition(stored.id)))
+        assert engine.ledger.positions[stored.id].status is PositionStatus.OPEN
+        closing = asyncio.ensure_future(engine.close_position(ClosePosition(stored.id)))
         await _advance_until(clock, lambda: closing.done() and starting.done(), 10)
         await closing
         assert sim.core.position(SOL).qty == 0
         assert len(closes) == len(set(closes)) == 1, closes
-    finally:
-        sim.faults.execute_late_if = None
-        if second is not None and consumer2 is not None:
-            await _stopped(second, consumer2)
 
 
 @contextlib.asynccontextmanager
