@@ -2109,6 +2109,8 @@ async def test_a_late_entry_beside_a_stacked_position_is_adopted_as_its_own_and_
         assert engine.ledger.positions[first.id].remaining == first.remaining, "not grown by the late entry"
         adopted = [p for p in engine.ledger.positions.values() if p.id not in (first.id, second.result().id)]
         assert len(adopted) == 1 and adopted[0].status is PositionStatus.CLOSED, adopted
+        [late_fill] = [f for f in sim.core.fills(SOL) if second.result().id in f.client_order_id]
+        assert adopted[0].entry_price == late_fill.price, "priced from the late entry's trade"
         assert abs(sim.core.position(SOL).qty) == first.remaining
     finally:
         sim.faults.reject_if = None

@@ -2629,9 +2629,9 @@ class ExitManager:
         with its stop known to rest nothing else follows it: looked up on a steady cadence until
         it is found (recorded as the exchange has it, its fills read over REST if the stream lost
         them; found working, followed until it ends) or can no longer execute (then refused, as
-        `_settle_unknown` decides). Otherwise a
-        close executing unseen (a stream gap) is found only by a reconciliation pass once it can
-        no longer land (chaos 618285994:p4: 14.8 s with the exchange flat and warden at 0.2)."""
+        `_settle_unknown` decides). Otherwise a close executing unseen (a stream gap) is found
+        only by a reconciliation pass once it can no longer land (chaos 618285994:p4: 14.8 s with
+        the exchange flat and warden at 0.2)."""
         ctx = self.ctx
         pause = max(ctx.config.retry_backoff, 0.5)
         while True:

@@ -547,20 +547,24 @@ class Reconciler:
         held = [p for p in self.ctx.ledger.active_positions() if p.symbol == symbol]
         return late if all(p.side is late.side for p in held) else None
 
-    async def _adopt_late_beside(self, late: Position, delta: Decimal) -> str:
+    async def _adopt_late_beside(self, late: Position, delta: Decimal, read: list[FillReport]) -> str:
         """The late entry of `late`, beside a position of its side, adopted as its own position
         (what the exchange holds beyond memory, up to the entry's size; priced from its trades)
         and protected, as an orphan that is a late entry is (`_orphan`): taken for the other
         position growing, its stop could not grow while the exchange refused stops, and the
-        part the old stop did not cover stayed uncovered (chaos 1090242307:2371, 12.84 s)."""
+        part the old stop did not cover stayed uncovered (chaos 1090242307:2371, 12.84 s).
+        `read`: the symbol's fills the pass read already; the entry's are asked for only if they
+        are not among them (it was sent before what they cover)."""
         ctx = self.ctx
         del self.late_entries[late.symbol]
         qty = abs(delta) if late.target_qty <= 0 else min(abs(delta), late.target_qty)
         entry = next((o for o in ctx.ledger.orders_of(late.id) if o.role is OrderRole.ENTRY), None)
         trades: list[FillReport] = []
         if entry is not None:
-            with contextlib.suppress(ExchangeError):
-                trades = await self.gw.fills_of(entry, late.opened_at)
+            trades = [f for f in read if f.client_order_id == entry.client_order_id]
+            if not trades:
+                with contextlib.suppress(ExchangeError):
+                    trades = await self.gw.fills_of(entry, late.opened_at)
         traded = sum((f.qty for f in trades), ZERO)
         price = (
             sum((f.qty * f.price for f in trades), ZERO) / traded if traded > 0 else await self._price(late)
@@ -706,7 +710,7 @@ class Reconciler:
         action = "outside trades applied"
         late = self._late_beside(d.symbol, delta)
         if late is not None:
-            action = await self._adopt_late_beside(late, delta)
+            action = await self._adopt_late_beside(late, delta, fills)
             delta = self._delta(d.symbol, d.found)
         if delta != 0:
             position = ctx.ledger.positions[d.position_id]
