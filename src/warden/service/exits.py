@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
@@ -175,9 +176,10 @@ class ExitManager:
         the close that follows it if it is not placed: that close's failure sends none again."""
         self._tps_told: set[tuple[PositionId, OrderRole]] = set()
         """Take-profits the trader was told the exchange refused (told again only after one rests)."""
-        self._moves_refused: dict[PositionId, int] = {}
-        """Stop moves of the position refused in a row (every mark tries again; the trader is
-        told of the first, then reminded at 8, 16, 32, ...)."""
+        self._refusals: Counter[tuple[str, PositionId]] = Counter()
+        """Stop moves ("move") and trims ("trim", `_trim_to_stop`) of a position refused in a row:
+        each mark or pass tries again; the trader is told of the first, then reminded at 8, 16,
+        32, ..."""
         self.recovery_started: float | None = None
         self._moving: set[PositionId] = set()
         self._rerun: set[PositionId] = set()
@@ -226,7 +228,8 @@ class ExitManager:
         """A finished position leaves memory: its streak counters go with it."""
         self._refused.pop(pid, None)
         self._stop_at_once.discard(pid)
-        self._moves_refused.pop(pid, None)
+        self._refusals.pop(("move", pid), None)
+        self._refusals.pop(("trim", pid), None)
         self._tps_told -= {(pid, OrderRole.TP1), (pid, OrderRole.TP2)}
 
     def _before_change(self, symbol: Symbol, pid: PositionId, joining: bool) -> None:
@@ -498,14 +501,9 @@ class ExitManager:
         the second could close what another position on the symbol holds)."""
         current = self.ledger.positions.get(pid)
         return (
-            pid not in self._early_closes
-            and current is not None
+            current is not None
             and current.status in (PositionStatus.OPENING, PositionStatus.OPEN)
-            and not self.ledger.live_orders(pid, OrderRole.CLOSE)
-            and not any(
-                (parsed := parse_client_id(cid)) is not None and parsed.position_id == pid
-                for cid in self.flights.closing
-            )
+            and self._no_close_of(pid)
         )
 
     def _close_intent(self, pos: Position, qty: Decimal) -> Order:
@@ -2041,7 +2039,7 @@ class ExitManager:
             await self._move_refused(pid, intent, old, placed)
             return True
         report = placed.report
-        self._moves_refused.pop(pid, None)
+        self._refusals.pop(("move", pid), None)
         if not self.ledger.positions[pid].is_active:
             # The position closed while the new stop was on its way (its old stop fired): the
             # new one protects nothing; take it off at once instead of leaving it to reconcile.
@@ -2131,7 +2129,7 @@ class ExitManager:
             )
             await self.ledger.commit(pos, pos, orders=orders, events=events)
         if ended:
-            self._moves_refused.pop(pid, None)
+            self._refusals.pop(("move", pid), None)
             return
         mark = await self._mark(pos.symbol)
         through = (
@@ -2147,7 +2145,8 @@ class ExitManager:
             await ctx.notify(AlertKind.RUNNER_CLOSED, message, pid)
             await self.close(pid, ExitReason.TRAILING_STOP if pos.trailing_active else ExitReason.STOP)
             return
-        streak = self._moves_refused[pid] = self._moves_refused.get(pid, 0) + 1
+        self._refusals["move", pid] += 1
+        streak = self._refusals["move", pid]
         if streak == 1 or _reminder(streak):
             # Every mark tries the move again (each refusal is an event): the trader is told of
             # the first refusal of a streak and reminded at 8, 16, 32, ..., not once a mark.
@@ -2194,6 +2193,8 @@ class ExitManager:
                     else [self.ledger.orders[intent.client_order_id].advance(OrderStatus.REJECTED)]
                 )
                 await self.ledger.commit(pos, pos, orders=orders)
+            if placed.definitely_not_placed:
+                await self._trim_to_stop(pid, old, placed.why)
             return
         cancelled = await self.cancel(old)
         async with self._lock(pid):
@@ -2204,6 +2205,88 @@ class ExitManager:
             event = Event(EventKind.STOP_MOVED, self.ctx.clock.now(), pid, f"stop resized to {intent.qty}")
             await self.ledger.commit(pos, pos, orders=[done, *self._as_now([cancelled])], events=[event])
         self._cancelling.discard(cancelled.client_order_id)
+
+    async def _trim_to_stop(self, pid: PositionId, stop: Order, why: str) -> None:
+        """The position's stop could not grow to what the position holds (an outside add, or a
+        late entry's fill taken as growth, while the exchange refuses stops): what the resting
+        stop does not cover is closed at market now, reduce-only, and the rest stays as it was,
+        covered (DESIGN.md I1: a stop for the full size, or being closed). Not while a close of
+        the position is live or on its way: that one settles what remains."""
+        ctx = self.ctx
+        async with self._lock(pid):
+            pos = self.ledger.positions[pid]
+            current = self.ledger.orders.get(stop.client_order_id)
+            if (
+                pos.status not in (PositionStatus.OPEN, PositionStatus.PROTECTED)
+                or current is None
+                or current.status is not OrderStatus.OPEN
+                or pos.remaining <= current.qty
+                or not self._no_close_of(pid)
+            ):
+                return
+            intent = self._close_intent(pos, pos.remaining - current.qty)
+            grown = (
+                f"{pos.symbol} {pos.side} {pos.remaining}: the stop could not grow past {current.qty} ({why})"
+            )
+            event = Event(
+                EventKind.CLOSE_REQUESTED,
+                ctx.clock.now(),
+                pid,
+                f"close {intent.qty}: {grown}; what the stop does not cover is closed",
+            )
+            self.flights.closing.add(intent.client_order_id)
+            try:
+                await self.ledger.commit(pos, pos, orders=[intent], events=[event])
+            except BaseException:
+                self.flights.closing.discard(intent.client_order_id)
+                raise
+        try:
+            placed = await self.place(intent)
+        finally:
+            self.flights.closing.discard(intent.client_order_id)
+        report = placed.report
+        if report is not None:
+            self._refusals.pop(("trim", pid), None)
+            await ctx.notify(
+                AlertKind.PROTECTION_FAILED, f"{grown}: the {intent.qty} it does not cover is closed", pid
+            )
+            if report.status.terminal:
+                await self.wait_for_fills(
+                    pid, intent.client_order_id, report.filled_qty, ctx.config.fill_wait
+                )
+            else:
+                ctx.tasks.spawn(self._follow_working_close(pid, intent))
+            return
+        if placed.definitely_not_placed:
+            async with self._lock(pid):
+                pos = self.ledger.positions[pid]
+                refused = self._current(intent).advance(OrderStatus.REJECTED)
+                await self.ledger.commit(pos, pos, orders=[refused])
+        else:
+            ctx.tasks.spawn(self.follow_unknown_close(pid, intent))
+        # Each reconciliation pass tries again while the refusals last: the trader is told of the
+        # first and reminded at 8, 16, 32, ..., as for refused stop moves.
+        self._refusals["trim", pid] += 1
+        streak = self._refusals["trim", pid]
+        if streak == 1 or _reminder(streak):
+            again = "" if streak == 1 else f" ({streak} in a row)"
+            await ctx.notify(
+                AlertKind.PROTECTION_FAILED,
+                f"{grown}; closing the {intent.qty} it does not cover failed{again} ({placed.why}):"
+                f" {intent.qty} has no stop",
+                pid,
+            )
+
+    def _no_close_of(self, pid: PositionId) -> bool:
+        """No close of the position is live, on its way, or sent early (`_may_close_early`)."""
+        return (
+            pid not in self._early_closes
+            and not self.ledger.live_orders(pid, OrderRole.CLOSE)
+            and not any(
+                (parsed := parse_client_id(cid)) is not None and parsed.position_id == pid
+                for cid in self.flights.closing
+            )
+        )
 
     def fresh_mark(self, symbol: Symbol) -> Decimal | None:
         """The streamed mark if it is at most `mark_max_age` old, else None (ask over REST)."""
@@ -2542,7 +2625,7 @@ class ExitManager:
             [self._current(intent).advance(OrderStatus.REJECTED)] if placed.definitely_not_placed else []
         )
         if report is None and not placed.definitely_not_placed:
-            ctx.tasks.spawn(self._follow_unknown_close(pid, intent))
+            ctx.tasks.spawn(self.follow_unknown_close(pid, intent))
         return await self._close_failed(
             pid, placed.why or "close order did not fill", refused, rejected=placed.rejected
         )
@@ -2624,14 +2707,23 @@ class ExitManager:
                 await self.cancel_exits(pid)
             return
 
-    async def _follow_unknown_close(self, pid: PositionId, intent: Order) -> None:
+    async def follow_unknown_close(self, pid: PositionId, intent: Order) -> None:
         """A close answered "unknown" and not found may still execute (`entry_deadline`), and
         with its stop known to rest nothing else follows it: looked up on a steady cadence until
         it is found (recorded as the exchange has it, its fills read over REST if the stream lost
         them; found working, followed until it ends) or can no longer execute (then refused, as
         `_settle_unknown` decides). Otherwise a close executing unseen (a stream gap) is found
         only by a reconciliation pass once it can no longer land (chaos 618285994:p4: 14.8 s with
-        the exchange flat and warden at 0.2)."""
+        the exchange flat and warden at 0.2). One follower a close (a pass may ask again)."""
+        if intent.client_order_id in self.flights.followed:
+            return
+        self.flights.followed.add(intent.client_order_id)
+        try:
+            await self._follow_unknown_close(pid, intent)
+        finally:
+            self.flights.followed.discard(intent.client_order_id)
+
+    async def _follow_unknown_close(self, pid: PositionId, intent: Order) -> None:
         ctx = self.ctx
         pause = max(ctx.config.retry_backoff, 0.5)
         while True:

@@ -36,6 +36,8 @@ class InFlight:
         self.closing: set[ClientOrderId] = set()
         """Closes on their way to the exchange (their outcome is not unknown, only not yet known:
         ExitManager._settle_unknown leaves them alone)."""
+        self.followed: set[ClientOrderId] = set()
+        """Closes with an unknown outcome being looked up (`ExitManager.follow_unknown_close`)."""
         self._placing: dict[ClientOrderId, int] = {}
         """Exit orders being sent by ExitManager.place now (how many calls each), for `sending`."""
         self._closes_may_land: dict[ClientOrderId, tuple[Order, float]] = {}

@@ -898,7 +898,10 @@ class Reconciler:
                 self.exits.exposed_from(pid, ctx.clock.monotonic())
         if ctx.ledger.current_stop(pid) is not None:
             await self.exits.resize(pid)
-            return "stop resized to the position"
+            stop, position = ctx.ledger.current_stop(pid), ctx.ledger.positions[pid]
+            if stop is None or stop.qty >= position.remaining or not position.is_active:
+                return "stop resized to the position"
+            return f"the stop could not be resized: it covers {stop.qty} of {position.remaining}"
         after = await self.exits.protect(pid)
         return f"stop re-placed ({after.status})"
 

@@ -304,6 +304,8 @@ class Recovery:
                 if isinstance(found, Found):
                     report = found.report
                 elif isinstance(found, NotFound):
+                    if self._may_still_trim(pid, order):
+                        continue
                     gone = (
                         OrderStatus.REJECTED if order.status is OrderStatus.PENDING else OrderStatus.CANCELED
                     )
@@ -321,6 +323,24 @@ class Recovery:
             await self._record_orders(pid, updates)
         await self._take_stop_price(pid, open_orders)
         await self._settle(pid)
+
+    def _may_still_trim(self, pid: PositionId, order: Order) -> bool:
+        """A close of a position that is not closing (one that trims what its stop could not
+        grow to cover, `ExitManager._trim_to_stop`, or one given up on), sent with an unknown
+        outcome and not found, that may still execute: left pending and followed until it is
+        found or can no longer execute. Refused now, the next trim would go out beside it and
+        both could execute, closing what the stop covers (a close of all that remains is another
+        matter: a second one closes nothing more)."""
+        ctx = self.ctx
+        if not (
+            order.role is OrderRole.CLOSE
+            and order.status is OrderStatus.PENDING
+            and ctx.ledger.positions[pid].status is not PositionStatus.CLOSING
+            and ctx.flights.may_still_execute(order)
+        ):
+            return False
+        ctx.tasks.spawn(self.exits.follow_unknown_close(pid, order))
+        return True
 
     def _as_recorded(self, pid: PositionId, open_orders: dict[str, OrderReport]) -> bool:
         """`resync` would find nothing to do: every open order of the position's on the exchange

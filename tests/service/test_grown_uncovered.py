@@ -1,0 +1,99 @@
+"""A position grown while the exchange refuses stops (DESIGN.md I1: covered by a stop for its full
+size, or being closed). An outside add makes the position bigger than its stop; the stop cannot
+grow; what it does not cover is closed at market, and the rest stays as it was, covered. Judged
+by what the simulated exchange holds and has resting."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from tests.helpers import until
+from tests.service.harness import Harness
+from warden.domain.alerts import AlertKind
+from warden.domain.orders import OrderStatus
+from warden.domain.position import PositionStatus
+from warden.domain.values import OrderRole, OrderType, Side, Symbol
+
+ETH = Symbol("ETH/USDT:USDT")
+
+
+def _stops(h: Harness) -> Decimal:
+    return sum((o.qty for o in h.resting(ETH) if o.type is OrderType.STOP_MARKET), Decimal(0))
+
+
+async def _held(h: Harness) -> Decimal:
+    return sum((p.qty for p in await h.sim.fetch_positions() if p.symbol == ETH), Decimal(0))
+
+
+@pytest.mark.parametrize("side", ["long", "short"])
+async def test_an_outside_add_whose_stop_cannot_grow_is_closed_down_to_what_the_stop_covers(
+    harness: Harness, side: str
+) -> None:
+    pos = await harness.open(side, ETH, usd="300")
+    harness.sim.faults.reject_if = lambda r: r.type is OrderType.STOP_MARKET
+    harness.sim.external_order(ETH, Side(side).entry_side, Decimal("0.05"))
+    await harness.engine.reconcile()
+    await harness.engine.wait_idle()
+    assert await _held(harness) == pos.filled_qty == _stops(harness)
+    now = harness.engine.ledger.positions[pos.id]
+    assert now.remaining == pos.filled_qty and now.status is PositionStatus.PROTECTED
+    (trim,) = [o for o in harness.engine.ledger.orders_of(pos.id) if o.role is OrderRole.CLOSE]
+    assert trim.qty == Decimal("0.05") and trim.status is OrderStatus.FILLED
+    told = [a.message for a in harness.notifier.alerts if a.kind is AlertKind.PROTECTION_FAILED]
+    assert any("the 0.050 it does not cover is closed" in m for m in told), told
+    assert (await harness.engine.reconcile()).findings == []
+
+
+async def test_an_excess_that_cannot_be_closed_either_is_told_and_closed_once_the_exchange_takes_it(
+    harness: Harness,
+) -> None:
+    """Stops and closes are refused: the trader is told what has no stop, and the pass says the
+    stop could not be resized (not that it was). A later pass, once closes go through, trims."""
+    pos = await harness.open("long", ETH, usd="300")
+    harness.sim.faults.reject_if = lambda r: r.reduce_only
+    harness.sim.external_order(ETH, Side.LONG.entry_side, Decimal("0.05"))
+    await harness.engine.reconcile()
+    await harness.engine.wait_idle()
+    assert await _held(harness) == pos.filled_qty + Decimal("0.05")
+    told = [a.message for a in harness.notifier.alerts if a.kind is AlertKind.PROTECTION_FAILED]
+    assert any("0.050 has no stop" in m for m in told), told
+    report = await harness.engine.reconcile()
+    await harness.engine.wait_idle()
+    assert any("could not be resized: it covers 0.100 of 0.150" in f.action for f in report.findings), [
+        f.action for f in report.findings
+    ]
+    harness.sim.faults.reject_if = lambda r: r.type is OrderType.STOP_MARKET
+    await harness.engine.reconcile()
+    await harness.engine.wait_idle()
+    assert await _held(harness) == pos.filled_qty == _stops(harness)
+    assert (await harness.engine.reconcile()).findings == []
+
+
+async def test_a_restart_while_the_trim_may_still_execute_leaves_the_covered_part_open(
+    harness: Harness,
+) -> None:
+    """The trim is answered "unknown" and executes 0.3 s later, after a crash and restart: the
+    new process finds it (its id is deterministic), records its fill, and keeps what the stop
+    covers open and protected, the whole position neither closed nor left bigger than its stop."""
+    pos = await harness.open("long", ETH, usd="300")
+    faults = harness.sim.faults
+    faults.reject_if = lambda r: r.type is OrderType.STOP_MARKET
+    faults.execute_late_if = lambda r: r.type is OrderType.MARKET and r.reduce_only
+    faults.execute_delay = 0.3
+    harness.sim.external_order(ETH, Side.LONG.entry_side, Decimal("0.05"))
+    await harness.engine.reconcile()
+    restarted = await harness.restart()
+    faults.execute_late_if = None
+
+    async def settled() -> bool:
+        await restarted.engine.reconcile()
+        await restarted.engine.wait_idle()
+        held = await _held(restarted)
+        mine = restarted.engine.ledger.positions.get(pos.id)
+        return held == _stops(restarted) and mine is not None and mine.remaining == held
+
+    await until(settled, what="the exchange, its stop and warden agree")
+    assert await _held(restarted) == pos.filled_qty
+    assert restarted.engine.ledger.positions[pos.id].status is PositionStatus.PROTECTED
