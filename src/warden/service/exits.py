@@ -2145,17 +2145,10 @@ class ExitManager:
             await ctx.notify(AlertKind.RUNNER_CLOSED, message, pid)
             await self.close(pid, ExitReason.TRAILING_STOP if pos.trailing_active else ExitReason.STOP)
             return
-        self._refusals["move", pid] += 1
-        streak = self._refusals["move", pid]
-        if streak == 1 or _reminder(streak):
-            # Every mark tries the move again (each refusal is an event): the trader is told of
-            # the first refusal of a streak and reminded at 8, 16, 32, ..., not once a mark.
-            again = "" if streak == 1 else f" ({streak} in a row)"
-            await ctx.notify(
-                AlertKind.PROTECTION_FAILED,
-                f"stop move refused{again} ({placed.why}); the old stop stays",
-                pid,
-            )
+        # Every mark tries the move again (each refusal is an event).
+        await self._tell_refused(
+            "move", pid, lambda again: f"stop move refused{again} ({placed.why}); the old stop stays"
+        )
         if old is None:
             ctx.tasks.spawn(self.protect(pid))
         elif old.qty != pos.remaining and old.trigger_price is not None and placed.rejected:
@@ -2234,12 +2227,7 @@ class ExitManager:
                 pid,
                 f"close {intent.qty}: {grown}; what the stop does not cover is closed",
             )
-            self.flights.closing.add(intent.client_order_id)
-            try:
-                await self.ledger.commit(pos, pos, orders=[intent], events=[event])
-            except BaseException:
-                self.flights.closing.discard(intent.client_order_id)
-                raise
+            await self._write_close(pos, pos, intent, event)
         try:
             placed = await self.place(intent)
         finally:
@@ -2264,18 +2252,25 @@ class ExitManager:
                 await self.ledger.commit(pos, pos, orders=[refused])
         else:
             ctx.tasks.spawn(self.follow_unknown_close(pid, intent))
-        # Each reconciliation pass tries again while the refusals last: the trader is told of the
-        # first and reminded at 8, 16, 32, ..., as for refused stop moves.
-        self._refusals["trim", pid] += 1
-        streak = self._refusals["trim", pid]
+        # Each reconciliation pass tries again while the refusals last.
+        await self._tell_refused(
+            "trim",
+            pid,
+            lambda again: (
+                f"{grown}; closing the {intent.qty} it does not cover failed{again}"
+                f" ({placed.why}): {intent.qty} has no stop"
+            ),
+        )
+
+    async def _tell_refused(self, kind: str, pid: PositionId, message: Callable[[str], str]) -> None:
+        """One more refusal of `kind` in a row for the position (`_refusals`): the trader is told
+        of the first of a streak and reminded at 8, 16, 32, ..., not at every try. `message` is
+        given "" or " (N in a row)"."""
+        self._refusals[kind, pid] += 1
+        streak = self._refusals[kind, pid]
         if streak == 1 or _reminder(streak):
             again = "" if streak == 1 else f" ({streak} in a row)"
-            await ctx.notify(
-                AlertKind.PROTECTION_FAILED,
-                f"{grown}; closing the {intent.qty} it does not cover failed{again} ({placed.why}):"
-                f" {intent.qty} has no stop",
-                pid,
-            )
+            await self.ctx.notify(AlertKind.PROTECTION_FAILED, message(again), pid)
 
     def _no_close_of(self, pid: PositionId) -> bool:
         """No close of the position is live, on its way, or sent early (`_may_close_early`)."""
@@ -2578,12 +2573,7 @@ class ExitManager:
             intent = early[0] if early is not None else self._close_intent(pos, pos.remaining)
             event = Event(EventKind.CLOSE_REQUESTED, ctx.clock.now(), pid, f"close {intent.qty}: {reason}")
             closing = replace(pos.transition(PositionStatus.CLOSING), exit_reason=reason)
-            self.flights.closing.add(intent.client_order_id)
-            try:
-                await self.ledger.commit(pos, closing, orders=[intent], events=[event])
-            except BaseException:
-                self.flights.closing.discard(intent.client_order_id)
-                raise
+            await self._write_close(pos, closing, intent, event)
         stop = self.ledger.current_stop(pid)
         if stop is None or stop.status is not OrderStatus.OPEN:
             # From the moment the close is decided, not once it works: a close that meets 5xx
@@ -2629,6 +2619,16 @@ class ExitManager:
         return await self._close_failed(
             pid, placed.why or "close order did not fill", refused, rejected=placed.rejected
         )
+
+    async def _write_close(self, pos: Position, new: Position, intent: Order, event: Event) -> None:
+        """Write a close's intent (the caller holds the position's lock). It is on its way from
+        now (`InFlight.closing`: no lookup takes it for unknown), unless the write fails."""
+        self.flights.closing.add(intent.client_order_id)
+        try:
+            await self.ledger.commit(pos, new, orders=[intent], events=[event])
+        except BaseException:
+            self.flights.closing.discard(intent.client_order_id)
+            raise
 
     async def _cover_while_closing(self, pid: PositionId, close: Order) -> None:
         """A close is on its way or working (acknowledged, not filled) and no stop is known to
