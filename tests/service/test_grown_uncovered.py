@@ -5,16 +5,19 @@ by what the simulated exchange holds and has resting."""
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import replace
 from decimal import Decimal
 
 import pytest
 
-from tests.helpers import until
+from tests.helpers import eventually, until
 from tests.service.harness import Harness
 from warden.domain.alerts import AlertKind
 from warden.domain.orders import OrderStatus
 from warden.domain.position import PositionStatus
 from warden.domain.values import OrderRole, OrderType, Side, Symbol
+from warden.service.commands import ClosePosition
 
 ETH = Symbol("ETH/USDT:USDT")
 
@@ -97,3 +100,56 @@ async def test_a_restart_while_the_trim_may_still_execute_leaves_the_covered_par
     await until(settled, what="the exchange, its stop and warden agree")
     assert await _held(restarted) == pos.filled_qty
     assert restarted.engine.ledger.positions[pos.id].status is PositionStatus.PROTECTED
+
+
+async def test_with_stacking_the_grown_position_is_trimmed_and_the_other_keeps_its_size(
+    harness: Harness,
+) -> None:
+    """Two longs stacked on the symbol; an outside add lands on one of them while stops are
+    refused: only the excess is closed, and each position ends with a stop of its own size."""
+    await harness.stop()
+    harness.config = replace(harness.config, allow_stacking=True)
+    await harness.start()
+    first = await harness.open("long", ETH, usd=None, qty=Decimal("0.1"))
+    second = await harness.open("long", ETH, usd=None, qty=Decimal("0.2"))
+    harness.sim.faults.reject_if = lambda r: r.type is OrderType.STOP_MARKET
+    harness.sim.external_order(ETH, Side.LONG.entry_side, Decimal("0.05"))
+    await harness.engine.reconcile()
+    await harness.engine.wait_idle()
+    assert await _held(harness) == Decimal("0.3") == _stops(harness)
+    for pos in (first, second):
+        now = harness.engine.ledger.positions[pos.id]
+        mine = [o for o in harness.resting(ETH) if pos.id in o.client_order_id]
+        assert now.remaining == pos.filled_qty
+        assert sum(o.qty for o in mine if o.type is OrderType.STOP_MARKET) == now.remaining
+    assert (await harness.engine.reconcile()).findings == []
+
+
+async def test_a_traders_close_while_the_trim_is_on_its_way_closes_the_position_once(
+    harness: Harness,
+) -> None:
+    """The trader closes the position while its trim is being sent: the exchange ends flat, the
+    position closed, and no order of it is left resting or traded twice."""
+    pos = await harness.open("long", ETH, usd="300")
+    harness.sim.faults.reject_if = lambda r: r.type is OrderType.STOP_MARKET
+    harness.sim.faults.rest_latency = 0.05
+    harness.sim.external_order(ETH, Side.LONG.entry_side, Decimal("0.05"))
+    passing = asyncio.ensure_future(harness.engine.reconcile())
+
+    def trimming() -> bool:
+        return any(
+            o.role is OrderRole.CLOSE and o.status is OrderStatus.PENDING
+            for o in harness.engine.ledger.orders_of(pos.id)
+        )
+
+    await eventually(trimming, what="the trim on its way")
+    closed = await harness.engine.close_position(ClosePosition(pos.id))
+    await passing
+    await harness.engine.wait_idle()
+    assert await _held(harness) == 0
+    assert closed.status is PositionStatus.CLOSED or harness.engine.ledger.positions[pos.id].status is (
+        PositionStatus.CLOSED
+    )
+    assert harness.resting(ETH) == []
+    trades = [f for f in await harness.sim.fetch_fills(ETH, None) if pos.id in f.client_order_id]
+    assert len({f.client_order_id for f in trades}) == len(trades), "an order traded twice"
