@@ -153,3 +153,24 @@ async def test_a_traders_close_while_the_trim_is_on_its_way_closes_the_position_
     assert harness.resting(ETH) == []
     trades = [f for f in await harness.sim.fetch_fills(ETH, None) if pos.id in f.client_order_id]
     assert len({f.client_order_id for f in trades}) == len(trades), "an order traded twice"
+
+
+async def test_an_excess_whose_stop_move_meets_5xx_is_trimmed_within_the_window(harness: Harness) -> None:
+    """Every stop is answered 5xx (its outcome unknown): the move is tried again later, but the
+    excess is closed at once, within the protection window of the pass that found it, not left
+    without a stop for as long as the errors last."""
+    pos = await harness.open("long", ETH, usd="300")
+    harness.sim.faults.server_error_if = lambda r: r.type is OrderType.STOP_MARKET
+    harness.sim.external_order(ETH, Side.LONG.entry_side, Decimal("0.05"))
+    passing = asyncio.ensure_future(harness.engine.reconcile())
+
+    async def covered() -> bool:
+        return await _held(harness) == _stops(harness)
+
+    await until(covered, timeout=harness.engine.ctx.config.protection_window, what="the excess closed")
+    assert await _held(harness) == pos.filled_qty
+    harness.sim.faults.server_error_if = None
+    await passing
+    await harness.engine.wait_idle()
+    assert await _held(harness) == pos.filled_qty == _stops(harness)
+    assert (await harness.engine.reconcile()).findings == []

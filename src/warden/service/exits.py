@@ -2156,7 +2156,11 @@ class ExitManager:
             await self._resize_only(pid, old)
         elif old.qty != pos.remaining:
             # Its outcome is unknown (sends and lookups failed): try again shortly, not at the
-            # next reconciliation; the stop must fit what remains once orders go through.
+            # next reconciliation; the stop must fit what remains once orders go through. A
+            # position grown past its stop does not wait for that: what the stop does not cover
+            # is closed now (the bigger stop, should it land after all, covers what is left).
+            if old.qty < pos.remaining:
+                await self._trim_to_stop(pid, old, placed.why)
             ctx.tasks.spawn(self._move_again(pid))
 
     async def _move_again(self, pid: PositionId) -> None:
