@@ -35,7 +35,7 @@ from warden.domain.orders import Fill, Order, OrderStatus
 from warden.domain.plan import levels_for, tighter
 from warden.domain.position import ExitReason, Position, PositionStatus
 from warden.domain.reconcile import guard_close, guard_stop, ours, stop_from
-from warden.domain.reports import FillReport, MarkPrice, OrderReport
+from warden.domain.reports import FillReport, MarkPrice, OrderReport, PositionReport
 from warden.domain.tally import UNPROTECTED_BUCKETS, Tally
 from warden.domain.ticks import TickIndex
 from warden.domain.values import (
@@ -2208,20 +2208,31 @@ class ExitManager:
         late entry's fill taken as growth, while the exchange refuses stops): what the resting
         stop does not cover is closed at market now, reduce-only, and the rest stays as it was,
         covered (DESIGN.md I1: a stop for the full size, or being closed). Not while a close of
-        the position is live or on its way: that one settles what remains."""
+        the position is live or on its way: that one settles what remains.
+
+        The exchange is the judge of what is uncovered: its holding on the symbol and side is
+        read first, and nothing is closed unless memory's positions there add up to it, none of
+        them closing (chaos test 1090242307:2371: a pass that read the exchange just before a
+        close of another position filled took the late entry for this position's growth too;
+        trimmed on that, warden closed what the stop covered, and the exchange went flat)."""
         ctx = self.ctx
+        try:
+            held = [r for r in await self.gw.positions() if r.symbol == stop.symbol]
+        except ExchangeError:
+            return  # the next pass tries again
         async with self._lock(pid):
             pos = self.ledger.positions[pid]
             current = self.ledger.orders.get(stop.client_order_id)
+            uncovered = self._uncovered(pos, held)
             if (
                 pos.status not in (PositionStatus.OPEN, PositionStatus.PROTECTED)
                 or current is None
                 or current.status is not OrderStatus.OPEN
                 or pos.remaining <= current.qty
-                or not self._no_close_of(pid)
+                or uncovered <= 0
             ):
                 return
-            intent = self._close_intent(pos, pos.remaining - current.qty)
+            intent = self._close_intent(pos, min(pos.remaining - current.qty, uncovered))
             grown = (
                 f"{pos.symbol} {pos.side} {pos.remaining}: the stop could not grow past {current.qty} ({why})"
             )
@@ -2275,6 +2286,32 @@ class ExitManager:
         if streak == 1 or _reminder(streak):
             again = "" if streak == 1 else f" ({streak} in a row)"
             await self.ctx.notify(AlertKind.PROTECTION_FAILED, message(again), pid)
+
+    def _uncovered(self, pos: Position, held: Sequence[PositionReport]) -> Decimal:
+        """What the exchange holds on `pos`'s symbol and side (`held`: its positions there) beyond
+        the stops of warden's resting there; 0 unless memory's positions on the symbol add up to
+        that holding, all of its side, none closing or with a close live or on its way, and no
+        close of an ended one may still land."""
+        mine = [p for p in self.ledger.active_positions() if p.symbol == pos.symbol]
+        qty = sum((r.qty for r in held if r.side is pos.side), ZERO)
+        if (
+            any(r.side is not pos.side for r in held)
+            or any(p.side is not pos.side or p.status is PositionStatus.CLOSING for p in mine)
+            or sum((p.remaining for p in mine), ZERO) != qty
+            or not all(self._no_close_of(p.id) for p in mine)
+            or self.flights.close_may_land(pos.symbol, pos.side) > 0
+        ):
+            return ZERO
+        stops = sum(
+            (
+                o.qty
+                for p in mine
+                for o in self.ledger.live_orders(p.id, OrderRole.STOP)
+                if o.status is OrderStatus.OPEN
+            ),
+            ZERO,
+        )
+        return qty - stops
 
     def _no_close_of(self, pid: PositionId) -> bool:
         """No close of the position is live, on its way, or sent early (`_may_close_early`)."""
