@@ -42,6 +42,7 @@ from warden.domain.values import (
     ZERO,
     ClientOrderId,
     OrderRole,
+    OrderSide,
     OrderType,
     ParsedClientId,
     PositionId,
@@ -1128,17 +1129,20 @@ class ExitManager:
         exposure = sum(
             (abs(r.qty) for r in held if r.symbol == cover.symbol and r.side.exit_side is cover.side), ZERO
         )
-        covered = sum(
+        return exposure > self._resting_stops(cover.symbol, cover.side)
+
+    def _resting_stops(self, symbol: Symbol, side: OrderSide) -> Decimal:
+        """What the stops of warden's positions resting on `symbol` that trade `side` have left
+        to close (memory's: a pass corrects it)."""
+        return sum(
             (
                 o.qty - o.filled_qty
-                for p in self.ledger.active_positions()
-                if p.symbol == cover.symbol
-                for o in self.ledger.live_orders(p.id, OrderRole.STOP)
-                if o.status is OrderStatus.OPEN and o.side is cover.side
+                for pid in self.ledger.by_symbol.get(symbol, ())
+                for o in self.ledger.live_orders(pid, OrderRole.STOP)
+                if o.status is OrderStatus.OPEN and o.side is side
             ),
             ZERO,
         )
-        return exposure > covered
 
     async def _cover_from_mark(self, cover: Order, side: Side, why: str) -> None:
         """A late entry's cover refused (the market already past its trigger, at the plan's
@@ -2216,23 +2220,20 @@ class ExitManager:
         close of another position filled took the late entry for this position's growth too;
         trimmed on that, warden closed what the stop covered, and the exchange went flat)."""
         ctx = self.ctx
+        if self._excess_over(pid, stop) <= 0:
+            return  # nothing to trim: the exchange is not asked
         try:
             held = [r for r in await self.gw.positions() if r.symbol == stop.symbol]
         except ExchangeError:
             return  # the next pass tries again
         async with self._lock(pid):
             pos = self.ledger.positions[pid]
-            current = self.ledger.orders.get(stop.client_order_id)
+            excess = self._excess_over(pid, stop)
             uncovered = self._uncovered(pos, held)
-            if (
-                pos.status not in (PositionStatus.OPEN, PositionStatus.PROTECTED)
-                or current is None
-                or current.status is not OrderStatus.OPEN
-                or pos.remaining <= current.qty
-                or uncovered <= 0
-            ):
+            if excess <= 0 or uncovered <= 0:
                 return
-            intent = self._close_intent(pos, min(pos.remaining - current.qty, uncovered))
+            current = self._current(stop)
+            intent = self._close_intent(pos, min(excess, uncovered))
             grown = (
                 f"{pos.symbol} {pos.side} {pos.remaining}: the stop could not grow past {current.qty} ({why})"
             )
@@ -2287,12 +2288,25 @@ class ExitManager:
             again = "" if streak == 1 else f" ({streak} in a row)"
             await self.ctx.notify(AlertKind.PROTECTION_FAILED, message(again), pid)
 
+    def _excess_over(self, pid: PositionId, stop: Order) -> Decimal:
+        """How much the open or protected position holds beyond `stop` while it rests (0 if it
+        does not, or the position is not open)."""
+        pos = self.ledger.positions[pid]
+        current = self.ledger.orders.get(stop.client_order_id)
+        if (
+            pos.status not in (PositionStatus.OPEN, PositionStatus.PROTECTED)
+            or current is None
+            or current.status is not OrderStatus.OPEN
+        ):
+            return ZERO
+        return pos.remaining - current.qty
+
     def _uncovered(self, pos: Position, held: Sequence[PositionReport]) -> Decimal:
         """What the exchange holds on `pos`'s symbol and side (`held`: its positions there) beyond
         the stops of warden's resting there; 0 unless memory's positions on the symbol add up to
         that holding, all of its side, none closing or with a close live or on its way, and no
         close of an ended one may still land."""
-        mine = [p for p in self.ledger.active_positions() if p.symbol == pos.symbol]
+        mine = [self.ledger.positions[p] for p in self.ledger.by_symbol.get(pos.symbol, ())]
         qty = sum((r.qty for r in held if r.side is pos.side), ZERO)
         if (
             any(r.side is not pos.side for r in held)
@@ -2302,16 +2316,7 @@ class ExitManager:
             or self.flights.close_may_land(pos.symbol, pos.side) > 0
         ):
             return ZERO
-        stops = sum(
-            (
-                o.qty
-                for p in mine
-                for o in self.ledger.live_orders(p.id, OrderRole.STOP)
-                if o.status is OrderStatus.OPEN
-            ),
-            ZERO,
-        )
-        return qty - stops
+        return qty - self._resting_stops(pos.symbol, pos.side.exit_side)
 
     def _no_close_of(self, pid: PositionId) -> bool:
         """No close of the position is live, on its way, or sent early (`_may_close_early`)."""
