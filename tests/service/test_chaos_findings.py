@@ -1422,10 +1422,14 @@ async def test_a_close_answered_unknown_is_followed_by_another_at_once_when_it_i
         assert again.status is PositionStatus.PROTECTED
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open: after the 5xxs the next stop waits for the saga's commits (10.4 s on a 2 s database)",
-)
+async def _protected_short(clock: FakeClock, engine: Engine) -> Position:
+    """A SOL short opened and protected on an engine `_started_on`."""
+    opening = asyncio.ensure_future(engine.open_position(OpenPosition(SOL, Side.SHORT, usd=Decimal(100))))
+    await _until_done(clock, opening, 30)
+    assert opening.result().status is PositionStatus.PROTECTED
+    return opening.result()
+
+
 async def test_stacked_positions_whose_stops_and_closes_met_5xx_on_a_slow_database_are_covered_after() -> (
     None
 ):
@@ -1435,17 +1439,15 @@ async def test_stacked_positions_whose_stops_and_closes_met_5xx_on_a_slow_databa
     its entry's answer, fails, and the close that replaces it is answered "unknown". Once the 5xxs
     end, the next stop waits for each position's chain of commits (its fill, its exit intents,
     the stop's failure, the close's intent, the close's failure), the two positions' commits
-    alternating, 2 s each: here the exchange sees the symbol covered 10.4 s after the 5xxs end
-    (18.2 s uncovered in all; the campaign's run: 18.0 s). Not fixed yet (see the README's chaos
-    row for 961329088): a stop that waits for no write must go out once the exchange answers
-    again. The mark is strict, so that a fix makes this test fail until the mark is removed."""
+    alternating, 2 s each: the exchange saw the symbol covered 10.4 s after the 5xxs ended
+    (18.2 s uncovered in all; the campaign's run: 18.0 s). The stop is now sent again under its
+    id while its close goes unanswered (`ExitManager._stop_again`): it rests once the exchange
+    answers again, and the close is recorded and followed."""
     config = EngineConfig(fill_wait=0.05, allow_stacking=True)
     clock, sim, engine, consumer = await _started_on(SlowCommits, 2.0, config)
     pending: list[asyncio.Future[Any]] = []
     try:
-        first = asyncio.ensure_future(engine.open_position(OpenPosition(SOL, Side.SHORT, usd=Decimal(100))))
-        await _until_done(clock, first, 30)
-        assert first.result().status is PositionStatus.PROTECTED
+        await _protected_short(clock, engine)
         sim.faults.server_error_if = lambda r: (
             r.reduce_only
             and r.type
@@ -1474,6 +1476,56 @@ async def test_stacked_positions_whose_stops_and_closes_met_5xx_on_a_slow_databa
         )
     finally:
         await _advance_until(clock, lambda: all(p.done() for p in pending), 120)  # the sagas end
+        await _stopped(engine, consumer, *pending)
+
+
+async def test_a_stacked_positions_close_sent_early_that_lands_after_its_stop_rested_ends_it() -> None:
+    """The other half of the fix of 961329088:9518. Stacking on, SOL holds a protected short. A
+    second short's stop meets 5xx for 3 s; the close sent in its place times out and is not found
+    (it executes 6 s later): with the first short beside it, no other close may go out, so the
+    stop is sent again until it rests. The close is then the second short's record, not
+    forgotten: it is followed, and when it lands the second short is closed by it and its stop
+    cancelled, so the stops left on the exchange cover exactly what the first short holds."""
+    config = EngineConfig(fill_wait=0.05, allow_stacking=True)
+    clock, sim, engine, consumer = await _started_on(SlowCommits, 0.0, config)
+    pending: list[asyncio.Future[Any]] = []
+    try:
+        first = await _protected_short(clock, engine)
+        burst = clock.monotonic() + 3.0
+        sim.faults.server_error_if = lambda r: r.type is OrderType.STOP_MARKET and clock.monotonic() < burst
+        sim.faults.execute_late_if = lambda r: r.reduce_only and r.type is OrderType.MARKET
+        sim.faults.execute_delay = 6.0
+        second = asyncio.ensure_future(engine.open_position(OpenPosition(SOL, Side.SHORT, usd=Decimal(50))))
+        pending.append(second)
+        await _advance_until(clock, lambda: clock.monotonic() >= burst, 5)
+        assert sim.exposure()[0].unprotected_seconds > 2, "the second short was left uncovered by the 5xxs"
+
+        def covered() -> bool:
+            return sim.exposure()[0].unprotected_seconds == 0
+
+        await _advance_until(clock, covered, config.protection_window)
+        assert covered(), "the second short's stop rests once the 5xxs end"
+        second_id = next(p for p in engine.ledger.by_symbol[SOL] if p != first.id)
+        await _advance_until(
+            clock, lambda: engine.ledger.positions[second_id].status is PositionStatus.PROTECTED, 1
+        )
+        [close] = engine.ledger.live_orders(second_id, OrderRole.CLOSE)
+        assert close.status is OrderStatus.PENDING, "the close sent early is recorded, its outcome unknown"
+
+        def settled() -> bool:
+            stops = [o for o in sim.core.open_orders(SOL) if o.type is OrderType.STOP_MARKET]
+            return engine.ledger.positions[second_id].status is PositionStatus.CLOSED and [
+                o.qty for o in stops
+            ] == [first.remaining]
+
+        await _advance_until(clock, settled, 30)
+        assert engine.ledger.positions[second_id].status is PositionStatus.CLOSED
+        assert engine.ledger.orders[close.client_order_id].status is OrderStatus.FILLED
+        assert abs(sim.core.position(SOL).qty) == first.remaining
+        stops = [o for o in sim.core.open_orders(SOL) if o.type is OrderType.STOP_MARKET]
+        assert [o.qty for o in stops] == [first.remaining], "only the first short's stop rests"
+    finally:
+        await _advance_until(clock, lambda: all(p.done() for p in pending), 60)
         await _stopped(engine, consumer, *pending)
 
 

@@ -488,11 +488,52 @@ class ExitManager:
         records it as sent and takes its answer; if the process dies first, recovery adopts it
         from its trades (its id is deterministic). Not while the position is closing or ended,
         nor while another close of it is live: a second reduce-only close could close what
-        another position on the symbol holds (`close` settles those first)."""
+        another position on the symbol holds (`close` settles those first).
+
+        A close whose outcome is unknown too (timed out and not found) beside another position on
+        the symbol leaves the position with neither, and no other close may go out while it may
+        still execute (`_alone`; alone, the next round's close may): the stop is sent again
+        under its id until it rests (`_stop_again`), not after the refusal, the close's intent and
+        its failure are written (chaos 961329088:9518: two stacked positions' 2 s commits
+        alternating; covered 10 s after the 5xxs ended). A close that definitely did not go out
+        goes on as before: `close` records it, and its failure sends the next stop and close."""
         placed = await self.place(stop)
         if placed.report is None and self._may_close_early(pos.id):
             close = self._close_intent(pos, pos.remaining)
-            self._early_closes[pos.id] = (close, self.ctx.tasks.spawn(self.place(close)))
+            early = (close, self.ctx.tasks.spawn(self.place(close)))
+            self._early_closes[pos.id] = early
+            if not placed.rejected:
+                try:
+                    closed = await asyncio.shield(early[1])
+                except Exception:  # `close` takes it and raises it
+                    return placed
+                if closed.unknown and self._others_on(pos.symbol, pos.id):
+                    return await self._stop_again(pos.id, stop, placed, early)
+        return placed
+
+    async def _stop_again(
+        self, pid: PositionId, stop: Order, placed: Placed, early: tuple[Order, asyncio.Task[Placed]]
+    ) -> Placed:
+        """Send a stop that was not placed again, under its id, a quarter window apart, while the
+        close sent in its place went unanswered and may still execute (`Flights.may_execute_for`).
+        Each send is retried as any stop's is (`place`): a copy that landed meanwhile is adopted,
+        the exchange refusing a second one under its id. It ends once the stop rests or the
+        exchange refuses it, once the position is no longer open, or once a close of it takes
+        that close over (`close` pops it); its last answer is the stop's. Resting, the position
+        is protected with the close's outcome still unknown: `protect` records the close and
+        follows it (`_early_close_behind`)."""
+        clock = self.ctx.clock
+        close = early[0]
+        while (
+            placed.report is None
+            and not placed.rejected
+            and self.flights.may_execute_for(close) > 0
+            and self._early_closes.get(pid) is early
+            and (pos := self.ledger.positions.get(pid)) is not None
+            and pos.status in (PositionStatus.OPENING, PositionStatus.OPEN)
+        ):
+            await clock.sleep(self.ctx.config.protection_window / 4)
+            placed = await self.place(stop)
         return placed
 
     def _may_close_early(self, pid: PositionId) -> bool:
@@ -645,6 +686,18 @@ class ExitManager:
                         },
                     )
                 )
+            behind = self._early_close_behind(pid) if judge and stop_failed is None else None
+            if behind is not None:
+                orders.append(behind)
+                events.append(
+                    Event(
+                        EventKind.CLOSE_REQUESTED,
+                        now,
+                        pid,
+                        f"close {behind.qty} sent when the stop failed, then the stop rested: "
+                        + ("its outcome is not known yet" if behind.status.live else "not placed"),
+                    )
+                )
             new = pos
             alerts = []
             if judge and stop_failed is None and pos.status is PositionStatus.OPEN and pos.remaining > 0:
@@ -660,11 +713,31 @@ class ExitManager:
             protected = new is not pos and new.status is PositionStatus.PROTECTED
             pos = await self.ledger.commit(pos, new, orders=orders, events=events, alerts=alerts)
         await ctx.announce(*alerts)
+        if behind is not None and behind.status.live:
+            ctx.tasks.spawn(self.follow_unknown_close(pid, behind))
         if protected:
             self._pass_for_covers(pos)
         if closing and pos.is_active and pos.remaining > 0:
             return await self.close(pid, ExitReason.PROTECTION_FAILED)
         return pos
+
+    def _early_close_behind(self, pid: PositionId) -> Order | None:
+        """A close sent early whose stop then rested after all (`_stop_again`) is the position's
+        record, not the next close's: its intent as it went out, pending while it may still
+        execute (then followed: if it lands, the position closes and its exits are cancelled),
+        refused if the exchange definitely did not take it. Its id is spent either way: a market
+        order's id is free again once it filled, and a second close under it could close what
+        another position on the symbol holds. None if no close went out early."""
+        early = self._early_closes.get(pid)
+        if early is None or not early[1].done() or early[1].cancelled() or early[1].exception():
+            return None
+        del self._early_closes[pid]
+        close, sending = early
+        placed = sending.result()
+        if placed.report is not None:  # not taken over by `_stop_again`: `close` records it
+            self._early_closes[pid] = early
+            return None
+        return close if placed.unknown else close.advance(OrderStatus.REJECTED)
 
     def _take_profits_refused(
         self, pos: Position, intents: list[Order], results: list[Placed]
@@ -2976,6 +3049,10 @@ class ExitManager:
                     await self.ledger.commit(pos, pos, orders=updates)
         return settled
 
+    def _others_on(self, symbol: Symbol, pid: PositionId) -> bool:
+        """Another position of this engine's is on `symbol`."""
+        return any(p != pid for p in self.ledger.by_symbol.get(symbol, ()))
+
     def _alone(self, pid: PositionId, symbol: Symbol) -> bool:
         """No other position of this engine on `symbol`: a reduce-only close of `pid` can close
         nothing else of warden's. So the next close of `pid` may go out while an earlier one, not
@@ -2985,8 +3062,7 @@ class ExitManager:
         meanwhile (`InFlight.close_may_land`), with stacking on from the moment this says so,
         while the position is still open. With another position there, a second reduce-only
         close could reduce it once the first lands: held back."""
-        others = (p for p in self.ledger.by_symbol.get(symbol, ()) if p != pid)
-        if next(others, None) is not None:
+        if self._others_on(symbol, pid):
             return False
         if not self.ctx.config.allow_stacking:
             return True
