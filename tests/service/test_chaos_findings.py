@@ -1479,6 +1479,19 @@ async def test_stacked_positions_whose_stops_and_closes_met_5xx_on_a_slow_databa
         await _stopped(engine, consumer, *pending)
 
 
+def _second_short(
+    clock: FakeClock, sim: SimulatedExchange, engine: Engine, *, stop_5xx: float, close_late: float
+) -> tuple[float, asyncio.Future[Position]]:
+    """A second SOL short's signal, while every stop meets 5xx for `stop_5xx` seconds and every
+    close times out and executes `close_late` seconds after it was sent. Returns when the 5xxs
+    end (the engine's monotonic time) and the signal's open."""
+    burst = clock.monotonic() + stop_5xx
+    sim.faults.server_error_if = lambda r: r.type is OrderType.STOP_MARKET and clock.monotonic() < burst
+    sim.faults.execute_late_if = lambda r: r.reduce_only and r.type is OrderType.MARKET
+    sim.faults.execute_delay = close_late
+    return burst, asyncio.ensure_future(engine.open_position(OpenPosition(SOL, Side.SHORT, usd=Decimal(50))))
+
+
 async def test_a_stacked_positions_close_sent_early_that_lands_after_its_stop_rested_ends_it() -> None:
     """The other half of the fix of 961329088:9518. Stacking on, SOL holds a protected short. A
     second short's stop meets 5xx for 3 s; the close sent in its place times out and is not found
@@ -1491,11 +1504,7 @@ async def test_a_stacked_positions_close_sent_early_that_lands_after_its_stop_re
     pending: list[asyncio.Future[Any]] = []
     try:
         first = await _protected_short(clock, engine)
-        burst = clock.monotonic() + 3.0
-        sim.faults.server_error_if = lambda r: r.type is OrderType.STOP_MARKET and clock.monotonic() < burst
-        sim.faults.execute_late_if = lambda r: r.reduce_only and r.type is OrderType.MARKET
-        sim.faults.execute_delay = 6.0
-        second = asyncio.ensure_future(engine.open_position(OpenPosition(SOL, Side.SHORT, usd=Decimal(50))))
+        burst, second = _second_short(clock, sim, engine, stop_5xx=3.0, close_late=6.0)
         pending.append(second)
         await _advance_until(clock, lambda: clock.monotonic() >= burst, 5)
         assert sim.exposure()[0].unprotected_seconds > 2, "the second short was left uncovered by the 5xxs"
@@ -1527,6 +1536,53 @@ async def test_a_stacked_positions_close_sent_early_that_lands_after_its_stop_re
     finally:
         await _advance_until(clock, lambda: all(p.done() for p in pending), 60)
         await _stopped(engine, consumer, *pending)
+
+
+async def test_a_stacked_positions_unknown_close_is_written_while_its_stop_is_sent_again() -> None:
+    """Found attacking the fix of 961329088:9518. Stacking on, SOL holds a protected short; a
+    second short's stop meets 5xx for 8 s and the close sent in its place times out, not found
+    (it executes 9 s later). While the stop is sent again the process dies, and a new one starts.
+    With the close unwritten, the new process sent its own close under the same id (its first),
+    and both executed: the second one's 0.33 came off the first short (I2). The close is written
+    while the stop is sent again, so the new process follows it, and the one execution closes the
+    second short and nothing else."""
+    clock = FakeClock()
+    sim = SimulatedExchange(now=clock.now, seed=7, sleep=clock.sleep)
+    memory = InMemoryStore()
+    config = EngineConfig(fill_wait=0.05, allow_stacking=True)
+    dying = Engine(sim, memory, clock, RecordingNotifier(), config)
+    consumer = asyncio.get_running_loop().create_task(dying.consume(sim.stream()))
+    await _until_done(clock, asyncio.ensure_future(dying.start()), 10)
+    first = await _protected_short(clock, dying)
+    burst, second = _second_short(clock, sim, dying, stop_5xx=8.0, close_late=9.0)
+    await _advance_until(clock, lambda: clock.monotonic() >= burst - 0.5, 8)
+    [second_id] = [p for p in dying.ledger.by_symbol[SOL] if p != first.id]
+    assert not sim.core.fills(SOL)[2:], "the close has not executed yet"
+    await _stopped(dying, consumer, second)  # the process dies
+    sim.new_session()
+    engine = Engine(sim, memory, clock, RecordingNotifier(), config)
+    consumer = asyncio.get_running_loop().create_task(engine.consume(sim.stream()))
+    starting = asyncio.ensure_future(engine.start_with_retry())
+    try:
+
+        def stops() -> list[Decimal]:
+            return [o.qty for o in sim.core.open_orders(SOL) if o.type is OrderType.STOP_MARKET]
+
+        def settled() -> bool:
+            ended = engine.ledger.positions.get(second_id)
+            return ended is not None and ended.status is PositionStatus.CLOSED and len(stops()) == 1
+
+        await _advance_until(clock, settled, 30)
+        closes = [
+            f for f in sim.core.fills(SOL) if second_id in f.client_order_id and "-c" in f.client_order_id
+        ]
+        assert [f.qty for f in closes] == [first.filled_qty / 2], f"the second short closed once: {closes}"
+        assert abs(sim.core.position(SOL).qty) == first.filled_qty, "the first short keeps what it holds"
+        assert settled(), "the second short is closed by its close, its stop taken down"
+        assert engine.ledger.positions[first.id].remaining == first.filled_qty
+        assert stops() == [first.filled_qty], "only the first short's stop rests"
+    finally:
+        await _stopped(engine, consumer, starting)
 
 
 class HeldInsert(ForwardingStore):

@@ -232,6 +232,7 @@ class ExitManager:
         self._refusals.pop(("move", pid), None)
         self._refusals.pop(("trim", pid), None)
         self._tps_told -= {(pid, OrderRole.TP1), (pid, OrderRole.TP2)}
+        self._early_closes.pop(pid, None)  # one whose close landed while its stop was sent again
 
     def _before_change(self, symbol: Symbol, pid: PositionId, joining: bool) -> None:
         self.index.before_change(symbol, pid, joining)
@@ -496,7 +497,9 @@ class ExitManager:
         under its id until it rests (`_stop_again`), not after the refusal, the close's intent and
         its failure are written (chaos 961329088:9518: two stacked positions' 2 s commits
         alternating; covered 10 s after the 5xxs ended). A close that definitely did not go out
-        goes on as before: `close` records it, and its failure sends the next stop and close."""
+        goes on as before: `close` records it, and its failure sends the next stop and close.
+        The unknown close is written meanwhile (`_record_early_close`), beside the stop's sends,
+        not before them."""
         placed = await self.place(stop)
         if placed.report is None and self._may_close_early(pos.id):
             close = self._close_intent(pos, pos.remaining)
@@ -508,6 +511,7 @@ class ExitManager:
                 except Exception:  # `close` takes it and raises it
                     return placed
                 if closed.unknown and self._others_on(pos.symbol, pos.id):
+                    self.ctx.tasks.spawn(self._record_early_close(pos.id, early))
                     return await self._stop_again(pos.id, stop, placed, early)
         return placed
 
@@ -535,6 +539,37 @@ class ExitManager:
             await clock.sleep(self.ctx.config.protection_window / 4)
             placed = await self.place(stop)
         return placed
+
+    async def _record_early_close(self, pid: PositionId, early: tuple[Order, asyncio.Task[Placed]]) -> None:
+        """Write the intent of a close sent early whose outcome is unknown while its stop is sent
+        again (`_stop_again`): it may execute for seconds, and a process that died meanwhile must
+        find it (recovery follows a pending close of a position not closing while it may still
+        execute) — unwritten, it landed after the restart as a trade of an order nobody knew,
+        the stacked position beside it counted as still held (found by attacking 9518's fix).
+        Pending and still this position's early close, it is left to whoever takes its answer
+        (`close`, `_early_close_behind`: `_settle_unknown` leaves it alone); written already by
+        one of them, or the position ended, nothing is written. A write that fails is logged:
+        the close is written again when its answer is taken."""
+        close = early[0]
+        try:
+            async with self._lock(pid):
+                pos = self.ledger.positions.get(pid)
+                if (
+                    pos is None
+                    or not pos.is_active
+                    or self._early_closes.get(pid) is not early
+                    or close.client_order_id in self.ledger.orders
+                ):
+                    return
+                event = Event(
+                    EventKind.CLOSE_REQUESTED,
+                    self.ctx.clock.now(),
+                    pid,
+                    f"close {close.qty} sent when the stop failed, its outcome unknown; its stop sent again",
+                )
+                await self.ledger.commit(pos, pos, orders=[close], events=[event])
+        except StoreUnavailable as exc:
+            log.warning("early_close_unwritten", client_order_id=close.client_order_id, error=str(exc))
 
     def _may_close_early(self, pid: PositionId) -> bool:
         """No close of the position is live or on its way: one being written now (`close`, a
@@ -687,7 +722,7 @@ class ExitManager:
                     )
                 )
             behind = self._early_close_behind(pid) if judge and stop_failed is None else None
-            if behind is not None:
+            if behind is not None and behind.client_order_id not in self.ledger.orders:
                 orders.append(behind)
                 events.append(
                     Event(
@@ -713,8 +748,10 @@ class ExitManager:
             protected = new is not pos and new.status is PositionStatus.PROTECTED
             pos = await self.ledger.commit(pos, new, orders=orders, events=events, alerts=alerts)
         await ctx.announce(*alerts)
-        if behind is not None and behind.status.live:
-            ctx.tasks.spawn(self.follow_unknown_close(pid, behind))
+        if behind is not None:
+            # Followed until it ends; one that ended already (its fill came meanwhile) has the
+            # position's exits, this stop among them, taken down if it closed the position.
+            ctx.tasks.spawn(self.follow_unknown_close(pid, self._current(behind)))
         if protected:
             self._pass_for_covers(pos)
         if closing and pos.is_active and pos.remaining > 0:
@@ -2688,8 +2725,9 @@ class ExitManager:
                 return pos
             early = self._early_closes.pop(pid, None)
             # A close already sent when the early stop was refused is this close: recorded as
-            # it was sent (its id and quantity) and its answer taken, not sent again.
-            intent = early[0] if early is not None else self._close_intent(pos, pos.remaining)
+            # it was sent (its id and quantity) and its answer taken, not sent again; as memory
+            # has it if it was written while its stop was sent again (`_record_early_close`).
+            intent = self._current(early[0]) if early is not None else self._close_intent(pos, pos.remaining)
             event = Event(EventKind.CLOSE_REQUESTED, ctx.clock.now(), pid, f"close {intent.qty}: {reason}")
             closing = replace(pos.transition(PositionStatus.CLOSING), exit_reason=reason)
             await self._write_close(pos, closing, intent, event)
@@ -3021,6 +3059,10 @@ class ExitManager:
             if o.status is OrderStatus.PENDING
             and o.client_order_id not in self.flights.closing
             and not (leave_sending and self.flights.sending(o.client_order_id))
+            and not (
+                (early := self._early_closes.get(pid)) is not None
+                and early[0].client_order_id == o.client_order_id
+            )
         ]
         found: dict[ClientOrderId, tuple[OrderStatus, str | None]] = {}
         settled = True
