@@ -768,12 +768,10 @@ class ExitManager:
         early = self._early_closes.get(pid)
         if early is None or not early[1].done() or early[1].cancelled() or early[1].exception():
             return None
+        close, placed = early[0], early[1].result()
+        if placed.report is not None:
+            return None  # placed: not one `_stop_again` went on from; `close` records it
         del self._early_closes[pid]
-        close, sending = early
-        placed = sending.result()
-        if placed.report is not None:  # not taken over by `_stop_again`: `close` records it
-            self._early_closes[pid] = early
-            return None
         return close if placed.unknown else close.advance(OrderStatus.REJECTED)
 
     def _take_profits_refused(
