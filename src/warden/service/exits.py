@@ -561,13 +561,9 @@ class ExitManager:
                     or close.client_order_id in self.ledger.orders
                 ):
                     return
-                event = Event(
-                    EventKind.CLOSE_REQUESTED,
-                    self.ctx.clock.now(),
-                    pid,
-                    f"close {close.qty} sent when the stop failed, its outcome unknown; its stop sent again",
+                await self.ledger.commit(
+                    pos, pos, orders=[close], events=[self._early_close_event(pid, close)]
                 )
-                await self.ledger.commit(pos, pos, orders=[close], events=[event])
         except StoreUnavailable as exc:
             log.warning("early_close_unwritten", client_order_id=close.client_order_id, error=str(exc))
 
@@ -724,15 +720,7 @@ class ExitManager:
             behind = self._early_close_behind(pid) if judge and stop_failed is None else None
             if behind is not None and behind.client_order_id not in self.ledger.orders:
                 orders.append(behind)
-                events.append(
-                    Event(
-                        EventKind.CLOSE_REQUESTED,
-                        now,
-                        pid,
-                        f"close {behind.qty} sent when the stop failed, then the stop rested: "
-                        + ("its outcome is not known yet" if behind.status.live else "not placed"),
-                    )
-                )
+                events.append(self._early_close_event(pid, behind))
             new = pos
             alerts = []
             if judge and stop_failed is None and pos.status is PositionStatus.OPEN and pos.remaining > 0:
@@ -759,20 +747,28 @@ class ExitManager:
         return pos
 
     def _early_close_behind(self, pid: PositionId) -> Order | None:
-        """A close sent early whose stop then rested after all (`_stop_again`) is the position's
+        """A close sent early with an unknown outcome whose stop then rested after all
+        (`_stop_again`, the only way a stop rests with such a close behind it) is the position's
         record, not the next close's: its intent as it went out, pending while it may still
-        execute (then followed: if it lands, the position closes and its exits are cancelled),
-        refused if the exchange definitely did not take it. Its id is spent either way: a market
-        order's id is free again once it filled, and a second close under it could close what
-        another position on the symbol holds. None if no close went out early."""
+        execute, then followed (if it lands, the position closes and its exits are cancelled).
+        Its id is spent: a market order's id is free again once it filled, and a second close
+        under it could close what another position on the symbol holds. None otherwise (one
+        placed or refused is `close`'s to record)."""
         early = self._early_closes.get(pid)
         if early is None or not early[1].done() or early[1].cancelled() or early[1].exception():
             return None
-        close, placed = early[0], early[1].result()
-        if placed.report is not None:
-            return None  # placed: not one `_stop_again` went on from; `close` records it
+        if not early[1].result().unknown:
+            return None
         del self._early_closes[pid]
-        return close if placed.unknown else close.advance(OrderStatus.REJECTED)
+        return early[0]
+
+    def _early_close_event(self, pid: PositionId, close: Order) -> Event:
+        return Event(
+            EventKind.CLOSE_REQUESTED,
+            self.ctx.clock.now(),
+            pid,
+            f"close {close.qty} sent when the stop failed, its outcome unknown; its stop sent again",
+        )
 
     def _take_profits_refused(
         self, pos: Position, intents: list[Order], results: list[Placed]
