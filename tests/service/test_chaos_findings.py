@@ -1538,27 +1538,34 @@ async def test_a_stacked_positions_close_sent_early_that_lands_after_its_stop_re
         await _stopped(engine, consumer, *pending)
 
 
-async def test_a_stacked_positions_unknown_close_is_written_while_its_stop_is_sent_again() -> None:
-    """Found attacking the fix of 961329088:9518. Stacking on, SOL holds a protected short; a
-    second short's stop meets 5xx for 8 s and the close sent in its place times out, not found
-    (it executes 9 s later). While the stop is sent again the process dies, and a new one starts.
-    With the close unwritten, the new process sent its own close under the same id (its first),
-    and both executed: the second one's 0.33 came off the first short (I2). The close is written
-    while the stop is sent again, so the new process follows it, and the one execution closes the
-    second short and nothing else."""
+def _stacking_on() -> tuple[FakeClock, SimulatedExchange, InMemoryStore, EngineConfig]:
+    """A fake clock, a simulator on it, an in-memory database and a config with stacking on."""
     clock = FakeClock()
     sim = SimulatedExchange(now=clock.now, seed=7, sleep=clock.sleep)
-    memory = InMemoryStore()
-    config = EngineConfig(fill_wait=0.05, allow_stacking=True)
+    return clock, sim, InMemoryStore(), EngineConfig(fill_wait=0.05, allow_stacking=True)
+
+
+async def _dying_beside_a_short(
+    clock: FakeClock, sim: SimulatedExchange, memory: InMemoryStore, config: EngineConfig
+) -> tuple[Engine, asyncio.Task[None], Position]:
+    """An engine on `memory`, started, its stream consumed by the task returned, with a SOL short
+    opened and protected: the process the test will kill."""
     dying = Engine(sim, memory, clock, RecordingNotifier(), config)
     consumer = asyncio.get_running_loop().create_task(dying.consume(sim.stream()))
     await _until_done(clock, asyncio.ensure_future(dying.start()), 10)
-    first = await _protected_short(clock, dying)
-    burst, second = _second_short(clock, sim, dying, stop_5xx=8.0, close_late=9.0)
-    await _advance_until(clock, lambda: clock.monotonic() >= burst - 0.5, 8)
-    [second_id] = [p for p in dying.ledger.by_symbol[SOL] if p != first.id]
-    assert not sim.core.fills(SOL)[2:], "the close has not executed yet"
-    await _stopped(dying, consumer, second)  # the process dies
+    return dying, consumer, await _protected_short(clock, dying)
+
+
+async def _restarted_closes_the_second_short_once(
+    clock: FakeClock,
+    sim: SimulatedExchange,
+    memory: InMemoryStore,
+    config: EngineConfig,
+    first: Position,
+    second_id: PositionId,
+) -> None:
+    """A new process on `memory` after the kill: the second short's close executes once, closing
+    it and nothing of the first short's, and only the first short's stop rests."""
     sim.new_session()
     engine = Engine(sim, memory, clock, RecordingNotifier(), config)
     consumer = asyncio.get_running_loop().create_task(engine.consume(sim.stream()))
@@ -1583,6 +1590,57 @@ async def test_a_stacked_positions_unknown_close_is_written_while_its_stop_is_se
         assert stops() == [first.filled_qty], "only the first short's stop rests"
     finally:
         await _stopped(engine, consumer, starting)
+
+
+async def test_a_stacked_positions_unknown_close_is_written_while_its_stop_is_sent_again() -> None:
+    """Found attacking the fix of 961329088:9518. Stacking on, SOL holds a protected short; a
+    second short's stop meets 5xx for 8 s and the close sent in its place times out, not found
+    (it executes 9 s later). While the stop is sent again the process dies, and a new one starts.
+    With the close unwritten, the new process sent its own close under the same id (its first),
+    and both executed: the second one's 0.33 came off the first short (I2). The close is written
+    while the stop is sent again, so the new process follows it, and the one execution closes the
+    second short and nothing else."""
+    clock, sim, memory, config = _stacking_on()
+    dying, consumer, first = await _dying_beside_a_short(clock, sim, memory, config)
+    burst, second = _second_short(clock, sim, dying, stop_5xx=8.0, close_late=9.0)
+    await _advance_until(clock, lambda: clock.monotonic() >= burst - 0.5, 8)
+    [second_id] = [p for p in dying.ledger.by_symbol[SOL] if p != first.id]
+    assert not sim.core.fills(SOL)[2:], "the close has not executed yet"
+    await _stopped(dying, consumer, second)  # the process dies
+    await _restarted_closes_the_second_short_once(clock, sim, memory, config, first, second_id)
+
+
+async def test_a_stacked_positions_close_sent_early_is_written_before_its_answer_comes() -> None:
+    """The kill the fix above left open. Stacking on, SOL holds a protected short; a second
+    short's stop meets 5xx for 8 s and the close sent in its place times out (it executes 9 s
+    later). The process dies after that close reached the exchange and before its answer was
+    taken. With nothing written until the answer, the new process closed the second short with
+    its own first close, under the same id, and both executed: the second took 0.33 off the
+    first short (I2). The close is written as it goes out, so the new process follows it and the
+    one execution closes the second short and nothing else."""
+    clock, sim, memory, config = _stacking_on()
+    dying, consumer, first = await _dying_beside_a_short(clock, sim, memory, config)
+    _, second = _second_short(clock, sim, dying, stop_5xx=8.0, close_late=9.0)
+    held: list[str] = []
+    late = sim.faults.execute_late_if
+    assert late is not None
+
+    def holding(request: OrderRequest) -> bool:
+        if late(request):
+            held.append(request.client_order_id)
+            return True
+        return False
+
+    sim.faults.execute_late_if = holding
+    await _advance_until(clock, lambda: bool(held), 8)
+    assert held, "the second short's close reached the exchange, held"
+    await turns(20)  # its answer is not in: that takes the lookups' clock time
+    [second_id] = [p for p in dying.ledger.by_symbol[SOL] if p != first.id]
+    assert not sim.core.fills(SOL)[2:], "the close has not executed yet"
+    written = {o.client_order_id: o.status for o in await memory.orders_for(second_id)}
+    assert written.get(held[0]) is OrderStatus.PENDING, "the close is written as it goes out"
+    await _stopped(dying, consumer, second)  # the process dies
+    await _restarted_closes_the_second_short_once(clock, sim, memory, config, first, second_id)
 
 
 class HeldInsert(ForwardingStore):

@@ -498,13 +498,15 @@ class ExitManager:
         its failure are written (chaos 961329088:9518: two stacked positions' 2 s commits
         alternating; covered 10 s after the 5xxs ended). A close that definitely did not go out
         goes on as before: `close` records it, and its failure sends the next stop and close.
-        The unknown close is written meanwhile (`_record_early_close`), beside the stop's sends,
-        not before them."""
+        Beside another position, the close's intent is written as it goes out
+        (`_record_early_close`), beside its send, not before it."""
         placed = await self.place(stop)
         if placed.report is None and self._may_close_early(pos.id):
             close = self._close_intent(pos, pos.remaining)
             early = (close, self.ctx.tasks.spawn(self.place(close)))
             self._early_closes[pos.id] = early
+            if self._others_on(pos.symbol, pos.id):
+                self.ctx.tasks.spawn(self._record_early_close(pos.id, early))
             if not placed.rejected:
                 try:
                     closed = await asyncio.shield(early[1])
@@ -541,11 +543,20 @@ class ExitManager:
         return placed
 
     async def _record_early_close(self, pid: PositionId, early: tuple[Order, asyncio.Task[Placed]]) -> None:
-        """Write the intent of a close sent early whose outcome is unknown while its stop is sent
-        again (`_stop_again`): it may execute for seconds, and a process that died meanwhile must
+        """Write the intent of a close sent early as it goes out, beside its send: its answer may
+        take seconds (a timeout, then lookups), the stop may be sent again meanwhile
+        (`_stop_again`), and it may execute for seconds after; a process that died meanwhile must
         find it (recovery follows a pending close of a position not closing while it may still
-        execute) — unwritten, it landed after the restart as a trade of an order nobody knew,
-        the stacked position beside it counted as still held (found by attacking 9518's fix).
+        execute, and no signal opens a position it could reduce). Unwritten, it landed after
+        the restart as a trade of an order nobody knew, and the new process had sent its own
+        first close under the same id: both executed, the second off the stacked position beside
+        it (I2; found by attacking 9518's fix, killed while the stop was sent again, then killed
+        before the close's answer came). A kill before this write lands still loses it: writing
+        first would hold the close, which is the position's protection now, behind a commit.
+        Only beside another position (`_stop_or_close`): alone, a close sent again under its id
+        after a restart closes nothing more, and no signal opens a position beside it while that
+        one may land (`_alone`); the commit is not spent there, since it holds the position's next
+        step behind it on a slow database (chaos 291220366:4862, 0.5 s over the window).
         Pending and still this position's early close, it is left to whoever takes its answer
         (`close`, `_early_close_behind`: `_settle_unknown` leaves it alone); written already by
         one of them, or the position ended, nothing is written. A write that fails is logged:
@@ -767,7 +778,7 @@ class ExitManager:
             EventKind.CLOSE_REQUESTED,
             self.ctx.clock.now(),
             pid,
-            f"close {close.qty} sent when the stop failed, its outcome unknown; its stop sent again",
+            f"close {close.qty} sent when the stop failed",
         )
 
     def _take_profits_refused(
