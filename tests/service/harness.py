@@ -366,3 +366,36 @@ def covered(sim: SimulatedExchange, qty: Decimal) -> Callable[[], bool]:
         return exposure.qty == abs(qty) and exposure.unprotected_seconds == 0
 
     return now
+
+
+async def turns(n: int = 300) -> None:
+    """Let the loop run `n` turns without the engine's (fake) clock moving."""
+    for _ in range(n):
+        await asyncio.sleep(0)
+
+
+async def advance_until(clock: FakeClock, done: Callable[[], bool], seconds: float) -> None:
+    """Move the engine's clock in 0.1 s steps until `done`, `seconds` at most (the caller asserts)."""
+    for _ in range(round(seconds * 10)):
+        if done():
+            return
+        clock.advance(0.1)
+        await turns(5)
+
+
+@contextlib.asynccontextmanager
+async def engine_on(
+    clock: FakeClock, sim: SimulatedExchange, config: EngineConfig, store: Store | None = None
+) -> AsyncIterator[Engine]:
+    """An engine on `sim` whose clock moves only when the test says so, started; stopped after
+    (read-only first: that refuses every further order and write, ending any spin)."""
+    engine = Engine(sim, store or InMemoryStore(), clock, RecordingNotifier(), config)
+    consumer = asyncio.get_running_loop().create_task(engine.consume(sim.stream()))
+    await engine.start()
+    try:
+        yield engine
+    finally:
+        engine.set_read_only("test over")
+        await engine.stop()
+        consumer.cancel()
+        await asyncio.gather(consumer, return_exceptions=True)

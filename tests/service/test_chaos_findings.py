@@ -27,8 +27,11 @@ from tests.service.harness import (
     LateExecution,
     LateOneByOne,
     SwitchableStore,
+    advance_until,
     covered,
     driven,
+    engine_on,
+    turns,
 )
 from tests.service.probe import ProbedExchange
 from tests.service.test_crash_points import open_long
@@ -69,30 +72,6 @@ class CountingExchange(ProbedExchange):
     async def place_order(self, request: OrderRequest) -> OrderReport:
         self.attempts.append(request)
         return await super().place_order(request)
-
-
-async def turns(n: int = 300) -> None:
-    """Let the loop run `n` turns without the engine's (fake) clock moving."""
-    for _ in range(n):
-        await asyncio.sleep(0)
-
-
-@contextlib.asynccontextmanager
-async def engine_on(
-    clock: FakeClock, sim: SimulatedExchange, config: EngineConfig, store: Store | None = None
-) -> AsyncIterator[Engine]:
-    """An engine on `sim` whose clock moves only when the test says so, started; stopped after
-    (read-only first: that refuses every further order and write, ending any spin)."""
-    engine = Engine(sim, store or InMemoryStore(), clock, RecordingNotifier(), config)
-    consumer = asyncio.get_running_loop().create_task(engine.consume(sim.stream()))
-    await engine.start()
-    try:
-        yield engine
-    finally:
-        engine.set_read_only("test over")
-        await engine.stop()
-        consumer.cancel()
-        await asyncio.gather(consumer, return_exceptions=True)
 
 
 @pytest.fixture
@@ -305,18 +284,9 @@ class SlowCommits(InMemoryStore):
         await super().commit(transition)
 
 
-async def _advance_until(clock: FakeClock, done: Callable[[], bool], seconds: float) -> None:
-    """Move the engine's clock in 0.1 s steps until `done`, `seconds` at most (the caller asserts)."""
-    for _ in range(round(seconds * 10)):
-        if done():
-            return
-        clock.advance(0.1)
-        await turns(5)
-
-
 async def _until_done(clock: FakeClock, task: asyncio.Future[Any], seconds: float) -> None:
     """Move the engine's clock in 0.1 s steps until `task` is done, `seconds` at most."""
-    await _advance_until(clock, task.done, seconds)
+    await advance_until(clock, task.done, seconds)
     assert task.done(), f"not done after {seconds} s of engine time"
 
 
@@ -946,7 +916,7 @@ async def test_a_start_whose_guard_stop_was_not_placed_tries_its_database_again_
     second: Engine | None = None
     consumer2: asyncio.Task[None] | None = None
     try:
-        await _advance_until(clock, lambda: sim.core.position(SOL).qty > 0, 1.0)
+        await advance_until(clock, lambda: sim.core.position(SOL).qty > 0, 1.0)
         assert sim.core.position(SOL).qty > 0, "filled"
         await _stopped(first, consumer, opening)  # the process dies
         sim.new_session()
@@ -1469,13 +1439,13 @@ async def test_stacked_positions_whose_stops_and_closes_met_5xx_on_a_slow_databa
         def covered_now() -> bool:
             return sim.exposure()[0].unprotected_seconds == 0
 
-        await _advance_until(clock, covered_now, config.protection_window)
+        await advance_until(clock, covered_now, config.protection_window)
         left = sim.exposure()[0].unprotected_seconds
         assert covered_now(), (
             f"still uncovered {config.protection_window} s after the 5xxs ended ({left:.1f} s in all)"
         )
     finally:
-        await _advance_until(clock, lambda: all(p.done() for p in pending), 120)  # the sagas end
+        await advance_until(clock, lambda: all(p.done() for p in pending), 120)  # the sagas end
         await _stopped(engine, consumer, *pending)
 
 
@@ -1506,16 +1476,16 @@ async def test_a_stacked_positions_close_sent_early_that_lands_after_its_stop_re
         first = await _protected_short(clock, engine)
         burst, second = _second_short(clock, sim, engine, stop_5xx=3.0, close_late=6.0)
         pending.append(second)
-        await _advance_until(clock, lambda: clock.monotonic() >= burst, 5)
+        await advance_until(clock, lambda: clock.monotonic() >= burst, 5)
         assert sim.exposure()[0].unprotected_seconds > 2, "the second short was left uncovered by the 5xxs"
 
         def covered() -> bool:
             return sim.exposure()[0].unprotected_seconds == 0
 
-        await _advance_until(clock, covered, config.protection_window)
+        await advance_until(clock, covered, config.protection_window)
         assert covered(), "the second short's stop rests once the 5xxs end"
         second_id = next(p for p in engine.ledger.by_symbol[SOL] if p != first.id)
-        await _advance_until(
+        await advance_until(
             clock, lambda: engine.ledger.positions[second_id].status is PositionStatus.PROTECTED, 1
         )
         [close] = engine.ledger.live_orders(second_id, OrderRole.CLOSE)
@@ -1527,14 +1497,14 @@ async def test_a_stacked_positions_close_sent_early_that_lands_after_its_stop_re
                 o.qty for o in stops
             ] == [first.remaining]
 
-        await _advance_until(clock, settled, 30)
+        await advance_until(clock, settled, 30)
         assert engine.ledger.positions[second_id].status is PositionStatus.CLOSED
         assert engine.ledger.orders[close.client_order_id].status is OrderStatus.FILLED
         assert abs(sim.core.position(SOL).qty) == first.remaining
         stops = [o for o in sim.core.open_orders(SOL) if o.type is OrderType.STOP_MARKET]
         assert [o.qty for o in stops] == [first.remaining], "only the first short's stop rests"
     finally:
-        await _advance_until(clock, lambda: all(p.done() for p in pending), 60)
+        await advance_until(clock, lambda: all(p.done() for p in pending), 60)
         await _stopped(engine, consumer, *pending)
 
 
@@ -1579,7 +1549,7 @@ async def _restarted_closes_the_second_short_once(
             ended = engine.ledger.positions.get(second_id)
             return ended is not None and ended.status is PositionStatus.CLOSED and len(stops()) == 1
 
-        await _advance_until(clock, settled, 30)
+        await advance_until(clock, settled, 30)
         closes = [
             f for f in sim.core.fills(SOL) if second_id in f.client_order_id and "-c" in f.client_order_id
         ]
@@ -1603,7 +1573,7 @@ async def test_a_stacked_positions_unknown_close_is_written_while_its_stop_is_se
     clock, sim, memory, config = _stacking_on()
     dying, consumer, first = await _dying_beside_a_short(clock, sim, memory, config)
     burst, second = _second_short(clock, sim, dying, stop_5xx=8.0, close_late=9.0)
-    await _advance_until(clock, lambda: clock.monotonic() >= burst - 0.5, 8)
+    await advance_until(clock, lambda: clock.monotonic() >= burst - 0.5, 8)
     [second_id] = [p for p in dying.ledger.by_symbol[SOL] if p != first.id]
     assert not sim.core.fills(SOL)[2:], "the close has not executed yet"
     await _stopped(dying, consumer, second)  # the process dies
@@ -1632,7 +1602,7 @@ async def test_a_stacked_positions_close_sent_early_is_written_before_its_answer
         return False
 
     sim.faults.execute_late_if = holding
-    await _advance_until(clock, lambda: bool(held), 8)
+    await advance_until(clock, lambda: bool(held), 8)
     assert held, "the second short's close reached the exchange, held"
     await turns(20)  # its answer is not in: that takes the lookups' clock time
     [second_id] = [p for p in dying.ledger.by_symbol[SOL] if p != first.id]
@@ -1678,7 +1648,7 @@ async def test_a_stacked_signal_checked_before_a_second_close_may_go_out_is_not_
         def closing() -> bool:
             return any(engine.ledger.live_orders(p, OrderRole.CLOSE) for p in engine.ledger.by_symbol[SOL])
 
-        await _advance_until(clock, closing, 10)  # the first long's close is written, being sent
+        await advance_until(clock, closing, 10)  # the first long's close is written, being sent
         [first] = engine.ledger.by_symbol[SOL]
         sim.set_mark(SOL, sim.core.mark(SOL))  # streamed: the second signal asks nothing over REST
         await eventually(lambda: engine.exits.fresh_mark(SOL) is not None, what="the streamed mark")
@@ -1690,7 +1660,7 @@ async def test_a_stacked_signal_checked_before_a_second_close_may_go_out_is_not_
         assert not held, "before the first long's close reached the exchange"
         # The close times out, is not found, and the next may go out: the position is alone (the
         # second long's intent is not written yet), so from now on signals are refused.
-        await _advance_until(clock, lambda: engine.exits.flights.close_may_land(SOL, Side.LONG) > 0, 2)
+        await advance_until(clock, lambda: engine.exits.flights.close_may_land(SOL, Side.LONG) > 0, 2)
         assert held, "the first close was held by the exchange"
         store.release.set()
         await _until_done(clock, second, 5)
@@ -1985,7 +1955,7 @@ async def test_a_close_that_filled_unseen_is_not_recorded_cancelled_by_its_posit
     then looked up until it can: found filled, its fills are read and its end recorded."""
     async with close_left_pending() as left:
         left.sim.faults.fail_queries = False
-        await _advance_until(left.clock, lambda: left.order().status is OrderStatus.FILLED, 30)
+        await advance_until(left.clock, lambda: left.order().status is OrderStatus.FILLED, 30)
         assert left.order().status is OrderStatus.FILLED, left.order()
         trade = left.close.trade_id
         assert recorded(left.engine, trade), f"the close's trade {trade} is recorded nowhere"
@@ -2023,7 +1993,7 @@ async def test_an_end_recorded_while_a_second_cancel_looks_the_order_up_is_not_w
                 return  # the other lookups of the close are answered as the exchange stands
             second_lookup.append(left.order().status)
             sim.faults.fail_queries = False
-            await _advance_until(left.clock, lambda: left.order().status is OrderStatus.FILLED, 30)
+            await advance_until(left.clock, lambda: left.order().status is OrderStatus.FILLED, 30)
             second_lookup.append(left.order().status)
             sim.faults.fail_queries = True  # this lookup's answer is lost
 
@@ -2053,7 +2023,7 @@ async def test_an_end_written_while_a_second_cancel_waits_for_the_lock_is_not_wr
             second_lookup.append("looked up")
             left.store.hold_order = cid  # the first lookups' end of the close: written slowly
             sim.faults.fail_queries = False
-            await _advance_until(left.clock, left.store.holding.is_set, 30)
+            await advance_until(left.clock, left.store.holding.is_set, 30)
             sim.faults.fail_queries = True  # this lookup's answer is lost
 
         left.probe.before_lookup = end_being_written_meanwhile
@@ -2275,7 +2245,7 @@ async def test_a_stacked_entry_given_up_on_whose_fill_is_lost_after_the_first_on
     sim.faults.execute_delay = 3.45
     signal = OpenPosition(SOL, Side.LONG, usd=Decimal(167))
     first = asyncio.ensure_future(engine.open_position(signal))
-    await _advance_until(clock, lambda: False, 1.0)
+    await advance_until(clock, lambda: False, 1.0)
     second = asyncio.ensure_future(engine.open_position(signal))
     entries = lambda: [f for f in sim.core.fills(SOL) if f.client_order_id.endswith("-e1")]  # noqa: E731
     try:
@@ -2323,7 +2293,7 @@ async def test_a_late_entry_beside_a_stacked_position_is_adopted_as_its_own_and_
     try:
         await second
         sim.faults.reject_if = lambda request: request.type is OrderType.STOP_MARKET
-        await _advance_until(clock, lambda: False, 10)
+        await advance_until(clock, lambda: False, 10)
         assert any(second.result().id in f.client_order_id for f in sim.core.fills(SOL)), "executed late"
         [exposure] = sim.exposure()
         assert exposure.max_unprotected_seconds < engine.config.protection_window, exposure
@@ -2350,7 +2320,7 @@ async def test_a_late_entry_netting_against_a_stacked_position_of_the_other_side
         await given_up
         short = await driven(clock, engine.open_position(OpenPosition(SOL, Side.SHORT, usd=Decimal(300))))
         assert short.status is PositionStatus.PROTECTED
-        await _advance_until(clock, lambda: False, 8)
+        await advance_until(clock, lambda: False, 8)
         assert any(given_up.result().id in f.client_order_id for f in sim.core.fills(SOL)), "executed late"
         held = sim.core.position(SOL)
         active = engine.ledger.active_positions()
@@ -3185,7 +3155,7 @@ async def test_a_stop_retried_after_a_restart_is_replaced_by_its_close_before_an
     stop staged by recovery and given up on is followed by its close at once, as the stop sent on
     the entry's answer is; the commits follow it."""
     async with _restarted_on_a_slow_database() as (clock, sim, stored, engine, starting):
-        await _advance_until(clock, lambda: starting.done() and sim.core.position(SOL).qty == 0, 10)
+        await advance_until(clock, lambda: starting.done() and sim.core.position(SOL).qty == 0, 10)
         await starting
         [exposure] = sim.exposure()
         assert exposure.qty == 0, exposure
@@ -3217,7 +3187,7 @@ async def test_a_traders_close_during_a_stop_retried_after_a_restart_goes_out_on
             await turns(5)
         assert engine.ledger.positions[stored.id].status is PositionStatus.OPEN
         closing = asyncio.ensure_future(engine.close_position(ClosePosition(stored.id)))
-        await _advance_until(clock, lambda: closing.done() and starting.done(), 10)
+        await advance_until(clock, lambda: closing.done() and starting.done(), 10)
         await closing
         assert sim.core.position(SOL).qty == 0
         assert len(closes) == len(set(closes)) == 1, closes

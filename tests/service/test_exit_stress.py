@@ -12,8 +12,7 @@ from decimal import Decimal
 import pytest
 
 from tests.helpers import eventually
-from tests.service.harness import FAST, SOL, Harness, driven, looping_engine, moments
-from tests.service.test_chaos_findings import engine_on
+from tests.service.harness import FAST, SOL, Harness, driven, engine_on, looping_engine, moments
 from warden.adapters.clock import FakeClock
 from warden.adapters.db.store import open_store
 from warden.adapters.sim import SimulatedExchange
