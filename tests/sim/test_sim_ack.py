@@ -54,6 +54,46 @@ def test_fill_acknowledged_fills_at_the_mark_of_that_moment(core: SimCore) -> No
     assert core.fill_acknowledged(placed.exchange_order_id, later) is None  # once only
 
 
+def test_an_acknowledged_order_filled_in_parts_is_open_until_its_rest_fills(core: SimCore) -> None:
+    placed = core.place(market("e", BUY, "0.05"), T0, fill_at=T0).report
+    later, last = T0 + timedelta(seconds=1), T0 + timedelta(seconds=3)
+    first = core.fill_acknowledged(placed.exchange_order_id, later, D("0.0234"), last)
+    assert first is not None
+    assert (first.report.status, first.report.filled_qty, first.report.avg_price) == (
+        OrderStatus.OPEN,
+        D("0.023"),  # rounded down to the lot
+        D("65000"),
+    )
+    assert [type(e) for e in first.events] == [FillReport, OrderReport, PositionReport]
+    assert core.fills_due() == {placed.exchange_order_id: last}
+    assert core.open_orders() == [first.report]
+    core.set_mark(BTC, D("65270"), later)
+    rest = core.fill_acknowledged(placed.exchange_order_id, last)
+    assert rest is not None
+    assert [f.qty for f in core.fills(BTC)] == [D("0.023"), D("0.027")]
+    assert (rest.report.status, rest.report.filled_qty) == (OrderStatus.FILLED, D("0.05"))
+    assert rest.report.avg_price == (D("0.023") * 65000 + D("0.027") * 65270) / D("0.05")
+    assert [(p.side, p.qty) for p in core.positions()] == [(Side.LONG, D("0.05"))]
+    assert core.fills_due() == {}
+
+
+def test_a_part_that_rounds_to_nothing_or_to_all_of_the_order_fills_it_whole(core: SimCore) -> None:
+    for cid, part in (("a", "0.0004"), ("b", "0.05")):
+        placed = core.place(market(cid, BUY, "0.05"), T0, fill_at=T0).report
+        outcome = core.fill_acknowledged(placed.exchange_order_id, T0, D(part), T0 + timedelta(seconds=1))
+        assert outcome is not None
+        assert (outcome.report.status, outcome.report.filled_qty) == (OrderStatus.FILLED, D("0.05"))
+
+
+def test_an_order_cancelled_after_a_part_filled_keeps_that_part(core: SimCore) -> None:
+    placed = core.place(market("e", BUY, "0.05"), T0, fill_at=T0).report
+    core.fill_acknowledged(placed.exchange_order_id, T0, D("0.02"), T0 + timedelta(seconds=1))
+    cancelled = core.cancel("e", T0).report
+    assert (cancelled.status, cancelled.filled_qty) == (OrderStatus.CANCELED, D("0.02"))
+    assert core.fill_acknowledged(placed.exchange_order_id, T0) is None
+    assert [(p.side, p.qty) for p in core.positions()] == [(Side.LONG, D("0.02"))]
+
+
 def test_a_cancelled_acknowledged_order_never_fills(core: SimCore) -> None:
     placed = core.place(market("e", BUY, "0.01"), T0, fill_at=T0).report
     assert core.cancel("e", T0).report.status is OrderStatus.CANCELED
@@ -171,6 +211,30 @@ async def test_a_cancel_before_the_fill_succeeds_and_it_never_fills(
     assert [e.status for e in got if isinstance(e, OrderReport)] == [OrderStatus.OPEN, OrderStatus.CANCELED]
     await sim.close()
     assert [e async for e in events] == []  # and nothing after the cancel
+
+
+async def test_with_partial_fill_a_part_fills_after_the_delay_and_the_rest_a_delay_later(
+    sim: SimulatedExchange, clock: FakeClock
+) -> None:
+    acknowledge(sim, "*", 2.0)
+    sim.faults.partial_fill = 0.4
+    events = sim.stream()
+    await sim.place_order(market("wd-p1-e1", BUY, "0.05"))
+    await take(events, 1)  # acknowledged
+    await clock.run_for(2.0)
+    fill, part, _ = await take(events, 3)
+    assert isinstance(fill, FillReport) and isinstance(part, OrderReport)
+    assert fill.qty == D("0.02") and (part.status, part.filled_qty) == (OrderStatus.OPEN, D("0.02"))
+    found = await sim.fetch_order(BTC, "wd-p1-e1", conditional=False)
+    assert (found.status, found.filled_qty) == (OrderStatus.OPEN, D("0.02"))
+    assert [(p.side, p.qty) for p in await sim.fetch_positions()] == [(Side.LONG, D("0.02"))]
+    await clock.run_for(1.9)
+    assert [f.qty for f in await sim.fetch_fills(BTC, None)] == [D("0.02")]
+    await clock.run_for(0.1)
+    rest, filled, _ = await take(events, 3)
+    assert isinstance(rest, FillReport) and isinstance(filled, OrderReport)
+    assert rest.qty == D("0.03") and (filled.status, filled.filled_qty) == (OrderStatus.FILLED, D("0.05"))
+    assert [(p.side, p.qty) for p in await sim.fetch_positions()] == [(Side.LONG, D("0.05"))]
 
 
 async def test_orders_the_knob_does_not_match_fill_at_once(sim: SimulatedExchange) -> None:

@@ -388,15 +388,32 @@ class SimCore:
         self._reassess(order.symbol, now)
         return self._outcome(amended)
 
-    def fill_acknowledged(self, exchange_order_id: str, now: datetime) -> Outcome | None:
+    def fill_acknowledged(
+        self,
+        exchange_order_id: str,
+        now: datetime,
+        part: Decimal | None = None,
+        rest_at: datetime | None = None,
+    ) -> Outcome | None:
         """Fill an acknowledged market order at the current mark (a reduce-only one with nothing
         left to reduce expires CANCELED). None if it is no longer waiting (cancelled, or filled).
+        With `part` (and `rest_at`), only that much of an entry's unfilled size fills now (rounded
+        down to the lot): the order stays OPEN, partly filled, its rest due at `rest_at`. A part
+        that rounds to nothing, or to all of it, fills the order whole.
         """
         if exchange_order_id not in self._fills_due:
             return None
         order = self._orders[exchange_order_id]
         self._out = []
-        done = self._execute(order, now)
+        left = order.qty - order.filled_qty
+        some = None if part is None else self._instrument(order.symbol).round_qty(min(part, left))
+        if some is not None and rest_at is not None and not order.reduce_only and 0 < some < left:
+            fill = self._trade(order, some, now)
+            done = self._record(self._filled(order, fill, OrderStatus.OPEN, now))
+            self._fills_due[exchange_order_id] = rest_at
+            self._out.append(self._positions[order.symbol].report())
+        else:
+            done = self._execute(order, now)
         self._reassess(order.symbol, now)
         return self._outcome(done)
 
@@ -611,14 +628,22 @@ class SimCore:
         self._close_position.discard(order.exchange_order_id)
         if fill is None:
             return self._record(replace(order, status=status, at=now))
-        closed = replace(order, status=status, filled_qty=fill.qty, avg_price=fill.price, at=now)
-        return self._record(closed)
+        return self._record(self._filled(order, fill, status, now))
+
+    @staticmethod
+    def _filled(order: OrderReport, fill: FillReport, status: OrderStatus, now: datetime) -> OrderReport:
+        """`order` with `fill` added to what it filled before (its average price weighted)."""
+        qty = order.filled_qty + fill.qty
+        before = (order.avg_price or Decimal(0)) * order.filled_qty
+        return replace(
+            order, status=status, filled_qty=qty, avg_price=(before + fill.price * fill.qty) / qty, at=now
+        )
 
     def _executable_qty(self, order: OrderReport) -> Decimal | None:
         """How much of `order` can execute now; None when a reduce-only order has nothing to reduce."""
         position = self._positions[order.symbol]
         if not order.reduce_only:
-            return order.qty
+            return order.qty - order.filled_qty
         if not position.reduced_by(order.side):
             return None
         if order.exchange_order_id in self._close_position:

@@ -419,11 +419,18 @@ class SimulatedExchange:
             self._timed.discard(exchange_order_id)
         if self._closed:
             return
-        outcome = self.core.fill_acknowledged(exchange_order_id, self._now())
+        now, faults = self._now(), self.faults
+        order = self.core.order_by_id(exchange_order_id)
+        part = rest_at = None
+        if faults.partial_fill > 0 and order is not None and not order.filled_qty:
+            part = order.qty * Decimal(str(faults.partial_fill))
+            rest_at = now + timedelta(seconds=max(0.0, faults.fill_delay))
+        outcome = self.core.fill_acknowledged(exchange_order_id, now, part, rest_at)
         if outcome is None:  # cancelled meanwhile
             return
         self.save()
         self._stream.publish(outcome.events)
+        self._time_due_fills()  # the rest of one partly filled
 
     def _resume_fills(self) -> None:
         """After a restart: time the fills the state file says are due (once a loop is running)."""

@@ -50,6 +50,11 @@ class SimFaults:
         a cancel cancels it for good. Conditional orders are not affected.
     fill_delay: seconds from the acknowledgement of such an order to its fill (0: the next
         turn of the event loop, still after the response). Read when the order is placed.
+    partial_fill: (0 to 1) the part of such an order, if it is an entry (not reduce-only), that
+        its first fill takes, rounded down to the lot: the order stays open, partly filled
+        (Binance's PARTIALLY_FILLED), and the rest fills `fill_delay` later, as a thin book or
+        a Drift auction fills an order over seconds. Read at the first fill. 0: whole at once.
+        The in-process adapter only: the server faces do not offer it (their fills are whole).
     stream_silent: (the server faces only) the private sockets stay open but go quiet: no
         events (they are lost, as on a dead connection) and no answer to pings. A client must
         notice the silence by itself (a missed keep-alive), reconnect and reconcile.
@@ -86,6 +91,7 @@ class SimFaults:
     fail_queries: bool = False
     ack_only_if: OrderPredicate | None = None
     fill_delay: float = 0.0
+    partial_fill: float = 0.0
     stream_silent: bool = False
     server_error_if: OrderPredicate | None = None
     rate_limit_if: OrderPredicate | None = None
