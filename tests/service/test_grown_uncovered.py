@@ -12,12 +12,16 @@ from decimal import Decimal
 import pytest
 
 from tests.helpers import eventually, until
-from tests.service.harness import Harness
+from tests.service.harness import SOL, Harness, advance_until, engine_on
+from warden.adapters.clock import FakeClock
+from warden.adapters.notify import RecordingNotifier
+from warden.adapters.sim import SimulatedExchange
 from warden.domain.alerts import AlertKind
 from warden.domain.orders import OrderStatus
-from warden.domain.position import PositionStatus
+from warden.domain.position import ExitReason, PositionStatus
 from warden.domain.values import OrderRole, OrderType, Side, Symbol
-from warden.service.commands import ClosePosition
+from warden.service.commands import ClosePosition, OpenPosition
+from warden.service.config import EngineConfig
 
 ETH = Symbol("ETH/USDT:USDT")
 
@@ -174,3 +178,80 @@ async def test_an_excess_whose_stop_move_meets_5xx_is_trimmed_within_the_window(
     await harness.engine.wait_idle()
     assert await _held(harness) == pos.filled_qty == _stops(harness)
     assert (await harness.engine.reconcile()).findings == []
+
+
+@pytest.mark.parametrize("stops", ["taken", "refused"])
+async def test_a_working_entry_filled_in_parts_is_covered_as_each_part_fills(stops: str) -> None:
+    """The entry is acknowledged, not filled (a thin book, a Drift auction): 40 % of it fills 3 s
+    later, the rest 3 s after that. The first part is covered at once; the rest grows the stop
+    to the whole. With stops refused once the first part rests, the stop cannot grow: the part
+    it does not cover is closed as it fills, and the trader told. Judged by the exchange: never
+    a position without a stop for the whole of it beyond the protection window."""
+    clock = FakeClock()
+    sim = SimulatedExchange(now=clock.now, seed=7, sleep=clock.sleep)
+    config = EngineConfig(fill_wait=0.05)
+    async with engine_on(clock, sim, config) as engine:
+        notifier = engine.notifier
+        assert isinstance(notifier, RecordingNotifier)
+        sim.faults.ack_only_if = lambda r: r.type is OrderType.MARKET and not r.reduce_only
+        sim.faults.fill_delay = 3.0
+        sim.faults.partial_fill = 0.4
+        opening = asyncio.ensure_future(engine.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(100))))
+
+        def held() -> Decimal:
+            return sim.core.position(SOL).qty
+
+        def stopped() -> Decimal:
+            return sum(
+                (o.qty for o in sim.core.open_orders(SOL) if o.type is OrderType.STOP_MARKET), Decimal(0)
+            )
+
+        await advance_until(clock, lambda: held() > 0, 5)
+        first = held()
+        assert first == Decimal("0.26"), "40 % of the 0.66 filled"
+        await advance_until(clock, lambda: stopped() == first, config.protection_window)
+        assert stopped() == first, "the first part is covered before the rest fills"
+        if stops == "refused":
+            sim.faults.reject_if = lambda r: r.type is OrderType.STOP_MARKET
+        await advance_until(clock, lambda: held() != first, 5)
+        whole = first if stops == "refused" else Decimal("0.66")
+        await advance_until(clock, lambda: held() == whole == stopped() and opening.done(), 10)
+        assert (held(), stopped()) == (whole, whole)
+        [exposure] = sim.exposure()
+        assert exposure.max_unprotected_seconds < config.protection_window, exposure
+        pos = opening.result()
+        now = engine.ledger.positions[pos.id]
+        assert (now.status, now.filled_qty) == (PositionStatus.PROTECTED, Decimal("0.66"))
+        assert now.remaining == whole
+        told = [a.message for a in notifier.alerts if a.kind is AlertKind.PROTECTION_FAILED]
+        if stops == "refused":
+            assert any("the 0.40 it does not cover is closed" in m for m in told), told
+        else:
+            assert told == []
+
+
+async def test_a_working_entry_filled_in_parts_while_every_stop_is_refused_is_closed_part_by_part() -> None:
+    """The same entry, every stop refused from the start: the first part's stop is refused and
+    the close sent in its place flattens it; the entry keeps working, and when the rest fills
+    that part is closed too. The position ends closed, nothing resting, and the exchange never
+    held any of it without a stop beyond the protection window. The open answers with the
+    position closed, as for an entry filled whole whose stop is refused: before, the first close
+    (all of its 0.26 filled) was called failed, "close order did not fill", because the position
+    had grown to 0.66 meanwhile, and the open raised that."""
+    clock = FakeClock()
+    sim = SimulatedExchange(now=clock.now, seed=7, sleep=clock.sleep)
+    config = EngineConfig(fill_wait=0.05)
+    async with engine_on(clock, sim, config) as engine:
+        sim.faults.ack_only_if = lambda r: r.type is OrderType.MARKET and not r.reduce_only
+        sim.faults.fill_delay = 3.0
+        sim.faults.partial_fill = 0.4
+        sim.faults.reject_if = lambda r: r.type is OrderType.STOP_MARKET
+        opening = asyncio.ensure_future(engine.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(100))))
+        await advance_until(clock, opening.done, 15)
+        pos = opening.result()
+        assert pos.status is PositionStatus.CLOSED and pos.exit_reason == ExitReason.PROTECTION_FAILED, pos
+        fills = [f.qty for f in sim.core.fills(SOL)]
+        assert fills == [Decimal("0.26"), Decimal("0.26"), Decimal("0.40"), Decimal("0.40")], fills
+        assert sim.core.position(SOL).qty == 0 and sim.core.open_orders(SOL) == []
+        [exposure] = sim.exposure()
+        assert exposure.max_unprotected_seconds < config.protection_window, exposure

@@ -2765,6 +2765,18 @@ class ExitManager:
         if (
             report is not None
             and report.status is OrderStatus.FILLED
+            and report.filled_qty >= intent.qty
+            and self.applied(intent.client_order_id) >= intent.qty
+            and pos.is_active
+            and pos.remaining > 0
+        ):
+            # It closed all it was sent for, and the position grew meanwhile: more of a working
+            # entry filled after this close was sized (a close sent early on its first part's
+            # refused stop). Not a failed close: the next one closes what grew, at once.
+            return await self.close(pid, reason)
+        if (
+            report is not None
+            and report.status is OrderStatus.FILLED
             and report.filled_qty > self.applied(intent.client_order_id)
         ):
             # The exchange says it filled; its fills could not be read yet (a lost stream event,
