@@ -399,3 +399,12 @@ async def engine_on(
         await engine.stop()
         consumer.cancel()
         await asyncio.gather(consumer, return_exceptions=True)
+
+
+async def stopped(engine: Engine, consumer: asyncio.Task[None], *pending: asyncio.Future[Any]) -> None:
+    """Stop an engine (read-only first: that refuses every further order and
+    write, ending any spin), its stream's consumer, and what the test left `pending`."""
+    engine.set_read_only("test over")
+    await engine.stop()
+    consumer.cancel()
+    await asyncio.gather(consumer, *pending, return_exceptions=True)

@@ -31,6 +31,7 @@ from tests.service.harness import (
     covered,
     driven,
     engine_on,
+    stopped,
     turns,
 )
 from tests.service.probe import ProbedExchange
@@ -155,7 +156,7 @@ async def test_once_refusals_end_the_stop_rests_within_the_window_and_alerts_wer
         ]
         assert 1 <= len(failures) <= 4, [a.message for a in failures]
     finally:
-        await _stopped(engine, consumer, opening)
+        await stopped(engine, consumer, opening)
 
 
 async def test_a_stop_whose_outcome_stayed_unknown_is_settled_before_the_position_counts_as_protected() -> (
@@ -306,15 +307,6 @@ async def _started_on(
     return clock, sim, engine, consumer
 
 
-async def _stopped(engine: Engine, consumer: asyncio.Task[None], *pending: asyncio.Future[Any]) -> None:
-    """Stop an engine `_started_on` made (read-only first: that refuses every further order and
-    write, ending any spin), its stream's consumer, and what the test left `pending`."""
-    engine.set_read_only("test over")
-    await engine.stop()
-    consumer.cancel()
-    await asyncio.gather(consumer, *pending, return_exceptions=True)
-
-
 @pytest.mark.parametrize("acknowledged", [False, True], ids=["answered-filled", "acknowledged-first"])
 async def test_a_slow_database_does_not_hold_the_stop_back(acknowledged: bool) -> None:
     """Chaos 3:67, 3:79, 3:89: with commits taking 2 s (under the 5 s deadline) the stop rested
@@ -335,7 +327,7 @@ async def test_a_slow_database_does_not_hold_the_stop_back(acknowledged: bool) -
         assert exposure.max_unprotected_seconds < slow, f"a commit before the stop: {exposure}"
         assert exposure.max_unprotected_seconds <= engine.config.protection_window, exposure
     finally:
-        await _stopped(engine, consumer, opening)
+        await stopped(engine, consumer, opening)
 
 
 class SlowDatabase(SlowCommits):
@@ -381,7 +373,7 @@ async def test_an_entry_given_up_on_that_executes_later_is_covered_before_the_sl
         [exposure] = sim.exposure()
         assert exposure.max_unprotected_seconds < slow, f"a database operation before the stop: {exposure}"
     finally:
-        await _stopped(engine, consumer, opening)
+        await stopped(engine, consumer, opening)
 
 
 class FailureWitnessed(SlowDatabase):
@@ -434,7 +426,7 @@ async def test_a_late_entry_fill_landing_while_its_failure_is_written_is_covered
         [exposure] = sim.exposure()
         assert exposure.max_unprotected_seconds < 0.5, f"the fill waited for the failure's commit: {exposure}"
     finally:
-        await _stopped(engine, consumer, opening)
+        await stopped(engine, consumer, opening)
 
 
 async def test_a_late_entry_cover_refused_429_past_the_window_is_sent_again_until_it_rests() -> None:
@@ -477,7 +469,7 @@ async def test_a_late_entry_cover_refused_429_past_the_window_is_sent_again_unti
             f"the cover was left after its 429s: {exposure}"
         )
     finally:
-        await _stopped(engine, consumer, opening)
+        await stopped(engine, consumer, opening)
 
 
 def _late_entry_under_429s(
@@ -547,7 +539,7 @@ async def test_a_late_entry_cover_429d_for_over_a_minute_tells_the_trader_and_re
         window = engine.config.protection_window
         assert exposure.max_unprotected_seconds <= burst + window / 2 + 0.5, exposure
     finally:
-        await _stopped(engine, consumer, opening)
+        await stopped(engine, consumer, opening)
 
 
 async def test_a_late_entry_cover_is_no_longer_sent_once_the_exchange_shows_nothing_for_it_to_cover() -> None:
@@ -576,7 +568,7 @@ async def test_a_late_entry_cover_is_no_longer_sent_once_the_exchange_shows_noth
         told = [a for a in notifier.alerts if "still sending it" in a.message]
         assert not told, told
     finally:
-        await _stopped(engine, consumer, opening)
+        await stopped(engine, consumer, opening)
 
 
 async def test_a_late_entry_cover_is_no_longer_sent_once_the_adopted_positions_own_stop_rests() -> None:
@@ -601,7 +593,7 @@ async def test_a_late_entry_cover_is_no_longer_sent_once_the_adopted_positions_o
         after = [t for t in cover_sends if t > rested[0] + engine.config.protection_window]
         assert not after, f"the cover sent again beside the position's own stop: {after}"
     finally:
-        await _stopped(engine, consumer, opening)
+        await stopped(engine, consumer, opening)
 
 
 async def test_an_entry_given_up_on_that_executes_with_its_fill_lost_is_protected_within_the_window() -> None:
@@ -628,7 +620,7 @@ async def test_an_entry_given_up_on_that_executes_with_its_fill_lost_is_protecte
         [exposure] = sim.exposure()
         assert exposure.max_unprotected_seconds <= engine.config.protection_window, exposure
     finally:
-        await _stopped(engine, consumer, opening)
+        await stopped(engine, consumer, opening)
 
 
 async def test_an_entry_given_up_on_found_working_is_watched_until_it_fills_and_protected_then() -> None:
@@ -655,7 +647,7 @@ async def test_an_entry_given_up_on_found_working_is_watched_until_it_fills_and_
         [exposure] = sim.exposure()
         assert exposure.max_unprotected_seconds <= engine.config.protection_window, exposure
     finally:
-        await _stopped(engine, consumer, opening)
+        await stopped(engine, consumer, opening)
 
 
 def _late_after(clock: FakeClock, sim: SimulatedExchange, end: float) -> float:
@@ -691,7 +683,7 @@ async def test_a_close_failing_as_5xxs_end_does_not_hold_the_next_stop_behind_it
         late = _late_after(clock, sim, burst)
         assert late <= engine.config.protection_window, f"the stop rested {late:.2f} s after the 5xxs ended"
     finally:
-        await _stopped(engine, consumer, opening)
+        await stopped(engine, consumer, opening)
 
 
 async def test_a_stop_sent_at_once_on_a_failed_close_that_stays_unknown_is_followed_by_a_close() -> None:
@@ -716,7 +708,7 @@ async def test_a_stop_sent_at_once_on_a_failed_close_that_stays_unknown_is_follo
         late = _late_after(clock, sim, burst)
         assert late <= engine.config.protection_window, f"covered {late:.2f} s after the 5xxs ended"
     finally:
-        await _stopped(engine, consumer, opening)
+        await stopped(engine, consumer, opening)
 
 
 async def _trade_recorded(store: Store, trade_id: str) -> bool:
@@ -761,7 +753,7 @@ async def test_a_cover_that_triggers_before_the_late_entry_is_adopted_has_its_fi
         recorded = await driven(clock, _trade_recorded(engine.store, trade.trade_id))
         assert recorded, f"the cover's trade {trade} recorded"
     finally:
-        await _stopped(engine, consumer, opening)
+        await stopped(engine, consumer, opening)
 
 
 async def test_a_reconcile_pass_leaves_alone_what_a_slow_write_is_still_recording() -> None:
@@ -918,7 +910,7 @@ async def test_a_start_whose_guard_stop_was_not_placed_tries_its_database_again_
     try:
         await advance_until(clock, lambda: sim.core.position(SOL).qty > 0, 1.0)
         assert sim.core.position(SOL).qty > 0, "filled"
-        await _stopped(first, consumer, opening)  # the process dies
+        await stopped(first, consumer, opening)  # the process dies
         sim.new_session()
         down = [True]
         second = Engine(sim, DownStore(memory, down), clock, RecordingNotifier(), config)
@@ -937,7 +929,7 @@ async def test_a_start_whose_guard_stop_was_not_placed_tries_its_database_again_
     finally:
         sim.faults.execute_late_if = None
         if second is not None and consumer2 is not None:
-            await _stopped(second, consumer2)
+            await stopped(second, consumer2)
 
 
 @pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
@@ -1248,7 +1240,7 @@ async def test_a_refused_stop_on_a_slow_database_is_replaced_by_a_close_at_once(
         assert len(closes) == 1 and closes[0].filled_qty == pos.filled_qty, closes
         assert sim.core.open_orders() == [], "exit orders of a closed position left resting"
     finally:
-        await _stopped(engine, consumer, opening)
+        await stopped(engine, consumer, opening)
 
 
 async def test_a_stop_never_found_after_its_retries_is_replaced_by_a_close_at_once_on_a_slow_database() -> (
@@ -1446,7 +1438,7 @@ async def test_stacked_positions_whose_stops_and_closes_met_5xx_on_a_slow_databa
         )
     finally:
         await advance_until(clock, lambda: all(p.done() for p in pending), 120)  # the sagas end
-        await _stopped(engine, consumer, *pending)
+        await stopped(engine, consumer, *pending)
 
 
 def _second_short(
@@ -1505,7 +1497,7 @@ async def test_a_stacked_positions_close_sent_early_that_lands_after_its_stop_re
         assert [o.qty for o in stops] == [first.remaining], "only the first short's stop rests"
     finally:
         await advance_until(clock, lambda: all(p.done() for p in pending), 60)
-        await _stopped(engine, consumer, *pending)
+        await stopped(engine, consumer, *pending)
 
 
 def _stacking_on() -> tuple[FakeClock, SimulatedExchange, InMemoryStore, EngineConfig]:
@@ -1559,7 +1551,7 @@ async def _restarted_closes_the_second_short_once(
         assert engine.ledger.positions[first.id].remaining == first.filled_qty
         assert stops() == [first.filled_qty], "only the first short's stop rests"
     finally:
-        await _stopped(engine, consumer, starting)
+        await stopped(engine, consumer, starting)
 
 
 async def test_a_stacked_positions_unknown_close_is_written_while_its_stop_is_sent_again() -> None:
@@ -1576,7 +1568,7 @@ async def test_a_stacked_positions_unknown_close_is_written_while_its_stop_is_se
     await advance_until(clock, lambda: clock.monotonic() >= burst - 0.5, 8)
     [second_id] = [p for p in dying.ledger.by_symbol[SOL] if p != first.id]
     assert not sim.core.fills(SOL)[2:], "the close has not executed yet"
-    await _stopped(dying, consumer, second)  # the process dies
+    await stopped(dying, consumer, second)  # the process dies
     await _restarted_closes_the_second_short_once(clock, sim, memory, config, first, second_id)
 
 
@@ -1609,7 +1601,7 @@ async def test_a_stacked_positions_close_sent_early_is_written_before_its_answer
     assert not sim.core.fills(SOL)[2:], "the close has not executed yet"
     written = {o.client_order_id: o.status for o in await memory.orders_for(second_id)}
     assert written.get(held[0]) is OrderStatus.PENDING, "the close is written as it goes out"
-    await _stopped(dying, consumer, second)  # the process dies
+    await stopped(dying, consumer, second)  # the process dies
     await _restarted_closes_the_second_short_once(clock, sim, memory, config, first, second_id)
 
 
@@ -2108,7 +2100,7 @@ async def test_an_entry_found_executed_by_a_pass_has_its_trade_recorded_even_whe
         recorded = await driven(clock, _trade_recorded(engine.store, entry.trade_id))
         assert recorded, f"the late entry's trade {entry.trade_id} recorded"
     finally:
-        await _stopped(engine, consumer, opening)
+        await stopped(engine, consumer, opening)
 
 
 class OutageFrom(SlowCommits):
@@ -2181,7 +2173,7 @@ async def test_an_entry_given_up_on_found_executed_during_a_database_outage_has_
         recorded = await driven(clock, _trade_recorded(engine.store, entry.trade_id))
         assert recorded, f"the late entry's trade {entry.trade_id} recorded"
     finally:
-        await _stopped(engine, consumer, opening)
+        await stopped(engine, consumer, opening)
 
 
 async def _each_recorded_and_covered(
@@ -2231,7 +2223,7 @@ async def test_two_stacked_entries_given_up_on_that_both_execute_have_both_trade
         )
         await _each_recorded_and_covered(clock, sim, engine, entries)
     finally:
-        await _stopped(engine, consumer, opening)
+        await stopped(engine, consumer, opening)
 
 
 async def test_a_stacked_entry_given_up_on_whose_fill_is_lost_after_the_first_ones_came_is_recorded() -> None:
@@ -2259,7 +2251,7 @@ async def test_a_stacked_entry_given_up_on_whose_fill_is_lost_after_the_first_on
         assert len(entries()) == 2, "both executed late"
         await _each_recorded_and_covered(clock, sim, engine, entries())
     finally:
-        await _stopped(engine, consumer, first, second)
+        await stopped(engine, consumer, first, second)
 
 
 async def _given_up(clock: FakeClock, sim: SimulatedExchange, engine: Engine, side: Side) -> Position:
@@ -2305,7 +2297,7 @@ async def test_a_late_entry_beside_a_stacked_position_is_adopted_as_its_own_and_
         assert abs(sim.core.position(SOL).qty) == first.remaining
     finally:
         sim.faults.reject_if = None
-        await _stopped(engine, consumer, second)
+        await stopped(engine, consumer, second)
 
 
 async def test_a_late_entry_netting_against_a_stacked_position_of_the_other_side_reduces_it() -> None:
@@ -2329,7 +2321,7 @@ async def test_a_late_entry_netting_against_a_stacked_position_of_the_other_side
         stops = [o for o in sim.core.open_orders(SOL) if o.type is OrderType.STOP_MARKET]
         assert [o.qty for o in stops] == [abs(held.qty)], stops
     finally:
-        await _stopped(engine, consumer, given_up)
+        await stopped(engine, consumer, given_up)
 
 
 @pytest.mark.parametrize("cancels_lost", [False, True], ids=["cancels-streamed", "cancels-lost"])
@@ -2368,7 +2360,7 @@ async def test_closes_that_expire_after_the_position_closed_are_not_believed_res
         stored = {o.client_order_id: o.status for o in await engine.store.orders_for(pid)}
         assert not {cid for cid, status in stored.items() if status is OrderStatus.OPEN} - resting, stored
     finally:
-        await _stopped(engine, consumer, opening)
+        await stopped(engine, consumer, opening)
 
 
 def _stops(harness: Harness) -> list[OrderReport]:
@@ -3070,7 +3062,7 @@ async def test_a_restart_while_the_stop_is_held_closes_within_the_window_from_th
             await turns(5)
         assert sim.core.position(SOL).qty > 0
         assert not opening.done()
-        await _stopped(first, consumer, opening)  # the process dies
+        await stopped(first, consumer, opening)  # the process dies
         if fill_written:
             [stored] = await memory.list_positions()
             assert stored.status is PositionStatus.OPEN, stored
@@ -3093,7 +3085,7 @@ async def test_a_restart_while_the_stop_is_held_closes_within_the_window_from_th
     finally:
         sim.faults.execute_late_if = None
         if second is not None and consumer2 is not None:
-            await _stopped(second, consumer2)
+            await stopped(second, consumer2)
 
 
 class SlowAfterRestart(ForwardingStore):
@@ -3135,7 +3127,7 @@ async def _restarted_on_a_slow_database() -> AsyncIterator[
         assert sim.core.position(SOL).qty > 0
         [stored] = await memory.list_positions()
         assert stored.status is PositionStatus.OPEN, stored
-        await _stopped(first, consumer, opening)  # the process dies, its stop being retried
+        await stopped(first, consumer, opening)  # the process dies, its stop being retried
         sim.new_session()
         second = Engine(sim, SlowAfterRestart(memory, clock, 0.3), clock, RecordingNotifier(), EngineConfig())
         consumer2 = asyncio.get_running_loop().create_task(second.consume(sim.stream()))
@@ -3144,7 +3136,7 @@ async def _restarted_on_a_slow_database() -> AsyncIterator[
     finally:
         sim.faults.execute_late_if = None
         if second is not None and consumer2 is not None:
-            await _stopped(second, consumer2)
+            await stopped(second, consumer2)
 
 
 async def test_a_stop_retried_after_a_restart_is_replaced_by_its_close_before_any_commit() -> None:
@@ -3428,4 +3420,4 @@ async def test_a_start_attempt_does_not_leave_the_stop_to_a_send_of_the_memory_i
         assert exposure.max_unprotected_seconds < engine.config.protection_window, exposure
     finally:
         exchange.released.set()
-        await _stopped(engine, consumer, opening)
+        await stopped(engine, consumer, opening)
