@@ -12,8 +12,9 @@ from decimal import Decimal
 import pytest
 
 from tests.helpers import eventually, until
-from tests.service.harness import SOL, Harness, advance_until, engine_on
+from tests.service.harness import SOL, Harness, advance_until, engine_on, stopped
 from warden.adapters.clock import FakeClock
+from warden.adapters.memory import InMemoryStore
 from warden.adapters.notify import RecordingNotifier
 from warden.adapters.sim import SimulatedExchange
 from warden.domain.alerts import AlertKind
@@ -22,6 +23,7 @@ from warden.domain.position import ExitReason, PositionStatus
 from warden.domain.values import OrderRole, OrderType, Side, Symbol
 from warden.service.commands import ClosePosition, OpenPosition
 from warden.service.config import EngineConfig
+from warden.service.engine import Engine
 
 ETH = Symbol("ETH/USDT:USDT")
 
@@ -201,7 +203,7 @@ async def test_a_working_entry_filled_in_parts_is_covered_as_each_part_fills(sto
         def held() -> Decimal:
             return sim.core.position(SOL).qty
 
-        def stopped() -> Decimal:
+        def stops() -> Decimal:
             return sum(
                 (o.qty for o in sim.core.open_orders(SOL) if o.type is OrderType.STOP_MARKET), Decimal(0)
             )
@@ -209,14 +211,14 @@ async def test_a_working_entry_filled_in_parts_is_covered_as_each_part_fills(sto
         await advance_until(clock, lambda: held() > 0, 5)
         first = held()
         assert first == Decimal("0.26"), "40 % of the 0.66 filled"
-        await advance_until(clock, lambda: stopped() == first, config.protection_window)
-        assert stopped() == first, "the first part is covered before the rest fills"
+        await advance_until(clock, lambda: stops() == first, config.protection_window)
+        assert stops() == first, "the first part is covered before the rest fills"
         if stops == "refused":
             sim.faults.reject_if = lambda r: r.type is OrderType.STOP_MARKET
         await advance_until(clock, lambda: held() != first, 5)
         whole = first if stops == "refused" else Decimal("0.66")
-        await advance_until(clock, lambda: held() == whole == stopped() and opening.done(), 10)
-        assert (held(), stopped()) == (whole, whole)
+        await advance_until(clock, lambda: held() == whole == stops() and opening.done(), 10)
+        assert (held(), stops()) == (whole, whole)
         [exposure] = sim.exposure()
         assert exposure.max_unprotected_seconds < config.protection_window, exposure
         pos = opening.result()
@@ -255,3 +257,52 @@ async def test_a_working_entry_filled_in_parts_while_every_stop_is_refused_is_cl
         assert sim.core.position(SOL).qty == 0 and sim.core.open_orders(SOL) == []
         [exposure] = sim.exposure()
         assert exposure.max_unprotected_seconds < config.protection_window, exposure
+
+
+@pytest.mark.parametrize("refused", [False, True], ids=["stops-taken", "stops-refused"])
+@pytest.mark.parametrize("kill_at", [3.05, 3.15, 4.5, 6.15, 6.25])
+async def test_a_process_killed_while_an_entry_fills_in_parts_leaves_the_next_one_agreeing(
+    kill_at: float, refused: bool
+) -> None:
+    """The entry filled in parts (40 % at 3 s, the rest at 6 s), the process killed just before
+    the first part, just after it, between the parts, and just before and after the rest, with
+    stops taken or every stop refused. The next process ends where the exchange is: what it
+    holds covered by a stop for all of it (or nothing held), memory agreeing, a pass finding
+    nothing, and never any of it without a stop beyond the protection window."""
+    clock = FakeClock()
+    sim = SimulatedExchange(now=clock.now, seed=7, sleep=clock.sleep)
+    memory = InMemoryStore()
+    config = EngineConfig(fill_wait=0.05)
+    dying = Engine(sim, memory, clock, RecordingNotifier(), config)
+    consumer = asyncio.get_running_loop().create_task(dying.consume(sim.stream()))
+    starting = asyncio.ensure_future(dying.start())
+    await advance_until(clock, starting.done, 5)
+    began = clock.monotonic()
+    sim.faults.ack_only_if = lambda r: r.type is OrderType.MARKET and not r.reduce_only
+    sim.faults.fill_delay = 3.0
+    sim.faults.partial_fill = 0.4
+    if refused:
+        sim.faults.reject_if = lambda r: r.type is OrderType.STOP_MARKET
+    opening = asyncio.ensure_future(dying.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(100))))
+    await advance_until(clock, lambda: clock.monotonic() - began >= kill_at, 10)
+    await stopped(dying, consumer, opening)  # the process dies
+    sim.new_session()
+    engine = Engine(sim, memory, clock, RecordingNotifier(), config)
+    consumer = asyncio.get_running_loop().create_task(engine.consume(sim.stream()))
+    starting = asyncio.ensure_future(engine.start_with_retry())
+    try:
+        await advance_until(clock, lambda: False, 20)  # past the rest's fill and the entry's deadline
+        held = sim.core.position(SOL).qty
+        stops = sum((o.qty for o in sim.core.open_orders(SOL) if o.type is OrderType.STOP_MARKET), Decimal(0))
+        assert stops == held, (held, stops)
+        if refused:
+            assert held == 0, "every stop refused: each part is closed"
+        [position] = engine.ledger.positions.values()
+        assert position.remaining == held and position.status is (
+            PositionStatus.CLOSED if refused else PositionStatus.PROTECTED
+        ), position
+        [exposure] = sim.exposure()
+        assert exposure.max_unprotected_seconds < config.protection_window, exposure
+        assert (await engine.reconcile()).findings == []
+    finally:
+        await stopped(engine, consumer, starting)
