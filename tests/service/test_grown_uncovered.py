@@ -306,3 +306,34 @@ async def test_a_process_killed_while_an_entry_fills_in_parts_leaves_the_next_on
         assert (await engine.reconcile()).findings == []
     finally:
         await stopped(engine, consumer, starting)
+
+
+async def test_a_stacked_entry_filled_in_parts_while_stops_are_refused_closes_only_itself() -> None:
+    """Stacking on, SOL holds a protected long. A second long's entry is acknowledged and fills in
+    parts while every stop is refused: its first part's stop is refused, and the close sent in
+    its place (written as it goes out, beside the first long) closes that part. The second long
+    ends closed, for the refused stop (not as a trader's close), its entry's rest never opening
+    anything uncovered; the first long keeps all it holds, and its stop alone rests."""
+    clock = FakeClock()
+    sim = SimulatedExchange(now=clock.now, seed=7, sleep=clock.sleep)
+    config = EngineConfig(fill_wait=0.05, allow_stacking=True)
+    async with engine_on(clock, sim, config) as engine:
+        first = await engine.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(100)))
+        sim.faults.ack_only_if = lambda r: r.type is OrderType.MARKET and not r.reduce_only
+        sim.faults.fill_delay = 3.0
+        sim.faults.partial_fill = 0.4
+        sim.faults.reject_if = lambda r: r.type is OrderType.STOP_MARKET
+        opening = asyncio.ensure_future(engine.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(50))))
+        await advance_until(clock, lambda: False, 15)  # past the rest's fill (6 s) and the entry's deadline
+        await eventually(opening.done, what="the second long's open answered")
+        second = engine.ledger.positions[opening.result().id]
+        assert (second.status, second.exit_reason) == (PositionStatus.CLOSED, ExitReason.PROTECTION_FAILED), (
+            second
+        )
+        assert sim.core.position(SOL).qty == first.filled_qty
+        stops = [o.qty for o in sim.core.open_orders(SOL) if o.type is OrderType.STOP_MARKET]
+        assert stops == [first.filled_qty], "the first long's stop alone rests"
+        assert engine.ledger.positions[first.id].remaining == first.filled_qty
+        [exposure] = sim.exposure()
+        assert exposure.max_unprotected_seconds < config.protection_window, exposure
+        assert (await engine.reconcile()).findings == []

@@ -1602,6 +1602,11 @@ class ExitManager:
         the entry (the original or break-even stop filling after TP2 is a plain stop)."""
         if order.role is OrderRole.CLOSE and pos.exit_reason:
             return pos.exit_reason
+        if order.role is OrderRole.CLOSE and (early := self._early_closes.get(pos.id)) is not None:
+            if early[0].client_order_id == order.client_order_id:
+                # Sent when the stop was refused, written as it went out beside another position
+                # (`_record_early_close`), and landed before `close` took it: not a trader's close.
+                return ExitReason.PROTECTION_FAILED
         if order.role is OrderRole.STOP:
             trailed = (
                 pos.trailing_active
