@@ -44,7 +44,7 @@ from warden.adapters.sim import SimulatedExchange
 from warden.domain.alerts import Alert, AlertKind
 from warden.domain.events import Event
 from warden.domain.orders import Order, OrderRole, OrderStatus
-from warden.domain.position import Position, PositionStatus
+from warden.domain.position import ExitReason, Position, PositionStatus
 from warden.domain.reconcile import Kind
 from warden.domain.reports import FillReport, OrderReport, OrderRequest
 from warden.domain.values import (
@@ -1490,7 +1490,8 @@ async def test_a_stacked_positions_close_sent_early_that_lands_after_its_stop_re
             ] == [first.remaining]
 
         await advance_until(clock, settled, 30)
-        assert engine.ledger.positions[second_id].status is PositionStatus.CLOSED
+        ended = engine.ledger.positions[second_id]
+        assert (ended.status, ended.exit_reason) == (PositionStatus.CLOSED, ExitReason.PROTECTION_FAILED)
         assert engine.ledger.orders[close.client_order_id].status is OrderStatus.FILLED
         assert abs(sim.core.position(SOL).qty) == first.remaining
         stops = [o for o in sim.core.open_orders(SOL) if o.type is OrderType.STOP_MARKET]

@@ -154,6 +154,33 @@ def make_intent(
     )
 
 
+class EarlyCloses(dict[PositionId, tuple[Order, "asyncio.Task[Placed]"]]):
+    """By position, the close sent the moment its stop was refused, with its send
+    (`ExitManager._stop_or_close`), until a `close` takes it over."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.behind: dict[PositionId, ClientOrderId] = {}
+        """Such a close whose stop rested after all, recorded behind it and followed
+        (`ExitManager._early_close_behind`)."""
+
+    def take_behind(self, pid: PositionId) -> None:
+        """The position's close is recorded behind its stop: no longer on its way here."""
+        self.behind[pid] = self.pop(pid)[0].client_order_id
+
+    def sent(self, pid: PositionId, cid: ClientOrderId) -> bool:
+        """`cid` is the position's close sent when its stop was refused, recorded before any
+        `close` took it (written as it went out beside another position, or behind a stop that
+        rested after all): landing, it closes the position for the refused stop, not as a
+        trader's close would. This process's memory only."""
+        early = self.get(pid)
+        return (early is not None and early[0].client_order_id == cid) or self.behind.get(pid) == cid
+
+    def forget(self, pid: PositionId) -> None:
+        self.pop(pid, None)
+        self.behind.pop(pid, None)
+
+
 class ExitManager:
     def __init__(
         self, ctx: Context, gateway: Gateway, pass_again: Callable[[], Awaitable[object]] | None = None
@@ -197,7 +224,7 @@ class ExitManager:
         self._arming: dict[Symbol, tuple[Decimal, Decimal]] = {}
         self._early_stops: dict[PositionId, tuple[Order, asyncio.Task[Placed]]] = {}
         """Stops sent on the entry's filled answer, before its fills were applied (see send_stop_early)."""
-        self._early_closes: dict[PositionId, tuple[Order, asyncio.Task[Placed]]] = {}
+        self._early_closes = EarlyCloses()
         """Closes sent the moment such a stop was refused outright, before anything was written."""
         self.last_mark: dict[Symbol, MarkPrice] = {}
         """The newest streamed mark of each symbol (the open saga sizes from it: no REST call)."""
@@ -232,7 +259,7 @@ class ExitManager:
         self._refusals.pop(("move", pid), None)
         self._refusals.pop(("trim", pid), None)
         self._tps_told -= {(pid, OrderRole.TP1), (pid, OrderRole.TP2)}
-        self._early_closes.pop(pid, None)  # one whose close landed while its stop was sent again
+        self._early_closes.forget(pid)  # one whose close landed while its stop was sent again
 
     def _before_change(self, symbol: Symbol, pid: PositionId, joining: bool) -> None:
         self.index.before_change(symbol, pid, joining)
@@ -770,7 +797,7 @@ class ExitManager:
             return None
         if not early[1].result().unknown:
             return None
-        del self._early_closes[pid]
+        self._early_closes.take_behind(pid)
         return early[0]
 
     def _early_close_event(self, pid: PositionId, close: Order) -> Event:
@@ -1602,11 +1629,8 @@ class ExitManager:
         the entry (the original or break-even stop filling after TP2 is a plain stop)."""
         if order.role is OrderRole.CLOSE and pos.exit_reason:
             return pos.exit_reason
-        if order.role is OrderRole.CLOSE and (early := self._early_closes.get(pos.id)) is not None:
-            if early[0].client_order_id == order.client_order_id:
-                # Sent when the stop was refused, written as it went out beside another position
-                # (`_record_early_close`), and landed before `close` took it: not a trader's close.
-                return ExitReason.PROTECTION_FAILED
+        if order.role is OrderRole.CLOSE and self._early_closes.sent(pos.id, order.client_order_id):
+            return ExitReason.PROTECTION_FAILED
         if order.role is OrderRole.STOP:
             trailed = (
                 pos.trailing_active
