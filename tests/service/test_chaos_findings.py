@@ -55,6 +55,7 @@ from warden.domain.values import (
     Side,
     TradeId,
     client_order_id,
+    parse_client_id,
 )
 from warden.ports import ActiveState, ExchangeError, ExchangeTimeout, Store, StoreUnavailable, Transition
 from warden.service.commands import AlreadyExists, ClosePosition, OpenPosition, TradingRefused
@@ -1544,7 +1545,10 @@ async def _restarted_closes_the_second_short_once(
 
         await advance_until(clock, settled, 30)
         closes = [
-            f for f in sim.core.fills(SOL) if second_id in f.client_order_id and "-c" in f.client_order_id
+            f
+            for f in sim.core.fills(SOL)
+            if (parsed := parse_client_id(f.client_order_id)) is not None
+            and (parsed.position_id, parsed.role) == (second_id, OrderRole.CLOSE)
         ]
         assert [f.qty for f in closes] == [first.filled_qty / 2], f"the second short closed once: {closes}"
         assert abs(sim.core.position(SOL).qty) == first.filled_qty, "the first short keeps what it holds"
