@@ -182,6 +182,13 @@ async def test_an_excess_whose_stop_move_meets_5xx_is_trimmed_within_the_window(
     assert (await harness.engine.reconcile()).findings == []
 
 
+def _entries_fill_in_parts(sim: SimulatedExchange) -> None:
+    """Every entry is acknowledged, not filled: 40 % of it fills 3 s later, the rest 3 s after."""
+    sim.faults.ack_only_if = lambda r: r.type is OrderType.MARKET and not r.reduce_only
+    sim.faults.fill_delay = 3.0
+    sim.faults.partial_fill = 0.4
+
+
 @pytest.mark.parametrize("stops", ["taken", "refused"])
 async def test_a_working_entry_filled_in_parts_is_covered_as_each_part_fills(stops: str) -> None:
     """The entry is acknowledged, not filled (a thin book, a Drift auction): 40 % of it fills 3 s
@@ -195,9 +202,7 @@ async def test_a_working_entry_filled_in_parts_is_covered_as_each_part_fills(sto
     async with engine_on(clock, sim, config) as engine:
         notifier = engine.notifier
         assert isinstance(notifier, RecordingNotifier)
-        sim.faults.ack_only_if = lambda r: r.type is OrderType.MARKET and not r.reduce_only
-        sim.faults.fill_delay = 3.0
-        sim.faults.partial_fill = 0.4
+        _entries_fill_in_parts(sim)
         opening = asyncio.ensure_future(engine.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(100))))
 
         def held() -> Decimal:
@@ -244,9 +249,7 @@ async def test_a_working_entry_filled_in_parts_while_every_stop_is_refused_is_cl
     sim = SimulatedExchange(now=clock.now, seed=7, sleep=clock.sleep)
     config = EngineConfig(fill_wait=0.05)
     async with engine_on(clock, sim, config) as engine:
-        sim.faults.ack_only_if = lambda r: r.type is OrderType.MARKET and not r.reduce_only
-        sim.faults.fill_delay = 3.0
-        sim.faults.partial_fill = 0.4
+        _entries_fill_in_parts(sim)
         sim.faults.reject_if = lambda r: r.type is OrderType.STOP_MARKET
         opening = asyncio.ensure_future(engine.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(100))))
         await advance_until(clock, opening.done, 15)
@@ -278,9 +281,7 @@ async def test_a_process_killed_while_an_entry_fills_in_parts_leaves_the_next_on
     starting = asyncio.ensure_future(dying.start())
     await advance_until(clock, starting.done, 5)
     began = clock.monotonic()
-    sim.faults.ack_only_if = lambda r: r.type is OrderType.MARKET and not r.reduce_only
-    sim.faults.fill_delay = 3.0
-    sim.faults.partial_fill = 0.4
+    _entries_fill_in_parts(sim)
     if refused:
         sim.faults.reject_if = lambda r: r.type is OrderType.STOP_MARKET
     opening = asyncio.ensure_future(dying.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(100))))
@@ -319,9 +320,7 @@ async def test_a_stacked_entry_filled_in_parts_while_stops_are_refused_closes_on
     config = EngineConfig(fill_wait=0.05, allow_stacking=True)
     async with engine_on(clock, sim, config) as engine:
         first = await engine.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(100)))
-        sim.faults.ack_only_if = lambda r: r.type is OrderType.MARKET and not r.reduce_only
-        sim.faults.fill_delay = 3.0
-        sim.faults.partial_fill = 0.4
+        _entries_fill_in_parts(sim)
         sim.faults.reject_if = lambda r: r.type is OrderType.STOP_MARKET
         opening = asyncio.ensure_future(engine.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(50))))
         await advance_until(clock, lambda: False, 15)  # past the rest's fill (6 s) and the entry's deadline
