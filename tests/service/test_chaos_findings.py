@@ -42,7 +42,7 @@ from warden.adapters.memory import InMemoryStore
 from warden.adapters.notify import RecordingNotifier
 from warden.adapters.sim import SimulatedExchange
 from warden.domain.alerts import Alert, AlertKind
-from warden.domain.events import Event
+from warden.domain.events import Event, EventKind
 from warden.domain.orders import Order, OrderRole, OrderStatus
 from warden.domain.position import ExitReason, Position, PositionStatus
 from warden.domain.reconcile import Kind
@@ -1553,6 +1553,10 @@ async def _restarted_closes_the_second_short_once(
         assert [f.qty for f in closes] == [first.filled_qty / 2], f"the second short closed once: {closes}"
         assert abs(sim.core.position(SOL).qty) == first.filled_qty, "the first short keeps what it holds"
         assert settled(), "the second short is closed by its close, its stop taken down"
+        ended = engine.ledger.positions[second_id]
+        assert ended.exit_reason == ExitReason.PROTECTION_FAILED, (
+            f"closed by the close sent when its stop failed, not by hand: {ended.exit_reason}"
+        )
         assert engine.ledger.positions[first.id].remaining == first.filled_qty
         assert stops() == [first.filled_qty], "only the first short's stop rests"
     finally:
@@ -2919,16 +2923,19 @@ async def test_a_close_that_traded_unrecorded_is_found_whichever_stacked_positio
         await harness.stop()
 
 
-async def _a_close_held_by_the_exchange(harness: Harness, late: LateExecution) -> tuple[Position, str]:
-    """A long on SOL whose first close the exchange holds (an unknown outcome, not found) until
-    `late.release()`; its stop still rests. Returns the position and the held close's id."""
+async def _a_close_held_by_the_exchange(
+    harness: Harness, late: LateExecution, reason: str = "manual"
+) -> tuple[Position, str]:
+    """A long on SOL whose first close (asked for `reason`) the exchange holds (an unknown
+    outcome, not found) until `late.release()`; its stop still rests. Returns the position and
+    the held close's id."""
     pos = await harness.open("long", usd="100")
     assert pos.status is PositionStatus.PROTECTED
     held: list[str] = []
     harness.sim.faults.execute_late_if = _first_close(held)
     harness.sim.faults.execute_delay = late.DELAY
     with contextlib.suppress(ExchangeError):  # its outcome is unknown: said so
-        await harness.engine.close_position(ClosePosition(pos.id))
+        await harness.engine.close_position(ClosePosition(pos.id, reason))
     assert held and harness.exchange_qty() == pos.filled_qty
     return pos, held[0]
 
@@ -3280,6 +3287,37 @@ async def test_a_close_landing_after_it_was_given_up_on_takes_the_positions_stop
         stored = await harness.store.get_position(pos.id)
         assert stored is not None and stored.status is PositionStatus.CLOSED
         assert not [o for o in harness.engine.ledger.orders_of(pos.id) if o.status.live]
+    finally:
+        late.release()
+        await harness.stop()
+
+
+async def test_a_close_given_up_on_that_lands_after_a_restart_closes_the_position_for_its_reason(
+    store_url: str,
+) -> None:
+    """A signal's close answered unknown and not found is given up on (the position back to
+    protected, its reason cleared), and the process restarts before the close executes. The
+    position ended "closed by manual", as if someone had closed it by hand: the reason was the
+    position's while closing, and neither the give-up nor a new process kept it. A close carries
+    the reason it was sent for, stored with it."""
+    late = LateExecution()
+    sim = late.exchange()
+    harness = await Harness(store_url, sim).start()
+    try:
+        pos, _held = await _a_close_held_by_the_exchange(harness, late, reason="signal")
+        assert harness.engine.ledger.positions[pos.id].status is PositionStatus.PROTECTED
+        await harness.restart()
+        late.release()
+        await eventually(
+            lambda: harness.engine.ledger.positions[pos.id].status is PositionStatus.CLOSED,
+            what="the late close's fill applied",
+        )
+        await harness.engine.wait_idle()
+        assert harness.engine.ledger.positions[pos.id].exit_reason == "signal"
+        stored = await harness.store.get_position(pos.id)
+        assert stored is not None and stored.exit_reason == "signal", stored
+        events = await harness.store.list_events(pos.id)
+        assert any(e.kind is EventKind.POSITION_CLOSED and "closed by signal" in e.message for e in events)
     finally:
         late.release()
         await harness.stop()

@@ -12,7 +12,7 @@ import pytest
 from warden.domain.events import EventKind
 from warden.domain.orders import OrderStatus
 from warden.domain.position import PositionStatus
-from warden.domain.values import OrderRole, PositionId, Symbol, TradeId
+from warden.domain.values import OrderRole, OrderType, PositionId, Symbol, TradeId
 from warden.ports import DuplicateSignal, FencedOut, StoreError, SymbolBusy, Transition, VersionConflict
 
 from .builders import BTC, SOL, T0, D, event, fill, full_position, insert, order, position, step
@@ -47,6 +47,7 @@ async def test_order_round_trips_every_field(backend: Backend) -> None:
         filled_qty=D("0.300000"),
         avg_price=D("150.123456789012345678"),
         status=OrderStatus.FILLED,
+        reason="protection_failed",
     )
     _, write = step(position(), orders=[bare, full])
     await backend.store.commit(write)
@@ -187,7 +188,11 @@ async def test_load_active_returns_open_positions_with_orders_and_trades(backend
         at = T0 + timedelta(minutes=ord(pid) - ord("a"))
         await store.commit(insert(position(pid, status=status, opened_at=at), orders=[order(pid)]))
     live = position("d", status=PositionStatus.CLOSING, opened_at=T0 + timedelta(hours=1), exclusive=False)
-    orders = [order("d", OrderRole.ENTRY, 0, status=OrderStatus.FILLED), order("d")]
+    orders = [
+        order("d", OrderRole.ENTRY, 0, status=OrderStatus.FILLED),
+        order("d"),
+        order("d", OrderRole.CLOSE, 2, type=OrderType.MARKET, trigger_price=None, reason="signal"),
+    ]
     await store.commit(insert(live, orders=orders, fills=[fill("d", "t9")]))
     state = await store.load_active()
     assert [p.id for p in state.positions] == ["a", "d"]

@@ -32,7 +32,7 @@ from warden.ports import StoreUnavailable, SymbolBusy
 
 from .builders import BTC, PLUS2, SOL, T0, D, insert, position
 
-HEAD = "0008"
+HEAD = "0009"
 
 
 def closed_port() -> int:

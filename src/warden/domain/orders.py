@@ -75,6 +75,9 @@ class Order:
     exchange_order_id: str | None = None
     filled_qty: Decimal = ZERO
     avg_price: Decimal | None = None
+    reason: str | None = None
+    """A close's: why it was sent (an ExitReason, or the reason a close was asked with), which
+    names the exit whenever its fill lands: after the close was given up on, or a restart."""
 
     def advance(
         self,

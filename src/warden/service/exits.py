@@ -154,33 +154,6 @@ def make_intent(
     )
 
 
-class EarlyCloses(dict[PositionId, tuple[Order, "asyncio.Task[Placed]"]]):
-    """By position, the close sent the moment its stop was refused, with its send
-    (`ExitManager._stop_or_close`), until a `close` takes it over."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.behind: dict[PositionId, ClientOrderId] = {}
-        """Such a close whose stop rested after all, recorded behind it and followed
-        (`ExitManager._early_close_behind`)."""
-
-    def take_behind(self, pid: PositionId) -> None:
-        """The position's close is recorded behind its stop: no longer on its way here."""
-        self.behind[pid] = self.pop(pid)[0].client_order_id
-
-    def sent(self, pid: PositionId, cid: ClientOrderId) -> bool:
-        """`cid` is the position's close sent when its stop was refused, recorded before any
-        `close` took it (written as it went out beside another position, or behind a stop that
-        rested after all): landing, it closes the position for the refused stop, not as a
-        trader's close would. This process's memory only."""
-        early = self.get(pid)
-        return (early is not None and early[0].client_order_id == cid) or self.behind.get(pid) == cid
-
-    def forget(self, pid: PositionId) -> None:
-        self.pop(pid, None)
-        self.behind.pop(pid, None)
-
-
 class ExitManager:
     def __init__(
         self, ctx: Context, gateway: Gateway, pass_again: Callable[[], Awaitable[object]] | None = None
@@ -224,8 +197,9 @@ class ExitManager:
         self._arming: dict[Symbol, tuple[Decimal, Decimal]] = {}
         self._early_stops: dict[PositionId, tuple[Order, asyncio.Task[Placed]]] = {}
         """Stops sent on the entry's filled answer, before its fills were applied (see send_stop_early)."""
-        self._early_closes = EarlyCloses()
-        """Closes sent the moment such a stop was refused outright, before anything was written."""
+        self._early_closes: dict[PositionId, tuple[Order, asyncio.Task[Placed]]] = {}
+        """Closes sent the moment such a stop was refused, until a `close` takes one over (each
+        carries its reason, protection_failed, which names the exit whenever it lands)."""
         self.last_mark: dict[Symbol, MarkPrice] = {}
         """The newest streamed mark of each symbol (the open saga sizes from it: no REST call)."""
         self.index = TickIndex(
@@ -259,7 +233,7 @@ class ExitManager:
         self._refusals.pop(("move", pid), None)
         self._refusals.pop(("trim", pid), None)
         self._tps_told -= {(pid, OrderRole.TP1), (pid, OrderRole.TP2)}
-        self._early_closes.forget(pid)  # one whose close landed while its stop was sent again
+        self._early_closes.pop(pid, None)  # one whose close landed while its stop was sent again
 
     def _before_change(self, symbol: Symbol, pid: PositionId, joining: bool) -> None:
         self.index.before_change(symbol, pid, joining)
@@ -529,7 +503,7 @@ class ExitManager:
         (`_record_early_close`), beside its send, not before it."""
         placed = await self.place(stop)
         if placed.report is None and self._may_close_early(pos.id):
-            close = self._close_intent(pos, pos.remaining)
+            close = self._close_intent(pos, pos.remaining, ExitReason.PROTECTION_FAILED)
             early = (close, self.ctx.tasks.spawn(self.place(close)))
             self._early_closes[pos.id] = early
             if self._others_on(pos.symbol, pos.id):
@@ -617,15 +591,16 @@ class ExitManager:
             and self._no_close_of(pid)
         )
 
-    def _close_intent(self, pos: Position, qty: Decimal) -> Order:
-        """The position's next close: a reduce-only market order with the next close sequence.
+    def _close_intent(self, pos: Position, qty: Decimal, reason: str) -> Order:
+        """The position's next close, sent for `reason`: a reduce-only market order with the next
+        close sequence.
         Its size is rounded up to the lot: a size the exchange's lot no longer divides (the lot
         coarsened since the entry) is refused as it is, and reduce-only, it closes no more than is open."""
         seq = 1 + sum(1 for o in self.ledger.orders_of(pos.id) if o.role is OrderRole.CLOSE)
         inst = self.ctx.instruments.get(pos.symbol)
         if inst is not None:
             qty = inst.lot_ceil(qty)
-        return make_intent(self.ctx, pos, OrderRole.CLOSE, seq, OrderType.MARKET, qty)
+        return replace(make_intent(self.ctx, pos, OrderRole.CLOSE, seq, OrderType.MARKET, qty), reason=reason)
 
     def _staged(self, pos: Position) -> Position:
         """The position priced by its plan at its entry, with the next exit sequence: what
@@ -797,7 +772,7 @@ class ExitManager:
             return None
         if not early[1].result().unknown:
             return None
-        self._early_closes.take_behind(pid)
+        del self._early_closes[pid]
         return early[0]
 
     def _early_close_event(self, pid: PositionId, close: Order) -> Event:
@@ -1624,13 +1599,13 @@ class ExitManager:
         return new, events, None
 
     def _exit_reason(self, pos: Position, order: Order) -> str:
-        """Why a position went flat: a close keeps the reason it was asked with (stored on the
-        position when CLOSING); a stop is a trailing stop only if trailing actually moved it past
-        the entry (the original or break-even stop filling after TP2 is a plain stop)."""
-        if order.role is OrderRole.CLOSE and pos.exit_reason:
-            return pos.exit_reason
-        if order.role is OrderRole.CLOSE and self._early_closes.sent(pos.id, order.client_order_id):
-            return ExitReason.PROTECTION_FAILED
+        """Why a position went flat: a close keeps the reason it was asked with (the position's
+        while it is closing), else the one it was sent for, stored with it (a close given up on,
+        or sent when a stop was refused, landing later or after a restart); a stop is a trailing
+        stop only if trailing actually moved it past the entry (the original or break-even stop
+        filling after TP2 is a plain stop)."""
+        if order.role is OrderRole.CLOSE:
+            return pos.exit_reason or order.reason or ExitReason.MANUAL
         if order.role is OrderRole.STOP:
             trailed = (
                 pos.trailing_active
@@ -2377,7 +2352,7 @@ class ExitManager:
             if excess <= 0 or uncovered <= 0:
                 return
             current = self._current(stop)
-            intent = self._close_intent(pos, min(excess, uncovered))
+            intent = self._close_intent(pos, min(excess, uncovered), ExitReason.PROTECTION_FAILED)
             grown = (
                 f"{pos.symbol} {pos.side} {pos.remaining}: the stop could not grow past {current.qty} ({why})"
             )
@@ -2761,7 +2736,11 @@ class ExitManager:
             # A close already sent when the early stop was refused is this close: recorded as
             # it was sent (its id and quantity) and its answer taken, not sent again; as memory
             # has it if it was written while its stop was sent again (`_record_early_close`).
-            intent = self._current(early[0]) if early is not None else self._close_intent(pos, pos.remaining)
+            intent = (
+                self._current(early[0])
+                if early is not None
+                else self._close_intent(pos, pos.remaining, reason)
+            )
             event = Event(EventKind.CLOSE_REQUESTED, ctx.clock.now(), pid, f"close {intent.qty}: {reason}")
             closing = replace(pos.transition(PositionStatus.CLOSING), exit_reason=reason)
             await self._write_close(pos, closing, intent, event)

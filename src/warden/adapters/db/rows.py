@@ -80,6 +80,7 @@ def order_from(row: Row[Any]) -> Order:
         exchange_order_id=m["exchange_order_id"],
         filled_qty=m["filled_qty"],
         avg_price=m["avg_price"],
+        reason=m["reason"],
     )
 
 

@@ -120,6 +120,7 @@ orders = Table(
     Column("exchange_order_id", String, nullable=True),
     Column("filled_qty", Amount, nullable=False),
     Column("avg_price", Amount, nullable=True),
+    Column("reason", String, nullable=True),
     Column("updated_at", UtcDateTime, nullable=False, server_default=func.now()),
 )
 
