@@ -580,6 +580,38 @@ def test_an_acknowledged_entry_that_fills_within_fill_wait_is_answered_protected
     assert (position["status"], position["stop_resting"]) == ("protected", True), position
 
 
+def test_an_entry_filled_in_parts_is_covered_as_each_part_fills(
+    procs: Processes, tmp_path: Path, venue: str
+) -> None:
+    """An entry acknowledged unfilled that fills in two parts, as on a thin book: 40 % two seconds
+    after the answer (Binance TRADE PARTIALLY_FILLED, Bybit order PartiallyFilled), the rest two
+    seconds later. Through unmodified ccxt, the exchange sees the first part covered as it fills,
+    not once the rest has (two seconds uncovered), and the whole entry covered by one stop after;
+    warden's position is what the exchange holds."""
+    sim = procs.sim(venue=venue, price_interval=0)
+    engine = procs.engine("engine", tmp_path / "data", sim=sim)
+    engine.wait_ready()
+    sim.faults(ack_only_if="*-e1", fill_delay=2.0, partial_fill=0.4)
+    opened = engine.signal_qty("SOL", "long", "1")
+    assert opened.status_code in (201, 202), opened.text
+
+    def part_filled() -> bool:
+        held = sim.state()["positions"]
+        return bool(held) and abs(D(held[0]["qty"])) == D("0.4")
+
+    poll(part_filled, within=10, what="the first part filled")
+    converge(lambda: check_all(sim, engine), within=CONVERGE_WITHIN, what="after the first part")
+    poll(lambda: abs(D(sim.state()["positions"][0]["qty"])) == 1, within=10, what="the rest filled")
+    converge(lambda: check_all(sim, engine), within=CONVERGE_WITHIN, what="after the rest")
+    state = sim.state()
+    stops = [o for o in state["open_orders"] if o["type"] == "stop_market"]
+    assert [D(o["qty"]) for o in stops] == [D(1)], stops
+    [position] = engine.positions()
+    assert (position["status"], D(position["size"])) == ("protected", D(1)), position
+    exposure = {e["symbol"]: e for e in state["exposure"]}["SOL/USDT:USDT"]
+    assert exposure["max_unprotected_seconds"] < 1.0, exposure
+
+
 # =============================================================================== outside the engine
 
 

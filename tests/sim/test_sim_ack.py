@@ -393,6 +393,64 @@ async def test_the_server_answers_new_then_fills_after_the_delay_on_the_user_str
         assert (status, other["status"]) == (200, "FILLED")
 
 
+async def test_the_server_fills_an_entry_in_parts_as_binance_says_it(clock: FakeClock) -> None:
+    """partial_fill: the first part's TRADE says PARTIALLY_FILLED with z cumulative and q the
+    order's; lookups and open orders show it partly filled; the rest's TRADE says FILLED."""
+    async with raw_server(sleep=clock.sleep) as raw:
+        knobs = {"ack_only_if": "*-e1", "fill_delay": 1, "partial_fill": 0.4}
+        status, shown = await raw.control("POST", "/sim/faults", knobs)
+        assert (status, shown["partial_fill"]) == (200, 0.4)
+        _, key = await raw.call("POST", "/fapi/v1/listenKey", signed=False)
+        ws_base = raw.base.replace("http", "ws")
+        async with raw.session.ws_connect(f"{ws_base}/private/ws?listenKey={key['listenKey']}") as ws:
+            _, body = await new_order(raw, "wd-p1-e1")
+            assert body["status"] == "NEW"
+            assert (await ws.receive_json(timeout=2))["o"]["X"] == "NEW"
+            await clock.run_for(1)
+            first = (await ws.receive_json(timeout=2))["o"]
+            assert (first["x"], first["X"], first["q"], first["l"], first["z"]) == (
+                "TRADE",
+                "PARTIALLY_FILLED",
+                "0.01",
+                "0.004",
+                "0.004",
+            )
+            assert (await ws.receive_json(timeout=2))["e"] == "ACCOUNT_UPDATE"  # no NEW after the part
+            part = await lookup(raw, "wd-p1-e1")
+            assert (part["status"], part["executedQty"], part["origQty"]) == (
+                "PARTIALLY_FILLED",
+                "0.004",
+                "0.01",
+            )
+            _, open_orders = await raw.call("GET", "/fapi/v1/openOrders", {"symbol": BTCUSDT})
+            assert [(o["clientOrderId"], o["status"]) for o in open_orders] == [
+                ("wd-p1-e1", "PARTIALLY_FILLED")
+            ]
+            await raw.control("POST", "/sim/price", {"symbol": BTCUSDT, "price": "65100"})
+            await clock.run_for(1)
+            rest = (await ws.receive_json(timeout=2))["o"]
+            assert (rest["X"], rest["l"], rest["z"], rest["L"], rest["ap"]) == (
+                "FILLED",
+                "0.006",
+                "0.01",
+                "65100",
+                "65060",
+            )
+            assert first["t"] != rest["t"]
+        filled = await lookup(raw, "wd-p1-e1")
+        assert (filled["status"], filled["executedQty"]) == ("FILLED", "0.01")
+        _, trades = await raw.call("GET", "/fapi/v1/userTrades", {"symbol": BTCUSDT})
+        assert [(t["price"], t["qty"]) for t in trades] == [("65000", "0.004"), ("65100", "0.006")]
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.5, "0.4"])
+async def test_a_partial_fill_outside_0_to_1_is_refused(clock: FakeClock, value: Any) -> None:
+    async with raw_server(sleep=clock.sleep) as raw:
+        status, answer = await raw.control("POST", "/sim/faults", {"partial_fill": value})
+        assert (status, answer["code"]) == (400, -1102)
+        assert "partial_fill" in answer["msg"]
+
+
 async def test_the_server_cancels_a_pending_order_for_good(clock: FakeClock) -> None:
     async with raw_server(sleep=clock.sleep) as raw:
         await raw.control("POST", "/sim/faults", {"ack_only_if": True, "fill_delay": 2})
@@ -463,5 +521,33 @@ async def test_unmodified_ccxt_reads_the_acknowledgement_as_open_then_finds_it_f
                 D("0.01"),
                 D("65000"),
             )
+        finally:
+            await exchange.close()
+
+
+async def test_unmodified_ccxt_reads_an_entry_filled_in_parts_as_open_then_filled(clock: FakeClock) -> None:
+    """warden's ccxt adapter reads a PARTIALLY_FILLED entry as OPEN with its part filled, then FILLED."""
+    from warden.adapters.ccxt import CcxtExchange
+
+    async with raw_server(sleep=clock.sleep) as raw:
+        knobs = {"ack_only_if": "*-e1", "fill_delay": 1, "partial_fill": 0.4}
+        await raw.control("POST", "/sim/faults", knobs)
+        exchange = CcxtExchange.create(
+            api_key="sim-key",
+            api_secret="sim-secret",
+            base_url=raw.base,
+            enable_rate_limit=False,
+            timeout_ms=5000,
+        )
+        try:
+            await exchange.instruments()
+            report = await exchange.place_order(market("wd-p1-e1", BUY, "0.01"))
+            assert (report.status, report.filled_qty) == (OrderStatus.OPEN, D(0))
+            await clock.run_for(1)
+            part = await exchange.fetch_order(BTC, "wd-p1-e1", conditional=False)
+            assert (part.status, part.qty, part.filled_qty) == (OrderStatus.OPEN, D("0.01"), D("0.004"))
+            await clock.run_for(1)
+            found = await exchange.fetch_order(BTC, "wd-p1-e1", conditional=False)
+            assert (found.status, found.filled_qty) == (OrderStatus.FILLED, D("0.01"))
         finally:
             await exchange.close()

@@ -17,6 +17,7 @@ from warden.adapters.sim.server import VENUE
 from warden.adapters.sim.server.bybit.auth import sign
 from warden.adapters.sim.server.bybit.venue import BybitVenue
 
+from .builders import FakeClock
 from .bybit_client import KEY, SECRET, BybitClient, bybit_server
 
 LINEAR = {"category": "linear"}
@@ -315,6 +316,29 @@ async def test_faults_become_retcodes(bybit: BybitClient) -> None:
     assert (await market(bybit, "wd-p-e3"))["retCode"] == 0
     waiting = await one_order(bybit, "wd-p-e3")
     assert (waiting["orderStatus"], waiting["cumExecQty"]) == ("New", "0")  # acknowledged, not filled
+
+
+async def test_an_entry_filled_in_parts_is_partially_filled_then_filled() -> None:
+    """partial_fill: between its parts the order reads PartiallyFilled with cumExecQty the first
+    part's (Bybit's own status for it), each part its own execution; then Filled."""
+    clock = FakeClock()
+    async with bybit_server(sleep=clock.sleep) as bybit:
+        knobs = {"ack_only_if": "*-e1", "fill_delay": 1, "partial_fill": 0.4}
+        assert (await bybit.control("POST", "/sim/faults", knobs))[0] == 200
+        assert (await market(bybit, "wd-p-e1"))["retCode"] == 0
+        assert (await one_order(bybit, "wd-p-e1"))["orderStatus"] == "New"
+        await clock.run_for(1)
+        part = await one_order(bybit, "wd-p-e1")
+        assert (part["orderStatus"], part["cumExecQty"], part["leavesQty"]) == (
+            "PartiallyFilled",
+            "0.004",
+            "0.006",
+        )
+        await clock.run_for(1)
+        done = await one_order(bybit, "wd-p-e1")
+        assert (done["orderStatus"], done["cumExecQty"]) == ("Filled", "0.01")
+        executions = await bybit.ok("GET", "/v5/execution/list", {**LINEAR, "symbol": "BTCUSDT"})
+        assert sorted(e["execQty"] for e in executions["list"]) == ["0.004", "0.006"]
 
 
 async def test_a_cancel_met_by_a_server_error_is_answered_10016(

@@ -54,7 +54,9 @@ class SimFaults:
         its first fill takes, rounded down to the lot: the order stays open, partly filled
         (Binance's PARTIALLY_FILLED), and the rest fills `fill_delay` later, as a thin book or
         a Drift auction fills an order over seconds. Read at the first fill. 0: whole at once.
-        The in-process adapter only: the server faces do not offer it (their fills are whole).
+        The server faces speak it as the venues do: Binance's TRADE message PARTIALLY_FILLED
+        then FILLED (z cumulative), Bybit's order PartiallyFilled (cumExecQty), each trade its
+        own execution; lookups show the order partly filled meanwhile.
     stream_silent: (the server faces only) the private sockets stay open but go quiet: no
         events (they are lost, as on a dead connection) and no answer to pings. A client must
         notice the silence by itself (a missed keep-alive), reconnect and reconcile.

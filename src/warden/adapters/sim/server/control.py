@@ -22,7 +22,7 @@ started (the newest 10,000; not kept in --state-file), oldest first: {"symbol", 
 (ISO times; end null while it goes on), "seconds"}.
 
 Fault knobs: rest_latency, stream_latency, drop_rate, duplicate_rate, reorder_rate, fill_delay,
-execute_delay, stream_gap, subscribe_delay, retry_after (numbers); events_before_response,
+partial_fill, execute_delay, stream_gap, subscribe_delay, retry_after (numbers); events_before_response,
 fail_queries (booleans); reject_if, unavailable_if, timeout_after_execution_if, execute_late_if,
 ack_only_if, server_error_if, rate_limit_if: true (every order), false/null (none) or a glob on
 the client order id (e.g. "*-e1"). server_error_if answers a matching place or cancel with
@@ -36,7 +36,11 @@ from its next event (those events are lost), then every user-data socket is clos
 reconnects); it reads back 0 once over. A MARKET order matching ack_only_if is answered NEW with
 executedQty "0" and fills fill_delay seconds later at the mark of that moment (a background task;
 ORDER_TRADE_UPDATE TRADE and ACCOUNT_UPDATE on the user stream); until then it is NEW in lookups
-and open orders, and a cancel cancels it for good. A place matching execute_late_if is answered
+and open orders, and a cancel cancels it for good. With partial_fill (0 to 1) an acknowledged
+entry (not reduce-only) fills that part first, rounded down to the lot, and the rest fill_delay
+later: TRADE X=PARTIALLY_FILLED then X=FILLED (z cumulative; Bybit: order PartiallyFilled then
+Filled, an execution each), PARTIALLY_FILLED (PartiallyFilled) in lookups and open orders
+between. A place matching execute_late_if is answered
 HTTP 503 -1007 ("execution status unknown"; Bybit: its timeout answer) with nothing done: lookups
 do not find it until, execute_delay seconds later, it reaches the matching engine and executes as
 sent (a market order fills at the mark of that moment, with its stream events), as a real
@@ -82,12 +86,13 @@ NUMBER_KNOBS = (
     "duplicate_rate",
     "reorder_rate",
     "fill_delay",
+    "partial_fill",
     "execute_delay",
     "stream_gap",
     "subscribe_delay",
     "retry_after",
 )
-RATE_KNOBS = ("drop_rate", "duplicate_rate", "reorder_rate")  # chances: at most 1
+RATE_KNOBS = ("drop_rate", "duplicate_rate", "reorder_rate", "partial_fill")  # chances, parts: at most 1
 FLAG_KNOBS = ("events_before_response", "fail_queries", "stream_silent")
 PREDICATE_KNOBS = (
     "reject_if",

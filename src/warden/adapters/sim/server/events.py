@@ -3,11 +3,13 @@
 domain event (SimulatedExchange.stream)      Binance messages (private socket)
 OrderReport OPEN, market order               ORDER_TRADE_UPDATE x=NEW
 OrderReport OPEN, conditional                ALGO_UPDATE X=NEW
-FillReport of a market order                 ORDER_TRADE_UPDATE x=TRADE X=FILLED
+FillReport of a market order                 ORDER_TRADE_UPDATE x=TRADE X=FILLED (X=PARTIALLY_FILLED
+                                             while the order has more to fill: z cumulative, q the order's)
 FillReport of a conditional order            ALGO_UPDATE TRIGGERING, ALGO_UPDATE TRIGGERED (ai),
                                              child ORDER_TRADE_UPDATE NEW, child TRADE FILLED
 OrderReport FILLED, conditional              ALGO_UPDATE X=FINISHED (ai, aq, ap)
 OrderReport FILLED, market order             (nothing: the TRADE message said FILLED)
+OrderReport OPEN partly filled, market order (nothing: the TRADE message said PARTIALLY_FILLED)
 OrderReport CANCELED                         ORDER_TRADE_UPDATE / ALGO_UPDATE X=CANCELED
 PositionReport                               ACCOUNT_UPDATE (balance + that position)
 MarkPrice                                    (nothing: the market socket pushes marks every second)
@@ -53,16 +55,23 @@ def order_trade_update(
     order_id: str | None = None,
     client_id: str | None = None,
     fee: tuple[str, str] | None = None,
+    cumulative: tuple[Decimal, Decimal] | None = None,
 ) -> Json:
+    """`cumulative`: the order's filled quantity and average price through `fill` (a plain market
+    order, which may fill in several trades); without it, `fill` is the whole order (a fired
+    conditional order's child)."""
     filled = fill.qty if fill is not None else order.filled_qty
     avg = fill.price if fill is not None else (order.avg_price or ZERO)
+    qty = fill.qty if fill is not None else order.qty
+    if cumulative is not None:
+        (filled, avg), qty = cumulative, order.qty
     body: Json = {
         "s": market_id(order.symbol),
         "c": client_id or order.client_order_id,
         "S": order.side.value.upper(),
         "o": "MARKET",
         "f": "GTC",
-        "q": num(fill.qty if fill is not None else order.qty),
+        "q": num(qty),
         "p": "0",
         "ap": num(avg),
         "sp": "0",
@@ -182,7 +191,20 @@ def translate(core: SimCore, event: StreamEvent, now: datetime) -> list[Json]:
         asset = core.fee_asset
         fee = fee_paid(event, asset, core.mark(asset) if asset is not None else None)
         if not order.type.conditional:
-            return [order_trade_update(order, execution="TRADE", status="FILLED", at=at, fill=event, fee=fee)]
+            filled, avg = _through(core, order, event)
+            done = order.status is OrderStatus.FILLED and filled >= order.filled_qty
+            status = "FILLED" if done else "PARTIALLY_FILLED"
+            return [
+                order_trade_update(
+                    order,
+                    execution="TRADE",
+                    status=status,
+                    at=at,
+                    fill=event,
+                    fee=fee,
+                    cumulative=(filled, avg),
+                )
+            ]
         fired = order_with_fill(order, event)
         child_id = child_order_id(order.exchange_order_id)
         child_cid = child_client_id(order.exchange_order_id)
@@ -210,6 +232,20 @@ def translate(core: SimCore, event: StreamEvent, now: datetime) -> list[Json]:
     return []  # StreamGap: the venue closes the private sockets instead
 
 
+def _through(core: SimCore, order: OrderReport, fill: FillReport) -> tuple[Decimal, Decimal]:
+    """The order's filled quantity and average price counting its trades up to `fill`."""
+    if fill.qty == order.filled_qty:  # its only trade so far (every market order on a full book)
+        return fill.qty, fill.price
+    qty = value = ZERO
+    for trade in core.fills(order.symbol):
+        if trade.exchange_order_id == order.exchange_order_id:
+            qty += trade.qty
+            value += trade.qty * trade.price
+            if trade.trade_id == fill.trade_id:
+                break
+    return (qty, value / qty) if qty > 0 else (fill.qty, fill.price)
+
+
 def order_with_fill(order: OrderReport, fill: FillReport) -> OrderReport:
     """The order as it stands right after `fill` (the FILLED report comes as a separate event)."""
     return replace(order, filled_qty=fill.qty, avg_price=fill.price)
@@ -221,7 +257,7 @@ def _order_messages(order: OrderReport, at: int) -> list[Json]:
             return [algo_update(order, "FINISHED", at, fired=True)]
         status = "NEW" if order.status is OrderStatus.OPEN else order.status.value.upper()
         return [algo_update(order, status, at)]
-    if order.status is OrderStatus.FILLED:
+    if order.status is OrderStatus.FILLED or (order.status is OrderStatus.OPEN and order.filled_qty > 0):
         return []
     status = _PLAIN.get(order.status, order.status.value.upper())
     return [order_trade_update(order, execution=status, status=status, at=at)]

@@ -208,6 +208,11 @@ def leverage_brackets(symbols: Iterable[Symbol]) -> list[Json]:
 # ----- orders and trades --------------------------------------------------------------
 
 
+def partly_filled(order: OrderReport) -> bool:
+    """A plain order still working with part of it filled (an entry filling in parts)."""
+    return order.status is OrderStatus.OPEN and 0 < order.filled_qty < order.qty
+
+
 def plain_order(order: OrderReport) -> Json:
     """A matching-engine order (`/fapi/v1/order`)."""
     avg = order.avg_price or ZERO
@@ -215,7 +220,7 @@ def plain_order(order: OrderReport) -> Json:
     return {
         "orderId": int(order.exchange_order_id),
         "symbol": market_id(order.symbol),
-        "status": _PLAIN_STATUS[order.status],
+        "status": "PARTIALLY_FILLED" if partly_filled(order) else _PLAIN_STATUS[order.status],
         "clientOrderId": order.client_order_id,
         "price": "0",
         "avgPrice": num(avg),

@@ -91,8 +91,11 @@ def order_type_for(side: OrderSide, direction: int) -> OrderType:
 
 
 def status_of(order: OrderReport) -> str:
-    table = _CONDITIONAL_STATUS if order.type.conditional else _PLAIN_STATUS
-    return table[order.status]
+    if order.type.conditional:
+        return _CONDITIONAL_STATUS[order.status]
+    if order.status is OrderStatus.OPEN and 0 < order.filled_qty < order.qty:
+        return "PartiallyFilled"  # an entry filling in parts
+    return _PLAIN_STATUS[order.status]
 
 
 # ----- markets ------------------------------------------------------------------------
