@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fnmatch
 import json
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -494,60 +496,51 @@ async def test_a_pending_fill_survives_a_server_restart_on_its_state_file(
         assert (filled["status"], filled["executedQty"]) == ("FILLED", "0.01")
 
 
+@contextlib.asynccontextmanager
+async def ccxt_acknowledging(clock: FakeClock, **knobs: Any) -> AsyncIterator[Any]:
+    """warden's ccxt adapter on a server with `knobs` set, whose entry "wd-p1-e1" (0.01 BTC) it
+    has sent and seen acknowledged, OPEN and unfilled."""
+    from warden.adapters.ccxt import CcxtExchange
+
+    async with raw_server(sleep=clock.sleep) as raw:
+        await raw.control("POST", "/sim/faults", {"ack_only_if": "*-e1", **knobs})
+        exchange = CcxtExchange.create(
+            api_key="sim-key",
+            api_secret="sim-secret",
+            base_url=raw.base,
+            enable_rate_limit=False,
+            timeout_ms=5000,
+        )
+        try:
+            await exchange.instruments()
+            report = await exchange.place_order(market("wd-p1-e1", BUY, "0.01"))
+            assert (report.status, report.filled_qty) == (OrderStatus.OPEN, D(0))
+            yield exchange
+        finally:
+            await exchange.close()
+
+
 async def test_unmodified_ccxt_reads_the_acknowledgement_as_open_then_finds_it_filled(
     clock: FakeClock,
 ) -> None:
     """warden's ccxt adapter sees an OPEN, unfilled entry; after the delay a lookup says FILLED."""
-    from warden.adapters.ccxt import CcxtExchange
-
-    async with raw_server(sleep=clock.sleep) as raw:
-        await raw.control("POST", "/sim/faults", {"ack_only_if": "*-e1", "fill_delay": 1})
-        exchange = CcxtExchange.create(
-            api_key="sim-key",
-            api_secret="sim-secret",
-            base_url=raw.base,
-            enable_rate_limit=False,
-            timeout_ms=5000,
+    async with ccxt_acknowledging(clock, fill_delay=1) as exchange:
+        assert (await exchange.fetch_order(BTC, "wd-p1-e1", conditional=False)).status is OrderStatus.OPEN
+        await clock.run_for(1)
+        found = await exchange.fetch_order(BTC, "wd-p1-e1", conditional=False)
+        assert (found.status, found.filled_qty, found.avg_price) == (
+            OrderStatus.FILLED,
+            D("0.01"),
+            D("65000"),
         )
-        try:
-            await exchange.instruments()
-            report = await exchange.place_order(market("wd-p1-e1", BUY, "0.01"))
-            assert (report.status, report.filled_qty) == (OrderStatus.OPEN, D(0))
-            assert (await exchange.fetch_order(BTC, "wd-p1-e1", conditional=False)).status is OrderStatus.OPEN
-            await clock.run_for(1)
-            found = await exchange.fetch_order(BTC, "wd-p1-e1", conditional=False)
-            assert (found.status, found.filled_qty, found.avg_price) == (
-                OrderStatus.FILLED,
-                D("0.01"),
-                D("65000"),
-            )
-        finally:
-            await exchange.close()
 
 
 async def test_unmodified_ccxt_reads_an_entry_filled_in_parts_as_open_then_filled(clock: FakeClock) -> None:
     """warden's ccxt adapter reads a PARTIALLY_FILLED entry as OPEN with its part filled, then FILLED."""
-    from warden.adapters.ccxt import CcxtExchange
-
-    async with raw_server(sleep=clock.sleep) as raw:
-        knobs = {"ack_only_if": "*-e1", "fill_delay": 1, "partial_fill": 0.4}
-        await raw.control("POST", "/sim/faults", knobs)
-        exchange = CcxtExchange.create(
-            api_key="sim-key",
-            api_secret="sim-secret",
-            base_url=raw.base,
-            enable_rate_limit=False,
-            timeout_ms=5000,
-        )
-        try:
-            await exchange.instruments()
-            report = await exchange.place_order(market("wd-p1-e1", BUY, "0.01"))
-            assert (report.status, report.filled_qty) == (OrderStatus.OPEN, D(0))
-            await clock.run_for(1)
-            part = await exchange.fetch_order(BTC, "wd-p1-e1", conditional=False)
-            assert (part.status, part.qty, part.filled_qty) == (OrderStatus.OPEN, D("0.01"), D("0.004"))
-            await clock.run_for(1)
-            found = await exchange.fetch_order(BTC, "wd-p1-e1", conditional=False)
-            assert (found.status, found.filled_qty) == (OrderStatus.FILLED, D("0.01"))
-        finally:
-            await exchange.close()
+    async with ccxt_acknowledging(clock, fill_delay=1, partial_fill=0.4) as exchange:
+        await clock.run_for(1)
+        part = await exchange.fetch_order(BTC, "wd-p1-e1", conditional=False)
+        assert (part.status, part.qty, part.filled_qty) == (OrderStatus.OPEN, D("0.01"), D("0.004"))
+        await clock.run_for(1)
+        found = await exchange.fetch_order(BTC, "wd-p1-e1", conditional=False)
+        assert (found.status, found.filled_qty) == (OrderStatus.FILLED, D("0.01"))
