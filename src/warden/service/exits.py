@@ -136,8 +136,11 @@ def make_intent(
     type_: OrderType,
     qty: Decimal,
     trigger: Decimal | None = None,
+    *,
+    reason: str | None = None,
 ) -> Order:
-    """An order intent with its deterministic client id; it is committed before it is sent."""
+    """An order intent with its deterministic client id; it is committed before it is sent. A
+    close's `reason` is why it is sent (Order.reason)."""
     side = position.side.entry_side if role is OrderRole.ENTRY else position.side.exit_side
     return Order(
         client_order_id=client_order_id(position.id, role, seq, ctx.config.installation_id),
@@ -151,6 +154,7 @@ def make_intent(
         reduce_only=role is not OrderRole.ENTRY,
         status=OrderStatus.PENDING,
         created_at=ctx.clock.now(),
+        reason=reason,
     )
 
 
@@ -600,7 +604,7 @@ class ExitManager:
         inst = self.ctx.instruments.get(pos.symbol)
         if inst is not None:
             qty = inst.lot_ceil(qty)
-        return replace(make_intent(self.ctx, pos, OrderRole.CLOSE, seq, OrderType.MARKET, qty), reason=reason)
+        return make_intent(self.ctx, pos, OrderRole.CLOSE, seq, OrderType.MARKET, qty, reason=reason)
 
     def _staged(self, pos: Position) -> Position:
         """The position priced by its plan at its entry, with the next exit sequence: what
