@@ -32,6 +32,7 @@ from warden.adapters.sim.server.shapes import (
     market_id,
     ms,
     num,
+    partly_filled,
     trade_id_number,
 )
 from warden.domain.orders import OrderStatus
@@ -257,7 +258,7 @@ def _order_messages(order: OrderReport, at: int) -> list[Json]:
             return [algo_update(order, "FINISHED", at, fired=True)]
         status = "NEW" if order.status is OrderStatus.OPEN else order.status.value.upper()
         return [algo_update(order, status, at)]
-    if order.status is OrderStatus.FILLED or (order.status is OrderStatus.OPEN and order.filled_qty > 0):
+    if order.status is OrderStatus.FILLED or partly_filled(order):
         return []
     status = _PLAIN.get(order.status, order.status.value.upper())
     return [order_trade_update(order, execution=status, status=status, at=at)]

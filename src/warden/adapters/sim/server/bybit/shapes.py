@@ -21,7 +21,7 @@ from warden.adapters.sim.book import Direction, direction_of
 from warden.adapters.sim.ledger import SimPosition
 from warden.adapters.sim.rules import MAX_PRICE, MAX_QTY
 from warden.adapters.sim.server.account import wallet_balance
-from warden.adapters.sim.server.shapes import market_id, ms, num
+from warden.adapters.sim.server.shapes import market_id, ms, num, partly_filled
 from warden.domain.orders import OrderStatus
 from warden.domain.reports import FillReport, OrderReport
 from warden.domain.values import ZERO, Instrument, OrderSide, OrderType, Symbol
@@ -93,7 +93,7 @@ def order_type_for(side: OrderSide, direction: int) -> OrderType:
 def status_of(order: OrderReport) -> str:
     if order.type.conditional:
         return _CONDITIONAL_STATUS[order.status]
-    if order.status is OrderStatus.OPEN and 0 < order.filled_qty < order.qty:
+    if partly_filled(order):
         return "PartiallyFilled"  # an entry filling in parts
     return _PLAIN_STATUS[order.status]
 
