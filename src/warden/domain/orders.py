@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 
+from warden.domain.copying import evolve
 from warden.domain.values import (
     ZERO,
     ClientOrderId,
@@ -106,7 +107,7 @@ class Order:
         filled_qty: Decimal | None = None,
         avg_price: Decimal | None = None,
     ) -> Order:
-        return replace(
+        return evolve(
             self,
             status=status,
             exchange_order_id=exchange_order_id or self.exchange_order_id,

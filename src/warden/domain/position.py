@@ -23,11 +23,12 @@ id was seen before is a no-op.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 
+from warden.domain.copying import evolve
 from warden.domain.errors import InvalidFill, InvalidTransition
 from warden.domain.orders import Fill
 from warden.domain.plan import ExitLevels, ExitPlan, tighter
@@ -120,12 +121,12 @@ class Position:
             return self
         if to not in TRANSITIONS[self.status]:
             raise InvalidTransition(f"{self.id}: {self.status} -> {to} is not allowed")
-        return replace(self, status=to)
+        return evolve(self, status=to)
 
     def with_levels(self, levels: ExitLevels) -> Position:
         """The plan's levels for this fill; take-profit prices already chosen (by the signal, or
         moved since) are kept — only their quantities follow the plan."""
-        return replace(
+        return evolve(
             self,
             stop_price=tighter(self.side, self.stop_price, levels.stop_price),
             tp1_price=self.tp1_price if self.tp1_price is not None else levels.tp1_price,
@@ -152,7 +153,7 @@ class Position:
             # partial close is weighted against the remaining size, not everything ever filled.
             held = self.remaining
             cost = (self.entry_price or ZERO) * held + fill.price * fill.qty
-            return replace(
+            return evolve(
                 self,
                 filled_qty=self.filled_qty + fill.qty,
                 entry_price=cost / (held + fill.qty),
@@ -167,7 +168,7 @@ class Position:
             raise InvalidFill(f"{fill.trade_id}: closes {fill.qty}, only {self.remaining} open")
         entry = self.entry_price or fill.price
         pnl = (fill.price - entry) * fill.qty * self.side.sign - fill.fee
-        return replace(
+        return evolve(
             self,
             closed_qty=self.closed_qty + fill.qty,
             realized_pnl=self.realized_pnl + pnl,
@@ -188,19 +189,19 @@ class Position:
         return ExitReason.MANUAL
 
     def closed(self, reason: str, at: datetime) -> Position:
-        return replace(self.transition(PositionStatus.CLOSED), exit_reason=reason, closed_at=at)
+        return evolve(self.transition(PositionStatus.CLOSED), exit_reason=reason, closed_at=at)
 
     def mark(self, price: Decimal) -> Position:
         """Record a mark price: last price, the watermark, MAE and MFE."""
         entry = self.entry_price
         if entry is None or self.remaining <= ZERO:
-            return replace(self, last_price=price)
+            return evolve(self, last_price=price)
         s = self.side.sign
         move = (price - entry) * s
         wm = self.watermark
         if wm is None or (price - wm) * s > 0:
             wm = price
-        return replace(
+        return evolve(
             self,
             last_price=price,
             watermark=wm,
@@ -222,7 +223,7 @@ class Position:
         last = other.last_price if other.last_price is not None else self.last_price
         if wm is self.watermark and mae is self.mae and mfe is self.mfe and last is self.last_price:
             return self  # nothing newer in `other` (max keeps its first argument on a tie)
-        return replace(self, watermark=wm, mae=mae, mfe=mfe, last_price=last)
+        return evolve(self, watermark=wm, mae=mae, mfe=mfe, last_price=last)
 
     def trailing_target(self, instrument: Instrument) -> Decimal | None:
         """The stop the runner wants now, if it is at least one tick tighter."""

@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 import structlog
 
 from warden.domain.alerts import Alert, AlertKind
+from warden.domain.copying import evolve
 from warden.domain.errors import InvalidFill
 from warden.domain.events import Event, EventKind
 from warden.domain.orders import Fill, Order, OrderStatus
@@ -399,7 +400,7 @@ class ExitManager:
         inst = self.ctx.instruments[new.symbol]
         levels = levels_for(new.plan, new.side, new.entry_price, new.target_qty, inst, new.stop_price)
         priced = new.with_levels(levels)
-        return replace(
+        return evolve(
             priced,
             stop_price=tighter(new.side, priced.stop_price, stop.trigger_price)
             if stop is not None and stop.trigger_price is not None
@@ -482,7 +483,7 @@ class ExitManager:
             or self.ledger.live_orders(pid, OrderRole.STOP)
         ):
             return
-        staged = self._staged(replace(pos, filled_qty=qty, entry_price=price))
+        staged = self._staged(evolve(pos, filled_qty=qty, entry_price=price))
         stop = self._exit_intent(staged, OrderRole.STOP, staged.stop_seq)
         self._early_stops[pid] = (stop, self.ctx.tasks.spawn(self._stop_or_close(staged, stop)))
 
@@ -612,7 +613,7 @@ class ExitManager:
         assert pos.entry_price is not None
         inst = self.ctx.instruments[pos.symbol]
         levels = levels_for(pos.plan, pos.side, pos.entry_price, pos.filled_qty, inst, pos.stop_price)
-        return replace(pos.with_levels(levels), stop_seq=pos.stop_seq + 1)
+        return evolve(pos.with_levels(levels), stop_seq=pos.stop_seq + 1)
 
     async def _mark_protected(self, pos: Position) -> Position:
         """Every exit rests (e.g. found so by recovery): record the protection if not yet recorded."""
@@ -670,7 +671,7 @@ class ExitManager:
                 f"{role} moved {old} -> {price}",
                 {"role": role.value, "from": str(old), "to": str(price)},
             )
-            moved = replace(pos, tp1_price=price) if role is OrderRole.TP1 else replace(pos, tp2_price=price)
+            moved = evolve(pos, tp1_price=price) if role is OrderRole.TP1 else evolve(pos, tp2_price=price)
             await self.ledger.commit(pos, moved, events=[event])
         await self.resize_take_profits(pid)
         return self.ledger.positions[pid]
@@ -840,7 +841,7 @@ class ExitManager:
             if not roles:
                 return
             pos = self.ledger.positions[pid]
-            staged = replace(pos, stop_seq=pos.stop_seq + 1)
+            staged = evolve(pos, stop_seq=pos.stop_seq + 1)
             intents = [self._exit_intent(staged, role, staged.stop_seq) for role in roles]
             await self.ledger.commit(pos, staged, orders=intents)
         results = list(await asyncio.gather(*(self.place(o) for o in intents)))
@@ -1066,7 +1067,7 @@ class ExitManager:
             else:
                 if order.role.is_exit and report.qty > pos.remaining:
                     spill = report.qty - pos.remaining
-                    fill = replace(fill, qty=pos.remaining)
+                    fill = evolve(fill, qty=pos.remaining)
                 if fill.qty > 0:
                     try:
                         new = (
@@ -1285,7 +1286,7 @@ class ExitManager:
         try:
             mark = await self.gw.mark_price(cover.symbol)
             price = inst.round_price(stop_from(mark, side, ctx.config.plan.stop_pct))
-            again = replace(cover, trigger_price=price)
+            again = evolve(cover, trigger_price=price)
             placed = await self._place_stop(again)
         except (ExchangeError, TradingRefused) as exc:
             placed = Placed(None, str(exc))
@@ -1672,7 +1673,7 @@ class ExitManager:
                 pid,
                 f"adopted {len(orders)} order(s) of ours {what} that the database had not recorded: {names}",
             )
-            staged = replace(pos, stop_seq=max([pos.stop_seq, *seqs]))
+            staged = evolve(pos, stop_seq=max([pos.stop_seq, *seqs]))
             await self.ledger.commit(pos, staged, orders=orders, events=[event])
 
     async def _adopt_traded(self, pid: PositionId, fills: list[FillReport]) -> None:
@@ -1833,7 +1834,7 @@ class ExitManager:
             ):
                 return  # the stop resting already protects as well: this one is a stray
             landed = current.with_status(OrderStatus.OPEN, exchange_order_id=report.exchange_order_id)
-            new = replace(pos, stop_price=price)
+            new = evolve(pos, stop_price=price)
             if new.status is PositionStatus.OPEN:
                 new = new.transition(PositionStatus.PROTECTED)
                 self._exposed_since.pop(pid, None)  # covered again: a later stop's time starts anew
@@ -1939,7 +1940,7 @@ class ExitManager:
                     if (price - level) * pos.side.sign < 0:
                         continue
                     if role is OrderRole.TP1:
-                        new = replace(new, tp1_hit=True)
+                        new = evolve(new, tp1_hit=True)
                         events.append(
                             Event(EventKind.TP1_HIT, now, pid, f"TP1 level {level} passed (nothing to close)")
                         )
@@ -1948,7 +1949,7 @@ class ExitManager:
                         # its own is left to fill (it may have fired and still be executing), not
                         # cancelled by the resize as no longer wanted.
                         tp1_hit = new.tp1_hit or new.tp1_qty == 0
-                        new = replace(new, tp1_hit=tp1_hit, tp2_hit=True, trailing_active=True)
+                        new = evolve(new, tp1_hit=tp1_hit, tp2_hit=True, trailing_active=True)
                         events.append(
                             Event(
                                 EventKind.TRAILING_ARMED,
@@ -2022,7 +2023,7 @@ class ExitManager:
                 await self.ledger.commit(pos, pos, orders=cancelled)
             else:
                 seq = pos.stop_seq + 1
-                staged = replace(pos, stop_seq=seq)
+                staged = evolve(pos, stop_seq=seq)
                 intents = [
                     self._exit_intent(staged, o.role, seq)
                     for o in wrong
@@ -2156,7 +2157,7 @@ class ExitManager:
                 ctx.tasks.spawn(self.protect(pid))
                 return False
             seq = pos.stop_seq + 1
-            staged = replace(pos, stop_seq=seq)
+            staged = evolve(pos, stop_seq=seq)
             intent = make_intent(
                 ctx, staged, OrderRole.STOP, seq, OrderType.STOP_MARKET, pos.remaining, price
             )
@@ -2183,7 +2184,7 @@ class ExitManager:
                 report.status, exchange_order_id=report.exchange_order_id
             )
             orders = [done] + (self._as_now([cancelled]) if cancelled is not None else [])
-            new = replace(pos, stop_price=self._moved_to(pos, price)) if pos.is_active else pos
+            new = evolve(pos, stop_price=self._moved_to(pos, price)) if pos.is_active else pos
             lost = self._stopless_after(pid, orders) and new.is_active and new.remaining > 0
             if lost:
                 # The new stop was cancelled by hand while the old one was being cancelled: none
@@ -2302,7 +2303,7 @@ class ExitManager:
             if pos.status not in (PositionStatus.OPEN, PositionStatus.PROTECTED) or pos.remaining <= 0:
                 return
             seq = pos.stop_seq + 1
-            staged = replace(pos, stop_seq=seq)
+            staged = evolve(pos, stop_seq=seq)
             intent = make_intent(
                 self.ctx, staged, OrderRole.STOP, seq, OrderType.STOP_MARKET, pos.remaining, old.trigger_price
             )
@@ -2746,7 +2747,7 @@ class ExitManager:
                 else self._close_intent(pos, pos.remaining, reason)
             )
             event = Event(EventKind.CLOSE_REQUESTED, ctx.clock.now(), pid, f"close {intent.qty}: {reason}")
-            closing = replace(pos.transition(PositionStatus.CLOSING), exit_reason=reason)
+            closing = evolve(pos.transition(PositionStatus.CLOSING), exit_reason=reason)
             await self._write_close(pos, closing, intent, event)
         stop = self.ledger.current_stop(pid)
         if stop is None or stop.status is not OrderStatus.OPEN:
@@ -2844,7 +2845,7 @@ class ExitManager:
                 pos = self.ledger.positions[pid]
                 if pos.status is not PositionStatus.CLOSING or pos.remaining <= 0:
                     return
-                staged = replace(pos, stop_seq=pos.stop_seq + 1)
+                staged = evolve(pos, stop_seq=pos.stop_seq + 1)
                 stop = self._exit_intent(staged, OrderRole.STOP, staged.stop_seq)
                 await self.ledger.commit(pos, staged, orders=[stop])
             placed = await self.place(stop)
@@ -2984,7 +2985,7 @@ class ExitManager:
             alerts = [ctx.make_alert(AlertKind.CLOSE_FAILED, f"{what}{again}", pid)]
             if not self._tell(pid):
                 alerts = []
-            new = replace(pos.transition(back), exit_reason=None)
+            new = evolve(pos.transition(back), exit_reason=None)
             cover: tuple[Order, asyncio.Future[Placed]] | None = None
             if (
                 back is PositionStatus.OPEN
@@ -3002,7 +3003,7 @@ class ExitManager:
                 # adopts it by its deterministic id). Once per round: the close that follows
                 # this stop, if it is not placed, ends in the pause (_cover_after_failed_close).
                 self._stop_at_once.add(pid)
-                new = replace(new, stop_seq=new.stop_seq + 1)
+                new = evolve(new, stop_seq=new.stop_seq + 1)
                 stop = self._exit_intent(new, OrderRole.STOP, new.stop_seq)
                 cover = (stop, self._sending(self.place(stop)))
             try:

@@ -18,12 +18,13 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import NoReturn
 
 import structlog
 
 from warden.domain.alerts import Alert
+from warden.domain.copying import evolve
 from warden.domain.events import Event, EventKind
 from warden.domain.orders import Fill, Order, OrderStatus
 from warden.domain.position import Position
@@ -182,7 +183,7 @@ class Ledger:
         must_be_durable: bool,
     ) -> Position:
         expected = None if old is None else old.version
-        new = replace(new, version=(0 if old is None else old.version) + 1)
+        new = evolve(new, version=(0 if old is None else old.version) + 1)
         transition = Transition(new, expected, tuple(orders), tuple(fills), tuple(events), tuple(alerts))
         if self.pending:
             if must_be_durable:
@@ -291,7 +292,7 @@ class Ledger:
             transition = self.pending[0]
             if isinstance(transition, Queued):
                 if not (transition.sent and await self._landed_unanswered(transition)):
-                    self.pending[0] = replace(transition, sent=True)
+                    self.pending[0] = evolve(transition, sent=True)
                     await self.store.append_events(transition.events, transition.alerts)
                 self.pending.popleft()
                 continue
