@@ -12,12 +12,12 @@ from decimal import Decimal
 import pytest
 
 from tests.helpers import eventually, until
-from tests.service.harness import BTC, FAST, SOL, Harness, LateExecution, covered
+from tests.service.harness import BTC, FAST, SOL, Harness, LateExecution, covered, turns
 from warden.adapters.sim import SimulatedExchange
 from warden.domain.alerts import AlertKind
 from warden.domain.errors import ValidationError
 from warden.domain.events import Event, EventKind
-from warden.domain.orders import OrderStatus
+from warden.domain.orders import Order, OrderStatus
 from warden.domain.position import ExitReason, PositionStatus
 from warden.domain.reports import FillReport, MarkPrice, OrderReport, OrderRequest
 from warden.domain.values import OrderRole, OrderSide, OrderType, Symbol, TradeId
@@ -263,18 +263,72 @@ async def test_a_late_new_event_does_not_undo_the_entrys_fills(harness: Harness)
     [entry] = [o for o in harness.engine.ledger.orders_of(pos.id) if o.role is OrderRole.ENTRY]
     assert entry.status is OrderStatus.FILLED
     routed = replace(entry, status=OrderStatus.PENDING, filled_qty=Decimal(0))
-    late_new = OrderReport(
+    late_new = _reported(entry, OrderStatus.OPEN)
+    await harness.engine.exits.on_order_report(routed, late_new)
+    now = harness.engine.ledger.orders[entry.client_order_id]
+    assert now.status is OrderStatus.FILLED and now.filled_qty == entry.qty, now
+
+
+async def test_a_report_waits_behind_its_positions_event_still_being_handled(harness: Harness) -> None:
+    """The router applies an order's report at once, with no task, when it needs only memory and
+    nothing of its position is still being handled (an open's acknowledgements); otherwise the
+    position's events keep their arrival order: a report routed while the position's earlier
+    event waits (here a fill told again, held at the position's lock) is applied after it."""
+    engine = harness.engine
+    pos = await harness.open("long", usd="100")
+    await engine.wait_idle()
+    orders = engine.ledger.orders_of(pos.id)
+    [stop] = [o for o in orders if o.role is OrderRole.STOP]
+    [entry] = [o for o in orders if o.role is OrderRole.ENTRY]
+    [trade] = sorted(engine.ledger.positions[pos.id].applied_trades)
+    acknowledged = _reported(stop, OrderStatus.OPEN)
+    told_again = FillReport(
+        trade_id=trade,
         client_order_id=entry.client_order_id,
         exchange_order_id=entry.exchange_order_id or "",
         symbol=entry.symbol,
         side=entry.side,
-        type=entry.type,
-        qty=entry.qty,
-        status=OrderStatus.OPEN,
+        qty=entry.filled_qty,
+        price=entry.avg_price or Decimal(0),
+        fee=Decimal(0),
+        at=engine.clock.now(),
     )
-    await harness.engine.exits.on_order_report(routed, late_new)
-    now = harness.engine.ledger.orders[entry.client_order_id]
-    assert now.status is OrderStatus.FILLED and now.filled_qty == entry.qty, now
+
+    def pending() -> None:
+        engine.ledger.note_order(replace(stop, status=OrderStatus.PENDING))
+
+    pending()
+    tasks = len(engine.ctx.tasks)
+    await engine.router.on_event(acknowledged)
+    assert engine.ledger.orders[stop.client_order_id].status is OrderStatus.OPEN
+    assert len(engine.ctx.tasks) == tasks
+
+    pending()
+    lock = engine.ctx.locks.position(pos.id)
+    await lock.acquire()
+    try:
+        await engine.router.on_event(told_again)
+        await engine.router.on_event(acknowledged)
+        await turns()  # the held fill's task and the loop run on; the report stays behind it
+        assert engine.ledger.orders[stop.client_order_id].status is OrderStatus.PENDING
+    finally:
+        lock.release()
+    await engine.wait_idle()
+    assert engine.ledger.orders[stop.client_order_id].status is OrderStatus.OPEN
+
+
+def _reported(order: Order, status: OrderStatus) -> OrderReport:
+    """The stream's report of `order` at `status` (nothing filled)."""
+    return OrderReport(
+        client_order_id=order.client_order_id,
+        exchange_order_id=order.exchange_order_id or "",
+        symbol=order.symbol,
+        side=order.side,
+        type=order.type,
+        qty=order.qty,
+        status=status,
+        trigger_price=order.trigger_price,
+    )
 
 
 async def test_past_its_lease_confirmation_the_engine_sends_and_writes_nothing(harness: Harness) -> None:

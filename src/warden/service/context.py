@@ -104,9 +104,12 @@ class Tasks:
 
     def _done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
-        if task.cancelled() or task.exception() is None:
-            return
-        error = task.exception()
+        error = None if task.cancelled() else task.exception()
+        if error is not None:
+            self.failed(error)
+
+    def failed(self, error: BaseException) -> None:
+        """Follow-up work that raised: logged and reported, whether it ran in a task or at once."""
         log.error("background_task_failed", error=repr(error), exc_info=error)
         if isinstance(error, Exception) and self.on_error is not None:
             self.on_error(error)

@@ -1766,18 +1766,26 @@ class ExitManager:
                     self.send_stop_early(pid, report)
 
     async def on_order_report(self, order: Order, report: OrderReport) -> None:
+        work = self.report_work(order, report)
+        if work is not None:
+            await work
+
+    def report_work(self, order: Order, report: OrderReport) -> Coroutine[Any, Any, None] | None:
+        """Act on an order's report. What needs only memory (most reports: an order acknowledged,
+        a fill the stream tells twice) is done now and None returned; what must wait (a lock, a
+        write, a send) is returned to be awaited, in the position's event order (Router)."""
         cid = order.client_order_id
         # The record as it is now, not as it was when the event was routed: a late "new" must
         # not write a stale copy (pending, nothing filled) over fills applied meanwhile.
         order = self.ledger.orders.get(cid, order)
         if report.status in (OrderStatus.CANCELED, OrderStatus.REJECTED):
             if cid in self._cancelling or not order.status.live:
-                return
+                return None
             position = self.ledger.positions.get(order.position_id)
             if position is not None and not position.is_active:
-                await self._ended_with_position(order, report)
-            elif order.role in EXIT_ROLES:
-                await self._exit_vanished(order, report)
+                return self._ended_with_position(order, report)
+            if order.role in EXIT_ROLES:
+                return self._exit_vanished(order, report)
         elif report.status is OrderStatus.OPEN and order.status is OrderStatus.PENDING:
             self.ledger.note_order(
                 order.advance(OrderStatus.OPEN, exchange_order_id=report.exchange_order_id)
@@ -1788,13 +1796,14 @@ class ExitManager:
             and order.role is OrderRole.STOP
             and cid not in self._cancelling
         ):
-            await self.landed_late(order, report)
+            return self.landed_late(order, report)
         elif report.status is OrderStatus.FILLED and report.filled_qty > order.filled_qty:
             if order.role is OrderRole.ENTRY:
                 self.send_stop_early(order.position_id, report)  # before any fill is written
             self.ctx.tasks.spawn(
                 self.wait_for_fills(order.position_id, cid, report.filled_qty, self.ctx.config.fill_wait)
             )
+        return None
 
     async def landed_late(self, order: Order, report: OrderReport) -> None:
         """A stop warden gave up on (its sends' outcome unknown and its lookups found nothing, so

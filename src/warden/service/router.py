@@ -30,6 +30,7 @@ import structlog
 
 from warden.domain.alerts import AlertKind
 from warden.domain.events import Event, EventKind
+from warden.domain.orders import Order
 from warden.domain.position import Position
 from warden.domain.reconcile import guarding
 from warden.domain.reports import FillReport, MarkPrice, OrderReport, StreamEvent, StreamGap
@@ -66,9 +67,25 @@ class Router:
 
     def _registered(self, cid: ClientOrderId) -> None:
         """An order memory did not know is registered: what arrived for it early is applied now
-        (an exit order's events may arrive before its intent is written: they are sent together)."""
-        if cid in self._early:
+        (an exit order's events may arrive before its intent is written: they are sent together).
+        Its reports that need only memory (an exit acknowledged before its intent was written,
+        the usual case) are applied at once; from the first that waits, in a task, in order."""
+        early = self._early.get(cid)
+        order = self.ctx.ledger.orders.get(cid)
+        if not early or order is None:
+            return
+        try:
+            while early and isinstance(early[0], OrderReport) and self._reported_now(order, early[0]):
+                early.pop(0)
+                self._early_count -= 1
+        except Exception as exc:  # within a commit's landing: reported as a failed task's, not raised
+            early.pop(0)
+            self._early_count -= 1
+            self.ctx.tasks.failed(exc)
+        if early:
             self.ctx.tasks.spawn(self.replay_early(cid))
+        else:
+            del self._early[cid]
 
     async def on_event(self, event: StreamEvent) -> None:
         if isinstance(event, MarkPrice):
@@ -80,13 +97,27 @@ class Router:
                 await self._unknown(event)
             elif isinstance(event, FillReport):
                 self._in_order(order.position_id, self.exits.apply_fill(order, event))
-            else:
+            elif not self._reported_now(order, event):
                 self._in_order(order.position_id, self.exits.on_order_report(order, event))
         elif isinstance(event, StreamGap):
             await self.ctx.ledger.record(
                 Event(EventKind.RECONCILE, self.ctx.clock.now(), None, f"stream gap: {event.reason}")
             )
             self.ctx.tasks.spawn(self.on_gap())
+
+    def _reported_now(self, order: Order, report: OrderReport) -> bool:
+        """Apply a known order's report at once when nothing of its position is still being
+        handled (its order kept) and it needs only memory (`ExitManager.report_work`): no task
+        for the acknowledgements and repeated fills that are most of an open's events. False:
+        it is to be handled in the position's order, as every event was before."""
+        before = self._chains.get(order.position_id)
+        if before is not None and not before.done():
+            return False
+        work = self.exits.report_work(order, report)
+        if work is None:
+            return True
+        self._in_order(order.position_id, work)
+        return True
 
     def _in_order(self, pid: PositionId, work: Coroutine[Any, Any, None]) -> None:
         """Handle a position's events concurrently with other positions' (a mass event commits
