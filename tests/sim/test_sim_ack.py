@@ -496,6 +496,36 @@ async def test_a_pending_fill_survives_a_server_restart_on_its_state_file(
         assert (filled["status"], filled["executedQty"]) == ("FILLED", "0.01")
 
 
+async def test_the_rest_of_an_entry_filled_in_parts_survives_a_server_restart(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """A part filled, the rest pending in --state-file: the restarted server (no knobs set) shows
+    the order partly filled, then fills what is left of it (not the whole order again) when its
+    delay ends, at the mark of then, and the order's trades add up to its quantity."""
+    path = tmp_path / "sim-server.json"
+    async with raw_server(sleep=clock.sleep, state_file=path) as raw:
+        knobs = {"ack_only_if": "*-e1", "fill_delay": 2, "partial_fill": 0.4}
+        await raw.control("POST", "/sim/faults", knobs)
+        _, body = await new_order(raw, "wd-p1-e1")
+        assert body["status"] == "NEW"
+        await clock.run_for(2)
+        part = await lookup(raw, "wd-p1-e1")
+        assert (part["status"], part["executedQty"]) == ("PARTIALLY_FILLED", "0.004")
+    async with raw_server(sleep=clock.sleep, state_file=path) as raw:
+        _, shown = await raw.control("GET", "/sim/faults")
+        assert (shown["ack_only_if"], shown["partial_fill"]) == (None, 0.0)
+        part = await lookup(raw, "wd-p1-e1")
+        assert (part["status"], part["executedQty"], part["origQty"]) == ("PARTIALLY_FILLED", "0.004", "0.01")
+        await raw.control("POST", "/sim/price", {"symbol": BTCUSDT, "price": "65100"})
+        await clock.run_for(2)
+        filled = await lookup(raw, "wd-p1-e1")
+        assert (filled["status"], filled["executedQty"], filled["avgPrice"]) == ("FILLED", "0.01", "65060")
+        _, trades = await raw.call("GET", "/fapi/v1/userTrades", {"symbol": BTCUSDT})
+        assert [(t["price"], t["qty"]) for t in trades] == [("65000", "0.004"), ("65100", "0.006")]
+        _, risk = await raw.call("GET", "/fapi/v2/positionRisk", {"symbol": BTCUSDT})
+        assert [p["positionAmt"] for p in risk] == ["0.01"]
+
+
 @contextlib.asynccontextmanager
 async def ccxt_acknowledging(clock: FakeClock, **knobs: Any) -> AsyncIterator[Any]:
     """warden's ccxt adapter on a server with `knobs` set, whose entry "wd-p1-e1" (0.01 BTC) it
