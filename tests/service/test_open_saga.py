@@ -317,6 +317,24 @@ async def test_a_report_waits_behind_its_positions_event_still_being_handled(har
     assert engine.ledger.orders[stop.client_order_id].status is OrderStatus.OPEN
 
 
+async def test_a_report_that_must_wait_is_decided_when_its_turn_comes(harness: Harness) -> None:
+    """A report that needs more than memory (an exit cancelled) is decided when its turn comes,
+    not when it is routed: here warden began cancelling the take-profit in between (the report
+    is then its own cancel's echo), so nothing is recorded lost or placed again."""
+    engine = harness.engine
+    pos = await harness.open("long", usd="100")
+    await engine.wait_idle()
+    [tp1] = [o for o in engine.ledger.orders_of(pos.id) if o.role is OrderRole.TP1]
+    resting = harness.resting()
+    await engine.router.on_event(_reported(tp1, OrderStatus.CANCELED))
+    engine.exits._cancelling.add(tp1.client_order_id)  # warden's own cancel, begun in that turn
+    await engine.wait_idle()
+    assert engine.ledger.orders[tp1.client_order_id].status is OrderStatus.OPEN
+    assert harness.resting() == resting
+    events = await harness.store.list_events(position_id=pos.id)
+    assert EventKind.PROTECTION_LOST not in [e.kind for e in events]
+
+
 def _reported(order: Order, status: OrderStatus) -> OrderReport:
     """The stream's report of `order` at `status` (nothing filled)."""
     return OrderReport(

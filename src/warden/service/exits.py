@@ -1766,14 +1766,23 @@ class ExitManager:
                     self.send_stop_early(pid, report)
 
     async def on_order_report(self, order: Order, report: OrderReport) -> None:
-        work = self.report_work(order, report)
+        work = self._report_work(order, report)
         if work is not None:
             await work
 
-    def report_work(self, order: Order, report: OrderReport) -> Coroutine[Any, Any, None] | None:
-        """Act on an order's report. What needs only memory (most reports: an order acknowledged,
-        a fill the stream tells twice) is done now and None returned; what must wait (a lock, a
-        write, a send) is returned to be awaited, in the position's event order (Router)."""
+    def report_now(self, order: Order, report: OrderReport) -> bool:
+        """Act on an order's report at once if it needs only memory (most do: an order
+        acknowledged, a fill the stream tells again): True when done. False: it must wait (a lock,
+        a write, a send), nothing was done, and `on_order_report` decides it again when it runs."""
+        work = self._report_work(order, report)
+        if work is None:
+            return True
+        work.close()  # never started
+        return False
+
+    def _report_work(self, order: Order, report: OrderReport) -> Coroutine[Any, Any, None] | None:
+        """Act on an order's report: what needs only memory is done now and None returned; what
+        must wait is returned, to be awaited at once."""
         cid = order.client_order_id
         # The record as it is now, not as it was when the event was routed: a late "new" must
         # not write a stale copy (pending, nothing filled) over fills applied meanwhile.

@@ -107,17 +107,13 @@ class Router:
 
     def _reported_now(self, order: Order, report: OrderReport) -> bool:
         """Apply a known order's report at once when nothing of its position is still being
-        handled (its order kept) and it needs only memory (`ExitManager.report_work`): no task
+        handled (its order kept) and it needs only memory (`ExitManager.report_now`): no task
         for the acknowledgements and repeated fills that are most of an open's events. False:
-        it is to be handled in the position's order, as every event was before."""
+        nothing was done; it is to be handled in the position's order, as every event was before."""
         before = self._chains.get(order.position_id)
         if before is not None and not before.done():
             return False
-        work = self.exits.report_work(order, report)
-        if work is None:
-            return True
-        self._in_order(order.position_id, work)
-        return True
+        return self.exits.report_now(order, report)
 
     def _in_order(self, pid: PositionId, work: Coroutine[Any, Any, None]) -> None:
         """Handle a position's events concurrently with other positions' (a mass event commits
