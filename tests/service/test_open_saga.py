@@ -20,7 +20,7 @@ from warden.domain.events import Event, EventKind
 from warden.domain.orders import Order, OrderStatus
 from warden.domain.position import ExitReason, PositionStatus
 from warden.domain.reports import FillReport, MarkPrice, OrderReport, OrderRequest
-from warden.domain.values import OrderRole, OrderSide, OrderType, Symbol, TradeId
+from warden.domain.values import OrderRole, OrderSide, OrderType, Symbol, TradeId, client_order_id
 from warden.ports import StoreUnavailable
 from warden.service.commands import AlreadyExists, ClosePosition, EngineState, NotHolder, TradingRefused
 from warden.service.exits import LATE_TRADES_KEPT
@@ -333,6 +333,32 @@ async def test_a_report_that_must_wait_is_decided_when_its_turn_comes(harness: H
     assert harness.resting() == resting
     events = await harness.store.list_events(position_id=pos.id)
     assert EventKind.PROTECTION_LOST not in [e.kind for e in events]
+
+
+async def test_a_report_that_fails_as_its_order_is_registered_does_not_fail_the_write(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A report that arrived before its order was known is applied when the order is registered,
+    inside the write that registers it. A bug applying it (made here: `report_now` raises) is
+    alerted as a failed follow-up's, and the write and its change stand: the stop is moved."""
+    engine = harness.engine
+    pos = await harness.open("long", usd="100")
+    await engine.wait_idle()
+    [stop] = [o for o in engine.ledger.orders_of(pos.id) if o.role is OrderRole.STOP]
+    moved = client_order_id(pos.id, OrderRole.STOP, pos.stop_seq + 1, engine.config.installation_id)
+    engine.router.buffer(_reported(replace(stop, client_order_id=moved), OrderStatus.OPEN))
+
+    def broken(*_: object) -> bool:
+        raise RuntimeError("a bug applying a report")
+
+    monkeypatch.setattr(engine.exits, "report_now", broken)
+    tighter = (pos.stop_price or Decimal(0)) + Decimal("0.05")
+    after = await engine.move_stop(pos.id, tighter)
+    assert after.stop_price == tighter
+    assert moved in engine.ledger.orders and moved not in engine.router.early_ids()
+    await eventually(
+        lambda: any(a.kind is AlertKind.ENGINE_ERROR for a in harness.notifier.alerts), what="alert"
+    )
 
 
 def _reported(order: Order, status: OrderStatus) -> OrderReport:
