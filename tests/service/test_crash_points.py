@@ -276,6 +276,9 @@ async def test_a_close_that_executed_while_its_intent_was_never_written_is_not_s
         assert traded == closed.filled_qty, f"{close} traded {traded} for {closed.filled_qty}: sent twice"
         assert h.exchange_qty() == held_first, "the first long's size is untouched"
         assert closed.status.value == "closed" and not [p for p in second if p.is_active], closed
+        # warden's own close, not one made by hand: the reason it was sent for died with the
+        # process, and the record says so rather than "manual"
+        assert closed.exit_reason == "unrecorded_close", closed.exit_reason
         stops = [o.client_order_id for o in h.sim.core.orders() if closed.id in o.client_order_id]
         assert not [c for c in stops if "-s" in c], f"a stop placed for a position already flat: {stops}"
         await h.engine.wait_idle()

@@ -70,6 +70,10 @@ class ExitReason(StrEnum):
     LIQUIDATION = "liquidation"
     EXTERNAL = "external"
     RECONCILED_MISSING = "reconciled_missing"
+    UNRECORDED_CLOSE = "unrecorded_close"
+    """A close of warden's found from its trades after a restart, never recorded: the process that
+    sent it died before writing it, and the reason it was sent for with it. Not "manual": nobody
+    closed the position by hand."""
 
 
 @dataclass(frozen=True, slots=True)

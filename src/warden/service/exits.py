@@ -1699,6 +1699,7 @@ class ExitManager:
                     status=OrderStatus.OPEN,
                     created_at=reports[0].at,
                     exchange_order_id=reports[0].exchange_order_id,
+                    reason=ExitReason.UNRECORDED_CLOSE if parsed.role is OrderRole.CLOSE else None,
                 )
             )
         await self.adopt(pid, orders, [p.seq for _, p in found if p.role in EXIT_ROLES], "that traded")
