@@ -27,4 +27,12 @@ async def test_the_open_bench_reports_time_commits_and_cpu_of_both_sides_and_the
     )
     assert venue is not None, result.figures
     assert venue.group(1) == "4"
+    # The engine's time split in two, each against the floor: its writes under way, and the loop's
+    # work between them; each part is positive and no more than the whole (p50s of the same opens).
+    part = re.compile(r"(\d+\.\d+) ms \((\d+\.\d+)x the floor\)")
+    engine = float(result.figures["engine p50"].removesuffix(" ms"))
+    for name in ("of which writes under way", "of which the loop between writes"):
+        found = part.fullmatch(result.figures[name])
+        assert found is not None, result.figures
+        assert 0 < float(found.group(1)) < engine, result.figures
     assert result.verdict.endswith((": met", ": NOT met"))

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+import time
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,19 +22,41 @@ from warden.service.engine import Engine
 
 
 class CountingStore(ForwardingStore):
-    """Counts the writes the engine makes (the floor is that many bare commits)."""
+    """Counts the writes the engine makes (the floor is that many bare commits), and the time the
+    event loop had one under way (`writing`, seconds: from a call to its answer, writes that overlap
+    counted once)."""
 
     def __init__(self, inner: Store) -> None:
         super().__init__(inner)
         self.commits = 0
+        self.writing = 0.0
+        self._under_way = 0
+        self._since = 0.0
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[None]:
+        self.commits += 1
+        if self._under_way == 0:
+            self._since = time.perf_counter()
+        self._under_way += 1
+        try:
+            yield
+        finally:
+            self._under_way -= 1
+            if self._under_way == 0:
+                self.writing += time.perf_counter() - self._since
 
     async def commit(self, transition: Transition) -> None:
-        self.commits += 1
-        await self.inner.commit(transition)
+        with self._write():
+            await self.inner.commit(transition)
+
+    async def commit_many(self, transitions: Sequence[Transition]) -> None:
+        with self._write():  # one transaction
+            await self.inner.commit_many(transitions)
 
     async def append_events(self, events: Sequence[Event], alerts: Sequence[Alert] = ()) -> None:
-        self.commits += 1
-        await self.inner.append_events(events, alerts)
+        with self._write():
+            await self.inner.append_events(events, alerts)
 
 
 @dataclass
