@@ -116,9 +116,9 @@ def campaign_command(
 
 def _plan(seed: int, run: int, venue: str) -> Scenario:
     """A process run's scenario: only the faults `venue`'s face of the simulator can inject."""
-    from warden.chaos.faces import FACE_FAULTS
+    from warden.chaos.faces import FACE_FAULTS, IN_PARTS
 
-    return scenario(seed, run, processes=True, faults=FACE_FAULTS[venue])
+    return scenario(seed, run, processes=True, faults=FACE_FAULTS[venue], in_parts=IN_PARTS[venue])
 
 
 def replay_command(key: str, *, db: str | None, naive: bool, out: Emit, venue: str = "sim") -> int:

@@ -49,6 +49,9 @@ SKIPPED: dict[str, dict[FaultKind, str]] = {
 
 FACE_FAULTS = {venue: PROCESS_FAULTS - set(skipped) for venue, skipped in SKIPPED.items()}
 """Per venue, what its process runs draw from (`generate.scenario(..., faults=...)`)."""
+IN_PARTS = {"binance": True, "bybit": True, "drift": False}
+"""Per venue, whether its face fills an acknowledged entry in parts (`partial_fill`): the Drift
+face's auction fills an order whole (`generate.scenario(..., in_parts=...)`)."""
 
 Knobs = dict[str, Any]
 
@@ -104,7 +107,7 @@ class Face:
         that of the position the step acts on (only Drift's globs need it)."""
         kind, glob = fault.kind, role_glob(fault.roles) if fault.roles else None
         if kind is FaultKind.ACK_ONLY:
-            return {"ack_only_if": glob, "fill_delay": min(fault.seconds, 3.0)}
+            return {"ack_only_if": glob, "fill_delay": min(fault.seconds, 3.0), "partial_fill": fault.rate}
         if kind is FaultKind.TIMEOUT_AFTER_EXECUTION:
             return {"timeout_after_execution_if": glob}
         if kind is FaultKind.REJECT:

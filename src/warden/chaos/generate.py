@@ -62,6 +62,13 @@ FAULTS: dict[FaultKind, int] = {
 LATER: dict[FaultKind, float] = {FaultKind.EXECUTE_LATE: 0.08}
 """Faults added after campaigns were pinned: each step has this chance of each, drawn from the
 run's second stream, on top of the faults the main stream drew for it (a restart has none)."""
+PARTS = (0.3, 0.5, 0.7)
+PARTS_CHANCE = 0.5
+"""Entries filled in parts, added after campaigns were pinned: an ACK_ONLY fault that holds
+entries fills them in parts with this chance, drawn from the run's third stream — its first fill
+takes one of `PARTS` of the order (rounded down to the lot; `Fault.rate`), the rest `seconds`
+later — as a thin book, or an exchange matching an order against several makers over time, does.
+The main and second streams are drawn as before, so a run pinned before keeps its steps."""
 RETRY_AFTER = (0.0, 1.0, 2.0, 5.0)
 """What a 429 over real processes says to wait (Retry-After; 0: nothing said), from the second stream."""
 PROCESS_FAULTS = frozenset(
@@ -162,6 +169,30 @@ def _later(
     return faults + tuple(f for f in added if all(f.kind is not g.kind for g in faults))
 
 
+def _step_faults(
+    rng: random.Random,
+    later: random.Random,
+    parts: random.Random | None,
+    processes: bool,
+    only: frozenset[FaultKind],
+) -> tuple[Fault, ...]:
+    """A step's faults: the main stream's, the later ones from the second, entries in parts from
+    the third (None: not on this venue)."""
+    faults = _later(later, _faults(rng, processes, only), processes, only)
+    return faults if parts is None else _in_parts(parts, faults)
+
+
+def _in_parts(rng: random.Random, faults: tuple[Fault, ...]) -> tuple[Fault, ...]:
+    """The step's faults, an ACK_ONLY that holds entries filling them in parts (`PARTS_CHANCE`,
+    from the third stream `rng`)."""
+    return tuple(
+        replace(f, rate=rng.choice(PARTS))
+        if f.kind is FaultKind.ACK_ONLY and f.roles in ("e", "*") and rng.random() < PARTS_CHANCE
+        else f
+        for f in faults
+    )
+
+
 def scenario(
     seed: int,
     run: int,
@@ -169,13 +200,16 @@ def scenario(
     processes: bool = False,
     steps: tuple[int, int] | None = None,
     faults: frozenset[FaultKind] = PROCESS_FAULTS,
+    in_parts: bool = True,
 ) -> Scenario:
     """The run-th scenario of the campaign with this seed (`processes`: only what real processes
     can do, and fewer steps: they run in real time; `faults`: what the venue's face of the
-    simulator can inject, see `faces.FACE_FAULTS`)."""
+    simulator can inject, see `faces.FACE_FAULTS`; `in_parts`: whether it fills entries in parts,
+    `faces.IN_PARTS`)."""
     steps = steps or ((4, 8) if processes else (6, 16))
     rng = random.Random(f"warden-chaos:{seed}:{'p' if processes else ''}{run}")
     later = random.Random(f"warden-chaos-later:{seed}:{'p' if processes else ''}{run}")
+    parts = random.Random(f"warden-chaos-parts:{seed}:{'p' if processes else ''}{run}")
     stacking = not processes and rng.random() < 0.1
     acts = {a: w for a, w in ACTS.items() if not processes or a in PROCESS_ACTS}
     signal_ids: list[str] = []
@@ -204,7 +238,7 @@ def scenario(
                 target=_pick(rng, TARGETS),
                 fraction=rng.choice([Decimal("0.3"), Decimal("0.5"), Decimal(1)]),
                 seconds=rng.choice([5.0, 45.0]),
-                faults=_later(later, _faults(rng, processes, faults), processes, faults)
+                faults=_step_faults(rng, later, parts if in_parts else None, processes, faults)
                 if act is not Act.RESTART
                 else (),
             )

@@ -102,7 +102,11 @@ KNOBS: dict[FaultKind, Callable[[Fault], dict[str, object]]] = {
     FaultKind.STREAM_REORDER: lambda f: {"reorder_rate": f.rate},
     FaultKind.STREAM_EARLY: lambda f: {"events_before_response": True},
     FaultKind.STREAM_GAP: lambda f: {"stream_gap": f.seconds},
-    FaultKind.ACK_ONLY: lambda f: {"ack_only_if": predicate(f.roles), "fill_delay": f.seconds},
+    FaultKind.ACK_ONLY: lambda f: {
+        "ack_only_if": predicate(f.roles),
+        "fill_delay": f.seconds,
+        "partial_fill": f.rate,
+    },
     FaultKind.TIMEOUT_AFTER_EXECUTION: lambda f: {"timeout_after_execution_if": predicate(f.roles)},
     FaultKind.REJECT: lambda f: {"reject_if": predicate(f.roles)},
     FaultKind.SERVER_ERRORS: lambda f: {"server_error_if": predicate(f.roles)},

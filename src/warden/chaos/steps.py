@@ -114,7 +114,9 @@ class Fault:
             parts.append("on " + " and ".join(ROLE_NAMES[r] for r in self.roles))
         if self.seconds:
             parts.append(f"{self.seconds:g}s")
-        if self.rate:
+        if self.rate and self.kind is FaultKind.ACK_ONLY:
+            parts.append(f"in parts, the first {self.rate:g} of an entry")
+        elif self.rate:
             parts.append(f"rate {self.rate:g}")
         if self.count:
             parts.append(f"x{self.count}")
