@@ -212,7 +212,7 @@ def test_each_run_the_long_campaign_failed_now_keeps_the_promise(
     """Each of these runs broke a promise in a 10,000-run campaign (the service test for each
     names it); replayed, it holds. `warden chaos --replay SEED:RUN` shows it step by step. Each is
     played as it failed: drawn without entries filled in parts, which came later (the campaigns
-    since draw them, and 20 of these runs would)."""
+    since draw them, and 19 of these runs would)."""
     trace: list[str] = []
     result = run_one(scenario(seed, run, in_parts=False), databases, Options(), trace=trace.append)
     assert not result.violations, "\n".join(trace)
