@@ -85,6 +85,7 @@ def test_entries_filled_in_parts_leave_every_run_drawn_before_as_it_was(
     in_parts = [f for f in acks if f.rate]
     assert in_parts and len(in_parts) < len(acks), (len(in_parts), len(acks))
     assert {f.rate for f in in_parts} <= set(generate.PARTS) and all(f.roles in ("e", "*") for f in in_parts)
+    assert {f.count for f in in_parts} == set(generate.PART_COUNTS)
     whole = [scenario(SEED, run, in_parts=False) for run in range(1, 120)]
     monkeypatch.setattr(generate, "PARTS_CHANCE", 0.0)
     before = [scenario(SEED, run) for run in range(1, 120)]
@@ -94,7 +95,10 @@ def test_entries_filled_in_parts_leave_every_run_drawn_before_as_it_was(
 def _whole(plan: Scenario) -> Scenario:
     steps = tuple(
         replace(
-            s, faults=tuple(replace(f, rate=0.0) if f.kind is FaultKind.ACK_ONLY else f for f in s.faults)
+            s,
+            faults=tuple(
+                replace(f, rate=0.0, count=0) if f.kind is FaultKind.ACK_ONLY else f for f in s.faults
+            ),
         )
         for s in plan.steps
     )

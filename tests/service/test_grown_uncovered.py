@@ -182,11 +182,58 @@ async def test_an_excess_whose_stop_move_meets_5xx_is_trimmed_within_the_window(
     assert (await harness.engine.reconcile()).findings == []
 
 
-def _entries_fill_in_parts(sim: SimulatedExchange) -> None:
-    """Every entry is acknowledged, not filled: 40 % of it fills 3 s later, the rest 3 s after."""
+def _entries_fill_in_parts(sim: SimulatedExchange, parts: int = 2) -> None:
+    """Every entry is acknowledged, not filled: 40 % of it fills 3 s later, and 3 s after each
+    part 40 % of what is left, the last part all of it (`parts` in all)."""
     sim.faults.ack_only_if = lambda r: r.type is OrderType.MARKET and not r.reduce_only
     sim.faults.fill_delay = 3.0
     sim.faults.partial_fill = 0.4
+    sim.faults.fill_parts = parts
+
+
+@pytest.mark.parametrize("parts", [3, 5])
+async def test_a_working_entry_filled_in_more_than_two_parts_grows_its_stop_with_each(parts: int) -> None:
+    """`warden chaos --replay 2026:75` (entries in 5 parts, 1.5 s apart): the second part grew a
+    position the saga had not priced yet (it protects the whole once the entry ends; the first
+    part rests on the stop sent on its fill). The resize that followed it found no stop price
+    and failed (AssertionError, an engine error), so the stop covered the first part alone until
+    the last filled: 4.5 s without a stop for the rest, as the exchange measured it. Judged by the
+    exchange: each part covered within the protection window, the whole at the end, no error."""
+    clock = FakeClock()
+    sim = SimulatedExchange(now=clock.now, seed=7, sleep=clock.sleep)
+    config = EngineConfig(fill_wait=0.05)
+    async with engine_on(clock, sim, config) as engine:
+        notifier = engine.notifier
+        assert isinstance(notifier, RecordingNotifier)
+        _entries_fill_in_parts(sim, parts)
+        opening = asyncio.ensure_future(engine.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(100))))
+
+        def held() -> Decimal:
+            return sim.core.position(SOL).qty
+
+        def stops() -> Decimal:
+            return sum(
+                (o.qty for o in sim.core.open_orders(SOL) if o.type is OrderType.STOP_MARKET), Decimal(0)
+            )
+
+        sizes: list[Decimal] = []
+        for _ in range(parts):
+            before = held()
+            await advance_until(clock, lambda: held() != before, 5)  # noqa: B023 - read at once
+            sizes.append(held())
+            await advance_until(clock, lambda: stops() == held(), config.protection_window)
+            assert stops() == held(), f"{held()} held, {stops()} covered by stops"
+        assert len(set(sizes)) == parts and sizes[-1] == Decimal("0.66"), sizes
+        await advance_until(clock, opening.done, 5)
+        [exposure] = sim.exposure()
+        assert exposure.max_unprotected_seconds < config.protection_window, exposure
+        now = engine.ledger.positions[opening.result().id]
+        assert (now.status, now.filled_qty, now.remaining) == (
+            PositionStatus.PROTECTED,
+            Decimal("0.66"),
+            Decimal("0.66"),
+        )
+        assert [a.message for a in notifier.alerts if a.kind is AlertKind.ENGINE_ERROR] == []
 
 
 @pytest.mark.parametrize("stops", ["taken", "refused"])

@@ -239,6 +239,33 @@ async def test_with_partial_fill_a_part_fills_after_the_delay_and_the_rest_a_del
     assert [(p.side, p.qty) for p in await sim.fetch_positions()] == [(Side.LONG, D("0.05"))]
 
 
+async def test_with_fill_parts_an_entry_fills_in_as_many_parts_each_a_delay_after_the_last(
+    sim: SimulatedExchange, clock: FakeClock
+) -> None:
+    """fill_parts 3, partial_fill 0.5: half of 0.08 (0.04), half of the 0.04 left (0.02), then the
+    rest (0.02), fill_delay apart; the order open and partly filled between them."""
+    acknowledge(sim, "*", 1.0)
+    sim.faults.partial_fill = 0.5
+    sim.faults.fill_parts = 3
+    events = sim.stream()
+    await sim.place_order(market("wd-p1-e1", BUY, "0.08"))
+    await take(events, 1)  # acknowledged
+    seen: list[tuple[D, OrderStatus, D]] = []
+    for _ in range(3):
+        await clock.run_for(1.0)
+        fill, report, _ = await take(events, 3)
+        assert isinstance(fill, FillReport) and isinstance(report, OrderReport)
+        seen.append((fill.qty, report.status, report.filled_qty))
+    assert seen == [
+        (D("0.04"), OrderStatus.OPEN, D("0.04")),
+        (D("0.02"), OrderStatus.OPEN, D("0.06")),
+        (D("0.02"), OrderStatus.FILLED, D("0.08")),
+    ]
+    assert [(p.side, p.qty) for p in await sim.fetch_positions()] == [(Side.LONG, D("0.08"))]
+    await clock.run_for(5.0)
+    assert len(await sim.fetch_fills(BTC, None)) == 3 and sim.core.fills_due() == {}
+
+
 async def test_orders_the_knob_does_not_match_fill_at_once(sim: SimulatedExchange) -> None:
     acknowledge(sim, "*-e1", 5.0)
     assert (await sim.place_order(market("wd-p1-e2", BUY, "0.01"))).status is OrderStatus.FILLED
@@ -451,6 +478,49 @@ async def test_a_partial_fill_outside_0_to_1_is_refused(clock: FakeClock, value:
         status, answer = await raw.control("POST", "/sim/faults", {"partial_fill": value})
         assert (status, answer["code"]) == (400, -1102)
         assert "partial_fill" in answer["msg"]
+
+
+async def test_the_server_fills_an_entry_in_three_parts_as_binance_says_it(clock: FakeClock) -> None:
+    """fill_parts 3, partial_fill 0.5 on 0.01 BTC (lot 0.001): 0.005, then half the rest rounded
+    down (0.002), then 0.003; two PARTIALLY_FILLED TRADEs (z cumulative) and one FILLED."""
+    async with raw_server(sleep=clock.sleep) as raw:
+        knobs = {"ack_only_if": "*-e1", "fill_delay": 1, "partial_fill": 0.5, "fill_parts": 3}
+        await raw.control("POST", "/sim/faults", knobs)
+        _, key = await raw.call("POST", "/fapi/v1/listenKey", signed=False)
+        ws_base = raw.base.replace("http", "ws")
+        async with raw.session.ws_connect(f"{ws_base}/private/ws?listenKey={key['listenKey']}") as ws:
+            await new_order(raw, "wd-p1-e1")
+            assert (await ws.receive_json(timeout=2))["o"]["X"] == "NEW"
+            trades = []
+            for _ in range(3):
+                await clock.run_for(1)
+                trade = (await ws.receive_json(timeout=2))["o"]
+                assert (await ws.receive_json(timeout=2))["e"] == "ACCOUNT_UPDATE"
+                trades.append((trade["X"], trade["l"], trade["z"]))
+                if trade["X"] != "FILLED":
+                    found = await lookup(raw, "wd-p1-e1")
+                    assert (found["status"], found["executedQty"]) == ("PARTIALLY_FILLED", trade["z"])
+        assert trades == [
+            ("PARTIALLY_FILLED", "0.005", "0.005"),
+            ("PARTIALLY_FILLED", "0.002", "0.007"),
+            ("FILLED", "0.003", "0.01"),
+        ]
+        _, fills = await raw.call("GET", "/fapi/v1/userTrades", {"symbol": BTCUSDT})
+        assert [t["qty"] for t in fills] == ["0.005", "0.002", "0.003"]
+
+
+@pytest.mark.parametrize("value", [1, 0, 21, 2.5, "3", True])
+async def test_fill_parts_other_than_a_whole_number_from_2_to_20_is_refused(
+    clock: FakeClock, value: Any
+) -> None:
+    async with raw_server(sleep=clock.sleep) as raw:
+        status, answer = await raw.control("POST", "/sim/faults", {"fill_parts": value, "fill_delay": 1})
+        assert (status, answer["code"]) == (400, -1102)
+        assert "fill_parts" in answer["msg"]
+        _, shown = await raw.control("GET", "/sim/faults")
+        assert (shown["fill_parts"], shown["fill_delay"]) == (2, 0.0)  # nothing of the body was set
+        status, shown = await raw.control("POST", "/sim/faults", {"fill_parts": 4})
+        assert (status, shown["fill_parts"]) == (200, 4)
 
 
 async def test_the_server_cancels_a_pending_order_for_good(clock: FakeClock) -> None:

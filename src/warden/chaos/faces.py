@@ -107,7 +107,12 @@ class Face:
         that of the position the step acts on (only Drift's globs need it)."""
         kind, glob = fault.kind, role_glob(fault.roles) if fault.roles else None
         if kind is FaultKind.ACK_ONLY:
-            return {"ack_only_if": glob, "fill_delay": min(fault.seconds, 3.0), "partial_fill": fault.rate}
+            return {
+                "ack_only_if": glob,
+                "fill_delay": min(fault.seconds, 3.0),
+                "partial_fill": fault.rate,
+                "fill_parts": max(2, fault.count),
+            }
         if kind is FaultKind.TIMEOUT_AFTER_EXECUTION:
             return {"timeout_after_execution_if": glob}
         if kind is FaultKind.REJECT:

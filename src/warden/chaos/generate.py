@@ -63,12 +63,14 @@ LATER: dict[FaultKind, float] = {FaultKind.EXECUTE_LATE: 0.08}
 """Faults added after campaigns were pinned: each step has this chance of each, drawn from the
 run's second stream, on top of the faults the main stream drew for it (a restart has none)."""
 PARTS = (0.3, 0.5, 0.7)
+PART_COUNTS = (2, 2, 3, 5)
 PARTS_CHANCE = 0.5
 """Entries filled in parts, added after campaigns were pinned: an ACK_ONLY fault that holds
-entries fills them in parts with this chance, drawn from the run's third stream — its first fill
-takes one of `PARTS` of the order (rounded down to the lot; `Fault.rate`), the rest `seconds`
-later — as a thin book, or an exchange matching an order against several makers over time, does.
-The main and second streams are drawn as before, so a run pinned before keeps its steps."""
+entries fills them in parts with this chance, drawn from the run's third stream — in one of
+`PART_COUNTS` parts (`Fault.count`), each but the last one of `PARTS` of what is left (rounded
+down to the lot; `Fault.rate`), `seconds` apart — as a thin book, or an exchange matching an
+order against several makers over time, does. The main and second streams are drawn as before,
+so a run pinned before keeps its steps."""
 RETRY_AFTER = (0.0, 1.0, 2.0, 5.0)
 """What a 429 over real processes says to wait (Retry-After; 0: nothing said), from the second stream."""
 PROCESS_FAULTS = frozenset(
@@ -186,7 +188,7 @@ def _in_parts(rng: random.Random, faults: tuple[Fault, ...]) -> tuple[Fault, ...
     """The step's faults, an ACK_ONLY that holds entries filling them in parts (`PARTS_CHANCE`,
     from the third stream `rng`)."""
     return tuple(
-        replace(f, rate=rng.choice(PARTS))
+        replace(f, rate=rng.choice(PARTS), count=rng.choice(PART_COUNTS))
         if f.kind is FaultKind.ACK_ONLY and f.roles in ("e", "*") and rng.random() < PARTS_CHANCE
         else f
         for f in faults

@@ -106,6 +106,7 @@ KNOBS: dict[FaultKind, Callable[[Fault], dict[str, object]]] = {
         "ack_only_if": predicate(f.roles),
         "fill_delay": f.seconds,
         "partial_fill": f.rate,
+        "fill_parts": max(2, f.count),
     },
     FaultKind.TIMEOUT_AFTER_EXECUTION: lambda f: {"timeout_after_execution_if": predicate(f.roles)},
     FaultKind.REJECT: lambda f: {"reject_if": predicate(f.roles)},

@@ -115,10 +115,10 @@ class Fault:
         if self.seconds:
             parts.append(f"{self.seconds:g}s")
         if self.rate and self.kind is FaultKind.ACK_ONLY:
-            parts.append(f"in parts, the first {self.rate:g} of an entry")
+            parts.append(f"entries in {self.count} parts, each {self.rate:g} of what is left")
         elif self.rate:
             parts.append(f"rate {self.rate:g}")
-        if self.count:
+        if self.count and self.kind is not FaultKind.ACK_ONLY:
             parts.append(f"x{self.count}")
         if self.retry_after:
             parts.append(f"retry after {self.retry_after:g}s")

@@ -2168,12 +2168,16 @@ class ExitManager:
                 return False
             self.index.materialize(pos.symbol)
             pos = self.ledger.positions[pid]
-            price = self._stop_target(pos, target)
             old = self.ledger.current_stop(pid)
-            if old is not None and old.qty == pos.remaining and old.trigger_price == price:
-                return False
-            if old is None:  # no stop at all: protect() places whatever is missing
+            if old is None or pos.stop_price is None:
+                # No stop at all, or the position not priced yet (a working entry's later part
+                # grew it before the saga protects the whole, the first part resting on the stop
+                # sent on its fill; chaos 2026:75): protect() prices it, places whatever is
+                # missing and adopts that stop, then grows it to the position.
                 ctx.tasks.spawn(self.protect(pid))
+                return False
+            price = self._stop_target(pos, target)
+            if old.qty == pos.remaining and old.trigger_price == price:
                 return False
             seq = pos.stop_seq + 1
             staged = evolve(pos, stop_seq=seq)

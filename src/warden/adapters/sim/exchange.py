@@ -86,6 +86,7 @@ class SimulatedExchange:
         self._dirty = False
         self._fill_tasks: set[asyncio.Task[None]] = set()
         self._timed: set[str] = set()  # exchange ids whose delayed fill has a task
+        self._parts: dict[str, int] = {}  # exchange ids of entries filling in parts: parts filled
         self._fills_to_resume = False
         if state_file is not None:
             snapshot = read_state(state_file)
@@ -422,12 +423,15 @@ class SimulatedExchange:
         now, faults = self._now(), self.faults
         order = self.core.order_by_id(exchange_order_id)
         part = rest_at = None
-        if faults.partial_fill > 0 and order is not None and not order.filled_qty:
-            part = order.qty * Decimal(str(faults.partial_fill))
+        filled = self._parts.pop(exchange_order_id, 0 if order is None or not order.filled_qty else 1)
+        if faults.partial_fill > 0 and order is not None and filled < faults.fill_parts - 1:
+            part = (order.qty - order.filled_qty) * Decimal(str(faults.partial_fill))
             rest_at = now + timedelta(seconds=max(0.0, faults.fill_delay))
         outcome = self.core.fill_acknowledged(exchange_order_id, now, part, rest_at)
         if outcome is None:  # cancelled meanwhile
             return
+        if part is not None and exchange_order_id in self.core.fills_due():
+            self._parts[exchange_order_id] = filled + 1  # a part filled, the rest still due
         self.save()
         self._stream.publish(outcome.events)
         self._time_due_fills()  # the rest of one partly filled

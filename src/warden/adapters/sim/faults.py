@@ -57,6 +57,11 @@ class SimFaults:
         The server faces speak it as the venues do: Binance's TRADE message PARTIALLY_FILLED
         then FILLED (z cumulative), Bybit's order PartiallyFilled (cumExecQty), each trade its
         own execution; lookups show the order partly filled meanwhile.
+    fill_parts: (2 to 20, with partial_fill) how many parts such an entry fills in: each but the
+        last takes `partial_fill` of what is left (rounded down to the lot), each `fill_delay`
+        after the one before, as an order matched against several makers over time is. Read at
+        each fill; a simulator restarted from its state file fills the rest of an order it had
+        begun in one part.
     stream_silent: (the server faces only) the private sockets stay open but go quiet: no
         events (they are lost, as on a dead connection) and no answer to pings. A client must
         notice the silence by itself (a missed keep-alive), reconnect and reconcile.
@@ -94,6 +99,7 @@ class SimFaults:
     ack_only_if: OrderPredicate | None = None
     fill_delay: float = 0.0
     partial_fill: float = 0.0
+    fill_parts: int = 2
     stream_silent: bool = False
     server_error_if: OrderPredicate | None = None
     rate_limit_if: OrderPredicate | None = None

@@ -22,7 +22,8 @@ started (the newest 10,000; not kept in --state-file), oldest first: {"symbol", 
 (ISO times; end null while it goes on), "seconds"}.
 
 Fault knobs: rest_latency, stream_latency, drop_rate, duplicate_rate, reorder_rate, fill_delay,
-partial_fill, execute_delay, stream_gap, subscribe_delay, retry_after (numbers); events_before_response,
+partial_fill, execute_delay, stream_gap, subscribe_delay, retry_after (numbers); fill_parts (a whole
+number, 2 to 20); events_before_response,
 fail_queries (booleans); reject_if, unavailable_if, timeout_after_execution_if, execute_late_if,
 ack_only_if, server_error_if, rate_limit_if: true (every order), false/null (none) or a glob on
 the client order id (e.g. "*-e1"). server_error_if answers a matching place or cancel with
@@ -38,7 +39,8 @@ executedQty "0" and fills fill_delay seconds later at the mark of that moment (a
 ORDER_TRADE_UPDATE TRADE and ACCOUNT_UPDATE on the user stream); until then it is NEW in lookups
 and open orders, and a cancel cancels it for good. With partial_fill (0 to 1) an acknowledged
 entry (not reduce-only) fills that part first, rounded down to the lot, and the rest fill_delay
-later: TRADE X=PARTIALLY_FILLED then X=FILLED (z cumulative; Bybit: order PartiallyFilled then
+later — with fill_parts N, in N parts, each but the last that part of what is left: TRADE
+X=PARTIALLY_FILLED then X=FILLED (z cumulative; Bybit: order PartiallyFilled then
 Filled, an execution each), PARTIALLY_FILLED (PartiallyFilled) in lookups and open orders
 between. A place matching execute_late_if is answered
 HTTP 503 -1007 ("execution status unknown"; Bybit: its timeout answer) with nothing done: lookups
@@ -93,6 +95,7 @@ NUMBER_KNOBS = (
     "retry_after",
 )
 RATE_KNOBS = ("drop_rate", "duplicate_rate", "reorder_rate", "partial_fill")  # chances, parts: at most 1
+INT_KNOBS = {"fill_parts": (2, 20)}  # whole numbers, and their bounds
 FLAG_KNOBS = ("events_before_response", "fail_queries", "stream_silent")
 PREDICATE_KNOBS = (
     "reject_if",
@@ -259,6 +262,11 @@ def _knob(name: str, value: object) -> object:
             bounds = "between 0 and 1" if name in RATE_KNOBS else "non-negative"
             raise BinanceError(-1102, f"{name} must be {bounds}, not {value!r}")
         return float(value)
+    if name in INT_KNOBS:
+        low, high = INT_KNOBS[name]
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            raise BinanceError(-1102, f"{name} takes a whole number from {low} to {high}, not {value!r}")
+        return value
     if name in FLAG_KNOBS:
         if not isinstance(value, bool):
             raise BinanceError(-1102, f"{name} takes true or false, not {value!r}")
@@ -286,7 +294,7 @@ async def set_faults(request: web.Request, venue: SimVenue) -> Any:
 
 async def get_faults(request: web.Request, venue: SimVenue) -> Any:
     faults = venue.sim.faults
-    shown: dict[str, Any] = {name: getattr(faults, name) for name in (*NUMBER_KNOBS, *FLAG_KNOBS)}
+    shown: dict[str, Any] = {name: getattr(faults, name) for name in (*NUMBER_KNOBS, *INT_KNOBS, *FLAG_KNOBS)}
     for name in PREDICATE_KNOBS:
         shown[name] = venue.fault_specs.get(name) if getattr(faults, name) is not None else None
     shown[CLOCK_KNOB] = venue.clock.offset
