@@ -72,19 +72,19 @@ def test_a_fault_added_to_the_menu_later_leaves_every_run_drawn_before_as_it_was
     assert [_without(s, FaultKind.EXECUTE_LATE) for s in drawn] == before
 
 
-def test_entries_filled_in_parts_leave_every_run_drawn_before_as_it_was(
+def test_orders_filled_in_parts_leave_every_run_drawn_before_as_it_was(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Entries filled in parts (an ACK_ONLY fault's `rate`) come from a third stream: without
-    them every run has the steps and faults it had before (only that rate differs), with them it
-    is the same every time; only faults that hold entries fill in parts, and not on a venue whose
-    face cannot (`in_parts=False`, Drift's)."""
+    """Orders filled in parts (an ACK_ONLY fault's `rate` and `count`) come from a third stream:
+    without them every run has the steps and faults it had before (only those differ), with them
+    it is the same every time; not on a venue whose face cannot (`in_parts=False`, Drift's)."""
     drawn = [scenario(SEED, run) for run in range(1, 120)]
     assert drawn == [scenario(SEED, run) for run in range(1, 120)]
     acks = [f for s in drawn for step in s.steps for f in step.faults if f.kind is FaultKind.ACK_ONLY]
     in_parts = [f for f in acks if f.rate]
     assert in_parts and len(in_parts) < len(acks), (len(in_parts), len(acks))
-    assert {f.rate for f in in_parts} <= set(generate.PARTS) and all(f.roles in ("e", "*") for f in in_parts)
+    assert {f.rate for f in in_parts} <= set(generate.PARTS)
+    assert {f.roles for f in in_parts} == {"e", "c", "*"}, "entries, closes, every market order"
     assert {f.count for f in in_parts} == set(generate.PART_COUNTS)
     whole = [scenario(SEED, run, in_parts=False) for run in range(1, 120)]
     monkeypatch.setattr(generate, "PARTS_CHANCE", 0.0)

@@ -266,6 +266,44 @@ async def test_with_fill_parts_an_entry_fills_in_as_many_parts_each_a_delay_afte
     assert len(await sim.fetch_fills(BTC, None)) == 3 and sim.core.fills_due() == {}
 
 
+async def test_a_close_acknowledged_fills_in_parts_never_more_than_the_position_holds(
+    sim: SimulatedExchange, clock: FakeClock
+) -> None:
+    """A reduce-only close fills in parts as an entry does (fill_parts 3, partial_fill 0.5 of 0.08:
+    0.04, 0.02, 0.02), each part reducing the position; one whose position shrank meanwhile (a
+    trade by hand) fills only what is left to reduce, never turning it round, and one whose
+    position is gone expires."""
+    await sim.place_order(market("wd-p1-e1", BUY, "0.1"))
+    acknowledge(sim, "*-c*", 1.0)
+    sim.faults.partial_fill = 0.5
+    sim.faults.fill_parts = 3
+    await sim.place_order(market("wd-p1-c1", SELL, "0.08", reduce_only=True))
+    held: list[D] = []
+    for _ in range(3):
+        await clock.run_for(1.0)
+        held.append(sim.core.position(BTC).qty)
+    assert held == [D("0.06"), D("0.04"), D("0.02")]
+    closed = await sim.fetch_order(BTC, "wd-p1-c1", conditional=False)
+    assert (closed.status, closed.filled_qty) == (OrderStatus.FILLED, D("0.08"))
+    # The position shrinks by hand between the parts: the rest fills only what is left.
+    await sim.place_order(market("wd-p1-c2", SELL, "0.02", reduce_only=True))
+    await clock.run_for(1.0)
+    assert sim.core.position(BTC).qty == D("0.01")
+    sim.external_order(BTC, SELL, D("0.005"))
+    await clock.run_for(1.0)
+    await clock.run_for(1.0)
+    assert sim.core.position(BTC).qty == 0, "reduced to flat, not turned round"
+    second = await sim.fetch_order(BTC, "wd-p1-c2", conditional=False)
+    assert (second.status, second.filled_qty) == (OrderStatus.FILLED, D("0.015"))
+    # Nothing left to reduce when its part comes due (flattened by hand): it expires, no trade.
+    await sim.place_order(market("wd-p1-e2", BUY, "0.01"))
+    await sim.place_order(market("wd-p1-c3", SELL, "0.02", reduce_only=True))
+    sim.external_order(BTC, SELL, D("0.01"))
+    await clock.run_for(3.0)
+    third = await sim.fetch_order(BTC, "wd-p1-c3", conditional=False)
+    assert (third.status, third.filled_qty) == (OrderStatus.CANCELED, D(0))
+
+
 async def test_orders_the_knob_does_not_match_fill_at_once(sim: SimulatedExchange) -> None:
     acknowledge(sim, "*-e1", 5.0)
     assert (await sim.place_order(market("wd-p1-e2", BUY, "0.01"))).status is OrderStatus.FILLED

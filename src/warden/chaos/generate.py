@@ -65,8 +65,8 @@ run's second stream, on top of the faults the main stream drew for it (a restart
 PARTS = (0.3, 0.5, 0.7)
 PART_COUNTS = (2, 2, 3, 5)
 PARTS_CHANCE = 0.5
-"""Entries filled in parts, added after campaigns were pinned: an ACK_ONLY fault that holds
-entries fills them in parts with this chance, drawn from the run's third stream — in one of
+"""Orders filled in parts, added after campaigns were pinned: an ACK_ONLY fault (entries,
+closes or both) fills what it holds in parts with this chance, drawn from the run's third stream — in one of
 `PART_COUNTS` parts (`Fault.count`), each but the last one of `PARTS` of what is left (rounded
 down to the lot; `Fault.rate`), `seconds` apart — as a thin book, or an exchange matching an
 order against several makers over time, does. The main and second streams are drawn as before,
@@ -185,11 +185,11 @@ def _step_faults(
 
 
 def _in_parts(rng: random.Random, faults: tuple[Fault, ...]) -> tuple[Fault, ...]:
-    """The step's faults, an ACK_ONLY that holds entries filling them in parts (`PARTS_CHANCE`,
-    from the third stream `rng`)."""
+    """The step's faults, an ACK_ONLY filling what it holds in parts (`PARTS_CHANCE`, from the
+    third stream `rng`)."""
     return tuple(
         replace(f, rate=rng.choice(PARTS), count=rng.choice(PART_COUNTS))
-        if f.kind is FaultKind.ACK_ONLY and f.roles in ("e", "*") and rng.random() < PARTS_CHANCE
+        if f.kind is FaultKind.ACK_ONLY and rng.random() < PARTS_CHANCE
         else f
         for f in faults
     )

@@ -115,7 +115,7 @@ class Fault:
         if self.seconds:
             parts.append(f"{self.seconds:g}s")
         if self.rate and self.kind is FaultKind.ACK_ONLY:
-            parts.append(f"entries in {self.count} parts, each {self.rate:g} of what is left")
+            parts.append(f"in {self.count} parts, each {self.rate:g} of what is left")
         elif self.rate:
             parts.append(f"rate {self.rate:g}")
         if self.count and self.kind is not FaultKind.ACK_ONLY:

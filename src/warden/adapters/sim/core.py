@@ -397,9 +397,10 @@ class SimCore:
     ) -> Outcome | None:
         """Fill an acknowledged market order at the current mark (a reduce-only one with nothing
         left to reduce expires CANCELED). None if it is no longer waiting (cancelled, or filled).
-        With `part` (and `rest_at`), only that much of an entry's unfilled size fills now (rounded
-        down to the lot): the order stays OPEN, partly filled, its rest due at `rest_at`. A part
-        that rounds to nothing, or to all of it, fills the order whole.
+        With `part` (and `rest_at`), only that much of its unfilled size fills now (rounded down to
+        the lot): the order stays OPEN, partly filled, its rest due at `rest_at`. A part that
+        rounds to nothing, or to all of what it may still fill (a reduce-only one: no more than the
+        position holds), fills the order whole.
         """
         if exchange_order_id not in self._fills_due:
             return None
@@ -407,7 +408,8 @@ class SimCore:
         self._out = []
         left = order.qty - order.filled_qty
         some = None if part is None else self._instrument(order.symbol).round_qty(min(part, left))
-        if some is not None and rest_at is not None and not order.reduce_only and 0 < some < left:
+        can = self._executable_qty(order)
+        if some is not None and rest_at is not None and can is not None and 0 < some < min(left, can):
             fill = self._trade(order, some, now)
             done = self._record(self._filled(order, fill, OrderStatus.OPEN, now))
             self._fills_due[exchange_order_id] = rest_at
@@ -648,7 +650,7 @@ class SimCore:
             return None
         if order.exchange_order_id in self._close_position:
             return abs(position.qty)
-        return min(order.qty, abs(position.qty))
+        return min(order.qty - order.filled_qty, abs(position.qty))
 
     def _execute(self, order: OrderReport, now: datetime) -> OrderReport:
         """Fill what can be filled at the mark, or expire (cancel) a reduce-only order."""

@@ -50,14 +50,15 @@ class SimFaults:
         a cancel cancels it for good. Conditional orders are not affected.
     fill_delay: seconds from the acknowledgement of such an order to its fill (0: the next
         turn of the event loop, still after the response). Read when the order is placed.
-    partial_fill: (0 to 1) the part of such an order, if it is an entry (not reduce-only), that
-        its first fill takes, rounded down to the lot: the order stays open, partly filled
-        (Binance's PARTIALLY_FILLED), and the rest fills `fill_delay` later, as a thin book or
-        a Drift auction fills an order over seconds. Read at the first fill. 0: whole at once.
+    partial_fill: (0 to 1) the part of such an order that its first fill takes, rounded down to
+        the lot: the order stays open, partly filled (Binance's PARTIALLY_FILLED), and the rest
+        fills `fill_delay` later, as a thin book or a Drift auction fills an order over seconds.
+        A reduce-only one (a close) fills no more than the position holds when each part comes
+        due, and expires once it holds nothing. Read at each fill. 0: whole at once.
         The server faces speak it as the venues do: Binance's TRADE message PARTIALLY_FILLED
         then FILLED (z cumulative), Bybit's order PartiallyFilled (cumExecQty), each trade its
         own execution; lookups show the order partly filled meanwhile.
-    fill_parts: (2 to 20, with partial_fill) how many parts such an entry fills in: each but the
+    fill_parts: (2 to 20, with partial_fill) how many parts such an order fills in: each but the
         last takes `partial_fill` of what is left (rounded down to the lot), each `fill_delay`
         after the one before, as an order matched against several makers over time is. Read at
         each fill; a simulator restarted from its state file fills the rest of an order it had

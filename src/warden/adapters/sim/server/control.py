@@ -38,8 +38,9 @@ reconnects); it reads back 0 once over. A MARKET order matching ack_only_if is a
 executedQty "0" and fills fill_delay seconds later at the mark of that moment (a background task;
 ORDER_TRADE_UPDATE TRADE and ACCOUNT_UPDATE on the user stream); until then it is NEW in lookups
 and open orders, and a cancel cancels it for good. With partial_fill (0 to 1) an acknowledged
-entry (not reduce-only) fills that part first, rounded down to the lot, and the rest fill_delay
-later — with fill_parts N, in N parts, each but the last that part of what is left: TRADE
+order fills that part first, rounded down to the lot, and the rest fill_delay later — with
+fill_parts N, in N parts, each but the last that part of what is left; a reduce-only one no more
+than the position holds when each part comes due: TRADE
 X=PARTIALLY_FILLED then X=FILLED (z cumulative; Bybit: order PartiallyFilled then
 Filled, an execution each), PARTIALLY_FILLED (PartiallyFilled) in lookups and open orders
 between. A place matching execute_late_if is answered
