@@ -6,6 +6,7 @@ by what the simulated exchange holds and has resting."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import replace
 from decimal import Decimal
 
@@ -17,6 +18,8 @@ from warden.adapters.clock import FakeClock
 from warden.adapters.memory import InMemoryStore
 from warden.adapters.notify import RecordingNotifier
 from warden.adapters.sim import SimulatedExchange
+from warden.chaos import warp
+from warden.chaos.warp import WarpClock
 from warden.domain.alerts import AlertKind
 from warden.domain.orders import OrderStatus
 from warden.domain.position import ExitReason, PositionStatus
@@ -282,6 +285,77 @@ async def test_a_working_entry_filled_in_parts_is_covered_as_each_part_fills(sto
             assert any("the 0.40 it does not cover is closed" in m for m in told), told
         else:
             assert told == []
+
+
+@pytest.mark.parametrize("parts", [2, 3])
+def test_a_working_entry_filling_in_parts_while_the_stream_loses_every_event_is_covered_from_lookups(
+    parts: int,
+) -> None:
+    """`warden chaos --replay 1237828254:1849` (an entry in two parts, 1.5 s apart, in a 5 s stream
+    gap) and 1237828254:919 (the same in a disconnect): the parts' fills never came on the stream,
+    and the lookups of the working entry acted only once it had ended — the first part went
+    2.5 s without a stop (as the exchange measured it), its lookups spaced out to 2 s meanwhile.
+    Every stream event is lost here: each part must be covered from what the lookups see, within
+    the protection window, and the whole at the end. On the chaos campaign's virtual loop time,
+    which the lookups' pauses and the engine's clock both follow (seconds take no time)."""
+    asserted = warp.run(_parts_in_a_silent_stream(parts), real_limit=60)
+    assert asserted == parts
+
+
+async def _parts_in_a_silent_stream(parts: int) -> int:
+    clock = WarpClock()
+    sim = SimulatedExchange(now=clock.now, seed=7, sleep=asyncio.sleep)
+    config = EngineConfig()
+    engine = Engine(sim, InMemoryStore(), clock, RecordingNotifier(), config)
+    consumer = asyncio.get_running_loop().create_task(engine.consume(sim.stream()))
+    await engine.start()
+    try:
+        _entries_fill_in_parts(sim, parts)
+        sim.faults.drop_rate = 1.0
+        opening = asyncio.ensure_future(engine.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(100))))
+
+        def held() -> Decimal:
+            return sim.core.position(SOL).qty
+
+        def stops() -> Decimal:
+            return sum(
+                (o.qty for o in sim.core.open_orders(SOL) if o.type is OrderType.STOP_MARKET), Decimal(0)
+            )
+
+        async def within(seconds: float, done: Callable[[], bool]) -> None:
+            for _ in range(round(seconds * 20)):
+                if done():
+                    return
+                await asyncio.sleep(0.05)
+
+        covered = 0
+        for _ in range(parts):
+            before = held()
+            await within(5, lambda: held() != before)  # noqa: B023 - read at once
+            await within(config.protection_window, lambda: stops() == held())
+            assert stops() == held(), f"{held()} held, {stops()} covered by stops"
+            covered += 1
+        assert held() == Decimal("0.66")
+        await within(15, opening.done)
+        [exposure] = sim.exposure()
+        assert exposure.max_unprotected_seconds < config.protection_window, exposure
+        sim.faults.drop_rate = 0.0
+        await engine.reconcile()
+        now = engine.ledger.positions[opening.result().id]
+        assert (now.status, now.filled_qty, now.remaining) == (
+            PositionStatus.PROTECTED,
+            Decimal("0.66"),
+            Decimal("0.66"),
+        )
+        notifier = engine.notifier
+        assert isinstance(notifier, RecordingNotifier)
+        assert [a.message for a in notifier.alerts if a.kind is AlertKind.ENGINE_ERROR] == []
+        return covered
+    finally:
+        engine.set_read_only("test over")
+        await engine.stop()
+        consumer.cancel()
+        await asyncio.gather(consumer, return_exceptions=True)
 
 
 async def test_a_working_entry_filled_in_parts_while_every_stop_is_refused_is_closed_part_by_part() -> None:
