@@ -2210,7 +2210,7 @@ class ExitManager:
                 await self.ledger.commit(pos, pos, orders=self._as_now([gone]))
             self._cancelling.discard(gone.client_order_id)
             return False
-        cancelled = await self.cancel(old) if old is not None and not self._superseded_later(old) else None
+        cancelled = await self._cancel_superseded(old)
         async with self._lock(pid):
             pos = self.ledger.positions[pid]
             done = self.ledger.orders[intent.client_order_id].advance(
@@ -2665,6 +2665,16 @@ class ExitManager:
         for order in cancelled:
             self._cancelling.discard(order.client_order_id)
 
+    async def _cancel_superseded(self, old: Order | None) -> Order | None:
+        """The stop a move superseded, cancelled now unless copies of it may still land
+        (`_superseded_later`); judged as it stands now, not as it was when the move began: it may
+        have been sent meanwhile (a working entry's first part's stop, still on its way when the
+        next part grew the position; chaos 1069420252:36)."""
+        if old is None:
+            return None
+        old = self.ledger.orders.get(old.client_order_id, old)
+        return None if self._superseded_later(old) else await self.cancel(old)
+
     def _superseded_later(self, order: Order) -> bool:
         """A superseded stop resting while copies of it sent with an unknown outcome may still
         land is left resting, and cancelled once none can: cancelled now, its id is free for the
@@ -2678,10 +2688,12 @@ class ExitManager:
         cid = order.client_order_id
         if (
             self.ctx.config.allow_stacking
-            or order.status is not OrderStatus.OPEN
+            or order.status not in (OrderStatus.OPEN, OrderStatus.PENDING)
             or self.flights.copies_may_land(cid) <= 0
         ):
             return False
+        # PENDING too: its send answered "unknown" and still being settled, a copy of it may
+        # rest already, and cancelled now the next copy would rest again (chaos 1069420252:36).
         return self._cancel_once_none_can_land(order)
 
     async def cancel_exits(self, pid: PositionId) -> None:
