@@ -185,6 +185,18 @@ async def test_an_excess_whose_stop_move_meets_5xx_is_trimmed_within_the_window(
     assert (await harness.engine.reconcile()).findings == []
 
 
+def _sol_held(sim: SimulatedExchange) -> Callable[[], Decimal]:
+    """What the exchange holds of SOL, read when called."""
+    return lambda: sim.core.position(SOL).qty
+
+
+def _sol_stops(sim: SimulatedExchange) -> Callable[[], Decimal]:
+    """What the stops resting on SOL cover, read when called."""
+    return lambda: sum(
+        (o.qty for o in sim.core.open_orders(SOL) if o.type is OrderType.STOP_MARKET), Decimal(0)
+    )
+
+
 def _entries_fill_in_parts(sim: SimulatedExchange, parts: int = 2) -> None:
     """Every entry is acknowledged, not filled: 40 % of it fills 3 s later, and 3 s after each
     part 40 % of what is left, the last part all of it (`parts` in all)."""
@@ -211,13 +223,7 @@ async def test_a_working_entry_filled_in_more_than_two_parts_grows_its_stop_with
         _entries_fill_in_parts(sim, parts)
         opening = asyncio.ensure_future(engine.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(100))))
 
-        def held() -> Decimal:
-            return sim.core.position(SOL).qty
-
-        def stops() -> Decimal:
-            return sum(
-                (o.qty for o in sim.core.open_orders(SOL) if o.type is OrderType.STOP_MARKET), Decimal(0)
-            )
+        held, stops = _sol_held(sim), _sol_stops(sim)
 
         sizes: list[Decimal] = []
         for _ in range(parts):
@@ -255,13 +261,7 @@ async def test_a_working_entry_filled_in_parts_is_covered_as_each_part_fills(sto
         _entries_fill_in_parts(sim)
         opening = asyncio.ensure_future(engine.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(100))))
 
-        def held() -> Decimal:
-            return sim.core.position(SOL).qty
-
-        def stops() -> Decimal:
-            return sum(
-                (o.qty for o in sim.core.open_orders(SOL) if o.type is OrderType.STOP_MARKET), Decimal(0)
-            )
+        held, stops = _sol_held(sim), _sol_stops(sim)
 
         await advance_until(clock, lambda: held() > 0, 5)
         first = held()
@@ -314,13 +314,7 @@ async def _parts_in_a_silent_stream(parts: int) -> int:
         sim.faults.drop_rate = 1.0
         opening = asyncio.ensure_future(engine.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(100))))
 
-        def held() -> Decimal:
-            return sim.core.position(SOL).qty
-
-        def stops() -> Decimal:
-            return sum(
-                (o.qty for o in sim.core.open_orders(SOL) if o.type is OrderType.STOP_MARKET), Decimal(0)
-            )
+        held, stops = _sol_held(sim), _sol_stops(sim)
 
         async def within(seconds: float, done: Callable[[], bool]) -> None:
             for _ in range(round(seconds * 20)):
