@@ -29,7 +29,7 @@ from warden.domain.controls import Controls
 from warden.domain.events import Event
 from warden.domain.position import Position
 from warden.domain.values import PositionId, Side, Symbol
-from warden.ports import AlertChannel, CloseClaim, FencedOut, Store, StoreUnavailable, Transition
+from warden.ports import AlertChannel, Clock, CloseClaim, FencedOut, Store, StoreUnavailable, Transition
 from warden.service.commands import OpenPosition
 from warden.service.config import EngineConfig
 from warden.service.delivery import DeliveryConfig
@@ -385,10 +385,11 @@ async def advance_until(clock: FakeClock, done: Callable[[], bool], seconds: flo
 
 @contextlib.asynccontextmanager
 async def engine_on(
-    clock: FakeClock, sim: SimulatedExchange, config: EngineConfig, store: Store | None = None
+    clock: Clock, sim: SimulatedExchange, config: EngineConfig, store: Store | None = None
 ) -> AsyncIterator[Engine]:
-    """An engine on `sim` whose clock moves only when the test says so, started; stopped after
-    (read-only first: that refuses every further order and write, ending any spin)."""
+    """An engine on `sim` whose clock moves only when the test says so (a FakeClock, or the chaos
+    campaign's virtual loop time), started; stopped after (read-only first: that refuses every
+    further order and write, ending any spin)."""
     engine = Engine(sim, store or InMemoryStore(), clock, RecordingNotifier(), config)
     consumer = asyncio.get_running_loop().create_task(engine.consume(sim.stream()))
     await engine.start()

@@ -306,10 +306,7 @@ async def _parts_in_a_silent_stream(parts: int) -> int:
     clock = WarpClock()
     sim = SimulatedExchange(now=clock.now, seed=7, sleep=asyncio.sleep)
     config = EngineConfig()
-    engine = Engine(sim, InMemoryStore(), clock, RecordingNotifier(), config)
-    consumer = asyncio.get_running_loop().create_task(engine.consume(sim.stream()))
-    await engine.start()
-    try:
+    async with engine_on(clock, sim, config) as engine:
         _entries_fill_in_parts(sim, parts)
         sim.faults.drop_rate = 1.0
         opening = asyncio.ensure_future(engine.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(100))))
@@ -345,11 +342,6 @@ async def _parts_in_a_silent_stream(parts: int) -> int:
         assert isinstance(notifier, RecordingNotifier)
         assert [a.message for a in notifier.alerts if a.kind is AlertKind.ENGINE_ERROR] == []
         return covered
-    finally:
-        engine.set_read_only("test over")
-        await engine.stop()
-        consumer.cancel()
-        await asyncio.gather(consumer, return_exceptions=True)
 
 
 async def test_a_working_entry_filled_in_parts_while_every_stop_is_refused_is_closed_part_by_part() -> None:

@@ -50,7 +50,7 @@ SKIPPED: dict[str, dict[FaultKind, str]] = {
 FACE_FAULTS = {venue: PROCESS_FAULTS - set(skipped) for venue, skipped in SKIPPED.items()}
 """Per venue, what its process runs draw from (`generate.scenario(..., faults=...)`)."""
 IN_PARTS = {"binance": True, "bybit": True, "drift": False}
-"""Per venue, whether its face fills an acknowledged entry in parts (`partial_fill`): the Drift
+"""Per venue, whether its face fills an acknowledged order in parts (`partial_fill`): the Drift
 face's auction fills an order whole (`generate.scenario(..., in_parts=...)`)."""
 
 Knobs = dict[str, Any]

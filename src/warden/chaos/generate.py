@@ -178,7 +178,7 @@ def _step_faults(
     processes: bool,
     only: frozenset[FaultKind],
 ) -> tuple[Fault, ...]:
-    """A step's faults: the main stream's, the later ones from the second, entries in parts from
+    """A step's faults: the main stream's, the later ones from the second, orders in parts from
     the third (None: not on this venue)."""
     faults = _later(later, _faults(rng, processes, only), processes, only)
     return faults if parts is None else _in_parts(parts, faults)
@@ -206,7 +206,7 @@ def scenario(
 ) -> Scenario:
     """The run-th scenario of the campaign with this seed (`processes`: only what real processes
     can do, and fewer steps: they run in real time; `faults`: what the venue's face of the
-    simulator can inject, see `faces.FACE_FAULTS`; `in_parts`: whether it fills entries in parts,
+    simulator can inject, see `faces.FACE_FAULTS`; `in_parts`: whether it fills orders in parts,
     `faces.IN_PARTS`)."""
     steps = steps or ((4, 8) if processes else (6, 16))
     rng = random.Random(f"warden-chaos:{seed}:{'p' if processes else ''}{run}")

@@ -1772,8 +1772,8 @@ class ExitManager:
                     # the fills are read over REST now, not after another wait for the stream;
                     # applied, each later part grows the stop (chaos 1237828254:1849, :919: the
                     # first part of a working entry went uncovered until the entry ended).
-                    if order.role is OrderRole.ENTRY and report.avg_price is not None:
-                        self._send_early(pid, report.filled_qty, report.avg_price)
+                    if order.role is OrderRole.ENTRY:
+                        self.send_stop_early(pid, report)
                     await self.fetch_fills_for(pid, {cid})
 
     async def on_order_report(self, order: Order, report: OrderReport) -> None:
@@ -2232,8 +2232,8 @@ class ExitManager:
                 EventKind.STOP_MOVED,
                 ctx.clock.now(),
                 pid,
-                f"stop {old.trigger_price if old else None} -> {price} for {intent.qty}",
-                {"from": str(old.trigger_price if old else None), "to": str(price), "qty": str(intent.qty)},
+                f"stop {old.trigger_price} -> {price} for {intent.qty}",
+                {"from": str(old.trigger_price), "to": str(price), "qty": str(intent.qty)},
             )
             await self.ledger.commit(pos, new, orders=orders, events=[event])
         if cancelled is not None:
@@ -2665,13 +2665,11 @@ class ExitManager:
         for order in cancelled:
             self._cancelling.discard(order.client_order_id)
 
-    async def _cancel_superseded(self, old: Order | None) -> Order | None:
+    async def _cancel_superseded(self, old: Order) -> Order | None:
         """The stop a move superseded, cancelled now unless copies of it may still land
         (`_superseded_later`); judged as it stands now, not as it was when the move began: it may
         have been sent meanwhile (a working entry's first part's stop, still on its way when the
         next part grew the position; chaos 1069420252:36)."""
-        if old is None:
-            return None
         old = self.ledger.orders.get(old.client_order_id, old)
         return None if self._superseded_later(old) else await self.cancel(old)
 

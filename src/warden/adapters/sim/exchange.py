@@ -86,7 +86,7 @@ class SimulatedExchange:
         self._dirty = False
         self._fill_tasks: set[asyncio.Task[None]] = set()
         self._timed: set[str] = set()  # exchange ids whose delayed fill has a task
-        self._parts: dict[str, int] = {}  # exchange ids of entries filling in parts: parts filled
+        self._parts: dict[str, int] = {}  # exchange ids of orders filling in parts: parts filled
         self._fills_to_resume = False
         if state_file is not None:
             snapshot = read_state(state_file)
