@@ -222,7 +222,7 @@ def test_each_run_the_long_campaign_failed_now_keeps_the_promise(
     assert not result.violations, "\n".join(trace)
 
 
-PARTS_FINDINGS = ((1237828254, 919), (1237828254, 1849), (1069420252, 36))
+PARTS_FINDINGS = ((1237828254, 919), (1237828254, 1849), (1069420252, 36), (2106947948, 221))
 """(seed, run) of violations found since the campaign fills orders in parts, replayed as found
 (with parts): a working entry's parts filling while the stream lost its events (a disconnect, a
 gap) were covered only once the entry ended, 2.5 s without a stop; the lookups now act on the

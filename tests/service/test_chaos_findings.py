@@ -651,6 +651,43 @@ async def test_an_entry_given_up_on_found_working_is_watched_until_it_fills_and_
         await stopped(engine, consumer, opening)
 
 
+async def test_an_entry_given_up_on_found_filling_in_parts_is_watched_until_its_last_part_is_covered() -> (
+    None
+):
+    """`warden chaos --replay 2106947948:221`: an entry answered "unknown" was given up on; it
+    landed and filled in five parts, 1.5 s apart, while the stream lost its events. The watch
+    found the first part, covered it, had it adopted, and stopped looking; the next part grew
+    the position past its stop until the next reconcile pass: 2.004 s without a covering stop.
+    One found executed while still working is watched until it ends, each new part covered."""
+    clock, sim, engine, consumer = await _started_on(SlowCommits, 0.0)
+    sim.faults.execute_late_if = lambda request: request.type is OrderType.MARKET and not request.reduce_only
+    sim.faults.execute_delay = 3.45
+    sim.faults.ack_only_if = lambda request: request.type is OrderType.MARKET and not request.reduce_only
+    sim.faults.fill_delay = 1.5
+    sim.faults.fill_parts = 5
+    sim.faults.partial_fill = 0.5
+    sim.faults.drop_rate = 1.0  # the stream loses every event
+    opening = asyncio.ensure_future(engine.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(500))))
+    try:
+        for _ in range(290):  # 29 s of engine time: before the first timer pass
+            clock.advance(0.1)
+            await turns(5)
+        assert opening.done() and opening.result().status is PositionStatus.FAILED, "given up on"
+        entries = [f for f in sim.core.fills(SOL) if f.side is OrderSide.BUY]
+        assert len(entries) == 5, f"filled in five parts: {entries}"
+        held = sim.core.position(SOL).qty
+        stops = [o for o in sim.core.open_orders(SOL) if o.type is OrderType.STOP_MARKET]
+        assert sum(o.qty for o in stops) >= abs(held), stops
+        stretches = sim.core.exposure_stretches()
+        assert len(stretches) >= 3, (
+            f"each part uncovered a while, the first and two more at least: {stretches}"
+        )
+        [exposure] = sim.exposure()
+        assert exposure.max_unprotected_seconds <= engine.config.protection_window, exposure
+    finally:
+        await stopped(engine, consumer, opening)
+
+
 def _late_after(clock: FakeClock, sim: SimulatedExchange, end: float) -> float:
     """How long after `end` (the engine's monotonic time a burst of refusals ended) the
     exchange's one stretch without a covering stop ended."""

@@ -547,10 +547,13 @@ class Recovery:
         without a stop). So it is looked up again, every half protection window, until it can
         no longer execute (one look more after that), or, found working, until it ends (a minute
         at most); found executed, a pass runs at once, which adopts it as that entry's and
-        protects it (and records its trades, read over REST)."""
+        protects it (and records its trades, read over REST). Found executed while still
+        working (filling in parts), it is watched on, every quarter window, each new part
+        covered and adopted the same way, until it ends."""
         ctx = self.ctx
         steady = ctx.config.protection_window / 2
         working_since: float | None = None
+        covered = Decimal(0)
         while True:
             position = ctx.ledger.positions.get(pid)
             if position is None or position.status is not PositionStatus.FAILED:
@@ -559,7 +562,7 @@ class Recovery:
                 found = await self.gw.lookup(entry, attempts=1)
             except ExchangeError:
                 found = None
-            if isinstance(found, Found) and found.report.filled_qty > 0:
+            if isinstance(found, Found) and found.report.filled_qty > covered:
                 log.warning("given_up_entry_executed", position_id=pid, qty=str(found.report.filled_qty))
                 await self._cover_found(entry, position)
                 if self.exits.pass_again is not None:
@@ -567,7 +570,13 @@ class Recovery:
                         await self.exits.pass_again()
                     except (ExchangeError, StoreUnavailable, TradingRefused) as exc:
                         log.warning("given_up_entry_pass_failed", position_id=pid, error=str(exc))
-                return
+                if found.report.status.terminal:
+                    return
+                # Still working: it fills in parts (a thin book), and a stream that lost the
+                # first part's fill may lose the next (chaos 2106947948:221: the watch ended at
+                # the first of five parts, and the second grew the position past its stop for
+                # 2 s, until a pass). Watched on, each part covered as the first was.
+                covered = found.report.filled_qty
             if isinstance(found, Found):
                 if found.report.status.terminal:
                     return  # ended unfilled (cancelled, expired)
@@ -581,7 +590,9 @@ class Recovery:
                     return
             elif ctx.flights.may_execute_for(entry) < -steady:
                 return  # it can no longer execute
-            await ctx.clock.sleep(steady)
+            # A part filled already: the next is covered within a quarter window of filling, as a
+            # working order's are (work_order).
+            await ctx.clock.sleep(steady / 2 if covered else steady)
 
     async def _cover_found(self, entry: Order, position: Position) -> None:
         """The trades of an entry given up on, found executed, covered as their stream fills would
