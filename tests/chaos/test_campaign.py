@@ -92,6 +92,33 @@ def test_orders_filled_in_parts_leave_every_run_drawn_before_as_it_was(
     assert [_whole(s) for s in drawn] == before == whole
 
 
+def test_stops_and_take_profits_filled_in_parts_leave_every_run_drawn_before_as_it_was(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What the mark fires filled in parts (FIRED_IN_PARTS) comes from a fourth stream: without it
+    every run has the steps and faults it had before, with it it is the same every time; never
+    beside an ACK_ONLY (whose parts it would share), never over real processes."""
+    drawn = [scenario(SEED, run) for run in range(1, 120)]
+    assert drawn == [scenario(SEED, run) for run in range(1, 120)]
+    steps = [step for s in drawn for step in s.steps]
+    fired = [f for step in steps for f in step.faults if f.kind is FaultKind.FIRED_IN_PARTS]
+    assert len(fired) > 20, len(fired)
+    assert {f.rate for f in fired} == set(generate.PARTS)
+    assert {f.count for f in fired} == set(generate.PART_COUNTS)
+    assert {f.seconds for f in fired} == set(generate.FIRED_GAPS)
+    assert not [
+        s for s in steps if {FaultKind.ACK_ONLY, FaultKind.FIRED_IN_PARTS} <= {f.kind for f in s.faults}
+    ]
+    before = [scenario(SEED, run, fired_in_parts=False) for run in range(1, 120)]
+    assert [_without(s, FaultKind.FIRED_IN_PARTS) for s in drawn] == before
+    monkeypatch.setattr(generate, "FIRED_CHANCE", 0.0)
+    assert [scenario(SEED, run) for run in range(1, 120)] == before
+    processes = [scenario(SEED, run, processes=True) for run in range(1, 60)]
+    assert not [
+        f for s in processes for step in s.steps for f in step.faults if f.kind is FaultKind.FIRED_IN_PARTS
+    ]
+
+
 def _whole(plan: Scenario) -> Scenario:
     steps = tuple(
         replace(
@@ -218,7 +245,9 @@ def test_each_run_the_long_campaign_failed_now_keeps_the_promise(
     played as it failed: drawn without entries filled in parts, which came later (the campaigns
     since draw them, and 19 of these runs would)."""
     trace: list[str] = []
-    result = run_one(scenario(seed, run, in_parts=False), databases, Options(), trace=trace.append)
+    result = run_one(
+        scenario(seed, run, in_parts=False, fired_in_parts=False), databases, Options(), trace=trace.append
+    )
     assert not result.violations, "\n".join(trace)
 
 
@@ -238,7 +267,7 @@ def test_each_run_that_failed_with_orders_filled_in_parts_now_keeps_the_promise(
 ) -> None:
     """`warden chaos --replay SEED:RUN`."""
     trace: list[str] = []
-    result = run_one(scenario(seed, run), databases, Options(), trace=trace.append)
+    result = run_one(scenario(seed, run, fired_in_parts=False), databases, Options(), trace=trace.append)
     assert not result.violations, "\n".join(trace)
 
 
@@ -258,7 +287,12 @@ def test_each_run_that_failed_on_postgresql_now_keeps_the_promise_there(
     prepare(databases)
     try:
         trace: list[str] = []
-        result = run_one(scenario(seed, run, in_parts=False), databases, Options(), trace=trace.append)
+        result = run_one(
+            scenario(seed, run, in_parts=False, fired_in_parts=False),
+            databases,
+            Options(),
+            trace=trace.append,
+        )
     finally:
         close(databases)
     assert not result.violations, "\n".join(trace)

@@ -266,6 +266,54 @@ async def test_with_fill_parts_an_entry_fills_in_as_many_parts_each_a_delay_afte
     assert len(await sim.fetch_fills(BTC, None)) == 3 and sim.core.fills_due() == {}
 
 
+async def _next_trade(events: AsyncIterator[StreamEvent], cid: str) -> tuple[FillReport, OrderReport]:
+    """The next trade of `cid` on the stream and the order report after it (all else skipped)."""
+    fill: FillReport | None = None
+    while True:
+        [event] = await take(events, 1)
+        if isinstance(event, FillReport) and event.client_order_id == cid:
+            fill = event
+        elif isinstance(event, OrderReport) and fill is not None:
+            return fill, event
+
+
+async def test_with_fire_in_parts_a_stop_the_mark_reaches_fills_in_parts_and_covers_until_its_last(
+    sim: SimulatedExchange, clock: FakeClock
+) -> None:
+    """fire_in_parts, fill_parts 3, partial_fill 0.5: the stop the mark crosses leaves the book and
+    fills half of 0.08, half of what is left, then the rest, fill_delay apart, open and partly
+    filled between them; the position is covered by it all the while (the exchange executes it),
+    and nothing more fires it again. Off, a stop fills whole at the crossing, as before."""
+    await sim.place_order(market("wd-p1-e1", BUY, "0.08"))
+    await sim.place_order(stop("wd-p1-s1", SELL, "0.08", "60000"))
+    sim.faults.fire_in_parts = True
+    sim.faults.partial_fill = 0.5
+    sim.faults.fill_parts = 3
+    sim.faults.fill_delay = 1.0
+    events = sim.stream()
+    sim.set_mark(BTC, D("59990"))
+    seen: list[tuple[D, OrderStatus, D, D]] = []
+    for _ in range(3):
+        fill, report = await _next_trade(events, "wd-p1-s1")
+        seen.append((fill.qty, report.status, report.filled_qty, sim.core.position(BTC).qty))
+        [exposure] = sim.exposure()
+        assert exposure.max_unprotected_seconds == 0, exposure
+        sim.set_mark(BTC, D("59980"))  # moving past it again fires nothing more
+        await clock.run_for(1.0)
+    assert seen == [
+        (D("0.04"), OrderStatus.OPEN, D("0.04"), D("0.04")),
+        (D("0.02"), OrderStatus.OPEN, D("0.06"), D("0.02")),
+        (D("0.02"), OrderStatus.FILLED, D("0.08"), D("0")),
+    ]
+    assert len(await sim.fetch_fills(BTC, None)) == 4 and sim.core.fills_due() == {}
+    sim.faults.fire_in_parts = False
+    await sim.place_order(market("wd-p1-e2", BUY, "0.08"))
+    await sim.place_order(stop("wd-p1-s2", SELL, "0.08", "59000"))
+    sim.set_mark(BTC, D("58990"))
+    whole = await sim.fetch_order(BTC, "wd-p1-s2", conditional=True)
+    assert (whole.status, whole.filled_qty) == (OrderStatus.FILLED, D("0.08"))
+
+
 async def test_a_close_acknowledged_fills_in_parts_never_more_than_the_position_holds(
     sim: SimulatedExchange, clock: FakeClock
 ) -> None:

@@ -71,6 +71,14 @@ closes or both) fills what it holds in parts with this chance, drawn from the ru
 down to the lot; `Fault.rate`), `seconds` apart — as a thin book, or an exchange matching an
 order against several makers over time, does. The main and second streams are drawn as before,
 so a run pinned before keeps its steps."""
+FIRED_CHANCE = 0.15
+FIRED_GAPS = (0.0, 0.3, 1.5)
+"""Stops and take-profits filled in parts, added after orders in parts: each step (in process,
+not a restart, without an ACK_ONLY, whose parts it would share) has this chance of a
+FIRED_IN_PARTS fault, drawn from the run's fourth stream: what the mark fires fills in one of
+`PART_COUNTS` parts of `PARTS` of what is left, one of `FIRED_GAPS` apart (0: back to back, as
+a stop filling against several makers at once does). The other streams are drawn as before, so a
+run pinned before keeps its steps and faults."""
 RETRY_AFTER = (0.0, 1.0, 2.0, 5.0)
 """What a 429 over real processes says to wait (Retry-After; 0: nothing said), from the second stream."""
 PROCESS_FAULTS = frozenset(
@@ -175,13 +183,31 @@ def _step_faults(
     rng: random.Random,
     later: random.Random,
     parts: random.Random | None,
+    fired: random.Random | None,
     processes: bool,
     only: frozenset[FaultKind],
 ) -> tuple[Fault, ...]:
     """A step's faults: the main stream's, the later ones from the second, orders in parts from
-    the third (None: not on this venue)."""
+    the third (None: not on this venue), fired orders in parts from the fourth (None: not drawn;
+    in process only)."""
     faults = _later(later, _faults(rng, processes, only), processes, only)
-    return faults if parts is None else _in_parts(parts, faults)
+    faults = faults if parts is None else _in_parts(parts, faults)
+    return faults if fired is None or processes else _fired(fired, faults)
+
+
+def _fired(rng: random.Random, faults: tuple[Fault, ...]) -> tuple[Fault, ...]:
+    """The step's faults, with what the mark fires filled in parts (`FIRED_CHANCE`, from the
+    fourth stream `rng`; its draws are made whether or not it is added, so each step's are its
+    own)."""
+    chance, rate, count, gap = (
+        rng.random(),
+        rng.choice(PARTS),
+        rng.choice(PART_COUNTS),
+        rng.choice(FIRED_GAPS),
+    )
+    if chance >= FIRED_CHANCE or any(f.kind is FaultKind.ACK_ONLY for f in faults):
+        return faults
+    return (*faults, Fault(FaultKind.FIRED_IN_PARTS, seconds=gap, rate=rate, count=count))
 
 
 def _in_parts(rng: random.Random, faults: tuple[Fault, ...]) -> tuple[Fault, ...]:
@@ -203,15 +229,18 @@ def scenario(
     steps: tuple[int, int] | None = None,
     faults: frozenset[FaultKind] = PROCESS_FAULTS,
     in_parts: bool = True,
+    fired_in_parts: bool = True,
 ) -> Scenario:
     """The run-th scenario of the campaign with this seed (`processes`: only what real processes
     can do, and fewer steps: they run in real time; `faults`: what the venue's face of the
     simulator can inject, see `faces.FACE_FAULTS`; `in_parts`: whether it fills orders in parts,
-    `faces.IN_PARTS`)."""
+    `faces.IN_PARTS`; `fired_in_parts`: whether what the mark fires may fill in parts, in
+    process only — False replays a run pinned before they were drawn as it was)."""
     steps = steps or ((4, 8) if processes else (6, 16))
     rng = random.Random(f"warden-chaos:{seed}:{'p' if processes else ''}{run}")
     later = random.Random(f"warden-chaos-later:{seed}:{'p' if processes else ''}{run}")
     parts = random.Random(f"warden-chaos-parts:{seed}:{'p' if processes else ''}{run}")
+    fired = random.Random(f"warden-chaos-fired:{seed}:{'p' if processes else ''}{run}")
     stacking = not processes and rng.random() < 0.1
     acts = {a: w for a, w in ACTS.items() if not processes or a in PROCESS_ACTS}
     signal_ids: list[str] = []
@@ -240,7 +269,14 @@ def scenario(
                 target=_pick(rng, TARGETS),
                 fraction=rng.choice([Decimal("0.3"), Decimal("0.5"), Decimal(1)]),
                 seconds=rng.choice([5.0, 45.0]),
-                faults=_step_faults(rng, later, parts if in_parts else None, processes, faults)
+                faults=_step_faults(
+                    rng,
+                    later,
+                    parts if in_parts else None,
+                    fired if fired_in_parts else None,
+                    processes,
+                    faults,
+                )
                 if act is not Act.RESTART
                 else (),
             )

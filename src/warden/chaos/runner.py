@@ -114,6 +114,12 @@ KNOBS: dict[FaultKind, Callable[[Fault], dict[str, object]]] = {
     FaultKind.RATE_LIMIT: lambda f: {"rate_limit_if": predicate(f.roles)},
     FaultKind.QUERY_FAILURES: lambda f: {"fail_queries": True},
     FaultKind.EXECUTE_LATE: lambda f: {"execute_late_if": predicate(f.roles), "execute_delay": f.seconds},
+    FaultKind.FIRED_IN_PARTS: lambda f: {
+        "fire_in_parts": True,
+        "fill_delay": f.seconds,
+        "partial_fill": f.rate,
+        "fill_parts": max(2, f.count),
+    },
 }
 """The simulator's knobs each exchange fault sets for its step."""
 BURSTS: dict[FaultKind, tuple[str, object]] = {

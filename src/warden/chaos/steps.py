@@ -68,6 +68,7 @@ class FaultKind(StrEnum):
     QUERY_FAILURES = "query_failures"  # every exchange query fails for `seconds`
     REJECT = "reject"  # orders matching `glob` definitively refused for the step
     EXECUTE_LATE = "execute_late"  # places matching `glob` answered unknown, executed `seconds` later
+    FIRED_IN_PARTS = "fired_in_parts"  # stops and take-profits the mark fires fill in `count` parts
 
 
 REFUSALS = frozenset(
@@ -75,6 +76,9 @@ REFUSALS = frozenset(
 )
 """Faults during which the exchange will not take what protection needs: their time is excused
 from the protection window (nothing can rest while the exchange refuses it)."""
+
+IN_PARTS = frozenset({FaultKind.ACK_ONLY, FaultKind.FIRED_IN_PARTS})
+"""Faults whose `rate` and `count` are the parts an order fills in."""
 
 DATABASE = frozenset(
     {FaultKind.DB_OUTAGE, FaultKind.DB_SLOW, FaultKind.DB_LOCK, FaultKind.DB_KILL, FaultKind.DB_ACK_LOST}
@@ -114,11 +118,11 @@ class Fault:
             parts.append("on " + " and ".join(ROLE_NAMES[r] for r in self.roles))
         if self.seconds:
             parts.append(f"{self.seconds:g}s")
-        if self.rate and self.kind is FaultKind.ACK_ONLY:
+        if self.rate and self.kind in IN_PARTS:
             parts.append(f"in {self.count} parts, each {self.rate:g} of what is left")
         elif self.rate:
             parts.append(f"rate {self.rate:g}")
-        if self.count and self.kind is not FaultKind.ACK_ONLY:
+        if self.count and self.kind not in IN_PARTS:
             parts.append(f"x{self.count}")
         if self.retry_after:
             parts.append(f"retry after {self.retry_after:g}s")

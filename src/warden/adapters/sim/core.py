@@ -127,6 +127,9 @@ class SimCore:
         """None: a crossed conditional order executes at once (Binance). A delay: it leaves the
         book when the mark crosses it and executes that much later, at the mark of that moment,
         through `fill_acknowledged` (a keeper that triggers it, then an auction that fills it: Drift)."""
+        self.fire_delay: timedelta | None = None
+        """Set by the adapter while a fault holds (`SimFaults.fire_in_parts`): overrides
+        `trigger_delay` for the orders the mark fires meanwhile."""
         self.fill_spread = Decimal(0)
         """Taker fills at the mark plus (buys) or minus (sells) this fraction, on the tick (Drift's
         auctions fill near the oracle, a little worse); 0: at the mark."""
@@ -696,11 +699,12 @@ class SimCore:
         off the book and let it execute `trigger_delay` later (`fill_acknowledged`). Meanwhile a
         fired stop still covers: it is executing against the position (Drift: triggered by a
         keeper, filled by an auction), and no client can shorten the venue's execution."""
-        if self.trigger_delay is None:
+        delay = self.trigger_delay if self.fire_delay is None else self.fire_delay
+        if delay is None:
             self._execute(order, now)
             return
         self._triggered.add(order.exchange_order_id)
-        self._fills_due[order.exchange_order_id] = now + self.trigger_delay
+        self._fills_due[order.exchange_order_id] = now + delay
 
     def triggered(self) -> set[str]:
         """Conditional orders (exchange ids) that fired and wait for their delayed execution."""

@@ -255,11 +255,17 @@ class SimulatedExchange:
 
     def set_mark(self, symbol: Symbol, price: Decimal) -> None:
         """Move a mark price, firing any triggers it reaches."""
+        self._fire_timing()
         self._moved(self.core.set_mark(symbol, price, self._now()))
 
     def step_prices(self, volatility: float = DEFAULT_VOLATILITY) -> None:
         """One seeded random-walk step of every mark."""
+        self._fire_timing()
         self._moved(self.core.walk(self._now(), volatility))
+
+    def _fire_timing(self) -> None:
+        """Orders the mark fires execute in parts while `fire_in_parts` holds (its next turn on)."""
+        self.core.fire_delay = timedelta(0) if self.faults.fire_in_parts else None
 
     def exposure(self) -> list[SimExposure]:
         """Per symbol that has (or has had) a position: how long it has gone without a covering stop.

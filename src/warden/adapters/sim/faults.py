@@ -63,6 +63,12 @@ class SimFaults:
         after the one before, as an order matched against several makers over time is. Read at
         each fill; a simulator restarted from its state file fills the rest of an order it had
         begun in one part.
+    fire_in_parts: a conditional order (a stop, a take-profit) the mark reaches leaves the book
+        and executes as an acknowledged market order does: at the next turn, and with
+        `partial_fill` in `fill_parts` parts, `fill_delay` apart (a stop that fires into a thin
+        book fills against several makers). Meanwhile it still covers: the exchange is executing
+        it against the position. In process only (the server faces do not speak it). Read when
+        the mark moves.
     stream_silent: (the server faces only) the private sockets stay open but go quiet: no
         events (they are lost, as on a dead connection) and no answer to pings. A client must
         notice the silence by itself (a missed keep-alive), reconnect and reconcile.
@@ -101,6 +107,7 @@ class SimFaults:
     fill_delay: float = 0.0
     partial_fill: float = 0.0
     fill_parts: int = 2
+    fire_in_parts: bool = False
     stream_silent: bool = False
     server_error_if: OrderPredicate | None = None
     rate_limit_if: OrderPredicate | None = None
