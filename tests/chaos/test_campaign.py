@@ -251,14 +251,23 @@ def test_each_run_the_long_campaign_failed_now_keeps_the_promise(
     assert not result.violations, "\n".join(trace)
 
 
-PARTS_FINDINGS = ((1237828254, 919), (1237828254, 1849), (1069420252, 36), (2106947948, 221))
+PARTS_FINDINGS = (
+    (1237828254, 919),
+    (1237828254, 1849),
+    (1069420252, 36),
+    (2106947948, 221),
+    *((31770, run) for run in (269, 703, 875)),
+)
 """(seed, run) of violations found since the campaign fills orders in parts, replayed as found
 (with parts): a working entry's parts filling while the stream lost its events (a disconnect, a
 gap) were covered only once the entry ended, 2.5 s without a stop; the lookups now act on the
 fills they see. 1069420252:36: an entry's second part grew the position while its first part's
 stop was still being sent (answered "unknown", sent again): the resize moved the stop and cancelled
 that one, recorded as still pending, at once, and a copy in flight rested on the freed id (placed
-twice, I2). (2026:43 and 2026:75, the bounded campaign's own, are replayed by it.)"""
+twice, I2). 2106947948:221: an entry given up on, found filling in five parts, was watched to
+its first part only. 31770:269, :703, :875: a working entry's second part on a 2 s-a-commit
+database waited for the writes before its stop grew, 6.5 to 8 s. (2026:43 and 2026:75, the bounded
+campaign's own, are replayed by it.)"""
 
 
 @pytest.mark.parametrize(("seed", "run"), PARTS_FINDINGS)

@@ -331,6 +331,39 @@ async def test_a_slow_database_does_not_hold_the_stop_back(acknowledged: bool) -
         await stopped(engine, consumer, opening)
 
 
+@pytest.mark.parametrize("gap", [0.0, 0.3, 1.5])
+async def test_a_working_entry_filling_in_parts_on_a_slow_database_has_each_part_covered_in_time(
+    gap: float,
+) -> None:
+    """`warden chaos --replay 31770:269` (and :703, :875): an entry acknowledged, then filled in
+    two parts (back to back, 0.3 s or 1.5 s apart) while each commit took 2 s. The first part's
+    stop went out with its fill; the second part was covered only once the first part's fill,
+    the second's, and the grown stop's intents were written: 6.5 to 8 s without a stop for it, as
+    the exchange measured. A part its position's stops do not cover a quarter window after it
+    arrived gets a stop of its own, cancelled once the position's own stop covers the whole."""
+    slow = 2.0
+    clock, sim, engine, consumer = await _started_on(SlowCommits, slow)
+    sim.faults.ack_only_if = lambda request: request.type is OrderType.MARKET and not request.reduce_only
+    sim.faults.fill_delay = gap
+    sim.faults.partial_fill = 0.3
+    sim.faults.fill_parts = 2
+    opening = asyncio.ensure_future(engine.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(300))))
+    try:
+        await _until_done(clock, opening, seconds=40)
+        entries = [f for f in sim.core.fills(SOL) if f.side is OrderSide.BUY]
+        assert len(entries) == 2, f"filled in two parts: {entries}"
+        [exposure] = sim.exposure()
+        assert exposure.max_unprotected_seconds <= engine.config.protection_window, exposure
+        for _ in range(600):  # the grown stop rests; the part's own is cancelled as a stray
+            clock.advance(0.1)
+            await turns(5)
+        stops = [o for o in sim.core.open_orders(SOL) if o.type is OrderType.STOP_MARKET]
+        assert [o.qty for o in stops] == [sim.core.position(SOL).qty], stops
+        assert "cover" not in stops[0].client_order_id, stops
+    finally:
+        await stopped(engine, consumer, opening)
+
+
 class SlowDatabase(SlowCommits):
     """Every commit and every read of a position takes `seconds` (the chaos fault `db_slow`)."""
 

@@ -95,6 +95,10 @@ class Covers:
     resting: dict[ClientOrderId, Order] = field(default_factory=dict)
     """Covers the exchange answered placed, until a position of their symbol and side is
     protected (`ExitManager._pass_for_covers`)."""
+    entry_trades: dict[PositionId, dict[str, Decimal]] = field(default_factory=dict)
+    """The entry trades of active positions as they arrived (`ExitManager.watch_part`), applied
+    or not yet: what a position holds on the exchange before memory knows it, should a part
+    need a cover of its own. The newest LATE_TRADES_KEPT positions."""
 
     def covering(self, trade: str) -> None:
         _keep_newest(self.trades, trade, None)
@@ -1052,6 +1056,7 @@ class ExitManager:
         spill = ZERO
         alerts: list[Alert] = []
         await self._cover_if_given_up(order, report)
+        self.watch_part(order, report, busy=self._lock(pid).locked())
         async with self._lock(pid):
             pos = self.ledger.positions.get(pid)
             if pos is None:
@@ -1103,6 +1108,61 @@ class ExitManager:
         if follow is not None:
             self.ctx.tasks.spawn(follow(pid))
         await self.ctx.announce(*alerts)
+
+    def watch_part(self, order: Order, report: FillReport, *, busy: bool) -> None:
+        """A fill of an active position's entry that grows it past its first part (or arrives while
+        the position's earlier work is under way, `busy`) is covered by its stop only once that
+        work, the fill and the grown stop's intents are written: on a slow database seconds
+        after it executed (chaos 31770:269, :703, :875: 2 s commits, a second part of a working
+        entry 6.5 to 8 s without a stop). Called as it arrives (before it waits its turn): should
+        the position's resting stops not cover it a quarter protection window later, it is
+        covered by a stop of its own (`cover_late_entry`, once per trade), cancelled as a stray
+        once the position's own stop covers it (`_pass_for_covers`). Nothing is spawned for
+        the first fill of an idle position (its stop goes out with it, `_send_early`) nor for
+        one applied already."""
+        if order.role is not OrderRole.ENTRY:
+            return
+        pid = order.position_id
+        pos = self.ledger.positions.get(pid)
+        if pos is None or not pos.is_active or report.trade_id in pos.applied_trades:
+            return
+        seen = self._covers.entry_trades.get(pid)
+        if seen is None:
+            seen = {}
+            _keep_newest(self._covers.entry_trades, pid, seen)
+        if report.trade_id in seen:
+            return  # watched already (its stream fill, then a lookup's read, or a duplicate)
+        first = not seen
+        seen[report.trade_id] = report.qty
+        if busy or pos.filled_qty > 0 or not first:
+            self.ctx.tasks.spawn(self._cover_part_unless_grown(pid, report))
+
+    async def _cover_part_unless_grown(self, pid: PositionId, report: FillReport) -> None:
+        await self.ctx.clock.sleep(self.ctx.config.protection_window / 4)
+        pos = self.ledger.positions.get(pid)
+        if pos is None or not pos.is_active:
+            self._covers.entry_trades.pop(pid, None)
+            return  # ended: a fill of it from now on is a late entry's (`late_entry`)
+        seen = self._covers.entry_trades.get(pid, {})
+        held = pos.remaining + sum((q for t, q in seen.items() if t not in pos.applied_trades), ZERO)
+        if self._stops_acknowledged(pid) >= held:
+            return
+        log.warning("entry_part_uncovered", position_id=pid, trade_id=report.trade_id, qty=str(report.qty))
+        await self.cover_late_entry(report)
+
+    def _stops_acknowledged(self, pid: PositionId) -> Decimal:
+        """What the position's stops the exchange acknowledged cover: those recorded resting, and
+        the stop sent early on its entry's first fill once placed (recorded with the exit intents)."""
+        covered = sum(
+            (o.qty for o in self.ledger.live_orders(pid, OrderRole.STOP) if o.status is OrderStatus.OPEN),
+            ZERO,
+        )
+        early = self._early_stops.get(pid)
+        if early is not None and early[0].client_order_id not in self.ledger.orders:
+            stop, sending = early
+            if sending.done() and not sending.cancelled() and sending.exception() is None:
+                covered += stop.qty if sending.result().report is not None else ZERO
+        return covered
 
     async def _cover_if_given_up(self, order: Order, report: FillReport) -> None:
         """A fill of an entry being given up on (`InFlight.giving_up`) waits for the lock the

@@ -96,6 +96,8 @@ class Router:
             if order is None:
                 await self._unknown(event)
             elif isinstance(event, FillReport):
+                chain = self._chains.get(order.position_id)
+                self.exits.watch_part(order, event, busy=chain is not None and not chain.done())
                 self._in_order(order.position_id, self.exits.apply_fill(order, event))
             elif not self._reported_now(order, event):
                 self._in_order(order.position_id, self.exits.on_order_report(order, event))
