@@ -657,23 +657,38 @@ async def test_an_entry_given_up_on_that_executes_with_its_fill_lost_is_protecte
         await stopped(engine, consumer, opening)
 
 
+async def _given_up_before_the_first_pass(clock: FakeClock, opening: asyncio.Future[Position]) -> None:
+    """29 s of engine time (before the first timer pass), the open answered failed: given up on."""
+    for _ in range(290):
+        clock.advance(0.1)
+        await turns(5)
+    assert opening.done() and opening.result().status is PositionStatus.FAILED, "given up on"
+
+
+def _entries_land_late_acknowledged_unheard(sim: SimulatedExchange, late: float, fill_delay: float) -> None:
+    """Every entry is answered "unknown" and lands `late` seconds later, acknowledged, filling
+    `fill_delay` after that; the stream loses every event."""
+
+    def is_entry(request: OrderRequest) -> bool:
+        return request.type is OrderType.MARKET and not request.reduce_only
+
+    sim.faults.execute_late_if = is_entry
+    sim.faults.execute_delay = late
+    sim.faults.ack_only_if = is_entry
+    sim.faults.fill_delay = fill_delay
+    sim.faults.drop_rate = 1.0
+
+
 async def test_an_entry_given_up_on_found_working_is_watched_until_it_fills_and_protected_then() -> None:
     """`warden chaos --replay 1266763949:3222`: an entry answered "unknown" was given up on; it
     landed acknowledged, not filled, and the watch found it so and stopped looking (as if it had
     ended unfilled). It filled 12 s later with the stream losing every event: 13.1 s without a
     stop, until the next pass. One found working is looked at until it ends."""
     clock, sim, engine, consumer = await _started_on(SlowCommits, 0.0)
-    sim.faults.execute_late_if = lambda request: request.type is OrderType.MARKET and not request.reduce_only
-    sim.faults.execute_delay = 4.85
-    sim.faults.ack_only_if = lambda request: request.type is OrderType.MARKET and not request.reduce_only
-    sim.faults.fill_delay = 12.0
-    sim.faults.drop_rate = 1.0  # the stream loses every event
+    _entries_land_late_acknowledged_unheard(sim, late=4.85, fill_delay=12.0)
     opening = asyncio.ensure_future(engine.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(100))))
     try:
-        for _ in range(290):  # 29 s of engine time: before the first timer pass
-            clock.advance(0.1)
-            await turns(5)
-        assert opening.done() and opening.result().status is PositionStatus.FAILED, "given up on"
+        await _given_up_before_the_first_pass(clock, opening)
         held = sim.core.position(SOL).qty
         assert held != 0, "executed late"
         stops = [o for o in sim.core.open_orders(SOL) if o.type is OrderType.STOP_MARKET]
@@ -693,19 +708,12 @@ async def test_an_entry_given_up_on_found_filling_in_parts_is_watched_until_its_
     the position past its stop until the next reconcile pass: 2.004 s without a covering stop.
     One found executed while still working is watched until it ends, each new part covered."""
     clock, sim, engine, consumer = await _started_on(SlowCommits, 0.0)
-    sim.faults.execute_late_if = lambda request: request.type is OrderType.MARKET and not request.reduce_only
-    sim.faults.execute_delay = 3.45
-    sim.faults.ack_only_if = lambda request: request.type is OrderType.MARKET and not request.reduce_only
-    sim.faults.fill_delay = 1.5
+    _entries_land_late_acknowledged_unheard(sim, late=3.45, fill_delay=1.5)
     sim.faults.fill_parts = 5
     sim.faults.partial_fill = 0.5
-    sim.faults.drop_rate = 1.0  # the stream loses every event
     opening = asyncio.ensure_future(engine.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(500))))
     try:
-        for _ in range(290):  # 29 s of engine time: before the first timer pass
-            clock.advance(0.1)
-            await turns(5)
-        assert opening.done() and opening.result().status is PositionStatus.FAILED, "given up on"
+        await _given_up_before_the_first_pass(clock, opening)
         entries = [f for f in sim.core.fills(SOL) if f.side is OrderSide.BUY]
         assert len(entries) == 5, f"filled in five parts: {entries}"
         held = sim.core.position(SOL).qty

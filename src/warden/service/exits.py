@@ -1132,9 +1132,8 @@ class ExitManager:
             _keep_newest(self._covers.entry_trades, pid, seen)
         if report.trade_id in seen:
             return  # watched already (its stream fill, then a lookup's read, or a duplicate)
-        first = not seen
         seen[report.trade_id] = report.qty
-        if busy or pos.filled_qty > 0 or not first:
+        if busy or pos.filled_qty > 0 or len(seen) > 1:
             self.ctx.tasks.spawn(self._cover_part_unless_grown(pid, report))
 
     async def _cover_part_unless_grown(self, pid: PositionId, report: FillReport) -> None:
