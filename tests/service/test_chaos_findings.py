@@ -364,6 +364,44 @@ async def test_a_working_entry_filling_in_parts_on_a_slow_database_has_each_part
         await stopped(engine, consumer, opening)
 
 
+@pytest.mark.parametrize("gap", [0.3, 1.5])
+async def test_with_stacking_a_stop_grown_while_copies_of_the_old_one_fly_is_never_placed_twice(
+    gap: float,
+) -> None:
+    """`warden chaos --replay 5150:177`: stacking on, an entry acknowledged and filled in two
+    parts while stops reached the exchange 0.85 s after their sends timed out. The first part's
+    stop was sent again and again with unknown outcomes; the stop grown to both parts superseded
+    it and, with stacking, it was cancelled at once: a copy still in flight rested under the
+    freed id until swept, 9.5 s later (the stop placed twice, beside the grown one: with another
+    position on the symbol, both firing would close what that one holds). With stacking a stop
+    is not grown over one whose copies may still land: the part is covered by a stop of its own
+    meanwhile, and the stop grows once none can land."""
+    config = EngineConfig(allow_stacking=True)
+    clock, sim, engine, consumer = await _started_on(SlowCommits, 0.0, config)
+    sim.faults.ack_only_if = lambda request: request.type is OrderType.MARKET and not request.reduce_only
+    sim.faults.fill_delay = gap
+    sim.faults.partial_fill = 0.7
+    sim.faults.fill_parts = 2
+    sim.faults.execute_late_if = lambda request: request.type is OrderType.STOP_MARKET
+    sim.faults.execute_delay = 0.85
+    opening = asyncio.ensure_future(engine.open_position(OpenPosition(SOL, Side.SHORT, usd=Decimal(150))))
+    try:
+        await _until_done(clock, opening, seconds=40)
+        sim.faults.execute_late_if = None
+        for _ in range(400):  # the copies' horizon passes; the grown stop rests alone
+            clock.advance(0.1)
+            await turns(5)
+        placed = Counter(o.client_order_id for o in sim.core.orders())
+        assert [cid for cid, n in placed.items() if n > 1] == [], placed
+        [exposure] = sim.exposure()
+        assert exposure.max_unprotected_seconds <= engine.config.protection_window, exposure
+        stops = [o for o in sim.core.open_orders(SOL) if o.type is OrderType.STOP_MARKET]
+        assert [o.qty for o in stops] == [abs(sim.core.position(SOL).qty)], stops
+        assert "cover" not in stops[0].client_order_id, stops
+    finally:
+        await stopped(engine, consumer, opening)
+
+
 class SlowDatabase(SlowCommits):
     """Every commit and every read of a position takes `seconds` (the chaos fault `db_slow`)."""
 

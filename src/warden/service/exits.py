@@ -78,6 +78,8 @@ COVER_STEADY = 60.0
 window, before the trader is told and it is sent every 30 s (ExitManager._cover_again)."""
 COVER_HORIZON = 1800.0
 """Seconds after which such a cover is no longer sent (the trader told)."""
+MOVE_WAIT_STEP = 0.05
+"""Seconds between looks, while a stop a move waits for is still being sent (`_move_waits`)."""
 FollowUp = Callable[[PositionId], Coroutine[Any, Any, Any]]
 
 
@@ -232,8 +234,9 @@ class ExitManager:
         self._sweeps: set[ClientOrderId] = set()
         """Orders looked for once no copy of them can land: cancelled ones whose copies were in
         flight (_sweep), market orders a cancel did not find (_settle_gone)."""
-        self._cancel_later: set[ClientOrderId] = set()
-        """Exit orders left resting by cancel_exits until no copy of them can land (_copies_wait)."""
+        self._waiting: set[tuple[str, ClientOrderId]] = set()
+        """Orders waited for until no copy of them can land: ("cancel", id) left resting by
+        cancel_exits (`_copies_wait`), ("move", id) a stop a move waits for (`_move_waits`)."""
 
     def forget(self, pid: PositionId) -> None:
         """A finished position leaves memory: its streak counters go with it."""
@@ -2248,6 +2251,8 @@ class ExitManager:
             price = self._stop_target(pos, target)
             if old.qty == pos.remaining and old.trigger_price == price:
                 return False
+            if self._move_waits(old, pos.remaining):
+                return True
             seq = pos.stop_seq + 1
             staged = evolve(pos, stop_seq=seq)
             intent = make_intent(
@@ -2295,6 +2300,10 @@ class ExitManager:
                 {"from": str(old.trigger_price), "to": str(price), "qty": str(intent.qty)},
             )
             await self.ledger.commit(pos, new, orders=orders, events=[event])
+        await self._after_move(pid, cancelled, lost=lost, grew=intent.qty > old.qty and new.is_active)
+        return False
+
+    async def _after_move(self, pid: PositionId, cancelled: Order | None, *, lost: bool, grew: bool) -> None:
         if cancelled is not None:
             self._cancelling.discard(cancelled.client_order_id)
         # A stop whose move's outcome stayed unknown may rest beside the old one (or have become
@@ -2302,9 +2311,11 @@ class ExitManager:
         # not only the one it replaced.
         await self.cancel_superseded_stops(pid)
         if lost:
-            await ctx.notify(AlertKind.STOP_REMOVED, "stop removed outside warden: re-placing it now", pid)
-            ctx.tasks.spawn(self.protect(pid))
-        return False
+            message = "stop removed outside warden: re-placing it now"
+            await self.ctx.notify(AlertKind.STOP_REMOVED, message, pid)
+            self.ctx.tasks.spawn(self.protect(pid))
+        elif grew:  # a part's own stop (`watch_part`) is a stray now
+            self._pass_for_covers(self.ledger.positions[pid])
 
     def _moved_to(self, pos: Position, price: Decimal) -> Decimal:
         """The stop price a move whose stop rests at `price` leaves the position with. A tighter
@@ -2753,6 +2764,40 @@ class ExitManager:
         # rest already, and cancelled now the next copy would rest again (chaos 1069420252:36).
         return self._cancel_once_none_can_land(order)
 
+    def _move_waits(self, old: Order, remaining: Decimal) -> bool:
+        """With stacking, a stop is not grown or moved over one still being sent, or whose copies
+        sent with an unknown outcome may still land (chaos 5150:177: a working entry's first
+        part's stop, sent six times into timeouts, was superseded by the stop grown to both parts
+        and cancelled at once; a copy in flight rested under the freed id, beside the grown stop,
+        for 9.5 s). Superseded, it could be neither cancelled (a copy rests again) nor left
+        resting beside the new one (two stops of one position: both firing would close what
+        another position on the symbol holds; `_superseded_later`). Meanwhile the grown part is
+        covered by a stop of its own (`watch_part`), and the move runs once no copy can land
+        (True: it waits). A shrink does not wait (the old stop covers more than the position
+        holds, the risk the wait avoids), nor a grow by anything but an entry's parts watched so
+        (nothing else would cover it meanwhile)."""
+        cid = old.client_order_id
+        if (
+            not self.ctx.config.allow_stacking
+            or remaining < old.qty
+            or (remaining > old.qty and old.position_id not in self._covers.entry_trades)
+            or not (self.flights.sending(cid) or self.flights.copies_may_land(cid) > 0)
+        ):
+            return False
+        if ("move", cid) not in self._waiting:
+            self._waiting.add(("move", cid))
+            self.ctx.tasks.spawn(self._move_once_none_can_land(old))
+        return True
+
+    async def _move_once_none_can_land(self, old: Order) -> None:
+        cid = old.client_order_id
+        try:
+            while self.flights.sending(cid) or self.flights.copies_may_land(cid) > 0:
+                await self.ctx.clock.sleep(max(self.flights.copies_may_land(cid), MOVE_WAIT_STEP))
+        finally:
+            self._waiting.discard(("move", cid))
+        await self.move_stop(old.position_id)
+
     async def cancel_exits(self, pid: PositionId) -> None:
         """Cancel every live exit order of a position once (orders already being cancelled are left
         to that cancel). Once the position is closed, every order of it still believed live is
@@ -2801,8 +2846,8 @@ class ExitManager:
     def _cancel_once_none_can_land(self, order: Order) -> bool:
         """Leave `order` resting and cancel it once no copy of it can land (at most one task per
         order). True, for the callers that leave it."""
-        if order.client_order_id not in self._cancel_later:
-            self._cancel_later.add(order.client_order_id)
+        if ("cancel", order.client_order_id) not in self._waiting:
+            self._waiting.add(("cancel", order.client_order_id))
             self.ctx.tasks.spawn(self._cancel_when_none_can_land(order))
         return True
 
@@ -2814,7 +2859,7 @@ class ExitManager:
             while (wait := self.flights.copies_may_land(cid)) > 0:
                 await self.ctx.clock.sleep(wait)
         finally:
-            self._cancel_later.discard(cid)
+            self._waiting.discard(("cancel", cid))
         pos = self.ledger.positions.get(order.position_id)
         try:
             if pos is not None and pos.is_active:
