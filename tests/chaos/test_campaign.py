@@ -258,6 +258,8 @@ PARTS_FINDINGS = (
     (2106947948, 221),
     *((31770, run) for run in (269, 703, 875)),
     (5150, 177),
+    *((60607, run) for run in (597, 1723, 3417, 3629)),
+    (77077, 4030),
 )
 """(seed, run) of violations found since the campaign fills orders in parts, replayed as found
 (with parts): a working entry's parts filling while the stream lost its events (a disconnect, a
@@ -271,7 +273,11 @@ database waited for the writes before its stop grew, 6.5 to 8 s. 5150:177 (stack
 entry's first part's stop, sent six times into timeouts, was superseded by the stop grown to both
 parts and cancelled at once; a copy in flight rested under the freed id for 9.5 s (placed twice,
 I2); with stacking a stop now grows only once no copy of the old one can land, the part covered
-by its own stop meanwhile. (2026:43 and 2026:75, the bounded campaign's own, are replayed by it.)"""
+by its own stop meanwhile. 60607:597, :1723, :3417, :3629 and 77077:4030 (stacking on): the
+checker's, not the engine's: with every stop refused or held, it counted a close acknowledged
+and filled in parts as held for one part's delay, not until its last part, and an entry held the
+same way as filled at once; each was a position that could not be flat sooner (`held_for`).
+(2026:43 and 2026:75, the bounded campaign's own, are replayed by it.)"""
 
 
 @pytest.mark.parametrize(("seed", "run"), PARTS_FINDINGS)

@@ -7,6 +7,8 @@ from collections import Counter
 from decimal import Decimal
 from types import SimpleNamespace
 
+import pytest
+
 from warden.adapters.sim import SimulatedExchange
 from warden.chaos import warp
 from warden.chaos.campaign import campaign
@@ -14,7 +16,7 @@ from warden.chaos.checker import Checker
 from warden.chaos.generate import scenario
 from warden.chaos.naive import NaiveSubject
 from warden.chaos.ports import DbFaults
-from warden.chaos.runner import Options, Run, _survived, cover_hold
+from warden.chaos.runner import Options, Run, _excused_for, _survived, cover_hold, held_for
 from warden.chaos.steps import SOL, Fault, FaultKind
 from warden.chaos.subject import Held, id_maker
 from warden.domain.reports import OrderRequest
@@ -96,6 +98,30 @@ def test_a_stop_held_while_every_close_is_held_too_is_excused_for_the_shorter_ho
     assert cover_hold(both, (both,)) == 4.85
     entries = Fault(FaultKind.EXECUTE_LATE, seconds=4.85, roles="e")
     assert cover_hold(entries, (entries, closes_acked)) == 0.0
+
+
+def test_a_close_held_in_parts_is_held_until_its_last_part() -> None:
+    """Chaos 60607:1723, :597, :3417, :3629: an order acknowledged under an ACK_ONLY that fills in
+    parts fills its last part a hold after the one before, so the exchange holds it for the hold
+    times its parts: counted as one hold, a close sent on the fill was taken to end long before
+    it could (12 s excused of the 36 s a close held in three parts takes, every stop refused).
+    Where the fault holds entries as well, the last part of the entry fills a whole hold after it
+    was sent, and only then can its close be sent: twice that. Without parts, nothing changes."""
+    closes = Fault(FaultKind.ACK_ONLY, seconds=12.0, roles="c", rate=0.5, count=3)
+    assert held_for(closes) == 36.0
+    assert _excused_for(closes) == 36.0, "entries go through at once"
+    every = Fault(FaultKind.ACK_ONLY, seconds=1.5, roles="*", rate=0.3, count=3)
+    assert _excused_for(every) == 9.0
+    whole = Fault(FaultKind.ACK_ONLY, seconds=12.0, roles="c")
+    assert held_for(whole) == 12.0
+    assert held_for(Fault(FaultKind.ACK_ONLY, seconds=1.5, roles="c", rate=0.5, count=0)) == 3.0, (
+        "two at least"
+    )
+    stops = Fault(FaultKind.EXECUTE_LATE, seconds=2.45, roles="s")
+    in_parts = Fault(FaultKind.ACK_ONLY, seconds=0.3, roles="*", rate=0.5, count=3)
+    assert cover_hold(stops, (stops, in_parts)) == pytest.approx(0.9), "the close's parts, not its first"
+    burst = Fault(FaultKind.SERVER_ERRORS, seconds=5.0, roles="s")
+    assert _excused_for(burst) == 5.0
 
 
 async def test_beside_acked_closes_only_the_first_stop_held_on_a_symbol_is_excused() -> None:
