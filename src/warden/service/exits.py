@@ -2181,9 +2181,27 @@ class ExitManager:
         """Return once no stop move of the position is running. A move with a price of its own (a
         PATCH) waits here: asked for while another runs, it would be folded into that one without
         its price. Nothing is awaited after the last look, so a move_stop called right after
-        returning runs itself."""
-        while pid in self._moving:
-            await self._stop_idle.setdefault(pid, asyncio.Event()).wait()
+        returning runs itself. With stacking, it also waits while the stop is still being sent
+        or copies of it may land: the move would wait for that (`_move_waits`) and leave the price
+        asked for behind, refused."""
+        while True:
+            if pid in self._moving:
+                await self._stop_idle.setdefault(pid, asyncio.Event()).wait()
+            elif (wait := self._stop_unsettled(pid)) > 0:
+                await self.ctx.clock.sleep(wait)
+            else:
+                return
+
+    def _stop_unsettled(self, pid: PositionId) -> float:
+        """Seconds to wait before the stop of `pid` may be moved over (`_move_waits`); 0: none."""
+        stop = self.ledger.current_stop(pid)
+        if stop is None or not self.ctx.config.allow_stacking:
+            return 0.0
+        return self._unsettled(stop.client_order_id)
+
+    def _unsettled(self, cid: ClientOrderId) -> float:
+        """Seconds until the order is no longer being sent and no copy of it can land; 0: now."""
+        return max(self.flights.copies_may_land(cid), MOVE_WAIT_STEP if self.flights.sending(cid) else 0.0)
 
     def _wants_trail(self, pid: PositionId) -> bool:
         pos = self.ledger.positions.get(pid)
@@ -2781,7 +2799,7 @@ class ExitManager:
             not self.ctx.config.allow_stacking
             or remaining < old.qty
             or (remaining > old.qty and old.position_id not in self._covers.entry_trades)
-            or not (self.flights.sending(cid) or self.flights.copies_may_land(cid) > 0)
+            or self._unsettled(cid) <= 0
         ):
             return False
         if ("move", cid) not in self._waiting:
@@ -2792,8 +2810,8 @@ class ExitManager:
     async def _move_once_none_can_land(self, old: Order) -> None:
         cid = old.client_order_id
         try:
-            while self.flights.sending(cid) or self.flights.copies_may_land(cid) > 0:
-                await self.ctx.clock.sleep(max(self.flights.copies_may_land(cid), MOVE_WAIT_STEP))
+            while (wait := self._unsettled(cid)) > 0:
+                await self.ctx.clock.sleep(wait)
         finally:
             self._waiting.discard(("move", cid))
         await self.move_stop(old.position_id)
