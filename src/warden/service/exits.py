@@ -2814,7 +2814,12 @@ class ExitManager:
                 await self.ctx.clock.sleep(wait)
         finally:
             self._waiting.discard(("move", cid))
-        await self.move_stop(old.position_id)
+        try:
+            await self.move_stop(old.position_id)
+        except (ExchangeError, StoreUnavailable, TradingRefused) as exc:
+            log.warning(
+                "waited_move_failed", client_order_id=cid, error=str(exc)
+            )  # the next mark's, the pass's
 
     async def cancel_exits(self, pid: PositionId) -> None:
         """Cancel every live exit order of a position once (orders already being cancelled are left
