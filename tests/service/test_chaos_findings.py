@@ -368,6 +368,12 @@ async def test_a_working_entry_filling_in_parts_on_a_slow_database_has_each_part
         await stopped(engine, consumer, opening)
 
 
+def _placed_twice(sim: SimulatedExchange) -> list[str]:
+    """The client order ids the exchange took more than once (I2: an order placed twice)."""
+    placed = Counter(o.client_order_id for o in sim.core.orders())
+    return [cid for cid, n in placed.items() if n > 1]
+
+
 @pytest.mark.parametrize("gap", [0.3, 1.5])
 async def test_with_stacking_a_stop_grown_while_copies_of_the_old_one_fly_is_never_placed_twice(
     gap: float,
@@ -395,8 +401,7 @@ async def test_with_stacking_a_stop_grown_while_copies_of_the_old_one_fly_is_nev
         for _ in range(400):  # the copies' horizon passes; the grown stop rests alone
             clock.advance(0.1)
             await turns(5)
-        placed = Counter(o.client_order_id for o in sim.core.orders())
-        assert [cid for cid, n in placed.items() if n > 1] == [], placed
+        assert _placed_twice(sim) == [], sim.core.orders()
         [exposure] = sim.exposure()
         assert exposure.max_unprotected_seconds <= engine.config.protection_window, exposure
         stops = [o for o in sim.core.open_orders(SOL) if o.type is OrderType.STOP_MARKET]
@@ -432,8 +437,7 @@ async def test_with_stacking_a_stop_tightened_while_copies_of_it_fly_moves_once_
         for _ in range(200):  # a copy still in flight would land meanwhile
             clock.advance(0.1)
             await turns(5)
-        placed = Counter(o.client_order_id for o in sim.core.orders())
-        assert [cid for cid, n in placed.items() if n > 1] == [], placed
+        assert _placed_twice(sim) == [], sim.core.orders()
         stops = [o for o in sim.core.open_orders(SOL) if o.type is OrderType.STOP_MARKET]
         assert [(o.qty, o.trigger_price) for o in stops] == [(sim.core.position(SOL).qty, tighter)], stops
     finally:

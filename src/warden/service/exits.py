@@ -917,11 +917,12 @@ class ExitManager:
         1.5 s more before its close: 2.16 s uncovered). A position's own stop counts from its
         fill (`_stop_time`); a guard has only the worst case to count from."""
         config = self.ctx.config
-        within = max(config.retry_backoff, config.protection_window / 4)
         try:
             if order.role is OrderRole.STOP:
                 with self.flights.placing(order.client_order_id):
-                    return await self._place_stop(order, within)
+                    return await self._place_stop(
+                        order, max(config.retry_backoff, config.protection_window / 4)
+                    )
             return await self.place(order)
         except (ExchangeError, TradingRefused) as exc:
             return Placed(None, str(exc))
@@ -2205,11 +2206,12 @@ class ExitManager:
                 return
 
     def _stop_unsettled(self, pid: PositionId) -> float:
-        """Seconds to wait before the stop of `pid` may be moved over (`_move_waits`); 0: none."""
+        """Seconds to wait before the current stop of `pid` may be moved over (`_move_waits`);
+        0: now (always, without stacking)."""
+        if not self.ctx.config.allow_stacking:
+            return 0.0  # no lookup on a move's path
         stop = self.ledger.current_stop(pid)
-        if stop is None or not self.ctx.config.allow_stacking:
-            return 0.0
-        return self._unsettled(stop.client_order_id)
+        return 0.0 if stop is None else self._unsettled(stop.client_order_id)
 
     def _unsettled(self, cid: ClientOrderId) -> float:
         """Seconds until the order is no longer being sent and no copy of it can land; 0: now."""
@@ -2805,13 +2807,12 @@ class ExitManager:
         covered by a stop of its own (`watch_part`), and the move runs once no copy can land
         (True: it waits). A shrink does not wait (the old stop covers more than the position
         holds, the risk the wait avoids), nor a grow by anything but an entry's parts watched so
-        (nothing else would cover it meanwhile)."""
+        (nothing else would cover it meanwhile). `old`: the position's current stop."""
         cid = old.client_order_id
         if (
-            not self.ctx.config.allow_stacking
-            or remaining < old.qty
+            remaining < old.qty
             or (remaining > old.qty and old.position_id not in self._covers.entry_trades)
-            or self._unsettled(cid) <= 0
+            or self._stop_unsettled(old.position_id) <= 0
         ):
             return False
         if ("move", cid) not in self._waiting:
@@ -2829,9 +2830,8 @@ class ExitManager:
         try:
             await self.move_stop(old.position_id)
         except (ExchangeError, StoreUnavailable, TradingRefused) as exc:
-            log.warning(
-                "waited_move_failed", client_order_id=cid, error=str(exc)
-            )  # the next mark's, the pass's
+            # Left to the next mark or pass, as a waited cancel is (`_cancel_when_none_can_land`).
+            log.warning("waited_move_failed", client_order_id=cid, error=str(exc))
 
     async def cancel_exits(self, pid: PositionId) -> None:
         """Cancel every live exit order of a position once (orders already being cancelled are left
