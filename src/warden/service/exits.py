@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -101,6 +102,9 @@ class Covers:
     """The entry trades of active positions as they arrived (`ExitManager.watch_part`), applied
     or not yet: what a position holds on the exchange before memory knows it, should a part
     need a cover of its own. The newest LATE_TRADES_KEPT positions."""
+    outgrown: set[PositionId] = field(default_factory=set)
+    """Positions a part of whose entry stayed uncovered while a close of theirs, sized before it,
+    works: that close is cut and the next sent for all they hold (`ExitManager._cut_close`)."""
 
     def covering(self, trade: str) -> None:
         _keep_newest(self.trades, trade, None)
@@ -246,6 +250,7 @@ class ExitManager:
         self._refusals.pop(("trim", pid), None)
         self._tps_told -= {(pid, OrderRole.TP1), (pid, OrderRole.TP2)}
         self._early_closes.pop(pid, None)  # one whose close landed while its stop was sent again
+        self._covers.outgrown.discard(pid)
 
     def _before_change(self, symbol: Symbol, pid: PositionId, joining: bool) -> None:
         self.index.before_change(symbol, pid, joining)
@@ -1163,6 +1168,13 @@ class ExitManager:
         if self._stops_acknowledged(pid) >= held:
             return
         log.warning("entry_part_uncovered", position_id=pid, trade_id=report.trade_id, qty=str(report.qty))
+        if pos.status is PositionStatus.CLOSING:
+            # Being closed by a close sized before this part: it is cut, and the next goes out for
+            # all the position holds, rather than closing the part only once that close's round
+            # ends (chaos 60607:3417: every stop refused, closes held 1.5 s a part, a part 3 s
+            # with neither a stop nor a close of its own). See `_cut_close`.
+            self._covers.outgrown.add(pid)
+            self.ctx.seen[pid].set()  # wakes the close's wait (`work_order`)
         await self.cover_late_entry(report)
 
     def _stops_acknowledged(self, pid: PositionId) -> Decimal:
@@ -1807,10 +1819,16 @@ class ExitManager:
             await self.fetch_fills_for(pid, {cid})
 
     async def work_order(
-        self, order: Order, report: OrderReport | None, seconds: float
+        self,
+        order: Order,
+        report: OrderReport | None,
+        seconds: float,
+        until: Callable[[], bool] | None = None,
     ) -> OrderReport | None:
         """An order acknowledged but not (fully) filled is *working*: wait for its fills up to
-        `seconds` (stream, lookups, REST fills); returns the newest report, None if never seen."""
+        `seconds` (stream, lookups, REST fills), or until `until()` says to stop waiting (asked
+        whenever an event of its position wakes the wait); returns the newest report, None if
+        never seen."""
         ctx = self.ctx
         pid, cid = order.position_id, order.client_order_id
         loop = asyncio.get_running_loop()
@@ -1822,7 +1840,7 @@ class ExitManager:
                     await self.wait_for_fills(pid, cid, report.filled_qty, ctx.config.fill_wait)
                 return report
             left = deadline - loop.time()
-            if left <= 0:
+            if left <= 0 or (until is not None and until()):
                 return report
             seen = ctx.seen[pid]
             seen.clear()
@@ -2931,6 +2949,7 @@ class ExitManager:
             event = Event(EventKind.CLOSE_REQUESTED, ctx.clock.now(), pid, f"close {intent.qty}: {reason}")
             closing = evolve(pos.transition(PositionStatus.CLOSING), exit_reason=reason)
             await self._write_close(pos, closing, intent, event)
+            self._covers.outgrown.discard(pid)  # a part uncovered before it is in its size
         stop = self.ledger.current_stop(pid)
         if stop is None or stop.status is not OrderStatus.OPEN:
             # From the moment the close is decided, not once it works: a close that meets 5xx
@@ -2940,34 +2959,12 @@ class ExitManager:
             placed = await (early[1] if early is not None else self.place(intent))
         finally:
             self.flights.closing.discard(intent.client_order_id)
-        report = placed.report
-        if report is not None and not report.status.terminal:
-            report = await self.work_order(intent, report, ctx.config.entry_deadline) or report
-        if report is not None:
-            if report.status.terminal:
-                await self.wait_for_fills(
-                    pid, intent.client_order_id, report.filled_qty, ctx.config.fill_wait
-                )
-            else:
-                # Still working at its deadline: not cancelled (it may be the only way out
-                # while stops are refused), but followed until it ends, so that its fills are
-                # applied even when the stream loses them.
-                ctx.tasks.spawn(self._follow_working_close(pid, intent))
+        report, cut = await self._await_close(pid, intent, placed.report)
         pos = self.ledger.positions[pid]
         if pos.status is PositionStatus.CLOSED:
             await self.cancel_exits(pid)
             return self.ledger.positions[pid]
-        if (
-            report is not None
-            and report.status is OrderStatus.FILLED
-            and report.filled_qty >= intent.qty
-            and self.applied(intent.client_order_id) >= intent.qty
-            and pos.is_active
-            and pos.remaining > 0
-        ):
-            # It closed all it was sent for, and the position grew meanwhile: more of a working
-            # entry filled after this close was sized (a close sent early on its first part's
-            # refused stop). Not a failed close: the next one closes what grew, at once.
+        if self._outgrew(pos, intent, report, cut):
             return await self.close(pid, reason)
         if (
             report is not None
@@ -2988,6 +2985,93 @@ class ExitManager:
         return await self._close_failed(
             pid, placed.why or "close order did not fill", refused, rejected=placed.rejected
         )
+
+    async def _await_close(
+        self, pid: PositionId, close: Order, report: OrderReport | None
+    ) -> tuple[OrderReport | None, bool]:
+        """A close answered working is awaited until it ends (`entry_deadline`), or cut once the
+        position outgrows it (`_outgrown`, `_cut_close`): its newest report, and whether it was
+        cut. Its fills are applied; one still working at its deadline is followed."""
+        ctx = self.ctx
+        cut = False
+        if report is not None and not report.status.terminal:
+            outgrown = functools.partial(self._outgrown, pid, close)
+            report = await self.work_order(close, report, ctx.config.entry_deadline, outgrown) or report
+            if not report.status.terminal and outgrown():
+                ended = await self._cut_close(pid, close)
+                cut, report = ended is not None, ended or report
+        if report is not None:
+            if report.status.terminal:
+                await self.wait_for_fills(pid, close.client_order_id, report.filled_qty, ctx.config.fill_wait)
+            else:
+                # Still working at its deadline: not cancelled (it may be the only way out
+                # while stops are refused), but followed until it ends, so that its fills are
+                # applied even when the stream loses them.
+                ctx.tasks.spawn(self._follow_working_close(pid, close))
+        return report, cut
+
+    def _outgrew(self, pos: Position, close: Order, report: OrderReport | None, cut: bool) -> bool:
+        """The close ended having closed all it was sent for, or was cut (`_cut_close`), and the
+        position still holds some: more of a working entry filled after the close was sized (a
+        close sent early on its first part's refused stop). Not a failed close: the next one
+        closes the rest, at once."""
+        if report is None or not pos.is_active or pos.remaining <= 0:
+            return False
+        return cut or (
+            report.status is OrderStatus.FILLED
+            and report.filled_qty >= close.qty
+            and self.applied(close.client_order_id) >= close.qty
+        )
+
+    def _outgrown(self, pid: PositionId, close: Order) -> bool:
+        """A part of the position's entry stayed uncovered while `close` works (`watch_part`), and
+        the position holds more than `close` has left to close."""
+        pos = self.ledger.positions[pid]
+        return pid in self._covers.outgrown and pos.remaining > close.qty - self.applied(
+            close.client_order_id
+        )
+
+    async def _cut_close(self, pid: PositionId, close: Order) -> OrderReport | None:
+        """Cancel a working close that cannot close all the position holds, its entry having grown
+        since it was sized (`_outgrown`), so that the next goes out for all of it (`close`); its
+        fills are applied and its end recorded first, so that the next is sized by them. Only a
+        definite answer cuts it (cancelled, or ended as a lookup shows): one that may still be
+        working is left to work, as before, since a second reduce-only close beside it could
+        close what another position on the symbol holds (None is returned)."""
+        self._covers.outgrown.discard(pid)
+        cid = close.client_order_id
+        self._cancelling.add(cid)
+        try:
+            try:
+                report: OrderReport | None = await self.gw.cancel(close.symbol, cid, False)
+            except TradingRefused:
+                return None  # this engine may not act
+            except ExchangeError as exc:
+                log.warning("close_cut_failed", client_order_id=cid, error=str(exc))
+                found = await self.gw.lookup(close, attempts=2)
+                report = found.report if isinstance(found, Found) else None
+            if report is None or not report.status.terminal:
+                return None
+            if report.filled_qty > self.applied(cid):
+                await self.wait_for_fills(pid, cid, report.filled_qty, self.ctx.config.fill_wait)
+            async with self._lock(pid):
+                pos = self.ledger.positions[pid]
+                current = self._current(close)
+                if not current.status.terminal:
+                    event = Event(
+                        EventKind.CLOSE_REQUESTED,
+                        self.ctx.clock.now(),
+                        pid,
+                        f"close {cid} cut with {current.filled_qty} of {current.qty} filled: the"
+                        f" position grew to {pos.filled_qty} meanwhile; the next closes all it holds",
+                    )
+                    await self.ledger.commit(
+                        pos, pos, orders=[current.advance(report.status)], events=[event]
+                    )
+            log.info("close_cut", client_order_id=cid, status=str(report.status))
+            return report
+        finally:
+            self._cancelling.discard(cid)
 
     async def _write_close(self, pos: Position, new: Position, intent: Order, event: Event) -> None:
         """Write a close's intent (the caller holds the position's lock). It is on its way from

@@ -32,6 +32,8 @@ from collections.abc import Awaitable, Callable, Collection
 from dataclasses import replace
 from decimal import Decimal
 
+import structlog
+
 from warden.domain.errors import ValidationError
 from warden.domain.events import Event, EventKind
 from warden.domain.margin import SymbolConfig, check_stop
@@ -57,6 +59,8 @@ from warden.service.controls import ControlPanel
 from warden.service.exits import ExitManager, make_intent
 from warden.service.gateway import Found, Gateway, Lookup, NotFound
 from warden.service.recovery import Recovery
+
+log = structlog.get_logger("warden.engine")
 
 
 def random_position_id() -> str:
@@ -299,7 +303,13 @@ class Opener:
             report = await self.exits.work_order(entry, None, ctx.config.entry_deadline)
             position = ctx.ledger.positions[pid]
             if self._entry_done(entry, report) and position.status is not PositionStatus.OPENING:
-                await self.exits.protect(pid)
+                try:
+                    await self.exits.protect(pid)
+                except (ExchangeUnavailable, OrderRejected) as exc:
+                    # Its stop not placed and its close not filled: the next round of protect-or-
+                    # close is on its way, its event and alert written. A warning, not a
+                    # background task's traceback (the caller was answered long ago).
+                    log.warning("protect_or_close_round_failed", position_id=pid, error=str(exc))
                 return
             position = await self.recovery.cancel_working_entry(pid, ctx.ledger.orders[entry.client_order_id])
             if position.status is PositionStatus.OPENING:
