@@ -445,6 +445,45 @@ async def test_with_stacking_a_stop_tightened_while_copies_of_it_fly_moves_once_
         await stopped(engine, consumer, opening, *([moving] if moving is not None else []))
 
 
+async def test_with_stacking_a_stop_shrunk_while_copies_of_it_fly_never_rests_twice() -> None:
+    """The shrink the waiting moves leave as it was (a take-profit filled: the old stop covers
+    more than the position holds, so it is cancelled at once, not left while its copies may
+    land): stacking on, stops reaching the exchange 0.85 s after their sends timed out, so the
+    stop was sent several times and found resting with copies still in flight; TP1 filled and
+    the stop shrank. A copy landing under the old stop's freed id rested, looser-sized than the
+    position, until swept once no copy could land any more (seconds): with another position on
+    the symbol both stops firing would close what that one holds (I2). A copy of a cancelled
+    order that the stream shows landing is cancelled at once, the sweep kept for one it does not
+    show. Sampled every 0.1 s: the stops resting never cover more than the position holds."""
+    config = EngineConfig(allow_stacking=True)
+    clock, sim, engine, consumer = await _started_on(SlowCommits, 0.0, config)
+    sim.faults.execute_late_if = lambda request: request.type is OrderType.STOP_MARKET
+    sim.faults.execute_delay = 0.85
+    opening = asyncio.ensure_future(engine.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(150))))
+    try:
+        await _until_done(clock, opening, seconds=40)
+        pos = opening.result()
+        assert pos.status is PositionStatus.PROTECTED, pos
+        [stop] = engine.ledger.live_orders(pos.id, OrderRole.STOP)
+        assert engine.ctx.flights.copies_may_land(stop.client_order_id) > 0, "copies of the stop in flight"
+        sim.faults.execute_late_if = None  # the copies already sent still land late
+        assert pos.tp1_price is not None
+        sim.set_mark(SOL, pos.tp1_price + Decimal("0.01"))  # TP1 fills: the stop shrinks
+        over: list[tuple[float, Decimal, Decimal]] = []
+        for _ in range(300):
+            clock.advance(0.1)
+            await turns(5)
+            held = abs(sim.core.position(SOL).qty)
+            resting = sum((o.qty for o in sim.core.open_orders(SOL) if o.type is OrderType.STOP_MARKET), ZERO)
+            if resting > held:
+                over.append((clock.monotonic(), resting, held))
+        current = engine.ledger.positions[pos.id]
+        assert current.tp1_hit, current
+        assert not over, f"stops resting beyond the position (at, resting, held): {over[:3]} .. {len(over)}"
+    finally:
+        await stopped(engine, consumer, opening)
+
+
 class PlacementsTimed(SimulatedExchange):
     """The simulator, noting when (its own clock) each order reached it and for how much."""
 

@@ -1910,6 +1910,10 @@ class ExitManager:
             and cid not in self._cancelling
         ):
             return self.landed_late(order, report)
+        elif (
+            report.status is OrderStatus.OPEN and order.status is OrderStatus.CANCELED and cid in self._sweeps
+        ):
+            return self._cancel_landed_copy(order)
         elif report.status is OrderStatus.FILLED and report.filled_qty > order.filled_qty:
             if order.role is OrderRole.ENTRY:
                 self.send_stop_early(order.position_id, report)  # before any fill is written
@@ -2737,18 +2741,36 @@ class ExitManager:
                 return
             if current is not None and current.status.live:
                 return  # never cancelled after all (a record replaced it): not a stray
-            await self.gw.cancel(order.symbol, cid, order.type.conditional)
-            log.warning("late_copy_cancelled", client_order_id=cid, position_id=order.position_id)
-            if order.position_id in self.ledger.positions:
-                what = "given up on" if order.status is OrderStatus.REJECTED else "cancelled"
-                message = f"{order.role} {cid}: a copy sent before it was {what} landed later; cancelled"
-                data = {"client_order_id": cid}
-                now = self.ctx.clock.now()
-                await self.ledger.record(Event(EventKind.RECONCILE, now, order.position_id, message, data))
+            await self._copy_cancelled(order)
         except (ExchangeError, StoreUnavailable, TradingRefused) as exc:
             log.warning("late_copy_sweep_failed", client_order_id=cid, error=str(exc))  # reconciliation's
         finally:
             self._sweeps.discard(cid)
+
+    async def _cancel_landed_copy(self, order: Order) -> None:
+        """A copy of a cancelled order, sent before the cancel with an unknown outcome, that the
+        stream shows landing under the freed id while its sweep waits (`_sweep_copies`): cancelled
+        at once, not once no copy can land any more. Until then it rested beside what replaced it
+        (a stop shrunk after a take-profit: the copy of the old one covering more than the
+        position holds, for 9.6 s; with stacking, both firing would close what another position
+        on the symbol holds). A copy landing after this cancel is cancelled the same way; the
+        sweep stays for one the stream does not show (a gap)."""
+        try:
+            await self._copy_cancelled(order)
+        except (ExchangeError, StoreUnavailable, TradingRefused) as exc:
+            log.warning("late_copy_cancel_failed", client_order_id=order.client_order_id, error=str(exc))
+
+    async def _copy_cancelled(self, order: Order) -> None:
+        """Cancel a copy of `order` resting after it was cancelled or given up on, and say so."""
+        cid = order.client_order_id
+        await self.gw.cancel(order.symbol, cid, order.type.conditional)
+        log.warning("late_copy_cancelled", client_order_id=cid, position_id=order.position_id)
+        if order.position_id in self.ledger.positions:
+            what = "given up on" if order.status is OrderStatus.REJECTED else "cancelled"
+            message = f"{order.role} {cid}: a copy sent before it was {what} landed later; cancelled"
+            data = {"client_order_id": cid}
+            now = self.ctx.clock.now()
+            await self.ledger.record(Event(EventKind.RECONCILE, now, order.position_id, message, data))
 
     def _current(self, order: Order) -> Order:
         return self.ledger.orders.get(order.client_order_id, order)
