@@ -496,8 +496,26 @@ class PlacementsTimed(SimulatedExchange):
         return await super().place_order(request, close_position=close_position)
 
 
+@pytest.mark.parametrize(
+    "commits",
+    [
+        pytest.param(0.0, id="instant-commits"),
+        pytest.param(
+            0.4,
+            id="slow-commits",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="open: with 0.4 s commits the close that takes over the one sent early, and"
+                " the next after a cut, are each written before they go out, behind the parts'"
+                " fills: the second part is closed 5.5-6 s after it filled; see the README",
+            ),
+        ),
+    ],
+)
 @pytest.mark.parametrize("beside", [False, True], ids=["alone", "stacked-beside-another"])
-async def test_a_part_growing_a_position_whose_close_works_is_closed_within_the_window(beside: bool) -> None:
+async def test_a_part_growing_a_position_whose_close_works_is_closed_within_the_window(
+    beside: bool, commits: float
+) -> None:
     """Found beside `warden chaos --replay 60607:3417` (stacking on; 60607:3629 the same with it
     off): every stop refused, and entries and closes acknowledged and filled 1.5 s later in three
     parts. The entry's first part got a close of its size (its stop refused); the second and
@@ -507,9 +525,11 @@ async def test_a_part_growing_a_position_whose_close_works_is_closed_within_the_
     second went 3 s without a stop or a close of its own. Each part should be being closed (a
     reduce-only close working for it) within the protection window of its fill: the working
     close is cut and the next sent for all the position holds. Nothing is closed twice: with
-    stacking, a position beside it (opened first, its stop resting) keeps all it holds."""
+    stacking, a position beside it (opened first, its stop resting) keeps all it holds. With
+    commits of 0.4 s, the close sent early on the refused stop is still the position's only
+    close when the next part is watched (the close that takes it over waits for the writes)."""
     config = EngineConfig(allow_stacking=beside)
-    clock, sim, engine, consumer = await _started_on(SlowCommits, 0.0, config, PlacementsTimed)
+    clock, sim, engine, consumer = await _started_on(SlowCommits, commits, config, PlacementsTimed)
     assert isinstance(sim, PlacementsTimed)
     other = ZERO
     if beside:

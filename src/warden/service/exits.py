@@ -1168,11 +1168,12 @@ class ExitManager:
         if self._stops_acknowledged(pid) >= held:
             return
         log.warning("entry_part_uncovered", position_id=pid, trade_id=report.trade_id, qty=str(report.qty))
-        if pos.status is PositionStatus.CLOSING:
-            # Being closed by a close sized before this part: it is cut, and the next goes out for
-            # all the position holds, rather than closing the part only once that close's round
-            # ends (chaos 60607:3417: every stop refused, closes held 1.5 s a part, a part 3 s
-            # with neither a stop nor a close of its own). See `_cut_close`.
+        if pos.status is PositionStatus.CLOSING or pid in self._early_closes:
+            # Being closed by a close sized before this part (or sent early on a refused stop, for
+            # `close` to take over): it is cut, and the next goes out for all the position holds,
+            # rather than closing the part only once that close's round ends (chaos 60607:3417:
+            # every stop refused, closes held 1.5 s a part, a part 3 s with neither a stop nor a
+            # close of its own). See `_outgrown`, `_cut_close`.
             self._covers.outgrown.add(pid)
             self.ctx.seen[pid].set()  # wakes the close's wait (`work_order`)
         await self.cover_late_entry(report)
@@ -2971,7 +2972,6 @@ class ExitManager:
             event = Event(EventKind.CLOSE_REQUESTED, ctx.clock.now(), pid, f"close {intent.qty}: {reason}")
             closing = evolve(pos.transition(PositionStatus.CLOSING), exit_reason=reason)
             await self._write_close(pos, closing, intent, event)
-            self._covers.outgrown.discard(pid)  # a part uncovered before it is in its size
         stop = self.ledger.current_stop(pid)
         if stop is None or stop.status is not OrderStatus.OPEN:
             # From the moment the close is decided, not once it works: a close that meets 5xx
@@ -3046,8 +3046,10 @@ class ExitManager:
         )
 
     def _outgrown(self, pid: PositionId, close: Order) -> bool:
-        """A part of the position's entry stayed uncovered while `close` works (`watch_part`), and
-        the position holds more than `close` has left to close."""
+        """A part of the position's entry stayed uncovered while a close of it worked
+        (`watch_part`), and the position holds more than `close` has left to close. The mark
+        stays until a close is cut (`_cut_close`): a close sized after it, outgrown by a later
+        part, is cut as that part is applied."""
         pos = self.ledger.positions[pid]
         return pid in self._covers.outgrown and pos.remaining > close.qty - self.applied(
             close.client_order_id
