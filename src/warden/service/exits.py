@@ -3050,9 +3050,11 @@ class ExitManager:
         (`watch_part`), and the position holds more than `close` has left to close. The mark
         stays until a close is cut (`_cut_close`): a close sized after it, outgrown by a later
         part, is cut as that part is applied."""
-        pos = self.ledger.positions[pid]
-        return pid in self._covers.outgrown and pos.remaining > close.qty - self.applied(
-            close.client_order_id
+        pos = self.ledger.positions.get(pid)
+        return (
+            pos is not None
+            and pid in self._covers.outgrown
+            and pos.remaining > close.qty - self.applied(close.client_order_id)
         )
 
     async def _cut_close(self, pid: PositionId, close: Order) -> OrderReport | None:
