@@ -261,6 +261,7 @@ PARTS_FINDINGS = (
     *((60607, run) for run in (597, 1723, 3417, 3629)),
     (77077, 4030),
     (88001, 1548),
+    (5152, 5278),
 )
 """(seed, run) of violations found since the campaign fills orders in parts, replayed as found
 (with parts): a working entry's parts filling while the stream lost its events (a disconnect, a
@@ -280,7 +281,12 @@ and filled in parts as held for one part's delay, not until its last part, and a
 same way as filled at once; each was a position that could not be flat sooner (`held_for`).
 88001:1548: the process died 0.6 s after a fill while stops were held back, the database down at
 the restart; the guard's stop was retried for 1.5 s more before its close (2.16 s uncovered), and
-is now retried for a quarter window (`ExitManager.place_guard`). (2026:43 and 2026:75, the
+is now retried for a quarter window (`ExitManager.place_guard`). 5152:5278 (stacking on, found
+on PostgreSQL, replays on SQLite): two positions opened at once, their stops refused; one's close,
+sent early, filled before its entry's fill (lost on the stream) was read, was taken as a stale
+exit's excess and attributed to the other, then applied to its own as well (I2: a trade recorded
+twice, the other's own close recorded nowhere); an exit's fill now waits for the entry's fills
+(`ExitManager._exit_fill_before_entry`). (2026:43 and 2026:75, the
 bounded campaign's own, are replayed by it.)"""
 
 

@@ -47,7 +47,7 @@ from warden.domain.events import Event, EventKind
 from warden.domain.orders import Order, OrderRole, OrderStatus
 from warden.domain.position import ExitReason, Position, PositionStatus
 from warden.domain.reconcile import Kind
-from warden.domain.reports import FillReport, OrderReport, OrderRequest
+from warden.domain.reports import FillReport, OrderReport, OrderRequest, StreamEvent
 from warden.domain.values import (
     ZERO,
     ClientOrderId,
@@ -482,6 +482,54 @@ async def test_with_stacking_a_stop_shrunk_while_copies_of_it_fly_never_rests_tw
         assert not over, f"stops resting beyond the position (at, resting, held): {over[:3]} .. {len(over)}"
     finally:
         await stopped(engine, consumer, opening)
+
+
+class EntryEventsLost(SimulatedExchange):
+    """The simulator, its stream losing every event of the orders `lost` names."""
+
+    lost: Callable[[str], bool] = staticmethod(lambda _cid: False)
+
+    async def stream(self) -> AsyncIterator[StreamEvent]:
+        async for event in super().stream():
+            if isinstance(event, FillReport | OrderReport) and self.lost(event.client_order_id):
+                continue
+            yield event
+
+
+async def test_a_close_filled_before_its_entrys_fill_is_read_is_not_taken_for_another_positions() -> None:
+    """`warden chaos --replay 5152:5278` (stacking on; found on PostgreSQL, replays on SQLite):
+    two positions on SOL, stops refused. The second's entry answered filled, its stop was refused
+    and the close sent early in its place filled at once, while the stream lost the entry's own
+    events: the close's fill came before any fill of the entry. Beyond what the position held in
+    memory (nothing yet), it was taken for a stale exit's excess and attributed to the first
+    position, which memory then held closed; read a second later, the entry's fill let the same
+    trade be applied to its own position too: one trade recorded twice, and the first position's
+    own exits then recorded nowhere (I2). An exit's fill now waits for its entry's fills."""
+    config = EngineConfig(allow_stacking=True)
+    clock, sim, engine, consumer = await _started_on(SlowCommits, 0.0, config, EntryEventsLost)
+    assert isinstance(sim, EntryEventsLost)
+    first = asyncio.ensure_future(engine.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(100))))
+    second: asyncio.Future[Position] | None = None
+    try:
+        await _until_done(clock, first, seconds=10)
+        kept = first.result()
+        assert kept.status is PositionStatus.PROTECTED
+        sim.lost = lambda cid: cid.endswith("-e1") and kept.id not in cid
+        sim.faults.reject_if = lambda request: request.type is OrderType.STOP_MARKET
+        second = asyncio.ensure_future(engine.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(100))))
+
+        def others() -> list[Position]:
+            return [p for p in engine.ledger.positions.values() if p.symbol == SOL and p.id != kept.id]
+
+        await advance_until(clock, lambda: bool(others()) and all(p.status.terminal for p in others()), 30)
+        [closed] = others()
+        now = engine.ledger.positions[kept.id]
+        assert now.is_active and now.remaining == kept.remaining == sim.core.position(SOL).qty, now
+        assert closed.status is PositionStatus.CLOSED and closed.closed_qty == closed.filled_qty > 0, closed
+        trades = [t.split(":")[0] for p in (now, closed) for t in p.applied_trades]
+        assert sorted(set(trades)) == sorted(trades), f"a trade recorded twice: {trades}"
+    finally:
+        await stopped(engine, consumer, first, *([second] if second is not None else []))
 
 
 class PlacementsTimed(SimulatedExchange):

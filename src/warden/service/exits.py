@@ -1070,11 +1070,14 @@ class ExitManager:
 
     # ------------------------------------------------------------------ fills
 
-    async def apply_fill(self, order: Order, report: FillReport) -> None:
-        """Apply one execution of a known order through the position's state machine."""
+    async def apply_fill(self, order: Order, report: FillReport, *, entry_read: bool = False) -> None:
+        """Apply one execution of a known order through the position's state machine. An exit's
+        fill beyond what the position holds while its entry still works waits for the entry's
+        fills (`_exit_fill_before_entry`; `entry_read`: they were read)."""
         pid = order.position_id
         follow: FollowUp | None = None
         spill = ZERO
+        early_exit = False
         alerts: list[Alert] = []
         await self._cover_if_given_up(order, report)
         self.watch_part(order, report, busy=self._lock(pid).locked())
@@ -1091,9 +1094,7 @@ class ExitManager:
                 if not spill:
                     await self.late_entry(pos, report, pid)
             else:
-                if order.role.is_exit and report.qty > pos.remaining:
-                    spill = report.qty - pos.remaining
-                    fill = evolve(fill, qty=pos.remaining)
+                fill, spill, early_exit = self._within_position(pos, order, fill, entry_read)
                 if fill.qty > 0:
                     try:
                         new = (
@@ -1123,12 +1124,48 @@ class ExitManager:
                         events=events,
                         alerts=alerts,
                     )
+        if early_exit:
+            await self._exit_fill_before_entry(order, report)
+            return
         self.ctx.seen[pid].set()
         if spill > 0:
             await self.attribute(order.position_id, order.client_order_id, report, spill)
         if follow is not None:
             self.ctx.tasks.spawn(follow(pid))
         await self.ctx.announce(*alerts)
+
+    def _within_position(
+        self, pos: Position, order: Order, fill: Fill, entry_read: bool
+    ) -> tuple[Fill, Decimal, bool]:
+        """An exit's fill cut to what the position holds: the fill applied, the excess that
+        reduced other positions (`attribute`), and whether it waits for the entry's fills
+        instead (`_exit_fill_before_entry`: nothing applied, nothing excess)."""
+        if not order.role.is_exit or fill.qty <= pos.remaining:
+            return fill, ZERO, False
+        if not entry_read and self._entry_works(pos):
+            return evolve(fill, qty=ZERO), ZERO, True
+        return evolve(fill, qty=pos.remaining), fill.qty - pos.remaining, False
+
+    def _entry_works(self, pos: Position) -> bool:
+        """The position's entry has not ended in memory: fills of it may be on their way."""
+        return pos.status is PositionStatus.OPENING or any(
+            o.status.live for o in self.ledger.orders_of(pos.id) if o.role is OrderRole.ENTRY
+        )
+
+    async def _exit_fill_before_entry(self, order: Order, report: FillReport) -> None:
+        """An exit's fill beyond what its position holds in memory while the position's entry
+        still works: the entry's fills have not been applied yet (lost on the stream, read later),
+        not the exit sized beyond the position. Taken as excess, it was attributed to another
+        position on the symbol, and applied again to its own once the entry's fill came: recorded
+        twice, and the other position's own close then recorded nowhere (chaos 5152:5278: stacking
+        on, a close sent early on a refused stop filled before its entry's fill, which the stream
+        lost, was read). The entry's fills are read over REST and applied first, then this fill;
+        only what is still beyond the position after that reduced others (`attribute`)."""
+        pid = order.position_id
+        log.info("exit_fill_before_entry", position_id=pid, client_order_id=order.client_order_id)
+        entries = {o.client_order_id for o in self.ledger.orders_of(pid) if o.role is OrderRole.ENTRY}
+        await self.fetch_fills_for(pid, entries)
+        await self.apply_fill(order, report, entry_read=True)
 
     def watch_part(self, order: Order, report: FillReport, *, busy: bool) -> None:
         """A fill of an active position's entry that grows it past its first part (or arrives while
