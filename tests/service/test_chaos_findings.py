@@ -484,6 +484,14 @@ async def test_with_stacking_a_stop_shrunk_while_copies_of_it_fly_never_rests_tw
         await stopped(engine, consumer, opening)
 
 
+async def _protected_long(clock: FakeClock, engine: Engine) -> Position:
+    """A SOL long opened and protected: the position a stacked one is opened beside."""
+    first = asyncio.ensure_future(engine.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(100))))
+    await _until_done(clock, first, seconds=10)
+    assert first.result().status is PositionStatus.PROTECTED, first.result()
+    return first.result()
+
+
 class EntryEventsLost(SimulatedExchange):
     """The simulator, its stream losing every event of the orders `lost` names."""
 
@@ -508,12 +516,9 @@ async def test_a_close_filled_before_its_entrys_fill_is_read_is_not_taken_for_an
     config = EngineConfig(allow_stacking=True)
     clock, sim, engine, consumer = await _started_on(SlowCommits, 0.0, config, EntryEventsLost)
     assert isinstance(sim, EntryEventsLost)
-    first = asyncio.ensure_future(engine.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(100))))
+    kept = await _protected_long(clock, engine)
     second: asyncio.Future[Position] | None = None
     try:
-        await _until_done(clock, first, seconds=10)
-        kept = first.result()
-        assert kept.status is PositionStatus.PROTECTED
         sim.lost = lambda cid: cid.endswith("-e1") and kept.id not in cid
         sim.faults.reject_if = lambda request: request.type is OrderType.STOP_MARKET
         second = asyncio.ensure_future(engine.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(100))))
@@ -529,7 +534,7 @@ async def test_a_close_filled_before_its_entrys_fill_is_read_is_not_taken_for_an
         trades = [t.split(":")[0] for p in (now, closed) for t in p.applied_trades]
         assert sorted(set(trades)) == sorted(trades), f"a trade recorded twice: {trades}"
     finally:
-        await stopped(engine, consumer, first, *([second] if second is not None else []))
+        await stopped(engine, consumer, *([second] if second is not None else []))
 
 
 class PlacementsTimed(SimulatedExchange):
@@ -581,10 +586,7 @@ async def test_a_part_growing_a_position_whose_close_works_is_closed_within_the_
     assert isinstance(sim, PlacementsTimed)
     other = ZERO
     if beside:
-        first = asyncio.ensure_future(engine.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(100))))
-        await _until_done(clock, first, seconds=10)
-        assert first.result().status is PositionStatus.PROTECTED
-        other = first.result().remaining
+        other = (await _protected_long(clock, engine)).remaining
         sim.placed.clear()
     sim.faults.reject_if = lambda request: request.type is OrderType.STOP_MARKET
     sim.faults.ack_only_if = lambda request: request.type is OrderType.MARKET

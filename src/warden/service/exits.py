@@ -1077,7 +1077,7 @@ class ExitManager:
         pid = order.position_id
         follow: FollowUp | None = None
         spill = ZERO
-        early_exit = False
+        before_entry = False
         alerts: list[Alert] = []
         await self._cover_if_given_up(order, report)
         self.watch_part(order, report, busy=self._lock(pid).locked())
@@ -1094,7 +1094,7 @@ class ExitManager:
                 if not spill:
                     await self.late_entry(pos, report, pid)
             else:
-                fill, spill, early_exit = self._within_position(pos, order, fill, entry_read)
+                fill, spill, before_entry = self._within_position(pos, order, fill, entry_read)
                 if fill.qty > 0:
                     try:
                         new = (
@@ -1124,7 +1124,7 @@ class ExitManager:
                         events=events,
                         alerts=alerts,
                     )
-        if early_exit:
+        if before_entry:
             await self._exit_fill_before_entry(order, report)
             return
         self.ctx.seen[pid].set()
