@@ -974,6 +974,46 @@ async def test_stacked_entries_given_up_on_that_execute_while_warden_is_down_hav
         await harness.stop()
 
 
+async def test_a_late_entry_lost_with_the_process_beside_a_stacked_position_is_adopted_as_its_own(
+    store_url: str,
+) -> None:
+    """`warden chaos --replay 5153:12357`, stacking on: a SOL short protected, a second short's
+    entry answered "unknown" and given up on, executed late while the process died (its stream
+    fill lost with it). After the restart the pass saw the first short grown and set its size to
+    the exchange's with a synthetic fill: the late entry's trade was recorded nowhere (I2), and
+    the first short took on a size its signal never asked for. The pass looks for the entries
+    given up on beside it, as it does for an orphan: the late entry is adopted as its own
+    position (its signal's plan) and protected, and its trade recorded in an event of the
+    entry's position; the first short keeps what it holds."""
+    late = LateExecution()
+    sim = late.exchange()
+    harness = await Harness(store_url, sim, config=replace(FAST, allow_stacking=True)).start()
+    try:
+        first = await harness.open("short", usd="100")
+        assert first.status is PositionStatus.PROTECTED
+        late.hold_entries(sim)
+        failed = await harness.open("short", usd="100")
+        assert failed.status is PositionStatus.FAILED
+        await harness.stop()
+        late.release()
+        entries = lambda: [f for f in sim.core.fills(SOL) if f.client_order_id.endswith(f"{failed.id}-e1")]  # noqa: E731
+        await eventually(lambda: bool(entries()), what="the entry executed late")
+        await harness.start()
+        held = harness.exchange_qty()
+        assert abs(held) == first.remaining + sum(f.qty for f in entries())
+        await eventually(covered(sim, held), timeout=10, what="stops covering both")
+        ledger = harness.engine.ledger
+        assert ledger.positions[first.id].remaining == first.remaining, "not grown by the late entry"
+        adopted = [p for p in ledger.active_positions() if p.id != first.id]
+        assert [(p.remaining, p.plan) for p in adopted] == [(sum(f.qty for f in entries()), failed.plan)]
+        assert adopted[0].entry_price == entries()[0].price, "priced from the late entry's trade"
+        recorded = {e.data.get("trade_id") for e in await harness.store.list_events(failed.id, 100)}
+        assert {f.trade_id for f in entries()} <= recorded, recorded
+    finally:
+        late.release()
+        await harness.stop()
+
+
 async def test_the_late_entry_fills_remembered_against_duplicates_are_bounded(harness: Harness) -> None:
     """Each late entry fill is handed on once (a duplicate delivery is dropped), and what is kept
     to tell a duplicate stays bounded however many there are over the engine's life."""

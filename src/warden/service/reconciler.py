@@ -39,7 +39,7 @@ from warden.domain.orders import Fill, Order, OrderStatus
 from warden.domain.plan import tighter
 from warden.domain.position import ExitReason, Position, PositionStatus
 from warden.domain.reconcile import Discrepancy, Kind, Truth, diff, guarding, ours, uncovered
-from warden.domain.reports import FillReport, PositionReport
+from warden.domain.reports import FillReport
 from warden.domain.values import (
     ZERO,
     ClientOrderId,
@@ -475,7 +475,7 @@ class Reconciler:
         late = self.late_entries.pop(d.symbol, None)
         if late is not None and late.side is not report.side:
             late = None
-        given_up = await self._given_up_entries(report) if late is None else []
+        given_up = await self._given_up_entries(d.symbol, report.side, report.qty) if late is None else []
         if given_up:
             late = given_up[0][0]
         if self.orphan_policy is OrphanPolicy.ALERT and late is None:
@@ -540,25 +540,59 @@ class Reconciler:
         (`late_entries`), if the exchange holds more on its side than memory explains and every
         position of warden's there is of that side."""
         late = self.late_entries.get(symbol)
-        if late is None or not self.ctx.config.allow_stacking or delta * late.side.sign <= 0:
-            return None
-        # Beside positions of its side only: one of the other side it netted against (one-way
-        # mode), which is that position reduced, as the synthetic fill records it.
-        held = [p for p in self.ctx.ledger.active_positions() if p.symbol == symbol]
-        return late if all(p.side is late.side for p in held) else None
+        return late if late is not None and self._grown_side(symbol, delta) is late.side else None
 
-    async def _adopt_late_beside(self, late: Position, delta: Decimal, read: list[FillReport]) -> str:
+    def _grown_side(self, symbol: Symbol, delta: Decimal) -> Side | None:
+        """With stacking, the side the exchange holds more of than memory explains (`delta`), if
+        every position of warden's on the symbol is of that side: one of the other side a late
+        entry netted against (one-way mode) is that position reduced, as the synthetic fill
+        records it."""
+        if not self.ctx.config.allow_stacking or delta == 0:
+            return None
+        side = Side.LONG if delta > 0 else Side.SHORT
+        held = [p for p in self.ctx.ledger.active_positions() if p.symbol == symbol]
+        return side if all(p.side is side for p in held) else None
+
+    async def _given_up_beside(self, symbol: Symbol, found: Decimal, read: list[FillReport]) -> str | None:
+        """With stacking, entries given up on that executed beside positions of their side, whose
+        fills no stream brought (`late_entries` empty: the process died as the fill came, chaos
+        5153:12357, or the stream lost it): found as an orphan's are (`_given_up_entries`), each
+        adopted as its own position while the exchange still holds more than memory explains,
+        and every one's trades recorded. Before, the pass set the newest position's size to the
+        exchange's with a synthetic fill: the late trade recorded nowhere (I2), and that position
+        holding what its signal never asked for. None when nothing was adopted."""
+        side = self._grown_side(symbol, self._delta(symbol, found))
+        if side is None:
+            return None
+        given_up = await self._given_up_entries(symbol, side, abs(self._delta(symbol, found)), beside=True)
+        action = None
+        try:
+            for failed, entry in given_up:
+                delta = self._delta(symbol, found)
+                if delta * side.sign > 0:
+                    action = await self._adopt_late_beside(failed, delta, read, entry)
+        finally:
+            for failed, entry in given_up:  # however the adoptions end (`_orphan` does the same)
+                await self._late_trades(failed, entry)
+        return action
+
+    async def _adopt_late_beside(
+        self, late: Position, delta: Decimal, read: list[FillReport], entry: Order | None = None
+    ) -> str:
         """The late entry of `late`, beside a position of its side, adopted as its own position
         (what the exchange holds beyond memory, up to the entry's size; priced from its trades)
         and protected, as an orphan that is a late entry is (`_orphan`): taken for the other
         position growing, its stop could not grow while the exchange refused stops, and the
         part the old stop did not cover stayed uncovered (chaos 1090242307:2371, 12.84 s).
         `read`: the symbol's fills the pass read already; the entry's are asked for only if they
-        are not among them (it was sent before what they cover)."""
+        are not among them (it was sent before what they cover). `entry`: the late position's
+        entry, when memory may not hold it (read from the database, `_given_up_beside`)."""
         ctx = self.ctx
-        del self.late_entries[late.symbol]
+        if self.late_entries.get(late.symbol) is late:
+            del self.late_entries[late.symbol]
         qty = abs(delta) if late.target_qty <= 0 else min(abs(delta), late.target_qty)
-        entry = next((o for o in ctx.ledger.orders_of(late.id) if o.role is OrderRole.ENTRY), None)
+        if entry is None:
+            entry = next((o for o in ctx.ledger.orders_of(late.id) if o.role is OrderRole.ENTRY), None)
         trades: list[FillReport] = []
         if entry is not None:
             trades = [f for f in read if f.client_order_id == entry.client_order_id]
@@ -591,8 +625,12 @@ class Reconciler:
             message = f"fill {fill.trade_id} after {position.status} (found by reconciliation)"
             await self.exits.record_late_trade(fill, position.id, message)
 
-    async def _given_up_entries(self, report: PositionReport) -> list[tuple[Position, Order]]:
-        """The failed positions whose entries this orphan is, when no stream fill said so (it was
+    async def _given_up_entries(
+        self, symbol: Symbol, side: Side, qty: Decimal, *, beside: bool = False
+    ) -> list[tuple[Position, Order]]:
+        """The failed positions whose entries an orphan of `qty` on `side` is (or, `beside`, what
+        the exchange holds beyond the active positions of that side, which are passed over
+        rather than ending the run), when no stream fill said so (it was
         lost: the entry executed while warden was down, or in a stream gap): the account's recent
         positions on the symbol that failed on the orphan's side, newest first, back to the
         symbol's newest one that did not fail, whose entries the exchange finds by client id
@@ -607,17 +645,15 @@ class Reconciler:
             # Memory is ahead of the database for a position it holds: the entry's failure may be
             # a write still queued (chaos 1780774841:8922: the database, down for writes, still
             # read the position as opening, and the orphan was adopted as nobody's).
-            failed = _failed_run(
-                [self.ctx.ledger.positions.get(p.id, p) for p in recent if p.symbol == report.symbol],
-                report.side,
-            )
+            newest = [self.ctx.ledger.positions.get(p.id, p) for p in recent if p.symbol == symbol]
+            failed = _failed_run([p for p in newest if not (beside and p.is_active)], side)
             candidates = [
                 (p, next((o for o in await self.store.orders_for(p.id) if o.role is OrderRole.ENTRY), None))
                 for p in failed
             ]
         except StoreUnavailable as exc:
-            log.warning("given_up_entry_unread", symbol=report.symbol, error=str(exc))
-            candidates = self._given_up_remembered(report)
+            log.warning("given_up_entry_unread", symbol=symbol, error=str(exc))
+            candidates = self._given_up_remembered(symbol, side, beside=beside)
         executed = []
         explained = ZERO
         for position, entry in candidates[:GIVEN_UP_LOOKUPS]:
@@ -627,23 +663,25 @@ class Reconciler:
             if isinstance(found, Found) and found.report.filled_qty > 0:
                 executed.append((position, entry))
                 explained += found.report.filled_qty
-                if explained >= report.qty:
+                if explained >= qty:
                     break  # the orphan is accounted for: older failures are not looked up
         return executed
 
-    def _given_up_remembered(self, report: PositionReport) -> list[tuple[Position, Order | None]]:
+    def _given_up_remembered(
+        self, symbol: Symbol, side: Side, *, beside: bool
+    ) -> list[tuple[Position, Order | None]]:
         """`_given_up_entries`' reading from memory: the positions on the symbol memory holds
         that failed on the orphan's side, newest first, back to its newest that did not, each
         with its entry."""
         ctx = self.ctx
         held = sorted(
-            (p for p in ctx.ledger.positions.values() if p.symbol == report.symbol),
+            (p for p in ctx.ledger.positions.values() if p.symbol == symbol and not (beside and p.is_active)),
             key=lambda p: (p.opened_at, p.id),
             reverse=True,
         )
         return [
             (p, next((o for o in ctx.ledger.orders_of(p.id) if o.role is OrderRole.ENTRY), None))
-            for p in _failed_run(held, report.side)
+            for p in _failed_run(held, side)
         ]
 
     # ----------------------------------------------------------------- ghosts
@@ -711,7 +749,9 @@ class Reconciler:
         late = self._late_beside(d.symbol, delta)
         if late is not None:
             action = await self._adopt_late_beside(late, delta, fills)
-            delta = self._delta(d.symbol, d.found)
+        else:
+            action = await self._given_up_beside(d.symbol, d.found, fills) or action
+        delta = self._delta(d.symbol, d.found)
         if delta != 0:
             position = ctx.ledger.positions[d.position_id]
             if position.is_active:
