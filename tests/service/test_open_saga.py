@@ -974,17 +974,20 @@ async def test_stacked_entries_given_up_on_that_execute_while_warden_is_down_hav
         await harness.stop()
 
 
-async def test_a_late_entry_lost_with_the_process_beside_a_stacked_position_is_adopted_as_its_own(
-    store_url: str,
+@pytest.mark.parametrize("lost", ["with the process", "on the stream"])
+async def test_a_late_entry_whose_fill_is_lost_beside_a_stacked_position_is_adopted_as_its_own(
+    store_url: str, lost: str
 ) -> None:
     """`warden chaos --replay 5153:12357`, stacking on: a SOL short protected, a second short's
     entry answered "unknown" and given up on, executed late while the process died (its stream
     fill lost with it). After the restart the pass saw the first short grown and set its size to
     the exchange's with a synthetic fill: the late entry's trade was recorded nowhere (I2), and
-    the first short took on a size its signal never asked for. The pass looks for the entries
-    given up on beside it, as it does for an orphan: the late entry is adopted as its own
-    position (its signal's plan) and protected, and its trade recorded in an event of the
-    entry's position; the first short keeps what it holds."""
+    the first short took on a size its signal never asked for. The same when the stream lost
+    the fill with warden up (the entry's watch found it executed, and the pass it ran grew the
+    first short). The pass looks for the entries given up on beside it, as it does for an
+    orphan: the late entry is adopted as its own position (its signal's plan, priced from its
+    trade) and protected, and its trade recorded in an event of the entry's position; the first
+    short keeps what it holds."""
     late = LateExecution()
     sim = late.exchange()
     harness = await Harness(store_url, sim, config=replace(FAST, allow_stacking=True)).start()
@@ -994,15 +997,27 @@ async def test_a_late_entry_lost_with_the_process_beside_a_stacked_position_is_a
         late.hold_entries(sim)
         failed = await harness.open("short", usd="100")
         assert failed.status is PositionStatus.FAILED
-        await harness.stop()
+        if lost == "with the process":
+            await harness.stop()
+        else:
+            sim.faults.drop_rate = 1.0  # its fill never comes: the entry's watch finds it
         late.release()
         entries = lambda: [f for f in sim.core.fills(SOL) if f.client_order_id.endswith(f"{failed.id}-e1")]  # noqa: E731
         await eventually(lambda: bool(entries()), what="the entry executed late")
-        await harness.start()
+        if lost == "with the process":
+            await harness.start()
         held = harness.exchange_qty()
         assert abs(held) == first.remaining + sum(f.qty for f in entries())
         await eventually(covered(sim, held), timeout=10, what="stops covering both")
         ledger = harness.engine.ledger
+        await eventually(
+            lambda: (
+                len(ledger.active_positions()) > 1
+                or first.id not in ledger.positions
+                or ledger.positions[first.id].remaining != first.remaining
+            ),
+            what="taken up by a pass",
+        )
         assert ledger.positions[first.id].remaining == first.remaining, "not grown by the late entry"
         adopted = [p for p in ledger.active_positions() if p.id != first.id]
         assert [(p.remaining, p.plan) for p in adopted] == [(sum(f.qty for f in entries()), failed.plan)]

@@ -556,24 +556,30 @@ class Reconciler:
     async def _given_up_beside(self, symbol: Symbol, found: Decimal, read: list[FillReport]) -> str | None:
         """With stacking, entries given up on that executed beside positions of their side, whose
         fills no stream brought (`late_entries` empty: the process died as the fill came, chaos
-        5153:12357, or the stream lost it): found as an orphan's are (`_given_up_entries`), each
-        adopted as its own position while the exchange still holds more than memory explains,
-        and every one's trades recorded. Before, the pass set the newest position's size to the
-        exchange's with a synthetic fill: the late trade recorded nowhere (I2), and that position
-        holding what its signal never asked for. None when nothing was adopted."""
+        5153:12357, or the stream lost it): found as an orphan's are (`_given_up_entries`: the
+        failed ones newer than the symbol's newest position that did not fail, so an entry
+        adopted once, whose position is newer than it, is not looked up again), each adopted as
+        its own position while the exchange still holds more than memory explains, and every
+        one's trades recorded, however the adoptions end. Before, the pass set the newest
+        position's size to the exchange's with a synthetic fill: the late trade recorded nowhere
+        (I2), and that position holding what its signal never asked for. None when nothing was
+        adopted."""
         side = self._grown_side(symbol, self._delta(symbol, found))
         if side is None:
             return None
-        given_up = await self._given_up_entries(symbol, side, abs(self._delta(symbol, found)), beside=True)
+        given_up = await self._given_up_entries(symbol, side, abs(self._delta(symbol, found)))
         action = None
         try:
             for failed, entry in given_up:
                 delta = self._delta(symbol, found)
                 if delta * side.sign > 0:
                     action = await self._adopt_late_beside(failed, delta, read, entry)
-        finally:
-            for failed, entry in given_up:  # however the adoptions end (`_orphan` does the same)
+        except (ExchangeError, StoreUnavailable, TradingRefused):
+            for failed, entry in given_up:
                 await self._late_trades(failed, entry)
+            raise
+        for failed, entry in given_up:
+            await self._late_trades(failed, entry)
         return action
 
     async def _adopt_late_beside(
@@ -626,11 +632,10 @@ class Reconciler:
             await self.exits.record_late_trade(fill, position.id, message)
 
     async def _given_up_entries(
-        self, symbol: Symbol, side: Side, qty: Decimal, *, beside: bool = False
+        self, symbol: Symbol, side: Side, qty: Decimal
     ) -> list[tuple[Position, Order]]:
-        """The failed positions whose entries an orphan of `qty` on `side` is (or, `beside`, what
-        the exchange holds beyond the active positions of that side, which are passed over
-        rather than ending the run), when no stream fill said so (it was
+        """The failed positions whose entries an orphan of `qty` on `side` is (or what the exchange
+        holds beyond the positions of that side, `_given_up_beside`), when no stream fill said so (it was
         lost: the entry executed while warden was down, or in a stream gap): the account's recent
         positions on the symbol that failed on the orphan's side, newest first, back to the
         symbol's newest one that did not fail, whose entries the exchange finds by client id
@@ -645,15 +650,16 @@ class Reconciler:
             # Memory is ahead of the database for a position it holds: the entry's failure may be
             # a write still queued (chaos 1780774841:8922: the database, down for writes, still
             # read the position as opening, and the orphan was adopted as nobody's).
-            newest = [self.ctx.ledger.positions.get(p.id, p) for p in recent if p.symbol == symbol]
-            failed = _failed_run([p for p in newest if not (beside and p.is_active)], side)
+            failed = _failed_run(
+                [self.ctx.ledger.positions.get(p.id, p) for p in recent if p.symbol == symbol], side
+            )
             candidates = [
                 (p, next((o for o in await self.store.orders_for(p.id) if o.role is OrderRole.ENTRY), None))
                 for p in failed
             ]
         except StoreUnavailable as exc:
             log.warning("given_up_entry_unread", symbol=symbol, error=str(exc))
-            candidates = self._given_up_remembered(symbol, side, beside=beside)
+            candidates = self._given_up_remembered(symbol, side)
         executed = []
         explained = ZERO
         for position, entry in candidates[:GIVEN_UP_LOOKUPS]:
@@ -667,15 +673,13 @@ class Reconciler:
                     break  # the orphan is accounted for: older failures are not looked up
         return executed
 
-    def _given_up_remembered(
-        self, symbol: Symbol, side: Side, *, beside: bool
-    ) -> list[tuple[Position, Order | None]]:
+    def _given_up_remembered(self, symbol: Symbol, side: Side) -> list[tuple[Position, Order | None]]:
         """`_given_up_entries`' reading from memory: the positions on the symbol memory holds
         that failed on the orphan's side, newest first, back to its newest that did not, each
         with its entry."""
         ctx = self.ctx
         held = sorted(
-            (p for p in ctx.ledger.positions.values() if p.symbol == symbol and not (beside and p.is_active)),
+            (p for p in ctx.ledger.positions.values() if p.symbol == symbol),
             key=lambda p: (p.opened_at, p.id),
             reverse=True,
         )
