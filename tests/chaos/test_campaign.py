@@ -263,6 +263,7 @@ PARTS_FINDINGS = (
     (88001, 1548),
     (5152, 5278),
     (5153, 12357),
+    (5154, 1395),
 )
 """(seed, run) of violations found since the campaign fills orders in parts, replayed as found
 (with parts): a working entry's parts filling while the stream lost its events (a disconnect, a
@@ -292,7 +293,12 @@ on SQLite): a second SOL short given up on, executed 2.45 s late as the process 
 mid-write (its stream fill lost with it); after the restart the pass set the first short's size
 to the exchange's with a synthetic fill, the late trade recorded nowhere; the entries given up on
 beside positions of their side are now looked up as an orphan's are, each adopted as its own
-(`Reconciler._given_up_beside`). (2026:43 and 2026:75, the
+(`Reconciler._given_up_beside`). 5154:1395 (stacking on, found on PostgreSQL, replays on
+SQLite): stops refused and every market order run late; a late entry filling in parts beside a
+protected position, its first part adopted and its close "unknown"; the later parts' passes left
+the symbol alone while that close might land, and nothing ran one once it had: 24 s without a
+stop or a close, until the timer's pass; such a late entry now keeps its place and a pass runs
+as soon as the symbol settles (`Engine._reconcile_once_settled`). (2026:43 and 2026:75, the
 bounded campaign's own, are replayed by it.)"""
 
 

@@ -3838,3 +3838,45 @@ async def test_a_start_attempt_does_not_leave_the_stop_to_a_send_of_the_memory_i
     finally:
         exchange.released.set()
         await stopped(engine, consumer, opening)
+
+
+async def test_a_late_entry_in_parts_beside_a_stacked_position_is_taken_up_once_its_symbol_settles() -> None:
+    """`warden chaos --replay 5154:1395`, stacking on: a SOL long protected; a second long's entry
+    answered "unknown", given up on, executed 4.85 s later acknowledged, filling in three parts
+    1.5 s apart, while the exchange refused every stop and ran every market order late. The first
+    part was adopted as its own position; its stop refused, its close came back "unknown" (it
+    landed 4.85 s later). The second and third parts' covers were refused, and the passes their
+    fills ran left the symbol alone while that close might land (`diff`: busy); nothing ran one
+    once it had landed, and the parts were taken up by the timer's pass: 24 s without a stop or
+    a close. Now a late entry a pass left alone keeps its place (`Reconciler.late_entries`) and a
+    pass runs as soon as the symbol settles: the parts are covered within a protection window
+    of the close landing."""
+    config = EngineConfig(allow_stacking=True)
+    clock, sim, engine, consumer = await _started_on(SlowCommits, 0.0, config, PlacementsTimed)
+    assert isinstance(sim, PlacementsTimed)
+    await _protected_long(clock, engine)
+    sim.faults.reject_if = lambda request: request.type is OrderType.STOP_MARKET
+    sim.faults.execute_late_if = lambda request: request.type is OrderType.MARKET
+    sim.faults.execute_delay = 4.85
+    sim.faults.ack_only_if = lambda request: request.type is OrderType.MARKET and not request.reduce_only
+    sim.faults.fill_delay = 1.5
+    sim.faults.partial_fill = 0.3
+    sim.faults.fill_parts = 3
+    opening = asyncio.ensure_future(engine.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(93))))
+    try:
+        await advance_until(clock, lambda: False, engine.config.reconcile_interval - 5)
+        assert opening.done() and opening.result().status is PositionStatus.FAILED
+        late = [f for f in sim.core.fills(SOL) if f.client_order_id.endswith(f"{opening.result().id}-e1")]
+        assert len(late) == 3, late
+        closes = sorted(f.at for f in sim.core.fills(SOL) if f.side is OrderSide.SELL)
+        assert len(closes) == 2, "the first part's close, then the later parts' close"
+        [exposure] = sim.exposure()
+        assert exposure.unprotected_seconds == 0, exposure
+        # The symbol settles when the first part's close lands; the later parts' close goes out
+        # within a protection window of that and, run late as every market order is here,
+        # executes `execute_delay` after its send: no engine can end the stretch sooner.
+        by = closes[0] + timedelta(seconds=engine.config.protection_window + sim.faults.execute_delay)
+        for stretch in sim.exposure_stretches():
+            assert stretch.end is not None and stretch.end <= by, (stretch, closes)
+    finally:
+        await stopped(engine, consumer, opening)

@@ -90,6 +90,9 @@ UNKNOWN_TICK = Decimal("0.00000001")
 """The tick of a held market the exchange does not list, when none of its recorded prices is on one."""
 CLOSED_RETENTION = timedelta(minutes=10)
 """A finished position stays in memory this long (for views and late echoes), then only in the database."""
+SETTLE_HORIZON = 30.0
+"""Seconds a late entry's pass waits for its symbol to settle (`Engine._reconcile_once_settled`):
+an order sent with an unknown outcome may land for `entry_deadline` (10 s) after its send."""
 
 
 class Engine:
@@ -1177,12 +1180,36 @@ class Engine:
             repaired = "it was reconciled at once"
         except (ExchangeError, StoreUnavailable, NotHolder) as exc:
             repaired = f"reconciling it failed ({exc}): the next pass adopts and protects it"
+        if position is not None and self.reconciler.late_entries.get(position.symbol) is position:
+            repaired = "it is reconciled once warden's orders on its symbol have settled"
+            self.ctx.tasks.spawn(self._reconcile_once_settled(position))
         await self.ctx.notify(
             AlertKind.ENTRY_UNRESOLVED,
             f"{what} was given up on ({position.status if position else 'ended'}) but the exchange "
             f"executed it later: {report.side} {report.qty} @ {report.price} is open there; {repaired}",
             position.id if position is not None else None,
         )
+
+    async def _reconcile_once_settled(self, position: Position) -> None:
+        """A late entry's pass that left its symbol alone (an order of warden's there pending, a
+        position of it closing: `Reconciler.left_alone`) is run again as soon as the symbol
+        settles, looked at every quarter protection window (memory only), not left to the
+        timer's next pass (chaos 5154:1395: stops refused and every market order run late; the
+        late entry's later parts came while the close of its first part, adopted, might still
+        land, and went 24 s without a stop or a close). After `SETTLE_HORIZON` it runs anyway."""
+        clock, reconciler = self.ctx.clock, self.reconciler
+        horizon = clock.monotonic() + SETTLE_HORIZON
+        while reconciler.late_entries.get(position.symbol) is position:
+            if reconciler.left_alone(position.symbol) and clock.monotonic() < horizon:
+                await clock.sleep(self.config.protection_window / 4)
+                continue
+            try:
+                await self.reconcile(check_rows=False)
+            except (ExchangeError, StoreUnavailable, NotHolder) as exc:
+                log.warning("late_entry_pass_failed", position_id=position.id, error=str(exc))
+                return
+            if clock.monotonic() >= horizon:
+                return
 
     async def resync_all(self) -> None:
         """After a stream gap: events may be lost, so ask the exchange, then reconcile."""

@@ -38,7 +38,7 @@ from warden.domain.events import Event, EventKind
 from warden.domain.orders import Fill, Order, OrderStatus
 from warden.domain.plan import tighter
 from warden.domain.position import ExitReason, Position, PositionStatus
-from warden.domain.reconcile import Discrepancy, Kind, Truth, diff, guarding, ours, uncovered
+from warden.domain.reconcile import IN_FLIGHT, Discrepancy, Kind, Truth, diff, guarding, ours, uncovered
 from warden.domain.reports import FillReport
 from warden.domain.values import (
     ZERO,
@@ -182,7 +182,9 @@ class Reconciler:
         await self._resting_intents(truth)
         await self._record(self._untold(findings, truth))
         for symbol, position in late.items():
-            if self.late_entries.get(symbol) is position:
+            # One on a symbol the pass left alone keeps its place for the pass that runs once
+            # the symbol settles (`Engine._reconcile_once_settled`; chaos 5154:1395).
+            if self.late_entries.get(symbol) is position and not self.left_alone(symbol):
                 del self.late_entries[symbol]
         for position in ctx.ledger.active_positions():
             try:
@@ -191,6 +193,20 @@ class Reconciler:
                 continue  # placed again at the next pass
         self.last_reconcile_at = ctx.clock.now()
         return ReconcileReport(ctx.clock.now(), checked, time.perf_counter() - started, findings, rounds)
+
+    def left_alone(self, symbol: Symbol) -> bool:
+        """Whether a pass leaves `symbol`'s sizes alone now (`diff`: busy): a position of it
+        opening or closing, or with an order of warden's pending (one that may still land)."""
+        ledger = self.ctx.ledger
+        for pid in ledger.by_symbol.get(symbol, ()):
+            position = ledger.positions.get(pid)
+            if position is None or not position.is_active:
+                continue
+            if position.status in IN_FLIGHT or any(
+                o.status is OrderStatus.PENDING for o in ledger.live_orders(pid)
+            ):
+                return True
+        return False
 
     async def _writes_landed(self, symbols: set[Symbol]) -> None:
         """Before the next round reads the exchange again: the writes under way for `symbols`
