@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -83,6 +83,12 @@ class Truth:
 IN_FLIGHT = (PositionStatus.OPENING, PositionStatus.CLOSING)
 
 
+def unsettled(held: Iterable[Position], pending: Collection[PositionId]) -> bool:
+    """Whether a pass leaves the sizes of the symbol `held` are on alone: a position of it opening
+    or closing, or one of `pending` (with an order whose outcome is not known: it may land)."""
+    return any(p.status in IN_FLIGHT or p.id in pending for p in held)
+
+
 def signed_held(positions: Iterable[Position]) -> Decimal:
     return sum((p.remaining * p.side.sign for p in positions), ZERO)
 
@@ -113,7 +119,7 @@ def diff(
         if p.is_active:
             by_symbol[p.symbol].append(p)
     pending = {o.position_id for o in orders.values() if o.status is OrderStatus.PENDING}
-    busy = {s for s, ps in by_symbol.items() if any(p.status in IN_FLIGHT or p.id in pending for p in ps)}
+    busy = {s for s, ps in by_symbol.items() if unsettled(ps, pending)}
     busy |= foreign
     exchange = {r.symbol: r.qty * r.side.sign for r in truth.positions if r.qty != 0}
     out: list[Discrepancy] = []

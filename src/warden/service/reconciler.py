@@ -38,7 +38,7 @@ from warden.domain.events import Event, EventKind
 from warden.domain.orders import Fill, Order, OrderStatus
 from warden.domain.plan import tighter
 from warden.domain.position import ExitReason, Position, PositionStatus
-from warden.domain.reconcile import IN_FLIGHT, Discrepancy, Kind, Truth, diff, guarding, ours, uncovered
+from warden.domain.reconcile import Discrepancy, Kind, Truth, diff, guarding, ours, uncovered, unsettled
 from warden.domain.reports import FillReport
 from warden.domain.values import (
     ZERO,
@@ -195,18 +195,13 @@ class Reconciler:
         return ReconcileReport(ctx.clock.now(), checked, time.perf_counter() - started, findings, rounds)
 
     def left_alone(self, symbol: Symbol) -> bool:
-        """Whether a pass leaves `symbol`'s sizes alone now (`diff`: busy): a position of it
-        opening or closing, or with an order of warden's pending (one that may still land)."""
+        """Whether a pass leaves `symbol`'s sizes alone now, as `diff` does (`unsettled`)."""
         ledger = self.ctx.ledger
-        for pid in ledger.by_symbol.get(symbol, ()):
-            position = ledger.positions.get(pid)
-            if position is None or not position.is_active:
-                continue
-            if position.status in IN_FLIGHT or any(
-                o.status is OrderStatus.PENDING for o in ledger.live_orders(pid)
-            ):
-                return True
-        return False
+        held = [p for p in map(ledger.positions.get, ledger.by_symbol.get(symbol, ())) if p and p.is_active]
+        pending = {
+            p.id for p in held if any(o.status is OrderStatus.PENDING for o in ledger.live_orders(p.id))
+        }
+        return unsettled(held, pending)
 
     async def _writes_landed(self, symbols: set[Symbol]) -> None:
         """Before the next round reads the exchange again: the writes under way for `symbols`
@@ -508,11 +503,9 @@ class Reconciler:
             try:
                 protected = await self.exits.protect(position.id)
             except (ExchangeError, StoreUnavailable, TradingRefused):
-                for failed, entry in given_up:  # read however protect ends (chaos 291220366:110)
-                    await self._late_trades(failed, entry)
+                await self._late_trades_of(given_up)  # read however protect ends (chaos 291220366:110)
                 raise
-            for failed, entry in given_up:
-                await self._late_trades(failed, entry)
+            await self._late_trades_of(given_up)
             how = f", {LATE_FOUND}" if given_up else ""
             return (
                 f"adopted as {position.id} (the late entry of {late.id}{how}) and protected"
@@ -580,10 +573,11 @@ class Reconciler:
         position's size to the exchange's with a synthetic fill: the late trade recorded nowhere
         (I2), and that position holding what its signal never asked for. None when nothing was
         adopted."""
-        side = self._grown_side(symbol, self._delta(symbol, found))
+        beyond = self._delta(symbol, found)
+        side = self._grown_side(symbol, beyond)
         if side is None:
             return None
-        given_up = await self._given_up_entries(symbol, side, abs(self._delta(symbol, found)))
+        given_up = await self._given_up_entries(symbol, side, abs(beyond))
         action = None
         try:
             for failed, entry in given_up:
@@ -591,11 +585,9 @@ class Reconciler:
                 if delta * side.sign > 0:
                     action = await self._adopt_late_beside(failed, delta, read, entry)
         except (ExchangeError, StoreUnavailable, TradingRefused):
-            for failed, entry in given_up:
-                await self._late_trades(failed, entry)
+            await self._late_trades_of(given_up)
             raise
-        for failed, entry in given_up:
-            await self._late_trades(failed, entry)
+        await self._late_trades_of(given_up)
         return action
 
     async def _adopt_late_beside(
@@ -632,6 +624,10 @@ class Reconciler:
         self.exits.exposed_from(position.id, ctx.clock.monotonic())
         protected = await self.exits.protect(position.id)
         return f"adopted as {position.id} (the late entry of {late.id}) and protected ({protected.status})"
+
+    async def _late_trades_of(self, given_up: list[tuple[Position, Order]]) -> None:
+        for position, entry in given_up:
+            await self._late_trades(position, entry)
 
     async def _late_trades(self, position: Position, entry: Order) -> None:
         """The trades of an entry given up on that a pass found executed (its stream fill lost),
