@@ -553,16 +553,7 @@ class PlacementsTimed(SimulatedExchange):
     "commits",
     [
         pytest.param(0.0, id="instant-commits"),
-        pytest.param(
-            0.4,
-            id="slow-commits",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="open: with 0.4 s commits the close that takes over the one sent early, and"
-                " the next after a cut, are each written before they go out, behind the parts'"
-                " fills: the second part is closed 5.5-6 s after it filled; see the README",
-            ),
-        ),
+        pytest.param(0.4, id="slow-commits"),
     ],
 )
 @pytest.mark.parametrize("beside", [False, True], ids=["alone", "stacked-beside-another"])
@@ -579,8 +570,11 @@ async def test_a_part_growing_a_position_whose_close_works_is_closed_within_the_
     reduce-only close working for it) within the protection window of its fill: the working
     close is cut and the next sent for all the position holds. Nothing is closed twice: with
     stacking, a position beside it (opened first, its stop resting) keeps all it holds. With
-    commits of 0.4 s, the close sent early on the refused stop is still the position's only
-    close when the next part is watched (the close that takes it over waits for the writes)."""
+    commits of 0.4 s the close sent early on the refused stop was still the position's only
+    close when the second part was watched, and the close that took it over, then the next after
+    each cut, waited for the position's writes before going out: the second part was closed 5.5
+    to 6 s after it filled. An early close is now cut as the part is found uncovered, and the
+    close after any cut goes out as soon as the cut one's end is known, written beside it."""
     config = EngineConfig(allow_stacking=beside)
     clock, sim, engine, consumer = await _started_on(SlowCommits, commits, config, PlacementsTimed)
     assert isinstance(sim, PlacementsTimed)
@@ -625,6 +619,74 @@ async def test_a_part_growing_a_position_whose_close_works_is_closed_within_the_
             assert kept.remaining == other == sim.core.position(SOL).qty
     finally:
         await stopped(engine, consumer, opening)
+
+
+@pytest.mark.parametrize("beside", [False, True], ids=["alone", "stacked-beside-another"])
+async def test_a_process_killed_after_an_early_close_was_cut_closes_each_part_once(beside: bool) -> None:
+    """Attacking the fix above: the close sent early on the refused stop is cut as the second
+    part is found uncovered, and the next goes out at once, before either is written (commits
+    take 0.4 s). The process dies right after that send, and a new one starts on the same
+    database. The exchange must close all the entry filled, once: nothing of a position beside
+    it (stacking on), and the books must hold every part and every close's fill. Stacked, the
+    new process adopted the unwritten close as it rested, working, and then (its stop refused)
+    sent a close of its own beside it: both executed, 0.21 off the position beside it (I2). A
+    close the exchange holds working beside another position is taken over, not sent again."""
+    config = EngineConfig(allow_stacking=beside)
+    clock, sim, dying, consumer = await _started_on(SlowCommits, 0.4, config, PlacementsTimed)
+    assert isinstance(sim, PlacementsTimed)
+    store = dying.store
+    other = ZERO
+    if beside:
+        other = (await _protected_long(clock, dying)).remaining
+    sim.faults.reject_if = lambda request: request.type is OrderType.STOP_MARKET
+    sim.faults.ack_only_if = lambda request: request.type is OrderType.MARKET
+    sim.faults.fill_delay = 1.5
+    sim.faults.partial_fill = 0.3
+    sim.faults.fill_parts = 3
+    opening = asyncio.ensure_future(dying.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(150))))
+
+    def next_close_sent() -> bool:
+        return any(r.reduce_only and r.client_order_id.endswith("-c2") for _, r in sim.placed)
+
+    await advance_until(clock, next_close_sent, 30)
+    assert next_close_sent(), "the early close cut and the next sent"
+    [pid] = [p for p in dying.ledger.by_symbol[SOL] if dying.ledger.positions[p].remaining != other]
+    written = {o.client_order_id for o in await store.orders_for(pid)}
+    assert not {cid for cid in written if cid.endswith("-c2")}, (
+        f"killed before the next was written: {written}"
+    )
+    await stopped(dying, consumer, opening)  # the process dies
+    sim.new_session()
+    engine = Engine(sim, store, clock, RecordingNotifier(), config)
+    consumer = asyncio.get_running_loop().create_task(engine.consume(sim.stream()))
+    starting = asyncio.ensure_future(engine.start_with_retry())
+    try:
+
+        def settled() -> bool:
+            pos = engine.ledger.positions.get(pid)
+            return (
+                starting.done()
+                and pos is not None
+                and pos.status is PositionStatus.CLOSED
+                and sim.core.position(SOL).qty == other
+                and not [o for o in sim.core.open_orders(SOL) if o.type is OrderType.MARKET]
+            )
+
+        await advance_until(clock, settled, 60)
+        bought = sum(
+            (f.qty for f in sim.core.fills(SOL) if f.side is OrderSide.BUY and pid in f.client_order_id), ZERO
+        )
+        sold = sum((f.qty for f in sim.core.fills(SOL) if f.side is OrderSide.SELL), ZERO)
+        assert bought > 0 and sold == bought, f"{sold} closed on the exchange against {bought} bought"
+        assert sim.core.position(SOL).qty == other, "a position beside it keeps all it holds"
+        assert settled(), engine.ledger.positions.get(pid)
+        closed = engine.ledger.positions[pid]
+        assert closed.filled_qty == bought and closed.closed_qty == bought, closed
+        if beside:
+            [kept] = [p for p in engine.ledger.active_positions() if p.symbol == SOL]
+            assert kept.remaining == other
+    finally:
+        await stopped(engine, consumer, starting)
 
 
 async def test_a_working_entry_whose_protect_round_fails_is_a_warning_not_a_task_failure() -> None:

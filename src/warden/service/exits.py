@@ -105,6 +105,16 @@ class Covers:
     outgrown: set[PositionId] = field(default_factory=set)
     """Positions a part of whose entry stayed uncovered while a close of theirs, sized before it,
     works: that close is cut and the next sent for all they hold (`ExitManager._cut_close`)."""
+    cut: dict[PositionId, dict[ClientOrderId, tuple[Order, OrderStatus, Decimal]]] = field(
+        default_factory=dict
+    )
+    """The closes of each position cut for a part (`ExitManager._cut_close`,
+    `ExitManager._cut_early_close`): each as it was sent, how it ended and what the exchange said
+    it filled, which sizes the next close (`ExitManager._close_next_early`) while its fills are
+    on their way. One sent early and cut before a `close` took it over is written with the close
+    that took its place."""
+    cutting: dict[PositionId, asyncio.Task[None]] = field(default_factory=dict)
+    """An early close being cut: a `close` taking it over waits for the cut to end."""
 
     def covering(self, trade: str) -> None:
         _keep_newest(self.trades, trade, None)
@@ -251,6 +261,7 @@ class ExitManager:
         self._tps_told -= {(pid, OrderRole.TP1), (pid, OrderRole.TP2)}
         self._early_closes.pop(pid, None)  # one whose close landed while its stop was sent again
         self._covers.outgrown.discard(pid)
+        self._covers.cut.pop(pid, None)
 
     def _before_change(self, symbol: Symbol, pid: PositionId, joining: bool) -> None:
         self.index.before_change(symbol, pid, joining)
@@ -591,7 +602,10 @@ class ExitManager:
                 ):
                     return
                 await self.ledger.commit(
-                    pos, pos, orders=[close], events=[self._early_close_event(pid, close)]
+                    pos,
+                    pos,
+                    orders=[*self._cuts_unwritten(pid), close],
+                    events=[self._early_close_event(pid, close)],
                 )
         except StoreUnavailable as exc:
             log.warning("early_close_unwritten", client_order_id=close.client_order_id, error=str(exc))
@@ -613,7 +627,11 @@ class ExitManager:
         close sequence.
         Its size is rounded up to the lot: a size the exchange's lot no longer divides (the lot
         coarsened since the entry) is refused as it is, and reduce-only, it closes no more than is open."""
-        seq = 1 + sum(1 for o in self.ledger.orders_of(pos.id) if o.role is OrderRole.CLOSE)
+        sent = [o for o in self.ledger.orders_of(pos.id) if o.role is OrderRole.CLOSE]
+        seq = 1 + len(sent)
+        if pos.id in self._covers.cut:  # closes cut before they were written take their sequence
+            sent += [o for o, _, _ in self._cut_of(pos.id)]
+            seq = max(seq, 1 + max(p.seq for o in sent if (p := parse_client_id(o.client_order_id))))
         inst = self.ctx.instruments.get(pos.symbol)
         if inst is not None:
             qty = inst.lot_ceil(qty)
@@ -1213,6 +1231,10 @@ class ExitManager:
             # close of its own). See `_outgrown`, `_cut_close`.
             self._covers.outgrown.add(pid)
             self.ctx.seen[pid].set()  # wakes the close's wait (`work_order`)
+            if pid in self._early_closes and pid not in self._covers.cutting:
+                # No `close` has taken it over yet, to cut it: that waits for the position's
+                # writes, seconds on a slow database (60607:3417 with 0.4 s commits).
+                self._covers.cutting[pid] = self.ctx.tasks.spawn(self._cut_early_close(pid))
         await self.cover_late_entry(report)
 
     def _stops_acknowledged(self, pid: PositionId) -> Decimal:
@@ -1930,8 +1952,12 @@ class ExitManager:
         # not write a stale copy (pending, nothing filled) over fills applied meanwhile.
         order = self.ledger.orders.get(cid, order)
         if report.status in (OrderStatus.CANCELED, OrderStatus.REJECTED):
-            if cid in self._cancelling or not order.status.live:
-                return None
+            if (
+                cid in self._cancelling
+                or not order.status.live
+                or cid in self._covers.cut.get(order.position_id, ())
+            ):
+                return None  # ours (a cancel, a cut), or ended already
             position = self.ledger.positions.get(order.position_id)
             if position is not None and not position.is_active:
                 return self._ended_with_position(order, report)
@@ -2994,28 +3020,23 @@ class ExitManager:
         if not await self._settle_unknown(pid, OrderRole.CLOSE):
             return await self._close_unsettled(pid)
         async with self._lock(pid):
+            cutting = self._covers.cutting.get(pid)
+            if cutting is not None:
+                await asyncio.wait([cutting])  # its early close cut: the next is taken over
             pos = self.ledger.positions[pid]
-            if pos.status.terminal or pos.remaining <= 0:
+            if pos.status.terminal or (pos.remaining <= 0 and pid not in self._early_closes):
                 return pos
-            early = self._early_closes.pop(pid, None)
-            # A close already sent when the early stop was refused is this close: recorded as
-            # it was sent (its id and quantity) and its answer taken, not sent again; as memory
-            # has it if it was written while its stop was sent again (`_record_early_close`).
-            intent = (
-                self._current(early[0])
-                if early is not None
-                else self._close_intent(pos, pos.remaining, reason)
-            )
+            intent, send = self._next_close(pos, reason)
             event = Event(EventKind.CLOSE_REQUESTED, ctx.clock.now(), pid, f"close {intent.qty}: {reason}")
             closing = evolve(pos.transition(PositionStatus.CLOSING), exit_reason=reason)
-            await self._write_close(pos, closing, intent, event)
+            await self._write_close(pos, closing, intent, event, self._cuts_unwritten(pid))
         stop = self.ledger.current_stop(pid)
         if stop is None or stop.status is not OrderStatus.OPEN:
             # From the moment the close is decided, not once it works: a close that meets 5xx
             # spends each on a full lookup before it is sent again (chaos 500219413:7313).
             ctx.tasks.spawn(self._cover_while_closing(pid, intent))
         try:
-            placed = await (early[1] if early is not None else self.place(intent))
+            placed = await send()
         finally:
             self.flights.closing.discard(intent.client_order_id)
         report, cut = await self._await_close(pid, intent, placed.report)
@@ -3023,8 +3044,8 @@ class ExitManager:
         if pos.status is PositionStatus.CLOSED:
             await self.cancel_exits(pid)
             return self.ledger.positions[pid]
-        if self._outgrew(pos, intent, report, cut):
-            return await self.close(pid, reason)
+        if self._outgrew(pos, intent, report, cut) or (cut and pid in self._early_closes):
+            return await self.close(pid, reason)  # the next close, sent already if it was cut
         if (
             report is not None
             and report.status is OrderStatus.FILLED
@@ -3105,16 +3126,10 @@ class ExitManager:
         cid = close.client_order_id
         self._cancelling.add(cid)
         try:
-            try:
-                report: OrderReport | None = await self.gw.cancel(close.symbol, cid, False)
-            except TradingRefused:
-                return None  # this engine may not act
-            except ExchangeError as exc:
-                log.warning("close_cut_failed", client_order_id=cid, error=str(exc))
-                found = await self.gw.lookup(close, attempts=2)
-                report = found.report if isinstance(found, Found) else None
-            if report is None or not report.status.terminal:
+            report = await self._cancel_for_cut(close)
+            if report is None:
                 return None
+            self._close_next_early(pid, close, report)
             if report.filled_qty > self.applied(cid):
                 await self.wait_for_fills(pid, cid, report.filled_qty, self.ctx.config.fill_wait)
             async with self._lock(pid):
@@ -3136,12 +3151,126 @@ class ExitManager:
         finally:
             self._cancelling.discard(cid)
 
-    async def _write_close(self, pos: Position, new: Position, intent: Order, event: Event) -> None:
-        """Write a close's intent (the caller holds the position's lock). It is on its way from
-        now (`InFlight.closing`: no lookup takes it for unknown), unless the write fails."""
+    async def _cancel_for_cut(self, close: Order) -> OrderReport | None:
+        """Cancel a close being cut: how it ended, as the cancel's answer or a lookup says; None
+        while it may still be working (a second reduce-only close beside it could close what
+        another position on the symbol holds) or when this engine may not act."""
+        cid = close.client_order_id
+        try:
+            report: OrderReport | None = await self.gw.cancel(close.symbol, cid, False)
+        except TradingRefused:
+            return None  # this engine may not act
+        except ExchangeError as exc:
+            log.warning("close_cut_failed", client_order_id=cid, error=str(exc))
+            found = await self.gw.lookup(close, attempts=2)
+            report = found.report if isinstance(found, Found) else None
+        return report if report is not None and report.status.terminal else None
+
+    async def _cut_early_close(self, pid: PositionId) -> None:
+        """Cut the close sent early on a refused stop (`_stop_or_close`) that a later part of the
+        entry outgrew before any `close` took it over (`_cover_part_unless_grown`): that takes
+        the position's writes first, and on a slow database the part went seconds with neither a
+        stop nor a close of its own (60607:3417 with 0.4 s commits: the second part closed 5.5 to
+        6 s after it filled). Cancelled at once; once the exchange says how it ended, the next
+        close goes out early for all the position holds (`_close_next_early`), and the cut one is
+        written with it when a `close` takes that over. Only one the exchange acknowledged and
+        still working: one refused or of unknown outcome is the `close`'s to settle; one that
+        may still work after the cancel is left to work. A `close` taking the position's early
+        close over waits for this to end (`Covers.cutting`)."""
+        cid = None
+        try:
+            early = self._early_closes.get(pid)
+            if early is None:
+                return
+            close, sending = early
+            cid = close.client_order_id
+            self._cancelling.add(cid)
+            try:
+                placed = await asyncio.shield(sending)
+            except Exception:  # `close` takes it and raises it
+                return
+            if (
+                placed.report is None
+                or placed.report.status.terminal
+                or self._early_closes.get(pid) is not early
+            ):
+                return
+            report = await self._cancel_for_cut(close)
+            if report is None or self._early_closes.get(pid) is not early:
+                return
+            self._covers.outgrown.discard(pid)
+            self._close_next_early(pid, close, report)
+            log.info("early_close_cut", client_order_id=cid, status=str(report.status))
+        finally:
+            if cid is not None:
+                self._cancelling.discard(cid)
+            self._covers.cutting.pop(pid, None)
+
+    def _close_next_early(self, pid: PositionId, cut: Order, report: OrderReport) -> None:
+        """The close that takes the place of `cut` (cancelled for a part that outgrew it, its end
+        `report`) goes out now, before anything is written, for all the position holds: its
+        applied remainder and the parts of its entry seen and not applied yet, less what the
+        closes cut so far filled and memory has not applied. Sent early, as the close on a
+        refused stop is: the next `close` takes it over (`_early_closes`) and writes it with the
+        cut ones; beside another position it is written as it goes out (`_record_early_close`).
+        Its id is the next close sequence (deterministic, as every exit's); a process that dies
+        before it is written finds it from its trades. Nothing is sent when nothing is left:
+        the cut closes are written for their fills to be applied."""
+        self._covers.cut.setdefault(pid, {})[cut.client_order_id] = (cut, report.status, report.filled_qty)
+        self._early_closes.pop(pid, None)
+        pos = self.ledger.positions.get(pid)
+        if pos is None or not pos.is_active:
+            return
+        seen = self._covers.entry_trades.get(pid, {})
+        held = pos.remaining + sum((q for t, q in seen.items() if t not in pos.applied_trades), ZERO)
+        unapplied = sum(
+            (max(ZERO, filled - self.applied(o.client_order_id)) for o, _, filled in self._cut_of(pid)),
+            ZERO,
+        )
+        left = held - unapplied
+        if left <= 0:
+            self.ctx.tasks.spawn(self._write_cuts(pid))
+            return
+        close = self._close_intent(pos, left, cut.reason or ExitReason.PROTECTION_FAILED)
+        early = (close, self.ctx.tasks.spawn(self.place(close)))
+        self._early_closes[pid] = early
+        if self._others_on(pos.symbol, pid):
+            self.ctx.tasks.spawn(self._record_early_close(pid, early))
+
+    def _cut_of(self, pid: PositionId) -> list[tuple[Order, OrderStatus, Decimal]]:
+        return list(self._covers.cut.get(pid, {}).values())
+
+    def _cuts_unwritten(self, pid: PositionId) -> list[Order]:
+        """The position's cut closes as they ended, for those memory does not hold so."""
+        return [
+            self._current(o).advance(status)
+            for o, status, _ in self._cut_of(pid)
+            if not self._current(o).status.terminal
+        ]
+
+    async def _write_cuts(self, pid: PositionId) -> None:
+        """Write the closes cut when no close was sent after them (nothing left): their fills
+        are applied once memory holds them. A write that fails is logged; the next close writes
+        them."""
+        try:
+            async with self._lock(pid):
+                pos = self.ledger.positions.get(pid)
+                cuts = self._cuts_unwritten(pid)
+                if pos is None or not cuts:
+                    return
+                await self.ledger.commit(pos, pos, orders=cuts)
+        except StoreUnavailable as exc:
+            log.warning("cut_closes_unwritten", position_id=pid, error=str(exc))
+
+    async def _write_close(
+        self, pos: Position, new: Position, intent: Order, event: Event, cut: Sequence[Order] = ()
+    ) -> None:
+        """Write a close's intent (the caller holds the position's lock), with the closes `cut`
+        before it (sent early, never written). It is on its way from now (`InFlight.closing`: no
+        lookup takes it for unknown), unless the write fails."""
         self.flights.closing.add(intent.client_order_id)
         try:
-            await self.ledger.commit(pos, new, orders=[intent], events=[event])
+            await self.ledger.commit(pos, new, orders=[*cut, intent], events=[event])
         except BaseException:
             self.flights.closing.discard(intent.client_order_id)
             raise
@@ -3196,6 +3325,50 @@ class ExitManager:
         if stop is None or stop.status is not OrderStatus.OPEN:
             self.ctx.tasks.spawn(self._protect_again(pid))
         raise ExchangeUnavailable(f"close of {pid} not sent: an earlier close's outcome is not known yet")
+
+    def _next_close(self, pos: Position, reason: str) -> tuple[Order, Callable[[], Awaitable[Placed]]]:
+        """The close a `close` records, and how its answer is had. A close already sent when the
+        early stop was refused, or after a cut (`_early_closes`), is this close: recorded as it
+        was sent (its id and quantity; as memory has it if it was written while its stop was
+        sent again, `_record_early_close`) and its answer taken, not sent again. So is one the
+        exchange holds working beside another position (`_working_close_beside`): its answer is
+        how the exchange has it now. Otherwise the next close, sent for what remains."""
+        early = self._early_closes.pop(pos.id, None)
+        if early is not None:
+            sending = early[1]
+            return self._current(early[0]), lambda: sending
+        working = self._working_close_beside(pos.id)
+        if working is not None:
+            return working, functools.partial(self._as_working, working)
+        intent = self._close_intent(pos, pos.remaining, reason)
+        return intent, functools.partial(self.place, intent)
+
+    def _working_close_beside(self, pid: PositionId) -> Order | None:
+        """A close of the position the exchange holds working that no `close` under way sent
+        (one a process before this one sent and never wrote, adopted as it rests: recovery's
+        `_adopt_unrecorded`), while another position shares the symbol: the next `close` takes
+        it over. A second reduce-only close beside it could close what the other position holds
+        once both execute (found attacking the early cut: the next close sent at once, the
+        process killed before it was written, and the new process closed the position again
+        beside it, 0.21 off the stacked position). Alone, a second closes nothing more."""
+        pos = self.ledger.positions.get(pid)
+        if pos is None or not self._others_on(pos.symbol, pid):
+            return None
+        return next(
+            (
+                o
+                for o in self.ledger.live_orders(pid, OrderRole.CLOSE)
+                if o.status is OrderStatus.OPEN and o.client_order_id not in self.flights.closing
+            ),
+            None,
+        )
+
+    async def _as_working(self, close: Order) -> Placed:
+        """A working close taken over: its answer is how the exchange has it now."""
+        found = await self.gw.lookup(close, attempts=2)
+        if isinstance(found, Found):
+            return Placed(found.report)
+        return Placed(None, f"{close.client_order_id} not found working", unknown=True)
 
     async def _follow_working_close(self, pid: PositionId, intent: Order) -> None:
         """Look a close that was still working at its deadline up on a steady cadence until it
