@@ -549,6 +549,16 @@ class PlacementsTimed(SimulatedExchange):
         return await super().place_order(request, close_position=close_position)
 
 
+def _stops_refused_orders_in_parts(sim: SimulatedExchange) -> None:
+    """60607:3417's venue: every stop refused; every market order acknowledged, then filled
+    1.5 s later in three parts (the first 30 %), 1.5 s apart."""
+    sim.faults.reject_if = lambda request: request.type is OrderType.STOP_MARKET
+    sim.faults.ack_only_if = lambda request: request.type is OrderType.MARKET
+    sim.faults.fill_delay = 1.5
+    sim.faults.partial_fill = 0.3
+    sim.faults.fill_parts = 3
+
+
 @pytest.mark.parametrize(
     "commits",
     [
@@ -582,11 +592,7 @@ async def test_a_part_growing_a_position_whose_close_works_is_closed_within_the_
     if beside:
         other = (await _protected_long(clock, engine)).remaining
         sim.placed.clear()
-    sim.faults.reject_if = lambda request: request.type is OrderType.STOP_MARKET
-    sim.faults.ack_only_if = lambda request: request.type is OrderType.MARKET
-    sim.faults.fill_delay = 1.5
-    sim.faults.partial_fill = 0.3
-    sim.faults.fill_parts = 3
+    _stops_refused_orders_in_parts(sim)
     opening = asyncio.ensure_future(engine.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(150))))
     try:
         await advance_until(
@@ -638,11 +644,7 @@ async def test_a_process_killed_after_an_early_close_was_cut_closes_each_part_on
     other = ZERO
     if beside:
         other = (await _protected_long(clock, dying)).remaining
-    sim.faults.reject_if = lambda request: request.type is OrderType.STOP_MARKET
-    sim.faults.ack_only_if = lambda request: request.type is OrderType.MARKET
-    sim.faults.fill_delay = 1.5
-    sim.faults.partial_fill = 0.3
-    sim.faults.fill_parts = 3
+    _stops_refused_orders_in_parts(sim)
     opening = asyncio.ensure_future(dying.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(150))))
 
     def next_close_sent() -> bool:
