@@ -2604,7 +2604,7 @@ class ExitManager:
                     pid, intent.client_order_id, report.filled_qty, ctx.config.fill_wait
                 )
             else:
-                ctx.tasks.spawn(self._follow_working_close(pid, intent))
+                ctx.tasks.spawn(self._follow_working(pid, intent))
             return
         if placed.definitely_not_placed:
             async with self._lock(pid):
@@ -3087,7 +3087,7 @@ class ExitManager:
                 # Still working at its deadline: not cancelled (it may be the only way out
                 # while stops are refused), but followed until it ends, so that its fills are
                 # applied even when the stream loses them.
-                ctx.tasks.spawn(self._follow_working_close(pid, close))
+                ctx.tasks.spawn(self._follow_working(pid, close))
         return report, cut
 
     def _outgrew(self, pos: Position, close: Order, report: OrderReport | None, cut: bool) -> bool:
@@ -3331,8 +3331,9 @@ class ExitManager:
         early stop was refused, or after a cut (`_early_closes`), is this close: recorded as it
         was sent (its id and quantity; as memory has it if it was written while its stop was
         sent again, `_record_early_close`) and its answer taken, not sent again. So is one the
-        exchange holds working beside another position (`_working_close_beside`): its answer is
-        how the exchange has it now. Otherwise the next close, sent for what remains."""
+        exchange holds working beside another position that nothing follows
+        (`_working_close_beside`): its answer is how the exchange has it now. Otherwise the
+        next close, sent for what remains."""
         early = self._early_closes.pop(pos.id, None)
         if early is not None:
             sending = early[1]
@@ -3344,13 +3345,16 @@ class ExitManager:
         return intent, functools.partial(self.place, intent)
 
     def _working_close_beside(self, pid: PositionId) -> Order | None:
-        """A close of the position the exchange holds working that no `close` under way sent
-        (one a process before this one sent and never wrote, adopted as it rests: recovery's
-        `_adopt_unrecorded`), while another position shares the symbol: the next `close` takes
-        it over. A second reduce-only close beside it could close what the other position holds
-        once both execute (found attacking the early cut: the next close sent at once, the
-        process killed before it was written, and the new process closed the position again
-        beside it, 0.21 off the stacked position). Alone, a second closes nothing more."""
+        """A close of the position the exchange holds working that no `close` sent or awaits and
+        nothing follows, while another position shares the symbol: one a process before this one
+        sent and never wrote, adopted as it rests (recovery's `_adopt_unrecorded`). The next
+        `close` takes it over. A second reduce-only close beside it could close what the other
+        position holds once both execute (found attacking the early cut: the next close sent at
+        once, the process killed before it was written, and the new process closed the position
+        again beside it, 0.21 off the stacked position). Alone, a second closes nothing more.
+        One still working at its deadline is followed (`_follow_working`) and left as before:
+        the next close goes out beside it (taken over or cut, the exchange holding every close
+        12 s, it was never let fill: chaos 5161:350)."""
         pos = self.ledger.positions.get(pid)
         if pos is None or not self._others_on(pos.symbol, pid):
             return None
@@ -3358,7 +3362,9 @@ class ExitManager:
             (
                 o
                 for o in self.ledger.live_orders(pid, OrderRole.CLOSE)
-                if o.status is OrderStatus.OPEN and o.client_order_id not in self.flights.closing
+                if o.status is OrderStatus.OPEN
+                and o.client_order_id not in self.flights.closing
+                and o.client_order_id not in self.flights.followed
             ),
             None,
         )
@@ -3369,6 +3375,16 @@ class ExitManager:
         if isinstance(found, Found):
             return Placed(found.report)
         return Placed(None, f"{close.client_order_id} not found working", unknown=True)
+
+    async def _follow_working(self, pid: PositionId, close: Order) -> None:
+        """`_follow_working_close`, one follower a close (`InFlight.followed`)."""
+        if close.client_order_id in self.flights.followed:
+            return
+        self.flights.followed.add(close.client_order_id)
+        try:
+            await self._follow_working_close(pid, close)
+        finally:
+            self.flights.followed.discard(close.client_order_id)
 
     async def _follow_working_close(self, pid: PositionId, intent: Order) -> None:
         """Look a close that was still working at its deadline up on a steady cadence until it
