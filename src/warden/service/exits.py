@@ -956,6 +956,8 @@ class ExitManager:
         ctx = self.ctx
         last = Placed(None, "no attempt made")
         for attempt in range(ctx.config.protect_attempts):
+            if attempt and self._withdrawn(order):
+                return Placed(None, "not sent again: withdrawn meanwhile", unknown=True)
             try:
                 return Placed(await self.gw.send(order))
             except OrderRejected as exc:
@@ -1000,12 +1002,8 @@ class ExitManager:
         maybe_sent = False
         attempt = 0
         while True:
-            position = self.ledger.positions.get(order.position_id)
-            if attempt and position is not None and not position.is_active:
-                # Its position ended meanwhile (chaos 1214:234): sent again, a copy could land on
-                # the id a cancel freed, and the order be placed twice. Copies already in flight
-                # are swept once none can land (cancel_exits, `_sweep_copies`).
-                return Placed(None, f"not sent again: its position is {position.status}", unknown=maybe_sent)
+            if attempt and (why := self._why_not_again(order)):
+                return Placed(None, why, unknown=maybe_sent)
             attempt += 1
             try:
                 return Placed(await self.gw.send(order))
@@ -1039,6 +1037,29 @@ class ExitManager:
                 return Placed(found.report)
             return Placed(None, last.why, unknown=not isinstance(found, NotFound))
         return last
+
+    def _why_not_again(self, order: Order) -> str | None:
+        """Why a stop is not sent again after a failed send, if it is not. Its position ended
+        meanwhile (chaos 1214:234): sent again, a copy could land on the id a cancel freed, and
+        the order be placed twice; copies already in flight are swept once none can land
+        (cancel_exits, `_sweep_copies`). Or it was withdrawn (`_withdrawn`)."""
+        position = self.ledger.positions.get(order.position_id)
+        if position is not None and not position.is_active:
+            return f"not sent again: its position is {position.status}"
+        return "not sent again: withdrawn meanwhile" if self._withdrawn(order) else None
+
+    def _withdrawn(self, order: Order) -> bool:
+        """An order being sent again after a failed send that warden has since cancelled or is
+        cancelling (superseded: a take-profit resized, a stop moved): sent again, each copy would
+        land on the id the cancel freed, and be placed once more (chaos 5163:13284: a take-profit
+        resized as an entry's parts grew the position, its sends answered "unknown" and landing
+        4.85 s later; it went on being sent after its cancel, and three copies landed one after
+        another, each swept)."""
+        cid = order.client_order_id
+        current = self.ledger.orders.get(cid)
+        return cid in self._cancelling or (
+            current is not None and current.status in (OrderStatus.CANCELED, OrderStatus.REJECTED)
+        )
 
     def _stop_time(self, order: Order) -> float:
         """How long a stop is retried: most of the protection window, counted from when its
