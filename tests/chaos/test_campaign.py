@@ -312,7 +312,7 @@ def test_each_run_that_failed_with_orders_filled_in_parts_now_keeps_the_promise(
     assert not result.violations, "\n".join(trace)
 
 
-DRAWN_FINDINGS = ((5161, 350), (5163, 13284))
+DRAWN_FINDINGS = ((5161, 350), (5163, 13284), (5165, 4272))
 """(seed, run) of violations found by campaigns that draw what the mark fires in parts, replayed
 as drawn. 5161:350 (stacking on) broke a version of the cut of early closes that never landed:
 two ETH longs whose stops landed 4.85 s late, every close held 12 s by the exchange. That version
@@ -324,7 +324,11 @@ never wrote it) is taken over. 5163:13284 (stacking on; replays on b080eb4): a t
 sends were answered "unknown" (each landing 4.85 s later) was resized as the entry's parts grew
 the position and cancelled, and went on being sent after the cancel: three copies landed one after
 another on the freed id, each swept (placed three times, I2). An order withdrawn meanwhile is not
-sent again (`ExitManager._withdrawn`)."""
+sent again (`ExitManager._withdrawn`). 5165:4272 (stacking on, found on PostgreSQL, replays
+on SQLite and on b080eb4): an entry acknowledged and filled in two parts 0.3 s apart, stops landing
+4.85 s late; the close sent in place of the first part's stop was sized by that part alone, and
+the second waited for a close of its own after it: 2.70 s without a stop or a close. That close
+is now sized by every part seen (`ExitManager._held_now`)."""
 
 
 @pytest.mark.parametrize(("seed", "run"), DRAWN_FINDINGS)

@@ -531,7 +531,7 @@ class ExitManager:
         (`_record_early_close`), beside its send, not before it."""
         placed = await self.place(stop)
         if placed.report is None and self._may_close_early(pos.id):
-            close = self._close_intent(pos, pos.remaining, ExitReason.PROTECTION_FAILED)
+            close = self._close_intent(pos, self._held_now(pos), ExitReason.PROTECTION_FAILED)
             early = (close, self.ctx.tasks.spawn(self.place(close)))
             self._early_closes[pos.id] = early
             if self._others_on(pos.symbol, pos.id):
@@ -545,6 +545,20 @@ class ExitManager:
                     self.ctx.tasks.spawn(self._record_early_close(pos.id, early))
                     return await self._stop_again(pos.id, stop, placed, early)
         return placed
+
+    def _held_now(self, staged: Position) -> Decimal:
+        """What a position whose stop was sent on its entry's first fill (`staged`, as that fill
+        priced it) holds once that stop has failed: the parts of its entry that came during the
+        stop's retries too (seen on the stream, applied or not), not only the first. Sized by
+        the first alone, the close sent in the stop's place left the second part to a close of
+        its own after the first's (chaos 5165:4272: stops landing 4.85 s late, the entry acknowledged
+        and filled in two parts 0.3 s apart: the second part 2.4 s without a stop or a close)."""
+        pos = self.ledger.positions.get(staged.id)
+        if pos is None:
+            return staged.remaining
+        seen = self._covers.entry_trades.get(staged.id, {})
+        unapplied = sum((q for t, q in seen.items() if t not in pos.applied_trades), ZERO)
+        return max(staged.remaining, pos.remaining + unapplied)
 
     async def _stop_again(
         self, pid: PositionId, stop: Order, placed: Placed, early: tuple[Order, asyncio.Task[Placed]]
