@@ -331,14 +331,18 @@ the second waited for a close of its own after it: 2.70 s without a stop or a cl
 is now sized by every part seen (`ExitManager._held_now`)."""
 
 
+def _replays_as_drawn_without_violations(databases: Databases, seed: int, run: int) -> None:
+    trace: list[str] = []
+    result = run_one(scenario(seed, run), databases, Options(), trace=trace.append)
+    assert not result.violations, "\n".join(trace)
+
+
 @pytest.mark.parametrize(("seed", "run"), DRAWN_FINDINGS)
 def test_each_run_found_with_fired_orders_in_parts_now_keeps_the_promise(
     databases: Databases, seed: int, run: int
 ) -> None:
     """`warden chaos --replay SEED:RUN`."""
-    trace: list[str] = []
-    result = run_one(scenario(seed, run), databases, Options(), trace=trace.append)
-    assert not result.violations, "\n".join(trace)
+    _replays_as_drawn_without_violations(databases, seed, run)
 
 
 OPEN_FINDINGS = ((5163, 9818), (41418, 971))
@@ -365,9 +369,7 @@ def test_each_run_found_and_not_fixed_yet_keeps_the_promise(
     databases: Databases, seed: int, run: int
 ) -> None:
     """`warden chaos --replay SEED:RUN`."""
-    trace: list[str] = []
-    result = run_one(scenario(seed, run), databases, Options(), trace=trace.append)
-    assert not result.violations, "\n".join(trace)
+    _replays_as_drawn_without_violations(databases, seed, run)
 
 
 POSTGRES_FINDINGS = ((1222, 170),)

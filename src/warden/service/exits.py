@@ -554,11 +554,13 @@ class ExitManager:
         its own after the first's (chaos 5165:4272: stops landing 4.85 s late, the entry acknowledged
         and filled in two parts 0.3 s apart: the second part 2.4 s without a stop or a close)."""
         pos = self.ledger.positions.get(staged.id)
-        if pos is None:
-            return staged.remaining
-        seen = self._covers.entry_trades.get(staged.id, {})
-        unapplied = sum((q for t, q in seen.items() if t not in pos.applied_trades), ZERO)
-        return max(staged.remaining, pos.remaining + unapplied)
+        return staged.remaining if pos is None else max(staged.remaining, self._held(pos))
+
+    def _held(self, pos: Position) -> Decimal:
+        """What the position holds on the exchange before memory knows it all: its applied
+        remainder and the parts of its entry seen arriving (`watch_part`) and not applied yet."""
+        seen = self._covers.entry_trades.get(pos.id, {})
+        return pos.remaining + sum((q for t, q in seen.items() if t not in pos.applied_trades), ZERO)
 
     async def _stop_again(
         self, pid: PositionId, stop: Order, placed: Placed, early: tuple[Order, asyncio.Task[Placed]]
@@ -1253,8 +1255,7 @@ class ExitManager:
         if pos is None or not pos.is_active:
             self._covers.entry_trades.pop(pid, None)
             return  # ended: a fill of it from now on is a late entry's (`late_entry`)
-        seen = self._covers.entry_trades.get(pid, {})
-        held = pos.remaining + sum((q for t, q in seen.items() if t not in pos.applied_trades), ZERO)
+        held = self._held(pos)
         if self._stops_acknowledged(pid) >= held:
             return
         log.warning("entry_part_uncovered", position_id=pid, trade_id=report.trade_id, qty=str(report.qty))
@@ -3256,13 +3257,11 @@ class ExitManager:
         pos = self.ledger.positions.get(pid)
         if pos is None or not pos.is_active:
             return
-        seen = self._covers.entry_trades.get(pid, {})
-        held = pos.remaining + sum((q for t, q in seen.items() if t not in pos.applied_trades), ZERO)
         unapplied = sum(
             (max(ZERO, filled - self.applied(o.client_order_id)) for o, _, filled in self._cut_of(pid)),
             ZERO,
         )
-        left = held - unapplied
+        left = self._held(pos) - unapplied
         if left <= 0:
             self.ctx.tasks.spawn(self._write_cuts(pid))
             return
@@ -3413,13 +3412,18 @@ class ExitManager:
 
     async def _follow_working(self, pid: PositionId, close: Order) -> None:
         """`_follow_working_close`, one follower a close (`InFlight.followed`)."""
-        if close.client_order_id in self.flights.followed:
+        await self._one_follower(close, functools.partial(self._follow_working_close, pid, close))
+
+    async def _one_follower(self, close: Order, follow: Callable[[], Awaitable[None]]) -> None:
+        """Run `follow` unless the close is followed already; it is followed meanwhile."""
+        cid = close.client_order_id
+        if cid in self.flights.followed:
             return
-        self.flights.followed.add(close.client_order_id)
+        self.flights.followed.add(cid)
         try:
-            await self._follow_working_close(pid, close)
+            await follow()
         finally:
-            self.flights.followed.discard(close.client_order_id)
+            self.flights.followed.discard(cid)
 
     async def _follow_working_close(self, pid: PositionId, intent: Order) -> None:
         """Look a close that was still working at its deadline up on a steady cadence until it
@@ -3455,13 +3459,7 @@ class ExitManager:
         `_settle_unknown` decides). Otherwise a close executing unseen (a stream gap) is found
         only by a reconciliation pass once it can no longer land (chaos 618285994:p4: 14.8 s with
         the exchange flat and warden at 0.2). One follower a close (a pass may ask again)."""
-        if intent.client_order_id in self.flights.followed:
-            return
-        self.flights.followed.add(intent.client_order_id)
-        try:
-            await self._follow_unknown_close(pid, intent)
-        finally:
-            self.flights.followed.discard(intent.client_order_id)
+        await self._one_follower(intent, functools.partial(self._follow_unknown_close, pid, intent))
 
     async def _follow_unknown_close(self, pid: PositionId, intent: Order) -> None:
         ctx = self.ctx
