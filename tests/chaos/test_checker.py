@@ -16,7 +16,15 @@ from warden.chaos.checker import Checker
 from warden.chaos.generate import scenario
 from warden.chaos.naive import NaiveSubject
 from warden.chaos.ports import DbFaults
-from warden.chaos.runner import Options, Run, _excused_for, _survived, cover_hold, held_for
+from warden.chaos.runner import (
+    Options,
+    Run,
+    _ended_by_its_stop,
+    _excused_for,
+    _survived,
+    cover_hold,
+    held_for,
+)
 from warden.chaos.steps import SOL, Fault, FaultKind
 from warden.chaos.subject import Held, id_maker
 from warden.domain.reports import OrderRequest
@@ -70,14 +78,44 @@ def test_across_a_restart_the_exit_state_is_kept_and_the_stop_may_only_tighten()
         exit_state = ("protected", Decimal("1"), tp1, True, True, Decimal(stop), Decimal(peak), None)
         return Held("p1", Symbol("SOL/USDT:USDT"), side, Decimal("1"), "protected", exit_state)
 
-    assert _survived(held(Side.SHORT, "105"), held(Side.SHORT, "105"))
-    assert _survived(held(Side.SHORT, "105"), held(Side.SHORT, "104"))  # tighter for a short
-    assert not _survived(held(Side.SHORT, "105"), held(Side.SHORT, "106"))
-    assert _survived(held(Side.LONG, "95"), held(Side.LONG, "96"))  # tighter for a long
-    assert not _survived(held(Side.LONG, "95"), held(Side.LONG, "94"))
-    assert not _survived(held(Side.LONG, "95"), held(Side.LONG, "96", peak="99"))
-    assert not _survived(held(Side.LONG, "95"), held(Side.LONG, "95", tp1=False))
-    assert not _survived(held(Side.LONG, "95"), None)
+    assert _survived(held(Side.SHORT, "105"), held(Side.SHORT, "105").exit)
+    assert _survived(held(Side.SHORT, "105"), held(Side.SHORT, "104").exit)  # tighter for a short
+    assert not _survived(held(Side.SHORT, "105"), held(Side.SHORT, "106").exit)
+    assert _survived(held(Side.LONG, "95"), held(Side.LONG, "96").exit)  # tighter for a long
+    assert not _survived(held(Side.LONG, "95"), held(Side.LONG, "94").exit)
+    assert not _survived(held(Side.LONG, "95"), held(Side.LONG, "96", peak="99").exit)
+    assert not _survived(held(Side.LONG, "95"), held(Side.LONG, "95", tp1=False).exit)
+
+
+def test_a_position_gone_after_a_restart_kept_its_state_only_if_its_stop_ended_it() -> None:
+    """Chaos 41418:971: a runner's trailing move met 429s before the crash; recovery made the due
+    move (from the restored peak), the exchange refused it as through the market, and the runner
+    was closed at market in its place. Gone from memory, its stored row shows the state it was
+    restored with and acted on: closed by its stop, TP1, TP2, trailing and the peak as before, the
+    stop where it was or tighter. Anything else gone across a restart is a lost state."""
+
+    def before(side: Side, stop: str) -> Held:
+        exit_state = ("protected", Decimal("0.021"), True, True, True, Decimal(stop), Decimal("3084.4"), None)
+        return Held("p1", Symbol("ETH/USDT:USDT"), side, Decimal("0.021"), "protected", exit_state)
+
+    def ended(
+        stop: str, reason: str = "trailing_stop", peak: str = "3084.4", trailing: bool = True, left: str = "0"
+    ) -> tuple[object, ...]:
+        return ("closed", Decimal(left), True, True, trailing, Decimal(stop), Decimal(peak), reason)
+
+    long = before(Side.LONG, "3050.67")
+    assert _ended_by_its_stop(long, ended("3050.67"))  # 41418:971: the move refused, closed at market
+    assert _ended_by_its_stop(long, ended("3050.67", reason="stop"))
+    assert _ended_by_its_stop(long, ended("3060.00"))  # the move made, then it fired
+    assert not _ended_by_its_stop(long, ended("3040.00"))  # loosened
+    assert not _ended_by_its_stop(long, ended("3050.67", reason="manual"))
+    assert not _ended_by_its_stop(long, ended("3050.67", reason="external"))
+    assert not _ended_by_its_stop(long, ended("3050.67", peak="3100"))  # not the restored peak
+    assert not _ended_by_its_stop(long, ended("3050.67", trailing=False))
+    assert not _ended_by_its_stop(long, ended("3050.67", left="0.021"))
+    assert not _ended_by_its_stop(before(Side.SHORT, "3050.67"), ended("3060.00"))  # looser for a short
+    failed = ("failed", *ended("3050.67")[1:])
+    assert not _ended_by_its_stop(long, failed)
 
 
 def test_a_stop_held_while_every_close_is_held_too_is_excused_for_the_shorter_hold() -> None:

@@ -247,6 +247,9 @@ class NaiveSubject:
     async def stored(self) -> list[Held]:
         return [Held(pid, s, side, q, "open") for pid, (s, side, q, _) in self.rows.items()]
 
+    async def ended(self, position_id: str) -> tuple[object, ...] | None:
+        return None
+
     async def recorded(self) -> dict[str, Decimal]:
         return {}
 

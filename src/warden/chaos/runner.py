@@ -549,7 +549,12 @@ class Run:
         await self._settle(None, SETTLE_AFTER_FAULTS)
         after = {h.id: h for h in self.subject.memory()}
         for pid, held in before.items():
-            if not _survived(held, after.get(pid)) and self._record is not None:
+            if pid in after:
+                kept = _survived(held, after[pid].exit)
+            else:
+                ended = await self.subject.ended(pid)
+                kept = ended is not None and _ended_by_its_stop(held, ended)
+            if not kept and self._record is not None:
                 now = after[pid].exit if pid in after else None
                 self._record.violations.append(
                     Violation("I5", f"{pid} before the restart {held.exit}, after {now}", step.index)
@@ -561,21 +566,43 @@ STOP_AT = 5
 """Where the stop price sits in a Held's exit state (subject.exit_state)."""
 
 
-def _survived(before: Held, after: Held | None) -> bool:
+def _survived(before: Held, after: tuple[object, ...]) -> bool:
     """A position's exit state came through a restart: the same in everything but its stop,
     which may have tightened (a move the exchange refused before the crash, or one that was
     due, is made by recovery) but never loosened."""
-    if after is None:
+    if len(before.exit) <= STOP_AT or len(after) <= STOP_AT:
+        return before.exit == after
+    rest_same = before.exit[:STOP_AT] + before.exit[STOP_AT + 1 :] == after[:STOP_AT] + after[STOP_AT + 1 :]
+    return rest_same and _not_loosened(before, after[STOP_AT])
+
+
+def _not_loosened(before: Held, stop: object) -> bool:
+    """The stop price is where it was before the restart, or tighter."""
+    old = before.exit[STOP_AT]
+    if old == stop or not isinstance(old, Decimal) or not isinstance(stop, Decimal):
+        return old == stop
+    return (stop - old) * before.side.sign > 0
+
+
+ENDED_BY_STOP = ("closed", Decimal(0), "stop", "trailing_stop")
+"""What a position's stored exit state ends with when its stop ended it: its status, what
+remains, and the reasons a stop (or the close taking a stop's place) records."""
+
+
+def _ended_by_its_stop(before: Held, ended: tuple[object, ...]) -> bool:
+    """A position gone from memory after a restart kept its exit state if it was restored and then
+    acted on: the stop it was due (restored from its peak) fired, or was already through the market
+    and the runner was closed in its place (chaos 41418:971: a trailing move refused before the
+    crash, made by recovery and refused as through the mark). The stored row shows it: closed by
+    its stop with nothing left, TP1, TP2, trailing and the peak exactly as before the restart, and
+    the stop where it was or tightened. A position that lost its state is not closed by its stop
+    (a reset peak or trail would not be through the market) or stores a different state."""
+    if len(before.exit) <= STOP_AT + 2 or len(ended) != len(before.exit):
         return False
-    if len(before.exit) <= STOP_AT or len(after.exit) <= STOP_AT:
-        return before.exit == after.exit
-    old, new = before.exit[STOP_AT], after.exit[STOP_AT]
-    rest_same = (
-        before.exit[:STOP_AT] + before.exit[STOP_AT + 1 :] == after.exit[:STOP_AT] + after.exit[STOP_AT + 1 :]
-    )
-    if old == new or not isinstance(old, Decimal) or not isinstance(new, Decimal):
-        return rest_same and old == new
-    return rest_same and (new - old) * before.side.sign > 0
+    closed, nothing, *reasons = ENDED_BY_STOP
+    by_its_stop = ended[0] == closed and ended[1] == nothing and ended[STOP_AT + 2] in reasons
+    carried = ended[2:STOP_AT] == before.exit[2:STOP_AT] and ended[STOP_AT + 1] == before.exit[STOP_AT + 1]
+    return by_its_stop and carried and _not_loosened(before, ended[STOP_AT])
 
 
 def excused(fault: Fault, faults: tuple[Fault, ...]) -> bool:

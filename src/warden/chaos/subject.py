@@ -125,6 +125,10 @@ class Subject(Protocol):
 
     async def stored(self) -> list[Held]: ...
 
+    async def ended(self, position_id: str) -> tuple[object, ...] | None:
+        """The exit state stored for a position that is no longer active, or None."""
+        ...
+
     async def recorded(self) -> dict[str, Decimal]: ...
 
     async def events(self) -> list[Event]: ...
@@ -405,6 +409,14 @@ class WardenSubject:
             )
             for p in state.positions
         ]
+
+    async def ended(self, position_id: str) -> tuple[object, ...] | None:
+        inner = await self._inner()
+        with real_io():
+            p = await inner.get_position(PositionId(position_id))
+            if inner is not (self.store.inner if self.store else None):
+                await inner.close()
+        return None if p is None or p.is_active else exit_state(p)
 
     async def recorded(self) -> dict[str, Decimal]:
         inner = await self._inner()
