@@ -312,7 +312,7 @@ def test_each_run_that_failed_with_orders_filled_in_parts_now_keeps_the_promise(
     assert not result.violations, "\n".join(trace)
 
 
-DRAWN_FINDINGS = ((5161, 350), (5163, 13284), (5165, 4272), (41418, 971))
+DRAWN_FINDINGS = ((5161, 350), (5163, 13284), (5163, 9818), (5165, 4272), (41418, 971))
 """(seed, run) of violations found by campaigns that draw what the mark fires in parts, replayed
 as drawn. 5161:350 (stacking on) broke a version of the cut of early closes that never landed:
 two ETH longs whose stops landed 4.85 s late, every close held 12 s by the exchange. That version
@@ -324,10 +324,16 @@ never wrote it) is taken over. 5163:13284 (stacking on; replays on b080eb4): a t
 sends were answered "unknown" (each landing 4.85 s later) was resized as the entry's parts grew
 the position and cancelled, and went on being sent after the cancel: three copies landed one after
 another on the freed id, each swept (placed three times, I2). An order withdrawn meanwhile is not
-sent again (`ExitManager._withdrawn`). 5165:4272 (stacking on, found on PostgreSQL, replays
-on SQLite and on b080eb4): an entry acknowledged and filled in two parts 0.3 s apart, stops landing
-4.85 s late; the close sent in place of the first part's stop was sized by that part alone, and
-the second waited for a close of its own after it: 2.70 s without a stop or a close. That close
+sent again (`ExitManager._withdrawn`). 5163:9818 (stacking on; replays on b080eb4): a trailing
+move's stop sent seven times into timeouts while the old stop rested, each copy landing 4.85 s
+later; a later move rested first, so with stacking the first move's stop was cancelled as
+superseded when its first copy landed, and each later copy landed on the freed id and was swept:
+placed six times. A move the old stop covers for is no longer sent again after a timeout it was
+not found for (`ExitManager._covered_meanwhile`; test_chaos_findings). 5165:4272 (stacking on,
+found on PostgreSQL, replays on SQLite and on b080eb4): an entry acknowledged and filled in two
+parts 0.3 s apart, stops landing 4.85 s late; the close sent in place of the first part's stop
+was sized by that part alone, and the second waited for a close of its own after it: 2.70 s
+without a stop or a close. That close
 is now sized by every part seen (`ExitManager._held_now`). 41418:971 (replays on b080eb4) broke the
 checker's I5, not the promise: an ETH runner's trail moved while its stop moves met 429s, the
 process died idle, and recovery made the due move from the restored peak, was refused as through
@@ -345,27 +351,6 @@ def _replays_as_drawn_without_violations(databases: Databases, seed: int, run: i
 
 @pytest.mark.parametrize(("seed", "run"), DRAWN_FINDINGS)
 def test_each_run_found_with_fired_orders_in_parts_now_keeps_the_promise(
-    databases: Databases, seed: int, run: int
-) -> None:
-    """`warden chaos --replay SEED:RUN`."""
-    _replays_as_drawn_without_violations(databases, seed, run)
-
-
-OPEN_FINDINGS = ((5163, 9818),)
-"""(seed, run) of violations found and not fixed yet, replayed as drawn: each must still fail
-(strict), so that a fix is noticed and the run moves to the list it belongs to. 5163:9818
-(stacking on; replays on b080eb4): a trailing move's stop sent seven times into timeouts, each
-copy landing 4.85 s later; the moves after it rested first, the stop was cancelled as superseded
-when its first copy landed (with stacking a superseded stop is cancelled at once, a second stop of
-one position could close what another holds), and the later copies landed one by one on the freed
-id, each swept on sight: placed six times (I2), none resting beside another. Left open: keeping the
-first copy resting until none can land is what stacking forbids (`_superseded_later`); not sending
-the move while copies of the stop it replaces may land would hold the trail back for seconds."""
-
-
-@pytest.mark.xfail(strict=True, reason="open, see OPEN_FINDINGS")
-@pytest.mark.parametrize(("seed", "run"), OPEN_FINDINGS)
-def test_each_run_found_and_not_fixed_yet_keeps_the_promise(
     databases: Databases, seed: int, run: int
 ) -> None:
     """`warden chaos --replay SEED:RUN`."""

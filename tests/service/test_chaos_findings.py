@@ -445,6 +445,51 @@ async def test_with_stacking_a_stop_tightened_while_copies_of_it_fly_moves_once_
         await stopped(engine, consumer, opening, *([moving] if moving is not None else []))
 
 
+async def test_with_stacking_a_move_that_timed_out_is_not_sent_again_and_never_placed_twice() -> None:
+    """`warden chaos --replay 5163:9818` (stacking on): a trailing move's stop, sent into timeouts
+    while the old stop rested and covered the position, was sent again and again for most of the
+    protection window; each copy landed 4.85 s after its send. A later move rested first, so the
+    first move's stop was superseded (with stacking, cancelled the moment a copy lands: two stops
+    of one position could close what another holds) and each later copy landed on the freed id
+    and was swept: placed six times. A move the old stop covers for is sent once when its send
+    times out and it is not found: nothing is uncovered while its outcome is unknown, and the
+    next move goes out under a new id. Sampled every 0.1 s: the stops resting never cover more
+    than the position holds, and the tighter stop is the one left."""
+    config = EngineConfig(allow_stacking=True)
+    clock, sim, engine, consumer = await _started_on(SlowCommits, 0.0, config)
+    opening = asyncio.ensure_future(engine.open_position(OpenPosition(SOL, Side.LONG, usd=Decimal(150))))
+    moving: list[asyncio.Future[Position]] = []
+    try:
+        await _until_done(clock, opening, seconds=40)
+        pos = opening.result()
+        assert pos.status is PositionStatus.PROTECTED and pos.stop_price is not None, pos
+        tick = sim.core.instruments[SOL].tick_size
+        sim.faults.execute_late_if = lambda request: request.type is OrderType.STOP_MARKET
+        sim.faults.execute_delay = 4.85
+        moving.append(asyncio.ensure_future(engine.move_stop(pos.id, pos.stop_price + tick * 10)))
+        await _until_done(clock, moving[0], seconds=30)
+        assert isinstance(moving[0].exception(), ExchangeError), moving[0]
+        sim.faults.execute_late_if = None  # the copies already sent still land late
+        tighter = pos.stop_price + tick * 20
+        moving.append(asyncio.ensure_future(engine.move_stop(pos.id, tighter)))
+        await _until_done(clock, moving[1], seconds=30)
+        assert moving[1].result().stop_price == tighter
+        over: list[tuple[float, Decimal, Decimal]] = []
+        for _ in range(300):  # every copy in flight lands meanwhile
+            clock.advance(0.1)
+            await turns(5)
+            held = abs(sim.core.position(SOL).qty)
+            resting = sum((o.qty for o in sim.core.open_orders(SOL) if o.type is OrderType.STOP_MARKET), ZERO)
+            if resting > held:
+                over.append((clock.monotonic(), resting, held))
+        assert _placed_twice(sim) == [], sim.core.orders()
+        assert not over, f"stops resting beyond the position (at, resting, held): {over[:3]} .. {len(over)}"
+        stops = [o for o in sim.core.open_orders(SOL) if o.type is OrderType.STOP_MARKET]
+        assert [(o.qty, o.trigger_price) for o in stops] == [(sim.core.position(SOL).qty, tighter)], stops
+    finally:
+        await stopped(engine, consumer, opening, *moving)
+
+
 async def test_with_stacking_a_stop_shrunk_while_copies_of_it_fly_never_rests_twice() -> None:
     """The shrink the waiting moves leave as it was (a take-profit filled: the old stop covers
     more than the position holds, so it is cancelled at once, not left while its copies may

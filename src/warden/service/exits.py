@@ -1007,7 +1007,8 @@ class ExitManager:
         position without a stop for seconds, and a resend cannot double it: every venue refuses a
         second resting order with its id (Binance -4116, Bybit 110072, Drift's user order id),
         and a stop rests until it triggers. A refusal after an unknown outcome is looked up in
-        full: it is most likely the first send resting."""
+        full: it is most likely the first send resting. A move the stop it replaces covers for is
+        not sent again after a timeout (`_covered_meanwhile`)."""
         ctx = self.ctx
         clock = ctx.clock
         if within is None:
@@ -1037,11 +1038,9 @@ class ExitManager:
                 last = Placed(None, f"exchange unavailable: {exc}")
             except ExchangeTimeout:
                 maybe_sent = True
-                self.flights.sent_unknown(order.client_order_id)
-                found = await self.gw.lookup(order, attempts=1)
-                if isinstance(found, Found):
-                    return Placed(found.report)
-                last = Placed(None, "timed out and not found yet", unknown=True)
+                last = await self._stop_timed_out(order)
+                if last.report is not None or self._covered_meanwhile(order):
+                    return last
             left = deadline - clock.monotonic()
             if left <= 0 or attempt >= 50:
                 break
@@ -1053,6 +1052,35 @@ class ExitManager:
                 return Placed(found.report)
             return Placed(None, last.why, unknown=not isinstance(found, NotFound))
         return last
+
+    async def _stop_timed_out(self, order: Order) -> Placed:
+        """A stop's send timed out: a copy may land; looked up once."""
+        self.flights.sent_unknown(order.client_order_id)
+        found = await self.gw.lookup(order, attempts=1)
+        if isinstance(found, Found):
+            return Placed(found.report)
+        return Placed(None, "timed out and not found yet", unknown=True)
+
+    def _covered_meanwhile(self, order: Order) -> bool:
+        """A stop that replaces one resting and covering all its position holds (a move: a trail,
+        breakeven, a shrink) is not sent again after a timeout it was not found for: nothing is
+        uncovered while its outcome is unknown, and every further send is a copy that may land
+        seconds later. With stacking, the stop it replaces and any later move cancel it as
+        superseded the moment one rests, and each copy then lands on the freed id, placed again
+        (chaos 5163:9818: a trailing move sent seven times into timeouts, each copy landing 4.85 s
+        later, swept one by one: placed six times). The next mark moves the stop again under a
+        new id; a copy of this one that lands is superseded or taken as the stop. A stop that
+        covers less than the position holds (a first stop, a grow) is sent again: time uncovered
+        is what the window counts."""
+        pos = self.ledger.positions.get(order.position_id)
+        if pos is None or not pos.is_active:
+            return False
+        return any(
+            o.client_order_id != order.client_order_id
+            and o.status is OrderStatus.OPEN
+            and o.qty >= pos.remaining
+            for o in self.ledger.live_orders(order.position_id, OrderRole.STOP)
+        )
 
     def _why_not_again(self, order: Order) -> str | None:
         """Why a stop is not sent again after a failed send, if it is not. Its position ended
