@@ -1039,7 +1039,7 @@ class ExitManager:
             except ExchangeTimeout:
                 maybe_sent = True
                 last = await self._stop_timed_out(order)
-                if last.report is not None or self._covered_meanwhile(order):
+                if last.report is not None or not last.unknown:
                     return last
             left = deadline - clock.monotonic()
             if left <= 0 or attempt >= 50:
@@ -1054,26 +1054,33 @@ class ExitManager:
         return last
 
     async def _stop_timed_out(self, order: Order) -> Placed:
-        """A stop's send timed out: a copy may land; looked up once."""
+        """A stop's send timed out: a copy may land; looked up once. Found, it rests. Not found,
+        it is sent again (an unknown outcome), unless it is a move the stop it replaces covers
+        for with stacking on (`_covered_meanwhile`): then it is given up on (not unknown)."""
         self.flights.sent_unknown(order.client_order_id)
         found = await self.gw.lookup(order, attempts=1)
         if isinstance(found, Found):
             return Placed(found.report)
+        if isinstance(found, NotFound) and self._covered_meanwhile(order):
+            self.flights.sent_once(order.client_order_id)
+            return Placed(None, "timed out and not found; not sent again: the stop it replaces covers")
         return Placed(None, "timed out and not found yet", unknown=True)
 
     def _covered_meanwhile(self, order: Order) -> bool:
-        """A stop that replaces one resting and covering all its position holds (a move: a trail,
-        breakeven, a shrink) is not sent again after a timeout it was not found for: nothing is
-        uncovered while its outcome is unknown, and every further send is a copy that may land
-        seconds later. With stacking, the stop it replaces and any later move cancel it as
-        superseded the moment one rests, and each copy then lands on the freed id, placed again
+        """With stacking on, a stop that replaces one resting and covering all its position holds
+        (a move: a trail, breakeven, a shrink) is not sent again after a timeout it was not found
+        for: nothing is uncovered while its outcome is unknown, and every further send is a copy
+        that may land seconds later. With stacking a superseded stop is cancelled the moment a
+        later one rests (`_superseded_later`), and each copy then lands on the freed id, placed again
         (chaos 5163:9818: a trailing move sent seven times into timeouts, each copy landing 4.85 s
-        later, swept one by one: placed six times). The next mark moves the stop again under a
-        new id; a copy of this one that lands is superseded or taken as the stop. A stop that
+        later, swept one by one: placed six times). It is given up on, as a stop whose sends all
+        went unanswered is; the next mark moves the stop again under a new id, and its one copy,
+        should it land, is taken as the stop or cancelled on sight (`landed_late`). A stop that
         covers less than the position holds (a first stop, a grow) is sent again: time uncovered
-        is what the window counts."""
+        is what the window counts. Without stacking, a superseded stop rests until no copy can land,
+        so a copy sent again is refused as a duplicate: sent again, as a first stop is."""
         pos = self.ledger.positions.get(order.position_id)
-        if pos is None or not pos.is_active:
+        if not self.ctx.config.allow_stacking or pos is None or not pos.is_active:
             return False
         return any(
             o.client_order_id != order.client_order_id
@@ -2056,9 +2063,7 @@ class ExitManager:
         position's size, at least as tight as the stop the position wants and tighter than the
         one resting (or none rests), the move it was sent for has happened: it is the stop now
         (its price recorded, older stops cancelled as superseded), and no further move piles
-        another one beside it. Anything else is left to reconciliation, not cancelled here: its
-        id is free again once it is cancelled, and a copy of it still in flight (it was sent
-        again under its id) would land after the cancel."""
+        another one beside it. Anything else is a stray (`_stray`)."""
         ctx = self.ctx
         pid = order.position_id
         async with self._lock(pid):
@@ -2070,36 +2075,49 @@ class ExitManager:
             # may be in flight still that this one cannot know of (its own are counted already).
             self.flights.copies_of_the_dead(current.client_order_id, current.created_at)
             price = current.trigger_price
-            if (
-                current.role is not OrderRole.STOP
-                or pos.status not in (PositionStatus.OPEN, PositionStatus.PROTECTED)
-                or current.qty != pos.remaining
-                or price is None
-                or tighter(pos.side, price, self._stop_target(pos)) != price
-            ):
-                return
-            resting = self.ledger.current_stop(pid)
-            if (
-                resting is not None
-                and resting.status is OrderStatus.OPEN
-                and resting.qty == pos.remaining
-                and resting.trigger_price is not None
-                and tighter(pos.side, price, resting.trigger_price) == resting.trigger_price
-            ):
-                return  # the stop resting already protects as well: this one is a stray
-            landed = current.with_status(OrderStatus.OPEN, exchange_order_id=report.exchange_order_id)
-            new = evolve(pos, stop_price=price)
-            if new.status is PositionStatus.OPEN:
-                new = new.transition(PositionStatus.PROTECTED)
-                self._exposed_since.pop(pid, None)  # covered again: a later stop's time starts anew
-            message = (
-                f"stop {pos.stop_price} -> {price} for {current.qty}: "
-                f"{current.client_order_id}, given up on, landed late"
-            )
-            data = {"from": str(pos.stop_price), "to": str(price), "qty": str(current.qty)}
-            event = Event(EventKind.STOP_MOVED, ctx.clock.now(), pid, message, data)
-            await self.ledger.commit(pos, new, orders=[landed], events=[event])
-        await self.cancel_superseded_stops(pid)
+            stray = current if self._stray(pos, current) else None
+            if stray is None and price is not None:  # `_stray`: it has a price
+                landed = current.with_status(OrderStatus.OPEN, exchange_order_id=report.exchange_order_id)
+                new = evolve(pos, stop_price=price)
+                if new.status is PositionStatus.OPEN:
+                    new = new.transition(PositionStatus.PROTECTED)
+                    self._exposed_since.pop(pid, None)  # covered again: a later stop's time starts anew
+                message = (
+                    f"stop {pos.stop_price} -> {price} for {current.qty}: "
+                    f"{current.client_order_id}, given up on, landed late"
+                )
+                data = {"from": str(pos.stop_price), "to": str(price), "qty": str(current.qty)}
+                event = Event(EventKind.STOP_MOVED, ctx.clock.now(), pid, message, data)
+                await self.ledger.commit(pos, new, orders=[landed], events=[event])
+        if stray is None:
+            await self.cancel_superseded_stops(pid)
+        elif self.ctx.config.allow_stacking and self.flights.only_copy(stray.client_order_id):
+            await self._cancel_landed_copy(stray)
+
+    def _stray(self, pos: Position, landed: Order) -> bool:
+        """Whether a stop given up on that landed late is not the stop the position wants now: not
+        a stop of its size at least as tight as its target and tighter than the one resting (or
+        none rests). A stray is left to reconciliation, not cancelled: its id would be free for a
+        copy still in flight. Unless, with stacking, it is the only copy that can land (a move
+        sent once: `flights.only_copy`): then it is cancelled on sight, not left resting beside
+        the stop that replaced it (two stops of one position could close what another holds)."""
+        price = landed.trigger_price
+        if (
+            landed.role is not OrderRole.STOP
+            or pos.status not in (PositionStatus.OPEN, PositionStatus.PROTECTED)
+            or landed.qty != pos.remaining
+            or price is None
+            or tighter(pos.side, price, self._stop_target(pos)) != price
+        ):
+            return True
+        resting = self.ledger.current_stop(pos.id)
+        return (
+            resting is not None
+            and resting.status is OrderStatus.OPEN
+            and resting.qty == pos.remaining
+            and resting.trigger_price is not None
+            and tighter(pos.side, price, resting.trigger_price) == resting.trigger_price
+        )
 
     async def _ended_with_position(self, order: Order, report: OrderReport) -> None:
         """An order of a position that has ended, cancelled on the exchange (a reduce-only close

@@ -52,6 +52,8 @@ class InFlight:
         self._copies_until: dict[ClientOrderId, float] = {}
         """Exit orders sent with an unknown outcome: until when (monotonic) a copy still in flight
         may reach the exchange (see copies_may_land)."""
+        self._sent_once: set[ClientOrderId] = set()
+        """Stops given up on after a single send with an unknown outcome (`sent_once`)."""
         self.giving_up: set[PositionId] = set()
         """Positions whose entry is being given up on (Recovery.fail_entry writing the failure): a
         fill of that entry arriving meanwhile is covered before it waits for the write
@@ -136,6 +138,19 @@ class InFlight:
     def sent_unknown(self, client_order_id: ClientOrderId) -> None:
         """A send of this order was answered with an unknown outcome: a copy is in flight."""
         self.copies_in_flight(client_order_id, self.config.entry_deadline)
+
+    def sent_once(self, client_order_id: ClientOrderId) -> None:
+        """A stop given up on after its one send, answered with an unknown outcome, was not found
+        (a move the stop it replaces covers for: ExitManager._covered_meanwhile): at most one
+        copy of it can land, so one that lands can be cancelled on sight without freeing its id
+        for another (`only_copy`)."""
+        if len(self._sent_once) >= COPIES_KEPT:
+            self._sent_once = {c for c in self._sent_once if self.copies_may_land(c) > 0}
+        self._sent_once.add(client_order_id)
+
+    def only_copy(self, client_order_id: ClientOrderId) -> bool:
+        """Whether a copy of this order that landed is the only one that can (`sent_once`)."""
+        return client_order_id in self._sent_once
 
     def copies_in_flight(self, client_order_id: ClientOrderId, seconds: float) -> None:
         """Copies of this order may land for `seconds` more (at least: a later end is kept)."""
