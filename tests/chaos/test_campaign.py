@@ -328,8 +328,9 @@ sent again (`ExitManager._withdrawn`). 5163:9818 (stacking on; replays on b080eb
 move's stop sent seven times into timeouts while the old stop rested, each copy landing 4.85 s
 later; a later move rested first, so with stacking the first move's stop was cancelled as
 superseded when its first copy landed, and each later copy landed on the freed id and was swept:
-placed six times. A move the old stop covers for is no longer sent again after a timeout it was
-not found for (`ExitManager._covered_meanwhile`; test_chaos_findings). 5165:4272 (stacking on,
+placed six times. With stacking, a move the old stop covers for is no longer sent again after a
+timeout it was not found for: it is given up on, and its one copy taken as the stop or cancelled
+on sight (`ExitManager._covered_meanwhile`, `landed_late`; test_chaos_findings). 5165:4272 (stacking on,
 found on PostgreSQL, replays on SQLite and on b080eb4): an entry acknowledged and filled in two
 parts 0.3 s apart, stops landing 4.85 s late; the close sent in place of the first part's stop
 was sized by that part alone, and the second waited for a close of its own after it: 2.70 s

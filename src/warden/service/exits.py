@@ -1038,7 +1038,7 @@ class ExitManager:
                 last = Placed(None, f"exchange unavailable: {exc}")
             except ExchangeTimeout:
                 maybe_sent = True
-                last = await self._stop_timed_out(order)
+                last = await self._stop_timed_out(order, first=attempt == 1)
                 if last.report is not None or not last.unknown:
                     return last
             left = deadline - clock.monotonic()
@@ -1053,16 +1053,21 @@ class ExitManager:
             return Placed(None, last.why, unknown=not isinstance(found, NotFound))
         return last
 
-    async def _stop_timed_out(self, order: Order) -> Placed:
+    async def _stop_timed_out(self, order: Order, first: bool) -> Placed:
         """A stop's send timed out: a copy may land; looked up once. Found, it rests. Not found,
         it is sent again (an unknown outcome), unless it is a move the stop it replaces covers
-        for with stacking on (`_covered_meanwhile`): then it is given up on (not unknown)."""
+        for with stacking on (`_covered_meanwhile`): then it is given up on (not unknown). Given
+        up on after its `first` send, only one copy of it can land (`flights.sent_once`); after
+        a later one (the position was covered meanwhile: a grow's stop sent again and again, then
+        another stop rested for all of it; chaos 5171:976), the copies already in flight are
+        left to the sweeps, as a stop given up on at the end of its time is."""
         self.flights.sent_unknown(order.client_order_id)
         found = await self.gw.lookup(order, attempts=1)
         if isinstance(found, Found):
             return Placed(found.report)
         if isinstance(found, NotFound) and self._covered_meanwhile(order):
-            self.flights.sent_once(order.client_order_id)
+            if first:
+                self.flights.sent_once(order)
             return Placed(None, "timed out and not found; not sent again: the stop it replaces covers")
         return Placed(None, "timed out and not found yet", unknown=True)
 

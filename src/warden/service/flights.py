@@ -139,14 +139,19 @@ class InFlight:
         """A send of this order was answered with an unknown outcome: a copy is in flight."""
         self.copies_in_flight(client_order_id, self.config.entry_deadline)
 
-    def sent_once(self, client_order_id: ClientOrderId) -> None:
+    def sent_once(self, order: Order) -> None:
         """A stop given up on after its one send, answered with an unknown outcome, was not found
         (a move the stop it replaces covers for: ExitManager._covered_meanwhile): at most one
         copy of it can land, so one that lands can be cancelled on sight without freeing its id
-        for another (`only_copy`)."""
+        for another (`only_copy`). Not while the process before may have sent it too, under the
+        same deterministic id, with copies of its own still in flight (`dead_copies_may_land`;
+        chaos 5171:2184: a move sent once, the process killed, the next one making the same move
+        under the same id and sending it once more: both copies landed)."""
+        if order.created_at < self.acting_since or self.dead_copies_may_land():
+            return
         if len(self._sent_once) >= COPIES_KEPT:
             self._sent_once = {c for c in self._sent_once if self.copies_may_land(c) > 0}
-        self._sent_once.add(client_order_id)
+        self._sent_once.add(order.client_order_id)
 
     def only_copy(self, client_order_id: ClientOrderId) -> bool:
         """Whether a copy of this order that landed is the only one that can (`sent_once`)."""
