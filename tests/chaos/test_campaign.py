@@ -312,7 +312,15 @@ def test_each_run_that_failed_with_orders_filled_in_parts_now_keeps_the_promise(
     assert not result.violations, "\n".join(trace)
 
 
-DRAWN_FINDINGS = ((5161, 350), (5163, 13284), (5163, 9818), (5165, 4272), (41418, 971))
+DRAWN_FINDINGS = (
+    (5161, 350),
+    (5163, 13284),
+    (5163, 9818),
+    (5165, 4272),
+    (41418, 971),
+    (5171, 976),
+    (5171, 2184),
+)
 """(seed, run) of violations found by campaigns that draw what the mark fires in parts, replayed
 as drawn. 5161:350 (stacking on) broke a version of the cut of early closes that never landed:
 two ETH longs whose stops landed 4.85 s late, every close held 12 s by the exchange. That version
@@ -330,7 +338,12 @@ later; a later move rested first, so with stacking the first move's stop was can
 superseded when its first copy landed, and each later copy landed on the freed id and was swept:
 placed six times. With stacking, a move the old stop covers for is no longer sent again after a
 timeout it was not found for: it is given up on, and its one copy taken as the stop or cancelled
-on sight (`ExitManager._covered_meanwhile`, `landed_late`; test_chaos_findings). 5165:4272 (stacking on,
+on sight (`ExitManager._covered_meanwhile`, `landed_late`; test_chaos_findings). 5171:976 and
+5171:2184 (stacking on) broke the first version of that fix, which took any covered move given up
+on for the only copy that could land and cancelled each landing on sight, placing one id two or
+three times: at 976 a grow's stop sent four times into timeouts, covered by another stop before
+its last send; at 2184 a move sent once by a process killed meanwhile and once more, under the
+same id, by the next (`flights.sent_once` takes neither). 5165:4272 (stacking on,
 found on PostgreSQL, replays on SQLite and on b080eb4): an entry acknowledged and filled in two
 parts 0.3 s apart, stops landing 4.85 s late; the close sent in place of the first part's stop
 was sized by that part alone, and the second waited for a close of its own after it: 2.70 s
