@@ -445,6 +445,22 @@ async def test_with_stacking_a_stop_tightened_while_copies_of_it_fly_moves_once_
         await stopped(engine, consumer, opening, *([moving] if moving is not None else []))
 
 
+async def _stops_beyond_the_position(
+    clock: FakeClock, sim: SimulatedExchange, seconds: float = 30.0
+) -> list[tuple[float, Decimal, Decimal]]:
+    """Sampled every 0.1 s for `seconds`: each time the SOL stops resting covered more than the
+    position holds (at, resting, held)."""
+    over: list[tuple[float, Decimal, Decimal]] = []
+    for _ in range(round(seconds * 10)):
+        clock.advance(0.1)
+        await turns(5)
+        held = abs(sim.core.position(SOL).qty)
+        resting = sum((o.qty for o in sim.core.open_orders(SOL) if o.type is OrderType.STOP_MARKET), ZERO)
+        if resting > held:
+            over.append((clock.monotonic(), resting, held))
+    return over
+
+
 async def test_with_stacking_a_move_that_timed_out_is_not_sent_again_and_never_placed_twice() -> None:
     """`warden chaos --replay 5163:9818` (stacking on): a trailing move's stop, sent into timeouts
     while the old stop rested and covered the position, was sent again and again for most of the
@@ -479,14 +495,7 @@ async def test_with_stacking_a_move_that_timed_out_is_not_sent_again_and_never_p
         moving.append(asyncio.ensure_future(engine.move_stop(pos.id, tighter)))
         await _until_done(clock, moving[1], seconds=30)
         assert moving[1].result().stop_price == tighter
-        over: list[tuple[float, Decimal, Decimal]] = []
-        for _ in range(300):  # every copy in flight lands meanwhile
-            clock.advance(0.1)
-            await turns(5)
-            held = abs(sim.core.position(SOL).qty)
-            resting = sum((o.qty for o in sim.core.open_orders(SOL) if o.type is OrderType.STOP_MARKET), ZERO)
-            if resting > held:
-                over.append((clock.monotonic(), resting, held))
+        over = await _stops_beyond_the_position(clock, sim)  # every copy in flight lands meanwhile
         assert _placed_twice(sim) == [], sim.core.orders()
         assert not over, f"stops resting beyond the position (at, resting, held): {over[:3]} .. {len(over)}"
         stops = [o for o in sim.core.open_orders(SOL) if o.type is OrderType.STOP_MARKET]
@@ -519,14 +528,7 @@ async def test_with_stacking_a_stop_shrunk_while_copies_of_it_fly_never_rests_tw
         sim.faults.execute_late_if = None  # the copies already sent still land late
         assert pos.tp1_price is not None
         sim.set_mark(SOL, pos.tp1_price + Decimal("0.01"))  # TP1 fills: the stop shrinks
-        over: list[tuple[float, Decimal, Decimal]] = []
-        for _ in range(300):
-            clock.advance(0.1)
-            await turns(5)
-            held = abs(sim.core.position(SOL).qty)
-            resting = sum((o.qty for o in sim.core.open_orders(SOL) if o.type is OrderType.STOP_MARKET), ZERO)
-            if resting > held:
-                over.append((clock.monotonic(), resting, held))
+        over = await _stops_beyond_the_position(clock, sim)
         current = engine.ledger.positions[pos.id]
         assert current.tp1_hit, current
         assert not over, f"stops resting beyond the position (at, resting, held): {over[:3]} .. {len(over)}"

@@ -584,9 +584,10 @@ def _not_loosened(before: Held, stop: object) -> bool:
     return (stop - old) * before.side.sign > 0
 
 
-ENDED_BY_STOP = ("closed", Decimal(0), "stop", "trailing_stop")
-"""What a position's stored exit state ends with when its stop ended it: its status, what
-remains, and the reasons a stop (or the close taking a stop's place) records."""
+PEAK_AT, REASON_AT = STOP_AT + 1, STOP_AT + 2
+"""Where the peak and the exit reason sit in it."""
+STOP_REASONS = ("stop", "trailing_stop")
+"""The exit reasons a stop records (or the close taking a stop's place)."""
 
 
 def _ended_by_its_stop(before: Held, ended: tuple[object, ...]) -> bool:
@@ -597,11 +598,10 @@ def _ended_by_its_stop(before: Held, ended: tuple[object, ...]) -> bool:
     its stop with nothing left, TP1, TP2, trailing and the peak exactly as before the restart, and
     the stop where it was or tightened. A position that lost its state is not closed by its stop
     (a reset peak or trail would not be through the market) or stores a different state."""
-    if len(before.exit) <= STOP_AT + 2 or len(ended) != len(before.exit):
+    if len(before.exit) <= REASON_AT or len(ended) != len(before.exit):
         return False
-    closed, nothing, *reasons = ENDED_BY_STOP
-    by_its_stop = ended[0] == closed and ended[1] == nothing and ended[STOP_AT + 2] in reasons
-    carried = ended[2:STOP_AT] == before.exit[2:STOP_AT] and ended[STOP_AT + 1] == before.exit[STOP_AT + 1]
+    by_its_stop = ended[0] == "closed" and ended[1] == 0 and ended[REASON_AT] in STOP_REASONS
+    carried = ended[2:STOP_AT] == before.exit[2:STOP_AT] and ended[PEAK_AT] == before.exit[PEAK_AT]
     return by_its_stop and carried and _not_loosened(before, ended[STOP_AT])
 
 

@@ -411,11 +411,7 @@ class WardenSubject:
         ]
 
     async def ended(self, position_id: str) -> tuple[object, ...] | None:
-        inner = await self._inner()
-        with real_io():
-            p = await inner.get_position(PositionId(position_id))
-            if inner is not (self.store.inner if self.store else None):
-                await inner.close()
+        p = await self.position(position_id)
         return None if p is None or p.is_active else exit_state(p)
 
     async def recorded(self) -> dict[str, Decimal]:
