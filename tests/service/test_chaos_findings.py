@@ -743,6 +743,65 @@ async def test_a_process_killed_after_an_early_close_was_cut_closes_each_part_on
         await stopped(engine, consumer, starting)
 
 
+async def test_a_close_the_killed_process_sent_unwritten_is_not_sent_again_beside_another_position() -> None:
+    """`warden chaos --replay 5172:12279` (stacking on): two SOL longs; every order reaching the
+    exchange 4.85 s after its send timed out. The first's stop was cancelled by hand; its
+    replacement's sends went unanswered, so the close went out in its place, beside its send's
+    intent being written (0.4 s commits), and the process died before the write. The next
+    process, knowing nothing of that close, gave up on the same stop and sent the close the
+    position would send next: the same id, a market order, not refused as a duplicate once the
+    first had filled. Both executed, reduce-only: the second closed what the position beside it
+    held (I2). Now, while a close the process before sent may still execute, the stop is sent
+    again in its place, not the close; the dead process's close lands and closes the position."""
+    config = EngineConfig(allow_stacking=True)
+    clock, sim, dying, consumer = await _started_on(SlowCommits, 0.4, config, PlacementsTimed)
+    assert isinstance(sim, PlacementsTimed)
+    store = dying.store
+    closing = await _protected_long(clock, dying)
+    kept = await _protected_long(clock, dying)
+    [stop] = [o for o in dying.ledger.live_orders(closing.id) if o.role is OrderRole.STOP]
+    sim.faults.execute_late_if = lambda request: request.symbol == SOL
+    sim.faults.execute_delay = 4.85
+    sim.cancel_external(stop.client_order_id)
+
+    def close_sent() -> bool:
+        return any(r.reduce_only and r.type is OrderType.MARKET for _, r in sim.placed)
+
+    await advance_until(clock, close_sent, 30)
+    assert close_sent(), "the stop's replacement unanswered, the close went out in its place"
+    written = {o.client_order_id for o in await store.orders_for(closing.id)}
+    assert not {cid for cid in written if "-c" in cid}, f"killed before the close was written: {written}"
+    await stopped(dying, consumer)  # the process dies
+    sim.new_session()
+    engine = Engine(sim, store, clock, RecordingNotifier(), config)
+    consumer = asyncio.get_running_loop().create_task(engine.consume(sim.stream()))
+    starting = asyncio.ensure_future(engine.start_with_retry())
+    try:
+
+        def settled() -> bool:
+            pos = engine.ledger.positions.get(closing.id)
+            return (
+                starting.done()
+                and (pos is None or pos.status is PositionStatus.CLOSED)
+                and sim.core.position(SOL).qty == kept.remaining
+                and not [o for o in sim.core.open_orders(SOL) if o.type is OrderType.MARKET]
+            )
+
+        await advance_until(clock, settled, 30)
+        for _ in range(int(config.entry_deadline * 10)):  # every copy in flight lands meanwhile
+            clock.advance(0.1)
+            await turns(5)
+        sold = sum((f.qty for f in sim.core.fills(SOL) if f.side is OrderSide.SELL), ZERO)
+        assert sold == closing.remaining, f"{sold} sold on the exchange against {closing.remaining} closed"
+        assert sim.core.position(SOL).qty == kept.remaining, "the position beside it keeps all it holds"
+        ended = engine.ledger.positions.get(closing.id) or await store.get_position(closing.id)
+        assert ended is not None and ended.status is PositionStatus.CLOSED, ended
+        assert ended.closed_qty == closing.remaining, ended
+        assert engine.ledger.positions[kept.id].remaining == kept.remaining
+    finally:
+        await stopped(engine, consumer, starting)
+
+
 async def test_a_working_entry_whose_protect_round_fails_is_a_warning_not_a_task_failure() -> None:
     """Seen in 60607:3417's trace: an entry that filled after the caller was answered is
     protected by the saga's background part, and when that round's stop is refused and its close

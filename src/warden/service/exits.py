@@ -130,6 +130,12 @@ def _keep_newest(kept: dict[K, V], key: K, value: V) -> None:
         del kept[next(iter(kept))]
 
 
+class CloseHeld(ExchangeUnavailable):
+    """A close not sent while one the process before this one may have sent unwritten can still
+    execute beside another position (`ExitManager._close_of_the_dead`): protect-or-close goes
+    round again meanwhile, and recovery goes on with the other positions."""
+
+
 @dataclass(frozen=True, slots=True)
 class Placed:
     """The outcome of sending one order with retries."""
@@ -587,6 +593,23 @@ class ExitManager:
             placed = await self.place(stop)
         return placed
 
+    def _close_of_the_dead(self, pid: PositionId) -> float:
+        """Seconds during which a close of this position that the process before this one sent
+        and never wrote may still execute, beside another position on the symbol (0: none can,
+        or none would matter). Its id is the one this process would send next (the close
+        sequence is deterministic), and a market order's id is free again once it has filled:
+        sent again, both copies execute, reduce-only, and the second closes what the position
+        beside it holds (chaos 5172:12279: a close sent in place of a stop cancelled by hand went
+        out as the process was killed, the database locked, before it was written; the next
+        process sent the same close 1.6 s later, and 2.16 was sold against 1.08). Only for a
+        position that process held (opened before this engine began to act), and only while one
+        it sent can land (`InFlight.dead_close_may_land`). Alone on the symbol, a second close
+        closes nothing more (`_alone`)."""
+        pos = self.ledger.positions.get(pid)
+        if pos is None or pos.opened_at >= self.flights.acting_since or not self._others_on(pos.symbol, pid):
+            return 0.0
+        return max(0.0, self.flights.dead_close_may_land())
+
     async def _record_early_close(self, pid: PositionId, early: tuple[Order, asyncio.Task[Placed]]) -> None:
         """Write the intent of a close sent early as it goes out, beside its send: its answer may
         take seconds (a timeout, then lookups), the stop may be sent again meanwhile
@@ -636,6 +659,7 @@ class ExitManager:
             current is not None
             and current.status in (PositionStatus.OPENING, PositionStatus.OPEN)
             and self._no_close_of(pid)
+            and self._close_of_the_dead(pid) <= 0
         )
 
     def _close_intent(self, pos: Position, qty: Decimal, reason: str) -> Order:
@@ -1899,6 +1923,29 @@ class ExitManager:
             staged = evolve(pos, stop_seq=max([pos.stop_seq, *seqs]))
             await self.ledger.commit(pos, staged, orders=orders, events=[event])
 
+    async def adopt_dead_close(self, fill: FillReport) -> bool:
+        """A trade of a close memory does not know, of a position whose closes are held back
+        because the process before this one may have sent one unwritten (`_close_of_the_dead`):
+        this process sends none of it meanwhile, so it is that close, landed. Adopted from its
+        trade (its registration applies the trade the router holds for it), so that the position
+        closes as the exchange has it, not at the next reconcile pass. False, nothing done,
+        for any other."""
+        parsed = parse_client_id(fill.client_order_id)
+        if parsed is None or parsed.role is not OrderRole.CLOSE:
+            return False
+        pid, cid = parsed.position_id, ClientOrderId(fill.client_order_id)
+        early = self._early_closes.get(pid)
+        if (
+            self._close_of_the_dead(pid) <= 0
+            or cid in self.ledger.orders
+            or self.flights.sending(cid)
+            or cid in self.flights.closing
+            or (early is not None and early[0].client_order_id == cid)
+        ):
+            return False
+        await self._adopt_traded(pid, [fill])
+        return True
+
     async def _adopt_traded(self, pid: PositionId, fills: list[FillReport]) -> None:
         """Orders of this position that traded but were never recorded: adopted from their trades,
         so that each trade is applied as what it was, not replaced by a synthetic fill."""
@@ -3104,7 +3151,7 @@ class ExitManager:
         awaited (up to `entry_deadline`) before it is judged failed.
         """
         ctx = self.ctx
-        if not await self._settle_unknown(pid, OrderRole.CLOSE):
+        if not await self._settle_unknown(pid, OrderRole.CLOSE) or self._close_of_the_dead(pid) > 0:
             return await self._close_unsettled(pid)
         async with self._lock(pid):
             cutting = self._covers.cutting.get(pid)
@@ -3399,8 +3446,10 @@ class ExitManager:
                 return
 
     async def _close_unsettled(self, pid: PositionId) -> Position:
-        """No close is sent while an earlier one's outcome is unknown; protect-or-close goes round
-        again after its pause (unless a stop is known to rest) and the caller is told why."""
+        """No close is sent while an earlier one's outcome is unknown, or while one the process
+        before may have sent unwritten may still execute beside another position
+        (`_close_of_the_dead`); protect-or-close goes round again after its pause (unless a stop
+        is known to rest) and the caller is told why."""
         pos = self.ledger.positions[pid]
         if not pos.is_active or pos.remaining <= 0:
             if pos.status is PositionStatus.CLOSED:
@@ -3409,6 +3458,11 @@ class ExitManager:
         stop = self.ledger.current_stop(pid)
         if stop is None or stop.status is not OrderStatus.OPEN:
             self.ctx.tasks.spawn(self._protect_again(pid))
+        if (dead := self._close_of_the_dead(pid)) > 0:
+            raise CloseHeld(
+                f"close of {pid} not sent: a close the process before this one may have sent could"
+                f" still execute for {dead:.1f} s, and a second would reduce the position beside it"
+            )
         raise ExchangeUnavailable(f"close of {pid} not sent: an earlier close's outcome is not known yet")
 
     def _next_close(self, pos: Position, reason: str) -> tuple[Order, Callable[[], Awaitable[Placed]]]:
@@ -3752,7 +3806,8 @@ class ExitManager:
 
     def _close_held_for(self, pid: PositionId) -> float | None:
         """Seconds until no close of this position not found yet may still execute (see
-        `InFlight.may_still_execute`): when the next close may go out. None if none holds it back."""
+        `InFlight.may_still_execute`), nor one the process before may have sent unwritten
+        (`_close_of_the_dead`): when the next close may go out. None if none holds it back."""
         left = max(
             (
                 self.flights.may_execute_for(o)
@@ -3761,6 +3816,7 @@ class ExitManager:
             ),
             default=0.0,
         )
+        left = max(left, self._close_of_the_dead(pid))
         return left if left > 0 else None
 
     def _tell(self, pid: PositionId) -> bool:
