@@ -35,7 +35,7 @@ from warden.ports import ExchangeError, ExchangeUnavailable, Store, StoreUnavail
 from warden.service.collector import paused_while_loading
 from warden.service.commands import EngineState, TradingRefused
 from warden.service.context import Context
-from warden.service.exits import CloseHeld, ExitManager
+from warden.service.exits import ExitManager
 from warden.service.gateway import Found, Gateway, NotFound
 
 log = structlog.get_logger("warden.engine")
@@ -492,12 +492,7 @@ class Recovery:
             )
         if stop is not None:
             await exits.resize(pid)
-        try:
-            await exits.protect(pid)
-        except CloseHeld as exc:
-            # Its stop is sent again by the next round (spawned), its close once none of the
-            # process before can land: not a failed start, the other positions go on.
-            log.warning("recovery_close_held", position_id=pid, error=str(exc))
+        await exits.protect(pid)
 
     def told_elsewhere(self, pid: PositionId) -> None:
         """The trader is told of this entry's end otherwise (the kill's report): fail_entry does
