@@ -1940,7 +1940,8 @@ class ExitManager:
         this process sends none of it meanwhile, so it is that close, landed. Adopted from its
         trade (its registration applies the trade the router holds for it), so that the position
         closes as the exchange has it, not at the next reconcile pass. False, nothing done,
-        for any other."""
+        for any other, or if the adoption cannot be written (the database down: a pass adopts it
+        from its trades once it answers)."""
         parsed = parse_client_id(fill.client_order_id)
         if parsed is None or parsed.role is not OrderRole.CLOSE:
             return False
@@ -1954,7 +1955,12 @@ class ExitManager:
             or (early is not None and early[0].client_order_id == cid)
         ):
             return False
-        await self._adopt_traded(pid, [fill])
+        try:
+            await self._adopt_traded(pid, [fill])
+        except StoreUnavailable as exc:
+            # The trade stays with the router until a pass adopts the close from its trades.
+            log.warning("dead_close_unadopted", client_order_id=cid, error=str(exc))
+            return False
         return True
 
     async def _adopt_traded(self, pid: PositionId, fills: list[FillReport]) -> None:
