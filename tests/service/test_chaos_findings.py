@@ -802,6 +802,48 @@ async def test_a_close_the_killed_process_sent_unwritten_is_not_sent_again_besid
         await stopped(engine, consumer, starting)
 
 
+@pytest.mark.parametrize("beside", [False, True], ids=["alone", "stacked-beside-another"])
+async def test_a_traders_close_after_a_restart_waits_only_for_a_close_the_process_before_could_have_sent(
+    beside: bool,
+) -> None:
+    """Attacking the fix above: a trader closes a position right after a restart. Beside another
+    position, a close the process before may have sent and never written could still execute,
+    and the trader's own, under the same id, would execute as well: it is refused, saying why,
+    with nothing sent, until `entry_deadline` after the start; then it closes the position and
+    only it. Alone on the symbol a second close closes nothing more, so it goes out at once."""
+    config = EngineConfig(allow_stacking=beside)
+    clock, sim, dying, consumer = await _started_on(SlowCommits, 0.0, config)
+    store = dying.store
+    closing = await _protected_long(clock, dying)
+    kept = await _protected_long(clock, dying) if beside else None
+    await stopped(dying, consumer)  # the process dies
+    sim.new_session()
+    engine = Engine(sim, store, clock, RecordingNotifier(), config)
+    consumer = asyncio.get_running_loop().create_task(engine.consume(sim.stream()))
+    starting = asyncio.ensure_future(engine.start_with_retry())
+    try:
+        await _until_done(clock, starting, seconds=5)
+        started = clock.now()
+
+        def closes_sent() -> int:
+            return len([o for o in sim.core.orders(SOL) if o.type is OrderType.MARKET and o.reduce_only])
+
+        if beside:
+            with pytest.raises(ExchangeError, match="the process before this one may have sent"):
+                await engine.close_position(ClosePosition(closing.id))
+            assert closes_sent() == 0, "nothing sent while the refusal holds"
+            await advance_until(
+                clock, lambda: (clock.now() - started).total_seconds() > config.entry_deadline, 20
+            )
+        closed = await engine.close_position(ClosePosition(closing.id))
+        assert closed.status is PositionStatus.CLOSED, closed
+        assert closes_sent() == 1
+        held = kept.remaining if kept is not None else ZERO
+        assert sim.core.position(SOL).qty == held, "the position beside it keeps all it holds"
+    finally:
+        await stopped(engine, consumer, starting)
+
+
 async def test_a_working_entry_whose_protect_round_fails_is_a_warning_not_a_task_failure() -> None:
     """Seen in 60607:3417's trace: an entry that filled after the caller was answered is
     protected by the saga's background part, and when that round's stop is refused and its close
