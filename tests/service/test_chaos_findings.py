@@ -743,6 +743,7 @@ async def test_a_process_killed_after_an_early_close_was_cut_closes_each_part_on
         await stopped(engine, consumer, starting)
 
 
+@pytest.mark.xfail(strict=True, reason="open: chaos 5172:12279, see the docstring")
 async def test_a_close_the_killed_process_sent_unwritten_is_not_sent_again_beside_another_position() -> None:
     """`warden chaos --replay 5172:12279` (stacking on): two SOL longs; every order reaching the
     exchange 4.85 s after its send timed out. The first's stop was cancelled by hand; its
@@ -751,8 +752,12 @@ async def test_a_close_the_killed_process_sent_unwritten_is_not_sent_again_besid
     process, knowing nothing of that close, gave up on the same stop and sent the close the
     position would send next: the same id, a market order, not refused as a duplicate once the
     first had filled. Both executed, reduce-only: the second closed what the position beside it
-    held (I2). Now, while a close the process before sent may still execute, the stop is sent
-    again in its place, not the close; the dead process's close lands and closes the position."""
+    held (I2). Open: holding every close of a position the process before held, beside another,
+    while such a close may execute (`entry_deadline` after the start) passes this test, and broke
+    I1 in the campaign that attacked it (5181:7380: a restart with a new position's stop landing
+    3.45 s late, its close held, 3.45 s without either, where the close would have gone at once).
+    A close is the position's protection once its stop failed; one that may double is the rarer
+    risk, and reduces what is held, where a held one leaves it open."""
     config = EngineConfig(allow_stacking=True)
     clock, sim, dying, consumer = await _started_on(SlowCommits, 0.4, config, PlacementsTimed)
     assert isinstance(sim, PlacementsTimed)
@@ -792,54 +797,21 @@ async def test_a_close_the_killed_process_sent_unwritten_is_not_sent_again_besid
             clock.advance(0.1)
             await turns(5)
         sold = sum((f.qty for f in sim.core.fills(SOL) if f.side is OrderSide.SELL), ZERO)
-        assert sold == closing.remaining, f"{sold} sold on the exchange against {closing.remaining} closed"
-        assert sim.core.position(SOL).qty == kept.remaining, "the position beside it keeps all it holds"
         ended = engine.ledger.positions.get(closing.id) or await store.get_position(closing.id)
-        assert ended is not None and ended.status is PositionStatus.CLOSED, ended
-        assert ended.closed_qty == closing.remaining, ended
-        assert engine.ledger.positions[kept.id].remaining == kept.remaining
-    finally:
-        await stopped(engine, consumer, starting)
-
-
-@pytest.mark.parametrize("beside", [False, True], ids=["alone", "stacked-beside-another"])
-async def test_a_traders_close_after_a_restart_waits_only_for_a_close_the_process_before_could_have_sent(
-    beside: bool,
-) -> None:
-    """Attacking the fix above: a trader closes a position right after a restart. Beside another
-    position, a close the process before may have sent and never written could still execute,
-    and the trader's own, under the same id, would execute as well: it is refused, saying why,
-    with nothing sent, until `entry_deadline` after the start; then it closes the position and
-    only it. Alone on the symbol a second close closes nothing more, so it goes out at once."""
-    config = EngineConfig(allow_stacking=beside)
-    clock, sim, dying, consumer = await _started_on(SlowCommits, 0.0, config)
-    store = dying.store
-    closing = await _protected_long(clock, dying)
-    kept = await _protected_long(clock, dying) if beside else None
-    await stopped(dying, consumer)  # the process dies
-    sim.new_session()
-    engine = Engine(sim, store, clock, RecordingNotifier(), config)
-    consumer = asyncio.get_running_loop().create_task(engine.consume(sim.stream()))
-    starting = asyncio.ensure_future(engine.start_with_retry())
-    try:
-        await _until_done(clock, starting, seconds=5)
-        started = clock.now()
-
-        def closes_sent() -> int:
-            return len([o for o in sim.core.orders(SOL) if o.type is OrderType.MARKET and o.reduce_only])
-
-        if beside:
-            with pytest.raises(ExchangeError, match="the process before this one may have sent"):
-                await engine.close_position(ClosePosition(closing.id))
-            assert closes_sent() == 0, "nothing sent while the refusal holds"
-            await advance_until(
-                clock, lambda: (clock.now() - started).total_seconds() > config.entry_deadline, 20
-            )
-        closed = await engine.close_position(ClosePosition(closing.id))
-        assert closed.status is PositionStatus.CLOSED, closed
-        assert closes_sent() == 1
-        held = kept.remaining if kept is not None else ZERO
-        assert sim.core.position(SOL).qty == held, "the position beside it keeps all it holds"
+        checks = [
+            (sold == closing.remaining, f"{sold} sold on the exchange against {closing.remaining} closed"),
+            (sim.core.position(SOL).qty == kept.remaining, "the position beside it did not keep all it held"),
+            (
+                ended is not None and ended.status is PositionStatus.CLOSED and ended.closed_qty == sold,
+                f"not closed as the exchange has it: {ended}",
+            ),
+            (engine.ledger.positions[kept.id].remaining == kept.remaining, "memory lost the one beside it"),
+        ]
+        broken = [why for held, why in checks if not held]
+        if any(broken):
+            # Without pytest's traceback: formatting it meets CPython 3.11's "AST constructor
+            # recursion depth mismatch" for this strict xfail (an INTERNALERROR ends the run).
+            pytest.fail("; ".join(b for b in broken if b), pytrace=False)
     finally:
         await stopped(engine, consumer, starting)
 

@@ -130,12 +130,6 @@ def _keep_newest(kept: dict[K, V], key: K, value: V) -> None:
         del kept[next(iter(kept))]
 
 
-class CloseHeld(ExchangeUnavailable):
-    """A close not sent while one the process before this one may have sent unwritten can still
-    execute beside another position (`ExitManager._close_of_the_dead`): protect-or-close goes
-    round again meanwhile, and recovery goes on with the other positions."""
-
-
 @dataclass(frozen=True, slots=True)
 class Placed:
     """The outcome of sending one order with retries."""
@@ -593,23 +587,6 @@ class ExitManager:
             placed = await self.place(stop)
         return placed
 
-    def _close_of_the_dead(self, pid: PositionId) -> float:
-        """Seconds during which a close of this position that the process before this one sent
-        and never wrote may still execute, beside another position on the symbol (0: none can,
-        or none would matter). Its id is the one this process would send next (the close
-        sequence is deterministic), and a market order's id is free again once it has filled:
-        sent again, both copies execute, reduce-only, and the second closes what the position
-        beside it holds (chaos 5172:12279: a close sent in place of a stop cancelled by hand went
-        out as the process was killed, the database locked, before it was written; the next
-        process sent the same close 1.6 s later, and 2.16 was sold against 1.08). Only for a
-        position that process held (opened before this engine began to act), and only while one
-        it sent can land (`InFlight.dead_close_may_land`). Alone on the symbol, a second close
-        closes nothing more (`_alone`)."""
-        pos = self.ledger.positions.get(pid)
-        if pos is None or pos.opened_at >= self.flights.acting_since or not self._others_on(pos.symbol, pid):
-            return 0.0
-        return max(0.0, self.flights.dead_close_may_land())
-
     async def _record_early_close(self, pid: PositionId, early: tuple[Order, asyncio.Task[Placed]]) -> None:
         """Write the intent of a close sent early as it goes out, beside its send: its answer may
         take seconds (a timeout, then lookups), the stop may be sent again meanwhile
@@ -659,7 +636,6 @@ class ExitManager:
             current is not None
             and current.status in (PositionStatus.OPENING, PositionStatus.OPEN)
             and self._no_close_of(pid)
-            and self._close_of_the_dead(pid) <= 0
         )
 
     def _close_intent(self, pos: Position, qty: Decimal, reason: str) -> Order:
@@ -831,19 +807,8 @@ class ExitManager:
         if protected:
             self._pass_for_covers(pos)
         if closing and pos.is_active and pos.remaining > 0:
-            return await self._close_unprotected(pid)
-        return pos
-
-    async def _close_unprotected(self, pid: PositionId) -> Position:
-        """The close of a position whose stop was not placed. Held for a close the process
-        before may have sent (CloseHeld), it is the next round's, on its way already
-        (`_close_unsettled`): not a failure of whoever protects it (chaos 5180:9172, a round
-        spawned on its own: a follow-up task failed)."""
-        try:
             return await self.close(pid, ExitReason.PROTECTION_FAILED)
-        except CloseHeld as exc:
-            log.warning("protect_close_held", position_id=pid, error=str(exc))
-            return self.ledger.positions[pid]
+        return pos
 
     def _early_close_behind(self, pid: PositionId) -> Order | None:
         """A close sent early with an unknown outcome whose stop then rested after all
@@ -1933,35 +1898,6 @@ class ExitManager:
             )
             staged = evolve(pos, stop_seq=max([pos.stop_seq, *seqs]))
             await self.ledger.commit(pos, staged, orders=orders, events=[event])
-
-    async def adopt_dead_close(self, fill: FillReport) -> bool:
-        """A trade of a close memory does not know, of a position whose closes are held back
-        because the process before this one may have sent one unwritten (`_close_of_the_dead`):
-        this process sends none of it meanwhile, so it is that close, landed. Adopted from its
-        trade (its registration applies the trade the router holds for it), so that the position
-        closes as the exchange has it, not at the next reconcile pass. False, nothing done,
-        for any other, or if the adoption cannot be written (the database down: a pass adopts it
-        from its trades once it answers)."""
-        parsed = parse_client_id(fill.client_order_id)
-        if parsed is None or parsed.role is not OrderRole.CLOSE:
-            return False
-        pid, cid = parsed.position_id, ClientOrderId(fill.client_order_id)
-        early = self._early_closes.get(pid)
-        if (
-            self._close_of_the_dead(pid) <= 0
-            or cid in self.ledger.orders
-            or self.flights.sending(cid)
-            or cid in self.flights.closing
-            or (early is not None and early[0].client_order_id == cid)
-        ):
-            return False
-        try:
-            await self._adopt_traded(pid, [fill])
-        except StoreUnavailable as exc:
-            # The trade stays with the router until a pass adopts the close from its trades.
-            log.warning("dead_close_unadopted", client_order_id=cid, error=str(exc))
-            return False
-        return True
 
     async def _adopt_traded(self, pid: PositionId, fills: list[FillReport]) -> None:
         """Orders of this position that traded but were never recorded: adopted from their trades,
@@ -3168,7 +3104,7 @@ class ExitManager:
         awaited (up to `entry_deadline`) before it is judged failed.
         """
         ctx = self.ctx
-        if not await self._settle_unknown(pid, OrderRole.CLOSE) or self._close_of_the_dead(pid) > 0:
+        if not await self._settle_unknown(pid, OrderRole.CLOSE):
             return await self._close_unsettled(pid)
         async with self._lock(pid):
             cutting = self._covers.cutting.get(pid)
@@ -3463,10 +3399,8 @@ class ExitManager:
                 return
 
     async def _close_unsettled(self, pid: PositionId) -> Position:
-        """No close is sent while an earlier one's outcome is unknown, or while one the process
-        before may have sent unwritten may still execute beside another position
-        (`_close_of_the_dead`); protect-or-close goes round again after its pause (unless a stop
-        is known to rest) and the caller is told why."""
+        """No close is sent while an earlier one's outcome is unknown; protect-or-close goes round
+        again after its pause (unless a stop is known to rest) and the caller is told why."""
         pos = self.ledger.positions[pid]
         if not pos.is_active or pos.remaining <= 0:
             if pos.status is PositionStatus.CLOSED:
@@ -3475,11 +3409,6 @@ class ExitManager:
         stop = self.ledger.current_stop(pid)
         if stop is None or stop.status is not OrderStatus.OPEN:
             self.ctx.tasks.spawn(self._protect_again(pid))
-        if (dead := self._close_of_the_dead(pid)) > 0:
-            raise CloseHeld(
-                f"close of {pid} not sent: a close the process before this one may have sent could"
-                f" still execute for {dead:.1f} s, and a second would reduce the position beside it"
-            )
         raise ExchangeUnavailable(f"close of {pid} not sent: an earlier close's outcome is not known yet")
 
     def _next_close(self, pos: Position, reason: str) -> tuple[Order, Callable[[], Awaitable[Placed]]]:
@@ -3823,8 +3752,7 @@ class ExitManager:
 
     def _close_held_for(self, pid: PositionId) -> float | None:
         """Seconds until no close of this position not found yet may still execute (see
-        `InFlight.may_still_execute`), nor one the process before may have sent unwritten
-        (`_close_of_the_dead`): when the next close may go out. None if none holds it back."""
+        `InFlight.may_still_execute`): when the next close may go out. None if none holds it back."""
         left = max(
             (
                 self.flights.may_execute_for(o)
@@ -3833,7 +3761,6 @@ class ExitManager:
             ),
             default=0.0,
         )
-        left = max(left, self._close_of_the_dead(pid))
         return left if left > 0 else None
 
     def _tell(self, pid: PositionId) -> bool:

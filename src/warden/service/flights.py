@@ -131,12 +131,6 @@ class InFlight:
         engine began to: `acting_since`)."""
         return (self.clock.now() - self.acting_since).total_seconds() < self._dead_horizon()
 
-    def dead_close_may_land(self) -> float:
-        """Seconds during which a close the process before this one sent may still execute (0 or
-        less: none can): that process sent nothing after this engine began to act, and a close
-        not found may execute up to `entry_deadline` after its send (`may_still_execute`)."""
-        return self.config.entry_deadline - (self.clock.now() - self.acting_since).total_seconds()
-
     def _dead_horizon(self) -> float:
         """A stop's send time (0.75 of the protection window) plus `entry_deadline`."""
         return self.config.protection_window * 0.75 + self.config.entry_deadline

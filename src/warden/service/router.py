@@ -161,8 +161,6 @@ class Router:
                 await self.exits.attribute_orphan_fill(event)
             return
         self.buffer(event)
-        if isinstance(event, FillReport) and self.loaded():
-            await self.exits.adopt_dead_close(event)  # its registration applies the fill kept
 
     async def _ended(self, pid: PositionId) -> Position | None:
         """The position as the database has it, if it ended there (failed, closed): its entry's
