@@ -294,6 +294,18 @@ async def _until_done(clock: FakeClock, task: asyncio.Future[Any], seconds: floa
     assert task.done(), f"not done after {seconds} s of engine time"
 
 
+def _restarted(
+    clock: FakeClock, sim: SimulatedExchange, store: Store, config: EngineConfig
+) -> tuple[Engine, asyncio.Task[None], asyncio.Future[None]]:
+    """A new process on the same database and account after the one before died: the exchange
+    sees its old websocket die, and the new engine starts (retrying) with its stream consumed.
+    Returns the engine, its consumer and its start."""
+    sim.new_session()
+    engine = Engine(sim, store, clock, RecordingNotifier(), config)
+    consumer = asyncio.get_running_loop().create_task(engine.consume(sim.stream()))
+    return engine, consumer, asyncio.ensure_future(engine.start_with_retry())
+
+
 async def _started_on(
     store: type[SlowCommits],
     seconds: float,
@@ -710,10 +722,7 @@ async def test_a_process_killed_after_an_early_close_was_cut_closes_each_part_on
         f"killed before the next was written: {written}"
     )
     await stopped(dying, consumer, opening)  # the process dies
-    sim.new_session()
-    engine = Engine(sim, store, clock, RecordingNotifier(), config)
-    consumer = asyncio.get_running_loop().create_task(engine.consume(sim.stream()))
-    starting = asyncio.ensure_future(engine.start_with_retry())
+    engine, consumer, starting = _restarted(clock, sim, store, config)
     try:
 
         def settled() -> bool:
@@ -777,10 +786,7 @@ async def test_a_close_the_killed_process_sent_unwritten_is_not_sent_again_besid
     written = {o.client_order_id for o in await store.orders_for(closing.id)}
     assert not {cid for cid in written if "-c" in cid}, f"killed before the close was written: {written}"
     await stopped(dying, consumer)  # the process dies
-    sim.new_session()
-    engine = Engine(sim, store, clock, RecordingNotifier(), config)
-    consumer = asyncio.get_running_loop().create_task(engine.consume(sim.stream()))
-    starting = asyncio.ensure_future(engine.start_with_retry())
+    engine, consumer, starting = _restarted(clock, sim, store, config)
     try:
 
         def settled() -> bool:
@@ -2093,10 +2099,7 @@ async def _restarted_closes_the_second_short_once(
 ) -> None:
     """A new process on `memory` after the kill: the second short's close executes once, closing
     it and nothing of the first short's, and only the first short's stop rests."""
-    sim.new_session()
-    engine = Engine(sim, memory, clock, RecordingNotifier(), config)
-    consumer = asyncio.get_running_loop().create_task(engine.consume(sim.stream()))
-    starting = asyncio.ensure_future(engine.start_with_retry())
+    engine, consumer, starting = _restarted(clock, sim, memory, config)
     try:
 
         def stops() -> list[Decimal]:
